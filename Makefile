@@ -1,0 +1,78 @@
+# Lockstep's build. `make help` lists the targets.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DELETE_ON_ERROR:
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-builtin-rules
+
+export CGO_ENABLED := 0
+GO ?= go
+GOFLAGS_TEST ?=
+TOOLS := $(CURDIR)/.tools
+FUZZTIME ?= 20s
+
+# Packages whose concurrency the race detector checks (they need cgo for -race).
+RACE_PKGS ?=
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## build the binaries into bin/
+	@mkdir -p bin
+	@if [ -d cmd ]; then $(GO) build -o bin/ ./cmd/...; else echo "nothing to build yet: cmd/ does not exist"; exit 1; fi
+
+.PHONY: run
+run: ## run a single node on local disk (lockstep serve --dev)
+	@if [ -d cmd/lockstep ]; then $(GO) run ./cmd/lockstep serve --dev; \
+	else echo "make run: the server does not exist yet (issue: Server); only core/ is built so far" >&2; exit 1; fi
+
+.PHONY: test
+test: fmt-check vet test-unit purity ## everything CI runs: format, vet, unit tests, purity, simulation, integration
+
+.PHONY: fmt-check
+fmt-check: ## fail when gofmt would change a file
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^rpc/gen/') 2>&1 || true); \
+	if [ -n "$$out" ]; then echo "gofmt would change these files (run gofmt -w):"; echo "$$out"; exit 1; fi
+
+.PHONY: vet
+vet: ## go vet every package
+	$(GO) vet ./...
+
+.PHONY: test-unit
+test-unit: ## unit and property tests
+	$(GO) test $(GOFLAGS_TEST) ./...
+
+.PHONY: purity
+purity: ## core imports only the standard library and never reads a clock, draws randomness or starts goroutines
+	$(GO) test -count=1 -run 'TestPurity' ./core/
+
+.PHONY: test-integration
+test-integration: ## real processes on 127.0.0.1
+	@echo "make test-integration: no integration tests yet (they come with the server)" >&2; exit 1
+
+.PHONY: test-chaos
+test-chaos: ## fault tests against real processes
+	@echo "make test-chaos: no chaos tests yet" >&2; exit 1
+
+.PHONY: test-performance
+test-performance: ## end-to-end load against a real cluster
+	@echo "make test-performance: no load generator yet (bench/ comes with the server)" >&2; exit 1
+
+.PHONY: sim
+sim: ## a bounded simulation sweep
+	@echo "make sim: the simulator does not exist yet (issue: Sim)" >&2; exit 1
+
+.PHONY: generate
+generate: ## regenerate protobuf and Connect code
+	@echo "make generate: there are no .proto files yet (issue: Server)" >&2; exit 1
+
+.PHONY: bench
+bench: ## benchmarks that print figures
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./core/
+
+.PHONY: fuzz
+fuzz: ## run each fuzz target for FUZZTIME
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./core/
+	$(GO) test -run '^$$' -fuzz '^FuzzApplyDecoded$$' -fuzztime $(FUZZTIME) ./core/

@@ -1,0 +1,3 @@
+module github.com/lockstepd/lockstep
+
+go 1.26
