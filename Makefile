@@ -11,8 +11,10 @@ GOFLAGS_TEST ?=
 TOOLS := $(CURDIR)/.tools
 FUZZTIME ?= 20s
 
-# Packages whose concurrency the race detector checks (they need cgo for -race).
-RACE_PKGS ?=
+# Each part adds its own rules in mk/NAME.mk, and appends to TEST_EXTRA the
+# targets that `make test` must run for it.
+TEST_EXTRA :=
+-include $(sort $(wildcard mk/*.mk))
 
 .PHONY: help
 help: ## list the targets
@@ -29,7 +31,7 @@ run: ## run a single node on local disk (lockstep serve --dev)
 	else echo "make run: the server does not exist yet (issue: Server); only core/ is built so far" >&2; exit 1; fi
 
 .PHONY: test
-test: fmt-check vet test-unit purity ## everything CI runs: format, vet, unit tests, purity, simulation, integration
+test: fmt-check vet test-unit purity $(TEST_EXTRA) ## everything CI runs: format, vet, unit tests, purity, simulation, integration
 
 .PHONY: fmt-check
 fmt-check: ## fail when gofmt would change a file
@@ -59,14 +61,6 @@ test-chaos: ## fault tests against real processes
 .PHONY: test-performance
 test-performance: ## end-to-end load against a real cluster
 	@echo "make test-performance: no load generator yet (bench/ comes with the server)" >&2; exit 1
-
-.PHONY: sim
-sim: ## a bounded simulation sweep
-	@echo "make sim: the simulator does not exist yet (issue: Sim)" >&2; exit 1
-
-.PHONY: generate
-generate: ## regenerate protobuf and Connect code
-	@echo "make generate: there are no .proto files yet (issue: Server)" >&2; exit 1
 
 .PHONY: bench
 bench: ## benchmarks that print figures
