@@ -20,7 +20,7 @@ const MaxFieldBytes = 1 << 16
 
 type encoder struct{ b []byte }
 
-func (e *encoder) byte(v byte)     { e.b = append(e.b, v) }
+func (e *encoder) byte(v byte)      { e.b = append(e.b, v) }
 func (e *encoder) uvarint(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
 func (e *encoder) varint(v int64)   { e.b = binary.AppendVarint(e.b, v) }
 func (e *encoder) bytes(v []byte) {

@@ -65,7 +65,7 @@ type WaitQueue struct {
 	n          int
 }
 
-func (q *WaitQueue) Len() int        { return q.n }
+func (q *WaitQueue) Len() int       { return q.n }
 func (q *WaitQueue) front() *waiter { return q.head }
 
 func (q *WaitQueue) pushBack(w *waiter) {
