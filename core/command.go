@@ -103,6 +103,7 @@ type Result struct {
 	Waiter     WaiterID
 	Deadline   LogTime // session: when it expires; queued: when the wait ends (0: no deadline)
 	Generation uint64  // barrier generation
+	Reason     Reason  // why a queued request ended without a grant (OutcomeRefused after OutcomeQueued)
 	Duplicate  bool    // this was a retry: nothing changed
 }
 

@@ -12,9 +12,10 @@ const (
 	CodeNotFound
 	CodeFailedPrecondition
 	CodeResourceExhausted
+	CodeConflict // the caller is not the holder, or its token is stale (HTTP 409)
 )
 
-var codeNames = [...]string{"ok", "invalid_argument", "not_found", "failed_precondition", "resource_exhausted"}
+var codeNames = [...]string{"ok", "invalid_argument", "not_found", "failed_precondition", "resource_exhausted", "conflict"}
 
 func (c Code) String() string {
 	if int(c) < len(codeNames) {

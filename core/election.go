@@ -1,0 +1,71 @@
+package core
+
+// An election is a lock whose holder is the leader: candidates queue FIFO
+// behind it, and the holder's value is what observers see. It follows etcd's
+// concurrency.Election: Campaign blocks until elected, Proclaim changes the
+// value without an election, Resign hands over to the next candidate.
+
+func (m *Machine) campaign(c *Command) Result {
+	s, err := m.liveSession(c.Session)
+	if err != nil {
+		return Result{Err: err}
+	}
+	req := request{owner: c.Owner, value: c.Value}
+	o := m.object(KindElection, c.Name)
+	if o != nil {
+		if h := findHold(o, s); h != nil {
+			return Result{Outcome: OutcomeGranted, Token: h.token, Session: s.id}
+		}
+		if w := findWait(o, s, ""); w != nil {
+			return Result{Outcome: OutcomeQueued, Waiter: w.id, Session: s.id, Deadline: w.deadline}
+		}
+	}
+	if o == nil || (o.queue.Len() == 0 && m.canGrant(o, &req)) {
+		if err := m.checkSessionRoom(s); err != nil {
+			return Result{Err: err}
+		}
+		if o == nil {
+			if o, err = m.createObject(KindElection, c.Name); err != nil {
+				return Result{Err: err}
+			}
+		}
+		h := m.grant(o, s, &req, 0)
+		return Result{Outcome: OutcomeGranted, Token: h.token, Session: s.id}
+	}
+	if c.WaitMs == 0 {
+		return Result{Outcome: OutcomeRefused, Session: s.id}
+	}
+	w, err := m.enqueue(o, s, c, req)
+	if err != nil {
+		return Result{Err: err}
+	}
+	return Result{Outcome: OutcomeQueued, Waiter: w.id, Session: s.id, Deadline: w.deadline}
+}
+
+// leaderHold returns the leader's hold when session and token name it.
+func (m *Machine) leaderHold(c *Command) (*hold, *Error) {
+	h := m.holds[c.Token]
+	if h == nil || h.obj.key != (objectKey{KindElection, c.Name}) || h.session.id != c.Session {
+		return nil, m.notHolder(KindElection, c.Name, c.Session, c.Token)
+	}
+	return h, nil
+}
+
+func (m *Machine) proclaim(c *Command) Result {
+	h, err := m.leaderHold(c)
+	if err != nil {
+		return Result{Err: err}
+	}
+	h.value = c.Value
+	m.emit(Effect{Kind: EffectValueChanged, Object: KindElection, Name: c.Name, Session: h.session.id, Token: h.token, Value: h.value})
+	return Result{Outcome: OutcomeDone, Token: h.token, Session: h.session.id}
+}
+
+func (m *Machine) resign(c *Command) Result {
+	h, err := m.leaderHold(c)
+	if err != nil {
+		return Result{Err: err}
+	}
+	m.endHold(h, ReasonReleased)
+	return Result{Outcome: OutcomeDone, Token: h.token, Session: h.session.id}
+}

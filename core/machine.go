@@ -1,0 +1,234 @@
+package core
+
+import "fmt"
+
+// Machine is one replica's state. Apply is the only way it changes; the
+// reads in reads.go change nothing. It never reads a clock: time arrives
+// stamped on entries.
+type Machine struct {
+	limits Limits
+
+	index   uint64  // last applied entry
+	now     LogTime // log time after the last applied entry
+	started bool    // the first entry sets the clock without a step cap
+	slot    uint64  // identifiers allocated while applying the current entry
+
+	sessions map[SessionID]*session
+	objects  map[objectKey]*object
+	waiters  map[WaiterID]*waiter
+	holds    map[FencingToken]*hold
+	nWaiters int
+
+	// lockDelays finds the object whose lock-delay a timer ends, by the token
+	// of the grant whose failure started the delay.
+	lockDelays map[uint64]*object
+
+	timers  timerHeap
+	clients clientTable
+
+	out Output
+}
+
+type objectKey struct {
+	kind Kind
+	name string
+}
+
+// New returns an empty machine.
+func New(limits Limits) (*Machine, error) {
+	if err := limits.Validate(); err != nil {
+		return nil, err
+	}
+	return newMachine(limits), nil
+}
+
+func newMachine(limits Limits) *Machine {
+	return &Machine{
+		limits:   limits,
+		sessions: make(map[SessionID]*session),
+		objects:  make(map[objectKey]*object),
+		waiters:  make(map[WaiterID]*waiter),
+		holds:    make(map[FencingToken]*hold),
+		clients:  newClientTable(),
+
+		lockDelays: make(map[uint64]*object),
+	}
+}
+
+// Limits returns the limits the machine enforces.
+func (m *Machine) Limits() Limits { return m.limits }
+
+// Index is the last applied entry's index.
+func (m *Machine) Index() uint64 { return m.index }
+
+// Now is the log time after the last applied entry.
+func (m *Machine) Now() LogTime { return m.now }
+
+// Apply applies one committed entry. Indexes must strictly increase; gaps are
+// allowed (the log carries entries the machine never sees). The returned
+// Output is reused by the next Apply.
+func (m *Machine) Apply(e Entry) *Output {
+	if e.Index <= m.index {
+		panic(fmt.Sprintf("core: entry index %d applied after %d", e.Index, m.index))
+	}
+	if e.Index >= 1<<(64-SlotBits) {
+		panic(fmt.Sprintf("core: entry index %d does not fit a fencing token", e.Index))
+	}
+	m.index = e.Index
+	m.slot = 0
+	m.out.Index = e.Index
+	m.out.Results = m.out.Results[:0]
+	m.out.Effects = m.out.Effects[:0]
+
+	m.advanceClock(e.Time)
+	m.out.Time = m.now
+	m.fireTimers()
+	m.clients.expire(m.now, m.limits)
+
+	if len(e.Commands) > m.limits.MaxCommandsPerEntry {
+		err := errorf(CodeResourceExhausted, "the entry packs %d commands; at most %d fit one entry: propose smaller batches",
+			len(e.Commands), m.limits.MaxCommandsPerEntry)
+		for range e.Commands {
+			m.out.Results = append(m.out.Results, Result{Err: err})
+		}
+		return &m.out
+	}
+	for i := range e.Commands {
+		m.out.Results = append(m.out.Results, m.applyCommand(&e.Commands[i]))
+	}
+	return &m.out
+}
+
+// advanceClock moves log time to max(now, stamped), by at most MaxClockStepMs,
+// so that one proposer whose clock jumps cannot expire every session at once.
+// The first entry sets the clock: there is nothing earlier to cap against.
+func (m *Machine) advanceClock(stamped LogTime) {
+	if !m.started {
+		m.started = true
+		if stamped > 0 {
+			m.now = stamped
+		}
+		return
+	}
+	if stamped <= m.now {
+		return
+	}
+	step := LogTime(m.limits.MaxClockStepMs)
+	if stamped-m.now > step {
+		stamped = m.now + step
+	}
+	m.now = stamped
+}
+
+// nextID hands out the identifiers of this entry: tokens, sessions, waiters,
+// barrier generations. Limits.Validate keeps the count below maxSlots.
+func (m *Machine) nextID() uint64 {
+	if m.slot >= maxSlots {
+		panic(fmt.Sprintf("core: entry %d allocated more than %d identifiers", m.index, maxSlots))
+	}
+	id := m.index<<SlotBits | m.slot
+	m.slot++
+	return id
+}
+
+func (m *Machine) emit(e Effect) { m.out.Effects = append(m.out.Effects, e) }
+
+// applyCommand validates, dedupes and executes one command. A command that
+// fails changes nothing, not even the dedupe table.
+func (m *Machine) applyCommand(c *Command) Result {
+	if err := m.validate(c); err != nil {
+		return Result{Err: err}
+	}
+	var rec *clientRecord
+	if c.ClientID != "" {
+		var stored *Result
+		var err *Error
+		rec, stored, err = m.clients.lookup(c.ClientID, c.Seq)
+		if err != nil {
+			return Result{Err: err}
+		}
+		if stored != nil {
+			r := *stored
+			r.Duplicate = true
+			return r
+		}
+	}
+	r := m.execute(c)
+	if r.Err == nil && c.ClientID != "" {
+		m.clients.record(rec, c.ClientID, c.Seq, r, m.now, m.limits)
+	}
+	return r
+}
+
+func (m *Machine) execute(c *Command) Result {
+	switch c.Op {
+	case OpSessionCreate:
+		return m.sessionCreate(c)
+	case OpSessionKeepAlive:
+		return m.sessionKeepAlive(c)
+	case OpSessionClose:
+		return m.sessionClose(c)
+	case OpAcquire:
+		return m.acquire(c)
+	case OpRelease:
+		return m.release(c)
+	case OpCancel:
+		return m.cancel(c)
+	case OpBarrierWait:
+		return m.barrierWait(c)
+	case OpBarrierSet:
+		return m.barrierSet(c)
+	case OpBarrierRemove:
+		return m.barrierRemove(c)
+	case OpCampaign:
+		return m.campaign(c)
+	case OpProclaim:
+		return m.proclaim(c)
+	case OpResign:
+		return m.resign(c)
+	case OpLeaderChange:
+		return m.leaderChange()
+	}
+	panic(fmt.Sprintf("core: validated command has op %v", c.Op))
+}
+
+// fireTimers runs every deadline that log time has reached, in (time, kind,
+// id) order, so replicas and restored snapshots agree on the order.
+func (m *Machine) fireTimers() {
+	for m.timers.Len() > 0 && m.timers.peek().at <= m.now {
+		t := m.timers.pop()
+		switch t.kind {
+		case timerSession:
+			if s := m.sessions[SessionID(t.id)]; s != nil && s.deadline == t.at {
+				m.endSession(s, ReasonSessionExpired)
+			}
+		case timerWaiter:
+			if w := m.waiters[WaiterID(t.id)]; w != nil && w.deadline == t.at {
+				m.endWait(w, ReasonTimeout)
+			}
+		case timerMaxHold:
+			if h := m.holds[FencingToken(t.id)]; h != nil && h.maxHoldAt == t.at {
+				m.endHold(h, ReasonMaxHold)
+			}
+		case timerLockDelay:
+			if o := m.lockDelays[t.id]; o != nil && o.lockDelayUntil == t.at {
+				delete(m.lockDelays, t.id)
+				o.lockDelayUntil = 0
+				m.pump(o)
+				m.dropIfIdle(o)
+			}
+		}
+	}
+}
+
+// leaderChange is the first entry of a new shard leader: no session may
+// expire because the old leader stopped ticking (Chubby's grace period).
+func (m *Machine) leaderChange() Result {
+	for _, s := range m.sessions {
+		if d := m.now + LogTime(s.ttlMs); d > s.deadline {
+			s.deadline = d
+			m.timers.push(timer{at: d, kind: timerSession, id: uint64(s.id)})
+		}
+	}
+	return Result{Outcome: OutcomeDone}
+}

@@ -1,0 +1,187 @@
+package core
+
+import (
+	"sort"
+	"strings"
+)
+
+// Reads answer from the applied state and change nothing. Under Raft they
+// are linearizable when served after a ReadIndex confirms this replica has
+// applied everything committed before the read began.
+
+// Holder is one grant as status shows it.
+type Holder struct {
+	Session    SessionID
+	Token      FencingToken
+	Owner      string
+	Value      []byte
+	Permits    int64
+	Mode       Mode
+	AcquiredAt LogTime
+	// ExpiresAt is when the grant ends unless renewed: the session's deadline,
+	// or the maximum hold time if that comes first.
+	ExpiresAt LogTime
+}
+
+// Waiter is one queued request as status shows it.
+type Waiter struct {
+	ID          WaiterID
+	Session     SessionID
+	Owner       string
+	Permits     int64
+	Mode        Mode
+	Participant string
+	EnqueuedAt  LogTime
+	Deadline    LogTime // 0: waits until granted or cancelled
+}
+
+// Status is one object's visible state. A name nobody holds or waits for has
+// an empty Status: free is not an error.
+type Status struct {
+	Kind           Kind
+	Name           string
+	Limit          int64 // semaphore
+	Used           int64 // semaphore permits held
+	Parties        int64 // party barrier
+	LockDelayUntil LogTime
+	Holders        []Holder // in grant order; an election's leader first
+	Waiters        []Waiter // the wait queue, in order
+}
+
+// SessionInfo is one session as reads show it.
+type SessionInfo struct {
+	ID        SessionID
+	TTLMs     int64
+	Deadline  LogTime
+	CreatedAt LogTime
+	Owner     string
+	Holds     []ObjectRef
+	Waits     []ObjectRef
+}
+
+// ObjectRef names an object and the grant or wait on it.
+type ObjectRef struct {
+	Kind   Kind
+	Name   string
+	Token  FencingToken
+	Waiter WaiterID
+}
+
+// Status returns the state of one object.
+func (m *Machine) Status(kind Kind, name string) (Status, error) {
+	if !kind.valid() {
+		return Status{}, errorf(CodeInvalidArgument, "unknown kind %d: use mutex, semaphore, rwlock, barrier or election", uint8(kind))
+	}
+	if err := m.validateName(name); err != nil {
+		return Status{}, err
+	}
+	o := m.object(kind, name)
+	if o == nil {
+		return Status{Kind: kind, Name: name}, nil
+	}
+	return m.statusOf(o), nil
+}
+
+func (m *Machine) statusOf(o *object) Status {
+	st := Status{Kind: o.key.kind, Name: o.key.name, Limit: o.limit, Used: o.used, Parties: o.parties,
+		LockDelayUntil: o.lockDelayUntil}
+	holders := o.holders
+	if o.setBy != nil {
+		holders = []*hold{o.setBy}
+	}
+	for _, h := range holders {
+		st.Holders = append(st.Holders, holderOf(h))
+	}
+	for w := o.queue.front(); w != nil; w = w.next {
+		st.Waiters = append(st.Waiters, Waiter{ID: w.id, Session: w.session.id, Owner: w.owner, Permits: w.permits,
+			Mode: w.mode, Participant: w.participant, EnqueuedAt: w.enqueuedAt, Deadline: w.deadline})
+	}
+	return st
+}
+
+func holderOf(h *hold) Holder {
+	exp := h.session.deadline
+	if h.maxHoldAt != 0 && h.maxHoldAt < exp {
+		exp = h.maxHoldAt
+	}
+	return Holder{Session: h.session.id, Token: h.token, Owner: h.owner, Value: h.value, Permits: h.permits,
+		Mode: h.mode, AcquiredAt: h.acquiredAt, ExpiresAt: exp}
+}
+
+// List returns the objects of one kind (0: every kind) whose names start
+// with prefix, ordered by kind then name, at most limit of them (0 or more
+// than MaxListResults: MaxListResults). more says the list was cut.
+func (m *Machine) List(kind Kind, prefix string, limit int) (list []Status, more bool, err error) {
+	if kind != 0 && !kind.valid() {
+		return nil, false, errorf(CodeInvalidArgument, "unknown kind %d: use 0 for all kinds, or mutex, semaphore, rwlock, barrier, election", uint8(kind))
+	}
+	if len(prefix) > m.limits.MaxNameBytes {
+		return nil, false, errorf(CodeInvalidArgument, "the prefix is %d bytes: at most %d", len(prefix), m.limits.MaxNameBytes)
+	}
+	if limit <= 0 || limit > m.limits.MaxListResults {
+		limit = m.limits.MaxListResults
+	}
+	var keys []objectKey
+	for k := range m.objects {
+		if (kind == 0 || k.kind == kind) && strings.HasPrefix(k.name, prefix) {
+			keys = append(keys, k)
+		}
+	}
+	sortKeys(keys)
+	if len(keys) > limit {
+		keys, more = keys[:limit], true
+	}
+	for _, k := range keys {
+		list = append(list, m.statusOf(m.objects[k]))
+	}
+	return list, more, nil
+}
+
+func sortKeys(keys []objectKey) {
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].kind != keys[j].kind {
+			return keys[i].kind < keys[j].kind
+		}
+		return keys[i].name < keys[j].name
+	})
+}
+
+// CheckFence answers whether token is a current grant on the object: what a
+// resource guarded by the lock asks before accepting a write.
+func (m *Machine) CheckFence(kind Kind, name string, token FencingToken) (bool, error) {
+	if !kind.valid() {
+		return false, errorf(CodeInvalidArgument, "unknown kind %d", uint8(kind))
+	}
+	if err := m.validateName(name); err != nil {
+		return false, err
+	}
+	h := m.holds[token]
+	return h != nil && h.obj.key == objectKey{kind, name}, nil
+}
+
+// SessionInfo returns one live session.
+func (m *Machine) SessionInfo(id SessionID) (SessionInfo, error) {
+	s := m.sessions[id]
+	if s == nil {
+		return SessionInfo{}, errorf(CodeNotFound, "session %d does not exist (it expired, was closed, or never was)", id)
+	}
+	info := SessionInfo{ID: s.id, TTLMs: s.ttlMs, Deadline: s.deadline, CreatedAt: s.createdAt, Owner: s.owner}
+	for _, h := range s.holds {
+		info.Holds = append(info.Holds, ObjectRef{Kind: h.obj.key.kind, Name: h.obj.key.name, Token: h.token})
+	}
+	for _, w := range s.waits {
+		info.Waits = append(info.Waits, ObjectRef{Kind: w.obj.key.kind, Name: w.obj.key.name, Waiter: w.id})
+	}
+	return info, nil
+}
+
+// Counts are gauges for metrics.
+type Counts struct {
+	Sessions, Objects, Holds, Waiters, Clients int
+}
+
+// Counts returns how much the machine holds.
+func (m *Machine) Counts() Counts {
+	return Counts{Sessions: len(m.sessions), Objects: len(m.objects), Holds: len(m.holds), Waiters: m.nWaiters,
+		Clients: m.clients.len()}
+}

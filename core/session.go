@@ -1,0 +1,105 @@
+package core
+
+// session is a client's lease. Every hold and wait belongs to one; when it
+// ends, by Close or by expiry, all of them end with it.
+type session struct {
+	id        SessionID
+	ttlMs     int64
+	deadline  LogTime
+	createdAt LogTime
+	owner     string
+	holds     []*hold   // in grant order
+	waits     []*waiter // in queue order
+}
+
+func (s *session) live(now LogTime) bool { return s.deadline > now }
+
+func (m *Machine) sessionCreate(c *Command) Result {
+	if len(m.sessions) >= m.limits.MaxSessions {
+		return Result{Err: errorf(CodeResourceExhausted, "%d sessions are live, the limit: close unused sessions", len(m.sessions))}
+	}
+	s := &session{
+		id:        SessionID(m.nextID()),
+		ttlMs:     c.TTLMs,
+		deadline:  m.now + LogTime(c.TTLMs),
+		createdAt: m.now,
+		owner:     c.Owner,
+	}
+	m.sessions[s.id] = s
+	m.timers.push(timer{at: s.deadline, kind: timerSession, id: uint64(s.id)})
+	return Result{Outcome: OutcomeDone, Session: s.id, Deadline: s.deadline}
+}
+
+// liveSession finds the command's session. Expired sessions are gone by the
+// time commands run (fireTimers ran first), so found means live.
+func (m *Machine) liveSession(id SessionID) (*session, *Error) {
+	s := m.sessions[id]
+	if s == nil {
+		return nil, errorf(CodeNotFound, "session %d does not exist (it expired, was closed, or never was): create a new session", id)
+	}
+	return s, nil
+}
+
+func (m *Machine) sessionKeepAlive(c *Command) Result {
+	s, err := m.liveSession(c.Session)
+	if err != nil {
+		return Result{Err: err}
+	}
+	if c.TTLMs != 0 {
+		s.ttlMs = c.TTLMs
+	}
+	s.deadline = m.now + LogTime(s.ttlMs)
+	m.timers.push(timer{at: s.deadline, kind: timerSession, id: uint64(s.id)})
+	return Result{Outcome: OutcomeDone, Session: s.id, Deadline: s.deadline}
+}
+
+func (m *Machine) sessionClose(c *Command) Result {
+	s, err := m.liveSession(c.Session)
+	if err != nil {
+		return Result{Err: err}
+	}
+	m.endSession(s, ReasonSessionClosed)
+	return Result{Outcome: OutcomeDone, Session: s.id}
+}
+
+// endSession releases everything a session holds and withdraws everything it
+// waits for, in a fixed order (waits first, then holds by token), so that
+// releasing a hold never grants to a waiter of the dying session.
+func (m *Machine) endSession(s *session, why Reason) {
+	for len(s.waits) > 0 {
+		m.endWait(s.waits[0], why)
+	}
+	for len(s.holds) > 0 {
+		m.endHold(s.holds[0], why)
+	}
+	delete(m.sessions, s.id)
+	if why == ReasonSessionExpired {
+		m.emit(Effect{Kind: EffectSessionExpired, Reason: why, Session: s.id})
+	}
+}
+
+func (s *session) addHold(h *hold) { s.holds = append(s.holds, h) }
+
+func (s *session) removeHold(h *hold) {
+	for i, x := range s.holds {
+		if x == h {
+			copy(s.holds[i:], s.holds[i+1:])
+			s.holds[len(s.holds)-1] = nil
+			s.holds = s.holds[:len(s.holds)-1]
+			return
+		}
+	}
+	panic("core: hold missing from its session")
+}
+
+func (s *session) removeWait(w *waiter) {
+	for i, x := range s.waits {
+		if x == w {
+			copy(s.waits[i:], s.waits[i+1:])
+			s.waits[len(s.waits)-1] = nil
+			s.waits = s.waits[:len(s.waits)-1]
+			return
+		}
+	}
+	panic("core: waiter missing from its session")
+}

@@ -1,0 +1,342 @@
+package core
+
+import (
+	"crypto/sha256"
+	"errors"
+	"sort"
+)
+
+// A snapshot is the whole machine in canonical bytes: sessions by id,
+// objects by (kind, name), queues and holders in their order, clients in
+// their forgetting order. Two machines in the same state write the same
+// bytes, which is what Hash relies on. Timers are not written: they are
+// rebuilt from the deadlines, and fire in an order that depends only on
+// those (see timer).
+
+const snapshotMagic = "LSSNAP"
+
+// SnapshotVersion is written after the magic; Restore refuses others.
+const SnapshotVersion = 1
+
+// Snapshot returns the machine's state as bytes.
+func (m *Machine) Snapshot() []byte { return m.AppendSnapshot(nil) }
+
+// AppendSnapshot appends the snapshot to b.
+func (m *Machine) AppendSnapshot(b []byte) []byte {
+	e := encoder{b: b}
+	e.b = append(e.b, snapshotMagic...)
+	e.byte(SnapshotVersion)
+	e.limits(&m.limits)
+	e.uvarint(m.index)
+	e.varint(int64(m.now))
+	e.bool(m.started)
+
+	ids := make([]SessionID, 0, len(m.sessions))
+	for id := range m.sessions {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	e.uvarint(uint64(len(ids)))
+	for _, id := range ids {
+		s := m.sessions[id]
+		e.uvarint(uint64(s.id))
+		e.varint(s.ttlMs)
+		e.varint(int64(s.deadline))
+		e.varint(int64(s.createdAt))
+		e.string(s.owner)
+	}
+
+	keys := make([]objectKey, 0, len(m.objects))
+	for k := range m.objects {
+		keys = append(keys, k)
+	}
+	sortKeys(keys)
+	e.uvarint(uint64(len(keys)))
+	for _, k := range keys {
+		o := m.objects[k]
+		e.byte(byte(k.kind))
+		e.string(k.name)
+		e.varint(o.limit)
+		e.varint(o.parties)
+		e.varint(int64(o.lockDelayUntil))
+		e.uvarint(o.lockDelayID)
+		e.bool(o.setBy != nil)
+		if o.setBy != nil {
+			e.hold(o.setBy)
+		}
+		e.uvarint(uint64(len(o.holders)))
+		for _, h := range o.holders {
+			e.hold(h)
+		}
+		e.uvarint(uint64(o.queue.Len()))
+		for w := o.queue.front(); w != nil; w = w.next {
+			e.waiter(w)
+		}
+	}
+
+	e.uvarint(uint64(m.clients.len()))
+	for c := m.clients.head; c != nil; c = c.next {
+		e.string(c.id)
+		e.varint(int64(c.lastUsed))
+		e.uvarint(c.floor)
+		e.uvarint(uint64(len(c.results)))
+		for _, r := range c.results {
+			e.uvarint(r.seq)
+			e.result(&r.result)
+		}
+	}
+	return e.b
+}
+
+// Hash is a digest of the state: replicas that applied the same entries
+// have equal hashes.
+func (m *Machine) Hash() [32]byte { return sha256.Sum256(m.Snapshot()) }
+
+func (e *encoder) limits(l *Limits) {
+	for _, v := range []int64{int64(l.MaxNameBytes), int64(l.MaxObjects), int64(l.MaxSessions), int64(l.MaxWaitersPerObject),
+		int64(l.MaxWaiters), int64(l.MaxHoldsPerSession), int64(l.MaxOwnerBytes), int64(l.MaxValueBytes), int64(l.MaxParties),
+		l.MaxSemaphoreLimit, l.MinTTLMs, l.MaxTTLMs, l.MaxWaitMs, l.MaxHoldMs, l.MaxLockDelayMs, l.MaxClockStepMs,
+		int64(l.MaxCommandsPerEntry), int64(l.MaxClients), int64(l.DedupeWindow), l.DedupeRetentionMs, int64(l.MaxListResults)} {
+		e.varint(v)
+	}
+}
+
+func (d *decoder) limits() Limits {
+	i := func() int { return int(d.varint()) }
+	return Limits{MaxNameBytes: i(), MaxObjects: i(), MaxSessions: i(), MaxWaitersPerObject: i(), MaxWaiters: i(),
+		MaxHoldsPerSession: i(), MaxOwnerBytes: i(), MaxValueBytes: i(), MaxParties: i(), MaxSemaphoreLimit: d.varint(),
+		MinTTLMs: d.varint(), MaxTTLMs: d.varint(), MaxWaitMs: d.varint(), MaxHoldMs: d.varint(), MaxLockDelayMs: d.varint(),
+		MaxClockStepMs: d.varint(), MaxCommandsPerEntry: i(), MaxClients: i(), DedupeWindow: i(), DedupeRetentionMs: d.varint(),
+		MaxListResults: i()}
+}
+
+func (e *encoder) hold(h *hold) {
+	e.uvarint(uint64(h.session.id))
+	e.uvarint(uint64(h.token))
+	e.varint(int64(h.acquiredAt))
+	e.varint(int64(h.maxHoldAt))
+	e.varint(h.lockDelayMs)
+	e.varint(h.permits)
+	e.byte(byte(h.mode))
+	e.string(h.owner)
+	e.bytes(h.value)
+}
+
+func (e *encoder) waiter(w *waiter) {
+	e.uvarint(uint64(w.id))
+	e.uvarint(uint64(w.session.id))
+	e.varint(int64(w.enqueuedAt))
+	e.varint(int64(w.deadline))
+	e.varint(w.permits)
+	e.byte(byte(w.mode))
+	e.string(w.owner)
+	e.bytes(w.value)
+	e.string(w.participant)
+	e.varint(w.lockDelayMs)
+	e.varint(w.maxHoldMs)
+	e.string(w.clientID)
+	e.uvarint(w.seq)
+}
+
+func (e *encoder) result(r *Result) {
+	e.bool(r.Err != nil)
+	if r.Err != nil {
+		e.byte(byte(r.Err.Code))
+		e.string(r.Err.Msg)
+	}
+	e.byte(byte(r.Outcome))
+	e.uvarint(uint64(r.Token))
+	e.uvarint(uint64(r.Session))
+	e.uvarint(uint64(r.Waiter))
+	e.varint(int64(r.Deadline))
+	e.uvarint(r.Generation)
+	e.byte(byte(r.Reason))
+}
+
+func (d *decoder) result() Result {
+	var r Result
+	if d.bool() {
+		r.Err = &Error{Code: Code(d.byte()), Msg: d.string()}
+	}
+	r.Outcome = Outcome(d.byte())
+	r.Token = FencingToken(d.uvarint())
+	r.Session = SessionID(d.uvarint())
+	r.Waiter = WaiterID(d.uvarint())
+	r.Deadline = LogTime(d.varint())
+	r.Generation = d.uvarint()
+	r.Reason = Reason(d.byte())
+	return r
+}
+
+// Restore rebuilds a machine from a snapshot. It checks the bytes as it
+// goes and refuses a snapshot that does not describe a consistent machine.
+func Restore(b []byte) (*Machine, error) {
+	if len(b) < len(snapshotMagic)+1 || string(b[:len(snapshotMagic)]) != snapshotMagic {
+		return nil, errorf(CodeInvalidArgument, "not a Lockstep snapshot")
+	}
+	if v := b[len(snapshotMagic)]; v != SnapshotVersion {
+		return nil, errorf(CodeInvalidArgument, "snapshot version %d is not known (this build reads version %d)", v, SnapshotVersion)
+	}
+	d := decoder{b: b[len(snapshotMagic)+1:]}
+	limits := d.limits()
+	if d.err != nil {
+		return nil, errorf(CodeInvalidArgument, "malformed snapshot: %v", d.err)
+	}
+	if err := limits.Validate(); err != nil {
+		return nil, err
+	}
+	m := newMachine(limits)
+	if err := m.restore(&d); err != nil {
+		return nil, errorf(CodeInvalidArgument, "malformed snapshot: %v", err)
+	}
+	if err := m.CheckInvariants(); err != nil {
+		return nil, errorf(CodeInvalidArgument, "snapshot describes an inconsistent machine: %v", err)
+	}
+	return m, nil
+}
+
+func (m *Machine) restore(d *decoder) error {
+	m.index = d.uvarint()
+	m.now = LogTime(d.varint())
+	m.started = d.bool()
+
+	n := d.count(uint64(m.limits.MaxSessions), 5)
+	var last SessionID
+	for i := 0; i < n && d.err == nil; i++ {
+		s := &session{id: SessionID(d.uvarint()), ttlMs: d.varint(), deadline: LogTime(d.varint()),
+			createdAt: LogTime(d.varint()), owner: d.string()}
+		if s.id <= last {
+			return errors.New("sessions out of order")
+		}
+		last = s.id
+		m.sessions[s.id] = s
+		m.timers.push(timer{at: s.deadline, kind: timerSession, id: uint64(s.id)})
+	}
+
+	var allHolds []*hold
+	var allWaits []*waiter
+	n = d.count(uint64(m.limits.MaxObjects), 8)
+	var prev objectKey
+	for i := 0; i < n && d.err == nil; i++ {
+		o := &object{key: objectKey{kind: Kind(d.byte()), name: d.string()}}
+		if !o.key.kind.valid() || (i > 0 && !keyLess(prev, o.key)) {
+			return errors.New("objects out of order or of unknown kind")
+		}
+		prev = o.key
+		o.limit, o.parties = d.varint(), d.varint()
+		o.lockDelayUntil, o.lockDelayID = LogTime(d.varint()), d.uvarint()
+		m.objects[o.key] = o
+		if o.lockDelayUntil != 0 {
+			m.lockDelays[o.lockDelayID] = o
+			m.timers.push(timer{at: o.lockDelayUntil, kind: timerLockDelay, id: o.lockDelayID})
+		}
+		if d.bool() {
+			h, err := m.readHold(d, o)
+			if err != nil {
+				return err
+			}
+			allHolds = append(allHolds, h)
+		}
+		nh := d.count(uint64(m.limits.MaxSessions), 8)
+		for j := 0; j < nh && d.err == nil; j++ {
+			h, err := m.readHold(d, o)
+			if err != nil {
+				return err
+			}
+			allHolds = append(allHolds, h)
+		}
+		nw := d.count(uint64(m.limits.MaxWaitersPerObject), 8)
+		for j := 0; j < nw && d.err == nil; j++ {
+			w, err := m.readWaiter(d, o)
+			if err != nil {
+				return err
+			}
+			allWaits = append(allWaits, w)
+		}
+	}
+	if d.err != nil {
+		return d.err
+	}
+	// Sessions list their holds in grant order and their waits in queue
+	// order; both are the order of their identifiers.
+	sort.Slice(allHolds, func(i, j int) bool { return allHolds[i].token < allHolds[j].token })
+	for _, h := range allHolds {
+		if m.holds[h.token] != nil {
+			return errors.New("a token is held twice")
+		}
+		m.addHold(h)
+		if h.maxHoldAt != 0 {
+			m.timers.push(timer{at: h.maxHoldAt, kind: timerMaxHold, id: uint64(h.token)})
+		}
+	}
+	sort.Slice(allWaits, func(i, j int) bool { return allWaits[i].id < allWaits[j].id })
+	for _, w := range allWaits {
+		if m.waiters[w.id] != nil {
+			return errors.New("a waiter is queued twice")
+		}
+		m.waiters[w.id] = w
+		w.session.waits = append(w.session.waits, w)
+		m.nWaiters++
+		if w.deadline != 0 {
+			m.timers.push(timer{at: w.deadline, kind: timerWaiter, id: uint64(w.id)})
+		}
+	}
+
+	n = d.count(uint64(m.limits.MaxClients), 4)
+	for i := 0; i < n && d.err == nil; i++ {
+		c := &clientRecord{id: d.string(), lastUsed: LogTime(d.varint()), floor: d.uvarint()}
+		nr := d.count(uint64(m.limits.DedupeWindow), 4)
+		for j := 0; j < nr && d.err == nil; j++ {
+			c.results = append(c.results, dedupeEntry{seq: d.uvarint(), result: d.result()})
+		}
+		if c.id == "" || m.clients.byID[c.id] != nil {
+			return errors.New("client recorded twice or without an id")
+		}
+		m.clients.byID[c.id] = c
+		m.clients.pushBack(c)
+	}
+	if d.err == nil && len(d.b) != 0 {
+		return errors.New("trailing bytes")
+	}
+	return d.err
+}
+
+func keyLess(a, b objectKey) bool {
+	if a.kind != b.kind {
+		return a.kind < b.kind
+	}
+	return a.name < b.name
+}
+
+func (m *Machine) readHold(d *decoder, o *object) (*hold, error) {
+	sid := SessionID(d.uvarint())
+	h := &hold{obj: o, token: FencingToken(d.uvarint()), acquiredAt: LogTime(d.varint()), maxHoldAt: LogTime(d.varint()),
+		lockDelayMs: d.varint(), permits: d.varint(), mode: Mode(d.byte()), owner: d.string(), value: d.bytes()}
+	if d.err != nil {
+		return nil, d.err
+	}
+	if h.session = m.sessions[sid]; h.session == nil {
+		return nil, errors.New("a hold names a session that does not exist")
+	}
+	return h, nil
+}
+
+// readWaiter reads a waiter and links it into its object's queue; the
+// session and index links are made once all waiters are read.
+func (m *Machine) readWaiter(d *decoder, o *object) (*waiter, error) {
+	w := &waiter{obj: o, id: WaiterID(d.uvarint())}
+	sid := SessionID(d.uvarint())
+	w.enqueuedAt, w.deadline = LogTime(d.varint()), LogTime(d.varint())
+	w.permits, w.mode = d.varint(), Mode(d.byte())
+	w.owner, w.value, w.participant = d.string(), d.bytes(), d.string()
+	w.lockDelayMs, w.maxHoldMs = d.varint(), d.varint()
+	w.clientID, w.seq = d.string(), d.uvarint()
+	if d.err != nil {
+		return nil, d.err
+	}
+	if w.session = m.sessions[sid]; w.session == nil {
+		return nil, errors.New("a waiter names a session that does not exist")
+	}
+	o.queue.pushBack(w)
+	return w, nil
+}
