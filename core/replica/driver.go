@@ -83,10 +83,11 @@ const (
 	// while this replica keeps applying the log.
 	ReplyQueued
 	// ReplyGranted is final: a queued request now holds (Result.Token), was
-	// elected (Result.Token) or its barrier released (Result.Generation).
+	// elected (Result.Token) or its barrier released (OutcomeReleased,
+	// Result.Generation).
 	ReplyGranted
-	// ReplyWaitEnded is final: a queued request ended without a grant;
-	// Reason says why (timeout, cancelled, session ended...).
+	// ReplyWaitEnded is final: a queued request ended without a grant
+	// (OutcomeRefused); Reason says why (timeout, cancelled, session ended).
 	ReplyWaitEnded
 	// ReplyNotLeader is final: nothing was proposed. Leader hints at the
 	// replica to ask instead (0: unknown).
@@ -448,16 +449,21 @@ func (d *Driver) route(ef *core.Effect, index uint64) {
 	if len(ids) == 0 {
 		return
 	}
+	// The replies carry what the machine stores as the request's result when
+	// the wait ends, so a retry (answered from dedupe) and the blocked request
+	// hear the same thing.
 	var rep Reply
 	switch ef.Kind {
-	case core.EffectGranted, core.EffectLeaderChanged:
+	case core.EffectGranted:
 		rep = Reply{Kind: ReplyGranted, Result: core.Result{Outcome: core.OutcomeGranted, Token: ef.Token,
-			Session: ef.Session, Waiter: ef.Waiter}}
-	case core.EffectBarrierReleased:
-		rep = Reply{Kind: ReplyGranted, Result: core.Result{Outcome: core.OutcomeReleased, Waiter: ef.Waiter,
-			Session: ef.Session, Generation: ef.Generation}}
+			Session: ef.Session}}
+		if ef.Object == core.KindBarrier {
+			rep.Result = core.Result{Outcome: core.OutcomeReleased, Session: ef.Session, Waiter: ef.Waiter,
+				Generation: ef.Generation}
+		}
 	case core.EffectWaitEnded:
-		rep = Reply{Kind: ReplyWaitEnded, Reason: ef.Reason, Result: core.Result{Waiter: ef.Waiter, Session: ef.Session}}
+		rep = Reply{Kind: ReplyWaitEnded, Reason: ef.Reason, Result: core.Result{Outcome: core.OutcomeRefused,
+			Waiter: ef.Waiter, Session: ef.Session, Reason: ef.Reason}}
 	default:
 		return
 	}
