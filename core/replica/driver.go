@@ -212,6 +212,7 @@ const (
 	EventLeadership                          // leadership is now (IsLeader, Term, LeaderID)
 	EventApplied                             // Entry was applied and produced Output
 	EventProposalFailed                      // the consensus library refused Proposal
+	EventRestored                            // the machine was replaced by a snapshot: applied entries were skipped
 )
 
 // Event is one input to Step. Each kind reads the fields named above.
@@ -254,6 +255,12 @@ func AppliedEvent(e core.Entry, out *core.Output) Event {
 // ProposalFailedEvent reports a proposal the consensus library refused.
 func ProposalFailedEvent(id ProposalID) Event { return Event{Kind: EventProposalFailed, Proposal: id} }
 
+// RestoredEvent reports that the machine jumped to a snapshot: the entries
+// it skipped may have answered requests held here, which will never see
+// their results. They are failed as unknown, so the client retries and
+// dedupe tells it what happened.
+func RestoredEvent() Event { return Event{Kind: EventRestored} }
+
 // Step feeds one event to the driver. An error means the caller broke the
 // contract (a reused request id, an output that does not match its entry);
 // the driver's state is unchanged then.
@@ -271,6 +278,8 @@ func (d *Driver) Step(ev Event) error {
 		return d.stepApplied(ev.Entry, ev.Output)
 	case EventProposalFailed:
 		d.stepProposalFailed(ev.Proposal)
+	case EventRestored:
+		d.stepRestored()
 	default:
 		return fmt.Errorf("replica: unknown event kind %d", ev.Kind)
 	}
@@ -382,6 +391,18 @@ func (d *Driver) stepProposalFailed(id ProposalID) {
 			d.reply(Reply{Request: rid, Kind: ReplyUnknown})
 		}
 		d.forget(r)
+	}
+}
+
+func (d *Driver) stepRestored() {
+	for _, s := range []reqState{stateInflight, stateBlocked} {
+		for _, id := range d.sortedIDs(s) {
+			r := d.reqs[id]
+			if !r.abandoned {
+				d.reply(Reply{Request: id, Kind: ReplyUnknown})
+			}
+			d.forget(r)
+		}
 	}
 }
 
@@ -529,6 +550,7 @@ func (d *Driver) sortedIDs(s reqState) []RequestID {
 }
 
 // Ready returns what to do now and forgets it: the caller must perform it.
+// Feed a Tick first: proposals are stamped with the last clock reading.
 // A leader proposes, in this order: the leader-change mark once after it
 // took over, then withdrawn waits and queued client commands packed up to
 // MaxBatch per proposal while fewer than MaxInflight are in flight, and a

@@ -429,3 +429,21 @@ func TestStepRejectsBrokenContract(t *testing.T) {
 		t.Fatal("MaxInflight below MaxBatch was accepted")
 	}
 }
+
+func TestRestoreFailsWhatWaitsHere(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.lead(1)
+	sa := h.session(1, "a")
+	sb := h.session(2, "b")
+	h.step(RequestEvent(3, acquire("a", 2, sa, "m", 0)))
+	h.step(RequestEvent(4, acquire("b", 2, sb, "m", 5000)))
+	h.ready(true)
+	h.step(RestoredEvent())
+	h.ready(false)
+	if r := h.reply(4); r.Kind != ReplyUnknown {
+		t.Fatalf("blocked request after restore: %v, want unknown", r.Kind)
+	}
+	if h.d.Pending() != 0 {
+		t.Fatalf("%d requests still pending", h.d.Pending())
+	}
+}
