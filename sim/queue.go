@@ -9,15 +9,15 @@ import (
 type evKind uint8
 
 const (
-	evDeliver     evKind = iota + 1 // a network message arrives
-	evRaftTick                      // a replica's raft ticker fires
-	evProcess                       // a replica runs its ready loop
-	evSynced                        // a replica's disk finished a sync
-	evRestart                       // a crashed replica comes back
-	evClient                        // a client's timer fires
-	evFault                         // the fault injector acts
-	evHeal                          // a fault ends
-	evResource                      // the fenced resource's timer fires
+	evDeliver  evKind = iota + 1 // a network message arrives
+	evRaftTick                   // a replica's raft ticker fires
+	evProcess                    // a replica runs its ready loop
+	evSynced                     // a replica's disk finished a sync
+	evRestart                    // a crashed replica comes back
+	evClient                     // a client's timer fires
+	evFault                      // the fault injector acts
+	evHeal                       // a fault ends
+	evResource                   // the fenced resource's timer fires
 )
 
 var evNames = [...]string{"", "deliver", "raft_tick", "process", "synced", "restart", "client", "fault", "heal", "resource"}

@@ -1,0 +1,192 @@
+package sim
+
+import (
+	"sort"
+
+	"github.com/lockstepd/lockstep/core"
+)
+
+// Machine is what a replica applies entries to: *core.Machine, or a planted
+// bug wrapped around it. Bugs live here, never inside core, and each one
+// exists to prove that some checker can fail.
+type Machine interface {
+	Apply(core.Entry) *core.Output
+	Index() uint64
+	Now() core.LogTime
+	Hash() [32]byte
+	Snapshot() []byte
+	CheckInvariants() error
+	Status(core.Kind, string) (core.Status, error)
+	CheckFence(core.Kind, string, core.FencingToken) (bool, error)
+}
+
+// Bug is one planted bug.
+type Bug struct {
+	Name    string
+	What    string
+	Caught  string // the checker expected to catch it
+	wrap    func(m Machine, node int) Machine
+	staleOK bool // replicas answer reads from local state, without ReadIndex
+}
+
+var bugs = []Bug{
+	{Name: "acquired-on-refuse", What: "a try-once acquire or campaign that core refuses is answered as granted",
+		Caught: "ledger exclusion, porcupine", wrap: func(m Machine, _ int) Machine { return &acquiredOnRefuse{Machine: m} }},
+	{Name: "skip-entry", What: "replica 2 skips applying one committed entry",
+		Caught: "state hash and output agreement across replicas", wrap: func(m Machine, node int) Machine {
+			if node != 2 {
+				return m
+			}
+			return &skipEntry{Machine: m}
+		}},
+	{Name: "no-session-extension", What: "the leader-change entry does not extend live sessions",
+		Caught: "session lease reference check", wrap: func(m Machine, _ int) Machine { return &noSessionExtension{Machine: m} }},
+	{Name: "no-clock-cap", What: "one entry may move log time forward without the MaxClockStepMs cap",
+		Caught: "log time step check", wrap: func(m Machine, _ int) Machine { return &noClockCap{Machine: m} }},
+	{Name: "stale-read", What: "replicas answer status and fence reads from local state without ReadIndex",
+		Caught: "fenced resource, porcupine", staleOK: true},
+}
+
+// Bugs lists the planted bugs, sorted by name.
+func Bugs() []Bug {
+	out := append([]Bug(nil), bugs...)
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func bugByName(name string) (Bug, bool) {
+	for _, b := range bugs {
+		if b.Name == name {
+			return b, true
+		}
+	}
+	return Bug{}, false
+}
+
+// acquiredOnRefuse answers "granted" where core said "refused".
+type acquiredOnRefuse struct {
+	Machine
+	out core.Output
+}
+
+func (b *acquiredOnRefuse) Apply(e core.Entry) *core.Output {
+	o := b.Machine.Apply(e)
+	b.out = *o
+	b.out.Results = append(b.out.Results[:0:0], o.Results...)
+	for i := range b.out.Results {
+		r := &b.out.Results[i]
+		op := e.Commands[i].Op
+		if r.Err == nil && r.Outcome == core.OutcomeRefused && r.Reason == core.ReasonNone &&
+			(op == core.OpAcquire || op == core.OpCampaign) {
+			r.Outcome = core.OutcomeGranted
+			r.Token = core.FencingToken(e.Index<<core.SlotBits | (1<<core.SlotBits - 1 - uint64(i)))
+		}
+	}
+	return &b.out
+}
+
+// skipEntry skips the first entry with commands at index 25 or later.
+type skipEntry struct {
+	Machine
+	skipped bool
+	out     core.Output
+}
+
+func (b *skipEntry) Apply(e core.Entry) *core.Output {
+	if b.skipped || e.Index < 25 || len(e.Commands) == 0 {
+		return b.Machine.Apply(e)
+	}
+	b.skipped = true
+	b.out = core.Output{Index: e.Index, Time: b.Machine.Now()}
+	for range e.Commands {
+		b.out.Results = append(b.out.Results, core.Result{Outcome: core.OutcomeDone})
+	}
+	return &b.out
+}
+
+// noSessionExtension drops the leader-change command before core sees it.
+type noSessionExtension struct {
+	Machine
+	out core.Output
+}
+
+func (b *noSessionExtension) Apply(e core.Entry) *core.Output {
+	marks := 0
+	for _, c := range e.Commands {
+		if c.Op == core.OpLeaderChange {
+			marks++
+		}
+	}
+	if marks == 0 {
+		return b.Machine.Apply(e)
+	}
+	kept := make([]core.Command, 0, len(e.Commands)-marks)
+	for _, c := range e.Commands {
+		if c.Op != core.OpLeaderChange {
+			kept = append(kept, c)
+		}
+	}
+	inner := e
+	inner.Commands = kept
+	o := b.Machine.Apply(inner)
+	b.out = core.Output{Index: o.Index, Time: o.Time, Effects: o.Effects}
+	j := 0
+	for _, c := range e.Commands {
+		if c.Op == core.OpLeaderChange {
+			b.out.Results = append(b.out.Results, core.Result{Outcome: core.OutcomeDone})
+			continue
+		}
+		b.out.Results = append(b.out.Results, o.Results[j])
+		j++
+	}
+	return &b.out
+}
+
+// noClockCap lets one entry move log time as far as its stamp says. Core
+// caps every entry, so the wrapper spreads core's index space (entry i is
+// core entry i*clockCapScale) and feeds core the ticks that reach the
+// stamp in the gap before the entry, merging their effects into its output.
+type noClockCap struct {
+	Machine
+	out core.Output
+}
+
+const clockCapScale = 64
+
+func (b *noClockCap) Index() uint64 { return b.Machine.Index() / clockCapScale }
+
+func (b *noClockCap) Apply(e core.Entry) *core.Output {
+	base := e.Index * clockCapScale
+	step := core.LogTime(core.DefaultLimits().MaxClockStepMs)
+	b.out = core.Output{Index: e.Index}
+	for k := uint64(clockCapScale - 1); k > 0 && b.Machine.Now() > 0 && e.Time-b.Machine.Now() > step; k-- {
+		o := b.Machine.Apply(core.Entry{Index: base - k, Proposal: core.Proposal{Time: b.Machine.Now() + step}})
+		b.out.Effects = append(b.out.Effects, o.Effects...)
+	}
+	inner := e
+	inner.Index = base
+	o := b.Machine.Apply(inner)
+	b.out.Time = o.Time
+	b.out.Results = append(b.out.Results, o.Results...)
+	b.out.Effects = append(b.out.Effects, o.Effects...)
+	return &b.out
+}
+
+// newMachine builds a replica's machine, from a snapshot when given one,
+// wrapped in the run's planted bug.
+func newMachine(snapshot []byte, bug Bug, node int) Machine {
+	var m *core.Machine
+	var err error
+	if snapshot == nil {
+		m, err = core.New(core.DefaultLimits())
+	} else {
+		m, err = core.Restore(snapshot)
+	}
+	if err != nil {
+		panic("sim: core machine: " + err.Error())
+	}
+	if bug.wrap == nil {
+		return m
+	}
+	return bug.wrap(m, node)
+}

@@ -1,0 +1,291 @@
+package sim
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/lockstepd/lockstep/core"
+	pb "go.etcd.io/raft/v3/raftpb"
+)
+
+// Severity says which exit code a violation earns.
+type Severity uint8
+
+const (
+	Safety Severity = iota + 1
+	Liveness
+	Crash
+)
+
+func (s Severity) String() string {
+	switch s {
+	case Safety:
+		return "safety"
+	case Liveness:
+		return "liveness"
+	case Crash:
+		return "crash"
+	}
+	return "?"
+}
+
+// Violation is one failed check.
+type Violation struct {
+	At       time.Duration `json:"at"`
+	Severity Severity      `json:"-"`
+	Kind     string        `json:"kind"`
+	Check    string        `json:"check"`
+	Msg      string        `json:"msg"`
+}
+
+func (v Violation) String() string {
+	return fmt.Sprintf("%s violation at %.3fs [%s]: %s", v.Severity, v.At.Seconds(), v.Check, v.Msg)
+}
+
+// hashEvery is how often (in log indexes) replicas compare full state
+// hashes. Outputs are compared at every index; a full hash serialises the
+// whole machine, so it is sampled.
+const hashEvery = 8
+
+// indexRecord is what the first replica to apply an index saw; every other
+// replica applying it must see the same.
+type indexRecord struct {
+	node       int
+	dataHash   uint64
+	outHash    uint64
+	stateHash  [32]byte
+	hashed     bool
+	firstApply time.Duration
+}
+
+// checker runs the safety checks at every step. It never changes the run:
+// it reads what replicas and clients report.
+type checker struct {
+	w          *world
+	violations []Violation
+	byIndex    map[uint64]*indexRecord
+	appendedAt map[uint64]time.Duration
+	leaders    map[uint64]int // term → the replica that led it
+	led        *ledger
+	stop       bool // a violation was found: the run ends at the next step
+}
+
+func newChecker(w *world) *checker {
+	c := &checker{
+		w:          w,
+		byIndex:    make(map[uint64]*indexRecord),
+		appendedAt: make(map[uint64]time.Duration),
+		leaders:    make(map[uint64]int),
+	}
+	c.led = newLedger(c)
+	return c
+}
+
+func (c *checker) fail(sev Severity, check, format string, args ...any) {
+	v := Violation{At: c.w.now, Severity: sev, Kind: sev.String(), Check: check, Msg: fmt.Sprintf(format, args...)}
+	c.violations = append(c.violations, v)
+	c.w.tr.logf(c.w.now, "VIOLATION %s", v)
+	c.stop = true
+}
+
+// appended notes when an index first reached any log: the earliest moment
+// its entry can have committed.
+func (c *checker) appended(_ *node, ents []*pb.Entry) {
+	for _, e := range ents {
+		i := e.GetIndex()
+		if _, ok := c.appendedAt[i]; !ok {
+			c.appendedAt[i] = c.w.now
+		}
+	}
+}
+
+// leaderElected checks Raft's election safety: one leader per term.
+func (c *checker) leaderElected(n *node, term uint64) {
+	if other, ok := c.leaders[term]; ok && other != n.id {
+		c.fail(Safety, "election-safety", "replicas %d and %d both led term %d", other, n.id, term)
+		return
+	}
+	c.leaders[term] = n.id
+	c.w.stats.leaderChanges++
+}
+
+func (c *checker) appliedEmpty(n *node, idx uint64) {
+	c.agree(n, idx, 0, 0)
+}
+
+// applied checks one replica's application of one entry.
+func (c *checker) applied(n *node, e core.Entry, out *core.Output) {
+	c.w.stats.applies++
+	if err := n.sm.CheckInvariants(); err != nil {
+		c.fail(Safety, "core-invariants", "replica %d after index %d: %v", n.id, e.Index, err)
+	}
+	if out.Index != e.Index || len(out.Results) != len(e.Commands) {
+		c.fail(Safety, "output-shape", "replica %d index %d: output index %d with %d results for %d commands",
+			n.id, e.Index, out.Index, len(out.Results), len(e.Commands))
+		return
+	}
+	first := c.agree(n, e.Index, hashProposal(&e.Proposal), hashOutput(out))
+	if e.Index%hashEvery == 0 {
+		h := n.sm.Hash()
+		r := c.byIndex[e.Index]
+		switch {
+		case !r.hashed:
+			r.stateHash, r.hashed = h, true
+		case r.stateHash != h:
+			c.fail(Safety, "state-hash", "replica %d has state hash %x at index %d, replica %d had %x",
+				n.id, h[:6], e.Index, r.node, r.stateHash[:6])
+		}
+	}
+	if first {
+		c.led.entry(e, out)
+	}
+	c.w.tr.mix(0xa991, uint64(n.id), e.Index, uint64(out.Time), uint64(len(out.Effects)))
+}
+
+// agree records or compares what an index produced. It reports whether this
+// was the first application of the index anywhere.
+func (c *checker) agree(n *node, idx, dataHash, outHash uint64) bool {
+	r := c.byIndex[idx]
+	if r == nil {
+		c.byIndex[idx] = &indexRecord{node: n.id, dataHash: dataHash, outHash: outHash, firstApply: c.w.now}
+		if dataHash == 0 {
+			c.led.empty(idx)
+		}
+		return true
+	}
+	if r.dataHash != dataHash {
+		c.fail(Safety, "log-agreement", "replica %d applied a different entry at index %d than replica %d", n.id, idx, r.node)
+	} else if r.outHash != outHash {
+		c.fail(Safety, "output-agreement", "replica %d's output at index %d differs from replica %d's", n.id, idx, r.node)
+	}
+	return false
+}
+
+// restored checks a machine that was rebuilt from a snapshot against what
+// the index recorded, when it recorded a hash.
+func (c *checker) restored(n *node) {
+	if r := c.byIndex[n.applied]; r != nil && r.hashed {
+		if h := n.sm.Hash(); h != r.stateHash {
+			c.fail(Safety, "snapshot-hash", "replica %d restored index %d with state hash %x, replica %d had %x",
+				n.id, n.applied, h[:6], r.node, r.stateHash[:6])
+		}
+	}
+}
+
+// firstApplied returns when an index was first applied anywhere.
+func (c *checker) firstApplied(idx uint64) (time.Duration, bool) {
+	r := c.byIndex[idx]
+	if r == nil {
+		return 0, false
+	}
+	return r.firstApply, true
+}
+
+func hashProposal(p *core.Proposal) uint64 {
+	h := newFNV()
+	h.word(uint64(p.Time) + 1)
+	for i := range p.Commands {
+		x := &p.Commands[i]
+		h.word(uint64(x.Op))
+		h.str(x.ClientID)
+		h.word(x.Seq)
+		h.word(uint64(x.Kind))
+		h.str(x.Name)
+		h.word(uint64(x.Session))
+		h.word(uint64(x.Token))
+		h.word(uint64(x.Waiter))
+		h.word(uint64(x.TTLMs))
+		h.word(uint64(x.WaitMs))
+		h.word(uint64(x.Limit))
+		h.word(uint64(x.Permits))
+		h.word(uint64(x.Mode))
+		h.word(uint64(x.Parties))
+		h.str(x.Participant)
+		h.str(x.Owner)
+		h.str(string(x.Value))
+	}
+	return h.sum()
+}
+
+func hashOutput(o *core.Output) uint64 {
+	h := newFNV()
+	h.word(o.Index)
+	h.word(uint64(o.Time))
+	for i := range o.Results {
+		r := &o.Results[i]
+		if r.Err != nil {
+			h.word(uint64(r.Err.Code) + 1)
+		}
+		h.word(uint64(r.Outcome))
+		h.word(uint64(r.Token))
+		h.word(uint64(r.Session))
+		h.word(uint64(r.Waiter))
+		h.word(uint64(r.Deadline))
+		h.word(r.Generation)
+		h.word(uint64(r.Reason))
+		h.word(boolWord(r.Duplicate))
+	}
+	for i := range o.Effects {
+		e := &o.Effects[i]
+		h.word(uint64(e.Kind))
+		h.word(uint64(e.Reason))
+		h.word(uint64(e.Object))
+		h.str(e.Name)
+		h.word(uint64(e.Session))
+		h.word(uint64(e.Waiter))
+		h.word(uint64(e.Token))
+		h.word(e.Generation)
+		h.str(string(e.Value))
+	}
+	return h.sum() | 1 // never 0, which marks an empty entry
+}
+
+type fnv struct{ h uint64 }
+
+func newFNV() fnv { return fnv{14695981039346656037} }
+
+func (f *fnv) word(w uint64) {
+	for i := 0; i < 8; i++ {
+		f.h ^= w & 0xff
+		f.h *= fnvPrime
+		w >>= 8
+	}
+}
+
+func (f *fnv) str(s string) {
+	for i := 0; i < len(s); i++ {
+		f.h ^= uint64(s[i])
+		f.h *= fnvPrime
+	}
+	f.word(uint64(len(s)))
+}
+
+func (f *fnv) sum() uint64 { return f.h }
+
+// ackedGrant checks a grant a client was told about: the log must have made
+// it, to that session, on that name.
+func (c *checker) ackedGrant(cl *client, k objKey, s core.SessionID, t core.FencingToken) {
+	g := c.led.grants[t]
+	if g == nil || g.key != k || g.session != s {
+		c.fail(Safety, "acked-grant", "client %d was told session %d holds %s %q with token %d, which the log never granted",
+			cl.idx, s, k.kind, k.name, t)
+	}
+}
+
+// fenceAccepted checks a write the fenced resource accepted: its token was
+// granted on that name, and its grant had not ended (been applied anywhere)
+// before the resource's CheckFence read began.
+func (c *checker) fenceAccepted(k objKey, t core.FencingToken, readStart time.Duration, client int) {
+	g := c.led.grants[t]
+	if g == nil || g.key != k {
+		c.fail(Safety, "fence", "the resource accepted token %d on %s %q from client %d, which the log never granted there",
+			t, k.kind, k.name, client)
+		return
+	}
+	if g.ended {
+		if at, ok := c.firstApplied(g.endIdx); ok && at < readStart {
+			c.fail(Safety, "fence", "the resource accepted a stale token %d on %s %q from client %d: its grant ended at index %d "+
+				"(applied at %.3fs), before the fence read began at %.3fs", t, k.kind, k.name, client, g.endIdx, at.Seconds(), readStart.Seconds())
+		}
+	}
+}

@@ -1,0 +1,681 @@
+package sim
+
+import (
+	"fmt"
+	mrand "math/rand/v2"
+	"time"
+
+	"github.com/lockstepd/lockstep/core"
+	"github.com/lockstepd/lockstep/core/replica"
+)
+
+// A client is one application process: a main thread that runs activities
+// (take a lock, write to the fenced resource, release; wait at a barrier;
+// campaign...) one request at a time, and a keepalive thread that renews
+// its session. Both retry a request with the same (client_id, seq) until a
+// replica answers it, following leader hints and moving on when a replica
+// is silent. A client may pause (its timers and messages wait) or die.
+
+const (
+	threadMain = iota
+	threadKA
+)
+
+// timer purposes (the event's arg)
+const (
+	argMainTimeout = iota
+	argKATimeout
+	argMainWake
+	argKAWake
+	argResume
+)
+
+type callKind uint8
+
+const (
+	callCmd callKind = iota + 1
+	callRead
+	callWrite
+)
+
+// call is one request in progress, over all its attempts.
+type call struct {
+	active       bool
+	kind         callKind
+	cmd          core.Command
+	read         readRequest
+	write        fenceWrite
+	firstAttempt uint64
+	attempt      uint64
+	target       int
+	started      time.Duration
+	queued       bool
+	hist         int // index in the history, -1 when not recorded
+	session      core.SessionID
+}
+
+type stepKind uint8
+
+const (
+	stCreate stepKind = iota + 1
+	stClose
+	stAcquire
+	stRelease
+	stWrite
+	stSleep
+	stBarrier
+	stCampaign
+	stProclaim
+	stResign
+	stStatus
+)
+
+// step is one thing an activity does next.
+type step struct {
+	kind    stepKind
+	key     objKey
+	waitMs  int64
+	permits int64
+	limit   int64
+	mode    core.Mode
+	dur     time.Duration
+	value   string
+}
+
+type client struct {
+	w     *world
+	idx   int
+	addr  int
+	id    string
+	kaID  string
+	rng   *mrand.Rand
+	seq   uint64
+	kaSeq uint64
+
+	dead     bool
+	paused   bool
+	deferred []deferredTimer
+	inbox    []*message
+	quiet    bool
+
+	session core.SessionID
+	ttl     time.Duration
+	guess   int
+
+	main     call
+	ka       call
+	plan     []step
+	wakeGen  uint64
+	kaGen    uint64
+	attempts uint64
+
+	token   core.FencingToken // the grant the current activity holds
+	holding bool
+	lastOp  time.Duration
+}
+
+type deferredTimer struct {
+	arg int
+	gen uint64
+}
+
+func newClient(w *world, i int) *client {
+	return &client{
+		w:     w,
+		idx:   i,
+		addr:  w.opts.Replicas + 1 + i,
+		id:    fmt.Sprintf("c%d", i),
+		kaID:  fmt.Sprintf("c%d.ka", i),
+		rng:   stream(w.opts.Seed, fmt.Sprintf("client-%d", i)),
+		guess: 1 + i%w.opts.Replicas,
+	}
+}
+
+// begin starts the client after a small random delay.
+func (c *client) begin() {
+	c.sleep(time.Duration(c.rng.IntN(500)) * time.Millisecond)
+}
+
+func (c *client) logf(format string, args ...any) {
+	if c.w.tr.text() {
+		c.w.tr.logf(c.w.now, "c%d "+format, append([]any{c.idx}, args...)...)
+	}
+}
+
+// attemptTimeout is how long one try waits for an answer before moving on.
+func (c *client) attemptTimeout() time.Duration {
+	return 400*time.Millisecond + 4*c.w.opts.MaxDelay
+}
+
+func (c *client) sleep(d time.Duration) {
+	c.wakeGen++
+	c.w.schedule(&event{at: c.w.now + d, kind: evClient, node: c.idx, arg: argMainWake, gen: c.wakeGen})
+}
+
+// timer is a timer event for this client.
+func (c *client) timer(arg int, gen uint64) {
+	if c.dead {
+		return
+	}
+	if arg == argResume {
+		c.resume()
+		return
+	}
+	if c.paused {
+		c.deferred = append(c.deferred, deferredTimer{arg, gen})
+		return
+	}
+	switch arg {
+	case argMainWake:
+		if gen == c.wakeGen && !c.main.active {
+			c.next()
+		}
+	case argMainTimeout:
+		if c.main.active && gen == c.main.attempt {
+			c.retry(&c.main, threadMain)
+		}
+	case argKAWake:
+		if gen == c.kaGen && !c.ka.active {
+			c.keepAlive()
+		}
+	case argKATimeout:
+		if c.ka.active && gen == c.ka.attempt {
+			c.retry(&c.ka, threadKA)
+		}
+	}
+}
+
+// receive is a message for this client.
+func (c *client) receive(m *message) {
+	if c.dead {
+		return
+	}
+	if c.paused {
+		c.inbox = append(c.inbox, m)
+		return
+	}
+	switch {
+	case c.main.owns(m.attempt):
+		c.onReply(&c.main, threadMain, m)
+	case c.ka.owns(m.attempt):
+		c.onReply(&c.ka, threadKA, m)
+	}
+}
+
+// pause freezes the client: no timers fire, messages wait.
+func (c *client) pause(d time.Duration) {
+	if c.dead || c.paused {
+		return
+	}
+	c.paused = true
+	c.logf("pauses for %v", d)
+	c.w.schedule(&event{at: c.w.now + d, kind: evClient, node: c.idx, arg: argResume})
+}
+
+func (c *client) resume() {
+	if !c.paused {
+		return
+	}
+	c.paused = false
+	c.logf("resumes")
+	timers, inbox := c.deferred, c.inbox
+	c.deferred, c.inbox = nil, nil
+	for _, t := range timers {
+		c.timer(t.arg, t.gen)
+	}
+	for _, m := range inbox {
+		c.receive(m)
+	}
+}
+
+func (c *client) die() {
+	if c.dead {
+		return
+	}
+	c.dead = true
+	c.logf("dies")
+}
+
+// quiesce: the liveness phase. Finish the current activity, start no more.
+func (c *client) quiesce() {
+	c.quiet = true
+	c.resume()
+	if !c.dead && !c.main.active && len(c.plan) == 0 {
+		c.wakeGen++ // cancel the think-time sleep: nothing follows it
+	}
+}
+
+// busy says what the client still waits for, "" when it is settled.
+func (c *client) busy() string {
+	if c.dead {
+		return ""
+	}
+	if c.main.active {
+		return fmt.Sprintf("request %v waits since %.3fs", c.main.cmd.Op, c.main.started.Seconds())
+	}
+	if len(c.plan) > 0 {
+		return fmt.Sprintf("%d steps left", len(c.plan))
+	}
+	if c.ka.active && c.w.now-c.ka.started > 2*time.Second {
+		return fmt.Sprintf("keepalive waits since %.3fs", c.ka.started.Seconds())
+	}
+	return ""
+}
+
+// next runs the next step of the plan, choosing a new activity when the
+// plan is empty.
+func (c *client) next() {
+	if c.dead || c.paused || c.main.active {
+		return
+	}
+	if len(c.plan) == 0 {
+		if c.quiet {
+			return
+		}
+		c.plan = c.activity()
+	}
+	st := c.plan[0]
+	c.plan = c.plan[1:]
+	switch st.kind {
+	case stSleep:
+		c.sleep(st.dur)
+		return
+	case stStatus:
+		c.startRead(readRequest{kind: st.key.kind, name: st.key.name}, st)
+		return
+	case stWrite:
+		if !c.holding {
+			c.next()
+			return
+		}
+		c.startWrite(fenceWrite{key: st.key, token: c.token, client: c.idx})
+		return
+	}
+	cmd := core.Command{Op: 0, ClientID: c.id, Kind: st.key.kind, Name: st.key.name, Session: c.session}
+	switch st.kind {
+	case stCreate:
+		cmd.Op = core.OpSessionCreate
+		cmd.Kind, cmd.Name = 0, ""
+		c.ttl = c.w.opts.TTLMin + time.Duration(c.rng.Int64N(int64(c.w.opts.TTLMax-c.w.opts.TTLMin)+1))
+		c.ttl = c.ttl.Truncate(time.Millisecond)
+		cmd.TTLMs = c.ttl.Milliseconds()
+		cmd.Owner = c.id
+	case stClose:
+		cmd.Op = core.OpSessionClose
+		cmd.Kind, cmd.Name = 0, ""
+	case stAcquire:
+		cmd.Op = core.OpAcquire
+		cmd.WaitMs, cmd.Permits, cmd.Limit, cmd.Mode = st.waitMs, st.permits, st.limit, st.mode
+		cmd.Owner = c.id
+	case stRelease:
+		cmd.Op, cmd.Token = core.OpRelease, c.token
+	case stBarrier:
+		cmd.Op, cmd.WaitMs, cmd.Participant = core.OpBarrierWait, st.waitMs, c.id
+		cmd.Kind = 0
+		cmd.Parties = c.w.names.parties[st.key.name]
+	case stCampaign:
+		cmd.Op, cmd.WaitMs, cmd.Value, cmd.Owner = core.OpCampaign, st.waitMs, []byte(st.value), c.id
+		cmd.Kind = 0
+	case stProclaim:
+		cmd.Op, cmd.Token, cmd.Value = core.OpProclaim, c.token, []byte(st.value)
+		cmd.Kind = 0
+	case stResign:
+		cmd.Op, cmd.Token = core.OpResign, c.token
+		cmd.Kind = 0
+	}
+	if needsHold(st.kind) && !c.holding {
+		c.next()
+		return
+	}
+	if st.kind != stCreate && c.session == 0 {
+		c.plan = nil // the session is gone: drop the activity
+		c.next()
+		return
+	}
+	c.seq++
+	cmd.Seq = c.seq
+	c.startCmd(cmd, st)
+}
+
+func needsHold(k stepKind) bool { return k == stRelease || k == stProclaim || k == stResign }
+
+func (c *client) startCmd(cmd core.Command, st step) {
+	c.main = call{active: true, kind: callCmd, cmd: cmd, started: c.w.now, hist: -1, session: c.session}
+	c.main.hist = c.w.hist.begin(c, st, cmd)
+	c.send(&c.main, threadMain)
+}
+
+func (c *client) startRead(q readRequest, st step) {
+	c.main = call{active: true, kind: callRead, read: q, started: c.w.now, hist: -1}
+	c.main.hist = c.w.hist.beginRead(c, st)
+	c.send(&c.main, threadMain)
+}
+
+func (c *client) startWrite(fw fenceWrite) {
+	c.main = call{active: true, kind: callWrite, write: fw, started: c.w.now, hist: -1}
+	c.send(&c.main, threadMain)
+}
+
+// owns says whether a reply's attempt id belongs to this call: any of its
+// attempts counts, since a late answer to an earlier try is still the answer.
+func (cl *call) owns(attempt uint64) bool {
+	return cl.active && attempt >= cl.firstAttempt && attempt <= cl.attempt && attempt%2 == cl.firstAttempt%2
+}
+
+// newAttempt numbers a try: the two threads draw from disjoint (even, odd)
+// sequences, so a reply can never be taken for the other thread's.
+func (c *client) newAttempt(thread int) uint64 {
+	c.attempts++
+	return 2*c.attempts + uint64(thread)
+}
+
+// send makes one attempt of a call.
+func (c *client) send(cl *call, thread int) {
+	cl.attempt = c.newAttempt(thread)
+	if cl.firstAttempt == 0 {
+		cl.firstAttempt = cl.attempt
+	}
+	cl.target = c.guess
+	m := &message{from: c.addr, to: cl.target, attempt: cl.attempt}
+	switch cl.kind {
+	case callCmd:
+		m.kind, m.cmd = msgRequest, cl.cmd
+	case callRead:
+		m.kind, m.read = msgRead, cl.read
+	case callWrite:
+		m.kind, m.to, m.write = msgWrite, c.w.addrResource(), cl.write
+	}
+	c.w.send(m)
+	timeout := c.attemptTimeout()
+	if cl.queued {
+		timeout = c.queuedTimeout(cl)
+	}
+	arg := argMainTimeout
+	if thread == threadKA {
+		arg = argKATimeout
+	}
+	c.w.schedule(&event{at: c.w.now + timeout, kind: evClient, node: c.idx, arg: arg, gen: cl.attempt})
+}
+
+// queuedTimeout is how long a queued request waits for its answer before
+// the client asks again (a retry returns the stored outcome, or queues the
+// caller on the new replica).
+func (c *client) queuedTimeout(cl *call) time.Duration {
+	if cl.cmd.WaitMs > 0 {
+		return time.Duration(cl.cmd.WaitMs)*time.Millisecond + time.Second
+	}
+	return 3 * time.Second
+}
+
+// retry moves a call to the next replica after silence or a refusal to
+// answer.
+func (c *client) retry(cl *call, thread int) {
+	c.guess = c.guess%c.w.opts.Replicas + 1
+	c.send(cl, thread)
+}
+
+func (c *client) retryAfter(cl *call, thread int, hint uint64) {
+	if hint >= 1 && hint <= uint64(c.w.opts.Replicas) {
+		c.guess = int(hint)
+		c.send(cl, thread)
+		return
+	}
+	c.retry(cl, thread)
+}
+
+func (c *client) onReply(cl *call, thread int, m *message) {
+	switch m.kind {
+	case msgReadReply:
+		if m.readRes.notServed {
+			c.retry(cl, thread)
+			return
+		}
+		c.finishRead(m.readRes)
+		return
+	case msgWriteReply:
+		c.finishWrite(m.writeOK)
+		return
+	}
+	r := m.reply
+	switch r.Kind {
+	case replica.ReplyResult, replica.ReplyGranted, replica.ReplyWaitEnded:
+		c.guess = m.from
+		if thread == threadKA {
+			c.finishKA(r.Result)
+		} else {
+			c.finishCmd(r.Result)
+		}
+	case replica.ReplyQueued:
+		c.guess = m.from
+		cl.queued = true
+		cl.attempt = c.newAttempt(thread) // re-arm the timer for the longer wait; late replies still match
+		arg := argMainTimeout
+		if thread == threadKA {
+			arg = argKATimeout
+		}
+		c.w.schedule(&event{at: c.w.now + c.queuedTimeout(cl), kind: evClient, node: c.idx, arg: arg, gen: cl.attempt})
+	case replica.ReplyNotLeader:
+		c.retryAfter(cl, thread, r.Leader)
+	case replica.ReplyUnknown, replica.ReplyBusy:
+		c.retry(cl, thread)
+	case replica.ReplyRejected:
+		panic(fmt.Sprintf("sim: client %d sent a request the replica rejects: %+v", c.idx, cl.cmd))
+	}
+}
+
+// finishCmd completes the main thread's command.
+func (c *client) finishCmd(r core.Result) {
+	cmd := c.main.cmd
+	c.main.active = false
+	c.w.hist.end(c.main.hist, r, c.w.now)
+	c.w.stats.ops++
+	c.lastOp = c.w.now
+	c.w.tr.mix(0xc11e, uint64(c.idx), cmd.Seq, uint64(r.Outcome), uint64(r.Token))
+	c.logf("%v %s seq=%d -> %s", cmd.Op, cmd.Name, cmd.Seq, describeResult(r))
+	if r.Err != nil {
+		if r.Err.Code == core.CodeNotFound && cmd.Op != core.OpCancel {
+			c.lostSession(cmd.Session)
+		}
+		c.holding = false
+		c.plan = dropHeld(c.plan)
+		c.think()
+		return
+	}
+	switch cmd.Op {
+	case core.OpSessionCreate:
+		c.session = r.Session
+		c.kaGen++
+		c.scheduleKA(c.w.now)
+	case core.OpSessionClose:
+		c.session = 0
+		c.holding = false
+	case core.OpAcquire, core.OpCampaign:
+		if r.Outcome == core.OutcomeGranted {
+			c.holding, c.token = true, r.Token
+			kind := cmd.Kind
+			if cmd.Op == core.OpCampaign {
+				kind = core.KindElection
+			}
+			c.w.chk.ackedGrant(c, objKey{kind, cmd.Name}, cmd.Session, r.Token)
+		} else {
+			c.holding = false
+			c.plan = dropHeld(c.plan)
+		}
+	case core.OpRelease, core.OpResign:
+		c.holding = false
+	}
+	c.think()
+}
+
+// dropHeld removes the rest of an activity that needed the grant it did not
+// get.
+func dropHeld(plan []step) []step {
+	for len(plan) > 0 && plan[0].kind != stCreate && plan[0].kind != stAcquire && plan[0].kind != stCampaign &&
+		plan[0].kind != stBarrier && plan[0].kind != stStatus {
+		plan = plan[1:]
+	}
+	return plan
+}
+
+func (c *client) think() {
+	c.sleep(time.Duration(c.rng.IntN(20)) * time.Millisecond)
+}
+
+func (c *client) finishRead(r readResult) {
+	c.main.active = false
+	c.w.hist.endRead(c.main.hist, r, c.w.now)
+	c.w.stats.ops++
+	c.w.tr.mix(0xc12e, uint64(c.idx), r.index, uint64(len(r.status.Holders)))
+	c.logf("status %s %q at %d -> %d holders", c.main.read.kind, c.main.read.name, r.index, len(r.status.Holders))
+	c.think()
+}
+
+func (c *client) finishWrite(ok bool) {
+	c.main.active = false
+	c.w.stats.ops++
+	c.w.tr.mix(0xc13e, uint64(c.idx), boolWord(ok))
+	c.logf("fenced write %s %q token=%d -> accepted=%v", c.main.write.key.kind, c.main.write.key.name, c.main.write.token, ok)
+	c.think()
+}
+
+// lostSession forgets a session the cluster says is gone.
+func (c *client) lostSession(s core.SessionID) {
+	if s != 0 && c.session == s {
+		c.logf("lost session %d", s)
+		c.session = 0
+		c.holding = false
+	}
+}
+
+func (c *client) scheduleKA(at time.Duration) {
+	c.kaGen++
+	c.w.schedule(&event{at: max(at, c.w.now), kind: evClient, node: c.idx, arg: argKAWake, gen: c.kaGen})
+}
+
+func (c *client) keepAlive() {
+	if c.session == 0 {
+		return
+	}
+	c.kaSeq++
+	cmd := core.Command{Op: core.OpSessionKeepAlive, ClientID: c.kaID, Seq: c.kaSeq, Session: c.session}
+	c.ka = call{active: true, kind: callCmd, cmd: cmd, started: c.w.now, hist: -1, session: c.session}
+	c.send(&c.ka, threadKA)
+}
+
+func (c *client) finishKA(r core.Result) {
+	s := c.ka.cmd.Session
+	started := c.ka.started
+	c.ka.active = false
+	c.w.tr.mix(0xc14e, uint64(c.idx), uint64(s), boolWord(r.Err == nil))
+	if r.Err != nil {
+		c.lostSession(s)
+		return
+	}
+	if s == c.session {
+		c.scheduleKA(started + c.ttl/3)
+	}
+}
+
+func describeResult(r core.Result) string {
+	if r.Err != nil {
+		return r.Err.Error()
+	}
+	s := r.Outcome.String()
+	if r.Token != 0 {
+		s += fmt.Sprintf(" token=%d", r.Token)
+	}
+	if r.Reason != core.ReasonNone {
+		s += " reason=" + r.Reason.String()
+	}
+	if r.Duplicate {
+		s += " (dup)"
+	}
+	return s
+}
+
+// activity draws what the client does next from the workload mix.
+func (c *client) activity() []step {
+	var plan []step
+	if c.session == 0 {
+		plan = append(plan, step{kind: stCreate})
+	}
+	mix := c.w.opts.Workload
+	weights := []int{mix.Mutex, mix.TryLock, mix.Semaphore, mix.RWLock, mix.Barrier, mix.Election, mix.Status}
+	total := 0
+	for _, x := range weights {
+		total += x
+	}
+	pickN := c.rng.IntN(total)
+	choice := 0
+	for i, x := range weights {
+		if pickN < x {
+			choice = i
+			break
+		}
+		pickN -= x
+	}
+	nm := c.w.names
+	r := c.rng
+	hold := func() step {
+		// Usually well inside the lease; sometimes close to it.
+		d := time.Duration(r.Int64N(int64(c.ttl/2) + 1))
+		if c.ttl == 0 {
+			d = time.Duration(r.IntN(300)) * time.Millisecond
+		}
+		return step{kind: stSleep, dur: d}
+	}
+	wait := func() int64 {
+		switch r.IntN(8) {
+		case 0:
+			return core.WaitForever
+		case 1, 2:
+			return 0
+		}
+		return int64(100 + r.IntN(3000))
+	}
+	pick := func(ns []string) string { return ns[r.IntN(len(ns))] }
+	switch choice {
+	case 0, 1: // mutex, blocking or try-once
+		k := objKey{core.KindMutex, pick(nm.mutexes)}
+		w := wait()
+		if choice == 1 {
+			w = 0
+		}
+		plan = append(plan, step{kind: stAcquire, key: k, waitMs: w}, hold(),
+			step{kind: stWrite, key: k}, step{kind: stRelease, key: k})
+	case 2:
+		name := pick(nm.sems)
+		k := objKey{core.KindSemaphore, name}
+		plan = append(plan, step{kind: stAcquire, key: k, waitMs: wait(), permits: 1, limit: nm.semLimits[name]}, hold(),
+			step{kind: stRelease, key: k})
+	case 3:
+		k := objKey{core.KindRWLock, pick(nm.rwlocks)}
+		mode := core.ModeRead
+		if r.IntN(3) == 0 {
+			mode = core.ModeWrite
+		}
+		plan = append(plan, step{kind: stAcquire, key: k, waitMs: wait(), mode: mode}, hold())
+		if mode == core.ModeWrite {
+			plan = append(plan, step{kind: stWrite, key: k})
+		}
+		plan = append(plan, step{kind: stRelease, key: k})
+	case 4:
+		k := objKey{core.KindBarrier, pick(nm.barriers)}
+		plan = append(plan, step{kind: stBarrier, key: k, waitMs: int64(200 + r.IntN(3000))})
+	case 5:
+		k := objKey{core.KindElection, pick(nm.elections)}
+		w := wait()
+		plan = append(plan, step{kind: stCampaign, key: k, waitMs: w, value: fmt.Sprintf("%s-v%d", c.id, c.seq)}, hold())
+		if r.IntN(2) == 0 {
+			plan = append(plan, step{kind: stProclaim, key: k, value: fmt.Sprintf("%s-p%d", c.id, c.seq)}, hold())
+		}
+		plan = append(plan, step{kind: stStatus, key: k}, step{kind: stResign, key: k})
+	case 6:
+		keys := nm.all()
+		plan = append(plan, step{kind: stStatus, key: keys[r.IntN(len(keys))]})
+	}
+	if r.IntN(25) == 0 {
+		plan = append(plan, step{kind: stClose})
+	}
+	return plan
+}

@@ -1,0 +1,458 @@
+package sim
+
+import (
+	"sort"
+	"time"
+
+	"github.com/lockstepd/lockstep/core"
+)
+
+// ledger reads the committed log, in index order, as the first replica to
+// apply each entry reported it, and checks the contract of DESIGN.md against
+// it after every entry: exclusion per primitive, tokens strictly increasing
+// per name, log time moving forward by at most the cap per entry, no
+// session expiring before its lease (keepalives and leader changes
+// included), no session expiring with holds left. It also remembers what
+// clients need checked later: every grant ever made, when each ended, and
+// the result of every (client_id, seq).
+type ledger struct {
+	c       *checker
+	next    uint64 // the next index expected
+	pending map[uint64]pendingEntry
+
+	started  bool
+	prevTime core.LogTime
+
+	live       map[core.FencingToken]*grantRec
+	grants     map[core.FencingToken]*grantRec // every grant ever made
+	objects    map[objKey]*objRec
+	sessions   map[core.SessionID]*sessRef
+	results    map[dedupeKey]keyResult
+	waitEnds   map[core.WaiterID]waitEnd
+	waitShapes map[core.WaiterID]shape
+	sysOps     []sysOp
+	lastIndex  uint64
+}
+
+type pendingEntry struct {
+	empty bool
+	e     core.Entry
+	out   core.Output
+}
+
+type objKey struct {
+	kind core.Kind
+	name string
+}
+
+type objRec struct {
+	holders   []core.FencingToken // live grants, in grant order
+	lastToken core.FencingToken
+}
+
+type grantRec struct {
+	key     objKey
+	session core.SessionID
+	token   core.FencingToken
+	permits int64
+	mode    core.Mode
+	index   uint64
+	ended   bool
+	endIdx  uint64
+	reason  core.Reason
+}
+
+type sessRef struct {
+	ttl      int64
+	deadline core.LogTime // the earliest log time the contract lets it expire at
+}
+
+type dedupeKey struct {
+	client string
+	seq    uint64
+}
+
+type keyResult struct {
+	index  uint64
+	result core.Result
+}
+
+type waitEnd struct {
+	index   uint64
+	granted bool
+	token   core.FencingToken
+	gen     uint64
+	reason  core.Reason
+}
+
+// sysOp is something the machine did on its own to a name — a grant ended
+// by session expiry, session close or max hold — that porcupine must place
+// among the clients' operations. It happened somewhere between the first
+// append of its index and its first application.
+type sysOp struct {
+	key     objKey
+	token   core.FencingToken
+	session core.SessionID
+	index   uint64
+	reason  core.Reason
+}
+
+func newLedger(c *checker) *ledger {
+	return &ledger{
+		c:          c,
+		next:       2, // index 1 is the bootstrap snapshot
+		pending:    make(map[uint64]pendingEntry),
+		live:       make(map[core.FencingToken]*grantRec),
+		grants:     make(map[core.FencingToken]*grantRec),
+		objects:    make(map[objKey]*objRec),
+		sessions:   make(map[core.SessionID]*sessRef),
+		results:    make(map[dedupeKey]keyResult),
+		waitEnds:   make(map[core.WaiterID]waitEnd),
+		waitShapes: make(map[core.WaiterID]shape),
+	}
+}
+
+func (l *ledger) empty(idx uint64) { l.feed(idx, pendingEntry{empty: true}) }
+
+func (l *ledger) entry(e core.Entry, out *core.Output) {
+	cp := *out
+	cp.Results = append([]core.Result(nil), out.Results...)
+	cp.Effects = append([]core.Effect(nil), out.Effects...)
+	l.feed(e.Index, pendingEntry{e: e, out: cp})
+}
+
+func (l *ledger) feed(idx uint64, p pendingEntry) {
+	if idx < l.next {
+		return
+	}
+	l.pending[idx] = p
+	for {
+		q, ok := l.pending[l.next]
+		if !ok {
+			return
+		}
+		delete(l.pending, l.next)
+		if !q.empty {
+			l.process(&q.e, &q.out)
+		}
+		l.lastIndex = l.next
+		l.next++
+	}
+}
+
+func (l *ledger) fail(check, format string, args ...any) { l.c.fail(Safety, check, format, args...) }
+
+func (l *ledger) process(e *core.Entry, out *core.Output) {
+	step := core.LogTime(core.DefaultLimits().MaxClockStepMs)
+	if l.started {
+		switch {
+		case out.Time < l.prevTime:
+			l.fail("log-time", "index %d moved log time back from %d to %d", e.Index, l.prevTime, out.Time)
+		case out.Time-l.prevTime > step:
+			l.fail("clock-step", "index %d moved log time %d ms forward in one entry; the cap is %d ms",
+				e.Index, out.Time-l.prevTime, step)
+		}
+	}
+	l.started = true
+	l.prevTime = out.Time
+
+	// Within one entry, timers fire first and then each command runs, each
+	// emitting its effects; the output does not say which effect came from
+	// which command. So the ledger checks leases against the state before
+	// the entry, replays grants and releases in effect order, and checks
+	// exclusion and session ownership on the state after the entry, the
+	// only state anyone can observe.
+	x := &entryScratch{shapes: map[core.FencingToken]shape{}, touched: map[objKey]bool{}, gens: map[uint64]int64{}, ended: map[core.SessionID]string{}}
+	for i := range out.Effects {
+		if ef := &out.Effects[i]; ef.Kind == core.EffectSessionExpired {
+			l.checkLease(e.Index, out.Time, ef.Session)
+		}
+	}
+	for i := range e.Commands {
+		l.sessionCommand(e.Index, out.Time, &e.Commands[i], &out.Results[i], x)
+		l.noteShape(&e.Commands[i], &out.Results[i], x)
+	}
+	for i := range out.Effects {
+		l.effect(e.Index, &out.Effects[i], x)
+	}
+	for i := range e.Commands {
+		l.command(e.Index, &e.Commands[i], &out.Results[i], x)
+	}
+	keys := make([]objKey, 0, len(x.touched))
+	for k := range x.touched {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].kind != keys[j].kind {
+			return keys[i].kind < keys[j].kind
+		}
+		return keys[i].name < keys[j].name
+	})
+	for _, k := range keys {
+		l.checkExclusion(e.Index, k)
+	}
+	ended := make([]core.SessionID, 0, len(x.ended))
+	for s := range x.ended {
+		ended = append(ended, s)
+	}
+	sort.Slice(ended, func(i, j int) bool { return ended[i] < ended[j] })
+	for _, s := range ended {
+		for _, g := range l.liveOf(s) {
+			l.fail("session-holds", "index %d: session %d %s but still holds token %d on %s %q",
+				e.Index, s, x.ended[s], g.token, g.key.kind, g.key.name)
+		}
+	}
+}
+
+// shape is what a grant holds: permits (semaphore) or mode (RW lock).
+type shape struct {
+	permits int64
+	mode    core.Mode
+}
+
+func shapeOf(c *core.Command) shape {
+	sh := shape{permits: c.Permits, mode: c.Mode}
+	if c.Kind == core.KindSemaphore && sh.permits == 0 {
+		sh.permits = 1
+	}
+	return sh
+}
+
+// noteShape remembers what an acquire asked for, by the token it was granted
+// at once or by the waiter it queued as, for the grant effect to find.
+func (l *ledger) noteShape(c *core.Command, r *core.Result, x *entryScratch) {
+	if c.Op != core.OpAcquire || r.Err != nil || r.Duplicate {
+		return
+	}
+	switch r.Outcome {
+	case core.OutcomeGranted:
+		x.shapes[r.Token] = shapeOf(c)
+	case core.OutcomeQueued:
+		l.waitShapes[r.Waiter] = shapeOf(c)
+	}
+}
+
+// entryScratch is what one entry's replay collects.
+type entryScratch struct {
+	shapes  map[core.FencingToken]shape
+	touched map[objKey]bool
+	gens    map[uint64]int64 // barrier generation → parties released through effects
+	ended   map[core.SessionID]string
+}
+
+func (l *ledger) checkLease(idx uint64, now core.LogTime, id core.SessionID) {
+	s := l.sessions[id]
+	if s == nil {
+		l.fail("session-lease", "index %d expired session %d, which the log had not created or had ended", idx, id)
+		return
+	}
+	if now < s.deadline {
+		l.fail("session-lease", "index %d expired session %d at log time %d, before its lease ran to %d "+
+			"(ttl %d ms from its last keepalive or leader change)", idx, id, now, s.deadline, s.ttl)
+	}
+}
+
+// sessionCommand keeps the reference leases and the dedupe results.
+func (l *ledger) sessionCommand(idx uint64, now core.LogTime, c *core.Command, r *core.Result, x *entryScratch) {
+	if r.Err != nil {
+		return
+	}
+	if c.ClientID != "" && !r.Duplicate {
+		l.results[dedupeKey{c.ClientID, c.Seq}] = keyResult{index: idx, result: *r}
+	}
+	if r.Duplicate {
+		return
+	}
+	switch c.Op {
+	case core.OpSessionCreate:
+		l.sessions[r.Session] = &sessRef{ttl: c.TTLMs, deadline: now + core.LogTime(c.TTLMs)}
+	case core.OpSessionKeepAlive:
+		if s := l.sessions[c.Session]; s != nil {
+			if c.TTLMs != 0 {
+				s.ttl = c.TTLMs
+			}
+			s.deadline = max(s.deadline, now+core.LogTime(s.ttl))
+		} else {
+			l.fail("session-lease", "index %d kept alive session %d, which the log had ended", idx, c.Session)
+		}
+	case core.OpSessionClose:
+		delete(l.sessions, r.Session)
+		x.ended[r.Session] = "closed"
+	case core.OpLeaderChange:
+		for _, s := range l.sessions {
+			s.deadline = max(s.deadline, now+core.LogTime(s.ttl))
+		}
+	}
+}
+
+func (l *ledger) liveOf(s core.SessionID) []*grantRec {
+	var out []*grantRec
+	for _, g := range l.sortedLive() {
+		if g.session == s {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// command checks what a command's result claims against the grants the
+// effects made.
+func (l *ledger) command(idx uint64, c *core.Command, r *core.Result, x *entryScratch) {
+	if r.Err != nil || r.Duplicate {
+		return
+	}
+	switch c.Op {
+	case core.OpAcquire, core.OpCampaign:
+		if r.Outcome == core.OutcomeGranted {
+			// A new grant also emitted EffectGranted; a holder's re-acquire
+			// returns its live grant.
+			k := objKey{c.Kind, c.Name}
+			if c.Op == core.OpCampaign {
+				k.kind = core.KindElection
+			}
+			g := l.grants[r.Token]
+			if g == nil || g.key != k || g.session != c.Session {
+				l.fail("grant-ledger", "index %d answered %s %q granted with token %d to session %d, which the log never granted it",
+					idx, k.kind, k.name, r.Token, c.Session)
+			} else if g.ended && g.endIdx != idx {
+				l.fail("grant-ledger", "index %d answered %s %q granted with token %d, which ended at index %d",
+					idx, k.kind, k.name, r.Token, g.endIdx)
+			}
+			x.touched[k] = true
+		}
+	case core.OpBarrierWait:
+		if r.Outcome == core.OutcomeReleased && c.Parties > 0 {
+			// The arrival that completes a generation releases the others
+			// in the same entry, with the same generation.
+			if n := 1 + x.gens[r.Generation]; n != c.Parties {
+				l.fail("barrier", "index %d released generation %d of barrier %q with %d of %d parties",
+					idx, r.Generation, c.Name, n, c.Parties)
+			}
+		}
+	}
+}
+
+func (l *ledger) effect(idx uint64, ef *core.Effect, x *entryScratch) {
+	k := objKey{ef.Object, ef.Name}
+	switch ef.Kind {
+	case core.EffectGranted:
+		if ef.Object == core.KindBarrier && ef.Waiter != 0 {
+			l.waitEnds[ef.Waiter] = waitEnd{index: idx, granted: true, gen: ef.Generation}
+			x.gens[ef.Generation]++
+			return
+		}
+		l.grant(idx, k, ef, x)
+		if ef.Waiter != 0 {
+			l.waitEnds[ef.Waiter] = waitEnd{index: idx, granted: true, token: ef.Token}
+		}
+		x.touched[k] = true
+	case core.EffectReleased:
+		g := l.live[ef.Token]
+		if g == nil || g.key != k {
+			l.fail("grant-ledger", "index %d released token %d of %s %q, which is not a live grant of it", idx, ef.Token, k.kind, k.name)
+			return
+		}
+		g.ended, g.endIdx, g.reason = true, idx, ef.Reason
+		delete(l.live, ef.Token)
+		o := l.objects[k]
+		for i, t := range o.holders {
+			if t == ef.Token {
+				o.holders = append(o.holders[:i], o.holders[i+1:]...)
+				break
+			}
+		}
+		if ef.Reason != core.ReasonReleased && k.kind != core.KindBarrier {
+			l.sysOps = append(l.sysOps, sysOp{key: k, token: ef.Token, session: g.session, index: idx, reason: ef.Reason})
+		}
+		x.touched[k] = true
+	case core.EffectWaitEnded:
+		l.waitEnds[ef.Waiter] = waitEnd{index: idx, reason: ef.Reason}
+	case core.EffectSessionExpired:
+		delete(l.sessions, ef.Session)
+		x.ended[ef.Session] = "expired"
+	}
+}
+
+func (l *ledger) sortedLive() []*grantRec {
+	out := make([]*grantRec, 0, len(l.live))
+	for _, g := range l.live {
+		out = append(out, g)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].token < out[j].token })
+	return out
+}
+
+func (l *ledger) grant(idx uint64, k objKey, ef *core.Effect, x *entryScratch) {
+	if g := l.grants[ef.Token]; g != nil {
+		l.fail("token-unique", "index %d granted token %d on %s %q, already granted at index %d on %s %q",
+			idx, ef.Token, k.kind, k.name, g.index, g.key.kind, g.key.name)
+		return
+	}
+	o := l.objects[k]
+	if o == nil {
+		o = &objRec{}
+		l.objects[k] = o
+	}
+	if ef.Token <= o.lastToken {
+		l.fail("token-order", "index %d granted token %d on %s %q after token %d", idx, ef.Token, k.kind, k.name, o.lastToken)
+	}
+	o.lastToken = max(o.lastToken, ef.Token)
+	g := &grantRec{key: k, session: ef.Session, token: ef.Token, index: idx}
+	sh, ok := x.shapes[ef.Token]
+	if ef.Waiter != 0 {
+		sh, ok = l.waitShapes[ef.Waiter]
+		delete(l.waitShapes, ef.Waiter)
+	}
+	if !ok && (k.kind == core.KindSemaphore || k.kind == core.KindRWLock) {
+		l.fail("grant-ledger", "index %d granted token %d on %s %q that no acquire asked for", idx, ef.Token, k.kind, k.name)
+	}
+	g.permits, g.mode = sh.permits, sh.mode
+	l.grants[ef.Token] = g
+	if k.kind != core.KindBarrier {
+		l.live[ef.Token] = g
+		o.holders = append(o.holders, ef.Token)
+	} else {
+		l.live[ef.Token] = g
+	}
+	if s := l.sessions[ef.Session]; s == nil && x.ended[ef.Session] == "" {
+		l.fail("session-holds", "index %d granted token %d on %s %q to session %d, which is not live", idx, ef.Token, k.kind, k.name, ef.Session)
+	}
+}
+
+// checkExclusion checks what may hold one object at once.
+func (l *ledger) checkExclusion(idx uint64, k objKey) {
+	o := l.objects[k]
+	if o == nil {
+		return
+	}
+	switch k.kind {
+	case core.KindMutex, core.KindElection:
+		if len(o.holders) > 1 {
+			l.fail("exclusion", "after index %d, %s %q has %d holders (tokens %v)", idx, k.kind, k.name, len(o.holders), o.holders)
+		}
+	case core.KindRWLock:
+		writers := 0
+		for _, t := range o.holders {
+			if l.live[t].mode == core.ModeWrite {
+				writers++
+			}
+		}
+		if writers > 1 || (writers == 1 && len(o.holders) > 1) {
+			l.fail("exclusion", "after index %d, rwlock %q has %d writers among %d holders", idx, k.name, writers, len(o.holders))
+		}
+	case core.KindSemaphore:
+		used := int64(0)
+		for _, t := range o.holders {
+			used += l.live[t].permits
+		}
+		if limit := l.c.w.semLimit(k.name); used > limit {
+			l.fail("exclusion", "after index %d, semaphore %q has %d permits taken; its limit is %d", idx, k.name, used, limit)
+		}
+	}
+}
+
+// whenApplied returns when an index was first applied.
+func (l *ledger) whenApplied(idx uint64) time.Duration {
+	t, _ := l.c.firstApplied(idx)
+	return t
+}

@@ -1,0 +1,421 @@
+package sim
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/lockstepd/lockstep/core"
+	"github.com/lockstepd/lockstep/core/replica"
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+)
+
+// Raft settings: production's 300 ms election timeout and 100 ms heartbeat,
+// counted in 25 ms ticks of each replica's (drifting) monotonic clock.
+const (
+	raftTick      = 25 * time.Millisecond
+	electionTick  = 12
+	heartbeatTick = 4
+	// processDelay is how long a replica takes to get round to its ready
+	// loop after something arrived: the group-commit window.
+	processDelay = 200 * time.Microsecond
+	// keepEntries is how much log a snapshot leaves behind for followers
+	// that are a little late.
+	keepEntries = 16
+	maxReads    = 1024
+)
+
+// node is one replica: real etcd raft, a disk, a core machine (maybe
+// wrapped in a planted bug), and the shared replica driver.
+type node struct {
+	w   *world
+	id  int
+	up  bool
+	inc uint64 // bumped by every crash, so a dead incarnation's timers are skipped
+	clk clock
+	dsk disk
+
+	ms      *raft.MemoryStorage
+	rn      *raft.RawNode
+	sm      Machine
+	drv     *replica.Driver
+	applied uint64
+	snapIdx uint64
+
+	leader bool
+	term   uint64
+	lead   uint64
+
+	processPending bool
+	syncing        bool
+	rd             raft.Ready // waiting for its sync
+
+	nextReq  replica.RequestID
+	origins  map[replica.RequestID]origin
+	nextRead uint64
+	reads    map[uint64]*pendingRead // waiting for ReadIndex
+	readWait []*pendingRead          // waiting for applied >= index
+}
+
+type origin struct {
+	addr    int
+	attempt uint64
+}
+
+type pendingRead struct {
+	id      uint64
+	from    int
+	attempt uint64
+	req     readRequest
+	index   uint64
+}
+
+// quietLogger keeps raft's logs out of the output; raft's panics still
+// panic, and a panic is a crash of the run.
+type quietLogger struct{}
+
+func (quietLogger) Debug(...any)                   {}
+func (quietLogger) Debugf(string, ...any)          {}
+func (quietLogger) Error(...any)                   {}
+func (quietLogger) Errorf(string, ...any)          {}
+func (quietLogger) Info(...any)                    {}
+func (quietLogger) Infof(string, ...any)           {}
+func (quietLogger) Warning(...any)                 {}
+func (quietLogger) Warningf(string, ...any)        {}
+func (quietLogger) Fatal(v ...any)                 { panic(fmt.Sprint(v...)) }
+func (quietLogger) Fatalf(f string, v ...any)      { panic(fmt.Sprintf(f, v...)) }
+func (quietLogger) Panic(v ...any)                 { panic(fmt.Sprint(v...)) }
+func (quietLogger) Panicf(format string, v ...any) { panic(fmt.Sprintf(format, v...)) }
+
+// bootstrap writes the initial snapshot every replica starts from: index 1,
+// term 1, all replicas voters, an empty machine.
+func (n *node) bootstrap(voters []uint64) {
+	n.dsk.snap = &pb.Snapshot{
+		Data: newMachine(nil, Bug{}, n.id).Snapshot(),
+		Metadata: &pb.SnapshotMetadata{
+			Index:     new(uint64(1)),
+			Term:      new(uint64(1)),
+			ConfState: &pb.ConfState{Voters: voters},
+		},
+	}
+}
+
+// start brings the replica up from its disk.
+func (n *node) start() {
+	w := n.w
+	n.up = true
+	n.ms = n.dsk.load()
+	snap := n.dsk.snap
+	n.snapIdx = snap.GetMetadata().GetIndex()
+	n.applied = n.snapIdx
+	n.sm = newMachine(snap.GetData(), w.bug, n.id)
+	rn, err := raft.NewRawNode(&raft.Config{
+		ID:                        uint64(n.id),
+		ElectionTick:              electionTick,
+		HeartbeatTick:             heartbeatTick,
+		Storage:                   n.ms,
+		Applied:                   n.applied,
+		MaxSizePerMsg:             64 << 10,
+		MaxInflightMsgs:           64,
+		MaxUncommittedEntriesSize: 1 << 20,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		ReadOnlyOption:            raft.ReadOnlySafe,
+		DisableProposalForwarding: true,
+		Logger:                    quietLogger{},
+	})
+	if err != nil {
+		panic("sim: raft: " + err.Error())
+	}
+	n.rn = rn
+	n.drv, err = replica.New(replica.Config{})
+	if err != nil {
+		panic(err)
+	}
+	n.leader, n.term, n.lead = false, 0, 0
+	n.processPending, n.syncing = false, false
+	n.origins = make(map[replica.RequestID]origin)
+	n.reads = make(map[uint64]*pendingRead)
+	n.readWait = nil
+	w.chk.restored(n)
+	n.scheduleTick()
+}
+
+func (n *node) scheduleTick() {
+	n.w.schedule(&event{at: n.w.now + n.clk.every(raftTick), kind: evRaftTick, node: n.id, gen: n.inc})
+}
+
+// crash loses everything volatile: raft's memory, the machine, the driver,
+// every request in progress, and whatever the disk had not synced.
+func (n *node) crash() {
+	n.up = false
+	n.inc++
+	n.dsk.crash()
+	n.rn, n.ms, n.sm, n.drv = nil, nil, nil, nil
+	n.origins, n.reads, n.readWait = nil, nil, nil
+	n.leader = false
+}
+
+func (n *node) markDirty() {
+	if n.processPending || !n.up {
+		return
+	}
+	n.processPending = true
+	n.w.schedule(&event{at: n.w.now + processDelay, kind: evProcess, node: n.id, gen: n.inc})
+}
+
+func (n *node) tick() {
+	n.rn.Tick()
+	n.scheduleTick()
+	// The leader's driver needs its clock read even when nothing else
+	// happens, to propose ticks.
+	if n.rn.HasReady() || n.leader {
+		n.markDirty()
+	}
+}
+
+// process is the replica's ready loop: drive the driver, then hand raft's
+// Ready to the disk, and finish it once the disk has synced.
+func (n *node) process() {
+	n.processPending = false
+	if n.syncing {
+		return
+	}
+	n.drive()
+	if !n.rn.HasReady() {
+		return
+	}
+	rd := n.rn.Ready()
+	if rd.SoftState != nil {
+		n.noteLeadership(rd.SoftState)
+	}
+	sync := rd.MustSync
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		if err := n.ms.ApplySnapshot(rd.Snapshot); err != nil {
+			panic("sim: apply snapshot: " + err.Error())
+		}
+		n.dsk.write(diskWrite{snap: rd.Snapshot})
+		sync = true
+	}
+	if len(rd.Entries) > 0 {
+		if err := n.ms.Append(rd.Entries); err != nil {
+			panic("sim: append: " + err.Error())
+		}
+		n.dsk.write(diskWrite{ents: rd.Entries})
+		n.w.chk.appended(n, rd.Entries)
+	}
+	if !raft.IsEmptyHardState(rd.HardState) {
+		if err := n.ms.SetHardState(rd.HardState); err != nil {
+			panic("sim: hard state: " + err.Error())
+		}
+		n.dsk.write(diskWrite{hard: rd.HardState})
+	}
+	if sync {
+		n.syncing = true
+		n.rd = rd
+		n.w.schedule(&event{at: n.w.now + n.w.diskLatency(), kind: evSynced, node: n.id, gen: n.inc})
+		return
+	}
+	n.finish(rd)
+}
+
+func (n *node) synced() {
+	n.dsk.sync()
+	n.syncing = false
+	rd := n.rd
+	n.rd = raft.Ready{}
+	n.finish(rd)
+}
+
+// finish does what may only follow persistence: send, apply, advance.
+func (n *node) finish(rd raft.Ready) {
+	w := n.w
+	for _, m := range rd.Messages {
+		w.send(&message{kind: msgRaft, from: n.id, to: int(m.GetTo()), fromInc: n.inc, raft: m})
+	}
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		n.restore(rd.Snapshot)
+	}
+	for _, e := range rd.CommittedEntries {
+		n.apply(e)
+	}
+	for _, rs := range rd.ReadStates {
+		id := binary.BigEndian.Uint64(rs.RequestCtx)
+		if r := n.reads[id]; r != nil {
+			delete(n.reads, id)
+			r.index = rs.Index
+			n.readWait = append(n.readWait, r)
+		}
+	}
+	n.serveReads()
+	n.rn.Advance(rd)
+	n.maybeSnapshot()
+	n.drive()
+	if n.rn.HasReady() {
+		n.markDirty()
+	}
+}
+
+func (n *node) noteLeadership(ss *raft.SoftState) {
+	isLeader := ss.RaftState == raft.StateLeader
+	term := n.rn.BasicStatus().GetTerm()
+	if isLeader != n.leader || term != n.term || ss.Lead != n.lead {
+		n.leader, n.term, n.lead = isLeader, term, ss.Lead
+		n.step(replica.LeadershipEvent(isLeader, term, ss.Lead))
+		n.w.tr.mix(0x1ead, uint64(n.id), boolWord(isLeader), term, ss.Lead)
+		if isLeader {
+			n.w.tr.logf(n.w.now, "n%d leader term=%d", n.id, term)
+			n.w.chk.leaderElected(n, term)
+		}
+	}
+}
+
+func boolWord(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (n *node) step(ev replica.Event) {
+	if err := n.drv.Step(ev); err != nil {
+		panic("sim: replica driver: " + err.Error())
+	}
+}
+
+// drive ticks the driver with this replica's wall clock, proposes what it
+// asks for and sends its replies.
+func (n *node) drive() {
+	n.step(replica.TickEvent(n.clk.logTime(n.w.now)))
+	for i := 0; i < 4; i++ {
+		rd := n.drv.Ready()
+		if rd.IsEmpty() {
+			return
+		}
+		for _, p := range rd.Proposals {
+			if err := n.rn.Propose(p.Data); err != nil {
+				n.step(replica.ProposalFailedEvent(p.ID))
+			}
+		}
+		for _, r := range rd.Replies {
+			n.sendReply(r)
+		}
+	}
+}
+
+func (n *node) sendReply(r replica.Reply) {
+	o, ok := n.origins[r.Request]
+	if !ok {
+		return
+	}
+	if r.Final() {
+		delete(n.origins, r.Request)
+	}
+	n.w.send(&message{kind: msgReply, from: n.id, to: o.addr, attempt: o.attempt, reply: r})
+}
+
+func (n *node) apply(e *pb.Entry) {
+	idx := e.GetIndex()
+	if idx <= n.applied {
+		return
+	}
+	if e.GetType() != pb.EntryType_EntryNormal || len(e.GetData()) == 0 {
+		n.applied = idx
+		n.w.chk.appliedEmpty(n, idx)
+		return
+	}
+	p, err := core.DecodeProposal(e.GetData())
+	if err != nil {
+		panic(fmt.Sprintf("sim: n%d entry %d does not decode: %v", n.id, idx, err))
+	}
+	entry := core.Entry{Index: idx, Proposal: p}
+	out := n.sm.Apply(entry)
+	n.applied = idx
+	n.w.chk.applied(n, entry, out)
+	n.step(replica.AppliedEvent(entry, out))
+}
+
+// restore replaces the machine with a snapshot the leader sent.
+func (n *node) restore(s *pb.Snapshot) {
+	n.sm = newMachine(s.GetData(), n.w.bug, n.id)
+	n.applied = s.GetMetadata().GetIndex()
+	n.snapIdx = n.applied
+	n.step(replica.RestoredEvent())
+	n.w.chk.restored(n)
+	n.w.tr.logf(n.w.now, "n%d restored snapshot at %d", n.id, n.applied)
+}
+
+// maybeSnapshot takes a snapshot every SnapshotEvery applied entries and
+// compacts the log behind it, in memory and on disk.
+func (n *node) maybeSnapshot() {
+	if n.applied-n.snapIdx < uint64(n.w.opts.SnapshotEvery) {
+		return
+	}
+	snap, err := n.ms.CreateSnapshot(n.applied, n.w.confState, n.sm.Snapshot())
+	if err != nil {
+		panic("sim: create snapshot: " + err.Error())
+	}
+	n.snapIdx = n.applied
+	compactTo := uint64(0)
+	if n.applied > keepEntries {
+		compactTo = n.applied - keepEntries
+	}
+	if first, _ := n.ms.FirstIndex(); compactTo >= first {
+		if err := n.ms.Compact(compactTo); err != nil {
+			panic("sim: compact: " + err.Error())
+		}
+	}
+	n.dsk.saveSnapshot(snap, compactTo)
+	n.w.tr.mix(0x5a9, uint64(n.id), n.applied)
+}
+
+// request hands a client's command to the driver.
+func (n *node) request(m *message) {
+	n.nextReq++
+	id := n.nextReq
+	n.origins[id] = origin{addr: m.from, attempt: m.attempt}
+	n.step(replica.RequestEvent(id, m.cmd))
+	n.markDirty()
+}
+
+// read starts a linearizable read: ReadIndex, then serve once applied has
+// caught up. With the stale-read bug, it answers from local state at once.
+func (n *node) read(m *message) {
+	if n.w.bug.staleOK {
+		n.w.send(&message{kind: msgReadReply, from: n.id, to: m.from, attempt: m.attempt, readRes: n.serve(m.read)})
+		return
+	}
+	if len(n.reads) >= maxReads {
+		return // overloaded: the reader times out and retries
+	}
+	n.nextRead++
+	r := &pendingRead{id: n.nextRead, from: m.from, attempt: m.attempt, req: m.read}
+	n.reads[r.id] = r
+	ctx := make([]byte, 8)
+	binary.BigEndian.PutUint64(ctx, r.id)
+	n.rn.ReadIndex(ctx)
+	n.markDirty()
+}
+
+func (n *node) serveReads() {
+	kept := n.readWait[:0]
+	for _, r := range n.readWait {
+		if r.index > n.applied {
+			kept = append(kept, r)
+			continue
+		}
+		n.w.send(&message{kind: msgReadReply, from: n.id, to: r.from, attempt: r.attempt, readRes: n.serve(r.req)})
+	}
+	n.readWait = kept
+}
+
+func (n *node) serve(q readRequest) readResult {
+	res := readResult{index: n.applied}
+	if q.fence {
+		res.fenceOK, res.err = n.sm.CheckFence(q.kind, q.name, q.token)
+	} else {
+		res.status, res.err = n.sm.Status(q.kind, q.name)
+	}
+	return res
+}

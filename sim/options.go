@@ -1,0 +1,180 @@
+package sim
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Options is everything a run depends on besides its seed. The zero value
+// of each field (or -1 for rates, where 0 is a meaningful choice) means
+// "draw it from the seed", swarm-style: every run explores a different mix
+// of cluster size, clients, faults and workload, and prints what it drew.
+type Options struct {
+	Seed     uint64
+	Replicas int           // 3 or 5; 0: drawn
+	Clients  int           // 1..64; 0: drawn (2..16)
+	Duration time.Duration // safety phase in virtual time; 0: drawn (15..45 s)
+
+	// Fault rates. Rates are per virtual second, probabilities per message;
+	// a negative value means drawn from the seed.
+	CrashRate     float64       // replica crashes
+	PartitionRate float64       // network partitions (halves, isolated leader, one-way)
+	ClockRate     float64       // clock jumps, forward or back
+	PauseRate     float64       // client pauses (half of them past the session TTL) and deaths
+	Loss          float64       // message loss probability
+	Dup           float64       // message duplication probability
+	MaxDelay      time.Duration // message delay upper bound; 0: drawn (2..60 ms)
+
+	Bug string // a planted bug by name, "" for none
+
+	// Drawn only, printed in the banner.
+	SnapshotEvery  int           // entries between a replica's snapshots
+	MinDelay       time.Duration // message delay lower bound
+	DiskLatency    time.Duration // one fsync
+	ClockSkew      time.Duration // bound on each replica's offset
+	DriftPPM       int64         // bound on each replica's drift
+	LivenessBound  time.Duration // how long the healed cluster has to answer everything
+	Workload       Mix
+	TTLMin, TTLMax time.Duration // session TTLs clients pick from
+}
+
+// Mix weighs what clients do.
+type Mix struct {
+	Mutex, TryLock, Semaphore, RWLock, Barrier, Election, Status int
+}
+
+func (m Mix) String() string {
+	return fmt.Sprintf("mutex=%d trylock=%d semaphore=%d rwlock=%d barrier=%d election=%d status=%d",
+		m.Mutex, m.TryLock, m.Semaphore, m.RWLock, m.Barrier, m.Election, m.Status)
+}
+
+// DefaultOptions asks for everything to be drawn from the seed.
+func DefaultOptions(seed uint64) Options {
+	return Options{Seed: seed, CrashRate: -1, PartitionRate: -1, ClockRate: -1, PauseRate: -1, Loss: -1, Dup: -1}
+}
+
+// resolve draws what the options leave open. Every draw happens whether or
+// not a flag overrides it, so that overriding one option never changes the
+// others.
+func (o Options) resolve() (Options, error) {
+	r := stream(o.Seed, "options")
+	off := func(p float64) bool { return r.Float64() < p } // swarm: some faults are absent from a run
+	rate := func(max float64) float64 {
+		v := r.Float64() * max
+		if off(0.25) {
+			v = 0
+		}
+		return v
+	}
+	replicas := 3 + 2*r.IntN(2)
+	clients := 2 + r.IntN(15)
+	duration := time.Duration(15+r.IntN(31)) * time.Second
+	crash, part, clk, pause := rate(0.3), rate(0.3), rate(0.2), rate(0.2)
+	loss, dup := rate(0.1), rate(0.05)
+	maxDelay := time.Duration(2+r.IntN(59)) * time.Millisecond
+	d := Options{
+		SnapshotEvery: 20 + r.IntN(481),
+		MinDelay:      time.Duration(100+r.IntN(900)) * time.Microsecond,
+		DiskLatency:   time.Duration(50+r.IntN(2000)) * time.Microsecond,
+		ClockSkew:     time.Duration(r.IntN(5000)) * time.Millisecond,
+		DriftPPM:      int64(r.IntN(500)),
+		LivenessBound: 40 * time.Second,
+		TTLMin:        time.Duration(800+r.IntN(1200)) * time.Millisecond,
+	}
+	d.TTLMax = d.TTLMin + time.Duration(r.IntN(5000))*time.Millisecond
+	w := func() int {
+		if off(0.2) {
+			return 0
+		}
+		return 1 + r.IntN(10)
+	}
+	d.Workload = Mix{Mutex: w(), TryLock: w(), Semaphore: w(), RWLock: w(), Barrier: w(), Election: w(), Status: w()}
+	if d.Workload == (Mix{}) {
+		d.Workload.Mutex = 1
+	}
+
+	if o.Replicas == 0 {
+		o.Replicas = replicas
+	}
+	if o.Clients == 0 {
+		o.Clients = clients
+	}
+	if o.Duration == 0 {
+		o.Duration = duration
+	}
+	pick := func(v *float64, drawn float64) {
+		if *v < 0 {
+			*v = drawn
+		}
+	}
+	pick(&o.CrashRate, crash)
+	pick(&o.PartitionRate, part)
+	pick(&o.ClockRate, clk)
+	pick(&o.PauseRate, pause)
+	pick(&o.Loss, loss)
+	pick(&o.Dup, dup)
+	if o.MaxDelay == 0 {
+		o.MaxDelay = maxDelay
+	}
+	o.SnapshotEvery, o.MinDelay, o.DiskLatency = d.SnapshotEvery, d.MinDelay, d.DiskLatency
+	o.ClockSkew, o.DriftPPM, o.LivenessBound = d.ClockSkew, d.DriftPPM, d.LivenessBound
+	o.Workload, o.TTLMin, o.TTLMax = d.Workload, d.TTLMin, d.TTLMax
+	if o.MinDelay > o.MaxDelay {
+		o.MinDelay = o.MaxDelay
+	}
+	return o, o.validate()
+}
+
+func (o Options) validate() error {
+	switch {
+	case o.Replicas != 3 && o.Replicas != 5:
+		return fmt.Errorf("-replicas must be 3 or 5, got %d", o.Replicas)
+	case o.Clients < 1 || o.Clients > 64:
+		return fmt.Errorf("-clients must be within 1..64, got %d", o.Clients)
+	case o.Duration < time.Second || o.Duration > time.Hour:
+		return fmt.Errorf("-duration must be within 1s..1h, got %v", o.Duration)
+	case o.Loss > 0.5 || o.Dup > 0.5:
+		return fmt.Errorf("-loss and -dup must be at most 0.5")
+	case o.CrashRate > 10 || o.PartitionRate > 10 || o.ClockRate > 10 || o.PauseRate > 10:
+		return fmt.Errorf("fault rates must be at most 10 per virtual second")
+	case o.MaxDelay > 5*time.Second:
+		return fmt.Errorf("-max-delay must be at most 5s")
+	}
+	if o.Bug != "" {
+		if _, ok := bugByName(o.Bug); !ok {
+			return fmt.Errorf("unknown bug %q: -bug list names them", o.Bug)
+		}
+	}
+	return nil
+}
+
+// Flags renders the options as the command-line flags that reproduce them.
+func (o Options) Flags() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "-seed %d -replicas %d -clients %d -duration %v", o.Seed, o.Replicas, o.Clients, o.Duration)
+	fmt.Fprintf(&b, " -crash-rate %g -partition-rate %g -clock-rate %g -pause-rate %g -loss %g -dup %g -max-delay %v",
+		o.CrashRate, o.PartitionRate, o.ClockRate, o.PauseRate, o.Loss, o.Dup, o.MaxDelay)
+	if o.Bug != "" {
+		fmt.Fprintf(&b, " -bug %s", o.Bug)
+	}
+	return b.String()
+}
+
+// Banner describes the run, like the VOPR's: every drawn option.
+func (o Options) Banner() string {
+	return fmt.Sprintf("seed=%d replicas=%d clients=%d duration=%v liveness_bound=%v\n"+
+		"  faults: crash=%.3g/s partition=%.3g/s clock=%.3g/s pause=%.3g/s loss=%.3g dup=%.3g delay=%v..%v\n"+
+		"  disk_latency=%v snapshot_every=%d clock_skew=±%v drift=±%dppm ttl=%v..%v\n"+
+		"  workload: %v\n  bug: %s",
+		o.Seed, o.Replicas, o.Clients, o.Duration, o.LivenessBound,
+		o.CrashRate, o.PartitionRate, o.ClockRate, o.PauseRate, o.Loss, o.Dup, o.MinDelay, o.MaxDelay,
+		o.DiskLatency, o.SnapshotEvery, o.ClockSkew, o.DriftPPM, o.TTLMin, o.TTLMax, o.Workload, orNone(o.Bug))
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}

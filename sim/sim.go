@@ -1,0 +1,488 @@
+package sim
+
+import (
+	"fmt"
+	mrand "math/rand/v2"
+	"runtime/debug"
+	"sort"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+)
+
+// Result is what one run found.
+type Result struct {
+	Seed           uint64      `json:"seed"`
+	OK             bool        `json:"ok"`
+	TraceHash      string      `json:"trace_hash"`
+	Ops            int         `json:"ops"`
+	VirtualSeconds float64     `json:"virtual_seconds"`
+	Faults         int         `json:"faults"`
+	Violations     []Violation `json:"violations"`
+	Severity       Severity    `json:"-"`
+	Kind           string      `json:"failure,omitempty"`
+	Steps          uint64      `json:"steps"`
+	Applies        int         `json:"applies"`
+	LeaderChanges  int         `json:"leader_changes"`
+	Linearizable   string      `json:"linearizable"`
+	Options        Options     `json:"-"`
+	Flags          string      `json:"flags"`
+
+	// Set on request: the trace's text and porcupine's visualization.
+	TraceLines    []string `json:"-"`
+	PorcupineHTML []byte   `json:"-"`
+	// Determinism checking.
+	StepHashes []uint64 `json:"-"`
+	Diverged   bool     `json:"-"`
+	DivergedAt uint64   `json:"-"`
+	LastLines  []string `json:"-"`
+}
+
+// RunConfig says what a run keeps besides its verdict.
+type RunConfig struct {
+	CaptureTrace  bool     // keep every trace line
+	RecordSteps   bool     // keep the hash after every step
+	CompareSteps  []uint64 // stop at the first step whose hash differs from these
+	RingLines     int      // keep the last lines of the trace
+	Visualize     bool     // render porcupine's HTML of the history
+	SkipPorcupine bool     // scenario tests that only look at invariants
+	StopAtStep    uint64   // end the run after this many steps, unchecked (determinism reports)
+}
+
+type phase uint8
+
+const (
+	phaseSafety phase = iota + 1
+	phaseLiveness
+	phaseDone
+)
+
+type stats struct {
+	ops           int
+	faults        int
+	applies       int
+	leaderChanges int
+}
+
+// world is one run: the queue, the clock, every actor and the checkers.
+// Nothing in it reads the wall clock, starts a goroutine or lets map order
+// decide anything.
+type world struct {
+	opts Options
+	cfg  RunConfig
+	bug  Bug
+
+	now time.Duration
+	q   eventQueue
+	tr  *trace
+
+	net       *network
+	nodes     []*node // 1-based
+	clients   []*client
+	res       *resource
+	chk       *checker
+	hist      *history
+	confState *pb.ConfState
+
+	rngDisk  *mrand.Rand
+	rngFault *mrand.Rand
+
+	phase         phase
+	livenessStart time.Duration
+	stats         stats
+	faults        *faults
+	names         *names
+
+	// scenario hooks: run at a virtual time instead of the fault injector.
+	script []scripted
+}
+
+type scripted struct {
+	at time.Duration
+	do func(w *world)
+}
+
+func (w *world) schedule(e *event) { w.q.schedule(e) }
+
+func (w *world) diskLatency() time.Duration {
+	base := w.opts.DiskLatency
+	return base/2 + time.Duration(w.rngDisk.Int64N(int64(base)+1))
+}
+
+func (w *world) addrResource() int { return w.opts.Replicas + w.opts.Clients + 1 }
+
+// Run runs one seed to the end and checks it.
+func Run(o Options, cfg RunConfig) (res Result) {
+	o, err := o.resolve()
+	if err != nil {
+		return Result{Seed: o.Seed, Severity: Crash, Kind: "crash",
+			Violations: []Violation{{Severity: Crash, Kind: "crash", Check: "options", Msg: err.Error()}}}
+	}
+	restore := installRaftRand(o.Seed)
+	defer restore()
+	w := newWorld(o, cfg)
+	defer func() {
+		if p := recover(); p != nil {
+			w.chk.violations = append(w.chk.violations, Violation{At: w.now, Severity: Crash, Kind: "crash", Check: "panic",
+				Msg: fmt.Sprintf("%v\n%s", p, debug.Stack())})
+			res = w.result()
+		}
+	}()
+	w.loop()
+	w.finalChecks()
+	return w.result()
+}
+
+func newWorld(o Options, cfg RunConfig) *world {
+	w := &world{opts: o, cfg: cfg, tr: newTrace()}
+	w.bug, _ = bugByName(o.Bug)
+	w.tr.capture = cfg.CaptureTrace
+	w.tr.record = cfg.RecordSteps
+	w.tr.compare = cfg.CompareSteps
+	if cfg.RingLines > 0 {
+		w.tr.ring = make([]string, cfg.RingLines)
+	}
+	w.rngDisk = stream(o.Seed, "disk")
+	w.rngFault = stream(o.Seed, "faults")
+	w.net = newNetwork(stream(o.Seed, "network"), o, w.addrResource())
+	w.chk = newChecker(w)
+	w.hist = newHistory()
+	w.names = newNames(o, stream(o.Seed, "names"))
+	w.phase = phaseSafety
+
+	voters := make([]uint64, o.Replicas)
+	for i := range voters {
+		voters[i] = uint64(i + 1)
+	}
+	w.confState = &pb.ConfState{Voters: voters}
+	w.nodes = make([]*node, o.Replicas+1)
+	for i := 1; i <= o.Replicas; i++ {
+		r := stream(o.Seed, fmt.Sprintf("clock-%d", i))
+		n := &node{w: w, id: i}
+		if o.ClockSkew > 0 {
+			n.clk.offset = time.Duration(r.Int64N(2*int64(o.ClockSkew)+1)) - o.ClockSkew
+		}
+		if o.DriftPPM > 0 {
+			n.clk.driftPPM = r.Int64N(2*o.DriftPPM+1) - o.DriftPPM
+		}
+		n.bootstrap(voters)
+		w.nodes[i] = n
+	}
+	for i := 1; i <= o.Replicas; i++ {
+		w.nodes[i].start()
+	}
+	w.res = newResource(w)
+	for i := 0; i < o.Clients; i++ {
+		c := newClient(w, i)
+		w.clients = append(w.clients, c)
+		c.begin()
+	}
+	w.faults = newFaults(w)
+	w.faults.begin()
+	w.tr.logf(0, "banner %s", o.Banner())
+	return w
+}
+
+// loop runs events in order until the run ends or a check fails.
+func (w *world) loop() {
+	end := w.opts.Duration + w.opts.LivenessBound
+	for w.q.Len() > 0 && w.phase != phaseDone {
+		e := w.q.next()
+		if e.at > end {
+			w.now = end
+			break
+		}
+		w.now = e.at
+		if w.phase == phaseSafety && w.now >= w.opts.Duration {
+			w.startLiveness()
+		}
+		if w.tr.ring != nil {
+			w.tr.logf(w.now, "step %d: %v node=%d gen=%d arg=%d%s", w.tr.steps+1, e.kind, e.node, e.gen, e.arg, describeMsg(e.msg))
+		}
+		w.dispatch(e)
+		w.tr.step()
+		if w.chk.stop || w.tr.diverged || (w.cfg.StopAtStep > 0 && w.tr.steps >= w.cfg.StopAtStep) {
+			return
+		}
+		if w.phase == phaseLiveness && w.livenessMet() {
+			w.phase = phaseDone
+		}
+	}
+	if w.phase != phaseDone {
+		w.chk.fail(Liveness, "liveness", "the cluster did not settle within %v of healing: %s", w.opts.LivenessBound, w.unsettled())
+	}
+}
+
+func (w *world) dispatch(e *event) {
+	w.tr.mix(uint64(e.at), uint64(e.kind), uint64(e.node), e.gen, uint64(e.arg))
+	switch e.kind {
+	case evDeliver:
+		w.deliver(e.msg)
+	case evRaftTick, evProcess, evSynced:
+		n := w.nodes[e.node]
+		if !n.up || n.inc != e.gen {
+			return
+		}
+		switch e.kind {
+		case evRaftTick:
+			n.tick()
+		case evProcess:
+			n.process()
+		case evSynced:
+			n.synced()
+		}
+	case evRestart:
+		n := w.nodes[e.node]
+		if !n.up && n.inc == e.gen {
+			w.tr.logf(w.now, "n%d restarts", n.id)
+			n.start()
+		}
+	case evClient:
+		w.clients[e.node].timer(e.arg, e.gen)
+	case evResource:
+		w.res.timer(e.gen)
+	case evFault:
+		w.faults.fire(e.arg)
+	case evHeal:
+		w.faults.heal(e.arg, e.gen)
+	}
+}
+
+// deliver hands a message to its recipient, unless it was lost, its link
+// is cut, or the recipient is down.
+func (w *world) deliver(m *message) {
+	toNode := m.to >= 1 && m.to <= w.opts.Replicas
+	dropped := m.lost || w.net.blocked(m.from, m.to) || (toNode && !w.nodes[m.to].up)
+	if m.raft != nil {
+		w.tr.mix(uint64(m.raft.GetType()), m.raft.GetTerm(), m.raft.GetIndex(), m.raft.GetCommit(), uint64(len(m.raft.GetEntries())), boolWord(dropped))
+	} else {
+		w.tr.mix(uint64(m.kind), uint64(m.from), uint64(m.to), m.attempt, boolWord(dropped))
+	}
+	if m.raft != nil && m.raft.GetType() == pb.MessageType_MsgSnap {
+		w.reportSnapshot(m, dropped)
+	}
+	if dropped {
+		w.net.dropped++
+		return
+	}
+	switch {
+	case toNode:
+		n := w.nodes[m.to]
+		switch m.kind {
+		case msgRaft:
+			_ = n.rn.Step(m.raft)
+			n.markDirty()
+		case msgRequest:
+			n.request(m)
+		case msgRead:
+			n.read(m)
+		}
+	case m.to == w.addrResource():
+		w.res.receive(m)
+	default:
+		w.clients[m.to-w.opts.Replicas-1].receive(m)
+	}
+}
+
+// reportSnapshot tells the leader whether its snapshot arrived, as a
+// transport would, so that raft retries a lost one.
+func (w *world) reportSnapshot(m *message, dropped bool) {
+	from := w.nodes[m.from]
+	if !from.up || from.inc != m.fromInc {
+		return
+	}
+	status := raft.SnapshotFinish
+	if dropped {
+		status = raft.SnapshotFailure
+	}
+	from.rn.ReportSnapshot(uint64(m.to), status)
+	from.markDirty()
+}
+
+// startLiveness ends the faults: every link heals, every replica restarts,
+// paused clients wake, the network stops losing and duplicating, clocks
+// stop jumping; then clients finish what they hold and the cluster must
+// settle within LivenessBound.
+func (w *world) startLiveness() {
+	w.phase = phaseLiveness
+	w.livenessStart = w.now
+	w.tr.logf(w.now, "liveness phase: faults off, heal everything")
+	w.faults.stop()
+	w.net.heal()
+	w.net.quiet = true
+	for _, n := range w.nodes[1:] {
+		if !n.up {
+			n.start()
+		}
+	}
+	for _, c := range w.clients {
+		c.quiesce()
+	}
+}
+
+// livenessMet: a leader every replica follows, every replica at the same
+// applied index, and no client or resource request unanswered.
+func (w *world) livenessMet() bool {
+	return w.unsettled() == ""
+}
+
+func (w *world) unsettled() string {
+	var lead uint64
+	for _, n := range w.nodes[1:] {
+		if !n.up {
+			return fmt.Sprintf("replica %d is down", n.id)
+		}
+		if n.leader {
+			lead = uint64(n.id)
+		}
+	}
+	if lead == 0 {
+		return "no leader"
+	}
+	applied := w.nodes[1].applied
+	for _, n := range w.nodes[1:] {
+		if n.lead != lead {
+			return fmt.Sprintf("replica %d follows %d, not the leader %d", n.id, n.lead, lead)
+		}
+		if n.applied != applied {
+			return fmt.Sprintf("replica %d applied %d, replica 1 applied %d", n.id, n.applied, applied)
+		}
+	}
+	if n := w.nodes[lead]; n.rn.BasicStatus().GetCommit() != applied {
+		return fmt.Sprintf("the leader committed %d but replicas applied %d", n.rn.BasicStatus().GetCommit(), applied)
+	}
+	for _, c := range w.clients {
+		if s := c.busy(); s != "" {
+			return fmt.Sprintf("client %d: %s", c.idx, s)
+		}
+	}
+	if s := w.res.busy(); s != "" {
+		return "resource: " + s
+	}
+	return ""
+}
+
+func (w *world) result() Result {
+	r := Result{
+		Seed:           w.opts.Seed,
+		TraceHash:      w.tr.hex(),
+		Ops:            w.stats.ops,
+		VirtualSeconds: w.now.Seconds(),
+		Faults:         w.stats.faults,
+		Violations:     w.chk.violations,
+		Steps:          w.tr.steps,
+		Applies:        w.stats.applies,
+		LeaderChanges:  w.stats.leaderChanges,
+		Linearizable:   w.hist.verdict,
+		Options:        w.opts,
+		Flags:          w.opts.Flags(),
+		TraceLines:     w.tr.lines,
+		PorcupineHTML:  w.hist.html,
+		StepHashes:     w.tr.stepHash,
+		Diverged:       w.tr.diverged,
+		DivergedAt:     w.tr.divergeAt,
+	}
+	if w.tr.ring != nil {
+		r.LastLines = w.tr.lastLines()
+	}
+	if r.Violations == nil {
+		r.Violations = []Violation{}
+	}
+	r.OK = len(r.Violations) == 0
+	// One verdict per run: a safety violation outranks a crash, which
+	// outranks a liveness failure.
+	for _, want := range []Severity{Safety, Crash, Liveness} {
+		for _, v := range r.Violations {
+			if r.Severity == 0 && v.Severity == want {
+				r.Severity = want
+			}
+		}
+	}
+	if !r.OK {
+		r.Kind = r.Severity.String()
+	}
+	return r
+}
+
+// finalChecks run once the cluster settled: the replicas agree on their
+// whole state, the ledger's live grants are what the machines hold, and the
+// client histories are linearizable.
+func (w *world) finalChecks() {
+	if w.tr.diverged || w.cfg.StopAtStep > 0 {
+		return
+	}
+	if w.chk.stop {
+		if w.cfg.Visualize {
+			w.hist.check(w) // the history up to the failure, for the visualization
+		}
+		return
+	}
+	w.checkConverged()
+	if w.chk.stop {
+		return
+	}
+	w.hist.check(w)
+}
+
+func (w *world) checkConverged() {
+	var ref *node
+	for _, n := range w.nodes[1:] {
+		if !n.up {
+			continue
+		}
+		if ref == nil {
+			ref = n
+			continue
+		}
+		if n.applied == ref.applied && n.sm.Hash() != ref.sm.Hash() {
+			w.chk.fail(Safety, "state-hash", "replicas %d and %d differ at index %d after settling", ref.id, n.id, n.applied)
+			return
+		}
+	}
+	if ref == nil || ref.applied != w.chk.led.lastIndex {
+		return
+	}
+	// Every grant the ledger has live is held in the machine, and nothing else.
+	byKey := map[objKey][]*grantRec{}
+	for _, g := range w.chk.led.sortedLive() {
+		byKey[g.key] = append(byKey[g.key], g)
+	}
+	for _, k := range w.names.all() {
+		st, err := ref.sm.Status(k.kind, k.name)
+		if err != nil {
+			w.chk.fail(Safety, "final-state", "status of %s %q: %v", k.kind, k.name, err)
+			continue
+		}
+		want := byKey[k]
+		got := st.Holders
+		ok := len(got) == len(want)
+		if ok {
+			tokens := make([]uint64, len(got))
+			for i, h := range got {
+				tokens[i] = uint64(h.Token)
+			}
+			sort.Slice(tokens, func(i, j int) bool { return tokens[i] < tokens[j] })
+			for i := range tokens {
+				if tokens[i] != uint64(want[i].token) {
+					ok = false
+				}
+			}
+		}
+		if !ok {
+			w.chk.fail(Safety, "acked-grant-lost", "%s %q: the machine holds %d grants, the log says %d are live",
+				k.kind, k.name, len(got), len(want))
+		}
+	}
+}
+
+func describeMsg(m *message) string {
+	if m == nil {
+		return ""
+	}
+	if m.raft != nil {
+		return fmt.Sprintf(" %d->%d %v term=%d index=%d commit=%d entries=%d lost=%v", m.from, m.to, m.raft.GetType(),
+			m.raft.GetTerm(), m.raft.GetIndex(), m.raft.GetCommit(), len(m.raft.GetEntries()), m.lost)
+	}
+	return fmt.Sprintf(" %d->%d %v attempt=%d lost=%v", m.from, m.to, m.kind, m.attempt, m.lost)
+}
