@@ -366,6 +366,10 @@ func (n *node) maybeSnapshot() {
 			panic("sim: compact: " + err.Error())
 		}
 	}
+	// Saving a snapshot syncs the disk first, so that the hard state on disk
+	// never commits less than the snapshot covers (raft refuses to start
+	// from such a disk).
+	n.dsk.sync()
 	n.dsk.saveSnapshot(snap, compactTo)
 	n.w.tr.mix(0x5a9, uint64(n.id), n.applied)
 }
