@@ -31,7 +31,7 @@ type Bug struct {
 
 var bugs = []Bug{
 	{Name: "acquired-on-refuse", What: "a try-once acquire or campaign that core refuses is answered as granted",
-		Caught: "ledger exclusion, porcupine", wrap: func(m Machine, _ int) Machine { return &acquiredOnRefuse{Machine: m} }},
+		Caught: "grant ledger, exclusion, porcupine", wrap: func(m Machine, _ int) Machine { return &acquiredOnRefuse{Machine: m} }},
 	{Name: "skip-entry", What: "replica 2 skips applying one committed entry",
 		Caught: "state hash and output agreement across replicas", wrap: func(m Machine, node int) Machine {
 			if node != 2 {

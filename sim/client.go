@@ -68,6 +68,7 @@ const (
 	stProclaim
 	stResign
 	stStatus
+	stPause // the client freezes itself (scenarios)
 )
 
 // step is one thing an activity does next.
@@ -108,6 +109,8 @@ type client struct {
 	wakeGen  uint64
 	kaGen    uint64
 	attempts uint64
+
+	planUsed bool
 
 	token   core.FencingToken // the grant the current activity holds
 	holding bool
@@ -273,12 +276,19 @@ func (c *client) next() {
 			return
 		}
 		c.plan = c.activity()
+		if len(c.plan) == 0 {
+			return // a scenario client that ran its plan
+		}
 	}
 	st := c.plan[0]
 	c.plan = c.plan[1:]
 	switch st.kind {
 	case stSleep:
 		c.sleep(st.dur)
+		return
+	case stPause:
+		c.sleep(0) // fires after the pause, and carries on with the plan
+		c.pause(st.dur)
 		return
 	case stStatus:
 		c.startRead(readRequest{kind: st.key.kind, name: st.key.name}, st)
@@ -595,6 +605,13 @@ func describeResult(r core.Result) string {
 
 // activity draws what the client does next from the workload mix.
 func (c *client) activity() []step {
+	if fixed, ok := c.w.cfg.plans[c.idx]; ok {
+		if c.planUsed {
+			return nil
+		}
+		c.planUsed = true
+		return append([]step(nil), fixed...)
+	}
 	var plan []step
 	if c.session == 0 {
 		plan = append(plan, step{kind: stCreate})
@@ -617,10 +634,11 @@ func (c *client) activity() []step {
 	nm := c.w.names
 	r := c.rng
 	hold := func() step {
-		// Usually well inside the lease; sometimes close to it.
-		d := time.Duration(r.Int64N(int64(c.ttl/2) + 1))
-		if c.ttl == 0 {
-			d = time.Duration(r.IntN(300)) * time.Millisecond
+		// Usually short; sometimes a good part of the lease, so that a pause
+		// in the middle outlives it.
+		d := time.Duration(r.IntN(100)) * time.Millisecond
+		if r.IntN(5) == 0 && c.ttl > 0 {
+			d = time.Duration(r.Int64N(int64(c.ttl/2) + 1))
 		}
 		return step{kind: stSleep, dur: d}
 	}

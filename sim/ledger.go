@@ -32,6 +32,7 @@ type ledger struct {
 	waitShapes map[core.WaiterID]shape
 	sysOps     []sysOp
 	lastIndex  uint64
+	expiries   int
 }
 
 type pendingEntry struct {
@@ -367,7 +368,9 @@ func (l *ledger) effect(idx uint64, ef *core.Effect, x *entryScratch) {
 		x.touched[k] = true
 	case core.EffectWaitEnded:
 		l.waitEnds[ef.Waiter] = waitEnd{index: idx, reason: ef.Reason}
+		delete(l.waitShapes, ef.Waiter)
 	case core.EffectSessionExpired:
+		l.expiries++
 		delete(l.sessions, ef.Session)
 		x.ended[ef.Session] = "expired"
 	}

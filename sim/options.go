@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"flag"
 	"fmt"
 	"strings"
 	"time"
@@ -28,7 +29,8 @@ type Options struct {
 
 	Bug string // a planted bug by name, "" for none
 
-	// Drawn only, printed in the banner.
+	// Drawn only, printed in the banner. Scenario tests may set Workload
+	// and TTLMin/TTLMax.
 	SnapshotEvery  int           // entries between a replica's snapshots
 	MinDelay       time.Duration // message delay lower bound
 	DiskLatency    time.Duration // one fsync
@@ -119,7 +121,13 @@ func (o Options) resolve() (Options, error) {
 	}
 	o.SnapshotEvery, o.MinDelay, o.DiskLatency = d.SnapshotEvery, d.MinDelay, d.DiskLatency
 	o.ClockSkew, o.DriftPPM, o.LivenessBound = d.ClockSkew, d.DriftPPM, d.LivenessBound
-	o.Workload, o.TTLMin, o.TTLMax = d.Workload, d.TTLMin, d.TTLMax
+	if o.Workload == (Mix{}) {
+		o.Workload = d.Workload
+	}
+	if o.TTLMin == 0 {
+		o.TTLMin, o.TTLMax = d.TTLMin, d.TTLMax
+	}
+	o.TTLMax = max(o.TTLMax, o.TTLMin)
 	if o.MinDelay > o.MaxDelay {
 		o.MinDelay = o.MaxDelay
 	}
@@ -178,3 +186,40 @@ func orNone(s string) string {
 	}
 	return s
 }
+
+// RegisterFlags defines the run's option flags on fs, writing into o. The
+// same flags print in Flags, so a printed replay line parses back to the
+// same options.
+func RegisterFlags(fs *flag.FlagSet, o *Options) {
+	fs.Uint64Var(&o.Seed, "seed", o.Seed, "the seed to run")
+	fs.IntVar(&o.Replicas, "replicas", o.Replicas, "replicas: 3 or 5 (default: drawn from the seed)")
+	fs.IntVar(&o.Clients, "clients", o.Clients, "simulated clients (default: drawn, 2..16)")
+	fs.DurationVar(&o.Duration, "duration", o.Duration, "virtual time of the safety phase (default: drawn, 15s..45s)")
+	fs.Float64Var(&o.CrashRate, "crash-rate", o.CrashRate, "replica crashes per virtual second (default: drawn)")
+	fs.Float64Var(&o.PartitionRate, "partition-rate", o.PartitionRate, "partitions per virtual second (default: drawn)")
+	fs.Float64Var(&o.ClockRate, "clock-rate", o.ClockRate, "clock jumps per virtual second (default: drawn)")
+	fs.Float64Var(&o.PauseRate, "pause-rate", o.PauseRate, "client pauses and deaths per virtual second (default: drawn)")
+	fs.Float64Var(&o.Loss, "loss", o.Loss, "message loss probability (default: drawn)")
+	fs.Float64Var(&o.Dup, "dup", o.Dup, "message duplication probability (default: drawn)")
+	fs.DurationVar(&o.MaxDelay, "max-delay", o.MaxDelay, "message delay upper bound (default: drawn, 2ms..60ms)")
+	fs.StringVar(&o.Bug, "bug", o.Bug, "plant a bug by name; 'list' names them")
+}
+
+// ParseFlags reads options from replay flags such as Flags prints.
+func ParseFlags(args []string) (Options, error) {
+	o := DefaultOptions(1)
+	fs := flag.NewFlagSet("lockstep-sim", flag.ContinueOnError)
+	fs.SetOutput(discard{})
+	RegisterFlags(fs, &o)
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	return o, nil
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }

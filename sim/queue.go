@@ -18,9 +18,10 @@ const (
 	evFault                      // the fault injector acts
 	evHeal                       // a fault ends
 	evResource                   // the fenced resource's timer fires
+	evScript                     // a scenario's scripted action
 )
 
-var evNames = [...]string{"", "deliver", "raft_tick", "process", "synced", "restart", "client", "fault", "heal", "resource"}
+var evNames = [...]string{"", "deliver", "raft_tick", "process", "synced", "restart", "client", "fault", "heal", "resource", "script"}
 
 func (k evKind) String() string { return evNames[k] }
 

@@ -26,6 +26,9 @@ type Result struct {
 	Applies        int         `json:"applies"`
 	LeaderChanges  int         `json:"leader_changes"`
 	Linearizable   string      `json:"linearizable"`
+	FenceAccepted  int         `json:"fence_accepted"`
+	FenceRejected  int         `json:"fence_rejected"`
+	Expiries       int         `json:"session_expiries"`
 	Options        Options     `json:"-"`
 	Flags          string      `json:"flags"`
 
@@ -48,6 +51,11 @@ type RunConfig struct {
 	Visualize     bool     // render porcupine's HTML of the history
 	SkipPorcupine bool     // scenario tests that only look at invariants
 	StopAtStep    uint64   // end the run after this many steps, unchecked (determinism reports)
+
+	// Scenario tests: actions at fixed virtual times, and clients that run
+	// a fixed plan once instead of drawing activities.
+	script []scripted
+	plans  map[int][]step
 }
 
 type phase uint8
@@ -93,9 +101,6 @@ type world struct {
 	stats         stats
 	faults        *faults
 	names         *names
-
-	// scenario hooks: run at a virtual time instead of the fault injector.
-	script []scripted
 }
 
 type scripted struct {
@@ -180,6 +185,9 @@ func newWorld(o Options, cfg RunConfig) *world {
 	}
 	w.faults = newFaults(w)
 	w.faults.begin()
+	for i, sc := range cfg.script {
+		w.schedule(&event{at: sc.at, kind: evScript, arg: i})
+	}
 	w.tr.logf(0, "banner %s", o.Banner())
 	return w
 }
@@ -246,6 +254,8 @@ func (w *world) dispatch(e *event) {
 		w.faults.fire(e.arg)
 	case evHeal:
 		w.faults.heal(e.arg, e.gen)
+	case evScript:
+		w.cfg.script[e.arg].do(w)
 	}
 }
 
@@ -375,6 +385,9 @@ func (w *world) result() Result {
 		Applies:        w.stats.applies,
 		LeaderChanges:  w.stats.leaderChanges,
 		Linearizable:   w.hist.verdict,
+		FenceAccepted:  w.res.accepted,
+		FenceRejected:  w.res.rejected,
+		Expiries:       w.chk.led.expiries,
 		Options:        w.opts,
 		Flags:          w.opts.Flags(),
 		TraceLines:     w.tr.lines,

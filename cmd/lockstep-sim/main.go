@@ -45,7 +45,7 @@ func exitCode(s sim.Severity) int {
 }
 
 type flags struct {
-	seed      uint64
+	seed      uint64 // also in opts.Seed
 	seeds     string
 	determ    bool
 	jsonOut   bool
@@ -62,25 +62,14 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	f := &flags{}
 	fs := flag.NewFlagSet("lockstep-sim", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	o := sim.DefaultOptions(0)
-	fs.Uint64Var(&f.seed, "seed", 1, "the seed to run")
+	o := sim.DefaultOptions(1)
+	sim.RegisterFlags(fs, &o)
 	fs.StringVar(&f.seeds, "seeds", "", "sweep a range of seeds, A-B, in parallel processes")
 	fs.BoolVar(&f.determ, "check-determinism", false, "run the seed twice and stop at the first step where they differ")
 	fs.BoolVar(&f.jsonOut, "json", false, "print one JSON object per seed instead of text")
 	fs.IntVar(&f.jobs, "j", runtime.NumCPU(), "seeds run at once in a sweep")
 	fs.StringVar(&f.outDir, "out", "sim-failures", "where a failing seed writes its trace and porcupine visualization")
 	fs.BoolVar(&f.verbose, "v", false, "print the trace of the run")
-	fs.IntVar(&o.Replicas, "replicas", 0, "replicas: 3 or 5 (default: drawn from the seed)")
-	fs.IntVar(&o.Clients, "clients", 0, "simulated clients (default: drawn, 2..16)")
-	fs.DurationVar(&o.Duration, "duration", 0, "virtual time of the safety phase (default: drawn, 15s..45s)")
-	fs.Float64Var(&o.CrashRate, "crash-rate", -1, "replica crashes per virtual second (default: drawn)")
-	fs.Float64Var(&o.PartitionRate, "partition-rate", -1, "partitions per virtual second (default: drawn)")
-	fs.Float64Var(&o.ClockRate, "clock-rate", -1, "clock jumps per virtual second (default: drawn)")
-	fs.Float64Var(&o.PauseRate, "pause-rate", -1, "client pauses and deaths per virtual second (default: drawn)")
-	fs.Float64Var(&o.Loss, "loss", -1, "message loss probability (default: drawn)")
-	fs.Float64Var(&o.Dup, "dup", -1, "message duplication probability (default: drawn)")
-	fs.DurationVar(&o.MaxDelay, "max-delay", 0, "message delay upper bound (default: drawn, 2ms..60ms)")
-	fs.StringVar(&o.Bug, "bug", "", "plant a bug by name; 'list' names them")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -96,6 +85,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	if o.Bug == "list" {
 		f.bugList = true
 	}
+	f.seed = o.Seed
 	f.opts = o
 	return f, nil
 }

@@ -1,0 +1,125 @@
+package sim
+
+import (
+	"bufio"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Each planted bug must be caught by the checker it exists for, within the
+// first 40 seeds (`lockstep-sim -bug NAME -seeds 1-40` exits non-zero).
+func TestPlantedBugsAreCaught(t *testing.T) {
+	want := map[string][]string{
+		"acquired-on-refuse":   {"grant-ledger", "exclusion", "linearizability", "acked-grant"},
+		"skip-entry":           {"output-agreement", "state-hash", "log-agreement"},
+		"no-session-extension": {"session-lease"},
+		"no-clock-cap":         {"clock-step"},
+		"stale-read":           {"fence", "linearizability"},
+	}
+	for _, b := range Bugs() {
+		t.Run(b.Name, func(t *testing.T) {
+			checks, ok := want[b.Name]
+			if !ok {
+				t.Fatalf("no expectation for bug %q: add one", b.Name)
+			}
+			for seed := uint64(1); seed <= 40; seed++ {
+				o := DefaultOptions(seed)
+				o.Bug = b.Name
+				res := Run(o, RunConfig{})
+				if res.OK {
+					continue
+				}
+				v := res.Violations[0]
+				if res.Severity != Safety || !slices.Contains(checks, v.Check) {
+					t.Fatalf("seed %d: caught by %s %q, want a safety violation of %v: %s", seed, res.Kind, v.Check, checks, v.Msg)
+				}
+				t.Logf("caught at seed %d by %s: %s", seed, v.Check, v.Msg)
+				return
+			}
+			t.Fatalf("bug %q was not caught within seeds 1-40", b.Name)
+		})
+	}
+}
+
+// The same seed gives the same hash after every step, even with a planted
+// bug and a failure.
+func TestDeterminism(t *testing.T) {
+	for _, o := range []Options{DefaultOptions(3), func() Options { o := DefaultOptions(2); o.Bug = "stale-read"; return o }()} {
+		first := Run(o, RunConfig{RecordSteps: true})
+		second := Run(o, RunConfig{CompareSteps: first.StepHashes, RingLines: 10})
+		if second.Diverged || second.TraceHash != first.TraceHash || second.Steps != first.Steps {
+			t.Fatalf("seed %d: runs diverge at step %d of %d:\n%s", o.Seed, second.DivergedAt, first.Steps,
+				strings.Join(second.LastLines, "\n"))
+		}
+	}
+}
+
+// Seeds that once failed, with the verdict they must give now. Each line of
+// testdata/corpus.txt is "ok" or "fail:CHECK", then replay flags.
+func TestCorpus(t *testing.T) {
+	f, err := os.Open("testdata/corpus.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for line := 1; sc.Scan(); line++ {
+		text := strings.TrimSpace(sc.Text())
+		if text == "" || strings.HasPrefix(text, "#") {
+			continue
+		}
+		fields := strings.Fields(text)
+		o, err := ParseFlags(fields[1:])
+		if err != nil {
+			t.Fatalf("line %d: %v", line, err)
+		}
+		res := Run(o, RunConfig{})
+		got := "ok"
+		if !res.OK {
+			got = "fail:" + res.Violations[0].Check
+		}
+		if got != fields[0] {
+			msg := ""
+			if !res.OK {
+				msg = res.Violations[0].Msg
+			}
+			t.Errorf("line %d: lockstep-sim %s gave %s, want %s %s", line, res.Flags, got, fields[0], msg)
+		}
+	}
+}
+
+// The fuzzer explores seeds; every seed must pass.
+func FuzzSeed(f *testing.F) {
+	for _, s := range []uint64{1, 2, 3} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, seed uint64) {
+		o := DefaultOptions(seed)
+		o.Duration = 5 * time.Second
+		res := Run(o, RunConfig{})
+		if !res.OK {
+			t.Fatalf("lockstep-sim %s: %v", res.Flags, res.Violations[0])
+		}
+	})
+}
+
+// How much virtual time one core simulates per wall second, for a 5-replica,
+// 16-client run with faults (docs/performance.md).
+func BenchmarkVirtualSecondsPerWallSecond(b *testing.B) {
+	var virtual float64
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		o := DefaultOptions(uint64(1000 + i))
+		o.Replicas, o.Clients, o.Duration = 5, 16, 30*time.Second
+		o.CrashRate, o.PartitionRate, o.ClockRate, o.PauseRate, o.Loss, o.Dup = 0.1, 0.1, 0.05, 0.05, 0.02, 0.01
+		res := Run(o, RunConfig{SkipPorcupine: true})
+		if !res.OK {
+			b.Fatalf("lockstep-sim %s: %v", res.Flags, res.Violations[0])
+		}
+		virtual += res.VirtualSeconds
+	}
+	b.ReportMetric(virtual/time.Since(start).Seconds(), "virtual-s/wall-s")
+}
