@@ -164,9 +164,19 @@ func (l *ledger) process(e *core.Entry, out *core.Output) {
 	// exclusion and session ownership on the state after the entry, the
 	// only state anyone can observe.
 	x := &entryScratch{shapes: map[core.FencingToken]shape{}, touched: map[objKey]bool{}, gens: map[uint64]int64{}, ended: map[core.SessionID]string{}}
+	// The contract: applying the leader-change entry extends every live
+	// session to now+ttl, so that a failover never expires a session early.
+	// A session live before that entry must therefore not expire in it, even
+	// though log time stood still during the failover and moves at once.
+	mark := false
+	for i := range e.Commands {
+		if c := &e.Commands[i]; c.Op == core.OpLeaderChange && out.Results[i].Err == nil && !out.Results[i].Duplicate {
+			mark = true
+		}
+	}
 	for i := range out.Effects {
 		if ef := &out.Effects[i]; ef.Kind == core.EffectSessionExpired {
-			l.checkLease(e.Index, out.Time, ef.Session)
+			l.checkLease(e.Index, out.Time, ef.Session, mark)
 		}
 	}
 	for i := range e.Commands {
@@ -241,10 +251,16 @@ type entryScratch struct {
 	ended   map[core.SessionID]string
 }
 
-func (l *ledger) checkLease(idx uint64, now core.LogTime, id core.SessionID) {
+func (l *ledger) checkLease(idx uint64, now core.LogTime, id core.SessionID, mark bool) {
 	s := l.sessions[id]
 	if s == nil {
 		l.fail("session-lease", "index %d expired session %d, which the log had not created or had ended", idx, id)
+		return
+	}
+	if mark {
+		l.fail("leader-change-expiry", "index %d is a leader-change entry, yet it expired session %d, live before it "+
+			"(lease to %d, log time moved to %d): a failover must extend every live session to now+ttl, not expire it",
+			idx, id, s.deadline, now)
 		return
 	}
 	if now < s.deadline {

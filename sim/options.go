@@ -29,6 +29,11 @@ type Options struct {
 
 	Bug string // a planted bug by name, "" for none
 
+	// Tolerate lists checks (comma-separated) whose violations are noted as
+	// warnings instead of failing the run: a known bug being fixed elsewhere
+	// should not stop a sweep from finding the next one.
+	Tolerate string
+
 	// Drawn only, printed in the banner. Scenario tests may set Workload
 	// and TTLMin/TTLMax.
 	SnapshotEvery  int           // entries between a replica's snapshots
@@ -166,6 +171,9 @@ func (o Options) Flags() string {
 	if o.Bug != "" {
 		fmt.Fprintf(&b, " -bug %s", o.Bug)
 	}
+	if o.Tolerate != "" {
+		fmt.Fprintf(&b, " -tolerate %s", o.Tolerate)
+	}
 	return b.String()
 }
 
@@ -174,10 +182,11 @@ func (o Options) Banner() string {
 	return fmt.Sprintf("seed=%d replicas=%d clients=%d duration=%v liveness_bound=%v\n"+
 		"  faults: crash=%.3g/s partition=%.3g/s clock=%.3g/s pause=%.3g/s loss=%.3g dup=%.3g delay=%v..%v\n"+
 		"  disk_latency=%v snapshot_every=%d clock_skew=±%v drift=±%dppm ttl=%v..%v\n"+
-		"  workload: %v\n  bug: %s",
+		"  workload: %v\n  bug: %s%s",
 		o.Seed, o.Replicas, o.Clients, o.Duration, o.LivenessBound,
 		o.CrashRate, o.PartitionRate, o.ClockRate, o.PauseRate, o.Loss, o.Dup, o.MinDelay, o.MaxDelay,
-		o.DiskLatency, o.SnapshotEvery, o.ClockSkew, o.DriftPPM, o.TTLMin, o.TTLMax, o.Workload, orNone(o.Bug))
+		o.DiskLatency, o.SnapshotEvery, o.ClockSkew, o.DriftPPM, o.TTLMin, o.TTLMax, o.Workload, orNone(o.Bug),
+		tolerating(o.Tolerate))
 }
 
 func orNone(s string) string {
@@ -203,6 +212,7 @@ func RegisterFlags(fs *flag.FlagSet, o *Options) {
 	fs.Float64Var(&o.Dup, "dup", o.Dup, "message duplication probability (default: drawn)")
 	fs.DurationVar(&o.MaxDelay, "max-delay", o.MaxDelay, "message delay upper bound (default: drawn, 2ms..60ms)")
 	fs.StringVar(&o.Bug, "bug", o.Bug, "plant a bug by name; 'list' names them")
+	fs.StringVar(&o.Tolerate, "tolerate", o.Tolerate, "checks (comma-separated) reported as warnings, not failures")
 }
 
 // ParseFlags reads options from replay flags such as Flags prints.
@@ -223,3 +233,10 @@ func ParseFlags(args []string) (Options, error) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+func tolerating(s string) string {
+	if s == "" {
+		return ""
+	}
+	return "\n  tolerating: " + s
+}

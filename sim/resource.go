@@ -57,6 +57,7 @@ func (r *resource) receive(m *message) {
 	switch m.kind {
 	case msgWrite:
 		if m.write.token < r.maxSeen[m.write.key] {
+			r.rejected++
 			r.reply(m.from, m.attempt, false)
 			return
 		}

@@ -5,6 +5,7 @@ import (
 	mrand "math/rand/v2"
 	"runtime/debug"
 	"sort"
+	"strings"
 	"time"
 
 	"go.etcd.io/raft/v3"
@@ -20,6 +21,7 @@ type Result struct {
 	VirtualSeconds float64     `json:"virtual_seconds"`
 	Faults         int         `json:"faults"`
 	Violations     []Violation `json:"violations"`
+	Warnings       []Violation `json:"warnings,omitempty"` // tolerated checks, first of each
 	Severity       Severity    `json:"-"`
 	Kind           string      `json:"failure,omitempty"`
 	Steps          uint64      `json:"steps"`
@@ -109,6 +111,15 @@ type scripted struct {
 }
 
 func (w *world) schedule(e *event) { w.q.schedule(e) }
+
+func (w *world) tolerated(check string) bool {
+	for _, c := range strings.Split(w.opts.Tolerate, ",") {
+		if c != "" && c == check {
+			return true
+		}
+	}
+	return false
+}
 
 func (w *world) diskLatency() time.Duration {
 	base := w.opts.DiskLatency
@@ -381,6 +392,7 @@ func (w *world) result() Result {
 		VirtualSeconds: w.now.Seconds(),
 		Faults:         w.stats.faults,
 		Violations:     w.chk.violations,
+		Warnings:       w.chk.warnings,
 		Steps:          w.tr.steps,
 		Applies:        w.stats.applies,
 		LeaderChanges:  w.stats.leaderChanges,

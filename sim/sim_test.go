@@ -15,7 +15,7 @@ func TestPlantedBugsAreCaught(t *testing.T) {
 	want := map[string][]string{
 		"acquired-on-refuse":   {"grant-ledger", "exclusion", "linearizability", "acked-grant"},
 		"skip-entry":           {"output-agreement", "state-hash", "log-agreement"},
-		"no-session-extension": {"session-lease"},
+		"no-session-extension": {"session-lease", "leader-change-expiry"},
 		"no-clock-cap":         {"clock-step"},
 		"stale-read":           {"fence", "linearizability"},
 	}
@@ -76,6 +76,9 @@ func TestCorpus(t *testing.T) {
 		if err != nil {
 			t.Fatalf("line %d: %v", line, err)
 		}
+		if o.Tolerate == "" {
+			o.Tolerate = os.Getenv("SIM_TOLERATE")
+		}
 		res := Run(o, RunConfig{})
 		got := "ok"
 		if !res.OK {
@@ -99,6 +102,7 @@ func FuzzSeed(f *testing.F) {
 	f.Fuzz(func(t *testing.T, seed uint64) {
 		o := DefaultOptions(seed)
 		o.Duration = 5 * time.Second
+		o.Tolerate = os.Getenv("SIM_TOLERATE")
 		res := Run(o, RunConfig{})
 		if !res.OK {
 			t.Fatalf("lockstep-sim %s: %v", res.Flags, res.Violations[0])
@@ -115,6 +119,7 @@ func BenchmarkVirtualSecondsPerWallSecond(b *testing.B) {
 		o := DefaultOptions(uint64(1000 + i))
 		o.Replicas, o.Clients, o.Duration = 5, 16, 30*time.Second
 		o.CrashRate, o.PartitionRate, o.ClockRate, o.PauseRate, o.Loss, o.Dup = 0.1, 0.1, 0.05, 0.05, 0.02, 0.01
+		o.Tolerate = os.Getenv("SIM_TOLERATE")
 		res := Run(o, RunConfig{SkipPorcupine: true})
 		if !res.OK {
 			b.Fatalf("lockstep-sim %s: %v", res.Flags, res.Violations[0])

@@ -1,6 +1,9 @@
 package sim
 
-import "time"
+import (
+	"os"
+	"time"
+)
 
 // Helpers that scenario scripts call on the world.
 
@@ -46,5 +49,9 @@ func calm(seed uint64, replicas, clients int, d time.Duration) Options {
 	o.Replicas, o.Clients, o.Duration = replicas, clients, d
 	o.CrashRate, o.PartitionRate, o.ClockRate, o.PauseRate, o.Loss, o.Dup = 0, 0, 0, 0, 0, 0
 	o.MaxDelay = 5 * time.Millisecond
+	o.Tolerate = os.Getenv("SIM_TOLERATE")
 	return o
 }
+
+// SIM_TOLERATE=CHECK[,CHECK] makes the tests step over known failures of
+// those checks (reported as warnings), to see what else fails meanwhile.

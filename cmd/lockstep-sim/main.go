@@ -149,6 +149,9 @@ func runOne(f *flags, stdout io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "ops=%d applies=%d leader_changes=%d faults=%d steps=%d virtual=%.1fs wall=%.2fs linearizable=%s\n",
 		res.Ops, res.Applies, res.LeaderChanges, res.Faults, res.Steps, res.VirtualSeconds, rep.WallSeconds, res.Linearizable)
+	for _, v := range res.Warnings {
+		fmt.Fprintln(stdout, "tolerated:", v.String())
+	}
 	for _, v := range res.Violations {
 		fmt.Fprintln(stdout, v.String())
 	}

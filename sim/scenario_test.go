@@ -1,0 +1,144 @@
+package sim
+
+import (
+	"testing"
+	"time"
+
+	"github.com/lockstepd/lockstep/core"
+)
+
+// Scenarios: short runs with no random faults, where the test says which
+// fault happens when. They stay legible when the PRNG streams change.
+
+func mustPass(t *testing.T, res Result) {
+	t.Helper()
+	for _, v := range res.Violations {
+		t.Errorf("%v", v)
+	}
+	if !res.OK {
+		t.Fatalf("replay: lockstep-sim %s", res.Flags)
+	}
+}
+
+// The leader is cut off from the other replicas for four seconds: it must
+// step down (CheckQuorum), a new leader must take over, clients must move
+// to it, and when the old leader comes back nothing acknowledged is lost.
+func TestScenarioPartitionTheLeader(t *testing.T) {
+	var isolated int
+	res := Run(calm(11, 3, 6, 12*time.Second), RunConfig{script: []scripted{
+		at(3*time.Second, func(w *world) { isolated = w.leaderID(); w.isolate(isolated) }),
+		at(7*time.Second, func(w *world) { w.healAll() }),
+	}})
+	mustPass(t, res)
+	if isolated == 0 {
+		t.Fatal("there was no leader to isolate at 3s")
+	}
+	if res.LeaderChanges < 2 {
+		t.Fatalf("%d leader changes: the isolated leader was never replaced", res.LeaderChanges)
+	}
+}
+
+// A five-replica cluster where one replica's clock runs 8 s ahead: when it
+// leads, log time jumps, by at most MaxClockStepMs per entry; when a replica
+// with a correct clock leads after it, log time waits. No session may expire
+// before its lease in log time, and nothing is granted twice.
+func TestScenarioSkewOneClock(t *testing.T) {
+	o := calm(12, 5, 6, 15*time.Second)
+	res := Run(o, RunConfig{script: []scripted{
+		at(2*time.Second, func(w *world) { w.nodes[w.leaderID()].clk.jumps += 8 * time.Second }),
+		at(5*time.Second, func(w *world) { w.crashFor(w.leaderID(), time.Second) }),
+		at(9*time.Second, func(w *world) { w.crashFor(w.leaderID(), time.Second) }),
+	}})
+	mustPass(t, res)
+}
+
+// A client takes a mutex, freezes for three times its session TTL, then
+// writes to the fenced resource with its old token. Meanwhile its session
+// expires and another client takes the mutex, and holds it without writing:
+// the resource has never seen a newer token, so only its CheckFence read can
+// refuse the stale one. Then the second client writes, and is accepted.
+func TestScenarioPausedClientIsFenced(t *testing.T) {
+	o := calm(13, 3, 2, 10*time.Second)
+	o.TTLMin, o.TTLMax = time.Second, time.Second
+	m0 := objKey{core.KindMutex, "m0"}
+	res := Run(o, RunConfig{plans: map[int][]step{
+		0: {{kind: stCreate}, {kind: stAcquire, key: m0, waitMs: core.WaitForever},
+			{kind: stPause, dur: 3 * time.Second}, {kind: stWrite, key: m0}, {kind: stRelease, key: m0}},
+		1: {{kind: stSleep, dur: 500 * time.Millisecond}, {kind: stCreate},
+			{kind: stAcquire, key: m0, waitMs: core.WaitForever}, {kind: stSleep, dur: 4 * time.Second},
+			{kind: stWrite, key: m0}, {kind: stRelease, key: m0}},
+	}})
+	mustPass(t, res)
+	if res.FenceAccepted != 1 || res.FenceRejected != 1 {
+		t.Fatalf("fenced writes: %d accepted, %d refused; want the waiting client's accepted and the paused one's refused",
+			res.FenceAccepted, res.FenceRejected)
+	}
+	if res.Expiries != 1 {
+		t.Fatalf("%d sessions expired, want the paused client's", res.Expiries)
+	}
+}
+
+// Clients with 1.5 s sessions keep them alive through a failover. First
+// the leader alone is isolated: a new leader takes over within the lease.
+// Then every replica is cut off for 2.5 s, longer than the lease: log time
+// stands still, and when a quorum is back the new leader's first entry must
+// extend every live session (DESIGN.md, Time: "a failover never expires a
+// session early"), so that clients can renew. With the planted bug that
+// drops the extension, the session lease check fails.
+func TestScenarioFailoverKeepsSessions(t *testing.T) {
+	run := func(bug string, noQuorum bool) Result {
+		o := calm(14, 3, 4, 10*time.Second)
+		o.TTLMin, o.TTLMax = 1500*time.Millisecond, 1500*time.Millisecond
+		o.Workload = Mix{Status: 1}
+		o.Bug = bug
+		return Run(o, RunConfig{script: []scripted{
+			at(0, func(w *world) {
+				for _, n := range w.nodes[1:] {
+					n.clk = clock{} // one clock for all: the gap is the failover's alone
+				}
+			}),
+			at(3*time.Second, func(w *world) {
+				if !noQuorum {
+					w.isolate(w.leaderID())
+					return
+				}
+				for i := 1; i <= w.opts.Replicas; i++ {
+					w.isolate(i)
+				}
+			}),
+			at(5500*time.Millisecond, func(w *world) { w.healAll() }),
+		}})
+	}
+	res := run("", false)
+	mustPass(t, res)
+	if res.Expiries != 0 {
+		t.Fatalf("%d sessions expired across a failover", res.Expiries)
+	}
+	bad := run("no-session-extension", true)
+	caught := !bad.OK && (bad.Violations[0].Check == "session-lease" || bad.Violations[0].Check == "leader-change-expiry")
+	for _, w := range bad.Warnings {
+		caught = caught || w.Check == "leader-change-expiry" // when SIM_TOLERATE steps over it
+	}
+	if !caught {
+		t.Fatalf("without the extension: %+v, want a session lease violation", bad.Violations)
+	}
+	// Known core bug (reported to the lead): core fires session timers when
+	// the leader-change entry advances log time, before OpLeaderChange
+	// extends the sessions, so a failover longer than a lease expires them.
+	mustPass(t, run("", true))
+}
+
+// The leader crashes (losing what it had not synced) twice while clients
+// work; it restarts from its disk and snapshots, and every replica ends
+// with the same state.
+func TestScenarioCrashTheLeader(t *testing.T) {
+	o := calm(15, 3, 8, 12*time.Second)
+	res := Run(o, RunConfig{script: []scripted{
+		at(3*time.Second, func(w *world) { w.crashFor(w.leaderID(), 2*time.Second) }),
+		at(7*time.Second, func(w *world) { w.crashFor(w.leaderID(), 500*time.Millisecond) }),
+	}})
+	mustPass(t, res)
+	if res.LeaderChanges < 3 {
+		t.Fatalf("%d leader changes, want a new leader after each crash", res.LeaderChanges)
+	}
+}
