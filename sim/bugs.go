@@ -15,6 +15,7 @@ type Machine interface {
 	Now() core.LogTime
 	Hash() [32]byte
 	Snapshot() []byte
+	AppendSnapshot([]byte) []byte
 	CheckInvariants() error
 	Status(core.Kind, string) (core.Status, error)
 	CheckFence(core.Kind, string, core.FencingToken) (bool, error)

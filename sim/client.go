@@ -386,7 +386,7 @@ func (c *client) send(cl *call, thread int) {
 		cl.firstAttempt = cl.attempt
 	}
 	cl.target = c.guess
-	m := &message{from: c.addr, to: cl.target, attempt: cl.attempt}
+	m := &message{from: c.addr, to: cl.target, attempt: cl.attempt, payload: &payload{}}
 	switch cl.kind {
 	case callCmd:
 		m.kind, m.cmd = msgRequest, cl.cmd

@@ -233,11 +233,11 @@ func (h *history) check(w *world) {
 		h.verdict = "illegal"
 		w.chk.fail(Safety, "linearizability", "the history of %s is not linearizable (%d operations checked)",
 			illegalNames(ops), len(ops))
-		if w.cfg.Visualize {
-			var buf bytes.Buffer
-			if err := porcupine.Visualize(lockModel, info, &buf); err == nil {
-				h.html = buf.Bytes()
-			}
+	}
+	if w.cfg.Visualize {
+		var buf bytes.Buffer
+		if err := porcupine.Visualize(lockModel, info, &buf); err == nil {
+			h.html = buf.Bytes()
 		}
 	}
 }

@@ -38,9 +38,14 @@ type message struct {
 
 	raft *pb.Message
 
-	attempt uint64 // the sender's id for this try; replies echo it
-	cmd     core.Command
-	reply   replica.Reply
+	attempt  uint64 // the sender's id for this try; replies echo it
+	*payload        // client traffic; nil for raft messages, which are most of them
+}
+
+// payload is what client, replica and resource traffic carries.
+type payload struct {
+	cmd   core.Command
+	reply replica.Reply
 
 	read    readRequest
 	readRes readResult

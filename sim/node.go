@@ -312,7 +312,7 @@ func (n *node) sendReply(r replica.Reply) {
 	if r.Final() {
 		delete(n.origins, r.Request)
 	}
-	n.w.send(&message{kind: msgReply, from: n.id, to: o.addr, attempt: o.attempt, reply: r})
+	n.w.send(&message{kind: msgReply, from: n.id, to: o.addr, attempt: o.attempt, payload: &payload{reply: r}})
 }
 
 func (n *node) apply(e *pb.Entry) {
@@ -387,7 +387,7 @@ func (n *node) request(m *message) {
 // caught up. With the stale-read bug, it answers from local state at once.
 func (n *node) read(m *message) {
 	if n.w.bug.staleOK {
-		n.w.send(&message{kind: msgReadReply, from: n.id, to: m.from, attempt: m.attempt, readRes: n.serve(m.read)})
+		n.w.send(&message{kind: msgReadReply, from: n.id, to: m.from, attempt: m.attempt, payload: &payload{readRes: n.serve(m.read)}})
 		return
 	}
 	if len(n.reads) >= maxReads {
@@ -409,7 +409,7 @@ func (n *node) serveReads() {
 			kept = append(kept, r)
 			continue
 		}
-		n.w.send(&message{kind: msgReadReply, from: n.id, to: r.from, attempt: r.attempt, readRes: n.serve(r.req)})
+		n.w.send(&message{kind: msgReadReply, from: n.id, to: r.from, attempt: r.attempt, payload: &payload{readRes: n.serve(r.req)}})
 	}
 	n.readWait = kept
 }

@@ -84,7 +84,7 @@ func (r *resource) ask(j *fenceJob) {
 	j.last = a
 	r.jobs[a] = j
 	q := readRequest{fence: true, kind: j.write.key.kind, name: j.write.key.name, token: j.write.token}
-	r.w.send(&message{kind: msgRead, from: r.addr, to: r.guess, attempt: a, read: q})
+	r.w.send(&message{kind: msgRead, from: r.addr, to: r.guess, attempt: a, payload: &payload{read: q}})
 	r.w.schedule(&event{at: r.w.now + 400*time.Millisecond + 4*r.w.opts.MaxDelay, kind: evResource, gen: a})
 }
 
@@ -118,5 +118,5 @@ func (r *resource) decide(j *fenceJob, a uint64, res readResult) {
 }
 
 func (r *resource) reply(to int, attempt uint64, ok bool) {
-	r.w.send(&message{kind: msgWriteReply, from: r.addr, to: to, attempt: attempt, writeOK: ok})
+	r.w.send(&message{kind: msgWriteReply, from: r.addr, to: to, attempt: attempt, payload: &payload{writeOK: ok}})
 }

@@ -30,15 +30,13 @@ const fnvPrime = 1099511628211
 
 func newTrace() *trace { return &trace{h: 14695981039346656037} }
 
-// mix folds words into the hash.
+// mix folds words into the hash, a word at a time (a multiply-xorshift
+// step per word: cheap, and any change in any word changes the rest).
 func (t *trace) mix(words ...uint64) {
 	h := t.h
 	for _, w := range words {
-		for i := 0; i < 8; i++ {
-			h ^= w & 0xff
-			h *= fnvPrime
-			w >>= 8
-		}
+		h = (h ^ w) * fnvPrime
+		h ^= h >> 29
 	}
 	t.h = h
 }
