@@ -47,6 +47,7 @@ type Result struct {
 // RunConfig says what a run keeps besides its verdict.
 type RunConfig struct {
 	CaptureTrace  bool     // keep every trace line
+	AllEvents     bool     // with CaptureTrace: a line for every event, not only the story (ops, faults, leaders)
 	RecordSteps   bool     // keep the hash after every step
 	CompareSteps  []uint64 // stop at the first step whose hash differs from these
 	RingLines     int      // keep the last lines of the trace
@@ -216,7 +217,7 @@ func (w *world) loop() {
 		if w.phase == phaseSafety && w.now >= w.opts.Duration {
 			w.startLiveness()
 		}
-		if w.tr.ring != nil {
+		if w.tr.ring != nil || w.cfg.AllEvents {
 			w.tr.logf(w.now, "step %d: %v node=%d gen=%d arg=%d%s", w.tr.steps+1, e.kind, e.node, e.gen, e.arg, describeMsg(e.msg))
 		}
 		w.dispatch(e)

@@ -176,7 +176,7 @@ func runOne(f *flags, stdout io.Writer) int {
 // porcupine's visualization, and writes both. The second run must print the
 // same trace hash; if it does not, the files say so.
 func writeFailure(f *flags, o sim.Options, res sim.Result) (traceFile, htmlFile string) {
-	again := sim.Run(o, sim.RunConfig{CaptureTrace: true, Visualize: true})
+	again := sim.Run(o, sim.RunConfig{CaptureTrace: true, AllEvents: true, Visualize: true})
 	if err := os.MkdirAll(f.outDir, 0o755); err != nil {
 		return "", ""
 	}
