@@ -122,7 +122,7 @@ generate-check: ## fail when rpc/gen/ is stale or was edited by hand (manifest a
 	@if [ ! -f $(GEN_SUM) ]; then \
 		echo "generate-check: $(GEN_SUM) is missing; run make generate and commit rpc/gen/" >&2; exit 1; fi; \
 	if ! out=$$(diff -u --label '$(GEN_SUM) (committed)' --label 'working tree' $(GEN_SUM) <($(gen_manifest))); then \
-		echo "$$out"; \
+		echo "$$out" >&2; \
 		echo "generate-check: FAILED: rpc/gen/ does not match proto/ (lines above: '-' recorded by the last make generate," \
 			"'+' now). A .proto or buf file changed without regenerating, a generated file was edited by hand, or a tool" \
 			"version changed. Run make generate and commit proto/ and rpc/gen/ together." >&2; exit 1; fi
