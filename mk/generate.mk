@@ -10,9 +10,9 @@
 #
 # The tools are built from source with `go install` into .tools/bin (git-
 # ignored), never added to go.mod: buf pulls a pre-release protobuf that would
-# break the main module's `go list -m all` (see STACK.md). A cold buf build
-# takes about 3-4 minutes on 2 cores; every later run finds it in place and
-# skips it. A pinned version changed below is noticed (each tool reports its
+# break the main module's `go list -m all` (see STACK.md). Building buf takes
+# about 3 minutes on 2 cores with a warm Go build cache and 5.5 minutes with
+# an empty one (measured); every later run finds it in place and skips it. A pinned version changed below is noticed (each tool reports its
 # version) and reinstalled.
 #
 # The buf Schema Registry is unreachable, so google/api/annotations.proto and
@@ -37,7 +37,7 @@
 #     machine, or a CI cache of .tools/), generate-check also regenerates
 #     into a temporary folder and diffs (well under a second);
 #   - on a fresh machine without them it does the manifest check only and
-#     says so, instead of spending ~4 minutes building buf on every CI run.
+#     says so, instead of spending 3-5 minutes building buf on every CI run.
 #     GENERATE_CHECK=full makes it install the tools and regenerate anyway
 #     (or run `make generate-check-full`); GENERATE_CHECK=sums skips the
 #     regeneration even when the tools are present.
@@ -72,7 +72,7 @@ HASH_SIGN := \#
 .PHONY: generate-tools
 generate-tools: ## install buf, protoc-gen-go and protoc-gen-connect-go into .tools/bin when missing
 	@if [ "$$($(BUF) --version 2>/dev/null)" != "$(BUF_VERSION:v%=%)" ]; then \
-		echo "installing buf $(BUF_VERSION) into .tools/bin (a cold build takes about 4 minutes)"; \
+		echo "installing buf $(BUF_VERSION) into .tools/bin (3-5 minutes on 2 cores)"; \
 		GOBIN=$(GEN_TOOLS_BIN) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION); fi
 	@if [ "$$($(PROTOC_GEN_GO) --version 2>/dev/null)" != "protoc-gen-go $(PROTOC_GEN_GO_VERSION)" ]; then \
 		echo "installing protoc-gen-go $(PROTOC_GEN_GO_VERSION) into .tools/bin"; \
@@ -131,7 +131,7 @@ generate-check: ## fail when rpc/gen/ is stale or was edited by hand (manifest a
 	sums) echo "generate-check: rpc/gen/ matches its manifest (GENERATE_CHECK=sums: regeneration skipped)" ;; \
 	auto) if $(gen_tools_ok); then $(MAKE) --no-print-directory generate-check-full; \
 		else echo "generate-check: rpc/gen/ matches its manifest; the full regeneration is skipped because the pinned tools" \
-			"are not in .tools/bin (make generate-check-full, or GENERATE_CHECK=full, installs them: about 4 minutes)"; fi ;; \
+			"are not in .tools/bin (make generate-check-full, or GENERATE_CHECK=full, installs them: 3-5 minutes)"; fi ;; \
 	*) echo "generate-check: GENERATE_CHECK must be auto, full or sums, not '$(GENERATE_CHECK)'" >&2; exit 1 ;; \
 	esac
 
