@@ -1,3 +1,9 @@
 module github.com/lockstepd/lockstep
 
-go 1.26
+go 1.26.0
+
+require (
+	connectrpc.com/connect v1.21.1
+	google.golang.org/genproto/googleapis/api v0.0.0-20260223185530-2f722ef697dc
+	google.golang.org/protobuf v1.36.12
+)
