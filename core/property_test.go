@@ -55,12 +55,29 @@ var (
 	propKinds   = []Kind{KindMutex, KindSemaphore, KindRWLock, KindBarrier, KindElection}
 )
 
+// propRoomyLimits leave room for longer queues, more sessions and clients.
+func propRoomyLimits() Limits {
+	l := propLimits()
+	l.MaxObjects = 20
+	l.MaxSessions = 8
+	l.MaxWaitersPerObject = 6
+	l.MaxWaiters = 20
+	l.MaxHoldsPerSession = 10
+	l.MaxClients = 8
+	l.DedupeWindow = 6
+	return l
+}
+
 // TestPropertyModel runs random entries against core and the model.
 func TestPropertyModel(t *testing.T) {
 	propStats = map[string]int{}
 	defer logPropStats(t)
 	rapid.Check(t, func(rt *rapid.T) {
-		h := newPropHarness(rt, rt, propLimits(), true)
+		l := propLimits()
+		if rapid.Bool().Draw(rt, "roomy") {
+			l = propRoomyLimits()
+		}
+		h := newPropHarness(rt, rt, l, true)
 		n := 10 + uniform(rt, "entries", 141)
 		for i := 0; i < n; i++ {
 			h.step()
@@ -208,15 +225,19 @@ func (h *propHarness) apply(e Entry) {
 		}
 	}
 
-	want, err := h.model.apply(e, out.Effects)
-	if err != nil {
-		if h.compare {
-			t.Fatalf("entry %d: %v", e.Index, err)
-		}
-		// Without comparison the model only drives generation: resync it.
-		h.model = nil
+	want, modelErr := h.model.apply(e, out.Effects)
+
+	// Properties of core's own answers first, then its invariants, then
+	// agreement with the model.
+	h.checkSafety(&out)
+	h.checkNoOps(e, pre, &out)
+	if err := h.core.CheckInvariants(); err != nil {
+		t.Fatalf("after entry %d: %v", e.Index, err)
 	}
 	if h.compare {
+		if modelErr != nil {
+			t.Fatalf("entry %d: %v", e.Index, modelErr)
+		}
 		for i := range e.Commands {
 			if !sameResult(out.Results[i], want[i]) {
 				t.Fatalf("entry %d command %d (%s):\ncore  %s\nmodel %s", e.Index, i, fmtCommand(&e.Commands[i]),
@@ -225,12 +246,10 @@ func (h *propHarness) apply(e Entry) {
 		}
 		h.compareEndings(&out)
 		h.compareState()
+	} else if modelErr != nil {
+		// The model only drives generation here: rebuild it after learn.
+		h.model = nil
 	}
-	if err := h.core.CheckInvariants(); err != nil {
-		t.Fatalf("after entry %d: %v", e.Index, err)
-	}
-	h.checkSafety(&out)
-	h.checkNoOps(e, pre, &out)
 	h.count(e, &out)
 	h.learn(&out)
 	h.lastOut = out
@@ -617,7 +636,7 @@ func (h *propHarness) drawEntry() Entry {
 		h.index += 2 // the log carries entries the machine never sees
 	}
 	var dt int64
-	switch pickWeighted(t, "dtClass", 4, 8, 4, 2, 1, 1) {
+	switch pickWeighted(t, "dtClass", 5, 10, 4, 1, 1, 1) {
 	case 1:
 		dt = rapid.Int64Range(1, 40).Draw(t, "dt")
 	case 2:
@@ -670,7 +689,10 @@ const (
 
 func (h *propHarness) drawCommand() Command {
 	t := h.rt
-	op := pickWeighted(t, "op", 10, 10, 3, 22, 10, 4, 8, 3, 3, 7, 3, 3, 3, 6, 7)
+	op := pickWeighted(t, "op", 12, 12, 3, 22, 10, 4, 8, 3, 3, 7, 3, 3, 3, 6, 7)
+	if len(h.model.sessions) == 0 && uniform(t, "needSession", 4) > 0 {
+		op = genCreate // most commands need a live session
+	}
 	if op == genRetry {
 		if len(h.sent) == 0 {
 			op = genCreate
