@@ -7,3 +7,5 @@ require (
 	google.golang.org/genproto/googleapis/api v0.0.0-20260223185530-2f722ef697dc
 	google.golang.org/protobuf v1.36.12
 )
+
+require pgregory.net/rapid v1.3.0
