@@ -13,8 +13,8 @@ import (
 // its lock-delay; stale timers left by keepalives; remembered client
 // results, one of them a queued request. Snapshot tests and the fuzz seed
 // corpus start from it.
-func tblRich(t testing.TB) *tblM {
-	h := newTbl(t)
+func tblRich(t testing.TB, tweak ...func(*Limits)) *tblM {
+	h := newTbl(t, tweak...)
 	a := h.ok(Command{Op: OpSessionCreate, TTLMs: 30_000, Owner: "alice"}).Session
 	b := h.ok(with(Command{Op: OpSessionCreate, TTLMs: 20_000, Owner: "bob"}, "cb", 1)).Session
 	c := h.session(10_000)
