@@ -161,6 +161,11 @@ func TestCodecErrorsTable(t *testing.T) {
 			e.string(strings.Repeat("n", MaxFieldBytes+1))
 		}), "length out of range"},
 		{"an unknown field", raw(func(e *encoder) { cmdHead(e, fValue<<1) }), "unknown field in presence mask"},
+		{"an unknown field above 32 bits", raw(func(e *encoder) {
+			cmdHead(e, 0)
+			e.b = e.b[:len(e.b)-1]
+			e.uvarint(3 << 32)
+		}), "unknown field in presence mask"},
 		{"a present kind that is zero", raw(func(e *encoder) { cmdHead(e, fKind); e.byte(0) }), "a field marked present is zero"},
 		{"a present name that is empty", raw(func(e *encoder) { cmdHead(e, fName); e.string("") }), "a field marked present is zero"},
 		{"a present session that is zero", raw(func(e *encoder) { cmdHead(e, fSession); e.uvarint(0) }), "a field marked present is zero"},
