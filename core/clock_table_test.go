@@ -15,8 +15,8 @@ func TestClockTable(t *testing.T) {
 	}{
 		{"the first entry sets the clock, however far", 0,
 			[]LogTime{1_700_000_000_000}, []LogTime{1_700_000_000_000}},
-		{"a first entry stamped at zero or before leaves the clock at zero", 0,
-			[]LogTime{-5, 3_000}, []LogTime{0, 2_000}},
+		{"a first entry stamped before zero leaves the clock at zero", 0,
+			[]LogTime{-5}, []LogTime{0}},
 		{"time moves forward", 0,
 			[]LogTime{1_000, 1_100, 1_250, 3_250}, []LogTime{1_000, 1_100, 1_250, 3_250}},
 		{"time never moves back", 0,
@@ -127,4 +127,30 @@ func TestApplyIndexOrder(t *testing.T) {
 	if m.Index() != 9 {
 		t.Fatalf("index %d", m.Index())
 	}
+}
+
+// TestClockDesignQuestions asserts behaviour that DESIGN.md implies but core
+// does not have; each is skipped until the question is decided.
+func TestClockDesignQuestions(t *testing.T) {
+	t.Run("a first entry without a time does not start the clock", func(t *testing.T) {
+		t.Skip("core bug (design question): an entry stamped 0 starts the clock at 0, and every later entry may then move it " +
+			"only 2 s, so a machine whose first entry carries no time (e.g. the runtime passing Raft's empty leader entry) " +
+			"takes years of entries to reach wall-clock time; the first *stamped* entry should set the clock")
+		m, _ := New(DefaultLimits())
+		m.Apply(Entry{Index: 1})
+		if out := m.Apply(Entry{Index: 2, Proposal: Proposal{Time: 1_700_000_000_000}}); out.Time != 1_700_000_000_000 {
+			t.Fatalf("now %d", out.Time)
+		}
+	})
+	t.Run("deadlines never wrap at the end of log time", func(t *testing.T) {
+		t.Skip("core bug (design question): the first entry may set the clock anywhere, up to math.MaxInt64, and then " +
+			"now+ttl wraps negative: the session is born expired and the invariants fail; log time needs an upper bound " +
+			"(refuse or clamp stamps beyond it), and Limits.Validate upper bounds on MaxTTLMs, MaxWaitMs, MaxHoldMs, " +
+			"MaxLockDelayMs and DedupeRetentionMs, which it does not have either")
+		m, _ := New(DefaultLimits())
+		m.Apply(Entry{Index: 1, Proposal: Proposal{Time: 1<<63 - 5, Commands: []Command{cCreate(10)}}})
+		if err := m.CheckInvariants(); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
