@@ -212,6 +212,9 @@ func (m *Machine) restore(d *decoder) error {
 		if s.id <= last {
 			return errors.New("sessions out of order")
 		}
+		if d.err == nil && (s.ttlMs < m.limits.MinTTLMs || s.ttlMs > m.limits.MaxTTLMs) {
+			return errors.New("a session's TTL is out of bounds")
+		}
 		last = s.id
 		m.sessions[s.id] = s
 		m.timers.items = append(m.timers.items, timer{at: s.deadline, kind: timerSession, id: uint64(s.id)})
@@ -236,7 +239,12 @@ func (m *Machine) restore(d *decoder) error {
 			m.lockDelays[o.lockDelayID] = o
 			m.timers.items = append(m.timers.items, timer{at: o.lockDelayUntil, kind: timerLockDelay, id: o.lockDelayID})
 		}
+		// addHold files a barrier's hold as setBy and any other as a holder,
+		// so a snapshot that says otherwise would restore as something else.
 		if d.bool() {
+			if o.key.kind != KindBarrier {
+				return errors.New("only a barrier can be set")
+			}
 			h, err := m.readHold(d, o)
 			if err != nil {
 				return err
@@ -244,10 +252,17 @@ func (m *Machine) restore(d *decoder) error {
 			allHolds = append(allHolds, h)
 		}
 		nh := d.count(uint64(m.limits.MaxSessions), 8)
+		if nh > 0 && o.key.kind == KindBarrier {
+			return errors.New("a barrier has holders")
+		}
 		for j := 0; j < nh && d.err == nil; j++ {
 			h, err := m.readHold(d, o)
 			if err != nil {
 				return err
+			}
+			// Holders are rebuilt in token order: refuse any other.
+			if j > 0 && h.token <= allHolds[len(allHolds)-1].token {
+				return errors.New("holders out of grant order")
 			}
 			allHolds = append(allHolds, h)
 		}
