@@ -449,6 +449,20 @@ func (m *refModel) apply(e Entry, coreEffects []Effect) ([]Result, error) {
 		}
 	}
 
+	// A valid leader-change entry extends every session before anything
+	// expires: the failover gap must not expire them (DESIGN.md, Time).
+	for _, c := range e.Commands {
+		if c.Op == OpLeaderChange && c.ClientID == "" && c.Seq == 0 && len(e.Commands) <= m.lim.MaxCommandsPerEntry &&
+			c.setFields() == 0 {
+			for _, s := range m.sessions {
+				if d := m.now + LogTime(s.ttl); d > s.deadline {
+					s.deadline = d
+				}
+			}
+			break
+		}
+	}
+
 	m.expireDue()
 	if err := m.resolveTimerIDs(coreEffects); err != nil {
 		return nil, err
