@@ -59,12 +59,23 @@ func (m *Machine) barrierMismatch(o *object, parties int64) *Error {
 }
 
 // releaseWaiters lets every waiter of a barrier through as one generation.
+// A waiter whose session or wait has already run out is not released, just
+// as pump never grants one: when a setter's session expires while deadlines
+// fire, such a waiter's own timer fires later in the same entry and ends it
+// with its own reason (session expired, timeout), whatever order the
+// deadlines that fell due together fire in.
 func (m *Machine) releaseWaiters(o *object, why Reason) uint64 {
 	gen := m.nextID()
-	for w := o.queue.front(); w != nil; w = o.queue.front() {
+	for w := o.queue.front(); w != nil; {
+		next := w.next
+		if !w.session.live(m.now) || (w.deadline != 0 && w.deadline <= m.now) {
+			w = next
+			continue
+		}
 		m.unlinkWaiter(w)
 		m.emit(Effect{Kind: EffectGranted, Reason: why, Object: KindBarrier, Name: o.key.name, Session: w.session.id, Waiter: w.id, Generation: gen})
 		m.clients.settle(w.clientID, w.seq, Result{Outcome: OutcomeReleased, Session: w.session.id, Waiter: w.id, Generation: gen})
+		w = next
 	}
 	m.emit(Effect{Kind: EffectBarrierReleased, Reason: why, Object: KindBarrier, Name: o.key.name, Generation: gen})
 	return gen

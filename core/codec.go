@@ -248,14 +248,15 @@ func (d *decoder) command(c *Command) {
 	c.Op = Op(d.byte())
 	c.ClientID = d.string()
 	c.Seq = d.uvarint()
-	f := field(d.uvarint())
+	mask := d.uvarint()
 	if d.err != nil {
 		return
 	}
-	if f > fValue<<1-1 {
+	if mask > uint64(fValue<<1-1) { // before narrowing: high bits must not vanish
 		d.fail(errors.New("unknown field in presence mask"))
 		return
 	}
+	f := field(mask)
 	if f&fKind != 0 {
 		c.Kind = Kind(d.byte())
 	}

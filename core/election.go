@@ -1,5 +1,7 @@
 package core
 
+import "bytes"
+
 // An election is a lock whose holder is the leader: candidates queue FIFO
 // behind it, and the holder's value is what observers see. It follows etcd's
 // concurrency.Election: Campaign blocks until elected, Proclaim changes the
@@ -10,7 +12,7 @@ func (m *Machine) campaign(c *Command) Result {
 	if err != nil {
 		return Result{Err: err}
 	}
-	req := request{owner: c.Owner, value: c.Value}
+	req := request{owner: c.Owner, value: bytes.Clone(c.Value)}
 	o := m.object(KindElection, c.Name)
 	if o != nil {
 		if h := findHold(o, s); h != nil {
@@ -56,7 +58,7 @@ func (m *Machine) proclaim(c *Command) Result {
 	if err != nil {
 		return Result{Err: err}
 	}
-	h.value = c.Value
+	h.value = bytes.Clone(c.Value)
 	m.emit(Effect{Kind: EffectValueChanged, Object: KindElection, Name: c.Name, Session: h.session.id, Token: h.token, Value: h.value})
 	return Result{Outcome: OutcomeDone, Token: h.token, Session: h.session.id}
 }

@@ -1,13 +1,17 @@
 package core
 
-import "strconv"
+import (
+	"bytes"
+	"strconv"
+)
 
 // This file holds the engine that mutexes, semaphores, RW locks and elections
 // share: a FIFO WaitQueue in front of a set of holders. Only the queue's head
 // is ever granted (no barging), and each kind says, in canGrant, when the
 // head fits beside the current holders.
 
-// request is what an acquire, campaign or queued waiter asks for.
+// request is what an acquire, campaign or queued waiter asks for. Its value
+// is the machine's own copy: a caller may reuse its command buffers.
 type request struct {
 	permits     int64
 	mode        Mode
@@ -18,7 +22,7 @@ type request struct {
 }
 
 func requestOf(c *Command) request {
-	r := request{permits: c.Permits, mode: c.Mode, owner: c.Owner, value: c.Value,
+	r := request{permits: c.Permits, mode: c.Mode, owner: c.Owner, value: bytes.Clone(c.Value),
 		lockDelayMs: c.LockDelayMs, maxHoldMs: c.MaxHoldMs}
 	if c.Op == OpAcquire && c.Kind == KindSemaphore && r.permits == 0 {
 		r.permits = 1

@@ -82,6 +82,12 @@ func (m *Machine) Apply(e Entry) *Output {
 
 	m.advanceClock(e.Time)
 	m.out.Time = m.now
+	if m.carriesLeaderChange(e.Commands) {
+		// The gap a leader change closes is time in which no client could
+		// keep its session alive: extend the sessions before any timer fires,
+		// or the leader-change entry itself would expire them.
+		m.leaderChange()
+	}
 	m.fireTimers()
 	m.clients.expire(m.now, m.limits)
 
@@ -219,6 +225,20 @@ func (m *Machine) fireTimers() {
 			}
 		}
 	}
+}
+
+// carriesLeaderChange says whether the entry holds a valid leader change
+// that will be applied.
+func (m *Machine) carriesLeaderChange(cmds []Command) bool {
+	if len(cmds) > m.limits.MaxCommandsPerEntry {
+		return false
+	}
+	for i := range cmds {
+		if cmds[i].Op == OpLeaderChange && m.validate(&cmds[i]) == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // leaderChange is the first entry of a new shard leader: no session may

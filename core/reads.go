@@ -1,7 +1,7 @@
 package core
 
 import (
-	"sort"
+	"slices"
 	"strings"
 )
 
@@ -137,14 +137,7 @@ func (m *Machine) List(kind Kind, prefix string, limit int) (list []Status, more
 	return list, more, nil
 }
 
-func sortKeys(keys []objectKey) {
-	sort.Slice(keys, func(i, j int) bool {
-		if keys[i].kind != keys[j].kind {
-			return keys[i].kind < keys[j].kind
-		}
-		return keys[i].name < keys[j].name
-	})
-}
+func sortKeys(keys []objectKey) { slices.SortFunc(keys, compareKeys) }
 
 // CheckFence answers whether token is a current grant on the object: what a
 // resource guarded by the lock asks before accepting a write.

@@ -1,9 +1,11 @@
 package core
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"errors"
-	"sort"
+	"slices"
+	"strings"
 )
 
 // A snapshot is the whole machine in canonical bytes: sessions by id,
@@ -23,7 +25,9 @@ func (m *Machine) Snapshot() []byte { return m.AppendSnapshot(nil) }
 
 // AppendSnapshot appends the snapshot to b.
 func (m *Machine) AppendSnapshot(b []byte) []byte {
-	e := encoder{b: b}
+	// Growing a slice of many megabytes by doubling costs more than the
+	// encoding itself: reserve roughly what the state needs.
+	e := encoder{b: slices.Grow(b, 256+len(m.sessions)*40+len(m.objects)*80+len(m.waiters)*48+m.clients.len()*64)}
 	e.b = append(e.b, snapshotMagic...)
 	e.byte(SnapshotVersion)
 	e.limits(&m.limits)
@@ -31,14 +35,13 @@ func (m *Machine) AppendSnapshot(b []byte) []byte {
 	e.varint(int64(m.now))
 	e.bool(m.started)
 
-	ids := make([]SessionID, 0, len(m.sessions))
-	for id := range m.sessions {
-		ids = append(ids, id)
+	sessions := make([]*session, 0, len(m.sessions))
+	for _, s := range m.sessions {
+		sessions = append(sessions, s)
 	}
-	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-	e.uvarint(uint64(len(ids)))
-	for _, id := range ids {
-		s := m.sessions[id]
+	slices.SortFunc(sessions, func(a, b *session) int { return cmp.Compare(a.id, b.id) })
+	e.uvarint(uint64(len(sessions)))
+	for _, s := range sessions {
 		e.uvarint(uint64(s.id))
 		e.varint(s.ttlMs)
 		e.varint(int64(s.deadline))
@@ -46,14 +49,14 @@ func (m *Machine) AppendSnapshot(b []byte) []byte {
 		e.string(s.owner)
 	}
 
-	keys := make([]objectKey, 0, len(m.objects))
-	for k := range m.objects {
-		keys = append(keys, k)
+	objects := make([]*object, 0, len(m.objects))
+	for _, o := range m.objects {
+		objects = append(objects, o)
 	}
-	sortKeys(keys)
-	e.uvarint(uint64(len(keys)))
-	for _, k := range keys {
-		o := m.objects[k]
+	slices.SortFunc(objects, func(a, b *object) int { return compareKeys(a.key, b.key) })
+	e.uvarint(uint64(len(objects)))
+	for _, o := range objects {
+		k := o.key
 		e.byte(byte(k.kind))
 		e.string(k.name)
 		e.varint(o.limit)
@@ -201,6 +204,7 @@ func (m *Machine) restore(d *decoder) error {
 	m.started = d.bool()
 
 	n := d.count(uint64(m.limits.MaxSessions), 5)
+	m.sessions = make(map[SessionID]*session, n)
 	var last SessionID
 	for i := 0; i < n && d.err == nil; i++ {
 		s := &session{id: SessionID(d.uvarint()), ttlMs: d.varint(), deadline: LogTime(d.varint()),
@@ -208,14 +212,19 @@ func (m *Machine) restore(d *decoder) error {
 		if s.id <= last {
 			return errors.New("sessions out of order")
 		}
+		if d.err == nil && (s.ttlMs < m.limits.MinTTLMs || s.ttlMs > m.limits.MaxTTLMs) {
+			return errors.New("a session's TTL is out of bounds")
+		}
 		last = s.id
 		m.sessions[s.id] = s
-		m.timers.push(timer{at: s.deadline, kind: timerSession, id: uint64(s.id)})
+		m.timers.items = append(m.timers.items, timer{at: s.deadline, kind: timerSession, id: uint64(s.id)})
 	}
 
 	var allHolds []*hold
 	var allWaits []*waiter
 	n = d.count(uint64(m.limits.MaxObjects), 8)
+	m.objects = make(map[objectKey]*object, n)
+	allHolds = make([]*hold, 0, n)
 	var prev objectKey
 	for i := 0; i < n && d.err == nil; i++ {
 		o := &object{key: objectKey{kind: Kind(d.byte()), name: d.string()}}
@@ -228,9 +237,14 @@ func (m *Machine) restore(d *decoder) error {
 		m.objects[o.key] = o
 		if o.lockDelayUntil != 0 {
 			m.lockDelays[o.lockDelayID] = o
-			m.timers.push(timer{at: o.lockDelayUntil, kind: timerLockDelay, id: o.lockDelayID})
+			m.timers.items = append(m.timers.items, timer{at: o.lockDelayUntil, kind: timerLockDelay, id: o.lockDelayID})
 		}
+		// addHold files a barrier's hold as setBy and any other as a holder,
+		// so a snapshot that says otherwise would restore as something else.
 		if d.bool() {
+			if o.key.kind != KindBarrier {
+				return errors.New("only a barrier can be set")
+			}
 			h, err := m.readHold(d, o)
 			if err != nil {
 				return err
@@ -238,10 +252,17 @@ func (m *Machine) restore(d *decoder) error {
 			allHolds = append(allHolds, h)
 		}
 		nh := d.count(uint64(m.limits.MaxSessions), 8)
+		if nh > 0 && o.key.kind == KindBarrier {
+			return errors.New("a barrier has holders")
+		}
 		for j := 0; j < nh && d.err == nil; j++ {
 			h, err := m.readHold(d, o)
 			if err != nil {
 				return err
+			}
+			// Holders are rebuilt in token order: refuse any other.
+			if j > 0 && h.token <= allHolds[len(allHolds)-1].token {
+				return errors.New("holders out of grant order")
 			}
 			allHolds = append(allHolds, h)
 		}
@@ -259,17 +280,18 @@ func (m *Machine) restore(d *decoder) error {
 	}
 	// Sessions list their holds in grant order and their waits in queue
 	// order; both are the order of their identifiers.
-	sort.Slice(allHolds, func(i, j int) bool { return allHolds[i].token < allHolds[j].token })
+	slices.SortFunc(allHolds, func(a, b *hold) int { return cmp.Compare(a.token, b.token) })
+	m.holds = make(map[FencingToken]*hold, len(allHolds))
 	for _, h := range allHolds {
 		if m.holds[h.token] != nil {
 			return errors.New("a token is held twice")
 		}
 		m.addHold(h)
 		if h.maxHoldAt != 0 {
-			m.timers.push(timer{at: h.maxHoldAt, kind: timerMaxHold, id: uint64(h.token)})
+			m.timers.items = append(m.timers.items, timer{at: h.maxHoldAt, kind: timerMaxHold, id: uint64(h.token)})
 		}
 	}
-	sort.Slice(allWaits, func(i, j int) bool { return allWaits[i].id < allWaits[j].id })
+	slices.SortFunc(allWaits, func(a, b *waiter) int { return cmp.Compare(a.id, b.id) })
 	for _, w := range allWaits {
 		if m.waiters[w.id] != nil {
 			return errors.New("a waiter is queued twice")
@@ -278,7 +300,7 @@ func (m *Machine) restore(d *decoder) error {
 		w.session.waits = append(w.session.waits, w)
 		m.nWaiters++
 		if w.deadline != 0 {
-			m.timers.push(timer{at: w.deadline, kind: timerWaiter, id: uint64(w.id)})
+			m.timers.items = append(m.timers.items, timer{at: w.deadline, kind: timerWaiter, id: uint64(w.id)})
 		}
 	}
 
@@ -298,14 +320,17 @@ func (m *Machine) restore(d *decoder) error {
 	if d.err == nil && len(d.b) != 0 {
 		return errors.New("trailing bytes")
 	}
+	m.timers.init()
 	return d.err
 }
 
-func keyLess(a, b objectKey) bool {
-	if a.kind != b.kind {
-		return a.kind < b.kind
+func keyLess(a, b objectKey) bool { return compareKeys(a, b) < 0 }
+
+func compareKeys(a, b objectKey) int {
+	if c := cmp.Compare(a.kind, b.kind); c != 0 {
+		return c
 	}
-	return a.name < b.name
+	return strings.Compare(a.name, b.name)
 }
 
 func (m *Machine) readHold(d *decoder, o *object) (*hold, error) {

@@ -52,12 +52,23 @@ func (h *timerHeap) push(t timer) {
 	}
 }
 
+// init orders items appended without push into a heap, in O(n).
+func (h *timerHeap) init() {
+	for i := len(h.items)/2 - 1; i >= 0; i-- {
+		h.down(i, len(h.items))
+	}
+}
+
 func (h *timerHeap) pop() timer {
 	top := h.items[0]
 	last := len(h.items) - 1
 	h.items[0] = h.items[last]
 	h.items = h.items[:last]
-	i := 0
+	h.down(0, last)
+	return top
+}
+
+func (h *timerHeap) down(i, last int) {
 	for {
 		l, r, min := 2*i+1, 2*i+2, i
 		if l < last && h.items[l].less(h.items[min]) {
@@ -72,5 +83,4 @@ func (h *timerHeap) pop() timer {
 		h.items[i], h.items[min] = h.items[min], h.items[i]
 		i = min
 	}
-	return top
 }

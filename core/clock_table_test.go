@@ -1,0 +1,156 @@
+package core
+
+import "testing"
+
+// TestClockTable feeds stamped times to a fresh machine and checks the log
+// time after each entry: the first entry sets the clock, later ones move it
+// to max(now, stamped) but by at most MaxClockStepMs.
+func TestClockTable(t *testing.T) {
+	const hour = 3600 * 1000
+	tests := []struct {
+		name   string
+		step   int64 // MaxClockStepMs; 0: the default (2 s)
+		stamps []LogTime
+		want   []LogTime
+	}{
+		{"the first entry sets the clock, however far", 0,
+			[]LogTime{1_700_000_000_000}, []LogTime{1_700_000_000_000}},
+		{"a first entry stamped before zero leaves the clock at zero", 0,
+			[]LogTime{-5}, []LogTime{0}},
+		{"time moves forward", 0,
+			[]LogTime{1_000, 1_100, 1_250, 3_250}, []LogTime{1_000, 1_100, 1_250, 3_250}},
+		{"time never moves back", 0,
+			[]LogTime{10_000, 9_000, 10_000, 500, 10_001}, []LogTime{10_000, 10_000, 10_000, 10_000, 10_001}},
+		{"a one-hour jump moves the clock by 2 s", 0,
+			[]LogTime{1_000, 1_000 + hour}, []LogTime{1_000, 3_000}},
+		{"a jump is caught up 2 s per entry", 0,
+			[]LogTime{1_000, 1_000 + hour, 1_000 + hour, 1_000 + hour}, []LogTime{1_000, 3_000, 5_000, 7_000}},
+		{"a step exactly at the cap is taken whole", 0,
+			[]LogTime{1_000, 3_000, 5_001}, []LogTime{1_000, 3_000, 5_000}},
+		{"the cap is a limit", 50,
+			[]LogTime{1_000, 2_000, 2_010}, []LogTime{1_000, 1_050, 1_100}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			l := DefaultLimits()
+			if tc.step != 0 {
+				l.MaxClockStepMs = tc.step
+			}
+			m, err := New(l)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, at := range tc.stamps {
+				out := m.Apply(Entry{Index: uint64(i + 1), Proposal: Proposal{Time: at}})
+				if out.Time != tc.want[i] || m.Now() != tc.want[i] || m.Index() != uint64(i+1) {
+					t.Fatalf("entry %d stamped %d: output time %d, now %d, want %d", i+1, at, out.Time, m.Now(), tc.want[i])
+				}
+			}
+		})
+	}
+}
+
+func TestClockBehaviourTable(t *testing.T) {
+	tests := []struct {
+		name string
+		run  func(t *testing.T, h *tblM)
+	}{
+		{"a leader whose clock jumps an hour cannot expire a 10 s session", func(t *testing.T, h *tblM) {
+			s := h.session(10_000)
+			out := h.apply(h.now() + 3600*1000)
+			if out.Time != tblStart+2_000 || !h.live(s) || len(out.Effects) != 0 {
+				t.Fatalf("time %d, effects:\n%s", out.Time, tblEffects(out.Effects))
+			}
+		}},
+		{"commands run at the entry's capped time", func(t *testing.T, h *tblM) {
+			r := h.apply(h.now()+60_000, cCreate(1_000)).Results[0]
+			if r.Deadline != tblStart+2_000+1_000 {
+				t.Fatalf("deadline %d: the command saw the uncapped time", r.Deadline)
+			}
+		}},
+		{"an entry stamped in the past runs at the current time", func(t *testing.T, h *tblM) {
+			h.advance(5_000)
+			r := h.apply(tblStart, cCreate(1_000)).Results[0]
+			if r.Deadline != tblStart+5_000+1_000 {
+				t.Fatalf("deadline %d", r.Deadline)
+			}
+		}},
+		{"timers fire when the clock reaches them, not when an entry claims it", func(t *testing.T, h *tblM) {
+			s := h.session(3_000)
+			h.apply(h.now() + 10_000) // capped at +2 s
+			if !h.live(s) {
+				t.Fatal("expired by a capped jump")
+			}
+			effs := h.apply(h.now() + 10_000).Effects // +4 s in all
+			if e := tblOne(t, effs, EffectSessionExpired); e.Session != s {
+				t.Fatalf("expired %+v", e)
+			}
+		}},
+		{"the clock and index survive a snapshot", func(t *testing.T, h *tblM) {
+			h.advance(1_234)
+			m, err := Restore(h.m.Snapshot())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Now() != h.now() || m.Index() != h.m.Index() {
+				t.Fatalf("restored now %d index %d, want %d %d", m.Now(), m.Index(), h.now(), h.m.Index())
+			}
+			// The restored machine is started: its next entry is capped.
+			if out := m.Apply(Entry{Index: m.Index() + 1, Proposal: Proposal{Time: h.now() + 3600*1000}}); out.Time != h.now()+2_000 {
+				t.Fatalf("restored machine took an uncapped step to %d", out.Time)
+			}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.run(t, newTbl(t)) })
+	}
+}
+
+// TestApplyIndexOrder checks the documented panic: an index that does not
+// increase is a bug in the caller, never silently applied.
+func TestApplyIndexOrder(t *testing.T) {
+	for _, idx := range []uint64{5, 4, 0} {
+		m, _ := New(DefaultLimits())
+		m.Apply(Entry{Index: 5})
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Fatalf("index %d after 5 did not panic", idx)
+				}
+			}()
+			m.Apply(Entry{Index: idx})
+		}()
+	}
+	m, _ := New(DefaultLimits())
+	m.Apply(Entry{Index: 5})
+	m.Apply(Entry{Index: 9}) // gaps are allowed
+	if m.Index() != 9 {
+		t.Fatalf("index %d", m.Index())
+	}
+}
+
+// TestClockDesignQuestions asserts behaviour that DESIGN.md implies but core
+// does not have; each is skipped until the question is decided.
+func TestClockDesignQuestions(t *testing.T) {
+	t.Run("a first entry without a time does not start the clock", func(t *testing.T) {
+		t.Skip("core bug (design question): an entry stamped 0 starts the clock at 0, and every later entry may then move it " +
+			"only 2 s, so a machine whose first entry carries no time (e.g. the runtime passing Raft's empty leader entry) " +
+			"takes years of entries to reach wall-clock time; the first *stamped* entry should set the clock")
+		m, _ := New(DefaultLimits())
+		m.Apply(Entry{Index: 1})
+		if out := m.Apply(Entry{Index: 2, Proposal: Proposal{Time: 1_700_000_000_000}}); out.Time != 1_700_000_000_000 {
+			t.Fatalf("now %d", out.Time)
+		}
+	})
+	t.Run("deadlines never wrap at the end of log time", func(t *testing.T) {
+		t.Skip("core bug (design question): the first entry may set the clock anywhere, up to math.MaxInt64, and then " +
+			"now+ttl wraps negative: the session is born expired and the invariants fail; log time needs an upper bound " +
+			"(refuse or clamp stamps beyond it), and Limits.Validate upper bounds on MaxTTLMs, MaxWaitMs, MaxHoldMs, " +
+			"MaxLockDelayMs and DedupeRetentionMs, which it does not have either")
+		m, _ := New(DefaultLimits())
+		m.Apply(Entry{Index: 1, Proposal: Proposal{Time: 1<<63 - 5, Commands: []Command{cCreate(10)}}})
+		if err := m.CheckInvariants(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
