@@ -342,6 +342,7 @@ func (n *node) restore(s *pb.Snapshot) {
 	n.applied = s.GetMetadata().GetIndex()
 	n.snapIdx = n.applied
 	n.step(replica.RestoredEvent())
+	n.w.stats.snapInstalls++
 	n.w.chk.restored(n)
 	n.w.tr.logf(n.w.now, "n%d restored snapshot at %d", n.id, n.applied)
 }

@@ -81,7 +81,7 @@ func (o Options) resolve() (Options, error) {
 	loss, dup := rate(0.1), rate(0.05)
 	maxDelay := time.Duration(2+r.IntN(59)) * time.Millisecond
 	d := Options{
-		SnapshotEvery: 20 + r.IntN(481),
+		SnapshotEvery: 10 + r.IntN(191),
 		MinDelay:      time.Duration(100+r.IntN(900)) * time.Microsecond,
 		DiskLatency:   time.Duration(50+r.IntN(2000)) * time.Microsecond,
 		ClockSkew:     time.Duration(r.IntN(5000)) * time.Millisecond,

@@ -27,6 +27,7 @@ type Result struct {
 	Steps          uint64      `json:"steps"`
 	Applies        int         `json:"applies"`
 	LeaderChanges  int         `json:"leader_changes"`
+	SnapInstalls   int         `json:"snapshot_installs"`
 	Linearizable   string      `json:"linearizable"`
 	FenceAccepted  int         `json:"fence_accepted"`
 	FenceRejected  int         `json:"fence_rejected"`
@@ -74,6 +75,7 @@ type stats struct {
 	faults        int
 	applies       int
 	leaderChanges int
+	snapInstalls  int
 }
 
 // world is one run: the queue, the clock, every actor and the checkers.
@@ -397,6 +399,7 @@ func (w *world) result() Result {
 		Steps:          w.tr.steps,
 		Applies:        w.stats.applies,
 		LeaderChanges:  w.stats.leaderChanges,
+		SnapInstalls:   w.stats.snapInstalls,
 		Linearizable:   w.hist.verdict,
 		FenceAccepted:  w.res.accepted,
 		FenceRejected:  w.res.rejected,
