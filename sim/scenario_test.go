@@ -122,9 +122,9 @@ func TestScenarioFailoverKeepsSessions(t *testing.T) {
 	if !caught {
 		t.Fatalf("without the extension: %+v, want a session lease violation", bad.Violations)
 	}
-	// Known core bug (reported to the lead): core fires session timers when
-	// the leader-change entry advances log time, before OpLeaderChange
-	// extends the sessions, so a failover longer than a lease expires them.
+	// Core once fired session timers when the leader-change entry advanced
+	// log time, before OpLeaderChange extended the sessions (fixed in
+	// 0ede59a): a failover longer than a lease expired them.
 	mustPass(t, run("", true))
 }
 
