@@ -3,7 +3,7 @@
 # `make test`; `make sim SEEDS=1-10000` runs a longer one. SIM_FLAGS passes
 # more flags to every seed (e.g. -replicas 5, -tolerate CHECK).
 
-SEEDS ?= 1-300
+SEEDS ?= 1-400
 SIM_FLAGS ?=
 SIM_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 SIM_BIN := bin/lockstep-sim
@@ -11,7 +11,7 @@ SIM_BIN := bin/lockstep-sim
 TEST_EXTRA += sim
 
 .PHONY: sim
-sim: ## sweep simulator seeds SEEDS (default 1-300, about two minutes); failures print their replay command
+sim: ## sweep simulator seeds SEEDS (default 1-400, about two minutes on two cores); failures print their replay command
 	@mkdir -p bin
 	$(GO) build -o $(SIM_BIN) ./cmd/lockstep-sim
 	$(SIM_BIN) -seeds $(SEEDS) -j $(SIM_JOBS) $(SIM_FLAGS) | tail -n 40
