@@ -69,6 +69,8 @@ const (
 	stResign
 	stStatus
 	stPause // the client freezes itself (scenarios)
+	stSet   // raise a set/remove barrier
+	stRemove
 )
 
 // step is one thing an activity does next.
@@ -81,6 +83,7 @@ type step struct {
 	mode    core.Mode
 	dur     time.Duration
 	value   string
+	maxHold int64 // ms; 0: none
 }
 
 type client struct {
@@ -316,7 +319,12 @@ func (c *client) next() {
 	case stAcquire:
 		cmd.Op = core.OpAcquire
 		cmd.WaitMs, cmd.Permits, cmd.Limit, cmd.Mode = st.waitMs, st.permits, st.limit, st.mode
+		cmd.MaxHoldMs = st.maxHold
 		cmd.Owner = c.id
+	case stSet:
+		cmd.Op, cmd.Kind = core.OpBarrierSet, 0
+	case stRemove:
+		cmd.Op, cmd.Kind, cmd.Session = core.OpBarrierRemove, 0, 0
 	case stRelease:
 		cmd.Op, cmd.Token = core.OpRelease, c.token
 	case stBarrier:
@@ -337,7 +345,7 @@ func (c *client) next() {
 		c.next()
 		return
 	}
-	if st.kind != stCreate && c.session == 0 {
+	if st.kind != stCreate && st.kind != stRemove && c.session == 0 {
 		c.plan = nil // the session is gone: drop the activity
 		c.next()
 		return
@@ -347,7 +355,9 @@ func (c *client) next() {
 	c.startCmd(cmd, st)
 }
 
-func needsHold(k stepKind) bool { return k == stRelease || k == stProclaim || k == stResign }
+func needsHold(k stepKind) bool {
+	return k == stRelease || k == stProclaim || k == stResign || k == stRemove
+}
 
 func (c *client) startCmd(cmd core.Command, st step) {
 	c.main = call{active: true, kind: callCmd, cmd: cmd, started: c.w.now, hist: -1, session: c.session}
@@ -511,7 +521,9 @@ func (c *client) finishCmd(r core.Result) {
 			c.holding = false
 			c.plan = dropHeld(c.plan)
 		}
-	case core.OpRelease, core.OpResign:
+	case core.OpBarrierSet:
+		c.holding, c.token = true, r.Token
+	case core.OpRelease, core.OpResign, core.OpBarrierRemove:
 		c.holding = false
 	}
 	c.think()
@@ -521,7 +533,7 @@ func (c *client) finishCmd(r core.Result) {
 // get.
 func dropHeld(plan []step) []step {
 	for len(plan) > 0 && plan[0].kind != stCreate && plan[0].kind != stAcquire && plan[0].kind != stCampaign &&
-		plan[0].kind != stBarrier && plan[0].kind != stStatus {
+		plan[0].kind != stBarrier && plan[0].kind != stStatus && plan[0].kind != stSet {
 		plan = plan[1:]
 	}
 	return plan
@@ -659,8 +671,11 @@ func (c *client) activity() []step {
 		if choice == 1 {
 			w = 0
 		}
-		plan = append(plan, step{kind: stAcquire, key: k, waitMs: w}, hold(),
-			step{kind: stWrite, key: k}, step{kind: stRelease, key: k})
+		acq := step{kind: stAcquire, key: k, waitMs: w}
+		if r.IntN(6) == 0 {
+			acq.maxHold = int64(200 + r.IntN(1800)) // the grant may end under the holder
+		}
+		plan = append(plan, acq, hold(), step{kind: stWrite, key: k}, step{kind: stRelease, key: k})
 	case 2:
 		name := pick(nm.sems)
 		k := objKey{core.KindSemaphore, name}
@@ -678,8 +693,17 @@ func (c *client) activity() []step {
 		}
 		plan = append(plan, step{kind: stRelease, key: k})
 	case 4:
-		k := objKey{core.KindBarrier, pick(nm.barriers)}
-		plan = append(plan, step{kind: stBarrier, key: k, waitMs: int64(200 + r.IntN(3000))})
+		switch r.IntN(4) {
+		case 0: // raise the set/remove barrier, hold it, lower it
+			k := objKey{core.KindBarrier, nm.setBarrier}
+			plan = append(plan, step{kind: stSet, key: k}, hold(), step{kind: stRemove, key: k})
+		case 1: // wait for the set/remove barrier to come down
+			k := objKey{core.KindBarrier, nm.setBarrier}
+			plan = append(plan, step{kind: stBarrier, key: k, waitMs: int64(200 + r.IntN(3000))})
+		default:
+			k := objKey{core.KindBarrier, pick(nm.barriers)}
+			plan = append(plan, step{kind: stBarrier, key: k, waitMs: int64(200 + r.IntN(3000))})
+		}
 	case 5:
 		k := objKey{core.KindElection, pick(nm.elections)}
 		w := wait()

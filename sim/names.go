@@ -12,13 +12,14 @@ import (
 // contend. Semaphore limits and barrier party counts are fixed per name,
 // as a real application's would be.
 type names struct {
-	mutexes   []string
-	sems      []string
-	semLimits map[string]int64
-	rwlocks   []string
-	barriers  []string
-	parties   map[string]int64
-	elections []string
+	mutexes    []string
+	sems       []string
+	semLimits  map[string]int64
+	rwlocks    []string
+	barriers   []string
+	parties    map[string]int64
+	setBarrier string // a set/remove barrier (parties 0)
+	elections  []string
 }
 
 func newNames(o Options, r *mrand.Rand) *names {
@@ -41,6 +42,7 @@ func newNames(o Options, r *mrand.Rand) *names {
 		n.parties[b] = int64(2 + r.IntN(max(1, min(o.Clients, 4)-1)))
 	}
 	n.elections = gen("e", 1+r.IntN(2))
+	n.setBarrier = "bs0"
 	return n
 }
 
