@@ -61,6 +61,10 @@ func DefaultOptions(seed uint64) Options {
 	return Options{Seed: seed, CrashRate: -1, PartitionRate: -1, ClockRate: -1, PauseRate: -1, Loss: -1, Dup: -1}
 }
 
+// Resolve returns the options with everything left open drawn from the
+// seed, or says which option is unusable.
+func (o Options) Resolve() (Options, error) { return o.resolve() }
+
 // resolve draws what the options leave open. Every draw happens whether or
 // not a flag overrides it, so that overriding one option never changes the
 // others.

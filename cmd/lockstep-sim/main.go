@@ -102,6 +102,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return exitUsage
 	}
+	if !f.bugList {
+		if _, err := f.opts.Resolve(); err != nil {
+			fmt.Fprintln(stderr, "lockstep-sim:", err)
+			return exitUsage
+		}
+	}
 	switch {
 	case f.bugList:
 		for _, b := range sim.Bugs() {
