@@ -28,6 +28,7 @@ const (
 	argMainWake
 	argKAWake
 	argResume
+	argGiveUp
 )
 
 type callKind uint8
@@ -52,6 +53,9 @@ type call struct {
 	queued       bool
 	hist         int // index in the history, -1 when not recorded
 	session      core.SessionID
+	queuedAt     int    // the replica that said "queued"
+	queuedTry    uint64 // the attempt it said it to
+	giveUp       bool   // a give-up timer is set
 }
 
 type stepKind uint8
@@ -71,6 +75,8 @@ const (
 	stPause // the client freezes itself (scenarios)
 	stSet   // raise a set/remove barrier
 	stRemove
+	stReconcile // after giving up on a wait: read the status, release or cancel what is ours
+	stCancel    // withdraw a queued request by its waiter id
 )
 
 // step is one thing an activity does next.
@@ -84,6 +90,7 @@ type step struct {
 	dur     time.Duration
 	value   string
 	maxHold int64 // ms; 0: none
+	waiter  core.WaiterID
 }
 
 type client struct {
@@ -113,7 +120,8 @@ type client struct {
 	kaGen    uint64
 	attempts uint64
 
-	planUsed bool
+	planUsed  bool
+	reconcile objKey // the name a status read reconciles, after giving up
 
 	token   core.FencingToken // the grant the current activity holds
 	holding bool
@@ -187,6 +195,10 @@ func (c *client) timer(arg int, gen uint64) {
 	case argKATimeout:
 		if c.ka.active && gen == c.ka.attempt {
 			c.retry(&c.ka, threadKA)
+		}
+	case argGiveUp:
+		if c.main.active && c.main.queued && gen == c.main.firstAttempt {
+			c.abandon()
 		}
 	}
 }
@@ -296,6 +308,14 @@ func (c *client) next() {
 	case stStatus:
 		c.startRead(readRequest{kind: st.key.kind, name: st.key.name}, st)
 		return
+	case stReconcile:
+		if c.session == 0 {
+			c.next()
+			return
+		}
+		c.reconcile = st.key
+		c.startRead(readRequest{kind: st.key.kind, name: st.key.name}, step{kind: stStatus, key: st.key})
+		return
 	case stWrite:
 		if !c.holding {
 			c.next()
@@ -325,6 +345,8 @@ func (c *client) next() {
 		cmd.Op, cmd.Kind = core.OpBarrierSet, 0
 	case stRemove:
 		cmd.Op, cmd.Kind, cmd.Session = core.OpBarrierRemove, 0, 0
+	case stCancel:
+		cmd.Op, cmd.Kind, cmd.Name, cmd.Waiter = core.OpCancel, 0, "", st.waiter
 	case stRelease:
 		cmd.Op, cmd.Token = core.OpRelease, c.token
 	case stBarrier:
@@ -468,6 +490,14 @@ func (c *client) onReply(cl *call, thread int, m *message) {
 	case replica.ReplyQueued:
 		c.guess = m.from
 		cl.queued = true
+		cl.queuedAt, cl.queuedTry = m.from, m.attempt
+		if thread == threadMain && !cl.giveUp && !c.quiet && (cl.cmd.Op == core.OpAcquire || cl.cmd.Op == core.OpCampaign) &&
+			c.rng.IntN(3) == 0 {
+			// An impatient caller: its context ends before the wait does.
+			cl.giveUp = true
+			d := time.Duration(200+c.rng.IntN(1800)) * time.Millisecond
+			c.w.schedule(&event{at: c.w.now + d, kind: evClient, node: c.idx, arg: argGiveUp, gen: cl.firstAttempt})
+		}
 		cl.attempt = c.newAttempt(thread) // re-arm the timer for the longer wait; late replies still match
 		arg := argMainTimeout
 		if thread == threadKA {
@@ -533,7 +563,7 @@ func (c *client) finishCmd(r core.Result) {
 // get.
 func dropHeld(plan []step) []step {
 	for len(plan) > 0 && plan[0].kind != stCreate && plan[0].kind != stAcquire && plan[0].kind != stCampaign &&
-		plan[0].kind != stBarrier && plan[0].kind != stStatus && plan[0].kind != stSet {
+		plan[0].kind != stBarrier && plan[0].kind != stStatus && plan[0].kind != stSet && plan[0].kind != stReconcile {
 		plan = plan[1:]
 	}
 	return plan
@@ -543,8 +573,53 @@ func (c *client) think() {
 	c.sleep(time.Duration(c.rng.IntN(20)) * time.Millisecond)
 }
 
+// abandon gives up on a queued request: it tells the replica (which
+// withdraws the wait when it leads), forgets the request — whose outcome is
+// now unknown to it — and then reads the status to release or cancel
+// whatever the request may still have become.
+func (c *client) abandon() {
+	cl := &c.main
+	c.w.send(&message{kind: msgCancel, from: c.addr, to: cl.queuedAt, attempt: cl.queuedTry, payload: &payload{}})
+	key := objKey{cl.cmd.Kind, cl.cmd.Name}
+	if cl.cmd.Op == core.OpCampaign {
+		key.kind = core.KindElection
+	}
+	c.logf("gives up on %v %s seq=%d", cl.cmd.Op, cl.cmd.Name, cl.cmd.Seq)
+	cl.active = false
+	c.plan = append([]step{{kind: stReconcile, key: key}}, dropHeld(c.plan)...)
+	c.think()
+}
+
+// reconciled acts on the status read after giving up: release the grant
+// the abandoned request got, or cancel its wait and look again.
+func (c *client) reconciled(k objKey, st core.Status) {
+	for _, h := range st.Holders {
+		if h.Session == c.session {
+			c.holding, c.token = true, h.Token
+			release := step{kind: stRelease, key: k}
+			if k.kind == core.KindElection {
+				release.kind = stResign
+			}
+			c.plan = append([]step{release}, c.plan...)
+			return
+		}
+	}
+	for _, w := range st.Waiters {
+		if w.Session == c.session {
+			c.plan = append([]step{{kind: stCancel, key: k, waiter: w.ID}, {kind: stReconcile, key: k}}, c.plan...)
+			return
+		}
+	}
+}
+
 func (c *client) finishRead(r readResult) {
 	c.main.active = false
+	if k := c.reconcile; k.name != "" {
+		c.reconcile = objKey{}
+		if r.err == nil {
+			c.reconciled(k, r.status)
+		}
+	}
 	c.w.hist.endRead(c.main.hist, r, c.w.now)
 	c.w.stats.ops++
 	c.w.tr.mix(0xc12e, uint64(c.idx), r.index, uint64(len(r.status.Holders)))

@@ -23,9 +23,10 @@ const (
 	msgReadReply          // replica → reader
 	msgWrite              // client → resource: a fenced write
 	msgWriteReply         // resource → client
+	msgCancel             // client → replica: I gave up on my request (attempt)
 )
 
-var msgNames = [...]string{"", "raft", "request", "reply", "read", "read_reply", "write", "write_reply"}
+var msgNames = [...]string{"", "raft", "request", "reply", "read", "read_reply", "write", "write_reply", "cancel"}
 
 func (k msgKind) String() string { return msgNames[k] }
 

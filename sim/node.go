@@ -53,6 +53,7 @@ type node struct {
 
 	nextReq  replica.RequestID
 	origins  map[replica.RequestID]origin
+	byOrigin map[origin]replica.RequestID
 	nextRead uint64
 	reads    map[uint64]*pendingRead // waiting for ReadIndex
 	readWait []*pendingRead          // waiting for applied >= index
@@ -136,6 +137,7 @@ func (n *node) start() {
 	n.leader, n.term, n.lead = false, 0, 0
 	n.processPending, n.syncing = false, false
 	n.origins = make(map[replica.RequestID]origin)
+	n.byOrigin = make(map[origin]replica.RequestID)
 	n.reads = make(map[uint64]*pendingRead)
 	n.readWait = nil
 	w.chk.restored(n)
@@ -153,7 +155,7 @@ func (n *node) crash() {
 	n.inc++
 	n.dsk.crash()
 	n.rn, n.ms, n.sm, n.drv = nil, nil, nil, nil
-	n.origins, n.reads, n.readWait = nil, nil, nil
+	n.origins, n.byOrigin, n.reads, n.readWait = nil, nil, nil, nil
 	n.leader = false
 }
 
@@ -311,6 +313,7 @@ func (n *node) sendReply(r replica.Reply) {
 	}
 	if r.Final() {
 		delete(n.origins, r.Request)
+		delete(n.byOrigin, o)
 	}
 	n.w.send(&message{kind: msgReply, from: n.id, to: o.addr, attempt: o.attempt, payload: &payload{reply: r}})
 }
@@ -379,8 +382,24 @@ func (n *node) maybeSnapshot() {
 func (n *node) request(m *message) {
 	n.nextReq++
 	id := n.nextReq
-	n.origins[id] = origin{addr: m.from, attempt: m.attempt}
+	o := origin{addr: m.from, attempt: m.attempt}
+	n.origins[id] = o
+	n.byOrigin[o] = id
 	n.step(replica.RequestEvent(id, m.cmd))
+	n.markDirty()
+}
+
+// cancel is a client giving up on a request it sent here: the driver
+// withdraws its wait from the machine (when this replica leads).
+func (n *node) cancel(m *message) {
+	o := origin{addr: m.from, attempt: m.attempt}
+	id, ok := n.byOrigin[o]
+	if !ok {
+		return
+	}
+	delete(n.byOrigin, o)
+	delete(n.origins, id)
+	n.step(replica.CancelEvent(id))
 	n.markDirty()
 }
 

@@ -301,6 +301,8 @@ func (w *world) deliver(m *message) {
 			n.request(m)
 		case msgRead:
 			n.read(m)
+		case msgCancel:
+			n.cancel(m)
 		}
 	case m.to == w.addrResource():
 		w.res.receive(m)
