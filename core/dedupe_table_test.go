@@ -41,7 +41,7 @@ func TestDedupeTable(t *testing.T) {
 				h.ok(cKeep(holder))
 				h.ok(cKeep(waiter))
 				other := h.ok(with(cCreate(5_000), "c", 1)) // the seq is reused for another request
-				h.ok(cRelease(KindMutex, "m", holder, tok))  // the old wait is granted now
+				h.ok(cRelease(KindMutex, "m", holder, tok)) // the old wait is granted now
 				if len(h.holders(KindMutex, "m")) != 1 || h.holders(KindMutex, "m")[0] != waiter {
 					t.Fatalf("waiter %d was not granted", w)
 				}
