@@ -90,13 +90,18 @@ func (t *clientTable) record(rec *clientRecord, id string, seq uint64, r Result,
 }
 
 // settle replaces a queued request's stored result with its final outcome.
+// It touches only the result that still says "queued" for this waiter: if
+// the client was forgotten and reused the seq for another request, that
+// request's result stays its own.
 func (t *clientTable) settle(id string, seq uint64, r Result) {
 	if id == "" {
 		return
 	}
 	if rec := t.byID[id]; rec != nil {
 		if i, ok := rec.find(seq); ok {
-			rec.results[i].result = r
+			if old := &rec.results[i].result; old.Outcome == OutcomeQueued && old.Waiter == r.Waiter {
+				*old = r
+			}
 		}
 	}
 }

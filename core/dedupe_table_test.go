@@ -32,6 +32,23 @@ func TestDedupeTable(t *testing.T) {
 		tweak func(*Limits)
 		run   func(t *testing.T, h *tblM)
 	}{
+		{"a forgotten client that reuses a seq keeps its new answer when the old wait ends", func(l *Limits) { l.DedupeRetentionMs = 1_000 },
+			func(t *testing.T, h *tblM) {
+				holder, waiter := h.session(60_000), h.session(60_000)
+				tok := h.granted(cMutex("m", holder, 0))
+				w := h.queued(with(cMutex("m", waiter, WaitForever), "c", 1))
+				h.advance(1_500) // the client "c" is forgotten; its wait stays queued
+				h.ok(cKeep(holder))
+				h.ok(cKeep(waiter))
+				other := h.ok(with(cCreate(5_000), "c", 1)) // the seq is reused for another request
+				h.ok(cRelease(KindMutex, "m", holder, tok)) // the old wait is granted now
+				if len(h.holders(KindMutex, "m")) != 1 || h.holders(KindMutex, "m")[0] != waiter {
+					t.Fatalf("waiter %d was not granted", w)
+				}
+				if r := h.tblRetry(with(cCreate(5_000), "c", 1)); !tblSame(r, other) {
+					t.Fatalf("the reused seq answers %+v, want its own result %+v", r, other)
+				}
+			}},
 		{"a retry returns the first result and changes nothing", nil, func(t *testing.T, h *tblM) {
 			first := h.ok(with(cCreate(5_000), "c", 1))
 			if first.Duplicate {

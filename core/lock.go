@@ -235,7 +235,7 @@ func (m *Machine) pump(o *object) {
 		}
 		m.unlinkWaiter(w)
 		h := m.grant(o, w.session, &req, w.id)
-		m.clients.settle(w.clientID, w.seq, Result{Outcome: OutcomeGranted, Token: h.token, Session: w.session.id})
+		m.clients.settle(w.clientID, w.seq, Result{Outcome: OutcomeGranted, Token: h.token, Session: w.session.id, Waiter: w.id})
 	}
 }
 

@@ -107,11 +107,14 @@ func (m *Machine) Apply(e Entry) *Output {
 
 // advanceClock moves log time to max(now, stamped), by at most MaxClockStepMs,
 // so that one proposer whose clock jumps cannot expire every session at once.
-// The first entry sets the clock: there is nothing earlier to cap against.
+// The first stamped entry sets the clock: there is nothing earlier to cap
+// against. An entry stamped 0 (no time) leaves it alone, and a stamp beyond
+// MaxLogTime counts as MaxLogTime, so that deadlines never overflow.
 func (m *Machine) advanceClock(stamped LogTime) {
+	stamped = min(stamped, MaxLogTime)
 	if !m.started {
-		m.started = true
 		if stamped > 0 {
+			m.started = true
 			m.now = stamped
 		}
 		return
@@ -119,11 +122,7 @@ func (m *Machine) advanceClock(stamped LogTime) {
 	if stamped <= m.now {
 		return
 	}
-	step := LogTime(m.limits.MaxClockStepMs)
-	if stamped-m.now > step {
-		stamped = m.now + step
-	}
-	m.now = stamped
+	m.now = min(stamped, m.now+LogTime(m.limits.MaxClockStepMs))
 }
 
 // nextID hands out the identifiers of this entry: tokens, sessions, waiters,

@@ -315,7 +315,9 @@ func (m *refModel) settle(client string, seq uint64, r Result) {
 		return
 	}
 	if c := m.client(client); c != nil {
-		if _, ok := c.results[seq]; ok {
+		// Only the answer that still says "queued" for this waiter: a
+		// forgotten client may have reused the seq for another request.
+		if old, ok := c.results[seq]; ok && old.Outcome == OutcomeQueued && old.Waiter == r.Waiter {
 			c.results[seq] = r
 		}
 	}
@@ -382,7 +384,7 @@ func (m *refModel) grantQueue(k objectKey, pending bool) {
 			continue
 		}
 		h.token = FencingToken(m.alloc())
-		m.settle(w.client, w.seq, Result{Outcome: OutcomeGranted, Token: h.token, Session: w.session})
+		m.settle(w.client, w.seq, Result{Outcome: OutcomeGranted, Token: h.token, Session: w.session, Waiter: w.id})
 	}
 }
 
@@ -434,13 +436,17 @@ func (m *refModel) apply(e Entry, coreEffects []Effect) ([]Result, error) {
 	m.endings = refEndings{waits: map[WaiterID]string{}, holds: map[FencingToken]Reason{}, sessions: map[SessionID]bool{}}
 
 	// Clock.
+	stamped := e.Time
+	if stamped > MaxLogTime {
+		stamped = MaxLogTime
+	}
 	if !m.started {
-		m.started = true
-		if e.Time > 0 {
-			m.now = e.Time
+		if stamped > 0 {
+			m.started = true
+			m.now = stamped
 		}
 	} else {
-		next := e.Time
+		next := stamped
 		if next > m.now+LogTime(m.lim.MaxClockStepMs) {
 			next = m.now + LogTime(m.lim.MaxClockStepMs)
 		}
@@ -589,7 +595,7 @@ func (m *refModel) resolveTimerIDs(effects []Effect) error {
 			return err
 		}
 		h.token = tok
-		m.settle(w.client, w.seq, Result{Outcome: OutcomeGranted, Token: tok, Session: w.session})
+		m.settle(w.client, w.seq, Result{Outcome: OutcomeGranted, Token: tok, Session: w.session, Waiter: w.id})
 	}
 	for _, g := range m.pendGens {
 		for _, e := range effects {

@@ -9,7 +9,7 @@ type object struct {
 	holders []*hold // in grant order; for an election, holders[0] is the leader
 	queue   WaitQueue
 
-	used int64 // semaphore: permits held; rwlock: readers holding
+	used int64 // semaphore: permits held
 
 	limit          int64   // semaphore size, fixed while the object lives
 	lockDelayUntil LogTime // mutex: no grant before this time

@@ -205,9 +205,14 @@ func (m *Machine) restore(d *decoder) error {
 
 	n := d.count(uint64(m.limits.MaxSessions), 5)
 	m.sessions = make(map[SessionID]*session, n)
+	// One allocation per kind instead of one per element: restoring a
+	// million locks is mostly allocator and collector work otherwise. A slab
+	// stays allocated until its last element is dropped.
+	slab := make([]session, n)
 	var last SessionID
 	for i := 0; i < n && d.err == nil; i++ {
-		s := &session{id: SessionID(d.uvarint()), ttlMs: d.varint(), deadline: LogTime(d.varint()),
+		s := &slab[i]
+		*s = session{id: SessionID(d.uvarint()), ttlMs: d.varint(), deadline: LogTime(d.varint()),
 			createdAt: LogTime(d.varint()), owner: d.string()}
 		if s.id <= last {
 			return errors.New("sessions out of order")
@@ -224,10 +229,13 @@ func (m *Machine) restore(d *decoder) error {
 	var allWaits []*waiter
 	n = d.count(uint64(m.limits.MaxObjects), 8)
 	m.objects = make(map[objectKey]*object, n)
+	objects := make([]object, n)
+	holds := make([]hold, 0, n)
 	allHolds = make([]*hold, 0, n)
 	var prev objectKey
 	for i := 0; i < n && d.err == nil; i++ {
-		o := &object{key: objectKey{kind: Kind(d.byte()), name: d.string()}}
+		o := &objects[i]
+		o.key = objectKey{kind: Kind(d.byte()), name: d.string()}
 		if !o.key.kind.valid() || (i > 0 && !keyLess(prev, o.key)) {
 			return errors.New("objects out of order or of unknown kind")
 		}
@@ -245,7 +253,7 @@ func (m *Machine) restore(d *decoder) error {
 			if o.key.kind != KindBarrier {
 				return errors.New("only a barrier can be set")
 			}
-			h, err := m.readHold(d, o)
+			h, err := m.readHold(d, o, &holds)
 			if err != nil {
 				return err
 			}
@@ -256,7 +264,7 @@ func (m *Machine) restore(d *decoder) error {
 			return errors.New("a barrier has holders")
 		}
 		for j := 0; j < nh && d.err == nil; j++ {
-			h, err := m.readHold(d, o)
+			h, err := m.readHold(d, o, &holds)
 			if err != nil {
 				return err
 			}
@@ -333,9 +341,16 @@ func compareKeys(a, b objectKey) int {
 	return strings.Compare(a.name, b.name)
 }
 
-func (m *Machine) readHold(d *decoder, o *object) (*hold, error) {
+func (m *Machine) readHold(d *decoder, o *object, slab *[]hold) (*hold, error) {
 	sid := SessionID(d.uvarint())
-	h := &hold{obj: o, token: FencingToken(d.uvarint()), acquiredAt: LogTime(d.varint()), maxHoldAt: LogTime(d.varint()),
+	var h *hold
+	if len(*slab) < cap(*slab) { // never grow the slab: earlier pointers into it must stay valid
+		*slab = append(*slab, hold{})
+		h = &(*slab)[len(*slab)-1]
+	} else {
+		h = new(hold)
+	}
+	*h = hold{obj: o, token: FencingToken(d.uvarint()), acquiredAt: LogTime(d.varint()), maxHoldAt: LogTime(d.varint()),
 		lockDelayMs: d.varint(), permits: d.varint(), mode: Mode(d.byte()), owner: d.string(), value: d.bytes()}
 	if d.err != nil {
 		return nil, d.err

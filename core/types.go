@@ -6,6 +6,14 @@ import "fmt"
 // entry is applied, and only forward: see advanceClock.
 type LogTime int64
 
+// MaxLogTime bounds log time (about 142,000 years of milliseconds), and
+// MaxDurationMs every duration limit (about 35 years), so that a deadline,
+// now plus a duration, always fits an int64.
+const (
+	MaxLogTime    LogTime = 1 << 52
+	MaxDurationMs int64   = 1 << 40
+)
+
 // FencingToken identifies one grant. It is derived from the log index of the
 // entry that made the grant: token = index<<SlotBits | slot, where slot counts
 // the identifiers handed out while applying that entry. Tokens therefore

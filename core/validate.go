@@ -122,7 +122,8 @@ func (m *Machine) validate(c *Command) *Error {
 		return firstError(m.validateName(c.Name), need(c.Session != 0, "barrier_wait needs a session"), m.validateWait(c.WaitMs),
 			need(c.Parties == 0 || (c.Parties >= 2 && c.Parties <= int64(l.MaxParties)),
 				"parties %d is out of range: use 2..%d, or 0 to wait for a set barrier to be removed", c.Parties, l.MaxParties),
-			need(len(c.Participant) <= l.MaxOwnerBytes, "participant is %d bytes: at most %d", len(c.Participant), l.MaxOwnerBytes))
+			need(len(c.Participant) <= l.MaxOwnerBytes, "participant is %d bytes: at most %d", len(c.Participant), l.MaxOwnerBytes),
+			need(utf8.ValidString(c.Participant), "participant is not valid UTF-8"))
 	case OpBarrierSet:
 		return firstError(m.validateName(c.Name), need(c.Session != 0, "barrier_set needs the session that holds the barrier"))
 	case OpBarrierRemove:

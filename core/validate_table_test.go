@@ -95,6 +95,7 @@ func TestSizesTable(t *testing.T) {
 	h.fails(acq(s, strings.Repeat("o", 129), 0), CodeInvalidArgument, "owner is 129 bytes: at most 128")
 	h.fails(acq(s, "", 1025), CodeInvalidArgument, "value is 1025 bytes: at most 1024")
 	h.fails(acq(s, "\xc3(", 0), CodeInvalidArgument, "owner is not valid UTF-8")
+	h.fails(cArrive("b", s, 2, "\xc3(", 1000), CodeInvalidArgument, "participant is not valid UTF-8")
 
 	h = newTbl(t, func(l *Limits) { l.MaxOwnerBytes, l.MaxValueBytes = 0, 0 })
 	s = h.session(60_000)
@@ -407,10 +408,13 @@ func TestLimitsValidateTable(t *testing.T) {
 		{func(l *Limits) { l.MaxWaiters = 1 << 18 }, "MaxWaiters must be within 1..262143"},
 		{func(l *Limits) { l.MaxParties = 1 }, "MaxParties must be at least 2"},
 		{func(l *Limits) { l.MinTTLMs = 10; l.MaxTTLMs = 5 }, "MinTTLMs must be within 1..MaxTTLMs"},
-		{func(l *Limits) { l.MaxClockStepMs = 0 }, "MaxClockStepMs must be at least 1"},
+		{func(l *Limits) { l.MaxClockStepMs = 0 }, "MaxClockStepMs must be within 1..2^40"},
+		{func(l *Limits) { l.MaxTTLMs = MaxDurationMs + 1 }, "MaxTTLMs must be at most MaxDurationMs"},
+		{func(l *Limits) { l.MaxWaitMs = MaxDurationMs + 1 }, "MaxWaitMs must be within 1..2^40"},
+		{func(l *Limits) { l.DedupeRetentionMs = MaxDurationMs + 1 }, "DedupeRetentionMs must be within 1..2^40"},
 		{func(l *Limits) { l.MaxCommandsPerEntry = 1 << 18 }, "MaxCommandsPerEntry must be within 1..262143"},
 		{func(l *Limits) { l.DedupeWindow = 1025 }, "DedupeWindow must be within 1..1024"},
-		{func(l *Limits) { l.MaxLockDelayMs = -1 }, "MaxLockDelayMs must not be negative"},
+		{func(l *Limits) { l.MaxLockDelayMs = -1 }, "MaxLockDelayMs must be within 0..2^40"},
 	}
 	for _, tc := range tests {
 		l := DefaultLimits()
