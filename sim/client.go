@@ -666,10 +666,13 @@ func (c *client) finishKA(r core.Result) {
 	c.w.tr.mix(0xc14e, uint64(c.idx), uint64(s), boolWord(r.Err == nil))
 	if r.Err != nil {
 		c.lostSession(s)
-		return
 	}
-	if s == c.session {
+	switch {
+	case c.session == 0:
+	case s == c.session:
 		c.scheduleKA(started + c.ttl/3)
+	default:
+		c.scheduleKA(c.w.now) // a new session was created meanwhile: renew it now
 	}
 }
 
