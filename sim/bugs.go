@@ -28,6 +28,7 @@ type Bug struct {
 	Caught  string // the checker expected to catch it
 	wrap    func(m Machine, node int) Machine
 	staleOK bool // replicas answer reads from local state, without ReadIndex
+	mute    bool // leaders silently drop client proposals (ticks and leader marks still go)
 }
 
 var bugs = []Bug{
@@ -46,6 +47,8 @@ var bugs = []Bug{
 		Caught: "log time step check", wrap: func(m Machine, _ int) Machine { return &noClockCap{Machine: m} }},
 	{Name: "stale-read", What: "replicas answer status and fence reads from local state without ReadIndex",
 		Caught: "fenced resource, porcupine", staleOK: true},
+	{Name: "mute-leader", What: "a leader silently drops the client commands it should propose",
+		Caught: "liveness", mute: true},
 }
 
 // Bugs lists the planted bugs, sorted by name.

@@ -296,6 +296,9 @@ func (n *node) drive() {
 			return
 		}
 		for _, p := range rd.Proposals {
+			if n.w.bug.mute && len(p.Proposal.Commands) > 0 && p.Proposal.Commands[0].Op != core.OpLeaderChange {
+				continue
+			}
 			if err := n.rn.Propose(p.Data); err != nil {
 				n.step(replica.ProposalFailedEvent(p.ID))
 			}
