@@ -106,6 +106,14 @@ func TestSweep(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "3 seeds (1-3), 3 passed, 0 failed") {
 		t.Fatalf("%v:\n%s", err, out)
 	}
+	// Each seed's process printed the hash this process computes for it.
+	for _, seed := range []string{"1", "2", "3"} {
+		one, _ := runCmd(t, "-seed", seed)
+		hash := lastLine(one)[strings.Index(lastLine(one), "trace=")+len("trace="):]
+		if !regexp.MustCompile(`(?m)^` + seed + ` +ok +` + hash + ` `).MatchString(string(out)) {
+			t.Fatalf("seed %s: this process computed trace %s, the sweep's process printed:\n%s", seed, hash, out)
+		}
+	}
 	dir := t.TempDir()
 	cmd := exec.Command(bin, "-seeds", "1-2", "-j", "2", "-bug", "skip-entry", "-out", dir)
 	out, err = cmd.CombinedOutput()
