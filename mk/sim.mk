@@ -14,7 +14,7 @@ TEST_EXTRA += sim
 sim: ## sweep simulator seeds SEEDS (default 1-400, about two minutes on two cores); failures print their replay command
 	@mkdir -p bin
 	$(GO) build -o $(SIM_BIN) ./cmd/lockstep-sim
-	$(SIM_BIN) -seeds $(SEEDS) -j $(SIM_JOBS) $(SIM_FLAGS) | tail -n 40
+	$(SIM_BIN) -seeds $(SEEDS) -j $(SIM_JOBS) -q $(SIM_FLAGS)
 
 .PHONY: sim-seed
 sim-seed: ## run one seed with its trace: make sim-seed SEED=N

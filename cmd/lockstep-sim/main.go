@@ -55,7 +55,7 @@ type flags struct {
 	opts      sim.Options
 	passthru  []string // the option flags the user set, for sweep children
 	bugList   bool
-	showTrace bool
+	quiet     bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (*flags, error) {
@@ -70,13 +70,14 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.IntVar(&f.jobs, "j", runtime.NumCPU(), "seeds run at once in a sweep")
 	fs.StringVar(&f.outDir, "out", "sim-failures", "where a failing seed writes its trace and porcupine visualization")
 	fs.BoolVar(&f.verbose, "v", false, "print the trace of the run")
+	fs.BoolVar(&f.quiet, "q", false, "in a sweep, leave passing seeds out of the table")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	skip := map[string]bool{"seed": true, "seeds": true, "check-determinism": true, "json": true, "j": true, "v": true}
+	skip := map[string]bool{"seed": true, "seeds": true, "check-determinism": true, "json": true, "j": true, "v": true, "q": true}
 	fs.Visit(func(fl *flag.Flag) {
 		if !skip[fl.Name] {
 			f.passthru = append(f.passthru, "-"+fl.Name, fl.Value.String())
@@ -312,6 +313,8 @@ func sweep(f *flags, stdout, stderr io.Writer) int {
 			ok := "ok"
 			if !r.OK {
 				ok = "FAIL"
+			} else if f.quiet {
+				continue
 			}
 			fmt.Fprintf(stdout, "%-8d %-4s %-9s %-16s %7d %7.1fs %6d %5.1fs\n", r.Seed, ok, r.Kind, r.TraceHash, r.Ops,
 				r.VirtualSeconds, r.Faults, r.WallSeconds)
