@@ -45,17 +45,17 @@ func exitCode(s sim.Severity) int {
 }
 
 type flags struct {
-	seed      uint64 // also in opts.Seed
-	seeds     string
-	determ    bool
-	jsonOut   bool
-	jobs      int
-	outDir    string
-	verbose   bool
-	opts      sim.Options
-	passthru  []string // the option flags the user set, for sweep children
-	bugList   bool
-	quiet     bool
+	seed     uint64 // also in opts.Seed
+	seeds    string
+	determ   bool
+	jsonOut  bool
+	jobs     int
+	outDir   string
+	verbose  bool
+	opts     sim.Options
+	passthru []string // the option flags the user set, for sweep children
+	bugList  bool
+	quiet    bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (*flags, error) {
