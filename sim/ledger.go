@@ -30,6 +30,8 @@ type ledger struct {
 	results    map[dedupeKey]keyResult
 	waitEnds   map[core.WaiterID]waitEnd
 	waitShapes map[core.WaiterID]shape
+	queues     map[objKey][]core.WaiterID // live waiters per object, in queue (id) order
+	waitObj    map[core.WaiterID]objKey
 	sysOps     []sysOp
 	lastIndex  uint64
 	expiries   int
@@ -110,6 +112,8 @@ func newLedger(c *checker) *ledger {
 		results:    make(map[dedupeKey]keyResult),
 		waitEnds:   make(map[core.WaiterID]waitEnd),
 		waitShapes: make(map[core.WaiterID]shape),
+		queues:     make(map[objKey][]core.WaiterID),
+		waitObj:    make(map[core.WaiterID]objKey),
 	}
 }
 
@@ -232,7 +236,21 @@ func shapeOf(c *core.Command) shape {
 // noteShape remembers what an acquire asked for, by the token it was granted
 // at once or by the waiter it queued as, for the grant effect to find.
 func (l *ledger) noteShape(c *core.Command, r *core.Result, x *entryScratch) {
-	if c.Op != core.OpAcquire || r.Err != nil || r.Duplicate {
+	if r.Err != nil || r.Duplicate {
+		return
+	}
+	if r.Outcome == core.OutcomeQueued {
+		k := objKey{c.Kind, c.Name}
+		switch c.Op {
+		case core.OpCampaign:
+			k.kind = core.KindElection
+		case core.OpBarrierWait:
+			k.kind = core.KindBarrier
+		}
+		l.queues[k] = append(l.queues[k], r.Waiter)
+		l.waitObj[r.Waiter] = k
+	}
+	if c.Op != core.OpAcquire {
 		return
 	}
 	switch r.Outcome {
@@ -353,6 +371,9 @@ func (l *ledger) effect(idx uint64, ef *core.Effect, x *entryScratch) {
 	k := objKey{ef.Object, ef.Name}
 	switch ef.Kind {
 	case core.EffectGranted:
+		if ef.Waiter != 0 {
+			l.dequeue(idx, ef.Waiter, true)
+		}
 		if ef.Object == core.KindBarrier && ef.Waiter != 0 {
 			l.waitEnds[ef.Waiter] = waitEnd{index: idx, granted: true, gen: ef.Generation}
 			x.gens[ef.Generation]++
@@ -383,6 +404,7 @@ func (l *ledger) effect(idx uint64, ef *core.Effect, x *entryScratch) {
 		}
 		x.touched[k] = true
 	case core.EffectWaitEnded:
+		l.dequeue(idx, ef.Waiter, false)
 		l.waitEnds[ef.Waiter] = waitEnd{index: idx, reason: ef.Reason}
 		delete(l.waitShapes, ef.Waiter)
 	case core.EffectSessionExpired:
@@ -474,4 +496,32 @@ func (l *ledger) checkExclusion(idx uint64, k objKey) {
 func (l *ledger) whenApplied(idx uint64) time.Duration {
 	t, _ := l.c.firstApplied(idx)
 	return t
+}
+
+// dequeue takes a waiter out of its object's queue. A grant must go to the
+// queue's head: FIFO, no barging (DESIGN.md), so every waiter queued before
+// it has been granted or has ended already.
+func (l *ledger) dequeue(idx uint64, w core.WaiterID, granted bool) {
+	k, ok := l.waitObj[w]
+	if !ok {
+		return
+	}
+	delete(l.waitObj, w)
+	q := l.queues[k]
+	i := 0
+	for i < len(q) && q[i] != w {
+		i++
+	}
+	if i == len(q) {
+		return
+	}
+	if granted && i > 0 && k.kind != core.KindBarrier {
+		l.fail("fifo", "index %d granted waiter %d on %s %q ahead of waiter %d, queued before it", idx, w, k.kind, k.name, q[0])
+	}
+	q = append(q[:i], q[i+1:]...)
+	if len(q) == 0 {
+		delete(l.queues, k)
+	} else {
+		l.queues[k] = q
+	}
 }
