@@ -1,0 +1,24 @@
+// Package replica is the pure per-replica driver that the simulator and the
+// production runtime share. It sits between the network (client requests),
+// the consensus library (leadership, committed entries) and the state machine
+// (core), and decides what the replica should do next:
+//
+//   - while leader, stamp client commands with the replica's clock and pack
+//     them into proposals (group commit, bounded per proposal and in flight);
+//   - propose the leader-change entry first after becoming leader, then a tick
+//     whenever a tick interval passed without a proposal, so that log time
+//     moves even when no client writes;
+//   - when an entry is applied, route each command's result to the requests
+//     waiting for it on this replica (matched by ClientID and Seq, so a retry
+//     and the original both learn the outcome), and route grants and ended
+//     waits to the requests blocked on a waiter;
+//   - when leadership is lost, fail what was not yet answered, saying whether
+//     it may have been proposed, so that the client retries with the same
+//     (ClientID, Seq) and the state machine's dedupe returns the outcome.
+//
+// Like etcd raft's RawNode, the driver does no I/O: Step feeds it one event,
+// Ready hands back the actions (proposals to make, replies to send) as data,
+// and the caller performs them. It reads no clock (time arrives in Tick
+// events), draws no randomness, starts no goroutines and never lets map order
+// reach its output, so the same events always give the same actions.
+package replica

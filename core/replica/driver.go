@@ -1,0 +1,611 @@
+package replica
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/lockstepd/lockstep/core"
+)
+
+// RequestID names one client request on this replica. The caller picks it
+// (a connection-scoped counter, say); it must be unique among the requests
+// the driver still holds.
+type RequestID uint64
+
+// ProposalID names one proposal this driver asked for, so that the caller can
+// report a proposal the consensus library refused.
+type ProposalID uint64
+
+// Config bounds the driver. Zero fields take the defaults below.
+type Config struct {
+	TickIntervalMs int64 // propose a tick when the leader proposed nothing for this long; defaults to 100
+	MaxBatch       int   // client commands packed into one proposal; defaults to 256
+	MaxInflight    int   // client commands proposed and not yet applied; defaults to 4096
+	MaxPending     int   // requests held at once (queued, in flight, blocked on a waiter); defaults to 65536
+}
+
+// Defaults for Config.
+const (
+	DefaultTickIntervalMs = 100
+	DefaultMaxBatch       = 256
+	DefaultMaxInflight    = 4096
+	DefaultMaxPending     = 65536
+)
+
+func (c Config) withDefaults() Config {
+	if c.TickIntervalMs == 0 {
+		c.TickIntervalMs = DefaultTickIntervalMs
+	}
+	if c.MaxBatch == 0 {
+		c.MaxBatch = DefaultMaxBatch
+	}
+	if c.MaxInflight == 0 {
+		c.MaxInflight = DefaultMaxInflight
+	}
+	if c.MaxPending == 0 {
+		c.MaxPending = DefaultMaxPending
+	}
+	return c
+}
+
+// Validate says which setting is unusable.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	switch {
+	case c.TickIntervalMs < 1:
+		return fmt.Errorf("replica: TickIntervalMs must be at least 1, got %d", c.TickIntervalMs)
+	case c.MaxBatch < 1:
+		return fmt.Errorf("replica: MaxBatch must be at least 1, got %d", c.MaxBatch)
+	case c.MaxInflight < c.MaxBatch:
+		return fmt.Errorf("replica: MaxInflight (%d) must be at least MaxBatch (%d)", c.MaxInflight, c.MaxBatch)
+	case c.MaxPending < 1:
+		return fmt.Errorf("replica: MaxPending must be at least 1, got %d", c.MaxPending)
+	}
+	return nil
+}
+
+// Proposal is an entry the caller must propose to the consensus library.
+type Proposal struct {
+	ID       ProposalID
+	Proposal core.Proposal // what Data encodes, for logs and tests
+	Data     []byte        // core.EncodeProposal(Proposal)
+}
+
+// ReplyKind says what a reply tells the client.
+type ReplyKind uint8
+
+const (
+	// ReplyResult is final: the command applied and Result is what the
+	// machine answered (Result.Err when it refused the command).
+	ReplyResult ReplyKind = iota + 1
+	// ReplyQueued is not final: the command applied and waits in the
+	// machine's queue as Result.Waiter. ReplyGranted or ReplyWaitEnded follows
+	// while this replica keeps applying the log.
+	ReplyQueued
+	// ReplyGranted is final: a queued request now holds (Result.Token), was
+	// elected (Result.Token) or its barrier released (OutcomeReleased,
+	// Result.Generation).
+	ReplyGranted
+	// ReplyWaitEnded is final: a queued request ended without a grant
+	// (OutcomeRefused); Reason says why (timeout, cancelled, session ended).
+	ReplyWaitEnded
+	// ReplyNotLeader is final: nothing was proposed. Leader hints at the
+	// replica to ask instead (0: unknown).
+	ReplyNotLeader
+	// ReplyUnknown is final: the command was proposed, then this replica
+	// lost leadership (or the proposal was dropped) before it applied. It
+	// may or may not take effect: retry with the same ClientID and Seq to
+	// learn which.
+	ReplyUnknown
+	// ReplyBusy is final: nothing was proposed, the replica holds too many
+	// requests. Retry later.
+	ReplyBusy
+	// ReplyRejected is final: nothing was proposed, the request cannot be
+	// (no ClientID or Seq, or an Op clients may not send).
+	ReplyRejected
+)
+
+var replyNames = [...]string{"", "result", "queued", "granted", "wait_ended", "not_leader", "unknown", "busy", "rejected"}
+
+func (k ReplyKind) String() string {
+	if int(k) < len(replyNames) && k > 0 {
+		return replyNames[k]
+	}
+	return fmt.Sprintf("reply(%d)", uint8(k))
+}
+
+// Reply answers one request.
+type Reply struct {
+	Request RequestID
+	Kind    ReplyKind
+	Result  core.Result
+	Reason  core.Reason // ReplyWaitEnded
+	Leader  uint64      // ReplyNotLeader
+	Index   uint64      // the log index that produced the answer, for applied replies
+}
+
+// Final reports whether the request is finished with this reply.
+func (r Reply) Final() bool { return r.Kind != ReplyQueued }
+
+// Ready is what the caller must do now: make the proposals, in order, and
+// send the replies.
+type Ready struct {
+	Proposals []Proposal
+	Replies   []Reply
+}
+
+// IsEmpty reports whether there is nothing to do.
+func (r Ready) IsEmpty() bool { return len(r.Proposals) == 0 && len(r.Replies) == 0 }
+
+type reqState uint8
+
+const (
+	stateQueued   reqState = iota + 1 // waiting to be proposed
+	stateInflight                     // proposed, not yet applied
+	stateBlocked                      // applied as queued; waiting for a grant or an end
+)
+
+type request struct {
+	id        RequestID
+	cmd       core.Command
+	state     reqState
+	proposal  ProposalID    // stateInflight: the proposal that carried it
+	waiter    core.WaiterID // stateBlocked
+	abandoned bool          // the requester went away while the command was in flight
+}
+
+type dedupeKey struct {
+	client string
+	seq    uint64
+}
+
+// Driver is one replica's driver. It is not safe for concurrent use: the
+// caller serialises Step and Ready, as it does for a raft RawNode.
+type Driver struct {
+	cfg Config
+
+	now            core.LogTime // the replica's clock at the last Tick
+	leader         bool
+	term           uint64
+	leaderID       uint64
+	needLeaderMark bool         // propose OpLeaderChange before anything else
+	lastProposalAt core.LogTime // the replica's clock at the last proposal
+	nextProposal   ProposalID
+
+	reqs     map[RequestID]*request
+	byKey    map[dedupeKey][]RequestID // requests waiting for the result of (ClientID, Seq)
+	blocked  map[core.WaiterID][]RequestID
+	queue    []RequestID // stateQueued, in arrival order
+	inflight int         // requests in stateInflight
+	cancels  []core.Command
+
+	out Ready
+}
+
+// New returns a driver for a replica that is not (yet) the leader.
+func New(cfg Config) (*Driver, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Driver{
+		cfg:          cfg.withDefaults(),
+		nextProposal: 1,
+		reqs:         make(map[RequestID]*request),
+		byKey:        make(map[dedupeKey][]RequestID),
+		blocked:      make(map[core.WaiterID][]RequestID),
+	}, nil
+}
+
+// IsLeader reports whether the driver believes this replica leads.
+func (d *Driver) IsLeader() bool { return d.leader }
+
+// Pending returns how many requests the driver holds.
+func (d *Driver) Pending() int { return len(d.reqs) }
+
+// EventKind says what happened.
+type EventKind uint8
+
+const (
+	EventRequest        EventKind = iota + 1 // a client sent Command as Request
+	EventCancel                              // the client behind Request went away
+	EventTick                                // the replica's clock reads Now
+	EventLeadership                          // leadership is now (IsLeader, Term, LeaderID)
+	EventApplied                             // Entry was applied and produced Output
+	EventProposalFailed                      // the consensus library refused Proposal
+	EventRestored                            // the machine was replaced by a snapshot: applied entries were skipped
+)
+
+// Event is one input to Step. Each kind reads the fields named above.
+type Event struct {
+	Kind     EventKind
+	Request  RequestID
+	Command  core.Command
+	Now      core.LogTime
+	IsLeader bool
+	Term     uint64
+	LeaderID uint64
+	Entry    core.Entry
+	Output   *core.Output
+	Proposal ProposalID
+}
+
+// RequestEvent is a client request arriving.
+func RequestEvent(id RequestID, cmd core.Command) Event {
+	return Event{Kind: EventRequest, Request: id, Command: cmd}
+}
+
+// CancelEvent is the client behind a request going away.
+func CancelEvent(id RequestID) Event { return Event{Kind: EventCancel, Request: id} }
+
+// TickEvent is a reading of the replica's clock.
+func TickEvent(now core.LogTime) Event { return Event{Kind: EventTick, Now: now} }
+
+// LeadershipEvent reports who leads: this replica (isLeader) in term, or
+// leaderID (0: unknown).
+func LeadershipEvent(isLeader bool, term, leaderID uint64) Event {
+	return Event{Kind: EventLeadership, IsLeader: isLeader, Term: term, LeaderID: leaderID}
+}
+
+// AppliedEvent reports an applied entry and its output. The driver copies
+// what it keeps, so out may be reused afterwards.
+func AppliedEvent(e core.Entry, out *core.Output) Event {
+	return Event{Kind: EventApplied, Entry: e, Output: out}
+}
+
+// ProposalFailedEvent reports a proposal the consensus library refused.
+func ProposalFailedEvent(id ProposalID) Event { return Event{Kind: EventProposalFailed, Proposal: id} }
+
+// RestoredEvent reports that the machine jumped to a snapshot: the entries
+// it skipped may have answered requests held here, which will never see
+// their results. They are failed as unknown, so the client retries and
+// dedupe tells it what happened.
+func RestoredEvent() Event { return Event{Kind: EventRestored} }
+
+// Step feeds one event to the driver. An error means the caller broke the
+// contract (a reused request id, an output that does not match its entry);
+// the driver's state is unchanged then.
+func (d *Driver) Step(ev Event) error {
+	switch ev.Kind {
+	case EventRequest:
+		return d.stepRequest(ev.Request, ev.Command)
+	case EventCancel:
+		d.stepCancel(ev.Request)
+	case EventTick:
+		d.stepTick(ev.Now)
+	case EventLeadership:
+		d.stepLeadership(ev.IsLeader, ev.Term, ev.LeaderID)
+	case EventApplied:
+		return d.stepApplied(ev.Entry, ev.Output)
+	case EventProposalFailed:
+		d.stepProposalFailed(ev.Proposal)
+	case EventRestored:
+		d.stepRestored()
+	default:
+		return fmt.Errorf("replica: unknown event kind %d", ev.Kind)
+	}
+	return nil
+}
+
+func (d *Driver) stepRequest(id RequestID, cmd core.Command) error {
+	if _, dup := d.reqs[id]; dup {
+		return fmt.Errorf("replica: request id %d is already pending", id)
+	}
+	switch {
+	case cmd.ClientID == "" || cmd.Seq == 0 || cmd.Op == core.OpLeaderChange:
+		d.reply(Reply{Request: id, Kind: ReplyRejected})
+	case !d.leader:
+		d.reply(Reply{Request: id, Kind: ReplyNotLeader, Leader: d.leaderID})
+	case len(d.reqs) >= d.cfg.MaxPending:
+		d.reply(Reply{Request: id, Kind: ReplyBusy})
+	default:
+		r := &request{id: id, cmd: cmd, state: stateQueued}
+		d.reqs[id] = r
+		k := dedupeKey{cmd.ClientID, cmd.Seq}
+		d.byKey[k] = append(d.byKey[k], id)
+		d.queue = append(d.queue, id)
+	}
+	return nil
+}
+
+func (d *Driver) stepCancel(id RequestID) {
+	r := d.reqs[id]
+	if r == nil {
+		return
+	}
+	switch r.state {
+	case stateQueued:
+		d.forget(r)
+	case stateInflight:
+		r.abandoned = true // decided when its result arrives
+	case stateBlocked:
+		d.cancelWait(r.waiter, r.cmd.Session)
+		d.forget(r)
+	}
+}
+
+// cancelWait withdraws a queued request from the machine, so that a grant
+// nobody waits for does not sit on the name until the session ends. Only a
+// leader proposes; elsewhere the wait's own deadline or its session's end
+// clears it.
+func (d *Driver) cancelWait(w core.WaiterID, s core.SessionID) {
+	if !d.leader || w == 0 {
+		return
+	}
+	d.cancels = append(d.cancels, core.Command{Op: core.OpCancel, Waiter: w, Session: s})
+}
+
+func (d *Driver) stepTick(now core.LogTime) {
+	d.now = now
+	if now < d.lastProposalAt {
+		// The clock stepped back: measure the next interval from here rather
+		// than stop ticking until it catches up.
+		d.lastProposalAt = now
+	}
+}
+
+func (d *Driver) stepLeadership(isLeader bool, term, leaderID uint64) {
+	if d.leader && (!isLeader || term != d.term) {
+		d.loseLeadership()
+	}
+	if isLeader && (!d.leader || term != d.term) {
+		d.leader = true
+		d.needLeaderMark = true
+		d.lastProposalAt = d.now
+	}
+	d.leader = isLeader
+	d.term = term
+	d.leaderID = leaderID
+}
+
+// loseLeadership fails every request that still needs this replica to
+// propose or to see its entry: queued ones were never proposed (NotLeader),
+// in-flight ones may still commit under the next leader (Unknown). Requests
+// blocked on a waiter stay: their answer arrives through the log, which this
+// replica keeps applying as a follower.
+func (d *Driver) loseLeadership() {
+	for _, id := range d.queue {
+		r := d.reqs[id]
+		d.reply(Reply{Request: id, Kind: ReplyNotLeader})
+		d.forget(r)
+	}
+	for _, id := range d.sortedIDs(stateInflight) {
+		r := d.reqs[id]
+		if !r.abandoned {
+			d.reply(Reply{Request: id, Kind: ReplyUnknown})
+		}
+		d.forget(r)
+	}
+	d.queue = d.queue[:0]
+	d.cancels = d.cancels[:0]
+	d.needLeaderMark = false
+	d.leader = false
+}
+
+func (d *Driver) stepProposalFailed(id ProposalID) {
+	for _, rid := range d.sortedIDs(stateInflight) {
+		r := d.reqs[rid]
+		if r.proposal != id {
+			continue
+		}
+		if !r.abandoned {
+			d.reply(Reply{Request: rid, Kind: ReplyUnknown})
+		}
+		d.forget(r)
+	}
+}
+
+func (d *Driver) stepRestored() {
+	for _, s := range []reqState{stateInflight, stateBlocked} {
+		for _, id := range d.sortedIDs(s) {
+			r := d.reqs[id]
+			if !r.abandoned {
+				d.reply(Reply{Request: id, Kind: ReplyUnknown})
+			}
+			d.forget(r)
+		}
+	}
+}
+
+func (d *Driver) stepApplied(e core.Entry, out *core.Output) error {
+	if out == nil || len(out.Results) != len(e.Commands) {
+		return fmt.Errorf("replica: entry %d has %d commands but its output is %v", e.Index, len(e.Commands), describeOutput(out))
+	}
+	for i := range e.Commands {
+		c := &e.Commands[i]
+		if c.ClientID == "" {
+			continue
+		}
+		k := dedupeKey{c.ClientID, c.Seq}
+		ids := d.byKey[k]
+		if len(ids) == 0 {
+			continue
+		}
+		for _, id := range slices.Clone(ids) {
+			d.answer(d.reqs[id], out.Results[i], out.Index)
+		}
+	}
+	for i := range out.Effects {
+		d.route(&out.Effects[i], out.Index)
+	}
+	return nil
+}
+
+func describeOutput(out *core.Output) string {
+	if out == nil {
+		return "nil"
+	}
+	return fmt.Sprintf("%d results", len(out.Results))
+}
+
+// answer gives a request the result of its command.
+func (d *Driver) answer(r *request, res core.Result, index uint64) {
+	if res.Err == nil && res.Outcome == core.OutcomeQueued && res.Waiter != 0 {
+		if r.abandoned {
+			d.cancelWait(res.Waiter, r.cmd.Session)
+			d.forget(r)
+			return
+		}
+		if r.state == stateBlocked {
+			return // a retry of a request that already waits here
+		}
+		d.leaveQueues(r)
+		r.state = stateBlocked
+		r.waiter = res.Waiter
+		d.blocked[res.Waiter] = append(d.blocked[res.Waiter], r.id)
+		d.reply(Reply{Request: r.id, Kind: ReplyQueued, Result: res, Index: index})
+		return
+	}
+	if !r.abandoned {
+		d.reply(Reply{Request: r.id, Kind: ReplyResult, Result: res, Index: index})
+	}
+	d.forget(r)
+}
+
+// route ends the waits an effect answers.
+func (d *Driver) route(ef *core.Effect, index uint64) {
+	if ef.Waiter == 0 {
+		return
+	}
+	ids := d.blocked[ef.Waiter]
+	if len(ids) == 0 {
+		return
+	}
+	// The replies carry what the machine stores as the request's result when
+	// the wait ends, so a retry (answered from dedupe) and the blocked request
+	// hear the same thing.
+	var rep Reply
+	switch ef.Kind {
+	case core.EffectGranted:
+		rep = Reply{Kind: ReplyGranted, Result: core.Result{Outcome: core.OutcomeGranted, Token: ef.Token,
+			Session: ef.Session}}
+		if ef.Object == core.KindBarrier {
+			rep.Result = core.Result{Outcome: core.OutcomeReleased, Session: ef.Session, Waiter: ef.Waiter,
+				Generation: ef.Generation}
+		}
+	case core.EffectWaitEnded:
+		rep = Reply{Kind: ReplyWaitEnded, Reason: ef.Reason, Result: core.Result{Outcome: core.OutcomeRefused,
+			Waiter: ef.Waiter, Session: ef.Session, Reason: ef.Reason}}
+	default:
+		return
+	}
+	rep.Index = index
+	for _, id := range slices.Clone(ids) {
+		rep.Request = id
+		d.reply(rep)
+		d.forget(d.reqs[id])
+	}
+}
+
+func (d *Driver) reply(r Reply) { d.out.Replies = append(d.out.Replies, r) }
+
+// leaveQueues takes a request out of the queue or the in-flight count.
+func (d *Driver) leaveQueues(r *request) {
+	switch r.state {
+	case stateQueued:
+		if i := slices.Index(d.queue, r.id); i >= 0 {
+			d.queue = slices.Delete(d.queue, i, i+1)
+		}
+	case stateInflight:
+		d.inflight--
+	case stateBlocked:
+		ids := d.blocked[r.waiter]
+		if i := slices.Index(ids, r.id); i >= 0 {
+			ids = slices.Delete(ids, i, i+1)
+		}
+		if len(ids) == 0 {
+			delete(d.blocked, r.waiter)
+		} else {
+			d.blocked[r.waiter] = ids
+		}
+	}
+}
+
+// forget drops a request the driver no longer answers.
+func (d *Driver) forget(r *request) {
+	d.leaveQueues(r)
+	k := dedupeKey{r.cmd.ClientID, r.cmd.Seq}
+	ids := d.byKey[k]
+	if i := slices.Index(ids, r.id); i >= 0 {
+		ids = slices.Delete(ids, i, i+1)
+	}
+	if len(ids) == 0 {
+		delete(d.byKey, k)
+	} else {
+		d.byKey[k] = ids
+	}
+	delete(d.reqs, r.id)
+}
+
+// sortedIDs lists the requests in one state by id, so that map order never
+// reaches the output.
+func (d *Driver) sortedIDs(s reqState) []RequestID {
+	var ids []RequestID
+	for id, r := range d.reqs {
+		if r.state == s {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// Ready returns what to do now and forgets it: the caller must perform it.
+// Feed a Tick first: proposals are stamped with the last clock reading.
+// A leader proposes, in this order: the leader-change mark once after it
+// took over, then withdrawn waits and queued client commands packed up to
+// MaxBatch per proposal while fewer than MaxInflight are in flight, and a
+// tick when none of those was proposed for TickIntervalMs of its clock.
+// Every proposal is stamped with the replica's clock at the last Tick.
+func (d *Driver) Ready() Ready {
+	if d.leader {
+		d.propose()
+	}
+	out := d.out
+	d.out = Ready{}
+	return out
+}
+
+func (d *Driver) propose() {
+	if d.needLeaderMark {
+		d.needLeaderMark = false
+		d.emit([]core.Command{{Op: core.OpLeaderChange}}, nil)
+	}
+	for len(d.cancels) > 0 || (len(d.queue) > 0 && d.inflight < d.cfg.MaxInflight) {
+		room := d.cfg.MaxBatch
+		cmds := make([]core.Command, 0, min(room, len(d.cancels)+len(d.queue)))
+		n := min(len(d.cancels), room)
+		cmds = append(cmds, d.cancels[:n]...)
+		d.cancels = d.cancels[n:]
+		room -= n
+		var ids []RequestID
+		for room > 0 && len(d.queue) > 0 && d.inflight < d.cfg.MaxInflight {
+			r := d.reqs[d.queue[0]]
+			d.queue = d.queue[1:]
+			r.state = stateInflight
+			d.inflight++
+			cmds = append(cmds, r.cmd)
+			ids = append(ids, r.id)
+			room--
+		}
+		d.emit(cmds, ids)
+	}
+	if len(d.cancels) == 0 {
+		d.cancels = nil
+	}
+	if d.now-d.lastProposalAt >= core.LogTime(d.cfg.TickIntervalMs) {
+		d.emit(nil, nil)
+	}
+}
+
+// emit records one proposal. The in-flight requests remember which proposal
+// carried them so that a refused proposal fails exactly them.
+func (d *Driver) emit(cmds []core.Command, ids []RequestID) {
+	id := d.nextProposal
+	d.nextProposal++
+	p := core.Proposal{Time: d.now, Commands: cmds}
+	for _, rid := range ids {
+		d.reqs[rid].proposal = id
+	}
+	d.out.Proposals = append(d.out.Proposals, Proposal{ID: id, Proposal: p, Data: core.EncodeProposal(p)})
+	d.lastProposalAt = d.now
+}

@@ -1,0 +1,449 @@
+package replica
+
+import (
+	"testing"
+
+	"github.com/lockstepd/lockstep/core"
+)
+
+// harness is one replica whose log commits every proposal at once: the
+// driver, a core machine, and the index of the last entry.
+type harness struct {
+	t       *testing.T
+	d       *Driver
+	m       *core.Machine
+	index   uint64
+	now     core.LogTime
+	replies []Reply
+	applied []core.Proposal
+}
+
+func newHarness(t *testing.T, cfg Config) *harness {
+	t.Helper()
+	d, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := core.New(core.DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, d: d, m: m, now: 1_000_000}
+	h.step(TickEvent(h.now))
+	return h
+}
+
+func (h *harness) step(ev Event) {
+	h.t.Helper()
+	if err := h.d.Step(ev); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// lead makes the replica leader of term.
+func (h *harness) lead(term uint64) { h.step(LeadershipEvent(true, term, 1)) }
+
+// ready collects the driver's actions and, when commit is set, applies every
+// proposal (after decoding its bytes) and feeds the outputs back.
+func (h *harness) ready(commit bool) Ready {
+	h.t.Helper()
+	rd := h.d.Ready()
+	h.replies = append(h.replies, rd.Replies...)
+	if !commit {
+		return rd
+	}
+	for _, p := range rd.Proposals {
+		h.apply(p)
+	}
+	h.replies = append(h.replies, h.d.Ready().Replies...)
+	return rd
+}
+
+func (h *harness) apply(p Proposal) {
+	h.t.Helper()
+	dec, err := core.DecodeProposal(p.Data)
+	if err != nil {
+		h.t.Fatalf("proposal %d does not decode: %v", p.ID, err)
+	}
+	h.index++
+	e := core.Entry{Index: h.index, Proposal: dec}
+	out := h.m.Apply(e)
+	if err := h.m.CheckInvariants(); err != nil {
+		h.t.Fatal(err)
+	}
+	h.applied = append(h.applied, dec)
+	h.step(AppliedEvent(e, out))
+}
+
+func (h *harness) advance(ms int64) {
+	h.now += core.LogTime(ms)
+	h.step(TickEvent(h.now))
+}
+
+// reply returns the last reply to request id.
+func (h *harness) reply(id RequestID) Reply {
+	h.t.Helper()
+	for i := len(h.replies) - 1; i >= 0; i-- {
+		if h.replies[i].Request == id {
+			return h.replies[i]
+		}
+	}
+	h.t.Fatalf("no reply to request %d; replies: %+v", id, h.replies)
+	return Reply{}
+}
+
+func (h *harness) noReply(id RequestID) {
+	h.t.Helper()
+	for _, r := range h.replies {
+		if r.Request == id {
+			h.t.Fatalf("request %d got %v, want no reply yet", id, r.Kind)
+		}
+	}
+}
+
+func cmd(client string, seq uint64, op core.Op) core.Command {
+	return core.Command{ClientID: client, Seq: seq, Op: op}
+}
+
+func createSession(client string, seq uint64) core.Command {
+	c := cmd(client, seq, core.OpSessionCreate)
+	c.TTLMs = 10_000
+	return c
+}
+
+func acquire(client string, seq uint64, s core.SessionID, name string, waitMs int64) core.Command {
+	c := cmd(client, seq, core.OpAcquire)
+	c.Kind, c.Name, c.Session, c.WaitMs = core.KindMutex, name, s, waitMs
+	return c
+}
+
+// session creates a session for client through the driver.
+func (h *harness) session(id RequestID, client string) core.SessionID {
+	h.t.Helper()
+	h.step(RequestEvent(id, createSession(client, 1)))
+	h.ready(true)
+	r := h.reply(id)
+	if r.Kind != ReplyResult || r.Result.Err != nil {
+		h.t.Fatalf("session create: %+v", r)
+	}
+	return r.Result.Session
+}
+
+func TestFollowerRefersToTheLeader(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.step(LeadershipEvent(false, 3, 2))
+	h.step(RequestEvent(1, createSession("a", 1)))
+	rd := h.ready(false)
+	if len(rd.Proposals) != 0 {
+		t.Fatalf("a follower proposed %d entries", len(rd.Proposals))
+	}
+	if r := h.reply(1); r.Kind != ReplyNotLeader || r.Leader != 2 {
+		t.Fatalf("got %+v, want not_leader with hint 2", r)
+	}
+}
+
+func TestRejectsRequestsWithoutDedupeKey(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.lead(1)
+	h.step(RequestEvent(1, core.Command{Op: core.OpSessionCreate, TTLMs: 1000}))
+	h.step(RequestEvent(2, cmd("a", 1, core.OpLeaderChange)))
+	h.ready(true)
+	for _, id := range []RequestID{1, 2} {
+		if r := h.reply(id); r.Kind != ReplyRejected {
+			t.Fatalf("request %d: got %v, want rejected", id, r.Kind)
+		}
+	}
+}
+
+func TestLeaderMarksFirstThenPacksStampedCommands(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.advance(0)
+	h.lead(1)
+	h.step(RequestEvent(1, createSession("a", 1)))
+	h.step(RequestEvent(2, createSession("b", 1)))
+	h.step(RequestEvent(3, createSession("c", 1)))
+	rd := h.ready(true)
+	if len(rd.Proposals) != 2 {
+		t.Fatalf("got %d proposals, want the leader mark and one packed batch", len(rd.Proposals))
+	}
+	mark, batch := rd.Proposals[0].Proposal, rd.Proposals[1].Proposal
+	if len(mark.Commands) != 1 || mark.Commands[0].Op != core.OpLeaderChange {
+		t.Fatalf("first proposal is %+v, want the leader-change mark", mark)
+	}
+	if len(batch.Commands) != 3 || batch.Time != h.now || mark.Time != h.now {
+		t.Fatalf("batch %+v: want 3 commands stamped %d", batch, h.now)
+	}
+	seen := map[core.SessionID]bool{}
+	for id := RequestID(1); id <= 3; id++ {
+		r := h.reply(id)
+		if r.Kind != ReplyResult || r.Result.Outcome != core.OutcomeDone || seen[r.Result.Session] {
+			t.Fatalf("request %d: %+v", id, r)
+		}
+		seen[r.Result.Session] = true
+	}
+	if h.d.Pending() != 0 {
+		t.Fatalf("%d requests still pending", h.d.Pending())
+	}
+}
+
+func TestTicksOnlyWhenIdleForAnInterval(t *testing.T) {
+	h := newHarness(t, Config{TickIntervalMs: 100})
+	h.lead(1)
+	h.ready(true) // the mark
+	h.advance(99)
+	if rd := h.ready(true); len(rd.Proposals) != 0 {
+		t.Fatalf("proposed %d entries before the interval passed", len(rd.Proposals))
+	}
+	h.advance(1)
+	rd := h.ready(true)
+	if len(rd.Proposals) != 1 || len(rd.Proposals[0].Proposal.Commands) != 0 || rd.Proposals[0].Proposal.Time != h.now {
+		t.Fatalf("want one tick stamped %d, got %+v", h.now, rd.Proposals)
+	}
+	// A command resets the interval: no tick right after it.
+	h.advance(60)
+	h.session(1, "a")
+	h.advance(60)
+	if rd := h.ready(true); len(rd.Proposals) != 0 {
+		t.Fatalf("ticked 60 ms after a command")
+	}
+	// A clock that steps back does not stop the ticks.
+	before := h.m.Now()
+	h.advance(-10_000)
+	h.advance(100)
+	if rd := h.ready(true); len(rd.Proposals) != 1 {
+		t.Fatalf("no tick after the clock stepped back and ran an interval")
+	}
+	if h.m.Now() != before {
+		t.Fatalf("log time went back to %d", h.m.Now())
+	}
+}
+
+func TestQueuedRequestIsAnsweredByTheGrant(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.lead(1)
+	sa := h.session(1, "a")
+	sb := h.session(2, "b")
+	h.step(RequestEvent(3, acquire("a", 2, sa, "m", 0)))
+	h.ready(true)
+	ra := h.reply(3)
+	if ra.Result.Outcome != core.OutcomeGranted {
+		t.Fatalf("a: %+v", ra)
+	}
+	h.step(RequestEvent(4, acquire("b", 2, sb, "m", 5000)))
+	h.ready(true)
+	q := h.reply(4)
+	if q.Kind != ReplyQueued || q.Final() || q.Result.Waiter == 0 {
+		t.Fatalf("b: got %+v, want an interim queued reply", q)
+	}
+	rel := cmd("a", 3, core.OpRelease)
+	rel.Kind, rel.Name, rel.Session, rel.Token = core.KindMutex, "m", sa, ra.Result.Token
+	h.step(RequestEvent(5, rel))
+	h.ready(true)
+	g := h.reply(4)
+	if g.Kind != ReplyGranted || g.Result.Token <= ra.Result.Token || g.Result.Session != sb {
+		t.Fatalf("b after release: %+v", g)
+	}
+	// A retry after the reply was lost hears the same grant from dedupe.
+	h.step(RequestEvent(6, acquire("b", 2, sb, "m", 5000)))
+	h.ready(true)
+	if r := h.reply(6); r.Kind != ReplyResult || !r.Result.Duplicate || r.Result.Token != g.Result.Token {
+		t.Fatalf("retry: %+v, want the stored grant %d", r, g.Result.Token)
+	}
+}
+
+func TestQueuedRequestTimesOut(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.lead(1)
+	sa := h.session(1, "a")
+	sb := h.session(2, "b")
+	h.step(RequestEvent(3, acquire("a", 2, sa, "m", 0)))
+	h.step(RequestEvent(4, acquire("b", 2, sb, "m", 500)))
+	h.ready(true)
+	h.advance(600)
+	h.ready(true) // the tick that passes the deadline
+	r := h.reply(4)
+	if r.Kind != ReplyWaitEnded || r.Reason != core.ReasonTimeout || r.Result.Outcome != core.OutcomeRefused {
+		t.Fatalf("got %+v, want wait_ended(timeout)", r)
+	}
+}
+
+func TestLeadershipLossFailsWhatIsNotApplied(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.lead(1)
+	sa := h.session(1, "a")
+	h.step(RequestEvent(2, acquire("a", 2, sa, "m", 0)))
+	rd := h.ready(false) // proposed, not yet committed
+	h.step(RequestEvent(3, createSession("b", 1)))
+	h.step(LeadershipEvent(false, 2, 7))
+	h.ready(false)
+	if r := h.reply(2); r.Kind != ReplyUnknown {
+		t.Fatalf("in flight: got %v, want unknown", r.Kind)
+	}
+	if r := h.reply(3); r.Kind != ReplyNotLeader {
+		t.Fatalf("queued: got %v, want not_leader", r.Kind)
+	}
+	// The entry commits under the next leader anyway; a retry learns it.
+	for _, p := range rd.Proposals {
+		h.apply(p)
+	}
+	h.lead(3)
+	h.step(RequestEvent(4, acquire("a", 2, sa, "m", 0)))
+	h.ready(true)
+	if r := h.reply(4); r.Kind != ReplyResult || !r.Result.Duplicate || r.Result.Outcome != core.OutcomeGranted {
+		t.Fatalf("retry: %+v, want the stored grant", r)
+	}
+	if h.d.Pending() != 0 {
+		t.Fatalf("%d requests still pending", h.d.Pending())
+	}
+}
+
+func TestNewTermProposesTheMarkAgain(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.lead(1)
+	h.ready(true)
+	h.lead(4) // lost and regained between two reports
+	rd := h.ready(true)
+	if len(rd.Proposals) != 1 || rd.Proposals[0].Proposal.Commands[0].Op != core.OpLeaderChange {
+		t.Fatalf("want a new mark in the new term, got %+v", rd.Proposals)
+	}
+}
+
+func TestBatchAndInflightBounds(t *testing.T) {
+	h := newHarness(t, Config{MaxBatch: 2, MaxInflight: 3, MaxPending: 5})
+	h.lead(1)
+	h.ready(true)
+	for i := 1; i <= 6; i++ {
+		h.step(RequestEvent(RequestID(i), createSession(string(rune('a'+i)), 1)))
+	}
+	rd := h.ready(false)
+	if r := h.reply(6); r.Kind != ReplyBusy {
+		t.Fatalf("sixth request: %v, want busy", r.Kind)
+	}
+	if len(rd.Proposals) != 2 || len(rd.Proposals[0].Proposal.Commands) != 2 || len(rd.Proposals[1].Proposal.Commands) != 1 {
+		t.Fatalf("want batches of 2 and 1 (in-flight bound 3), got %d proposals", len(rd.Proposals))
+	}
+	for _, p := range rd.Proposals {
+		h.apply(p)
+	}
+	rd = h.ready(true)
+	if len(rd.Proposals) != 1 || len(rd.Proposals[0].Proposal.Commands) != 2 {
+		t.Fatalf("the rest after the apply: %+v", rd.Proposals)
+	}
+	for i := 1; i <= 5; i++ {
+		if r := h.reply(RequestID(i)); r.Kind != ReplyResult {
+			t.Fatalf("request %d: %v", i, r.Kind)
+		}
+	}
+}
+
+func TestCancelWithdrawsTheWait(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.lead(1)
+	sa := h.session(1, "a")
+	sb := h.session(2, "b")
+	h.step(RequestEvent(3, acquire("a", 2, sa, "m", 0)))
+	h.step(RequestEvent(4, acquire("b", 2, sb, "m", core.WaitForever)))
+	h.ready(true)
+	waiter := h.reply(4).Result.Waiter
+	h.step(CancelEvent(4))
+	rd := h.ready(true)
+	if len(rd.Proposals) != 1 || rd.Proposals[0].Proposal.Commands[0].Op != core.OpCancel ||
+		rd.Proposals[0].Proposal.Commands[0].Waiter != waiter {
+		t.Fatalf("want one OpCancel for waiter %d, got %+v", waiter, rd.Proposals)
+	}
+	st, err := h.m.Status(core.KindMutex, "m")
+	if err != nil || len(st.Waiters) != 0 {
+		t.Fatalf("status after cancel: %+v %v", st, err)
+	}
+	if h.d.Pending() != 0 {
+		t.Fatalf("%d requests still pending", h.d.Pending())
+	}
+}
+
+func TestCancelInFlightWithdrawsWhenItQueues(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.lead(1)
+	sa := h.session(1, "a")
+	sb := h.session(2, "b")
+	h.step(RequestEvent(3, acquire("a", 2, sa, "m", 0)))
+	h.ready(true)
+	h.step(RequestEvent(4, acquire("b", 2, sb, "m", core.WaitForever)))
+	rd := h.ready(false)
+	h.step(CancelEvent(4))
+	for _, p := range rd.Proposals {
+		h.apply(p)
+	}
+	rd = h.ready(true)
+	h.noReply(4)
+	if len(rd.Proposals) != 1 || rd.Proposals[0].Proposal.Commands[0].Op != core.OpCancel {
+		t.Fatalf("want the queued wait withdrawn, got %+v", rd.Proposals)
+	}
+}
+
+func TestRefusedProposalIsUnknown(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.lead(1)
+	h.ready(true)
+	h.step(RequestEvent(1, createSession("a", 1)))
+	rd := h.ready(false)
+	h.step(ProposalFailedEvent(rd.Proposals[0].ID))
+	h.ready(false)
+	if r := h.reply(1); r.Kind != ReplyUnknown {
+		t.Fatalf("got %v, want unknown", r.Kind)
+	}
+}
+
+func TestBarrierWaitIsReleased(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.lead(1)
+	sa := h.session(1, "a")
+	sb := h.session(2, "b")
+	wait := func(client string, s core.SessionID) core.Command {
+		c := cmd(client, 2, core.OpBarrierWait)
+		c.Name, c.Session, c.Parties, c.Participant, c.WaitMs = "b", s, 2, client, 5000
+		return c
+	}
+	h.step(RequestEvent(3, wait("a", sa)))
+	h.ready(true)
+	h.step(RequestEvent(4, wait("b", sb)))
+	h.ready(true)
+	ra, rb := h.reply(3), h.reply(4)
+	if ra.Kind != ReplyGranted || ra.Result.Outcome != core.OutcomeReleased || rb.Result.Outcome != core.OutcomeReleased ||
+		ra.Result.Generation == 0 || ra.Result.Generation != rb.Result.Generation {
+		t.Fatalf("a: %+v, b: %+v", ra, rb)
+	}
+}
+
+func TestStepRejectsBrokenContract(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.lead(1)
+	h.step(RequestEvent(1, createSession("a", 1)))
+	if err := h.d.Step(RequestEvent(1, createSession("a", 1))); err == nil {
+		t.Fatal("a reused request id was accepted")
+	}
+	e := core.Entry{Index: 1, Proposal: core.Proposal{Commands: []core.Command{createSession("a", 1)}}}
+	if err := h.d.Step(AppliedEvent(e, &core.Output{})); err == nil {
+		t.Fatal("an output without results was accepted")
+	}
+	if err := (Config{MaxBatch: 10, MaxInflight: 5}).Validate(); err == nil {
+		t.Fatal("MaxInflight below MaxBatch was accepted")
+	}
+}
+
+func TestRestoreFailsWhatWaitsHere(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.lead(1)
+	sa := h.session(1, "a")
+	sb := h.session(2, "b")
+	h.step(RequestEvent(3, acquire("a", 2, sa, "m", 0)))
+	h.step(RequestEvent(4, acquire("b", 2, sb, "m", 5000)))
+	h.ready(true)
+	h.step(RestoredEvent())
+	h.ready(false)
+	if r := h.reply(4); r.Kind != ReplyUnknown {
+		t.Fatalf("blocked request after restore: %v, want unknown", r.Kind)
+	}
+	if h.d.Pending() != 0 {
+		t.Fatalf("%d requests still pending", h.d.Pending())
+	}
+}
