@@ -1,0 +1,81 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+
+	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
+)
+
+// ClusterHandler serves lockstep.v1.ClusterService, and answers the gRPC
+// health protocol (grpc.health.v1) with the same verdict as /health.
+type ClusterHandler struct{ *service }
+
+var errNotServing = errors.New("this node cannot serve: some shard has no leader it can reach (no quorum, or still electing); try another node")
+
+func (h ClusterHandler) Health(ctx context.Context, _ *connect.Request[pb.HealthRequest]) (*connect.Response[pb.HealthResponse], error) {
+	if !h.b.Healthy() {
+		return nil, connect.NewError(connect.CodeUnavailable, errNotServing)
+	}
+	return connect.NewResponse(&pb.HealthResponse{Status: "serving", NodeId: h.opts.NodeID}), nil
+}
+
+func (h ClusterHandler) Status(ctx context.Context, _ *connect.Request[pb.ClusterStatusRequest]) (*connect.Response[pb.ClusterStatusResponse], error) {
+	ctx, cancel := context.WithTimeout(ctx, h.opts.RequestTimeout)
+	defer cancel()
+	st, err := h.b.Status(ctx)
+	if err != nil {
+		return nil, h.apiError(err)
+	}
+	out := &pb.ClusterStatusResponse{NodeId: st.NodeID}
+	for _, s := range st.Shards {
+		ps := &pb.ShardStatus{ShardId: s.ShardID, LeaderId: s.LeaderID, Role: s.Role, Term: s.Term, AppliedIndex: s.AppliedIndex}
+		for _, m := range s.Members {
+			ps.Members = append(ps.Members, &pb.Member{NodeId: m.NodeID, RaftAddress: m.RaftAddress})
+		}
+		out.Shards = append(out.Shards, ps)
+	}
+	return connect.NewResponse(out), nil
+}
+
+func (h ClusterHandler) AddNode(ctx context.Context, req *connect.Request[pb.AddNodeRequest]) (*connect.Response[pb.AddNodeResponse], error) {
+	ctx, cancel := context.WithTimeout(ctx, h.opts.RequestTimeout)
+	defer cancel()
+	if err := h.b.AddNode(ctx, req.Msg.NodeId, req.Msg.RaftAddress); err != nil {
+		return nil, h.apiError(err)
+	}
+	return connect.NewResponse(&pb.AddNodeResponse{}), nil
+}
+
+func (h ClusterHandler) RemoveNode(ctx context.Context, req *connect.Request[pb.RemoveNodeRequest]) (*connect.Response[pb.RemoveNodeResponse], error) {
+	ctx, cancel := context.WithTimeout(ctx, h.opts.RequestTimeout)
+	defer cancel()
+	if err := h.b.RemoveNode(ctx, req.Msg.NodeId); err != nil {
+		return nil, h.apiError(err)
+	}
+	return connect.NewResponse(&pb.RemoveNodeResponse{}), nil
+}
+
+func (h ClusterHandler) TransferLeadership(ctx context.Context, req *connect.Request[pb.TransferLeadershipRequest]) (*connect.Response[pb.TransferLeadershipResponse], error) {
+	ctx, cancel := context.WithTimeout(ctx, h.opts.RequestTimeout)
+	defer cancel()
+	if err := h.b.TransferLeadership(ctx, req.Msg.ShardId, req.Msg.TargetNodeId); err != nil {
+		return nil, h.apiError(err)
+	}
+	return connect.NewResponse(&pb.TransferLeadershipResponse{}), nil
+}
+
+// Check answers grpc.health.v1.Health/Check: SERVING when this node can
+// serve, for the whole server ("") and for each lockstep.v1 service.
+func (h ClusterHandler) Check(_ context.Context, req *grpchealth.CheckRequest) (*grpchealth.CheckResponse, error) {
+	if req.Service != "" && !isService(req.Service) {
+		return nil, connect.NewError(connect.CodeNotFound, errors.New("unknown service "+req.Service))
+	}
+	if h.b.Healthy() {
+		return &grpchealth.CheckResponse{Status: grpchealth.StatusServing}, nil
+	}
+	return &grpchealth.CheckResponse{Status: grpchealth.StatusNotServing}, nil
+}

@@ -1,0 +1,150 @@
+package rpc
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+	"connectrpc.com/grpcreflect"
+	"connectrpc.com/vanguard"
+
+	"github.com/lockstepd/lockstep/rpc/gen/lockstep/v1/lockstepv1connect"
+)
+
+// serviceNames are the services this server answers, for reflection and
+// health.
+var serviceNames = []string{
+	lockstepv1connect.SessionServiceName,
+	lockstepv1connect.LockServiceName,
+	lockstepv1connect.SemaphoreServiceName,
+	lockstepv1connect.RWLockServiceName,
+	lockstepv1connect.BarrierServiceName,
+	lockstepv1connect.ElectionServiceName,
+	lockstepv1connect.WatchServiceName,
+	lockstepv1connect.ClusterServiceName,
+}
+
+func isService(name string) bool {
+	for _, s := range serviceNames {
+		if s == name {
+			return true
+		}
+	}
+	return false
+}
+
+// New builds the API's HTTP handler: every service over Connect, gRPC and
+// gRPC-Web (procedure paths go straight to the Connect handlers), the REST
+// paths of DESIGN.md through the vanguard transcoder, gRPC health and
+// reflection. Serve it with NewHTTPServer, which speaks HTTP/1.1 and h2c.
+func New(opts Options) (http.Handler, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := &service{b: opts.Backend, opts: opts}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	handlerOpts := append(connectCodecs(),
+		connect.WithInterceptors(s.interceptors(m)...),
+		connect.WithReadMaxBytes(opts.MaxRequestBytes),
+	)
+	cluster := ClusterHandler{s}
+	type mount struct {
+		path string
+		h    http.Handler
+	}
+	var mounts []mount
+	add := func(path string, h http.Handler) { mounts = append(mounts, mount{path, h}) }
+	add(lockstepv1connect.NewSessionServiceHandler(SessionHandler{s}, handlerOpts...))
+	add(lockstepv1connect.NewLockServiceHandler(LockHandler{s}, handlerOpts...))
+	add(lockstepv1connect.NewSemaphoreServiceHandler(SemaphoreHandler{s}, handlerOpts...))
+	add(lockstepv1connect.NewRWLockServiceHandler(RWLockHandler{s}, handlerOpts...))
+	add(lockstepv1connect.NewBarrierServiceHandler(BarrierHandler{s}, handlerOpts...))
+	add(lockstepv1connect.NewElectionServiceHandler(ElectionHandler{s}, handlerOpts...))
+	add(lockstepv1connect.NewWatchServiceHandler(WatchHandler{s}, handlerOpts...))
+	add(lockstepv1connect.NewClusterServiceHandler(cluster, handlerOpts...))
+
+	rpcMux := http.NewServeMux()
+	var services []*vanguard.Service
+	for _, mt := range mounts {
+		rpcMux.Handle(mt.path, mt.h)
+		services = append(services, vanguard.NewService(mt.path, mt.h))
+	}
+	rpcMux.Handle(grpchealth.NewHandler(cluster))
+	reflector := grpcreflect.NewStaticReflector(serviceNames...)
+	rpcMux.Handle(grpcreflect.NewHandlerV1(reflector))
+	rpcMux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+
+	transcoder, err := vanguard.NewTranscoder(services,
+		vanguard.WithCodec(restJSON),
+		vanguard.WithUnknownHandler(http.HandlerFunc(restNotFound)),
+		vanguard.WithDefaultServiceOptions(
+			vanguard.WithTargetCodecs(vanguard.CodecProto),
+			vanguard.WithMaxMessageBufferBytes(uint32(opts.MaxRequestBytes)),
+			vanguard.WithRESTUnmarshalOptions(vanguard.RESTUnmarshalOptions{DiscardUnknownQueryParams: false}),
+		),
+	)
+	if err != nil {
+		return nil, err
+	}
+	rest := restFront(transcoder)
+	root := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if isRPCPath(r.URL.Path) {
+			rpcMux.ServeHTTP(w, r)
+			return
+		}
+		rest.ServeHTTP(w, r)
+	})
+	// A request body larger than the message limit plus framing is refused
+	// before anything reads it.
+	return http.MaxBytesHandler(root, int64(opts.MaxRequestBytes)+64<<10), nil
+}
+
+// Server timeouts and limits. Reads and idle connections are bounded; writes
+// are not bounded by the server because acquires wait in queues (REST up to
+// locks.max_wait_time_seconds, Connect and gRPC as long as the caller asks)
+// and Watch and Observe stream for as long as the client stays. Each unary
+// call bounds itself instead: its wait plus Options.RequestTimeout.
+const (
+	readHeaderTimeout = 5 * time.Second
+	idleTimeout       = 2 * time.Minute
+	maxHeaderBytes    = 64 << 10
+	maxStreams        = 1000
+)
+
+// NewHTTPServer returns the server for the API address: HTTP/1.1 and
+// HTTP/2 without TLS (h2c, prior knowledge, as gRPC clients speak it), with
+// explicit timeouts and header limits. The errors it logs go to log.
+//
+// h2c comes from net/http's own HTTP/2 (http.Server.Protocols) rather than
+// golang.org/x/net/http2/h2c, whose NewHandler is deprecated in favour of it:
+// h2c.NewHandler hijacks each HTTP/2 connection, and hijacked connections
+// escape http.Server.Shutdown's graceful drain.
+func NewHTTPServer(addr string, h http.Handler, log *slog.Logger) *http.Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		Protocols:         &protocols,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams:      maxStreams,
+			MaxReceiveBufferPerStream: 1 << 20,
+			PingTimeout:               15 * time.Second,
+			SendPingTimeout:           time.Minute,
+		},
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
