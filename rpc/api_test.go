@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -31,8 +30,7 @@ func startServer(t *testing.T) *testServer {
 	t.Helper()
 	b := newFakeBackend()
 	reg := prometheus.NewRegistry()
-	h, err := rpc.New(rpc.Options{Backend: b, NodeID: "node-1", Registerer: reg, MaxWait: 2 * time.Second,
-		Unavailable: func(err error) bool { return errors.Is(err, errNoQuorum) }})
+	h, err := rpc.New(rpc.Options{Backend: b, NodeID: "node-1", Registerer: reg, MaxWait: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

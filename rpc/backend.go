@@ -4,10 +4,13 @@ import (
 	"context"
 
 	"github.com/lockstepd/lockstep/core"
+	"github.com/lockstepd/lockstep/runtime"
 )
 
-// Backend is what the API needs from a node: the runtime's *Node satisfies
-// it. Handlers know nothing else of Raft, Dragonboat or the disk, which keeps
+var _ Backend = (*runtime.Node)(nil)
+
+// Backend is what the API needs from a node: the runtime's *Node in
+// production, a double in the handler tests. Handlers know nothing else of Raft, Dragonboat or the disk, which keeps
 // them testable with a double and keeps the dependency pointing down.
 type Backend interface {
 	// Do proposes one command and blocks until its final answer: a queued
@@ -20,43 +23,14 @@ type Backend interface {
 	Read(ctx context.Context, name string, stale bool, fn func(m *core.Machine) error) (uint64, error)
 	// Watch streams the effects of the entries from fromIndex on, for names
 	// starting with prefix. The channel closes when ctx ends or the node
-	// stops.
-	Watch(ctx context.Context, prefix string, fromIndex uint64) (<-chan Event, error)
+	// stops. A fromIndex older than the node keeps fails with
+	// runtime.ErrCompacted.
+	Watch(ctx context.Context, prefix string, fromIndex uint64) (<-chan runtime.Event, error)
 	// Status answers this node's view of its shards.
-	Status(ctx context.Context) (ClusterStatus, error)
+	Status(ctx context.Context) (runtime.ClusterStatus, error)
 	// Healthy says whether every shard of this node has a leader.
 	Healthy() bool
 	AddNode(ctx context.Context, nodeID, raftAddress string) error
 	RemoveNode(ctx context.Context, nodeID string) error
 	TransferLeadership(ctx context.Context, shardID uint64, toNodeID string) error
-}
-
-// Event is one effect of one applied entry, with the entry's index and log
-// time.
-type Event struct {
-	Index  uint64
-	Time   core.LogTime
-	Effect core.Effect
-}
-
-// ClusterStatus is one node's view of the cluster.
-type ClusterStatus struct {
-	NodeID string
-	Shards []ShardStatus
-}
-
-// ShardStatus is one Raft shard as a node sees it.
-type ShardStatus struct {
-	ShardID      uint64
-	LeaderID     string
-	Role         string // "leader", "follower" or "candidate"
-	Term         uint64
-	AppliedIndex uint64
-	Members      []Member
-}
-
-// Member is one member of a shard.
-type Member struct {
-	NodeID      string
-	RaftAddress string
 }

@@ -31,12 +31,14 @@ func (h ClusterHandler) Status(ctx context.Context, _ *connect.Request[pb.Cluste
 		return nil, h.apiError(err)
 	}
 	out := &pb.ClusterStatusResponse{NodeId: st.NodeID}
+	// Every shard has the same members (membership changes apply to all).
+	var members []*pb.Member
+	for _, m := range st.Members {
+		members = append(members, &pb.Member{NodeId: m.NodeID, RaftAddress: m.RaftAddress})
+	}
 	for _, s := range st.Shards {
-		ps := &pb.ShardStatus{ShardId: s.ShardID, LeaderId: s.LeaderID, Role: s.Role, Term: s.Term, AppliedIndex: s.AppliedIndex}
-		for _, m := range s.Members {
-			ps.Members = append(ps.Members, &pb.Member{NodeId: m.NodeID, RaftAddress: m.RaftAddress})
-		}
-		out.Shards = append(out.Shards, ps)
+		out.Shards = append(out.Shards, &pb.ShardStatus{ShardId: s.ShardID, LeaderId: s.LeaderID, Role: s.Role, Term: s.Term,
+			AppliedIndex: s.AppliedIndex, Members: members})
 	}
 	return connect.NewResponse(out), nil
 }

@@ -3,6 +3,7 @@ package rpc
 import (
 	"github.com/lockstepd/lockstep/core"
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
+	"github.com/lockstepd/lockstep/runtime"
 )
 
 // The proto enums mirror core value for value (common.proto says so), so
@@ -80,7 +81,7 @@ func waitersPB(ws []core.Waiter) []*pb.Waiter {
 	return out
 }
 
-func eventPB(e Event) *pb.Event {
+func eventPB(e runtime.Event) *pb.Event {
 	f := e.Effect
 	return &pb.Event{
 		Index:        e.Index,

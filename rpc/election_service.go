@@ -7,6 +7,7 @@ import (
 
 	"github.com/lockstepd/lockstep/core"
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
+	"github.com/lockstepd/lockstep/runtime"
 )
 
 // ElectionHandler serves lockstep.v1.ElectionService.
@@ -110,7 +111,7 @@ func (h ElectionHandler) Observe(ctx context.Context, req *connect.Request[pb.Ob
 	}
 	var lastReason core.Reason
 	for {
-		var ev Event
+		var ev runtime.Event
 		var ok bool
 		select {
 		case <-ctx.Done():

@@ -8,6 +8,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/lockstepd/lockstep/core"
+	"github.com/lockstepd/lockstep/runtime"
 )
 
 // Every error a handler returns is a *connect.Error whose code says what
@@ -20,6 +21,7 @@ import (
 //	core conflict             Aborted             409 conflict
 //	core resource_exhausted   ResourceExhausted   429 resource_exhausted
 //	no quorum, shutting down  Unavailable         503 unavailable
+//	watch history compacted   OutOfRange          400 out_of_range
 //	(security issue)          Unauthenticated     401 unauthenticated
 //	(security issue)          PermissionDenied    403 permission_denied
 //
@@ -67,8 +69,11 @@ func (s *service) apiError(err error) error {
 	case errors.Is(err, context.DeadlineExceeded):
 		return connect.NewError(connect.CodeDeadlineExceeded, fmt.Errorf("%w: the request ran out of time before the cluster answered", err))
 	}
-	if s.unavailable(err) {
+	switch {
+	case errors.Is(err, runtime.ErrUnavailable), errors.Is(err, runtime.ErrShuttingDown):
 		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("%w: retry, on this node or another, with the same client_id and request_seq", err))
+	case errors.Is(err, runtime.ErrCompacted):
+		return connect.NewError(connect.CodeOutOfRange, fmt.Errorf("%w: read the status and watch again from its applied_index + 1", err))
 	}
 	return connect.NewError(connect.CodeInternal, err)
 }

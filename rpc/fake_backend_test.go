@@ -2,12 +2,12 @@ package rpc_test
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"sync"
 	"time"
 
 	"github.com/lockstepd/lockstep/core"
-	"github.com/lockstepd/lockstep/rpc"
+	"github.com/lockstepd/lockstep/runtime"
 )
 
 // fakeBackend is a one-replica stand-in for the runtime, for handler tests:
@@ -19,20 +19,20 @@ type fakeBackend struct {
 	m        *core.Machine
 	index    uint64
 	pending  map[core.WaiterID]chan core.Result
-	watchers map[chan rpc.Event]string
+	watchers map[chan runtime.Event]string
 	healthy  bool
 	stop     chan struct{}
 	down     error // when set, Do and Read fail with it
 }
 
-var errNoQuorum = errors.New("no quorum")
+var errNoQuorum = fmt.Errorf("fake: %w", runtime.ErrUnavailable)
 
 func newFakeBackend() *fakeBackend {
 	m, err := core.New(core.DefaultLimits())
 	if err != nil {
 		panic(err)
 	}
-	f := &fakeBackend{m: m, pending: map[core.WaiterID]chan core.Result{}, watchers: map[chan rpc.Event]string{},
+	f := &fakeBackend{m: m, pending: map[core.WaiterID]chan core.Result{}, watchers: map[chan runtime.Event]string{},
 		healthy: true, stop: make(chan struct{})}
 	go func() {
 		t := time.NewTicker(10 * time.Millisecond)
@@ -62,7 +62,7 @@ func (f *fakeBackend) applyLocked(cmds []core.Command) []core.Result {
 		for ch, prefix := range f.watchers {
 			if len(e.Name) >= len(prefix) && e.Name[:len(prefix)] == prefix {
 				select {
-				case ch <- rpc.Event{Index: out.Index, Time: out.Time, Effect: e}:
+				case ch <- runtime.Event{Index: out.Index, Time: out.Time, Effect: e}:
 				default:
 				}
 			}
@@ -126,8 +126,8 @@ func (f *fakeBackend) Read(ctx context.Context, name string, stale bool, fn func
 	return f.index, fn(f.m)
 }
 
-func (f *fakeBackend) Watch(ctx context.Context, prefix string, fromIndex uint64) (<-chan rpc.Event, error) {
-	ch := make(chan rpc.Event, 1024)
+func (f *fakeBackend) Watch(ctx context.Context, prefix string, fromIndex uint64) (<-chan runtime.Event, error) {
+	ch := make(chan runtime.Event, 1024)
 	f.mu.Lock()
 	f.watchers[ch] = prefix
 	f.mu.Unlock()
@@ -141,11 +141,12 @@ func (f *fakeBackend) Watch(ctx context.Context, prefix string, fromIndex uint64
 	return ch, nil
 }
 
-func (f *fakeBackend) Status(ctx context.Context) (rpc.ClusterStatus, error) {
+func (f *fakeBackend) Status(ctx context.Context) (runtime.ClusterStatus, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return rpc.ClusterStatus{NodeID: "node-1", Shards: []rpc.ShardStatus{{ShardID: 1, LeaderID: "node-1", Role: "leader", Term: 2,
-		AppliedIndex: f.index, Members: []rpc.Member{{NodeID: "node-1", RaftAddress: "127.0.0.1:7001"}}}}}, nil
+	return runtime.ClusterStatus{NodeID: "node-1", Shards: []runtime.ShardStatus{{ShardID: 1, LeaderID: "node-1", Role: "leader", Term: 2,
+		AppliedIndex: f.index}},
+		Members: []runtime.Member{{NodeID: "node-1", RaftAddress: "127.0.0.1:7001"}}}, nil
 }
 
 func (f *fakeBackend) Healthy() bool {

@@ -24,18 +24,15 @@ type Options struct {
 	// (locks.default_ttl_seconds). Defaults to 30 s.
 	DefaultTTL time.Duration
 	// MaxWait caps REST waits (locks.max_wait_time_seconds): a REST wait
-	// longer than this, or -1, waits this long. Defaults to 60 s.
+	// longer than this, or -1, waits this long. Defaults to 60 s; NoWait
+	// makes every REST request try once.
 	MaxWait time.Duration
 	// RequestTimeout bounds a call that does not wait in a queue, and is
 	// added to the wait of one that does. Defaults to 15 s.
 	RequestTimeout time.Duration
 	// MaxRequestBytes bounds a request message. Defaults to 1 MiB.
 	MaxRequestBytes int
-	// Unavailable says which backend errors mean this node cannot serve
-	// now (no quorum, no leader, shutting down): they answer 503 so that
-	// clients retry elsewhere. Defaults to none.
-	Unavailable func(error) bool
-	Logger      *slog.Logger
+	Logger          *slog.Logger
 	// Registerer receives the API's metrics. Defaults to none (metrics are
 	// counted but not exported).
 	Registerer prometheus.Registerer
@@ -45,6 +42,10 @@ type Options struct {
 	Authorizer    Authorizer
 	Auditor       Auditor
 }
+
+// NoWait, as Options.MaxWait, caps REST waits at zero: try once
+// (locks.max_wait_time_seconds: 0).
+const NoWait time.Duration = -1
 
 func (o Options) withDefaults() (Options, error) {
 	if o.Backend == nil {
@@ -68,9 +69,6 @@ func (o Options) withDefaults() (Options, error) {
 	if o.MaxRequestBytes == 0 {
 		o.MaxRequestBytes = 1 << 20
 	}
-	if o.Unavailable == nil {
-		o.Unavailable = func(error) bool { return false }
-	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -87,7 +85,7 @@ func (o Options) withDefaults() (Options, error) {
 	if ttlMs < o.Limits.MinTTLMs || ttlMs > o.Limits.MaxTTLMs {
 		return o, errors.New("rpc: DefaultTTL is outside the limits' TTL range")
 	}
-	if o.MaxWait.Milliseconds() < 1 || o.MaxWait.Milliseconds() > o.Limits.MaxWaitMs {
+	if o.MaxWait != NoWait && (o.MaxWait.Milliseconds() < 1 || o.MaxWait.Milliseconds() > o.Limits.MaxWaitMs) {
 		return o, errors.New("rpc: MaxWait is outside the limits' wait range")
 	}
 	return o, nil

@@ -18,8 +18,6 @@ type service struct {
 	opts Options
 }
 
-func (s *service) unavailable(err error) bool { return s.opts.Unavailable(err) }
-
 // restKey marks a request that arrived as REST (set in rest.go before the
 // transcoder): REST waits are capped by locks.max_wait_time_seconds.
 type restKey struct{}
@@ -31,6 +29,9 @@ func isREST(ctx context.Context) bool { v, _ := ctx.Value(restKey{}).(bool); ret
 func (s *service) waitMs(ctx context.Context, ms int64) int64 {
 	if !isREST(ctx) {
 		return ms
+	}
+	if s.opts.MaxWait == NoWait {
+		return 0
 	}
 	max := s.opts.MaxWait.Milliseconds()
 	if ms == core.WaitForever || ms > max {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/lockstepd/lockstep/core"
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
+	"github.com/lockstepd/lockstep/runtime"
 )
 
 // WatchHandler serves lockstep.v1.WatchService.
@@ -69,7 +70,7 @@ func (h WatchHandler) Watch(ctx context.Context, req *connect.Request[pb.WatchRe
 		return err
 	}
 	for {
-		var ev Event
+		var ev runtime.Event
 		var ok bool
 		select {
 		case <-ctx.Done():
@@ -81,7 +82,7 @@ func (h WatchHandler) Watch(ctx context.Context, req *connect.Request[pb.WatchRe
 		}
 		msg := &pb.WatchResponse{}
 		last := ev.Index
-		add := func(e Event) {
+		add := func(e runtime.Event) {
 			last = e.Index
 			if wanted(e.Effect) {
 				msg.Events = append(msg.Events, eventPB(e))
