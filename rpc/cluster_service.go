@@ -3,6 +3,7 @@ package rpc
 import (
 	"context"
 	"errors"
+	"strconv"
 
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
@@ -43,13 +44,34 @@ func (h ClusterHandler) Status(ctx context.Context, _ *connect.Request[pb.Cluste
 	return connect.NewResponse(out), nil
 }
 
+// incarnationAdder is a backend that says which cluster.incarnation a node
+// added back after a removal must start with (Raft never reuses a removed
+// replica id).
+type incarnationAdder interface {
+	AddNodeIncarnation(ctx context.Context, nodeID, raftAddress string) (int, error)
+}
+
+// IncarnationHeader carries, in AddNode's answer, the cluster.incarnation
+// the added node must start with (--incarnation): 0 for a node id never
+// removed before. AddNodeResponse has no field for it yet.
+const IncarnationHeader = "Lockstep-Incarnation"
+
 func (h ClusterHandler) AddNode(ctx context.Context, req *connect.Request[pb.AddNodeRequest]) (*connect.Response[pb.AddNodeResponse], error) {
 	ctx, cancel := context.WithTimeout(ctx, h.opts.RequestTimeout)
 	defer cancel()
+	resp := connect.NewResponse(&pb.AddNodeResponse{})
+	if a, ok := h.b.(incarnationAdder); ok {
+		inc, err := a.AddNodeIncarnation(ctx, req.Msg.NodeId, req.Msg.RaftAddress)
+		if err != nil {
+			return nil, h.apiError(err)
+		}
+		resp.Header().Set(IncarnationHeader, strconv.Itoa(inc))
+		return resp, nil
+	}
 	if err := h.b.AddNode(ctx, req.Msg.NodeId, req.Msg.RaftAddress); err != nil {
 		return nil, h.apiError(err)
 	}
-	return connect.NewResponse(&pb.AddNodeResponse{}), nil
+	return resp, nil
 }
 
 func (h ClusterHandler) RemoveNode(ctx context.Context, req *connect.Request[pb.RemoveNodeRequest]) (*connect.Response[pb.RemoveNodeResponse], error) {
