@@ -35,8 +35,13 @@ func isRPCPath(path string) bool {
 
 // restFront prepares a REST request for the transcoder and rewrites its
 // error bodies.
-func restFront(transcoder http.Handler) http.Handler {
+func restFront(transcoder http.Handler, maxBody int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > maxBody {
+			writeJSONError(w, http.StatusTooManyRequests, "resource_exhausted",
+				fmt.Sprintf("the body is %d bytes: at most %d", r.ContentLength, maxBody))
+			return
+		}
 		r = r.WithContext(context.WithValue(r.Context(), restKey{}, true))
 		u := *r.URL
 		u.Path, u.RawPath = r.URL.EscapedPath(), ""

@@ -92,7 +92,7 @@ func New(opts Options) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	rest := restFront(transcoder)
+	rest := restFront(transcoder, int64(opts.MaxRequestBytes))
 	root := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if isRPCPath(r.URL.Path) {
 			rpcMux.ServeHTTP(w, r)
