@@ -62,5 +62,3 @@ type Member struct {
 	NodeID      string
 	RaftAddress string
 }
-
-

@@ -87,9 +87,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 // that the apply path does not hash label values per entry.
 type shardMetrics struct {
 	leaderElections, entriesApplied, commandsApplied, proposalsFailed, snapshotsSaved prometheus.Counter
-	commitLatency, applyLatency                                                      prometheus.Observer
-	proposalsFlight, pendingRequests, activeLocks, sessions, waiters, objects        prometheus.Gauge
-	isLeader, snapshotBytes                                                          prometheus.Gauge
+	commitLatency, applyLatency                                                       prometheus.Observer
+	proposalsFlight, pendingRequests, activeLocks, sessions, waiters, objects         prometheus.Gauge
+	isLeader, snapshotBytes                                                           prometheus.Gauge
 }
 
 func (m *metrics) forShard(label string) shardMetrics {

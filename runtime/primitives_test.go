@@ -115,7 +115,9 @@ func testPrimitives(t *testing.T, a, b *Node) {
 	// Set/remove barrier: a waiter is released by the removal.
 	do(t, a, core.Command{Op: core.OpBarrierSet, Name: "gate", Session: s1})
 	gate := make(chan core.Result, 1)
-	go func() { gate <- do(t, b, core.Command{Op: core.OpBarrierWait, Name: "gate", Session: s2, WaitMs: 10_000}) }()
+	go func() {
+		gate <- do(t, b, core.Command{Op: core.OpBarrierWait, Name: "gate", Session: s2, WaitMs: 10_000})
+	}()
 	eventually(t, "the gate waiter queues", func() bool {
 		return len(status(t, a, core.KindBarrier, "gate", false).Waiters) == 1
 	})
