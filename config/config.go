@@ -263,17 +263,17 @@ func (c Config) Validate() error {
 }
 
 func (c Cluster) validate() error {
-	if err := validNodeID(c.NodeID); err != nil {
+	if err := ValidNodeID(c.NodeID); err != nil {
 		return fmt.Errorf("cluster.node_id: %w", err)
 	}
-	if err := validHostPort(c.RaftAddress); err != nil {
+	if err := ValidHostPort(c.RaftAddress); err != nil {
 		return fmt.Errorf("cluster.raft_address: %w", err)
 	}
-	if err := validHostPort(c.APIAddress); err != nil {
+	if err := ValidHostPort(c.APIAddress); err != nil {
 		return fmt.Errorf("cluster.api_address: %w", err)
 	}
 	if c.MetricsAddress != "" {
-		if err := validHostPort(c.MetricsAddress); err != nil {
+		if err := ValidHostPort(c.MetricsAddress); err != nil {
 			return fmt.Errorf("cluster.metrics_address: %w (or leave it out to serve no metrics)", err)
 		}
 		if c.MetricsAddress == c.APIAddress {
@@ -305,10 +305,10 @@ func (c Cluster) validate() error {
 	addrs := map[string]string{}
 	for _, id := range sortedKeys(c.Peers) {
 		addr := c.Peers[id]
-		if err := validNodeID(id); err != nil {
+		if err := ValidNodeID(id); err != nil {
 			return fmt.Errorf("cluster.peers.%s: the node id %w", id, err)
 		}
-		if err := validHostPort(addr); err != nil {
+		if err := ValidHostPort(addr); err != nil {
 			return fmt.Errorf("cluster.peers.%s: %w", id, err)
 		}
 		if other, dup := addrs[addr]; dup {
@@ -336,7 +336,8 @@ func sortedKeys(m map[string]string) []string {
 // MaxNodeIDBytes bounds a node id.
 const MaxNodeIDBytes = 64
 
-func validNodeID(id string) error {
+// ValidNodeID says what is wrong with a node id, if anything.
+func ValidNodeID(id string) error {
 	if id == "" {
 		return errors.New("required: a name such as node-1")
 	}
@@ -351,7 +352,8 @@ func validNodeID(id string) error {
 	return nil
 }
 
-func validHostPort(s string) error {
+// ValidHostPort says what is wrong with a host:port address, if anything.
+func ValidHostPort(s string) error {
 	if s == "" {
 		return errors.New("required: host:port, e.g. 127.0.0.1:7001")
 	}

@@ -1,7 +1,6 @@
 package runtime
 
 import (
-	"context"
 	"errors"
 	"log/slog"
 	"time"
@@ -63,13 +62,3 @@ type Member struct {
 	NodeID      string
 	RaftAddress string
 }
-
-// Node is one running Lockstep member.
-type Node struct {
-	impl
-}
-
-// Start starts the node: opens (or creates) its data directory, starts
-// Dragonboat and its shard, and returns once the shard is running. It does
-// not wait for a leader: Healthy says when one is known.
-func Start(ctx context.Context, opts Options) (*Node, error) { return start(ctx, opts) }
