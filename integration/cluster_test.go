@@ -17,11 +17,12 @@ import (
 )
 
 // failoverBound is how soon after a kill -9 of the leader a survivor must
-// grant a lock. The election timeout is 300 ms; followers notice the
-// silence after one timeout and elect within about another, and this
-// shared two-core machine adds noise. (The benchmark, not this test,
-// measures the figure to report.)
-const failoverBound = 3 * time.Second
+// grant a lock. The election timeout is 300 ms: followers notice the
+// silence only after one timeout, then elect and commit, so the grant comes
+// after one to two timeouts (380-630 ms measured here); the bound leaves
+// room for this shared two-core machine. The benchmark, not this test,
+// reports the figure.
+const failoverBound = 2 * time.Second
 
 // TestThreeNodes runs a three-node cluster: requests through followers,
 // kill -9 of the leader with a new leader serving soon after and fencing
@@ -151,6 +152,7 @@ func TestThreeNodes(t *testing.T) {
 	if incarnation == "" {
 		t.Fatalf("AddNode did not say the incarnation (%s header)", rpc.IncarnationHeader)
 	}
+	t.Logf("%s added back with incarnation %s", gone.id, incarnation)
 	c.start(gone, "--join", "--incarnation", incarnation)
 	c.waitHealthy(30*time.Second, gone)
 	eventually(t, 20*time.Second, gone.id+" catches up", func() error {

@@ -277,8 +277,40 @@ func TestSingleNode(t *testing.T) {
 		a := c.ok("POST", n, "/locks/durable/acquire", `{"owner":"before","ttl_seconds":60}`)
 		before := u64(t, a, "fencing_token")
 		c.ok("POST", n, "/locks/durable/release", fmt.Sprintf(`{"owner":"before","fencing_token":"%d"}`, before))
+		// SIGTERM drains: a request waiting in a queue is withdrawn and
+		// answered 503 at once (the client retries elsewhere), and the
+		// process exits 0.
+		c.ok("POST", n, "/locks/drain/acquire", `{"owner":"holder"}`)
+		kept := c.ok("POST", n, "/locks/kept%2Facross/acquire", `{"owner":"k","ttl_seconds":120}`)
+		waiter := make(chan [2]any, 1)
+		go func() {
+			st, b, err := c.do("POST", n, "/locks/drain/acquire", `{"owner":"waiter","wait_timeout_ms":9000}`)
+			if err != nil {
+				b = map[string]any{"err": err.Error()}
+			}
+			waiter <- [2]any{st, b}
+		}()
+		eventually(t, 3*time.Second, "the waiter queued", func() error {
+			s := c.ok("GET", n, "/locks/drain/status", "")
+			if ws, _ := s["waiters"].([]any); len(ws) != 1 {
+				return fmt.Errorf("waiters %v", s["waiters"])
+			}
+			return nil
+		})
+		stopped := time.Now()
 		if err := n.stop(t, 20*time.Second); err != nil {
 			t.Fatalf("SIGTERM: the process exited with %v, want 0", err)
+		}
+		if d := time.Since(stopped); d > 5*time.Second {
+			t.Errorf("draining took %v", d)
+		}
+		select {
+		case w := <-waiter:
+			st, _ := w[0].(int)
+			b, _ := w[1].(map[string]any)
+			wantError(t, "a queued waiter at SIGTERM", st, b, 503, "unavailable")
+		case <-time.After(5 * time.Second):
+			t.Fatal("the queued waiter was not answered at SIGTERM")
 		}
 		c.start(n)
 		c.waitHealthy(20*time.Second, n)
@@ -287,8 +319,8 @@ func TestSingleNode(t *testing.T) {
 			t.Fatalf("after a restart the token %d does not exceed %d", after, before)
 		}
 		// State from before the restart is still there.
-		s := c.ok("GET", n, "/locks/jobs%2Fnightly/status", "")
-		want(t, "held across restart", s["held"], true)
+		s := c.ok("GET", n, "/locks/kept%2Facross/status", "")
+		want(t, "held across restart", s["holder"].(map[string]any)["fencing_token"], kept["fencing_token"])
 	})
 }
 

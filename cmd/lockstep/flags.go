@@ -154,3 +154,10 @@ func (f *serveFlags) applyOverrides(c *config.Config) error {
 	})
 	return err
 }
+
+// given says whether a flag was on the command line.
+func (f *serveFlags) given(name string) bool {
+	found := false
+	f.fs.Visit(func(fl *flag.Flag) { found = found || fl.Name == name })
+	return found
+}
