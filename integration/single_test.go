@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"connectrpc.com/grpcreflect"
 
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 )
@@ -247,6 +248,34 @@ func TestSingleNode(t *testing.T) {
 	})
 
 	t.Run("GRPC", func(t *testing.T) { grpcPrimitives(t, n) })
+
+	t.Run("GRPCWebHealthReflection", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		web := n.clients(connect.WithGRPCWeb())
+		a, err := web.locks.Acquire(ctx, connect.NewRequest(&pb.AcquireLockRequest{Name: "grpc-web", Owner: "browser", TtlSeconds: 10}))
+		if err != nil || !a.Msg.Acquired || !a.Msg.SessionCreated {
+			t.Fatalf("gRPC-Web acquire: %v %v", a, err)
+		}
+		// grpc.health.v1 over the Connect protocol with JSON.
+		h := c.ok("POST", n, "/grpc.health.v1.Health/Check", `{"service":""}`)
+		want(t, "grpc health", h["status"], "SERVING_STATUS_SERVING")
+		h = c.ok("POST", n, "/grpc.health.v1.Health/Check", `{"service":"lockstep.v1.LockService"}`)
+		want(t, "grpc health of a service", h["status"], "SERVING_STATUS_SERVING")
+		// Reflection lists the services.
+		stream := grpcreflect.NewClient(grpcHTTP(), n.url(), connect.WithGRPC()).NewStream(ctx)
+		defer stream.Close()
+		names, err := stream.ListServices()
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed := fmt.Sprint(names)
+		for _, s := range []string{"lockstep.v1.LockService", "lockstep.v1.WatchService", "lockstep.v1.ClusterService"} {
+			if !strings.Contains(listed, s) {
+				t.Errorf("reflection does not list %s: %s", s, listed)
+			}
+		}
+	})
 
 	t.Run("HealthStatusMetrics", func(t *testing.T) {
 		h := c.ok("GET", n, "/health", "")
