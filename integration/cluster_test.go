@@ -100,9 +100,9 @@ func TestThreeNodes(t *testing.T) {
 		return nil
 	})
 
-	// Leadership moves to it; it grants with a larger token still.
-	leaderClient := survivor.clients(connect.WithGRPC())
-	if _, err := leaderClient.cluster.TransferLeadership(ctx, connect.NewRequest(&pb.TransferLeadershipRequest{ShardId: shardID(t, c, survivor), TargetNodeId: killed.id})); err != nil {
+	// Leadership moves to it (asked through the restarted node itself, a
+	// follower); it grants with a larger token still.
+	if _, err := killed.clients(connect.WithGRPC()).cluster.TransferLeadership(ctx, connect.NewRequest(&pb.TransferLeadershipRequest{ShardId: shardID(t, c, survivor), TargetNodeId: killed.id})); err != nil {
 		t.Fatalf("transfer leadership: %v", err)
 	}
 	eventually(t, 10*time.Second, "leadership moved to "+killed.id, func() error {
@@ -144,7 +144,15 @@ func TestThreeNodes(t *testing.T) {
 	for i := range 20 {
 		c.ok("POST", leader, fmt.Sprintf("/locks/while-gone-%d/acquire", i), `{"owner":"w","ttl_seconds":60}`)
 	}
-	add, err := leader.clients(connect.WithGRPC()).cluster.AddNode(ctx, connect.NewRequest(&pb.AddNodeRequest{NodeId: gone.id, RaftAddress: gone.raft}))
+	// Added back through the other follower: membership calls work on any
+	// member.
+	var other *node
+	for _, nd := range c.nodes {
+		if nd != leader && nd != gone {
+			other = nd
+		}
+	}
+	add, err := other.clients(connect.WithGRPC()).cluster.AddNode(ctx, connect.NewRequest(&pb.AddNodeRequest{NodeId: gone.id, RaftAddress: gone.raft}))
 	if err != nil {
 		t.Fatalf("add %s back: %v", gone.id, err)
 	}

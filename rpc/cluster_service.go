@@ -15,6 +15,21 @@ import (
 // health protocol (grpc.health.v1) with the same verdict as /health.
 type ClusterHandler struct{ *service }
 
+// memberError is apiError for membership calls: the runtime's plain errors
+// there are refusals of the request (not a member, the last member, an
+// address taken), so they answer failed_precondition with the runtime's
+// message rather than internal.
+func (h ClusterHandler) memberError(err error) error {
+	err = h.apiError(err)
+	if connect.CodeOf(err) == connect.CodeInternal {
+		var cerr *connect.Error
+		if errors.As(err, &cerr) {
+			return connect.NewError(connect.CodeFailedPrecondition, errors.New(cerr.Message()))
+		}
+	}
+	return err
+}
+
 var errNotServing = errors.New("this node cannot serve: some shard has no leader it can reach (no quorum, or still electing); try another node")
 
 func (h ClusterHandler) Health(ctx context.Context, _ *connect.Request[pb.HealthRequest]) (*connect.Response[pb.HealthResponse], error) {
@@ -63,13 +78,13 @@ func (h ClusterHandler) AddNode(ctx context.Context, req *connect.Request[pb.Add
 	if a, ok := h.b.(incarnationAdder); ok {
 		inc, err := a.AddNodeIncarnation(ctx, req.Msg.NodeId, req.Msg.RaftAddress)
 		if err != nil {
-			return nil, h.apiError(err)
+			return nil, h.memberError(err)
 		}
 		resp.Header().Set(IncarnationHeader, strconv.Itoa(inc))
 		return resp, nil
 	}
 	if err := h.b.AddNode(ctx, req.Msg.NodeId, req.Msg.RaftAddress); err != nil {
-		return nil, h.apiError(err)
+		return nil, h.memberError(err)
 	}
 	return resp, nil
 }
@@ -78,16 +93,14 @@ func (h ClusterHandler) RemoveNode(ctx context.Context, req *connect.Request[pb.
 	ctx, cancel := context.WithTimeout(ctx, h.opts.RequestTimeout)
 	defer cancel()
 	if err := h.b.RemoveNode(ctx, req.Msg.NodeId); err != nil {
-		return nil, h.apiError(err)
+		return nil, h.memberError(err)
 	}
 	return connect.NewResponse(&pb.RemoveNodeResponse{}), nil
 }
 
 func (h ClusterHandler) TransferLeadership(ctx context.Context, req *connect.Request[pb.TransferLeadershipRequest]) (*connect.Response[pb.TransferLeadershipResponse], error) {
-	ctx, cancel := context.WithTimeout(ctx, h.opts.RequestTimeout)
-	defer cancel()
 	if err := h.b.TransferLeadership(ctx, req.Msg.ShardId, req.Msg.TargetNodeId); err != nil {
-		return nil, h.apiError(err)
+		return nil, h.memberError(err)
 	}
 	return connect.NewResponse(&pb.TransferLeadershipResponse{}), nil
 }
