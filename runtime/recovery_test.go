@@ -172,8 +172,9 @@ func TestCloseDrains(t *testing.T) {
 	if err := n.Close(); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("Close took %v; %d commands answered, %d refused", time.Since(start).Round(time.Millisecond), ok, refused)
+	took := time.Since(start)
 	wg.Wait()
+	t.Logf("Close took %v; %d commands answered, %d refused", took.Round(time.Millisecond), ok, refused)
 	if err := <-queued; !errors.Is(err, ErrShuttingDown) {
 		t.Errorf("queued wait at Close: %v", err)
 	}
