@@ -292,4 +292,24 @@ func value(m *dto.Metric) float64 {
 	return 0
 }
 
+// histogram describes a histogram's mean and count.
+func histogram(t *testing.T, reg *prometheus.Registry, name string) string {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) > 0 {
+			h := mf.GetMetric()[0].GetHistogram()
+			if h.GetSampleCount() == 0 {
+				return "no samples"
+			}
+			return fmt.Sprintf("%d samples, mean %v", h.GetSampleCount(),
+				time.Duration(h.GetSampleSum()/float64(h.GetSampleCount())*float64(time.Second)).Round(time.Microsecond))
+		}
+	}
+	return "absent"
+}
+
 func isUnavailable(err error) bool { return errors.Is(err, ErrUnavailable) }

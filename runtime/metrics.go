@@ -25,6 +25,7 @@ type metrics struct {
 	objects          *prometheus.GaugeVec
 	isLeader         *prometheus.GaugeVec
 	snapshotsSaved   *prometheus.CounterVec
+	snapshotsLoaded  *prometheus.CounterVec
 	snapshotBytes    *prometheus.GaugeVec
 	watchSubscribers prometheus.Gauge
 }
@@ -61,6 +62,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "1 when this node leads the shard."}, shard),
 		snapshotsSaved: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "snapshots_saved_total",
 			Help: "State machine snapshots written by this node."}, shard),
+		snapshotsLoaded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "snapshots_restored_total",
+			Help: "Snapshots this node's state machine was rebuilt from (at a restart, or to catch up)."}, shard),
 		snapshotBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "snapshot_size_bytes",
 			Help: "Size of the last snapshot written or restored."}, shard),
 		watchSubscribers: prometheus.NewGauge(prometheus.GaugeOpts{Name: "watch_subscribers",
@@ -71,7 +74,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{m.leaderElections, m.commitLatency, m.applyLatency, m.entriesApplied,
 		m.commandsApplied, m.proposalsFailed, m.proposalsFlight, m.pendingRequests, m.activeLocks, m.sessions,
-		m.waiters, m.objects, m.isLeader, m.snapshotsSaved, m.snapshotBytes, m.watchSubscribers} {
+		m.waiters, m.objects, m.isLeader, m.snapshotsSaved, m.snapshotsLoaded, m.snapshotBytes, m.watchSubscribers} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {
@@ -86,10 +89,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 // shardMetrics are one shard's children of the series, resolved once so
 // that the apply path does not hash label values per entry.
 type shardMetrics struct {
-	leaderElections, entriesApplied, commandsApplied, proposalsFailed, snapshotsSaved prometheus.Counter
-	commitLatency, applyLatency                                                       prometheus.Observer
-	proposalsFlight, pendingRequests, activeLocks, sessions, waiters, objects         prometheus.Gauge
-	isLeader, snapshotBytes                                                           prometheus.Gauge
+	leaderElections, entriesApplied, commandsApplied, proposalsFailed         prometheus.Counter
+	snapshotsSaved, snapshotsLoaded                                           prometheus.Counter
+	commitLatency, applyLatency                                               prometheus.Observer
+	proposalsFlight, pendingRequests, activeLocks, sessions, waiters, objects prometheus.Gauge
+	isLeader, snapshotBytes                                                   prometheus.Gauge
 }
 
 func (m *metrics) forShard(label string) shardMetrics {
@@ -99,6 +103,7 @@ func (m *metrics) forShard(label string) shardMetrics {
 		commandsApplied: m.commandsApplied.WithLabelValues(label),
 		proposalsFailed: m.proposalsFailed.WithLabelValues(label),
 		snapshotsSaved:  m.snapshotsSaved.WithLabelValues(label),
+		snapshotsLoaded: m.snapshotsLoaded.WithLabelValues(label),
 		commitLatency:   m.commitLatency.WithLabelValues(label),
 		applyLatency:    m.applyLatency.WithLabelValues(label),
 		proposalsFlight: m.proposalsFlight.WithLabelValues(label),

@@ -488,7 +488,7 @@ func (n *Node) Status(ctx context.Context) (ClusterStatus, error) {
 			if si.LeaderID != 0 {
 				ss.LeaderID = n.nodeName(si.LeaderID)
 			}
-			if si.IsLeader {
+			if si.LeaderID != 0 && si.LeaderID == si.ReplicaID {
 				ss.Role = "leader"
 			}
 			ss.Term = si.Term
