@@ -173,6 +173,25 @@ func TestThreeNodes(t *testing.T) {
 	if m := members(t, c, gone); len(m) != 3 {
 		t.Fatalf("members after the re-add: %v", m)
 	}
+
+	// Without a quorum: the last member says so (503), and still answers
+	// stale reads from its own state.
+	last := c.nodes[0]
+	for _, nd := range c.nodes[1:] {
+		nd.kill()
+	}
+	eventually(t, 10*time.Second, "/health without a quorum", func() error {
+		st, body := c.rest("GET", last, "/health", "")
+		if st != 503 || body["code"] != "unavailable" {
+			return fmt.Errorf("%d %v", st, body)
+		}
+		return nil
+	})
+	st, body = c.rest("POST", last, "/locks/no-quorum/acquire", `{"owner":"x"}`)
+	wantError(t, "an acquire without a quorum", st, body, 503, "unavailable")
+	stale := c.ok("GET", last, "/locks/while-gone-19/status?stale=true", "")
+	want(t, "a stale read without a quorum", stale["stale"], true)
+	want(t, "a stale read without a quorum", stale["held"], true)
 }
 
 func shardID(t *testing.T, c *cluster, nd *node) uint64 {

@@ -163,8 +163,7 @@ func (c *cluster) start(nd *node, extra ...string) {
 	args := append([]string{"serve", "--config", nd.config}, extra...)
 	cmd := exec.Command(binary, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	// The child dies with the test process, even if it is killed.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = childAttr()
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		c.t.Fatal(err)

@@ -5,10 +5,12 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,11 +28,15 @@ type testServer struct {
 	reg *prometheus.Registry
 }
 
-func startServer(t *testing.T) *testServer {
+func startServer(t *testing.T, opts ...func(*rpc.Options)) *testServer {
 	t.Helper()
 	b := newFakeBackend()
 	reg := prometheus.NewRegistry()
-	h, err := rpc.New(rpc.Options{Backend: b, NodeID: "node-1", Registerer: reg, MaxWait: 2 * time.Second})
+	o := rpc.Options{Backend: b, NodeID: "node-1", Registerer: reg, MaxWait: 2 * time.Second}
+	for _, f := range opts {
+		f(&o)
+	}
+	h, err := rpc.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -432,5 +438,81 @@ func TestConnectJSONAndGRPC(t *testing.T) {
 	}
 	if !found {
 		t.Fatal("lock_acquisitions_total not exported")
+	}
+}
+
+type keyAuth struct{}
+
+func (keyAuth) Authenticate(_ context.Context, _ string, h http.Header) (rpc.Principal, error) {
+	if h.Get("Authorization") == "" {
+		return rpc.Principal{}, errors.New("no credentials: send Authorization")
+	}
+	return rpc.Principal{ID: strings.TrimPrefix(h.Get("Authorization"), "Bearer ")}, nil
+}
+
+type readOnly struct{}
+
+func (readOnly) Authorize(_ context.Context, who rpc.Principal, procedure string, _ any) error {
+	if who.ID == "reader" && !strings.HasSuffix(procedure, "/Status") {
+		return errors.New(who.ID + " may only read")
+	}
+	return nil
+}
+
+type auditLog struct {
+	mu   sync.Mutex
+	recs []rpc.AuditRecord
+}
+
+func (a *auditLog) Audit(_ context.Context, r rpc.AuditRecord) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.recs = append(a.recs, r)
+}
+
+// TestSecuritySlots shows that the interceptor chain's slots answer
+// DESIGN's 401 and 403 over REST and see REST requests, and that audit
+// records the caller and the outcome.
+func TestSecuritySlots(t *testing.T) {
+	audit := &auditLog{}
+	s := startServer(t, func(o *rpc.Options) {
+		o.Authenticator, o.Authorizer, o.Auditor = keyAuth{}, readOnly{}, audit
+	})
+	st, e := s.call(t, "POST", "/locks/a/acquire", `{}`)
+	expectError(t, st, e, 401, "unauthenticated")
+
+	req, _ := http.NewRequest("POST", s.url+"/locks/a/acquire", strings.NewReader(`{}`))
+	req.Header.Set("Authorization", "Bearer reader")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 403 || !strings.Contains(string(body), `"code":"permission_denied"`) {
+		t.Fatalf("a reader acquiring: %d %s", resp.StatusCode, body)
+	}
+
+	req, _ = http.NewRequest("GET", s.url+"/locks/a/status", nil)
+	req.Header.Set("Authorization", "Bearer reader")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	expect(t, "a reader reading", resp.StatusCode, 200)
+
+	audit.mu.Lock()
+	defer audit.mu.Unlock()
+	if len(audit.recs) != 2 {
+		t.Fatalf("audit records: %+v (the unauthenticated request is refused before audit)", audit.recs)
+	}
+	denied, read := audit.recs[0], audit.recs[1]
+	if denied.Principal.ID != "reader" || denied.Code != connect.CodePermissionDenied || denied.Procedure != lockstepv1connect.LockServiceAcquireProcedure {
+		t.Fatalf("audit of the denied acquire: %+v", denied)
+	}
+	if read.Code != 0 || read.Procedure != lockstepv1connect.LockServiceStatusProcedure {
+		t.Fatalf("audit of the read: %+v", read)
 	}
 }
