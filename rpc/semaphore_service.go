@@ -19,12 +19,20 @@ func (h SemaphoreHandler) Acquire(ctx context.Context, req *connect.Request[pb.A
 		// "0: use the existing limit". Core wants the limit on every
 		// acquire and checks it against the semaphore's, so a limit read
 		// here that changed meanwhile is refused there, not misapplied.
-		if _, err := h.read(ctx, m.Name, true, func(mc *core.Machine) error {
+		readLimit := func(mc *core.Machine) error {
 			st, err := mc.Status(core.KindSemaphore, m.Name)
 			limit = st.Limit
 			return err
-		}); err != nil {
+		}
+		// This node's state first; the leader's when it knows no such
+		// semaphore (this node may be behind).
+		if _, err := h.read(ctx, m.Name, true, readLimit); err != nil {
 			return nil, err
+		}
+		if limit == 0 {
+			if _, err := h.read(ctx, m.Name, false, readLimit); err != nil {
+				return nil, err
+			}
 		}
 		if limit == 0 {
 			return nil, invalid("semaphore %q does not exist, so limit is required: give the semaphore's size", m.Name)
