@@ -75,14 +75,18 @@ func loadConfig(f *serveFlags) (config.Config, error) {
 		// One node: its own peer, under whatever id and address the flags gave.
 		cfg.Cluster.Peers = map[string]string{cfg.Cluster.NodeID: cfg.Cluster.RaftAddress}
 	}
+	madeDir := ""
 	if f.dev && cfg.Cluster.DataDir == "" {
 		dir, err := os.MkdirTemp("", "lockstep-dev-")
 		if err != nil {
 			return cfg, fmt.Errorf("--dev: making a data directory: %w", err)
 		}
-		cfg.Cluster.DataDir = dir
+		cfg.Cluster.DataDir, madeDir = dir, dir
 	}
 	if err := cfg.Validate(); err != nil {
+		if madeDir != "" {
+			os.Remove(madeDir)
+		}
 		return cfg, fmt.Errorf("configuration: %w", err)
 	}
 	return cfg, nil
