@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -514,5 +515,36 @@ func TestSecuritySlots(t *testing.T) {
 	}
 	if read.Code != 0 || read.Procedure != lockstepv1connect.LockServiceStatusProcedure {
 		t.Fatalf("audit of the read: %+v", read)
+	}
+}
+
+// TestBodyDeadline shows that a slow body is cut off while a long wait,
+// whose body arrived at once, is not: over HTTP/1.1 a read deadline left
+// armed would cancel the waiting request.
+func TestBodyDeadline(t *testing.T) {
+	s := startServer(t, func(o *rpc.Options) { o.BodyReadTimeout = 300 * time.Millisecond })
+	s.call(t, "POST", "/locks/w/acquire", `{"owner":"a"}`)
+	start := time.Now()
+	st, b := s.call(t, "POST", "/locks/w/acquire", `{"owner":"b","wait_timeout_ms":1000}`)
+	expect(t, "status", st, 200)
+	expect(t, "reason", b["reason"], "REASON_TIMEOUT")
+	if d := time.Since(start); d < 950*time.Millisecond {
+		t.Fatalf("the wait ended after %v, before its 1 s", d)
+	}
+
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /locks/x/acquire HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"owner\"")
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	start = time.Now()
+	reply, _ := io.ReadAll(conn)
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("a slow body held the connection for %v: %q", d, reply)
+	}
+	if bytes.HasPrefix(reply, []byte("HTTP/1.1 200")) {
+		t.Fatalf("a slow body was answered 200: %s", reply)
 	}
 }

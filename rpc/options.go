@@ -32,6 +32,9 @@ type Options struct {
 	RequestTimeout time.Duration
 	// MaxRequestBytes bounds a request message. Defaults to 1 MiB.
 	MaxRequestBytes int
+	// BodyReadTimeout bounds the time to receive a request's body (not the
+	// call: waits and streams last longer). Defaults to 10 s.
+	BodyReadTimeout time.Duration
 	Logger          *slog.Logger
 	// Registerer receives the API's metrics. Defaults to none (metrics are
 	// counted but not exported).
@@ -68,6 +71,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.MaxRequestBytes == 0 {
 		o.MaxRequestBytes = 1 << 20
+	}
+	if o.BodyReadTimeout == 0 {
+		o.BodyReadTimeout = 10 * time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"io"
 	"log/slog"
 	"net/http"
 	"time"
@@ -101,14 +102,57 @@ func New(opts Options) (http.Handler, error) {
 		rest.ServeHTTP(w, r)
 	})
 	// A request body larger than the message limit plus framing is refused
-	// before anything reads it.
-	return http.MaxBytesHandler(root, int64(opts.MaxRequestBytes)+64<<10), nil
+	// before anything reads it, and one that arrives too slowly is cut off.
+	return bodyDeadline(http.MaxBytesHandler(root, int64(opts.MaxRequestBytes)+64<<10), opts.BodyReadTimeout), nil
 }
 
-// Server timeouts and limits. Reads and idle connections are bounded; writes
-// are not bounded by the server because acquires wait in queues (REST up to
+// bodyDeadline bounds the time to read a request's body, and only the body:
+// the deadline is lifted as soon as the body has been read. http.Server's
+// ReadTimeout cannot do this: on HTTP/1.1 it stays armed after the body,
+// and when it fires during a long wait the server cancels the request.
+func bodyDeadline(next http.Handler, limit time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+			next.ServeHTTP(w, r)
+			return
+		}
+		rc := http.NewResponseController(w)
+		if err := rc.SetReadDeadline(time.Now().Add(limit)); err != nil {
+			next.ServeHTTP(w, r) // not supported by this connection: no bound
+			return
+		}
+		// A shallow copy, so that the server still sees its own body type
+		// and closes a connection whose body did not arrive whole.
+		r2 := *r
+		r2.Body = &liftingBody{ReadCloser: r.Body, lift: func() { _ = rc.SetReadDeadline(time.Time{}) }}
+		next.ServeHTTP(w, &r2)
+	})
+}
+
+// liftingBody lifts the read deadline once the whole body has arrived. A
+// body that fails (the deadline passed) keeps it, so that the server's
+// draining of the rest on Close cannot hang; that connection is closed.
+type liftingBody struct {
+	io.ReadCloser
+	lift   func()
+	lifted bool
+}
+
+func (b *liftingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF && !b.lifted {
+		b.lifted = true
+		b.lift()
+	}
+	return n, err
+}
+
+// Server timeouts and limits. Reads and idle connections are bounded:
+// headers within readHeaderTimeout, bodies within Options.BodyReadTimeout
+// (bodyDeadline), idle keep-alive connections for idleTimeout. Writes are
+// not bounded by the server because acquires wait in queues (REST up to
 // locks.max_wait_time_seconds, Connect and gRPC as long as the caller asks)
-// and Watch and Observe stream for as long as the client stays. Each unary
+// and Watch and Observe stream for as long as the client stays; each unary
 // call bounds itself instead: its wait plus Options.RequestTimeout.
 const (
 	readHeaderTimeout = 5 * time.Second
