@@ -73,8 +73,8 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	log = log.With("node", cfg.Cluster.NodeID)
 	routeDragonboatLogs(log)
+	log = log.With("node", cfg.Cluster.NodeID)
 	clock := opts.Clock
 	if clock == nil {
 		clock = time.Now
