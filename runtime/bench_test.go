@@ -85,4 +85,3 @@ func benchCycles(b *testing.B, via string, clients int) {
 	}
 	b.ReportMetric(cmds/max(entries, 1), "cmds/entry")
 }
-
