@@ -333,9 +333,15 @@ func (s *shard) waitLeader(ctx context.Context, start time.Time, budget time.Dur
 }
 
 // await waits for p's final reply. A queued request keeps waiting until
-// granted, ended, its ctx ends, or the node closes.
+// granted, ended, its ctx ends, or the node closes. Until it is queued (or
+// answered), a request is bounded by the proposal timeout plus the retry
+// budget, whatever ctx says: the drivers answer sooner when leadership is
+// lost, but a request must not wait on a stuck pipeline forever.
 func (s *shard) await(ctx context.Context, p *pending) (replica.Reply, error) {
 	closing := s.n.closing
+	stuck := time.NewTimer(s.n.proposalTimeout + s.n.retryBudget)
+	defer stuck.Stop()
+	stuckC := stuck.C
 	for {
 		select {
 		case rep := <-p.ch:
@@ -346,6 +352,7 @@ func (s *shard) await(ctx context.Context, p *pending) (replica.Reply, error) {
 				s.withdraw(p)
 				return replica.Reply{}, ErrShuttingDown
 			}
+			stuckC = nil
 		case <-ctx.Done():
 			s.withdraw(p)
 			return replica.Reply{}, ctx.Err()
@@ -355,6 +362,10 @@ func (s *shard) await(ctx context.Context, p *pending) (replica.Reply, error) {
 				return replica.Reply{}, ErrShuttingDown
 			}
 			closing = nil // let it finish: Close drains in-flight requests
+		case <-stuckC:
+			s.withdraw(p)
+			return replica.Reply{}, fmt.Errorf("%w: %s: no answer within %v (it may still apply)", ErrUnavailable, s,
+				s.n.proposalTimeout+s.n.retryBudget)
 		case <-s.n.stopped:
 			s.withdraw(p)
 			return replica.Reply{}, ErrShuttingDown
@@ -550,6 +561,9 @@ func (n *Node) Healthy() bool {
 
 // NodeID is this node's id.
 func (n *Node) NodeID() string { return n.cfg.Cluster.NodeID }
+
+// Config is the configuration the node started with.
+func (n *Node) Config() config.Config { return n.cfg }
 
 // AddNode adds a voting member. The new node then starts with cluster.join
 // set; if nodeID was a member before and was removed, Raft refuses its old
@@ -784,6 +798,22 @@ func (n *Node) close() error {
 	n.nh.Close()
 	n.log.Info("node closed")
 	return nil
+}
+
+// crash stops the node the way a kill -9 would, as far as the other members
+// can tell: no drain, no leadership hand-off. For tests.
+func (n *Node) crash() {
+	n.closeOnce.Do(func() {
+		n.mu.Lock()
+		n.closed = true
+		n.mu.Unlock()
+		close(n.closing)
+		close(n.stopped)
+		close(n.stop)
+		n.loops.Wait()
+		n.watch.close()
+		n.nh.Close()
+	})
 }
 
 // handOffLeadership moves the leadership of the shards this node leads to
