@@ -97,8 +97,8 @@ func newTestCluster(t testing.TB, o clusterOpts) *testCluster {
 			DataDir:     filepath.Join(dir, fmt.Sprintf("node-%d", i+1)),
 			Peers:       peers,
 		}
-		cfg.Consensus.ElectionTimeoutMs = 100
-		cfg.Consensus.HeartbeatIntervalMs = 20
+		cfg.Consensus.ElectionTimeoutMs = 200
+		cfg.Consensus.HeartbeatIntervalMs = 40
 		cfg.Consensus.TickIntervalMs = 20
 		if o.snapshotEntries > 0 {
 			cfg.Consensus.SnapshotEntries = o.snapshotEntries

@@ -475,12 +475,20 @@ func (n *Node) dragonboatErr(s *shard, err error) error {
 // the consumer falls behind by more than the stream's buffer; resume with
 // the last Index received plus one.
 func (n *Node) Watch(ctx context.Context, prefix string, fromIndex uint64) (<-chan Event, error) {
+	if !n.enter() {
+		return nil, ErrShuttingDown
+	}
+	defer n.leave()
 	return n.watch.subscribe(ctx, prefix, fromIndex)
 }
 
 // Status reports the shards and members as this node sees them. It needs no
 // quorum.
 func (n *Node) Status(ctx context.Context) (ClusterStatus, error) {
+	if !n.enter() {
+		return ClusterStatus{}, ErrShuttingDown
+	}
+	defer n.leave()
 	if err := ctx.Err(); err != nil {
 		return ClusterStatus{}, err
 	}
@@ -578,6 +586,10 @@ func (n *Node) AddNode(ctx context.Context, nodeID, raftAddress string) error {
 // AddNodeIncarnation is AddNode, returning the incarnation the new node must
 // start with (cluster.incarnation): 0 unless nodeID was removed before.
 func (n *Node) AddNodeIncarnation(ctx context.Context, nodeID, raftAddress string) (int, error) {
+	if !n.enter() {
+		return 0, ErrShuttingDown
+	}
+	defer n.leave()
 	if err := config.ValidNodeID(nodeID); err != nil {
 		return 0, fmt.Errorf("runtime: node id %w", err)
 	}
@@ -655,6 +667,10 @@ func (n *Node) proposeNames(ctx context.Context, sh *shard, names map[uint64]str
 // RemoveNode removes a member. Removing a node that is not a member
 // succeeds and changes nothing.
 func (n *Node) RemoveNode(ctx context.Context, nodeID string) error {
+	if !n.enter() {
+		return ErrShuttingDown
+	}
+	defer n.leave()
 	ctx, cancel := n.opContext(ctx, n.membershipTimeout())
 	defer cancel()
 	for _, sh := range n.shards {
@@ -691,6 +707,10 @@ func (n *Node) memberID(nodeID string, members map[uint64]string) uint64 {
 // and waits until toNodeID leads (or ctx ends; without a deadline, the
 // node's retry budget bounds the wait).
 func (n *Node) TransferLeadership(ctx context.Context, shardID uint64, toNodeID string) error {
+	if !n.enter() {
+		return ErrShuttingDown
+	}
+	defer n.leave()
 	if shardID >= uint64(len(n.shards)) {
 		return fmt.Errorf("runtime: there is no shard %d: shards are 0..%d", shardID, len(n.shards)-1)
 	}
@@ -732,6 +752,8 @@ func (n *Node) TransferLeadership(ctx context.Context, shardID uint64, toNodeID 
 				return fmt.Errorf("%w: %s: leadership did not move to %s", ErrUnavailable, sh, toNodeID)
 			}
 			return ctx.Err()
+		case <-n.closing:
+			return ErrShuttingDown
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
