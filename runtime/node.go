@@ -805,7 +805,7 @@ func (n *Node) close() error {
 	for _, sh := range n.shards {
 		for time.Now().Before(deadline) {
 			sh.mu.Lock()
-			idle := sh.proposals == 0
+			idle := sh.inflight[sh.lead]+sh.inflight[sh.fwd] == 0
 			sh.mu.Unlock()
 			if idle {
 				break

@@ -57,12 +57,12 @@ type shard struct {
 	leaderID      uint64
 	term          uint64
 	fwdState      fwdState
-	proposals     int           // proposed and not yet confirmed by Dragonboat
+	inflight      map[*replica.Driver]int // each driver's proposals not yet confirmed by Dragonboat
 	leaderChanged chan struct{} // closed and replaced at every leadership event
 }
 
-// maxProposalsInFlight bounds the unconfirmed proposals after which the loop
-// lets requests accumulate into one entry instead of proposing each.
+// maxProposalsInFlight bounds a driver's unconfirmed proposals, after which
+// the loop lets requests accumulate into one entry instead of proposing each.
 const maxProposalsInFlight = 2
 
 type fwdState struct {
@@ -102,6 +102,7 @@ func newShard(n *Node, index uint64) (*shard, error) {
 		kickC: make(chan struct{}, 1),
 		lead:  lead, fwd: fwd,
 		pending:       map[replica.RequestID]*pending{},
+		inflight:      map[*replica.Driver]int{},
 		leaderChanged: make(chan struct{}),
 	}
 	if s.sm, err = newStateMachine(s); err != nil {
@@ -137,6 +138,8 @@ type proposalWork struct {
 	d    *replica.Driver
 	id   replica.ProposalID
 	data []byte
+	mark bool   // the leader-change entry
+	term uint64 // the term it was proposed in
 }
 
 func (s *shard) step() {
@@ -144,12 +147,16 @@ func (s *shard) step() {
 	s.mu.Lock()
 	s.lead.Step(replica.TickEvent(s.n.now()))
 	s.syncForwarder()
-	if s.proposals < maxProposalsInFlight {
-		work = s.collect(s.lead, work, false)
-		work = s.collect(s.fwd, work, true)
+	// Each driver is gated on its own proposals, so that forwards left
+	// unconfirmed when this node became leader do not hold back the new
+	// leader's first entry.
+	for _, d := range []*replica.Driver{s.lead, s.fwd} {
+		if s.inflight[d] < maxProposalsInFlight {
+			work = s.collect(d, work, d == s.fwd)
+		}
 	}
 	s.m.pendingRequests.Set(float64(s.lead.Pending() + s.fwd.Pending()))
-	s.m.proposalsFlight.Set(float64(s.proposals))
+	s.m.proposalsFlight.Set(float64(s.inflight[s.lead] + s.inflight[s.fwd]))
 	s.mu.Unlock()
 	for _, w := range work {
 		s.propose(w)
@@ -167,8 +174,9 @@ func (s *shard) collect(d *replica.Driver, work []proposalWork, forwarded bool) 
 		if forwarded && !carriesCommands(p.Proposal) {
 			continue // only the leader moves log time and marks its term
 		}
-		s.proposals++
-		work = append(work, proposalWork{d: d, id: p.ID, data: p.Data})
+		s.inflight[d]++
+		work = append(work, proposalWork{d: d, id: p.ID, data: p.Data, term: s.term,
+			mark: len(p.Proposal.Commands) == 1 && p.Proposal.Commands[0].Op == core.OpLeaderChange})
 	}
 	return work
 }
@@ -219,11 +227,20 @@ func (s *shard) propose(w proposalWork) {
 
 func (s *shard) confirmed(w proposalWork, ok bool, start time.Time) {
 	s.mu.Lock()
-	s.proposals--
+	s.inflight[w.d]--
 	if !ok {
 		s.m.proposalsFailed.Inc()
 		if err := w.d.Step(replica.ProposalFailedEvent(w.id)); err != nil {
 			s.log.Error("driver refused an event", "err", err)
+		}
+		if w.mark && w.d == s.lead && s.isLeader && s.term == w.term {
+			// The driver does not propose a lost leader-change entry again,
+			// and without it sessions are not extended for this term: step
+			// down and up within the term, which makes it mark again (and
+			// fails what it held, which Do retries).
+			s.log.Warn("the leader-change entry was not committed; proposing it again", "term", w.term)
+			s.lead.Step(replica.LeadershipEvent(false, s.term, s.leaderID))
+			s.lead.Step(replica.LeadershipEvent(true, s.term, s.leaderID))
 		}
 	}
 	s.mu.Unlock()
