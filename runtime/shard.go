@@ -32,10 +32,10 @@ import (
 //
 // One goroutine (run) performs what the drivers ask: it feeds the clock,
 // takes their Ready, hands replies to the waiting Do calls and proposals to
-// Dragonboat. It calls Ready only while fewer than maxProposalsInFlight
-// proposals are unconfirmed, so under load the requests that arrive during
-// a commit are packed into the next entry (group commit): one disk sync per
-// entry, not per command.
+// Dragonboat. It calls a driver's Ready only while fewer than
+// maxProposalsInFlight of that driver's proposals are unconfirmed, so under
+// load the requests that arrive during a commit are packed into the next
+// entry (group commit): fewer entries to encode, replicate, sync and apply.
 type shard struct {
 	n         *Node
 	index     uint64 // the API's shard id
@@ -58,7 +58,7 @@ type shard struct {
 	term          uint64
 	fwdState      fwdState
 	inflight      map[*replica.Driver]int // each driver's proposals not yet confirmed by Dragonboat
-	leaderChanged chan struct{} // closed and replaced at every leadership event
+	leaderChanged chan struct{}           // closed and replaced at every leadership event
 }
 
 // maxProposalsInFlight bounds a driver's unconfirmed proposals, after which
