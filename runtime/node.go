@@ -803,6 +803,7 @@ func (n *Node) close() error {
 	// Let the cancels of withdrawn waits reach the log.
 	deadline := time.Now().Add(time.Second)
 	for _, sh := range n.shards {
+		sh.flush(time.Second)
 		for time.Now().Before(deadline) {
 			sh.mu.Lock()
 			idle := sh.inflight[sh.lead]+sh.inflight[sh.fwd] == 0

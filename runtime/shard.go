@@ -47,7 +47,8 @@ type shard struct {
 	sm        *stateMachine
 	session   *client.Session
 
-	kickC chan struct{}
+	kickC  chan struct{}
+	flushC chan chan struct{} // run a step now and say when it is done
 
 	mu            sync.Mutex
 	lead, fwd     *replica.Driver
@@ -97,10 +98,11 @@ func newShard(n *Node, index uint64) (*shard, error) {
 	label := strconv.FormatUint(index, 10)
 	s := &shard{
 		n: n, index: index, dbID: index + 1, label: label, replicaID: n.replicaID,
-		log:   n.log.With("shard", index),
-		m:     n.metrics.forShard(label),
-		kickC: make(chan struct{}, 1),
-		lead:  lead, fwd: fwd,
+		log:    n.log.With("shard", index),
+		m:      n.metrics.forShard(label),
+		kickC:  make(chan struct{}, 1),
+		flushC: make(chan chan struct{}),
+		lead:   lead, fwd: fwd,
 		pending:       map[replica.RequestID]*pending{},
 		inflight:      map[*replica.Driver]int{},
 		leaderChanged: make(chan struct{}),
@@ -127,10 +129,28 @@ func (s *shard) run(stop <-chan struct{}) {
 		select {
 		case <-s.kickC:
 		case <-t.C:
+		case done := <-s.flushC:
+			s.step()
+			close(done)
+			continue
 		case <-stop:
 			return
 		}
 		s.step()
+	}
+}
+
+// flush makes the loop propose what the drivers hold now (Close uses it so
+// that the cancels of withdrawn waits are proposed before it stops).
+func (s *shard) flush(timeout time.Duration) {
+	done := make(chan struct{})
+	select {
+	case s.flushC <- done:
+		select {
+		case <-done:
+		case <-time.After(timeout):
+		}
+	case <-time.After(timeout):
 	}
 }
 
