@@ -287,9 +287,12 @@ func (s *shard) do(ctx context.Context, cmd core.Command) (core.Result, error) {
 		if err != nil {
 			return core.Result{}, err
 		}
-		rep, err := s.await(ctx, p)
+		rep, queued, err := s.await(ctx, p)
 		if err != nil {
 			return core.Result{}, err
+		}
+		if queued {
+			start = time.Now() // it waited, healthy, until now: the budget counts from here
 		}
 		switch rep.Kind {
 		case replica.ReplyResult, replica.ReplyGranted, replica.ReplyWaitEnded:
@@ -337,38 +340,39 @@ func (s *shard) waitLeader(ctx context.Context, start time.Time, budget time.Dur
 // answered), a request is bounded by the proposal timeout plus the retry
 // budget, whatever ctx says: the drivers answer sooner when leadership is
 // lost, but a request must not wait on a stuck pipeline forever.
-func (s *shard) await(ctx context.Context, p *pending) (replica.Reply, error) {
+func (s *shard) await(ctx context.Context, p *pending) (rep replica.Reply, queued bool, err error) {
 	closing := s.n.closing
 	stuck := time.NewTimer(s.n.proposalTimeout + s.n.retryBudget)
 	defer stuck.Stop()
 	stuckC := stuck.C
 	for {
 		select {
-		case rep := <-p.ch:
+		case rep = <-p.ch:
 			if rep.Kind != replica.ReplyQueued {
-				return rep, nil
+				return rep, queued, nil
 			}
+			queued = true
 			if closing == nil { // the node is closing: do not start a long wait
 				s.withdraw(p)
-				return replica.Reply{}, ErrShuttingDown
+				return replica.Reply{}, queued, ErrShuttingDown
 			}
 			stuckC = nil
 		case <-ctx.Done():
 			s.withdraw(p)
-			return replica.Reply{}, ctx.Err()
+			return replica.Reply{}, queued, ctx.Err()
 		case <-closing:
 			if s.isBlocked(p) {
 				s.withdraw(p)
-				return replica.Reply{}, ErrShuttingDown
+				return replica.Reply{}, queued, ErrShuttingDown
 			}
 			closing = nil // let it finish: Close drains in-flight requests
 		case <-stuckC:
 			s.withdraw(p)
-			return replica.Reply{}, fmt.Errorf("%w: %s: no answer within %v (it may still apply)", ErrUnavailable, s,
+			return replica.Reply{}, queued, fmt.Errorf("%w: %s: no answer within %v (it may still apply)", ErrUnavailable, s,
 				s.n.proposalTimeout+s.n.retryBudget)
 		case <-s.n.stopped:
 			s.withdraw(p)
-			return replica.Reply{}, ErrShuttingDown
+			return replica.Reply{}, queued, ErrShuttingDown
 		}
 	}
 }
