@@ -37,7 +37,7 @@ func (c *testClock) now() time.Time          { return time.UnixMilli(c.ms.Load()
 func (c *testClock) advance(d time.Duration) { c.ms.Add(d.Milliseconds()) }
 
 type testCluster struct {
-	t     *testing.T
+	t     testing.TB
 	cfgs  []config.Config
 	nodes []*Node
 	regs  []*prometheus.Registry
@@ -50,7 +50,7 @@ type clusterOpts struct {
 	clock           func() time.Time
 }
 
-func freePorts(t *testing.T, n int) []int {
+func freePorts(t testing.TB, n int) []int {
 	t.Helper()
 	var ls []net.Listener
 	var ports []int
@@ -68,7 +68,7 @@ func freePorts(t *testing.T, n int) []int {
 	return ports
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if os.Getenv("RUNTIME_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -76,7 +76,7 @@ func testLogger(t *testing.T) *slog.Logger {
 }
 
 // newTestCluster starts size nodes and waits for a leader.
-func newTestCluster(t *testing.T, o clusterOpts) *testCluster {
+func newTestCluster(t testing.TB, o clusterOpts) *testCluster {
 	t.Helper()
 	if o.size == 0 {
 		o.size = 1
@@ -97,8 +97,8 @@ func newTestCluster(t *testing.T, o clusterOpts) *testCluster {
 			DataDir:     filepath.Join(dir, fmt.Sprintf("node-%d", i+1)),
 			Peers:       peers,
 		}
-		cfg.Consensus.ElectionTimeoutMs = 100
-		cfg.Consensus.HeartbeatIntervalMs = 20
+		cfg.Consensus.ElectionTimeoutMs = 200
+		cfg.Consensus.HeartbeatIntervalMs = 40
 		cfg.Consensus.TickIntervalMs = 20
 		if o.snapshotEntries > 0 {
 			cfg.Consensus.SnapshotEntries = o.snapshotEntries
@@ -204,14 +204,14 @@ func (c *testCluster) follower() int {
 	return -1
 }
 
-func tctx(t *testing.T) context.Context {
+func tctx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	t.Cleanup(cancel)
 	return ctx
 }
 
 // do runs cmd and fails the test on any error, core's included.
-func do(t *testing.T, n *Node, cmd core.Command) core.Result {
+func do(t testing.TB, n *Node, cmd core.Command) core.Result {
 	t.Helper()
 	r, err := n.Do(tctx(t), cmd)
 	if err != nil {
@@ -223,7 +223,7 @@ func do(t *testing.T, n *Node, cmd core.Command) core.Result {
 	return r
 }
 
-func session(t *testing.T, n *Node, ttl time.Duration) core.SessionID {
+func session(t testing.TB, n *Node, ttl time.Duration) core.SessionID {
 	t.Helper()
 	return do(t, n, core.Command{Op: core.OpSessionCreate, TTLMs: ttl.Milliseconds(), Owner: "test"}).Session
 }
@@ -236,7 +236,7 @@ func mutex(name string, s core.SessionID, wait time.Duration) core.Command {
 	return c
 }
 
-func status(t *testing.T, n *Node, kind core.Kind, name string, stale bool) core.Status {
+func status(t testing.TB, n *Node, kind core.Kind, name string, stale bool) core.Status {
 	t.Helper()
 	var st core.Status
 	_, err := n.Read(tctx(t), name, stale, func(m *core.Machine) error {
@@ -251,7 +251,7 @@ func status(t *testing.T, n *Node, kind core.Kind, name string, stale bool) core
 }
 
 // eventually retries cond until it holds or 10 s pass.
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
@@ -262,7 +262,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
+func counter(t testing.TB, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -293,7 +293,7 @@ func value(m *dto.Metric) float64 {
 }
 
 // histogram describes a histogram's mean and count.
-func histogram(t *testing.T, reg *prometheus.Registry, name string) string {
+func histogram(t testing.TB, reg *prometheus.Registry, name string) string {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {

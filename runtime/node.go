@@ -73,8 +73,8 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	log = log.With("node", cfg.Cluster.NodeID)
 	routeDragonboatLogs(log)
+	log = log.With("node", cfg.Cluster.NodeID)
 	clock := opts.Clock
 	if clock == nil {
 		clock = time.Now
@@ -287,9 +287,12 @@ func (s *shard) do(ctx context.Context, cmd core.Command) (core.Result, error) {
 		if err != nil {
 			return core.Result{}, err
 		}
-		rep, err := s.await(ctx, p)
+		rep, queued, err := s.await(ctx, p)
 		if err != nil {
 			return core.Result{}, err
+		}
+		if queued {
+			start = time.Now() // it waited, healthy, until now: the budget counts from here
 		}
 		switch rep.Kind {
 		case replica.ReplyResult, replica.ReplyGranted, replica.ReplyWaitEnded:
@@ -333,31 +336,43 @@ func (s *shard) waitLeader(ctx context.Context, start time.Time, budget time.Dur
 }
 
 // await waits for p's final reply. A queued request keeps waiting until
-// granted, ended, its ctx ends, or the node closes.
-func (s *shard) await(ctx context.Context, p *pending) (replica.Reply, error) {
+// granted, ended, its ctx ends, or the node closes. Until it is queued (or
+// answered), a request is bounded by the proposal timeout plus the retry
+// budget, whatever ctx says: the drivers answer sooner when leadership is
+// lost, but a request must not wait on a stuck pipeline forever.
+func (s *shard) await(ctx context.Context, p *pending) (rep replica.Reply, queued bool, err error) {
 	closing := s.n.closing
+	stuck := time.NewTimer(s.n.proposalTimeout + s.n.retryBudget)
+	defer stuck.Stop()
+	stuckC := stuck.C
 	for {
 		select {
-		case rep := <-p.ch:
+		case rep = <-p.ch:
 			if rep.Kind != replica.ReplyQueued {
-				return rep, nil
+				return rep, queued, nil
 			}
+			queued = true
 			if closing == nil { // the node is closing: do not start a long wait
 				s.withdraw(p)
-				return replica.Reply{}, ErrShuttingDown
+				return replica.Reply{}, queued, ErrShuttingDown
 			}
+			stuckC = nil
 		case <-ctx.Done():
 			s.withdraw(p)
-			return replica.Reply{}, ctx.Err()
+			return replica.Reply{}, queued, ctx.Err()
 		case <-closing:
 			if s.isBlocked(p) {
 				s.withdraw(p)
-				return replica.Reply{}, ErrShuttingDown
+				return replica.Reply{}, queued, ErrShuttingDown
 			}
 			closing = nil // let it finish: Close drains in-flight requests
+		case <-stuckC:
+			s.withdraw(p)
+			return replica.Reply{}, queued, fmt.Errorf("%w: %s: no answer within %v (it may still apply)", ErrUnavailable, s,
+				s.n.proposalTimeout+s.n.retryBudget)
 		case <-s.n.stopped:
 			s.withdraw(p)
-			return replica.Reply{}, ErrShuttingDown
+			return replica.Reply{}, queued, ErrShuttingDown
 		}
 	}
 }
@@ -464,12 +479,20 @@ func (n *Node) dragonboatErr(s *shard, err error) error {
 // the consumer falls behind by more than the stream's buffer; resume with
 // the last Index received plus one.
 func (n *Node) Watch(ctx context.Context, prefix string, fromIndex uint64) (<-chan Event, error) {
+	if !n.enter() {
+		return nil, ErrShuttingDown
+	}
+	defer n.leave()
 	return n.watch.subscribe(ctx, prefix, fromIndex)
 }
 
 // Status reports the shards and members as this node sees them. It needs no
 // quorum.
 func (n *Node) Status(ctx context.Context) (ClusterStatus, error) {
+	if !n.enter() {
+		return ClusterStatus{}, ErrShuttingDown
+	}
+	defer n.leave()
 	if err := ctx.Err(); err != nil {
 		return ClusterStatus{}, err
 	}
@@ -551,6 +574,9 @@ func (n *Node) Healthy() bool {
 // NodeID is this node's id.
 func (n *Node) NodeID() string { return n.cfg.Cluster.NodeID }
 
+// Config is the configuration the node started with.
+func (n *Node) Config() config.Config { return n.cfg }
+
 // AddNode adds a voting member. The new node then starts with cluster.join
 // set; if nodeID was a member before and was removed, Raft refuses its old
 // replica id, so it also needs the cluster.incarnation that AddNodeIncarnation
@@ -564,6 +590,10 @@ func (n *Node) AddNode(ctx context.Context, nodeID, raftAddress string) error {
 // AddNodeIncarnation is AddNode, returning the incarnation the new node must
 // start with (cluster.incarnation): 0 unless nodeID was removed before.
 func (n *Node) AddNodeIncarnation(ctx context.Context, nodeID, raftAddress string) (int, error) {
+	if !n.enter() {
+		return 0, ErrShuttingDown
+	}
+	defer n.leave()
 	if err := config.ValidNodeID(nodeID); err != nil {
 		return 0, fmt.Errorf("runtime: node id %w", err)
 	}
@@ -641,6 +671,10 @@ func (n *Node) proposeNames(ctx context.Context, sh *shard, names map[uint64]str
 // RemoveNode removes a member. Removing a node that is not a member
 // succeeds and changes nothing.
 func (n *Node) RemoveNode(ctx context.Context, nodeID string) error {
+	if !n.enter() {
+		return ErrShuttingDown
+	}
+	defer n.leave()
 	ctx, cancel := n.opContext(ctx, n.membershipTimeout())
 	defer cancel()
 	for _, sh := range n.shards {
@@ -677,6 +711,10 @@ func (n *Node) memberID(nodeID string, members map[uint64]string) uint64 {
 // and waits until toNodeID leads (or ctx ends; without a deadline, the
 // node's retry budget bounds the wait).
 func (n *Node) TransferLeadership(ctx context.Context, shardID uint64, toNodeID string) error {
+	if !n.enter() {
+		return ErrShuttingDown
+	}
+	defer n.leave()
 	if shardID >= uint64(len(n.shards)) {
 		return fmt.Errorf("runtime: there is no shard %d: shards are 0..%d", shardID, len(n.shards)-1)
 	}
@@ -718,6 +756,8 @@ func (n *Node) TransferLeadership(ctx context.Context, shardID uint64, toNodeID 
 				return fmt.Errorf("%w: %s: leadership did not move to %s", ErrUnavailable, sh, toNodeID)
 			}
 			return ctx.Err()
+		case <-n.closing:
+			return ErrShuttingDown
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
@@ -767,9 +807,10 @@ func (n *Node) close() error {
 	// Let the cancels of withdrawn waits reach the log.
 	deadline := time.Now().Add(time.Second)
 	for _, sh := range n.shards {
+		sh.flush(time.Second)
 		for time.Now().Before(deadline) {
 			sh.mu.Lock()
-			idle := sh.proposals == 0
+			idle := sh.inflight[sh.lead]+sh.inflight[sh.fwd] == 0
 			sh.mu.Unlock()
 			if idle {
 				break
@@ -784,6 +825,22 @@ func (n *Node) close() error {
 	n.nh.Close()
 	n.log.Info("node closed")
 	return nil
+}
+
+// crash stops the node the way a kill -9 would, as far as the other members
+// can tell: no drain, no leadership hand-off. For tests.
+func (n *Node) crash() {
+	n.closeOnce.Do(func() {
+		n.mu.Lock()
+		n.closed = true
+		n.mu.Unlock()
+		close(n.closing)
+		close(n.stopped)
+		close(n.stop)
+		n.loops.Wait()
+		n.watch.close()
+		n.nh.Close()
+	})
 }
 
 // handOffLeadership moves the leadership of the shards this node leads to

@@ -251,3 +251,26 @@ func TestWatchResume(t *testing.T) {
 		return !ok
 	})
 }
+
+// TestCloseFollowerWithdrawsWait: a follower closing withdraws the waits
+// blocked on it through the log, so they do not sit in the queue.
+func TestCloseFollowerWithdrawsWait(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 3})
+	l, f := c.waitLeader(0), c.follower()
+	s1 := session(t, c.nodes[l], time.Minute)
+	do(t, c.nodes[l], mutex("cf", s1, 0))
+	s2 := session(t, c.nodes[f], time.Minute)
+	queued := make(chan error, 1)
+	go func() {
+		_, err := c.nodes[f].Do(context.Background(), mutex("cf", s2, -1))
+		queued <- err
+	}()
+	eventually(t, "the waiter queues", func() bool { return len(status(t, c.nodes[l], core.KindMutex, "cf", false).Waiters) == 1 })
+	c.stop(f)
+	if err := <-queued; !errors.Is(err, ErrShuttingDown) {
+		t.Errorf("queued wait at Close: %v", err)
+	}
+	if st := status(t, c.nodes[l], core.KindMutex, "cf", false); len(st.Waiters) != 0 {
+		t.Errorf("the closed follower's wait is still queued: %+v", st)
+	}
+}

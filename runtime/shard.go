@@ -32,10 +32,10 @@ import (
 //
 // One goroutine (run) performs what the drivers ask: it feeds the clock,
 // takes their Ready, hands replies to the waiting Do calls and proposals to
-// Dragonboat. It calls Ready only while fewer than maxProposalsInFlight
-// proposals are unconfirmed, so under load the requests that arrive during
-// a commit are packed into the next entry (group commit): one disk sync per
-// entry, not per command.
+// Dragonboat. It calls a driver's Ready only while fewer than
+// maxProposalsInFlight of that driver's proposals are unconfirmed, so under
+// load the requests that arrive during a commit are packed into the next
+// entry (group commit): fewer entries to encode, replicate, sync and apply.
 type shard struct {
 	n         *Node
 	index     uint64 // the API's shard id
@@ -47,7 +47,8 @@ type shard struct {
 	sm        *stateMachine
 	session   *client.Session
 
-	kickC chan struct{}
+	kickC  chan struct{}
+	flushC chan chan struct{} // run a step now and say when it is done
 
 	mu            sync.Mutex
 	lead, fwd     *replica.Driver
@@ -57,12 +58,12 @@ type shard struct {
 	leaderID      uint64
 	term          uint64
 	fwdState      fwdState
-	proposals     int           // proposed and not yet confirmed by Dragonboat
-	leaderChanged chan struct{} // closed and replaced at every leadership event
+	inflight      map[*replica.Driver]int // each driver's proposals not yet confirmed by Dragonboat
+	leaderChanged chan struct{}           // closed and replaced at every leadership event
 }
 
-// maxProposalsInFlight bounds the unconfirmed proposals after which the loop
-// lets requests accumulate into one entry instead of proposing each.
+// maxProposalsInFlight bounds a driver's unconfirmed proposals, after which
+// the loop lets requests accumulate into one entry instead of proposing each.
 const maxProposalsInFlight = 2
 
 type fwdState struct {
@@ -97,11 +98,13 @@ func newShard(n *Node, index uint64) (*shard, error) {
 	label := strconv.FormatUint(index, 10)
 	s := &shard{
 		n: n, index: index, dbID: index + 1, label: label, replicaID: n.replicaID,
-		log:   n.log.With("shard", index),
-		m:     n.metrics.forShard(label),
-		kickC: make(chan struct{}, 1),
-		lead:  lead, fwd: fwd,
+		log:    n.log.With("shard", index),
+		m:      n.metrics.forShard(label),
+		kickC:  make(chan struct{}, 1),
+		flushC: make(chan chan struct{}),
+		lead:   lead, fwd: fwd,
 		pending:       map[replica.RequestID]*pending{},
+		inflight:      map[*replica.Driver]int{},
 		leaderChanged: make(chan struct{}),
 	}
 	if s.sm, err = newStateMachine(s); err != nil {
@@ -126,6 +129,10 @@ func (s *shard) run(stop <-chan struct{}) {
 		select {
 		case <-s.kickC:
 		case <-t.C:
+		case done := <-s.flushC:
+			s.step()
+			close(done)
+			continue
 		case <-stop:
 			return
 		}
@@ -133,10 +140,26 @@ func (s *shard) run(stop <-chan struct{}) {
 	}
 }
 
+// flush makes the loop propose what the drivers hold now (Close uses it so
+// that the cancels of withdrawn waits are proposed before it stops).
+func (s *shard) flush(timeout time.Duration) {
+	done := make(chan struct{})
+	select {
+	case s.flushC <- done:
+		select {
+		case <-done:
+		case <-time.After(timeout):
+		}
+	case <-time.After(timeout):
+	}
+}
+
 type proposalWork struct {
 	d    *replica.Driver
 	id   replica.ProposalID
 	data []byte
+	mark bool   // the leader-change entry
+	term uint64 // the term it was proposed in
 }
 
 func (s *shard) step() {
@@ -144,12 +167,16 @@ func (s *shard) step() {
 	s.mu.Lock()
 	s.lead.Step(replica.TickEvent(s.n.now()))
 	s.syncForwarder()
-	if s.proposals < maxProposalsInFlight {
-		work = s.collect(s.lead, work, false)
-		work = s.collect(s.fwd, work, true)
+	// Each driver is gated on its own proposals, so that forwards left
+	// unconfirmed when this node became leader do not hold back the new
+	// leader's first entry.
+	for _, d := range []*replica.Driver{s.lead, s.fwd} {
+		if s.inflight[d] < maxProposalsInFlight {
+			work = s.collect(d, work, d == s.fwd)
+		}
 	}
 	s.m.pendingRequests.Set(float64(s.lead.Pending() + s.fwd.Pending()))
-	s.m.proposalsFlight.Set(float64(s.proposals))
+	s.m.proposalsFlight.Set(float64(s.inflight[s.lead] + s.inflight[s.fwd]))
 	s.mu.Unlock()
 	for _, w := range work {
 		s.propose(w)
@@ -167,8 +194,9 @@ func (s *shard) collect(d *replica.Driver, work []proposalWork, forwarded bool) 
 		if forwarded && !carriesCommands(p.Proposal) {
 			continue // only the leader moves log time and marks its term
 		}
-		s.proposals++
-		work = append(work, proposalWork{d: d, id: p.ID, data: p.Data})
+		s.inflight[d]++
+		work = append(work, proposalWork{d: d, id: p.ID, data: p.Data, term: s.term,
+			mark: len(p.Proposal.Commands) == 1 && p.Proposal.Commands[0].Op == core.OpLeaderChange})
 	}
 	return work
 }
@@ -219,11 +247,20 @@ func (s *shard) propose(w proposalWork) {
 
 func (s *shard) confirmed(w proposalWork, ok bool, start time.Time) {
 	s.mu.Lock()
-	s.proposals--
+	s.inflight[w.d]--
 	if !ok {
 		s.m.proposalsFailed.Inc()
 		if err := w.d.Step(replica.ProposalFailedEvent(w.id)); err != nil {
 			s.log.Error("driver refused an event", "err", err)
+		}
+		if w.mark && w.d == s.lead && s.isLeader && s.term == w.term {
+			// The driver does not propose a lost leader-change entry again,
+			// and without it sessions are not extended for this term: step
+			// down and up within the term, which makes it mark again (and
+			// fails what it held, which Do retries).
+			s.log.Warn("the leader-change entry was not committed; proposing it again", "term", w.term)
+			s.lead.Step(replica.LeadershipEvent(false, s.term, s.leaderID))
+			s.lead.Step(replica.LeadershipEvent(true, s.term, s.leaderID))
 		}
 	}
 	s.mu.Unlock()
