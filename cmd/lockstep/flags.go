@@ -1,0 +1,163 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lockstepd/lockstep/config"
+)
+
+// serveFlags are the command line of `lockstep serve`.
+type serveFlags struct {
+	configFile   string
+	dev          bool
+	logFormat    string
+	logLevel     string
+	drainTimeout time.Duration
+	// overrides are the flags named after configuration keys; only those
+	// given on the command line are applied, over the file's values.
+	overrides []override
+	fs        *flag.FlagSet
+}
+
+// override is one flag that sets one configuration key.
+type override struct {
+	flag, key string
+	apply     func(c *config.Config, v string) error
+}
+
+func newServeFlags(stderr io.Writer) *serveFlags {
+	f := &serveFlags{fs: flag.NewFlagSet("lockstep serve", flag.ContinueOnError)}
+	fs := f.fs
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.configFile, "config", "", "the YAML configuration `file` (see config/*.yaml)")
+	fs.BoolVar(&f.dev, "dev", false, "run one node on 127.0.0.1 with the defaults (API :8080, metrics :9090, Raft :7001)\nin a fresh temporary data directory unless --data-dir names one")
+	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.DurationVar(&f.drainTimeout, "drain-timeout", 15*time.Second,
+		"after SIGTERM, how long in-flight requests may take before connections are closed")
+
+	str := func(name, key, usage string, set func(c *config.Config, v string)) {
+		f.add(name, key, usage, false, func(c *config.Config, v string) error { set(c, v); return nil })
+	}
+	num := func(name, key, usage string, set func(c *config.Config, v int)) {
+		f.add(name, key, usage, false, func(c *config.Config, v string) error {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				return fmt.Errorf("--%s (%s): %q is not a whole number", name, key, v)
+			}
+			set(c, n)
+			return nil
+		})
+	}
+	str("node-id", "cluster.node_id", "this node's id", func(c *config.Config, v string) { c.Cluster.NodeID = v })
+	str("raft-address", "cluster.raft_address", "host:port for Raft", func(c *config.Config, v string) { c.Cluster.RaftAddress = v })
+	str("api-address", "cluster.api_address", "host:port for Connect, gRPC, REST, health and status",
+		func(c *config.Config, v string) { c.Cluster.APIAddress = v })
+	str("metrics-address", "cluster.metrics_address", "host:port for /metrics; \"\" serves none",
+		func(c *config.Config, v string) { c.Cluster.MetricsAddress = v })
+	str("data-dir", "cluster.data_dir", "the data directory", func(c *config.Config, v string) { c.Cluster.DataDir = v })
+	f.add("peers", "cluster.peers", "the initial members as id=host:port,id=host:port", false, func(c *config.Config, v string) error {
+		peers, err := parsePeers(v)
+		if err != nil {
+			return fmt.Errorf("--peers (cluster.peers): %w", err)
+		}
+		c.Cluster.Peers = peers
+		return nil
+	})
+	f.add("join", "cluster.join", "join a running cluster that has added this node", true, func(c *config.Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("--join (cluster.join): %q is not true or false", v)
+		}
+		c.Cluster.Join = b
+		return nil
+	})
+	num("incarnation", "cluster.incarnation", "the incarnation AddNode reported for a node added again",
+		func(c *config.Config, v int) { c.Cluster.Incarnation = v })
+	num("election-timeout-ms", "consensus.election_timeout_ms", "Raft election timeout",
+		func(c *config.Config, v int) { c.Consensus.ElectionTimeoutMs = v })
+	num("heartbeat-interval-ms", "consensus.heartbeat_interval_ms", "Raft heartbeat interval",
+		func(c *config.Config, v int) { c.Consensus.HeartbeatIntervalMs = v })
+	num("shards", "consensus.shards", "Raft groups", func(c *config.Config, v int) { c.Consensus.Shards = v })
+	num("tick-interval-ms", "consensus.tick_interval_ms", "how often the leader moves log time",
+		func(c *config.Config, v int) { c.Consensus.TickIntervalMs = v })
+	num("snapshot-entries", "consensus.snapshot_entries", "entries between snapshots",
+		func(c *config.Config, v int) { c.Consensus.SnapshotEntries = v })
+	num("compaction-overhead", "consensus.compaction_overhead", "entries kept behind a snapshot",
+		func(c *config.Config, v int) { c.Consensus.CompactionOverhead = v })
+	num("max-batch", "consensus.max_batch", "client commands per Raft entry",
+		func(c *config.Config, v int) { c.Consensus.MaxBatch = v })
+	num("default-ttl-seconds", "locks.default_ttl_seconds", "lease of a session made for a request that names none",
+		func(c *config.Config, v int) { c.Locks.DefaultTTLSeconds = v })
+	num("max-wait-time-seconds", "locks.max_wait_time_seconds", "cap on REST waits",
+		func(c *config.Config, v int) { c.Locks.MaxWaitTimeSeconds = v })
+	num("cleanup-interval-seconds", "locks.cleanup_interval_seconds", "kept from the baseline",
+		func(c *config.Config, v int) { c.Locks.CleanupIntervalSeconds = v })
+	return f
+}
+
+// add registers a flag that overrides one configuration key.
+func (f *serveFlags) add(name, key, usage string, isBool bool, apply func(c *config.Config, v string) error) {
+	f.overrides = append(f.overrides, override{name, key, apply})
+	f.fs.Var(&overrideValue{isBool: isBool}, name, usage+" ("+key+")")
+}
+
+// overrideValue keeps a flag's text until the configuration is loaded.
+type overrideValue struct {
+	v      string
+	isBool bool
+}
+
+func (o *overrideValue) String() string     { return o.v }
+func (o *overrideValue) Set(v string) error { o.v = v; return nil }
+func (o *overrideValue) IsBoolFlag() bool   { return o.isBool }
+
+// parsePeers reads id=host:port,id=host:port.
+func parsePeers(v string) (map[string]string, error) {
+	peers := map[string]string{}
+	for _, p := range strings.Split(v, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		id, addr, ok := strings.Cut(p, "=")
+		if !ok || id == "" || addr == "" {
+			return nil, fmt.Errorf("%q is not id=host:port", p)
+		}
+		if _, dup := peers[id]; dup {
+			return nil, fmt.Errorf("%s is listed twice", id)
+		}
+		peers[id] = addr
+	}
+	return peers, nil
+}
+
+// applyOverrides sets the keys whose flags were given, in command-line
+// order.
+func (f *serveFlags) applyOverrides(c *config.Config) error {
+	byName := map[string]override{}
+	for _, o := range f.overrides {
+		byName[o.flag] = o
+	}
+	var err error
+	f.fs.Visit(func(fl *flag.Flag) {
+		o, ok := byName[fl.Name]
+		if !ok || err != nil {
+			return
+		}
+		err = o.apply(c, fl.Value.String())
+	})
+	return err
+}
+
+// given says whether a flag was on the command line.
+func (f *serveFlags) given(name string) bool {
+	found := false
+	f.fs.Visit(func(fl *flag.Flag) { found = found || fl.Name == name })
+	return found
+}

@@ -1,0 +1,301 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/lockstepd/lockstep/config"
+	"github.com/lockstepd/lockstep/rpc"
+	"github.com/lockstepd/lockstep/runtime"
+)
+
+// serve runs `lockstep serve`: it reads the configuration, binds the API and
+// metrics addresses, starts the runtime and the API on it, and runs until a
+// signal. The first SIGTERM or SIGINT drains; a second one exits at once.
+func serve(args []string, stdout, stderr io.Writer) int {
+	f := newServeFlags(stderr)
+	if err := f.fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if f.fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "lockstep serve: unexpected arguments %q: flags only (see lockstep serve -h)\n", f.fs.Args())
+		return exitUsage
+	}
+	base, err := newLogger(stderr, f.logFormat, f.logLevel)
+	if err != nil {
+		fmt.Fprintf(stderr, "lockstep serve: %v\n", err)
+		return exitUsage
+	}
+	cfg, err := loadConfig(f)
+	if err != nil {
+		fmt.Fprintf(stderr, "lockstep serve: %v\n", err)
+		return exitUsage
+	}
+	return runNode(cfg, f, base, stdout)
+}
+
+// loadConfig reads the file or the dev defaults, then the flags.
+func loadConfig(f *serveFlags) (config.Config, error) {
+	var cfg config.Config
+	switch {
+	case f.dev && f.configFile != "":
+		return cfg, errors.New("--dev and --config exclude each other: --dev runs one node with the defaults")
+	case f.dev:
+		cfg = config.Dev("")
+	case f.configFile != "":
+		var err error
+		if cfg, err = config.Load(f.configFile); err != nil {
+			return cfg, err
+		}
+	default:
+		return cfg, errors.New("give --config FILE (a member of a cluster, see config/*.yaml) or --dev (one node to try it out)")
+	}
+	if err := f.applyOverrides(&cfg); err != nil {
+		return cfg, err
+	}
+	if f.dev && !f.given("peers") {
+		// One node: its own peer, under whatever id and address the flags gave.
+		cfg.Cluster.Peers = map[string]string{cfg.Cluster.NodeID: cfg.Cluster.RaftAddress}
+	}
+	madeDir := ""
+	if f.dev && cfg.Cluster.DataDir == "" {
+		dir, err := os.MkdirTemp("", "lockstep-dev-")
+		if err != nil {
+			return cfg, fmt.Errorf("--dev: making a data directory: %w", err)
+		}
+		cfg.Cluster.DataDir, madeDir = dir, dir
+	}
+	if err := cfg.Validate(); err != nil {
+		if madeDir != "" {
+			os.Remove(madeDir)
+		}
+		return cfg, fmt.Errorf("configuration: %w", err)
+	}
+	return cfg, nil
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: use text or json", format)
+}
+
+// runNode wires the runtime, the API and the metrics endpoint together and
+// runs them until a signal.
+func runNode(cfg config.Config, f *serveFlags, base *slog.Logger, stdout io.Writer) int {
+	log := base.With("node", cfg.Cluster.NodeID)
+	// Bind first: a port in use fails here, naming its key, before Raft
+	// starts and touches the data directory.
+	apiLn, err := net.Listen("tcp", cfg.Cluster.APIAddress)
+	if err != nil {
+		log.Error("cannot listen on cluster.api_address", "address", cfg.Cluster.APIAddress, "err", err)
+		return exitError
+	}
+	var metricsLn net.Listener
+	if cfg.Cluster.MetricsAddress != "" {
+		if metricsLn, err = net.Listen("tcp", cfg.Cluster.MetricsAddress); err != nil {
+			apiLn.Close()
+			log.Error("cannot listen on cluster.metrics_address", "address", cfg.Cluster.MetricsAddress, "err", err)
+			return exitError
+		}
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	node, err := runtime.Start(context.Background(), runtime.Options{Config: cfg, Logger: base, Registerer: reg})
+	if err != nil {
+		apiLn.Close()
+		if metricsLn != nil {
+			metricsLn.Close()
+		}
+		log.Error("the node did not start", "err", err)
+		return exitError
+	}
+	maxWait := time.Duration(cfg.Locks.MaxWaitTimeSeconds) * time.Second
+	if maxWait == 0 {
+		maxWait = rpc.NoWait
+	}
+	api, err := rpc.New(rpc.Options{
+		Backend:    node,
+		NodeID:     cfg.Cluster.NodeID,
+		DefaultTTL: time.Duration(cfg.Locks.DefaultTTLSeconds) * time.Second,
+		MaxWait:    maxWait,
+		Logger:     log,
+		Registerer: reg,
+	})
+	if err != nil {
+		node.Close()
+		log.Error("the API did not start", "err", err)
+		return exitError
+	}
+
+	apiSrv := rpc.NewHTTPServer(cfg.Cluster.APIAddress, api, log)
+	serveErr := make(chan error, 2)
+	go func() { serveErr <- fmt.Errorf("API server: %w", apiSrv.Serve(apiLn)) }()
+	var metricsSrv *http.Server
+	if metricsLn != nil {
+		metricsSrv = newMetricsServer(reg, log)
+		go func() { serveErr <- fmt.Errorf("metrics server: %w", metricsSrv.Serve(metricsLn)) }()
+	}
+	log.Info("serving", "api_address", cfg.Cluster.APIAddress, "metrics_address", cfg.Cluster.MetricsAddress,
+		"raft_address", cfg.Cluster.RaftAddress, "data_dir", cfg.Cluster.DataDir)
+	if f.dev {
+		printDevBanner(stdout, cfg)
+	}
+	stopLeadership := make(chan struct{})
+	go logLeadership(node, log, stopLeadership)
+
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+	code := exitOK
+	select {
+	case sig := <-signals:
+		log.Info("draining: no new connections, in-flight requests finish, queued waits are withdrawn (a second signal exits at once)",
+			"signal", sig.String(), "drain_timeout", f.drainTimeout)
+	case err := <-serveErr:
+		log.Error("stopping", "err", err)
+		code = exitError
+	}
+	go func() {
+		sig := <-signals
+		log.Warn("second signal: exiting now", "signal", sig.String())
+		os.Exit(exitError)
+	}()
+	close(stopLeadership)
+	if err := shutdown(apiSrv, metricsSrv, node, f.drainTimeout, log); err != nil {
+		log.Error("shutdown", "err", err)
+		code = exitError
+	}
+	log.Info("stopped")
+	return code
+}
+
+// shutdown drains: the API stops accepting connections while in-flight
+// requests finish; closing the node answers what was proposed, withdraws
+// queued waits (their callers get 503 and retry elsewhere) and hands
+// leadership away; connections still open after drainTimeout are closed.
+func shutdown(apiSrv, metricsSrv *http.Server, node *runtime.Node, drainTimeout time.Duration, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	defer cancel()
+	drained := make(chan error, 1)
+	go func() { drained <- apiSrv.Shutdown(ctx) }()
+	nodeErr := node.Close()
+	if err := <-drained; err != nil {
+		log.Warn("connections still open after the drain timeout: closing them", "err", err)
+		apiSrv.Close()
+	}
+	if metricsSrv != nil {
+		mctx, mcancel := context.WithTimeout(context.Background(), time.Second)
+		defer mcancel()
+		if err := metricsSrv.Shutdown(mctx); err != nil {
+			metricsSrv.Close()
+		}
+	}
+	return nodeErr
+}
+
+// newMetricsServer serves /metrics, with the same read limits as the API.
+func newMetricsServer(reg *prometheus.Registry, log *slog.Logger) *http.Server {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn), Registry: reg}))
+	return &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// logLeadership logs each shard's leader, role and term when they change,
+// and when this node becomes able to serve or stops being able to.
+func logLeadership(node *runtime.Node, log *slog.Logger, stop <-chan struct{}) {
+	type view struct {
+		leader, role string
+		term         uint64
+	}
+	last := map[uint64]view{}
+	healthy := false
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		st, err := node.Status(ctx)
+		cancel()
+		if err != nil {
+			continue
+		}
+		for _, s := range st.Shards {
+			v := view{s.LeaderID, s.Role, s.Term}
+			if last[s.ShardID] != v {
+				last[s.ShardID] = v
+				log.Info("shard leadership", "shard", s.ShardID, "term", s.Term, "leader", s.LeaderID, "role", s.Role,
+					"applied_index", s.AppliedIndex)
+			}
+		}
+		if h := node.Healthy(); h != healthy {
+			healthy = h
+			if h {
+				log.Info("ready: every shard has a leader")
+			} else {
+				log.Warn("not ready: some shard has no leader; /health answers 503")
+			}
+		}
+	}
+}
+
+func printDevBanner(w io.Writer, cfg config.Config) {
+	api := "http://" + cfg.Cluster.APIAddress
+	lines := []string{
+		"",
+		"Lockstep dev node " + cfg.Cluster.NodeID + " is starting.",
+		"  data     " + cfg.Cluster.DataDir + "   (a fresh directory; delete it when done)",
+		"  API      " + api + "   (Connect, gRPC, gRPC-Web, REST)",
+	}
+	if cfg.Cluster.MetricsAddress != "" {
+		lines = append(lines, "  metrics  http://"+cfg.Cluster.MetricsAddress+"/metrics")
+	}
+	lines = append(lines,
+		"Try:",
+		"  curl -s "+api+"/health",
+		"  curl -s -X POST "+api+"/locks/demo/acquire -H 'Content-Type: application/json' -d '{\"owner\": \"me\"}'",
+		"  curl -s "+api+"/locks/demo/status",
+		"Stop with Ctrl-C.",
+		"")
+	fmt.Fprintln(w, strings.Join(lines, "\n"))
+}

@@ -1,0 +1,459 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is one node's configuration. The yaml tags are the keys of the file.
+type Config struct {
+	Cluster   Cluster   `yaml:"cluster"`
+	Consensus Consensus `yaml:"consensus"`
+	Locks     Locks     `yaml:"locks"`
+}
+
+// Cluster is this node's identity, addresses and peers.
+type Cluster struct {
+	// NodeID names this node, e.g. "node-1". It is mapped to a Raft replica
+	// id by hashing (see ReplicaID), so every member computes the same id.
+	NodeID string `yaml:"node_id"`
+	// RaftAddress is host:port for Raft traffic between members.
+	RaftAddress string `yaml:"raft_address"`
+	// APIAddress is host:port for Connect, gRPC, REST, health and cluster status.
+	APIAddress string `yaml:"api_address"`
+	// MetricsAddress is host:port for /metrics; empty serves no metrics.
+	MetricsAddress string `yaml:"metrics_address"`
+	// DataDir holds the Raft log, snapshots and the node's identity. Relative
+	// paths are relative to the working directory.
+	DataDir string `yaml:"data_dir"`
+	// Peers are the initial members (node id → raft address), this node
+	// included. Every initial member lists the same peers. Ignored when the
+	// data directory already holds a member (a restart), and when Join is set.
+	Peers map[string]string `yaml:"peers"`
+	// Join starts this node as a new member of a running cluster, which must
+	// have added it first (AddNode). Defaults to false: bootstrap from Peers.
+	Join bool `yaml:"join"`
+	// Incarnation counts how often this node id was removed and added back:
+	// Raft never reuses a removed replica id, so a node added again starts
+	// with the incarnation AddNode reported. Defaults to 0.
+	Incarnation int `yaml:"incarnation"`
+}
+
+// Consensus holds the Raft settings, the same on every member.
+type Consensus struct {
+	// Algorithm must be "raft".
+	Algorithm string `yaml:"algorithm"`
+	// ElectionTimeoutMs is how long a follower waits without hearing from a
+	// leader before it campaigns. Defaults to 300.
+	ElectionTimeoutMs int `yaml:"election_timeout_ms"`
+	// HeartbeatIntervalMs is how often a leader sends heartbeats. Defaults to 100.
+	HeartbeatIntervalMs int `yaml:"heartbeat_interval_ms"`
+	// Shards is the number of Raft groups. Only 1 is supported: sessions
+	// live in one group's state machine, and a lock in another group could
+	// not see them. Defaults to 1.
+	Shards int `yaml:"shards"`
+	// TickIntervalMs is how often the leader proposes a tick so that log time
+	// moves (expiries happen at ticks). Defaults to 100.
+	TickIntervalMs int `yaml:"tick_interval_ms"`
+	// SnapshotEntries is how many applied entries trigger a snapshot, after
+	// which the log before it is compacted. Defaults to 10000.
+	SnapshotEntries int `yaml:"snapshot_entries"`
+	// CompactionOverhead is how many entries are kept behind a snapshot, so
+	// that a slightly lagging follower catches up from the log rather than a
+	// snapshot. Defaults to 5000.
+	CompactionOverhead int `yaml:"compaction_overhead"`
+	// MaxBatch is how many client commands one Raft entry may pack (group
+	// commit). Defaults to 256.
+	MaxBatch int `yaml:"max_batch"`
+}
+
+// Locks holds the defaults the API applies to requests.
+type Locks struct {
+	// DefaultTTLSeconds is the lease of a session created for a REST acquire
+	// that named none. Defaults to 30.
+	DefaultTTLSeconds int `yaml:"default_ttl_seconds"`
+	// MaxWaitTimeSeconds caps how long an acquire may wait. Defaults to 60.
+	MaxWaitTimeSeconds int `yaml:"max_wait_time_seconds"`
+	// CleanupIntervalSeconds is kept from the baseline and validated, but
+	// nothing sweeps: expiries fire exactly when log time reaches them, at the
+	// leader's ticks (tick_interval_ms). Defaults to 10.
+	CleanupIntervalSeconds int `yaml:"cleanup_interval_seconds"`
+}
+
+// Defaults for the keys a file may leave out.
+const (
+	DefaultElectionTimeoutMs      = 300
+	DefaultHeartbeatIntervalMs    = 100
+	DefaultShards                 = 1
+	DefaultTickIntervalMs         = 100
+	DefaultSnapshotEntries        = 10000
+	DefaultCompactionOverhead     = 5000
+	DefaultMaxBatch               = 256
+	DefaultTTLSeconds             = 30
+	DefaultMaxWaitTimeSeconds     = 60
+	DefaultCleanupIntervalSeconds = 10
+)
+
+// Defaults returns a configuration with every defaultable key set and the
+// node-specific keys (cluster.*) empty.
+func Defaults() Config {
+	return Config{
+		Consensus: Consensus{
+			Algorithm:           "raft",
+			ElectionTimeoutMs:   DefaultElectionTimeoutMs,
+			HeartbeatIntervalMs: DefaultHeartbeatIntervalMs,
+			Shards:              DefaultShards,
+			TickIntervalMs:      DefaultTickIntervalMs,
+			SnapshotEntries:     DefaultSnapshotEntries,
+			CompactionOverhead:  DefaultCompactionOverhead,
+			MaxBatch:            DefaultMaxBatch,
+		},
+		Locks: Locks{
+			DefaultTTLSeconds:      DefaultTTLSeconds,
+			MaxWaitTimeSeconds:     DefaultMaxWaitTimeSeconds,
+			CleanupIntervalSeconds: DefaultCleanupIntervalSeconds,
+		},
+	}
+}
+
+// Dev returns the configuration of a single node on loopback that keeps its
+// data in dataDir: `lockstep serve --dev`.
+func Dev(dataDir string) Config {
+	c := Defaults()
+	c.Cluster = Cluster{
+		NodeID:         "node-1",
+		RaftAddress:    "127.0.0.1:7001",
+		APIAddress:     "127.0.0.1:8080",
+		MetricsAddress: "127.0.0.1:9090",
+		DataDir:        dataDir,
+		Peers:          map[string]string{"node-1": "127.0.0.1:7001"},
+	}
+	return c
+}
+
+// Load reads a YAML file. Keys left out take their defaults; unknown keys
+// and invalid values are refused with an error that names the key.
+func Load(path string) (Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	c, err := Parse(b)
+	if err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse reads YAML like Load does.
+func Parse(b []byte) (Config, error) {
+	c := Defaults()
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	var root yaml.Node
+	if err := dec.Decode(&root); err != nil {
+		if errors.Is(err, io.EOF) {
+			return Config{}, errors.New("the file is empty: it needs at least the cluster keys")
+		}
+		return Config{}, fmt.Errorf("not valid YAML: %w", err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return Config{}, errors.New("the file holds more than one YAML document: keep one")
+	}
+	if err := decodeStrict(&root, reflect.ValueOf(&c).Elem(), ""); err != nil {
+		return Config{}, err
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// decodeStrict decodes node into v, refusing keys v has no field for and
+// naming the key (a dotted path) of any value that does not decode.
+func decodeStrict(node *yaml.Node, v reflect.Value, path string) error {
+	if node.Kind == yaml.DocumentNode {
+		if len(node.Content) == 0 {
+			return nil
+		}
+		return decodeStrict(node.Content[0], v, path)
+	}
+	if v.Kind() != reflect.Struct {
+		if err := node.Decode(v.Addr().Interface()); err != nil {
+			return fmt.Errorf("%s: %s", path, describeDecodeError(err, v))
+		}
+		return nil
+	}
+	if node.Kind != yaml.MappingNode {
+		if path == "" {
+			return errors.New("the file must be a mapping with the keys cluster, consensus and locks")
+		}
+		return fmt.Errorf("%s: must be a mapping of keys (line %d)", path, node.Line)
+	}
+	fields := map[string]int{}
+	var known []string
+	t := v.Type()
+	for i := range t.NumField() {
+		tag := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]
+		fields[tag] = i
+		known = append(known, tag)
+	}
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(node.Content); i += 2 {
+		k, val := node.Content[i], node.Content[i+1]
+		key := join(path, k.Value)
+		idx, ok := fields[k.Value]
+		if !ok {
+			return fmt.Errorf("%s: unknown key (line %d); the keys here are %s", key, k.Line, strings.Join(known, ", "))
+		}
+		if seen[k.Value] {
+			return fmt.Errorf("%s: given twice (line %d)", key, k.Line)
+		}
+		seen[k.Value] = true
+		if err := decodeStrict(val, v.Field(idx), key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func describeDecodeError(err error, v reflect.Value) string {
+	want := "a value"
+	switch v.Kind() {
+	case reflect.Int:
+		want = "a whole number"
+	case reflect.String:
+		want = "a string"
+	case reflect.Bool:
+		want = "true or false"
+	case reflect.Map:
+		want = "a mapping of node id to host:port"
+	}
+	msg := err.Error()
+	msg = strings.TrimPrefix(msg, "yaml: unmarshal errors:\n")
+	return fmt.Sprintf("must be %s (%s)", want, strings.TrimSpace(msg))
+}
+
+// Validate checks every key and the relations between them. The error names
+// the first offending key.
+func (c Config) Validate() error {
+	for _, check := range []func() error{c.Cluster.validate, c.Consensus.validate, c.Locks.validate} {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c Cluster) validate() error {
+	if err := ValidNodeID(c.NodeID); err != nil {
+		return fmt.Errorf("cluster.node_id: %w", err)
+	}
+	if err := ValidHostPort(c.RaftAddress); err != nil {
+		return fmt.Errorf("cluster.raft_address: %w", err)
+	}
+	if err := ValidHostPort(c.APIAddress); err != nil {
+		return fmt.Errorf("cluster.api_address: %w", err)
+	}
+	if c.MetricsAddress != "" {
+		if err := ValidHostPort(c.MetricsAddress); err != nil {
+			return fmt.Errorf("cluster.metrics_address: %w (or leave it out to serve no metrics)", err)
+		}
+		if c.MetricsAddress == c.APIAddress {
+			return errors.New("cluster.metrics_address: must differ from cluster.api_address")
+		}
+	}
+	if c.APIAddress == c.RaftAddress {
+		return errors.New("cluster.api_address: must differ from cluster.raft_address")
+	}
+	if c.DataDir == "" {
+		return errors.New("cluster.data_dir: required: the directory for the Raft log and snapshots")
+	}
+	if c.Incarnation < 0 || c.Incarnation > MaxIncarnation {
+		return fmt.Errorf("cluster.incarnation: must be within 0..%d, got %d", MaxIncarnation, c.Incarnation)
+	}
+	if c.Join {
+		return nil // a joiner learns the members from the cluster
+	}
+	if len(c.Peers) == 0 {
+		return fmt.Errorf("cluster.peers: required unless cluster.join is true: list every initial member, this node included (%s: %s)",
+			c.NodeID, c.RaftAddress)
+	}
+	if addr, ok := c.Peers[c.NodeID]; !ok {
+		return fmt.Errorf("cluster.peers: must include this node (%s: %s)", c.NodeID, c.RaftAddress)
+	} else if addr != c.RaftAddress {
+		return fmt.Errorf("cluster.peers.%s: is %s but cluster.raft_address is %s: they must match", c.NodeID, addr, c.RaftAddress)
+	}
+	ids := map[uint64]string{}
+	addrs := map[string]string{}
+	for _, id := range sortedKeys(c.Peers) {
+		addr := c.Peers[id]
+		if err := ValidNodeID(id); err != nil {
+			return fmt.Errorf("cluster.peers.%s: the node id %w", id, err)
+		}
+		if err := ValidHostPort(addr); err != nil {
+			return fmt.Errorf("cluster.peers.%s: %w", id, err)
+		}
+		if other, dup := addrs[addr]; dup {
+			return fmt.Errorf("cluster.peers.%s: %s is also the address of %s", id, addr, other)
+		}
+		addrs[addr] = id
+		r := ReplicaID(id, 0)
+		if other, dup := ids[r]; dup {
+			return fmt.Errorf("cluster.peers.%s: its replica id collides with %s's: rename one of them", id, other)
+		}
+		ids[r] = id
+	}
+	return nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// MaxNodeIDBytes bounds a node id.
+const MaxNodeIDBytes = 64
+
+// ValidNodeID says what is wrong with a node id, if anything.
+func ValidNodeID(id string) error {
+	if id == "" {
+		return errors.New("required: a name such as node-1")
+	}
+	if len(id) > MaxNodeIDBytes {
+		return fmt.Errorf("is %d bytes: at most %d", len(id), MaxNodeIDBytes)
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return fmt.Errorf("%q may hold only letters, digits, '-', '_' and '.'", id)
+		}
+	}
+	return nil
+}
+
+// ValidHostPort says what is wrong with a host:port address, if anything.
+func ValidHostPort(s string) error {
+	if s == "" {
+		return errors.New("required: host:port, e.g. 127.0.0.1:7001")
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port (%v)", s, err)
+	}
+	if host == "" {
+		return fmt.Errorf("%q has no host: write 127.0.0.1 or 0.0.0.0 explicitly", s)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("%q: the port must be a number within 1..65535", s)
+	}
+	return nil
+}
+
+// MinRTTMs is the smallest Raft round trip the runtime configures: below it,
+// leaders churn under load on this kind of disk (shared/STACK.md).
+const MinRTTMs = 5
+
+func (c Consensus) validate() error {
+	if c.Algorithm != "raft" {
+		return fmt.Errorf("consensus.algorithm: must be raft, got %q", c.Algorithm)
+	}
+	if c.HeartbeatIntervalMs < MinRTTMs {
+		return fmt.Errorf("consensus.heartbeat_interval_ms: must be at least %d, got %d", MinRTTMs, c.HeartbeatIntervalMs)
+	}
+	if c.ElectionTimeoutMs < 10 {
+		return fmt.Errorf("consensus.election_timeout_ms: must be at least 10, got %d", c.ElectionTimeoutMs)
+	}
+	if c.ElectionTimeoutMs > 60_000 {
+		return fmt.Errorf("consensus.election_timeout_ms: must be at most 60000, got %d", c.ElectionTimeoutMs)
+	}
+	if _, hb, el := c.RTT(); el <= 2*hb {
+		return fmt.Errorf("consensus.election_timeout_ms: must be more than twice consensus.heartbeat_interval_ms (%d), got %d",
+			c.HeartbeatIntervalMs, c.ElectionTimeoutMs)
+	}
+	if c.Shards != 1 {
+		return fmt.Errorf("consensus.shards: only 1 is supported, got %d: sessions live in one Raft group's state machine, "+
+			"and a lock placed in another group by its name's hash could not see them", c.Shards)
+	}
+	if c.TickIntervalMs < 10 || c.TickIntervalMs > 10_000 {
+		return fmt.Errorf("consensus.tick_interval_ms: must be within 10..10000, got %d", c.TickIntervalMs)
+	}
+	if c.SnapshotEntries < 10 {
+		return fmt.Errorf("consensus.snapshot_entries: must be at least 10, got %d", c.SnapshotEntries)
+	}
+	if c.CompactionOverhead < 0 {
+		return fmt.Errorf("consensus.compaction_overhead: must not be negative, got %d", c.CompactionOverhead)
+	}
+	if c.MaxBatch < 1 || c.MaxBatch > 4096 {
+		return fmt.Errorf("consensus.max_batch: must be within 1..4096, got %d", c.MaxBatch)
+	}
+	return nil
+}
+
+// RTT maps the timeouts to Dragonboat's settings: the round-trip unit in
+// milliseconds (a tenth of the heartbeat, at least MinRTTMs, so that the
+// election timeout is randomised finely) and the heartbeat and election
+// timeouts in that unit.
+func (c Consensus) RTT() (rttMs, heartbeatRTT, electionRTT uint64) {
+	rtt := max(c.HeartbeatIntervalMs/10, MinRTTMs)
+	hb := max((c.HeartbeatIntervalMs+rtt/2)/rtt, 1)
+	el := max((c.ElectionTimeoutMs+rtt/2)/rtt, 1)
+	return uint64(rtt), uint64(hb), uint64(el)
+}
+
+func (l Locks) validate() error {
+	if l.DefaultTTLSeconds < 1 || l.DefaultTTLSeconds > 86400 {
+		return fmt.Errorf("locks.default_ttl_seconds: must be within 1..86400, got %d", l.DefaultTTLSeconds)
+	}
+	if l.MaxWaitTimeSeconds < 0 || l.MaxWaitTimeSeconds > 3600 {
+		return fmt.Errorf("locks.max_wait_time_seconds: must be within 0..3600, got %d", l.MaxWaitTimeSeconds)
+	}
+	if l.CleanupIntervalSeconds < 1 || l.CleanupIntervalSeconds > 3600 {
+		return fmt.Errorf("locks.cleanup_interval_seconds: must be within 1..3600, got %d", l.CleanupIntervalSeconds)
+	}
+	return nil
+}
+
+// MaxIncarnation bounds cluster.incarnation: it takes the low byte of the
+// replica id.
+const MaxIncarnation = 255
+
+// ReplicaID maps a node id to its Raft replica id: the 64-bit FNV-1a hash of
+// the id, with the low byte replaced by the incarnation (how often the id was
+// removed and added back, since Raft never reuses a removed replica id), kept
+// within 1..2^63-1. Every member computes the same id from the same name.
+func ReplicaID(nodeID string, incarnation int) uint64 {
+	const offset, prime = 14695981039346656037, 1099511628211
+	h := uint64(offset)
+	for i := 0; i < len(nodeID); i++ {
+		h ^= uint64(nodeID[i])
+		h *= prime
+	}
+	h &= 1<<63 - 1
+	h = h&^0xff | uint64(incarnation&0xff)
+	if h>>8 == 0 {
+		h |= 1 << 8 // never 0 and never a small id another scheme might use
+	}
+	return h
+}

@@ -1,0 +1,170 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestExampleFilesLoad(t *testing.T) {
+	seen := map[string]string{}
+	for _, name := range []string{"single.yaml", "node1.yaml", "node2.yaml", "node3.yaml"} {
+		c, err := Load(name)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if name == "single.yaml" {
+			if c.Cluster.APIAddress != "127.0.0.1:8080" || c.Cluster.MetricsAddress != "127.0.0.1:9090" ||
+				c.Cluster.RaftAddress != "127.0.0.1:7001" || c.Cluster.DataDir != "data/single" {
+				t.Errorf("single.yaml: %+v", c.Cluster)
+			}
+			continue
+		}
+		// The three members must not clash with each other.
+		for _, addr := range []string{c.Cluster.RaftAddress, c.Cluster.APIAddress, c.Cluster.MetricsAddress, c.Cluster.DataDir} {
+			if other, dup := seen[addr]; dup {
+				t.Errorf("%s and %s both use %s", name, other, addr)
+			}
+			seen[addr] = name
+		}
+		if len(c.Cluster.Peers) != 3 {
+			t.Errorf("%s: %d peers", name, len(c.Cluster.Peers))
+		}
+	}
+}
+
+func TestDevIsValid(t *testing.T) {
+	c := Dev(t.TempDir())
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	rtt, hb, el := c.Consensus.RTT()
+	if rtt != 10 || hb != 10 || el != 30 {
+		t.Errorf("RTT() = %d, %d, %d; want 10 ms, 10, 30", rtt, hb, el)
+	}
+}
+
+func TestDefaultsFillMissingKeys(t *testing.T) {
+	c, err := Parse([]byte(`
+cluster:
+  node_id: a
+  raft_address: 127.0.0.1:1
+  api_address: 127.0.0.1:2
+  data_dir: d
+  peers: {a: 127.0.0.1:1}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Consensus.ElectionTimeoutMs != 300 || c.Consensus.Shards != 1 || c.Locks.DefaultTTLSeconds != 30 ||
+		c.Consensus.TickIntervalMs != 100 || c.Cluster.MetricsAddress != "" {
+		t.Errorf("defaults not applied: %+v", c)
+	}
+}
+
+// TestLoadErrorsNameTheKey: every refusal says which key to fix.
+func TestLoadErrorsNameTheKey(t *testing.T) {
+	base := `
+cluster:
+  node_id: node-1
+  raft_address: 127.0.0.1:7001
+  api_address: 127.0.0.1:8080
+  metrics_address: 127.0.0.1:9090
+  data_dir: data
+  peers: {node-1: 127.0.0.1:7001, node-2: 127.0.0.1:7002}
+consensus:
+  algorithm: raft
+  election_timeout_ms: 300
+  heartbeat_interval_ms: 100
+  shards: 1
+locks:
+  default_ttl_seconds: 30
+  max_wait_time_seconds: 60
+  cleanup_interval_seconds: 10
+`
+	if _, err := Parse([]byte(base)); err != nil {
+		t.Fatalf("base config: %v", err)
+	}
+	cases := []struct {
+		old, new string
+		want     string
+	}{
+		{"election_timeout_ms: 300", "election_timeout_ms: 5", "consensus.election_timeout_ms: must be at least 10"},
+		{"election_timeout_ms: 300", "election_timeout_ms: 150", "consensus.election_timeout_ms: must be more than twice"},
+		{"election_timeout_ms: 300", "election_timeout_ms: soon", "consensus.election_timeout_ms: must be a whole number"},
+		{"heartbeat_interval_ms: 100", "heartbeat_interval_ms: 1", "consensus.heartbeat_interval_ms: must be at least 5"},
+		{"shards: 1", "shards: 4", "consensus.shards: only 1 is supported"},
+		{"algorithm: raft", "algorithm: paxos", "consensus.algorithm: must be raft"},
+		{"  shards: 1", "  shards: 1\n  shard: 2", "consensus.shard: unknown key"},
+		{"locks:", "lock:", "lock: unknown key"},
+		{"default_ttl_seconds: 30", "default_ttl_seconds: 0", "locks.default_ttl_seconds: must be within"},
+		{"max_wait_time_seconds: 60", "max_wait_time_seconds: -1", "locks.max_wait_time_seconds: must be within"},
+		{"cleanup_interval_seconds: 10", "cleanup_interval_seconds: 0", "locks.cleanup_interval_seconds: must be within"},
+		{"node_id: node-1", "node_id: ''", "cluster.node_id: required"},
+		{"node_id: node-1", "node_id: node 1", "cluster.node_id:"},
+		{"raft_address: 127.0.0.1:7001", "raft_address: localhost", "cluster.raft_address:"},
+		{"api_address: 127.0.0.1:8080", "api_address: 127.0.0.1:99999", "cluster.api_address:"},
+		{"metrics_address: 127.0.0.1:9090", "metrics_address: 127.0.0.1:8080", "cluster.metrics_address: must differ"},
+		{"data_dir: data", "data_dir: ''", "cluster.data_dir: required"},
+		{"node-1: 127.0.0.1:7001, node-2", "node-3: 127.0.0.1:7001, node-2", "cluster.peers: must include this node"},
+		{"node-1: 127.0.0.1:7001, node-2", "node-1: 127.0.0.1:7009, node-2", "cluster.peers.node-1: is 127.0.0.1:7009"},
+		{"node-2: 127.0.0.1:7002", "node-2: 127.0.0.1:7001", "127.0.0.1:7001 is also the address of"},
+		{"peers: {node-1: 127.0.0.1:7001, node-2: 127.0.0.1:7002}", "peers: [a, b]", "cluster.peers: must be a mapping"},
+		{"  data_dir: data", "  data_dir: data\n  data_dir: again", "cluster.data_dir: given twice"},
+	}
+	for _, tc := range cases {
+		if !strings.Contains(base, tc.old) {
+			t.Fatalf("case %q: base has no %q", tc.want, tc.old)
+		}
+		_, err := Parse([]byte(strings.Replace(base, tc.old, tc.new, 1)))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("with %q: got %v, want an error containing %q", tc.new, err, tc.want)
+		}
+	}
+}
+
+func TestLoadNamesTheFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(path, []byte("cluster: {node_id: x}\nbogus: 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(path)
+	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "bogus: unknown key") {
+		t.Errorf("Load: %v", err)
+	}
+	if _, err := Load(filepath.Join(t.TempDir(), "missing.yaml")); err == nil {
+		t.Error("Load of a missing file succeeded")
+	}
+	if _, err := Parse([]byte("consensus: 3\n")); err == nil || !strings.Contains(err.Error(), "consensus: must be a mapping") {
+		t.Errorf("consensus: 3: %v", err)
+	}
+	if _, err := Parse(nil); err == nil || !strings.Contains(err.Error(), "empty") {
+		t.Errorf("Parse(nil): %v", err)
+	}
+}
+
+func TestJoinNeedsNoPeers(t *testing.T) {
+	c := Dev("d")
+	c.Cluster.Peers = nil
+	if err := c.Validate(); err == nil || !strings.HasPrefix(err.Error(), "cluster.peers: required unless cluster.join") {
+		t.Errorf("no peers: %v", err)
+	}
+	c.Cluster.Join = true
+	if err := c.Validate(); err != nil {
+		t.Errorf("join: %v", err)
+	}
+}
+
+func TestReplicaID(t *testing.T) {
+	a, b := ReplicaID("node-1", 0), ReplicaID("node-2", 0)
+	if a == b || a == 0 || b == 0 || a>>63 != 0 {
+		t.Errorf("ReplicaID: %d, %d", a, b)
+	}
+	if ReplicaID("node-1", 0) != a {
+		t.Error("ReplicaID is not deterministic")
+	}
+	if r := ReplicaID("node-1", 1); r == a || r>>8 != a>>8 || r&0xff != 1 {
+		t.Errorf("incarnation 1 of node-1: %x (incarnation 0: %x)", r, a)
+	}
+}

@@ -1,0 +1,406 @@
+//go:build integration
+
+package integration
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/lockstepd/lockstep/rpc/gen/lockstep/v1/lockstepv1connect"
+)
+
+// binary is the lockstep binary under test, built once by TestMain.
+var binary string
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	binary = os.Getenv("LOCKSTEP_BIN")
+	if binary == "" {
+		dir, err := os.MkdirTemp("", "lockstep-bin-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		binary = filepath.Join(dir, "lockstep")
+		build := exec.Command("go", "build", "-o", binary, "../cmd/lockstep")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "building lockstep:", err)
+			return 1
+		}
+	} else if abs, err := filepath.Abs(binary); err == nil {
+		binary = abs
+	}
+	return m.Run()
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// node is one lockstep process.
+type node struct {
+	id                 string
+	raft, api, metrics string
+	dataDir, logPath   string
+	config             string
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{}
+	err    error
+}
+
+// cluster is a set of nodes started from one temporary directory.
+type cluster struct {
+	t     *testing.T
+	dir   string
+	nodes []*node
+	http  *http.Client // HTTP/1.1 and h2c
+}
+
+// newCluster prepares n members (not started) with fresh ports and
+// directories and writes their configuration files.
+func newCluster(t *testing.T, n int) *cluster {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "lockstep-it-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cluster{t: t, dir: dir, http: h2cClient()}
+	peers := map[string]string{}
+	for i := 1; i <= n; i++ {
+		nd := &node{id: fmt.Sprintf("node-%d", i), raft: freePort(t), api: freePort(t), metrics: freePort(t)}
+		nd.dataDir = filepath.Join(dir, nd.id, "data")
+		nd.logPath = filepath.Join(dir, nd.id+".log")
+		peers[nd.id] = nd.raft
+		c.nodes = append(c.nodes, nd)
+	}
+	for _, nd := range c.nodes {
+		nd.config = filepath.Join(dir, nd.id+".yaml")
+		c.writeConfig(nd, peers)
+	}
+	t.Cleanup(func() {
+		for _, nd := range c.nodes {
+			nd.kill()
+		}
+		if t.Failed() {
+			for _, nd := range c.nodes {
+				t.Logf("---- last lines of %s's log (%s):\n%s", nd.id, nd.logPath, tail(nd.logPath, 40))
+			}
+			if os.Getenv("LOCKSTEP_KEEP") != "" {
+				t.Logf("kept %s", dir)
+				return
+			}
+		}
+		os.RemoveAll(dir)
+	})
+	return c
+}
+
+func (c *cluster) writeConfig(nd *node, peers map[string]string) {
+	var p []string
+	for id, addr := range peers {
+		p = append(p, fmt.Sprintf("%s: %s", id, addr))
+	}
+	cfg := fmt.Sprintf(`cluster:
+  node_id: %s
+  raft_address: %s
+  api_address: %s
+  metrics_address: %s
+  data_dir: %s
+  peers: {%s}
+consensus:
+  algorithm: raft
+  election_timeout_ms: 300
+  heartbeat_interval_ms: 100
+  shards: 1
+locks:
+  default_ttl_seconds: 30
+  max_wait_time_seconds: 10
+  cleanup_interval_seconds: 10
+`, nd.id, nd.raft, nd.api, nd.metrics, nd.dataDir, strings.Join(p, ", "))
+	if err := os.WriteFile(nd.config, []byte(cfg), 0o600); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// start starts a node's process with its configuration and extra flags.
+func (c *cluster) start(nd *node, extra ...string) {
+	c.t.Helper()
+	logf, err := os.OpenFile(nd.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	args := append([]string{"serve", "--config", nd.config}, extra...)
+	cmd := exec.Command(binary, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = childAttr()
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		c.t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	nd.mu.Lock()
+	nd.cmd, nd.exited, nd.err = cmd, exited, nil
+	nd.mu.Unlock()
+	go func() {
+		err := cmd.Wait()
+		logf.Close()
+		nd.mu.Lock()
+		nd.err = err
+		nd.mu.Unlock()
+		close(exited)
+	}()
+}
+
+// kill sends SIGKILL and waits for the process to go.
+func (nd *node) kill() {
+	nd.mu.Lock()
+	cmd, exited := nd.cmd, nd.exited
+	nd.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	<-exited
+}
+
+// stop sends SIGTERM and waits up to limit for a clean exit.
+func (nd *node) stop(t *testing.T, limit time.Duration) error {
+	t.Helper()
+	nd.mu.Lock()
+	cmd, exited := nd.cmd, nd.exited
+	nd.mu.Unlock()
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(limit):
+		nd.kill()
+		t.Fatalf("%s did not exit within %v of SIGTERM", nd.id, limit)
+	}
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	return nd.err
+}
+
+func (nd *node) running() bool {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	if nd.exited == nil {
+		return false
+	}
+	select {
+	case <-nd.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+func (nd *node) url() string { return "http://" + nd.api }
+
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// eventually retries f every 50 ms until it returns nil or the limit passes.
+func eventually(t *testing.T, limit time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	var err error
+	for {
+		if err = f(); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v: %v", what, limit, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitHealthy waits until each node answers /health with 200.
+func (c *cluster) waitHealthy(limit time.Duration, nodes ...*node) {
+	c.t.Helper()
+	for _, nd := range nodes {
+		eventually(c.t, limit, nd.id+" healthy", func() error {
+			if !nd.running() {
+				return fmt.Errorf("%s exited: %s", nd.id, tail(nd.logPath, 5))
+			}
+			st, body, err := c.do("GET", nd, "/health", "")
+			if err != nil {
+				return err
+			}
+			if st != 200 {
+				return fmt.Errorf("%d %v", st, body)
+			}
+			return nil
+		})
+	}
+}
+
+// leader returns the node that the given node reports as shard leader.
+func (c *cluster) leader(from ...*node) *node {
+	c.t.Helper()
+	var found *node
+	if len(from) == 0 {
+		from = c.nodes
+	}
+	eventually(c.t, 10*time.Second, "a leader", func() error {
+		for _, nd := range from {
+			if !nd.running() {
+				continue
+			}
+			st, body, err := c.do("GET", nd, "/cluster/status", "")
+			if err != nil || st != 200 {
+				continue
+			}
+			shards, _ := body["shards"].([]any)
+			if len(shards) == 0 {
+				continue
+			}
+			id, _ := shards[0].(map[string]any)["leader_id"].(string)
+			for _, cand := range c.nodes {
+				if cand.id == id && cand.running() {
+					found = cand
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("no running node reports a running leader")
+	})
+	return found
+}
+
+// do sends a REST (or any JSON) request and decodes the answer.
+func (c *cluster) do(method string, nd *node, path, body string) (int, map[string]any, error) {
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, nd.url()+path, rd)
+	if err != nil {
+		return 0, nil, err
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, nil, err
+	}
+	out := map[string]any{}
+	if len(bytes.TrimSpace(raw)) > 0 {
+		if err := json.Unmarshal(raw, &out); err != nil {
+			return resp.StatusCode, nil, fmt.Errorf("%s %s: not JSON (%v): %q", method, path, err, raw)
+		}
+	}
+	return resp.StatusCode, out, nil
+}
+
+// rest is do that fails the test on a transport error.
+func (c *cluster) rest(method string, nd *node, path, body string) (int, map[string]any) {
+	c.t.Helper()
+	st, out, err := c.do(method, nd, path, body)
+	if err != nil {
+		c.t.Fatalf("%s %s on %s: %v", method, path, nd.id, err)
+	}
+	return st, out
+}
+
+// ok is rest that also requires 200.
+func (c *cluster) ok(method string, nd *node, path, body string) map[string]any {
+	c.t.Helper()
+	st, out := c.rest(method, nd, path, body)
+	if st != 200 {
+		c.t.Fatalf("%s %s %s on %s: %d %v", method, path, body, nd.id, st, out)
+	}
+	return out
+}
+
+// h2cClient speaks HTTP/1.1 for http:// URLs, and HTTP/2 without TLS when
+// asked for it (gRPC clients below).
+func h2cClient() *http.Client {
+	return &http.Client{Timeout: 60 * time.Second}
+}
+
+// grpcClient returns an HTTP client that speaks HTTP/2 without TLS (h2c
+// with prior knowledge), as gRPC clients do.
+func grpcHTTP() *http.Client {
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	return &http.Client{Transport: &http.Transport{Protocols: &p, TLSClientConfig: &tls.Config{}}}
+}
+
+// clients are the gRPC clients of one node.
+type clients struct {
+	sessions  lockstepv1connect.SessionServiceClient
+	locks     lockstepv1connect.LockServiceClient
+	sems      lockstepv1connect.SemaphoreServiceClient
+	rw        lockstepv1connect.RWLockServiceClient
+	barriers  lockstepv1connect.BarrierServiceClient
+	elections lockstepv1connect.ElectionServiceClient
+	watch     lockstepv1connect.WatchServiceClient
+	cluster   lockstepv1connect.ClusterServiceClient
+}
+
+// grpc returns gRPC (or, with connect.WithProtoJSON(), Connect JSON)
+// clients for a node.
+func (nd *node) clients(opts ...connect.ClientOption) clients {
+	h := grpcHTTP()
+	u := nd.url()
+	return clients{
+		sessions:  lockstepv1connect.NewSessionServiceClient(h, u, opts...),
+		locks:     lockstepv1connect.NewLockServiceClient(h, u, opts...),
+		sems:      lockstepv1connect.NewSemaphoreServiceClient(h, u, opts...),
+		rw:        lockstepv1connect.NewRWLockServiceClient(h, u, opts...),
+		barriers:  lockstepv1connect.NewBarrierServiceClient(h, u, opts...),
+		elections: lockstepv1connect.NewElectionServiceClient(h, u, opts...),
+		watch:     lockstepv1connect.NewWatchServiceClient(h, u, opts...),
+		cluster:   lockstepv1connect.NewClusterServiceClient(h, u, opts...),
+	}
+}

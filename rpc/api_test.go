@@ -1,0 +1,550 @@
+package rpc_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lockstepd/lockstep/rpc"
+	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
+	"github.com/lockstepd/lockstep/rpc/gen/lockstep/v1/lockstepv1connect"
+)
+
+type testServer struct {
+	url string
+	b   *fakeBackend
+	reg *prometheus.Registry
+}
+
+func startServer(t *testing.T, opts ...func(*rpc.Options)) *testServer {
+	t.Helper()
+	b := newFakeBackend()
+	reg := prometheus.NewRegistry()
+	o := rpc.Options{Backend: b, NodeID: "node-1", Registerer: reg, MaxWait: 2 * time.Second}
+	for _, f := range opts {
+		f(&o)
+	}
+	h, err := rpc.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := rpc.NewHTTPServer(ln.Addr().String(), h, nil)
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		b.Close()
+	})
+	return &testServer{url: "http://" + ln.Addr().String(), b: b, reg: reg}
+}
+
+// call sends a REST request and decodes the JSON answer.
+func (s *testServer) call(t *testing.T, method, path, body string) (int, map[string]any) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, s.url+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	out := map[string]any{}
+	if err := json.Unmarshal(raw, &out); err != nil {
+		t.Fatalf("%s %s: answer is not JSON (%v): %q", method, path, err, raw)
+	}
+	return resp.StatusCode, out
+}
+
+func expect(t *testing.T, what string, got, want any) {
+	t.Helper()
+	if got != want {
+		t.Fatalf("%s: got %v (%T), want %v (%T)", what, got, got, want, want)
+	}
+}
+
+func expectError(t *testing.T, status int, body map[string]any, wantStatus int, wantCode string) {
+	t.Helper()
+	if status != wantStatus || body["code"] != wantCode {
+		t.Fatalf("got %d %v, want %d with code %q", status, body, wantStatus, wantCode)
+	}
+	if msg, _ := body["message"].(string); msg == "" {
+		t.Fatalf("error without a message: %v", body)
+	}
+	if len(body) != 2 {
+		t.Fatalf("error body has more than code and message: %v", body)
+	}
+}
+
+func TestRESTMutexLifecycle(t *testing.T) {
+	s := startServer(t)
+	st, a := s.call(t, "POST", "/locks/db-migrate/acquire", `{"owner":"worker-3","ttl_seconds":30}`)
+	expect(t, "status", st, 200)
+	expect(t, "acquired", a["acquired"], true)
+	expect(t, "session_created", a["session_created"], true)
+	expect(t, "outcome", a["outcome"], "OUTCOME_GRANTED")
+	tok, _ := a["fencing_token"].(string)
+	if tok == "" || tok == "0" {
+		t.Fatalf("fencing_token should be a non-zero string: %v", a)
+	}
+	if a["expires_at_ms"] == "0" || a["acquired_at_ms"] == "0" {
+		t.Fatalf("grant times missing: %v", a)
+	}
+
+	// Someone else, try once: refused, and its session is closed again.
+	st, b := s.call(t, "POST", "/locks/db-migrate/acquire", `{"owner":"worker-4"}`)
+	expect(t, "status", st, 200)
+	expect(t, "acquired", b["acquired"], false)
+	expect(t, "fencing_token", b["fencing_token"], "0")
+	expect(t, "outcome", b["outcome"], "OUTCOME_REFUSED")
+
+	// Status shows the holder.
+	st, status := s.call(t, "GET", "/locks/db-migrate/status", "")
+	expect(t, "status", st, 200)
+	expect(t, "held", status["held"], true)
+	holder := status["holder"].(map[string]any)
+	expect(t, "holder.owner", holder["owner"], "worker-3")
+	expect(t, "holder.fencing_token", holder["fencing_token"], tok)
+
+	// Renew by owner and token.
+	st, r := s.call(t, "POST", "/locks/db-migrate/renew", `{"owner":"worker-3","fencing_token":"`+tok+`"}`)
+	expect(t, "renew status", st, 200)
+	expect(t, "renew token", r["fencing_token"], tok)
+
+	// The wrong owner, or a wrong token: 409, nothing changes.
+	st, e := s.call(t, "POST", "/locks/db-migrate/release", `{"owner":"worker-4","fencing_token":"`+tok+`"}`)
+	expectError(t, st, e, 409, "conflict")
+	st, e = s.call(t, "POST", "/locks/db-migrate/release", `{"owner":"worker-3","fencing_token":"12345"}`)
+	expectError(t, st, e, 409, "conflict")
+
+	st, rel := s.call(t, "POST", "/locks/db-migrate/release", `{"owner":"worker-3","fencing_token":"`+tok+`"}`)
+	expect(t, "release status", st, 200)
+	expect(t, "released", rel["released"], true)
+	expect(t, "session_closed", rel["session_closed"], true)
+
+	// The session the acquire made is gone.
+	sid := a["session_id"].(string)
+	st, e = s.call(t, "POST", "/sessions/"+sid+"/keepalive", `{}`)
+	expectError(t, st, e, 404, "not_found")
+
+	// A stale token after release: 409.
+	st, e = s.call(t, "POST", "/locks/db-migrate/release", `{"owner":"worker-3","fencing_token":"`+tok+`"}`)
+	expectError(t, st, e, 409, "conflict")
+}
+
+func TestRESTNamesWithSlash(t *testing.T) {
+	s := startServer(t)
+	st, a := s.call(t, "POST", "/locks/jobs%2Fnightly/acquire", `{"owner":"cron"}`)
+	expect(t, "status", st, 200)
+	expect(t, "acquired", a["acquired"], true)
+	st, status := s.call(t, "GET", "/locks/jobs%2Fnightly/status", "")
+	expect(t, "status", st, 200)
+	expect(t, "name", status["name"], "jobs/nightly")
+	expect(t, "held", status["held"], true)
+	// Other escapes still decode once.
+	st, status = s.call(t, "GET", "/locks/a%20b%25c/status", "")
+	expect(t, "status", st, 200)
+	expect(t, "name", status["name"], "a b%c")
+	// An unescaped slash is another path.
+	st, e := s.call(t, "GET", "/locks/jobs/nightly/status", "")
+	expectError(t, st, e, 404, "not_found")
+}
+
+func TestRESTWaits(t *testing.T) {
+	s := startServer(t)
+	_, a := s.call(t, "POST", "/locks/w/acquire", `{"owner":"a"}`)
+	tok := a["fencing_token"].(string)
+
+	start := time.Now()
+	st, b := s.call(t, "POST", "/locks/w/acquire", `{"owner":"b","wait_timeout_ms":200}`)
+	expect(t, "status", st, 200)
+	expect(t, "acquired", b["acquired"], false)
+	expect(t, "reason", b["reason"], "REASON_TIMEOUT")
+	if d := time.Since(start); d < 190*time.Millisecond || d > 2*time.Second {
+		t.Fatalf("a 200 ms wait took %v", d)
+	}
+
+	// A waiter is granted when the holder releases.
+	done := make(chan map[string]any, 1)
+	go func() {
+		_, c := s.call(t, "POST", "/locks/w/acquire", `{"owner":"c","wait_timeout_ms":5000}`)
+		done <- c
+	}()
+	time.Sleep(100 * time.Millisecond)
+	s.call(t, "POST", "/locks/w/release", `{"owner":"a","fencing_token":"`+tok+`"}`)
+	c := <-done
+	expect(t, "acquired after release", c["acquired"], true)
+	if c["fencing_token"].(string) <= tok && len(c["fencing_token"].(string)) <= len(tok) {
+		t.Fatalf("the next token %v does not exceed %v", c["fencing_token"], tok)
+	}
+
+	// REST caps waits at MaxWait (2 s here): -1 waits 2 s, not forever.
+	start = time.Now()
+	_, d := s.call(t, "POST", "/locks/w/acquire", `{"owner":"d","wait_timeout_ms":-1}`)
+	expect(t, "acquired", d["acquired"], false)
+	if el := time.Since(start); el < 1900*time.Millisecond || el > 4*time.Second {
+		t.Fatalf("a capped REST wait took %v, want about 2 s", el)
+	}
+}
+
+func TestRESTBadInputs(t *testing.T) {
+	s := startServer(t)
+	long := strings.Repeat("x", 257)
+	cases := []struct {
+		method, path, body string
+		status             int
+		code               string
+	}{
+		{"POST", "/locks/a/acquire", `{"owner":`, 400, "invalid_argument"},
+		{"POST", "/locks/a/acquire", `{"wait_timout_ms": 10}`, 400, "invalid_argument"},
+		{"POST", "/locks/a/acquire", `{"ttl_seconds": 5, "ttl_ms": 5000}`, 400, "invalid_argument"},
+		{"POST", "/locks/a/acquire", `{"ttl_ms": 1}`, 400, "invalid_argument"},
+		{"POST", "/locks/a/acquire", `{"wait_timeout_ms": -5}`, 400, "invalid_argument"},
+		{"POST", "/locks/" + long + "/acquire", `{}`, 400, "invalid_argument"},
+		{"POST", "/locks/a%07b/acquire", `{}`, 400, "invalid_argument"},
+		{"POST", "/locks/a/acquire", `{"session_id": "1", "ttl_seconds": 5}`, 400, "invalid_argument"},
+		{"POST", "/locks/a/release", `{"owner": "x"}`, 400, "invalid_argument"},
+		{"POST", "/locks/a/release", `{"fencing_token": "5"}`, 400, "invalid_argument"},
+		{"POST", "/rwlocks/a/acquire", `{"mode": "exclusive"}`, 400, "invalid_argument"},
+		{"POST", "/semaphores/a/acquire", `{"permits": 2}`, 400, "invalid_argument"},
+		{"POST", "/semaphores/a/acquire", `{"limit": 2, "permits": 3}`, 400, "invalid_argument"},
+		{"POST", "/barriers/a/wait", `{"parties": 1}`, 400, "invalid_argument"},
+		{"POST", "/sessions", `{"owner": "auto:me"}`, 400, "invalid_argument"},
+		{"POST", "/sessions", `{"client_id": "c"}`, 400, "invalid_argument"},
+		{"POST", "/sessions/0/keepalive", `{}`, 400, "invalid_argument"},
+		{"POST", "/sessions/99/keepalive", `{}`, 404, "not_found"},
+		{"DELETE", "/sessions/99", ``, 404, "not_found"},
+		{"GET", "/nowhere", ``, 404, "not_found"},
+		{"GET", "/locks/a/acquire", ``, 405, "method_not_allowed"},
+		{"POST", "/locks/a/acquire", `{"value": "` + strings.Repeat("QUFB", 400) + `"}`, 400, "invalid_argument"},
+	}
+	for _, c := range cases {
+		st, body := s.call(t, c.method, c.path, c.body)
+		if st != c.status || body["code"] != c.code || body["message"] == "" {
+			t.Errorf("%s %s %s: got %d %v, want %d %s", c.method, c.path, c.body, st, body, c.status, c.code)
+		}
+	}
+}
+
+func TestRESTSemaphoreRWLockBarrierElection(t *testing.T) {
+	s := startServer(t)
+	// Semaphore: limit 3, two holders of 2 don't fit.
+	_, a := s.call(t, "POST", "/semaphores/gpu/acquire", `{"owner":"j1","limit":3,"permits":2}`)
+	expect(t, "sem a", a["acquired"], true)
+	expect(t, "sem limit", a["limit"], "3")
+	_, b := s.call(t, "POST", "/semaphores/gpu/acquire", `{"owner":"j2","permits":2}`)
+	expect(t, "sem b", b["acquired"], false)
+	_, c := s.call(t, "POST", "/semaphores/gpu/acquire", `{"owner":"j3","limit":3}`)
+	expect(t, "sem c", c["acquired"], true)
+	st, e := s.call(t, "POST", "/semaphores/gpu/acquire", `{"owner":"j4","limit":4}`)
+	expectError(t, st, e, 400, "failed_precondition")
+	_, ss := s.call(t, "GET", "/semaphores/gpu/status", "")
+	expect(t, "available", ss["available"], "0")
+	expect(t, "holders", len(ss["holders"].([]any)), 2)
+
+	// RW lock: two readers share, a writer is refused.
+	_, r1 := s.call(t, "POST", "/rwlocks/cfg/acquire", `{"owner":"r1","mode":"read"}`)
+	_, r2 := s.call(t, "POST", "/rwlocks/cfg/acquire", `{"owner":"r2","mode":"read"}`)
+	_, w := s.call(t, "POST", "/rwlocks/cfg/acquire", `{"owner":"w","mode":"write"}`)
+	expect(t, "r1", r1["acquired"], true)
+	expect(t, "r2", r2["acquired"], true)
+	expect(t, "w", w["acquired"], false)
+	_, rs := s.call(t, "GET", "/rwlocks/cfg/status", "")
+	expect(t, "rw mode", rs["mode"], "read")
+
+	// Barrier of 2: the first waits, the second releases both.
+	first := make(chan map[string]any, 1)
+	go func() {
+		_, x := s.call(t, "POST", "/barriers/stage/wait", `{"parties":2,"participant":"p1","wait_timeout_ms":5000}`)
+		first <- x
+	}()
+	time.Sleep(100 * time.Millisecond)
+	_, bs := s.call(t, "GET", "/barriers/stage/status", "")
+	expect(t, "barrier waiters", len(bs["waiters"].([]any)), 1)
+	_, p2 := s.call(t, "POST", "/barriers/stage/wait", `{"parties":2,"participant":"p2"}`)
+	expect(t, "p2 released", p2["released"], true)
+	p1 := <-first
+	expect(t, "p1 released", p1["released"], true)
+	expect(t, "same generation", p1["generation"], p2["generation"])
+
+	// Election: the first candidate leads, resigns, the leader is gone.
+	_, l := s.call(t, "POST", "/election/sched/campaign", `{"candidate":"node-a","value":"YQ=="}`)
+	expect(t, "elected", l["elected"], true)
+	_, ld := s.call(t, "GET", "/election/sched/leader", "")
+	expect(t, "has_leader", ld["has_leader"], true)
+	expect(t, "leader", ld["leader"].(map[string]any)["candidate"], "node-a")
+	_, rg := s.call(t, "POST", "/election/sched/resign", `{"candidate":"node-a","fencing_token":"`+l["fencing_token"].(string)+`"}`)
+	expect(t, "resigned", rg["resigned"], true)
+	expect(t, "session closed", rg["session_closed"], true)
+	_, ld = s.call(t, "GET", "/election/sched/leader", "")
+	expect(t, "has_leader after resign", ld["has_leader"], false)
+}
+
+func TestSessionsHealthClusterStatus(t *testing.T) {
+	s := startServer(t)
+	st, cs := s.call(t, "POST", "/sessions", `{"ttl_ms": 500, "owner": "me"}`)
+	expect(t, "status", st, 200)
+	expect(t, "ttl_ms", cs["ttl_ms"], "500")
+	sid := cs["session_id"].(string)
+	st, ka := s.call(t, "POST", "/sessions/"+sid+"/keepalive", `{}`)
+	expect(t, "keepalive", st, 200)
+	expect(t, "keepalive ttl", ka["ttl_ms"], "500")
+	// Held with the session; it expires without keepalives and the lock goes.
+	_, a := s.call(t, "POST", "/locks/lease/acquire", `{"session_id":"`+sid+`"}`)
+	expect(t, "acquired", a["acquired"], true)
+	time.Sleep(700 * time.Millisecond)
+	_, ls := s.call(t, "GET", "/locks/lease/status", "")
+	expect(t, "held after expiry", ls["held"], false)
+	st, _ = s.call(t, "DELETE", "/sessions/"+sid, "")
+	expect(t, "close expired", st, 404)
+
+	st, h := s.call(t, "GET", "/health", "")
+	expect(t, "health", st, 200)
+	expect(t, "health status", h["status"], "serving")
+	s.b.mu.Lock()
+	s.b.healthy = false
+	s.b.down = errNoQuorum
+	s.b.mu.Unlock()
+	st, h = s.call(t, "GET", "/health", "")
+	expectError(t, st, h, 503, "unavailable")
+	st, e := s.call(t, "POST", "/locks/x/acquire", `{}`)
+	expectError(t, st, e, 503, "unavailable")
+
+	st, c := s.call(t, "GET", "/cluster/status", "")
+	expect(t, "cluster status", st, 200)
+	expect(t, "node_id", c["node_id"], "node-1")
+	shard := c["shards"].([]any)[0].(map[string]any)
+	expect(t, "role", shard["role"], "leader")
+	expect(t, "leader_id", shard["leader_id"], "node-1")
+	if _, ok := shard["applied_index"]; !ok {
+		t.Fatalf("no applied_index: %v", shard)
+	}
+}
+
+func TestConnectJSONAndGRPC(t *testing.T) {
+	s := startServer(t)
+	// Connect JSON by hand: snake_case out, Connect's error JSON.
+	resp, err := http.Post(s.url+lockstepv1connect.SessionServiceCreateProcedure, "application/json", strings.NewReader(`{"ttlSeconds": 10}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !bytes.Contains(raw, []byte(`"session_id"`)) || !bytes.Contains(raw, []byte(`"ttl_ms":"10000"`)) {
+		t.Fatalf("Connect JSON create: %d %s", resp.StatusCode, raw)
+	}
+	resp, err = http.Post(s.url+lockstepv1connect.LockServiceReleaseProcedure, "application/json", strings.NewReader(`{"name":"n","owner":"o","fencing_token":"7"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 409 || !bytes.Contains(raw, []byte(`"code":"aborted"`)) {
+		t.Fatalf("Connect JSON conflict: %d %s", resp.StatusCode, raw)
+	}
+
+	// gRPC over h2c.
+	h2c := &http.Client{Transport: &http.Transport{
+		Protocols:       func() *http.Protocols { var p http.Protocols; p.SetUnencryptedHTTP2(true); return &p }(),
+		TLSClientConfig: &tls.Config{},
+	}}
+	ctx := context.Background()
+	sessions := lockstepv1connect.NewSessionServiceClient(h2c, s.url, connect.WithGRPC())
+	locks := lockstepv1connect.NewLockServiceClient(h2c, s.url, connect.WithGRPC())
+	cr, err := sessions.Create(ctx, connect.NewRequest(&pb.CreateSessionRequest{TtlSeconds: 10, ClientId: "c1", RequestSeq: 1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A retry with the same client_id and request_seq gets the same session.
+	again, err := sessions.Create(ctx, connect.NewRequest(&pb.CreateSessionRequest{TtlSeconds: 10, ClientId: "c1", RequestSeq: 1}))
+	if err != nil || again.Msg.SessionId != cr.Msg.SessionId {
+		t.Fatalf("retried create: %v %v, want session %d", again, err, cr.Msg.SessionId)
+	}
+	ar, err := locks.Acquire(ctx, connect.NewRequest(&pb.AcquireLockRequest{Name: "g", SessionId: cr.Msg.SessionId, ClientId: "c1", RequestSeq: 2}))
+	if err != nil || !ar.Msg.Acquired {
+		t.Fatalf("gRPC acquire: %v %v", ar, err)
+	}
+	fence, err := locks.CheckFence(ctx, connect.NewRequest(&pb.CheckFenceRequest{Name: "g", FencingToken: ar.Msg.FencingToken}))
+	if err != nil || !fence.Msg.Valid {
+		t.Fatalf("check fence: %v %v", fence, err)
+	}
+	_, err = locks.Release(ctx, connect.NewRequest(&pb.ReleaseLockRequest{Name: "g", SessionId: cr.Msg.SessionId, FencingToken: ar.Msg.FencingToken + 1}))
+	if connect.CodeOf(err) != connect.CodeAborted {
+		t.Fatalf("release with a wrong token: %v, want aborted", err)
+	}
+	_, err = locks.Acquire(ctx, connect.NewRequest(&pb.AcquireLockRequest{Name: ""}))
+	if connect.CodeOf(err) != connect.CodeInvalidArgument {
+		t.Fatalf("empty name: %v, want invalid_argument", err)
+	}
+	// Watch sees the release.
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	watch := lockstepv1connect.NewWatchServiceClient(h2c, s.url, connect.WithGRPC())
+	stream, err := watch.Watch(wctx, connect.NewRequest(&pb.WatchRequest{Target: &pb.WatchRequest_Name{Name: "g"}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		_, _ = locks.Release(ctx, connect.NewRequest(&pb.ReleaseLockRequest{Name: "g", SessionId: cr.Msg.SessionId, FencingToken: ar.Msg.FencingToken}))
+	}()
+	for stream.Receive() && len(stream.Msg().Events) == 0 {
+	}
+	if stream.Err() != nil {
+		t.Fatalf("watch: %v", stream.Err())
+	}
+	ev := stream.Msg().Events[0]
+	if ev.Type != pb.EventType_EVENT_TYPE_RELEASED || ev.FencingToken != ar.Msg.FencingToken || ev.Name != "g" {
+		t.Fatalf("watch event: %v", ev)
+	}
+	cancel()
+
+	// Metrics counted the acquire.
+	mfs, err := s.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, mf := range mfs {
+		if mf.GetName() == "lock_acquisitions_total" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatal("lock_acquisitions_total not exported")
+	}
+}
+
+type keyAuth struct{}
+
+func (keyAuth) Authenticate(_ context.Context, _ string, h http.Header) (rpc.Principal, error) {
+	if h.Get("Authorization") == "" {
+		return rpc.Principal{}, errors.New("no credentials: send Authorization")
+	}
+	return rpc.Principal{ID: strings.TrimPrefix(h.Get("Authorization"), "Bearer ")}, nil
+}
+
+type readOnly struct{}
+
+func (readOnly) Authorize(_ context.Context, who rpc.Principal, procedure string, _ any) error {
+	if who.ID == "reader" && !strings.HasSuffix(procedure, "/Status") {
+		return errors.New(who.ID + " may only read")
+	}
+	return nil
+}
+
+type auditLog struct {
+	mu   sync.Mutex
+	recs []rpc.AuditRecord
+}
+
+func (a *auditLog) Audit(_ context.Context, r rpc.AuditRecord) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.recs = append(a.recs, r)
+}
+
+// TestSecuritySlots shows that the interceptor chain's slots answer
+// DESIGN's 401 and 403 over REST and see REST requests, and that audit
+// records the caller and the outcome.
+func TestSecuritySlots(t *testing.T) {
+	audit := &auditLog{}
+	s := startServer(t, func(o *rpc.Options) {
+		o.Authenticator, o.Authorizer, o.Auditor = keyAuth{}, readOnly{}, audit
+	})
+	st, e := s.call(t, "POST", "/locks/a/acquire", `{}`)
+	expectError(t, st, e, 401, "unauthenticated")
+
+	req, _ := http.NewRequest("POST", s.url+"/locks/a/acquire", strings.NewReader(`{}`))
+	req.Header.Set("Authorization", "Bearer reader")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 403 || !strings.Contains(string(body), `"code":"permission_denied"`) {
+		t.Fatalf("a reader acquiring: %d %s", resp.StatusCode, body)
+	}
+
+	req, _ = http.NewRequest("GET", s.url+"/locks/a/status", nil)
+	req.Header.Set("Authorization", "Bearer reader")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	expect(t, "a reader reading", resp.StatusCode, 200)
+
+	audit.mu.Lock()
+	defer audit.mu.Unlock()
+	if len(audit.recs) != 2 {
+		t.Fatalf("audit records: %+v (the unauthenticated request is refused before audit)", audit.recs)
+	}
+	denied, read := audit.recs[0], audit.recs[1]
+	if denied.Principal.ID != "reader" || denied.Code != connect.CodePermissionDenied || denied.Procedure != lockstepv1connect.LockServiceAcquireProcedure {
+		t.Fatalf("audit of the denied acquire: %+v", denied)
+	}
+	if read.Code != 0 || read.Procedure != lockstepv1connect.LockServiceStatusProcedure {
+		t.Fatalf("audit of the read: %+v", read)
+	}
+}
+
+// TestBodyDeadline shows that a slow body is cut off while a long wait,
+// whose body arrived at once, is not: over HTTP/1.1 a read deadline left
+// armed would cancel the waiting request.
+func TestBodyDeadline(t *testing.T) {
+	s := startServer(t, func(o *rpc.Options) { o.BodyReadTimeout = 300 * time.Millisecond })
+	s.call(t, "POST", "/locks/w/acquire", `{"owner":"a"}`)
+	start := time.Now()
+	st, b := s.call(t, "POST", "/locks/w/acquire", `{"owner":"b","wait_timeout_ms":1000}`)
+	expect(t, "status", st, 200)
+	expect(t, "reason", b["reason"], "REASON_TIMEOUT")
+	if d := time.Since(start); d < 950*time.Millisecond {
+		t.Fatalf("the wait ended after %v, before its 1 s", d)
+	}
+
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /locks/x/acquire HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"owner\"")
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	start = time.Now()
+	reply, _ := io.ReadAll(conn)
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("a slow body held the connection for %v: %q", d, reply)
+	}
+	if bytes.HasPrefix(reply, []byte("HTTP/1.1 200")) {
+		t.Fatalf("a slow body was answered 200: %s", reply)
+	}
+}

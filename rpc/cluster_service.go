@@ -1,0 +1,118 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"strconv"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+
+	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
+)
+
+// ClusterHandler serves lockstep.v1.ClusterService, and answers the gRPC
+// health protocol (grpc.health.v1) with the same verdict as /health.
+type ClusterHandler struct{ *service }
+
+// memberError is apiError for membership calls: the runtime's plain errors
+// there are refusals of the request (not a member, the last member, an
+// address taken), so they answer failed_precondition with the runtime's
+// message rather than internal.
+func (h ClusterHandler) memberError(err error) error {
+	err = h.apiError(err)
+	if connect.CodeOf(err) == connect.CodeInternal {
+		var cerr *connect.Error
+		if errors.As(err, &cerr) {
+			return connect.NewError(connect.CodeFailedPrecondition, errors.New(cerr.Message()))
+		}
+	}
+	return err
+}
+
+var errNotServing = errors.New("this node cannot serve: some shard has no leader it can reach (no quorum, or still electing); try another node")
+
+func (h ClusterHandler) Health(ctx context.Context, _ *connect.Request[pb.HealthRequest]) (*connect.Response[pb.HealthResponse], error) {
+	if !h.b.Healthy() {
+		return nil, connect.NewError(connect.CodeUnavailable, errNotServing)
+	}
+	return connect.NewResponse(&pb.HealthResponse{Status: "serving", NodeId: h.opts.NodeID}), nil
+}
+
+func (h ClusterHandler) Status(ctx context.Context, _ *connect.Request[pb.ClusterStatusRequest]) (*connect.Response[pb.ClusterStatusResponse], error) {
+	ctx, cancel := context.WithTimeout(ctx, h.opts.RequestTimeout)
+	defer cancel()
+	st, err := h.b.Status(ctx)
+	if err != nil {
+		return nil, h.apiError(err)
+	}
+	out := &pb.ClusterStatusResponse{NodeId: st.NodeID}
+	// Every shard has the same members (membership changes apply to all).
+	var members []*pb.Member
+	for _, m := range st.Members {
+		members = append(members, &pb.Member{NodeId: m.NodeID, RaftAddress: m.RaftAddress})
+	}
+	for _, s := range st.Shards {
+		out.Shards = append(out.Shards, &pb.ShardStatus{ShardId: s.ShardID, LeaderId: s.LeaderID, Role: s.Role, Term: s.Term,
+			AppliedIndex: s.AppliedIndex, Members: members})
+	}
+	return connect.NewResponse(out), nil
+}
+
+// incarnationAdder is a backend that says which cluster.incarnation a node
+// added back after a removal must start with (Raft never reuses a removed
+// replica id).
+type incarnationAdder interface {
+	AddNodeIncarnation(ctx context.Context, nodeID, raftAddress string) (int, error)
+}
+
+// IncarnationHeader carries, in AddNode's answer, the cluster.incarnation
+// the added node must start with (--incarnation): 0 for a node id never
+// removed before. AddNodeResponse has no field for it yet.
+const IncarnationHeader = "Lockstep-Incarnation"
+
+func (h ClusterHandler) AddNode(ctx context.Context, req *connect.Request[pb.AddNodeRequest]) (*connect.Response[pb.AddNodeResponse], error) {
+	ctx, cancel := context.WithTimeout(ctx, h.opts.RequestTimeout)
+	defer cancel()
+	resp := connect.NewResponse(&pb.AddNodeResponse{})
+	if a, ok := h.b.(incarnationAdder); ok {
+		inc, err := a.AddNodeIncarnation(ctx, req.Msg.NodeId, req.Msg.RaftAddress)
+		if err != nil {
+			return nil, h.memberError(err)
+		}
+		resp.Header().Set(IncarnationHeader, strconv.Itoa(inc))
+		return resp, nil
+	}
+	if err := h.b.AddNode(ctx, req.Msg.NodeId, req.Msg.RaftAddress); err != nil {
+		return nil, h.memberError(err)
+	}
+	return resp, nil
+}
+
+func (h ClusterHandler) RemoveNode(ctx context.Context, req *connect.Request[pb.RemoveNodeRequest]) (*connect.Response[pb.RemoveNodeResponse], error) {
+	ctx, cancel := context.WithTimeout(ctx, h.opts.RequestTimeout)
+	defer cancel()
+	if err := h.b.RemoveNode(ctx, req.Msg.NodeId); err != nil {
+		return nil, h.memberError(err)
+	}
+	return connect.NewResponse(&pb.RemoveNodeResponse{}), nil
+}
+
+func (h ClusterHandler) TransferLeadership(ctx context.Context, req *connect.Request[pb.TransferLeadershipRequest]) (*connect.Response[pb.TransferLeadershipResponse], error) {
+	if err := h.b.TransferLeadership(ctx, req.Msg.ShardId, req.Msg.TargetNodeId); err != nil {
+		return nil, h.memberError(err)
+	}
+	return connect.NewResponse(&pb.TransferLeadershipResponse{}), nil
+}
+
+// Check answers grpc.health.v1.Health/Check: SERVING when this node can
+// serve, for the whole server ("") and for each lockstep.v1 service.
+func (h ClusterHandler) Check(_ context.Context, req *grpchealth.CheckRequest) (*grpchealth.CheckResponse, error) {
+	if req.Service != "" && !isService(req.Service) {
+		return nil, connect.NewError(connect.CodeNotFound, errors.New("unknown service "+req.Service))
+	}
+	if h.b.Healthy() {
+		return &grpchealth.CheckResponse{Status: grpchealth.StatusServing}, nil
+	}
+	return &grpchealth.CheckResponse{Status: grpchealth.StatusNotServing}, nil
+}

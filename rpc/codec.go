@@ -1,0 +1,106 @@
+package rpc
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/vanguard"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// DESIGN.md wants JSON in the proto field names (fencing_token), while
+// protojson, connect-go and vanguard all default to lowerCamelCase
+// (fencingToken). Every JSON that leaves the server goes through one of the
+// two codecs below. Both emit unpopulated fields, so that "acquired": false
+// and "fencing_token": "0" are said rather than left out. Input accepts both
+// spellings, as proto3 JSON always does.
+
+var jsonOut = protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}
+
+// connectJSON is the Connect handlers' JSON codec (Connect JSON and
+// gRPC-Web JSON clients). Unknown fields are discarded, as connect-go does by
+// default, so that a client built from a newer schema still works.
+type connectJSON struct{ name string }
+
+// connectCodecs replaces both names under which connect-go registers JSON.
+func connectCodecs() []connect.HandlerOption {
+	return []connect.HandlerOption{
+		connect.WithCodec(connectJSON{name: "json"}),
+		connect.WithCodec(connectJSON{name: "json; charset=utf-8"}),
+	}
+}
+
+func (c connectJSON) Name() string { return c.name }
+
+func (c connectJSON) IsBinary() bool { return false }
+
+func (c connectJSON) Marshal(msg any) ([]byte, error) {
+	m, ok := msg.(proto.Message)
+	if !ok {
+		return nil, fmt.Errorf("json codec: %T is not a protobuf message", msg)
+	}
+	return jsonOut.Marshal(m)
+}
+
+func (c connectJSON) MarshalStable(msg any) ([]byte, error) {
+	out, err := c.Marshal(msg)
+	if err != nil {
+		return nil, err
+	}
+	// protojson randomizes whitespace on purpose; compact it for stability.
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, out); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func (c connectJSON) Unmarshal(data []byte, msg any) error {
+	m, ok := msg.(proto.Message)
+	if !ok {
+		return fmt.Errorf("json codec: %T is not a protobuf message", msg)
+	}
+	if len(data) == 0 {
+		return errors.New("the body is empty: send a JSON object, {} at least")
+	}
+	return protojson.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(data, m)
+}
+
+// restJSON is the transcoder's JSON codec, used for REST bodies in and out.
+// Unlike the Connect codec it refuses unknown fields: a REST caller who
+// misspells wait_timeout_ms learns it from a 400 instead of silently trying
+// once.
+func restJSON(res vanguard.TypeResolver) vanguard.Codec {
+	out := jsonOut
+	out.Resolver = res
+	return restCodec{vanguard.JSONCodec{
+		MarshalOptions:   out,
+		UnmarshalOptions: protojson.UnmarshalOptions{Resolver: res, DiscardUnknown: false},
+	}}
+}
+
+// restCodec makes a body that does not decode a 400 (vanguard reports a
+// codec's plain error as a 500).
+type restCodec struct{ vanguard.JSONCodec }
+
+func (c restCodec) Unmarshal(data []byte, msg proto.Message) error {
+	return badBody(c.JSONCodec.Unmarshal(data, msg))
+}
+
+func (c restCodec) UnmarshalField(data []byte, msg proto.Message, field protoreflect.FieldDescriptor) error {
+	return badBody(c.JSONCodec.UnmarshalField(data, msg, field))
+}
+
+func badBody(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := strings.TrimPrefix(err.Error(), "proto: ")
+	return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("the JSON body does not decode: %s (fields are the snake_case names of docs/api.md)", msg))
+}

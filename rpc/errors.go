@@ -1,0 +1,95 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"connectrpc.com/connect"
+
+	"github.com/lockstepd/lockstep/core"
+	"github.com/lockstepd/lockstep/runtime"
+)
+
+// Every error a handler returns is a *connect.Error whose code says what
+// happened; REST callers see it as the HTTP status of DESIGN.md and a
+// {"code", "message"} body (rest.go):
+//
+//	core invalid_argument     InvalidArgument     400 invalid_argument
+//	core failed_precondition  FailedPrecondition  400 failed_precondition
+//	core not_found            NotFound            404 not_found
+//	core conflict             Aborted             409 conflict
+//	core resource_exhausted   ResourceExhausted   429 resource_exhausted
+//	no quorum, shutting down  Unavailable         503 unavailable
+//	watch history compacted   OutOfRange          400 out_of_range
+//	(security issue)          Unauthenticated     401 unauthenticated
+//	(security issue)          PermissionDenied    403 permission_denied
+//
+// Conflict (a wrong holder or a stale fencing token) is Aborted because that
+// is gRPC's code for "a concurrency check failed: re-read and decide again",
+// and it is the code that maps to 409.
+
+var coreCodes = map[core.Code]connect.Code{
+	core.CodeInvalidArgument:    connect.CodeInvalidArgument,
+	core.CodeNotFound:           connect.CodeNotFound,
+	core.CodeFailedPrecondition: connect.CodeFailedPrecondition,
+	core.CodeResourceExhausted:  connect.CodeResourceExhausted,
+	core.CodeConflict:           connect.CodeAborted,
+}
+
+// restCodeName is the "code" of a REST error body: Connect's name of the
+// code, except that Aborted says what it means here.
+func restCodeName(c connect.Code) string {
+	if c == connect.CodeAborted {
+		return "conflict"
+	}
+	return c.String()
+}
+
+// apiError turns what the backend or core said into a *connect.Error.
+func (s *service) apiError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var cerr *connect.Error
+	if errors.As(err, &cerr) {
+		return err
+	}
+	var ce *core.Error
+	if errors.As(err, &ce) {
+		code, ok := coreCodes[ce.Code]
+		if !ok {
+			code = connect.CodeInternal
+		}
+		return connect.NewError(code, errors.New(ce.Msg))
+	}
+	switch {
+	case errors.Is(err, context.Canceled):
+		return connect.NewError(connect.CodeCanceled, err)
+	case errors.Is(err, context.DeadlineExceeded):
+		return connect.NewError(connect.CodeDeadlineExceeded, fmt.Errorf("%w: the request ran out of time before the cluster answered", err))
+	}
+	switch {
+	case errors.Is(err, runtime.ErrUnavailable), errors.Is(err, runtime.ErrShuttingDown):
+		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("%w: retry, on this node or another, with the same client_id and request_seq", err))
+	case errors.Is(err, runtime.ErrCompacted):
+		return connect.NewError(connect.CodeOutOfRange, fmt.Errorf("%w: read the status and watch again from its applied_index + 1", err))
+	}
+	return connect.NewError(connect.CodeInternal, err)
+}
+
+// resultError is the error of a core result, nil when it succeeded.
+func (s *service) resultError(r core.Result) error {
+	if r.Err == nil {
+		return nil
+	}
+	return s.apiError(r.Err)
+}
+
+func invalid(format string, args ...any) *connect.Error {
+	return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf(format, args...))
+}
+
+func conflict(format string, args ...any) *connect.Error {
+	return connect.NewError(connect.CodeAborted, fmt.Errorf(format, args...))
+}

@@ -1,0 +1,162 @@
+package rpc_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/lockstepd/lockstep/core"
+	"github.com/lockstepd/lockstep/runtime"
+)
+
+// fakeBackend is a one-replica stand-in for the runtime, for handler tests:
+// a core.Machine applied under a mutex, time from the wall clock, a tick
+// every 10 ms, and queued requests answered from the effects that end them.
+// It is a test double only; the integration tests run the real binary.
+type fakeBackend struct {
+	mu       sync.Mutex
+	m        *core.Machine
+	index    uint64
+	pending  map[core.WaiterID]chan core.Result
+	watchers map[chan runtime.Event]string
+	healthy  bool
+	stop     chan struct{}
+	down     error // when set, Do and Read fail with it
+}
+
+var errNoQuorum = fmt.Errorf("fake: %w", runtime.ErrUnavailable)
+
+func newFakeBackend() *fakeBackend {
+	m, err := core.New(core.DefaultLimits())
+	if err != nil {
+		panic(err)
+	}
+	f := &fakeBackend{m: m, pending: map[core.WaiterID]chan core.Result{}, watchers: map[chan runtime.Event]string{},
+		healthy: true, stop: make(chan struct{})}
+	go func() {
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-f.stop:
+				return
+			case <-t.C:
+				f.mu.Lock()
+				f.applyLocked(nil)
+				f.mu.Unlock()
+			}
+		}
+	}()
+	return f
+}
+
+func (f *fakeBackend) Close() { close(f.stop) }
+
+// applyLocked applies one entry and routes its effects.
+func (f *fakeBackend) applyLocked(cmds []core.Command) []core.Result {
+	f.index++
+	out := f.m.Apply(core.Entry{Index: f.index, Proposal: core.Proposal{Time: core.LogTime(time.Now().UnixMilli()), Commands: cmds}})
+	results := append([]core.Result(nil), out.Results...)
+	for _, e := range out.Effects {
+		for ch, prefix := range f.watchers {
+			if len(e.Name) >= len(prefix) && e.Name[:len(prefix)] == prefix {
+				select {
+				case ch <- runtime.Event{Index: out.Index, Time: out.Time, Effect: e}:
+				default:
+				}
+			}
+		}
+		if e.Waiter == 0 {
+			continue
+		}
+		ch, ok := f.pending[e.Waiter]
+		if !ok {
+			continue
+		}
+		var r core.Result
+		switch {
+		case e.Kind == core.EffectGranted && e.Object == core.KindBarrier:
+			r = core.Result{Outcome: core.OutcomeReleased, Session: e.Session, Waiter: e.Waiter, Generation: e.Generation}
+		case e.Kind == core.EffectGranted:
+			r = core.Result{Outcome: core.OutcomeGranted, Session: e.Session, Waiter: e.Waiter, Token: e.Token}
+		case e.Kind == core.EffectWaitEnded:
+			r = core.Result{Outcome: core.OutcomeRefused, Session: e.Session, Waiter: e.Waiter, Reason: e.Reason}
+		default:
+			continue
+		}
+		delete(f.pending, e.Waiter)
+		ch <- r
+	}
+	return results
+}
+
+func (f *fakeBackend) Do(ctx context.Context, cmd core.Command) (core.Result, error) {
+	f.mu.Lock()
+	if f.down != nil {
+		f.mu.Unlock()
+		return core.Result{}, f.down
+	}
+	r := f.applyLocked([]core.Command{cmd})[0]
+	if r.Err != nil || r.Outcome != core.OutcomeQueued {
+		f.mu.Unlock()
+		return r, nil
+	}
+	ch := make(chan core.Result, 1)
+	f.pending[r.Waiter] = ch
+	f.mu.Unlock()
+	select {
+	case final := <-ch:
+		return final, nil
+	case <-ctx.Done():
+		f.mu.Lock()
+		delete(f.pending, r.Waiter)
+		f.applyLocked([]core.Command{{Op: core.OpCancel, Session: r.Session, Waiter: r.Waiter}})
+		f.mu.Unlock()
+		return core.Result{}, ctx.Err()
+	}
+}
+
+func (f *fakeBackend) Read(ctx context.Context, name string, stale bool, fn func(m *core.Machine) error) (uint64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.down != nil && !stale {
+		return 0, f.down
+	}
+	return f.index, fn(f.m)
+}
+
+func (f *fakeBackend) Watch(ctx context.Context, prefix string, fromIndex uint64) (<-chan runtime.Event, error) {
+	ch := make(chan runtime.Event, 1024)
+	f.mu.Lock()
+	f.watchers[ch] = prefix
+	f.mu.Unlock()
+	go func() {
+		<-ctx.Done()
+		f.mu.Lock()
+		delete(f.watchers, ch)
+		close(ch)
+		f.mu.Unlock()
+	}()
+	return ch, nil
+}
+
+func (f *fakeBackend) Status(ctx context.Context) (runtime.ClusterStatus, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return runtime.ClusterStatus{NodeID: "node-1", Shards: []runtime.ShardStatus{{ShardID: 1, LeaderID: "node-1", Role: "leader", Term: 2,
+		AppliedIndex: f.index}},
+		Members: []runtime.Member{{NodeID: "node-1", RaftAddress: "127.0.0.1:7001"}}}, nil
+}
+
+func (f *fakeBackend) Healthy() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.healthy
+}
+
+func (f *fakeBackend) AddNode(ctx context.Context, nodeID, raftAddress string) error { return nil }
+func (f *fakeBackend) RemoveNode(ctx context.Context, nodeID string) error           { return nil }
+func (f *fakeBackend) TransferLeadership(ctx context.Context, shardID uint64, toNodeID string) error {
+	return nil
+}

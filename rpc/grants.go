@@ -1,0 +1,100 @@
+package rpc
+
+import (
+	"context"
+
+	"github.com/lockstepd/lockstep/core"
+)
+
+// The steps that acquires (mutex, semaphore, RW lock) and releases share.
+
+type acquireArgs struct {
+	cmd        core.Command // Op, Kind, Name, ClientID, Seq, WaitMs and the kind's fields
+	session    uint64
+	owner      string
+	ttlSeconds int64
+	ttlMs      int64
+}
+
+type acquired struct {
+	r      core.Result
+	lease  lease
+	holder core.Holder // when granted and still held
+}
+
+// acquire runs an acquire or a campaign in the given session or in one made
+// for it. A session made for it is closed again when nothing was granted
+// (unless the call returned while still queued: a retry may wait again).
+func (s *service) acquire(ctx context.Context, a acquireArgs) (acquired, error) {
+	l, err := s.sessionFor(ctx, a.session, a.owner, a.ttlSeconds, a.ttlMs, a.cmd.ClientID, a.cmd.Seq)
+	if err != nil {
+		return acquired{}, err
+	}
+	cmd := a.cmd
+	cmd.Session = l.id
+	cmd.Owner = a.owner
+	cmd.WaitMs = s.waitMs(ctx, cmd.WaitMs)
+	r, err := s.do(ctx, cmd)
+	if err != nil {
+		if l.created {
+			s.closeSession(ctx, l.id)
+		}
+		return acquired{}, err
+	}
+	out := acquired{r: r, lease: l}
+	switch r.Outcome {
+	case core.OutcomeGranted:
+		kind := cmd.Kind
+		if cmd.Op == core.OpCampaign {
+			kind = core.KindElection
+		}
+		out.holder, _ = s.grantDetails(ctx, kind, cmd.Name, r.Token)
+	case core.OutcomeQueued:
+	default:
+		if l.created {
+			s.closeSession(ctx, l.id)
+		}
+	}
+	return out, nil
+}
+
+type releaseArgs struct {
+	kind       core.Kind
+	name       string
+	clientID   string
+	seq        uint64
+	session    uint64
+	owner      string
+	ownerField string
+	token      uint64
+}
+
+// release ends the grant a caller names by holder and token, and closes its
+// session when the server created that session for the grant. released is
+// always true on success: a wrong holder or stale token is an error (409).
+func (s *service) release(ctx context.Context, a releaseArgs) (sessionClosed bool, err error) {
+	h, found, err := s.findHolding(ctx, a.kind, a.name, a.token, a.session, a.owner, a.ownerField, false)
+	if err != nil {
+		return false, err
+	}
+	cmd := core.Command{Op: core.OpRelease, Kind: a.kind, Name: a.name, ClientID: a.clientID, Seq: a.seq,
+		Session: core.SessionID(a.session), Token: core.FencingToken(a.token)}
+	if a.kind == core.KindElection {
+		cmd.Op, cmd.Kind = core.OpResign, 0
+	}
+	if found {
+		cmd.Session = h.holder.Session
+	} else if a.clientID == "" || (cmd.Op == core.OpResign && cmd.Session == 0) {
+		// Not held, even by the leader's account: the token is stale. Only
+		// a retry of a release that succeeded can still be answered, by
+		// core's dedupe, and that needs client_id (and resign a session).
+		return false, staleToken(a.kind, a.name, a.token)
+	}
+	if _, err := s.do(ctx, cmd); err != nil {
+		return false, err
+	}
+	if found && h.owned {
+		return s.closeSession(ctx, h.holder.Session), nil
+	}
+	return false, nil
+}

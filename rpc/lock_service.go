@@ -1,0 +1,191 @@
+package rpc
+
+import (
+	"cmp"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"slices"
+	"strings"
+
+	"connectrpc.com/connect"
+
+	"github.com/lockstepd/lockstep/core"
+	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
+)
+
+// LockHandler serves lockstep.v1.LockService (mutexes, and List and
+// CheckFence for every kind).
+type LockHandler struct{ *service }
+
+func (h LockHandler) Acquire(ctx context.Context, req *connect.Request[pb.AcquireLockRequest]) (*connect.Response[pb.AcquireLockResponse], error) {
+	m := req.Msg
+	a, err := h.acquire(ctx, acquireArgs{
+		cmd: core.Command{Op: core.OpAcquire, Kind: core.KindMutex, Name: m.Name, ClientID: m.ClientId, Seq: m.RequestSeq,
+			WaitMs: m.WaitTimeoutMs, LockDelayMs: m.LockDelayMs, MaxHoldMs: m.MaxHoldMs, Value: m.Value},
+		session: m.SessionId, owner: m.Owner, ttlSeconds: m.TtlSeconds, ttlMs: m.TtlMs,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&pb.AcquireLockResponse{
+		Acquired:       a.r.Outcome == core.OutcomeGranted,
+		FencingToken:   uint64(a.r.Token),
+		SessionId:      uint64(a.lease.id),
+		SessionCreated: a.lease.created,
+		Outcome:        outcomePB(a.r.Outcome),
+		Reason:         reasonPB(a.r.Reason),
+		WaiterId:       uint64(a.r.Waiter),
+		AcquiredAtMs:   int64(a.holder.AcquiredAt),
+		ExpiresAtMs:    int64(a.holder.ExpiresAt),
+	}), nil
+}
+
+func (h LockHandler) Release(ctx context.Context, req *connect.Request[pb.ReleaseLockRequest]) (*connect.Response[pb.ReleaseLockResponse], error) {
+	m := req.Msg
+	closed, err := h.release(ctx, releaseArgs{kind: core.KindMutex, name: m.Name, clientID: m.ClientId, seq: m.RequestSeq,
+		session: m.SessionId, owner: m.Owner, ownerField: "owner", token: m.FencingToken})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&pb.ReleaseLockResponse{Released: true, SessionClosed: closed}), nil
+}
+
+// Renew keeps the holder's session alive, after checking that the token
+// still holds the mutex: a stale token is refused (409) and renews nothing.
+func (h LockHandler) Renew(ctx context.Context, req *connect.Request[pb.RenewLockRequest]) (*connect.Response[pb.RenewLockResponse], error) {
+	m := req.Msg
+	hd, found, err := h.findHolding(ctx, core.KindMutex, m.Name, m.FencingToken, m.SessionId, m.Owner, "owner", true)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, staleToken(core.KindMutex, m.Name, m.FencingToken)
+	}
+	r, err := h.do(ctx, core.Command{Op: core.OpSessionKeepAlive, ClientID: m.ClientId, Seq: m.RequestSeq, Session: hd.holder.Session})
+	if err != nil {
+		return nil, err
+	}
+	out := &pb.RenewLockResponse{SessionId: uint64(r.Session), FencingToken: m.FencingToken, ExpiresAtMs: int64(r.Deadline)}
+	if g, ok := h.grantDetails(ctx, core.KindMutex, m.Name, core.FencingToken(m.FencingToken)); ok {
+		out.ExpiresAtMs = int64(g.ExpiresAt) // earlier when max_hold_ms ends it first
+	}
+	return connect.NewResponse(out), nil
+}
+
+func (h LockHandler) Status(ctx context.Context, req *connect.Request[pb.LockStatusRequest]) (*connect.Response[pb.LockStatusResponse], error) {
+	m := req.Msg
+	out := &pb.LockStatusResponse{Name: m.Name, Stale: m.Stale}
+	idx, err := h.read(ctx, m.Name, m.Stale, func(mc *core.Machine) error {
+		st, err := mc.Status(core.KindMutex, m.Name)
+		if err != nil {
+			return err
+		}
+		if len(st.Holders) > 0 {
+			out.Held, out.Holder = true, holderPB(st.Holders[0])
+		}
+		out.Waiters = waitersPB(st.Waiters)
+		out.BlockedUntilMs = int64(st.LockDelayUntil)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out.AppliedIndex = idx
+	return connect.NewResponse(out), nil
+}
+
+// maxPageSize bounds one List page.
+const maxPageSize = 1000
+
+// List pages through the live objects, ordered by name, then kind. The
+// page token is the last (name, kind) of the previous page.
+//
+// Core answers at most Limits.MaxListResults objects per read; a prefix
+// matching more than that lists only the first ones (core's order is kind,
+// then name), which the answer cannot page past. Narrow the prefix or the
+// kind.
+func (h LockHandler) List(ctx context.Context, req *connect.Request[pb.ListRequest]) (*connect.Response[pb.ListResponse], error) {
+	m := req.Msg
+	after, err := decodePageToken(m.PageToken)
+	if err != nil {
+		return nil, err
+	}
+	size := int(m.PageSize)
+	if size == 0 || size > maxPageSize {
+		size = maxPageSize
+	}
+	out := &pb.ListResponse{Stale: m.Stale}
+	idx, err := h.read(ctx, m.Prefix, m.Stale, func(mc *core.Machine) error {
+		list, _, err := mc.List(kindCore(m.Kind, 0), m.Prefix, 0)
+		if err != nil {
+			return err
+		}
+		slices.SortFunc(list, func(a, b core.Status) int {
+			return cmp.Or(strings.Compare(a.Name, b.Name), cmp.Compare(a.Kind, b.Kind))
+		})
+		for _, st := range list {
+			if after != nil && cmp.Or(strings.Compare(st.Name, after.name), cmp.Compare(st.Kind, after.kind)) <= 0 {
+				continue
+			}
+			if len(out.Objects) == size {
+				last := out.Objects[len(out.Objects)-1]
+				out.NextPageToken = encodePageToken(last.Name, core.Kind(last.Kind))
+				break
+			}
+			out.Objects = append(out.Objects, &pb.ObjectSummary{Kind: kindPB(st.Kind), Name: st.Name,
+				HolderCount: int64(len(st.Holders)), WaiterCount: int64(len(st.Waiters))})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out.AppliedIndex = idx
+	return connect.NewResponse(out), nil
+}
+
+type pageCursor struct {
+	name string
+	kind core.Kind
+}
+
+func encodePageToken(name string, kind core.Kind) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(fmt.Sprintf("%d/%s", kind, name)))
+}
+
+func decodePageToken(tok string) (*pageCursor, error) {
+	if tok == "" {
+		return nil, nil
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(tok)
+	var kind uint8
+	var name string
+	if err == nil {
+		k, n, ok := strings.Cut(string(raw), "/")
+		if _, serr := fmt.Sscanf(k, "%d", &kind); serr != nil || !ok {
+			err = fmt.Errorf("bad cursor")
+		}
+		name = n
+	}
+	if err != nil {
+		return nil, invalid("page_token %q is not one this server gave: pass next_page_token unchanged, or leave it empty", tok)
+	}
+	return &pageCursor{name: name, kind: core.Kind(kind)}, nil
+}
+
+// CheckFence answers linearizably whether the token is a current grant.
+func (h LockHandler) CheckFence(ctx context.Context, req *connect.Request[pb.CheckFenceRequest]) (*connect.Response[pb.CheckFenceResponse], error) {
+	m := req.Msg
+	out := &pb.CheckFenceResponse{}
+	idx, err := h.read(ctx, m.Name, false, func(mc *core.Machine) error {
+		ok, err := mc.CheckFence(kindCore(m.Kind, core.KindMutex), m.Name, core.FencingToken(m.FencingToken))
+		out.Valid = ok
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out.AppliedIndex = idx
+	return connect.NewResponse(out), nil
+}

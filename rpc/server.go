@@ -1,0 +1,194 @@
+package rpc
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+	"connectrpc.com/grpcreflect"
+	"connectrpc.com/vanguard"
+
+	"github.com/lockstepd/lockstep/rpc/gen/lockstep/v1/lockstepv1connect"
+)
+
+// serviceNames are the services this server answers, for reflection and
+// health.
+var serviceNames = []string{
+	lockstepv1connect.SessionServiceName,
+	lockstepv1connect.LockServiceName,
+	lockstepv1connect.SemaphoreServiceName,
+	lockstepv1connect.RWLockServiceName,
+	lockstepv1connect.BarrierServiceName,
+	lockstepv1connect.ElectionServiceName,
+	lockstepv1connect.WatchServiceName,
+	lockstepv1connect.ClusterServiceName,
+}
+
+func isService(name string) bool {
+	for _, s := range serviceNames {
+		if s == name {
+			return true
+		}
+	}
+	return false
+}
+
+// New builds the API's HTTP handler: every service over Connect, gRPC and
+// gRPC-Web (procedure paths go straight to the Connect handlers), the REST
+// paths of DESIGN.md through the vanguard transcoder, gRPC health and
+// reflection. Serve it with NewHTTPServer, which speaks HTTP/1.1 and h2c.
+func New(opts Options) (http.Handler, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := &service{b: opts.Backend, opts: opts}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	handlerOpts := append(connectCodecs(),
+		connect.WithInterceptors(s.interceptors(m)...),
+		connect.WithReadMaxBytes(opts.MaxRequestBytes),
+	)
+	cluster := ClusterHandler{s}
+	type mount struct {
+		path string
+		h    http.Handler
+	}
+	var mounts []mount
+	add := func(path string, h http.Handler) { mounts = append(mounts, mount{path, h}) }
+	add(lockstepv1connect.NewSessionServiceHandler(SessionHandler{s}, handlerOpts...))
+	add(lockstepv1connect.NewLockServiceHandler(LockHandler{s}, handlerOpts...))
+	add(lockstepv1connect.NewSemaphoreServiceHandler(SemaphoreHandler{s}, handlerOpts...))
+	add(lockstepv1connect.NewRWLockServiceHandler(RWLockHandler{s}, handlerOpts...))
+	add(lockstepv1connect.NewBarrierServiceHandler(BarrierHandler{s}, handlerOpts...))
+	add(lockstepv1connect.NewElectionServiceHandler(ElectionHandler{s}, handlerOpts...))
+	add(lockstepv1connect.NewWatchServiceHandler(WatchHandler{s}, handlerOpts...))
+	add(lockstepv1connect.NewClusterServiceHandler(cluster, handlerOpts...))
+
+	rpcMux := http.NewServeMux()
+	var services []*vanguard.Service
+	for _, mt := range mounts {
+		rpcMux.Handle(mt.path, mt.h)
+		services = append(services, vanguard.NewService(mt.path, mt.h))
+	}
+	rpcMux.Handle(grpchealth.NewHandler(cluster))
+	reflector := grpcreflect.NewStaticReflector(serviceNames...)
+	rpcMux.Handle(grpcreflect.NewHandlerV1(reflector))
+	rpcMux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+
+	transcoder, err := vanguard.NewTranscoder(services,
+		vanguard.WithCodec(restJSON),
+		vanguard.WithUnknownHandler(http.HandlerFunc(restNotFound)),
+		vanguard.WithDefaultServiceOptions(
+			vanguard.WithTargetCodecs(vanguard.CodecProto),
+			vanguard.WithMaxMessageBufferBytes(uint32(opts.MaxRequestBytes)),
+			vanguard.WithRESTUnmarshalOptions(vanguard.RESTUnmarshalOptions{DiscardUnknownQueryParams: false}),
+		),
+	)
+	if err != nil {
+		return nil, err
+	}
+	rest := restFront(transcoder, int64(opts.MaxRequestBytes))
+	root := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if isRPCPath(r.URL.Path) {
+			rpcMux.ServeHTTP(w, r)
+			return
+		}
+		rest.ServeHTTP(w, r)
+	})
+	// A request body larger than the message limit plus framing is refused
+	// before anything reads it, and one that arrives too slowly is cut off.
+	return bodyDeadline(http.MaxBytesHandler(root, int64(opts.MaxRequestBytes)+64<<10), opts.BodyReadTimeout), nil
+}
+
+// bodyDeadline bounds the time to read a request's body, and only the body:
+// the deadline is lifted as soon as the body has been read. http.Server's
+// ReadTimeout cannot do this: on HTTP/1.1 it stays armed after the body,
+// and when it fires during a long wait the server cancels the request.
+func bodyDeadline(next http.Handler, limit time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+			next.ServeHTTP(w, r)
+			return
+		}
+		rc := http.NewResponseController(w)
+		if err := rc.SetReadDeadline(time.Now().Add(limit)); err != nil {
+			next.ServeHTTP(w, r) // not supported by this connection: no bound
+			return
+		}
+		// A shallow copy, so that the server still sees its own body type
+		// and closes a connection whose body did not arrive whole.
+		r2 := *r
+		r2.Body = &liftingBody{ReadCloser: r.Body, lift: func() { _ = rc.SetReadDeadline(time.Time{}) }}
+		next.ServeHTTP(w, &r2)
+	})
+}
+
+// liftingBody lifts the read deadline once the whole body has arrived. A
+// body that fails (the deadline passed) keeps it, so that the server's
+// draining of the rest on Close cannot hang; that connection is closed.
+type liftingBody struct {
+	io.ReadCloser
+	lift   func()
+	lifted bool
+}
+
+func (b *liftingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF && !b.lifted {
+		b.lifted = true
+		b.lift()
+	}
+	return n, err
+}
+
+// Server timeouts and limits. Reads and idle connections are bounded:
+// headers within readHeaderTimeout, bodies within Options.BodyReadTimeout
+// (bodyDeadline), idle keep-alive connections for idleTimeout. Writes are
+// not bounded by the server because acquires wait in queues (REST up to
+// locks.max_wait_time_seconds, Connect and gRPC as long as the caller asks)
+// and Watch and Observe stream for as long as the client stays; each unary
+// call bounds itself instead: its wait plus Options.RequestTimeout.
+const (
+	readHeaderTimeout = 5 * time.Second
+	idleTimeout       = 2 * time.Minute
+	maxHeaderBytes    = 64 << 10
+	maxStreams        = 1000
+)
+
+// NewHTTPServer returns the server for the API address: HTTP/1.1 and
+// HTTP/2 without TLS (h2c, prior knowledge, as gRPC clients speak it), with
+// explicit timeouts and header limits. The errors it logs go to log.
+//
+// h2c comes from net/http's own HTTP/2 (http.Server.Protocols) rather than
+// golang.org/x/net/http2/h2c, whose NewHandler is deprecated in favour of it:
+// h2c.NewHandler hijacks each HTTP/2 connection, and hijacked connections
+// escape http.Server.Shutdown's graceful drain.
+func NewHTTPServer(addr string, h http.Handler, log *slog.Logger) *http.Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		Protocols:         &protocols,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams:      maxStreams,
+			MaxReceiveBufferPerStream: 1 << 20,
+			PingTimeout:               15 * time.Second,
+			SendPingTimeout:           time.Minute,
+		},
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}

@@ -1,0 +1,194 @@
+package rpc
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/lockstepd/lockstep/core"
+)
+
+// service is what every handler type shares: the backend, the options, and
+// the steps that several RPCs take (a session made for one request, finding
+// the holder a release names, the details of a fresh grant).
+type service struct {
+	b    Backend
+	opts Options
+}
+
+// restKey marks a request that arrived as REST (set in rest.go before the
+// transcoder): REST waits are capped by locks.max_wait_time_seconds.
+type restKey struct{}
+
+func isREST(ctx context.Context) bool { v, _ := ctx.Value(restKey{}).(bool); return v }
+
+// waitMs is the wait to propose: REST waits (and REST's -1) are capped at
+// MaxWait; Connect and gRPC callers may wait forever and cancel.
+func (s *service) waitMs(ctx context.Context, ms int64) int64 {
+	if !isREST(ctx) {
+		return ms
+	}
+	if s.opts.MaxWait == NoWait {
+		return 0
+	}
+	max := s.opts.MaxWait.Milliseconds()
+	if ms == core.WaitForever || ms > max {
+		return max
+	}
+	return ms
+}
+
+// ttlMs is a request's lease: ttl_seconds or ttl_ms, else the default.
+func (s *service) ttlMs(seconds, ms int64) int64 {
+	switch {
+	case ms != 0:
+		return ms
+	case seconds != 0:
+		return seconds * 1000
+	}
+	return s.opts.DefaultTTL.Milliseconds()
+}
+
+// do proposes a command with a deadline: the wait plus RequestTimeout, or
+// none when it waits forever (the caller cancels). A refusal by core comes
+// back as the error.
+func (s *service) do(ctx context.Context, cmd core.Command) (core.Result, error) {
+	if cmd.WaitMs != core.WaitForever {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(cmd.WaitMs)*time.Millisecond+s.opts.RequestTimeout)
+		defer cancel()
+	}
+	r, err := s.b.Do(ctx, cmd)
+	if err != nil {
+		return r, s.apiError(err)
+	}
+	return r, s.resultError(r)
+}
+
+// read runs fn linearizably, or on this node's applied state when stale.
+func (s *service) read(ctx context.Context, name string, stale bool, fn func(m *core.Machine) error) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	defer cancel()
+	idx, err := s.b.Read(ctx, name, stale, fn)
+	return idx, s.apiError(err)
+}
+
+// lease is the session a request acts in.
+type lease struct {
+	id      core.SessionID
+	created bool
+}
+
+// sessionFor returns the given session, or creates one for this request
+// alone, labelled autoOwnerPrefix+owner. With a client id, the session is
+// created under a derived one, so a retried request finds the same session.
+func (s *service) sessionFor(ctx context.Context, given uint64, owner string, ttlSeconds, ttlMs int64, clientID string, seq uint64) (lease, error) {
+	if given != 0 {
+		return lease{id: core.SessionID(given)}, nil
+	}
+	cmd := core.Command{Op: core.OpSessionCreate, TTLMs: s.ttlMs(ttlSeconds, ttlMs), Owner: autoOwnerPrefix + owner}
+	if clientID != "" {
+		cmd.ClientID, cmd.Seq = clientID+implicitSuffix, seq
+	}
+	r, err := s.do(ctx, cmd)
+	if err != nil {
+		return lease{}, err
+	}
+	return lease{id: r.Session, created: true}, nil
+}
+
+// closeSession closes a session the server created, after the request it
+// served ended. A session that is already gone is fine.
+func (s *service) closeSession(ctx context.Context, id core.SessionID) bool {
+	_, err := s.do(context.WithoutCancel(ctx), core.Command{Op: core.OpSessionClose, Session: id})
+	if err != nil && connect.CodeOf(err) != connect.CodeNotFound {
+		s.opts.Logger.Warn("closing a session created for one request failed; it will expire with its TTL",
+			"session", uint64(id), "err", err)
+		return false
+	}
+	return true
+}
+
+// holding is a grant that a release, renew or resign named, found in the
+// state: its holder entry, and whether its session is one the server created
+// for the grant and holds nothing else (so ending the grant closes it).
+type holding struct {
+	holder core.Holder
+	owned  bool
+}
+
+// findHolding finds the grant with token on the object and checks that the
+// caller named its holder (session or owner label): a wrong holder is a
+// conflict. found is false when no current grant has the token.
+//
+// Unless linearizable, it reads this node's state first, which is enough to
+// find a grant that exists (tokens never change hands, and core checks the
+// token again when the release applies); only when the grant is not there
+// does it ask the leader, so that a node that is behind does not answer 409.
+func (s *service) findHolding(ctx context.Context, kind core.Kind, name string, token, session uint64, owner, ownerField string, linearizable bool) (h holding, found bool, err error) {
+	look := func(m *core.Machine) error {
+		st, err := m.Status(kind, name)
+		if err != nil {
+			return err
+		}
+		for _, x := range st.Holders {
+			if uint64(x.Token) == token {
+				h.holder, found = x, true
+				break
+			}
+		}
+		if !found {
+			return nil
+		}
+		if info, err := m.SessionInfo(h.holder.Session); err == nil {
+			h.owned = strings.HasPrefix(info.Owner, autoOwnerPrefix) && len(info.Holds) == 1 && len(info.Waits) == 0
+		}
+		return nil
+	}
+	if !linearizable {
+		if _, err := s.read(ctx, name, true, look); err != nil {
+			return h, false, err
+		}
+	}
+	if !found {
+		if _, err := s.read(ctx, name, false, look); err != nil {
+			return h, false, err
+		}
+	}
+	switch {
+	case !found:
+		return h, false, nil
+	case session != 0 && uint64(h.holder.Session) != session:
+		return h, true, conflict("%s %q with fencing_token %d is held by another session, not session_id %d", kind, name, token, session)
+	case owner != "" && h.holder.Owner != owner:
+		return h, true, conflict("%s %q with fencing_token %d is held by %s %q, not %q", kind, name, token, ownerField, h.holder.Owner, owner)
+	}
+	return h, true, nil
+}
+
+func staleToken(kind core.Kind, name string, token uint64) error {
+	return conflict("fencing_token %d does not hold %s %q: the grant ended (released or expired) or never was; read its status", token, kind, name)
+}
+
+// grantDetails reads, on this node, the holder entry of a grant just made,
+// for the times an acquire answers. The grant was applied here before Do
+// returned, so a local read sees it unless it already ended.
+func (s *service) grantDetails(ctx context.Context, kind core.Kind, name string, token core.FencingToken) (core.Holder, bool) {
+	var out core.Holder
+	found := false
+	_, err := s.b.Read(ctx, name, true, func(m *core.Machine) error {
+		st, err := m.Status(kind, name)
+		if err != nil {
+			return err
+		}
+		for _, h := range st.Holders {
+			if h.Token == token {
+				out, found = h, true
+			}
+		}
+		return nil
+	})
+	return out, err == nil && found
+}

@@ -1,0 +1,64 @@
+package runtime
+
+import (
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lockstepd/lockstep/config"
+	"github.com/lockstepd/lockstep/core"
+)
+
+// Options start a Node.
+type Options struct {
+	Config config.Config
+	// Logger receives the runtime's logs and Dragonboat's warnings; nil: slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the metrics; nil: they are kept but not registered.
+	Registerer prometheus.Registerer
+	// Clock stamps the leader's proposals; nil: time.Now. Tests inject one.
+	Clock func() time.Time
+}
+
+// Errors Do and the other calls return besides ctx's. Test with errors.Is:
+// the returned errors wrap these with detail.
+var (
+	// ErrUnavailable: no leader or no quorum now (HTTP 503). Retrying later may succeed.
+	ErrUnavailable = errors.New("lockstep: unavailable: no leader or no quorum")
+	// ErrShuttingDown: the node is closing and takes no new requests.
+	ErrShuttingDown = errors.New("lockstep: the node is shutting down")
+	// ErrCompacted: Watch was asked to resume from an index older than the
+	// events this node still keeps.
+	ErrCompacted = errors.New("lockstep: the events before this index are no longer kept")
+)
+
+// Event is one effect of an applied entry, as Watch streams it.
+type Event struct {
+	Index  uint64       // the entry that produced it
+	Time   core.LogTime // log time after that entry
+	Effect core.Effect
+}
+
+// ClusterStatus is what /cluster/status shows.
+type ClusterStatus struct {
+	NodeID  string
+	Shards  []ShardStatus
+	Members []Member
+}
+
+// ShardStatus is one Raft group as this node sees it.
+type ShardStatus struct {
+	ShardID      uint64
+	LeaderID     string // the leader's node id; "" when none is known
+	Role         string // "leader" or "follower"
+	Term         uint64
+	AppliedIndex uint64
+}
+
+// Member is one voting member of the cluster.
+type Member struct {
+	NodeID      string
+	RaftAddress string
+}

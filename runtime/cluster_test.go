@@ -1,0 +1,321 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/lockstepd/lockstep/core"
+)
+
+// TestPrimitivesThreeNodes runs every primitive through the leader and a
+// follower, whose commands are forwarded.
+func TestPrimitivesThreeNodes(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 3})
+	testPrimitives(t, c.nodes[c.waitLeader(0)], c.nodes[c.follower()])
+}
+
+// TestQueuedAcquireWokenByReleaseOnAnotherNode: a request blocked on one
+// node is granted by a release sent to another.
+func TestQueuedAcquireWokenByReleaseOnAnotherNode(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 3})
+	a, b, x := c.nodes[0], c.nodes[1], c.nodes[2]
+	s1 := session(t, a, 30*time.Second)
+	s2 := session(t, b, 30*time.Second)
+	g := do(t, a, mutex("q", s1, 0))
+	woken := make(chan core.Result, 1)
+	go func() { woken <- do(t, b, mutex("q", s2, -1)) }()
+	eventually(t, "the waiter queues", func() bool { return len(status(t, x, core.KindMutex, "q", false).Waiters) == 1 })
+	select {
+	case r := <-woken:
+		t.Fatalf("granted before the release: %+v", r)
+	default:
+	}
+	do(t, x, core.Command{Op: core.OpRelease, Kind: core.KindMutex, Name: "q", Session: s1, Token: g.Token})
+	r := <-woken
+	if r.Outcome != core.OutcomeGranted || r.Token <= g.Token {
+		t.Fatalf("woken: %+v (first token %d)", r, g.Token)
+	}
+	if st := status(t, a, core.KindMutex, "q", false); len(st.Holders) != 1 || st.Holders[0].Session != s2 {
+		t.Errorf("status after hand-off: %+v", st)
+	}
+}
+
+// TestCancelWithdrawsWait: a queued acquire whose ctx ends is withdrawn from
+// the queue through the log, on the leader and on a follower.
+func TestCancelWithdrawsWait(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 3})
+	l, f := c.nodes[c.waitLeader(0)], c.nodes[c.follower()]
+	s1 := session(t, l, 30*time.Second)
+	do(t, l, mutex("c", s1, 0))
+	for _, n := range []*Node{l, f} {
+		s := session(t, n, 30*time.Second)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			_, err := n.Do(ctx, mutex("c", s, -1))
+			done <- err
+		}()
+		eventually(t, "the waiter queues", func() bool { return len(status(t, l, core.KindMutex, "c", false).Waiters) == 1 })
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Fatalf("%s: Do after cancel: %v", n.NodeID(), err)
+		}
+		eventually(t, "the wait is withdrawn", func() bool { return len(status(t, l, core.KindMutex, "c", false).Waiters) == 0 })
+	}
+}
+
+// TestTokensIncreaseAcrossLeaderTransfer: grants after a leadership move get
+// larger tokens, and the sessions survive it.
+func TestTokensIncreaseAcrossLeaderTransfer(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 3})
+	l := c.waitLeader(0)
+	n := c.nodes[(l+1)%3]
+	s := session(t, n, 30*time.Second)
+	var last core.FencingToken
+	for round := range 3 {
+		for range 3 {
+			g := do(t, n, mutex("tok", s, 0))
+			if g.Token <= last {
+				t.Fatalf("round %d: token %d after %d", round, g.Token, last)
+			}
+			last = g.Token
+			do(t, n, core.Command{Op: core.OpRelease, Kind: core.KindMutex, Name: "tok", Session: s, Token: g.Token})
+		}
+		from := c.waitLeader(0)
+		to := c.cfgs[(from+1)%3].Cluster.NodeID
+		if err := c.nodes[from].TransferLeadership(tctx(t), 0, to); err != nil {
+			t.Fatalf("transfer to %s: %v", to, err)
+		}
+		if got := c.cfgs[c.waitLeader(0)].Cluster.NodeID; got != to {
+			t.Fatalf("leader is %s, want %s", got, to)
+		}
+	}
+	if elections := counter(t, c.regs[0], "leader_elections_total"); elections < 4 {
+		t.Errorf("leader_elections_total = %v after 3 transfers", elections)
+	}
+}
+
+// TestReadLinearizableAndStale: a linearizable read on a follower sees a
+// write acknowledged by the leader; without a quorum it fails with
+// ErrUnavailable while a stale read still answers.
+func TestReadLinearizableAndStale(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 3})
+	l, fi := c.waitLeader(0), c.follower()
+	f := c.nodes[fi]
+	s := session(t, c.nodes[l], 30*time.Second)
+	for i := range 20 {
+		name := string(rune('a' + i))
+		g := do(t, c.nodes[l], mutex(name, s, 0))
+		// Linearizable: the follower's read waits for the write's entry.
+		idx, err := f.Read(tctx(t), name, false, func(m *core.Machine) error {
+			st, err := m.Status(core.KindMutex, name)
+			if err == nil && (len(st.Holders) != 1 || st.Holders[0].Token != g.Token) {
+				t.Errorf("linearizable read of %s on a follower: %+v, want token %d", name, st, g.Token)
+			}
+			return err
+		})
+		if err != nil || idx < g.Token.LogIndex() {
+			t.Fatalf("read: index %d, %v (the grant is at %d)", idx, err, g.Token.LogIndex())
+		}
+	}
+	// fn's own error comes back as is.
+	if _, err := f.Read(tctx(t), "", false, func(m *core.Machine) error {
+		_, err := m.Status(core.KindMutex, "")
+		return err
+	}); core.CodeOf(err) != core.CodeInvalidArgument {
+		t.Errorf("read error: %v", err)
+	}
+
+	// Stop the other two: no quorum.
+	for i := range c.nodes {
+		if i != fi {
+			c.stop(i)
+		}
+	}
+	start := time.Now()
+	_, err := f.Read(context.Background(), "a", false, func(*core.Machine) error { return nil })
+	if !isUnavailable(err) {
+		t.Errorf("linearizable read without quorum: %v, want ErrUnavailable", err)
+	}
+	t.Logf("linearizable read without quorum failed after %v", time.Since(start).Round(time.Millisecond))
+	if st := status(t, f, core.KindMutex, "a", true); len(st.Holders) != 1 {
+		t.Errorf("stale read: %+v", st)
+	}
+	start = time.Now()
+	if _, err := f.Do(context.Background(), mutex("z", s, 0)); !isUnavailable(err) {
+		t.Errorf("Do without quorum: %v, want ErrUnavailable", err)
+	}
+	t.Logf("Do without quorum failed after %v", time.Since(start).Round(time.Millisecond))
+	if f.Healthy() {
+		st, _ := f.Status(context.Background())
+		t.Logf("still healthy without quorum: %+v", st)
+	}
+}
+
+// TestSessionExpiryReleases: a session that stops keeping alive loses its
+// grants, and a watcher sees it.
+func TestSessionExpiryReleases(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 3})
+	n := c.nodes[c.follower()]
+	events, err := n.Watch(tctx(t), "exp/", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := session(t, n, time.Second)
+	g := do(t, n, mutex("exp/a", s, 0))
+	for i := range 3 { // kept alive: still held past its first TTL
+		time.Sleep(400 * time.Millisecond)
+		do(t, n, core.Command{Op: core.OpSessionKeepAlive, Session: s})
+		if st := status(t, n, core.KindMutex, "exp/a", false); len(st.Holders) != 1 {
+			t.Fatalf("keepalive %d: released early: %+v", i, st)
+		}
+	}
+	eventually(t, "the grant is released", func() bool { return len(status(t, n, core.KindMutex, "exp/a", false).Holders) == 0 })
+	var kinds []core.EffectKind
+	for ev := range events {
+		if ev.Effect.Name != "exp/a" {
+			t.Errorf("watch of exp/ got %+v", ev)
+		}
+		kinds = append(kinds, ev.Effect.Kind)
+		if ev.Effect.Kind == core.EffectReleased {
+			if ev.Effect.Reason != core.ReasonSessionExpired || ev.Effect.Token != g.Token {
+				t.Errorf("release event: %+v", ev)
+			}
+			break
+		}
+	}
+	t.Logf("watch saw %v", kinds)
+}
+
+// TestLeaderChangeExtendsSessions: with a clock the test moves, a session
+// past its deadline in the old leader's log time survives a leader change,
+// because the new leader's first entry extends every session by its TTL.
+func TestLeaderChangeExtendsSessions(t *testing.T) {
+	clock := newTestClock()
+	c := newTestCluster(t, clusterOpts{size: 3, clock: clock.now})
+	l := c.waitLeader(0)
+	s := session(t, c.nodes[l], 10*time.Second)
+	logNow := func() core.LogTime {
+		var now core.LogTime
+		if _, err := c.nodes[c.waitLeader(0)].Read(tctx(t), "", false, func(m *core.Machine) error {
+			now = m.Now()
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return now
+	}
+	alive := func() bool {
+		_, err := c.nodes[c.waitLeader(0)].Read(tctx(t), "", false, func(m *core.Machine) error {
+			_, err := m.SessionInfo(s)
+			return err
+		})
+		return err == nil
+	}
+	// advance moves the clock in steps the machine accepts (at most 2 s per
+	// entry) and waits for the leader's ticks to apply them.
+	advance := func(d time.Duration) {
+		for d > 0 {
+			step := min(d, time.Second)
+			clock.advance(step)
+			d -= step
+			want := core.LogTime(clock.now().UnixMilli())
+			eventually(t, "log time follows the clock", func() bool { return logNow() >= want })
+		}
+	}
+	created := logNow()
+	advance(8 * time.Second)
+	from := c.waitLeader(0)
+	to := c.cfgs[(from+1)%3].Cluster.NodeID
+	if err := c.nodes[from].TransferLeadership(tctx(t), 0, to); err != nil {
+		t.Fatal(err)
+	}
+	advance(4 * time.Second) // 12 s after creation: past the 10 s TTL
+	if !alive() {
+		t.Fatalf("the session expired across the leader change (created at %d, now %d)", created, logNow())
+	}
+	advance(8 * time.Second) // 10 s after the leader change, with no keepalive
+	eventually(t, "the session expires", func() bool { return !alive() })
+}
+
+// TestGroupCommit: concurrent commands are packed into fewer entries than
+// commands.
+func TestGroupCommit(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 3})
+	for _, target := range []string{"leader", "follower"} {
+		i := c.waitLeader(0)
+		if target == "follower" {
+			i = c.follower()
+		}
+		n, reg := c.nodes[i], c.regs[i]
+		entries0, cmds0 := counter(t, reg, "raft_entries_applied_total"), counter(t, reg, "commands_applied_total")
+		const clients, each = 64, 20
+		start := time.Now()
+		errs := make(chan error, clients)
+		for range clients {
+			go func() {
+				for range each {
+					r, err := n.Do(tctx(t), core.Command{Op: core.OpSessionCreate, TTLMs: 60_000})
+					if err == nil && r.Err != nil {
+						err = r.Err
+					}
+					if err != nil {
+						errs <- err
+						return
+					}
+				}
+				errs <- nil
+			}()
+		}
+		for range clients {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		elapsed := time.Since(start)
+		entries := counter(t, reg, "raft_entries_applied_total") - entries0
+		cmds := counter(t, reg, "commands_applied_total") - cmds0
+		t.Logf("through the %s: %d commands from %d clients in %v: %.0f commands/s, %.0f entries (%.1f commands per entry)",
+			target, clients*each, clients, elapsed.Round(time.Millisecond), float64(clients*each)/elapsed.Seconds(),
+			entries, cmds/max(entries, 1))
+		t.Logf("commit latency: %s", histogram(t, reg, "consensus_commit_latency_seconds"))
+		if cmds < clients*each || entries >= cmds {
+			t.Errorf("through the %s: %v entries for %v commands: nothing was packed", target, entries, cmds)
+		}
+	}
+}
+
+// TestLeaderCrash: when the leader stops without a hand-off, the others
+// elect a new one and serve within a few election timeouts; tokens keep
+// increasing; the crashed node restarts from its disk and catches up.
+func TestLeaderCrash(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 3})
+	l := c.waitLeader(0)
+	f := c.follower()
+	s := session(t, c.nodes[f], 30*time.Second)
+	last := cycle(t, c.nodes[f], s, "k", 3, 0)
+	held := do(t, c.nodes[f], mutex("held", s, 0))
+
+	c.nodes[l].crash()
+	c.nodes[l] = nil
+	start := time.Now()
+	g := do(t, c.nodes[f], mutex("k", s, 0))
+	t.Logf("leader crash to next grant: %v (election timeout %d ms)", time.Since(start).Round(time.Millisecond),
+		c.cfgs[l].Consensus.ElectionTimeoutMs)
+	if g.Token <= max(last, held.Token) {
+		t.Fatalf("token %d after a crash, previous %d", g.Token, max(last, held.Token))
+	}
+	do(t, c.nodes[f], core.Command{Op: core.OpRelease, Kind: core.KindMutex, Name: "k", Session: s, Token: g.Token})
+	if st := status(t, c.nodes[f], core.KindMutex, "held", false); len(st.Holders) != 1 {
+		t.Errorf("the session's hold did not survive the failover: %+v", st)
+	}
+	last = cycle(t, c.nodes[f], s, "k", 3, g.Token)
+
+	c.restart(l)
+	eventually(t, "the restarted node catches up", func() bool {
+		return c.nodes[l].shards[0].sm.appliedIndex.Load() >= last.LogIndex()
+	})
+	cycle(t, c.nodes[l], s, "k", 3, last)
+}

@@ -1,0 +1,85 @@
+// Package runtime is the production shell around core: a Dragonboat v4
+// NodeHost with its Pebble log storage, one Raft shard whose state machine
+// is a core.Machine, and the node logic of core/replica driving it. rpc/
+// and cmd/lockstep use it through Start and the methods of Node; nothing
+// here knows about HTTP.
+//
+// # Shape
+//
+//	Do ──► shard.submit ──► replica.Driver (lead: this node leads;
+//	                                        fwd:  another node leads)
+//	                          │ Ready: proposals, replies
+//	shard.run (one goroutine) ┴─► NodeHost.Propose ──► Raft ──► stateMachine.Update
+//	                                                              │ core.Machine.Apply
+//	                          replica.AppliedEvent to both drivers ◄┘ effects ─► Watch
+//
+// One goroutine per shard (shard.run) feeds the drivers the clock, takes
+// their Ready, hands replies to the waiting Do calls and proposals to
+// Dragonboat, in order. Dragonboat's apply goroutine runs the state machine
+// and tells both drivers what each entry answered. Dragonboat's leader
+// reports (a RaftEventListener) become the drivers' leadership events.
+//
+// # Decisions
+//
+// State machine: an IConcurrentStateMachine (statemachine.go). core keeps
+// its state in memory, so an on-disk state machine does not fit; the
+// concurrent kind lets Dragonboat write a snapshot to disk while entries keep
+// applying (only the encoding pauses them). Snapshots and log compaction
+// follow consensus.snapshot_entries and consensus.compaction_overhead. A
+// restart replays the last snapshot and the log after it; a member that fell
+// behind the compacted log, or joined empty, receives a snapshot.
+//
+// Followers: Do works on every member. A request on a follower goes to a
+// second driver (fwd) that packs it like the leader's would and proposes it
+// through Dragonboat, which hands a follower's proposal to the leader. The
+// driver stamps proposals with the leader's clock; fwd stamps them with the
+// log time this follower has applied instead, which is never ahead of the
+// leader's, so the machine's max() leaves log time where the leader put it:
+// only the leader moves time, and a follower with a fast clock cannot expire
+// sessions. (A command forwarded this way is applied at the log time of the
+// moment, as any command is; its stamp only matters as an upper bound.) fwd
+// waits for the first applied entry, so that a stamp of 0 never becomes the
+// machine's first clock reading, and its own ticks and leader-change marks
+// are dropped. If the forward fails (leader lost, no quorum within the
+// proposal timeout), Do retries with the same (ClientID, Seq), and the
+// machine's dedupe makes the retry safe.
+//
+// Group commit: the loop asks the drivers for proposals only while fewer
+// than maxProposalsInFlight of its entries are unconfirmed, so requests that
+// arrive during a commit are packed into the next entry (up to
+// consensus.max_batch commands). commands_applied_total divided by
+// raft_entries_applied_total shows the packing.
+//
+// Identity: node ids map to replica ids by hashing (config.ReplicaID), so
+// every member computes the same id without coordination. Raft never reuses
+// a removed replica id, so a node added again after its removal gets the
+// next incarnation (AddNodeIncarnation says which; the node starts with
+// cluster.incarnation set). The replica id → node id names travel in the
+// log as runtime records (and in snapshots), so every member, including one
+// that joined later, reports node ids.
+//
+// Shards: one. Sessions live in one shard's machine; a lock placed in
+// another shard by its name's hash could not see them, so more than one
+// shard needs sessions replicated to every shard (or a session shard and
+// two-shard commands), which core does not have. config refuses shards > 1.
+// The code keeps shards in a slice and routes by name (shardFor), so that
+// growing is a change in one place.
+//
+// Dedupe: a command without a ClientID gets one of a pool of node-local
+// identities (one request at a time each, so the machine's per-client window
+// never overflows), with a random per-process prefix so that a restarted
+// node never repeats a (client, seq) the machine remembers.
+//
+// # Time
+//
+// Options.Clock (default time.Now) is read only by the leader's driver, in
+// milliseconds. Tests inject a clock they move by hand.
+//
+// # Errors
+//
+// Do, Read and the membership calls return ErrUnavailable (wrapped, with the
+// reason) when no leader or quorum answers within the retry budget (five
+// election timeouts, at least 1 s; a proposal may take four election
+// timeouts, at least 2 s), ErrShuttingDown once Close began, or the ctx's
+// error. core's refusals come back inside core.Result.Err, never as errors.
+package runtime

@@ -1,0 +1,315 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/lockstepd/lockstep/config"
+	"github.com/lockstepd/lockstep/core"
+)
+
+// The tests run real Dragonboat NodeHosts with Pebble on temporary
+// directories, talking TCP over 127.0.0.1 on ports chosen here.
+
+// testClock is a clock the test moves by hand; nil Clock options use the
+// wall clock.
+type testClock struct{ ms atomic.Int64 }
+
+func newTestClock() *testClock {
+	c := &testClock{}
+	c.ms.Store(1_700_000_000_000)
+	return c
+}
+
+func (c *testClock) now() time.Time          { return time.UnixMilli(c.ms.Load()) }
+func (c *testClock) advance(d time.Duration) { c.ms.Add(d.Milliseconds()) }
+
+type testCluster struct {
+	t     testing.TB
+	cfgs  []config.Config
+	nodes []*Node
+	regs  []*prometheus.Registry
+	clock func() time.Time
+}
+
+type clusterOpts struct {
+	size            int
+	snapshotEntries int
+	clock           func() time.Time
+}
+
+func freePorts(t testing.TB, n int) []int {
+	t.Helper()
+	var ls []net.Listener
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	return ports
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	if os.Getenv("RUNTIME_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// newTestCluster starts size nodes and waits for a leader.
+func newTestCluster(t testing.TB, o clusterOpts) *testCluster {
+	t.Helper()
+	if o.size == 0 {
+		o.size = 1
+	}
+	ports := freePorts(t, 2*o.size)
+	dir := t.TempDir()
+	peers := map[string]string{}
+	for i := range o.size {
+		peers[fmt.Sprintf("node-%d", i+1)] = fmt.Sprintf("127.0.0.1:%d", ports[i])
+	}
+	c := &testCluster{t: t, clock: o.clock}
+	for i := range o.size {
+		cfg := config.Defaults()
+		cfg.Cluster = config.Cluster{
+			NodeID:      fmt.Sprintf("node-%d", i+1),
+			RaftAddress: peers[fmt.Sprintf("node-%d", i+1)],
+			APIAddress:  fmt.Sprintf("127.0.0.1:%d", ports[o.size+i]),
+			DataDir:     filepath.Join(dir, fmt.Sprintf("node-%d", i+1)),
+			Peers:       peers,
+		}
+		cfg.Consensus.ElectionTimeoutMs = 200
+		cfg.Consensus.HeartbeatIntervalMs = 40
+		cfg.Consensus.TickIntervalMs = 20
+		if o.snapshotEntries > 0 {
+			cfg.Consensus.SnapshotEntries = o.snapshotEntries
+			cfg.Consensus.CompactionOverhead = 5
+		}
+		c.cfgs = append(c.cfgs, cfg)
+		c.nodes = append(c.nodes, nil)
+		c.regs = append(c.regs, nil)
+	}
+	t.Cleanup(c.closeAll)
+	// Start the members concurrently: each waits for its own replay only.
+	errs := make(chan error, o.size)
+	for i := range o.size {
+		go func() { errs <- c.start(i) }()
+	}
+	for range o.size {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.waitLeader(0)
+	return c
+}
+
+func (c *testCluster) start(i int) error {
+	reg := prometheus.NewRegistry()
+	n, err := Start(context.Background(), Options{Config: c.cfgs[i], Logger: testLogger(c.t), Registerer: reg, Clock: c.clock})
+	if err != nil {
+		return fmt.Errorf("node %d: %w", i+1, err)
+	}
+	c.nodes[i], c.regs[i] = n, reg
+	return nil
+}
+
+func (c *testCluster) restart(i int) {
+	c.t.Helper()
+	if err := c.start(i); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *testCluster) stop(i int) {
+	c.t.Helper()
+	if c.nodes[i] == nil {
+		return
+	}
+	if err := c.nodes[i].Close(); err != nil {
+		c.t.Errorf("close node %d: %v", i+1, err)
+	}
+	c.nodes[i] = nil
+}
+
+func (c *testCluster) closeAll() {
+	for i := range c.nodes {
+		c.stop(i)
+	}
+}
+
+// waitLeader waits until every running node agrees on one leader of shard
+// 0, and returns its index.
+func (c *testCluster) waitLeader(shard uint64) int {
+	c.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		leader, agreed := "", true
+		for _, n := range c.nodes {
+			if n == nil {
+				continue
+			}
+			st, err := n.Status(context.Background())
+			if err != nil || st.Shards[shard].LeaderID == "" {
+				agreed = false
+				break
+			}
+			if leader == "" {
+				leader = st.Shards[shard].LeaderID
+			} else if leader != st.Shards[shard].LeaderID {
+				agreed = false
+			}
+		}
+		if agreed && leader != "" {
+			for i, cfg := range c.cfgs {
+				if cfg.Cluster.NodeID == leader && c.nodes[i] != nil {
+					return i
+				}
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.t.Fatal("no leader within 10 s")
+	return -1
+}
+
+// follower returns a running node other than the leader.
+func (c *testCluster) follower() int {
+	l := c.waitLeader(0)
+	for i, n := range c.nodes {
+		if i != l && n != nil {
+			return i
+		}
+	}
+	c.t.Fatal("no follower")
+	return -1
+}
+
+func tctx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// do runs cmd and fails the test on any error, core's included.
+func do(t testing.TB, n *Node, cmd core.Command) core.Result {
+	t.Helper()
+	r, err := n.Do(tctx(t), cmd)
+	if err != nil {
+		t.Fatalf("%v: %v", cmd.Op, err)
+	}
+	if r.Err != nil {
+		t.Fatalf("%v: %v", cmd.Op, r.Err)
+	}
+	return r
+}
+
+func session(t testing.TB, n *Node, ttl time.Duration) core.SessionID {
+	t.Helper()
+	return do(t, n, core.Command{Op: core.OpSessionCreate, TTLMs: ttl.Milliseconds(), Owner: "test"}).Session
+}
+
+func mutex(name string, s core.SessionID, wait time.Duration) core.Command {
+	c := core.Command{Op: core.OpAcquire, Kind: core.KindMutex, Name: name, Session: s, WaitMs: wait.Milliseconds()}
+	if wait < 0 {
+		c.WaitMs = core.WaitForever
+	}
+	return c
+}
+
+func status(t testing.TB, n *Node, kind core.Kind, name string, stale bool) core.Status {
+	t.Helper()
+	var st core.Status
+	_, err := n.Read(tctx(t), name, stale, func(m *core.Machine) error {
+		var err error
+		st, err = m.Status(kind, name)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// eventually retries cond until it holds or 10 s pass.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10 s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func counter(t testing.TB, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			sum += value(m)
+		}
+	}
+	return sum
+}
+
+func value(m *dto.Metric) float64 {
+	switch {
+	case m.Counter != nil:
+		return m.Counter.GetValue()
+	case m.Gauge != nil:
+		return m.Gauge.GetValue()
+	case m.Histogram != nil:
+		return float64(m.Histogram.GetSampleCount())
+	}
+	return 0
+}
+
+// histogram describes a histogram's mean and count.
+func histogram(t testing.TB, reg *prometheus.Registry, name string) string {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) > 0 {
+			h := mf.GetMetric()[0].GetHistogram()
+			if h.GetSampleCount() == 0 {
+				return "no samples"
+			}
+			return fmt.Sprintf("%d samples, mean %v", h.GetSampleCount(),
+				time.Duration(h.GetSampleSum()/float64(h.GetSampleCount())*float64(time.Second)).Round(time.Microsecond))
+		}
+	}
+	return "absent"
+}
+
+func isUnavailable(err error) bool { return errors.Is(err, ErrUnavailable) }

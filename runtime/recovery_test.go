@@ -1,0 +1,276 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lockstepd/lockstep/core"
+)
+
+// cycle acquires and releases name n times and returns the last token.
+func cycle(t *testing.T, node *Node, s core.SessionID, name string, n int, after core.FencingToken) core.FencingToken {
+	t.Helper()
+	for range n {
+		g := do(t, node, mutex(name, s, 0))
+		if g.Token <= after {
+			t.Fatalf("token %d after %d", g.Token, after)
+		}
+		after = g.Token
+		do(t, node, core.Command{Op: core.OpRelease, Kind: core.KindMutex, Name: name, Session: s, Token: g.Token})
+	}
+	return after
+}
+
+// TestRestartFromSnapshotAndLog: a node restarted from its data directory
+// recovers its state from the last snapshot plus the log after it; tokens
+// keep increasing, sessions and holds survive.
+func TestRestartFromSnapshotAndLog(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 1, snapshotEntries: 20})
+	n := c.nodes[0]
+	s := session(t, n, time.Minute)
+	last := cycle(t, n, s, "r", 30, 0)
+	held := do(t, n, mutex("held", s, 0))
+	if got := counter(t, c.regs[0], "snapshots_saved_total"); got == 0 {
+		t.Fatalf("no snapshot after %d entries", held.Token.LogIndex())
+	}
+	st, _ := n.Status(tctx(t))
+	before := st.Shards[0].AppliedIndex
+
+	c.stop(0)
+	c.restart(0)
+	c.waitLeader(0)
+	n = c.nodes[0]
+	st, err := n.Status(tctx(t))
+	if err != nil || st.Shards[0].AppliedIndex < before || st.Shards[0].Role != "leader" ||
+		len(st.Members) != 1 || st.Members[0].NodeID != "node-1" {
+		t.Fatalf("status after restart: %+v %v (applied %d before)", st, err, before)
+	}
+	if hs := status(t, n, core.KindMutex, "held", false); len(hs.Holders) != 1 || hs.Holders[0].Token != held.Token {
+		t.Errorf("the hold did not survive the restart: %+v", hs)
+	}
+	cycle(t, n, s, "r", 3, max(last, held.Token))
+
+	// The events before the restart's snapshot are gone from the watch ring.
+	if _, err := n.Watch(tctx(t), "", 1); !errors.Is(err, ErrCompacted) {
+		t.Errorf("Watch from index 1 after a restart: %v, want ErrCompacted", err)
+	}
+}
+
+// TestWipedNodeCatchesUpFromSnapshot: a member removed, wiped and added back
+// (as a new incarnation, since Raft never reuses a removed replica id)
+// catches up from a snapshot, and a member restarted after the log was
+// compacted past it catches up too.
+func TestWipedNodeCatchesUpFromSnapshot(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 3, snapshotEntries: 20})
+	l := c.waitLeader(0)
+	victim := (l + 1) % 3
+	other := 3 - l - victim
+	name := c.cfgs[victim].Cluster.NodeID
+	n := c.nodes[l]
+	s := session(t, n, time.Minute)
+	last := cycle(t, n, s, "w", 5, 0)
+
+	// Restart after compaction: stop, write enough for snapshots, start.
+	c.stop(other)
+	last = cycle(t, n, s, "w", 30, last)
+	c.restart(other)
+	eventually(t, "the restarted member catches up", func() bool {
+		return len(status(t, c.nodes[other], core.KindMutex, "w", true).Holders) == 0 &&
+			c.nodes[other].shards[0].sm.appliedIndex.Load() >= last.LogIndex()
+	})
+
+	// Remove, wipe, add back.
+	c.stop(victim)
+	if err := n.RemoveNode(tctx(t), name); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := n.Status(tctx(t)); len(st.Members) != 2 {
+		t.Fatalf("members after removal: %+v", st.Members)
+	}
+	if err := os.RemoveAll(c.cfgs[victim].Cluster.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	last = cycle(t, n, s, "w", 30, last)
+	held := do(t, n, mutex("w2", s, 0))
+	inc, err := n.AddNodeIncarnation(tctx(t), name, c.cfgs[victim].Cluster.RaftAddress)
+	if err != nil || inc != 1 {
+		t.Fatalf("AddNodeIncarnation: %d, %v (want incarnation 1)", inc, err)
+	}
+	if err := n.AddNode(tctx(t), name, c.cfgs[victim].Cluster.RaftAddress); err != nil {
+		t.Errorf("adding a current member again: %v", err)
+	}
+	c.cfgs[victim].Cluster.Join = true
+	c.cfgs[victim].Cluster.Incarnation = inc
+	c.restart(victim)
+	w := c.nodes[victim]
+	eventually(t, "the wiped member catches up", func() bool {
+		st := status(t, w, core.KindMutex, "w2", true)
+		return len(st.Holders) == 1 && st.Holders[0].Token == held.Token
+	})
+	if got := counter(t, c.regs[victim], "snapshots_restored_total"); got == 0 {
+		t.Errorf("the wiped member caught up without a snapshot")
+	}
+	st, err := w.Status(tctx(t))
+	if err != nil || len(st.Members) != 3 {
+		t.Fatalf("status on the re-added member: %+v %v", st, err)
+	}
+	for _, m := range st.Members {
+		if m.NodeID != "node-1" && m.NodeID != "node-2" && m.NodeID != "node-3" {
+			t.Errorf("member without its name: %+v", st.Members)
+		}
+	}
+	// It serves, and can lead.
+	cycle(t, w, s, "w", 3, max(last, held.Token))
+	if err := n.TransferLeadership(tctx(t), 0, name); err != nil {
+		t.Fatal(err)
+	}
+	cycle(t, w, s, "w", 3, max(last, held.Token))
+}
+
+// TestCloseDrains: Close lets in-flight commands finish, withdraws queued
+// waits through the log, and refuses new requests.
+func TestCloseDrains(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 1})
+	n := c.nodes[0]
+	s1 := session(t, n, time.Minute)
+	s2 := session(t, n, time.Minute)
+	do(t, n, mutex("d", s1, 0))
+	queued := make(chan error, 1)
+	go func() {
+		_, err := n.Do(context.Background(), mutex("d", s2, -1))
+		queued <- err
+	}()
+	eventually(t, "the waiter queues", func() bool { return len(status(t, n, core.KindMutex, "d", false).Waiters) == 1 })
+
+	var wg sync.WaitGroup
+	var ok, refused, other int
+	var mu sync.Mutex
+	for range 32 {
+		wg.Go(func() {
+			for range 20 {
+				r, err := n.Do(context.Background(), core.Command{Op: core.OpSessionCreate, TTLMs: 60_000})
+				mu.Lock()
+				switch {
+				case err == nil && r.Err == nil:
+					ok++
+				case errors.Is(err, ErrShuttingDown):
+					refused++
+				default:
+					other++
+					t.Errorf("during Close: %+v, %v", r, err)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	time.Sleep(20 * time.Millisecond)
+	start := time.Now()
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	wg.Wait()
+	t.Logf("Close took %v; %d commands answered, %d refused", took.Round(time.Millisecond), ok, refused)
+	if err := <-queued; !errors.Is(err, ErrShuttingDown) {
+		t.Errorf("queued wait at Close: %v", err)
+	}
+	if _, err := n.Do(context.Background(), core.Command{Op: core.OpSessionCreate, TTLMs: 1000}); !errors.Is(err, ErrShuttingDown) {
+		t.Errorf("Do after Close: %v", err)
+	}
+	if _, err := n.Read(context.Background(), "", true, func(*core.Machine) error { return nil }); !errors.Is(err, ErrShuttingDown) {
+		t.Errorf("Read after Close: %v", err)
+	}
+	if n.Healthy() {
+		t.Error("healthy after Close")
+	}
+	c.nodes[0] = nil
+	c.restart(0)
+	c.waitLeader(0)
+	if st := status(t, c.nodes[0], core.KindMutex, "d", false); len(st.Waiters) != 0 || len(st.Holders) != 1 {
+		t.Errorf("after restart, the withdrawn wait is still queued: %+v", st)
+	}
+}
+
+// TestWatchResume: a stream resumed from an index replays the events from
+// there; a stream sees only its prefix.
+func TestWatchResume(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 1})
+	n := c.nodes[0]
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	live, err := n.Watch(ctx, "w/", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s1 := session(t, n, time.Minute)
+	s2 := session(t, n, time.Minute)
+	g := do(t, n, mutex("w/a", s1, 0))
+	do(t, n, mutex("other", s1, 0))
+	waiting := make(chan core.Result, 1)
+	go func() { waiting <- do(t, n, mutex("w/a", s2, 5*time.Second)) }()
+	eventually(t, "the waiter queues", func() bool { return len(status(t, n, core.KindMutex, "w/a", false).Waiters) == 1 })
+	do(t, n, core.Command{Op: core.OpRelease, Kind: core.KindMutex, Name: "w/a", Session: s1, Token: g.Token})
+	<-waiting
+	// granted to s1; then, in one entry, released by s1 and granted to s2's waiter.
+	var all []Event
+	for len(all) < 3 {
+		select {
+		case ev := <-live:
+			all = append(all, ev)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("watch: only %+v", all)
+		}
+	}
+	seen := all[1:]
+	if all[0].Effect.Kind != core.EffectGranted || all[0].Effect.Session != s1 ||
+		seen[0].Effect.Kind != core.EffectReleased || seen[1].Effect.Kind != core.EffectGranted ||
+		seen[1].Effect.Session != s2 || seen[0].Index != seen[1].Index {
+		t.Errorf("live events: %+v", all)
+	}
+	resumed, err := n.Watch(ctx, "w/", seen[0].Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		select {
+		case ev := <-resumed:
+			if ev.Index != seen[i].Index || ev.Effect.Kind != seen[i].Effect.Kind {
+				t.Errorf("resumed event %d: %+v, want %+v", i, ev, seen[i])
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("resumed watch replayed nothing")
+		}
+	}
+	cancel()
+	eventually(t, "the streams close with their ctx", func() bool {
+		_, ok := <-resumed
+		return !ok
+	})
+}
+
+// TestCloseFollowerWithdrawsWait: a follower closing withdraws the waits
+// blocked on it through the log, so they do not sit in the queue.
+func TestCloseFollowerWithdrawsWait(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 3})
+	l, f := c.waitLeader(0), c.follower()
+	s1 := session(t, c.nodes[l], time.Minute)
+	do(t, c.nodes[l], mutex("cf", s1, 0))
+	s2 := session(t, c.nodes[f], time.Minute)
+	queued := make(chan error, 1)
+	go func() {
+		_, err := c.nodes[f].Do(context.Background(), mutex("cf", s2, -1))
+		queued <- err
+	}()
+	eventually(t, "the waiter queues", func() bool { return len(status(t, c.nodes[l], core.KindMutex, "cf", false).Waiters) == 1 })
+	c.stop(f)
+	if err := <-queued; !errors.Is(err, ErrShuttingDown) {
+		t.Errorf("queued wait at Close: %v", err)
+	}
+	if st := status(t, c.nodes[l], core.KindMutex, "cf", false); len(st.Waiters) != 0 {
+		t.Errorf("the closed follower's wait is still queued: %+v", st)
+	}
+}

@@ -1,0 +1,387 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/lni/dragonboat/v4/client"
+	"github.com/lni/dragonboat/v4/raftio"
+
+	"github.com/lockstepd/lockstep/core"
+	"github.com/lockstepd/lockstep/core/replica"
+)
+
+// shard runs one Raft group on this node: its state machine, and the node
+// logic of core/replica around it.
+//
+// Two drivers share the shard. lead is the replica's driver proper: while
+// this node leads, it stamps client commands with the node's clock, packs
+// them, proposes ticks and the leader-change entry. fwd serves requests that
+// arrive while this node follows: it believes it "leads" whenever some
+// other node does, packs the same way, and its proposals travel through
+// Dragonboat, which hands a follower's proposal to the leader. They are
+// stamped with the log time this follower has applied, never its own clock,
+// so a follower cannot move log time (time.go's max() keeps the clock where
+// the leader put it); fwd's own ticks and leader-change marks are dropped.
+// Both drivers see every applied entry and route results to their own
+// requests by (ClientID, Seq), and grants and ended waits by waiter id.
+//
+// One goroutine (run) performs what the drivers ask: it feeds the clock,
+// takes their Ready, hands replies to the waiting Do calls and proposals to
+// Dragonboat. It calls a driver's Ready only while fewer than
+// maxProposalsInFlight of that driver's proposals are unconfirmed, so under
+// load the requests that arrive during a commit are packed into the next
+// entry (group commit): fewer entries to encode, replicate, sync and apply.
+type shard struct {
+	n         *Node
+	index     uint64 // the API's shard id
+	dbID      uint64 // Dragonboat's shard id: index+1
+	label     string
+	replicaID uint64
+	log       *slog.Logger
+	m         shardMetrics
+	sm        *stateMachine
+	session   *client.Session
+
+	kickC  chan struct{}
+	flushC chan chan struct{} // run a step now and say when it is done
+
+	mu            sync.Mutex
+	lead, fwd     *replica.Driver
+	pending       map[replica.RequestID]*pending
+	nextReq       replica.RequestID
+	isLeader      bool
+	leaderID      uint64
+	term          uint64
+	fwdState      fwdState
+	inflight      map[*replica.Driver]int // each driver's proposals not yet confirmed by Dragonboat
+	leaderChanged chan struct{}           // closed and replaced at every leadership event
+}
+
+// maxProposalsInFlight bounds a driver's unconfirmed proposals, after which
+// the loop lets requests accumulate into one entry instead of proposing each.
+const maxProposalsInFlight = 2
+
+type fwdState struct {
+	active       bool
+	term, leader uint64
+}
+
+// pending is one request a Do call waits for.
+type pending struct {
+	id      replica.RequestID
+	d       *replica.Driver
+	ch      chan replica.Reply // at most a Queued and a final reply
+	session core.SessionID
+	waiter  core.WaiterID // set when the Queued reply arrives (under shard.mu)
+}
+
+var errNoLeader = errors.New("no leader is known")
+
+func newShard(n *Node, index uint64) (*shard, error) {
+	cfg := replica.Config{
+		TickIntervalMs: int64(n.cfg.Consensus.TickIntervalMs),
+		MaxBatch:       n.cfg.Consensus.MaxBatch,
+	}
+	lead, err := replica.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	fwd, err := replica.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	label := strconv.FormatUint(index, 10)
+	s := &shard{
+		n: n, index: index, dbID: index + 1, label: label, replicaID: n.replicaID,
+		log:    n.log.With("shard", index),
+		m:      n.metrics.forShard(label),
+		kickC:  make(chan struct{}, 1),
+		flushC: make(chan chan struct{}),
+		lead:   lead, fwd: fwd,
+		pending:       map[replica.RequestID]*pending{},
+		inflight:      map[*replica.Driver]int{},
+		leaderChanged: make(chan struct{}),
+	}
+	if s.sm, err = newStateMachine(s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *shard) kick() {
+	select {
+	case s.kickC <- struct{}{}:
+	default:
+	}
+}
+
+// run is the shard's loop until stop closes.
+func (s *shard) run(stop <-chan struct{}) {
+	every := time.Duration(s.n.cfg.Consensus.TickIntervalMs) * time.Millisecond / 5
+	t := time.NewTicker(min(max(every, 5*time.Millisecond), 50*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-s.kickC:
+		case <-t.C:
+		case done := <-s.flushC:
+			s.step()
+			close(done)
+			continue
+		case <-stop:
+			return
+		}
+		s.step()
+	}
+}
+
+// flush makes the loop propose what the drivers hold now (Close uses it so
+// that the cancels of withdrawn waits are proposed before it stops).
+func (s *shard) flush(timeout time.Duration) {
+	done := make(chan struct{})
+	select {
+	case s.flushC <- done:
+		select {
+		case <-done:
+		case <-time.After(timeout):
+		}
+	case <-time.After(timeout):
+	}
+}
+
+type proposalWork struct {
+	d    *replica.Driver
+	id   replica.ProposalID
+	data []byte
+	mark bool   // the leader-change entry
+	term uint64 // the term it was proposed in
+}
+
+func (s *shard) step() {
+	var work []proposalWork
+	s.mu.Lock()
+	s.lead.Step(replica.TickEvent(s.n.now()))
+	s.syncForwarder()
+	// Each driver is gated on its own proposals, so that forwards left
+	// unconfirmed when this node became leader do not hold back the new
+	// leader's first entry.
+	for _, d := range []*replica.Driver{s.lead, s.fwd} {
+		if s.inflight[d] < maxProposalsInFlight {
+			work = s.collect(d, work, d == s.fwd)
+		}
+	}
+	s.m.pendingRequests.Set(float64(s.lead.Pending() + s.fwd.Pending()))
+	s.m.proposalsFlight.Set(float64(s.inflight[s.lead] + s.inflight[s.fwd]))
+	s.mu.Unlock()
+	for _, w := range work {
+		s.propose(w)
+	}
+}
+
+// collect takes a driver's Ready: replies go to their Do calls at once,
+// proposals are returned to be made outside the lock, in order.
+func (s *shard) collect(d *replica.Driver, work []proposalWork, forwarded bool) []proposalWork {
+	rd := d.Ready()
+	for _, r := range rd.Replies {
+		s.deliver(r)
+	}
+	for _, p := range rd.Proposals {
+		if forwarded && !carriesCommands(p.Proposal) {
+			continue // only the leader moves log time and marks its term
+		}
+		s.inflight[d]++
+		work = append(work, proposalWork{d: d, id: p.ID, data: p.Data, term: s.term,
+			mark: len(p.Proposal.Commands) == 1 && p.Proposal.Commands[0].Op == core.OpLeaderChange})
+	}
+	return work
+}
+
+func carriesCommands(p core.Proposal) bool {
+	for _, c := range p.Commands {
+		if c.Op != core.OpLeaderChange {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *shard) deliver(r replica.Reply) {
+	p := s.pending[r.Request]
+	if p == nil {
+		return // its Do call went away
+	}
+	if r.Kind == replica.ReplyQueued {
+		p.waiter = r.Result.Waiter
+	}
+	select {
+	case p.ch <- r:
+	default:
+		s.log.Error("dropping a reply: the request already has two", "request", r.Request, "kind", r.Kind)
+	}
+	if r.Final() {
+		delete(s.pending, r.Request)
+	}
+}
+
+// propose hands one proposal to Dragonboat and, when it is confirmed or
+// refused, tells the driver and the loop.
+func (s *shard) propose(w proposalWork) {
+	start := time.Now()
+	rs, err := s.n.nh.Propose(s.session, w.data, s.n.proposalTimeout)
+	if err != nil {
+		s.log.Debug("proposal refused", "err", err)
+		s.confirmed(w, false, start)
+		return
+	}
+	go func() {
+		r := <-rs.ResultC()
+		rs.Release()
+		s.confirmed(w, r.Completed(), start)
+	}()
+}
+
+func (s *shard) confirmed(w proposalWork, ok bool, start time.Time) {
+	s.mu.Lock()
+	s.inflight[w.d]--
+	if !ok {
+		s.m.proposalsFailed.Inc()
+		if err := w.d.Step(replica.ProposalFailedEvent(w.id)); err != nil {
+			s.log.Error("driver refused an event", "err", err)
+		}
+		if w.mark && w.d == s.lead && s.isLeader && s.term == w.term {
+			// The driver does not propose a lost leader-change entry again,
+			// and without it sessions are not extended for this term: step
+			// down and up within the term, which makes it mark again (and
+			// fails what it held, which Do retries).
+			s.log.Warn("the leader-change entry was not committed; proposing it again", "term", w.term)
+			s.lead.Step(replica.LeadershipEvent(false, s.term, s.leaderID))
+			s.lead.Step(replica.LeadershipEvent(true, s.term, s.leaderID))
+		}
+	}
+	s.mu.Unlock()
+	if ok {
+		s.m.commitLatency.Observe(time.Since(start).Seconds())
+	}
+	s.kick()
+}
+
+// syncForwarder tells fwd whether it may forward (another node leads and
+// this node has applied at least one entry, so it has a log time to stamp:
+// a proposal stamped 0 as the very first entry would pin log time at 0) and
+// feeds it that log time as its clock. Called with s.mu held.
+func (s *shard) syncForwarder() {
+	logNow := core.LogTime(s.sm.logNow.Load())
+	want := fwdState{active: !s.isLeader && s.leaderID != 0 && logNow > 0, term: s.term, leader: s.leaderID}
+	if want != s.fwdState {
+		s.fwd.Step(replica.LeadershipEvent(want.active, want.term, want.leader))
+		s.fwdState = want
+	}
+	s.fwd.Step(replica.TickEvent(logNow))
+}
+
+// leaderUpdated is Dragonboat's report of a leader change. It must return
+// quickly.
+func (s *shard) leaderUpdated(info raftio.LeaderInfo) {
+	s.mu.Lock()
+	isLeader := info.LeaderID != 0 && info.LeaderID == s.replicaID
+	elected := info.LeaderID != 0 && (info.Term != s.term || info.LeaderID != s.leaderID)
+	s.isLeader, s.leaderID, s.term = isLeader, info.LeaderID, info.Term
+	s.lead.Step(replica.TickEvent(s.n.now()))
+	s.lead.Step(replica.LeadershipEvent(isLeader, info.Term, info.LeaderID))
+	s.syncForwarder()
+	close(s.leaderChanged)
+	s.leaderChanged = make(chan struct{})
+	s.mu.Unlock()
+	if elected {
+		s.m.leaderElections.Inc()
+		s.log.Info("leader elected", "term", info.Term, "leader", s.n.nodeName(info.LeaderID), "self", isLeader)
+	}
+	if isLeader {
+		s.m.isLeader.Set(1)
+	} else {
+		s.m.isLeader.Set(0)
+	}
+	s.kick()
+}
+
+// applied is called by the state machine, under its lock, for every core
+// entry: both drivers route what it answered, and watchers see its effects.
+func (s *shard) applied(e core.Entry, out *core.Output) {
+	s.mu.Lock()
+	for _, d := range []*replica.Driver{s.lead, s.fwd} {
+		if err := d.Step(replica.AppliedEvent(e, out)); err != nil {
+			s.log.Error("driver refused an applied entry", "index", e.Index, "err", err)
+		}
+	}
+	s.mu.Unlock()
+	s.n.watch.publish(out)
+}
+
+// restored is called when the state machine jumped to a snapshot.
+func (s *shard) restored(index uint64) {
+	s.mu.Lock()
+	s.lead.Step(replica.RestoredEvent())
+	s.fwd.Step(replica.RestoredEvent())
+	s.mu.Unlock()
+	s.n.watch.reset(index)
+	s.kick()
+}
+
+// submit gives cmd to the driver that can propose it now.
+func (s *shard) submit(cmd core.Command) (*pending, error) {
+	s.mu.Lock()
+	var d *replica.Driver
+	switch {
+	case s.isLeader:
+		d = s.lead
+	case s.fwdState.active:
+		d = s.fwd
+	default:
+		s.mu.Unlock()
+		return nil, errNoLeader
+	}
+	s.nextReq++
+	p := &pending{id: s.nextReq, d: d, ch: make(chan replica.Reply, 2), session: cmd.Session}
+	if err := d.Step(replica.RequestEvent(p.id, cmd)); err != nil {
+		s.mu.Unlock()
+		return nil, err
+	}
+	s.pending[p.id] = p
+	s.mu.Unlock()
+	s.kick()
+	return p, nil
+}
+
+// abandon withdraws a request whose caller went away. A request blocked on
+// a waiter is cancelled through the log by its driver when that driver can
+// propose; otherwise abandon reports the wait for the caller to cancel.
+func (s *shard) abandon(p *pending) (waiter core.WaiterID, session core.SessionID, proposed bool) {
+	s.mu.Lock()
+	if _, ok := s.pending[p.id]; ok {
+		delete(s.pending, p.id)
+		p.d.Step(replica.CancelEvent(p.id))
+	}
+	waiter, session, proposed = p.waiter, p.session, p.d.IsLeader()
+	s.mu.Unlock()
+	s.kick()
+	return waiter, session, proposed
+}
+
+func (s *shard) leadership() (isLeader bool, leaderID, term uint64, changed <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.isLeader, s.leaderID, s.term, s.leaderChanged
+}
+
+func (s *shard) isBlocked(p *pending) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return p.waiter != 0
+}
+
+func (s *shard) String() string { return fmt.Sprintf("shard %d", s.index) }

@@ -1,0 +1,191 @@
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lockstepd/lockstep/core"
+)
+
+// watchHub fans the effects of applied entries out to Watch streams, and
+// keeps the most recent ones in a bounded ring so that a stream can resume
+// from an index (after a reconnect) without a gap.
+//
+// The ring holds whole entries: when it drops the oldest event, it drops
+// every other event of that entry too, so "every event with Index >= floor
+// is in the ring" stays exact. A subscriber receives an entry's matching
+// events all at once or not at all: when its channel has no room for them,
+// the stream is closed rather than given a gap, and the consumer resumes
+// from the last Index it saw plus one.
+type watchHub struct {
+	mu        sync.Mutex
+	ring      []Event // circular
+	head, n   int
+	floor     uint64 // every event with Index >= floor is in the ring (0: none applied in this process yet)
+	lastIndex uint64 // the last entry published
+	subs      map[*subscriber]struct{}
+	gauge     prometheus.Gauge
+	closed    bool
+}
+
+type subscriber struct {
+	prefix string
+	from   uint64 // events of earlier entries are not sent
+	ch     chan Event
+	done   chan struct{} // closed with ch
+}
+
+func (s *subscriber) wants(ev *Event) bool {
+	return ev.Index >= s.from && strings.HasPrefix(ev.Effect.Name, s.prefix)
+}
+
+// Sizes of the ring and of each stream's buffer.
+const (
+	watchRingEvents   = 8192
+	watchStreamBuffer = 1024
+)
+
+func newWatchHub(gauge prometheus.Gauge) *watchHub {
+	return &watchHub{ring: make([]Event, watchRingEvents), subs: map[*subscriber]struct{}{}, gauge: gauge}
+}
+
+// publish records the effects of one applied entry. out is reused by the
+// machine afterwards, so everything is copied.
+func (h *watchHub) publish(out *core.Output) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.floor == 0 {
+		h.floor = out.Index
+	}
+	h.lastIndex = out.Index
+	if len(out.Effects) == 0 {
+		return
+	}
+	events := make([]Event, len(out.Effects))
+	for i, ef := range out.Effects {
+		ef.Value = bytes.Clone(ef.Value)
+		events[i] = Event{Index: out.Index, Time: out.Time, Effect: ef}
+	}
+	for _, ev := range events {
+		h.push(ev)
+	}
+	for s := range h.subs {
+		h.deliver(s, events)
+	}
+}
+
+func (h *watchHub) push(ev Event) {
+	if h.n == len(h.ring) {
+		h.dropOldestEntry()
+	}
+	h.ring[(h.head+h.n)%len(h.ring)] = ev
+	h.n++
+}
+
+func (h *watchHub) dropOldestEntry() {
+	idx := h.ring[h.head].Index
+	for h.n > 0 && h.ring[h.head].Index == idx {
+		h.ring[h.head] = Event{}
+		h.head = (h.head + 1) % len(h.ring)
+		h.n--
+	}
+	h.floor = idx + 1
+}
+
+// deliver sends one entry's matching events to s, or closes s when they do
+// not fit. The hub is the only sender, under mu, so len(ch) only shrinks
+// between the check and the sends.
+func (h *watchHub) deliver(s *subscriber, events []Event) {
+	k := 0
+	for i := range events {
+		if s.wants(&events[i]) {
+			k++
+		}
+	}
+	if k == 0 {
+		return
+	}
+	if len(s.ch)+k > cap(s.ch) {
+		h.drop(s)
+		return
+	}
+	for i := range events {
+		if s.wants(&events[i]) {
+			s.ch <- events[i]
+		}
+	}
+}
+
+func (h *watchHub) drop(s *subscriber) {
+	if _, ok := h.subs[s]; ok {
+		delete(h.subs, s)
+		close(s.ch)
+		close(s.done)
+		h.gauge.Dec()
+	}
+}
+
+// reset follows a snapshot restore: the entries it skipped produced events
+// nobody saw, so open streams end (they resume and get ErrCompacted or the
+// events after the snapshot) and the ring starts over.
+func (h *watchHub) reset(index uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s := range h.subs {
+		h.drop(s)
+	}
+	clear(h.ring)
+	h.head, h.n = 0, 0
+	h.floor, h.lastIndex = index+1, index
+}
+
+func (h *watchHub) subscribe(ctx context.Context, prefix string, fromIndex uint64) (<-chan Event, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, ErrShuttingDown
+	}
+	var replay []Event
+	if fromIndex != 0 && fromIndex <= h.lastIndex {
+		if h.floor == 0 || fromIndex < h.floor {
+			return nil, fmt.Errorf("%w: asked for %d, this node keeps events from index %d on", ErrCompacted, fromIndex, h.floor)
+		}
+		for i := range h.n {
+			ev := h.ring[(h.head+i)%len(h.ring)]
+			if ev.Index >= fromIndex && strings.HasPrefix(ev.Effect.Name, prefix) {
+				replay = append(replay, ev)
+			}
+		}
+	}
+	s := &subscriber{prefix: prefix, from: fromIndex, ch: make(chan Event, watchStreamBuffer+len(replay)),
+		done: make(chan struct{})}
+	for _, ev := range replay {
+		s.ch <- ev
+	}
+	h.subs[s] = struct{}{}
+	h.gauge.Inc()
+	go func() {
+		select {
+		case <-ctx.Done():
+			h.mu.Lock()
+			h.drop(s)
+			h.mu.Unlock()
+		case <-s.done:
+		}
+	}()
+	return s.ch, nil
+}
+
+func (h *watchHub) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	for s := range h.subs {
+		h.drop(s)
+	}
+}
