@@ -14,6 +14,8 @@ FUZZTIME ?= 20s
 # Each part adds its own rules in mk/NAME.mk, and appends to TEST_EXTRA the
 # targets that `make test` must run for it.
 TEST_EXTRA :=
+# The packages with goroutines and locks, checked by the race detector.
+RACE_PKGS ?= ./runtime/ ./rpc/ ./config/
 -include $(sort $(wildcard mk/*.mk))
 
 .PHONY: help
@@ -30,7 +32,7 @@ run: ## run a single node on local disk (lockstep serve --dev)
 	$(GO) run ./cmd/lockstep serve --dev
 
 .PHONY: test
-test: fmt-check vet test-unit purity $(TEST_EXTRA) ## everything CI runs: format, vet, unit tests, purity, simulation, integration
+test: fmt-check vet test-unit purity test-race $(TEST_EXTRA) ## everything CI runs: format, vet, unit tests, purity, simulation, integration
 
 .PHONY: fmt-check
 fmt-check: ## fail when gofmt would change a file
@@ -44,6 +46,10 @@ vet: ## go vet every package
 .PHONY: test-unit
 test-unit: ## unit and property tests
 	$(GO) test $(GOFLAGS_TEST) ./...
+
+.PHONY: test-race
+test-race: ## the concurrent packages under the race detector (needs cgo and gcc)
+	CGO_ENABLED=1 $(GO) test -race -count=1 $(RACE_PKGS)
 
 .PHONY: purity
 purity: ## core imports only the standard library and never reads a clock, draws randomness or starts goroutines
