@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -175,6 +176,31 @@ func TestRESTNamesWithSlash(t *testing.T) {
 	// An unescaped slash is another path.
 	st, e := s.call(t, "GET", "/locks/jobs/nightly/status", "")
 	expectError(t, st, e, 404, "not_found")
+}
+
+// TestRESTBodyWithoutJSONContentType: curl -d sends form-urlencoded, or a
+// client sends no content type at all; the REST API reads JSON either way.
+func TestRESTBodyWithoutJSONContentType(t *testing.T) {
+	s := startServer(t)
+	for i, ct := range []string{"application/x-www-form-urlencoded", ""} {
+		req, err := http.NewRequest("POST", s.url+"/locks/curl-"+strconv.Itoa(i)+"/acquire", strings.NewReader(`{"owner":"me"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ct != "" {
+			req.Header.Set("Content-Type", ct)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var out struct{ Acquired bool }
+		if err := json.Unmarshal(raw, &out); resp.StatusCode != 200 || err != nil || !out.Acquired {
+			t.Fatalf("content type %q: %d %s", ct, resp.StatusCode, raw)
+		}
+	}
 }
 
 func TestRESTWaits(t *testing.T) {

@@ -43,6 +43,13 @@ func restFront(transcoder http.Handler, maxBody int64) http.Handler {
 			return
 		}
 		r = r.WithContext(context.WithValue(r.Context(), restKey{}, true))
+		// The REST API speaks JSON only. curl -d sends its own default
+		// content type (form-urlencoded) or none: read those bodies as the
+		// JSON they are rather than refusing the most common first request.
+		if ct := r.Header.Get("Content-Type"); r.Body != nil && r.Body != http.NoBody &&
+			(ct == "" || strings.HasPrefix(ct, "application/x-www-form-urlencoded")) {
+			r.Header.Set("Content-Type", "application/json")
+		}
 		u := *r.URL
 		u.Path, u.RawPath = r.URL.EscapedPath(), ""
 		r.URL = &u
