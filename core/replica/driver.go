@@ -169,6 +169,7 @@ type Driver struct {
 	term           uint64
 	leaderID       uint64
 	needLeaderMark bool         // propose OpLeaderChange before anything else
+	markProposal   ProposalID   // the proposal carrying this term's OpLeaderChange, until it fails or the term ends
 	lastProposalAt core.LogTime // the replica's clock at the last proposal
 	nextProposal   ProposalID
 
@@ -382,6 +383,11 @@ func (d *Driver) loseLeadership() {
 }
 
 func (d *Driver) stepProposalFailed(id ProposalID) {
+	// The leader-change entry is what keeps a failover from expiring
+	// sessions: while this replica still leads, a lost one is proposed again.
+	if d.leader && id == d.markProposal {
+		d.needLeaderMark = true
+	}
 	for _, rid := range d.sortedIDs(stateInflight) {
 		r := d.reqs[rid]
 		if r.proposal != id {
@@ -568,6 +574,7 @@ func (d *Driver) Ready() Ready {
 func (d *Driver) propose() {
 	if d.needLeaderMark {
 		d.needLeaderMark = false
+		d.markProposal = d.nextProposal
 		d.emit([]core.Command{{Op: core.OpLeaderChange}}, nil)
 	}
 	for len(d.cancels) > 0 || (len(d.queue) > 0 && d.inflight < d.cfg.MaxInflight) {

@@ -393,6 +393,32 @@ func TestRefusedProposalIsUnknown(t *testing.T) {
 	}
 }
 
+func TestRefusedLeaderMarkIsProposedAgain(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.lead(1)
+	rd := h.ready(false)
+	if len(rd.Proposals) != 1 || rd.Proposals[0].Proposal.Commands[0].Op != core.OpLeaderChange {
+		t.Fatalf("want the mark first, got %+v", rd.Proposals)
+	}
+	h.step(ProposalFailedEvent(rd.Proposals[0].ID))
+	rd = h.ready(false)
+	if len(rd.Proposals) != 1 || len(rd.Proposals[0].Proposal.Commands) != 1 ||
+		rd.Proposals[0].Proposal.Commands[0].Op != core.OpLeaderChange {
+		t.Fatalf("want the refused mark proposed again, got %+v", rd.Proposals)
+	}
+	// A refused ordinary proposal does not bring the mark back.
+	h.step(RequestEvent(1, createSession("a", 1)))
+	rd = h.ready(false)
+	h.step(ProposalFailedEvent(rd.Proposals[0].ID))
+	for _, p := range h.ready(false).Proposals {
+		for _, c := range p.Proposal.Commands {
+			if c.Op == core.OpLeaderChange {
+				t.Fatalf("a refused client proposal brought back the mark: %+v", p)
+			}
+		}
+	}
+}
+
 func TestBarrierWaitIsReleased(t *testing.T) {
 	h := newHarness(t, Config{})
 	h.lead(1)
