@@ -18,8 +18,12 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -45,6 +49,8 @@ type options struct {
 	target     string // leader, follower or spread
 	maxOps     int
 	serveExtra string
+	profileAt  int    // the client count whose cycle point is profiled
+	profileDir string // where the profiles go
 }
 
 func main() {
@@ -61,6 +67,8 @@ func main() {
 	flag.StringVar(&o.target, "target", "leader", "where clients send: leader, follower or spread (round-robin over the members)")
 	flag.IntVar(&o.maxOps, "max-ops", 2_000_000, "bound on the operations of one point, whatever -dur says")
 	flag.StringVar(&o.serveExtra, "serve-flags", "", "extra flags for lockstep serve, space-separated")
+	flag.IntVar(&o.profileAt, "profile-clients", 64, "with -profile: the cycle point to profile")
+	flag.StringVar(&o.profileDir, "profile", "", "write CPU profiles of the leader (started with --pprof) and of lockbench during one cycle point into this folder")
 	flag.Parse()
 	for _, s := range strings.Split(clients, ",") {
 		if s = strings.TrimSpace(s); s != "" {
@@ -91,6 +99,9 @@ func run(o options) error {
 		if o.serveExtra != "" {
 			extra = strings.Fields(o.serveExtra)
 		}
+		if o.profileDir != "" {
+			extra = append(extra, "--pprof")
+		}
 		c, err = startCluster(o.bin, extra, o.conns)
 	}
 	if err != nil {
@@ -106,7 +117,14 @@ func run(o options) error {
 	}
 	fmt.Printf("%-34s %10s %9s %9s %9s %8s\n", "workload", "ops/s", "p50 ms", "p95 ms", "p99 ms", "errors")
 	for _, n := range o.clients {
+		var stopProf func()
+		if o.profileDir != "" && n == o.profileAt {
+			stopProf = b.profile(n)
+		}
 		r, err := b.cycles(n)
+		if stopProf != nil {
+			stopProf()
+		}
 		if err != nil {
 			return err
 		}
@@ -188,8 +206,17 @@ func (b *bench) prepare() error {
 func (b *bench) api(i int) api {
 	nd := b.targets[i%len(b.targets)]
 	hc := b.c.http[(i/len(b.targets))%len(b.c.http)]
-	u := b.c.url(nd)
-	return api{sessions: lockstepv1connect.NewSessionServiceClient(hc, u), locks: lockstepv1connect.NewLockServiceClient(hc, u)}
+	return newAPI(hc, b.c.url(nd))
+}
+
+// clientOpts: Connect's binary protocol, without offering gzip. connect-go
+// clients offer gzip by default and the server then compresses every
+// answer, however small: a third of the server's CPU and a tenth of the
+// client's went to flate before this (see docs/performance.md).
+var clientOpts = []connect.ClientOption{connect.WithAcceptCompression("gzip", nil, nil)}
+
+func newAPI(hc connect.HTTPClient, u string) api {
+	return api{sessions: lockstepv1connect.NewSessionServiceClient(hc, u, clientOpts...), locks: lockstepv1connect.NewLockServiceClient(hc, u, clientOpts...)}
 }
 
 func newSession(ctx context.Context, a api, ttl time.Duration) (uint64, error) {
@@ -254,6 +281,8 @@ func (b *bench) load(n int, setup func(i int, a api) (any, error), body func(i i
 			return result{}, fmt.Errorf("setting up clients: %w", err)
 		}
 	}
+	before := b.snap()
+	defer func() { b.describe(before, b.snap(), 0) }()
 	var ops, nerr atomic.Int64
 	var firstMu sync.Mutex
 	var first error
@@ -474,7 +503,7 @@ func (b *bench) failover(trials int) error {
 		var sess []uint64
 		for i, nd := range survivors {
 			hc := b.c.http[i%len(b.c.http)]
-			a := api{sessions: lockstepv1connect.NewSessionServiceClient(hc, b.c.url(nd)), locks: lockstepv1connect.NewLockServiceClient(hc, b.c.url(nd))}
+			a := newAPI(hc, b.c.url(nd))
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			s, err := newSession(ctx, a, 30*time.Second)
 			cancel()
@@ -557,3 +586,37 @@ func (b *bench) failover(trials int) error {
 }
 
 var _ = exec.Command
+
+// profile starts a CPU profile of this process and fetches one of the
+// leader's for the point's duration; the returned func waits for both.
+func (b *bench) profile(n int) func() {
+	_ = os.MkdirAll(b.o.profileDir, 0o755)
+	self, err := os.Create(filepath.Join(b.o.profileDir, fmt.Sprintf("lockbench-%d.pprof", n)))
+	if err == nil {
+		_ = pprof.StartCPUProfile(self)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		secs := max(int(b.o.dur.Seconds())-1, 1)
+		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", b.leader.metrics, secs))
+		if err != nil {
+			fmt.Printf("# profile: %v\n", err)
+			return
+		}
+		defer resp.Body.Close()
+		f, err := os.Create(filepath.Join(b.o.profileDir, fmt.Sprintf("leader-%d.pprof", n)))
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		_, _ = io.Copy(f, resp.Body)
+	}()
+	return func() {
+		if self != nil {
+			pprof.StopCPUProfile()
+			self.Close()
+		}
+		<-done
+	}
+}
