@@ -595,28 +595,35 @@ func (b *bench) profile(n int) func() {
 	if err == nil {
 		_ = pprof.StartCPUProfile(self)
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		secs := max(int(b.o.dur.Seconds())-1, 1)
-		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", b.leader.metrics, secs))
-		if err != nil {
-			fmt.Printf("# profile: %v\n", err)
-			return
+	var wg sync.WaitGroup
+	for _, nd := range b.c.nodes {
+		role := "follower-" + nd.id
+		if nd == b.leader {
+			role = "leader"
 		}
-		defer resp.Body.Close()
-		f, err := os.Create(filepath.Join(b.o.profileDir, fmt.Sprintf("leader-%d.pprof", n)))
-		if err != nil {
-			return
-		}
-		defer f.Close()
-		_, _ = io.Copy(f, resp.Body)
-	}()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			secs := max(int(b.o.dur.Seconds())-1, 1)
+			resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", nd.metrics, secs))
+			if err != nil {
+				fmt.Printf("# profile: %v\n", err)
+				return
+			}
+			defer resp.Body.Close()
+			f, err := os.Create(filepath.Join(b.o.profileDir, fmt.Sprintf("%s-%d.pprof", role, n)))
+			if err != nil {
+				return
+			}
+			defer f.Close()
+			_, _ = io.Copy(f, resp.Body)
+		}()
+	}
 	return func() {
 		if self != nil {
 			pprof.StopCPUProfile()
 			self.Close()
 		}
-		<-done
+		wg.Wait()
 	}
 }
