@@ -239,6 +239,7 @@ type result struct {
 	lat    []time.Duration
 	errors int64
 	first  error
+	note   string // what the leader's metrics and the CPU counters said
 }
 
 func (r result) pct(p float64) float64 {
@@ -255,6 +256,9 @@ func (r result) print(name string) {
 		rate = float64(r.ops) / r.secs
 	}
 	fmt.Printf("%-34s %10.0f %9.2f %9.2f %9.2f %8d\n", name, rate, r.pct(.50), r.pct(.95), r.pct(.99), r.errors)
+	if r.note != "" {
+		fmt.Printf("#   %s\n", r.note)
+	}
 	if r.first != nil {
 		fmt.Printf("#   first error: %v\n", r.first)
 	}
@@ -282,7 +286,6 @@ func (b *bench) load(n int, setup func(i int, a api) (any, error), body func(i i
 		}
 	}
 	before := b.snap()
-	defer func() { b.describe(before, b.snap(), 0) }()
 	var ops, nerr atomic.Int64
 	var firstMu sync.Mutex
 	var first error
@@ -316,6 +319,7 @@ func (b *bench) load(n int, setup func(i int, a api) (any, error), body func(i i
 	}
 	wg.Wait()
 	secs := time.Since(start).Seconds()
+	note := b.describe(before, b.snap())
 	var all []time.Duration
 	for _, l := range lats {
 		all = append(all, l...)
@@ -331,7 +335,7 @@ func (b *bench) load(n int, setup func(i int, a api) (any, error), body func(i i
 		}
 		wg.Wait()
 	}
-	return result{ops: ops.Load(), secs: secs, lat: all, errors: nerr.Load(), first: first}, nil
+	return result{ops: ops.Load(), secs: secs, lat: all, errors: nerr.Load(), first: first, note: note}, nil
 }
 
 type cycleState struct {

@@ -112,7 +112,7 @@ func (b *bench) snap() snap {
 
 // describe prints what happened between two snapshots: commands per entry
 // and mean commit latency on the leader, and CPU per process.
-func (b *bench) describe(a, z snap, ops int64) {
+func (b *bench) describe(a, z snap) string {
 	d := func(k string) float64 { return z.leader[k] - a.leader[k] }
 	secs := z.at.Sub(a.at).Seconds()
 	var parts []string
@@ -135,5 +135,5 @@ func (b *bench) describe(a, z snap, ops int64) {
 	cpu = append(cpu, fmt.Sprintf("lockbench %.2f", (z.cpu["lockbench"]-a.cpu["lockbench"])/secs))
 	cpu = append(cpu, fmt.Sprintf("machine %.2f of 2", (z.machine-a.machine)/secs))
 	parts = append(parts, "cores: "+strings.Join(cpu, ", "))
-	fmt.Printf("#   %s\n", strings.Join(parts, "; "))
+	return strings.Join(parts, "; ")
 }
