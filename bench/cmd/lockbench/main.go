@@ -211,8 +211,8 @@ func (b *bench) api(i int) api {
 
 // clientOpts: Connect's binary protocol, without offering gzip. connect-go
 // clients offer gzip by default and the server then compresses every
-// answer, however small: a third of the server's CPU and a tenth of the
-// client's went to flate before this (see docs/performance.md).
+// answer, however small: about a tenth of the leader's CPU and of the
+// client's went to gzip before this (see docs/performance.md).
 var clientOpts = []connect.ClientOption{connect.WithAcceptCompression("gzip", nil, nil)}
 
 func newAPI(hc connect.HTTPClient, u string) api {
