@@ -49,6 +49,7 @@ type options struct {
 	target     string // leader, follower or spread
 	maxOps     int
 	serveExtra string
+	idle       time.Duration
 	profileAt  int    // the client count whose cycle point is profiled
 	profileDir string // where the profiles go
 }
@@ -67,6 +68,7 @@ func main() {
 	flag.StringVar(&o.target, "target", "leader", "where clients send: leader, follower or spread (round-robin over the members)")
 	flag.IntVar(&o.maxOps, "max-ops", 2_000_000, "bound on the operations of one point, whatever -dur says")
 	flag.StringVar(&o.serveExtra, "serve-flags", "", "extra flags for lockstep serve, space-separated")
+	flag.DurationVar(&o.idle, "idle", 3*time.Second, "first measure the CPU of the idle cluster for this long (0: skip)")
 	flag.IntVar(&o.profileAt, "profile-clients", 64, "with -profile: the cycle point to profile")
 	flag.StringVar(&o.profileDir, "profile", "", "write CPU profiles of the leader (started with --pprof) and of lockbench during one cycle point into this folder")
 	flag.Parse()
@@ -114,6 +116,11 @@ func run(o options) error {
 	b := &bench{c: c, o: o}
 	if err := b.prepare(); err != nil {
 		return err
+	}
+	if o.idle > 0 {
+		before := b.snap()
+		time.Sleep(o.idle)
+		fmt.Printf("# idle for %v: %s\n", o.idle, b.describe(before, b.snap()))
 	}
 	fmt.Printf("%-34s %10s %9s %9s %9s %8s\n", "workload", "ops/s", "p50 ms", "p95 ms", "p99 ms", "errors")
 	for _, n := range o.clients {
