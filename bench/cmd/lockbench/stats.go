@@ -122,6 +122,9 @@ func (b *bench) describe(a, z snap) string {
 	if n := d("consensus_commit_latency_seconds_count"); n > 0 {
 		parts = append(parts, fmt.Sprintf("commit %.2f ms", 1000*d("consensus_commit_latency_seconds_sum")/n))
 	}
+	if n := d("apply_latency_seconds_count"); n > 0 {
+		parts = append(parts, fmt.Sprintf("apply %.3f ms/entry", 1000*d("apply_latency_seconds_sum")/n))
+	}
 	var cpu []string
 	for _, nd := range b.c.nodes {
 		if v, ok := z.cpu[nd.id]; ok {
