@@ -50,6 +50,7 @@ type options struct {
 	maxOps     int
 	serveExtra string
 	idle       time.Duration
+	strict     bool
 	profileAt  int    // the client count whose cycle point is profiled
 	profileDir string // where the profiles go
 }
@@ -68,6 +69,7 @@ func main() {
 	flag.StringVar(&o.target, "target", "leader", "where clients send: leader, follower or spread (round-robin over the members)")
 	flag.IntVar(&o.maxOps, "max-ops", 2_000_000, "bound on the operations of one point, whatever -dur says")
 	flag.StringVar(&o.serveExtra, "serve-flags", "", "extra flags for lockstep serve, space-separated")
+	flag.BoolVar(&o.strict, "strict", false, "exit 1 when any operation failed or a failover did not recover (make test-performance)")
 	flag.DurationVar(&o.idle, "idle", 3*time.Second, "first measure the CPU of the idle cluster for this long (0: skip)")
 	flag.IntVar(&o.profileAt, "profile-clients", 64, "with -profile: the cycle point to profile")
 	flag.StringVar(&o.profileDir, "profile", "", "write CPU profiles of the leader (started with --pprof) and of lockbench during one cycle point into this folder")
@@ -136,6 +138,7 @@ func run(o options) error {
 			return err
 		}
 		r.print(fmt.Sprintf("cycles, %d clients, own names", n))
+		b.failures += r.errors
 	}
 	if o.handoff > 0 {
 		r, err := b.handoffs(o.handoff)
@@ -143,6 +146,7 @@ func run(o options) error {
 			return err
 		}
 		r.print(fmt.Sprintf("hand-offs, %d clients, one name", o.handoff))
+		b.failures += r.errors
 	}
 	if o.memLocks > 0 {
 		if err := b.memory(o.memLocks); err != nil {
@@ -155,6 +159,9 @@ func run(o options) error {
 		}
 	}
 	fmt.Printf("# load average after: %s\n", loadavg())
+	if b.failures > 0 && o.strict {
+		return fmt.Errorf("%d operations failed (-strict)", b.failures)
+	}
 	return nil
 }
 
@@ -171,11 +178,12 @@ func loadavg() string {
 }
 
 type bench struct {
-	c       *cluster
-	o       options
-	leader  *node
-	targets []*node
-	run     int // distinguishes the names of successive points
+	c        *cluster
+	o        options
+	leader   *node
+	targets  []*node
+	run      int   // distinguishes the names of successive points
+	failures int64 // failed operations and failovers that did not recover
 }
 
 type api struct {
@@ -470,6 +478,7 @@ func (b *bench) memory(count int) error {
 	}
 	wg.Wait()
 	took := time.Since(start)
+	b.failures += failed.Load()
 	fmt.Printf("# memory: %d locks held (%d failed) in %v (%.0f acquires/s)\n", held.Load(), failed.Load(),
 		took.Round(time.Millisecond), float64(held.Load())/took.Seconds())
 	if e := first.Load(); e != nil {
@@ -573,6 +582,7 @@ func (b *bench) failover(trials int) error {
 		wg.Wait()
 		if d < 0 {
 			fmt.Printf("# failover trial %d: no acquire within 10 s of kill -9 of %s\n", t+1, leader.id)
+			b.failures++
 		} else {
 			fmt.Printf("# failover trial %d: kill -9 %s (leader) -> next acquire %v\n", t+1, leader.id, d.Round(time.Millisecond))
 			took = append(took, d)
