@@ -67,8 +67,11 @@ test-chaos: ## fault tests against real processes
 	@echo "make test-chaos: no chaos tests yet" >&2; exit 1
 
 .PHONY: test-performance
-test-performance: ## end-to-end load against a real cluster
-	@echo "make test-performance: no load generator yet (bench/ comes with the server)" >&2; exit 1
+test-performance: ## end-to-end load against a real 3-node cluster, short bounded profile (mk/bench.mk)
+	@mkdir -p bin
+	$(GO) build -o bin/lockstep ./cmd/lockstep
+	$(GO) build -o bin/lockbench ./bench/cmd/lockbench
+	bin/lockbench -bin bin/lockstep $(PERF_FLAGS)
 
 .PHONY: bench
 bench: ## benchmarks that print figures

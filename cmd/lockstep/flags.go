@@ -18,6 +18,7 @@ type serveFlags struct {
 	logFormat    string
 	logLevel     string
 	drainTimeout time.Duration
+	pprof        bool
 	// overrides are the flags named after configuration keys; only those
 	// given on the command line are applied, over the file's values.
 	overrides []override
@@ -40,6 +41,7 @@ func newServeFlags(stderr io.Writer) *serveFlags {
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", 15*time.Second,
 		"after SIGTERM, how long in-flight requests may take before connections are closed")
+	fs.BoolVar(&f.pprof, "pprof", false, "also serve net/http/pprof under /debug/pprof/ on the metrics address (for profiling)")
 
 	str := func(name, key, usage string, set func(c *config.Config, v string)) {
 		f.add(name, key, usage, false, func(c *config.Config, v string) error { set(c, v); return nil })

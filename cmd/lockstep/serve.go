@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -161,7 +162,7 @@ func runNode(cfg config.Config, f *serveFlags, base *slog.Logger, stdout io.Writ
 	go func() { serveErr <- fmt.Errorf("API server: %w", apiSrv.Serve(apiLn)) }()
 	var metricsSrv *http.Server
 	if metricsLn != nil {
-		metricsSrv = newMetricsServer(reg, log)
+		metricsSrv = newMetricsServer(reg, log, f.pprof)
 		go func() { serveErr <- fmt.Errorf("metrics server: %w", metricsSrv.Serve(metricsLn)) }()
 	}
 	log.Info("serving", "api_address", cfg.Cluster.APIAddress, "metrics_address", cfg.Cluster.MetricsAddress,
@@ -222,8 +223,15 @@ func shutdown(apiSrv, metricsSrv *http.Server, node *runtime.Node, drainTimeout 
 }
 
 // newMetricsServer serves /metrics, with the same read limits as the API.
-func newMetricsServer(reg *prometheus.Registry, log *slog.Logger) *http.Server {
+func newMetricsServer(reg *prometheus.Registry, log *slog.Logger, withPprof bool) *http.Server {
 	mux := http.NewServeMux()
+	if withPprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn), Registry: reg}))
 	return &http.Server{

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// scrape reads the sums of a few series from a node's /metrics (every
+// label combination added together).
+func scrape(metricsAddr string) map[string]float64 {
+	out := map[string]float64{}
+	if metricsAddr == "" {
+		return out
+	}
+	hc := &http.Client{Timeout: 2 * time.Second}
+	resp, err := hc.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		return out
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		l := sc.Text()
+		if l == "" || l[0] == '#' {
+			continue
+		}
+		name := l
+		if i := strings.IndexAny(l, "{ "); i >= 0 {
+			name = l[:i]
+		}
+		switch name {
+		case "consensus_commit_latency_seconds_sum", "consensus_commit_latency_seconds_count",
+			"raft_entries_applied_total", "commands_applied_total", "process_cpu_seconds_total",
+			"apply_latency_seconds_sum", "apply_latency_seconds_count":
+		default:
+			continue
+		}
+		f := strings.Fields(l)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err == nil {
+			out[name] += v
+		}
+	}
+	return out
+}
+
+// cpuSecs is a process's user+system CPU time from /proc (0 if unknown).
+func cpuSecs(pid int) float64 {
+	if pid == 0 {
+		pid = os.Getpid()
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseFloat(f[11], 64)
+	k, _ := strconv.ParseFloat(f[12], 64)
+	return (u + k) / 100 // USER_HZ
+}
+
+// snapshot of the leader's metrics and every process's CPU at one moment.
+type snap struct {
+	at      time.Time
+	leader  map[string]float64
+	cpu     map[string]float64 // node id → CPU seconds; "lockbench" for this process
+	machine float64            // busy CPU seconds of the whole machine
+}
+
+func machineBusy() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	l := strings.SplitN(string(b), "\n", 2)[0]
+	f := strings.Fields(l)
+	var busy float64
+	for i, x := range f[1:] {
+		v, _ := strconv.ParseFloat(x, 64)
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		busy += v
+	}
+	return busy / 100
+}
+
+func (b *bench) snap() snap {
+	s := snap{at: time.Now(), leader: scrape(b.leader.metrics), cpu: map[string]float64{}, machine: machineBusy()}
+	for _, nd := range b.c.nodes {
+		if nd.cmd != nil {
+			s.cpu[nd.id] = cpuSecs(nd.pid())
+		}
+	}
+	s.cpu["lockbench"] = cpuSecs(0)
+	return s
+}
+
+// describe prints what happened between two snapshots: commands per entry
+// and mean commit latency on the leader, and CPU per process.
+func (b *bench) describe(a, z snap) string {
+	d := func(k string) float64 { return z.leader[k] - a.leader[k] }
+	secs := z.at.Sub(a.at).Seconds()
+	var parts []string
+	if e := d("raft_entries_applied_total"); e > 0 {
+		parts = append(parts, fmt.Sprintf("%.1f cmds/entry, %.0f entries/s", d("commands_applied_total")/e, e/secs))
+	}
+	if n := d("consensus_commit_latency_seconds_count"); n > 0 {
+		parts = append(parts, fmt.Sprintf("commit %.2f ms", 1000*d("consensus_commit_latency_seconds_sum")/n))
+	}
+	if n := d("apply_latency_seconds_count"); n > 0 {
+		parts = append(parts, fmt.Sprintf("apply %.3f ms/entry", 1000*d("apply_latency_seconds_sum")/n))
+	}
+	var cpu []string
+	for _, nd := range b.c.nodes {
+		if v, ok := z.cpu[nd.id]; ok {
+			tag := ""
+			if nd == b.leader {
+				tag = "*"
+			}
+			cpu = append(cpu, fmt.Sprintf("%s%s %.2f", nd.id, tag, (v-a.cpu[nd.id])/secs))
+		}
+	}
+	cpu = append(cpu, fmt.Sprintf("lockbench %.2f", (z.cpu["lockbench"]-a.cpu["lockbench"])/secs))
+	cpu = append(cpu, fmt.Sprintf("machine %.2f of 2", (z.machine-a.machine)/secs))
+	parts = append(parts, "cores: "+strings.Join(cpu, ", "))
+	return strings.Join(parts, "; ")
+}

@@ -1,0 +1,38 @@
+# The load generator (bench/): a three-node cluster of separate
+# `lockstep serve` processes on 127.0.0.1, driven through the Connect API.
+#
+#   make bench-server    every workload at full length (about 3 minutes)
+#   make bench-etcd      the same workloads against 3 etcd members (Debian's
+#                        etcd-server: apt-get install -y etcd-server)
+#   make bench-compare   both, one after the other, in one run
+#   make test-performance  (top Makefile) a short bounded profile
+#
+# BENCH_FLAGS passes more flags to lockbench (go run ./bench/cmd/lockbench -h).
+# bench/etcd is a module of its own: the etcd client's grpc and protobuf
+# versions stay out of the main go.mod.
+
+BENCH_FLAGS ?=
+ETCD_BENCH_FLAGS ?=
+ETCD ?= etcd
+
+.PHONY: bench-server
+bench-server: ## load generator: cycles/s and latency at 1..256 clients, hand-offs, failover, RSS at 100k locks
+	@mkdir -p bin
+	$(GO) build -o bin/lockstep ./cmd/lockstep
+	$(GO) build -o bin/lockbench ./bench/cmd/lockbench
+	bin/lockbench -bin bin/lockstep $(BENCH_FLAGS)
+
+.PHONY: bench-etcd
+bench-etcd: ## the same workloads against a 3-member etcd (concurrency.Mutex)
+	@command -v $(ETCD) >/dev/null || { echo "bench-etcd: no $(ETCD) binary (apt-get install -y etcd-server)" >&2; exit 1; }
+	@mkdir -p bin
+	cd bench/etcd && $(GO) build -o $(CURDIR)/bin/etcdbench .
+	bin/etcdbench -bin $(ETCD) $(ETCD_BENCH_FLAGS)
+
+.PHONY: bench-compare
+bench-compare: ## lockstep and etcd side by side in one run
+	$(MAKE) --no-print-directory bench-server BENCH_FLAGS="$(BENCH_FLAGS)"
+	$(MAKE) --no-print-directory bench-etcd ETCD_BENCH_FLAGS="$(ETCD_BENCH_FLAGS)"
+
+# The short profile of make test-performance: about 40 s.
+PERF_FLAGS ?= -strict -dur 2s -clients 1,16,64 -handoff 16 -failover 1 -mem 10000
