@@ -27,6 +27,9 @@ var serviceNames = []string{
 	lockstepv1connect.ClusterServiceName,
 }
 
+// compressMinBytes is the smallest reply worth compressing.
+const compressMinBytes = 4096
+
 func isService(name string) bool {
 	for _, s := range serviceNames {
 		if s == name {
@@ -53,6 +56,11 @@ func New(opts Options) (http.Handler, error) {
 	handlerOpts := append(connectCodecs(),
 		connect.WithInterceptors(s.interceptors(m)...),
 		connect.WithReadMaxBytes(opts.MaxRequestBytes),
+		// Lock replies are a few dozen bytes: gzip costs far more CPU than it
+		// saves (about a tenth of the leader's CPU under load, measured in
+		// docs/performance.md), so only large replies (status lists) are
+		// compressed.
+		connect.WithCompressMinBytes(compressMinBytes),
 	)
 	cluster := ClusterHandler{s}
 	type mount struct {
