@@ -853,7 +853,9 @@ func (n *Node) handOffLeadership() {
 	}
 	wait := time.Duration(n.cfg.Consensus.ElectionTimeoutMs) * time.Millisecond
 	for _, si := range info.ShardInfoList {
-		if !si.IsLeader || len(si.Replicas) < 2 {
+		// ShardInfo.IsLeader is never set by this Dragonboat version's
+		// GetNodeHostInfo: ask for the leader instead.
+		if leader, _, ok, _ := n.nh.GetLeaderID(si.ShardID); !ok || leader != n.replicaID || len(si.Replicas) < 2 {
 			continue
 		}
 		var target uint64
