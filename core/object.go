@@ -129,13 +129,5 @@ func (o *object) holderOf(s *session) *hold {
 }
 
 func (o *object) removeHolder(h *hold) {
-	for i, x := range o.holders {
-		if x == h {
-			copy(o.holders[i:], o.holders[i+1:])
-			o.holders[len(o.holders)-1] = nil
-			o.holders = o.holders[:len(o.holders)-1]
-			return
-		}
-	}
-	panic("core: hold missing from its object")
+	o.holders = removeOne(o.holders, h, "a hold missing from its object")
 }

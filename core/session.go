@@ -1,5 +1,7 @@
 package core
 
+import "slices"
+
 // session is a client's lease. Every hold and wait belongs to one; when it
 // ends, by Close or by expiry, all of them end with it.
 type session struct {
@@ -81,25 +83,19 @@ func (m *Machine) endSession(s *session, why Reason) {
 func (s *session) addHold(h *hold) { s.holds = append(s.holds, h) }
 
 func (s *session) removeHold(h *hold) {
-	for i, x := range s.holds {
-		if x == h {
-			copy(s.holds[i:], s.holds[i+1:])
-			s.holds[len(s.holds)-1] = nil
-			s.holds = s.holds[:len(s.holds)-1]
-			return
-		}
-	}
-	panic("core: hold missing from its session")
+	s.holds = removeOne(s.holds, h, "a hold missing from its session")
+}
+func (s *session) removeWait(w *waiter) {
+	s.waits = removeOne(s.waits, w, "a waiter missing from its session")
 }
 
-func (s *session) removeWait(w *waiter) {
-	for i, x := range s.waits {
-		if x == w {
-			copy(s.waits[i:], s.waits[i+1:])
-			s.waits[len(s.waits)-1] = nil
-			s.waits = s.waits[:len(s.waits)-1]
-			return
-		}
+// removeOne deletes x from list, keeping the order (grant order, queue
+// order) that status and snapshots show. x must be there: a link missing is
+// a broken invariant, not an input error.
+func removeOne[T comparable](list []T, x T, what string) []T {
+	i := slices.Index(list, x)
+	if i < 0 {
+		panic("core: " + what)
 	}
-	panic("core: waiter missing from its session")
+	return slices.Delete(list, i, i+1)
 }
