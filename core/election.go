@@ -22,26 +22,7 @@ func (m *Machine) campaign(c *Command) Result {
 			return Result{Outcome: OutcomeQueued, Waiter: w.id, Session: s.id, Deadline: w.deadline}
 		}
 	}
-	if o == nil || (o.queue.Len() == 0 && m.canGrant(o, &req)) {
-		if err := m.checkSessionRoom(s); err != nil {
-			return Result{Err: err}
-		}
-		if o == nil {
-			if o, err = m.createObject(KindElection, c.Name); err != nil {
-				return Result{Err: err}
-			}
-		}
-		h := m.grant(o, s, &req, 0)
-		return Result{Outcome: OutcomeGranted, Token: h.token, Session: s.id}
-	}
-	if c.WaitMs == 0 {
-		return Result{Outcome: OutcomeRefused, Session: s.id}
-	}
-	w, err := m.enqueue(o, s, c, req)
-	if err != nil {
-		return Result{Err: err}
-	}
-	return Result{Outcome: OutcomeQueued, Waiter: w.id, Session: s.id, Deadline: w.deadline}
+	return m.grantOrQueue(o, KindElection, s, c, req)
 }
 
 // leaderHold returns the leader's hold when session and token name it.

@@ -103,12 +103,20 @@ func (m *Machine) acquire(c *Command) Result {
 			return Result{Outcome: OutcomeQueued, Waiter: w.id, Session: s.id, Deadline: w.deadline}
 		}
 	}
+	return m.grantOrQueue(o, c.Kind, s, c, req)
+}
+
+// grantOrQueue ends an acquire or campaign that found no grant or wait of
+// the session's own: granted now when the queue is empty and the request
+// fits, refused when it may not wait, queued otherwise.
+func (m *Machine) grantOrQueue(o *object, kind Kind, s *session, c *Command, req request) Result {
 	if o == nil || (o.queue.Len() == 0 && m.canGrant(o, &req)) {
 		if err := m.checkSessionRoom(s); err != nil {
 			return Result{Err: err}
 		}
 		if o == nil {
-			if o, err = m.createObject(c.Kind, c.Name); err != nil {
+			var err *Error
+			if o, err = m.createObject(kind, c.Name); err != nil {
 				return Result{Err: err}
 			}
 			o.limit = c.Limit
