@@ -38,7 +38,7 @@ type Status struct {
 	Kind         Kind      `json:"kind"`
 	Name         string    `json:"name"`
 	Holders      []*Holder `json:"holders"`
-	Waiters      []*Waiter `json:"waiters"` // in the order they will be served
+	Waiters      []*Waiter `json:"waiters"`             // in the order they will be served
 	Limit        int64     `json:"limit,omitempty"`     // semaphores
 	Available    int64     `json:"available,omitempty"` // semaphores
 	Mode         string    `json:"mode,omitempty"`      // rwlocks
