@@ -123,6 +123,9 @@ func (h *holdFlags) runCommand(s *client.Session, name string, token uint64, arg
 		"LOCKSTEP_FENCING_TOKEN="+strconv.FormatUint(token, 10),
 		"LOCKSTEP_LOCK_NAME="+name,
 		"LOCKSTEP_SESSION_ID="+strconv.FormatUint(s.ID(), 10))
+	// Its own process group, so that a lost session stops what the command
+	// started too (a shell's children), not only the command itself.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
@@ -136,7 +139,7 @@ func (h *holdFlags) runCommand(s *client.Session, name string, token uint64, arg
 	for {
 		select {
 		case sig := <-sigs:
-			_ = cmd.Process.Signal(sig)
+			_ = signalGroup(cmd, sig.(syscall.Signal))
 		case <-s.Done():
 			if lost {
 				continue
@@ -144,13 +147,14 @@ func (h *holdFlags) runCommand(s *client.Session, name string, token uint64, arg
 			lost = true
 			fmt.Fprintf(h.stderr, "%s: lost the hold on %q: %v\n%s: sending SIGTERM to the command (SIGKILL in %v); another holder may be running now.\n",
 				h.fs.Name(), name, s.Err(), h.fs.Name(), h.grace)
-			_ = cmd.Process.Signal(syscall.SIGTERM)
+			_ = signalGroup(cmd, syscall.SIGTERM)
 			go func() {
 				select {
 				case <-exited:
 				case <-time.After(h.grace):
-					_ = cmd.Process.Kill()
 				}
+				// Whatever the command left running in its group goes too.
+				_ = signalGroup(cmd, syscall.SIGKILL)
 			}()
 		case <-exited:
 			if lost {
@@ -286,4 +290,9 @@ Examples:
 		}
 		return held{token: m.Token(), release: m.Unlock}, err
 	})
+}
+
+// signalGroup signals the command's process group.
+func signalGroup(cmd *exec.Cmd, sig syscall.Signal) error {
+	return syscall.Kill(-cmd.Process.Pid, sig)
 }
