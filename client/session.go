@@ -238,9 +238,15 @@ func (s *Session) acquire(ctx context.Context, op string, kind pb.Kind, name str
 	for {
 		g, err := doGrant(ctx, s.c, send)
 		if err != nil {
-			if ctx.Err() != nil {
+			// The call carries ctx's deadline to the server, which may end
+			// it a moment before ctx itself says so.
+			if ctx.Err() != nil || connect.CodeOf(err) == connect.CodeDeadlineExceeded {
 				s.withdraw(kind, name, release)
-				return 0, fmt.Errorf("%s %q: %w", op, name, ctx.Err())
+				cause := ctx.Err()
+				if cause == nil {
+					cause = context.DeadlineExceeded
+				}
+				return 0, fmt.Errorf("%s %q: %w", op, name, cause)
 			}
 			return 0, apiErr(op+" "+fmt.Sprintf("%q", name), err)
 		}
@@ -256,6 +262,10 @@ func (s *Session) acquire(ctx context.Context, op string, kind pb.Kind, name str
 			}
 			continue
 		default:
+			if g.reason == pb.Reason_REASON_CANCELLED && ctx.Err() != nil {
+				s.withdraw(kind, name, release)
+				return 0, fmt.Errorf("%s %q: %w", op, name, ctx.Err())
+			}
 			return 0, s.refusal(fmt.Sprintf("%s %q", op, name), g.reason)
 		}
 	}
