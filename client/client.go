@@ -77,9 +77,8 @@ func WithBackoff(min, max time.Duration) Option {
 	return func(o *options) { o.backoffMin, o.backoffMax = min, max }
 }
 
-// WithHTTPClient replaces the HTTP client (its transport must speak HTTP/2
-// for streams over TLS, or h2c for http:// endpoints). Defaults to one built
-// from WithTLS.
+// WithHTTPClient replaces the HTTP client. Defaults to one built from
+// WithTLS: HTTP/1.1 for http://, HTTP/2 when negotiated for https://.
 func WithHTTPClient(h *http.Client) Option { return func(o *options) { o.httpClient = h } }
 
 // New returns a client for the cluster whose API endpoints are given
@@ -103,12 +102,11 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 	}
 	h := o.httpClient
 	if h == nil {
-		var p http.Protocols
-		p.SetHTTP1(true)
-		p.SetHTTP2(true)
-		p.SetUnencryptedHTTP2(true) // h2c with prior knowledge for http:// endpoints
+		// The Connect protocol (the default here) works on HTTP/1.1, streams
+		// included, so http:// endpoints use plain HTTP/1.1 (one connection
+		// per blocked call, friendly to proxies) and https:// negotiates
+		// HTTP/2.
 		h = &http.Client{Transport: &http.Transport{
-			Protocols:         &p,
 			TLSClientConfig:   o.tls,
 			ForceAttemptHTTP2: true,
 			IdleConnTimeout:   90 * time.Second,

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -22,10 +23,29 @@ type cli struct {
 	dir string
 }
 
-func (c cli) cmd(ctx context.Context, args ...string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer) {
+// syncBuffer is a bytes.Buffer that a test may read while the process
+// writes to it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+func (c cli) cmd(ctx context.Context, args ...string) (*exec.Cmd, *syncBuffer, *syncBuffer) {
 	cmd := exec.CommandContext(ctx, binary, args...)
 	cmd.Env = append(os.Environ(), "LOCKSTEP_ENDPOINTS="+c.url)
-	var out, errb bytes.Buffer
+	var out, errb syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	cmd.WaitDelay = 2 * time.Second // a killed lockstep's command may hold the pipes
 	return cmd, &out, &errb
@@ -50,7 +70,7 @@ func (c cli) run(limit time.Duration, args ...string) (int, string, string) {
 }
 
 // start starts a long-running command; the test ends it.
-func (c cli) start(args ...string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer, chan error) {
+func (c cli) start(args ...string) (*exec.Cmd, *syncBuffer, *syncBuffer, chan error) {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	cmd, out, errb := c.cmd(ctx, args...)
@@ -227,4 +247,72 @@ func TestCLI(t *testing.T) {
 			t.Fatalf("completion bash: %d %s", code, out)
 		}
 	})
+}
+
+// TestCLIElectAndBarrier: a second candidate takes over when the leader is
+// interrupted (it resigns), --observe shows both, and a barrier lets its
+// parties go together.
+func TestCLIElectAndBarrier(t *testing.T) {
+	c := newCluster(t, 1)
+	n := c.nodes[0]
+	c.start(n)
+	c.waitHealthy(20*time.Second, n)
+	l := cli{t: t, url: n.url(), dir: t.TempDir()}
+
+	_, obsOut, _, _ := l.start("elect", "cli/leader", "--observe")
+	a, aOut, _, aDone := l.start("elect", "cli/leader", "10.0.0.1", "--owner", "a")
+	eventually(t, 10*time.Second, "a elected", func() error {
+		if !strings.Contains(aOut.String(), "elected leader of cli/leader as a") {
+			return errors.New(aOut.String())
+		}
+		return nil
+	})
+	_, bOut, _, _ := l.start("elect", "cli/leader", "10.0.0.2", "--owner", "b")
+	time.Sleep(300 * time.Millisecond)
+	if strings.Contains(bOut.String(), "elected") {
+		t.Fatal("b elected while a leads")
+	}
+	_ = a.Process.Signal(os.Interrupt)
+	select {
+	case err := <-aDone:
+		if err != nil {
+			t.Fatalf("interrupted leader: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the leader did not resign within 10s of Ctrl-C")
+	}
+	eventually(t, 10*time.Second, "b elected after a resigned", func() error {
+		if !strings.Contains(bOut.String(), "elected leader of cli/leader as b") {
+			return errors.New(bOut.String())
+		}
+		return nil
+	})
+	eventually(t, 10*time.Second, "observe shows a then b", func() error {
+		o := obsOut.String()
+		ia, ib := strings.Index(o, `a value="10.0.0.1"`), strings.Index(o, `b value="10.0.0.2"`)
+		if ia < 0 || ib < ia {
+			return errors.New(o)
+		}
+		return nil
+	})
+
+	_, _, _, first := l.start("barrier", "cli/barrier", "--parties", "2")
+	select {
+	case <-first:
+		t.Fatal("one party passed a 2-party barrier alone")
+	case <-time.After(300 * time.Millisecond):
+	}
+	code, out, _ := l.run(10*time.Second, "barrier", "cli/barrier", "--parties", "2")
+	want(t, "second party's exit", code, 0)
+	if !strings.Contains(out, "released") {
+		t.Fatalf("barrier output: %s", out)
+	}
+	select {
+	case err := <-first:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first party was not released")
+	}
 }
