@@ -68,7 +68,8 @@ func (c *common) parse(args []string) (pos, command []string, code int, ok bool)
 		rest := c.fs.Args()
 		used := len(args) - len(rest)
 		if used > 0 && args[used-1] == "--" {
-			return pos, rest, 0, true
+			command = rest
+			break
 		}
 		if len(rest) == 0 {
 			break
@@ -80,7 +81,7 @@ func (c *common) parse(args []string) (pos, command []string, code int, ok bool)
 		c.usageErr("-o %q: use table or json", c.output)
 		return nil, nil, exitUsage, false
 	}
-	return pos, nil, 0, true
+	return pos, command, 0, true
 }
 
 func (c *common) usageErr(format string, a ...any) int {
