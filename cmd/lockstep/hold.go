@@ -123,9 +123,7 @@ func (h *holdFlags) runCommand(s *client.Session, name string, token uint64, arg
 		"LOCKSTEP_FENCING_TOKEN="+strconv.FormatUint(token, 10),
 		"LOCKSTEP_LOCK_NAME="+name,
 		"LOCKSTEP_SESSION_ID="+strconv.FormatUint(s.ID(), 10))
-	// Its own process group, so that a lost session stops what the command
-	// started too (a shell's children), not only the command itself.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	ownProcessGroup(cmd)
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
@@ -290,9 +288,4 @@ Examples:
 		}
 		return held{token: m.Token(), release: m.Unlock}, err
 	})
-}
-
-// signalGroup signals the command's process group.
-func signalGroup(cmd *exec.Cmd, sig syscall.Signal) error {
-	return syscall.Kill(-cmd.Process.Pid, sig)
 }
