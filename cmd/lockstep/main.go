@@ -1,10 +1,12 @@
-// Command lockstep is the Lockstep server.
+// Command lockstep is the Lockstep server and its command-line client.
 //
 //	lockstep serve --config FILE [flags]   run one member of a cluster
 //	lockstep serve --dev [flags]           run a single node for trying it out
+//	lockstep lock NAME -- CMD ARGS...      run a command while holding a lock
 //
 // Flags override the keys of the configuration file; `lockstep serve -h`
-// lists them. See docs/operations.md.
+// lists them. See docs/operations.md, and docs/client.md for the client
+// commands (each has -h with examples).
 package main
 
 import (
@@ -33,8 +35,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "serve":
 		return serve(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
+		if len(args) > 1 {
+			if cmd, ok := clientCommands[args[1]]; ok {
+				return cmd([]string{"-h"}, stdout, stderr)
+			}
+		}
 		usage(stdout)
 		return exitOK
+	}
+	if cmd, ok := clientCommands[args[0]]; ok {
+		return cmd(args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "lockstep: unknown command %q\n\n", args[0])
 	usage(stderr)
@@ -49,6 +59,25 @@ Usage:
   lockstep serve --dev [flags]           run a single node on 127.0.0.1 with
                                          defaults, in a fresh data directory
 
-Run 'lockstep serve -h' for the flags. See docs/operations.md.
+Client commands (each takes -h for its flags and examples):
+  lockstep lock NAME [--wait D] [--ttl D] -- CMD ARGS...
+                                         run CMD holding the mutex NAME
+  lockstep sem NAME --limit N [--permits K] -- CMD...
+                                         run CMD holding K of N permits
+  lockstep rwlock NAME --read|--write -- CMD...
+  lockstep barrier NAME --parties N      wait until N parties arrive
+  lockstep elect NAME VALUE              campaign; hold leadership until Ctrl-C
+  lockstep elect NAME --observe          print the leader and its changes
+  lockstep status NAME                   holders and waiters, in order
+  lockstep list [PREFIX]                 live objects
+  lockstep watch PREFIX                  print changes as they happen
+  lockstep cluster status|add|remove|transfer
+  lockstep completion bash|zsh           shell completion
+
+Client commands talk to --endpoints (or LOCKSTEP_ENDPOINTS), default
+http://127.0.0.1:8080, and print tables, or JSON with -o json.
+
+Run 'lockstep serve -h' for the server's flags. See docs/operations.md and
+docs/client.md.
 `)
 }

@@ -1,0 +1,40 @@
+// Package client is the Go client of Lockstep: sessions with a background
+// keepalive, and on them mutexes, weighted semaphores, read-write locks,
+// barriers and leader elections, plus Watch and a fencing helper for the
+// resource side.
+//
+// Start with New (the endpoints of the cluster), then NewSession, then a
+// primitive on the session:
+//
+//	c, err := client.New([]string{"http://127.0.0.1:8080"})
+//	s, err := c.NewSession(ctx, client.WithTTL(15*time.Second))
+//	defer s.Close(context.Background())
+//	m := client.NewMutex(s, "jobs/nightly")
+//	if err := m.Lock(ctx); err != nil { ... }
+//	write(db, m.Token())   // the resource checks the token, see Fence
+//	m.Unlock(ctx)
+//
+// # Holding a lock is a belief
+//
+// A lock is held as long as its session's lease lives on the servers. The
+// client renews the lease in the background, but a process can pause (GC,
+// a stopped VM, a slow disk) for longer than the TTL, and when it resumes it
+// still believes it holds the lock while someone else does. Session.Done
+// closes when the client learns the session is gone, which may be late.
+// What makes a protected write safe is the fencing token: every grant gets a
+// token larger than every earlier grant of the same name, and a resource
+// that remembers the largest token it has seen (Fence) refuses the writes of
+// a former holder. Pass Token() along with every write.
+//
+// # Retries and failover
+//
+// Every mutating request carries the client's id and a sequence number. When
+// an endpoint is unavailable the request is retried, with backoff, on the
+// next endpoint with the same id and number, so the server applies it once
+// and a retried acquire keeps its place in the queue.
+//
+// A context cancelled while a Lock (or any wait) is queued withdraws the
+// wait on the server (SessionService.CancelWait) before the call returns;
+// if the grant won the race, it is released, so a cancelled Lock never
+// leaves a hold behind.
+package client

@@ -1,0 +1,44 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+
+	"connectrpc.com/connect"
+)
+
+// Sentinel errors. Test for them with errors.Is; the returned errors wrap
+// them with what the server said.
+var (
+	// ErrLocked: a TryLock (or any try-once acquire) found the object held.
+	ErrLocked = errors.New("lockstep: held by someone else")
+	// ErrNotHeld: Unlock, Release, Proclaim or Resign without a current grant,
+	// or with a grant the server no longer has (it expired or was released).
+	ErrNotHeld = errors.New("lockstep: not held")
+	// ErrSessionLost: the session expired or was closed; everything it held
+	// is gone. Start a new session.
+	ErrSessionLost = errors.New("lockstep: session lost")
+	// ErrUnavailable: no endpoint answered within the retry timeout.
+	ErrUnavailable = errors.New("lockstep: no endpoint available")
+	// ErrStaleToken: Fence refused a token older than one it has seen.
+	ErrStaleToken = errors.New("lockstep: stale fencing token")
+	// ErrNoLeader: Election.Leader found nobody elected.
+	ErrNoLeader = errors.New("lockstep: no leader")
+	// ErrTimeout: a bounded wait (WithWait) ended without a grant.
+	ErrTimeout = errors.New("lockstep: wait timed out")
+)
+
+// apiErr wraps a server error in the sentinel that matches its code, so
+// callers can test with errors.Is and still read the server's message.
+func apiErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	switch connect.CodeOf(err) {
+	case connect.CodeAborted:
+		return fmt.Errorf("%s: %w: %v", op, ErrNotHeld, err)
+	case connect.CodeNotFound:
+		return fmt.Errorf("%s: %w: %v", op, ErrSessionLost, err)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}

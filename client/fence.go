@@ -1,0 +1,48 @@
+package client
+
+import (
+	"fmt"
+	"sync"
+)
+
+// Fence is the resource side of fencing: it remembers, per name, the largest
+// fencing token it has accepted and refuses anything older, so a former
+// holder that paused past its lease (and still believes it holds the lock)
+// cannot write after the next holder has. Check tokens where the write
+// happens, under the same lock or transaction as the write itself.
+//
+// A Fence lives in memory; a resource that restarts must keep the largest
+// token with its data (for example a column updated in the same
+// transaction: "UPDATE ... WHERE fence_token <= $token"), see
+// docs/client.md. The zero Fence is ready to use.
+type Fence struct {
+	mu   sync.Mutex
+	last map[string]uint64
+}
+
+// Check accepts token for name if it is at least the largest seen (the
+// same holder may write many times with one token) and remembers it;
+// otherwise it answers an error wrapping ErrStaleToken. Token 0 is never
+// valid.
+func (f *Fence) Check(name string, token uint64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if token == 0 {
+		return fmt.Errorf("fence %q: token 0: %w (no token was sent)", name, ErrStaleToken)
+	}
+	if f.last == nil {
+		f.last = map[string]uint64{}
+	}
+	if last := f.last[name]; token < last {
+		return fmt.Errorf("fence %q: token %d is older than %d: %w", name, token, last, ErrStaleToken)
+	}
+	f.last[name] = token
+	return nil
+}
+
+// Last is the largest token accepted for name (0 when none).
+func (f *Fence) Last(name string) uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.last[name]
+}

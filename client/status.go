@@ -1,0 +1,207 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"connectrpc.com/connect"
+
+	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
+)
+
+// Kind names a primitive: "mutex", "semaphore", "rwlock", "barrier",
+// "election".
+type Kind string
+
+// The kinds of objects.
+const (
+	KindMutex     Kind = "mutex"
+	KindSemaphore Kind = "semaphore"
+	KindRWLock    Kind = "rwlock"
+	KindBarrier   Kind = "barrier"
+	KindElection  Kind = "election"
+)
+
+func kindOf(k pb.Kind) Kind {
+	return Kind(strings.ToLower(strings.TrimPrefix(k.String(), "KIND_")))
+}
+
+// Holder and Waiter are as status answers show them.
+type (
+	Holder = pb.Holder
+	Waiter = pb.Waiter
+)
+
+// Status is one object's holders and queue, whatever its kind.
+type Status struct {
+	Kind         Kind      `json:"kind"`
+	Name         string    `json:"name"`
+	Holders      []*Holder `json:"holders"`
+	Waiters      []*Waiter `json:"waiters"`             // in the order they will be served
+	Limit        int64     `json:"limit,omitempty"`     // semaphores
+	Available    int64     `json:"available,omitempty"` // semaphores
+	Mode         string    `json:"mode,omitempty"`      // rwlocks
+	Parties      int64     `json:"parties,omitempty"`   // barriers
+	Generation   uint64    `json:"generation,omitempty"`
+	Value        []byte    `json:"value,omitempty"` // elections: the leader's value
+	AppliedIndex uint64    `json:"applied_index"`
+}
+
+// Status reads one object (linearizable). A name never used answers no
+// holders and no waiters.
+func (c *Client) Status(ctx context.Context, kind Kind, name string) (*Status, error) {
+	st := &Status{Kind: kind, Name: name}
+	var err error
+	switch kind {
+	case KindMutex:
+		var r *pb.LockStatusResponse
+		r, err = do(ctx, c, func(ctx context.Context, e *endpoint) (*connect.Response[pb.LockStatusResponse], error) {
+			return e.locks.Status(ctx, connect.NewRequest(&pb.LockStatusRequest{Name: name}))
+		})
+		if err == nil {
+			if r.Held && r.Holder != nil {
+				st.Holders = []*Holder{r.Holder}
+			}
+			st.Waiters, st.AppliedIndex = r.Waiters, r.AppliedIndex
+		}
+	case KindSemaphore:
+		var r *pb.SemaphoreStatusResponse
+		r, err = do(ctx, c, func(ctx context.Context, e *endpoint) (*connect.Response[pb.SemaphoreStatusResponse], error) {
+			return e.sems.Status(ctx, connect.NewRequest(&pb.SemaphoreStatusRequest{Name: name}))
+		})
+		if err == nil {
+			st.Holders, st.Waiters, st.AppliedIndex = r.Holders, r.Waiters, r.AppliedIndex
+			st.Limit, st.Available = r.Limit, r.Available
+		}
+	case KindRWLock:
+		var r *pb.RWLockStatusResponse
+		r, err = do(ctx, c, func(ctx context.Context, e *endpoint) (*connect.Response[pb.RWLockStatusResponse], error) {
+			return e.rw.Status(ctx, connect.NewRequest(&pb.RWLockStatusRequest{Name: name}))
+		})
+		if err == nil {
+			st.Holders, st.Waiters, st.AppliedIndex, st.Mode = r.Holders, r.Waiters, r.AppliedIndex, r.Mode
+		}
+	case KindBarrier:
+		var r *pb.BarrierStatusResponse
+		r, err = do(ctx, c, func(ctx context.Context, e *endpoint) (*connect.Response[pb.BarrierStatusResponse], error) {
+			return e.barriers.Status(ctx, connect.NewRequest(&pb.BarrierStatusRequest{Name: name}))
+		})
+		if err == nil {
+			st.Waiters, st.AppliedIndex, st.Parties, st.Generation = r.Waiters, r.AppliedIndex, r.Parties, r.Generation
+		}
+	case KindElection:
+		var r *pb.LeaderResponse
+		r, err = do(ctx, c, func(ctx context.Context, e *endpoint) (*connect.Response[pb.LeaderResponse], error) {
+			return e.elections.Leader(ctx, connect.NewRequest(&pb.LeaderRequest{Name: name}))
+		})
+		if err == nil {
+			if r.HasLeader && r.Leader != nil {
+				l := r.Leader
+				st.Holders = []*Holder{{SessionId: l.SessionId, Owner: l.Candidate, Value: l.Value,
+					FencingToken: l.FencingToken, AcquiredAtMs: l.ElectedAtMs, ExpiresAtMs: l.ExpiresAtMs, Permits: 1}}
+				st.Value = l.Value
+			}
+			st.Waiters, st.AppliedIndex = r.Candidates, r.AppliedIndex
+		}
+	default:
+		return nil, fmt.Errorf("lockstep: unknown kind %q: use mutex, semaphore, rwlock, barrier or election", kind)
+	}
+	if err != nil {
+		return nil, apiErr(fmt.Sprintf("status of %s %q", kind, name), err)
+	}
+	return st, nil
+}
+
+// Object is one live object in a List answer.
+type Object struct {
+	Kind        Kind   `json:"kind"`
+	Name        string `json:"name"`
+	HolderCount int64  `json:"holders"`
+	WaiterCount int64  `json:"waiters"`
+}
+
+// List answers every live object whose name starts with prefix, in name
+// order, reading every page.
+func (c *Client) List(ctx context.Context, prefix string) ([]Object, error) {
+	var out []Object
+	token := ""
+	for page := 0; page < 10000; page++ {
+		req := &pb.ListRequest{Prefix: prefix, PageToken: token}
+		r, err := do(ctx, c, func(ctx context.Context, e *endpoint) (*connect.Response[pb.ListResponse], error) {
+			return e.locks.List(ctx, connect.NewRequest(req))
+		})
+		if err != nil {
+			return nil, apiErr("list", err)
+		}
+		for _, o := range r.Objects {
+			out = append(out, Object{Kind: kindOf(o.Kind), Name: o.Name, HolderCount: o.HolderCount, WaiterCount: o.WaiterCount})
+		}
+		if r.NextPageToken == "" {
+			break
+		}
+		token = r.NextPageToken
+	}
+	return out, nil
+}
+
+// CheckFence asks the cluster, linearizably, whether token still holds the
+// object (kind "" means mutex).
+func (c *Client) CheckFence(ctx context.Context, kind Kind, name string, token uint64) (bool, error) {
+	k := pb.Kind_KIND_MUTEX
+	if kind != "" {
+		v, ok := pb.Kind_value["KIND_"+strings.ToUpper(string(kind))]
+		if !ok {
+			return false, fmt.Errorf("lockstep: unknown kind %q", kind)
+		}
+		k = pb.Kind(v)
+	}
+	r, err := do(ctx, c, func(ctx context.Context, e *endpoint) (*connect.Response[pb.CheckFenceResponse], error) {
+		return e.locks.CheckFence(ctx, connect.NewRequest(&pb.CheckFenceRequest{Name: name, Kind: k, FencingToken: token}))
+	})
+	if err != nil {
+		return false, apiErr("check fence", err)
+	}
+	return r.Valid, nil
+}
+
+// ClusterStatus answers the status of the node the client talks to.
+func (c *Client) ClusterStatus(ctx context.Context) (*pb.ClusterStatusResponse, error) {
+	r, err := do(ctx, c, func(ctx context.Context, e *endpoint) (*connect.Response[pb.ClusterStatusResponse], error) {
+		return e.cluster.Status(ctx, connect.NewRequest(&pb.ClusterStatusRequest{}))
+	})
+	return r, apiErr("cluster status", err)
+}
+
+// AddNode adds a member to shard 0 and answers the incarnation it must
+// start with (the Lockstep-Incarnation header; "" when not sent).
+func (c *Client) AddNode(ctx context.Context, nodeID, raftAddress string) (string, error) {
+	req := &pb.AddNodeRequest{ClientId: c.clientID, RequestSeq: c.nextSeq(), NodeId: nodeID, RaftAddress: raftAddress}
+	var inc string
+	_, err := do(ctx, c, func(ctx context.Context, e *endpoint) (*connect.Response[pb.AddNodeResponse], error) {
+		r, err := e.cluster.AddNode(ctx, connect.NewRequest(req))
+		if err == nil {
+			inc = r.Header().Get("Lockstep-Incarnation")
+		}
+		return r, err
+	})
+	return inc, apiErr("add node", err)
+}
+
+// RemoveNode removes a member from shard 0.
+func (c *Client) RemoveNode(ctx context.Context, nodeID string) error {
+	req := &pb.RemoveNodeRequest{ClientId: c.clientID, RequestSeq: c.nextSeq(), NodeId: nodeID}
+	_, err := do(ctx, c, func(ctx context.Context, e *endpoint) (*connect.Response[pb.RemoveNodeResponse], error) {
+		return e.cluster.RemoveNode(ctx, connect.NewRequest(req))
+	})
+	return apiErr("remove node", err)
+}
+
+// TransferLeadership asks shard 0's leader to hand over to target.
+func (c *Client) TransferLeadership(ctx context.Context, target string) error {
+	req := &pb.TransferLeadershipRequest{ClientId: c.clientID, RequestSeq: c.nextSeq(), TargetNodeId: target}
+	_, err := do(ctx, c, func(ctx context.Context, e *endpoint) (*connect.Response[pb.TransferLeadershipResponse], error) {
+		return e.cluster.TransferLeadership(ctx, connect.NewRequest(req))
+	})
+	return apiErr("transfer leadership", err)
+}

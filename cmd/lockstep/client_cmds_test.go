@@ -1,0 +1,59 @@
+package main
+
+import (
+	"bytes"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// Flags may come before or after the name; everything after -- is the
+// command, its own flags included.
+func TestParseInterleaved(t *testing.T) {
+	var out, errb bytes.Buffer
+	c := newCommand("lock", "help\n", &out, &errb)
+	wait := c.fs.Duration("wait", -1, "")
+	pos, argv, _, ok := c.parse([]string{"--endpoints", "http://x:1", "jobs/a", "--wait", "0", "--", "sh", "-c", "--wait 5"})
+	if !ok {
+		t.Fatalf("parse failed: %s", errb.String())
+	}
+	if !reflect.DeepEqual(pos, []string{"jobs/a"}) || !reflect.DeepEqual(argv, []string{"sh", "-c", "--wait 5"}) {
+		t.Fatalf("pos %q argv %q", pos, argv)
+	}
+	if *wait != 0 || c.endpoints != "http://x:1" {
+		t.Fatalf("wait %v endpoints %q", *wait, c.endpoints)
+	}
+}
+
+func TestClientCommandUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"lock"},                      // no name
+		{"lock", "a"},                 // no command
+		{"sem", "a", "--", "true"},    // no limit
+		{"rwlock", "a", "--", "true"}, // neither --read nor --write
+		{"barrier", "b"},              // no parties
+		{"lock", "a", "-o", "xml", "--", "true"},
+		{"cluster", "frobnicate"},
+		{"completion", "fish"},
+	} {
+		var out, errb bytes.Buffer
+		if code := run(args, &out, &errb); code != exitUsage {
+			t.Errorf("%q: exit %d, want %d", args, code, exitUsage)
+		}
+		if !strings.Contains(errb.String(), "lockstep") {
+			t.Errorf("%q: no message: %q", args, errb.String())
+		}
+	}
+}
+
+func TestHelpHasExamples(t *testing.T) {
+	for name := range clientCommands {
+		var out, errb bytes.Buffer
+		if code := run([]string{name, "-h"}, &out, &errb); code != exitOK {
+			t.Errorf("%s -h: exit %d", name, code)
+		}
+		if !strings.Contains(out.String()+errb.String(), "Examples:") {
+			t.Errorf("%s -h has no examples", name)
+		}
+	}
+}

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/lockstepd/lockstep/client"
+)
+
+// Exit codes of the client commands, beyond exitOK, exitError, exitUsage.
+const (
+	exitHeld        = 2   // --wait ran out (or was 0) and someone else holds it
+	exitSessionLost = 3   // the session was lost while the command ran
+	exitInterrupted = 130 // interrupted (SIGINT/SIGTERM) before the command started
+)
+
+const defaultEndpoint = "http://127.0.0.1:8080"
+
+// common holds the flags every client command takes.
+type common struct {
+	fs        *flag.FlagSet
+	endpoints string
+	output    string
+	owner     string
+	stdout    io.Writer
+	stderr    io.Writer
+}
+
+// newCommand makes the flag set of a client command; help is printed for -h
+// (usage line, what it does, examples).
+func newCommand(name, help string, stdout, stderr io.Writer) *common {
+	c := &common{fs: flag.NewFlagSet("lockstep "+name, flag.ContinueOnError), stdout: stdout, stderr: stderr}
+	env := os.Getenv("LOCKSTEP_ENDPOINTS")
+	if env == "" {
+		env = defaultEndpoint
+	}
+	c.fs.SetOutput(stderr)
+	c.fs.StringVar(&c.endpoints, "endpoints", env, "comma-separated API `URLs` of the cluster (env LOCKSTEP_ENDPOINTS)")
+	c.fs.StringVar(&c.output, "o", "table", "output `format`: table or json")
+	c.fs.StringVar(&c.owner, "owner", "", "the `label` shown as holder in status (default HOST/pid-PID)")
+	c.fs.Usage = func() {
+		fmt.Fprint(c.fs.Output(), strings.TrimLeft(help, "\n"))
+		fmt.Fprintln(c.fs.Output(), "\nFlags:")
+		c.fs.PrintDefaults()
+	}
+	return c
+}
+
+// parse parses flags that may come before, between or after the positional
+// arguments, up to "--"; what follows "--" is the command to run.
+func (c *common) parse(args []string) (pos, command []string, code int, ok bool) {
+	for {
+		if err := c.fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, nil, exitOK, false
+			}
+			return nil, nil, exitUsage, false
+		}
+		rest := c.fs.Args()
+		used := len(args) - len(rest)
+		if used > 0 && args[used-1] == "--" {
+			command = rest
+			break
+		}
+		if len(rest) == 0 {
+			break
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+	if c.output != "table" && c.output != "json" {
+		c.usageErr("-o %q: use table or json", c.output)
+		return nil, nil, exitUsage, false
+	}
+	return pos, command, 0, true
+}
+
+func (c *common) usageErr(format string, a ...any) int {
+	fmt.Fprintf(c.stderr, "%s: %s\nRun '%s -h' for usage and examples.\n", c.fs.Name(), fmt.Sprintf(format, a...), c.fs.Name())
+	return exitUsage
+}
+
+// fail prints err with the next step to take, and answers exitError.
+func (c *common) fail(err error) int {
+	fmt.Fprintf(c.stderr, "%s: %v\n", c.fs.Name(), err)
+	if hint := hintFor(err, c.endpoints); hint != "" {
+		fmt.Fprintln(c.stderr, hint)
+	}
+	return exitError
+}
+
+// hintFor says what to do next for the errors people meet.
+func hintFor(err error, endpoints string) string {
+	switch {
+	case errors.Is(err, client.ErrUnavailable):
+		return fmt.Sprintf("No server answered at %s. Is 'lockstep serve' running there? Set --endpoints or LOCKSTEP_ENDPOINTS to the cluster's API addresses.", endpoints)
+	case errors.Is(err, client.ErrSessionLost):
+		return "The session ended (expired or closed); anything it held is released. Run the command again; raise --ttl if the network is slow."
+	case errors.Is(err, client.ErrNotHeld):
+		return "The grant is gone (released or expired); check 'lockstep status NAME'."
+	case strings.Contains(err.Error(), "invalid_argument"), strings.Contains(err.Error(), "failed_precondition"):
+		return "The server refused the request as given; fix the arguments (see -h)."
+	}
+	return ""
+}
+
+func (c *common) client() (*client.Client, error) {
+	var eps []string
+	for _, e := range strings.Split(c.endpoints, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			eps = append(eps, e)
+		}
+	}
+	return client.New(eps, client.WithRetryTimeout(10*time.Second))
+}
+
+func (c *common) session(ctx context.Context, cl *client.Client, ttl time.Duration) (*client.Session, error) {
+	opts := []client.SessionOption{client.WithTTL(ttl)}
+	if c.owner != "" {
+		opts = append(opts, client.WithOwner(c.owner))
+	}
+	return cl.NewSession(ctx, opts...)
+}
+
+func (c *common) json(v any) {
+	enc := json.NewEncoder(c.stdout)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// interrupted returns a context cancelled by SIGINT or SIGTERM.
+func interrupted() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+// cleanupCtx bounds releases and closes done on the way out.
+func cleanupCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 10*time.Second)
+}

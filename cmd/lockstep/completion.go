@@ -1,0 +1,65 @@
+package main
+
+import (
+	"fmt"
+	"io"
+)
+
+// clientCommands are the client subcommands, dispatched by run.
+var clientCommands = map[string]func(args []string, stdout, stderr io.Writer) int{
+	"lock":       lockCmd,
+	"sem":        semCmd,
+	"rwlock":     rwlockCmd,
+	"barrier":    barrierCmd,
+	"elect":      electCmd,
+	"status":     statusCmd,
+	"list":       listCmd,
+	"watch":      watchCmd,
+	"cluster":    clusterCmd,
+	"completion": completionCmd,
+}
+
+const bashCompletion = `# bash completion for lockstep; load with: source <(lockstep completion bash)
+_lockstep() {
+  local cur=${COMP_WORDS[COMP_CWORD]} cmd=${COMP_WORDS[1]}
+  if [ "$COMP_CWORD" -eq 1 ]; then
+    COMPREPLY=($(compgen -W "serve lock sem rwlock barrier elect status list watch cluster completion help" -- "$cur")); return
+  fi
+  local common="--endpoints -o --owner -h"
+  case $cmd in
+    lock)    COMPREPLY=($(compgen -W "$common --wait --ttl --grace --" -- "$cur")) ;;
+    sem)     COMPREPLY=($(compgen -W "$common --limit --permits --wait --ttl --grace --" -- "$cur")) ;;
+    rwlock)  COMPREPLY=($(compgen -W "$common --read --write --wait --ttl --grace --" -- "$cur")) ;;
+    barrier) COMPREPLY=($(compgen -W "$common --parties --wait --ttl" -- "$cur")) ;;
+    elect)   COMPREPLY=($(compgen -W "$common --observe --ttl" -- "$cur")) ;;
+    status)  COMPREPLY=($(compgen -W "$common --kind" -- "$cur")) ;;
+    list|watch) COMPREPLY=($(compgen -W "$common" -- "$cur")) ;;
+    cluster) COMPREPLY=($(compgen -W "status add remove transfer $common" -- "$cur")) ;;
+    completion) COMPREPLY=($(compgen -W "bash zsh" -- "$cur")) ;;
+    serve)   COMPREPLY=($(compgen -W "--config --dev --data-dir --api-address --raft-address --metrics-address --node-id --peers --join --log-format --log-level --drain-timeout" -- "$cur")) ;;
+  esac
+}
+complete -o default -F _lockstep lockstep
+`
+
+func completionCmd(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 1 && (args[0] == "-h" || args[0] == "--help") {
+		fmt.Fprint(stdout, `Usage: lockstep completion bash|zsh
+
+Prints a shell completion script.
+
+Examples:
+  source <(lockstep completion bash)                 # this shell
+  lockstep completion bash > /etc/bash_completion.d/lockstep
+  autoload -U bashcompinit && bashcompinit && source <(lockstep completion zsh)
+`)
+		return exitOK
+	}
+	if len(args) != 1 || (args[0] != "bash" && args[0] != "zsh") {
+		fmt.Fprintln(stderr, "lockstep completion: want bash or zsh, like: source <(lockstep completion bash)")
+		return exitUsage
+	}
+	// zsh loads bash completions through bashcompinit.
+	fmt.Fprint(stdout, bashCompletion)
+	return exitOK
+}

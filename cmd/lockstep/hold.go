@@ -1,0 +1,291 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/lockstepd/lockstep/client"
+)
+
+// holdFlags are the flags of the commands that hold something while a
+// command runs (lock, sem, rwlock).
+type holdFlags struct {
+	*common
+	wait  time.Duration
+	ttl   time.Duration
+	grace time.Duration
+}
+
+func newHoldCommand(name, help string, stdout, stderr io.Writer) *holdFlags {
+	h := &holdFlags{common: newCommand(name, help, stdout, stderr)}
+	h.fs.DurationVar(&h.wait, "wait", -1, "how long to wait when held; 0 tries once (exit 2 when held); negative waits until granted")
+	h.fs.DurationVar(&h.ttl, "ttl", 15*time.Second, "the session's lease: how long the hold survives if this process stops renewing it")
+	h.fs.DurationVar(&h.grace, "grace", 10*time.Second, "after the session is lost, how long the command has after SIGTERM before SIGKILL")
+	return h
+}
+
+// acquireFn takes the hold and answers its token; release gives it back.
+type held struct {
+	token   uint64
+	release func(ctx context.Context) error
+}
+
+// runHeld is the common body of lock, sem and rwlock: open a session, take
+// the hold, run the command with the token in its environment, and give
+// everything back when it exits.
+func (h *holdFlags) runHeld(kind client.Kind, name string, argv []string,
+	acquire func(ctx context.Context, s *client.Session) (held, error)) int {
+	if len(argv) == 0 {
+		return h.usageErr("no command to run: put it after --, like: %s %s -- ./job.sh", h.fs.Name(), name)
+	}
+	cl, err := h.client()
+	if err != nil {
+		return h.fail(err)
+	}
+	ctx, stop := interrupted()
+	defer stop()
+	s, err := h.session(ctx, cl, h.ttl)
+	if err != nil {
+		return h.fail(err)
+	}
+	defer func() {
+		cctx, cancel := cleanupCtx()
+		defer cancel()
+		_ = s.Close(cctx)
+	}()
+
+	actx := ctx
+	if h.wait > 0 {
+		var cancel context.CancelFunc
+		actx, cancel = context.WithTimeout(ctx, h.wait)
+		defer cancel()
+	}
+	hd, err := acquire(actx, s)
+	switch {
+	case err == nil:
+	case errors.Is(err, client.ErrLocked), errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil, errors.Is(err, client.ErrTimeout):
+		fmt.Fprintf(h.stderr, "%s: %s %q is held by someone else%s; the command did not run.\n", h.fs.Name(), kind, name, h.holders(cl, kind, name))
+		if h.wait == 0 {
+			fmt.Fprintf(h.stderr, "Try again later, or wait for it with --wait 1m. See 'lockstep status %s'.\n", name)
+		} else {
+			fmt.Fprintf(h.stderr, "Waited %v. Wait longer with --wait, or see 'lockstep status %s'.\n", h.wait, name)
+		}
+		return exitHeld
+	case ctx.Err() != nil:
+		fmt.Fprintf(h.stderr, "%s: interrupted while waiting for %s %q; the wait was withdrawn and the command did not run.\n", h.fs.Name(), kind, name)
+		return exitInterrupted
+	default:
+		return h.fail(err)
+	}
+	code := h.runCommand(s, name, hd.token, argv)
+	if s.Err() == nil {
+		cctx, cancel := cleanupCtx()
+		defer cancel()
+		if err := hd.release(cctx); err != nil {
+			fmt.Fprintf(h.stderr, "%s: releasing %s %q: %v (closing the session releases it anyway)\n", h.fs.Name(), kind, name, err)
+		}
+	}
+	return code
+}
+
+// holders describes who holds the object, for a refusal message.
+func (h *holdFlags) holders(cl *client.Client, kind client.Kind, name string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	st, err := cl.Status(ctx, kind, name)
+	if err != nil || len(st.Holders) == 0 {
+		return ""
+	}
+	ho := st.Holders[0]
+	more := ""
+	if len(st.Holders) > 1 {
+		more = fmt.Sprintf(" and %d more", len(st.Holders)-1)
+	}
+	return fmt.Sprintf(" (%s, session %d, token %d%s)", ho.Owner, ho.SessionId, ho.FencingToken, more)
+}
+
+// runCommand runs argv with the token in its environment and answers its
+// exit code. Interrupts are passed on to it. When the session is lost the
+// command gets SIGTERM, then SIGKILL after the grace period, and the answer
+// is exitSessionLost.
+func (h *holdFlags) runCommand(s *client.Session, name string, token uint64, argv []string) int {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, h.stdout, h.stderr
+	cmd.Env = append(os.Environ(),
+		"LOCKSTEP_FENCING_TOKEN="+strconv.FormatUint(token, 10),
+		"LOCKSTEP_LOCK_NAME="+name,
+		"LOCKSTEP_SESSION_ID="+strconv.FormatUint(s.ID(), 10))
+	ownProcessGroup(cmd)
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintf(h.stderr, "%s: cannot start %q: %v; check the command and PATH.\n", h.fs.Name(), argv[0], err)
+		return 127
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	lost := false
+	for {
+		select {
+		case sig := <-sigs:
+			_ = signalGroup(cmd, sig.(syscall.Signal))
+		case <-s.Done():
+			if lost {
+				continue
+			}
+			lost = true
+			fmt.Fprintf(h.stderr, "%s: lost the hold on %q: %v\n%s: sending SIGTERM to the command (SIGKILL in %v); another holder may be running now.\n",
+				h.fs.Name(), name, s.Err(), h.fs.Name(), h.grace)
+			_ = signalGroup(cmd, syscall.SIGTERM)
+			go func() {
+				select {
+				case <-exited:
+				case <-time.After(h.grace):
+				}
+				// Whatever the command left running in its group goes too.
+				_ = signalGroup(cmd, syscall.SIGKILL)
+			}()
+		case <-exited:
+			if lost {
+				fmt.Fprintf(h.stderr, "%s: the command was stopped because the session was lost; check the network to the servers, or raise --ttl.\n", h.fs.Name())
+				return exitSessionLost
+			}
+			st := cmd.ProcessState
+			if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				return 128 + int(ws.Signal())
+			}
+			return st.ExitCode()
+		}
+	}
+}
+
+func lockCmd(args []string, stdout, stderr io.Writer) int {
+	h := newHoldCommand("lock", `
+Usage: lockstep lock NAME [flags] -- COMMAND [ARGS...]
+
+Takes the mutex NAME, runs COMMAND while holding it, releases it when the
+command exits, and exits with the command's exit code. The command sees
+LOCKSTEP_FENCING_TOKEN and LOCKSTEP_LOCK_NAME: pass the token to whatever it
+writes, so a stale holder's writes can be refused (see docs/client.md).
+
+If the session is lost while the command runs (this machine could not renew
+it within --ttl), the command gets SIGTERM, then SIGKILL after --grace, and
+lockstep exits 3. With --wait 0 a held mutex fails at once with exit 2.
+
+Examples:
+  lockstep lock jobs/nightly -- ./backup.sh          # wait for the lock
+  lockstep lock jobs/nightly --wait 0 -- ./backup.sh # run only if free
+  lockstep lock db-migrate --wait 5m --ttl 30s -- make migrate
+`, stdout, stderr)
+	pos, argv, code, ok := h.parse(args)
+	if !ok {
+		return code
+	}
+	if len(pos) != 1 {
+		return h.usageErr("want one NAME before --, got %d arguments", len(pos))
+	}
+	name := pos[0]
+	return h.runHeld(client.KindMutex, name, argv, func(ctx context.Context, s *client.Session) (held, error) {
+		m := client.NewMutex(s, name)
+		var err error
+		if h.wait == 0 {
+			err = m.TryLock(ctx)
+		} else {
+			err = m.Lock(ctx)
+		}
+		return held{token: m.Token(), release: m.Unlock}, err
+	})
+}
+
+func semCmd(args []string, stdout, stderr io.Writer) int {
+	h := newHoldCommand("sem", `
+Usage: lockstep sem NAME --limit N [--permits K] [flags] -- COMMAND [ARGS...]
+
+Takes K of the N permits of the semaphore NAME, runs COMMAND, gives them
+back when it exits. At most N permits are out at once across every machine:
+use it to cap concurrency. The first acquirer fixes the limit; every later
+one must give the same --limit.
+
+Examples:
+  lockstep sem gpu --limit 4 -- ./train.sh            # at most 4 at once
+  lockstep sem gpu --limit 4 --permits 2 -- ./big.sh  # takes 2 of the 4
+  lockstep sem crawl --limit 10 --wait 0 -- ./crawl   # skip when full (exit 2)
+`, stdout, stderr)
+	limit := h.fs.Int64("limit", 0, "the semaphore's total `permits` (required)")
+	permits := h.fs.Int64("permits", 1, "how many permits this command takes")
+	pos, argv, code, ok := h.parse(args)
+	if !ok {
+		return code
+	}
+	if len(pos) != 1 {
+		return h.usageErr("want one NAME before --, got %d arguments", len(pos))
+	}
+	if *limit <= 0 {
+		return h.usageErr("--limit N is required (the total permits, at least 1)")
+	}
+	if *permits <= 0 || *permits > *limit {
+		return h.usageErr("--permits %d: give 1..%d (the limit)", *permits, *limit)
+	}
+	name := pos[0]
+	return h.runHeld(client.KindSemaphore, name, argv, func(ctx context.Context, s *client.Session) (held, error) {
+		m := client.NewSemaphore(s, name, *limit)
+		var err error
+		if h.wait == 0 {
+			err = m.TryAcquire(ctx, *permits)
+		} else {
+			err = m.Acquire(ctx, *permits)
+		}
+		return held{token: m.Token(), release: m.Release}, err
+	})
+}
+
+func rwlockCmd(args []string, stdout, stderr io.Writer) int {
+	h := newHoldCommand("rwlock", `
+Usage: lockstep rwlock NAME --read|--write [flags] -- COMMAND [ARGS...]
+
+Takes the read-write lock NAME for reading (shared with other readers) or
+writing (alone), runs COMMAND, releases it when the command exits. A queued
+writer makes later readers wait, so writers are never starved.
+
+Examples:
+  lockstep rwlock config --read -- ./render.sh
+  lockstep rwlock config --write --wait 30s -- ./update-config.sh
+`, stdout, stderr)
+	read := h.fs.Bool("read", false, "take a shared read hold")
+	write := h.fs.Bool("write", false, "take the exclusive write hold")
+	pos, argv, code, ok := h.parse(args)
+	if !ok {
+		return code
+	}
+	if len(pos) != 1 {
+		return h.usageErr("want one NAME before --, got %d arguments", len(pos))
+	}
+	if *read == *write {
+		return h.usageErr("give exactly one of --read or --write")
+	}
+	name := pos[0]
+	return h.runHeld(client.KindRWLock, name, argv, func(ctx context.Context, s *client.Session) (held, error) {
+		m := client.NewRWMutex(s, name)
+		var err error
+		switch {
+		case *read && h.wait == 0:
+			err = m.TryRLock(ctx)
+		case *read:
+			err = m.RLock(ctx)
+		case h.wait == 0:
+			err = m.TryLock(ctx)
+		default:
+			err = m.Lock(ctx)
+		}
+		return held{token: m.Token(), release: m.Unlock}, err
+	})
+}

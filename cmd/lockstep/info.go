@@ -1,0 +1,465 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/lockstepd/lockstep/client"
+)
+
+func barrierCmd(args []string, stdout, stderr io.Writer) int {
+	c := newCommand("barrier", `
+Usage: lockstep barrier NAME --parties N [flags]
+
+Arrives at the barrier NAME and waits until N parties have arrived, then
+exits 0 (all N return together). Exit 2 when --wait runs out first.
+
+Examples:
+  lockstep barrier stage-2 --parties 3            # run on three machines
+  lockstep barrier stage-2 --parties 3 --wait 5m
+`, stdout, stderr)
+	parties := c.fs.Int64("parties", 0, "how many parties the barrier waits for (required)")
+	wait := c.fs.Duration("wait", 0, "give up after this long; 0 waits until released")
+	ttl := c.fs.Duration("ttl", 15*time.Second, "the session's lease")
+	pos, _, code, ok := c.parse(args)
+	if !ok {
+		return code
+	}
+	if len(pos) != 1 {
+		return c.usageErr("want one NAME, got %d arguments", len(pos))
+	}
+	if *parties < 2 {
+		return c.usageErr("--parties N is required (at least 2)")
+	}
+	cl, err := c.client()
+	if err != nil {
+		return c.fail(err)
+	}
+	ctx, stop := interrupted()
+	defer stop()
+	s, err := c.session(ctx, cl, *ttl)
+	if err != nil {
+		return c.fail(err)
+	}
+	defer func() { cctx, cancel := cleanupCtx(); defer cancel(); _ = s.Close(cctx) }()
+	wctx := ctx
+	if *wait > 0 {
+		var cancel context.CancelFunc
+		wctx, cancel = context.WithTimeout(ctx, *wait)
+		defer cancel()
+	}
+	gen, err := client.NewBarrier(s, pos[0], *parties).Wait(wctx)
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		fmt.Fprintf(stderr, "lockstep barrier: interrupted; left barrier %q.\n", pos[0])
+		return exitInterrupted
+	case errors.Is(err, context.DeadlineExceeded):
+		fmt.Fprintf(stderr, "lockstep barrier: %d parties did not arrive at %q within %v; see 'lockstep status %s'.\n", *parties, pos[0], *wait, pos[0])
+		return exitHeld
+	default:
+		return c.fail(err)
+	}
+	if c.output == "json" {
+		c.json(map[string]any{"name": pos[0], "released": true, "generation": gen})
+	} else {
+		fmt.Fprintf(stdout, "barrier %s released (generation %d)\n", pos[0], gen)
+	}
+	return exitOK
+}
+
+func electCmd(args []string, stdout, stderr io.Writer) int {
+	c := newCommand("elect", `
+Usage: lockstep elect NAME VALUE [flags]
+       lockstep elect NAME --observe
+
+Campaigns in the election NAME with VALUE (for example this machine's
+address), prints when elected, and holds the leadership until interrupted
+(Ctrl-C or SIGTERM), then resigns so the next candidate takes over at once.
+Exit 3 if the session is lost while leading.
+
+With --observe, prints the leader now and on every change, until
+interrupted.
+
+Examples:
+  lockstep elect scheduler 10.0.0.7:8080
+  lockstep elect scheduler --observe
+  lockstep elect scheduler --observe -o json
+`, stdout, stderr)
+	observe := c.fs.Bool("observe", false, "print the leader and its changes instead of campaigning")
+	ttl := c.fs.Duration("ttl", 15*time.Second, "the session's lease")
+	pos, _, code, ok := c.parse(args)
+	if !ok {
+		return code
+	}
+	cl, err := c.client()
+	if err != nil {
+		return c.fail(err)
+	}
+	ctx, stop := interrupted()
+	defer stop()
+	if *observe {
+		if len(pos) != 1 {
+			return c.usageErr("want one NAME with --observe, got %d arguments", len(pos))
+		}
+		if _, err := cl.ClusterStatus(ctx); err != nil {
+			return c.fail(err)
+		}
+		for l := range cl.Observe(ctx, pos[0]) {
+			c.printLeader(l)
+		}
+		return exitOK
+	}
+	if len(pos) != 2 {
+		return c.usageErr("want NAME and VALUE, got %d arguments", len(pos))
+	}
+	s, err := c.session(ctx, cl, *ttl)
+	if err != nil {
+		return c.fail(err)
+	}
+	defer func() { cctx, cancel := cleanupCtx(); defer cancel(); _ = s.Close(cctx) }()
+	e := client.NewElection(s, pos[0])
+	fmt.Fprintf(stderr, "campaigning for %s as %s...\n", pos[0], s.Owner())
+	if err := e.Campaign(ctx, []byte(pos[1])); err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintln(stderr, "lockstep elect: interrupted; the candidacy was withdrawn.")
+			return exitInterrupted
+		}
+		return c.fail(err)
+	}
+	if c.output == "json" {
+		c.json(map[string]any{"name": pos[0], "elected": true, "candidate": s.Owner(), "value": pos[1], "fencing_token": e.Token()})
+	} else {
+		fmt.Fprintf(stdout, "elected leader of %s as %s (token %d)\n", pos[0], s.Owner(), e.Token())
+	}
+	select {
+	case <-ctx.Done():
+		cctx, cancel := cleanupCtx()
+		defer cancel()
+		if err := e.Resign(cctx); err != nil {
+			return c.fail(err)
+		}
+		fmt.Fprintf(stderr, "resigned leadership of %s\n", pos[0])
+		return exitOK
+	case <-s.Done():
+		fmt.Fprintf(stderr, "lockstep elect: lost the leadership of %s: %v\nAnother candidate may lead now; check the network to the servers, or raise --ttl.\n", pos[0], s.Err())
+		return exitSessionLost
+	}
+}
+
+func (c *common) printLeader(l client.Leader) {
+	if c.output == "json" {
+		b, _ := json.Marshal(map[string]any{"name": l.Name, "has_leader": l.SessionID != 0, "candidate": l.Candidate,
+			"value": string(l.Value), "session_id": l.SessionID, "fencing_token": l.FencingToken})
+		fmt.Fprintln(c.stdout, string(b))
+		return
+	}
+	if l.SessionID == 0 {
+		fmt.Fprintf(c.stdout, "%s  %s: no leader\n", time.Now().Format(time.TimeOnly), l.Name)
+		return
+	}
+	fmt.Fprintf(c.stdout, "%s  %s: %s value=%q session=%d token=%d\n", time.Now().Format(time.TimeOnly),
+		l.Name, l.Candidate, l.Value, l.SessionID, l.FencingToken)
+}
+
+func statusCmd(args []string, stdout, stderr io.Writer) int {
+	c := newCommand("status", `
+Usage: lockstep status NAME [--kind KIND] [flags]
+
+Shows who holds NAME (owner, session, fencing token, since when, until when)
+and who waits for it, in the order they will be served. Without --kind,
+every kind of object with that name is shown.
+
+Examples:
+  lockstep status jobs/nightly
+  lockstep status gpu --kind semaphore -o json
+`, stdout, stderr)
+	kind := c.fs.String("kind", "", "only this kind: mutex, semaphore, rwlock, barrier or election")
+	pos, _, code, ok := c.parse(args)
+	if !ok {
+		return code
+	}
+	if len(pos) != 1 {
+		return c.usageErr("want one NAME, got %d arguments", len(pos))
+	}
+	name := pos[0]
+	cl, err := c.client()
+	if err != nil {
+		return c.fail(err)
+	}
+	ctx, stop := interrupted()
+	defer stop()
+	var kinds []client.Kind
+	if *kind != "" {
+		kinds = []client.Kind{client.Kind(*kind)}
+	} else {
+		objs, err := cl.List(ctx, name)
+		if err != nil {
+			return c.fail(err)
+		}
+		for _, o := range objs {
+			if o.Name == name {
+				kinds = append(kinds, o.Kind)
+			}
+		}
+	}
+	sts := []*client.Status{}
+	for _, k := range kinds {
+		st, err := cl.Status(ctx, k, name)
+		if err != nil {
+			return c.fail(err)
+		}
+		sts = append(sts, st)
+	}
+	if c.output == "json" {
+		c.json(sts)
+		return exitOK
+	}
+	if len(sts) == 0 {
+		fmt.Fprintf(stdout, "%s: free (nothing holds or waits for it)\n", name)
+		return exitOK
+	}
+	for i, st := range sts {
+		if i > 0 {
+			fmt.Fprintln(stdout)
+		}
+		printStatus(stdout, st)
+	}
+	return exitOK
+}
+
+func printStatus(w io.Writer, st *client.Status) {
+	extra := ""
+	switch st.Kind {
+	case client.KindSemaphore:
+		extra = fmt.Sprintf(" (limit %d, %d available)", st.Limit, st.Available)
+	case client.KindRWLock:
+		if st.Mode != "" {
+			extra = fmt.Sprintf(" (held for %s)", st.Mode)
+		}
+	case client.KindBarrier:
+		extra = fmt.Sprintf(" (%d parties, generation %d)", st.Parties, st.Generation)
+	}
+	fmt.Fprintf(w, "%s %s%s\n", st.Kind, st.Name, extra)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ROLE\tOWNER\tSESSION\tTOKEN\tSINCE\tUNTIL\tPERMITS\tMODE")
+	for _, h := range st.Holders {
+		fmt.Fprintf(tw, "holder\t%s\t%d\t%d\t%s\t%s\t%d\t%s\n", orDash(h.Owner), h.SessionId, h.FencingToken,
+			ms(h.AcquiredAtMs), ms(h.ExpiresAtMs), h.Permits, orDash(h.Mode))
+	}
+	for i, wt := range st.Waiters {
+		owner := wt.Owner
+		if wt.Participant != "" {
+			owner = wt.Participant
+		}
+		fmt.Fprintf(tw, "waiter %d\t%s\t%d\t-\t%s\t%s\t%d\t%s\n", i+1, orDash(owner), wt.SessionId,
+			ms(wt.EnqueuedAtMs), ms(wt.DeadlineMs), wt.Permits, orDash(wt.Mode))
+	}
+	_ = tw.Flush()
+	if len(st.Holders) == 0 && len(st.Waiters) == 0 {
+		fmt.Fprintln(w, "(free)")
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func ms(v int64) string {
+	if v == 0 {
+		return "-"
+	}
+	return time.UnixMilli(v).Local().Format("15:04:05.000")
+}
+
+func listCmd(args []string, stdout, stderr io.Writer) int {
+	c := newCommand("list", `
+Usage: lockstep list [PREFIX] [flags]
+
+Lists the live objects (held or waited for) whose names start with PREFIX,
+with their numbers of holders and waiters. 'lockstep status NAME' shows one
+in detail.
+
+Examples:
+  lockstep list
+  lockstep list jobs/ -o json
+`, stdout, stderr)
+	pos, _, code, ok := c.parse(args)
+	if !ok {
+		return code
+	}
+	if len(pos) > 1 {
+		return c.usageErr("want at most one PREFIX, got %d arguments", len(pos))
+	}
+	prefix := ""
+	if len(pos) == 1 {
+		prefix = pos[0]
+	}
+	cl, err := c.client()
+	if err != nil {
+		return c.fail(err)
+	}
+	ctx, stop := interrupted()
+	defer stop()
+	objs, err := cl.List(ctx, prefix)
+	if err != nil {
+		return c.fail(err)
+	}
+	if c.output == "json" {
+		if objs == nil {
+			objs = []client.Object{}
+		}
+		c.json(objs)
+		return exitOK
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KIND\tNAME\tHOLDERS\tWAITERS")
+	for _, o := range objs {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\n", o.Kind, o.Name, o.HolderCount, o.WaiterCount)
+	}
+	_ = tw.Flush()
+	return exitOK
+}
+
+func watchCmd(args []string, stdout, stderr io.Writer) int {
+	c := newCommand("watch", `
+Usage: lockstep watch PREFIX [flags]
+
+Prints every change (grants, releases, expiries, waits ending, leader
+changes, barrier releases) of the objects whose names start with PREFIX,
+one line per event, until interrupted. "" watches everything.
+
+Examples:
+  lockstep watch jobs/
+  lockstep watch "" -o json
+`, stdout, stderr)
+	pos, _, code, ok := c.parse(args)
+	if !ok {
+		return code
+	}
+	if len(pos) != 1 {
+		return c.usageErr("want one PREFIX (\"\" for everything), got %d arguments", len(pos))
+	}
+	cl, err := c.client()
+	if err != nil {
+		return c.fail(err)
+	}
+	ctx, stop := interrupted()
+	defer stop()
+	if _, err := cl.ClusterStatus(ctx); err != nil {
+		return c.fail(err)
+	}
+	for r := range cl.Watch(ctx, pos[0]) {
+		if r.Err != nil {
+			return c.fail(r.Err)
+		}
+		for _, ev := range r.Events {
+			if c.output == "json" {
+				b, _ := json.Marshal(map[string]any{"index": ev.Index, "at_ms": ev.AtMs, "type": eventName(ev.Type.String()),
+					"reason": ev.Reason.String(), "kind": strings.ToLower(strings.TrimPrefix(ev.Kind.String(), "KIND_")),
+					"name": ev.Name, "session_id": ev.SessionId, "waiter_id": ev.WaiterId, "fencing_token": ev.FencingToken})
+				fmt.Fprintln(stdout, string(b))
+				continue
+			}
+			fmt.Fprintf(stdout, "%d\t%s\t%s\t%s\t%s\tsession=%d token=%d %s\n", ev.Index, ms(ev.AtMs), eventName(ev.Type.String()),
+				strings.ToLower(strings.TrimPrefix(ev.Kind.String(), "KIND_")), ev.Name, ev.SessionId, ev.FencingToken,
+				strings.ToLower(strings.TrimPrefix(ev.Reason.String(), "REASON_")))
+		}
+	}
+	return exitOK
+}
+
+func eventName(s string) string { return strings.ToLower(strings.TrimPrefix(s, "EVENT_TYPE_")) }
+
+func clusterCmd(args []string, stdout, stderr io.Writer) int {
+	c := newCommand("cluster", `
+Usage: lockstep cluster status
+       lockstep cluster add NODE_ID RAFT_ADDRESS
+       lockstep cluster remove NODE_ID
+       lockstep cluster transfer NODE_ID
+
+status shows the node's view of the shard: leader, term, applied index and
+members. add and remove change membership one node at a time (see
+docs/operations.md); transfer hands leadership to NODE_ID.
+
+Examples:
+  lockstep cluster status
+  lockstep cluster add node-4 10.0.0.4:7001
+  lockstep cluster transfer node-2 --endpoints http://10.0.0.1:8080
+`, stdout, stderr)
+	pos, _, code, ok := c.parse(args)
+	if !ok {
+		return code
+	}
+	if len(pos) == 0 {
+		return c.usageErr("want a subcommand: status, add, remove or transfer")
+	}
+	cl, err := c.client()
+	if err != nil {
+		return c.fail(err)
+	}
+	ctx, stop := interrupted()
+	defer stop()
+	switch pos[0] {
+	case "status":
+		st, err := cl.ClusterStatus(ctx)
+		if err != nil {
+			return c.fail(err)
+		}
+		if c.output == "json" {
+			c.json(st)
+			return exitOK
+		}
+		fmt.Fprintf(stdout, "node %s (%s)\n", st.NodeId, cl.Endpoint())
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "SHARD\tLEADER\tROLE\tTERM\tAPPLIED\tMEMBERS")
+		for _, sh := range st.Shards {
+			var m []string
+			for _, mb := range sh.Members {
+				m = append(m, mb.NodeId+"="+mb.RaftAddress)
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%s\n", sh.ShardId, orDash(sh.LeaderId), sh.Role, sh.Term, sh.AppliedIndex, strings.Join(m, ","))
+		}
+		_ = tw.Flush()
+	case "add":
+		if len(pos) != 3 {
+			return c.usageErr("add wants NODE_ID and RAFT_ADDRESS")
+		}
+		inc, err := cl.AddNode(ctx, pos[1], pos[2])
+		if err != nil {
+			return c.fail(err)
+		}
+		if inc == "" {
+			inc = "0"
+		}
+		fmt.Fprintf(stdout, "added %s at %s; start it with --join --incarnation %s\n", pos[1], pos[2], inc)
+	case "remove":
+		if len(pos) != 2 {
+			return c.usageErr("remove wants NODE_ID")
+		}
+		if err := cl.RemoveNode(ctx, pos[1]); err != nil {
+			return c.fail(err)
+		}
+		fmt.Fprintf(stdout, "removed %s; stop its process and keep or delete its data directory\n", pos[1])
+	case "transfer":
+		if len(pos) != 2 {
+			return c.usageErr("transfer wants the target NODE_ID")
+		}
+		if err := cl.TransferLeadership(ctx, pos[1]); err != nil {
+			return c.fail(err)
+		}
+		fmt.Fprintf(stdout, "asked for leadership to move to %s; check with 'lockstep cluster status'\n", pos[1])
+	default:
+		return c.usageErr("unknown subcommand %q: use status, add, remove or transfer", pos[0])
+	}
+	return exitOK
+}

@@ -1,0 +1,318 @@
+//go:build integration
+
+package integration
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// cli runs `lockstep ARGS...` against a node, as a person would.
+type cli struct {
+	t   *testing.T
+	url string
+	dir string
+}
+
+// syncBuffer is a bytes.Buffer that a test may read while the process
+// writes to it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+func (c cli) cmd(ctx context.Context, args ...string) (*exec.Cmd, *syncBuffer, *syncBuffer) {
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Env = append(os.Environ(), "LOCKSTEP_ENDPOINTS="+c.url)
+	var out, errb syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	cmd.WaitDelay = 2 * time.Second // a killed lockstep's command may hold the pipes
+	return cmd, &out, &errb
+}
+
+// run runs a command to its end (bounded) and answers its exit code and
+// output.
+func (c cli) run(limit time.Duration, args ...string) (int, string, string) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	cmd, out, errb := c.cmd(ctx, args...)
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		c.t.Fatalf("lockstep %v: not done within %v\nstdout: %s\nstderr: %s", args, limit, out, errb)
+	}
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		c.t.Fatalf("lockstep %v: %v", args, err)
+	}
+	return cmd.ProcessState.ExitCode(), out.String(), errb.String()
+}
+
+// start starts a long-running command; the test ends it.
+func (c cli) start(args ...string) (*exec.Cmd, *syncBuffer, *syncBuffer, chan error) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	cmd, out, errb := c.cmd(ctx, args...)
+	if err := cmd.Start(); err != nil {
+		cancel()
+		c.t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	exited := make(chan struct{})
+	go func() { done <- cmd.Wait(); cancel(); close(exited) }()
+	c.t.Cleanup(func() { cancel(); <-exited })
+	return cmd, out, errb, done
+}
+
+func (c cli) file(name string) string { return filepath.Join(c.dir, name) }
+
+// TestCLI runs the client commands against one node: commands under one
+// lock never overlap, exit codes come through, --wait 0 fails fast on a held
+// lock, status and list show holders and waiters in order, and a lost
+// session stops the command.
+func TestCLI(t *testing.T) {
+	c := newCluster(t, 1)
+	n := c.nodes[0]
+	c.start(n)
+	c.waitHealthy(20*time.Second, n)
+	l := cli{t: t, url: n.url(), dir: t.TempDir()}
+
+	t.Run("NoOverlap", func(t *testing.T) {
+		l.t = t
+		log := l.file("overlap.log")
+		script := `echo "start $LOCKSTEP_FENCING_TOKEN" >> ` + log + `; sleep 0.4; echo "end $LOCKSTEP_FENCING_TOKEN" >> ` + log
+		var dones []chan error
+		for i := 0; i < 2; i++ {
+			_, _, _, done := l.start("lock", "cli/overlap", "--", "sh", "-c", script)
+			dones = append(dones, done)
+		}
+		for _, d := range dones {
+			select {
+			case err := <-d:
+				if err != nil {
+					t.Fatalf("lock: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("two short locked commands took over 30s")
+			}
+		}
+		b, _ := os.ReadFile(log)
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		if len(lines) != 4 {
+			t.Fatalf("log: %q", b)
+		}
+		for i := 0; i < 4; i += 2 {
+			s, e := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+			if s[0] != "start" || e[0] != "end" || s[1] != e[1] {
+				t.Fatalf("the commands overlapped:\n%s", b)
+			}
+		}
+		if strings.Fields(lines[0])[1] >= strings.Fields(lines[2])[1] && len(lines[0]) == len(lines[2]) {
+			t.Fatalf("fencing tokens did not increase:\n%s", b)
+		}
+	})
+
+	t.Run("ExitCode", func(t *testing.T) {
+		l.t = t
+		code, out, _ := l.run(20*time.Second, "lock", "cli/exit", "--", "sh", "-c", `echo "$LOCKSTEP_LOCK_NAME"; exit 7`)
+		want(t, "exit code", code, 7)
+		want(t, "LOCKSTEP_LOCK_NAME", strings.TrimSpace(out), "cli/exit")
+		code, _, _ = l.run(20*time.Second, "sem", "cli/sem", "--limit", "2", "--", "sh", "-c", "exit 3")
+		want(t, "sem exit code", code, 3)
+	})
+
+	t.Run("WaitZeroFailsFast", func(t *testing.T) {
+		l.t = t
+		ready := l.file("held")
+		_, _, _, _ = l.start("lock", "cli/held", "--", "sh", "-c", "touch "+ready+"; sleep 8")
+		eventually(t, 10*time.Second, "the holder runs", func() error { _, err := os.Stat(ready); return err })
+		start := time.Now()
+		code, _, errOut := l.run(10*time.Second, "lock", "cli/held", "--wait", "0", "--", "touch", l.file("must-not-run"))
+		want(t, "exit code", code, 2)
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("--wait 0 took %v", time.Since(start))
+		}
+		if !strings.Contains(errOut, "held by someone else") {
+			t.Fatalf("stderr does not say it is held: %s", errOut)
+		}
+		if _, err := os.Stat(l.file("must-not-run")); err == nil {
+			t.Fatal("the command ran without the lock")
+		}
+		for i := 0; i < 5; i++ {
+			code, _, errOut = l.run(10*time.Second, "lock", "cli/held", "--wait", "300ms", "--", "true")
+			if code != 2 {
+				t.Fatalf("--wait 300ms on a held lock: exit %d, want 2; stderr:\n%s", code, errOut)
+			}
+		}
+	})
+
+	t.Run("StatusAndListShowTheQueue", func(t *testing.T) {
+		l.t = t
+		ready := l.file("q-held")
+		_, _, _, _ = l.start("lock", "cli/queue", "--owner", "holder", "--", "sh", "-c", "touch "+ready+"; sleep 8")
+		eventually(t, 10*time.Second, "the holder runs", func() error { _, err := os.Stat(ready); return err })
+		for _, w := range []string{"first", "second"} {
+			_, _, _, _ = l.start("lock", "cli/queue", "--owner", w, "--", "true")
+			eventually(t, 10*time.Second, w+" queued", func() error {
+				_, out, _ := l.run(10*time.Second, "status", "cli/queue")
+				if !strings.Contains(out, w) {
+					return errors.New(out)
+				}
+				return nil
+			})
+		}
+		code, out, _ := l.run(10*time.Second, "status", "cli/queue")
+		want(t, "status exit", code, 0)
+		order := regexp.MustCompile(`(?s)holder\s+holder\s.*waiter 1\s+first\s.*waiter 2\s+second\s`)
+		if !order.MatchString(out) {
+			t.Fatalf("status does not show holder, first, second in order:\n%s", out)
+		}
+		_, out, _ = l.run(10*time.Second, "list", "cli/")
+		if !regexp.MustCompile(`mutex\s+cli/queue\s+1\s+2`).MatchString(out) {
+			t.Fatalf("list does not show 1 holder and 2 waiters:\n%s", out)
+		}
+		_, out, _ = l.run(10*time.Second, "status", "cli/queue", "-o", "json")
+		if !strings.Contains(out, `"owner": "first"`) {
+			t.Fatalf("json status: %s", out)
+		}
+	})
+
+	t.Run("LostSessionStopsTheCommand", func(t *testing.T) {
+		l.t = t
+		sid, term := l.file("sid"), l.file("term")
+		script := `trap 'echo term > ` + term + `; exit 0' TERM; echo $LOCKSTEP_SESSION_ID > ` + sid + `; sleep 30 & wait`
+		_, _, errb, done := l.start("lock", "cli/lost", "--ttl", "3s", "--grace", "5s", "--", "sh", "-c", script)
+		var id string
+		eventually(t, 10*time.Second, "the command runs", func() error {
+			b, err := os.ReadFile(sid)
+			id = strings.TrimSpace(string(b))
+			if err == nil && id == "" {
+				err = errors.New("empty")
+			}
+			return err
+		})
+		// Someone else ends the session (as an expiry would).
+		st, body := c.rest("DELETE", n, "/sessions/"+id, "")
+		if st != 200 {
+			t.Fatalf("closing the session: %d %v", st, body)
+		}
+		select {
+		case err := <-done:
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+				t.Fatalf("lockstep lock after losing its session: %v, want exit 3; stderr:\n%s", err, errb)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatal("the command still runs 15s after its session was closed")
+		}
+		if _, err := os.Stat(term); err != nil {
+			t.Fatal("the command did not get SIGTERM")
+		}
+		if !strings.Contains(errb.String(), "lost the hold") {
+			t.Fatalf("stderr does not say why: %s", errb)
+		}
+	})
+
+	t.Run("Help", func(t *testing.T) {
+		l.t = t
+		for _, cmd := range []string{"lock", "sem", "rwlock", "barrier", "elect", "status", "list", "watch", "cluster", "completion"} {
+			code, out, errOut := l.run(5*time.Second, cmd, "-h")
+			if code != 0 || !strings.Contains(out+errOut, "Examples:") {
+				t.Fatalf("%s -h: exit %d, no examples:\n%s%s", cmd, code, out, errOut)
+			}
+		}
+		code, out, _ := l.run(5*time.Second, "completion", "bash")
+		if code != 0 || !strings.Contains(out, "complete -o default -F _lockstep lockstep") {
+			t.Fatalf("completion bash: %d %s", code, out)
+		}
+	})
+}
+
+// TestCLIElectAndBarrier: a second candidate takes over when the leader is
+// interrupted (it resigns), --observe shows both, and a barrier lets its
+// parties go together.
+func TestCLIElectAndBarrier(t *testing.T) {
+	c := newCluster(t, 1)
+	n := c.nodes[0]
+	c.start(n)
+	c.waitHealthy(20*time.Second, n)
+	l := cli{t: t, url: n.url(), dir: t.TempDir()}
+
+	_, obsOut, _, _ := l.start("elect", "cli/leader", "--observe")
+	a, aOut, _, aDone := l.start("elect", "cli/leader", "10.0.0.1", "--owner", "a")
+	eventually(t, 10*time.Second, "a elected", func() error {
+		if !strings.Contains(aOut.String(), "elected leader of cli/leader as a") {
+			return errors.New(aOut.String())
+		}
+		return nil
+	})
+	_, bOut, _, _ := l.start("elect", "cli/leader", "10.0.0.2", "--owner", "b")
+	time.Sleep(300 * time.Millisecond)
+	if strings.Contains(bOut.String(), "elected") {
+		t.Fatal("b elected while a leads")
+	}
+	_ = a.Process.Signal(os.Interrupt)
+	select {
+	case err := <-aDone:
+		if err != nil {
+			t.Fatalf("interrupted leader: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the leader did not resign within 10s of Ctrl-C")
+	}
+	eventually(t, 10*time.Second, "b elected after a resigned", func() error {
+		if !strings.Contains(bOut.String(), "elected leader of cli/leader as b") {
+			return errors.New(bOut.String())
+		}
+		return nil
+	})
+	eventually(t, 10*time.Second, "observe shows a then b", func() error {
+		o := obsOut.String()
+		ia, ib := strings.Index(o, `a value="10.0.0.1"`), strings.Index(o, `b value="10.0.0.2"`)
+		if ia < 0 || ib < ia {
+			return errors.New(o)
+		}
+		return nil
+	})
+
+	_, _, _, first := l.start("barrier", "cli/barrier", "--parties", "2")
+	select {
+	case <-first:
+		t.Fatal("one party passed a 2-party barrier alone")
+	case <-time.After(300 * time.Millisecond):
+	}
+	code, out, _ := l.run(10*time.Second, "barrier", "cli/barrier", "--parties", "2")
+	want(t, "second party's exit", code, 0)
+	if !strings.Contains(out, "released") {
+		t.Fatalf("barrier output: %s", out)
+	}
+	select {
+	case err := <-first:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first party was not released")
+	}
+}
