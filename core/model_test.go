@@ -1041,7 +1041,7 @@ func (m *refModel) status(k objectKey) Status {
 		}
 		st.Used += h.permits
 		st.Holders = append(st.Holders, Holder{Session: h.session, Token: h.token, Owner: h.owner, Value: h.value,
-			Permits: h.permits, Mode: h.mode, AcquiredAt: h.acquired, ExpiresAt: exp})
+			Permits: h.permits, Mode: h.mode, AcquiredAt: h.acquired, ExpiresAt: exp, MaxHoldUntil: h.maxHoldAt, LockDelayMs: h.lockDelay})
 	}
 	for _, w := range m.queue(k) {
 		st.Waiters = append(st.Waiters, Waiter{ID: w.id, Session: w.session, Owner: w.owner, Permits: w.permits,

@@ -229,8 +229,9 @@ func TestMutexTable(t *testing.T) {
 			acq := cMutex("a", a, 0)
 			acq.MaxHoldMs, acq.LockDelayMs = 2_000, 1_000
 			tok := h.granted(acq)
-			if st := h.status(KindMutex, "a"); st.Holders[0].ExpiresAt != tblStart+2_000 {
-				t.Fatalf("ExpiresAt %d, want the max hold", st.Holders[0].ExpiresAt)
+			if st := h.status(KindMutex, "a"); st.Holders[0].ExpiresAt != tblStart+2_000 ||
+				st.Holders[0].MaxHoldUntil != tblStart+2_000 || st.Holders[0].LockDelayMs != 1_000 {
+				t.Fatalf("holder %+v, want ExpiresAt and MaxHoldUntil at the max hold and the lock-delay shown", st.Holders[0])
 			}
 			h.queued(cMutex("a", b, WaitForever))
 			effs := h.advance(2_000)

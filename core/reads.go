@@ -21,6 +21,11 @@ type Holder struct {
 	// ExpiresAt is when the grant ends unless renewed: the session's deadline,
 	// or the maximum hold time if that comes first.
 	ExpiresAt LogTime
+	// MaxHoldUntil is when the grant ends even while its session lives (0:
+	// no maximum), and LockDelayMs how long the name stays blocked if the
+	// grant ends by failure.
+	MaxHoldUntil LogTime
+	LockDelayMs  int64
 }
 
 // Waiter is one queued request as status shows it.
@@ -105,7 +110,7 @@ func holderOf(h *hold) Holder {
 		exp = h.maxHoldAt
 	}
 	return Holder{Session: h.session.id, Token: h.token, Owner: h.owner, Value: h.value, Permits: h.permits,
-		Mode: h.mode, AcquiredAt: h.acquiredAt, ExpiresAt: exp}
+		Mode: h.mode, AcquiredAt: h.acquiredAt, ExpiresAt: exp, MaxHoldUntil: h.maxHoldAt, LockDelayMs: h.lockDelayMs}
 }
 
 // List returns the objects of one kind (0: every kind) whose names start

@@ -203,6 +203,26 @@ func TestRESTBodyWithoutJSONContentType(t *testing.T) {
 	}
 }
 
+// TestRESTHolderShowsMaxHoldAndLockDelay: status shows the limits an
+// acquire set on its grant.
+func TestRESTHolderShowsMaxHoldAndLockDelay(t *testing.T) {
+	s := startServer(t)
+	st, a := s.call(t, "POST", "/locks/limited/acquire", `{"owner":"me","max_hold_ms":60000,"lock_delay_ms":5000}`)
+	expect(t, "status", st, 200)
+	expect(t, "acquired", a["acquired"], true)
+	st, status := s.call(t, "GET", "/locks/limited/status", "")
+	expect(t, "status", st, 200)
+	holder, _ := status["holder"].(map[string]any)
+	expect(t, "lock_delay_ms", holder["lock_delay_ms"], "5000")
+	untilS, _ := holder["max_hold_until_ms"].(string)
+	acquiredS, _ := holder["acquired_at_ms"].(string)
+	until, _ := strconv.ParseInt(untilS, 10, 64)
+	acquired, _ := strconv.ParseInt(acquiredS, 10, 64)
+	if acquired == 0 || until != acquired+60_000 {
+		t.Fatalf("max_hold_until_ms %q is not acquired_at_ms %q + 60000: %v", untilS, acquiredS, holder)
+	}
+}
+
 func TestRESTWaits(t *testing.T) {
 	s := startServer(t)
 	_, a := s.call(t, "POST", "/locks/w/acquire", `{"owner":"a"}`)

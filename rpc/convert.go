@@ -45,14 +45,16 @@ func modeCore(s string) core.Mode {
 
 func holderPB(h core.Holder) *pb.Holder {
 	return &pb.Holder{
-		SessionId:    uint64(h.Session),
-		Owner:        h.Owner,
-		Value:        h.Value,
-		FencingToken: uint64(h.Token),
-		AcquiredAtMs: int64(h.AcquiredAt),
-		ExpiresAtMs:  int64(h.ExpiresAt),
-		Permits:      permits(h.Permits),
-		Mode:         modeString(h.Mode),
+		SessionId:      uint64(h.Session),
+		Owner:          h.Owner,
+		Value:          h.Value,
+		FencingToken:   uint64(h.Token),
+		AcquiredAtMs:   int64(h.AcquiredAt),
+		ExpiresAtMs:    int64(h.ExpiresAt),
+		Permits:        permits(h.Permits),
+		Mode:           modeString(h.Mode),
+		MaxHoldUntilMs: int64(h.MaxHoldUntil),
+		LockDelayMs:    h.LockDelayMs,
 	}
 }
 
