@@ -32,7 +32,7 @@ run: ## run a single node on local disk (lockstep serve --dev)
 	$(GO) run ./cmd/lockstep serve --dev
 
 .PHONY: test
-test: fmt-check vet test-unit purity test-race $(TEST_EXTRA) ## everything CI runs: format, vet, unit tests, purity, simulation, integration
+test: fmt-check vet test-unit purity test-race $(TEST_EXTRA) ## everything CI runs: format, vet, unit tests, purity, race detector, generated code, simulation, integration
 
 .PHONY: fmt-check
 fmt-check: ## fail when gofmt would change a file
