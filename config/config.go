@@ -155,6 +155,16 @@ func Load(path string) (Config, error) {
 	return c, nil
 }
 
+// Marshal writes c as the YAML that Load reads back, so tools and tests that
+// start members write their configuration through the same keys.
+func (c Config) Marshal() ([]byte, error) {
+	b, err := yaml.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return b, nil
+}
+
 // Parse reads YAML like Load does.
 func Parse(b []byte) (Config, error) {
 	c := Defaults()

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -166,5 +167,24 @@ func TestReplicaID(t *testing.T) {
 	}
 	if r := ReplicaID("node-1", 1); r == a || r>>8 != a>>8 || r&0xff != 1 {
 		t.Errorf("incarnation 1 of node-1: %x (incarnation 0: %x)", r, a)
+	}
+}
+
+// TestMarshalRoundTrips: what Marshal writes, Parse reads back unchanged.
+func TestMarshalRoundTrips(t *testing.T) {
+	c := Dev("/tmp/lockstep-x")
+	c.Cluster.Peers["node-2"] = "127.0.0.1:7002"
+	c.Cluster.Incarnation = 2
+	c.Locks.MaxWaitTimeSeconds = 10
+	b, err := c.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := Parse(b)
+	if err != nil {
+		t.Fatalf("Parse(Marshal(c)): %v\n%s", err, b)
+	}
+	if !reflect.DeepEqual(back, c) {
+		t.Fatalf("round trip changed the config:\n got %+v\nwant %+v\n%s", back, c, b)
 	}
 }

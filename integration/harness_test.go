@@ -22,6 +22,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/lockstepd/lockstep/config"
 	"github.com/lockstepd/lockstep/rpc/gen/lockstep/v1/lockstepv1connect"
 )
 
@@ -127,28 +128,15 @@ func newCluster(t *testing.T, n int) *cluster {
 }
 
 func (c *cluster) writeConfig(nd *node, peers map[string]string) {
-	var p []string
-	for id, addr := range peers {
-		p = append(p, fmt.Sprintf("%s: %s", id, addr))
+	cfg := config.Defaults()
+	cfg.Cluster = config.Cluster{NodeID: nd.id, RaftAddress: nd.raft, APIAddress: nd.api, MetricsAddress: nd.metrics,
+		DataDir: nd.dataDir, Peers: peers}
+	cfg.Locks.MaxWaitTimeSeconds = 10 // REST waits in these tests stay short
+	b, err := cfg.Marshal()
+	if err != nil {
+		c.t.Fatal(err)
 	}
-	cfg := fmt.Sprintf(`cluster:
-  node_id: %s
-  raft_address: %s
-  api_address: %s
-  metrics_address: %s
-  data_dir: %s
-  peers: {%s}
-consensus:
-  algorithm: raft
-  election_timeout_ms: 300
-  heartbeat_interval_ms: 100
-  shards: 1
-locks:
-  default_ttl_seconds: 30
-  max_wait_time_seconds: 10
-  cleanup_interval_seconds: 10
-`, nd.id, nd.raft, nd.api, nd.metrics, nd.dataDir, strings.Join(p, ", "))
-	if err := os.WriteFile(nd.config, []byte(cfg), 0o600); err != nil {
+	if err := os.WriteFile(nd.config, b, 0o600); err != nil {
 		c.t.Fatal(err)
 	}
 }

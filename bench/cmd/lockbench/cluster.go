@@ -16,6 +16,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/lockstepd/lockstep/config"
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 	"github.com/lockstepd/lockstep/rpc/gen/lockstep/v1/lockstepv1connect"
 )
@@ -71,34 +72,24 @@ func startCluster(bin string, extra []string, conns int) (*cluster, error) {
 		return nil, err
 	}
 	c := &cluster{dir: dir, bin: bin, extra: extra, http: newHTTP(conns)}
-	var peers []string
+	peers := map[string]string{}
 	for i := 1; i <= 3; i++ {
 		nd := &node{id: fmt.Sprintf("node-%d", i), raft: freePort(), api: freePort(), metrics: freePort()}
 		nd.data = filepath.Join(dir, nd.id, "data")
 		nd.logPath = filepath.Join(dir, nd.id+".log")
 		nd.config = filepath.Join(dir, nd.id+".yaml")
-		peers = append(peers, nd.id+": "+nd.raft)
+		peers[nd.id] = nd.raft
 		c.nodes = append(c.nodes, nd)
 	}
 	for _, nd := range c.nodes {
-		cfg := fmt.Sprintf(`cluster:
-  node_id: %s
-  raft_address: %s
-  api_address: %s
-  metrics_address: %s
-  data_dir: %s
-  peers: {%s}
-consensus:
-  algorithm: raft
-  election_timeout_ms: 300
-  heartbeat_interval_ms: 100
-  shards: 1
-locks:
-  default_ttl_seconds: 30
-  max_wait_time_seconds: 60
-  cleanup_interval_seconds: 10
-`, nd.id, nd.raft, nd.api, nd.metrics, nd.data, strings.Join(peers, ", "))
-		if err := os.WriteFile(nd.config, []byte(cfg), 0o600); err != nil {
+		cfg := config.Defaults()
+		cfg.Cluster = config.Cluster{NodeID: nd.id, RaftAddress: nd.raft, APIAddress: nd.api, MetricsAddress: nd.metrics,
+			DataDir: nd.data, Peers: peers}
+		b, err := cfg.Marshal()
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(nd.config, b, 0o600); err != nil {
 			return nil, err
 		}
 	}
