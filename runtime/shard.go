@@ -158,8 +158,6 @@ type proposalWork struct {
 	d    *replica.Driver
 	id   replica.ProposalID
 	data []byte
-	mark bool   // the leader-change entry
-	term uint64 // the term it was proposed in
 }
 
 func (s *shard) step() {
@@ -195,8 +193,9 @@ func (s *shard) collect(d *replica.Driver, work []proposalWork, forwarded bool) 
 			continue // only the leader moves log time and marks its term
 		}
 		s.inflight[d]++
-		work = append(work, proposalWork{d: d, id: p.ID, data: p.Data, term: s.term,
-			mark: len(p.Proposal.Commands) == 1 && p.Proposal.Commands[0].Op == core.OpLeaderChange})
+		// A refused leader-change entry is proposed again by the driver
+		// itself (replica.Driver re-marks on ProposalFailedEvent).
+		work = append(work, proposalWork{d: d, id: p.ID, data: p.Data})
 	}
 	return work
 }
@@ -252,15 +251,6 @@ func (s *shard) confirmed(w proposalWork, ok bool, start time.Time) {
 		s.m.proposalsFailed.Inc()
 		if err := w.d.Step(replica.ProposalFailedEvent(w.id)); err != nil {
 			s.log.Error("driver refused an event", "err", err)
-		}
-		if w.mark && w.d == s.lead && s.isLeader && s.term == w.term {
-			// The driver does not propose a lost leader-change entry again,
-			// and without it sessions are not extended for this term: step
-			// down and up within the term, which makes it mark again (and
-			// fails what it held, which Do retries).
-			s.log.Warn("the leader-change entry was not committed; proposing it again", "term", w.term)
-			s.lead.Step(replica.LeadershipEvent(false, s.term, s.leaderID))
-			s.lead.Step(replica.LeadershipEvent(true, s.term, s.leaderID))
 		}
 	}
 	s.mu.Unlock()
