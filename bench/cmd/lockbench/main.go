@@ -122,7 +122,7 @@ func run(o options) error {
 	if o.idle > 0 {
 		before := b.snap()
 		time.Sleep(o.idle)
-		fmt.Printf("# idle for %v: %s\n", o.idle, b.describe(before, b.snap()))
+		fmt.Printf("# idle for %v: %s\n", o.idle, b.describe(before, b.snap(), 0))
 	}
 	fmt.Printf("%-34s %10s %9s %9s %9s %8s\n", "workload", "ops/s", "p50 ms", "p95 ms", "p99 ms", "errors")
 	for _, n := range o.clients {
@@ -334,7 +334,7 @@ func (b *bench) load(n int, setup func(i int, a api) (any, error), body func(i i
 	}
 	wg.Wait()
 	secs := time.Since(start).Seconds()
-	note := b.describe(before, b.snap())
+	note := b.describe(before, b.snap(), ops.Load())
 	var all []time.Duration
 	for _, l := range lats {
 		all = append(all, l...)

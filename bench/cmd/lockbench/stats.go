@@ -111,8 +111,10 @@ func (b *bench) snap() snap {
 }
 
 // describe prints what happened between two snapshots: commands per entry
-// and mean commit latency on the leader, and CPU per process.
-func (b *bench) describe(a, z snap) string {
+// and mean commit latency on the leader, and CPU per process; with ops > 0,
+// also the CPU each process spent per operation (the figure of merit on a
+// shared machine, where rates move with other people's load).
+func (b *bench) describe(a, z snap, ops int64) string {
 	d := func(k string) float64 { return z.leader[k] - a.leader[k] }
 	secs := z.at.Sub(a.at).Seconds()
 	var parts []string
@@ -138,5 +140,24 @@ func (b *bench) describe(a, z snap) string {
 	cpu = append(cpu, fmt.Sprintf("lockbench %.2f", (z.cpu["lockbench"]-a.cpu["lockbench"])/secs))
 	cpu = append(cpu, fmt.Sprintf("machine %.2f of 2", (z.machine-a.machine)/secs))
 	parts = append(parts, "cores: "+strings.Join(cpu, ", "))
+	if ops > 0 {
+		var per []string
+		total := 0.0
+		for _, nd := range b.c.nodes {
+			if v, ok := z.cpu[nd.id]; ok {
+				us := 1e6 * (v - a.cpu[nd.id]) / float64(ops)
+				total += us
+				tag := ""
+				if nd == b.leader {
+					tag = "*"
+				}
+				per = append(per, fmt.Sprintf("%s%s %.0f", nd.id, tag, us))
+			}
+		}
+		us := 1e6 * (z.cpu["lockbench"] - a.cpu["lockbench"]) / float64(ops)
+		total += us
+		per = append(per, fmt.Sprintf("lockbench %.0f", us), fmt.Sprintf("all %.0f", total))
+		parts = append(parts, "CPU µs/op: "+strings.Join(per, ", "))
+	}
 	return strings.Join(parts, "; ")
 }
