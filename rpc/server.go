@@ -111,7 +111,7 @@ func New(opts Options) (http.Handler, error) {
 	})
 	// A request body larger than the message limit plus framing is refused
 	// before anything reads it, and one that arrives too slowly is cut off.
-	return bodyDeadline(http.MaxBytesHandler(root, int64(opts.MaxRequestBytes)+64<<10), opts.BodyReadTimeout), nil
+	return preGrow(bodyDeadline(http.MaxBytesHandler(root, int64(opts.MaxRequestBytes)+64<<10), opts.BodyReadTimeout)), nil
 }
 
 // bodyDeadline bounds the time to read a request's body, and only the body:
