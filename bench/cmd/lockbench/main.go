@@ -48,6 +48,7 @@ type options struct {
 	conns      int
 	target     string // leader, follower or spread
 	maxOps     int
+	rate       float64 // cycles/s over all clients of a cycle point; 0: as fast as they can
 	serveExtra string
 	idle       time.Duration
 	strict     bool
@@ -68,6 +69,7 @@ func main() {
 	flag.IntVar(&o.conns, "conns", 4, "HTTP/2 connections per node, shared round-robin by the clients")
 	flag.StringVar(&o.target, "target", "leader", "where clients send: leader, follower or spread (round-robin over the members)")
 	flag.IntVar(&o.maxOps, "max-ops", 2_000_000, "bound on the operations of one point, whatever -dur says")
+	flag.Float64Var(&o.rate, "rate", 0, "cycle points: start at most this many cycles/s over all clients (0: as fast as they can); at a fixed rate the CPU per cycle of two builds compares, since batching changes with the rate")
 	flag.StringVar(&o.serveExtra, "serve-flags", "", "extra flags for lockstep serve, space-separated")
 	flag.BoolVar(&o.strict, "strict", false, "exit 1 when any operation failed or a failover did not recover (make test-performance)")
 	flag.DurationVar(&o.idle, "idle", 3*time.Second, "first measure the CPU of the idle cluster for this long (0: skip)")
@@ -182,8 +184,9 @@ type bench struct {
 	o        options
 	leader   *node
 	targets  []*node
-	run      int   // distinguishes the names of successive points
-	failures int64 // failed operations and failovers that did not recover
+	run      int           // distinguishes the names of successive points
+	pace     time.Duration // while set, load starts one operation per pace over all clients (-rate)
+	failures int64         // failed operations and failovers that did not recover
 }
 
 type api struct {
@@ -307,12 +310,24 @@ func (b *bench) load(n int, setup func(i int, a api) (any, error), body func(i i
 	lats := make([][]time.Duration, n)
 	start := time.Now()
 	deadline := start.Add(b.o.dur)
+	// With a pace, each operation takes the next start slot; a client that
+	// finds its slot past starts at once (the cluster fell behind).
+	var slot atomic.Int64
+	slot.Store(start.UnixNano())
+	pace := b.pace
 	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			lat := make([]time.Duration, 0, 1024)
 			for time.Now().Before(deadline) && ops.Load() < int64(b.o.maxOps) {
+				if pace > 0 {
+					at := time.Unix(0, slot.Add(int64(pace))-int64(pace))
+					if !at.Before(deadline) {
+						break
+					}
+					time.Sleep(time.Until(at))
+				}
 				d, counted, err := body(i, apis[i], states[i])
 				if err != nil {
 					nerr.Add(1)
@@ -363,6 +378,10 @@ type cycleState struct {
 func (b *bench) cycles(n int) (result, error) {
 	b.run++
 	run := b.run
+	if b.o.rate > 0 {
+		b.pace = time.Duration(float64(time.Second) / b.o.rate)
+		defer func() { b.pace = 0 }()
+	}
 	return b.load(n,
 		func(i int, a api) (any, error) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
