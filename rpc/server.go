@@ -111,28 +111,29 @@ func New(opts Options) (http.Handler, error) {
 	})
 	// A request body larger than the message limit plus framing is refused
 	// before anything reads it, and one that arrives too slowly is cut off.
-	return preGrow(bodyDeadline(http.MaxBytesHandler(root, int64(opts.MaxRequestBytes)+64<<10), opts.BodyReadTimeout)), nil
+	return preGrow(limitBody(root, int64(opts.MaxRequestBytes)+64<<10, opts.BodyReadTimeout)), nil
 }
 
-// bodyDeadline bounds the time to read a request's body, and only the body:
-// the deadline is lifted as soon as the body has been read. http.Server's
-// ReadTimeout cannot do this: on HTTP/1.1 it stays armed after the body,
-// and when it fires during a long wait the server cancels the request.
-func bodyDeadline(next http.Handler, limit time.Duration) http.Handler {
+// limitBody bounds a request's body in size (http.MaxBytesReader: too large
+// is refused with 413 before anything reads on) and in the time to read it,
+// and only the body: the deadline is lifted as soon as the body has been
+// read. http.Server's ReadTimeout cannot do this: on HTTP/1.1 it stays armed
+// after the body, and when it fires during a long wait the server cancels
+// the request. One shallow copy of the request does both (it used to be
+// two, http.MaxBytesHandler's and this one's).
+func limitBody(next http.Handler, maxBytes int64, limit time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
-			next.ServeHTTP(w, r)
-			return
-		}
-		rc := http.NewResponseController(w)
-		if err := rc.SetReadDeadline(time.Now().Add(limit)); err != nil {
-			next.ServeHTTP(w, r) // not supported by this connection: no bound
-			return
-		}
 		// A shallow copy, so that the server still sees its own body type
 		// and closes a connection whose body did not arrive whole.
 		r2 := *r
-		r2.Body = &liftingBody{ReadCloser: r.Body, lift: func() { _ = rc.SetReadDeadline(time.Time{}) }}
+		body := r.Body
+		if body != nil && body != http.NoBody && r.ContentLength != 0 {
+			rc := http.NewResponseController(w)
+			if err := rc.SetReadDeadline(time.Now().Add(limit)); err == nil {
+				body = &liftingBody{ReadCloser: body, rc: rc}
+			} // else not supported by this connection: no time bound
+		}
+		r2.Body = http.MaxBytesReader(w, body, maxBytes)
 		next.ServeHTTP(w, &r2)
 	})
 }
@@ -142,7 +143,7 @@ func bodyDeadline(next http.Handler, limit time.Duration) http.Handler {
 // draining of the rest on Close cannot hang; that connection is closed.
 type liftingBody struct {
 	io.ReadCloser
-	lift   func()
+	rc     *http.ResponseController
 	lifted bool
 }
 
@@ -150,7 +151,7 @@ func (b *liftingBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	if err == io.EOF && !b.lifted {
 		b.lifted = true
-		b.lift()
+		_ = b.rc.SetReadDeadline(time.Time{})
 	}
 	return n, err
 }

@@ -57,7 +57,7 @@ func (s *service) ttlMs(seconds, ms int64) int64 {
 func (s *service) do(ctx context.Context, cmd core.Command) (core.Result, error) {
 	if cmd.WaitMs != core.WaitForever {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(cmd.WaitMs)*time.Millisecond+s.opts.RequestTimeout)
+		ctx, cancel = withTimeout(ctx, time.Duration(cmd.WaitMs)*time.Millisecond+s.opts.RequestTimeout)
 		defer cancel()
 	}
 	r, err := s.b.Do(ctx, cmd)
@@ -67,9 +67,20 @@ func (s *service) do(ctx context.Context, cmd core.Command) (core.Result, error)
 	return r, s.resultError(r)
 }
 
+// withTimeout is context.WithTimeout, except that it returns ctx itself
+// when ctx already ends no later than d from now (a caller's deadline, such
+// as Connect's timeout header, usually does): the result is the same, and
+// the request saves a timer and a child context registered with its parent.
+func withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if dl, ok := ctx.Deadline(); ok && !dl.After(time.Now().Add(d)) {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, d)
+}
+
 // read runs fn linearizably, or on this node's applied state when stale.
 func (s *service) read(ctx context.Context, name string, stale bool, fn func(m *core.Machine) error) (uint64, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	ctx, cancel := withTimeout(ctx, s.opts.RequestTimeout)
 	defer cancel()
 	idx, err := s.b.Read(ctx, name, stale, fn)
 	return idx, s.apiError(err)
