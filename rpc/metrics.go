@@ -3,6 +3,8 @@ package rpc
 import (
 	"context"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -23,6 +25,13 @@ type metrics struct {
 	streams     prometheus.Gauge
 	acquires    *prometheus.CounterVec
 	acquireTime *prometheus.HistogramVec
+
+	// procs caches, per procedure, the label children a successful unary
+	// request counts in (procMetrics), so that the hot path does not hash
+	// and look up label values on every call. Children are made on first
+	// use, as WithLabelValues would: /metrics shows the same series.
+	// Bounded: one entry per procedure this server mounts.
+	procs sync.Map // procedure → *procMetrics
 }
 
 // acquireKinds names the procedures that take a grant, by the kind label
@@ -32,6 +41,65 @@ var acquireKinds = map[string]string{
 	lockstepv1connect.SemaphoreServiceAcquireProcedure: "semaphore",
 	lockstepv1connect.RWLockServiceAcquireProcedure:    "rwlock",
 	lockstepv1connect.ElectionServiceCampaignProcedure: "election",
+}
+
+// procMetrics are one procedure's label children, each made on first use.
+type procMetrics struct {
+	latency  prometheus.Observer
+	kind     string                             // acquireKinds' label; "" when not an acquire
+	ok       atomic.Pointer[prometheus.Counter] // code "ok"
+	outcomes [maxOutcome + 1]atomic.Pointer[outcomeMetrics]
+}
+
+// outcomeMetrics are an acquire kind's children for one outcome.
+type outcomeMetrics struct {
+	count prometheus.Counter
+	time  prometheus.Observer
+}
+
+// maxOutcome is the largest pb.Outcome whose children procMetrics caches;
+// a larger one (a newer enum value) is looked up on each call.
+const maxOutcome = 15
+
+// outcomeLabel is an outcome's label: OUTCOME_GRANTED → granted.
+func outcomeLabel(o pb.Outcome) string {
+	return strings.ToLower(strings.TrimPrefix(o.String(), "OUTCOME_"))
+}
+
+func (m *metrics) forProc(proc string) *procMetrics {
+	if pm, ok := m.procs.Load(proc); ok {
+		return pm.(*procMetrics)
+	}
+	pm, _ := m.procs.LoadOrStore(proc, &procMetrics{latency: m.latency.WithLabelValues(proc), kind: acquireKinds[proc]})
+	return pm.(*procMetrics)
+}
+
+// okCounter is rpc_requests_total{procedure, code="ok"}.
+func (m *metrics) okCounter(pm *procMetrics, proc string) prometheus.Counter {
+	if c := pm.ok.Load(); c != nil {
+		return *c
+	}
+	c := m.requests.WithLabelValues(proc, "ok")
+	pm.ok.Store(&c)
+	return c
+}
+
+// acquired counts an acquire that answered with outcome o.
+func (m *metrics) acquired(pm *procMetrics, o pb.Outcome, elapsed float64) {
+	if o < 0 || o > maxOutcome {
+		label := outcomeLabel(o)
+		m.acquires.WithLabelValues(pm.kind, label).Inc()
+		m.acquireTime.WithLabelValues(pm.kind, label).Observe(elapsed)
+		return
+	}
+	om := pm.outcomes[o].Load()
+	if om == nil {
+		label := outcomeLabel(o)
+		om = &outcomeMetrics{count: m.acquires.WithLabelValues(pm.kind, label), time: m.acquireTime.WithLabelValues(pm.kind, label)}
+		pm.outcomes[o].Store(om)
+	}
+	om.count.Inc()
+	om.time.Observe(elapsed)
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -83,24 +151,28 @@ func codeLabel(err error) string {
 func (m *metrics) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 		proc := req.Spec().Procedure
+		pm := m.forProc(proc)
 		start := time.Now()
 		m.inFlight.Inc()
 		resp, err := next(ctx, req)
 		m.inFlight.Dec()
 		elapsed := time.Since(start).Seconds()
-		m.requests.WithLabelValues(proc, codeLabel(err)).Inc()
-		m.latency.WithLabelValues(proc).Observe(elapsed)
-		if kind, ok := acquireKinds[proc]; ok {
-			outcome := codeLabel(err)
-			if err == nil {
-				if o, ok := resp.Any().(interface{ GetOutcome() pb.Outcome }); ok {
-					outcome = strings.ToLower(strings.TrimPrefix(o.GetOutcome().String(), "OUTCOME_"))
-				}
+		if err == nil {
+			m.okCounter(pm, proc).Inc()
+		} else {
+			m.requests.WithLabelValues(proc, codeLabel(err)).Inc()
+		}
+		pm.latency.Observe(elapsed)
+		if pm.kind != "" {
+			if err != nil {
+				m.acquires.WithLabelValues(pm.kind, "error").Inc()
+				m.acquireTime.WithLabelValues(pm.kind, "error").Observe(elapsed)
+			} else if o, ok := resp.Any().(interface{ GetOutcome() pb.Outcome }); ok {
+				m.acquired(pm, o.GetOutcome(), elapsed)
 			} else {
-				outcome = "error"
+				m.acquires.WithLabelValues(pm.kind, "ok").Inc()
+				m.acquireTime.WithLabelValues(pm.kind, "ok").Observe(elapsed)
 			}
-			m.acquires.WithLabelValues(kind, outcome).Inc()
-			m.acquireTime.WithLabelValues(kind, outcome).Observe(elapsed)
 		}
 		return resp, err
 	}
