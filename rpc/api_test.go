@@ -47,7 +47,7 @@ func startServer(t *testing.T, opts ...func(*rpc.Options)) *testServer {
 		t.Fatal(err)
 	}
 	srv := rpc.NewHTTPServer(ln.Addr().String(), h, nil)
-	go func() { _ = srv.Serve(ln) }()
+	go func() { _ = srv.Serve(rpc.BufferedListener(ln)) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -159,7 +159,7 @@ func runNode(cfg config.Config, f *serveFlags, base *slog.Logger, stdout io.Writ
 
 	apiSrv := rpc.NewHTTPServer(cfg.Cluster.APIAddress, api, log)
 	serveErr := make(chan error, 2)
-	go func() { serveErr <- fmt.Errorf("API server: %w", apiSrv.Serve(apiLn)) }()
+	go func() { serveErr <- fmt.Errorf("API server: %w", apiSrv.Serve(rpc.BufferedListener(apiLn))) }()
 	var metricsSrv *http.Server
 	if metricsLn != nil {
 		metricsSrv = newMetricsServer(reg, log, f.pprof)
