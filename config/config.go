@@ -27,8 +27,14 @@ type Cluster struct {
 	// NodeID names this node, e.g. "node-1". It is mapped to a Raft replica
 	// id by hashing (see ReplicaID), so every member computes the same id.
 	NodeID string `yaml:"node_id"`
-	// RaftAddress is host:port for Raft traffic between members.
+	// RaftAddress is host:port for Raft traffic between members: the
+	// address the other members dial, and this node's name in the membership.
 	RaftAddress string `yaml:"raft_address"`
+	// RaftListenAddress is the host:port this node listens on for Raft, when
+	// the address peers dial (RaftAddress) is not one of this host's own: a
+	// proxy, a NAT or a port forward in between. Defaults to empty: listen
+	// on RaftAddress.
+	RaftListenAddress string `yaml:"raft_listen_address,omitempty"`
 	// APIAddress is host:port for Connect, gRPC, REST, health and cluster status.
 	APIAddress string `yaml:"api_address"`
 	// MetricsAddress is host:port for /metrics; empty serves no metrics.
@@ -281,6 +287,14 @@ func (c Cluster) validate() error {
 	}
 	if err := ValidHostPort(c.APIAddress); err != nil {
 		return fmt.Errorf("cluster.api_address: %w", err)
+	}
+	if c.RaftListenAddress != "" {
+		if err := ValidHostPort(c.RaftListenAddress); err != nil {
+			return fmt.Errorf("cluster.raft_listen_address: %w (or leave it out to listen on cluster.raft_address)", err)
+		}
+		if c.RaftListenAddress == c.APIAddress || c.RaftListenAddress == c.MetricsAddress {
+			return errors.New("cluster.raft_listen_address: must differ from cluster.api_address and cluster.metrics_address")
+		}
 	}
 	if c.MetricsAddress != "" {
 		if err := ValidHostPort(c.MetricsAddress); err != nil {
