@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -191,8 +192,13 @@ func partitionTrial(c *cluster, rn *raftNet, t int) (elect, heal time.Duration, 
 	healed := time.Now()
 	rn.heal()
 	var lastErr error
+	var allHealthy time.Duration // heal → /health 200 on every node
 	for time.Since(healed) < partitionRecovery {
-		if lastErr = c.serving(leader, acquire); lastErr == nil {
+		lastErr = c.serving(leader, acquire)
+		if allHealthy == 0 && (lastErr == nil || errors.Is(lastErr, errAcquire)) {
+			allHealthy = time.Since(healed)
+		}
+		if lastErr == nil {
 			heal = time.Since(healed)
 			break
 		}
@@ -206,8 +212,9 @@ func partitionTrial(c *cluster, rn *raftNet, t int) (elect, heal time.Duration, 
 		return 0, 0, fmt.Errorf("%s (leader) cut off for %v, majority acquire after %v, then not fully serving within %v of the heal: %v",
 			leader.id, partitionFor, elect.Round(time.Millisecond), partitionRecovery, lastErr)
 	}
-	fmt.Printf("# partition trial %d: %s (leader) cut off for %v: majority acquire after %v (%d granted, the cut-off node's /health %s at the end); healed -> full service %v\n",
-		t+1, leader.id, partitionFor, elect.Round(time.Millisecond), granted.Load(), isolatedHealth, heal.Round(time.Millisecond))
+	fmt.Printf("# partition trial %d: %s (leader) cut off for %v: majority acquire after %v (%d granted, the cut-off node's /health %s at the end); healed -> every /health 200 %v, full service %v\n",
+		t+1, leader.id, partitionFor, elect.Round(time.Millisecond), granted.Load(), isolatedHealth,
+		allHealthy.Round(time.Millisecond), heal.Round(time.Millisecond))
 	return elect, heal, nil
 }
 
@@ -228,7 +235,11 @@ func (c *cluster) serving(nd *node, acquire func(*node) error) error {
 		}
 	}
 	if err := acquire(nd); err != nil {
-		return fmt.Errorf("acquire through %s: %w", nd.id, err)
+		return fmt.Errorf("%w through %s: %w", errAcquire, nd.id, err)
 	}
 	return nil
 }
+
+// errAcquire marks serving's answer when every node was healthy but the
+// acquire failed.
+var errAcquire = errors.New("acquire")
