@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -185,61 +184,84 @@ func partitionTrial(c *cluster, rn *raftNet, t int) (elect, heal time.Duration, 
 		}()
 	}
 	wg.Wait()
-	isolatedHealth := "answers"
-	if !c.healthy(leader) {
-		isolatedHealth = "unhealthy"
+	isolatedHealth := "still healthy"
+	if c.health(leader) != nil {
+		isolatedHealth = "answered /health 503"
 	}
 	healed := time.Now()
 	rn.heal()
-	var lastErr error
-	var allHealthy time.Duration // heal → /health 200 on every node
-	for time.Since(healed) < partitionRecovery {
-		lastErr = c.serving(leader, acquire)
-		if allHealthy == 0 && (lastErr == nil || errors.Is(lastErr, errAcquire)) {
-			allHealthy = time.Since(healed)
-		}
-		if lastErr == nil {
-			heal = time.Since(healed)
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	allHealthy, served, lastErr := c.recovery(leader, acquire, healed)
 	if first.Load() == 0 {
 		return 0, 0, fmt.Errorf("%s (leader) cut off for %v: no acquire granted on the majority side", leader.id, partitionFor)
 	}
 	elect = time.Duration(first.Load())
-	if heal == 0 {
+	if allHealthy == 0 || served == 0 {
 		return 0, 0, fmt.Errorf("%s (leader) cut off for %v, majority acquire after %v, then not fully serving within %v of the heal: %v",
 			leader.id, partitionFor, elect.Round(time.Millisecond), partitionRecovery, lastErr)
 	}
-	fmt.Printf("# partition trial %d: %s (leader) cut off for %v: majority acquire after %v (%d granted, the cut-off node's /health %s at the end); healed -> every /health 200 %v, full service %v\n",
+	heal = max(allHealthy, served)
+	fmt.Printf("# partition trial %d: %s (leader) cut off for %v: majority acquire after %v (%d granted; the cut-off node %s at the end); "+
+		"healed -> every /health 200 after %v, acquire through %s after %v\n",
 		t+1, leader.id, partitionFor, elect.Round(time.Millisecond), granted.Load(), isolatedHealth,
-		allHealthy.Round(time.Millisecond), heal.Round(time.Millisecond))
+		allHealthy.Round(time.Millisecond), leader.id, served.Round(time.Millisecond))
 	return elect, heal, nil
 }
 
-// healthy reports whether a node's /health (Connect Health) answers OK.
-func (c *cluster) healthy(nd *node) bool {
+// recovery watches the cluster after the heal, up to partitionRecovery:
+// it returns how long until every node's /health answered 200, and until
+// the first acquire through the formerly cut-off node nd was granted. The
+// acquires start every 50 ms, each bounded by 2 s, and the earliest grant
+// counts: a request sent on a connection that died in the partition waits
+// for its own retry, which says when that request ended, not when service
+// came back.
+func (c *cluster) recovery(nd *node, acquire func(*node) error, healed time.Time) (allHealthy, served time.Duration, lastErr error) {
+	deadline := healed.Add(partitionRecovery)
+	var granted atomic.Int64 // ns after the heal
+	var errMu sync.Mutex
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // at most partitionRecovery / 50 ms attempts
+		defer wg.Done()
+		for granted.Load() == 0 && time.Now().Before(deadline) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := acquire(nd); err != nil {
+					errMu.Lock()
+					lastErr = fmt.Errorf("acquire through %s: %w", nd.id, err)
+					errMu.Unlock()
+					return
+				}
+				granted.CompareAndSwap(0, int64(time.Since(healed)))
+			}()
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	for allHealthy == 0 && time.Now().Before(deadline) {
+		ok := true
+		for _, x := range c.nodes {
+			if err := c.health(x); err != nil {
+				ok = false
+				errMu.Lock()
+				lastErr = fmt.Errorf("%s not healthy: %w", x.id, err)
+				errMu.Unlock()
+				break
+			}
+		}
+		if ok {
+			allHealthy = time.Since(healed)
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	wg.Wait()
+	return allHealthy, time.Duration(granted.Load()), lastErr
+}
+
+// health is nil when a node's /health (Connect Health) answers OK.
+func (c *cluster) health(nd *node) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_, err := c.clusterClient(nd).Health(ctx, connect.NewRequest(&pb.HealthRequest{}))
-	return err == nil
+	return err
 }
-
-// serving is nil when every node is healthy and an acquire through nd is
-// granted.
-func (c *cluster) serving(nd *node, acquire func(*node) error) error {
-	for _, x := range c.nodes {
-		if !c.healthy(x) {
-			return fmt.Errorf("%s not healthy", x.id)
-		}
-	}
-	if err := acquire(nd); err != nil {
-		return fmt.Errorf("%w through %s: %w", errAcquire, nd.id, err)
-	}
-	return nil
-}
-
-// errAcquire marks serving's answer when every node was healthy but the
-// acquire failed.
-var errAcquire = errors.New("acquire")
