@@ -90,9 +90,13 @@ type Locks struct {
 	DefaultTTLSeconds int `yaml:"default_ttl_seconds"`
 	// MaxWaitTimeSeconds caps how long an acquire may wait. Defaults to 60.
 	MaxWaitTimeSeconds int `yaml:"max_wait_time_seconds"`
-	// CleanupIntervalSeconds is kept from the baseline and validated, but
-	// nothing sweeps: expiries fire exactly when log time reaches them, at the
-	// leader's ticks (tick_interval_ms). Defaults to 10.
+	// CleanupIntervalSeconds is deprecated and has no effect. It is still
+	// read and validated so that baseline files load, and Deprecations names
+	// it when set to anything but the default. Nothing needs sweeping: leases,
+	// waits and lock-delays end exactly when log time reaches them (moved by
+	// the leader's ticks, consensus.tick_interval_ms), an object is forgotten
+	// when its last holder or waiter goes, and remembered request results
+	// age out by log time too. Defaults to 10.
 	CleanupIntervalSeconds int `yaml:"cleanup_interval_seconds"`
 }
 
@@ -457,6 +461,18 @@ func (l Locks) validate() error {
 		return fmt.Errorf("locks.cleanup_interval_seconds: must be within 1..3600, got %d", l.CleanupIntervalSeconds)
 	}
 	return nil
+}
+
+// Deprecations names the keys c sets that no longer do anything, each with
+// what to do instead; the server logs them as warnings when it starts.
+func (c Config) Deprecations() []string {
+	var out []string
+	if c.Locks.CleanupIntervalSeconds != DefaultCleanupIntervalSeconds {
+		out = append(out, fmt.Sprintf("locks.cleanup_interval_seconds is %d, but the key is deprecated and has no effect: "+
+			"leases, waits and lock-delays end exactly when log time reaches them, at the leader's ticks "+
+			"(consensus.tick_interval_ms, %d ms); remove the key", c.Locks.CleanupIntervalSeconds, c.Consensus.TickIntervalMs))
+	}
+	return out
 }
 
 // MaxIncarnation bounds cluster.incarnation: it takes the low byte of the

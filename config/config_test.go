@@ -173,6 +173,18 @@ func TestReplicaID(t *testing.T) {
 }
 
 // TestMarshalRoundTrips: what Marshal writes, Parse reads back unchanged.
+func TestDeprecations(t *testing.T) {
+	c := Dev("/tmp/x")
+	if d := c.Deprecations(); len(d) != 0 {
+		t.Fatalf("the defaults are deprecated: %q", d)
+	}
+	c.Locks.CleanupIntervalSeconds = 30
+	d := c.Deprecations()
+	if len(d) != 1 || !strings.Contains(d[0], "locks.cleanup_interval_seconds is 30") || !strings.Contains(d[0], "remove the key") {
+		t.Fatalf("deprecations %q, want one naming locks.cleanup_interval_seconds and what to do", d)
+	}
+}
+
 func TestMarshalRoundTrips(t *testing.T) {
 	c := Dev("/tmp/lockstep-x")
 	c.Cluster.Peers["node-2"] = "127.0.0.1:7002"

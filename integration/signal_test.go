@@ -127,8 +127,10 @@ func TestSignals(t *testing.T) {
 	t.Run("IdleSIGTERMExits0", func(t *testing.T) {
 		c := newCluster(t, 1)
 		nd := c.nodes[0]
-		c.start(nd)
+		// A deprecated key set: the node warns and serves all the same.
+		c.start(nd, "--cleanup-interval-seconds=30")
 		c.waitHealthy(30*time.Second, nd)
+		nd.waitLog(t, "locks.cleanup_interval_seconds is 30, but the key is deprecated and has no effect")
 		c.ok("POST", nd, "/locks/idle/acquire", `{"owner": "me"}`)
 		nd.signal(t, syscall.SIGTERM)
 		if code := nd.waitExit(t, 60*time.Second); code != 0 {
