@@ -27,6 +27,7 @@ type raftNet struct {
 	isolated string   // the raft_address cut off; "" when healed
 	conns    map[*proxyConn]struct{}
 	proxies  []*proxy
+	closed   bool // no connection is forwarded any more
 }
 
 // Bounds of the proxies: connections held at once, bytes and time spent
@@ -111,7 +112,7 @@ func (n *raftNet) blockedLocked(src, dst string) bool {
 func (n *raftNet) open(c *proxyConn) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.blockedLocked(c.src, c.dst) || len(n.conns) >= proxyMaxConns {
+	if n.closed || n.blockedLocked(c.src, c.dst) || len(n.conns) >= proxyMaxConns {
 		return false
 	}
 	n.conns[c] = struct{}{}
@@ -128,6 +129,7 @@ func (n *raftNet) done(c *proxyConn) {
 // close stops every proxy and cuts every connection.
 func (n *raftNet) close() {
 	n.mu.Lock()
+	n.closed = true
 	proxies := n.proxies
 	conns := n.conns
 	n.conns = map[*proxyConn]struct{}{}
