@@ -167,8 +167,17 @@ func (c *Client) nextSeq() uint64 { return c.seq.Add(1) }
 
 // retryable says whether err means "this endpoint cannot serve now" (no
 // quorum, shutting down, unreachable), so the same request may go to the next.
+// Every caller checks its own ctx first, so Canceled here is not the
+// caller's: connect-go reports a write on a connection the server closed
+// (broken pipe, reset: a node killed mid-request) as Canceled, the same
+// code it gives a stream the server cancelled. Retrying is safe because a
+// retry carries the same request id.
 func retryable(err error) bool {
-	return connect.CodeOf(err) == connect.CodeUnavailable
+	switch connect.CodeOf(err) {
+	case connect.CodeUnavailable, connect.CodeCanceled:
+		return true
+	}
+	return false
 }
 
 // do runs f against the current endpoint, and on unavailability against the

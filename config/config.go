@@ -27,8 +27,14 @@ type Cluster struct {
 	// NodeID names this node, e.g. "node-1". It is mapped to a Raft replica
 	// id by hashing (see ReplicaID), so every member computes the same id.
 	NodeID string `yaml:"node_id"`
-	// RaftAddress is host:port for Raft traffic between members.
+	// RaftAddress is host:port for Raft traffic between members: the
+	// address the other members dial, and this node's name in the membership.
 	RaftAddress string `yaml:"raft_address"`
+	// RaftListenAddress is the host:port this node listens on for Raft, when
+	// the address peers dial (RaftAddress) is not one of this host's own: a
+	// proxy, a NAT or a port forward in between. Defaults to empty: listen
+	// on RaftAddress.
+	RaftListenAddress string `yaml:"raft_listen_address,omitempty"`
 	// APIAddress is host:port for Connect, gRPC, REST, health and cluster status.
 	APIAddress string `yaml:"api_address"`
 	// MetricsAddress is host:port for /metrics; empty serves no metrics.
@@ -84,9 +90,13 @@ type Locks struct {
 	DefaultTTLSeconds int `yaml:"default_ttl_seconds"`
 	// MaxWaitTimeSeconds caps how long an acquire may wait. Defaults to 60.
 	MaxWaitTimeSeconds int `yaml:"max_wait_time_seconds"`
-	// CleanupIntervalSeconds is kept from the baseline and validated, but
-	// nothing sweeps: expiries fire exactly when log time reaches them, at the
-	// leader's ticks (tick_interval_ms). Defaults to 10.
+	// CleanupIntervalSeconds is deprecated and has no effect. It is still
+	// read and validated so that baseline files load, and Deprecations names
+	// it when set to anything but the default. Nothing needs sweeping: leases,
+	// waits and lock-delays end exactly when log time reaches them (moved by
+	// the leader's ticks, consensus.tick_interval_ms), an object is forgotten
+	// when its last holder or waiter goes, and remembered request results
+	// age out by log time too. Defaults to 10.
 	CleanupIntervalSeconds int `yaml:"cleanup_interval_seconds"`
 }
 
@@ -282,6 +292,14 @@ func (c Cluster) validate() error {
 	if err := ValidHostPort(c.APIAddress); err != nil {
 		return fmt.Errorf("cluster.api_address: %w", err)
 	}
+	if c.RaftListenAddress != "" {
+		if err := ValidHostPort(c.RaftListenAddress); err != nil {
+			return fmt.Errorf("cluster.raft_listen_address: %w (or leave it out to listen on cluster.raft_address)", err)
+		}
+		if c.RaftListenAddress == c.APIAddress || c.RaftListenAddress == c.MetricsAddress {
+			return errors.New("cluster.raft_listen_address: must differ from cluster.api_address and cluster.metrics_address")
+		}
+	}
 	if c.MetricsAddress != "" {
 		if err := ValidHostPort(c.MetricsAddress); err != nil {
 			return fmt.Errorf("cluster.metrics_address: %w (or leave it out to serve no metrics)", err)
@@ -443,6 +461,18 @@ func (l Locks) validate() error {
 		return fmt.Errorf("locks.cleanup_interval_seconds: must be within 1..3600, got %d", l.CleanupIntervalSeconds)
 	}
 	return nil
+}
+
+// Deprecations names the keys c sets that no longer do anything, each with
+// what to do instead; the server logs them as warnings when it starts.
+func (c Config) Deprecations() []string {
+	var out []string
+	if c.Locks.CleanupIntervalSeconds != DefaultCleanupIntervalSeconds {
+		out = append(out, fmt.Sprintf("locks.cleanup_interval_seconds is %d, but the key is deprecated and has no effect: "+
+			"leases, waits and lock-delays end exactly when log time reaches them, at the leader's ticks "+
+			"(consensus.tick_interval_ms, %d ms); remove the key", c.Locks.CleanupIntervalSeconds, c.Consensus.TickIntervalMs))
+	}
+	return out
 }
 
 // MaxIncarnation bounds cluster.incarnation: it takes the low byte of the

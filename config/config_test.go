@@ -106,6 +106,8 @@ locks:
 		{"node_id: node-1", "node_id: node 1", "cluster.node_id:"},
 		{"raft_address: 127.0.0.1:7001", "raft_address: localhost", "cluster.raft_address:"},
 		{"api_address: 127.0.0.1:8080", "api_address: 127.0.0.1:99999", "cluster.api_address:"},
+		{"  data_dir: data", "  data_dir: data\n  raft_listen_address: 7101", "cluster.raft_listen_address: \"7101\" is not host:port"},
+		{"  data_dir: data", "  data_dir: data\n  raft_listen_address: 127.0.0.1:8080", "cluster.raft_listen_address: must differ"},
 		{"metrics_address: 127.0.0.1:9090", "metrics_address: 127.0.0.1:8080", "cluster.metrics_address: must differ"},
 		{"data_dir: data", "data_dir: ''", "cluster.data_dir: required"},
 		{"node-1: 127.0.0.1:7001, node-2", "node-3: 127.0.0.1:7001, node-2", "cluster.peers: must include this node"},
@@ -171,10 +173,23 @@ func TestReplicaID(t *testing.T) {
 }
 
 // TestMarshalRoundTrips: what Marshal writes, Parse reads back unchanged.
+func TestDeprecations(t *testing.T) {
+	c := Dev("/tmp/x")
+	if d := c.Deprecations(); len(d) != 0 {
+		t.Fatalf("the defaults are deprecated: %q", d)
+	}
+	c.Locks.CleanupIntervalSeconds = 30
+	d := c.Deprecations()
+	if len(d) != 1 || !strings.Contains(d[0], "locks.cleanup_interval_seconds is 30") || !strings.Contains(d[0], "remove the key") {
+		t.Fatalf("deprecations %q, want one naming locks.cleanup_interval_seconds and what to do", d)
+	}
+}
+
 func TestMarshalRoundTrips(t *testing.T) {
 	c := Dev("/tmp/lockstep-x")
 	c.Cluster.Peers["node-2"] = "127.0.0.1:7002"
 	c.Cluster.Incarnation = 2
+	c.Cluster.RaftListenAddress = "127.0.0.1:7101"
 	c.Locks.MaxWaitTimeSeconds = 10
 	b, err := c.Marshal()
 	if err != nil {

@@ -20,7 +20,7 @@ func (m *Machine) barrierWait(c *Command) Result {
 			return Result{Err: m.barrierMismatch(o, c.Parties)}
 		}
 		if w := findWait(o, s, c.Participant); w != nil {
-			return Result{Outcome: OutcomeQueued, Waiter: w.id, Session: s.id, Deadline: w.deadline}
+			return Result{Outcome: OutcomeQueued, Waiter: w.id, Session: s.id, Deadline: w.deadline, Generation: o.generation}
 		}
 	}
 	if c.Parties == 0 && (o == nil || o.setBy == nil) {
@@ -45,7 +45,10 @@ func (m *Machine) barrierWait(c *Command) Result {
 		m.dropIfIdle(o)
 		return Result{Err: err}
 	}
-	return Result{Outcome: OutcomeQueued, Waiter: w.id, Session: s.id, Deadline: w.deadline}
+	if o.parties > 0 && o.generation == 0 {
+		o.generation = uint64(w.id) // the first arrival opens the generation
+	}
+	return Result{Outcome: OutcomeQueued, Waiter: w.id, Session: s.id, Deadline: w.deadline, Generation: o.generation}
 }
 
 func (m *Machine) barrierMismatch(o *object, parties int64) *Error {
@@ -58,14 +61,19 @@ func (m *Machine) barrierMismatch(o *object, parties int64) *Error {
 	return errorf(CodeFailedPrecondition, "barrier %q counts %d parties, not %d: wait with parties=%d", o.key.name, o.parties, parties, o.parties)
 }
 
-// releaseWaiters lets every waiter of a barrier through as one generation.
+// releaseWaiters lets every waiter of a barrier through as one generation:
+// a counting barrier's current one, or for a set/remove barrier a fresh id.
 // A waiter whose session or wait has already run out is not released, just
 // as pump never grants one: when a setter's session expires while deadlines
 // fire, such a waiter's own timer fires later in the same entry and ends it
 // with its own reason (session expired, timeout), whatever order the
 // deadlines that fell due together fire in.
 func (m *Machine) releaseWaiters(o *object, why Reason) uint64 {
-	gen := m.nextID()
+	gen := o.generation
+	if gen == 0 {
+		gen = m.nextID()
+	}
+	o.generation = 0 // the next arrival opens the next generation
 	for w := o.queue.front(); w != nil; {
 		next := w.next
 		if !w.session.live(m.now) || (w.deadline != 0 && w.deadline <= m.now) {

@@ -50,6 +50,63 @@ func TestBarrierTable(t *testing.T) {
 				last = r.Generation
 			}
 		}},
+		{"status shows the generation arrivals join, the one they are released in", func(t *testing.T, h *tblM) {
+			a, b, c, d := h.session(60_000), h.session(60_000), h.session(60_000), h.session(60_000)
+			if st := h.status(KindBarrier, "b"); st.Generation != 0 {
+				t.Fatalf("a barrier nobody waits at has generation %d", st.Generation)
+			}
+			r := h.ok(cArrive("b", a, 3, "", 1_000))
+			gen := r.Generation
+			if r.Outcome != OutcomeQueued || gen != uint64(r.Waiter) {
+				t.Fatalf("the first arrival opens the generation with its waiter id: %+v", r)
+			}
+			if r := h.ok(cArrive("b", b, 3, "", WaitForever)); r.Generation != gen {
+				t.Fatalf("the second arrival joined generation %d, want %d", r.Generation, gen)
+			}
+			if r := h.ok(cArrive("b", b, 3, "", WaitForever)); r.Outcome != OutcomeQueued || r.Generation != gen {
+				t.Fatalf("a repeated arrival %+v, want generation %d", r, gen)
+			}
+			h.advance(1_000) // the opener times out; the generation stays
+			if st := h.status(KindBarrier, "b"); st.Generation != gen || len(st.Waiters) != 1 {
+				t.Fatalf("after the opener left: status %+v, want generation %d", st, gen)
+			}
+			h.queued(cArrive("b", c, 3, "", WaitForever))
+			out := h.run(cArrive("b", d, 3, "", WaitForever))
+			if r := out.Results[0]; r.Outcome != OutcomeReleased || r.Generation != gen {
+				t.Fatalf("release %+v, want generation %d", r, gen)
+			}
+			if e := tblOne(t, out.Effects, EffectBarrierReleased); e.Generation != gen {
+				t.Fatalf("released effect %+v, want generation %d", e, gen)
+			}
+			if st := h.status(KindBarrier, "b"); st.Generation != 0 {
+				t.Fatalf("after the release: generation %d, want 0 until someone arrives", st.Generation)
+			}
+			r = h.ok(cArrive("b", a, 3, "", WaitForever))
+			if r.Generation <= gen || h.status(KindBarrier, "b").Generation != r.Generation {
+				t.Fatalf("the next arrival opened generation %d after %d; status says %d", r.Generation, gen, h.status(KindBarrier, "b").Generation)
+			}
+		}},
+		{"a snapshot keeps the generation", func(t *testing.T, h *tblM) {
+			a, b := h.session(60_000), h.session(60_000)
+			gen := h.ok(cArrive("b", a, 3, "", 1_000)).Generation
+			h.queued(cArrive("b", b, 3, "", WaitForever))
+			h.advance(1_000) // the opener leaves: only the snapshot knows the generation now
+			m, err := Restore(h.m.Snapshot())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st, _ := m.Status(KindBarrier, "b"); st.Generation != gen {
+				t.Fatalf("restored generation %d, want %d", st.Generation, gen)
+			}
+		}},
+		{"a set/remove barrier has no generation in status", func(t *testing.T, h *tblM) {
+			a, b := h.session(60_000), h.session(60_000)
+			h.ok(cSet("s", a))
+			h.queued(cArrive("s", b, 0, "", WaitForever))
+			if st := h.status(KindBarrier, "s"); st.Generation != 0 {
+				t.Fatalf("status %+v", st)
+			}
+		}},
 		{"a repeated arrival keeps its place and counts once", func(t *testing.T, h *tblM) {
 			a, b := h.session(60_000), h.session(60_000)
 			w := h.queued(cArrive("b", a, 3, "", WaitForever))

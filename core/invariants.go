@@ -120,6 +120,12 @@ func (m *Machine) checkObject(k objectKey, o *object, limit FencingToken) error 
 		if o.parties != 0 && int64(o.queue.Len()) >= o.parties {
 			return fail("%d parties arrived of %d but were not released", o.queue.Len(), o.parties)
 		}
+		if head := o.queue.front(); o.parties != 0 && (o.generation == 0 || head == nil || o.generation > uint64(head.id)) {
+			return fail("counting barrier at generation %d with %d waiting: a generation is opened by its first arrival", o.generation, o.queue.Len())
+		}
+		if o.parties == 0 && o.generation != 0 {
+			return fail("set/remove barrier with generation %d", o.generation)
+		}
 	}
 	if o.setBy != nil && (o.setBy.obj != o || m.holds[o.setBy.token] != o.setBy) {
 		return fail("raised by an unlinked hold")

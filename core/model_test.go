@@ -68,6 +68,7 @@ type refWait struct {
 type refAttrs struct {
 	limit          int64   // semaphore
 	parties        int64   // barrier
+	generation     uint64  // counting barrier: the id of the arrival that opened the current generation
 	lockDelayUntil LogTime // mutex: no grant before
 }
 
@@ -399,7 +400,12 @@ func (m *refModel) releaseBarrier(k objectKey, pending bool) uint64 {
 		m.pendGens = append(m.pendGens, &refPendingGen{key: k, waiters: q})
 		return 0
 	}
-	gen := m.alloc()
+	var gen uint64
+	if a := m.attrs[k]; a != nil && a.parties > 0 {
+		gen, a.generation = a.generation, 0
+	} else {
+		gen = m.alloc()
+	}
 	for _, w := range q {
 		m.settle(w.client, w.seq, Result{Outcome: OutcomeReleased, Session: w.session, Waiter: w.id, Generation: gen})
 	}
@@ -889,7 +895,7 @@ func (m *refModel) barrierWait(c *Command) Result {
 			return refErr(CodeFailedPrecondition)
 		}
 		if w := m.waitOf(k, c.Session, c.Participant); w != nil {
-			return Result{Outcome: OutcomeQueued, Waiter: w.id, Session: c.Session, Deadline: w.deadline}
+			return Result{Outcome: OutcomeQueued, Waiter: w.id, Session: c.Session, Deadline: w.deadline, Generation: m.attrs[k].generation}
 		}
 	}
 	raised := len(m.holdsOn(k)) > 0
@@ -918,7 +924,10 @@ func (m *refModel) barrierWait(c *Command) Result {
 		w.deadline = m.now + LogTime(c.WaitMs)
 	}
 	m.waits = append(m.waits, w)
-	return Result{Outcome: OutcomeQueued, Waiter: w.id, Session: c.Session, Deadline: w.deadline}
+	if a := m.attrs[k]; a.parties > 0 && a.generation == 0 {
+		a.generation = uint64(w.id)
+	}
+	return Result{Outcome: OutcomeQueued, Waiter: w.id, Session: c.Session, Deadline: w.deadline, Generation: m.attrs[k].generation}
 }
 
 // ---- validation: the stateless rules ----
@@ -1033,7 +1042,7 @@ func (m *refModel) status(k objectKey) Status {
 		return st
 	}
 	a := m.attrs[k]
-	st.Limit, st.Parties, st.LockDelayUntil = a.limit, a.parties, a.lockDelayUntil
+	st.Limit, st.Parties, st.Generation, st.LockDelayUntil = a.limit, a.parties, a.generation, a.lockDelayUntil
 	for _, h := range m.holdsOn(k) {
 		exp := m.session(h.session).deadline
 		if h.maxHoldAt != 0 && h.maxHoldAt < exp {

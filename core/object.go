@@ -16,7 +16,13 @@ type object struct {
 	lockDelayID    uint64
 
 	parties int64 // barrier: arrivals that release a generation (0: a set/remove barrier)
-	setBy   *hold // set/remove barrier: the raise, held by a session
+	// generation is a counting barrier's current generation: the waiter id
+	// of the arrival that opened it (a log-derived id, so generations of
+	// one name strictly increase). A counting barrier lives exactly while
+	// someone waits at it, so it is never 0 while the object exists; a
+	// set/remove barrier keeps 0.
+	generation uint64
+	setBy      *hold // set/remove barrier: the raise, held by a session
 }
 
 // hold is one grant: a lock held, permits taken, a leadership, a raised

@@ -45,9 +45,10 @@ type Waiter struct {
 type Status struct {
 	Kind           Kind
 	Name           string
-	Limit          int64 // semaphore
-	Used           int64 // semaphore permits held
-	Parties        int64 // party barrier
+	Limit          int64  // semaphore
+	Used           int64  // semaphore permits held
+	Parties        int64  // party barrier
+	Generation     uint64 // party barrier: the current generation, the one arrivals join now (0: nobody waits)
 	LockDelayUntil LogTime
 	Holders        []Holder // in grant order; an election's leader first
 	Waiters        []Waiter // the wait queue, in order
@@ -89,7 +90,7 @@ func (m *Machine) Status(kind Kind, name string) (Status, error) {
 
 func (m *Machine) statusOf(o *object) Status {
 	st := Status{Kind: o.key.kind, Name: o.key.name, Limit: o.limit, Used: o.used, Parties: o.parties,
-		LockDelayUntil: o.lockDelayUntil}
+		Generation: o.generation, LockDelayUntil: o.lockDelayUntil}
 	holders := o.holders
 	if o.setBy != nil {
 		holders = []*hold{o.setBy}

@@ -17,8 +17,15 @@ import (
 
 const snapshotMagic = "LSSNAP"
 
-// SnapshotVersion is written after the magic; Restore refuses others.
-const SnapshotVersion = 1
+// SnapshotVersion is written after the magic. Restore reads it and the
+// versions before it, and refuses others. Version 2 added a counting
+// barrier's generation; a version 1 snapshot restores it as the id of the
+// barrier's first waiter, the arrival that opened it unless that one left.
+const SnapshotVersion = 2
+
+// snapshotVersionBarrierGeneration is the first version that writes a
+// counting barrier's generation.
+const snapshotVersionBarrierGeneration = 2
 
 // Snapshot returns the machine's state as bytes.
 func (m *Machine) Snapshot() []byte { return m.AppendSnapshot(nil) }
@@ -61,6 +68,7 @@ func (m *Machine) AppendSnapshot(b []byte) []byte {
 		e.string(k.name)
 		e.varint(o.limit)
 		e.varint(o.parties)
+		e.uvarint(o.generation)
 		e.varint(int64(o.lockDelayUntil))
 		e.uvarint(o.lockDelayID)
 		e.bool(o.setBy != nil)
@@ -177,8 +185,9 @@ func Restore(b []byte) (*Machine, error) {
 	if len(b) < len(snapshotMagic)+1 || string(b[:len(snapshotMagic)]) != snapshotMagic {
 		return nil, errorf(CodeInvalidArgument, "not a Lockstep snapshot")
 	}
-	if v := b[len(snapshotMagic)]; v != SnapshotVersion {
-		return nil, errorf(CodeInvalidArgument, "snapshot version %d is not known (this build reads version %d)", v, SnapshotVersion)
+	v := b[len(snapshotMagic)]
+	if v < 1 || v > SnapshotVersion {
+		return nil, errorf(CodeInvalidArgument, "snapshot version %d is not known (this build reads versions 1..%d)", v, SnapshotVersion)
 	}
 	d := decoder{b: b[len(snapshotMagic)+1:]}
 	limits := d.limits()
@@ -189,7 +198,7 @@ func Restore(b []byte) (*Machine, error) {
 		return nil, err
 	}
 	m := newMachine(limits)
-	if err := m.restore(&d); err != nil {
+	if err := m.restore(&d, v); err != nil {
 		return nil, errorf(CodeInvalidArgument, "malformed snapshot: %v", err)
 	}
 	if err := m.CheckInvariants(); err != nil {
@@ -198,7 +207,7 @@ func Restore(b []byte) (*Machine, error) {
 	return m, nil
 }
 
-func (m *Machine) restore(d *decoder) error {
+func (m *Machine) restore(d *decoder, version byte) error {
 	m.index = d.uvarint()
 	m.now = LogTime(d.varint())
 	m.started = d.bool()
@@ -241,6 +250,9 @@ func (m *Machine) restore(d *decoder) error {
 		}
 		prev = o.key
 		o.limit, o.parties = d.varint(), d.varint()
+		if version >= snapshotVersionBarrierGeneration {
+			o.generation = d.uvarint()
+		}
 		o.lockDelayUntil, o.lockDelayID = LogTime(d.varint()), d.uvarint()
 		m.objects[o.key] = o
 		if o.lockDelayUntil != 0 {
@@ -281,6 +293,11 @@ func (m *Machine) restore(d *decoder) error {
 				return err
 			}
 			allWaits = append(allWaits, w)
+		}
+		if version < snapshotVersionBarrierGeneration && o.key.kind == KindBarrier && o.parties != 0 {
+			if head := o.queue.front(); head != nil {
+				o.generation = uint64(head.id)
+			}
 		}
 	}
 	if d.err != nil {

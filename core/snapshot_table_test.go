@@ -3,6 +3,9 @@ package core
 import (
 	"bytes"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -203,8 +206,8 @@ func TestRestoreRefusesTable(t *testing.T) {
 		{"the magic alone", []byte(snapshotMagic), "not a Lockstep snapshot"},
 		{"another magic", mod(func(b []byte) []byte { b[0] = 'X'; return b }), "not a Lockstep snapshot"},
 		{"a proposal", EncodeProposal(Proposal{Time: 5, Commands: []Command{cCreate(1_000)}}), "not a Lockstep snapshot"},
-		{"version 0", mod(func(b []byte) []byte { b[version] = 0; return b }), "snapshot version 0 is not known (this build reads version 1)"},
-		{"version 2", mod(func(b []byte) []byte { b[version] = 2; return b }), "snapshot version 2 is not known"},
+		{"version 0", mod(func(b []byte) []byte { b[version] = 0; return b }), "snapshot version 0 is not known (this build reads versions 1..2)"},
+		{"version 3", mod(func(b []byte) []byte { b[version] = 3; return b }), "snapshot version 3 is not known"},
 		{"a trailing byte", append(bytes.Clone(good), 0), "malformed snapshot: trailing bytes"},
 		{"garbage", []byte(snapshotMagic + "\x01\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"), "malformed snapshot"},
 		{"unusable limits", func() []byte {
@@ -305,5 +308,58 @@ func TestRestoreRefusesInconsistentTable(t *testing.T) {
 				t.Fatalf("Restore accepted it (snapshots the same: %v)", same)
 			}
 		})
+	}
+}
+
+// TestRestoreVersion1 restores the version 1 snapshots kept in the fuzz
+// corpus (testdata/fuzz/FuzzRestore/v1-*), written before snapshots carried
+// a counting barrier's generation: each such barrier restores at the id of
+// its first waiter, and the machine snapshots again as the current version.
+func TestRestoreVersion1(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "fuzz", "FuzzRestore", "v1-*"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no version 1 snapshots in testdata: %v", err)
+	}
+	barriers := 0
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
+		lit, ok := strings.CutPrefix(lines[len(lines)-1], "[]byte(")
+		if !ok {
+			t.Fatalf("%s: not a []byte corpus entry", f)
+		}
+		s, err := strconv.Unquote(strings.TrimSuffix(lit, ")"))
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if s[len(snapshotMagic)] != 1 {
+			t.Fatalf("%s: version %d, want 1", f, s[len(snapshotMagic)])
+		}
+		m, err := Restore([]byte(s))
+		if err != nil {
+			continue // a seed made to be refused (FuzzRestore checks how)
+		}
+		list, _, err := m.List(KindBarrier, "", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, st := range list {
+			if st.Parties == 0 {
+				continue
+			}
+			barriers++
+			if len(st.Waiters) == 0 || st.Generation != uint64(st.Waiters[0].ID) {
+				t.Fatalf("%s: barrier %q restored at generation %d with waiters %+v", f, st.Name, st.Generation, st.Waiters)
+			}
+		}
+		if got := m.Snapshot(); got[len(snapshotMagic)] != SnapshotVersion {
+			t.Fatalf("%s: snapshots again as version %d", f, got[len(snapshotMagic)])
+		}
+	}
+	if barriers == 0 {
+		t.Fatal("no version 1 snapshot holds a counting barrier: the test checks nothing")
 	}
 }

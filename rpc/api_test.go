@@ -334,11 +334,18 @@ func TestRESTSemaphoreRWLockBarrierElection(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	_, bs := s.call(t, "GET", "/barriers/stage/status", "")
 	expect(t, "barrier waiters", len(bs["waiters"].([]any)), 1)
+	gen, _ := bs["generation"].(string)
+	if gen == "" || gen == "0" {
+		t.Fatalf("barrier status with a party waiting: generation %v, want the current one", bs["generation"])
+	}
 	_, p2 := s.call(t, "POST", "/barriers/stage/wait", `{"parties":2,"participant":"p2"}`)
 	expect(t, "p2 released", p2["released"], true)
 	p1 := <-first
 	expect(t, "p1 released", p1["released"], true)
 	expect(t, "same generation", p1["generation"], p2["generation"])
+	expect(t, "released in the generation status showed", p2["generation"], gen)
+	_, bs = s.call(t, "GET", "/barriers/stage/status", "")
+	expect(t, "generation after the release", bs["generation"], "0")
 
 	// Election: the first candidate leads, resigns, the leader is gone.
 	_, l := s.call(t, "POST", "/election/sched/campaign", `{"candidate":"node-a","value":"YQ=="}`)

@@ -57,9 +57,9 @@ func (h BarrierHandler) Remove(ctx context.Context, req *connect.Request[pb.Remo
 	return connect.NewResponse(&pb.RemoveBarrierResponse{}), nil
 }
 
-// Status answers who waits at the barrier. Core does not expose a counting
-// barrier's current generation in its status, so generation is 0 here; the
-// generation a wait released is in the Wait answer and in Watch events.
+// Status answers who waits at the barrier and, for a counting barrier, the
+// generation they wait in: the one the next release lets through (0 while
+// nobody waits).
 func (h BarrierHandler) Status(ctx context.Context, req *connect.Request[pb.BarrierStatusRequest]) (*connect.Response[pb.BarrierStatusResponse], error) {
 	m := req.Msg
 	out := &pb.BarrierStatusResponse{Name: m.Name, Stale: m.Stale}
@@ -69,6 +69,7 @@ func (h BarrierHandler) Status(ctx context.Context, req *connect.Request[pb.Barr
 			return err
 		}
 		out.Parties = st.Parties
+		out.Generation = st.Generation
 		out.Waiters = waitersPB(st.Waiters)
 		if st.Parties == 0 && len(st.Holders) > 0 {
 			out.Set, out.SetBySessionId = true, uint64(st.Holders[0].Session)

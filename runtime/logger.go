@@ -14,9 +14,10 @@ import (
 // Dragonboat's loggers are process-wide and its factory may be set only
 // once, so they write to whichever slog.Logger the last Start named (one
 // node per process in production; in tests the lines are not attributed to
-// a node). Only warnings and errors pass: its info level is several lines
-// per election. A few warnings that our settings cause on purpose are
-// dropped too (see quiet).
+// a node). Its debug and info levels are dropped: several lines per
+// election. Its warnings and errors pass, except that the warnings an
+// election is made of are demoted (see dragonboatLevel): an election is
+// routine, and the runtime logs its outcome ("leader elected").
 var (
 	dragonboatLog     atomic.Pointer[slog.Logger]
 	dragonboatLogOnce sync.Once
@@ -34,43 +35,79 @@ type slogAdapter struct{ pkg string }
 func (slogAdapter) SetLevel(dblogger.LogLevel)    {}
 func (slogAdapter) Debugf(string, ...any)         {}
 func (slogAdapter) Infof(string, ...any)          {}
-func (a slogAdapter) Warningf(f string, v ...any) { a.log(slog.LevelWarn, f, v) }
-func (a slogAdapter) Errorf(f string, v ...any)   { a.log(slog.LevelError, f, v) }
+func (a slogAdapter) Warningf(f string, v ...any) { a.log(current(), slog.LevelWarn, f, v) }
+func (a slogAdapter) Errorf(f string, v ...any)   { a.log(current(), slog.LevelError, f, v) }
 func (a slogAdapter) Panicf(f string, v ...any) {
 	msg := fmt.Sprintf(f, v...)
-	a.log(slog.LevelError, "%s", []any{msg})
+	a.log(current(), slog.LevelError, "%s", []any{msg})
 	panic(msg)
 }
 
-func (a slogAdapter) log(level slog.Level, f string, v []any) {
-	msg := fmt.Sprintf(f, v...)
-	if level < slog.LevelError && quiet(a.pkg, msg) {
-		return
+func current() *slog.Logger {
+	if l := dragonboatLog.Load(); l != nil {
+		return l
 	}
-	l := dragonboatLog.Load()
-	if l == nil {
-		l = slog.Default()
-	}
-	l.Log(context.Background(), level, msg, "component", "dragonboat/"+a.pkg)
+	return slog.Default()
 }
 
-// quiet lists the warnings that say nothing an operator can act on: the
-// vote-by-vote story of each election (the outcome is logged as "became
-// leader/follower", and the runtime logs each new leader), the default
-// heartbeat of a third of the election timeout that DESIGN.md prescribes,
-// and the notice that stale reads are stale.
-func quiet(pkg, msg string) bool {
-	switch pkg {
-	case "raft":
-		for _, s := range []string{"RequestPreVote", "RequestVote", "cast preVote", "cast vote", "preVotes and", "votes and"} {
-			if strings.Contains(msg, s) {
+// log writes one Dragonboat line at the level dragonboatLevel gives it,
+// formatting it only when l would keep it (some demoted lines come once per
+// request).
+func (a slogAdapter) log(l *slog.Logger, level slog.Level, f string, v []any) {
+	level = dragonboatLevel(a.pkg, f, level)
+	if !l.Enabled(context.Background(), level) {
+		return
+	}
+	l.Log(context.Background(), level, fmt.Sprintf(f, v...), "component", "dragonboat/"+a.pkg)
+}
+
+// dragonboatLevel maps a Dragonboat warning, by its package and format
+// string, to the level it deserves here. Errors keep theirs.
+//
+//   - Info: the states an election goes through (PreVote candidate,
+//     candidate, a step down to follower on a higher term, a campaign put
+//     off by a membership change). They say an election happened; the
+//     runtime logs who won.
+//   - Debug: its vote-by-vote story (votes sent, cast, rejected and
+//     counted), the requests dropped while there is no leader or one is
+//     being handed over (the runtime retries them, and they come once per
+//     request), the notice that the heartbeat is not ten times shorter than
+//     the election timeout (DESIGN.md's defaults are 100 and 300 ms), and
+//     the notice that stale reads are stale (asked for explicitly).
+//   - Warn: everything else, among them a leader that lost its quorum, a
+//     peer that became unreachable and anything about snapshots: an
+//     operator can act on those.
+func dragonboatLevel(pkg, format string, level slog.Level) slog.Level {
+	if level != slog.LevelWarn {
+		return level
+	}
+	has := func(parts ...string) bool {
+		for _, p := range parts {
+			if strings.Contains(format, p) {
 				return true
 			}
 		}
-	case "config":
-		return strings.Contains(msg, "ElectionRTT is not a magnitude larger")
-	case "dragonboat":
-		return strings.HasPrefix(msg, "StaleRead called") // Read(stale=true) is asked for explicitly
+		return false
 	}
-	return false
+	switch pkg {
+	case "raft":
+		switch {
+		case has("became PreVote candidate", "became candidate", "become follower", "campaign skipped"):
+			return slog.LevelInfo
+		case has("RequestPreVote", "RequestVote", "preVote", "cast vote", "rejected vote", "votes and",
+			"rejection from", "received %s from", "with higher term",
+			"dropped proposal, no leader", "dropped proposal, leader transferring",
+			"dropped ReadIndex, no leader", "dropped read index, no leader", "dropped ReadIndex, not ready"):
+			return slog.LevelDebug
+		}
+	case "config":
+		if has("ElectionRTT is not a magnitude larger") {
+			return slog.LevelDebug
+		}
+	case "dragonboat":
+		if strings.HasPrefix(format, "StaleRead called") {
+			return slog.LevelDebug
+		}
+	}
+	return level
 }

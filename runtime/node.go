@@ -124,6 +124,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		NodeHostDir:       dir,
 		RTTMillisecond:    rtt,
 		RaftAddress:       cfg.Cluster.RaftAddress,
+		ListenAddress:     cfg.Cluster.RaftListenAddress, // empty: RaftAddress
 		RaftEventListener: leaderListener{n},
 		Expert:            dbconfig.ExpertConfig{LogDB: logdb},
 	})

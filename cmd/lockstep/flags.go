@@ -98,7 +98,7 @@ func newServeFlags(stderr io.Writer) *serveFlags {
 		func(c *config.Config, v int) { c.Locks.DefaultTTLSeconds = v })
 	num("max-wait-time-seconds", "locks.max_wait_time_seconds", "cap on REST waits",
 		func(c *config.Config, v int) { c.Locks.MaxWaitTimeSeconds = v })
-	num("cleanup-interval-seconds", "locks.cleanup_interval_seconds", "kept from the baseline",
+	num("cleanup-interval-seconds", "locks.cleanup_interval_seconds", "deprecated, no effect",
 		func(c *config.Config, v int) { c.Locks.CleanupIntervalSeconds = v })
 	return f
 }

@@ -112,6 +112,9 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 // runs them until a signal.
 func runNode(cfg config.Config, f *serveFlags, base *slog.Logger, stdout io.Writer) int {
 	log := base.With("node", cfg.Cluster.NodeID)
+	for _, d := range cfg.Deprecations() {
+		log.Warn(d)
+	}
 	// Bind first: a port in use fails here, naming its key, before Raft
 	// starts and touches the data directory.
 	apiLn, err := net.Listen("tcp", cfg.Cluster.APIAddress)

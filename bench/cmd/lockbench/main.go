@@ -7,6 +7,8 @@
 //     1, 16, 64 and 256 concurrent clients, each on its own name;
 //   - hand-offs per second with 64 clients queued on one name;
 //   - the time from `kill -9` of the leader to the next successful acquire;
+//   - the time from healing a partition that cut the leader off to full
+//     service (partition.go);
 //   - the resident memory of the leader holding 100,000 locks.
 //
 // Every load loop is bounded in time (-dur per point) and in count.
@@ -48,6 +50,7 @@ type options struct {
 	clients    []int
 	handoff    int
 	failovers  int
+	partitions int
 	memLocks   int
 	conns      int
 	target     string // leader, follower or spread
@@ -69,6 +72,7 @@ func main() {
 	flag.StringVar(&clients, "clients", "1,16,64,256", "client counts for the own-name cycle workload (empty: skip)")
 	flag.IntVar(&o.handoff, "handoff", 64, "clients queued on one name for the hand-off workload (0: skip)")
 	flag.IntVar(&o.failovers, "failover", 3, "leader kill -9 trials (0: skip)")
+	flag.IntVar(&o.partitions, "partition", 3, "leader partition trials, on a cluster of their own whose Raft traffic goes through proxies (0: skip)")
 	flag.IntVar(&o.memLocks, "mem", 100000, "locks held for the memory figure (0: skip)")
 	flag.IntVar(&o.conns, "conns", 4, "HTTP/2 connections per node, shared round-robin by the clients")
 	flag.StringVar(&o.target, "target", "leader", "where clients send: leader, follower or spread (round-robin over the members)")
@@ -169,6 +173,14 @@ func run(o options) error {
 	}
 	if o.failovers > 0 && c.dir != "" {
 		if err := b.failover(o.failovers); err != nil {
+			return err
+		}
+	}
+	if o.partitions > 0 && c.dir != "" {
+		c.stop() // the partition point starts a cluster of its own
+		n, err := partition(o, c.extra, o.partitions)
+		b.failures += n
+		if err != nil {
 			return err
 		}
 	}
