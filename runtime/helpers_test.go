@@ -47,6 +47,7 @@ type testCluster struct {
 type clusterOpts struct {
 	size            int
 	snapshotEntries int
+	shards          int // consensus.shards; 0: 1
 	clock           func() time.Time
 }
 
@@ -100,6 +101,9 @@ func newTestCluster(t testing.TB, o clusterOpts) *testCluster {
 		cfg.Consensus.ElectionTimeoutMs = 200
 		cfg.Consensus.HeartbeatIntervalMs = 40
 		cfg.Consensus.TickIntervalMs = 20
+		if o.shards > 0 {
+			cfg.Consensus.Shards = o.shards
+		}
 		if o.snapshotEntries > 0 {
 			cfg.Consensus.SnapshotEntries = o.snapshotEntries
 			cfg.Consensus.CompactionOverhead = 5
@@ -119,8 +123,47 @@ func newTestCluster(t testing.TB, o clusterOpts) *testCluster {
 			t.Fatal(err)
 		}
 	}
-	c.waitLeader(0)
+	for sh := range c.cfgs[0].Consensus.Shards {
+		c.waitLeader(uint64(sh))
+	}
+	if o.shards > 1 && o.size > 1 {
+		// The balancer moves leaders a few seconds after the start; a test
+		// that begins then would see its first requests retried.
+		c.waitBalanced()
+	}
 	return c
+}
+
+// waitBalanced waits until every shard is led by its preferred member
+// (shard i by the (i mod size)-th node id in order), as every node sees it.
+func (c *testCluster) waitBalanced() {
+	c.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ok := true
+		for _, n := range c.nodes {
+			if n == nil {
+				continue
+			}
+			st, err := n.Status(context.Background())
+			if err != nil {
+				ok = false
+				break
+			}
+			for _, s := range st.Shards {
+				if want := c.cfgs[int(s.ShardID)%len(c.cfgs)].Cluster.NodeID; s.LeaderID != want {
+					ok = false
+				}
+			}
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatal("leaders not balanced within 60 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func (c *testCluster) start(i int) error {
@@ -157,8 +200,8 @@ func (c *testCluster) closeAll() {
 	}
 }
 
-// waitLeader waits until every running node agrees on one leader of shard
-// 0, and returns its index.
+// waitLeader waits until every running node agrees on one leader of the
+// shard, and returns its index.
 func (c *testCluster) waitLeader(shard uint64) int {
 	c.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)

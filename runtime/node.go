@@ -31,7 +31,6 @@ type Node struct {
 	nh        *dragonboat.NodeHost
 	replicaID uint64
 	shards    []*shard
-	watch     *watchHub
 	clients   *clientPool
 
 	proposalTimeout time.Duration // how long Dragonboat may take to commit one proposal
@@ -94,7 +93,6 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	n := &Node{
 		cfg: cfg, log: log, clock: clock, metrics: met,
 		replicaID:       config.ReplicaID(cfg.Cluster.NodeID, cfg.Cluster.Incarnation),
-		watch:           newWatchHub(met.watchSubscribers),
 		clients:         newClientPool(cfg.Cluster.NodeID),
 		proposalTimeout: max(2*time.Second, 4*election),
 		retryBudget:     max(time.Second, 5*election),
@@ -131,6 +129,10 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		return nil, fmt.Errorf("runtime: starting Dragonboat on %s in %s: %w", cfg.Cluster.RaftAddress, dir, err)
 	}
 	n.nh = nh
+	if err := n.checkShardCount(dir); err != nil {
+		nh.Close()
+		return nil, err
+	}
 	for _, sh := range n.shards {
 		sh.session = nh.GetNoOPSession(sh.dbID)
 		if err := n.startShard(sh, hb, el); err != nil {
@@ -143,6 +145,13 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		go func() {
 			defer n.loops.Done()
 			sh.run(n.stop)
+		}()
+	}
+	if len(n.shards) > 1 {
+		n.loops.Add(1)
+		go func() {
+			defer n.loops.Done()
+			n.balance(newBalanceTimes(cfg.Consensus.ElectionTimeoutMs))
 		}()
 	}
 	log.Info("node started", "replica_id", fmt.Sprintf("%x", n.replicaID), "raft_address", cfg.Cluster.RaftAddress,
@@ -198,9 +207,8 @@ func (n *Node) shardByDB(dbID uint64) *shard {
 	return nil
 }
 
-// shardFor returns the shard that owns name. There is one shard (see
-// config.Consensus.Shards), so every name lives in shard 0.
-func (n *Node) shardFor(string) *shard { return n.shards[0] }
+// shardFor returns the shard that owns name (shard 0 for "").
+func (n *Node) shardFor(name string) *shard { return n.shards[ShardOf(name, len(n.shards))] }
 
 func (n *Node) now() core.LogTime { return core.LogTime(n.clock().UnixMilli()) }
 
@@ -254,7 +262,7 @@ func (n *Node) Do(ctx context.Context, cmd core.Command) (core.Result, error) {
 	case len(cmd.ClientID) > core.MaxClientIDBytes:
 		return refused(fmt.Sprintf("client_id is %d bytes: at most %d", len(cmd.ClientID), core.MaxClientIDBytes)), nil
 	}
-	return n.shardFor(cmd.Name).do(ctx, cmd)
+	return n.route(ctx, cmd)
 }
 
 func refused(msg string) core.Result {
@@ -389,7 +397,8 @@ func (s *shard) withdraw(p *pending) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), s.n.retryBudget)
 		defer cancel()
-		if _, err := s.n.Do(ctx, core.Command{Op: core.OpCancel, Waiter: waiter, Session: session}); err != nil {
+		// This shard's own: with several shards, waiter ids are per shard.
+		if _, err := s.n.doOn(ctx, s, core.Command{Op: core.OpCancel, Waiter: waiter, Session: session}); err != nil {
 			s.log.Debug("could not cancel an abandoned wait", "waiter", waiter, "err", err)
 		}
 	}()
@@ -409,23 +418,7 @@ func (n *Node) Read(ctx context.Context, name string, stale bool, fn func(m *cor
 		return 0, ErrShuttingDown
 	}
 	defer n.leave()
-	s := n.shardFor(name)
-	q := readQuery{fn: fn}
-	var v any
-	var err error
-	if stale {
-		v, err = n.nh.StaleRead(s.dbID, q)
-		if err != nil {
-			err = n.dragonboatErr(s, err)
-		}
-	} else {
-		v, err = n.readIndex(ctx, s, q)
-	}
-	if err != nil {
-		return 0, err
-	}
-	r := v.(readResult)
-	return r.index, r.err
+	return n.readShard(ctx, n.shardFor(name), stale, fn)
 }
 
 // readIndex retries SyncRead while the shard has no leader, within ctx or,
@@ -483,7 +476,14 @@ func (n *Node) Watch(ctx context.Context, prefix string, fromIndex uint64) (<-ch
 		return nil, ErrShuttingDown
 	}
 	defer n.leave()
-	return n.watch.subscribe(ctx, prefix, fromIndex)
+	if len(n.shards) == 1 {
+		return n.shards[0].watch.subscribe(ctx, prefix, fromIndex)
+	}
+	if fromIndex != 0 {
+		return nil, fmt.Errorf("%w: from index %d is ambiguous with %d shards (each numbers its own log): "+
+			"watch one shard with WatchShard, or start from now (0)", ErrAmbiguousIndex, fromIndex, len(n.shards))
+	}
+	return n.watchAll(ctx, prefix)
 }
 
 // Status reports the shards and members as this node sees them. It needs no
@@ -821,7 +821,9 @@ func (n *Node) close() error {
 	n.handOffLeadership()
 	close(n.stop)
 	n.loops.Wait()
-	n.watch.close()
+	for _, sh := range n.shards {
+		sh.watch.close()
+	}
 	n.nh.Close()
 	n.log.Info("node closed")
 	return nil
@@ -838,7 +840,9 @@ func (n *Node) crash() {
 		close(n.stopped)
 		close(n.stop)
 		n.loops.Wait()
-		n.watch.close()
+		for _, sh := range n.shards {
+			sh.watch.close()
+		}
 		n.nh.Close()
 	})
 }
