@@ -35,6 +35,7 @@ type Node struct {
 
 	proposalTimeout time.Duration // how long Dragonboat may take to commit one proposal
 	retryBudget     time.Duration // how long Do retries after leader loss before ErrUnavailable
+	readAttempt     time.Duration // how long one ReadIndex may take before it is sent again
 	drainTimeout    time.Duration // how long Close waits for in-flight requests
 
 	namesMu sync.Mutex
@@ -96,6 +97,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		clients:         newClientPool(cfg.Cluster.NodeID),
 		proposalTimeout: max(2*time.Second, 4*election),
 		retryBudget:     max(time.Second, 5*election),
+		readAttempt:     max(500*time.Millisecond, 3*election),
 		names:           map[uint64]string{},
 		closing:         make(chan struct{}),
 		stopped:         make(chan struct{}),
@@ -428,7 +430,13 @@ func (n *Node) readIndex(ctx context.Context, s *shard, q readQuery) (any, error
 	ctx, cancel := n.opContext(ctx, n.retryBudget)
 	defer cancel()
 	for {
-		v, err := n.nh.SyncRead(ctx, s.dbID, q)
+		// Each attempt is bounded by a few election timeouts: a ReadIndex
+		// sent to a leader that died is never answered, and only a new
+		// attempt reaches the next leader.
+		attempt, cancelAttempt := context.WithTimeout(ctx, n.readAttempt)
+		v, err := n.nh.SyncRead(attempt, s.dbID, q)
+		attemptExpired := attempt.Err() != nil
+		cancelAttempt()
 		if err == nil {
 			return v, nil
 		}
@@ -438,7 +446,7 @@ func (n *Node) readIndex(ctx context.Context, s *shard, q readQuery) (any, error
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("%w: %s: no read index within %v: %v", ErrUnavailable, s, n.retryBudget, err)
 		}
-		if !retryable(err) {
+		if !retryable(err) && !attemptExpired {
 			return nil, n.dragonboatErr(s, err)
 		}
 		select {
