@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lni/dragonboat/v4"
+
 	"github.com/lockstepd/lockstep/core"
 )
 
@@ -365,6 +367,15 @@ func TestShardedLeadersSpread(t *testing.T) {
 			leaders[s.LeaderID]++
 		}
 		if len(leaders) == 3 && leaders[""] == 0 {
+			// The leader gauge, labelled by shard: one leader per shard
+			// (each node updates it when it learns of a change).
+			eventually(t, "raft_is_leader sums to one per shard", func() bool {
+				total := 0.0
+				for _, reg := range c.regs {
+					total += counter(t, reg, "raft_is_leader")
+				}
+				return total == shards
+			})
 			// Each shard is led by its preferred member: shard i by node-(i+1).
 			for _, s := range st.Shards {
 				if want := fmt.Sprintf("node-%d", s.ShardID+1); s.LeaderID != want {
@@ -433,4 +444,52 @@ func TestShardCountCannotChange(t *testing.T) {
 	}
 	c.restart(0)
 	c.waitLeader(1)
+}
+
+// TestShardedMembership: removing a member removes it from every shard;
+// added back wiped (a new incarnation), it catches up in every shard, from
+// snapshots, and a session's holds in every shard show there.
+func TestShardedMembership(t *testing.T) {
+	const shards = 3
+	c := newTestCluster(t, clusterOpts{size: 3, shards: shards, snapshotEntries: 20})
+	n := c.nodes[0]
+	names := namesPerShard(t, "mem-", shards)
+	s := session(t, n, time.Minute)
+
+	c.stop(2)
+	if err := n.RemoveNode(tctx(t), "node-3"); err != nil {
+		t.Fatal(err)
+	}
+	info := n.nh.GetNodeHostInfo(dragonboat.NodeHostInfoOption{SkipLogInfo: true})
+	for _, si := range info.ShardInfoList {
+		if len(si.Replicas) != 2 {
+			t.Errorf("shard %d after the removal: members %v", si.ShardID-1, si.Replicas)
+		}
+	}
+	if err := os.RemoveAll(c.cfgs[2].Cluster.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range names {
+		cycle(t, n, s, name, 12, 0) // enough entries for a snapshot in every shard
+		do(t, n, mutex(name, s, 0))
+	}
+	inc, err := c.nodes[1].AddNodeIncarnation(tctx(t), "node-3", c.cfgs[2].Cluster.RaftAddress)
+	if err != nil || inc != 1 {
+		t.Fatalf("AddNodeIncarnation: %d, %v", inc, err)
+	}
+	c.cfgs[2].Cluster.Join, c.cfgs[2].Cluster.Incarnation = true, inc
+	c.restart(2)
+	w := c.nodes[2]
+	eventually(t, "the re-added member holds the session's grants in every shard", func() bool {
+		got, in := sessionHolds(t, w, s, true)
+		return in == shards && len(got) == shards
+	})
+	eventually(t, "the re-added member is healthy", w.Healthy)
+	if got := counter(t, c.regs[2], "snapshots_restored_total"); got < shards {
+		t.Errorf("%v snapshots restored on the re-added member, want one per shard", got)
+	}
+	eventually(t, "every shard lists three members on it", func() bool {
+		st, err := w.Status(tctx(t))
+		return err == nil && len(st.Members) == 3 && len(st.Shards) == shards
+	})
 }
