@@ -20,6 +20,10 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Clock stamps the leader's proposals; nil: time.Now. Tests inject one.
 	Clock func() time.Time
+
+	// balance paces the leader balancer; zero: from the election timeout.
+	// Tests shorten it.
+	balance balanceTimes
 }
 
 // Errors Do and the other calls return besides ctx's. Test with errors.Is:

@@ -36,6 +36,12 @@ func newTestClock() *testClock {
 func (c *testClock) now() time.Time          { return time.UnixMilli(c.ms.Load()) }
 func (c *testClock) advance(d time.Duration) { c.ms.Add(d.Milliseconds()) }
 
+// testBalance paces the leader balancer faster than production (2 s
+// settle, 4 s backoff at these election timeouts), so that sharded
+// clusters settle quickly; still several election timeouts, so leaders do
+// not flap.
+var testBalance = balanceTimes{every: 100 * time.Millisecond, settle: 600 * time.Millisecond, backoff: 1200 * time.Millisecond}
+
 type testCluster struct {
 	t     testing.TB
 	cfgs  []config.Config
@@ -168,7 +174,8 @@ func (c *testCluster) waitBalanced() {
 
 func (c *testCluster) start(i int) error {
 	reg := prometheus.NewRegistry()
-	n, err := Start(context.Background(), Options{Config: c.cfgs[i], Logger: testLogger(c.t), Registerer: reg, Clock: c.clock})
+	n, err := Start(context.Background(), Options{Config: c.cfgs[i], Logger: testLogger(c.t), Registerer: reg, Clock: c.clock,
+		balance: testBalance})
 	if err != nil {
 		return fmt.Errorf("node %d: %w", i+1, err)
 	}

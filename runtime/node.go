@@ -153,7 +153,11 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		n.loops.Add(1)
 		go func() {
 			defer n.loops.Done()
-			n.balance(newBalanceTimes(cfg.Consensus.ElectionTimeoutMs))
+			bt := opts.balance
+			if bt == (balanceTimes{}) {
+				bt = newBalanceTimes(cfg.Consensus.ElectionTimeoutMs)
+			}
+			n.balance(bt)
 		}()
 	}
 	log.Info("node started", "replica_id", fmt.Sprintf("%x", n.replicaID), "raft_address", cfg.Cluster.RaftAddress,
