@@ -249,7 +249,9 @@ var ErrOverloaded = fmt.Errorf("%w: this node holds too many requests", ErrUnava
 // 503; ErrOverloaded wraps it), ErrShuttingDown, or ctx's error.
 //
 // Do works on any member: on a follower, the command is forwarded to the
-// leader through Dragonboat (see shard).
+// leader through Dragonboat (see shard). With several shards, Do sends the
+// command to its name's shard, and session commands to every shard (see
+// route).
 func (n *Node) Do(ctx context.Context, cmd core.Command) (core.Result, error) {
 	if !n.enter() {
 		return core.Result{}, ErrShuttingDown

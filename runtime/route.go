@@ -258,6 +258,10 @@ func (n *Node) closeBestEffort(id core.SessionID, shards []*shard) {
 // snapshot: an object never moves between shards, but a session's holds in
 // two shards may be read at slightly different moments.
 func (n *Node) ReadAll(ctx context.Context, stale bool, fn func(shard uint64, m *core.Machine) error) ([]uint64, error) {
+	if !n.enter() {
+		return nil, ErrShuttingDown
+	}
+	defer n.leave()
 	var mu sync.Mutex
 	idx := make([]uint64, len(n.shards))
 	errs := make([]error, len(n.shards))

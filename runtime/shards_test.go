@@ -191,11 +191,13 @@ func TestShardedSessionExpiresEverywhere(t *testing.T) {
 	c := newTestCluster(t, clusterOpts{size: 3, shards: shards})
 	n := c.nodes[0]
 	names := namesPerShard(t, "ex-", shards)
-	s := session(t, n, time.Second)
+	// A 2 s lease: keepalives through three shards on a loaded machine
+	// (the race detector, other builds) can take a good part of a second.
+	s := session(t, n, 2*time.Second)
 	for _, name := range names {
 		do(t, n, mutex(name, s, 0))
 	}
-	for range 10 { // 2 s of keepalives every 200 ms: twice the TTL
+	for range 20 { // 4 s of keepalives every 200 ms: twice the TTL
 		time.Sleep(200 * time.Millisecond)
 		do(t, c.nodes[2], core.Command{Op: core.OpSessionKeepAlive, Session: s})
 	}
