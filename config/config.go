@@ -64,9 +64,10 @@ type Consensus struct {
 	ElectionTimeoutMs int `yaml:"election_timeout_ms"`
 	// HeartbeatIntervalMs is how often a leader sends heartbeats. Defaults to 100.
 	HeartbeatIntervalMs int `yaml:"heartbeat_interval_ms"`
-	// Shards is the number of Raft groups. Only 1 is supported: sessions
-	// live in one group's state machine, and a lock in another group could
-	// not see them. Defaults to 1.
+	// Shards is the number of Raft groups, 1..MaxShards. Names are spread
+	// over them by hash and sessions are mirrored into every one (see
+	// docs/runtime.md). It cannot change after a cluster's first start: the
+	// hash would move names away from their state. Defaults to 1.
 	Shards int `yaml:"shards"`
 	// TickIntervalMs is how often the leader proposes a tick so that log time
 	// moves (expiries happen at ticks). Defaults to 100.
@@ -102,9 +103,13 @@ type Locks struct {
 
 // Defaults for the keys a file may leave out.
 const (
-	DefaultElectionTimeoutMs      = 300
-	DefaultHeartbeatIntervalMs    = 100
-	DefaultShards                 = 1
+	DefaultElectionTimeoutMs   = 300
+	DefaultHeartbeatIntervalMs = 100
+	DefaultShards              = 1
+	// MaxShards bounds consensus.shards: every shard has its own Raft log,
+	// ticks and driver, and each session is mirrored into every shard, so
+	// a session operation costs one proposal per shard.
+	MaxShards                     = 16
 	DefaultTickIntervalMs         = 100
 	DefaultSnapshotEntries        = 10000
 	DefaultCompactionOverhead     = 5000
@@ -420,9 +425,9 @@ func (c Consensus) validate() error {
 		return fmt.Errorf("consensus.election_timeout_ms: must be more than twice consensus.heartbeat_interval_ms (%d), got %d",
 			c.HeartbeatIntervalMs, c.ElectionTimeoutMs)
 	}
-	if c.Shards != 1 {
-		return fmt.Errorf("consensus.shards: only 1 is supported, got %d: sessions live in one Raft group's state machine, "+
-			"and a lock placed in another group by its name's hash could not see them", c.Shards)
+	if c.Shards < 1 || c.Shards > MaxShards {
+		return fmt.Errorf("consensus.shards: must be within 1..%d, got %d (more shards are slower on one disk: see docs/runtime.md)",
+			MaxShards, c.Shards)
 	}
 	if c.TickIntervalMs < 10 || c.TickIntervalMs > 10_000 {
 		return fmt.Errorf("consensus.tick_interval_ms: must be within 10..10000, got %d", c.TickIntervalMs)

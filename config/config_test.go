@@ -95,7 +95,9 @@ locks:
 		{"election_timeout_ms: 300", "election_timeout_ms: 150", "consensus.election_timeout_ms: must be more than twice"},
 		{"election_timeout_ms: 300", "election_timeout_ms: soon", "consensus.election_timeout_ms: must be a whole number"},
 		{"heartbeat_interval_ms: 100", "heartbeat_interval_ms: 1", "consensus.heartbeat_interval_ms: must be at least 5"},
-		{"shards: 1", "shards: 4", "consensus.shards: only 1 is supported"},
+		{"shards: 1", "shards: 0", "consensus.shards: must be within 1..16, got 0"},
+		{"shards: 1", "shards: 17", "consensus.shards: must be within 1..16, got 17"},
+		{"shards: 1", "shards: -2", "consensus.shards: must be within 1..16, got -2"},
 		{"algorithm: raft", "algorithm: paxos", "consensus.algorithm: must be raft"},
 		{"  shards: 1", "  shards: 1\n  shard: 2", "consensus.shard: unknown key"},
 		{"locks:", "lock:", "lock: unknown key"},
@@ -201,5 +203,15 @@ func TestMarshalRoundTrips(t *testing.T) {
 	}
 	if !reflect.DeepEqual(back, c) {
 		t.Fatalf("round trip changed the config:\n got %+v\nwant %+v\n%s", back, c, b)
+	}
+}
+
+func TestShardsWithinLimitAccepted(t *testing.T) {
+	for _, n := range []int{1, 4, MaxShards} {
+		c := Dev(t.TempDir())
+		c.Consensus.Shards = n
+		if err := c.Validate(); err != nil {
+			t.Errorf("shards %d: %v", n, err)
+		}
 	}
 }

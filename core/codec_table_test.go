@@ -28,6 +28,7 @@ func tblProposals() map[string]Proposal {
 		"tick_max":        {Time: math.MaxInt64},
 		"tick_min":        {Time: math.MinInt64},
 		"session_create":  {Time: 1_000, Commands: []Command{with(Command{Op: OpSessionCreate, TTLMs: 5_000, Owner: "worker"}, "c1", 1)}},
+		"session_adopt":   {Time: 1_000, Commands: []Command{with(Command{Op: OpSessionCreate, Session: s, TTLMs: 5_000, Owner: "worker"}, "c1", 2)}},
 		"keepalive":       {Time: 1_000, Commands: []Command{{Op: OpSessionKeepAlive, Session: s, TTLMs: 10_000}}},
 		"close":           {Time: 1_000, Commands: []Command{cClose(s)}},
 		"mutex":           {Time: 1_000, Commands: []Command{{Op: OpAcquire, Kind: KindMutex, Name: "m", Session: s, WaitMs: 5_000, LockDelayMs: 100, MaxHoldMs: 9_000, Owner: "o", Value: []byte("v")}}},

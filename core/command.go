@@ -6,7 +6,7 @@ import "fmt"
 type Op uint8
 
 const (
-	OpSessionCreate    Op = iota + 1 // TTLMs, Owner → Session
+	OpSessionCreate    Op = iota + 1 // TTLMs, Owner → Session; with Session set, adopt that id (see sessionCreate)
 	OpSessionKeepAlive               // Session → Deadline
 	OpSessionClose                   // Session: releases every hold and wait
 	OpAcquire                        // Kind (mutex, semaphore, rwlock), Name, Session, WaitMs, ...

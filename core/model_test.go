@@ -681,10 +681,23 @@ func (m *refModel) command(c *Command) Result {
 func (m *refModel) exec(c *Command) Result {
 	switch c.Op {
 	case OpSessionCreate:
+		// With an id: adopt it (the runtime's mirror of a session into
+		// another shard). A live id with the same TTL and owner answers
+		// that session unchanged; with others it is refused.
+		if s := m.session(c.Session); c.Session != 0 && s != nil {
+			if s.ttl != c.TTLMs || s.owner != c.Owner {
+				return refErr(CodeFailedPrecondition)
+			}
+			return Result{Outcome: OutcomeDone, Session: s.id, Deadline: s.deadline}
+		}
 		if len(m.sessions) >= m.lim.MaxSessions {
 			return refErr(CodeResourceExhausted)
 		}
-		s := &refSession{id: SessionID(m.alloc()), ttl: c.TTLMs, deadline: m.now + LogTime(c.TTLMs), created: m.now, owner: c.Owner}
+		id := c.Session
+		if id == 0 {
+			id = SessionID(m.alloc())
+		}
+		s := &refSession{id: id, ttl: c.TTLMs, deadline: m.now + LogTime(c.TTLMs), created: m.now, owner: c.Owner}
 		m.sessions = append(m.sessions, s)
 		return Result{Outcome: OutcomeDone, Session: s.id, Deadline: s.deadline}
 
@@ -934,7 +947,7 @@ func (m *refModel) barrierWait(c *Command) Result {
 
 // refFields names the fields each op takes; every other must be zero.
 var refFields = map[Op][]string{
-	OpSessionCreate:    {"ttl", "owner"},
+	OpSessionCreate:    {"ttl", "owner", "session"},
 	OpSessionKeepAlive: {"session", "ttl"},
 	OpSessionClose:     {"session"},
 	OpAcquire:          {"kind", "name", "session", "wait", "lockdelay", "maxhold", "limit", "permits", "mode", "owner", "value"},

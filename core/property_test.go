@@ -799,6 +799,11 @@ func (h *propHarness) drawValid(op int) Command {
 	case genCreate:
 		c := Command{Op: OpSessionCreate, TTLMs: ttl()}
 		c.Owner = pick(t, "owner", []string{"", "own"})
+		// Now and then adopt an id, as a shard mirroring a session does: a
+		// live one (same or other TTL and owner), an ended one, or a fresh one.
+		if uniform(t, "adopt", 8) == 0 {
+			c.Session = pick(t, "adoptID", []SessionID{h.drawSession("adoptSession"), SessionID(5<<SlotBits | 9)})
+		}
 		return c
 	case genKeepAlive:
 		c := Command{Op: OpSessionKeepAlive, Session: h.drawSession("session")}

@@ -16,12 +16,37 @@ type session struct {
 
 func (s *session) live(now LogTime) bool { return s.deadline > now }
 
+// sessionCreate starts a session. With c.Session 0 the machine allocates
+// its id; with an id, it adopts that id: a runtime with several shards
+// creates a session in shard 0 and then mirrors it, same id, into every
+// other shard, so that a lock in any shard can name it. Adopting is
+// idempotent: an id already live with the same TTL and owner answers that
+// session, unchanged, so a mirror retried under another (client, seq) does
+// no harm; with another TTL or owner it is refused, as it cannot be the
+// same session. An id that is not live is adopted whatever it was before:
+// the machine keeps no record of ended sessions, so the runtime must not
+// adopt an id again once its session ended (its dedupe of the mirror's
+// (client, seq) covers retries).
 func (m *Machine) sessionCreate(c *Command) Result {
+	if c.Session != 0 {
+		if s := m.sessions[c.Session]; s != nil {
+			if s.ttlMs != c.TTLMs || s.owner != c.Owner {
+				return Result{Err: errorf(CodeFailedPrecondition,
+					"session %d is live with ttl_ms %d and owner %q, not ttl_ms %d and owner %q: adopt an id with the TTL and owner it was created with, or create a new session",
+					c.Session, s.ttlMs, s.owner, c.TTLMs, c.Owner)}
+			}
+			return Result{Outcome: OutcomeDone, Session: s.id, Deadline: s.deadline}
+		}
+	}
 	if len(m.sessions) >= m.limits.MaxSessions {
 		return Result{Err: errorf(CodeResourceExhausted, "%d sessions are live, the limit: close unused sessions", len(m.sessions))}
 	}
+	id := c.Session
+	if id == 0 {
+		id = SessionID(m.nextID())
+	}
 	s := &session{
-		id:        SessionID(m.nextID()),
+		id:        id,
 		ttlMs:     c.TTLMs,
 		deadline:  m.now + LogTime(c.TTLMs),
 		createdAt: m.now,

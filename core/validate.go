@@ -39,7 +39,7 @@ var fieldNames = map[field]string{
 // opFields says which fields each op may set; any other must be zero, so a
 // caller who sends a field the op ignores learns it instead of guessing.
 var opFields = [opCount]field{
-	OpSessionCreate:    fTTL | fOwner,
+	OpSessionCreate:    fTTL | fOwner | fSession, // Session: adopt this id (a mirror in another shard)
 	OpSessionKeepAlive: fSession | fTTL,
 	OpSessionClose:     fSession,
 	OpAcquire:          fKind | fName | fSession | fWait | fLockDelay | fMaxHold | fLimit | fPermits | fMode | fOwner | fValue,

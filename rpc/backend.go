@@ -21,11 +21,22 @@ type Backend interface {
 	// Read runs fn on the state machine of the shard that owns name, after
 	// a ReadIndex unless stale, and answers the applied index fn saw.
 	Read(ctx context.Context, name string, stale bool, fn func(m *core.Machine) error) (uint64, error)
+	// ReadAll runs fn on the state machine of every shard (never two at
+	// once), after a ReadIndex each unless stale, and answers the applied
+	// index each read saw, by shard: for reads that span shards (a
+	// session's holds, List by prefix).
+	ReadAll(ctx context.Context, stale bool, fn func(shard uint64, m *core.Machine) error) ([]uint64, error)
 	// Watch streams the effects of the entries from fromIndex on, for names
 	// starting with prefix. The channel closes when ctx ends or the node
 	// stops. A fromIndex older than the node keeps fails with
-	// runtime.ErrCompacted.
+	// runtime.ErrCompacted. With several shards it merges every shard's
+	// events and takes fromIndex 0 only (runtime.ErrAmbiguousIndex).
 	Watch(ctx context.Context, prefix string, fromIndex uint64) (<-chan runtime.Event, error)
+	// WatchShard is Watch on one shard, fromIndex in that shard's log.
+	WatchShard(ctx context.Context, shard uint64, prefix string, fromIndex uint64) (<-chan runtime.Event, error)
+	// Shards is the number of shards; ShardOf the one that owns a name.
+	Shards() int
+	ShardOf(name string) uint64
 	// Status answers this node's view of its shards.
 	Status(ctx context.Context) (runtime.ClusterStatus, error)
 	// Healthy says whether every shard of this node has a leader.

@@ -86,6 +86,7 @@ func waitersPB(ws []core.Waiter) []*pb.Waiter {
 func eventPB(e runtime.Event) *pb.Event {
 	f := e.Effect
 	return &pb.Event{
+		ShardId:      e.Shard,
 		Index:        e.Index,
 		AtMs:         int64(e.Time),
 		Type:         eventTypePB(f.Kind),

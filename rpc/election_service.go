@@ -105,7 +105,7 @@ func (h ElectionHandler) Observe(ctx context.Context, req *connect.Request[pb.Ob
 	if err := stream.Send(first); err != nil {
 		return err
 	}
-	events, err := h.b.Watch(ctx, name, idx+1)
+	events, err := h.b.WatchShard(ctx, h.b.ShardOf(name), name, idx+1) // idx is in the name's shard's log
 	if err != nil {
 		return h.apiError(err)
 	}

@@ -23,6 +23,7 @@ type fakeBackend struct {
 	healthy  bool
 	stop     chan struct{}
 	down     error // when set, Do and Read fail with it
+	shards   int   // what Shards answers (the fake holds one machine whatever it says); 0: 1
 }
 
 var errNoQuorum = fmt.Errorf("fake: %w", runtime.ErrUnavailable)
@@ -124,6 +125,22 @@ func (f *fakeBackend) Read(ctx context.Context, name string, stale bool, fn func
 		return 0, f.down
 	}
 	return f.index, fn(f.m)
+}
+
+func (f *fakeBackend) ReadAll(ctx context.Context, stale bool, fn func(shard uint64, m *core.Machine) error) ([]uint64, error) {
+	idx, err := f.Read(ctx, "", stale, func(m *core.Machine) error { return fn(0, m) })
+	if err != nil {
+		return nil, err
+	}
+	return []uint64{idx}, nil
+}
+
+func (f *fakeBackend) Shards() int { return max(f.shards, 1) }
+
+func (f *fakeBackend) ShardOf(name string) uint64 { return runtime.ShardOf(name, f.Shards()) }
+
+func (f *fakeBackend) WatchShard(ctx context.Context, shard uint64, prefix string, fromIndex uint64) (<-chan runtime.Event, error) {
+	return f.Watch(ctx, prefix, fromIndex)
 }
 
 func (f *fakeBackend) Watch(ctx context.Context, prefix string, fromIndex uint64) (<-chan runtime.Event, error) {

@@ -101,10 +101,10 @@ const maxPageSize = 1000
 // List pages through the live objects, ordered by name, then kind. The
 // page token is the last (name, kind) of the previous page.
 //
-// Core answers at most Limits.MaxListResults objects per read; a prefix
-// matching more than that lists only the first ones (core's order is kind,
-// then name), which the answer cannot page past. Narrow the prefix or the
-// kind.
+// Core answers at most Limits.MaxListResults objects per read (per shard);
+// a prefix matching more than that lists only the first ones (core's order
+// is kind, then name), which the answer cannot page past. Narrow the prefix
+// or the kind. With several shards, applied_index is shard 0's.
 func (h LockHandler) List(ctx context.Context, req *connect.Request[pb.ListRequest]) (*connect.Response[pb.ListResponse], error) {
 	m := req.Msg
 	after, err := decodePageToken(m.PageToken)
@@ -116,30 +116,31 @@ func (h LockHandler) List(ctx context.Context, req *connect.Request[pb.ListReque
 		size = maxPageSize
 	}
 	out := &pb.ListResponse{Stale: m.Stale}
-	idx, err := h.read(ctx, m.Prefix, m.Stale, func(mc *core.Machine) error {
-		list, _, err := mc.List(kindCore(m.Kind, 0), m.Prefix, 0)
-		if err != nil {
-			return err
-		}
-		slices.SortFunc(list, func(a, b core.Status) int {
-			return cmp.Or(strings.Compare(a.Name, b.Name), cmp.Compare(a.Kind, b.Kind))
-		})
-		for _, st := range list {
-			if after != nil && cmp.Or(strings.Compare(st.Name, after.name), cmp.Compare(st.Kind, after.kind)) <= 0 {
-				continue
-			}
-			if len(out.Objects) == size {
-				last := out.Objects[len(out.Objects)-1]
-				out.NextPageToken = encodePageToken(last.Name, core.Kind(last.Kind))
-				break
-			}
-			out.Objects = append(out.Objects, &pb.ObjectSummary{Kind: kindPB(st.Kind), Name: st.Name,
-				HolderCount: int64(len(st.Holders)), WaiterCount: int64(len(st.Waiters))})
-		}
-		return nil
+	// The names under a prefix are spread over every shard: read them all,
+	// then sort and page the union.
+	var list []core.Status
+	idx, err := h.readAll(ctx, m.Stale, func(_ uint64, mc *core.Machine) error {
+		part, _, err := mc.List(kindCore(m.Kind, 0), m.Prefix, 0)
+		list = append(list, part...)
+		return err
 	})
 	if err != nil {
 		return nil, err
+	}
+	slices.SortFunc(list, func(a, b core.Status) int {
+		return cmp.Or(strings.Compare(a.Name, b.Name), cmp.Compare(a.Kind, b.Kind))
+	})
+	for _, st := range list {
+		if after != nil && cmp.Or(strings.Compare(st.Name, after.name), cmp.Compare(st.Kind, after.kind)) <= 0 {
+			continue
+		}
+		if len(out.Objects) == size {
+			last := out.Objects[len(out.Objects)-1]
+			out.NextPageToken = encodePageToken(last.Name, core.Kind(last.Kind))
+			break
+		}
+		out.Objects = append(out.Objects, &pb.ObjectSummary{Kind: kindPB(st.Kind), Name: st.Name,
+			HolderCount: int64(len(st.Holders)), WaiterCount: int64(len(st.Waiters))})
 	}
 	out.AppliedIndex = idx
 	return connect.NewResponse(out), nil

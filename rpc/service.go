@@ -176,6 +176,9 @@ func (s *service) findHolding(ctx context.Context, kind core.Kind, name string, 
 	case owner != "" && h.holder.Owner != owner:
 		return h, true, conflict("%s %q with fencing_token %d is held by %s %q, not %q", kind, name, token, ownerField, h.holder.Owner, owner)
 	}
+	if h.owned && !s.ownsNothingElse(ctx, h.holder.Session, name) {
+		h.owned = false // it holds or waits in other shards too: keep it
+	}
 	return h, true, nil
 }
 

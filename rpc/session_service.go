@@ -1,7 +1,10 @@
 package rpc
 
 import (
+	"cmp"
 	"context"
+	"slices"
+	"strings"
 
 	"connectrpc.com/connect"
 
@@ -49,16 +52,25 @@ func (h SessionHandler) Close(ctx context.Context, req *connect.Request[pb.Close
 	return connect.NewResponse(&pb.CloseSessionResponse{SessionId: uint64(r.Session)}), nil
 }
 
+// Get shows a session and what it holds and waits for. A session lives in
+// every shard (see docs/runtime.md), its holds and waits in the shards of
+// their names: Get reads them all. A session missing from any shard is
+// lost (its next keepalive fails), so Get answers not_found for it.
 func (h SessionHandler) Get(ctx context.Context, req *connect.Request[pb.GetSessionRequest]) (*connect.Response[pb.GetSessionResponse], error) {
 	m := req.Msg
 	out := &pb.GetSessionResponse{Stale: m.Stale}
-	idx, err := h.read(ctx, "", m.Stale, func(mc *core.Machine) error {
+	var ps *pb.Session
+	idx, err := h.readAll(ctx, m.Stale, func(_ uint64, mc *core.Machine) error {
 		info, err := mc.SessionInfo(core.SessionID(m.SessionId))
 		if err != nil {
 			return err
 		}
-		ps := &pb.Session{SessionId: uint64(info.ID), Owner: info.Owner, TtlMs: info.TTLMs,
-			CreatedAtMs: int64(info.CreatedAt), ExpiresAtMs: int64(info.Deadline)}
+		if ps == nil {
+			ps = &pb.Session{SessionId: uint64(info.ID), Owner: info.Owner, TtlMs: info.TTLMs,
+				CreatedAtMs: int64(info.CreatedAt), ExpiresAtMs: int64(info.Deadline)}
+		}
+		// The earliest deadline of any shard is when the session is lost.
+		ps.ExpiresAtMs = min(ps.ExpiresAtMs, int64(info.Deadline))
 		for _, ref := range info.Holds {
 			ps.Holds = append(ps.Holds, &pb.SessionHold{Kind: kindPB(ref.Kind), Name: ref.Name, FencingToken: uint64(ref.Token)})
 		}
@@ -73,14 +85,56 @@ func (h SessionHandler) Get(ctx context.Context, req *connect.Request[pb.GetSess
 			}
 			ps.Waits = append(ps.Waits, w)
 		}
-		out.Session = ps
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
+	if h.b.Shards() > 1 {
+		// Shards answer in any order: name order, stable within a shard
+		// (grant order, queue order).
+		slices.SortStableFunc(ps.Holds, func(a, b *pb.SessionHold) int {
+			return cmp.Or(strings.Compare(a.Name, b.Name), cmp.Compare(a.Kind, b.Kind))
+		})
+		slices.SortStableFunc(ps.Waits, func(a, b *pb.SessionWait) int {
+			return cmp.Or(strings.Compare(a.Name, b.Name), cmp.Compare(a.Kind, b.Kind))
+		})
+	}
+	out.Session = ps
 	out.AppliedIndex = idx
 	return connect.NewResponse(out), nil
+}
+
+// readAll runs fn on every shard, linearizably unless stale, and answers
+// shard 0's applied index: each shard numbers its own log, and a read
+// spanning shards has no one index (docs/api.md).
+func (s *service) readAll(ctx context.Context, stale bool, fn func(shard uint64, m *core.Machine) error) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	defer cancel()
+	idx, err := s.b.ReadAll(ctx, stale, fn)
+	if err != nil {
+		return 0, s.apiError(err)
+	}
+	return idx[0], nil
+}
+
+// ownsNothingElse says whether session id holds and waits for nothing in
+// any shard but the one of name: a session the server created for one
+// grant is closed with that grant only then. With one shard the caller's
+// own check suffices.
+func (s *service) ownsNothingElse(ctx context.Context, id core.SessionID, name string) bool {
+	if s.b.Shards() == 1 {
+		return true
+	}
+	home := s.b.ShardOf(name)
+	other := 0
+	_, err := s.readAll(ctx, false, func(shard uint64, m *core.Machine) error {
+		if info, err := m.SessionInfo(id); err == nil && shard != home {
+			other += len(info.Holds) + len(info.Waits)
+		}
+		return nil
+	})
+	return err == nil && other == 0
 }
 
 func (h SessionHandler) CancelWait(ctx context.Context, req *connect.Request[pb.CancelWaitRequest]) (*connect.Response[pb.CancelWaitResponse], error) {

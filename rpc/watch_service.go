@@ -50,23 +50,46 @@ func (h WatchHandler) Watch(ctx context.Context, req *connect.Request[pb.WatchRe
 		// everything.
 		return f.Name != "" || (prefix == "" && len(kinds) == 0)
 	}
+	// With several shards, a name's events are all in its shard, whose
+	// log indexes a resume can use; a prefix spans every shard, each with
+	// its own indexes, so its stream merges them and cannot resume.
+	merged := !exact && h.b.Shards() > 1
+	if merged && m.StartIndex != 0 {
+		return invalid("start_index %d is ambiguous: this cluster has %d shards, each numbering its own log, and a prefix spans them all; "+
+			"watch a prefix from now (start_index 0) after reading its state with List, or watch one name to resume from an index", m.StartIndex, h.b.Shards())
+	}
 	// The first message is progress only, at once: it tells the client
 	// where the stream starts, and gets the response headers out (a gRPC
 	// client's call returns only when they arrive). Without start_index the
 	// stream starts after this node's applied index.
-	from := m.StartIndex
-	if from == 0 {
-		idx, err := h.read(ctx, prefix, true, func(*core.Machine) error { return nil })
-		if err != nil {
-			return err
+	var events <-chan runtime.Event
+	var from uint64
+	if merged {
+		var err error
+		if events, err = h.b.Watch(ctx, prefix, 0); err != nil {
+			return h.apiError(err)
 		}
-		from = idx + 1
+	} else {
+		from = m.StartIndex
+		if from == 0 {
+			idx, err := h.read(ctx, prefix, true, func(*core.Machine) error { return nil })
+			if err != nil {
+				return err
+			}
+			from = idx + 1
+		}
+		var err error
+		if events, err = h.b.WatchShard(ctx, h.b.ShardOf(prefix), prefix, from); err != nil {
+			return h.apiError(err)
+		}
 	}
-	events, err := h.b.Watch(ctx, prefix, from)
-	if err != nil {
-		return h.apiError(err)
+	progress := func(last uint64) uint64 {
+		if merged || last == 0 {
+			return 0 // no one index covers every shard
+		}
+		return last - 1
 	}
-	if err := stream.Send(&pb.WatchResponse{AppliedIndex: from - 1}); err != nil {
+	if err := stream.Send(&pb.WatchResponse{AppliedIndex: progress(from)}); err != nil {
 		return err
 	}
 	for {
@@ -104,7 +127,7 @@ func (h WatchHandler) Watch(ctx context.Context, req *connect.Request[pb.WatchRe
 		if len(msg.Events) == 0 {
 			continue
 		}
-		msg.AppliedIndex = last - 1
+		msg.AppliedIndex = progress(last)
 		if err := stream.Send(msg); err != nil {
 			return err
 		}

@@ -20,6 +20,10 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Clock stamps the leader's proposals; nil: time.Now. Tests inject one.
 	Clock func() time.Time
+
+	// balance paces the leader balancer; zero: from the election timeout.
+	// Tests shorten it.
+	balance balanceTimes
 }
 
 // Errors Do and the other calls return besides ctx's. Test with errors.Is:
@@ -32,10 +36,14 @@ var (
 	// ErrCompacted: Watch was asked to resume from an index older than the
 	// events this node still keeps.
 	ErrCompacted = errors.New("lockstep: the events before this index are no longer kept")
+	// ErrAmbiguousIndex: a log index was given where several shards' logs
+	// are meant; each shard numbers its own entries.
+	ErrAmbiguousIndex = errors.New("lockstep: a log index is ambiguous across shards")
 )
 
 // Event is one effect of an applied entry, as Watch streams it.
 type Event struct {
+	Shard  uint64       // the shard whose entry produced it; indexes are per shard
 	Index  uint64       // the entry that produced it
 	Time   core.LogTime // log time after that entry
 	Effect core.Effect

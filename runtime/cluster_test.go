@@ -319,3 +319,26 @@ func TestLeaderCrash(t *testing.T) {
 	})
 	cycle(t, c.nodes[l], s, "k", 3, last)
 }
+
+// TestReadRightAfterLeaderCrash: a linearizable read sent to a follower
+// just after the leader crashed reaches the next leader: a ReadIndex sent to
+// the dead one is never answered, so each attempt is bounded and retried,
+// and the read answers soon after the election, not at its ctx's deadline.
+func TestReadRightAfterLeaderCrash(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 3})
+	l := c.waitLeader(0)
+	f := c.follower()
+	c.nodes[l].crash()
+	c.nodes[l] = nil
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	if _, err := c.nodes[f].Read(ctx, "x", false, func(*core.Machine) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	t.Logf("a linearizable read right after the leader's crash: %v", took.Round(time.Millisecond))
+	if limit := 10 * time.Second; took > limit {
+		t.Errorf("the read took %v, want under %v (it waited for the dead leader)", took, limit)
+	}
+}

@@ -1,5 +1,5 @@
 // Package runtime is the production shell around core: a Dragonboat v4
-// NodeHost with its Pebble log storage, one Raft shard whose state machine
+// NodeHost with its Pebble log storage, one Raft shard (or several) whose state machine
 // is a core.Machine, and the node logic of core/replica driving it. rpc/
 // and cmd/lockstep use it through Start and the methods of Node; nothing
 // here knows about HTTP.
@@ -58,12 +58,13 @@
 // log as runtime records (and in snapshots), so every member, including one
 // that joined later, reports node ids.
 //
-// Shards: one. Sessions live in one shard's machine; a lock placed in
-// another shard by its name's hash could not see them, so more than one
-// shard needs sessions replicated to every shard (or a session shard and
-// two-shard commands), which core does not have. config refuses shards > 1.
-// The code keeps shards in a slice and routes by name (shardFor), so that
-// growing is a change in one place.
+// Shards (route.go, balance.go): consensus.shards Raft groups, names spread
+// by FNV-1a (ShardOf). A session lives in every shard under one id (shard 0
+// allocates it, the others adopt it), so that a lock in any shard sees it;
+// Do sends session create, keepalive and close to every shard, and the rest
+// to the name's shard. ReadAll and the merged Watch span shards. The
+// preferred member of each shard pulls its leadership (balance.go). The
+// count is recorded in the data directory and cannot change (shardcount.go).
 //
 // Dedupe: a command without a ClientID gets one of a pool of node-local
 // identities (one request at a time each, so the machine's per-client window

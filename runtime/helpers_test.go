@@ -36,6 +36,12 @@ func newTestClock() *testClock {
 func (c *testClock) now() time.Time          { return time.UnixMilli(c.ms.Load()) }
 func (c *testClock) advance(d time.Duration) { c.ms.Add(d.Milliseconds()) }
 
+// testBalance paces the leader balancer faster than production (2 s
+// settle, 4 s backoff at these election timeouts), so that sharded
+// clusters settle quickly; still several election timeouts, so leaders do
+// not flap.
+var testBalance = balanceTimes{every: 100 * time.Millisecond, settle: 600 * time.Millisecond, backoff: 1200 * time.Millisecond}
+
 type testCluster struct {
 	t     testing.TB
 	cfgs  []config.Config
@@ -47,6 +53,7 @@ type testCluster struct {
 type clusterOpts struct {
 	size            int
 	snapshotEntries int
+	shards          int // consensus.shards; 0: 1
 	clock           func() time.Time
 }
 
@@ -100,6 +107,9 @@ func newTestCluster(t testing.TB, o clusterOpts) *testCluster {
 		cfg.Consensus.ElectionTimeoutMs = 200
 		cfg.Consensus.HeartbeatIntervalMs = 40
 		cfg.Consensus.TickIntervalMs = 20
+		if o.shards > 0 {
+			cfg.Consensus.Shards = o.shards
+		}
 		if o.snapshotEntries > 0 {
 			cfg.Consensus.SnapshotEntries = o.snapshotEntries
 			cfg.Consensus.CompactionOverhead = 5
@@ -119,13 +129,53 @@ func newTestCluster(t testing.TB, o clusterOpts) *testCluster {
 			t.Fatal(err)
 		}
 	}
-	c.waitLeader(0)
+	for sh := range c.cfgs[0].Consensus.Shards {
+		c.waitLeader(uint64(sh))
+	}
+	if o.shards > 1 && o.size > 1 {
+		// The balancer moves leaders a few seconds after the start; a test
+		// that begins then would see its first requests retried.
+		c.waitBalanced()
+	}
 	return c
+}
+
+// waitBalanced waits until every shard is led by its preferred member
+// (shard i by the (i mod size)-th node id in order), as every node sees it.
+func (c *testCluster) waitBalanced() {
+	c.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ok := true
+		for _, n := range c.nodes {
+			if n == nil {
+				continue
+			}
+			st, err := n.Status(context.Background())
+			if err != nil {
+				ok = false
+				break
+			}
+			for _, s := range st.Shards {
+				if want := c.cfgs[int(s.ShardID)%len(c.cfgs)].Cluster.NodeID; s.LeaderID != want {
+					ok = false
+				}
+			}
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatal("leaders not balanced within 60 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func (c *testCluster) start(i int) error {
 	reg := prometheus.NewRegistry()
-	n, err := Start(context.Background(), Options{Config: c.cfgs[i], Logger: testLogger(c.t), Registerer: reg, Clock: c.clock})
+	n, err := Start(context.Background(), Options{Config: c.cfgs[i], Logger: testLogger(c.t), Registerer: reg, Clock: c.clock,
+		balance: testBalance})
 	if err != nil {
 		return fmt.Errorf("node %d: %w", i+1, err)
 	}
@@ -157,8 +207,8 @@ func (c *testCluster) closeAll() {
 	}
 }
 
-// waitLeader waits until every running node agrees on one leader of shard
-// 0, and returns its index.
+// waitLeader waits until every running node agrees on one leader of the
+// shard, and returns its index.
 func (c *testCluster) waitLeader(shard uint64) int {
 	c.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)

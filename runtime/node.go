@@ -31,11 +31,11 @@ type Node struct {
 	nh        *dragonboat.NodeHost
 	replicaID uint64
 	shards    []*shard
-	watch     *watchHub
 	clients   *clientPool
 
 	proposalTimeout time.Duration // how long Dragonboat may take to commit one proposal
 	retryBudget     time.Duration // how long Do retries after leader loss before ErrUnavailable
+	readAttempt     time.Duration // how long one ReadIndex may take before it is sent again
 	drainTimeout    time.Duration // how long Close waits for in-flight requests
 
 	namesMu sync.Mutex
@@ -94,10 +94,10 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	n := &Node{
 		cfg: cfg, log: log, clock: clock, metrics: met,
 		replicaID:       config.ReplicaID(cfg.Cluster.NodeID, cfg.Cluster.Incarnation),
-		watch:           newWatchHub(met.watchSubscribers),
 		clients:         newClientPool(cfg.Cluster.NodeID),
 		proposalTimeout: max(2*time.Second, 4*election),
 		retryBudget:     max(time.Second, 5*election),
+		readAttempt:     max(500*time.Millisecond, 3*election),
 		names:           map[uint64]string{},
 		closing:         make(chan struct{}),
 		stopped:         make(chan struct{}),
@@ -132,6 +132,10 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		return nil, fmt.Errorf("runtime: starting Dragonboat on %s in %s: %w", cfg.Cluster.RaftAddress, dir, err)
 	}
 	n.nh = nh
+	if err := n.checkShardCount(dir); err != nil {
+		nh.Close()
+		return nil, err
+	}
 	for _, sh := range n.shards {
 		sh.session = nh.GetNoOPSession(sh.dbID)
 		if err := n.startShard(sh, hb, el); err != nil {
@@ -144,6 +148,17 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		go func() {
 			defer n.loops.Done()
 			sh.run(n.stop)
+		}()
+	}
+	if len(n.shards) > 1 {
+		n.loops.Add(1)
+		go func() {
+			defer n.loops.Done()
+			bt := opts.balance
+			if bt == (balanceTimes{}) {
+				bt = newBalanceTimes(cfg.Consensus.ElectionTimeoutMs)
+			}
+			n.balance(bt)
 		}()
 	}
 	log.Info("node started", "replica_id", fmt.Sprintf("%x", n.replicaID), "raft_address", cfg.Cluster.RaftAddress,
@@ -199,9 +214,8 @@ func (n *Node) shardByDB(dbID uint64) *shard {
 	return nil
 }
 
-// shardFor returns the shard that owns name. There is one shard (see
-// config.Consensus.Shards), so every name lives in shard 0.
-func (n *Node) shardFor(string) *shard { return n.shards[0] }
+// shardFor returns the shard that owns name (shard 0 for "").
+func (n *Node) shardFor(name string) *shard { return n.shards[ShardOf(name, len(n.shards))] }
 
 func (n *Node) now() core.LogTime { return core.LogTime(n.clock().UnixMilli()) }
 
@@ -236,7 +250,9 @@ var ErrOverloaded = fmt.Errorf("%w: this node holds too many requests", ErrUnava
 // 503; ErrOverloaded wraps it), ErrShuttingDown, or ctx's error.
 //
 // Do works on any member: on a follower, the command is forwarded to the
-// leader through Dragonboat (see shard).
+// leader through Dragonboat (see shard). With several shards, Do sends the
+// command to its name's shard, and session commands to every shard (see
+// route).
 func (n *Node) Do(ctx context.Context, cmd core.Command) (core.Result, error) {
 	if !n.enter() {
 		return core.Result{}, ErrShuttingDown
@@ -255,7 +271,7 @@ func (n *Node) Do(ctx context.Context, cmd core.Command) (core.Result, error) {
 	case len(cmd.ClientID) > core.MaxClientIDBytes:
 		return refused(fmt.Sprintf("client_id is %d bytes: at most %d", len(cmd.ClientID), core.MaxClientIDBytes)), nil
 	}
-	return n.shardFor(cmd.Name).do(ctx, cmd)
+	return n.route(ctx, cmd)
 }
 
 func refused(msg string) core.Result {
@@ -390,7 +406,8 @@ func (s *shard) withdraw(p *pending) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), s.n.retryBudget)
 		defer cancel()
-		if _, err := s.n.Do(ctx, core.Command{Op: core.OpCancel, Waiter: waiter, Session: session}); err != nil {
+		// This shard's own: with several shards, waiter ids are per shard.
+		if _, err := s.n.doOn(ctx, s, core.Command{Op: core.OpCancel, Waiter: waiter, Session: session}); err != nil {
 			s.log.Debug("could not cancel an abandoned wait", "waiter", waiter, "err", err)
 		}
 	}()
@@ -410,23 +427,7 @@ func (n *Node) Read(ctx context.Context, name string, stale bool, fn func(m *cor
 		return 0, ErrShuttingDown
 	}
 	defer n.leave()
-	s := n.shardFor(name)
-	q := readQuery{fn: fn}
-	var v any
-	var err error
-	if stale {
-		v, err = n.nh.StaleRead(s.dbID, q)
-		if err != nil {
-			err = n.dragonboatErr(s, err)
-		}
-	} else {
-		v, err = n.readIndex(ctx, s, q)
-	}
-	if err != nil {
-		return 0, err
-	}
-	r := v.(readResult)
-	return r.index, r.err
+	return n.readShard(ctx, n.shardFor(name), stale, fn)
 }
 
 // readIndex retries SyncRead while the shard has no leader, within ctx or,
@@ -436,7 +437,13 @@ func (n *Node) readIndex(ctx context.Context, s *shard, q readQuery) (any, error
 	ctx, cancel := n.opContext(ctx, n.retryBudget)
 	defer cancel()
 	for {
-		v, err := n.nh.SyncRead(ctx, s.dbID, q)
+		// Each attempt is bounded by a few election timeouts: a ReadIndex
+		// sent to a leader that died is never answered, and only a new
+		// attempt reaches the next leader.
+		attempt, cancelAttempt := context.WithTimeout(ctx, n.readAttempt)
+		v, err := n.nh.SyncRead(attempt, s.dbID, q)
+		attemptExpired := attempt.Err() != nil
+		cancelAttempt()
 		if err == nil {
 			return v, nil
 		}
@@ -446,7 +453,7 @@ func (n *Node) readIndex(ctx context.Context, s *shard, q readQuery) (any, error
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("%w: %s: no read index within %v: %v", ErrUnavailable, s, n.retryBudget, err)
 		}
-		if !retryable(err) {
+		if !retryable(err) && !attemptExpired {
 			return nil, n.dragonboatErr(s, err)
 		}
 		select {
@@ -484,7 +491,14 @@ func (n *Node) Watch(ctx context.Context, prefix string, fromIndex uint64) (<-ch
 		return nil, ErrShuttingDown
 	}
 	defer n.leave()
-	return n.watch.subscribe(ctx, prefix, fromIndex)
+	if len(n.shards) == 1 {
+		return n.shards[0].watch.subscribe(ctx, prefix, fromIndex)
+	}
+	if fromIndex != 0 {
+		return nil, fmt.Errorf("%w: from index %d is ambiguous with %d shards (each numbers its own log): "+
+			"watch one shard with WatchShard, or start from now (0)", ErrAmbiguousIndex, fromIndex, len(n.shards))
+	}
+	return n.watchAll(ctx, prefix)
 }
 
 // Status reports the shards and members as this node sees them. It needs no
@@ -822,7 +836,9 @@ func (n *Node) close() error {
 	n.handOffLeadership()
 	close(n.stop)
 	n.loops.Wait()
-	n.watch.close()
+	for _, sh := range n.shards {
+		sh.watch.close()
+	}
 	n.nh.Close()
 	n.log.Info("node closed")
 	return nil
@@ -839,7 +855,9 @@ func (n *Node) crash() {
 		close(n.stopped)
 		close(n.stop)
 		n.loops.Wait()
-		n.watch.close()
+		for _, sh := range n.shards {
+			sh.watch.close()
+		}
 		n.nh.Close()
 	})
 }

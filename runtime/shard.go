@@ -46,6 +46,7 @@ type shard struct {
 	m         shardMetrics
 	sm        *stateMachine
 	session   *client.Session
+	watch     *watchHub // this shard's events: indexes are this shard's log
 
 	kickC  chan struct{}
 	flushC chan chan struct{} // run a step now and say when it is done
@@ -57,6 +58,7 @@ type shard struct {
 	isLeader      bool
 	leaderID      uint64
 	term          uint64
+	leaderSince   time.Time // when this node learned of the current leader
 	fwdState      fwdState
 	inflight      map[*replica.Driver]int // each driver's proposals not yet confirmed by Dragonboat
 	leaderChanged chan struct{}           // closed and replaced at every leadership event
@@ -106,6 +108,7 @@ func newShard(n *Node, index uint64) (*shard, error) {
 		pending:       map[replica.RequestID]*pending{},
 		inflight:      map[*replica.Driver]int{},
 		leaderChanged: make(chan struct{}),
+		watch:         newWatchHub(n.metrics.watchSubscribers, index),
 	}
 	if s.sm, err = newStateMachine(s); err != nil {
 		return nil, err
@@ -281,6 +284,9 @@ func (s *shard) leaderUpdated(info raftio.LeaderInfo) {
 	isLeader := info.LeaderID != 0 && info.LeaderID == s.replicaID
 	elected := info.LeaderID != 0 && (info.Term != s.term || info.LeaderID != s.leaderID)
 	s.isLeader, s.leaderID, s.term = isLeader, info.LeaderID, info.Term
+	if elected {
+		s.leaderSince = time.Now()
+	}
 	s.lead.Step(replica.TickEvent(s.n.now()))
 	s.lead.Step(replica.LeadershipEvent(isLeader, info.Term, info.LeaderID))
 	s.syncForwarder()
@@ -309,7 +315,7 @@ func (s *shard) applied(e core.Entry, out *core.Output) {
 		}
 	}
 	s.mu.Unlock()
-	s.n.watch.publish(out)
+	s.watch.publish(out)
 }
 
 // restored is called when the state machine jumped to a snapshot.
@@ -318,7 +324,7 @@ func (s *shard) restored(index uint64) {
 	s.lead.Step(replica.RestoredEvent())
 	s.fwd.Step(replica.RestoredEvent())
 	s.mu.Unlock()
-	s.n.watch.reset(index)
+	s.watch.reset(index)
 	s.kick()
 }
 
@@ -366,6 +372,13 @@ func (s *shard) leadership() (isLeader bool, leaderID, term uint64, changed <-ch
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.isLeader, s.leaderID, s.term, s.leaderChanged
+}
+
+// leaderState is the leadership as this node knows it, and since when.
+func (s *shard) leaderState() (isLeader bool, leaderID, term uint64, since time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.isLeader, s.leaderID, s.term, s.leaderSince
 }
 
 func (s *shard) isBlocked(p *pending) bool {

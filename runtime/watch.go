@@ -30,6 +30,7 @@ type watchHub struct {
 	lastIndex uint64 // the last entry published
 	subs      map[*subscriber]struct{}
 	gauge     prometheus.Gauge
+	shard     uint64 // stamped on every event
 	closed    bool
 }
 
@@ -50,8 +51,8 @@ const (
 	watchStreamBuffer = 1024
 )
 
-func newWatchHub(gauge prometheus.Gauge) *watchHub {
-	return &watchHub{ring: make([]Event, watchRingEvents), subs: map[*subscriber]struct{}{}, gauge: gauge}
+func newWatchHub(gauge prometheus.Gauge, shard uint64) *watchHub {
+	return &watchHub{ring: make([]Event, watchRingEvents), subs: map[*subscriber]struct{}{}, gauge: gauge, shard: shard}
 }
 
 // publish records the effects of one applied entry. out is reused by the
@@ -69,7 +70,7 @@ func (h *watchHub) publish(out *core.Output) {
 	events := make([]Event, len(out.Effects))
 	for i, ef := range out.Effects {
 		ef.Value = bytes.Clone(ef.Value)
-		events[i] = Event{Index: out.Index, Time: out.Time, Effect: ef}
+		events[i] = Event{Shard: h.shard, Index: out.Index, Time: out.Time, Effect: ef}
 	}
 	for _, ev := range events {
 		h.push(ev)

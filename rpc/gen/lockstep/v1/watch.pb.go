@@ -36,7 +36,8 @@ type WatchRequest struct {
 	// Only events of these kinds of object. Empty: every kind.
 	Kinds []Kind `protobuf:"varint,3,rep,packed,name=kinds,proto3,enum=lockstep.v1.Kind" json:"kinds,omitempty"`
 	// Deliver events of entries with index >= start_index. 0: only events
-	// after the stream starts.
+	// after the stream starts. With several shards, only for a name (the
+	// index is in that name's shard's log).
 	StartIndex    uint64 `protobuf:"varint,4,opt,name=start_index,json=startIndex,proto3" json:"start_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -137,7 +138,8 @@ type WatchResponse struct {
 	// applied_index forward while nothing watched happens.
 	Events []*Event `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
 	// Every event up to this log index has been sent. Resume from
-	// applied_index + 1.
+	// applied_index + 1. 0 for a prefix watch with several shards, which
+	// cannot resume.
 	AppliedIndex  uint64 `protobuf:"varint,2,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -213,7 +215,10 @@ type Event struct {
 	// The barrier generation (BARRIER_RELEASED).
 	Generation uint64 `protobuf:"varint,10,opt,name=generation,proto3" json:"generation,omitempty"`
 	// The new value (VALUE_CHANGED, LEADER_CHANGED). Base64 in JSON.
-	Value         []byte `protobuf:"bytes,11,opt,name=value,proto3" json:"value,omitempty"`
+	Value []byte `protobuf:"bytes,11,opt,name=value,proto3" json:"value,omitempty"`
+	// The shard whose log entry caused it (0 with one shard); index is in
+	// that shard's log.
+	ShardId       uint64 `protobuf:"varint,12,opt,name=shard_id,json=shardId,proto3" json:"shard_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -325,6 +330,13 @@ func (x *Event) GetValue() []byte {
 	return nil
 }
 
+func (x *Event) GetShardId() uint64 {
+	if x != nil {
+		return x.ShardId
+	}
+	return 0
+}
+
 var File_lockstep_v1_watch_proto protoreflect.FileDescriptor
 
 const file_lockstep_v1_watch_proto_rawDesc = "" +
@@ -339,7 +351,7 @@ const file_lockstep_v1_watch_proto_rawDesc = "" +
 	"\x06target\"`\n" +
 	"\rWatchResponse\x12*\n" +
 	"\x06events\x18\x01 \x03(\v2\x12.lockstep.v1.EventR\x06events\x12#\n" +
-	"\rapplied_index\x18\x02 \x01(\x04R\fappliedIndex\"\xdd\x02\n" +
+	"\rapplied_index\x18\x02 \x01(\x04R\fappliedIndex\"\xf8\x02\n" +
 	"\x05Event\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x13\n" +
 	"\x05at_ms\x18\x02 \x01(\x03R\x04atMs\x12*\n" +
@@ -355,7 +367,8 @@ const file_lockstep_v1_watch_proto_rawDesc = "" +
 	"generation\x18\n" +
 	" \x01(\x04R\n" +
 	"generation\x12\x14\n" +
-	"\x05value\x18\v \x01(\fR\x05value2R\n" +
+	"\x05value\x18\v \x01(\fR\x05value\x12\x19\n" +
+	"\bshard_id\x18\f \x01(\x04R\ashardId2R\n" +
 	"\fWatchService\x12B\n" +
 	"\x05Watch\x12\x19.lockstep.v1.WatchRequest\x1a\x1a.lockstep.v1.WatchResponse\"\x000\x01B>Z<github.com/lockstepd/lockstep/rpc/gen/lockstep/v1;lockstepv1b\x06proto3"
 

@@ -47,6 +47,13 @@ type WatchServiceClient interface {
 	// server still keeps that part of the history; if it does not, the stream
 	// fails with out_of_range, and the client re-reads status and watches
 	// from the status answer's applied_index + 1.
+	//
+	// With several shards (consensus.shards > 1) each shard numbers its own
+	// log. A watch of one name reads one shard and works as above. A watch of
+	// a prefix merges every shard's events (each says its shard_id), cannot
+	// resume from an index (start_index must be 0: invalid_argument
+	// otherwise), and its applied_index is 0; after losing it, re-read with
+	// List and watch again.
 	Watch(context.Context, *connect.Request[v1.WatchRequest]) (*connect.ServerStreamForClient[v1.WatchResponse], error)
 }
 
@@ -88,6 +95,13 @@ type WatchServiceHandler interface {
 	// server still keeps that part of the history; if it does not, the stream
 	// fails with out_of_range, and the client re-reads status and watches
 	// from the status answer's applied_index + 1.
+	//
+	// With several shards (consensus.shards > 1) each shard numbers its own
+	// log. A watch of one name reads one shard and works as above. A watch of
+	// a prefix merges every shard's events (each says its shard_id), cannot
+	// resume from an index (start_index must be 0: invalid_argument
+	// otherwise), and its applied_index is 0; after losing it, re-read with
+	// List and watch again.
 	Watch(context.Context, *connect.Request[v1.WatchRequest], *connect.ServerStream[v1.WatchResponse]) error
 }
 

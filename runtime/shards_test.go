@@ -1,0 +1,497 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lni/dragonboat/v4"
+
+	"github.com/lockstepd/lockstep/core"
+)
+
+func TestShardOf(t *testing.T) {
+	if ShardOf("anything", 1) != 0 || ShardOf("", 4) != 0 {
+		t.Fatal("one shard, or no name, must be shard 0")
+	}
+	seen := map[uint64]int{}
+	for i := range 400 {
+		name := fmt.Sprintf("jobs/%d", i)
+		s := ShardOf(name, 4)
+		if s >= 4 || s != ShardOf(name, 4) {
+			t.Fatalf("ShardOf(%q, 4) = %d, not stable or out of range", name, s)
+		}
+		seen[s]++
+	}
+	for s := range uint64(4) {
+		// 100 expected each; a hash that piles names up fails this.
+		if seen[s] < 60 {
+			t.Errorf("shard %d got %d of 400 names: %v", s, seen[s], seen)
+		}
+	}
+	// FNV-1a 64 is part of the on-disk contract: the same name must land in
+	// the same shard in every version.
+	if got := ShardOf("a", 4); got != 0xaf63dc4c8601ec8c%4 {
+		t.Errorf(`ShardOf("a", 4) = %d, want FNV-1a 64 mod 4 = %d`, got, uint64(0xaf63dc4c8601ec8c%4))
+	}
+}
+
+// namesPerShard returns one name for each of count shards.
+func namesPerShard(t *testing.T, prefix string, count int) []string {
+	t.Helper()
+	names := make([]string, count)
+	for i := 0; i < 10_000; i++ {
+		n := fmt.Sprintf("%s%d", prefix, i)
+		if s := ShardOf(n, count); names[s] == "" {
+			names[s] = n
+		}
+		if !slices.Contains(names, "") {
+			return names
+		}
+	}
+	t.Fatalf("no name for every shard among 10000: %q", names)
+	return nil
+}
+
+// shardStatus reads kind/name in one given shard, stale.
+func shardStatus(t *testing.T, n *Node, shard uint64, name string) (core.Status, bool) {
+	t.Helper()
+	var st core.Status
+	var found bool
+	_, err := n.readShard(tctx(t), n.shards[shard], true, func(m *core.Machine) error {
+		var err error
+		st, err = m.Status(core.KindMutex, name)
+		found = err == nil
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, found
+}
+
+// sessionHolds reads a session in every shard: the names it holds, and in
+// how many shards the session exists.
+func sessionHolds(t *testing.T, n *Node, s core.SessionID, stale bool) (names []string, in int) {
+	t.Helper()
+	_, err := n.ReadAll(tctx(t), stale, func(_ uint64, m *core.Machine) error {
+		info, err := m.SessionInfo(s)
+		if err != nil {
+			return nil
+		}
+		in++
+		for _, h := range info.Holds {
+			names = append(names, h.Name)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(names)
+	return names, in
+}
+
+// TestShardedSessionSpansShards: with 3 shards, names land in different
+// shards; a session made on a follower exists in every shard; its holds
+// in all shards show in its info; keepalives keep them all; close releases
+// every one; fencing tokens increase per name.
+func TestShardedSessionSpansShards(t *testing.T) {
+	const shards = 3
+	c := newTestCluster(t, clusterOpts{size: 3, shards: shards})
+	n := c.nodes[1]
+	names := namesPerShard(t, "lk-", shards)
+	want := slices.Sorted(slices.Values(names))
+
+	s := session(t, n, 30*time.Second)
+	if _, in := sessionHolds(t, n, s, false); in != shards {
+		t.Fatalf("session %d exists in %d shards, want %d", s, in, shards)
+	}
+	tokens := map[string]core.FencingToken{}
+	for _, name := range names {
+		g := do(t, n, mutex(name, s, 0))
+		if g.Outcome != core.OutcomeGranted {
+			t.Fatalf("%s: %+v", name, g)
+		}
+		tokens[name] = g.Token
+	}
+	// Each name is in its own shard and no other.
+	for i, name := range names {
+		for sh := range uint64(shards) {
+			st, found := shardStatus(t, c.nodes[0], sh, name)
+			if (sh == uint64(i)) != (found && len(st.Holders) == 1) {
+				eventually(t, "the grant reaches node-1", func() bool {
+					st, found = shardStatus(t, c.nodes[0], sh, name)
+					return (sh == uint64(i)) == (found && len(st.Holders) == 1)
+				})
+			}
+		}
+	}
+	if got, _ := sessionHolds(t, c.nodes[2], s, false); !slices.Equal(got, want) {
+		t.Fatalf("session info holds %q, want %q", got, want)
+	}
+
+	// Keepalive answers the earliest deadline and renews every shard.
+	r := do(t, n, core.Command{Op: core.OpSessionKeepAlive, Session: s})
+	if r.Session != s || r.Deadline == 0 {
+		t.Fatalf("keepalive: %+v", r)
+	}
+	_, err := n.ReadAll(tctx(t), false, func(sh uint64, m *core.Machine) error {
+		info, err := m.SessionInfo(s)
+		if err != nil {
+			return fmt.Errorf("shard %d: %w", sh, err)
+		}
+		if info.Deadline < r.Deadline {
+			return fmt.Errorf("shard %d: deadline %d before the answered %d (the earliest)", sh, info.Deadline, r.Deadline)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Tokens increase per name, through another session.
+	s2 := session(t, c.nodes[0], 30*time.Second)
+	for _, name := range names {
+		do(t, n, core.Command{Op: core.OpRelease, Kind: core.KindMutex, Name: name, Session: s, Token: tokens[name]})
+		last := cycle(t, c.nodes[0], s2, name, 3, tokens[name])
+		g := do(t, n, mutex(name, s, 0))
+		if g.Token <= last {
+			t.Fatalf("%s: token %d after %d", name, g.Token, last)
+		}
+	}
+
+	// Close releases everywhere.
+	do(t, c.nodes[2], core.Command{Op: core.OpSessionClose, Session: s})
+	for _, name := range names {
+		if st := status(t, n, core.KindMutex, name, false); len(st.Holders) != 0 {
+			t.Errorf("%s still held after close: %+v", name, st)
+		}
+	}
+	if got, in := sessionHolds(t, n, s, false); in != 0 || len(got) != 0 {
+		t.Errorf("after close: session in %d shards holding %q", in, got)
+	}
+	// A second close: gone everywhere.
+	r2, err := n.Do(tctx(t), core.Command{Op: core.OpSessionClose, Session: s})
+	if err != nil || core.CodeOf(r2.Err) != core.CodeNotFound {
+		t.Errorf("closing a closed session: %+v, %v", r2, err)
+	}
+}
+
+// TestShardedSessionExpiresEverywhere: keepalives keep holds in every shard
+// past the TTL; a session that stops keeping alive loses them in every shard.
+func TestShardedSessionExpiresEverywhere(t *testing.T) {
+	const shards = 3
+	c := newTestCluster(t, clusterOpts{size: 3, shards: shards})
+	n := c.nodes[0]
+	names := namesPerShard(t, "ex-", shards)
+	// A 2 s lease: keepalives through three shards on a loaded machine
+	// (the race detector, other builds) can take a good part of a second.
+	s := session(t, n, 2*time.Second)
+	for _, name := range names {
+		do(t, n, mutex(name, s, 0))
+	}
+	for range 20 { // 4 s of keepalives every 200 ms: twice the TTL
+		time.Sleep(200 * time.Millisecond)
+		do(t, c.nodes[2], core.Command{Op: core.OpSessionKeepAlive, Session: s})
+	}
+	if got, in := sessionHolds(t, n, s, false); in != shards || len(got) != shards {
+		t.Fatalf("with keepalives: session in %d shards holding %q", in, got)
+	}
+	eventually(t, "the session expires in every shard", func() bool {
+		got, in := sessionHolds(t, n, s, false)
+		return in == 0 && len(got) == 0
+	})
+	for _, name := range names {
+		if st := status(t, n, core.KindMutex, name, false); len(st.Holders) != 0 {
+			t.Errorf("%s still held after expiry: %+v", name, st)
+		}
+	}
+	r, err := n.Do(tctx(t), core.Command{Op: core.OpSessionKeepAlive, Session: s})
+	if err != nil || core.CodeOf(r.Err) != core.CodeNotFound {
+		t.Errorf("keepalive of an expired session: %+v, %v", r, err)
+	}
+}
+
+// TestShardedSessionLostInOneShard: when one shard no longer has the
+// session, a keepalive answers not_found and the session is closed in the
+// other shards, so its holds there do not outlive it.
+func TestShardedSessionLostInOneShard(t *testing.T) {
+	const shards = 3
+	c := newTestCluster(t, clusterOpts{size: 1, shards: shards})
+	n := c.nodes[0]
+	names := namesPerShard(t, "lost-", shards)
+	s := session(t, n, time.Minute)
+	for _, name := range names {
+		do(t, n, mutex(name, s, 0))
+	}
+	// Close it in shard 2 alone, as an expiry there would.
+	if r, err := n.doOn(tctx(t), n.shards[2], core.Command{Op: core.OpSessionClose, Session: s}); err != nil || r.Err != nil {
+		t.Fatalf("close in shard 2: %+v, %v", r, err)
+	}
+	r, err := n.Do(tctx(t), core.Command{Op: core.OpSessionKeepAlive, Session: s})
+	if err != nil || core.CodeOf(r.Err) != core.CodeNotFound {
+		t.Fatalf("keepalive of a session lost in one shard: %+v, %v; want not_found", r, err)
+	}
+	eventually(t, "the lost session is closed in every shard", func() bool {
+		got, in := sessionHolds(t, n, s, false)
+		return in == 0 && len(got) == 0
+	})
+}
+
+// TestShardedCancelAndWatch: a queued wait in a shard other than 0 is
+// withdrawn when its caller goes away; a cancel by waiter id finds its
+// shard; a watch of everything merges every shard's events, each naming its
+// shard; a from index is refused as ambiguous; a watch of one shard resumes.
+func TestShardedCancelAndWatch(t *testing.T) {
+	const shards = 3
+	c := newTestCluster(t, clusterOpts{size: 3, shards: shards})
+	n := c.nodes[2]
+	names := namesPerShard(t, "cw-", shards)
+	if _, err := n.Watch(tctx(t), "", 5); !errors.Is(err, ErrAmbiguousIndex) {
+		t.Fatalf("Watch from index 5 with 3 shards: %v, want ErrAmbiguousIndex", err)
+	}
+	wctx, wcancel := context.WithCancel(tctx(t))
+	defer wcancel()
+	events, err := n.Watch(wctx, "cw-", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	holder := session(t, n, time.Minute)
+	waiter := session(t, c.nodes[0], time.Minute)
+	for _, name := range names {
+		do(t, n, mutex(name, holder, 0))
+	}
+	seen := map[uint64]bool{}
+	timeout := time.After(10 * time.Second)
+	for len(seen) < shards {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				t.Fatal("the merged watch ended")
+			}
+			if ev.Effect.Kind == core.EffectGranted {
+				if want := ShardOf(ev.Effect.Name, shards); ev.Shard != want {
+					t.Fatalf("event of %q says shard %d, want %d", ev.Effect.Name, ev.Shard, want)
+				}
+				seen[ev.Shard] = true
+			}
+		case <-timeout:
+			t.Fatalf("grants seen from shards %v only", seen)
+		}
+	}
+
+	// A wait withdrawn by its caller, in the last shard.
+	name := names[shards-1]
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.nodes[0].Do(ctx, mutex(name, waiter, -1))
+		done <- err
+	}()
+	eventually(t, "the waiter queues", func() bool { return len(status(t, n, core.KindMutex, name, false).Waiters) == 1 })
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Do after cancel: %v", err)
+	}
+	eventually(t, "the wait is withdrawn", func() bool { return len(status(t, n, core.KindMutex, name, false).Waiters) == 0 })
+
+	// A cancel by waiter id, which names no object.
+	name = names[1]
+	go func() {
+		_, err := c.nodes[0].Do(context.Background(), mutex(name, waiter, 30*time.Second))
+		done <- err
+	}()
+	var w core.WaiterID
+	eventually(t, "the waiter queues", func() bool {
+		st := status(t, n, core.KindMutex, name, false)
+		if len(st.Waiters) == 1 {
+			w = st.Waiters[0].ID
+		}
+		return w != 0
+	})
+	if r := do(t, n, core.Command{Op: core.OpCancel, Session: waiter, Waiter: w}); r.Outcome != core.OutcomeDone {
+		t.Fatalf("cancel: %+v", r)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("the cancelled acquire: %v", err)
+	}
+	if r, err := n.Do(tctx(t), core.Command{Op: core.OpCancel, Waiter: w}); err != nil || core.CodeOf(r.Err) != core.CodeInvalidArgument ||
+		!strings.Contains(r.Err.Msg, "needs the session_id") {
+		t.Errorf("cancel without a session: %+v, %v", r, err)
+	}
+
+	// One shard's watch resumes from an index of that shard.
+	sh := ShardOf(name, shards)
+	idx, err := n.Read(tctx(t), name, false, func(*core.Machine) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	do(t, n, core.Command{Op: core.OpSessionClose, Session: holder}) // releases name: an event after idx
+	one, err := n.WatchShard(wctx, sh, name, idx+1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-one:
+		if ev.Shard != sh || ev.Index <= idx || ev.Effect.Name != name {
+			t.Errorf("resumed event %+v, want shard %d after index %d", ev, sh, idx)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no event from the resumed shard watch")
+	}
+}
+
+// TestShardedLeadersSpread: with 3 nodes and 3 shards, leaders all moved to
+// one node spread back until every node leads one shard.
+func TestShardedLeadersSpread(t *testing.T) {
+	const shards = 3
+	c := newTestCluster(t, clusterOpts{size: 3, shards: shards})
+	for sh := range uint64(shards) {
+		if err := c.nodes[0].TransferLeadership(tctx(t), sh, "node-1"); err != nil {
+			t.Fatalf("piling leaders on node-1, shard %d: %v", sh, err)
+		}
+	}
+	deadline := time.Now().Add(40 * time.Second)
+	for {
+		st, err := c.nodes[0].Status(tctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaders := map[string]int{}
+		for _, s := range st.Shards {
+			leaders[s.LeaderID]++
+		}
+		if len(leaders) == 3 && leaders[""] == 0 {
+			// The leader gauge, labelled by shard: one leader per shard
+			// (each node updates it when it learns of a change).
+			eventually(t, "raft_is_leader sums to one per shard", func() bool {
+				total := 0.0
+				for _, reg := range c.regs {
+					total += counter(t, reg, "raft_is_leader")
+				}
+				return total == shards
+			})
+			// Each shard is led by its preferred member: shard i by node-(i+1).
+			for _, s := range st.Shards {
+				if want := fmt.Sprintf("node-%d", s.ShardID+1); s.LeaderID != want {
+					t.Errorf("shard %d led by %s, want %s", s.ShardID, s.LeaderID, want)
+				}
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("leaders not spread within 40 s: %+v", st.Shards)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestShardedSnapshotsAndRestart: with several shards, each shard
+// snapshots and compacts on its own; a member restarted after compaction
+// catches up in every shard; state survives a restart.
+func TestShardedSnapshotsAndRestart(t *testing.T) {
+	const shards = 3
+	c := newTestCluster(t, clusterOpts{size: 3, shards: shards, snapshotEntries: 20})
+	n := c.nodes[0]
+	names := namesPerShard(t, "snap-", shards)
+	s := session(t, n, time.Minute)
+	c.stop(2)
+	for _, name := range names {
+		cycle(t, n, s, name, 15, 0)
+	}
+	held := map[string]core.FencingToken{}
+	for _, name := range names {
+		held[name] = do(t, n, mutex(name, s, 0)).Token
+	}
+	c.restart(2)
+	r := c.nodes[2]
+	for _, name := range names {
+		eventually(t, "the restarted member catches up on "+name, func() bool {
+			st := status(t, r, core.KindMutex, name, true)
+			return len(st.Holders) == 1 && st.Holders[0].Token == held[name]
+		})
+	}
+	if got, in := sessionHolds(t, r, s, true); in != shards || len(got) != shards {
+		t.Errorf("restarted member: session in %d shards holding %q", in, got)
+	}
+	saved := counter(t, c.regs[0], "snapshots_saved_total")
+	if saved < shards {
+		t.Errorf("%v snapshots saved on node-1, want at least one per shard", saved)
+	}
+}
+
+// TestShardCountCannotChange: a data directory made with one shard count
+// refuses another.
+func TestShardCountCannotChange(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 1, shards: 2})
+	c.stop(0)
+	b, err := os.ReadFile(filepath.Join(c.cfgs[0].Cluster.DataDir, shardCountFile))
+	if err != nil || strings.TrimSpace(string(b)) != "2" {
+		t.Fatalf("shard count file: %q, %v", b, err)
+	}
+	for _, k := range []int{1, 3} {
+		cfg := c.cfgs[0]
+		cfg.Consensus.Shards = k
+		_, err := Start(context.Background(), Options{Config: cfg, Logger: testLogger(t)})
+		if err == nil || !strings.Contains(err.Error(), "consensus.shards") || !strings.Contains(err.Error(), "start with shards: 2") {
+			t.Errorf("restart with %d shards: %v", k, err)
+		}
+	}
+	c.restart(0)
+	c.waitLeader(1)
+}
+
+// TestShardedMembership: removing a member removes it from every shard;
+// added back wiped (a new incarnation), it catches up in every shard, from
+// snapshots, and a session's holds in every shard show there.
+func TestShardedMembership(t *testing.T) {
+	const shards = 3
+	c := newTestCluster(t, clusterOpts{size: 3, shards: shards, snapshotEntries: 20})
+	n := c.nodes[0]
+	names := namesPerShard(t, "mem-", shards)
+	s := session(t, n, time.Minute)
+
+	c.stop(2)
+	if err := n.RemoveNode(tctx(t), "node-3"); err != nil {
+		t.Fatal(err)
+	}
+	info := n.nh.GetNodeHostInfo(dragonboat.NodeHostInfoOption{SkipLogInfo: true})
+	for _, si := range info.ShardInfoList {
+		if len(si.Replicas) != 2 {
+			t.Errorf("shard %d after the removal: members %v", si.ShardID-1, si.Replicas)
+		}
+	}
+	if err := os.RemoveAll(c.cfgs[2].Cluster.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range names {
+		cycle(t, n, s, name, 12, 0) // enough entries for a snapshot in every shard
+		do(t, n, mutex(name, s, 0))
+	}
+	inc, err := c.nodes[1].AddNodeIncarnation(tctx(t), "node-3", c.cfgs[2].Cluster.RaftAddress)
+	if err != nil || inc != 1 {
+		t.Fatalf("AddNodeIncarnation: %d, %v", inc, err)
+	}
+	c.cfgs[2].Cluster.Join, c.cfgs[2].Cluster.Incarnation = true, inc
+	c.restart(2)
+	w := c.nodes[2]
+	eventually(t, "the re-added member holds the session's grants in every shard", func() bool {
+		got, in := sessionHolds(t, w, s, true)
+		return in == shards && len(got) == shards
+	})
+	eventually(t, "the re-added member is healthy", w.Healthy)
+	if got := counter(t, c.regs[2], "snapshots_restored_total"); got < shards {
+		t.Errorf("%v snapshots restored on the re-added member, want one per shard", got)
+	}
+	eventually(t, "every shard lists three members on it", func() bool {
+		st, err := w.Status(tctx(t))
+		return err == nil && len(st.Members) == 3 && len(st.Shards) == shards
+	})
+}
