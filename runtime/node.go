@@ -93,9 +93,14 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	election := time.Duration(cfg.Consensus.ElectionTimeoutMs) * time.Millisecond
 	n := &Node{
 		cfg: cfg, log: log, clock: clock, metrics: met,
-		replicaID:       config.ReplicaID(cfg.Cluster.NodeID, cfg.Cluster.Incarnation),
-		clients:         newClientPool(cfg.Cluster.NodeID),
-		proposalTimeout: max(2*time.Second, 4*election),
+		replicaID: config.ReplicaID(cfg.Cluster.NodeID, cfg.Cluster.Incarnation),
+		clients:   newClientPool(cfg.Cluster.NodeID),
+		// A forwarded proposal that Dragonboat drops (sent on a connection
+		// that died in a partition, whose reconnect its circuit breaker
+		// delays) is only retried when this ends, so it bounds how long a
+		// healed node takes to serve again (docs/performance.md, Partition).
+		// Commits take milliseconds; 1 s leaves two orders of magnitude.
+		proposalTimeout: max(time.Second, 3*election),
 		retryBudget:     max(time.Second, 5*election),
 		readAttempt:     max(500*time.Millisecond, 3*election),
 		names:           map[uint64]string{},
@@ -103,7 +108,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		stopped:         make(chan struct{}),
 		stop:            make(chan struct{}),
 	}
-	n.drainTimeout = n.proposalTimeout + time.Second
+	n.drainTimeout = 2*n.proposalTimeout + time.Second
 	for id := range cfg.Cluster.Peers {
 		n.names[config.ReplicaID(id, 0)] = id
 	}
@@ -790,7 +795,7 @@ func (n *Node) opContext(ctx context.Context, limit time.Duration) (context.Cont
 }
 
 // membershipTimeout bounds a membership change whose ctx has no deadline.
-func (n *Node) membershipTimeout() time.Duration { return 2*n.retryBudget + n.proposalTimeout }
+func (n *Node) membershipTimeout() time.Duration { return 2*n.retryBudget + 2*n.proposalTimeout }
 
 // Close stops the node: new requests are refused (ErrShuttingDown), queued
 // waits are withdrawn through the log, requests already proposed get their
