@@ -65,26 +65,35 @@ func newHTTP(conns int) []*http.Client {
 }
 
 // startCluster writes three configurations into a temporary folder and
-// starts three processes of bin.
-func startCluster(bin string, extra []string, conns int) (*cluster, error) {
+// starts three processes of bin. With proxies, each node's
+// cluster.raft_address (what its peers dial) is a proxy's port, and the node
+// listens on cluster.raft_listen_address, where its proxy forwards.
+func startCluster(bin string, extra []string, conns int, proxies *raftNet) (*cluster, error) {
 	dir, err := os.MkdirTemp("", "lockbench-")
 	if err != nil {
 		return nil, err
 	}
 	c := &cluster{dir: dir, bin: bin, extra: extra, http: newHTTP(conns)}
 	peers := map[string]string{}
+	listen := map[string]string{}
 	for i := 1; i <= 3; i++ {
 		nd := &node{id: fmt.Sprintf("node-%d", i), raft: freePort(), api: freePort(), metrics: freePort()}
 		nd.data = filepath.Join(dir, nd.id, "data")
 		nd.logPath = filepath.Join(dir, nd.id+".log")
 		nd.config = filepath.Join(dir, nd.id+".yaml")
+		if proxies != nil {
+			listen[nd.id] = freePort()
+			if err := proxies.add(nd.raft, listen[nd.id]); err != nil {
+				return nil, fmt.Errorf("proxy for %s: %w", nd.id, err)
+			}
+		}
 		peers[nd.id] = nd.raft
 		c.nodes = append(c.nodes, nd)
 	}
 	for _, nd := range c.nodes {
 		cfg := config.Defaults()
-		cfg.Cluster = config.Cluster{NodeID: nd.id, RaftAddress: nd.raft, APIAddress: nd.api, MetricsAddress: nd.metrics,
-			DataDir: nd.data, Peers: peers}
+		cfg.Cluster = config.Cluster{NodeID: nd.id, RaftAddress: nd.raft, RaftListenAddress: listen[nd.id],
+			APIAddress: nd.api, MetricsAddress: nd.metrics, DataDir: nd.data, Peers: peers}
 		b, err := cfg.Marshal()
 		if err != nil {
 			return nil, err

@@ -124,7 +124,7 @@ func run(o options) error {
 		if o.profileDir != "" {
 			extra = append(extra, "--pprof")
 		}
-		c, err = startCluster(o.bin, extra, o.conns)
+		c, err = startCluster(o.bin, extra, o.conns, nil)
 	}
 	if err != nil {
 		return err

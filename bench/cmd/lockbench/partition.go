@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -12,7 +10,6 @@ import (
 
 	"connectrpc.com/connect"
 
-	"github.com/lockstepd/lockstep/config"
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 )
 
@@ -30,51 +27,11 @@ const (
 // peers dial) is its proxy's port, and it listens on
 // cluster.raft_listen_address, where the proxy forwards.
 func startProxiedCluster(bin string, extra []string, conns int) (*cluster, *raftNet, error) {
-	dir, err := os.MkdirTemp("", "lockbench-partition-")
-	if err != nil {
-		return nil, nil, err
-	}
-	c := &cluster{dir: dir, bin: bin, extra: extra, http: newHTTP(conns)}
 	rn := newRaftNet()
-	peers := map[string]string{}
-	listen := map[string]string{}
-	for i := 1; i <= 3; i++ {
-		nd := &node{id: fmt.Sprintf("node-%d", i), raft: freePort(), api: freePort(), metrics: freePort()}
-		nd.data = filepath.Join(dir, nd.id, "data")
-		nd.logPath = filepath.Join(dir, nd.id+".log")
-		nd.config = filepath.Join(dir, nd.id+".yaml")
-		listen[nd.id] = freePort()
-		if err := rn.add(nd.raft, listen[nd.id]); err != nil {
-			rn.close()
-			return nil, nil, fmt.Errorf("partition: proxy for %s: %w", nd.id, err)
-		}
-		peers[nd.id] = nd.raft
-		c.nodes = append(c.nodes, nd)
-	}
-	for _, nd := range c.nodes {
-		cfg := config.Defaults()
-		cfg.Cluster = config.Cluster{NodeID: nd.id, RaftAddress: nd.raft, RaftListenAddress: listen[nd.id],
-			APIAddress: nd.api, MetricsAddress: nd.metrics, DataDir: nd.data, Peers: peers}
-		b, err := cfg.Marshal()
-		if err == nil {
-			err = os.WriteFile(nd.config, b, 0o600)
-		}
-		if err != nil {
-			rn.close()
-			return nil, nil, err
-		}
-	}
-	for _, nd := range c.nodes {
-		if err := c.start(nd); err != nil {
-			c.stop()
-			rn.close()
-			return nil, nil, err
-		}
-	}
-	if err := c.waitHealthy(c.nodes, 30*time.Second); err != nil {
-		c.stop()
+	c, err := startCluster(bin, extra, conns, rn)
+	if err != nil {
 		rn.close()
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("partition: %w", err)
 	}
 	return c, rn, nil
 }
