@@ -364,7 +364,8 @@ func (d *Driver) stepLeadership(isLeader bool, term, leaderID uint64) {
 // blocked on a waiter stay: their answer arrives through the log, which this
 // replica keeps applying as a follower.
 func (d *Driver) loseLeadership() {
-	for _, id := range d.queue {
+	// forget takes each request out of d.queue: walk a copy.
+	for _, id := range slices.Clone(d.queue) {
 		r := d.reqs[id]
 		d.reply(Reply{Request: id, Kind: ReplyNotLeader})
 		d.forget(r)

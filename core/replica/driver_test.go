@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/lockstepd/lockstep/core"
@@ -291,6 +292,32 @@ func TestLeadershipLossFailsWhatIsNotApplied(t *testing.T) {
 	h.ready(true)
 	if r := h.reply(4); r.Kind != ReplyResult || !r.Result.Duplicate || r.Result.Outcome != core.OutcomeGranted {
 		t.Fatalf("retry: %+v, want the stored grant", r)
+	}
+	if h.d.Pending() != 0 {
+		t.Fatalf("%d requests still pending", h.d.Pending())
+	}
+}
+
+// Several requests queued (not yet proposed, as under group commit while
+// earlier entries are unconfirmed) when leadership goes: each is answered
+// NotLeader and forgotten. Forgetting one used to shift the queue under the
+// loop that walked it, which skipped requests and then met a cleared slot
+// (a nil request): a panic that took down every node of a sharded cluster
+// when its leaders moved under load.
+func TestLeadershipLossFailsEveryQueuedRequest(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.lead(1)
+	h.session(1, "a")
+	const queued = 5
+	for i := range RequestID(queued) {
+		h.step(RequestEvent(10+i, createSession(fmt.Sprintf("q%d", i), 1)))
+	}
+	h.step(LeadershipEvent(false, 2, 0))
+	h.ready(false)
+	for i := range RequestID(queued) {
+		if r := h.reply(10 + i); r.Kind != ReplyNotLeader {
+			t.Errorf("queued request %d: got %v, want not_leader", 10+i, r.Kind)
+		}
 	}
 	if h.d.Pending() != 0 {
 		t.Fatalf("%d requests still pending", h.d.Pending())
