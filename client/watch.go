@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"connectrpc.com/connect"
@@ -87,7 +88,7 @@ func (c *Client) watch(ctx context.Context, req *pb.WatchRequest) <-chan WatchRe
 			if ctx.Err() != nil {
 				return
 			}
-			if err != nil && !retryable(err) {
+			if err != nil && !resumable(err) {
 				select {
 				case out <- WatchResponse{AppliedIndex: req.StartIndex - min(req.StartIndex, 1), Positions: clonePositions(req.StartPositions),
 					Err: apiErr("watch", err)}:
@@ -118,4 +119,21 @@ func clonePositions(ps []*ShardPosition) []*ShardPosition {
 		out[i] = &ShardPosition{ShardId: p.ShardId, NextIndex: p.NextIndex}
 	}
 	return out
+}
+
+// resumable says whether a broken watch stream is reopened (on the next
+// endpoint) rather than ended: when retryable, and when the stream broke
+// in the transport (a node killed mid-message: connect-go reports a
+// truncated message as internal, though no server said so). A server's own
+// internal or unknown error still ends the watch.
+func resumable(err error) bool {
+	if retryable(err) {
+		return true
+	}
+	switch connect.CodeOf(err) {
+	case connect.CodeInternal, connect.CodeUnknown:
+		var ce *connect.Error
+		return errors.As(err, &ce) && !connect.IsWireError(err)
+	}
+	return false
 }
