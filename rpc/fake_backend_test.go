@@ -28,6 +28,9 @@ type fakeBackend struct {
 	shards   int   // what Shards answers (the fake holds one machine whatever it says); 0: 1
 	// watchStarts records the fromIndex of every WatchShards call.
 	watchStarts [][]uint64
+	// watchFeed, when set, is the stream the next WatchShards returns: a
+	// test scripts events, entry boundaries and the stream's end.
+	watchFeed chan runtime.Event
 }
 
 var errNoQuorum = fmt.Errorf("fake: %w", runtime.ErrUnavailable)
@@ -166,7 +169,12 @@ func (f *fakeBackend) WatchShard(ctx context.Context, shard uint64, prefix strin
 func (f *fakeBackend) WatchShards(ctx context.Context, prefix string, fromIndex []uint64) (<-chan runtime.Event, error) {
 	f.mu.Lock()
 	f.watchStarts = append(f.watchStarts, slices.Clone(fromIndex))
+	feed := f.watchFeed
+	f.watchFeed = nil
 	f.mu.Unlock()
+	if feed != nil {
+		return feed, nil
+	}
 	return f.Watch(ctx, prefix, 0)
 }
 

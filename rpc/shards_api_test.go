@@ -2,15 +2,19 @@ package rpc_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
 
+	"github.com/lockstepd/lockstep/core"
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 	"github.com/lockstepd/lockstep/rpc/gen/lockstep/v1/lockstepv1connect"
+	"github.com/lockstepd/lockstep/runtime"
 )
 
 // TestWatchStartIndexWithShards: with several shards a prefix watch cannot
@@ -177,5 +181,91 @@ func TestWatchPrefixPositions(t *testing.T) {
 	s.b.mu.Unlock()
 	if got := starts[len(starts)-1]; len(got) != 3 || got[0] != last[0].NextIndex || got[1] != last[1].NextIndex || got[2] != last[2].NextIndex {
 		t.Errorf("resume opened shard streams from %v, want %v", got, last)
+	}
+}
+
+// TestWatchMessagesHoldWholeEntries: the handler sends an entry's events in
+// one message, waiting for the rest of an entry it has begun, so that the
+// positions it reports are exact; when the stream ends inside an entry, it
+// leaves that entry out (its position stays at it) instead of sending a
+// part that a resume would repeat.
+func TestWatchMessagesHoldWholeEntries(t *testing.T) {
+	s := startServer(t)
+	feed := make(chan runtime.Event, 16)
+	s.b.mu.Lock()
+	s.b.shards = 3
+	s.b.watchFeed = feed
+	s.b.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	watch := lockstepv1connect.NewWatchServiceClient(http.DefaultClient, s.url)
+	start := []*pb.ShardPosition{{ShardId: 0, NextIndex: 10}, {ShardId: 1, NextIndex: 20}, {ShardId: 2, NextIndex: 30}}
+	stream, err := watch.Watch(ctx, connect.NewRequest(&pb.WatchRequest{Target: &pb.WatchRequest_Prefix{Prefix: "jobs/"}, StartPositions: start}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()
+	if !stream.Receive() {
+		t.Fatalf("no first message: %v", stream.Err())
+	}
+	ev := func(shard, index uint64, name string, end bool) runtime.Event {
+		return runtime.Event{Shard: shard, Index: index, EntryEnd: end,
+			Effect: core.Effect{Kind: core.EffectReleased, Object: core.KindMutex, Name: name}}
+	}
+	type got struct {
+		events    []string
+		positions []uint64
+	}
+	receive := func() got {
+		t.Helper()
+		if !stream.Receive() {
+			t.Fatalf("no message: %v", stream.Err())
+		}
+		var g got
+		for _, e := range stream.Msg().Events {
+			g.events = append(g.events, fmt.Sprintf("%d/%d %s", e.ShardId, e.Index, e.Name))
+		}
+		for _, p := range stream.Msg().Positions {
+			g.positions = append(g.positions, p.NextIndex)
+		}
+		return g
+	}
+	// Shard 1's entry 20 is whole; shard 2's entry 30 comes in two parts,
+	// the second only once the first may already have been read.
+	feed <- ev(1, 20, "jobs/a", true)
+	feed <- ev(2, 30, "jobs/b", false)
+	// The handler has taken both: one that did not wait would now send
+	// the part it has.
+	for len(feed) > 0 && ctx.Err() == nil {
+		time.Sleep(time.Millisecond)
+	}
+	feed <- ev(2, 30, "jobs/c", true)
+	var all []string
+	var last got
+	for len(all) < 3 {
+		last = receive()
+		all = append(all, last.events...)
+		if n := len(last.events); n > 0 && strings.HasSuffix(last.events[n-1], "jobs/b") {
+			t.Fatalf("a message ends inside entry 2/30: %v, positions %v", last.events, last.positions)
+		}
+	}
+	if !slices.Equal(last.positions, []uint64{10, 21, 31}) {
+		t.Errorf("positions %v after entries 1/20 and 2/30, want [10 21 31]", last.positions)
+	}
+	// Shard 0's entry 10 begins, shard 1's entry 21 is whole, and the
+	// stream ends before entry 10 does.
+	feed <- ev(0, 10, "jobs/d", false)
+	feed <- ev(1, 21, "jobs/e", true)
+	close(feed)
+	last = receive()
+	if !slices.Equal(last.events, []string{"1/21 jobs/e"}) || !slices.Equal(last.positions, []uint64{10, 22, 31}) {
+		t.Errorf("the last message: %v, positions %v; want only 1/21 jobs/e, positions [10 22 31] (entry 0/10 left out whole)",
+			last.events, last.positions)
+	}
+	if stream.Receive() {
+		t.Fatalf("a message after the stream ended: %v", stream.Msg())
+	}
+	if connect.CodeOf(stream.Err()) != connect.CodeUnavailable {
+		t.Errorf("the stream ended with %v, want unavailable (resume elsewhere)", stream.Err())
 	}
 }
