@@ -29,3 +29,27 @@ func TestRetryable(t *testing.T) {
 		}
 	}
 }
+
+// A node killed in the middle of a watch's message: connect-go reports the
+// truncated stream as internal, but no server sent it, so the watch
+// resumes on the next endpoint (TestClientWatchAcrossKill ended on it). A
+// server's internal error, or any refusal, still ends it.
+func TestResumable(t *testing.T) {
+	truncated := connect.NewError(connect.CodeInternal, errors.New("protocol error: incomplete envelope: unexpected EOF"))
+	fromServer := connect.NewWireError(connect.CodeInternal, errors.New("the server failed"))
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{truncated, true},
+		{connect.NewError(connect.CodeUnavailable, errors.New("no quorum")), true},
+		{fromServer, false},
+		{connect.NewWireError(connect.CodeOutOfRange, errors.New("compacted")), false},
+		{connect.NewWireError(connect.CodeInvalidArgument, errors.New("bad start_positions")), false},
+		{errors.New("not a connect error"), false},
+	} {
+		if got := resumable(tc.err); got != tc.want {
+			t.Errorf("resumable(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"connectrpc.com/connect"
@@ -12,22 +13,38 @@ import (
 // Event is one change of an object or a session (see the proto's Event).
 type Event = pb.Event
 
+// ShardPosition is how far a prefix watch has got in one shard's log (see
+// the proto's ShardPosition).
+type ShardPosition = pb.ShardPosition
+
 // WatchResponse is one batch of events. Every event up to AppliedIndex has
-// been sent. Err is set on the last response before the channel closes when
-// the watch failed (for example its start index is older than the server's
-// history: read the status and watch from its applied index + 1).
+// been sent (a watch of one name; 0 for a prefix with several shards).
+// Positions (a prefix watch) is, for every shard, the next index of its log
+// still to come: every event before it has been delivered. Err is set on
+// the last response before the channel closes when the watch failed (for
+// example it could not resume because the server no longer keeps the
+// events after its position: read the state again and watch from now).
 type WatchResponse struct {
 	Events       []*Event
 	AppliedIndex uint64
+	Positions    []*ShardPosition
 	Err          error
 }
 
 // Watch streams the changes of every object whose name starts with prefix,
-// from now on, until ctx ends. A broken stream is resumed on the next
-// endpoint from the last applied index + 1, so no event is missed (the last
-// entry's events may repeat).
+// from now on, until ctx ends. A broken stream (a node failing over or
+// restarting) is resumed on the next endpoint from the positions of the
+// last message received, one per shard, so that no event is missed or
+// repeated, whatever the number of shards.
 func (c *Client) Watch(ctx context.Context, prefix string) <-chan WatchResponse {
-	return c.watch(ctx, &pb.WatchRequest{Target: &pb.WatchRequest_Prefix{Prefix: prefix}})
+	return c.WatchFrom(ctx, prefix, nil)
+}
+
+// WatchFrom is Watch from given positions: those of a WatchResponse of an
+// earlier watch of the same prefix (every shard once), to carry on where it
+// stopped; nil watches from now.
+func (c *Client) WatchFrom(ctx context.Context, prefix string, positions []*ShardPosition) <-chan WatchResponse {
+	return c.watch(ctx, &pb.WatchRequest{Target: &pb.WatchRequest_Prefix{Prefix: prefix}, StartPositions: clonePositions(positions)})
 }
 
 // WatchName is Watch for one exact name.
@@ -47,12 +64,19 @@ func (c *Client) watch(ctx context.Context, req *pb.WatchRequest) <-chan WatchRe
 				for stream.Receive() {
 					pause = c.opts.backoffMin
 					m := stream.Msg()
-					req.StartIndex = m.AppliedIndex + 1
+					// A prefix resumes from every shard's position (exact:
+					// a message never ends inside an entry), a name from
+					// its index.
+					if len(m.Positions) > 0 {
+						req.StartPositions, req.StartIndex = clonePositions(m.Positions), 0
+					} else {
+						req.StartIndex = m.AppliedIndex + 1
+					}
 					if len(m.Events) == 0 {
 						continue
 					}
 					select {
-					case out <- WatchResponse{Events: m.Events, AppliedIndex: m.AppliedIndex}:
+					case out <- WatchResponse{Events: m.Events, AppliedIndex: m.AppliedIndex, Positions: m.Positions}:
 					case <-ctx.Done():
 						stream.Close()
 						return
@@ -64,9 +88,10 @@ func (c *Client) watch(ctx context.Context, req *pb.WatchRequest) <-chan WatchRe
 			if ctx.Err() != nil {
 				return
 			}
-			if err != nil && !retryable(err) {
+			if err != nil && !resumable(err) {
 				select {
-				case out <- WatchResponse{AppliedIndex: req.StartIndex - min(req.StartIndex, 1), Err: apiErr("watch", err)}:
+				case out <- WatchResponse{AppliedIndex: req.StartIndex - min(req.StartIndex, 1), Positions: clonePositions(req.StartPositions),
+					Err: apiErr("watch", err)}:
 				case <-ctx.Done():
 				}
 				return
@@ -81,4 +106,34 @@ func (c *Client) watch(ctx context.Context, req *pb.WatchRequest) <-chan WatchRe
 		}
 	}()
 	return out
+}
+
+// clonePositions copies positions, so that the request the watch resends
+// shares nothing with what its caller holds.
+func clonePositions(ps []*ShardPosition) []*ShardPosition {
+	if len(ps) == 0 {
+		return nil
+	}
+	out := make([]*ShardPosition, len(ps))
+	for i, p := range ps {
+		out[i] = &ShardPosition{ShardId: p.ShardId, NextIndex: p.NextIndex}
+	}
+	return out
+}
+
+// resumable says whether a broken watch stream is reopened (on the next
+// endpoint) rather than ended: when retryable, and when the stream broke
+// in the transport (a node killed mid-message: connect-go reports a
+// truncated message as internal, though no server said so). A server's own
+// internal or unknown error still ends the watch.
+func resumable(err error) bool {
+	if retryable(err) {
+		return true
+	}
+	switch connect.CodeOf(err) {
+	case connect.CodeInternal, connect.CodeUnknown:
+		var ce *connect.Error
+		return errors.As(err, &ce) && !connect.IsWireError(err)
+	}
+	return false
 }

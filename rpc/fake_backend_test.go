@@ -3,6 +3,8 @@ package rpc_test
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,6 +26,11 @@ type fakeBackend struct {
 	stop     chan struct{}
 	down     error // when set, Do and Read fail with it
 	shards   int   // what Shards answers (the fake holds one machine whatever it says); 0: 1
+	// watchStarts records the fromIndex of every WatchShards call.
+	watchStarts [][]uint64
+	// watchFeed, when set, is the stream the next WatchShards returns: a
+	// test scripts events, entry boundaries and the stream's end.
+	watchFeed chan runtime.Event
 }
 
 var errNoQuorum = fmt.Errorf("fake: %w", runtime.ErrUnavailable)
@@ -59,15 +66,25 @@ func (f *fakeBackend) applyLocked(cmds []core.Command) []core.Result {
 	f.index++
 	out := f.m.Apply(core.Entry{Index: f.index, Proposal: core.Proposal{Time: core.LogTime(time.Now().UnixMilli()), Commands: cmds}})
 	results := append([]core.Result(nil), out.Results...)
-	for _, e := range out.Effects {
-		for ch, prefix := range f.watchers {
-			if len(e.Name) >= len(prefix) && e.Name[:len(prefix)] == prefix {
-				select {
-				case ch <- runtime.Event{Index: out.Index, Time: out.Time, Effect: e}:
-				default:
-				}
+	// Each watcher gets an entry's events together, the last marked
+	// EntryEnd, as the runtime sends them; one that has no room for them
+	// misses them (the fake's buffers are large enough for its tests).
+	for ch, prefix := range f.watchers {
+		var evs []runtime.Event
+		for _, e := range out.Effects {
+			if strings.HasPrefix(e.Name, prefix) {
+				evs = append(evs, runtime.Event{Shard: f.ShardOf(e.Name), Index: out.Index, Time: out.Time, Effect: e})
 			}
 		}
+		if len(evs) == 0 || len(ch)+len(evs) > cap(ch) {
+			continue
+		}
+		evs[len(evs)-1].EntryEnd = true
+		for _, ev := range evs {
+			ch <- ev
+		}
+	}
+	for _, e := range out.Effects {
 		if e.Waiter == 0 {
 			continue
 		}
@@ -132,7 +149,13 @@ func (f *fakeBackend) ReadAll(ctx context.Context, stale bool, fn func(shard uin
 	if err != nil {
 		return nil, err
 	}
-	return []uint64{idx}, nil
+	// One machine stands for every shard: fn sees it once, and every shard
+	// answers its index.
+	out := make([]uint64, f.Shards())
+	for i := range out {
+		out[i] = idx
+	}
+	return out, nil
 }
 
 func (f *fakeBackend) Shards() int { return max(f.shards, 1) }
@@ -141,6 +164,18 @@ func (f *fakeBackend) ShardOf(name string) uint64 { return runtime.ShardOf(name,
 
 func (f *fakeBackend) WatchShard(ctx context.Context, shard uint64, prefix string, fromIndex uint64) (<-chan runtime.Event, error) {
 	return f.Watch(ctx, prefix, fromIndex)
+}
+
+func (f *fakeBackend) WatchShards(ctx context.Context, prefix string, fromIndex []uint64) (<-chan runtime.Event, error) {
+	f.mu.Lock()
+	f.watchStarts = append(f.watchStarts, slices.Clone(fromIndex))
+	feed := f.watchFeed
+	f.watchFeed = nil
+	f.mu.Unlock()
+	if feed != nil {
+		return feed, nil
+	}
+	return f.Watch(ctx, prefix, 0)
 }
 
 func (f *fakeBackend) Watch(ctx context.Context, prefix string, fromIndex uint64) (<-chan runtime.Event, error) {

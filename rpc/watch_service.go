@@ -3,6 +3,7 @@ package rpc
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 
 	"connectrpc.com/connect"
@@ -21,11 +22,13 @@ var errStreamEnded = errors.New("this node stopped streaming (shutting down or l
 const maxEventsPerMessage = 256
 
 // Watch streams the effects on one name or a prefix. Events arrive one at a
-// time from the backend; the handler sends what has arrived as one message.
-// applied_index promises that every event up to it was sent, so it is the
-// index before the last event's: more events of that same entry may still
-// come, and a client resuming from applied_index + 1 gets them all (and may
-// see the last entry's events twice).
+// time from the backend; the handler sends what has arrived as one message,
+// and never ends a message in the middle of an entry's events (it waits for
+// the rest, which the backend delivers together), so that the positions a
+// prefix watch reports are exact: resuming from them neither misses nor
+// repeats an event. applied_index (a name, or one shard) keeps its older,
+// weaker promise, the index before the last event's: a client resuming
+// from applied_index + 1 may see the last entry's events twice.
 func (h WatchHandler) Watch(ctx context.Context, req *connect.Request[pb.WatchRequest], stream *connect.ServerStream[pb.WatchResponse]) error {
 	m := req.Msg
 	prefix, exact := "", false
@@ -50,48 +53,40 @@ func (h WatchHandler) Watch(ctx context.Context, req *connect.Request[pb.WatchRe
 		// everything.
 		return f.Name != "" || (prefix == "" && len(kinds) == 0)
 	}
-	// With several shards, a name's events are all in its shard, whose
-	// log indexes a resume can use; a prefix spans every shard, each with
-	// its own indexes, so its stream merges them and cannot resume.
-	merged := !exact && h.b.Shards() > 1
-	if merged && m.StartIndex != 0 {
-		return invalid("start_index %d is ambiguous: this cluster has %d shards, each numbering its own log, and a prefix spans them all; "+
-			"watch a prefix from now (start_index 0) after reading its state with List, or watch one name to resume from an index", m.StartIndex, h.b.Shards())
+	shards := h.b.Shards()
+	// next is, for a prefix, each shard's next index to send (nil for a
+	// name, which reports applied_index alone).
+	var next []uint64
+	if !exact {
+		var err error
+		if next, err = h.startPositions(m, shards); err != nil {
+			return err
+		}
+	} else if len(m.StartPositions) > 0 {
+		return invalid("start_positions is for a prefix watch; a name lives in one shard: resume its watch with start_index (the last applied_index + 1)")
 	}
 	// The first message is progress only, at once: it tells the client
 	// where the stream starts, and gets the response headers out (a gRPC
-	// client's call returns only when they arrive). Without start_index the
-	// stream starts after this node's applied index.
-	var events <-chan runtime.Event
-	var from uint64
-	if merged {
-		var err error
-		if events, err = h.b.Watch(ctx, prefix, 0); err != nil {
-			return h.apiError(err)
-		}
-	} else {
-		from = m.StartIndex
-		if from == 0 {
-			idx, err := h.read(ctx, prefix, true, func(*core.Machine) error { return nil })
-			if err != nil {
-				return err
-			}
-			from = idx + 1
-		}
-		var err error
-		if events, err = h.b.WatchShard(ctx, h.b.ShardOf(prefix), prefix, from); err != nil {
-			return h.apiError(err)
-		}
+	// client's call returns only when they arrive). Without a start the
+	// stream starts after this node's applied index (of every shard, for a
+	// prefix).
+	events, from, err := h.subscribe(ctx, m, prefix, exact, shards, next)
+	if err != nil {
+		return err
 	}
+	merged := !exact && shards > 1
 	progress := func(last uint64) uint64 {
 		if merged || last == 0 {
 			return 0 // no one index covers every shard
 		}
 		return last - 1
 	}
-	if err := stream.Send(&pb.WatchResponse{AppliedIndex: progress(from)}); err != nil {
+	if err := stream.Send(&pb.WatchResponse{AppliedIndex: progress(from), Positions: positionsPB(next)}); err != nil {
 		return err
 	}
+	// open is the shards whose last event received did not end its entry,
+	// with that entry's index: the message waits for the rest of it.
+	open := map[uint64]uint64{}
 	for {
 		var ev runtime.Event
 		var ok bool
@@ -107,29 +102,166 @@ func (h WatchHandler) Watch(ctx context.Context, req *connect.Request[pb.WatchRe
 		last := ev.Index
 		add := func(e runtime.Event) {
 			last = e.Index
+			if next != nil {
+				if e.EntryEnd {
+					delete(open, e.Shard)
+					next[e.Shard] = e.Index + 1
+				} else {
+					open[e.Shard] = e.Index
+				}
+			}
 			if wanted(e.Effect) {
 				msg.Events = append(msg.Events, eventPB(e))
 			}
 		}
 		add(ev)
+		closed := false
 	drain:
-		for len(msg.Events) < maxEventsPerMessage {
-			select {
-			case e, ok := <-events:
-				if !ok {
+		// An entry's events all come (the backend sends them together, or
+		// ends the stream): the bound may be passed by one entry's worth.
+		for len(msg.Events) < maxEventsPerMessage || len(open) > 0 {
+			var e runtime.Event
+			if len(open) > 0 {
+				select {
+				case <-ctx.Done():
+					return nil
+				case e, ok = <-events:
+				}
+			} else {
+				select {
+				case e, ok = <-events:
+				default:
 					break drain
 				}
-				add(e)
-			default:
-				break drain
+			}
+			if !ok {
+				closed = true
+				break
+			}
+			add(e)
+		}
+		if closed && len(open) > 0 {
+			// The stream ended inside an entry: leave that entry out, so
+			// that a resume from next gets all of it, once.
+			msg.Events = slices.DeleteFunc(msg.Events, func(e *pb.Event) bool {
+				idx, ok := open[e.ShardId]
+				return ok && e.Index == idx
+			})
+		}
+		if len(msg.Events) > 0 {
+			msg.AppliedIndex = progress(last)
+			msg.Positions = positionsPB(next)
+			if err := stream.Send(msg); err != nil {
+				return err
 			}
 		}
-		if len(msg.Events) == 0 {
-			continue
-		}
-		msg.AppliedIndex = progress(last)
-		if err := stream.Send(msg); err != nil {
-			return err
+		if closed {
+			return h.streamEnded(ctx)
 		}
 	}
+}
+
+// startPositions answers, for a prefix watch, the index each shard's stream
+// starts from (0: after this node's applied index), from start_positions or
+// start_index, or refuses them with what to fix.
+func (h WatchHandler) startPositions(m *pb.WatchRequest, shards int) ([]uint64, error) {
+	next := make([]uint64, shards)
+	if len(m.StartPositions) == 0 {
+		if m.StartIndex != 0 && shards > 1 {
+			return nil, invalid("start_index %d is ambiguous: this cluster has %d shards, each numbering its own log, and a prefix spans them all; "+
+				"resume a prefix watch with start_positions (the positions of the last WatchResponse received), "+
+				"or watch one name to resume from an index", m.StartIndex, shards)
+		}
+		next[0] = m.StartIndex // one shard: the index is shard 0's
+		return next, nil
+	}
+	if m.StartIndex != 0 {
+		return nil, invalid("start_index %d and start_positions are both given: resume a prefix watch with start_positions alone "+
+			"(the positions of the last WatchResponse received)", m.StartIndex)
+	}
+	for i, p := range m.StartPositions {
+		switch {
+		case p.ShardId >= uint64(shards):
+			return nil, invalid("start_positions[%d]: shard_id %d is not a shard of this cluster, which has %d (shard_id 0..%d): "+
+				"send back the positions a WatchResponse of this cluster gave", i, p.ShardId, shards, shards-1)
+		case next[p.ShardId] != 0:
+			return nil, invalid("start_positions[%d]: shard_id %d appears twice: give each shard once", i, p.ShardId)
+		case p.NextIndex == 0:
+			return nil, invalid("start_positions[%d]: next_index is 0 for shard_id %d: give the next_index the last WatchResponse's positions gave "+
+				"(at least 1), or leave start_positions empty to watch from now", i, p.ShardId)
+		}
+		next[p.ShardId] = p.NextIndex
+	}
+	var missing []int
+	for i, n := range next {
+		if n == 0 {
+			missing = append(missing, i)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, invalid("start_positions has no position for shard_id %v: give every shard 0..%d once, "+
+			"as the last WatchResponse's positions list them", missing, shards-1)
+	}
+	return next, nil
+}
+
+// subscribe opens the backend's stream. For a name it answers the index the
+// stream starts from; for a prefix it fills next in, where it was 0, with
+// this node's applied index + 1 of that shard.
+func (h WatchHandler) subscribe(ctx context.Context, m *pb.WatchRequest, prefix string, exact bool, shards int, next []uint64) (<-chan runtime.Event, uint64, error) {
+	if exact {
+		from := m.StartIndex
+		if from == 0 {
+			idx, err := h.read(ctx, prefix, true, func(*core.Machine) error { return nil })
+			if err != nil {
+				return nil, 0, err
+			}
+			from = idx + 1
+		}
+		events, err := h.b.WatchShard(ctx, h.b.ShardOf(prefix), prefix, from)
+		if err != nil {
+			return nil, 0, h.apiError(err)
+		}
+		return events, from, nil
+	}
+	if slices.Contains(next, 0) {
+		rctx, cancel := withTimeout(ctx, h.opts.RequestTimeout)
+		idx, err := h.b.ReadAll(rctx, true, func(uint64, *core.Machine) error { return nil })
+		cancel()
+		if err != nil {
+			return nil, 0, h.apiError(err)
+		}
+		for i := range next {
+			if next[i] == 0 {
+				next[i] = idx[i] + 1
+			}
+		}
+	}
+	var events <-chan runtime.Event
+	var err error
+	if shards == 1 {
+		events, err = h.b.WatchShard(ctx, 0, prefix, next[0])
+	} else {
+		events, err = h.b.WatchShards(ctx, prefix, next)
+	}
+	if errors.Is(err, runtime.ErrCompacted) {
+		return nil, 0, connect.NewError(connect.CodeOutOfRange, fmt.Errorf("%w: the stream cannot resume without a gap; "+
+			"read the prefix's state (List) and watch it again from now, without start_positions", err))
+	}
+	if err != nil {
+		return nil, 0, h.apiError(err)
+	}
+	return events, next[0], nil
+}
+
+// positionsPB is next as the positions of a WatchResponse (nil for nil).
+func positionsPB(next []uint64) []*pb.ShardPosition {
+	if next == nil {
+		return nil
+	}
+	out := make([]*pb.ShardPosition, len(next))
+	for i, n := range next {
+		out[i] = &pb.ShardPosition{ShardId: uint64(i), NextIndex: n}
+	}
+	return out
 }

@@ -47,6 +47,11 @@ type Event struct {
 	Index  uint64       // the entry that produced it
 	Time   core.LogTime // log time after that entry
 	Effect core.Effect
+	// EntryEnd marks the last event of its entry that this stream gets:
+	// after it, resuming from Index + 1 neither misses nor repeats one. A
+	// stream gets an entry's events together, in order, so an event without
+	// it is followed by more of the same entry.
+	EntryEnd bool
 }
 
 // ClusterStatus is what /cluster/status shows.

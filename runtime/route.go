@@ -300,19 +300,40 @@ func (n *Node) WatchShard(ctx context.Context, shard uint64, prefix string, from
 	return n.shards[shard].watch.subscribe(ctx, prefix, fromIndex)
 }
 
+// WatchShards merges every shard's events for prefix, each shard from its
+// own index: fromIndex[i] is shard i's (len(fromIndex) must be Shards()),
+// 0 for its next entry. This is how a prefix watch resumes across shards:
+// each shard's index is where that shard's stream stopped.
+func (n *Node) WatchShards(ctx context.Context, prefix string, fromIndex []uint64) (<-chan Event, error) {
+	if !n.enter() {
+		return nil, ErrShuttingDown
+	}
+	defer n.leave()
+	if len(fromIndex) != len(n.shards) {
+		return nil, fmt.Errorf("runtime: %d start indexes for %d shards: give one per shard", len(fromIndex), len(n.shards))
+	}
+	return n.watchFrom(ctx, prefix, fromIndex)
+}
+
 // watchAll merges every shard's events for prefix, from each shard's next
-// entry on. Events of one shard keep their order; shards interleave as they
-// apply. When one shard's stream ends (its consumer fell behind, a snapshot
-// was installed, the node closes), the merged stream ends too, so that a
-// gap is never silent.
+// entry on.
 func (n *Node) watchAll(ctx context.Context, prefix string) (<-chan Event, error) {
+	return n.watchFrom(ctx, prefix, make([]uint64, len(n.shards)))
+}
+
+// watchFrom merges every shard's events for prefix, shard i's from
+// fromIndex[i] on. Events of one shard keep their order (and an entry's
+// events stay together); shards interleave as they apply. When one shard's
+// stream ends (its consumer fell behind, a snapshot was installed, the
+// node closes), the merged stream ends too, so that a gap is never silent.
+func (n *Node) watchFrom(ctx context.Context, prefix string, fromIndex []uint64) (<-chan Event, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	subs := make([]<-chan Event, 0, len(n.shards))
-	for _, s := range n.shards {
-		ch, err := s.watch.subscribe(ctx, prefix, 0)
+	for i, s := range n.shards {
+		ch, err := s.watch.subscribe(ctx, prefix, fromIndex[i])
 		if err != nil {
 			cancel()
-			return nil, err
+			return nil, fmt.Errorf("shard %d: %w", i, err)
 		}
 		subs = append(subs, ch)
 	}

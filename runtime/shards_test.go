@@ -495,3 +495,115 @@ func TestShardedMembership(t *testing.T) {
 		return err == nil && len(st.Members) == 3 && len(st.Shards) == shards
 	})
 }
+
+// TestShardedWatchResumesFromPositions: a merged watch cut after some
+// events and resumed from each shard's next index (the index after the
+// last event that ended its entry) yields exactly the events after them:
+// the cut stream and the resumed one together are, shard by shard, the
+// stream of a watch that was never cut. Closing a session that holds two
+// locks in every shard makes entries of two events each.
+func TestShardedWatchResumesFromPositions(t *testing.T) {
+	const shards = 4
+	c := newTestCluster(t, clusterOpts{size: 1, shards: shards})
+	n := c.nodes[0]
+	names := append(namesPerShard(t, "wr-a", shards), namesPerShard(t, "wr-b", shards)...)
+	if _, err := n.WatchShards(tctx(t), "wr-", []uint64{1, 1}); err == nil {
+		t.Fatal("WatchShards with 2 indexes for 4 shards: no error")
+	}
+	idx, err := n.ReadAll(tctx(t), true, func(uint64, *core.Machine) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := make([]uint64, shards)
+	for i := range from {
+		from[i] = idx[i] + 1
+	}
+	ref, err := n.WatchShards(tctx(t), "wr-", from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cutCtx, cut := context.WithCancel(tctx(t))
+	first, err := n.WatchShards(cutCtx, "wr-", from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	take := func(what string, ch <-chan Event, k int) []Event {
+		t.Helper()
+		var out []Event
+		timeout := time.After(20 * time.Second) // a bound, not an assertion on speed
+		for len(out) < k {
+			select {
+			case ev, ok := <-ch:
+				if !ok {
+					t.Fatalf("%s ended after %d events of %d", what, len(out), k)
+				}
+				out = append(out, ev)
+			case <-timeout:
+				t.Fatalf("%s: %d events of %d", what, len(out), k)
+			}
+		}
+		return out
+	}
+	// hold takes every name in one session and closes it: 2 events per
+	// name, the releases two per entry.
+	hold := func() {
+		s := session(t, n, time.Minute)
+		for _, name := range names {
+			do(t, n, mutex(name, s, 0))
+		}
+		do(t, n, core.Command{Op: core.OpSessionClose, Session: s})
+	}
+	perRound := 2 * len(names)
+
+	hold()
+	// Cut inside the round's last entry (two releases): its first event is
+	// taken, its second is not. Like the rpc handler, the consumer keeps
+	// only whole entries and resumes from the next index of each shard.
+	seen := take("the first watch", first, perRound-1)
+	next := slices.Clone(from)
+	open := map[uint64]uint64{}
+	for _, ev := range seen {
+		if ev.EntryEnd {
+			next[ev.Shard] = ev.Index + 1
+			delete(open, ev.Shard)
+		} else {
+			open[ev.Shard] = ev.Index
+		}
+	}
+	if len(open) != 1 {
+		t.Fatalf("entries left open by the cut: %v, want the round's last", open)
+	}
+	seen = slices.DeleteFunc(seen, func(ev Event) bool { i, ok := open[ev.Shard]; return ok && ev.Index == i })
+	cut()
+
+	hold() // while no stream of the first watcher is open
+	resumed, err := n.WatchShards(tctx(t), "wr-", next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := append(seen, take("the resumed watch", resumed, 2*perRound-len(seen))...)
+	hold() // after the resume
+	got = append(got, take("the resumed watch", resumed, perRound)...)
+	want := take("the uncut watch", ref, 3*perRound)
+
+	key := func(evs []Event) [][]string {
+		out := make([][]string, shards)
+		for _, ev := range evs {
+			out[ev.Shard] = append(out[ev.Shard], fmt.Sprintf("%d %v %s %d", ev.Index, ev.Effect.Kind, ev.Effect.Name, ev.Effect.Token))
+		}
+		return out
+	}
+	g, w := key(got), key(want)
+	for sh := range shards {
+		if !slices.Equal(g[sh], w[sh]) {
+			t.Errorf("shard %d: cut + resumed watch\n  %q\nthe uncut watch\n  %q", sh, g[sh], w[sh])
+		}
+	}
+	select {
+	case ev, ok := <-resumed:
+		if ok {
+			t.Errorf("the resumed watch has an event more than the uncut one: %+v", ev)
+		}
+	default:
+	}
+}

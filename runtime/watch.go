@@ -117,7 +117,10 @@ func (h *watchHub) deliver(s *subscriber, events []Event) {
 	}
 	for i := range events {
 		if s.wants(&events[i]) {
-			s.ch <- events[i]
+			k--
+			ev := events[i]
+			ev.EntryEnd = k == 0
+			s.ch <- ev
 		}
 	}
 }
@@ -161,6 +164,11 @@ func (h *watchHub) subscribe(ctx context.Context, prefix string, fromIndex uint6
 			if ev.Index >= fromIndex && strings.HasPrefix(ev.Effect.Name, prefix) {
 				replay = append(replay, ev)
 			}
+		}
+		// The ring holds whole entries, so the last replayed event of each
+		// index ends its entry.
+		for i := range replay {
+			replay[i].EntryEnd = i+1 == len(replay) || replay[i+1].Index != replay[i].Index
 		}
 	}
 	s := &subscriber{prefix: prefix, from: fromIndex, ch: make(chan Event, watchStreamBuffer+len(replay)),

@@ -336,7 +336,11 @@ Usage: lockstep watch PREFIX [flags]
 
 Prints every change (grants, releases, expiries, waits ending, leader
 changes, barrier releases) of the objects whose names start with PREFIX,
-one line per event, until interrupted. "" watches everything.
+one line per event, until interrupted. "" watches everything. A lost
+connection (a node failing over or restarting) is resumed on another
+endpoint without missing or repeating an event, whatever the number of
+shards. With several shards, index is in the log of the event's shard
+(shard_id in -o json).
 
 Examples:
   lockstep watch jobs/
@@ -364,7 +368,7 @@ Examples:
 		}
 		for _, ev := range r.Events {
 			if c.output == "json" {
-				b, _ := json.Marshal(map[string]any{"index": ev.Index, "at_ms": ev.AtMs, "type": eventName(ev.Type.String()),
+				b, _ := json.Marshal(map[string]any{"shard_id": ev.ShardId, "index": ev.Index, "at_ms": ev.AtMs, "type": eventName(ev.Type.String()),
 					"reason": ev.Reason.String(), "kind": strings.ToLower(strings.TrimPrefix(ev.Kind.String(), "KIND_")),
 					"name": ev.Name, "session_id": ev.SessionId, "waiter_id": ev.WaiterId, "fencing_token": ev.FencingToken})
 				fmt.Fprintln(stdout, string(b))

@@ -36,11 +36,19 @@ type WatchRequest struct {
 	// Only events of these kinds of object. Empty: every kind.
 	Kinds []Kind `protobuf:"varint,3,rep,packed,name=kinds,proto3,enum=lockstep.v1.Kind" json:"kinds,omitempty"`
 	// Deliver events of entries with index >= start_index. 0: only events
-	// after the stream starts. With several shards, only for a name (the
-	// index is in that name's shard's log).
-	StartIndex    uint64 `protobuf:"varint,4,opt,name=start_index,json=startIndex,proto3" json:"start_index,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// after the stream starts (unless start_positions is given). With several
+	// shards, only for a name (the index is in that name's shard's log); a
+	// prefix resumes from start_positions.
+	StartIndex uint64 `protobuf:"varint,4,opt,name=start_index,json=startIndex,proto3" json:"start_index,omitempty"`
+	// Resume a prefix watch: the positions of the last WatchResponse
+	// received, one per shard, every shard of the cluster exactly once. Each
+	// shard's events of entries with index >= its next_index are delivered.
+	// Only for a prefix, and not together with start_index. A position older
+	// than the events the server keeps fails with out_of_range (read the
+	// state with List and watch again from now).
+	StartPositions []*ShardPosition `protobuf:"bytes,5,rep,name=start_positions,json=startPositions,proto3" json:"start_positions,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *WatchRequest) Reset() {
@@ -112,6 +120,13 @@ func (x *WatchRequest) GetStartIndex() uint64 {
 	return 0
 }
 
+func (x *WatchRequest) GetStartPositions() []*ShardPosition {
+	if x != nil {
+		return x.StartPositions
+	}
+	return nil
+}
+
 type isWatchRequest_Target interface {
 	isWatchRequest_Target()
 }
@@ -130,6 +145,62 @@ func (*WatchRequest_Name) isWatchRequest_Target() {}
 
 func (*WatchRequest_Prefix) isWatchRequest_Target() {}
 
+// ShardPosition is how far a watch has got in one shard's log.
+type ShardPosition struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The shard, 0..consensus.shards-1 (0 with one shard).
+	ShardId uint64 `protobuf:"varint,1,opt,name=shard_id,json=shardId,proto3" json:"shard_id,omitempty"`
+	// The next index of that shard's log to deliver: every watched event of
+	// the shard's entries before it has been sent. At least 1.
+	NextIndex     uint64 `protobuf:"varint,2,opt,name=next_index,json=nextIndex,proto3" json:"next_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShardPosition) Reset() {
+	*x = ShardPosition{}
+	mi := &file_lockstep_v1_watch_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShardPosition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShardPosition) ProtoMessage() {}
+
+func (x *ShardPosition) ProtoReflect() protoreflect.Message {
+	mi := &file_lockstep_v1_watch_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShardPosition.ProtoReflect.Descriptor instead.
+func (*ShardPosition) Descriptor() ([]byte, []int) {
+	return file_lockstep_v1_watch_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ShardPosition) GetShardId() uint64 {
+	if x != nil {
+		return x.ShardId
+	}
+	return 0
+}
+
+func (x *ShardPosition) GetNextIndex() uint64 {
+	if x != nil {
+		return x.NextIndex
+	}
+	return 0
+}
+
 // WatchResponse carries the events of one or more log entries, or only
 // progress.
 type WatchResponse struct {
@@ -139,15 +210,22 @@ type WatchResponse struct {
 	Events []*Event `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
 	// Every event up to this log index has been sent. Resume from
 	// applied_index + 1. 0 for a prefix watch with several shards, which
-	// cannot resume.
-	AppliedIndex  uint64 `protobuf:"varint,2,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	// resumes from positions instead.
+	AppliedIndex uint64 `protobuf:"varint,2,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	// For a prefix watch: where the stream stands in every shard's log, one
+	// position per shard, sorted by shard_id, in every message (the first
+	// one, sent at once, says where the stream starts). A message never ends
+	// in the middle of an entry's events, so sending these back as
+	// start_positions resumes with no gap and no repeat. Empty for a watch of
+	// one name, which resumes from applied_index.
+	Positions     []*ShardPosition `protobuf:"bytes,3,rep,name=positions,proto3" json:"positions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WatchResponse) Reset() {
 	*x = WatchResponse{}
-	mi := &file_lockstep_v1_watch_proto_msgTypes[1]
+	mi := &file_lockstep_v1_watch_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -159,7 +237,7 @@ func (x *WatchResponse) String() string {
 func (*WatchResponse) ProtoMessage() {}
 
 func (x *WatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_watch_proto_msgTypes[1]
+	mi := &file_lockstep_v1_watch_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -172,7 +250,7 @@ func (x *WatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
 func (*WatchResponse) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_watch_proto_rawDescGZIP(), []int{1}
+	return file_lockstep_v1_watch_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *WatchResponse) GetEvents() []*Event {
@@ -187,6 +265,13 @@ func (x *WatchResponse) GetAppliedIndex() uint64 {
 		return x.AppliedIndex
 	}
 	return 0
+}
+
+func (x *WatchResponse) GetPositions() []*ShardPosition {
+	if x != nil {
+		return x.Positions
+	}
+	return nil
 }
 
 // Event is one effect of one log entry on one object or session.
@@ -225,7 +310,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_lockstep_v1_watch_proto_msgTypes[2]
+	mi := &file_lockstep_v1_watch_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -237,7 +322,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_watch_proto_msgTypes[2]
+	mi := &file_lockstep_v1_watch_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -250,7 +335,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_watch_proto_rawDescGZIP(), []int{2}
+	return file_lockstep_v1_watch_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Event) GetIndex() uint64 {
@@ -341,17 +426,23 @@ var File_lockstep_v1_watch_proto protoreflect.FileDescriptor
 
 const file_lockstep_v1_watch_proto_rawDesc = "" +
 	"\n" +
-	"\x17lockstep/v1/watch.proto\x12\vlockstep.v1\x1a\x18lockstep/v1/common.proto\"\x92\x01\n" +
+	"\x17lockstep/v1/watch.proto\x12\vlockstep.v1\x1a\x18lockstep/v1/common.proto\"\xd7\x01\n" +
 	"\fWatchRequest\x12\x14\n" +
 	"\x04name\x18\x01 \x01(\tH\x00R\x04name\x12\x18\n" +
 	"\x06prefix\x18\x02 \x01(\tH\x00R\x06prefix\x12'\n" +
 	"\x05kinds\x18\x03 \x03(\x0e2\x11.lockstep.v1.KindR\x05kinds\x12\x1f\n" +
 	"\vstart_index\x18\x04 \x01(\x04R\n" +
-	"startIndexB\b\n" +
-	"\x06target\"`\n" +
+	"startIndex\x12C\n" +
+	"\x0fstart_positions\x18\x05 \x03(\v2\x1a.lockstep.v1.ShardPositionR\x0estartPositionsB\b\n" +
+	"\x06target\"I\n" +
+	"\rShardPosition\x12\x19\n" +
+	"\bshard_id\x18\x01 \x01(\x04R\ashardId\x12\x1d\n" +
+	"\n" +
+	"next_index\x18\x02 \x01(\x04R\tnextIndex\"\x9a\x01\n" +
 	"\rWatchResponse\x12*\n" +
 	"\x06events\x18\x01 \x03(\v2\x12.lockstep.v1.EventR\x06events\x12#\n" +
-	"\rapplied_index\x18\x02 \x01(\x04R\fappliedIndex\"\xf8\x02\n" +
+	"\rapplied_index\x18\x02 \x01(\x04R\fappliedIndex\x128\n" +
+	"\tpositions\x18\x03 \x03(\v2\x1a.lockstep.v1.ShardPositionR\tpositions\"\xf8\x02\n" +
 	"\x05Event\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x13\n" +
 	"\x05at_ms\x18\x02 \x01(\x03R\x04atMs\x12*\n" +
@@ -384,28 +475,31 @@ func file_lockstep_v1_watch_proto_rawDescGZIP() []byte {
 	return file_lockstep_v1_watch_proto_rawDescData
 }
 
-var file_lockstep_v1_watch_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_lockstep_v1_watch_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_lockstep_v1_watch_proto_goTypes = []any{
 	(*WatchRequest)(nil),  // 0: lockstep.v1.WatchRequest
-	(*WatchResponse)(nil), // 1: lockstep.v1.WatchResponse
-	(*Event)(nil),         // 2: lockstep.v1.Event
-	(Kind)(0),             // 3: lockstep.v1.Kind
-	(EventType)(0),        // 4: lockstep.v1.EventType
-	(Reason)(0),           // 5: lockstep.v1.Reason
+	(*ShardPosition)(nil), // 1: lockstep.v1.ShardPosition
+	(*WatchResponse)(nil), // 2: lockstep.v1.WatchResponse
+	(*Event)(nil),         // 3: lockstep.v1.Event
+	(Kind)(0),             // 4: lockstep.v1.Kind
+	(EventType)(0),        // 5: lockstep.v1.EventType
+	(Reason)(0),           // 6: lockstep.v1.Reason
 }
 var file_lockstep_v1_watch_proto_depIdxs = []int32{
-	3, // 0: lockstep.v1.WatchRequest.kinds:type_name -> lockstep.v1.Kind
-	2, // 1: lockstep.v1.WatchResponse.events:type_name -> lockstep.v1.Event
-	4, // 2: lockstep.v1.Event.type:type_name -> lockstep.v1.EventType
-	5, // 3: lockstep.v1.Event.reason:type_name -> lockstep.v1.Reason
-	3, // 4: lockstep.v1.Event.kind:type_name -> lockstep.v1.Kind
-	0, // 5: lockstep.v1.WatchService.Watch:input_type -> lockstep.v1.WatchRequest
-	1, // 6: lockstep.v1.WatchService.Watch:output_type -> lockstep.v1.WatchResponse
-	6, // [6:7] is the sub-list for method output_type
-	5, // [5:6] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	4, // 0: lockstep.v1.WatchRequest.kinds:type_name -> lockstep.v1.Kind
+	1, // 1: lockstep.v1.WatchRequest.start_positions:type_name -> lockstep.v1.ShardPosition
+	3, // 2: lockstep.v1.WatchResponse.events:type_name -> lockstep.v1.Event
+	1, // 3: lockstep.v1.WatchResponse.positions:type_name -> lockstep.v1.ShardPosition
+	5, // 4: lockstep.v1.Event.type:type_name -> lockstep.v1.EventType
+	6, // 5: lockstep.v1.Event.reason:type_name -> lockstep.v1.Reason
+	4, // 6: lockstep.v1.Event.kind:type_name -> lockstep.v1.Kind
+	0, // 7: lockstep.v1.WatchService.Watch:input_type -> lockstep.v1.WatchRequest
+	2, // 8: lockstep.v1.WatchService.Watch:output_type -> lockstep.v1.WatchResponse
+	8, // [8:9] is the sub-list for method output_type
+	7, // [7:8] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_lockstep_v1_watch_proto_init() }
@@ -424,7 +518,7 @@ func file_lockstep_v1_watch_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lockstep_v1_watch_proto_rawDesc), len(file_lockstep_v1_watch_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

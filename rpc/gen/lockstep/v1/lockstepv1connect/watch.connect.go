@@ -50,10 +50,15 @@ type WatchServiceClient interface {
 	//
 	// With several shards (consensus.shards > 1) each shard numbers its own
 	// log. A watch of one name reads one shard and works as above. A watch of
-	// a prefix merges every shard's events (each says its shard_id), cannot
-	// resume from an index (start_index must be 0: invalid_argument
-	// otherwise), and its applied_index is 0; after losing it, re-read with
-	// List and watch again.
+	// a prefix merges every shard's events (each says its shard_id) and
+	// resumes from a position per shard, like a consumer of a partitioned
+	// log: every response carries positions, the next index of each shard's
+	// log still to send; a client that loses the stream sends the last
+	// positions it received back as start_positions and gets exactly the
+	// events after them, none missed and none repeated. start_index is
+	// refused for such a watch (invalid_argument), since no one index spans
+	// the shards. positions are given with one shard too (shard 0), where
+	// start_index works as well.
 	Watch(context.Context, *connect.Request[v1.WatchRequest]) (*connect.ServerStreamForClient[v1.WatchResponse], error)
 }
 
@@ -98,10 +103,15 @@ type WatchServiceHandler interface {
 	//
 	// With several shards (consensus.shards > 1) each shard numbers its own
 	// log. A watch of one name reads one shard and works as above. A watch of
-	// a prefix merges every shard's events (each says its shard_id), cannot
-	// resume from an index (start_index must be 0: invalid_argument
-	// otherwise), and its applied_index is 0; after losing it, re-read with
-	// List and watch again.
+	// a prefix merges every shard's events (each says its shard_id) and
+	// resumes from a position per shard, like a consumer of a partitioned
+	// log: every response carries positions, the next index of each shard's
+	// log still to send; a client that loses the stream sends the last
+	// positions it received back as start_positions and gets exactly the
+	// events after them, none missed and none repeated. start_index is
+	// refused for such a watch (invalid_argument), since no one index spans
+	// the shards. positions are given with one shard too (shard 0), where
+	// start_index works as well.
 	Watch(context.Context, *connect.Request[v1.WatchRequest], *connect.ServerStream[v1.WatchResponse]) error
 }
 
