@@ -624,29 +624,34 @@ func (n *Node) AddNodeIncarnation(ctx context.Context, nodeID, raftAddress strin
 	defer cancel()
 	incarnation := -1
 	for _, sh := range n.shards {
-		mem, err := n.nh.SyncGetShardMembership(ctx, sh.dbID)
+		err := n.membershipAttempts(ctx, sh, func(actx context.Context) error {
+			mem, err := n.nh.SyncGetShardMembership(actx, sh.dbID)
+			if err != nil {
+				return err
+			}
+			inc, id, err := pickIncarnation(nodeID, raftAddress, mem)
+			if err != nil {
+				return err
+			}
+			incarnation = inc
+			if id == 0 {
+				return nil // already a member (perhaps by an earlier attempt)
+			}
+			// The name first, so that every member (and the new one, from
+			// the log or a snapshot) shows it.
+			if err := n.proposeNames(actx, sh, map[uint64]string{id: nodeID}); err != nil {
+				return err
+			}
+			if err := n.nh.SyncRequestAddReplica(actx, sh.dbID, id, raftAddress, mem.ConfigChangeID); err != nil {
+				return err
+			}
+			n.log.Info("node added", "shard", sh.index, "added", nodeID, "raft_address", raftAddress,
+				"replica_id", fmt.Sprintf("%x", id), "incarnation", inc)
+			return nil
+		})
 		if err != nil {
-			return 0, n.dragonboatErr(sh, err)
+			return 0, fmt.Errorf("runtime: adding %s to %s: %w", nodeID, sh, err)
 		}
-		inc, id, err := pickIncarnation(nodeID, raftAddress, mem)
-		if err != nil {
-			return 0, err
-		}
-		if id == 0 {
-			incarnation = inc // already a member
-			continue
-		}
-		// The name first, so that every member (and the new one, from the
-		// log or a snapshot) shows it.
-		if err := n.proposeNames(ctx, sh, map[uint64]string{id: nodeID}); err != nil {
-			return 0, err
-		}
-		if err := n.nh.SyncRequestAddReplica(ctx, sh.dbID, id, raftAddress, mem.ConfigChangeID); err != nil {
-			return 0, fmt.Errorf("runtime: adding %s to %s: %w", nodeID, sh, n.dragonboatErr(sh, err))
-		}
-		incarnation = inc
-		n.log.Info("node added", "shard", sh.index, "added", nodeID, "raft_address", raftAddress,
-			"replica_id", fmt.Sprintf("%x", id), "incarnation", inc)
 	}
 	return incarnation, nil
 }
@@ -658,7 +663,7 @@ func pickIncarnation(nodeID, addr string, mem *dragonboat.Membership) (int, uint
 		id := config.ReplicaID(nodeID, inc)
 		if cur, ok := mem.Nodes[id]; ok {
 			if cur != addr {
-				return 0, 0, fmt.Errorf("runtime: %s is already a member at %s, not %s: remove it first", nodeID, cur, addr)
+				return 0, 0, fmt.Errorf("%s is already a member at %s, not %s: remove it first", nodeID, cur, addr)
 			}
 			return inc, 0, nil
 		}
@@ -667,12 +672,12 @@ func pickIncarnation(nodeID, addr string, mem *dragonboat.Membership) (int, uint
 		}
 		for other, a := range mem.Nodes {
 			if a == addr {
-				return 0, 0, fmt.Errorf("runtime: %s is already the address of replica %x", addr, other)
+				return 0, 0, fmt.Errorf("%s is already the address of replica %x", addr, other)
 			}
 		}
 		return inc, id, nil
 	}
-	return 0, 0, fmt.Errorf("runtime: %s was removed %d times: use another node id", nodeID, config.MaxIncarnation+1)
+	return 0, 0, fmt.Errorf("%s was removed %d times: use another node id", nodeID, config.MaxIncarnation+1)
 }
 
 func (n *Node) proposeNames(ctx context.Context, sh *shard, names map[uint64]string) error {
@@ -698,23 +703,60 @@ func (n *Node) RemoveNode(ctx context.Context, nodeID string) error {
 	ctx, cancel := n.opContext(ctx, n.membershipTimeout())
 	defer cancel()
 	for _, sh := range n.shards {
-		mem, err := n.nh.SyncGetShardMembership(ctx, sh.dbID)
+		err := n.membershipAttempts(ctx, sh, func(actx context.Context) error {
+			mem, err := n.nh.SyncGetShardMembership(actx, sh.dbID)
+			if err != nil {
+				return err
+			}
+			id := n.memberID(nodeID, mem.Nodes)
+			if id == 0 {
+				return nil // not a member (perhaps no longer, by an earlier attempt)
+			}
+			if len(mem.Nodes) == 1 {
+				return fmt.Errorf("%s is the last member of %s: a cluster cannot remove its last node", nodeID, sh)
+			}
+			if err := n.nh.SyncRequestDeleteReplica(actx, sh.dbID, id, mem.ConfigChangeID); err != nil {
+				return err
+			}
+			n.log.Info("node removed", "shard", sh.index, "removed", nodeID, "replica_id", fmt.Sprintf("%x", id))
+			return nil
+		})
 		if err != nil {
-			return n.dragonboatErr(sh, err)
+			return fmt.Errorf("runtime: removing %s from %s: %w", nodeID, sh, err)
 		}
-		id := n.memberID(nodeID, mem.Nodes)
-		if id == 0 {
-			continue
-		}
-		if len(mem.Nodes) == 1 {
-			return fmt.Errorf("runtime: %s is the last member of %s: a cluster cannot remove its last node", nodeID, sh)
-		}
-		if err := n.nh.SyncRequestDeleteReplica(ctx, sh.dbID, id, mem.ConfigChangeID); err != nil {
-			return fmt.Errorf("runtime: removing %s from %s: %w", nodeID, sh, n.dragonboatErr(sh, err))
-		}
-		n.log.Info("node removed", "shard", sh.index, "removed", nodeID, "replica_id", fmt.Sprintf("%x", id))
 	}
 	return nil
+}
+
+// membershipAttempts runs one membership step (read the membership, then
+// change it) in attempts of a bounded length, again while Dragonboat's
+// answer says a later attempt may succeed and ctx allows. Dragonboat never
+// answers a request it dropped (sent while the shard had no leader, or to a
+// leader that just died), so one attempt bounded only by ctx would wait all
+// of it out; and each attempt reads the membership again, so a change an
+// earlier attempt made after all is seen as done, not refused for its stale
+// config change id.
+func (n *Node) membershipAttempts(ctx context.Context, sh *shard, step func(context.Context) error) error {
+	for {
+		actx, cancel := context.WithTimeout(ctx, 2*n.proposalTimeout)
+		err := step(actx)
+		cancel()
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil:
+			return fmt.Errorf("%w: %s: the membership change was not confirmed in time: %v", ErrUnavailable, sh, err)
+		case !retryable(err) && !errors.Is(err, context.DeadlineExceeded):
+			if errors.Is(err, dragonboat.ErrClosed) || errors.Is(err, dragonboat.ErrShardClosed) {
+				return ErrShuttingDown
+			}
+			return err
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // memberID finds nodeID among the members.
