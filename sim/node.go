@@ -331,6 +331,9 @@ func (n *node) drive() {
 				n.step(replica.ProposalFailedEvent(p.ID))
 				continue
 			}
+			if clientCommands(p.Proposal) >= 2 {
+				n.w.stats.batched++
+			}
 			if n.w.opts.Gate != GateNone {
 				n.gated = append(n.gated, gatedProposal{id: p.ID, term: n.rn.BasicStatus().GetTerm(), data: p.Data, at: n.w.now})
 			}
@@ -339,6 +342,16 @@ func (n *node) drive() {
 			n.sendReply(r)
 		}
 	}
+}
+
+func clientCommands(p core.Proposal) int {
+	k := 0
+	for _, c := range p.Commands {
+		if c.ClientID != "" {
+			k++
+		}
+	}
+	return k
 }
 
 // settleGated confirms the gated proposals whose fate is known without
