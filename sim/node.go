@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"time"
@@ -24,6 +25,9 @@ const (
 	// that are a little late.
 	keepEntries = 16
 	maxReads    = 1024
+	// proposalTimeout is the runtime's: max(1 s, 3 x election timeout). A
+	// gated proposal unconfirmed for this long is refused to the driver.
+	proposalTimeout = time.Second
 )
 
 // node is one replica: real etcd raft, a disk, a core machine (maybe
@@ -57,6 +61,21 @@ type node struct {
 	nextRead uint64
 	reads    map[uint64]*pendingRead // waiting for ReadIndex
 	readWait []*pendingRead          // waiting for applied >= index
+
+	// gated lists the proposals handed to raft whose fate this replica has
+	// not learned yet, oldest first, when the run gates Ready (Options.Gate).
+	gated []gatedProposal
+}
+
+// gatedProposal is one unconfirmed proposal: it is confirmed when this
+// replica applies an entry of its term with its bytes, or when the term
+// ends or the replica stops leading (the driver failed its requests on the
+// LeadershipEvent), or refused after proposalTimeout.
+type gatedProposal struct {
+	id   replica.ProposalID
+	term uint64
+	data []byte
+	at   time.Duration
 }
 
 type origin struct {
@@ -140,6 +159,7 @@ func (n *node) start() {
 	n.byOrigin = make(map[origin]replica.RequestID)
 	n.reads = make(map[uint64]*pendingRead)
 	n.readWait = nil
+	n.gated = nil
 	w.chk.restored(n)
 	n.scheduleTick()
 }
@@ -156,6 +176,7 @@ func (n *node) crash() {
 	n.dsk.crash()
 	n.rn, n.ms, n.sm, n.drv = nil, nil, nil, nil
 	n.origins, n.byOrigin, n.reads, n.readWait = nil, nil, nil, nil
+	n.gated = nil
 	n.leader = false
 }
 
@@ -287,10 +308,17 @@ func (n *node) step(ev replica.Event) {
 }
 
 // drive ticks the driver with this replica's wall clock, proposes what it
-// asks for and sends its replies.
+// asks for and sends its replies. With a gate (Options.Gate), it takes the
+// driver's Ready only while fewer than the gate's proposals are
+// unconfirmed, as the runtime does: requests arriving meanwhile wait in the
+// driver's queue and go out together in the next entry.
 func (n *node) drive() {
 	n.step(replica.TickEvent(n.clk.logTime(n.w.now)))
+	n.settleGated()
 	for i := 0; i < 4; i++ {
+		if g := n.w.opts.Gate; g != GateNone && len(n.gated) >= g {
+			return
+		}
 		rd := n.drv.Ready()
 		if rd.IsEmpty() {
 			return
@@ -301,10 +329,62 @@ func (n *node) drive() {
 			}
 			if err := n.rn.Propose(p.Data); err != nil {
 				n.step(replica.ProposalFailedEvent(p.ID))
+				continue
+			}
+			if clientCommands(p.Proposal) >= 2 {
+				n.w.stats.batched++
+			}
+			if n.w.opts.Gate != GateNone {
+				n.gated = append(n.gated, gatedProposal{id: p.ID, term: n.rn.BasicStatus().GetTerm(), data: p.Data, at: n.w.now})
 			}
 		}
 		for _, r := range rd.Replies {
 			n.sendReply(r)
+		}
+	}
+}
+
+func clientCommands(p core.Proposal) int {
+	k := 0
+	for _, c := range p.Commands {
+		if c.ClientID != "" {
+			k++
+		}
+	}
+	return k
+}
+
+// settleGated confirms the gated proposals whose fate is known without
+// their entry: those of an ended term or of a replica that no longer leads
+// (the driver failed their requests when it heard of the change) are let
+// go; those older than proposalTimeout are refused, as the runtime's
+// proposal timeout refuses them. Every proposal so leaves the gate within
+// proposalTimeout of virtual time, and a leader runs this every tick.
+func (n *node) settleGated() {
+	if len(n.gated) == 0 {
+		return
+	}
+	term := n.rn.BasicStatus().GetTerm()
+	kept := n.gated[:0]
+	for _, g := range n.gated {
+		switch {
+		case !n.leader || g.term != term:
+		case n.w.now-g.at >= proposalTimeout:
+			n.w.tr.logf(n.w.now, "n%d proposal %d unconfirmed for %v: refused", n.id, g.id, n.w.now-g.at)
+			n.step(replica.ProposalFailedEvent(g.id))
+		default:
+			kept = append(kept, g)
+		}
+	}
+	n.gated = kept
+}
+
+// confirmGated confirms the gated proposal an applied entry carries.
+func (n *node) confirmGated(e *pb.Entry) {
+	for i, g := range n.gated {
+		if g.term == e.GetTerm() && bytes.Equal(g.data, e.GetData()) {
+			n.gated = append(n.gated[:i], n.gated[i+1:]...)
+			return
 		}
 	}
 }
@@ -340,6 +420,9 @@ func (n *node) apply(e *pb.Entry) {
 	n.applied = idx
 	n.w.chk.applied(n, entry, out)
 	n.step(replica.AppliedEvent(entry, out))
+	if len(n.gated) > 0 {
+		n.confirmGated(e)
+	}
 }
 
 // restore replaces the machine with a snapshot the leader sent.
@@ -348,6 +431,7 @@ func (n *node) restore(s *pb.Snapshot) {
 	n.applied = s.GetMetadata().GetIndex()
 	n.snapIdx = n.applied
 	n.step(replica.RestoredEvent())
+	n.gated = n.gated[:0] // their entries, if any, were skipped
 	n.w.stats.snapInstalls++
 	n.w.chk.restored(n)
 	n.w.tr.logf(n.w.now, "n%d restored snapshot at %d", n.id, n.applied)

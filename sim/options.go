@@ -27,6 +27,13 @@ type Options struct {
 	Dup           float64       // message duplication probability
 	MaxDelay      time.Duration // message delay upper bound; 0: drawn (2..60 ms)
 
+	// Gate models the production runtime's group commit: a replica takes
+	// its driver's Ready only while fewer than Gate of the driver's
+	// proposals are unconfirmed, so requests arriving meanwhile pile up in
+	// the driver's queue (runtime/shard.go uses 2). 1, 2 or 4; -1 takes
+	// Ready after every step (no gate); 0: drawn.
+	Gate int
+
 	Bug string // a planted bug by name, "" for none
 
 	// Tolerate lists checks (comma-separated) whose violations are noted as
@@ -104,6 +111,9 @@ func (o Options) resolve() (Options, error) {
 	if d.Workload == (Mix{}) {
 		d.Workload.Mutex = 1
 	}
+	// Drawn last, so that adding it left every earlier draw as it was: a
+	// seed that draws no gate runs exactly as it did before the gate.
+	gate := [...]int{GateNone, 1, 2, 4}[r.IntN(4)]
 
 	if o.Replicas == 0 {
 		o.Replicas = replicas
@@ -127,6 +137,9 @@ func (o Options) resolve() (Options, error) {
 	pick(&o.Dup, dup)
 	if o.MaxDelay == 0 {
 		o.MaxDelay = maxDelay
+	}
+	if o.Gate == 0 {
+		o.Gate = gate
 	}
 	o.SnapshotEvery, o.MinDelay, o.DiskLatency = d.SnapshotEvery, d.MinDelay, d.DiskLatency
 	o.ClockSkew, o.DriftPPM, o.LivenessBound = d.ClockSkew, d.DriftPPM, d.LivenessBound
@@ -157,6 +170,8 @@ func (o Options) validate() error {
 		return fmt.Errorf("fault rates must be at most 10 per virtual second")
 	case o.MaxDelay > 5*time.Second:
 		return fmt.Errorf("-max-delay must be at most 5s")
+	case o.Gate != GateNone && (o.Gate < 1 || o.Gate > 64):
+		return fmt.Errorf("-gate must be within 1..64, or -1 for none, got %d", o.Gate)
 	}
 	if o.Bug != "" {
 		if _, ok := bugByName(o.Bug); !ok {
@@ -172,6 +187,7 @@ func (o Options) Flags() string {
 	fmt.Fprintf(&b, "-seed %d -replicas %d -clients %d -duration %v", o.Seed, o.Replicas, o.Clients, o.Duration)
 	fmt.Fprintf(&b, " -crash-rate %g -partition-rate %g -clock-rate %g -pause-rate %g -loss %g -dup %g -max-delay %v",
 		o.CrashRate, o.PartitionRate, o.ClockRate, o.PauseRate, o.Loss, o.Dup, o.MaxDelay)
+	fmt.Fprintf(&b, " -gate %d", o.Gate)
 	if o.Bug != "" {
 		fmt.Fprintf(&b, " -bug %s", o.Bug)
 	}
@@ -185,12 +201,22 @@ func (o Options) Flags() string {
 func (o Options) Banner() string {
 	return fmt.Sprintf("seed=%d replicas=%d clients=%d duration=%v liveness_bound=%v\n"+
 		"  faults: crash=%.3g/s partition=%.3g/s clock=%.3g/s pause=%.3g/s loss=%.3g dup=%.3g delay=%v..%v\n"+
-		"  disk_latency=%v snapshot_every=%d clock_skew=±%v drift=±%dppm ttl=%v..%v\n"+
+		"  disk_latency=%v snapshot_every=%d clock_skew=±%v drift=±%dppm ttl=%v..%v gate=%s\n"+
 		"  workload: %v\n  bug: %s%s",
 		o.Seed, o.Replicas, o.Clients, o.Duration, o.LivenessBound,
 		o.CrashRate, o.PartitionRate, o.ClockRate, o.PauseRate, o.Loss, o.Dup, o.MinDelay, o.MaxDelay,
-		o.DiskLatency, o.SnapshotEvery, o.ClockSkew, o.DriftPPM, o.TTLMin, o.TTLMax, o.Workload, orNone(o.Bug),
+		o.DiskLatency, o.SnapshotEvery, o.ClockSkew, o.DriftPPM, o.TTLMin, o.TTLMax, gateString(o.Gate), o.Workload, orNone(o.Bug),
 		tolerating(o.Tolerate))
+}
+
+// GateNone is the Gate value for "take Ready after every step".
+const GateNone = -1
+
+func gateString(g int) string {
+	if g == GateNone {
+		return "none"
+	}
+	return fmt.Sprint(g)
 }
 
 func orNone(s string) string {
@@ -215,6 +241,7 @@ func RegisterFlags(fs *flag.FlagSet, o *Options) {
 	fs.Float64Var(&o.Loss, "loss", o.Loss, "message loss probability (default: drawn)")
 	fs.Float64Var(&o.Dup, "dup", o.Dup, "message duplication probability (default: drawn)")
 	fs.DurationVar(&o.MaxDelay, "max-delay", o.MaxDelay, "message delay upper bound (default: drawn, 2ms..60ms)")
+	fs.IntVar(&o.Gate, "gate", o.Gate, "unconfirmed proposals per replica before it stops taking the driver's Ready, like the runtime's group commit: 1..64, -1 none (default: drawn from none, 1, 2, 4)")
 	fs.StringVar(&o.Bug, "bug", o.Bug, "plant a bug by name; 'list' names them")
 	fs.StringVar(&o.Tolerate, "tolerate", o.Tolerate, "checks (comma-separated) reported as warnings, not failures")
 }

@@ -28,12 +28,15 @@ type Result struct {
 	Applies        int         `json:"applies"`
 	LeaderChanges  int         `json:"leader_changes"`
 	SnapInstalls   int         `json:"snapshot_installs"`
-	Linearizable   string      `json:"linearizable"`
-	FenceAccepted  int         `json:"fence_accepted"`
-	FenceRejected  int         `json:"fence_rejected"`
-	Expiries       int         `json:"session_expiries"`
-	Options        Options     `json:"-"`
-	Flags          string      `json:"flags"`
+	// Batched counts proposals that carried two or more client commands:
+	// requests that waited in a driver's queue together (see Options.Gate).
+	Batched       int     `json:"batched_proposals"`
+	Linearizable  string  `json:"linearizable"`
+	FenceAccepted int     `json:"fence_accepted"`
+	FenceRejected int     `json:"fence_rejected"`
+	Expiries      int     `json:"session_expiries"`
+	Options       Options `json:"-"`
+	Flags         string  `json:"flags"`
 
 	// Set on request: the trace's text and porcupine's visualization.
 	TraceLines    []string `json:"-"`
@@ -76,6 +79,7 @@ type stats struct {
 	applies       int
 	leaderChanges int
 	snapInstalls  int
+	batched       int
 }
 
 // world is one run: the queue, the clock, every actor and the checkers.
@@ -402,6 +406,7 @@ func (w *world) result() Result {
 		Applies:        w.stats.applies,
 		LeaderChanges:  w.stats.leaderChanges,
 		SnapInstalls:   w.stats.snapInstalls,
+		Batched:        w.stats.batched,
 		Linearizable:   w.hist.verdict,
 		FenceAccepted:  w.res.accepted,
 		FenceRejected:  w.res.rejected,
