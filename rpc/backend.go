@@ -33,11 +33,12 @@ type Backend interface {
 	// events and takes fromIndex 0 only (runtime.ErrAmbiguousIndex).
 	Watch(ctx context.Context, prefix string, fromIndex uint64) (<-chan runtime.Event, error)
 	// WatchShard is Watch on one shard, fromIndex in that shard's log.
-	WatchShard(ctx context.Context, shard uint64, prefix string, fromIndex uint64) (<-chan runtime.Event, error)
+	// runtime.WithProgress asks it for progress markers.
+	WatchShard(ctx context.Context, shard uint64, prefix string, fromIndex uint64, opts ...runtime.WatchOption) (<-chan runtime.Event, error)
 	// WatchShards merges every shard's events for prefix, shard i's from
 	// fromIndex[i] on (len(fromIndex) == Shards()). Within a shard an
 	// entry's events come together, the last marked EntryEnd.
-	WatchShards(ctx context.Context, prefix string, fromIndex []uint64) (<-chan runtime.Event, error)
+	WatchShards(ctx context.Context, prefix string, fromIndex []uint64, opts ...runtime.WatchOption) (<-chan runtime.Event, error)
 	// Shards is the number of shards; ShardOf the one that owns a name.
 	Shards() int
 	ShardOf(name string) uint64

@@ -162,11 +162,11 @@ func (f *fakeBackend) Shards() int { return max(f.shards, 1) }
 
 func (f *fakeBackend) ShardOf(name string) uint64 { return runtime.ShardOf(name, f.Shards()) }
 
-func (f *fakeBackend) WatchShard(ctx context.Context, shard uint64, prefix string, fromIndex uint64) (<-chan runtime.Event, error) {
+func (f *fakeBackend) WatchShard(ctx context.Context, shard uint64, prefix string, fromIndex uint64, _ ...runtime.WatchOption) (<-chan runtime.Event, error) {
 	return f.Watch(ctx, prefix, fromIndex)
 }
 
-func (f *fakeBackend) WatchShards(ctx context.Context, prefix string, fromIndex []uint64) (<-chan runtime.Event, error) {
+func (f *fakeBackend) WatchShards(ctx context.Context, prefix string, fromIndex []uint64, _ ...runtime.WatchOption) (<-chan runtime.Event, error) {
 	f.mu.Lock()
 	f.watchStarts = append(f.watchStarts, slices.Clone(fromIndex))
 	feed := f.watchFeed

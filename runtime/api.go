@@ -52,6 +52,40 @@ type Event struct {
 	// stream gets an entry's events together, in order, so an event without
 	// it is followed by more of the same entry.
 	EntryEnd bool
+	// Progress marks a progress marker rather than an event (Effect is
+	// zero, EntryEnd true): every event of this shard's entries up to Index
+	// that the stream wants came before it, and entries up to Index gave it
+	// nothing more. A stream gets markers only when it asks for them (see
+	// WithProgress), and only between entries, never inside one.
+	Progress bool
+}
+
+// WatchOption tunes WatchShard and WatchShards.
+type WatchOption func(*watchOptions)
+
+type watchOptions struct {
+	progress <-chan struct{}
+}
+
+// WithProgress makes the stream answer each receive from req with a
+// progress marker per shard (an Event with Progress set) saying how far the
+// shard has been scanned for it, events filtered out included: a consumer
+// that got little or nothing for a while learns that it missed nothing up
+// to there, and can resume from after it. A marker is skipped when it would
+// say nothing new (the shard applied nothing since the last one) or when
+// the stream's buffer is full (its events are on their way then). req is
+// only read, never closed by the runtime; the stream ignores it after ctx
+// ends.
+func WithProgress(req <-chan struct{}) WatchOption {
+	return func(o *watchOptions) { o.progress = req }
+}
+
+func watchOpts(opts []WatchOption) watchOptions {
+	var o watchOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
 }
 
 // ClusterStatus is what /cluster/status shows.

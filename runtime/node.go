@@ -497,7 +497,7 @@ func (n *Node) Watch(ctx context.Context, prefix string, fromIndex uint64) (<-ch
 	}
 	defer n.leave()
 	if len(n.shards) == 1 {
-		return n.shards[0].watch.subscribe(ctx, prefix, fromIndex)
+		return n.shards[0].watch.subscribe(ctx, prefix, fromIndex, nil)
 	}
 	if fromIndex != 0 {
 		return nil, fmt.Errorf("%w: from index %d is ambiguous with %d shards (each numbers its own log): "+

@@ -289,7 +289,7 @@ func (n *Node) ReadAll(ctx context.Context, stale bool, fn func(shard uint64, m 
 // WatchShard is Watch on one shard's events, with fromIndex in that shard's
 // log: a watch of one name (all its events are in ShardOf(name)) resumes
 // from an index this way.
-func (n *Node) WatchShard(ctx context.Context, shard uint64, prefix string, fromIndex uint64) (<-chan Event, error) {
+func (n *Node) WatchShard(ctx context.Context, shard uint64, prefix string, fromIndex uint64, opts ...WatchOption) (<-chan Event, error) {
 	if !n.enter() {
 		return nil, ErrShuttingDown
 	}
@@ -297,14 +297,14 @@ func (n *Node) WatchShard(ctx context.Context, shard uint64, prefix string, from
 	if shard >= uint64(len(n.shards)) {
 		return nil, fmt.Errorf("runtime: there is no shard %d: shards are 0..%d", shard, len(n.shards)-1)
 	}
-	return n.shards[shard].watch.subscribe(ctx, prefix, fromIndex)
+	return n.shards[shard].watch.subscribe(ctx, prefix, fromIndex, watchOpts(opts).progress)
 }
 
 // WatchShards merges every shard's events for prefix, each shard from its
 // own index: fromIndex[i] is shard i's (len(fromIndex) must be Shards()),
 // 0 for its next entry. This is how a prefix watch resumes across shards:
 // each shard's index is where that shard's stream stopped.
-func (n *Node) WatchShards(ctx context.Context, prefix string, fromIndex []uint64) (<-chan Event, error) {
+func (n *Node) WatchShards(ctx context.Context, prefix string, fromIndex []uint64, opts ...WatchOption) (<-chan Event, error) {
 	if !n.enter() {
 		return nil, ErrShuttingDown
 	}
@@ -312,13 +312,13 @@ func (n *Node) WatchShards(ctx context.Context, prefix string, fromIndex []uint6
 	if len(fromIndex) != len(n.shards) {
 		return nil, fmt.Errorf("runtime: %d start indexes for %d shards: give one per shard", len(fromIndex), len(n.shards))
 	}
-	return n.watchFrom(ctx, prefix, fromIndex)
+	return n.watchFrom(ctx, prefix, fromIndex, watchOpts(opts).progress)
 }
 
 // watchAll merges every shard's events for prefix, from each shard's next
 // entry on.
 func (n *Node) watchAll(ctx context.Context, prefix string) (<-chan Event, error) {
-	return n.watchFrom(ctx, prefix, make([]uint64, len(n.shards)))
+	return n.watchFrom(ctx, prefix, make([]uint64, len(n.shards)), nil)
 }
 
 // watchFrom merges every shard's events for prefix, shard i's from
@@ -326,16 +326,42 @@ func (n *Node) watchAll(ctx context.Context, prefix string) (<-chan Event, error
 // events stay together); shards interleave as they apply. When one shard's
 // stream ends (its consumer fell behind, a snapshot was installed, the
 // node closes), the merged stream ends too, so that a gap is never silent.
-func (n *Node) watchFrom(ctx context.Context, prefix string, fromIndex []uint64) (<-chan Event, error) {
+// Each receive from progress (nil: none) asks every shard for a marker.
+func (n *Node) watchFrom(ctx context.Context, prefix string, fromIndex []uint64, progress <-chan struct{}) (<-chan Event, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	subs := make([]<-chan Event, 0, len(n.shards))
+	var asks []chan struct{}
 	for i, s := range n.shards {
-		ch, err := s.watch.subscribe(ctx, prefix, fromIndex[i])
+		var ask chan struct{}
+		if progress != nil {
+			ask = make(chan struct{}, 1)
+			asks = append(asks, ask)
+		}
+		ch, err := s.watch.subscribe(ctx, prefix, fromIndex[i], ask)
 		if err != nil {
 			cancel()
 			return nil, fmt.Errorf("shard %d: %w", i, err)
 		}
 		subs = append(subs, ch)
+	}
+	if progress != nil {
+		// One request asks every shard; a shard already asked and not yet
+		// answered is not asked twice.
+		go func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-progress:
+					for _, a := range asks {
+						select {
+						case a <- struct{}{}:
+						default:
+						}
+					}
+				}
+			}
+		}()
 	}
 	out := make(chan Event, watchStreamBuffer)
 	var wg sync.WaitGroup

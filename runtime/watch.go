@@ -39,6 +39,7 @@ type subscriber struct {
 	from   uint64 // events of earlier entries are not sent
 	ch     chan Event
 	done   chan struct{} // closed with ch
+	marked uint64        // the Index of the last progress marker sent
 }
 
 func (s *subscriber) wants(ev *Event) bool {
@@ -125,6 +126,30 @@ func (h *watchHub) deliver(s *subscriber, events []Event) {
 	}
 }
 
+// mark answers a progress request of s: a marker saying that every event
+// of the entries up to the last one published that s wants is already in
+// its channel (the hub delivers under mu, whole entries at a time, so a
+// marker sent under mu never falls inside an entry). Entries before s.from
+// count as scanned: s wants none of them. It sends nothing when the marker
+// would repeat the last one or when the channel is full (then events are
+// on their way, and a marker is only ever a hint to send less often).
+func (h *watchHub) mark(s *subscriber) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.subs[s]; !ok {
+		return
+	}
+	idx := h.lastIndex
+	if s.from > 0 {
+		idx = max(idx, s.from-1)
+	}
+	if idx == 0 || idx <= s.marked || len(s.ch) >= cap(s.ch) {
+		return
+	}
+	s.marked = idx
+	s.ch <- Event{Shard: h.shard, Index: idx, EntryEnd: true, Progress: true}
+}
+
 func (h *watchHub) drop(s *subscriber) {
 	if _, ok := h.subs[s]; ok {
 		delete(h.subs, s)
@@ -148,7 +173,10 @@ func (h *watchHub) reset(index uint64) {
 	h.floor, h.lastIndex = index+1, index
 }
 
-func (h *watchHub) subscribe(ctx context.Context, prefix string, fromIndex uint64) (<-chan Event, error) {
+// subscribe opens a stream of the events of names under prefix from
+// fromIndex on (0: from the next entry). Each receive from progress (nil:
+// never) asks for a progress marker (see mark).
+func (h *watchHub) subscribe(ctx context.Context, prefix string, fromIndex uint64, progress <-chan struct{}) (<-chan Event, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -179,12 +207,18 @@ func (h *watchHub) subscribe(ctx context.Context, prefix string, fromIndex uint6
 	h.subs[s] = struct{}{}
 	h.gauge.Inc()
 	go func() {
-		select {
-		case <-ctx.Done():
-			h.mu.Lock()
-			h.drop(s)
-			h.mu.Unlock()
-		case <-s.done:
+		for {
+			select {
+			case <-ctx.Done():
+				h.mu.Lock()
+				h.drop(s)
+				h.mu.Unlock()
+				return
+			case <-s.done:
+				return
+			case <-progress:
+				h.mark(s)
+			}
 		}
 	}()
 	return s.ch, nil
