@@ -66,7 +66,8 @@ func (c *Client) watch(ctx context.Context, req *pb.WatchRequest) <-chan WatchRe
 					m := stream.Msg()
 					// A prefix resumes from every shard's position (exact:
 					// a message never ends inside an entry), a name from
-					// its index.
+					// its index. Messages without events (the first, and
+					// the server's progress messages) only move these.
 					if len(m.Positions) > 0 {
 						req.StartPositions, req.StartIndex = clonePositions(m.Positions), 0
 					} else {

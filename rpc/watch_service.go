@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -21,6 +22,14 @@ var errStreamEnded = errors.New("this node stopped streaming (shutting down or l
 // maxEventsPerMessage bounds one WatchResponse.
 const maxEventsPerMessage = 256
 
+// progressInterval is how long a watch may go without sending a message
+// before the handler asks how far its shards have been scanned, and sends a
+// progress message (no events, positions or applied_index further on) if
+// they have moved: a watch whose filter skips everything (other kinds,
+// other names in busy shards) keeps a position close to the head of the
+// log, and a resume does not fall off the events the node keeps.
+const progressInterval = time.Second
+
 // Watch streams the effects on one name or a prefix. Events arrive one at a
 // time from the backend; the handler sends what has arrived as one message,
 // and never ends a message in the middle of an entry's events (it waits for
@@ -28,7 +37,9 @@ const maxEventsPerMessage = 256
 // prefix watch reports are exact: resuming from them neither misses nor
 // repeats an event. applied_index (a name, or one shard) keeps its older,
 // weaker promise, the index before the last event's: a client resuming
-// from applied_index + 1 may see the last entry's events twice.
+// from applied_index + 1 may see the last entry's events twice. A stream
+// that sent nothing for progressInterval gets a progress message (no
+// events) when the runtime's markers say it has scanned further.
 func (h WatchHandler) Watch(ctx context.Context, req *connect.Request[pb.WatchRequest], stream *connect.ServerStream[pb.WatchResponse]) error {
 	m := req.Msg
 	prefix, exact := "", false
@@ -70,7 +81,8 @@ func (h WatchHandler) Watch(ctx context.Context, req *connect.Request[pb.WatchRe
 	// client's call returns only when they arrive). Without a start the
 	// stream starts after this node's applied index (of every shard, for a
 	// prefix).
-	events, from, err := h.subscribe(ctx, m, prefix, exact, shards, next)
+	askProgress := make(chan struct{}, 1)
+	events, from, err := h.subscribe(ctx, m, prefix, exact, shards, next, askProgress)
 	if err != nil {
 		return err
 	}
@@ -81,9 +93,29 @@ func (h WatchHandler) Watch(ctx context.Context, req *connect.Request[pb.WatchRe
 		}
 		return last - 1
 	}
-	if err := stream.Send(&pb.WatchResponse{AppliedIndex: progress(from), Positions: positionsPB(next)}); err != nil {
+	// scanned is, for one log (a name, or a prefix with one shard), the
+	// last entry whose watched events have all been sent or are in msg:
+	// the last entry received whole, or a progress marker's index.
+	scanned := from - min(from, 1)
+	applied := func() uint64 {
+		if merged {
+			return 0
+		}
+		return scanned
+	}
+	first := &pb.WatchResponse{AppliedIndex: progress(from), Positions: positionsPB(next)}
+	if err := stream.Send(first); err != nil {
 		return err
 	}
+	// What the last message said, so that a progress message is sent only
+	// when it says more.
+	sentApplied, sentNext := first.AppliedIndex, slices.Clone(next)
+	// One timer per stream: when a period passes without a message, the
+	// handler asks the runtime for progress markers, and sends a message
+	// without events if they move the stream's position.
+	timer := time.NewTimer(progressInterval)
+	defer timer.Stop()
+	sentSince := false
 	// open is the shards whose last event received did not end its entry,
 	// with that entry's index: the message waits for the rest of it.
 	open := map[uint64]uint64{}
@@ -93,15 +125,41 @@ func (h WatchHandler) Watch(ctx context.Context, req *connect.Request[pb.WatchRe
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-timer.C:
+			if !sentSince {
+				select {
+				case askProgress <- struct{}{}:
+				default:
+				}
+			}
+			sentSince = false
+			timer.Reset(progressInterval)
+			continue
 		case ev, ok = <-events:
 		}
 		if !ok {
 			return h.streamEnded(ctx)
 		}
 		msg := &pb.WatchResponse{}
-		last := ev.Index
+		last := uint64(0)
+		marker := false
 		add := func(e runtime.Event) {
+			if e.Progress {
+				// Markers come between entries: every watched event of
+				// the shard's entries up to e.Index came before it.
+				if _, inEntry := open[e.Shard]; !inEntry {
+					marker = true
+					if next != nil {
+						next[e.Shard] = max(next[e.Shard], e.Index+1)
+					}
+					scanned = max(scanned, e.Index)
+				}
+				return
+			}
 			last = e.Index
+			if e.EntryEnd {
+				scanned = max(scanned, e.Index)
+			}
 			if next != nil {
 				if e.EntryEnd {
 					delete(open, e.Shard)
@@ -148,12 +206,24 @@ func (h WatchHandler) Watch(ctx context.Context, req *connect.Request[pb.WatchRe
 				return ok && e.Index == idx
 			})
 		}
-		if len(msg.Events) > 0 {
+		switch {
+		case len(msg.Events) > 0:
 			msg.AppliedIndex = progress(last)
+		case marker && (applied() > sentApplied || !slices.Equal(next, sentNext)):
+			// Progress: nothing watched happened, but the stream has
+			// scanned further; a client resuming from here skips what it
+			// was never going to get, rather than fall off the history.
+			msg.AppliedIndex = applied()
+		default:
+			msg = nil
+		}
+		if msg != nil {
 			msg.Positions = positionsPB(next)
 			if err := stream.Send(msg); err != nil {
 				return err
 			}
+			sentApplied, sentSince = msg.AppliedIndex, true
+			copy(sentNext, next)
 		}
 		if closed {
 			return h.streamEnded(ctx)
@@ -208,7 +278,9 @@ func (h WatchHandler) startPositions(m *pb.WatchRequest, shards int) ([]uint64, 
 // subscribe opens the backend's stream. For a name it answers the index the
 // stream starts from; for a prefix it fills next in, where it was 0, with
 // this node's applied index + 1 of that shard.
-func (h WatchHandler) subscribe(ctx context.Context, m *pb.WatchRequest, prefix string, exact bool, shards int, next []uint64) (<-chan runtime.Event, uint64, error) {
+func (h WatchHandler) subscribe(ctx context.Context, m *pb.WatchRequest, prefix string, exact bool, shards int, next []uint64,
+	askProgress <-chan struct{}) (<-chan runtime.Event, uint64, error) {
+	progress := runtime.WithProgress(askProgress)
 	if exact {
 		from := m.StartIndex
 		if from == 0 {
@@ -218,7 +290,7 @@ func (h WatchHandler) subscribe(ctx context.Context, m *pb.WatchRequest, prefix 
 			}
 			from = idx + 1
 		}
-		events, err := h.b.WatchShard(ctx, h.b.ShardOf(prefix), prefix, from)
+		events, err := h.b.WatchShard(ctx, h.b.ShardOf(prefix), prefix, from, progress)
 		if err != nil {
 			return nil, 0, h.apiError(err)
 		}
@@ -240,9 +312,9 @@ func (h WatchHandler) subscribe(ctx context.Context, m *pb.WatchRequest, prefix 
 	var events <-chan runtime.Event
 	var err error
 	if shards == 1 {
-		events, err = h.b.WatchShard(ctx, 0, prefix, next[0])
+		events, err = h.b.WatchShard(ctx, 0, prefix, next[0], progress)
 	} else {
-		events, err = h.b.WatchShards(ctx, prefix, next)
+		events, err = h.b.WatchShards(ctx, prefix, next, progress)
 	}
 	if errors.Is(err, runtime.ErrCompacted) {
 		return nil, 0, connect.NewError(connect.CodeOutOfRange, fmt.Errorf("%w: the stream cannot resume without a gap; "+

@@ -205,8 +205,13 @@ func (x *ShardPosition) GetNextIndex() uint64 {
 // progress.
 type WatchResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The events, in log order. May be empty: a progress message that moves
-	// applied_index forward while nothing watched happens.
+	// The events, in log order. May be empty: the first message, and
+	// progress messages. A stream that has sent nothing for about a second
+	// while the shards it reads applied more entries (none of them watched:
+	// other kinds, or other names) gets a message without events whose
+	// positions (a prefix) or applied_index (a name) move past those
+	// entries, so that a resume from it does not fall off the events the
+	// server keeps.
 	Events []*Event `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
 	// Every event up to this log index has been sent. Resume from
 	// applied_index + 1. 0 for a prefix watch with several shards, which
