@@ -33,13 +33,12 @@ const progressInterval = time.Second
 // Watch streams the effects on one name or a prefix. Events arrive one at a
 // time from the backend; the handler sends what has arrived as one message,
 // and never ends a message in the middle of an entry's events (it waits for
-// the rest, which the backend delivers together), so that the positions a
-// prefix watch reports are exact: resuming from them neither misses nor
-// repeats an event. applied_index (a name, or one shard) keeps its older,
-// weaker promise, the index before the last event's: a client resuming
-// from applied_index + 1 may see the last entry's events twice. A stream
-// that sent nothing for progressInterval gets a progress message (no
-// events) when the runtime's markers say it has scanned further.
+// the rest, which the backend delivers together), so that where a message
+// says the stream stands is exact: resuming from a prefix watch's positions,
+// or from a name watch's applied_index + 1 (the last entry sent whole),
+// neither misses nor repeats an event. A stream that sent nothing for
+// progressInterval gets a progress message (no events) when the runtime's
+// markers say it has scanned further.
 func (h WatchHandler) Watch(ctx context.Context, req *connect.Request[pb.WatchRequest], stream *connect.ServerStream[pb.WatchResponse]) error {
 	m := req.Msg
 	prefix, exact := "", false
@@ -87,23 +86,18 @@ func (h WatchHandler) Watch(ctx context.Context, req *connect.Request[pb.WatchRe
 		return err
 	}
 	merged := !exact && shards > 1
-	progress := func(last uint64) uint64 {
-		if merged || last == 0 {
-			return 0 // no one index covers every shard
-		}
-		return last - 1
-	}
 	// scanned is, for one log (a name, or a prefix with one shard), the
 	// last entry whose watched events have all been sent or are in msg:
-	// the last entry received whole, or a progress marker's index.
+	// the last entry received whole, or a progress marker's index. It is
+	// the messages' applied_index, so that a resume from it + 1 is exact.
 	scanned := from - min(from, 1)
 	applied := func() uint64 {
 		if merged {
-			return 0
+			return 0 // no one index covers every shard
 		}
 		return scanned
 	}
-	first := &pb.WatchResponse{AppliedIndex: progress(from), Positions: positionsPB(next)}
+	first := &pb.WatchResponse{AppliedIndex: applied(), Positions: positionsPB(next)}
 	if err := stream.Send(first); err != nil {
 		return err
 	}
@@ -141,7 +135,6 @@ func (h WatchHandler) Watch(ctx context.Context, req *connect.Request[pb.WatchRe
 			return h.streamEnded(ctx)
 		}
 		msg := &pb.WatchResponse{}
-		last := uint64(0)
 		marker := false
 		add := func(e runtime.Event) {
 			if e.Progress {
@@ -156,17 +149,14 @@ func (h WatchHandler) Watch(ctx context.Context, req *connect.Request[pb.WatchRe
 				}
 				return
 			}
-			last = e.Index
 			if e.EntryEnd {
+				delete(open, e.Shard)
 				scanned = max(scanned, e.Index)
-			}
-			if next != nil {
-				if e.EntryEnd {
-					delete(open, e.Shard)
+				if next != nil {
 					next[e.Shard] = e.Index + 1
-				} else {
-					open[e.Shard] = e.Index
 				}
+			} else {
+				open[e.Shard] = e.Index
 			}
 			if wanted(e.Effect) {
 				msg.Events = append(msg.Events, eventPB(e))
@@ -206,18 +196,15 @@ func (h WatchHandler) Watch(ctx context.Context, req *connect.Request[pb.WatchRe
 				return ok && e.Index == idx
 			})
 		}
-		switch {
-		case len(msg.Events) > 0:
-			msg.AppliedIndex = progress(last)
-		case marker && (applied() > sentApplied || !slices.Equal(next, sentNext)):
-			// Progress: nothing watched happened, but the stream has
-			// scanned further; a client resuming from here skips what it
-			// was never going to get, rather than fall off the history.
-			msg.AppliedIndex = applied()
-		default:
+		// A message without events is progress: nothing watched happened,
+		// but the stream has scanned further; a client resuming from it
+		// skips what it was never going to get, rather than fall off the
+		// history.
+		if len(msg.Events) == 0 && !(marker && (applied() > sentApplied || !slices.Equal(next, sentNext))) {
 			msg = nil
 		}
 		if msg != nil {
+			msg.AppliedIndex = applied()
 			msg.Positions = positionsPB(next)
 			if err := stream.Send(msg); err != nil {
 				return err

@@ -213,9 +213,11 @@ type WatchResponse struct {
 	// entries, so that a resume from it does not fall off the events the
 	// server keeps.
 	Events []*Event `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
-	// Every event up to this log index has been sent. Resume from
-	// applied_index + 1. 0 for a prefix watch with several shards, which
-	// resumes from positions instead.
+	// Every event up to this log index has been sent: it is the last entry
+	// whose events the stream has sent whole (a message never ends inside an
+	// entry), or scanned past. Resume from applied_index + 1, with no gap and
+	// no repeat. 0 for a prefix watch with several shards, which resumes from
+	// positions instead.
 	AppliedIndex uint64 `protobuf:"varint,2,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
 	// For a prefix watch: where the stream stands in every shard's log, one
 	// position per shard, sorted by shard_id, in every message (the first
