@@ -54,6 +54,19 @@ func (c *cluster) shardLeaders(nd *node) ([]string, error) {
 	return leaders, nil
 }
 
+// startShardedCluster starts three nodes with itShards shards and waits
+// until every node serves.
+func startShardedCluster(t *testing.T) *cluster {
+	t.Helper()
+	c := newCluster(t, 3)
+	c.shardConfigs(itShards)
+	for _, nd := range c.nodes {
+		c.start(nd)
+	}
+	c.waitHealthy(30*time.Second, c.nodes...)
+	return c
+}
+
 // TestShardedCluster runs three processes with four shards: status lists
 // every shard, primitives on many names (spread over every shard) through
 // REST JSON, a session whose holds span shards (its info, List across
@@ -61,12 +74,7 @@ func (c *cluster) shardLeaders(nd *node) ([]string, error) {
 // kill -9 of one shard's leader after which that shard grants again with a
 // larger token.
 func TestShardedCluster(t *testing.T) {
-	c := newCluster(t, 3)
-	c.shardConfigs(itShards)
-	for _, nd := range c.nodes {
-		c.start(nd)
-	}
-	c.waitHealthy(30*time.Second, c.nodes...)
+	c := startShardedCluster(t)
 	n0 := c.nodes[0]
 	leaders, err := c.shardLeaders(n0)
 	if err != nil || len(leaders) != itShards {

@@ -21,12 +21,7 @@ import (
 // release of the locks taken before, during and after the failover, each
 // exactly once.
 func TestClientWatchAcrossKill(t *testing.T) {
-	c := newCluster(t, 3)
-	c.shardConfigs(itShards)
-	for _, nd := range c.nodes {
-		c.start(nd)
-	}
-	c.waitHealthy(30*time.Second, c.nodes...)
+	c := startShardedCluster(t)
 	victim := c.nodes[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
