@@ -266,17 +266,29 @@ func (n *Node) Do(ctx context.Context, cmd core.Command) (core.Result, error) {
 	switch {
 	case cmd.Op == core.OpLeaderChange:
 		return refused("op leader_change is the runtime's own: clients cannot send it"), nil
-	case cmd.ClientID == "":
-		c := n.clients.get()
-		defer n.clients.put(c)
-		c.seq++
-		cmd.ClientID, cmd.Seq = c.id, c.seq
-	case cmd.Seq == 0:
+	case cmd.ClientID != "" && cmd.Seq == 0:
 		return refused("request_seq must be set (from 1) when client_id is"), nil
 	case len(cmd.ClientID) > core.MaxClientIDBytes:
 		return refused(fmt.Sprintf("client_id is %d bytes: at most %d", len(cmd.ClientID), core.MaxClientIDBytes)), nil
 	}
+	if c := n.identify(&cmd); c != nil {
+		defer n.clients.put(c)
+	}
 	return n.route(ctx, cmd)
+}
+
+// identify gives a command without a ClientID a node-local one and the next
+// Seq, so that the runtime's own retries of it are idempotent. The client it
+// returns (nil when cmd had its own) goes back to the pool once the
+// command's answer is final, so that no other command shares its Seqs.
+func (n *Node) identify(cmd *core.Command) *localClient {
+	if cmd.ClientID != "" {
+		return nil
+	}
+	c := n.clients.get()
+	c.seq++
+	cmd.ClientID, cmd.Seq = c.id, c.seq
+	return c
 }
 
 func refused(msg string) core.Result {

@@ -65,11 +65,8 @@ func (n *Node) doOn(ctx context.Context, s *shard, cmd core.Command) (core.Resul
 		return core.Result{}, ErrShuttingDown
 	}
 	defer n.leave()
-	if cmd.ClientID == "" {
-		c := n.clients.get()
+	if c := n.identify(&cmd); c != nil {
 		defer n.clients.put(c)
-		c.seq++
-		cmd.ClientID, cmd.Seq = c.id, c.seq
 	}
 	return s.do(ctx, cmd)
 }
