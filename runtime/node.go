@@ -651,7 +651,7 @@ func (n *Node) AddNodeIncarnation(ctx context.Context, nodeID, raftAddress strin
 			}
 			// The name first, so that every member (and the new one, from
 			// the log or a snapshot) shows it.
-			if err := n.proposeNames(actx, sh, map[uint64]string{id: nodeID}); err != nil {
+			if _, err := n.nh.SyncPropose(actx, sh.session, encodeNames(map[uint64]string{id: nodeID})); err != nil {
 				return err
 			}
 			if err := n.nh.SyncRequestAddReplica(actx, sh.dbID, id, raftAddress, mem.ConfigChangeID); err != nil {
@@ -690,19 +690,6 @@ func pickIncarnation(nodeID, addr string, mem *dragonboat.Membership) (int, uint
 		return inc, id, nil
 	}
 	return 0, 0, fmt.Errorf("%s was removed %d times: use another node id", nodeID, config.MaxIncarnation+1)
-}
-
-func (n *Node) proposeNames(ctx context.Context, sh *shard, names map[uint64]string) error {
-	for {
-		_, err := n.nh.SyncPropose(ctx, sh.session, encodeNames(names))
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil || !retryable(err) {
-			return n.dragonboatErr(sh, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // RemoveNode removes a member. Removing a node that is not a member
