@@ -5,8 +5,6 @@ import (
 	"context"
 	"slices"
 	"time"
-
-	"github.com/lni/dragonboat/v4"
 )
 
 // Leader balancing (consensus.shards > 1). Every shard's leader serves
@@ -82,25 +80,11 @@ func (n *Node) shouldAskToLead(sh *shard, bt balanceTimes, lastAsked time.Time) 
 	if isLeader || leaderID == 0 || time.Since(since) < bt.settle {
 		return false
 	}
-	mem := n.shardMembers(sh)
+	mem, _ := n.shardMembers(sh)
 	if _, voting := mem[n.replicaID]; !voting {
 		return false
 	}
 	return n.preferredLeader(sh.index, mem) == n.cfg.Cluster.NodeID
-}
-
-// shardMembers is the voting members of sh as this node knows them.
-func (n *Node) shardMembers(sh *shard) map[uint64]string {
-	info := n.nh.GetNodeHostInfo(dragonboat.NodeHostInfoOption{SkipLogInfo: true})
-	if info == nil {
-		return nil
-	}
-	for _, si := range info.ShardInfoList {
-		if si.ShardID == sh.dbID {
-			return si.Replicas
-		}
-	}
-	return nil
 }
 
 // askToLead checks that this node has caught up with sh's leader, then

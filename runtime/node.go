@@ -758,6 +758,21 @@ func (n *Node) membershipAttempts(ctx context.Context, sh *shard, step func(cont
 	}
 }
 
+// shardMembers is the voting members of sh as this node knows them (none
+// when it does not know sh); ok is false when the NodeHost is closed.
+func (n *Node) shardMembers(sh *shard) (members map[uint64]string, ok bool) {
+	info := n.nh.GetNodeHostInfo(dragonboat.NodeHostInfoOption{SkipLogInfo: true})
+	if info == nil {
+		return nil, false
+	}
+	for _, si := range info.ShardInfoList {
+		if si.ShardID == sh.dbID {
+			return si.Replicas, true
+		}
+	}
+	return nil, true
+}
+
 // memberID finds nodeID among the members.
 func (n *Node) memberID(nodeID string, members map[uint64]string) uint64 {
 	for _, id := range slices.Sorted(maps.Keys(members)) {
@@ -782,15 +797,9 @@ func (n *Node) TransferLeadership(ctx context.Context, shardID uint64, toNodeID 
 	sh := n.shards[shardID]
 	ctx, cancel := n.opContext(ctx, n.membershipTimeout())
 	defer cancel()
-	info := n.nh.GetNodeHostInfo(dragonboat.NodeHostInfoOption{SkipLogInfo: true})
-	if info == nil {
+	members, ok := n.shardMembers(sh)
+	if !ok {
 		return ErrShuttingDown
-	}
-	var members map[uint64]string
-	for _, si := range info.ShardInfoList {
-		if si.ShardID == sh.dbID {
-			members = si.Replicas
-		}
 	}
 	target := n.memberID(toNodeID, members)
 	if target == 0 {
