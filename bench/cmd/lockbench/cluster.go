@@ -193,9 +193,7 @@ func (c *cluster) waitHealthy(nodes []*node, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for _, nd := range nodes {
 		for {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			_, err := c.clusterClient(nd).Health(ctx, connect.NewRequest(&pb.HealthRequest{}))
-			cancel()
+			err := c.health(nd)
 			if err == nil {
 				break
 			}
@@ -246,4 +244,12 @@ func rssKiB(pid int) int64 {
 		}
 	}
 	return -1
+}
+
+// health is nil when a node's /health (Connect Health) answers OK.
+func (c *cluster) health(nd *node) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_, err := c.clusterClient(nd).Health(ctx, connect.NewRequest(&pb.HealthRequest{}))
+	return err
 }

@@ -641,11 +641,7 @@ func (b *bench) failover(trials int) error {
 		}
 		time.Sleep(500 * time.Millisecond) // let the restarted node catch up
 	}
-	sort.Slice(took, func(i, j int) bool { return took[i] < took[j] })
-	if len(took) > 0 {
-		fmt.Printf("%-34s median %v, worst %v (%d trials)\n", "failover, kill -9 leader", took[len(took)/2].Round(time.Millisecond),
-			took[len(took)-1].Round(time.Millisecond), len(took))
-	}
+	printSpread("failover, kill -9 leader", took)
 	return b.prepare()
 }
 

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,15 +67,6 @@ func partition(o options, extra []string, trials int) (int64, error) {
 	printSpread("partition, leader cut -> acquire", elect)
 	printSpread("partition healed -> full service", heal)
 	return failures, nil
-}
-
-func printSpread(name string, ds []time.Duration) {
-	if len(ds) == 0 {
-		return
-	}
-	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-	fmt.Printf("%-34s median %v, worst %v (%d trials)\n", name, ds[len(ds)/2].Round(time.Millisecond),
-		ds[len(ds)-1].Round(time.Millisecond), len(ds))
 }
 
 // partitionTrial returns the time from the cut to the first acquire granted
@@ -213,12 +203,4 @@ func (c *cluster) recovery(nd *node, acquire func(*node) error, healed time.Time
 	}
 	wg.Wait()
 	return allHealthy, time.Duration(granted.Load()), lastErr
-}
-
-// health is nil when a node's /health (Connect Health) answers OK.
-func (c *cluster) health(nd *node) error {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	_, err := c.clusterClient(nd).Health(ctx, connect.NewRequest(&pb.HealthRequest{}))
-	return err
 }

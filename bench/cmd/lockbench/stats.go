@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -160,4 +161,15 @@ func (b *bench) describe(a, z snap, ops int64) string {
 		parts = append(parts, "CPU µs/op: "+strings.Join(per, ", "))
 	}
 	return strings.Join(parts, "; ")
+}
+
+// printSpread prints the median and worst of trials' times (failover,
+// partition), sorting ds.
+func printSpread(name string, ds []time.Duration) {
+	if len(ds) == 0 {
+		return
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	fmt.Printf("%-34s median %v, worst %v (%d trials)\n", name, ds[len(ds)/2].Round(time.Millisecond),
+		ds[len(ds)-1].Round(time.Millisecond), len(ds))
 }
