@@ -63,6 +63,7 @@ type releaseArgs struct {
 	name       string
 	clientID   string
 	seq        uint64
+	low        uint64 // lowest_pending_seq
 	session    uint64
 	owner      string
 	ownerField string
@@ -77,7 +78,7 @@ func (s *service) release(ctx context.Context, a releaseArgs) (sessionClosed boo
 	if err != nil {
 		return false, err
 	}
-	cmd := core.Command{Op: core.OpRelease, Kind: a.kind, Name: a.name, ClientID: a.clientID, Seq: a.seq,
+	cmd := core.Command{Op: core.OpRelease, Kind: a.kind, Name: a.name, ClientID: a.clientID, Seq: a.seq, LowestPending: a.low,
 		Session: core.SessionID(a.session), Token: core.FencingToken(a.token)}
 	if a.kind == core.KindElection {
 		cmd.Op, cmd.Kind = core.OpResign, 0

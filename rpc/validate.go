@@ -33,8 +33,20 @@ const maxClientIDBytes = core.MaxClientIDBytes - len(implicitSuffix)
 
 type validator struct{ l core.Limits }
 
+// pendingRequest is every message that carries lowest_pending_seq.
+type pendingRequest interface {
+	GetClientId() string
+	GetRequestSeq() uint64
+	GetLowestPendingSeq() uint64
+}
+
 // check validates one request message; nil means well formed.
 func (v validator) check(msg any) *connect.Error {
+	if p, ok := msg.(pendingRequest); ok {
+		if err := v.pending(p.GetClientId(), p.GetRequestSeq(), p.GetLowestPendingSeq()); err != nil {
+			return err
+		}
+	}
 	switch r := msg.(type) {
 	case *pb.CreateSessionRequest:
 		return first(v.client(r.ClientId, r.RequestSeq), v.ttl(r.TtlSeconds, r.TtlMs),
@@ -45,6 +57,16 @@ func (v validator) check(msg any) *connect.Error {
 		return first(v.client(r.ClientId, r.RequestSeq), need(r.SessionId != 0, "session_id is missing: give the session to close"))
 	case *pb.GetSessionRequest:
 		return need(r.SessionId != 0, "session_id is missing: give the session to read")
+	case *pb.AbandonRequest:
+		return first(need(r.ClientId != "", "client_id is missing: give the client_id of the request to abandon"),
+			v.client(r.ClientId, r.RequestSeq),
+			need(r.SessionId != 0, "session_id is missing: give the session the abandoned request was made for"),
+			need(r.AbandonSeq != 0, "abandon_seq is missing: give the request_seq of the request to abandon"),
+			need(r.AbandonSeq != r.RequestSeq, "abandon_seq %d equals this request's own request_seq: give the earlier request's", r.AbandonSeq),
+			need(r.LowestPendingSeq <= r.AbandonSeq, "lowest_pending_seq %d is above abandon_seq %d: the abandoned request is still pending until Abandon answers",
+				r.LowestPendingSeq, r.AbandonSeq),
+			need(r.Kind != pb.Kind_KIND_UNSPECIFIED, "kind is missing: give the kind of the abandoned request's object"),
+			v.name(r.Name))
 	case *pb.CancelWaitRequest:
 		return first(v.client(r.ClientId, r.RequestSeq), need(r.SessionId != 0, "session_id is missing: give the session the waiter belongs to"),
 			need(r.WaiterId != 0, "waiter_id is missing: give the waiter_id the queued request answered"))
@@ -183,6 +205,17 @@ func (v validator) client(id string, seq uint64) *connect.Error {
 		return invalid("client_id is %d bytes: at most %d", len(id), maxClientIDBytes)
 	case !utf8.ValidString(id):
 		return invalid("client_id is not valid UTF-8")
+	}
+	return nil
+}
+
+// pending checks lowest_pending_seq against the request's own numbering.
+func (v validator) pending(id string, seq, low uint64) *connect.Error {
+	switch {
+	case low != 0 && id == "":
+		return invalid("lowest_pending_seq %d without a client_id: it belongs to the client's request numbering", low)
+	case low > seq:
+		return invalid("lowest_pending_seq %d is above request_seq %d: this request itself is pending, so give at most %d", low, seq, seq)
 	}
 	return nil
 }
