@@ -1,0 +1,131 @@
+package rpc_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// rawCall sends a request with exact headers and body and returns the
+// status and raw answer.
+func (s *testServer) rawCall(t *testing.T, method, path string, header http.Header, body []byte) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, s.url+path, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body == nil {
+		req.Body = nil
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(raw)
+}
+
+func gzipped(t *testing.T, b []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if _, err := zw.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// TestRESTQueryNeverOverrides checks that a query parameter cannot name
+// another object or session than the path does, and that what the query
+// may carry is said.
+func TestRESTQueryNeverOverrides(t *testing.T) {
+	s := startServer(t)
+	_, a := s.call(t, "POST", "/locks/held-a/acquire", `{"owner":"oa"}`)
+	_, b := s.call(t, "POST", "/locks/held-b/acquire", `{"owner":"ob"}`)
+	if a["acquired"] != true || b["acquired"] != true {
+		t.Fatalf("setup: %v %v", a, b)
+	}
+	sa, _ := a["session_id"].(string)
+	sb, _ := b["session_id"].(string)
+	tok, _ := b["fencing_token"].(string)
+	for _, tc := range []struct {
+		method, path, body string
+		phrase             string
+	}{
+		{"DELETE", "/sessions/" + sa + "?session_id=" + sb, "", `query parameter "session_id" is not accepted on DELETE`},
+		{"POST", "/locks/other/release?name=held-b", `{"owner":"ob","fencing_token":"` + tok + `"}`, `query parameter "name" is not accepted on POST`},
+		{"POST", "/locks/free-a/acquire?name=free-b", `{"owner":"x"}`, `query parameter "name"`},
+		{"POST", "/locks/free-a/acquire?owner=zz", `{"owner":"x"}`, `query parameter "owner"`},
+		{"GET", "/locks/free-a/status?name=held-b", "", `query parameter "name" is not accepted on GET: the query takes only stale`},
+		{"GET", "/locks/free-a/status?bogus=1", "", `query parameter "bogus"`},
+		{"GET", "/locks/free-a/status?stale=true&stale=false", "", `query parameter "stale" is given 2 times`},
+		{"GET", "/locks/%ff/status", "", `is not valid UTF-8`},
+	} {
+		status, body := s.call(t, tc.method, tc.path, tc.body)
+		expectError(t, status, body, 400, "invalid_argument")
+		if msg, _ := body["message"].(string); !strings.Contains(msg, tc.phrase) {
+			t.Errorf("%s %s: message %q does not say %q", tc.method, tc.path, msg, tc.phrase)
+		}
+	}
+	for _, name := range []string{"held-a", "held-b"} {
+		if _, st := s.call(t, "GET", "/locks/"+name+"/status", ""); st["held"] != true {
+			t.Fatalf("%s is no longer held after the refused requests: %v", name, st)
+		}
+	}
+	for _, name := range []string{"free-a", "free-b", "other"} {
+		if _, st := s.call(t, "GET", "/locks/"+name+"/status", ""); st["held"] == true {
+			t.Fatalf("%s was acquired by a refused request: %v", name, st)
+		}
+	}
+	if status, st := s.call(t, "GET", "/locks/held-a/status?stale=true", ""); status != 200 || st["held"] != true {
+		t.Fatalf("a documented query parameter: %d %v", status, st)
+	}
+}
+
+// TestRESTBodies checks compressed and malformed bodies: the bound is on
+// the inflated bytes, and each failure is the client's, with a 4xx.
+func TestRESTBodies(t *testing.T) {
+	s := startServer(t)
+	gz := http.Header{"Content-Type": {"application/json"}, "Content-Encoding": {"gzip"}}
+	bomb := gzipped(t, append([]byte(`{"owner":"`), bytes.Repeat([]byte("x"), 64<<20)...))
+	status, body := s.rawCall(t, "POST", "/locks/bomb/acquire", gz, bomb)
+	if status != 429 || !strings.Contains(body, `"code":"resource_exhausted"`) || !strings.Contains(body, "inflates to more than") {
+		t.Fatalf("a gzip bomb (%d bytes holding 64 MiB): %d %s", len(bomb), status, body)
+	}
+	status, body = s.rawCall(t, "POST", "/locks/small/acquire", gz, gzipped(t, []byte(`{"owner":"z"}`)))
+	if status != 200 || !strings.Contains(body, `"acquired":true`) {
+		t.Fatalf("a small gzip body: %d %s", status, body)
+	}
+	status, body = s.rawCall(t, "POST", "/locks/corrupt/acquire", gz, []byte("\x1f\x8b\x08\x00garbage"))
+	if status != 400 || !strings.Contains(body, "the gzip body is corrupt") {
+		t.Fatalf("a corrupt gzip body: %d %s", status, body)
+	}
+	status, body = s.rawCall(t, "POST", "/locks/br/acquire", http.Header{"Content-Type": {"application/json"}, "Content-Encoding": {"br"}}, []byte(`{}`))
+	if status != 415 || !strings.Contains(body, `Content-Encoding \"br\" is not supported`) {
+		t.Fatalf("an unknown encoding: %d %s", status, body)
+	}
+	if _, st := s.call(t, "GET", "/locks/bomb/status", ""); st["held"] == true {
+		t.Fatal("the bomb's acquire was applied")
+	}
+}
+
+func TestRESTHeadAndUnknownProcedure(t *testing.T) {
+	s := startServer(t)
+	if status, body := s.rawCall(t, "HEAD", "/health", nil, nil); status != 200 || body != "" {
+		t.Fatalf("HEAD /health: %d %q", status, body)
+	}
+	status, body := s.rawCall(t, "POST", "/lockstep.v1.NoSuchService/Do", http.Header{"Content-Type": {"application/json"}}, []byte(`{}`))
+	if status != 404 || !strings.Contains(body, `"code":"not_found"`) {
+		t.Fatalf("an unknown procedure: %d %s", status, body)
+	}
+}
