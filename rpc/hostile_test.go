@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // rawCall sends a request with exact headers and body and returns the
@@ -127,5 +128,21 @@ func TestRESTHeadAndUnknownProcedure(t *testing.T) {
 	status, body := s.rawCall(t, "POST", "/lockstep.v1.NoSuchService/Do", http.Header{"Content-Type": {"application/json"}}, []byte(`{}`))
 	if status != 404 || !strings.Contains(body, `"code":"not_found"`) {
 		t.Fatalf("an unknown procedure: %d %s", status, body)
+	}
+}
+
+// A REST wait outlives the TTL of the session the server made for it: the
+// wait itself shows the client is there.
+func TestRESTWaitOutlivesItsSessionTTL(t *testing.T) {
+	s := startServer(t)
+	_, held := s.call(t, "POST", "/locks/w/acquire", `{"owner":"first","ttl_seconds":30}`)
+	tok, _ := held["fencing_token"].(string)
+	go func() {
+		time.Sleep(900 * time.Millisecond) // three TTLs of the waiter's session
+		s.call(t, "POST", "/locks/w/release", `{"owner":"first","fencing_token":"`+tok+`"}`)
+	}()
+	status, body := s.call(t, "POST", "/locks/w/acquire", `{"owner":"second","ttl_ms":300,"wait_timeout_ms":1900}`)
+	if status != 200 || body["acquired"] != true {
+		t.Fatalf("a wait longer than its session's TTL: %d %v", status, body)
 	}
 }
