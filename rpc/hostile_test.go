@@ -146,3 +146,20 @@ func TestRESTWaitOutlivesItsSessionTTL(t *testing.T) {
 		t.Fatalf("a wait longer than its session's TTL: %d %v", status, body)
 	}
 }
+
+func TestRESTLabelsArePrintable(t *testing.T) {
+	s := startServer(t)
+	status, body := s.call(t, "POST", "/locks/l/acquire", `{"owner":"x\u0000\u001b[31mred"}`)
+	expectError(t, status, body, 400, "invalid_argument")
+	if msg, _ := body["message"].(string); !strings.Contains(msg, "unprintable character U+0000") {
+		t.Fatalf("message %q", msg)
+	}
+	status, body = s.call(t, "POST", "/locks/l/acquire", `{"owner":"`+strings.Repeat("o", 124)+`"}`)
+	expectError(t, status, body, 400, "invalid_argument")
+	if msg, _ := body["message"].(string); !strings.Contains(msg, `less 5 for the "auto:" mark`) {
+		t.Fatalf("message %q does not explain the reserved bytes", msg)
+	}
+	if _, st := s.call(t, "GET", "/locks/l/status", ""); st["held"] == true {
+		t.Fatal("held after refused acquires")
+	}
+}

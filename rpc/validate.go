@@ -246,13 +246,19 @@ func (v validator) lease(session uint64, owner, ownerField string, seconds, ms i
 	return first(v.ttl(seconds, ms), v.owner(ownerField, owner, len(autoOwnerPrefix)))
 }
 
+// owner checks a label; reserve is room kept for the mark of a session the
+// server creates (autoOwnerPrefix), which the label then goes into.
 func (v validator) owner(field, owner string, reserve int) *connect.Error {
 	max := v.l.MaxOwnerBytes - reserve
 	switch {
+	case len(owner) > max && reserve > 0:
+		return invalid("%s is %d bytes: at most %d here (%d, less %d for the %q mark of the session the server creates for this request)",
+			field, len(owner), max, v.l.MaxOwnerBytes, reserve, autoOwnerPrefix)
 	case len(owner) > max:
 		return invalid("%s is %d bytes: at most %d", field, len(owner), max)
-	case !utf8.ValidString(owner):
-		return invalid("%s is not valid UTF-8", field)
+	}
+	if err := core.ValidateLabel(field, owner); err != nil {
+		return invalid("%s", err.Msg)
 	}
 	return nil
 }
