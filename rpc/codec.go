@@ -69,7 +69,47 @@ func (c connectJSON) Unmarshal(data []byte, msg any) error {
 	if len(data) == 0 {
 		return errors.New("the body is empty: send a JSON object, {} at least")
 	}
-	return protojson.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(data, m)
+	// protojson's DiscardUnknown also takes an unknown enum name as the
+	// default value: "kind": "KIND_BOGUS" checked the mutex's fence and
+	// answered valid. So unknown fields are dropped first, and the rest is
+	// decoded strictly: a misspelt enum value is an error, never an answer
+	// about another object.
+	err := protojson.Unmarshal(data, m)
+	if err == nil || !strings.Contains(err.Error(), "unknown field") {
+		return err
+	}
+	known, serr := dropUnknownFields(data, m.ProtoReflect().Descriptor())
+	if serr != nil {
+		return err
+	}
+	proto.Reset(m)
+	return protojson.Unmarshal(known, m)
+}
+
+// dropUnknownFields removes the keys of a JSON object (and of the objects
+// of its message fields) that name no field of md, by JSON or proto name.
+func dropUnknownFields(data []byte, md protoreflect.MessageDescriptor) ([]byte, error) {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(data, &obj); err != nil {
+		return nil, err
+	}
+	for k, v := range obj {
+		fd := md.Fields().ByJSONName(k)
+		if fd == nil {
+			fd = md.Fields().ByTextName(k)
+		}
+		switch {
+		case fd == nil:
+			delete(obj, k)
+		case fd.Message() != nil && !fd.IsMap() && !fd.IsList() && len(v) > 0 && v[0] == '{':
+			inner, err := dropUnknownFields(v, fd.Message())
+			if err != nil {
+				return nil, err
+			}
+			obj[k] = inner
+		}
+	}
+	return json.Marshal(obj)
 }
 
 // restJSON is the transcoder's JSON codec, used for REST bodies in and out.

@@ -163,3 +163,21 @@ func TestRESTLabelsArePrintable(t *testing.T) {
 		t.Fatal("held after refused acquires")
 	}
 }
+
+// An enum value that names nothing is refused over Connect JSON, while an
+// unknown field (a newer client's) is still dropped.
+func TestConnectJSONEnums(t *testing.T) {
+	s := startServer(t)
+	post := func(body string) (int, string) {
+		return s.rawCall(t, "POST", "/lockstep.v1.LockService/CheckFence", http.Header{"Content-Type": {"application/json"}}, []byte(body))
+	}
+	for _, body := range []string{`{"name":"n","kind":"KIND_BOGUS","fencing_token":"1"}`, `{"name":"n","kind":"kind_mutex","fencing_token":"1"}`,
+		`{"name":"n","kind":"KIND_BOGUS","fencing_token":"1","newer_field":1}`} {
+		if status, raw := post(body); status != 400 || !strings.Contains(raw, "invalid_argument") || !strings.Contains(raw, "enum") {
+			t.Errorf("%s: %d %s, want 400 naming the enum", body, status, raw)
+		}
+	}
+	if status, raw := post(`{"name":"n","kind":"KIND_MUTEX","fencing_token":"1","newer_field":{"a":1}}`); status != 200 {
+		t.Errorf("an unknown field: %d %s, want it dropped", status, raw)
+	}
+}
