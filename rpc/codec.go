@@ -133,8 +133,29 @@ func (c restCodec) Unmarshal(data []byte, msg proto.Message) error {
 	return badBody(c.JSONCodec.Unmarshal(data, msg))
 }
 
+// UnmarshalField decodes a path variable or a query parameter. Its error
+// names the field and what it takes: the JSON decoder's own ("invalid
+// character 'a' looking for beginning of value") says neither.
 func (c restCodec) UnmarshalField(data []byte, msg proto.Message, field protoreflect.FieldDescriptor) error {
-	return badBody(c.JSONCodec.UnmarshalField(data, msg, field))
+	if err := c.JSONCodec.UnmarshalField(data, msg, field); err != nil {
+		return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("%s %q in the path or query is not %s", field.Name(), data, kindWords(field)))
+	}
+	return nil
+}
+
+// kindWords says what a field takes, for an error message.
+func kindWords(fd protoreflect.FieldDescriptor) string {
+	switch fd.Kind() {
+	case protoreflect.BoolKind:
+		return "true or false"
+	case protoreflect.Uint64Kind, protoreflect.Fixed64Kind, protoreflect.Uint32Kind, protoreflect.Fixed32Kind:
+		return "a whole number of 0 or more"
+	case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind, protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
+		return "a whole number"
+	case protoreflect.EnumKind:
+		return "one of the enum's names (see docs/api.md)"
+	}
+	return "valid " + fd.Kind().String()
 }
 
 func badBody(err error) error {

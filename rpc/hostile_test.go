@@ -181,3 +181,20 @@ func TestConnectJSONEnums(t *testing.T) {
 		t.Errorf("an unknown field: %d %s, want it dropped", status, raw)
 	}
 }
+
+func TestRESTPathValuesAndContentTypes(t *testing.T) {
+	s := startServer(t)
+	status, body := s.call(t, "DELETE", "/sessions/abc", "")
+	expectError(t, status, body, 400, "invalid_argument")
+	if msg, _ := body["message"].(string); !strings.Contains(msg, `session_id "abc" in the path is not a whole number`) {
+		t.Fatalf("a path id that is not a number: %q", msg)
+	}
+	st, raw := s.rawCall(t, "POST", "/locks/t/acquire", http.Header{"Content-Type": {"text/plain"}}, []byte(`{"owner":"o"}`))
+	if st != 415 || !strings.Contains(raw, `Content-Type \"text/plain\" is not accepted`) {
+		t.Fatalf("text/plain: %d %s", st, raw)
+	}
+	st, raw = s.rawCall(t, "POST", "/locks/t/acquire", http.Header{"Content-Type": {"application/json; charset=utf-8"}}, []byte(`{"owner":"o"}`))
+	if st != 200 {
+		t.Fatalf("JSON with a charset: %d %s", st, raw)
+	}
+}

@@ -59,9 +59,16 @@ func restFront(transcoder http.Handler, maxBody int64, bodyTimeout time.Duration
 		// The REST API speaks JSON only. curl -d sends its own default
 		// content type (form-urlencoded) or none: read those bodies as the
 		// JSON they are rather than refusing the most common first request.
-		if ct := r.Header.Get("Content-Type"); r.Body != nil && r.Body != http.NoBody &&
-			(ct == "" || strings.HasPrefix(ct, "application/x-www-form-urlencoded")) {
-			r.Header.Set("Content-Type", "application/json")
+		if ct := r.Header.Get("Content-Type"); r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+			switch mt, _, _ := strings.Cut(strings.ToLower(ct), ";"); strings.TrimSpace(mt) {
+			case "", "application/x-www-form-urlencoded":
+				r.Header.Set("Content-Type", "application/json")
+			case "application/json":
+			default:
+				writeJSONError(w, http.StatusUnsupportedMediaType, "invalid_argument",
+					fmt.Sprintf("Content-Type %q is not accepted: the REST API takes a JSON body (application/json)", ct))
+				return
+			}
 		}
 		u := *r.URL
 		u.Path, u.RawPath = r.URL.EscapedPath(), ""

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -56,6 +57,14 @@ func checkRESTURL(r *http.Request) *inputError {
 		}
 		if !utf8.ValidString(s) {
 			return badInput("the path segment %q is not valid UTF-8: names are printable UTF-8, percent-encoded in the path", seg)
+		}
+	}
+	// The one numeric path variable: vanguard's own message for it ("invalid
+	// character 'a' looking for beginning of value") says neither what nor
+	// where.
+	if segs := strings.Split(strings.Trim(r.URL.EscapedPath(), "/"), "/"); len(segs) >= 2 && segs[0] == "sessions" {
+		if _, err := strconv.ParseUint(segs[1], 10, 64); err != nil {
+			return badInput("session_id %q in the path is not a whole number: use the session_id that POST /sessions answered", segs[1])
 		}
 	}
 	if r.URL.RawQuery == "" {

@@ -31,7 +31,10 @@ const implicitSuffix = "/session"
 // maxClientIDBytes leaves room for implicitSuffix within core's bound.
 const maxClientIDBytes = core.MaxClientIDBytes - len(implicitSuffix)
 
-type validator struct{ l core.Limits }
+type validator struct {
+	l    core.Limits
+	rest bool // the request came over REST, whose waits are capped (Options.MaxWait)
+}
 
 // pendingRequest is every message that carries lowest_pending_seq.
 type pendingRequest interface {
@@ -269,8 +272,13 @@ func (v validator) reservedOwner(owner string) *connect.Error {
 }
 
 func (v validator) wait(ms int64) *connect.Error {
-	return need(ms >= core.WaitForever,
-		"wait_timeout_ms %d is negative: use 0 (try once), a positive wait in ms, or -1 (until granted or cancelled)", ms)
+	if v.rest {
+		// REST caps every wait at locks.max_wait_time_seconds, -1 included.
+		return need(ms >= core.WaitForever,
+			"wait_timeout_ms %d is negative: use 0 (try once) or a wait in ms (over REST a wait lasts at most locks.max_wait_time_seconds; -1 asks for that longest wait)", ms)
+	}
+	return need(ms >= core.WaitForever && ms <= v.l.MaxWaitMs,
+		"wait_timeout_ms %d is out of range: use 0 (try once), 1..%d ms, or -1 (until granted or cancelled)", ms, v.l.MaxWaitMs)
 }
 
 func (v validator) lockDelay(ms int64) *connect.Error {
