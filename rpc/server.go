@@ -111,6 +111,12 @@ func New(opts Options) (http.Handler, error) {
 					fmt.Sprintf("no such procedure: %s (see docs/api.md for the services and their methods)", r.URL.Path))
 				return
 			}
+			if isGRPC(r) {
+				if msg, ok := checkGRPCFrames(r); !ok {
+					writeGRPCError(w, grpcInvalidArgument, msg)
+					return
+				}
+			}
 			rpcMux.ServeHTTP(w, r)
 			return
 		}
