@@ -52,6 +52,11 @@ func restFront(transcoder http.Handler, maxBody int64, bodyTimeout time.Duration
 			writeJSONError(w, err.status, err.code, err.msg)
 			return
 		}
+		if r.ContentLength > 0 && r.Method != http.MethodPost {
+			writeJSONError(w, http.StatusBadRequest, "invalid_argument",
+				fmt.Sprintf("a %s request takes no body (%d bytes came): its fields go in the path and the query", r.Method, r.ContentLength))
+			return
+		}
 		if r.Method == http.MethodHead {
 			// A health check by HEAD: answer as GET; net/http drops the body.
 			r.Method = http.MethodGet
