@@ -198,3 +198,17 @@ func TestRESTPathValuesAndContentTypes(t *testing.T) {
 		t.Fatalf("JSON with a charset: %d %s", st, raw)
 	}
 }
+
+func TestRESTDecodeMessagesNameTheAPIFields(t *testing.T) {
+	s := startServer(t)
+	status, body := s.call(t, "POST", "/locks/a/acquire", `{"wait_timeout_ms":"soon"}`)
+	expectError(t, status, body, 400, "invalid_argument")
+	if msg, _ := body["message"].(string); !strings.Contains(msg, "int64 field wait_timeout_ms:") || strings.Contains(msg, "waitTimeoutMs") {
+		t.Fatalf("message %q names the field in camelCase", msg)
+	}
+	status, body = s.call(t, "GET", "/locks/a/status?stale=maybe", "")
+	expectError(t, status, body, 400, "invalid_argument")
+	if msg, _ := body["message"].(string); msg != `stale="maybe" is not true or false` {
+		t.Fatalf("message %q", msg)
+	}
+}
