@@ -212,3 +212,24 @@ func TestRESTDecodeMessagesNameTheAPIFields(t *testing.T) {
 		t.Fatalf("message %q", msg)
 	}
 }
+
+// Frames that lie about their length are the client's fault in every
+// enveloped protocol.
+func TestEnvelopesThatLie(t *testing.T) {
+	s := startServer(t)
+	lying := []byte("\x00\x00\x00\x00\x32{}")
+	st, body := s.rawCall(t, "POST", "/lockstep.v1.WatchService/Watch", http.Header{"Content-Type": {"application/connect+json"}}, lying)
+	if st != 200 || !strings.Contains(body, `"code":"invalid_argument"`) || !strings.Contains(body, "promises 50 bytes") {
+		t.Fatalf("Connect streaming: %d %q", st, body)
+	}
+	req, _ := http.NewRequest("POST", s.url+"/lockstep.v1.LockService/Status", bytes.NewReader(lying))
+	req.Header.Set("Content-Type", "application/grpc-web+proto")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get("Grpc-Status"); got != "3" {
+		t.Fatalf("gRPC-Web: grpc-status %q (%s), want 3", got, resp.Header.Get("Grpc-Message"))
+	}
+}

@@ -111,9 +111,9 @@ func New(opts Options) (http.Handler, error) {
 					fmt.Sprintf("no such procedure: %s (see docs/api.md for the services and their methods)", r.URL.Path))
 				return
 			}
-			if isGRPC(r) {
-				if msg, ok := checkGRPCFrames(r); !ok {
-					writeGRPCError(w, grpcInvalidArgument, msg)
+			if p := envelopeProtocol(r); p != "" {
+				if msg, ok := checkFrames(r, p); !ok {
+					writeFrameError(w, r, p, msg)
 					return
 				}
 			}
