@@ -19,11 +19,17 @@ import (
 // The API's requests are small and every stream of ours is a server stream
 // (one request message), so a gRPC body is read whole, its framing checked,
 // and a malformed one answered invalid_argument (grpc-status 3) before
-// connect-go sees it. (A client or bidirectional stream, which sends while
-// it reads, must be exempted: reading its body whole would wait for its end.)
+// connect-go sees it. A client or bidirectional stream sends while it reads,
+// and reading its body whole would wait for its end: framesWhole keeps the
+// check to the procedures whose request is one message.
 
 // grpcInvalidArgument is gRPC's status code 3.
 const grpcInvalidArgument = 3
+
+// framesWhole says whether a procedure's request body is complete when the
+// call starts: every lockstep.v1 procedure is unary or a server stream.
+// Reflection's stream is bidirectional, so it is not checked here.
+func framesWhole(path string) bool { return strings.HasPrefix(path, "/lockstep.v1.") }
 
 // envelopeProtocol names the enveloped protocol a request speaks: "grpc",
 // "grpc-web", "connect" (Connect streaming), or "" (Connect unary, REST:

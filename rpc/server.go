@@ -111,7 +111,7 @@ func New(opts Options) (http.Handler, error) {
 					fmt.Sprintf("no such procedure: %s (see docs/api.md for the services and their methods)", r.URL.Path))
 				return
 			}
-			if p := envelopeProtocol(r); p != "" {
+			if p := envelopeProtocol(r); p != "" && framesWhole(r.URL.Path) {
 				if msg, ok := checkFrames(r, p); !ok {
 					writeFrameError(w, r, p, msg)
 					return
