@@ -213,6 +213,12 @@ func (e *encoder) command(c *Command) {
 	if f&fValue != 0 {
 		e.bytes(c.Value)
 	}
+	if f&fLowestPending != 0 {
+		e.uvarint(c.LowestPending)
+	}
+	if f&fTargetSeq != 0 {
+		e.uvarint(c.TargetSeq)
+	}
 }
 
 // maxDecodedCommands bounds a decoded proposal before the machine's own
@@ -252,7 +258,7 @@ func (d *decoder) command(c *Command) {
 	if d.err != nil {
 		return
 	}
-	if mask > uint64(fValue<<1-1) { // before narrowing: high bits must not vanish
+	if mask > uint64(fLast<<1-1) { // before narrowing: high bits must not vanish
 		d.fail(errors.New("unknown field in presence mask"))
 		return
 	}
@@ -304,6 +310,12 @@ func (d *decoder) command(c *Command) {
 	}
 	if f&fValue != 0 {
 		c.Value = d.bytes()
+	}
+	if f&fLowestPending != 0 {
+		c.LowestPending = d.uvarint()
+	}
+	if f&fTargetSeq != 0 {
+		c.TargetSeq = d.uvarint()
 	}
 	if d.err == nil && c.setFields() != f {
 		d.fail(errors.New("a field marked present is zero"))

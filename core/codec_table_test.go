@@ -161,7 +161,7 @@ func TestCodecErrorsTable(t *testing.T) {
 			cmdHead(e, fName)
 			e.string(strings.Repeat("n", MaxFieldBytes+1))
 		}), "length out of range"},
-		{"an unknown field", raw(func(e *encoder) { cmdHead(e, fValue<<1) }), "unknown field in presence mask"},
+		{"an unknown field", raw(func(e *encoder) { cmdHead(e, fLast<<1) }), "unknown field in presence mask"},
 		{"an unknown field above 32 bits", raw(func(e *encoder) {
 			cmdHead(e, 0)
 			e.b = e.b[:len(e.b)-1]

@@ -19,11 +19,12 @@ const (
 	OpProclaim                       // Name, Session, Token, Value
 	OpResign                         // Name, Session, Token
 	OpLeaderChange                   // the shard has a new Raft leader: extend every live session
+	OpAbandon                        // Kind, Name, Session, TargetSeq: withdraw ClientID's request TargetSeq (see abandon)
 	opCount
 )
 
 var opNames = [...]string{"", "session_create", "session_keepalive", "session_close", "acquire", "release",
-	"cancel", "barrier_wait", "barrier_set", "barrier_remove", "campaign", "proclaim", "resign", "leader_change"}
+	"cancel", "barrier_wait", "barrier_set", "barrier_remove", "campaign", "proclaim", "resign", "leader_change", "abandon"}
 
 func (o Op) String() string {
 	if o > 0 && o < opCount {
@@ -39,6 +40,12 @@ type Command struct {
 	Op       Op
 	ClientID string // with Seq, the dedupe key; empty for commands that need none
 	Seq      uint64
+	// LowestPending is the lowest Seq of ClientID whose answer the client
+	// still waits for (Seq itself when none is older). The machine keeps
+	// every result of the client at or above it and forgets those below,
+	// so any number of requests may be in flight (see dedupe.go). 0: not
+	// given, and the client's last DedupeWindow results are kept instead.
+	LowestPending uint64
 
 	Kind        Kind
 	Name        string
@@ -56,6 +63,7 @@ type Command struct {
 	Participant string
 	Owner       string // a label shown in status
 	Value       []byte
+	TargetSeq   uint64 // OpAbandon: the Seq of ClientID's request to withdraw
 }
 
 // Proposal is the payload of one log entry: commands packed by the proposer

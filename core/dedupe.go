@@ -1,9 +1,18 @@
 package core
 
 // Dedupe makes retries safe: a command carries (client_id, request_seq), and
-// the machine keeps each client's most recent results. A client may have up
-// to DedupeWindow requests in flight, applied in any order; a seq older than
-// the window is refused rather than applied twice.
+// the machine keeps the client's results so that a retry is answered with
+// the first answer and changes nothing (docs/design.md, "Identity").
+//
+// Which results are kept follows the Raft dissertation's client sessions,
+// extended to many outstanding requests. A command may say the lowest seq
+// its client still waits for (LowestPending): every result at or above it is
+// kept, and the ones below are forgotten, since the client will never retry
+// them. So a client may have any number of requests in flight, in any order,
+// bounded only by MaxPendingPerClient (a refusal the client can wait out).
+// A command that does not say keeps the older rule: the client's last
+// DedupeWindow results. Either way a seq that was forgotten (at or below the
+// client's floor) is refused rather than applied twice.
 //
 // Clients are forgotten after DedupeRetentionMs without a command, or, when
 // more than MaxClients are known, least recently used first. Both orders come
@@ -11,14 +20,15 @@ package core
 
 type dedupeEntry struct {
 	seq    uint64
+	index  uint64 // the entry that applied it (0: restored from a snapshot older than version 3)
 	result Result
 }
 
 type clientRecord struct {
 	id       string
 	lastUsed LogTime
-	floor    uint64        // every seq <= floor has left the window
-	results  []dedupeEntry // ascending seq, at most DedupeWindow
+	floor    uint64        // every seq <= floor has been forgotten
+	results  []dedupeEntry // ascending seq
 	prev     *clientRecord // LRU list, oldest first
 	next     *clientRecord
 }
@@ -26,6 +36,7 @@ type clientRecord struct {
 type clientTable struct {
 	byID       map[string]*clientRecord
 	head, tail *clientRecord
+	results    int // results kept across all clients, bounded by MaxDedupeResults
 }
 
 func newClientTable() clientTable { return clientTable{byID: make(map[string]*clientRecord)} }
@@ -34,18 +45,18 @@ func (t *clientTable) len() int { return len(t.byID) }
 
 // lookup finds a stored result for (id, seq). It returns the client's record
 // (nil when unknown) for record to reuse.
-func (t *clientTable) lookup(id string, seq uint64) (*clientRecord, *Result, *Error) {
+func (t *clientTable) lookup(id string, seq uint64) (*clientRecord, *dedupeEntry, *Error) {
 	rec := t.byID[id]
 	if rec == nil {
 		return nil, nil, nil
 	}
 	if i, ok := rec.find(seq); ok {
-		return rec, &rec.results[i].result, nil
+		return rec, &rec.results[i], nil
 	}
 	if seq <= rec.floor {
 		return rec, nil, errorf(CodeFailedPrecondition,
-			"request_seq %d of client %q is older than the %d results kept for it: its outcome is unknown; read the status instead of retrying",
-			seq, id, len(rec.results))
+			"request_seq %d of client %q was forgotten (results at or below %d are no longer kept): its outcome is unknown; read the status instead of retrying",
+			seq, id, rec.floor)
 	}
 	return rec, nil, nil
 }
@@ -63,8 +74,34 @@ func (r *clientRecord) find(seq uint64) (int, bool) {
 	return lo, lo < len(r.results) && r.results[lo].seq == seq
 }
 
-// record stores the result of a newly applied command.
-func (t *clientTable) record(rec *clientRecord, id string, seq uint64, r Result, now LogTime, l Limits) {
+// admit says whether a new result of the client fits the limits, counting
+// what the command's LowestPending lets go first. A refused command changes
+// nothing, so the client can wait for answers and send it again.
+func (t *clientTable) admit(rec *clientRecord, id string, low uint64, n int, l Limits) *Error {
+	kept, dropped := 0, 0
+	if rec != nil {
+		kept = len(rec.results)
+		if low > 0 {
+			i, _ := rec.find(low)
+			kept, dropped = len(rec.results)-i, i
+		}
+	}
+	if low > 0 && kept+n > l.MaxPendingPerClient {
+		return errorf(CodeResourceExhausted,
+			"client %q has %d requests pending at or above lowest_pending_seq %d; at most %d are kept per client: wait for answers, or raise lowest_pending_seq past the requests no longer awaited",
+			id, kept, low, l.MaxPendingPerClient)
+	}
+	if t.results-dropped+n > l.MaxDedupeResults {
+		return errorf(CodeResourceExhausted,
+			"the server keeps %d request results across all clients, its limit: wait for pending requests to be answered and retry",
+			l.MaxDedupeResults)
+	}
+	return nil
+}
+
+// record stores the result of a newly applied command, applied by entry
+// index, and lets go what the client no longer waits for.
+func (t *clientTable) record(rec *clientRecord, id string, seq, low, index uint64, r Result, now LogTime, l Limits) {
 	if rec == nil {
 		rec = &clientRecord{id: id}
 		t.byID[id] = rec
@@ -80,13 +117,34 @@ func (t *clientTable) record(rec *clientRecord, id string, seq uint64, r Result,
 	i, _ := rec.find(seq)
 	rec.results = append(rec.results, dedupeEntry{})
 	copy(rec.results[i+1:], rec.results[i:])
-	rec.results[i] = dedupeEntry{seq: seq, result: r}
-	if len(rec.results) > l.DedupeWindow {
+	rec.results[i] = dedupeEntry{seq: seq, index: index, result: r}
+	t.results++
+	switch {
+	case low > 0:
+		t.dropBelow(rec, low)
+	case len(rec.results) > l.DedupeWindow:
+		// The oldest result leaves the window; seqs between it and the next
+		// one that never arrived may still be applied, as before.
 		rec.floor = rec.results[0].seq
 		copy(rec.results, rec.results[1:])
 		rec.results[len(rec.results)-1] = dedupeEntry{}
 		rec.results = rec.results[:len(rec.results)-1]
+		t.results--
 	}
+}
+
+// dropBelow forgets the client's results below seq; a retry of one of them
+// is refused from now on.
+func (t *clientTable) dropBelow(rec *clientRecord, seq uint64) {
+	i, _ := rec.find(seq)
+	rec.floor = max(rec.floor, seq-1)
+	if i == 0 {
+		return
+	}
+	n := copy(rec.results, rec.results[i:])
+	clear(rec.results[n:])
+	rec.results = rec.results[:n]
+	t.results -= i
 }
 
 // settle replaces a queued request's stored result with its final outcome.
@@ -116,6 +174,7 @@ func (t *clientTable) expire(now LogTime, l Limits) {
 func (t *clientTable) forget(rec *clientRecord) {
 	t.unlink(rec)
 	delete(t.byID, rec.id)
+	t.results -= len(rec.results)
 }
 
 func (t *clientTable) pushBack(rec *clientRecord) {

@@ -155,7 +155,7 @@ func TestDedupeTable(t *testing.T) {
 				h.ok(with(cCreate(60_000), "c", seq))
 			}
 			h.fails(with(cCreate(60_000), "c", 1), CodeFailedPrecondition,
-				"request_seq 1 of client \"c\" is older than the 3 results kept for it: its outcome is unknown; read the status instead of retrying")
+				"request_seq 1 of client \"c\" was forgotten (results at or below 1 are no longer kept): its outcome is unknown; read the status instead of retrying")
 			for seq := uint64(2); seq <= 4; seq++ {
 				h.tblRetry(with(cCreate(60_000), "c", seq))
 			}

@@ -54,10 +54,11 @@ func (m *Machine) CheckInvariants() error {
 			return fail("lock-delay %d of %s %q is stale", id, o.key.kind, o.key.name)
 		}
 	}
-	n := 0
+	n, results := 0, 0
 	for c := m.clients.head; c != nil; c = c.next {
 		n++
-		if m.clients.byID[c.id] != c || len(c.results) > m.limits.DedupeWindow {
+		results += len(c.results)
+		if m.clients.byID[c.id] != c || len(c.results) > max(m.limits.DedupeWindow, m.limits.MaxPendingPerClient) {
 			return fail("client %q is badly recorded", c.id)
 		}
 		if c.next != nil && c.next.lastUsed < c.lastUsed {
@@ -71,6 +72,9 @@ func (m *Machine) CheckInvariants() error {
 	}
 	if n != m.clients.len() || n > m.limits.MaxClients {
 		return fail("%d clients listed, %d indexed", n, m.clients.len())
+	}
+	if results != m.clients.results || results > m.limits.MaxDedupeResults {
+		return fail("%d results kept, %d counted (at most %d)", results, m.clients.results, m.limits.MaxDedupeResults)
 	}
 	return nil
 }

@@ -24,7 +24,9 @@ type Limits struct {
 	MaxClockStepMs      int64 // how far one entry may move log time forward
 	MaxCommandsPerEntry int   // commands packed into one entry
 	MaxClients          int   // clients remembered for dedupe
-	DedupeWindow        int   // results remembered per client
+	DedupeWindow        int   // results remembered per client that does not send LowestPending
+	MaxPendingPerClient int   // results kept per client at or above its LowestPending
+	MaxDedupeResults    int   // results kept across all clients
 	DedupeRetentionMs   int64 // how long an idle client's results are kept
 	MaxListResults      int   // objects one List returns
 }
@@ -51,6 +53,8 @@ func DefaultLimits() Limits {
 		MaxCommandsPerEntry: 4096,
 		MaxClients:          100_000,
 		DedupeWindow:        32,
+		MaxPendingPerClient: 16_384,
+		MaxDedupeResults:    1_000_000,
 		DedupeRetentionMs:   10 * 60 * 1000,
 		MaxListResults:      10_000,
 	}
@@ -87,6 +91,8 @@ func (l Limits) Validate() error {
 		{l.MaxCommandsPerEntry >= 1 && l.MaxCommandsPerEntry < maxSlots/4, "MaxCommandsPerEntry must be within 1..262143"},
 		{l.MaxClients >= 1, "MaxClients must be at least 1"},
 		{l.DedupeWindow >= 1 && l.DedupeWindow <= 1024, "DedupeWindow must be within 1..1024"},
+		{l.MaxPendingPerClient >= 2 && l.MaxPendingPerClient <= 1<<20, "MaxPendingPerClient must be within 2..1048576"},
+		{l.MaxDedupeResults >= max(l.DedupeWindow, l.MaxPendingPerClient), "MaxDedupeResults must be at least DedupeWindow and MaxPendingPerClient"},
 		{l.DedupeRetentionMs >= 1 && l.DedupeRetentionMs <= MaxDurationMs, "DedupeRetentionMs must be within 1..2^40"},
 		{l.MaxListResults >= 1, "MaxListResults must be at least 1"},
 	}

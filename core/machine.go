@@ -146,21 +146,26 @@ func (m *Machine) applyCommand(c *Command) Result {
 	}
 	var rec *clientRecord
 	if c.ClientID != "" {
-		var stored *Result
+		var stored *dedupeEntry
 		var err *Error
 		rec, stored, err = m.clients.lookup(c.ClientID, c.Seq)
 		if err != nil {
 			return Result{Err: err}
 		}
 		if stored != nil {
-			r := *stored
+			r := stored.result
 			r.Duplicate = true
 			return r
+		}
+		if err := m.clients.admit(rec, c.ClientID, c.LowestPending, newResults(c), m.limits); err != nil {
+			return Result{Err: err}
 		}
 	}
 	r := m.execute(c)
 	if r.Err == nil && c.ClientID != "" {
-		m.clients.record(rec, c.ClientID, c.Seq, r, m.now, m.limits)
+		// abandon may have recorded a result for the client; find its
+		// record again rather than trust the one looked up before.
+		m.clients.record(m.clients.byID[c.ClientID], c.ClientID, c.Seq, c.LowestPending, m.index, r, m.now, m.limits)
 	}
 	return r
 }
@@ -193,6 +198,8 @@ func (m *Machine) execute(c *Command) Result {
 		return m.resign(c)
 	case OpLeaderChange:
 		return m.leaderChange()
+	case OpAbandon:
+		return m.abandon(c)
 	}
 	panic(fmt.Sprintf("core: validated command has op %v", c.Op))
 }

@@ -21,11 +21,18 @@ const snapshotMagic = "LSSNAP"
 // versions before it, and refuses others. Version 2 added a counting
 // barrier's generation; a version 1 snapshot restores it as the id of the
 // barrier's first waiter, the arrival that opened it unless that one left.
-const SnapshotVersion = 2
+// Version 3 added the limits on pending results (MaxPendingPerClient,
+// MaxDedupeResults; older snapshots get the defaults) and the entry index of
+// each kept result (older ones restore 0: unknown, see abandon).
+const SnapshotVersion = 3
 
 // snapshotVersionBarrierGeneration is the first version that writes a
 // counting barrier's generation.
 const snapshotVersionBarrierGeneration = 2
+
+// snapshotVersionPending is the first version that writes the pending-result
+// limits and each result's entry index.
+const snapshotVersionPending = 3
 
 // Snapshot returns the machine's state as bytes.
 func (m *Machine) Snapshot() []byte { return m.AppendSnapshot(nil) }
@@ -93,6 +100,7 @@ func (m *Machine) AppendSnapshot(b []byte) []byte {
 		e.uvarint(uint64(len(c.results)))
 		for _, r := range c.results {
 			e.uvarint(r.seq)
+			e.uvarint(r.index)
 			e.result(&r.result)
 		}
 	}
@@ -107,18 +115,26 @@ func (e *encoder) limits(l *Limits) {
 	for _, v := range []int64{int64(l.MaxNameBytes), int64(l.MaxObjects), int64(l.MaxSessions), int64(l.MaxWaitersPerObject),
 		int64(l.MaxWaiters), int64(l.MaxHoldsPerSession), int64(l.MaxOwnerBytes), int64(l.MaxValueBytes), int64(l.MaxParties),
 		l.MaxSemaphoreLimit, l.MinTTLMs, l.MaxTTLMs, l.MaxWaitMs, l.MaxHoldMs, l.MaxLockDelayMs, l.MaxClockStepMs,
-		int64(l.MaxCommandsPerEntry), int64(l.MaxClients), int64(l.DedupeWindow), l.DedupeRetentionMs, int64(l.MaxListResults)} {
+		int64(l.MaxCommandsPerEntry), int64(l.MaxClients), int64(l.DedupeWindow), l.DedupeRetentionMs, int64(l.MaxListResults),
+		int64(l.MaxPendingPerClient), int64(l.MaxDedupeResults)} {
 		e.varint(v)
 	}
 }
 
-func (d *decoder) limits() Limits {
+func (d *decoder) limits(version byte) Limits {
 	i := func() int { return int(d.varint()) }
-	return Limits{MaxNameBytes: i(), MaxObjects: i(), MaxSessions: i(), MaxWaitersPerObject: i(), MaxWaiters: i(),
+	l := Limits{MaxNameBytes: i(), MaxObjects: i(), MaxSessions: i(), MaxWaitersPerObject: i(), MaxWaiters: i(),
 		MaxHoldsPerSession: i(), MaxOwnerBytes: i(), MaxValueBytes: i(), MaxParties: i(), MaxSemaphoreLimit: d.varint(),
 		MinTTLMs: d.varint(), MaxTTLMs: d.varint(), MaxWaitMs: d.varint(), MaxHoldMs: d.varint(), MaxLockDelayMs: d.varint(),
 		MaxClockStepMs: d.varint(), MaxCommandsPerEntry: i(), MaxClients: i(), DedupeWindow: i(), DedupeRetentionMs: d.varint(),
 		MaxListResults: i()}
+	if version >= snapshotVersionPending {
+		l.MaxPendingPerClient, l.MaxDedupeResults = i(), i()
+	} else {
+		def := DefaultLimits()
+		l.MaxPendingPerClient, l.MaxDedupeResults = def.MaxPendingPerClient, def.MaxDedupeResults
+	}
+	return l
 }
 
 func (e *encoder) hold(h *hold) {
@@ -190,7 +206,7 @@ func Restore(b []byte) (*Machine, error) {
 		return nil, errorf(CodeInvalidArgument, "snapshot version %d is not known (this build reads versions 1..%d)", v, SnapshotVersion)
 	}
 	d := decoder{b: b[len(snapshotMagic)+1:]}
-	limits := d.limits()
+	limits := d.limits(v)
 	if d.err != nil {
 		return nil, errorf(CodeInvalidArgument, "malformed snapshot: %v", d.err)
 	}
@@ -332,13 +348,19 @@ func (m *Machine) restore(d *decoder, version byte) error {
 	n = d.count(uint64(m.limits.MaxClients), 4)
 	for i := 0; i < n && d.err == nil; i++ {
 		c := &clientRecord{id: d.string(), lastUsed: LogTime(d.varint()), floor: d.uvarint()}
-		nr := d.count(uint64(m.limits.DedupeWindow), 4)
+		nr := d.count(uint64(max(m.limits.DedupeWindow, m.limits.MaxPendingPerClient)), 4)
 		for j := 0; j < nr && d.err == nil; j++ {
-			c.results = append(c.results, dedupeEntry{seq: d.uvarint(), result: d.result()})
+			r := dedupeEntry{seq: d.uvarint()}
+			if version >= snapshotVersionPending {
+				r.index = d.uvarint()
+			}
+			r.result = d.result()
+			c.results = append(c.results, r)
 		}
 		if c.id == "" || m.clients.byID[c.id] != nil {
 			return errors.New("client recorded twice or without an id")
 		}
+		m.clients.results += len(c.results)
 		m.clients.byID[c.id] = c
 		m.clients.pushBack(c)
 	}

@@ -28,12 +28,22 @@ const (
 	fParticipant
 	fOwner
 	fValue
+	fLowestPending
+	fTargetSeq
 )
+
+// fLast is the highest field bit; the decoder refuses a mask above it.
+const fLast = fTargetSeq
+
+// anyOpFields may be set on a command of any op: they belong to its dedupe
+// identity, like ClientID and Seq, and validateClient checks them.
+const anyOpFields = fLowestPending
 
 var fieldNames = map[field]string{
 	fKind: "kind", fName: "name", fSession: "session", fToken: "token", fWaiter: "waiter", fTTL: "ttl_ms",
 	fWait: "wait_ms", fLockDelay: "lock_delay_ms", fMaxHold: "max_hold_ms", fLimit: "limit", fPermits: "permits",
 	fMode: "mode", fParties: "parties", fParticipant: "participant", fOwner: "owner", fValue: "value",
+	fLowestPending: "lowest_pending_seq", fTargetSeq: "target_seq",
 }
 
 // opFields says which fields each op may set; any other must be zero, so a
@@ -52,6 +62,7 @@ var opFields = [opCount]field{
 	OpProclaim:         fName | fSession | fToken | fValue,
 	OpResign:           fName | fSession | fToken,
 	OpLeaderChange:     0,
+	OpAbandon:          fKind | fName | fSession | fTargetSeq,
 }
 
 // setFields says which fields a command carries.
@@ -78,16 +89,18 @@ func (c *Command) setFields() field {
 	set(c.Participant != "", fParticipant)
 	set(c.Owner != "", fOwner)
 	set(len(c.Value) != 0, fValue)
+	set(c.LowestPending != 0, fLowestPending)
+	set(c.TargetSeq != 0, fTargetSeq)
 	return f
 }
 
 // validate checks everything about a command that does not depend on state.
 func (m *Machine) validate(c *Command) *Error {
 	if c.Op == 0 || c.Op >= opCount {
-		return errorf(CodeInvalidArgument, "unknown op %d: use one of session_create .. leader_change", uint8(c.Op))
+		return errorf(CodeInvalidArgument, "unknown op %d: use one of session_create .. abandon", uint8(c.Op))
 	}
-	if extra := c.setFields() &^ opFields[c.Op]; extra != 0 {
-		for f := field(1); f != 0 && f <= fValue; f <<= 1 {
+	if extra := c.setFields() &^ (opFields[c.Op] | anyOpFields); extra != 0 {
+		for f := field(1); f != 0 && f <= fLast; f <<= 1 {
 			if extra&f != 0 {
 				return errorf(CodeInvalidArgument, "%s does not take %s: leave it empty", c.Op, fieldNames[f])
 			}
@@ -122,8 +135,7 @@ func (m *Machine) validate(c *Command) *Error {
 		return firstError(m.validateName(c.Name), need(c.Session != 0, "barrier_wait needs a session"), m.validateWait(c.WaitMs),
 			need(c.Parties == 0 || (c.Parties >= 2 && c.Parties <= int64(l.MaxParties)),
 				"parties %d is out of range: use 2..%d, or 0 to wait for a set barrier to be removed", c.Parties, l.MaxParties),
-			need(len(c.Participant) <= l.MaxOwnerBytes, "participant is %d bytes: at most %d", len(c.Participant), l.MaxOwnerBytes),
-			need(utf8.ValidString(c.Participant), "participant is not valid UTF-8"))
+			m.validateLabel("participant", c.Participant))
 	case OpBarrierSet:
 		return firstError(m.validateName(c.Name), need(c.Session != 0, "barrier_set needs the session that holds the barrier"))
 	case OpBarrierRemove:
@@ -136,8 +148,26 @@ func (m *Machine) validate(c *Command) *Error {
 			m.validateValue(c.Value))
 	case OpResign:
 		return firstError(m.validateName(c.Name), need(c.Session != 0 && c.Token != 0, "resign needs the leader's session and token"))
+	case OpAbandon:
+		return firstError(need(c.ClientID != "", "abandon needs the client_id of the request to withdraw"),
+			need(c.Session != 0, "abandon needs the session the request was made for"),
+			need(c.TargetSeq != 0, "abandon needs the request_seq of the request to withdraw (target_seq)"),
+			need(c.TargetSeq != c.Seq, "abandon's target_seq %d is its own request_seq: name the earlier request to withdraw", c.TargetSeq),
+			need(c.LowestPending == 0 || c.LowestPending <= c.TargetSeq,
+				"lowest_pending_seq %d is above target_seq %d: the request being withdrawn is still pending", c.LowestPending, c.TargetSeq),
+			m.validateAbandonKind(c.Kind), m.validateName(c.Name))
 	}
 	return nil
+}
+
+// validateAbandonKind accepts the kinds of requests that can wait or hold:
+// acquires, campaigns and barrier waits.
+func (m *Machine) validateAbandonKind(k Kind) *Error {
+	switch k {
+	case KindMutex, KindSemaphore, KindRWLock, KindElection, KindBarrier:
+		return nil
+	}
+	return errorf(CodeInvalidArgument, "abandon takes kind mutex, semaphore, rwlock, election or barrier, not %s", k)
 }
 
 func firstError(errs ...*Error) *Error {
@@ -159,6 +189,11 @@ func (m *Machine) validateClient(c *Command) *Error {
 		return errorf(CodeInvalidArgument, "client_id is %d bytes: at most %d", len(c.ClientID), MaxClientIDBytes)
 	case c.ClientID != "" && c.Op == OpLeaderChange:
 		return errorf(CodeInvalidArgument, "leader_change is proposed by the runtime, never with a client_id")
+	case c.LowestPending != 0 && c.ClientID == "":
+		return errorf(CodeInvalidArgument, "lowest_pending_seq %d without a client_id: it belongs to the client's request numbering", c.LowestPending)
+	case c.LowestPending > c.Seq:
+		return errorf(CodeInvalidArgument, "lowest_pending_seq %d is above request_seq %d: this request itself is pending, so the lowest is at most %d",
+			c.LowestPending, c.Seq, c.Seq)
 	}
 	return nil
 }
@@ -256,12 +291,30 @@ func (m *Machine) validateWait(wait int64) *Error {
 		wait, m.limits.MaxWaitMs)
 }
 
-func (m *Machine) validateOwner(owner string) *Error {
-	if len(owner) > m.limits.MaxOwnerBytes {
-		return errorf(CodeInvalidArgument, "owner is %d bytes: at most %d", len(owner), m.limits.MaxOwnerBytes)
+func (m *Machine) validateOwner(owner string) *Error { return m.validateLabel("owner", owner) }
+
+// validateLabel checks a label shown in status (an owner, a participant):
+// printable UTF-8 like a name, so that nothing that prints status can be
+// made to emit terminal escapes. Empty is allowed.
+func (m *Machine) validateLabel(field, label string) *Error {
+	if len(label) > m.limits.MaxOwnerBytes {
+		return errorf(CodeInvalidArgument, "%s is %d bytes: at most %d", field, len(label), m.limits.MaxOwnerBytes)
 	}
-	if !utf8.ValidString(owner) {
-		return errorf(CodeInvalidArgument, "owner is not valid UTF-8")
+	return ValidateLabel(field, label)
+}
+
+// ValidateLabel reports whether a label is printable UTF-8; the API layer
+// uses it to answer before proposing.
+func ValidateLabel(field, label string) *Error {
+	for i, r := range label {
+		if r == utf8.RuneError {
+			if _, size := utf8.DecodeRuneInString(label[i:]); size <= 1 {
+				return errorf(CodeInvalidArgument, "%s is not valid UTF-8 at byte %d", field, i)
+			}
+		}
+		if !unicode.IsPrint(r) {
+			return errorf(CodeInvalidArgument, "%s has an unprintable character %U at byte %d: labels are printable UTF-8", field, r, i)
+		}
 	}
 	return nil
 }

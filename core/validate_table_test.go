@@ -232,8 +232,8 @@ func TestClientKeyTable(t *testing.T) {
 		{"a seq without a client", Command{Op: OpSessionCreate, TTLMs: 1_000, Seq: 3}, "request_seq 3 without a client_id: send both or neither"},
 		{"a client without a seq", with(cCreate(1_000), "c1", 0), "client_id \"c1\" without a request_seq: number requests from 1"},
 		{"a long client id", with(cCreate(1_000), strings.Repeat("c", 129), 1), "client_id is 129 bytes: at most 128"},
-		{"an unknown op", Command{Op: 0}, "unknown op 0: use one of session_create .. leader_change"},
-		{"an op past the last", Command{Op: opCount}, "unknown op 14"},
+		{"an unknown op", Command{Op: 0}, "unknown op 0: use one of session_create .. abandon"},
+		{"an op past the last", Command{Op: opCount}, "unknown op 15"},
 		{"op 255", Command{Op: 255, Name: "x"}, "unknown op 255"},
 	}
 	for _, tc := range tests {

@@ -20,8 +20,10 @@ func (h BarrierHandler) Wait(ctx context.Context, req *connect.Request[pb.WaitBa
 	if err != nil {
 		return nil, err
 	}
-	r, err := h.do(ctx, core.Command{Op: core.OpBarrierWait, Name: m.Name, ClientID: m.ClientId, Seq: m.RequestSeq,
+	stop := h.keepWhileWaiting(ctx, l)
+	r, err := h.do(ctx, core.Command{Op: core.OpBarrierWait, Name: m.Name, ClientID: m.ClientId, Seq: m.RequestSeq, LowestPending: m.LowestPendingSeq,
 		Session: l.id, WaitMs: h.waitMs(ctx, m.WaitTimeoutMs), Parties: m.Parties, Participant: m.Participant})
+	stop()
 	if l.created && (err != nil || r.Outcome != core.OutcomeQueued) {
 		h.closeSession(ctx, l.id)
 	}
@@ -41,7 +43,7 @@ func (h BarrierHandler) Wait(ctx context.Context, req *connect.Request[pb.WaitBa
 
 func (h BarrierHandler) Set(ctx context.Context, req *connect.Request[pb.SetBarrierRequest]) (*connect.Response[pb.SetBarrierResponse], error) {
 	m := req.Msg
-	_, err := h.do(ctx, core.Command{Op: core.OpBarrierSet, Name: m.Name, ClientID: m.ClientId, Seq: m.RequestSeq, Session: core.SessionID(m.SessionId)})
+	_, err := h.do(ctx, core.Command{Op: core.OpBarrierSet, Name: m.Name, ClientID: m.ClientId, Seq: m.RequestSeq, LowestPending: m.LowestPendingSeq, Session: core.SessionID(m.SessionId)})
 	if err != nil {
 		return nil, err
 	}
@@ -50,7 +52,7 @@ func (h BarrierHandler) Set(ctx context.Context, req *connect.Request[pb.SetBarr
 
 func (h BarrierHandler) Remove(ctx context.Context, req *connect.Request[pb.RemoveBarrierRequest]) (*connect.Response[pb.RemoveBarrierResponse], error) {
 	m := req.Msg
-	_, err := h.do(ctx, core.Command{Op: core.OpBarrierRemove, Name: m.Name, ClientID: m.ClientId, Seq: m.RequestSeq})
+	_, err := h.do(ctx, core.Command{Op: core.OpBarrierRemove, Name: m.Name, ClientID: m.ClientId, Seq: m.RequestSeq, LowestPending: m.LowestPendingSeq})
 	if err != nil {
 		return nil, err
 	}

@@ -16,7 +16,7 @@ type ElectionHandler struct{ *service }
 func (h ElectionHandler) Campaign(ctx context.Context, req *connect.Request[pb.CampaignRequest]) (*connect.Response[pb.CampaignResponse], error) {
 	m := req.Msg
 	a, err := h.acquire(ctx, acquireArgs{
-		cmd: core.Command{Op: core.OpCampaign, Name: m.Name, ClientID: m.ClientId, Seq: m.RequestSeq,
+		cmd: core.Command{Op: core.OpCampaign, Name: m.Name, ClientID: m.ClientId, Seq: m.RequestSeq, LowestPending: m.LowestPendingSeq,
 			WaitMs: m.WaitTimeoutMs, Value: m.Value},
 		session: m.SessionId, owner: m.Candidate, ttlSeconds: m.TtlSeconds, ttlMs: m.TtlMs,
 	})
@@ -36,7 +36,7 @@ func (h ElectionHandler) Campaign(ctx context.Context, req *connect.Request[pb.C
 
 func (h ElectionHandler) Proclaim(ctx context.Context, req *connect.Request[pb.ProclaimRequest]) (*connect.Response[pb.ProclaimResponse], error) {
 	m := req.Msg
-	_, err := h.do(ctx, core.Command{Op: core.OpProclaim, Name: m.Name, ClientID: m.ClientId, Seq: m.RequestSeq,
+	_, err := h.do(ctx, core.Command{Op: core.OpProclaim, Name: m.Name, ClientID: m.ClientId, Seq: m.RequestSeq, LowestPending: m.LowestPendingSeq,
 		Session: core.SessionID(m.SessionId), Token: core.FencingToken(m.FencingToken), Value: m.Value})
 	if err != nil {
 		return nil, err
@@ -48,7 +48,7 @@ func (h ElectionHandler) Proclaim(ctx context.Context, req *connect.Request[pb.P
 // A queued candidacy is withdrawn with SessionService.CancelWait.
 func (h ElectionHandler) Resign(ctx context.Context, req *connect.Request[pb.ResignRequest]) (*connect.Response[pb.ResignResponse], error) {
 	m := req.Msg
-	closed, err := h.release(ctx, releaseArgs{kind: core.KindElection, name: m.Name, clientID: m.ClientId, seq: m.RequestSeq,
+	closed, err := h.release(ctx, releaseArgs{kind: core.KindElection, name: m.Name, clientID: m.ClientId, seq: m.RequestSeq, low: m.LowestPendingSeq,
 		session: m.SessionId, owner: m.Candidate, ownerField: "candidate", token: m.FencingToken})
 	if err != nil {
 		return nil, err

@@ -34,7 +34,9 @@ func (s *service) acquire(ctx context.Context, a acquireArgs) (acquired, error) 
 	cmd.Session = l.id
 	cmd.Owner = a.owner
 	cmd.WaitMs = s.waitMs(ctx, cmd.WaitMs)
+	stop := s.keepWhileWaiting(ctx, l)
 	r, err := s.do(ctx, cmd)
+	stop()
 	if err != nil {
 		if l.created {
 			s.closeSession(ctx, l.id)
@@ -63,6 +65,7 @@ type releaseArgs struct {
 	name       string
 	clientID   string
 	seq        uint64
+	low        uint64 // lowest_pending_seq
 	session    uint64
 	owner      string
 	ownerField string
@@ -77,7 +80,7 @@ func (s *service) release(ctx context.Context, a releaseArgs) (sessionClosed boo
 	if err != nil {
 		return false, err
 	}
-	cmd := core.Command{Op: core.OpRelease, Kind: a.kind, Name: a.name, ClientID: a.clientID, Seq: a.seq,
+	cmd := core.Command{Op: core.OpRelease, Kind: a.kind, Name: a.name, ClientID: a.clientID, Seq: a.seq, LowestPending: a.low,
 		Session: core.SessionID(a.session), Token: core.FencingToken(a.token)}
 	if a.kind == core.KindElection {
 		cmd.Op, cmd.Kind = core.OpResign, 0

@@ -21,7 +21,7 @@ type LockHandler struct{ *service }
 func (h LockHandler) Acquire(ctx context.Context, req *connect.Request[pb.AcquireLockRequest]) (*connect.Response[pb.AcquireLockResponse], error) {
 	m := req.Msg
 	a, err := h.acquire(ctx, acquireArgs{
-		cmd: core.Command{Op: core.OpAcquire, Kind: core.KindMutex, Name: m.Name, ClientID: m.ClientId, Seq: m.RequestSeq,
+		cmd: core.Command{Op: core.OpAcquire, Kind: core.KindMutex, Name: m.Name, ClientID: m.ClientId, Seq: m.RequestSeq, LowestPending: m.LowestPendingSeq,
 			WaitMs: m.WaitTimeoutMs, LockDelayMs: m.LockDelayMs, MaxHoldMs: m.MaxHoldMs, Value: m.Value},
 		session: m.SessionId, owner: m.Owner, ttlSeconds: m.TtlSeconds, ttlMs: m.TtlMs,
 	})
@@ -43,7 +43,7 @@ func (h LockHandler) Acquire(ctx context.Context, req *connect.Request[pb.Acquir
 
 func (h LockHandler) Release(ctx context.Context, req *connect.Request[pb.ReleaseLockRequest]) (*connect.Response[pb.ReleaseLockResponse], error) {
 	m := req.Msg
-	closed, err := h.release(ctx, releaseArgs{kind: core.KindMutex, name: m.Name, clientID: m.ClientId, seq: m.RequestSeq,
+	closed, err := h.release(ctx, releaseArgs{kind: core.KindMutex, name: m.Name, clientID: m.ClientId, seq: m.RequestSeq, low: m.LowestPendingSeq,
 		session: m.SessionId, owner: m.Owner, ownerField: "owner", token: m.FencingToken})
 	if err != nil {
 		return nil, err
@@ -62,7 +62,7 @@ func (h LockHandler) Renew(ctx context.Context, req *connect.Request[pb.RenewLoc
 	if !found {
 		return nil, staleToken(core.KindMutex, m.Name, m.FencingToken)
 	}
-	r, err := h.do(ctx, core.Command{Op: core.OpSessionKeepAlive, ClientID: m.ClientId, Seq: m.RequestSeq, Session: hd.holder.Session})
+	r, err := h.do(ctx, core.Command{Op: core.OpSessionKeepAlive, ClientID: m.ClientId, Seq: m.RequestSeq, LowestPending: m.LowestPendingSeq, Session: hd.holder.Session})
 	if err != nil {
 		return nil, err
 	}

@@ -15,7 +15,7 @@ type RWLockHandler struct{ *service }
 func (h RWLockHandler) Acquire(ctx context.Context, req *connect.Request[pb.AcquireRWLockRequest]) (*connect.Response[pb.AcquireRWLockResponse], error) {
 	m := req.Msg
 	a, err := h.acquire(ctx, acquireArgs{
-		cmd: core.Command{Op: core.OpAcquire, Kind: core.KindRWLock, Name: m.Name, ClientID: m.ClientId, Seq: m.RequestSeq,
+		cmd: core.Command{Op: core.OpAcquire, Kind: core.KindRWLock, Name: m.Name, ClientID: m.ClientId, Seq: m.RequestSeq, LowestPending: m.LowestPendingSeq,
 			WaitMs: m.WaitTimeoutMs, MaxHoldMs: m.MaxHoldMs, Value: m.Value, Mode: modeCore(m.Mode)},
 		session: m.SessionId, owner: m.Owner, ttlSeconds: m.TtlSeconds, ttlMs: m.TtlMs,
 	})
@@ -38,7 +38,7 @@ func (h RWLockHandler) Acquire(ctx context.Context, req *connect.Request[pb.Acqu
 
 func (h RWLockHandler) Release(ctx context.Context, req *connect.Request[pb.ReleaseRWLockRequest]) (*connect.Response[pb.ReleaseRWLockResponse], error) {
 	m := req.Msg
-	closed, err := h.release(ctx, releaseArgs{kind: core.KindRWLock, name: m.Name, clientID: m.ClientId, seq: m.RequestSeq,
+	closed, err := h.release(ctx, releaseArgs{kind: core.KindRWLock, name: m.Name, clientID: m.ClientId, seq: m.RequestSeq, low: m.LowestPendingSeq,
 		session: m.SessionId, owner: m.Owner, ownerField: "owner", token: m.FencingToken})
 	if err != nil {
 		return nil, err

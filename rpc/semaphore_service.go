@@ -42,7 +42,7 @@ func (h SemaphoreHandler) Acquire(ctx context.Context, req *connect.Request[pb.A
 		}
 	}
 	a, err := h.acquire(ctx, acquireArgs{
-		cmd: core.Command{Op: core.OpAcquire, Kind: core.KindSemaphore, Name: m.Name, ClientID: m.ClientId, Seq: m.RequestSeq,
+		cmd: core.Command{Op: core.OpAcquire, Kind: core.KindSemaphore, Name: m.Name, ClientID: m.ClientId, Seq: m.RequestSeq, LowestPending: m.LowestPendingSeq,
 			WaitMs: m.WaitTimeoutMs, MaxHoldMs: m.MaxHoldMs, Value: m.Value, Limit: limit, Permits: m.Permits},
 		session: m.SessionId, owner: m.Owner, ttlSeconds: m.TtlSeconds, ttlMs: m.TtlMs,
 	})
@@ -66,7 +66,7 @@ func (h SemaphoreHandler) Acquire(ctx context.Context, req *connect.Request[pb.A
 
 func (h SemaphoreHandler) Release(ctx context.Context, req *connect.Request[pb.ReleaseSemaphoreRequest]) (*connect.Response[pb.ReleaseSemaphoreResponse], error) {
 	m := req.Msg
-	closed, err := h.release(ctx, releaseArgs{kind: core.KindSemaphore, name: m.Name, clientID: m.ClientId, seq: m.RequestSeq,
+	closed, err := h.release(ctx, releaseArgs{kind: core.KindSemaphore, name: m.Name, clientID: m.ClientId, seq: m.RequestSeq, low: m.LowestPendingSeq,
 		session: m.SessionId, owner: m.Owner, ownerField: "owner", token: m.FencingToken})
 	if err != nil {
 		return nil, err

@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -101,9 +102,21 @@ func New(opts Options) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	rest := restFront(transcoder, int64(opts.MaxRequestBytes))
+	rest := restFront(transcoder, int64(opts.MaxRequestBytes), opts.BodyReadTimeout)
 	root := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if isRPCPath(r.URL.Path) {
+			if _, pattern := rpcMux.Handler(r); pattern == "" {
+				// The mux's own answer is plain text; the API answers JSON.
+				writeJSONError(w, http.StatusNotFound, "not_found",
+					fmt.Sprintf("no such procedure: %s (see docs/api.md for the services and their methods)", r.URL.Path))
+				return
+			}
+			if p := envelopeProtocol(r); p != "" && framesWhole(r.URL.Path) {
+				if msg, ok := checkFrames(r, p); !ok {
+					writeFrameError(w, r, p, msg)
+					return
+				}
+			}
 			rpcMux.ServeHTTP(w, r)
 			return
 		}

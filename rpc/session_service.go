@@ -18,7 +18,7 @@ type SessionHandler struct{ *service }
 func (h SessionHandler) Create(ctx context.Context, req *connect.Request[pb.CreateSessionRequest]) (*connect.Response[pb.CreateSessionResponse], error) {
 	m := req.Msg
 	ttl := h.ttlMs(m.TtlSeconds, m.TtlMs)
-	r, err := h.do(ctx, core.Command{Op: core.OpSessionCreate, ClientID: m.ClientId, Seq: m.RequestSeq, TTLMs: ttl, Owner: m.Owner})
+	r, err := h.do(ctx, core.Command{Op: core.OpSessionCreate, ClientID: m.ClientId, Seq: m.RequestSeq, LowestPending: m.LowestPendingSeq, TTLMs: ttl, Owner: m.Owner})
 	if err != nil {
 		return nil, err
 	}
@@ -27,7 +27,7 @@ func (h SessionHandler) Create(ctx context.Context, req *connect.Request[pb.Crea
 
 func (h SessionHandler) KeepAlive(ctx context.Context, req *connect.Request[pb.KeepAliveRequest]) (*connect.Response[pb.KeepAliveResponse], error) {
 	m := req.Msg
-	r, err := h.do(ctx, core.Command{Op: core.OpSessionKeepAlive, ClientID: m.ClientId, Seq: m.RequestSeq, Session: core.SessionID(m.SessionId)})
+	r, err := h.do(ctx, core.Command{Op: core.OpSessionKeepAlive, ClientID: m.ClientId, Seq: m.RequestSeq, LowestPending: m.LowestPendingSeq, Session: core.SessionID(m.SessionId)})
 	if err != nil {
 		return nil, err
 	}
@@ -45,7 +45,7 @@ func (h SessionHandler) KeepAlive(ctx context.Context, req *connect.Request[pb.K
 
 func (h SessionHandler) Close(ctx context.Context, req *connect.Request[pb.CloseSessionRequest]) (*connect.Response[pb.CloseSessionResponse], error) {
 	m := req.Msg
-	r, err := h.do(ctx, core.Command{Op: core.OpSessionClose, ClientID: m.ClientId, Seq: m.RequestSeq, Session: core.SessionID(m.SessionId)})
+	r, err := h.do(ctx, core.Command{Op: core.OpSessionClose, ClientID: m.ClientId, Seq: m.RequestSeq, LowestPending: m.LowestPendingSeq, Session: core.SessionID(m.SessionId)})
 	if err != nil {
 		return nil, err
 	}
@@ -139,7 +139,7 @@ func (s *service) ownsNothingElse(ctx context.Context, id core.SessionID, name s
 
 func (h SessionHandler) CancelWait(ctx context.Context, req *connect.Request[pb.CancelWaitRequest]) (*connect.Response[pb.CancelWaitResponse], error) {
 	m := req.Msg
-	_, err := h.do(ctx, core.Command{Op: core.OpCancel, ClientID: m.ClientId, Seq: m.RequestSeq,
+	_, err := h.do(ctx, core.Command{Op: core.OpCancel, ClientID: m.ClientId, Seq: m.RequestSeq, LowestPending: m.LowestPendingSeq,
 		Session: core.SessionID(m.SessionId), Waiter: core.WaiterID(m.WaiterId)})
 	if connect.CodeOf(err) == connect.CodeNotFound {
 		// It already left the queue: granted, timed out or cancelled.
@@ -149,4 +149,17 @@ func (h SessionHandler) CancelWait(ctx context.Context, req *connect.Request[pb.
 		return nil, err
 	}
 	return connect.NewResponse(&pb.CancelWaitResponse{Cancelled: true}), nil
+}
+
+// Abandon withdraws an earlier request by its (client_id, request_seq),
+// whether or not it has arrived (core/abandon.go). It goes to the shard of
+// the name, the one the abandoned request went to.
+func (h SessionHandler) Abandon(ctx context.Context, req *connect.Request[pb.AbandonRequest]) (*connect.Response[pb.AbandonResponse], error) {
+	m := req.Msg
+	r, err := h.do(ctx, core.Command{Op: core.OpAbandon, ClientID: m.ClientId, Seq: m.RequestSeq, LowestPending: m.LowestPendingSeq,
+		Session: core.SessionID(m.SessionId), Kind: kindCore(m.Kind, 0), Name: m.Name, TargetSeq: m.AbandonSeq})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&pb.AbandonResponse{ReleasedFencingToken: uint64(r.Token)}), nil
 }

@@ -31,10 +31,25 @@ const implicitSuffix = "/session"
 // maxClientIDBytes leaves room for implicitSuffix within core's bound.
 const maxClientIDBytes = core.MaxClientIDBytes - len(implicitSuffix)
 
-type validator struct{ l core.Limits }
+type validator struct {
+	l    core.Limits
+	rest bool // the request came over REST, whose waits are capped (Options.MaxWait)
+}
+
+// pendingRequest is every message that carries lowest_pending_seq.
+type pendingRequest interface {
+	GetClientId() string
+	GetRequestSeq() uint64
+	GetLowestPendingSeq() uint64
+}
 
 // check validates one request message; nil means well formed.
 func (v validator) check(msg any) *connect.Error {
+	if p, ok := msg.(pendingRequest); ok {
+		if err := v.pending(p.GetClientId(), p.GetRequestSeq(), p.GetLowestPendingSeq()); err != nil {
+			return err
+		}
+	}
 	switch r := msg.(type) {
 	case *pb.CreateSessionRequest:
 		return first(v.client(r.ClientId, r.RequestSeq), v.ttl(r.TtlSeconds, r.TtlMs),
@@ -45,6 +60,16 @@ func (v validator) check(msg any) *connect.Error {
 		return first(v.client(r.ClientId, r.RequestSeq), need(r.SessionId != 0, "session_id is missing: give the session to close"))
 	case *pb.GetSessionRequest:
 		return need(r.SessionId != 0, "session_id is missing: give the session to read")
+	case *pb.AbandonRequest:
+		return first(need(r.ClientId != "", "client_id is missing: give the client_id of the request to abandon"),
+			v.client(r.ClientId, r.RequestSeq),
+			need(r.SessionId != 0, "session_id is missing: give the session the abandoned request was made for"),
+			need(r.AbandonSeq != 0, "abandon_seq is missing: give the request_seq of the request to abandon"),
+			need(r.AbandonSeq != r.RequestSeq, "abandon_seq %d equals this request's own request_seq: give the earlier request's", r.AbandonSeq),
+			need(r.LowestPendingSeq <= r.AbandonSeq, "lowest_pending_seq %d is above abandon_seq %d: the abandoned request is still pending until Abandon answers",
+				r.LowestPendingSeq, r.AbandonSeq),
+			need(r.Kind != pb.Kind_KIND_UNSPECIFIED, "kind is missing: give the kind of the abandoned request's object"),
+			v.name(r.Name))
 	case *pb.CancelWaitRequest:
 		return first(v.client(r.ClientId, r.RequestSeq), need(r.SessionId != 0, "session_id is missing: give the session the waiter belongs to"),
 			need(r.WaiterId != 0, "waiter_id is missing: give the waiter_id the queued request answered"))
@@ -187,6 +212,17 @@ func (v validator) client(id string, seq uint64) *connect.Error {
 	return nil
 }
 
+// pending checks lowest_pending_seq against the request's own numbering.
+func (v validator) pending(id string, seq, low uint64) *connect.Error {
+	switch {
+	case low != 0 && id == "":
+		return invalid("lowest_pending_seq %d without a client_id: it belongs to the client's request numbering", low)
+	case low > seq:
+		return invalid("lowest_pending_seq %d is above request_seq %d: this request itself is pending, so give at most %d", low, seq, seq)
+	}
+	return nil
+}
+
 // ttl checks a lease given as ttl_seconds or ttl_ms.
 func (v validator) ttl(seconds, ms int64) *connect.Error {
 	switch {
@@ -213,13 +249,19 @@ func (v validator) lease(session uint64, owner, ownerField string, seconds, ms i
 	return first(v.ttl(seconds, ms), v.owner(ownerField, owner, len(autoOwnerPrefix)))
 }
 
+// owner checks a label; reserve is room kept for the mark of a session the
+// server creates (autoOwnerPrefix), which the label then goes into.
 func (v validator) owner(field, owner string, reserve int) *connect.Error {
 	max := v.l.MaxOwnerBytes - reserve
 	switch {
+	case len(owner) > max && reserve > 0:
+		return invalid("%s is %d bytes: at most %d here (%d, less %d for the %q mark of the session the server creates for this request)",
+			field, len(owner), max, v.l.MaxOwnerBytes, reserve, autoOwnerPrefix)
 	case len(owner) > max:
 		return invalid("%s is %d bytes: at most %d", field, len(owner), max)
-	case !utf8.ValidString(owner):
-		return invalid("%s is not valid UTF-8", field)
+	}
+	if err := core.ValidateLabel(field, owner); err != nil {
+		return invalid("%s", err.Msg)
 	}
 	return nil
 }
@@ -230,8 +272,13 @@ func (v validator) reservedOwner(owner string) *connect.Error {
 }
 
 func (v validator) wait(ms int64) *connect.Error {
-	return need(ms >= core.WaitForever,
-		"wait_timeout_ms %d is negative: use 0 (try once), a positive wait in ms, or -1 (until granted or cancelled)", ms)
+	if v.rest {
+		// REST caps every wait at locks.max_wait_time_seconds, -1 included.
+		return need(ms >= core.WaitForever,
+			"wait_timeout_ms %d is negative: use 0 (try once) or a wait in ms (over REST a wait lasts at most locks.max_wait_time_seconds; -1 asks for that longest wait)", ms)
+	}
+	return need(ms >= core.WaitForever && ms <= v.l.MaxWaitMs,
+		"wait_timeout_ms %d is out of range: use 0 (try once), 1..%d ms, or -1 (until granted or cancelled)", ms, v.l.MaxWaitMs)
 }
 
 func (v validator) lockDelay(ms int64) *connect.Error {

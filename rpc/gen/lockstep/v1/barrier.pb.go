@@ -36,6 +36,8 @@ type WaitBarrierRequest struct {
 	// Increases by one for every new mutating request of client_id; a retry
 	// repeats the same value and gets the first answer back.
 	RequestSeq uint64 `protobuf:"varint,3,opt,name=request_seq,json=requestSeq,proto3" json:"request_seq,omitempty"`
+	// See AcquireLockRequest.lowest_pending_seq.
+	LowestPendingSeq uint64 `protobuf:"varint,11,opt,name=lowest_pending_seq,json=lowestPendingSeq,proto3" json:"lowest_pending_seq,omitempty"`
 	// The participant's session. 0: the server creates a session for this
 	// wait with ttl_seconds or ttl_ms, labelled with owner, and closes it when
 	// the wait ends.
@@ -108,6 +110,13 @@ func (x *WaitBarrierRequest) GetClientId() string {
 func (x *WaitBarrierRequest) GetRequestSeq() uint64 {
 	if x != nil {
 		return x.RequestSeq
+	}
+	return 0
+}
+
+func (x *WaitBarrierRequest) GetLowestPendingSeq() uint64 {
+	if x != nil {
+		return x.LowestPendingSeq
 	}
 	return 0
 }
@@ -274,6 +283,8 @@ type SetBarrierRequest struct {
 	ClientId string `protobuf:"bytes,2,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
 	// See WaitBarrierRequest.request_seq.
 	RequestSeq uint64 `protobuf:"varint,3,opt,name=request_seq,json=requestSeq,proto3" json:"request_seq,omitempty"`
+	// See AcquireLockRequest.lowest_pending_seq.
+	LowestPendingSeq uint64 `protobuf:"varint,5,opt,name=lowest_pending_seq,json=lowestPendingSeq,proto3" json:"lowest_pending_seq,omitempty"`
 	// The session that holds the barrier up: when it ends, the barrier is
 	// removed.
 	SessionId     uint64 `protobuf:"varint,4,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
@@ -332,6 +343,13 @@ func (x *SetBarrierRequest) GetRequestSeq() uint64 {
 	return 0
 }
 
+func (x *SetBarrierRequest) GetLowestPendingSeq() uint64 {
+	if x != nil {
+		return x.LowestPendingSeq
+	}
+	return 0
+}
+
 func (x *SetBarrierRequest) GetSessionId() uint64 {
 	if x != nil {
 		return x.SessionId
@@ -384,9 +402,11 @@ type RemoveBarrierRequest struct {
 	// See WaitBarrierRequest.client_id.
 	ClientId string `protobuf:"bytes,2,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
 	// See WaitBarrierRequest.request_seq.
-	RequestSeq    uint64 `protobuf:"varint,3,opt,name=request_seq,json=requestSeq,proto3" json:"request_seq,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RequestSeq uint64 `protobuf:"varint,3,opt,name=request_seq,json=requestSeq,proto3" json:"request_seq,omitempty"`
+	// See AcquireLockRequest.lowest_pending_seq.
+	LowestPendingSeq uint64 `protobuf:"varint,4,opt,name=lowest_pending_seq,json=lowestPendingSeq,proto3" json:"lowest_pending_seq,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *RemoveBarrierRequest) Reset() {
@@ -436,6 +456,13 @@ func (x *RemoveBarrierRequest) GetClientId() string {
 func (x *RemoveBarrierRequest) GetRequestSeq() uint64 {
 	if x != nil {
 		return x.RequestSeq
+	}
+	return 0
+}
+
+func (x *RemoveBarrierRequest) GetLowestPendingSeq() uint64 {
+	if x != nil {
+		return x.LowestPendingSeq
 	}
 	return 0
 }
@@ -649,12 +676,13 @@ var File_lockstep_v1_barrier_proto protoreflect.FileDescriptor
 
 const file_lockstep_v1_barrier_proto_rawDesc = "" +
 	"\n" +
-	"\x19lockstep/v1/barrier.proto\x12\vlockstep.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x18lockstep/v1/common.proto\"\xb7\x02\n" +
+	"\x19lockstep/v1/barrier.proto\x12\vlockstep.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x18lockstep/v1/common.proto\"\xe5\x02\n" +
 	"\x12WaitBarrierRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x1f\n" +
 	"\vrequest_seq\x18\x03 \x01(\x04R\n" +
-	"requestSeq\x12\x1d\n" +
+	"requestSeq\x12,\n" +
+	"\x12lowest_pending_seq\x18\v \x01(\x04R\x10lowestPendingSeq\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x04 \x01(\x04R\tsessionId\x12\x14\n" +
 	"\x05owner\x18\x05 \x01(\tR\x05owner\x12\x1f\n" +
@@ -675,20 +703,22 @@ const file_lockstep_v1_barrier_proto_rawDesc = "" +
 	"\n" +
 	"session_id\x18\x05 \x01(\x04R\tsessionId\x12'\n" +
 	"\x0fsession_created\x18\x06 \x01(\bR\x0esessionCreated\x12\x1b\n" +
-	"\twaiter_id\x18\a \x01(\x04R\bwaiterId\"\x84\x01\n" +
+	"\twaiter_id\x18\a \x01(\x04R\bwaiterId\"\xb2\x01\n" +
 	"\x11SetBarrierRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x1f\n" +
 	"\vrequest_seq\x18\x03 \x01(\x04R\n" +
-	"requestSeq\x12\x1d\n" +
+	"requestSeq\x12,\n" +
+	"\x12lowest_pending_seq\x18\x05 \x01(\x04R\x10lowestPendingSeq\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x04 \x01(\x04R\tsessionId\"\x14\n" +
-	"\x12SetBarrierResponse\"h\n" +
+	"\x12SetBarrierResponse\"\x96\x01\n" +
 	"\x14RemoveBarrierRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x1f\n" +
 	"\vrequest_seq\x18\x03 \x01(\x04R\n" +
-	"requestSeq\"\x17\n" +
+	"requestSeq\x12,\n" +
+	"\x12lowest_pending_seq\x18\x04 \x01(\x04R\x10lowestPendingSeq\"\x17\n" +
 	"\x15RemoveBarrierResponse\"@\n" +
 	"\x14BarrierStatusRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +

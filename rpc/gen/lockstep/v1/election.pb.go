@@ -35,6 +35,8 @@ type CampaignRequest struct {
 	// Increases by one for every new mutating request of client_id; a retry
 	// repeats the same value and gets the first answer back.
 	RequestSeq uint64 `protobuf:"varint,3,opt,name=request_seq,json=requestSeq,proto3" json:"request_seq,omitempty"`
+	// See AcquireLockRequest.lowest_pending_seq.
+	LowestPendingSeq uint64 `protobuf:"varint,10,opt,name=lowest_pending_seq,json=lowestPendingSeq,proto3" json:"lowest_pending_seq,omitempty"`
 	// The candidate's session. 0: the server creates a session for this
 	// campaign with ttl_seconds or ttl_ms, labelled with candidate; keep it
 	// alive with SessionService.KeepAlive, and Resign closes it.
@@ -103,6 +105,13 @@ func (x *CampaignRequest) GetClientId() string {
 func (x *CampaignRequest) GetRequestSeq() uint64 {
 	if x != nil {
 		return x.RequestSeq
+	}
+	return 0
+}
+
+func (x *CampaignRequest) GetLowestPendingSeq() uint64 {
+	if x != nil {
+		return x.LowestPendingSeq
 	}
 	return 0
 }
@@ -262,6 +271,8 @@ type ProclaimRequest struct {
 	ClientId string `protobuf:"bytes,2,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
 	// See CampaignRequest.request_seq.
 	RequestSeq uint64 `protobuf:"varint,3,opt,name=request_seq,json=requestSeq,proto3" json:"request_seq,omitempty"`
+	// See AcquireLockRequest.lowest_pending_seq.
+	LowestPendingSeq uint64 `protobuf:"varint,7,opt,name=lowest_pending_seq,json=lowestPendingSeq,proto3" json:"lowest_pending_seq,omitempty"`
 	// The leader's session.
 	SessionId uint64 `protobuf:"varint,4,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	// The leadership's token.
@@ -319,6 +330,13 @@ func (x *ProclaimRequest) GetClientId() string {
 func (x *ProclaimRequest) GetRequestSeq() uint64 {
 	if x != nil {
 		return x.RequestSeq
+	}
+	return 0
+}
+
+func (x *ProclaimRequest) GetLowestPendingSeq() uint64 {
+	if x != nil {
+		return x.LowestPendingSeq
 	}
 	return 0
 }
@@ -390,6 +408,8 @@ type ResignRequest struct {
 	ClientId string `protobuf:"bytes,2,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
 	// See CampaignRequest.request_seq.
 	RequestSeq uint64 `protobuf:"varint,3,opt,name=request_seq,json=requestSeq,proto3" json:"request_seq,omitempty"`
+	// See AcquireLockRequest.lowest_pending_seq.
+	LowestPendingSeq uint64 `protobuf:"varint,7,opt,name=lowest_pending_seq,json=lowestPendingSeq,proto3" json:"lowest_pending_seq,omitempty"`
 	// The leader's session. Give session_id or candidate.
 	SessionId uint64 `protobuf:"varint,4,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	// The leader's candidate name, for callers that did not keep the session
@@ -448,6 +468,13 @@ func (x *ResignRequest) GetClientId() string {
 func (x *ResignRequest) GetRequestSeq() uint64 {
 	if x != nil {
 		return x.RequestSeq
+	}
+	return 0
+}
+
+func (x *ResignRequest) GetLowestPendingSeq() uint64 {
+	if x != nil {
+		return x.LowestPendingSeq
 	}
 	return 0
 }
@@ -917,12 +944,14 @@ var File_lockstep_v1_election_proto protoreflect.FileDescriptor
 
 const file_lockstep_v1_election_proto_rawDesc = "" +
 	"\n" +
-	"\x1alockstep/v1/election.proto\x12\vlockstep.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x18lockstep/v1/common.proto\"\x96\x02\n" +
+	"\x1alockstep/v1/election.proto\x12\vlockstep.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x18lockstep/v1/common.proto\"\xc4\x02\n" +
 	"\x0fCampaignRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x1f\n" +
 	"\vrequest_seq\x18\x03 \x01(\x04R\n" +
-	"requestSeq\x12\x1d\n" +
+	"requestSeq\x12,\n" +
+	"\x12lowest_pending_seq\x18\n" +
+	" \x01(\x04R\x10lowestPendingSeq\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x04 \x01(\x04R\tsessionId\x12\x1c\n" +
 	"\tcandidate\x18\x05 \x01(\tR\tcandidate\x12\x14\n" +
@@ -939,22 +968,24 @@ const file_lockstep_v1_election_proto_rawDesc = "" +
 	"\x0fsession_created\x18\x04 \x01(\bR\x0esessionCreated\x12.\n" +
 	"\aoutcome\x18\x05 \x01(\x0e2\x14.lockstep.v1.OutcomeR\aoutcome\x12+\n" +
 	"\x06reason\x18\x06 \x01(\x0e2\x13.lockstep.v1.ReasonR\x06reason\x12\x1b\n" +
-	"\twaiter_id\x18\a \x01(\x04R\bwaiterId\"\xbd\x01\n" +
+	"\twaiter_id\x18\a \x01(\x04R\bwaiterId\"\xeb\x01\n" +
 	"\x0fProclaimRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x1f\n" +
 	"\vrequest_seq\x18\x03 \x01(\x04R\n" +
-	"requestSeq\x12\x1d\n" +
+	"requestSeq\x12,\n" +
+	"\x12lowest_pending_seq\x18\a \x01(\x04R\x10lowestPendingSeq\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x04 \x01(\x04R\tsessionId\x12#\n" +
 	"\rfencing_token\x18\x05 \x01(\x04R\ffencingToken\x12\x14\n" +
 	"\x05value\x18\x06 \x01(\fR\x05value\"\x12\n" +
-	"\x10ProclaimResponse\"\xc3\x01\n" +
+	"\x10ProclaimResponse\"\xf1\x01\n" +
 	"\rResignRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x1f\n" +
 	"\vrequest_seq\x18\x03 \x01(\x04R\n" +
-	"requestSeq\x12\x1d\n" +
+	"requestSeq\x12,\n" +
+	"\x12lowest_pending_seq\x18\a \x01(\x04R\x10lowestPendingSeq\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x04 \x01(\x04R\tsessionId\x12\x1c\n" +
 	"\tcandidate\x18\x05 \x01(\tR\tcandidate\x12#\n" +

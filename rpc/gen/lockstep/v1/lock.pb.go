@@ -36,6 +36,14 @@ type AcquireLockRequest struct {
 	// repeats the same value and gets the first answer back (for a queued
 	// request, the outcome of its wait).
 	RequestSeq uint64 `protobuf:"varint,3,opt,name=request_seq,json=requestSeq,proto3" json:"request_seq,omitempty"`
+	// The lowest request_seq of client_id whose answer the client still
+	// waits for (this request's own when none is older). The server keeps
+	// every result of client_id at or above it and forgets those below, so
+	// any number of requests may be in flight, up to a limit per client id
+	// (resource_exhausted past it); a request below a value already sent is
+	// refused, never applied. 0: not given, and the client's last 32 results
+	// are kept instead.
+	LowestPendingSeq uint64 `protobuf:"varint,12,opt,name=lowest_pending_seq,json=lowestPendingSeq,proto3" json:"lowest_pending_seq,omitempty"`
 	// The session that will hold the mutex. 0: the server creates a session
 	// for this acquire with ttl_seconds or ttl_ms, labelled with owner; Renew
 	// keeps it alive and Release closes it.
@@ -115,6 +123,13 @@ func (x *AcquireLockRequest) GetClientId() string {
 func (x *AcquireLockRequest) GetRequestSeq() uint64 {
 	if x != nil {
 		return x.RequestSeq
+	}
+	return 0
+}
+
+func (x *AcquireLockRequest) GetLowestPendingSeq() uint64 {
+	if x != nil {
+		return x.LowestPendingSeq
 	}
 	return 0
 }
@@ -307,6 +322,8 @@ type ReleaseLockRequest struct {
 	ClientId string `protobuf:"bytes,2,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
 	// See AcquireLockRequest.request_seq.
 	RequestSeq uint64 `protobuf:"varint,3,opt,name=request_seq,json=requestSeq,proto3" json:"request_seq,omitempty"`
+	// See AcquireLockRequest.lowest_pending_seq.
+	LowestPendingSeq uint64 `protobuf:"varint,7,opt,name=lowest_pending_seq,json=lowestPendingSeq,proto3" json:"lowest_pending_seq,omitempty"`
 	// The holder's session. Give session_id or owner.
 	SessionId uint64 `protobuf:"varint,4,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	// The holder's owner label, for callers that did not keep the session id.
@@ -364,6 +381,13 @@ func (x *ReleaseLockRequest) GetClientId() string {
 func (x *ReleaseLockRequest) GetRequestSeq() uint64 {
 	if x != nil {
 		return x.RequestSeq
+	}
+	return 0
+}
+
+func (x *ReleaseLockRequest) GetLowestPendingSeq() uint64 {
+	if x != nil {
+		return x.LowestPendingSeq
 	}
 	return 0
 }
@@ -455,6 +479,8 @@ type RenewLockRequest struct {
 	ClientId string `protobuf:"bytes,2,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
 	// See AcquireLockRequest.request_seq.
 	RequestSeq uint64 `protobuf:"varint,3,opt,name=request_seq,json=requestSeq,proto3" json:"request_seq,omitempty"`
+	// See AcquireLockRequest.lowest_pending_seq.
+	LowestPendingSeq uint64 `protobuf:"varint,7,opt,name=lowest_pending_seq,json=lowestPendingSeq,proto3" json:"lowest_pending_seq,omitempty"`
 	// The holder's session. Give session_id or owner.
 	SessionId uint64 `protobuf:"varint,4,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	// The holder's owner label.
@@ -512,6 +538,13 @@ func (x *RenewLockRequest) GetClientId() string {
 func (x *RenewLockRequest) GetRequestSeq() uint64 {
 	if x != nil {
 		return x.RequestSeq
+	}
+	return 0
+}
+
+func (x *RenewLockRequest) GetLowestPendingSeq() uint64 {
+	if x != nil {
+		return x.LowestPendingSeq
 	}
 	return 0
 }
@@ -1115,12 +1148,13 @@ var File_lockstep_v1_lock_proto protoreflect.FileDescriptor
 
 const file_lockstep_v1_lock_proto_rawDesc = "" +
 	"\n" +
-	"\x16lockstep/v1/lock.proto\x12\vlockstep.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x18lockstep/v1/common.proto\"\xd5\x02\n" +
+	"\x16lockstep/v1/lock.proto\x12\vlockstep.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x18lockstep/v1/common.proto\"\x83\x03\n" +
 	"\x12AcquireLockRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x1f\n" +
 	"\vrequest_seq\x18\x03 \x01(\x04R\n" +
-	"requestSeq\x12\x1d\n" +
+	"requestSeq\x12,\n" +
+	"\x12lowest_pending_seq\x18\f \x01(\x04R\x10lowestPendingSeq\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x04 \x01(\x04R\tsessionId\x12\x14\n" +
 	"\x05owner\x18\x05 \x01(\tR\x05owner\x12\x1f\n" +
@@ -1142,24 +1176,26 @@ const file_lockstep_v1_lock_proto_rawDesc = "" +
 	"\x06reason\x18\x06 \x01(\x0e2\x13.lockstep.v1.ReasonR\x06reason\x12\x1b\n" +
 	"\twaiter_id\x18\a \x01(\x04R\bwaiterId\x12$\n" +
 	"\x0eacquired_at_ms\x18\b \x01(\x03R\facquiredAtMs\x12\"\n" +
-	"\rexpires_at_ms\x18\t \x01(\x03R\vexpiresAtMs\"\xc0\x01\n" +
+	"\rexpires_at_ms\x18\t \x01(\x03R\vexpiresAtMs\"\xee\x01\n" +
 	"\x12ReleaseLockRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x1f\n" +
 	"\vrequest_seq\x18\x03 \x01(\x04R\n" +
-	"requestSeq\x12\x1d\n" +
+	"requestSeq\x12,\n" +
+	"\x12lowest_pending_seq\x18\a \x01(\x04R\x10lowestPendingSeq\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x04 \x01(\x04R\tsessionId\x12\x14\n" +
 	"\x05owner\x18\x05 \x01(\tR\x05owner\x12#\n" +
 	"\rfencing_token\x18\x06 \x01(\x04R\ffencingToken\"X\n" +
 	"\x13ReleaseLockResponse\x12\x1a\n" +
 	"\breleased\x18\x01 \x01(\bR\breleased\x12%\n" +
-	"\x0esession_closed\x18\x02 \x01(\bR\rsessionClosed\"\xbe\x01\n" +
+	"\x0esession_closed\x18\x02 \x01(\bR\rsessionClosed\"\xec\x01\n" +
 	"\x10RenewLockRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x1f\n" +
 	"\vrequest_seq\x18\x03 \x01(\x04R\n" +
-	"requestSeq\x12\x1d\n" +
+	"requestSeq\x12,\n" +
+	"\x12lowest_pending_seq\x18\a \x01(\x04R\x10lowestPendingSeq\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x04 \x01(\x04R\tsessionId\x12\x14\n" +
 	"\x05owner\x18\x05 \x01(\tR\x05owner\x12#\n" +

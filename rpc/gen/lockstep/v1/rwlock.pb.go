@@ -35,6 +35,8 @@ type AcquireRWLockRequest struct {
 	// Increases by one for every new mutating request of client_id; a retry
 	// repeats the same value and gets the first answer back.
 	RequestSeq uint64 `protobuf:"varint,3,opt,name=request_seq,json=requestSeq,proto3" json:"request_seq,omitempty"`
+	// See AcquireLockRequest.lowest_pending_seq.
+	LowestPendingSeq uint64 `protobuf:"varint,13,opt,name=lowest_pending_seq,json=lowestPendingSeq,proto3" json:"lowest_pending_seq,omitempty"`
 	// The session that will hold the lock. 0: the server creates a session for
 	// this acquire with ttl_seconds or ttl_ms, labelled with owner; keep it
 	// alive with SessionService.KeepAlive, and Release closes it.
@@ -111,6 +113,13 @@ func (x *AcquireRWLockRequest) GetClientId() string {
 func (x *AcquireRWLockRequest) GetRequestSeq() uint64 {
 	if x != nil {
 		return x.RequestSeq
+	}
+	return 0
+}
+
+func (x *AcquireRWLockRequest) GetLowestPendingSeq() uint64 {
+	if x != nil {
+		return x.LowestPendingSeq
 	}
 	return 0
 }
@@ -317,6 +326,8 @@ type ReleaseRWLockRequest struct {
 	ClientId string `protobuf:"bytes,2,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
 	// See AcquireRWLockRequest.request_seq.
 	RequestSeq uint64 `protobuf:"varint,3,opt,name=request_seq,json=requestSeq,proto3" json:"request_seq,omitempty"`
+	// See AcquireLockRequest.lowest_pending_seq.
+	LowestPendingSeq uint64 `protobuf:"varint,7,opt,name=lowest_pending_seq,json=lowestPendingSeq,proto3" json:"lowest_pending_seq,omitempty"`
 	// The holder's session. Give session_id or owner.
 	SessionId uint64 `protobuf:"varint,4,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	// The holder's owner label.
@@ -374,6 +385,13 @@ func (x *ReleaseRWLockRequest) GetClientId() string {
 func (x *ReleaseRWLockRequest) GetRequestSeq() uint64 {
 	if x != nil {
 		return x.RequestSeq
+	}
+	return 0
+}
+
+func (x *ReleaseRWLockRequest) GetLowestPendingSeq() uint64 {
+	if x != nil {
+		return x.LowestPendingSeq
 	}
 	return 0
 }
@@ -618,12 +636,13 @@ var File_lockstep_v1_rwlock_proto protoreflect.FileDescriptor
 
 const file_lockstep_v1_rwlock_proto_rawDesc = "" +
 	"\n" +
-	"\x18lockstep/v1/rwlock.proto\x12\vlockstep.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x18lockstep/v1/common.proto\"\xeb\x02\n" +
+	"\x18lockstep/v1/rwlock.proto\x12\vlockstep.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x18lockstep/v1/common.proto\"\x99\x03\n" +
 	"\x14AcquireRWLockRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x1f\n" +
 	"\vrequest_seq\x18\x03 \x01(\x04R\n" +
-	"requestSeq\x12\x1d\n" +
+	"requestSeq\x12,\n" +
+	"\x12lowest_pending_seq\x18\r \x01(\x04R\x10lowestPendingSeq\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x04 \x01(\x04R\tsessionId\x12\x14\n" +
 	"\x05owner\x18\x05 \x01(\tR\x05owner\x12\x1f\n" +
@@ -648,12 +667,13 @@ const file_lockstep_v1_rwlock_proto_rawDesc = "" +
 	"\x0eacquired_at_ms\x18\b \x01(\x03R\facquiredAtMs\x12\"\n" +
 	"\rexpires_at_ms\x18\t \x01(\x03R\vexpiresAtMs\x12\x12\n" +
 	"\x04mode\x18\n" +
-	" \x01(\tR\x04mode\"\xc2\x01\n" +
+	" \x01(\tR\x04mode\"\xf0\x01\n" +
 	"\x14ReleaseRWLockRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x1f\n" +
 	"\vrequest_seq\x18\x03 \x01(\x04R\n" +
-	"requestSeq\x12\x1d\n" +
+	"requestSeq\x12,\n" +
+	"\x12lowest_pending_seq\x18\a \x01(\x04R\x10lowestPendingSeq\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x04 \x01(\x04R\tsessionId\x12\x14\n" +
 	"\x05owner\x18\x05 \x01(\tR\x05owner\x12#\n" +

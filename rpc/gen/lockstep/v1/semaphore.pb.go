@@ -35,6 +35,8 @@ type AcquireSemaphoreRequest struct {
 	// Increases by one for every new mutating request of client_id; a retry
 	// repeats the same value and gets the first answer back.
 	RequestSeq uint64 `protobuf:"varint,3,opt,name=request_seq,json=requestSeq,proto3" json:"request_seq,omitempty"`
+	// See AcquireLockRequest.lowest_pending_seq.
+	LowestPendingSeq uint64 `protobuf:"varint,14,opt,name=lowest_pending_seq,json=lowestPendingSeq,proto3" json:"lowest_pending_seq,omitempty"`
 	// The session that will hold the permits. 0: the server creates a session
 	// for this acquire with ttl_seconds or ttl_ms, labelled with owner; keep
 	// it alive with SessionService.KeepAlive, and Release closes it.
@@ -115,6 +117,13 @@ func (x *AcquireSemaphoreRequest) GetClientId() string {
 func (x *AcquireSemaphoreRequest) GetRequestSeq() uint64 {
 	if x != nil {
 		return x.RequestSeq
+	}
+	return 0
+}
+
+func (x *AcquireSemaphoreRequest) GetLowestPendingSeq() uint64 {
+	if x != nil {
+		return x.LowestPendingSeq
 	}
 	return 0
 }
@@ -337,6 +346,8 @@ type ReleaseSemaphoreRequest struct {
 	ClientId string `protobuf:"bytes,2,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
 	// See AcquireSemaphoreRequest.request_seq.
 	RequestSeq uint64 `protobuf:"varint,3,opt,name=request_seq,json=requestSeq,proto3" json:"request_seq,omitempty"`
+	// See AcquireLockRequest.lowest_pending_seq.
+	LowestPendingSeq uint64 `protobuf:"varint,7,opt,name=lowest_pending_seq,json=lowestPendingSeq,proto3" json:"lowest_pending_seq,omitempty"`
 	// The holder's session. Give session_id or owner.
 	SessionId uint64 `protobuf:"varint,4,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	// The holder's owner label.
@@ -394,6 +405,13 @@ func (x *ReleaseSemaphoreRequest) GetClientId() string {
 func (x *ReleaseSemaphoreRequest) GetRequestSeq() uint64 {
 	if x != nil {
 		return x.RequestSeq
+	}
+	return 0
+}
+
+func (x *ReleaseSemaphoreRequest) GetLowestPendingSeq() uint64 {
+	if x != nil {
+		return x.LowestPendingSeq
 	}
 	return 0
 }
@@ -647,12 +665,13 @@ var File_lockstep_v1_semaphore_proto protoreflect.FileDescriptor
 
 const file_lockstep_v1_semaphore_proto_rawDesc = "" +
 	"\n" +
-	"\x1blockstep/v1/semaphore.proto\x12\vlockstep.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x18lockstep/v1/common.proto\"\x8a\x03\n" +
+	"\x1blockstep/v1/semaphore.proto\x12\vlockstep.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x18lockstep/v1/common.proto\"\xb8\x03\n" +
 	"\x17AcquireSemaphoreRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x1f\n" +
 	"\vrequest_seq\x18\x03 \x01(\x04R\n" +
-	"requestSeq\x12\x1d\n" +
+	"requestSeq\x12,\n" +
+	"\x12lowest_pending_seq\x18\x0e \x01(\x04R\x10lowestPendingSeq\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x04 \x01(\x04R\tsessionId\x12\x14\n" +
 	"\x05owner\x18\x05 \x01(\tR\x05owner\x12\x1f\n" +
@@ -679,12 +698,13 @@ const file_lockstep_v1_semaphore_proto_rawDesc = "" +
 	"\rexpires_at_ms\x18\t \x01(\x03R\vexpiresAtMs\x12\x18\n" +
 	"\apermits\x18\n" +
 	" \x01(\x03R\apermits\x12\x14\n" +
-	"\x05limit\x18\v \x01(\x03R\x05limit\"\xc5\x01\n" +
+	"\x05limit\x18\v \x01(\x03R\x05limit\"\xf3\x01\n" +
 	"\x17ReleaseSemaphoreRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x1f\n" +
 	"\vrequest_seq\x18\x03 \x01(\x04R\n" +
-	"requestSeq\x12\x1d\n" +
+	"requestSeq\x12,\n" +
+	"\x12lowest_pending_seq\x18\a \x01(\x04R\x10lowestPendingSeq\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x04 \x01(\x04R\tsessionId\x12\x14\n" +
 	"\x05owner\x18\x05 \x01(\tR\x05owner\x12#\n" +

@@ -35,6 +35,14 @@ type CreateSessionRequest struct {
 	// Increases by one for every new mutating request of client_id; a retry
 	// repeats the same value and gets the first answer back.
 	RequestSeq uint64 `protobuf:"varint,2,opt,name=request_seq,json=requestSeq,proto3" json:"request_seq,omitempty"`
+	// The lowest request_seq of client_id whose answer the client still
+	// waits for (this request's own when none is older). The server keeps
+	// every result of client_id at or above it and forgets those below, so
+	// any number of requests may be in flight, up to a limit per client id
+	// (resource_exhausted past it); a request below a value already sent is
+	// refused, never applied. 0: not given, and the client's last 32 results
+	// are kept instead.
+	LowestPendingSeq uint64 `protobuf:"varint,6,opt,name=lowest_pending_seq,json=lowestPendingSeq,proto3" json:"lowest_pending_seq,omitempty"`
 	// The lease in seconds. Set ttl_seconds or ttl_ms, not both (both non-zero
 	// is invalid). Neither: the server's locks.default_ttl_seconds.
 	TtlSeconds int64 `protobuf:"varint,3,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
@@ -87,6 +95,13 @@ func (x *CreateSessionRequest) GetClientId() string {
 func (x *CreateSessionRequest) GetRequestSeq() uint64 {
 	if x != nil {
 		return x.RequestSeq
+	}
+	return 0
+}
+
+func (x *CreateSessionRequest) GetLowestPendingSeq() uint64 {
+	if x != nil {
+		return x.LowestPendingSeq
 	}
 	return 0
 }
@@ -183,6 +198,8 @@ type KeepAliveRequest struct {
 	ClientId string `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
 	// See CreateSessionRequest.request_seq.
 	RequestSeq uint64 `protobuf:"varint,2,opt,name=request_seq,json=requestSeq,proto3" json:"request_seq,omitempty"`
+	// See AcquireLockRequest.lowest_pending_seq.
+	LowestPendingSeq uint64 `protobuf:"varint,4,opt,name=lowest_pending_seq,json=lowestPendingSeq,proto3" json:"lowest_pending_seq,omitempty"`
 	// The session to keep alive.
 	SessionId     uint64 `protobuf:"varint,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -229,6 +246,13 @@ func (x *KeepAliveRequest) GetClientId() string {
 func (x *KeepAliveRequest) GetRequestSeq() uint64 {
 	if x != nil {
 		return x.RequestSeq
+	}
+	return 0
+}
+
+func (x *KeepAliveRequest) GetLowestPendingSeq() uint64 {
+	if x != nil {
+		return x.LowestPendingSeq
 	}
 	return 0
 }
@@ -311,6 +335,8 @@ type CloseSessionRequest struct {
 	ClientId string `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
 	// See CreateSessionRequest.request_seq.
 	RequestSeq uint64 `protobuf:"varint,2,opt,name=request_seq,json=requestSeq,proto3" json:"request_seq,omitempty"`
+	// See AcquireLockRequest.lowest_pending_seq.
+	LowestPendingSeq uint64 `protobuf:"varint,4,opt,name=lowest_pending_seq,json=lowestPendingSeq,proto3" json:"lowest_pending_seq,omitempty"`
 	// The session to close.
 	SessionId     uint64 `protobuf:"varint,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -357,6 +383,13 @@ func (x *CloseSessionRequest) GetClientId() string {
 func (x *CloseSessionRequest) GetRequestSeq() uint64 {
 	if x != nil {
 		return x.RequestSeq
+	}
+	return 0
+}
+
+func (x *CloseSessionRequest) GetLowestPendingSeq() uint64 {
+	if x != nil {
+		return x.LowestPendingSeq
 	}
 	return 0
 }
@@ -780,6 +813,8 @@ type CancelWaitRequest struct {
 	ClientId string `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
 	// See CreateSessionRequest.request_seq.
 	RequestSeq uint64 `protobuf:"varint,2,opt,name=request_seq,json=requestSeq,proto3" json:"request_seq,omitempty"`
+	// See AcquireLockRequest.lowest_pending_seq.
+	LowestPendingSeq uint64 `protobuf:"varint,5,opt,name=lowest_pending_seq,json=lowestPendingSeq,proto3" json:"lowest_pending_seq,omitempty"`
 	// The session the waiter belongs to (only its own session may cancel it).
 	SessionId uint64 `protobuf:"varint,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	// The queued request to withdraw: the waiter_id of an acquire, barrier
@@ -829,6 +864,13 @@ func (x *CancelWaitRequest) GetClientId() string {
 func (x *CancelWaitRequest) GetRequestSeq() uint64 {
 	if x != nil {
 		return x.RequestSeq
+	}
+	return 0
+}
+
+func (x *CancelWaitRequest) GetLowestPendingSeq() uint64 {
+	if x != nil {
+		return x.LowestPendingSeq
 	}
 	return 0
 }
@@ -896,15 +938,166 @@ func (x *CancelWaitResponse) GetCancelled() bool {
 	return false
 }
 
+// AbandonRequest names the request to withdraw.
+type AbandonRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The client_id of the request to withdraw; Abandon itself is
+	// deduplicated under it with its own request_seq.
+	ClientId string `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// See CreateSessionRequest.request_seq: this Abandon's own, not the one
+	// withdrawn.
+	RequestSeq uint64 `protobuf:"varint,2,opt,name=request_seq,json=requestSeq,proto3" json:"request_seq,omitempty"`
+	// See CreateSessionRequest.lowest_pending_seq: at most abandon_seq.
+	LowestPendingSeq uint64 `protobuf:"varint,3,opt,name=lowest_pending_seq,json=lowestPendingSeq,proto3" json:"lowest_pending_seq,omitempty"`
+	// The session the withdrawn request was made for.
+	SessionId uint64 `protobuf:"varint,4,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// What the withdrawn request was for: KIND_MUTEX, KIND_SEMAPHORE,
+	// KIND_RWLOCK, KIND_ELECTION (a campaign) or KIND_BARRIER (a wait).
+	Kind Kind `protobuf:"varint,5,opt,name=kind,proto3,enum=lockstep.v1.Kind" json:"kind,omitempty"`
+	// The object's name.
+	Name string `protobuf:"bytes,6,opt,name=name,proto3" json:"name,omitempty"`
+	// The request_seq of the request to withdraw.
+	AbandonSeq    uint64 `protobuf:"varint,7,opt,name=abandon_seq,json=abandonSeq,proto3" json:"abandon_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AbandonRequest) Reset() {
+	*x = AbandonRequest{}
+	mi := &file_lockstep_v1_session_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AbandonRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AbandonRequest) ProtoMessage() {}
+
+func (x *AbandonRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lockstep_v1_session_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AbandonRequest.ProtoReflect.Descriptor instead.
+func (*AbandonRequest) Descriptor() ([]byte, []int) {
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *AbandonRequest) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *AbandonRequest) GetRequestSeq() uint64 {
+	if x != nil {
+		return x.RequestSeq
+	}
+	return 0
+}
+
+func (x *AbandonRequest) GetLowestPendingSeq() uint64 {
+	if x != nil {
+		return x.LowestPendingSeq
+	}
+	return 0
+}
+
+func (x *AbandonRequest) GetSessionId() uint64 {
+	if x != nil {
+		return x.SessionId
+	}
+	return 0
+}
+
+func (x *AbandonRequest) GetKind() Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return Kind_KIND_UNSPECIFIED
+}
+
+func (x *AbandonRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AbandonRequest) GetAbandonSeq() uint64 {
+	if x != nil {
+		return x.AbandonSeq
+	}
+	return 0
+}
+
+// AbandonResponse says what was undone.
+type AbandonResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The grant that was released, 0 when none was (the request had not
+	// arrived, was queued, had ended, or answered an earlier grant).
+	ReleasedFencingToken uint64 `protobuf:"varint,1,opt,name=released_fencing_token,json=releasedFencingToken,proto3" json:"released_fencing_token,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *AbandonResponse) Reset() {
+	*x = AbandonResponse{}
+	mi := &file_lockstep_v1_session_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AbandonResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AbandonResponse) ProtoMessage() {}
+
+func (x *AbandonResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_lockstep_v1_session_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AbandonResponse.ProtoReflect.Descriptor instead.
+func (*AbandonResponse) Descriptor() ([]byte, []int) {
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *AbandonResponse) GetReleasedFencingToken() uint64 {
+	if x != nil {
+		return x.ReleasedFencingToken
+	}
+	return 0
+}
+
 var File_lockstep_v1_session_proto protoreflect.FileDescriptor
 
 const file_lockstep_v1_session_proto_rawDesc = "" +
 	"\n" +
-	"\x19lockstep/v1/session.proto\x12\vlockstep.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x18lockstep/v1/common.proto\"\xa2\x01\n" +
+	"\x19lockstep/v1/session.proto\x12\vlockstep.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x18lockstep/v1/common.proto\"\xd0\x01\n" +
 	"\x14CreateSessionRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1f\n" +
 	"\vrequest_seq\x18\x02 \x01(\x04R\n" +
-	"requestSeq\x12\x1f\n" +
+	"requestSeq\x12,\n" +
+	"\x12lowest_pending_seq\x18\x06 \x01(\x04R\x10lowestPendingSeq\x12\x1f\n" +
 	"\vttl_seconds\x18\x03 \x01(\x03R\n" +
 	"ttlSeconds\x12\x15\n" +
 	"\x06ttl_ms\x18\x04 \x01(\x03R\x05ttlMs\x12\x14\n" +
@@ -913,22 +1106,24 @@ const file_lockstep_v1_session_proto_rawDesc = "" +
 	"\n" +
 	"session_id\x18\x01 \x01(\x04R\tsessionId\x12\x15\n" +
 	"\x06ttl_ms\x18\x02 \x01(\x03R\x05ttlMs\x12\"\n" +
-	"\rexpires_at_ms\x18\x03 \x01(\x03R\vexpiresAtMs\"o\n" +
+	"\rexpires_at_ms\x18\x03 \x01(\x03R\vexpiresAtMs\"\x9d\x01\n" +
 	"\x10KeepAliveRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1f\n" +
 	"\vrequest_seq\x18\x02 \x01(\x04R\n" +
-	"requestSeq\x12\x1d\n" +
+	"requestSeq\x12,\n" +
+	"\x12lowest_pending_seq\x18\x04 \x01(\x04R\x10lowestPendingSeq\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x03 \x01(\x04R\tsessionId\"m\n" +
 	"\x11KeepAliveResponse\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\x04R\tsessionId\x12\x15\n" +
 	"\x06ttl_ms\x18\x02 \x01(\x03R\x05ttlMs\x12\"\n" +
-	"\rexpires_at_ms\x18\x03 \x01(\x03R\vexpiresAtMs\"r\n" +
+	"\rexpires_at_ms\x18\x03 \x01(\x03R\vexpiresAtMs\"\xa0\x01\n" +
 	"\x13CloseSessionRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1f\n" +
 	"\vrequest_seq\x18\x02 \x01(\x04R\n" +
-	"requestSeq\x12\x1d\n" +
+	"requestSeq\x12,\n" +
+	"\x12lowest_pending_seq\x18\x04 \x01(\x04R\x10lowestPendingSeq\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x03 \x01(\x04R\tsessionId\"5\n" +
 	"\x14CloseSessionResponse\x12\x1d\n" +
@@ -960,23 +1155,38 @@ const file_lockstep_v1_session_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1b\n" +
 	"\twaiter_id\x18\x03 \x01(\x04R\bwaiterId\x12\x1f\n" +
 	"\vdeadline_ms\x18\x04 \x01(\x03R\n" +
-	"deadlineMs\"\x8d\x01\n" +
+	"deadlineMs\"\xbb\x01\n" +
 	"\x11CancelWaitRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1f\n" +
 	"\vrequest_seq\x18\x02 \x01(\x04R\n" +
-	"requestSeq\x12\x1d\n" +
+	"requestSeq\x12,\n" +
+	"\x12lowest_pending_seq\x18\x05 \x01(\x04R\x10lowestPendingSeq\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x03 \x01(\x04R\tsessionId\x12\x1b\n" +
 	"\twaiter_id\x18\x04 \x01(\x04R\bwaiterId\"2\n" +
 	"\x12CancelWaitResponse\x12\x1c\n" +
-	"\tcancelled\x18\x01 \x01(\bR\tcancelled2\xfc\x03\n" +
+	"\tcancelled\x18\x01 \x01(\bR\tcancelled\"\xf7\x01\n" +
+	"\x0eAbandonRequest\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1f\n" +
+	"\vrequest_seq\x18\x02 \x01(\x04R\n" +
+	"requestSeq\x12,\n" +
+	"\x12lowest_pending_seq\x18\x03 \x01(\x04R\x10lowestPendingSeq\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x04 \x01(\x04R\tsessionId\x12%\n" +
+	"\x04kind\x18\x05 \x01(\x0e2\x11.lockstep.v1.KindR\x04kind\x12\x12\n" +
+	"\x04name\x18\x06 \x01(\tR\x04name\x12\x1f\n" +
+	"\vabandon_seq\x18\a \x01(\x04R\n" +
+	"abandonSeq\"G\n" +
+	"\x0fAbandonResponse\x124\n" +
+	"\x16released_fencing_token\x18\x01 \x01(\x04R\x14releasedFencingToken2\xed\x04\n" +
 	"\x0eSessionService\x12e\n" +
 	"\x06Create\x12!.lockstep.v1.CreateSessionRequest\x1a\".lockstep.v1.CreateSessionResponse\"\x14\x82\xd3\xe4\x93\x02\x0e:\x01*\"\t/sessions\x12w\n" +
 	"\tKeepAlive\x12\x1d.lockstep.v1.KeepAliveRequest\x1a\x1e.lockstep.v1.KeepAliveResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /sessions/{session_id}/keepalive\x12l\n" +
 	"\x05Close\x12 .lockstep.v1.CloseSessionRequest\x1a!.lockstep.v1.CloseSessionResponse\"\x1e\x82\xd3\xe4\x93\x02\x18*\x16/sessions/{session_id}\x12K\n" +
 	"\x03Get\x12\x1e.lockstep.v1.GetSessionRequest\x1a\x1f.lockstep.v1.GetSessionResponse\"\x03\x90\x02\x01\x12O\n" +
 	"\n" +
-	"CancelWait\x12\x1e.lockstep.v1.CancelWaitRequest\x1a\x1f.lockstep.v1.CancelWaitResponse\"\x00B>Z<github.com/lockstepd/lockstep/rpc/gen/lockstep/v1;lockstepv1b\x06proto3"
+	"CancelWait\x12\x1e.lockstep.v1.CancelWaitRequest\x1a\x1f.lockstep.v1.CancelWaitResponse\"\x00\x12o\n" +
+	"\aAbandon\x12\x1b.lockstep.v1.AbandonRequest\x1a\x1c.lockstep.v1.AbandonResponse\")\x82\xd3\xe4\x93\x02#:\x01*\"\x1e/sessions/{session_id}/abandonB>Z<github.com/lockstepd/lockstep/rpc/gen/lockstep/v1;lockstepv1b\x06proto3"
 
 var (
 	file_lockstep_v1_session_proto_rawDescOnce sync.Once
@@ -990,7 +1200,7 @@ func file_lockstep_v1_session_proto_rawDescGZIP() []byte {
 	return file_lockstep_v1_session_proto_rawDescData
 }
 
-var file_lockstep_v1_session_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_lockstep_v1_session_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_lockstep_v1_session_proto_goTypes = []any{
 	(*CreateSessionRequest)(nil),  // 0: lockstep.v1.CreateSessionRequest
 	(*CreateSessionResponse)(nil), // 1: lockstep.v1.CreateSessionResponse
@@ -1005,29 +1215,34 @@ var file_lockstep_v1_session_proto_goTypes = []any{
 	(*SessionWait)(nil),           // 10: lockstep.v1.SessionWait
 	(*CancelWaitRequest)(nil),     // 11: lockstep.v1.CancelWaitRequest
 	(*CancelWaitResponse)(nil),    // 12: lockstep.v1.CancelWaitResponse
-	(Kind)(0),                     // 13: lockstep.v1.Kind
+	(*AbandonRequest)(nil),        // 13: lockstep.v1.AbandonRequest
+	(*AbandonResponse)(nil),       // 14: lockstep.v1.AbandonResponse
+	(Kind)(0),                     // 15: lockstep.v1.Kind
 }
 var file_lockstep_v1_session_proto_depIdxs = []int32{
 	8,  // 0: lockstep.v1.GetSessionResponse.session:type_name -> lockstep.v1.Session
 	9,  // 1: lockstep.v1.Session.holds:type_name -> lockstep.v1.SessionHold
 	10, // 2: lockstep.v1.Session.waits:type_name -> lockstep.v1.SessionWait
-	13, // 3: lockstep.v1.SessionHold.kind:type_name -> lockstep.v1.Kind
-	13, // 4: lockstep.v1.SessionWait.kind:type_name -> lockstep.v1.Kind
-	0,  // 5: lockstep.v1.SessionService.Create:input_type -> lockstep.v1.CreateSessionRequest
-	2,  // 6: lockstep.v1.SessionService.KeepAlive:input_type -> lockstep.v1.KeepAliveRequest
-	4,  // 7: lockstep.v1.SessionService.Close:input_type -> lockstep.v1.CloseSessionRequest
-	6,  // 8: lockstep.v1.SessionService.Get:input_type -> lockstep.v1.GetSessionRequest
-	11, // 9: lockstep.v1.SessionService.CancelWait:input_type -> lockstep.v1.CancelWaitRequest
-	1,  // 10: lockstep.v1.SessionService.Create:output_type -> lockstep.v1.CreateSessionResponse
-	3,  // 11: lockstep.v1.SessionService.KeepAlive:output_type -> lockstep.v1.KeepAliveResponse
-	5,  // 12: lockstep.v1.SessionService.Close:output_type -> lockstep.v1.CloseSessionResponse
-	7,  // 13: lockstep.v1.SessionService.Get:output_type -> lockstep.v1.GetSessionResponse
-	12, // 14: lockstep.v1.SessionService.CancelWait:output_type -> lockstep.v1.CancelWaitResponse
-	10, // [10:15] is the sub-list for method output_type
-	5,  // [5:10] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	15, // 3: lockstep.v1.SessionHold.kind:type_name -> lockstep.v1.Kind
+	15, // 4: lockstep.v1.SessionWait.kind:type_name -> lockstep.v1.Kind
+	15, // 5: lockstep.v1.AbandonRequest.kind:type_name -> lockstep.v1.Kind
+	0,  // 6: lockstep.v1.SessionService.Create:input_type -> lockstep.v1.CreateSessionRequest
+	2,  // 7: lockstep.v1.SessionService.KeepAlive:input_type -> lockstep.v1.KeepAliveRequest
+	4,  // 8: lockstep.v1.SessionService.Close:input_type -> lockstep.v1.CloseSessionRequest
+	6,  // 9: lockstep.v1.SessionService.Get:input_type -> lockstep.v1.GetSessionRequest
+	11, // 10: lockstep.v1.SessionService.CancelWait:input_type -> lockstep.v1.CancelWaitRequest
+	13, // 11: lockstep.v1.SessionService.Abandon:input_type -> lockstep.v1.AbandonRequest
+	1,  // 12: lockstep.v1.SessionService.Create:output_type -> lockstep.v1.CreateSessionResponse
+	3,  // 13: lockstep.v1.SessionService.KeepAlive:output_type -> lockstep.v1.KeepAliveResponse
+	5,  // 14: lockstep.v1.SessionService.Close:output_type -> lockstep.v1.CloseSessionResponse
+	7,  // 15: lockstep.v1.SessionService.Get:output_type -> lockstep.v1.GetSessionResponse
+	12, // 16: lockstep.v1.SessionService.CancelWait:output_type -> lockstep.v1.CancelWaitResponse
+	14, // 17: lockstep.v1.SessionService.Abandon:output_type -> lockstep.v1.AbandonResponse
+	12, // [12:18] is the sub-list for method output_type
+	6,  // [6:12] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_lockstep_v1_session_proto_init() }
@@ -1042,7 +1257,7 @@ func file_lockstep_v1_session_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lockstep_v1_session_proto_rawDesc), len(file_lockstep_v1_session_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -48,6 +48,8 @@ const (
 	// SessionServiceCancelWaitProcedure is the fully-qualified name of the SessionService's CancelWait
 	// RPC.
 	SessionServiceCancelWaitProcedure = "/lockstep.v1.SessionService/CancelWait"
+	// SessionServiceAbandonProcedure is the fully-qualified name of the SessionService's Abandon RPC.
+	SessionServiceAbandonProcedure = "/lockstep.v1.SessionService/Abandon"
 )
 
 // SessionServiceClient is a client for the lockstep.v1.SessionService service.
@@ -69,6 +71,17 @@ type SessionServiceClient interface {
 	// wants what it queued for. Waiters live in sessions, whatever the kind of
 	// object, so the call lives here.
 	CancelWait(context.Context, *connect.Request[v1.CancelWaitRequest]) (*connect.Response[v1.CancelWaitResponse], error)
+	// Abandon withdraws an earlier request of this client (an acquire, a
+	// semaphore or RW lock acquire, a campaign or a barrier wait) by its own
+	// (client_id, request_seq), whether or not the server has seen it yet. A
+	// client whose caller gave up on a request cannot tell whether it was
+	// applied; reading the session races with a request still on its way.
+	// Abandon settles it in the log: a request not yet applied never will be
+	// (a retry or late arrival answers REFUSED with REASON_CANCELLED); a
+	// queued one is withdrawn; a grant it made is released (an election is
+	// resigned), unless it answered a grant the session already held. Keep
+	// lowest_pending_seq at or below abandon_seq until Abandon answers.
+	Abandon(context.Context, *connect.Request[v1.AbandonRequest]) (*connect.Response[v1.AbandonResponse], error)
 }
 
 // NewSessionServiceClient constructs a client for the lockstep.v1.SessionService service. By
@@ -113,6 +126,12 @@ func NewSessionServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithSchema(sessionServiceMethods.ByName("CancelWait")),
 			connect.WithClientOptions(opts...),
 		),
+		abandon: connect.NewClient[v1.AbandonRequest, v1.AbandonResponse](
+			httpClient,
+			baseURL+SessionServiceAbandonProcedure,
+			connect.WithSchema(sessionServiceMethods.ByName("Abandon")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -123,6 +142,7 @@ type sessionServiceClient struct {
 	close      *connect.Client[v1.CloseSessionRequest, v1.CloseSessionResponse]
 	get        *connect.Client[v1.GetSessionRequest, v1.GetSessionResponse]
 	cancelWait *connect.Client[v1.CancelWaitRequest, v1.CancelWaitResponse]
+	abandon    *connect.Client[v1.AbandonRequest, v1.AbandonResponse]
 }
 
 // Create calls lockstep.v1.SessionService.Create.
@@ -150,6 +170,11 @@ func (c *sessionServiceClient) CancelWait(ctx context.Context, req *connect.Requ
 	return c.cancelWait.CallUnary(ctx, req)
 }
 
+// Abandon calls lockstep.v1.SessionService.Abandon.
+func (c *sessionServiceClient) Abandon(ctx context.Context, req *connect.Request[v1.AbandonRequest]) (*connect.Response[v1.AbandonResponse], error) {
+	return c.abandon.CallUnary(ctx, req)
+}
+
 // SessionServiceHandler is an implementation of the lockstep.v1.SessionService service.
 type SessionServiceHandler interface {
 	// Create opens a session with a TTL and answers its id.
@@ -169,6 +194,17 @@ type SessionServiceHandler interface {
 	// wants what it queued for. Waiters live in sessions, whatever the kind of
 	// object, so the call lives here.
 	CancelWait(context.Context, *connect.Request[v1.CancelWaitRequest]) (*connect.Response[v1.CancelWaitResponse], error)
+	// Abandon withdraws an earlier request of this client (an acquire, a
+	// semaphore or RW lock acquire, a campaign or a barrier wait) by its own
+	// (client_id, request_seq), whether or not the server has seen it yet. A
+	// client whose caller gave up on a request cannot tell whether it was
+	// applied; reading the session races with a request still on its way.
+	// Abandon settles it in the log: a request not yet applied never will be
+	// (a retry or late arrival answers REFUSED with REASON_CANCELLED); a
+	// queued one is withdrawn; a grant it made is released (an election is
+	// resigned), unless it answered a grant the session already held. Keep
+	// lowest_pending_seq at or below abandon_seq until Abandon answers.
+	Abandon(context.Context, *connect.Request[v1.AbandonRequest]) (*connect.Response[v1.AbandonResponse], error)
 }
 
 // NewSessionServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -209,6 +245,12 @@ func NewSessionServiceHandler(svc SessionServiceHandler, opts ...connect.Handler
 		connect.WithSchema(sessionServiceMethods.ByName("CancelWait")),
 		connect.WithHandlerOptions(opts...),
 	)
+	sessionServiceAbandonHandler := connect.NewUnaryHandler(
+		SessionServiceAbandonProcedure,
+		svc.Abandon,
+		connect.WithSchema(sessionServiceMethods.ByName("Abandon")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/lockstep.v1.SessionService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case SessionServiceCreateProcedure:
@@ -221,6 +263,8 @@ func NewSessionServiceHandler(svc SessionServiceHandler, opts ...connect.Handler
 			sessionServiceGetHandler.ServeHTTP(w, r)
 		case SessionServiceCancelWaitProcedure:
 			sessionServiceCancelWaitHandler.ServeHTTP(w, r)
+		case SessionServiceAbandonProcedure:
+			sessionServiceAbandonHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -248,4 +292,8 @@ func (UnimplementedSessionServiceHandler) Get(context.Context, *connect.Request[
 
 func (UnimplementedSessionServiceHandler) CancelWait(context.Context, *connect.Request[v1.CancelWaitRequest]) (*connect.Response[v1.CancelWaitResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("lockstep.v1.SessionService.CancelWait is not implemented"))
+}
+
+func (UnimplementedSessionServiceHandler) Abandon(context.Context, *connect.Request[v1.AbandonRequest]) (*connect.Response[v1.AbandonResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("lockstep.v1.SessionService.Abandon is not implemented"))
 }
