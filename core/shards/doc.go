@@ -12,7 +12,7 @@
 // goroutines, clock or I/O: the caller sends each wave at once, however it
 // likes, and feeds the answers back.
 //
-// The rules, and why (docs/runtime.md, Shards; docs/design.md, Semantics):
+// The rules, and why (docs/runtime.md, Shards; docs/design.md, Several shards):
 //
 //   - A name lives in one shard (Of). A session lives in every shard under
 //     one id: shard 0 allocates it, the others adopt it, so that a lock in

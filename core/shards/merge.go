@@ -109,7 +109,7 @@ func mergeKeepAlive(id core.SessionID, answers []Answer) Outcome {
 }
 
 // mergeClose merges a close sent to every shard, under the single-shard
-// rule (docs/design.md, Semantics: close releases all its holds and
+// rule (docs/design.md, Several shards: close releases all its holds and
 // waits): the close is done only when the session is gone from every
 // shard, and it is, in one shard, when that shard closed it (now, or in an
 // earlier attempt whose result its dedupe answers) or answers not_found
