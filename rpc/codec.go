@@ -14,7 +14,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
-// DESIGN.md wants JSON in the proto field names (fencing_token), while
+// docs/design.md wants JSON in the proto field names (fencing_token), while
 // protojson, connect-go and vanguard all default to lowerCamelCase
 // (fencingToken). Every JSON that leaves the server goes through one of the
 // two codecs below. Both emit unpopulated fields, so that "acquired": false

@@ -22,7 +22,7 @@ import (
 //     path variable itself, so handing it the path still escaped
 //     (URL.EscapedPath) routes on the raw segments and decodes the name once.
 //  2. Vanguard writes errors as google.rpc.Status JSON ({"code": 3, ...}).
-//     DESIGN.md wants {"code": "invalid_argument", "message": "..."}, so error
+//     docs/design.md wants {"code": "invalid_argument", "message": "..."}, so error
 //     bodies are rewritten, keeping vanguard's HTTP status.
 //  3. The request is marked as REST in its context, because REST waits are
 //     capped by locks.max_wait_time_seconds.

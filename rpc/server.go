@@ -42,7 +42,7 @@ func isService(name string) bool {
 
 // New builds the API's HTTP handler: every service over Connect, gRPC and
 // gRPC-Web (procedure paths go straight to the Connect handlers), the REST
-// paths of DESIGN.md through the vanguard transcoder, gRPC health and
+// paths of docs/design.md through the vanguard transcoder, gRPC health and
 // reflection. Serve it with NewHTTPServer, which speaks HTTP/1.1 and h2c.
 func New(opts Options) (http.Handler, error) {
 	opts, err := opts.withDefaults()
