@@ -20,6 +20,7 @@ func TestPlantedBugsAreCaught(t *testing.T) {
 		"no-clock-cap":         {"clock-step"},
 		"stale-read":           {"fence", "linearizability"},
 		"mute-leader":          {"liveness"},
+		"close-first-success":  {"close-everywhere"},
 	}
 	for _, b := range Bugs() {
 		t.Run(b.Name, func(t *testing.T) {
