@@ -294,8 +294,8 @@ func TestSingleNode(t *testing.T) {
 		}
 		raw, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		for _, m := range []string{"lock_acquisitions_total", "lock_acquisition_duration_seconds", "rpc_requests_total",
-			"rpc_request_duration_seconds", "active_locks_gauge", "leader_elections_total", "consensus_commit_latency_seconds"} {
+		for _, m := range []string{"lock_acquisitions_total", "lock_acquisition_duration_seconds", "lockstep_rpc_requests_total",
+			"lockstep_rpc_request_duration_seconds", "active_locks_gauge", "leader_elections_total", "consensus_commit_latency_seconds"} {
 			if !strings.Contains(string(raw), m) {
 				t.Errorf("/metrics has no %s", m)
 			}

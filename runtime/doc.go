@@ -47,8 +47,8 @@
 // Group commit: the loop asks the drivers for proposals only while fewer
 // than maxProposalsInFlight of its entries are unconfirmed, so requests that
 // arrive during a commit are packed into the next entry (up to
-// consensus.max_batch commands). commands_applied_total divided by
-// raft_entries_applied_total shows the packing.
+// consensus.max_batch commands). lockstep_commands_applied_total divided by
+// lockstep_raft_entries_applied_total shows the packing.
 //
 // Identity: node ids map to replica ids by hashing (config.ReplicaID), so
 // every member computes the same id without coordination. Raft never reuses
