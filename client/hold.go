@@ -67,7 +67,7 @@ func (h *hold) end(ctx context.Context, what string, send func(ctx context.Conte
 	if token == 0 {
 		return fmt.Errorf("%s: %w", what, ErrNotHeld)
 	}
-	err := h.s.send(ctx, what, func(ctx context.Context, e *endpoint, id reqID) error { return send(ctx, e, id, token) })
+	err := h.s.sendEnding(ctx, what, func(ctx context.Context, e *endpoint, id reqID) error { return send(ctx, e, id, token) })
 	if err == nil || errors.Is(err, ErrNotHeld) || errors.Is(err, ErrSessionLost) {
 		h.forget(token)
 	}
@@ -80,7 +80,18 @@ func (s *Session) send(ctx context.Context, what string, f func(ctx context.Cont
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
+	return s.sendAs(ctx, what, id, f)
+}
+
+// sendEnding is send for a request that ends a hold: it takes no in-flight
+// slot (see inflight.go).
+func (s *Session) sendEnding(ctx context.Context, what string, f func(ctx context.Context, e *endpoint, id reqID) error) error {
+	return s.sendAs(ctx, what, s.c.inflight.beginEnding(), f)
+}
+
+func (s *Session) sendAs(ctx context.Context, what string, id reqID, f func(ctx context.Context, e *endpoint, id reqID) error) error {
 	defer id.finish()
+	var err error
 	_, err = do(ctx, s.c, func(ctx context.Context, e *endpoint) (*connect.Response[struct{}], error) {
 		if err := f(ctx, e, id); err != nil {
 			return nil, err

@@ -25,7 +25,10 @@ import (
 //
 // Independently of lanes, the requests in flight on one Client are bounded
 // by WithMaxInFlight (default 10,000): past it, a new request waits (ctx
-// aware) for a slot instead of failing.
+// aware) for a slot instead of failing. Requests that end something (a
+// release, resign, session close, and the Abandon of a cancelled call) take
+// no slot: blocked acquires may hold every slot, and the release that
+// would unblock them must not wait behind them.
 
 // laneSpan is how far a lane's seqs may run ahead of its lowest pending one
 // before new requests move to a fresh lane. Half the server's limit per
@@ -108,6 +111,22 @@ func (r reqID) Low() uint64 {
 // WithMaxInFlight requests are in flight. The id stays pending (and holds
 // the slot) until finish.
 func (f *inflight) begin(ctx context.Context) (reqID, error) {
+	return f.start(ctx, true)
+}
+
+// beginEnding hands out the id of a request that ends a hold or a session:
+// it takes no slot (see the top of this file).
+func (f *inflight) beginEnding() reqID {
+	id, _ := f.start(context.Background(), false)
+	return id
+}
+
+func (f *inflight) start(ctx context.Context, slot bool) (reqID, error) {
+	if !slot {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.take(f.laneForNew(), false), nil
+	}
 	select {
 	case f.slots <- struct{}{}:
 	default:
@@ -119,10 +138,16 @@ func (f *inflight) begin(ctx context.Context) (reqID, error) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	return f.take(f.laneForNew(), true), nil
+}
+
+// laneForNew is the lane a new request goes to: the current one, or a
+// fresh one when the current one's span is used up. Called with mu held.
+func (f *inflight) laneForNew() *lane {
 	if f.cur.next-f.cur.lowest() >= laneSpan {
 		f.cur = f.newLane()
 	}
-	return f.take(f.cur, true), nil
+	return f.cur
 }
 
 // follow hands out the id of a request that settles an earlier one in the
@@ -142,8 +167,8 @@ func (f *inflight) take(l *lane, slot bool) reqID {
 }
 
 // finish marks the request as no longer awaited: the server may forget its
-// result, and a late copy of it is refused. Idempotent per id is not
-// needed: each id is finished exactly once by its owner.
+// result, and a late copy of it is refused. Each id is finished once, by
+// the call that began it.
 func (r reqID) finish() {
 	f := r.f
 	f.mu.Lock()

@@ -287,12 +287,9 @@ func (s *Session) Close(ctx context.Context) error {
 }
 
 func (s *Session) closeOnServers(ctx context.Context) error {
-	id, err := s.c.inflight.begin(ctx)
-	if err != nil {
-		return apiErr("close session", err)
-	}
+	id := s.c.inflight.beginEnding()
 	defer id.finish()
-	_, err = do(ctx, s.c, func(ctx context.Context, e *endpoint) (*connect.Response[pb.CloseSessionResponse], error) {
+	_, err := do(ctx, s.c, func(ctx context.Context, e *endpoint) (*connect.Response[pb.CloseSessionResponse], error) {
 		return e.sessions.Close(ctx, connect.NewRequest(&pb.CloseSessionRequest{ClientId: id.ClientID(), RequestSeq: id.seq,
 			LowestPendingSeq: id.Low(), SessionId: s.id}))
 	})
