@@ -223,7 +223,10 @@ func cancelledCallsLeakNothing(t *testing.T, endpoints []string) {
 					lock = func(ctx context.Context) error { return m.Acquire(ctx, 1) }
 					free = m.Release
 				}
-				cctx, stop := context.WithTimeout(ctx, time.Duration(rng.IntN(20_000))*time.Microsecond)
+				// Deadlines spread over about two grant round trips, so
+				// that cancels land before, during and after the grants
+				// that releases hand on.
+				cctx, stop := context.WithTimeout(ctx, time.Duration(rng.IntN(80_000))*time.Microsecond)
 				err := lock(cctx)
 				stop()
 				switch {
