@@ -50,7 +50,7 @@ func wantError(t *testing.T, what string, st int, body map[string]any, status in
 
 // TestSingleNode runs one node and checks every primitive through REST
 // JSON, Connect JSON and gRPC, waits that time out, session expiry, the bad
-// inputs of DESIGN.md, metrics, and a restart from disk.
+// inputs of docs/design.md, metrics, and a restart from disk.
 func TestSingleNode(t *testing.T) {
 	c := newCluster(t, 1)
 	n := c.nodes[0]
@@ -353,7 +353,7 @@ func TestSingleNode(t *testing.T) {
 	})
 }
 
-// badInputs sends the bad inputs of DESIGN.md and checks each answer's
+// badInputs sends the bad inputs of docs/design.md and checks each answer's
 // status and code.
 func badInputs(t *testing.T, c *cluster, n *node) {
 	c.ok("POST", n, "/locks/taken/acquire", `{"owner":"first"}`)

@@ -14,7 +14,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
-// DESIGN.md wants JSON in the proto field names (fencing_token), while
+// docs/design.md wants JSON in the proto field names (fencing_token), while
 // protojson, connect-go and vanguard all default to lowerCamelCase
 // (fencingToken). Every JSON that leaves the server goes through one of the
 // two codecs below. Both emit unpopulated fields, so that "acquired": false
@@ -130,7 +130,21 @@ func restJSON(res vanguard.TypeResolver) vanguard.Codec {
 type restCodec struct{ vanguard.JSONCodec }
 
 func (c restCodec) Unmarshal(data []byte, msg proto.Message) error {
-	return badBody(c.JSONCodec.Unmarshal(data, msg))
+	err := badBody(c.JSONCodec.Unmarshal(data, msg))
+	if err == nil {
+		return nil
+	}
+	// protojson names a field by its JSON (lowerCamelCase) name; the API's
+	// are the proto names, as the hint says.
+	text := err.Error()
+	fields := msg.ProtoReflect().Descriptor().Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		if j := fd.JSONName(); j != string(fd.Name()) {
+			text = strings.ReplaceAll(text, "field "+j+":", "field "+string(fd.Name())+":")
+		}
+	}
+	return connect.NewError(connect.CodeInvalidArgument, errors.New(strings.TrimPrefix(text, "invalid_argument: ")))
 }
 
 // UnmarshalField decodes a path variable or a query parameter. Its error

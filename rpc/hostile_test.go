@@ -198,3 +198,38 @@ func TestRESTPathValuesAndContentTypes(t *testing.T) {
 		t.Fatalf("JSON with a charset: %d %s", st, raw)
 	}
 }
+
+func TestRESTDecodeMessagesNameTheAPIFields(t *testing.T) {
+	s := startServer(t)
+	status, body := s.call(t, "POST", "/locks/a/acquire", `{"wait_timeout_ms":"soon"}`)
+	expectError(t, status, body, 400, "invalid_argument")
+	if msg, _ := body["message"].(string); !strings.Contains(msg, "int64 field wait_timeout_ms:") || strings.Contains(msg, "waitTimeoutMs") {
+		t.Fatalf("message %q names the field in camelCase", msg)
+	}
+	status, body = s.call(t, "GET", "/locks/a/status?stale=maybe", "")
+	expectError(t, status, body, 400, "invalid_argument")
+	if msg, _ := body["message"].(string); msg != `stale="maybe" is not true or false` {
+		t.Fatalf("message %q", msg)
+	}
+}
+
+// Frames that lie about their length are the client's fault in every
+// enveloped protocol.
+func TestEnvelopesThatLie(t *testing.T) {
+	s := startServer(t)
+	lying := []byte("\x00\x00\x00\x00\x32{}")
+	st, body := s.rawCall(t, "POST", "/lockstep.v1.WatchService/Watch", http.Header{"Content-Type": {"application/connect+json"}}, lying)
+	if st != 200 || !strings.Contains(body, `"code":"invalid_argument"`) || !strings.Contains(body, "promises 50 bytes") {
+		t.Fatalf("Connect streaming: %d %q", st, body)
+	}
+	req, _ := http.NewRequest("POST", s.url+"/lockstep.v1.LockService/Status", bytes.NewReader(lying))
+	req.Header.Set("Content-Type", "application/grpc-web+proto")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get("Grpc-Status"); got != "3" {
+		t.Fatalf("gRPC-Web: grpc-status %q (%s), want 3", got, resp.Header.Get("Grpc-Message"))
+	}
+}

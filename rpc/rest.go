@@ -22,7 +22,7 @@ import (
 //     path variable itself, so handing it the path still escaped
 //     (URL.EscapedPath) routes on the raw segments and decodes the name once.
 //  2. Vanguard writes errors as google.rpc.Status JSON ({"code": 3, ...}).
-//     DESIGN.md wants {"code": "invalid_argument", "message": "..."}, so error
+//     docs/design.md wants {"code": "invalid_argument", "message": "..."}, so error
 //     bodies are rewritten, keeping vanguard's HTTP status.
 //  3. The request is marked as REST in its context, because REST waits are
 //     capped by locks.max_wait_time_seconds.
@@ -50,6 +50,11 @@ func restFront(transcoder http.Handler, maxBody int64, bodyTimeout time.Duration
 		}
 		if err := readRESTBody(r, maxBody, bodyTimeout); err != nil {
 			writeJSONError(w, err.status, err.code, err.msg)
+			return
+		}
+		if r.ContentLength > 0 && r.Method != http.MethodPost {
+			writeJSONError(w, http.StatusBadRequest, "invalid_argument",
+				fmt.Sprintf("a %s request takes no body (%d bytes came): its fields go in the path and the query", r.Method, r.ContentLength))
 			return
 		}
 		if r.Method == http.MethodHead {

@@ -93,6 +93,11 @@ func checkRESTURL(r *http.Request) *inputError {
 		if len(q[k]) > 1 {
 			return badInput("query parameter %q is given %d times: give it once", k, len(q[k]))
 		}
+		if k == "stale" {
+			if _, err := strconv.ParseBool(q[k][0]); err != nil {
+				return badInput("stale=%q is not true or false", q[k][0])
+			}
+		}
 	}
 	return nil
 }

@@ -42,7 +42,7 @@ func isService(name string) bool {
 
 // New builds the API's HTTP handler: every service over Connect, gRPC and
 // gRPC-Web (procedure paths go straight to the Connect handlers), the REST
-// paths of DESIGN.md through the vanguard transcoder, gRPC health and
+// paths of docs/design.md through the vanguard transcoder, gRPC health and
 // reflection. Serve it with NewHTTPServer, which speaks HTTP/1.1 and h2c.
 func New(opts Options) (http.Handler, error) {
 	opts, err := opts.withDefaults()
@@ -111,9 +111,9 @@ func New(opts Options) (http.Handler, error) {
 					fmt.Sprintf("no such procedure: %s (see docs/api.md for the services and their methods)", r.URL.Path))
 				return
 			}
-			if isGRPC(r) {
-				if msg, ok := checkGRPCFrames(r); !ok {
-					writeGRPCError(w, grpcInvalidArgument, msg)
+			if p := envelopeProtocol(r); p != "" && framesWhole(r.URL.Path) {
+				if msg, ok := checkFrames(r, p); !ok {
+					writeFrameError(w, r, p, msg)
 					return
 				}
 			}

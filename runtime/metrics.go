@@ -6,7 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// metrics are the runtime's Prometheus series. The names of DESIGN.md are
+// metrics are the runtime's Prometheus series. The names of docs/design.md are
 // kept (leader_elections_total, consensus_commit_latency_seconds,
 // active_locks_gauge); the others follow their style. Every series has a
 // shard label.
