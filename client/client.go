@@ -90,7 +90,8 @@ func WithAttemptTimeout(d time.Duration) Option { return func(o *options) { o.at
 // waiting Lock, Campaign, barrier Wait) or of an Observe stream is probed
 // for health while the call is silent; an endpoint that does not answer a
 // probe within the attempt timeout is left, and the call resumes on the
-// next. Defaults to 1s.
+// next: within two probe intervals and an attempt timeout of the node
+// stopping. Defaults to 1s.
 func WithProbeInterval(d time.Duration) Option { return func(o *options) { o.probeInterval = d } }
 
 // WithStreamSilence bounds how long a Watch stream may deliver nothing

@@ -401,7 +401,7 @@ func stoppedNode(t *testing.T, c *cluster) {
 		if err != nil {
 			t.Fatalf("the Lock blocked on the stopped node: %v", err)
 		}
-	case <-time.After(1*time.Second + 2*time.Second + 8*time.Second): // probe interval + attempt timeout + margin
+	case <-time.After(2*time.Second + 2*time.Second + 8*time.Second): // two probe intervals + attempt timeout + margin
 		t.Fatal("the Lock blocked on the stopped node did not move")
 	}
 	// Three TTLs in all with the node stopped; then every session lives.
