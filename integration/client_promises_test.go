@@ -157,6 +157,9 @@ func manyGoroutinesOneClient(t *testing.T, endpoints []string) {
 				if err := res.enter(h.name, h.token(), h.limit, h.write); err != nil {
 					fail("goroutine %d: %v", g, err)
 				}
+				// Stay a moment, so that an overlapping holder would be
+				// inside at the same time, not just before or after.
+				time.Sleep(time.Duration(i%3) * time.Millisecond)
 				res.leave(h.name)
 				if err := h.free(ctx); err != nil {
 					fail("goroutine %d: release %s: %v", g, h.name, err)
