@@ -133,6 +133,9 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 	if len(endpoints) == 0 {
 		return nil, errors.New("lockstep: no endpoints: give at least one, like http://127.0.0.1:8080")
 	}
+	if o.clientID == "" {
+		o.clientID = "go" // WithClientID(""): the default, as before
+	}
 	if err := checkClientIDPrefix(o.clientID); err != nil {
 		return nil, err
 	}
@@ -221,8 +224,8 @@ const maxInFlightLimit = 16_000
 const maxClientIDPrefix = 80
 
 func checkClientIDPrefix(p string) error {
-	if p == "" || len(p) > maxClientIDPrefix {
-		return fmt.Errorf("lockstep: WithClientID(%q): give a prefix of 1..%d bytes", p, maxClientIDPrefix)
+	if len(p) > maxClientIDPrefix {
+		return fmt.Errorf("lockstep: WithClientID(%q): give a prefix of at most %d bytes", p, maxClientIDPrefix)
 	}
 	for _, r := range p {
 		if r <= ' ' || r > '~' {
