@@ -98,6 +98,10 @@ func (s *Session) acquire(ctx context.Context, sp acquireSpec) (uint64, *gateHol
 		mode = blocking
 	}
 	for restarts := 0; ; restarts++ {
+		if restarts > 0 && waitMs > 0 {
+			// A restart waits only for what is left of the bound.
+			waitMs = max(time.Until(deadline).Milliseconds(), 1)
+		}
 		id, err := s.c.inflight.begin(wctx)
 		if err != nil {
 			gh.release()
