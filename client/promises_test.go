@@ -419,6 +419,50 @@ func TestStuckEndpoint(t *testing.T) {
 	}
 }
 
+// When the stopped node resumes, it withdraws the wait of the caller it
+// lost, which is the wait the moved call rejoined elsewhere: the call, told
+// "cancelled" by nobody it knows, starts over and still gets the grant.
+func TestResumedNodeCancelsAMovedWait(t *testing.T) {
+	needServer(t)
+	p := newFaultProxy(t, endpoint)
+	c, err := client.New([]string{p.URL(), endpoint}, client.WithAttemptTimeout(500*time.Millisecond),
+		client.WithProbeInterval(300*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	holder := client.NewMutex(newSession(t, newClient(t)), "t/resumed")
+	if err := holder.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s := newSession(t, c)
+	waiter := client.NewMutex(s, "t/resumed")
+	got := make(chan error, 1)
+	go func() { got <- waiter.Lock(ctx) }()
+	waitFor(t, "the waiter queued", func() bool {
+		st, err := c.Status(ctx, client.KindMutex, "t/resumed")
+		return err == nil && len(st.Waiters) == 1
+	})
+	p.stuck.Store(true)
+	time.Sleep(2 * time.Second) // the waiter moves to the direct endpoint
+	p.resume()
+	time.Sleep(500 * time.Millisecond) // the withdrawal is applied
+	if err := holder.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatalf("the moved Lock after its first node resumed: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the moved Lock never got the grant")
+	}
+	if ss := onServer(t, s.ID()); ss == nil || len(ss.Holds) != 1 || ss.Holds[0].FencingToken != waiter.Token() {
+		t.Fatalf("the session holds %v; want the one grant the client was told, %d", ss.GetHolds(), waiter.Token())
+	}
+}
+
 // A Watch whose stream goes silent (its node stopped) resumes on the next
 // endpoint after the silence bound, and an Observe after a failed probe.
 func TestStuckStreamsResumeElsewhere(t *testing.T) {

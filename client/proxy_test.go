@@ -28,10 +28,11 @@ type faultProxy struct {
 	dropKeepalives atomic.Bool
 	holding        atomic.Int32 // requests held back now
 
-	mu   sync.Mutex
-	hold func(path string, body []byte) bool // requests to hold back, until release
-	held chan struct{}                       // closed by release
-	seen []string                            // paths forwarded, in order
+	mu      sync.Mutex
+	orphans []context.CancelFunc                // upstream requests whose callers left while stuck
+	hold    func(path string, body []byte) bool // requests to hold back, until release
+	held    chan struct{}                       // closed by release
+	seen    []string                            // paths forwarded, in order
 }
 
 func newFaultProxy(t *testing.T, target string) *faultProxy {
@@ -71,6 +72,19 @@ func (p *faultProxy) saw(suffix string) bool {
 	return false
 }
 
+// resume ends stuck, and the server learns now that the callers who left
+// meanwhile are gone, as a node resumed after SIGCONT does.
+func (p *faultProxy) resume() {
+	p.stuck.Store(false)
+	p.mu.Lock()
+	orphans := p.orphans
+	p.orphans = nil
+	p.mu.Unlock()
+	for _, cancel := range orphans {
+		cancel()
+	}
+}
+
 // hang blocks until the proxy closes: the answer that never comes.
 func (p *faultProxy) hang() { <-p.closed }
 
@@ -105,7 +119,11 @@ func (p *faultProxy) serve(w http.ResponseWriter, r *http.Request) {
 			case <-r.Context().Done():
 				if !p.stuck.Load() {
 					upCancel()
+					return
 				}
+				p.mu.Lock()
+				p.orphans = append(p.orphans, upCancel)
+				p.mu.Unlock()
 			case <-upCtx.Done():
 			}
 		}()
