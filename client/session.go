@@ -151,7 +151,9 @@ func (s *Session) keepAlive(leaseEnd time.Time) {
 	interval := s.ttl / 3
 	lease := time.NewTimer(time.Until(leaseEnd))
 	defer lease.Stop()
-	next := time.NewTimer(interval)
+	// A Create that took long (retried across endpoints) has used part of
+	// the lease already: renew sooner.
+	next := time.NewTimer(max(0, min(interval, time.Until(leaseEnd)/2)))
 	defer next.Stop()
 	var lastErr error
 	lost := func() {
