@@ -3,11 +3,18 @@ package rpc_test
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/lockstepd/lockstep/rpc"
+	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
+	"github.com/lockstepd/lockstep/rpc/gen/lockstep/v1/lockstepv1connect"
 )
 
 // rawCall sends a request with exact headers and body and returns the
@@ -231,5 +238,26 @@ func TestEnvelopesThatLie(t *testing.T) {
 	resp.Body.Close()
 	if got := resp.Header.Get("Grpc-Status"); got != "3" {
 		t.Fatalf("gRPC-Web: grpc-status %q (%s), want 3", got, resp.Header.Get("Grpc-Message"))
+	}
+}
+
+// A Connect wait longer than MaxWait (locks.max_wait_time_seconds) ends at
+// the cap, as a REST one does.
+func TestConnectWaitIsCapped(t *testing.T) {
+	s := startServer(t, func(o *rpc.Options) { o.MaxWait = 300 * time.Millisecond })
+	if _, held := s.call(t, "POST", "/locks/capped/acquire", `{"owner":"first"}`); held["acquired"] != true {
+		t.Fatalf("setup: %v", held)
+	}
+	locks := lockstepv1connect.NewLockServiceClient(http.DefaultClient, s.url, connect.WithProtoJSON())
+	start := time.Now()
+	res, err := locks.Acquire(context.Background(), connect.NewRequest(&pb.AcquireLockRequest{Name: "capped", Owner: "second", WaitTimeoutMs: 20_000}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Msg.Acquired || res.Msg.Reason != pb.Reason_REASON_TIMEOUT {
+		t.Fatalf("a capped wait answered %v", res.Msg)
+	}
+	if d := time.Since(start); d >= 20*time.Second {
+		t.Fatalf("the wait took %v: the cap did not apply", d)
 	}
 }

@@ -24,10 +24,13 @@ type restKey struct{}
 
 func isREST(ctx context.Context) bool { v, _ := ctx.Value(restKey{}).(bool); return v }
 
-// waitMs is the wait to propose: REST waits (and REST's -1) are capped at
-// MaxWait; Connect and gRPC callers may wait forever and cancel.
+// waitMs is the wait to propose: a finite wait longer than MaxWait
+// (locks.max_wait_time_seconds) is clamped to it on every API. -1 is the
+// longest wait over REST, whose callers cannot cancel a wait but by
+// dropping the connection; Connect and gRPC callers who ask for -1 wait
+// until granted and cancel with their context, as the Go client's Lock does.
 func (s *service) waitMs(ctx context.Context, ms int64) int64 {
-	if !isREST(ctx) {
+	if ms == core.WaitForever && !isREST(ctx) {
 		return ms
 	}
 	if s.opts.MaxWait == NoWait {
