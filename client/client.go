@@ -102,8 +102,10 @@ func WithStreamSilence(d time.Duration) Option { return func(o *options) { o.str
 
 // WithMaxInFlight bounds the mutating requests in flight on this Client
 // (across all its sessions and goroutines); past it, a new request waits
-// for one to finish (or for its ctx) instead of failing. Defaults to
-// 10,000, which the servers' limit per client (16,384) admits.
+// for one to finish (or for its ctx) instead of failing. Releases, resigns
+// and session closes take no slot, so they can always end what blocked
+// acquires wait for; reads take none either. Defaults to 10,000, at most
+// 16,000 (the servers keep 16,384 results per client id).
 func WithMaxInFlight(n int) Option { return func(o *options) { o.maxInFlight = n } }
 
 // WithRetryTimeout bounds how long a request keeps retrying unavailable
