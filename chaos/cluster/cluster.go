@@ -1,0 +1,216 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/lockstepd/lockstep/config"
+)
+
+// Options describe a cluster. Only Binary is required.
+type Options struct {
+	// Binary is the lockstep executable.
+	Binary string
+	// Nodes is the number of members. Defaults to 3.
+	Nodes int
+	// Shards is consensus.shards. Defaults to 1.
+	Shards int
+	// Dir holds configurations, data and logs. Defaults to a new temporary
+	// directory, removed by Close unless Keep.
+	Dir string
+	// Keep leaves Dir in place after Close (to read the logs).
+	Keep bool
+	// Proxies puts every node's Raft traffic behind Net, so that links can
+	// be cut and delayed. Defaults to false: nodes dial each other.
+	Proxies bool
+	// Configure, when set, edits each node's configuration before it is
+	// written (timeouts, limits).
+	Configure func(*config.Config)
+	// Flags are extra flags for every `lockstep serve`.
+	Flags []string
+}
+
+// Cluster is a set of nodes sharing one directory and, with proxies, one
+// Raft network.
+type Cluster struct {
+	Dir   string
+	Nodes []*Node
+	// Net is the Raft network between the nodes; nil without Options.Proxies.
+	Net *Net
+
+	opts    Options
+	tempDir bool
+}
+
+// Bounds of the harness: the largest cluster, and how long a node gets to
+// exit after SIGTERM before it is killed.
+const (
+	maxNodes   = 9
+	stopGrace  = 10 * time.Second
+	pollPeriod = 50 * time.Millisecond
+)
+
+// FreePort returns a 127.0.0.1 address whose port was free a moment ago.
+func FreePort() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// New prepares a cluster: ports, directories, configuration files and, with
+// proxies, the Raft network. It starts no node; Start or StartAll does.
+func New(opts Options) (*Cluster, error) {
+	if opts.Binary == "" {
+		return nil, errors.New("cluster: Options.Binary names no lockstep executable")
+	}
+	if opts.Nodes == 0 {
+		opts.Nodes = 3
+	}
+	if opts.Nodes < 1 || opts.Nodes > maxNodes {
+		return nil, fmt.Errorf("cluster: %d nodes: use 1..%d", opts.Nodes, maxNodes)
+	}
+	if opts.Shards == 0 {
+		opts.Shards = 1
+	}
+	c := &Cluster{opts: opts, Dir: opts.Dir}
+	if c.Dir == "" {
+		dir, err := os.MkdirTemp("", "lockstep-cluster-")
+		if err != nil {
+			return nil, err
+		}
+		c.Dir, c.tempDir = dir, true
+	} else if err := os.MkdirAll(c.Dir, 0o700); err != nil {
+		return nil, err
+	}
+	if opts.Proxies {
+		c.Net = newNet()
+	}
+	if err := c.prepare(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Cluster) prepare() error {
+	peers := map[string]string{}
+	for i := 1; i <= c.opts.Nodes; i++ {
+		nd := &Node{ID: fmt.Sprintf("node-%d", i), bin: c.opts.Binary, flags: c.opts.Flags}
+		for _, p := range []*string{&nd.Raft, &nd.API, &nd.Metrics} {
+			a, err := FreePort()
+			if err != nil {
+				return err
+			}
+			*p = a
+		}
+		if c.Net != nil {
+			listen, err := FreePort()
+			if err != nil {
+				return err
+			}
+			nd.RaftListen = listen
+			if err := c.Net.add(nd.ID, nd.Raft, listen); err != nil {
+				return fmt.Errorf("cluster: proxy for %s: %w", nd.ID, err)
+			}
+		}
+		nd.DataDir = filepath.Join(c.Dir, nd.ID, "data")
+		nd.LogPath = filepath.Join(c.Dir, nd.ID+".log")
+		nd.ConfigPath = filepath.Join(c.Dir, nd.ID+".yaml")
+		peers[nd.ID] = nd.Raft
+		c.Nodes = append(c.Nodes, nd)
+	}
+	for _, nd := range c.Nodes {
+		cfg := config.Defaults()
+		cfg.Cluster = config.Cluster{NodeID: nd.ID, RaftAddress: nd.Raft, RaftListenAddress: nd.RaftListen,
+			APIAddress: nd.API, MetricsAddress: nd.Metrics, DataDir: nd.DataDir, Peers: peers}
+		cfg.Consensus.Shards = c.opts.Shards
+		if c.opts.Configure != nil {
+			c.opts.Configure(&cfg)
+		}
+		if err := nd.WriteConfig(cfg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Start prepares a cluster and starts every node, then waits up to limit
+// for all of them to answer /health.
+func Start(opts Options, limit time.Duration) (*Cluster, error) {
+	c, err := New(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.StartAll(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if err := c.WaitHealthy(limit, c.Nodes...); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// StartAll starts every node that is not running.
+func (c *Cluster) StartAll() error {
+	for _, nd := range c.Nodes {
+		if nd.Running() {
+			continue
+		}
+		if err := nd.Start(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Node returns the member with the given id, or nil.
+func (c *Cluster) Node(id string) *Node {
+	for _, nd := range c.Nodes {
+		if nd.ID == id {
+			return nd
+		}
+	}
+	return nil
+}
+
+// Endpoints are every node's API URL, for client.New.
+func (c *Cluster) Endpoints() []string {
+	var out []string
+	for _, nd := range c.Nodes {
+		out = append(out, nd.URL())
+	}
+	return out
+}
+
+// Close kills every node (continuing stopped ones first), stops the proxies
+// and removes a temporary directory unless Keep.
+func (c *Cluster) Close() {
+	for _, nd := range c.Nodes {
+		nd.Kill()
+	}
+	if c.Net != nil {
+		c.Net.Close()
+	}
+	if c.tempDir && !c.opts.Keep {
+		os.RemoveAll(c.Dir)
+	}
+}
+
+// Logs returns the last n lines of every node's log, for a failure message.
+func (c *Cluster) Logs(n int) string {
+	var b strings.Builder
+	for _, nd := range c.Nodes {
+		fmt.Fprintf(&b, "---- last lines of %s's log (%s):\n%s\n", nd.ID, nd.LogPath, nd.Tail(n))
+	}
+	return b.String()
+}
