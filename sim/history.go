@@ -2,15 +2,13 @@ package sim
 
 import (
 	"bytes"
-	"fmt"
-	"slices"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/anishathalye/porcupine"
 	"github.com/lockstepd/lockstep/core"
 	"github.com/lockstepd/lockstep/core/shards"
+	"github.com/lockstepd/lockstep/model"
 )
 
 // history records what clients asked of mutexes, semaphores, RW locks and
@@ -27,58 +25,10 @@ type history struct {
 	html    []byte
 }
 
-type opKind uint8
-
-const (
-	opAcquire opKind = iota + 1
-	opRelease
-	opProclaim
-	opStatus
-	opEnd // the machine ended a grant
-)
-
-type outKind uint8
-
-const (
-	outGranted outKind = iota + 1
-	outRefused         // try-once and not free
-	outEnded           // a wait ended without a grant
-	outOK
-	outErr
-	outHolders
-)
-
-type opInput struct {
-	op      opKind
-	key     objKey
-	session core.SessionID
-	token   core.FencingToken
-	permits int64
-	limit   int64
-	mode    core.Mode
-	value   string
-	try     bool
-	reason  core.Reason // opEnd
-}
-
-type opOutput struct {
-	kind    outKind
-	token   core.FencingToken
-	holders []hview
-	value   string
-}
-
-type hview struct {
-	session core.SessionID
-	token   core.FencingToken
-	permits int64
-	mode    core.Mode
-}
-
 type histOp struct {
 	client   int
-	in       opInput
-	out      opOutput
+	in       model.Input
+	out      model.Output
 	call     time.Duration
 	ret      time.Duration
 	done     bool
@@ -86,6 +36,9 @@ type histOp struct {
 	clientID string
 	seq      uint64
 }
+
+// model is the key as the porcupine model names objects.
+func (k objKey) model() model.Key { return model.Key{Kind: k.kind, Name: k.name} }
 
 func newHistory() *history { return &history{verdict: "not checked"} }
 
@@ -97,22 +50,22 @@ func modeled(k core.Kind) bool {
 
 // begin records a command a client sends, when a model covers it.
 func (h *history) begin(c *client, st step, cmd core.Command) int {
-	in := opInput{key: st.key, session: cmd.Session, token: cmd.Token, permits: cmd.Permits, limit: cmd.Limit,
-		mode: cmd.Mode, value: string(cmd.Value), try: cmd.WaitMs == 0}
-	if in.key.kind == core.KindSemaphore && in.permits == 0 {
-		in.permits = 1
+	in := model.Input{Key: st.key.model(), Session: cmd.Session, Token: cmd.Token, Permits: cmd.Permits, Limit: cmd.Limit,
+		Mode: cmd.Mode, Value: string(cmd.Value), Try: cmd.WaitMs == 0}
+	if in.Key.Kind == core.KindSemaphore && in.Permits == 0 {
+		in.Permits = 1
 	}
 	switch cmd.Op {
 	case core.OpAcquire, core.OpCampaign:
-		in.op = opAcquire
+		in.Op = model.Acquire
 	case core.OpRelease, core.OpResign:
-		in.op = opRelease
+		in.Op = model.Release
 	case core.OpProclaim:
-		in.op = opProclaim
+		in.Op = model.Proclaim
 	default:
 		return -1
 	}
-	if !modeled(in.key.kind) {
+	if !modeled(in.Key.Kind) {
 		return -1
 	}
 	h.ops = append(h.ops, histOp{client: c.idx, in: in, call: c.w.now, clientID: cmd.ClientID, seq: cmd.Seq})
@@ -123,26 +76,26 @@ func (h *history) beginRead(c *client, st step) int {
 	if !modeled(st.key.kind) {
 		return -1
 	}
-	h.ops = append(h.ops, histOp{client: c.idx, in: opInput{op: opStatus, key: st.key}, call: c.w.now, read: true})
+	h.ops = append(h.ops, histOp{client: c.idx, in: model.Input{Op: model.Status, Key: st.key.model()}, call: c.w.now, read: true})
 	return len(h.ops) - 1
 }
 
-func outputOf(in opInput, r core.Result) opOutput {
+func outputOf(in model.Input, r core.Result) model.Output {
 	if r.Err != nil {
-		return opOutput{kind: outErr}
+		return model.Output{Kind: model.Failed}
 	}
-	switch in.op {
-	case opAcquire:
+	switch in.Op {
+	case model.Acquire:
 		switch {
 		case r.Outcome == core.OutcomeGranted:
-			return opOutput{kind: outGranted, token: r.Token}
+			return model.Output{Kind: model.Granted, Token: r.Token}
 		case r.Outcome == core.OutcomeRefused && r.Reason == core.ReasonNone:
-			return opOutput{kind: outRefused}
+			return model.Output{Kind: model.Refused}
 		default:
-			return opOutput{kind: outEnded}
+			return model.Output{Kind: model.Ended}
 		}
 	}
-	return opOutput{kind: outOK}
+	return model.Output{Kind: model.OK}
 }
 
 func (h *history) end(i int, r core.Result, now time.Duration) {
@@ -163,16 +116,16 @@ func (h *history) endRead(i int, r readResult, now time.Duration) {
 	op.done = true
 	op.ret = now
 	if r.err != nil {
-		op.out = opOutput{kind: outErr}
+		op.out = model.Output{Kind: model.Failed}
 		return
 	}
-	out := opOutput{kind: outHolders}
+	out := model.Output{Kind: model.Holders}
 	for _, x := range r.status.Holders {
-		out.holders = append(out.holders, hview{session: x.Session, token: x.Token, permits: x.Permits, mode: x.Mode})
+		out.Holders = append(out.Holders, model.Holder{Session: x.Session, Token: x.Token, Permits: x.Permits, Mode: x.Mode})
 	}
-	sort.Slice(out.holders, func(i, j int) bool { return out.holders[i].token < out.holders[j].token })
-	if op.in.key.kind == core.KindElection && len(r.status.Holders) > 0 {
-		out.value = string(r.status.Holders[0].Value)
+	sort.Slice(out.Holders, func(i, j int) bool { return out.Holders[i].Token < out.Holders[j].Token })
+	if op.in.Key.Kind == core.KindElection && len(r.status.Holders) > 0 {
+		out.Value = string(r.status.Holders[0].Value)
 	}
 	op.out = out
 }
@@ -193,7 +146,7 @@ func (h *history) check(w *world) {
 				continue
 			}
 			// A name's operations are in its shard's log alone.
-			shard := shards.Of(op.in.key.name, len(w.chk.logs))
+			shard := shards.Of(op.in.Key.Name, len(w.chk.logs))
 			led := w.chk.logs[shard].led
 			kr, ok := led.results[dedupeKey{op.clientID, op.seq}]
 			if !ok {
@@ -224,11 +177,11 @@ func (h *history) check(w *world) {
 			from := l.appendedAt[s.index]
 			to, _ := w.chk.firstApplied(uint64(shard), s.index)
 			ops = append(ops, porcupine.Operation{ClientId: system,
-				Input:  opInput{op: opEnd, key: s.key, session: s.session, token: s.token, reason: s.reason},
-				Output: opOutput{kind: outOK}, Call: int64(from), Return: int64(to)})
+				Input:  model.Input{Op: model.End, Key: s.key.model(), Session: s.session, Token: s.token, Reason: s.reason},
+				Output: model.Output{Kind: model.OK}, Call: int64(from), Return: int64(to)})
 		}
 	}
-	res, info := porcupine.CheckOperationsVerbose(lockModel, ops, 60*time.Second)
+	res, info := porcupine.CheckOperationsVerbose(model.Lock, ops, 60*time.Second)
 	switch res {
 	case porcupine.Ok:
 		h.verdict = "ok"
@@ -237,271 +190,12 @@ func (h *history) check(w *world) {
 	case porcupine.Illegal:
 		h.verdict = "illegal"
 		w.chk.fail(Safety, "linearizability", "the history of %s is not linearizable (%d operations checked)",
-			illegalNames(ops), len(ops))
+			model.IllegalNames(ops), len(ops))
 	}
 	if w.cfg.Visualize {
 		var buf bytes.Buffer
-		if err := porcupine.Visualize(lockModel, info, &buf); err == nil {
+		if err := porcupine.Visualize(model.Lock, info, &buf); err == nil {
 			h.html = buf.Bytes()
 		}
 	}
-}
-
-// illegalNames lists the names whose partition fails, for the message.
-func illegalNames(ops []porcupine.Operation) string {
-	var bad []string
-	for _, part := range partitionOps(ops) {
-		if !porcupine.CheckOperations(lockModel, part) {
-			k := part[0].Input.(opInput).key
-			bad = append(bad, fmt.Sprintf("%s %q", k.kind, k.name))
-		}
-	}
-	return strings.Join(bad, ", ")
-}
-
-// partitionOps splits a history by object, in a fixed order.
-func partitionOps(ops []porcupine.Operation) [][]porcupine.Operation {
-	by := map[objKey][]porcupine.Operation{}
-	for _, op := range ops {
-		k := op.Input.(opInput).key
-		by[k] = append(by[k], op)
-	}
-	keys := make([]objKey, 0, len(by))
-	for k := range by {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool {
-		if keys[i].kind != keys[j].kind {
-			return keys[i].kind < keys[j].kind
-		}
-		return keys[i].name < keys[j].name
-	})
-	out := make([][]porcupine.Operation, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, by[k])
-	}
-	return out
-}
-
-// lockState is one object as the model sees it: its holders in token order,
-// an election's value, and the highest token ever granted on it (a grant
-// must exceed it: tokens strictly increase per name).
-type lockState struct {
-	holders  []hview
-	value    string
-	maxToken core.FencingToken
-}
-
-func (s lockState) find(session core.SessionID) int {
-	for i, h := range s.holders {
-		if h.session == session {
-			return i
-		}
-	}
-	return -1
-}
-
-func (s lockState) findToken(t core.FencingToken) int {
-	for i, h := range s.holders {
-		if h.token == t {
-			return i
-		}
-	}
-	return -1
-}
-
-func (s lockState) used() int64 {
-	n := int64(0)
-	for _, h := range s.holders {
-		n += h.permits
-	}
-	return n
-}
-
-func (s lockState) writer() bool {
-	for _, h := range s.holders {
-		if h.mode == core.ModeWrite {
-			return true
-		}
-	}
-	return false
-}
-
-func (s lockState) canGrant(in opInput) bool {
-	switch in.key.kind {
-	case core.KindSemaphore:
-		return s.used()+in.permits <= in.limit
-	case core.KindRWLock:
-		if in.mode == core.ModeWrite {
-			return len(s.holders) == 0
-		}
-		return !s.writer()
-	}
-	return len(s.holders) == 0
-}
-
-// refusable says whether a try-once request may be refused: someone else
-// holds what it needs (a queue is only ever non-empty behind holders).
-func (s lockState) refusable(in opInput) bool {
-	if in.key.kind == core.KindSemaphore {
-		return s.used()+in.permits > in.limit
-	}
-	return len(s.holders) > 0
-}
-
-func (s lockState) without(i int) lockState {
-	n := s
-	n.holders = slices.Delete(slices.Clone(s.holders), i, i+1)
-	if len(n.holders) == 0 {
-		n.value = ""
-	}
-	return n
-}
-
-func stepLock(state, input, output any) (bool, any) {
-	s := state.(lockState)
-	in := input.(opInput)
-	out := output.(opOutput)
-	switch in.op {
-	case opAcquire:
-		i := s.find(in.session)
-		switch out.kind {
-		case outGranted:
-			if i >= 0 {
-				return s.holders[i].token == out.token, s
-			}
-			if out.token <= s.maxToken || !s.canGrant(in) {
-				return false, s
-			}
-			n := s
-			n.holders = append(slices.Clone(s.holders), hview{session: in.session, token: out.token, permits: in.permits, mode: in.mode})
-			n.maxToken = out.token
-			if in.key.kind == core.KindElection {
-				n.value = in.value
-			}
-			return true, n
-		case outRefused:
-			return i < 0 && s.refusable(in), s
-		default:
-			return true, s
-		}
-	case opRelease:
-		i := s.findToken(in.token)
-		held := i >= 0 && s.holders[i].session == in.session
-		if out.kind == outOK {
-			if !held {
-				return false, s
-			}
-			return true, s.without(i)
-		}
-		return !held, s
-	case opProclaim:
-		leader := len(s.holders) > 0 && s.holders[0].session == in.session && s.holders[0].token == in.token
-		if out.kind == outOK {
-			if !leader {
-				return false, s
-			}
-			n := s
-			n.value = in.value
-			return true, n
-		}
-		return !leader, s
-	case opStatus:
-		if out.kind == outErr {
-			return true, s
-		}
-		if len(out.holders) != len(s.holders) {
-			return false, s
-		}
-		for i := range out.holders {
-			if out.holders[i].session != s.holders[i].session || out.holders[i].token != s.holders[i].token {
-				return false, s
-			}
-		}
-		return in.key.kind != core.KindElection || out.value == s.value, s
-	case opEnd:
-		i := s.findToken(in.token)
-		if i < 0 {
-			return false, s
-		}
-		return true, s.without(i)
-	}
-	return false, s
-}
-
-func equalLock(a, b any) bool {
-	x, y := a.(lockState), b.(lockState)
-	return x.maxToken == y.maxToken && x.value == y.value && slices.Equal(x.holders, y.holders)
-}
-
-var lockModel = porcupine.Model{
-	Partition: partitionOps,
-	Init:      func() any { return lockState{} },
-	Step:      stepLock,
-	Equal:     equalLock,
-	DescribeOperation: func(input, output any) string {
-		in, out := input.(opInput), output.(opOutput)
-		return describeOp(in) + " → " + describeOut(out)
-	},
-	DescribeState: func(state any) string {
-		s := state.(lockState)
-		var parts []string
-		for _, h := range s.holders {
-			parts = append(parts, fmt.Sprintf("s%d:t%d", h.session, h.token))
-		}
-		d := "{" + strings.Join(parts, " ") + "}"
-		if s.value != "" {
-			d += " value=" + s.value
-		}
-		return d
-	},
-}
-
-func describeOp(in opInput) string {
-	switch in.op {
-	case opAcquire:
-		d := fmt.Sprintf("acquire(%s %s, s%d", in.key.kind, in.key.name, in.session)
-		if in.mode != 0 {
-			d += " " + in.mode.String()
-		}
-		if in.try {
-			d += " try"
-		}
-		return d + ")"
-	case opRelease:
-		return fmt.Sprintf("release(s%d, t%d)", in.session, in.token)
-	case opProclaim:
-		return fmt.Sprintf("proclaim(s%d, t%d, %s)", in.session, in.token, in.value)
-	case opStatus:
-		return fmt.Sprintf("status(%s %s)", in.key.kind, in.key.name)
-	case opEnd:
-		return fmt.Sprintf("machine ends t%d of s%d (%s)", in.token, in.session, in.reason)
-	}
-	return "?"
-}
-
-func describeOut(out opOutput) string {
-	switch out.kind {
-	case outGranted:
-		return fmt.Sprintf("granted t%d", out.token)
-	case outRefused:
-		return "refused"
-	case outEnded:
-		return "wait ended"
-	case outOK:
-		return "ok"
-	case outErr:
-		return "error"
-	case outHolders:
-		var parts []string
-		for _, h := range out.holders {
-			parts = append(parts, fmt.Sprintf("s%d:t%d", h.session, h.token))
-		}
-		d := "[" + strings.Join(parts, " ") + "]"
-		if out.value != "" {
-			d += " value=" + out.value
-		}
-		return d
-	}
-	return "?"
 }

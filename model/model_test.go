@@ -1,0 +1,57 @@
+package model
+
+import (
+	"testing"
+
+	"github.com/anishathalye/porcupine"
+	"github.com/lockstepd/lockstep/core"
+)
+
+// The porcupine model, on histories small enough to read.
+
+var m0 = Key{core.KindMutex, "m"}
+
+func acq(client int, s core.SessionID, call, ret int64, out Output) porcupine.Operation {
+	return porcupine.Operation{ClientId: client, Input: Input{Op: Acquire, Key: m0, Session: s, Try: out.Kind == Refused},
+		Output: out, Call: call, Return: ret}
+}
+
+func rel(client int, s core.SessionID, t core.FencingToken, call, ret int64) porcupine.Operation {
+	return porcupine.Operation{ClientId: client, Input: Input{Op: Release, Key: m0, Session: s, Token: t},
+		Output: Output{Kind: OK}, Call: call, Return: ret}
+}
+
+func TestModelMutex(t *testing.T) {
+	cases := []struct {
+		name string
+		ok   bool
+		ops  []porcupine.Operation
+	}{
+		{"one after the other", true, []porcupine.Operation{
+			acq(0, 1, 0, 10, Output{Kind: Granted, Token: 5}), rel(0, 1, 5, 20, 30),
+			acq(1, 2, 40, 50, Output{Kind: Granted, Token: 7})}},
+		{"two holders at once", false, []porcupine.Operation{
+			acq(0, 1, 0, 10, Output{Kind: Granted, Token: 5}),
+			acq(1, 2, 20, 30, Output{Kind: Granted, Token: 7})}},
+		{"a token that does not increase", false, []porcupine.Operation{
+			acq(0, 1, 0, 10, Output{Kind: Granted, Token: 5}), rel(0, 1, 5, 20, 30),
+			acq(1, 2, 40, 50, Output{Kind: Granted, Token: 4})}},
+		{"refused while free", false, []porcupine.Operation{
+			acq(0, 1, 0, 10, Output{Kind: Refused})}},
+		{"refused while held", true, []porcupine.Operation{
+			acq(0, 1, 0, 10, Output{Kind: Granted, Token: 5}),
+			acq(1, 2, 20, 30, Output{Kind: Refused})}},
+		{"the machine ends a grant (session expiry), then another client takes it", true, []porcupine.Operation{
+			acq(0, 1, 0, 10, Output{Kind: Granted, Token: 5}),
+			{ClientId: 2, Input: Input{Op: End, Key: m0, Session: 1, Token: 5}, Output: Output{Kind: OK}, Call: 20, Return: 25},
+			acq(1, 2, 30, 40, Output{Kind: Granted, Token: 9})}},
+		{"a status read that misses the holder", false, []porcupine.Operation{
+			acq(0, 1, 0, 10, Output{Kind: Granted, Token: 5}),
+			{ClientId: 1, Input: Input{Op: Status, Key: m0}, Output: Output{Kind: Holders}, Call: 20, Return: 30}}},
+	}
+	for _, c := range cases {
+		if got := porcupine.CheckOperations(Lock, c.ops); got != c.ok {
+			t.Errorf("%s: linearizable=%v, want %v", c.name, got, c.ok)
+		}
+	}
+}
