@@ -1,0 +1,192 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/lockstepd/lockstep/chaos/cluster"
+)
+
+// Fault is one planned fault: what, on whom, when and for how long. Every
+// fault heals (or restarts what it killed) before the next one starts.
+type Fault struct {
+	At     time.Duration `json:"at_ms"` // after the workload starts
+	Kind   string        `json:"kind"`  // kill, pause, partition
+	Leader bool          `json:"leader"`
+	Shard  int           `json:"shard"` // whose leader (or follower) is hit
+	Mode   string        `json:"mode,omitempty"`
+	Hold   time.Duration `json:"hold_ms"`
+}
+
+func (f Fault) String() string {
+	who := "a follower"
+	if f.Leader {
+		who = "the leader"
+	}
+	s := fmt.Sprintf("%s %s of shard %d for %v", f.Kind, who, f.Shard, f.Hold)
+	if f.Mode != "" {
+		s = fmt.Sprintf("partition (%s) %s of shard %d for %v", f.Mode, who, f.Shard, f.Hold)
+	}
+	return s
+}
+
+// Partition modes: the node cut off both ways; its messages to every other
+// node lost while theirs arrive; only its link to one other node cut.
+const (
+	modeIsolate = "isolate"
+	modeOneWay  = "one-way"
+	modeLink    = "link"
+)
+
+// plan draws the fault schedule of a run from its seed: faults start after
+// a quiet second and keep a gap after each heal; held faults last longer
+// than the election timeout (300 ms) so that they matter.
+func plan(o *Options) []Fault {
+	r := stream(o.Seed, streamFaults)
+	var out []Fault
+	at := time.Second + time.Duration(r.IntN(1000))*time.Millisecond
+	for len(out) < maxFaults {
+		f := Fault{At: at, Kind: o.Nemesis[r.IntN(len(o.Nemesis))], Leader: r.IntN(4) != 0, Shard: r.IntN(o.Shards)}
+		switch f.Kind {
+		case "kill":
+			f.Hold = time.Duration(500+r.IntN(2500)) * time.Millisecond
+		case "pause":
+			f.Hold = time.Duration(800+r.IntN(2700)) * time.Millisecond
+		case "partition":
+			f.Mode = []string{modeIsolate, modeOneWay, modeLink}[r.IntN(3)]
+			f.Hold = time.Duration(1000+r.IntN(3000)) * time.Millisecond
+		}
+		if f.At+f.Hold > o.Duration {
+			break
+		}
+		out = append(out, f)
+		at += f.Hold + time.Duration(1500+r.IntN(2500))*time.Millisecond
+	}
+	return out
+}
+
+// FaultRecord is what happened when a fault was made.
+type FaultRecord struct {
+	Fault
+	Node string `json:"node"`
+	// Started and Healed are offsets from the workload's start.
+	Started time.Duration `json:"started_ms"`
+	Healed  time.Duration `json:"healed_ms"`
+	// ToGrant is from the fault to the first grant any worker got after it
+	// (the cluster serving again), filled in after the run; ToService from
+	// the heal to every member healthy. -1 when not seen.
+	ToGrant   time.Duration `json:"to_grant_ms"`
+	ToService time.Duration `json:"to_service_ms"`
+	Err       string        `json:"err,omitempty"`
+}
+
+// nemesis makes the planned faults on the cluster, one after another.
+type nemesis struct {
+	o       *Options
+	c       *cluster.Cluster
+	r       *run
+	records []FaultRecord
+}
+
+// serviceBound is how long a healed cluster gets to answer /health on
+// every member before the fault's heal counts as not recovered (the
+// liveness check after the last fault is what fails the run).
+const serviceBound = 30 * time.Second
+
+func (n *nemesis) runAll(ctx context.Context, faults []Fault) {
+	for _, f := range faults {
+		if !sleepUntil(ctx, n.r.start.Add(f.At)) {
+			return
+		}
+		n.records = append(n.records, n.make(f))
+	}
+}
+
+func sleepUntil(ctx context.Context, t time.Time) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(time.Until(t)):
+		return true
+	}
+}
+
+// target picks the node a fault hits: the shard's leader, or a follower
+// drawn by the fault's shard (deterministic given the leader).
+func (n *nemesis) target(f Fault) (*cluster.Node, *cluster.Node, error) {
+	leader, err := n.c.Leader(f.Shard, 10*time.Second)
+	if err != nil {
+		return nil, nil, err
+	}
+	var others []*cluster.Node
+	for _, nd := range n.c.Nodes {
+		if nd != leader {
+			others = append(others, nd)
+		}
+	}
+	r := rand.New(rand.NewPCG(n.o.Seed, uint64(f.At)))
+	other := others[r.IntN(len(others))]
+	if f.Leader {
+		return leader, other, nil
+	}
+	return other, leader, nil
+}
+
+func (n *nemesis) make(f Fault) FaultRecord {
+	rec := FaultRecord{Fault: f, ToGrant: -1, ToService: -1}
+	victim, peer, err := n.target(f)
+	if err != nil {
+		rec.Err = err.Error()
+		n.o.logf("fault %v: skipped: %v", f, err)
+		return rec
+	}
+	rec.Node = victim.ID
+	start := time.Now()
+	rec.Started = start.Sub(n.r.start)
+	n.o.logf("%6.1fs fault: %v on %s", rec.Started.Seconds(), f, victim.ID)
+	n.r.timeline.add(rec.Started, fmt.Sprintf("%v on %s", f, victim.ID))
+	switch f.Kind {
+	case "kill":
+		victim.Kill()
+		time.Sleep(f.Hold)
+		if err := victim.Start(); err != nil {
+			rec.Err = err.Error()
+		}
+	case "pause":
+		if err := victim.Pause(); err != nil {
+			rec.Err = err.Error()
+		}
+		time.Sleep(f.Hold)
+		if err := victim.Resume(); err != nil && rec.Err == "" {
+			rec.Err = err.Error()
+		}
+	case "partition":
+		switch f.Mode {
+		case modeIsolate:
+			n.c.Net.Isolate(victim)
+		case modeOneWay:
+			for _, nd := range n.c.Nodes {
+				if nd != victim {
+					n.c.Net.CutOneWay(victim, nd)
+				}
+			}
+		case modeLink:
+			n.c.Net.Cut(victim, peer)
+		}
+		time.Sleep(f.Hold)
+		n.c.Net.Heal()
+	}
+	healed := time.Now()
+	rec.Healed = healed.Sub(n.r.start)
+	n.r.timeline.add(rec.Healed, fmt.Sprintf("healed: %s %s", f.Kind, victim.ID))
+	if err := n.c.WaitHealthy(serviceBound, n.c.Nodes...); err == nil {
+		rec.ToService = time.Since(healed)
+	} else if rec.Err == "" {
+		rec.Err = err.Error()
+	}
+	n.o.logf("%6.1fs healed %s: every member healthy %v after the heal %s", rec.Healed.Seconds(), victim.ID,
+		rec.ToService.Round(time.Millisecond), rec.Err)
+	return rec
+}

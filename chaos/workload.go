@@ -1,0 +1,359 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lockstepd/lockstep/client"
+	"github.com/lockstepd/lockstep/core"
+	"github.com/lockstepd/lockstep/model"
+)
+
+// Bounds of the workload: operations per worker, the longest wait of a
+// blocking acquire, the time any one call may take beyond its wait, and
+// the pause between a worker's operations.
+const (
+	maxOpsPerWorker = 100_000
+	maxWait         = 1500 * time.Millisecond
+	callSlack       = 5 * time.Second
+	thinkTime       = 20 * time.Millisecond
+	semaphoreLimit  = 2
+)
+
+// freezer is a worker's HTTP transport: frozen, every request fails at
+// once, so that its session's keepalives stop and the lease runs out
+// while the worker still believes it holds what it held (a paused
+// process, from the cluster's point of view).
+type freezer struct {
+	base   http.RoundTripper
+	frozen atomic.Bool
+}
+
+var errFrozen = errors.New("chaos: this client is frozen")
+
+func (f *freezer) RoundTrip(req *http.Request) (*http.Response, error) {
+	if f.frozen.Load() {
+		return nil, errFrozen
+	}
+	return f.base.RoundTrip(req)
+}
+
+func newClient(endpoints []string, prefix string) (*client.Client, *freezer, error) {
+	f := &freezer{base: &http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second}}
+	c, err := client.New(endpoints, client.WithHTTPClient(&http.Client{Transport: f}), client.WithClientID(prefix),
+		client.WithAttemptTimeout(time.Second), client.WithRetryTimeout(10*time.Second))
+	return c, f, err
+}
+
+// worker is one goroutine of the workload with its own Client and session.
+type worker struct {
+	idx  int
+	run  *run
+	r    *rand.Rand
+	c    *client.Client
+	s    *client.Session
+	last map[string]uint64 // the highest token seen per name
+	// walked are sessions a planted bug walked away from, closed at the end.
+	walked []*client.Session
+
+	mu        sync.Mutex
+	lastGrant time.Time
+	grants    int
+}
+
+func (w *worker) granted() {
+	now := time.Now()
+	w.mu.Lock()
+	w.lastGrant = now
+	w.grants++
+	w.mu.Unlock()
+	w.run.noteGrant(now)
+}
+
+func (w *worker) grantedSince(t time.Time) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.lastGrant.After(t)
+}
+
+func (w *worker) session(ctx context.Context) bool {
+	if w.s != nil {
+		select {
+		case <-w.s.Done():
+			w.s = nil
+		default:
+			return true
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, callSlack)
+	defer cancel()
+	s, err := w.c.NewSession(cctx, client.WithTTL(w.run.o.TTL), client.WithOwner(fmt.Sprintf("worker-%d", w.idx)))
+	if err != nil {
+		return false
+	}
+	w.s = s
+	return true
+}
+
+// closeSession ends the session (and with it whatever it may still hold).
+func (w *worker) closeSession() {
+	if w.s == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), callSlack)
+	_ = w.s.Close(ctx)
+	cancel()
+	w.s = nil
+}
+
+func (w *worker) name(kind string) string {
+	if w.r.IntN(10) < 7 {
+		return fmt.Sprintf("chaos/%s/hot-%d", kind, w.r.IntN(w.run.o.Hot))
+	}
+	return fmt.Sprintf("chaos/%s/cold-%d", kind, w.r.IntN(coldNames))
+}
+
+func (w *worker) loop(ctx context.Context) {
+	defer func() {
+		w.closeSession()
+		for _, s := range w.walked {
+			w.s = s
+			w.closeSession()
+		}
+	}()
+	for i := 0; i < maxOpsPerWorker && ctx.Err() == nil; i++ {
+		if !w.session(ctx) {
+			sleepCtx(ctx, 200*time.Millisecond)
+			continue
+		}
+		if w.r.IntN(10) < 7 {
+			w.mutex(ctx)
+		} else {
+			w.semaphore(ctx)
+		}
+		sleepCtx(ctx, time.Duration(w.r.Int64N(int64(thinkTime))))
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// answerOf classifies an acquire's error.
+func answerOf(err error) outcome {
+	switch {
+	case err == nil:
+		return answerGranted
+	case errors.Is(err, client.ErrLocked):
+		return answerRefused
+	}
+	return answerUnknown
+}
+
+func (w *worker) mutex(ctx context.Context) {
+	name := w.name("m")
+	k := model.Key{Kind: core.KindMutex, Name: name}
+	try := w.r.IntN(3) == 0
+	wait := time.Duration(100+w.r.IntN(int(maxWait/time.Millisecond)-100)) * time.Millisecond
+	hold := time.Duration(w.r.IntN(300)) * time.Millisecond
+	phantom := w.run.bug.is(bugPhantomRelease) && w.r.IntN(4) == 0
+	m := client.NewMutex(w.s, name)
+	o := op{worker: w.idx, in: model.Input{Op: model.Acquire, Key: k, Session: core.SessionID(w.s.ID()), Try: try}}
+	cctx, cancel := context.WithTimeout(ctx, wait+callSlack)
+	o.call = w.run.h.now()
+	var err error
+	if try {
+		err = m.TryLock(cctx)
+	} else {
+		err = m.LockWithin(cctx, wait)
+	}
+	cancel()
+	o.ret = w.run.h.now()
+	o.answer = answerOf(err)
+	real := o.answer == answerGranted
+	if o.answer == answerGranted {
+		o.token = m.Token()
+	} else if o.answer == answerRefused && w.run.bug.is(bugAckRefused) {
+		o.answer, o.token = answerGranted, w.last[name]+1
+	}
+	w.run.h.add(o)
+	if o.answer != answerGranted {
+		return
+	}
+	w.last[name] = max(w.last[name], o.token)
+	w.granted()
+	w.run.res.Write(ctx, w.idx, k, o.token)
+	sleepCtx(ctx, hold)
+	w.run.res.Write(ctx, w.idx, k, o.token)
+	if !real {
+		return
+	}
+	rel := op{worker: w.idx, in: model.Input{Op: model.Release, Key: k, Session: o.in.Session, Token: core.FencingToken(o.token)}}
+	rel.call = w.run.h.now()
+	if phantom {
+		rel.ret, rel.answer = w.run.h.now(), answerOK
+		w.run.h.add(rel)
+		// Walk away from the session, still holding; it lives on in the
+		// background until the run ends.
+		w.walked = append(w.walked, w.s)
+		w.s = nil
+		return
+	}
+	cctx, cancel = context.WithTimeout(context.Background(), callSlack)
+	err = m.Unlock(cctx)
+	cancel()
+	rel.ret = w.run.h.now()
+	switch {
+	case err == nil:
+		rel.answer = answerOK
+	case errors.Is(err, client.ErrNotHeld):
+		rel.answer = answerNotHeld
+	default:
+		rel.answer = answerUnknown
+		// The Mutex may still hold: end the session rather than leave a
+		// grant that blocks this session's next lock of the name.
+		w.closeSession()
+	}
+	w.run.h.add(rel)
+}
+
+func (w *worker) semaphore(ctx context.Context) {
+	name := w.name("s")
+	k := model.Key{Kind: core.KindSemaphore, Name: name}
+	try := w.r.IntN(3) == 0
+	wait := time.Duration(100+w.r.IntN(int(maxWait/time.Millisecond)-100)) * time.Millisecond
+	hold := time.Duration(w.r.IntN(300)) * time.Millisecond
+	sem := client.NewSemaphore(w.s, name, semaphoreLimit)
+	o := op{worker: w.idx, in: model.Input{Op: model.Acquire, Key: k, Session: core.SessionID(w.s.ID()), Try: try,
+		Permits: 1, Limit: semaphoreLimit}}
+	cctx, cancel := context.WithTimeout(ctx, wait+callSlack)
+	o.call = w.run.h.now()
+	var err error
+	if try {
+		err = sem.TryAcquire(cctx, 1)
+	} else {
+		err = sem.AcquireWithin(cctx, 1, wait)
+	}
+	cancel()
+	o.ret = w.run.h.now()
+	o.answer = answerOf(err)
+	if o.answer == answerGranted {
+		o.token = sem.Token()
+	}
+	w.run.h.add(o)
+	if o.answer != answerGranted {
+		return
+	}
+	w.granted()
+	sleepCtx(ctx, hold)
+	rel := op{worker: w.idx, in: model.Input{Op: model.Release, Key: k, Session: o.in.Session, Token: core.FencingToken(o.token),
+		Permits: 1, Limit: semaphoreLimit}}
+	rel.call = w.run.h.now()
+	cctx, cancel = context.WithTimeout(context.Background(), callSlack)
+	err = sem.Release(cctx)
+	cancel()
+	rel.ret = w.run.h.now()
+	switch {
+	case err == nil:
+		rel.answer = answerOK
+	case errors.Is(err, client.ErrNotHeld):
+		rel.answer = answerNotHeld
+	default:
+		rel.answer = answerUnknown
+		w.closeSession()
+	}
+	w.run.h.add(rel)
+}
+
+// sleeper is the holder that pauses on purpose: it takes a mutex, writes
+// with its token, freezes its client until the cluster has expired its
+// session (the log releases the grant), thaws and writes again with the
+// old token. The resource must refuse that write; the check after the run
+// proves it did. Half of its names are hot (someone else may have written
+// since), half its own (only the fence can refuse).
+type sleeper struct {
+	idx int
+	run *run
+	r   *rand.Rand
+	n   int
+}
+
+// Bounds of the sleeper: its session's TTL, how long it waits for the log
+// to expire it, and the gap between its naps.
+const (
+	sleeperTTL    = time.Second
+	sleeperExpiry = 15 * time.Second
+)
+
+func (sl *sleeper) loop(ctx context.Context, endpoints []string) {
+	for i := 0; i < maxOpsPerWorker && ctx.Err() == nil; i++ {
+		sleepCtx(ctx, time.Duration(2000+sl.r.IntN(4000))*time.Millisecond)
+		if ctx.Err() != nil {
+			return
+		}
+		sl.nap(ctx, endpoints)
+	}
+}
+
+func (sl *sleeper) nap(ctx context.Context, endpoints []string) {
+	c, f, err := newClient(endpoints, fmt.Sprintf("sleeper-%d", sl.n))
+	if err != nil {
+		return
+	}
+	sl.n++
+	cctx, cancel := context.WithTimeout(ctx, callSlack)
+	s, err := c.NewSession(cctx, client.WithTTL(sleeperTTL), client.WithOwner("sleeper"))
+	cancel()
+	if err != nil {
+		return
+	}
+	name := fmt.Sprintf("chaos/m/sleep-%d", sl.n)
+	if sl.r.IntN(2) == 0 {
+		name = fmt.Sprintf("chaos/m/hot-%d", sl.r.IntN(sl.run.o.Hot))
+	}
+	k := model.Key{Kind: core.KindMutex, Name: name}
+	m := client.NewMutex(s, name)
+	o := op{worker: sl.idx, in: model.Input{Op: model.Acquire, Key: k, Session: core.SessionID(s.ID())}}
+	cctx, cancel = context.WithTimeout(ctx, maxWait+callSlack)
+	o.call = sl.run.h.now()
+	err = m.LockWithin(cctx, maxWait)
+	cancel()
+	o.ret = sl.run.h.now()
+	o.answer = answerOf(err)
+	if o.answer == answerGranted {
+		o.token = m.Token()
+	}
+	sl.run.h.add(o)
+	if o.answer != answerGranted {
+		cctx, cancel := context.WithTimeout(context.Background(), callSlack)
+		_ = s.Close(cctx)
+		cancel()
+		return
+	}
+	sl.run.noteGrant(time.Now())
+	sl.run.res.Write(ctx, sl.idx, k, o.token)
+	f.frozen.Store(true)
+	sl.run.o.logf("%6.1fs sleeper froze holding %q token %d", sl.run.h.now().Seconds(), name, o.token)
+	select {
+	case <-s.Done():
+	case <-ctx.Done():
+	case <-time.After(sleeperExpiry):
+	}
+	expired := sl.run.h.waitReleased(ctx, k, o.token, sleeperExpiry)
+	f.frozen.Store(false)
+	if !expired {
+		return // faults kept the lease alive (or the run ended): nothing to prove this time
+	}
+	ok := sl.run.res.Write(ctx, sl.idx, k, o.token)
+	sl.run.o.logf("%6.1fs sleeper woke: write with token %d accepted=%v", sl.run.h.now().Seconds(), o.token, ok)
+	sl.run.noteSleeperWrite()
+}
