@@ -62,10 +62,6 @@ test-integration: ## real processes on 127.0.0.1
 	$(GO) vet -tags integration ./integration/
 	LOCKSTEP_BIN=$(CURDIR)/bin/lockstep $(GO) test -tags integration -count=1 -timeout $(INTEGRATION_TIMEOUT) $(GOFLAGS_TEST) ./integration/
 
-.PHONY: test-chaos
-test-chaos: ## fault tests against real processes
-	@echo "make test-chaos: no chaos tests yet" >&2; exit 1
-
 .PHONY: test-performance
 test-performance: ## end-to-end load against a real 3-node cluster, short bounded profile (mk/bench.mk)
 	@mkdir -p bin

@@ -39,6 +39,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	out := fs.String("out", "chaos-failures", "where a failing run writes its HTML report; empty for none")
 	asJSON := fs.Bool("json", false, "print one JSON object per run (the seed line goes to stderr)")
 	verbose := fs.Bool("v", false, "print the faults and phases as they happen")
+	failFast := fs.Bool("failfast", false, "stop at the first failing seed")
 	keep := fs.Bool("keep", false, "keep each cluster's directory (configurations, data, logs)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -90,10 +91,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 			b, _ := json.Marshal(res)
 			fmt.Fprintln(stdout, string(b))
 			fmt.Fprintf(stderr, "seed=%d %s\n", s, verdict)
+			if failed > 0 && *failFast {
+				break
+			}
 			continue
 		}
 		summary(stdout, res)
 		fmt.Fprintf(stdout, "seed=%d %s\n", s, verdict)
+		if failed > 0 && *failFast {
+			break
+		}
 	}
 	if failed > 0 {
 		return 1

@@ -1,0 +1,60 @@
+# Fault tests against real processes (chaos/, cmd/lockstep-chaos,
+# docs/chaos.md): a cluster of `lockstep serve` processes on 127.0.0.1
+# whose Raft links go through proxies, broken on a schedule drawn from a
+# seed while workers use the Go client, every history checked.
+#
+#   make test-chaos          about five minutes of mixed faults over several
+#                            seeds, one and four shards; non-zero on any
+#                            violation, with the replay line of the seed
+#   make test-chaos-smoke    the part of make test: two short seeds, about
+#                            70 s on two cores
+#   make test-chaos-bugs     every planted bug must fail a run within
+#                            CHAOS_BUG_SEEDS (lockstep-chaos -bug list)
+#   make chaos-seed SEED=N   one seed with its story (-v)
+#
+# CHAOS_FLAGS passes more flags to every run (e.g. -nodes 5, -nemesis kill).
+# A failing run writes chaos-failures/seed-N.html (the faults' timeline,
+# the violations, porcupine's visualization when a history is illegal).
+
+CHAOS_BIN := bin/lockstep-chaos
+CHAOS_FLAGS ?=
+CHAOS_SEEDS ?= 1-5
+CHAOS_SHARD_SEEDS ?= 6-8
+CHAOS_DURATION ?= 30s
+CHAOS_SMOKE_SEEDS ?= 1-2
+CHAOS_SMOKE_DURATION ?= 25s
+CHAOS_BUG_SEEDS ?= 1-3
+CHAOS_BUG_DURATION ?= 15s
+
+TEST_EXTRA += test-chaos-smoke
+
+.PHONY: chaos-build
+chaos-build:
+	@mkdir -p bin
+	$(GO) build -o bin/lockstep ./cmd/lockstep
+	$(GO) build -o $(CHAOS_BIN) ./cmd/lockstep-chaos
+
+.PHONY: test-chaos
+test-chaos: chaos-build ## about five minutes of kill -9, SIGSTOP and partitions against real clusters, every history checked
+	$(CHAOS_BIN) -bin bin/lockstep -seeds $(CHAOS_SEEDS) -duration $(CHAOS_DURATION) $(CHAOS_FLAGS)
+	$(CHAOS_BIN) -bin bin/lockstep -seeds $(CHAOS_SHARD_SEEDS) -duration $(CHAOS_DURATION) -shards 4 $(CHAOS_FLAGS)
+
+.PHONY: test-chaos-smoke
+test-chaos-smoke: chaos-build ## two short chaos seeds (part of make test)
+	$(CHAOS_BIN) -bin bin/lockstep -seeds $(CHAOS_SMOKE_SEEDS) -duration $(CHAOS_SMOKE_DURATION) $(CHAOS_FLAGS)
+
+.PHONY: test-chaos-bugs
+test-chaos-bugs: chaos-build ## prove every planted bug fails a chaos run within CHAOS_BUG_SEEDS
+	@for b in $$($(CHAOS_BIN) -bug list | cut -f1); do \
+		rc=0; $(CHAOS_BIN) -bin bin/lockstep -bug $$b -seeds $(CHAOS_BUG_SEEDS) -duration $(CHAOS_BUG_DURATION) -failfast \
+			-out chaos-failures/bugs $(CHAOS_FLAGS) > chaos-bug-$$b.out 2>&1 || rc=$$?; \
+		case $$rc in \
+		1) echo "planted bug $$b: caught ($$(grep '^seed=' chaos-bug-$$b.out | tail -1))"; rm -f chaos-bug-$$b.out ;; \
+		0) echo "planted bug $$b was NOT caught in seeds $(CHAOS_BUG_SEEDS) (chaos-bug-$$b.out)"; exit 1 ;; \
+		*) echo "planted bug $$b: lockstep-chaos could not run (exit $$rc):"; cat chaos-bug-$$b.out; exit 1 ;; \
+		esac; \
+	done
+
+.PHONY: chaos-seed
+chaos-seed: chaos-build ## run one chaos seed with its story: make chaos-seed SEED=N
+	$(CHAOS_BIN) -bin bin/lockstep -seed $(SEED) -duration $(CHAOS_DURATION) -v $(CHAOS_FLAGS)
