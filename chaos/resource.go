@@ -7,10 +7,11 @@ import (
 	"time"
 
 	"github.com/lockstepd/lockstep/client"
+	"github.com/lockstepd/lockstep/core"
 	"github.com/lockstepd/lockstep/model"
 )
 
-// resource is the storage service the mutexes protect, done right: it
+// resource is the storage service the mutexes and elections protect, done right: it
 // refuses a token older than the newest it accepted for the name, and
 // before accepting one asks the cluster, with a linearizable CheckFence,
 // whether the token still holds. What it accepted is checked afterwards
@@ -61,7 +62,11 @@ func (r *resource) Write(ctx context.Context, worker int, k model.Key, token uin
 	asked := r.h.now()
 	if !r.bug.is(bugSkipFence) {
 		ctx, cancel := context.WithTimeout(ctx, fenceTimeout)
-		ok, err := r.c.CheckFence(ctx, client.KindMutex, k.Name, token)
+		kind := client.KindMutex
+		if k.Kind == core.KindElection {
+			kind = client.KindElection
+		}
+		ok, err := r.c.CheckFence(ctx, kind, k.Name, token)
 		cancel()
 		if err != nil {
 			r.count(&r.errors)

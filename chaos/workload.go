@@ -132,10 +132,13 @@ func (w *worker) loop(ctx context.Context) {
 			sleepCtx(ctx, 200*time.Millisecond)
 			continue
 		}
-		if w.r.IntN(10) < 7 {
+		switch x := w.r.IntN(10); {
+		case x < 6:
 			w.mutex(ctx)
-		} else {
+		case x < 8:
 			w.semaphore(ctx)
+		default:
+			w.election(ctx)
 		}
 		sleepCtx(ctx, time.Duration(w.r.Int64N(int64(thinkTime))))
 	}
@@ -260,6 +263,52 @@ func (w *worker) semaphore(ctx context.Context) {
 	rel.call = w.run.h.now()
 	cctx, cancel = context.WithTimeout(context.Background(), callSlack)
 	err = sem.Release(cctx)
+	cancel()
+	rel.ret = w.run.h.now()
+	switch {
+	case err == nil:
+		rel.answer = answerOK
+	case errors.Is(err, client.ErrNotHeld):
+		rel.answer = answerNotHeld
+	default:
+		rel.answer = answerUnknown
+		w.closeSession()
+	}
+	w.run.h.add(rel)
+}
+
+// election campaigns for a bounded time, and once elected writes to the
+// resource as the leader, holds, and resigns. The model allows one leader
+// per name at a time: two leaders at once make the history illegal.
+func (w *worker) election(ctx context.Context) {
+	name := w.name("e")
+	k := model.Key{Kind: core.KindElection, Name: name}
+	wait := time.Duration(100+w.r.IntN(int(maxWait/time.Millisecond)-100)) * time.Millisecond
+	hold := time.Duration(w.r.IntN(300)) * time.Millisecond
+	value := fmt.Sprintf("worker-%d", w.idx)
+	e := client.NewElection(w.s, name)
+	o := op{worker: w.idx, in: model.Input{Op: model.Acquire, Key: k, Session: core.SessionID(w.s.ID()), Value: value}}
+	cctx, cancel := context.WithTimeout(ctx, wait)
+	o.call = w.run.h.now()
+	err := e.Campaign(cctx, []byte(value))
+	cancel()
+	o.ret = w.run.h.now()
+	o.answer = answerOf(err)
+	if o.answer == answerGranted {
+		o.token = e.Token()
+	}
+	w.run.h.add(o)
+	if o.answer != answerGranted {
+		return
+	}
+	w.granted()
+	w.run.res.Write(ctx, w.idx, k, o.token)
+	sleepCtx(ctx, hold)
+	w.run.res.Write(ctx, w.idx, k, o.token)
+	rel := op{worker: w.idx, in: model.Input{Op: model.Release, Key: k, Session: o.in.Session, Token: core.FencingToken(o.token)}}
+	rel.call = w.run.h.now()
+	cctx, cancel = context.WithTimeout(context.Background(), callSlack)
+	err = e.Resign(cctx)
 	cancel()
 	rel.ret = w.run.h.now()
 	switch {
