@@ -29,6 +29,7 @@ type Bug struct {
 	wrap    func(m Machine, node int) Machine
 	staleOK bool // replicas answer reads from local state, without ReadIndex
 	mute    bool // leaders silently drop client proposals (ticks and leader marks still go)
+	mux     muxBug
 }
 
 var bugs = []Bug{
@@ -49,6 +50,14 @@ var bugs = []Bug{
 		Caught: "fenced resource, porcupine", staleOK: true},
 	{Name: "mute-leader", What: "a leader silently drops the client commands it should propose",
 		Caught: "liveness", mute: true},
+	{Name: "shared-keepalive-id", What: "a multiplexed client renews all its sessions under one dedupe identity, each counting from 1",
+		Caught: "kept alive sessions never expire", mux: muxSharedKA},
+	{Name: "no-lowest-pending", What: "a multiplexed client sends no lowest pending seq (the old window of 32 results)",
+		Caught: "no awaited request refused as forgotten", mux: muxNoLowestPending},
+	{Name: "read-then-release-cleanup", What: "a multiplexed client cleans up a request it gave up on by reading the holds and releasing what it finds, not with abandon",
+		Caught: "no grant outlives the request told it failed", mux: muxReadThenRelease},
+	{Name: "lease-from-send-time", What: "a multiplexed client's lease view ends at send time + TTL, with no guard",
+		Caught: "Done closes before another session is granted", mux: muxLeaseFromSend},
 }
 
 // Bugs lists the planted bugs, sorted by name.

@@ -165,6 +165,7 @@ func (c *checker) applied(n *node, e core.Entry, out *core.Output) {
 	}
 	if first {
 		c.led.entry(e, out)
+		c.w.muxChk.entry(e, out)
 	}
 	c.w.tr.mix(0xa991, uint64(n.id), e.Index, uint64(out.Time), uint64(len(out.Effects)))
 }

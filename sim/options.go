@@ -36,6 +36,11 @@ type Options struct {
 
 	Bug string // a planted bug by name, "" for none
 
+	// Mux is how many multiplexed clients run beside the others (mux.go):
+	// one client id shared by several sessions and many concurrent callers.
+	// 0..4; 0: drawn (none in three seeds of four); MuxNone: none.
+	Mux int
+
 	// Tolerate lists checks (comma-separated) whose violations are noted as
 	// warnings instead of failing the run: a known bug being fixed elsewhere
 	// should not stop a sweep from finding the next one.
@@ -114,6 +119,11 @@ func (o Options) resolve() (Options, error) {
 	// Drawn last, so that adding it left every earlier draw as it was: a
 	// seed that draws no gate runs exactly as it did before the gate.
 	gate := [...]int{GateNone, 1, 2, 4}[r.IntN(4)]
+	// Drawn after the gate for the same reason.
+	mux := MuxNone
+	if r.IntN(4) == 0 {
+		mux = 1 + r.IntN(2)
+	}
 
 	if o.Replicas == 0 {
 		o.Replicas = replicas
@@ -140,6 +150,9 @@ func (o Options) resolve() (Options, error) {
 	}
 	if o.Gate == 0 {
 		o.Gate = gate
+	}
+	if o.Mux == 0 {
+		o.Mux = mux
 	}
 	o.SnapshotEvery, o.MinDelay, o.DiskLatency = d.SnapshotEvery, d.MinDelay, d.DiskLatency
 	o.ClockSkew, o.DriftPPM, o.LivenessBound = d.ClockSkew, d.DriftPPM, d.LivenessBound
@@ -172,6 +185,8 @@ func (o Options) validate() error {
 		return fmt.Errorf("-max-delay must be at most 5s")
 	case o.Gate != GateNone && (o.Gate < 1 || o.Gate > 64):
 		return fmt.Errorf("-gate must be within 1..64, or -1 for none, got %d", o.Gate)
+	case o.Mux != MuxNone && (o.Mux < 1 || o.Mux > 4):
+		return fmt.Errorf("-mux must be within 1..4, or -1 for none, got %d", o.Mux)
 	}
 	if o.Bug != "" {
 		if _, ok := bugByName(o.Bug); !ok {
@@ -188,6 +203,7 @@ func (o Options) Flags() string {
 	fmt.Fprintf(&b, " -crash-rate %g -partition-rate %g -clock-rate %g -pause-rate %g -loss %g -dup %g -max-delay %v",
 		o.CrashRate, o.PartitionRate, o.ClockRate, o.PauseRate, o.Loss, o.Dup, o.MaxDelay)
 	fmt.Fprintf(&b, " -gate %d", o.Gate)
+	fmt.Fprintf(&b, " -mux %d", o.Mux)
 	if o.Bug != "" {
 		fmt.Fprintf(&b, " -bug %s", o.Bug)
 	}
@@ -206,11 +222,21 @@ func (o Options) Banner() string {
 		o.Seed, o.Replicas, o.Clients, o.Duration, o.LivenessBound,
 		o.CrashRate, o.PartitionRate, o.ClockRate, o.PauseRate, o.Loss, o.Dup, o.MinDelay, o.MaxDelay,
 		o.DiskLatency, o.SnapshotEvery, o.ClockSkew, o.DriftPPM, o.TTLMin, o.TTLMax, gateString(o.Gate), o.Workload, orNone(o.Bug),
-		tolerating(o.Tolerate))
+		tolerating(o.Tolerate)) + muxBanner(o.Mux)
 }
 
 // GateNone is the Gate value for "take Ready after every step".
 const GateNone = -1
+
+// MuxNone is the Mux value for "no multiplexed clients".
+const MuxNone = -1
+
+func muxBanner(n int) string {
+	if n == MuxNone {
+		return ""
+	}
+	return fmt.Sprintf("\n  multiplexed clients: %d", n)
+}
 
 func gateString(g int) string {
 	if g == GateNone {
@@ -243,6 +269,7 @@ func RegisterFlags(fs *flag.FlagSet, o *Options) {
 	fs.DurationVar(&o.MaxDelay, "max-delay", o.MaxDelay, "message delay upper bound (default: drawn, 2ms..60ms)")
 	fs.IntVar(&o.Gate, "gate", o.Gate, "unconfirmed proposals per replica before it stops taking the driver's Ready, like the runtime's group commit: 1..64, -1 none (default: drawn from none, 1, 2, 4)")
 	fs.StringVar(&o.Bug, "bug", o.Bug, "plant a bug by name; 'list' names them")
+	fs.IntVar(&o.Mux, "mux", o.Mux, "multiplexed clients (one client id, several sessions, many callers): 1..4, -1 none (default: drawn, none in most seeds)")
 	fs.StringVar(&o.Tolerate, "tolerate", o.Tolerate, "checks (comma-separated) reported as warnings, not failures")
 }
 
