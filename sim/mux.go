@@ -78,7 +78,8 @@ type muxCall struct {
 	queued   bool
 	hist     int
 	active   bool
-	given    bool // the caller gave up on it (an abandon is under way)
+	given    bool   // the caller gave up on it (an abandon is under way)
+	target   uint64 // clean-up calls: the seq of the request given up on
 }
 
 // muxSession is one of the client's sessions, as the client sees it.
@@ -637,14 +638,14 @@ func (m *muxClient) giveUp(cl *muxCall) {
 		rd := m.newCall(mcRead, core.Command{})
 		rd.read = readRequest{kind: cl.key.kind, name: cl.key.name}
 		rd.caller, rd.sess, rd.key = cl.caller, cl.sess, cl.key
-		rd.cmd.TargetSeq = cl.cmd.Seq
+		rd.target = cl.cmd.Seq
 		rd.caller.call = rd
 		m.send(rd)
 		return
 	}
 	ab := m.command(mcAbandon, core.Command{Op: core.OpAbandon, Kind: cl.key.kind, Name: cl.key.name,
 		Session: cl.cmd.Session, TargetSeq: cl.cmd.Seq})
-	ab.caller, ab.sess, ab.key = cl.caller, cl.sess, cl.key
+	ab.caller, ab.sess, ab.key, ab.target = cl.caller, cl.sess, cl.key, cl.cmd.Seq
 	ab.caller.call = ab
 	m.send(ab)
 }
@@ -662,7 +663,7 @@ func (m *muxClient) readDone(rd *muxCall, res readResult) {
 				}
 				cl := m.command(mcCancel, cmd)
 				cl.caller, cl.sess, cl.key = c, s, rd.key
-				cl.cmd.TargetSeq = rd.cmd.TargetSeq
+				cl.target = rd.target
 				cl.hist = m.w.hist.beginMux(m, rd.key, cl.cmd)
 				c.call = cl
 				m.send(cl)
@@ -673,14 +674,14 @@ func (m *muxClient) readDone(rd *muxCall, res readResult) {
 			if wt.Session == s.id {
 				cl := m.command(mcCancel, core.Command{Op: core.OpCancel, Waiter: wt.ID, Session: s.id})
 				cl.caller, cl.sess, cl.key = c, s, rd.key
-				cl.cmd.TargetSeq = rd.cmd.TargetSeq
+				cl.target = rd.target
 				c.call = cl
 				m.send(cl)
 				return
 			}
 		}
 	}
-	m.w.muxChk.cleanedUp(m, rd.cmd.TargetSeq, rd.key)
+	m.w.muxChk.cleanedUp(m, rd.target, rd.key, 0)
 	m.endActivity(c)
 }
 
@@ -688,14 +689,18 @@ func (m *muxClient) cleanedUp(cl *muxCall, r core.Result) {
 	if cl.hist >= 0 {
 		m.w.hist.end(cl.hist, r, m.w.now)
 	}
-	target := cl.cmd.TargetSeq
+	target := cl.target
 	if cl.kind == mcAbandon {
 		m.settle(target) // the abandoned request is no longer awaited
 		if r.Err != nil && r.Err.Code != core.CodeNotFound {
 			m.logf("abandon of seq %d refused: %v", target, r.Err)
 		}
 	}
-	m.w.muxChk.cleanedUp(m, target, cl.key)
+	by := uint64(0)
+	if cl.kind == mcAbandon {
+		by = cl.cmd.Seq
+	}
+	m.w.muxChk.cleanedUp(m, target, cl.key, by)
 	m.endActivity(cl.caller)
 }
 

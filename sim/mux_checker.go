@@ -26,6 +26,8 @@ type muxChecker struct {
 	sessionOf map[core.SessionID]*muxSession
 	kaFirst   map[kaKey]core.LogTime // first application of a renewal (or create: session 0) of a session
 	cleanups  []cleanupRec
+	cleaned   map[dedupeKey]int           // request → its index in cleanups
+	waiterOf  map[core.WaiterID]dedupeKey // the request a multiplexed client's waiter belongs to
 }
 
 // cleanupRec is a request a caller was told failed, and when its clean-up
@@ -33,12 +35,14 @@ type muxChecker struct {
 type cleanupRec struct {
 	client string
 	seq    uint64
+	by     uint64 // the abandon's own seq (0: the clean-up was not an abandon)
 	key    objKey
 	at     time.Duration
 }
 
 func newMuxChecker(w *world) *muxChecker {
-	return &muxChecker{w: w, sessionOf: map[core.SessionID]*muxSession{}, kaFirst: map[kaKey]core.LogTime{}}
+	return &muxChecker{w: w, sessionOf: map[core.SessionID]*muxSession{}, kaFirst: map[kaKey]core.LogTime{},
+		cleaned: map[dedupeKey]int{}, waiterOf: map[core.WaiterID]dedupeKey{}}
 }
 
 // entry reads an entry at its first application anywhere.
@@ -52,6 +56,17 @@ func (x *muxChecker) entry(e core.Entry, out *core.Output) {
 			continue
 		}
 		switch c.Op {
+		case core.OpAcquire, core.OpCampaign:
+			if r.Duplicate {
+				break
+			}
+			k := dedupeKey{c.ClientID, c.Seq}
+			switch r.Outcome {
+			case core.OutcomeQueued:
+				x.waiterOf[r.Waiter] = k
+			case core.OutcomeGranted:
+				x.grantedAfter(k, r.Token, e.Index)
+			}
 		case core.OpSessionKeepAlive:
 			k := kaKey{c.ClientID, c.Seq, c.Session}
 			if _, ok := x.kaFirst[k]; !ok && x.sessionOf[c.Session] != nil {
@@ -72,15 +87,24 @@ func (x *muxChecker) entry(e core.Entry, out *core.Output) {
 			}
 		}
 	}
+	// An expiry's releases and the grants they make are emitted before the
+	// expiry itself: expiries first.
 	for i := range out.Effects {
-		ef := &out.Effects[i]
-		switch ef.Kind {
-		case core.EffectSessionExpired:
+		if ef := &out.Effects[i]; ef.Kind == core.EffectSessionExpired {
 			if s := x.sessionOf[ef.Session]; s != nil && !s.expired {
 				s.expired, s.expiredL, s.expiredAt = true, out.Time, x.w.now
 				x.checkKept(s)
 			}
+		}
+	}
+	for i := range out.Effects {
+		ef := &out.Effects[i]
+		switch ef.Kind {
 		case core.EffectGranted:
+			if k, ok := x.waiterOf[ef.Waiter]; ok && ef.Waiter != 0 {
+				delete(x.waiterOf, ef.Waiter)
+				x.grantedAfter(k, ef.Token, e.Index)
+			}
 			if ef.Object == core.KindMutex || ef.Object == core.KindElection {
 				x.regranted(objKey{ef.Object, ef.Name}, ef.Session, ef.Token)
 			}
@@ -157,44 +181,69 @@ func (x *muxChecker) ackedGrant(m *muxClient, k objKey, s core.SessionID, t core
 	}
 }
 
-func (x *muxChecker) cleanedUp(m *muxClient, seq uint64, key objKey) {
-	x.cleanups = append(x.cleanups, cleanupRec{client: m.id, seq: seq, key: key, at: x.w.now})
+func (x *muxChecker) cleanedUp(m *muxClient, seq uint64, key objKey, by uint64) {
+	rec := cleanupRec{client: m.id, seq: seq, key: key, at: x.w.now, by: by}
+	x.cleaned[dedupeKey{m.id, seq}] = len(x.cleanups)
+	x.cleanups = append(x.cleanups, rec)
+	if _, ok := x.w.chk.led.results[dedupeKey{m.id, by}]; ok || by == 0 {
+		x.check(rec) // what the log applied by now must be undone by now
+	}
+}
+
+// grantedAfter is a grant the log made to a multiplexed client's request:
+// too late, if the request's caller was told it failed and cleaned up.
+func (x *muxChecker) grantedAfter(k dedupeKey, tok core.FencingToken, idx uint64) {
+	i, ok := x.cleaned[k]
+	if !ok {
+		return
+	}
+	rec := x.cleanups[i]
+	x.w.chk.fail(Safety, "grant-outlived", "client %s's request seq %d on %s %q was told it failed and cleaned up at %.3fs, "+
+		"yet the log granted it afterwards (token %d, index %d)", rec.client, rec.seq, rec.key.kind, rec.key.name, rec.at.Seconds(), tok, idx)
 }
 
 // final checks, once the cluster settled, that no request whose caller was
 // told it failed left a grant behind its clean-up.
 func (x *muxChecker) final() {
-	led := x.w.chk.led
 	for _, rec := range x.cleanups {
-		kr, ok := led.results[dedupeKey{rec.client, rec.seq}]
-		if !ok || kr.result.Err != nil {
-			continue // never applied (or refused): nothing to undo
-		}
-		var g *grantRec
-		switch r := kr.result; r.Outcome {
-		case core.OutcomeGranted:
-			if gg := led.grants[r.Token]; gg != nil && gg.index == kr.index {
-				g = gg // its own grant, not a re-acquire answered with an older one
-			}
-		case core.OutcomeQueued:
-			if we, ok := led.waitEnds[r.Waiter]; ok && we.granted {
-				g = led.grants[we.token]
-			}
-		}
-		if g == nil {
-			continue
-		}
-		if !g.ended {
-			x.w.chk.fail(Safety, "grant-outlived", "client %s's request seq %d on %s %q was told it failed and cleaned up at %.3fs, "+
-				"yet its grant (token %d, index %d) still holds", rec.client, rec.seq, rec.key.kind, rec.key.name, rec.at.Seconds(), g.token, g.index)
+		if x.w.chk.stop {
 			return
 		}
-		if at, ok := x.w.chk.firstApplied(g.endIdx); ok && at > rec.at {
-			x.w.chk.fail(Safety, "grant-outlived", "client %s's request seq %d on %s %q was told it failed and cleaned up at %.3fs, "+
-				"yet its grant (token %d, index %d) held until index %d (%s, applied at %.3fs)",
-				rec.client, rec.seq, rec.key.kind, rec.key.name, rec.at.Seconds(), g.token, g.index, g.endIdx, g.reason, at.Seconds())
-			return
+		x.check(rec)
+	}
+}
+
+// check looks for the grant a cleaned-up request made: it must have ended
+// by the time the clean-up answered.
+func (x *muxChecker) check(rec cleanupRec) {
+	led := x.w.chk.led
+	kr, ok := led.results[dedupeKey{rec.client, rec.seq}]
+	if !ok || kr.result.Err != nil {
+		return // not applied (yet, or ever), or refused: nothing to undo
+	}
+	var g *grantRec
+	switch r := kr.result; r.Outcome {
+	case core.OutcomeGranted:
+		if gg := led.grants[r.Token]; gg != nil && gg.index == kr.index {
+			g = gg // its own grant, not a re-acquire answered with an older one
 		}
+	case core.OutcomeQueued:
+		if we, ok := led.waitEnds[r.Waiter]; ok && we.granted {
+			g = led.grants[we.token]
+		}
+	}
+	if g == nil {
+		return
+	}
+	if !g.ended {
+		x.w.chk.fail(Safety, "grant-outlived", "client %s's request seq %d on %s %q was told it failed and cleaned up at %.3fs, "+
+			"yet its grant (token %d, index %d) still holds", rec.client, rec.seq, rec.key.kind, rec.key.name, rec.at.Seconds(), g.token, g.index)
+		return
+	}
+	if at, ok := x.w.chk.firstApplied(g.endIdx); ok && at > rec.at {
+		x.w.chk.fail(Safety, "grant-outlived", "client %s's request seq %d on %s %q was told it failed and cleaned up at %.3fs, "+
+			"yet its grant (token %d, index %d) held until index %d (%s, applied at %.3fs)",
+			rec.client, rec.seq, rec.key.kind, rec.key.name, rec.at.Seconds(), g.token, g.index, g.endIdx, g.reason, at.Seconds())
 	}
 }
 
