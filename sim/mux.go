@@ -145,6 +145,11 @@ type muxClient struct {
 	byID     map[uint64]*muxCall
 	bySess   map[core.SessionID]*muxSession
 
+	// Scenario knobs, set by a script: callers take only these names, and
+	// hold what they get this long (0: 0-100 ms drawn).
+	only    []objKey
+	holdFor time.Duration
+
 	maxPending int // the most requests awaited at once on ClientID
 	abandons   int
 	lostCount  int
@@ -554,6 +559,9 @@ func (m *muxClient) activity(c *muxCaller) {
 func (m *muxClient) pickName() objKey {
 	nm := m.w.names
 	r := m.rng
+	if len(m.only) > 0 {
+		return m.only[r.IntN(len(m.only))]
+	}
 	switch r.IntN(6) {
 	case 0:
 		return objKey{core.KindMutex, nm.mutexes[r.IntN(len(nm.mutexes))]}
@@ -588,7 +596,11 @@ func (m *muxClient) acquired(cl *muxCall, r core.Result) {
 
 func (m *muxClient) hold(c *muxCaller) {
 	c.holding, c.call = true, nil
-	m.wake(c, time.Duration(m.rng.IntN(100))*time.Millisecond)
+	d := time.Duration(m.rng.IntN(100)) * time.Millisecond
+	if m.holdFor > 0 {
+		d = m.holdFor
+	}
+	m.wake(c, d)
 }
 
 // release is a holding caller's timer: give the lock back.
