@@ -26,6 +26,9 @@ type Bug struct {
 	Name    string
 	What    string
 	Caught  string // the checker expected to catch it
+	// Scenario names the scenario test that catches it, for a bug no seed
+	// of a sweep can expose (Caught says why); `make sim-bugs` runs it.
+	Scenario string
 	wrap    func(m Machine, node int) Machine
 	staleOK bool // replicas answer reads from local state, without ReadIndex
 	mute    bool // leaders silently drop client proposals (ticks and leader marks still go)
@@ -57,7 +60,9 @@ var bugs = []Bug{
 	{Name: "read-then-release-cleanup", What: "a multiplexed client cleans up a request it gave up on by reading the holds and releasing what it finds, not with abandon",
 		Caught: "no grant outlives the request told it failed", mux: muxReadThenRelease},
 	{Name: "lease-from-send-time", What: "a multiplexed client's lease view ends at send time + TTL, with no guard",
-		Caught: "Done closes before another session is granted", mux: muxLeaseFromSend},
+		Caught: "Done closes before another session is granted, in scenario TestScenarioMuxLeaseGuard: no sweep can expose it, " +
+			"the simulator's leaders stamp with a fresh clock, so only a clock step inside the guard does",
+		Scenario: "TestScenarioMuxLeaseGuard", mux: muxLeaseFromSend},
 }
 
 // Bugs lists the planted bugs, sorted by name.
