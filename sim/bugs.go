@@ -26,13 +26,14 @@ type Bug struct {
 	Name    string
 	What    string
 	Caught  string // the checker expected to catch it
-	// Scenario names the scenario test that catches it, for a bug no seed
-	// of a sweep can expose (Caught says why); `make sim-bugs` runs it.
-	Scenario string
 	wrap    func(m Machine, node int) Machine
 	staleOK bool // replicas answer reads from local state, without ReadIndex
 	mute    bool // leaders silently drop client proposals (ticks and leader marks still go)
-	mux     muxBug
+	mux     muxBug // a multiplexed client's old behaviour (mux.go)
+
+	// Scenario names the scenario test that catches it, for a bug no seed
+	// of a sweep can expose (Caught says why); `make sim-bugs` runs it.
+	Scenario string
 }
 
 var bugs = []Bug{
