@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1
 #
-# Lockstep's image: a static binary on distroless, running as non-root.
+# Lockstep's image: the static binary on an empty base (scratch), with a
+# passwd/group entry for its non-root user (uid 65532) and a data volume that
+# user owns: nothing else, nothing to patch.
 #
 #   docker build -t lockstep .                      (or: make image)
 #   docker run --rm -p 8080:8080 -p 9090:9090 lockstep      one dev node
@@ -24,9 +26,15 @@ RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     go build -trimpath -ldflags='-s -w' -o /out/lockstep ./cmd/lockstep \
- && mkdir -p /out/data
+ && mkdir -p /out/data /out/etc \
+ && echo 'nonroot:x:65532:65532:lockstep:/var/lib/lockstep:/sbin/nologin' > /out/etc/passwd \
+ && echo 'nonroot:x:65532:' > /out/etc/group
 
-FROM gcr.io/distroless/static-debian12:nonroot
+# make test-image builds this Dockerfile with the binary and files of a
+# local build in place of the stage above (buildah --build-context
+# build=DIR), so the test needs no registry; DIR holds what /out holds.
+FROM scratch
+COPY --from=build /out/etc/passwd /out/etc/group /etc/
 COPY --from=build /out/lockstep /usr/local/bin/lockstep
 # The data volume belongs to the image's user (nonroot, uid 65532).
 COPY --from=build --chown=65532:65532 /out/data /var/lib/lockstep

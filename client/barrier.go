@@ -29,18 +29,26 @@ func NewBarrier(s *Session, name string, parties int64) *Barrier {
 func (b *Barrier) WithParticipant(p string) *Barrier { b.participant = p; return b }
 
 // Wait arrives at the barrier and waits until all parties have, ctx ends
-// (the arrival is withdrawn) or the session is lost. It answers the
-// generation released.
+// (the arrival is withdrawn, see Mutex.Lock) or the session is lost. It
+// answers the generation released: the id of the barrier's round that
+// this arrival took part in, the same for every party released together.
+// It is the waiter id of the round's first arrival, derived from the Raft
+// log index of the entry that queued it (index<<20 | position in the
+// entry), so the generations of one barrier strictly increase from round to
+// round, are not consecutive, and are never 0. A set/remove barrier
+// (parties 0) has no rounds: Wait answers 0.
 func (b *Barrier) Wait(ctx context.Context) (generation uint64, err error) {
-	req := &pb.WaitBarrierRequest{Name: b.name, ClientId: b.s.c.clientID, RequestSeq: b.s.c.nextSeq(),
-		SessionId: b.s.id, WaitTimeoutMs: -1, Parties: b.parties, Participant: b.participant}
-	return b.s.acquire(ctx, "wait at barrier", pb.Kind_KIND_BARRIER, b.name,
-		func(ctx context.Context, e *endpoint) (grant, error) {
-			res, err := e.barriers.Wait(ctx, connect.NewRequest(req))
+	s := b.s
+	gen, _, err := s.acquire(ctx, acquireSpec{op: "wait at barrier", kind: pb.Kind_KIND_BARRIER, name: b.name, waitMs: -1,
+		send: func(ctx context.Context, e *endpoint, id reqID, waitMs int64) (grant, error) {
+			res, err := e.barriers.Wait(ctx, connect.NewRequest(&pb.WaitBarrierRequest{Name: b.name, ClientId: id.ClientID(),
+				RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, WaitTimeoutMs: waitMs,
+				Parties: b.parties, Participant: b.participant}))
 			if err != nil {
 				return grant{}, err
 			}
 			r := res.Msg
 			return grant{token: r.Generation, outcome: r.Outcome, reason: r.Reason, waiterID: r.WaiterId}, nil
-		}, nil)
+		}})
+	return gen, err
 }

@@ -16,6 +16,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 	"github.com/lockstepd/lockstep/rpc/gen/lockstep/v1/lockstepv1connect"
 )
 
@@ -24,9 +25,9 @@ import (
 type Client struct {
 	opts      options
 	endpoints []*endpoint
-	cur       atomic.Int64  // index of the endpoint in use
-	seq       atomic.Uint64 // the last request_seq handed out
+	cur       atomic.Int64 // index of the endpoint in use
 	clientID  string
+	inflight  *inflight
 }
 
 // endpoint is the generated clients of one server address.
@@ -40,19 +41,27 @@ type endpoint struct {
 	elections lockstepv1connect.ElectionServiceClient
 	watch     lockstepv1connect.WatchServiceClient
 	cluster   lockstepv1connect.ClusterServiceClient
+
+	mu        sync.Mutex
+	lastHeard time.Time // the last answer of any kind
+	probe     *probeRun // the health probe running now, if any
 }
 
 // Option configures a Client.
 type Option func(*options)
 
 type options struct {
-	tls          *tls.Config
-	apiKey       string
-	clientID     string
-	retryTimeout time.Duration
-	backoffMin   time.Duration
-	backoffMax   time.Duration
-	httpClient   *http.Client
+	tls            *tls.Config
+	apiKey         string
+	clientID       string
+	retryTimeout   time.Duration
+	backoffMin     time.Duration
+	backoffMax     time.Duration
+	httpClient     *http.Client
+	attemptTimeout time.Duration
+	probeInterval  time.Duration
+	streamSilence  time.Duration
+	maxInFlight    int
 }
 
 // WithTLS sets the TLS configuration for https:// endpoints (for example a
@@ -63,9 +72,41 @@ func WithTLS(cfg *tls.Config) Option { return func(o *options) { o.tls = cfg } }
 // Defaults to none.
 func WithAPIKey(key string) Option { return func(o *options) { o.apiKey = key } }
 
-// WithClientID sets the id the server deduplicates this client's requests
-// by (at most 120 bytes). Defaults to a random id per Client.
-func WithClientID(id string) Option { return func(o *options) { o.clientID = id } }
+// WithClientID sets the prefix of the id the server deduplicates this
+// client's requests by (at most 80 bytes of printable ASCII); New appends
+// "-" and 16 random hex digits, so the id is unique per Client and per
+// process incarnation even when every process of a fleet passes the same
+// prefix. Defaults to "go". The prefix is what shows in the audit log.
+func WithClientID(prefix string) Option { return func(o *options) { o.clientID = prefix } }
+
+// WithAttemptTimeout bounds one attempt of a call that does not wait by
+// design (create, keepalive, release, status, close...) and the health
+// probe of an endpoint: an endpoint that does not answer within it is
+// taken for stopped, and the call is sent again, with the same request id,
+// to the next. Defaults to 2s.
+func WithAttemptTimeout(d time.Duration) Option { return func(o *options) { o.attemptTimeout = d } }
+
+// WithProbeInterval sets how often the endpoint of a blocked call (a
+// waiting Lock, Campaign, barrier Wait) or of an Observe stream is probed
+// for health while the call is silent; an endpoint that does not answer a
+// probe within the attempt timeout is left, and the call resumes on the
+// next: within two probe intervals and an attempt timeout of the node
+// stopping. Defaults to 1s.
+func WithProbeInterval(d time.Duration) Option { return func(o *options) { o.probeInterval = d } }
+
+// WithStreamSilence bounds how long a Watch stream may deliver nothing
+// (the servers send a progress message about every second on a live
+// cluster) before it is taken for stuck and resumed on the next endpoint.
+// Defaults to 5s.
+func WithStreamSilence(d time.Duration) Option { return func(o *options) { o.streamSilence = d } }
+
+// WithMaxInFlight bounds the mutating requests in flight on this Client
+// (across all its sessions and goroutines); past it, a new request waits
+// for one to finish (or for its ctx) instead of failing. Releases, resigns
+// and session closes take no slot, so they can always end what blocked
+// acquires wait for; reads take none either. Defaults to 10,000, at most
+// 16,000 (the servers keep 16,384 results per client id).
+func WithMaxInFlight(n int) Option { return func(o *options) { o.maxInFlight = n } }
 
 // WithRetryTimeout bounds how long a request keeps retrying unavailable
 // endpoints before it fails with ErrUnavailable. Defaults to 15s.
@@ -85,7 +126,9 @@ func WithHTTPClient(h *http.Client) Option { return func(o *options) { o.httpCli
 // ("http://127.0.0.1:8080", "https://lockstep-2:8080"). It does not connect
 // until the first request.
 func New(endpoints []string, opts ...Option) (*Client, error) {
-	o := options{retryTimeout: 15 * time.Second, backoffMin: 50 * time.Millisecond, backoffMax: time.Second}
+	o := options{retryTimeout: 15 * time.Second, backoffMin: 50 * time.Millisecond, backoffMax: time.Second,
+		attemptTimeout: 2 * time.Second, probeInterval: time.Second, streamSilence: 5 * time.Second,
+		maxInFlight: defaultMaxInFlight, clientID: "go"}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -93,12 +136,22 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 		return nil, errors.New("lockstep: no endpoints: give at least one, like http://127.0.0.1:8080")
 	}
 	if o.clientID == "" {
-		var b [12]byte
-		_, _ = rand.Read(b[:])
-		o.clientID = "go-" + hex.EncodeToString(b[:])
+		o.clientID = "go" // WithClientID(""): the default, as before
 	}
-	if len(o.clientID) > 120 {
-		return nil, fmt.Errorf("lockstep: client id is %d bytes; at most 120", len(o.clientID))
+	if err := checkClientIDPrefix(o.clientID); err != nil {
+		return nil, err
+	}
+	// Two processes (or two Clients) numbering requests from 1 under one id
+	// would be answered each other's stored results: the random suffix
+	// makes every Client its own identity, whatever prefix it was given.
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	o.clientID += "-" + hex.EncodeToString(b[:])
+	switch {
+	case o.attemptTimeout <= 0 || o.probeInterval <= 0 || o.streamSilence <= 0 || o.retryTimeout <= 0:
+		return nil, errors.New("lockstep: WithAttemptTimeout, WithProbeInterval, WithStreamSilence and WithRetryTimeout take positive durations")
+	case o.maxInFlight < 1 || o.maxInFlight > maxInFlightLimit:
+		return nil, fmt.Errorf("lockstep: WithMaxInFlight(%d): use 1..%d (the servers keep at most 16,384 results per client)", o.maxInFlight, maxInFlightLimit)
 	}
 	h := o.httpClient
 	if h == nil {
@@ -116,7 +169,7 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 	if o.apiKey != "" {
 		copts = append(copts, connect.WithInterceptors(apiKeyInterceptor(o.apiKey)))
 	}
-	c := &Client{opts: o, clientID: o.clientID}
+	c := &Client{opts: o, clientID: o.clientID, inflight: newInflight(o.clientID, o.maxInFlight)}
 	for _, raw := range endpoints {
 		u := strings.TrimRight(strings.TrimSpace(raw), "/")
 		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
@@ -140,7 +193,10 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 	return c, nil
 }
 
-// ClientID is the id the server deduplicates this client's requests by.
+// ClientID is the id the server deduplicates this client's requests by:
+// the WithClientID prefix and a random suffix, unique to this Client. A
+// Client with many long-pending requests also uses ClientID()+".N" (see
+// docs/client.md, "Requests in flight").
 func (c *Client) ClientID() string { return c.clientID }
 
 // Endpoint is the endpoint requests go to now.
@@ -161,9 +217,25 @@ func (c *Client) failover(from *endpoint) {
 	}
 }
 
-// nextSeq hands out the request_seq of a new mutating request; its retries
-// reuse it.
-func (c *Client) nextSeq() uint64 { return c.seq.Add(1) }
+// maxInFlightLimit keeps WithMaxInFlight below the servers' limit per
+// client id, with room for the Abandons of pending requests.
+const maxInFlightLimit = 16_000
+
+// maxClientIDPrefix leaves room, within the servers' 120 bytes, for the
+// random suffix (17 bytes) and a lane suffix (".N").
+const maxClientIDPrefix = 80
+
+func checkClientIDPrefix(p string) error {
+	if len(p) > maxClientIDPrefix {
+		return fmt.Errorf("lockstep: WithClientID(%q): give a prefix of at most %d bytes", p, maxClientIDPrefix)
+	}
+	for _, r := range p {
+		if r <= ' ' || r > '~' {
+			return fmt.Errorf("lockstep: WithClientID(%q): use printable ASCII without spaces", p)
+		}
+	}
+	return nil
+}
 
 // retryable says whether err means "this endpoint cannot serve now" (no
 // quorum, shutting down, unreachable), so the same request may go to the next.
@@ -180,23 +252,45 @@ func retryable(err error) bool {
 	return false
 }
 
-// do runs f against the current endpoint, and on unavailability against the
-// next one, with backoff, until it succeeds, fails otherwise, ctx ends or
-// the retry timeout passes. Callers build the request (with its client_id
-// and request_seq) once, outside f, so every attempt carries the same id.
+// callMode says what bounds one attempt of a call.
+type callMode int
+
+const (
+	// unary: the call answers at once by design; an attempt that has not
+	// answered within the attempt timeout is taken for stuck.
+	unary callMode = iota
+	// blocking: the call waits by design (a queued acquire, a campaign, a
+	// barrier wait), so silence says nothing; instead its endpoint is
+	// probed for health while it waits, and an endpoint that does not
+	// answer a probe is taken for stuck.
+	blocking
+)
+
+// do runs a unary call; see call.
 func do[T any](ctx context.Context, c *Client, f func(ctx context.Context, e *endpoint) (*connect.Response[T], error)) (*T, error) {
+	return call(ctx, c, unary, f)
+}
+
+// call runs f against the current endpoint, and when that endpoint is
+// unavailable or stuck (see callMode) against the next one, with backoff,
+// until it succeeds, fails otherwise, ctx ends or the retry timeout passes.
+// Callers build the request (with its client_id and request_seq) once,
+// outside f, so every attempt carries the same id: a resent request that
+// the stuck endpoint applied after all is answered from the servers'
+// dedupe, and a resent wait rejoins the same place in the queue.
+func call[T any](ctx context.Context, c *Client, mode callMode, f func(ctx context.Context, e *endpoint) (*connect.Response[T], error)) (*T, error) {
 	start := time.Now()
 	pause := c.opts.backoffMin
 	for {
 		e := c.current()
-		res, err := f(ctx, e)
+		res, stuck, err := attempt(ctx, c, mode, e, f)
 		if err == nil {
 			return res.Msg, nil
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		if !retryable(err) {
+		if !stuck && !retryable(err) {
 			return nil, err
 		}
 		c.failover(e)
@@ -204,16 +298,125 @@ func do[T any](ctx context.Context, c *Client, f func(ctx context.Context, e *en
 			return nil, fmt.Errorf("%w (tried %d endpoint(s) for %v; last from %s: %v)",
 				ErrUnavailable, len(c.endpoints), c.opts.retryTimeout, e.url, err)
 		}
-		// Jitter keeps clients that lost the same node from retrying in step.
-		d := pause/2 + time.Duration(mrand.Int64N(int64(pause)/2+1))
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		case <-t.C:
+		if err := c.backoff(ctx, &pause); err != nil {
+			return nil, err
 		}
-		pause = min(pause*2, c.opts.backoffMax)
+	}
+}
+
+// backoff sleeps about *pause (with jitter, so that clients that lost the
+// same node do not retry in step) and doubles it, up to the largest.
+func (c *Client) backoff(ctx context.Context, pause *time.Duration) error {
+	d := *pause/2 + time.Duration(mrand.Int64N(int64(*pause)/2+1))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	*pause = min(*pause*2, c.opts.backoffMax)
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// attempt runs f once against e. stuck says the attempt was given up
+// because e did not answer in time, not because e refused.
+func attempt[T any](ctx context.Context, c *Client, mode callMode, e *endpoint,
+	f func(ctx context.Context, e *endpoint) (*connect.Response[T], error)) (res *connect.Response[T], stuck bool, err error) {
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var gaveUp atomic.Bool
+	switch mode {
+	case unary:
+		var stop context.CancelFunc
+		actx, stop = context.WithTimeout(actx, c.opts.attemptTimeout)
+		defer stop()
+	case blocking:
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			t := time.NewTicker(c.opts.probeInterval)
+			defer t.Stop()
+			for {
+				select {
+				case <-done:
+					return
+				case <-t.C:
+				}
+				if !c.answers(actx, e) && actx.Err() == nil {
+					gaveUp.Store(true)
+					cancel()
+					return
+				}
+			}
+		}()
+	}
+	res, err = f(actx, e)
+	if err == nil || connect.IsWireError(err) {
+		e.heard()
+	}
+	if err != nil && ctx.Err() == nil {
+		// The attempt's own deadline (unary), or the probe (blocking):
+		// either way the endpoint, not the caller, ran out of time. The
+		// server may answer deadline_exceeded itself a moment before the
+		// attempt's deadline passes here, since the deadline travels with
+		// the request.
+		stuck = gaveUp.Load() || (mode == unary && (actx.Err() != nil || connect.CodeOf(err) == connect.CodeDeadlineExceeded))
+	}
+	return res, stuck, err
+}
+
+// heard records that the endpoint answered, so that a probe of it can be
+// skipped for a while.
+func (e *endpoint) heard() {
+	e.mu.Lock()
+	e.lastHeard = time.Now()
+	e.mu.Unlock()
+}
+
+// probeRun is one health probe of an endpoint, shared by every call that
+// asks while it runs.
+type probeRun struct {
+	done     chan struct{}
+	answered bool
+}
+
+// answers says whether e answers: at once if it answered anything within
+// the probe interval, otherwise by one Health call bounded by the attempt
+// timeout (one at a time per endpoint, shared by every caller). Any answer
+// counts, an error too: a node that says "no leader" is alive, and its own
+// retries carry the calls it holds; only silence (a stopped process, a
+// half-open connection) is a reason to leave it.
+func (c *Client) answers(ctx context.Context, e *endpoint) bool {
+	e.mu.Lock()
+	if time.Since(e.lastHeard) < c.opts.probeInterval {
+		e.mu.Unlock()
+		return true
+	}
+	run := e.probe
+	if run == nil {
+		run = &probeRun{done: make(chan struct{})}
+		e.probe = run
+		go func() {
+			pctx, cancel := context.WithTimeout(context.Background(), c.opts.attemptTimeout)
+			defer cancel()
+			_, err := e.cluster.Health(pctx, connect.NewRequest(&pb.HealthRequest{}))
+			e.mu.Lock()
+			run.answered = err == nil || connect.IsWireError(err)
+			if run.answered {
+				e.lastHeard = time.Now()
+			}
+			e.probe = nil
+			e.mu.Unlock()
+			close(run.done)
+		}()
+	}
+	e.mu.Unlock()
+	select {
+	case <-run.done:
+		return run.answered
+	case <-ctx.Done():
+		return true // the caller went away; nothing to decide
 	}
 }
 

@@ -28,13 +28,24 @@
 //
 // # Retries and failover
 //
-// Every mutating request carries the client's id and a sequence number. When
-// an endpoint is unavailable the request is retried, with backoff, on the
-// next endpoint with the same id and number, so the server applies it once
-// and a retried acquire keeps its place in the queue.
+// Every mutating request carries the client's id and a sequence number.
+// When an endpoint is unavailable, or does not answer within its bound (an
+// attempt timeout for calls that answer at once, a health probe for calls
+// that wait), the request is retried, with backoff, on the next endpoint
+// with the same id and number, so the server applies it once and a retried
+// acquire keeps its place in the queue. Keepalives are hedged to the next
+// endpoint when one is slow; Watch and Observe reopen elsewhere when their
+// node goes silent. docs/client.md states the bounds.
 //
-// A context cancelled while a Lock (or any wait) is queued withdraws the
-// wait on the server (SessionService.CancelWait) before the call returns;
-// if the grant won the race, it is released, so a cancelled Lock never
-// leaves a hold behind.
+// A Lock (or any acquire) that ends without its grant returns by its
+// caller's deadline and leaves nothing held or queued: the request is
+// withdrawn in the background by its own id (SessionService.Abandon),
+// whether it is still on its way, queued or granted.
+//
+// # Sharing
+//
+// A Client is safe for any number of goroutines and sessions (up to
+// WithMaxInFlight requests in flight; past it, calls wait). Within one
+// session, a name has one holder at a time: a second Mutex value of the
+// name on the same session waits, like sync.Mutex.
 package client

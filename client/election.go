@@ -3,7 +3,7 @@ package client
 import (
 	"context"
 	"fmt"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -15,12 +15,13 @@ import (
 // (for example its address); the leader holds the election until it
 // resigns or its session is lost, and its fencing token increases with
 // every new leader.
+//
+// A session campaigns once per name: a second Election value of the name
+// on the same session waits in Campaign until the first resigns (the
+// servers would answer it the first one's leadership).
 type Election struct {
-	s    *Session
 	name string
-
-	mu    sync.Mutex
-	token uint64
+	hold
 }
 
 // Leader is an election's current leader.
@@ -31,83 +32,69 @@ type Leader struct {
 	SessionID    uint64
 	FencingToken uint64
 	ElectedAt    time.Time
+	// Err is set on the last value Observe sends before its channel
+	// closes when the observation failed (for example an invalid name).
+	Err error
 }
 
-// NewElection returns the election name on session s (s may be nil for an
-// election that is only observed).
-func NewElection(s *Session, name string) *Election { return &Election{s: s, name: name} }
+// NewElection returns the election name on session s. To only observe an
+// election, use Client.Observe and Client.Leader.
+func NewElection(s *Session, name string) *Election { return &Election{name: name, hold: hold{s: s}} }
 
 // Campaign waits until this session is elected, ctx ends (the candidacy is
-// withdrawn) or the session is lost. The session's owner is the candidate.
+// withdrawn, see Mutex.Lock) or the session is lost. The session's owner
+// is the candidate.
 func (e *Election) Campaign(ctx context.Context, value []byte) error {
 	s := e.s
-	req := &pb.CampaignRequest{Name: e.name, ClientId: s.c.clientID, RequestSeq: s.c.nextSeq(),
-		SessionId: s.id, Candidate: s.owner, Value: value, WaitTimeoutMs: -1}
-	token, err := s.acquire(ctx, "campaign", pb.Kind_KIND_ELECTION, e.name,
-		func(ctx context.Context, ep *endpoint) (grant, error) {
-			res, err := ep.elections.Campaign(ctx, connect.NewRequest(req))
+	token, gate, err := s.acquire(ctx, acquireSpec{op: "campaign", kind: pb.Kind_KIND_ELECTION, name: e.name, waitMs: -1, gated: true,
+		send: func(ctx context.Context, ep *endpoint, id reqID, waitMs int64) (grant, error) {
+			res, err := ep.elections.Campaign(ctx, connect.NewRequest(&pb.CampaignRequest{Name: e.name, ClientId: id.ClientID(),
+				RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, Candidate: s.owner, Value: value, WaitTimeoutMs: waitMs}))
 			if err != nil {
 				return grant{}, err
 			}
 			r := res.Msg
 			return grant{token: r.FencingToken, outcome: r.Outcome, reason: r.Reason, waiterID: r.WaiterId}, nil
-		}, e.resignToken)
+		}})
 	if err != nil {
 		return err
 	}
-	s.remember(pb.Kind_KIND_ELECTION, e.name, token, true)
-	e.mu.Lock()
-	e.token = token
-	e.mu.Unlock()
+	e.set(token, gate)
 	return nil
 }
 
 // Token is the fencing token of this session's leadership (0 when not
-// leader).
-func (e *Election) Token() uint64 {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.token
-}
+// leader, and after the session is lost or closed).
+func (e *Election) Token() uint64 { return e.current() }
 
 // Proclaim changes the leader's value without an election; ErrNotHeld when
 // this session is not the leader.
 func (e *Election) Proclaim(ctx context.Context, value []byte) error {
+	what := fmt.Sprintf("proclaim %q", e.name)
+	if lost := e.s.lostErrFor(what); lost != nil {
+		return lost
+	}
 	token := e.Token()
 	if token == 0 {
-		return fmt.Errorf("proclaim %q: %w", e.name, ErrNotHeld)
+		return fmt.Errorf("%s: %w", what, ErrNotHeld)
 	}
-	req := &pb.ProclaimRequest{Name: e.name, ClientId: e.s.c.clientID, RequestSeq: e.s.c.nextSeq(),
-		SessionId: e.s.id, FencingToken: token, Value: value}
-	_, err := do(ctx, e.s.c, func(ctx context.Context, ep *endpoint) (*connect.Response[pb.ProclaimResponse], error) {
-		return ep.elections.Proclaim(ctx, connect.NewRequest(req))
+	s := e.s
+	return s.send(ctx, what, func(ctx context.Context, ep *endpoint, id reqID) error {
+		_, err := ep.elections.Proclaim(ctx, connect.NewRequest(&pb.ProclaimRequest{Name: e.name, ClientId: id.ClientID(),
+			RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, FencingToken: token, Value: value}))
+		return err
 	})
-	return apiErr(fmt.Sprintf("proclaim %q", e.name), err)
 }
 
-// Resign steps down, so that the next candidate is elected at once.
+// Resign steps down, so that the next candidate is elected at once. A
+// failed Resign keeps the leadership's token, as Mutex.Unlock does.
 func (e *Election) Resign(ctx context.Context) error {
-	token := e.Token()
-	if token == 0 {
-		return fmt.Errorf("resign %q: %w", e.name, ErrNotHeld)
-	}
-	err := e.resignToken(ctx, token)
-	e.mu.Lock()
-	if e.token == token {
-		e.token = 0
-	}
-	e.mu.Unlock()
-	e.s.remember(pb.Kind_KIND_ELECTION, e.name, token, false)
-	return err
-}
-
-func (e *Election) resignToken(ctx context.Context, token uint64) error {
-	req := &pb.ResignRequest{Name: e.name, ClientId: e.s.c.clientID, RequestSeq: e.s.c.nextSeq(),
-		SessionId: e.s.id, FencingToken: token}
-	_, err := do(ctx, e.s.c, func(ctx context.Context, ep *endpoint) (*connect.Response[pb.ResignResponse], error) {
-		return ep.elections.Resign(ctx, connect.NewRequest(req))
+	s := e.s
+	return e.end(ctx, fmt.Sprintf("resign %q", e.name), func(ctx context.Context, ep *endpoint, id reqID, token uint64) error {
+		_, err := ep.elections.Resign(ctx, connect.NewRequest(&pb.ResignRequest{Name: e.name, ClientId: id.ClientID(),
+			RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, FencingToken: token}))
+		return err
 	})
-	return apiErr(fmt.Sprintf("resign %q", e.name), err)
 }
 
 // Leader answers the current leader (linearizable); ErrNoLeader when none.
@@ -136,8 +123,12 @@ func leaderOf(name string, l *pb.ElectionLeader) Leader {
 
 // Observe sends the current leader and then every change of leader or
 // value, until ctx ends; then the channel closes. A Leader with SessionID 0
-// means nobody leads. A broken stream is reopened on the next endpoint;
-// changes during the gap are folded into the first message after it.
+// means nobody leads. A broken stream is reopened on the next endpoint, and
+// so is one whose endpoint stops answering health probes (every probe
+// interval while the stream is quiet; see WithProbeInterval): changes
+// during the gap are folded into the first message after it. A refusal
+// (for example an invalid name) ends the observation: the last value sent
+// has Err set.
 func (c *Client) Observe(ctx context.Context, name string) <-chan Leader {
 	out := make(chan Leader, 16)
 	go func() {
@@ -145,40 +136,68 @@ func (c *Client) Observe(ctx context.Context, name string) <-chan Leader {
 		pause := c.opts.backoffMin
 		for ctx.Err() == nil {
 			ep := c.current()
-			stream, err := ep.elections.Observe(ctx, connect.NewRequest(&pb.ObserveRequest{Name: name}))
-			if err == nil {
-				for stream.Receive() {
-					pause = c.opts.backoffMin
-					m := stream.Msg()
-					l := Leader{Name: name}
-					if m.HasLeader && m.Leader != nil {
-						l = leaderOf(name, m.Leader)
-					}
-					select {
-					case out <- l:
-					case <-ctx.Done():
-						stream.Close()
-						return
-					}
-				}
-				err = stream.Err()
-				stream.Close()
-			}
+			stuck, err := c.observeOnce(ctx, ep, name, out, &pause)
 			if ctx.Err() != nil {
 				return
 			}
-			if retryable(err) || err == nil {
-				c.failover(ep)
-			}
-			select {
-			case <-ctx.Done():
+			if err != nil && !stuck && !resumable(err) {
+				select {
+				case out <- Leader{Name: name, Err: apiErr(fmt.Sprintf("observe %q", name), err)}:
+				case <-ctx.Done():
+				}
 				return
-			case <-time.After(pause):
 			}
-			pause = min(pause*2, c.opts.backoffMax)
+			c.failover(ep)
+			if c.backoff(ctx, &pause) != nil {
+				return
+			}
 		}
 	}()
 	return out
+}
+
+// observeOnce runs one Observe stream on ep until it ends, ctx ends, or ep
+// stops answering probes (stuck).
+func (c *Client) observeOnce(ctx context.Context, ep *endpoint, name string, out chan<- Leader, pause *time.Duration) (stuck bool, err error) {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var gaveUp atomic.Bool
+	go func() {
+		t := time.NewTicker(c.opts.probeInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-sctx.Done():
+				return
+			case <-t.C:
+			}
+			if !c.answers(sctx, ep) && sctx.Err() == nil {
+				gaveUp.Store(true)
+				cancel()
+				return
+			}
+		}
+	}()
+	stream, err := ep.elections.Observe(sctx, connect.NewRequest(&pb.ObserveRequest{Name: name}))
+	if err != nil {
+		return gaveUp.Load(), err
+	}
+	defer stream.Close()
+	for stream.Receive() {
+		ep.heard()
+		*pause = c.opts.backoffMin
+		m := stream.Msg()
+		l := Leader{Name: name}
+		if m.HasLeader && m.Leader != nil {
+			l = leaderOf(name, m.Leader)
+		}
+		select {
+		case out <- l:
+		case <-ctx.Done():
+			return false, nil
+		}
+	}
+	return gaveUp.Load(), stream.Err()
 }
 
 // Observe is Client.Observe for this election.

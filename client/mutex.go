@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -15,22 +14,27 @@ import (
 // served in FIFO order. Holding it is a belief that can become false when
 // the session is lost (watch Session.Done); Token is what makes a protected
 // write safe.
+//
+// Two Mutex values of one name on one session (or one value shared by
+// several goroutines) behave like a sync.Mutex between them: a second Lock
+// waits until the first holder unlocks, TryLock answers ErrLocked. Locking
+// a Mutex that the same goroutine already holds waits, like sync.Mutex,
+// until ctx ends.
 type Mutex struct {
-	s    *Session
 	name string
-
-	mu    sync.Mutex
-	token uint64
+	hold
 }
 
 // NewMutex returns the mutex name on session s. Nothing is sent until Lock.
-func NewMutex(s *Session, name string) *Mutex { return &Mutex{s: s, name: name} }
+func NewMutex(s *Session, name string) *Mutex { return &Mutex{name: name, hold: hold{s: s}} }
 
 // Name is the mutex's name.
 func (m *Mutex) Name() string { return m.name }
 
-// Lock waits until the mutex is granted, ctx ends (the wait is withdrawn on
-// the server), or the session is lost (ErrSessionLost).
+// Lock waits until the mutex is granted, ctx ends, or the session is lost
+// (ErrSessionLost). A Lock that ends without the grant leaves nothing held
+// or queued: it returns by ctx's deadline, and withdraws its request from
+// the servers in the background (see docs/client.md, "Cancelled calls").
 func (m *Mutex) Lock(ctx context.Context) error { return m.lock(ctx, -1) }
 
 // TryLock takes the mutex if it is free now; ErrLocked if someone holds it
@@ -38,65 +42,54 @@ func (m *Mutex) Lock(ctx context.Context) error { return m.lock(ctx, -1) }
 func (m *Mutex) TryLock(ctx context.Context) error { return m.lock(ctx, 0) }
 
 // LockWithin waits at most wait for the mutex; ErrTimeout when it passes.
+// A wait of 0 or less tries once, as TryLock.
 func (m *Mutex) LockWithin(ctx context.Context, wait time.Duration) error {
-	return m.lock(ctx, max(wait.Milliseconds(), 1))
+	return m.lock(ctx, waitMsOf(wait))
+}
+
+// waitMsOf turns a bounded wait into the servers' wait_timeout_ms: 0 tries
+// once, anything positive waits at least 1 ms.
+func waitMsOf(wait time.Duration) int64 {
+	if wait <= 0 {
+		return 0
+	}
+	return max(wait.Milliseconds(), 1)
 }
 
 func (m *Mutex) lock(ctx context.Context, waitMs int64) error {
-	req := &pb.AcquireLockRequest{Name: m.name, ClientId: m.s.c.clientID, RequestSeq: m.s.c.nextSeq(),
-		SessionId: m.s.id, Owner: m.s.owner, WaitTimeoutMs: waitMs}
-	token, err := m.s.acquire(ctx, "lock", pb.Kind_KIND_MUTEX, m.name,
-		func(ctx context.Context, e *endpoint) (grant, error) {
-			res, err := e.locks.Acquire(ctx, connect.NewRequest(req))
+	s := m.s
+	token, gate, err := s.acquire(ctx, acquireSpec{op: "lock", kind: pb.Kind_KIND_MUTEX, name: m.name, waitMs: waitMs, gated: true,
+		send: func(ctx context.Context, e *endpoint, id reqID, waitMs int64) (grant, error) {
+			res, err := e.locks.Acquire(ctx, connect.NewRequest(&pb.AcquireLockRequest{Name: m.name, ClientId: id.ClientID(),
+				RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, Owner: s.owner, WaitTimeoutMs: waitMs}))
 			if err != nil {
 				return grant{}, err
 			}
 			r := res.Msg
 			return grant{token: r.FencingToken, outcome: r.Outcome, reason: r.Reason, waiterID: r.WaiterId}, nil
-		}, m.releaseToken)
+		}})
 	if err != nil {
 		return err
 	}
-	m.s.remember(pb.Kind_KIND_MUTEX, m.name, token, true)
-	m.mu.Lock()
-	m.token = token
-	m.mu.Unlock()
+	m.set(token, gate)
 	return nil
 }
 
-// Token is the fencing token of the current grant (0 when not locked). Send
-// it with every write the lock protects; see Fence.
-func (m *Mutex) Token() uint64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.token
-}
+// Token is the fencing token of the current grant: 0 when not locked, and
+// after the session is lost or closed. Send it with every write the lock
+// protects; see Fence.
+func (m *Mutex) Token() uint64 { return m.current() }
 
 // Unlock releases the grant. ErrNotHeld when this Mutex holds nothing, or
-// the server no longer has the grant (it expired: someone else may hold the
-// mutex now).
+// the servers no longer have the grant (it expired: someone else may hold
+// the mutex now); ErrSessionLost after the session was lost or closed. When
+// Unlock fails otherwise (ctx ended, no endpoint answered), the Mutex
+// still holds the token: call Unlock again.
 func (m *Mutex) Unlock(ctx context.Context) error {
-	m.mu.Lock()
-	token := m.token
-	m.mu.Unlock()
-	if token == 0 {
-		return fmt.Errorf("unlock %q: %w", m.name, ErrNotHeld)
-	}
-	err := m.releaseToken(ctx, token)
-	m.mu.Lock()
-	if m.token == token {
-		m.token = 0
-	}
-	m.mu.Unlock()
-	m.s.remember(pb.Kind_KIND_MUTEX, m.name, token, false)
-	return err
-}
-
-func (m *Mutex) releaseToken(ctx context.Context, token uint64) error {
-	req := &pb.ReleaseLockRequest{Name: m.name, ClientId: m.s.c.clientID, RequestSeq: m.s.c.nextSeq(),
-		SessionId: m.s.id, FencingToken: token}
-	_, err := do(ctx, m.s.c, func(ctx context.Context, e *endpoint) (*connect.Response[pb.ReleaseLockResponse], error) {
-		return e.locks.Release(ctx, connect.NewRequest(req))
+	s := m.s
+	return m.end(ctx, fmt.Sprintf("unlock %q", m.name), func(ctx context.Context, e *endpoint, id reqID, token uint64) error {
+		_, err := e.locks.Release(ctx, connect.NewRequest(&pb.ReleaseLockRequest{Name: m.name, ClientId: id.ClientID(),
+			RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, FencingToken: token}))
+		return err
 	})
-	return apiErr(fmt.Sprintf("unlock %q", m.name), err)
 }

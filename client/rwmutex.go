@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	"connectrpc.com/connect"
 
@@ -13,17 +12,19 @@ import (
 // RWMutex is a named read-write lock held by a session: many readers or one
 // writer. It is FIFO with no writer starvation: a queued writer makes later
 // readers wait behind it.
+//
+// Readers share the lock across sessions. Within one session, a name has
+// one holder at a time (the servers see one session and would answer a
+// second RLock with the first one's hold, which the first RUnlock would
+// end): a second RWMutex value of the name on the same session waits until
+// the first unlocks. Give each concurrent reader its own session.
 type RWMutex struct {
-	s    *Session
 	name string
-
-	mu    sync.Mutex
-	token uint64
-	mode  string
+	hold
 }
 
 // NewRWMutex returns the read-write lock name on session s.
-func NewRWMutex(s *Session, name string) *RWMutex { return &RWMutex{s: s, name: name} }
+func NewRWMutex(s *Session, name string) *RWMutex { return &RWMutex{name: name, hold: hold{s: s}} }
 
 // RLock waits for a read hold.
 func (m *RWMutex) RLock(ctx context.Context) error { return m.acquire(ctx, "read", -1) }
@@ -38,61 +39,38 @@ func (m *RWMutex) TryRLock(ctx context.Context) error { return m.acquire(ctx, "r
 func (m *RWMutex) TryLock(ctx context.Context) error { return m.acquire(ctx, "write", 0) }
 
 func (m *RWMutex) acquire(ctx context.Context, mode string, waitMs int64) error {
-	req := &pb.AcquireRWLockRequest{Name: m.name, ClientId: m.s.c.clientID, RequestSeq: m.s.c.nextSeq(),
-		SessionId: m.s.id, Owner: m.s.owner, WaitTimeoutMs: waitMs, Mode: mode}
-	token, err := m.s.acquire(ctx, mode+" lock", pb.Kind_KIND_RWLOCK, m.name,
-		func(ctx context.Context, e *endpoint) (grant, error) {
-			res, err := e.rw.Acquire(ctx, connect.NewRequest(req))
+	s := m.s
+	token, gate, err := s.acquire(ctx, acquireSpec{op: mode + " lock", kind: pb.Kind_KIND_RWLOCK, name: m.name, waitMs: waitMs, gated: true,
+		send: func(ctx context.Context, e *endpoint, id reqID, waitMs int64) (grant, error) {
+			res, err := e.rw.Acquire(ctx, connect.NewRequest(&pb.AcquireRWLockRequest{Name: m.name, ClientId: id.ClientID(),
+				RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, Owner: s.owner, WaitTimeoutMs: waitMs, Mode: mode}))
 			if err != nil {
 				return grant{}, err
 			}
 			r := res.Msg
 			return grant{token: r.FencingToken, outcome: r.Outcome, reason: r.Reason, waiterID: r.WaiterId}, nil
-		}, m.releaseToken)
+		}})
 	if err != nil {
 		return err
 	}
-	m.s.remember(pb.Kind_KIND_RWLOCK, m.name, token, true)
-	m.mu.Lock()
-	m.token, m.mode = token, mode
-	m.mu.Unlock()
+	m.set(token, gate)
 	return nil
 }
 
 // Token is the fencing token of the current hold, read or write (0 when
-// none).
-func (m *RWMutex) Token() uint64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.token
-}
+// none, and after the session is lost or closed).
+func (m *RWMutex) Token() uint64 { return m.current() }
 
-// Unlock releases the current hold, read or write.
+// Unlock releases the current hold, read or write. A failed Unlock keeps
+// the hold, as Mutex.Unlock does.
 func (m *RWMutex) Unlock(ctx context.Context) error {
-	m.mu.Lock()
-	token := m.token
-	m.mu.Unlock()
-	if token == 0 {
-		return fmt.Errorf("unlock rwlock %q: %w", m.name, ErrNotHeld)
-	}
-	err := m.releaseToken(ctx, token)
-	m.mu.Lock()
-	if m.token == token {
-		m.token, m.mode = 0, ""
-	}
-	m.mu.Unlock()
-	m.s.remember(pb.Kind_KIND_RWLOCK, m.name, token, false)
-	return err
+	s := m.s
+	return m.end(ctx, fmt.Sprintf("unlock rwlock %q", m.name), func(ctx context.Context, e *endpoint, id reqID, token uint64) error {
+		_, err := e.rw.Release(ctx, connect.NewRequest(&pb.ReleaseRWLockRequest{Name: m.name, ClientId: id.ClientID(),
+			RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, FencingToken: token}))
+		return err
+	})
 }
 
 // RUnlock is Unlock, for symmetry with sync.RWMutex.
 func (m *RWMutex) RUnlock(ctx context.Context) error { return m.Unlock(ctx) }
-
-func (m *RWMutex) releaseToken(ctx context.Context, token uint64) error {
-	req := &pb.ReleaseRWLockRequest{Name: m.name, ClientId: m.s.c.clientID, RequestSeq: m.s.c.nextSeq(),
-		SessionId: m.s.id, FencingToken: token}
-	_, err := do(ctx, m.s.c, func(ctx context.Context, e *endpoint) (*connect.Response[pb.ReleaseRWLockResponse], error) {
-		return e.rw.Release(ctx, connect.NewRequest(req))
-	})
-	return apiErr(fmt.Sprintf("unlock rwlock %q", m.name), err)
-}

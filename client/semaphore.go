@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -15,87 +14,69 @@ import (
 // session. The first acquirer fixes its limit; a later acquire with another
 // limit fails (failed_precondition). Waiters are served FIFO: a large
 // request at the head is not overtaken by smaller ones behind it.
+//
+// A session holds at most one grant of a semaphore (the servers answer a
+// second acquire of the same session with the first grant), so two
+// Semaphore values of one name on one session take turns like a
+// sync.Mutex: the second Acquire waits until the first releases. Take
+// permits for several holders at once with one session each.
 type Semaphore struct {
-	s     *Session
 	name  string
 	limit int64
-
-	mu      sync.Mutex
-	token   uint64
-	permits int64
+	hold
 }
 
 // NewSemaphore returns the semaphore name with limit permits in all on
 // session s.
 func NewSemaphore(s *Session, name string, limit int64) *Semaphore {
-	return &Semaphore{s: s, name: name, limit: limit}
+	return &Semaphore{name: name, limit: limit, hold: hold{s: s}}
 }
 
-// Acquire waits for n permits until granted, ctx ends (the wait is
-// withdrawn) or the session is lost. One Semaphore holds one grant at a
-// time: Release before acquiring again.
+// Acquire waits for n permits until granted, ctx ends (the request is
+// withdrawn, see Mutex.Lock) or the session is lost. One Semaphore holds
+// one grant at a time: Release before acquiring again.
 func (m *Semaphore) Acquire(ctx context.Context, n int64) error { return m.acquire(ctx, n, -1) }
 
 // TryAcquire takes n permits if they are free now; ErrLocked otherwise.
 func (m *Semaphore) TryAcquire(ctx context.Context, n int64) error { return m.acquire(ctx, n, 0) }
 
-// AcquireWithin waits at most wait for n permits; ErrTimeout when it passes.
+// AcquireWithin waits at most wait for n permits; ErrTimeout when it
+// passes. A wait of 0 or less tries once.
 func (m *Semaphore) AcquireWithin(ctx context.Context, n int64, wait time.Duration) error {
-	return m.acquire(ctx, n, max(wait.Milliseconds(), 1))
+	return m.acquire(ctx, n, waitMsOf(wait))
 }
 
 func (m *Semaphore) acquire(ctx context.Context, n, waitMs int64) error {
-	req := &pb.AcquireSemaphoreRequest{Name: m.name, ClientId: m.s.c.clientID, RequestSeq: m.s.c.nextSeq(),
-		SessionId: m.s.id, Owner: m.s.owner, WaitTimeoutMs: waitMs, Limit: m.limit, Permits: n}
-	token, err := m.s.acquire(ctx, "acquire semaphore", pb.Kind_KIND_SEMAPHORE, m.name,
-		func(ctx context.Context, e *endpoint) (grant, error) {
-			res, err := e.sems.Acquire(ctx, connect.NewRequest(req))
+	s := m.s
+	token, gate, err := s.acquire(ctx, acquireSpec{op: "acquire semaphore", kind: pb.Kind_KIND_SEMAPHORE, name: m.name, waitMs: waitMs, gated: true,
+		send: func(ctx context.Context, e *endpoint, id reqID, waitMs int64) (grant, error) {
+			res, err := e.sems.Acquire(ctx, connect.NewRequest(&pb.AcquireSemaphoreRequest{Name: m.name, ClientId: id.ClientID(),
+				RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, Owner: s.owner, WaitTimeoutMs: waitMs,
+				Limit: m.limit, Permits: n}))
 			if err != nil {
 				return grant{}, err
 			}
 			r := res.Msg
 			return grant{token: r.FencingToken, outcome: r.Outcome, reason: r.Reason, waiterID: r.WaiterId}, nil
-		}, m.releaseToken)
+		}})
 	if err != nil {
 		return err
 	}
-	m.s.remember(pb.Kind_KIND_SEMAPHORE, m.name, token, true)
-	m.mu.Lock()
-	m.token, m.permits = token, n
-	m.mu.Unlock()
+	m.set(token, gate)
 	return nil
 }
 
-// Token is the fencing token of the current grant (0 when none).
-func (m *Semaphore) Token() uint64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.token
-}
+// Token is the fencing token of the current grant (0 when none, and after
+// the session is lost or closed).
+func (m *Semaphore) Token() uint64 { return m.current() }
 
-// Release gives the permits back; ErrNotHeld when none are held.
+// Release gives the permits back; ErrNotHeld when none are held. A failed
+// Release keeps the grant, as Mutex.Unlock does.
 func (m *Semaphore) Release(ctx context.Context) error {
-	m.mu.Lock()
-	token := m.token
-	m.mu.Unlock()
-	if token == 0 {
-		return fmt.Errorf("release semaphore %q: %w", m.name, ErrNotHeld)
-	}
-	err := m.releaseToken(ctx, token)
-	m.mu.Lock()
-	if m.token == token {
-		m.token, m.permits = 0, 0
-	}
-	m.mu.Unlock()
-	m.s.remember(pb.Kind_KIND_SEMAPHORE, m.name, token, false)
-	return err
-}
-
-func (m *Semaphore) releaseToken(ctx context.Context, token uint64) error {
-	req := &pb.ReleaseSemaphoreRequest{Name: m.name, ClientId: m.s.c.clientID, RequestSeq: m.s.c.nextSeq(),
-		SessionId: m.s.id, FencingToken: token}
-	_, err := do(ctx, m.s.c, func(ctx context.Context, e *endpoint) (*connect.Response[pb.ReleaseSemaphoreResponse], error) {
-		return e.sems.Release(ctx, connect.NewRequest(req))
+	s := m.s
+	return m.end(ctx, fmt.Sprintf("release semaphore %q", m.name), func(ctx context.Context, e *endpoint, id reqID, token uint64) error {
+		_, err := e.sems.Release(ctx, connect.NewRequest(&pb.ReleaseSemaphoreRequest{Name: m.name, ClientId: id.ClientID(),
+			RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, FencingToken: token}))
+		return err
 	})
-	return apiErr(fmt.Sprintf("release semaphore %q", m.name), err)
 }

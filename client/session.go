@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -12,10 +13,33 @@ import (
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 )
 
+// MinTTL is the shortest session lease the client accepts: room for a
+// keepalive round (every third of the TTL), a hedged keepalive to another
+// endpoint when one does not answer, and leaseGuard. A shorter lease would
+// be lost on the first slow node.
+const MinTTL = time.Second
+
+// leaseGuard is how much earlier than the servers the client lets a lease
+// end (Chubby's rule: the client's lease always ends first). The servers
+// measure a lease in log time from the entry that applied the keepalive;
+// a keepalive forwarded by a follower is stamped with the log time that
+// follower has applied, which lags the leader's clock by up to one tick
+// (100 ms by default) plus the follower's apply delay. So the servers'
+// lease may have begun up to about a tick before the keepalive left the
+// client; 250 ms covers two and a half ticks. The client's lease is
+// therefore: the moment the keepalive was sent + TTL − leaseGuard
+// (docs/client.md, "The lease").
+const leaseGuard = 250 * time.Millisecond
+
 // Session is a lease on the cluster that every hold and wait belongs to. It
 // is kept alive in the background until Close, or until the servers say it
-// is gone or the client could not renew it within its TTL; then Done closes
-// and everything it held is (or must be assumed) released.
+// is gone or the client could not renew it within its lease; then Done
+// closes and everything it held is (or must be assumed) released.
+//
+// Within one session, each (kind, name) has one holder at a time: a second
+// Mutex, Semaphore, RWMutex or Election of the same name on the same
+// session waits, like sync.Mutex, until the first lets go (the servers see
+// one session and would answer it the same grant).
 type Session struct {
 	c     *Client
 	id    uint64
@@ -29,7 +53,7 @@ type Session struct {
 
 	mu      sync.Mutex
 	lostErr error
-	known   map[holdKey]struct{} // grants handed to callers; withdraw keeps them
+	gates   map[gateKey]*gate
 }
 
 // SessionOption configures a Session.
@@ -41,7 +65,7 @@ type sessionOptions struct {
 }
 
 // WithTTL sets the session's lease: how long the servers keep it without a
-// keepalive. Defaults to 30s.
+// keepalive. At least MinTTL (1s). Defaults to 30s.
 func WithTTL(d time.Duration) SessionOption { return func(o *sessionOptions) { o.ttl = d } }
 
 // WithOwner sets the label shown in status answers for the session's holds.
@@ -58,20 +82,27 @@ func (c *Client) NewSession(ctx context.Context, opts ...SessionOption) (*Sessio
 		host, _ := os.Hostname()
 		o.owner = fmt.Sprintf("%s/pid-%d", host, os.Getpid())
 	}
-	if o.ttl < time.Millisecond {
-		return nil, fmt.Errorf("lockstep: session TTL %v is below 1ms", o.ttl)
+	if o.ttl < MinTTL {
+		return nil, fmt.Errorf("lockstep: session TTL %v is below the minimum %v: a lease must leave room for a keepalive round and a failover to another endpoint", o.ttl, MinTTL)
 	}
-	req := &pb.CreateSessionRequest{ClientId: c.clientID, RequestSeq: c.nextSeq(),
-		TtlMs: o.ttl.Milliseconds(), Owner: o.owner}
+	id, err := c.inflight.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer id.finish()
+	// The lease is measured from before the request leaves: the servers'
+	// lease cannot begin earlier than that (less leaseGuard, see there).
+	sent := time.Now()
 	res, err := do(ctx, c, func(ctx context.Context, e *endpoint) (*connect.Response[pb.CreateSessionResponse], error) {
-		return e.sessions.Create(ctx, connect.NewRequest(req))
+		return e.sessions.Create(ctx, connect.NewRequest(&pb.CreateSessionRequest{ClientId: id.ClientID(), RequestSeq: id.seq,
+			LowestPendingSeq: id.Low(), TtlMs: o.ttl.Milliseconds(), Owner: o.owner}))
 	})
 	if err != nil {
 		return nil, apiErr("create session", err)
 	}
 	s := &Session{c: c, id: res.SessionId, ttl: time.Duration(res.TtlMs) * time.Millisecond, owner: o.owner,
 		done: newCloseOnce(), stop: make(chan struct{}), loopDone: make(chan struct{})}
-	go s.keepAlive()
+	go s.keepAlive(sent.Add(s.ttl - leaseGuard))
 	return s, nil
 }
 
@@ -88,8 +119,9 @@ func (s *Session) Owner() string { return s.owner }
 func (s *Session) Client() *Client { return s.c }
 
 // Done closes when the session is lost (expired, closed elsewhere, or not
-// renewed within its TTL) or closed by Close. Stop acting on anything it
-// held: another holder may already have it.
+// renewed within its lease as the client counts it, which ends before the
+// servers' does) or closed by Close. Stop acting on anything it held:
+// another holder may have it once the servers' lease ends too.
 func (s *Session) Done() <-chan struct{} { return s.done.ch }
 
 // Err says why Done closed: nil while the session lives, an error wrapping
@@ -109,70 +141,135 @@ func (s *Session) lose(err error) {
 	s.done.close()
 }
 
-// keepAlive renews the lease every third of the TTL. A renewal that fails
-// for unavailability is retried until the lease, as the client last knew it,
-// has run out: after that the client cannot know whether it still holds
-// anything, so it says it does not.
-func (s *Session) keepAlive() {
+// keepAlive renews the lease every third of the TTL until stop. The lease
+// as the client counts it ends at leaseEnd (the last renewal's send time +
+// TTL − leaseGuard); when it passes without a renewal, the session is lost
+// at that moment, even while a renewal is still on its way: after that the
+// servers may have expired it and given its holds away.
+func (s *Session) keepAlive(leaseEnd time.Time) {
 	defer close(s.loopDone)
-	interval := max(s.ttl/3, 5*time.Millisecond)
-	// Keepalives use their own client id, so that a long run of them never
-	// pushes a long-blocked acquire of the same client out of the server's
-	// dedupe window (32 requests per client id).
-	kaID := s.c.clientID + "/ka"
-	var seq uint64
-	deadline := time.Now().Add(s.ttl)
-	t := time.NewTimer(interval)
-	defer t.Stop()
+	interval := s.ttl / 3
+	lease := time.NewTimer(time.Until(leaseEnd))
+	defer lease.Stop()
+	// A Create that took long (retried across endpoints) has used part of
+	// the lease already: renew sooner.
+	next := time.NewTimer(max(0, min(interval, time.Until(leaseEnd)/2)))
+	defer next.Stop()
+	var lastErr error
+	lost := func() {
+		s.lose(fmt.Errorf("%w: session %d was not renewed within its lease (TTL %v less %v for the servers' clock lag); last error: %v",
+			ErrSessionLost, s.id, s.ttl, leaseGuard, lastErr))
+	}
 	for {
 		select {
 		case <-s.stop:
 			return
-		case <-s.done.ch:
+		case <-lease.C:
+			lost()
 			return
-		case <-t.C:
+		case <-next.C:
 		}
-		seq++
 		sent := time.Now()
-		ctx, cancel := context.WithDeadline(context.Background(), deadline)
-		go func() {
-			select {
-			case <-s.stop:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-		req := &pb.KeepAliveRequest{ClientId: kaID, RequestSeq: seq, SessionId: s.id}
-		_, err := do(ctx, s.c, func(ctx context.Context, e *endpoint) (*connect.Response[pb.KeepAliveResponse], error) {
-			return e.sessions.KeepAlive(ctx, connect.NewRequest(req))
-		})
-		cancel()
+		ctx, cancel := context.WithDeadline(context.Background(), leaseEnd)
+		answer := make(chan error, 1)
+		go func() { answer <- s.renew(ctx) }()
+		var err error
 		select {
 		case <-s.stop:
+			cancel()
 			return
-		default:
+		case <-lease.C:
+			cancel()
+			lost()
+			return
+		case err = <-answer:
+			cancel()
 		}
 		switch {
 		case err == nil:
-			// Measured from when the request left: the server's lease began
-			// no earlier than that.
-			deadline = sent.Add(s.ttl)
-			t.Reset(interval)
+			leaseEnd = sent.Add(s.ttl - leaseGuard)
+			lease.Reset(time.Until(leaseEnd))
+			next.Reset(interval)
 		case connect.CodeOf(err) == connect.CodeNotFound:
-			s.lose(fmt.Errorf("%w: session %d expired or was closed on the server: %v", ErrSessionLost, s.id, err))
-			return
-		case time.Now().After(deadline):
-			s.lose(fmt.Errorf("%w: session %d could not be renewed within its TTL %v: %v", ErrSessionLost, s.id, s.ttl, err))
+			s.lose(fmt.Errorf("%w: session %d expired or was closed on the servers: %v", ErrSessionLost, s.id, err))
 			return
 		default:
-			t.Reset(min(interval, time.Until(deadline)/2+time.Millisecond))
+			lastErr = err
+			next.Reset(max(s.c.opts.backoffMin, min(interval, time.Until(leaseEnd)/4)))
+		}
+	}
+}
+
+// hedgeDelay is how long a keepalive waits for one endpoint before it asks
+// the next one as well: an eighth of the TTL, at most half the attempt
+// timeout. With the minimum TTL, a keepalive still reaches all three
+// endpoints of a cluster well within the lease.
+func (s *Session) hedgeDelay() time.Duration {
+	return min(s.ttl/8, s.c.opts.attemptTimeout/2)
+}
+
+// renew sends one keepalive, hedged: to the current endpoint, and whenever
+// the attempts so far have failed or not answered within hedgeDelay, to the
+// next endpoint as well; the first success wins. Keepalives carry no
+// client_id: extending a lease twice is harmless, and without an id they
+// never share a dedupe identity with anything (the servers give each a
+// node-local one).
+func (s *Session) renew(ctx context.Context) error {
+	c := s.c
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	n := len(c.endpoints)
+	first := int(c.cur.Load())
+	answers := make(chan error, n)
+	launched, received := 0, 0
+	hedge := time.NewTimer(s.hedgeDelay())
+	defer hedge.Stop()
+	launch := func() {
+		e := c.endpoints[(first+launched)%n]
+		launched++
+		go func() {
+			actx, stop := context.WithTimeout(ctx, c.opts.attemptTimeout)
+			defer stop()
+			_, err := e.sessions.KeepAlive(actx, connect.NewRequest(&pb.KeepAliveRequest{SessionId: s.id}))
+			if err == nil || connect.IsWireError(err) {
+				e.heard()
+			}
+			answers <- err
+		}()
+		hedge.Reset(s.hedgeDelay())
+	}
+	launch()
+	var last error
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-hedge.C:
+			if launched < n {
+				launch()
+			}
+			continue
+		case err := <-answers:
+			received++
+			if err == nil || connect.CodeOf(err) == connect.CodeNotFound {
+				return err
+			}
+			last = err
+		}
+		if launched < n {
+			launch()
+		} else if received == launched {
+			return last
 		}
 	}
 }
 
 // Close stops the keepalive and closes the session on the servers, which
 // releases everything it holds and withdraws everything it waits for. It is
-// safe to call more than once.
+// safe to call more than once. After the session was lost on the client's
+// side (its lease ran out unrenewed), the servers may still keep it: Close
+// still tells them, best effort and bounded by three attempt timeouts, and
+// answers nil.
 func (s *Session) Close(ctx context.Context) error {
 	var err error
 	s.closeOnce.Do(func() {
@@ -181,24 +278,45 @@ func (s *Session) Close(ctx context.Context) error {
 		lost := s.Err() != nil
 		s.lose(fmt.Errorf("%w: session %d was closed", ErrSessionLost, s.id))
 		if lost {
+			ctx2, cancel := context.WithTimeout(ctx, 3*s.c.opts.attemptTimeout)
+			defer cancel()
+			_ = s.closeOnServers(ctx2)
 			return
 		}
-		req := &pb.CloseSessionRequest{ClientId: s.c.clientID, RequestSeq: s.c.nextSeq(), SessionId: s.id}
-		_, err = do(ctx, s.c, func(ctx context.Context, e *endpoint) (*connect.Response[pb.CloseSessionResponse], error) {
-			return e.sessions.Close(ctx, connect.NewRequest(req))
-		})
-		if connect.CodeOf(err) == connect.CodeNotFound {
-			err = nil // gone already: what Close wanted
-		}
-		err = apiErr("close session", err)
+		err = s.closeOnServers(ctx)
 	})
 	return err
+}
+
+func (s *Session) closeOnServers(ctx context.Context) error {
+	id := s.c.inflight.beginEnding()
+	defer id.finish()
+	_, err := do(ctx, s.c, func(ctx context.Context, e *endpoint) (*connect.Response[pb.CloseSessionResponse], error) {
+		return e.sessions.Close(ctx, connect.NewRequest(&pb.CloseSessionRequest{ClientId: id.ClientID(), RequestSeq: id.seq,
+			LowestPendingSeq: id.Low(), SessionId: s.id}))
+	})
+	if connect.CodeOf(err) == connect.CodeNotFound {
+		err = nil // gone already: what Close wanted
+	}
+	return apiErr("close session", err)
 }
 
 // alive returns the loss error if the session is gone.
 func (s *Session) alive() error {
 	if err := s.Err(); err != nil {
 		return err
+	}
+	return nil
+}
+
+// lostErrFor wraps the session's loss for op, or answers nil while it
+// lives.
+func (s *Session) lostErrFor(op string) error {
+	if err := s.Err(); err != nil {
+		if errors.Is(err, ErrSessionLost) {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+		return fmt.Errorf("%s: %w: %v", op, ErrSessionLost, err)
 	}
 	return nil
 }
@@ -214,142 +332,4 @@ func (s *Session) refusal(op string, reason pb.Reason) error {
 		return fmt.Errorf("%s: %w (%s)", op, ErrSessionLost, reason)
 	}
 	return fmt.Errorf("%s: wait ended: %s", op, reason)
-}
-
-// grant is what a wait for a hold came to.
-type grant struct {
-	token    uint64
-	outcome  pb.Outcome
-	reason   pb.Reason
-	waiterID uint64
-}
-
-// acquire runs one acquire-like request (its request_seq fixed by the
-// caller) to its end. A QUEUED answer (the server returned before deciding,
-// for example on shutdown) is retried with the same seq, which waits again
-// in the same place. If ctx ends while waiting, the wait is withdrawn on the
-// server and a grant that won the race is released, so nothing is left held.
-func (s *Session) acquire(ctx context.Context, op string, kind pb.Kind, name string,
-	send func(ctx context.Context, e *endpoint) (grant, error),
-	release func(ctx context.Context, token uint64) error) (uint64, error) {
-	if err := s.alive(); err != nil {
-		return 0, err
-	}
-	for {
-		g, err := doGrant(ctx, s.c, send)
-		if err != nil {
-			// The call carries ctx's deadline to the server, which may end
-			// it a moment before ctx itself says so.
-			if ctx.Err() != nil || connect.CodeOf(err) == connect.CodeDeadlineExceeded {
-				s.withdraw(kind, name, release)
-				cause := ctx.Err()
-				if cause == nil {
-					cause = context.DeadlineExceeded
-				}
-				return 0, fmt.Errorf("%s %q: %w", op, name, cause)
-			}
-			return 0, apiErr(op+" "+fmt.Sprintf("%q", name), err)
-		}
-		switch g.outcome {
-		case pb.Outcome_OUTCOME_GRANTED, pb.Outcome_OUTCOME_RELEASED:
-			return g.token, nil
-		case pb.Outcome_OUTCOME_QUEUED:
-			select {
-			case <-ctx.Done():
-				s.withdraw(kind, name, release)
-				return 0, fmt.Errorf("%s %q: %w", op, name, ctx.Err())
-			case <-time.After(s.c.opts.backoffMin):
-			}
-			continue
-		default:
-			if g.reason == pb.Reason_REASON_CANCELLED && ctx.Err() != nil {
-				s.withdraw(kind, name, release)
-				return 0, fmt.Errorf("%s %q: %w", op, name, ctx.Err())
-			}
-			return 0, s.refusal(fmt.Sprintf("%s %q", op, name), g.reason)
-		}
-	}
-}
-
-func doGrant(ctx context.Context, c *Client, send func(ctx context.Context, e *endpoint) (grant, error)) (grant, error) {
-	var g grant
-	_, err := do(ctx, c, func(ctx context.Context, e *endpoint) (*connect.Response[struct{}], error) {
-		var err error
-		g, err = send(ctx, e)
-		if err != nil {
-			return nil, err
-		}
-		return connect.NewResponse(&struct{}{}), nil
-	})
-	return g, err
-}
-
-// withdraw cancels every wait of this session on the object and releases a
-// grant that arrived before the cancel did. The server withdraws a wait
-// whose caller went away on its own; this covers a call that was lost in a
-// failover. Best effort, bounded in time.
-func (s *Session) withdraw(kind pb.Kind, name string, release func(ctx context.Context, token uint64) error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	res, err := do(ctx, s.c, func(ctx context.Context, e *endpoint) (*connect.Response[pb.GetSessionResponse], error) {
-		return e.sessions.Get(ctx, connect.NewRequest(&pb.GetSessionRequest{SessionId: s.id}))
-	})
-	if err != nil || res.Session == nil {
-		return
-	}
-	for _, w := range res.Session.Waits {
-		if w.Kind != kind || w.Name != name {
-			continue
-		}
-		req := &pb.CancelWaitRequest{ClientId: s.c.clientID, RequestSeq: s.c.nextSeq(), SessionId: s.id, WaiterId: w.WaiterId}
-		_, _ = do(ctx, s.c, func(ctx context.Context, e *endpoint) (*connect.Response[pb.CancelWaitResponse], error) {
-			return e.sessions.CancelWait(ctx, connect.NewRequest(req))
-		})
-	}
-	if release == nil {
-		return
-	}
-	// A grant that won the race with the cancel: the caller was told the
-	// acquire failed, so the hold must go. Read again after the cancels.
-	res, err = do(ctx, s.c, func(ctx context.Context, e *endpoint) (*connect.Response[pb.GetSessionResponse], error) {
-		return e.sessions.Get(ctx, connect.NewRequest(&pb.GetSessionRequest{SessionId: s.id}))
-	})
-	if err != nil || res.Session == nil {
-		return
-	}
-	for _, h := range res.Session.Holds {
-		if h.Kind == kind && h.Name == name && !s.heldBefore(kind, name, h.FencingToken) {
-			_ = release(ctx, h.FencingToken)
-		}
-	}
-}
-
-// heldBefore says whether the caller was already told about this grant (a
-// re-acquire answers the existing grant, which must survive a cancel).
-func (s *Session) heldBefore(kind pb.Kind, name string, token uint64) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, ok := s.known[holdKey{kind, name, token}]
-	return ok
-}
-
-type holdKey struct {
-	kind  pb.Kind
-	name  string
-	token uint64
-}
-
-// remember records a grant the caller was told about, so that withdraw never
-// releases it.
-func (s *Session) remember(kind pb.Kind, name string, token uint64, keep bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.known == nil {
-		s.known = map[holdKey]struct{}{}
-	}
-	if keep {
-		s.known[holdKey{kind, name, token}] = struct{}{}
-	} else {
-		delete(s.known, holdKey{kind, name, token})
-	}
 }

@@ -176,32 +176,50 @@ func (c *Client) ClusterStatus(ctx context.Context) (*pb.ClusterStatusResponse, 
 // AddNode adds a member to shard 0 and answers the incarnation it must
 // start with (the Lockstep-Incarnation header; "" when not sent).
 func (c *Client) AddNode(ctx context.Context, nodeID, raftAddress string) (string, error) {
-	req := &pb.AddNodeRequest{ClientId: c.clientID, RequestSeq: c.nextSeq(), NodeId: nodeID, RaftAddress: raftAddress}
 	var inc string
-	_, err := do(ctx, c, func(ctx context.Context, e *endpoint) (*connect.Response[pb.AddNodeResponse], error) {
-		r, err := e.cluster.AddNode(ctx, connect.NewRequest(req))
+	err := c.audited(ctx, "add node", func(ctx context.Context, e *endpoint, id reqID) error {
+		r, err := e.cluster.AddNode(ctx, connect.NewRequest(&pb.AddNodeRequest{ClientId: id.ClientID(), RequestSeq: id.seq,
+			NodeId: nodeID, RaftAddress: raftAddress}))
 		if err == nil {
 			inc = r.Header().Get("Lockstep-Incarnation")
 		}
-		return r, err
+		return err
 	})
-	return inc, apiErr("add node", err)
+	return inc, err
 }
 
 // RemoveNode removes a member from shard 0.
 func (c *Client) RemoveNode(ctx context.Context, nodeID string) error {
-	req := &pb.RemoveNodeRequest{ClientId: c.clientID, RequestSeq: c.nextSeq(), NodeId: nodeID}
-	_, err := do(ctx, c, func(ctx context.Context, e *endpoint) (*connect.Response[pb.RemoveNodeResponse], error) {
-		return e.cluster.RemoveNode(ctx, connect.NewRequest(req))
+	return c.audited(ctx, "remove node", func(ctx context.Context, e *endpoint, id reqID) error {
+		_, err := e.cluster.RemoveNode(ctx, connect.NewRequest(&pb.RemoveNodeRequest{ClientId: id.ClientID(), RequestSeq: id.seq, NodeId: nodeID}))
+		return err
 	})
-	return apiErr("remove node", err)
 }
 
 // TransferLeadership asks shard 0's leader to hand over to target.
 func (c *Client) TransferLeadership(ctx context.Context, target string) error {
-	req := &pb.TransferLeadershipRequest{ClientId: c.clientID, RequestSeq: c.nextSeq(), TargetNodeId: target}
-	_, err := do(ctx, c, func(ctx context.Context, e *endpoint) (*connect.Response[pb.TransferLeadershipResponse], error) {
-		return e.cluster.TransferLeadership(ctx, connect.NewRequest(req))
+	return c.audited(ctx, "transfer leadership", func(ctx context.Context, e *endpoint, id reqID) error {
+		_, err := e.cluster.TransferLeadership(ctx, connect.NewRequest(&pb.TransferLeadershipRequest{ClientId: id.ClientID(),
+			RequestSeq: id.seq, TargetNodeId: target}))
+		return err
 	})
-	return apiErr("transfer leadership", err)
+}
+
+// audited runs a membership call: idempotent by content on the servers, it
+// carries a request id only for the audit log. A configuration change may
+// take longer than an attempt timeout, so it is bounded like a blocked
+// wait: by probes of its endpoint.
+func (c *Client) audited(ctx context.Context, what string, f func(ctx context.Context, e *endpoint, id reqID) error) error {
+	id, err := c.inflight.begin(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	defer id.finish()
+	_, err = call(ctx, c, blocking, func(ctx context.Context, e *endpoint) (*connect.Response[struct{}], error) {
+		if err := f(ctx, e, id); err != nil {
+			return nil, err
+		}
+		return connect.NewResponse(&struct{}{}), nil
+	})
+	return apiErr(what, err)
 }

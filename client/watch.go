@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -59,32 +60,9 @@ func (c *Client) watch(ctx context.Context, req *pb.WatchRequest) <-chan WatchRe
 		pause := c.opts.backoffMin
 		for ctx.Err() == nil {
 			ep := c.current()
-			stream, err := ep.watch.Watch(ctx, connect.NewRequest(req))
-			if err == nil {
-				for stream.Receive() {
-					pause = c.opts.backoffMin
-					m := stream.Msg()
-					// A prefix resumes from every shard's position (exact:
-					// a message never ends inside an entry), a name from
-					// its index. Messages without events (the first, and
-					// the server's progress messages) only move these.
-					if len(m.Positions) > 0 {
-						req.StartPositions, req.StartIndex = clonePositions(m.Positions), 0
-					} else {
-						req.StartIndex = m.AppliedIndex + 1
-					}
-					if len(m.Events) == 0 {
-						continue
-					}
-					select {
-					case out <- WatchResponse{Events: m.Events, AppliedIndex: m.AppliedIndex, Positions: m.Positions}:
-					case <-ctx.Done():
-						stream.Close()
-						return
-					}
-				}
-				err = stream.Err()
-				stream.Close()
+			stuck, err := c.watchOnce(ctx, ep, req, out, &pause)
+			if stuck {
+				err = nil // resume elsewhere, as from a broken stream
 			}
 			if ctx.Err() != nil {
 				return
@@ -98,15 +76,70 @@ func (c *Client) watch(ctx context.Context, req *pb.WatchRequest) <-chan WatchRe
 				return
 			}
 			c.failover(ep)
-			select {
-			case <-ctx.Done():
+			if c.backoff(ctx, &pause) != nil {
 				return
-			case <-time.After(pause):
 			}
-			pause = min(pause*2, c.opts.backoffMax)
 		}
 	}()
 	return out
+}
+
+// watchOnce runs one Watch stream on ep until it ends or ctx ends, moving
+// req's start positions along with what it receives. A stream that
+// delivers nothing, not even a progress message, for the stream silence
+// bound is given up (stuck): the servers send progress about every second
+// on a live cluster, so silence means a stopped node or a dead connection.
+func (c *Client) watchOnce(ctx context.Context, ep *endpoint, req *pb.WatchRequest, out chan<- WatchResponse, pause *time.Duration) (stuck bool, err error) {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var gaveUp atomic.Bool
+	silence := time.AfterFunc(c.opts.streamSilence, func() {
+		gaveUp.Store(true)
+		cancel()
+	})
+	defer silence.Stop()
+	stream, err := ep.watch.Watch(sctx, connect.NewRequest(req))
+	if err != nil {
+		return gaveUp.Load(), err
+	}
+	defer stream.Close()
+	for stream.Receive() {
+		if !silence.Stop() {
+			break // the bound passed just now; the stream is being cancelled
+		}
+		ep.heard()
+		*pause = c.opts.backoffMin
+		if !deliver(ctx, req, stream.Msg(), out) {
+			return false, nil
+		}
+		// Counted from here: a caller slow to read is not the stream's
+		// silence.
+		silence.Reset(c.opts.streamSilence)
+	}
+	return gaveUp.Load(), stream.Err()
+}
+
+// deliver sends m's events to out and moves req's start positions past m;
+// false when ctx ended first.
+func deliver(ctx context.Context, req *pb.WatchRequest, m *pb.WatchResponse, out chan<- WatchResponse) bool {
+	// A prefix resumes from every shard's position (exact: a message never
+	// ends inside an entry), a name from its index. Messages without
+	// events (the first, and the server's progress messages) only move
+	// these.
+	if len(m.Positions) > 0 {
+		req.StartPositions, req.StartIndex = clonePositions(m.Positions), 0
+	} else {
+		req.StartIndex = m.AppliedIndex + 1
+	}
+	if len(m.Events) == 0 {
+		return true
+	}
+	select {
+	case out <- WatchResponse{Events: m.Events, AppliedIndex: m.AppliedIndex, Positions: m.Positions}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // clonePositions copies positions, so that the request the watch resends

@@ -405,7 +405,7 @@ func ValidHostPort(s string) error {
 }
 
 // MinRTTMs is the smallest Raft round trip the runtime configures: below it,
-// leaders churn under load on this kind of disk (shared/STACK.md).
+// leaders churn under load on this kind of disk (measured: docs/performance.md).
 const MinRTTMs = 5
 
 func (c Consensus) validate() error {

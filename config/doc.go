@@ -1,6 +1,6 @@
 // Package config reads a Lockstep node's YAML configuration.
 //
-// The keys are those of DESIGN.md (cluster.*, consensus.*, locks.*), kept
+// The keys are those of docs/design.md (cluster.*, consensus.*, locks.*), kept
 // from the original baseline, plus a few the runtime needs (tick interval,
 // snapshot schedule, joining an existing cluster). Load refuses unknown keys
 // and invalid values with an error that names the key and says what to

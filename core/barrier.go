@@ -17,7 +17,7 @@ func (m *Machine) barrierWait(c *Command) Result {
 	o := m.object(KindBarrier, c.Name)
 	if o != nil {
 		if c.Parties != o.parties {
-			return Result{Err: m.barrierMismatch(o, c.Parties)}
+			return Result{Err: m.barrierMismatch(o, c.Parties, OpBarrierWait)}
 		}
 		if w := findWait(o, s, c.Participant); w != nil {
 			return Result{Outcome: OutcomeQueued, Waiter: w.id, Session: s.id, Deadline: w.deadline, Generation: o.generation}
@@ -51,12 +51,17 @@ func (m *Machine) barrierWait(c *Command) Result {
 	return Result{Outcome: OutcomeQueued, Waiter: w.id, Session: s.id, Deadline: w.deadline, Generation: o.generation}
 }
 
-func (m *Machine) barrierMismatch(o *object, parties int64) *Error {
+func (m *Machine) barrierMismatch(o *object, parties int64, op Op) *Error {
 	if o.parties == 0 {
 		return errorf(CodeFailedPrecondition, "barrier %q is a set/remove barrier: wait with parties=0", o.key.name)
 	}
-	if parties == 0 {
+	if parties == 0 && op != OpBarrierWait {
 		return errorf(CodeFailedPrecondition, "barrier %q counts %d parties; it cannot be set: use another name", o.key.name, o.parties)
+	}
+	if parties == 0 {
+		return errorf(CodeFailedPrecondition,
+			"barrier %q counts %d parties: wait with parties=%d (parties=0 waits for a set barrier's removal, and this one is a counting barrier)",
+			o.key.name, o.parties, o.parties)
 	}
 	return errorf(CodeFailedPrecondition, "barrier %q counts %d parties, not %d: wait with parties=%d", o.key.name, o.parties, parties, o.parties)
 }
@@ -97,7 +102,7 @@ func (m *Machine) barrierSet(c *Command) Result {
 	o := m.object(KindBarrier, c.Name)
 	if o != nil {
 		if o.parties != 0 {
-			return Result{Err: m.barrierMismatch(o, 0)}
+			return Result{Err: m.barrierMismatch(o, 0, OpBarrierSet)}
 		}
 		if o.setBy != nil {
 			if o.setBy.session == s {
@@ -125,7 +130,7 @@ func (m *Machine) barrierSet(c *Command) Result {
 func (m *Machine) barrierRemove(c *Command) Result {
 	o := m.object(KindBarrier, c.Name)
 	if o != nil && o.parties != 0 {
-		return Result{Err: m.barrierMismatch(o, 0)}
+		return Result{Err: m.barrierMismatch(o, 0, OpBarrierRemove)}
 	}
 	if o == nil || o.setBy == nil {
 		return Result{Outcome: OutcomeDone}

@@ -266,7 +266,7 @@ func TestBarrierErrorsTable(t *testing.T) {
 		{"other parties than the barrier counts", func(a SessionID) Command { return cArrive("party", a, 4, "", WaitForever) },
 			CodeFailedPrecondition, "barrier \"party\" counts 3 parties, not 4: wait with parties=3"},
 		{"parties=0 at a party barrier", func(a SessionID) Command { return cArrive("party", a, 0, "", WaitForever) },
-			CodeFailedPrecondition, "barrier \"party\" counts 3 parties; it cannot be set: use another name"},
+			CodeFailedPrecondition, "barrier \"party\" counts 3 parties: wait with parties=3 (parties=0 waits for a set barrier's removal"},
 		{"parties at a set barrier", func(a SessionID) Command { return cArrive("gate", a, 2, "", WaitForever) },
 			CodeFailedPrecondition, "barrier \"gate\" is a set/remove barrier: wait with parties=0"},
 		{"set a party barrier", func(a SessionID) Command { return cSet("party", a) },

@@ -129,7 +129,7 @@ func TestApplyIndexOrder(t *testing.T) {
 	}
 }
 
-// TestClockDesignQuestions covers two edges DESIGN.md implies: an entry
+// TestClockDesignQuestions covers two edges docs/design.md implies: an entry
 // without a time does not start the clock, and log time is bounded so that
 // deadlines never wrap.
 func TestClockDesignQuestions(t *testing.T) {

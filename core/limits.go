@@ -31,7 +31,7 @@ type Limits struct {
 	MaxListResults      int   // objects one List returns
 }
 
-// DefaultLimits are the limits of DESIGN.md.
+// DefaultLimits are the limits of docs/design.md.
 func DefaultLimits() Limits {
 	return Limits{
 		MaxNameBytes:        256,

@@ -1,7 +1,7 @@
 package core
 
 // A reference model of the state machine for the property tests in
-// property_test.go. It is written from the semantics (DESIGN.md and the
+// property_test.go. It is written from the semantics (docs/design.md and the
 // issue), not from the implementation: plain slices scanned linearly, state
 // recomputed rather than indexed, no timers, no linked lists. Where the
 // semantics leave a choice to the implementation, the model says so.
@@ -462,7 +462,7 @@ func (m *refModel) apply(e Entry, coreEffects []Effect) ([]Result, error) {
 	}
 
 	// A valid leader-change entry extends every session before anything
-	// expires: the failover gap must not expire them (DESIGN.md, Time).
+	// expires: the failover gap must not expire them (docs/design.md, Time).
 	for _, c := range e.Commands {
 		if c.Op == OpLeaderChange && c.ClientID == "" && c.Seq == 0 && len(e.Commands) <= m.lim.MaxCommandsPerEntry &&
 			c.setFields() == 0 {

@@ -300,3 +300,14 @@ func TestPropertyPendingExactlyOnce(t *testing.T) {
 		}
 	})
 }
+
+func TestLabelsArePrintable(t *testing.T) {
+	h := newTbl(t)
+	h.fails(Command{Op: OpSessionCreate, TTLMs: 60_000, Owner: "x\x00\x1b[31mred"}, CodeInvalidArgument,
+		"owner has an unprintable character U+0000 at byte 1: labels are printable UTF-8")
+	s := h.session(60_000)
+	h.fails(Command{Op: OpAcquire, Kind: KindMutex, Name: "m", Session: s, Owner: "a\x1b"}, CodeInvalidArgument, "owner has an unprintable character U+001B")
+	h.fails(cArrive("b", s, 2, "p\x07", 0), CodeInvalidArgument, "participant has an unprintable character U+0007")
+	h.fails(Command{Op: OpCampaign, Name: "e", Session: s, Owner: "bad\xff"}, CodeInvalidArgument, "owner is not valid UTF-8 at byte 3")
+	h.ok(Command{Op: OpSessionCreate, TTLMs: 60_000, Owner: "worker-3 ✓"})
+}

@@ -192,7 +192,7 @@ func TestSessionTable(t *testing.T) {
 			h.apply(tblStart + 500)
 			// No entry for 1.5 s (an election), then the new leader's first
 			// entry: the session could not be kept alive meanwhile, so the
-			// failover must not expire it (DESIGN.md, Time).
+			// failover must not expire it (docs/design.md, Time).
 			out := h.apply(tblStart+2_000, cLeader())
 			if !h.live(s) || len(tblFind(out.Effects, EffectSessionExpired)) != 0 {
 				t.Fatalf("the leader-change entry expired a session that lived before the failover:\n%s", tblEffects(out.Effects))

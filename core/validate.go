@@ -135,8 +135,7 @@ func (m *Machine) validate(c *Command) *Error {
 		return firstError(m.validateName(c.Name), need(c.Session != 0, "barrier_wait needs a session"), m.validateWait(c.WaitMs),
 			need(c.Parties == 0 || (c.Parties >= 2 && c.Parties <= int64(l.MaxParties)),
 				"parties %d is out of range: use 2..%d, or 0 to wait for a set barrier to be removed", c.Parties, l.MaxParties),
-			need(len(c.Participant) <= l.MaxOwnerBytes, "participant is %d bytes: at most %d", len(c.Participant), l.MaxOwnerBytes),
-			need(utf8.ValidString(c.Participant), "participant is not valid UTF-8"))
+			m.validateLabel("participant", c.Participant))
 	case OpBarrierSet:
 		return firstError(m.validateName(c.Name), need(c.Session != 0, "barrier_set needs the session that holds the barrier"))
 	case OpBarrierRemove:
@@ -292,12 +291,30 @@ func (m *Machine) validateWait(wait int64) *Error {
 		wait, m.limits.MaxWaitMs)
 }
 
-func (m *Machine) validateOwner(owner string) *Error {
-	if len(owner) > m.limits.MaxOwnerBytes {
-		return errorf(CodeInvalidArgument, "owner is %d bytes: at most %d", len(owner), m.limits.MaxOwnerBytes)
+func (m *Machine) validateOwner(owner string) *Error { return m.validateLabel("owner", owner) }
+
+// validateLabel checks a label shown in status (an owner, a participant):
+// printable UTF-8 like a name, so that nothing that prints status can be
+// made to emit terminal escapes. Empty is allowed.
+func (m *Machine) validateLabel(field, label string) *Error {
+	if len(label) > m.limits.MaxOwnerBytes {
+		return errorf(CodeInvalidArgument, "%s is %d bytes: at most %d", field, len(label), m.limits.MaxOwnerBytes)
 	}
-	if !utf8.ValidString(owner) {
-		return errorf(CodeInvalidArgument, "owner is not valid UTF-8")
+	return ValidateLabel(field, label)
+}
+
+// ValidateLabel reports whether a label is printable UTF-8; the API layer
+// uses it to answer before proposing.
+func ValidateLabel(field, label string) *Error {
+	for i, r := range label {
+		if r == utf8.RuneError {
+			if _, size := utf8.DecodeRuneInString(label[i:]); size <= 1 {
+				return errorf(CodeInvalidArgument, "%s is not valid UTF-8 at byte %d", field, i)
+			}
+		}
+		if !unicode.IsPrint(r) {
+			return errorf(CodeInvalidArgument, "%s has an unprintable character %U at byte %d: labels are printable UTF-8", field, r, i)
+		}
 	}
 	return nil
 }

@@ -50,7 +50,7 @@ func wantError(t *testing.T, what string, st int, body map[string]any, status in
 
 // TestSingleNode runs one node and checks every primitive through REST
 // JSON, Connect JSON and gRPC, waits that time out, session expiry, the bad
-// inputs of DESIGN.md, metrics, and a restart from disk.
+// inputs of docs/design.md, metrics, and a restart from disk.
 func TestSingleNode(t *testing.T) {
 	c := newCluster(t, 1)
 	n := c.nodes[0]
@@ -294,8 +294,8 @@ func TestSingleNode(t *testing.T) {
 		}
 		raw, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		for _, m := range []string{"lock_acquisitions_total", "lock_acquisition_duration_seconds", "rpc_requests_total",
-			"rpc_request_duration_seconds", "active_locks_gauge", "leader_elections_total", "consensus_commit_latency_seconds"} {
+		for _, m := range []string{"lock_acquisitions_total", "lock_acquisition_duration_seconds", "lockstep_rpc_requests_total",
+			"lockstep_rpc_request_duration_seconds", "active_locks_gauge", "leader_elections_total", "consensus_commit_latency_seconds"} {
 			if !strings.Contains(string(raw), m) {
 				t.Errorf("/metrics has no %s", m)
 			}
@@ -353,7 +353,7 @@ func TestSingleNode(t *testing.T) {
 	})
 }
 
-// badInputs sends the bad inputs of DESIGN.md and checks each answer's
+// badInputs sends the bad inputs of docs/design.md and checks each answer's
 // status and code.
 func badInputs(t *testing.T, c *cluster, n *node) {
 	c.ok("POST", n, "/locks/taken/acquire", `{"owner":"first"}`)

@@ -10,7 +10,7 @@
 #
 # The tools are built from source with `go install` into .tools/bin (git-
 # ignored), never added to go.mod: buf pulls a pre-release protobuf that would
-# break the main module's `go list -m all` (see STACK.md). Building buf takes
+# break the main module's `go list -m all` (measured when the Makefile was written). Building buf takes
 # about 3 minutes on 2 cores with a warm Go build cache and 5.5 minutes with
 # an empty one (measured); every later run finds it in place and skips it. A pinned version changed below is noticed (each tool reports its
 # version) and reinstalled.

@@ -4,6 +4,10 @@
 # more flags to every seed (e.g. -replicas 5, -tolerate CHECK).
 
 SEEDS ?= 1-400
+# A second, shorter sweep with the shard count drawn per seed (1..4,
+# -shards 0): the multi-shard policy of core/shards under faults, about
+# ten seconds more.
+SHARD_SEEDS ?= 1-100
 SIM_FLAGS ?=
 SIM_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 SIM_BIN := bin/lockstep-sim
@@ -11,10 +15,11 @@ SIM_BIN := bin/lockstep-sim
 TEST_EXTRA += sim
 
 .PHONY: sim
-sim: ## sweep simulator seeds SEEDS (default 1-400, about two minutes on two cores); failures print their replay command
+sim: ## sweep simulator seeds SEEDS (default 1-400, about two minutes on two cores), then SHARD_SEEDS with drawn shard counts; failures print their replay command
 	@mkdir -p bin
 	$(GO) build -o $(SIM_BIN) ./cmd/lockstep-sim
 	$(SIM_BIN) -seeds $(SEEDS) -j $(SIM_JOBS) -q $(SIM_FLAGS)
+	$(SIM_BIN) -seeds $(SHARD_SEEDS) -shards 0 -j $(SIM_JOBS) -q $(SIM_FLAGS)
 
 .PHONY: sim-seed
 sim-seed: ## run one seed with its trace: make sim-seed SEED=N

@@ -20,8 +20,10 @@ func (h BarrierHandler) Wait(ctx context.Context, req *connect.Request[pb.WaitBa
 	if err != nil {
 		return nil, err
 	}
+	stop := h.keepWhileWaiting(ctx, l)
 	r, err := h.do(ctx, core.Command{Op: core.OpBarrierWait, Name: m.Name, ClientID: m.ClientId, Seq: m.RequestSeq, LowestPending: m.LowestPendingSeq,
 		Session: l.id, WaitMs: h.waitMs(ctx, m.WaitTimeoutMs), Parties: m.Parties, Participant: m.Participant})
+	stop()
 	if l.created && (err != nil || r.Outcome != core.OutcomeQueued) {
 		h.closeSession(ctx, l.id)
 	}

@@ -14,7 +14,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
-// DESIGN.md wants JSON in the proto field names (fencing_token), while
+// docs/design.md wants JSON in the proto field names (fencing_token), while
 // protojson, connect-go and vanguard all default to lowerCamelCase
 // (fencingToken). Every JSON that leaves the server goes through one of the
 // two codecs below. Both emit unpopulated fields, so that "acquired": false
@@ -69,7 +69,47 @@ func (c connectJSON) Unmarshal(data []byte, msg any) error {
 	if len(data) == 0 {
 		return errors.New("the body is empty: send a JSON object, {} at least")
 	}
-	return protojson.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(data, m)
+	// protojson's DiscardUnknown also takes an unknown enum name as the
+	// default value: "kind": "KIND_BOGUS" checked the mutex's fence and
+	// answered valid. So unknown fields are dropped first, and the rest is
+	// decoded strictly: a misspelt enum value is an error, never an answer
+	// about another object.
+	err := protojson.Unmarshal(data, m)
+	if err == nil || !strings.Contains(err.Error(), "unknown field") {
+		return err
+	}
+	known, serr := dropUnknownFields(data, m.ProtoReflect().Descriptor())
+	if serr != nil {
+		return err
+	}
+	proto.Reset(m)
+	return protojson.Unmarshal(known, m)
+}
+
+// dropUnknownFields removes the keys of a JSON object (and of the objects
+// of its message fields) that name no field of md, by JSON or proto name.
+func dropUnknownFields(data []byte, md protoreflect.MessageDescriptor) ([]byte, error) {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(data, &obj); err != nil {
+		return nil, err
+	}
+	for k, v := range obj {
+		fd := md.Fields().ByJSONName(k)
+		if fd == nil {
+			fd = md.Fields().ByTextName(k)
+		}
+		switch {
+		case fd == nil:
+			delete(obj, k)
+		case fd.Message() != nil && !fd.IsMap() && !fd.IsList() && len(v) > 0 && v[0] == '{':
+			inner, err := dropUnknownFields(v, fd.Message())
+			if err != nil {
+				return nil, err
+			}
+			obj[k] = inner
+		}
+	}
+	return json.Marshal(obj)
 }
 
 // restJSON is the transcoder's JSON codec, used for REST bodies in and out.
@@ -90,11 +130,46 @@ func restJSON(res vanguard.TypeResolver) vanguard.Codec {
 type restCodec struct{ vanguard.JSONCodec }
 
 func (c restCodec) Unmarshal(data []byte, msg proto.Message) error {
-	return badBody(c.JSONCodec.Unmarshal(data, msg))
+	err := badBody(c.JSONCodec.Unmarshal(data, msg))
+	if err == nil {
+		return nil
+	}
+	// protojson names a field by its JSON (lowerCamelCase) name; the API's
+	// are the proto names, as the hint says.
+	text := err.Error()
+	fields := msg.ProtoReflect().Descriptor().Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		if j := fd.JSONName(); j != string(fd.Name()) {
+			text = strings.ReplaceAll(text, "field "+j+":", "field "+string(fd.Name())+":")
+		}
+	}
+	return connect.NewError(connect.CodeInvalidArgument, errors.New(strings.TrimPrefix(text, "invalid_argument: ")))
 }
 
+// UnmarshalField decodes a path variable or a query parameter. Its error
+// names the field and what it takes: the JSON decoder's own ("invalid
+// character 'a' looking for beginning of value") says neither.
 func (c restCodec) UnmarshalField(data []byte, msg proto.Message, field protoreflect.FieldDescriptor) error {
-	return badBody(c.JSONCodec.UnmarshalField(data, msg, field))
+	if err := c.JSONCodec.UnmarshalField(data, msg, field); err != nil {
+		return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("%s %q in the path or query is not %s", field.Name(), data, kindWords(field)))
+	}
+	return nil
+}
+
+// kindWords says what a field takes, for an error message.
+func kindWords(fd protoreflect.FieldDescriptor) string {
+	switch fd.Kind() {
+	case protoreflect.BoolKind:
+		return "true or false"
+	case protoreflect.Uint64Kind, protoreflect.Fixed64Kind, protoreflect.Uint32Kind, protoreflect.Fixed32Kind:
+		return "a whole number of 0 or more"
+	case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind, protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
+		return "a whole number"
+	case protoreflect.EnumKind:
+		return "one of the enum's names (see docs/api.md)"
+	}
+	return "valid " + fd.Kind().String()
 }
 
 func badBody(err error) error {

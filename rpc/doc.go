@@ -1,6 +1,6 @@
 // Package rpc is Lockstep's API: the Connect services of proto/lockstep/v1
 // (served to Connect, gRPC and gRPC-Web clients), the REST paths of
-// DESIGN.md transcoded onto the same handlers by vanguard, gRPC health and
+// docs/design.md transcoded onto the same handlers by vanguard, gRPC health and
 // reflection, the interceptor chain (metrics, and the slots for
 // authentication, audit and authorization), and request validation.
 //

@@ -12,7 +12,7 @@ import (
 )
 
 // Every error a handler returns is a *connect.Error whose code says what
-// happened; REST callers see it as the HTTP status of DESIGN.md and a
+// happened; REST callers see it as the HTTP status of docs/design.md and a
 // {"code", "message"} body (rest.go):
 //
 //	core invalid_argument     InvalidArgument     400 invalid_argument

@@ -34,7 +34,9 @@ func (s *service) acquire(ctx context.Context, a acquireArgs) (acquired, error) 
 	cmd.Session = l.id
 	cmd.Owner = a.owner
 	cmd.WaitMs = s.waitMs(ctx, cmd.WaitMs)
+	stop := s.keepWhileWaiting(ctx, l)
 	r, err := s.do(ctx, cmd)
+	stop()
 	if err != nil {
 		if l.created {
 			s.closeSession(ctx, l.id)

@@ -85,7 +85,7 @@ func PrincipalFrom(ctx context.Context) Principal {
 // interceptors builds the chain.
 func (s *service) interceptors(m *metrics) []connect.Interceptor {
 	return []connect.Interceptor{m, authn{s.opts.Authenticator}, audit{s.opts.Auditor}, authz{s.opts.Authorizer},
-		validation{validator{s.opts.Limits}}}
+		validation{validator{l: s.opts.Limits}}}
 }
 
 // authn names the caller.
@@ -208,7 +208,9 @@ type validation struct{ v validator }
 
 func (i validation) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		if err := i.v.check(req.Any()); err != nil {
+		v := i.v
+		v.rest = isREST(ctx)
+		if err := v.check(req.Any()); err != nil {
 			return nil, err
 		}
 		return next(ctx, req)

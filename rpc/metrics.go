@@ -74,7 +74,7 @@ func (m *metrics) forProc(proc string) *procMetrics {
 	return pm.(*procMetrics)
 }
 
-// okCounter is rpc_requests_total{procedure, code="ok"}.
+// okCounter is lockstep_rpc_requests_total{procedure, code="ok"}.
 func (m *metrics) okCounter(pm *procMetrics, proc string) prometheus.Counter {
 	if c := pm.ok.Load(); c != nil {
 		return *c
@@ -105,20 +105,20 @@ func (m *metrics) acquired(pm *procMetrics, o pb.Outcome, elapsed float64) {
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "rpc_requests_total",
+			Name: "lockstep_rpc_requests_total",
 			Help: "API requests finished, by procedure (REST requests count under the RPC they map to) and code (ok, or the error code).",
 		}, []string{"procedure", "code"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "rpc_request_duration_seconds",
+			Name:    "lockstep_rpc_request_duration_seconds",
 			Help:    "Time to answer an API request, by procedure; includes time spent queued for a lock.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		}, []string{"procedure"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "rpc_requests_in_flight",
+			Name: "lockstep_rpc_requests_in_flight",
 			Help: "Unary API requests being served now, waiting ones included.",
 		}),
 		streams: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "rpc_streams_open",
+			Name: "lockstep_rpc_streams_open",
 			Help: "Watch and Observe streams open now.",
 		}),
 		acquires: prometheus.NewCounterVec(prometheus.CounterOpts{

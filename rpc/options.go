@@ -23,9 +23,10 @@ type Options struct {
 	// DefaultTTL is the lease of a session whose request gives no TTL
 	// (locks.default_ttl_seconds). Defaults to 30 s.
 	DefaultTTL time.Duration
-	// MaxWait caps REST waits (locks.max_wait_time_seconds): a REST wait
-	// longer than this, or -1, waits this long. Defaults to 60 s; NoWait
-	// makes every REST request try once.
+	// MaxWait caps waits (locks.max_wait_time_seconds): a wait longer than
+	// this waits this long, on every API, and so does -1 over REST (Connect
+	// and gRPC callers may ask -1 and cancel). Defaults to 60 s; NoWait
+	// makes every finite wait try once.
 	MaxWait time.Duration
 	// RequestTimeout bounds a call that does not wait in a queue, and is
 	// added to the wait of one that does. Defaults to 15 s.

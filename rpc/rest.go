@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"connectrpc.com/connect"
 )
@@ -21,7 +22,7 @@ import (
 //     path variable itself, so handing it the path still escaped
 //     (URL.EscapedPath) routes on the raw segments and decodes the name once.
 //  2. Vanguard writes errors as google.rpc.Status JSON ({"code": 3, ...}).
-//     DESIGN.md wants {"code": "invalid_argument", "message": "..."}, so error
+//     docs/design.md wants {"code": "invalid_argument", "message": "..."}, so error
 //     bodies are rewritten, keeping vanguard's HTTP status.
 //  3. The request is marked as REST in its context, because REST waits are
 //     capped by locks.max_wait_time_seconds.
@@ -35,7 +36,7 @@ func isRPCPath(path string) bool {
 
 // restFront prepares a REST request for the transcoder and rewrites its
 // error bodies.
-func restFront(transcoder http.Handler, maxBody int64) http.Handler {
+func restFront(transcoder http.Handler, maxBody int64, bodyTimeout time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > maxBody {
 			writeJSONError(w, http.StatusTooManyRequests, "resource_exhausted",
@@ -43,12 +44,36 @@ func restFront(transcoder http.Handler, maxBody int64) http.Handler {
 			return
 		}
 		r = r.WithContext(context.WithValue(r.Context(), restKey{}, true))
+		if err := checkRESTURL(r); err != nil {
+			writeJSONError(w, err.status, err.code, err.msg)
+			return
+		}
+		if err := readRESTBody(r, maxBody, bodyTimeout); err != nil {
+			writeJSONError(w, err.status, err.code, err.msg)
+			return
+		}
+		if r.ContentLength > 0 && r.Method != http.MethodPost {
+			writeJSONError(w, http.StatusBadRequest, "invalid_argument",
+				fmt.Sprintf("a %s request takes no body (%d bytes came): its fields go in the path and the query", r.Method, r.ContentLength))
+			return
+		}
+		if r.Method == http.MethodHead {
+			// A health check by HEAD: answer as GET; net/http drops the body.
+			r.Method = http.MethodGet
+		}
 		// The REST API speaks JSON only. curl -d sends its own default
 		// content type (form-urlencoded) or none: read those bodies as the
 		// JSON they are rather than refusing the most common first request.
-		if ct := r.Header.Get("Content-Type"); r.Body != nil && r.Body != http.NoBody &&
-			(ct == "" || strings.HasPrefix(ct, "application/x-www-form-urlencoded")) {
-			r.Header.Set("Content-Type", "application/json")
+		if ct := r.Header.Get("Content-Type"); r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+			switch mt, _, _ := strings.Cut(strings.ToLower(ct), ";"); strings.TrimSpace(mt) {
+			case "", "application/x-www-form-urlencoded":
+				r.Header.Set("Content-Type", "application/json")
+			case "application/json":
+			default:
+				writeJSONError(w, http.StatusUnsupportedMediaType, "invalid_argument",
+					fmt.Sprintf("Content-Type %q is not accepted: the REST API takes a JSON body (application/json)", ct))
+				return
+			}
 		}
 		u := *r.URL
 		u.Path, u.RawPath = r.URL.EscapedPath(), ""

@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -41,7 +42,7 @@ func isService(name string) bool {
 
 // New builds the API's HTTP handler: every service over Connect, gRPC and
 // gRPC-Web (procedure paths go straight to the Connect handlers), the REST
-// paths of DESIGN.md through the vanguard transcoder, gRPC health and
+// paths of docs/design.md through the vanguard transcoder, gRPC health and
 // reflection. Serve it with NewHTTPServer, which speaks HTTP/1.1 and h2c.
 func New(opts Options) (http.Handler, error) {
 	opts, err := opts.withDefaults()
@@ -101,9 +102,21 @@ func New(opts Options) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	rest := restFront(transcoder, int64(opts.MaxRequestBytes))
+	rest := restFront(transcoder, int64(opts.MaxRequestBytes), opts.BodyReadTimeout)
 	root := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if isRPCPath(r.URL.Path) {
+			if _, pattern := rpcMux.Handler(r); pattern == "" {
+				// The mux's own answer is plain text; the API answers JSON.
+				writeJSONError(w, http.StatusNotFound, "not_found",
+					fmt.Sprintf("no such procedure: %s (see docs/api.md for the services and their methods)", r.URL.Path))
+				return
+			}
+			if p := envelopeProtocol(r); p != "" && framesWhole(r.URL.Path) {
+				if msg, ok := checkFrames(r, p); !ok {
+					writeFrameError(w, r, p, msg)
+					return
+				}
+			}
 			rpcMux.ServeHTTP(w, r)
 			return
 		}

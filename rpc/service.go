@@ -24,10 +24,13 @@ type restKey struct{}
 
 func isREST(ctx context.Context) bool { v, _ := ctx.Value(restKey{}).(bool); return v }
 
-// waitMs is the wait to propose: REST waits (and REST's -1) are capped at
-// MaxWait; Connect and gRPC callers may wait forever and cancel.
+// waitMs is the wait to propose: a finite wait longer than MaxWait
+// (locks.max_wait_time_seconds) is clamped to it on every API. -1 is the
+// longest wait over REST, whose callers cannot cancel a wait but by
+// dropping the connection; Connect and gRPC callers who ask for -1 wait
+// until granted and cancel with their context, as the Go client's Lock does.
 func (s *service) waitMs(ctx context.Context, ms int64) int64 {
-	if !isREST(ctx) {
+	if ms == core.WaitForever && !isREST(ctx) {
 		return ms
 	}
 	if s.opts.MaxWait == NoWait {
@@ -90,6 +93,7 @@ func (s *service) read(ctx context.Context, name string, stale bool, fn func(m *
 type lease struct {
 	id      core.SessionID
 	created bool
+	ttl     time.Duration // of a created session
 }
 
 // sessionFor returns the given session, or creates one for this request
@@ -107,7 +111,45 @@ func (s *service) sessionFor(ctx context.Context, given uint64, owner string, tt
 	if err != nil {
 		return lease{}, err
 	}
-	return lease{id: r.Session, created: true}, nil
+	return lease{id: r.Session, created: true, ttl: time.Duration(cmd.TTLMs) * time.Millisecond}, nil
+}
+
+// keepWhileWaiting keeps a session the server created for one request alive
+// while that request waits, and returns the function that stops it. A
+// request still waiting is proof that its client is there: without this a
+// REST acquire with wait_timeout_ms longer than its session's TTL ended
+// when the session expired under it. A session the caller gave is the
+// caller's to keep alive.
+func (s *service) keepWhileWaiting(ctx context.Context, l lease) (stop func()) {
+	if !l.created || l.ttl <= 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(max(l.ttl/3, 10*time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			kctx, cancel := context.WithTimeout(ctx, max(l.ttl/3, s.opts.RequestTimeout))
+			_, err := s.do(kctx, core.Command{Op: core.OpSessionKeepAlive, Session: l.id})
+			cancel()
+			if connect.CodeOf(err) == connect.CodeNotFound {
+				return // gone: the wait ends with it
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
 }
 
 // closeSession closes a session the server created, after the request it

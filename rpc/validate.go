@@ -31,7 +31,10 @@ const implicitSuffix = "/session"
 // maxClientIDBytes leaves room for implicitSuffix within core's bound.
 const maxClientIDBytes = core.MaxClientIDBytes - len(implicitSuffix)
 
-type validator struct{ l core.Limits }
+type validator struct {
+	l    core.Limits
+	rest bool // the request came over REST, whose waits are capped (Options.MaxWait)
+}
 
 // pendingRequest is every message that carries lowest_pending_seq.
 type pendingRequest interface {
@@ -246,13 +249,19 @@ func (v validator) lease(session uint64, owner, ownerField string, seconds, ms i
 	return first(v.ttl(seconds, ms), v.owner(ownerField, owner, len(autoOwnerPrefix)))
 }
 
+// owner checks a label; reserve is room kept for the mark of a session the
+// server creates (autoOwnerPrefix), which the label then goes into.
 func (v validator) owner(field, owner string, reserve int) *connect.Error {
 	max := v.l.MaxOwnerBytes - reserve
 	switch {
+	case len(owner) > max && reserve > 0:
+		return invalid("%s is %d bytes: at most %d here (%d, less %d for the %q mark of the session the server creates for this request)",
+			field, len(owner), max, v.l.MaxOwnerBytes, reserve, autoOwnerPrefix)
 	case len(owner) > max:
 		return invalid("%s is %d bytes: at most %d", field, len(owner), max)
-	case !utf8.ValidString(owner):
-		return invalid("%s is not valid UTF-8", field)
+	}
+	if err := core.ValidateLabel(field, owner); err != nil {
+		return invalid("%s", err.Msg)
 	}
 	return nil
 }
@@ -263,8 +272,13 @@ func (v validator) reservedOwner(owner string) *connect.Error {
 }
 
 func (v validator) wait(ms int64) *connect.Error {
-	return need(ms >= core.WaitForever,
-		"wait_timeout_ms %d is negative: use 0 (try once), a positive wait in ms, or -1 (until granted or cancelled)", ms)
+	if v.rest {
+		// REST caps every wait at locks.max_wait_time_seconds, -1 included.
+		return need(ms >= core.WaitForever,
+			"wait_timeout_ms %d is negative: use 0 (try once) or a wait in ms (over REST a wait lasts at most locks.max_wait_time_seconds; -1 asks for that longest wait)", ms)
+	}
+	return need(ms >= core.WaitForever && ms <= v.l.MaxWaitMs,
+		"wait_timeout_ms %d is out of range: use 0 (try once), 1..%d ms, or -1 (until granted or cancelled)", ms, v.l.MaxWaitMs)
 }
 
 func (v validator) lockDelay(ms int64) *connect.Error {

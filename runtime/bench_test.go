@@ -42,7 +42,7 @@ func benchCycles(b *testing.B, via string, clients int) {
 		}
 		sessions[k] = r.Session
 	}
-	entries0, cmds0 := counter(c.t, reg, "raft_entries_applied_total"), counter(c.t, reg, "commands_applied_total")
+	entries0, cmds0 := counter(c.t, reg, "lockstep_raft_entries_applied_total"), counter(c.t, reg, "lockstep_commands_applied_total")
 	var next atomic.Int64
 	lat := make([][]time.Duration, clients)
 	var wg sync.WaitGroup
@@ -76,8 +76,8 @@ func benchCycles(b *testing.B, via string, clients int) {
 		all = append(all, l...)
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	entries := counter(c.t, reg, "raft_entries_applied_total") - entries0
-	cmds := counter(c.t, reg, "commands_applied_total") - cmds0
+	entries := counter(c.t, reg, "lockstep_raft_entries_applied_total") - entries0
+	cmds := counter(c.t, reg, "lockstep_commands_applied_total") - cmds0
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "cycles/s")
 	if len(all) > 0 {
 		b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")

@@ -250,7 +250,7 @@ func TestGroupCommit(t *testing.T) {
 			i = c.follower()
 		}
 		n, reg := c.nodes[i], c.regs[i]
-		entries0, cmds0 := counter(t, reg, "raft_entries_applied_total"), counter(t, reg, "commands_applied_total")
+		entries0, cmds0 := counter(t, reg, "lockstep_raft_entries_applied_total"), counter(t, reg, "lockstep_commands_applied_total")
 		const clients, each = 64, 20
 		start := time.Now()
 		errs := make(chan error, clients)
@@ -275,8 +275,8 @@ func TestGroupCommit(t *testing.T) {
 			}
 		}
 		elapsed := time.Since(start)
-		entries := counter(t, reg, "raft_entries_applied_total") - entries0
-		cmds := counter(t, reg, "commands_applied_total") - cmds0
+		entries := counter(t, reg, "lockstep_raft_entries_applied_total") - entries0
+		cmds := counter(t, reg, "lockstep_commands_applied_total") - cmds0
 		t.Logf("through the %s: %d commands from %d clients in %v: %.0f commands/s, %.0f entries (%.1f commands per entry)",
 			target, clients*each, clients, elapsed.Round(time.Millisecond), float64(clients*each)/elapsed.Seconds(),
 			entries, cmds/max(entries, 1))

@@ -47,8 +47,8 @@
 // Group commit: the loop asks the drivers for proposals only while fewer
 // than maxProposalsInFlight of its entries are unconfirmed, so requests that
 // arrive during a commit are packed into the next entry (up to
-// consensus.max_batch commands). commands_applied_total divided by
-// raft_entries_applied_total shows the packing.
+// consensus.max_batch commands). lockstep_commands_applied_total divided by
+// lockstep_raft_entries_applied_total shows the packing.
 //
 // Identity: node ids map to replica ids by hashing (config.ReplicaID), so
 // every member computes the same id without coordination. Raft never reuses
@@ -62,7 +62,9 @@
 // by FNV-1a (ShardOf). A session lives in every shard under one id (shard 0
 // allocates it, the others adopt it), so that a lock in any shard sees it;
 // Do sends session create, keepalive and close to every shard, and the rest
-// to the name's shard. ReadAll and the merged Watch span shards. The
+// to the name's shard. The policy (where a command goes, how the shards'
+// answers merge, which copies to close) is core/shards, pure and shared
+// with the simulator; route.go only executes it. ReadAll and the merged Watch span shards. The
 // preferred member of each shard pulls its leadership (balance.go). The
 // count is recorded in the data directory and cannot change (shardcount.go).
 //

@@ -72,7 +72,7 @@ func (a slogAdapter) log(l *slog.Logger, level slog.Level, f string, v []any) {
 //     counted), the requests dropped while there is no leader or one is
 //     being handed over (the runtime retries them, and they come once per
 //     request), the notice that the heartbeat is not ten times shorter than
-//     the election timeout (DESIGN.md's defaults are 100 and 300 ms), and
+//     the election timeout (docs/design.md's defaults are 100 and 300 ms), and
 //     the notice that stale reads are stale (asked for explicitly).
 //   - Warn: everything else, among them a leader that lost its quorum, a
 //     peer that became unreachable and anything about snapshots: an

@@ -220,7 +220,7 @@ func (n *Node) shardByDB(dbID uint64) *shard {
 }
 
 // shardFor returns the shard that owns name (shard 0 for "").
-func (n *Node) shardFor(name string) *shard { return n.shards[ShardOf(name, len(n.shards))] }
+func (n *Node) shardFor(name string) *shard { return n.shards[n.ShardOf(name)] }
 
 func (n *Node) now() core.LogTime { return core.LogTime(n.clock().UnixMilli()) }
 

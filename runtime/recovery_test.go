@@ -34,7 +34,7 @@ func TestRestartFromSnapshotAndLog(t *testing.T) {
 	s := session(t, n, time.Minute)
 	last := cycle(t, n, s, "r", 30, 0)
 	held := do(t, n, mutex("held", s, 0))
-	if got := counter(t, c.regs[0], "snapshots_saved_total"); got == 0 {
+	if got := counter(t, c.regs[0], "lockstep_snapshots_saved_total"); got == 0 {
 		t.Fatalf("no snapshot after %d entries", held.Token.LogIndex())
 	}
 	st, _ := n.Status(tctx(t))
@@ -111,7 +111,7 @@ func TestWipedNodeCatchesUpFromSnapshot(t *testing.T) {
 		st := status(t, w, core.KindMutex, "w2", true)
 		return len(st.Holders) == 1 && st.Holders[0].Token == held.Token
 	})
-	if got := counter(t, c.regs[victim], "snapshots_restored_total"); got == 0 {
+	if got := counter(t, c.regs[victim], "lockstep_snapshots_restored_total"); got == 0 {
 		t.Errorf("the wiped member caught up without a snapshot")
 	}
 	// The snapshot it restored may predate its own addition: it shows three

@@ -2,60 +2,67 @@ package runtime
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"hash/fnv"
 	"sync"
 
 	"github.com/lockstepd/lockstep/core"
+	"github.com/lockstepd/lockstep/core/shards"
 )
 
-// Routing with several shards (consensus.shards > 1).
-//
-// A name lives in one shard, chosen by ShardOf. A session lives in every
-// shard under one id, so that a lock in any shard can name it: shard 0
-// allocates the id and the others adopt it (core's create with a Session).
-// KeepAlive and Close go to every shard at once. Everything else names an
-// object and goes to its shard alone; OpCancel names no object and goes to
-// every shard (see route).
+// Routing with several shards (consensus.shards > 1) is core/shards'
+// policy: which shard owns a name, which shards a command goes to, and how
+// their answers merge into one (docs/runtime.md, Shards). This file only
+// executes it: each wave of sends at once, one goroutine per shard, and the
+// cleanups it returns in the background.
 
-// ShardOf is the shard that owns name among count shards: FNV-1a 64 of the
-// name, modulo count. "" (no name: sessions, reads of no object) is shard 0.
-// The mapping depends on count, which is why a cluster's shard count never
-// changes after its first start.
-func ShardOf(name string, count int) uint64 {
-	if count <= 1 || name == "" {
-		return 0
-	}
-	h := fnv.New64a()
-	_, _ = h.Write([]byte(name))
-	return h.Sum64() % uint64(count)
-}
+// ShardOf is the shard that owns name among count shards (shards.Of).
+func ShardOf(name string, count int) uint64 { return shards.Of(name, count) }
 
 // Shards is the number of shards (consensus.shards).
 func (n *Node) Shards() int { return len(n.shards) }
 
 // ShardOf is the shard of this node that owns name.
-func (n *Node) ShardOf(name string) uint64 { return ShardOf(name, len(n.shards)) }
+func (n *Node) ShardOf(name string) uint64 { return shards.Of(name, len(n.shards)) }
 
-// route sends a command that has its dedupe identity to the shard, or the
-// shards, that must apply it. Every shard gets the same (ClientID, Seq):
-// dedupe is per shard, so a retry is recognised in each.
+// route sends a command that has its dedupe identity where core/shards
+// says, and answers what it merges. Every shard gets the same (ClientID,
+// Seq): dedupe is per shard, so a retry is recognised in each.
 func (n *Node) route(ctx context.Context, cmd core.Command) (core.Result, error) {
-	if len(n.shards) == 1 {
-		return n.shards[0].do(ctx, cmd)
+	f := shards.Start(cmd, len(n.shards))
+	for sends := f.Sends(); len(sends) > 0; sends = f.Sends() {
+		if err := f.Step(n.sendAll(ctx, sends)); err != nil {
+			return core.Result{}, fmt.Errorf("runtime: routing %v: %w", cmd.Op, err)
+		}
 	}
-	switch cmd.Op {
-	case core.OpSessionCreate:
-		return n.sessionCreate(ctx, cmd)
-	case core.OpSessionKeepAlive:
-		return n.sessionKeepAlive(ctx, cmd)
-	case core.OpSessionClose:
-		return n.sessionClose(ctx, cmd)
-	case core.OpCancel:
-		return n.cancelAnywhere(ctx, cmd)
+	out := f.Outcome()
+	if c := out.Cleanup; c != nil {
+		n.log.Info("closing a session that is lost or refused elsewhere in the shards where it remains", "session", c.Session, "shards", c.Shards)
+		n.closeBestEffort(c.Session, c.Shards)
 	}
-	return n.shardFor(cmd.Name).do(ctx, cmd)
+	return out.Result, out.Err
+}
+
+// sendAll sends every command of one wave at once and waits for all. One
+// send (a command for one name, the single-shard case) runs on the caller's
+// goroutine.
+func (n *Node) sendAll(ctx context.Context, sends []shards.Send) []shards.Answer {
+	out := make([]shards.Answer, len(sends))
+	if len(sends) == 1 {
+		r, err := n.shards[sends[0].Shard].do(ctx, sends[0].Cmd)
+		out[0] = shards.Answer{Shard: sends[0].Shard, Result: r, Err: err}
+		return out
+	}
+	var wg sync.WaitGroup
+	for i, s := range sends {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := n.shards[s.Shard].do(ctx, s.Cmd)
+			out[i] = shards.Answer{Shard: s.Shard, Result: r, Err: err}
+		}()
+	}
+	wg.Wait()
+	return out
 }
 
 // doOn is Do on one given shard: the identity Do would give, then that
@@ -71,172 +78,11 @@ func (n *Node) doOn(ctx context.Context, s *shard, cmd core.Command) (core.Resul
 	return s.do(ctx, cmd)
 }
 
-// shardAnswer is one shard's answer to a command sent to several.
-type shardAnswer struct {
-	shard *shard
-	r     core.Result
-	err   error
-}
-
-// fanOut sends cmd to every shard in shards at once and waits for all.
-func fanOut(ctx context.Context, shards []*shard, cmd core.Command) []shardAnswer {
-	out := make([]shardAnswer, len(shards))
-	var wg sync.WaitGroup
-	for i, s := range shards {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r, err := s.do(ctx, cmd)
-			out[i] = shardAnswer{shard: s, r: r, err: err}
-		}()
-	}
-	wg.Wait()
-	return out
-}
-
-// sessionCreate creates the session in shard 0, which allocates its id,
-// then adopts that id in every other shard at once. The answer's deadline
-// is the earliest of them.
-//
-// If an adopt fails for lack of a leader or quorum, the error is returned
-// and the shards that have the session keep it until its TTL: a retry with
-// the same (ClientID, Seq) gets the same id from shard 0's dedupe and
-// completes the others. If a shard refuses it (a limit), the session is
-// closed wherever it was made, best effort, and the refusal returned.
-func (n *Node) sessionCreate(ctx context.Context, cmd core.Command) (core.Result, error) {
-	first, err := n.shards[0].do(ctx, cmd)
-	if err != nil || first.Err != nil {
-		return first, err
-	}
-	adopt := cmd
-	adopt.Session = first.Session
-	answers := fanOut(ctx, n.shards[1:], adopt)
-	res := first
-	var made []*shard
-	var refusal *core.Result
-	for _, a := range answers {
-		switch {
-		case a.err != nil:
-			err = errors.Join(err, a.err)
-		case a.r.Err != nil:
-			refusal = &a.r
-		default:
-			made = append(made, a.shard)
-			res.Deadline = min(res.Deadline, a.r.Deadline)
-			res.Duplicate = res.Duplicate && a.r.Duplicate
-		}
-	}
-	if err != nil {
-		return core.Result{}, firstError(err)
-	}
-	if refusal != nil {
-		n.closeBestEffort(first.Session, append(made, n.shards[0]))
-		r := *refusal
-		r.Err = &core.Error{Code: r.Err.Code, Msg: fmt.Sprintf("session %d could not be made in every shard: %s", first.Session, r.Err.Msg)}
-		return r, nil
-	}
-	return res, nil
-}
-
-// sessionKeepAlive renews the session in every shard at once and answers
-// the earliest deadline. If any shard no longer has the session, it is
-// lost: that answer is returned (the client must treat its session as gone)
-// and the session is closed in the shards that still had it, best effort,
-// so that its holds there do not outlive it by a TTL.
-func (n *Node) sessionKeepAlive(ctx context.Context, cmd core.Command) (core.Result, error) {
-	answers := fanOut(ctx, n.shards, cmd)
-	var res core.Result
-	var err error
-	var lost *core.Result
-	var refusal *core.Result
-	var alive []*shard
-	allDuplicate := true
-	for i, a := range answers {
-		switch {
-		case a.err != nil:
-			err = errors.Join(err, a.err)
-		case a.r.Err != nil && a.r.Err.Code == core.CodeNotFound:
-			lost = &answers[i].r
-		case a.r.Err != nil:
-			refusal = &answers[i].r
-		default:
-			alive = append(alive, a.shard)
-			allDuplicate = allDuplicate && a.r.Duplicate
-			if res.Session == 0 || a.r.Deadline < res.Deadline {
-				res = a.r
-			}
-		}
-	}
-	switch {
-	case lost != nil:
-		if len(alive) > 0 {
-			n.log.Info("session lost in a shard: closing it in the others", "session", cmd.Session)
-			n.closeBestEffort(cmd.Session, alive)
-		}
-		return *lost, nil
-	case refusal != nil:
-		return *refusal, nil
-	case err != nil:
-		return core.Result{}, firstError(err)
-	}
-	res.Duplicate = allDuplicate
-	return res, nil
-}
-
-// sessionClose closes the session in every shard at once. Closed in some
-// and already gone in others counts as closed (an earlier, partly failed
-// close); gone everywhere is not_found.
-func (n *Node) sessionClose(ctx context.Context, cmd core.Command) (core.Result, error) {
-	return firstDone(fanOut(ctx, n.shards, cmd))
-}
-
-// cancelAnywhere withdraws a queued request whose name the command does not
-// say. Waiter ids are allocated per shard, so the same id may exist in two
-// shards: the command must name the session (core then cancels only a wait
-// of that session), and it goes to every shard.
-func (n *Node) cancelAnywhere(ctx context.Context, cmd core.Command) (core.Result, error) {
-	if cmd.Session == 0 && cmd.Waiter != 0 {
-		return refused(fmt.Sprintf("cancel needs the session_id of the wait with %d shards: waiter ids are per shard", len(n.shards))), nil
-	}
-	return firstDone(fanOut(ctx, n.shards, cmd))
-}
-
-// firstDone answers a command sent to several shards where one success is
-// enough: the first success, else the first error, else the first refusal.
-func firstDone(answers []shardAnswer) (core.Result, error) {
-	var err error
-	var refusal *core.Result
-	for i, a := range answers {
-		switch {
-		case a.err != nil:
-			err = errors.Join(err, a.err)
-		case a.r.Err != nil:
-			if refusal == nil {
-				refusal = &answers[i].r
-			}
-		default:
-			return a.r, nil
-		}
-	}
-	if err != nil {
-		return core.Result{}, firstError(err)
-	}
-	return *refusal, nil
-}
-
-// firstError unwraps errors.Join's result to its first error, so that the
-// caller's errors.Is sees ErrUnavailable, ErrShuttingDown or ctx's error.
-func firstError(err error) error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok && len(j.Unwrap()) > 0 {
-		return j.Unwrap()[0]
-	}
-	return err
-}
-
 // closeBestEffort closes a session in the given shards, in the background,
 // bounded by the retry budget. A failure leaves the session to its TTL.
-func (n *Node) closeBestEffort(id core.SessionID, shards []*shard) {
-	for _, s := range shards {
+func (n *Node) closeBestEffort(id core.SessionID, in []uint64) {
+	for _, i := range in {
+		s := n.shards[i]
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), n.retryBudget)
 			defer cancel()

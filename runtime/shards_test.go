@@ -371,10 +371,10 @@ func TestShardedLeadersSpread(t *testing.T) {
 		if len(leaders) == 3 && leaders[""] == 0 {
 			// The leader gauge, labelled by shard: one leader per shard
 			// (each node updates it when it learns of a change).
-			eventually(t, "raft_is_leader sums to one per shard", func() bool {
+			eventually(t, "lockstep_raft_is_leader sums to one per shard", func() bool {
 				total := 0.0
 				for _, reg := range c.regs {
-					total += counter(t, reg, "raft_is_leader")
+					total += counter(t, reg, "lockstep_raft_is_leader")
 				}
 				return total == shards
 			})
@@ -421,7 +421,7 @@ func TestShardedSnapshotsAndRestart(t *testing.T) {
 	if got, in := sessionHolds(t, r, s, true); in != shards || len(got) != shards {
 		t.Errorf("restarted member: session in %d shards holding %q", in, got)
 	}
-	saved := counter(t, c.regs[0], "snapshots_saved_total")
+	saved := counter(t, c.regs[0], "lockstep_snapshots_saved_total")
 	if saved < shards {
 		t.Errorf("%v snapshots saved on node-1, want at least one per shard", saved)
 	}
@@ -487,7 +487,7 @@ func TestShardedMembership(t *testing.T) {
 		return in == shards && len(got) == shards
 	})
 	eventually(t, "the re-added member is healthy", w.Healthy)
-	if got := counter(t, c.regs[2], "snapshots_restored_total"); got < shards {
+	if got := counter(t, c.regs[2], "lockstep_snapshots_restored_total"); got < shards {
 		t.Errorf("%v snapshots restored on the re-added member, want one per shard", got)
 	}
 	eventually(t, "every shard lists three members on it", func() bool {

@@ -23,13 +23,16 @@ type Machine interface {
 
 // Bug is one planted bug.
 type Bug struct {
-	Name    string
-	What    string
-	Caught  string // the checker expected to catch it
-	wrap    func(m Machine, node int) Machine
-	staleOK bool // replicas answer reads from local state, without ReadIndex
-	mute    bool // leaders silently drop client proposals (ticks and leader marks still go)
-	mux     muxBug // a multiplexed client's old behaviour (mux.go)
+	Name       string
+	What       string
+	Caught     string // the checker expected to catch it
+	wrap       func(m Machine, node int) Machine
+	staleOK    bool // replicas answer reads from local state, without ReadIndex
+	shards     int  // the run's shard count when -shards is not given (0: 1)
+	closeFirst bool // a close answers the first shard's success (the client's merge, sim/client.go)
+	mute       bool // leaders silently drop client proposals (ticks and leader marks still go)
+	// mux plants a multiplexed client's old behaviour (mux.go).
+	mux muxBug
 
 	// Scenario names the scenario test that catches it, for a bug no seed
 	// of a sweep can expose (Caught says why); `make sim-bugs` runs it.
@@ -54,6 +57,8 @@ var bugs = []Bug{
 		Caught: "fenced resource, porcupine", staleOK: true},
 	{Name: "mute-leader", What: "a leader silently drops the client commands it should propose",
 		Caught: "liveness", mute: true},
+	{Name: "close-first-success", What: "with several shards, a session close answers the first shard's success even when another shard did not answer (issue 18's bug); runs with 4 shards",
+		Caught: "close-everywhere", shards: 4, closeFirst: true},
 	{Name: "shared-keepalive-id", What: "a multiplexed client renews all its sessions under one dedupe identity, each counting from 1",
 		Caught: "kept alive sessions never expire", mux: muxSharedKA},
 	{Name: "no-lowest-pending", What: "a multiplexed client sends no lowest pending seq (the old window of 32 results)",

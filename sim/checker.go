@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/lockstepd/lockstep/core"
+	"github.com/lockstepd/lockstep/core/shards"
 	pb "go.etcd.io/raft/v3/raftpb"
 )
 
@@ -68,14 +69,31 @@ type indexRecord struct {
 type checker struct {
 	w          *world
 	violations []Violation
+	logs       []*shardLog // by shard
+	stop       bool        // a violation was found: the run ends at the next step
+	warnings   []Violation
+	warned     map[string]int
+	buf        []byte
+	// closed holds the sessions whose close a client was told succeeded,
+	// with when: no shard may hold the session after that (close-everywhere).
+	closed map[core.SessionID]time.Duration
+}
+
+// shardLog is what the checker knows of one shard's Raft group: each shard
+// has its own log, indexes, terms and ledger.
+type shardLog struct {
 	byIndex    map[uint64]*indexRecord
 	appendedAt map[uint64]time.Duration
 	leaders    map[uint64]int // term → the replica that led it
 	led        *ledger
-	stop       bool // a violation was found: the run ends at the next step
-	warnings   []Violation
-	warned     map[string]int
-	buf        []byte
+}
+
+// log is the shard whose log n appends to.
+func (c *checker) log(n *node) *shardLog { return c.logs[n.shard] }
+
+// ledgerOf is the ledger of the shard that owns a name.
+func (c *checker) ledgerOf(name string) *ledger {
+	return c.logs[shards.Of(name, len(c.logs))].led
 }
 
 // hash fingerprints a machine's whole state: the SHA-256 of its snapshot,
@@ -86,14 +104,17 @@ func (c *checker) hash(m Machine) [32]byte {
 }
 
 func newChecker(w *world) *checker {
-	c := &checker{
-		w:          w,
-		byIndex:    make(map[uint64]*indexRecord),
-		appendedAt: make(map[uint64]time.Duration),
-		leaders:    make(map[uint64]int),
-		warned:     make(map[string]int),
+	c := &checker{w: w, warned: make(map[string]int), closed: make(map[core.SessionID]time.Duration)}
+	for i := range max(w.opts.Shards, 1) {
+		l := &shardLog{
+			byIndex:    make(map[uint64]*indexRecord),
+			appendedAt: make(map[uint64]time.Duration),
+			leaders:    make(map[uint64]int),
+		}
+		l.led = newLedger(c)
+		l.led.shard = uint64(i)
+		c.logs = append(c.logs, l)
 	}
-	c.led = newLedger(c)
 	return c
 }
 
@@ -115,22 +136,24 @@ func (c *checker) fail(sev Severity, check, format string, args ...any) {
 
 // appended notes when an index first reached any log: the earliest moment
 // its entry can have committed.
-func (c *checker) appended(_ *node, ents []*pb.Entry) {
+func (c *checker) appended(n *node, ents []*pb.Entry) {
+	at := c.log(n).appendedAt
 	for _, e := range ents {
 		i := e.GetIndex()
-		if _, ok := c.appendedAt[i]; !ok {
-			c.appendedAt[i] = c.w.now
+		if _, ok := at[i]; !ok {
+			at[i] = c.w.now
 		}
 	}
 }
 
 // leaderElected checks Raft's election safety: one leader per term.
 func (c *checker) leaderElected(n *node, term uint64) {
-	if other, ok := c.leaders[term]; ok && other != n.id {
-		c.fail(Safety, "election-safety", "replicas %d and %d both led term %d", other, n.id, term)
+	leaders := c.log(n).leaders
+	if other, ok := leaders[term]; ok && other != n.id {
+		c.fail(Safety, "election-safety", "replicas %d and %d both led term %d of shard %d", other, n.id, term, n.shard)
 		return
 	}
-	c.leaders[term] = n.id
+	leaders[term] = n.id
 	c.w.stats.leaderChanges++
 }
 
@@ -143,48 +166,49 @@ func (c *checker) applied(n *node, e core.Entry, out *core.Output) {
 	c.w.stats.applies++
 	if (e.Index+uint64(n.id))%invariantsEvery == 0 {
 		if err := n.sm.CheckInvariants(); err != nil {
-			c.fail(Safety, "core-invariants", "replica %d after index %d: %v", n.id, e.Index, err)
+			c.fail(Safety, "core-invariants", "%s after index %d: %v", n, e.Index, err)
 		}
 	}
 	if out.Index != e.Index || len(out.Results) != len(e.Commands) {
-		c.fail(Safety, "output-shape", "replica %d index %d: output index %d with %d results for %d commands",
-			n.id, e.Index, out.Index, len(out.Results), len(e.Commands))
+		c.fail(Safety, "output-shape", "%s index %d: output index %d with %d results for %d commands",
+			n, e.Index, out.Index, len(out.Results), len(e.Commands))
 		return
 	}
 	first := c.agree(n, e.Index, hashProposal(&e.Proposal), hashOutput(out))
 	if e.Index%hashEvery == 0 {
 		h := c.hash(n.sm)
-		r := c.byIndex[e.Index]
+		r := c.log(n).byIndex[e.Index]
 		switch {
 		case !r.hashed:
 			r.stateHash, r.hashed = h, true
 		case r.stateHash != h:
-			c.fail(Safety, "state-hash", "replica %d has state hash %x at index %d, replica %d had %x",
-				n.id, h[:6], e.Index, r.node, r.stateHash[:6])
+			c.fail(Safety, "state-hash", "%s has state hash %x at index %d, replica %d had %x",
+				n, h[:6], e.Index, r.node, r.stateHash[:6])
 		}
 	}
 	if first {
-		c.led.entry(e, out)
+		c.log(n).led.entry(e, out)
 		c.w.muxChk.entry(e, out)
 	}
-	c.w.tr.mix(0xa991, uint64(n.id), e.Index, uint64(out.Time), uint64(len(out.Effects)))
+	c.w.tr.mix(0xa991, n.word(), e.Index, uint64(out.Time), uint64(len(out.Effects)))
 }
 
 // agree records or compares what an index produced. It reports whether this
 // was the first application of the index anywhere.
 func (c *checker) agree(n *node, idx, dataHash, outHash uint64) bool {
-	r := c.byIndex[idx]
+	l := c.log(n)
+	r := l.byIndex[idx]
 	if r == nil {
-		c.byIndex[idx] = &indexRecord{node: n.id, dataHash: dataHash, outHash: outHash, firstApply: c.w.now}
+		l.byIndex[idx] = &indexRecord{node: n.id, dataHash: dataHash, outHash: outHash, firstApply: c.w.now}
 		if dataHash == 0 {
-			c.led.empty(idx)
+			l.led.empty(idx)
 		}
 		return true
 	}
 	if r.dataHash != dataHash {
-		c.fail(Safety, "log-agreement", "replica %d applied a different entry at index %d than replica %d", n.id, idx, r.node)
+		c.fail(Safety, "log-agreement", "%s applied a different entry at index %d than replica %d", n, idx, r.node)
 	} else if r.outHash != outHash {
-		c.fail(Safety, "output-agreement", "replica %d's output at index %d differs from replica %d's", n.id, idx, r.node)
+		c.fail(Safety, "output-agreement", "%s's output at index %d differs from replica %d's", n, idx, r.node)
 	}
 	return false
 }
@@ -192,17 +216,18 @@ func (c *checker) agree(n *node, idx, dataHash, outHash uint64) bool {
 // restored checks a machine that was rebuilt from a snapshot against what
 // the index recorded, when it recorded a hash.
 func (c *checker) restored(n *node) {
-	if r := c.byIndex[n.applied]; r != nil && r.hashed {
+	if r := c.log(n).byIndex[n.applied]; r != nil && r.hashed {
 		if h := c.hash(n.sm); h != r.stateHash {
-			c.fail(Safety, "snapshot-hash", "replica %d restored index %d with state hash %x, replica %d had %x",
-				n.id, n.applied, h[:6], r.node, r.stateHash[:6])
+			c.fail(Safety, "snapshot-hash", "%s restored index %d with state hash %x, replica %d had %x",
+				n, n.applied, h[:6], r.node, r.stateHash[:6])
 		}
 	}
 }
 
-// firstApplied returns when an index was first applied anywhere.
-func (c *checker) firstApplied(idx uint64) (time.Duration, bool) {
-	r := c.byIndex[idx]
+// firstApplied returns when an index of a shard's log was first applied
+// anywhere.
+func (c *checker) firstApplied(shard uint64, idx uint64) (time.Duration, bool) {
+	r := c.logs[shard].byIndex[idx]
 	if r == nil {
 		return 0, false
 	}
@@ -293,7 +318,7 @@ func (f *fnv) sum() uint64 { return f.h }
 // ackedGrant checks a grant a client was told about: the log must have made
 // it, to that session, on that name.
 func (c *checker) ackedGrant(cl *client, k objKey, s core.SessionID, t core.FencingToken) {
-	g := c.led.grants[t]
+	g := c.ledgerOf(k.name).grants[t]
 	if g == nil || g.key != k || g.session != s {
 		c.fail(Safety, "acked-grant", "client %d was told session %d holds %s %q with token %d, which the log never granted",
 			cl.idx, s, k.kind, k.name, t)
@@ -304,16 +329,42 @@ func (c *checker) ackedGrant(cl *client, k objKey, s core.SessionID, t core.Fenc
 // granted on that name, and its grant had not ended (been applied anywhere)
 // before the resource's CheckFence read began.
 func (c *checker) fenceAccepted(k objKey, t core.FencingToken, readStart time.Duration, client int) {
-	g := c.led.grants[t]
+	g := c.ledgerOf(k.name).grants[t]
 	if g == nil || g.key != k {
 		c.fail(Safety, "fence", "the resource accepted token %d on %s %q from client %d, which the log never granted there",
 			t, k.kind, k.name, client)
 		return
 	}
 	if g.ended {
-		if at, ok := c.firstApplied(g.endIdx); ok && at < readStart {
+		if at, ok := c.firstApplied(shards.Of(k.name, len(c.logs)), g.endIdx); ok && at < readStart {
 			c.fail(Safety, "fence", "the resource accepted a stale token %d on %s %q from client %d: its grant ended at index %d "+
 				"(applied at %.3fs), before the fence read began at %.3fs", t, k.kind, k.name, client, g.endIdx, at.Seconds(), readStart.Seconds())
 		}
 	}
+}
+
+// closeAnswered checks a close a client was told succeeded (docs/runtime.md,
+// Shards, the close rule): the session must be gone from every shard's
+// committed log by then (closed or expired there), so that it holds and
+// waits nowhere; and it is remembered, so that no shard grants it anything
+// later (ledger.grant).
+func (c *checker) closeAnswered(cl *client, s core.SessionID) {
+	c.closed[s] = c.w.now
+	for k, l := range c.logs {
+		if l.led.sessions[s] != nil {
+			c.fail(Safety, "close-everywhere", "client %d was told session %d is closed, but shard %d still has it live, holding %d grants",
+				cl.idx, s, k, len(l.led.liveOf(s)))
+			return
+		}
+	}
+}
+
+// expiries counts the sessions that expired, over every shard (a session
+// lives in every shard, so one that expires counts once per shard).
+func (c *checker) expiries() int {
+	k := 0
+	for _, l := range c.logs {
+		k += l.led.expiries
+	}
+	return k
 }

@@ -1,12 +1,14 @@
 package sim
 
 import (
+	"errors"
 	"fmt"
 	mrand "math/rand/v2"
 	"time"
 
 	"github.com/lockstepd/lockstep/core"
 	"github.com/lockstepd/lockstep/core/replica"
+	"github.com/lockstepd/lockstep/core/shards"
 )
 
 // A client is one application process: a main thread that runs activities
@@ -56,7 +58,28 @@ type call struct {
 	queuedAt     int    // the replica that said "queued"
 	queuedTry    uint64 // the attempt it said it to
 	giveUp       bool   // a give-up timer is set
+
+	// A command travels through core/shards, as the runtime's route does:
+	// the Fanout says what to send, wave by wave; the client sends a wave's
+	// commands one after the other (sub is the one in flight, to shard), and
+	// feeds their answers back. One send alone (a name's command, or any
+	// command with one shard) is retried until answered, as before shards.
+	// A send of a wider wave gives up after subBudget, as the runtime's
+	// retry budget does, and counts as unavailable there.
+	fan      *shards.Fanout
+	wave     []shards.Send
+	answers  []shards.Answer
+	sub      core.Command
+	shard    uint64
+	subStart time.Duration
 }
+
+// subBudget is how long one shard's part of a fanned-out command is retried
+// before it counts as unavailable: the runtime's retry budget at the
+// default 300 ms election timeout (docs/runtime.md).
+const subBudget = 1500 * time.Millisecond
+
+var errShardUnavailable = errors.New("sim: the shard did not answer within the retry budget")
 
 type stepKind uint8
 
@@ -111,7 +134,8 @@ type client struct {
 
 	session core.SessionID
 	ttl     time.Duration
-	guess   int
+	guesses []int  // by shard: the replica believed to lead it
+	clSeq   uint64 // the cleanup closes' identity (clID)
 
 	main     call
 	ka       call
@@ -120,8 +144,9 @@ type client struct {
 	kaGen    uint64
 	attempts uint64
 
-	planUsed  bool
-	reconcile objKey // the name a status read reconciles, after giving up
+	planUsed       bool
+	reconcile      objKey // the name a status read reconciles, after giving up
+	scenarioCloses bool   // a scenario's: every activity ends with a close
 
 	token   core.FencingToken // the grant the current activity holds
 	holding bool
@@ -134,15 +159,18 @@ type deferredTimer struct {
 }
 
 func newClient(w *world, i int) *client {
-	return &client{
-		w:     w,
-		idx:   i,
-		addr:  w.opts.Replicas + 1 + i,
-		id:    fmt.Sprintf("c%d", i),
-		kaID:  fmt.Sprintf("c%d.ka", i),
-		rng:   stream(w.opts.Seed, fmt.Sprintf("client-%d", i)),
-		guess: 1 + i%w.opts.Replicas,
+	c := &client{
+		w:    w,
+		idx:  i,
+		addr: w.opts.Replicas + 1 + i,
+		id:   fmt.Sprintf("c%d", i),
+		kaID: fmt.Sprintf("c%d.ka", i),
+		rng:  stream(w.opts.Seed, fmt.Sprintf("client-%d", i)),
 	}
+	for range w.opts.Shards {
+		c.guesses = append(c.guesses, 1+i%w.opts.Replicas)
+	}
+	return c
 }
 
 // begin starts the client after a small random delay.
@@ -384,11 +412,92 @@ func needsHold(k stepKind) bool {
 func (c *client) startCmd(cmd core.Command, st step) {
 	c.main = call{active: true, kind: callCmd, cmd: cmd, started: c.w.now, hist: -1, session: c.session}
 	c.main.hist = c.w.hist.begin(c, st, cmd)
-	c.send(&c.main, threadMain)
+	c.route(&c.main, threadMain)
+}
+
+// route starts a command on its way through the shards (core/shards).
+func (c *client) route(cl *call, thread int) {
+	cl.fan, cl.wave, cl.answers = shards.Start(cl.cmd, c.w.opts.Shards), nil, nil
+	c.nextWave(cl, thread)
+}
+
+func (c *client) nextWave(cl *call, thread int) {
+	if len(cl.fan.Sends()) == 0 {
+		c.fanDone(cl, thread) // cl.answers are the last wave's
+		return
+	}
+	cl.wave, cl.answers = cl.fan.Sends(), nil
+	c.sendSub(cl, thread)
+}
+
+// sendSub sends the next command of the wave, as a new request: replies to
+// an earlier one of the wave are not taken for its.
+func (c *client) sendSub(cl *call, thread int) {
+	s := cl.wave[len(cl.answers)]
+	cl.sub, cl.shard, cl.subStart = s.Cmd, s.Shard, c.w.now
+	cl.firstAttempt, cl.queued = 0, false
+	c.send(cl, thread)
+}
+
+// subAnswered takes one shard's answer, and sends the next or steps the
+// Fanout once the wave is answered.
+func (c *client) subAnswered(cl *call, thread int, a shards.Answer) {
+	a.Shard = cl.shard
+	cl.answers = append(cl.answers, a)
+	if len(cl.answers) < len(cl.wave) {
+		c.sendSub(cl, thread)
+		return
+	}
+	if err := cl.fan.Step(cl.answers); err != nil {
+		panic("sim: " + err.Error())
+	}
+	c.nextWave(cl, thread)
+}
+
+// budgeted: a send of a wider wave gives up after subBudget.
+func (cl *call) budgeted() bool { return len(cl.wave) > 1 }
+
+// fanDone finishes a command with what the Fanout merged. An error (some
+// shard did not answer) is what the runtime answers as 503: the client
+// sends the whole command again, with the same identity.
+func (c *client) fanDone(cl *call, thread int) {
+	out := cl.fan.Outcome()
+	if c.w.bug.closeFirst && cl.cmd.Op == core.OpSessionClose {
+		// The planted bug: the old runtime's merge, the first success.
+		for _, a := range cl.answers {
+			if a.Err == nil && a.Result.Err == nil {
+				out = shards.Outcome{Result: a.Result}
+				break
+			}
+		}
+	}
+	if cu := out.Cleanup; cu != nil {
+		c.cleanup(cu)
+	}
+	if out.Err != nil {
+		c.logf("%v seq=%d: a shard did not answer, again", cl.cmd.Op, cl.cmd.Seq)
+		c.route(cl, thread)
+		return
+	}
+	if thread == threadKA {
+		c.finishKA(out.Result)
+	} else {
+		c.finishCmd(out.Result)
+	}
+}
+
+// cleanup closes a session's copies where the Fanout says, once, without
+// waiting for answers: the runtime's closeBestEffort.
+func (c *client) cleanup(cu *shards.Cleanup) {
+	for _, k := range cu.Shards {
+		c.clSeq++
+		cmd := core.Command{Op: core.OpSessionClose, ClientID: c.id + ".cl", Seq: c.clSeq, Session: cu.Session}
+		c.w.send(&message{kind: msgRequest, from: c.addr, to: c.guesses[k], shard: k, payload: &payload{cmd: cmd}})
+	}
 }
 
 func (c *client) startRead(q readRequest, st step) {
-	c.main = call{active: true, kind: callRead, read: q, started: c.w.now, hist: -1}
+	c.main = call{active: true, kind: callRead, read: q, started: c.w.now, hist: -1, shard: shards.Of(q.name, c.w.opts.Shards)}
 	c.main.hist = c.w.hist.beginRead(c, st)
 	c.send(&c.main, threadMain)
 }
@@ -417,11 +526,11 @@ func (c *client) send(cl *call, thread int) {
 	if cl.firstAttempt == 0 {
 		cl.firstAttempt = cl.attempt
 	}
-	cl.target = c.guess
-	m := &message{from: c.addr, to: cl.target, attempt: cl.attempt, payload: &payload{}}
+	cl.target = c.guesses[cl.shard]
+	m := &message{from: c.addr, to: cl.target, attempt: cl.attempt, shard: cl.shard, payload: &payload{}}
 	switch cl.kind {
 	case callCmd:
-		m.kind, m.cmd = msgRequest, cl.cmd
+		m.kind, m.cmd = msgRequest, cl.sub
 	case callRead:
 		m.kind, m.read = msgRead, cl.read
 	case callWrite:
@@ -452,17 +561,34 @@ func (c *client) queuedTimeout(cl *call) time.Duration {
 // retry moves a call to the next replica after silence or a refusal to
 // answer.
 func (c *client) retry(cl *call, thread int) {
-	c.guess = c.guess%c.w.opts.Replicas + 1
+	if c.overBudget(cl, thread) {
+		return
+	}
+	c.guesses[cl.shard] = c.guesses[cl.shard]%c.w.opts.Replicas + 1
 	c.send(cl, thread)
 }
 
 func (c *client) retryAfter(cl *call, thread int, hint uint64) {
 	if hint >= 1 && hint <= uint64(c.w.opts.Replicas) {
-		c.guess = int(hint)
+		if c.overBudget(cl, thread) {
+			return
+		}
+		c.guesses[cl.shard] = int(hint)
 		c.send(cl, thread)
 		return
 	}
 	c.retry(cl, thread)
+}
+
+// overBudget gives up on a budgeted send that ran out of time: that shard
+// answers unavailable (its command may still commit later).
+func (c *client) overBudget(cl *call, thread int) bool {
+	if cl.kind != callCmd || !cl.budgeted() || c.w.now-cl.subStart < subBudget {
+		return false
+	}
+	c.logf("%v seq=%d: shard %d did not answer within %v", cl.cmd.Op, cl.cmd.Seq, cl.shard, subBudget)
+	c.subAnswered(cl, thread, shards.Answer{Err: errShardUnavailable})
+	return true
 }
 
 func (c *client) onReply(cl *call, thread int, m *message) {
@@ -481,14 +607,10 @@ func (c *client) onReply(cl *call, thread int, m *message) {
 	r := m.reply
 	switch r.Kind {
 	case replica.ReplyResult, replica.ReplyGranted, replica.ReplyWaitEnded:
-		c.guess = m.from
-		if thread == threadKA {
-			c.finishKA(r.Result)
-		} else {
-			c.finishCmd(r.Result)
-		}
+		c.guesses[cl.shard] = m.from
+		c.subAnswered(cl, thread, shards.Answer{Result: r.Result})
 	case replica.ReplyQueued:
-		c.guess = m.from
+		c.guesses[cl.shard] = m.from
 		cl.queued = true
 		cl.queuedAt, cl.queuedTry = m.from, m.attempt
 		if thread == threadMain && !cl.giveUp && !c.quiet && (cl.cmd.Op == core.OpAcquire || cl.cmd.Op == core.OpCampaign) &&
@@ -537,6 +659,7 @@ func (c *client) finishCmd(r core.Result) {
 		c.kaGen++
 		c.scheduleKA(c.w.now)
 	case core.OpSessionClose:
+		c.w.chk.closeAnswered(c, cmd.Session)
 		c.session = 0
 		c.holding = false
 	case core.OpAcquire, core.OpCampaign:
@@ -579,7 +702,7 @@ func (c *client) think() {
 // whatever the request may still have become.
 func (c *client) abandon() {
 	cl := &c.main
-	c.w.send(&message{kind: msgCancel, from: c.addr, to: cl.queuedAt, attempt: cl.queuedTry, payload: &payload{}})
+	c.w.send(&message{kind: msgCancel, from: c.addr, to: cl.queuedAt, attempt: cl.queuedTry, shard: cl.shard, payload: &payload{}})
 	key := objKey{cl.cmd.Kind, cl.cmd.Name}
 	if cl.cmd.Op == core.OpCampaign {
 		key.kind = core.KindElection
@@ -656,7 +779,7 @@ func (c *client) keepAlive() {
 	c.kaSeq++
 	cmd := core.Command{Op: core.OpSessionKeepAlive, ClientID: c.kaID, Seq: c.kaSeq, Session: c.session}
 	c.ka = call{active: true, kind: callCmd, cmd: cmd, started: c.w.now, hist: -1, session: c.session}
-	c.send(&c.ka, threadKA)
+	c.route(&c.ka, threadKA)
 }
 
 func (c *client) finishKA(r core.Result) {
@@ -794,7 +917,15 @@ func (c *client) activity() []step {
 		keys := nm.all()
 		plan = append(plan, step{kind: stStatus, key: keys[r.IntN(len(keys))]})
 	}
-	if r.IntN(25) == 0 {
+	// With several shards a close fans out to every shard, which is what
+	// the shard policy must get right (docs/runtime.md, Shards): one
+	// activity in five closes then, one in 25 otherwise (one draw either
+	// way, so a one-shard run draws as before).
+	closeOneIn := 25
+	if c.w.opts.Shards > 1 {
+		closeOneIn = 5
+	}
+	if r.IntN(closeOneIn) == 0 || c.scenarioCloses {
 		plan = append(plan, step{kind: stClose})
 	}
 	return plan

@@ -88,8 +88,14 @@ func (f *faults) upNodes() []*node {
 	return up
 }
 
+// leader is a leader to pick on: shard 0's, or with several shards a drawn
+// shard's (drawn only then, so that a one-shard run draws as before).
 func (f *faults) leader() *node {
-	for _, n := range f.w.nodes[1:] {
+	nodes := f.w.nodes
+	if len(f.w.groups) > 1 {
+		nodes = f.w.groups[f.rng.IntN(len(f.w.groups))]
+	}
+	for _, n := range nodes[1:] {
 		if n.up && n.leader {
 			return n
 		}
@@ -112,9 +118,8 @@ func (f *faults) crash() {
 	}
 	down := time.Duration(200+f.rng.IntN(4800)) * time.Millisecond
 	w.tr.logf(w.now, "FAULT crash n%d for %v (unsynced writes lost: %d)", n.id, down, len(n.dsk.pending))
-	n.crash()
+	w.crashReplica(n.id, down)
 	w.stats.faults++
-	w.schedule(&event{at: w.now + down, kind: evRestart, node: n.id, gen: n.inc})
 }
 
 func (f *faults) partition() {
@@ -228,6 +233,15 @@ func (f *faults) pause() {
 	}
 	w.tr.logf(w.now, "FAULT client c%d pauses for %v (ttl %v)", c.idx, d, ttl)
 	c.pause(d)
+}
+
+// crashReplica crashes every shard of a replica, as a process dies whole,
+// and schedules their restart together.
+func (w *world) crashReplica(id int, down time.Duration) {
+	for _, g := range w.groups {
+		g[id].crash()
+	}
+	w.schedule(&event{at: w.now + down, kind: evRestart, node: id, gen: w.nodes[id].inc})
 }
 
 func itoa(i int) string {

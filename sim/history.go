@@ -10,6 +10,7 @@ import (
 
 	"github.com/anishathalye/porcupine"
 	"github.com/lockstepd/lockstep/core"
+	"github.com/lockstepd/lockstep/core/shards"
 )
 
 // history records what clients asked of mutexes, semaphores, RW locks and
@@ -183,7 +184,6 @@ func (h *history) check(w *world) {
 		h.verdict = "skipped"
 		return
 	}
-	led := w.chk.led
 	var ops []porcupine.Operation
 	system := len(w.clients)
 	for i := range h.ops {
@@ -192,6 +192,9 @@ func (h *history) check(w *world) {
 			if op.read {
 				continue
 			}
+			// A name's operations are in its shard's log alone.
+			shard := shards.Of(op.in.key.name, len(w.chk.logs))
+			led := w.chk.logs[shard].led
 			kr, ok := led.results[dedupeKey{op.clientID, op.seq}]
 			if !ok {
 				continue // never took effect
@@ -204,7 +207,7 @@ func (h *history) check(w *world) {
 				}
 				r, idx = core.Result{Outcome: core.OutcomeGranted, Token: we.token}, we.index
 			}
-			at, ok := w.chk.firstApplied(idx)
+			at, ok := w.chk.firstApplied(shard, idx)
 			if !ok {
 				continue
 			}
@@ -213,15 +216,17 @@ func (h *history) check(w *world) {
 		ops = append(ops, porcupine.Operation{ClientId: op.client, Input: op.in, Output: op.out,
 			Call: int64(op.call), Return: int64(op.ret)})
 	}
-	for _, s := range led.sysOps {
-		if !modeled(s.key.kind) {
-			continue
+	for shard, l := range w.chk.logs {
+		for _, s := range l.led.sysOps {
+			if !modeled(s.key.kind) {
+				continue
+			}
+			from := l.appendedAt[s.index]
+			to, _ := w.chk.firstApplied(uint64(shard), s.index)
+			ops = append(ops, porcupine.Operation{ClientId: system,
+				Input:  opInput{op: opEnd, key: s.key, session: s.session, token: s.token, reason: s.reason},
+				Output: opOutput{kind: outOK}, Call: int64(from), Return: int64(to)})
 		}
-		from := w.chk.appendedAt[s.index]
-		to, _ := w.chk.firstApplied(s.index)
-		ops = append(ops, porcupine.Operation{ClientId: system,
-			Input:  opInput{op: opEnd, key: s.key, session: s.session, token: s.token, reason: s.reason},
-			Output: opOutput{kind: outOK}, Call: int64(from), Return: int64(to)})
 	}
 	res, info := porcupine.CheckOperationsVerbose(lockModel, ops, 60*time.Second)
 	switch res {

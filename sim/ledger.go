@@ -17,6 +17,7 @@ import (
 // the result of every (client_id, seq).
 type ledger struct {
 	c       *checker
+	shard   uint64 // whose log it reads
 	next    uint64 // the next index expected
 	pending map[uint64]pendingEntry
 
@@ -426,6 +427,10 @@ func (l *ledger) sortedLive() []*grantRec {
 }
 
 func (l *ledger) grant(idx uint64, k objKey, ef *core.Effect, x *entryScratch) {
+	if at, ok := l.c.closed[ef.Session]; ok {
+		l.fail("close-everywhere", "index %d granted %s %q to session %d, whose close a client was told succeeded at %.3fs",
+			idx, k.kind, k.name, ef.Session, at.Seconds())
+	}
 	if g := l.grants[ef.Token]; g != nil {
 		l.fail("token-unique", "index %d granted token %d on %s %q, already granted at index %d on %s %q",
 			idx, ef.Token, k.kind, k.name, g.index, g.key.kind, g.key.name)
@@ -496,7 +501,7 @@ func (l *ledger) checkExclusion(idx uint64, k objKey) {
 
 // whenApplied returns when an index was first applied.
 func (l *ledger) whenApplied(idx uint64) time.Duration {
-	t, _ := l.c.firstApplied(idx)
+	t, _ := l.c.firstApplied(l.shard, idx)
 	return t
 }
 

@@ -24,7 +24,7 @@ func newLogBuilder(t *testing.T) *logBuilder {
 func (b *logBuilder) entry(time core.LogTime, cmds []core.Command, results []core.Result, effects ...core.Effect) {
 	b.idx++
 	e := core.Entry{Index: b.idx, Proposal: core.Proposal{Time: time, Commands: cmds}}
-	b.w.chk.led.entry(e, &core.Output{Index: b.idx, Time: time, Results: results, Effects: effects})
+	b.w.chk.logs[0].led.entry(e, &core.Output{Index: b.idx, Time: time, Results: results, Effects: effects})
 }
 
 func (b *logBuilder) failed() string {

@@ -81,7 +81,7 @@ func (x *muxChecker) entry(e core.Entry, out *core.Output) {
 			if r.Token != 0 && !r.Duplicate {
 				// The grant the abandon released leaves the history as the
 				// machine's own act, placed like the others.
-				led := x.w.chk.led
+				led := x.w.chk.logs[0].led
 				led.sysOps = append(led.sysOps, sysOp{key: objKey{c.Kind, c.Name}, token: r.Token, session: c.Session,
 					index: e.Index, reason: core.ReasonCancelled})
 			}
@@ -174,7 +174,7 @@ func (x *muxChecker) honest(s *muxSession) bool {
 }
 
 func (x *muxChecker) ackedGrant(m *muxClient, k objKey, s core.SessionID, t core.FencingToken) {
-	g := x.w.chk.led.grants[t]
+	g := x.w.chk.logs[0].led.grants[t]
 	if g == nil || g.key != k || g.session != s {
 		x.w.chk.fail(Safety, "acked-grant", "client %s was told session %d holds %s %q with token %d, which the log never granted",
 			m.id, s, k.kind, k.name, t)
@@ -185,7 +185,7 @@ func (x *muxChecker) cleanedUp(m *muxClient, seq uint64, key objKey, by uint64) 
 	rec := cleanupRec{client: m.id, seq: seq, key: key, at: x.w.now, by: by}
 	x.cleaned[dedupeKey{m.id, seq}] = len(x.cleanups)
 	x.cleanups = append(x.cleanups, rec)
-	if _, ok := x.w.chk.led.results[dedupeKey{m.id, by}]; ok || by == 0 {
+	if _, ok := x.w.chk.logs[0].led.results[dedupeKey{m.id, by}]; ok || by == 0 {
 		x.check(rec) // what the log applied by now must be undone by now
 	}
 }
@@ -216,7 +216,7 @@ func (x *muxChecker) final() {
 // check looks for the grant a cleaned-up request made: it must have ended
 // by the time the clean-up answered.
 func (x *muxChecker) check(rec cleanupRec) {
-	led := x.w.chk.led
+	led := x.w.chk.logs[0].led
 	kr, ok := led.results[dedupeKey{rec.client, rec.seq}]
 	if !ok || kr.result.Err != nil {
 		return // not applied (yet, or ever), or refused: nothing to undo
@@ -240,7 +240,7 @@ func (x *muxChecker) check(rec cleanupRec) {
 			"yet its grant (token %d, index %d) still holds", rec.client, rec.seq, rec.key.kind, rec.key.name, rec.at.Seconds(), g.token, g.index)
 		return
 	}
-	if at, ok := x.w.chk.firstApplied(g.endIdx); ok && at > rec.at {
+	if at, ok := x.w.chk.firstApplied(0, g.endIdx); ok && at > rec.at {
 		x.w.chk.fail(Safety, "grant-outlived", "client %s's request seq %d on %s %q was told it failed and cleaned up at %.3fs, "+
 			"yet its grant (token %d, index %d) held until index %d (%s, applied at %.3fs)",
 			rec.client, rec.seq, rec.key.kind, rec.key.name, rec.at.Seconds(), g.token, g.index, g.endIdx, g.reason, at.Seconds())

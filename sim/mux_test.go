@@ -95,7 +95,7 @@ func TestScenarioMuxLeaseGuard(t *testing.T) {
 		script: []scripted{
 			at(0, func(w *world) {
 				for _, n := range w.nodes[1:] {
-					n.clk = clock{}
+					*n.clk = clock{}
 				}
 				w.muxes[0].only = []objKey{m0}
 				w.muxes[0].holdFor = 6 * time.Second

@@ -35,6 +35,7 @@ type message struct {
 	kind     msgKind
 	from, to int
 	fromInc  uint64 // the sender replica's incarnation (for snapshot reports)
+	shard    uint64 // the Raft group a replica's message is for or from
 	lost     bool   // drawn at send time, applied at delivery
 
 	raft *pb.Message

@@ -30,15 +30,19 @@ const (
 	proposalTimeout = time.Second
 )
 
-// node is one replica: real etcd raft, a disk, a core machine (maybe
-// wrapped in a planted bug), and the shared replica driver.
+// node is one replica of one shard: real etcd raft, a disk, a core
+// machine (maybe wrapped in a planted bug), and the shared replica driver.
+// A replica hosts one node per shard (Options.Shards), as a production
+// NodeHost runs one Raft group per shard: they share the replica's address
+// (its links and partitions), its clock, and its crashes, and nothing else.
 type node struct {
-	w   *world
-	id  int
-	up  bool
-	inc uint64 // bumped by every crash, so a dead incarnation's timers are skipped
-	clk clock
-	dsk disk
+	w     *world
+	id    int    // the replica: its address and its raft ID in every shard
+	shard uint64 // the Raft group
+	up    bool
+	inc   uint64 // bumped by every crash, so a dead incarnation's timers are skipped
+	clk   *clock // the replica's, shared by its shards
+	dsk   disk
 
 	ms      *raft.MemoryStorage
 	rn      *raft.RawNode
@@ -164,8 +168,20 @@ func (n *node) start() {
 	n.scheduleTick()
 }
 
+// word is the node in the trace hash: the replica, with the shard above it,
+// so that a one-shard run hashes as it did before shards.
+func (n *node) word() uint64 { return uint64(n.id) | n.shard<<32 }
+
+// String names the node in the trace: n2, or n2/s1 with several shards.
+func (n *node) String() string {
+	if n.w.opts.Shards > 1 {
+		return fmt.Sprintf("n%d/s%d", n.id, n.shard)
+	}
+	return fmt.Sprintf("n%d", n.id)
+}
+
 func (n *node) scheduleTick() {
-	n.w.schedule(&event{at: n.w.now + n.clk.every(raftTick), kind: evRaftTick, node: n.id, gen: n.inc})
+	n.w.schedule(&event{at: n.w.now + n.clk.every(raftTick), kind: evRaftTick, node: n.id, gen: n.inc, arg: int(n.shard)})
 }
 
 // crash loses everything volatile: raft's memory, the machine, the driver,
@@ -185,7 +201,7 @@ func (n *node) markDirty() {
 		return
 	}
 	n.processPending = true
-	n.w.schedule(&event{at: n.w.now + processDelay, kind: evProcess, node: n.id, gen: n.inc})
+	n.w.schedule(&event{at: n.w.now + processDelay, kind: evProcess, node: n.id, gen: n.inc, arg: int(n.shard)})
 }
 
 func (n *node) tick() {
@@ -237,7 +253,7 @@ func (n *node) process() {
 	if sync {
 		n.syncing = true
 		n.rd = rd
-		n.w.schedule(&event{at: n.w.now + n.w.diskLatency(), kind: evSynced, node: n.id, gen: n.inc})
+		n.w.schedule(&event{at: n.w.now + n.w.diskLatency(), kind: evSynced, node: n.id, gen: n.inc, arg: int(n.shard)})
 		return
 	}
 	n.finish(rd)
@@ -255,7 +271,7 @@ func (n *node) synced() {
 func (n *node) finish(rd raft.Ready) {
 	w := n.w
 	for _, m := range rd.Messages {
-		w.send(&message{kind: msgRaft, from: n.id, to: int(m.GetTo()), fromInc: n.inc, raft: m})
+		w.send(&message{kind: msgRaft, from: n.id, to: int(m.GetTo()), fromInc: n.inc, shard: n.shard, raft: m})
 	}
 	if !raft.IsEmptySnap(rd.Snapshot) {
 		n.restore(rd.Snapshot)
@@ -286,9 +302,9 @@ func (n *node) noteLeadership(ss *raft.SoftState) {
 	if isLeader != n.leader || term != n.term || ss.Lead != n.lead {
 		n.leader, n.term, n.lead = isLeader, term, ss.Lead
 		n.step(replica.LeadershipEvent(isLeader, term, ss.Lead))
-		n.w.tr.mix(0x1ead, uint64(n.id), boolWord(isLeader), term, ss.Lead)
+		n.w.tr.mix(0x1ead, n.word(), boolWord(isLeader), term, ss.Lead)
 		if isLeader {
-			n.w.tr.logf(n.w.now, "n%d leader term=%d", n.id, term)
+			n.w.tr.logf(n.w.now, "%s leader term=%d", n, term)
 			n.w.chk.leaderElected(n, term)
 		}
 	}
@@ -370,7 +386,7 @@ func (n *node) settleGated() {
 		switch {
 		case !n.leader || g.term != term:
 		case n.w.now-g.at >= proposalTimeout:
-			n.w.tr.logf(n.w.now, "n%d proposal %d unconfirmed for %v: refused", n.id, g.id, n.w.now-g.at)
+			n.w.tr.logf(n.w.now, "%s proposal %d unconfirmed for %v: refused", n, g.id, n.w.now-g.at)
 			n.step(replica.ProposalFailedEvent(g.id))
 		default:
 			kept = append(kept, g)
@@ -398,7 +414,7 @@ func (n *node) sendReply(r replica.Reply) {
 		delete(n.origins, r.Request)
 		delete(n.byOrigin, o)
 	}
-	n.w.send(&message{kind: msgReply, from: n.id, to: o.addr, attempt: o.attempt, payload: &payload{reply: r}})
+	n.w.send(&message{kind: msgReply, from: n.id, to: o.addr, attempt: o.attempt, shard: n.shard, payload: &payload{reply: r}})
 }
 
 func (n *node) apply(e *pb.Entry) {
@@ -413,7 +429,7 @@ func (n *node) apply(e *pb.Entry) {
 	}
 	p, err := core.DecodeProposal(e.GetData())
 	if err != nil {
-		panic(fmt.Sprintf("sim: n%d entry %d does not decode: %v", n.id, idx, err))
+		panic(fmt.Sprintf("sim: %s entry %d does not decode: %v", n, idx, err))
 	}
 	entry := core.Entry{Index: idx, Proposal: p}
 	out := n.sm.Apply(entry)
@@ -434,7 +450,7 @@ func (n *node) restore(s *pb.Snapshot) {
 	n.gated = n.gated[:0] // their entries, if any, were skipped
 	n.w.stats.snapInstalls++
 	n.w.chk.restored(n)
-	n.w.tr.logf(n.w.now, "n%d restored snapshot at %d", n.id, n.applied)
+	n.w.tr.logf(n.w.now, "%s restored snapshot at %d", n, n.applied)
 }
 
 // maybeSnapshot takes a snapshot every SnapshotEvery applied entries and
@@ -462,7 +478,7 @@ func (n *node) maybeSnapshot() {
 	// from such a disk).
 	n.dsk.sync()
 	n.dsk.saveSnapshot(snap, compactTo)
-	n.w.tr.mix(0x5a9, uint64(n.id), n.applied)
+	n.w.tr.mix(0x5a9, n.word(), n.applied)
 }
 
 // request hands a client's command to the driver.
@@ -494,7 +510,7 @@ func (n *node) cancel(m *message) {
 // caught up. With the stale-read bug, it answers from local state at once.
 func (n *node) read(m *message) {
 	if n.w.bug.staleOK {
-		n.w.send(&message{kind: msgReadReply, from: n.id, to: m.from, attempt: m.attempt, payload: &payload{readRes: n.serve(m.read)}})
+		n.w.send(&message{kind: msgReadReply, from: n.id, to: m.from, attempt: m.attempt, shard: n.shard, payload: &payload{readRes: n.serve(m.read)}})
 		return
 	}
 	if len(n.reads) >= maxReads {
@@ -516,7 +532,7 @@ func (n *node) serveReads() {
 			kept = append(kept, r)
 			continue
 		}
-		n.w.send(&message{kind: msgReadReply, from: n.id, to: r.from, attempt: r.attempt, payload: &payload{readRes: n.serve(r.req)}})
+		n.w.send(&message{kind: msgReadReply, from: n.id, to: r.from, attempt: r.attempt, shard: n.shard, payload: &payload{readRes: n.serve(r.req)}})
 	}
 	n.readWait = kept
 }

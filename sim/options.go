@@ -3,6 +3,7 @@ package sim
 import (
 	"flag"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -33,6 +34,16 @@ type Options struct {
 	// the driver's queue (runtime/shard.go uses 2). 1, 2 or 4; -1 takes
 	// Ready after every step (no gate); 0: drawn.
 	Gate int
+
+	// Shards is how many Raft groups every replica hosts, as
+	// consensus.shards makes a production node run (docs/runtime.md,
+	// Shards): names spread by core/shards, sessions mirrored in every
+	// shard, the clients routing through core/shards' fan-out. 0 means 1,
+	// the default: seeds keep the trace hashes they had before shards, and
+	// the golden corpus stays valid. ShardsDrawn draws 1..4 from the seed
+	// (-shards 0). A planted bug that needs shards (Bug.shards) sets its
+	// count when Shards is 0.
+	Shards int
 
 	Bug string // a planted bug by name, "" for none
 
@@ -119,7 +130,9 @@ func (o Options) resolve() (Options, error) {
 	// Drawn last, so that adding it left every earlier draw as it was: a
 	// seed that draws no gate runs exactly as it did before the gate.
 	gate := [...]int{GateNone, 1, 2, 4}[r.IntN(4)]
-	// Drawn after the gate for the same reason.
+	// Drawn after the gate for the same reason; used only with -shards 0.
+	shardCount := 1 + r.IntN(4)
+	// Drawn after the shard count for the same reason.
 	mux := MuxNone
 	if r.IntN(4) == 0 {
 		mux = 1 // one is enough to contend with itself: it has several sessions
@@ -151,8 +164,20 @@ func (o Options) resolve() (Options, error) {
 	if o.Gate == 0 {
 		o.Gate = gate
 	}
+	if b, ok := bugByName(o.Bug); ok && o.Shards == 0 && b.shards > 0 {
+		o.Shards = b.shards
+	}
+	switch o.Shards {
+	case 0:
+		o.Shards = 1
+	case ShardsDrawn:
+		o.Shards = shardCount
+	}
 	if o.Mux == 0 {
 		o.Mux = mux
+		if o.Shards > 1 {
+			o.Mux = MuxNone // the multiplexed client speaks to one shard (mux.go)
+		}
 	}
 	o.SnapshotEvery, o.MinDelay, o.DiskLatency = d.SnapshotEvery, d.MinDelay, d.DiskLatency
 	o.ClockSkew, o.DriftPPM, o.LivenessBound = d.ClockSkew, d.DriftPPM, d.LivenessBound
@@ -185,8 +210,12 @@ func (o Options) validate() error {
 		return fmt.Errorf("-max-delay must be at most 5s")
 	case o.Gate != GateNone && (o.Gate < 1 || o.Gate > 64):
 		return fmt.Errorf("-gate must be within 1..64, or -1 for none, got %d", o.Gate)
+	case o.Shards < 1 || o.Shards > MaxShards:
+		return fmt.Errorf("-shards must be within 1..%d, or 0 to draw 1..4 from the seed, got %d", MaxShards, o.Shards)
 	case o.Mux != MuxNone && (o.Mux < 1 || o.Mux > 4):
 		return fmt.Errorf("-mux must be within 1..4, or -1 for none, got %d", o.Mux)
+	case o.Mux != MuxNone && o.Shards > 1:
+		return fmt.Errorf("-mux needs one shard: the multiplexed client does not route across shards")
 	}
 	if o.Bug != "" {
 		if _, ok := bugByName(o.Bug); !ok {
@@ -203,6 +232,9 @@ func (o Options) Flags() string {
 	fmt.Fprintf(&b, " -crash-rate %g -partition-rate %g -clock-rate %g -pause-rate %g -loss %g -dup %g -max-delay %v",
 		o.CrashRate, o.PartitionRate, o.ClockRate, o.PauseRate, o.Loss, o.Dup, o.MaxDelay)
 	fmt.Fprintf(&b, " -gate %d", o.Gate)
+	if o.Shards > 1 {
+		fmt.Fprintf(&b, " -shards %d", o.Shards)
+	}
 	fmt.Fprintf(&b, " -mux %d", o.Mux)
 	if o.Bug != "" {
 		fmt.Fprintf(&b, " -bug %s", o.Bug)
@@ -215,11 +247,15 @@ func (o Options) Flags() string {
 
 // Banner describes the run, like the VOPR's: every drawn option.
 func (o Options) Banner() string {
-	return fmt.Sprintf("seed=%d replicas=%d clients=%d duration=%v liveness_bound=%v\n"+
+	shardsNote := ""
+	if o.Shards > 1 {
+		shardsNote = fmt.Sprintf(" shards=%d", o.Shards)
+	}
+	return fmt.Sprintf("seed=%d replicas=%d%s clients=%d duration=%v liveness_bound=%v\n"+
 		"  faults: crash=%.3g/s partition=%.3g/s clock=%.3g/s pause=%.3g/s loss=%.3g dup=%.3g delay=%v..%v\n"+
 		"  disk_latency=%v snapshot_every=%d clock_skew=±%v drift=±%dppm ttl=%v..%v gate=%s\n"+
 		"  workload: %v\n  bug: %s%s",
-		o.Seed, o.Replicas, o.Clients, o.Duration, o.LivenessBound,
+		o.Seed, o.Replicas, shardsNote, o.Clients, o.Duration, o.LivenessBound,
 		o.CrashRate, o.PartitionRate, o.ClockRate, o.PauseRate, o.Loss, o.Dup, o.MinDelay, o.MaxDelay,
 		o.DiskLatency, o.SnapshotEvery, o.ClockSkew, o.DriftPPM, o.TTLMin, o.TTLMax, gateString(o.Gate), o.Workload, orNone(o.Bug),
 		tolerating(o.Tolerate)) + muxBanner(o.Mux)
@@ -237,6 +273,13 @@ func muxBanner(n int) string {
 	}
 	return fmt.Sprintf("\n  multiplexed clients: %d", n)
 }
+
+// ShardsDrawn is the Shards value for "draw 1..4 from the seed" (-shards 0);
+// MaxShards bounds -shards.
+const (
+	ShardsDrawn = -1
+	MaxShards   = 8
+)
 
 func gateString(g int) string {
 	if g == GateNone {
@@ -268,9 +311,34 @@ func RegisterFlags(fs *flag.FlagSet, o *Options) {
 	fs.Float64Var(&o.Dup, "dup", o.Dup, "message duplication probability (default: drawn)")
 	fs.DurationVar(&o.MaxDelay, "max-delay", o.MaxDelay, "message delay upper bound (default: drawn, 2ms..60ms)")
 	fs.IntVar(&o.Gate, "gate", o.Gate, "unconfirmed proposals per replica before it stops taking the driver's Ready, like the runtime's group commit: 1..64, -1 none (default: drawn from none, 1, 2, 4)")
+	fs.Var(shardsFlag{o}, "shards", "Raft groups per replica, 1..8; 0 draws 1..4 from the seed (default 1)")
 	fs.StringVar(&o.Bug, "bug", o.Bug, "plant a bug by name; 'list' names them")
 	fs.IntVar(&o.Mux, "mux", o.Mux, "multiplexed clients (one client id, several sessions, many callers): 1..4, -1 none (default: drawn, none in most seeds)")
 	fs.StringVar(&o.Tolerate, "tolerate", o.Tolerate, "checks (comma-separated) reported as warnings, not failures")
+}
+
+// shardsFlag is -shards: 0 on the command line means ShardsDrawn, and
+// String gives the flag back as written, so that a sweep passes it on to
+// each seed's process.
+type shardsFlag struct{ o *Options }
+
+func (f shardsFlag) String() string {
+	if f.o == nil || f.o.Shards == ShardsDrawn {
+		return "0"
+	}
+	return strconv.Itoa(f.o.Shards)
+}
+
+func (f shardsFlag) Set(v string) error {
+	k, err := strconv.Atoi(v)
+	if err != nil {
+		return err
+	}
+	if k == 0 {
+		k = ShardsDrawn
+	}
+	f.o.Shards = k
+	return nil
 }
 
 // ParseFlags reads options from replay flags such as Flags prints.

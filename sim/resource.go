@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/lockstepd/lockstep/core"
+	"github.com/lockstepd/lockstep/core/shards"
 )
 
 // fenceWrite is a write a lock holder sends to the fenced resource.
@@ -25,7 +26,7 @@ type resource struct {
 	maxSeen  map[objKey]core.FencingToken
 	jobs     map[uint64]*fenceJob // by read attempt
 	open     int
-	guess    int
+	guesses  []int // by shard
 	attempts uint64
 	accepted int
 	rejected int
@@ -42,8 +43,11 @@ type fenceJob struct {
 }
 
 func newResource(w *world) *resource {
-	return &resource{w: w, addr: w.addrResource(), maxSeen: map[objKey]core.FencingToken{},
-		jobs: map[uint64]*fenceJob{}, guess: 1}
+	r := &resource{w: w, addr: w.addrResource(), maxSeen: map[objKey]core.FencingToken{}, jobs: map[uint64]*fenceJob{}}
+	for range w.opts.Shards {
+		r.guesses = append(r.guesses, 1)
+	}
+	return r
 }
 
 func (r *resource) busy() string {
@@ -84,7 +88,8 @@ func (r *resource) ask(j *fenceJob) {
 	j.last = a
 	r.jobs[a] = j
 	q := readRequest{fence: true, kind: j.write.key.kind, name: j.write.key.name, token: j.write.token}
-	r.w.send(&message{kind: msgRead, from: r.addr, to: r.guess, attempt: a, payload: &payload{read: q}})
+	shard := shards.Of(q.name, r.w.opts.Shards) // a token is checked in its name's shard
+	r.w.send(&message{kind: msgRead, from: r.addr, to: r.guesses[shard], attempt: a, shard: shard, payload: &payload{read: q}})
 	r.w.schedule(&event{at: r.w.now + 400*time.Millisecond + 4*r.w.opts.MaxDelay, kind: evResource, gen: a})
 }
 
@@ -95,7 +100,8 @@ func (r *resource) timer(a uint64) {
 }
 
 func (r *resource) retry(j *fenceJob) {
-	r.guess = r.guess%r.w.opts.Replicas + 1
+	shard := shards.Of(j.write.key.name, r.w.opts.Shards)
+	r.guesses[shard] = r.guesses[shard]%r.w.opts.Replicas + 1
 	r.ask(j)
 }
 

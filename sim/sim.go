@@ -95,7 +95,8 @@ type world struct {
 	tr  *trace
 
 	net       *network
-	nodes     []*node // 1-based
+	nodes     []*node   // shard 0's nodes, 1-based: the replicas as faults and scenarios see them
+	groups    [][]*node // by shard, then replica (1-based); groups[0] is nodes
 	clients   []*client
 	res       *resource
 	chk       *checker
@@ -181,21 +182,30 @@ func newWorld(o Options, cfg RunConfig) *world {
 		voters[i] = uint64(i + 1)
 	}
 	w.confState = &pb.ConfState{Voters: voters}
-	w.nodes = make([]*node, o.Replicas+1)
-	for i := 1; i <= o.Replicas; i++ {
-		r := stream(o.Seed, fmt.Sprintf("clock-%d", i))
-		n := &node{w: w, id: i}
-		if o.ClockSkew > 0 {
-			n.clk.offset = time.Duration(r.Int64N(2*int64(o.ClockSkew)+1)) - o.ClockSkew
-		}
-		if o.DriftPPM > 0 {
-			n.clk.driftPPM = r.Int64N(2*o.DriftPPM+1) - o.DriftPPM
-		}
-		n.bootstrap(voters)
-		w.nodes[i] = n
+	w.groups = make([][]*node, o.Shards)
+	for s := range w.groups {
+		w.groups[s] = make([]*node, o.Replicas+1)
 	}
 	for i := 1; i <= o.Replicas; i++ {
-		w.nodes[i].start()
+		r := stream(o.Seed, fmt.Sprintf("clock-%d", i))
+		clk := &clock{}
+		if o.ClockSkew > 0 {
+			clk.offset = time.Duration(r.Int64N(2*int64(o.ClockSkew)+1)) - o.ClockSkew
+		}
+		if o.DriftPPM > 0 {
+			clk.driftPPM = r.Int64N(2*o.DriftPPM+1) - o.DriftPPM
+		}
+		for s := range w.groups {
+			n := &node{w: w, id: i, shard: uint64(s), clk: clk}
+			n.bootstrap(voters)
+			w.groups[s][i] = n
+		}
+	}
+	w.nodes = w.groups[0]
+	for i := 1; i <= o.Replicas; i++ {
+		for _, g := range w.groups {
+			g[i].start()
+		}
 	}
 	w.res = newResource(w)
 	for i := 0; i < o.Clients; i++ {
@@ -249,7 +259,7 @@ func (w *world) dispatch(e *event) {
 	case evDeliver:
 		w.deliver(e.msg)
 	case evRaftTick, evProcess, evSynced:
-		n := w.nodes[e.node]
+		n := w.groups[e.arg][e.node]
 		if !n.up || n.inc != e.gen {
 			return
 		}
@@ -262,10 +272,12 @@ func (w *world) dispatch(e *event) {
 			n.synced()
 		}
 	case evRestart:
-		n := w.nodes[e.node]
-		if !n.up && n.inc == e.gen {
-			w.tr.logf(w.now, "n%d restarts", n.id)
-			n.start()
+		// A replica restarts with all its shards (they crashed together).
+		for _, g := range w.groups {
+			if n := g[e.node]; !n.up && n.inc == e.gen {
+				w.tr.logf(w.now, "%s restarts", n)
+				n.start()
+			}
 		}
 	case evClient:
 		w.clients[e.node].timer(e.arg, e.gen)
@@ -286,11 +298,14 @@ func (w *world) dispatch(e *event) {
 // is cut, or the recipient is down.
 func (w *world) deliver(m *message) {
 	toNode := m.to >= 1 && m.to <= w.opts.Replicas
-	dropped := m.lost || w.net.blocked(m.from, m.to) || (toNode && !w.nodes[m.to].up)
+	dropped := m.lost || w.net.blocked(m.from, m.to) || (toNode && !w.groups[m.shard][m.to].up)
 	if m.raft != nil {
 		w.tr.mix(uint64(m.raft.GetType()), m.raft.GetTerm(), m.raft.GetIndex(), m.raft.GetCommit(), uint64(len(m.raft.GetEntries())), boolWord(dropped))
 	} else {
 		w.tr.mix(uint64(m.kind), uint64(m.from), uint64(m.to), m.attempt, boolWord(dropped))
+	}
+	if m.shard != 0 {
+		w.tr.mix(0x5ba2d, m.shard) // only then: a one-shard run hashes as before shards
 	}
 	if m.raft != nil && m.raft.GetType() == pb.MessageType_MsgSnap {
 		w.reportSnapshot(m, dropped)
@@ -301,7 +316,7 @@ func (w *world) deliver(m *message) {
 	}
 	switch {
 	case toNode:
-		n := w.nodes[m.to]
+		n := w.groups[m.shard][m.to]
 		switch m.kind {
 		case msgRaft:
 			_ = n.rn.Step(m.raft)
@@ -325,7 +340,7 @@ func (w *world) deliver(m *message) {
 // reportSnapshot tells the leader whether its snapshot arrived, as a
 // transport would, so that raft retries a lost one.
 func (w *world) reportSnapshot(m *message, dropped bool) {
-	from := w.nodes[m.from]
+	from := w.groups[m.shard][m.from]
 	if !from.up || from.inc != m.fromInc {
 		return
 	}
@@ -348,9 +363,11 @@ func (w *world) startLiveness() {
 	w.faults.stop()
 	w.net.heal()
 	w.net.quiet = true
-	for _, n := range w.nodes[1:] {
-		if !n.up {
-			n.start()
+	for _, g := range w.groups {
+		for _, n := range g[1:] {
+			if !n.up {
+				n.start()
+			}
 		}
 	}
 	for _, c := range w.clients {
@@ -366,29 +383,10 @@ func (w *world) livenessMet() bool {
 }
 
 func (w *world) unsettled() string {
-	var lead uint64
-	for _, n := range w.nodes[1:] {
-		if !n.up {
-			return fmt.Sprintf("replica %d is down", n.id)
+	for _, g := range w.groups {
+		if s := unsettledGroup(g); s != "" {
+			return s
 		}
-		if n.leader {
-			lead = uint64(n.id)
-		}
-	}
-	if lead == 0 {
-		return "no leader"
-	}
-	applied := w.nodes[1].applied
-	for _, n := range w.nodes[1:] {
-		if n.lead != lead {
-			return fmt.Sprintf("replica %d follows %d, not the leader %d", n.id, n.lead, lead)
-		}
-		if n.applied != applied {
-			return fmt.Sprintf("replica %d applied %d, replica 1 applied %d", n.id, n.applied, applied)
-		}
-	}
-	if n := w.nodes[lead]; n.rn.BasicStatus().GetCommit() != applied {
-		return fmt.Sprintf("the leader committed %d but replicas applied %d", n.rn.BasicStatus().GetCommit(), applied)
 	}
 	for _, c := range w.clients {
 		if s := c.busy(); s != "" {
@@ -400,6 +398,38 @@ func (w *world) unsettled() string {
 	}
 	if s := w.muxBusy(); s != "" {
 		return "multiplexed client " + s
+	}
+	return ""
+}
+
+// unsettledGroup says what keeps one shard's group from settling.
+func unsettledGroup(nodes []*node) string {
+	var lead uint64
+	for _, n := range nodes[1:] {
+		if !n.up {
+			return fmt.Sprintf("replica %s is down", n)
+		}
+		if n.leader {
+			lead = uint64(n.id)
+		}
+	}
+	if lead == 0 {
+		if nodes[1].w.opts.Shards > 1 {
+			return fmt.Sprintf("no leader in shard %d", nodes[1].shard)
+		}
+		return "no leader"
+	}
+	applied := nodes[1].applied
+	for _, n := range nodes[1:] {
+		if n.lead != lead {
+			return fmt.Sprintf("replica %s follows %d, not the leader %d", n, n.lead, lead)
+		}
+		if n.applied != applied {
+			return fmt.Sprintf("replica %s applied %d, replica 1 applied %d", n, n.applied, applied)
+		}
+	}
+	if n := nodes[lead]; n.rn.BasicStatus().GetCommit() != applied {
+		return fmt.Sprintf("the leader %s committed %d but replicas applied %d", n, n.rn.BasicStatus().GetCommit(), applied)
 	}
 	return ""
 }
@@ -421,7 +451,7 @@ func (w *world) result() Result {
 		Linearizable:   w.hist.verdict,
 		FenceAccepted:  w.res.accepted,
 		FenceRejected:  w.res.rejected,
-		Expiries:       w.chk.led.expiries,
+		Expiries:       w.chk.expiries(),
 		Options:        w.opts,
 		Flags:          w.opts.Flags(),
 		TraceLines:     w.tr.lines,
@@ -474,8 +504,19 @@ func (w *world) finalChecks() {
 }
 
 func (w *world) checkConverged() {
+	for s, g := range w.groups {
+		w.checkGroupConverged(g, w.chk.logs[s].led)
+		if w.chk.stop {
+			return
+		}
+	}
+}
+
+// checkGroupConverged checks one shard's settled group against its ledger.
+// Names of other shards have no holders in it, and none in its ledger.
+func (w *world) checkGroupConverged(nodes []*node, led *ledger) {
 	var ref *node
-	for _, n := range w.nodes[1:] {
+	for _, n := range nodes[1:] {
 		if !n.up {
 			continue
 		}
@@ -484,16 +525,16 @@ func (w *world) checkConverged() {
 			continue
 		}
 		if n.applied == ref.applied && n.sm.Hash() != ref.sm.Hash() {
-			w.chk.fail(Safety, "state-hash", "replicas %d and %d differ at index %d after settling", ref.id, n.id, n.applied)
+			w.chk.fail(Safety, "state-hash", "replicas %s and %s differ at index %d after settling", ref, n, n.applied)
 			return
 		}
 	}
-	if ref == nil || ref.applied != w.chk.led.lastIndex {
+	if ref == nil || ref.applied != led.lastIndex {
 		return
 	}
 	// Every grant the ledger has live is held in the machine, and nothing else.
 	byKey := map[objKey][]*grantRec{}
-	for _, g := range w.chk.led.sortedLive() {
+	for _, g := range led.sortedLive() {
 		byKey[g.key] = append(byKey[g.key], g)
 	}
 	for _, k := range w.names.all() {

@@ -14,12 +14,15 @@ import (
 // first 40 seeds (`lockstep-sim -bug NAME -seeds 1-40` exits non-zero).
 func TestPlantedBugsAreCaught(t *testing.T) {
 	want := map[string][]string{
-		"acquired-on-refuse":        {"grant-ledger", "exclusion", "linearizability", "acked-grant"},
-		"skip-entry":                {"output-agreement", "state-hash", "log-agreement"},
-		"no-session-extension":      {"session-lease", "leader-change-expiry"},
-		"no-clock-cap":              {"clock-step"},
-		"stale-read":                {"fence", "linearizability"},
-		"mute-leader":               {"liveness"},
+		"acquired-on-refuse":   {"grant-ledger", "exclusion", "linearizability", "acked-grant"},
+		"skip-entry":           {"output-agreement", "state-hash", "log-agreement"},
+		"no-session-extension": {"session-lease", "leader-change-expiry"},
+		"no-clock-cap":         {"clock-step"},
+		"stale-read":           {"fence", "linearizability"},
+		"mute-leader":          {"liveness"},
+		"close-first-success":  {"close-everywhere"},
+
+		// the multiplexed client's (mux.go)
 		"shared-keepalive-id":       {"kept-alive-expired", "done-before-regrant"},
 		"no-lowest-pending":         {"mux-forgotten"},
 		"read-then-release-cleanup": {"grant-outlived"},

@@ -37,8 +37,7 @@ func (w *world) crashFor(id int, down time.Duration) {
 		return
 	}
 	w.tr.logf(w.now, "SCRIPT crash n%d for %v", id, down)
-	n.crash()
-	w.schedule(&event{at: w.now + down, kind: evRestart, node: id, gen: n.inc})
+	w.crashReplica(id, down)
 }
 
 func at(t time.Duration, do func(w *world)) scripted { return scripted{at: t, do: do} }

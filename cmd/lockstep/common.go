@@ -9,6 +9,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"reflect"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -134,7 +136,79 @@ func (c *common) session(ctx context.Context, cl *client.Client, ttl time.Durati
 func (c *common) json(v any) {
 	enc := json.NewEncoder(c.stdout)
 	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
+	_ = enc.Encode(jsonSafe(reflect.ValueOf(v)))
+}
+
+// jsonSafe rebuilds v for encoding with every 64-bit integer (fencing
+// tokens, session ids, times in ms) as a decimal string, as the REST API
+// writes them: JavaScript and jq read JSON numbers as doubles and would lose
+// the low digits of a token above 2^53. Durations and values with their
+// own JSON form (times) stay as they are.
+func jsonSafe(v reflect.Value) any {
+	if !v.IsValid() {
+		return nil
+	}
+	if v.Type() == reflect.TypeFor[time.Duration]() {
+		return v.Interface()
+	}
+	if v.CanInterface() {
+		if _, ok := v.Interface().(json.Marshaler); ok {
+			return v.Interface()
+		}
+	}
+	switch v.Kind() {
+	case reflect.Int64:
+		return strconv.FormatInt(v.Int(), 10)
+	case reflect.Uint64:
+		return strconv.FormatUint(v.Uint(), 10)
+	case reflect.Pointer, reflect.Interface:
+		if v.IsNil() {
+			return nil
+		}
+		return jsonSafe(v.Elem())
+	case reflect.Slice, reflect.Array:
+		if v.Kind() == reflect.Slice && v.IsNil() {
+			return nil
+		}
+		if v.Type().Elem().Kind() == reflect.Uint8 {
+			return v.Interface() // bytes: base64, as encoding/json writes them
+		}
+		out := make([]any, v.Len())
+		for i := range out {
+			out[i] = jsonSafe(v.Index(i))
+		}
+		return out
+	case reflect.Map:
+		if v.IsNil() {
+			return nil
+		}
+		out := make(map[string]any, v.Len())
+		for it := v.MapRange(); it.Next(); {
+			out[fmt.Sprint(it.Key().Interface())] = jsonSafe(it.Value())
+		}
+		return out
+	case reflect.Struct:
+		out := make(map[string]any, v.NumField())
+		for i := range v.NumField() {
+			f := v.Type().Field(i)
+			if !f.IsExported() {
+				continue
+			}
+			name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if name == "-" {
+				continue
+			}
+			if name == "" {
+				name = f.Name
+			}
+			if strings.Contains(opts, "omitempty") && v.Field(i).IsZero() {
+				continue
+			}
+			out[name] = jsonSafe(v.Field(i))
+		}
+		return out
+	}
+	return v.Interface()
 }
 
 // interrupted returns a context cancelled by SIGINT or SIGTERM.

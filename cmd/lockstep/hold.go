@@ -117,17 +117,19 @@ func (h *holdFlags) holders(cl *client.Client, kind client.Kind, name string) st
 // command gets SIGTERM, then SIGKILL after the grace period, and the answer
 // is exitSessionLost.
 func (h *holdFlags) runCommand(s *client.Session, name string, token uint64, argv []string) int {
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, h.stdout, h.stderr
-	cmd.Env = append(os.Environ(),
-		"LOCKSTEP_FENCING_TOKEN="+strconv.FormatUint(token, 10),
-		"LOCKSTEP_LOCK_NAME="+name,
-		"LOCKSTEP_SESSION_ID="+strconv.FormatUint(s.ID(), 10))
-	ownProcessGroup(cmd)
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
-	if err := cmd.Start(); err != nil {
+	// Under a guard (guard_linux.go), the command and its children die
+	// with this process, even by kill -9.
+	cmd, err := guardedCommand(argv, func(cmd *exec.Cmd) {
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, h.stdout, h.stderr
+		cmd.Env = append(os.Environ(),
+			"LOCKSTEP_FENCING_TOKEN="+strconv.FormatUint(token, 10),
+			"LOCKSTEP_LOCK_NAME="+name,
+			"LOCKSTEP_SESSION_ID="+strconv.FormatUint(s.ID(), 10))
+	})
+	if err != nil {
 		fmt.Fprintf(h.stderr, "%s: cannot start %q: %v; check the command and PATH.\n", h.fs.Name(), argv[0], err)
 		return 127
 	}
@@ -174,8 +176,14 @@ Usage: lockstep lock NAME [flags] -- COMMAND [ARGS...]
 
 Takes the mutex NAME, runs COMMAND while holding it, releases it when the
 command exits, and exits with the command's exit code. The command sees
-LOCKSTEP_FENCING_TOKEN and LOCKSTEP_LOCK_NAME: pass the token to whatever it
-writes, so a stale holder's writes can be refused (see docs/client.md).
+LOCKSTEP_FENCING_TOKEN, LOCKSTEP_LOCK_NAME and LOCKSTEP_SESSION_ID: pass the
+token to whatever it writes, so a stale holder's writes can be refused (see
+docs/client.md).
+
+The command never outlives lockstep: on Linux it runs under a guard that
+kills its whole process group when lockstep dies, even by kill -9. Other
+systems have no such signal; there a killed lockstep leaves the command
+running while its session expires.
 
 If the session is lost while the command runs (this machine could not renew
 it within --ttl), the command gets SIGTERM, then SIGKILL after --grace, and
@@ -213,7 +221,8 @@ Usage: lockstep sem NAME --limit N [--permits K] [flags] -- COMMAND [ARGS...]
 Takes K of the N permits of the semaphore NAME, runs COMMAND, gives them
 back when it exits. At most N permits are out at once across every machine:
 use it to cap concurrency. The first acquirer fixes the limit; every later
-one must give the same --limit.
+one must give the same --limit. As with lock, the command never outlives
+lockstep on Linux (see lockstep lock -h).
 
 Examples:
   lockstep sem gpu --limit 4 -- ./train.sh            # at most 4 at once
@@ -254,7 +263,8 @@ Usage: lockstep rwlock NAME --read|--write [flags] -- COMMAND [ARGS...]
 
 Takes the read-write lock NAME for reading (shared with other readers) or
 writing (alone), runs COMMAND, releases it when the command exits. A queued
-writer makes later readers wait, so writers are never starved.
+writer makes later readers wait, so writers are never starved. As with
+lock, the command never outlives lockstep on Linux (see lockstep lock -h).
 
 Examples:
   lockstep rwlock config --read -- ./render.sh

@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/lockstepd/lockstep/client"
 )
@@ -267,9 +270,15 @@ func printStatus(w io.Writer, st *client.Status) {
 	}
 }
 
+// orDash prints a label from the server: "-" for none, and quoted (Go
+// escapes) when it holds a character a terminal would act on, which labels
+// stored before the server refused them may.
 func orDash(s string) string {
 	if s == "" {
 		return "-"
+	}
+	if strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 || !utf8.ValidString(s) {
+		return strconv.Quote(s)
 	}
 	return s
 }

@@ -34,6 +34,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		return serve(args[1:], stdout, stderr)
+	case guardCommand:
+		return guard(args[1:], stderr)
 	case "help", "-h", "-help", "--help":
 		if len(args) > 1 {
 			if cmd, ok := clientCommands[args[1]]; ok {

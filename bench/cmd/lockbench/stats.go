@@ -37,7 +37,7 @@ func scrape(metricsAddr string) map[string]float64 {
 		}
 		switch name {
 		case "consensus_commit_latency_seconds_sum", "consensus_commit_latency_seconds_count",
-			"raft_entries_applied_total", "commands_applied_total", "process_cpu_seconds_total",
+			"lockstep_raft_entries_applied_total", "lockstep_commands_applied_total", "process_cpu_seconds_total",
 			"apply_latency_seconds_sum", "apply_latency_seconds_count":
 		default:
 			continue
@@ -119,8 +119,8 @@ func (b *bench) describe(a, z snap, ops int64) string {
 	d := func(k string) float64 { return z.leader[k] - a.leader[k] }
 	secs := z.at.Sub(a.at).Seconds()
 	var parts []string
-	if e := d("raft_entries_applied_total"); e > 0 {
-		parts = append(parts, fmt.Sprintf("%.1f cmds/entry, %.0f entries/s", d("commands_applied_total")/e, e/secs))
+	if e := d("lockstep_raft_entries_applied_total"); e > 0 {
+		parts = append(parts, fmt.Sprintf("%.1f cmds/entry, %.0f entries/s", d("lockstep_commands_applied_total")/e, e/secs))
 	}
 	if n := d("consensus_commit_latency_seconds_count"); n > 0 {
 		parts = append(parts, fmt.Sprintf("commit %.2f ms", 1000*d("consensus_commit_latency_seconds_sum")/n))

@@ -1,0 +1,237 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"connectrpc.com/connect"
+
+	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
+)
+
+// What a cancelled or failed acquire guarantees (docs/client.md, "Cancelled
+// calls"): the call returns by the caller's deadline, and nothing it may
+// have caused on the servers outlives it. The request is withdrawn in the
+// background by its own dedupe identity (SessionService.Abandon), which
+// settles it whether it is still on its way, queued, or already granted.
+// Until that answers, the request's seq stays pending (so the servers keep
+// the tombstone that stops a late copy of it) and the session's local gate
+// of the name stays taken (so no other holder on the session is answered
+// the grant being withdrawn).
+
+// abandonBound caps the background clean-up of one call. It also ends when
+// the session does (which releases everything anyway).
+const abandonBound = time.Minute
+
+// maxRestarts bounds how often one acquire starts over after its request
+// was cancelled behind its back (see acquire).
+const maxRestarts = 16
+
+// acquireSpec is one acquire-like call: a mutex, semaphore or RW lock
+// acquire, a campaign, a barrier wait.
+type acquireSpec struct {
+	op     string
+	kind   pb.Kind
+	name   string
+	waitMs int64 // 0: try once; -1: until granted; > 0: at most that long
+	gated  bool  // takes the session's local gate of (kind, name)
+	// send makes one attempt of the request with id against e.
+	send func(ctx context.Context, e *endpoint, id reqID, waitMs int64) (grant, error)
+}
+
+// grant is what a wait for a hold came to.
+type grant struct {
+	token    uint64
+	outcome  pb.Outcome
+	reason   pb.Reason
+	waiterID uint64
+}
+
+// acquire runs an acquire-like call to its end. On success it answers the
+// token (a barrier's generation) and the gate pass the caller keeps while
+// it holds; on failure it has released the gate, or handed it to the
+// background clean-up.
+func (s *Session) acquire(ctx context.Context, sp acquireSpec) (uint64, *gateHold, error) {
+	what := fmt.Sprintf("%s %q", sp.op, sp.name)
+	if err := s.lostErrFor(what); err != nil {
+		return 0, nil, err
+	}
+	waitMs := sp.waitMs
+	var deadline time.Time
+	if waitMs > 0 {
+		deadline = time.Now().Add(time.Duration(waitMs) * time.Millisecond)
+	}
+	var gh *gateHold
+	if sp.gated {
+		gctx := ctx
+		if waitMs > 0 {
+			var cancel context.CancelFunc
+			gctx, cancel = context.WithDeadline(ctx, deadline)
+			defer cancel()
+		}
+		var err error
+		if gh, err = s.enter(gctx, sp.op, sp.kind, sp.name, waitMs != 0); err != nil {
+			if waitMs > 0 && ctx.Err() == nil && gctx.Err() != nil {
+				return 0, nil, fmt.Errorf("%s: %w (another holder on this session)", what, ErrTimeout)
+			}
+			return 0, nil, err
+		}
+		if waitMs > 0 {
+			// The gate took part of the wait; the servers get the rest.
+			waitMs = max(time.Until(deadline).Milliseconds(), 1)
+		}
+	}
+	// A blocked call ends when the session is lost, not only when ctx does.
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		select {
+		case <-s.done.ch:
+			stop()
+		case <-wctx.Done():
+		}
+	}()
+	mode := unary
+	if waitMs != 0 {
+		mode = blocking
+	}
+	for restarts := 0; ; restarts++ {
+		if restarts > 0 && waitMs > 0 {
+			// A restart waits only for what is left of the bound.
+			waitMs = max(time.Until(deadline).Milliseconds(), 1)
+		}
+		id, err := s.c.inflight.begin(wctx)
+		if err != nil {
+			gh.release()
+			return 0, nil, s.endErr(ctx, what, err)
+		}
+		g, err := s.sendUntilDecided(wctx, mode, sp, id, waitMs)
+		if err != nil {
+			switch {
+			case s.Err() != nil, connect.CodeOf(err) == connect.CodeNotFound:
+				// The session is gone (or the client stopped renewing
+				// it, and Close will tell the servers): it holds nothing.
+				id.finish()
+				gh.release()
+				return 0, nil, s.endErr(ctx, what, err)
+			case connect.CodeOf(err) == connect.CodeInvalidArgument:
+				// Refused as malformed: no copy of it can be applied.
+				id.finish()
+				gh.release()
+				return 0, nil, apiErr(what, err)
+			}
+			// Cancelled, timed out, or failed with its fate unknown: it
+			// may still be on its way, queued, or granted.
+			s.abandonLater(sp, id, gh)
+			return 0, nil, s.endErr(ctx, what, err)
+		}
+		id.finish()
+		switch g.outcome {
+		case pb.Outcome_OUTCOME_GRANTED, pb.Outcome_OUTCOME_RELEASED:
+			return g.token, gh, nil
+		}
+		if g.reason == pb.Reason_REASON_CANCELLED && ctx.Err() == nil && s.Err() == nil && restarts < maxRestarts {
+			// Nobody here cancelled it: an attempt this call gave up on
+			// (a node that stopped answering) was withdrawn by that node
+			// when it resumed, after the resent attempt had rejoined the
+			// same wait. The request is settled (not granted); ask again.
+			continue
+		}
+		gh.release()
+		if g.reason == pb.Reason_REASON_CANCELLED && ctx.Err() != nil {
+			return 0, nil, fmt.Errorf("%s: %w", what, ctx.Err())
+		}
+		return 0, nil, s.refusal(what, g.reason)
+	}
+}
+
+// sendUntilDecided sends the request with id until the servers decide it.
+// A QUEUED answer (the server returned before deciding, for example on
+// shutdown) is sent again with the same id, which waits again in the same
+// place.
+func (s *Session) sendUntilDecided(ctx context.Context, mode callMode, sp acquireSpec, id reqID, waitMs int64) (grant, error) {
+	for {
+		var g grant
+		_, err := call(ctx, s.c, mode, func(ctx context.Context, e *endpoint) (*connect.Response[struct{}], error) {
+			var err error
+			if g, err = sp.send(ctx, e, id, waitMs); err != nil {
+				return nil, err
+			}
+			return connect.NewResponse(&struct{}{}), nil
+		})
+		if err != nil {
+			return grant{}, err
+		}
+		if g.outcome != pb.Outcome_OUTCOME_QUEUED {
+			return g, nil
+		}
+		t := time.NewTimer(s.c.opts.backoffMin)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return grant{}, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// endErr is the error a call that did not get its grant returns: the
+// session's loss, the caller's ctx, or what the servers said.
+func (s *Session) endErr(ctx context.Context, what string, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%s: %w", what, ctx.Err())
+	}
+	if lost := s.lostErrFor(what); lost != nil {
+		return lost
+	}
+	if connect.CodeOf(err) == connect.CodeDeadlineExceeded {
+		// The caller's deadline travels with the request; the server may
+		// end the wait a moment before ctx itself says so.
+		return fmt.Errorf("%s: %w", what, context.DeadlineExceeded)
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return apiErr(what, err)
+}
+
+// abandonLater withdraws the request id in the background (see the top of
+// this file), then lets the gate go and the seq finish.
+func (s *Session) abandonLater(sp acquireSpec, id reqID, gh *gateHold) {
+	go func() {
+		defer gh.release()
+		defer id.finish()
+		ctx, cancel := context.WithTimeout(context.Background(), abandonBound)
+		defer cancel()
+		go func() {
+			select {
+			case <-s.done.ch:
+				cancel() // the session's end releases everything it has
+			case <-ctx.Done():
+			}
+		}()
+		aid := s.c.inflight.follow(id)
+		defer aid.finish()
+		pause := s.c.opts.backoffMin
+		for ctx.Err() == nil {
+			_, err := do(ctx, s.c, func(ctx context.Context, e *endpoint) (*connect.Response[pb.AbandonResponse], error) {
+				return e.sessions.Abandon(ctx, connect.NewRequest(&pb.AbandonRequest{ClientId: id.ClientID(), RequestSeq: aid.seq,
+					LowestPendingSeq: aid.Low(), SessionId: s.id, Kind: sp.kind, Name: sp.name, AbandonSeq: id.seq}))
+			})
+			switch code := connect.CodeOf(err); {
+			case err == nil, code == connect.CodeNotFound:
+				return // settled, or the session is gone with everything it had
+			case errors.Is(err, ErrUnavailable), retryable(err), ctx.Err() != nil,
+				code == connect.CodeDeadlineExceeded, code == connect.CodeResourceExhausted:
+				// Not answered yet, or a limit to wait out: again.
+			default:
+				return // refused as given: retrying would not change it
+			}
+			if s.c.backoff(ctx, &pause) != nil {
+				return
+			}
+		}
+	}()
+}

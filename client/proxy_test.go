@@ -1,0 +1,174 @@
+package client_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// faultProxy stands between a client and the test's server and plays the
+// faults the client must survive: a node that stops answering (stuck: as
+// under SIGSTOP, nothing is forwarded or delivered any more, and the
+// server never learns that callers went away), keepalives that never
+// arrive, and one request held back and delivered late.
+type faultProxy struct {
+	t      *testing.T
+	target string
+	srv    *httptest.Server
+	closed chan struct{}
+	up     *http.Client
+
+	stuck          atomic.Bool
+	dropKeepalives atomic.Bool
+	holding        atomic.Int32 // requests held back now
+
+	mu      sync.Mutex
+	orphans []context.CancelFunc                // upstream requests whose callers left while stuck
+	hold    func(path string, body []byte) bool // requests to hold back, until release
+	held    chan struct{}                       // closed by release
+	seen    []string                            // paths forwarded, in order
+}
+
+func newFaultProxy(t *testing.T, target string) *faultProxy {
+	t.Helper()
+	p := &faultProxy{t: t, target: target, closed: make(chan struct{}), held: make(chan struct{}),
+		up: &http.Client{Transport: &http.Transport{}}}
+	p.srv = httptest.NewServer(http.HandlerFunc(p.serve))
+	t.Cleanup(func() {
+		close(p.closed)
+		p.srv.CloseClientConnections()
+		p.srv.Close()
+	})
+	return p
+}
+
+func (p *faultProxy) URL() string { return p.srv.URL }
+
+// holdBack holds every request that match selects until release.
+func (p *faultProxy) holdBack(match func(path string, body []byte) bool) {
+	p.mu.Lock()
+	p.hold = match
+	p.mu.Unlock()
+}
+
+// release delivers the held requests, now, with no caller waiting for them.
+func (p *faultProxy) release() { close(p.held) }
+
+// saw says whether a request to a path ending in suffix was forwarded.
+func (p *faultProxy) saw(suffix string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range p.seen {
+		if strings.HasSuffix(s, suffix) {
+			return true
+		}
+	}
+	return false
+}
+
+// resume ends stuck, and the server learns now that the callers who left
+// meanwhile are gone, as a node resumed after SIGCONT does.
+func (p *faultProxy) resume() {
+	p.stuck.Store(false)
+	p.mu.Lock()
+	orphans := p.orphans
+	p.orphans = nil
+	p.mu.Unlock()
+	for _, cancel := range orphans {
+		cancel()
+	}
+}
+
+// hang blocks until the proxy closes: the answer that never comes.
+func (p *faultProxy) hang() { <-p.closed }
+
+func (p *faultProxy) serve(w http.ResponseWriter, r *http.Request) {
+	if p.stuck.Load() || (p.dropKeepalives.Load() && strings.HasSuffix(r.URL.Path, "/KeepAlive")) {
+		p.hang()
+		return
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return
+	}
+	p.mu.Lock()
+	hold := p.hold != nil && p.hold(r.URL.Path, body)
+	p.mu.Unlock()
+	// The forwarded request outlives its caller while the proxy is stuck
+	// or holding it (a stopped node does not see its clients leave);
+	// otherwise the caller's leaving reaches the server, as over a
+	// working network.
+	upCtx, upCancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	defer upCancel()
+	if hold {
+		p.holding.Add(1)
+		select {
+		case <-p.held:
+		case <-p.closed:
+			return
+		}
+	} else {
+		go func() {
+			select {
+			case <-r.Context().Done():
+				if !p.stuck.Load() {
+					upCancel()
+					return
+				}
+				p.mu.Lock()
+				p.orphans = append(p.orphans, upCancel)
+				p.mu.Unlock()
+			case <-upCtx.Done():
+			}
+		}()
+	}
+	p.mu.Lock()
+	p.seen = append(p.seen, r.URL.Path)
+	p.mu.Unlock()
+	req, err := http.NewRequestWithContext(upCtx, r.Method, p.target+r.URL.RequestURI(), bytes.NewReader(body))
+	if err != nil {
+		p.t.Errorf("proxy: %v", err)
+		return
+	}
+	req.Header = r.Header.Clone()
+	res, err := p.up.Do(req)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer res.Body.Close()
+	if p.stuck.Load() {
+		p.hang()
+		return
+	}
+	for k, vs := range res.Header {
+		w.Header()[k] = vs
+	}
+	w.WriteHeader(res.StatusCode)
+	f, _ := w.(http.Flusher)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := res.Body.Read(buf)
+		if n > 0 {
+			if p.stuck.Load() {
+				p.hang()
+				return
+			}
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return
+			}
+			if f != nil {
+				f.Flush()
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}

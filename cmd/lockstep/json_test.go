@@ -1,0 +1,35 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+)
+
+// -o json writes 64-bit integers as strings, as the REST API does, so that
+// a token above 2^53 survives JavaScript and jq.
+func TestJSONWritesLargeIntegersAsStrings(t *testing.T) {
+	type holder struct {
+		Token   uint64        `json:"fencing_token"`
+		Session uint64        `json:"session_id,omitempty"`
+		At      int64         `json:"acquired_at_ms"`
+		Count   int           `json:"count"`
+		Wait    time.Duration `json:"wait"`
+		Value   []byte        `json:"value"`
+		hidden  int
+	}
+	var out bytes.Buffer
+	c := &common{stdout: &out}
+	c.json(map[string]any{"holders": []holder{{Token: 1<<62 + 3, At: -5, Count: 2, Wait: time.Second, Value: []byte("v"), hidden: 1}}, "n": uint64(9)})
+	got := strings.Join(strings.Fields(out.String()), " ")
+	for _, want := range []string{`"fencing_token": "4611686018427387907"`, `"acquired_at_ms": "-5"`, `"count": 2`, `"wait": 1000000000`,
+		`"value": "dg=="`, `"n": "9"`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("%s does not hold %s", got, want)
+		}
+	}
+	if strings.Contains(got, "session_id") || strings.Contains(got, "hidden") {
+		t.Errorf("%s shows an omitted or unexported field", got)
+	}
+}

@@ -1,0 +1,35 @@
+// Package shards is the multi-shard policy of a Lockstep cluster, pure: which
+// shard owns a name, which shards a command goes to, and how the answers of
+// a command sent to several shards become one answer. The production
+// runtime (runtime/route.go) and the simulator's client both execute it;
+// neither decides anything about shards on its own.
+//
+// It follows etcd raft's shape: a Fanout is a step function over explicit
+// inputs. Start says what to send; Step takes the shards' answers and may
+// say what to send next (a create's adopts go out once shard 0 has allocated
+// the id); Outcome is the merged answer plus the effects the caller must
+// still perform (close the session in these shards), returned as data. No
+// goroutines, clock or I/O: the caller sends each wave at once, however it
+// likes, and feeds the answers back.
+//
+// The rules, and why (docs/runtime.md, Shards; docs/design.md, Several shards):
+//
+//   - A name lives in one shard (Of). A session lives in every shard under
+//     one id: shard 0 allocates it, the others adopt it, so that a lock in
+//     any shard can name it.
+//   - session_create: shard 0, then the adopt in every other shard. Any
+//     shard unreachable: the error (the client retries with the same
+//     (client_id, request_seq); shard 0's dedupe gives the same id and the
+//     adopts complete). A shard refuses: the refusal, and close the copies
+//     made.
+//   - session_keepalive: every shard. Missing in any: not_found, and close
+//     the copies left, so their holds do not outlive the session by a TTL.
+//   - session_close: every shard. Done only when every shard answered done
+//     or not_found (gone there counts as closed) and at least one said
+//     done. A shard unreachable makes the close an error, never a success:
+//     when a close answers done, every hold and wait of the session is gone
+//     in every shard, as with one shard. Gone everywhere is not_found.
+//   - cancel without a name: every shard (waiter ids are per shard, so the
+//     session must be named); done if any shard had the wait.
+//   - everything else: the name's shard alone, its answer unchanged.
+package shards

@@ -1,0 +1,263 @@
+package rpc_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/lockstepd/lockstep/rpc"
+	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
+	"github.com/lockstepd/lockstep/rpc/gen/lockstep/v1/lockstepv1connect"
+)
+
+// rawCall sends a request with exact headers and body and returns the
+// status and raw answer.
+func (s *testServer) rawCall(t *testing.T, method, path string, header http.Header, body []byte) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, s.url+path, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body == nil {
+		req.Body = nil
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(raw)
+}
+
+func gzipped(t *testing.T, b []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if _, err := zw.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// TestRESTQueryNeverOverrides checks that a query parameter cannot name
+// another object or session than the path does, and that what the query
+// may carry is said.
+func TestRESTQueryNeverOverrides(t *testing.T) {
+	s := startServer(t)
+	_, a := s.call(t, "POST", "/locks/held-a/acquire", `{"owner":"oa"}`)
+	_, b := s.call(t, "POST", "/locks/held-b/acquire", `{"owner":"ob"}`)
+	if a["acquired"] != true || b["acquired"] != true {
+		t.Fatalf("setup: %v %v", a, b)
+	}
+	sa, _ := a["session_id"].(string)
+	sb, _ := b["session_id"].(string)
+	tok, _ := b["fencing_token"].(string)
+	for _, tc := range []struct {
+		method, path, body string
+		phrase             string
+	}{
+		{"DELETE", "/sessions/" + sa + "?session_id=" + sb, "", `query parameter "session_id" is not accepted on DELETE`},
+		{"POST", "/locks/other/release?name=held-b", `{"owner":"ob","fencing_token":"` + tok + `"}`, `query parameter "name" is not accepted on POST`},
+		{"POST", "/locks/free-a/acquire?name=free-b", `{"owner":"x"}`, `query parameter "name"`},
+		{"POST", "/locks/free-a/acquire?owner=zz", `{"owner":"x"}`, `query parameter "owner"`},
+		{"GET", "/locks/free-a/status?name=held-b", "", `query parameter "name" is not accepted on GET: the query takes only stale`},
+		{"GET", "/locks/free-a/status?bogus=1", "", `query parameter "bogus"`},
+		{"GET", "/locks/free-a/status?stale=true&stale=false", "", `query parameter "stale" is given 2 times`},
+		{"GET", "/locks/%ff/status", "", `is not valid UTF-8`},
+	} {
+		status, body := s.call(t, tc.method, tc.path, tc.body)
+		expectError(t, status, body, 400, "invalid_argument")
+		if msg, _ := body["message"].(string); !strings.Contains(msg, tc.phrase) {
+			t.Errorf("%s %s: message %q does not say %q", tc.method, tc.path, msg, tc.phrase)
+		}
+	}
+	for _, name := range []string{"held-a", "held-b"} {
+		if _, st := s.call(t, "GET", "/locks/"+name+"/status", ""); st["held"] != true {
+			t.Fatalf("%s is no longer held after the refused requests: %v", name, st)
+		}
+	}
+	for _, name := range []string{"free-a", "free-b", "other"} {
+		if _, st := s.call(t, "GET", "/locks/"+name+"/status", ""); st["held"] == true {
+			t.Fatalf("%s was acquired by a refused request: %v", name, st)
+		}
+	}
+	if status, st := s.call(t, "GET", "/locks/held-a/status?stale=true", ""); status != 200 || st["held"] != true {
+		t.Fatalf("a documented query parameter: %d %v", status, st)
+	}
+}
+
+// TestRESTBodies checks compressed and malformed bodies: the bound is on
+// the inflated bytes, and each failure is the client's, with a 4xx.
+func TestRESTBodies(t *testing.T) {
+	s := startServer(t)
+	gz := http.Header{"Content-Type": {"application/json"}, "Content-Encoding": {"gzip"}}
+	bomb := gzipped(t, append([]byte(`{"owner":"`), bytes.Repeat([]byte("x"), 64<<20)...))
+	status, body := s.rawCall(t, "POST", "/locks/bomb/acquire", gz, bomb)
+	if status != 429 || !strings.Contains(body, `"code":"resource_exhausted"`) || !strings.Contains(body, "inflates to more than") {
+		t.Fatalf("a gzip bomb (%d bytes holding 64 MiB): %d %s", len(bomb), status, body)
+	}
+	status, body = s.rawCall(t, "POST", "/locks/small/acquire", gz, gzipped(t, []byte(`{"owner":"z"}`)))
+	if status != 200 || !strings.Contains(body, `"acquired":true`) {
+		t.Fatalf("a small gzip body: %d %s", status, body)
+	}
+	status, body = s.rawCall(t, "POST", "/locks/corrupt/acquire", gz, []byte("\x1f\x8b\x08\x00garbage"))
+	if status != 400 || !strings.Contains(body, "the gzip body is corrupt") {
+		t.Fatalf("a corrupt gzip body: %d %s", status, body)
+	}
+	status, body = s.rawCall(t, "POST", "/locks/br/acquire", http.Header{"Content-Type": {"application/json"}, "Content-Encoding": {"br"}}, []byte(`{}`))
+	if status != 415 || !strings.Contains(body, `Content-Encoding \"br\" is not supported`) {
+		t.Fatalf("an unknown encoding: %d %s", status, body)
+	}
+	if _, st := s.call(t, "GET", "/locks/bomb/status", ""); st["held"] == true {
+		t.Fatal("the bomb's acquire was applied")
+	}
+}
+
+func TestRESTHeadAndUnknownProcedure(t *testing.T) {
+	s := startServer(t)
+	if status, body := s.rawCall(t, "HEAD", "/health", nil, nil); status != 200 || body != "" {
+		t.Fatalf("HEAD /health: %d %q", status, body)
+	}
+	status, body := s.rawCall(t, "POST", "/lockstep.v1.NoSuchService/Do", http.Header{"Content-Type": {"application/json"}}, []byte(`{}`))
+	if status != 404 || !strings.Contains(body, `"code":"not_found"`) {
+		t.Fatalf("an unknown procedure: %d %s", status, body)
+	}
+}
+
+// A REST wait outlives the TTL of the session the server made for it: the
+// wait itself shows the client is there.
+func TestRESTWaitOutlivesItsSessionTTL(t *testing.T) {
+	s := startServer(t)
+	_, held := s.call(t, "POST", "/locks/w/acquire", `{"owner":"first","ttl_seconds":30}`)
+	tok, _ := held["fencing_token"].(string)
+	go func() {
+		time.Sleep(900 * time.Millisecond) // three TTLs of the waiter's session
+		s.call(t, "POST", "/locks/w/release", `{"owner":"first","fencing_token":"`+tok+`"}`)
+	}()
+	status, body := s.call(t, "POST", "/locks/w/acquire", `{"owner":"second","ttl_ms":300,"wait_timeout_ms":1900}`)
+	if status != 200 || body["acquired"] != true {
+		t.Fatalf("a wait longer than its session's TTL: %d %v", status, body)
+	}
+}
+
+func TestRESTLabelsArePrintable(t *testing.T) {
+	s := startServer(t)
+	status, body := s.call(t, "POST", "/locks/l/acquire", `{"owner":"x\u0000\u001b[31mred"}`)
+	expectError(t, status, body, 400, "invalid_argument")
+	if msg, _ := body["message"].(string); !strings.Contains(msg, "unprintable character U+0000") {
+		t.Fatalf("message %q", msg)
+	}
+	status, body = s.call(t, "POST", "/locks/l/acquire", `{"owner":"`+strings.Repeat("o", 124)+`"}`)
+	expectError(t, status, body, 400, "invalid_argument")
+	if msg, _ := body["message"].(string); !strings.Contains(msg, `less 5 for the "auto:" mark`) {
+		t.Fatalf("message %q does not explain the reserved bytes", msg)
+	}
+	if _, st := s.call(t, "GET", "/locks/l/status", ""); st["held"] == true {
+		t.Fatal("held after refused acquires")
+	}
+}
+
+// An enum value that names nothing is refused over Connect JSON, while an
+// unknown field (a newer client's) is still dropped.
+func TestConnectJSONEnums(t *testing.T) {
+	s := startServer(t)
+	post := func(body string) (int, string) {
+		return s.rawCall(t, "POST", "/lockstep.v1.LockService/CheckFence", http.Header{"Content-Type": {"application/json"}}, []byte(body))
+	}
+	for _, body := range []string{`{"name":"n","kind":"KIND_BOGUS","fencing_token":"1"}`, `{"name":"n","kind":"kind_mutex","fencing_token":"1"}`,
+		`{"name":"n","kind":"KIND_BOGUS","fencing_token":"1","newer_field":1}`} {
+		if status, raw := post(body); status != 400 || !strings.Contains(raw, "invalid_argument") || !strings.Contains(raw, "enum") {
+			t.Errorf("%s: %d %s, want 400 naming the enum", body, status, raw)
+		}
+	}
+	if status, raw := post(`{"name":"n","kind":"KIND_MUTEX","fencing_token":"1","newer_field":{"a":1}}`); status != 200 {
+		t.Errorf("an unknown field: %d %s, want it dropped", status, raw)
+	}
+}
+
+func TestRESTPathValuesAndContentTypes(t *testing.T) {
+	s := startServer(t)
+	status, body := s.call(t, "DELETE", "/sessions/abc", "")
+	expectError(t, status, body, 400, "invalid_argument")
+	if msg, _ := body["message"].(string); !strings.Contains(msg, `session_id "abc" in the path is not a whole number`) {
+		t.Fatalf("a path id that is not a number: %q", msg)
+	}
+	st, raw := s.rawCall(t, "POST", "/locks/t/acquire", http.Header{"Content-Type": {"text/plain"}}, []byte(`{"owner":"o"}`))
+	if st != 415 || !strings.Contains(raw, `Content-Type \"text/plain\" is not accepted`) {
+		t.Fatalf("text/plain: %d %s", st, raw)
+	}
+	st, raw = s.rawCall(t, "POST", "/locks/t/acquire", http.Header{"Content-Type": {"application/json; charset=utf-8"}}, []byte(`{"owner":"o"}`))
+	if st != 200 {
+		t.Fatalf("JSON with a charset: %d %s", st, raw)
+	}
+}
+
+func TestRESTDecodeMessagesNameTheAPIFields(t *testing.T) {
+	s := startServer(t)
+	status, body := s.call(t, "POST", "/locks/a/acquire", `{"wait_timeout_ms":"soon"}`)
+	expectError(t, status, body, 400, "invalid_argument")
+	if msg, _ := body["message"].(string); !strings.Contains(msg, "int64 field wait_timeout_ms:") || strings.Contains(msg, "waitTimeoutMs") {
+		t.Fatalf("message %q names the field in camelCase", msg)
+	}
+	status, body = s.call(t, "GET", "/locks/a/status?stale=maybe", "")
+	expectError(t, status, body, 400, "invalid_argument")
+	if msg, _ := body["message"].(string); msg != `stale="maybe" is not true or false` {
+		t.Fatalf("message %q", msg)
+	}
+}
+
+// Frames that lie about their length are the client's fault in every
+// enveloped protocol.
+func TestEnvelopesThatLie(t *testing.T) {
+	s := startServer(t)
+	lying := []byte("\x00\x00\x00\x00\x32{}")
+	st, body := s.rawCall(t, "POST", "/lockstep.v1.WatchService/Watch", http.Header{"Content-Type": {"application/connect+json"}}, lying)
+	if st != 200 || !strings.Contains(body, `"code":"invalid_argument"`) || !strings.Contains(body, "promises 50 bytes") {
+		t.Fatalf("Connect streaming: %d %q", st, body)
+	}
+	req, _ := http.NewRequest("POST", s.url+"/lockstep.v1.LockService/Status", bytes.NewReader(lying))
+	req.Header.Set("Content-Type", "application/grpc-web+proto")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get("Grpc-Status"); got != "3" {
+		t.Fatalf("gRPC-Web: grpc-status %q (%s), want 3", got, resp.Header.Get("Grpc-Message"))
+	}
+}
+
+// A Connect wait longer than MaxWait (locks.max_wait_time_seconds) ends at
+// the cap, as a REST one does.
+func TestConnectWaitIsCapped(t *testing.T) {
+	s := startServer(t, func(o *rpc.Options) { o.MaxWait = 300 * time.Millisecond })
+	if _, held := s.call(t, "POST", "/locks/capped/acquire", `{"owner":"first"}`); held["acquired"] != true {
+		t.Fatalf("setup: %v", held)
+	}
+	locks := lockstepv1connect.NewLockServiceClient(http.DefaultClient, s.url, connect.WithProtoJSON())
+	start := time.Now()
+	res, err := locks.Acquire(context.Background(), connect.NewRequest(&pb.AcquireLockRequest{Name: "capped", Owner: "second", WaitTimeoutMs: 20_000}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Msg.Acquired || res.Msg.Reason != pb.Reason_REASON_TIMEOUT {
+		t.Fatalf("a capped wait answered %v", res.Msg)
+	}
+	if d := time.Since(start); d >= 20*time.Second {
+		t.Fatalf("the wait took %v: the cap did not apply", d)
+	}
+}

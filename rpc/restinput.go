@@ -1,0 +1,168 @@
+package rpc
+
+import (
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// What a REST request may carry besides its path and JSON body, checked
+// before the transcoder sees it. Vanguard would take any field from the
+// query string and let it override the path and the body: DELETE
+// /sessions/1?session_id=2 closed session 2, and POST
+// /locks/a/acquire?name=b acquired b. Anything that authorizes by the URL (a
+// proxy's rules, an ACL on name prefixes) would be bypassed that way. So the
+// query carries only what a method documents, and nothing else.
+
+// restQuery lists the query parameters REST accepts, by method: a read may
+// ask for a stale answer; DELETE /sessions/{id} has no body, so its dedupe
+// identity travels in the query.
+var restQuery = map[string][]string{
+	http.MethodGet:    {"stale"},
+	http.MethodDelete: {"client_id", "request_seq", "lowest_pending_seq"},
+}
+
+// inputError is a refusal of a REST request before it is decoded: an HTTP
+// status, the JSON error code and a message that says what to fix.
+type inputError struct {
+	status int
+	code   string
+	msg    string
+}
+
+func (e *inputError) Error() string { return e.msg }
+
+func badInput(format string, args ...any) *inputError {
+	return &inputError{http.StatusBadRequest, "invalid_argument", fmt.Sprintf(format, args...)}
+}
+
+// checkRESTURL refuses query parameters the method does not document, one
+// given twice, and a path that is not valid UTF-8 once unescaped.
+func checkRESTURL(r *http.Request) *inputError {
+	for _, seg := range strings.Split(r.URL.EscapedPath(), "/") {
+		s, err := url.PathUnescape(seg)
+		if err != nil {
+			return badInput("the path segment %q is not valid percent-encoding: escape %% as %%25", seg)
+		}
+		if !utf8.ValidString(s) {
+			return badInput("the path segment %q is not valid UTF-8: names are printable UTF-8, percent-encoded in the path", seg)
+		}
+	}
+	// The one numeric path variable: vanguard's own message for it ("invalid
+	// character 'a' looking for beginning of value") says neither what nor
+	// where.
+	if segs := strings.Split(strings.Trim(r.URL.EscapedPath(), "/"), "/"); len(segs) >= 2 && segs[0] == "sessions" {
+		if _, err := strconv.ParseUint(segs[1], 10, 64); err != nil {
+			return badInput("session_id %q in the path is not a whole number: use the session_id that POST /sessions answered", segs[1])
+		}
+	}
+	if r.URL.RawQuery == "" {
+		return nil
+	}
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return badInput("the query string does not parse: %v", err)
+	}
+	allowed := restQuery[r.Method]
+	for _, k := range slices.Sorted(func(yield func(string) bool) {
+		for k := range q {
+			if !yield(k) {
+				return
+			}
+		}
+	}) {
+		if !slices.Contains(allowed, k) {
+			if len(allowed) == 0 {
+				return badInput("query parameter %q is not accepted on %s: a %s request takes its fields from the path and the JSON body only",
+					k, r.Method, r.Method)
+			}
+			return badInput("query parameter %q is not accepted on %s: the query takes only %s; path variables and body fields cannot be set there",
+				k, r.Method, strings.Join(allowed, ", "))
+		}
+		if len(q[k]) > 1 {
+			return badInput("query parameter %q is given %d times: give it once", k, len(q[k]))
+		}
+		if k == "stale" {
+			if _, err := strconv.ParseBool(q[k][0]); err != nil {
+				return badInput("stale=%q is not true or false", q[k][0])
+			}
+		}
+	}
+	return nil
+}
+
+// readRESTBody reads a REST request's whole body, inflating gzip, and
+// replaces it with what was read. The bound applies to the inflated bytes:
+// the transcoder would inflate a body without one, and a 1 MB gzip body
+// holding 1 GB took a node to gigabytes of memory. REST bodies are small
+// JSON objects, so reading them whole costs nothing worth streaming for.
+//
+// A body that fails to arrive is the client's fault and says so: too large
+// (429, as Connect answers), too slow (408), malformed (400). No message
+// repeats a network error, which would show the server's addresses.
+func readRESTBody(r *http.Request, max int64, timeout time.Duration) *inputError {
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil
+	}
+	raw, err := io.ReadAll(io.LimitReader(r.Body, max+1))
+	if err != nil {
+		return bodyReadError(err, max, timeout)
+	}
+	if int64(len(raw)) > max {
+		return tooLarge("the body is more than %d bytes: at most %d", max, max)
+	}
+	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
+	case "", "identity":
+	case "gzip":
+		zr, err := gzip.NewReader(bytes.NewReader(raw))
+		if err != nil {
+			return badInput("the gzip body is corrupt: %v", err)
+		}
+		inflated, err := io.ReadAll(io.LimitReader(zr, max+1))
+		if err != nil {
+			return badInput("the gzip body is corrupt: %v", err)
+		}
+		if int64(len(inflated)) > max {
+			return tooLarge("the gzip body inflates to more than %d bytes: at most %d", max, max)
+		}
+		raw = inflated
+		r.Header.Del("Content-Encoding")
+	default:
+		return &inputError{http.StatusUnsupportedMediaType, "invalid_argument",
+			fmt.Sprintf("Content-Encoding %q is not supported: send the body as it is, or gzip", enc)}
+	}
+	r.Body = io.NopCloser(bytes.NewReader(raw))
+	r.ContentLength = int64(len(raw))
+	r.Header.Del("Content-Length")
+	return nil
+}
+
+func tooLarge(format string, args ...any) *inputError {
+	return &inputError{http.StatusTooManyRequests, "resource_exhausted", fmt.Sprintf(format, args...)}
+}
+
+func bodyReadError(err error, max int64, timeout time.Duration) *inputError {
+	var tooBig *http.MaxBytesError
+	var netErr net.Error
+	switch {
+	case errors.As(err, &tooBig):
+		return tooLarge("the body is more than %d bytes: at most %d", tooBig.Limit, max)
+	case errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout()):
+		return &inputError{http.StatusRequestTimeout, "deadline_exceeded",
+			fmt.Sprintf("the body did not arrive within %v: send it whole, at once", timeout)}
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return badInput("the body ended before its declared length: send Content-Length bytes, or use chunked encoding")
+	}
+	return badInput("the body could not be read: it is not valid HTTP framing (a malformed chunked encoding, say)")
+}
