@@ -174,7 +174,7 @@ func newMuxClient(w *world, i int) *muxClient {
 	for s := 0; s < nSess; s++ {
 		m.sessions = append(m.sessions, &muxSession{slot: s, done: true})
 	}
-	nCallers := 24 + m.rng.IntN(25)
+	nCallers := 34 + m.rng.IntN(15)
 	for c := 0; c < nCallers; c++ {
 		m.callers = append(m.callers, &muxCaller{idx: c})
 	}
@@ -596,7 +596,7 @@ func (m *muxClient) acquired(cl *muxCall, r core.Result) {
 
 func (m *muxClient) hold(c *muxCaller) {
 	c.holding, c.call = true, nil
-	d := time.Duration(m.rng.IntN(400)) * time.Millisecond
+	d := time.Duration(m.rng.IntN(1000)) * time.Millisecond
 	if m.holdFor > 0 {
 		d = m.holdFor
 	}
@@ -628,7 +628,7 @@ func (m *muxClient) endActivity(c *muxCaller) {
 		delete(c.sess.inUse, c.key)
 	}
 	c.busy, c.holding, c.call, c.sess = false, false, nil, nil
-	m.wake(c, time.Duration(m.rng.IntN(100))*time.Millisecond)
+	m.wake(c, time.Duration(m.rng.IntN(200))*time.Millisecond)
 }
 
 // --- giving up --------------------------------------------------------------
