@@ -143,7 +143,6 @@ type muxClient struct {
 	pending  []uint64 // seqs of ClientID still awaited, ascending
 	byTry    map[uint64]*muxCall
 	byID     map[uint64]*muxCall
-	bySess   map[core.SessionID]*muxSession
 
 	// Scenario knobs, set by a script: callers take only these names, and
 	// hold what they get this long (0: 0-100 ms drawn).
@@ -157,14 +156,13 @@ type muxClient struct {
 
 func newMuxClient(w *world, i int) *muxClient {
 	m := &muxClient{
-		w:      w,
-		idx:    i,
-		addr:   w.addrResource() + 1 + i,
-		id:     fmt.Sprintf("x%d", i),
-		rng:    stream(w.opts.Seed, fmt.Sprintf("mux-%d", i)),
-		byTry:  map[uint64]*muxCall{},
-		byID:   map[uint64]*muxCall{},
-		bySess: map[core.SessionID]*muxSession{},
+		w:     w,
+		idx:   i,
+		addr:  w.addrResource() + 1 + i,
+		id:    fmt.Sprintf("x%d", i),
+		rng:   stream(w.opts.Seed, fmt.Sprintf("mux-%d", i)),
+		byTry: map[uint64]*muxCall{},
+		byID:  map[uint64]*muxCall{},
 	}
 	if d := w.opts.DriftPPM; d > 0 {
 		m.clk.driftPPM = m.rng.Int64N(2*d+1) - d
@@ -411,7 +409,6 @@ func (m *muxClient) created(cl *muxCall, r core.Result) {
 		inUse: map[objKey]bool{}, held: map[objKey]core.FencingToken{}}
 	m.sessions[s.slot] = s
 	s.kaID = m.kaIdentity(s)
-	m.bySess[s.id] = s
 	m.w.muxChk.sessionOf[s.id] = s
 	m.extend(s, cl, kaKey{m.id, cl.cmd.Seq, 0})
 	m.scheduleKA(s, cl.first+s.ttl/3)
