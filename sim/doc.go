@@ -25,6 +25,10 @@
 //   - clients (client.go) with sessions and keepalives that use every
 //     primitive, retry with the same (client_id, seq), pause and die, and a
 //     fenced resource (resource.go) they write to with their tokens;
+//   - multiplexed clients (mux.go, in some seeds): one client id shared by
+//     several sessions and many callers, as the Go client runs, with
+//     LowestPending, abandon, a keepalive identity per session and a guarded
+//     lease view, checked by mux_checker.go;
 //   - the fault injector (faults.go) and planted bugs (bugs.go).
 //
 // The checks: at every applied entry (checker.go, ledger.go) replicas agree

@@ -240,7 +240,9 @@ func (l *ledger) noteShape(c *core.Command, r *core.Result, x *entryScratch) {
 	if r.Err != nil || r.Duplicate {
 		return
 	}
-	if r.Outcome == core.OutcomeQueued {
+	// A second acquire of a session that already waits on the object is
+	// answered with the same waiter: it queues once.
+	if _, again := l.waitObj[r.Waiter]; r.Outcome == core.OutcomeQueued && !again {
 		k := objKey{c.Kind, c.Name}
 		switch c.Op {
 		case core.OpCampaign:
