@@ -33,7 +33,7 @@
 //
 // The checks: at every applied entry (checker.go, ledger.go) replicas agree
 // on entries, outputs and (sampled) state hashes, core's invariants hold,
-// and the committed log keeps DESIGN.md's contract (exclusion, tokens
+// and the committed log keeps docs/design.md's contract (exclusion, tokens
 // strictly increasing per name, the clock cap, session leases with
 // leader-change extension); acknowledged grants exist in the log; the fenced
 // resource never accepts a stale token. At the end, a liveness phase heals
