@@ -104,6 +104,7 @@ func New(opts Options) (http.Handler, error) {
 	}
 	rest := restFront(transcoder, int64(opts.MaxRequestBytes), opts.BodyReadTimeout)
 	root := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r = withConnInfo(r)
 		if isRPCPath(r.URL.Path) {
 			if _, pattern := rpcMux.Handler(r); pattern == "" {
 				// The mux's own answer is plain text; the API answers JSON.
