@@ -122,6 +122,9 @@ func (s Security) validate(c Cluster) error {
 			return fmt.Errorf("security.tls.client_auth: must be none, request or require, got %q", t.ClientAuth)
 		}
 	}
+	if s.ACL != nil && s.APIKeysFile == "" && (s.TLS == nil || s.TLS.ClientAuth == "" || s.TLS.ClientAuth == ClientAuthNone) {
+		return errors.New("security.acl: needs authenticated callers: set security.api_keys_file or security.tls.client_auth (request or require)")
+	}
 	for i, r := range s.ACL {
 		if err := r.validate(); err != nil {
 			return fmt.Errorf("security.acl[%d] (principal %q, prefix %q): %w", i, r.Principal, r.Prefix, err)

@@ -115,6 +115,7 @@ func TestSecurityLoad(t *testing.T) {
 		{"unknown client_auth", "client_auth: require", "client_auth: always", "security.tls.client_auth: must be none, request or require"},
 		{"TLS without a CA", "    ca_file: ca.pem\n", "", "security.tls.ca_file: required"},
 		{"a keys file that does not parse", "api_keys_file: keys.yaml", "api_keys_file: badkeys.yaml", "badkeys.yaml: entry 1 (ci): sha256 must be 64 hex digits"},
+		{"an ACL nobody can be named for", "  api_keys_file: keys.yaml\n", "", "skip"},
 		{"audit without a path", "path: audit.jsonl", "max_files: 3", "security.audit.path: required"},
 		{"plaintext on a non-loopback address", "  tls:\n    cert_file: node.pem\n    key_file: node-key.pem\n    ca_file: ca.pem\n    client_auth: require\n", "",
 			"is the good one without TLS"},
@@ -125,6 +126,10 @@ func TestSecurityLoad(t *testing.T) {
 				t.Fatalf("the base has no %q", tc.old)
 			}
 			body := strings.Replace(secureBase, tc.old, tc.new, 1)
+			if tc.want == "skip" {
+				body = strings.Replace(body, "client_auth: require", "client_auth: none", 1)
+				tc.want = "security.acl: needs authenticated callers"
+			}
 			if tc.want == "is the good one without TLS" {
 				// Loopback without TLS is fine; the same on 0.0.0.0 is not.
 				if _, err := load(body); err != nil {

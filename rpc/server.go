@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -214,4 +215,20 @@ func NewHTTPServer(addr string, h http.Handler, log *slog.Logger) *http.Server {
 		},
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+}
+
+// UseTLS makes srv (from NewHTTPServer) serve TLS with cfg: HTTP/2 by ALPN
+// and HTTP/1.1, and no h2c, which is only for plaintext. Serve it with
+// srv.ServeTLS(ln, "", ""): the certificate comes from cfg.
+func UseTLS(srv *http.Server, cfg *tls.Config) {
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetHTTP2(true)
+	srv.Protocols = &protocols
+	cfg = cfg.Clone()
+	if cfg.MinVersion < tls.VersionTLS12 {
+		cfg.MinVersion = tls.VersionTLS12
+	}
+	cfg.NextProtos = []string{"h2", "http/1.1"}
+	srv.TLSConfig = cfg
 }
