@@ -117,7 +117,14 @@ type connInfo struct {
 type connInfoKey struct{}
 
 func withConnInfo(r *http.Request) *http.Request {
-	return r.WithContext(context.WithValue(r.Context(), connInfoKey{}, connInfo{tls: r.TLS, remote: r.RemoteAddr}))
+	return r.WithContext(WithConnection(r.Context(), r.TLS, r.RemoteAddr))
+}
+
+// WithConnection returns ctx carrying a request's TLS connection (nil for
+// plaintext) and remote address, as the API's HTTP layer puts them there
+// for the authenticator (TLSFrom) and the audit (RemoteFrom).
+func WithConnection(ctx context.Context, cs *tls.ConnectionState, remote string) context.Context {
+	return context.WithValue(ctx, connInfoKey{}, connInfo{tls: cs, remote: remote})
 }
 
 // TLSFrom returns the TLS connection a request came on; nil for plaintext.
