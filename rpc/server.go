@@ -104,8 +104,14 @@ func New(opts Options) (http.Handler, error) {
 		return nil, err
 	}
 	rest := restFront(transcoder, int64(opts.MaxRequestBytes), opts.BodyReadTimeout)
+	// The connection's TLS state and address ride in the context for the
+	// authenticator and the audit; a plaintext node without an audit log
+	// needs neither, and saves the request copy.
+	_, noAuditor := opts.Auditor.(noAudit)
 	root := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r = withConnInfo(r)
+		if r.TLS != nil || !noAuditor {
+			r = withConnInfo(r)
+		}
 		if isRPCPath(r.URL.Path) {
 			if _, pattern := rpcMux.Handler(r); pattern == "" {
 				// The mux's own answer is plain text; the API answers JSON.

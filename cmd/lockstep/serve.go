@@ -160,14 +160,17 @@ func runNode(cfg config.Config, f *serveFlags, base *slog.Logger, stdout io.Writ
 		return exitError
 	}
 	opts := rpc.Options{
-		Backend:       node,
-		NodeID:        cfg.Cluster.NodeID,
-		DefaultTTL:    time.Duration(cfg.Locks.DefaultTTLSeconds) * time.Second,
-		MaxWait:       maxWait,
-		Logger:        log,
-		Registerer:    reg,
-		Authenticator: sec,
-		Authorizer:    sec,
+		Backend:    node,
+		NodeID:     cfg.Cluster.NodeID,
+		DefaultTTL: time.Duration(cfg.Locks.DefaultTTLSeconds) * time.Second,
+		MaxWait:    maxWait,
+		Logger:     log,
+		Registerer: reg,
+	}
+	if sec.AuthOn() {
+		// Without authentication there is no principal and no ACL (the
+		// configuration refuses an ACL then): the defaults cost nothing.
+		opts.Authenticator, opts.Authorizer = sec, sec
 	}
 	if audit != nil {
 		opts.Auditor = audit
