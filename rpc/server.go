@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -31,6 +32,12 @@ var serviceNames = []string{
 
 // compressMinBytes is the smallest reply worth compressing.
 const compressMinBytes = 4096
+
+// serviceOf is the service of a procedure path (/package.Service/Method).
+func serviceOf(path string) string {
+	svc, _, _ := strings.Cut(strings.TrimPrefix(path, "/"), "/")
+	return svc
+}
 
 func isService(name string) bool {
 	for _, s := range serviceNames {
@@ -119,7 +126,11 @@ func New(opts Options) (http.Handler, error) {
 					fmt.Sprintf("no such procedure: %s (see docs/api.md for the services and their methods)", r.URL.Path))
 				return
 			}
-			if isGRPC(r) {
+			// Only our services' bodies are read whole before the handler:
+			// their calls send one message and close. gRPC reflection is a
+			// bidirectional stream whose client waits for answers before it
+			// closes, so reading its body to the end would never return.
+			if isGRPC(r) && isService(serviceOf(r.URL.Path)) {
 				if msg, ok := checkGRPCFrames(r); !ok {
 					writeGRPCError(w, grpcInvalidArgument, msg)
 					return
