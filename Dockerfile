@@ -12,8 +12,9 @@
 #
 # In a container the addresses of the configuration must bind 0.0.0.0 (or
 # the container's address), and cluster.data_dir should be under
-# /var/lib/lockstep, a volume owned by the image's user. See
-# docs/operations.md.
+# /var/lib/lockstep, a volume owned by the image's user. Addresses that are
+# not loopback need security.tls, or security.insecure: true to accept
+# plaintext. See docs/operations.md and docs/security.md.
 
 ARG GO_VERSION=1.26.8
 
@@ -43,6 +44,7 @@ VOLUME ["/var/lib/lockstep"]
 # API (Connect, gRPC, REST), metrics, Raft.
 EXPOSE 8080 9090 7001
 ENTRYPOINT ["/usr/local/bin/lockstep"]
-# Without arguments: one dev node reachable from outside the container.
-CMD ["serve", "--dev", "--api-address", "0.0.0.0:8080", "--metrics-address", "0.0.0.0:9090", \
+# Without arguments: one dev node reachable from outside the container, in
+# plaintext (--insecure: it binds 0.0.0.0; it warns at start).
+CMD ["serve", "--dev", "--insecure", "--api-address", "0.0.0.0:8080", "--metrics-address", "0.0.0.0:9090", \
      "--data-dir", "/var/lib/lockstep/dev"]

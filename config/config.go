@@ -7,10 +7,12 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -20,6 +22,10 @@ type Config struct {
 	Cluster   Cluster   `yaml:"cluster"`
 	Consensus Consensus `yaml:"consensus"`
 	Locks     Locks     `yaml:"locks"`
+	// Security is TLS, authentication, the ACL and the audit log
+	// (security.go, docs/security.md). Absent: plaintext, anonymous, which
+	// only loopback addresses may serve.
+	Security Security `yaml:"security,omitempty"`
 }
 
 // Cluster is this node's identity, addresses and peers.
@@ -157,16 +163,39 @@ func Dev(dataDir string) Config {
 }
 
 // Load reads a YAML file. Keys left out take their defaults; unknown keys
-// and invalid values are refused with an error that names the key.
+// and invalid values are refused with an error that names the key, and the
+// security files it names must load (Security.LoadMaterial).
 func Load(path string) (Config, error) {
+	c, err := Read(path)
+	if err != nil {
+		return Config{}, err
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	if _, err := c.Security.LoadMaterial(time.Now()); err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Read reads a YAML file like Load, without validating the values, so that
+// command-line flags can override them first (--insecure among them). Paths
+// under security are made relative to the file's folder.
+func Read(path string) (Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)
 	}
-	c, err := Parse(b)
+	c, err := parse(b)
 	if err != nil {
 		return Config{}, fmt.Errorf("config %s: %w", path, err)
 	}
+	dir, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	c.Security.resolvePaths(dir)
 	return c, nil
 }
 
@@ -180,8 +209,20 @@ func (c Config) Marshal() ([]byte, error) {
 	return b, nil
 }
 
-// Parse reads YAML like Load does.
+// Parse reads YAML like Load does, without touching the security files
+// (relative paths stay relative to the working directory).
 func Parse(b []byte) (Config, error) {
+	c, err := parse(b)
+	if err != nil {
+		return Config{}, err
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+func parse(b []byte) (Config, error) {
 	c := Defaults()
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	var root yaml.Node
@@ -198,9 +239,7 @@ func Parse(b []byte) (Config, error) {
 	if err := decodeStrict(&root, reflect.ValueOf(&c).Elem(), ""); err != nil {
 		return Config{}, err
 	}
-	if err := c.Validate(); err != nil {
-		return Config{}, err
-	}
+	c.Security.setDefaults()
 	return c, nil
 }
 
@@ -212,6 +251,30 @@ func decodeStrict(node *yaml.Node, v reflect.Value, path string) error {
 			return nil
 		}
 		return decodeStrict(node.Content[0], v, path)
+	}
+	if v.Kind() == reflect.Pointer && v.Type().Elem().Kind() == reflect.Struct {
+		if node.Tag == "!!null" {
+			return nil
+		}
+		p := reflect.New(v.Type().Elem())
+		if err := decodeStrict(node, p.Elem(), path); err != nil {
+			return err
+		}
+		v.Set(p)
+		return nil
+	}
+	if v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.Struct {
+		if node.Kind != yaml.SequenceNode {
+			return fmt.Errorf("%s: must be a list (line %d)", path, node.Line)
+		}
+		s := reflect.MakeSlice(v.Type(), len(node.Content), len(node.Content))
+		for i, item := range node.Content {
+			if err := decodeStrict(item, s.Index(i), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+		v.Set(s)
+		return nil
 	}
 	if v.Kind() != reflect.Struct {
 		if err := node.Decode(v.Addr().Interface()); err != nil {
@@ -270,6 +333,8 @@ func describeDecodeError(err error, v reflect.Value) string {
 		want = "true or false"
 	case reflect.Map:
 		want = "a mapping of node id to host:port"
+	case reflect.Slice:
+		want = "a list"
 	}
 	msg := err.Error()
 	msg = strings.TrimPrefix(msg, "yaml: unmarshal errors:\n")
@@ -279,7 +344,8 @@ func describeDecodeError(err error, v reflect.Value) string {
 // Validate checks every key and the relations between them. The error names
 // the first offending key.
 func (c Config) Validate() error {
-	for _, check := range []func() error{c.Cluster.validate, c.Consensus.validate, c.Locks.validate} {
+	security := func() error { return c.Security.validate(c.Cluster) }
+	for _, check := range []func() error{c.Cluster.validate, c.Consensus.validate, c.Locks.validate, security} {
 		if err := check(); err != nil {
 			return err
 		}

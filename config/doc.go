@@ -11,7 +11,13 @@
 //   - the node's identity and addresses (cluster.*): what differs between
 //     the members of one cluster;
 //   - the consensus settings (consensus.*): must be the same on every member;
-//   - the lock defaults (locks.*): read by the API layer.
+//   - the lock defaults (locks.*): read by the API layer;
+//   - security (security.go, docs/security.md): TLS, API keys, the ACL, the
+//     audit log, and the rule that plaintext is served only on loopback
+//     unless security.insecure says otherwise. Load also reads the files it
+//     names (Security.LoadMaterial), so that a bad certificate or keys file
+//     stops a node at start; Read leaves values unchecked for the flags to
+//     override first.
 //
 // Dev returns the configuration of `lockstep serve --dev`: one node on
 // loopback. The files single.yaml and node1.yaml..node3.yaml next to this

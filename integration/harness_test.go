@@ -73,6 +73,7 @@ type node struct {
 	raft, api, metrics string
 	dataDir, logPath   string
 	config             string
+	https              bool // the node serves TLS (security_harness_test.go)
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -214,7 +215,12 @@ func (nd *node) running() bool {
 	}
 }
 
-func (nd *node) url() string { return "http://" + nd.api }
+func (nd *node) url() string {
+	if nd.https {
+		return "https://" + nd.api
+	}
+	return "http://" + nd.api
+}
 
 func tail(path string, n int) string {
 	b, err := os.ReadFile(path)

@@ -525,8 +525,8 @@ func (a *auditLog) Audit(_ context.Context, r rpc.AuditRecord) {
 }
 
 // TestSecuritySlots shows that the interceptor chain's slots answer
-// DESIGN's 401 and 403 over REST and see REST requests, and that audit
-// records the caller and the outcome.
+// docs/api.md's 401 and 403 over REST and see REST requests, and that audit
+// records the caller and the outcome, failed authentications included.
 func TestSecuritySlots(t *testing.T) {
 	audit := &auditLog{}
 	s := startServer(t, func(o *rpc.Options) {
@@ -559,10 +559,13 @@ func TestSecuritySlots(t *testing.T) {
 
 	audit.mu.Lock()
 	defer audit.mu.Unlock()
-	if len(audit.recs) != 2 {
-		t.Fatalf("audit records: %+v (the unauthenticated request is refused before audit)", audit.recs)
+	if len(audit.recs) != 3 {
+		t.Fatalf("audit records: %+v (want the unauthenticated, the denied and the read request)", audit.recs)
 	}
-	denied, read := audit.recs[0], audit.recs[1]
+	unauth, denied, read := audit.recs[0], audit.recs[1], audit.recs[2]
+	if unauth.Principal.ID != "" || unauth.Code != connect.CodeUnauthenticated {
+		t.Fatalf("audit of the unauthenticated acquire: %+v", unauth)
+	}
 	if denied.Principal.ID != "reader" || denied.Code != connect.CodePermissionDenied || denied.Procedure != lockstepv1connect.LockServiceAcquireProcedure {
 		t.Fatalf("audit of the denied acquire: %+v", denied)
 	}

@@ -2,7 +2,9 @@
 // (served to Connect, gRPC and gRPC-Web clients), the REST paths of
 // docs/design.md transcoded onto the same handlers by vanguard, gRPC health and
 // reflection, the interceptor chain (metrics, and the slots for
-// authentication, audit and authorization), and request validation.
+// authentication, audit and authorization, which package security fills),
+// request validation, and session ownership (ownership.go: with
+// authentication on, a session belongs to the principal that created it).
 //
 // Read in this order: server.go (what is mounted where, the HTTP server's
 // timeouts), backend.go (the one interface to the runtime), service.go and
@@ -11,7 +13,8 @@
 // holds what the REST side needs beyond vanguard (names with %2F, the
 // {"code","message"} error body); codec.go the snake_case JSON; errors.go
 // how core's and the runtime's errors become status codes; validate.go
-// every check made before a command is proposed.
+// every check made before a command is proposed; interceptors.go and
+// ownership.go the chain and the actions each procedure needs.
 //
 // Handlers know nothing of Raft: they build core.Commands, call
 // Backend.Do and Backend.Read, and turn results into messages. The runtime's

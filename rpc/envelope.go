@@ -29,7 +29,7 @@ const grpcInvalidArgument = 3
 // framesWhole says whether a procedure's request body is complete when the
 // call starts: every lockstep.v1 procedure is unary or a server stream.
 // Reflection's stream is bidirectional, so it is not checked here.
-func framesWhole(path string) bool { return strings.HasPrefix(path, "/lockstep.v1.") }
+func framesWhole(path string) bool { return isService(serviceOf(path)) }
 
 // envelopeProtocol names the enveloped protocol a request speaks: "grpc",
 // "grpc-web", "connect" (Connect streaming), or "" (Connect unary, REST:

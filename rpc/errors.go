@@ -22,8 +22,9 @@ import (
 //	core resource_exhausted   ResourceExhausted   429 resource_exhausted
 //	no quorum, shutting down  Unavailable         503 unavailable
 //	watch history compacted   OutOfRange          400 out_of_range
-//	(security issue)          Unauthenticated     401 unauthenticated
-//	(security issue)          PermissionDenied    403 permission_denied
+//	bad or no credentials     Unauthenticated     401 unauthenticated
+//	ACL, another's session    PermissionDenied    403 permission_denied
+//	audit log unwritable      Unavailable         503 unavailable
 //
 // Conflict (a wrong holder or a stale fencing token) is Aborted because that
 // is gRPC's code for "a concurrency check failed: re-read and decide again",

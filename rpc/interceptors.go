@@ -2,7 +2,9 @@ package rpc
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -11,25 +13,32 @@ import (
 
 // The interceptor chain, outermost first:
 //
-//	metrics → authentication → audit → authorization → validation → handler
+//	metrics → audit → authentication → authorization → validation → ownership → handler
 //
-// Metrics see everything, refusals included. Authentication names the
-// caller from the request headers; audit records what that caller asked and
-// how it ended (denials and bad input included); authorization decides from
-// the caller, the procedure and the request message; validation answers bad
-// input before anything is proposed.
+// Metrics see everything, refusals included. Audit records who asked what
+// and how it ended, failed authentications and denials included (the
+// authenticator names the caller into the audit's record as it goes), and
+// refuses every request while the audit log cannot be written (503).
+// Authentication names the caller from the request's headers and its TLS
+// connection; authorization decides from the caller, the procedure and the
+// request message; validation answers bad input before anything is
+// proposed; ownership keeps an authenticated principal's sessions its own
+// (ownership.go).
 //
 // Authentication, authorization and audit are slots: the defaults let
-// everyone in anonymously and record nothing. The security issue (API keys,
-// mTLS, ACLs, an audit log) fills them through Options without touching the
-// handlers. REST requests pass through the same chain: the transcoder hands
-// them to the Connect handlers with their headers.
+// everyone in anonymously and record nothing. Package security fills them
+// (client certificates, API keys, ACLs, the audit log) through Options
+// without touching the handlers. REST requests pass through the same chain:
+// the transcoder hands them to the Connect handlers with their headers and
+// their context, which carries the TLS connection (connInfo).
 
 // Principal is who made a request.
 type Principal struct {
 	// ID names the caller (an API key's name, a certificate's subject);
 	// empty for anonymous.
 	ID string
+	// Auth is how the caller was proven: "mtls", "api_key", or "none".
+	Auth string
 }
 
 // Authenticator names the caller of a request, or refuses it with
@@ -50,6 +59,7 @@ type AuditRecord struct {
 	Procedure string
 	Peer      string
 	Request   any // the request message; nil when it could not be read
+	Response  any // the response message of a unary call that succeeded
 	Code      connect.Code
 	Err       error
 	Duration  time.Duration
@@ -58,6 +68,21 @@ type AuditRecord struct {
 // Auditor records finished requests. It must not block.
 type Auditor interface {
 	Audit(ctx context.Context, rec AuditRecord)
+}
+
+// AuditHealth is an Auditor that can tell it is failing to write: while
+// Healthy answers an error, every request is refused with it (503), since a
+// request that cannot be recorded must not happen (like Vault's audit
+// devices).
+type AuditHealth interface {
+	Healthy() error
+}
+
+// ReadFilter is an Authorizer that also says which names a caller may see:
+// List and Watch leave the others out rather than fail, so that a refusal
+// does not tell which names exist.
+type ReadFilter interface {
+	CanRead(ctx context.Context, who Principal, name string) bool
 }
 
 type anonymous struct{}
@@ -82,17 +107,58 @@ func PrincipalFrom(ctx context.Context) Principal {
 	return p
 }
 
+// connInfo is what the HTTP layer knows of a request's connection, carried
+// in its context past the REST transcoder (which rebuilds the request).
+type connInfo struct {
+	tls    *tls.ConnectionState
+	remote string
+}
+
+type connInfoKey struct{}
+
+func withConnInfo(r *http.Request) *http.Request {
+	return r.WithContext(WithConnection(r.Context(), r.TLS, r.RemoteAddr))
+}
+
+// WithConnection returns ctx carrying a request's TLS connection (nil for
+// plaintext) and remote address, as the API's HTTP layer puts them there
+// for the authenticator (TLSFrom) and the audit (RemoteFrom).
+func WithConnection(ctx context.Context, cs *tls.ConnectionState, remote string) context.Context {
+	return context.WithValue(ctx, connInfoKey{}, connInfo{tls: cs, remote: remote})
+}
+
+// TLSFrom returns the TLS connection a request came on; nil for plaintext.
+func TLSFrom(ctx context.Context) *tls.ConnectionState {
+	ci, _ := ctx.Value(connInfoKey{}).(connInfo)
+	return ci.tls
+}
+
+// RemoteFrom returns the address a request came from (host:port).
+func RemoteFrom(ctx context.Context) string {
+	ci, _ := ctx.Value(connInfoKey{}).(connInfo)
+	return ci.remote
+}
+
 // interceptors builds the chain.
 func (s *service) interceptors(m *metrics) []connect.Interceptor {
-	return []connect.Interceptor{m, authn{s.opts.Authenticator}, audit{s.opts.Auditor}, authz{s.opts.Authorizer},
-		validation{validator{l: s.opts.Limits}}}
+	return []connect.Interceptor{m, audit{s.opts.Auditor}, authn{s.opts.Authenticator}, authz{s.opts.Authorizer},
+		validation{validator{l: s.opts.Limits}}, ownership{s}}
 }
+
+// auditNote is where authentication leaves the caller for the audit
+// interceptor, which runs outside it.
+type auditNote struct{ p Principal }
+
+type auditNoteKey struct{}
 
 // authn names the caller.
 type authn struct{ a Authenticator }
 
 func (i authn) name(ctx context.Context, procedure string, h http.Header) (context.Context, error) {
 	p, err := i.a.Authenticate(ctx, procedure, h)
+	if note, ok := ctx.Value(auditNoteKey{}).(*auditNote); ok {
+		note.p = p
+	}
 	if err != nil {
 		var cerr *connect.Error
 		if !errors.As(err, &cerr) {
@@ -130,12 +196,46 @@ func (i authn) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.S
 // audit records each finished request.
 type audit struct{ a Auditor }
 
+// healthy refuses requests while the audit log cannot be written.
+func (i audit) healthy() error {
+	h, ok := i.a.(AuditHealth)
+	if !ok {
+		return nil
+	}
+	if err := h.Healthy(); err != nil {
+		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("the audit log cannot be written, so no request is served: %w", err))
+	}
+	return nil
+}
+
+// peerOf prefers the HTTP layer's remote address: REST requests reach the
+// handlers through the transcoder, which does not carry it.
+func peerOf(ctx context.Context, peer connect.Peer) string {
+	if r := RemoteFrom(ctx); r != "" {
+		return r
+	}
+	return peer.Addr
+}
+
 func (i audit) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	if _, ok := i.a.(noAudit); ok {
+		return next // nothing to record: no note, no timing
+	}
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 		start := time.Now()
-		resp, err := next(ctx, req)
-		i.a.Audit(ctx, AuditRecord{Principal: PrincipalFrom(ctx), Procedure: req.Spec().Procedure, Peer: req.Peer().Addr,
-			Request: req.Any(), Code: codeOf(err), Err: err, Duration: time.Since(start)})
+		note := &auditNote{}
+		ctx = context.WithValue(ctx, auditNoteKey{}, note)
+		var resp connect.AnyResponse
+		err := i.healthy()
+		if err == nil {
+			resp, err = next(ctx, req)
+		}
+		rec := AuditRecord{Principal: note.p, Procedure: req.Spec().Procedure, Peer: peerOf(ctx, req.Peer()),
+			Request: req.Any(), Code: codeOf(err), Err: err, Duration: time.Since(start)}
+		if err == nil && resp != nil {
+			rec.Response = resp.Any()
+		}
+		i.a.Audit(ctx, rec)
 		return resp, err
 	}
 }
@@ -145,11 +245,19 @@ func (i audit) WrapStreamingClient(next connect.StreamingClientFunc) connect.Str
 }
 
 func (i audit) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	if _, ok := i.a.(noAudit); ok {
+		return next
+	}
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
 		start := time.Now()
+		note := &auditNote{}
+		ctx = context.WithValue(ctx, auditNoteKey{}, note)
 		rc := &recordingConn{StreamingHandlerConn: conn}
-		err := next(ctx, rc)
-		i.a.Audit(ctx, AuditRecord{Principal: PrincipalFrom(ctx), Procedure: conn.Spec().Procedure, Peer: conn.Peer().Addr,
+		err := i.healthy()
+		if err == nil {
+			err = next(ctx, rc)
+		}
+		i.a.Audit(ctx, AuditRecord{Principal: note.p, Procedure: conn.Spec().Procedure, Peer: peerOf(ctx, conn.Peer()),
 			Request: rc.first, Code: codeOf(err), Err: err, Duration: time.Since(start)})
 		return err
 	}

@@ -130,7 +130,11 @@ func (h LockHandler) List(ctx context.Context, req *connect.Request[pb.ListReque
 	slices.SortFunc(list, func(a, b core.Status) int {
 		return cmp.Or(strings.Compare(a.Name, b.Name), cmp.Compare(a.Kind, b.Kind))
 	})
+	canRead := h.readable(ctx)
 	for _, st := range list {
+		if canRead != nil && !canRead(st.Name) {
+			continue // left out, not refused: a refusal would say the name exists
+		}
 		if after != nil && cmp.Or(strings.Compare(st.Name, after.name), cmp.Compare(st.Kind, after.kind)) <= 0 {
 			continue
 		}

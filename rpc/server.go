@@ -1,10 +1,12 @@
 package rpc
 
 import (
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -30,6 +32,12 @@ var serviceNames = []string{
 
 // compressMinBytes is the smallest reply worth compressing.
 const compressMinBytes = 4096
+
+// serviceOf is the service of a procedure path (/package.Service/Method).
+func serviceOf(path string) string {
+	svc, _, _ := strings.Cut(strings.TrimPrefix(path, "/"), "/")
+	return svc
+}
 
 func isService(name string) bool {
 	for _, s := range serviceNames {
@@ -103,7 +111,14 @@ func New(opts Options) (http.Handler, error) {
 		return nil, err
 	}
 	rest := restFront(transcoder, int64(opts.MaxRequestBytes), opts.BodyReadTimeout)
+	// The connection's TLS state and address ride in the context for the
+	// authenticator and the audit; a plaintext node without an audit log
+	// needs neither, and saves the request copy.
+	_, noAuditor := opts.Auditor.(noAudit)
 	root := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS != nil || !noAuditor {
+			r = withConnInfo(r)
+		}
 		if isRPCPath(r.URL.Path) {
 			if _, pattern := rpcMux.Handler(r); pattern == "" {
 				// The mux's own answer is plain text; the API answers JSON.
@@ -213,4 +228,20 @@ func NewHTTPServer(addr string, h http.Handler, log *slog.Logger) *http.Server {
 		},
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+}
+
+// UseTLS makes srv (from NewHTTPServer) serve TLS with cfg: HTTP/2 by ALPN
+// and HTTP/1.1, and no h2c, which is only for plaintext. Serve it with
+// srv.ServeTLS(ln, "", ""): the certificate comes from cfg.
+func UseTLS(srv *http.Server, cfg *tls.Config) {
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetHTTP2(true)
+	srv.Protocols = &protocols
+	cfg = cfg.Clone()
+	if cfg.MinVersion < tls.VersionTLS12 {
+		cfg.MinVersion = tls.VersionTLS12
+	}
+	cfg.NextProtos = []string{"h2", "http/1.1"}
+	srv.TLSConfig = cfg
 }

@@ -52,8 +52,14 @@ func (h WatchHandler) Watch(ctx context.Context, req *connect.Request[pb.WatchRe
 	for _, k := range m.Kinds {
 		kinds = append(kinds, core.Kind(k))
 	}
+	canRead := h.readable(ctx)
 	wanted := func(f core.Effect) bool {
 		if exact && f.Name != prefix {
+			return false
+		}
+		// Names the caller may not read are left out; so are session
+		// expiries (no name), unless the caller may read every name.
+		if canRead != nil && !canRead(f.Name) {
 			return false
 		}
 		if len(kinds) > 0 && !slices.Contains(kinds, f.Object) {

@@ -124,7 +124,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	rtt, hb, el := cfg.Consensus.RTT()
 	logdb := dbconfig.GetTinyMemLogDBConfig()
 	logdb.Shards = 1
-	nh, err := dragonboat.NewNodeHost(dbconfig.NodeHostConfig{
+	nhc := dbconfig.NodeHostConfig{
 		DeploymentID:      deploymentID,
 		NodeHostDir:       dir,
 		RTTMillisecond:    rtt,
@@ -132,7 +132,17 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		ListenAddress:     cfg.Cluster.RaftListenAddress, // empty: RaftAddress
 		RaftEventListener: leaderListener{n},
 		Expert:            dbconfig.ExpertConfig{LogDB: logdb},
-	})
+	}
+	if t := cfg.Security.TLS; t != nil {
+		// Raft is mutual TLS with the node's own certificate: a member must
+		// present one the cluster's CA signed, and a peer's certificate
+		// must name the host of its raft_address. Dragonboat reads the
+		// files when it starts listening and at every dial, so a renewed
+		// certificate reaches outgoing connections at once and the
+		// listener at the next restart (docs/security.md).
+		nhc.MutualTLS, nhc.CAFile, nhc.CertFile, nhc.KeyFile = true, t.CAFile, t.CertFile, t.KeyFile
+	}
+	nh, err := dragonboat.NewNodeHost(nhc)
 	if err != nil {
 		return nil, fmt.Errorf("runtime: starting Dragonboat on %s in %s: %w", cfg.Cluster.RaftAddress, dir, err)
 	}

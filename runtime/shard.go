@@ -25,8 +25,9 @@ import (
 // other node does, packs the same way, and its proposals travel through
 // Dragonboat, which hands a follower's proposal to the leader. They are
 // stamped with the log time this follower has applied, never its own clock,
-// so a follower cannot move log time (time.go's max() keeps the clock where
-// the leader put it); fwd's own ticks and leader-change marks are dropped.
+// so a follower cannot move log time (core's advanceClock takes the max,
+// which keeps the clock where the leader put it); fwd's own ticks and
+// leader-change marks are dropped.
 // Both drivers see every applied entry and route results to their own
 // requests by (ClientID, Seq), and grants and ended waits by waiter id.
 //

@@ -31,6 +31,12 @@ type Bug struct {
 	shards     int  // the run's shard count when -shards is not given (0: 1)
 	closeFirst bool // a close answers the first shard's success (the client's merge, sim/client.go)
 	mute       bool // leaders silently drop client proposals (ticks and leader marks still go)
+	// mux plants a multiplexed client's old behaviour (mux.go).
+	mux muxBug
+
+	// Scenario names the scenario test that catches it, for a bug no seed
+	// of a sweep can expose (Caught says why); `make sim-bugs` runs it.
+	Scenario string
 }
 
 var bugs = []Bug{
@@ -53,6 +59,16 @@ var bugs = []Bug{
 		Caught: "liveness", mute: true},
 	{Name: "close-first-success", What: "with several shards, a session close answers the first shard's success even when another shard did not answer (issue 18's bug); runs with 4 shards",
 		Caught: "close-everywhere", shards: 4, closeFirst: true},
+	{Name: "shared-keepalive-id", What: "a multiplexed client renews all its sessions under one dedupe identity, each counting from 1",
+		Caught: "kept alive sessions never expire", mux: muxSharedKA},
+	{Name: "no-lowest-pending", What: "a multiplexed client sends no lowest pending seq (the old window of 32 results)",
+		Caught: "no awaited request refused as forgotten", mux: muxNoLowestPending},
+	{Name: "read-then-release-cleanup", What: "a multiplexed client cleans up a request it gave up on by reading the holds and releasing what it finds, not with abandon",
+		Caught: "no grant outlives the request told it failed", mux: muxReadThenRelease},
+	{Name: "lease-from-send-time", What: "a multiplexed client's lease view ends at send time + TTL, with no guard",
+		Caught: "Done closes before another session is granted, in scenario TestScenarioMuxLeaseGuard: no sweep can expose it, " +
+			"the simulator's leaders stamp with a fresh clock, so only a clock step inside the guard does",
+		Scenario: "TestScenarioMuxLeaseGuard", mux: muxLeaseFromSend},
 }
 
 // Bugs lists the planted bugs, sorted by name.

@@ -188,6 +188,7 @@ func (c *checker) applied(n *node, e core.Entry, out *core.Output) {
 	}
 	if first {
 		c.log(n).led.entry(e, out)
+		c.w.muxChk.entry(e, out)
 	}
 	c.w.tr.mix(0xa991, n.word(), e.Index, uint64(out.Time), uint64(len(out.Effects)))
 }

@@ -25,11 +25,15 @@
 //   - clients (client.go) with sessions and keepalives that use every
 //     primitive, retry with the same (client_id, seq), pause and die, and a
 //     fenced resource (resource.go) they write to with their tokens;
+//   - multiplexed clients (mux.go, in some seeds): one client id shared by
+//     several sessions and many callers, as the Go client runs, with
+//     LowestPending, abandon, a keepalive identity per session and a guarded
+//     lease view, checked by mux_checker.go;
 //   - the fault injector (faults.go) and planted bugs (bugs.go).
 //
 // The checks: at every applied entry (checker.go, ledger.go) replicas agree
 // on entries, outputs and (sampled) state hashes, core's invariants hold,
-// and the committed log keeps DESIGN.md's contract (exclusion, tokens
+// and the committed log keeps docs/design.md's contract (exclusion, tokens
 // strictly increasing per name, the clock cap, session leases with
 // leader-change extension); acknowledged grants exist in the log; the fenced
 // resource never accepts a stale token. At the end, a liveness phase heals

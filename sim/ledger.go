@@ -8,7 +8,7 @@ import (
 )
 
 // ledger reads the committed log, in index order, as the first replica to
-// apply each entry reported it, and checks the contract of DESIGN.md against
+// apply each entry reported it, and checks the contract of docs/design.md against
 // it after every entry: exclusion per primitive, tokens strictly increasing
 // per name, log time moving forward by at most the cap per entry, no
 // session expiring before its lease (keepalives and leader changes
@@ -240,7 +240,9 @@ func (l *ledger) noteShape(c *core.Command, r *core.Result, x *entryScratch) {
 	if r.Err != nil || r.Duplicate {
 		return
 	}
-	if r.Outcome == core.OutcomeQueued {
+	// A second acquire of a session that already waits on the object is
+	// answered with the same waiter: it queues once.
+	if _, again := l.waitObj[r.Waiter]; r.Outcome == core.OutcomeQueued && !again {
 		k := objKey{c.Kind, c.Name}
 		switch c.Op {
 		case core.OpCampaign:
@@ -504,7 +506,7 @@ func (l *ledger) whenApplied(idx uint64) time.Duration {
 }
 
 // dequeue takes a waiter out of its object's queue. A grant must go to the
-// queue's head: FIFO, no barging (DESIGN.md), so every waiter queued before
+// queue's head: FIFO, no barging (docs/design.md), so every waiter queued before
 // it has been granted or has ended already.
 func (l *ledger) dequeue(idx uint64, w core.WaiterID, granted bool) {
 	k, ok := l.waitObj[w]

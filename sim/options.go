@@ -47,6 +47,11 @@ type Options struct {
 
 	Bug string // a planted bug by name, "" for none
 
+	// Mux is how many multiplexed clients run beside the others (mux.go):
+	// one client id shared by several sessions and many concurrent callers.
+	// 0..4; 0: drawn (one in a quarter of the seeds, none in the rest); MuxNone: none.
+	Mux int
+
 	// Tolerate lists checks (comma-separated) whose violations are noted as
 	// warnings instead of failing the run: a known bug being fixed elsewhere
 	// should not stop a sweep from finding the next one.
@@ -127,6 +132,11 @@ func (o Options) resolve() (Options, error) {
 	gate := [...]int{GateNone, 1, 2, 4}[r.IntN(4)]
 	// Drawn after the gate for the same reason; used only with -shards 0.
 	shardCount := 1 + r.IntN(4)
+	// Drawn after the shard count for the same reason.
+	mux := MuxNone
+	if r.IntN(4) == 0 {
+		mux = 1 // one is enough to contend with itself: it has several sessions
+	}
 
 	if o.Replicas == 0 {
 		o.Replicas = replicas
@@ -163,6 +173,12 @@ func (o Options) resolve() (Options, error) {
 	case ShardsDrawn:
 		o.Shards = shardCount
 	}
+	if o.Mux == 0 {
+		o.Mux = mux
+		if o.Shards > 1 {
+			o.Mux = MuxNone // the multiplexed client speaks to one shard (mux.go)
+		}
+	}
 	o.SnapshotEvery, o.MinDelay, o.DiskLatency = d.SnapshotEvery, d.MinDelay, d.DiskLatency
 	o.ClockSkew, o.DriftPPM, o.LivenessBound = d.ClockSkew, d.DriftPPM, d.LivenessBound
 	if o.Workload == (Mix{}) {
@@ -196,6 +212,10 @@ func (o Options) validate() error {
 		return fmt.Errorf("-gate must be within 1..64, or -1 for none, got %d", o.Gate)
 	case o.Shards < 1 || o.Shards > MaxShards:
 		return fmt.Errorf("-shards must be within 1..%d, or 0 to draw 1..4 from the seed, got %d", MaxShards, o.Shards)
+	case o.Mux != MuxNone && (o.Mux < 1 || o.Mux > 4):
+		return fmt.Errorf("-mux must be within 1..4, or -1 for none, got %d", o.Mux)
+	case o.Mux != MuxNone && o.Shards > 1:
+		return fmt.Errorf("-mux needs one shard: the multiplexed client does not route across shards")
 	}
 	if o.Bug != "" {
 		if _, ok := bugByName(o.Bug); !ok {
@@ -215,6 +235,7 @@ func (o Options) Flags() string {
 	if o.Shards > 1 {
 		fmt.Fprintf(&b, " -shards %d", o.Shards)
 	}
+	fmt.Fprintf(&b, " -mux %d", o.Mux)
 	if o.Bug != "" {
 		fmt.Fprintf(&b, " -bug %s", o.Bug)
 	}
@@ -237,11 +258,21 @@ func (o Options) Banner() string {
 		o.Seed, o.Replicas, shardsNote, o.Clients, o.Duration, o.LivenessBound,
 		o.CrashRate, o.PartitionRate, o.ClockRate, o.PauseRate, o.Loss, o.Dup, o.MinDelay, o.MaxDelay,
 		o.DiskLatency, o.SnapshotEvery, o.ClockSkew, o.DriftPPM, o.TTLMin, o.TTLMax, gateString(o.Gate), o.Workload, orNone(o.Bug),
-		tolerating(o.Tolerate))
+		tolerating(o.Tolerate)) + muxBanner(o.Mux)
 }
 
 // GateNone is the Gate value for "take Ready after every step".
 const GateNone = -1
+
+// MuxNone is the Mux value for "no multiplexed clients".
+const MuxNone = -1
+
+func muxBanner(n int) string {
+	if n == MuxNone {
+		return ""
+	}
+	return fmt.Sprintf("\n  multiplexed clients: %d", n)
+}
 
 // ShardsDrawn is the Shards value for "draw 1..4 from the seed" (-shards 0);
 // MaxShards bounds -shards.
@@ -282,6 +313,7 @@ func RegisterFlags(fs *flag.FlagSet, o *Options) {
 	fs.IntVar(&o.Gate, "gate", o.Gate, "unconfirmed proposals per replica before it stops taking the driver's Ready, like the runtime's group commit: 1..64, -1 none (default: drawn from none, 1, 2, 4)")
 	fs.Var(shardsFlag{o}, "shards", "Raft groups per replica, 1..8; 0 draws 1..4 from the seed (default 1)")
 	fs.StringVar(&o.Bug, "bug", o.Bug, "plant a bug by name; 'list' names them")
+	fs.IntVar(&o.Mux, "mux", o.Mux, "multiplexed clients (one client id, several sessions, many callers): 1..4, -1 none (default: drawn, none in most seeds)")
 	fs.StringVar(&o.Tolerate, "tolerate", o.Tolerate, "checks (comma-separated) reported as warnings, not failures")
 }
 

@@ -19,9 +19,10 @@ const (
 	evHeal                       // a fault ends
 	evResource                   // the fenced resource's timer fires
 	evScript                     // a scenario's scripted action
+	evMux                        // a multiplexed client's timer fires (mux.go)
 )
 
-var evNames = [...]string{"", "deliver", "raft_tick", "process", "synced", "restart", "client", "fault", "heal", "resource", "script"}
+var evNames = [...]string{"", "deliver", "raft_tick", "process", "synced", "restart", "client", "fault", "heal", "resource", "script", "mux"}
 
 func (k evKind) String() string { return evNames[k] }
 

@@ -82,7 +82,7 @@ func TestScenarioPausedClientIsFenced(t *testing.T) {
 // the leader alone is isolated: a new leader takes over within the lease.
 // Then every replica is cut off for 2.5 s, longer than the lease: log time
 // stands still, and when a quorum is back the new leader's first entry must
-// extend every live session (DESIGN.md, Time: "a failover never expires a
+// extend every live session (docs/design.md, Time: "a failover never expires a
 // session early"), so that clients can renew. With the planted bug that
 // drops the extension, the session lease check fails.
 func TestScenarioFailoverKeepsSessions(t *testing.T) {

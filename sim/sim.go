@@ -111,6 +111,8 @@ type world struct {
 	stats         stats
 	faults        *faults
 	names         *names
+	muxes         []*muxClient // multiplexed clients (mux.go), addressed after the resource
+	muxChk        *muxChecker
 }
 
 type scripted struct {
@@ -169,7 +171,7 @@ func newWorld(o Options, cfg RunConfig) *world {
 	}
 	w.rngDisk = stream(o.Seed, "disk")
 	w.rngFault = stream(o.Seed, "faults")
-	w.net = newNetwork(stream(o.Seed, "network"), o, w.addrResource())
+	w.net = newNetwork(stream(o.Seed, "network"), o, w.addrResource()+max(o.Mux, 0))
 	w.chk = newChecker(w)
 	w.hist = newHistory()
 	w.names = newNames(o, stream(o.Seed, "names"))
@@ -211,6 +213,7 @@ func newWorld(o Options, cfg RunConfig) *world {
 		w.clients = append(w.clients, c)
 		c.begin()
 	}
+	w.startMux()
 	w.faults = newFaults(w)
 	w.faults.begin()
 	for i, sc := range cfg.script {
@@ -286,6 +289,8 @@ func (w *world) dispatch(e *event) {
 		w.faults.heal(e.arg, e.gen)
 	case evScript:
 		w.cfg.script[e.arg].do(w)
+	case evMux:
+		w.muxTimer(e)
 	}
 }
 
@@ -325,6 +330,8 @@ func (w *world) deliver(m *message) {
 		}
 	case m.to == w.addrResource():
 		w.res.receive(m)
+	case m.to > w.addrResource():
+		w.muxReceive(m)
 	default:
 		w.clients[m.to-w.opts.Replicas-1].receive(m)
 	}
@@ -366,6 +373,7 @@ func (w *world) startLiveness() {
 	for _, c := range w.clients {
 		c.quiesce()
 	}
+	w.muxQuiesce()
 }
 
 // livenessMet: a leader every replica follows, every replica at the same
@@ -387,6 +395,9 @@ func (w *world) unsettled() string {
 	}
 	if s := w.res.busy(); s != "" {
 		return "resource: " + s
+	}
+	if s := w.muxBusy(); s != "" {
+		return "multiplexed client " + s
 	}
 	return ""
 }
@@ -485,6 +496,7 @@ func (w *world) finalChecks() {
 		return
 	}
 	w.checkConverged()
+	w.muxChk.final()
 	if w.chk.stop {
 		return
 	}

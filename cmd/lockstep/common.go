@@ -33,8 +33,10 @@ type common struct {
 	endpoints string
 	output    string
 	owner     string
-	stdout    io.Writer
-	stderr    io.Writer
+	// The credentials for a secured cluster (docs/security.md).
+	cacert, cert, key, apiKey string
+	stdout                    io.Writer
+	stderr                    io.Writer
 }
 
 // newCommand makes the flag set of a client command; help is printed for -h
@@ -49,6 +51,10 @@ func newCommand(name, help string, stdout, stderr io.Writer) *common {
 	c.fs.StringVar(&c.endpoints, "endpoints", env, "comma-separated API `URLs` of the cluster (env LOCKSTEP_ENDPOINTS)")
 	c.fs.StringVar(&c.output, "o", "table", "output `format`: table or json")
 	c.fs.StringVar(&c.owner, "owner", "", "the `label` shown as holder in status (default HOST/pid-PID)")
+	c.fs.StringVar(&c.cacert, "cacert", os.Getenv("LOCKSTEP_CACERT"), "the cluster's CA certificate `file` for https:// endpoints (env LOCKSTEP_CACERT)")
+	c.fs.StringVar(&c.cert, "cert", os.Getenv("LOCKSTEP_CERT"), "a client certificate `file` for mutual TLS (env LOCKSTEP_CERT)")
+	c.fs.StringVar(&c.key, "key", os.Getenv("LOCKSTEP_KEY"), "the client certificate's key `file` (env LOCKSTEP_KEY)")
+	c.fs.StringVar(&c.apiKey, "api-key", os.Getenv("LOCKSTEP_API_KEY"), "an API `key`, sent as Authorization: Bearer (env LOCKSTEP_API_KEY; prefer the env: flags show in ps)")
 	c.fs.Usage = func() {
 		fmt.Fprint(c.fs.Output(), strings.TrimLeft(help, "\n"))
 		fmt.Fprintln(c.fs.Output(), "\nFlags:")
@@ -103,12 +109,18 @@ func (c *common) fail(err error) int {
 // hintFor says what to do next for the errors people meet.
 func hintFor(err error, endpoints string) string {
 	switch {
+	case strings.Contains(err.Error(), "x509:"), strings.Contains(err.Error(), "tls:"):
+		return "TLS failed: give the cluster's CA with --cacert (LOCKSTEP_CACERT), a client certificate with --cert and --key if it asks for one, and check the endpoint is https://."
 	case errors.Is(err, client.ErrUnavailable):
 		return fmt.Sprintf("No server answered at %s. Is 'lockstep serve' running there? Set --endpoints or LOCKSTEP_ENDPOINTS to the cluster's API addresses.", endpoints)
 	case errors.Is(err, client.ErrSessionLost):
 		return "The session ended (expired or closed); anything it held is released. Run the command again; raise --ttl if the network is slow."
 	case errors.Is(err, client.ErrNotHeld):
 		return "The grant is gone (released or expired); check 'lockstep status NAME'."
+	case strings.Contains(err.Error(), "unauthenticated"):
+		return "The cluster wants credentials: --api-key (LOCKSTEP_API_KEY), or --cert and --key (LOCKSTEP_CERT, LOCKSTEP_KEY) with --cacert for https://."
+	case strings.Contains(err.Error(), "permission_denied"):
+		return "Your principal may not do this: ask for a rule in security.acl (docs/security.md)."
 	case strings.Contains(err.Error(), "invalid_argument"), strings.Contains(err.Error(), "failed_precondition"):
 		return "The server refused the request as given; fix the arguments (see -h)."
 	}
@@ -122,7 +134,20 @@ func (c *common) client() (*client.Client, error) {
 			eps = append(eps, e)
 		}
 	}
-	return client.New(eps, client.WithRetryTimeout(10*time.Second))
+	opts := []client.Option{client.WithRetryTimeout(10 * time.Second)}
+	if c.cacert != "" {
+		opts = append(opts, client.WithCAFile(c.cacert))
+	}
+	if (c.cert == "") != (c.key == "") {
+		return nil, errors.New("--cert and --key go together (or LOCKSTEP_CERT and LOCKSTEP_KEY)")
+	}
+	if c.cert != "" {
+		opts = append(opts, client.WithClientCert(c.cert, c.key))
+	}
+	if c.apiKey != "" {
+		opts = append(opts, client.WithAPIKey(c.apiKey))
+	}
+	return client.New(eps, opts...)
 }
 
 func (c *common) session(ctx context.Context, cl *client.Client, ttl time.Duration) (*client.Session, error) {

@@ -23,9 +23,9 @@ const bashCompletion = `# bash completion for lockstep; load with: source <(lock
 _lockstep() {
   local cur=${COMP_WORDS[COMP_CWORD]} cmd=${COMP_WORDS[1]}
   if [ "$COMP_CWORD" -eq 1 ]; then
-    COMPREPLY=($(compgen -W "serve lock sem rwlock barrier elect status list watch cluster completion help" -- "$cur")); return
+    COMPREPLY=($(compgen -W "serve certs keys lock sem rwlock barrier elect status list watch cluster completion help" -- "$cur")); return
   fi
-  local common="--endpoints -o --owner -h"
+  local common="--endpoints -o --owner --cacert --cert --key --api-key -h"
   case $cmd in
     lock)    COMPREPLY=($(compgen -W "$common --wait --ttl --grace --" -- "$cur")) ;;
     sem)     COMPREPLY=($(compgen -W "$common --limit --permits --wait --ttl --grace --" -- "$cur")) ;;

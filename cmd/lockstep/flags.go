@@ -98,6 +98,15 @@ func newServeFlags(stderr io.Writer) *serveFlags {
 		func(c *config.Config, v int) { c.Locks.DefaultTTLSeconds = v })
 	num("max-wait-time-seconds", "locks.max_wait_time_seconds", "cap on REST waits",
 		func(c *config.Config, v int) { c.Locks.MaxWaitTimeSeconds = v })
+	f.add("insecure", "security.insecure", "serve plaintext on addresses that are not loopback (warned about at every start)", true,
+		func(c *config.Config, v string) error {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return fmt.Errorf("--insecure (security.insecure): %q is not true or false", v)
+			}
+			c.Security.Insecure = b
+			return nil
+		})
 	num("cleanup-interval-seconds", "locks.cleanup_interval_seconds", "deprecated, no effect",
 		func(c *config.Config, v int) { c.Locks.CleanupIntervalSeconds = v })
 	return f

@@ -36,6 +36,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serve(args[1:], stdout, stderr)
 	case guardCommand:
 		return guard(args[1:], stderr)
+	case "certs":
+		return certsCmd(args[1:], stdout, stderr)
+	case "keys":
+		return keysCmd(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		if len(args) > 1 {
 			if cmd, ok := clientCommands[args[1]]; ok {
@@ -60,6 +64,10 @@ Usage:
   lockstep serve --config FILE [flags]   run one member of a cluster
   lockstep serve --dev [flags]           run a single node on 127.0.0.1 with
                                          defaults, in a fresh data directory
+
+Security (see docs/security.md):
+  lockstep certs ca|node|client ...      make a CA and certificates
+  lockstep keys create PRINCIPAL         make an API key (shown once)
 
 Client commands (each takes -h for its flags and examples):
   lockstep lock NAME [--wait D] [--ttl D] -- CMD ARGS...

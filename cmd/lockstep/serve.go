@@ -62,8 +62,10 @@ func loadConfig(f *serveFlags) (config.Config, error) {
 	case f.dev:
 		cfg = config.Dev("")
 	case f.configFile != "":
+		// Read, not Load: the flags (--insecure among them) apply before
+		// the values are checked.
 		var err error
-		if cfg, err = config.Load(f.configFile); err != nil {
+		if cfg, err = config.Read(f.configFile); err != nil {
 			return cfg, err
 		}
 	default:
@@ -88,6 +90,11 @@ func loadConfig(f *serveFlags) (config.Config, error) {
 		if madeDir != "" {
 			os.Remove(madeDir)
 		}
+		return cfg, fmt.Errorf("configuration: %w", err)
+	}
+	// A missing, mismatched, expired or foreign certificate, or a keys file
+	// that does not parse, stops the node here, before anything listens.
+	if _, err := cfg.Security.LoadMaterial(time.Now()); err != nil {
 		return cfg, fmt.Errorf("configuration: %w", err)
 	}
 	return cfg, nil
@@ -146,29 +153,58 @@ func runNode(cfg config.Config, f *serveFlags, base *slog.Logger, stdout io.Writ
 	if maxWait == 0 {
 		maxWait = rpc.NoWait
 	}
-	api, err := rpc.New(rpc.Options{
+	sec, audit, err := startSecurity(cfg, reg, log)
+	if err != nil {
+		node.Close()
+		log.Error("security did not start", "err", err)
+		return exitError
+	}
+	opts := rpc.Options{
 		Backend:    node,
 		NodeID:     cfg.Cluster.NodeID,
 		DefaultTTL: time.Duration(cfg.Locks.DefaultTTLSeconds) * time.Second,
 		MaxWait:    maxWait,
 		Logger:     log,
 		Registerer: reg,
-	})
+	}
+	if sec.AuthOn() {
+		// Without authentication there is no principal and no ACL (the
+		// configuration refuses an ACL then): the defaults cost nothing.
+		opts.Authenticator, opts.Authorizer = sec, sec
+	}
+	if audit != nil {
+		opts.Auditor = audit
+	}
+	api, err := rpc.New(opts)
 	if err != nil {
 		node.Close()
 		log.Error("the API did not start", "err", err)
 		return exitError
 	}
 
+	tlsOn := cfg.Security.TLS != nil
 	apiSrv := rpc.NewHTTPServer(cfg.Cluster.APIAddress, api, log)
 	serveErr := make(chan error, 2)
-	go func() { serveErr <- fmt.Errorf("API server: %w", apiSrv.Serve(rpc.BufferedListener(apiLn))) }()
+	if tlsOn {
+		rpc.UseTLS(apiSrv, sec.APITLS())
+		// No BufferedListener: tls.Conn already reads whole records.
+		go func() { serveErr <- fmt.Errorf("API server: %w", apiSrv.ServeTLS(apiLn, "", "")) }()
+	} else {
+		go func() { serveErr <- fmt.Errorf("API server: %w", apiSrv.Serve(rpc.BufferedListener(apiLn))) }()
+	}
 	var metricsSrv *http.Server
 	if metricsLn != nil {
 		metricsSrv = newMetricsServer(reg, log, f.pprof)
-		go func() { serveErr <- fmt.Errorf("metrics server: %w", metricsSrv.Serve(metricsLn)) }()
+		if tlsOn {
+			metricsSrv.TLSConfig = sec.MetricsTLS()
+			go func() { serveErr <- fmt.Errorf("metrics server: %w", metricsSrv.ServeTLS(metricsLn, "", "")) }()
+		} else {
+			go func() { serveErr <- fmt.Errorf("metrics server: %w", metricsSrv.Serve(metricsLn)) }()
+		}
 	}
-	log.Info("serving", "api_address", cfg.Cluster.APIAddress, "metrics_address", cfg.Cluster.MetricsAddress,
+	stopReload := make(chan struct{})
+	go reloadOnHangup(f, sec, log, stopReload)
+	log.Info("serving", "tls", tlsOn, "authentication", sec.AuthOn(), "api_address", cfg.Cluster.APIAddress, "metrics_address", cfg.Cluster.MetricsAddress,
 		"raft_address", cfg.Cluster.RaftAddress, "data_dir", cfg.Cluster.DataDir)
 	if f.dev {
 		printDevBanner(stdout, cfg)
@@ -193,9 +229,17 @@ func runNode(cfg config.Config, f *serveFlags, base *slog.Logger, stdout io.Writ
 		os.Exit(exitError)
 	}()
 	close(stopLeadership)
+	close(stopReload)
 	if err := shutdown(apiSrv, metricsSrv, node, f.drainTimeout, log); err != nil {
 		log.Error("shutdown", "err", err)
 		code = exitError
+	}
+	if audit != nil {
+		// After the API drained: the last requests' lines are in the buffer.
+		if err := audit.Close(); err != nil {
+			log.Error("closing the audit log", "err", err)
+			code = exitError
+		}
 	}
 	log.Info("stopped")
 	return code

@@ -31,6 +31,7 @@ type node struct {
 }
 
 type cluster struct {
+	sec   *secureSetup // nil: plaintext (-tls, -api-key)
 	dir   string
 	bin   string
 	extra []string
@@ -56,10 +57,10 @@ func h2c() *http.Client {
 		MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute}}
 }
 
-func newHTTP(conns int) []*http.Client {
+func newHTTP(conns int, sec *secureSetup) []*http.Client {
 	var out []*http.Client
 	for range max(conns, 1) {
-		out = append(out, h2c())
+		out = append(out, sec.httpClient())
 	}
 	return out
 }
@@ -68,12 +69,12 @@ func newHTTP(conns int) []*http.Client {
 // starts three processes of bin. With proxies, each node's
 // cluster.raft_address (what its peers dial) is a proxy's port, and the node
 // listens on cluster.raft_listen_address, where its proxy forwards.
-func startCluster(bin string, extra []string, conns int, proxies *raftNet) (*cluster, error) {
+func startCluster(bin string, extra []string, conns int, proxies *raftNet, sec *secureSetup) (*cluster, error) {
 	dir, err := os.MkdirTemp("", "lockbench-")
 	if err != nil {
 		return nil, err
 	}
-	c := &cluster{dir: dir, bin: bin, extra: extra, http: newHTTP(conns)}
+	c := &cluster{sec: sec, dir: dir, bin: bin, extra: extra, http: newHTTP(conns, sec)}
 	peers := map[string]string{}
 	listen := map[string]string{}
 	for i := 1; i <= 3; i++ {
@@ -94,6 +95,7 @@ func startCluster(bin string, extra []string, conns int, proxies *raftNet) (*clu
 		cfg := config.Defaults()
 		cfg.Cluster = config.Cluster{NodeID: nd.id, RaftAddress: nd.raft, RaftListenAddress: listen[nd.id],
 			APIAddress: nd.api, MetricsAddress: nd.metrics, DataDir: nd.data, Peers: peers}
+		sec.configure(nd, &cfg)
 		b, err := cfg.Marshal()
 		if err != nil {
 			return nil, err
@@ -117,7 +119,7 @@ func startCluster(bin string, extra []string, conns int, proxies *raftNet) (*clu
 
 // connectCluster uses running nodes at the given API addresses.
 func connectCluster(addrs []string, conns int) (*cluster, error) {
-	c := &cluster{http: newHTTP(conns)}
+	c := &cluster{http: newHTTP(conns, nil)}
 	for i, a := range addrs {
 		c.nodes = append(c.nodes, &node{id: fmt.Sprintf("node-%d", i+1), api: strings.TrimPrefix(a, "http://")})
 	}
@@ -183,7 +185,7 @@ func (c *cluster) stop() {
 	}
 }
 
-func (c *cluster) url(nd *node) string { return "http://" + nd.api }
+func (c *cluster) url(nd *node) string { return c.sec.scheme() + "://" + nd.api }
 
 func (c *cluster) clusterClient(nd *node) lockstepv1connect.ClusterServiceClient {
 	return lockstepv1connect.NewClusterServiceClient(c.http[0], c.url(nd))

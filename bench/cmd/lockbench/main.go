@@ -9,7 +9,10 @@
 //   - the time from `kill -9` of the leader to the next successful acquire;
 //   - the time from healing a partition that cut the leader off to full
 //     service (partition.go);
-//   - the resident memory of the leader holding 100,000 locks.
+//   - the resident memory of the leader holding 100,000 locks;
+//   - with -tls and/or -api-key, the cycle points again on a secured
+//     cluster (TLS, client certificates or API keys, an audit log), next
+//     to the plaintext ones (secure.go).
 //
 // Every load loop is bounded in time (-dur per point) and in count.
 //
@@ -61,6 +64,8 @@ type options struct {
 	strict     bool
 	profileAt  int    // the client count whose cycle point is profiled
 	profileDir string // where the profiles go
+	tls        bool   // also run the cycle points on a cluster with TLS, client certificates and an audit log
+	apiKey     bool   // the same with API keys (with -tls: over TLS)
 }
 
 func main() {
@@ -83,6 +88,8 @@ func main() {
 	flag.DurationVar(&o.idle, "idle", 3*time.Second, "first measure the CPU of the idle cluster for this long (0: skip)")
 	flag.IntVar(&o.profileAt, "profile-clients", 64, "with -profile: the cycle point to profile")
 	flag.StringVar(&o.profileDir, "profile", "", "write CPU profiles of the leader (started with --pprof) and of lockbench during one cycle point into this folder")
+	flag.BoolVar(&o.tls, "tls", false, "then run the cycle points again on a started cluster with TLS (Raft mutual TLS), client certificates and an audit log, and print both")
+	flag.BoolVar(&o.apiKey, "api-key", false, "then run the cycle points again on a started cluster whose clients authenticate by API key, with an audit log (with -tls: over TLS), and print both")
 	flag.Parse()
 	// A load generator's heap is small and its allocation rate high: at the
 	// default GOGC, garbage collection was about a tenth of lockbench's CPU
@@ -124,7 +131,7 @@ func run(o options) error {
 		if o.profileDir != "" {
 			extra = append(extra, "--pprof")
 		}
-		c, err = startCluster(o.bin, extra, o.conns, nil)
+		c, err = startCluster(o.bin, extra, o.conns, nil, nil)
 	}
 	if err != nil {
 		return err
@@ -143,6 +150,7 @@ func run(o options) error {
 		fmt.Printf("# idle for %v: %s\n", o.idle, b.describe(before, b.snap(), 0))
 	}
 	fmt.Printf("%-34s %10s %9s %9s %9s %8s\n", "workload", "ops/s", "p50 ms", "p95 ms", "p99 ms", "errors")
+	plain := map[int]result{}
 	for _, n := range o.clients {
 		var stopProf func()
 		if o.profileDir != "" && n == o.profileAt {
@@ -156,6 +164,7 @@ func run(o options) error {
 			return err
 		}
 		r.print(fmt.Sprintf("cycles, %d clients, own names", n))
+		plain[n] = r
 		b.failures += r.errors
 	}
 	if o.handoff > 0 {
@@ -181,6 +190,12 @@ func run(o options) error {
 		n, err := partition(o, c.extra, o.partitions)
 		b.failures += n
 		if err != nil {
+			return err
+		}
+	}
+	if (o.tls || o.apiKey) && c.dir != "" {
+		c.stop() // one cluster at a time on the machine
+		if err := compareSecure(o, plain); err != nil {
 			return err
 		}
 	}
@@ -281,7 +296,8 @@ type result struct {
 	lat    []time.Duration
 	errors int64
 	first  error
-	note   string // what the leader's metrics and the CPU counters said
+	note   string  // what the leader's metrics and the CPU counters said
+	cpuUs  float64 // CPU µs per operation, all processes
 }
 
 func (r result) pct(p float64) float64 {
@@ -373,7 +389,9 @@ func (b *bench) load(n int, setup func(i int, a api) (any, error), body func(i i
 	}
 	wg.Wait()
 	secs := time.Since(start).Seconds()
-	note := b.describe(before, b.snap(), ops.Load())
+	after := b.snap()
+	note := b.describe(before, after, ops.Load())
+	cpuUs := b.cpuPerOp(before, after, ops.Load())
 	var all []time.Duration
 	for _, l := range lats {
 		all = append(all, l...)
@@ -389,7 +407,7 @@ func (b *bench) load(n int, setup func(i int, a api) (any, error), body func(i i
 		}
 		wg.Wait()
 	}
-	return result{ops: ops.Load(), secs: secs, lat: all, errors: nerr.Load(), first: first, note: note}, nil
+	return result{ops: ops.Load(), secs: secs, lat: all, errors: nerr.Load(), first: first, note: note, cpuUs: cpuUs}, nil
 }
 
 type cycleState struct {

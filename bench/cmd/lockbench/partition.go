@@ -27,7 +27,7 @@ const (
 // cluster.raft_listen_address, where the proxy forwards.
 func startProxiedCluster(bin string, extra []string, conns int) (*cluster, *raftNet, error) {
 	rn := newRaftNet()
-	c, err := startCluster(bin, extra, conns, rn)
+	c, err := startCluster(bin, extra, conns, rn, nil)
 	if err != nil {
 		rn.close()
 		return nil, nil, fmt.Errorf("partition: %w", err)

@@ -13,13 +13,16 @@ import (
 
 // scrape reads the sums of a few series from a node's /metrics (every
 // label combination added together).
-func scrape(metricsAddr string) map[string]float64 {
+func scrape(c *cluster, metricsAddr string) map[string]float64 {
 	out := map[string]float64{}
 	if metricsAddr == "" {
 		return out
 	}
 	hc := &http.Client{Timeout: 2 * time.Second}
-	resp, err := hc.Get("http://" + metricsAddr + "/metrics")
+	if c.sec != nil && c.sec.tls {
+		hc.Transport = &http.Transport{TLSClientConfig: c.sec.client.Clone()}
+	}
+	resp, err := hc.Get(c.sec.scheme() + "://" + metricsAddr + "/metrics")
 	if err != nil {
 		return out
 	}
@@ -101,7 +104,7 @@ func machineBusy() float64 {
 }
 
 func (b *bench) snap() snap {
-	s := snap{at: time.Now(), leader: scrape(b.leader.metrics), cpu: map[string]float64{}, machine: machineBusy()}
+	s := snap{at: time.Now(), leader: scrape(b.c, b.leader.metrics), cpu: map[string]float64{}, machine: machineBusy()}
 	for _, nd := range b.c.nodes {
 		if nd.cmd != nil {
 			s.cpu[nd.id] = cpuSecs(nd.pid())

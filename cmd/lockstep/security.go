@@ -1,0 +1,82 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lockstepd/lockstep/config"
+	"github.com/lockstepd/lockstep/security"
+)
+
+// startSecurity makes the node's security state and audit log (nil without
+// security.audit), and says at every start what is open.
+func startSecurity(cfg config.Config, reg prometheus.Registerer, log *slog.Logger) (*security.State, *security.AuditLog, error) {
+	m, err := security.NewMetrics(reg)
+	if err != nil {
+		return nil, nil, err
+	}
+	sec, err := security.New(cfg.Security, m, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	if open := cfg.Plaintext(); len(open) > 0 {
+		log.Warn("serving plaintext on addresses that are not loopback (security.insecure): anyone on the network can read and forge requests and Raft traffic; set security.tls (docs/security.md)",
+			"addresses", strings.Join(open, ","))
+	}
+	if sec.AuthOn() && sec.ACLOpen() {
+		log.Info("security.acl is absent: every authenticated principal may do everything")
+	}
+	if !sec.AuthOn() && cfg.Security.TLS != nil {
+		log.Warn("TLS without client authentication: every caller may do everything; set security.tls.client_auth or security.api_keys_file")
+	}
+	var audit *security.AuditLog
+	if a := cfg.Security.Audit; a != nil {
+		audit = security.OpenAudit(*a, cfg.Cluster.NodeID, m, log)
+	}
+	return sec, audit, nil
+}
+
+// reloadOnHangup reloads the certificate, the CA, the API keys file and the
+// ACL on SIGHUP, from the configuration file read again. A reload that
+// fails keeps the settings in force and says why.
+func reloadOnHangup(f *serveFlags, sec *security.State, log *slog.Logger, stop <-chan struct{}) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-stop:
+			return
+		case <-hup:
+		}
+		if f.configFile == "" {
+			log.Warn("SIGHUP: nothing to reload without --config")
+			continue
+		}
+		if err := reload(f, sec); err != nil {
+			log.Error("SIGHUP: reload failed; the security settings in force are kept", "err", err)
+			continue
+		}
+		log.Info("SIGHUP: reloaded the certificate, the API keys and the ACL", "config", f.configFile)
+	}
+}
+
+func reload(f *serveFlags, sec *security.State) error {
+	cfg, err := config.Read(f.configFile)
+	if err != nil {
+		return err
+	}
+	if err := f.applyOverrides(&cfg); err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	return sec.Reload(cfg.Security)
+}

@@ -1,0 +1,162 @@
+package config_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lockstepd/lockstep/config"
+	"github.com/lockstepd/lockstep/security"
+)
+
+// secureDir writes a CA, a node certificate, a second CA's node
+// certificate, an expired node certificate and a keys file into a fresh
+// directory.
+func secureDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	now := time.Now()
+	ca, err := security.NewAuthority("test CA", now.Add(-time.Hour), now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	issue := func(a *security.Authority, name string, from, to time.Time) {
+		is, err := a.IssueNode("node-1", []string{"127.0.0.1"}, from, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := is.Write(dir, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	issue(ca, "node", now.Add(-time.Minute), now.Add(time.Hour))
+	issue(ca, "old", now.Add(-2*time.Hour), now.Add(-time.Minute))
+	other, err := security.NewAuthority("other CA", now.Add(-time.Hour), now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	issue(other, "stranger", now.Add(-time.Minute), now.Add(time.Hour))
+	_, digest, err := security.NewAPIKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name, body string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("keys.yaml", "- {principal: ci, sha256: "+digest+"}\n")
+	write("badkeys.yaml", "- {principal: ci, sha256: abc}\n")
+	return dir
+}
+
+const secureBase = `
+cluster:
+  node_id: node-1
+  raft_address: 127.0.0.1:7001
+  api_address: 127.0.0.1:8080
+  metrics_address: 127.0.0.1:9090
+  data_dir: data
+  peers: {node-1: 127.0.0.1:7001}
+security:
+  tls:
+    cert_file: node.pem
+    key_file: node-key.pem
+    ca_file: ca.pem
+    client_auth: require
+  api_keys_file: keys.yaml
+  acl:
+    - principal: ci
+      prefix: jobs/
+      allow: [read, use]
+  audit:
+    path: audit.jsonl
+`
+
+// TestSecurityLoad: the loader refuses each bad input at start with one
+// line that names the file or the rule and what is wrong with it.
+func TestSecurityLoad(t *testing.T) {
+	dir := secureDir(t)
+	load := func(body string) (config.Config, error) {
+		path := filepath.Join(dir, "node.yaml")
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return config.Load(path)
+	}
+	c, err := load(secureBase)
+	if err != nil {
+		t.Fatalf("the good configuration: %v", err)
+	}
+	if c.Security.TLS.CertFile != filepath.Join(dir, "node.pem") || c.Security.Audit.Path != filepath.Join(dir, "audit.jsonl") {
+		t.Errorf("paths are not relative to the file's folder: %+v %+v", c.Security.TLS, c.Security.Audit)
+	}
+	if c.Security.Audit.MaxSizeMB != 100 || c.Security.Audit.MaxFiles != 5 {
+		t.Errorf("audit defaults: %+v", c.Security.Audit)
+	}
+	cases := []struct {
+		name, old, new, want string
+	}{
+		{"missing file", "cert_file: node.pem", "cert_file: nope.pem", "security.tls.cert_file " + filepath.Join(dir, "nope.pem") + ": no such file"},
+		{"missing keys file", "api_keys_file: keys.yaml", "api_keys_file: nokeys.yaml", "security.api_keys_file " + filepath.Join(dir, "nokeys.yaml") + ": no such file"},
+		{"key not matching the certificate", "key_file: node-key.pem", "key_file: stranger-key.pem", "is not the key of the certificate in"},
+		{"expired certificate", "cert_file: node.pem\n    key_file: node-key.pem", "cert_file: old.pem\n    key_file: old-key.pem", "old.pem: expired at"},
+		{"CA that did not sign the node", "cert_file: node.pem\n    key_file: node-key.pem", "cert_file: stranger.pem\n    key_file: stranger-key.pem", "security.tls.ca_file " + filepath.Join(dir, "ca.pem") + ": did not sign the certificate in"},
+		{"CA file that is no certificate", "ca_file: ca.pem", "ca_file: keys.yaml", "holds no PEM certificate"},
+		{"unknown ACL action", "allow: [read, use]", "allow: [read, write]", `security.acl[0] (principal "ci", prefix "jobs/"): allow: unknown action "write"`},
+		{"ACL rule without actions", "allow: [read, use]", "allow: []", "security.acl[0]"},
+		{"ACL rule with a bad principal", "principal: ci", "principal: 'c i'", "security.acl[0]"},
+		{"unknown ACL key", "prefix: jobs/", "prefixes: jobs/", "security.acl[0].prefixes: unknown key"},
+		{"unknown client_auth", "client_auth: require", "client_auth: always", "security.tls.client_auth: must be none, request or require"},
+		{"TLS without a CA", "    ca_file: ca.pem\n", "", "security.tls.ca_file: required"},
+		{"a keys file that does not parse", "api_keys_file: keys.yaml", "api_keys_file: badkeys.yaml", "badkeys.yaml: entry 1 (ci): sha256 must be 64 hex digits"},
+		{"an ACL nobody can be named for", "  api_keys_file: keys.yaml\n", "", "skip"},
+		{"audit without a path", "path: audit.jsonl", "max_files: 3", "security.audit.path: required"},
+		{"plaintext on a non-loopback address", "  tls:\n    cert_file: node.pem\n    key_file: node-key.pem\n    ca_file: ca.pem\n    client_auth: require\n", "",
+			"is the good one without TLS"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if !strings.Contains(secureBase, tc.old) {
+				t.Fatalf("the base has no %q", tc.old)
+			}
+			body := strings.Replace(secureBase, tc.old, tc.new, 1)
+			if tc.want == "skip" {
+				body = strings.Replace(body, "client_auth: require", "client_auth: none", 1)
+				tc.want = "security.acl: needs authenticated callers"
+			}
+			if tc.want == "is the good one without TLS" {
+				// Loopback without TLS is fine; the same on 0.0.0.0 is not.
+				if _, err := load(body); err != nil {
+					t.Fatalf("plaintext on loopback: %v", err)
+				}
+				body = strings.Replace(body, "api_address: 127.0.0.1:8080", "api_address: 0.0.0.0:8080", 1)
+				tc.want = "cluster.api_address: 0.0.0.0:8080 is not a loopback address"
+				if _, err := load(strings.Replace(body, "security:", "security:\n  insecure: true", 1)); err != nil {
+					t.Fatalf("security.insecure must allow it: %v", err)
+				}
+			}
+			_, err := load(body)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("the error is more than one line: %q", err)
+			}
+		})
+	}
+}
+
+func TestIsLoopback(t *testing.T) {
+	for addr, want := range map[string]bool{"127.0.0.1:1": true, "127.1.2.3:1": true, "[::1]:1": true, "localhost:1": true,
+		"0.0.0.0:1": false, "10.0.0.1:1": false, "node1.example:1": false, "[::]:1": false} {
+		if got := config.IsLoopback(addr); got != want {
+			t.Errorf("IsLoopback(%s) = %v", addr, got)
+		}
+	}
+}

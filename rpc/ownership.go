@@ -1,0 +1,224 @@
+package rpc
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/lockstepd/lockstep/core"
+	"github.com/lockstepd/lockstep/rpc/gen/lockstep/v1/lockstepv1connect"
+)
+
+// Actions, as the ACL names them (docs/security.md).
+const (
+	ActionRead  = "read"  // status, list, watch, leader, check fence, cluster status
+	ActionUse   = "use"   // acquire, release, renew, campaign, resign, wait, sessions
+	ActionAdmin = "admin" // cluster membership and leadership
+)
+
+// actions maps each procedure to the action it needs; a procedure missing
+// here needs none (health, which load balancers probe without credentials).
+var actions = map[string]string{
+	lockstepv1connect.SessionServiceCreateProcedure:     ActionUse,
+	lockstepv1connect.SessionServiceKeepAliveProcedure:  ActionUse,
+	lockstepv1connect.SessionServiceCloseProcedure:      ActionUse,
+	lockstepv1connect.SessionServiceGetProcedure:        ActionUse,
+	lockstepv1connect.SessionServiceCancelWaitProcedure: ActionUse,
+	lockstepv1connect.SessionServiceAbandonProcedure:    ActionUse,
+
+	lockstepv1connect.LockServiceAcquireProcedure:    ActionUse,
+	lockstepv1connect.LockServiceReleaseProcedure:    ActionUse,
+	lockstepv1connect.LockServiceRenewProcedure:      ActionUse,
+	lockstepv1connect.LockServiceStatusProcedure:     ActionRead,
+	lockstepv1connect.LockServiceListProcedure:       ActionRead,
+	lockstepv1connect.LockServiceCheckFenceProcedure: ActionRead,
+
+	lockstepv1connect.SemaphoreServiceAcquireProcedure: ActionUse,
+	lockstepv1connect.SemaphoreServiceReleaseProcedure: ActionUse,
+	lockstepv1connect.SemaphoreServiceStatusProcedure:  ActionRead,
+	lockstepv1connect.RWLockServiceAcquireProcedure:    ActionUse,
+	lockstepv1connect.RWLockServiceReleaseProcedure:    ActionUse,
+	lockstepv1connect.RWLockServiceStatusProcedure:     ActionRead,
+
+	lockstepv1connect.BarrierServiceWaitProcedure:   ActionUse,
+	lockstepv1connect.BarrierServiceSetProcedure:    ActionUse,
+	lockstepv1connect.BarrierServiceRemoveProcedure: ActionUse,
+	lockstepv1connect.BarrierServiceStatusProcedure: ActionRead,
+
+	lockstepv1connect.ElectionServiceCampaignProcedure: ActionUse,
+	lockstepv1connect.ElectionServiceProclaimProcedure: ActionUse,
+	lockstepv1connect.ElectionServiceResignProcedure:   ActionUse,
+	lockstepv1connect.ElectionServiceLeaderProcedure:   ActionRead,
+	lockstepv1connect.ElectionServiceObserveProcedure:  ActionRead,
+
+	lockstepv1connect.WatchServiceWatchProcedure: ActionRead,
+
+	lockstepv1connect.ClusterServiceStatusProcedure:             ActionRead,
+	lockstepv1connect.ClusterServiceAddNodeProcedure:            ActionAdmin,
+	lockstepv1connect.ClusterServiceRemoveNodeProcedure:         ActionAdmin,
+	lockstepv1connect.ClusterServiceTransferLeadershipProcedure: ActionAdmin,
+}
+
+// ActionOf is the action a procedure needs; "" for one anyone may call.
+func ActionOf(procedure string) string { return actions[procedure] }
+
+// Filtered says whether a procedure shows many names (List, Watch): it is
+// never refused by name, its answer leaves out what the caller may not read.
+func Filtered(procedure string) bool {
+	return procedure == lockstepv1connect.LockServiceListProcedure || procedure == lockstepv1connect.WatchServiceWatchProcedure
+}
+
+// NameOf is the name a request is about ("name", or a watch's target), and
+// whether it names one at all (session and cluster requests do not).
+func NameOf(msg any) (string, bool) {
+	m, ok := msg.(proto.Message)
+	if !ok {
+		return "", false
+	}
+	r := m.ProtoReflect()
+	fields := r.Descriptor().Fields()
+	if fd := fields.ByName("name"); fd != nil && fd.Kind() == protoreflect.StringKind {
+		return r.Get(fd).String(), true
+	}
+	if fd := fields.ByName("prefix"); fd != nil && fd.Kind() == protoreflect.StringKind {
+		return r.Get(fd).String(), true
+	}
+	return "", false
+}
+
+// SessionIDOf is the session_id a request carries, 0 for none.
+func SessionIDOf(msg any) uint64 {
+	return uintField(msg, "session_id")
+}
+
+func uintField(msg any, name protoreflect.Name) uint64 {
+	m, ok := msg.(proto.Message)
+	if !ok {
+		return 0
+	}
+	r := m.ProtoReflect()
+	if fd := r.Descriptor().Fields().ByName(name); fd != nil && fd.Kind() == protoreflect.Uint64Kind {
+		return r.Get(fd).Uint()
+	}
+	return 0
+}
+
+// A session belongs to the principal that created it. With authentication
+// on, the API records the principal in front of every owner label the
+// caller gives ("PRINCIPAL:label", an empty label included when a request
+// creates a session): the label is in the session's replicated state, so
+// every member and every future leader knows the owner without a field of
+// its own. Labels also name holders (Release by owner), and the prefix keeps
+// one principal from naming another's. A request that names a session
+// (session_id) is let through only when the session's owner label carries
+// the caller's prefix.
+
+// OwnerSeparator ends the principal in an owner label.
+const OwnerSeparator = ":"
+
+// creates are the procedures that create a session when they name none.
+var creates = map[string]bool{
+	lockstepv1connect.SessionServiceCreateProcedure:    true,
+	lockstepv1connect.LockServiceAcquireProcedure:      true,
+	lockstepv1connect.SemaphoreServiceAcquireProcedure: true,
+	lockstepv1connect.RWLockServiceAcquireProcedure:    true,
+	lockstepv1connect.BarrierServiceWaitProcedure:      true,
+	lockstepv1connect.ElectionServiceCampaignProcedure: true,
+}
+
+// ownership puts the caller's prefix on labels and refuses requests on
+// another principal's session; it does nothing for anonymous callers.
+type ownership struct{ s *service }
+
+func (i ownership) check(ctx context.Context, procedure string, msg any) error {
+	who := PrincipalFrom(ctx)
+	if who.ID == "" || ActionOf(procedure) != ActionUse {
+		return nil
+	}
+	m, ok := msg.(proto.Message)
+	if !ok {
+		return nil
+	}
+	id := SessionIDOf(msg)
+	prefix := who.ID + OwnerSeparator
+	r := m.ProtoReflect()
+	for _, name := range []protoreflect.Name{"owner", "candidate"} {
+		fd := r.Descriptor().Fields().ByName(name)
+		if fd == nil || fd.Kind() != protoreflect.StringKind {
+			continue
+		}
+		v := r.Get(fd).String()
+		if v != "" || (id == 0 && creates[procedure]) {
+			r.Set(fd, protoreflect.ValueOfString(prefix+v))
+		}
+	}
+	if id == 0 {
+		return nil
+	}
+	owner, err := i.s.sessionOwner(ctx, core.SessionID(id))
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(owner, prefix) {
+		return connect.NewError(connect.CodePermissionDenied,
+			fmt.Errorf("principal %s may not use session %d: it belongs to another principal", who.ID, id))
+	}
+	return nil
+}
+
+// sessionOwner reads a session's owner label: from this node's state first
+// (an owner never changes, so a stale answer that has the session is
+// right), then linearizably, for a session created a moment ago elsewhere.
+func (s *service) sessionOwner(ctx context.Context, id core.SessionID) (string, error) {
+	for _, stale := range []bool{true, false} {
+		owner, found := "", false
+		if _, err := s.read(ctx, "", stale, func(m *core.Machine) error {
+			if info, err := m.SessionInfo(id); err == nil {
+				owner, found = info.Owner, true
+			}
+			return nil
+		}); err != nil {
+			return "", err
+		}
+		if found {
+			return owner, nil
+		}
+	}
+	return "", connect.NewError(connect.CodeNotFound, fmt.Errorf("session %d not found (expired or closed)", id))
+}
+
+func (i ownership) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		if err := i.check(ctx, req.Spec().Procedure, req.Any()); err != nil {
+			return nil, err
+		}
+		return next(ctx, req)
+	}
+}
+
+func (i ownership) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+func (i ownership) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		return next(ctx, &checkingConn{StreamingHandlerConn: conn, check: func(msg any) error {
+			return i.check(ctx, conn.Spec().Procedure, msg)
+		}})
+	}
+}
+
+// readable returns the caller's read filter for List and Watch, nil when
+// every name is readable.
+func (s *service) readable(ctx context.Context) func(name string) bool {
+	f, ok := s.opts.Authorizer.(ReadFilter)
+	if !ok {
+		return nil
+	}
+	who := PrincipalFrom(ctx)
+	return func(name string) bool { return f.CanRead(ctx, who, name) }
+}

@@ -1,0 +1,271 @@
+package security
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/lockstepd/lockstep/config"
+	"github.com/lockstepd/lockstep/rpc"
+	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
+	"github.com/lockstepd/lockstep/rpc/gen/lockstep/v1/lockstepv1connect"
+)
+
+// fixture writes a CA, a node certificate and a keys file, and answers the
+// security key that names them.
+func fixture(t *testing.T, clientAuth string, acl []config.ACLRule) (config.Security, *Authority, string) {
+	t.Helper()
+	dir := t.TempDir()
+	now := time.Now()
+	ca, err := NewAuthority("test", now.Add(-time.Hour), now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	is, err := ca.IssueNode("node-1", []string{"127.0.0.1"}, now.Add(-time.Hour), now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key, err := is.Write(dir, "node-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiKey, digest, err := NewAPIKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := filepath.Join(dir, "keys.yaml")
+	if err := os.WriteFile(keys, []byte("- {principal: ci, sha256: "+digest+"}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return config.Security{TLS: &config.TLS{CertFile: cert, KeyFile: key, CAFile: filepath.Join(dir, "ca.pem"), ClientAuth: clientAuth},
+		APIKeysFile: keys, ACL: acl}, ca, apiKey
+}
+
+// withPeer is a request context as the API sees it after a TLS handshake
+// that presented chain.
+func withPeer(t *testing.T, chain ...*x509.Certificate) context.Context {
+	t.Helper()
+	return rpc.WithConnection(context.Background(), &tls.ConnectionState{PeerCertificates: chain}, "127.0.0.1:9")
+}
+
+func clientCert(t *testing.T, ca *Authority, cn string, from, to time.Time) *x509.Certificate {
+	t.Helper()
+	is, err := ca.IssueClient(cn, from, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := tls.X509KeyPair(is.CertPEM, is.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(c.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return leaf
+}
+
+func TestAuthenticate(t *testing.T) {
+	sec, ca, key := fixture(t, config.ClientAuthRequest, nil)
+	s, err := New(sec, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	stranger, err := NewAuthority("stranger", now.Add(-time.Hour), now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := clientCert(t, ca, "ci", now.Add(-time.Hour), now.Add(time.Hour))
+	expired := clientCert(t, ca, "ci", now.Add(-2*time.Hour), now.Add(-time.Hour))
+	foreign := clientCert(t, stranger, "ci", now.Add(-time.Hour), now.Add(time.Hour))
+	bearer := func(k string) http.Header { return http.Header{"Authorization": {"Bearer " + k}} }
+	const acquire = lockstepv1connect.LockServiceAcquireProcedure
+	cases := []struct {
+		name   string
+		ctx    context.Context
+		h      http.Header
+		want   rpc.Principal
+		reason string // "" for success
+	}{
+		{"api key", context.Background(), bearer(key), rpc.Principal{ID: "ci", Auth: "api_key"}, ""},
+		{"client certificate", withPeer(t, good), nil, rpc.Principal{ID: "ci", Auth: "mtls"}, ""},
+		{"nothing", context.Background(), nil, rpc.Principal{}, "no credentials"},
+		{"wrong key", context.Background(), bearer("lsk_nope"), rpc.Principal{}, "not known"},
+		{"basic auth", context.Background(), http.Header{"Authorization": {"Basic eDp5"}}, rpc.Principal{}, "Bearer"},
+		{"expired certificate", withPeer(t, expired), nil, rpc.Principal{}, "expired"},
+		{"expired certificate with a good key", withPeer(t, expired), bearer(key), rpc.Principal{}, "expired"},
+		{"foreign certificate", withPeer(t, foreign), nil, rpc.Principal{}, "not one the cluster's CA signed"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := s.Authenticate(tc.ctx, acquire, tc.h)
+			if tc.reason == "" {
+				if err != nil || p != tc.want {
+					t.Fatalf("got %+v, %v; want %+v", p, err, tc.want)
+				}
+				return
+			}
+			if connect.CodeOf(err) != connect.CodeUnauthenticated || !strings.Contains(err.Error(), tc.reason) {
+				t.Fatalf("got %+v, %v; want unauthenticated: %s", p, err, tc.reason)
+			}
+		})
+	}
+	// Health needs no credentials: load balancers probe it.
+	if _, err := s.Authenticate(context.Background(), lockstepv1connect.ClusterServiceHealthProcedure, nil); err != nil {
+		t.Fatalf("health: %v", err)
+	}
+}
+
+func TestRequireNeedsACertificate(t *testing.T) {
+	sec, _, key := fixture(t, config.ClientAuthRequire, nil)
+	s, err := New(sec, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Authenticate(context.Background(), lockstepv1connect.LockServiceAcquireProcedure, http.Header{"Authorization": {"Bearer " + key}})
+	if connect.CodeOf(err) != connect.CodeUnauthenticated {
+		t.Fatalf("a key without a certificate under client_auth require: %v", err)
+	}
+}
+
+func TestAuthorize(t *testing.T) {
+	sec, _, _ := fixture(t, config.ClientAuthRequest, []config.ACLRule{
+		{Principal: "ci", Prefix: "jobs/", Allow: []string{"read", "use"}},
+		{Principal: "*", Prefix: "pub/", Allow: []string{"read"}},
+		{Principal: "ops", Prefix: "", Allow: []string{"admin"}},
+	})
+	s, err := New(sec, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	ci, ops, anyone := rpc.Principal{ID: "ci"}, rpc.Principal{ID: "ops"}, rpc.Principal{ID: "zed"}
+	acq := func(name string) any { return &pb.AcquireLockRequest{Name: name} }
+	status := func(name string) any { return &pb.LockStatusRequest{Name: name} }
+	cases := []struct {
+		who       rpc.Principal
+		procedure string
+		msg       any
+		allowed   bool
+	}{
+		{ci, lockstepv1connect.LockServiceAcquireProcedure, acq("jobs/a"), true},
+		{ci, lockstepv1connect.LockServiceAcquireProcedure, acq("job"), false},
+		{ci, lockstepv1connect.LockServiceStatusProcedure, status("pub/x"), true},
+		{anyone, lockstepv1connect.LockServiceStatusProcedure, status("pub/x"), true},
+		{anyone, lockstepv1connect.LockServiceAcquireProcedure, acq("pub/x"), false},
+		{ci, lockstepv1connect.SessionServiceCreateProcedure, &pb.CreateSessionRequest{}, true},
+		{anyone, lockstepv1connect.SessionServiceCreateProcedure, &pb.CreateSessionRequest{}, false},
+		{ci, lockstepv1connect.ClusterServiceAddNodeProcedure, &pb.AddNodeRequest{}, false},
+		{ops, lockstepv1connect.ClusterServiceAddNodeProcedure, &pb.AddNodeRequest{}, true},
+		{ops, lockstepv1connect.LockServiceAcquireProcedure, acq("jobs/a"), false},
+		// List is never refused: it leaves names out instead.
+		{anyone, lockstepv1connect.LockServiceListProcedure, &pb.ListRequest{Prefix: "jobs/"}, true},
+	}
+	for _, tc := range cases {
+		err := s.Authorize(ctx, tc.who, tc.procedure, tc.msg)
+		if (err == nil) != tc.allowed {
+			t.Errorf("%s %s %v: %v, want allowed=%v", tc.who.ID, tc.procedure, tc.msg, err, tc.allowed)
+		}
+		if err != nil && (connect.CodeOf(err) != connect.CodePermissionDenied || !strings.Contains(err.Error(), tc.who.ID)) {
+			t.Errorf("%s %s: %v: want permission_denied naming the principal", tc.who.ID, tc.procedure, err)
+		}
+	}
+	if !s.CanRead(ctx, ci, "jobs/x") || !s.CanRead(ctx, anyone, "pub/y") || s.CanRead(ctx, anyone, "jobs/x") || s.CanRead(ctx, ci, "") {
+		t.Error("CanRead disagrees with the rules")
+	}
+}
+
+func TestReloadKeepsWhatIsInForceOnFailure(t *testing.T) {
+	sec, _, key := fixture(t, config.ClientAuthNone, nil)
+	s, err := New(sec, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(sec.APIKeysFile, []byte("- {principal: ci, sha256: nothex}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reload(sec); err == nil {
+		t.Fatal("a bad keys file reloaded")
+	}
+	if _, err := s.Authenticate(context.Background(), lockstepv1connect.LockServiceAcquireProcedure, http.Header{"Authorization": {"Bearer " + key}}); err != nil {
+		t.Fatalf("the key in force before the failed reload: %v", err)
+	}
+	if err := os.WriteFile(sec.APIKeysFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reload(sec); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Authenticate(context.Background(), lockstepv1connect.LockServiceAcquireProcedure, http.Header{"Authorization": {"Bearer " + key}}); err == nil {
+		t.Fatal("a removed key still works")
+	}
+	sec.TLS = nil
+	if err := s.Reload(sec); err == nil || !strings.Contains(err.Error(), "restart") {
+		t.Fatalf("turning TLS off by reload: %v", err)
+	}
+}
+
+func TestAuditLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	a := OpenAudit(config.Audit{Path: path, MaxSizeMB: 1, MaxFiles: 2}, "node-1", nil, nil)
+	a.Audit(context.Background(), rpc.AuditRecord{
+		Principal: rpc.Principal{ID: "ci", Auth: "mtls"}, Procedure: lockstepv1connect.LockServiceAcquireProcedure, Peer: "127.0.0.1:5",
+		Request:  &pb.AcquireLockRequest{Name: "jobs/a", ClientId: "c1", RequestSeq: 7, SessionId: 9},
+		Response: &pb.AcquireLockResponse{Acquired: true, FencingToken: 42, Outcome: pb.Outcome_OUTCOME_GRANTED},
+		Duration: 1500 * time.Microsecond,
+	})
+	a.Audit(context.Background(), rpc.AuditRecord{Procedure: lockstepv1connect.LockServiceAcquireProcedure,
+		Request: &pb.AcquireLockRequest{Name: "jobs/b"}, Code: connect.CodeUnauthenticated, Err: errors.New("no")})
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var lines []map[string]any
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, m)
+	}
+	if len(lines) != 2 {
+		t.Fatalf("%d lines", len(lines))
+	}
+	g := lines[0]
+	for k, want := range map[string]any{"node_id": "node-1", "principal": "ci", "auth": "mtls", "remote": "127.0.0.1:5",
+		"kind": "mutex", "name": "jobs/a", "session_id": 9.0, "client_id": "c1", "seq": 7.0, "outcome": "granted",
+		"fencing_token": 42.0, "duration_ms": 1.5} {
+		if g[k] != want {
+			t.Errorf("%s = %v, want %v", k, g[k], want)
+		}
+	}
+	if _, err := time.Parse("2006-01-02T15:04:05.000Z07:00", g["time"].(string)); err != nil {
+		t.Errorf("time: %v", err)
+	}
+	if lines[1]["outcome"] != "unauthenticated" || lines[1]["auth"] != "none" {
+		t.Errorf("the refusal's line: %v", lines[1])
+	}
+	if _, has := lines[1]["fencing_token"]; has {
+		t.Errorf("a refusal has a fencing token: %v", lines[1])
+	}
+}

@@ -1,0 +1,270 @@
+package security
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lockstepd/lockstep/config"
+	"github.com/lockstepd/lockstep/rpc"
+)
+
+// State is a node's security settings in force: the mode fixed at start
+// (TLS or not, how clients authenticate) and the material a reload may
+// replace (certificate, CA, API keys, ACL). It is the API's Authenticator
+// and Authorizer, and the source of its TLS configurations.
+type State struct {
+	tlsOn      bool
+	clientAuth string // config.ClientAuth*
+	keysOn     bool   // there is an API keys file
+	authOn     bool   // every request but health must name a principal
+	cur        atomic.Pointer[material]
+	metrics    *Metrics
+	log        *slog.Logger
+	now        func() time.Time
+}
+
+// material is what a reload swaps, whole.
+type material struct {
+	cert *tls.Certificate
+	ca   *x509.CertPool
+	keys map[string]string // SHA-256 hex → principal
+	acl  []config.ACLRule  // nil: everything is allowed to every principal
+}
+
+var (
+	_ rpc.Authenticator = (*State)(nil)
+	_ rpc.Authorizer    = (*State)(nil)
+	_ rpc.ReadFilter    = (*State)(nil)
+)
+
+// New loads sec's files and makes the state. m may be nil (no metrics).
+func New(sec config.Security, m *Metrics, log *slog.Logger) (*State, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if m == nil {
+		m, _ = NewMetrics(nil)
+	}
+	s := &State{tlsOn: sec.TLS != nil, clientAuth: config.ClientAuthNone, metrics: m, log: log, now: time.Now}
+	if sec.TLS != nil {
+		s.clientAuth = sec.TLS.ClientAuth
+	}
+	s.keysOn = sec.APIKeysFile != ""
+	s.authOn = s.clientAuth != config.ClientAuthNone || s.keysOn
+	if err := s.Reload(sec); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// AuthOn says whether callers must authenticate.
+func (s *State) AuthOn() bool { return s.authOn }
+
+// Reload loads sec's files and ACL and puts them in force, or, when
+// anything is wrong, keeps what is in force and says why. The mode (TLS on
+// or off, client_auth, whether there is a keys file) needs a restart.
+func (s *State) Reload(sec config.Security) error {
+	ca := config.ClientAuthNone
+	if sec.TLS != nil {
+		ca = sec.TLS.ClientAuth
+	}
+	if (sec.TLS != nil) != s.tlsOn || ca != s.clientAuth || (sec.APIKeysFile != "") != s.keysOn {
+		return errors.New("security.tls, security.tls.client_auth and whether security.api_keys_file is set change only at a restart")
+	}
+	m, err := sec.LoadMaterial(s.now())
+	if err != nil {
+		return err
+	}
+	s.cur.Store(&material{cert: m.Cert, ca: m.CA, keys: m.APIKeys, acl: sec.ACL})
+	return nil
+}
+
+// ACLOpen says whether there is no ACL (every principal may do everything).
+func (s *State) ACLOpen() bool { return s.cur.Load().acl == nil }
+
+// APITLS is the API port's TLS configuration: the certificate in force at
+// each handshake (a reload changes it for new connections), TLS 1.2 at
+// least, and client certificates asked for when client_auth is request or
+// require. They are checked by Authenticate rather than in the handshake,
+// so that a missing, expired or foreign certificate is answered with a 401
+// that says why, and is audited, rather than with a failed handshake.
+func (s *State) APITLS() *tls.Config {
+	c := s.baseTLS()
+	if s.clientAuth != config.ClientAuthNone {
+		c.ClientAuth = tls.RequestClientCert
+	}
+	return c
+}
+
+// MetricsTLS is the metrics port's TLS configuration: server
+// authentication only (see docs/security.md, what is not protected).
+func (s *State) MetricsTLS() *tls.Config { return s.baseTLS() }
+
+func (s *State) baseTLS() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return s.cur.Load().cert, nil
+		},
+	}
+}
+
+// Authenticate names the caller: by API key (Authorization: Bearer KEY) or
+// by a client certificate the CA signed, valid now; its common name is the
+// principal. A certificate that is presented must be good even when a key
+// is sent too, and with client_auth require a certificate is needed.
+func (s *State) Authenticate(ctx context.Context, procedure string, h http.Header) (rpc.Principal, error) {
+	if !s.authOn || rpc.ActionOf(procedure) == "" {
+		return rpc.Principal{Auth: "none"}, nil
+	}
+	m := s.cur.Load()
+	var certPrincipal string
+	if cs := rpc.TLSFrom(ctx); cs != nil && len(cs.PeerCertificates) > 0 && s.clientAuth != config.ClientAuthNone {
+		p, reason, err := s.verifyClient(m, cs.PeerCertificates)
+		if err != nil {
+			return rpc.Principal{Auth: "mtls"}, s.refuse(reason, err)
+		}
+		certPrincipal = p
+	}
+	if s.clientAuth == config.ClientAuthRequire && certPrincipal == "" {
+		return rpc.Principal{Auth: "mtls"}, s.refuse("no_certificate", errors.New("a client certificate signed by the cluster's CA is required"))
+	}
+	if auth := h.Get("Authorization"); auth != "" {
+		scheme, key, _ := strings.Cut(auth, " ")
+		if !strings.EqualFold(scheme, "Bearer") || key == "" {
+			return rpc.Principal{Auth: "api_key"}, s.refuse("bad_scheme", errors.New("the Authorization header must be Bearer KEY"))
+		}
+		p, ok := m.keys[Digest(strings.TrimSpace(key))]
+		if !ok {
+			return rpc.Principal{Auth: "api_key"}, s.refuse("unknown_api_key", errors.New("the API key is not known (revoked, or never added)"))
+		}
+		return rpc.Principal{ID: p, Auth: "api_key"}, nil
+	}
+	if certPrincipal != "" {
+		return rpc.Principal{ID: certPrincipal, Auth: "mtls"}, nil
+	}
+	return rpc.Principal{Auth: "none"}, s.refuse("no_credentials",
+		errors.New("no credentials: send an API key (Authorization: Bearer KEY) or a client certificate"))
+}
+
+func (s *State) verifyClient(m *material, chain []*x509.Certificate) (principal, reason string, err error) {
+	leaf := chain[0]
+	inter := x509.NewCertPool()
+	for _, c := range chain[1:] {
+		inter.AddCert(c)
+	}
+	now := s.now()
+	if now.After(leaf.NotAfter) {
+		return "", "expired_certificate", fmt.Errorf("the client certificate expired at %s", leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: m.ca, Intermediates: inter, CurrentTime: now,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		return "", "untrusted_certificate", fmt.Errorf("the client certificate is not one the cluster's CA signed for clients: %v", err)
+	}
+	if err := config.ValidPrincipal(leaf.Subject.CommonName); err != nil {
+		return "", "bad_principal", fmt.Errorf("the client certificate's common name %v", err)
+	}
+	return leaf.Subject.CommonName, "", nil
+}
+
+func (s *State) refuse(reason string, err error) error {
+	s.metrics.authFailures.WithLabelValues(reason).Inc()
+	return connect.NewError(connect.CodeUnauthenticated, err)
+}
+
+// Authorize applies the ACL. List and Watch are never refused by name:
+// they leave out what the caller may not read (CanRead).
+func (s *State) Authorize(ctx context.Context, who rpc.Principal, procedure string, msg any) error {
+	action := rpc.ActionOf(procedure)
+	m := s.cur.Load()
+	if action == "" || m.acl == nil || rpc.Filtered(procedure) {
+		return nil
+	}
+	name, named := rpc.NameOf(msg)
+	if named && action != rpc.ActionAdmin {
+		if allowed(m.acl, who.ID, action, name, false) {
+			return nil
+		}
+		s.metrics.aclDenials.WithLabelValues(action).Inc()
+		return connect.NewError(connect.CodePermissionDenied,
+			fmt.Errorf("principal %q may not %s %q: no rule of security.acl allows it", who.ID, action, name))
+	}
+	if allowed(m.acl, who.ID, action, "", true) {
+		return nil
+	}
+	s.metrics.aclDenials.WithLabelValues(action).Inc()
+	return connect.NewError(connect.CodePermissionDenied,
+		fmt.Errorf("principal %q may not %s (%s): no rule of security.acl allows it", who.ID, action, procedure))
+}
+
+// CanRead says whether who may read name: what List and Watch show.
+func (s *State) CanRead(_ context.Context, who rpc.Principal, name string) bool {
+	m := s.cur.Load()
+	return m.acl == nil || allowed(m.acl, who.ID, rpc.ActionRead, name, false)
+}
+
+// allowed says whether a rule gives principal the action on name, or, with
+// anyName, on some name (requests that name none: sessions, cluster).
+func allowed(acl []config.ACLRule, principal, action, name string, anyName bool) bool {
+	if principal == "" {
+		return false
+	}
+	for _, r := range acl {
+		if r.Principal != "*" && r.Principal != principal {
+			continue
+		}
+		if !anyName && !strings.HasPrefix(name, r.Prefix) {
+			continue
+		}
+		for _, a := range r.Allow {
+			if a == action {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Metrics are the security counters.
+type Metrics struct {
+	authFailures *prometheus.CounterVec
+	aclDenials   *prometheus.CounterVec
+	auditErrors  prometheus.Counter
+}
+
+// NewMetrics makes the counters and registers them with reg (nil: none).
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lockstep_auth_failures_total",
+			Help: "Requests refused with 401, by reason (no_credentials, unknown_api_key, expired_certificate, untrusted_certificate, ...).",
+		}, []string{"reason"}),
+		aclDenials: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lockstep_acl_denials_total",
+			Help: "Requests refused with 403 by the ACL, by action (read, use, admin).",
+		}, []string{"action"}),
+		auditErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lockstep_audit_write_errors_total",
+			Help: "Failed writes, flushes or rotations of the audit log; while it fails, requests are refused with 503.",
+		}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.authFailures, m.aclDenials, m.auditErrors} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}
