@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/lockstepd/lockstep/core"
+	"github.com/lockstepd/lockstep/model"
 )
 
 // The checkers of the multiplexed client (mux.go), each the promise one of
@@ -249,12 +250,12 @@ func (x *muxChecker) check(rec cleanupRec) {
 
 // beginMux records a multiplexed client's lock operation for porcupine.
 func (h *history) beginMux(m *muxClient, key objKey, cmd core.Command) int {
-	in := opInput{key: key, session: cmd.Session, token: cmd.Token, value: string(cmd.Value), try: cmd.WaitMs == 0}
+	in := model.Input{Key: key.model(), Session: cmd.Session, Token: cmd.Token, Value: string(cmd.Value), Try: cmd.WaitMs == 0}
 	switch cmd.Op {
 	case core.OpAcquire, core.OpCampaign:
-		in.op = opAcquire
+		in.Op = model.Acquire
 	case core.OpRelease, core.OpResign:
-		in.op = opRelease
+		in.Op = model.Release
 	default:
 		return -1
 	}
