@@ -103,29 +103,11 @@ func New(opts Options) (*Cluster, error) {
 func (c *Cluster) prepare() error {
 	peers := map[string]string{}
 	for i := 1; i <= c.opts.Nodes; i++ {
-		nd := &Node{ID: fmt.Sprintf("node-%d", i), bin: c.opts.Binary, flags: c.opts.Flags}
-		for _, p := range []*string{&nd.Raft, &nd.API, &nd.Metrics} {
-			a, err := FreePort()
-			if err != nil {
-				return err
-			}
-			*p = a
+		nd, err := c.NewNode(fmt.Sprintf("node-%d", i))
+		if err != nil {
+			return err
 		}
-		if c.Net != nil {
-			listen, err := FreePort()
-			if err != nil {
-				return err
-			}
-			nd.RaftListen = listen
-			if err := c.Net.add(nd.ID, nd.Raft, listen); err != nil {
-				return fmt.Errorf("cluster: proxy for %s: %w", nd.ID, err)
-			}
-		}
-		nd.DataDir = filepath.Join(c.Dir, nd.ID, "data")
-		nd.LogPath = filepath.Join(c.Dir, nd.ID+".log")
-		nd.ConfigPath = filepath.Join(c.Dir, nd.ID+".yaml")
 		peers[nd.ID] = nd.Raft
-		c.Nodes = append(c.Nodes, nd)
 	}
 	for _, nd := range c.Nodes {
 		cfg := config.Defaults()
@@ -140,6 +122,40 @@ func (c *Cluster) prepare() error {
 		}
 	}
 	return nil
+}
+
+// NewNode adds a member to the cluster's files and ports: fresh 127.0.0.1
+// ports (behind a proxy with Options.Proxies), a data directory, a log and
+// a configuration path, all under Dir. It writes no configuration and
+// starts nothing; Close kills it with the others. New uses it for the
+// initial members; a test adds a joining or foreign node with it.
+func (c *Cluster) NewNode(id string) (*Node, error) {
+	if len(c.Nodes) >= maxNodes {
+		return nil, fmt.Errorf("cluster: already %d nodes", maxNodes)
+	}
+	nd := &Node{ID: id, bin: c.opts.Binary, flags: c.opts.Flags}
+	for _, p := range []*string{&nd.Raft, &nd.API, &nd.Metrics} {
+		a, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		*p = a
+	}
+	if c.Net != nil {
+		listen, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		nd.RaftListen = listen
+		if err := c.Net.add(nd.ID, nd.Raft, listen); err != nil {
+			return nil, fmt.Errorf("cluster: proxy for %s: %w", nd.ID, err)
+		}
+	}
+	nd.DataDir = filepath.Join(c.Dir, nd.ID, "data")
+	nd.LogPath = filepath.Join(c.Dir, nd.ID+".log")
+	nd.ConfigPath = filepath.Join(c.Dir, nd.ID+".yaml")
+	c.Nodes = append(c.Nodes, nd)
+	return nd, nil
 }
 
 // Start prepares a cluster and starts every node, then waits up to limit
