@@ -43,7 +43,7 @@ func TestClientAcrossLeaderFailover(t *testing.T) {
 	}
 	first := mu.Token()
 
-	leader.kill()
+	leader.Kill()
 
 	// The hold outlives the failover: its session is extended by the new
 	// leader, and the client reaches a survivor without being told to.

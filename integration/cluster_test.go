@@ -60,7 +60,7 @@ func TestThreeNodes(t *testing.T) {
 	// kill -9 the leader: a survivor serves soon after.
 	killed := leader
 	start := time.Now()
-	killed.kill()
+	killed.Kill()
 	var served time.Duration
 	eventually(t, 2*failoverBound, "a survivor grants a lock after the leader's kill -9", func() error {
 		for _, nd := range followers {
@@ -102,12 +102,12 @@ func TestThreeNodes(t *testing.T) {
 
 	// Leadership moves to it (asked through the restarted node itself, a
 	// follower); it grants with a larger token still.
-	if _, err := killed.clients(connect.WithGRPC()).cluster.TransferLeadership(ctx, connect.NewRequest(&pb.TransferLeadershipRequest{ShardId: shardID(t, c, survivor), TargetNodeId: killed.id})); err != nil {
+	if _, err := killed.clients(connect.WithGRPC()).cluster.TransferLeadership(ctx, connect.NewRequest(&pb.TransferLeadershipRequest{ShardId: shardID(t, c, survivor), TargetNodeId: killed.ID})); err != nil {
 		t.Fatalf("transfer leadership: %v", err)
 	}
-	eventually(t, 10*time.Second, "leadership moved to "+killed.id, func() error {
+	eventually(t, 10*time.Second, "leadership moved to "+killed.ID, func() error {
 		if l := c.leader(killed); l != killed {
-			return fmt.Errorf("leader is %s", l.id)
+			return fmt.Errorf("leader is %s", l.ID)
 		}
 		return nil
 	})
@@ -127,15 +127,15 @@ func TestThreeNodes(t *testing.T) {
 			break
 		}
 	}
-	st, body := c.rest("POST", leader, "/lockstep.v1.ClusterService/RemoveNode", `{"node_id":"`+gone.id+`"}`)
+	st, body := c.rest("POST", leader, "/lockstep.v1.ClusterService/RemoveNode", `{"node_id":"`+gone.ID+`"}`)
 	if st != 200 {
-		t.Fatalf("remove %s (Connect JSON): %d %v", gone.id, st, body)
+		t.Fatalf("remove %s (Connect JSON): %d %v", gone.ID, st, body)
 	}
-	gone.kill()
-	if err := os.RemoveAll(gone.dataDir); err != nil {
+	gone.Kill()
+	if err := os.RemoveAll(gone.DataDir); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, gone.id+" no longer a member", func() error {
+	eventually(t, 10*time.Second, gone.ID+" no longer a member", func() error {
 		if m := members(t, c, leader); len(m) != 2 {
 			return fmt.Errorf("members %v", m)
 		}
@@ -152,18 +152,18 @@ func TestThreeNodes(t *testing.T) {
 			other = nd
 		}
 	}
-	add, err := other.clients(connect.WithGRPC()).cluster.AddNode(ctx, connect.NewRequest(&pb.AddNodeRequest{NodeId: gone.id, RaftAddress: gone.raft}))
+	add, err := other.clients(connect.WithGRPC()).cluster.AddNode(ctx, connect.NewRequest(&pb.AddNodeRequest{NodeId: gone.ID, RaftAddress: gone.Raft}))
 	if err != nil {
-		t.Fatalf("add %s back: %v", gone.id, err)
+		t.Fatalf("add %s back: %v", gone.ID, err)
 	}
 	incarnation := add.Header().Get(rpc.IncarnationHeader)
 	if incarnation == "" {
 		t.Fatalf("AddNode did not say the incarnation (%s header)", rpc.IncarnationHeader)
 	}
-	t.Logf("%s added back with incarnation %s", gone.id, incarnation)
+	t.Logf("%s added back with incarnation %s", gone.ID, incarnation)
 	c.start(gone, "--join", "--incarnation", incarnation)
 	c.waitHealthy(30*time.Second, gone)
-	eventually(t, 20*time.Second, gone.id+" catches up", func() error {
+	eventually(t, 20*time.Second, gone.ID+" catches up", func() error {
 		s := c.ok("GET", gone, "/locks/while-gone-19/status?stale=true", "")
 		if s["held"] != true {
 			return fmt.Errorf("status %v", s)
@@ -178,7 +178,7 @@ func TestThreeNodes(t *testing.T) {
 	// stale reads from its own state.
 	last := c.nodes[0]
 	for _, nd := range c.nodes[1:] {
-		nd.kill()
+		nd.Kill()
 	}
 	eventually(t, 10*time.Second, "/health without a quorum", func() error {
 		st, body := c.rest("GET", last, "/health", "")

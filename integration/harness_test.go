@@ -9,19 +9,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
 
+	procs "github.com/lockstepd/lockstep/chaos/cluster"
 	"github.com/lockstepd/lockstep/config"
 	"github.com/lockstepd/lockstep/rpc/gen/lockstep/v1/lockstepv1connect"
 )
@@ -59,26 +57,18 @@ func runMain(m *testing.M) int {
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func freePort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := procs.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return a
 }
 
-// node is one lockstep process.
+// node is one lockstep process of chaos/cluster, the one harness that
+// starts real processes, and whether it serves TLS.
 type node struct {
-	id                 string
-	raft, api, metrics string
-	dataDir, logPath   string
-	config             string
-	https              bool // the node serves TLS (security_harness_test.go)
-
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{}
-	err    error
+	*procs.Node
+	https bool // the node serves TLS (security_harness_test.go)
 }
 
 // cluster is a set of nodes started from one temporary directory.
@@ -86,37 +76,40 @@ type cluster struct {
 	t     *testing.T
 	dir   string
 	nodes []*node
-	http  *http.Client // HTTP/1.1 and h2c
+	http  *http.Client   // HTTP/1.1 and h2c
+	procs *procs.Cluster // the processes, files and ports
+	net   *procs.Net     // the Raft proxies (newProxiedCluster); nil without
 }
 
 // newCluster prepares n members (not started) with fresh ports and
 // directories and writes their configuration files.
-func newCluster(t *testing.T, n int) *cluster {
+func newCluster(t *testing.T, n int) *cluster { return prepareCluster(t, n, false) }
+
+// newProxiedCluster is newCluster with every node's Raft traffic behind a
+// proxy (c.net), so that a test can cut the link between two nodes.
+func newProxiedCluster(t *testing.T, n int) *cluster { return prepareCluster(t, n, true) }
+
+func prepareCluster(t *testing.T, n int, proxies bool) *cluster {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "lockstep-it-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &cluster{t: t, dir: dir, http: h2cClient()}
-	peers := map[string]string{}
-	for i := 1; i <= n; i++ {
-		nd := &node{id: fmt.Sprintf("node-%d", i), raft: freePort(t), api: freePort(t), metrics: freePort(t)}
-		nd.dataDir = filepath.Join(dir, nd.id, "data")
-		nd.logPath = filepath.Join(dir, nd.id+".log")
-		peers[nd.id] = nd.raft
-		c.nodes = append(c.nodes, nd)
+	pc, err := procs.New(procs.Options{Binary: binary, Nodes: n, Dir: dir, Proxies: proxies,
+		Configure: func(cfg *config.Config) { cfg.Locks.MaxWaitTimeSeconds = 10 }}) // REST waits in these tests stay short
+	if err != nil {
+		os.RemoveAll(dir)
+		t.Fatal(err)
 	}
-	for _, nd := range c.nodes {
-		nd.config = filepath.Join(dir, nd.id+".yaml")
-		c.writeConfig(nd, peers)
+	c := &cluster{t: t, dir: dir, http: h2cClient(), procs: pc, net: pc.Net}
+	for _, nd := range pc.Nodes {
+		c.nodes = append(c.nodes, &node{Node: nd})
 	}
 	t.Cleanup(func() {
-		for _, nd := range c.nodes {
-			nd.kill()
-		}
+		pc.Close() // kills every process it started, continuing stopped ones first
 		if t.Failed() {
 			for _, nd := range c.nodes {
-				t.Logf("---- last lines of %s's log (%s):\n%s", nd.id, nd.logPath, tail(nd.logPath, 40))
+				t.Logf("---- last lines of %s's log (%s):\n%s", nd.ID, nd.LogPath, nd.Tail(40))
 			}
 			if os.Getenv("LOCKSTEP_KEEP") != "" {
 				t.Logf("kept %s", dir)
@@ -128,98 +121,40 @@ func newCluster(t *testing.T, n int) *cluster {
 	return c
 }
 
-func (c *cluster) writeConfig(nd *node, peers map[string]string) {
-	cfg := config.Defaults()
-	cfg.Cluster = config.Cluster{NodeID: nd.id, RaftAddress: nd.raft, APIAddress: nd.api, MetricsAddress: nd.metrics,
-		DataDir: nd.dataDir, Peers: peers}
-	cfg.Locks.MaxWaitTimeSeconds = 10 // REST waits in these tests stay short
-	b, err := cfg.Marshal()
+// extraNode adds a node that is not an initial member (its configuration
+// is the test's to write), killed with the cluster.
+func (c *cluster) extraNode(id string) *node {
+	c.t.Helper()
+	nd, err := c.procs.NewNode(id)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	if err := os.WriteFile(nd.config, b, 0o600); err != nil {
-		c.t.Fatal(err)
-	}
+	return &node{Node: nd}
 }
 
 // start starts a node's process with its configuration and extra flags.
 func (c *cluster) start(nd *node, extra ...string) {
 	c.t.Helper()
-	logf, err := os.OpenFile(nd.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
+	if err := nd.Start(extra...); err != nil {
 		c.t.Fatal(err)
 	}
-	args := append([]string{"serve", "--config", nd.config}, extra...)
-	cmd := exec.Command(binary, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = childAttr()
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		c.t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	nd.mu.Lock()
-	nd.cmd, nd.exited, nd.err = cmd, exited, nil
-	nd.mu.Unlock()
-	go func() {
-		err := cmd.Wait()
-		logf.Close()
-		nd.mu.Lock()
-		nd.err = err
-		nd.mu.Unlock()
-		close(exited)
-	}()
-}
-
-// kill sends SIGKILL and waits for the process to go.
-func (nd *node) kill() {
-	nd.mu.Lock()
-	cmd, exited := nd.cmd, nd.exited
-	nd.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Signal(syscall.SIGKILL)
-	<-exited
 }
 
 // stop sends SIGTERM and waits up to limit for a clean exit.
 func (nd *node) stop(t *testing.T, limit time.Duration) error {
 	t.Helper()
-	nd.mu.Lock()
-	cmd, exited := nd.cmd, nd.exited
-	nd.mu.Unlock()
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-exited:
-	case <-time.After(limit):
-		nd.kill()
-		t.Fatalf("%s did not exit within %v of SIGTERM", nd.id, limit)
+	err := nd.Stop(limit)
+	if err != nil && strings.Contains(err.Error(), "did not exit within") {
+		t.Fatal(err)
 	}
-	nd.mu.Lock()
-	defer nd.mu.Unlock()
-	return nd.err
-}
-
-func (nd *node) running() bool {
-	nd.mu.Lock()
-	defer nd.mu.Unlock()
-	if nd.exited == nil {
-		return false
-	}
-	select {
-	case <-nd.exited:
-		return false
-	default:
-		return true
-	}
+	return err
 }
 
 func (nd *node) url() string {
 	if nd.https {
-		return "https://" + nd.api
+		return "https://" + nd.API
 	}
-	return "http://" + nd.api
+	return "http://" + nd.API
 }
 
 func tail(path string, n int) string {
@@ -254,9 +189,9 @@ func eventually(t *testing.T, limit time.Duration, what string, f func() error) 
 func (c *cluster) waitHealthy(limit time.Duration, nodes ...*node) {
 	c.t.Helper()
 	for _, nd := range nodes {
-		eventually(c.t, limit, nd.id+" healthy", func() error {
-			if !nd.running() {
-				return fmt.Errorf("%s exited: %s", nd.id, tail(nd.logPath, 5))
+		eventually(c.t, limit, nd.ID+" healthy", func() error {
+			if !nd.Running() {
+				return fmt.Errorf("%s exited: %s", nd.ID, tail(nd.LogPath, 5))
 			}
 			st, body, err := c.do("GET", nd, "/health", "")
 			if err != nil {
@@ -279,7 +214,7 @@ func (c *cluster) leader(from ...*node) *node {
 	}
 	eventually(c.t, 10*time.Second, "a leader", func() error {
 		for _, nd := range from {
-			if !nd.running() {
+			if !nd.Running() {
 				continue
 			}
 			st, body, err := c.do("GET", nd, "/cluster/status", "")
@@ -292,7 +227,7 @@ func (c *cluster) leader(from ...*node) *node {
 			}
 			id, _ := shards[0].(map[string]any)["leader_id"].(string)
 			for _, cand := range c.nodes {
-				if cand.id == id && cand.running() {
+				if cand.ID == id && cand.Running() {
 					found = cand
 					return nil
 				}
@@ -341,7 +276,7 @@ func (c *cluster) rest(method string, nd *node, path, body string) (int, map[str
 	c.t.Helper()
 	st, out, err := c.do(method, nd, path, body)
 	if err != nil {
-		c.t.Fatalf("%s %s on %s: %v", method, path, nd.id, err)
+		c.t.Fatalf("%s %s on %s: %v", method, path, nd.ID, err)
 	}
 	return st, out
 }
@@ -351,7 +286,7 @@ func (c *cluster) ok(method string, nd *node, path, body string) map[string]any 
 	c.t.Helper()
 	st, out := c.rest(method, nd, path, body)
 	if st != 200 {
-		c.t.Fatalf("%s %s %s on %s: %d %v", method, path, body, nd.id, st, out)
+		c.t.Fatalf("%s %s %s on %s: %d %v", method, path, body, nd.ID, st, out)
 	}
 	return out
 }

@@ -146,7 +146,7 @@ func TestHostileInput(t *testing.T) {
 	}
 
 	t.Run("a slow body is 408 and names no address", func(t *testing.T) {
-		conn, err := net.Dial("tcp", n.api)
+		conn, err := net.Dial("tcp", n.API)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -249,9 +249,7 @@ func TestGzipBomb(t *testing.T) {
 // rssBytes reads a node's resident set size from /proc.
 func rssBytes(t *testing.T, n *node) int64 {
 	t.Helper()
-	n.mu.Lock()
-	pid := n.cmd.Process.Pid
-	n.mu.Unlock()
+	pid := n.Pid()
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		t.Skipf("no /proc here: %v", err)

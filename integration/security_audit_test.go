@@ -38,14 +38,14 @@ func newKeyedNode(t *testing.T, audit config.Audit) *keyedNode {
 	s.writeKeys(entry)
 	nd := c.nodes[0]
 	cfg := config.Defaults()
-	cfg.Cluster = config.Cluster{NodeID: nd.id, RaftAddress: nd.raft, APIAddress: nd.api, MetricsAddress: nd.metrics,
-		DataDir: nd.dataDir, Peers: map[string]string{nd.id: nd.raft}}
+	cfg.Cluster = config.Cluster{NodeID: nd.ID, RaftAddress: nd.Raft, APIAddress: nd.API, MetricsAddress: nd.Metrics,
+		DataDir: nd.DataDir, Peers: map[string]string{nd.ID: nd.Raft}}
 	cfg.Security = config.Security{APIKeysFile: "keys.yaml", Audit: &audit}
 	b, err := cfg.Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(nd.config, b, 0o600); err != nil {
+	if err := os.WriteFile(nd.ConfigPath, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return &keyedNode{c: c, nd: nd, key: key, auditPath: filepath.Join(c.dir, audit.Path)}
@@ -141,7 +141,7 @@ func TestAuditUnwritable(t *testing.T) {
 		}
 		return nil
 	})
-	resp, err := http.Get("http://" + k.nd.metrics + "/metrics")
+	resp, err := http.Get("http://" + k.nd.Metrics + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +195,7 @@ func TestStartRefusals(t *testing.T) {
 	other := filepath.Join(c.dir, "other")
 	s.cli("certs", "ca", "--out", s.pki)
 	s.cli("certs", "ca", "--out", other)
-	s.cli("certs", "node", nd.id, "--hosts", "127.0.0.1", "--ca", other, "--out", other)
+	s.cli("certs", "node", nd.ID, "--hosts", "127.0.0.1", "--ca", other, "--out", other)
 	for _, tc := range []struct {
 		name string
 		edit func(*config.Config)
@@ -205,7 +205,7 @@ func TestStartRefusals(t *testing.T) {
 			"cluster.api_address: 192.0.2.1:8080 is not a loopback address"},
 		{"plaintext Raft off loopback", func(c *config.Config) {
 			c.Cluster.RaftAddress = "192.0.2.1:7001"
-			c.Cluster.Peers = map[string]string{nd.id: c.Cluster.RaftAddress}
+			c.Cluster.Peers = map[string]string{nd.ID: c.Cluster.RaftAddress}
 		}, "cluster.raft_address: 192.0.2.1:7001 is not a loopback address"},
 		{"a node certificate another CA signed", func(c *config.Config) {
 			c.Security.TLS = &config.TLS{CertFile: "other/node-1.pem", KeyFile: "other/node-1-key.pem", CAFile: "pki/ca.pem"}
@@ -213,16 +213,16 @@ func TestStartRefusals(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := config.Defaults()
-			cfg.Cluster = config.Cluster{NodeID: nd.id, RaftAddress: nd.raft, APIAddress: nd.api, MetricsAddress: nd.metrics,
-				DataDir: nd.dataDir, Peers: map[string]string{nd.id: nd.raft}}
+			cfg.Cluster = config.Cluster{NodeID: nd.ID, RaftAddress: nd.Raft, APIAddress: nd.API, MetricsAddress: nd.Metrics,
+				DataDir: nd.DataDir, Peers: map[string]string{nd.ID: nd.Raft}}
 			tc.edit(&cfg)
 			b, _ := cfg.Marshal()
-			if err := os.WriteFile(nd.config, b, 0o600); err != nil {
+			if err := os.WriteFile(nd.ConfigPath, b, 0o600); err != nil {
 				t.Fatal(err)
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			out, err := exec.CommandContext(ctx, binary, "serve", "--config", nd.config).CombinedOutput()
+			out, err := exec.CommandContext(ctx, binary, "serve", "--config", nd.ConfigPath).CombinedOutput()
 			var exit *exec.ExitError
 			if !errors.As(err, &exit) || exit.ExitCode() != 2 {
 				t.Fatalf("exit: %v, want 2\n%s", err, out)

@@ -49,7 +49,7 @@ func newSecureCluster(t *testing.T, n int, o secureOptions) *secureCluster {
 	s.pki = filepath.Join(s.dir, "pki")
 	s.cli("certs", "ca", "--out", s.pki)
 	for _, nd := range s.nodes {
-		s.cli("certs", "node", nd.id, "--hosts", "127.0.0.1,localhost", "--ca", s.pki, "--out", s.pki)
+		s.cli("certs", "node", nd.ID, "--hosts", "127.0.0.1,localhost", "--ca", s.pki, "--out", s.pki)
 	}
 	var entries []string
 	for _, p := range o.principals {
@@ -62,7 +62,7 @@ func newSecureCluster(t *testing.T, n int, o secureOptions) *secureCluster {
 	s.writeKeys(entries...)
 	peers := map[string]string{}
 	for _, nd := range s.nodes {
-		peers[nd.id] = nd.raft
+		peers[nd.ID] = nd.Raft
 	}
 	for _, nd := range s.nodes {
 		nd.https = true
@@ -109,27 +109,27 @@ func (s *secureCluster) writeKeys(entries ...string) {
 	}
 }
 
-func (s *secureCluster) auditPath(nd *node) string { return filepath.Join(s.dir, nd.id+"-audit.jsonl") }
+func (s *secureCluster) auditPath(nd *node) string { return filepath.Join(s.dir, nd.ID+"-audit.jsonl") }
 
 func (s *secureCluster) writeSecureConfig(nd *node, peers map[string]string, o secureOptions) {
 	s.t.Helper()
 	cfg := config.Defaults()
-	cfg.Cluster = config.Cluster{NodeID: nd.id, RaftAddress: nd.raft, APIAddress: nd.api, MetricsAddress: nd.metrics,
-		DataDir: nd.dataDir, Peers: peers}
+	cfg.Cluster = config.Cluster{NodeID: nd.ID, RaftAddress: nd.Raft, APIAddress: nd.API, MetricsAddress: nd.Metrics,
+		DataDir: nd.DataDir, Peers: peers}
 	cfg.Locks.MaxWaitTimeSeconds = 10
 	// Paths relative to the configuration file's folder, as users write them.
 	cfg.Security = config.Security{
-		TLS: &config.TLS{CertFile: "pki/" + nd.id + ".pem", KeyFile: "pki/" + nd.id + "-key.pem", CAFile: "pki/ca.pem",
+		TLS: &config.TLS{CertFile: "pki/" + nd.ID + ".pem", KeyFile: "pki/" + nd.ID + "-key.pem", CAFile: "pki/ca.pem",
 			ClientAuth: o.clientAuth},
 		APIKeysFile: "keys.yaml",
 		ACL:         o.acl,
-		Audit:       &config.Audit{Path: nd.id + "-audit.jsonl", MaxSizeMB: 100, MaxFiles: 5},
+		Audit:       &config.Audit{Path: nd.ID + "-audit.jsonl", MaxSizeMB: 100, MaxFiles: 5},
 	}
 	b, err := cfg.Marshal()
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	if err := os.WriteFile(nd.config, b, 0o600); err != nil {
+	if err := os.WriteFile(nd.ConfigPath, b, 0o600); err != nil {
 		s.t.Fatal(err)
 	}
 }
@@ -183,7 +183,7 @@ func (s *secureCluster) call(c cred, method string, nd *node, path, body string)
 	}
 	resp, err := c.h.Do(req)
 	if err != nil {
-		s.t.Fatalf("%s %s on %s: %v", method, path, nd.id, err)
+		s.t.Fatalf("%s %s on %s: %v", method, path, nd.ID, err)
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
@@ -269,10 +269,7 @@ func readAudit(t *testing.T, path string) []auditLine {
 // hangup sends SIGHUP to a node.
 func (nd *node) hangup(t *testing.T) {
 	t.Helper()
-	nd.mu.Lock()
-	cmd := nd.cmd
-	nd.mu.Unlock()
-	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	if err := nd.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -179,16 +179,16 @@ func TestSecureCluster(t *testing.T) {
 				"close":     {"DELETE", "/sessions/" + id},
 			} {
 				if st, body := s.call(asBob, req[0], nd, req[1], ""); st != 403 || body["code"] != "permission_denied" {
-					t.Fatalf("bob's %s of alice's session on %s: %d %v", what, nd.id, st, body)
+					t.Fatalf("bob's %s of alice's session on %s: %d %v", what, nd.ID, st, body)
 				}
 			}
 			if st, body := s.call(asBob, "POST", nd, "/locks/shared%2Fs/release", `{"session_id": "`+id+`", "fencing_token": "`+token+`"}`); st != 403 {
-				t.Fatalf("bob releasing with alice's session on %s: %d %v", nd.id, st, body)
+				t.Fatalf("bob releasing with alice's session on %s: %d %v", nd.ID, st, body)
 			}
 			// Naming the holder by alice's label does not reach it either:
 			// labels carry their principal.
 			if st, body := s.call(asBob, "POST", nd, "/locks/shared%2Fs/release", `{"owner": "alice-worker", "fencing_token": "`+token+`"}`); st == 200 && body["released"] == true {
-				t.Fatalf("bob released alice's hold by its label on %s: %v", nd.id, body)
+				t.Fatalf("bob released alice's hold by its label on %s: %v", nd.ID, body)
 			}
 		}
 		if !held("shared/s") {
@@ -287,7 +287,7 @@ func TestSecureCluster(t *testing.T) {
 		}
 		n1.hangup(t)
 		eventually(t, 10*time.Second, "the failed reload is logged", func() error {
-			if !strings.Contains(mustRead(t, n1.logPath), "reload failed") {
+			if !strings.Contains(mustRead(t, n1.LogPath), "reload failed") {
 				return fmt.Errorf("not yet")
 			}
 			return nil
@@ -302,16 +302,14 @@ func TestSecureCluster(t *testing.T) {
 		other := filepath.Join(s.dir, "pki-other")
 		s.cli("certs", "ca", "--out", other)
 		s.cli("certs", "node", "node-4", "--hosts", "127.0.0.1", "--ca", other, "--out", other)
-		intruder := &node{id: "node-4", raft: freePort(t), api: freePort(t), metrics: freePort(t), https: true}
-		intruder.dataDir = filepath.Join(s.dir, "node-4", "data")
-		intruder.logPath = filepath.Join(s.dir, "node-4.log")
-		intruder.config = filepath.Join(s.dir, "node-4.yaml")
+		intruder := s.extraNode("node-4")
+		intruder.https = true
 		cfg := config.Defaults()
-		cfg.Cluster = config.Cluster{NodeID: "node-4", RaftAddress: intruder.raft, APIAddress: intruder.api,
-			MetricsAddress: intruder.metrics, DataDir: intruder.dataDir, Join: true}
+		cfg.Cluster = config.Cluster{NodeID: "node-4", RaftAddress: intruder.Raft, APIAddress: intruder.API,
+			MetricsAddress: intruder.Metrics, DataDir: intruder.DataDir, Join: true}
 		cfg.Security.TLS = &config.TLS{CertFile: "pki-other/node-4.pem", KeyFile: "pki-other/node-4-key.pem", CAFile: "pki-other/ca.pem"}
 		b, _ := cfg.Marshal()
-		if err := os.WriteFile(intruder.config, b, 0o600); err != nil {
+		if err := os.WriteFile(intruder.ConfigPath, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
 		leader := s.leader()
@@ -319,15 +317,15 @@ func TestSecureCluster(t *testing.T) {
 		// Even added by an admin, it never gets in: the members refuse its
 		// handshakes and it refuses theirs.
 		if st, body := s.call(asAdmin, "POST", leader, "/lockstep.v1.ClusterService/AddNode",
-			`{"node_id":"node-4","raft_address":"`+intruder.raft+`"}`); st != 200 {
+			`{"node_id":"node-4","raft_address":"`+intruder.Raft+`"}`); st != 200 {
 			t.Fatalf("add node-4: %d %v", st, body)
 		}
 		s.start(intruder, "--join")
-		t.Cleanup(intruder.kill)
+		t.Cleanup(intruder.Kill)
 		deadline := time.Now().Add(4 * time.Second)
 		for time.Now().Before(deadline) {
-			if !intruder.running() {
-				t.Fatalf("node-4 exited: %s", tail(intruder.logPath, 5))
+			if !intruder.Running() {
+				t.Fatalf("node-4 exited: %s", tail(intruder.LogPath, 5))
 			}
 			if st, body := s.call(asAdmin, "POST", s.nodes[1], "/locks/jobs%2Fstill/acquire", `{"owner":"admin","ttl_seconds":30}`); st != 200 {
 				t.Fatalf("the cluster stopped serving while node-4 ran: %d %v", st, body)
@@ -337,16 +335,16 @@ func TestSecureCluster(t *testing.T) {
 		// The members log why: its certificate is not one their CA signed.
 		eventually(t, 10*time.Second, "a member logs the refused handshake", func() error {
 			for _, nd := range s.nodes {
-				l := mustRead(t, nd.logPath)
-				if strings.Contains(l, intruder.raft) && strings.Contains(l, "certificate signed by unknown authority") {
+				l := mustRead(t, nd.LogPath)
+				if strings.Contains(l, intruder.Raft) && strings.Contains(l, "certificate signed by unknown authority") {
 					return nil
 				}
 			}
-			return fmt.Errorf("no member's log names %s with a certificate error", intruder.raft)
+			return fmt.Errorf("no member's log names %s with a certificate error", intruder.Raft)
 		})
 		// node-4 never learnt anything: no leader, nothing applied.
-		if strings.Contains(mustRead(t, intruder.logPath), `msg="ready: every shard has a leader"`) {
-			t.Fatalf("node-4 found a leader:\n%s", tail(intruder.logPath, 20))
+		if strings.Contains(mustRead(t, intruder.LogPath), `msg="ready: every shard has a leader"`) {
+			t.Fatalf("node-4 found a leader:\n%s", tail(intruder.LogPath, 20))
 		}
 		if st, body := s.call(asAdmin, "POST", leader, "/lockstep.v1.ClusterService/RemoveNode", `{"node_id":"node-4"}`); st != 200 {
 			t.Fatalf("remove node-4: %d %v", st, body)
@@ -359,7 +357,7 @@ func TestSecureCluster(t *testing.T) {
 	t.Run("the audit log holds every request, and no key", func(t *testing.T) {
 		for _, nd := range s.nodes {
 			if err := nd.stop(t, 30*time.Second); err != nil {
-				t.Fatalf("%s: %v", nd.id, err)
+				t.Fatalf("%s: %v", nd.ID, err)
 			}
 		}
 		counts := map[string]int{}
@@ -368,19 +366,19 @@ func TestSecureCluster(t *testing.T) {
 			raw := mustRead(t, s.auditPath(nd))
 			for p, k := range s.keys {
 				if strings.Contains(raw, k) {
-					t.Fatalf("%s's key appears in %s's audit log", p, nd.id)
+					t.Fatalf("%s's key appears in %s's audit log", p, nd.ID)
 				}
 			}
 			if strings.Contains(raw, "lsk_") || strings.Contains(raw, "PRIVATE KEY") {
-				t.Fatalf("key material in %s's audit log", nd.id)
+				t.Fatalf("key material in %s's audit log", nd.ID)
 			}
 			for _, l := range readAudit(t, s.auditPath(nd)) {
 				counts[*l.Outcome]++
 				if *l.Outcome == "granted" && l.FencingToken > 0 {
 					granted++
 				}
-				if *l.NodeID != nd.id {
-					t.Fatalf("%s's audit log has a line of %s", nd.id, *l.NodeID)
+				if *l.NodeID != nd.ID {
+					t.Fatalf("%s's audit log has a line of %s", nd.ID, *l.NodeID)
 				}
 			}
 		}

@@ -29,9 +29,8 @@ import (
 // close answers 200; and at once another session try-acquires every name,
 // and every one must be granted.
 func TestShardedCloseReachesEveryShard(t *testing.T) {
-	c := newCluster(t, 3)
+	c := newProxiedCluster(t, 3)
 	c.shardConfigs(itShards)
-	links := proxyRaft(t, c)
 	for _, nd := range c.nodes {
 		c.start(nd)
 	}
@@ -47,15 +46,15 @@ func TestShardedCloseReachesEveryShard(t *testing.T) {
 			return err
 		}
 		for _, nd := range c.nodes {
-			if !slices.Contains(leaders, nd.id) {
-				return fmt.Errorf("leaders %v: %s leads none", leaders, nd.id)
+			if !slices.Contains(leaders, nd.ID) {
+				return fmt.Errorf("leaders %v: %s leads none", leaders, nd.ID)
 			}
 		}
 		return nil
 	})
 	byID := map[string]*node{}
 	for _, nd := range c.nodes {
-		byID[nd.id] = nd
+		byID[nd.ID] = nd
 	}
 	// cutShard is led by far; entry is another node, third the one left.
 	const cutShard = 1
@@ -70,7 +69,7 @@ func TestShardedCloseReachesEveryShard(t *testing.T) {
 			third = nd
 		}
 	}
-	t.Logf("shard leaders %v: the close enters at %s; its link to %s (leader of shard %d) will be cut", leaders, entry.id, far.id, cutShard)
+	t.Logf("shard leaders %v: the close enters at %s; its link to %s (leader of shard %d) will be cut", leaders, entry.ID, far.ID, cutShard)
 
 	// One name in each shard.
 	names := make([]string, itShards)
@@ -96,7 +95,8 @@ func TestShardedCloseReachesEveryShard(t *testing.T) {
 
 	// Cut before the first close: a close that reached every shard before
 	// the cut would be right to answer 200, and prove nothing.
-	links.cutLink(entry, far)
+	c.net.Cut(entry.Node, far.Node)
+	t.Logf("raft link %s <-> %s cut", entry.ID, far.ID)
 	cutAt := time.Now()
 	// Longer than the runtime's retry budget (1.5 s at the default 300 ms
 	// election timeout), so that at least one attempt meets the cut whole.
@@ -109,7 +109,8 @@ func TestShardedCloseReachesEveryShard(t *testing.T) {
 			t.Fatalf("the close did not answer 200 within %d attempts and %v (503s: %d)", attempt-1, time.Since(start).Round(time.Millisecond), refusals)
 		}
 		if !healed && refusals > 0 && time.Since(cutAt) > cutFor {
-			links.heal()
+			c.net.Heal()
+			t.Logf("raft links healed")
 			healed = true
 		}
 		st, body, err := c.do("DELETE", entry, closePath, "")
@@ -121,7 +122,7 @@ func TestShardedCloseReachesEveryShard(t *testing.T) {
 		if st == 200 {
 			if !healed {
 				t.Fatalf("the close answered 200 (attempt %d, %v after the cut) while %s could not reach %s, the leader of shard %d, where the session holds %s: %v",
-					attempt, time.Since(cutAt).Round(time.Millisecond), entry.id, far.id, cutShard, names[cutShard], body)
+					attempt, time.Since(cutAt).Round(time.Millisecond), entry.ID, far.ID, cutShard, names[cutShard], body)
 			}
 			t.Logf("close answered 200 at attempt %d, after %d answers of 503", attempt, refusals)
 			break

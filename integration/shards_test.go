@@ -20,7 +20,7 @@ const itShards = 4
 func (c *cluster) shardConfigs(shards int) {
 	c.t.Helper()
 	for _, nd := range c.nodes {
-		cfg, err := config.Load(nd.config)
+		cfg, err := config.Load(nd.ConfigPath)
 		if err != nil {
 			c.t.Fatal(err)
 		}
@@ -29,7 +29,7 @@ func (c *cluster) shardConfigs(shards int) {
 		if err != nil {
 			c.t.Fatal(err)
 		}
-		if err := os.WriteFile(nd.config, b, 0o600); err != nil {
+		if err := os.WriteFile(nd.ConfigPath, b, 0o600); err != nil {
 			c.t.Fatal(err)
 		}
 	}
@@ -176,13 +176,13 @@ func TestShardedCluster(t *testing.T) {
 	sh := runtime.ShardOf(name, itShards)
 	var victim *node
 	for _, nd := range c.nodes {
-		if nd.id == leaders[sh] {
+		if nd.ID == leaders[sh] {
 			victim = nd
 		}
 	}
 	a := c.ok("POST", victim, "/locks/"+name+"/acquire", `{"owner":"before","ttl_seconds":60}`)
 	before := u64(t, a, "fencing_token")
-	victim.kill()
+	victim.Kill()
 	start := time.Now()
 	var after uint64
 	eventually(t, 2*failoverBound, "the shard grants after its leader's kill -9", func() error {

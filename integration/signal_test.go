@@ -31,7 +31,7 @@ type heldRequest struct {
 // starts reading the body; then it sends the first half of the body.
 func holdRequest(t *testing.T, nd *node) *heldRequest {
 	t.Helper()
-	conn, err := net.Dial("tcp", nd.api)
+	conn, err := net.Dial("tcp", nd.API)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +40,7 @@ func holdRequest(t *testing.T, nd *node) *heldRequest {
 	body := `{"owner": "signal-test"}`
 	half := len(body) / 2
 	fmt.Fprintf(conn, "POST /locks/signal/acquire HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"+
-		"Content-Length: %d\r\nExpect: 100-continue\r\n\r\n", nd.api, len(body))
+		"Content-Length: %d\r\nExpect: 100-continue\r\n\r\n", nd.API, len(body))
 	rd := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(rd, nil)
 	if err != nil {
@@ -71,33 +71,24 @@ func (h *heldRequest) finish(t *testing.T) int {
 
 func (nd *node) signal(t *testing.T, sig syscall.Signal) {
 	t.Helper()
-	nd.mu.Lock()
-	cmd := nd.cmd
-	nd.mu.Unlock()
-	if err := cmd.Process.Signal(sig); err != nil {
-		t.Fatalf("signal %v to %s: %v", sig, nd.id, err)
+	if err := nd.Signal(sig); err != nil {
+		t.Fatalf("signal %v to %s: %v", sig, nd.ID, err)
 	}
 }
 
 // waitExit waits up to limit for the process to exit and returns its exit code.
 func (nd *node) waitExit(t *testing.T, limit time.Duration) int {
 	t.Helper()
-	nd.mu.Lock()
-	exited := nd.exited
-	nd.mu.Unlock()
-	select {
-	case <-exited:
-	case <-time.After(limit):
-		t.Fatalf("%s still running %v after the signal", nd.id, limit)
+	exit, exited := nd.Wait(limit)
+	if !exited {
+		t.Fatalf("%s still running %v after the signal", nd.ID, limit)
 	}
-	nd.mu.Lock()
-	defer nd.mu.Unlock()
 	var ee *exec.ExitError
-	if errors.As(nd.err, &ee) {
+	if errors.As(exit, &ee) {
 		return ee.ExitCode()
 	}
-	if nd.err != nil {
-		t.Fatalf("%s: %v", nd.id, nd.err)
+	if exit != nil {
+		t.Fatalf("%s: %v", nd.ID, exit)
 	}
 	return 0
 }
@@ -105,13 +96,13 @@ func (nd *node) waitExit(t *testing.T, limit time.Duration) int {
 // waitLog waits until the node's log holds line.
 func (nd *node) waitLog(t *testing.T, line string) {
 	t.Helper()
-	eventually(t, 30*time.Second, fmt.Sprintf("%s logs %q", nd.id, line), func() error {
-		b, err := os.ReadFile(nd.logPath)
+	eventually(t, 30*time.Second, fmt.Sprintf("%s logs %q", nd.ID, line), func() error {
+		b, err := os.ReadFile(nd.LogPath)
 		if err != nil {
 			return err
 		}
 		if !strings.Contains(string(b), line) {
-			return fmt.Errorf("not yet; last lines:\n%s", tail(nd.logPath, 5))
+			return fmt.Errorf("not yet; last lines:\n%s", tail(nd.LogPath, 5))
 		}
 		return nil
 	})
@@ -134,7 +125,7 @@ func TestSignals(t *testing.T) {
 		c.ok("POST", nd, "/locks/idle/acquire", `{"owner": "me"}`)
 		nd.signal(t, syscall.SIGTERM)
 		if code := nd.waitExit(t, 60*time.Second); code != 0 {
-			t.Fatalf("exit code %d after one SIGTERM with nothing in flight, want 0:\n%s", code, tail(nd.logPath, 10))
+			t.Fatalf("exit code %d after one SIGTERM with nothing in flight, want 0:\n%s", code, tail(nd.LogPath, 10))
 		}
 		nd.waitLog(t, `msg=stopped`)
 	})
@@ -148,15 +139,15 @@ func TestSignals(t *testing.T) {
 		nd.signal(t, syscall.SIGTERM)
 		nd.waitLog(t, "draining")
 		nd.waitLog(t, "node closed") // the runtime is done: only the held request keeps the process
-		if !nd.running() {
-			t.Fatalf("%s exited while a request was in flight:\n%s", nd.id, tail(nd.logPath, 10))
+		if !nd.Running() {
+			t.Fatalf("%s exited while a request was in flight:\n%s", nd.ID, tail(nd.LogPath, 10))
 		}
 		st := held.finish(t)
 		if st == 0 || st >= 500 && st != http.StatusServiceUnavailable {
 			t.Fatalf("the in-flight request got %d, want an answer (200, or 503 from the closed node)", st)
 		}
 		if code := nd.waitExit(t, 60*time.Second); code != 0 {
-			t.Fatalf("exit code %d after the drain, want 0:\n%s", code, tail(nd.logPath, 10))
+			t.Fatalf("exit code %d after the drain, want 0:\n%s", code, tail(nd.LogPath, 10))
 		}
 	})
 
@@ -168,12 +159,12 @@ func TestSignals(t *testing.T) {
 		holdRequest(t, nd) // never finished: the drain cannot end before 10 minutes
 		nd.signal(t, syscall.SIGTERM)
 		nd.waitLog(t, "draining")
-		if !nd.running() {
-			t.Fatalf("%s exited while a request was in flight:\n%s", nd.id, tail(nd.logPath, 10))
+		if !nd.Running() {
+			t.Fatalf("%s exited while a request was in flight:\n%s", nd.ID, tail(nd.LogPath, 10))
 		}
 		nd.signal(t, syscall.SIGINT)
 		if code := nd.waitExit(t, 60*time.Second); code != 1 {
-			t.Fatalf("exit code %d after a second signal, want 1:\n%s", code, tail(nd.logPath, 10))
+			t.Fatalf("exit code %d after a second signal, want 1:\n%s", code, tail(nd.LogPath, 10))
 		}
 		nd.waitLog(t, "second signal: exiting now")
 	})

@@ -288,7 +288,7 @@ func TestSingleNode(t *testing.T) {
 		if len(shard["members"].([]any)) != 1 {
 			t.Fatalf("members: %v", shard["members"])
 		}
-		resp, err := http.Get("http://" + n.metrics + "/metrics")
+		resp, err := http.Get("http://" + n.Metrics + "/metrics")
 		if err != nil {
 			t.Fatal(err)
 		}

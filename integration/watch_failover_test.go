@@ -139,7 +139,7 @@ func TestClientWatchAcrossKill(t *testing.T) {
 		}
 		return nil
 	})
-	victim.kill()
+	victim.Kill()
 	atKill := ops()
 	eventually(t, 20*time.Second, "two rounds of locks after the kill", func() error {
 		if n := ops(); n < atKill+4*len(names) {

@@ -159,6 +159,33 @@ func (nd *Node) Stop(limit time.Duration) error {
 	return nd.err
 }
 
+// Signal sends sig to the node's process (SIGHUP, SIGTERM, ...).
+func (nd *Node) Signal(sig os.Signal) error {
+	cmd, _ := nd.proc()
+	if cmd == nil || !nd.Running() {
+		return ErrNotRunning
+	}
+	return cmd.Process.Signal(sig)
+}
+
+// Wait waits up to limit for the process to exit and returns how it ended
+// (nil: exit status 0; an *exec.ExitError otherwise); exited is false when
+// it still runs at the limit.
+func (nd *Node) Wait(limit time.Duration) (exit error, exited bool) {
+	_, done := nd.proc()
+	if done == nil {
+		return ErrNotRunning, false
+	}
+	select {
+	case <-done:
+	case <-time.After(limit):
+		return nil, false
+	}
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	return nd.err, true
+}
+
 // Pause sends SIGSTOP: the process keeps its sockets but answers nothing.
 func (nd *Node) Pause() error { return nd.signal(syscall.SIGSTOP, true) }
 
