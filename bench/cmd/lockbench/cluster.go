@@ -4,11 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -16,36 +13,25 @@ import (
 
 	"connectrpc.com/connect"
 
+	procs "github.com/lockstepd/lockstep/chaos/cluster"
 	"github.com/lockstepd/lockstep/config"
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 	"github.com/lockstepd/lockstep/rpc/gen/lockstep/v1/lockstepv1connect"
 )
 
-// node is one `lockstep serve` process started by the load generator, or an
-// address it was given.
+// node is one `lockstep serve` process started by the load generator
+// (chaos/cluster, the one harness that runs real processes), or an address
+// it was given (no process: Running is false).
 type node struct {
-	id, raft, api, metrics string
-	config, logPath, data  string
-	cmd                    *exec.Cmd
-	exited                 chan struct{}
+	*procs.Node
 }
 
 type cluster struct {
-	sec   *secureSetup // nil: plaintext (-tls, -api-key)
-	dir   string
-	bin   string
-	extra []string
+	sec   *secureSetup   // nil: plaintext (-tls, -api-key)
+	procs *procs.Cluster // nil for a cluster lockbench was given (-connect)
+	extra []string       // the serve flags of every node
 	nodes []*node
 	http  []*http.Client // one HTTP/2 connection each
-}
-
-func freePort() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // h2c returns a client that speaks HTTP/2 without TLS (prior knowledge) and
@@ -67,48 +53,22 @@ func newHTTP(conns int, sec *secureSetup) []*http.Client {
 
 // startCluster writes three configurations into a temporary folder and
 // starts three processes of bin. With proxies, each node's
-// cluster.raft_address (what its peers dial) is a proxy's port, and the node
-// listens on cluster.raft_listen_address, where its proxy forwards.
-func startCluster(bin string, extra []string, conns int, proxies *raftNet, sec *secureSetup) (*cluster, error) {
-	dir, err := os.MkdirTemp("", "lockbench-")
+// cluster.raft_address (what its peers dial) is a proxy's port (c.procs.Net),
+// and the node listens on cluster.raft_listen_address, where its proxy
+// forwards.
+func startCluster(bin string, extra []string, conns int, proxies bool, sec *secureSetup) (*cluster, error) {
+	pc, err := procs.New(procs.Options{Binary: bin, Nodes: 3, Proxies: proxies, Flags: extra,
+		Keep: os.Getenv("LOCKBENCH_KEEP") != "", Configure: func(cfg *config.Config) { sec.configure(cfg.Cluster.NodeID, cfg) }})
 	if err != nil {
 		return nil, err
 	}
-	c := &cluster{sec: sec, dir: dir, bin: bin, extra: extra, http: newHTTP(conns, sec)}
-	peers := map[string]string{}
-	listen := map[string]string{}
-	for i := 1; i <= 3; i++ {
-		nd := &node{id: fmt.Sprintf("node-%d", i), raft: freePort(), api: freePort(), metrics: freePort()}
-		nd.data = filepath.Join(dir, nd.id, "data")
-		nd.logPath = filepath.Join(dir, nd.id+".log")
-		nd.config = filepath.Join(dir, nd.id+".yaml")
-		if proxies != nil {
-			listen[nd.id] = freePort()
-			if err := proxies.add(nd.raft, listen[nd.id]); err != nil {
-				return nil, fmt.Errorf("proxy for %s: %w", nd.id, err)
-			}
-		}
-		peers[nd.id] = nd.raft
-		c.nodes = append(c.nodes, nd)
+	c := &cluster{sec: sec, procs: pc, extra: extra, http: newHTTP(conns, sec)}
+	for _, nd := range pc.Nodes {
+		c.nodes = append(c.nodes, &node{Node: nd})
 	}
-	for _, nd := range c.nodes {
-		cfg := config.Defaults()
-		cfg.Cluster = config.Cluster{NodeID: nd.id, RaftAddress: nd.raft, RaftListenAddress: listen[nd.id],
-			APIAddress: nd.api, MetricsAddress: nd.metrics, DataDir: nd.data, Peers: peers}
-		sec.configure(nd, &cfg)
-		b, err := cfg.Marshal()
-		if err != nil {
-			return nil, err
-		}
-		if err := os.WriteFile(nd.config, b, 0o600); err != nil {
-			return nil, err
-		}
-	}
-	for _, nd := range c.nodes {
-		if err := c.start(nd); err != nil {
-			c.stop()
-			return nil, err
-		}
+	if err := pc.StartAll(); err != nil {
+		c.stop()
+		return nil, err
 	}
 	if err := c.waitHealthy(c.nodes, 30*time.Second); err != nil {
 		c.stop()
@@ -121,71 +81,30 @@ func startCluster(bin string, extra []string, conns int, proxies *raftNet, sec *
 func connectCluster(addrs []string, conns int) (*cluster, error) {
 	c := &cluster{http: newHTTP(conns, nil)}
 	for i, a := range addrs {
-		c.nodes = append(c.nodes, &node{id: fmt.Sprintf("node-%d", i+1), api: strings.TrimPrefix(a, "http://")})
+		c.nodes = append(c.nodes, &node{Node: &procs.Node{ID: fmt.Sprintf("node-%d", i+1), API: strings.TrimPrefix(a, "http://")}})
 	}
 	return c, c.waitHealthy(c.nodes, 30*time.Second)
 }
 
-func (c *cluster) start(nd *node) error {
-	logf, err := os.OpenFile(nd.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	args := append([]string{"serve", "--config", nd.config}, c.extra...)
-	cmd := exec.Command(c.bin, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return err
-	}
-	nd.cmd, nd.exited = cmd, make(chan struct{})
-	go func(done chan struct{}) {
-		cmd.Wait()
-		logf.Close()
-		close(done)
-	}(nd.exited)
-	return nil
-}
-
-func (nd *node) kill() {
-	if nd.cmd == nil {
+// stop asks every node it started to exit (SIGTERM, all at once), waits up
+// to 10 s, then kills what is left and removes the folder.
+func (c *cluster) stop() {
+	if c.procs == nil {
 		return
 	}
-	_ = nd.cmd.Process.Signal(syscall.SIGKILL)
-	<-nd.exited
-	nd.cmd = nil
-}
-
-func (nd *node) pid() int {
-	if nd.cmd == nil {
-		return 0
-	}
-	return nd.cmd.Process.Pid
-}
-
-func (c *cluster) stop() {
 	for _, nd := range c.nodes {
-		if nd.cmd != nil {
-			_ = nd.cmd.Process.Signal(syscall.SIGTERM)
-		}
+		_ = nd.Signal(syscall.SIGTERM)
 	}
+	deadline := time.Now().Add(10 * time.Second)
 	for _, nd := range c.nodes {
-		if nd.cmd == nil {
-			continue
+		if nd.Running() {
+			nd.Wait(time.Until(deadline))
 		}
-		select {
-		case <-nd.exited:
-		case <-time.After(10 * time.Second):
-		}
-		nd.kill()
 	}
-	if c.dir != "" && os.Getenv("LOCKBENCH_KEEP") == "" {
-		os.RemoveAll(c.dir)
-	}
+	c.procs.Close()
 }
 
-func (c *cluster) url(nd *node) string { return c.sec.scheme() + "://" + nd.api }
+func (c *cluster) url(nd *node) string { return c.sec.scheme() + "://" + nd.API }
 
 func (c *cluster) clusterClient(nd *node) lockstepv1connect.ClusterServiceClient {
 	return lockstepv1connect.NewClusterServiceClient(c.http[0], c.url(nd))
@@ -200,7 +119,7 @@ func (c *cluster) waitHealthy(nodes []*node, limit time.Duration) error {
 				break
 			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("%s (%s) not healthy within %v: %v", nd.id, nd.api, limit, err)
+				return fmt.Errorf("%s (%s) not healthy within %v: %v", nd.ID, nd.API, limit, err)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
@@ -213,7 +132,7 @@ func (c *cluster) leader(limit time.Duration) (*node, error) {
 	deadline := time.Now().Add(limit)
 	for {
 		for _, nd := range c.nodes {
-			if nd.cmd == nil && c.dir != "" {
+			if c.procs != nil && !nd.Running() {
 				continue
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)

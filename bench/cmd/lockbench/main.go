@@ -131,7 +131,7 @@ func run(o options) error {
 		if o.profileDir != "" {
 			extra = append(extra, "--pprof")
 		}
-		c, err = startCluster(o.bin, extra, o.conns, nil, nil)
+		c, err = startCluster(o.bin, extra, o.conns, false, nil)
 	}
 	if err != nil {
 		return err
@@ -180,12 +180,12 @@ func run(o options) error {
 			return err
 		}
 	}
-	if o.failovers > 0 && c.dir != "" {
+	if o.failovers > 0 && c.procs != nil {
 		if err := b.failover(o.failovers); err != nil {
 			return err
 		}
 	}
-	if o.partitions > 0 && c.dir != "" {
+	if o.partitions > 0 && c.procs != nil {
 		c.stop() // the partition point starts a cluster of its own
 		n, err := partition(o, c.extra, o.partitions)
 		b.failures += n
@@ -193,7 +193,7 @@ func run(o options) error {
 			return err
 		}
 	}
-	if (o.tls || o.apiKey) && c.dir != "" {
+	if (o.tls || o.apiKey) && c.procs != nil {
 		c.stop() // one cluster at a time on the machine
 		if err := compareSecure(o, plain); err != nil {
 			return err
@@ -506,7 +506,7 @@ func (b *bench) memory(count int) error {
 	}
 	before := map[string]int64{}
 	for _, nd := range b.c.nodes {
-		before[nd.id] = rssKiB(nd.pid())
+		before[nd.ID] = rssKiB(nd.Pid())
 	}
 	var next, held, failed atomic.Int64
 	var first atomic.Value
@@ -550,9 +550,9 @@ func (b *bench) memory(count int) error {
 		if nd == b.leader {
 			role = "leader"
 		}
-		if pid := nd.pid(); pid != 0 {
-			fmt.Printf("%-34s RSS %7.1f MiB (before %6.1f MiB)\n", fmt.Sprintf("memory, %s (%s), %dk locks", nd.id, role, held.Load()/1000),
-				float64(rssKiB(pid))/1024, float64(before[nd.id])/1024)
+		if pid := nd.Pid(); pid != 0 {
+			fmt.Printf("%-34s RSS %7.1f MiB (before %6.1f MiB)\n", fmt.Sprintf("memory, %s (%s), %dk locks", nd.ID, role, held.Load()/1000),
+				float64(rssKiB(pid))/1024, float64(before[nd.ID])/1024)
 		}
 	}
 	var cwg sync.WaitGroup
@@ -603,7 +603,7 @@ func (b *bench) failover(trials int) error {
 			}
 		}
 		killed := time.Now()
-		leader.kill()
+		leader.Kill()
 		done := make(chan time.Duration, 1)
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
@@ -642,16 +642,16 @@ func (b *bench) failover(trials int) error {
 		close(stop)
 		wg.Wait()
 		if d < 0 {
-			fmt.Printf("# failover trial %d: no acquire within 10 s of kill -9 of %s\n", t+1, leader.id)
+			fmt.Printf("# failover trial %d: no acquire within 10 s of kill -9 of %s\n", t+1, leader.ID)
 			b.failures++
 		} else {
-			fmt.Printf("# failover trial %d: kill -9 %s (leader) -> next acquire %v\n", t+1, leader.id, d.Round(time.Millisecond))
+			fmt.Printf("# failover trial %d: kill -9 %s (leader) -> next acquire %v\n", t+1, leader.ID, d.Round(time.Millisecond))
 			took = append(took, d)
 		}
 		for i := range apis {
 			closeSession(apis[i], sess[i])
 		}
-		if err := b.c.start(leader); err != nil {
+		if err := leader.Start(); err != nil {
 			return err
 		}
 		if err := b.c.waitHealthy(b.c.nodes, 30*time.Second); err != nil {
@@ -675,7 +675,7 @@ func (b *bench) profile(n int) func() {
 	}
 	var wg sync.WaitGroup
 	for _, nd := range b.c.nodes {
-		role := "follower-" + nd.id
+		role := "follower-" + nd.ID
 		if nd == b.leader {
 			role = "leader"
 		}
@@ -683,7 +683,7 @@ func (b *bench) profile(n int) func() {
 		go func() {
 			defer wg.Done()
 			secs := max(int(b.o.dur.Seconds())-1, 1)
-			resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", nd.metrics, secs))
+			resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", nd.Metrics, secs))
 			if err != nil {
 				fmt.Printf("# profile: %v\n", err)
 				return

@@ -9,6 +9,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	procs "github.com/lockstepd/lockstep/chaos/cluster"
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 )
 
@@ -22,17 +23,15 @@ const (
 )
 
 // startProxiedCluster starts three nodes whose Raft traffic goes through
-// proxies that lockbench owns: each node's cluster.raft_address (what its
-// peers dial) is its proxy's port, and it listens on
+// proxies (chaos/cluster's Net): each node's cluster.raft_address (what
+// its peers dial) is its proxy's port, and it listens on
 // cluster.raft_listen_address, where the proxy forwards.
-func startProxiedCluster(bin string, extra []string, conns int) (*cluster, *raftNet, error) {
-	rn := newRaftNet()
-	c, err := startCluster(bin, extra, conns, rn, nil)
+func startProxiedCluster(bin string, extra []string, conns int) (*cluster, *procs.Net, error) {
+	c, err := startCluster(bin, extra, conns, true, nil)
 	if err != nil {
-		rn.close()
 		return nil, nil, fmt.Errorf("partition: %w", err)
 	}
-	return c, rn, nil
+	return c, c.procs.Net, nil
 }
 
 // partition runs its trials on a cluster of its own (the proxies would
@@ -46,9 +45,8 @@ func partition(o options, extra []string, trials int) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer rn.close()
-	defer c.stop()
-	fmt.Printf("# partition: a fresh 3-node cluster whose Raft traffic goes through lockbench's proxies; the leader is cut off both ways for %v\n", partitionFor)
+	defer c.stop() // closes the proxies too
+	fmt.Printf("# partition: a fresh 3-node cluster whose Raft traffic goes through proxies; the leader is cut off both ways for %v\n", partitionFor)
 	var failures int64
 	var elect, heal []time.Duration
 	for t := range trials {
@@ -71,7 +69,7 @@ func partition(o options, extra []string, trials int) (int64, error) {
 
 // partitionTrial returns the time from the cut to the first acquire granted
 // on the majority side, and from the heal to full service.
-func partitionTrial(c *cluster, rn *raftNet, t int) (elect, heal time.Duration, err error) {
+func partitionTrial(c *cluster, rn *procs.Net, t int) (elect, heal time.Duration, err error) {
 	leader, err := c.leader(10 * time.Second)
 	if err != nil {
 		return 0, 0, err
@@ -84,7 +82,7 @@ func partitionTrial(c *cluster, rn *raftNet, t int) (elect, heal time.Duration, 
 		s, err := newSession(ctx, apis[nd], 60*time.Second)
 		cancel()
 		if err != nil {
-			return 0, 0, fmt.Errorf("session on %s: %w", nd.id, err)
+			return 0, 0, fmt.Errorf("session on %s: %w", nd.ID, err)
 		}
 		sess[nd] = s
 		defer closeSession(apis[nd], s)
@@ -105,12 +103,12 @@ func partitionTrial(c *cluster, rn *raftNet, t int) (elect, heal time.Duration, 
 	}
 	for _, nd := range c.nodes { // warm: every node serves before the cut
 		if err := acquire(nd); err != nil {
-			return 0, 0, fmt.Errorf("warm acquire on %s: %w", nd.id, err)
+			return 0, 0, fmt.Errorf("warm acquire on %s: %w", nd.ID, err)
 		}
 	}
 
 	cut := time.Now()
-	rn.isolate(leader.raft)
+	rn.Isolate(leader.Node)
 	var first atomic.Int64 // ns from the cut to the first grant on the majority side
 	var granted atomic.Int64
 	var wg sync.WaitGroup
@@ -136,21 +134,21 @@ func partitionTrial(c *cluster, rn *raftNet, t int) (elect, heal time.Duration, 
 		isolatedHealth = "answered /health 503"
 	}
 	healed := time.Now()
-	rn.heal()
+	rn.Heal()
 	allHealthy, served, lastErr := c.recovery(leader, acquire, healed)
 	if first.Load() == 0 {
-		return 0, 0, fmt.Errorf("%s (leader) cut off for %v: no acquire granted on the majority side", leader.id, partitionFor)
+		return 0, 0, fmt.Errorf("%s (leader) cut off for %v: no acquire granted on the majority side", leader.ID, partitionFor)
 	}
 	elect = time.Duration(first.Load())
 	if allHealthy == 0 || served == 0 {
 		return 0, 0, fmt.Errorf("%s (leader) cut off for %v, majority acquire after %v, then not fully serving within %v of the heal: %v",
-			leader.id, partitionFor, elect.Round(time.Millisecond), partitionRecovery, lastErr)
+			leader.ID, partitionFor, elect.Round(time.Millisecond), partitionRecovery, lastErr)
 	}
 	heal = max(allHealthy, served)
 	fmt.Printf("# partition trial %d: %s (leader) cut off for %v: majority acquire after %v (%d granted; the cut-off node %s at the end); "+
 		"healed -> every /health 200 after %v, acquire through %s after %v\n",
-		t+1, leader.id, partitionFor, elect.Round(time.Millisecond), granted.Load(), isolatedHealth,
-		allHealthy.Round(time.Millisecond), leader.id, served.Round(time.Millisecond))
+		t+1, leader.ID, partitionFor, elect.Round(time.Millisecond), granted.Load(), isolatedHealth,
+		allHealthy.Round(time.Millisecond), leader.ID, served.Round(time.Millisecond))
 	return elect, heal, nil
 }
 
@@ -175,7 +173,7 @@ func (c *cluster) recovery(nd *node, acquire func(*node) error, healed time.Time
 				defer wg.Done()
 				if err := acquire(nd); err != nil {
 					errMu.Lock()
-					lastErr = fmt.Errorf("acquire through %s: %w", nd.id, err)
+					lastErr = fmt.Errorf("acquire through %s: %w", nd.ID, err)
 					errMu.Unlock()
 					return
 				}
@@ -190,7 +188,7 @@ func (c *cluster) recovery(nd *node, acquire func(*node) error, healed time.Time
 			if err := c.health(x); err != nil {
 				ok = false
 				errMu.Lock()
-				lastErr = fmt.Errorf("%s not healthy: %w", x.id, err)
+				lastErr = fmt.Errorf("%s not healthy: %w", x.ID, err)
 				errMu.Unlock()
 				break
 			}

@@ -94,12 +94,12 @@ func (s *secureSetup) describe() string {
 }
 
 // configure adds the security key to a node's configuration.
-func (s *secureSetup) configure(nd *node, cfg *config.Config) {
+func (s *secureSetup) configure(id string, cfg *config.Config) {
 	if s == nil {
 		return
 	}
 	if s.tls {
-		cfg.Security.TLS = &config.TLS{CertFile: filepath.Join(s.dir, nd.id+".pem"), KeyFile: filepath.Join(s.dir, nd.id+"-key.pem"),
+		cfg.Security.TLS = &config.TLS{CertFile: filepath.Join(s.dir, id+".pem"), KeyFile: filepath.Join(s.dir, id+"-key.pem"),
 			CAFile: filepath.Join(s.dir, security.CACertFile), ClientAuth: config.ClientAuthNone}
 		if s.apiKey == "" {
 			cfg.Security.TLS.ClientAuth = config.ClientAuthRequire
@@ -108,7 +108,7 @@ func (s *secureSetup) configure(nd *node, cfg *config.Config) {
 	if s.apiKey != "" {
 		cfg.Security.APIKeysFile = filepath.Join(s.dir, "keys.yaml")
 	}
-	cfg.Security.Audit = &config.Audit{Path: filepath.Join(s.dir, nd.id+"-audit.jsonl"), MaxSizeMB: 100, MaxFiles: 2}
+	cfg.Security.Audit = &config.Audit{Path: filepath.Join(s.dir, id+"-audit.jsonl"), MaxSizeMB: 100, MaxFiles: 2}
 }
 
 func (s *secureSetup) scheme() string {
@@ -175,7 +175,7 @@ func compareSecure(o options, plain map[int]result) error {
 	if o.serveExtra != "" {
 		extra = strings.Fields(o.serveExtra)
 	}
-	c, err := startCluster(o.bin, extra, o.conns, nil, sec)
+	c, err := startCluster(o.bin, extra, o.conns, false, sec)
 	if err != nil {
 		return err
 	}

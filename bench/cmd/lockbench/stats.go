@@ -104,10 +104,10 @@ func machineBusy() float64 {
 }
 
 func (b *bench) snap() snap {
-	s := snap{at: time.Now(), leader: scrape(b.c, b.leader.metrics), cpu: map[string]float64{}, machine: machineBusy()}
+	s := snap{at: time.Now(), leader: scrape(b.c, b.leader.Metrics), cpu: map[string]float64{}, machine: machineBusy()}
 	for _, nd := range b.c.nodes {
-		if nd.cmd != nil {
-			s.cpu[nd.id] = cpuSecs(nd.pid())
+		if nd.Running() {
+			s.cpu[nd.ID] = cpuSecs(nd.Pid())
 		}
 	}
 	s.cpu["lockbench"] = cpuSecs(0)
@@ -133,12 +133,12 @@ func (b *bench) describe(a, z snap, ops int64) string {
 	}
 	var cpu []string
 	for _, nd := range b.c.nodes {
-		if v, ok := z.cpu[nd.id]; ok {
+		if v, ok := z.cpu[nd.ID]; ok {
 			tag := ""
 			if nd == b.leader {
 				tag = "*"
 			}
-			cpu = append(cpu, fmt.Sprintf("%s%s %.2f", nd.id, tag, (v-a.cpu[nd.id])/secs))
+			cpu = append(cpu, fmt.Sprintf("%s%s %.2f", nd.ID, tag, (v-a.cpu[nd.ID])/secs))
 		}
 	}
 	cpu = append(cpu, fmt.Sprintf("lockbench %.2f", (z.cpu["lockbench"]-a.cpu["lockbench"])/secs))
@@ -148,14 +148,14 @@ func (b *bench) describe(a, z snap, ops int64) string {
 		var per []string
 		total := 0.0
 		for _, nd := range b.c.nodes {
-			if v, ok := z.cpu[nd.id]; ok {
-				us := 1e6 * (v - a.cpu[nd.id]) / float64(ops)
+			if v, ok := z.cpu[nd.ID]; ok {
+				us := 1e6 * (v - a.cpu[nd.ID]) / float64(ops)
 				total += us
 				tag := ""
 				if nd == b.leader {
 					tag = "*"
 				}
-				per = append(per, fmt.Sprintf("%s%s %.0f", nd.id, tag, us))
+				per = append(per, fmt.Sprintf("%s%s %.0f", nd.ID, tag, us))
 			}
 		}
 		us := 1e6 * (z.cpu["lockbench"] - a.cpu["lockbench"]) / float64(ops)
