@@ -2,18 +2,21 @@ package chaos
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"time"
 
 	"github.com/lockstepd/lockstep/chaos/cluster"
+	"github.com/lockstepd/lockstep/client"
 )
 
 // Fault is one planned fault: what, on whom, when and for how long. Every
 // fault heals (or restarts what it killed) before the next one starts.
 type Fault struct {
 	At     time.Duration `json:"at_ms"` // after the workload starts
-	Kind   string        `json:"kind"`  // kill, pause, partition
+	Kind   string        `json:"kind"`  // kill, pause, partition, disk
 	Leader bool          `json:"leader"`
 	Shard  int           `json:"shard"` // whose leader (or follower) is hit
 	Mode   string        `json:"mode,omitempty"`
@@ -54,6 +57,8 @@ func plan(o *Options) []Fault {
 			f.Hold = time.Duration(500+r.IntN(2500)) * time.Millisecond
 		case "pause":
 			f.Hold = time.Duration(800+r.IntN(2700)) * time.Millisecond
+		case "disk":
+			f.Hold = time.Duration(500+r.IntN(2500)) * time.Millisecond
 		case "partition":
 			f.Mode = []string{modeIsolate, modeOneWay, modeLink}[r.IntN(3)]
 			f.Hold = time.Duration(1000+r.IntN(3000)) * time.Millisecond
@@ -87,7 +92,50 @@ type nemesis struct {
 	o       *Options
 	c       *cluster.Cluster
 	r       *run
+	admin   *client.Client // membership changes (disk)
 	records []FaultRecord
+}
+
+// membershipBound bounds each membership change of a lost disk.
+const membershipBound = 20 * time.Second
+
+// loseDisk is a lost disk: the node is killed, removed from the
+// membership, its data directory wiped, and after hold it is added back as
+// a new member (a new incarnation, as docs/runtime.md says a removed id
+// must be) and started empty with join, to catch up from the others.
+func (n *nemesis) loseDisk(nd *cluster.Node, hold time.Duration) error {
+	nd.Kill()
+	ctx, cancel := context.WithTimeout(context.Background(), membershipBound)
+	err := n.admin.RemoveNode(ctx, nd.ID)
+	cancel()
+	if err != nil {
+		// Still a member with its data: bring it back as it was.
+		return errors.Join(fmt.Errorf("remove %s: %w", nd.ID, err), nd.Start())
+	}
+	if err := nd.Wipe(); err != nil {
+		return err
+	}
+	time.Sleep(hold)
+	ctx, cancel = context.WithTimeout(context.Background(), membershipBound)
+	inc, err := n.admin.AddNode(ctx, nd.ID, nd.Raft)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("add %s back: %w", nd.ID, err)
+	}
+	cfg, err := nd.Config()
+	if err != nil {
+		return err
+	}
+	cfg.Cluster.Join = true
+	if inc != "" {
+		if cfg.Cluster.Incarnation, err = strconv.Atoi(inc); err != nil {
+			return fmt.Errorf("add %s back: incarnation %q: %w", nd.ID, inc, err)
+		}
+	}
+	if err := nd.WriteConfig(cfg); err != nil {
+		return err
+	}
+	return nd.Start()
 }
 
 // serviceBound is how long a healed cluster gets to answer /health on
@@ -152,6 +200,10 @@ func (n *nemesis) make(f Fault) FaultRecord {
 		victim.Kill()
 		time.Sleep(f.Hold)
 		if err := victim.Start(); err != nil {
+			rec.Err = err.Error()
+		}
+	case "disk":
+		if err := n.loseDisk(victim, f.Hold); err != nil {
 			rec.Err = err.Error()
 		}
 	case "pause":

@@ -172,7 +172,11 @@ func (r *run) execute(c *cluster.Cluster, res *Result) (violations []string, che
 	go func() { defer wg.Done(); sl.loop(ctx, endpoints) }()
 
 	faults := plan(o)
-	nem := &nemesis{o: o, c: c, r: r}
+	admin, _, err := newClient(endpoints, "nemesis")
+	if err != nil {
+		return []string{err.Error()}, 0
+	}
+	nem := &nemesis{o: o, c: c, r: r, admin: admin}
 	nem.runAll(ctx, faults)
 	sleepUntil(ctx, r.start.Add(o.Duration))
 
