@@ -4,14 +4,13 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lockstepd/lockstep/chaos/cluster"
 )
 
 // endpoint is the API address of the single dev node TestMain starts from a
@@ -42,54 +41,29 @@ func runMain(m *testing.M) int {
 			return 1
 		}
 	}
-	api, raft, metrics := freePort(), freePort(), freePort()
-	logf, _ := os.Create(filepath.Join(dir, "server.log"))
-	srv := exec.Command(bin, "serve", "--dev", "--data-dir", filepath.Join(dir, "data"),
-		"--api-address", api, "--raft-address", raft, "--metrics-address", metrics)
-	srv.Stdout, srv.Stderr = logf, logf
-	if err := srv.Start(); err != nil {
+	// One member on 127.0.0.1, started by chaos/cluster (the one harness
+	// that runs real processes): what `lockstep serve --dev` runs.
+	c, err := cluster.Start(cluster.Options{Binary: bin, Nodes: 1, Dir: filepath.Join(dir, "cluster")}, 30*time.Second)
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "starting lockstep:", err)
 		return 1
 	}
-	defer func() {
-		_ = srv.Process.Signal(syscall.SIGKILL)
-		_ = srv.Wait()
-	}()
-	endpoint = "http://" + api
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		r, err := http.Get(endpoint + "/health")
-		if err == nil {
-			r.Body.Close()
-			if r.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(filepath.Join(dir, "server.log"))
-			fmt.Fprintf(os.Stderr, "lockstep did not become healthy in 30s:\n%s\n", b)
-			return 1
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	defer c.Close()
+	endpoint = c.Nodes[0].URL()
 	code := m.Run()
 	if code != 0 {
-		b, _ := os.ReadFile(filepath.Join(dir, "server.log"))
-		if len(b) > 4000 {
-			b = b[len(b)-4000:]
-		}
-		fmt.Fprintf(os.Stderr, "---- end of server log:\n%s\n", b)
+		fmt.Fprintf(os.Stderr, "---- end of server log:\n%s\n", c.Nodes[0].Tail(60))
 	}
 	return code
 }
 
+// freePort returns a 127.0.0.1 address nothing listens on (a moment ago).
 func freePort() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := cluster.FreePort()
 	if err != nil {
 		panic(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return a
 }
 
 func needServer(t *testing.T) {
