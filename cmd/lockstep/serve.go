@@ -50,6 +50,11 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "lockstep serve: %v\n", err)
 		return exitUsage
 	}
+	if f.check {
+		fmt.Fprintf(stdout, "configuration ok: node %s, %d member(s), %d shard(s)\n",
+			cfg.Cluster.NodeID, max(len(cfg.Cluster.Peers), 1), cfg.Consensus.Shards)
+		return exitOK
+	}
 	return runNode(cfg, f, base, stdout)
 }
 
@@ -79,7 +84,7 @@ func loadConfig(f *serveFlags) (config.Config, error) {
 		cfg.Cluster.Peers = map[string]string{cfg.Cluster.NodeID: cfg.Cluster.RaftAddress}
 	}
 	madeDir := ""
-	if f.dev && cfg.Cluster.DataDir == "" {
+	if f.dev && cfg.Cluster.DataDir == "" && !f.check {
 		dir, err := os.MkdirTemp("", "lockstep-dev-")
 		if err != nil {
 			return cfg, fmt.Errorf("--dev: making a data directory: %w", err)
