@@ -20,6 +20,7 @@ type serveFlags struct {
 	drainTimeout time.Duration
 	pprof        bool
 	check        bool
+	madeDir      string // the data directory --dev made, removed if the node cannot start
 	// overrides are the flags named after configuration keys; only those
 	// given on the command line are applied, over the file's values.
 	overrides []override

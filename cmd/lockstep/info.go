@@ -371,6 +371,12 @@ Examples:
 	if _, err := cl.ClusterStatus(ctx); err != nil {
 		return c.fail(err)
 	}
+	var tw *tabwriter.Writer
+	if c.output != "json" {
+		tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "INDEX	AT	EVENT	KIND	NAME	SESSION	TOKEN	REASON")
+		_ = tw.Flush()
+	}
 	for r := range cl.Watch(ctx, pos[0]) {
 		if r.Err != nil {
 			return c.fail(r.Err)
@@ -383,9 +389,15 @@ Examples:
 				fmt.Fprintln(stdout, string(b))
 				continue
 			}
-			fmt.Fprintf(stdout, "%d\t%s\t%s\t%s\t%s\tsession=%d token=%d %s\n", ev.Index, ms(ev.AtMs), eventName(ev.Type.String()),
-				strings.ToLower(strings.TrimPrefix(ev.Kind.String(), "KIND_")), ev.Name, ev.SessionId, ev.FencingToken,
-				strings.ToLower(strings.TrimPrefix(ev.Reason.String(), "REASON_")))
+			reason := strings.ToLower(strings.TrimPrefix(ev.Reason.String(), "REASON_"))
+			if ev.Reason == 0 {
+				reason = "-" // a grant, a leader change: nothing ended
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", ev.Index, ms(ev.AtMs), eventName(ev.Type.String()),
+				strings.ToLower(strings.TrimPrefix(ev.Kind.String(), "KIND_")), orDash(ev.Name), ev.SessionId, ev.FencingToken, reason)
+		}
+		if tw != nil {
+			_ = tw.Flush() // a line per event as it comes, aligned within each batch
 		}
 	}
 	return exitOK
