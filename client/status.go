@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 
 	"connectrpc.com/connect"
 
@@ -222,4 +223,38 @@ func (c *Client) audited(ctx context.Context, what string, f func(ctx context.Co
 		return connect.NewResponse(&struct{}{}), nil
 	})
 	return apiErr(what, err)
+}
+
+// MemberStatus is one endpoint's own view of the cluster, as
+// ClusterStatusEach reads it: Status when the endpoint answered, Err when
+// it did not within the attempt timeout.
+type MemberStatus struct {
+	Endpoint string
+	Status   *pb.ClusterStatusResponse
+	Err      error
+}
+
+// ClusterStatusEach asks every endpoint of the client for its own view at
+// once, each bounded by the attempt timeout (WithAttemptTimeout), and
+// answers them in the order the endpoints were given: the cluster-wide view
+// of `etcdctl endpoint status --cluster`. An endpoint that does not answer
+// is reported, not retried elsewhere.
+func (c *Client) ClusterStatusEach(ctx context.Context) []MemberStatus {
+	out := make([]MemberStatus, len(c.endpoints))
+	var wg sync.WaitGroup
+	for i, e := range c.endpoints {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			actx, cancel := context.WithTimeout(ctx, c.opts.attemptTimeout)
+			defer cancel()
+			r, err := e.cluster.Status(actx, connect.NewRequest(&pb.ClusterStatusRequest{}))
+			out[i] = MemberStatus{Endpoint: e.url, Err: apiErr("cluster status", err)}
+			if err == nil {
+				out[i].Status = r.Msg
+			}
+		}()
+	}
+	wg.Wait()
+	return out
 }

@@ -107,6 +107,11 @@ type Locks struct {
 	CleanupIntervalSeconds int `yaml:"cleanup_interval_seconds"`
 }
 
+// MaxMembers bounds the voting members of a cluster, initial (cluster.peers)
+// and added (AddNode) alike: every commit waits for a majority of them, so
+// each voter past 7 makes writes slower, and 7 already survive 3 failures.
+const MaxMembers = 7
+
 // Defaults for the keys a file may leave out.
 const (
 	DefaultElectionTimeoutMs   = 300
@@ -276,6 +281,9 @@ func decodeStrict(node *yaml.Node, v reflect.Value, path string) error {
 		v.Set(s)
 		return nil
 	}
+	if v.Kind() == reflect.Map && node.Kind == yaml.SequenceNode {
+		return fmt.Errorf("%s: must be a mapping of node id to Raft address, not a list (line %d): write %s", path, node.Line, peersMapping(node))
+	}
 	if v.Kind() != reflect.Struct {
 		if err := node.Decode(v.Addr().Interface()); err != nil {
 			return fmt.Errorf("%s: %s", path, describeDecodeError(err, v))
@@ -315,6 +323,31 @@ func decodeStrict(node *yaml.Node, v reflect.Value, path string) error {
 	return nil
 }
 
+// peersMapping shows the mapping form of peers given as a list of
+// addresses ("node-2:9090"), naming each member by its host where that is a
+// node id and node-N otherwise, this node to be added by the reader.
+func peersMapping(list *yaml.Node) string {
+	ids := make([]string, len(list.Content))
+	used := map[string]bool{}
+	for i, item := range list.Content {
+		if host, _, err := net.SplitHostPort(item.Value); err == nil && ValidNodeID(host) == nil && net.ParseIP(host) == nil && !used[host] {
+			ids[i], used[host] = host, true
+		}
+	}
+	next := 1
+	var parts []string
+	for i, item := range list.Content {
+		for ids[i] == "" {
+			if id := fmt.Sprintf("node-%d", next); !used[id] {
+				ids[i], used[id] = id, true
+			}
+			next++
+		}
+		parts = append(parts, ids[i]+": "+item.Value)
+	}
+	return "peers: {" + strings.Join(parts, ", ") + "}, this node included (cluster.node_id: cluster.raft_address)"
+}
+
 func join(path, key string) string {
 	if path == "" {
 		return key
@@ -342,15 +375,15 @@ func describeDecodeError(err error, v reflect.Value) string {
 }
 
 // Validate checks every key and the relations between them. The error names
-// the first offending key.
+// the first offending key of each part (cluster, consensus, locks,
+// security), all of them joined, so that one check shows every part to fix.
 func (c Config) Validate() error {
 	security := func() error { return c.Security.validate(c.Cluster) }
+	var errs []error
 	for _, check := range []func() error{c.Cluster.validate, c.Consensus.validate, c.Locks.validate, security} {
-		if err := check(); err != nil {
-			return err
-		}
+		errs = append(errs, check())
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func (c Cluster) validate() error {
@@ -394,6 +427,10 @@ func (c Cluster) validate() error {
 	if len(c.Peers) == 0 {
 		return fmt.Errorf("cluster.peers: required unless cluster.join is true: list every initial member, this node included (%s: %s)",
 			c.NodeID, c.RaftAddress)
+	}
+	if len(c.Peers) > MaxMembers {
+		return fmt.Errorf("cluster.peers: lists %d members; at most %d: every write waits for a majority, so more voters make each commit slower while 7 already survive 3 failures",
+			len(c.Peers), MaxMembers)
 	}
 	if addr, ok := c.Peers[c.NodeID]; !ok {
 		return fmt.Errorf("cluster.peers: must include this node (%s: %s)", c.NodeID, c.RaftAddress)

@@ -116,6 +116,11 @@ locks:
 		{"node-1: 127.0.0.1:7001, node-2", "node-1: 127.0.0.1:7009, node-2", "cluster.peers.node-1: is 127.0.0.1:7009"},
 		{"node-2: 127.0.0.1:7002", "node-2: 127.0.0.1:7001", "127.0.0.1:7001 is also the address of"},
 		{"peers: {node-1: 127.0.0.1:7001, node-2: 127.0.0.1:7002}", "peers: [a, b]", "cluster.peers: must be a mapping"},
+		{"peers: {node-1: 127.0.0.1:7001, node-2: 127.0.0.1:7002}", `peers: ["node-2:9090", "node-3:9090", "192.0.2.4:9090"]`,
+			"cluster.peers: must be a mapping of node id to Raft address, not a list (line 8): write peers: {node-2: node-2:9090, node-3: node-3:9090, node-1: 192.0.2.4:9090}"},
+		{"peers: {node-1: 127.0.0.1:7001, node-2: 127.0.0.1:7002}",
+			"peers: {node-1: 127.0.0.1:7001, n2: 127.0.0.1:7002, n3: 127.0.0.1:7003, n4: 127.0.0.1:7004, n5: 127.0.0.1:7005, n6: 127.0.0.1:7006, n7: 127.0.0.1:7007, n8: 127.0.0.1:7008}",
+			"cluster.peers: lists 8 members; at most 7"},
 		{"  data_dir: data", "  data_dir: data\n  data_dir: again", "cluster.data_dir: given twice"},
 	}
 	for _, tc := range cases {
@@ -213,5 +218,28 @@ func TestShardsWithinLimitAccepted(t *testing.T) {
 		if err := c.Validate(); err != nil {
 			t.Errorf("shards %d: %v", n, err)
 		}
+	}
+}
+
+// config/cluster.yaml shows every key with its default: it loads, and the
+// values it gives for the keys that have defaults are those defaults, so
+// the file cannot drift from the code.
+func TestClusterExampleShowsTheDefaults(t *testing.T) {
+	c, err := Load("cluster.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := Defaults()
+	if c.Consensus != d.Consensus {
+		t.Errorf("consensus: the file says %+v, the defaults are %+v", c.Consensus, d.Consensus)
+	}
+	if c.Locks != d.Locks {
+		t.Errorf("locks: the file says %+v, the defaults are %+v", c.Locks, d.Locks)
+	}
+	if c.Cluster.Join || c.Cluster.Incarnation != 0 || c.Cluster.RaftListenAddress != "" || c.Security.Insecure {
+		t.Errorf("cluster or security keys differ from their defaults: %+v %+v", c.Cluster, c.Security)
+	}
+	if len(c.Cluster.Peers) != 3 {
+		t.Errorf("%d peers", len(c.Cluster.Peers))
 	}
 }

@@ -75,6 +75,8 @@ func (s *service) apiError(err error) error {
 		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("%w: retry, on this node or another, with the same client_id and request_seq", err))
 	case errors.Is(err, runtime.ErrCompacted):
 		return connect.NewError(connect.CodeOutOfRange, fmt.Errorf("%w: read the status and watch again from its applied_index + 1", err))
+	case errors.Is(err, runtime.ErrTooManyMembers):
+		return connect.NewError(connect.CodeFailedPrecondition, err)
 	}
 	return connect.NewError(connect.CodeInternal, err)
 }

@@ -20,6 +20,7 @@ type acquired struct {
 	r      core.Result
 	lease  lease
 	holder core.Holder // when granted and still held
+	closed bool        // the session made for it was closed again: nothing was granted
 }
 
 // acquire runs an acquire or a campaign in the given session or in one made
@@ -54,7 +55,7 @@ func (s *service) acquire(ctx context.Context, a acquireArgs) (acquired, error) 
 	case core.OutcomeQueued:
 	default:
 		if l.created {
-			s.closeSession(ctx, l.id)
+			out.closed = s.closeSession(ctx, l.id)
 		}
 	}
 	return out, nil

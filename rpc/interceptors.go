@@ -141,8 +141,9 @@ func RemoteFrom(ctx context.Context) string {
 
 // interceptors builds the chain.
 func (s *service) interceptors(m *metrics) []connect.Interceptor {
-	return []connect.Interceptor{m, audit{s.opts.Auditor}, authn{s.opts.Authenticator}, authz{s.opts.Authorizer},
-		validation{validator{l: s.opts.Limits}}, ownership{s}}
+	return []connect.Interceptor{m, audit{s.opts.Auditor}, authn{s.opts.Authenticator},
+		requestCheck(authz{s.opts.Authorizer}.decide), requestCheck(validator{l: s.opts.Limits}.validate),
+		requestCheck(ownership{s}.check)}
 }
 
 // auditNote is where authentication leaves the caller for the audit
@@ -290,52 +291,39 @@ func (i authz) decide(ctx context.Context, procedure string, msg any) error {
 	return err
 }
 
-func (i authz) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+// validate answers bad input before the handler runs. REST requests are
+// checked with REST's rules for waits.
+func (v validator) validate(ctx context.Context, _ string, msg any) error {
+	v.rest = isREST(ctx)
+	if err := v.check(msg); err != nil {
+		return err // a nil *connect.Error must not become a non-nil error
+	}
+	return nil
+}
+
+// requestCheck is an interceptor that runs a check on every request message
+// before the handler: the unary request, or each message a streaming
+// handler receives. Authorization, validation and session ownership are
+// each one such check.
+type requestCheck func(ctx context.Context, procedure string, msg any) error
+
+func (c requestCheck) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		if err := i.decide(ctx, req.Spec().Procedure, req.Any()); err != nil {
+		if err := c(ctx, req.Spec().Procedure, req.Any()); err != nil {
 			return nil, err
 		}
 		return next(ctx, req)
 	}
 }
 
-func (i authz) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+func (c requestCheck) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
 	return next
 }
 
-func (i authz) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+func (c requestCheck) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
 		return next(ctx, &checkingConn{StreamingHandlerConn: conn, check: func(msg any) error {
-			return i.decide(ctx, conn.Spec().Procedure, msg)
-		}})
-	}
-}
-
-// validation answers bad input before the handler runs.
-type validation struct{ v validator }
-
-func (i validation) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		v := i.v
-		v.rest = isREST(ctx)
-		if err := v.check(req.Any()); err != nil {
-			return nil, err
-		}
-		return next(ctx, req)
-	}
-}
-
-func (i validation) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return next
-}
-
-func (i validation) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
-		return next(ctx, &checkingConn{StreamingHandlerConn: conn, check: func(msg any) error {
-			if err := i.v.check(msg); err != nil {
-				return err
-			}
-			return nil
+			return c(ctx, conn.Spec().Procedure, msg)
 		}})
 	}
 }

@@ -28,7 +28,20 @@ func (h LockHandler) Acquire(ctx context.Context, req *connect.Request[pb.Acquir
 	if err != nil {
 		return nil, err
 	}
+	var holder *pb.Holder
+	if a.r.Outcome == core.OutcomeRefused {
+		// Who the caller lost to, from this node's state: a hint, not a
+		// promise (the holder may have gone since).
+		_, _ = h.read(ctx, m.Name, true, func(mc *core.Machine) error {
+			if st, err := mc.Status(core.KindMutex, m.Name); err == nil && len(st.Holders) > 0 {
+				holder = holderPB(st.Holders[0])
+			}
+			return nil
+		})
+	}
 	return connect.NewResponse(&pb.AcquireLockResponse{
+		Holder:         holder,
+		SessionClosed:  a.closed,
 		Acquired:       a.r.Outcome == core.OutcomeGranted,
 		FencingToken:   uint64(a.r.Token),
 		SessionId:      uint64(a.lease.id),

@@ -191,27 +191,6 @@ func (s *service) sessionOwner(ctx context.Context, id core.SessionID) (string, 
 	return "", connect.NewError(connect.CodeNotFound, fmt.Errorf("session %d not found (expired or closed)", id))
 }
 
-func (i ownership) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		if err := i.check(ctx, req.Spec().Procedure, req.Any()); err != nil {
-			return nil, err
-		}
-		return next(ctx, req)
-	}
-}
-
-func (i ownership) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return next
-}
-
-func (i ownership) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
-		return next(ctx, &checkingConn{StreamingHandlerConn: conn, check: func(msg any) error {
-			return i.check(ctx, conn.Spec().Procedure, msg)
-		}})
-	}
-}
-
 // readable returns the caller's read filter for List and Watch, nil when
 // every name is readable.
 func (s *service) readable(ctx context.Context) func(name string) bool {

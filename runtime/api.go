@@ -39,6 +39,8 @@ var (
 	// ErrAmbiguousIndex: a log index was given where several shards' logs
 	// are meant; each shard numbers its own entries.
 	ErrAmbiguousIndex = errors.New("lockstep: a log index is ambiguous across shards")
+	// ErrTooManyMembers: AddNode past config.MaxMembers voting members.
+	ErrTooManyMembers = errors.New("lockstep: too many members")
 )
 
 // Event is one effect of an applied entry, as Watch streams it.

@@ -659,6 +659,10 @@ func (n *Node) AddNodeIncarnation(ctx context.Context, nodeID, raftAddress strin
 			if id == 0 {
 				return nil // already a member (perhaps by an earlier attempt)
 			}
+			if len(mem.Nodes) >= config.MaxMembers {
+				return fmt.Errorf("%w: %s has %d voting members, the most a cluster may have (docs/operations.md): remove one first",
+					ErrTooManyMembers, sh, len(mem.Nodes))
+			}
 			// The name first, so that every member (and the new one, from
 			// the log or a snapshot) shows it.
 			if _, err := n.nh.SyncPropose(actx, sh.session, encodeNames(map[uint64]string{id: nodeID})); err != nil {

@@ -15,6 +15,9 @@ import (
 	"syscall"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/lockstepd/lockstep/client"
 )
 
@@ -39,6 +42,10 @@ type common struct {
 	stderr                    io.Writer
 }
 
+// opensSession lists the commands that hold or wait through a session of
+// their own, the only ones whose -owner means something.
+var opensSession = map[string]bool{"lock": true, "sem": true, "rwlock": true, "barrier": true, "elect": true}
+
 // newCommand makes the flag set of a client command; help is printed for -h
 // (usage line, what it does, examples).
 func newCommand(name, help string, stdout, stderr io.Writer) *common {
@@ -50,7 +57,9 @@ func newCommand(name, help string, stdout, stderr io.Writer) *common {
 	c.fs.SetOutput(stderr)
 	c.fs.StringVar(&c.endpoints, "endpoints", env, "comma-separated API `URLs` of the cluster (env LOCKSTEP_ENDPOINTS)")
 	c.fs.StringVar(&c.output, "o", "table", "output `format`: table or json")
-	c.fs.StringVar(&c.owner, "owner", "", "the `label` shown as holder in status (default HOST/pid-PID)")
+	if opensSession[name] {
+		c.fs.StringVar(&c.owner, "owner", "", "the `label` shown as holder in status (default HOST/pid-PID)")
+	}
 	c.fs.StringVar(&c.cacert, "cacert", os.Getenv("LOCKSTEP_CACERT"), "the cluster's CA certificate `file` for https:// endpoints (env LOCKSTEP_CACERT)")
 	c.fs.StringVar(&c.cert, "cert", os.Getenv("LOCKSTEP_CERT"), "a client certificate `file` for mutual TLS (env LOCKSTEP_CERT)")
 	c.fs.StringVar(&c.key, "key", os.Getenv("LOCKSTEP_KEY"), "the client certificate's key `file` (env LOCKSTEP_KEY)")
@@ -99,7 +108,13 @@ func (c *common) usageErr(format string, a ...any) int {
 
 // fail prints err with the next step to take, and answers exitError.
 func (c *common) fail(err error) int {
-	fmt.Fprintf(c.stderr, "%s: %v\n", c.fs.Name(), err)
+	msg := err.Error()
+	if i := strings.Index(msg, client.ErrUnavailable.Error()); i >= 0 {
+		// Which internal call found no server says nothing to the user, and
+		// the command's name already says lockstep.
+		msg = strings.TrimPrefix(msg[i:], "lockstep: ")
+	}
+	fmt.Fprintf(c.stderr, "%s: %s\n", c.fs.Name(), msg)
 	if hint := hintFor(err, c.endpoints); hint != "" {
 		fmt.Fprintln(c.stderr, hint)
 	}
@@ -177,8 +192,15 @@ func jsonSafe(v reflect.Value) any {
 		return v.Interface()
 	}
 	if v.CanInterface() {
-		if _, ok := v.Interface().(json.Marshaler); ok {
-			return v.Interface()
+		switch x := v.Interface().(type) {
+		case proto.Message:
+			// As the REST API writes it: proto names, zero values said
+			// (shard_id 0 included), 64-bit integers as strings.
+			if b, err := (protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}).Marshal(x); err == nil {
+				return json.RawMessage(b)
+			}
+		case json.Marshaler:
+			return x
 		}
 	}
 	switch v.Kind() {

@@ -19,6 +19,8 @@ type serveFlags struct {
 	logLevel     string
 	drainTimeout time.Duration
 	pprof        bool
+	check        bool
+	madeDir      string // the data directory --dev made, removed if the node cannot start
 	// overrides are the flags named after configuration keys; only those
 	// given on the command line are applied, over the file's values.
 	overrides []override
@@ -42,6 +44,7 @@ func newServeFlags(stderr io.Writer) *serveFlags {
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", 15*time.Second,
 		"after SIGTERM, how long in-flight requests may take before connections are closed")
 	fs.BoolVar(&f.pprof, "pprof", false, "also serve net/http/pprof under /debug/pprof/ on the metrics address (for profiling)")
+	fs.BoolVar(&f.check, "check", false, "check the configuration (the file, the flags, the security files) and exit: 0 when it would start, 2 with every error")
 
 	str := func(name, key, usage string, set func(c *config.Config, v string)) {
 		f.add(name, key, usage, false, func(c *config.Config, v string) error { set(c, v); return nil })

@@ -26,7 +26,8 @@ type holdFlags struct {
 
 func newHoldCommand(name, help string, stdout, stderr io.Writer) *holdFlags {
 	h := &holdFlags{common: newCommand(name, help, stdout, stderr)}
-	h.fs.DurationVar(&h.wait, "wait", -1, "how long to wait when held; 0 tries once (exit 2 when held); negative waits until granted")
+	h.wait = -1
+	h.fs.Var((*waitFlag)(&h.wait), "wait", "the `duration` to wait when held: 0 tries once (exit 2 when held); forever (the default) or a negative duration waits until granted")
 	h.fs.DurationVar(&h.ttl, "ttl", 15*time.Second, "the session's lease: how long the hold survives if this process stops renewing it")
 	h.fs.DurationVar(&h.grace, "grace", 10*time.Second, "after the session is lost, how long the command has after SIGTERM before SIGKILL")
 	return h
@@ -298,4 +299,28 @@ Examples:
 		}
 		return held{token: m.Token(), release: m.Unlock}, err
 	})
+}
+
+// waitFlag is a --wait duration whose default, waiting until granted, is
+// shown as "forever" rather than as -1ns.
+type waitFlag time.Duration
+
+func (w *waitFlag) String() string {
+	if time.Duration(*w) < 0 {
+		return "forever"
+	}
+	return time.Duration(*w).String()
+}
+
+func (w *waitFlag) Set(s string) error {
+	if s == "forever" {
+		*w = -1
+		return nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a duration (like 30s or 5m) or forever", s)
+	}
+	*w = waitFlag(d)
+	return nil
 }

@@ -371,6 +371,12 @@ Examples:
 	if _, err := cl.ClusterStatus(ctx); err != nil {
 		return c.fail(err)
 	}
+	var tw *tabwriter.Writer
+	if c.output != "json" {
+		tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "INDEX	AT	EVENT	KIND	NAME	SESSION	TOKEN	REASON")
+		_ = tw.Flush()
+	}
 	for r := range cl.Watch(ctx, pos[0]) {
 		if r.Err != nil {
 			return c.fail(r.Err)
@@ -383,9 +389,15 @@ Examples:
 				fmt.Fprintln(stdout, string(b))
 				continue
 			}
-			fmt.Fprintf(stdout, "%d\t%s\t%s\t%s\t%s\tsession=%d token=%d %s\n", ev.Index, ms(ev.AtMs), eventName(ev.Type.String()),
-				strings.ToLower(strings.TrimPrefix(ev.Kind.String(), "KIND_")), ev.Name, ev.SessionId, ev.FencingToken,
-				strings.ToLower(strings.TrimPrefix(ev.Reason.String(), "REASON_")))
+			reason := strings.ToLower(strings.TrimPrefix(ev.Reason.String(), "REASON_"))
+			if ev.Reason == 0 {
+				reason = "-" // a grant, a leader change: nothing ended
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", ev.Index, ms(ev.AtMs), eventName(ev.Type.String()),
+				strings.ToLower(strings.TrimPrefix(ev.Kind.String(), "KIND_")), orDash(ev.Name), ev.SessionId, ev.FencingToken, reason)
+		}
+		if tw != nil {
+			_ = tw.Flush() // a line per event as it comes, aligned within each batch
 		}
 	}
 	return exitOK
@@ -400,8 +412,10 @@ Usage: lockstep cluster status
        lockstep cluster remove NODE_ID
        lockstep cluster transfer NODE_ID
 
-status shows the node's view of the shard: leader, term, applied index and
-members. add and remove change membership one node at a time (see
+status asks every endpoint given (--endpoints, LOCKSTEP_ENDPOINTS: list
+every member) for its own view, at once: per member and shard, whether it
+answered, its role, the leader it follows, the term, its applied index and
+its lag behind the most advanced member of the shard, and its version. add and remove change membership one node at a time (see
 docs/operations.md); transfer hands leadership to NODE_ID.
 
 Examples:
@@ -424,25 +438,7 @@ Examples:
 	defer stop()
 	switch pos[0] {
 	case "status":
-		st, err := cl.ClusterStatus(ctx)
-		if err != nil {
-			return c.fail(err)
-		}
-		if c.output == "json" {
-			c.json(st)
-			return exitOK
-		}
-		fmt.Fprintf(stdout, "node %s (%s)\n", st.NodeId, cl.Endpoint())
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "SHARD\tLEADER\tROLE\tTERM\tAPPLIED\tMEMBERS")
-		for _, sh := range st.Shards {
-			var m []string
-			for _, mb := range sh.Members {
-				m = append(m, mb.NodeId+"="+mb.RaftAddress)
-			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%s\n", sh.ShardId, orDash(sh.LeaderId), sh.Role, sh.Term, sh.AppliedIndex, strings.Join(m, ","))
-		}
-		_ = tw.Flush()
+		return c.clusterStatus(ctx, cl)
 	case "add":
 		if len(pos) != 3 {
 			return c.usageErr("add wants NODE_ID and RAFT_ADDRESS")
@@ -473,6 +469,75 @@ Examples:
 		fmt.Fprintf(stdout, "asked for leadership to move to %s; check with 'lockstep cluster status'\n", pos[1])
 	default:
 		return c.usageErr("unknown subcommand %q: use status, add, remove or transfer", pos[0])
+	}
+	return exitOK
+}
+
+// clusterStatus prints every endpoint's view, a row per member and shard,
+// with each member's lag behind the most advanced member of the shard. It
+// fails (exit 1) when no endpoint answered.
+func (c *common) clusterStatus(ctx context.Context, cl *client.Client) int {
+	views := cl.ClusterStatusEach(ctx)
+	top := map[uint64]uint64{} // shard -> highest applied index seen
+	answered := 0
+	for _, v := range views {
+		if v.Status == nil {
+			continue
+		}
+		answered++
+		for _, sh := range v.Status.Shards {
+			top[sh.ShardId] = max(top[sh.ShardId], sh.AppliedIndex)
+		}
+	}
+	if c.output == "json" {
+		var rows []map[string]any
+		for _, v := range views {
+			row := map[string]any{"endpoint": v.Endpoint, "reachable": v.Status != nil}
+			if v.Status == nil {
+				row["error"] = v.Err.Error()
+			} else {
+				row["status"] = v.Status
+				lag := map[string]any{}
+				for _, sh := range v.Status.Shards {
+					lag[fmt.Sprint(sh.ShardId)] = top[sh.ShardId] - sh.AppliedIndex
+				}
+				row["lag"] = lag
+			}
+			rows = append(rows, row)
+		}
+		c.json(rows)
+	} else {
+		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ENDPOINT\tNODE\tSHARD\tROLE\tLEADER\tTERM\tAPPLIED\tLAG\tVERSION")
+		for _, v := range views {
+			if v.Status == nil {
+				fmt.Fprintf(tw, "%s\t-\t-\tunreachable\t-\t-\t-\t-\t-\n", v.Endpoint)
+				continue
+			}
+			for _, sh := range v.Status.Shards {
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\t%d\t%d\t%s\n", v.Endpoint, v.Status.NodeId, sh.ShardId, sh.Role,
+					orDash(sh.LeaderId), sh.Term, sh.AppliedIndex, top[sh.ShardId]-sh.AppliedIndex, orDash(v.Status.Version))
+			}
+		}
+		_ = tw.Flush()
+		for _, v := range views {
+			if v.Status != nil && len(v.Status.Shards) > 0 {
+				var m []string
+				for _, mb := range v.Status.Shards[0].Members {
+					m = append(m, mb.NodeId+"="+mb.RaftAddress)
+				}
+				fmt.Fprintf(c.stdout, "members (as %s sees them): %s\n", v.Status.NodeId, strings.Join(m, ", "))
+				break
+			}
+		}
+		for _, v := range views {
+			if v.Err != nil {
+				fmt.Fprintf(c.stderr, "%s: %v\n", v.Endpoint, v.Err)
+			}
+		}
+	}
+	if answered == 0 {
+		return c.fail(fmt.Errorf("%w: none of the %d endpoint(s) answered", client.ErrUnavailable, len(views)))
 	}
 	return exitOK
 }

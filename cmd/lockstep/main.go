@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 )
 
 // Exit codes.
@@ -34,6 +35,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		return serve(args[1:], stdout, stderr)
+	case "--config", "-config", "--check":
+		// `lockstep --config FILE` is the service description's invocation
+		// of the server: the same as `lockstep serve --config FILE`.
+		return serve(args, stdout, stderr)
 	case guardCommand:
 		return guard(args[1:], stderr)
 	case "certs":
@@ -49,6 +54,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		usage(stdout)
 		return exitOK
 	}
+	if strings.HasPrefix(args[0], "--config=") || strings.HasPrefix(args[0], "-config=") {
+		return serve(args, stdout, stderr)
+	}
 	if cmd, ok := clientCommands[args[0]]; ok {
 		return cmd(args[1:], stdout, stderr)
 	}
@@ -62,6 +70,8 @@ func usage(w io.Writer) {
 
 Usage:
   lockstep serve --config FILE [flags]   run one member of a cluster
+                                         (lockstep --config FILE is the same;
+                                         --check only checks the file)
   lockstep serve --dev [flags]           run a single node on 127.0.0.1 with
                                          defaults, in a fresh data directory
 

@@ -50,6 +50,11 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "lockstep serve: %v\n", err)
 		return exitUsage
 	}
+	if f.check {
+		fmt.Fprintf(stdout, "configuration ok: node %s, %d member(s), %d shard(s)\n",
+			cfg.Cluster.NodeID, max(len(cfg.Cluster.Peers), 1), cfg.Consensus.Shards)
+		return exitOK
+	}
 	return runNode(cfg, f, base, stdout)
 }
 
@@ -79,12 +84,13 @@ func loadConfig(f *serveFlags) (config.Config, error) {
 		cfg.Cluster.Peers = map[string]string{cfg.Cluster.NodeID: cfg.Cluster.RaftAddress}
 	}
 	madeDir := ""
-	if f.dev && cfg.Cluster.DataDir == "" {
+	if f.dev && cfg.Cluster.DataDir == "" && !f.check {
 		dir, err := os.MkdirTemp("", "lockstep-dev-")
 		if err != nil {
 			return cfg, fmt.Errorf("--dev: making a data directory: %w", err)
 		}
 		cfg.Cluster.DataDir, madeDir = dir, dir
+		f.madeDir = dir
 	}
 	if err := cfg.Validate(); err != nil {
 		if madeDir != "" {
@@ -115,6 +121,23 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format %q: use text or json", format)
 }
 
+// dropMadeDir removes the data directory --dev made for this run, when the
+// node stops before Raft wrote anything to it.
+func (f *serveFlags) dropMadeDir() {
+	if f.madeDir != "" {
+		os.Remove(f.madeDir) // only if empty
+	}
+}
+
+// addressName names an address the way the user gave it: the flag with
+// --dev or when the flag was given, else the configuration key.
+func (f *serveFlags) addressName(flagName, key string) string {
+	if f.dev || f.given(flagName) {
+		return "--" + flagName
+	}
+	return key
+}
+
 // runNode wires the runtime, the API and the metrics endpoint together and
 // runs them until a signal.
 func runNode(cfg config.Config, f *serveFlags, base *slog.Logger, stdout io.Writer) int {
@@ -126,14 +149,16 @@ func runNode(cfg config.Config, f *serveFlags, base *slog.Logger, stdout io.Writ
 	// starts and touches the data directory.
 	apiLn, err := net.Listen("tcp", cfg.Cluster.APIAddress)
 	if err != nil {
-		log.Error("cannot listen on cluster.api_address", "address", cfg.Cluster.APIAddress, "err", err)
+		f.dropMadeDir()
+		log.Error("cannot listen on "+f.addressName("api-address", "cluster.api_address"), "address", cfg.Cluster.APIAddress, "err", err)
 		return exitError
 	}
 	var metricsLn net.Listener
 	if cfg.Cluster.MetricsAddress != "" {
 		if metricsLn, err = net.Listen("tcp", cfg.Cluster.MetricsAddress); err != nil {
 			apiLn.Close()
-			log.Error("cannot listen on cluster.metrics_address", "address", cfg.Cluster.MetricsAddress, "err", err)
+			f.dropMadeDir()
+			log.Error("cannot listen on "+f.addressName("metrics-address", "cluster.metrics_address"), "address", cfg.Cluster.MetricsAddress, "err", err)
 			return exitError
 		}
 	}

@@ -159,7 +159,10 @@ type ClusterStatusResponse struct {
 	// This node's id (cluster.node_id, for example "node-1").
 	NodeId string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	// Every shard this node runs, by shard_id.
-	Shards        []*ShardStatus `protobuf:"bytes,2,rep,name=shards,proto3" json:"shards,omitempty"`
+	Shards []*ShardStatus `protobuf:"bytes,2,rep,name=shards,proto3" json:"shards,omitempty"`
+	// The version of the lockstep binary this node runs (its module version,
+	// or "devel" and the VCS revision for a build from a checkout).
+	Version       string `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -206,6 +209,13 @@ func (x *ClusterStatusResponse) GetShards() []*ShardStatus {
 		return x.Shards
 	}
 	return nil
+}
+
+func (x *ClusterStatusResponse) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
 }
 
 // ShardStatus is one Raft shard as this node sees it.
@@ -705,10 +715,11 @@ const file_lockstep_v1_cluster_proto_rawDesc = "" +
 	"\x0eHealthResponse\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\tR\x06status\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\"\x16\n" +
-	"\x14ClusterStatusRequest\"b\n" +
+	"\x14ClusterStatusRequest\"|\n" +
 	"\x15ClusterStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x120\n" +
-	"\x06shards\x18\x02 \x03(\v2\x18.lockstep.v1.ShardStatusR\x06shards\"\xc1\x01\n" +
+	"\x06shards\x18\x02 \x03(\v2\x18.lockstep.v1.ShardStatusR\x06shards\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\"\xc1\x01\n" +
 	"\vShardStatus\x12\x19\n" +
 	"\bshard_id\x18\x01 \x01(\x04R\ashardId\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\tR\bleaderId\x12\x12\n" +

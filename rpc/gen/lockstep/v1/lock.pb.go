@@ -215,7 +215,13 @@ type AcquireLockResponse struct {
 	AcquiredAtMs int64 `protobuf:"varint,8,opt,name=acquired_at_ms,json=acquiredAtMs,proto3" json:"acquired_at_ms,omitempty"`
 	// When acquired: when the grant ends unless the session is kept alive
 	// (see Holder.expires_at_ms).
-	ExpiresAtMs   int64 `protobuf:"varint,9,opt,name=expires_at_ms,json=expiresAtMs,proto3" json:"expires_at_ms,omitempty"`
+	ExpiresAtMs int64 `protobuf:"varint,9,opt,name=expires_at_ms,json=expiresAtMs,proto3" json:"expires_at_ms,omitempty"`
+	// When refused: who holds the mutex now, as this node last applied it
+	// (absent when nobody does: a lock-delay after a holder's failure).
+	Holder *Holder `protobuf:"bytes,10,opt,name=holder,proto3" json:"holder,omitempty"`
+	// True when the session this acquire created was closed again because
+	// nothing was granted: session_id names a session that is gone.
+	SessionClosed bool `protobuf:"varint,11,opt,name=session_closed,json=sessionClosed,proto3" json:"session_closed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -311,6 +317,20 @@ func (x *AcquireLockResponse) GetExpiresAtMs() int64 {
 		return x.ExpiresAtMs
 	}
 	return 0
+}
+
+func (x *AcquireLockResponse) GetHolder() *Holder {
+	if x != nil {
+		return x.Holder
+	}
+	return nil
+}
+
+func (x *AcquireLockResponse) GetSessionClosed() bool {
+	if x != nil {
+		return x.SessionClosed
+	}
+	return false
 }
 
 // ReleaseLockRequest ends a grant.
@@ -1165,7 +1185,7 @@ const file_lockstep_v1_lock_proto_rawDesc = "" +
 	"\rlock_delay_ms\x18\t \x01(\x03R\vlockDelayMs\x12\x1e\n" +
 	"\vmax_hold_ms\x18\n" +
 	" \x01(\x03R\tmaxHoldMs\x12\x14\n" +
-	"\x05value\x18\v \x01(\fR\x05value\"\xe2\x02\n" +
+	"\x05value\x18\v \x01(\fR\x05value\"\xb6\x03\n" +
 	"\x13AcquireLockResponse\x12\x1a\n" +
 	"\bacquired\x18\x01 \x01(\bR\bacquired\x12#\n" +
 	"\rfencing_token\x18\x02 \x01(\x04R\ffencingToken\x12\x1d\n" +
@@ -1176,7 +1196,10 @@ const file_lockstep_v1_lock_proto_rawDesc = "" +
 	"\x06reason\x18\x06 \x01(\x0e2\x13.lockstep.v1.ReasonR\x06reason\x12\x1b\n" +
 	"\twaiter_id\x18\a \x01(\x04R\bwaiterId\x12$\n" +
 	"\x0eacquired_at_ms\x18\b \x01(\x03R\facquiredAtMs\x12\"\n" +
-	"\rexpires_at_ms\x18\t \x01(\x03R\vexpiresAtMs\"\xee\x01\n" +
+	"\rexpires_at_ms\x18\t \x01(\x03R\vexpiresAtMs\x12+\n" +
+	"\x06holder\x18\n" +
+	" \x01(\v2\x13.lockstep.v1.HolderR\x06holder\x12%\n" +
+	"\x0esession_closed\x18\v \x01(\bR\rsessionClosed\"\xee\x01\n" +
 	"\x12ReleaseLockRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x1f\n" +
@@ -1285,29 +1308,30 @@ var file_lockstep_v1_lock_proto_goTypes = []any{
 var file_lockstep_v1_lock_proto_depIdxs = []int32{
 	13, // 0: lockstep.v1.AcquireLockResponse.outcome:type_name -> lockstep.v1.Outcome
 	14, // 1: lockstep.v1.AcquireLockResponse.reason:type_name -> lockstep.v1.Reason
-	15, // 2: lockstep.v1.LockStatusResponse.holder:type_name -> lockstep.v1.Holder
-	16, // 3: lockstep.v1.LockStatusResponse.waiters:type_name -> lockstep.v1.Waiter
-	17, // 4: lockstep.v1.ListRequest.kind:type_name -> lockstep.v1.Kind
-	10, // 5: lockstep.v1.ListResponse.objects:type_name -> lockstep.v1.ObjectSummary
-	17, // 6: lockstep.v1.ObjectSummary.kind:type_name -> lockstep.v1.Kind
-	17, // 7: lockstep.v1.CheckFenceRequest.kind:type_name -> lockstep.v1.Kind
-	0,  // 8: lockstep.v1.LockService.Acquire:input_type -> lockstep.v1.AcquireLockRequest
-	2,  // 9: lockstep.v1.LockService.Release:input_type -> lockstep.v1.ReleaseLockRequest
-	4,  // 10: lockstep.v1.LockService.Renew:input_type -> lockstep.v1.RenewLockRequest
-	6,  // 11: lockstep.v1.LockService.Status:input_type -> lockstep.v1.LockStatusRequest
-	8,  // 12: lockstep.v1.LockService.List:input_type -> lockstep.v1.ListRequest
-	11, // 13: lockstep.v1.LockService.CheckFence:input_type -> lockstep.v1.CheckFenceRequest
-	1,  // 14: lockstep.v1.LockService.Acquire:output_type -> lockstep.v1.AcquireLockResponse
-	3,  // 15: lockstep.v1.LockService.Release:output_type -> lockstep.v1.ReleaseLockResponse
-	5,  // 16: lockstep.v1.LockService.Renew:output_type -> lockstep.v1.RenewLockResponse
-	7,  // 17: lockstep.v1.LockService.Status:output_type -> lockstep.v1.LockStatusResponse
-	9,  // 18: lockstep.v1.LockService.List:output_type -> lockstep.v1.ListResponse
-	12, // 19: lockstep.v1.LockService.CheckFence:output_type -> lockstep.v1.CheckFenceResponse
-	14, // [14:20] is the sub-list for method output_type
-	8,  // [8:14] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	15, // 2: lockstep.v1.AcquireLockResponse.holder:type_name -> lockstep.v1.Holder
+	15, // 3: lockstep.v1.LockStatusResponse.holder:type_name -> lockstep.v1.Holder
+	16, // 4: lockstep.v1.LockStatusResponse.waiters:type_name -> lockstep.v1.Waiter
+	17, // 5: lockstep.v1.ListRequest.kind:type_name -> lockstep.v1.Kind
+	10, // 6: lockstep.v1.ListResponse.objects:type_name -> lockstep.v1.ObjectSummary
+	17, // 7: lockstep.v1.ObjectSummary.kind:type_name -> lockstep.v1.Kind
+	17, // 8: lockstep.v1.CheckFenceRequest.kind:type_name -> lockstep.v1.Kind
+	0,  // 9: lockstep.v1.LockService.Acquire:input_type -> lockstep.v1.AcquireLockRequest
+	2,  // 10: lockstep.v1.LockService.Release:input_type -> lockstep.v1.ReleaseLockRequest
+	4,  // 11: lockstep.v1.LockService.Renew:input_type -> lockstep.v1.RenewLockRequest
+	6,  // 12: lockstep.v1.LockService.Status:input_type -> lockstep.v1.LockStatusRequest
+	8,  // 13: lockstep.v1.LockService.List:input_type -> lockstep.v1.ListRequest
+	11, // 14: lockstep.v1.LockService.CheckFence:input_type -> lockstep.v1.CheckFenceRequest
+	1,  // 15: lockstep.v1.LockService.Acquire:output_type -> lockstep.v1.AcquireLockResponse
+	3,  // 16: lockstep.v1.LockService.Release:output_type -> lockstep.v1.ReleaseLockResponse
+	5,  // 17: lockstep.v1.LockService.Renew:output_type -> lockstep.v1.RenewLockResponse
+	7,  // 18: lockstep.v1.LockService.Status:output_type -> lockstep.v1.LockStatusResponse
+	9,  // 19: lockstep.v1.LockService.List:output_type -> lockstep.v1.ListResponse
+	12, // 20: lockstep.v1.LockService.CheckFence:output_type -> lockstep.v1.CheckFenceResponse
+	15, // [15:21] is the sub-list for method output_type
+	9,  // [9:15] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_lockstep_v1_lock_proto_init() }

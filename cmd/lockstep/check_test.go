@@ -1,0 +1,33 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// serve --check validates and exits: 0 for config/cluster.yaml, 2 with an
+// error for each part that is wrong; `lockstep --config FILE` is serve.
+func TestServeCheck(t *testing.T) {
+	for _, args := range [][]string{
+		{"serve", "--config", "../../config/cluster.yaml", "--check"},
+		{"--config", "../../config/cluster.yaml", "--check"},
+		{"--config=../../config/cluster.yaml", "--check"},
+	} {
+		var out, errb bytes.Buffer
+		if code := run(args, &out, &errb); code != exitOK || !strings.Contains(out.String(), "configuration ok: node node-1, 3 member(s)") {
+			t.Errorf("%v: exit %d\nstdout: %s\nstderr: %s", args, code, &out, &errb)
+		}
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("cluster:\n  node_id: \"bad id\"\n  raft_address: 127.0.0.1:1\n  api_address: 127.0.0.1:2\n  data_dir: d\n  peers: {a: 127.0.0.1:1}\nlocks:\n  max_wait_time_seconds: -1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	code := run([]string{"serve", "--config", bad, "--check"}, &out, &errb)
+	if code != exitUsage || !strings.Contains(errb.String(), "cluster.node_id:") || !strings.Contains(errb.String(), "locks.max_wait_time_seconds:") {
+		t.Errorf("a file wrong in two parts: exit %d\nstderr: %s", code, &errb)
+	}
+}
