@@ -246,7 +246,7 @@ func (h *history) complete() ([]porcupine.Operation, []string) {
 			releasedOK[grantKey{o.in.Key, uint64(o.in.Token)}] = true
 		}
 	}
-	for i, o := range ops {
+	for _, o := range ops {
 		var res model.Output
 		switch o.answer {
 		case answerGranted:
@@ -262,7 +262,6 @@ func (h *history) complete() ([]porcupine.Operation, []string) {
 		}
 		out = append(out, porcupine.Operation{ClientId: o.worker, Input: o.in, Output: res,
 			Call: int64(o.call), Return: int64(max(o.ret, o.call))})
-		_ = i
 	}
 	system := 1 << 20
 	for k, e := range h.released {

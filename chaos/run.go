@@ -116,7 +116,7 @@ func Run(o Options) (Result, error) {
 	}
 	r := &run{o: &o, bug: bugByName(o.Bug)}
 	violations, checked := r.execute(c, &res)
-	res.Violations = violations
+	res.Violations = append([]string{}, violations...) // [] rather than null in -json
 	res.Checked = checked
 	res.OK = len(violations) == 0
 	res.Wall = time.Since(began).Seconds()

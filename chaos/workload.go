@@ -182,7 +182,7 @@ func (w *worker) mutex(ctx context.Context) {
 	cancel()
 	o.ret = w.run.h.now()
 	o.answer = answerOf(err)
-	real := o.answer == answerGranted
+	held := o.answer == answerGranted // by the cluster's answer, not a planted bug's
 	if o.answer == answerGranted {
 		o.token = m.Token()
 	} else if o.answer == answerRefused && w.run.bug.is(bugAckRefused) {
@@ -197,7 +197,7 @@ func (w *worker) mutex(ctx context.Context) {
 	w.run.res.Write(ctx, w.idx, k, o.token)
 	sleepCtx(ctx, hold)
 	w.run.res.Write(ctx, w.idx, k, o.token)
-	if !real {
+	if !held {
 		return
 	}
 	rel := op{worker: w.idx, in: model.Input{Op: model.Release, Key: k, Session: o.in.Session, Token: core.FencingToken(o.token)}}
