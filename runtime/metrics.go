@@ -24,6 +24,7 @@ type metrics struct {
 	waiters          *prometheus.GaugeVec
 	objects          *prometheus.GaugeVec
 	isLeader         *prometheus.GaugeVec
+	hasLeader        *prometheus.GaugeVec
 	snapshotsSaved   *prometheus.CounterVec
 	snapshotsLoaded  *prometheus.CounterVec
 	snapshotBytes    *prometheus.GaugeVec
@@ -61,6 +62,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Live objects (names held or waited on)."}, shard),
 		isLeader: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "lockstep_raft_is_leader",
 			Help: "1 when this node leads the shard."}, shard),
+		hasLeader: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "lockstep_raft_has_leader",
+			Help: "1 when this node knows a leader for the shard (its /health needs one for every shard)."}, shard),
 		snapshotsSaved: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lockstep_snapshots_saved_total",
 			Help: "State machine snapshots written by this node."}, shard),
 		snapshotsLoaded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lockstep_snapshots_restored_total",
@@ -77,7 +80,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{m.leaderElections, m.commitLatency, m.applyLatency, m.entriesApplied,
 		m.commandsApplied, m.proposalsFailed, m.proposalsFlight, m.pendingRequests, m.activeLocks, m.sessions,
-		m.waiters, m.objects, m.isLeader, m.snapshotsSaved, m.snapshotsLoaded, m.snapshotBytes, m.sessionsExpired, m.watchSubscribers} {
+		m.waiters, m.objects, m.isLeader, m.hasLeader, m.snapshotsSaved, m.snapshotsLoaded, m.snapshotBytes, m.sessionsExpired, m.watchSubscribers} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {
@@ -96,7 +99,7 @@ type shardMetrics struct {
 	snapshotsSaved, snapshotsLoaded, sessionsExpired                          prometheus.Counter
 	commitLatency, applyLatency                                               prometheus.Observer
 	proposalsFlight, pendingRequests, activeLocks, sessions, waiters, objects prometheus.Gauge
-	isLeader, snapshotBytes                                                   prometheus.Gauge
+	isLeader, hasLeader, snapshotBytes                                        prometheus.Gauge
 }
 
 func (m *metrics) forShard(label string) shardMetrics {
@@ -117,6 +120,7 @@ func (m *metrics) forShard(label string) shardMetrics {
 		waiters:         m.waiters.WithLabelValues(label),
 		objects:         m.objects.WithLabelValues(label),
 		isLeader:        m.isLeader.WithLabelValues(label),
+		hasLeader:       m.hasLeader.WithLabelValues(label),
 		snapshotBytes:   m.snapshotBytes.WithLabelValues(label),
 	}
 }

@@ -303,6 +303,11 @@ func (s *shard) leaderUpdated(info raftio.LeaderInfo) {
 	} else {
 		s.m.isLeader.Set(0)
 	}
+	if info.LeaderID != 0 {
+		s.m.hasLeader.Set(1)
+	} else {
+		s.m.hasLeader.Set(0)
+	}
 	s.kick()
 }
 
