@@ -116,7 +116,6 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	for id, addr := range cfg.Cluster.Peers {
 		target.addrs[addr] = id
 	}
-	routeDragonboatLogs(target)
 	for i := range cfg.Consensus.Shards {
 		sh, err := newShard(n, uint64(i))
 		if err != nil {
@@ -124,6 +123,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		}
 		n.shards = append(n.shards, sh)
 	}
+	routeDragonboatLogs(target) // after n.shards is set: shortName reads it
 
 	rtt, hb, el := cfg.Consensus.RTT()
 	logdb := dbconfig.GetTinyMemLogDBConfig()
