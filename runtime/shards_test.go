@@ -390,6 +390,12 @@ func TestShardedLeadersSpread(t *testing.T) {
 				}
 				return total == shards
 			})
+			// Every member knows a leader for every shard (its /health).
+			for _, reg := range c.regs {
+				eventually(t, "lockstep_raft_has_leader is 1 for every shard", func() bool {
+					return counter(t, reg, "lockstep_raft_has_leader") == shards
+				})
+			}
 			// Each shard is led by its preferred member: shard i by node-(i+1).
 			for _, s := range st.Shards {
 				if want := fmt.Sprintf("node-%d", s.ShardID+1); s.LeaderID != want {
