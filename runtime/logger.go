@@ -318,9 +318,11 @@ func (p *peerTracker) reachable(t *logTarget, addr string) {
 //     request), the notice that the heartbeat is not ten times shorter than
 //     the election timeout (docs/design.md's defaults are 100 and 300 ms), and
 //     the notice that stale reads are stale (asked for explicitly).
-//   - Warn: everything else, among them a leader that lost its quorum, a
-//     peer that became unreachable and anything about snapshots: an
-//     operator can act on those.
+//   - Warn: everything else, among them a leader that lost its quorum and
+//     anything about snapshots: an operator can act on those.
+//
+// A peer's connection failures never get here: peerEvent picks them out
+// first, for the peer tracker.
 func dragonboatLevel(pkg, format string, level slog.Level) slog.Level {
 	if level != slog.LevelWarn {
 		return level
@@ -357,10 +359,11 @@ func dragonboatLevel(pkg, format string, level slog.Level) slog.Level {
 }
 
 // peerAttr names a peer by its node id when the config's peers list its
-// raft address, else by the address.
+// raft address (or, for snapshot connections, which Dragonboat names by
+// replica, when a member has the replica), else as Dragonboat named it.
 func (t *logTarget) peerAttr(addr string) slog.Attr {
 	if id, ok := t.addrs[addr]; ok {
 		return slog.String("peer", id)
 	}
-	return slog.String("peer", addr)
+	return slog.String("peer", t.translate(addr))
 }

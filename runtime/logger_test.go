@@ -47,6 +47,8 @@ func TestDragonboatLevels(t *testing.T) {
 		{"raft", "%s snapshot failed, %s is now in wait state", warn, warn},
 		{"raft", "%s no remote for %s", warn, warn},
 		{"raft", "%s dropped config change, pending change", warn, warn},
+		// (A peer's connection failures, below, go to the peer tracker
+		// before this mapping: TestPeerEvents.)
 		{"transport", "%s became unreachable, affected %d nodes", warn, warn},
 		{"transport", "breaker %s to %s failed, connect and process failed: %s", warn, warn},
 		{"config", "mutual TLS disabled, communication is insecure", warn, warn},
@@ -188,9 +190,11 @@ func TestDragonboatAdapterSummarisesPeerFailures(t *testing.T) {
 	buf.Reset()
 	tr.log(target, slog.LevelError, "send batch failed, target %s (%v), %d", []any{"127.0.0.1:7002", "EOF", 3})
 	tr.log(target, slog.LevelWarn, "%s became unreachable, affected %d nodes", []any{"127.0.0.1:7009", 1})
+	tr.log(target, slog.LevelError, "failed to connect to %s", []any{"[00001:24640]"})
 	got = lines(&buf)
-	if len(got) != 2 || !strings.Contains(got[0], `level=WARN msg="peer unreachable" node=node-1 peer=node-2`) ||
-		!strings.Contains(got[1], `level=WARN msg="peer unreachable" node=node-1 peer=127.0.0.1:7009`) {
+	if len(got) != 3 || !strings.Contains(got[0], `level=WARN msg="peer unreachable" node=node-1 peer=node-2`) ||
+		!strings.Contains(got[1], `level=WARN msg="peer unreachable" node=node-1 peer=127.0.0.1:7009`) ||
+		!strings.Contains(got[2], `level=WARN msg="peer unreachable" node=node-1 peer="shard 0 node-2" error="failed to connect to shard 0 node-2"`) {
 		t.Fatalf("a second spell and an unknown peer: %q", buf.String())
 	}
 
@@ -205,5 +209,34 @@ func TestDragonboatAdapterSummarisesPeerFailures(t *testing.T) {
 	tr.log(target, slog.LevelError, "invalid payload checksum", nil)
 	if !strings.Contains(buf.String(), `level=ERROR msg="invalid payload checksum"`) {
 		t.Fatalf("a genuine transport error was not an error: %q", buf.String())
+	}
+}
+
+// The format strings are Dragonboat's (internal/transport); the address is
+// the peer's.
+func TestPeerEvents(t *testing.T) {
+	const self, peer = "127.0.0.1:7001", "127.0.0.1:7002"
+	tests := []struct {
+		pkg, format string
+		args        []any
+		want        string // "": not a peer event
+	}{
+		{"transport", "breaker %s to %s failed, connect and process failed: %s", []any{self, peer, "refused"}, peer},
+		{"transport", "Nodehost %s failed to get a connection to %s, %v", []any{self, peer, "refused"}, peer},
+		{"transport", "%s became unreachable, affected %d nodes", []any{peer, 1}, peer},
+		{"transport", "send batch failed, target %s (%v), %d", []any{peer, "EOF", 1}, peer},
+		{"transport", "send batch failed, taret node %s (%v), %d", []any{peer, "EOF", 1}, peer},
+		{"transport", "circuit breaker for %s is not ready", []any{peer}, peer},
+		{"transport", "failed to connect to %s", []any{"[00001:00002]"}, "[00001:00002]"},
+		{"transport", "failed to get snapshot conn to %s", []any{"[00001:00002]"}, "[00001:00002]"},
+		{"transport", "invalid payload checksum", nil, ""},
+		{"transport", "Nodehost %s failed to get a connection to %s, %v", []any{self}, ""}, // too few args
+		{"raft", "%s became unreachable, affected %d nodes", []any{peer, 1}, ""},
+	}
+	for _, tc := range tests {
+		got, ok := peerEvent(tc.pkg, tc.format, tc.args)
+		if ok != (tc.want != "") || got != tc.want {
+			t.Errorf("%s %q: %q, %v; want %q", tc.pkg, tc.format, got, ok, tc.want)
+		}
 	}
 }
