@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -26,9 +27,10 @@ const MinTTL = time.Second
 // follower has applied, which lags the leader's clock by up to one tick
 // (100 ms by default) plus the follower's apply delay. So the servers'
 // lease may have begun up to about a tick before the keepalive left the
-// client; 250 ms covers two and a half ticks. The client's lease is
-// therefore: the moment the keepalive was sent + TTL − leaseGuard
-// (docs/client.md, "The lease").
+// client; 250 ms covers two and a half ticks. Servers with a longer tick
+// interval say so in every session answer (stamp_lag_ms), and the larger
+// of the two is the guard. The client's lease is therefore: the moment the
+// keepalive was sent + TTL − guard (docs/client.md, "The lease").
 const leaseGuard = 250 * time.Millisecond
 
 // Session is a lease on the cluster that every hold and wait belongs to. It
@@ -51,9 +53,32 @@ type Session struct {
 	loopDone  chan struct{}
 	closeOnce sync.Once
 
+	// stampLag is the longest the servers said they may stamp a forwarded
+	// request behind the leader's clock (stamp_lag_ms), in nanoseconds.
+	stampLag atomic.Int64
+
 	mu      sync.Mutex
 	lostErr error
 	gates   map[gateKey]*gate
+}
+
+// guard is how much earlier than send time + TTL the client's view of the
+// lease ends: leaseGuard, or the servers' stamp lag when a member says it
+// may stamp forwarded requests further behind (a tick interval above the
+// default).
+func (s *Session) guard() time.Duration {
+	return max(leaseGuard, time.Duration(s.stampLag.Load()))
+}
+
+// noteStampLag records a member's stamp_lag_ms; the largest one seen counts.
+func (s *Session) noteStampLag(ms int64) {
+	d := int64(time.Duration(ms) * time.Millisecond)
+	for {
+		cur := s.stampLag.Load()
+		if d <= cur || s.stampLag.CompareAndSwap(cur, d) {
+			return
+		}
+	}
 }
 
 // SessionOption configures a Session.
@@ -102,7 +127,14 @@ func (c *Client) NewSession(ctx context.Context, opts ...SessionOption) (*Sessio
 	}
 	s := &Session{c: c, id: res.SessionId, ttl: time.Duration(res.TtlMs) * time.Millisecond, owner: o.owner,
 		done: newCloseOnce(), stop: make(chan struct{}), loopDone: make(chan struct{})}
-	go s.keepAlive(sent.Add(s.ttl - leaseGuard))
+	s.noteStampLag(res.StampLagMs)
+	if g := s.guard(); g >= s.ttl/2 {
+		close(s.loopDone) // no keepalive loop was started for Close to wait for
+		_ = s.Close(ctx)
+		return nil, fmt.Errorf("lockstep: session TTL %v is too short for these servers: they may stamp a request up to %v behind their leader (twice their tick interval), so the lease would end almost at once; use a TTL of at least %v",
+			s.ttl, g, 4*g)
+	}
+	go s.keepAlive(sent.Add(s.ttl - s.guard()))
 	return s, nil
 }
 
@@ -158,7 +190,7 @@ func (s *Session) keepAlive(leaseEnd time.Time) {
 	var lastErr error
 	lost := func() {
 		s.lose(fmt.Errorf("%w: session %d was not renewed within its lease (TTL %v less %v for the servers' clock lag); last error: %v",
-			ErrSessionLost, s.id, s.ttl, leaseGuard, lastErr))
+			ErrSessionLost, s.id, s.ttl, s.guard(), lastErr))
 	}
 	for {
 		select {
@@ -187,7 +219,7 @@ func (s *Session) keepAlive(leaseEnd time.Time) {
 		}
 		switch {
 		case err == nil:
-			leaseEnd = sent.Add(s.ttl - leaseGuard)
+			leaseEnd = sent.Add(s.ttl - s.guard())
 			lease.Reset(time.Until(leaseEnd))
 			next.Reset(interval)
 		case connect.CodeOf(err) == connect.CodeNotFound:
@@ -230,7 +262,10 @@ func (s *Session) renew(ctx context.Context) error {
 		go func() {
 			actx, stop := context.WithTimeout(ctx, c.opts.attemptTimeout)
 			defer stop()
-			_, err := e.sessions.KeepAlive(actx, connect.NewRequest(&pb.KeepAliveRequest{SessionId: s.id}))
+			r, err := e.sessions.KeepAlive(actx, connect.NewRequest(&pb.KeepAliveRequest{SessionId: s.id}))
+			if err == nil {
+				s.noteStampLag(r.Msg.StampLagMs)
+			}
 			if err == nil || connect.IsWireError(err) {
 				e.heard()
 			}

@@ -60,6 +60,12 @@ func startServer(t *testing.T, opts ...func(*rpc.Options)) *testServer {
 // call sends a REST request and decodes the JSON answer.
 func (s *testServer) call(t *testing.T, method, path, body string) (int, map[string]any) {
 	t.Helper()
+	return s.callWith(t, nil, method, path, body)
+}
+
+// callWith is call with extra request headers.
+func (s *testServer) callWith(t *testing.T, header http.Header, method, path, body string) (int, map[string]any) {
+	t.Helper()
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
@@ -70,6 +76,9 @@ func (s *testServer) call(t *testing.T, method, path, body string) (int, map[str
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -28,6 +28,11 @@ type Options struct {
 	// and gRPC callers may ask -1 and cancel). Defaults to 60 s; NoWait
 	// makes every finite wait try once.
 	MaxWait time.Duration
+	// StampLag is how far behind the leader's clock this member may stamp
+	// a request it forwards (consensus.tick_interval_ms, twice): sessions
+	// answer it so that clients end their view of a lease that much early.
+	// Defaults to 200 ms (the default tick, twice).
+	StampLag time.Duration
 	// RequestTimeout bounds a call that does not wait in a queue, and is
 	// added to the wait of one that does. Defaults to 15 s.
 	RequestTimeout time.Duration
@@ -63,6 +68,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.DefaultTTL == 0 {
 		o.DefaultTTL = 30 * time.Second
+	}
+	if o.StampLag == 0 {
+		o.StampLag = 200 * time.Millisecond
 	}
 	if o.MaxWait == 0 {
 		o.MaxWait = 60 * time.Second

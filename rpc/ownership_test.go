@@ -2,8 +2,6 @@ package rpc_test
 
 import (
 	"context"
-	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -15,27 +13,7 @@ import (
 // the caller after the key).
 func (s *testServer) callAs(t *testing.T, who, method, path, body string) (int, map[string]any) {
 	t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, s.url+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+who)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	out := map[string]any{}
-	raw, _ := io.ReadAll(resp.Body)
-	if err := json.Unmarshal(raw, &out); err != nil {
-		t.Fatalf("%q: %v", raw, err)
-	}
-	return resp.StatusCode, out
+	return s.callWith(t, http.Header{"Authorization": {"Bearer " + who}}, method, path, body)
 }
 
 // prefixOnly lets each principal read only names under its own id + "/".

@@ -22,7 +22,8 @@ func (h SessionHandler) Create(ctx context.Context, req *connect.Request[pb.Crea
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&pb.CreateSessionResponse{SessionId: uint64(r.Session), TtlMs: ttl, ExpiresAtMs: int64(r.Deadline)}), nil
+	return connect.NewResponse(&pb.CreateSessionResponse{SessionId: uint64(r.Session), TtlMs: ttl, ExpiresAtMs: int64(r.Deadline),
+		StampLagMs: h.opts.StampLag.Milliseconds()}), nil
 }
 
 func (h SessionHandler) KeepAlive(ctx context.Context, req *connect.Request[pb.KeepAliveRequest]) (*connect.Response[pb.KeepAliveResponse], error) {
@@ -31,7 +32,7 @@ func (h SessionHandler) KeepAlive(ctx context.Context, req *connect.Request[pb.K
 	if err != nil {
 		return nil, err
 	}
-	out := &pb.KeepAliveResponse{SessionId: uint64(r.Session), ExpiresAtMs: int64(r.Deadline)}
+	out := &pb.KeepAliveResponse{SessionId: uint64(r.Session), ExpiresAtMs: int64(r.Deadline), StampLagMs: h.opts.StampLag.Milliseconds()}
 	// The TTL is not in the result; the keepalive was applied here, so this
 	// node's state has it.
 	_, _ = h.b.Read(ctx, "", true, func(m *core.Machine) error {

@@ -4,27 +4,64 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	dblogger "github.com/lni/dragonboat/v4/logger"
 )
 
 // Dragonboat's loggers are process-wide and its factory may be set only
-// once, so they write to whichever slog.Logger the last Start named (one
-// node per process in production; in tests the lines are not attributed to
-// a node). Its debug and info levels are dropped: several lines per
-// election. Its warnings and errors pass, except that the warnings an
-// election is made of are demoted (see dragonboatLevel): an election is
-// routine, and the runtime logs its outcome ("leader elected").
+// once, so they write to the target the last Start registered (one node per
+// process in production; in tests with several nodes in one process the
+// lines carry the last node's id). Every line gets that node's `node`
+// field, Dragonboat's replica ids are translated to node ids, and its raft
+// prefix ("[f:1,l:5,t:1,c:5,a:5] [00001:24640] t1") becomes the fields
+// shard and term.
+//
+// Levels (dragonboatLevel, peerEvent): its debug and info lines are
+// dropped; its warnings and errors pass, except that an election's
+// warnings are demoted (an election is routine; the runtime logs its
+// outcome) and that a peer's connection failures, expected while a member
+// is down or restarting, are summarised by peerTracker: "peer unreachable"
+// once at warn, then at most one "peer still unreachable" summary per
+// peerSummaryEvery with the number of failed attempts, and "peer reachable
+// again" at info. Failures while this node is closing are debug.
 var (
-	dragonboatLog     atomic.Pointer[slog.Logger]
+	dragonboatTarget  atomic.Pointer[logTarget]
 	dragonboatLogOnce sync.Once
 )
 
-func routeDragonboatLogs(l *slog.Logger) {
-	dragonboatLog.Store(l)
+// peerSummaryEvery is the least time between two "peer still unreachable"
+// summaries for one peer.
+const peerSummaryEvery = 30 * time.Second
+
+// logTarget is where Dragonboat's lines go and what they are told about.
+type logTarget struct {
+	log     *slog.Logger // already carries node
+	names   func(short uint64) (string, bool)
+	closing func() bool
+	now     func() time.Time
+	peers   *peerTracker
+	addrs   map[string]string // raft address → node id, from the config's peers
+}
+
+func newLogTarget(l *slog.Logger, names func(uint64) (string, bool), closing func() bool) *logTarget {
+	if names == nil {
+		names = func(uint64) (string, bool) { return "", false }
+	}
+	if closing == nil {
+		closing = func() bool { return false }
+	}
+	return &logTarget{log: l, names: names, closing: closing, now: time.Now,
+		peers: &peerTracker{peers: map[string]*peerState{}}, addrs: map[string]string{}}
+}
+
+func routeDragonboatLogs(t *logTarget) {
+	dragonboatTarget.Store(t)
 	dragonboatLogOnce.Do(func() {
 		dblogger.SetLoggerFactory(func(pkg string) dblogger.ILogger { return slogAdapter{pkg: pkg} })
 	})
@@ -32,8 +69,16 @@ func routeDragonboatLogs(l *slog.Logger) {
 
 type slogAdapter struct{ pkg string }
 
-func (slogAdapter) SetLevel(dblogger.LogLevel)    {}
-func (slogAdapter) Debugf(string, ...any)         {}
+func (slogAdapter) SetLevel(dblogger.LogLevel)  {}
+func (a slogAdapter) Debugf(f string, v ...any) { a.debug(current(), f, v) }
+
+// debug reads the one debug line used: a connection (re-)established,
+// which ends a peer's unreachable spell.
+func (a slogAdapter) debug(t *logTarget, f string, v []any) {
+	if a.pkg == "transport" && strings.HasPrefix(f, "message streaming to %s established") && len(v) == 1 {
+		t.peers.reachable(t, fmt.Sprint(v[0]))
+	}
+}
 func (slogAdapter) Infof(string, ...any)          {}
 func (a slogAdapter) Warningf(f string, v ...any) { a.log(current(), slog.LevelWarn, f, v) }
 func (a slogAdapter) Errorf(f string, v ...any)   { a.log(current(), slog.LevelError, f, v) }
@@ -43,22 +88,221 @@ func (a slogAdapter) Panicf(f string, v ...any) {
 	panic(msg)
 }
 
-func current() *slog.Logger {
-	if l := dragonboatLog.Load(); l != nil {
-		return l
+func current() *logTarget {
+	if t := dragonboatTarget.Load(); t != nil {
+		return t
 	}
-	return slog.Default()
+	t := newLogTarget(slog.Default(), nil, nil)
+	if dragonboatTarget.CompareAndSwap(nil, t) {
+		return t
+	}
+	return dragonboatTarget.Load()
 }
 
 // log writes one Dragonboat line at the level dragonboatLevel gives it,
-// formatting it only when l would keep it (some demoted lines come once per
-// request).
-func (a slogAdapter) log(l *slog.Logger, level slog.Level, f string, v []any) {
-	level = dragonboatLevel(a.pkg, f, level)
-	if !l.Enabled(context.Background(), level) {
+// formatting it only when it would be kept (some demoted lines come once
+// per request); a peer's connection failure goes to the peer tracker.
+func (a slogAdapter) log(t *logTarget, level slog.Level, f string, v []any) {
+	if peer, ok := peerEvent(a.pkg, f, v); ok {
+		if t.closing() {
+			a.write(t, slog.LevelDebug, f, v)
+			return
+		}
+		t.peers.failed(t, peer, func() string { return t.translate(a.format(f, v)) })
 		return
 	}
-	l.Log(context.Background(), level, fmt.Sprintf(f, v...), "component", "dragonboat/"+a.pkg)
+	a.write(t, dragonboatLevel(a.pkg, f, level), f, v)
+}
+
+func (a slogAdapter) write(t *logTarget, level slog.Level, f string, v []any) {
+	if !t.log.Enabled(context.Background(), level) {
+		return
+	}
+	msg, attrs := t.split(a.format(f, v))
+	msg = t.translate(msg)
+	attrs = append(attrs, slog.String("component", "dragonboat/"+a.pkg))
+	t.log.LogAttrs(context.Background(), level, msg, attrs...)
+}
+
+// format formats a line; should the arguments not match the verbs (fmt
+// writes %!v(MISSING) or %!(EXTRA ...)), the format and the arguments are
+// written apart instead of a garbled mix.
+func (a slogAdapter) format(f string, v []any) string {
+	msg := fmt.Sprintf(f, v...)
+	if strings.Contains(msg, "%!") && !strings.Contains(f, "%!") {
+		parts := make([]string, len(v))
+		for i, x := range v {
+			parts[i] = fmt.Sprint(x)
+		}
+		msg = f + " [" + strings.Join(parts, ", ") + "]"
+	}
+	return msg
+}
+
+// raftPrefix is Dragonboat's raft.describe(): first, last, term of the last
+// entry, committed, applied, then the shard and replica, and the term.
+var raftPrefix = regexp.MustCompile(`^\[f:\d+,l:\d+,t:\d+,c:\d+,a:\d+\] \[(\d{5}):(\d{5})\] t(\d+) `)
+
+// split takes Dragonboat's raft prefix off a message, as the fields shard
+// (Lockstep's index), replica (a node id when known) and term.
+func (t *logTarget) split(msg string) (string, []slog.Attr) {
+	m := raftPrefix.FindStringSubmatch(msg)
+	if m == nil {
+		return msg, nil
+	}
+	rest := strings.Replace(msg[len(m[0]):], "become followerKE", "become follower", 1)
+	var attrs []slog.Attr
+	if shard, err := strconv.ParseUint(m[1], 10, 64); err == nil && shard > 0 {
+		attrs = append(attrs, slog.Uint64("shard", shard-1))
+	}
+	attrs = append(attrs, slog.String("replica", t.replicaName(m[2])))
+	if term, err := strconv.ParseUint(m[3], 10, 64); err == nil {
+		attrs = append(attrs, slog.Uint64("term", term))
+	}
+	return rest, attrs
+}
+
+// Dragonboat names a replica "n%05d" and a replica of a shard
+// "[%05d:%05d]" (shard id, replica id), both modulo 100000
+// (github.com/lni/goutils/logutil). Lockstep's shard index is the
+// Dragonboat shard id less one.
+var (
+	dbReplica = regexp.MustCompile(`\bn(\d{5})\b`)
+	dbNode    = regexp.MustCompile(`\[(\d{5}):(\d{5})\]`)
+)
+
+// translate rewrites Dragonboat's replica ids as node ids ("node-2",
+// "shard 0 node-2") where the runtime knows the replica; an id it does not
+// know stays as Dragonboat wrote it (its low five decimal digits cannot be
+// turned back into Lockstep's hex form).
+func (t *logTarget) translate(msg string) string {
+	if !strings.Contains(msg, "n") && !strings.Contains(msg, "[") {
+		return msg
+	}
+	msg = dbNode.ReplaceAllStringFunc(msg, func(s string) string {
+		m := dbNode.FindStringSubmatch(s)
+		shard, _ := strconv.ParseUint(m[1], 10, 64)
+		if shard == 0 {
+			return t.replicaName(m[2])
+		}
+		return fmt.Sprintf("shard %d %s", shard-1, t.replicaName(m[2]))
+	})
+	return dbReplica.ReplaceAllStringFunc(msg, func(s string) string { return t.replicaName(s[1:]) })
+}
+
+// replicaName is a node id for Dragonboat's five digits of a replica id, or
+// "n" and the digits when no known replica has them.
+func (t *logTarget) replicaName(digits string) string {
+	if short, err := strconv.ParseUint(digits, 10, 64); err == nil {
+		if name, ok := t.names(short); ok {
+			return name
+		}
+	}
+	return "n" + digits
+}
+
+// peerEvent reports whether a Dragonboat line is a connection failure to a
+// peer, and the peer's address: the failures a member being down or
+// restarting causes on every other member, several a second.
+func peerEvent(pkg, f string, v []any) (string, bool) {
+	if pkg != "transport" {
+		return "", false
+	}
+	arg := -1
+	switch {
+	case strings.HasPrefix(f, "breaker %s to %s failed"),
+		strings.HasPrefix(f, "Nodehost %s failed to get a connection to %s"):
+		arg = 1
+	case strings.HasPrefix(f, "%s became unreachable"),
+		strings.HasPrefix(f, "send batch failed, ta"), // "target" and Dragonboat's "taret"
+		strings.HasPrefix(f, "circuit breaker for %s is not ready"),
+		strings.HasPrefix(f, "failed to connect to %s"),
+		strings.HasPrefix(f, "failed to get snapshot conn to %s"):
+		arg = 0
+	}
+	if arg < 0 || arg >= len(v) {
+		return "", false
+	}
+	return fmt.Sprint(v[arg]), true
+}
+
+// peerTracker turns a peer's repeated connection failures into one warning,
+// periodic summaries and a recovery line.
+type peerTracker struct {
+	mu    sync.Mutex
+	peers map[string]*peerState
+}
+
+type peerState struct {
+	down        bool
+	since       time.Time // first failure of this spell
+	lastSummary time.Time
+	attempts    int // failures since lastSummary
+}
+
+// failed records a connection failure to addr; line formats Dragonboat's own
+// line, which is written at debug.
+func (p *peerTracker) failed(t *logTarget, addr string, line func() string) {
+	now := t.now()
+	p.mu.Lock()
+	st := p.peers[addr]
+	if st == nil {
+		st = &peerState{}
+		p.peers[addr] = st
+	}
+	var level slog.Level
+	var msg string
+	var attempts int
+	var since time.Time
+	switch {
+	case !st.down:
+		*st = peerState{down: true, since: now, lastSummary: now}
+		level, msg = slog.LevelWarn, "peer unreachable"
+	default:
+		st.attempts++
+		if now.Sub(st.lastSummary) >= peerSummaryEvery {
+			level, msg, attempts, since = slog.LevelWarn, "peer still unreachable", st.attempts, st.lastSummary
+			st.attempts, st.lastSummary = 0, now
+		}
+	}
+	down := st.since
+	p.mu.Unlock()
+
+	ctx := context.Background()
+	detail := ""
+	if msg != "" || t.log.Enabled(ctx, slog.LevelDebug) {
+		detail = line()
+	}
+	if t.log.Enabled(ctx, slog.LevelDebug) {
+		t.log.LogAttrs(ctx, slog.LevelDebug, detail, slog.String("component", "dragonboat/transport"))
+	}
+	switch msg {
+	case "":
+	case "peer unreachable":
+		t.log.LogAttrs(ctx, level, msg, t.peerAttr(addr), slog.String("error", detail),
+			slog.String("component", "dragonboat/transport"))
+	default:
+		t.log.LogAttrs(ctx, level, msg, t.peerAttr(addr), slog.Int("attempts", attempts),
+			slog.Duration("over", now.Sub(since).Round(time.Second)),
+			slog.Duration("down_for", now.Sub(down).Round(time.Second)),
+			slog.String("last_error", detail), slog.String("component", "dragonboat/transport"))
+	}
+}
+
+// reachable ends addr's unreachable spell, if it had one.
+func (p *peerTracker) reachable(t *logTarget, addr string) {
+	now := t.now()
+	p.mu.Lock()
+	st := p.peers[addr]
+	if st == nil || !st.down {
+		p.mu.Unlock()
+		return
+	}
+	down := now.Sub(st.since).Round(time.Second)
+	delete(p.peers, addr)
+	p.mu.Unlock()
+	t.log.LogAttrs(context.Background(), slog.LevelInfo, "peer reachable again", t.peerAttr(addr),
+		slog.Duration("down_for", down), slog.String("component", "dragonboat/transport"))
 }
 
 // dragonboatLevel maps a Dragonboat warning, by its package and format
@@ -74,9 +318,11 @@ func (a slogAdapter) log(l *slog.Logger, level slog.Level, f string, v []any) {
 //     request), the notice that the heartbeat is not ten times shorter than
 //     the election timeout (docs/design.md's defaults are 100 and 300 ms), and
 //     the notice that stale reads are stale (asked for explicitly).
-//   - Warn: everything else, among them a leader that lost its quorum, a
-//     peer that became unreachable and anything about snapshots: an
-//     operator can act on those.
+//   - Warn: everything else, among them a leader that lost its quorum and
+//     anything about snapshots: an operator can act on those.
+//
+// A peer's connection failures never get here: peerEvent picks them out
+// first, for the peer tracker.
 func dragonboatLevel(pkg, format string, level slog.Level) slog.Level {
 	if level != slog.LevelWarn {
 		return level
@@ -110,4 +356,14 @@ func dragonboatLevel(pkg, format string, level slog.Level) slog.Level {
 		}
 	}
 	return level
+}
+
+// peerAttr names a peer by its node id when the config's peers list its
+// raft address (or, for snapshot connections, which Dragonboat names by
+// replica, when a member has the replica), else as Dragonboat named it.
+func (t *logTarget) peerAttr(addr string) slog.Attr {
+	if id, ok := t.addrs[addr]; ok {
+		return slog.String("peer", id)
+	}
+	return slog.String("peer", t.translate(addr))
 }

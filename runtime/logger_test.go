@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The format strings are Dragonboat's own (internal/raft/raft.go,
@@ -46,6 +47,8 @@ func TestDragonboatLevels(t *testing.T) {
 		{"raft", "%s snapshot failed, %s is now in wait state", warn, warn},
 		{"raft", "%s no remote for %s", warn, warn},
 		{"raft", "%s dropped config change, pending change", warn, warn},
+		// (A peer's connection failures, below, go to the peer tracker
+		// before this mapping: TestPeerEvents.)
 		{"transport", "%s became unreachable, affected %d nodes", warn, warn},
 		{"transport", "breaker %s to %s failed, connect and process failed: %s", warn, warn},
 		{"config", "mutual TLS disabled, communication is insecure", warn, warn},
@@ -64,28 +67,176 @@ func TestDragonboatLevels(t *testing.T) {
 // formatted records whether a line's arguments were formatted.
 type formatted struct{ called *bool }
 
-func (f formatted) String() string { *f.called = true; return "n1" }
+func (f formatted) String() string { *f.called = true; return "n00001" }
+
+// testTarget is a logTarget writing text lines to buf at level, that knows
+// replica 24640 as node-2 and 00001 as node-1, and whose clock is *now.
+func testTarget(buf *bytes.Buffer, level slog.Level, now *time.Time, closing *bool) *logTarget {
+	l := slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: level})).With("node", "node-1")
+	names := map[uint64]string{1: "node-1", 24640: "node-2"}
+	t := newLogTarget(l, func(short uint64) (string, bool) { n, ok := names[short]; return n, ok },
+		func() bool { return closing != nil && *closing })
+	t.now = func() time.Time { return *now }
+	t.addrs["127.0.0.1:7002"] = "node-2"
+	return t
+}
+
+func lines(buf *bytes.Buffer) []string {
+	s := strings.TrimSpace(buf.String())
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\n")
+}
 
 func TestDragonboatAdapterWritesAtTheMappedLevel(t *testing.T) {
 	var buf bytes.Buffer
-	l := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	now := time.Unix(1000, 0)
+	target := testTarget(&buf, slog.LevelInfo, &now, nil)
 	raft := slogAdapter{pkg: "raft"}
 
 	called := false
-	raft.log(l, slog.LevelWarn, "%s sent RequestVote to %s", []any{formatted{&called}, "n2"})
+	raft.log(target, slog.LevelWarn, "%s sent RequestVote to %s", []any{formatted{&called}, "n2"})
 	if buf.Len() != 0 || called {
 		t.Fatalf("a debug line passed an info logger (formatted: %v): %q", called, buf.String())
 	}
-	raft.log(l, slog.LevelWarn, "%s became candidate", []any{formatted{&called}})
-	raft.log(l, slog.LevelWarn, "%s has lost quorum", []any{"n1"})
-	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
-	if len(lines) != 2 {
+	raft.log(target, slog.LevelWarn, "%s became candidate", []any{formatted{&called}})
+	raft.log(target, slog.LevelWarn, "%s has lost quorum", []any{"n00001"})
+	got := lines(&buf)
+	if len(got) != 2 {
 		t.Fatalf("want two lines, got %q", buf.String())
 	}
-	for i, want := range []string{`level=INFO msg="n1 became candidate" component=dragonboat/raft`,
-		`level=WARN msg="n1 has lost quorum" component=dragonboat/raft`} {
-		if !strings.Contains(lines[i], want) {
-			t.Errorf("line %d: %q, want it to hold %q", i, lines[i], want)
+	for i, want := range []string{`level=INFO msg="node-1 became candidate" node=node-1 component=dragonboat/raft`,
+		`level=WARN msg="node-1 has lost quorum" node=node-1 component=dragonboat/raft`} {
+		if !strings.Contains(got[i], want) {
+			t.Errorf("line %d: %q, want it to hold %q", i, got[i], want)
+		}
+	}
+}
+
+// Dragonboat's raft lines start with raft.describe(); the adapter turns it
+// into fields, and its replica ids into node ids.
+func TestDragonboatAdapterFormatsRaftLines(t *testing.T) {
+	var buf bytes.Buffer
+	now := time.Unix(1000, 0)
+	target := testTarget(&buf, slog.LevelDebug, &now, nil)
+	raft := slogAdapter{pkg: "raft"}
+	describe := "[f:1,l:5,t:1,c:5,a:5] [00001:00001] t2"
+	raft.log(target, slog.LevelWarn, "%s become followerKE after receiving higher term from %s", []any{describe, "n24640"})
+	raft.log(target, slog.LevelWarn, "%s no remote for %s", []any{describe, "n12345"})
+	raft.log(target, slog.LevelWarn, "%s snapshot failed, %s is now in wait state", []any{"[00002:24640]"})
+	raft.log(target, slog.LevelError, "%s sent %d", []any{"x"})
+	got := lines(&buf)
+	want := []string{
+		`level=INFO msg="become follower after receiving higher term from node-2" node=node-1 shard=0 replica=node-1 term=2 component=dragonboat/raft`,
+		// An id no member has stays as Dragonboat wrote it.
+		`level=WARN msg="no remote for n12345" node=node-1 shard=0 replica=node-1 term=2 component=dragonboat/raft`,
+		// Too few arguments: the format and the arguments, apart.
+		`level=WARN msg="%s snapshot failed, %s is now in wait state [shard 1 node-2]" node=node-1 component=dragonboat/raft`,
+		`level=ERROR msg="%s sent %d [x]" node=node-1`,
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d lines, want %d: %q", len(got), len(want), buf.String())
+	}
+	for i := range want {
+		if !strings.Contains(got[i], want[i]) {
+			t.Errorf("line %d: %q, want it to hold %q", i, got[i], want[i])
+		}
+		if !strings.Contains(got[i], "node=node-1") {
+			t.Errorf("line %d has no node field: %q", i, got[i])
+		}
+	}
+}
+
+// A peer's connection failures: one warning, debug lines, a summary at most
+// every peerSummaryEvery, info when it is reachable again; nothing above
+// debug while this node closes.
+func TestDragonboatAdapterSummarisesPeerFailures(t *testing.T) {
+	var buf bytes.Buffer
+	now := time.Unix(1000, 0)
+	closing := false
+	target := testTarget(&buf, slog.LevelInfo, &now, &closing)
+	tr := slogAdapter{pkg: "transport"}
+	fail := func() {
+		tr.log(target, slog.LevelError, "Nodehost %s failed to get a connection to %s, %v",
+			[]any{"127.0.0.1:7001", "127.0.0.1:7002", "connection refused"})
+		tr.log(target, slog.LevelWarn, "breaker %s to %s failed, connect and process failed: %s",
+			[]any{"127.0.0.1:7001", "127.0.0.1:7002", "connection refused"})
+	}
+	// Two failures four times a second for 65 seconds.
+	for i := 0; i < 65*4; i++ {
+		fail()
+		now = now.Add(time.Second / 4)
+	}
+	tr.debug(target, "message streaming to %s established", []any{"127.0.0.1:7002"})
+	tr.debug(target, "message streaming to %s established", []any{"127.0.0.1:7002"}) // not down: nothing
+	got := lines(&buf)
+	want := []string{
+		`level=WARN msg="peer unreachable" node=node-1 peer=node-2 error="Nodehost 127.0.0.1:7001 failed to get a connection to 127.0.0.1:7002, connection refused"`,
+		`level=WARN msg="peer still unreachable" node=node-1 peer=node-2 attempts=240 over=30s down_for=30s`,
+		`level=WARN msg="peer still unreachable" node=node-1 peer=node-2 attempts=240 over=30s down_for=1m0s`,
+		`level=INFO msg="peer reachable again" node=node-1 peer=node-2 down_for=1m5s`,
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d lines, want %d:\n%s", len(got), len(want), buf.String())
+	}
+	for i := range want {
+		if !strings.Contains(got[i], want[i]) {
+			t.Errorf("line %d: %q, want it to hold %q", i, got[i], want[i])
+		}
+	}
+
+	// Down again: warned again. An unknown address is named by itself.
+	buf.Reset()
+	tr.log(target, slog.LevelError, "send batch failed, target %s (%v), %d", []any{"127.0.0.1:7002", "EOF", 3})
+	tr.log(target, slog.LevelWarn, "%s became unreachable, affected %d nodes", []any{"127.0.0.1:7009", 1})
+	tr.log(target, slog.LevelError, "failed to connect to %s", []any{"[00001:24640]"})
+	got = lines(&buf)
+	if len(got) != 3 || !strings.Contains(got[0], `level=WARN msg="peer unreachable" node=node-1 peer=node-2`) ||
+		!strings.Contains(got[1], `level=WARN msg="peer unreachable" node=node-1 peer=127.0.0.1:7009`) ||
+		!strings.Contains(got[2], `level=WARN msg="peer unreachable" node=node-1 peer="shard 0 node-2" error="failed to connect to shard 0 node-2"`) {
+		t.Fatalf("a second spell and an unknown peer: %q", buf.String())
+	}
+
+	// While this node closes, its own send failures are debug.
+	buf.Reset()
+	closing = true
+	tr.log(target, slog.LevelError, "send batch failed, target %s (%v), %d", []any{"127.0.0.1:7003", "closed", 1})
+	if buf.Len() != 0 {
+		t.Fatalf("a send failure while closing was logged above debug: %q", buf.String())
+	}
+	// Other transport errors are not peer events.
+	tr.log(target, slog.LevelError, "invalid payload checksum", nil)
+	if !strings.Contains(buf.String(), `level=ERROR msg="invalid payload checksum"`) {
+		t.Fatalf("a genuine transport error was not an error: %q", buf.String())
+	}
+}
+
+// The format strings are Dragonboat's (internal/transport); the address is
+// the peer's.
+func TestPeerEvents(t *testing.T) {
+	const self, peer = "127.0.0.1:7001", "127.0.0.1:7002"
+	tests := []struct {
+		pkg, format string
+		args        []any
+		want        string // "": not a peer event
+	}{
+		{"transport", "breaker %s to %s failed, connect and process failed: %s", []any{self, peer, "refused"}, peer},
+		{"transport", "Nodehost %s failed to get a connection to %s, %v", []any{self, peer, "refused"}, peer},
+		{"transport", "%s became unreachable, affected %d nodes", []any{peer, 1}, peer},
+		{"transport", "send batch failed, target %s (%v), %d", []any{peer, "EOF", 1}, peer},
+		{"transport", "send batch failed, taret node %s (%v), %d", []any{peer, "EOF", 1}, peer},
+		{"transport", "circuit breaker for %s is not ready", []any{peer}, peer},
+		{"transport", "failed to connect to %s", []any{"[00001:00002]"}, "[00001:00002]"},
+		{"transport", "failed to get snapshot conn to %s", []any{"[00001:00002]"}, "[00001:00002]"},
+		{"transport", "invalid payload checksum", nil, ""},
+		{"transport", "Nodehost %s failed to get a connection to %s, %v", []any{self}, ""}, // too few args
+		{"raft", "%s became unreachable, affected %d nodes", []any{peer, 1}, ""},
+	}
+	for _, tc := range tests {
+		got, ok := peerEvent(tc.pkg, tc.format, tc.args)
+		if ok != (tc.want != "") || got != tc.want {
+			t.Errorf("%s %q: %q, %v; want %q", tc.pkg, tc.format, got, ok, tc.want)
 		}
 	}
 }

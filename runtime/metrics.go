@@ -24,9 +24,11 @@ type metrics struct {
 	waiters          *prometheus.GaugeVec
 	objects          *prometheus.GaugeVec
 	isLeader         *prometheus.GaugeVec
+	hasLeader        *prometheus.GaugeVec
 	snapshotsSaved   *prometheus.CounterVec
 	snapshotsLoaded  *prometheus.CounterVec
 	snapshotBytes    *prometheus.GaugeVec
+	sessionsExpired  *prometheus.CounterVec
 	watchSubscribers prometheus.Gauge
 }
 
@@ -60,12 +62,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Live objects (names held or waited on)."}, shard),
 		isLeader: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "lockstep_raft_is_leader",
 			Help: "1 when this node leads the shard."}, shard),
+		hasLeader: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "lockstep_raft_has_leader",
+			Help: "1 when this node knows a leader for the shard (its /health needs one for every shard)."}, shard),
 		snapshotsSaved: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lockstep_snapshots_saved_total",
 			Help: "State machine snapshots written by this node."}, shard),
 		snapshotsLoaded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lockstep_snapshots_restored_total",
 			Help: "Snapshots this node's state machine was rebuilt from (at a restart, or to catch up)."}, shard),
 		snapshotBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "lockstep_snapshot_size_bytes",
 			Help: "Size of the last snapshot written or restored."}, shard),
+		sessionsExpired: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lockstep_sessions_expired_total",
+			Help: "Sessions expired (their lease ran out), counted by the shard's leader when it applies the expiry: sum over members."}, shard),
 		watchSubscribers: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lockstep_watch_subscribers",
 			Help: "Open Watch streams."}),
 	}
@@ -74,7 +80,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{m.leaderElections, m.commitLatency, m.applyLatency, m.entriesApplied,
 		m.commandsApplied, m.proposalsFailed, m.proposalsFlight, m.pendingRequests, m.activeLocks, m.sessions,
-		m.waiters, m.objects, m.isLeader, m.snapshotsSaved, m.snapshotsLoaded, m.snapshotBytes, m.watchSubscribers} {
+		m.waiters, m.objects, m.isLeader, m.hasLeader, m.snapshotsSaved, m.snapshotsLoaded, m.snapshotBytes, m.sessionsExpired, m.watchSubscribers} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {
@@ -90,10 +96,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 // that the apply path does not hash label values per entry.
 type shardMetrics struct {
 	leaderElections, entriesApplied, commandsApplied, proposalsFailed         prometheus.Counter
-	snapshotsSaved, snapshotsLoaded                                           prometheus.Counter
+	snapshotsSaved, snapshotsLoaded, sessionsExpired                          prometheus.Counter
 	commitLatency, applyLatency                                               prometheus.Observer
 	proposalsFlight, pendingRequests, activeLocks, sessions, waiters, objects prometheus.Gauge
-	isLeader, snapshotBytes                                                   prometheus.Gauge
+	isLeader, hasLeader, snapshotBytes                                        prometheus.Gauge
 }
 
 func (m *metrics) forShard(label string) shardMetrics {
@@ -104,6 +110,7 @@ func (m *metrics) forShard(label string) shardMetrics {
 		proposalsFailed: m.proposalsFailed.WithLabelValues(label),
 		snapshotsSaved:  m.snapshotsSaved.WithLabelValues(label),
 		snapshotsLoaded: m.snapshotsLoaded.WithLabelValues(label),
+		sessionsExpired: m.sessionsExpired.WithLabelValues(label),
 		commitLatency:   m.commitLatency.WithLabelValues(label),
 		applyLatency:    m.applyLatency.WithLabelValues(label),
 		proposalsFlight: m.proposalsFlight.WithLabelValues(label),
@@ -113,6 +120,7 @@ func (m *metrics) forShard(label string) shardMetrics {
 		waiters:         m.waiters.WithLabelValues(label),
 		objects:         m.objects.WithLabelValues(label),
 		isLeader:        m.isLeader.WithLabelValues(label),
+		hasLeader:       m.hasLeader.WithLabelValues(label),
 		snapshotBytes:   m.snapshotBytes.WithLabelValues(label),
 	}
 }

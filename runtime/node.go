@@ -73,7 +73,6 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	routeDragonboatLogs(log)
 	log = log.With("node", cfg.Cluster.NodeID)
 	clock := opts.Clock
 	if clock == nil {
@@ -113,6 +112,10 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		n.names[config.ReplicaID(id, 0)] = id
 	}
 	n.names[n.replicaID] = cfg.Cluster.NodeID
+	target := newLogTarget(log, n.shortName, n.isClosing)
+	for id, addr := range cfg.Cluster.Peers {
+		target.addrs[addr] = id
+	}
 	for i := range cfg.Consensus.Shards {
 		sh, err := newShard(n, uint64(i))
 		if err != nil {
@@ -120,6 +123,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		}
 		n.shards = append(n.shards, sh)
 	}
+	routeDragonboatLogs(target) // after n.shards is set: shortName reads it
 
 	rtt, hb, el := cfg.Consensus.RTT()
 	logdb := dbconfig.GetTinyMemLogDBConfig()
@@ -594,6 +598,44 @@ func (n *Node) nodeName(replicaID uint64) string {
 		return name
 	}
 	return fmt.Sprintf("replica-%x", replicaID)
+}
+
+// shortName maps Dragonboat's short form of a replica id (its low five
+// decimal digits) to a node id, when exactly one known replica has it.
+func (n *Node) shortName(short uint64) (string, bool) {
+	found, name := 0, ""
+	seen := map[uint64]bool{}
+	check := func(id uint64, nm string) {
+		if id%100000 == short && !seen[id] {
+			seen[id] = true
+			found++
+			name = nm
+		}
+	}
+	if len(n.shards) > 0 {
+		sh := n.shards[0]
+		sh.sm.mu.RLock()
+		for id, nm := range sh.sm.names {
+			check(id, nm)
+		}
+		sh.sm.mu.RUnlock()
+	}
+	n.namesMu.Lock()
+	for id, nm := range n.names {
+		check(id, nm)
+	}
+	n.namesMu.Unlock()
+	return name, found == 1
+}
+
+// isClosing reports whether Close (or crash) has begun.
+func (n *Node) isClosing() bool {
+	select {
+	case <-n.closing:
+		return true
+	default:
+		return false
+	}
 }
 
 // Healthy reports whether a leader is known for every shard.

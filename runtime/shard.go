@@ -303,13 +303,29 @@ func (s *shard) leaderUpdated(info raftio.LeaderInfo) {
 	} else {
 		s.m.isLeader.Set(0)
 	}
+	if info.LeaderID != 0 {
+		s.m.hasLeader.Set(1)
+	} else {
+		s.m.hasLeader.Set(0)
+	}
 	s.kick()
 }
 
 // applied is called by the state machine, under its lock, for every core
 // entry: both drivers route what it answered, and watchers see its effects.
+// Expired sessions are counted by the member that leads the shard when it
+// applies the expiry, so that summing lockstep_sessions_expired_total over
+// members counts each once (an expiry applied during a leader change may go
+// uncounted; a replay at restart is not counted, as no member leads then).
 func (s *shard) applied(e core.Entry, out *core.Output) {
 	s.mu.Lock()
+	if s.isLeader {
+		for i := range out.Effects {
+			if out.Effects[i].Kind == core.EffectSessionExpired {
+				s.m.sessionsExpired.Inc()
+			}
+		}
+	}
 	for _, d := range []*replica.Driver{s.lead, s.fwd} {
 		if err := d.Step(replica.AppliedEvent(e, out)); err != nil {
 			s.log.Error("driver refused an applied entry", "index", e.Index, "err", err)

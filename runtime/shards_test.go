@@ -208,6 +208,18 @@ func TestShardedSessionExpiresEverywhere(t *testing.T) {
 		got, in := sessionHolds(t, n, s, false)
 		return in == 0 && len(got) == 0
 	})
+	// Each shard's leader counts the expiry once.
+	expired := func() float64 {
+		sum := 0.0
+		for _, reg := range c.regs {
+			sum += counter(t, reg, "lockstep_sessions_expired_total")
+		}
+		return sum
+	}
+	eventually(t, "each shard's leader counts the expiry", func() bool { return expired() >= float64(shards) })
+	if got := expired(); got != float64(shards) {
+		t.Errorf("lockstep_sessions_expired_total summed over members: %v, want %d", got, shards)
+	}
 	for _, name := range names {
 		if st := status(t, n, core.KindMutex, name, false); len(st.Holders) != 0 {
 			t.Errorf("%s still held after expiry: %+v", name, st)
@@ -378,6 +390,12 @@ func TestShardedLeadersSpread(t *testing.T) {
 				}
 				return total == shards
 			})
+			// Every member knows a leader for every shard (its /health).
+			for _, reg := range c.regs {
+				eventually(t, "lockstep_raft_has_leader is 1 for every shard", func() bool {
+					return counter(t, reg, "lockstep_raft_has_leader") == shards
+				})
+			}
 			// Each shard is led by its preferred member: shard i by node-(i+1).
 			for _, s := range st.Shards {
 				if want := fmt.Sprintf("node-%d", s.ShardID+1); s.LeaderID != want {

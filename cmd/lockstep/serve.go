@@ -189,6 +189,7 @@ func runNode(cfg config.Config, f *serveFlags, base *slog.Logger, stdout io.Writ
 		NodeID:     cfg.Cluster.NodeID,
 		DefaultTTL: time.Duration(cfg.Locks.DefaultTTLSeconds) * time.Second,
 		MaxWait:    maxWait,
+		StampLag:   2 * time.Duration(cfg.Consensus.TickIntervalMs) * time.Millisecond,
 		Logger:     log,
 		Registerer: reg,
 	}

@@ -135,7 +135,12 @@ type CreateSessionResponse struct {
 	// The lease the session got, in milliseconds.
 	TtlMs int64 `protobuf:"varint,2,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
 	// When the session expires unless kept alive.
-	ExpiresAtMs   int64 `protobuf:"varint,3,opt,name=expires_at_ms,json=expiresAtMs,proto3" json:"expires_at_ms,omitempty"`
+	ExpiresAtMs int64 `protobuf:"varint,3,opt,name=expires_at_ms,json=expiresAtMs,proto3" json:"expires_at_ms,omitempty"`
+	// How far behind the leader's clock this member may stamp a request it
+	// forwards (about two tick intervals): the lease may have begun up to
+	// this long before the request was sent, so a client's view of the lease
+	// must end at least this much before send time + ttl_ms.
+	StampLagMs    int64 `protobuf:"varint,4,opt,name=stamp_lag_ms,json=stampLagMs,proto3" json:"stamp_lag_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -187,6 +192,13 @@ func (x *CreateSessionResponse) GetTtlMs() int64 {
 func (x *CreateSessionResponse) GetExpiresAtMs() int64 {
 	if x != nil {
 		return x.ExpiresAtMs
+	}
+	return 0
+}
+
+func (x *CreateSessionResponse) GetStampLagMs() int64 {
+	if x != nil {
+		return x.StampLagMs
 	}
 	return 0
 }
@@ -272,7 +284,12 @@ type KeepAliveResponse struct {
 	// The session's lease in milliseconds.
 	TtlMs int64 `protobuf:"varint,2,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
 	// When the session now expires unless kept alive again.
-	ExpiresAtMs   int64 `protobuf:"varint,3,opt,name=expires_at_ms,json=expiresAtMs,proto3" json:"expires_at_ms,omitempty"`
+	ExpiresAtMs int64 `protobuf:"varint,3,opt,name=expires_at_ms,json=expiresAtMs,proto3" json:"expires_at_ms,omitempty"`
+	// How far behind the leader's clock this member may stamp a request it
+	// forwards (about two tick intervals): the lease may have begun up to
+	// this long before the request was sent, so a client's view of the lease
+	// must end at least this much before send time + ttl_ms.
+	StampLagMs    int64 `protobuf:"varint,4,opt,name=stamp_lag_ms,json=stampLagMs,proto3" json:"stamp_lag_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -324,6 +341,13 @@ func (x *KeepAliveResponse) GetTtlMs() int64 {
 func (x *KeepAliveResponse) GetExpiresAtMs() int64 {
 	if x != nil {
 		return x.ExpiresAtMs
+	}
+	return 0
+}
+
+func (x *KeepAliveResponse) GetStampLagMs() int64 {
+	if x != nil {
+		return x.StampLagMs
 	}
 	return 0
 }
@@ -1101,24 +1125,28 @@ const file_lockstep_v1_session_proto_rawDesc = "" +
 	"\vttl_seconds\x18\x03 \x01(\x03R\n" +
 	"ttlSeconds\x12\x15\n" +
 	"\x06ttl_ms\x18\x04 \x01(\x03R\x05ttlMs\x12\x14\n" +
-	"\x05owner\x18\x05 \x01(\tR\x05owner\"q\n" +
+	"\x05owner\x18\x05 \x01(\tR\x05owner\"\x93\x01\n" +
 	"\x15CreateSessionResponse\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\x04R\tsessionId\x12\x15\n" +
 	"\x06ttl_ms\x18\x02 \x01(\x03R\x05ttlMs\x12\"\n" +
-	"\rexpires_at_ms\x18\x03 \x01(\x03R\vexpiresAtMs\"\x9d\x01\n" +
+	"\rexpires_at_ms\x18\x03 \x01(\x03R\vexpiresAtMs\x12 \n" +
+	"\fstamp_lag_ms\x18\x04 \x01(\x03R\n" +
+	"stampLagMs\"\x9d\x01\n" +
 	"\x10KeepAliveRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1f\n" +
 	"\vrequest_seq\x18\x02 \x01(\x04R\n" +
 	"requestSeq\x12,\n" +
 	"\x12lowest_pending_seq\x18\x04 \x01(\x04R\x10lowestPendingSeq\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x03 \x01(\x04R\tsessionId\"m\n" +
+	"session_id\x18\x03 \x01(\x04R\tsessionId\"\x8f\x01\n" +
 	"\x11KeepAliveResponse\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\x04R\tsessionId\x12\x15\n" +
 	"\x06ttl_ms\x18\x02 \x01(\x03R\x05ttlMs\x12\"\n" +
-	"\rexpires_at_ms\x18\x03 \x01(\x03R\vexpiresAtMs\"\xa0\x01\n" +
+	"\rexpires_at_ms\x18\x03 \x01(\x03R\vexpiresAtMs\x12 \n" +
+	"\fstamp_lag_ms\x18\x04 \x01(\x03R\n" +
+	"stampLagMs\"\xa0\x01\n" +
 	"\x13CloseSessionRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1f\n" +
 	"\vrequest_seq\x18\x02 \x01(\x04R\n" +
