@@ -15,7 +15,7 @@ var logLevel = regexp.MustCompile(`\blevel=([A-Z]+)`)
 // logSince returns the lines of a node's log from byte offset from on.
 func logSince(t *testing.T, nd *node, from int64) []string {
 	t.Helper()
-	b, err := os.ReadFile(nd.logPath)
+	b, err := os.ReadFile(nd.LogPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,7 +31,7 @@ func logSince(t *testing.T, nd *node, from int64) []string {
 
 func logSize(t *testing.T, nd *node) int64 {
 	t.Helper()
-	fi, err := os.Stat(nd.logPath)
+	fi, err := os.Stat(nd.LogPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func TestQuietLogs(t *testing.T) {
 	}
 
 	// A follower down for five seconds, then back.
-	down.kill()
+	down.Kill()
 	time.Sleep(5 * time.Second)
 	c.start(down)
 	c.waitHealthy(30*time.Second, down)
@@ -82,22 +82,22 @@ func TestQuietLogs(t *testing.T) {
 
 	// A member stopped the ordinary way.
 	if err := stopped.stop(t, 30*time.Second); err != nil {
-		t.Fatalf("%s: SIGTERM exit: %v", stopped.id, err)
+		t.Fatalf("%s: SIGTERM exit: %v", stopped.ID, err)
 	}
 	time.Sleep(2 * time.Second) // the survivors notice it is gone
 	survivor := lead
-	if !survivor.running() {
-		t.Fatalf("%s exited", survivor.id)
+	if !survivor.Running() {
+		t.Fatalf("%s exited", survivor.ID)
 	}
 
 	for _, nd := range c.nodes {
 		lines := logSince(t, nd, from[nd]) // for down: its end and its restart
 		if errs := linesAt(lines, "ERROR"); len(errs) > 0 {
-			t.Errorf("%s logged errors:\n%s", nd.id, strings.Join(errs, "\n"))
+			t.Errorf("%s logged errors:\n%s", nd.ID, strings.Join(errs, "\n"))
 		}
 		for _, l := range lines {
-			if strings.Contains(l, "component=dragonboat/") && !strings.Contains(l, "node="+nd.id) {
-				t.Errorf("%s: a Dragonboat line without node=%s: %s", nd.id, nd.id, l)
+			if strings.Contains(l, "component=dragonboat/") && !strings.Contains(l, "node="+nd.ID) {
+				t.Errorf("%s: a Dragonboat line without node=%s: %s", nd.ID, nd.ID, l)
 			}
 		}
 	}
@@ -107,7 +107,7 @@ func TestQuietLogs(t *testing.T) {
 	for _, nd := range []*node{lead, down} {
 		warns := linesAt(logSince(t, nd, from[nd]), "WARN")
 		if len(warns) > 4 {
-			t.Errorf("%s logged %d warnings, want at most 4:\n%s", nd.id, len(warns), strings.Join(warns, "\n"))
+			t.Errorf("%s logged %d warnings, want at most 4:\n%s", nd.ID, len(warns), strings.Join(warns, "\n"))
 		}
 	}
 	lines := logSince(t, lead, from[lead])
@@ -116,15 +116,15 @@ func TestQuietLogs(t *testing.T) {
 	for _, w := range warns {
 		if strings.Contains(w, `msg="peer unreachable"`) {
 			unreachable++
-			if !strings.Contains(w, "peer="+down.id) && !strings.Contains(w, "peer="+stopped.id) {
+			if !strings.Contains(w, "peer="+down.ID) && !strings.Contains(w, "peer="+stopped.ID) {
 				t.Errorf("a peer warning that does not name the peer by node id: %s", w)
 			}
 		}
 	}
 	if unreachable == 0 {
-		t.Errorf("%s never said a peer was unreachable:\n%s", lead.id, strings.Join(lines, "\n"))
+		t.Errorf("%s never said a peer was unreachable:\n%s", lead.ID, strings.Join(lines, "\n"))
 	}
 	if !strings.Contains(strings.Join(lines, "\n"), `msg="peer reachable again"`) {
-		t.Errorf("%s never said %s was reachable again", lead.id, down.id)
+		t.Errorf("%s never said %s was reachable again", lead.ID, down.ID)
 	}
 }
