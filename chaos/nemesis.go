@@ -10,13 +10,14 @@ import (
 
 	"github.com/lockstepd/lockstep/chaos/cluster"
 	"github.com/lockstepd/lockstep/client"
+	"github.com/lockstepd/lockstep/config"
 )
 
 // Fault is one planned fault: what, on whom, when and for how long. Every
 // fault heals (or restarts what it killed) before the next one starts.
 type Fault struct {
 	At     time.Duration `json:"at_ms"` // after the workload starts
-	Kind   string        `json:"kind"`  // kill, pause, partition, disk
+	Kind   string        `json:"kind"`  // kill, pause, partition, disk, members
 	Leader bool          `json:"leader"`
 	Shard  int           `json:"shard"` // whose leader (or follower) is hit
 	Mode   string        `json:"mode,omitempty"`
@@ -59,6 +60,9 @@ func plan(o *Options) []Fault {
 			f.Hold = time.Duration(800+r.IntN(2700)) * time.Millisecond
 		case "disk":
 			f.Hold = time.Duration(500+r.IntN(2500)) * time.Millisecond
+		case "members":
+			f.Hold = time.Duration(1000+r.IntN(3000)) * time.Millisecond
+			f.Leader = false // a member is added, nobody is hit
 		case "partition":
 			f.Mode = []string{modeIsolate, modeOneWay, modeLink}[r.IntN(3)]
 			f.Hold = time.Duration(1000+r.IntN(3000)) * time.Millisecond
@@ -92,12 +96,79 @@ type nemesis struct {
 	o       *Options
 	c       *cluster.Cluster
 	r       *run
-	admin   *client.Client // membership changes (disk)
+	admin   *client.Client // membership changes (disk, members)
+	added   int            // members added so far, for fresh ids
 	records []FaultRecord
 }
 
 // membershipBound bounds each membership change of a lost disk.
 const membershipBound = 20 * time.Second
+
+// grow is a membership change: a new node joins (AddNode, then a start
+// with join and the incarnation AddNode answered), serves as a member for
+// the fault's hold, and is removed again (RemoveNode, then killed).
+func (n *nemesis) grow(f Fault, rec FaultRecord) FaultRecord {
+	start := time.Now()
+	rec.Started = start.Sub(n.r.start)
+	id := fmt.Sprintf("node-%d", n.added+len(n.c.Nodes)+1)
+	n.added++
+	nd, err := n.c.NewNode(id)
+	if err != nil {
+		rec.Err = err.Error()
+		return rec
+	}
+	rec.Node = id
+	n.o.logf("%6.1fs fault: %s joins for %v", rec.Started.Seconds(), id, f.Hold)
+	n.r.timeline.add(rec.Started, fmt.Sprintf("members: %s joins for %v", id, f.Hold))
+	if err := n.join(nd); err != nil {
+		rec.Err = err.Error()
+	} else {
+		time.Sleep(f.Hold)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), membershipBound)
+	if err := n.admin.RemoveNode(ctx, id); err != nil && rec.Err == "" {
+		rec.Err = fmt.Sprintf("remove %s: %v", id, err)
+	}
+	cancel()
+	n.c.Forget(nd)
+	healed := time.Now()
+	rec.Healed = healed.Sub(n.r.start)
+	n.r.timeline.add(rec.Healed, fmt.Sprintf("healed: members %s removed", id))
+	if err := n.c.WaitHealthy(serviceBound, n.c.Nodes...); err == nil {
+		rec.ToService = time.Since(healed)
+	} else if rec.Err == "" {
+		rec.Err = err.Error()
+	}
+	n.o.logf("%6.1fs %s removed again %s", rec.Healed.Seconds(), id, rec.Err)
+	return rec
+}
+
+// join adds nd to the membership and starts it empty, to catch up.
+func (n *nemesis) join(nd *cluster.Node) error {
+	ctx, cancel := context.WithTimeout(context.Background(), membershipBound)
+	inc, err := n.admin.AddNode(ctx, nd.ID, nd.Raft)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("add %s: %w", nd.ID, err)
+	}
+	cfg := config.Defaults()
+	cfg.Cluster = config.Cluster{NodeID: nd.ID, RaftAddress: nd.Raft, RaftListenAddress: nd.RaftListen, APIAddress: nd.API,
+		MetricsAddress: nd.Metrics, DataDir: nd.DataDir, Join: true}
+	cfg.Consensus.Shards = n.o.Shards
+	configure(&cfg)
+	if inc != "" {
+		if cfg.Cluster.Incarnation, err = strconv.Atoi(inc); err != nil {
+			return fmt.Errorf("add %s: incarnation %q: %w", nd.ID, inc, err)
+		}
+	}
+	if err := nd.WriteConfig(cfg); err != nil {
+		return err
+	}
+	if err := nd.Start(); err != nil {
+		return err
+	}
+	return n.c.WaitHealthy(serviceBound, nd)
+}
 
 // loseDisk is a lost disk: the node is killed, removed from the
 // membership, its data directory wiped, and after hold it is added back as
@@ -184,6 +255,9 @@ func (n *nemesis) target(f Fault) (*cluster.Node, *cluster.Node, error) {
 
 func (n *nemesis) make(f Fault) FaultRecord {
 	rec := FaultRecord{Fault: f, ToGrant: -1, ToService: -1}
+	if f.Kind == "members" {
+		return n.grow(f, rec)
+	}
 	victim, peer, err := n.target(f)
 	if err != nil {
 		rec.Err = err.Error()

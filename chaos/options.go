@@ -11,7 +11,7 @@ import (
 
 // Nemeses are the fault kinds a run may draw from, in the order they are
 // listed.
-var Nemeses = []string{"kill", "pause", "partition", "disk"}
+var Nemeses = []string{"kill", "pause", "partition", "disk", "members"}
 
 // Options of one run. Seed, Binary and Duration are required; the rest is
 // drawn from the seed when left zero.
@@ -100,7 +100,7 @@ func (o *Options) draw() error {
 	}
 	for _, n := range o.Nemesis {
 		if !slices.Contains(Nemeses, n) {
-			return fmt.Errorf("chaos: -nemesis %s: the kinds are %s (clock and members are not built yet)", n, strings.Join(Nemeses, ","))
+			return fmt.Errorf("chaos: -nemesis %s: the kinds are %s (clock jumps are not built yet)", n, strings.Join(Nemeses, ","))
 		}
 	}
 	if o.Bug != "" && bugByName(o.Bug) == nil {

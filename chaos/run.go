@@ -88,6 +88,10 @@ func (t *timeline) add(at time.Duration, what string) {
 	t.mu.Unlock()
 }
 
+// configure is what a run changes in every member's configuration: REST
+// waits stay short.
+func configure(cfg *config.Config) { cfg.Locks.MaxWaitTimeSeconds = 10 }
+
 // Bounds on a run's phases beyond the fault phase.
 const (
 	startBound   = 30 * time.Second
@@ -106,7 +110,7 @@ func Run(o Options) (Result, error) {
 	res := Result{Seed: o.Seed, Faults: map[string]int{}, Recovery: map[string][]int64{}, Replay: o.Replay()}
 	began := time.Now()
 	c, err := cluster.Start(cluster.Options{Binary: o.Binary, Nodes: o.Nodes, Shards: o.Shards, Proxies: true, Keep: o.Keep,
-		Configure: func(cfg *config.Config) { cfg.Locks.MaxWaitTimeSeconds = 10 }}, startBound)
+		Configure: configure}, startBound)
 	if err != nil {
 		return res, fmt.Errorf("starting the cluster: %w", err)
 	}

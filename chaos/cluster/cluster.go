@@ -158,6 +158,22 @@ func (c *Cluster) NewNode(id string) (*Node, error) {
 	return nd, nil
 }
 
+// Forget kills a node and drops it from Nodes (a member removed from the
+// cluster): Leader, WaitHealthy of every node and Converged no longer
+// count it. Its files stay until Close.
+func (c *Cluster) Forget(nd *Node) {
+	nd.Kill()
+	for i, x := range c.Nodes {
+		if x == nd {
+			c.Nodes = append(c.Nodes[:i:i], c.Nodes[i+1:]...)
+			return
+		}
+	}
+}
+
+// Options are the options the cluster was made with.
+func (c *Cluster) Options() Options { return c.opts }
+
 // Start prepares a cluster and starts every node, then waits up to limit
 // for all of them to answer /health.
 func Start(opts Options, limit time.Duration) (*Cluster, error) {
