@@ -2,7 +2,9 @@
 // history: `lockstep serve` processes on 127.0.0.1 (package cluster), the
 // real Go client, and faults drawn from a seed — kill -9 and restart,
 // SIGSTOP/SIGCONT past the election timeout, partitions through proxies on
-// the Raft links (isolated leader, one-way loss, one cut link).
+// the Raft links (isolated leader, one-way loss, one cut link), a lost disk
+// (the node wiped and added back as a new member), and a member joining
+// and leaving.
 //
 // The processes are not deterministic, but a run's plan is: the seed draws
 // the options, the fault schedule and each worker's choices, so a failing
