@@ -237,7 +237,17 @@ type peerState struct {
 	down        bool
 	since       time.Time // first failure of this spell
 	lastSummary time.Time
-	attempts    int // failures since lastSummary
+	attempts    int       // failures since lastSummary
+	lastRefusal time.Time // the last certificate refusal said at warn
+}
+
+// refusedByTLS says whether a connection failure is a refused certificate
+// rather than a peer that is down: a node from another CA, an expired or
+// misissued certificate. That is a security event an operator must see, so
+// it is said at warn (at most once per peerSummaryEvery), never folded into
+// the unreachable summary.
+func refusedByTLS(detail string) bool {
+	return strings.Contains(detail, "x509:") || strings.Contains(detail, "tls: ")
 }
 
 // failed records a connection failure to addr; line formats Dragonboat's own
@@ -266,12 +276,17 @@ func (p *peerTracker) failed(t *logTarget, addr string, line func() string) {
 		}
 	}
 	down := st.since
+	detail := line()
+	refused := refusedByTLS(detail) && now.Sub(st.lastRefusal) >= peerSummaryEvery
+	if refused {
+		st.lastRefusal = now
+	}
 	p.mu.Unlock()
 
 	ctx := context.Background()
-	detail := ""
-	if msg != "" || t.log.Enabled(ctx, slog.LevelDebug) {
-		detail = line()
+	if refused {
+		t.log.LogAttrs(ctx, slog.LevelWarn, "peer's TLS handshake refused", t.peerAttr(addr), slog.String("error", detail),
+			slog.String("component", "dragonboat/transport"))
 	}
 	if t.log.Enabled(ctx, slog.LevelDebug) {
 		t.log.LogAttrs(ctx, slog.LevelDebug, detail, slog.String("component", "dragonboat/transport"))
@@ -324,6 +339,11 @@ func (p *peerTracker) reachable(t *logTarget, addr string) {
 // A peer's connection failures never get here: peerEvent picks them out
 // first, for the peer tracker.
 func dragonboatLevel(pkg, format string, level slog.Level) slog.Level {
+	if pkg == "transport" && strings.HasPrefix(format, "failed to close the connection") {
+		// A TLS close alert that cannot be sent to a peer that went away
+		// (it stopped, or this node is stopping): nothing was lost.
+		return slog.LevelDebug
+	}
 	if level != slog.LevelWarn {
 		return level
 	}

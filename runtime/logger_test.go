@@ -240,3 +240,36 @@ func TestPeerEvents(t *testing.T) {
 		}
 	}
 }
+
+// A peer whose certificate is refused is not a peer that is down: it is
+// said at warn with the error, at most once per summary interval, however
+// often Dragonboat retries. A TLS close alert to a peer that went away is
+// debug.
+func TestDragonboatAdapterSaysCertificateRefusals(t *testing.T) {
+	var buf bytes.Buffer
+	now := time.Unix(1000, 0)
+	closing := false
+	target := testTarget(&buf, slog.LevelInfo, &now, &closing)
+	tr := slogAdapter{pkg: "transport"}
+	for i := 0; i < 40*4; i++ { // four retries a second for 40 seconds
+		tr.log(target, slog.LevelError, "Nodehost %s failed to get a connection to %s, %v",
+			[]any{"127.0.0.1:7001", "127.0.0.1:7009", "tls: failed to verify certificate: x509: certificate signed by unknown authority"})
+		now = now.Add(time.Second / 4)
+	}
+	tr.log(target, slog.LevelError, "failed to close the connection %v", []any{"tls: failed to send closeNotify alert"})
+	refusals := 0
+	for _, l := range lines(&buf) {
+		if strings.Contains(l, `msg="peer's TLS handshake refused"`) {
+			refusals++
+			if !strings.Contains(l, "level=WARN") || !strings.Contains(l, "certificate signed by unknown authority") {
+				t.Errorf("refusal line %q", l)
+			}
+		}
+		if strings.Contains(l, "closeNotify") {
+			t.Errorf("a close alert failure logged at info or above: %q", l)
+		}
+	}
+	if refusals != 2 {
+		t.Fatalf("%d refusal lines over 40 s, want 2 (one per 30 s):\n%s", refusals, buf.String())
+	}
+}
