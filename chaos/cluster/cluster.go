@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/lockstepd/lockstep/config"
@@ -55,14 +56,39 @@ const (
 	pollPeriod = 50 * time.Millisecond
 )
 
-// FreePort returns a 127.0.0.1 address whose port was free a moment ago.
+// handedOut remembers every port FreePort returned in this process. The
+// kernel may give a just-closed ephemeral port back to the next Listen, so
+// two calls in a row could otherwise name one port twice (a node's API and
+// Raft address the same, and it cannot start).
+var handedOut struct {
+	sync.Mutex
+	ports map[string]bool
+}
+
+// maxFreePortTries bounds the search for a port not handed out before.
+const maxFreePortTries = 64
+
+// FreePort returns a 127.0.0.1 address whose port was free a moment ago and
+// that no earlier call in this process returned.
 func FreePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	if handedOut.ports == nil {
+		handedOut.ports = make(map[string]bool)
 	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
+	for try := 0; try < maxFreePortTries; try++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if !handedOut.ports[addr] {
+			handedOut.ports[addr] = true
+			return addr, nil
+		}
+	}
+	return "", fmt.Errorf("cluster: no port in %d tries that this process has not handed out already", maxFreePortTries)
 }
 
 // New prepares a cluster: ports, directories, configuration files and, with

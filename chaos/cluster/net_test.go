@@ -160,3 +160,19 @@ func TestPeekSenderNamesTheExactAddress(t *testing.T) {
 		a.Close()
 	}
 }
+
+// FreePort must never name one address twice in a process, even when the
+// kernel hands a just-closed port back at once.
+func TestFreePortNeverRepeatsAnAddress(t *testing.T) {
+	seen := make(map[string]bool)
+	for range 200 {
+		a, err := FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[a] {
+			t.Fatalf("FreePort handed out %s twice", a)
+		}
+		seen[a] = true
+	}
+}
