@@ -21,6 +21,15 @@ func TestServeCheck(t *testing.T) {
 			t.Errorf("%v: exit %d\nstdout: %s\nstderr: %s", args, code, &out, &errb)
 		}
 	}
+	// --dev checks the dev defaults and makes no data directory.
+	before, _ := filepath.Glob(filepath.Join(os.TempDir(), "lockstep-dev-*"))
+	var devOut, devErr bytes.Buffer
+	if code := run([]string{"serve", "--dev", "--check"}, &devOut, &devErr); code != exitOK || !strings.Contains(devOut.String(), "configuration ok: node") {
+		t.Errorf("serve --dev --check: exit %d\nstdout: %s\nstderr: %s", code, &devOut, &devErr)
+	}
+	if after, _ := filepath.Glob(filepath.Join(os.TempDir(), "lockstep-dev-*")); len(after) > len(before) {
+		t.Errorf("serve --dev --check made a data directory: %v", after)
+	}
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	if err := os.WriteFile(bad, []byte("cluster:\n  node_id: \"bad id\"\n  raft_address: 127.0.0.1:1\n  api_address: 127.0.0.1:2\n  data_dir: d\n  peers: {a: 127.0.0.1:1}\nlocks:\n  max_wait_time_seconds: -1\n"), 0o600); err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -84,6 +85,11 @@ func loadConfig(f *serveFlags) (config.Config, error) {
 		cfg.Cluster.Peers = map[string]string{cfg.Cluster.NodeID: cfg.Cluster.RaftAddress}
 	}
 	madeDir := ""
+	if f.dev && cfg.Cluster.DataDir == "" && f.check {
+		// A run would make a fresh temporary directory; checking makes none,
+		// so it validates against the name such a directory would have.
+		cfg.Cluster.DataDir = filepath.Join(os.TempDir(), "lockstep-dev-check")
+	}
 	if f.dev && cfg.Cluster.DataDir == "" && !f.check {
 		dir, err := os.MkdirTemp("", "lockstep-dev-")
 		if err != nil {
