@@ -32,13 +32,46 @@ const (
 )
 
 // recorder is a Registerer that records the name of every metric
-// registered through it, children or not.
+// registered through it, children or not, with its help and label names.
 type recorder struct {
 	*prometheus.Registry
 	names map[string]bool
+	descs map[string]metricDesc
 }
 
-var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
+// metricDesc is what a metric's Desc says of it: its HELP and the names
+// of its labels, constant and variable, sorted.
+type metricDesc struct {
+	help   string
+	labels []string
+}
+
+var (
+	fqName     = regexp.MustCompile(`fqName: "([^"]+)"`)
+	descHelp   = regexp.MustCompile(`help: "((?:[^"\\]|\\.)*)"`)
+	descConst  = regexp.MustCompile(`constLabels: \{([^}]*)\}`)
+	descVar    = regexp.MustCompile(`variableLabels: \{([^}]*)\}`)
+	constLabel = regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)="`)
+)
+
+func parseDesc(s string) metricDesc {
+	var d metricDesc
+	if m := descHelp.FindStringSubmatch(s); m != nil {
+		d.help = m[1]
+	}
+	if m := descConst.FindStringSubmatch(s); m != nil {
+		for _, l := range constLabel.FindAllStringSubmatch(m[1], -1) {
+			d.labels = append(d.labels, l[1])
+		}
+	}
+	if m := descVar.FindStringSubmatch(s); m != nil && m[1] != "" {
+		for _, l := range strings.Split(m[1], ",") {
+			d.labels = append(d.labels, strings.TrimSuffix(strings.TrimPrefix(l, "c("), ")"))
+		}
+	}
+	sort.Strings(d.labels)
+	return d
+}
 
 func (r *recorder) Register(c prometheus.Collector) error {
 	ch := make(chan *prometheus.Desc, 64)
@@ -46,6 +79,9 @@ func (r *recorder) Register(c prometheus.Collector) error {
 	for d := range ch {
 		if m := fqName.FindStringSubmatch(d.String()); m != nil {
 			r.names[m[1]] = true
+			if r.descs != nil {
+				r.descs[m[1]] = parseDesc(d.String())
+			}
 		}
 	}
 	return r.Registry.Register(c)
@@ -64,6 +100,12 @@ func (r *recorder) MustRegister(cs ...prometheus.Collector) {
 // metric name registered.
 func registered(t *testing.T) map[string]bool {
 	t.Helper()
+	return registeredDescs(t).names
+}
+
+// registeredDescs is registered with each metric's Desc.
+func registeredDescs(t *testing.T) *recorder {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +116,7 @@ func registered(t *testing.T) map[string]bool {
 	cfg.Cluster.RaftAddress = raft
 	cfg.Cluster.Peers = map[string]string{cfg.Cluster.NodeID: raft}
 
-	reg := &recorder{Registry: prometheus.NewRegistry(), names: map[string]bool{}}
+	reg := &recorder{Registry: prometheus.NewRegistry(), names: map[string]bool{}, descs: map[string]metricDesc{}}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -105,7 +147,7 @@ func registered(t *testing.T) map[string]bool {
 			t.Fatalf("%s was not recorded: %v", want, reg.names)
 		}
 	}
-	return reg.names
+	return reg
 }
 
 // external are series Prometheus makes itself, not the code.
