@@ -344,6 +344,12 @@ func dragonboatLevel(pkg, format string, level slog.Level) slog.Level {
 		// (it stopped, or this node is stopping): nothing was lost.
 		return slog.LevelDebug
 	}
+	if pkg == "transport" && format == "failed to get the header" {
+		// An incoming connection ended before its next message: the peer
+		// stopped or restarted, or this node is stopping. The sending side
+		// reports an unreachable peer; nothing was lost here.
+		return slog.LevelDebug
+	}
 	if level != slog.LevelWarn {
 		return level
 	}
