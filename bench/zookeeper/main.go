@@ -153,29 +153,46 @@ type member struct {
 	exited                 chan struct{}
 }
 
-// ensemble: the members and their folder. stop kills every member and
-// removes the folder, once, whoever calls it first (run's defer or the
-// signal handler).
+// ensemble: the members and their folder. stop kills every member started
+// and removes the folder, once, whoever calls it first (run's defer or the
+// signal handler); a member is started under mu, so stop never misses one
+// being started, and none starts after stop.
 type ensemble struct {
 	dir     string
 	members []*member
-	once    sync.Once
+	mu      sync.Mutex
+	stopped bool
 }
 
 func (e *ensemble) stop() {
-	e.once.Do(func() {
-		for _, m := range e.members {
-			if m.cmd != nil && m.cmd.Process != nil {
-				m.cmd.Process.Signal(syscall.SIGKILL)
-				<-m.exited
-			}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.stopped {
+		return
+	}
+	e.stopped = true
+	for _, m := range e.members {
+		if m.cmd != nil && m.cmd.Process != nil {
+			m.cmd.Process.Signal(syscall.SIGKILL)
+			<-m.exited
 		}
-		if *keep {
-			fmt.Printf("# kept %s\n", e.dir)
-			return
-		}
-		os.RemoveAll(e.dir)
-	})
+	}
+	if *keep {
+		fmt.Printf("# kept %s\n", e.dir)
+		return
+	}
+	os.RemoveAll(e.dir)
+}
+
+// startMember starts m unless the ensemble was stopped.
+func (e *ensemble) startMember(m *member) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.stopped {
+		return errors.New("stopped")
+	}
+	e.members = append(e.members, m)
+	return m.start()
 }
 
 func (e *ensemble) servers() []string {
@@ -215,29 +232,26 @@ func port(addr string) string {
 	return p
 }
 
-func startEnsemble() (*ensemble, error) {
-	dir, err := os.MkdirTemp("", "zkbench-")
-	if err != nil {
-		return nil, err
-	}
-	e := &ensemble{dir: dir}
+// start writes each member's folder, myid and config, and starts it.
+func (e *ensemble) start() error {
 	ports, err := freePorts(3 * members)
 	if err != nil {
-		return e, err
+		return err
 	}
+	var ms []*member
 	var servers []string
 	for i := 1; i <= members; i++ {
-		m := &member{id: i, client: ports[3*i-3], peer: ports[3*i-2], election: ports[3*i-1], dir: filepath.Join(dir, fmt.Sprintf("zk%d", i))}
+		m := &member{id: i, client: ports[3*i-3], peer: ports[3*i-2], election: ports[3*i-1], dir: filepath.Join(e.dir, fmt.Sprintf("zk%d", i))}
 		m.cfg, m.log = m.dir+".cfg", m.dir+".log"
-		e.members = append(e.members, m)
+		ms = append(ms, m)
 		servers = append(servers, fmt.Sprintf("server.%d=127.0.0.1:%s:%s", i, port(m.peer), port(m.election)))
 	}
-	for _, m := range e.members {
+	for _, m := range ms {
 		if err := os.MkdirAll(m.dir, 0o700); err != nil {
-			return e, err
+			return err
 		}
 		if err := os.WriteFile(filepath.Join(m.dir, "myid"), []byte(strconv.Itoa(m.id)+"\n"), 0o600); err != nil {
-			return e, err
+			return err
 		}
 		// forceSync stays at its default (yes): one fsync per write of the
 		// transaction log, as Lockstep and etcd do.
@@ -253,13 +267,13 @@ func startEnsemble() (*ensemble, error) {
 			fmt.Sprintf("maxClientCnxns=%d", maxClientCnxns),
 		}, servers...), "\n") + "\n"
 		if err := os.WriteFile(m.cfg, []byte(cfg), 0o600); err != nil {
-			return e, err
+			return err
 		}
-		if err := m.start(); err != nil {
-			return e, err
+		if err := e.startMember(m); err != nil {
+			return err
 		}
 	}
-	return e, nil
+	return nil
 }
 
 func (m *member) start() error {
@@ -328,7 +342,7 @@ func (e *ensemble) waitServing(limit time.Duration) (string, error) {
 				break
 			}
 			if time.Now().After(deadline) {
-				return "", fmt.Errorf("zk%d not serving within %v (last: %v %v; see %s)", m.id, limit, st, err, m.log)
+				return "", fmt.Errorf("zk%d not serving within %v (last: %v %v; see %s; -keep keeps it)", m.id, limit, st, err, m.log)
 			}
 			time.Sleep(pollEvery)
 		}
@@ -436,8 +450,13 @@ func run() error {
 			clients = append(clients, n)
 		}
 	}
-	e, err := startEnsemble()
-	// Killed on Ctrl-C or SIGTERM as well as on return.
+	dir, err := os.MkdirTemp("", "zkbench-")
+	if err != nil {
+		return err
+	}
+	e := &ensemble{dir: dir}
+	// Killed on Ctrl-C or SIGTERM as well as on return (and by the kernel,
+	// Pdeathsig, if zkbench itself is killed).
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	go func() {
@@ -447,7 +466,7 @@ func run() error {
 		os.Exit(130)
 	}()
 	defer e.stop()
-	if err != nil {
+	if err := e.start(); err != nil {
 		return err
 	}
 	version, err := e.waitServing(*startWait)
