@@ -30,9 +30,12 @@ bench-etcd: ## the same workloads against a 3-member etcd (concurrency.Mutex)
 	bin/etcdbench -bin $(ETCD) $(ETCD_BENCH_FLAGS)
 
 .PHONY: bench-compare
-bench-compare: ## lockstep and etcd side by side in one run
-	$(MAKE) --no-print-directory bench-server BENCH_FLAGS="$(BENCH_FLAGS)"
-	$(MAKE) --no-print-directory bench-etcd ETCD_BENCH_FLAGS="$(ETCD_BENCH_FLAGS)"
+bench-compare: ## lockstep, etcd and ZooKeeper side by side in one run, then the targets table
+	@mkdir -p $(BENCH_OUT)
+	$(MAKE) --no-print-directory bench-server BENCH_FLAGS="$(BENCH_FLAGS)" | tee $(BENCH_OUT)/lockbench.txt
+	$(MAKE) --no-print-directory bench-etcd ETCD_BENCH_FLAGS="$(ETCD_BENCH_FLAGS)" | tee $(BENCH_OUT)/etcd.txt
+	$(MAKE) --no-print-directory bench-zookeeper ZK_BENCH_FLAGS="$(ZK_BENCH_FLAGS)"
+	$(MAKE) --no-print-directory bench-table
 
 # The short profile of make test-performance: about 50 s.
 PERF_FLAGS ?= -strict -dur 2s -clients 1,16,64 -handoff 16 -failover 1 -partition 1 -mem 10000
