@@ -197,9 +197,9 @@ func TestAbandonTable(t *testing.T) {
 		h.fails(pending(cAbandon(KindMutex, "m", other, 1), "c", 2, 1), CodeFailedPrecondition,
 			"request_seq 1 of client \"c\" was not made by session")
 		h.fails(pending(cAbandon(KindMutex, "n", s, 1), "c", 2, 1), CodeFailedPrecondition, "was not made by session")
-		h.fails(pending(cAbandon(KindMutex, "m", s, 9), "c", 9, 9), CodeInvalidArgument, "is its own request_seq")
-		h.fails(pending(cAbandon(KindMutex, "m", s, 1), "c", 9, 2), CodeInvalidArgument, "lowest_pending_seq 2 is above target_seq 1")
-		h.fails(Command{Op: OpAbandon, Kind: KindMutex, Name: "m", Session: s, TargetSeq: 1}, CodeInvalidArgument, "abandon needs the client_id")
+		h.fails(pending(cAbandon(KindMutex, "m", s, 9), "c", 9, 9), CodeInvalidArgument, "equals this request's own request_seq")
+		h.fails(pending(cAbandon(KindMutex, "m", s, 1), "c", 9, 2), CodeInvalidArgument, "lowest_pending_seq 2 is above abandon_seq 1")
+		h.fails(Command{Op: OpAbandon, Kind: KindMutex, Name: "m", Session: s, TargetSeq: 1}, CodeInvalidArgument, "abandon needs client_id")
 		h.fails(pending(cAbandon(KindBarrier+10, "m", s, 1), "c", 2, 1), CodeInvalidArgument, "abandon takes kind")
 	})
 	t.Run("abandon twice changes nothing the second time", func(t *testing.T) {

@@ -150,7 +150,7 @@ func TestSemaphoreErrorsTable(t *testing.T) {
 		{"the waiter asks for other permits", func(a, b SessionID) Command { return cSem("s", b, 4, 1, 0) },
 			CodeFailedPrecondition, "already waits for semaphore \"s\" (3 permits): cancel that wait first"},
 		{"release without a token", func(a, b SessionID) Command { return cRelease(KindSemaphore, "s", a, 0) },
-			CodeInvalidArgument, "release needs the fencing token"},
+			CodeInvalidArgument, "release needs fencing_token"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

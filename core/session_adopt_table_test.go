@@ -115,7 +115,7 @@ func TestSessionAdoptErrorsTable(t *testing.T) {
 		}, CodeResourceExhausted, "1 sessions are live, the limit"},
 		{"adopt with a field it does not take", nil, func(h *tblM) Command {
 			return Command{Op: OpSessionCreate, Session: id, TTLMs: 1_000, Token: 4}
-		}, CodeInvalidArgument, "session_create does not take token: leave it empty"},
+		}, CodeInvalidArgument, "session_create does not take fencing_token: leave it empty"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -238,7 +238,7 @@ func TestSessionErrorsTable(t *testing.T) {
 			return cCreate(1_000)
 		}, CodeResourceExhausted, "2 sessions are live, the limit: close unused sessions"},
 		{"keepalive without a session", nil, func(h *tblM) Command { return cKeep(0) },
-			CodeInvalidArgument, "session_keepalive needs a session"},
+			CodeInvalidArgument, "session_keepalive needs session_id"},
 		{"keepalive of a session that never was", nil, func(h *tblM) Command { return cKeep(12345) },
 			CodeNotFound, "session 12345 does not exist (it expired, was closed, or never was): create a new session"},
 		{"keepalive of an expired session", nil, func(h *tblM) Command {
@@ -250,7 +250,7 @@ func TestSessionErrorsTable(t *testing.T) {
 			return Command{Op: OpSessionKeepAlive, Session: h.session(1_000), TTLMs: 5}
 		}, CodeInvalidArgument, "ttl_ms 5 is out of range"},
 		{"close without a session", nil, func(h *tblM) Command { return cClose(0) },
-			CodeInvalidArgument, "session_close needs a session"},
+			CodeInvalidArgument, "session_close needs session_id"},
 		{"close of a closed session", nil, func(h *tblM) Command {
 			s := h.session(1_000)
 			h.ok(cClose(s))
@@ -269,7 +269,7 @@ func TestSessionErrorsTable(t *testing.T) {
 			h.session(1_000)
 			h.advance(500)
 			return Command{Op: OpLeaderChange, Session: 1}
-		}, CodeInvalidArgument, "leader_change does not take session"},
+		}, CodeInvalidArgument, "leader_change does not take session_id"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
