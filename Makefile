@@ -7,15 +7,43 @@ MAKEFLAGS += --no-builtin-rules
 
 export CGO_ENABLED := 0
 GO ?= go
+
+# What `make test` runs (CI's .ci/run calls it), in this order; each step's
+# rule is in the file named beside it.
+#
+#   fmt-check         Makefile         gofmt would change no file
+#   vet               Makefile         go vet ./...
+#   generate-check    mk/generate.mk   rpc/gen/ is what proto/ generates
+#   test-unit         Makefile         go test ./...: unit, table, property and fuzz-seed tests
+#   purity            Makefile         core stays pure (TestPurity)
+#   test-race         Makefile         the concurrent packages under the race detector
+#   sim               mk/sim.mk        the simulator's seed sweeps
+#   test-integration  mk/server.mk     real processes on 127.0.0.1
+#   test-image        mk/server.mk     the container image, built and run
+#   test-chaos-smoke  mk/chaos.mk      two short chaos seeds against real clusters
+TEST_STEPS := fmt-check vet generate-check test-unit purity test-race sim test-integration test-image test-chaos-smoke
+
+.PHONY: test
+test: $(TEST_STEPS) ## everything CI runs: format, vet, generated code, unit tests, purity, race detector, simulation, integration, image, chaos smoke
+
+# The binaries are file targets (their rules are in mk/server.mk, sim.mk,
+# chaos.mk and bench.mk), so that one make run builds each at most once and
+# an unchanged one not at all. Each depends on every Go file of the module
+# that is not a test, and on go.mod and go.sum: a change anywhere relinks
+# it, which Go's build cache keeps cheap. `touch` because go build leaves an
+# up-to-date output's time alone.
+GO_SOURCES := $(shell find . \( -path ./.git -o -path ./.tools -o -path ./bench/etcd \) -prune -o -name '*.go' ! -name '*_test.go' -print) go.mod go.sum
+
+# go test flags for test-unit and test-integration (e.g. GOFLAGS_TEST=-v).
 GOFLAGS_TEST ?=
-TOOLS := $(CURDIR)/.tools
+
+# The packages with goroutines and locks, checked by the race detector. The
+# client (client/) has goroutines too: keepalive, watch, observe.
+RACE_PKGS ?= ./runtime/ ./rpc/ ./config/ ./client/
+
+# How long each fuzz target of make fuzz and make sim-fuzz runs.
 FUZZTIME ?= 20s
 
-# Each part adds its own rules in mk/NAME.mk, and appends to TEST_EXTRA the
-# targets that `make test` must run for it.
-TEST_EXTRA :=
-# The packages with goroutines and locks, checked by the race detector.
-RACE_PKGS ?= ./runtime/ ./rpc/ ./config/
 -include $(sort $(wildcard mk/*.mk))
 
 .PHONY: help
@@ -23,16 +51,15 @@ help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 .PHONY: build
-build: ## build the binaries into bin/
-	@mkdir -p bin
-	$(GO) build -o bin/ ./cmd/...
+build: bin/lockstep bin/lockstep-sim bin/lockstep-chaos ## build the binaries into bin/
+
+.PHONY: clean
+clean: ## remove bin/
+	rm -rf bin
 
 .PHONY: run
-run: ## run a single node on local disk (lockstep serve --dev)
-	$(GO) run ./cmd/lockstep serve --dev
-
-.PHONY: test
-test: fmt-check vet test-unit purity test-race $(TEST_EXTRA) ## everything CI runs: format, vet, unit tests, purity, race detector, generated code, simulation, integration
+run: bin/lockstep ## run a single node on local disk (lockstep serve --dev)
+	bin/lockstep serve --dev
 
 .PHONY: fmt-check
 fmt-check: ## fail when gofmt would change a file
@@ -43,31 +70,19 @@ fmt-check: ## fail when gofmt would change a file
 vet: ## go vet every package
 	$(GO) vet ./...
 
+# The client's and chaos/cluster's tests start bin/lockstep (LOCKSTEP_BIN)
+# instead of building a binary of their own.
 .PHONY: test-unit
-test-unit: ## unit and property tests
-	$(GO) test $(GOFLAGS_TEST) ./...
+test-unit: bin/lockstep ## unit and property tests
+	LOCKSTEP_BIN=$(CURDIR)/bin/lockstep $(GO) test $(GOFLAGS_TEST) ./...
 
 .PHONY: test-race
-test-race: ## the concurrent packages under the race detector (needs cgo and gcc)
-	CGO_ENABLED=1 $(GO) test -race -count=1 $(RACE_PKGS)
+test-race: bin/lockstep ## the concurrent packages under the race detector (needs cgo and gcc)
+	LOCKSTEP_BIN=$(CURDIR)/bin/lockstep CGO_ENABLED=1 $(GO) test -race -count=1 $(RACE_PKGS)
 
 .PHONY: purity
 purity: ## core imports only the standard library and never reads a clock, draws randomness or starts goroutines
 	$(GO) test -count=1 -run 'TestPurity' ./core/
-
-.PHONY: test-integration
-test-integration: ## real processes on 127.0.0.1
-	@mkdir -p bin
-	$(GO) build -o bin/lockstep ./cmd/lockstep
-	$(GO) vet -tags integration ./integration/
-	LOCKSTEP_BIN=$(CURDIR)/bin/lockstep $(GO) test -tags integration -count=1 -timeout $(INTEGRATION_TIMEOUT) $(GOFLAGS_TEST) ./integration/
-
-.PHONY: test-performance
-test-performance: ## end-to-end load against a real 3-node cluster, short bounded profile (mk/bench.mk)
-	@mkdir -p bin
-	$(GO) build -o bin/lockstep ./cmd/lockstep
-	$(GO) build -o bin/lockbench ./bench/cmd/lockbench
-	bin/lockbench -bin bin/lockstep $(PERF_FLAGS)
 
 .PHONY: bench
 bench: ## benchmarks that print figures

@@ -51,59 +51,56 @@ func TestClockTable(t *testing.T) {
 }
 
 func TestClockBehaviourTable(t *testing.T) {
-	tests := []struct {
-		name string
-		run  func(t *testing.T, h *tblM)
-	}{
-		{"a leader whose clock jumps an hour cannot expire a 10 s session", func(t *testing.T, h *tblM) {
-			s := h.session(10_000)
-			out := h.apply(h.now() + 3600*1000)
-			if out.Time != tblStart+2_000 || !h.live(s) || len(out.Effects) != 0 {
-				t.Fatalf("time %d, effects:\n%s", out.Time, tblEffects(out.Effects))
-			}
-		}},
-		{"commands run at the entry's capped time", func(t *testing.T, h *tblM) {
-			r := h.apply(h.now()+60_000, cCreate(1_000)).Results[0]
-			if r.Deadline != tblStart+2_000+1_000 {
-				t.Fatalf("deadline %d: the command saw the uncapped time", r.Deadline)
-			}
-		}},
-		{"an entry stamped in the past runs at the current time", func(t *testing.T, h *tblM) {
-			h.advance(5_000)
-			r := h.apply(tblStart, cCreate(1_000)).Results[0]
-			if r.Deadline != tblStart+5_000+1_000 {
-				t.Fatalf("deadline %d", r.Deadline)
-			}
-		}},
-		{"timers fire when the clock reaches them, not when an entry claims it", func(t *testing.T, h *tblM) {
-			s := h.session(3_000)
-			h.apply(h.now() + 10_000) // capped at +2 s
-			if !h.live(s) {
-				t.Fatal("expired by a capped jump")
-			}
-			effs := h.apply(h.now() + 10_000).Effects // +4 s in all
-			if e := tblOne(t, effs, EffectSessionExpired); e.Session != s {
-				t.Fatalf("expired %+v", e)
-			}
-		}},
-		{"the clock and index survive a snapshot", func(t *testing.T, h *tblM) {
-			h.advance(1_234)
-			m, err := Restore(h.m.Snapshot())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if m.Now() != h.now() || m.Index() != h.m.Index() {
-				t.Fatalf("restored now %d index %d, want %d %d", m.Now(), m.Index(), h.now(), h.m.Index())
-			}
-			// The restored machine is started: its next entry is capped.
-			if out := m.Apply(Entry{Index: m.Index() + 1, Proposal: Proposal{Time: h.now() + 3600*1000}}); out.Time != h.now()+2_000 {
-				t.Fatalf("restored machine took an uncapped step to %d", out.Time)
-			}
-		}},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) { tc.run(t, newTbl(t)) })
-	}
+	t.Run("a leader whose clock jumps an hour cannot expire a 10 s session", func(t *testing.T) {
+		h := newTblHarness(t)
+		s := h.session(10_000)
+		out := h.apply(h.now() + 3600*1000)
+		if out.Time != tblStart+2_000 || !h.live(s) || len(out.Effects) != 0 {
+			t.Fatalf("time %d, effects:\n%s", out.Time, tblEffects(out.Effects))
+		}
+	})
+	t.Run("commands run at the entry's capped time", func(t *testing.T) {
+		h := newTblHarness(t)
+		r := h.apply(h.now()+60_000, cCreate(1_000)).Results[0]
+		if r.Deadline != tblStart+2_000+1_000 {
+			t.Fatalf("deadline %d: the command saw the uncapped time", r.Deadline)
+		}
+	})
+	t.Run("an entry stamped in the past runs at the current time", func(t *testing.T) {
+		h := newTblHarness(t)
+		h.advance(5_000)
+		r := h.apply(tblStart, cCreate(1_000)).Results[0]
+		if r.Deadline != tblStart+5_000+1_000 {
+			t.Fatalf("deadline %d", r.Deadline)
+		}
+	})
+	t.Run("timers fire when the clock reaches them, not when an entry claims it", func(t *testing.T) {
+		h := newTblHarness(t)
+		s := h.session(3_000)
+		h.apply(h.now() + 10_000) // capped at +2 s
+		if !h.live(s) {
+			t.Fatal("expired by a capped jump")
+		}
+		effs := h.apply(h.now() + 10_000).Effects // +4 s in all
+		if e := tblOne(t, effs, EffectSessionExpired); e.Session != s {
+			t.Fatalf("expired %+v", e)
+		}
+	})
+	t.Run("the clock and index survive a snapshot", func(t *testing.T) {
+		h := newTblHarness(t)
+		h.advance(1_234)
+		m, err := Restore(h.m.Snapshot())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Now() != h.now() || m.Index() != h.m.Index() {
+			t.Fatalf("restored now %d index %d, want %d %d", m.Now(), m.Index(), h.now(), h.m.Index())
+		}
+		// The restored machine is started: its next entry is capped.
+		if out := m.Apply(Entry{Index: m.Index() + 1, Proposal: Proposal{Time: h.now() + 3600*1000}}); out.Time != h.now()+2_000 {
+			t.Fatalf("restored machine took an uncapped step to %d", out.Time)
+		}
+	})
 }
 
 // TestApplyIndexOrder checks the documented panic: an index that does not

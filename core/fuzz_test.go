@@ -69,13 +69,13 @@ var tblFuzzBase struct {
 // tblFuzzMachine returns the pre-populated machine the apply target starts
 // from: the rich machine under tight limits, restored from a snapshot that
 // is built once.
-func tblFuzzMachine(t testing.TB) *tblM {
+func tblFuzzMachine(t testing.TB) *tblHarness {
 	tblFuzzBase.once.Do(func() { tblFuzzBase.snap = tblRich(t, tblFuzzLimits).m.Snapshot() })
 	m, err := Restore(tblFuzzBase.snap)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &tblM{t: t, m: m, idx: m.Index()}
+	return &tblHarness{t: t, m: m, idx: m.Index()}
 }
 
 // FuzzApplyDecoded decodes bytes into a proposal and applies it, then the
@@ -277,7 +277,7 @@ func TestWriteFuzzSeeds(t *testing.T) {
 	// FuzzRestore: snapshots of machines in many states.
 	empty, _ := New(DefaultLimits())
 	write("FuzzRestore", "empty", empty.Snapshot())
-	write("FuzzRestore", "started", newTbl(t).m.Snapshot())
+	write("FuzzRestore", "started", newTblHarness(t).m.Snapshot())
 	rich := tblRich(t)
 	write("FuzzRestore", "rich", rich.m.Snapshot())
 	write("FuzzRestore", "fuzz_machine", h.m.Snapshot())
@@ -294,7 +294,7 @@ func TestWriteFuzzSeeds(t *testing.T) {
 }
 
 // tblFuzzProposals builds proposals against the fuzz machine's state.
-func tblFuzzProposals(h *tblM) map[string]Proposal {
+func tblFuzzProposals(h *tblHarness) map[string]Proposal {
 	now := h.now()
 	hold := func(k Kind, name string) (SessionID, FencingToken) {
 		st := h.status(k, name)

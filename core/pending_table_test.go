@@ -20,7 +20,7 @@ func cAbandon(kind Kind, name string, s SessionID, target uint64) Command {
 
 func TestPendingTable(t *testing.T) {
 	t.Run("more requests in flight than the window are all kept while pending", func(t *testing.T) {
-		h := newTbl(t, func(l *Limits) { l.DedupeWindow = 4 })
+		h := newTblHarness(t, func(l *Limits) { l.DedupeWindow = 4 })
 		// Seqs 1..40 arrive in reverse; none answered yet, so the lowest
 		// pending stays 1 and every result must stay.
 		first := map[uint64]Result{}
@@ -37,7 +37,7 @@ func TestPendingTable(t *testing.T) {
 		}
 	})
 	t.Run("results below the lowest pending seq are forgotten and their retries refused", func(t *testing.T) {
-		h := newTbl(t)
+		h := newTblHarness(t)
 		for seq := uint64(1); seq <= 10; seq++ {
 			h.ok(pending(cCreate(60_000), "c", seq, 1))
 		}
@@ -51,7 +51,7 @@ func TestPendingTable(t *testing.T) {
 		}
 	})
 	t.Run("a request that arrives after the client stopped waiting for it is never applied", func(t *testing.T) {
-		h := newTbl(t)
+		h := newTblHarness(t)
 		s := h.session(60_000)
 		h.ok(pending(cMutex("other", s, 0), "c", 6, 6)) // the client no longer waits for 1..5
 		h.fails(pending(cMutex("m", s, 0), "c", 3, 3), CodeFailedPrecondition, "request_seq 3 of client \"c\" was forgotten")
@@ -60,7 +60,7 @@ func TestPendingTable(t *testing.T) {
 		}
 	})
 	t.Run("a client over its pending limit is refused until it moves its lowest pending seq", func(t *testing.T) {
-		h := newTbl(t, func(l *Limits) { l.MaxPendingPerClient = 3 })
+		h := newTblHarness(t, func(l *Limits) { l.MaxPendingPerClient = 3 })
 		for seq := uint64(1); seq <= 3; seq++ {
 			h.ok(pending(cCreate(60_000), "c", seq, 1))
 		}
@@ -70,7 +70,7 @@ func TestPendingTable(t *testing.T) {
 		h.ok(with(cCreate(60_000), "d", 1)) // another client is not held back
 	})
 	t.Run("the results kept across all clients are bounded", func(t *testing.T) {
-		h := newTbl(t, func(l *Limits) { l.DedupeWindow, l.MaxPendingPerClient, l.MaxDedupeResults = 2, 2, 4 })
+		h := newTblHarness(t, func(l *Limits) { l.DedupeWindow, l.MaxPendingPerClient, l.MaxDedupeResults = 2, 2, 4 })
 		h.ok(pending(cCreate(60_000), "a", 1, 1))
 		h.ok(pending(cCreate(60_000), "a", 2, 1))
 		h.ok(pending(cCreate(60_000), "b", 1, 1))
@@ -80,12 +80,12 @@ func TestPendingTable(t *testing.T) {
 		h.ok(pending(cCreate(60_000), "c", 1, 1))
 	})
 	t.Run("a lowest pending seq must come with a client and not exceed the request's own", func(t *testing.T) {
-		h := newTbl(t)
+		h := newTblHarness(t)
 		h.fails(Command{Op: OpSessionCreate, TTLMs: 60_000, LowestPending: 3}, CodeInvalidArgument, "lowest_pending_seq 3 without a client_id")
 		h.fails(pending(cCreate(60_000), "c", 2, 3), CodeInvalidArgument, "lowest_pending_seq 3 is above request_seq 2")
 	})
 	t.Run("without a lowest pending seq the window of the last results still holds", func(t *testing.T) {
-		h := newTbl(t, func(l *Limits) { l.DedupeWindow = 3 })
+		h := newTblHarness(t, func(l *Limits) { l.DedupeWindow = 3 })
 		for seq := uint64(1); seq <= 5; seq++ {
 			h.ok(with(cCreate(60_000), "c", seq))
 		}
@@ -96,7 +96,7 @@ func TestPendingTable(t *testing.T) {
 
 func TestAbandonTable(t *testing.T) {
 	t.Run("abandoned before it arrived, a request is answered cancelled and never applied", func(t *testing.T) {
-		h := newTbl(t)
+		h := newTblHarness(t)
 		s := h.session(60_000)
 		r := h.ok(pending(cAbandon(KindMutex, "m", s, 5), "c", 6, 5))
 		if r.Outcome != OutcomeDone || r.Token != 0 {
@@ -111,7 +111,7 @@ func TestAbandonTable(t *testing.T) {
 		}
 	})
 	t.Run("a queued request is withdrawn", func(t *testing.T) {
-		h := newTbl(t)
+		h := newTblHarness(t)
 		holder, s := h.session(60_000), h.session(60_000)
 		tok := h.granted(cMutex("m", holder, 0))
 		w := h.queued(pending(cMutex("m", s, WaitForever), "c", 1, 1))
@@ -128,7 +128,7 @@ func TestAbandonTable(t *testing.T) {
 		}
 	})
 	t.Run("a grant the request made is released and the queue moves on", func(t *testing.T) {
-		h := newTbl(t)
+		h := newTblHarness(t)
 		s, next := h.session(60_000), h.session(60_000)
 		tok := h.granted(pending(cMutex("m", s, 0), "c", 1, 1))
 		h.queued(cMutex("m", next, WaitForever))
@@ -147,7 +147,7 @@ func TestAbandonTable(t *testing.T) {
 		}
 	})
 	t.Run("a grant made after the request queued is released", func(t *testing.T) {
-		h := newTbl(t)
+		h := newTblHarness(t)
 		holder, s := h.session(60_000), h.session(60_000)
 		tok := h.granted(cSem("sem", holder, 1, 1, 0))
 		h.queued(pending(cSem("sem", s, 1, 1, WaitForever), "c", 1, 1))
@@ -161,7 +161,7 @@ func TestAbandonTable(t *testing.T) {
 		}
 	})
 	t.Run("a re-acquire answered with an earlier grant leaves that grant alone", func(t *testing.T) {
-		h := newTbl(t)
+		h := newTblHarness(t)
 		s := h.session(60_000)
 		tok := h.granted(pending(cMutex("m", s, 0), "c", 1, 1))
 		h.advance(10)
@@ -176,7 +176,7 @@ func TestAbandonTable(t *testing.T) {
 		}
 	})
 	t.Run("an elected campaign resigns and a barrier arrival leaves", func(t *testing.T) {
-		h := newTbl(t)
+		h := newTblHarness(t)
 		s, other := h.session(60_000), h.session(60_000)
 		h.granted(pending(cCampaign("e", s, "v", 0), "c", 1, 1))
 		h.queued(cCampaign("e", other, "w", WaitForever))
@@ -191,19 +191,19 @@ func TestAbandonTable(t *testing.T) {
 		}
 	})
 	t.Run("abandon refuses another session's or object's request and changes nothing", func(t *testing.T) {
-		h := newTbl(t)
+		h := newTblHarness(t)
 		s, other := h.session(60_000), h.session(60_000)
 		h.granted(pending(cMutex("m", s, 0), "c", 1, 1))
 		h.fails(pending(cAbandon(KindMutex, "m", other, 1), "c", 2, 1), CodeFailedPrecondition,
 			"request_seq 1 of client \"c\" was not made by session")
 		h.fails(pending(cAbandon(KindMutex, "n", s, 1), "c", 2, 1), CodeFailedPrecondition, "was not made by session")
-		h.fails(pending(cAbandon(KindMutex, "m", s, 9), "c", 9, 9), CodeInvalidArgument, "is its own request_seq")
-		h.fails(pending(cAbandon(KindMutex, "m", s, 1), "c", 9, 2), CodeInvalidArgument, "lowest_pending_seq 2 is above target_seq 1")
-		h.fails(Command{Op: OpAbandon, Kind: KindMutex, Name: "m", Session: s, TargetSeq: 1}, CodeInvalidArgument, "abandon needs the client_id")
+		h.fails(pending(cAbandon(KindMutex, "m", s, 9), "c", 9, 9), CodeInvalidArgument, "equals this request's own request_seq")
+		h.fails(pending(cAbandon(KindMutex, "m", s, 1), "c", 9, 2), CodeInvalidArgument, "lowest_pending_seq 2 is above abandon_seq 1")
+		h.fails(Command{Op: OpAbandon, Kind: KindMutex, Name: "m", Session: s, TargetSeq: 1}, CodeInvalidArgument, "abandon needs client_id")
 		h.fails(pending(cAbandon(KindBarrier+10, "m", s, 1), "c", 2, 1), CodeInvalidArgument, "abandon takes kind")
 	})
 	t.Run("abandon twice changes nothing the second time", func(t *testing.T) {
-		h := newTbl(t)
+		h := newTblHarness(t)
 		s := h.session(60_000)
 		h.granted(pending(cMutex("m", s, 0), "c", 1, 1))
 		h.ok(pending(cAbandon(KindMutex, "m", s, 1), "c", 2, 1))
@@ -216,13 +216,13 @@ func TestAbandonTable(t *testing.T) {
 		}
 	})
 	t.Run("abandon of a forgotten request is refused", func(t *testing.T) {
-		h := newTbl(t)
+		h := newTblHarness(t)
 		s := h.session(60_000)
 		h.ok(pending(cMutex("m", s, 0), "c", 5, 5))
 		h.fails(pending(cAbandon(KindMutex, "m", s, 2), "c", 6, 2), CodeFailedPrecondition, "request_seq 2 of client \"c\" was forgotten")
 	})
 	t.Run("pending results and their entry indexes survive a snapshot", func(t *testing.T) {
-		h := newTbl(t)
+		h := newTblHarness(t)
 		s := h.session(60_000)
 		tok := h.granted(pending(cMutex("m", s, 0), "c", 1, 1))
 		h.advance(10)
@@ -250,7 +250,7 @@ func TestPropertyPendingExactlyOnce(t *testing.T) {
 			order[i] = uint64(i + 1)
 		}
 		order = rapid.Permutation(order).Draw(rt, "order")
-		h := newTbl(t, func(l *Limits) { l.DedupeWindow = 2 })
+		h := newTblHarness(t, func(l *Limits) { l.DedupeWindow = 2 })
 		answered := make([]bool, n+1)
 		first := make([]*Result, n+1)
 		low := func() uint64 {
@@ -302,7 +302,7 @@ func TestPropertyPendingExactlyOnce(t *testing.T) {
 }
 
 func TestLabelsArePrintable(t *testing.T) {
-	h := newTbl(t)
+	h := newTblHarness(t)
 	h.fails(Command{Op: OpSessionCreate, TTLMs: 60_000, Owner: "x\x00\x1b[31mred"}, CodeInvalidArgument,
 		"owner has an unprintable character U+0000 at byte 1: labels are printable UTF-8")
 	s := h.session(60_000)

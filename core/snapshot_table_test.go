@@ -16,8 +16,8 @@ import (
 // its lock-delay; stale timers left by keepalives; remembered client
 // results, one of them a queued request. Snapshot tests and the fuzz seed
 // corpus start from it.
-func tblRich(t testing.TB, tweak ...func(*Limits)) *tblM {
-	h := newTbl(t, tweak...)
+func tblRich(t testing.TB, tweak ...func(*Limits)) *tblHarness {
+	h := newTblHarness(t, tweak...)
 	a := h.ok(Command{Op: OpSessionCreate, TTLMs: 30_000, Owner: "alice"}).Session
 	b := h.ok(with(Command{Op: OpSessionCreate, TTLMs: 20_000, Owner: "bob"}, "cb", 1)).Session
 	c := h.session(10_000)
@@ -81,7 +81,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		t.Fatalf("List differs:\n%+v\n%+v", la, lb)
 	}
 	// A machine with custom limits keeps them.
-	h2 := newTbl(t, func(l *Limits) { l.MaxObjects, l.DedupeWindow, l.MaxClockStepMs = 7, 3, 500 })
+	h2 := newTblHarness(t, func(l *Limits) { l.MaxObjects, l.DedupeWindow, l.MaxClockStepMs = 7, 3, 500 })
 	m2, err := Restore(h2.m.Snapshot())
 	if err != nil || m2.Limits() != h2.m.Limits() {
 		t.Fatalf("limits %+v, %v", m2.Limits(), err)
@@ -141,43 +141,43 @@ func TestSnapshotBehaviour(t *testing.T) {
 
 type tblStep struct {
 	dt   LogTime
-	cmds func(h *tblM) []Command
+	cmds func(h *tblHarness) []Command
 }
 
 // tblScript is what happens to the rich machine next. Commands are derived
 // from the machine's state when the step runs, so a twin gets the same ones.
-func tblScript(h *tblM) []tblStep {
-	holder := func(h *tblM, k Kind, name string) (SessionID, FencingToken) {
+func tblScript(h *tblHarness) []tblStep {
+	holder := func(h *tblHarness, k Kind, name string) (SessionID, FencingToken) {
 		st := h.status(k, name)
 		if len(st.Holders) == 0 {
 			return 0, 1
 		}
 		return st.Holders[0].Session, st.Holders[0].Token
 	}
-	none := func(*tblM) []Command { return nil }
+	none := func(*tblHarness) []Command { return nil }
 	return []tblStep{
 		{1_000, none},
-		{500, func(h *tblM) []Command {
+		{500, func(h *tblHarness) []Command {
 			s, tok := holder(h, KindSemaphore, "sem")
 			return []Command{cRelease(KindSemaphore, "sem", s, tok), with(cCreate(4_000), "cn", 1)}
 		}},
-		{0, func(h *tblM) []Command { return []Command{with(cCreate(4_000), "cn", 1), cLeader()} }},
-		{2_000, func(h *tblM) []Command {
+		{0, func(h *tblHarness) []Command { return []Command{with(cCreate(4_000), "cn", 1), cLeader()} }},
+		{2_000, func(h *tblHarness) []Command {
 			s, tok := holder(h, KindElection, "lead")
 			return []Command{cProclaim("lead", s, tok, "new"), cRemove("gate")}
 		}},
 		{2_000, none},
-		{2_000, func(h *tblM) []Command {
+		{2_000, func(h *tblHarness) []Command {
 			s, tok := holder(h, KindElection, "lead")
 			return []Command{cResign("lead", s, tok)}
 		}},
-		{1_500, func(h *tblM) []Command {
+		{1_500, func(h *tblHarness) []Command {
 			s, _ := holder(h, KindRWLock, "rw")
 			return []Command{cRW("rw", s, ModeRead, 0), cMutex("fresh", s, 3_000)}
 		}},
 		{2_000, none},
 		{2_000, none},
-		{2_000, func(h *tblM) []Command { return []Command{cLeader()} }},
+		{2_000, func(h *tblHarness) []Command { return []Command{cLeader()} }},
 		{2_000, none},
 		{2_000, none},
 		{2_000, none},

@@ -36,14 +36,16 @@ const (
 const fLast = fTargetSeq
 
 // anyOpFields may be set on a command of any op: they belong to its dedupe
-// identity, like ClientID and Seq, and validateClient checks them.
+// identity, like ClientID and Seq, and checkClient checks them.
 const anyOpFields = fLowestPending
 
+// fieldNames spells each field as the API does (Command's Session is the
+// API's session_id), since the API's callers read these messages.
 var fieldNames = map[field]string{
-	fKind: "kind", fName: "name", fSession: "session", fToken: "token", fWaiter: "waiter", fTTL: "ttl_ms",
-	fWait: "wait_ms", fLockDelay: "lock_delay_ms", fMaxHold: "max_hold_ms", fLimit: "limit", fPermits: "permits",
+	fKind: "kind", fName: "name", fSession: "session_id", fToken: "fencing_token", fWaiter: "waiter_id", fTTL: "ttl_ms",
+	fWait: "wait_timeout_ms", fLockDelay: "lock_delay_ms", fMaxHold: "max_hold_ms", fLimit: "limit", fPermits: "permits",
 	fMode: "mode", fParties: "parties", fParticipant: "participant", fOwner: "owner", fValue: "value",
-	fLowestPending: "lowest_pending_seq", fTargetSeq: "target_seq",
+	fLowestPending: "lowest_pending_seq", fTargetSeq: "abandon_seq",
 }
 
 // opFields says which fields each op may set; any other must be zero, so a
@@ -94,8 +96,24 @@ func (c *Command) setFields() field {
 	return f
 }
 
-// validate checks everything about a command that does not depend on state.
-func (m *Machine) validate(c *Command) *Error {
+// CheckCommand reports what is wrong with c that no state can change: an
+// unknown op, a field the op does not take, a field it needs, a number out
+// of l's range, a name or label that is not printable UTF-8, or a client
+// identity (ClientID, Seq, LowestPending) that does not hold together. nil
+// means that only state can refuse c (a stale token, a full queue, a
+// semaphore's fixed limit).
+//
+// It is the one statement of these rules. The machine runs it on every
+// command it applies, so a replica refuses the same commands whatever
+// proposed them; the API (rpc) and the runtime run it before proposing, so
+// that bad input is answered without a log entry. Its messages name fields
+// as the API spells them (session_id for Session, fencing_token for Token,
+// waiter_id, wait_timeout_ms, abandon_seq for TargetSeq) and say what to fix.
+func CheckCommand(l Limits, c *Command) *Error { return checkCommand(&l, c) }
+
+func (m *Machine) validate(c *Command) *Error { return checkCommand(&m.limits, c) }
+
+func checkCommand(l *Limits, c *Command) *Error {
 	if c.Op == 0 || c.Op >= opCount {
 		return errorf(CodeInvalidArgument, "unknown op %d: use one of session_create .. abandon", uint8(c.Op))
 	}
@@ -106,66 +124,72 @@ func (m *Machine) validate(c *Command) *Error {
 			}
 		}
 	}
-	if err := m.validateClient(c); err != nil {
+	if err := checkClient(c); err != nil {
 		return err
 	}
-	need := func(ok bool, format string, args ...any) *Error {
-		if ok {
-			return nil
-		}
-		return errorf(CodeInvalidArgument, format, args...)
-	}
-	l := &m.limits
 	switch c.Op {
 	case OpSessionCreate:
-		return firstError(m.validateTTL(c.TTLMs, false), m.validateOwner(c.Owner))
+		return firstError(checkTTL(l, c.TTLMs, false), checkLabel(l, "owner", c.Owner))
 	case OpSessionKeepAlive:
-		return firstError(need(c.Session != 0, "session_keepalive needs a session"), m.validateTTL(c.TTLMs, true))
+		return firstError(need(c.Session != 0, "session_keepalive needs session_id: give the session to keep alive"), checkTTL(l, c.TTLMs, true))
 	case OpSessionClose:
-		return need(c.Session != 0, "session_close needs a session")
+		return need(c.Session != 0, "session_close needs session_id: give the session to close")
 	case OpAcquire:
-		return firstError(m.validateObject(c), need(c.Session != 0, "acquire needs a session: create one first"), m.validateWait(c.WaitMs), m.validateOwner(c.Owner), m.validateValue(c.Value),
+		return firstError(checkObject(l, c), need(c.Session != 0, "acquire needs session_id: create a session first"), checkWait(l, c.WaitMs),
+			checkLabel(l, "owner", c.Owner), checkValue(l, c.Value),
 			need(c.MaxHoldMs >= 0 && c.MaxHoldMs <= l.MaxHoldMs, "max_hold_ms %d is out of range: use 0 (none) to %d", c.MaxHoldMs, l.MaxHoldMs),
-			m.validateAcquireKind(c))
+			checkAcquireKind(l, c))
 	case OpRelease:
-		return firstError(m.validateObject(c), need(c.Token != 0, "release needs the fencing token of the grant to release"))
+		return firstError(checkObject(l, c), need(c.Token != 0, "release needs fencing_token: give the token the acquire answered"))
 	case OpCancel:
-		return need(c.Waiter != 0, "cancel needs the waiter id that the queued request answered")
+		return need(c.Waiter != 0, "cancel needs waiter_id: give the waiter_id the queued request answered")
 	case OpBarrierWait:
-		return firstError(m.validateName(c.Name), need(c.Session != 0, "barrier_wait needs a session"), m.validateWait(c.WaitMs),
+		return firstError(checkName(l, c.Name), need(c.Session != 0, "barrier_wait needs session_id: give the session that waits"), checkWait(l, c.WaitMs),
 			need(c.Parties == 0 || (c.Parties >= 2 && c.Parties <= int64(l.MaxParties)),
 				"parties %d is out of range: use 2..%d, or 0 to wait for a set barrier to be removed", c.Parties, l.MaxParties),
-			m.validateLabel("participant", c.Participant))
+			checkLabel(l, "participant", c.Participant))
 	case OpBarrierSet:
-		return firstError(m.validateName(c.Name), need(c.Session != 0, "barrier_set needs the session that holds the barrier"))
+		return firstError(checkName(l, c.Name),
+			need(c.Session != 0, "barrier_set needs session_id: a set barrier stays up while the session that set it lives"))
 	case OpBarrierRemove:
-		return m.validateName(c.Name)
+		return checkName(l, c.Name)
 	case OpCampaign:
-		return firstError(m.validateName(c.Name), need(c.Session != 0, "campaign needs a session"), m.validateWait(c.WaitMs),
-			m.validateOwner(c.Owner), m.validateValue(c.Value))
+		return firstError(checkName(l, c.Name), need(c.Session != 0, "campaign needs session_id: give the candidate's session"), checkWait(l, c.WaitMs),
+			checkLabel(l, "owner", c.Owner), checkValue(l, c.Value))
 	case OpProclaim:
-		return firstError(m.validateName(c.Name), need(c.Session != 0 && c.Token != 0, "proclaim needs the leader's session and token"),
-			m.validateValue(c.Value))
+		return firstError(checkName(l, c.Name), need(c.Session != 0, "proclaim needs session_id: give the leader's session"),
+			need(c.Token != 0, "proclaim needs fencing_token: give the leadership's token"), checkValue(l, c.Value))
 	case OpResign:
-		return firstError(m.validateName(c.Name), need(c.Session != 0 && c.Token != 0, "resign needs the leader's session and token"))
+		return firstError(checkName(l, c.Name), need(c.Session != 0, "resign needs session_id: give the leader's session"),
+			need(c.Token != 0, "resign needs fencing_token: give the leadership's token"))
 	case OpAbandon:
-		return firstError(need(c.ClientID != "", "abandon needs the client_id of the request to withdraw"),
-			need(c.Session != 0, "abandon needs the session the request was made for"),
-			need(c.TargetSeq != 0, "abandon needs the request_seq of the request to withdraw (target_seq)"),
-			need(c.TargetSeq != c.Seq, "abandon's target_seq %d is its own request_seq: name the earlier request to withdraw", c.TargetSeq),
+		return firstError(need(c.ClientID != "", "abandon needs client_id: give the client_id of the request to abandon"),
+			need(c.Session != 0, "abandon needs session_id: give the session the abandoned request was made for"),
+			need(c.TargetSeq != 0, "abandon needs abandon_seq: give the request_seq of the request to abandon"),
+			need(c.TargetSeq != c.Seq, "abandon_seq %d equals this request's own request_seq: give the earlier request's", c.TargetSeq),
 			need(c.LowestPending == 0 || c.LowestPending <= c.TargetSeq,
-				"lowest_pending_seq %d is above target_seq %d: the request being withdrawn is still pending", c.LowestPending, c.TargetSeq),
-			m.validateAbandonKind(c.Kind), m.validateName(c.Name))
+				"lowest_pending_seq %d is above abandon_seq %d: the abandoned request is still pending until abandon answers", c.LowestPending, c.TargetSeq),
+			checkAbandonKind(c.Kind), checkName(l, c.Name))
 	}
 	return nil
 }
 
-// validateAbandonKind accepts the kinds of requests that can wait or hold:
+// need is nil when ok, else an invalid_argument error with the message.
+func need(ok bool, format string, args ...any) *Error {
+	if ok {
+		return nil
+	}
+	return errorf(CodeInvalidArgument, format, args...)
+}
+
+// checkAbandonKind accepts the kinds of requests that can wait or hold:
 // acquires, campaigns and barrier waits.
-func (m *Machine) validateAbandonKind(k Kind) *Error {
+func checkAbandonKind(k Kind) *Error {
 	switch k {
 	case KindMutex, KindSemaphore, KindRWLock, KindElection, KindBarrier:
 		return nil
+	case 0:
+		return errorf(CodeInvalidArgument, "abandon needs kind: give the kind of the abandoned request's object")
 	}
 	return errorf(CodeInvalidArgument, "abandon takes kind mutex, semaphore, rwlock, election or barrier, not %s", k)
 }
@@ -179,7 +203,7 @@ func firstError(errs ...*Error) *Error {
 	return nil
 }
 
-func (m *Machine) validateClient(c *Command) *Error {
+func checkClient(c *Command) *Error {
 	switch {
 	case c.ClientID == "" && c.Seq != 0:
 		return errorf(CodeInvalidArgument, "request_seq %d without a client_id: send both or neither", c.Seq)
@@ -192,24 +216,36 @@ func (m *Machine) validateClient(c *Command) *Error {
 	case c.LowestPending != 0 && c.ClientID == "":
 		return errorf(CodeInvalidArgument, "lowest_pending_seq %d without a client_id: it belongs to the client's request numbering", c.LowestPending)
 	case c.LowestPending > c.Seq:
-		return errorf(CodeInvalidArgument, "lowest_pending_seq %d is above request_seq %d: this request itself is pending, so the lowest is at most %d",
+		return errorf(CodeInvalidArgument, "lowest_pending_seq %d is above request_seq %d: this request itself is pending, so give at most %d",
 			c.LowestPending, c.Seq, c.Seq)
 	}
 	return nil
 }
 
-// ValidateName reports whether name can name an object: 1..MaxNameBytes bytes
-// of printable UTF-8. The API layer uses it to answer before proposing.
+// ValidateName reports whether name can name an object: 1..MaxNameBytes
+// bytes of printable UTF-8, CheckCommand's rule. It is for a name outside a
+// command (a read's), so that a read is refused in the same words.
 func (l Limits) ValidateName(name string) error {
-	if err := validateName(name, l.MaxNameBytes); err != nil {
+	if err := checkName(&l, name); err != nil {
 		return err
 	}
 	return nil
 }
 
-func (m *Machine) validateName(name string) *Error { return validateName(name, m.limits.MaxNameBytes) }
+// ValidateLabel reports whether label can be an owner or participant label:
+// at most MaxOwnerBytes of printable UTF-8, CheckCommand's rule. It is for a
+// label outside a command (one the API looks a holder up by).
+func (l Limits) ValidateLabel(field, label string) error {
+	if err := checkLabel(&l, field, label); err != nil {
+		return err
+	}
+	return nil
+}
 
-func validateName(name string, max int) *Error {
+func (m *Machine) validateName(name string) *Error { return checkName(&m.limits, name) }
+
+func checkName(l *Limits, name string) *Error {
+	max := l.MaxNameBytes
 	if name == "" {
 		return errorf(CodeInvalidArgument, "the name is empty: give 1..%d bytes of printable UTF-8", max)
 	}
@@ -229,17 +265,16 @@ func validateName(name string, max int) *Error {
 	return nil
 }
 
-func (m *Machine) validateObject(c *Command) *Error {
+func checkObject(l *Limits, c *Command) *Error {
 	switch c.Kind {
 	case KindMutex, KindSemaphore, KindRWLock:
 	default:
 		return errorf(CodeInvalidArgument, "%s takes kind mutex, semaphore or rwlock, not %s", c.Op, c.Kind)
 	}
-	return m.validateName(c.Name)
+	return checkName(l, c.Name)
 }
 
-func (m *Machine) validateAcquireKind(c *Command) *Error {
-	l := &m.limits
+func checkAcquireKind(l *Limits, c *Command) *Error {
 	switch c.Kind {
 	case KindMutex:
 		if c.Limit != 0 || c.Permits != 0 || c.Mode != 0 {
@@ -264,7 +299,7 @@ func (m *Machine) validateAcquireKind(c *Command) *Error {
 		}
 	}
 	if c.LockDelayMs != 0 && c.Kind != KindMutex {
-		return errorf(CodeInvalidArgument, "lock_delay_ms applies to mutexes only")
+		return errorf(CodeInvalidArgument, "lock_delay_ms applies to mutexes only: leave it out")
 	}
 	if c.LockDelayMs < 0 || c.LockDelayMs > l.MaxLockDelayMs {
 		return errorf(CodeInvalidArgument, "lock_delay_ms %d is out of range: use 0 (none) to %d", c.LockDelayMs, l.MaxLockDelayMs)
@@ -272,40 +307,31 @@ func (m *Machine) validateAcquireKind(c *Command) *Error {
 	return nil
 }
 
-func (m *Machine) validateTTL(ttl int64, optional bool) *Error {
+func checkTTL(l *Limits, ttl int64, optional bool) *Error {
 	if optional && ttl == 0 {
 		return nil
 	}
-	l := &m.limits
 	if ttl < l.MinTTLMs || ttl > l.MaxTTLMs {
 		return errorf(CodeInvalidArgument, "ttl_ms %d is out of range: use %d..%d", ttl, l.MinTTLMs, l.MaxTTLMs)
 	}
 	return nil
 }
 
-func (m *Machine) validateWait(wait int64) *Error {
-	if wait == WaitForever || (wait >= 0 && wait <= m.limits.MaxWaitMs) {
+func checkWait(l *Limits, wait int64) *Error {
+	if wait == WaitForever || (wait >= 0 && wait <= l.MaxWaitMs) {
 		return nil
 	}
-	return errorf(CodeInvalidArgument, "wait_ms %d is out of range: use 0 (try once), 1..%d, or -1 (until granted or cancelled)",
-		wait, m.limits.MaxWaitMs)
+	return errorf(CodeInvalidArgument, "wait_timeout_ms %d is out of range: use 0 (try once), 1..%d ms, or -1 (until granted or cancelled)",
+		wait, l.MaxWaitMs)
 }
 
-func (m *Machine) validateOwner(owner string) *Error { return m.validateLabel("owner", owner) }
-
-// validateLabel checks a label shown in status (an owner, a participant):
+// checkLabel checks a label shown in status (an owner, a participant):
 // printable UTF-8 like a name, so that nothing that prints status can be
 // made to emit terminal escapes. Empty is allowed.
-func (m *Machine) validateLabel(field, label string) *Error {
-	if len(label) > m.limits.MaxOwnerBytes {
-		return errorf(CodeInvalidArgument, "%s is %d bytes: at most %d", field, len(label), m.limits.MaxOwnerBytes)
+func checkLabel(l *Limits, field, label string) *Error {
+	if len(label) > l.MaxOwnerBytes {
+		return errorf(CodeInvalidArgument, "%s is %d bytes: at most %d", field, len(label), l.MaxOwnerBytes)
 	}
-	return ValidateLabel(field, label)
-}
-
-// ValidateLabel reports whether a label is printable UTF-8; the API layer
-// uses it to answer before proposing.
-func ValidateLabel(field, label string) *Error {
 	for i, r := range label {
 		if r == utf8.RuneError {
 			if _, size := utf8.DecodeRuneInString(label[i:]); size <= 1 {
@@ -319,9 +345,9 @@ func ValidateLabel(field, label string) *Error {
 	return nil
 }
 
-func (m *Machine) validateValue(v []byte) *Error {
-	if len(v) > m.limits.MaxValueBytes {
-		return errorf(CodeInvalidArgument, "value is %d bytes: at most %d", len(v), m.limits.MaxValueBytes)
+func checkValue(l *Limits, v []byte) *Error {
+	if len(v) > l.MaxValueBytes {
+		return errorf(CodeInvalidArgument, "value is %d bytes: at most %d", len(v), l.MaxValueBytes)
 	}
 	return nil
 }

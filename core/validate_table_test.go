@@ -52,12 +52,12 @@ func TestNamesTable(t *testing.T) {
 	for _, op := range ops {
 		for _, tc := range bad {
 			t.Run(op.String()+"/"+tc.phrase, func(t *testing.T) {
-				h := newTbl(t)
+				h := newTblHarness(t)
 				h.fails(tblNamed(op, h.session(60_000), tc.name), CodeInvalidArgument, tc.phrase)
 			})
 		}
 	}
-	h := newTbl(t)
+	h := newTblHarness(t)
 	s := h.session(60_000)
 	for _, name := range good {
 		if err := h.m.Limits().ValidateName(name); err != nil {
@@ -78,7 +78,7 @@ func TestNamesTable(t *testing.T) {
 		}
 	}
 	// The name limit is a limit.
-	h = newTbl(t, func(l *Limits) { l.MaxNameBytes = 4 })
+	h = newTblHarness(t, func(l *Limits) { l.MaxNameBytes = 4 })
 	h.granted(cMutex("abcd", h.session(1_000), 0))
 	h.fails(cMutex("abcde", h.session(1_000), 0), CodeInvalidArgument, "the name is 5 bytes: at most 4")
 }
@@ -89,7 +89,7 @@ func TestSizesTable(t *testing.T) {
 		c.Owner, c.Value = owner, make([]byte, value)
 		return c
 	}
-	h := newTbl(t)
+	h := newTblHarness(t)
 	s := h.session(60_000)
 	h.granted(acq(s, strings.Repeat("o", 128), 1024)) // at the limits
 	h.fails(acq(s, strings.Repeat("o", 129), 0), CodeInvalidArgument, "owner is 129 bytes: at most 128")
@@ -97,7 +97,7 @@ func TestSizesTable(t *testing.T) {
 	h.fails(acq(s, "\xc3(", 0), CodeInvalidArgument, "owner is not valid UTF-8")
 	h.fails(cArrive("b", s, 2, "\xc3(", 1000), CodeInvalidArgument, "participant is not valid UTF-8")
 
-	h = newTbl(t, func(l *Limits) { l.MaxOwnerBytes, l.MaxValueBytes = 0, 0 })
+	h = newTblHarness(t, func(l *Limits) { l.MaxOwnerBytes, l.MaxValueBytes = 0, 0 })
 	s = h.session(60_000)
 	h.fails(acq(s, "o", 0), CodeInvalidArgument, "owner is 1 bytes: at most 0")
 	h.fails(acq(s, "", 1), CodeInvalidArgument, "value is 1 bytes: at most 0")
@@ -109,48 +109,48 @@ func TestResourceLimitsTable(t *testing.T) {
 	tests := []struct {
 		name   string
 		tweak  func(*Limits)
-		cmd    func(h *tblM) Command
+		cmd    func(h *tblHarness) Command
 		code   Code
 		phrase string
 	}{
-		{"objects: a mutex", func(l *Limits) { l.MaxObjects = 2 }, func(h *tblM) Command {
+		{"objects: a mutex", func(l *Limits) { l.MaxObjects = 2 }, func(h *tblHarness) Command {
 			s := h.session(60_000)
 			h.granted(cMutex("a", s, 0))
 			h.granted(cSem("b", s, 2, 1, 0))
 			return cMutex("c", s, 0)
 		}, CodeResourceExhausted, "2 objects are live, the limit: release or close sessions before creating mutex \"c\""},
-		{"objects: a barrier arrival", func(l *Limits) { l.MaxObjects = 1 }, func(h *tblM) Command {
+		{"objects: a barrier arrival", func(l *Limits) { l.MaxObjects = 1 }, func(h *tblHarness) Command {
 			s := h.session(60_000)
 			h.granted(cMutex("a", s, 0))
 			return cArrive("b", s, 2, "", WaitForever)
 		}, CodeResourceExhausted, "before creating barrier \"b\""},
-		{"objects: a barrier set", func(l *Limits) { l.MaxObjects = 1 }, func(h *tblM) Command {
+		{"objects: a barrier set", func(l *Limits) { l.MaxObjects = 1 }, func(h *tblHarness) Command {
 			s := h.session(60_000)
 			h.granted(cMutex("a", s, 0))
 			return cSet("b", s)
 		}, CodeResourceExhausted, "before creating barrier \"b\""},
-		{"objects: a campaign", func(l *Limits) { l.MaxObjects = 1 }, func(h *tblM) Command {
+		{"objects: a campaign", func(l *Limits) { l.MaxObjects = 1 }, func(h *tblHarness) Command {
 			s := h.session(60_000)
 			h.granted(cMutex("a", s, 0))
 			return cCampaign("e", s, "", 0)
 		}, CodeResourceExhausted, "before creating election \"e\""},
-		{"objects: a mutex kept by its lock-delay counts", func(l *Limits) { l.MaxObjects = 1 }, func(h *tblM) Command {
+		{"objects: a mutex kept by its lock-delay counts", func(l *Limits) { l.MaxObjects = 1 }, func(h *tblHarness) Command {
 			c := cMutex("a", h.session(1_000), 0)
 			c.LockDelayMs = 5_000
 			h.granted(c)
 			h.advance(1_000)
 			return cMutex("b", h.session(1_000), 0)
 		}, CodeResourceExhausted, "1 objects are live"},
-		{"waiters per object", func(l *Limits) { l.MaxWaitersPerObject = 1 }, func(h *tblM) Command {
+		{"waiters per object", func(l *Limits) { l.MaxWaitersPerObject = 1 }, func(h *tblHarness) Command {
 			h.granted(cMutex("a", h.session(60_000), 0))
 			h.queued(cMutex("a", h.session(60_000), WaitForever))
 			return cMutex("a", h.session(60_000), WaitForever)
 		}, CodeResourceExhausted, "1 requests already wait for mutex \"a\", the limit: try again later"},
-		{"waiters per object at a barrier", func(l *Limits) { l.MaxWaitersPerObject = 1 }, func(h *tblM) Command {
+		{"waiters per object at a barrier", func(l *Limits) { l.MaxWaitersPerObject = 1 }, func(h *tblHarness) Command {
 			h.queued(cArrive("b", h.session(60_000), 5, "", WaitForever))
 			return cArrive("b", h.session(60_000), 5, "", WaitForever)
 		}, CodeResourceExhausted, "1 requests already wait for barrier \"b\""},
-		{"waiters in all: a grant is not a wait", func(l *Limits) { l.MaxWaiters = 2 }, func(h *tblM) Command {
+		{"waiters in all: a grant is not a wait", func(l *Limits) { l.MaxWaiters = 2 }, func(h *tblHarness) Command {
 			s := h.session(60_000)
 			h.granted(cMutex("a", s, 0))
 			h.granted(cMutex("b", s, 0))
@@ -158,7 +158,7 @@ func TestResourceLimitsTable(t *testing.T) {
 			h.queued(cMutex("b", h.session(60_000), WaitForever))
 			return cCampaign("e", h.session(60_000), "", 0)
 		}, CodeOK, ""},
-		{"waiters in all, refused", func(l *Limits) { l.MaxWaiters = 2 }, func(h *tblM) Command {
+		{"waiters in all, refused", func(l *Limits) { l.MaxWaiters = 2 }, func(h *tblHarness) Command {
 			s := h.session(60_000)
 			h.granted(cMutex("a", s, 0))
 			h.granted(cMutex("b", s, 0))
@@ -166,31 +166,31 @@ func TestResourceLimitsTable(t *testing.T) {
 			h.queued(cMutex("b", h.session(60_000), WaitForever))
 			return cArrive("c", h.session(60_000), 2, "", WaitForever)
 		}, CodeResourceExhausted, "2 requests wait across the cluster, the limit: try again later"},
-		{"holds per session: a grant", func(l *Limits) { l.MaxHoldsPerSession = 2 }, func(h *tblM) Command {
+		{"holds per session: a grant", func(l *Limits) { l.MaxHoldsPerSession = 2 }, func(h *tblHarness) Command {
 			s := h.session(60_000)
 			h.granted(cMutex("a", s, 0))
 			h.granted(cRW("b", s, ModeRead, 0))
 			return cMutex("c", s, 0)
 		}, CodeResourceExhausted, "has 2 grants and waits, the limit: release some first"},
-		{"holds per session: a wait counts", func(l *Limits) { l.MaxHoldsPerSession = 2 }, func(h *tblM) Command {
+		{"holds per session: a wait counts", func(l *Limits) { l.MaxHoldsPerSession = 2 }, func(h *tblHarness) Command {
 			s := h.session(60_000)
 			h.granted(cMutex("x", h.session(60_000), 0))
 			h.granted(cMutex("a", s, 0))
 			h.queued(cMutex("x", s, WaitForever))
 			return cCampaign("e", s, "", 0)
 		}, CodeResourceExhausted, "has 2 grants and waits"},
-		{"holds per session: a queued request", func(l *Limits) { l.MaxHoldsPerSession = 1 }, func(h *tblM) Command {
+		{"holds per session: a queued request", func(l *Limits) { l.MaxHoldsPerSession = 1 }, func(h *tblHarness) Command {
 			s := h.session(60_000)
 			h.granted(cMutex("x", h.session(60_000), 0))
 			h.granted(cMutex("a", s, 0))
 			return cMutex("x", s, WaitForever)
 		}, CodeResourceExhausted, "has 1 grants and waits"},
-		{"holds per session: a barrier arrival", func(l *Limits) { l.MaxHoldsPerSession = 1 }, func(h *tblM) Command {
+		{"holds per session: a barrier arrival", func(l *Limits) { l.MaxHoldsPerSession = 1 }, func(h *tblHarness) Command {
 			s := h.session(60_000)
 			h.granted(cMutex("a", s, 0))
 			return cArrive("b", s, 2, "", WaitForever)
 		}, CodeResourceExhausted, "has 1 grants and waits"},
-		{"holds per session: a barrier set", func(l *Limits) { l.MaxHoldsPerSession = 1 }, func(h *tblM) Command {
+		{"holds per session: a barrier set", func(l *Limits) { l.MaxHoldsPerSession = 1 }, func(h *tblHarness) Command {
 			s := h.session(60_000)
 			h.granted(cMutex("a", s, 0))
 			return cSet("b", s)
@@ -198,7 +198,7 @@ func TestResourceLimitsTable(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newTbl(t, tc.tweak)
+			h := newTblHarness(t, tc.tweak)
 			c := tc.cmd(h)
 			if tc.code == CodeOK {
 				h.ok(c)
@@ -210,7 +210,7 @@ func TestResourceLimitsTable(t *testing.T) {
 }
 
 func TestCommandsPerEntryTable(t *testing.T) {
-	h := newTbl(t, func(l *Limits) { l.MaxCommandsPerEntry = 3 })
+	h := newTblHarness(t, func(l *Limits) { l.MaxCommandsPerEntry = 3 })
 	s := h.session(1_000)
 	h.run(cMutex("a", s, 0), cMutex("b", s, 0), cMutex("c", s, 0)) // at the limit
 	// Four commands: all refused, nothing applied, though timers still fire.
@@ -238,11 +238,11 @@ func TestClientKeyTable(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newTbl(t)
+			h := newTblHarness(t)
 			h.fails(tc.cmd, CodeInvalidArgument, tc.phrase)
 		})
 	}
-	h := newTbl(t)
+	h := newTblHarness(t)
 	h.ok(with(cCreate(1_000), strings.Repeat("c", 128), 1))
 }
 
@@ -290,7 +290,7 @@ func tblSetField(c *Command, f field) {
 // refused by name, so a caller learns the field is ignored instead of
 // guessing.
 func TestFieldsTable(t *testing.T) {
-	h := newTbl(t)
+	h := newTblHarness(t)
 	n := 0
 	for op := Op(1); op < opCount; op++ {
 		for f := field(1); f <= fValue; f <<= 1 {
@@ -309,7 +309,7 @@ func TestFieldsTable(t *testing.T) {
 }
 
 func TestReadsTable(t *testing.T) {
-	h := newTbl(t)
+	h := newTblHarness(t)
 	s := h.session(60_000)
 	h.granted(cMutex("app/b", s, 0))
 	h.granted(cMutex("app/a", s, 0))
@@ -357,7 +357,7 @@ func TestReadsTable(t *testing.T) {
 		t.Fatalf("List %+v, Status %+v", list, st)
 	}
 	// MaxListResults caps any limit.
-	h2 := newTbl(t, func(l *Limits) { l.MaxListResults = 2 })
+	h2 := newTblHarness(t, func(l *Limits) { l.MaxListResults = 2 })
 	s2 := h2.session(60_000)
 	for _, n := range []string{"a", "b", "c"} {
 		h2.granted(cMutex(n, s2, 0))

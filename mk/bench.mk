@@ -5,7 +5,7 @@
 #   make bench-etcd      the same workloads against 3 etcd members (Debian's
 #                        etcd-server: apt-get install -y etcd-server)
 #   make bench-compare   both, one after the other, in one run
-#   make test-performance  (top Makefile) a short bounded profile
+#   make test-performance  a short bounded profile (PERF_FLAGS)
 #
 # BENCH_FLAGS passes more flags to lockbench (go run ./bench/cmd/lockbench -h).
 # bench/etcd is a module of its own: the etcd client's grpc and protobuf
@@ -15,18 +15,23 @@ BENCH_FLAGS ?=
 ETCD_BENCH_FLAGS ?=
 ETCD ?= etcd
 
+bin/lockbench: $(GO_SOURCES)
+	@mkdir -p $(@D)
+	$(GO) build -o $@ ./bench/cmd/lockbench
+	@touch $@
+
+bin/etcdbench: $(wildcard bench/etcd/*.go) bench/etcd/go.mod bench/etcd/go.sum
+	@mkdir -p $(@D)
+	cd bench/etcd && $(GO) build -o $(CURDIR)/$@ .
+	@touch $@
+
 .PHONY: bench-server
-bench-server: ## load generator: cycles/s and latency at 1..256 clients, hand-offs, failover, RSS at 100k locks
-	@mkdir -p bin
-	$(GO) build -o bin/lockstep ./cmd/lockstep
-	$(GO) build -o bin/lockbench ./bench/cmd/lockbench
+bench-server: bin/lockstep bin/lockbench ## load generator: cycles/s and latency at 1..256 clients, hand-offs, failover, RSS at 100k locks
 	bin/lockbench -bin bin/lockstep $(BENCH_FLAGS)
 
 .PHONY: bench-etcd
-bench-etcd: ## the same workloads against a 3-member etcd (concurrency.Mutex)
+bench-etcd: bin/etcdbench ## the same workloads against a 3-member etcd (concurrency.Mutex)
 	@command -v $(ETCD) >/dev/null || { echo "bench-etcd: no $(ETCD) binary (apt-get install -y etcd-server)" >&2; exit 1; }
-	@mkdir -p bin
-	cd bench/etcd && $(GO) build -o $(CURDIR)/bin/etcdbench .
 	bin/etcdbench -bin $(ETCD) $(ETCD_BENCH_FLAGS)
 
 .PHONY: bench-compare
@@ -39,3 +44,7 @@ bench-compare: ## lockstep, etcd and ZooKeeper side by side in one run, then the
 
 # The short profile of make test-performance: about 50 s.
 PERF_FLAGS ?= -strict -dur 2s -clients 1,16,64 -handoff 16 -failover 1 -partition 1 -mem 10000
+
+.PHONY: test-performance
+test-performance: bin/lockstep bin/lockbench ## end-to-end load against a real 3-node cluster, short bounded profile
+	bin/lockbench -bin bin/lockstep $(PERF_FLAGS)

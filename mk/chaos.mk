@@ -17,6 +17,12 @@
 # the violations, porcupine's visualization when a history is illegal).
 
 CHAOS_BIN := bin/lockstep-chaos
+
+$(CHAOS_BIN): $(GO_SOURCES)
+	@mkdir -p $(@D)
+	$(GO) build -o $@ ./cmd/lockstep-chaos
+	@touch $@
+
 CHAOS_FLAGS ?=
 CHAOS_SEEDS ?= 1-5
 CHAOS_SHARD_SEEDS ?= 6-8
@@ -26,13 +32,9 @@ CHAOS_SMOKE_DURATION ?= 30s
 CHAOS_BUG_SEEDS ?= 1-3
 CHAOS_BUG_DURATION ?= 15s
 
-TEST_EXTRA += test-chaos-smoke
-
+# Every chaos run needs the runner and the server it starts (mk/server.mk).
 .PHONY: chaos-build
-chaos-build:
-	@mkdir -p bin
-	$(GO) build -o bin/lockstep ./cmd/lockstep
-	$(GO) build -o $(CHAOS_BIN) ./cmd/lockstep-chaos
+chaos-build: $(CHAOS_BIN) bin/lockstep
 
 .PHONY: test-chaos
 test-chaos: chaos-build ## about five minutes of kill -9, SIGSTOP and partitions against real clusters, every history checked

@@ -49,6 +49,8 @@ GOOGLEAPIS_MODULE             := github.com/grpc-ecosystem/grpc-gateway@v1.16.0
 
 GENERATE_CHECK ?= auto
 
+# Where the pinned tools and the google/api protos are installed (git-ignored).
+TOOLS                 := $(CURDIR)/.tools
 GEN_TOOLS_BIN         := $(TOOLS)/bin
 BUF                   := $(GEN_TOOLS_BIN)/buf
 PROTOC_GEN_GO         := $(GEN_TOOLS_BIN)/protoc-gen-go
@@ -144,5 +146,3 @@ generate-check-full: generate-lint ## regenerate into a temporary folder and fai
 			"'+' committed). Run make generate and commit proto/ and rpc/gen/ together; do not edit rpc/gen/ by hand." >&2; \
 		exit 1; fi; \
 	echo "generate-check-full: rpc/gen/ is exactly what proto/ generates"
-
-TEST_EXTRA += generate-check

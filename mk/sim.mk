@@ -12,25 +12,22 @@ SIM_FLAGS ?=
 SIM_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 SIM_BIN := bin/lockstep-sim
 
-TEST_EXTRA += sim
+$(SIM_BIN): $(GO_SOURCES)
+	@mkdir -p $(@D)
+	$(GO) build -o $@ ./cmd/lockstep-sim
+	@touch $@
 
 .PHONY: sim
-sim: ## sweep simulator seeds SEEDS (default 1-400, about two minutes on two cores), then SHARD_SEEDS with drawn shard counts; failures print their replay command
-	@mkdir -p bin
-	$(GO) build -o $(SIM_BIN) ./cmd/lockstep-sim
+sim: $(SIM_BIN) ## sweep simulator seeds SEEDS (default 1-400, about two minutes on two cores), then SHARD_SEEDS with drawn shard counts; failures print their replay command
 	$(SIM_BIN) -seeds $(SEEDS) -j $(SIM_JOBS) -q $(SIM_FLAGS)
 	$(SIM_BIN) -seeds $(SHARD_SEEDS) -shards 0 -j $(SIM_JOBS) -q $(SIM_FLAGS)
 
 .PHONY: sim-seed
-sim-seed: ## run one seed with its trace: make sim-seed SEED=N
-	@mkdir -p bin
-	$(GO) build -o $(SIM_BIN) ./cmd/lockstep-sim
+sim-seed: $(SIM_BIN) ## run one seed with its trace: make sim-seed SEED=N
 	$(SIM_BIN) -seed $(SEED) -v $(SIM_FLAGS)
 
 .PHONY: sim-bugs
-sim-bugs: ## prove every planted bug is caught within seeds 1-40 (each sweep must exit non-zero)
-	@mkdir -p bin
-	$(GO) build -o $(SIM_BIN) ./cmd/lockstep-sim
+sim-bugs: $(SIM_BIN) ## prove every planted bug is caught within seeds 1-40 (each sweep must exit non-zero)
 	@for b in $$($(SIM_BIN) -bug list | awk '{print $$1}'); do \
 		t=$$($(SIM_BIN) -bug list | awk -v b=$$b '$$1 == b && match($$0, /scenario Test[A-Za-z0-9]+/) { print substr($$0, RSTART + 9, RLENGTH - 9) }'); \
 		if [ -n "$$t" ]; then \

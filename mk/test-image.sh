@@ -38,9 +38,14 @@ for port in 8080 9090; do
 done
 
 # The build stage's output, made with the local Go: what /out holds in the
-# Dockerfile's build stage.
+# Dockerfile's build stage. make test-image builds the binary once as
+# bin/image/lockstep and names it in IMAGE_BIN; run alone, this builds it.
 mkdir -p "$work/ctx/out/etc" "$work/ctx/out/data"
-CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$work/ctx/out/lockstep" ./cmd/lockstep
+if [ -n "${IMAGE_BIN:-}" ]; then
+	cp "$IMAGE_BIN" "$work/ctx/out/lockstep"
+else
+	CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$work/ctx/out/lockstep" ./cmd/lockstep
+fi
 echo 'nonroot:x:65532:65532:lockstep:/var/lib/lockstep:/sbin/nologin' > "$work/ctx/out/etc/passwd"
 echo 'nonroot:x:65532:' > "$work/ctx/out/etc/group"
 

@@ -13,7 +13,8 @@
 // holds what the REST side needs beyond vanguard (names with %2F, the
 // {"code","message"} error body); codec.go the snake_case JSON; errors.go
 // how core's and the runtime's errors become status codes; validate.go
-// every check made before a command is proposed; interceptors.go and
+// the checks made before a command is proposed (the API's own, then
+// core.CheckCommand on the commands a request becomes); interceptors.go and
 // ownership.go the chain and the actions each procedure needs.
 //
 // Handlers know nothing of Raft: they build core.Commands, call

@@ -31,6 +31,9 @@ type fakeBackend struct {
 	// watchFeed, when set, is the stream the next WatchShards returns: a
 	// test scripts events, entry boundaries and the stream's end.
 	watchFeed chan runtime.Event
+	// dos counts the commands Do was given: a test of bad input checks that
+	// none reached the backend.
+	dos int
 }
 
 var errNoQuorum = fmt.Errorf("fake: %w", runtime.ErrUnavailable)
@@ -60,6 +63,13 @@ func newFakeBackend() *fakeBackend {
 }
 
 func (f *fakeBackend) Close() { close(f.stop) }
+
+// proposed is how many commands Do has been given.
+func (f *fakeBackend) proposed() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.dos
+}
 
 // applyLocked applies one entry and routes its effects.
 func (f *fakeBackend) applyLocked(cmds []core.Command) []core.Result {
@@ -111,6 +121,7 @@ func (f *fakeBackend) applyLocked(cmds []core.Command) []core.Result {
 
 func (f *fakeBackend) Do(ctx context.Context, cmd core.Command) (core.Result, error) {
 	f.mu.Lock()
+	f.dos++
 	if f.down != nil {
 		f.mu.Unlock()
 		return core.Result{}, f.down

@@ -142,7 +142,7 @@ func RemoteFrom(ctx context.Context) string {
 // interceptors builds the chain.
 func (s *service) interceptors(m *metrics) []connect.Interceptor {
 	return []connect.Interceptor{m, audit{s.opts.Auditor}, authn{s.opts.Authenticator},
-		requestCheck(authz{s.opts.Authorizer}.decide), requestCheck(validator{l: s.opts.Limits}.validate),
+		requestCheck(authz{s.opts.Authorizer}.decide), requestCheck(validator{l: s.opts.Limits, defaultTTLMs: s.opts.DefaultTTL.Milliseconds()}.validate),
 		requestCheck(ownership{s}.check)}
 }
 

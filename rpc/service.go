@@ -45,13 +45,19 @@ func (s *service) waitMs(ctx context.Context, ms int64) int64 {
 
 // ttlMs is a request's lease: ttl_seconds or ttl_ms, else the default.
 func (s *service) ttlMs(seconds, ms int64) int64 {
+	return leaseTTLMs(seconds, ms, s.opts.DefaultTTL.Milliseconds())
+}
+
+// leaseTTLMs is the TTL proposed for ttl_seconds or ttl_ms, else def; the
+// validator checks the same value (validator.ttlMs).
+func leaseTTLMs(seconds, ms, def int64) int64 {
 	switch {
 	case ms != 0:
 		return ms
 	case seconds != 0:
 		return seconds * 1000
 	}
-	return s.opts.DefaultTTL.Milliseconds()
+	return def
 }
 
 // do proposes a command with a deadline: the wait plus RequestTimeout, or

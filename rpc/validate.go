@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"errors"
 	"net"
 	"strings"
 	"unicode/utf8"
@@ -32,55 +33,62 @@ const implicitSuffix = "/session"
 const maxClientIDBytes = core.MaxClientIDBytes - len(implicitSuffix)
 
 type validator struct {
-	l    core.Limits
-	rest bool // the request came over REST, whose waits are capped (Options.MaxWait)
+	l            core.Limits
+	defaultTTLMs int64 // Options.DefaultTTL: the lease of a session created without a TTL
+	rest         bool  // the request came over REST, whose waits are capped (Options.MaxWait)
 }
 
-// pendingRequest is every message that carries lowest_pending_seq.
-type pendingRequest interface {
-	GetClientId() string
-	GetRequestSeq() uint64
-	GetLowestPendingSeq() uint64
-}
+// heldSession stands in, in the command a validator checks, for a session
+// the server supplies: one it creates for the request (no session_id), or
+// the holder's that it looks up by owner. core.CheckCommand then checks that
+// a session is given, which the server makes true.
+const heldSession core.SessionID = 1
 
-// check validates one request message; nil means well formed.
+// check validates one request message; nil means well formed. A message
+// that the server proposes as commands is checked in two parts: first what
+// belongs to the API (ttl_seconds beside ttl_ms, the reserved owner mark, a
+// session given or created, REST's waits, the proto's strings and enums),
+// then core.CheckCommand on each command the handler will propose, so the
+// rules of a command are stated once, in core. Messages that propose
+// nothing (reads, membership) are checked here alone.
 func (v validator) check(msg any) *connect.Error {
-	if p, ok := msg.(pendingRequest); ok {
-		if err := v.pending(p.GetClientId(), p.GetRequestSeq(), p.GetLowestPendingSeq()); err != nil {
+	if err := v.transport(msg); err != nil {
+		return err
+	}
+	for _, cmd := range v.commands(msg) {
+		if err := core.CheckCommand(v.l, &cmd); err != nil {
+			return connect.NewError(coreCodes[err.Code], errors.New(err.Msg))
+		}
+	}
+	return nil
+}
+
+// transport checks what core does not know about: how the API names a
+// session or a holder, and fields no command carries.
+func (v validator) transport(msg any) *connect.Error {
+	if c, ok := msg.(identified); ok {
+		if err := v.client(c.GetClientId()); err != nil {
 			return err
 		}
 	}
 	switch r := msg.(type) {
 	case *pb.CreateSessionRequest:
-		return first(v.client(r.ClientId, r.RequestSeq), v.ttl(r.TtlSeconds, r.TtlMs),
-			v.owner("owner", r.Owner, 0), v.reservedOwner(r.Owner))
-	case *pb.KeepAliveRequest:
-		return first(v.client(r.ClientId, r.RequestSeq), need(r.SessionId != 0, "session_id is missing: give the session to keep alive"))
-	case *pb.CloseSessionRequest:
-		return first(v.client(r.ClientId, r.RequestSeq), need(r.SessionId != 0, "session_id is missing: give the session to close"))
+		return first(v.ttl(r.TtlSeconds, r.TtlMs), v.reservedOwner(r.Owner))
 	case *pb.GetSessionRequest:
 		return need(r.SessionId != 0, "session_id is missing: give the session to read")
 	case *pb.AbandonRequest:
-		return first(need(r.ClientId != "", "client_id is missing: give the client_id of the request to abandon"),
-			v.client(r.ClientId, r.RequestSeq),
-			need(r.SessionId != 0, "session_id is missing: give the session the abandoned request was made for"),
-			need(r.AbandonSeq != 0, "abandon_seq is missing: give the request_seq of the request to abandon"),
-			need(r.AbandonSeq != r.RequestSeq, "abandon_seq %d equals this request's own request_seq: give the earlier request's", r.AbandonSeq),
-			need(r.LowestPendingSeq <= r.AbandonSeq, "lowest_pending_seq %d is above abandon_seq %d: the abandoned request is still pending until Abandon answers",
-				r.LowestPendingSeq, r.AbandonSeq),
-			need(r.Kind != pb.Kind_KIND_UNSPECIFIED, "kind is missing: give the kind of the abandoned request's object"),
-			v.name(r.Name))
+		return v.name(r.Name)
 	case *pb.CancelWaitRequest:
-		return first(v.client(r.ClientId, r.RequestSeq), need(r.SessionId != 0, "session_id is missing: give the session the waiter belongs to"),
-			need(r.WaiterId != 0, "waiter_id is missing: give the waiter_id the queued request answered"))
+		// Ownership (ownership.go) decides by the session a waiter belongs to.
+		return need(r.SessionId != 0, "session_id is missing: give the session the waiter belongs to")
 
 	case *pb.AcquireLockRequest:
-		return first(v.name(r.Name), v.client(r.ClientId, r.RequestSeq), v.lease(r.SessionId, r.Owner, "owner", r.TtlSeconds, r.TtlMs),
-			v.wait(r.WaitTimeoutMs), v.lockDelay(r.LockDelayMs), v.maxHold(r.MaxHoldMs), v.value(r.Value))
+		return first(v.name(r.Name), v.lease(r.SessionId, r.Owner, "owner", r.TtlSeconds, r.TtlMs), v.wait(r.WaitTimeoutMs))
 	case *pb.ReleaseLockRequest:
-		return first(v.name(r.Name), v.client(r.ClientId, r.RequestSeq), v.holder(r.SessionId, r.Owner, "owner", r.FencingToken))
+		return first(v.name(r.Name), v.holder(r.SessionId, r.Owner, "owner"))
 	case *pb.RenewLockRequest:
-		return first(v.name(r.Name), v.client(r.ClientId, r.RequestSeq), v.holder(r.SessionId, r.Owner, "owner", r.FencingToken))
+		return first(v.name(r.Name), v.holder(r.SessionId, r.Owner, "owner"),
+			need(r.FencingToken != 0, "fencing_token is missing: give the token the acquire answered"))
 	case *pb.LockStatusRequest:
 		return v.name(r.Name)
 	case *pb.ListRequest:
@@ -91,49 +99,35 @@ func (v validator) check(msg any) *connect.Error {
 			need(r.FencingToken != 0, "fencing_token is missing: give the token to check"))
 
 	case *pb.AcquireSemaphoreRequest:
-		return first(v.name(r.Name), v.client(r.ClientId, r.RequestSeq), v.lease(r.SessionId, r.Owner, "owner", r.TtlSeconds, r.TtlMs),
-			v.wait(r.WaitTimeoutMs), need(r.LockDelayMs == 0, "lock_delay_ms applies to mutexes only: leave it out"),
-			v.maxHold(r.MaxHoldMs), v.value(r.Value),
-			need(r.Limit >= 0 && r.Limit <= v.l.MaxSemaphoreLimit, "limit %d is out of range: use 1..%d (0: the existing semaphore's limit)", r.Limit, v.l.MaxSemaphoreLimit),
-			need(r.Permits >= 0 && (r.Limit == 0 || r.Permits <= r.Limit), "permits %d is out of range: use 1..limit (%d); 0 means 1", r.Permits, r.Limit))
+		return first(v.name(r.Name), v.lease(r.SessionId, r.Owner, "owner", r.TtlSeconds, r.TtlMs), v.wait(r.WaitTimeoutMs))
 	case *pb.ReleaseSemaphoreRequest:
-		return first(v.name(r.Name), v.client(r.ClientId, r.RequestSeq), v.holder(r.SessionId, r.Owner, "owner", r.FencingToken))
+		return first(v.name(r.Name), v.holder(r.SessionId, r.Owner, "owner"))
 	case *pb.SemaphoreStatusRequest:
 		return v.name(r.Name)
 
 	case *pb.AcquireRWLockRequest:
-		return first(v.name(r.Name), v.client(r.ClientId, r.RequestSeq), v.lease(r.SessionId, r.Owner, "owner", r.TtlSeconds, r.TtlMs),
-			v.wait(r.WaitTimeoutMs), need(r.LockDelayMs == 0, "lock_delay_ms applies to mutexes only: leave it out"),
-			v.maxHold(r.MaxHoldMs), v.value(r.Value),
+		return first(v.name(r.Name), v.lease(r.SessionId, r.Owner, "owner", r.TtlSeconds, r.TtlMs), v.wait(r.WaitTimeoutMs),
 			need(r.Mode == "read" || r.Mode == "write", "mode %q is not a mode: use \"read\" or \"write\"", r.Mode))
 	case *pb.ReleaseRWLockRequest:
-		return first(v.name(r.Name), v.client(r.ClientId, r.RequestSeq), v.holder(r.SessionId, r.Owner, "owner", r.FencingToken))
+		return first(v.name(r.Name), v.holder(r.SessionId, r.Owner, "owner"))
 	case *pb.RWLockStatusRequest:
 		return v.name(r.Name)
 
 	case *pb.WaitBarrierRequest:
-		return first(v.name(r.Name), v.client(r.ClientId, r.RequestSeq), v.lease(r.SessionId, r.Owner, "owner", r.TtlSeconds, r.TtlMs),
-			v.wait(r.WaitTimeoutMs),
-			need(r.Parties == 0 || (r.Parties >= 2 && r.Parties <= int64(v.l.MaxParties)),
-				"parties %d is out of range: use 2..%d, or 0 to wait for a set barrier to be removed", r.Parties, v.l.MaxParties),
-			v.owner("participant", r.Participant, 0))
+		return first(v.name(r.Name), v.lease(r.SessionId, r.Owner, "owner", r.TtlSeconds, r.TtlMs), v.wait(r.WaitTimeoutMs))
 	case *pb.SetBarrierRequest:
-		return first(v.name(r.Name), v.client(r.ClientId, r.RequestSeq),
-			need(r.SessionId != 0, "session_id is missing: a set barrier stays up while the session that set it lives"))
+		return v.name(r.Name)
 	case *pb.RemoveBarrierRequest:
-		return first(v.name(r.Name), v.client(r.ClientId, r.RequestSeq))
+		return v.name(r.Name)
 	case *pb.BarrierStatusRequest:
 		return v.name(r.Name)
 
 	case *pb.CampaignRequest:
-		return first(v.name(r.Name), v.client(r.ClientId, r.RequestSeq), v.lease(r.SessionId, r.Candidate, "candidate", r.TtlSeconds, r.TtlMs),
-			v.wait(r.WaitTimeoutMs), v.value(r.Value))
+		return first(v.name(r.Name), v.lease(r.SessionId, r.Candidate, "candidate", r.TtlSeconds, r.TtlMs), v.wait(r.WaitTimeoutMs))
 	case *pb.ProclaimRequest:
-		return first(v.name(r.Name), v.client(r.ClientId, r.RequestSeq),
-			need(r.SessionId != 0, "session_id is missing: give the leader's session"),
-			need(r.FencingToken != 0, "fencing_token is missing: give the leadership's token"), v.value(r.Value))
+		return v.name(r.Name)
 	case *pb.ResignRequest:
-		return first(v.name(r.Name), v.client(r.ClientId, r.RequestSeq), v.holder(r.SessionId, r.Candidate, "candidate", r.FencingToken))
+		return first(v.name(r.Name), v.holder(r.SessionId, r.Candidate, "candidate"))
 	case *pb.LeaderRequest:
 		return v.name(r.Name)
 	case *pb.ObserveRequest:
@@ -169,6 +163,100 @@ func (v validator) check(msg any) *connect.Error {
 	return nil
 }
 
+// identified is every message that carries a dedupe identity.
+type identified interface {
+	GetClientId() string
+	GetRequestSeq() uint64
+	GetLowestPendingSeq() uint64
+}
+
+// commands are the commands the handler of msg proposes, as core will see
+// them, with heldSession where the server supplies the session. A request
+// without session_id proposes a session_create first (service.sessionFor).
+func (v validator) commands(msg any) []core.Command {
+	var c core.Command
+	if m, ok := msg.(identified); ok {
+		c = core.Command{ClientID: m.GetClientId(), Seq: m.GetRequestSeq(), LowestPending: m.GetLowestPendingSeq()}
+	}
+	// lease adds the session a request without session_id gets, labelled
+	// with the mark and created under the derived client id.
+	lease := func(session uint64, owner string, seconds, ms int64) []core.Command {
+		if session != 0 {
+			c.Session = core.SessionID(session)
+			return []core.Command{c}
+		}
+		c.Session = heldSession
+		create := core.Command{Op: core.OpSessionCreate, TTLMs: v.ttlMs(seconds, ms), Owner: autoOwnerPrefix + owner}
+		if c.ClientID != "" {
+			create.ClientID, create.Seq = c.ClientID+implicitSuffix, c.Seq
+		}
+		return []core.Command{c, create} // c first: its owner is the caller's label, at the caller's byte offsets
+	}
+	held := func(session uint64) core.SessionID {
+		if session == 0 {
+			return heldSession // the holder's, found by its owner
+		}
+		return core.SessionID(session)
+	}
+	switch r := msg.(type) {
+	case *pb.CreateSessionRequest:
+		c.Op, c.TTLMs, c.Owner = core.OpSessionCreate, v.ttlMs(r.TtlSeconds, r.TtlMs), r.Owner
+	case *pb.KeepAliveRequest:
+		c.Op, c.Session = core.OpSessionKeepAlive, core.SessionID(r.SessionId)
+	case *pb.CloseSessionRequest:
+		c.Op, c.Session = core.OpSessionClose, core.SessionID(r.SessionId)
+	case *pb.AbandonRequest:
+		c.Op, c.Session, c.Kind, c.Name, c.TargetSeq = core.OpAbandon, core.SessionID(r.SessionId), kindCore(r.Kind, 0), r.Name, r.AbandonSeq
+	case *pb.CancelWaitRequest:
+		c.Op, c.Session, c.Waiter = core.OpCancel, core.SessionID(r.SessionId), core.WaiterID(r.WaiterId)
+
+	case *pb.AcquireLockRequest:
+		c.Op, c.Kind, c.Name, c.Owner, c.WaitMs = core.OpAcquire, core.KindMutex, r.Name, r.Owner, v.waitMs(r.WaitTimeoutMs)
+		c.LockDelayMs, c.MaxHoldMs, c.Value = r.LockDelayMs, r.MaxHoldMs, r.Value
+		return lease(r.SessionId, r.Owner, r.TtlSeconds, r.TtlMs)
+	case *pb.AcquireSemaphoreRequest:
+		c.Op, c.Kind, c.Name, c.Owner, c.WaitMs = core.OpAcquire, core.KindSemaphore, r.Name, r.Owner, v.waitMs(r.WaitTimeoutMs)
+		c.LockDelayMs, c.MaxHoldMs, c.Value, c.Limit, c.Permits = r.LockDelayMs, r.MaxHoldMs, r.Value, r.Limit, r.Permits
+		if r.Limit == 0 {
+			// The server proposes the existing semaphore's limit, which
+			// core checks against permits when the acquire applies.
+			c.Limit = v.l.MaxSemaphoreLimit
+		}
+		return lease(r.SessionId, r.Owner, r.TtlSeconds, r.TtlMs)
+	case *pb.AcquireRWLockRequest:
+		c.Op, c.Kind, c.Name, c.Owner, c.WaitMs = core.OpAcquire, core.KindRWLock, r.Name, r.Owner, v.waitMs(r.WaitTimeoutMs)
+		c.LockDelayMs, c.MaxHoldMs, c.Value, c.Mode = r.LockDelayMs, r.MaxHoldMs, r.Value, modeCore(r.Mode)
+		return lease(r.SessionId, r.Owner, r.TtlSeconds, r.TtlMs)
+	case *pb.ReleaseLockRequest:
+		c.Op, c.Kind, c.Name, c.Session, c.Token = core.OpRelease, core.KindMutex, r.Name, held(r.SessionId), core.FencingToken(r.FencingToken)
+	case *pb.ReleaseSemaphoreRequest:
+		c.Op, c.Kind, c.Name, c.Session, c.Token = core.OpRelease, core.KindSemaphore, r.Name, held(r.SessionId), core.FencingToken(r.FencingToken)
+	case *pb.ReleaseRWLockRequest:
+		c.Op, c.Kind, c.Name, c.Session, c.Token = core.OpRelease, core.KindRWLock, r.Name, held(r.SessionId), core.FencingToken(r.FencingToken)
+	case *pb.RenewLockRequest:
+		c.Op, c.Session = core.OpSessionKeepAlive, held(r.SessionId)
+
+	case *pb.WaitBarrierRequest:
+		c.Op, c.Name, c.WaitMs, c.Parties, c.Participant = core.OpBarrierWait, r.Name, v.waitMs(r.WaitTimeoutMs), r.Parties, r.Participant
+		return lease(r.SessionId, r.Owner, r.TtlSeconds, r.TtlMs)
+	case *pb.SetBarrierRequest:
+		c.Op, c.Name, c.Session = core.OpBarrierSet, r.Name, core.SessionID(r.SessionId)
+	case *pb.RemoveBarrierRequest:
+		c.Op, c.Name = core.OpBarrierRemove, r.Name
+
+	case *pb.CampaignRequest:
+		c.Op, c.Name, c.Owner, c.WaitMs, c.Value = core.OpCampaign, r.Name, r.Candidate, v.waitMs(r.WaitTimeoutMs), r.Value
+		return lease(r.SessionId, r.Candidate, r.TtlSeconds, r.TtlMs)
+	case *pb.ProclaimRequest:
+		c.Op, c.Name, c.Session, c.Token, c.Value = core.OpProclaim, r.Name, core.SessionID(r.SessionId), core.FencingToken(r.FencingToken), r.Value
+	case *pb.ResignRequest:
+		c.Op, c.Name, c.Session, c.Token = core.OpResign, r.Name, held(r.SessionId), core.FencingToken(r.FencingToken)
+	default:
+		return nil
+	}
+	return []core.Command{c}
+}
+
 func first(errs ...*connect.Error) *connect.Error {
 	for _, e := range errs {
 		if e != nil {
@@ -187,83 +275,54 @@ func need(ok bool, format string, args ...any) *connect.Error {
 
 func (v validator) name(name string) *connect.Error {
 	if err := v.l.ValidateName(name); err != nil {
-		var msg string
-		if ce, ok := err.(*core.Error); ok {
-			msg = ce.Msg
-		} else {
-			msg = err.Error()
-		}
-		return invalid("name: %s (a name with / goes in a REST path as %%2F)", msg)
+		return invalid("name: %s (a name with / goes in a REST path as %%2F)", coreMessage(err))
 	}
 	return nil
 }
 
-func (v validator) client(id string, seq uint64) *connect.Error {
-	switch {
-	case id == "" && seq != 0:
-		return invalid("request_seq %d without a client_id: send both or neither", seq)
-	case id != "" && seq == 0:
-		return invalid("client_id %q without a request_seq: number requests from 1", id)
-	case len(id) > maxClientIDBytes:
-		return invalid("client_id is %d bytes: at most %d", len(id), maxClientIDBytes)
-	case !utf8.ValidString(id):
-		return invalid("client_id is not valid UTF-8")
+// coreMessage is what core said, without its code's prefix.
+func coreMessage(err error) string {
+	if ce, ok := err.(*core.Error); ok {
+		return ce.Msg
 	}
-	return nil
+	return err.Error()
 }
 
-// pending checks lowest_pending_seq against the request's own numbering.
-func (v validator) pending(id string, seq, low uint64) *connect.Error {
-	switch {
-	case low != 0 && id == "":
-		return invalid("lowest_pending_seq %d without a client_id: it belongs to the client's request numbering", low)
-	case low > seq:
-		return invalid("lowest_pending_seq %d is above request_seq %d: this request itself is pending, so give at most %d", low, seq, seq)
-	}
-	return nil
+// client checks the length of client_id: a request without session_id gets
+// a session created under client_id+implicitSuffix, which must fit core's
+// bound too. core.CheckCommand checks the rest of the identity.
+func (v validator) client(id string) *connect.Error {
+	return first(need(len(id) <= maxClientIDBytes, "client_id is %d bytes: at most %d", len(id), maxClientIDBytes),
+		need(utf8.ValidString(id), "client_id is not valid UTF-8"))
 }
 
-// ttl checks a lease given as ttl_seconds or ttl_ms.
+// ttl checks a lease given as ttl_seconds or ttl_ms; core checks the
+// ttl_ms it becomes (ttlMs).
 func (v validator) ttl(seconds, ms int64) *connect.Error {
 	switch {
 	case seconds != 0 && ms != 0:
 		return invalid("ttl_seconds and ttl_ms are both set: give one")
-	case seconds < 0 || ms < 0:
-		return invalid("the TTL is negative: give ttl_seconds or ttl_ms of at least %d ms, or neither for the default", v.l.MinTTLMs)
-	case seconds != 0 && (seconds > v.l.MaxTTLMs/1000 || seconds*1000 < v.l.MinTTLMs):
-		return invalid("ttl_seconds %d is out of range: use 1..%d", seconds, v.l.MaxTTLMs/1000)
-	case ms != 0 && (ms < v.l.MinTTLMs || ms > v.l.MaxTTLMs):
-		return invalid("ttl_ms %d is out of range: use %d..%d", ms, v.l.MinTTLMs, v.l.MaxTTLMs)
+	case seconds != 0 && (seconds < 0 || seconds > v.l.MaxTTLMs/1000 || seconds*1000 < v.l.MinTTLMs):
+		return invalid("ttl_seconds %d is out of range: use %d..%d", seconds, (v.l.MinTTLMs+999)/1000, v.l.MaxTTLMs/1000)
 	}
 	return nil
 }
+
+// ttlMs is the TTL the server proposes.
+func (v validator) ttlMs(seconds, ms int64) int64 { return leaseTTLMs(seconds, ms, v.defaultTTLMs) }
 
 // lease checks how a request names its session: an existing session_id, or
-// a TTL and label for a session the server creates.
+// a TTL and label for a session the server creates. core checks the label
+// itself, in the command and in the session made for it.
 func (v validator) lease(session uint64, owner, ownerField string, seconds, ms int64) *connect.Error {
 	if session != 0 {
-		return first(need(seconds == 0 && ms == 0,
-			"ttl_seconds and ttl_ms apply only without session_id (they size the session the server creates): leave them out or drop session_id"),
-			v.owner(ownerField, owner, 0))
+		return need(seconds == 0 && ms == 0,
+			"ttl_seconds and ttl_ms apply only without session_id (they size the session the server creates): leave them out or drop session_id")
 	}
-	return first(v.ttl(seconds, ms), v.owner(ownerField, owner, len(autoOwnerPrefix)))
-}
-
-// owner checks a label; reserve is room kept for the mark of a session the
-// server creates (autoOwnerPrefix), which the label then goes into.
-func (v validator) owner(field, owner string, reserve int) *connect.Error {
-	max := v.l.MaxOwnerBytes - reserve
-	switch {
-	case len(owner) > max && reserve > 0:
-		return invalid("%s is %d bytes: at most %d here (%d, less %d for the %q mark of the session the server creates for this request)",
-			field, len(owner), max, v.l.MaxOwnerBytes, reserve, autoOwnerPrefix)
-	case len(owner) > max:
-		return invalid("%s is %d bytes: at most %d", field, len(owner), max)
-	}
-	if err := core.ValidateLabel(field, owner); err != nil {
-		return invalid("%s", err.Msg)
-	}
-	return nil
+	max := v.l.MaxOwnerBytes - len(autoOwnerPrefix)
+	return first(v.ttl(seconds, ms),
+		need(len(owner) <= max, "%s is %d bytes: at most %d here (%d, less %d for the %q mark of the session the server creates for this request)",
+			ownerField, len(owner), max, v.l.MaxOwnerBytes, len(autoOwnerPrefix), autoOwnerPrefix))
 }
 
 func (v validator) reservedOwner(owner string) *connect.Error {
@@ -271,33 +330,37 @@ func (v validator) reservedOwner(owner string) *connect.Error {
 		"owner %q starts with %q, which marks the sessions the server creates for an acquire: choose another label", owner, autoOwnerPrefix)
 }
 
+// wait checks REST's rule for waits; core checks the others' (waitMs).
 func (v validator) wait(ms int64) *connect.Error {
-	if v.rest {
-		// REST caps every wait at locks.max_wait_time_seconds, -1 included.
-		return need(ms >= core.WaitForever,
-			"wait_timeout_ms %d is negative: use 0 (try once) or a wait in ms (over REST a wait lasts at most locks.max_wait_time_seconds; -1 asks for that longest wait)", ms)
+	if !v.rest {
+		return nil
 	}
-	return need(ms >= core.WaitForever && ms <= v.l.MaxWaitMs,
-		"wait_timeout_ms %d is out of range: use 0 (try once), 1..%d ms, or -1 (until granted or cancelled)", ms, v.l.MaxWaitMs)
+	// REST caps every wait at locks.max_wait_time_seconds, -1 included.
+	return need(ms >= core.WaitForever,
+		"wait_timeout_ms %d is negative: use 0 (try once) or a wait in ms (over REST a wait lasts at most locks.max_wait_time_seconds; -1 asks for that longest wait)", ms)
 }
 
-func (v validator) lockDelay(ms int64) *connect.Error {
-	return need(ms >= 0 && ms <= v.l.MaxLockDelayMs, "lock_delay_ms %d is out of range: use 0 (none) to %d", ms, v.l.MaxLockDelayMs)
+// waitMs is the wait core sees. Over REST the server caps it at
+// Options.MaxWait (service.waitMs), which Options keeps within the limits;
+// elsewhere core checks the wait as given.
+func (v validator) waitMs(ms int64) int64 {
+	if v.rest && ms > v.l.MaxWaitMs {
+		return v.l.MaxWaitMs
+	}
+	return ms
 }
 
-func (v validator) maxHold(ms int64) *connect.Error {
-	return need(ms >= 0 && ms <= v.l.MaxHoldMs, "max_hold_ms %d is out of range: use 0 (none) to %d", ms, v.l.MaxHoldMs)
-}
-
-func (v validator) value(b []byte) *connect.Error {
-	return need(len(b) <= v.l.MaxValueBytes, "value is %d bytes: at most %d", len(b), v.l.MaxValueBytes)
-}
-
-// holder checks how a release, renew or resign names the grant.
-func (v validator) holder(session uint64, owner, ownerField string, token uint64) *connect.Error {
-	return first(need(token != 0, "fencing_token is missing: give the token the acquire answered"),
-		need(session != 0 || owner != "", "the holder is missing: give session_id or %s", ownerField),
-		v.owner(ownerField, owner, 0))
+// holder checks how a release, renew or resign names the grant's session:
+// session_id, or the label the server looks the holder up by (which no
+// command carries, so it is checked here by core's rule for labels).
+func (v validator) holder(session uint64, owner, ownerField string) *connect.Error {
+	if session == 0 && owner == "" {
+		return invalid("the holder is missing: give session_id or %s", ownerField)
+	}
+	if err := v.l.ValidateLabel(ownerField, owner); err != nil {
+		return invalid("%s", coreMessage(err))
+	}
+	return nil
 }
 
 func (v validator) kindFilter(k pb.Kind, field string) *connect.Error {

@@ -263,8 +263,8 @@ var ErrOverloaded = fmt.Errorf("%w: this node holds too many requests", ErrUnava
 // retries after a leader loss are idempotent.
 //
 // A nil error means the Result is authoritative (Result.Err carries core's
-// refusals, and a command Do cannot send, such as OpLeaderChange or a
-// ClientID without a Seq, is refused there as invalid_argument). A non-nil
+// refusals; a command core.CheckCommand refuses, and OpLeaderChange, which
+// is the runtime's own, are refused there before anything is proposed). A non-nil
 // error is ErrUnavailable (no leader or quorum within the retry budget: HTTP
 // 503; ErrOverloaded wraps it), ErrShuttingDown, or ctx's error.
 //
@@ -277,13 +277,11 @@ func (n *Node) Do(ctx context.Context, cmd core.Command) (core.Result, error) {
 		return core.Result{}, ErrShuttingDown
 	}
 	defer n.leave()
-	switch {
-	case cmd.Op == core.OpLeaderChange:
+	if cmd.Op == core.OpLeaderChange {
 		return refused("op leader_change is the runtime's own: clients cannot send it"), nil
-	case cmd.ClientID != "" && cmd.Seq == 0:
-		return refused("request_seq must be set (from 1) when client_id is"), nil
-	case len(cmd.ClientID) > core.MaxClientIDBytes:
-		return refused(fmt.Sprintf("client_id is %d bytes: at most %d", len(cmd.ClientID), core.MaxClientIDBytes)), nil
+	}
+	if err := core.CheckCommand(machineLimits, &cmd); err != nil {
+		return core.Result{Err: err}, nil // bad input costs no log entry
 	}
 	if c := n.identify(&cmd); c != nil {
 		defer n.clients.put(c)

@@ -44,8 +44,12 @@ type stateMachine struct {
 	logNow       atomic.Int64 // core.LogTime after the last applied entry
 }
 
+// machineLimits are the limits every replica's machine runs with; Node.Do
+// checks commands by them before proposing.
+var machineLimits = core.DefaultLimits()
+
 func newStateMachine(sh *shard) (*stateMachine, error) {
-	m, err := core.New(core.DefaultLimits())
+	m, err := core.New(machineLimits)
 	if err != nil {
 		return nil, err
 	}

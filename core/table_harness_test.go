@@ -4,8 +4,11 @@ package core
 // way the replica driver would: entries with increasing indexes, stamped with
 // log time, and it checks the machine's invariants after every entry.
 //
-// Helper names carry a "tbl" or "c" prefix so that they do not collide with
-// the helpers of the model and property tests, which live in the same package.
+// One naming scheme for both harnesses of this package: a harness is
+// <prefix>Harness, made by new<Prefix>Harness, and its free helpers carry the
+// prefix: tbl here (and c for the commands it builds), prop for the
+// property tests (property_harness_test.go), ref for their model
+// (model_test.go). Sharing one package, they must not collide.
 
 import (
 	"bytes"
@@ -17,16 +20,16 @@ import (
 // tblStart is the log time of a test machine's first entry.
 const tblStart LogTime = 1_000
 
-// tblM is a machine under test.
-type tblM struct {
+// tblHarness is a machine under test.
+type tblHarness struct {
 	t   testing.TB
 	m   *Machine
 	idx uint64 // the index of the last entry applied
 }
 
-// newTbl returns a machine with default limits, changed by tweak, whose
+// newTblHarness returns a machine with default limits, changed by tweak, whose
 // clock was set to tblStart by a first tick.
-func newTbl(t testing.TB, tweak ...func(*Limits)) *tblM {
+func newTblHarness(t testing.TB, tweak ...func(*Limits)) *tblHarness {
 	t.Helper()
 	l := DefaultLimits()
 	for _, f := range tweak {
@@ -36,17 +39,17 @@ func newTbl(t testing.TB, tweak ...func(*Limits)) *tblM {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	h := &tblM{t: t, m: m}
+	h := &tblHarness{t: t, m: m}
 	h.apply(tblStart)
 	return h
 }
 
 // now is the machine's log time.
-func (h *tblM) now() LogTime { return h.m.Now() }
+func (h *tblHarness) now() LogTime { return h.m.Now() }
 
 // apply applies one entry stamped at, with the next index, checks the
 // invariants and returns a copy of the output.
-func (h *tblM) apply(at LogTime, cmds ...Command) Output {
+func (h *tblHarness) apply(at LogTime, cmds ...Command) Output {
 	h.t.Helper()
 	h.idx++
 	out := tblCopy(h.m.Apply(Entry{Index: h.idx, Proposal: Proposal{Time: at, Commands: cmds}}))
@@ -60,19 +63,19 @@ func (h *tblM) apply(at LogTime, cmds ...Command) Output {
 }
 
 // run applies cmds as one entry at the current time (the clock does not move).
-func (h *tblM) run(cmds ...Command) Output {
+func (h *tblHarness) run(cmds ...Command) Output {
 	h.t.Helper()
 	return h.apply(h.now(), cmds...)
 }
 
 // do applies one command at the current time.
-func (h *tblM) do(c Command) Result {
+func (h *tblHarness) do(c Command) Result {
 	h.t.Helper()
 	return h.run(c).Results[0]
 }
 
 // ok applies one command and fails the test if it errs.
-func (h *tblM) ok(c Command) Result {
+func (h *tblHarness) ok(c Command) Result {
 	h.t.Helper()
 	r := h.do(c)
 	if r.Err != nil {
@@ -83,7 +86,7 @@ func (h *tblM) ok(c Command) Result {
 
 // advance moves log time forward by ms in ticks no longer than the clock
 // step and returns the effects of all of them.
-func (h *tblM) advance(ms int64) []Effect {
+func (h *tblHarness) advance(ms int64) []Effect {
 	h.t.Helper()
 	target := h.now() + LogTime(ms)
 	var effs []Effect
@@ -98,13 +101,13 @@ func (h *tblM) advance(ms int64) []Effect {
 }
 
 // session creates a session with the TTL.
-func (h *tblM) session(ttl int64) SessionID {
+func (h *tblHarness) session(ttl int64) SessionID {
 	h.t.Helper()
 	return h.ok(cCreate(ttl)).Session
 }
 
 // granted applies an acquire or campaign and expects a grant.
-func (h *tblM) granted(c Command) FencingToken {
+func (h *tblHarness) granted(c Command) FencingToken {
 	h.t.Helper()
 	r := h.ok(c)
 	if r.Outcome != OutcomeGranted || r.Token == 0 {
@@ -114,7 +117,7 @@ func (h *tblM) granted(c Command) FencingToken {
 }
 
 // queued applies an acquire, campaign or barrier wait and expects it to queue.
-func (h *tblM) queued(c Command) WaiterID {
+func (h *tblHarness) queued(c Command) WaiterID {
 	h.t.Helper()
 	r := h.ok(c)
 	if r.Outcome != OutcomeQueued || r.Waiter == 0 {
@@ -124,13 +127,13 @@ func (h *tblM) queued(c Command) WaiterID {
 }
 
 // twin returns an independent copy of the machine, through a snapshot.
-func (h *tblM) twin() *tblM {
+func (h *tblHarness) twin() *tblHarness {
 	h.t.Helper()
 	m, err := Restore(h.m.Snapshot())
 	if err != nil {
 		h.t.Fatalf("Restore of a live machine's snapshot: %v", err)
 	}
-	return &tblM{t: h.t, m: m, idx: h.idx}
+	return &tblHarness{t: h.t, m: m, idx: h.idx}
 }
 
 // fails applies c at the current time and expects it to fail with code and a
@@ -138,7 +141,7 @@ func (h *tblM) twin() *tblM {
 // nothing: the state equals that of a twin that applied an empty entry at the
 // same index and time, and so do the effects (there are none from a command
 // that failed; timers may fire in either).
-func (h *tblM) fails(c Command, code Code, phrase string) *Error {
+func (h *tblHarness) fails(c Command, code Code, phrase string) *Error {
 	h.t.Helper()
 	out := h.failsEntry(h.now(), []Command{c})
 	return tblWantErr(h.t, out.Results[0], code, phrase)
@@ -146,7 +149,7 @@ func (h *tblM) fails(c Command, code Code, phrase string) *Error {
 
 // failsEntry applies cmds as one entry at `at` and checks that, taken
 // together, they changed nothing (see fails). The caller checks the results.
-func (h *tblM) failsEntry(at LogTime, cmds []Command) Output {
+func (h *tblHarness) failsEntry(at LogTime, cmds []Command) Output {
 	h.t.Helper()
 	twin := h.twin()
 	out := h.apply(at, cmds...)
@@ -185,7 +188,7 @@ func tblWantErr(t testing.TB, r Result, code Code, phrase string) *Error {
 }
 
 // status reads an object's status and fails the test on an error.
-func (h *tblM) status(kind Kind, name string) Status {
+func (h *tblHarness) status(kind Kind, name string) Status {
 	h.t.Helper()
 	st, err := h.m.Status(kind, name)
 	if err != nil {
@@ -195,7 +198,7 @@ func (h *tblM) status(kind Kind, name string) Status {
 }
 
 // fence reads CheckFence and fails the test on an error.
-func (h *tblM) fence(kind Kind, name string, tok FencingToken) bool {
+func (h *tblHarness) fence(kind Kind, name string, tok FencingToken) bool {
 	h.t.Helper()
 	ok, err := h.m.CheckFence(kind, name, tok)
 	if err != nil {
@@ -205,13 +208,13 @@ func (h *tblM) fence(kind Kind, name string, tok FencingToken) bool {
 }
 
 // live says whether a session exists.
-func (h *tblM) live(s SessionID) bool {
+func (h *tblHarness) live(s SessionID) bool {
 	_, err := h.m.SessionInfo(s)
 	return err == nil
 }
 
 // holders lists the sessions holding an object, in grant order.
-func (h *tblM) holders(kind Kind, name string) []SessionID {
+func (h *tblHarness) holders(kind Kind, name string) []SessionID {
 	h.t.Helper()
 	var ids []SessionID
 	for _, x := range h.status(kind, name).Holders {
@@ -221,7 +224,7 @@ func (h *tblM) holders(kind Kind, name string) []SessionID {
 }
 
 // waiting lists the waiters queued on an object, in order.
-func (h *tblM) waiting(kind Kind, name string) []WaiterID {
+func (h *tblHarness) waiting(kind Kind, name string) []WaiterID {
 	h.t.Helper()
 	var ids []WaiterID
 	for _, x := range h.status(kind, name).Waiters {
@@ -324,10 +327,10 @@ func with(c Command, client string, seq uint64) Command {
 	return c
 }
 
-// TestHarnessTable checks the harness itself: an unchanged-state check that
+// TestTableHarness checks the harness itself: an unchanged-state check that
 // could never fail would make every error-path test vacuous.
-func TestHarnessTable(t *testing.T) {
-	h := newTbl(t)
+func TestTableHarness(t *testing.T) {
+	h := newTblHarness(t)
 	if h.now() != tblStart || h.idx != 1 {
 		t.Fatalf("first tick: now %d index %d", h.now(), h.idx)
 	}
