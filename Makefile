@@ -32,7 +32,7 @@ test: $(TEST_STEPS) ## everything CI runs: format, vet, generated code, unit tes
 # that is not a test, and on go.mod and go.sum: a change anywhere relinks
 # it, which Go's build cache keeps cheap. `touch` because go build leaves an
 # up-to-date output's time alone.
-GO_SOURCES := $(shell find . \( -path ./.git -o -path ./.tools -o -path ./bench/etcd \) -prune -o -name '*.go' ! -name '*_test.go' -print) go.mod go.sum
+GO_SOURCES := $(shell find . \( -path ./.git -o -path ./.tools -o -path ./bench/etcd -o -path ./bench/zookeeper \) -prune -o -name '*.go' ! -name '*_test.go' -print) go.mod go.sum
 
 # go test flags for test-unit and test-integration (e.g. GOFLAGS_TEST=-v).
 GOFLAGS_TEST ?=
