@@ -31,6 +31,8 @@ type fakeBackend struct {
 	// watchFeed, when set, is the stream the next WatchShards returns: a
 	// test scripts events, entry boundaries and the stream's end.
 	watchFeed chan runtime.Event
+	// ends are the SessionEnded subscriptions, closed on the session's expiry.
+	ends map[core.SessionID][]chan struct{}
 }
 
 var errNoQuorum = fmt.Errorf("fake: %w", runtime.ErrUnavailable)
@@ -85,6 +87,12 @@ func (f *fakeBackend) applyLocked(cmds []core.Command) []core.Result {
 		}
 	}
 	for _, e := range out.Effects {
+		if e.Kind == core.EffectSessionExpired {
+			for _, ch := range f.ends[e.Session] {
+				close(ch)
+			}
+			delete(f.ends, e.Session)
+		}
 		if e.Waiter == 0 {
 			continue
 		}
@@ -123,6 +131,7 @@ func (f *fakeBackend) Do(ctx context.Context, cmd core.Command) (core.Result, er
 	ch := make(chan core.Result, 1)
 	f.pending[r.Waiter] = ch
 	f.mu.Unlock()
+	runtime.NotifyQueued(ctx, r.Waiter)
 	select {
 	case final := <-ch:
 		return final, nil
@@ -211,4 +220,19 @@ func (f *fakeBackend) AddNode(ctx context.Context, nodeID, raftAddress string) e
 func (f *fakeBackend) RemoveNode(ctx context.Context, nodeID string) error           { return nil }
 func (f *fakeBackend) TransferLeadership(ctx context.Context, shardID uint64, toNodeID string) error {
 	return nil
+}
+
+func (f *fakeBackend) SessionEnded(id core.SessionID) (<-chan struct{}, func()) {
+	ch := make(chan struct{})
+	f.mu.Lock()
+	if f.ends == nil {
+		f.ends = map[core.SessionID][]chan struct{}{}
+	}
+	f.ends[id] = append(f.ends[id], ch)
+	f.mu.Unlock()
+	return ch, func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.ends[id] = slices.DeleteFunc(f.ends[id], func(c chan struct{}) bool { return c == ch })
+	}
 }

@@ -41,7 +41,7 @@ func TestSessionEndedOnExpiry(t *testing.T) {
 	default:
 		t.Fatal("session 8's subscription did not end on its expiry in shard 1")
 	}
-	stopB() // after the end: harmless
+	stopB()                                                      // after the end: harmless
 	hubs[0].publish(&core.Output{Index: 2, Effects: expired(8)}) // the other shard too: no second close
 	hubs[0].publish(&core.Output{Index: 3, Effects: expired(7)})
 	select {
