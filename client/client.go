@@ -41,10 +41,14 @@ type endpoint struct {
 	elections lockstepv1connect.ElectionServiceClient
 	watch     lockstepv1connect.WatchServiceClient
 	cluster   lockstepv1connect.ClusterServiceClient
+	// stream is SessionService on an HTTP/2 transport, for session
+	// streams (a bidirectional stream needs HTTP/2).
+	stream lockstepv1connect.SessionServiceClient
 
 	mu        sync.Mutex
 	lastHeard time.Time // the last answer of any kind
 	probe     *probeRun // the health probe running now, if any
+	streamOff time.Time // no session streams to this endpoint until then (stream.go)
 }
 
 // Option configures a Client.
@@ -62,6 +66,7 @@ type options struct {
 	probeInterval  time.Duration
 	streamSilence  time.Duration
 	maxInFlight    int
+	unary          bool
 }
 
 // WithTLS sets the TLS configuration for https:// endpoints (for example a
@@ -107,6 +112,12 @@ func WithStreamSilence(d time.Duration) Option { return func(o *options) { o.str
 // acquires wait for; reads take none either. Defaults to 10,000, at most
 // 16,000 (the servers keep 16,384 results per client id).
 func WithMaxInFlight(n int) Option { return func(o *options) { o.maxInFlight = n } }
+
+// WithUnary sends every request as its own unary call instead of carrying
+// each session's operations on one stream (SessionService.Stream), the
+// default: for a proxy that cannot pass bidirectional HTTP/2 streams, or
+// to compare the two.
+func WithUnary() Option { return func(o *options) { o.unary = true } }
 
 // WithRetryTimeout bounds how long a request keeps retrying unavailable
 // endpoints before it fails with ErrUnavailable. Defaults to 15s.
@@ -165,6 +176,20 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 			IdleConnTimeout:   90 * time.Second,
 		}}
 	}
+	// A session stream is bidirectional, which needs HTTP/2: negotiated for
+	// https://, spoken without TLS (h2c) for http://. One connection per
+	// endpoint carries every session's stream.
+	hs := o.httpClient
+	if hs == nil {
+		var protocols http.Protocols
+		protocols.SetHTTP2(true)
+		protocols.SetUnencryptedHTTP2(true)
+		hs = &http.Client{Transport: &http.Transport{
+			TLSClientConfig: o.tls,
+			Protocols:       &protocols,
+			IdleConnTimeout: 90 * time.Second,
+		}}
+	}
 	var copts []connect.ClientOption
 	if o.apiKey != "" {
 		copts = append(copts, connect.WithInterceptors(apiKeyInterceptor(o.apiKey)))
@@ -188,6 +213,7 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 			elections: lockstepv1connect.NewElectionServiceClient(h, u, copts...),
 			watch:     lockstepv1connect.NewWatchServiceClient(h, u, copts...),
 			cluster:   lockstepv1connect.NewClusterServiceClient(h, u, copts...),
+			stream:    lockstepv1connect.NewSessionServiceClient(hs, u, copts...),
 		})
 	}
 	return c, nil
