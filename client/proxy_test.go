@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"google.golang.org/protobuf/proto"
 )
 
 // faultProxy stands between a client and the test's server and plays the
@@ -36,7 +38,11 @@ type faultProxy struct {
 	orphans []context.CancelFunc                // upstream requests whose callers left while stuck
 	hold    func(path string, body []byte) bool // requests to hold back, until release
 	held    chan struct{}                       // closed by release
-	seen    []string                            // paths forwarded, in order
+	seen    []string                            // paths forwarded, in order ("stream " + the twin's path for a stream's request)
+	// breakAfter breaks the session stream (the client's side ends without
+	// an answer) a moment after forwarding a request it selects.
+	breakAfter func(path string, body []byte) bool
+	sent       []proto.Message // the stream requests forwarded, in order
 }
 
 func newFaultProxy(t *testing.T, target string) *faultProxy {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"google.golang.org/protobuf/proto"
 
@@ -62,6 +63,7 @@ func (p *faultProxy) serveStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	upCtx, upCancel := context.WithCancel(context.Background())
+	var cut atomic.Bool // broken by breakAfter: deliver nothing more
 	pr, pw := io.Pipe()
 	var writeMu sync.Mutex
 	write := func(frame []byte) {
@@ -98,8 +100,17 @@ func (p *faultProxy) serveStream(w http.ResponseWriter, r *http.Request) {
 			}
 			p.mu.Lock()
 			hold := p.hold != nil && p.hold(path, body)
-			p.seen = append(p.seen, path)
+			breakNow := p.breakAfter != nil && p.breakAfter(path, body)
+			p.seen = append(p.seen, "stream "+path)
+			if _, m := twinOf(req); m != nil {
+				p.sent = append(p.sent, m)
+			}
 			p.mu.Unlock()
+			if breakNow {
+				// The server applies it; its answer cuts the stream before
+				// it reaches the client.
+				cut.Store(true)
+			}
 			if hold {
 				p.holding.Add(1)
 				holds.Add(1)
@@ -161,6 +172,10 @@ func (p *faultProxy) serveStream(w http.ResponseWriter, r *http.Request) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := res.Body.Read(buf)
+		if cut.Load() {
+			upCancel()
+			panic(http.ErrAbortHandler) // the client's stream ends with a reset, no end frame
+		}
 		if n > 0 {
 			if p.stuck.Load() {
 				p.hang()
