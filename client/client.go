@@ -28,6 +28,7 @@ type Client struct {
 	cur       atomic.Int64 // index of the endpoint in use
 	clientID  string
 	inflight  *inflight
+	leader    leaderFinder // leader.go
 }
 
 // endpoint is the generated clients of one server address.
@@ -49,6 +50,8 @@ type endpoint struct {
 	lastHeard time.Time // the last answer of any kind
 	probe     *probeRun // the health probe running now, if any
 	streamOff time.Time // no session streams to this endpoint until then (stream.go)
+	nodeID    string    // the node behind it, once known (leader.go)
+	failedAt  time.Time // when a request last left it for another endpoint
 }
 
 // Option configures a Client.
@@ -195,6 +198,7 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 		copts = append(copts, connect.WithInterceptors(apiKeyInterceptor(o.apiKey)))
 	}
 	c := &Client{opts: o, clientID: o.clientID, inflight: newInflight(o.clientID, o.maxInFlight)}
+	c.leader.disabled = len(endpoints) == 1
 	for _, raw := range endpoints {
 		u := strings.TrimRight(strings.TrimSpace(raw), "/")
 		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
@@ -235,6 +239,12 @@ func (c *Client) current() *endpoint {
 // failover moves to the endpoint after from, unless another request has
 // already moved on.
 func (c *Client) failover(from *endpoint) {
+	from.mu.Lock()
+	from.failedAt = time.Now()
+	from.mu.Unlock()
+	c.leader.mu.Lock()
+	c.leader.stale = true // the leader may have moved too: ask again
+	c.leader.mu.Unlock()
 	for i, e := range c.endpoints {
 		if e == from {
 			c.cur.CompareAndSwap(int64(i), int64((i+1)%len(c.endpoints)))
@@ -307,6 +317,7 @@ func do[T any](ctx context.Context, c *Client, f func(ctx context.Context, e *en
 func call[T any](ctx context.Context, c *Client, mode callMode, f func(ctx context.Context, e *endpoint) (*connect.Response[T], error)) (*T, error) {
 	start := time.Now()
 	pause := c.opts.backoffMin
+	c.toLeader()
 	for {
 		e := c.current()
 		res, stuck, err := attempt(ctx, c, mode, e, f)
