@@ -52,6 +52,7 @@ const (
 func (h SessionHandler) Stream(ctx context.Context, st *connect.BidiStream[pb.StreamRequest, pb.StreamResponse]) error {
 	ss := &sessionStream{service: h.service, st: st, peer: peerOf(ctx, st.Peer()), slots: make(chan struct{}, h.opts.MaxStreamRequests)}
 	ctx, cancel := context.WithCancel(ctx)
+	defer ss.watchers.Wait()
 	defer ss.wg.Wait()
 	defer cancel()
 	for {
@@ -88,8 +89,12 @@ type sessionStream struct {
 	*service
 	st    *connect.BidiStream[pb.StreamRequest, pb.StreamResponse]
 	peer  string
-	slots chan struct{} // one per request being served
-	wg    sync.WaitGroup
+	slots chan struct{}  // one per request being served
+	wg    sync.WaitGroup // the requests being served
+	// watchers is the session-loss watcher, which lasts as long as the
+	// stream: a client that ends its side is answered what it sent, then
+	// the stream ends.
+	watchers sync.WaitGroup
 
 	sendMu sync.Mutex // BidiStream.Send is not safe for concurrent use
 
@@ -238,9 +243,9 @@ func (ss *sessionStream) bind(ctx context.Context, msg any) error {
 	switch {
 	case bound == 0:
 		ended, stop := ss.b.SessionEnded(core.SessionID(id))
-		ss.wg.Add(1) // within a request's own count: never from zero
+		ss.watchers.Add(1) // from a request, so never while Stream waits for watchers
 		go func() {
-			defer ss.wg.Done()
+			defer ss.watchers.Done()
 			defer stop()
 			select {
 			case <-ended:

@@ -3,12 +3,15 @@ package rpc_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/lockstepd/lockstep/rpc"
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
@@ -281,5 +284,46 @@ func TestSessionStreamBounds(t *testing.T) {
 	}
 	if connect.CodeOf(err) != connect.CodeResourceExhausted {
 		t.Fatalf("a message over the size limit: want the stream ended resource_exhausted, got %v", err)
+	}
+}
+
+// TestEveryProcedureNeedsAnAction: a procedure missing from the actions
+// map is served without authentication or ACL (security.State skips both
+// for it), so every procedure but the health probe must have one.
+func TestEveryProcedureNeedsAnAction(t *testing.T) {
+	for _, svc := range []string{lockstepv1connect.SessionServiceName, lockstepv1connect.LockServiceName,
+		lockstepv1connect.SemaphoreServiceName, lockstepv1connect.RWLockServiceName, lockstepv1connect.BarrierServiceName,
+		lockstepv1connect.ElectionServiceName, lockstepv1connect.WatchServiceName, lockstepv1connect.ClusterServiceName} {
+		d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(svc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		methods := d.(protoreflect.ServiceDescriptor).Methods()
+		for i := range methods.Len() {
+			proc := "/" + svc + "/" + string(methods.Get(i).Name())
+			if rpc.ActionOf(proc) == "" && proc != lockstepv1connect.ClusterServiceHealthProcedure {
+				t.Errorf("%s has no action: it would be served unauthenticated", proc)
+			}
+		}
+	}
+}
+
+// TestSessionStreamEndsWhenTheClientDoes: a client that ends its side of
+// the stream is answered what it sent, and then the stream ends.
+func TestSessionStreamEndsWhenTheClientDoes(t *testing.T) {
+	s := startServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, sessions := s.sessionStream(t, ctx, "")
+	id := newSession(t, sessions, 30_000)
+	send(t, st, &pb.StreamRequest{RequestId: 1, Request: &pb.StreamRequest_KeepAlive{KeepAlive: &pb.KeepAliveRequest{SessionId: id}}})
+	if err := st.CloseRequest(); err != nil {
+		t.Fatal(err)
+	}
+	if r := receive(t, st); r.RequestId != 1 || r.GetKeepAlive() == nil {
+		t.Fatalf("the answer to the last request: %v", r)
+	}
+	if _, err := st.Receive(); !errors.Is(err, io.EOF) {
+		t.Fatalf("after the client ended its side: %v, want the stream to end (EOF)", err)
 	}
 }
