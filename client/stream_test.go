@@ -1,15 +1,20 @@
 package client_test
 
 import (
+	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/lockstepd/lockstep/client"
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
+	"github.com/lockstepd/lockstep/rpc/gen/lockstep/v1/lockstepv1connect"
 )
 
 // sawOn says whether the proxy forwarded a request to a path ending in
@@ -153,5 +158,74 @@ func TestBrokenStreamResendIsExactlyOnce(t *testing.T) {
 	}
 	if err := sem.Release(ctx); err != nil && !errors.Is(err, client.ErrNotHeld) {
 		t.Fatal(err)
+	}
+}
+
+// pushingServer is a stand-in cluster of one endpoint whose session
+// stream answers an acquire by pushing the session's loss, as a node does
+// when it applies the session's expiry while the acquire waits.
+type pushingServer struct {
+	lockstepv1connect.UnimplementedSessionServiceHandler
+}
+
+func (pushingServer) Create(context.Context, *connect.Request[pb.CreateSessionRequest]) (*connect.Response[pb.CreateSessionResponse], error) {
+	return connect.NewResponse(&pb.CreateSessionResponse{SessionId: 7, TtlMs: 30_000}), nil
+}
+
+func (pushingServer) Close(context.Context, *connect.Request[pb.CloseSessionRequest]) (*connect.Response[pb.CloseSessionResponse], error) {
+	return connect.NewResponse(&pb.CloseSessionResponse{SessionId: 7}), nil
+}
+
+func (pushingServer) Stream(ctx context.Context, st *connect.BidiStream[pb.StreamRequest, pb.StreamResponse]) error {
+	for {
+		req, err := st.Receive()
+		if err != nil {
+			return nil
+		}
+		if req.GetAcquireLock() != nil {
+			if err := st.Send(&pb.StreamResponse{Response: &pb.StreamResponse_SessionLost{SessionLost: &pb.StreamSessionLost{
+				SessionId: 7, Reason: pb.Reason_REASON_SESSION_EXPIRED}}}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// A loss the servers push ends the session at once: Done closes and the
+// blocked Lock returns ErrSessionLost, long before the client's own count
+// of a 30 s lease would.
+func TestPushedLossEndsABlockedLock(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.Handle(lockstepv1connect.NewSessionServiceHandler(pushingServer{}))
+	srv := httptest.NewUnstartedServer(mux)
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	srv.Config.Protocols = &p
+	srv.Start()
+	t.Cleanup(srv.Close)
+	c, err := client.New([]string{srv.URL}, client.WithRetryTimeout(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := c.NewSession(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	start := time.Now()
+	err = client.NewMutex(s, "t/pushed").Lock(ctx)
+	if !errors.Is(err, client.ErrSessionLost) || !strings.Contains(err.Error(), "pushed") {
+		t.Fatalf("Lock when the loss is pushed: %v, want ErrSessionLost (pushed)", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("the pushed loss ended the Lock after %v", d)
+	}
+	select {
+	case <-s.Done():
+	default:
+		t.Fatal("Done is still open after the pushed loss")
 	}
 }
