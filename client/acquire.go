@@ -217,8 +217,16 @@ func (s *Session) abandonLater(sp acquireSpec, id reqID, gh *gateHold) {
 		pause := s.c.opts.backoffMin
 		for ctx.Err() == nil {
 			_, err := do(ctx, s.c, func(ctx context.Context, e *endpoint) (*connect.Response[pb.AbandonResponse], error) {
-				return e.sessions.Abandon(ctx, connect.NewRequest(&pb.AbandonRequest{ClientId: id.ClientID(), RequestSeq: aid.seq,
-					LowestPendingSeq: aid.Low(), SessionId: s.id, Kind: sp.kind, Name: sp.name, AbandonSeq: id.seq}))
+				req := &pb.AbandonRequest{ClientId: id.ClientID(), RequestSeq: aid.seq,
+					LowestPendingSeq: aid.Low(), SessionId: s.id, Kind: sp.kind, Name: sp.name, AbandonSeq: id.seq}
+				r, err := exchange(ctx, s, e, &pb.StreamRequest{Request: &pb.StreamRequest_Abandon{Abandon: req}},
+					(*pb.StreamResponse).GetAbandon, func(ctx context.Context) (*connect.Response[pb.AbandonResponse], error) {
+						return e.sessions.Abandon(ctx, connect.NewRequest(req))
+					})
+				if err != nil {
+					return nil, err
+				}
+				return connect.NewResponse(r), nil
 			})
 			switch code := connect.CodeOf(err); {
 			case err == nil, code == connect.CodeNotFound:

@@ -41,13 +41,16 @@ func (b *Barrier) Wait(ctx context.Context) (generation uint64, err error) {
 	s := b.s
 	gen, _, err := s.acquire(ctx, acquireSpec{op: "wait at barrier", kind: pb.Kind_KIND_BARRIER, name: b.name, waitMs: -1,
 		send: func(ctx context.Context, e *endpoint, id reqID, waitMs int64) (grant, error) {
-			res, err := e.barriers.Wait(ctx, connect.NewRequest(&pb.WaitBarrierRequest{Name: b.name, ClientId: id.ClientID(),
+			req := &pb.WaitBarrierRequest{Name: b.name, ClientId: id.ClientID(),
 				RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, WaitTimeoutMs: waitMs,
-				Parties: b.parties, Participant: b.participant}))
+				Parties: b.parties, Participant: b.participant}
+			r, err := exchange(ctx, s, e, &pb.StreamRequest{Request: &pb.StreamRequest_WaitBarrier{WaitBarrier: req}},
+				(*pb.StreamResponse).GetWaitBarrier, func(ctx context.Context) (*connect.Response[pb.WaitBarrierResponse], error) {
+					return e.barriers.Wait(ctx, connect.NewRequest(req))
+				})
 			if err != nil {
 				return grant{}, err
 			}
-			r := res.Msg
 			return grant{token: r.Generation, outcome: r.Outcome, reason: r.Reason, waiterID: r.WaiterId}, nil
 		}})
 	return gen, err

@@ -28,6 +28,7 @@ type Client struct {
 	cur       atomic.Int64 // index of the endpoint in use
 	clientID  string
 	inflight  *inflight
+	leader    leaderFinder // leader.go
 }
 
 // endpoint is the generated clients of one server address.
@@ -41,10 +42,16 @@ type endpoint struct {
 	elections lockstepv1connect.ElectionServiceClient
 	watch     lockstepv1connect.WatchServiceClient
 	cluster   lockstepv1connect.ClusterServiceClient
+	// stream is SessionService on an HTTP/2 transport, for session
+	// streams (a bidirectional stream needs HTTP/2).
+	stream lockstepv1connect.SessionServiceClient
 
 	mu        sync.Mutex
 	lastHeard time.Time // the last answer of any kind
 	probe     *probeRun // the health probe running now, if any
+	streamOff time.Time // no session streams to this endpoint until then (stream.go)
+	nodeID    string    // the node behind it, once known (leader.go)
+	failedAt  time.Time // when a request last left it for another endpoint
 }
 
 // Option configures a Client.
@@ -62,6 +69,7 @@ type options struct {
 	probeInterval  time.Duration
 	streamSilence  time.Duration
 	maxInFlight    int
+	unary          bool
 }
 
 // WithTLS sets the TLS configuration for https:// endpoints (for example a
@@ -107,6 +115,12 @@ func WithStreamSilence(d time.Duration) Option { return func(o *options) { o.str
 // acquires wait for; reads take none either. Defaults to 10,000, at most
 // 16,000 (the servers keep 16,384 results per client id).
 func WithMaxInFlight(n int) Option { return func(o *options) { o.maxInFlight = n } }
+
+// WithUnary sends every request as its own unary call instead of carrying
+// each session's operations on one stream (SessionService.Stream), the
+// default: for a proxy that cannot pass bidirectional HTTP/2 streams, or
+// to compare the two.
+func WithUnary() Option { return func(o *options) { o.unary = true } }
 
 // WithRetryTimeout bounds how long a request keeps retrying unavailable
 // endpoints before it fails with ErrUnavailable. Defaults to 15s.
@@ -165,11 +179,26 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 			IdleConnTimeout:   90 * time.Second,
 		}}
 	}
+	// A session stream is bidirectional, which needs HTTP/2: negotiated for
+	// https://, spoken without TLS (h2c) for http://. One connection per
+	// endpoint carries every session's stream.
+	hs := o.httpClient
+	if hs == nil {
+		var protocols http.Protocols
+		protocols.SetHTTP2(true)
+		protocols.SetUnencryptedHTTP2(true)
+		hs = &http.Client{Transport: &http.Transport{
+			TLSClientConfig: o.tls,
+			Protocols:       &protocols,
+			IdleConnTimeout: 90 * time.Second,
+		}}
+	}
 	var copts []connect.ClientOption
 	if o.apiKey != "" {
 		copts = append(copts, connect.WithInterceptors(apiKeyInterceptor(o.apiKey)))
 	}
 	c := &Client{opts: o, clientID: o.clientID, inflight: newInflight(o.clientID, o.maxInFlight)}
+	c.leader.disabled = len(endpoints) == 1
 	for _, raw := range endpoints {
 		u := strings.TrimRight(strings.TrimSpace(raw), "/")
 		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
@@ -188,6 +217,7 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 			elections: lockstepv1connect.NewElectionServiceClient(h, u, copts...),
 			watch:     lockstepv1connect.NewWatchServiceClient(h, u, copts...),
 			cluster:   lockstepv1connect.NewClusterServiceClient(h, u, copts...),
+			stream:    lockstepv1connect.NewSessionServiceClient(hs, u, copts...),
 		})
 	}
 	return c, nil
@@ -209,6 +239,12 @@ func (c *Client) current() *endpoint {
 // failover moves to the endpoint after from, unless another request has
 // already moved on.
 func (c *Client) failover(from *endpoint) {
+	from.mu.Lock()
+	from.failedAt = time.Now()
+	from.mu.Unlock()
+	c.leader.mu.Lock()
+	c.leader.stale = true // the leader may have moved too: ask again
+	c.leader.mu.Unlock()
 	for i, e := range c.endpoints {
 		if e == from {
 			c.cur.CompareAndSwap(int64(i), int64((i+1)%len(c.endpoints)))
@@ -281,6 +317,7 @@ func do[T any](ctx context.Context, c *Client, f func(ctx context.Context, e *en
 func call[T any](ctx context.Context, c *Client, mode callMode, f func(ctx context.Context, e *endpoint) (*connect.Response[T], error)) (*T, error) {
 	start := time.Now()
 	pause := c.opts.backoffMin
+	c.toLeader()
 	for {
 		e := c.current()
 		res, stuck, err := attempt(ctx, c, mode, e, f)

@@ -48,12 +48,15 @@ func (e *Election) Campaign(ctx context.Context, value []byte) error {
 	s := e.s
 	token, gate, err := s.acquire(ctx, acquireSpec{op: "campaign", kind: pb.Kind_KIND_ELECTION, name: e.name, waitMs: -1, gated: true,
 		send: func(ctx context.Context, ep *endpoint, id reqID, waitMs int64) (grant, error) {
-			res, err := ep.elections.Campaign(ctx, connect.NewRequest(&pb.CampaignRequest{Name: e.name, ClientId: id.ClientID(),
-				RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, Candidate: s.owner, Value: value, WaitTimeoutMs: waitMs}))
+			req := &pb.CampaignRequest{Name: e.name, ClientId: id.ClientID(),
+				RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, Candidate: s.owner, Value: value, WaitTimeoutMs: waitMs}
+			r, err := exchange(ctx, s, ep, &pb.StreamRequest{Request: &pb.StreamRequest_Campaign{Campaign: req}},
+				(*pb.StreamResponse).GetCampaign, func(ctx context.Context) (*connect.Response[pb.CampaignResponse], error) {
+					return ep.elections.Campaign(ctx, connect.NewRequest(req))
+				})
 			if err != nil {
 				return grant{}, err
 			}
-			r := res.Msg
 			return grant{token: r.FencingToken, outcome: r.Outcome, reason: r.Reason, waiterID: r.WaiterId}, nil
 		}})
 	if err != nil {
@@ -80,8 +83,12 @@ func (e *Election) Proclaim(ctx context.Context, value []byte) error {
 	}
 	s := e.s
 	return s.send(ctx, what, func(ctx context.Context, ep *endpoint, id reqID) error {
-		_, err := ep.elections.Proclaim(ctx, connect.NewRequest(&pb.ProclaimRequest{Name: e.name, ClientId: id.ClientID(),
-			RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, FencingToken: token, Value: value}))
+		req := &pb.ProclaimRequest{Name: e.name, ClientId: id.ClientID(),
+			RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, FencingToken: token, Value: value}
+		_, err := exchange(ctx, s, ep, &pb.StreamRequest{Request: &pb.StreamRequest_Proclaim{Proclaim: req}},
+			(*pb.StreamResponse).GetProclaim, func(ctx context.Context) (*connect.Response[pb.ProclaimResponse], error) {
+				return ep.elections.Proclaim(ctx, connect.NewRequest(req))
+			})
 		return err
 	})
 }
@@ -91,8 +98,12 @@ func (e *Election) Proclaim(ctx context.Context, value []byte) error {
 func (e *Election) Resign(ctx context.Context) error {
 	s := e.s
 	return e.end(ctx, fmt.Sprintf("resign %q", e.name), func(ctx context.Context, ep *endpoint, id reqID, token uint64) error {
-		_, err := ep.elections.Resign(ctx, connect.NewRequest(&pb.ResignRequest{Name: e.name, ClientId: id.ClientID(),
-			RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, FencingToken: token}))
+		req := &pb.ResignRequest{Name: e.name, ClientId: id.ClientID(),
+			RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, FencingToken: token}
+		_, err := exchange(ctx, s, ep, &pb.StreamRequest{Request: &pb.StreamRequest_Resign{Resign: req}},
+			(*pb.StreamResponse).GetResign, func(ctx context.Context) (*connect.Response[pb.ResignResponse], error) {
+				return ep.elections.Resign(ctx, connect.NewRequest(req))
+			})
 		return err
 	})
 }

@@ -60,12 +60,15 @@ func (m *Mutex) lock(ctx context.Context, waitMs int64) error {
 	s := m.s
 	token, gate, err := s.acquire(ctx, acquireSpec{op: "lock", kind: pb.Kind_KIND_MUTEX, name: m.name, waitMs: waitMs, gated: true,
 		send: func(ctx context.Context, e *endpoint, id reqID, waitMs int64) (grant, error) {
-			res, err := e.locks.Acquire(ctx, connect.NewRequest(&pb.AcquireLockRequest{Name: m.name, ClientId: id.ClientID(),
-				RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, Owner: s.owner, WaitTimeoutMs: waitMs}))
+			req := &pb.AcquireLockRequest{Name: m.name, ClientId: id.ClientID(),
+				RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, Owner: s.owner, WaitTimeoutMs: waitMs}
+			r, err := exchange(ctx, s, e, &pb.StreamRequest{Request: &pb.StreamRequest_AcquireLock{AcquireLock: req}},
+				(*pb.StreamResponse).GetAcquireLock, func(ctx context.Context) (*connect.Response[pb.AcquireLockResponse], error) {
+					return e.locks.Acquire(ctx, connect.NewRequest(req))
+				})
 			if err != nil {
 				return grant{}, err
 			}
-			r := res.Msg
 			return grant{token: r.FencingToken, outcome: r.Outcome, reason: r.Reason, waiterID: r.WaiterId}, nil
 		}})
 	if err != nil {
@@ -88,8 +91,12 @@ func (m *Mutex) Token() uint64 { return m.current() }
 func (m *Mutex) Unlock(ctx context.Context) error {
 	s := m.s
 	return m.end(ctx, fmt.Sprintf("unlock %q", m.name), func(ctx context.Context, e *endpoint, id reqID, token uint64) error {
-		_, err := e.locks.Release(ctx, connect.NewRequest(&pb.ReleaseLockRequest{Name: m.name, ClientId: id.ClientID(),
-			RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, FencingToken: token}))
+		req := &pb.ReleaseLockRequest{Name: m.name, ClientId: id.ClientID(),
+			RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, FencingToken: token}
+		_, err := exchange(ctx, s, e, &pb.StreamRequest{Request: &pb.StreamRequest_ReleaseLock{ReleaseLock: req}},
+			(*pb.StreamResponse).GetReleaseLock, func(ctx context.Context) (*connect.Response[pb.ReleaseLockResponse], error) {
+				return e.locks.Release(ctx, connect.NewRequest(req))
+			})
 		return err
 	})
 }

@@ -10,19 +10,25 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"google.golang.org/protobuf/proto"
 )
 
 // faultProxy stands between a client and the test's server and plays the
 // faults the client must survive: a node that stops answering (stuck: as
 // under SIGSTOP, nothing is forwarded or delivered any more, and the
 // server never learns that callers went away), keepalives that never
-// arrive, and one request held back and delivered late.
+// arrive, and one request held back and delivered late. It speaks HTTP/1.1
+// and h2c, and plays the same faults on each request of a session stream
+// (stream_proxy_test.go) as on a unary call: the match functions see a
+// stream's request under its unary twin's path, as its message alone.
 type faultProxy struct {
 	t      *testing.T
 	target string
 	srv    *httptest.Server
 	closed chan struct{}
 	up     *http.Client
+	upH2   *http.Client // h2c, for session streams
 
 	stuck          atomic.Bool
 	dropKeepalives atomic.Bool
@@ -32,14 +38,25 @@ type faultProxy struct {
 	orphans []context.CancelFunc                // upstream requests whose callers left while stuck
 	hold    func(path string, body []byte) bool // requests to hold back, until release
 	held    chan struct{}                       // closed by release
-	seen    []string                            // paths forwarded, in order
+	seen    []string                            // paths forwarded, in order ("stream " + the twin's path for a stream's request)
+	// breakAfter breaks the session stream (the client's side ends without
+	// an answer) a moment after forwarding a request it selects.
+	breakAfter func(path string, body []byte) bool
+	sent       []proto.Message // the stream requests forwarded, in order
 }
 
 func newFaultProxy(t *testing.T, target string) *faultProxy {
 	t.Helper()
+	var h2c http.Protocols
+	h2c.SetUnencryptedHTTP2(true)
 	p := &faultProxy{t: t, target: target, closed: make(chan struct{}), held: make(chan struct{}),
-		up: &http.Client{Transport: &http.Transport{}}}
-	p.srv = httptest.NewServer(http.HandlerFunc(p.serve))
+		up: &http.Client{Transport: &http.Transport{}}, upH2: &http.Client{Transport: &http.Transport{Protocols: &h2c}}}
+	p.srv = httptest.NewUnstartedServer(http.HandlerFunc(p.serve))
+	var both http.Protocols
+	both.SetHTTP1(true)
+	both.SetUnencryptedHTTP2(true)
+	p.srv.Config.Protocols = &both
+	p.srv.Start()
 	t.Cleanup(func() {
 		close(p.closed)
 		p.srv.CloseClientConnections()
@@ -89,6 +106,10 @@ func (p *faultProxy) resume() {
 func (p *faultProxy) hang() { <-p.closed }
 
 func (p *faultProxy) serve(w http.ResponseWriter, r *http.Request) {
+	if strings.HasSuffix(r.URL.Path, ".SessionService/Stream") {
+		p.serveStream(w, r)
+		return
+	}
 	if p.stuck.Load() || (p.dropKeepalives.Load() && strings.HasSuffix(r.URL.Path, "/KeepAlive")) {
 		p.hang()
 		return

@@ -42,12 +42,15 @@ func (m *RWMutex) acquire(ctx context.Context, mode string, waitMs int64) error 
 	s := m.s
 	token, gate, err := s.acquire(ctx, acquireSpec{op: mode + " lock", kind: pb.Kind_KIND_RWLOCK, name: m.name, waitMs: waitMs, gated: true,
 		send: func(ctx context.Context, e *endpoint, id reqID, waitMs int64) (grant, error) {
-			res, err := e.rw.Acquire(ctx, connect.NewRequest(&pb.AcquireRWLockRequest{Name: m.name, ClientId: id.ClientID(),
-				RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, Owner: s.owner, WaitTimeoutMs: waitMs, Mode: mode}))
+			req := &pb.AcquireRWLockRequest{Name: m.name, ClientId: id.ClientID(),
+				RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, Owner: s.owner, WaitTimeoutMs: waitMs, Mode: mode}
+			r, err := exchange(ctx, s, e, &pb.StreamRequest{Request: &pb.StreamRequest_AcquireRwlock{AcquireRwlock: req}},
+				(*pb.StreamResponse).GetAcquireRwlock, func(ctx context.Context) (*connect.Response[pb.AcquireRWLockResponse], error) {
+					return e.rw.Acquire(ctx, connect.NewRequest(req))
+				})
 			if err != nil {
 				return grant{}, err
 			}
-			r := res.Msg
 			return grant{token: r.FencingToken, outcome: r.Outcome, reason: r.Reason, waiterID: r.WaiterId}, nil
 		}})
 	if err != nil {
@@ -66,8 +69,12 @@ func (m *RWMutex) Token() uint64 { return m.current() }
 func (m *RWMutex) Unlock(ctx context.Context) error {
 	s := m.s
 	return m.end(ctx, fmt.Sprintf("unlock rwlock %q", m.name), func(ctx context.Context, e *endpoint, id reqID, token uint64) error {
-		_, err := e.rw.Release(ctx, connect.NewRequest(&pb.ReleaseRWLockRequest{Name: m.name, ClientId: id.ClientID(),
-			RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, FencingToken: token}))
+		req := &pb.ReleaseRWLockRequest{Name: m.name, ClientId: id.ClientID(),
+			RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, FencingToken: token}
+		_, err := exchange(ctx, s, e, &pb.StreamRequest{Request: &pb.StreamRequest_ReleaseRwlock{ReleaseRwlock: req}},
+			(*pb.StreamResponse).GetReleaseRwlock, func(ctx context.Context) (*connect.Response[pb.ReleaseRWLockResponse], error) {
+				return e.rw.Release(ctx, connect.NewRequest(req))
+			})
 		return err
 	})
 }

@@ -50,13 +50,16 @@ func (m *Semaphore) acquire(ctx context.Context, n, waitMs int64) error {
 	s := m.s
 	token, gate, err := s.acquire(ctx, acquireSpec{op: "acquire semaphore", kind: pb.Kind_KIND_SEMAPHORE, name: m.name, waitMs: waitMs, gated: true,
 		send: func(ctx context.Context, e *endpoint, id reqID, waitMs int64) (grant, error) {
-			res, err := e.sems.Acquire(ctx, connect.NewRequest(&pb.AcquireSemaphoreRequest{Name: m.name, ClientId: id.ClientID(),
+			req := &pb.AcquireSemaphoreRequest{Name: m.name, ClientId: id.ClientID(),
 				RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, Owner: s.owner, WaitTimeoutMs: waitMs,
-				Limit: m.limit, Permits: n}))
+				Limit: m.limit, Permits: n}
+			r, err := exchange(ctx, s, e, &pb.StreamRequest{Request: &pb.StreamRequest_AcquireSemaphore{AcquireSemaphore: req}},
+				(*pb.StreamResponse).GetAcquireSemaphore, func(ctx context.Context) (*connect.Response[pb.AcquireSemaphoreResponse], error) {
+					return e.sems.Acquire(ctx, connect.NewRequest(req))
+				})
 			if err != nil {
 				return grant{}, err
 			}
-			r := res.Msg
 			return grant{token: r.FencingToken, outcome: r.Outcome, reason: r.Reason, waiterID: r.WaiterId}, nil
 		}})
 	if err != nil {
@@ -75,8 +78,12 @@ func (m *Semaphore) Token() uint64 { return m.current() }
 func (m *Semaphore) Release(ctx context.Context) error {
 	s := m.s
 	return m.end(ctx, fmt.Sprintf("release semaphore %q", m.name), func(ctx context.Context, e *endpoint, id reqID, token uint64) error {
-		_, err := e.sems.Release(ctx, connect.NewRequest(&pb.ReleaseSemaphoreRequest{Name: m.name, ClientId: id.ClientID(),
-			RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, FencingToken: token}))
+		req := &pb.ReleaseSemaphoreRequest{Name: m.name, ClientId: id.ClientID(),
+			RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, FencingToken: token}
+		_, err := exchange(ctx, s, e, &pb.StreamRequest{Request: &pb.StreamRequest_ReleaseSemaphore{ReleaseSemaphore: req}},
+			(*pb.StreamResponse).GetReleaseSemaphore, func(ctx context.Context) (*connect.Response[pb.ReleaseSemaphoreResponse], error) {
+				return e.sems.Release(ctx, connect.NewRequest(req))
+			})
 		return err
 	})
 }

@@ -60,6 +60,11 @@ type Session struct {
 	mu      sync.Mutex
 	lostErr error
 	gates   map[gateKey]*gate
+
+	// The session's streams (stream.go), one per endpoint at most.
+	smu      sync.Mutex
+	streams  map[*endpoint]*sessionStream
+	noStream atomic.Bool // a server answered that it has no session stream
 }
 
 // guard is how much earlier than send time + TTL the client's view of the
@@ -181,6 +186,9 @@ func (s *Session) lose(err error) {
 func (s *Session) keepAlive(leaseEnd time.Time) {
 	defer close(s.loopDone)
 	interval := s.ttl / 3
+	if s.streaming() {
+		interval = min(interval, streamKeepAliveMax) // the servers cut a silent stream
+	}
 	lease := time.NewTimer(time.Until(leaseEnd))
 	defer lease.Stop()
 	// A Create that took long (retried across endpoints) has used part of
@@ -258,13 +266,28 @@ func (s *Session) renew(ctx context.Context) error {
 	defer hedge.Stop()
 	launch := func() {
 		e := c.endpoints[(first+launched)%n]
+		onStream := launched == 0 // the hedges go unary: they ask endpoints the session does not use
 		launched++
 		go func() {
 			actx, stop := context.WithTimeout(ctx, c.opts.attemptTimeout)
 			defer stop()
-			r, err := e.sessions.KeepAlive(actx, connect.NewRequest(&pb.KeepAliveRequest{SessionId: s.id}))
+			req := &pb.KeepAliveRequest{SessionId: s.id}
+			unary := func(ctx context.Context) (*connect.Response[pb.KeepAliveResponse], error) {
+				return e.sessions.KeepAlive(ctx, connect.NewRequest(req))
+			}
+			var r *pb.KeepAliveResponse
+			var err error
+			if onStream {
+				r, err = exchange(actx, s, e, &pb.StreamRequest{Request: &pb.StreamRequest_KeepAlive{KeepAlive: req}},
+					(*pb.StreamResponse).GetKeepAlive, unary)
+			} else {
+				var res *connect.Response[pb.KeepAliveResponse]
+				if res, err = unary(actx); err == nil {
+					r = res.Msg
+				}
+			}
 			if err == nil {
-				s.noteStampLag(r.Msg.StampLagMs)
+				s.noteStampLag(r.StampLagMs)
 			}
 			if err == nil || connect.IsWireError(err) {
 				e.heard()
@@ -326,9 +349,17 @@ func (s *Session) Close(ctx context.Context) error {
 func (s *Session) closeOnServers(ctx context.Context) error {
 	id := s.c.inflight.beginEnding()
 	defer id.finish()
+	defer s.shutStreams()
 	_, err := do(ctx, s.c, func(ctx context.Context, e *endpoint) (*connect.Response[pb.CloseSessionResponse], error) {
-		return e.sessions.Close(ctx, connect.NewRequest(&pb.CloseSessionRequest{ClientId: id.ClientID(), RequestSeq: id.seq,
-			LowestPendingSeq: id.Low(), SessionId: s.id}))
+		req := &pb.CloseSessionRequest{ClientId: id.ClientID(), RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id}
+		r, err := exchange(ctx, s, e, &pb.StreamRequest{Request: &pb.StreamRequest_CloseSession{CloseSession: req}},
+			(*pb.StreamResponse).GetCloseSession, func(ctx context.Context) (*connect.Response[pb.CloseSessionResponse], error) {
+				return e.sessions.Close(ctx, connect.NewRequest(req))
+			})
+		if err != nil {
+			return nil, err
+		}
+		return connect.NewResponse(r), nil
 	})
 	if connect.CodeOf(err) == connect.CodeNotFound {
 		err = nil // gone already: what Close wanted

@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/lockstepd/lockstep/rpc/gen/lockstep/v1/lockstepv1connect"
 )
 
 // gRPC, gRPC-Web and Connect streaming bodies are frames: a flag byte, a
@@ -27,9 +29,12 @@ import (
 const grpcInvalidArgument = 3
 
 // framesWhole says whether a procedure's request body is complete when the
-// call starts: every lockstep.v1 procedure is unary or a server stream.
-// Reflection's stream is bidirectional, so it is not checked here.
-func framesWhole(path string) bool { return isService(serviceOf(path)) }
+// call starts: every lockstep.v1 procedure is unary or a server stream but
+// the session stream. Reflection's stream is bidirectional too; neither is
+// checked here.
+func framesWhole(path string) bool {
+	return path != lockstepv1connect.SessionServiceStreamProcedure && isService(serviceOf(path))
+}
 
 // envelopeProtocol names the enveloped protocol a request speaks: "grpc",
 // "grpc-web", "connect" (Connect streaming), or "" (Connect unary, REST:

@@ -34,6 +34,8 @@ type fakeBackend struct {
 	// dos counts the commands Do was given: a test of bad input checks that
 	// none reached the backend.
 	dos int
+	// ends are the SessionEnded subscriptions, closed on the session's expiry.
+	ends map[core.SessionID][]chan struct{}
 }
 
 var errNoQuorum = fmt.Errorf("fake: %w", runtime.ErrUnavailable)
@@ -95,6 +97,12 @@ func (f *fakeBackend) applyLocked(cmds []core.Command) []core.Result {
 		}
 	}
 	for _, e := range out.Effects {
+		if e.Kind == core.EffectSessionExpired {
+			for _, ch := range f.ends[e.Session] {
+				close(ch)
+			}
+			delete(f.ends, e.Session)
+		}
 		if e.Waiter == 0 {
 			continue
 		}
@@ -134,6 +142,7 @@ func (f *fakeBackend) Do(ctx context.Context, cmd core.Command) (core.Result, er
 	ch := make(chan core.Result, 1)
 	f.pending[r.Waiter] = ch
 	f.mu.Unlock()
+	runtime.NotifyQueued(ctx, r.Waiter)
 	select {
 	case final := <-ch:
 		return final, nil
@@ -222,4 +231,19 @@ func (f *fakeBackend) AddNode(ctx context.Context, nodeID, raftAddress string) e
 func (f *fakeBackend) RemoveNode(ctx context.Context, nodeID string) error           { return nil }
 func (f *fakeBackend) TransferLeadership(ctx context.Context, shardID uint64, toNodeID string) error {
 	return nil
+}
+
+func (f *fakeBackend) SessionEnded(id core.SessionID) (<-chan struct{}, func()) {
+	ch := make(chan struct{})
+	f.mu.Lock()
+	if f.ends == nil {
+		f.ends = map[core.SessionID][]chan struct{}{}
+	}
+	f.ends[id] = append(f.ends[id], ch)
+	f.mu.Unlock()
+	return ch, func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.ends[id] = slices.DeleteFunc(f.ends[id], func(c chan struct{}) bool { return c == ch })
+	}
 }

@@ -139,11 +139,53 @@ func RemoteFrom(ctx context.Context) string {
 	return ci.remote
 }
 
-// interceptors builds the chain.
+// interceptors builds the chain. Its checks are also what serveMessage
+// runs on each request of a session stream.
 func (s *service) interceptors(m *metrics) []connect.Interceptor {
-	return []connect.Interceptor{m, audit{s.opts.Auditor}, authn{s.opts.Authenticator},
-		requestCheck(authz{s.opts.Authorizer}.decide), requestCheck(validator{l: s.opts.Limits, defaultTTLMs: s.opts.DefaultTTL.Milliseconds()}.validate),
-		requestCheck(ownership{s}.check)}
+	s.m = m
+	s.checks = []requestCheck{authz{s.opts.Authorizer}.decide, validator{l: s.opts.Limits, defaultTTLMs: s.opts.DefaultTTL.Milliseconds()}.validate, ownership{s}.check}
+	out := []connect.Interceptor{m, audit{s.opts.Auditor}, authn{s.opts.Authenticator}}
+	for _, c := range s.checks {
+		out = append(out, c)
+	}
+	return out
+}
+
+// serveMessage runs one request of a session stream (session_stream.go)
+// through exactly what a unary call of its twin procedure meets after
+// authentication, which the stream met once, at its start, from the same
+// headers: metrics and the audit log under the twin's procedure, then
+// authorization, validation and ownership (s.checks, the chain's own), in
+// the chain's order, then handle. An interceptor chain does not see the
+// messages of a stream, so this is how each of them is checked, counted
+// and recorded like a unary call.
+func (s *service) serveMessage(ctx context.Context, procedure, peer string, msg any, handle func(context.Context) (any, error)) (any, error) {
+	pm := s.m.forProc(procedure)
+	start := time.Now()
+	s.m.inFlight.Inc()
+	a := audit{s.opts.Auditor}
+	_, quiet := a.a.(noAudit)
+	var err error
+	if !quiet {
+		err = a.healthy()
+	}
+	for _, check := range s.checks {
+		if err != nil {
+			break
+		}
+		err = check(ctx, procedure, msg)
+	}
+	var reply any
+	if err == nil {
+		reply, err = handle(ctx)
+	}
+	if !quiet {
+		a.a.Audit(ctx, AuditRecord{Principal: PrincipalFrom(ctx), Procedure: procedure, Peer: peer,
+			Request: msg, Response: reply, Code: codeOf(err), Err: err, Duration: time.Since(start)})
+	}
+	s.m.inFlight.Dec()
+	s.m.finish(pm, procedure, time.Since(start).Seconds(), reply, err)
+	return reply, err
 }
 
 // auditNote is where authentication leaves the caller for the audit

@@ -115,11 +115,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"procedure"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "lockstep_rpc_requests_in_flight",
-			Help: "Unary API requests being served now, waiting ones included.",
+			Help: "Unary API requests, and requests on session streams, being served now, waiting ones included.",
 		}),
 		streams: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "lockstep_rpc_streams_open",
-			Help: "Watch and Observe streams open now.",
+			Help: "Watch, Observe and session streams open now.",
 		}),
 		acquires: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lock_acquisitions_total",
@@ -156,25 +156,35 @@ func (m *metrics) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		m.inFlight.Inc()
 		resp, err := next(ctx, req)
 		m.inFlight.Dec()
-		elapsed := time.Since(start).Seconds()
-		if err == nil {
-			m.okCounter(pm, proc).Inc()
-		} else {
-			m.requests.WithLabelValues(proc, codeLabel(err)).Inc()
+		var reply any
+		if err == nil && resp != nil {
+			reply = resp.Any()
 		}
-		pm.latency.Observe(elapsed)
-		if pm.kind != "" {
-			if err != nil {
-				m.acquires.WithLabelValues(pm.kind, "error").Inc()
-				m.acquireTime.WithLabelValues(pm.kind, "error").Observe(elapsed)
-			} else if o, ok := resp.Any().(interface{ GetOutcome() pb.Outcome }); ok {
-				m.acquired(pm, o.GetOutcome(), elapsed)
-			} else {
-				m.acquires.WithLabelValues(pm.kind, "ok").Inc()
-				m.acquireTime.WithLabelValues(pm.kind, "ok").Observe(elapsed)
-			}
-		}
+		m.finish(pm, proc, time.Since(start).Seconds(), reply, err)
 		return resp, err
+	}
+}
+
+// finish counts one answered request of proc: a unary call, or a request
+// on a session stream (counted under its unary twin's procedure). reply is
+// the response message when err is nil.
+func (m *metrics) finish(pm *procMetrics, proc string, elapsed float64, reply any, err error) {
+	if err == nil {
+		m.okCounter(pm, proc).Inc()
+	} else {
+		m.requests.WithLabelValues(proc, codeLabel(err)).Inc()
+	}
+	pm.latency.Observe(elapsed)
+	if pm.kind != "" {
+		if err != nil {
+			m.acquires.WithLabelValues(pm.kind, "error").Inc()
+			m.acquireTime.WithLabelValues(pm.kind, "error").Observe(elapsed)
+		} else if o, ok := reply.(interface{ GetOutcome() pb.Outcome }); ok {
+			m.acquired(pm, o.GetOutcome(), elapsed)
+		} else {
+			m.acquires.WithLabelValues(pm.kind, "ok").Inc()
+			m.acquireTime.WithLabelValues(pm.kind, "ok").Observe(elapsed)
+		}
 	}
 }
 

@@ -38,6 +38,11 @@ type Options struct {
 	RequestTimeout time.Duration
 	// MaxRequestBytes bounds a request message. Defaults to 1 MiB.
 	MaxRequestBytes int
+	// MaxStreamRequests bounds the requests one session stream has in
+	// flight (SessionService.Stream); past it a request is refused
+	// (resource_exhausted) and the stream goes on. Defaults to
+	// DefaultMaxStreamRequests (4096).
+	MaxStreamRequests int
 	// BodyReadTimeout bounds the time to receive a request's body (not the
 	// call: waits and streams last longer). Defaults to 10 s.
 	BodyReadTimeout time.Duration
@@ -80,6 +85,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.MaxRequestBytes == 0 {
 		o.MaxRequestBytes = 1 << 20
+	}
+	if o.MaxStreamRequests == 0 {
+		o.MaxStreamRequests = DefaultMaxStreamRequests
 	}
 	if o.BodyReadTimeout == 0 {
 		o.BodyReadTimeout = 10 * time.Second

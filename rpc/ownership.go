@@ -29,6 +29,9 @@ var actions = map[string]string{
 	lockstepv1connect.SessionServiceGetProcedure:        ActionUse,
 	lockstepv1connect.SessionServiceCancelWaitProcedure: ActionUse,
 	lockstepv1connect.SessionServiceAbandonProcedure:    ActionUse,
+	// The session stream: authenticated once, when it opens; each request
+	// on it then needs its own twin's action (session_stream.go).
+	lockstepv1connect.SessionServiceStreamProcedure: ActionUse,
 
 	lockstepv1connect.LockServiceAcquireProcedure:    ActionUse,
 	lockstepv1connect.LockServiceReleaseProcedure:    ActionUse,

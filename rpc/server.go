@@ -155,6 +155,15 @@ func limitBody(next http.Handler, maxBytes int64, limit time.Duration) http.Hand
 		// and closes a connection whose body did not arrive whole.
 		r2 := *r
 		body := r.Body
+		if r.URL.Path == lockstepv1connect.SessionServiceStreamProcedure && body != nil && body != http.NoBody {
+			// A session stream's body lasts as long as its session: each
+			// message is bounded by the message limit (the Connect
+			// handler's read limit), and the stream by how long it may
+			// stay silent (streamIdleTimeout), not by a total.
+			r2.Body = &idleBody{ReadCloser: body, rc: http.NewResponseController(w)}
+			next.ServeHTTP(w, &r2)
+			return
+		}
 		if body != nil && body != http.NoBody && r.ContentLength != 0 {
 			rc := http.NewResponseController(w)
 			if err := rc.SetReadDeadline(time.Now().Add(limit)); err == nil {
@@ -164,6 +173,19 @@ func limitBody(next http.Handler, maxBytes int64, limit time.Duration) http.Hand
 		r2.Body = http.MaxBytesReader(w, body, maxBytes)
 		next.ServeHTTP(w, &r2)
 	})
+}
+
+// idleBody bounds the silence of a session stream's body: each read must
+// deliver within streamIdleTimeout of its start. Its client keeps its
+// session alive on it well within that.
+type idleBody struct {
+	io.ReadCloser
+	rc *http.ResponseController
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	_ = b.rc.SetReadDeadline(time.Now().Add(streamIdleTimeout)) // unsupported: no bound, as for other bodies
+	return b.ReadCloser.Read(p)
 }
 
 // liftingBody lifts the read deadline once the whole body has arrived. A

@@ -16,6 +16,10 @@ import (
 type service struct {
 	b    Backend
 	opts Options
+	// m and checks are the interceptor chain's metrics and per-request
+	// checks (interceptors), which session streams run per request too.
+	m      *metrics
+	checks []requestCheck
 }
 
 // restKey marks a request that arrived as REST (set in rest.go before the

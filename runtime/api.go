@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"time"
@@ -110,4 +111,24 @@ type ShardStatus struct {
 type Member struct {
 	NodeID      string
 	RaftAddress string
+}
+
+// queuedKey carries the function Do calls when its command queues.
+type queuedKey struct{}
+
+// WithQueued returns ctx carrying fn, which Do calls once, when the
+// command it runs under ctx applies as queued (a wait that has not been
+// granted yet), with its waiter id; Do itself goes on waiting for the
+// final answer. The API's session stream pushes it to the client. fn runs
+// on Do's goroutine and must not block.
+func WithQueued(ctx context.Context, fn func(core.WaiterID)) context.Context {
+	return context.WithValue(ctx, queuedKey{}, fn)
+}
+
+// NotifyQueued calls the function WithQueued put in ctx, if any. The
+// runtime calls it; a test double of Do calls it too.
+func NotifyQueued(ctx context.Context, waiter core.WaiterID) {
+	if fn, ok := ctx.Value(queuedKey{}).(func(core.WaiterID)); ok {
+		fn(waiter)
+	}
 }

@@ -397,6 +397,9 @@ func (s *shard) await(ctx context.Context, p *pending) (rep replica.Reply, queue
 			if rep.Kind != replica.ReplyQueued {
 				return rep, queued, nil
 			}
+			if !queued {
+				NotifyQueued(ctx, rep.Result.Waiter)
+			}
 			queued = true
 			if closing == nil { // the node is closing: do not start a long wait
 				s.withdraw(p)

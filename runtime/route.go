@@ -257,3 +257,21 @@ func (n *Node) readShard(ctx context.Context, s *shard, stale bool, fn func(m *c
 	r := v.(readResult)
 	return r.index, r.err
 }
+
+// SessionEnded answers a channel that closes when this node applies the
+// expiry of session id, in any shard, and the function that drops the
+// subscription (call it when done; it is safe after the channel closed).
+// A session closed by a request ends without it (whoever closed it was
+// answered), and so does one whose expiry this node skipped by restoring
+// a snapshot: a keepalive answers not_found for both.
+func (n *Node) SessionEnded(id core.SessionID) (<-chan struct{}, func()) {
+	e := &sessionEnd{ch: make(chan struct{})}
+	for _, s := range n.shards {
+		s.watch.watchEnd(id, e)
+	}
+	return e.ch, func() {
+		for _, s := range n.shards {
+			s.watch.unwatchEnd(id, e)
+		}
+	}
+}

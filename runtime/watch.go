@@ -32,7 +32,19 @@ type watchHub struct {
 	gauge     prometheus.Gauge
 	shard     uint64 // stamped on every event
 	closed    bool
+	// ends are the session-end subscriptions (SessionEnded), by session.
+	ends map[core.SessionID]map[*sessionEnd]struct{}
 }
+
+// sessionEnd is one SessionEnded subscription, registered in every shard's
+// hub: the first shard to expire the session closes it (a session lost in
+// one shard is lost everywhere, docs/design.md).
+type sessionEnd struct {
+	once sync.Once
+	ch   chan struct{}
+}
+
+func (e *sessionEnd) end() { e.once.Do(func() { close(e.ch) }) }
 
 type subscriber struct {
 	prefix string
@@ -53,7 +65,8 @@ const (
 )
 
 func newWatchHub(gauge prometheus.Gauge, shard uint64) *watchHub {
-	return &watchHub{ring: make([]Event, watchRingEvents), subs: map[*subscriber]struct{}{}, gauge: gauge, shard: shard}
+	return &watchHub{ring: make([]Event, watchRingEvents), subs: map[*subscriber]struct{}{}, gauge: gauge, shard: shard,
+		ends: map[core.SessionID]map[*sessionEnd]struct{}{}}
 }
 
 // publish records the effects of one applied entry. out is reused by the
@@ -67,6 +80,16 @@ func (h *watchHub) publish(out *core.Output) {
 	h.lastIndex = out.Index
 	if len(out.Effects) == 0 {
 		return
+	}
+	if len(h.ends) > 0 {
+		for i := range out.Effects {
+			if ef := &out.Effects[i]; ef.Kind == core.EffectSessionExpired {
+				for e := range h.ends[ef.Session] {
+					e.end()
+				}
+				delete(h.ends, ef.Session)
+			}
+		}
 	}
 	events := make([]Event, len(out.Effects))
 	for i, ef := range out.Effects {
@@ -230,5 +253,27 @@ func (h *watchHub) close() {
 	h.closed = true
 	for s := range h.subs {
 		h.drop(s)
+	}
+}
+
+// watchEnd registers e to be ended when this shard expires session id.
+func (h *watchHub) watchEnd(id core.SessionID, e *sessionEnd) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	m := h.ends[id]
+	if m == nil {
+		m = map[*sessionEnd]struct{}{}
+		h.ends[id] = m
+	}
+	m[e] = struct{}{}
+}
+
+// unwatchEnd drops e.
+func (h *watchHub) unwatchEnd(id core.SessionID, e *sessionEnd) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.ends[id], e)
+	if len(h.ends[id]) == 0 {
+		delete(h.ends, id)
 	}
 }

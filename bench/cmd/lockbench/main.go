@@ -62,15 +62,17 @@ type options struct {
 	serveExtra string
 	idle       time.Duration
 	strict     bool
-	profileAt  int    // the client count whose cycle point is profiled
-	profileDir string // where the profiles go
-	tls        bool   // also run the cycle points on a cluster with TLS, client certificates and an audit log
-	apiKey     bool   // the same with API keys (with -tls: over TLS)
+	profileAt  int      // the client count whose cycle point is profiled
+	profileDir string   // where the profiles go
+	tls        bool     // also run the cycle points on a cluster with TLS, client certificates and an audit log
+	apiKey     bool     // the same with API keys (with -tls: over TLS)
+	via        []string // how the cycle and hand-off points reach the cluster (viaclient.go)
 }
 
 func main() {
 	var o options
-	var clients string
+	var clients, via string
+	flag.StringVar(&via, "via", "connect", "comma-separated: how the cycle and hand-off points reach the cluster: connect (raw Connect unary calls to -target), client (the Go client on all three endpoints, session streams), client-unary (the same, client.WithUnary)")
 	flag.StringVar(&o.bin, "bin", "bin/lockstep", "the lockstep binary to start (three processes)")
 	flag.StringVar(&o.connect, "connect", "", "use a running cluster: comma-separated API addresses (host:port) instead of starting one; -failover and -mem need a started one")
 	flag.DurationVar(&o.dur, "dur", 5*time.Second, "measuring time per point")
@@ -107,6 +109,19 @@ func main() {
 			}
 			o.clients = append(o.clients, n)
 		}
+	}
+	for _, v := range strings.Split(via, ",") {
+		if v = strings.TrimSpace(v); v == "" {
+			continue
+		}
+		known := false
+		for _, k := range vias {
+			known = known || v == k
+		}
+		if !known {
+			fatalf("-via: %q is none of %s", v, strings.Join(vias, ", "))
+		}
+		o.via = append(o.via, v)
 	}
 	if err := run(o); err != nil {
 		fatalf("%v", err)
@@ -152,27 +167,46 @@ func run(o options) error {
 	fmt.Printf("%-34s %10s %9s %9s %9s %8s\n", "workload", "ops/s", "p50 ms", "p95 ms", "p99 ms", "errors")
 	plain := map[int]result{}
 	for _, n := range o.clients {
-		var stopProf func()
-		if o.profileDir != "" && n == o.profileAt {
-			stopProf = b.profile(n)
+		for _, via := range o.via {
+			var stopProf func()
+			if o.profileDir != "" && n == o.profileAt && via == o.via[0] {
+				stopProf = b.profile(n)
+			}
+			var r result
+			var err error
+			if via == "connect" {
+				r, err = b.cycles(n)
+			} else {
+				r, err = b.viaClient(n, via == "client-unary", false)
+			}
+			if stopProf != nil {
+				stopProf()
+			}
+			if err != nil {
+				return err
+			}
+			r.print(fmt.Sprintf("cycles, %d clients, own names%s", n, viaLabel(via)))
+			if via == "connect" {
+				plain[n] = r
+			}
+			b.failures += r.errors
 		}
-		r, err := b.cycles(n)
-		if stopProf != nil {
-			stopProf()
-		}
-		if err != nil {
-			return err
-		}
-		r.print(fmt.Sprintf("cycles, %d clients, own names", n))
-		plain[n] = r
-		b.failures += r.errors
 	}
-	if o.handoff > 0 {
-		r, err := b.handoffs(o.handoff)
+	for _, via := range o.via {
+		if o.handoff <= 0 {
+			break
+		}
+		var r result
+		var err error
+		if via == "connect" {
+			r, err = b.handoffs(o.handoff)
+		} else {
+			r, err = b.viaClient(o.handoff, via == "client-unary", true)
+		}
 		if err != nil {
 			return err
 		}
-		r.print(fmt.Sprintf("hand-offs, %d clients, one name", o.handoff))
+		r.print(fmt.Sprintf("hand-offs, %d clients, one name%s", o.handoff, viaLabel(via)))
 		b.failures += r.errors
 	}
 	if o.memLocks > 0 {
@@ -204,6 +238,15 @@ func run(o options) error {
 		return fmt.Errorf("%d operations failed (-strict)", b.failures)
 	}
 	return nil
+}
+
+// viaLabel names a way in on a result line; raw Connect, as before -via
+// existed, is unnamed.
+func viaLabel(via string) string {
+	if via == "connect" {
+		return ""
+	}
+	return " (" + via + ")"
 }
 
 func loadavg() string {

@@ -25,6 +25,822 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// StreamRequest is one request of a session stream: a request id chosen by
+// the client and one of the session's requests, each the same message its
+// unary call takes.
+type StreamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Names the request on this stream: its answer carries it back. Unique
+	// among the stream's unanswered requests, and not 0.
+	RequestId uint64 `protobuf:"varint,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// The request: the message its unary twin takes.
+	//
+	// Types that are valid to be assigned to Request:
+	//
+	//	*StreamRequest_KeepAlive
+	//	*StreamRequest_CloseSession
+	//	*StreamRequest_Abandon
+	//	*StreamRequest_GetSession
+	//	*StreamRequest_AcquireLock
+	//	*StreamRequest_ReleaseLock
+	//	*StreamRequest_AcquireSemaphore
+	//	*StreamRequest_ReleaseSemaphore
+	//	*StreamRequest_AcquireRwlock
+	//	*StreamRequest_ReleaseRwlock
+	//	*StreamRequest_WaitBarrier
+	//	*StreamRequest_Campaign
+	//	*StreamRequest_Proclaim
+	//	*StreamRequest_Resign
+	Request       isStreamRequest_Request `protobuf_oneof:"request"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamRequest) Reset() {
+	*x = StreamRequest{}
+	mi := &file_lockstep_v1_session_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamRequest) ProtoMessage() {}
+
+func (x *StreamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lockstep_v1_session_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamRequest.ProtoReflect.Descriptor instead.
+func (*StreamRequest) Descriptor() ([]byte, []int) {
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *StreamRequest) GetRequestId() uint64 {
+	if x != nil {
+		return x.RequestId
+	}
+	return 0
+}
+
+func (x *StreamRequest) GetRequest() isStreamRequest_Request {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *StreamRequest) GetKeepAlive() *KeepAliveRequest {
+	if x != nil {
+		if x, ok := x.Request.(*StreamRequest_KeepAlive); ok {
+			return x.KeepAlive
+		}
+	}
+	return nil
+}
+
+func (x *StreamRequest) GetCloseSession() *CloseSessionRequest {
+	if x != nil {
+		if x, ok := x.Request.(*StreamRequest_CloseSession); ok {
+			return x.CloseSession
+		}
+	}
+	return nil
+}
+
+func (x *StreamRequest) GetAbandon() *AbandonRequest {
+	if x != nil {
+		if x, ok := x.Request.(*StreamRequest_Abandon); ok {
+			return x.Abandon
+		}
+	}
+	return nil
+}
+
+func (x *StreamRequest) GetGetSession() *GetSessionRequest {
+	if x != nil {
+		if x, ok := x.Request.(*StreamRequest_GetSession); ok {
+			return x.GetSession
+		}
+	}
+	return nil
+}
+
+func (x *StreamRequest) GetAcquireLock() *AcquireLockRequest {
+	if x != nil {
+		if x, ok := x.Request.(*StreamRequest_AcquireLock); ok {
+			return x.AcquireLock
+		}
+	}
+	return nil
+}
+
+func (x *StreamRequest) GetReleaseLock() *ReleaseLockRequest {
+	if x != nil {
+		if x, ok := x.Request.(*StreamRequest_ReleaseLock); ok {
+			return x.ReleaseLock
+		}
+	}
+	return nil
+}
+
+func (x *StreamRequest) GetAcquireSemaphore() *AcquireSemaphoreRequest {
+	if x != nil {
+		if x, ok := x.Request.(*StreamRequest_AcquireSemaphore); ok {
+			return x.AcquireSemaphore
+		}
+	}
+	return nil
+}
+
+func (x *StreamRequest) GetReleaseSemaphore() *ReleaseSemaphoreRequest {
+	if x != nil {
+		if x, ok := x.Request.(*StreamRequest_ReleaseSemaphore); ok {
+			return x.ReleaseSemaphore
+		}
+	}
+	return nil
+}
+
+func (x *StreamRequest) GetAcquireRwlock() *AcquireRWLockRequest {
+	if x != nil {
+		if x, ok := x.Request.(*StreamRequest_AcquireRwlock); ok {
+			return x.AcquireRwlock
+		}
+	}
+	return nil
+}
+
+func (x *StreamRequest) GetReleaseRwlock() *ReleaseRWLockRequest {
+	if x != nil {
+		if x, ok := x.Request.(*StreamRequest_ReleaseRwlock); ok {
+			return x.ReleaseRwlock
+		}
+	}
+	return nil
+}
+
+func (x *StreamRequest) GetWaitBarrier() *WaitBarrierRequest {
+	if x != nil {
+		if x, ok := x.Request.(*StreamRequest_WaitBarrier); ok {
+			return x.WaitBarrier
+		}
+	}
+	return nil
+}
+
+func (x *StreamRequest) GetCampaign() *CampaignRequest {
+	if x != nil {
+		if x, ok := x.Request.(*StreamRequest_Campaign); ok {
+			return x.Campaign
+		}
+	}
+	return nil
+}
+
+func (x *StreamRequest) GetProclaim() *ProclaimRequest {
+	if x != nil {
+		if x, ok := x.Request.(*StreamRequest_Proclaim); ok {
+			return x.Proclaim
+		}
+	}
+	return nil
+}
+
+func (x *StreamRequest) GetResign() *ResignRequest {
+	if x != nil {
+		if x, ok := x.Request.(*StreamRequest_Resign); ok {
+			return x.Resign
+		}
+	}
+	return nil
+}
+
+type isStreamRequest_Request interface {
+	isStreamRequest_Request()
+}
+
+type StreamRequest_KeepAlive struct {
+	// SessionService.KeepAlive.
+	KeepAlive *KeepAliveRequest `protobuf:"bytes,2,opt,name=keep_alive,json=keepAlive,proto3,oneof"`
+}
+
+type StreamRequest_CloseSession struct {
+	// SessionService.Close.
+	CloseSession *CloseSessionRequest `protobuf:"bytes,3,opt,name=close_session,json=closeSession,proto3,oneof"`
+}
+
+type StreamRequest_Abandon struct {
+	// SessionService.Abandon.
+	Abandon *AbandonRequest `protobuf:"bytes,4,opt,name=abandon,proto3,oneof"`
+}
+
+type StreamRequest_GetSession struct {
+	// SessionService.Get.
+	GetSession *GetSessionRequest `protobuf:"bytes,5,opt,name=get_session,json=getSession,proto3,oneof"`
+}
+
+type StreamRequest_AcquireLock struct {
+	// LockService.Acquire.
+	AcquireLock *AcquireLockRequest `protobuf:"bytes,10,opt,name=acquire_lock,json=acquireLock,proto3,oneof"`
+}
+
+type StreamRequest_ReleaseLock struct {
+	// LockService.Release.
+	ReleaseLock *ReleaseLockRequest `protobuf:"bytes,11,opt,name=release_lock,json=releaseLock,proto3,oneof"`
+}
+
+type StreamRequest_AcquireSemaphore struct {
+	// SemaphoreService.Acquire.
+	AcquireSemaphore *AcquireSemaphoreRequest `protobuf:"bytes,12,opt,name=acquire_semaphore,json=acquireSemaphore,proto3,oneof"`
+}
+
+type StreamRequest_ReleaseSemaphore struct {
+	// SemaphoreService.Release.
+	ReleaseSemaphore *ReleaseSemaphoreRequest `protobuf:"bytes,13,opt,name=release_semaphore,json=releaseSemaphore,proto3,oneof"`
+}
+
+type StreamRequest_AcquireRwlock struct {
+	// RWLockService.Acquire.
+	AcquireRwlock *AcquireRWLockRequest `protobuf:"bytes,14,opt,name=acquire_rwlock,json=acquireRwlock,proto3,oneof"`
+}
+
+type StreamRequest_ReleaseRwlock struct {
+	// RWLockService.Release.
+	ReleaseRwlock *ReleaseRWLockRequest `protobuf:"bytes,15,opt,name=release_rwlock,json=releaseRwlock,proto3,oneof"`
+}
+
+type StreamRequest_WaitBarrier struct {
+	// BarrierService.Wait.
+	WaitBarrier *WaitBarrierRequest `protobuf:"bytes,16,opt,name=wait_barrier,json=waitBarrier,proto3,oneof"`
+}
+
+type StreamRequest_Campaign struct {
+	// ElectionService.Campaign.
+	Campaign *CampaignRequest `protobuf:"bytes,17,opt,name=campaign,proto3,oneof"`
+}
+
+type StreamRequest_Proclaim struct {
+	// ElectionService.Proclaim.
+	Proclaim *ProclaimRequest `protobuf:"bytes,18,opt,name=proclaim,proto3,oneof"`
+}
+
+type StreamRequest_Resign struct {
+	// ElectionService.Resign.
+	Resign *ResignRequest `protobuf:"bytes,19,opt,name=resign,proto3,oneof"`
+}
+
+func (*StreamRequest_KeepAlive) isStreamRequest_Request() {}
+
+func (*StreamRequest_CloseSession) isStreamRequest_Request() {}
+
+func (*StreamRequest_Abandon) isStreamRequest_Request() {}
+
+func (*StreamRequest_GetSession) isStreamRequest_Request() {}
+
+func (*StreamRequest_AcquireLock) isStreamRequest_Request() {}
+
+func (*StreamRequest_ReleaseLock) isStreamRequest_Request() {}
+
+func (*StreamRequest_AcquireSemaphore) isStreamRequest_Request() {}
+
+func (*StreamRequest_ReleaseSemaphore) isStreamRequest_Request() {}
+
+func (*StreamRequest_AcquireRwlock) isStreamRequest_Request() {}
+
+func (*StreamRequest_ReleaseRwlock) isStreamRequest_Request() {}
+
+func (*StreamRequest_WaitBarrier) isStreamRequest_Request() {}
+
+func (*StreamRequest_Campaign) isStreamRequest_Request() {}
+
+func (*StreamRequest_Proclaim) isStreamRequest_Request() {}
+
+func (*StreamRequest_Resign) isStreamRequest_Request() {}
+
+// StreamResponse is one message of the server on a session stream: the
+// answer to a request (its request_id, and the twin's response or error),
+// or a push (queued: with the queued request's request_id; session_lost:
+// request_id 0).
+type StreamResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The request answered, or the request that queued; 0 for session_lost.
+	RequestId uint64 `protobuf:"varint,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// The answer or the push.
+	//
+	// Types that are valid to be assigned to Response:
+	//
+	//	*StreamResponse_Error
+	//	*StreamResponse_Queued
+	//	*StreamResponse_SessionLost
+	//	*StreamResponse_KeepAlive
+	//	*StreamResponse_CloseSession
+	//	*StreamResponse_Abandon
+	//	*StreamResponse_GetSession
+	//	*StreamResponse_AcquireLock
+	//	*StreamResponse_ReleaseLock
+	//	*StreamResponse_AcquireSemaphore
+	//	*StreamResponse_ReleaseSemaphore
+	//	*StreamResponse_AcquireRwlock
+	//	*StreamResponse_ReleaseRwlock
+	//	*StreamResponse_WaitBarrier
+	//	*StreamResponse_Campaign
+	//	*StreamResponse_Proclaim
+	//	*StreamResponse_Resign
+	Response      isStreamResponse_Response `protobuf_oneof:"response"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamResponse) Reset() {
+	*x = StreamResponse{}
+	mi := &file_lockstep_v1_session_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamResponse) ProtoMessage() {}
+
+func (x *StreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_lockstep_v1_session_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamResponse.ProtoReflect.Descriptor instead.
+func (*StreamResponse) Descriptor() ([]byte, []int) {
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *StreamResponse) GetRequestId() uint64 {
+	if x != nil {
+		return x.RequestId
+	}
+	return 0
+}
+
+func (x *StreamResponse) GetResponse() isStreamResponse_Response {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *StreamResponse) GetError() *StreamError {
+	if x != nil {
+		if x, ok := x.Response.(*StreamResponse_Error); ok {
+			return x.Error
+		}
+	}
+	return nil
+}
+
+func (x *StreamResponse) GetQueued() *StreamQueued {
+	if x != nil {
+		if x, ok := x.Response.(*StreamResponse_Queued); ok {
+			return x.Queued
+		}
+	}
+	return nil
+}
+
+func (x *StreamResponse) GetSessionLost() *StreamSessionLost {
+	if x != nil {
+		if x, ok := x.Response.(*StreamResponse_SessionLost); ok {
+			return x.SessionLost
+		}
+	}
+	return nil
+}
+
+func (x *StreamResponse) GetKeepAlive() *KeepAliveResponse {
+	if x != nil {
+		if x, ok := x.Response.(*StreamResponse_KeepAlive); ok {
+			return x.KeepAlive
+		}
+	}
+	return nil
+}
+
+func (x *StreamResponse) GetCloseSession() *CloseSessionResponse {
+	if x != nil {
+		if x, ok := x.Response.(*StreamResponse_CloseSession); ok {
+			return x.CloseSession
+		}
+	}
+	return nil
+}
+
+func (x *StreamResponse) GetAbandon() *AbandonResponse {
+	if x != nil {
+		if x, ok := x.Response.(*StreamResponse_Abandon); ok {
+			return x.Abandon
+		}
+	}
+	return nil
+}
+
+func (x *StreamResponse) GetGetSession() *GetSessionResponse {
+	if x != nil {
+		if x, ok := x.Response.(*StreamResponse_GetSession); ok {
+			return x.GetSession
+		}
+	}
+	return nil
+}
+
+func (x *StreamResponse) GetAcquireLock() *AcquireLockResponse {
+	if x != nil {
+		if x, ok := x.Response.(*StreamResponse_AcquireLock); ok {
+			return x.AcquireLock
+		}
+	}
+	return nil
+}
+
+func (x *StreamResponse) GetReleaseLock() *ReleaseLockResponse {
+	if x != nil {
+		if x, ok := x.Response.(*StreamResponse_ReleaseLock); ok {
+			return x.ReleaseLock
+		}
+	}
+	return nil
+}
+
+func (x *StreamResponse) GetAcquireSemaphore() *AcquireSemaphoreResponse {
+	if x != nil {
+		if x, ok := x.Response.(*StreamResponse_AcquireSemaphore); ok {
+			return x.AcquireSemaphore
+		}
+	}
+	return nil
+}
+
+func (x *StreamResponse) GetReleaseSemaphore() *ReleaseSemaphoreResponse {
+	if x != nil {
+		if x, ok := x.Response.(*StreamResponse_ReleaseSemaphore); ok {
+			return x.ReleaseSemaphore
+		}
+	}
+	return nil
+}
+
+func (x *StreamResponse) GetAcquireRwlock() *AcquireRWLockResponse {
+	if x != nil {
+		if x, ok := x.Response.(*StreamResponse_AcquireRwlock); ok {
+			return x.AcquireRwlock
+		}
+	}
+	return nil
+}
+
+func (x *StreamResponse) GetReleaseRwlock() *ReleaseRWLockResponse {
+	if x != nil {
+		if x, ok := x.Response.(*StreamResponse_ReleaseRwlock); ok {
+			return x.ReleaseRwlock
+		}
+	}
+	return nil
+}
+
+func (x *StreamResponse) GetWaitBarrier() *WaitBarrierResponse {
+	if x != nil {
+		if x, ok := x.Response.(*StreamResponse_WaitBarrier); ok {
+			return x.WaitBarrier
+		}
+	}
+	return nil
+}
+
+func (x *StreamResponse) GetCampaign() *CampaignResponse {
+	if x != nil {
+		if x, ok := x.Response.(*StreamResponse_Campaign); ok {
+			return x.Campaign
+		}
+	}
+	return nil
+}
+
+func (x *StreamResponse) GetProclaim() *ProclaimResponse {
+	if x != nil {
+		if x, ok := x.Response.(*StreamResponse_Proclaim); ok {
+			return x.Proclaim
+		}
+	}
+	return nil
+}
+
+func (x *StreamResponse) GetResign() *ResignResponse {
+	if x != nil {
+		if x, ok := x.Response.(*StreamResponse_Resign); ok {
+			return x.Resign
+		}
+	}
+	return nil
+}
+
+type isStreamResponse_Response interface {
+	isStreamResponse_Response()
+}
+
+type StreamResponse_Error struct {
+	// The request failed: the code and message its unary twin gives.
+	Error *StreamError `protobuf:"bytes,2,opt,name=error,proto3,oneof"`
+}
+
+type StreamResponse_Queued struct {
+	// Pushed: the request queued, and waits; its final answer follows
+	// with the same request_id when it is granted or its wait ends.
+	Queued *StreamQueued `protobuf:"bytes,3,opt,name=queued,proto3,oneof"`
+}
+
+type StreamResponse_SessionLost struct {
+	// Pushed: the stream's session is gone (expired), applied now; every
+	// request on it fails from here on. Sent at most once.
+	SessionLost *StreamSessionLost `protobuf:"bytes,4,opt,name=session_lost,json=sessionLost,proto3,oneof"`
+}
+
+type StreamResponse_KeepAlive struct {
+	// The answer to keep_alive.
+	KeepAlive *KeepAliveResponse `protobuf:"bytes,5,opt,name=keep_alive,json=keepAlive,proto3,oneof"`
+}
+
+type StreamResponse_CloseSession struct {
+	// The answer to close_session.
+	CloseSession *CloseSessionResponse `protobuf:"bytes,6,opt,name=close_session,json=closeSession,proto3,oneof"`
+}
+
+type StreamResponse_Abandon struct {
+	// The answer to abandon.
+	Abandon *AbandonResponse `protobuf:"bytes,7,opt,name=abandon,proto3,oneof"`
+}
+
+type StreamResponse_GetSession struct {
+	// The answer to get_session.
+	GetSession *GetSessionResponse `protobuf:"bytes,8,opt,name=get_session,json=getSession,proto3,oneof"`
+}
+
+type StreamResponse_AcquireLock struct {
+	// The answer to acquire_lock.
+	AcquireLock *AcquireLockResponse `protobuf:"bytes,10,opt,name=acquire_lock,json=acquireLock,proto3,oneof"`
+}
+
+type StreamResponse_ReleaseLock struct {
+	// The answer to release_lock.
+	ReleaseLock *ReleaseLockResponse `protobuf:"bytes,11,opt,name=release_lock,json=releaseLock,proto3,oneof"`
+}
+
+type StreamResponse_AcquireSemaphore struct {
+	// The answer to acquire_semaphore.
+	AcquireSemaphore *AcquireSemaphoreResponse `protobuf:"bytes,12,opt,name=acquire_semaphore,json=acquireSemaphore,proto3,oneof"`
+}
+
+type StreamResponse_ReleaseSemaphore struct {
+	// The answer to release_semaphore.
+	ReleaseSemaphore *ReleaseSemaphoreResponse `protobuf:"bytes,13,opt,name=release_semaphore,json=releaseSemaphore,proto3,oneof"`
+}
+
+type StreamResponse_AcquireRwlock struct {
+	// The answer to acquire_rwlock.
+	AcquireRwlock *AcquireRWLockResponse `protobuf:"bytes,14,opt,name=acquire_rwlock,json=acquireRwlock,proto3,oneof"`
+}
+
+type StreamResponse_ReleaseRwlock struct {
+	// The answer to release_rwlock.
+	ReleaseRwlock *ReleaseRWLockResponse `protobuf:"bytes,15,opt,name=release_rwlock,json=releaseRwlock,proto3,oneof"`
+}
+
+type StreamResponse_WaitBarrier struct {
+	// The answer to wait_barrier.
+	WaitBarrier *WaitBarrierResponse `protobuf:"bytes,16,opt,name=wait_barrier,json=waitBarrier,proto3,oneof"`
+}
+
+type StreamResponse_Campaign struct {
+	// The answer to campaign.
+	Campaign *CampaignResponse `protobuf:"bytes,17,opt,name=campaign,proto3,oneof"`
+}
+
+type StreamResponse_Proclaim struct {
+	// The answer to proclaim.
+	Proclaim *ProclaimResponse `protobuf:"bytes,18,opt,name=proclaim,proto3,oneof"`
+}
+
+type StreamResponse_Resign struct {
+	// The answer to resign.
+	Resign *ResignResponse `protobuf:"bytes,19,opt,name=resign,proto3,oneof"`
+}
+
+func (*StreamResponse_Error) isStreamResponse_Response() {}
+
+func (*StreamResponse_Queued) isStreamResponse_Response() {}
+
+func (*StreamResponse_SessionLost) isStreamResponse_Response() {}
+
+func (*StreamResponse_KeepAlive) isStreamResponse_Response() {}
+
+func (*StreamResponse_CloseSession) isStreamResponse_Response() {}
+
+func (*StreamResponse_Abandon) isStreamResponse_Response() {}
+
+func (*StreamResponse_GetSession) isStreamResponse_Response() {}
+
+func (*StreamResponse_AcquireLock) isStreamResponse_Response() {}
+
+func (*StreamResponse_ReleaseLock) isStreamResponse_Response() {}
+
+func (*StreamResponse_AcquireSemaphore) isStreamResponse_Response() {}
+
+func (*StreamResponse_ReleaseSemaphore) isStreamResponse_Response() {}
+
+func (*StreamResponse_AcquireRwlock) isStreamResponse_Response() {}
+
+func (*StreamResponse_ReleaseRwlock) isStreamResponse_Response() {}
+
+func (*StreamResponse_WaitBarrier) isStreamResponse_Response() {}
+
+func (*StreamResponse_Campaign) isStreamResponse_Response() {}
+
+func (*StreamResponse_Proclaim) isStreamResponse_Response() {}
+
+func (*StreamResponse_Resign) isStreamResponse_Response() {}
+
+// StreamError is a request's failure on a session stream.
+type StreamError struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The Connect code its unary twin answers ("not_found",
+	// "permission_denied", "aborted", "resource_exhausted", ...).
+	Code string `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	// What happened and what to do, as the unary twin says it.
+	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamError) Reset() {
+	*x = StreamError{}
+	mi := &file_lockstep_v1_session_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamError) ProtoMessage() {}
+
+func (x *StreamError) ProtoReflect() protoreflect.Message {
+	mi := &file_lockstep_v1_session_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamError.ProtoReflect.Descriptor instead.
+func (*StreamError) Descriptor() ([]byte, []int) {
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *StreamError) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *StreamError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// StreamQueued says a request queued.
+type StreamQueued struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The queued request's waiter id (as a status answer lists it).
+	WaiterId      uint64 `protobuf:"varint,1,opt,name=waiter_id,json=waiterId,proto3" json:"waiter_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamQueued) Reset() {
+	*x = StreamQueued{}
+	mi := &file_lockstep_v1_session_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamQueued) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamQueued) ProtoMessage() {}
+
+func (x *StreamQueued) ProtoReflect() protoreflect.Message {
+	mi := &file_lockstep_v1_session_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamQueued.ProtoReflect.Descriptor instead.
+func (*StreamQueued) Descriptor() ([]byte, []int) {
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *StreamQueued) GetWaiterId() uint64 {
+	if x != nil {
+		return x.WaiterId
+	}
+	return 0
+}
+
+// StreamSessionLost says the stream's session is gone.
+type StreamSessionLost struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The session.
+	SessionId uint64 `protobuf:"varint,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// Why: REASON_SESSION_EXPIRED.
+	Reason        Reason `protobuf:"varint,2,opt,name=reason,proto3,enum=lockstep.v1.Reason" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamSessionLost) Reset() {
+	*x = StreamSessionLost{}
+	mi := &file_lockstep_v1_session_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamSessionLost) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamSessionLost) ProtoMessage() {}
+
+func (x *StreamSessionLost) ProtoReflect() protoreflect.Message {
+	mi := &file_lockstep_v1_session_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamSessionLost.ProtoReflect.Descriptor instead.
+func (*StreamSessionLost) Descriptor() ([]byte, []int) {
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *StreamSessionLost) GetSessionId() uint64 {
+	if x != nil {
+		return x.SessionId
+	}
+	return 0
+}
+
+func (x *StreamSessionLost) GetReason() Reason {
+	if x != nil {
+		return x.Reason
+	}
+	return Reason_REASON_UNSPECIFIED
+}
+
 // CreateSessionRequest opens a session.
 type CreateSessionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -57,7 +873,7 @@ type CreateSessionRequest struct {
 
 func (x *CreateSessionRequest) Reset() {
 	*x = CreateSessionRequest{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[0]
+	mi := &file_lockstep_v1_session_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -69,7 +885,7 @@ func (x *CreateSessionRequest) String() string {
 func (*CreateSessionRequest) ProtoMessage() {}
 
 func (x *CreateSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[0]
+	mi := &file_lockstep_v1_session_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -82,7 +898,7 @@ func (x *CreateSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSessionRequest.ProtoReflect.Descriptor instead.
 func (*CreateSessionRequest) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{0}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CreateSessionRequest) GetClientId() string {
@@ -147,7 +963,7 @@ type CreateSessionResponse struct {
 
 func (x *CreateSessionResponse) Reset() {
 	*x = CreateSessionResponse{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[1]
+	mi := &file_lockstep_v1_session_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -159,7 +975,7 @@ func (x *CreateSessionResponse) String() string {
 func (*CreateSessionResponse) ProtoMessage() {}
 
 func (x *CreateSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[1]
+	mi := &file_lockstep_v1_session_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -172,7 +988,7 @@ func (x *CreateSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSessionResponse.ProtoReflect.Descriptor instead.
 func (*CreateSessionResponse) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{1}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CreateSessionResponse) GetSessionId() uint64 {
@@ -220,7 +1036,7 @@ type KeepAliveRequest struct {
 
 func (x *KeepAliveRequest) Reset() {
 	*x = KeepAliveRequest{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[2]
+	mi := &file_lockstep_v1_session_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -232,7 +1048,7 @@ func (x *KeepAliveRequest) String() string {
 func (*KeepAliveRequest) ProtoMessage() {}
 
 func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[2]
+	mi := &file_lockstep_v1_session_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -245,7 +1061,7 @@ func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveRequest.ProtoReflect.Descriptor instead.
 func (*KeepAliveRequest) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{2}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *KeepAliveRequest) GetClientId() string {
@@ -296,7 +1112,7 @@ type KeepAliveResponse struct {
 
 func (x *KeepAliveResponse) Reset() {
 	*x = KeepAliveResponse{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[3]
+	mi := &file_lockstep_v1_session_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -308,7 +1124,7 @@ func (x *KeepAliveResponse) String() string {
 func (*KeepAliveResponse) ProtoMessage() {}
 
 func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[3]
+	mi := &file_lockstep_v1_session_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -321,7 +1137,7 @@ func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveResponse.ProtoReflect.Descriptor instead.
 func (*KeepAliveResponse) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{3}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *KeepAliveResponse) GetSessionId() uint64 {
@@ -369,7 +1185,7 @@ type CloseSessionRequest struct {
 
 func (x *CloseSessionRequest) Reset() {
 	*x = CloseSessionRequest{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[4]
+	mi := &file_lockstep_v1_session_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -381,7 +1197,7 @@ func (x *CloseSessionRequest) String() string {
 func (*CloseSessionRequest) ProtoMessage() {}
 
 func (x *CloseSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[4]
+	mi := &file_lockstep_v1_session_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -394,7 +1210,7 @@ func (x *CloseSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseSessionRequest.ProtoReflect.Descriptor instead.
 func (*CloseSessionRequest) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{4}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CloseSessionRequest) GetClientId() string {
@@ -436,7 +1252,7 @@ type CloseSessionResponse struct {
 
 func (x *CloseSessionResponse) Reset() {
 	*x = CloseSessionResponse{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[5]
+	mi := &file_lockstep_v1_session_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -448,7 +1264,7 @@ func (x *CloseSessionResponse) String() string {
 func (*CloseSessionResponse) ProtoMessage() {}
 
 func (x *CloseSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[5]
+	mi := &file_lockstep_v1_session_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -461,7 +1277,7 @@ func (x *CloseSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseSessionResponse.ProtoReflect.Descriptor instead.
 func (*CloseSessionResponse) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{5}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CloseSessionResponse) GetSessionId() uint64 {
@@ -486,7 +1302,7 @@ type GetSessionRequest struct {
 
 func (x *GetSessionRequest) Reset() {
 	*x = GetSessionRequest{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[6]
+	mi := &file_lockstep_v1_session_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -498,7 +1314,7 @@ func (x *GetSessionRequest) String() string {
 func (*GetSessionRequest) ProtoMessage() {}
 
 func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[6]
+	mi := &file_lockstep_v1_session_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -511,7 +1327,7 @@ func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionRequest.ProtoReflect.Descriptor instead.
 func (*GetSessionRequest) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{6}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetSessionRequest) GetSessionId() uint64 {
@@ -544,7 +1360,7 @@ type GetSessionResponse struct {
 
 func (x *GetSessionResponse) Reset() {
 	*x = GetSessionResponse{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[7]
+	mi := &file_lockstep_v1_session_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -556,7 +1372,7 @@ func (x *GetSessionResponse) String() string {
 func (*GetSessionResponse) ProtoMessage() {}
 
 func (x *GetSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[7]
+	mi := &file_lockstep_v1_session_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -569,7 +1385,7 @@ func (x *GetSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionResponse.ProtoReflect.Descriptor instead.
 func (*GetSessionResponse) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{7}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetSessionResponse) GetSession() *Session {
@@ -616,7 +1432,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[8]
+	mi := &file_lockstep_v1_session_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -628,7 +1444,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[8]
+	mi := &file_lockstep_v1_session_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -641,7 +1457,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{8}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Session) GetSessionId() uint64 {
@@ -708,7 +1524,7 @@ type SessionHold struct {
 
 func (x *SessionHold) Reset() {
 	*x = SessionHold{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[9]
+	mi := &file_lockstep_v1_session_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -720,7 +1536,7 @@ func (x *SessionHold) String() string {
 func (*SessionHold) ProtoMessage() {}
 
 func (x *SessionHold) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[9]
+	mi := &file_lockstep_v1_session_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -733,7 +1549,7 @@ func (x *SessionHold) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionHold.ProtoReflect.Descriptor instead.
 func (*SessionHold) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{9}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SessionHold) GetKind() Kind {
@@ -774,7 +1590,7 @@ type SessionWait struct {
 
 func (x *SessionWait) Reset() {
 	*x = SessionWait{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[10]
+	mi := &file_lockstep_v1_session_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -786,7 +1602,7 @@ func (x *SessionWait) String() string {
 func (*SessionWait) ProtoMessage() {}
 
 func (x *SessionWait) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[10]
+	mi := &file_lockstep_v1_session_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -799,7 +1615,7 @@ func (x *SessionWait) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionWait.ProtoReflect.Descriptor instead.
 func (*SessionWait) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{10}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SessionWait) GetKind() Kind {
@@ -850,7 +1666,7 @@ type CancelWaitRequest struct {
 
 func (x *CancelWaitRequest) Reset() {
 	*x = CancelWaitRequest{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[11]
+	mi := &file_lockstep_v1_session_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -862,7 +1678,7 @@ func (x *CancelWaitRequest) String() string {
 func (*CancelWaitRequest) ProtoMessage() {}
 
 func (x *CancelWaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[11]
+	mi := &file_lockstep_v1_session_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -875,7 +1691,7 @@ func (x *CancelWaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelWaitRequest.ProtoReflect.Descriptor instead.
 func (*CancelWaitRequest) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{11}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CancelWaitRequest) GetClientId() string {
@@ -927,7 +1743,7 @@ type CancelWaitResponse struct {
 
 func (x *CancelWaitResponse) Reset() {
 	*x = CancelWaitResponse{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[12]
+	mi := &file_lockstep_v1_session_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -939,7 +1755,7 @@ func (x *CancelWaitResponse) String() string {
 func (*CancelWaitResponse) ProtoMessage() {}
 
 func (x *CancelWaitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[12]
+	mi := &file_lockstep_v1_session_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -952,7 +1768,7 @@ func (x *CancelWaitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelWaitResponse.ProtoReflect.Descriptor instead.
 func (*CancelWaitResponse) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{12}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CancelWaitResponse) GetCancelled() bool {
@@ -988,7 +1804,7 @@ type AbandonRequest struct {
 
 func (x *AbandonRequest) Reset() {
 	*x = AbandonRequest{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[13]
+	mi := &file_lockstep_v1_session_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1000,7 +1816,7 @@ func (x *AbandonRequest) String() string {
 func (*AbandonRequest) ProtoMessage() {}
 
 func (x *AbandonRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[13]
+	mi := &file_lockstep_v1_session_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1013,7 +1829,7 @@ func (x *AbandonRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbandonRequest.ProtoReflect.Descriptor instead.
 func (*AbandonRequest) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{13}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AbandonRequest) GetClientId() string {
@@ -1077,7 +1893,7 @@ type AbandonResponse struct {
 
 func (x *AbandonResponse) Reset() {
 	*x = AbandonResponse{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[14]
+	mi := &file_lockstep_v1_session_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1089,7 +1905,7 @@ func (x *AbandonResponse) String() string {
 func (*AbandonResponse) ProtoMessage() {}
 
 func (x *AbandonResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[14]
+	mi := &file_lockstep_v1_session_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1102,7 +1918,7 @@ func (x *AbandonResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbandonResponse.ProtoReflect.Descriptor instead.
 func (*AbandonResponse) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{14}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AbandonResponse) GetReleasedFencingToken() uint64 {
@@ -1116,7 +1932,62 @@ var File_lockstep_v1_session_proto protoreflect.FileDescriptor
 
 const file_lockstep_v1_session_proto_rawDesc = "" +
 	"\n" +
-	"\x19lockstep/v1/session.proto\x12\vlockstep.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x18lockstep/v1/common.proto\"\xd0\x01\n" +
+	"\x19lockstep/v1/session.proto\x12\vlockstep.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19lockstep/v1/barrier.proto\x1a\x18lockstep/v1/common.proto\x1a\x1alockstep/v1/election.proto\x1a\x16lockstep/v1/lock.proto\x1a\x18lockstep/v1/rwlock.proto\x1a\x1blockstep/v1/semaphore.proto\"\x80\b\n" +
+	"\rStreamRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\x04R\trequestId\x12>\n" +
+	"\n" +
+	"keep_alive\x18\x02 \x01(\v2\x1d.lockstep.v1.KeepAliveRequestH\x00R\tkeepAlive\x12G\n" +
+	"\rclose_session\x18\x03 \x01(\v2 .lockstep.v1.CloseSessionRequestH\x00R\fcloseSession\x127\n" +
+	"\aabandon\x18\x04 \x01(\v2\x1b.lockstep.v1.AbandonRequestH\x00R\aabandon\x12A\n" +
+	"\vget_session\x18\x05 \x01(\v2\x1e.lockstep.v1.GetSessionRequestH\x00R\n" +
+	"getSession\x12D\n" +
+	"\facquire_lock\x18\n" +
+	" \x01(\v2\x1f.lockstep.v1.AcquireLockRequestH\x00R\vacquireLock\x12D\n" +
+	"\frelease_lock\x18\v \x01(\v2\x1f.lockstep.v1.ReleaseLockRequestH\x00R\vreleaseLock\x12S\n" +
+	"\x11acquire_semaphore\x18\f \x01(\v2$.lockstep.v1.AcquireSemaphoreRequestH\x00R\x10acquireSemaphore\x12S\n" +
+	"\x11release_semaphore\x18\r \x01(\v2$.lockstep.v1.ReleaseSemaphoreRequestH\x00R\x10releaseSemaphore\x12J\n" +
+	"\x0eacquire_rwlock\x18\x0e \x01(\v2!.lockstep.v1.AcquireRWLockRequestH\x00R\racquireRwlock\x12J\n" +
+	"\x0erelease_rwlock\x18\x0f \x01(\v2!.lockstep.v1.ReleaseRWLockRequestH\x00R\rreleaseRwlock\x12D\n" +
+	"\fwait_barrier\x18\x10 \x01(\v2\x1f.lockstep.v1.WaitBarrierRequestH\x00R\vwaitBarrier\x12:\n" +
+	"\bcampaign\x18\x11 \x01(\v2\x1c.lockstep.v1.CampaignRequestH\x00R\bcampaign\x12:\n" +
+	"\bproclaim\x18\x12 \x01(\v2\x1c.lockstep.v1.ProclaimRequestH\x00R\bproclaim\x124\n" +
+	"\x06resign\x18\x13 \x01(\v2\x1a.lockstep.v1.ResignRequestH\x00R\x06resignB\t\n" +
+	"\arequest\"\xbc\t\n" +
+	"\x0eStreamResponse\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\x04R\trequestId\x120\n" +
+	"\x05error\x18\x02 \x01(\v2\x18.lockstep.v1.StreamErrorH\x00R\x05error\x123\n" +
+	"\x06queued\x18\x03 \x01(\v2\x19.lockstep.v1.StreamQueuedH\x00R\x06queued\x12C\n" +
+	"\fsession_lost\x18\x04 \x01(\v2\x1e.lockstep.v1.StreamSessionLostH\x00R\vsessionLost\x12?\n" +
+	"\n" +
+	"keep_alive\x18\x05 \x01(\v2\x1e.lockstep.v1.KeepAliveResponseH\x00R\tkeepAlive\x12H\n" +
+	"\rclose_session\x18\x06 \x01(\v2!.lockstep.v1.CloseSessionResponseH\x00R\fcloseSession\x128\n" +
+	"\aabandon\x18\a \x01(\v2\x1c.lockstep.v1.AbandonResponseH\x00R\aabandon\x12B\n" +
+	"\vget_session\x18\b \x01(\v2\x1f.lockstep.v1.GetSessionResponseH\x00R\n" +
+	"getSession\x12E\n" +
+	"\facquire_lock\x18\n" +
+	" \x01(\v2 .lockstep.v1.AcquireLockResponseH\x00R\vacquireLock\x12E\n" +
+	"\frelease_lock\x18\v \x01(\v2 .lockstep.v1.ReleaseLockResponseH\x00R\vreleaseLock\x12T\n" +
+	"\x11acquire_semaphore\x18\f \x01(\v2%.lockstep.v1.AcquireSemaphoreResponseH\x00R\x10acquireSemaphore\x12T\n" +
+	"\x11release_semaphore\x18\r \x01(\v2%.lockstep.v1.ReleaseSemaphoreResponseH\x00R\x10releaseSemaphore\x12K\n" +
+	"\x0eacquire_rwlock\x18\x0e \x01(\v2\".lockstep.v1.AcquireRWLockResponseH\x00R\racquireRwlock\x12K\n" +
+	"\x0erelease_rwlock\x18\x0f \x01(\v2\".lockstep.v1.ReleaseRWLockResponseH\x00R\rreleaseRwlock\x12E\n" +
+	"\fwait_barrier\x18\x10 \x01(\v2 .lockstep.v1.WaitBarrierResponseH\x00R\vwaitBarrier\x12;\n" +
+	"\bcampaign\x18\x11 \x01(\v2\x1d.lockstep.v1.CampaignResponseH\x00R\bcampaign\x12;\n" +
+	"\bproclaim\x18\x12 \x01(\v2\x1d.lockstep.v1.ProclaimResponseH\x00R\bproclaim\x125\n" +
+	"\x06resign\x18\x13 \x01(\v2\x1b.lockstep.v1.ResignResponseH\x00R\x06resignB\n" +
+	"\n" +
+	"\bresponse\";\n" +
+	"\vStreamError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"+\n" +
+	"\fStreamQueued\x12\x1b\n" +
+	"\twaiter_id\x18\x01 \x01(\x04R\bwaiterId\"_\n" +
+	"\x11StreamSessionLost\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\x04R\tsessionId\x12+\n" +
+	"\x06reason\x18\x02 \x01(\x0e2\x13.lockstep.v1.ReasonR\x06reason\"\xd0\x01\n" +
 	"\x14CreateSessionRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1f\n" +
 	"\vrequest_seq\x18\x02 \x01(\x04R\n" +
@@ -1206,7 +2077,7 @@ const file_lockstep_v1_session_proto_rawDesc = "" +
 	"\vabandon_seq\x18\a \x01(\x04R\n" +
 	"abandonSeq\"G\n" +
 	"\x0fAbandonResponse\x124\n" +
-	"\x16released_fencing_token\x18\x01 \x01(\x04R\x14releasedFencingToken2\xed\x04\n" +
+	"\x16released_fencing_token\x18\x01 \x01(\x04R\x14releasedFencingToken2\xb6\x05\n" +
 	"\x0eSessionService\x12e\n" +
 	"\x06Create\x12!.lockstep.v1.CreateSessionRequest\x1a\".lockstep.v1.CreateSessionResponse\"\x14\x82\xd3\xe4\x93\x02\x0e:\x01*\"\t/sessions\x12w\n" +
 	"\tKeepAlive\x12\x1d.lockstep.v1.KeepAliveRequest\x1a\x1e.lockstep.v1.KeepAliveResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /sessions/{session_id}/keepalive\x12l\n" +
@@ -1214,7 +2085,8 @@ const file_lockstep_v1_session_proto_rawDesc = "" +
 	"\x03Get\x12\x1e.lockstep.v1.GetSessionRequest\x1a\x1f.lockstep.v1.GetSessionResponse\"\x03\x90\x02\x01\x12O\n" +
 	"\n" +
 	"CancelWait\x12\x1e.lockstep.v1.CancelWaitRequest\x1a\x1f.lockstep.v1.CancelWaitResponse\"\x00\x12o\n" +
-	"\aAbandon\x12\x1b.lockstep.v1.AbandonRequest\x1a\x1c.lockstep.v1.AbandonResponse\")\x82\xd3\xe4\x93\x02#:\x01*\"\x1e/sessions/{session_id}/abandonB>Z<github.com/lockstepd/lockstep/rpc/gen/lockstep/v1;lockstepv1b\x06proto3"
+	"\aAbandon\x12\x1b.lockstep.v1.AbandonRequest\x1a\x1c.lockstep.v1.AbandonResponse\")\x82\xd3\xe4\x93\x02#:\x01*\"\x1e/sessions/{session_id}/abandon\x12G\n" +
+	"\x06Stream\x12\x1a.lockstep.v1.StreamRequest\x1a\x1b.lockstep.v1.StreamResponse\"\x00(\x010\x01B>Z<github.com/lockstepd/lockstep/rpc/gen/lockstep/v1;lockstepv1b\x06proto3"
 
 var (
 	file_lockstep_v1_session_proto_rawDescOnce sync.Once
@@ -1228,49 +2100,109 @@ func file_lockstep_v1_session_proto_rawDescGZIP() []byte {
 	return file_lockstep_v1_session_proto_rawDescData
 }
 
-var file_lockstep_v1_session_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_lockstep_v1_session_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_lockstep_v1_session_proto_goTypes = []any{
-	(*CreateSessionRequest)(nil),  // 0: lockstep.v1.CreateSessionRequest
-	(*CreateSessionResponse)(nil), // 1: lockstep.v1.CreateSessionResponse
-	(*KeepAliveRequest)(nil),      // 2: lockstep.v1.KeepAliveRequest
-	(*KeepAliveResponse)(nil),     // 3: lockstep.v1.KeepAliveResponse
-	(*CloseSessionRequest)(nil),   // 4: lockstep.v1.CloseSessionRequest
-	(*CloseSessionResponse)(nil),  // 5: lockstep.v1.CloseSessionResponse
-	(*GetSessionRequest)(nil),     // 6: lockstep.v1.GetSessionRequest
-	(*GetSessionResponse)(nil),    // 7: lockstep.v1.GetSessionResponse
-	(*Session)(nil),               // 8: lockstep.v1.Session
-	(*SessionHold)(nil),           // 9: lockstep.v1.SessionHold
-	(*SessionWait)(nil),           // 10: lockstep.v1.SessionWait
-	(*CancelWaitRequest)(nil),     // 11: lockstep.v1.CancelWaitRequest
-	(*CancelWaitResponse)(nil),    // 12: lockstep.v1.CancelWaitResponse
-	(*AbandonRequest)(nil),        // 13: lockstep.v1.AbandonRequest
-	(*AbandonResponse)(nil),       // 14: lockstep.v1.AbandonResponse
-	(Kind)(0),                     // 15: lockstep.v1.Kind
+	(*StreamRequest)(nil),            // 0: lockstep.v1.StreamRequest
+	(*StreamResponse)(nil),           // 1: lockstep.v1.StreamResponse
+	(*StreamError)(nil),              // 2: lockstep.v1.StreamError
+	(*StreamQueued)(nil),             // 3: lockstep.v1.StreamQueued
+	(*StreamSessionLost)(nil),        // 4: lockstep.v1.StreamSessionLost
+	(*CreateSessionRequest)(nil),     // 5: lockstep.v1.CreateSessionRequest
+	(*CreateSessionResponse)(nil),    // 6: lockstep.v1.CreateSessionResponse
+	(*KeepAliveRequest)(nil),         // 7: lockstep.v1.KeepAliveRequest
+	(*KeepAliveResponse)(nil),        // 8: lockstep.v1.KeepAliveResponse
+	(*CloseSessionRequest)(nil),      // 9: lockstep.v1.CloseSessionRequest
+	(*CloseSessionResponse)(nil),     // 10: lockstep.v1.CloseSessionResponse
+	(*GetSessionRequest)(nil),        // 11: lockstep.v1.GetSessionRequest
+	(*GetSessionResponse)(nil),       // 12: lockstep.v1.GetSessionResponse
+	(*Session)(nil),                  // 13: lockstep.v1.Session
+	(*SessionHold)(nil),              // 14: lockstep.v1.SessionHold
+	(*SessionWait)(nil),              // 15: lockstep.v1.SessionWait
+	(*CancelWaitRequest)(nil),        // 16: lockstep.v1.CancelWaitRequest
+	(*CancelWaitResponse)(nil),       // 17: lockstep.v1.CancelWaitResponse
+	(*AbandonRequest)(nil),           // 18: lockstep.v1.AbandonRequest
+	(*AbandonResponse)(nil),          // 19: lockstep.v1.AbandonResponse
+	(*AcquireLockRequest)(nil),       // 20: lockstep.v1.AcquireLockRequest
+	(*ReleaseLockRequest)(nil),       // 21: lockstep.v1.ReleaseLockRequest
+	(*AcquireSemaphoreRequest)(nil),  // 22: lockstep.v1.AcquireSemaphoreRequest
+	(*ReleaseSemaphoreRequest)(nil),  // 23: lockstep.v1.ReleaseSemaphoreRequest
+	(*AcquireRWLockRequest)(nil),     // 24: lockstep.v1.AcquireRWLockRequest
+	(*ReleaseRWLockRequest)(nil),     // 25: lockstep.v1.ReleaseRWLockRequest
+	(*WaitBarrierRequest)(nil),       // 26: lockstep.v1.WaitBarrierRequest
+	(*CampaignRequest)(nil),          // 27: lockstep.v1.CampaignRequest
+	(*ProclaimRequest)(nil),          // 28: lockstep.v1.ProclaimRequest
+	(*ResignRequest)(nil),            // 29: lockstep.v1.ResignRequest
+	(*AcquireLockResponse)(nil),      // 30: lockstep.v1.AcquireLockResponse
+	(*ReleaseLockResponse)(nil),      // 31: lockstep.v1.ReleaseLockResponse
+	(*AcquireSemaphoreResponse)(nil), // 32: lockstep.v1.AcquireSemaphoreResponse
+	(*ReleaseSemaphoreResponse)(nil), // 33: lockstep.v1.ReleaseSemaphoreResponse
+	(*AcquireRWLockResponse)(nil),    // 34: lockstep.v1.AcquireRWLockResponse
+	(*ReleaseRWLockResponse)(nil),    // 35: lockstep.v1.ReleaseRWLockResponse
+	(*WaitBarrierResponse)(nil),      // 36: lockstep.v1.WaitBarrierResponse
+	(*CampaignResponse)(nil),         // 37: lockstep.v1.CampaignResponse
+	(*ProclaimResponse)(nil),         // 38: lockstep.v1.ProclaimResponse
+	(*ResignResponse)(nil),           // 39: lockstep.v1.ResignResponse
+	(Reason)(0),                      // 40: lockstep.v1.Reason
+	(Kind)(0),                        // 41: lockstep.v1.Kind
 }
 var file_lockstep_v1_session_proto_depIdxs = []int32{
-	8,  // 0: lockstep.v1.GetSessionResponse.session:type_name -> lockstep.v1.Session
-	9,  // 1: lockstep.v1.Session.holds:type_name -> lockstep.v1.SessionHold
-	10, // 2: lockstep.v1.Session.waits:type_name -> lockstep.v1.SessionWait
-	15, // 3: lockstep.v1.SessionHold.kind:type_name -> lockstep.v1.Kind
-	15, // 4: lockstep.v1.SessionWait.kind:type_name -> lockstep.v1.Kind
-	15, // 5: lockstep.v1.AbandonRequest.kind:type_name -> lockstep.v1.Kind
-	0,  // 6: lockstep.v1.SessionService.Create:input_type -> lockstep.v1.CreateSessionRequest
-	2,  // 7: lockstep.v1.SessionService.KeepAlive:input_type -> lockstep.v1.KeepAliveRequest
-	4,  // 8: lockstep.v1.SessionService.Close:input_type -> lockstep.v1.CloseSessionRequest
-	6,  // 9: lockstep.v1.SessionService.Get:input_type -> lockstep.v1.GetSessionRequest
-	11, // 10: lockstep.v1.SessionService.CancelWait:input_type -> lockstep.v1.CancelWaitRequest
-	13, // 11: lockstep.v1.SessionService.Abandon:input_type -> lockstep.v1.AbandonRequest
-	1,  // 12: lockstep.v1.SessionService.Create:output_type -> lockstep.v1.CreateSessionResponse
-	3,  // 13: lockstep.v1.SessionService.KeepAlive:output_type -> lockstep.v1.KeepAliveResponse
-	5,  // 14: lockstep.v1.SessionService.Close:output_type -> lockstep.v1.CloseSessionResponse
-	7,  // 15: lockstep.v1.SessionService.Get:output_type -> lockstep.v1.GetSessionResponse
-	12, // 16: lockstep.v1.SessionService.CancelWait:output_type -> lockstep.v1.CancelWaitResponse
-	14, // 17: lockstep.v1.SessionService.Abandon:output_type -> lockstep.v1.AbandonResponse
-	12, // [12:18] is the sub-list for method output_type
-	6,  // [6:12] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	7,  // 0: lockstep.v1.StreamRequest.keep_alive:type_name -> lockstep.v1.KeepAliveRequest
+	9,  // 1: lockstep.v1.StreamRequest.close_session:type_name -> lockstep.v1.CloseSessionRequest
+	18, // 2: lockstep.v1.StreamRequest.abandon:type_name -> lockstep.v1.AbandonRequest
+	11, // 3: lockstep.v1.StreamRequest.get_session:type_name -> lockstep.v1.GetSessionRequest
+	20, // 4: lockstep.v1.StreamRequest.acquire_lock:type_name -> lockstep.v1.AcquireLockRequest
+	21, // 5: lockstep.v1.StreamRequest.release_lock:type_name -> lockstep.v1.ReleaseLockRequest
+	22, // 6: lockstep.v1.StreamRequest.acquire_semaphore:type_name -> lockstep.v1.AcquireSemaphoreRequest
+	23, // 7: lockstep.v1.StreamRequest.release_semaphore:type_name -> lockstep.v1.ReleaseSemaphoreRequest
+	24, // 8: lockstep.v1.StreamRequest.acquire_rwlock:type_name -> lockstep.v1.AcquireRWLockRequest
+	25, // 9: lockstep.v1.StreamRequest.release_rwlock:type_name -> lockstep.v1.ReleaseRWLockRequest
+	26, // 10: lockstep.v1.StreamRequest.wait_barrier:type_name -> lockstep.v1.WaitBarrierRequest
+	27, // 11: lockstep.v1.StreamRequest.campaign:type_name -> lockstep.v1.CampaignRequest
+	28, // 12: lockstep.v1.StreamRequest.proclaim:type_name -> lockstep.v1.ProclaimRequest
+	29, // 13: lockstep.v1.StreamRequest.resign:type_name -> lockstep.v1.ResignRequest
+	2,  // 14: lockstep.v1.StreamResponse.error:type_name -> lockstep.v1.StreamError
+	3,  // 15: lockstep.v1.StreamResponse.queued:type_name -> lockstep.v1.StreamQueued
+	4,  // 16: lockstep.v1.StreamResponse.session_lost:type_name -> lockstep.v1.StreamSessionLost
+	8,  // 17: lockstep.v1.StreamResponse.keep_alive:type_name -> lockstep.v1.KeepAliveResponse
+	10, // 18: lockstep.v1.StreamResponse.close_session:type_name -> lockstep.v1.CloseSessionResponse
+	19, // 19: lockstep.v1.StreamResponse.abandon:type_name -> lockstep.v1.AbandonResponse
+	12, // 20: lockstep.v1.StreamResponse.get_session:type_name -> lockstep.v1.GetSessionResponse
+	30, // 21: lockstep.v1.StreamResponse.acquire_lock:type_name -> lockstep.v1.AcquireLockResponse
+	31, // 22: lockstep.v1.StreamResponse.release_lock:type_name -> lockstep.v1.ReleaseLockResponse
+	32, // 23: lockstep.v1.StreamResponse.acquire_semaphore:type_name -> lockstep.v1.AcquireSemaphoreResponse
+	33, // 24: lockstep.v1.StreamResponse.release_semaphore:type_name -> lockstep.v1.ReleaseSemaphoreResponse
+	34, // 25: lockstep.v1.StreamResponse.acquire_rwlock:type_name -> lockstep.v1.AcquireRWLockResponse
+	35, // 26: lockstep.v1.StreamResponse.release_rwlock:type_name -> lockstep.v1.ReleaseRWLockResponse
+	36, // 27: lockstep.v1.StreamResponse.wait_barrier:type_name -> lockstep.v1.WaitBarrierResponse
+	37, // 28: lockstep.v1.StreamResponse.campaign:type_name -> lockstep.v1.CampaignResponse
+	38, // 29: lockstep.v1.StreamResponse.proclaim:type_name -> lockstep.v1.ProclaimResponse
+	39, // 30: lockstep.v1.StreamResponse.resign:type_name -> lockstep.v1.ResignResponse
+	40, // 31: lockstep.v1.StreamSessionLost.reason:type_name -> lockstep.v1.Reason
+	13, // 32: lockstep.v1.GetSessionResponse.session:type_name -> lockstep.v1.Session
+	14, // 33: lockstep.v1.Session.holds:type_name -> lockstep.v1.SessionHold
+	15, // 34: lockstep.v1.Session.waits:type_name -> lockstep.v1.SessionWait
+	41, // 35: lockstep.v1.SessionHold.kind:type_name -> lockstep.v1.Kind
+	41, // 36: lockstep.v1.SessionWait.kind:type_name -> lockstep.v1.Kind
+	41, // 37: lockstep.v1.AbandonRequest.kind:type_name -> lockstep.v1.Kind
+	5,  // 38: lockstep.v1.SessionService.Create:input_type -> lockstep.v1.CreateSessionRequest
+	7,  // 39: lockstep.v1.SessionService.KeepAlive:input_type -> lockstep.v1.KeepAliveRequest
+	9,  // 40: lockstep.v1.SessionService.Close:input_type -> lockstep.v1.CloseSessionRequest
+	11, // 41: lockstep.v1.SessionService.Get:input_type -> lockstep.v1.GetSessionRequest
+	16, // 42: lockstep.v1.SessionService.CancelWait:input_type -> lockstep.v1.CancelWaitRequest
+	18, // 43: lockstep.v1.SessionService.Abandon:input_type -> lockstep.v1.AbandonRequest
+	0,  // 44: lockstep.v1.SessionService.Stream:input_type -> lockstep.v1.StreamRequest
+	6,  // 45: lockstep.v1.SessionService.Create:output_type -> lockstep.v1.CreateSessionResponse
+	8,  // 46: lockstep.v1.SessionService.KeepAlive:output_type -> lockstep.v1.KeepAliveResponse
+	10, // 47: lockstep.v1.SessionService.Close:output_type -> lockstep.v1.CloseSessionResponse
+	12, // 48: lockstep.v1.SessionService.Get:output_type -> lockstep.v1.GetSessionResponse
+	17, // 49: lockstep.v1.SessionService.CancelWait:output_type -> lockstep.v1.CancelWaitResponse
+	19, // 50: lockstep.v1.SessionService.Abandon:output_type -> lockstep.v1.AbandonResponse
+	1,  // 51: lockstep.v1.SessionService.Stream:output_type -> lockstep.v1.StreamResponse
+	45, // [45:52] is the sub-list for method output_type
+	38, // [38:45] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_lockstep_v1_session_proto_init() }
@@ -1278,14 +2210,54 @@ func file_lockstep_v1_session_proto_init() {
 	if File_lockstep_v1_session_proto != nil {
 		return
 	}
+	file_lockstep_v1_barrier_proto_init()
 	file_lockstep_v1_common_proto_init()
+	file_lockstep_v1_election_proto_init()
+	file_lockstep_v1_lock_proto_init()
+	file_lockstep_v1_rwlock_proto_init()
+	file_lockstep_v1_semaphore_proto_init()
+	file_lockstep_v1_session_proto_msgTypes[0].OneofWrappers = []any{
+		(*StreamRequest_KeepAlive)(nil),
+		(*StreamRequest_CloseSession)(nil),
+		(*StreamRequest_Abandon)(nil),
+		(*StreamRequest_GetSession)(nil),
+		(*StreamRequest_AcquireLock)(nil),
+		(*StreamRequest_ReleaseLock)(nil),
+		(*StreamRequest_AcquireSemaphore)(nil),
+		(*StreamRequest_ReleaseSemaphore)(nil),
+		(*StreamRequest_AcquireRwlock)(nil),
+		(*StreamRequest_ReleaseRwlock)(nil),
+		(*StreamRequest_WaitBarrier)(nil),
+		(*StreamRequest_Campaign)(nil),
+		(*StreamRequest_Proclaim)(nil),
+		(*StreamRequest_Resign)(nil),
+	}
+	file_lockstep_v1_session_proto_msgTypes[1].OneofWrappers = []any{
+		(*StreamResponse_Error)(nil),
+		(*StreamResponse_Queued)(nil),
+		(*StreamResponse_SessionLost)(nil),
+		(*StreamResponse_KeepAlive)(nil),
+		(*StreamResponse_CloseSession)(nil),
+		(*StreamResponse_Abandon)(nil),
+		(*StreamResponse_GetSession)(nil),
+		(*StreamResponse_AcquireLock)(nil),
+		(*StreamResponse_ReleaseLock)(nil),
+		(*StreamResponse_AcquireSemaphore)(nil),
+		(*StreamResponse_ReleaseSemaphore)(nil),
+		(*StreamResponse_AcquireRwlock)(nil),
+		(*StreamResponse_ReleaseRwlock)(nil),
+		(*StreamResponse_WaitBarrier)(nil),
+		(*StreamResponse_Campaign)(nil),
+		(*StreamResponse_Proclaim)(nil),
+		(*StreamResponse_Resign)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lockstep_v1_session_proto_rawDesc), len(file_lockstep_v1_session_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -50,6 +50,8 @@ const (
 	SessionServiceCancelWaitProcedure = "/lockstep.v1.SessionService/CancelWait"
 	// SessionServiceAbandonProcedure is the fully-qualified name of the SessionService's Abandon RPC.
 	SessionServiceAbandonProcedure = "/lockstep.v1.SessionService/Abandon"
+	// SessionServiceStreamProcedure is the fully-qualified name of the SessionService's Stream RPC.
+	SessionServiceStreamProcedure = "/lockstep.v1.SessionService/Stream"
 )
 
 // SessionServiceClient is a client for the lockstep.v1.SessionService service.
@@ -82,6 +84,19 @@ type SessionServiceClient interface {
 	// resigned), unless it answered a grant the session already held. Keep
 	// lowest_pending_seq at or below abandon_seq until Abandon answers.
 	Abandon(context.Context, *connect.Request[v1.AbandonRequest]) (*connect.Response[v1.AbandonResponse], error)
+	// Stream carries one session's operations on one bidirectional stream:
+	// requests pipelined, each answered by its request_id as it completes (a
+	// blocked acquire does not hold up a later release), keepalives on the
+	// same stream, and pushed by the server: the waiter id of a request that
+	// queued, and the session's loss the moment it is applied. Each request
+	// meets exactly what its unary twin meets (authentication at the stream's
+	// start; then, per request, the ACL, validation, session ownership, the
+	// audit log, metrics under the twin's procedure, limits), and answers the
+	// twin's response or the twin's error code. The stream is bound to the
+	// session of its first request: every request names that session_id.
+	// A broken stream loses nothing: resend what is unanswered, on any node,
+	// with the same (client_id, request_seq). Not served over REST.
+	Stream(context.Context) *connect.BidiStreamForClient[v1.StreamRequest, v1.StreamResponse]
 }
 
 // NewSessionServiceClient constructs a client for the lockstep.v1.SessionService service. By
@@ -132,6 +147,12 @@ func NewSessionServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithSchema(sessionServiceMethods.ByName("Abandon")),
 			connect.WithClientOptions(opts...),
 		),
+		stream: connect.NewClient[v1.StreamRequest, v1.StreamResponse](
+			httpClient,
+			baseURL+SessionServiceStreamProcedure,
+			connect.WithSchema(sessionServiceMethods.ByName("Stream")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -143,6 +164,7 @@ type sessionServiceClient struct {
 	get        *connect.Client[v1.GetSessionRequest, v1.GetSessionResponse]
 	cancelWait *connect.Client[v1.CancelWaitRequest, v1.CancelWaitResponse]
 	abandon    *connect.Client[v1.AbandonRequest, v1.AbandonResponse]
+	stream     *connect.Client[v1.StreamRequest, v1.StreamResponse]
 }
 
 // Create calls lockstep.v1.SessionService.Create.
@@ -175,6 +197,11 @@ func (c *sessionServiceClient) Abandon(ctx context.Context, req *connect.Request
 	return c.abandon.CallUnary(ctx, req)
 }
 
+// Stream calls lockstep.v1.SessionService.Stream.
+func (c *sessionServiceClient) Stream(ctx context.Context) *connect.BidiStreamForClient[v1.StreamRequest, v1.StreamResponse] {
+	return c.stream.CallBidiStream(ctx)
+}
+
 // SessionServiceHandler is an implementation of the lockstep.v1.SessionService service.
 type SessionServiceHandler interface {
 	// Create opens a session with a TTL and answers its id.
@@ -205,6 +232,19 @@ type SessionServiceHandler interface {
 	// resigned), unless it answered a grant the session already held. Keep
 	// lowest_pending_seq at or below abandon_seq until Abandon answers.
 	Abandon(context.Context, *connect.Request[v1.AbandonRequest]) (*connect.Response[v1.AbandonResponse], error)
+	// Stream carries one session's operations on one bidirectional stream:
+	// requests pipelined, each answered by its request_id as it completes (a
+	// blocked acquire does not hold up a later release), keepalives on the
+	// same stream, and pushed by the server: the waiter id of a request that
+	// queued, and the session's loss the moment it is applied. Each request
+	// meets exactly what its unary twin meets (authentication at the stream's
+	// start; then, per request, the ACL, validation, session ownership, the
+	// audit log, metrics under the twin's procedure, limits), and answers the
+	// twin's response or the twin's error code. The stream is bound to the
+	// session of its first request: every request names that session_id.
+	// A broken stream loses nothing: resend what is unanswered, on any node,
+	// with the same (client_id, request_seq). Not served over REST.
+	Stream(context.Context, *connect.BidiStream[v1.StreamRequest, v1.StreamResponse]) error
 }
 
 // NewSessionServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -251,6 +291,12 @@ func NewSessionServiceHandler(svc SessionServiceHandler, opts ...connect.Handler
 		connect.WithSchema(sessionServiceMethods.ByName("Abandon")),
 		connect.WithHandlerOptions(opts...),
 	)
+	sessionServiceStreamHandler := connect.NewBidiStreamHandler(
+		SessionServiceStreamProcedure,
+		svc.Stream,
+		connect.WithSchema(sessionServiceMethods.ByName("Stream")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/lockstep.v1.SessionService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case SessionServiceCreateProcedure:
@@ -265,6 +311,8 @@ func NewSessionServiceHandler(svc SessionServiceHandler, opts ...connect.Handler
 			sessionServiceCancelWaitHandler.ServeHTTP(w, r)
 		case SessionServiceAbandonProcedure:
 			sessionServiceAbandonHandler.ServeHTTP(w, r)
+		case SessionServiceStreamProcedure:
+			sessionServiceStreamHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -296,4 +344,8 @@ func (UnimplementedSessionServiceHandler) CancelWait(context.Context, *connect.R
 
 func (UnimplementedSessionServiceHandler) Abandon(context.Context, *connect.Request[v1.AbandonRequest]) (*connect.Response[v1.AbandonResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("lockstep.v1.SessionService.Abandon is not implemented"))
+}
+
+func (UnimplementedSessionServiceHandler) Stream(context.Context, *connect.BidiStream[v1.StreamRequest, v1.StreamResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("lockstep.v1.SessionService.Stream is not implemented"))
 }

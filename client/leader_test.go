@@ -1,0 +1,65 @@
+package client_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/lockstepd/lockstep/client"
+	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
+	"github.com/lockstepd/lockstep/rpc/gen/lockstep/v1/lockstepv1connect"
+)
+
+// member answers Health as node id and Status with leaders by shard.
+type member struct {
+	lockstepv1connect.UnimplementedClusterServiceHandler
+	id      string
+	leaders []string
+}
+
+func (m member) Health(context.Context, *connect.Request[pb.HealthRequest]) (*connect.Response[pb.HealthResponse], error) {
+	return connect.NewResponse(&pb.HealthResponse{Status: "SERVING", NodeId: m.id}), nil
+}
+
+func (m member) Status(context.Context, *connect.Request[pb.ClusterStatusRequest]) (*connect.Response[pb.ClusterStatusResponse], error) {
+	out := &pb.ClusterStatusResponse{NodeId: m.id}
+	for i, l := range m.leaders {
+		out.Shards = append(out.Shards, &pb.ShardStatus{ShardId: uint64(i), LeaderId: l})
+	}
+	return connect.NewResponse(out), nil
+}
+
+// The client moves to the endpoint of the member that leads the most
+// shards, as the cluster's status and the endpoints' health answers say.
+func TestClientGoesToTheLeader(t *testing.T) {
+	leaders := []string{"n3", "n2", "n3"}
+	var urls []string
+	for _, id := range []string{"n1", "n2", "n3"} {
+		mux := http.NewServeMux()
+		mux.Handle(lockstepv1connect.NewClusterServiceHandler(member{id: id, leaders: leaders}))
+		srv := httptest.NewServer(mux)
+		t.Cleanup(srv.Close)
+		urls = append(urls, srv.URL)
+	}
+	c, err := client.New(urls, client.WithRetryTimeout(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Endpoint() != urls[0] {
+		t.Fatalf("starts at %s, want the first endpoint", c.Endpoint())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, _ = c.ClusterStatus(ctx) // any call starts the search
+	deadline := time.Now().Add(5 * time.Second)
+	for c.Endpoint() != urls[2] {
+		if time.Now().After(deadline) {
+			t.Fatalf("the client sends to %s, want n3's endpoint %s (it leads two of three shards)", c.Endpoint(), urls[2])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

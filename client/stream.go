@@ -1,0 +1,277 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"connectrpc.com/connect"
+
+	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
+)
+
+// A session's operations travel on one bidirectional stream to the endpoint
+// in use (SessionService.Stream; docs/design.md, "Sessions and their
+// clients"): each request is a message with an id, answered by id as it
+// completes, so a blocked Lock holds up nothing and an operation costs a
+// message each way instead of an HTTP/2 stream. The servers push on it the
+// session's loss the moment they apply it (Done closes then, not a
+// keepalive later), and keepalives ride on it.
+//
+// Nothing else changes: every request is built, retried and settled by the
+// same code as before (call, attempt, acquire, abandonLater), and the
+// stream is only how one attempt reaches its endpoint. A stream that breaks
+// fails its unanswered attempts as unavailable, so each is resent, on the
+// next endpoint, with the same (client_id, request_seq): the servers'
+// dedupe keeps it exactly-once, and a queued acquire rejoins its place.
+// WithUnary, a server without the stream (unimplemented), and a stream
+// with maxStreamRequests unanswered send the request as a unary call.
+
+// maxStreamRequests bounds the unanswered requests on one stream, at the
+// servers' default bound (rpc.DefaultMaxStreamRequests); past it, a request
+// is sent as a unary call.
+const maxStreamRequests = 4096
+
+// streamRetryAfter is how long an endpoint whose stream failed before its
+// first answer (an HTTP/1.1-only proxy on the way, a node that is down) is
+// sent unary calls before a stream is tried there again.
+const streamRetryAfter = 30 * time.Second
+
+// streamKeepAliveMax is the longest pause between keepalives on a stream:
+// the servers cut a stream silent for three minutes.
+const streamKeepAliveMax = time.Minute
+
+// errNoStream says the request must go unary.
+var errNoStream = errors.New("lockstep: no session stream")
+
+// sessionStream is one open stream of a session to one endpoint.
+type sessionStream struct {
+	s      *Session
+	e      *endpoint
+	st     *connect.BidiStreamForClient[pb.StreamRequest, pb.StreamResponse]
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the stream broke or was shut
+	// answered is set by the first message received: a stream that ends
+	// before it may not be a stream at all (see streamRetryAfter).
+	answered atomic.Bool
+
+	sendMu sync.Mutex
+
+	mu      sync.Mutex
+	nextID  uint64
+	pending map[uint64]chan *pb.StreamResponse
+	err     error // why it ended, once done is closed
+}
+
+// streaming says whether the session's requests go on a stream.
+func (s *Session) streaming() bool { return !s.c.opts.unary && !s.noStream.Load() }
+
+// streams says whether e takes session streams now (see streamRetryAfter).
+func (e *endpoint) streams() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return time.Now().After(e.streamOff)
+}
+
+// failedToStream notes that a stream to e ended before its first answer.
+func (e *endpoint) failedToStream() {
+	e.mu.Lock()
+	e.streamOff = time.Now().Add(streamRetryAfter)
+	e.mu.Unlock()
+}
+
+// streamTo answers the session's open stream to e, opening it if needed.
+// Opening one closes the session's idle streams to other endpoints (left
+// behind by a failover).
+func (s *Session) streamTo(e *endpoint) *sessionStream {
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	if ss := s.streams[e]; ss != nil {
+		return ss
+	}
+	for other, ss := range s.streams {
+		if ss.idle() {
+			ss.shut(errors.New("lockstep: the session moved to another endpoint"))
+			delete(s.streams, other)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ss := &sessionStream{s: s, e: e, st: e.stream.Stream(ctx), cancel: cancel, done: make(chan struct{}),
+		pending: map[uint64]chan *pb.StreamResponse{}}
+	if s.streams == nil {
+		s.streams = map[*endpoint]*sessionStream{}
+	}
+	s.streams[e] = ss
+	go ss.receive()
+	return ss
+}
+
+// dropStream forgets ss if it is still the session's stream to its endpoint.
+func (s *Session) dropStream(ss *sessionStream) {
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	if s.streams[ss.e] == ss {
+		delete(s.streams, ss.e)
+	}
+}
+
+// shutStreams ends every stream of the session (Close).
+func (s *Session) shutStreams() {
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	for e, ss := range s.streams {
+		ss.shut(fmt.Errorf("%w: session %d was closed", ErrSessionLost, s.id))
+		delete(s.streams, e)
+	}
+}
+
+func (ss *sessionStream) idle() bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return len(ss.pending) == 0
+}
+
+// shut ends the stream; its unanswered requests fail with err.
+func (ss *sessionStream) shut(err error) {
+	ss.mu.Lock()
+	if ss.err == nil {
+		ss.err = err
+		close(ss.done)
+	}
+	ss.mu.Unlock()
+	ss.sendMu.Lock()
+	_ = ss.st.CloseRequest()
+	ss.sendMu.Unlock()
+	ss.cancel()
+}
+
+// receive hands each answer to its request and acts on pushes, until the
+// stream ends.
+func (ss *sessionStream) receive() {
+	s := ss.s
+	for {
+		r, err := ss.st.Receive()
+		if err != nil {
+			if connect.CodeOf(err) == connect.CodeUnimplemented {
+				s.noStream.Store(true) // a server without the stream: unary from now on
+			}
+			s.dropStream(ss)
+			ss.shut(err)
+			return
+		}
+		ss.e.heard()
+		ss.answered.Store(true)
+		switch {
+		case r.GetSessionLost() != nil:
+			s.lose(fmt.Errorf("%w: session %d expired on the servers (pushed by %s)", ErrSessionLost, s.id, ss.e.url))
+			continue
+		case r.GetQueued() != nil:
+			continue // the final answer follows under the same id
+		}
+		ss.mu.Lock()
+		ch := ss.pending[r.RequestId]
+		delete(ss.pending, r.RequestId)
+		ss.mu.Unlock()
+		if ch != nil {
+			ch <- r // buffered: one answer per id
+		}
+	}
+}
+
+// roundTrip sends req on the session's stream to e and waits for its
+// answer, ctx, or the stream's end. errNoStream: send it unary instead.
+func (s *Session) roundTrip(ctx context.Context, e *endpoint, req *pb.StreamRequest) (*pb.StreamResponse, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err // as a unary call with an ended ctx: nothing is sent
+	}
+	ss := s.streamTo(e)
+	ch := make(chan *pb.StreamResponse, 1)
+	ss.mu.Lock()
+	if ss.err != nil || len(ss.pending) >= maxStreamRequests {
+		ss.mu.Unlock()
+		return nil, errNoStream
+	}
+	ss.nextID++
+	id := ss.nextID
+	ss.pending[id] = ch
+	ss.mu.Unlock()
+	forget := func() {
+		ss.mu.Lock()
+		delete(ss.pending, id)
+		ss.mu.Unlock()
+	}
+	req.RequestId = id
+	ss.sendMu.Lock()
+	err := ss.st.Send(req)
+	ss.sendMu.Unlock()
+	if err != nil {
+		// The stream is broken; its receive loop says why and ends it.
+		forget()
+		if connect.CodeOf(err) == connect.CodeUnimplemented || s.noStream.Load() {
+			return nil, errNoStream
+		}
+		if !ss.answered.Load() {
+			e.failedToStream()
+			return nil, errNoStream
+		}
+		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("the session stream to %s broke: %w", e.url, err))
+	}
+	select {
+	case r := <-ch:
+		if se := r.GetError(); se != nil {
+			var code connect.Code
+			if code.UnmarshalText([]byte(se.Code)) != nil {
+				code = connect.CodeUnknown
+			}
+			return nil, connect.NewError(code, errors.New(se.Message))
+		}
+		return r, nil
+	case <-ctx.Done():
+		forget()
+		return nil, ctx.Err()
+	case <-ss.done:
+		forget()
+		ss.mu.Lock()
+		err := ss.err
+		ss.mu.Unlock()
+		if connect.CodeOf(err) == connect.CodeUnimplemented {
+			return nil, errNoStream
+		}
+		if !ss.answered.Load() && ctx.Err() == nil {
+			// Never a working stream: this attempt goes unary, and so do
+			// the next ones to e for a while. A node that is down fails the
+			// unary attempt too, and the call moves on as it always did.
+			e.failedToStream()
+			return nil, errNoStream
+		}
+		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("the session stream to %s ended: %w", e.url, err))
+	}
+}
+
+// exchange makes one attempt of a session request at e: on the session's
+// stream (req, whose answer get picks out), or as the unary call when the
+// session does not stream (see the top of this file).
+func exchange[Res any](ctx context.Context, s *Session, e *endpoint, req *pb.StreamRequest,
+	get func(*pb.StreamResponse) *Res, unary func(ctx context.Context) (*connect.Response[Res], error)) (*Res, error) {
+	if s.streaming() && e.streams() {
+		r, err := s.roundTrip(ctx, e, req)
+		switch {
+		case errors.Is(err, errNoStream):
+		case err != nil:
+			return nil, err
+		default:
+			if res := get(r); res != nil {
+				return res, nil
+			}
+			return nil, connect.NewError(connect.CodeInternal, fmt.Errorf("the session stream answered request %d with %T", r.RequestId, r.Response))
+		}
+	}
+	res, err := unary(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return res.Msg, nil
+}

@@ -1,0 +1,231 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/lockstepd/lockstep/client"
+	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
+	"github.com/lockstepd/lockstep/rpc/gen/lockstep/v1/lockstepv1connect"
+)
+
+// sawOn says whether the proxy forwarded a request to a path ending in
+// suffix on a session stream (stream) or as a unary call (!stream).
+func (p *faultProxy) sawOn(stream bool, suffix string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range p.seen {
+		if strings.HasSuffix(s, suffix) && strings.HasPrefix(s, "stream ") == stream {
+			return true
+		}
+	}
+	return false
+}
+
+// A session's requests go on its stream by default, and as unary calls
+// with WithUnary.
+func TestSessionRequestsTravelOnTheStream(t *testing.T) {
+	needServer(t)
+	for _, unary := range []bool{false, true} {
+		p := newFaultProxy(t, endpoint)
+		opts := []client.Option{client.WithRetryTimeout(5 * time.Second)}
+		if unary {
+			opts = append(opts, client.WithUnary())
+		}
+		c, err := client.New([]string{p.URL()}, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := testCtx(t)
+		s := newSession(t, c)
+		m := client.NewMutex(s, "t/on-stream")
+		if err := m.Lock(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Unlock(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for _, path := range []string{"LockService/Acquire", "LockService/Release"} {
+			if p.sawOn(!unary, path) != true || p.sawOn(unary, path) {
+				t.Errorf("WithUnary %v: %s on the stream %v, unary %v", unary, path, p.sawOn(true, path), p.sawOn(false, path))
+			}
+		}
+	}
+}
+
+// On one session's stream, a Lock blocked behind another session's hold
+// delays nothing after it: a Lock and Unlock of another name complete
+// while it waits, and its grant arrives when the holder lets go.
+func TestStreamBlockedLockDelaysNothing(t *testing.T) {
+	c := newClient(t)
+	ctx := testCtx(t)
+	holder := client.NewMutex(newSession(t, c), "t/pipe-a")
+	if err := holder.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s := newSession(t, c)
+	blocked := make(chan error, 1)
+	go func() { blocked <- client.NewMutex(s, "t/pipe-a").Lock(ctx) }()
+	waitFor(t, "the blocked Lock queued", func() bool {
+		st, err := c.Status(ctx, client.KindMutex, "t/pipe-a")
+		return err == nil && len(st.Waiters) == 1
+	})
+	start := time.Now()
+	b := client.NewMutex(s, "t/pipe-b")
+	if err := b.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("a Lock and Unlock behind a blocked Lock on the same session took %v", d)
+	}
+	select {
+	case err := <-blocked:
+		t.Fatalf("the blocked Lock ended before the holder let go: %v", err)
+	default:
+	}
+	if err := holder.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-blocked; err != nil {
+		t.Fatalf("the blocked Lock after the holder let go: %v", err)
+	}
+}
+
+// A stream broken after the server applied a request and before its
+// answer came back: the request is resent with the same (client_id,
+// request_seq) on a new stream, and the servers answer the first result,
+// so it is applied once.
+func TestBrokenStreamResendIsExactlyOnce(t *testing.T) {
+	needServer(t)
+	p := newFaultProxy(t, endpoint)
+	broke := false
+	p.breakAfter = func(path string, body []byte) bool {
+		m := &pb.AcquireSemaphoreRequest{}
+		if broke || !strings.HasSuffix(path, "SemaphoreService/Acquire") || proto.Unmarshal(body, m) != nil || m.Name != "t/stream-retry" {
+			return false
+		}
+		broke = true
+		return true
+	}
+	c := newClient(t, p.URL())
+	ctx := testCtx(t)
+	s := newSession(t, c)
+	// A first answer on the stream: it works, so a break later is a break,
+	// and the resend goes on a new stream.
+	if err := client.NewMutex(s, "t/stream-first").TryLock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sem := client.NewSemaphore(s, "t/stream-retry", 5)
+	if err := sem.Acquire(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	p.mu.Lock()
+	var sent []*pb.AcquireSemaphoreRequest
+	for _, m := range p.sent {
+		if r, ok := m.(*pb.AcquireSemaphoreRequest); ok {
+			sent = append(sent, r)
+		}
+	}
+	p.mu.Unlock()
+	if len(sent) < 2 {
+		t.Fatalf("%d attempts on the stream, want the broken one and its resend", len(sent))
+	}
+	for _, r := range sent[1:] {
+		if r.ClientId != sent[0].ClientId || r.RequestSeq != sent[0].RequestSeq {
+			t.Fatalf("the resend has another request id: %s/%d then %s/%d", sent[0].ClientId, sent[0].RequestSeq, r.ClientId, r.RequestSeq)
+		}
+	}
+	ss := onServer(t, s.ID())
+	var held []uint64
+	for _, h := range ss.GetHolds() {
+		if h.Name == "t/stream-retry" {
+			held = append(held, h.FencingToken)
+		}
+	}
+	if len(held) != 1 || held[0] != sem.Token() {
+		t.Fatalf("after a resent acquire the session holds %v of t/stream-retry, the client believes token %d", held, sem.Token())
+	}
+	if err := sem.Release(ctx); err != nil && !errors.Is(err, client.ErrNotHeld) {
+		t.Fatal(err)
+	}
+}
+
+// pushingServer is a stand-in cluster of one endpoint whose session
+// stream answers an acquire by pushing the session's loss, as a node does
+// when it applies the session's expiry while the acquire waits.
+type pushingServer struct {
+	lockstepv1connect.UnimplementedSessionServiceHandler
+}
+
+func (pushingServer) Create(context.Context, *connect.Request[pb.CreateSessionRequest]) (*connect.Response[pb.CreateSessionResponse], error) {
+	return connect.NewResponse(&pb.CreateSessionResponse{SessionId: 7, TtlMs: 30_000}), nil
+}
+
+func (pushingServer) Close(context.Context, *connect.Request[pb.CloseSessionRequest]) (*connect.Response[pb.CloseSessionResponse], error) {
+	return connect.NewResponse(&pb.CloseSessionResponse{SessionId: 7}), nil
+}
+
+func (pushingServer) Stream(ctx context.Context, st *connect.BidiStream[pb.StreamRequest, pb.StreamResponse]) error {
+	for {
+		req, err := st.Receive()
+		if err != nil {
+			return nil
+		}
+		if req.GetAcquireLock() != nil {
+			if err := st.Send(&pb.StreamResponse{Response: &pb.StreamResponse_SessionLost{SessionLost: &pb.StreamSessionLost{
+				SessionId: 7, Reason: pb.Reason_REASON_SESSION_EXPIRED}}}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// A loss the servers push ends the session at once: Done closes and the
+// blocked Lock returns ErrSessionLost, long before the client's own count
+// of a 30 s lease would.
+func TestPushedLossEndsABlockedLock(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.Handle(lockstepv1connect.NewSessionServiceHandler(pushingServer{}))
+	srv := httptest.NewUnstartedServer(mux)
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	srv.Config.Protocols = &p
+	srv.Start()
+	t.Cleanup(srv.Close)
+	c, err := client.New([]string{srv.URL}, client.WithRetryTimeout(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := c.NewSession(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	start := time.Now()
+	err = client.NewMutex(s, "t/pushed").Lock(ctx)
+	if !errors.Is(err, client.ErrSessionLost) || !strings.Contains(err.Error(), "pushed") {
+		t.Fatalf("Lock when the loss is pushed: %v, want ErrSessionLost (pushed)", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("the pushed loss ended the Lock after %v", d)
+	}
+	select {
+	case <-s.Done():
+	default:
+		t.Fatal("Done is still open after the pushed loss")
+	}
+}

@@ -1,0 +1,280 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/lockstepd/lockstep/core"
+	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
+	"github.com/lockstepd/lockstep/rpc/gen/lockstep/v1/lockstepv1connect"
+	"github.com/lockstepd/lockstep/runtime"
+)
+
+// A session stream (SessionService.Stream) carries one session's requests
+// and their answers on one bidirectional stream, so that an operation costs
+// a message each way instead of a whole HTTP/2 stream (headers, a handler
+// goroutine, trailers). Each request is served on its own goroutine and
+// answered as it completes, by its request_id: a blocked acquire holds up
+// nothing. Each goes through serveMessage, the interceptor chain's own
+// metrics, audit and checks under its unary twin's procedure, and then the
+// twin's handler itself: a request on the stream is the unary call in
+// every way but the transport (docs/design.md, "The API's rules").
+//
+// The stream is bound to the session of its first request; one naming
+// another session is refused. The server pushes the waiter id of a request
+// that queued (runtime.WithQueued) and the session's expiry the moment
+// this node applies it (Backend.SessionEnded).
+
+// Limits of a session stream.
+const (
+	// DefaultMaxStreamRequests bounds the requests of one stream served at
+	// once (Options.MaxStreamRequests; each a goroutine, most of them
+	// blocked acquires): past it a request is answered resource_exhausted
+	// at once and the stream goes on, so that keepalives and releases still
+	// get through. The Go client sends no more than this on one stream (it
+	// sends the rest unary).
+	DefaultMaxStreamRequests = 4096
+	// streamIdleTimeout cuts a stream whose client sent nothing for this
+	// long (a half-open connection): the Go client keeps its session alive
+	// on the stream at least every minute.
+	streamIdleTimeout = 3 * time.Minute
+)
+
+// Stream serves a session stream until the client ends it (then the
+// requests still in flight are answered first) or goes away (then they are
+// cancelled, as a unary call's would be).
+func (h SessionHandler) Stream(ctx context.Context, st *connect.BidiStream[pb.StreamRequest, pb.StreamResponse]) error {
+	ss := &sessionStream{service: h.service, st: st, peer: peerOf(ctx, st.Peer()), slots: make(chan struct{}, h.opts.MaxStreamRequests)}
+	ctx, cancel := context.WithCancel(ctx)
+	defer ss.watchers.Wait()
+	defer ss.wg.Wait()
+	defer cancel()
+	for {
+		req, err := st.Receive()
+		if errors.Is(err, io.EOF) {
+			ss.wg.Wait() // the client is done sending: answer what it sent
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if req.RequestId == 0 {
+			ss.fail(0, invalid("request_id is missing: give every request on a session stream an id (from 1) to match its answer by"))
+			continue
+		}
+		select {
+		case ss.slots <- struct{}{}:
+		default:
+			ss.fail(req.RequestId, connect.NewError(connect.CodeResourceExhausted, fmt.Errorf(
+				"%d requests are in flight on this session stream (its limit): wait for answers, or send this one as a unary call", cap(ss.slots))))
+			continue
+		}
+		ss.wg.Add(1)
+		go func() {
+			defer ss.wg.Done()
+			defer func() { <-ss.slots }()
+			ss.serve(ctx, req)
+		}()
+	}
+}
+
+// sessionStream is one open session stream.
+type sessionStream struct {
+	*service
+	st    *connect.BidiStream[pb.StreamRequest, pb.StreamResponse]
+	peer  string
+	slots chan struct{}  // one per request being served
+	wg    sync.WaitGroup // the requests being served
+	// watchers is the session-loss watcher, which lasts as long as the
+	// stream: a client that ends its side is answered what it sent, then
+	// the stream ends.
+	watchers sync.WaitGroup
+
+	sendMu sync.Mutex // BidiStream.Send is not safe for concurrent use
+
+	mu      sync.Mutex
+	session uint64 // the session the stream is bound to; 0 until its first request
+}
+
+// streamRoute is how a request of the stream is served: its twin's
+// procedure, its message, the twin's handler, and how the answer is wrapped.
+type streamRoute struct {
+	proc string
+	msg  any
+	call func(ctx context.Context) (any, error)
+	wrap func(reply any) *pb.StreamResponse
+}
+
+// twin routes a request to its unary twin's handler h. A nil message (a
+// oneof case set without one) routes nowhere.
+func twin[Req, Res any](proc string, m *Req, h func(context.Context, *connect.Request[Req]) (*connect.Response[Res], error),
+	wrap func(*Res) *pb.StreamResponse) streamRoute {
+	if m == nil {
+		return streamRoute{}
+	}
+	return streamRoute{proc: proc, msg: m,
+		call: func(ctx context.Context) (any, error) {
+			res, err := h(ctx, connect.NewRequest(m))
+			if err != nil {
+				return nil, err
+			}
+			return res.Msg, nil
+		},
+		wrap: func(reply any) *pb.StreamResponse { return wrap(reply.(*Res)) }}
+}
+
+func (ss *sessionStream) route(req *pb.StreamRequest) streamRoute {
+	sh, lh, mh, rh, bh, eh := SessionHandler{ss.service}, LockHandler{ss.service}, SemaphoreHandler{ss.service},
+		RWLockHandler{ss.service}, BarrierHandler{ss.service}, ElectionHandler{ss.service}
+	type resp = pb.StreamResponse
+	switch r := req.Request.(type) {
+	case *pb.StreamRequest_KeepAlive:
+		return twin(lockstepv1connect.SessionServiceKeepAliveProcedure, r.KeepAlive, sh.KeepAlive,
+			func(x *pb.KeepAliveResponse) *resp {
+				return &resp{Response: &pb.StreamResponse_KeepAlive{KeepAlive: x}}
+			})
+	case *pb.StreamRequest_CloseSession:
+		return twin(lockstepv1connect.SessionServiceCloseProcedure, r.CloseSession, sh.Close,
+			func(x *pb.CloseSessionResponse) *resp {
+				return &resp{Response: &pb.StreamResponse_CloseSession{CloseSession: x}}
+			})
+	case *pb.StreamRequest_Abandon:
+		return twin(lockstepv1connect.SessionServiceAbandonProcedure, r.Abandon, sh.Abandon,
+			func(x *pb.AbandonResponse) *resp { return &resp{Response: &pb.StreamResponse_Abandon{Abandon: x}} })
+	case *pb.StreamRequest_GetSession:
+		return twin(lockstepv1connect.SessionServiceGetProcedure, r.GetSession, sh.Get,
+			func(x *pb.GetSessionResponse) *resp {
+				return &resp{Response: &pb.StreamResponse_GetSession{GetSession: x}}
+			})
+	case *pb.StreamRequest_AcquireLock:
+		return twin(lockstepv1connect.LockServiceAcquireProcedure, r.AcquireLock, lh.Acquire,
+			func(x *pb.AcquireLockResponse) *resp {
+				return &resp{Response: &pb.StreamResponse_AcquireLock{AcquireLock: x}}
+			})
+	case *pb.StreamRequest_ReleaseLock:
+		return twin(lockstepv1connect.LockServiceReleaseProcedure, r.ReleaseLock, lh.Release,
+			func(x *pb.ReleaseLockResponse) *resp {
+				return &resp{Response: &pb.StreamResponse_ReleaseLock{ReleaseLock: x}}
+			})
+	case *pb.StreamRequest_AcquireSemaphore:
+		return twin(lockstepv1connect.SemaphoreServiceAcquireProcedure, r.AcquireSemaphore, mh.Acquire,
+			func(x *pb.AcquireSemaphoreResponse) *resp {
+				return &resp{Response: &pb.StreamResponse_AcquireSemaphore{AcquireSemaphore: x}}
+			})
+	case *pb.StreamRequest_ReleaseSemaphore:
+		return twin(lockstepv1connect.SemaphoreServiceReleaseProcedure, r.ReleaseSemaphore, mh.Release,
+			func(x *pb.ReleaseSemaphoreResponse) *resp {
+				return &resp{Response: &pb.StreamResponse_ReleaseSemaphore{ReleaseSemaphore: x}}
+			})
+	case *pb.StreamRequest_AcquireRwlock:
+		return twin(lockstepv1connect.RWLockServiceAcquireProcedure, r.AcquireRwlock, rh.Acquire,
+			func(x *pb.AcquireRWLockResponse) *resp {
+				return &resp{Response: &pb.StreamResponse_AcquireRwlock{AcquireRwlock: x}}
+			})
+	case *pb.StreamRequest_ReleaseRwlock:
+		return twin(lockstepv1connect.RWLockServiceReleaseProcedure, r.ReleaseRwlock, rh.Release,
+			func(x *pb.ReleaseRWLockResponse) *resp {
+				return &resp{Response: &pb.StreamResponse_ReleaseRwlock{ReleaseRwlock: x}}
+			})
+	case *pb.StreamRequest_WaitBarrier:
+		return twin(lockstepv1connect.BarrierServiceWaitProcedure, r.WaitBarrier, bh.Wait,
+			func(x *pb.WaitBarrierResponse) *resp {
+				return &resp{Response: &pb.StreamResponse_WaitBarrier{WaitBarrier: x}}
+			})
+	case *pb.StreamRequest_Campaign:
+		return twin(lockstepv1connect.ElectionServiceCampaignProcedure, r.Campaign, eh.Campaign,
+			func(x *pb.CampaignResponse) *resp { return &resp{Response: &pb.StreamResponse_Campaign{Campaign: x}} })
+	case *pb.StreamRequest_Proclaim:
+		return twin(lockstepv1connect.ElectionServiceProclaimProcedure, r.Proclaim, eh.Proclaim,
+			func(x *pb.ProclaimResponse) *resp { return &resp{Response: &pb.StreamResponse_Proclaim{Proclaim: x}} })
+	case *pb.StreamRequest_Resign:
+		return twin(lockstepv1connect.ElectionServiceResignProcedure, r.Resign, eh.Resign,
+			func(x *pb.ResignResponse) *resp { return &resp{Response: &pb.StreamResponse_Resign{Resign: x}} })
+	}
+	return streamRoute{}
+}
+
+// serve answers one request.
+func (ss *sessionStream) serve(ctx context.Context, req *pb.StreamRequest) {
+	id := req.RequestId
+	rt := ss.route(req)
+	if rt.proc == "" {
+		ss.fail(id, invalid("request %d carries no request: set one of keep_alive, acquire_lock, release_lock, ... (docs/api.md, the session stream)", id))
+		return
+	}
+	ctx = runtime.WithQueued(ctx, func(w core.WaiterID) {
+		ss.send(&pb.StreamResponse{RequestId: id, Response: &pb.StreamResponse_Queued{Queued: &pb.StreamQueued{WaiterId: uint64(w)}}})
+	})
+	reply, err := ss.serveMessage(ctx, rt.proc, ss.peer, rt.msg, func(ctx context.Context) (any, error) {
+		if err := ss.bind(ctx, rt.msg); err != nil {
+			return nil, err
+		}
+		return rt.call(ctx)
+	})
+	if err != nil {
+		ss.fail(id, err)
+		return
+	}
+	out := rt.wrap(reply)
+	out.RequestId = id
+	ss.send(out)
+}
+
+// bind checks that a request names the stream's session, and binds the
+// stream to it on its first request, from then on watching for the
+// session's expiry to push it.
+func (ss *sessionStream) bind(ctx context.Context, msg any) error {
+	id := SessionIDOf(msg)
+	if id == 0 {
+		return invalid("session_id is missing: every request on a session stream names the stream's session (a request that makes its own session is for unary calls and REST)")
+	}
+	ss.mu.Lock()
+	bound := ss.session
+	if bound == 0 {
+		ss.session = id
+	}
+	ss.mu.Unlock()
+	switch {
+	case bound == 0:
+		ended, stop := ss.b.SessionEnded(core.SessionID(id))
+		ss.watchers.Add(1) // from a request, so never while Stream waits for watchers
+		go func() {
+			defer ss.watchers.Done()
+			defer stop()
+			select {
+			case <-ended:
+				ss.send(&pb.StreamResponse{Response: &pb.StreamResponse_SessionLost{SessionLost: &pb.StreamSessionLost{
+					SessionId: id, Reason: pb.Reason_REASON_SESSION_EXPIRED}}})
+			case <-ctx.Done():
+			}
+		}()
+	case bound != id:
+		return invalid("this stream is bound to session %d, and the request names session %d: open another stream for it", bound, id)
+	}
+	return nil
+}
+
+// fail answers request id with err's code and message.
+func (ss *sessionStream) fail(id uint64, err error) {
+	msg := err.Error()
+	var cerr *connect.Error
+	if errors.As(err, &cerr) {
+		msg = cerr.Message()
+	}
+	ss.send(&pb.StreamResponse{RequestId: id, Response: &pb.StreamResponse_Error{Error: &pb.StreamError{
+		Code: connect.CodeOf(err).String(), Message: msg}}})
+}
+
+// send writes one message; a stream the client has left fails its sends,
+// and its receive loop ends it.
+func (ss *sessionStream) send(m *pb.StreamResponse) {
+	ss.sendMu.Lock()
+	defer ss.sendMu.Unlock()
+	_ = ss.st.Send(m)
+}
