@@ -17,6 +17,11 @@
 # the violations, porcupine's visualization when a history is illegal).
 
 CHAOS_BIN := bin/lockstep-chaos
+# The nodes run the chaos build of lockstep (-tags chaos): the release
+# binary plus a clock the clock fault moves and a state hash, both on the
+# metrics listener (cmd/lockstep/chaoshook.go). bin/lockstep has neither.
+CHAOS_NODE := bin/lockstep-chaos-node
+CHAOS_NODE_SRC := $(shell find cmd config core runtime rpc security -name '*.go' -not -name '*_test.go' 2>/dev/null) go.mod go.sum
 CHAOS_FLAGS ?=
 CHAOS_SEEDS ?= 1-5
 CHAOS_SHARD_SEEDS ?= 6-8
@@ -28,25 +33,35 @@ CHAOS_BUG_DURATION ?= 15s
 
 TEST_EXTRA += test-chaos-smoke
 
-.PHONY: chaos-build
-chaos-build:
+$(CHAOS_NODE): $(CHAOS_NODE_SRC)
 	@mkdir -p bin
-	$(GO) build -o bin/lockstep ./cmd/lockstep
+	$(GO) build -tags chaos -o $@ ./cmd/lockstep
+
+.PHONY: chaos-build
+chaos-build: $(CHAOS_NODE)
+	@mkdir -p bin
 	$(GO) build -o $(CHAOS_BIN) ./cmd/lockstep-chaos
+
+# The hook's own tests run only in the tagged build; the untagged unit
+# tests prove the release binary lacks it (TestReleaseHasNoChaosHook).
+.PHONY: test-chaos-hook
+test-chaos-hook:
+	$(GO) vet -tags chaos ./cmd/lockstep
+	$(GO) test -tags chaos -count=1 -run 'ChaosHook|SkewClock' ./cmd/lockstep
 
 .PHONY: test-chaos
 test-chaos: chaos-build ## about five minutes of kill -9, SIGSTOP and partitions against real clusters, every history checked
-	$(CHAOS_BIN) -bin bin/lockstep -seeds $(CHAOS_SEEDS) -duration $(CHAOS_DURATION) $(CHAOS_FLAGS)
-	$(CHAOS_BIN) -bin bin/lockstep -seeds $(CHAOS_SHARD_SEEDS) -duration $(CHAOS_DURATION) -shards 4 $(CHAOS_FLAGS)
+	$(CHAOS_BIN) -bin $(CHAOS_NODE) -seeds $(CHAOS_SEEDS) -duration $(CHAOS_DURATION) $(CHAOS_FLAGS)
+	$(CHAOS_BIN) -bin $(CHAOS_NODE) -seeds $(CHAOS_SHARD_SEEDS) -duration $(CHAOS_DURATION) -shards 4 $(CHAOS_FLAGS)
 
 .PHONY: test-chaos-smoke
-test-chaos-smoke: chaos-build ## two short chaos seeds (part of make test)
-	$(CHAOS_BIN) -bin bin/lockstep -seeds $(CHAOS_SMOKE_SEEDS) -duration $(CHAOS_SMOKE_DURATION) $(CHAOS_FLAGS)
+test-chaos-smoke: chaos-build test-chaos-hook ## two short chaos seeds (part of make test)
+	$(CHAOS_BIN) -bin $(CHAOS_NODE) -seeds $(CHAOS_SMOKE_SEEDS) -duration $(CHAOS_SMOKE_DURATION) $(CHAOS_FLAGS)
 
 .PHONY: test-chaos-bugs
 test-chaos-bugs: chaos-build ## prove every planted bug fails a chaos run within CHAOS_BUG_SEEDS
 	@for b in $$($(CHAOS_BIN) -bug list | cut -f1); do \
-		rc=0; $(CHAOS_BIN) -bin bin/lockstep -bug $$b -seeds $(CHAOS_BUG_SEEDS) -duration $(CHAOS_BUG_DURATION) -failfast \
+		rc=0; $(CHAOS_BIN) -bin $(CHAOS_NODE) -bug $$b -seeds $(CHAOS_BUG_SEEDS) -duration $(CHAOS_BUG_DURATION) -failfast \
 			-out chaos-failures/bugs $(CHAOS_FLAGS) > chaos-bug-$$b.out 2>&1 || rc=$$?; \
 		case $$rc in \
 		1) echo "planted bug $$b: caught ($$(grep '^seed=' chaos-bug-$$b.out | tail -1))"; rm -f chaos-bug-$$b.out ;; \
@@ -57,4 +72,4 @@ test-chaos-bugs: chaos-build ## prove every planted bug fails a chaos run within
 
 .PHONY: chaos-seed
 chaos-seed: chaos-build ## run one chaos seed with its story: make chaos-seed SEED=N
-	$(CHAOS_BIN) -bin bin/lockstep -seed $(SEED) -duration $(CHAOS_DURATION) -v $(CHAOS_FLAGS)
+	$(CHAOS_BIN) -bin $(CHAOS_NODE) -seed $(SEED) -duration $(CHAOS_DURATION) -v $(CHAOS_FLAGS)

@@ -35,7 +35,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	shards := fs.Int("shards", 1, "consensus.shards (sessions are mirrored across shards)")
 	nemesis := fs.String("nemesis", strings.Join(chaos.Nemeses, ","), "the fault kinds to draw from")
 	bug := fs.String("bug", "", "a planted bug to run with; list prints them")
-	bin := fs.String("bin", os.Getenv("LOCKSTEP_BIN"), "the lockstep binary (default $LOCKSTEP_BIN, else bin/lockstep)")
+	bin := fs.String("bin", os.Getenv("LOCKSTEP_BIN"), "the lockstep binary, a chaos build for the clock fault (default $LOCKSTEP_BIN, else bin/lockstep-chaos-node)")
 	out := fs.String("out", "chaos-failures", "where a failing run writes its HTML report; empty for none")
 	asJSON := fs.Bool("json", false, "print one JSON object per run (the seed line goes to stderr)")
 	verbose := fs.Bool("v", false, "print the faults and phases as they happen")
@@ -51,10 +51,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	if *bin == "" {
-		*bin = "bin/lockstep"
+		*bin = "bin/lockstep-chaos-node"
 	}
 	if _, err := os.Stat(*bin); err != nil {
-		fmt.Fprintf(stderr, "lockstep-chaos: no lockstep binary at %s (make build, or -bin): %v\n", *bin, err)
+		fmt.Fprintf(stderr, "lockstep-chaos: no lockstep binary at %s (make bin/lockstep-chaos-node, or -bin): %v\n", *bin, err)
 		return 2
 	}
 	from, to := *seed, *seed
