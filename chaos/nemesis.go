@@ -22,6 +22,8 @@ type Fault struct {
 	Shard  int           `json:"shard"` // whose leader (or follower) is hit
 	Mode   string        `json:"mode,omitempty"`
 	Hold   time.Duration `json:"hold_ms"`
+	// Offset is a clock fault's move of the victim's clock.
+	Offset time.Duration `json:"offset_ms,omitempty"`
 }
 
 func (f Fault) String() string {
@@ -30,8 +32,11 @@ func (f Fault) String() string {
 		who = "the leader"
 	}
 	s := fmt.Sprintf("%s %s of shard %d for %v", f.Kind, who, f.Shard, f.Hold)
-	if f.Mode != "" {
-		s = fmt.Sprintf("partition (%s) %s of shard %d for %v", f.Mode, who, f.Shard, f.Hold)
+	switch {
+	case f.Kind == "clock":
+		s = fmt.Sprintf("clock (%s %+v) %s of shard %d for %v", f.Mode, f.Offset, who, f.Shard, f.Hold)
+	case f.Mode != "":
+		s = fmt.Sprintf("%s (%s) %s of shard %d for %v", f.Kind, f.Mode, who, f.Shard, f.Hold)
 	}
 	return s
 }
@@ -42,6 +47,31 @@ const (
 	modeIsolate = "isolate"
 	modeOneWay  = "one-way"
 	modeLink    = "link"
+)
+
+// Clock fault modes (docs/chaos.md). Log time moves only with the leader's
+// clock, by at most MaxClockStepMs (2 s) per entry, and a new leader's
+// first entry extends every session by its TTL (docs/design.md, Time): so
+// a clock behind only holds log time back (sessions expire late, never
+// early), a failover onto a clock ahead by less than MaxClockStepMs costs
+// no session, and a leader's clock jumping ahead shortens the leases in
+// flight by the jump, which the clients' lease guard absorbs only up to
+// its 250 ms. Every move is bounded accordingly.
+const (
+	clockJump  = "jump"  // jumps ahead at once by up to maxClockJump; healed by jumping back
+	clockBack  = "back"  // jumps back by up to maxClockBehind; healed by running clockSlew fast until true
+	clockAhead = "ahead" // runs clockSlew fast for the hold; a follower then takes the shard's lead; healed by jumping back
+)
+
+// Bounds of the clock fault: the largest jump ahead at once (the client's
+// lease guard, docs/client.md, so a lease the client believes in is never
+// cut short), the largest step back (below MaxClockStepMs, so that the
+// heal's catch-up could never outrun one entry's step either), and the
+// skew: the clock runs 20% fast (or slow) while it drifts.
+const (
+	maxClockJump   = 250 * time.Millisecond
+	maxClockBehind = time.Second
+	clockSlew      = 0.2
 )
 
 // plan draws the fault schedule of a run from its seed: faults start after
@@ -66,6 +96,17 @@ func plan(o *Options) []Fault {
 		case "partition":
 			f.Mode = []string{modeIsolate, modeOneWay, modeLink}[r.IntN(3)]
 			f.Hold = time.Duration(1000+r.IntN(3000)) * time.Millisecond
+		case "clock":
+			f.Mode = []string{clockJump, clockBack, clockAhead}[r.IntN(3)]
+			f.Hold = time.Duration(1000+r.IntN(3000)) * time.Millisecond
+			switch f.Mode {
+			case clockJump:
+				f.Offset = time.Duration(50+r.IntN(int(maxClockJump/time.Millisecond)-49)) * time.Millisecond
+			case clockBack:
+				f.Offset = -time.Duration(200+r.IntN(int(maxClockBehind/time.Millisecond)-199)) * time.Millisecond
+			case clockAhead:
+				f.Offset = time.Duration(float64(f.Hold) * clockSlew).Round(time.Millisecond)
+			}
 		}
 		if f.At+f.Hold > o.Duration {
 			break
@@ -155,6 +196,7 @@ func (n *nemesis) join(nd *cluster.Node) error {
 	cfg.Cluster = config.Cluster{NodeID: nd.ID, RaftAddress: nd.Raft, RaftListenAddress: nd.RaftListen, APIAddress: nd.API,
 		MetricsAddress: nd.Metrics, DataDir: nd.DataDir, Join: true}
 	cfg.Consensus.Shards = n.o.Shards
+	n.c.Secure(nd, &cfg)
 	configure(&cfg)
 	if inc != "" {
 		if cfg.Cluster.Incarnation, err = strconv.Atoi(inc); err != nil {
@@ -207,6 +249,63 @@ func (n *nemesis) loseDisk(nd *cluster.Node, hold time.Duration) error {
 		return err
 	}
 	return nd.Start()
+}
+
+// clockBound bounds each call to a node's clock hook, and the wait for a
+// slewed clock to come back to true time past its expected end.
+const clockBound = 5 * time.Second
+
+// clock moves the victim's clock, holds, and heals it (see the modes).
+// With clockAhead on a follower, once its clock runs ahead the shard's
+// leadership moves to it: a failover onto a clock ahead. The victim's
+// clock is true again when it returns, whatever failed.
+func (n *nemesis) clock(f Fault, victim, leader *cluster.Node) (err error) {
+	set := func(offset time.Duration, slew float64) error {
+		ctx, cancel := context.WithTimeout(context.Background(), clockBound)
+		defer cancel()
+		_, err := victim.SetClock(ctx, offset, slew)
+		return err
+	}
+	defer func() {
+		if f.Mode == clockBack {
+			// Catch up at clockSlew: a jump ahead would cut leases short.
+			err = errors.Join(err, set(0, clockSlew))
+			expected := time.Duration(float64(-f.Offset) / clockSlew)
+			deadline := time.Now().Add(expected + clockBound)
+			for time.Now().Before(deadline) {
+				ctx, cancel := context.WithTimeout(context.Background(), clockBound)
+				off, e := victim.ClockOffset(ctx)
+				cancel()
+				if e == nil && off == 0 {
+					return
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			err = errors.Join(err, fmt.Errorf("%s's clock was not true again within %v", victim.ID, expected+clockBound))
+			return
+		}
+		err = errors.Join(err, set(0, 0)) // back at once: log time waits, never goes back
+	}()
+	switch f.Mode {
+	case clockJump, clockBack:
+		if err := set(f.Offset, 0); err != nil {
+			return err
+		}
+		time.Sleep(f.Hold)
+	case clockAhead:
+		if err := set(f.Offset, clockSlew); err != nil {
+			return err
+		}
+		time.Sleep(f.Hold)
+		if !f.Leader {
+			if err := n.c.TransferLeadership(leader, f.Shard, victim, clockBound); err != nil {
+				return err
+			}
+			n.r.timeline.add(time.Since(n.r.start), fmt.Sprintf("clock: %s, %+v ahead, now leads shard %d", victim.ID, f.Offset, f.Shard))
+			time.Sleep(time.Second) // serve with the clock ahead
+		}
+	}
+	return nil
 }
 
 // serviceBound is how long a healed cluster gets to answer /health on
@@ -286,6 +385,10 @@ func (n *nemesis) make(f Fault) FaultRecord {
 		}
 		time.Sleep(f.Hold)
 		if err := victim.Resume(); err != nil && rec.Err == "" {
+			rec.Err = err.Error()
+		}
+	case "clock":
+		if err := n.clock(f, victim, peer); err != nil {
 			rec.Err = err.Error()
 		}
 	case "partition":

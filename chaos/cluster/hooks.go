@@ -9,6 +9,11 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"connectrpc.com/connect"
+
+	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
+	"github.com/lockstepd/lockstep/rpc/gen/lockstep/v1/lockstepv1connect"
 )
 
 // The chaos build's hooks (cmd/lockstep/chaoshook.go, go build -tags
@@ -175,4 +180,27 @@ func (c *Cluster) SameState(limit time.Duration, nodes ...*Node) ([]ShardHash, e
 		time.Sleep(5 * time.Millisecond)
 	}
 	return nil, fmt.Errorf("every member at one applied index with one state hash: not within %v: %v", limit, last)
+}
+
+// TransferLeadership asks, through via, that shard's leadership move to
+// the node to, and waits up to limit for to to report itself its leader.
+func (c *Cluster) TransferLeadership(via *Node, shard int, to *Node, limit time.Duration) error {
+	cl := lockstepv1connect.NewClusterServiceClient(via.http(), via.URL())
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	_, err := cl.TransferLeadership(ctx, connect.NewRequest(&pb.TransferLeadershipRequest{ClientId: "chaos-harness",
+		RequestSeq: 1, ShardId: uint64(shard), TargetNodeId: to.ID}))
+	cancel()
+	if err != nil {
+		return fmt.Errorf("transfer shard %d's leadership to %s: %w", shard, to.ID, err)
+	}
+	return poll(limit, fmt.Sprintf("%s leading shard %d", to.ID, shard), func(ctx context.Context) error {
+		st, err := to.Status(ctx)
+		if err != nil {
+			return err
+		}
+		if shard >= len(st.Shards) || st.Shards[shard].Role != "leader" {
+			return fmt.Errorf("%s does not lead shard %d", to.ID, shard)
+		}
+		return nil
+	})
 }
