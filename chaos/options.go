@@ -28,7 +28,7 @@ type Options struct {
 	// Secure runs the cluster with mutual TLS and authentication on
 	// (cluster.Options.Secure): no Raft proxies, so no partition.
 	Secure bool
-	Log      io.Writer     // progress lines (-v); nil for none
+	Log    io.Writer // progress lines (-v); nil for none
 
 	// Drawn from the seed unless set.
 	Workers int           // client goroutines, each with its own Client and session

@@ -38,12 +38,12 @@ type Result struct {
 	Barrier       BarrierStats       `json:"barrier"`
 	// StateHashes: per shard, the applied index every member reached and
 	// the hash of the state there (the first 12 hex digits).
-	StateHashes []string `json:"state_hashes"`
-	Porcupine     string             `json:"porcupine"`
-	Wall          float64            `json:"wall_s"`
-	Replay        string             `json:"replay"`
-	Report        string             `json:"report,omitempty"`
-	FaultLog      []FaultRecord      `json:"fault_log"`
+	StateHashes []string      `json:"state_hashes"`
+	Porcupine   string        `json:"porcupine"`
+	Wall        float64       `json:"wall_s"`
+	Replay      string        `json:"replay"`
+	Report      string        `json:"report,omitempty"`
+	FaultLog    []FaultRecord `json:"fault_log"`
 }
 
 // run is the state of one run shared by the workload, the nemesis and the
@@ -54,11 +54,11 @@ type run struct {
 	endpoints []string
 	pki       *cluster.PKI // nil unless Options.Secure
 	clients   atomic.Int64 // clients made, to alternate certificate and API key
-	start    time.Time
-	h        *history
-	res      *resource
-	timeline timeline
-	html     []byte // porcupine's visualization of an illegal history
+	start     time.Time
+	h         *history
+	res       *resource
+	timeline  timeline
+	html      []byte // porcupine's visualization of an illegal history
 
 	mu            sync.Mutex
 	grants        []time.Time

@@ -185,10 +185,10 @@ func (h *history) checkSessions() ([]string, SessionStats) {
 				s.owner, id, s.ttl, s.stopped.Seconds(), s.renew.Seconds(), expiryGrace(s.ttl)))
 		case e > late:
 			bad = append(bad, fmt.Sprintf("sessions: %s's session %d (TTL %v) was expired %.3fs after its last renewal was answered, past its TTL plus %v",
-				s.owner, id, s.ttl, (e - s.renew).Seconds(), expiryGrace(s.ttl)))
+				s.owner, id, s.ttl, (e-s.renew).Seconds(), expiryGrace(s.ttl)))
 		case e < s.renewSent+s.ttl-earlyAllowance(s.ttl):
 			bad = append(bad, fmt.Sprintf("sessions: %s's session %d (TTL %v) was expired (delivered at %.3fs) %.3fs after its last renewal was sent: early",
-				s.owner, id, s.ttl, e.Seconds(), (e - s.renewSent).Seconds()))
+				s.owner, id, s.ttl, e.Seconds(), (e-s.renewSent).Seconds()))
 		default:
 			st.ExpiredAfter = append(st.ExpiredAfter, (e - s.renew).Milliseconds())
 		}
