@@ -3,11 +3,12 @@
 # whose Raft links go through proxies, broken on a schedule drawn from a
 # seed while workers use the Go client, every history checked.
 #
-#   make test-chaos          about five minutes of mixed faults over several
-#                            seeds, one and four shards; non-zero on any
-#                            violation, with the replay line of the seed
-#   make test-chaos-smoke    the part of make test: two short seeds, about
-#                            70 s on two cores
+#   make test-chaos          about five and a half minutes of mixed faults
+#                            over several seeds, one and four shards, one
+#                            with mutual TLS and authentication; non-zero on
+#                            any violation, with the replay line of the seed
+#   make test-chaos-smoke    the part of make test: two short seeds, the
+#                            second secured, about 75 s on two cores
 #   make test-chaos-bugs     every planted bug must fail a run within
 #                            CHAOS_BUG_SEEDS (lockstep-chaos -bug list)
 #   make chaos-seed SEED=N   one seed with its story (-v)
@@ -26,7 +27,9 @@ CHAOS_FLAGS ?=
 CHAOS_SEEDS ?= 1-5
 CHAOS_SHARD_SEEDS ?= 6-8
 CHAOS_DURATION ?= 30s
-CHAOS_SMOKE_SEEDS ?= 1-2
+CHAOS_SMOKE_SEEDS ?= 1-1
+CHAOS_SMOKE_SECURE_SEED ?= 2
+CHAOS_SECURE_SEED ?= 9
 CHAOS_SMOKE_DURATION ?= 30s
 CHAOS_BUG_SEEDS ?= 1-3
 CHAOS_BUG_DURATION ?= 15s
@@ -50,13 +53,15 @@ test-chaos-hook:
 	$(GO) test -tags chaos -count=1 -run 'ChaosHook|SkewClock' ./cmd/lockstep
 
 .PHONY: test-chaos
-test-chaos: chaos-build ## about five minutes of kill -9, SIGSTOP and partitions against real clusters, every history checked
+test-chaos: chaos-build ## about five and a half minutes of kill -9, SIGSTOP, partitions, clock faults, lost disks and membership changes against real clusters, every history checked
 	$(CHAOS_BIN) -bin $(CHAOS_NODE) -seeds $(CHAOS_SEEDS) -duration $(CHAOS_DURATION) $(CHAOS_FLAGS)
 	$(CHAOS_BIN) -bin $(CHAOS_NODE) -seeds $(CHAOS_SHARD_SEEDS) -duration $(CHAOS_DURATION) -shards 4 $(CHAOS_FLAGS)
+	$(CHAOS_BIN) -bin $(CHAOS_NODE) -seed $(CHAOS_SECURE_SEED) -duration $(CHAOS_DURATION) -secure $(CHAOS_FLAGS)
 
 .PHONY: test-chaos-smoke
 test-chaos-smoke: chaos-build test-chaos-hook ## two short chaos seeds (part of make test)
 	$(CHAOS_BIN) -bin $(CHAOS_NODE) -seeds $(CHAOS_SMOKE_SEEDS) -duration $(CHAOS_SMOKE_DURATION) $(CHAOS_FLAGS)
+	$(CHAOS_BIN) -bin $(CHAOS_NODE) -seed $(CHAOS_SMOKE_SECURE_SEED) -duration $(CHAOS_SMOKE_DURATION) -secure $(CHAOS_FLAGS)
 
 .PHONY: test-chaos-bugs
 test-chaos-bugs: chaos-build ## prove every planted bug fails a chaos run within CHAOS_BUG_SEEDS
