@@ -51,9 +51,8 @@ type history struct {
 	released map[grantKey]logEvent
 	events   int
 	watchErr error
-	// expired: each session's first SESSION_EXPIRED the watch delivered
-	// (any shard's).
-	expired map[uint64]time.Duration
+	// expired: each session's SESSION_EXPIRED (the first of any shard's).
+	expired map[uint64]expiry
 	// stream: every event under chaos/ in the order delivered, per shard,
 	// and where the watch stood last (each shard's next index), for the
 	// watcher's check (watcher.go).
@@ -63,6 +62,13 @@ type history struct {
 	barriers map[string]map[uint64]time.Duration
 	// sessions the workload opened, by id (sessions.go).
 	sessions map[uint64]*sessionRec
+}
+
+// expiry is when a session expired: when the watch delivered it, and the
+// log time of the entry that expired it, on the wall clock's scale (the
+// leader's clock stamps log time; all members run on this machine).
+type expiry struct {
+	delivered, log time.Duration
 }
 
 // eventID is what two watches of the same log must agree on for an event.
@@ -97,7 +103,7 @@ type logEvent struct {
 
 func newHistory(start time.Time) *history {
 	return &history{start: start, granted: map[grantKey]logEvent{}, released: map[grantKey]logEvent{},
-		expired: map[uint64]time.Duration{}, stream: map[uint64][]eventID{}, end: map[uint64]uint64{},
+		expired: map[uint64]expiry{}, stream: map[uint64][]eventID{}, end: map[uint64]uint64{},
 		barriers: map[string]map[uint64]time.Duration{}, sessions: map[uint64]*sessionRec{}}
 }
 
@@ -148,9 +154,11 @@ func (h *history) watch(ctx context.Context, c *client.Client) {
 		}
 		for _, e := range resp.Events {
 			if e.Type == pb.EventType_EVENT_TYPE_SESSION_EXPIRED {
-				if _, dup := h.expired[e.SessionId]; !dup {
-					h.expired[e.SessionId] = at
+				x := expiry{delivered: at, log: time.UnixMilli(e.AtMs).Sub(h.start)}
+				if old, dup := h.expired[e.SessionId]; dup {
+					x = expiry{delivered: min(old.delivered, x.delivered), log: min(old.log, x.log)}
 				}
+				h.expired[e.SessionId] = x
 				continue
 			}
 			if !strings.HasPrefix(e.Name, runPrefix) {

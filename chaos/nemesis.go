@@ -72,6 +72,10 @@ const (
 	maxClockJump   = 250 * time.Millisecond
 	maxClockBehind = time.Second
 	clockSlew      = 0.2
+	maxClockHold   = 4 * time.Second
+	// maxClockAhead is the furthest ahead a clock gets: clockAhead's drift
+	// over the longest hold.
+	maxClockAhead = time.Duration(clockSlew * float64(maxClockHold))
 )
 
 // plan draws the fault schedule of a run from its seed: faults start after
@@ -98,7 +102,7 @@ func plan(o *Options) []Fault {
 			f.Hold = time.Duration(1000+r.IntN(3000)) * time.Millisecond
 		case "clock":
 			f.Mode = []string{clockJump, clockBack, clockAhead}[r.IntN(3)]
-			f.Hold = time.Duration(1000+r.IntN(3000)) * time.Millisecond
+			f.Hold = time.Duration(1000+r.IntN(int(maxClockHold/time.Millisecond)-1000)) * time.Millisecond
 			switch f.Mode {
 			case clockJump:
 				f.Offset = time.Duration(50+r.IntN(int(maxClockJump/time.Millisecond)-49)) * time.Millisecond

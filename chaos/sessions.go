@@ -19,14 +19,18 @@ import (
 // without our Close), when we closed it, and, for a session stopped on
 // purpose (the sleeper's, the lapser's), when its client stopped renewing
 // and when its last renewal was sent and answered. The watch delivers each
-// expiry (SESSION_EXPIRED, any shard). Then:
+// expiry (SESSION_EXPIRED, any shard) with the log time of the entry that
+// made it. Then:
 //
 //   - a session kept alive is never expired: the cluster must not expire a
-//     session whose client still believed in its lease (the client counts
-//     its lease to end first, docs/client.md);
-//   - a stopped session is expired within its TTL plus the grace
-//     (expiryGrace) after its last renewal was answered, and not before
-//     its TTL less earlyAllowance after that renewal was sent.
+//     session whose client still believed in its lease when the watch
+//     delivered the expiry (the client counts its lease to end first,
+//     docs/client.md);
+//   - a stopped session is expired — by the log time of its expiry, which
+//     a watch slow to deliver does not move — within its TTL plus the
+//     grace (expiryGrace) after its last renewal was answered, and it is
+//     not delivered before its TTL less earlyAllowance after that renewal
+//     was sent.
 
 // sessionRec is one session of the workload, times as offsets from the
 // run's start; -1 when it did not happen.
@@ -38,9 +42,11 @@ type sessionRec struct {
 	lost    time.Duration // the client's lease ran out (Done closed), not by our Close
 	closed  time.Duration // we began closing it
 	// A session stopped on purpose: when its client stopped renewing, and
-	// its last renewal's send and answer times.
+	// its last renewal's send and answer times (read from its freezer when
+	// judged: a renewal in flight when it froze may still land).
 	stopped          time.Duration
 	renewSent, renew time.Duration
+	freezer          *freezer
 	// judged is false for a stopped session whose expiry the run ended too
 	// early to see (its deadline was still ahead).
 	judged bool
@@ -57,6 +63,9 @@ type sessionRec struct {
 //     interval (expiries happen at ticks), the watch's delivery, and a
 //     loaded machine.
 //
+// Log time is the leader's clock, which the clock fault may set up to
+// maxClockAhead ahead of the wall clock: that is in the grace too.
+//
 // It may expire before its TTL after the renewal was sent by at most the
 // client's lease guard (a renewal forwarded by a follower is stamped with
 // the log time it has applied), the clock fault's jump ahead, and its skew
@@ -66,7 +75,9 @@ const (
 	leaseGuard  = 250 * time.Millisecond // client.leaseGuard, docs/client.md
 )
 
-func expiryGrace(ttl time.Duration) time.Duration { return ttl + maxClockBehind + expirySlack }
+func expiryGrace(ttl time.Duration) time.Duration {
+	return ttl + maxClockBehind + maxClockAhead + expirySlack
+}
 
 func earlyAllowance(ttl time.Duration) time.Duration {
 	return leaseGuard + maxClockJump + time.Duration(float64(ttl)*clockSlew)
@@ -106,28 +117,40 @@ func (r *run) closeSession(s *client.Session) {
 }
 
 // stop notes that a session's client stopped renewing it on purpose (its
-// freezer froze), with the last renewal the freezer saw.
+// freezer froze).
 func (r *run) stop(rec *sessionRec, f *freezer) {
-	sent, answered := f.lastRenewal()
 	r.h.mu.Lock()
-	rec.stopped = r.h.now()
-	rec.renewSent, rec.renew = sent.Sub(r.start), answered.Sub(r.start)
+	rec.stopped, rec.freezer = r.h.now(), f
+	rec.renewals(r.start)
 	r.h.mu.Unlock()
 }
 
-// expiredAt is when the watch delivered the session's expiry.
-func (h *history) expiredAt(id uint64) (time.Duration, bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	at, ok := h.expired[id]
-	return at, ok
+// renewals reads the last renewal the session's freezer saw.
+func (rec *sessionRec) renewals(start time.Time) {
+	sent, answered := rec.freezer.lastRenewal()
+	rec.renewSent, rec.renew = sent.Sub(start), answered.Sub(start)
 }
 
+// expiredAt is when the session expired, if the watch delivered it.
+func (h *history) expiredAt(id uint64) (expiry, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	x, ok := h.expired[id]
+	return x, ok
+}
+
+// deliverySlack is how late past the bound the watch may deliver an
+// expiry: a stream stuck on a paused node is abandoned after the client's
+// stream silence (5 s) and resumed elsewhere.
+const deliverySlack = 8 * time.Second
+
 // waitExpired waits until the watch delivers the session's expiry, at most
-// until the bound after its last renewal plus a second, or ctx's end
+// until the bound after its last renewal plus deliverySlack, or ctx's end
 // (then the session is left unjudged).
 func (r *run) waitExpired(ctx context.Context, rec *sessionRec) bool {
-	deadline := r.start.Add(rec.renew + rec.ttl + expiryGrace(rec.ttl) + time.Second)
+	r.h.mu.Lock()
+	deadline := r.start.Add(rec.renew + rec.ttl + expiryGrace(rec.ttl) + deliverySlack)
+	r.h.mu.Unlock()
 	for time.Now().Before(deadline) {
 		if _, ok := r.h.expiredAt(rec.id); ok {
 			return true
@@ -148,7 +171,7 @@ type SessionStats struct {
 	KeptAlive int `json:"kept_alive"`
 	Stopped   int `json:"stopped"`
 	// ExpiredAfter: for each stopped session judged, from its last
-	// renewal's answer to its expiry's delivery, in milliseconds.
+	// renewal's answer to its expiry (log time), in milliseconds.
 	ExpiredAfter []int64 `json:"expired_after_ms"`
 }
 
@@ -165,7 +188,8 @@ func (h *history) checkSessions() ([]string, SessionStats) {
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	for _, id := range ids {
 		s := h.sessions[id]
-		e, expired := h.expired[id]
+		x, expired := h.expired[id]
+		e := x.delivered
 		if s.stopped < 0 {
 			st.KeptAlive++
 			if expired && (s.lost < 0 || s.lost > e) && (s.closed < 0 || s.closed > e) {
@@ -177,6 +201,7 @@ func (h *history) checkSessions() ([]string, SessionStats) {
 		if !s.judged || s.closed >= 0 && s.closed < s.stopped {
 			continue
 		}
+		s.renewals(h.start)
 		st.Stopped++
 		late := s.renew + s.ttl + expiryGrace(s.ttl)
 		switch {
@@ -190,7 +215,7 @@ func (h *history) checkSessions() ([]string, SessionStats) {
 			bad = append(bad, fmt.Sprintf("sessions: %s's session %d (TTL %v) was expired (delivered at %.3fs) %.3fs after its last renewal was sent: early",
 				s.owner, id, s.ttl, e.Seconds(), (e-s.renewSent).Seconds()))
 		default:
-			st.ExpiredAfter = append(st.ExpiredAfter, (e - s.renew).Milliseconds())
+			st.ExpiredAfter = append(st.ExpiredAfter, (x.log - s.renew).Milliseconds())
 		}
 	}
 	return bad, st
