@@ -29,15 +29,16 @@ func TestCheckSessions(t *testing.T) {
 		{"stopped, never expired", sessionRec{lost: -1, closed: -1, stopped: ms(3000)}, nil, 3000, "was not expired within"},
 		{"stopped, expired late", sessionRec{lost: -1, closed: -1, stopped: ms(3000)}, &expiryAt{12000, 3020 + 1000 + 6801}, 3000, "past its TTL"},
 		{"stopped, expired early", sessionRec{lost: -1, closed: -1, stopped: ms(3000)}, &expiryAt{3250, 3200}, 3000, "early"},
-		{"stopped, unjudged", sessionRec{lost: -1, closed: -1, stopped: ms(3000), judged: false}, nil, 3000, ""},
+		{"stopped, the run ended before its expiry was due", sessionRec{lost: -1, closed: -1, stopped: ms(3000)}, nil, 3000, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHistory(time.Now())
 			rec := tc.rec
 			rec.id, rec.owner, rec.ttl = 7, "lapser", ttl
-			if tc.name != "stopped, unjudged" {
-				rec.judged = true
+			h.watchEnd = ms(3020) + judgeable(ttl)
+			if strings.Contains(tc.name, "before its expiry was due") {
+				h.watchEnd--
 			}
 			if rec.stopped >= 0 {
 				f := &freezer{}

@@ -62,6 +62,8 @@ type history struct {
 	barriers map[string]map[uint64]time.Duration
 	// sessions the workload opened, by id (sessions.go).
 	sessions map[uint64]*sessionRec
+	// watchEnd is when the watch stopped reading.
+	watchEnd time.Duration
 }
 
 // expiry is when a session expired: when the watch delivered it, and the
@@ -143,6 +145,11 @@ const runPrefix = "chaos/"
 // releases of the run's names, the sessions' expiries (which have no
 // name) and the barriers' releases.
 func (h *history) watch(ctx context.Context, c *client.Client) {
+	defer func() {
+		h.mu.Lock()
+		h.watchEnd = h.now()
+		h.mu.Unlock()
+	}()
 	for resp := range c.Watch(ctx, "") {
 		at := h.now()
 		h.mu.Lock()

@@ -47,9 +47,6 @@ type sessionRec struct {
 	stopped          time.Duration
 	renewSent, renew time.Duration
 	freezer          *freezer
-	// judged is false for a stopped session whose expiry the run ended too
-	// early to see (its deadline was still ahead).
-	judged bool
 }
 
 // Bounds of the check. A stopped session expires by its TTL after its last
@@ -88,7 +85,7 @@ func earlyAllowance(ttl time.Duration) time.Duration {
 // losses.
 func (r *run) track(s *client.Session, owner string) *sessionRec {
 	rec := &sessionRec{id: s.ID(), owner: owner, ttl: s.TTL(), created: r.h.now(), lost: -1, closed: -1, stopped: -1,
-		renewSent: -1, renew: -1, judged: true}
+		renewSent: -1, renew: -1}
 	r.h.mu.Lock()
 	r.h.sessions[rec.id] = rec
 	r.h.mu.Unlock()
@@ -142,24 +139,22 @@ func (h *history) expiredAt(id uint64) (expiry, bool) {
 // deliverySlack is how late past the bound the watch may deliver an
 // expiry: a stream stuck on a paused node is abandoned after the client's
 // stream silence (5 s) and resumed elsewhere.
-const deliverySlack = 8 * time.Second
+const deliverySlack = 6 * time.Second
+
+// judgeable is how long after its last renewal's answer a stopped
+// session's expiry must have been delivered: a run whose watch ended
+// before then leaves it unjudged, unless the expiry came.
+func judgeable(ttl time.Duration) time.Duration { return ttl + expiryGrace(ttl) + deliverySlack }
 
 // waitExpired waits until the watch delivers the session's expiry, at most
-// until the bound after its last renewal plus deliverySlack, or ctx's end
-// (then the session is left unjudged).
+// until it is judgeable or ctx ends.
 func (r *run) waitExpired(ctx context.Context, rec *sessionRec) bool {
 	r.h.mu.Lock()
-	deadline := r.start.Add(rec.renew + rec.ttl + expiryGrace(rec.ttl) + deliverySlack)
+	deadline := r.start.Add(rec.renew + judgeable(rec.ttl))
 	r.h.mu.Unlock()
-	for time.Now().Before(deadline) {
+	for time.Now().Before(deadline) && ctx.Err() == nil {
 		if _, ok := r.h.expiredAt(rec.id); ok {
 			return true
-		}
-		if ctx.Err() != nil {
-			r.h.mu.Lock()
-			rec.judged = false
-			r.h.mu.Unlock()
-			return false
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -198,10 +193,13 @@ func (h *history) checkSessions() ([]string, SessionStats) {
 			}
 			continue
 		}
-		if !s.judged || s.closed >= 0 && s.closed < s.stopped {
+		if s.closed >= 0 && s.closed < s.stopped {
 			continue
 		}
 		s.renewals(h.start)
+		if !expired && h.watchEnd < s.renew+judgeable(s.ttl) {
+			continue // the run ended before its expiry was due
+		}
 		st.Stopped++
 		late := s.renew + s.ttl + expiryGrace(s.ttl)
 		switch {

@@ -43,13 +43,15 @@ type freezer struct {
 var errFrozen = errors.New("chaos: this client is frozen")
 
 func (f *freezer) RoundTrip(req *http.Request) (*http.Response, error) {
-	renewal := isRenewal(req)
-	if f.frozen.Load() && !(renewal && f.ghost.Load()) {
+	renewal, frozen := isRenewal(req), f.frozen.Load()
+	if frozen && !(renewal && f.ghost.Load()) {
 		return nil, errFrozen
 	}
 	sent := time.Now()
 	resp, err := f.base.RoundTrip(req)
-	if renewal && err == nil && resp.StatusCode == http.StatusOK {
+	// A renewal a frozen client sends (the planted bug's) is not the
+	// client's: it stopped renewing when it froze.
+	if renewal && !frozen && err == nil && resp.StatusCode == http.StatusOK {
 		f.mu.Lock()
 		if sent.After(f.sent) {
 			f.sent = sent
@@ -517,11 +519,6 @@ func (sl *sleeper) nap(ctx context.Context) {
 	case <-time.After(sleeperExpiry):
 	}
 	expired := sl.run.h.waitReleased(ctx, k, o.token, sleeperExpiry)
-	if ctx.Err() != nil {
-		sl.run.h.mu.Lock()
-		rec.judged = false
-		sl.run.h.mu.Unlock()
-	}
 	f.thaw()
 	if !expired {
 		return // faults kept the lease alive (or the run ended): nothing to prove this time
