@@ -27,8 +27,9 @@ func TestCheckSessions(t *testing.T) {
 		{"closed, then expired", sessionRec{lost: -1, closed: ms(4000), stopped: -1}, &expiryAt{5000, 4900}, 0, ""},
 		{"stopped and expired in time", sessionRec{lost: -1, closed: -1, stopped: ms(3000)}, &expiryAt{4300, 4100}, 3000, ""},
 		{"stopped, never expired", sessionRec{lost: -1, closed: -1, stopped: ms(3000)}, nil, 3000, "was not expired within"},
-		{"stopped, expired late", sessionRec{lost: -1, closed: -1, stopped: ms(3000)}, &expiryAt{12000, 3020 + 1000 + 6801}, 3000, "past its TTL"},
-		{"stopped, expired early", sessionRec{lost: -1, closed: -1, stopped: ms(3000)}, &expiryAt{3250, 3200}, 3000, "early"},
+		{"stopped, expired late", sessionRec{lost: -1, closed: -1, stopped: ms(3000)}, &expiryAt{12000, 3020 + 1000 + 7001}, 3000, "past its TTL"},
+		{"stopped, expired early", sessionRec{lost: -1, closed: -1, stopped: ms(3000)}, &expiryAt{3730, 3700}, 3000, "early"},
+		{"stopped, delivered just after the early bound", sessionRec{lost: -1, closed: -1, stopped: ms(3000)}, &expiryAt{3770, 3700}, 3000, ""},
 		{"stopped, the run ended before its expiry was due", sessionRec{lost: -1, closed: -1, stopped: ms(3000)}, nil, 3000, ""},
 	}
 	for _, tc := range cases {
@@ -134,16 +135,16 @@ func TestPlanClockBounds(t *testing.T) {
 			modes[f.Mode]++
 			switch f.Mode {
 			case clockJump:
-				if f.Offset <= 0 || f.Offset > maxClockJump {
+				if f.Offset <= 0 || f.Offset > maxClockOffset {
 					t.Fatalf("seed %d: a jump of %v", seed, f.Offset)
 				}
 			case clockBack:
-				if f.Offset >= 0 || -f.Offset > maxClockBehind {
+				if f.Offset >= 0 || -f.Offset > maxClockOffset {
 					t.Fatalf("seed %d: a step back of %v", seed, f.Offset)
 				}
-			case clockAhead:
-				if f.Offset <= 0 || f.Offset > maxClockAhead || f.Hold > maxClockHold {
-					t.Fatalf("seed %d: ahead by %v over %v", seed, f.Offset, f.Hold)
+			case clockSkew:
+				if f.Offset == 0 || f.Offset.Abs() > time.Duration(clockSlew*float64(maxClockHold)) || f.Hold > maxClockHold {
+					t.Fatalf("seed %d: skewed by %v over %v", seed, f.Offset, f.Hold)
 				}
 			default:
 				t.Fatalf("seed %d: mode %q", seed, f.Mode)

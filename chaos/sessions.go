@@ -54,30 +54,27 @@ type sessionRec struct {
 //   - one TTL more: a leader change extends every live session to now +
 //     TTL (Chubby's grace, docs/design.md), and a fault can move the
 //     leader once within a lease;
-//   - maxClockBehind: a leader's clock behind holds log time back (the
-//     clock fault);
+//   - maxClockOffset twice: a leader's clock behind holds log time back,
+//     and the expiry is timed by its log time, which a leader's clock
+//     ahead puts ahead of the wall clock (the clock fault);
 //   - expirySlack: the election during which no leader ticks, the tick
-//     interval (expiries happen at ticks), the watch's delivery, and a
-//     loaded machine.
+//     interval (expiries happen at ticks), and a loaded machine.
 //
-// Log time is the leader's clock, which the clock fault may set up to
-// maxClockAhead ahead of the wall clock: that is in the grace too.
-//
-// It may expire before its TTL after the renewal was sent by at most the
-// client's lease guard (a renewal forwarded by a follower is stamped with
-// the log time it has applied), the clock fault's jump ahead, and its skew
-// over one TTL (a leader's clock running clockSlew fast).
+// It may be delivered before its TTL after the renewal was sent by at most
+// the client's lease guard (a renewal forwarded by a follower is stamped
+// with the log time it has applied) and the clock fault's skew over one
+// TTL (a leader's clock running clockSlew fast).
 const (
 	expirySlack = 3 * time.Second
 	leaseGuard  = 250 * time.Millisecond // client.leaseGuard, docs/client.md
 )
 
 func expiryGrace(ttl time.Duration) time.Duration {
-	return ttl + maxClockBehind + maxClockAhead + expirySlack
+	return ttl + 2*maxClockOffset + expirySlack
 }
 
 func earlyAllowance(ttl time.Duration) time.Duration {
-	return leaseGuard + maxClockJump + time.Duration(float64(ttl)*clockSlew)
+	return leaseGuard + time.Duration(float64(ttl)*clockSlew)
 }
 
 // track registers a new session and notes when its client's lease runs
