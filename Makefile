@@ -20,8 +20,9 @@ GO ?= go
 #   sim               mk/sim.mk        the simulator's seed sweeps
 #   test-integration  mk/server.mk     real processes on 127.0.0.1
 #   test-image        mk/server.mk     the container image, built and run
+#   test-chaos-hook   mk/chaos.mk      the chaos build's clock and state-hash hooks (-tags chaos)
 #   test-chaos-smoke  mk/chaos.mk      two short chaos seeds against real clusters
-TEST_STEPS := fmt-check vet generate-check test-unit purity test-race sim test-integration test-image test-chaos-smoke
+TEST_STEPS := fmt-check vet generate-check test-unit purity test-race sim test-integration test-image test-chaos-hook test-chaos-smoke
 
 .PHONY: test
 test: $(TEST_STEPS) ## everything CI runs: format, vet, generated code, unit tests, purity, race detector, simulation, integration, image, chaos smoke

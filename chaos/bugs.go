@@ -11,6 +11,8 @@ const (
 	bugAckRefused     = "ack-refused"
 	bugSkipFence      = "skip-fence"
 	bugPhantomRelease = "phantom-release"
+	bugGhostKeepalive = "ghost-keepalive"
+	bugSkipEvent      = "skip-event"
 )
 
 // Bugs are the planted bugs, in the order -bug list prints them.
@@ -21,6 +23,10 @@ var Bugs = []bug{
 		"fenced resource (the sleeper's write after its session expired)"},
 	{bugPhantomRelease, "an unlock is reported successful without being sent: the worker walks away still holding the mutex",
 		"porcupine (a refusal, or the same token granted again, while the model says free)"},
+	{bugGhostKeepalive, "a stopped client's keepalives still get through (a paused process whose renewal thread runs on): the lapser's session never expires",
+		"sessions (a stopped session expired within its TTL plus the grace)"},
+	{bugSkipEvent, "the watcher drops one event it was sent, as a resume that skipped an entry would",
+		"watch order (the watcher's events against the log's)"},
 }
 
 func bugByName(name string) *bug {

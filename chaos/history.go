@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -50,6 +51,45 @@ type history struct {
 	released map[grantKey]logEvent
 	events   int
 	watchErr error
+	// expired: each session's SESSION_EXPIRED (the first of any shard's).
+	expired map[uint64]expiry
+	// stream: every event under chaos/ in the order delivered, per shard,
+	// and where the watch stood last (each shard's next index), for the
+	// watcher's check (watcher.go).
+	stream map[uint64][]eventID
+	end    map[uint64]uint64
+	// barriers: the generations the log released, per barrier name.
+	barriers map[string]map[uint64]time.Duration
+	// sessions the workload opened, by id (sessions.go).
+	sessions map[uint64]*sessionRec
+	// watchEnd is when the watch stopped reading.
+	watchEnd time.Duration
+}
+
+// expiry is when a session expired: when the watch delivered it, and the
+// log time of the entry that expired it, on the wall clock's scale (the
+// leader's clock stamps log time; all members run on this machine).
+type expiry struct {
+	delivered, log time.Duration
+}
+
+// eventID is what two watches of the same log must agree on for an event.
+type eventID struct {
+	index            uint64
+	typ              pb.EventType
+	kind             pb.Kind
+	name             string
+	session, token   uint64
+	generation, wait uint64
+}
+
+func idOf(e *pb.Event) eventID {
+	return eventID{e.Index, e.Type, e.Kind, e.Name, e.SessionId, e.FencingToken, e.Generation, e.WaiterId}
+}
+
+// lockKinds are the kinds whose grants the porcupine model checks.
+func lockKind(k pb.Kind) bool {
+	return k == pb.Kind_KIND_MUTEX || k == pb.Kind_KIND_SEMAPHORE || k == pb.Kind_KIND_RWLOCK || k == pb.Kind_KIND_ELECTION
 }
 
 type grantKey struct {
@@ -64,7 +104,9 @@ type logEvent struct {
 }
 
 func newHistory(start time.Time) *history {
-	return &history{start: start, granted: map[grantKey]logEvent{}, released: map[grantKey]logEvent{}}
+	return &history{start: start, granted: map[grantKey]logEvent{}, released: map[grantKey]logEvent{},
+		expired: map[uint64]expiry{}, stream: map[uint64][]eventID{}, end: map[uint64]uint64{},
+		barriers: map[string]map[uint64]time.Duration{}, sessions: map[uint64]*sessionRec{}}
 }
 
 func (h *history) now() time.Duration { return time.Since(h.start) }
@@ -96,15 +138,51 @@ func kindOf(k pb.Kind) core.Kind {
 	return 0
 }
 
-// watch reads every event under prefix until ctx ends.
-func (h *history) watch(ctx context.Context, c *client.Client, prefix string) {
-	for resp := range c.Watch(ctx, prefix) {
+// runPrefix is where every name of a run lives.
+const runPrefix = "chaos/"
+
+// watch reads every event of the cluster until ctx ends: the grants and
+// releases of the run's names, the sessions' expiries (which have no
+// name) and the barriers' releases.
+func (h *history) watch(ctx context.Context, c *client.Client) {
+	defer func() {
+		h.mu.Lock()
+		h.watchEnd = h.now()
+		h.mu.Unlock()
+	}()
+	for resp := range c.Watch(ctx, "") {
 		at := h.now()
 		h.mu.Lock()
 		if resp.Err != nil && ctx.Err() == nil {
 			h.watchErr = resp.Err
 		}
+		for _, p := range resp.Positions {
+			h.end[p.ShardId] = p.NextIndex
+		}
 		for _, e := range resp.Events {
+			if e.Type == pb.EventType_EVENT_TYPE_SESSION_EXPIRED {
+				x := expiry{delivered: at, log: time.UnixMilli(e.AtMs).Sub(h.start)}
+				if old, dup := h.expired[e.SessionId]; dup {
+					x = expiry{delivered: min(old.delivered, x.delivered), log: min(old.log, x.log)}
+				}
+				h.expired[e.SessionId] = x
+				continue
+			}
+			if !strings.HasPrefix(e.Name, runPrefix) {
+				continue
+			}
+			h.stream[e.ShardId] = append(h.stream[e.ShardId], idOf(e))
+			if e.Type == pb.EventType_EVENT_TYPE_BARRIER_RELEASED {
+				if h.barriers[e.Name] == nil {
+					h.barriers[e.Name] = map[uint64]time.Duration{}
+				}
+				if _, dup := h.barriers[e.Name][e.Generation]; !dup {
+					h.barriers[e.Name][e.Generation] = at
+				}
+			}
+			if !lockKind(e.Kind) {
+				continue
+			}
 			h.events++
 			k := grantKey{model.Key{Kind: kindOf(e.Kind), Name: e.Name}, e.FencingToken}
 			ev := logEvent{session: e.SessionId, reason: e.Reason, at: at}

@@ -22,6 +22,8 @@ type Fault struct {
 	Shard  int           `json:"shard"` // whose leader (or follower) is hit
 	Mode   string        `json:"mode,omitempty"`
 	Hold   time.Duration `json:"hold_ms"`
+	// Offset is a clock fault's move of the victim's clock.
+	Offset time.Duration `json:"offset_ms,omitempty"`
 }
 
 func (f Fault) String() string {
@@ -30,8 +32,11 @@ func (f Fault) String() string {
 		who = "the leader"
 	}
 	s := fmt.Sprintf("%s %s of shard %d for %v", f.Kind, who, f.Shard, f.Hold)
-	if f.Mode != "" {
-		s = fmt.Sprintf("partition (%s) %s of shard %d for %v", f.Mode, who, f.Shard, f.Hold)
+	switch {
+	case f.Kind == "clock":
+		s = fmt.Sprintf("clock (%s %+v) %s of shard %d for %v", f.Mode, f.Offset, who, f.Shard, f.Hold)
+	case f.Mode != "":
+		s = fmt.Sprintf("%s (%s) %s of shard %d for %v", f.Kind, f.Mode, who, f.Shard, f.Hold)
 	}
 	return s
 }
@@ -42,6 +47,45 @@ const (
 	modeIsolate = "isolate"
 	modeOneWay  = "one-way"
 	modeLink    = "link"
+)
+
+// Clock fault modes (docs/chaos.md). Log time moves only with the leader's
+// clock, by at most MaxClockStepMs (2 s) per entry, and a new leader's
+// first entry extends every session to now + its TTL before any timer
+// fires (docs/design.md, Time). The Go client ends its view of a lease a
+// guard (250 ms) early, which covers a follower's stamp lag (up to two
+// ticks, 200 ms) and assumes the leader's clock runs at the wall clock's
+// rate (docs/client.md). So a clock behind only holds log time back; a
+// clock ahead is harmless on a node that leads nothing, and a failover
+// onto it costs no session while it is less than MaxClockStepMs ahead; but
+// a leader's own clock jumping ahead cuts every lease in flight short by
+// the jump, which nothing absorbs beyond the guard's last 50 ms. The modes
+// keep to that:
+const (
+	// clockJump: the node hands every shard it leads to a peer, its clock
+	// jumps ahead by up to maxClockOffset, and (for a fault on "the
+	// leader") the shard's leadership is moved back to it: a failover onto
+	// a clock ahead. Healed by jumping back (log time waits).
+	clockJump = "jump"
+	// clockBack: the clock jumps back by up to maxClockOffset (log time
+	// waits while this node leads). Healed by handing its shards to a peer
+	// and jumping to true time; if a handover fails, by running clockSlew
+	// fast until true.
+	clockBack = "back"
+	// clockSkew: the clock runs clockSlew fast or slow for the hold, on the
+	// leader or a follower. Healed by jumping back (fast) or running fast
+	// until true (slow).
+	clockSkew = "skew"
+)
+
+// Bounds of the clock fault: the largest offset (below MaxClockStepMs less
+// two ticks of lag, so a failover onto it moves log time in one step), the
+// skew's rate (1%: twenty times NTP's largest slew, and over the longest
+// TTL well within the client's guard), and the longest hold.
+const (
+	maxClockOffset = 1500 * time.Millisecond
+	clockSlew      = 0.01
+	maxClockHold   = 4 * time.Second
 )
 
 // plan draws the fault schedule of a run from its seed: faults start after
@@ -66,6 +110,20 @@ func plan(o *Options) []Fault {
 		case "partition":
 			f.Mode = []string{modeIsolate, modeOneWay, modeLink}[r.IntN(3)]
 			f.Hold = time.Duration(1000+r.IntN(3000)) * time.Millisecond
+		case "clock":
+			f.Mode = []string{clockJump, clockBack, clockSkew}[r.IntN(3)]
+			f.Hold = time.Duration(1000+r.IntN(int(maxClockHold/time.Millisecond)-1000)) * time.Millisecond
+			switch f.Mode {
+			case clockJump:
+				f.Offset = time.Duration(300+r.IntN(int(maxClockOffset/time.Millisecond)-299)) * time.Millisecond
+			case clockBack:
+				f.Offset = -time.Duration(200+r.IntN(int(maxClockOffset/time.Millisecond)-199)) * time.Millisecond
+			case clockSkew:
+				f.Offset = time.Duration(float64(f.Hold) * clockSlew).Round(time.Millisecond)
+				if r.IntN(2) == 0 {
+					f.Offset = -f.Offset
+				}
+			}
 		}
 		if f.At+f.Hold > o.Duration {
 			break
@@ -155,6 +213,7 @@ func (n *nemesis) join(nd *cluster.Node) error {
 	cfg.Cluster = config.Cluster{NodeID: nd.ID, RaftAddress: nd.Raft, RaftListenAddress: nd.RaftListen, APIAddress: nd.API,
 		MetricsAddress: nd.Metrics, DataDir: nd.DataDir, Join: true}
 	cfg.Consensus.Shards = n.o.Shards
+	n.c.Secure(nd, &cfg)
 	configure(&cfg)
 	if inc != "" {
 		if cfg.Cluster.Incarnation, err = strconv.Atoi(inc); err != nil {
@@ -207,6 +266,99 @@ func (n *nemesis) loseDisk(nd *cluster.Node, hold time.Duration) error {
 		return err
 	}
 	return nd.Start()
+}
+
+// clockBound bounds each call to a node's clock hook, and the wait for a
+// slewed clock to come back to true time past its expected end.
+const clockBound = 5 * time.Second
+
+// clock moves the victim's clock, holds, and heals it (see the modes).
+// The victim's clock is true again when it returns, whatever failed.
+func (n *nemesis) clock(f Fault, victim, peer *cluster.Node) (err error) {
+	set := func(offset time.Duration, slew float64) error {
+		ctx, cancel := context.WithTimeout(context.Background(), clockBound)
+		defer cancel()
+		_, err := victim.SetClock(ctx, offset, slew)
+		return err
+	}
+	switch f.Mode {
+	case clockJump:
+		if err := n.leadAway(victim, peer); err != nil {
+			return err // nothing moved: a leader's clock must not jump ahead
+		}
+		if err := set(f.Offset, 0); err != nil {
+			return err
+		}
+		defer func() { err = errors.Join(err, set(0, 0)) }()
+		if f.Leader {
+			if err := n.c.TransferLeadership(peer, f.Shard, victim, clockBound); err != nil {
+				return err
+			}
+			n.r.timeline.add(time.Since(n.r.start), fmt.Sprintf("clock: %s, %v ahead, leads shard %d", victim.ID, f.Offset, f.Shard))
+		}
+		time.Sleep(f.Hold)
+	case clockBack:
+		if err := set(f.Offset, 0); err != nil {
+			return err
+		}
+		time.Sleep(f.Hold)
+		if n.leadAway(victim, peer) == nil {
+			return set(0, 0)
+		}
+		return n.slewBack(victim, -f.Offset)
+	case clockSkew:
+		if err := set(f.Offset, clockSlew); err != nil {
+			return err
+		}
+		time.Sleep(f.Hold)
+		if f.Offset > 0 {
+			return set(0, 0)
+		}
+		return n.slewBack(victim, -f.Offset)
+	}
+	return nil
+}
+
+// slewBack runs the victim's clock clockSlew fast until it is true again,
+// behind by at most behind now: catching up at once would be a jump ahead.
+func (n *nemesis) slewBack(victim *cluster.Node, behind time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), clockBound)
+	_, err := victim.SetClock(ctx, 0, clockSlew)
+	cancel()
+	if err != nil {
+		return err
+	}
+	limit := time.Duration(float64(behind)/clockSlew) + clockBound
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), clockBound)
+		off, err := victim.ClockOffset(ctx)
+		cancel()
+		if err == nil && off == 0 {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("%s's clock was not true again within %v", victim.ID, limit)
+}
+
+// leadAway hands every shard nd leads to to, so that nd's clock may then
+// move without moving log time.
+func (n *nemesis) leadAway(nd, to *cluster.Node) error {
+	ctx, cancel := context.WithTimeout(context.Background(), clockBound)
+	st, err := nd.Status(ctx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	for i, sh := range st.Shards {
+		if sh.Role == "leader" {
+			if err := n.c.TransferLeadership(nd, i, to, clockBound); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // serviceBound is how long a healed cluster gets to answer /health on
@@ -286,6 +438,10 @@ func (n *nemesis) make(f Fault) FaultRecord {
 		}
 		time.Sleep(f.Hold)
 		if err := victim.Resume(); err != nil && rec.Err == "" {
+			rec.Err = err.Error()
+		}
+	case "clock":
+		if err := n.clock(f, victim, peer); err != nil {
 			rec.Err = err.Error()
 		}
 	case "partition":

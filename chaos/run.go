@@ -2,12 +2,14 @@ package chaos
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lockstepd/lockstep/chaos/cluster"
@@ -31,23 +33,32 @@ type Result struct {
 	Accepted      int                `json:"fenced_writes_accepted"`
 	Refused       int                `json:"fenced_writes_refused"`
 	SleeperWrites int                `json:"sleeper_writes"`
-	Porcupine     string             `json:"porcupine"`
-	Wall          float64            `json:"wall_s"`
-	Replay        string             `json:"replay"`
-	Report        string             `json:"report,omitempty"`
-	FaultLog      []FaultRecord      `json:"fault_log"`
+	Sessions      SessionStats       `json:"sessions"`
+	Watcher       WatcherStats       `json:"watcher"`
+	Barrier       BarrierStats       `json:"barrier"`
+	// StateHashes: per shard, the applied index every member reached and
+	// the hash of the state there (the first 12 hex digits).
+	StateHashes []string      `json:"state_hashes"`
+	Porcupine   string        `json:"porcupine"`
+	Wall        float64       `json:"wall_s"`
+	Replay      string        `json:"replay"`
+	Report      string        `json:"report,omitempty"`
+	FaultLog    []FaultRecord `json:"fault_log"`
 }
 
 // run is the state of one run shared by the workload, the nemesis and the
 // checks.
 type run struct {
-	o        *Options
-	bug      *bug
-	start    time.Time
-	h        *history
-	res      *resource
-	timeline timeline
-	html     []byte // porcupine's visualization of an illegal history
+	o         *Options
+	bug       *bug
+	endpoints []string
+	pki       *cluster.PKI // nil unless Options.Secure
+	clients   atomic.Int64 // clients made, to alternate certificate and API key
+	start     time.Time
+	h         *history
+	res       *resource
+	timeline  timeline
+	html      []byte // porcupine's visualization of an illegal history
 
 	mu            sync.Mutex
 	grants        []time.Time
@@ -109,8 +120,8 @@ func Run(o Options) (Result, error) {
 	o.logf("%s", o.banner())
 	res := Result{Seed: o.Seed, Faults: map[string]int{}, Recovery: map[string][]int64{}, Replay: o.Replay()}
 	began := time.Now()
-	c, err := cluster.Start(cluster.Options{Binary: o.Binary, Nodes: o.Nodes, Shards: o.Shards, Proxies: true, Keep: o.Keep,
-		Configure: configure}, startBound)
+	c, err := cluster.Start(cluster.Options{Binary: o.Binary, Nodes: o.Nodes, Shards: o.Shards, Proxies: !o.Secure, Keep: o.Keep,
+		Secure: o.Secure, Configure: configure}, startBound)
 	if err != nil {
 		return res, fmt.Errorf("starting the cluster: %w", err)
 	}
@@ -118,7 +129,14 @@ func Run(o Options) (Result, error) {
 	if o.Keep {
 		o.logf("cluster directory: %s", c.Dir)
 	}
-	r := &run{o: &o, bug: bugByName(o.Bug)}
+	// The clock fault and the state hash need the chaos build's hooks.
+	ctx, cancel := context.WithTimeout(context.Background(), startBound)
+	_, err = c.Nodes[0].ClockOffset(ctx)
+	cancel()
+	if err != nil {
+		return res, fmt.Errorf("%s runs %s: %w", c.Nodes[0].ID, o.Binary, err)
+	}
+	r := &run{o: &o, bug: bugByName(o.Bug), endpoints: c.Endpoints(), pki: c.PKI}
 	violations, checked := r.execute(c, &res)
 	res.Violations = append([]string{}, violations...) // [] rather than null in -json
 	res.Checked = checked
@@ -134,12 +152,11 @@ func Run(o Options) (Result, error) {
 
 func (r *run) execute(c *cluster.Cluster, res *Result) (violations []string, checked int) {
 	o := r.o
-	endpoints := c.Endpoints()
-	watcher, _, err := newClient(endpoints, "watch")
+	watcher, err := r.toolClient("watch")
 	if err != nil {
 		return []string{err.Error()}, 0
 	}
-	checker, _, err := newClient(endpoints, "resource")
+	checker, err := r.toolClient("resource")
 	if err != nil {
 		return []string{err.Error()}, 0
 	}
@@ -150,10 +167,10 @@ func (r *run) execute(c *cluster.Cluster, res *Result) (violations []string, che
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	defer stopWatch()
 	watchDone := make(chan struct{})
-	go func() { defer close(watchDone); r.h.watch(watchCtx, watcher, "chaos/") }()
+	go func() { defer close(watchDone); r.h.watch(watchCtx, watcher) }()
 	// The client's Watch shows events only, so the watch is known to run
 	// once it delivers one: the grant of a first mutex.
-	if err := r.probe(endpoints, o.Workers+1); err != nil {
+	if err := r.probe(o.Workers + 1); err != nil {
 		return []string{err.Error()}, 0
 	}
 
@@ -162,7 +179,7 @@ func (r *run) execute(c *cluster.Cluster, res *Result) (violations []string, che
 	var wg sync.WaitGroup
 	var workers []*worker
 	for i := range o.Workers {
-		cl, _, err := newClient(endpoints, fmt.Sprintf("worker-%d", i))
+		cl, _, err := r.newClient(fmt.Sprintf("worker-%d", i))
 		if err != nil {
 			return []string{err.Error()}, 0
 		}
@@ -173,10 +190,30 @@ func (r *run) execute(c *cluster.Cluster, res *Result) (violations []string, che
 	}
 	sl := &sleeper{idx: o.Workers, run: r, r: stream(o.Seed, streamSleeper)}
 	wg.Add(1)
-	go func() { defer wg.Done(); sl.loop(ctx, endpoints) }()
+	go func() { defer wg.Done(); sl.loop(ctx) }()
+	lp := &lapser{idx: o.Workers + 2, run: r, r: stream(o.Seed, streamLapser)}
+	wg.Add(1)
+	go func() { defer wg.Done(); lp.loop(ctx) }()
+	wc, err := r.toolClient("watcher")
+	if err != nil {
+		return []string{err.Error()}, 0
+	}
+	wt := newWatcher(r, wc)
+	wg.Add(1)
+	go func() { defer wg.Done(); wt.loop(ctx) }()
+	barriers := &barrierLog{}
+	for i := range barrierParties {
+		cl, _, err := r.newClient(fmt.Sprintf("party-%d", i))
+		if err != nil {
+			return []string{err.Error()}, 0
+		}
+		p := &barrierParty{idx: i, run: r, r: stream(o.Seed, streamBarrier+uint64(i)), c: cl}
+		wg.Add(1)
+		go func() { defer wg.Done(); p.loop(ctx, barriers) }()
+	}
 
 	faults := plan(o)
-	admin, _, err := newClient(endpoints, "nemesis")
+	admin, err := r.toolClient("nemesis")
 	if err != nil {
 		return []string{err.Error()}, 0
 	}
@@ -207,6 +244,20 @@ func (r *run) execute(c *cluster.Cluster, res *Result) (violations []string, che
 
 	// Let the watch deliver the releases of the closed sessions.
 	r.h.settle(drainBound)
+	// Every member must reach the same state: at one applied index, one
+	// state hash, per shard.
+	if hashes, err := c.SameState(o.LivenessBound, c.Nodes...); err != nil {
+		var div *cluster.DivergedError
+		if errors.As(err, &div) {
+			violations = append(violations, fmt.Sprintf("state: %v", err))
+		} else {
+			violations = append(violations, fmt.Sprintf("liveness: %v", err))
+		}
+	} else {
+		for _, h := range hashes {
+			res.StateHashes = append(res.StateHashes, fmt.Sprintf("shard %d at %d: %.12s", h.ShardID, h.AppliedIndex, h.StateHash))
+		}
+	}
 	stopWatch()
 	<-watchDone
 
@@ -221,6 +272,13 @@ func (r *run) execute(c *cluster.Cluster, res *Result) (violations []string, che
 		r.html = html
 	}
 	violations = append(violations, r.res.check()...)
+	bad, sessions := r.h.checkSessions()
+	violations = append(violations, bad...)
+	res.Sessions = sessions
+	bad, res.Watcher = wt.check()
+	violations = append(violations, bad...)
+	bad, res.Barrier = r.checkBarrier(barriers)
+	violations = append(violations, bad...)
 
 	res.Ops = r.h.count()
 	res.Events = r.h.events
@@ -250,8 +308,8 @@ func (r *run) execute(c *cluster.Cluster, res *Result) (violations []string, che
 // probe takes and releases chaos/start as client idx and waits until the
 // watch has delivered the grant, so that the workload starts only once
 // the log is being read.
-func (r *run) probe(endpoints []string, idx int) error {
-	c, _, err := newClient(endpoints, "probe")
+func (r *run) probe(idx int) error {
+	c, err := r.toolClient("probe")
 	if err != nil {
 		return err
 	}

@@ -26,29 +26,85 @@ const (
 	semaphoreLimit  = 2
 )
 
-// freezer is a worker's HTTP transport: frozen, every request fails at
+// freezer is a client's HTTP transport: frozen, every request fails at
 // once, so that its session's keepalives stop and the lease runs out
-// while the worker still believes it holds what it held (a paused
-// process, from the cluster's point of view).
+// while the holder still believes it holds what it held (a paused
+// process, from the cluster's point of view). It notes the last renewal
+// (Create or KeepAlive) that succeeded, for the sessions check.
 type freezer struct {
 	base   http.RoundTripper
 	frozen atomic.Bool
+	ghost  atomic.Bool // the planted bug ghost-keepalive: renewals pass a frozen client
+
+	mu             sync.Mutex
+	sent, answered time.Time
 }
 
 var errFrozen = errors.New("chaos: this client is frozen")
 
 func (f *freezer) RoundTrip(req *http.Request) (*http.Response, error) {
-	if f.frozen.Load() {
+	renewal, frozen := isRenewal(req), f.frozen.Load()
+	if frozen && !(renewal && f.ghost.Load()) {
 		return nil, errFrozen
 	}
-	return f.base.RoundTrip(req)
+	sent := time.Now()
+	resp, err := f.base.RoundTrip(req)
+	// A renewal a frozen client sends (the planted bug's) is not the
+	// client's: it stopped renewing when it froze.
+	if renewal && !frozen && err == nil && resp.StatusCode == http.StatusOK {
+		f.mu.Lock()
+		if sent.After(f.sent) {
+			f.sent = sent
+		}
+		f.answered = time.Now()
+		f.mu.Unlock()
+	}
+	return resp, err
 }
 
-func newClient(endpoints []string, prefix string) (*client.Client, *freezer, error) {
-	f := &freezer{base: &http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second}}
-	c, err := client.New(endpoints, client.WithHTTPClient(&http.Client{Transport: f}), client.WithClientID(prefix),
-		client.WithAttemptTimeout(time.Second), client.WithRetryTimeout(10*time.Second))
+// freeze stops every request; ghost lets renewals through all the same.
+func (f *freezer) freeze(ghost bool) {
+	f.ghost.Store(ghost)
+	f.frozen.Store(true)
+}
+
+func (f *freezer) thaw() { f.frozen.Store(false) }
+
+func (f *freezer) lastRenewal() (sent, answered time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.sent, f.answered
+}
+
+// newClient is a client of the run's cluster through a freezer. In a
+// secured run it trusts the cluster's CA and proves who it is with the
+// client certificate or, for every other client, the API key.
+func (r *run) newClient(prefix string) (*client.Client, *freezer, error) {
+	tr := &http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second}
+	opts := []client.Option{client.WithClientID(prefix), client.WithAttemptTimeout(time.Second), client.WithRetryTimeout(10 * time.Second)}
+	if r.pki != nil {
+		tr.TLSClientConfig = r.pki.TLSConfig()
+		tr.ForceAttemptHTTP2 = true
+		if r.clients.Add(1)%2 == 0 {
+			tr.TLSClientConfig.Certificates = nil
+			opts = append(opts, client.WithAPIKey(r.pki.APIKey))
+		}
+	}
+	f := &freezer{base: tr}
+	c, err := client.New(r.endpoints, append(opts, client.WithHTTPClient(&http.Client{Transport: f}))...)
 	return c, f, err
+}
+
+// toolClient is a client for the run's own tools (the watches, the
+// resource's fence checks, the nemesis's membership calls), made with the
+// client's own TLS options in a secured run: the CA file and the client
+// certificate.
+func (r *run) toolClient(prefix string) (*client.Client, error) {
+	opts := []client.Option{client.WithClientID(prefix), client.WithAttemptTimeout(time.Second), client.WithRetryTimeout(10 * time.Second)}
+	if r.pki != nil {
+		opts = append(opts, client.WithCAFile(r.pki.CAFile), client.WithClientCert(r.pki.ClientCert, r.pki.ClientKey))
+	}
+	return client.New(r.endpoints, opts...)
 }
 
 // worker is one goroutine of the workload with its own Client and session.
@@ -93,10 +149,12 @@ func (w *worker) session(ctx context.Context) bool {
 	}
 	cctx, cancel := context.WithTimeout(ctx, callSlack)
 	defer cancel()
-	s, err := w.c.NewSession(cctx, client.WithTTL(w.run.o.TTL), client.WithOwner(fmt.Sprintf("worker-%d", w.idx)))
+	owner := fmt.Sprintf("worker-%d", w.idx)
+	s, err := w.c.NewSession(cctx, client.WithTTL(w.run.o.TTL), client.WithOwner(owner))
 	if err != nil {
 		return false
 	}
+	w.run.track(s, owner)
 	w.s = s
 	return true
 }
@@ -106,9 +164,7 @@ func (w *worker) closeSession() {
 	if w.s == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), callSlack)
-	_ = w.s.Close(ctx)
-	cancel()
+	w.run.closeSession(w.s)
 	w.s = nil
 }
 
@@ -132,11 +188,13 @@ func (w *worker) loop(ctx context.Context) {
 			sleepCtx(ctx, 200*time.Millisecond)
 			continue
 		}
-		switch x := w.r.IntN(10); {
-		case x < 6:
+		switch x := w.r.IntN(20); {
+		case x < 10:
 			w.mutex(ctx)
-		case x < 8:
+		case x < 14:
 			w.semaphore(ctx)
+		case x < 17:
+			w.rwlock(ctx)
 		default:
 			w.election(ctx)
 		}
@@ -277,6 +335,68 @@ func (w *worker) semaphore(ctx context.Context) {
 	w.run.h.add(rel)
 }
 
+// rwlock takes a read hold (2 in 3) or the write hold, try-once or waiting
+// a bounded time, holds it and releases it. The model allows many readers
+// or one writer, never both.
+func (w *worker) rwlock(ctx context.Context) {
+	name := w.name("rw")
+	k := model.Key{Kind: core.KindRWLock, Name: name}
+	try := w.r.IntN(3) == 0
+	mode := core.ModeRead
+	if w.r.IntN(3) == 0 {
+		mode = core.ModeWrite
+	}
+	wait := time.Duration(100+w.r.IntN(int(maxWait/time.Millisecond)-100)) * time.Millisecond
+	hold := time.Duration(w.r.IntN(300)) * time.Millisecond
+	m := client.NewRWMutex(w.s, name)
+	o := op{worker: w.idx, in: model.Input{Op: model.Acquire, Key: k, Session: core.SessionID(w.s.ID()), Try: try, Mode: mode}}
+	timeout := callSlack
+	if !try {
+		timeout = wait // a blocking hold waits until ctx ends, then is withdrawn
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	o.call = w.run.h.now()
+	var err error
+	switch {
+	case try && mode == core.ModeRead:
+		err = m.TryRLock(cctx)
+	case try:
+		err = m.TryLock(cctx)
+	case mode == core.ModeRead:
+		err = m.RLock(cctx)
+	default:
+		err = m.Lock(cctx)
+	}
+	cancel()
+	o.ret = w.run.h.now()
+	o.answer = answerOf(err)
+	if o.answer == answerGranted {
+		o.token = m.Token()
+	}
+	w.run.h.add(o)
+	if o.answer != answerGranted {
+		return
+	}
+	w.granted()
+	sleepCtx(ctx, hold)
+	rel := op{worker: w.idx, in: model.Input{Op: model.Release, Key: k, Session: o.in.Session, Token: core.FencingToken(o.token), Mode: mode}}
+	rel.call = w.run.h.now()
+	cctx, cancel = context.WithTimeout(context.Background(), callSlack)
+	err = m.Unlock(cctx)
+	cancel()
+	rel.ret = w.run.h.now()
+	switch {
+	case err == nil:
+		rel.answer = answerOK
+	case errors.Is(err, client.ErrNotHeld):
+		rel.answer = answerNotHeld
+	default:
+		rel.answer = answerUnknown
+		w.closeSession()
+	}
+	w.run.h.add(rel)
+}
+
 // election campaigns for a bounded time, and once elected writes to the
 // resource as the leader, holds, and resigns. The model allows one leader
 // per name at a time: two leaders at once make the history illegal.
@@ -343,18 +463,18 @@ const (
 	sleeperExpiry = 15 * time.Second
 )
 
-func (sl *sleeper) loop(ctx context.Context, endpoints []string) {
+func (sl *sleeper) loop(ctx context.Context) {
 	for i := 0; i < maxOpsPerWorker && ctx.Err() == nil; i++ {
 		sleepCtx(ctx, time.Duration(2000+sl.r.IntN(4000))*time.Millisecond)
 		if ctx.Err() != nil {
 			return
 		}
-		sl.nap(ctx, endpoints)
+		sl.nap(ctx)
 	}
 }
 
-func (sl *sleeper) nap(ctx context.Context, endpoints []string) {
-	c, f, err := newClient(endpoints, fmt.Sprintf("sleeper-%d", sl.n))
+func (sl *sleeper) nap(ctx context.Context) {
+	c, f, err := sl.run.newClient(fmt.Sprintf("sleeper-%d", sl.n))
 	if err != nil {
 		return
 	}
@@ -365,6 +485,7 @@ func (sl *sleeper) nap(ctx context.Context, endpoints []string) {
 	if err != nil {
 		return
 	}
+	rec := sl.run.track(s, "sleeper")
 	name := fmt.Sprintf("chaos/m/sleep-%d", sl.n)
 	if sl.r.IntN(2) == 0 {
 		name = fmt.Sprintf("chaos/m/hot-%d", sl.r.IntN(sl.run.o.Hot))
@@ -383,14 +504,14 @@ func (sl *sleeper) nap(ctx context.Context, endpoints []string) {
 	}
 	sl.run.h.add(o)
 	if o.answer != answerGranted {
-		cctx, cancel := context.WithTimeout(context.Background(), callSlack)
-		_ = s.Close(cctx)
-		cancel()
+		sl.run.closeSession(s)
 		return
 	}
+	defer sl.run.closeSession(s)
 	sl.run.noteGrant(time.Now())
 	sl.run.res.Write(ctx, sl.idx, k, o.token)
-	f.frozen.Store(true)
+	f.freeze(false)
+	sl.run.stop(rec, f)
 	sl.run.o.logf("%6.1fs sleeper froze holding %q token %d", sl.run.h.now().Seconds(), name, o.token)
 	select {
 	case <-s.Done():
@@ -398,7 +519,7 @@ func (sl *sleeper) nap(ctx context.Context, endpoints []string) {
 	case <-time.After(sleeperExpiry):
 	}
 	expired := sl.run.h.waitReleased(ctx, k, o.token, sleeperExpiry)
-	f.frozen.Store(false)
+	f.thaw()
 	if !expired {
 		return // faults kept the lease alive (or the run ended): nothing to prove this time
 	}

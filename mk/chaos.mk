@@ -3,11 +3,12 @@
 # whose Raft links go through proxies, broken on a schedule drawn from a
 # seed while workers use the Go client, every history checked.
 #
-#   make test-chaos          about five minutes of mixed faults over several
-#                            seeds, one and four shards; non-zero on any
-#                            violation, with the replay line of the seed
-#   make test-chaos-smoke    the part of make test: two short seeds, about
-#                            70 s on two cores
+#   make test-chaos          about five and a half minutes of mixed faults
+#                            over several seeds, one and four shards, one
+#                            with mutual TLS and authentication; non-zero on
+#                            any violation, with the replay line of the seed
+#   make test-chaos-smoke    the part of make test: two short seeds, the
+#                            second secured, about 75 s on two cores
 #   make test-chaos-bugs     every planted bug must fail a run within
 #                            CHAOS_BUG_SEEDS (lockstep-chaos -bug list)
 #   make chaos-seed SEED=N   one seed with its story (-v)
@@ -23,32 +24,56 @@ $(CHAOS_BIN): $(GO_SOURCES)
 	$(GO) build -o $@ ./cmd/lockstep-chaos
 	@touch $@
 
+# The nodes run the chaos build of lockstep (-tags chaos): the release
+# binary plus a clock the clock fault moves and a state hash, both on the
+# metrics listener (cmd/lockstep/chaoshook.go). bin/lockstep has neither.
+CHAOS_NODE := bin/lockstep-chaos-node
+
+$(CHAOS_NODE): $(GO_SOURCES)
+	@mkdir -p $(@D)
+	$(GO) build -tags chaos -o $@ ./cmd/lockstep
+	@touch $@
+
 CHAOS_FLAGS ?=
 CHAOS_SEEDS ?= 1-5
 CHAOS_SHARD_SEEDS ?= 6-8
 CHAOS_DURATION ?= 30s
-CHAOS_SMOKE_SEEDS ?= 1-2
+# The smoke's seeds draw every fault kind between them (2: partition,
+# pause, clock back, disk, members; 5, secured: clock ahead, kill, disk,
+# members).
+CHAOS_SMOKE_SEEDS ?= 2-2
+CHAOS_SMOKE_SECURE_SEED ?= 5
+CHAOS_SECURE_SEED ?= 9
 CHAOS_SMOKE_DURATION ?= 30s
 CHAOS_BUG_SEEDS ?= 1-3
-CHAOS_BUG_DURATION ?= 15s
+CHAOS_BUG_DURATION ?= 20s
 
-# Every chaos run needs the runner and the server it starts (mk/server.mk).
+# Every chaos run needs the runner and the chaos build of the server.
 .PHONY: chaos-build
-chaos-build: $(CHAOS_BIN) bin/lockstep
+chaos-build: $(CHAOS_BIN) $(CHAOS_NODE)
+
+# The hook's own tests run only in the tagged build; the untagged unit
+# tests prove the release binary lacks it (TestReleaseHasNoChaosHook).
+.PHONY: test-chaos-hook
+test-chaos-hook: ## vet and test the chaos build's hooks (-tags chaos; part of make test)
+	$(GO) vet -tags chaos ./cmd/lockstep
+	$(GO) test -tags chaos -count=1 -run 'ChaosHook|SkewClock' ./cmd/lockstep
 
 .PHONY: test-chaos
-test-chaos: chaos-build ## about five minutes of kill -9, SIGSTOP and partitions against real clusters, every history checked
-	$(CHAOS_BIN) -bin bin/lockstep -seeds $(CHAOS_SEEDS) -duration $(CHAOS_DURATION) $(CHAOS_FLAGS)
-	$(CHAOS_BIN) -bin bin/lockstep -seeds $(CHAOS_SHARD_SEEDS) -duration $(CHAOS_DURATION) -shards 4 $(CHAOS_FLAGS)
+test-chaos: chaos-build ## about five and a half minutes of kill -9, SIGSTOP, partitions, clock faults, lost disks and membership changes against real clusters, every history checked
+	$(CHAOS_BIN) -bin $(CHAOS_NODE) -seeds $(CHAOS_SEEDS) -duration $(CHAOS_DURATION) $(CHAOS_FLAGS)
+	$(CHAOS_BIN) -bin $(CHAOS_NODE) -seeds $(CHAOS_SHARD_SEEDS) -duration $(CHAOS_DURATION) -shards 4 $(CHAOS_FLAGS)
+	$(CHAOS_BIN) -bin $(CHAOS_NODE) -seed $(CHAOS_SECURE_SEED) -duration $(CHAOS_DURATION) -secure $(CHAOS_FLAGS)
 
 .PHONY: test-chaos-smoke
 test-chaos-smoke: chaos-build ## two short chaos seeds (part of make test)
-	$(CHAOS_BIN) -bin bin/lockstep -seeds $(CHAOS_SMOKE_SEEDS) -duration $(CHAOS_SMOKE_DURATION) $(CHAOS_FLAGS)
+	$(CHAOS_BIN) -bin $(CHAOS_NODE) -seeds $(CHAOS_SMOKE_SEEDS) -duration $(CHAOS_SMOKE_DURATION) $(CHAOS_FLAGS)
+	$(CHAOS_BIN) -bin $(CHAOS_NODE) -seed $(CHAOS_SMOKE_SECURE_SEED) -duration $(CHAOS_SMOKE_DURATION) -secure $(CHAOS_FLAGS)
 
 .PHONY: test-chaos-bugs
 test-chaos-bugs: chaos-build ## prove every planted bug fails a chaos run within CHAOS_BUG_SEEDS
 	@for b in $$($(CHAOS_BIN) -bug list | cut -f1); do \
-		rc=0; $(CHAOS_BIN) -bin bin/lockstep -bug $$b -seeds $(CHAOS_BUG_SEEDS) -duration $(CHAOS_BUG_DURATION) -failfast \
+		rc=0; $(CHAOS_BIN) -bin $(CHAOS_NODE) -bug $$b -seeds $(CHAOS_BUG_SEEDS) -duration $(CHAOS_BUG_DURATION) -failfast \
 			-out chaos-failures/bugs $(CHAOS_FLAGS) > chaos-bug-$$b.out 2>&1 || rc=$$?; \
 		case $$rc in \
 		1) echo "planted bug $$b: caught ($$(grep '^seed=' chaos-bug-$$b.out | tail -1))"; rm -f chaos-bug-$$b.out ;; \
@@ -59,4 +84,4 @@ test-chaos-bugs: chaos-build ## prove every planted bug fails a chaos run within
 
 .PHONY: chaos-seed
 chaos-seed: chaos-build ## run one chaos seed with its story: make chaos-seed SEED=N
-	$(CHAOS_BIN) -bin bin/lockstep -seed $(SEED) -duration $(CHAOS_DURATION) -v $(CHAOS_FLAGS)
+	$(CHAOS_BIN) -bin $(CHAOS_NODE) -seed $(SEED) -duration $(CHAOS_DURATION) -v $(CHAOS_FLAGS)

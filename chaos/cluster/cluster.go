@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,6 +35,11 @@ type Options struct {
 	Configure func(*config.Config)
 	// Flags are extra flags for every `lockstep serve`.
 	Flags []string
+	// Secure makes a PKI in Dir/pki and turns security on in every
+	// member: TLS on the API, metrics and Raft (mutual), clients by
+	// certificate or API key (Cluster.PKI; docs/security.md). Not with
+	// Proxies: Raft's TLS hides the sender's address the proxies read.
+	Secure bool
 }
 
 // Cluster is a set of nodes sharing one directory and, with proxies, one
@@ -43,6 +49,8 @@ type Cluster struct {
 	Nodes []*Node
 	// Net is the Raft network between the nodes; nil without Options.Proxies.
 	Net *Net
+	// PKI is the credentials of a secured cluster; nil without Options.Secure.
+	PKI *PKI
 
 	opts    Options
 	tempDir bool
@@ -116,8 +124,19 @@ func New(opts Options) (*Cluster, error) {
 	} else if err := os.MkdirAll(c.Dir, 0o700); err != nil {
 		return nil, err
 	}
+	if opts.Secure && opts.Proxies {
+		return nil, errors.New("cluster: Options.Secure with Proxies: Raft's mutual TLS hides the sender's address the proxies read")
+	}
 	if opts.Proxies {
 		c.Net = newNet()
+	}
+	if opts.Secure {
+		pki, err := newPKI(c.Dir)
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("cluster: making the PKI: %w", err)
+		}
+		c.PKI = pki
 	}
 	if err := c.prepare(); err != nil {
 		c.Close()
@@ -140,6 +159,7 @@ func (c *Cluster) prepare() error {
 		cfg.Cluster = config.Cluster{NodeID: nd.ID, RaftAddress: nd.Raft, RaftListenAddress: nd.RaftListen,
 			APIAddress: nd.API, MetricsAddress: nd.Metrics, DataDir: nd.DataDir, Peers: peers}
 		cfg.Consensus.Shards = c.opts.Shards
+		c.Secure(nd, &cfg)
 		if c.opts.Configure != nil {
 			c.opts.Configure(&cfg)
 		}
@@ -176,6 +196,13 @@ func (c *Cluster) NewNode(id string) (*Node, error) {
 		if err := c.Net.add(nd.ID, nd.Raft, listen); err != nil {
 			return nil, fmt.Errorf("cluster: proxy for %s: %w", nd.ID, err)
 		}
+	}
+	if c.PKI != nil {
+		if err := c.PKI.issueNode(nd); err != nil {
+			return nil, fmt.Errorf("cluster: certificate for %s: %w", nd.ID, err)
+		}
+		nd.tls = c.PKI.TLSConfig()
+		nd.tlsClient = &http.Client{Timeout: requestTimeout, Transport: &http.Transport{TLSClientConfig: nd.tls}}
 	}
 	nd.DataDir = filepath.Join(c.Dir, nd.ID, "data")
 	nd.LogPath = filepath.Join(c.Dir, nd.ID+".log")

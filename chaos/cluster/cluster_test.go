@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,8 +14,9 @@ import (
 )
 
 // binary is the lockstep executable the tests run: LOCKSTEP_BIN, or one
-// built by TestMain. -short skips the tests that start processes.
-var binary string
+// built by TestMain; chaosBinary is the chaos build (-tags chaos),
+// LOCKSTEP_CHAOS_BIN or built. -short skips the tests that start processes.
+var binary, chaosBinary string
 
 func TestMain(m *testing.M) { os.Exit(runMain(m)) }
 
@@ -23,16 +25,23 @@ func runMain(m *testing.M) int {
 	if testing.Short() {
 		return m.Run()
 	}
-	binary = os.Getenv("LOCKSTEP_BIN")
-	if binary == "" {
-		dir, err := os.MkdirTemp("", "lockstep-bin-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
+	dir, err := os.MkdirTemp("", "lockstep-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	for _, b := range []struct {
+		path *string
+		env  string
+		tags []string
+	}{{&binary, "LOCKSTEP_BIN", nil}, {&chaosBinary, "LOCKSTEP_CHAOS_BIN", []string{"-tags", "chaos"}}} {
+		if *b.path = os.Getenv(b.env); *b.path != "" {
+			continue
 		}
-		defer os.RemoveAll(dir)
-		binary = filepath.Join(dir, "lockstep")
-		build := exec.Command("go", "build", "-o", binary, "../../cmd/lockstep")
+		*b.path = filepath.Join(dir, "lockstep"+strings.Join(b.tags, "-"))
+		args := append(append([]string{"build"}, b.tags...), "-o", *b.path, "../../cmd/lockstep")
+		build := exec.Command("go", args...)
 		build.Env = append(os.Environ(), "CGO_ENABLED=0")
 		build.Stdout, build.Stderr = os.Stderr, os.Stderr
 		if err := build.Run(); err != nil {

@@ -1,8 +1,10 @@
 package cluster
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -26,6 +28,11 @@ type Node struct {
 
 	bin   string
 	flags []string
+	// With Options.Secure: the node's certificate, and the harness's
+	// client to it (trusting the CA, presenting the client certificate).
+	certFile, keyFile string
+	tls               *tls.Config
+	tlsClient         *http.Client
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -51,7 +58,7 @@ func (nd *Node) WriteConfig(cfg config.Config) error {
 func (nd *Node) Config() (config.Config, error) { return config.Load(nd.ConfigPath) }
 
 // URL is the node's API endpoint.
-func (nd *Node) URL() string { return "http://" + nd.API }
+func (nd *Node) URL() string { return nd.scheme() + "://" + nd.API }
 
 // Start starts the node's process, its output appended to LogPath.
 func (nd *Node) Start(extra ...string) error {

@@ -11,10 +11,8 @@ import (
 	"time"
 )
 
-// httpClient asks nodes for /health and /cluster/status; each request is
-// bounded by requestTimeout so a stopped node costs at most that.
-var httpClient = &http.Client{Timeout: requestTimeout}
-
+// requestTimeout bounds each request the harness makes of a node, so a
+// stopped node costs at most that.
 const requestTimeout = 2 * time.Second
 
 // ShardStatus is one shard as a node reports it in /cluster/status.
@@ -52,7 +50,7 @@ func (nd *Node) Health(ctx context.Context) error {
 	if !nd.Running() {
 		return fmt.Errorf("%s is not running", nd.ID)
 	}
-	b, code, err := get(ctx, nd.URL()+"/health")
+	b, code, err := nd.get(ctx, nd.URL()+"/health")
 	if err != nil {
 		return err
 	}
@@ -64,7 +62,7 @@ func (nd *Node) Health(ctx context.Context) error {
 
 // Status asks the node for /cluster/status.
 func (nd *Node) Status(ctx context.Context) (Status, error) {
-	b, code, err := get(ctx, nd.URL()+"/cluster/status")
+	b, code, err := nd.get(ctx, nd.URL()+"/cluster/status")
 	if err != nil {
 		return Status{}, err
 	}
@@ -92,12 +90,12 @@ func (nd *Node) Status(ctx context.Context) (Status, error) {
 	return st, nil
 }
 
-func get(ctx context.Context, url string) ([]byte, int, error) {
+func (nd *Node) get(ctx context.Context, url string) ([]byte, int, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, 0, err
 	}
-	resp, err := httpClient.Do(req)
+	resp, err := nd.http().Do(req)
 	if err != nil {
 		return nil, 0, err
 	}

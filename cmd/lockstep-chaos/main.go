@@ -33,14 +33,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	duration := fs.Duration("duration", 30*time.Second, "the fault phase of each run")
 	nodes := fs.Int("nodes", 3, "members: 3 or 5")
 	shards := fs.Int("shards", 1, "consensus.shards (sessions are mirrored across shards)")
-	nemesis := fs.String("nemesis", strings.Join(chaos.Nemeses, ","), "the fault kinds to draw from")
+	nemesis := fs.String("nemesis", "", "the fault kinds to draw from (default "+strings.Join(chaos.Nemeses, ",")+"; without partition with -secure)")
 	bug := fs.String("bug", "", "a planted bug to run with; list prints them")
-	bin := fs.String("bin", os.Getenv("LOCKSTEP_BIN"), "the lockstep binary (default $LOCKSTEP_BIN, else bin/lockstep)")
+	bin := fs.String("bin", os.Getenv("LOCKSTEP_BIN"), "the lockstep binary, a chaos build for the clock fault (default $LOCKSTEP_BIN, else bin/lockstep-chaos-node)")
 	out := fs.String("out", "chaos-failures", "where a failing run writes its HTML report; empty for none")
 	asJSON := fs.Bool("json", false, "print one JSON object per run (the seed line goes to stderr)")
 	verbose := fs.Bool("v", false, "print the faults and phases as they happen")
 	failFast := fs.Bool("failfast", false, "stop at the first failing seed")
 	keep := fs.Bool("keep", false, "keep each cluster's directory (configurations, data, logs)")
+	secure := fs.Bool("secure", false, "mutual TLS and authentication on (no Raft proxies, so no partition)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -51,10 +52,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	if *bin == "" {
-		*bin = "bin/lockstep"
+		*bin = "bin/lockstep-chaos-node"
 	}
 	if _, err := os.Stat(*bin); err != nil {
-		fmt.Fprintf(stderr, "lockstep-chaos: no lockstep binary at %s (make build, or -bin): %v\n", *bin, err)
+		fmt.Fprintf(stderr, "lockstep-chaos: no lockstep binary at %s (make bin/lockstep-chaos-node, or -bin): %v\n", *bin, err)
 		return 2
 	}
 	from, to := *seed, *seed
@@ -71,7 +72,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	failed := 0
 	for s := from; s <= to; s++ {
 		o := chaos.Options{Seed: s, Binary: *bin, Duration: *duration, Nodes: *nodes, Shards: *shards,
-			Nemesis: strings.Split(*nemesis, ","), Bug: *bug, Out: *out, Keep: *keep}
+			Bug: *bug, Out: *out, Keep: *keep, Secure: *secure}
+		if *nemesis != "" {
+			o.Nemesis = strings.Split(*nemesis, ",")
+		}
 		if *verbose {
 			o.Log = stderr
 		}
@@ -117,6 +121,14 @@ func summary(w io.Writer, r chaos.Result) {
 	}
 	sort.Strings(kinds)
 	fmt.Fprintf(w, "faults: %s\n", orNone(strings.Join(kinds, " ")))
+	ss := r.Sessions
+	worst := int64(0)
+	for _, ms := range ss.ExpiredAfter {
+		worst = max(worst, ms)
+	}
+	fmt.Fprintf(w, "sessions: %d kept alive, %d stopped on purpose (expired at most %dms after their last renewal)\n", ss.KeptAlive, ss.Stopped, worst)
+	fmt.Fprintf(w, "watcher: %d events in order, %d resumes; barrier: %d rounds\n", r.Watcher.Events, r.Watcher.Resumes, r.Barrier.Rounds)
+	fmt.Fprintf(w, "state: %s\n", orNone(strings.Join(r.StateHashes, ", ")))
 	fmt.Fprintln(w, "recovery (targets: election < 1s, partition recovery < 5s; printed, not asserted):")
 	var keys []string
 	for k := range r.Recovery {

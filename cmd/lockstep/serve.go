@@ -171,7 +171,7 @@ func runNode(cfg config.Config, f *serveFlags, base *slog.Logger, stdout io.Writ
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	node, err := runtime.Start(context.Background(), runtime.Options{Config: cfg, Logger: base, Registerer: reg})
+	node, err := runtime.Start(context.Background(), runtime.Options{Config: cfg, Logger: base, Registerer: reg, Clock: nodeClock()})
 	if err != nil {
 		apiLn.Close()
 		if metricsLn != nil {
@@ -226,7 +226,7 @@ func runNode(cfg config.Config, f *serveFlags, base *slog.Logger, stdout io.Writ
 	}
 	var metricsSrv *http.Server
 	if metricsLn != nil {
-		metricsSrv = newMetricsServer(reg, log, f.pprof)
+		metricsSrv = newMetricsServer(reg, log, f.pprof, node)
 		if tlsOn {
 			metricsSrv.TLSConfig = sec.MetricsTLS()
 			go func() { serveErr <- fmt.Errorf("metrics server: %w", metricsSrv.ServeTLS(metricsLn, "", "")) }()
@@ -301,9 +301,11 @@ func shutdown(apiSrv, metricsSrv *http.Server, node *runtime.Node, drainTimeout 
 	return nodeErr
 }
 
-// newMetricsServer serves /metrics, with the same read limits as the API.
-func newMetricsServer(reg *prometheus.Registry, log *slog.Logger, withPprof bool) *http.Server {
+// newMetricsServer serves /metrics, with the same read limits as the API,
+// and in a chaos build (-tags chaos) the chaos hooks.
+func newMetricsServer(reg *prometheus.Registry, log *slog.Logger, withPprof bool, node *runtime.Node) *http.Server {
 	mux := http.NewServeMux()
+	chaosHooks(mux, node, log)
 	if withPprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
