@@ -1,10 +1,12 @@
 package chaos
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/lockstepd/lockstep/chaos/cluster"
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 )
 
@@ -153,5 +155,60 @@ func TestPlanClockBounds(t *testing.T) {
 	}
 	if len(modes) != 3 {
 		t.Fatalf("modes drawn: %v", modes)
+	}
+}
+
+// TestPlanKillAndPartitionModes: the schedule draws every kill and
+// partition mode, a majority stays down at most maxMajorityDown, and a
+// slow link's delay stays within its bounds.
+func TestPlanKillAndPartitionModes(t *testing.T) {
+	modes := map[string]int{}
+	for seed := uint64(1); seed <= 50; seed++ {
+		o := &Options{Seed: seed, Duration: 5 * time.Minute, Nemesis: []string{"kill", "partition"}, Shards: 1}
+		for _, f := range plan(o) {
+			modes[f.Kind+"/"+f.Mode]++
+			if f.Kind == "kill" && f.Mode == killMajority && f.Hold > maxMajorityDown {
+				t.Fatalf("seed %d: a majority down for %v", seed, f.Hold)
+			}
+			if f.Mode == modeSlow && (f.Delay < minSlowLink || f.Delay > maxSlowLink) {
+				t.Fatalf("seed %d: a slow link of %v", seed, f.Delay)
+			}
+			if f.Mode != modeSlow && f.Delay != 0 {
+				t.Fatalf("seed %d: %v has a delay", seed, f)
+			}
+		}
+	}
+	for _, m := range []string{"kill/", "kill/" + killMinority, "kill/" + killMajority, "partition/" + modeIsolate,
+		"partition/" + modeOneWay, "partition/" + modeLink, "partition/" + modeBridge, "partition/" + modeSlow} {
+		if modes[m] == 0 {
+			t.Errorf("mode %s never drawn in 50 seeds: %v", m, modes)
+		}
+	}
+}
+
+// TestKillSetSizes: one node, a minority (two of five, one of three) and
+// a majority (two of three, three of five), the victim always among them
+// and nobody twice.
+func TestKillSetSizes(t *testing.T) {
+	for _, size := range []int{3, 5} {
+		c := &cluster.Cluster{}
+		for i := range size {
+			c.Nodes = append(c.Nodes, &cluster.Node{ID: fmt.Sprintf("node-%d", i+1)})
+		}
+		n := &nemesis{c: c}
+		victim, peer := c.Nodes[2], c.Nodes[0]
+		for mode, want := range map[string]int{"": 1, killMinority: size / 2, killMajority: size/2 + 1} {
+			down := n.killSet(Fault{Kind: "kill", Mode: mode}, victim, peer)
+			if len(down) != want || down[0] != victim {
+				t.Errorf("%d nodes, mode %q: %d down (%v), want %d with the victim first", size, mode, len(down), down, want)
+			}
+			seen := map[*cluster.Node]bool{}
+			for _, nd := range down {
+				if seen[nd] {
+					t.Errorf("%d nodes, mode %q: %s twice", size, mode, nd.ID)
+				}
+				seen[nd] = true
+			}
+		}
 	}
 }

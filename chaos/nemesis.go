@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"time"
 
@@ -24,6 +25,9 @@ type Fault struct {
 	Hold   time.Duration `json:"hold_ms"`
 	// Offset is a clock fault's move of the victim's clock.
 	Offset time.Duration `json:"offset_ms,omitempty"`
+	// Delay is what a slow partition adds to each message of the victim's
+	// links, both ways.
+	Delay time.Duration `json:"delay_ms,omitempty"`
 }
 
 func (f Fault) String() string {
@@ -35,6 +39,8 @@ func (f Fault) String() string {
 	switch {
 	case f.Kind == "clock":
 		s = fmt.Sprintf("clock (%s %+v) %s of shard %d for %v", f.Mode, f.Offset, who, f.Shard, f.Hold)
+	case f.Mode == modeSlow:
+		s = fmt.Sprintf("%s (%s, +%v a message) %s of shard %d for %v", f.Kind, f.Mode, f.Delay, who, f.Shard, f.Hold)
 	case f.Mode != "":
 		s = fmt.Sprintf("%s (%s) %s of shard %d for %v", f.Kind, f.Mode, who, f.Shard, f.Hold)
 	}
@@ -42,11 +48,31 @@ func (f Fault) String() string {
 }
 
 // Partition modes: the node cut off both ways; its messages to every other
-// node lost while theirs arrive; only its link to one other node cut.
+// node lost while theirs arrive; only its link to one other node cut; the
+// node the only bridge between two halves that cannot reach each other
+// (Jepsen's bridge); every link of the node slow both ways.
 const (
 	modeIsolate = "isolate"
 	modeOneWay  = "one-way"
 	modeLink    = "link"
+	modeBridge  = "bridge"
+	modeSlow    = "slow"
+)
+
+// Kill modes: beside one node (no mode), a minority (half the members
+// rounded down, the victim among them: two of five) or, briefly, a
+// majority (no quorum until they restart: every acknowledged grant must
+// survive it on disk).
+const (
+	killMinority = "minority"
+	killMajority = "majority"
+)
+
+// Bounds of the slow links and of a majority's outage.
+const (
+	minSlowLink     = 50 * time.Millisecond
+	maxSlowLink     = 250 * time.Millisecond
+	maxMajorityDown = 1500 * time.Millisecond
 )
 
 // Clock fault modes (docs/chaos.md). Log time moves only with the leader's
@@ -100,6 +126,13 @@ func plan(o *Options) []Fault {
 		switch f.Kind {
 		case "kill":
 			f.Hold = time.Duration(500+r.IntN(2500)) * time.Millisecond
+			switch r.IntN(6) {
+			case 0:
+				f.Mode = killMajority
+				f.Hold = min(f.Hold, maxMajorityDown)
+			case 1:
+				f.Mode = killMinority
+			}
 		case "pause":
 			f.Hold = time.Duration(800+r.IntN(2700)) * time.Millisecond
 		case "disk":
@@ -108,8 +141,11 @@ func plan(o *Options) []Fault {
 			f.Hold = time.Duration(1000+r.IntN(3000)) * time.Millisecond
 			f.Leader = false // a member is added, nobody is hit
 		case "partition":
-			f.Mode = []string{modeIsolate, modeOneWay, modeLink}[r.IntN(3)]
+			f.Mode = []string{modeIsolate, modeOneWay, modeLink, modeBridge, modeSlow}[r.IntN(5)]
 			f.Hold = time.Duration(1000+r.IntN(3000)) * time.Millisecond
+			if f.Mode == modeSlow {
+				f.Delay = minSlowLink + time.Duration(r.IntN(int((maxSlowLink-minSlowLink)/time.Millisecond)+1))*time.Millisecond
+			}
 		case "clock":
 			f.Mode = []string{clockJump, clockBack, clockSkew}[r.IntN(3)]
 			f.Hold = time.Duration(1000+r.IntN(int(maxClockHold/time.Millisecond)-1000)) * time.Millisecond
@@ -405,6 +441,28 @@ func (n *nemesis) target(f Fault) (*cluster.Node, *cluster.Node, error) {
 	return other, leader, nil
 }
 
+// killSet is who a kill fault stops: the victim alone, or with it the
+// peer and then the members in order until the mode's count is reached.
+func (n *nemesis) killSet(f Fault, victim, peer *cluster.Node) []*cluster.Node {
+	count := 1
+	switch f.Mode {
+	case killMinority:
+		count = max(1, len(n.c.Nodes)/2)
+	case killMajority:
+		count = len(n.c.Nodes)/2 + 1
+	}
+	down := []*cluster.Node{victim}
+	for _, nd := range append([]*cluster.Node{peer}, n.c.Nodes...) {
+		if len(down) == count {
+			break
+		}
+		if !slices.Contains(down, nd) {
+			down = append(down, nd)
+		}
+	}
+	return down
+}
+
 func (n *nemesis) make(f Fault) FaultRecord {
 	rec := FaultRecord{Fault: f, ToGrant: -1, ToService: -1}
 	if f.Kind == "members" {
@@ -423,10 +481,15 @@ func (n *nemesis) make(f Fault) FaultRecord {
 	n.r.timeline.add(rec.Started, fmt.Sprintf("%v on %s", f, victim.ID))
 	switch f.Kind {
 	case "kill":
-		victim.Kill()
+		down := n.killSet(f, victim, peer)
+		for _, nd := range down {
+			nd.Kill()
+		}
 		time.Sleep(f.Hold)
-		if err := victim.Start(); err != nil {
-			rec.Err = err.Error()
+		for _, nd := range down {
+			if err := nd.Start(); err != nil && rec.Err == "" {
+				rec.Err = err.Error()
+			}
 		}
 	case "disk":
 		if err := n.loseDisk(victim, f.Hold); err != nil {
@@ -456,6 +519,26 @@ func (n *nemesis) make(f Fault) FaultRecord {
 			}
 		case modeLink:
 			n.c.Net.Cut(victim, peer)
+		case modeBridge:
+			var others []*cluster.Node
+			for _, nd := range n.c.Nodes {
+				if nd != victim {
+					others = append(others, nd)
+				}
+			}
+			half := len(others) / 2
+			for _, a := range others[:half] {
+				for _, b := range others[half:] {
+					n.c.Net.Cut(a, b)
+				}
+			}
+		case modeSlow:
+			for _, nd := range n.c.Nodes {
+				if nd != victim {
+					n.c.Net.Delay(victim, nd, f.Delay)
+					n.c.Net.Delay(nd, victim, f.Delay)
+				}
+			}
 		}
 		time.Sleep(f.Hold)
 		n.c.Net.Heal()
