@@ -44,9 +44,9 @@
 // proposal timeout), Do retries with the same (ClientID, Seq), and the
 // machine's dedupe makes the retry safe.
 //
-// Group commit: the loop asks the drivers for proposals only while fewer
-// than maxProposalsInFlight of its entries are unconfirmed, so requests that
-// arrive during a commit are packed into the next entry (up to
+// Group commit: the driver's gate (replica.Config's MaxUnconfirmed, 2)
+// holds its proposals while two of them are unconfirmed by Dragonboat, so
+// requests that arrive during a commit are packed into the next entry (up to
 // consensus.max_batch commands). lockstep_commands_applied_total divided by
 // lockstep_raft_entries_applied_total shows the packing.
 //

@@ -936,7 +936,7 @@ func (n *Node) close() error {
 		sh.flush(time.Second)
 		for time.Now().Before(deadline) {
 			sh.mu.Lock()
-			idle := sh.inflight[sh.lead]+sh.inflight[sh.fwd] == 0
+			idle := sh.lead.Unconfirmed()+sh.fwd.Unconfirmed() == 0
 			sh.mu.Unlock()
 			if idle {
 				break

@@ -33,8 +33,9 @@ import (
 //
 // One goroutine (run) performs what the drivers ask: it feeds the clock,
 // takes their Ready, hands replies to the waiting Do calls and proposals to
-// Dragonboat. It calls a driver's Ready only while fewer than
-// maxProposalsInFlight of that driver's proposals are unconfirmed, so under
+// Dragonboat, and tells each driver when Dragonboat confirmed or refused
+// one of its proposals. The driver's own gate (replica.Config's
+// MaxUnconfirmed) holds its proposals while two are unconfirmed, so under
 // load the requests that arrive during a commit are packed into the next
 // entry (group commit): fewer entries to encode, replicate, sync and apply.
 type shard struct {
@@ -61,13 +62,8 @@ type shard struct {
 	term          uint64
 	leaderSince   time.Time // when this node learned of the current leader
 	fwdState      fwdState
-	inflight      map[*replica.Driver]int // each driver's proposals not yet confirmed by Dragonboat
-	leaderChanged chan struct{}           // closed and replaced at every leadership event
+	leaderChanged chan struct{} // closed and replaced at every leadership event
 }
-
-// maxProposalsInFlight bounds a driver's unconfirmed proposals, after which
-// the loop lets requests accumulate into one entry instead of proposing each.
-const maxProposalsInFlight = 2
 
 type fwdState struct {
 	active       bool
@@ -107,7 +103,6 @@ func newShard(n *Node, index uint64) (*shard, error) {
 		flushC: make(chan chan struct{}),
 		lead:   lead, fwd: fwd,
 		pending:       map[replica.RequestID]*pending{},
-		inflight:      map[*replica.Driver]int{},
 		leaderChanged: make(chan struct{}),
 		watch:         newWatchHub(n.metrics.watchSubscribers, index),
 	}
@@ -169,16 +164,11 @@ func (s *shard) step() {
 	s.mu.Lock()
 	s.lead.Step(replica.TickEvent(s.n.now()))
 	s.syncForwarder()
-	// Each driver is gated on its own proposals, so that forwards left
-	// unconfirmed when this node became leader do not hold back the new
-	// leader's first entry.
 	for _, d := range []*replica.Driver{s.lead, s.fwd} {
-		if s.inflight[d] < maxProposalsInFlight {
-			work = s.collect(d, work, d == s.fwd)
-		}
+		work = s.collect(d, work, d == s.fwd)
 	}
 	s.m.pendingRequests.Set(float64(s.lead.Pending() + s.fwd.Pending()))
-	s.m.proposalsFlight.Set(float64(s.inflight[s.lead] + s.inflight[s.fwd]))
+	s.m.proposalsFlight.Set(float64(s.lead.Unconfirmed() + s.fwd.Unconfirmed()))
 	s.mu.Unlock()
 	for _, w := range work {
 		s.propose(w)
@@ -194,9 +184,11 @@ func (s *shard) collect(d *replica.Driver, work []proposalWork, forwarded bool) 
 	}
 	for _, p := range rd.Proposals {
 		if forwarded && !carriesCommands(p.Proposal) {
-			continue // only the leader moves log time and marks its term
+			// Only the leader moves log time and marks its term: dropped,
+			// so it leaves the gate at once.
+			d.Step(replica.ProposalConfirmedEvent(p.ID))
+			continue
 		}
-		s.inflight[d]++
 		// A refused leader-change entry is proposed again by the driver
 		// itself (replica.Driver re-marks on ProposalFailedEvent).
 		work = append(work, proposalWork{d: d, id: p.ID, data: p.Data})
@@ -250,12 +242,13 @@ func (s *shard) propose(w proposalWork) {
 
 func (s *shard) confirmed(w proposalWork, ok bool, start time.Time) {
 	s.mu.Lock()
-	s.inflight[w.d]--
+	ev := replica.ProposalConfirmedEvent(w.id)
 	if !ok {
 		s.m.proposalsFailed.Inc()
-		if err := w.d.Step(replica.ProposalFailedEvent(w.id)); err != nil {
-			s.log.Error("driver refused an event", "err", err)
-		}
+		ev = replica.ProposalFailedEvent(w.id)
+	}
+	if err := w.d.Step(ev); err != nil {
+		s.log.Error("driver refused an event", "err", err)
 	}
 	s.mu.Unlock()
 	if ok {

@@ -22,14 +22,26 @@ type Config struct {
 	MaxBatch       int   // client commands packed into one proposal; defaults to 256
 	MaxInflight    int   // client commands proposed and not yet applied; defaults to 4096
 	MaxPending     int   // requests held at once (queued, in flight, blocked on a waiter); defaults to 65536
+	// MaxUnconfirmed is the proposal gate: proposals handed to the
+	// consensus library that it has neither confirmed nor refused. While
+	// that many are out, the driver proposes nothing more, so the requests
+	// that arrive during a commit wait in its queue and go out packed into
+	// the next entry (group commit); defaults to 2 (docs/performance.md:
+	// the packing is best at 2).
+	MaxUnconfirmed int
 }
 
-// Defaults for Config.
+// Defaults and limits for Config.
 const (
 	DefaultTickIntervalMs = 100
 	DefaultMaxBatch       = 256
 	DefaultMaxInflight    = 4096
 	DefaultMaxPending     = 65536
+	DefaultMaxUnconfirmed = 2
+	// MaxMaxUnconfirmed bounds the gate from above: the driver keeps the
+	// unconfirmed proposals' ids in a slice it searches, and a caller that
+	// never confirms must be stopped before that grows without end.
+	MaxMaxUnconfirmed = 1 << 16
 )
 
 func (c Config) withDefaults() Config {
@@ -44,6 +56,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxPending == 0 {
 		c.MaxPending = DefaultMaxPending
+	}
+	if c.MaxUnconfirmed == 0 {
+		c.MaxUnconfirmed = DefaultMaxUnconfirmed
 	}
 	return c
 }
@@ -60,6 +75,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("replica: MaxInflight (%d) must be at least MaxBatch (%d)", c.MaxInflight, c.MaxBatch)
 	case c.MaxPending < 1:
 		return fmt.Errorf("replica: MaxPending must be at least 1, got %d", c.MaxPending)
+	case c.MaxUnconfirmed < 1 || c.MaxUnconfirmed > MaxMaxUnconfirmed:
+		return fmt.Errorf("replica: MaxUnconfirmed must be within 1..%d, got %d", MaxMaxUnconfirmed, c.MaxUnconfirmed)
 	}
 	return nil
 }
@@ -180,6 +197,11 @@ type Driver struct {
 	inflight int         // requests in stateInflight
 	cancels  []core.Command
 
+	// unconfirmed lists the proposals of the current role that the caller
+	// has neither confirmed nor refused, in ascending order: the gate
+	// (Config.MaxUnconfirmed).
+	unconfirmed []ProposalID
+
 	out Ready
 }
 
@@ -203,17 +225,22 @@ func (d *Driver) IsLeader() bool { return d.leader }
 // Pending returns how many requests the driver holds.
 func (d *Driver) Pending() int { return len(d.reqs) }
 
+// Unconfirmed returns how many of its proposals the driver waits to hear
+// confirmed or refused (at most Config.MaxUnconfirmed).
+func (d *Driver) Unconfirmed() int { return len(d.unconfirmed) }
+
 // EventKind says what happened.
 type EventKind uint8
 
 const (
-	EventRequest        EventKind = iota + 1 // a client sent Command as Request
-	EventCancel                              // the client behind Request went away
-	EventTick                                // the replica's clock reads Now
-	EventLeadership                          // leadership is now (IsLeader, Term, LeaderID)
-	EventApplied                             // Entry was applied and produced Output
-	EventProposalFailed                      // the consensus library refused Proposal
-	EventRestored                            // the machine was replaced by a snapshot: applied entries were skipped
+	EventRequest           EventKind = iota + 1 // a client sent Command as Request
+	EventCancel                                 // the client behind Request went away
+	EventTick                                   // the replica's clock reads Now
+	EventLeadership                             // leadership is now (IsLeader, Term, LeaderID)
+	EventApplied                                // Entry was applied and produced Output
+	EventProposalFailed                         // the consensus library refused Proposal
+	EventProposalConfirmed                      // the consensus library committed Proposal
+	EventRestored                               // the machine was replaced by a snapshot: applied entries were skipped
 )
 
 // Event is one input to Step. Each kind reads the fields named above.
@@ -253,8 +280,19 @@ func AppliedEvent(e core.Entry, out *core.Output) Event {
 	return Event{Kind: EventApplied, Entry: e, Output: out}
 }
 
-// ProposalFailedEvent reports a proposal the consensus library refused.
+// ProposalFailedEvent reports a proposal the consensus library refused, or
+// gave up on (a timeout, a dropped forward): its requests are answered
+// unknown, and it leaves the gate.
 func ProposalFailedEvent(id ProposalID) Event { return Event{Kind: EventProposalFailed, Proposal: id} }
+
+// ProposalConfirmedEvent reports a proposal the consensus library committed
+// (the runtime: Dragonboat's result completed; the simulator: this replica
+// applied its entry). It leaves the gate; its requests are answered by the
+// applied entry, not by this event. A proposal of an earlier role, or one
+// already confirmed or refused, is ignored.
+func ProposalConfirmedEvent(id ProposalID) Event {
+	return Event{Kind: EventProposalConfirmed, Proposal: id}
+}
 
 // RestoredEvent reports that the machine jumped to a snapshot: the entries
 // it skipped may have answered requests held here, which will never see
@@ -279,6 +317,8 @@ func (d *Driver) Step(ev Event) error {
 		return d.stepApplied(ev.Entry, ev.Output)
 	case EventProposalFailed:
 		d.stepProposalFailed(ev.Proposal)
+	case EventProposalConfirmed:
+		d.settle(ev.Proposal)
 	case EventRestored:
 		d.stepRestored()
 	default:
@@ -381,9 +421,21 @@ func (d *Driver) loseLeadership() {
 	d.cancels = d.cancels[:0]
 	d.needLeaderMark = false
 	d.leader = false
+	// The proposals of the role that ended no longer hold the gate: their
+	// requests are answered, and a new leader's first entry must not wait
+	// for the fate of what this replica proposed before.
+	d.unconfirmed = d.unconfirmed[:0]
+}
+
+// settle takes a proposal out of the gate.
+func (d *Driver) settle(id ProposalID) {
+	if i, ok := slices.BinarySearch(d.unconfirmed, id); ok {
+		d.unconfirmed = slices.Delete(d.unconfirmed, i, i+1)
+	}
 }
 
 func (d *Driver) stepProposalFailed(id ProposalID) {
+	d.settle(id)
 	// The leader-change entry is what keeps a failover from expiring
 	// sessions: while this replica still leads, a lost one is proposed again.
 	if d.leader && id == d.markProposal {
@@ -402,6 +454,10 @@ func (d *Driver) stepProposalFailed(id ProposalID) {
 }
 
 func (d *Driver) stepRestored() {
+	// The snapshot skipped the entries that may have carried this
+	// replica's proposals: it will not see them applied, so they no longer
+	// hold the gate (their requests are failed below).
+	d.unconfirmed = d.unconfirmed[:0]
 	for _, s := range []reqState{stateInflight, stateBlocked} {
 		for _, id := range d.sortedIDs(s) {
 			r := d.reqs[id]
@@ -556,13 +612,16 @@ func (d *Driver) sortedIDs(s reqState) []RequestID {
 	return ids
 }
 
-// Ready returns what to do now and forgets it: the caller must perform it.
-// Feed a Tick first: proposals are stamped with the last clock reading.
-// A leader proposes, in this order: the leader-change mark once after it
-// took over, then withdrawn waits and queued client commands packed up to
-// MaxBatch per proposal while fewer than MaxInflight are in flight, and a
-// tick when none of those was proposed for TickIntervalMs of its clock.
-// Every proposal is stamped with the replica's clock at the last Tick.
+// Ready returns what to do now and forgets it: the caller must perform it,
+// and report each proposal's fate with ProposalConfirmedEvent or
+// ProposalFailedEvent. Feed a Tick first: proposals are stamped with the
+// last clock reading. While fewer than MaxUnconfirmed proposals are
+// unconfirmed, a leader proposes, in this order: the leader-change mark
+// once after it took over, then withdrawn waits and queued client commands
+// packed up to MaxBatch per proposal while fewer than MaxInflight are in
+// flight, and a tick when none of those was proposed for TickIntervalMs of
+// its clock. Every proposal is stamped with the replica's clock at the last
+// Tick. Replies are never held back by the gate.
 func (d *Driver) Ready() Ready {
 	if d.leader {
 		d.propose()
@@ -572,13 +631,16 @@ func (d *Driver) Ready() Ready {
 	return out
 }
 
+// gateOpen reports whether the gate lets one more proposal out.
+func (d *Driver) gateOpen() bool { return len(d.unconfirmed) < d.cfg.MaxUnconfirmed }
+
 func (d *Driver) propose() {
-	if d.needLeaderMark {
+	if d.needLeaderMark && d.gateOpen() {
 		d.needLeaderMark = false
 		d.markProposal = d.nextProposal
 		d.emit([]core.Command{{Op: core.OpLeaderChange}}, nil)
 	}
-	for len(d.cancels) > 0 || (len(d.queue) > 0 && d.inflight < d.cfg.MaxInflight) {
+	for d.gateOpen() && (len(d.cancels) > 0 || (len(d.queue) > 0 && d.inflight < d.cfg.MaxInflight)) {
 		room := d.cfg.MaxBatch
 		cmds := make([]core.Command, 0, min(room, len(d.cancels)+len(d.queue)))
 		n := min(len(d.cancels), room)
@@ -600,7 +662,7 @@ func (d *Driver) propose() {
 	if len(d.cancels) == 0 {
 		d.cancels = nil
 	}
-	if d.now-d.lastProposalAt >= core.LogTime(d.cfg.TickIntervalMs) {
+	if d.gateOpen() && d.now-d.lastProposalAt >= core.LogTime(d.cfg.TickIntervalMs) {
 		d.emit(nil, nil)
 	}
 }
@@ -615,5 +677,6 @@ func (d *Driver) emit(cmds []core.Command, ids []RequestID) {
 		d.reqs[rid].proposal = id
 	}
 	d.out.Proposals = append(d.out.Proposals, Proposal{ID: id, Proposal: p, Data: core.EncodeProposal(p)})
+	d.unconfirmed = append(d.unconfirmed, id) // ids only grow: the slice stays sorted
 	d.lastProposalAt = d.now
 }

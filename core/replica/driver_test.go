@@ -74,6 +74,7 @@ func (h *harness) apply(p Proposal) {
 	}
 	h.applied = append(h.applied, dec)
 	h.step(AppliedEvent(e, out))
+	h.step(ProposalConfirmedEvent(p.ID))
 }
 
 func (h *harness) advance(ms int64) {
@@ -498,5 +499,71 @@ func TestRestoreFailsWhatWaitsHere(t *testing.T) {
 	}
 	if h.d.Pending() != 0 {
 		t.Fatalf("%d requests still pending", h.d.Pending())
+	}
+}
+
+// The gate: with MaxUnconfirmed proposals out, requests wait in the queue and
+// go out packed together once one is confirmed; replies still flow.
+func TestGateHoldsProposalsUntilConfirmed(t *testing.T) {
+	h := newHarness(t, Config{MaxUnconfirmed: 1})
+	h.lead(1)
+	mark := h.ready(false)
+	if len(mark.Proposals) != 1 || h.d.Unconfirmed() != 1 {
+		t.Fatalf("want the mark alone out, got %d proposals, %d unconfirmed", len(mark.Proposals), h.d.Unconfirmed())
+	}
+	for i := RequestID(1); i <= 3; i++ {
+		h.step(RequestEvent(i, createSession(fmt.Sprintf("c%d", i), 1)))
+	}
+	h.step(RequestEvent(9, core.Command{Op: core.OpSessionCreate})) // rejected: no dedupe key
+	h.advance(500)                                                  // a tick is due too
+	rd := h.ready(false)
+	if len(rd.Proposals) != 0 {
+		t.Fatalf("the gate let %d proposals out", len(rd.Proposals))
+	}
+	if r := h.reply(9); r.Kind != ReplyRejected {
+		t.Fatalf("a reply was held back by the gate: %+v", r)
+	}
+	// An id the driver never proposed, or one already settled, frees nothing.
+	h.step(ProposalConfirmedEvent(mark.Proposals[0].ID + 100))
+	if rd := h.ready(false); len(rd.Proposals) != 0 {
+		t.Fatalf("an unknown confirmation opened the gate")
+	}
+	h.apply(mark.Proposals[0])
+	rd = h.ready(false)
+	if len(rd.Proposals) != 1 || len(rd.Proposals[0].Proposal.Commands) != 3 {
+		t.Fatalf("want the three queued requests in one entry, got %+v", rd.Proposals)
+	}
+	// A refusal opens the gate as a confirmation does.
+	h.step(RequestEvent(4, createSession("d", 1)))
+	if rd := h.ready(false); len(rd.Proposals) != 0 {
+		t.Fatalf("the gate let a second proposal out")
+	}
+	h.step(ProposalFailedEvent(rd.Proposals[0].ID))
+	if rd := h.ready(false); len(rd.Proposals) != 1 || h.d.Unconfirmed() != 1 {
+		t.Fatalf("after the refusal: %d proposals, %d unconfirmed", len(rd.Proposals), h.d.Unconfirmed())
+	}
+	if r := h.reply(1); r.Kind != ReplyUnknown {
+		t.Fatalf("a request of the refused proposal: %v, want unknown", r.Kind)
+	}
+}
+
+// A new term does not wait for the proposals of the last one: the gate
+// empties when leadership changes and when a snapshot replaces the machine.
+func TestGateEmptiesWhenTheRoleEnds(t *testing.T) {
+	h := newHarness(t, Config{MaxUnconfirmed: 1})
+	h.lead(1)
+	h.ready(false) // the mark, never confirmed
+	h.lead(2)
+	rd := h.ready(false)
+	if len(rd.Proposals) != 1 || rd.Proposals[0].Proposal.Commands[0].Op != core.OpLeaderChange {
+		t.Fatalf("the new term's mark waited behind the old term's: %+v", rd.Proposals)
+	}
+	h.step(RestoredEvent())
+	h.step(RequestEvent(1, createSession("a", 1)))
+	if rd := h.ready(false); len(rd.Proposals) != 1 {
+		t.Fatalf("after a restore the gate still held %d proposals", h.d.Unconfirmed())
+	}
+	if err := (Config{MaxUnconfirmed: MaxMaxUnconfirmed + 1}).Validate(); err == nil {
+		t.Fatal("a gate above MaxMaxUnconfirmed was accepted")
 	}
 }
