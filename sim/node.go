@@ -74,16 +74,19 @@ type node struct {
 	proposed []proposedEntry
 }
 
-// proposedEntry is one unconfirmed proposal: it is confirmed when this
+// proposedEntry is one unconfirmed proposal, the leader's own or one this
+// replica forwarded to the leader it knew: it is confirmed when this
 // replica applies an entry of its term with its bytes, let go when the term
-// ends or the replica stops leading (the driver failed its requests and
-// emptied its gate on the LeadershipEvent), or refused after
-// proposalTimeout.
+// or the leader changes (the driver failed its requests and emptied its
+// gate on the LeadershipEvent), or refused after proposalTimeout (a forward
+// lost on the way, or dropped by a leader that stepped down).
 type proposedEntry struct {
-	id   replica.ProposalID
-	term uint64
-	data []byte
-	at   time.Duration
+	id      replica.ProposalID
+	term    uint64
+	lead    uint64 // the leader this replica knew: itself, or the one it forwarded to
+	forward bool   // forwarded (counted in Result.ForwardsLost when refused)
+	data    []byte
+	at      time.Duration
 }
 
 type origin struct {
@@ -150,7 +153,6 @@ func (n *node) start() {
 		CheckQuorum:               true,
 		PreVote:                   true,
 		ReadOnlyOption:            raft.ReadOnlySafe,
-		DisableProposalForwarding: true,
 		Logger:                    quietLogger{},
 	})
 	if err != nil {
@@ -161,6 +163,9 @@ func (n *node) start() {
 	if err != nil {
 		panic(err)
 	}
+	// The machine starts from its snapshot: its log time is what a
+	// forward is stamped with until the next entry applies.
+	n.step(replica.RestoredEvent(n.sm.Now()))
 	n.leader, n.term, n.lead = false, 0, 0
 	n.processPending, n.syncing = false, false
 	n.origins = make(map[replica.RequestID]origin)
@@ -212,8 +217,9 @@ func (n *node) tick() {
 	n.rn.Tick()
 	n.scheduleTick()
 	// The leader's driver needs its clock read even when nothing else
-	// happens, to propose ticks.
-	if n.rn.HasReady() || n.leader {
+	// happens, to propose ticks; any replica's unconfirmed proposals need
+	// their timeout checked.
+	if n.rn.HasReady() || n.leader || len(n.proposed) > 0 {
 		n.markDirty()
 	}
 }
@@ -230,8 +236,8 @@ func (n *node) process() {
 		return
 	}
 	rd := n.rn.Ready()
-	if rd.SoftState != nil {
-		n.noteLeadership(rd.SoftState)
+	if rd.SoftState != nil || !raft.IsEmptyHardState(rd.HardState) {
+		n.noteLeadership()
 	}
 	sync := rd.MustSync
 	if !raft.IsEmptySnap(rd.Snapshot) {
@@ -300,13 +306,18 @@ func (n *node) finish(rd raft.Ready) {
 	}
 }
 
-func (n *node) noteLeadership(ss *raft.SoftState) {
-	isLeader := ss.RaftState == raft.StateLeader
-	term := n.rn.BasicStatus().GetTerm()
-	if isLeader != n.leader || term != n.term || ss.Lead != n.lead {
-		n.leader, n.term, n.lead = isLeader, term, ss.Lead
-		n.step(replica.LeadershipEvent(isLeader, term, ss.Lead))
-		n.w.tr.mix(0x1ead, n.word(), boolWord(isLeader), term, ss.Lead)
+// noteLeadership tells the driver who leads, when the role, the leader or
+// the term changed. It looks at every Ready that changes the soft or the
+// hard state: a follower that moves to a new term under the same leader
+// (the leader re-elected between two Readys) shows no soft-state change,
+// and its driver must still end the forwards it made in the old term.
+func (n *node) noteLeadership() {
+	st := n.rn.BasicStatus()
+	isLeader, term, lead := st.RaftState == raft.StateLeader, st.GetTerm(), st.Lead
+	if isLeader != n.leader || term != n.term || lead != n.lead {
+		n.leader, n.term, n.lead = isLeader, term, lead
+		n.step(replica.LeadershipEvent(isLeader, term, lead))
+		n.w.tr.mix(0x1ead, n.word(), boolWord(isLeader), term, lead)
 		if isLeader {
 			n.w.tr.logf(n.w.now, "%s leader term=%d", n, term)
 			n.w.chk.leaderElected(n, term)
@@ -346,14 +357,22 @@ func (n *node) drive() {
 				n.step(replica.ProposalConfirmedEvent(p.ID))
 				continue
 			}
+			forward := n.drv.Role() == replica.RoleForwarder
+			if forward {
+				n.w.stats.forwarded++
+			}
 			if err := n.rn.Propose(p.Data); err != nil {
+				if forward {
+					n.w.stats.forwardsLost++
+				}
 				n.step(replica.ProposalFailedEvent(p.ID))
 				continue
 			}
 			if clientCommands(p.Proposal) >= 2 {
 				n.w.stats.batched++
 			}
-			n.proposed = append(n.proposed, proposedEntry{id: p.ID, term: n.rn.BasicStatus().GetTerm(), data: p.Data, at: n.w.now})
+			n.proposed = append(n.proposed, proposedEntry{id: p.ID, term: n.rn.BasicStatus().GetTerm(), lead: n.lead,
+				forward: forward, data: p.Data, at: n.w.now})
 		}
 		for _, r := range rd.Replies {
 			n.sendReply(r)
@@ -372,12 +391,12 @@ func clientCommands(p core.Proposal) int {
 }
 
 // settleProposed decides the proposals whose fate is known without their
-// entry: those of an ended term or of a replica that no longer leads (the
-// driver failed their requests and emptied its gate when it heard of the
-// change) are let go; those older than proposalTimeout are refused, as the
-// runtime's proposal timeout refuses them. Every proposal so leaves the
-// gate within proposalTimeout of virtual time, and a leader runs this every
-// tick.
+// entry: those of an ended term or of a leader this replica no longer
+// follows or is (the driver failed their requests and emptied its gate when
+// it heard of the change) are let go; those older than proposalTimeout are
+// refused, as the runtime's proposal timeout refuses them. Every proposal
+// so leaves the gate within proposalTimeout of virtual time: a replica with
+// proposals out runs this every tick.
 func (n *node) settleProposed() {
 	if len(n.proposed) == 0 {
 		return
@@ -386,15 +405,25 @@ func (n *node) settleProposed() {
 	kept := n.proposed[:0]
 	for _, g := range n.proposed {
 		switch {
-		case !n.leader || g.term != term:
+		case g.term != term || g.lead != n.lead:
+			// Refused, in case the driver has not heard of the change yet;
+			// if it has, it already answered the requests and ignores this.
+			n.refuseProposed(g)
 		case n.w.now-g.at >= proposalTimeout:
 			n.w.tr.logf(n.w.now, "%s proposal %d unconfirmed for %v: refused", n, g.id, n.w.now-g.at)
-			n.step(replica.ProposalFailedEvent(g.id))
+			n.refuseProposed(g)
 		default:
 			kept = append(kept, g)
 		}
 	}
 	n.proposed = kept
+}
+
+func (n *node) refuseProposed(g proposedEntry) {
+	if g.forward {
+		n.w.stats.forwardsLost++
+	}
+	n.step(replica.ProposalFailedEvent(g.id))
 }
 
 // confirmProposed confirms the proposal an applied entry carries.
@@ -449,7 +478,7 @@ func (n *node) restore(s *pb.Snapshot) {
 	n.sm = newMachine(s.GetData(), n.w.bug, n.id)
 	n.applied = s.GetMetadata().GetIndex()
 	n.snapIdx = n.applied
-	n.step(replica.RestoredEvent())
+	n.step(replica.RestoredEvent(n.sm.Now()))
 	n.proposed = n.proposed[:0] // their entries, if any, were skipped; the driver emptied its gate
 	n.w.stats.snapInstalls++
 	n.w.chk.restored(n)
