@@ -30,7 +30,7 @@ type Bug struct {
 	staleOK    bool // replicas answer reads from local state, without ReadIndex
 	shards     int  // the run's shard count when -shards is not given (0: 1)
 	closeFirst bool // a close answers the first shard's success (the client's merge, sim/client.go)
-	mute       bool // leaders silently drop client proposals (ticks and leader marks still go)
+	mute       bool // replicas silently drop client proposals, leading or forwarding (ticks and leader marks still go)
 	// mux plants a multiplexed client's old behaviour (mux.go).
 	mux muxBug
 }

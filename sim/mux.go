@@ -35,7 +35,7 @@ const (
 	// more than muxMaxOutstanding/2 callers to wait at once.
 	muxPrivateNames = 16
 	// leaseTick is the driver's tick interval: a command may be stamped with
-	// a log time up to one tick old (runtime forwarding), and the expiry
+	// a log time up to one tick old (a follower forwarded it), and the expiry
 	// itself waits for the next tick entry.
 	leaseTick = replica.DefaultTickIntervalMs * time.Millisecond
 )
