@@ -371,6 +371,9 @@ func (n *node) drive() {
 			if clientCommands(p.Proposal) >= 2 {
 				n.w.stats.batched++
 			}
+			if forward {
+				n.w.chk.forwardedProposal(n, &p.Proposal)
+			}
 			n.proposed = append(n.proposed, proposedEntry{id: p.ID, term: n.rn.BasicStatus().GetTerm(), lead: n.lead,
 				forward: forward, data: p.Data, at: n.w.now})
 		}
