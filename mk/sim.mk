@@ -29,11 +29,6 @@ sim-seed: $(SIM_BIN) ## run one seed with its trace: make sim-seed SEED=N
 .PHONY: sim-bugs
 sim-bugs: $(SIM_BIN) ## prove every planted bug is caught within seeds 1-40 (each sweep must exit non-zero)
 	@for b in $$($(SIM_BIN) -bug list | awk '{print $$1}'); do \
-		t=$$($(SIM_BIN) -bug list | awk -v b=$$b '$$1 == b && match($$0, /scenario Test[A-Za-z0-9]+/) { print substr($$0, RSTART + 9, RLENGTH - 9) }'); \
-		if [ -n "$$t" ]; then \
-			if $(GO) test -count=1 -run "^$$t$$" ./sim/ > /dev/null 2>&1; then echo "planted bug $$b: caught by scenario $$t (no seed exposes it)"; \
-			else echo "planted bug $$b was NOT caught by scenario $$t"; exit 1; fi; continue; \
-		fi; \
 		if $(SIM_BIN) -bug $$b -seeds 1-40 -j $(SIM_JOBS) -out sim-failures/bugs > /dev/null 2>&1; then \
 			echo "planted bug $$b was NOT caught in seeds 1-40"; exit 1; \
 		else echo "planted bug $$b: caught"; fi; \

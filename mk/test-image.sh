@@ -76,7 +76,10 @@ tok=$(echo "$acq" | sed -n 's/.*"fencing_token":"\([0-9]*\)".*/\1/p')
 rel=$(curl -fsS -m 5 -X POST "$api/locks/image-test/release" -d "{\"owner\":\"test-image\",\"fencing_token\":\"$tok\"}")
 echo "$rel" | grep -q '"released":true' || fail "release answered: $rel"
 
-curl -fsS -m 5 http://127.0.0.1:9090/metrics | grep -q '^lock_acquisitions_total' || fail "/metrics has no lock_acquisitions_total"
+# Read the whole page first: grep -q stops at the first match, and under
+# pipefail curl's failed write of the rest would fail the check.
+metrics=$(curl -fsS -m 5 http://127.0.0.1:9090/metrics)
+grep -q '^lock_acquisitions_total' <<<"$metrics" || fail "/metrics has no lock_acquisitions_total"
 
 pid=$(pgrep -f 'buildah-chroot-exec /usr/local/bin/lockstep' | head -1)
 [ -n "$pid" ] || fail "no lockstep process found"

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/lockstepd/lockstep/core"
+	"github.com/lockstepd/lockstep/core/replica"
 )
 
 // TestPrimitivesThreeNodes runs every primitive through the leader and a
@@ -340,5 +341,40 @@ func TestReadRightAfterLeaderCrash(t *testing.T) {
 	t.Logf("a linearizable read right after the leader's crash: %v", took.Round(time.Millisecond))
 	if limit := 10 * time.Second; took > limit {
 		t.Errorf("the read took %v, want under %v (it waited for the dead leader)", took, limit)
+	}
+}
+
+// TestOneDriverRolePerNode: each node runs one driver per shard, and its
+// role follows leadership: the leader's leads, the followers' forward (they
+// have applied the leader's entries), and after a leader change the roles
+// swap on the same drivers.
+func TestOneDriverRolePerNode(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 3})
+	roles := func() (leaders, forwarders int) {
+		for _, n := range c.nodes {
+			if n == nil {
+				continue
+			}
+			sh := n.shards[0]
+			sh.mu.Lock()
+			switch r := sh.drv.Role(); {
+			case r == replica.RoleLeader && sh.isLeader:
+				leaders++
+			case r == replica.RoleForwarder && !sh.isLeader && sh.leaderID != 0:
+				forwarders++
+			}
+			sh.mu.Unlock()
+		}
+		return leaders, forwarders
+	}
+	settled := func() bool { l, f := roles(); return l == 1 && f == 2 }
+	l := c.waitLeader(0)
+	eventually(t, "one leading driver and two forwarding ones", settled)
+	first := c.nodes[l].shards[0].drv
+	c.nodes[l].handOffLeadership()
+	eventually(t, "a new leader", func() bool { return c.waitLeader(0) != l })
+	eventually(t, "the roles swapped on the same drivers", settled)
+	if c.nodes[l].shards[0].drv != first || first.Role() != replica.RoleForwarder {
+		t.Fatalf("the old leader's driver was replaced or is a %v", first.Role())
 	}
 }

@@ -6,18 +6,19 @@
 //
 // # Shape
 //
-//	Do ──► shard.submit ──► replica.Driver (lead: this node leads;
-//	                                        fwd:  another node leads)
+//	Do ──► shard.submit ──► replica.Driver (leader: this node leads;
+//	                                        forwarder: another node leads)
 //	                          │ Ready: proposals, replies
 //	shard.run (one goroutine) ┴─► NodeHost.Propose ──► Raft ──► stateMachine.Update
 //	                                                              │ core.Machine.Apply
-//	                          replica.AppliedEvent to both drivers ◄┘ effects ─► Watch
+//	                          replica.AppliedEvent to the driver ◄┘ effects ─► Watch
 //
-// One goroutine per shard (shard.run) feeds the drivers the clock, takes
-// their Ready, hands replies to the waiting Do calls and proposals to
-// Dragonboat, in order. Dragonboat's apply goroutine runs the state machine
-// and tells both drivers what each entry answered. Dragonboat's leader
-// reports (a RaftEventListener) become the drivers' leadership events.
+// One goroutine per shard (shard.run) feeds the shard's one driver the
+// clock, takes its Ready, hands replies to the waiting Do calls and
+// proposals to Dragonboat, in order, and reports each proposal's fate.
+// Dragonboat's apply goroutine runs the state machine and tells the driver
+// what each entry answered. Dragonboat's leader reports (a
+// RaftEventListener) become the driver's leadership events.
 //
 // # Decisions
 //
@@ -29,24 +30,26 @@
 // restart replays the last snapshot and the log after it; a member that fell
 // behind the compacted log, or joined empty, receives a snapshot.
 //
-// Followers: Do works on every member. A request on a follower goes to a
-// second driver (fwd) that packs it like the leader's would and proposes it
-// through Dragonboat, which hands a follower's proposal to the leader. The
-// driver stamps proposals with the leader's clock; fwd stamps them with the
-// log time this follower has applied instead, which is never ahead of the
-// leader's, so the machine's max() leaves log time where the leader put it:
-// only the leader moves time, and a follower with a fast clock cannot expire
-// sessions. (A command forwarded this way is applied at the log time of the
-// moment, as any command is; its stamp only matters as an upper bound.) fwd
-// waits for the first applied entry, so that a stamp of 0 never becomes the
-// machine's first clock reading, and its own ticks and leader-change marks
-// are dropped. If the forward fails (leader lost, no quorum within the
-// proposal timeout), Do retries with the same (ClientID, Seq), and the
-// machine's dedupe makes the retry safe.
+// Followers: Do works on every member. On a follower the shard's driver is
+// a forwarder (replica.RoleForwarder): it packs a request like the leader's
+// would and proposes it through Dragonboat, which hands a follower's
+// proposal to the leader. A leader stamps proposals with its clock; a
+// forwarder stamps them with the log time this follower has applied
+// instead, which is never ahead of the leader's, so the machine's max()
+// leaves log time where the leader put it: only the leader moves time, and
+// a follower with a fast clock cannot expire sessions. (A command forwarded
+// this way is applied at the log time of the moment, as any command is;
+// its stamp only matters as an upper bound.) The driver forwards only once
+// this node has applied an entry, so that a stamp of 0 never becomes the
+// machine's first clock reading, and a forwarder proposes no ticks and no
+// leader-change marks. If the forward fails (leader lost, no quorum within
+// the proposal timeout), Do retries with the same (ClientID, Seq), and the
+// machine's dedupe makes the retry safe. The simulator runs the same driver
+// in the same roles (docs/simulation.md).
 //
-// Group commit: the loop asks the drivers for proposals only while fewer
-// than maxProposalsInFlight of its entries are unconfirmed, so requests that
-// arrive during a commit are packed into the next entry (up to
+// Group commit: the driver's gate (replica.Config's MaxUnconfirmed, 2)
+// holds its proposals while two of them are unconfirmed by Dragonboat, so
+// requests that arrive during a commit are packed into the next entry (up to
 // consensus.max_batch commands). lockstep_commands_applied_total divided by
 // lockstep_raft_entries_applied_total shows the packing.
 //

@@ -433,8 +433,8 @@ func (s *shard) withdraw(p *pending) {
 	if waiter == 0 || proposed {
 		return
 	}
-	// p's driver cannot propose now (leadership moved while it waited):
-	// cancel through whichever path can.
+	// The driver cannot propose now (no leader is known, or nothing is
+	// applied yet): cancel through Do, which waits for a leader.
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), s.n.retryBudget)
 		defer cancel()
@@ -937,7 +937,7 @@ func (n *Node) close() error {
 		sh.flush(time.Second)
 		for time.Now().Before(deadline) {
 			sh.mu.Lock()
-			idle := sh.inflight[sh.lead]+sh.inflight[sh.fwd] == 0
+			idle := sh.drv.Unconfirmed() == 0
 			sh.mu.Unlock()
 			if idle {
 				break

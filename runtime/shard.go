@@ -18,25 +18,22 @@ import (
 // shard runs one Raft group on this node: its state machine, and the node
 // logic of core/replica around it.
 //
-// Two drivers share the shard. lead is the replica's driver proper: while
-// this node leads, it stamps client commands with the node's clock, packs
-// them, proposes ticks and the leader-change entry. fwd serves requests that
-// arrive while this node follows: it believes it "leads" whenever some
-// other node does, packs the same way, and its proposals travel through
-// Dragonboat, which hands a follower's proposal to the leader. They are
-// stamped with the log time this follower has applied, never its own clock,
-// so a follower cannot move log time (core's advanceClock takes the max,
-// which keeps the clock where the leader put it); fwd's own ticks and
-// leader-change marks are dropped.
-// Both drivers see every applied entry and route results to their own
+// One driver serves the shard in every role (replica.Role): while this node
+// leads, it stamps client commands with the node's clock, packs them,
+// proposes ticks and the leader-change entry; while another node leads, it
+// forwards: it packs the same way, stamps with the log time this node has
+// applied (never its clock, so a follower cannot move log time), and its
+// proposals travel through Dragonboat, which hands a follower's proposal to
+// the leader. It sees every applied entry and routes results to its
 // requests by (ClientID, Seq), and grants and ended waits by waiter id.
 //
-// One goroutine (run) performs what the drivers ask: it feeds the clock,
-// takes their Ready, hands replies to the waiting Do calls and proposals to
-// Dragonboat. It calls a driver's Ready only while fewer than
-// maxProposalsInFlight of that driver's proposals are unconfirmed, so under
-// load the requests that arrive during a commit are packed into the next
-// entry (group commit): fewer entries to encode, replicate, sync and apply.
+// One goroutine (run) performs what the driver asks: it feeds the clock,
+// takes its Ready, hands replies to the waiting Do calls and proposals to
+// Dragonboat, and tells the driver when Dragonboat confirmed or refused one
+// of its proposals. The driver's own gate (replica.Config's MaxUnconfirmed)
+// holds its proposals while two are unconfirmed, so under load the requests
+// that arrive during a commit are packed into the next entry (group
+// commit): fewer entries to encode, replicate, sync and apply.
 type shard struct {
 	n         *Node
 	index     uint64 // the API's shard id
@@ -53,31 +50,19 @@ type shard struct {
 	flushC chan chan struct{} // run a step now and say when it is done
 
 	mu            sync.Mutex
-	lead, fwd     *replica.Driver
+	drv           *replica.Driver
 	pending       map[replica.RequestID]*pending
 	nextReq       replica.RequestID
 	isLeader      bool
 	leaderID      uint64
 	term          uint64
-	leaderSince   time.Time // when this node learned of the current leader
-	fwdState      fwdState
-	inflight      map[*replica.Driver]int // each driver's proposals not yet confirmed by Dragonboat
-	leaderChanged chan struct{}           // closed and replaced at every leadership event
-}
-
-// maxProposalsInFlight bounds a driver's unconfirmed proposals, after which
-// the loop lets requests accumulate into one entry instead of proposing each.
-const maxProposalsInFlight = 2
-
-type fwdState struct {
-	active       bool
-	term, leader uint64
+	leaderSince   time.Time     // when this node learned of the current leader
+	leaderChanged chan struct{} // closed and replaced at every leadership event
 }
 
 // pending is one request a Do call waits for.
 type pending struct {
 	id      replica.RequestID
-	d       *replica.Driver
 	ch      chan replica.Reply // at most a Queued and a final reply
 	session core.SessionID
 	waiter  core.WaiterID // set when the Queued reply arrives (under shard.mu)
@@ -90,24 +75,19 @@ func newShard(n *Node, index uint64) (*shard, error) {
 		TickIntervalMs: int64(n.cfg.Consensus.TickIntervalMs),
 		MaxBatch:       n.cfg.Consensus.MaxBatch,
 	}
-	lead, err := replica.New(cfg)
-	if err != nil {
-		return nil, err
-	}
-	fwd, err := replica.New(cfg)
+	drv, err := replica.New(cfg)
 	if err != nil {
 		return nil, err
 	}
 	label := strconv.FormatUint(index, 10)
 	s := &shard{
 		n: n, index: index, dbID: index + 1, label: label, replicaID: n.replicaID,
-		log:    n.log.With("shard", index),
-		m:      n.metrics.forShard(label),
-		kickC:  make(chan struct{}, 1),
-		flushC: make(chan chan struct{}),
-		lead:   lead, fwd: fwd,
+		log:           n.log.With("shard", index),
+		m:             n.metrics.forShard(label),
+		kickC:         make(chan struct{}, 1),
+		flushC:        make(chan chan struct{}),
+		drv:           drv,
 		pending:       map[replica.RequestID]*pending{},
-		inflight:      map[*replica.Driver]int{},
 		leaderChanged: make(chan struct{}),
 		watch:         newWatchHub(n.metrics.watchSubscribers, index),
 	}
@@ -144,7 +124,7 @@ func (s *shard) run(stop <-chan struct{}) {
 	}
 }
 
-// flush makes the loop propose what the drivers hold now (Close uses it so
+// flush makes the loop propose what the driver holds now (Close uses it so
 // that the cancels of withdrawn waits are proposed before it stops).
 func (s *shard) flush(timeout time.Duration) {
 	done := make(chan struct{})
@@ -159,58 +139,31 @@ func (s *shard) flush(timeout time.Duration) {
 }
 
 type proposalWork struct {
-	d    *replica.Driver
 	id   replica.ProposalID
 	data []byte
 }
 
+// step takes the driver's Ready: replies go to their Do calls at once,
+// proposals are made outside the lock, in order. A refused leader-change
+// entry is proposed again by the driver itself (it re-marks on
+// ProposalFailedEvent).
 func (s *shard) step() {
-	var work []proposalWork
 	s.mu.Lock()
-	s.lead.Step(replica.TickEvent(s.n.now()))
-	s.syncForwarder()
-	// Each driver is gated on its own proposals, so that forwards left
-	// unconfirmed when this node became leader do not hold back the new
-	// leader's first entry.
-	for _, d := range []*replica.Driver{s.lead, s.fwd} {
-		if s.inflight[d] < maxProposalsInFlight {
-			work = s.collect(d, work, d == s.fwd)
-		}
+	s.drv.Step(replica.TickEvent(s.n.now()))
+	rd := s.drv.Ready()
+	for _, r := range rd.Replies {
+		s.deliver(r)
 	}
-	s.m.pendingRequests.Set(float64(s.lead.Pending() + s.fwd.Pending()))
-	s.m.proposalsFlight.Set(float64(s.inflight[s.lead] + s.inflight[s.fwd]))
+	work := make([]proposalWork, 0, len(rd.Proposals))
+	for _, p := range rd.Proposals {
+		work = append(work, proposalWork{id: p.ID, data: p.Data})
+	}
+	s.m.pendingRequests.Set(float64(s.drv.Pending()))
+	s.m.proposalsFlight.Set(float64(s.drv.Unconfirmed()))
 	s.mu.Unlock()
 	for _, w := range work {
 		s.propose(w)
 	}
-}
-
-// collect takes a driver's Ready: replies go to their Do calls at once,
-// proposals are returned to be made outside the lock, in order.
-func (s *shard) collect(d *replica.Driver, work []proposalWork, forwarded bool) []proposalWork {
-	rd := d.Ready()
-	for _, r := range rd.Replies {
-		s.deliver(r)
-	}
-	for _, p := range rd.Proposals {
-		if forwarded && !carriesCommands(p.Proposal) {
-			continue // only the leader moves log time and marks its term
-		}
-		s.inflight[d]++
-		// A refused leader-change entry is proposed again by the driver
-		// itself (replica.Driver re-marks on ProposalFailedEvent).
-		work = append(work, proposalWork{d: d, id: p.ID, data: p.Data})
-	}
-	return work
-}
-
-func carriesCommands(p core.Proposal) bool {
-	for _, c := range p.Commands {
-		if c.Op != core.OpLeaderChange {
-			return true
-		}
-	}
-	return false
 }
 
 func (s *shard) deliver(r replica.Reply) {
@@ -250,32 +203,19 @@ func (s *shard) propose(w proposalWork) {
 
 func (s *shard) confirmed(w proposalWork, ok bool, start time.Time) {
 	s.mu.Lock()
-	s.inflight[w.d]--
+	ev := replica.ProposalConfirmedEvent(w.id)
 	if !ok {
 		s.m.proposalsFailed.Inc()
-		if err := w.d.Step(replica.ProposalFailedEvent(w.id)); err != nil {
-			s.log.Error("driver refused an event", "err", err)
-		}
+		ev = replica.ProposalFailedEvent(w.id)
+	}
+	if err := s.drv.Step(ev); err != nil {
+		s.log.Error("driver refused an event", "err", err)
 	}
 	s.mu.Unlock()
 	if ok {
 		s.m.commitLatency.Observe(time.Since(start).Seconds())
 	}
 	s.kick()
-}
-
-// syncForwarder tells fwd whether it may forward (another node leads and
-// this node has applied at least one entry, so it has a log time to stamp:
-// a proposal stamped 0 as the very first entry would pin log time at 0) and
-// feeds it that log time as its clock. Called with s.mu held.
-func (s *shard) syncForwarder() {
-	logNow := core.LogTime(s.sm.logNow.Load())
-	want := fwdState{active: !s.isLeader && s.leaderID != 0 && logNow > 0, term: s.term, leader: s.leaderID}
-	if want != s.fwdState {
-		s.fwd.Step(replica.LeadershipEvent(want.active, want.term, want.leader))
-		s.fwdState = want
-	}
-	s.fwd.Step(replica.TickEvent(logNow))
 }
 
 // leaderUpdated is Dragonboat's report of a leader change. It must return
@@ -288,9 +228,8 @@ func (s *shard) leaderUpdated(info raftio.LeaderInfo) {
 	if elected {
 		s.leaderSince = time.Now()
 	}
-	s.lead.Step(replica.TickEvent(s.n.now()))
-	s.lead.Step(replica.LeadershipEvent(isLeader, info.Term, info.LeaderID))
-	s.syncForwarder()
+	s.drv.Step(replica.TickEvent(s.n.now()))
+	s.drv.Step(replica.LeadershipEvent(isLeader, info.Term, info.LeaderID))
 	close(s.leaderChanged)
 	s.leaderChanged = make(chan struct{})
 	s.mu.Unlock()
@@ -312,7 +251,7 @@ func (s *shard) leaderUpdated(info raftio.LeaderInfo) {
 }
 
 // applied is called by the state machine, under its lock, for every core
-// entry: both drivers route what it answered, and watchers see its effects.
+// entry: the driver routes what it answered, and watchers see its effects.
 // Expired sessions are counted by the member that leads the shard when it
 // applies the expiry, so that summing lockstep_sessions_expired_total over
 // members counts each once (an expiry applied during a leader change may go
@@ -326,41 +265,34 @@ func (s *shard) applied(e core.Entry, out *core.Output) {
 			}
 		}
 	}
-	for _, d := range []*replica.Driver{s.lead, s.fwd} {
-		if err := d.Step(replica.AppliedEvent(e, out)); err != nil {
-			s.log.Error("driver refused an applied entry", "index", e.Index, "err", err)
-		}
+	if err := s.drv.Step(replica.AppliedEvent(e, out)); err != nil {
+		s.log.Error("driver refused an applied entry", "index", e.Index, "err", err)
 	}
 	s.mu.Unlock()
 	s.watch.publish(out)
 }
 
-// restored is called when the state machine jumped to a snapshot.
-func (s *shard) restored(index uint64) {
+// restored is called when the state machine jumped to a snapshot whose log
+// time is now.
+func (s *shard) restored(index uint64, now core.LogTime) {
 	s.mu.Lock()
-	s.lead.Step(replica.RestoredEvent())
-	s.fwd.Step(replica.RestoredEvent())
+	s.drv.Step(replica.RestoredEvent(now))
 	s.mu.Unlock()
 	s.watch.reset(index)
 	s.kick()
 }
 
-// submit gives cmd to the driver that can propose it now.
+// submit gives cmd to the driver, when it can propose it now (as leader or
+// forwarder).
 func (s *shard) submit(cmd core.Command) (*pending, error) {
 	s.mu.Lock()
-	var d *replica.Driver
-	switch {
-	case s.isLeader:
-		d = s.lead
-	case s.fwdState.active:
-		d = s.fwd
-	default:
+	if !s.drv.Proposes() {
 		s.mu.Unlock()
 		return nil, errNoLeader
 	}
 	s.nextReq++
-	p := &pending{id: s.nextReq, d: d, ch: make(chan replica.Reply, 2), session: cmd.Session}
-	if err := d.Step(replica.RequestEvent(p.id, cmd)); err != nil {
+	p := &pending{id: s.nextReq, ch: make(chan replica.Reply, 2), session: cmd.Session}
+	if err := s.drv.Step(replica.RequestEvent(p.id, cmd)); err != nil {
 		s.mu.Unlock()
 		return nil, err
 	}
@@ -371,15 +303,16 @@ func (s *shard) submit(cmd core.Command) (*pending, error) {
 }
 
 // abandon withdraws a request whose caller went away. A request blocked on
-// a waiter is cancelled through the log by its driver when that driver can
-// propose; otherwise abandon reports the wait for the caller to cancel.
+// a waiter is cancelled through the log by the driver when it can propose
+// (as leader or forwarder); otherwise abandon reports the wait for the
+// caller to cancel.
 func (s *shard) abandon(p *pending) (waiter core.WaiterID, session core.SessionID, proposed bool) {
 	s.mu.Lock()
 	if _, ok := s.pending[p.id]; ok {
 		delete(s.pending, p.id)
-		p.d.Step(replica.CancelEvent(p.id))
+		s.drv.Step(replica.CancelEvent(p.id))
 	}
-	waiter, session, proposed = p.waiter, p.session, p.d.IsLeader()
+	waiter, session, proposed = p.waiter, p.session, s.drv.Proposes()
 	s.mu.Unlock()
 	s.kick()
 	return waiter, session, proposed

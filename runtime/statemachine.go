@@ -239,7 +239,7 @@ func (s *stateMachine) RecoverFromSnapshot(r io.Reader, _ []sm.SnapshotFile, sto
 	s.appliedIndex.Store(applied)
 	s.logNow.Store(int64(m.Now()))
 	s.mu.Unlock()
-	s.sh.restored(applied)
+	s.sh.restored(applied, m.Now())
 	s.sh.m.snapshotsLoaded.Inc()
 	s.sh.m.snapshotBytes.Set(float64(len(b)))
 	return nil

@@ -30,13 +30,9 @@ type Bug struct {
 	staleOK    bool // replicas answer reads from local state, without ReadIndex
 	shards     int  // the run's shard count when -shards is not given (0: 1)
 	closeFirst bool // a close answers the first shard's success (the client's merge, sim/client.go)
-	mute       bool // leaders silently drop client proposals (ticks and leader marks still go)
+	mute       bool // replicas silently drop client proposals, leading or forwarding (ticks and leader marks still go)
 	// mux plants a multiplexed client's old behaviour (mux.go).
 	mux muxBug
-
-	// Scenario names the scenario test that catches it, for a bug no seed
-	// of a sweep can expose (Caught says why); `make sim-bugs` runs it.
-	Scenario string
 }
 
 var bugs = []Bug{
@@ -55,7 +51,7 @@ var bugs = []Bug{
 		Caught: "log time step check", wrap: func(m Machine, _ int) Machine { return &noClockCap{Machine: m} }},
 	{Name: "stale-read", What: "replicas answer status and fence reads from local state without ReadIndex",
 		Caught: "fenced resource, porcupine", staleOK: true},
-	{Name: "mute-leader", What: "a leader silently drops the client commands it should propose",
+	{Name: "mute-leader", What: "every replica silently drops the client commands it should propose (as leader or forwarder)",
 		Caught: "liveness", mute: true},
 	{Name: "close-first-success", What: "with several shards, a session close answers the first shard's success even when another shard did not answer (issue 18's bug); runs with 4 shards",
 		Caught: "close-everywhere", shards: 4, closeFirst: true},
@@ -66,9 +62,8 @@ var bugs = []Bug{
 	{Name: "read-then-release-cleanup", What: "a multiplexed client cleans up a request it gave up on by reading the holds and releasing what it finds, not with abandon",
 		Caught: "no grant outlives the request told it failed", mux: muxReadThenRelease},
 	{Name: "lease-from-send-time", What: "a multiplexed client's lease view ends at send time + TTL, with no guard",
-		Caught: "Done closes before another session is granted, in scenario TestScenarioMuxLeaseGuard: no sweep can expose it, " +
-			"the simulator's leaders stamp with a fresh clock, so only a clock step inside the guard does",
-		Scenario: "TestScenarioMuxLeaseGuard", mux: muxLeaseFromSend},
+		Caught: "Done closes before another session is granted: a renewal forwarded by a follower is applied at the log time " +
+			"the leader last stamped, older than its send, and the client is cut off while it holds", mux: muxLeaseFromSend},
 }
 
 // Bugs lists the planted bugs, sorted by name.

@@ -86,6 +86,11 @@ type shardLog struct {
 	appendedAt map[uint64]time.Duration
 	leaders    map[uint64]int // term → the replica that led it
 	led        *ledger
+	// forwarded counts the proposals followers forwarded, by content
+	// (hashProposal), until their entry first applies: such an entry must
+	// leave log time where it was. One never committed stays, bounded by
+	// the run's forwards.
+	forwarded map[uint64]int
 }
 
 // log is the shard whose log n appends to.
@@ -110,6 +115,7 @@ func newChecker(w *world) *checker {
 			byIndex:    make(map[uint64]*indexRecord),
 			appendedAt: make(map[uint64]time.Duration),
 			leaders:    make(map[uint64]int),
+			forwarded:  make(map[uint64]int),
 		}
 		l.led = newLedger(c)
 		l.led.shard = uint64(i)
@@ -187,10 +193,24 @@ func (c *checker) applied(n *node, e core.Entry, out *core.Output) {
 		}
 	}
 	if first {
-		c.log(n).led.entry(e, out)
+		l := c.log(n)
+		h := hashProposal(&e.Proposal)
+		fwd := l.forwarded[h] > 0
+		if fwd {
+			if l.forwarded[h]--; l.forwarded[h] == 0 {
+				delete(l.forwarded, h)
+			}
+		}
+		l.led.entry(e, out, fwd)
 		c.w.muxChk.entry(e, out)
 	}
 	c.w.tr.mix(0xa991, n.word(), e.Index, uint64(out.Time), uint64(len(out.Effects)))
+}
+
+// forwardedProposal records a proposal a follower handed to raft for the
+// leader (forward-stamp).
+func (c *checker) forwardedProposal(n *node, p *core.Proposal) {
+	c.log(n).forwarded[hashProposal(p)]++
 }
 
 // agree records or compares what an index produced. It reports whether this

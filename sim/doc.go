@@ -16,7 +16,9 @@
 // The world:
 //   - replicas (node.go): real go.etcd.io/raft/v3 RawNodes with PreVote,
 //     CheckQuorum and ReadIndex reads, each applying committed entries to its
-//     own core machine through the shared core/replica driver, with a disk
+//     own core machine through the shared core/replica driver, which leads
+//     or forwards a follower's requests to the leader as the runtime's does,
+//     with a disk
 //     (disk.go) that loses unsynced writes on a crash, and snapshots with log
 //     compaction during the run;
 //   - a network (network.go) that loses, duplicates, delays and reorders
@@ -27,8 +29,8 @@
 //     fenced resource (resource.go) they write to with their tokens;
 //   - multiplexed clients (mux.go, in some seeds): one client id shared by
 //     several sessions and many callers, as the Go client runs, with
-//     LowestPending, abandon, a keepalive identity per session and a guarded
-//     lease view, checked by mux_checker.go;
+//     LowestPending, abandon, a keepalive identity per session, a guarded
+//     lease view, long jobs and network outages, checked by mux_checker.go;
 //   - the fault injector (faults.go) and planted bugs (bugs.go).
 //
 // The checks: at every applied entry (checker.go, ledger.go) replicas agree

@@ -39,9 +39,10 @@ type ledger struct {
 }
 
 type pendingEntry struct {
-	empty bool
-	e     core.Entry
-	out   core.Output
+	empty     bool
+	forwarded bool // a follower proposed it (checker.forwarded)
+	e         core.Entry
+	out       core.Output
 }
 
 type objKey struct {
@@ -120,11 +121,11 @@ func newLedger(c *checker) *ledger {
 
 func (l *ledger) empty(idx uint64) { l.feed(idx, pendingEntry{empty: true}) }
 
-func (l *ledger) entry(e core.Entry, out *core.Output) {
+func (l *ledger) entry(e core.Entry, out *core.Output, forwarded bool) {
 	cp := *out
 	cp.Results = append([]core.Result(nil), out.Results...)
 	cp.Effects = append([]core.Effect(nil), out.Effects...)
-	l.feed(e.Index, pendingEntry{e: e, out: cp})
+	l.feed(e.Index, pendingEntry{e: e, out: cp, forwarded: forwarded})
 }
 
 func (l *ledger) feed(idx uint64, p pendingEntry) {
@@ -139,6 +140,10 @@ func (l *ledger) feed(idx uint64, p pendingEntry) {
 		}
 		delete(l.pending, l.next)
 		if !q.empty {
+			if q.forwarded && l.started && q.out.Time != l.prevTime {
+				l.fail("forward-stamp", "index %d, forwarded by a follower, moved log time from %d to %d (stamped %d): "+
+					"only the leader moves time (docs/design.md, Time)", q.e.Index, l.prevTime, q.out.Time, q.e.Time)
+			}
 			l.process(&q.e, &q.out)
 		}
 		l.lastIndex = l.next

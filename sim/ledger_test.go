@@ -24,7 +24,7 @@ func newLogBuilder(t *testing.T) *logBuilder {
 func (b *logBuilder) entry(time core.LogTime, cmds []core.Command, results []core.Result, effects ...core.Effect) {
 	b.idx++
 	e := core.Entry{Index: b.idx, Proposal: core.Proposal{Time: time, Commands: cmds}}
-	b.w.chk.logs[0].led.entry(e, &core.Output{Index: b.idx, Time: time, Results: results, Effects: effects})
+	b.w.chk.logs[0].led.entry(e, &core.Output{Index: b.idx, Time: time, Results: results, Effects: effects}, false)
 }
 
 func (b *logBuilder) failed() string {
@@ -148,5 +148,24 @@ func TestLedgerAcceptsAQueueServedInOrder(t *testing.T) {
 		granted(20, 300, 200))
 	if got := b.failed(); got != "" {
 		t.Fatalf("caught %q in a correct log: %v", got, b.w.chk.violations)
+	}
+}
+
+// A forwarded entry must leave log time where the leader put it: one whose
+// stamp (a follower's own clock) moved it is caught; one stamped with the
+// follower's applied log time is not.
+func TestLedgerCatchesAForwardMovingTime(t *testing.T) {
+	for _, tc := range []struct {
+		stamp core.LogTime
+		want  string
+	}{{1000, ""}, {1050, "forward-stamp"}} {
+		b := newLogBuilder(t)
+		b.start()
+		b.idx++
+		e := core.Entry{Index: b.idx, Proposal: core.Proposal{Time: tc.stamp}}
+		b.w.chk.logs[0].led.entry(e, &core.Output{Index: b.idx, Time: max(tc.stamp, 1000)}, true)
+		if got := b.failed(); got != tc.want {
+			t.Fatalf("forward stamped %d: caught %q, want %q", tc.stamp, got, tc.want)
+		}
 	}
 }

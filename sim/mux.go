@@ -35,7 +35,7 @@ const (
 	// more than muxMaxOutstanding/2 callers to wait at once.
 	muxPrivateNames = 16
 	// leaseTick is the driver's tick interval: a command may be stamped with
-	// a log time up to one tick old (runtime forwarding), and the expiry
+	// a log time up to one tick old (a follower forwarded it), and the expiry
 	// itself waits for the next tick entry.
 	leaseTick = replica.DefaultTickIntervalMs * time.Millisecond
 )
@@ -48,8 +48,21 @@ const (
 	muxWake          // gen: the caller's generation
 	muxKA            // gen: the session's keepalive generation
 	muxLease         // gen: the session's lease generation
+	muxOutage        // gen: the outage generation; starts or ends one
 	muxTimerKinds
 )
+
+// A multiplexed client loses the network now and then when the run cuts
+// links or pauses clients (Options.PartitionRate or PauseRate above 0): its
+// host's link goes down, or it sits
+// behind a node that stopped answering (issue 17, 9). Every message to or
+// from it is dropped for 0.5 × the shortest TTL to 1.5 × the longest, so
+// its sessions often lapse while it holds names others wait for, at an
+// expiry the cluster decides on its own, healthy: the moment a lease view
+// must already have ended (Done before regrant). The gaps between outages
+// are exponential with this mean, drawn from the client's own stream, so
+// runs without multiplexed clients draw as before.
+const muxOutageGap = 6 * time.Second
 
 type muxCallKind uint8
 
@@ -152,6 +165,9 @@ type muxClient struct {
 	maxPending int // the most requests awaited at once on ClientID
 	abandons   int
 	lostCount  int
+
+	offline   bool   // in an outage: cut off from every replica
+	outageGen uint64 // voids the timer of an outage ended early
 }
 
 func newMuxClient(w *world, i int) *muxClient {
@@ -196,6 +212,46 @@ func (m *muxClient) begin() {
 	for _, c := range m.callers {
 		m.wake(c, time.Duration(m.rng.IntN(800))*time.Millisecond)
 	}
+	m.nextOutage()
+}
+
+// nextOutage schedules the next outage, in a run that cuts links or pauses
+// clients.
+func (m *muxClient) nextOutage() {
+	if o := m.w.opts; o.PauseRate <= 0 && o.PartitionRate <= 0 || m.quiet {
+		return
+	}
+	m.outageGen++
+	gap := time.Duration(m.rng.ExpFloat64() * float64(muxOutageGap))
+	m.timerAt(m.w.now+gap, muxOutage, 0, m.outageGen)
+}
+
+// outage starts an outage, or ends the one under way.
+func (m *muxClient) outage() {
+	w := m.w
+	if m.offline {
+		m.reconnect()
+		m.nextOutage()
+		return
+	}
+	if m.quiet || w.now >= w.opts.Duration {
+		return
+	}
+	lo, hi := w.opts.TTLMin/2, 3*w.opts.TTLMax/2
+	d := lo + time.Duration(m.rng.Int64N(int64(hi-lo)+1))
+	m.offline = true
+	w.net.offline[m.addr] = true
+	w.stats.faults++
+	w.tr.logf(w.now, "FAULT %s cut off from the cluster for %v", m.id, d)
+	m.outageGen++
+	m.timerAt(w.now+d, muxOutage, 0, m.outageGen)
+}
+
+func (m *muxClient) reconnect() {
+	m.offline = false
+	m.w.net.offline[m.addr] = false
+	m.outageGen++
+	m.w.tr.logf(m.w.now, "%s reconnected", m.id)
 }
 
 func (m *muxClient) wake(c *muxCaller, d time.Duration) {
@@ -232,6 +288,10 @@ func (m *muxClient) timer(arg int, gen uint64) {
 	case muxLease:
 		if s := m.sessions[who]; s.leaseG == gen && !s.done {
 			m.lost(s, "its lease ran out on the client's clock")
+		}
+	case muxOutage:
+		if gen == m.outageGen {
+			m.outage()
 		}
 	}
 }
@@ -591,9 +651,16 @@ func (m *muxClient) acquired(cl *muxCall, r core.Result) {
 	m.endActivity(c)
 }
 
+// hold keeps a grant for up to a second, or, one hold in four, for a long
+// job: one to two of the longest TTLs, across renewals and outages, relying
+// on the session's Done to say when the lock can no longer be trusted.
 func (m *muxClient) hold(c *muxCaller) {
 	c.holding, c.call = true, nil
 	d := time.Duration(m.rng.IntN(1000)) * time.Millisecond
+	if m.rng.IntN(4) == 0 {
+		ttl := m.w.opts.TTLMax
+		d = ttl + time.Duration(m.rng.Int64N(int64(ttl)+1))
+	}
 	if m.holdFor > 0 {
 		d = m.holdFor
 	}
@@ -715,7 +782,14 @@ func (m *muxClient) cleanedUp(cl *muxCall, r core.Result) {
 
 // --- liveness -------------------------------------------------------------
 
-func (m *muxClient) quiesce() { m.quiet = true }
+// quiesce starts the liveness phase: no new work, and an outage under way
+// ends now.
+func (m *muxClient) quiesce() {
+	m.quiet = true
+	if m.offline {
+		m.reconnect()
+	}
+}
 
 func (m *muxClient) busyReport() string {
 	for _, c := range m.callers {

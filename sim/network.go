@@ -83,6 +83,7 @@ type network struct {
 	minDelay time.Duration
 	maxDelay time.Duration
 	cut      [][]bool // cut[from][to], addresses
+	offline  []bool   // addresses cut off from everyone (a multiplexed client's outage, mux.go)
 	quiet    bool     // liveness phase: no loss or duplication
 	sent     uint64
 	dropped  uint64
@@ -94,6 +95,7 @@ func newNetwork(rng *mrand.Rand, o Options, addrs int) *network {
 	for i := range n.cut {
 		n.cut[i] = make([]bool, addrs+1)
 	}
+	n.offline = make([]bool, addrs+1)
 	return n
 }
 
@@ -134,7 +136,9 @@ func (w *world) send(m *message) {
 	}
 }
 
-func (n *network) blocked(from, to int) bool { return n.cut[from][to] }
+func (n *network) blocked(from, to int) bool {
+	return n.cut[from][to] || n.offline[from] || n.offline[to]
+}
 
 func (n *network) heal() {
 	for i := range n.cut {

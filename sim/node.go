@@ -26,7 +26,7 @@ const (
 	keepEntries = 16
 	maxReads    = 1024
 	// proposalTimeout is the runtime's: max(1 s, 3 x election timeout). A
-	// gated proposal unconfirmed for this long is refused to the driver.
+	// proposal unconfirmed for this long is refused to the driver.
 	proposalTimeout = time.Second
 )
 
@@ -66,20 +66,27 @@ type node struct {
 	reads    map[uint64]*pendingRead // waiting for ReadIndex
 	readWait []*pendingRead          // waiting for applied >= index
 
-	// gated lists the proposals handed to raft whose fate this replica has
-	// not learned yet, oldest first, when the run gates Ready (Options.Gate).
-	gated []gatedProposal
+	// proposed lists the proposals handed to raft whose fate this replica
+	// has not learned yet, oldest first: etcd raft tells a proposer
+	// nothing, so the simulator decides, as Dragonboat's result channel
+	// does for the runtime, and tells the driver, whose gate
+	// (Options.Gate) they hold.
+	proposed []proposedEntry
 }
 
-// gatedProposal is one unconfirmed proposal: it is confirmed when this
-// replica applies an entry of its term with its bytes, or when the term
-// ends or the replica stops leading (the driver failed its requests on the
-// LeadershipEvent), or refused after proposalTimeout.
-type gatedProposal struct {
-	id   replica.ProposalID
-	term uint64
-	data []byte
-	at   time.Duration
+// proposedEntry is one unconfirmed proposal, the leader's own or one this
+// replica forwarded to the leader it knew: it is confirmed when this
+// replica applies an entry of its term with its bytes, let go when the term
+// or the leader changes (the driver failed its requests and emptied its
+// gate on the LeadershipEvent), or refused after proposalTimeout (a forward
+// lost on the way, or dropped by a leader that stepped down).
+type proposedEntry struct {
+	id      replica.ProposalID
+	term    uint64
+	lead    uint64 // the leader this replica knew: itself, or the one it forwarded to
+	forward bool   // forwarded (counted in Result.ForwardsLost when refused)
+	data    []byte
+	at      time.Duration
 }
 
 type origin struct {
@@ -146,24 +153,26 @@ func (n *node) start() {
 		CheckQuorum:               true,
 		PreVote:                   true,
 		ReadOnlyOption:            raft.ReadOnlySafe,
-		DisableProposalForwarding: true,
 		Logger:                    quietLogger{},
 	})
 	if err != nil {
 		panic("sim: raft: " + err.Error())
 	}
 	n.rn = rn
-	n.drv, err = replica.New(replica.Config{})
+	n.drv, err = replica.New(replica.Config{MaxUnconfirmed: n.w.opts.maxUnconfirmed()})
 	if err != nil {
 		panic(err)
 	}
+	// The machine starts from its snapshot: its log time is what a
+	// forward is stamped with until the next entry applies.
+	n.step(replica.RestoredEvent(n.sm.Now()))
 	n.leader, n.term, n.lead = false, 0, 0
 	n.processPending, n.syncing = false, false
 	n.origins = make(map[replica.RequestID]origin)
 	n.byOrigin = make(map[origin]replica.RequestID)
 	n.reads = make(map[uint64]*pendingRead)
 	n.readWait = nil
-	n.gated = nil
+	n.proposed = nil
 	w.chk.restored(n)
 	n.scheduleTick()
 }
@@ -192,7 +201,7 @@ func (n *node) crash() {
 	n.dsk.crash()
 	n.rn, n.ms, n.sm, n.drv = nil, nil, nil, nil
 	n.origins, n.byOrigin, n.reads, n.readWait = nil, nil, nil, nil
-	n.gated = nil
+	n.proposed = nil
 	n.leader = false
 }
 
@@ -208,8 +217,9 @@ func (n *node) tick() {
 	n.rn.Tick()
 	n.scheduleTick()
 	// The leader's driver needs its clock read even when nothing else
-	// happens, to propose ticks.
-	if n.rn.HasReady() || n.leader {
+	// happens, to propose ticks; any replica's unconfirmed proposals need
+	// their timeout checked.
+	if n.rn.HasReady() || n.leader || len(n.proposed) > 0 {
 		n.markDirty()
 	}
 }
@@ -226,8 +236,8 @@ func (n *node) process() {
 		return
 	}
 	rd := n.rn.Ready()
-	if rd.SoftState != nil {
-		n.noteLeadership(rd.SoftState)
+	if rd.SoftState != nil || !raft.IsEmptyHardState(rd.HardState) {
+		n.noteLeadership()
 	}
 	sync := rd.MustSync
 	if !raft.IsEmptySnap(rd.Snapshot) {
@@ -296,13 +306,18 @@ func (n *node) finish(rd raft.Ready) {
 	}
 }
 
-func (n *node) noteLeadership(ss *raft.SoftState) {
-	isLeader := ss.RaftState == raft.StateLeader
-	term := n.rn.BasicStatus().GetTerm()
-	if isLeader != n.leader || term != n.term || ss.Lead != n.lead {
-		n.leader, n.term, n.lead = isLeader, term, ss.Lead
-		n.step(replica.LeadershipEvent(isLeader, term, ss.Lead))
-		n.w.tr.mix(0x1ead, n.word(), boolWord(isLeader), term, ss.Lead)
+// noteLeadership tells the driver who leads, when the role, the leader or
+// the term changed. It looks at every Ready that changes the soft or the
+// hard state: a follower that moves to a new term under the same leader
+// (the leader re-elected between two Readys) shows no soft-state change,
+// and its driver must still end the forwards it made in the old term.
+func (n *node) noteLeadership() {
+	st := n.rn.BasicStatus()
+	isLeader, term, lead := st.RaftState == raft.StateLeader, st.GetTerm(), st.Lead
+	if isLeader != n.leader || term != n.term || lead != n.lead {
+		n.leader, n.term, n.lead = isLeader, term, lead
+		n.step(replica.LeadershipEvent(isLeader, term, lead))
+		n.w.tr.mix(0x1ead, n.word(), boolWord(isLeader), term, lead)
 		if isLeader {
 			n.w.tr.logf(n.w.now, "%s leader term=%d", n, term)
 			n.w.chk.leaderElected(n, term)
@@ -324,35 +339,43 @@ func (n *node) step(ev replica.Event) {
 }
 
 // drive ticks the driver with this replica's wall clock, proposes what it
-// asks for and sends its replies. With a gate (Options.Gate), it takes the
-// driver's Ready only while fewer than the gate's proposals are
-// unconfirmed, as the runtime does: requests arriving meanwhile wait in the
-// driver's queue and go out together in the next entry.
+// asks for, sends its replies, and tells it the fate of its proposals. The
+// driver's gate (Options.Gate) holds its proposals while that many are
+// unconfirmed, as the runtime's does: requests arriving meanwhile wait in
+// its queue and go out together in the next entry.
 func (n *node) drive() {
 	n.step(replica.TickEvent(n.clk.logTime(n.w.now)))
-	n.settleGated()
+	n.settleProposed()
 	for i := 0; i < 4; i++ {
-		if g := n.w.opts.Gate; g != GateNone && len(n.gated) >= g {
-			return
-		}
 		rd := n.drv.Ready()
 		if rd.IsEmpty() {
 			return
 		}
 		for _, p := range rd.Proposals {
 			if n.w.bug.mute && len(p.Proposal.Commands) > 0 && p.Proposal.Commands[0].Op != core.OpLeaderChange {
+				// Dropped silently: the replica believes raft took it.
+				n.step(replica.ProposalConfirmedEvent(p.ID))
 				continue
 			}
+			forward := n.drv.Role() == replica.RoleForwarder
+			if forward {
+				n.w.stats.forwarded++
+			}
 			if err := n.rn.Propose(p.Data); err != nil {
+				if forward {
+					n.w.stats.forwardsLost++
+				}
 				n.step(replica.ProposalFailedEvent(p.ID))
 				continue
 			}
 			if clientCommands(p.Proposal) >= 2 {
 				n.w.stats.batched++
 			}
-			if n.w.opts.Gate != GateNone {
-				n.gated = append(n.gated, gatedProposal{id: p.ID, term: n.rn.BasicStatus().GetTerm(), data: p.Data, at: n.w.now})
+			if forward {
+				n.w.chk.forwardedProposal(n, &p.Proposal)
 			}
+			n.proposed = append(n.proposed, proposedEntry{id: p.ID, term: n.rn.BasicStatus().GetTerm(), lead: n.lead,
+				forward: forward, data: p.Data, at: n.w.now})
 		}
 		for _, r := range rd.Replies {
 			n.sendReply(r)
@@ -370,36 +393,48 @@ func clientCommands(p core.Proposal) int {
 	return k
 }
 
-// settleGated confirms the gated proposals whose fate is known without
-// their entry: those of an ended term or of a replica that no longer leads
-// (the driver failed their requests when it heard of the change) are let
-// go; those older than proposalTimeout are refused, as the runtime's
-// proposal timeout refuses them. Every proposal so leaves the gate within
-// proposalTimeout of virtual time, and a leader runs this every tick.
-func (n *node) settleGated() {
-	if len(n.gated) == 0 {
+// settleProposed decides the proposals whose fate is known without their
+// entry: those of an ended term or of a leader this replica no longer
+// follows or is (the driver failed their requests and emptied its gate when
+// it heard of the change) are let go; those older than proposalTimeout are
+// refused, as the runtime's proposal timeout refuses them. Every proposal
+// so leaves the gate within proposalTimeout of virtual time: a replica with
+// proposals out runs this every tick.
+func (n *node) settleProposed() {
+	if len(n.proposed) == 0 {
 		return
 	}
 	term := n.rn.BasicStatus().GetTerm()
-	kept := n.gated[:0]
-	for _, g := range n.gated {
+	kept := n.proposed[:0]
+	for _, g := range n.proposed {
 		switch {
-		case !n.leader || g.term != term:
+		case g.term != term || g.lead != n.lead:
+			// Refused, in case the driver has not heard of the change yet;
+			// if it has, it already answered the requests and ignores this.
+			n.refuseProposed(g)
 		case n.w.now-g.at >= proposalTimeout:
 			n.w.tr.logf(n.w.now, "%s proposal %d unconfirmed for %v: refused", n, g.id, n.w.now-g.at)
-			n.step(replica.ProposalFailedEvent(g.id))
+			n.refuseProposed(g)
 		default:
 			kept = append(kept, g)
 		}
 	}
-	n.gated = kept
+	n.proposed = kept
 }
 
-// confirmGated confirms the gated proposal an applied entry carries.
-func (n *node) confirmGated(e *pb.Entry) {
-	for i, g := range n.gated {
+func (n *node) refuseProposed(g proposedEntry) {
+	if g.forward {
+		n.w.stats.forwardsLost++
+	}
+	n.step(replica.ProposalFailedEvent(g.id))
+}
+
+// confirmProposed confirms the proposal an applied entry carries.
+func (n *node) confirmProposed(e *pb.Entry) {
+	for i, g := range n.proposed {
 		if g.term == e.GetTerm() && bytes.Equal(g.data, e.GetData()) {
-			n.gated = append(n.gated[:i], n.gated[i+1:]...)
+			n.proposed = append(n.proposed[:i], n.proposed[i+1:]...)
+			n.step(replica.ProposalConfirmedEvent(g.id))
 			return
 		}
 	}
@@ -436,8 +471,8 @@ func (n *node) apply(e *pb.Entry) {
 	n.applied = idx
 	n.w.chk.applied(n, entry, out)
 	n.step(replica.AppliedEvent(entry, out))
-	if len(n.gated) > 0 {
-		n.confirmGated(e)
+	if len(n.proposed) > 0 {
+		n.confirmProposed(e)
 	}
 }
 
@@ -446,8 +481,8 @@ func (n *node) restore(s *pb.Snapshot) {
 	n.sm = newMachine(s.GetData(), n.w.bug, n.id)
 	n.applied = s.GetMetadata().GetIndex()
 	n.snapIdx = n.applied
-	n.step(replica.RestoredEvent())
-	n.gated = n.gated[:0] // their entries, if any, were skipped
+	n.step(replica.RestoredEvent(n.sm.Now()))
+	n.proposed = n.proposed[:0] // their entries, if any, were skipped; the driver emptied its gate
 	n.w.stats.snapInstalls++
 	n.w.chk.restored(n)
 	n.w.tr.logf(n.w.now, "%s restored snapshot at %d", n, n.applied)

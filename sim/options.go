@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/lockstepd/lockstep/core/replica"
 )
 
 // Options is everything a run depends on besides its seed. The zero value
@@ -28,11 +30,11 @@ type Options struct {
 	Dup           float64       // message duplication probability
 	MaxDelay      time.Duration // message delay upper bound; 0: drawn (2..60 ms)
 
-	// Gate models the production runtime's group commit: a replica takes
-	// its driver's Ready only while fewer than Gate of the driver's
-	// proposals are unconfirmed, so requests arriving meanwhile pile up in
-	// the driver's queue (runtime/shard.go uses 2). 1, 2 or 4; -1 takes
-	// Ready after every step (no gate); 0: drawn.
+	// Gate is the driver's proposal gate (replica.Config.MaxUnconfirmed):
+	// a replica's driver proposes nothing while Gate of its proposals are
+	// unconfirmed, so requests arriving meanwhile pile up in its queue and
+	// go out packed together (group commit; the runtime uses the driver's
+	// default, 2). 1, 2 or 4; -1 no gate (the driver's widest); 0: drawn.
 	Gate int
 
 	// Shards is how many Raft groups every replica hosts, as
@@ -263,6 +265,17 @@ func (o Options) Banner() string {
 
 // GateNone is the Gate value for "take Ready after every step".
 const GateNone = -1
+
+// maxUnconfirmed is the driver's gate (replica.Config.MaxUnconfirmed) for
+// the run's Gate: with none, the driver's widest, which no replica reaches
+// (proposals leave it within proposalTimeout, and a replica proposes a few
+// entries per step).
+func (o Options) maxUnconfirmed() int {
+	if o.Gate == GateNone {
+		return replica.MaxMaxUnconfirmed
+	}
+	return o.Gate
+}
 
 // MuxNone is the Mux value for "no multiplexed clients".
 const MuxNone = -1

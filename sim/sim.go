@@ -30,7 +30,13 @@ type Result struct {
 	SnapInstalls   int         `json:"snapshot_installs"`
 	// Batched counts proposals that carried two or more client commands:
 	// requests that waited in a driver's queue together (see Options.Gate).
-	Batched       int     `json:"batched_proposals"`
+	Batched int `json:"batched_proposals"`
+	// Forwarded counts proposals of client commands a follower forwarded
+	// to its leader; ForwardsLost those of them refused to the driver (a
+	// timeout, a leader or term change, raft's refusal): requests that met
+	// a fault on the way and were answered unknown.
+	Forwarded     int     `json:"forwarded_proposals"`
+	ForwardsLost  int     `json:"forwards_lost"`
 	Linearizable  string  `json:"linearizable"`
 	FenceAccepted int     `json:"fence_accepted"`
 	FenceRejected int     `json:"fence_rejected"`
@@ -80,6 +86,8 @@ type stats struct {
 	leaderChanges int
 	snapInstalls  int
 	batched       int
+	forwarded     int
+	forwardsLost  int
 }
 
 // world is one run: the queue, the clock, every actor and the checkers.
@@ -448,6 +456,8 @@ func (w *world) result() Result {
 		LeaderChanges:  w.stats.leaderChanges,
 		SnapInstalls:   w.stats.snapInstalls,
 		Batched:        w.stats.batched,
+		Forwarded:      w.stats.forwarded,
+		ForwardsLost:   w.stats.forwardsLost,
 		Linearizable:   w.hist.verdict,
 		FenceAccepted:  w.res.accepted,
 		FenceRejected:  w.res.rejected,

@@ -156,8 +156,8 @@ func runOne(f *flags, stdout io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "ops=%d applies=%d leader_changes=%d snapshot_installs=%d faults=%d steps=%d virtual=%.1fs wall=%.2fs\n",
 		res.Ops, res.Applies, res.LeaderChanges, res.SnapInstalls, res.Faults, res.Steps, res.VirtualSeconds, rep.WallSeconds)
-	fmt.Fprintf(stdout, "fenced writes accepted=%d refused=%d session_expiries=%d linearizable=%s\n",
-		res.FenceAccepted, res.FenceRejected, res.Expiries, res.Linearizable)
+	fmt.Fprintf(stdout, "fenced writes accepted=%d refused=%d session_expiries=%d linearizable=%s forwarded=%d forwards_lost=%d\n",
+		res.FenceAccepted, res.FenceRejected, res.Expiries, res.Linearizable, res.Forwarded, res.ForwardsLost)
 	for _, v := range res.Warnings {
 		fmt.Fprintln(stdout, "tolerated:", v.String())
 	}

@@ -5,6 +5,14 @@
 //
 //   - while leader, stamp client commands with the replica's clock and pack
 //     them into proposals (group commit, bounded per proposal and in flight);
+//   - while another replica leads, forward: pack client commands the same
+//     way, stamped with the log time this replica has applied (never ahead
+//     of the leader's), for the consensus library to hand to the leader —
+//     one driver per replica and shard, whose role (Role) follows the
+//     leadership events;
+//   - hold its proposals while MaxUnconfirmed of them are neither confirmed
+//     nor refused (the gate), so that requests arriving during a commit go
+//     out packed into one entry;
 //   - propose the leader-change entry first after becoming leader, then a tick
 //     whenever a tick interval passed without a proposal, so that log time
 //     moves even when no client writes;
@@ -12,8 +20,9 @@
 //     waiting for it on this replica (matched by ClientID and Seq, so a retry
 //     and the original both learn the outcome), and route grants and ended
 //     waits to the requests blocked on a waiter;
-//   - when leadership is lost, fail what was not yet answered, saying whether
-//     it may have been proposed, so that the client retries with the same
+//   - when its role ends (leadership lost, a new leader or term to forward
+//     to), fail what was not yet answered, saying whether it may have been
+//     proposed, so that the client retries with the same
 //     (ClientID, Seq) and the state machine's dedupe returns the outcome.
 //
 // Like etcd raft's RawNode, the driver does no I/O: Step feeds it one event,

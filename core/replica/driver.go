@@ -22,14 +22,26 @@ type Config struct {
 	MaxBatch       int   // client commands packed into one proposal; defaults to 256
 	MaxInflight    int   // client commands proposed and not yet applied; defaults to 4096
 	MaxPending     int   // requests held at once (queued, in flight, blocked on a waiter); defaults to 65536
+	// MaxUnconfirmed is the proposal gate: proposals handed to the
+	// consensus library that it has neither confirmed nor refused. While
+	// that many are out, the driver proposes nothing more, so the requests
+	// that arrive during a commit wait in its queue and go out packed into
+	// the next entry (group commit); defaults to 2 (docs/performance.md:
+	// the packing is best at 2).
+	MaxUnconfirmed int
 }
 
-// Defaults for Config.
+// Defaults and limits for Config.
 const (
 	DefaultTickIntervalMs = 100
 	DefaultMaxBatch       = 256
 	DefaultMaxInflight    = 4096
 	DefaultMaxPending     = 65536
+	DefaultMaxUnconfirmed = 2
+	// MaxMaxUnconfirmed bounds the gate from above: the driver keeps the
+	// unconfirmed proposals' ids in a slice it searches, and a caller that
+	// never confirms must be stopped before that grows without end.
+	MaxMaxUnconfirmed = 1 << 16
 )
 
 func (c Config) withDefaults() Config {
@@ -44,6 +56,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxPending == 0 {
 		c.MaxPending = DefaultMaxPending
+	}
+	if c.MaxUnconfirmed == 0 {
+		c.MaxUnconfirmed = DefaultMaxUnconfirmed
 	}
 	return c
 }
@@ -60,6 +75,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("replica: MaxInflight (%d) must be at least MaxBatch (%d)", c.MaxInflight, c.MaxBatch)
 	case c.MaxPending < 1:
 		return fmt.Errorf("replica: MaxPending must be at least 1, got %d", c.MaxPending)
+	case c.MaxUnconfirmed < 1 || c.MaxUnconfirmed > MaxMaxUnconfirmed:
+		return fmt.Errorf("replica: MaxUnconfirmed must be within 1..%d, got %d", MaxMaxUnconfirmed, c.MaxUnconfirmed)
 	}
 	return nil
 }
@@ -159,15 +176,55 @@ type dedupeKey struct {
 	seq    uint64
 }
 
+// Role is what a driver does with the requests it is given. It follows
+// from the leadership events and from whether the replica has applied an
+// entry yet.
+type Role uint8
+
+const (
+	// RoleFollower proposes nothing and answers every request NotLeader:
+	// no leader is known, or this replica has applied nothing yet, so it
+	// has no log time to stamp a forward with (a first entry stamped 0
+	// would pin log time at 0).
+	RoleFollower Role = iota + 1
+	// RoleForwarder packs requests as a leader does and proposes them
+	// through the consensus library, which hands a follower's proposal to
+	// the leader. It stamps them with the log time this replica has
+	// applied, never its own clock, so it cannot move log time (core's
+	// advanceClock keeps the maximum), and it proposes no ticks and no
+	// leader-change mark (docs/design.md, Time).
+	RoleForwarder
+	// RoleLeader stamps requests with the replica's clock, proposes the
+	// leader-change mark first and a tick when idle for an interval.
+	RoleLeader
+)
+
+var roleNames = [...]string{"", "follower", "forwarder", "leader"}
+
+func (r Role) String() string {
+	if int(r) < len(roleNames) && r > 0 {
+		return roleNames[r]
+	}
+	return fmt.Sprintf("role(%d)", uint8(r))
+}
+
 // Driver is one replica's driver. It is not safe for concurrent use: the
 // caller serialises Step and Ready, as it does for a raft RawNode.
 type Driver struct {
 	cfg Config
 
-	now            core.LogTime // the replica's clock at the last Tick
-	leader         bool
-	term           uint64
-	leaderID       uint64
+	now         core.LogTime // the replica's clock at the last Tick
+	appliedTime core.LogTime // the machine's log time after the last applied entry (or restored snapshot)
+	isLeader    bool         // as the last LeadershipEvent said
+	term        uint64       // as the last LeadershipEvent said
+	leaderID    uint64       // as the last LeadershipEvent said
+
+	// role is what the driver does now, taken up in roleTerm under
+	// roleLeader: any change of the three ends a proposing role, failing
+	// what it had not seen applied.
+	role                 Role
+	roleTerm, roleLeader uint64
+
 	needLeaderMark bool         // propose OpLeaderChange before anything else
 	markProposal   ProposalID   // the proposal carrying this term's OpLeaderChange, until it fails or the term ends
 	lastProposalAt core.LogTime // the replica's clock at the last proposal
@@ -180,6 +237,11 @@ type Driver struct {
 	inflight int         // requests in stateInflight
 	cancels  []core.Command
 
+	// unconfirmed lists the proposals of the current role that the caller
+	// has neither confirmed nor refused, in ascending order: the gate
+	// (Config.MaxUnconfirmed).
+	unconfirmed []ProposalID
+
 	out Ready
 }
 
@@ -190,6 +252,7 @@ func New(cfg Config) (*Driver, error) {
 	}
 	return &Driver{
 		cfg:          cfg.withDefaults(),
+		role:         RoleFollower,
 		nextProposal: 1,
 		reqs:         make(map[RequestID]*request),
 		byKey:        make(map[dedupeKey][]RequestID),
@@ -198,22 +261,34 @@ func New(cfg Config) (*Driver, error) {
 }
 
 // IsLeader reports whether the driver believes this replica leads.
-func (d *Driver) IsLeader() bool { return d.leader }
+func (d *Driver) IsLeader() bool { return d.role == RoleLeader }
+
+// Role returns what the driver does with requests now.
+func (d *Driver) Role() Role { return d.role }
+
+// Proposes reports whether the driver takes requests now (as leader or
+// forwarder); a follower's driver answers them NotLeader.
+func (d *Driver) Proposes() bool { return d.role != RoleFollower }
 
 // Pending returns how many requests the driver holds.
 func (d *Driver) Pending() int { return len(d.reqs) }
+
+// Unconfirmed returns how many of its proposals the driver waits to hear
+// confirmed or refused (at most Config.MaxUnconfirmed).
+func (d *Driver) Unconfirmed() int { return len(d.unconfirmed) }
 
 // EventKind says what happened.
 type EventKind uint8
 
 const (
-	EventRequest        EventKind = iota + 1 // a client sent Command as Request
-	EventCancel                              // the client behind Request went away
-	EventTick                                // the replica's clock reads Now
-	EventLeadership                          // leadership is now (IsLeader, Term, LeaderID)
-	EventApplied                             // Entry was applied and produced Output
-	EventProposalFailed                      // the consensus library refused Proposal
-	EventRestored                            // the machine was replaced by a snapshot: applied entries were skipped
+	EventRequest           EventKind = iota + 1 // a client sent Command as Request
+	EventCancel                                 // the client behind Request went away
+	EventTick                                   // the replica's clock reads Now
+	EventLeadership                             // leadership is now (IsLeader, Term, LeaderID)
+	EventApplied                                // Entry was applied and produced Output
+	EventProposalFailed                         // the consensus library refused Proposal
+	EventProposalConfirmed                      // the consensus library committed Proposal
+	EventRestored                               // the machine was replaced by a snapshot at log time Now: applied entries were skipped
 )
 
 // Event is one input to Step. Each kind reads the fields named above.
@@ -242,7 +317,9 @@ func CancelEvent(id RequestID) Event { return Event{Kind: EventCancel, Request: 
 func TickEvent(now core.LogTime) Event { return Event{Kind: EventTick, Now: now} }
 
 // LeadershipEvent reports who leads: this replica (isLeader) in term, or
-// leaderID (0: unknown).
+// leaderID (0: unknown). The driver leads when isLeader, forwards when
+// another replica leads and this one has applied an entry, and otherwise
+// refers requests to leaderID.
 func LeadershipEvent(isLeader bool, term, leaderID uint64) Event {
 	return Event{Kind: EventLeadership, IsLeader: isLeader, Term: term, LeaderID: leaderID}
 }
@@ -253,14 +330,26 @@ func AppliedEvent(e core.Entry, out *core.Output) Event {
 	return Event{Kind: EventApplied, Entry: e, Output: out}
 }
 
-// ProposalFailedEvent reports a proposal the consensus library refused.
+// ProposalFailedEvent reports a proposal the consensus library refused, or
+// gave up on (a timeout, a dropped forward): its requests are answered
+// unknown, and it leaves the gate.
 func ProposalFailedEvent(id ProposalID) Event { return Event{Kind: EventProposalFailed, Proposal: id} }
 
-// RestoredEvent reports that the machine jumped to a snapshot: the entries
-// it skipped may have answered requests held here, which will never see
-// their results. They are failed as unknown, so the client retries and
-// dedupe tells it what happened.
-func RestoredEvent() Event { return Event{Kind: EventRestored} }
+// ProposalConfirmedEvent reports a proposal the consensus library committed
+// (the runtime: Dragonboat's result completed; the simulator: this replica
+// applied its entry). It leaves the gate; its requests are answered by the
+// applied entry, not by this event. A proposal of an earlier role, or one
+// already confirmed or refused, is ignored.
+func ProposalConfirmedEvent(id ProposalID) Event {
+	return Event{Kind: EventProposalConfirmed, Proposal: id}
+}
+
+// RestoredEvent reports that the machine jumped to a snapshot whose log time
+// is now (also when a replica starts from one): the entries it skipped may
+// have answered requests held here, which will never see their results.
+// They are failed as unknown, so the client retries and dedupe tells it
+// what happened.
+func RestoredEvent(now core.LogTime) Event { return Event{Kind: EventRestored, Now: now} }
 
 // Step feeds one event to the driver. An error means the caller broke the
 // contract (a reused request id, an output that does not match its entry);
@@ -279,8 +368,10 @@ func (d *Driver) Step(ev Event) error {
 		return d.stepApplied(ev.Entry, ev.Output)
 	case EventProposalFailed:
 		d.stepProposalFailed(ev.Proposal)
+	case EventProposalConfirmed:
+		d.settle(ev.Proposal)
 	case EventRestored:
-		d.stepRestored()
+		d.stepRestored(ev.Now)
 	default:
 		return fmt.Errorf("replica: unknown event kind %d", ev.Kind)
 	}
@@ -294,7 +385,7 @@ func (d *Driver) stepRequest(id RequestID, cmd core.Command) error {
 	switch {
 	case cmd.ClientID == "" || cmd.Seq == 0 || cmd.Op == core.OpLeaderChange:
 		d.reply(Reply{Request: id, Kind: ReplyRejected})
-	case !d.leader:
+	case d.role == RoleFollower:
 		d.reply(Reply{Request: id, Kind: ReplyNotLeader, Leader: d.leaderID})
 	case len(d.reqs) >= d.cfg.MaxPending:
 		d.reply(Reply{Request: id, Kind: ReplyBusy})
@@ -326,10 +417,11 @@ func (d *Driver) stepCancel(id RequestID) {
 
 // cancelWait withdraws a queued request from the machine, so that a grant
 // nobody waits for does not sit on the name until the session ends. Only a
-// leader proposes; elsewhere the wait's own deadline or its session's end
-// clears it.
+// leader or a forwarder proposes; a follower's caller cancels through
+// another replica (Proposes says which), or the wait's own deadline or its
+// session's end clears it.
 func (d *Driver) cancelWait(w core.WaiterID, s core.SessionID) {
-	if !d.leader || w == 0 {
+	if d.role == RoleFollower || w == 0 {
 		return
 	}
 	d.cancels = append(d.cancels, core.Command{Op: core.OpCancel, Waiter: w, Session: s})
@@ -345,29 +437,45 @@ func (d *Driver) stepTick(now core.LogTime) {
 }
 
 func (d *Driver) stepLeadership(isLeader bool, term, leaderID uint64) {
-	if d.leader && (!isLeader || term != d.term) {
-		d.loseLeadership()
+	d.isLeader, d.term, d.leaderID = isLeader, term, leaderID
+	d.takeRole()
+}
+
+// takeRole moves the driver to the role its inputs call for. A proposing
+// role ends when the role, the term or the leader changes: what it queued
+// or proposed is failed (a forward may have gone to a leader that is gone;
+// a leader's entries may be overwritten), and the next role starts afresh.
+func (d *Driver) takeRole() {
+	want := RoleFollower
+	switch {
+	case d.isLeader:
+		want = RoleLeader
+	case d.leaderID != 0 && d.appliedTime > 0:
+		want = RoleForwarder
 	}
-	if isLeader && (!d.leader || term != d.term) {
-		d.leader = true
+	if want == d.role && d.term == d.roleTerm && d.leaderID == d.roleLeader {
+		return
+	}
+	if d.role != RoleFollower {
+		d.loseRole()
+	}
+	if want == RoleLeader {
 		d.needLeaderMark = true
 		d.lastProposalAt = d.now
 	}
-	d.leader = isLeader
-	d.term = term
-	d.leaderID = leaderID
+	d.role, d.roleTerm, d.roleLeader = want, d.term, d.leaderID
 }
 
-// loseLeadership fails every request that still needs this replica to
-// propose or to see its entry: queued ones were never proposed (NotLeader),
-// in-flight ones may still commit under the next leader (Unknown). Requests
-// blocked on a waiter stay: their answer arrives through the log, which this
-// replica keeps applying as a follower.
-func (d *Driver) loseLeadership() {
+// loseRole fails every request that still needs this replica to propose or
+// to see its entry: queued ones were never proposed (NotLeader, naming the
+// leader as now known), in-flight ones may still commit under the next
+// leader (Unknown). Requests blocked on a waiter stay: their answer arrives
+// through the log, which this replica keeps applying in any role.
+func (d *Driver) loseRole() {
 	// forget takes each request out of d.queue: walk a copy.
 	for _, id := range slices.Clone(d.queue) {
 		r := d.reqs[id]
-		d.reply(Reply{Request: id, Kind: ReplyNotLeader})
+		d.reply(Reply{Request: id, Kind: ReplyNotLeader, Leader: d.leaderID})
 		d.forget(r)
 	}
 	for _, id := range d.sortedIDs(stateInflight) {
@@ -380,13 +488,25 @@ func (d *Driver) loseLeadership() {
 	d.queue = d.queue[:0]
 	d.cancels = d.cancels[:0]
 	d.needLeaderMark = false
-	d.leader = false
+	d.role = RoleFollower
+	// The proposals of the role that ended no longer hold the gate: their
+	// requests are answered, and a new leader's first entry must not wait
+	// for the fate of what this replica forwarded before.
+	d.unconfirmed = d.unconfirmed[:0]
+}
+
+// settle takes a proposal out of the gate.
+func (d *Driver) settle(id ProposalID) {
+	if i, ok := slices.BinarySearch(d.unconfirmed, id); ok {
+		d.unconfirmed = slices.Delete(d.unconfirmed, i, i+1)
+	}
 }
 
 func (d *Driver) stepProposalFailed(id ProposalID) {
+	d.settle(id)
 	// The leader-change entry is what keeps a failover from expiring
 	// sessions: while this replica still leads, a lost one is proposed again.
-	if d.leader && id == d.markProposal {
+	if d.role == RoleLeader && id == d.markProposal {
 		d.needLeaderMark = true
 	}
 	for _, rid := range d.sortedIDs(stateInflight) {
@@ -401,7 +521,11 @@ func (d *Driver) stepProposalFailed(id ProposalID) {
 	}
 }
 
-func (d *Driver) stepRestored() {
+func (d *Driver) stepRestored(now core.LogTime) {
+	// The snapshot skipped the entries that may have carried this
+	// replica's proposals: it will not see them applied, so they no longer
+	// hold the gate (their requests are failed below).
+	d.unconfirmed = d.unconfirmed[:0]
 	for _, s := range []reqState{stateInflight, stateBlocked} {
 		for _, id := range d.sortedIDs(s) {
 			r := d.reqs[id]
@@ -411,12 +535,19 @@ func (d *Driver) stepRestored() {
 			d.forget(r)
 		}
 	}
+	d.appliedTime = now
+	d.takeRole()
 }
 
 func (d *Driver) stepApplied(e core.Entry, out *core.Output) error {
 	if out == nil || len(out.Results) != len(e.Commands) {
 		return fmt.Errorf("replica: entry %d has %d commands but its output is %v", e.Index, len(e.Commands), describeOutput(out))
 	}
+	if d.appliedTime == 0 && out.Time > 0 {
+		d.appliedTime = out.Time
+		d.takeRole() // a follower that knows the leader may forward now
+	}
+	d.appliedTime = out.Time
 	for i := range e.Commands {
 		c := &e.Commands[i]
 		if c.ClientID == "" {
@@ -556,15 +687,19 @@ func (d *Driver) sortedIDs(s reqState) []RequestID {
 	return ids
 }
 
-// Ready returns what to do now and forgets it: the caller must perform it.
-// Feed a Tick first: proposals are stamped with the last clock reading.
-// A leader proposes, in this order: the leader-change mark once after it
-// took over, then withdrawn waits and queued client commands packed up to
-// MaxBatch per proposal while fewer than MaxInflight are in flight, and a
-// tick when none of those was proposed for TickIntervalMs of its clock.
-// Every proposal is stamped with the replica's clock at the last Tick.
+// Ready returns what to do now and forgets it: the caller must perform it,
+// and report each proposal's fate with ProposalConfirmedEvent or
+// ProposalFailedEvent. Feed a Tick first: a leader's proposals are stamped
+// with the last clock reading. While fewer than MaxUnconfirmed proposals
+// are unconfirmed, a leader proposes, in this order: the leader-change mark
+// once after it took over, then withdrawn waits and queued client commands
+// packed up to MaxBatch per proposal while fewer than MaxInflight are in
+// flight, and a tick when none of those was proposed for TickIntervalMs of
+// its clock. A forwarder proposes the same withdrawn waits and packed
+// commands, stamped with the log time it has applied, and never a mark or a
+// tick. Replies are never held back by the gate.
 func (d *Driver) Ready() Ready {
-	if d.leader {
+	if d.role != RoleFollower {
 		d.propose()
 	}
 	out := d.out
@@ -572,13 +707,17 @@ func (d *Driver) Ready() Ready {
 	return out
 }
 
+// gateOpen reports whether the gate lets one more proposal out.
+func (d *Driver) gateOpen() bool { return len(d.unconfirmed) < d.cfg.MaxUnconfirmed }
+
 func (d *Driver) propose() {
-	if d.needLeaderMark {
+	lead := d.role == RoleLeader
+	if lead && d.needLeaderMark && d.gateOpen() {
 		d.needLeaderMark = false
 		d.markProposal = d.nextProposal
 		d.emit([]core.Command{{Op: core.OpLeaderChange}}, nil)
 	}
-	for len(d.cancels) > 0 || (len(d.queue) > 0 && d.inflight < d.cfg.MaxInflight) {
+	for d.gateOpen() && (len(d.cancels) > 0 || (len(d.queue) > 0 && d.inflight < d.cfg.MaxInflight)) {
 		room := d.cfg.MaxBatch
 		cmds := make([]core.Command, 0, min(room, len(d.cancels)+len(d.queue)))
 		n := min(len(d.cancels), room)
@@ -600,20 +739,27 @@ func (d *Driver) propose() {
 	if len(d.cancels) == 0 {
 		d.cancels = nil
 	}
-	if d.now-d.lastProposalAt >= core.LogTime(d.cfg.TickIntervalMs) {
+	if lead && d.gateOpen() && d.now-d.lastProposalAt >= core.LogTime(d.cfg.TickIntervalMs) {
 		d.emit(nil, nil)
 	}
 }
 
 // emit records one proposal. The in-flight requests remember which proposal
-// carried them so that a refused proposal fails exactly them.
+// carried them so that a refused proposal fails exactly them. A leader
+// stamps it with its clock; a forwarder with the log time it has applied,
+// which is never ahead of the leader's.
 func (d *Driver) emit(cmds []core.Command, ids []RequestID) {
 	id := d.nextProposal
 	d.nextProposal++
-	p := core.Proposal{Time: d.now, Commands: cmds}
+	stamp := d.now
+	if d.role == RoleForwarder {
+		stamp = d.appliedTime
+	}
+	p := core.Proposal{Time: stamp, Commands: cmds}
 	for _, rid := range ids {
 		d.reqs[rid].proposal = id
 	}
 	d.out.Proposals = append(d.out.Proposals, Proposal{ID: id, Proposal: p, Data: core.EncodeProposal(p)})
+	d.unconfirmed = append(d.unconfirmed, id) // ids only grow: the slice stays sorted
 	d.lastProposalAt = d.now
 }

@@ -45,7 +45,9 @@ func (h *harness) step(ev Event) {
 func (h *harness) lead(term uint64) { h.step(LeadershipEvent(true, term, 1)) }
 
 // ready collects the driver's actions and, when commit is set, applies every
-// proposal (after decoding its bytes) and feeds the outputs back.
+// proposal (after decoding its bytes), feeds the outputs back and confirms
+// it, until the driver proposes nothing more (the gate lets more out as
+// proposals are confirmed); it returns every proposal made.
 func (h *harness) ready(commit bool) Ready {
 	h.t.Helper()
 	rd := h.d.Ready()
@@ -53,10 +55,15 @@ func (h *harness) ready(commit bool) Ready {
 	if !commit {
 		return rd
 	}
-	for _, p := range rd.Proposals {
-		h.apply(p)
+	for next := rd.Proposals; len(next) > 0; {
+		for _, p := range next {
+			h.apply(p)
+		}
+		more := h.d.Ready()
+		h.replies = append(h.replies, more.Replies...)
+		rd.Proposals = append(rd.Proposals, more.Proposals...)
+		next = more.Proposals
 	}
-	h.replies = append(h.replies, h.d.Ready().Replies...)
 	return rd
 }
 
@@ -74,6 +81,7 @@ func (h *harness) apply(p Proposal) {
 	}
 	h.applied = append(h.applied, dec)
 	h.step(AppliedEvent(e, out))
+	h.step(ProposalConfirmedEvent(p.ID))
 }
 
 func (h *harness) advance(ms int64) {
@@ -140,6 +148,9 @@ func TestFollowerRefersToTheLeader(t *testing.T) {
 	}
 	if r := h.reply(1); r.Kind != ReplyNotLeader || r.Leader != 2 {
 		t.Fatalf("got %+v, want not_leader with hint 2", r)
+	}
+	if h.d.Role() != RoleFollower || h.d.Proposes() {
+		t.Fatalf("a replica that applied nothing is a %v; it must not forward a stamp of 0", h.d.Role())
 	}
 }
 
@@ -491,12 +502,221 @@ func TestRestoreFailsWhatWaitsHere(t *testing.T) {
 	h.step(RequestEvent(3, acquire("a", 2, sa, "m", 0)))
 	h.step(RequestEvent(4, acquire("b", 2, sb, "m", 5000)))
 	h.ready(true)
-	h.step(RestoredEvent())
+	h.step(RestoredEvent(h.m.Now()))
 	h.ready(false)
 	if r := h.reply(4); r.Kind != ReplyUnknown {
 		t.Fatalf("blocked request after restore: %v, want unknown", r.Kind)
 	}
 	if h.d.Pending() != 0 {
 		t.Fatalf("%d requests still pending", h.d.Pending())
+	}
+}
+
+// The gate: with MaxUnconfirmed proposals out, requests wait in the queue and
+// go out packed together once one is confirmed; replies still flow.
+func TestGateHoldsProposalsUntilConfirmed(t *testing.T) {
+	h := newHarness(t, Config{MaxUnconfirmed: 1})
+	h.lead(1)
+	mark := h.ready(false)
+	if len(mark.Proposals) != 1 || h.d.Unconfirmed() != 1 {
+		t.Fatalf("want the mark alone out, got %d proposals, %d unconfirmed", len(mark.Proposals), h.d.Unconfirmed())
+	}
+	for i := RequestID(1); i <= 3; i++ {
+		h.step(RequestEvent(i, createSession(fmt.Sprintf("c%d", i), 1)))
+	}
+	h.step(RequestEvent(9, core.Command{Op: core.OpSessionCreate})) // rejected: no dedupe key
+	h.advance(500)                                                  // a tick is due too
+	rd := h.ready(false)
+	if len(rd.Proposals) != 0 {
+		t.Fatalf("the gate let %d proposals out", len(rd.Proposals))
+	}
+	if r := h.reply(9); r.Kind != ReplyRejected {
+		t.Fatalf("a reply was held back by the gate: %+v", r)
+	}
+	// An id the driver never proposed, or one already settled, frees nothing.
+	h.step(ProposalConfirmedEvent(mark.Proposals[0].ID + 100))
+	if rd := h.ready(false); len(rd.Proposals) != 0 {
+		t.Fatalf("an unknown confirmation opened the gate")
+	}
+	h.apply(mark.Proposals[0])
+	rd = h.ready(false)
+	if len(rd.Proposals) != 1 || len(rd.Proposals[0].Proposal.Commands) != 3 {
+		t.Fatalf("want the three queued requests in one entry, got %+v", rd.Proposals)
+	}
+	// A refusal opens the gate as a confirmation does.
+	h.step(RequestEvent(4, createSession("d", 1)))
+	if rd := h.ready(false); len(rd.Proposals) != 0 {
+		t.Fatalf("the gate let a second proposal out")
+	}
+	h.step(ProposalFailedEvent(rd.Proposals[0].ID))
+	if rd := h.ready(false); len(rd.Proposals) != 1 || h.d.Unconfirmed() != 1 {
+		t.Fatalf("after the refusal: %d proposals, %d unconfirmed", len(rd.Proposals), h.d.Unconfirmed())
+	}
+	if r := h.reply(1); r.Kind != ReplyUnknown {
+		t.Fatalf("a request of the refused proposal: %v, want unknown", r.Kind)
+	}
+}
+
+// A new term does not wait for the proposals of the last one: the gate
+// empties when leadership changes and when a snapshot replaces the machine.
+func TestGateEmptiesWhenTheRoleEnds(t *testing.T) {
+	h := newHarness(t, Config{MaxUnconfirmed: 1})
+	h.lead(1)
+	h.ready(false) // the mark, never confirmed
+	h.lead(2)
+	rd := h.ready(false)
+	if len(rd.Proposals) != 1 || rd.Proposals[0].Proposal.Commands[0].Op != core.OpLeaderChange {
+		t.Fatalf("the new term's mark waited behind the old term's: %+v", rd.Proposals)
+	}
+	h.step(RestoredEvent(h.m.Now()))
+	h.step(RequestEvent(1, createSession("a", 1)))
+	if rd := h.ready(false); len(rd.Proposals) != 1 {
+		t.Fatalf("after a restore the gate still held %d proposals", h.d.Unconfirmed())
+	}
+	if err := (Config{MaxUnconfirmed: MaxMaxUnconfirmed + 1}).Validate(); err == nil {
+		t.Fatal("a gate above MaxMaxUnconfirmed was accepted")
+	}
+}
+
+// follow makes the harness a follower of leader in term, after it led term
+// 1 and applied a session for "a" (so it has a log time to stamp with).
+func (h *harness) follow(term, leader uint64) core.SessionID {
+	h.t.Helper()
+	h.lead(1)
+	sa := h.session(1, "a")
+	h.step(LeadershipEvent(false, term, leader))
+	if h.d.Role() != RoleForwarder || !h.d.Proposes() || h.d.IsLeader() {
+		h.t.Fatalf("a follower of %d that applied entries is a %v, want a forwarder", leader, h.d.Role())
+	}
+	return sa
+}
+
+// A follower forwards: it packs requests as the leader would, stamps them
+// with the log time it has applied (never its own clock, which may run
+// ahead), and proposes no mark and no tick (docs/design.md, Time).
+func TestFollowerForwardsStampedWithAppliedLogTime(t *testing.T) {
+	h := newHarness(t, Config{TickIntervalMs: 100})
+	h.follow(2, 7)
+	applied := h.m.Now()
+	h.advance(5_000) // this replica's clock runs 5 s ahead of the log
+	h.step(RequestEvent(2, createSession("b", 1)))
+	h.step(RequestEvent(3, createSession("c", 1)))
+	rd := h.ready(false)
+	if len(rd.Proposals) != 1 {
+		t.Fatalf("want one forwarded entry, got %+v", rd.Proposals)
+	}
+	p := rd.Proposals[0].Proposal
+	if p.Time != applied || len(p.Commands) != 2 || p.Commands[0].Op != core.OpSessionCreate {
+		t.Fatalf("forwarded %+v: want two creates stamped with the applied log time %d (clock %d)", p, applied, h.now)
+	}
+	h.apply(rd.Proposals[0])
+	h.ready(false)
+	if r := h.reply(2); r.Kind != ReplyResult || r.Result.Err != nil {
+		t.Fatalf("forwarded create: %+v", r)
+	}
+	if h.m.Now() != applied {
+		t.Fatalf("a forward moved log time from %d to %d", applied, h.m.Now())
+	}
+	h.advance(1_000)
+	if rd := h.ready(false); len(rd.Proposals) != 0 {
+		t.Fatalf("a forwarder proposed %+v: only the leader ticks", rd.Proposals)
+	}
+}
+
+// The forwarder's role ends with its leader: queued requests are referred to
+// the new leader, forwarded ones are unknown (the forward may have reached
+// the old leader or not), and requests blocked on a waiter stay and are
+// answered through the log in the next role, which may withdraw them too.
+func TestForwarderRoleEndsWithItsLeader(t *testing.T) {
+	h := newHarness(t, Config{MaxUnconfirmed: 1})
+	sa := h.follow(2, 7)
+	h.step(RequestEvent(2, acquire("a", 2, sa, "m", 0)))
+	held := h.ready(false)
+	h.apply(held.Proposals[0])
+	h.ready(false)
+	sb := h.session(3, "b") // forwarded and applied
+	h.step(RequestEvent(4, acquire("b", 2, sb, "m", core.WaitForever)))
+	q := h.ready(false)
+	h.apply(q.Proposals[0])
+	h.ready(false)
+	if r := h.reply(4); r.Kind != ReplyQueued {
+		t.Fatalf("b's forwarded acquire: %+v, want queued", r)
+	}
+	h.step(RequestEvent(5, createSession("c", 1)))
+	fwd := h.ready(false) // in flight, unconfirmed: the gate is full
+	h.step(RequestEvent(6, createSession("d", 1)))
+	if len(fwd.Proposals) != 1 || len(h.ready(false).Proposals) != 0 {
+		t.Fatalf("the forwarder's gate: %d proposals, then more", len(fwd.Proposals))
+	}
+	h.step(LeadershipEvent(false, 3, 9))
+	h.ready(false)
+	if r := h.reply(5); r.Kind != ReplyUnknown {
+		t.Fatalf("forwarded under the old leader: %v, want unknown", r.Kind)
+	}
+	if r := h.reply(6); r.Kind != ReplyNotLeader || r.Leader != 9 {
+		t.Fatalf("queued under the old leader: %+v, want not_leader naming 9", r)
+	}
+	if r := h.reply(4); r.Kind != ReplyQueued || h.d.Pending() != 1 {
+		t.Fatalf("b's wait after the leader changed: %v, %d pending; want it still waiting", r.Kind, h.d.Pending())
+	}
+	if h.d.Role() != RoleForwarder || h.d.Unconfirmed() != 0 {
+		t.Fatalf("under the new leader: %v with %d unconfirmed, want a forwarder with an empty gate", h.d.Role(), h.d.Unconfirmed())
+	}
+	// This replica wins the next term: its mark does not wait behind the
+	// forward the gate held, and b's wait, forwarded as a follower, is
+	// withdrawn by the leader when b gives up.
+	h.step(LeadershipEvent(true, 4, 1))
+	h.step(CancelEvent(4))
+	rd := h.ready(true)
+	if len(rd.Proposals) < 2 || rd.Proposals[0].Proposal.Commands[0].Op != core.OpLeaderChange {
+		t.Fatalf("the new leader's proposals: %+v, want its mark first", rd.Proposals)
+	}
+	cancelled := false
+	for _, p := range rd.Proposals {
+		cancelled = cancelled || p.Proposal.Commands[0].Op == core.OpCancel
+	}
+	if st, _ := h.m.Status(core.KindMutex, "m"); !cancelled || len(st.Waiters) != 0 {
+		t.Fatalf("b's wait after the cancel: proposed %v, waiters %+v", cancelled, st.Waiters)
+	}
+}
+
+// A follower that knows no leader refers requests and proposes nothing,
+// not even the cancel of a wait it holds: the caller must cancel elsewhere.
+func TestFollowerWithoutLeaderProposesNothing(t *testing.T) {
+	h := newHarness(t, Config{})
+	sa := h.follow(2, 7)
+	h.step(RequestEvent(2, acquire("a", 2, sa, "m", 0)))
+	h.ready(true)
+	h.step(LeadershipEvent(false, 3, 0))
+	if h.d.Proposes() {
+		t.Fatalf("a follower without a leader is a %v", h.d.Role())
+	}
+	h.step(RequestEvent(3, createSession("b", 1)))
+	if rd := h.ready(false); len(rd.Proposals) != 0 {
+		t.Fatalf("proposed %+v without a leader", rd.Proposals)
+	}
+	if r := h.reply(3); r.Kind != ReplyNotLeader || r.Leader != 0 {
+		t.Fatalf("got %+v, want not_leader with no hint", r)
+	}
+}
+
+// A forwarder withdraws a wait whose requester went away, as a leader does:
+// the OpCancel is forwarded like any command.
+func TestForwarderWithdrawsAWait(t *testing.T) {
+	h := newHarness(t, Config{})
+	sa := h.follow(2, 7)
+	sb := h.session(2, "b")
+	h.step(RequestEvent(3, acquire("a", 2, sa, "m", 0)))
+	h.step(RequestEvent(4, acquire("b", 2, sb, "m", core.WaitForever)))
+	h.ready(true)
+	waiter := h.reply(4).Result.Waiter
+	h.step(CancelEvent(4))
+	rd := h.ready(true)
+	if len(rd.Proposals) != 1 || rd.Proposals[0].Proposal.Commands[0].Op != core.OpCancel ||
+		rd.Proposals[0].Proposal.Commands[0].Waiter != waiter || rd.Proposals[0].Proposal.Time != h.m.Now() {
+		t.Fatalf("want one forwarded OpCancel of waiter %d, got %+v", waiter, rd.Proposals)
+	}
+	if st, _ := h.m.Status(core.KindMutex, "m"); len(st.Waiters) != 0 || h.d.Pending() != 0 {
+		t.Fatalf("after the cancel: waiters %+v, %d pending", st.Waiters, h.d.Pending())
 	}
 }
