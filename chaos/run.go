@@ -179,7 +179,7 @@ func (r *run) execute(c *cluster.Cluster, res *Result) (violations []string, che
 	var wg sync.WaitGroup
 	var workers []*worker
 	for i := range o.Workers {
-		cl, _, err := r.newClient(fmt.Sprintf("worker-%d", i))
+		cl, _, err := r.newClient(fmt.Sprintf("worker-%d", i), false)
 		if err != nil {
 			return []string{err.Error()}, 0
 		}
@@ -203,7 +203,7 @@ func (r *run) execute(c *cluster.Cluster, res *Result) (violations []string, che
 	go func() { defer wg.Done(); wt.loop(ctx) }()
 	barriers := &barrierLog{}
 	for i := range barrierParties {
-		cl, _, err := r.newClient(fmt.Sprintf("party-%d", i))
+		cl, _, err := r.newClient(fmt.Sprintf("party-%d", i), false)
 		if err != nil {
 			return []string{err.Error()}, 0
 		}

@@ -254,7 +254,7 @@ func (l *lapser) loop(ctx context.Context) {
 }
 
 func (l *lapser) lapse(ctx context.Context) {
-	c, f, err := l.run.newClient(fmt.Sprintf("lapser-%d", l.n))
+	c, f, err := l.run.newClient(fmt.Sprintf("lapser-%d", l.n), true)
 	if err != nil {
 		return
 	}

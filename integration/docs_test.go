@@ -76,7 +76,7 @@ var docBlocks = []docBlock{
 	{file: "README.md", first: "curl -s http://127.0.0.1:8080/health", mode: docScript},
 	{file: "README.md", first: "make sim SEEDS=1-10000       # a longer simulation sweep; failures print their replay command", mode: docMake},
 
-	{file: "docs/operations.md", first: "make run                                     # = go run ./cmd/lockstep serve --dev", mode: docCheck},
+	{file: "docs/operations.md", first: "make run                                     # builds bin/lockstep, then bin/lockstep serve --dev", mode: docCheck},
 	{file: "docs/operations.md", first: "lockstep serve --config config/node1.yaml &", mode: docCluster},
 	{file: "docs/operations.md", first: "make image                                                   # lockstep:dev", mode: docSkip,
 		why: "no Docker daemon in CI; make test-image (in make test) builds the image and runs it with buildah"},
