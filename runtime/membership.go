@@ -1,0 +1,259 @@
+package runtime
+
+// Membership: adding and removing members in every shard, in bounded
+// attempts, and moving a shard's leadership.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/lni/dragonboat/v4"
+
+	"github.com/lockstepd/lockstep/config"
+)
+
+// AddNode adds a voting member. The new node then starts with cluster.join
+// set; if nodeID was a member before and was removed, Raft refuses its old
+// replica id, so it also needs the cluster.incarnation that AddNodeIncarnation
+// reports (and the log names). Adding a current member at the same address
+// succeeds and changes nothing.
+func (n *Node) AddNode(ctx context.Context, nodeID, raftAddress string) error {
+	_, err := n.AddNodeIncarnation(ctx, nodeID, raftAddress)
+	return err
+}
+
+// AddNodeIncarnation is AddNode, returning the incarnation the new node must
+// start with (cluster.incarnation): 0 unless nodeID was removed before.
+func (n *Node) AddNodeIncarnation(ctx context.Context, nodeID, raftAddress string) (int, error) {
+	if !n.enter() {
+		return 0, ErrShuttingDown
+	}
+	defer n.leave()
+	if err := config.ValidNodeID(nodeID); err != nil {
+		return 0, fmt.Errorf("runtime: node id %w", err)
+	}
+	if err := config.ValidHostPort(raftAddress); err != nil {
+		return 0, fmt.Errorf("runtime: raft address: %w", err)
+	}
+	ctx, cancel := n.opContext(ctx, n.membershipTimeout())
+	defer cancel()
+	incarnation := -1
+	for _, sh := range n.shards {
+		err := n.membershipAttempts(ctx, sh, func(actx context.Context) error {
+			mem, err := n.nh.SyncGetShardMembership(actx, sh.dbID)
+			if err != nil {
+				return err
+			}
+			inc, id, err := pickIncarnation(nodeID, raftAddress, mem)
+			if err != nil {
+				return err
+			}
+			incarnation = inc
+			if id == 0 {
+				return nil // already a member (perhaps by an earlier attempt)
+			}
+			if len(mem.Nodes) >= config.MaxMembers {
+				return fmt.Errorf("%w: %s has %d voting members, the most a cluster may have (docs/operations.md): remove one first",
+					ErrTooManyMembers, sh, len(mem.Nodes))
+			}
+			// The name first, so that every member (and the new one, from
+			// the log or a snapshot) shows it.
+			if _, err := n.nh.SyncPropose(actx, sh.session, encodeNames(map[uint64]string{id: nodeID})); err != nil {
+				return err
+			}
+			if err := n.nh.SyncRequestAddReplica(actx, sh.dbID, id, raftAddress, mem.ConfigChangeID); err != nil {
+				return err
+			}
+			n.log.Info("node added", "shard", sh.index, "added", nodeID, "raft_address", raftAddress,
+				"replica_id", fmt.Sprintf("%x", id), "incarnation", inc)
+			return nil
+		})
+		if err != nil {
+			return 0, fmt.Errorf("runtime: adding %s to %s: %w", nodeID, sh, err)
+		}
+	}
+	return incarnation, nil
+}
+
+// pickIncarnation finds nodeID's replica id in mem: the current one (id 0
+// returned: nothing to do), or the first incarnation Raft has not seen removed.
+func pickIncarnation(nodeID, addr string, mem *dragonboat.Membership) (int, uint64, error) {
+	for inc := 0; inc <= config.MaxIncarnation; inc++ {
+		id := config.ReplicaID(nodeID, inc)
+		if cur, ok := mem.Nodes[id]; ok {
+			if cur != addr {
+				return 0, 0, fmt.Errorf("%s is already a member at %s, not %s: remove it first", nodeID, cur, addr)
+			}
+			return inc, 0, nil
+		}
+		if _, removed := mem.Removed[id]; removed {
+			continue
+		}
+		for other, a := range mem.Nodes {
+			if a == addr {
+				return 0, 0, fmt.Errorf("%s is already the address of replica %x", addr, other)
+			}
+		}
+		return inc, id, nil
+	}
+	return 0, 0, fmt.Errorf("%s was removed %d times: use another node id", nodeID, config.MaxIncarnation+1)
+}
+
+// RemoveNode removes a member. Removing a node that is not a member
+// succeeds and changes nothing.
+func (n *Node) RemoveNode(ctx context.Context, nodeID string) error {
+	if !n.enter() {
+		return ErrShuttingDown
+	}
+	defer n.leave()
+	ctx, cancel := n.opContext(ctx, n.membershipTimeout())
+	defer cancel()
+	for _, sh := range n.shards {
+		err := n.membershipAttempts(ctx, sh, func(actx context.Context) error {
+			mem, err := n.nh.SyncGetShardMembership(actx, sh.dbID)
+			if err != nil {
+				return err
+			}
+			id := n.memberID(nodeID, mem.Nodes)
+			if id == 0 {
+				return nil // not a member (perhaps no longer, by an earlier attempt)
+			}
+			if len(mem.Nodes) == 1 {
+				return fmt.Errorf("%s is the last member of %s: a cluster cannot remove its last node", nodeID, sh)
+			}
+			if err := n.nh.SyncRequestDeleteReplica(actx, sh.dbID, id, mem.ConfigChangeID); err != nil {
+				return err
+			}
+			n.log.Info("node removed", "shard", sh.index, "removed", nodeID, "replica_id", fmt.Sprintf("%x", id))
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("runtime: removing %s from %s: %w", nodeID, sh, err)
+		}
+	}
+	return nil
+}
+
+// membershipAttempts runs one membership step (read the membership, then
+// change it) in attempts of a bounded length, again while Dragonboat's
+// answer says a later attempt may succeed and ctx allows. Dragonboat never
+// answers a request it dropped (sent while the shard had no leader, or to a
+// leader that just died), so one attempt bounded only by ctx would wait all
+// of it out; and each attempt reads the membership again, so a change an
+// earlier attempt made after all is seen as done, not refused for its stale
+// config change id.
+func (n *Node) membershipAttempts(ctx context.Context, sh *shard, step func(context.Context) error) error {
+	for {
+		actx, cancel := context.WithTimeout(ctx, 2*n.proposalTimeout)
+		err := step(actx)
+		cancel()
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil:
+			return fmt.Errorf("%w: %s: the membership change was not confirmed in time: %v", ErrUnavailable, sh, err)
+		case !retryable(err) && !errors.Is(err, context.DeadlineExceeded):
+			if errors.Is(err, dragonboat.ErrClosed) || errors.Is(err, dragonboat.ErrShardClosed) {
+				return ErrShuttingDown
+			}
+			return err
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// shardMembers is the voting members of sh as this node knows them (none
+// when it does not know sh); ok is false when the NodeHost is closed.
+func (n *Node) shardMembers(sh *shard) (members map[uint64]string, ok bool) {
+	info := n.nh.GetNodeHostInfo(dragonboat.NodeHostInfoOption{SkipLogInfo: true})
+	if info == nil {
+		return nil, false
+	}
+	for _, si := range info.ShardInfoList {
+		if si.ShardID == sh.dbID {
+			return si.Replicas, true
+		}
+	}
+	return nil, true
+}
+
+// memberID finds nodeID among the members.
+func (n *Node) memberID(nodeID string, members map[uint64]string) uint64 {
+	for _, id := range slices.Sorted(maps.Keys(members)) {
+		if n.nodeName(id) == nodeID {
+			return id
+		}
+	}
+	return 0
+}
+
+// TransferLeadership asks the leader of shardID to hand over to toNodeID
+// and waits until toNodeID leads (or ctx ends; without a deadline, the
+// node's retry budget bounds the wait).
+func (n *Node) TransferLeadership(ctx context.Context, shardID uint64, toNodeID string) error {
+	if !n.enter() {
+		return ErrShuttingDown
+	}
+	defer n.leave()
+	if shardID >= uint64(len(n.shards)) {
+		return fmt.Errorf("runtime: there is no shard %d: shards are 0..%d", shardID, len(n.shards)-1)
+	}
+	sh := n.shards[shardID]
+	ctx, cancel := n.opContext(ctx, n.membershipTimeout())
+	defer cancel()
+	members, ok := n.shardMembers(sh)
+	if !ok {
+		return ErrShuttingDown
+	}
+	target := n.memberID(toNodeID, members)
+	if target == 0 {
+		return fmt.Errorf("runtime: %s is not a member of %s", toNodeID, sh)
+	}
+	for i := 0; ; i++ {
+		leader, _, ok, err := n.nh.GetLeaderID(sh.dbID)
+		if err != nil {
+			return n.dragonboatErr(sh, err)
+		}
+		if ok && leader == target {
+			return nil
+		}
+		// Ask again now and then: a transfer is dropped when the target
+		// does not catch up within an election timeout.
+		if ok && leader != 0 && i%25 == 0 {
+			if err := n.nh.RequestLeaderTransfer(sh.dbID, target); err != nil && !retryable(err) {
+				return n.dragonboatErr(sh, err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if errors.Is(context.Cause(ctx), errOpTimeout) {
+				return fmt.Errorf("%w: %s: leadership did not move to %s", ErrUnavailable, sh, toNodeID)
+			}
+			return ctx.Err()
+		case <-n.closing:
+			return ErrShuttingDown
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+var errOpTimeout = errors.New("runtime: operation timed out")
+
+// opContext bounds an operation whose ctx has no deadline by limit
+// (Dragonboat's synchronous calls need one); the cause is then errOpTimeout.
+func (n *Node) opContext(ctx context.Context, limit time.Duration) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeoutCause(ctx, limit, errOpTimeout)
+}
+
+// membershipTimeout bounds a membership change whose ctx has no deadline.
+func (n *Node) membershipTimeout() time.Duration { return 2*n.retryBudget + 2*n.proposalTimeout }

@@ -1,0 +1,84 @@
+package runtime
+
+// Reads: linearizable (ReadIndex) or stale reads of one name's shard, and
+// the watch of one shard.
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/lockstepd/lockstep/core"
+)
+
+// Read runs fn on the state machine of the shard that owns name (shard 0
+// when name is ""), after a ReadIndex unless stale, and returns the applied
+// index fn saw. fn runs under the machine's read lock: it must be quick, must
+// not keep the machine, and must not call back into the Node. Without a
+// deadline on ctx, the ReadIndex is bounded by the node's retry budget.
+//
+// A linearizable read needs a leader and a quorum; it fails with
+// ErrUnavailable when there is none. A stale read answers from this
+// replica's state, however old.
+func (n *Node) Read(ctx context.Context, name string, stale bool, fn func(m *core.Machine) error) (uint64, error) {
+	if !n.enter() {
+		return 0, ErrShuttingDown
+	}
+	defer n.leave()
+	return n.readShard(ctx, n.shardFor(name), stale, fn)
+}
+
+// readIndex retries SyncRead while the shard has no leader, within ctx or,
+// when ctx has no deadline, the retry budget.
+func (n *Node) readIndex(ctx context.Context, s *shard, q readQuery) (any, error) {
+	parent := ctx
+	ctx, cancel := n.opContext(ctx, n.retryBudget)
+	defer cancel()
+	for {
+		// Each attempt is bounded by a few election timeouts: a ReadIndex
+		// sent to a leader that died is never answered, and only a new
+		// attempt reaches the next leader.
+		attempt, cancelAttempt := context.WithTimeout(ctx, n.readAttempt)
+		v, err := n.nh.SyncRead(attempt, s.dbID, q)
+		attemptExpired := attempt.Err() != nil
+		cancelAttempt()
+		if err == nil {
+			return v, nil
+		}
+		if parent.Err() != nil {
+			return nil, parent.Err()
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: %s: no read index within %v: %v", ErrUnavailable, s, n.retryBudget, err)
+		}
+		if !retryable(err) && !attemptExpired {
+			return nil, n.dragonboatErr(s, err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// Watch streams copies of the effects whose Name starts with prefix ("" for
+// all), from the next applied entry on when fromIndex is 0, or from the
+// entry fromIndex on (ErrCompacted when this node no longer keeps it: it
+// keeps the last few thousand events, since its start or its last snapshot
+// install). The channel closes when ctx ends, when the node closes, or when
+// the consumer falls behind by more than the stream's buffer; resume with
+// the last Index received plus one.
+func (n *Node) Watch(ctx context.Context, prefix string, fromIndex uint64) (<-chan Event, error) {
+	if !n.enter() {
+		return nil, ErrShuttingDown
+	}
+	defer n.leave()
+	if len(n.shards) == 1 {
+		return n.shards[0].watch.subscribe(ctx, prefix, fromIndex, nil)
+	}
+	if fromIndex != 0 {
+		return nil, fmt.Errorf("%w: from index %d is ambiguous with %d shards (each numbers its own log): "+
+			"watch one shard with WatchShard, or start from now (0)", ErrAmbiguousIndex, fromIndex, len(n.shards))
+	}
+	return n.watchAll(ctx, prefix)
+}

@@ -1,0 +1,125 @@
+package runtime
+
+// What a node tells of the cluster: every shard's leader, term, applied
+// index and members, node names for replica ids, and health.
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/lni/dragonboat/v4"
+)
+
+// Status reports the shards and members as this node sees them. It needs no
+// quorum.
+func (n *Node) Status(ctx context.Context) (ClusterStatus, error) {
+	if !n.enter() {
+		return ClusterStatus{}, ErrShuttingDown
+	}
+	defer n.leave()
+	if err := ctx.Err(); err != nil {
+		return ClusterStatus{}, err
+	}
+	info := n.nh.GetNodeHostInfo(dragonboat.NodeHostInfoOption{SkipLogInfo: true})
+	if info == nil {
+		return ClusterStatus{}, ErrShuttingDown
+	}
+	st := ClusterStatus{NodeID: n.cfg.Cluster.NodeID}
+	var members map[uint64]string
+	for _, sh := range n.shards {
+		ss := ShardStatus{ShardID: sh.index, Role: "follower", AppliedIndex: sh.sm.appliedIndex.Load()}
+		for _, si := range info.ShardInfoList {
+			if si.ShardID != sh.dbID {
+				continue
+			}
+			if si.LeaderID != 0 {
+				ss.LeaderID = n.nodeName(si.LeaderID)
+			}
+			if si.LeaderID != 0 && si.LeaderID == si.ReplicaID {
+				ss.Role = "leader"
+			}
+			ss.Term = si.Term
+			if members == nil {
+				members = si.Replicas
+			}
+		}
+		st.Shards = append(st.Shards, ss)
+	}
+	for id, addr := range members {
+		st.Members = append(st.Members, Member{NodeID: n.nodeName(id), RaftAddress: addr})
+	}
+	slices.SortFunc(st.Members, func(a, b Member) int {
+		if a.NodeID < b.NodeID {
+			return -1
+		}
+		if a.NodeID > b.NodeID {
+			return 1
+		}
+		return 0
+	})
+	return st, nil
+}
+
+// nodeName maps a replica id to its node id: from the names the log
+// carries, then the config's peers, else the id in hex.
+func (n *Node) nodeName(replicaID uint64) string {
+	sh := n.shards[0]
+	sh.sm.mu.RLock()
+	name, ok := sh.sm.names[replicaID]
+	sh.sm.mu.RUnlock()
+	if ok {
+		return name
+	}
+	n.namesMu.Lock()
+	defer n.namesMu.Unlock()
+	if name, ok := n.names[replicaID]; ok {
+		return name
+	}
+	return fmt.Sprintf("replica-%x", replicaID)
+}
+
+// shortName maps Dragonboat's short form of a replica id (its low five
+// decimal digits) to a node id, when exactly one known replica has it.
+func (n *Node) shortName(short uint64) (string, bool) {
+	found, name := 0, ""
+	seen := map[uint64]bool{}
+	check := func(id uint64, nm string) {
+		if id%100000 == short && !seen[id] {
+			seen[id] = true
+			found++
+			name = nm
+		}
+	}
+	if len(n.shards) > 0 {
+		sh := n.shards[0]
+		sh.sm.mu.RLock()
+		for id, nm := range sh.sm.names {
+			check(id, nm)
+		}
+		sh.sm.mu.RUnlock()
+	}
+	n.namesMu.Lock()
+	for id, nm := range n.names {
+		check(id, nm)
+	}
+	n.namesMu.Unlock()
+	return name, found == 1
+}
+
+// Healthy reports whether a leader is known for every shard.
+func (n *Node) Healthy() bool {
+	n.mu.Lock()
+	closed := n.closed
+	n.mu.Unlock()
+	if closed {
+		return false
+	}
+	for _, sh := range n.shards {
+		id, _, ok, err := n.nh.GetLeaderID(sh.dbID)
+		if err != nil || !ok || id == 0 {
+			return false
+		}
+	}
+	return true
+}
