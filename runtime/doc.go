@@ -23,12 +23,12 @@
 // # Files
 //
 // node.go starts and closes a Node (NodeHost, shards, drain); requests.go
-// is the request path (Do, a shard's submit and wait, errors); reads.go
+// is the request path's entry (Do, identities, errors); reads.go
 // reads a name's shard (ReadIndex or stale) and watches one shard;
 // route.go executes core/shards' multi-shard policy; watch.go keeps each
 // shard's event ring; membership.go adds and removes members and moves
 // leadership; status.go answers cluster status and health; shard.go runs
-// a shard's driver; statemachine.go is Dragonboat's side of core.Machine;
+// a shard's driver and a request's submit, wait and withdrawal; statemachine.go is Dragonboat's side of core.Machine;
 // balance.go pulls leadership to preferred members; logger.go and
 // metrics.go are what an operator reads.
 //

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -338,3 +339,141 @@ func (s *shard) isBlocked(p *pending) bool {
 }
 
 func (s *shard) String() string { return fmt.Sprintf("shard %d", s.index) }
+
+func (s *shard) do(ctx context.Context, cmd core.Command) (core.Result, error) {
+	n := s.n
+	start := time.Now()
+	why := ""
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-n.closing:
+				return core.Result{}, ErrShuttingDown
+			default:
+			}
+			if time.Since(start) > n.retryBudget {
+				return core.Result{}, fmt.Errorf("%w: %s: %s after %v", ErrUnavailable, s, why, time.Since(start).Round(time.Millisecond))
+			}
+		}
+		p, err := s.submit(cmd)
+		if errors.Is(err, errNoLeader) {
+			why = "no leader is known"
+			if err := s.waitLeader(ctx, start, n.retryBudget); err != nil {
+				return core.Result{}, err
+			}
+			continue
+		}
+		if err != nil {
+			return core.Result{}, err
+		}
+		rep, queued, err := s.await(ctx, p)
+		if err != nil {
+			return core.Result{}, err
+		}
+		if queued {
+			start = time.Now() // it waited, healthy, until now: the budget counts from here
+		}
+		switch rep.Kind {
+		case replica.ReplyResult, replica.ReplyGranted, replica.ReplyWaitEnded:
+			return rep.Result, nil
+		case replica.ReplyNotLeader:
+			why = "leadership moved"
+			if err := s.waitLeader(ctx, time.Now(), 10*time.Millisecond); err != nil && !errors.Is(err, ErrUnavailable) {
+				return core.Result{}, err
+			}
+		case replica.ReplyUnknown:
+			why = "the proposal was not confirmed (leader lost, or no quorum)"
+		case replica.ReplyBusy:
+			return core.Result{}, ErrOverloaded
+		case replica.ReplyRejected:
+			return refused("the runtime cannot propose this command"), nil
+		default:
+			return core.Result{}, fmt.Errorf("runtime: unexpected reply %v", rep.Kind)
+		}
+	}
+}
+
+// waitLeader waits for a leadership event, until budget has passed since
+// start.
+func (s *shard) waitLeader(ctx context.Context, start time.Time, budget time.Duration) error {
+	left := budget - time.Since(start)
+	if left <= 0 {
+		return fmt.Errorf("%w: %s: no leader is known after %v", ErrUnavailable, s, budget)
+	}
+	_, _, _, changed := s.leadership()
+	t := time.NewTimer(min(left, 20*time.Millisecond)) // the forwarder also waits for a first applied entry
+	defer t.Stop()
+	select {
+	case <-changed:
+	case <-t.C:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.n.stopped:
+		return ErrShuttingDown
+	}
+	return nil
+}
+
+// await waits for p's final reply. A queued request keeps waiting until
+// granted, ended, its ctx ends, or the node closes. Until it is queued (or
+// answered), a request is bounded by the proposal timeout plus the retry
+// budget, whatever ctx says: the drivers answer sooner when leadership is
+// lost, but a request must not wait on a stuck pipeline forever.
+func (s *shard) await(ctx context.Context, p *pending) (rep replica.Reply, queued bool, err error) {
+	closing := s.n.closing
+	stuck := time.NewTimer(s.n.proposalTimeout + s.n.retryBudget)
+	defer stuck.Stop()
+	stuckC := stuck.C
+	for {
+		select {
+		case rep = <-p.ch:
+			if rep.Kind != replica.ReplyQueued {
+				return rep, queued, nil
+			}
+			if !queued {
+				NotifyQueued(ctx, rep.Result.Waiter)
+			}
+			queued = true
+			if closing == nil { // the node is closing: do not start a long wait
+				s.withdraw(p)
+				return replica.Reply{}, queued, ErrShuttingDown
+			}
+			stuckC = nil
+		case <-ctx.Done():
+			s.withdraw(p)
+			return replica.Reply{}, queued, ctx.Err()
+		case <-closing:
+			if s.isBlocked(p) {
+				s.withdraw(p)
+				return replica.Reply{}, queued, ErrShuttingDown
+			}
+			closing = nil // let it finish: Close drains in-flight requests
+		case <-stuckC:
+			s.withdraw(p)
+			return replica.Reply{}, queued, fmt.Errorf("%w: %s: no answer within %v (it may still apply)", ErrUnavailable, s,
+				s.n.proposalTimeout+s.n.retryBudget)
+		case <-s.n.stopped:
+			s.withdraw(p)
+			return replica.Reply{}, queued, ErrShuttingDown
+		}
+	}
+}
+
+// withdraw abandons p and makes sure a wait it holds in the machine is
+// cancelled through the log.
+func (s *shard) withdraw(p *pending) {
+	waiter, session, proposed := s.abandon(p)
+	if waiter == 0 || proposed {
+		return
+	}
+	// The driver cannot propose now (no leader is known, or nothing is
+	// applied yet): cancel through Do, which waits for a leader.
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), s.n.retryBudget)
+		defer cancel()
+		// This shard's own: with several shards, waiter ids are per shard.
+		if _, err := s.n.doOn(ctx, s, core.Command{Op: core.OpCancel, Waiter: waiter, Session: session}); err != nil {
+			s.log.Debug("could not cancel an abandoned wait", "waiter", waiter, "err", err)
+		}
+	}()
+}
