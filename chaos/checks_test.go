@@ -170,16 +170,17 @@ func TestPlanKillAndPartitionModes(t *testing.T) {
 			if f.Kind == "kill" && f.Mode == killMajority && f.Hold > maxMajorityDown {
 				t.Fatalf("seed %d: a majority down for %v", seed, f.Hold)
 			}
-			if f.Mode == modeSlow && (f.Delay < minSlowLink || f.Delay > maxSlowLink) {
+			slow := f.Mode == modeSlow || f.Mode == modeClientsSlow
+			if slow && (f.Delay < minSlowLink || f.Delay > maxSlowLink) {
 				t.Fatalf("seed %d: a slow link of %v", seed, f.Delay)
 			}
-			if f.Mode != modeSlow && f.Delay != 0 {
+			if !slow && f.Delay != 0 {
 				t.Fatalf("seed %d: %v has a delay", seed, f)
 			}
 		}
 	}
 	for _, m := range []string{"kill/", "kill/" + killMinority, "kill/" + killMajority, "partition/" + modeIsolate,
-		"partition/" + modeOneWay, "partition/" + modeLink, "partition/" + modeBridge, "partition/" + modeSlow} {
+		"partition/" + modeOneWay, "partition/" + modeLink, "partition/" + modeBridge, "partition/" + modeSlow, "partition/" + modeClientsCut, "partition/" + modeClientsSlow} {
 		if modes[m] == 0 {
 			t.Errorf("mode %s never drawn in 50 seeds: %v", m, modes)
 		}

@@ -1,9 +1,11 @@
 // Package chaos breaks real Lockstep clusters on purpose and checks every
 // history: `lockstep serve` processes on 127.0.0.1 (package cluster; the
 // chaos build, -tags chaos), the real Go client, and faults drawn from a
-// seed — kill -9 and restart, SIGSTOP/SIGCONT past the election timeout,
-// partitions through proxies on the Raft links (isolated leader, one-way
-// loss, one cut link), a node's clock jumping ahead, stepping back or
+// seed — kill -9 and restart (of one node, a minority, or briefly a
+// majority), SIGSTOP/SIGCONT past the election timeout, partitions through
+// proxies on the Raft links (isolated leader, one-way loss, one cut link,
+// a bridge, slow links) and on the API links (a node's clients cut off or
+// slowed), a node's clock jumping ahead, stepping back or
 // running fast (moved through the chaos build's hook), a lost disk (the node
 // wiped and added back as a new member), and a member joining and leaving.
 // With -secure the cluster runs with mutual TLS and authentication.

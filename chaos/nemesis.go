@@ -39,7 +39,7 @@ func (f Fault) String() string {
 	switch {
 	case f.Kind == "clock":
 		s = fmt.Sprintf("clock (%s %+v) %s of shard %d for %v", f.Mode, f.Offset, who, f.Shard, f.Hold)
-	case f.Mode == modeSlow:
+	case f.Mode == modeSlow || f.Mode == modeClientsSlow:
 		s = fmt.Sprintf("%s (%s, +%v a message) %s of shard %d for %v", f.Kind, f.Mode, f.Delay, who, f.Shard, f.Hold)
 	case f.Mode != "":
 		s = fmt.Sprintf("%s (%s) %s of shard %d for %v", f.Kind, f.Mode, who, f.Shard, f.Hold)
@@ -50,13 +50,17 @@ func (f Fault) String() string {
 // Partition modes: the node cut off both ways; its messages to every other
 // node lost while theirs arrive; only its link to one other node cut; the
 // node the only bridge between two halves that cannot reach each other
-// (Jepsen's bridge); every link of the node slow both ways.
+// (Jepsen's bridge); every link of the node slow both ways; every
+// client cut off from the node's API (Raft goes on: the clients must move
+// to another member); every client's requests to the node slow.
 const (
-	modeIsolate = "isolate"
-	modeOneWay  = "one-way"
-	modeLink    = "link"
-	modeBridge  = "bridge"
-	modeSlow    = "slow"
+	modeIsolate     = "isolate"
+	modeOneWay      = "one-way"
+	modeLink        = "link"
+	modeBridge      = "bridge"
+	modeSlow        = "slow"
+	modeClientsCut  = "clients-cut"
+	modeClientsSlow = "clients-slow"
 )
 
 // Kill modes: beside one node (no mode), a minority (half the members
@@ -141,9 +145,10 @@ func plan(o *Options) []Fault {
 			f.Hold = time.Duration(1000+r.IntN(3000)) * time.Millisecond
 			f.Leader = false // a member is added, nobody is hit
 		case "partition":
-			f.Mode = []string{modeIsolate, modeOneWay, modeLink, modeBridge, modeSlow}[r.IntN(5)]
+			modes := []string{modeIsolate, modeOneWay, modeLink, modeBridge, modeSlow, modeClientsCut, modeClientsSlow}
+			f.Mode = modes[r.IntN(len(modes))]
 			f.Hold = time.Duration(1000+r.IntN(3000)) * time.Millisecond
-			if f.Mode == modeSlow {
+			if f.Mode == modeSlow || f.Mode == modeClientsSlow {
 				f.Delay = minSlowLink + time.Duration(r.IntN(int((maxSlowLink-minSlowLink)/time.Millisecond)+1))*time.Millisecond
 			}
 		case "clock":
@@ -246,7 +251,7 @@ func (n *nemesis) join(nd *cluster.Node) error {
 		return fmt.Errorf("add %s: %w", nd.ID, err)
 	}
 	cfg := config.Defaults()
-	cfg.Cluster = config.Cluster{NodeID: nd.ID, RaftAddress: nd.Raft, RaftListenAddress: nd.RaftListen, APIAddress: nd.API,
+	cfg.Cluster = config.Cluster{NodeID: nd.ID, RaftAddress: nd.Raft, RaftListenAddress: nd.RaftListen, APIAddress: nd.ListenAPI(),
 		MetricsAddress: nd.Metrics, DataDir: nd.DataDir, Join: true}
 	cfg.Consensus.Shards = n.o.Shards
 	n.c.Secure(nd, &cfg)
@@ -539,6 +544,10 @@ func (n *nemesis) make(f Fault) FaultRecord {
 					n.c.Net.Delay(nd, victim, f.Delay)
 				}
 			}
+		case modeClientsCut:
+			n.c.Net.CutClients(victim)
+		case modeClientsSlow:
+			n.c.Net.DelayClients(victim, f.Delay)
 		}
 		time.Sleep(f.Hold)
 		n.c.Net.Heal()

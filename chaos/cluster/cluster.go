@@ -27,8 +27,9 @@ type Options struct {
 	Dir string
 	// Keep leaves Dir in place after Close (to read the logs).
 	Keep bool
-	// Proxies puts every node's Raft traffic behind Net, so that links can
-	// be cut and delayed. Defaults to false: nodes dial each other.
+	// Proxies puts every node's Raft traffic, and its clients' API
+	// traffic, behind Net, so that links can be cut and delayed. Defaults
+	// to false: nodes and clients dial the nodes themselves.
 	Proxies bool
 	// Configure, when set, edits each node's configuration before it is
 	// written (timeouts, limits).
@@ -157,7 +158,7 @@ func (c *Cluster) prepare() error {
 	for _, nd := range c.Nodes {
 		cfg := config.Defaults()
 		cfg.Cluster = config.Cluster{NodeID: nd.ID, RaftAddress: nd.Raft, RaftListenAddress: nd.RaftListen,
-			APIAddress: nd.API, MetricsAddress: nd.Metrics, DataDir: nd.DataDir, Peers: peers}
+			APIAddress: nd.ListenAPI(), MetricsAddress: nd.Metrics, DataDir: nd.DataDir, Peers: peers}
 		cfg.Consensus.Shards = c.opts.Shards
 		c.Secure(nd, &cfg)
 		if c.opts.Configure != nil {
@@ -195,6 +196,12 @@ func (c *Cluster) NewNode(id string) (*Node, error) {
 		nd.RaftListen = listen
 		if err := c.Net.add(nd.ID, nd.Raft, listen); err != nil {
 			return nil, fmt.Errorf("cluster: proxy for %s: %w", nd.ID, err)
+		}
+		if nd.APIListen, err = FreePort(); err != nil {
+			return nil, err
+		}
+		if err := c.Net.addClients(nd.API, nd.APIListen); err != nil {
+			return nil, fmt.Errorf("cluster: API proxy for %s: %w", nd.ID, err)
 		}
 	}
 	if c.PKI != nil {

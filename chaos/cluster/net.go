@@ -22,6 +22,12 @@ import (
 // length byte, then the address), so the proxy reads a connection's first
 // bytes until a known address appears. A connection whose sender is not
 // named within the bounds is forwarded as unknown and never cut.
+//
+// Net also stands between the clients and each node's API: a proxy on the
+// node's API address (what clients dial) forwards to where the node listens
+// (Node.APIListen). Every client connection comes from "the clients"
+// (clientsSide), so a cut or a delay of a node's API link applies to all of
+// its clients at once (CutClients, DelayClients).
 type Net struct {
 	mu      sync.Mutex
 	ids     map[string]string // raft address → node id
@@ -52,9 +58,13 @@ const (
 
 type proxy struct {
 	addr, target string
+	clients      bool // an API proxy: every connection comes from clientsSide
 	ln           net.Listener
 	wg           sync.WaitGroup
 }
+
+// clientsSide is the sender of every connection through an API proxy.
+const clientsSide = "clients"
 
 type proxyConn struct {
 	src, dst string // raft addresses; src "" when the sender was not named
@@ -75,19 +85,43 @@ func newNet() *Net {
 // add starts the proxy for node id, listening on addr and forwarding to
 // target.
 func (n *Net) add(id, addr, target string) error {
-	ln, err := net.Listen("tcp", addr)
+	return n.start(&proxy{addr: addr, target: target}, id)
+}
+
+// addClients starts the proxy in front of a node's API: clients dial addr,
+// the node listens on target.
+func (n *Net) addClients(addr, target string) error {
+	return n.start(&proxy{addr: addr, target: target, clients: true}, "")
+}
+
+func (n *Net) start(p *proxy, id string) error {
+	ln, err := net.Listen("tcp", p.addr)
 	if err != nil {
 		return err
 	}
-	p := &proxy{addr: addr, target: target, ln: ln}
+	p.ln = ln
 	n.mu.Lock()
-	n.ids[addr] = id
-	n.addrs = append(n.addrs, addr)
+	if !p.clients {
+		n.ids[p.addr] = id
+		n.addrs = append(n.addrs, p.addr)
+	}
 	n.proxies = append(n.proxies, p)
 	n.mu.Unlock()
 	p.wg.Add(1)
 	go n.accept(p)
 	return nil
+}
+
+// CutClients drops every client connection to nd's API and refuses new
+// ones until Heal: to its clients the node is gone, while Raft goes on.
+func (n *Net) CutClients(nd *Node) {
+	n.set(func() { n.cut[link{clientsSide, nd.API}] = true })
+}
+
+// DelayClients holds every request byte a client sends to nd's API for d
+// (at most MaxDelay) until Heal.
+func (n *Net) DelayClients(nd *Node, d time.Duration) {
+	n.set(func() { n.delay[link{clientsSide, nd.API}] = min(d, MaxDelay) })
 }
 
 // Cut loses every message between a and b, both ways, until Heal.
@@ -194,7 +228,11 @@ func (n *Net) forward(p *proxy, in net.Conn) {
 	n.mu.Lock()
 	addrs := append([]string(nil), n.addrs...)
 	n.mu.Unlock()
-	head, src := peekSender(in, addrs, p.addr)
+	var head []byte
+	src := clientsSide
+	if !p.clients {
+		head, src = peekSender(in, addrs, p.addr)
+	}
 	c := &proxyConn{src: src, dst: p.addr, in: in}
 	out, err := net.DialTimeout("tcp", p.target, netDialTimeout)
 	if err != nil {

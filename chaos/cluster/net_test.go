@@ -176,3 +176,61 @@ func TestFreePortNeverRepeatsAnAddress(t *testing.T) {
 		seen[a] = true
 	}
 }
+
+// A node's API proxy: CutClients drops its open client connections and
+// refuses new ones while another node's clients go on; DelayClients holds
+// each request for the delay; Heal restores both.
+func TestNetCutsAndDelaysClients(t *testing.T) {
+	n := newNet()
+	t.Cleanup(n.Close)
+	var nodes []*Node
+	for range 2 {
+		a, err := FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.addClients(a, echoServer(t)); err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, &Node{API: a})
+	}
+	msg := []byte("GET /health")
+	dial := func(nd *Node) net.Conn {
+		c, err := net.Dial("tcp", nd.API)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	c0, c1 := dial(nodes[0]), dial(nodes[1])
+	for i, c := range []net.Conn{c0, c1} {
+		if _, err := c.Write(msg); err != nil || !echoes(c, msg, 5*time.Second) {
+			t.Fatalf("node %d's client not forwarded before any cut", i)
+		}
+	}
+	n.CutClients(nodes[0])
+	_, _ = c0.Write(msg) // may fail: the proxy closed it
+	if echoes(c0, msg, 2*time.Second) {
+		t.Error("a client's open connection still forwards after CutClients")
+	}
+	if c := dial(nodes[0]); func() bool { _, _ = c.Write(msg); return echoes(c, msg, 2*time.Second) }() {
+		t.Error("a new client connection forwards while its node's clients are cut")
+	}
+	if _, err := c1.Write(msg); err != nil || !echoes(c1, msg, 5*time.Second) {
+		t.Error("the other node's client was cut too")
+	}
+	n.Heal()
+	n.DelayClients(nodes[1], 300*time.Millisecond)
+	start := time.Now()
+	if _, err := c1.Write(msg); err != nil || !echoes(c1, msg, 5*time.Second) {
+		t.Fatal("a delayed client's request was lost")
+	}
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Errorf("a request through a 300 ms client delay echoed after %v", d)
+	}
+	n.Heal()
+	if c := dial(nodes[0]); !func() bool { _, _ = c.Write(msg); return echoes(c, msg, 5*time.Second) }() {
+		t.Error("a new client connection does not forward after Heal")
+	}
+}

@@ -21,10 +21,13 @@ type Node struct {
 	// Raft is cluster.raft_address, what peers dial (the proxy's port when
 	// the cluster has proxies); RaftListen is where the node listens then.
 	Raft, RaftListen string
-	API, Metrics     string
-	DataDir          string
-	LogPath          string
-	ConfigPath       string
+	// API is what clients dial (the proxy's port when the cluster has
+	// proxies); APIListen is where the node listens then.
+	API, APIListen string
+	Metrics        string
+	DataDir        string
+	LogPath        string
+	ConfigPath     string
 
 	bin   string
 	flags []string
@@ -239,4 +242,13 @@ func (nd *Node) Tail(n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// ListenAPI is where the node's API listens (cluster.api_address): behind
+// its proxy, or on API itself.
+func (nd *Node) ListenAPI() string {
+	if nd.APIListen != "" {
+		return nd.APIListen
+	}
+	return nd.API
 }
