@@ -266,8 +266,8 @@ func (w *worker) mutex(ctx context.Context) {
 		return
 	}
 	rel := op{worker: w.idx, in: model.Input{Op: model.Release, Key: k, Session: o.in.Session, Token: core.FencingToken(o.token)}}
-	rel.call = w.run.h.now()
 	if phantom {
+		rel.call = w.run.h.now()
 		rel.ret, rel.answer = w.run.h.now(), answerOK
 		w.run.h.add(rel)
 		// Walk away from the session, still holding; it lives on in the
@@ -276,8 +276,18 @@ func (w *worker) mutex(ctx context.Context) {
 		w.s = nil
 		return
 	}
-	cctx, cancel = context.WithTimeout(context.Background(), callSlack)
-	err = m.Unlock(cctx)
+	w.release(rel, m.Unlock)
+}
+
+// release ends a hold with unlock (bounded by callSlack, whatever the
+// run's context) and records it in the history. An answer that is neither
+// done nor "not held" leaves the hold unknown: the worker ends its session
+// rather than keep a grant that would block its own next acquire of the
+// name.
+func (w *worker) release(rel op, unlock func(context.Context) error) {
+	rel.call = w.run.h.now()
+	ctx, cancel := context.WithTimeout(context.Background(), callSlack)
+	err := unlock(ctx)
 	cancel()
 	rel.ret = w.run.h.now()
 	switch {
@@ -287,8 +297,6 @@ func (w *worker) mutex(ctx context.Context) {
 		rel.answer = answerNotHeld
 	default:
 		rel.answer = answerUnknown
-		// The Mutex may still hold: end the session rather than leave a
-		// grant that blocks this session's next lock of the name.
 		w.closeSession()
 	}
 	w.run.h.add(rel)
@@ -323,23 +331,8 @@ func (w *worker) semaphore(ctx context.Context) {
 	}
 	w.granted()
 	sleepCtx(ctx, hold)
-	rel := op{worker: w.idx, in: model.Input{Op: model.Release, Key: k, Session: o.in.Session, Token: core.FencingToken(o.token),
-		Permits: 1, Limit: semaphoreLimit}}
-	rel.call = w.run.h.now()
-	cctx, cancel = context.WithTimeout(context.Background(), callSlack)
-	err = sem.Release(cctx)
-	cancel()
-	rel.ret = w.run.h.now()
-	switch {
-	case err == nil:
-		rel.answer = answerOK
-	case errors.Is(err, client.ErrNotHeld):
-		rel.answer = answerNotHeld
-	default:
-		rel.answer = answerUnknown
-		w.closeSession()
-	}
-	w.run.h.add(rel)
+	w.release(op{worker: w.idx, in: model.Input{Op: model.Release, Key: k, Session: o.in.Session, Token: core.FencingToken(o.token),
+		Permits: 1, Limit: semaphoreLimit}}, sem.Release)
 }
 
 // rwlock takes a read hold (2 in 3) or the write hold, try-once or waiting
@@ -386,22 +379,7 @@ func (w *worker) rwlock(ctx context.Context) {
 	}
 	w.granted()
 	sleepCtx(ctx, hold)
-	rel := op{worker: w.idx, in: model.Input{Op: model.Release, Key: k, Session: o.in.Session, Token: core.FencingToken(o.token), Mode: mode}}
-	rel.call = w.run.h.now()
-	cctx, cancel = context.WithTimeout(context.Background(), callSlack)
-	err = m.Unlock(cctx)
-	cancel()
-	rel.ret = w.run.h.now()
-	switch {
-	case err == nil:
-		rel.answer = answerOK
-	case errors.Is(err, client.ErrNotHeld):
-		rel.answer = answerNotHeld
-	default:
-		rel.answer = answerUnknown
-		w.closeSession()
-	}
-	w.run.h.add(rel)
+	w.release(op{worker: w.idx, in: model.Input{Op: model.Release, Key: k, Session: o.in.Session, Token: core.FencingToken(o.token), Mode: mode}}, m.Unlock)
 }
 
 // election campaigns for a bounded time, and once elected writes to the
@@ -432,22 +410,7 @@ func (w *worker) election(ctx context.Context) {
 	w.run.res.Write(ctx, w.idx, k, o.token)
 	sleepCtx(ctx, hold)
 	w.run.res.Write(ctx, w.idx, k, o.token)
-	rel := op{worker: w.idx, in: model.Input{Op: model.Release, Key: k, Session: o.in.Session, Token: core.FencingToken(o.token)}}
-	rel.call = w.run.h.now()
-	cctx, cancel = context.WithTimeout(context.Background(), callSlack)
-	err = e.Resign(cctx)
-	cancel()
-	rel.ret = w.run.h.now()
-	switch {
-	case err == nil:
-		rel.answer = answerOK
-	case errors.Is(err, client.ErrNotHeld):
-		rel.answer = answerNotHeld
-	default:
-		rel.answer = answerUnknown
-		w.closeSession()
-	}
-	w.run.h.add(rel)
+	w.release(op{worker: w.idx, in: model.Input{Op: model.Release, Key: k, Session: o.in.Session, Token: core.FencingToken(o.token)}}, e.Resign)
 }
 
 // sleeper is the holder that pauses on purpose: it takes a mutex, writes
