@@ -157,18 +157,6 @@ func (nd *node) url() string {
 	return "http://" + nd.API
 }
 
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
 // eventually retries f every 50 ms until it returns nil or the limit passes.
 func eventually(t *testing.T, limit time.Duration, what string, f func() error) {
 	t.Helper()
@@ -191,7 +179,7 @@ func (c *cluster) waitHealthy(limit time.Duration, nodes ...*node) {
 	for _, nd := range nodes {
 		eventually(c.t, limit, nd.ID+" healthy", func() error {
 			if !nd.Running() {
-				return fmt.Errorf("%s exited: %s", nd.ID, tail(nd.LogPath, 5))
+				return fmt.Errorf("%s exited: %s", nd.ID, nd.Tail(5))
 			}
 			st, body, err := c.do("GET", nd, "/health", "")
 			if err != nil {

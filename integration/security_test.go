@@ -325,7 +325,7 @@ func TestSecureCluster(t *testing.T) {
 		deadline := time.Now().Add(4 * time.Second)
 		for time.Now().Before(deadline) {
 			if !intruder.Running() {
-				t.Fatalf("node-4 exited: %s", tail(intruder.LogPath, 5))
+				t.Fatalf("node-4 exited: %s", intruder.Tail(5))
 			}
 			if st, body := s.call(asAdmin, "POST", s.nodes[1], "/locks/jobs%2Fstill/acquire", `{"owner":"admin","ttl_seconds":30}`); st != 200 {
 				t.Fatalf("the cluster stopped serving while node-4 ran: %d %v", st, body)
@@ -344,7 +344,7 @@ func TestSecureCluster(t *testing.T) {
 		})
 		// node-4 never learnt anything: no leader, nothing applied.
 		if strings.Contains(mustRead(t, intruder.LogPath), `msg="ready: every shard has a leader"`) {
-			t.Fatalf("node-4 found a leader:\n%s", tail(intruder.LogPath, 20))
+			t.Fatalf("node-4 found a leader:\n%s", intruder.Tail(20))
 		}
 		if st, body := s.call(asAdmin, "POST", leader, "/lockstep.v1.ClusterService/RemoveNode", `{"node_id":"node-4"}`); st != 200 {
 			t.Fatalf("remove node-4: %d %v", st, body)

@@ -102,7 +102,7 @@ func (nd *node) waitLog(t *testing.T, line string) {
 			return err
 		}
 		if !strings.Contains(string(b), line) {
-			return fmt.Errorf("not yet; last lines:\n%s", tail(nd.LogPath, 5))
+			return fmt.Errorf("not yet; last lines:\n%s", nd.Tail(5))
 		}
 		return nil
 	})
@@ -125,7 +125,7 @@ func TestSignals(t *testing.T) {
 		c.ok("POST", nd, "/locks/idle/acquire", `{"owner": "me"}`)
 		nd.signal(t, syscall.SIGTERM)
 		if code := nd.waitExit(t, 60*time.Second); code != 0 {
-			t.Fatalf("exit code %d after one SIGTERM with nothing in flight, want 0:\n%s", code, tail(nd.LogPath, 10))
+			t.Fatalf("exit code %d after one SIGTERM with nothing in flight, want 0:\n%s", code, nd.Tail(10))
 		}
 		nd.waitLog(t, `msg=stopped`)
 	})
@@ -140,14 +140,14 @@ func TestSignals(t *testing.T) {
 		nd.waitLog(t, "draining")
 		nd.waitLog(t, "node closed") // the runtime is done: only the held request keeps the process
 		if !nd.Running() {
-			t.Fatalf("%s exited while a request was in flight:\n%s", nd.ID, tail(nd.LogPath, 10))
+			t.Fatalf("%s exited while a request was in flight:\n%s", nd.ID, nd.Tail(10))
 		}
 		st := held.finish(t)
 		if st == 0 || st >= 500 && st != http.StatusServiceUnavailable {
 			t.Fatalf("the in-flight request got %d, want an answer (200, or 503 from the closed node)", st)
 		}
 		if code := nd.waitExit(t, 60*time.Second); code != 0 {
-			t.Fatalf("exit code %d after the drain, want 0:\n%s", code, tail(nd.LogPath, 10))
+			t.Fatalf("exit code %d after the drain, want 0:\n%s", code, nd.Tail(10))
 		}
 	})
 
@@ -160,11 +160,11 @@ func TestSignals(t *testing.T) {
 		nd.signal(t, syscall.SIGTERM)
 		nd.waitLog(t, "draining")
 		if !nd.Running() {
-			t.Fatalf("%s exited while a request was in flight:\n%s", nd.ID, tail(nd.LogPath, 10))
+			t.Fatalf("%s exited while a request was in flight:\n%s", nd.ID, nd.Tail(10))
 		}
 		nd.signal(t, syscall.SIGINT)
 		if code := nd.waitExit(t, 60*time.Second); code != 1 {
-			t.Fatalf("exit code %d after a second signal, want 1:\n%s", code, tail(nd.LogPath, 10))
+			t.Fatalf("exit code %d after a second signal, want 1:\n%s", code, nd.Tail(10))
 		}
 		nd.waitLog(t, "second signal: exiting now")
 	})
