@@ -6,6 +6,7 @@ package deploy
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -35,8 +36,7 @@ const (
 // registered through it, children or not, with its help and label names.
 type recorder struct {
 	*prometheus.Registry
-	names map[string]bool
-	descs map[string]metricDesc
+	descs map[string]metricDesc // by metric name
 }
 
 // metricDesc is what a metric's Desc says of it: its HELP and the names
@@ -78,10 +78,7 @@ func (r *recorder) Register(c prometheus.Collector) error {
 	go func() { c.Describe(ch); close(ch) }()
 	for d := range ch {
 		if m := fqName.FindStringSubmatch(d.String()); m != nil {
-			r.names[m[1]] = true
-			if r.descs != nil {
-				r.descs[m[1]] = parseDesc(d.String())
-			}
+			r.descs[m[1]] = parseDesc(d.String())
 		}
 	}
 	return r.Registry.Register(c)
@@ -100,7 +97,11 @@ func (r *recorder) MustRegister(cs ...prometheus.Collector) {
 // metric name registered.
 func registered(t *testing.T) map[string]bool {
 	t.Helper()
-	return registeredDescs(t).names
+	names := map[string]bool{}
+	for name := range registeredDescs(t).descs {
+		names[name] = true
+	}
+	return names
 }
 
 // registeredDescs is registered with each metric's Desc.
@@ -116,7 +117,7 @@ func registeredDescs(t *testing.T) *recorder {
 	cfg.Cluster.RaftAddress = raft
 	cfg.Cluster.Peers = map[string]string{cfg.Cluster.NodeID: raft}
 
-	reg := &recorder{Registry: prometheus.NewRegistry(), names: map[string]bool{}, descs: map[string]metricDesc{}}
+	reg := &recorder{Registry: prometheus.NewRegistry(), descs: map[string]metricDesc{}}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -138,13 +139,13 @@ func registeredDescs(t *testing.T) *recorder {
 		t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if !reg.names[mf.GetName()] {
+		if _, ok := reg.descs[mf.GetName()]; !ok {
 			t.Fatalf("%s is scraped but was not recorded", mf.GetName())
 		}
 	}
 	for _, want := range []string{"lockstep_raft_is_leader", "lockstep_rpc_requests_total", "lockstep_audit_write_errors_total", "go_goroutines"} {
-		if !reg.names[want] {
-			t.Fatalf("%s was not recorded: %v", want, reg.names)
+		if _, ok := reg.descs[want]; !ok {
+			t.Fatalf("%s was not recorded: %v", want, slices.Sorted(maps.Keys(reg.descs)))
 		}
 	}
 	return reg
