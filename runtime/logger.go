@@ -339,15 +339,12 @@ func (p *peerTracker) reachable(t *logTarget, addr string) {
 // A peer's connection failures never get here: peerEvent picks them out
 // first, for the peer tracker.
 func dragonboatLevel(pkg, format string, level slog.Level) slog.Level {
-	if pkg == "transport" && strings.HasPrefix(format, "failed to close the connection") {
-		// A TLS close alert that cannot be sent to a peer that went away
-		// (it stopped, or this node is stopping): nothing was lost.
-		return slog.LevelDebug
-	}
-	if pkg == "transport" && format == "failed to get the header" {
-		// An incoming connection ended before its next message: the peer
-		// stopped or restarted, or this node is stopping. The sending side
-		// reports an unreachable peer; nothing was lost here.
+	if pkg == "transport" && (strings.HasPrefix(format, "failed to close the connection") || format == "failed to get the header") {
+		// A connection whose other end went away (a peer stopped or
+		// restarted, or this node is stopping): a TLS close alert that
+		// cannot be sent, or an incoming connection that ended before its
+		// next message. The sending side reports an unreachable peer;
+		// nothing was lost here.
 		return slog.LevelDebug
 	}
 	if level != slog.LevelWarn {
