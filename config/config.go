@@ -75,8 +75,12 @@ type Consensus struct {
 	// docs/runtime.md). It cannot change after a cluster's first start: the
 	// hash would move names away from their state. Defaults to 1.
 	Shards int `yaml:"shards"`
-	// TickIntervalMs is how often the leader proposes a tick so that log time
-	// moves (expiries happen at ticks). Defaults to 100.
+	// TickIntervalMs is how late past its deadline an expiry may be applied
+	// (a leader that has been quiet this long proposes a tick when a
+	// deadline of the machine comes due), and how long a follower forwards
+	// after the tick it asked for before it asks again (docs/runtime.md,
+	// Time). An idle leader with nothing timed proposes nothing. Defaults
+	// to 100.
 	TickIntervalMs int `yaml:"tick_interval_ms"`
 	// SnapshotEntries is how many applied entries trigger a snapshot, after
 	// which the log before it is compacted. Defaults to 10000.
@@ -532,8 +536,8 @@ func (c Consensus) validate() error {
 		return fmt.Errorf("consensus.shards: must be within 1..%d, got %d (more shards are slower on one disk: see docs/runtime.md)",
 			MaxShards, c.Shards)
 	}
-	if c.TickIntervalMs < 10 || c.TickIntervalMs > 10_000 {
-		return fmt.Errorf("consensus.tick_interval_ms: must be within 10..10000, got %d", c.TickIntervalMs)
+	if c.TickIntervalMs < 10 || c.TickIntervalMs > 1_000 {
+		return fmt.Errorf("consensus.tick_interval_ms: must be within 10..1000 (log time may trail the leader's clock by at most 2 s), got %d", c.TickIntervalMs)
 	}
 	if c.SnapshotEntries < 10 {
 		return fmt.Errorf("consensus.snapshot_entries: must be at least 10, got %d", c.SnapshotEntries)

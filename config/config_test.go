@@ -96,6 +96,7 @@ locks:
 		{"election_timeout_ms: 300", "election_timeout_ms: soon", "consensus.election_timeout_ms: must be a whole number"},
 		{"heartbeat_interval_ms: 100", "heartbeat_interval_ms: 1", "consensus.heartbeat_interval_ms: must be at least 5"},
 		{"shards: 1", "shards: 0", "consensus.shards: must be within 1..16, got 0"},
+		{"shards: 1", "shards: 1\n  tick_interval_ms: 5000", "consensus.tick_interval_ms: must be within 10..1000"},
 		{"shards: 1", "shards: 17", "consensus.shards: must be within 1..16, got 17"},
 		{"shards: 1", "shards: -2", "consensus.shards: must be within 1..16, got -2"},
 		{"algorithm: raft", "algorithm: paxos", "consensus.algorithm: must be raft"},

@@ -20,11 +20,18 @@ const (
 	OpResign                         // Name, Session, Token
 	OpLeaderChange                   // the shard has a new Raft leader: extend every live session
 	OpAbandon                        // Kind, Name, Session, TargetSeq: withdraw ClientID's request TargetSeq (see abandon)
+	OpTickRequest                    // Owner (the asking replica's request): a forwarder asks the leader for a tick; changes nothing
 	opCount
 )
 
 var opNames = [...]string{"", "session_create", "session_keepalive", "session_close", "acquire", "release",
-	"cancel", "barrier_wait", "barrier_set", "barrier_remove", "campaign", "proclaim", "resign", "leader_change", "abandon"}
+	"cancel", "barrier_wait", "barrier_set", "barrier_remove", "campaign", "proclaim", "resign", "leader_change", "abandon",
+	"tick_request"}
+
+// Internal reports whether the op is proposed by replicas themselves
+// (core/replica), never by a client: the leader-change mark and a
+// forwarder's tick request.
+func (o Op) Internal() bool { return o == OpLeaderChange || o == OpTickRequest }
 
 func (o Op) String() string {
 	if o > 0 && o < opCount {
@@ -180,8 +187,13 @@ type Effect struct {
 // entry's commands. The slices belong to the machine and are reused by the
 // next Apply: copy what must outlive it.
 type Output struct {
-	Index   uint64
-	Time    LogTime
-	Results []Result
-	Effects []Effect
+	Index uint64
+	Time  LogTime
+	// NextDeadline is the earliest log time at which something in the
+	// machine ends by time alone (a lease, a wait, a hold limit, a lock
+	// delay), after this entry; 0 when nothing would. A leader proposes a
+	// tick when its clock passes it (core/replica), and only then when idle.
+	NextDeadline LogTime
+	Results      []Result
+	Effects      []Effect
 }

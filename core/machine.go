@@ -97,19 +97,50 @@ func (m *Machine) Apply(e Entry) *Output {
 		for range e.Commands {
 			m.out.Results = append(m.out.Results, Result{Err: err})
 		}
+		m.out.NextDeadline = m.nextDeadline()
 		return &m.out
 	}
 	for i := range e.Commands {
 		m.out.Results = append(m.out.Results, m.applyCommand(&e.Commands[i]))
 	}
+	m.out.NextDeadline = m.nextDeadline()
 	return &m.out
 }
 
-// advanceClock moves log time to max(now, stamped), by at most MaxClockStepMs,
-// so that one proposer whose clock jumps cannot expire every session at once.
-// The first stamped entry sets the clock: there is nothing earlier to cap
-// against. An entry stamped 0 (no time) leaves it alone, and a stamp beyond
-// MaxLogTime counts as MaxLogTime, so that deadlines never overflow.
+// NextDeadline is the earliest log time at which something ends by time
+// alone, as of the last applied entry; false when nothing would
+// (Output.NextDeadline).
+func (m *Machine) NextDeadline() (LogTime, bool) {
+	if m.timers.Len() == 0 {
+		return 0, false
+	}
+	return m.timers.peek().at, true
+}
+
+// nextDeadline drops the stale timers at the top of the heap (a session
+// kept alive leaves its old deadline behind) and answers the first live
+// one, 0 when none is left. With no stale timer on top, an empty heap
+// means nothing in the machine is timed, which advanceClock relies on; a
+// restored machine, holding only live timers, agrees.
+func (m *Machine) nextDeadline() LogTime {
+	for m.timers.Len() > 0 && !m.timerLive(m.timers.peek()) {
+		m.timers.pop()
+	}
+	d, _ := m.NextDeadline()
+	return d
+}
+
+// advanceClock moves log time to max(now, stamped), by at most MaxClockStepMs
+// while anything in the machine is timed, so that one proposer whose clock
+// jumps cannot expire every session at once. With nothing timed (no
+// session, wait, hold limit or lock delay) a jump expires nothing, and the
+// stamp is taken whole: an idle leader proposes nothing (core/replica), so
+// the first entry after a quiet hour must bring log time to now, or the
+// lease of a session it creates would be measured from an hour ago and end
+// at once as later entries caught up. The first stamped entry sets the
+// clock: there is nothing earlier to cap against. An entry stamped 0 (no
+// time) leaves it alone, and a stamp beyond MaxLogTime counts as
+// MaxLogTime, so that deadlines never overflow.
 func (m *Machine) advanceClock(stamped LogTime) {
 	stamped = min(stamped, MaxLogTime)
 	if !m.started {
@@ -120,6 +151,10 @@ func (m *Machine) advanceClock(stamped LogTime) {
 		return
 	}
 	if stamped <= m.now {
+		return
+	}
+	if m.timers.Len() == 0 {
+		m.now = stamped
 		return
 	}
 	m.now = min(stamped, m.now+LogTime(m.limits.MaxClockStepMs))
@@ -200,6 +235,10 @@ func (m *Machine) execute(c *Command) Result {
 		return m.leaderChange()
 	case OpAbandon:
 		return m.abandon(c)
+	case OpTickRequest:
+		// Its meaning is for the replicas' drivers, which see it applied:
+		// the leader answers it with a tick (core/replica).
+		return Result{Outcome: OutcomeDone}
 	}
 	panic(fmt.Sprintf("core: validated command has op %v", c.Op))
 }
@@ -209,28 +248,45 @@ func (m *Machine) execute(c *Command) Result {
 func (m *Machine) fireTimers() {
 	for m.timers.Len() > 0 && m.timers.peek().at <= m.now {
 		t := m.timers.pop()
+		if !m.timerLive(t) {
+			continue
+		}
 		switch t.kind {
 		case timerSession:
-			if s := m.sessions[SessionID(t.id)]; s != nil && s.deadline == t.at {
-				m.endSession(s, ReasonSessionExpired)
-			}
+			m.endSession(m.sessions[SessionID(t.id)], ReasonSessionExpired)
 		case timerWaiter:
-			if w := m.waiters[WaiterID(t.id)]; w != nil && w.deadline == t.at {
-				m.endWait(w, ReasonTimeout)
-			}
+			m.endWait(m.waiters[WaiterID(t.id)], ReasonTimeout)
 		case timerMaxHold:
-			if h := m.holds[FencingToken(t.id)]; h != nil && h.maxHoldAt == t.at {
-				m.endHold(h, ReasonMaxHold)
-			}
+			m.endHold(m.holds[FencingToken(t.id)], ReasonMaxHold)
 		case timerLockDelay:
-			if o := m.lockDelays[t.id]; o != nil && o.lockDelayUntil == t.at {
-				delete(m.lockDelays, t.id)
-				o.lockDelayUntil = 0
-				m.pump(o)
-				m.dropIfIdle(o)
-			}
+			o := m.lockDelays[t.id]
+			delete(m.lockDelays, t.id)
+			o.lockDelayUntil = 0
+			m.pump(o)
+			m.dropIfIdle(o)
 		}
 	}
+}
+
+// timerLive says whether t is still its target's deadline: a timer is
+// never removed when its target moves on (kept alive, granted, released),
+// only recognised as stale here.
+func (m *Machine) timerLive(t timer) bool {
+	switch t.kind {
+	case timerSession:
+		s := m.sessions[SessionID(t.id)]
+		return s != nil && s.deadline == t.at
+	case timerWaiter:
+		w := m.waiters[WaiterID(t.id)]
+		return w != nil && w.deadline == t.at
+	case timerMaxHold:
+		h := m.holds[FencingToken(t.id)]
+		return h != nil && h.maxHoldAt == t.at
+	case timerLockDelay:
+		o := m.lockDelays[t.id]
+		return o != nil && o.lockDelayUntil == t.at
+	}
+	return false
 }
 
 // carriesLeaderChange says whether the entry holds a valid leader change

@@ -11,6 +11,30 @@ import (
 
 // ---- applying entries ----
 
+// nextDeadline is the earliest time at which anything ends by time alone:
+// a session's lease, a wait's deadline, a hold limit, a lock delay.
+func (m *refModel) nextDeadline() (LogTime, bool) {
+	var at LogTime
+	take := func(d LogTime) {
+		if d != 0 && (at == 0 || d < at) {
+			at = d
+		}
+	}
+	for _, s := range m.sessions {
+		take(s.deadline)
+	}
+	for _, w := range m.waits {
+		take(w.deadline)
+	}
+	for _, h := range m.holds {
+		take(h.maxHoldAt)
+	}
+	for _, a := range m.attrs {
+		take(a.lockDelayUntil)
+	}
+	return at, at != 0
+}
+
 // apply applies one entry. coreEffects are core's effects for the same
 // entry, from which the tokens of the time step's grants are adopted.
 func (m *refModel) apply(e Entry, coreEffects []Effect) ([]Result, error) {
@@ -30,7 +54,7 @@ func (m *refModel) apply(e Entry, coreEffects []Effect) ([]Result, error) {
 		}
 	} else {
 		next := stamped
-		if next > m.now+LogTime(m.lim.MaxClockStepMs) {
+		if _, timed := m.nextDeadline(); timed && next > m.now+LogTime(m.lim.MaxClockStepMs) {
 			next = m.now + LogTime(m.lim.MaxClockStepMs)
 		}
 		if next > m.now {

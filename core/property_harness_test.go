@@ -168,11 +168,19 @@ func sameResult(a, b Result) bool {
 	return a == b
 }
 
+func (h *propHarness) modelDeadline() LogTime {
+	d, _ := h.model.nextDeadline()
+	return d
+}
+
 func (h *propHarness) compareState() {
 	t, m := h.t, h.model
 	t.Helper()
 	if h.core.Now() != m.now || h.core.Index() != m.index {
 		t.Fatalf("clock: core index %d now %d, model index %d now %d", h.core.Index(), h.core.Now(), m.index, m.now)
+	}
+	if got, _ := h.core.NextDeadline(); got != h.modelDeadline() {
+		t.Fatalf("next deadline: core %d, model %d", got, h.modelDeadline())
 	}
 	list, more, err := h.core.List(0, "", 0)
 	if err != nil || more {

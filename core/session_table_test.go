@@ -268,7 +268,7 @@ func TestSessionErrorsTable(t *testing.T) {
 			h.session(1_000)
 			h.advance(500)
 			return with(cLeader(), "c", 1)
-		}, CodeInvalidArgument, "leader_change is proposed by the runtime, never with a client_id"},
+		}, CodeInvalidArgument, "leader_change is proposed by the replicas themselves, never with a client_id"},
 		{"leader change with a field", nil, func(h *tblHarness) Command {
 			h.session(1_000)
 			h.advance(500)

@@ -235,7 +235,7 @@ func (h *tblHarness) waiting(kind Kind, name string) []WaiterID {
 
 // tblCopy deep-copies an output, which the machine reuses.
 func tblCopy(o *Output) Output {
-	c := Output{Index: o.Index, Time: o.Time}
+	c := Output{Index: o.Index, Time: o.Time, NextDeadline: o.NextDeadline}
 	c.Results = append([]Result(nil), o.Results...)
 	for _, e := range o.Effects {
 		e.Value = bytes.Clone(e.Value)

@@ -65,6 +65,7 @@ var opFields = [opCount]field{
 	OpResign:           fName | fSession | fToken,
 	OpLeaderChange:     0,
 	OpAbandon:          fKind | fName | fSession | fTargetSeq,
+	OpTickRequest:      fOwner,
 }
 
 // setFields says which fields a command carries.
@@ -170,6 +171,9 @@ func checkCommand(l *Limits, c *Command) *Error {
 			need(c.LowestPending == 0 || c.LowestPending <= c.TargetSeq,
 				"lowest_pending_seq %d is above abandon_seq %d: the abandoned request is still pending until abandon answers", c.LowestPending, c.TargetSeq),
 			checkAbandonKind(c.Kind), checkName(l, c.Name))
+	case OpTickRequest:
+		return firstError(need(c.Owner != "", "tick_request needs owner: the asking replica's request, so that it knows its own"),
+			checkLabel(l, "owner", c.Owner))
 	}
 	return nil
 }
@@ -211,8 +215,8 @@ func checkClient(c *Command) *Error {
 		return errorf(CodeInvalidArgument, "client_id %q without a request_seq: number requests from 1", c.ClientID)
 	case len(c.ClientID) > MaxClientIDBytes:
 		return errorf(CodeInvalidArgument, "client_id is %d bytes: at most %d", len(c.ClientID), MaxClientIDBytes)
-	case c.ClientID != "" && c.Op == OpLeaderChange:
-		return errorf(CodeInvalidArgument, "leader_change is proposed by the runtime, never with a client_id")
+	case c.ClientID != "" && c.Op.Internal():
+		return errorf(CodeInvalidArgument, "%s is proposed by the replicas themselves, never with a client_id", c.Op)
 	case c.LowestPending != 0 && c.ClientID == "":
 		return errorf(CodeInvalidArgument, "lowest_pending_seq %d without a client_id: it belongs to the client's request numbering", c.LowestPending)
 	case c.LowestPending > c.Seq:

@@ -233,8 +233,12 @@ func TestClientKeyTable(t *testing.T) {
 		{"a client without a seq", with(cCreate(1_000), "c1", 0), "client_id \"c1\" without a request_seq: number requests from 1"},
 		{"a long client id", with(cCreate(1_000), strings.Repeat("c", 129), 1), "client_id is 129 bytes: at most 128"},
 		{"an unknown op", Command{Op: 0}, "unknown op 0: use one of session_create .. abandon"},
-		{"an op past the last", Command{Op: opCount}, "unknown op 15"},
+		{"an op past the last", Command{Op: opCount}, "unknown op 16"},
 		{"op 255", Command{Op: 255, Name: "x"}, "unknown op 255"},
+		{"a tick request from a client", Command{Op: OpTickRequest, Owner: "n1/1", ClientID: "c", Seq: 1},
+			"tick_request is proposed by the replicas themselves, never with a client_id"},
+		{"a tick request naming nobody", Command{Op: OpTickRequest}, "tick_request needs owner"},
+		{"a tick request with a session", Command{Op: OpTickRequest, Owner: "n1/1", Session: 1}, "tick_request does not take session_id"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -426,5 +430,22 @@ func TestLimitsValidateTable(t *testing.T) {
 	}
 	if err := DefaultLimits().Validate(); err != nil {
 		t.Fatalf("the default limits: %v", err)
+	}
+}
+
+// A tick request is for the replicas' drivers: applied, it is done and
+// leaves the machine exactly as an empty tick at the same index would.
+func TestTickRequestChangesNothing(t *testing.T) {
+	a, b := newTblHarness(t), newTblHarness(t)
+	for _, h := range []*tblHarness{a, b} {
+		h.session(10_000)
+	}
+	out := a.apply(a.now()+5, Command{Op: OpTickRequest, Owner: "n2/7"})
+	if r := out.Results[0]; r.Err != nil || r.Outcome != OutcomeDone || len(out.Effects) != 0 {
+		t.Fatalf("tick request: %+v, effects %v", r, out.Effects)
+	}
+	b.apply(b.now() + 5)
+	if a.m.Hash() != b.m.Hash() {
+		t.Fatal("a tick request changed the machine's state")
 	}
 }

@@ -25,8 +25,8 @@ var ErrOverloaded = fmt.Errorf("%w: this node holds too many requests", ErrUnava
 // retries after a leader loss are idempotent.
 //
 // A nil error means the Result is authoritative (Result.Err carries core's
-// refusals; a command core.CheckCommand refuses, and OpLeaderChange, which
-// is the runtime's own, are refused there before anything is proposed). A non-nil
+// refusals; a command core.CheckCommand refuses, and the replicas' own ops
+// (core.Op.Internal), are refused there before anything is proposed). A non-nil
 // error is ErrUnavailable (no leader or quorum within the retry budget: HTTP
 // 503; ErrOverloaded wraps it), ErrShuttingDown, or ctx's error.
 //
@@ -39,8 +39,8 @@ func (n *Node) Do(ctx context.Context, cmd core.Command) (core.Result, error) {
 		return core.Result{}, ErrShuttingDown
 	}
 	defer n.leave()
-	if cmd.Op == core.OpLeaderChange {
-		return refused("op leader_change is the runtime's own: clients cannot send it"), nil
+	if cmd.Op.Internal() {
+		return refused(fmt.Sprintf("op %s is the replicas' own: clients cannot send it", cmd.Op)), nil
 	}
 	if err := core.CheckCommand(machineLimits, &cmd); err != nil {
 		return core.Result{Err: err}, nil // bad input costs no log entry

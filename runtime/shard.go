@@ -73,6 +73,7 @@ var errNoLeader = errors.New("no leader is known")
 
 func newShard(n *Node, index uint64) (*shard, error) {
 	cfg := replica.Config{
+		Name:           strconv.FormatUint(n.replicaID, 16),
 		TickIntervalMs: int64(n.cfg.Consensus.TickIntervalMs),
 		MaxBatch:       n.cfg.Consensus.MaxBatch,
 	}

@@ -13,6 +13,7 @@ type Machine interface {
 	Apply(core.Entry) *core.Output
 	Index() uint64
 	Now() core.LogTime
+	NextDeadline() (core.LogTime, bool)
 	Hash() [32]byte
 	Snapshot() []byte
 	AppendSnapshot([]byte) []byte
@@ -33,6 +34,9 @@ type Bug struct {
 	mute       bool // replicas silently drop client proposals, leading or forwarding (ticks and leader marks still go)
 	// mux plants a multiplexed client's old behaviour (mux.go).
 	mux muxBug
+	// muxClients is the run's multiplexed clients when -mux is not given
+	// (0: drawn as usual).
+	muxClients int
 }
 
 var bugs = []Bug{
@@ -63,7 +67,9 @@ var bugs = []Bug{
 		Caught: "no grant outlives the request told it failed", mux: muxReadThenRelease},
 	{Name: "lease-from-send-time", What: "a multiplexed client's lease view ends at send time + TTL, with no guard",
 		Caught: "Done closes before another session is granted: a renewal forwarded by a follower is applied at the log time " +
-			"the leader last stamped, older than its send, and the client is cut off while it holds", mux: muxLeaseFromSend},
+			"the leader last stamped, older than its send (by less than a tick interval since forwarders ask for a tick " +
+			"first, issue 16), and the client is cut off while it holds; runs with 4 multiplexed clients",
+		mux: muxLeaseFromSend, muxClients: 4},
 }
 
 // Bugs lists the planted bugs, sorted by name.
@@ -116,7 +122,8 @@ func (b *skipEntry) Apply(e core.Entry) *core.Output {
 		return b.Machine.Apply(e)
 	}
 	b.skipped = true
-	b.out = core.Output{Index: e.Index, Time: b.Machine.Now()}
+	d, _ := b.Machine.NextDeadline()
+	b.out = core.Output{Index: e.Index, Time: b.Machine.Now(), NextDeadline: d}
 	for range e.Commands {
 		b.out.Results = append(b.out.Results, core.Result{Outcome: core.OutcomeDone})
 	}
@@ -148,7 +155,7 @@ func (b *noSessionExtension) Apply(e core.Entry) *core.Output {
 	inner := e
 	inner.Commands = kept
 	o := b.Machine.Apply(inner)
-	b.out = core.Output{Index: o.Index, Time: o.Time, Effects: o.Effects}
+	b.out = core.Output{Index: o.Index, Time: o.Time, NextDeadline: o.NextDeadline, Effects: o.Effects}
 	j := 0
 	for _, c := range e.Commands {
 		if c.Op == core.OpLeaderChange {
@@ -186,6 +193,7 @@ func (b *noClockCap) Apply(e core.Entry) *core.Output {
 	inner.Index = base
 	o := b.Machine.Apply(inner)
 	b.out.Time = o.Time
+	b.out.NextDeadline = o.NextDeadline
 	b.out.Results = append(b.out.Results, o.Results...)
 	b.out.Effects = append(b.out.Effects, o.Effects...)
 	return &b.out

@@ -193,6 +193,7 @@ func (c *checker) applied(n *node, e core.Entry, out *core.Output) {
 		}
 	}
 	if first {
+		c.countTime(e)
 		l := c.log(n)
 		h := hashProposal(&e.Proposal)
 		fwd := l.forwarded[h] > 0
@@ -205,6 +206,18 @@ func (c *checker) applied(n *node, e core.Entry, out *core.Output) {
 		c.w.muxChk.entry(e, out)
 	}
 	c.w.tr.mix(0xa991, n.word(), e.Index, uint64(out.Time), uint64(len(out.Effects)))
+}
+
+// countTime counts the entries that exist only to move log time.
+func (c *checker) countTime(e core.Entry) {
+	if len(e.Commands) == 0 {
+		c.w.stats.ticks++
+	}
+	for i := range e.Commands {
+		if e.Commands[i].Op == core.OpTickRequest {
+			c.w.stats.tickRequests++
+		}
+	}
 }
 
 // forwardedProposal records a proposal a follower handed to raft for the

@@ -13,6 +13,8 @@ type logBuilder struct {
 	t   *testing.T
 	w   *world
 	idx uint64
+	// untimed: the outputs say nothing in the machine is timed.
+	untimed bool
 }
 
 func newLogBuilder(t *testing.T) *logBuilder {
@@ -24,7 +26,13 @@ func newLogBuilder(t *testing.T) *logBuilder {
 func (b *logBuilder) entry(time core.LogTime, cmds []core.Command, results []core.Result, effects ...core.Effect) {
 	b.idx++
 	e := core.Entry{Index: b.idx, Proposal: core.Proposal{Time: time, Commands: cmds}}
-	b.w.chk.logs[0].led.entry(e, &core.Output{Index: b.idx, Time: time, Results: results, Effects: effects}, false)
+	// Something stays timed (the sessions of start), unless the test says
+	// the machine holds nothing timed.
+	next := core.LogTime(0)
+	if !b.untimed {
+		next = time + 5000
+	}
+	b.w.chk.logs[0].led.entry(e, &core.Output{Index: b.idx, Time: time, NextDeadline: next, Results: results, Effects: effects}, false)
 }
 
 func (b *logBuilder) failed() string {
@@ -117,6 +125,18 @@ func TestLedgerCatchesClockJumps(t *testing.T) {
 	b.entry(3500, nil, nil)
 	if got := b.failed(); got != "clock-step" {
 		t.Fatalf("caught %q, want clock-step", got)
+	}
+}
+
+// With nothing timed, an entry may take its stamp whole: an idle leader
+// proposes nothing, and its next entry brings log time to its clock.
+func TestLedgerLetsAnUntimedMachineJump(t *testing.T) {
+	b := newLogBuilder(t)
+	b.untimed = true
+	b.entry(1000, nil, nil)
+	b.entry(3_601_000, nil, nil)
+	if got := b.failed(); got != "" {
+		t.Fatalf("caught %q after a jump with nothing timed", got)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/lockstepd/lockstep/core"
@@ -159,7 +160,7 @@ func (n *node) start() {
 		panic("sim: raft: " + err.Error())
 	}
 	n.rn = rn
-	n.drv, err = replica.New(replica.Config{MaxUnconfirmed: n.w.opts.maxUnconfirmed()})
+	n.drv, err = replica.New(replica.Config{Name: strconv.Itoa(n.id), MaxUnconfirmed: n.w.opts.maxUnconfirmed()})
 	if err != nil {
 		panic(err)
 	}
@@ -352,7 +353,7 @@ func (n *node) drive() {
 			return
 		}
 		for _, p := range rd.Proposals {
-			if n.w.bug.mute && len(p.Proposal.Commands) > 0 && p.Proposal.Commands[0].Op != core.OpLeaderChange {
+			if n.w.bug.mute && len(p.Proposal.Commands) > 0 && !p.Proposal.Commands[0].Op.Internal() {
 				// Dropped silently: the replica believes raft took it.
 				n.step(replica.ProposalConfirmedEvent(p.ID))
 				continue

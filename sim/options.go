@@ -175,6 +175,9 @@ func (o Options) resolve() (Options, error) {
 	case ShardsDrawn:
 		o.Shards = shardCount
 	}
+	if b, ok := bugByName(o.Bug); ok && o.Mux == 0 && b.muxClients > 0 {
+		o.Mux = b.muxClients
+	}
 	if o.Mux == 0 {
 		o.Mux = mux
 		if o.Shards > 1 {

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/lockstepd/lockstep/core"
+	"github.com/lockstepd/lockstep/core/replica"
 )
 
 // Scenarios: short runs with no random faults, where the test says which
@@ -182,5 +183,63 @@ func TestScenarioShardsCloseUnderPartitions(t *testing.T) {
 	bad := run("close-first-success")
 	if bad.OK || bad.Violations[0].Check != "close-everywhere" {
 		t.Fatalf("with close-first-success: %+v, want a close-everywhere violation", bad.Violations)
+	}
+}
+
+// An idle cluster commits nothing (issue 16). Before, a leader ticked every
+// tick interval whatever the machine held: 10 entries per idle virtual
+// second and shard. Now it ticks only for what is timed: while a session
+// lives, at most every KeepTimeMs (1 s) and at its deadlines; with nothing
+// timed, never. A client keeps a session for 8 s, closes it, and the
+// cluster then sits idle for 15 s; a second client creates a session
+// through whichever replica it meets after that quiet spell, and its lease
+// must start when it was sent (the ledger's lease checks, the client's
+// lease view), not at the log time of the last entry, 15 s before.
+func TestScenarioIdleClusterWritesNothing(t *testing.T) {
+	o := calm(21, 3, 2, 32*time.Second)
+	o.TTLMin, o.TTLMax = 3*time.Second, 3*time.Second
+	var marks [4]int
+	var sentAt core.LogTime
+	var lease []core.LogTime
+	res := Run(o, RunConfig{
+		plans: map[int][]step{
+			0: {{kind: stCreate}, {kind: stSleep, dur: 8 * time.Second}, {kind: stClose}},
+			1: {{kind: stSleep, dur: 26 * time.Second}, {kind: stCreate}, {kind: stSleep, dur: 4 * time.Second}, {kind: stClose}},
+		},
+		script: []scripted{
+			at(3*time.Second, func(w *world) { marks[0] = w.stats.ticks }),
+			at(8*time.Second, func(w *world) { marks[1] = w.stats.ticks }),
+			at(11*time.Second, func(w *world) { marks[2] = w.stats.ticks }),
+			at(25*time.Second, func(w *world) { marks[3] = w.stats.ticks }),
+			at(26*time.Second, func(w *world) { sentAt = w.nodes[w.leaderID()].clk.logTime(w.now) }),
+			at(26*time.Second+500*time.Millisecond, func(w *world) {
+				for _, s := range w.chk.logs[0].led.sessions {
+					lease = append(lease, s.deadline)
+				}
+			}),
+		},
+	})
+	mustPass(t, res)
+	withSession := float64(marks[1]-marks[0]) / 5
+	idle := float64(marks[3]-marks[2]) / 14
+	t.Logf("ticks per virtual second: %.1f with one idle session (keepalives aside), %.1f with nothing timed; "+
+		"an interval ticker proposes %d", withSession, idle, 1000/replica.DefaultTickIntervalMs)
+	t.Logf("forwarded %d, tick requests %d, virtual %.1fs", res.Forwarded, res.TickRequests, res.VirtualSeconds)
+	if idle != 0 {
+		t.Errorf("%.1f ticks per idle virtual second with nothing timed, want none", idle)
+	}
+	if withSession > 1.5 {
+		t.Errorf("%.1f ticks per virtual second with one session, want about one (KeepTimeMs)", withSession)
+	}
+	if res.Expiries != 0 {
+		t.Errorf("%d sessions expired: both clients kept theirs alive and closed them", res.Expiries)
+	}
+	// The create after the quiet spell: its lease runs from when it was
+	// sent (within the two tick intervals the servers advertise), not from
+	// the last entry's log time, 15 s earlier.
+	slack := core.LogTime(2 * replica.DefaultTickIntervalMs)
+	if len(lease) != 1 || lease[0] < sentAt+3_000-slack {
+		t.Errorf("leases after the quiet spell end at %v, want one ending at %d or later (sent at the leader's %d)",
+			lease, sentAt+3_000-slack, sentAt)
 	}
 }

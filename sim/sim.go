@@ -35,8 +35,13 @@ type Result struct {
 	// to its leader; ForwardsLost those of them refused to the driver (a
 	// timeout, a leader or term change, raft's refusal): requests that met
 	// a fault on the way and were answered unknown.
-	Forwarded     int     `json:"forwarded_proposals"`
-	ForwardsLost  int     `json:"forwards_lost"`
+	Forwarded    int `json:"forwarded_proposals"`
+	ForwardsLost int `json:"forwards_lost"`
+	// Ticks counts committed tick entries, TickRequests forwarders' tick
+	// requests (once per log index and shard): an idle cluster with
+	// nothing timed commits neither (issue 16).
+	Ticks         int     `json:"ticks"`
+	TickRequests  int     `json:"tick_requests"`
 	Linearizable  string  `json:"linearizable"`
 	FenceAccepted int     `json:"fence_accepted"`
 	FenceRejected int     `json:"fence_rejected"`
@@ -88,6 +93,8 @@ type stats struct {
 	batched       int
 	forwarded     int
 	forwardsLost  int
+	ticks         int // committed entries without commands (a leader's ticks), counted once per index
+	tickRequests  int // committed tick requests of forwarders
 }
 
 // world is one run: the queue, the clock, every actor and the checkers.
@@ -457,6 +464,8 @@ func (w *world) result() Result {
 		SnapInstalls:   w.stats.snapInstalls,
 		Batched:        w.stats.batched,
 		Forwarded:      w.stats.forwarded,
+		Ticks:          w.stats.ticks,
+		TickRequests:   w.stats.tickRequests,
 		ForwardsLost:   w.stats.forwardsLost,
 		Linearizable:   w.hist.verdict,
 		FenceAccepted:  w.res.accepted,

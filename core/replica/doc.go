@@ -9,13 +9,20 @@
 //     way, stamped with the log time this replica has applied (never ahead
 //     of the leader's), for the consensus library to hand to the leader —
 //     one driver per replica and shard, whose role (Role) follows the
-//     leadership events;
+//     leadership events. That log time is fresh only if the leader stamped
+//     an entry lately: unless a tick it asked for (core.OpTickRequest)
+//     followed its request in the log within the last tick interval, a
+//     forwarder asks for one and holds its requests until it applies;
 //   - hold its proposals while MaxUnconfirmed of them are neither confirmed
 //     nor refused (the gate), so that requests arriving during a commit go
 //     out packed into one entry;
-//   - propose the leader-change entry first after becoming leader, then a tick
-//     whenever a tick interval passed without a proposal, so that log time
-//     moves even when no client writes;
+//   - propose the leader-change entry first after becoming leader, then a
+//     tick only when one is needed: a forwarder asked for one; a deadline
+//     of the machine (core.Output.NextDeadline) came due after a quiet tick
+//     interval; or something is timed and KeepTimeMs passed without a
+//     proposal (log time may trail the leader's clock by at most core's
+//     MaxClockStepMs while anything is timed). With nothing timed and
+//     nobody asking, an idle leader proposes nothing at all;
 //   - when an entry is applied, route each command's result to the requests
 //     waiting for it on this replica (matched by ClientID and Seq, so a retry
 //     and the original both learn the outcome), and route grants and ended

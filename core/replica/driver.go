@@ -3,6 +3,7 @@ package replica
 import (
 	"fmt"
 	"slices"
+	"strconv"
 
 	"github.com/lockstepd/lockstep/core"
 )
@@ -18,10 +19,24 @@ type ProposalID uint64
 
 // Config bounds the driver. Zero fields take the defaults below.
 type Config struct {
-	TickIntervalMs int64 // propose a tick when the leader proposed nothing for this long; defaults to 100
-	MaxBatch       int   // client commands packed into one proposal; defaults to 256
-	MaxInflight    int   // client commands proposed and not yet applied; defaults to 4096
-	MaxPending     int   // requests held at once (queued, in flight, blocked on a waiter); defaults to 65536
+	// Name names this replica among the shard's replicas: a forwarder's
+	// tick request carries it, so that the replica knows its own request
+	// in the log. Replicas of one shard must not share a name.
+	Name string
+	// TickIntervalMs is how long a leader stays quiet before a deadline
+	// of the machine that has come due is served by a tick (defaults to
+	// 100), and how long a forwarder's stamp stays fresh after the tick it
+	// asked for (docs/runtime.md, Time).
+	TickIntervalMs int64
+	// KeepTimeMs is the longest a leader stays quiet while anything in the
+	// machine is timed (defaults to 1000): log time may move at most
+	// core's MaxClockStepMs (2 s) by one entry while anything is timed, so
+	// the leader's clock must never run further than that ahead of it.
+	// Must be at least TickIntervalMs and below MaxClockStepMs.
+	KeepTimeMs  int64
+	MaxBatch    int // client commands packed into one proposal; defaults to 256
+	MaxInflight int // client commands proposed and not yet applied; defaults to 4096
+	MaxPending  int // requests held at once (queued, in flight, blocked on a waiter); defaults to 65536
 	// MaxUnconfirmed is the proposal gate: proposals handed to the
 	// consensus library that it has neither confirmed nor refused. While
 	// that many are out, the driver proposes nothing more, so the requests
@@ -34,6 +49,7 @@ type Config struct {
 // Defaults and limits for Config.
 const (
 	DefaultTickIntervalMs = 100
+	DefaultKeepTimeMs     = 1000
 	DefaultMaxBatch       = 256
 	DefaultMaxInflight    = 4096
 	DefaultMaxPending     = 65536
@@ -47,6 +63,9 @@ const (
 func (c Config) withDefaults() Config {
 	if c.TickIntervalMs == 0 {
 		c.TickIntervalMs = DefaultTickIntervalMs
+	}
+	if c.KeepTimeMs == 0 {
+		c.KeepTimeMs = max(DefaultKeepTimeMs, c.TickIntervalMs)
 	}
 	if c.MaxBatch == 0 {
 		c.MaxBatch = DefaultMaxBatch
@@ -69,6 +88,13 @@ func (c Config) Validate() error {
 	switch {
 	case c.TickIntervalMs < 1:
 		return fmt.Errorf("replica: TickIntervalMs must be at least 1, got %d", c.TickIntervalMs)
+	case c.KeepTimeMs < c.TickIntervalMs:
+		return fmt.Errorf("replica: KeepTimeMs (%d) must be at least TickIntervalMs (%d)", c.KeepTimeMs, c.TickIntervalMs)
+	case c.KeepTimeMs >= core.DefaultLimits().MaxClockStepMs:
+		return fmt.Errorf("replica: KeepTimeMs (%d) must be below core's MaxClockStepMs (%d): log time may not fall further behind the leader's clock",
+			c.KeepTimeMs, core.DefaultLimits().MaxClockStepMs)
+	case len(c.Name) > core.DefaultLimits().MaxOwnerBytes-21:
+		return fmt.Errorf("replica: Name is %d bytes: at most %d", len(c.Name), core.DefaultLimits().MaxOwnerBytes-21)
 	case c.MaxBatch < 1:
 		return fmt.Errorf("replica: MaxBatch must be at least 1, got %d", c.MaxBatch)
 	case c.MaxInflight < c.MaxBatch:
@@ -230,6 +256,28 @@ type Driver struct {
 	lastProposalAt core.LogTime // the replica's clock at the last proposal
 	nextProposal   ProposalID
 
+	// What the machine holds that time alone ends, as of the last applied
+	// entry (core.Output.NextDeadline): while timed, a leader proposes a
+	// tick when deadline comes due and at least every KeepTimeMs.
+	timed    bool
+	deadline core.LogTime
+	// tickAsked: a forwarder's tick request was applied and no tick or
+	// leader-change mark has followed it yet; a leader answers it at once.
+	tickAsked bool
+
+	// A forwarder's time (docs/runtime.md, Time): it stamps forwards with
+	// the log time it has applied, which is fresh only if the leader
+	// stamped an entry after this replica last asked. freshUntil is this
+	// replica's clock until which it forwards without asking again; ask
+	// is the outstanding request (its Owner, "" for none), askedAt the
+	// clock when it went out, askIndex its entry once applied.
+	freshUntil core.LogTime
+	ask        string
+	askSeq     uint64
+	askedAt    core.LogTime
+	askIndex   uint64
+	askProp    ProposalID
+
 	reqs     map[RequestID]*request
 	byKey    map[dedupeKey][]RequestID // requests waiting for the result of (ClientID, Seq)
 	blocked  map[core.WaiterID][]RequestID
@@ -383,7 +431,7 @@ func (d *Driver) stepRequest(id RequestID, cmd core.Command) error {
 		return fmt.Errorf("replica: request id %d is already pending", id)
 	}
 	switch {
-	case cmd.ClientID == "" || cmd.Seq == 0 || cmd.Op == core.OpLeaderChange:
+	case cmd.ClientID == "" || cmd.Seq == 0 || cmd.Op.Internal():
 		d.reply(Reply{Request: id, Kind: ReplyRejected})
 	case d.role == RoleFollower:
 		d.reply(Reply{Request: id, Kind: ReplyNotLeader, Leader: d.leaderID})
@@ -488,6 +536,7 @@ func (d *Driver) loseRole() {
 	d.queue = d.queue[:0]
 	d.cancels = d.cancels[:0]
 	d.needLeaderMark = false
+	d.ask, d.freshUntil = "", 0
 	d.role = RoleFollower
 	// The proposals of the role that ended no longer hold the gate: their
 	// requests are answered, and a new leader's first entry must not wait
@@ -504,6 +553,9 @@ func (d *Driver) settle(id ProposalID) {
 
 func (d *Driver) stepProposalFailed(id ProposalID) {
 	d.settle(id)
+	if d.ask != "" && id == d.askProp {
+		d.ask = "" // asked again by the next Ready
+	}
 	// The leader-change entry is what keeps a failover from expiring
 	// sessions: while this replica still leads, a lost one is proposed again.
 	if d.role == RoleLeader && id == d.markProposal {
@@ -536,6 +588,11 @@ func (d *Driver) stepRestored(now core.LogTime) {
 		}
 	}
 	d.appliedTime = now
+	// The snapshot's deadlines are not known here until its next entry:
+	// count one as due now, so that a leader ticks once and learns them. A
+	// tick request in the skipped entries is lost: ask again.
+	d.timed, d.deadline = true, now
+	d.ask, d.freshUntil = "", 0
 	d.takeRole()
 }
 
@@ -548,6 +605,8 @@ func (d *Driver) stepApplied(e core.Entry, out *core.Output) error {
 		d.takeRole() // a follower that knows the leader may forward now
 	}
 	d.appliedTime = out.Time
+	d.timed, d.deadline = out.NextDeadline != 0, out.NextDeadline
+	d.noteTime(e, out)
 	for i := range e.Commands {
 		c := &e.Commands[i]
 		if c.ClientID == "" {
@@ -566,6 +625,36 @@ func (d *Driver) stepApplied(e core.Entry, out *core.Output) error {
 		d.route(&out.Effects[i], out.Index)
 	}
 	return nil
+}
+
+// noteTime follows the tick requests and the leader's time entries (ticks
+// and leader-change marks, which only a leader proposes) in the log. A
+// time entry after this replica's own request was stamped by a leader
+// that had already received the request, so by a clock reading taken
+// after askedAt: stamps of the applied log time stay within a tick
+// interval of the leader's clock until askedAt + TickIntervalMs.
+func (d *Driver) noteTime(e core.Entry, out *core.Output) {
+	timeEntry := len(e.Commands) == 0 && e.Time > 0
+	for i := range e.Commands {
+		c := &e.Commands[i]
+		switch {
+		case c.Op == core.OpLeaderChange && out.Results[i].Err == nil:
+			timeEntry = true
+		case c.Op == core.OpTickRequest && out.Results[i].Err == nil:
+			d.tickAsked = true
+			if d.ask != "" && c.Owner == d.ask && d.askIndex == 0 {
+				d.askIndex = e.Index
+			}
+		}
+	}
+	if !timeEntry {
+		return
+	}
+	d.tickAsked = false
+	if d.ask != "" && d.askIndex != 0 && e.Index > d.askIndex {
+		d.freshUntil = d.askedAt + core.LogTime(d.cfg.TickIntervalMs)
+		d.ask = ""
+	}
 }
 
 func describeOutput(out *core.Output) string {
@@ -715,7 +804,11 @@ func (d *Driver) propose() {
 	if lead && d.needLeaderMark && d.gateOpen() {
 		d.needLeaderMark = false
 		d.markProposal = d.nextProposal
+		d.tickAsked = false
 		d.emit([]core.Command{{Op: core.OpLeaderChange}}, nil)
+	}
+	if !lead && !d.forwardFresh() {
+		return
 	}
 	for d.gateOpen() && (len(d.cancels) > 0 || (len(d.queue) > 0 && d.inflight < d.cfg.MaxInflight)) {
 		room := d.cfg.MaxBatch
@@ -739,9 +832,54 @@ func (d *Driver) propose() {
 	if len(d.cancels) == 0 {
 		d.cancels = nil
 	}
-	if lead && d.gateOpen() && d.now-d.lastProposalAt >= core.LogTime(d.cfg.TickIntervalMs) {
+	if lead && d.gateOpen() && d.tickDue() {
+		d.tickAsked = false
 		d.emit(nil, nil)
 	}
+}
+
+// tickDue says whether a leader that has nothing else to propose should
+// propose a tick: a forwarder asked for one, or something of the machine
+// fell due and the leader was quiet for a tick interval, or something is
+// timed and the leader was quiet for KeepTimeMs. With nothing timed and
+// nobody asking, an idle leader proposes nothing: the next command it
+// stamps brings log time to its clock whole (core's advanceClock).
+func (d *Driver) tickDue() bool {
+	quiet := d.now - d.lastProposalAt
+	switch {
+	case d.tickAsked:
+		return true
+	case !d.timed:
+		return false
+	case d.now >= d.deadline && quiet >= core.LogTime(d.cfg.TickIntervalMs):
+		return true
+	}
+	return quiet >= core.LogTime(d.cfg.KeepTimeMs)
+}
+
+// forwardFresh says whether a forwarder may forward now: its applied log
+// time is fresh (noteTime), or it has nothing to forward. Otherwise it
+// asks the leader for a tick, once at a time, and holds its requests
+// until the tick is applied: stamped with a stale log time, a keepalive or
+// a create forwarded after a quiet spell would start its lease before the
+// client sent it. An ask not answered within KeepTimeMs is made again.
+func (d *Driver) forwardFresh() bool {
+	if len(d.cancels) == 0 && len(d.queue) == 0 {
+		return true
+	}
+	if d.now < d.freshUntil {
+		return true
+	}
+	if d.ask != "" && d.now-d.askedAt >= core.LogTime(d.cfg.KeepTimeMs) {
+		d.ask = ""
+	}
+	if d.ask == "" && d.gateOpen() {
+		d.askSeq++
+		d.ask = d.cfg.Name + "/" + strconv.FormatUint(d.askSeq, 10)
+		d.askedAt, d.askIndex, d.askProp = d.now, 0, d.nextProposal
+		d.emit([]core.Command{{Op: core.OpTickRequest, Owner: d.ask}}, nil)
+	}
+	return false
 }
 
 // emit records one proposal. The in-flight requests remember which proposal

@@ -17,6 +17,10 @@ type harness struct {
 	now     core.LogTime
 	replies []Reply
 	applied []core.Proposal
+	// remote: another replica leads, and answers every tick request this
+	// one makes with a tick stamped with the log's time (its clock reads
+	// what the log says), as a leader's driver would.
+	remote bool
 }
 
 func newHarness(t *testing.T, cfg Config) *harness {
@@ -82,6 +86,20 @@ func (h *harness) apply(p Proposal) {
 	h.applied = append(h.applied, dec)
 	h.step(AppliedEvent(e, out))
 	h.step(ProposalConfirmedEvent(p.ID))
+	if h.remote && len(dec.Commands) == 1 && dec.Commands[0].Op == core.OpTickRequest {
+		h.applyOther(core.Proposal{Time: h.m.Now()})
+	}
+}
+
+// applyOther applies an entry another replica proposed.
+func (h *harness) applyOther(p core.Proposal) *core.Output {
+	h.t.Helper()
+	h.index++
+	e := core.Entry{Index: h.index, Proposal: p}
+	out := h.m.Apply(e)
+	h.applied = append(h.applied, p)
+	h.step(AppliedEvent(e, out))
+	return out
 }
 
 func (h *harness) advance(ms int64) {
@@ -198,35 +216,88 @@ func TestLeaderMarksFirstThenPacksStampedCommands(t *testing.T) {
 	}
 }
 
-func TestTicksOnlyWhenIdleForAnInterval(t *testing.T) {
+// An idle leader with nothing timed in the machine proposes nothing, however
+// long it waits (issue 16: an idle cluster writes nothing); the next command
+// it stamps carries its clock, and log time takes it whole.
+func TestIdleLeaderWithNothingTimedProposesNothing(t *testing.T) {
 	h := newHarness(t, Config{TickIntervalMs: 100})
 	h.lead(1)
 	h.ready(true) // the mark
-	h.advance(99)
-	if rd := h.ready(true); len(rd.Proposals) != 0 {
-		t.Fatalf("proposed %d entries before the interval passed", len(rd.Proposals))
+	for range 100 {
+		h.advance(100)
+		if rd := h.ready(true); len(rd.Proposals) != 0 {
+			t.Fatalf("idle with nothing timed, proposed %+v at %d", rd.Proposals, h.now)
+		}
 	}
-	h.advance(1)
-	rd := h.ready(true)
-	if len(rd.Proposals) != 1 || len(rd.Proposals[0].Proposal.Commands) != 0 || rd.Proposals[0].Proposal.Time != h.now {
-		t.Fatalf("want one tick stamped %d, got %+v", h.now, rd.Proposals)
+	s := h.session(1, "a")
+	if h.m.Now() != h.now {
+		t.Fatalf("log time %d after a quiet spell, want the leader's clock %d", h.m.Now(), h.now)
 	}
-	// A command resets the interval: no tick right after it.
-	h.advance(60)
-	h.session(1, "a")
-	h.advance(60)
-	if rd := h.ready(true); len(rd.Proposals) != 0 {
-		t.Fatalf("ticked 60 ms after a command")
+	info, _ := h.m.SessionInfo(s)
+	if info.Deadline != h.now+10_000 {
+		t.Fatalf("lease ends at %d, want %d: it must start when the create was stamped", info.Deadline, h.now+10_000)
+	}
+}
+
+// While anything is timed, a leader ticks when a deadline comes due (after a
+// quiet tick interval) and at least every KeepTimeMs, so that log time never
+// falls more than MaxClockStepMs behind its clock; when the last timed thing
+// ends, the ticks stop.
+func TestLeaderTicksAtDeadlinesAndToKeepTime(t *testing.T) {
+	h := newHarness(t, Config{TickIntervalMs: 100, KeepTimeMs: 1000})
+	h.lead(1)
+	h.ready(true)
+	c := createSession("a", 1)
+	c.TTLMs = 2_500
+	h.step(RequestEvent(1, c))
+	h.ready(true)
+	created := h.now
+	var ticks []core.LogTime
+	for range 40 {
+		h.advance(100)
+		for _, p := range h.ready(true).Proposals {
+			if len(p.Proposal.Commands) != 0 {
+				t.Fatalf("proposed %+v", p.Proposal)
+			}
+			ticks = append(ticks, p.Proposal.Time-created)
+		}
+	}
+	// Every KeepTimeMs (1 s, 2 s), then at the lease's end (2.5 s), which
+	// expires it; after that nothing is timed and nothing is proposed.
+	want := []core.LogTime{1_000, 2_000, 2_500}
+	if fmt.Sprint(ticks) != fmt.Sprint(want) {
+		t.Fatalf("ticks at %v ms after the create, want %v", ticks, want)
+	}
+	if n := h.m.Counts().Sessions; n != 0 {
+		t.Fatalf("%d sessions after the lease's end", n)
 	}
 	// A clock that steps back does not stop the ticks.
+	h.session(2, "b")
 	before := h.m.Now()
 	h.advance(-10_000)
-	h.advance(100)
+	h.advance(1_000)
 	if rd := h.ready(true); len(rd.Proposals) != 1 {
-		t.Fatalf("no tick after the clock stepped back and ran an interval")
+		t.Fatalf("no tick after the clock stepped back and ran KeepTimeMs")
 	}
 	if h.m.Now() != before {
 		t.Fatalf("log time went back to %d", h.m.Now())
+	}
+}
+
+// A tick request applied in the log (a forwarder asked) is answered by the
+// leader with a tick at once, quiet interval or not.
+func TestLeaderAnswersATickRequest(t *testing.T) {
+	h := newHarness(t, Config{TickIntervalMs: 100})
+	h.lead(1)
+	h.ready(true)
+	h.advance(10)
+	h.applyOther(core.Proposal{Time: h.m.Now(), Commands: []core.Command{{Op: core.OpTickRequest, Owner: "n2/1"}}})
+	rd := h.ready(true)
+	if len(rd.Proposals) != 1 || len(rd.Proposals[0].Proposal.Commands) != 0 || rd.Proposals[0].Proposal.Time != h.now {
+		t.Fatalf("want one tick stamped %d answering the request, got %+v", h.now, rd.Proposals)
+	}
+	if rd := h.ready(true); len(rd.Proposals) != 0 {
+		t.Fatalf("a second tick for one request: %+v", rd.Proposals)
 	}
 }
 
@@ -585,6 +656,7 @@ func (h *harness) follow(term, leader uint64) core.SessionID {
 	h.lead(1)
 	sa := h.session(1, "a")
 	h.step(LeadershipEvent(false, term, leader))
+	h.remote = true
 	if h.d.Role() != RoleForwarder || !h.d.Proposes() || h.d.IsLeader() {
 		h.t.Fatalf("a follower of %d that applied entries is a %v, want a forwarder", leader, h.d.Role())
 	}
@@ -593,15 +665,32 @@ func (h *harness) follow(term, leader uint64) core.SessionID {
 
 // A follower forwards: it packs requests as the leader would, stamps them
 // with the log time it has applied (never its own clock, which may run
-// ahead), and proposes no mark and no tick (docs/design.md, Time).
+// ahead), and proposes no mark and no tick (docs/design.md, Time). Before
+// it forwards, it makes sure that log time is fresh: it asks the leader for
+// a tick and waits for a tick that follows its own request in the log.
 func TestFollowerForwardsStampedWithAppliedLogTime(t *testing.T) {
-	h := newHarness(t, Config{TickIntervalMs: 100})
+	h := newHarness(t, Config{TickIntervalMs: 100, Name: "n3"})
 	h.follow(2, 7)
-	applied := h.m.Now()
+	h.remote = false // this test answers the request itself
 	h.advance(5_000) // this replica's clock runs 5 s ahead of the log
 	h.step(RequestEvent(2, createSession("b", 1)))
 	h.step(RequestEvent(3, createSession("c", 1)))
 	rd := h.ready(false)
+	if len(rd.Proposals) != 1 || len(rd.Proposals[0].Proposal.Commands) != 1 ||
+		rd.Proposals[0].Proposal.Commands[0].Op != core.OpTickRequest || rd.Proposals[0].Proposal.Commands[0].Owner != "n3/1" {
+		t.Fatalf("want a tick request before any forward, got %+v", rd.Proposals)
+	}
+	ask := rd.Proposals[0]
+	// A tick and another replica's request before its own do not count.
+	h.applyOther(core.Proposal{Time: h.m.Now() + 10})
+	h.applyOther(core.Proposal{Time: h.m.Now(), Commands: []core.Command{{Op: core.OpTickRequest, Owner: "n2/1"}}})
+	h.apply(ask)
+	if rd := h.ready(false); len(rd.Proposals) != 0 {
+		t.Fatalf("forwarded %+v before a tick followed its own request", rd.Proposals)
+	}
+	h.applyOther(core.Proposal{Time: h.m.Now() + 20}) // the leader's answer
+	applied := h.m.Now()
+	rd = h.ready(false)
 	if len(rd.Proposals) != 1 {
 		t.Fatalf("want one forwarded entry, got %+v", rd.Proposals)
 	}
@@ -621,6 +710,19 @@ func TestFollowerForwardsStampedWithAppliedLogTime(t *testing.T) {
 	if rd := h.ready(false); len(rd.Proposals) != 0 {
 		t.Fatalf("a forwarder proposed %+v: only the leader ticks", rd.Proposals)
 	}
+	// A tick interval after it asked, its log time is no longer known to be
+	// fresh: it asks again, and a request refused by the consensus library
+	// is asked again too.
+	h.step(RequestEvent(4, createSession("d", 1)))
+	rd = h.ready(false)
+	if len(rd.Proposals) != 1 || rd.Proposals[0].Proposal.Commands[0].Owner != "n3/2" {
+		t.Fatalf("want a second tick request, got %+v", rd.Proposals)
+	}
+	h.step(ProposalFailedEvent(rd.Proposals[0].ID))
+	rd = h.ready(false)
+	if len(rd.Proposals) != 1 || rd.Proposals[0].Proposal.Commands[0].Owner != "n3/3" {
+		t.Fatalf("want the refused tick request made again, got %+v", rd.Proposals)
+	}
 }
 
 // The forwarder's role ends with its leader: queued requests are referred to
@@ -631,9 +733,7 @@ func TestForwarderRoleEndsWithItsLeader(t *testing.T) {
 	h := newHarness(t, Config{MaxUnconfirmed: 1})
 	sa := h.follow(2, 7)
 	h.step(RequestEvent(2, acquire("a", 2, sa, "m", 0)))
-	held := h.ready(false)
-	h.apply(held.Proposals[0])
-	h.ready(false)
+	h.ready(true)           // the tick request, the leader's tick, the forward
 	sb := h.session(3, "b") // forwarded and applied
 	h.step(RequestEvent(4, acquire("b", 2, sb, "m", core.WaitForever)))
 	q := h.ready(false)
