@@ -107,9 +107,6 @@ func (h LockHandler) Status(ctx context.Context, req *connect.Request[pb.LockSta
 	return connect.NewResponse(out), nil
 }
 
-// maxPageSize bounds one List page.
-const maxPageSize = 1000
-
 // List pages through the live objects, ordered by name, then kind. The
 // page token is the last (name, kind) of the previous page: the merge of
 // every shard's objects, their order, the read filter, the page size and
