@@ -1,16 +1,15 @@
 package rpc
 
 import (
-	"cmp"
 	"context"
 	"encoding/base64"
 	"fmt"
-	"slices"
 	"strings"
 
 	"connectrpc.com/connect"
 
 	"github.com/lockstepd/lockstep/core"
+	"github.com/lockstepd/lockstep/core/shards"
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 )
 
@@ -108,11 +107,11 @@ func (h LockHandler) Status(ctx context.Context, req *connect.Request[pb.LockSta
 	return connect.NewResponse(out), nil
 }
 
-// maxPageSize bounds one List page.
-const maxPageSize = 1000
-
 // List pages through the live objects, ordered by name, then kind. The
-// page token is the last (name, kind) of the previous page.
+// page token is the last (name, kind) of the previous page: the merge of
+// every shard's objects, their order, the read filter, the page size and
+// the cursor are core/shards' (ListPage); the token is the cursor's
+// encoding on the wire.
 //
 // Core answers at most Limits.MaxListResults objects per read (per shard);
 // a prefix matching more than that lists only the first ones (core's order
@@ -124,55 +123,36 @@ func (h LockHandler) List(ctx context.Context, req *connect.Request[pb.ListReque
 	if err != nil {
 		return nil, err
 	}
-	size := int(m.PageSize)
-	if size == 0 || size > maxPageSize {
-		size = maxPageSize
-	}
 	out := &pb.ListResponse{Stale: m.Stale}
-	// The names under a prefix are spread over every shard: read them all,
-	// then sort and page the union.
-	var list []core.Status
-	idx, err := h.readAll(ctx, m.Stale, func(_ uint64, mc *core.Machine) error {
+	// The names under a prefix are spread over every shard: read them all.
+	parts := make([][]core.Status, h.b.Shards())
+	idx, err := h.readAll(ctx, m.Stale, func(shard uint64, mc *core.Machine) error {
 		part, _, err := mc.List(kindCore(m.Kind, 0), m.Prefix, 0)
-		list = append(list, part...)
+		parts[shard] = part
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	slices.SortFunc(list, func(a, b core.Status) int {
-		return cmp.Or(strings.Compare(a.Name, b.Name), cmp.Compare(a.Kind, b.Kind))
-	})
-	canRead := h.readable(ctx)
-	for _, st := range list {
-		if canRead != nil && !canRead(st.Name) {
-			continue // left out, not refused: a refusal would say the name exists
-		}
-		if after != nil && cmp.Or(strings.Compare(st.Name, after.name), cmp.Compare(st.Kind, after.kind)) <= 0 {
-			continue
-		}
-		if len(out.Objects) == size {
-			last := out.Objects[len(out.Objects)-1]
-			out.NextPageToken = encodePageToken(last.Name, core.Kind(last.Kind))
-			break
-		}
+	page := shards.ListPage(parts, after, int(m.PageSize), h.readable(ctx))
+	for _, st := range page.Objects {
 		out.Objects = append(out.Objects, &pb.ObjectSummary{Kind: kindPB(st.Kind), Name: st.Name,
 			HolderCount: int64(len(st.Holders)), WaiterCount: int64(len(st.Waiters))})
+	}
+	if page.Next != nil {
+		out.NextPageToken = encodePageToken(*page.Next)
 	}
 	out.AppliedIndex = idx
 	return connect.NewResponse(out), nil
 }
 
-type pageCursor struct {
-	name string
-	kind core.Kind
+// encodePageToken is a cursor as a page token: opaque to the client, which
+// passes it back unchanged.
+func encodePageToken(c shards.Cursor) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(fmt.Sprintf("%d/%s", c.Kind, c.Name)))
 }
 
-func encodePageToken(name string, kind core.Kind) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(fmt.Sprintf("%d/%s", kind, name)))
-}
-
-func decodePageToken(tok string) (*pageCursor, error) {
+func decodePageToken(tok string) (*shards.Cursor, error) {
 	if tok == "" {
 		return nil, nil
 	}
@@ -189,7 +169,7 @@ func decodePageToken(tok string) (*pageCursor, error) {
 	if err != nil {
 		return nil, invalid("page_token %q is not one this server gave: pass next_page_token unchanged, or leave it empty", tok)
 	}
-	return &pageCursor{name: name, kind: core.Kind(kind)}, nil
+	return &shards.Cursor{Name: name, Kind: core.Kind(kind)}, nil
 }
 
 // CheckFence answers linearizably whether the token is a current grant.

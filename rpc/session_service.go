@@ -1,14 +1,12 @@
 package rpc
 
 import (
-	"cmp"
 	"context"
-	"slices"
-	"strings"
 
 	"connectrpc.com/connect"
 
 	"github.com/lockstepd/lockstep/core"
+	"github.com/lockstepd/lockstep/core/shards"
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 )
 
@@ -55,55 +53,53 @@ func (h SessionHandler) Close(ctx context.Context, req *connect.Request[pb.Close
 
 // Get shows a session and what it holds and waits for. A session lives in
 // every shard (see docs/runtime.md), its holds and waits in the shards of
-// their names: Get reads them all. A session missing from any shard is
-// lost (its next keepalive fails), so Get answers not_found for it.
+// their names: Get reads them all, and core/shards (Session) merges the
+// reads; a session missing from any shard is lost (its next keepalive
+// fails), so Get answers not_found for it.
 func (h SessionHandler) Get(ctx context.Context, req *connect.Request[pb.GetSessionRequest]) (*connect.Response[pb.GetSessionResponse], error) {
 	m := req.Msg
-	out := &pb.GetSessionResponse{Stale: m.Stale}
-	var ps *pb.Session
-	idx, err := h.readAll(ctx, m.Stale, func(_ uint64, mc *core.Machine) error {
-		info, err := mc.SessionInfo(core.SessionID(m.SessionId))
-		if err != nil {
-			return err
-		}
-		if ps == nil {
-			ps = &pb.Session{SessionId: uint64(info.ID), Owner: info.Owner, TtlMs: info.TTLMs,
-				CreatedAtMs: int64(info.CreatedAt), ExpiresAtMs: int64(info.Deadline)}
-		}
-		// The earliest deadline of any shard is when the session is lost.
-		ps.ExpiresAtMs = min(ps.ExpiresAtMs, int64(info.Deadline))
-		for _, ref := range info.Holds {
-			ps.Holds = append(ps.Holds, &pb.SessionHold{Kind: kindPB(ref.Kind), Name: ref.Name, FencingToken: uint64(ref.Token)})
-		}
+	id := core.SessionID(m.SessionId)
+	var reads []shards.SessionRead
+	// A wait's deadline is in its object's queue, read with the session in
+	// the wait's shard. (kind, name) lives in one shard, so with the
+	// waiter id it names one wait.
+	type waitKey struct {
+		kind   core.Kind
+		name   string
+		waiter core.WaiterID
+	}
+	deadlines := map[waitKey]core.LogTime{}
+	idx, err := h.readAll(ctx, m.Stale, func(shard uint64, mc *core.Machine) error {
+		info, err := mc.SessionInfo(id)
+		reads = append(reads, shards.SessionRead{Shard: shard, Info: info, Err: err})
 		for _, ref := range info.Waits {
-			w := &pb.SessionWait{Kind: kindPB(ref.Kind), Name: ref.Name, WaiterId: uint64(ref.Waiter)}
 			if st, err := mc.Status(ref.Kind, ref.Name); err == nil {
 				for _, x := range st.Waiters {
 					if x.ID == ref.Waiter {
-						w.DeadlineMs = int64(x.Deadline)
+						deadlines[waitKey{ref.Kind, ref.Name, ref.Waiter}] = x.Deadline
 					}
 				}
 			}
-			ps.Waits = append(ps.Waits, w)
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	if h.b.Shards() > 1 {
-		// Shards answer in any order: name order, stable within a shard
-		// (grant order, queue order).
-		slices.SortStableFunc(ps.Holds, func(a, b *pb.SessionHold) int {
-			return cmp.Or(strings.Compare(a.Name, b.Name), cmp.Compare(a.Kind, b.Kind))
-		})
-		slices.SortStableFunc(ps.Waits, func(a, b *pb.SessionWait) int {
-			return cmp.Or(strings.Compare(a.Name, b.Name), cmp.Compare(a.Kind, b.Kind))
-		})
+	info, err := shards.Session(reads)
+	if err != nil {
+		return nil, h.apiError(err)
 	}
-	out.Session = ps
-	out.AppliedIndex = idx
-	return connect.NewResponse(out), nil
+	ps := &pb.Session{SessionId: uint64(info.ID), Owner: info.Owner, TtlMs: info.TTLMs,
+		CreatedAtMs: int64(info.CreatedAt), ExpiresAtMs: int64(info.Deadline)}
+	for _, ref := range info.Holds {
+		ps.Holds = append(ps.Holds, &pb.SessionHold{Kind: kindPB(ref.Kind), Name: ref.Name, FencingToken: uint64(ref.Token)})
+	}
+	for _, ref := range info.Waits {
+		ps.Waits = append(ps.Waits, &pb.SessionWait{Kind: kindPB(ref.Kind), Name: ref.Name, WaiterId: uint64(ref.Waiter),
+			DeadlineMs: int64(deadlines[waitKey{ref.Kind, ref.Name, ref.Waiter}])})
+	}
+	return connect.NewResponse(&pb.GetSessionResponse{Stale: m.Stale, Session: ps, AppliedIndex: idx}), nil
 }
 
 // readAll runs fn on every shard, linearizably unless stale, and answers
@@ -120,22 +116,21 @@ func (s *service) readAll(ctx context.Context, stale bool, fn func(shard uint64,
 }
 
 // ownsNothingElse says whether session id holds and waits for nothing in
-// any shard but the one of name: a session the server created for one
-// grant is closed with that grant only then. With one shard the caller's
-// own check suffices.
+// any shard but the one of name (core/shards, OwnsOnlyIn): a session the
+// server created for one grant is closed with that grant only then. With
+// one shard the caller's own check suffices, and nothing is read. A read
+// that fails answers false: the session is kept, to its TTL.
 func (s *service) ownsNothingElse(ctx context.Context, id core.SessionID, name string) bool {
 	if s.b.Shards() == 1 {
 		return true
 	}
-	home := s.b.ShardOf(name)
-	other := 0
+	var reads []shards.SessionRead
 	_, err := s.readAll(ctx, false, func(shard uint64, m *core.Machine) error {
-		if info, err := m.SessionInfo(id); err == nil && shard != home {
-			other += len(info.Holds) + len(info.Waits)
-		}
+		info, err := m.SessionInfo(id)
+		reads = append(reads, shards.SessionRead{Shard: shard, Info: info, Err: err})
 		return nil
 	})
-	return err == nil && other == 0
+	return err == nil && shards.OwnsOnlyIn(s.b.ShardOf(name), reads)
 }
 
 func (h SessionHandler) CancelWait(ctx context.Context, req *connect.Request[pb.CancelWaitRequest]) (*connect.Response[pb.CancelWaitResponse], error) {

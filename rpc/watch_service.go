@@ -10,6 +10,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/lockstepd/lockstep/core"
+	"github.com/lockstepd/lockstep/core/shards"
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 	"github.com/lockstepd/lockstep/runtime"
 )
@@ -69,17 +70,17 @@ func (h WatchHandler) Watch(ctx context.Context, req *connect.Request[pb.WatchRe
 		// everything.
 		return f.Name != "" || (prefix == "" && len(kinds) == 0)
 	}
-	shards := h.b.Shards()
+	count := h.b.Shards()
 	// next is, for a prefix, each shard's next index to send (nil for a
-	// name, which reports applied_index alone).
-	var next []uint64
-	if !exact {
-		var err error
-		if next, err = h.startPositions(m, shards); err != nil {
-			return err
-		}
-	} else if len(m.StartPositions) > 0 {
-		return invalid("start_positions is for a prefix watch; a name lives in one shard: resume its watch with start_index (the last applied_index + 1)")
+	// name, which reports applied_index alone): core/shards' rules
+	// (WatchStart) from start_index or start_positions.
+	given := make([]shards.Position, 0, len(m.StartPositions))
+	for _, p := range m.StartPositions {
+		given = append(given, shards.Position{Shard: p.ShardId, Next: p.NextIndex})
+	}
+	next, err := shards.WatchStart(count, exact, m.StartIndex, given)
+	if err != nil {
+		return h.apiError(err)
 	}
 	// The first message is progress only, at once: it tells the client
 	// where the stream starts, and gets the response headers out (a gRPC
@@ -87,11 +88,11 @@ func (h WatchHandler) Watch(ctx context.Context, req *connect.Request[pb.WatchRe
 	// stream starts after this node's applied index (of every shard, for a
 	// prefix).
 	askProgress := make(chan struct{}, 1)
-	events, from, err := h.subscribe(ctx, m, prefix, exact, shards, next, askProgress)
+	events, from, err := h.subscribe(ctx, m, prefix, exact, count, next, askProgress)
 	if err != nil {
 		return err
 	}
-	merged := !exact && shards > 1
+	merged := !exact && count > 1
 	// scanned is, for one log (a name, or a prefix with one shard), the
 	// last entry whose watched events have all been sent or are in msg:
 	// the last entry received whole, or a progress marker's index. It is
@@ -149,7 +150,7 @@ func (h WatchHandler) Watch(ctx context.Context, req *connect.Request[pb.WatchRe
 				if _, inEntry := open[e.Shard]; !inEntry {
 					marker = true
 					if next != nil {
-						next[e.Shard] = max(next[e.Shard], e.Index+1)
+						next.Marker(e.Shard, e.Index)
 					}
 					scanned = max(scanned, e.Index)
 				}
@@ -159,7 +160,7 @@ func (h WatchHandler) Watch(ctx context.Context, req *connect.Request[pb.WatchRe
 				delete(open, e.Shard)
 				scanned = max(scanned, e.Index)
 				if next != nil {
-					next[e.Shard] = e.Index + 1
+					next.EntryEnd(e.Shard, e.Index)
 				}
 			} else {
 				open[e.Shard] = e.Index
@@ -224,54 +225,10 @@ func (h WatchHandler) Watch(ctx context.Context, req *connect.Request[pb.WatchRe
 	}
 }
 
-// startPositions answers, for a prefix watch, the index each shard's stream
-// starts from (0: after this node's applied index), from start_positions or
-// start_index, or refuses them with what to fix.
-func (h WatchHandler) startPositions(m *pb.WatchRequest, shards int) ([]uint64, error) {
-	next := make([]uint64, shards)
-	if len(m.StartPositions) == 0 {
-		if m.StartIndex != 0 && shards > 1 {
-			return nil, invalid("start_index %d is ambiguous: this cluster has %d shards, each numbering its own log, and a prefix spans them all; "+
-				"resume a prefix watch with start_positions (the positions of the last WatchResponse received), "+
-				"or watch one name to resume from an index", m.StartIndex, shards)
-		}
-		next[0] = m.StartIndex // one shard: the index is shard 0's
-		return next, nil
-	}
-	if m.StartIndex != 0 {
-		return nil, invalid("start_index %d and start_positions are both given: resume a prefix watch with start_positions alone "+
-			"(the positions of the last WatchResponse received)", m.StartIndex)
-	}
-	for i, p := range m.StartPositions {
-		switch {
-		case p.ShardId >= uint64(shards):
-			return nil, invalid("start_positions[%d]: shard_id %d is not a shard of this cluster, which has %d (shard_id 0..%d): "+
-				"send back the positions a WatchResponse of this cluster gave", i, p.ShardId, shards, shards-1)
-		case next[p.ShardId] != 0:
-			return nil, invalid("start_positions[%d]: shard_id %d appears twice: give each shard once", i, p.ShardId)
-		case p.NextIndex == 0:
-			return nil, invalid("start_positions[%d]: next_index is 0 for shard_id %d: give the next_index the last WatchResponse's positions gave "+
-				"(at least 1), or leave start_positions empty to watch from now", i, p.ShardId)
-		}
-		next[p.ShardId] = p.NextIndex
-	}
-	var missing []int
-	for i, n := range next {
-		if n == 0 {
-			missing = append(missing, i)
-		}
-	}
-	if len(missing) > 0 {
-		return nil, invalid("start_positions has no position for shard_id %v: give every shard 0..%d once, "+
-			"as the last WatchResponse's positions list them", missing, shards-1)
-	}
-	return next, nil
-}
-
 // subscribe opens the backend's stream. For a name it answers the index the
 // stream starts from; for a prefix it fills next in, where it was 0, with
 // this node's applied index + 1 of that shard.
-func (h WatchHandler) subscribe(ctx context.Context, m *pb.WatchRequest, prefix string, exact bool, shards int, next []uint64,
+func (h WatchHandler) subscribe(ctx context.Context, m *pb.WatchRequest, prefix string, exact bool, count int, next shards.Positions,
 	askProgress <-chan struct{}) (<-chan runtime.Event, uint64, error) {
 	progress := runtime.WithProgress(askProgress)
 	if exact {
@@ -296,15 +253,13 @@ func (h WatchHandler) subscribe(ctx context.Context, m *pb.WatchRequest, prefix 
 		if err != nil {
 			return nil, 0, h.apiError(err)
 		}
-		for i := range next {
-			if next[i] == 0 {
-				next[i] = idx[i] + 1
-			}
+		if err := next.Fill(idx); err != nil {
+			return nil, 0, err
 		}
 	}
 	var events <-chan runtime.Event
 	var err error
-	if shards == 1 {
+	if count == 1 {
 		events, err = h.b.WatchShard(ctx, 0, prefix, next[0], progress)
 	} else {
 		events, err = h.b.WatchShards(ctx, prefix, next, progress)

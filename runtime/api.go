@@ -10,6 +10,7 @@ import (
 
 	"github.com/lockstepd/lockstep/config"
 	"github.com/lockstepd/lockstep/core"
+	"github.com/lockstepd/lockstep/core/shards"
 )
 
 // Options start a Node.
@@ -38,8 +39,8 @@ var (
 	// events this node still keeps.
 	ErrCompacted = errors.New("lockstep: the events before this index are no longer kept")
 	// ErrAmbiguousIndex: a log index was given where several shards' logs
-	// are meant; each shard numbers its own entries.
-	ErrAmbiguousIndex = errors.New("lockstep: a log index is ambiguous across shards")
+	// are meant; each shard numbers its own entries (core/shards, OneIndex).
+	ErrAmbiguousIndex = shards.ErrAmbiguousIndex
 	// ErrTooManyMembers: AddNode past config.MaxMembers voting members.
 	ErrTooManyMembers = errors.New("lockstep: too many members")
 )

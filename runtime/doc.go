@@ -79,7 +79,11 @@
 // Do sends session create, keepalive and close to every shard, and the rest
 // to the name's shard. The policy (where a command goes, how the shards'
 // answers merge, which copies to close) is core/shards, pure and shared
-// with the simulator; route.go only executes it. ReadAll and the merged Watch span shards. The
+// with the simulator; route.go only executes it. ReadAll and the merged
+// Watch span shards: how their answers merge (List's pages, a session's
+// reads, a prefix watch's per-shard positions, when one index is
+// ambiguous, and that one shard's stream ending ends the merged stream) is
+// core/shards too; route.go runs the reads and the streams. The
 // preferred member of each shard pulls its leadership (balance.go). The
 // count is recorded in the data directory and cannot change (shardcount.go).
 //

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lockstepd/lockstep/core"
+	"github.com/lockstepd/lockstep/core/shards"
 )
 
 // Read runs fn on the state machine of the shard that owns name (shard 0
@@ -76,9 +77,8 @@ func (n *Node) Watch(ctx context.Context, prefix string, fromIndex uint64) (<-ch
 	if len(n.shards) == 1 {
 		return n.shards[0].watch.subscribe(ctx, prefix, fromIndex, nil)
 	}
-	if fromIndex != 0 {
-		return nil, fmt.Errorf("%w: from index %d is ambiguous with %d shards (each numbers its own log): "+
-			"watch one shard with WatchShard, or start from now (0)", ErrAmbiguousIndex, fromIndex, len(n.shards))
+	if err := shards.OneIndex(fromIndex, len(n.shards)); err != nil {
+		return nil, err
 	}
 	return n.watchAll(ctx, prefix)
 }

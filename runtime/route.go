@@ -152,8 +152,8 @@ func (n *Node) WatchShards(ctx context.Context, prefix string, fromIndex []uint6
 		return nil, ErrShuttingDown
 	}
 	defer n.leave()
-	if len(fromIndex) != len(n.shards) {
-		return nil, fmt.Errorf("runtime: %d start indexes for %d shards: give one per shard", len(fromIndex), len(n.shards))
+	if err := shards.Positions(fromIndex).Check(len(n.shards)); err != nil {
+		return nil, err
 	}
 	return n.watchFrom(ctx, prefix, fromIndex, watchOpts(opts).progress)
 }
@@ -165,11 +165,13 @@ func (n *Node) watchAll(ctx context.Context, prefix string) (<-chan Event, error
 }
 
 // watchFrom merges every shard's events for prefix, shard i's from
-// fromIndex[i] on. Events of one shard keep their order (and an entry's
-// events stay together); shards interleave as they apply. When one shard's
-// stream ends (its consumer fell behind, a snapshot was installed, the
-// node closes), the merged stream ends too, so that a gap is never silent.
-// Each receive from progress (nil: none) asks every shard for a marker.
+// fromIndex[i] on, under core/shards' rule for a merged stream (watch.go
+// there): events of one shard keep their order (and an entry's events stay
+// together), shards interleave as they apply, one shard's stream ending
+// (its consumer fell behind, a snapshot was installed, the node closes)
+// ends the merged stream, so that a gap is never silent, and each receive
+// from progress (nil: none) asks every shard for a marker. This is the
+// execution: a goroutine per shard and channels.
 func (n *Node) watchFrom(ctx context.Context, prefix string, fromIndex []uint64, progress <-chan struct{}) (<-chan Event, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	subs := make([]<-chan Event, 0, len(n.shards))

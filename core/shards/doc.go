@@ -1,8 +1,30 @@
 // Package shards is the multi-shard policy of a Lockstep cluster, pure: which
-// shard owns a name, which shards a command goes to, and how the answers of
-// a command sent to several shards become one answer. The production
-// runtime (runtime/route.go) and the simulator's client both execute it;
-// neither decides anything about shards on its own.
+// shard owns a name, which shards a command goes to, how the answers of a
+// command sent to several shards become one answer, how reads of every
+// shard merge into one answer, and where a watch of every shard stands. The
+// production runtime (runtime/route.go) and the simulator's client both
+// execute the commands' part, and the API (rpc/) the reads' and watches';
+// none of them decides anything about shards on its own.
+//
+// Where each rule lives:
+//
+//   - fanout.go: Of (a name's shard), Targets, and Fanout, the step
+//     function of a command over the shards; merge.go: how its answers
+//     merge (the rules below).
+//   - reads.go: ListPage (the union of every shard's objects, in name then
+//     kind order, filtered, cut into pages of at most MaxPage, with the
+//     Cursor of the next), Session (a session read from every shard: lost
+//     if missing in any, shard 0's lease, the earliest deadline, holds and
+//     waits in name order) and OwnsOnlyIn (a session made for one grant
+//     owns nothing in other shards). A read spanning shards has no one
+//     applied index; the API answers shard 0's.
+//   - watch.go: Positions (one next index per shard, where a prefix watch
+//     resumes), WatchStart (a client's start_index or start_positions
+//     checked against the shard count), Fill, EntryEnd and Marker (how a
+//     position moves), OneIndex (one index for several shards is
+//     ambiguous), and the rule of a merged stream, which runtime's
+//     watchFrom executes with goroutines: order kept within a shard, and
+//     one shard's stream ending ends it.
 //
 // It follows etcd raft's shape: a Fanout is a step function over explicit
 // inputs. Start says what to send; Step takes the shards' answers and may
