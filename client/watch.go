@@ -87,8 +87,9 @@ func (c *Client) watch(ctx context.Context, req *pb.WatchRequest) <-chan WatchRe
 // watchOnce runs one Watch stream on ep until it ends or ctx ends, moving
 // req's start positions along with what it receives. A stream that
 // delivers nothing, not even a progress message, for the stream silence
-// bound is given up (stuck): the servers send progress about every second
-// on a live cluster, so silence means a stopped node or a dead connection.
+// bound is given up (stuck): the servers send a message at least every 2 s,
+// progress or a repeat of the positions on an idle cluster, so silence
+// means a stopped node or a dead connection.
 func (c *Client) watchOnce(ctx context.Context, ep *endpoint, req *pb.WatchRequest, out chan<- WatchResponse, pause *time.Duration) (stuck bool, err error) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()

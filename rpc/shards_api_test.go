@@ -269,3 +269,42 @@ func TestWatchMessagesHoldWholeEntries(t *testing.T) {
 		t.Errorf("the stream ended with %v, want unavailable (resume elsewhere)", stream.Err())
 	}
 }
+
+// TestWatchSpeaksWhileNothingMoves: an idle shard writes no entries at all,
+// so no marker moves a stream on; after silentIntervals of silence the
+// handler still sends a message, without events, repeating where the
+// stream stands, so that a client can tell a quiet cluster from a dead
+// connection.
+func TestWatchSpeaksWhileNothingMoves(t *testing.T) {
+	s := startServer(t)
+	feed := make(chan runtime.Event, 1)
+	s.b.mu.Lock()
+	s.b.shards = 2
+	s.b.watchFeed = feed
+	s.b.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	watch := lockstepv1connect.NewWatchServiceClient(http.DefaultClient, s.url)
+	start := []*pb.ShardPosition{{ShardId: 0, NextIndex: 7}, {ShardId: 1, NextIndex: 9}}
+	stream, err := watch.Watch(ctx, connect.NewRequest(&pb.WatchRequest{Target: &pb.WatchRequest_Prefix{Prefix: "quiet/"}, StartPositions: start}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()
+	if !stream.Receive() {
+		t.Fatalf("no first message: %v", stream.Err())
+	}
+	begun := time.Now()
+	if !stream.Receive() {
+		t.Fatalf("no message while nothing moved: %v", stream.Err())
+	}
+	m := stream.Msg()
+	var positions []uint64
+	for _, p := range m.Positions {
+		positions = append(positions, p.NextIndex)
+	}
+	if len(m.Events) != 0 || !slices.Equal(positions, []uint64{7, 9}) {
+		t.Fatalf("after %v of silence: events %v, positions %v; want none and [7 9]", time.Since(begun), m.Events, positions)
+	}
+	t.Logf("a message after %v of silence", time.Since(begun).Round(time.Millisecond))
+}

@@ -31,6 +31,13 @@ const maxEventsPerMessage = 256
 // log, and a resume does not fall off the events the node keeps.
 const progressInterval = time.Second
 
+// silentIntervals is how many progress intervals a stream may stay silent,
+// its markers showing nothing new, before it gets a message repeating its
+// positions: an idle shard writes no entries at all (docs/runtime.md, Idle
+// ticks), and a client must tell a quiet cluster from a dead connection
+// (the Go client gives a stream up after 5 s of silence).
+const silentIntervals = 2
+
 // Watch streams the effects on one name or a prefix. Events arrive one at a
 // time from the backend; the handler sends what has arrived as one message,
 // and never ends a message in the middle of an entry's events (it waits for
@@ -117,6 +124,7 @@ func (h WatchHandler) Watch(ctx context.Context, req *connect.Request[pb.WatchRe
 	timer := time.NewTimer(progressInterval)
 	defer timer.Stop()
 	sentSince := false
+	silent := 0 // progress intervals in a row without a message
 	// open is the shards whose last event received did not end its entry,
 	// with that entry's index: the message waits for the rest of it.
 	open := map[uint64]uint64{}
@@ -127,7 +135,17 @@ func (h WatchHandler) Watch(ctx context.Context, req *connect.Request[pb.WatchRe
 		case <-ctx.Done():
 			return nil
 		case <-timer.C:
-			if !sentSince {
+			silent++
+			if sentSince {
+				silent = 0
+			}
+			if silent >= silentIntervals {
+				// Nothing moved: say where the stream still stands.
+				if err := stream.Send(&pb.WatchResponse{AppliedIndex: sentApplied, Positions: positionsPB(sentNext)}); err != nil {
+					return err
+				}
+				silent = 0
+			} else if !sentSince {
 				select {
 				case askProgress <- struct{}{}:
 				default:

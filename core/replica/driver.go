@@ -808,6 +808,14 @@ func (d *Driver) propose() {
 		d.emit([]core.Command{{Op: core.OpLeaderChange}}, nil)
 	}
 	if !lead && !d.forwardFresh() {
+		// Withdrawals do not wait for fresh time: they start no lease,
+		// and a closing node has no time to wait for a tick (Close
+		// flushes them once).
+		if len(d.cancels) > 0 && d.gateOpen() {
+			n := min(len(d.cancels), d.cfg.MaxBatch)
+			d.emit(slices.Clone(d.cancels[:n]), nil)
+			d.cancels = d.cancels[n:]
+		}
 		return
 	}
 	for d.gateOpen() && (len(d.cancels) > 0 || (len(d.queue) > 0 && d.inflight < d.cfg.MaxInflight)) {
@@ -857,14 +865,14 @@ func (d *Driver) tickDue() bool {
 	return quiet >= core.LogTime(d.cfg.KeepTimeMs)
 }
 
-// forwardFresh says whether a forwarder may forward now: its applied log
-// time is fresh (noteTime), or it has nothing to forward. Otherwise it
+// forwardFresh says whether a forwarder may forward requests now: its
+// applied log time is fresh (noteTime), or it holds none. Otherwise it
 // asks the leader for a tick, once at a time, and holds its requests
 // until the tick is applied: stamped with a stale log time, a keepalive or
 // a create forwarded after a quiet spell would start its lease before the
 // client sent it. An ask not answered within KeepTimeMs is made again.
 func (d *Driver) forwardFresh() bool {
-	if len(d.cancels) == 0 && len(d.queue) == 0 {
+	if len(d.queue) == 0 {
 		return true
 	}
 	if d.now < d.freshUntil {

@@ -820,3 +820,23 @@ func TestForwarderWithdrawsAWait(t *testing.T) {
 		t.Fatalf("after the cancel: waiters %+v, %d pending", st.Waiters, h.d.Pending())
 	}
 }
+
+// A withdrawal does not wait for fresh time: a forwarder whose log time is
+// stale proposes the cancel at once (a closing node flushes it once and
+// has no time for a tick round trip), and asks for no tick for it.
+func TestForwarderWithdrawsWithoutAskingForTime(t *testing.T) {
+	h := newHarness(t, Config{Name: "n3"})
+	sa := h.follow(2, 7)
+	sb := h.session(2, "b")
+	h.step(RequestEvent(3, acquire("a", 2, sa, "m", 0)))
+	h.step(RequestEvent(4, acquire("b", 2, sb, "m", core.WaitForever)))
+	h.ready(true)
+	waiter := h.reply(4).Result.Waiter
+	h.advance(5_000) // long past the last tick it asked for
+	h.step(CancelEvent(4))
+	rd := h.ready(false)
+	if len(rd.Proposals) != 1 || len(rd.Proposals[0].Proposal.Commands) != 1 ||
+		rd.Proposals[0].Proposal.Commands[0].Op != core.OpCancel || rd.Proposals[0].Proposal.Commands[0].Waiter != waiter {
+		t.Fatalf("want the cancel of waiter %d alone, at once, got %+v", waiter, rd.Proposals)
+	}
+}
