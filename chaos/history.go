@@ -71,6 +71,7 @@ type history struct {
 // leader's clock stamps log time; all members run on this machine).
 type expiry struct {
 	delivered, log time.Duration
+	shard          uint64 // the shard whose expiry was delivered first (a session lives in every shard)
 }
 
 // eventID is what two watches of the same log must agree on for an event.
@@ -161,9 +162,9 @@ func (h *history) watch(ctx context.Context, c *client.Client) {
 		}
 		for _, e := range resp.Events {
 			if e.Type == pb.EventType_EVENT_TYPE_SESSION_EXPIRED {
-				x := expiry{delivered: at, log: time.UnixMilli(e.AtMs).Sub(h.start)}
+				x := expiry{delivered: at, log: time.UnixMilli(e.AtMs).Sub(h.start), shard: e.ShardId}
 				if old, dup := h.expired[e.SessionId]; dup {
-					x = expiry{delivered: min(old.delivered, x.delivered), log: min(old.log, x.log)}
+					x = expiry{delivered: min(old.delivered, x.delivered), log: min(old.log, x.log), shard: old.shard}
 				}
 				h.expired[e.SessionId] = x
 				continue

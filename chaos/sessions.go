@@ -185,8 +185,8 @@ func (h *history) checkSessions() ([]string, SessionStats) {
 		if s.stopped < 0 {
 			st.KeptAlive++
 			if expired && (s.lost < 0 || s.lost > e) && (s.closed < 0 || s.closed > e) {
-				bad = append(bad, fmt.Sprintf("sessions: %s's session %d (TTL %v) was kept alive — its client's lease never ran out — and the cluster expired it (delivered at %.3fs)",
-					s.owner, id, s.ttl, e.Seconds()))
+				bad = append(bad, fmt.Sprintf("sessions: %s's session %d (TTL %v) was kept alive — its client's lease never ran out — and the cluster expired it (delivered at %.3fs, shard %d first, log time %.3fs)",
+					s.owner, id, s.ttl, e.Seconds(), x.shard, x.log.Seconds()))
 			}
 			continue
 		}
@@ -207,8 +207,8 @@ func (h *history) checkSessions() ([]string, SessionStats) {
 			bad = append(bad, fmt.Sprintf("sessions: %s's session %d (TTL %v) was expired %.3fs after its last renewal was answered, past its TTL plus %v",
 				s.owner, id, s.ttl, (e-s.renew).Seconds(), expiryGrace(s.ttl)))
 		case e < s.renewSent+s.ttl-earlyAllowance(s.ttl):
-			bad = append(bad, fmt.Sprintf("sessions: %s's session %d (TTL %v) was expired (delivered at %.3fs) %.3fs after its last renewal was sent: early",
-				s.owner, id, s.ttl, e.Seconds(), (e-s.renewSent).Seconds()))
+			bad = append(bad, fmt.Sprintf("sessions: %s's session %d (TTL %v) was expired (delivered at %.3fs, shard %d first, log time %.3fs) %.3fs after its last renewal was sent: early",
+				s.owner, id, s.ttl, e.Seconds(), x.shard, x.log.Seconds(), (e-s.renewSent).Seconds()))
 		default:
 			st.ExpiredAfter = append(st.ExpiredAfter, (x.log - s.renew).Milliseconds())
 		}
