@@ -593,3 +593,30 @@ func TestTTLBelowTheMinimumIsRefused(t *testing.T) {
 		t.Fatalf("a 10ms TTL: %v, want a refusal naming the minimum %v", err, client.MinTTL)
 	}
 }
+
+// A Create answered after the lease it asks for has run out (a slow shard's
+// adopt, a retry answered from the servers' memory of the first attempt)
+// made a session that NewSession returned as if alive, though the servers
+// may already have expired it: its Done closed at once, after the expiry.
+// NewSession now refuses it.
+func TestCreateAnsweredAfterItsLeaseIsRefused(t *testing.T) {
+	needServer(t)
+	p := newFaultProxy(t, endpoint)
+	c, err := client.New([]string{p.URL()}, client.WithAttemptTimeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.slowCreates.Store(int64(1200 * time.Millisecond))
+	s, err := c.NewSession(testCtx(t), client.WithTTL(time.Second))
+	if err == nil {
+		t.Fatalf("NewSession answered 1.2 s after asking for a 1 s lease returned session %d (alive %v)", s.ID(), alive(s))
+	}
+	if !strings.Contains(err.Error(), "longer than") {
+		t.Fatalf("NewSession: %v, want it to say the create took longer than the lease", err)
+	}
+	p.slowCreates.Store(0)
+	s = newSession(t, c, client.WithTTL(time.Second))
+	if !alive(s) {
+		t.Fatal("a prompt create after the slow one: the session is not alive")
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 )
@@ -32,6 +33,7 @@ type faultProxy struct {
 
 	stuck          atomic.Bool
 	dropKeepalives atomic.Bool
+	slowCreates    atomic.Int64 // nanoseconds a Create's answer is held after the server gave it
 	holding        atomic.Int32 // requests held back now
 
 	mu      sync.Mutex
@@ -164,6 +166,9 @@ func (p *faultProxy) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer res.Body.Close()
+	if d := time.Duration(p.slowCreates.Load()); d > 0 && strings.HasSuffix(r.URL.Path, "SessionService/Create") {
+		time.Sleep(d) // the server made the session; its answer reaches the client late
+	}
 	if p.stuck.Load() {
 		p.hang()
 		return

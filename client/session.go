@@ -139,7 +139,19 @@ func (c *Client) NewSession(ctx context.Context, opts ...SessionOption) (*Sessio
 		return nil, fmt.Errorf("lockstep: session TTL %v is too short for these servers: they may stamp a request up to %v behind their leader (twice their tick interval), so the lease would end almost at once; use a TTL of at least %v",
 			s.ttl, g, 4*g)
 	}
-	go s.keepAlive(sent.Add(s.ttl - s.guard()))
+	leaseEnd := sent.Add(s.ttl - s.guard())
+	if took := time.Since(sent); !time.Now().Before(leaseEnd) {
+		// The answer came after the lease it asked for, as this client
+		// counts it (a slow shard, or a retry answered from the servers'
+		// memory of the first attempt): the servers may have expired the
+		// session already, and a session returned now would be lost at
+		// once, after the fact. Close it and say so.
+		close(s.loopDone)
+		_ = s.Close(ctx)
+		return nil, fmt.Errorf("lockstep: creating the session took %v, longer than its lease (TTL %v less %v for the servers' clock lag): the servers may already have expired it; create a new one, or ask for a longer TTL",
+			took.Round(time.Millisecond), s.ttl, s.guard())
+	}
+	go s.keepAlive(leaseEnd)
 	return s, nil
 }
 
