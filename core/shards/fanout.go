@@ -141,7 +141,7 @@ func (f *Fanout) Step(answers []Answer) error {
 	case f.cmd.Op == core.OpSessionCreate && f.phase == phaseFirst:
 		f.created(sorted[0])
 	case f.cmd.Op == core.OpSessionCreate:
-		f.finish(mergeAdopts(f.first, sorted))
+		f.finish(mergeAdopts(f.first, sorted, f.cmd.TTLMs))
 	case f.cmd.Op == core.OpSessionKeepAlive:
 		f.finish(mergeKeepAlive(f.cmd.Session, sorted))
 	case f.cmd.Op == core.OpSessionClose:

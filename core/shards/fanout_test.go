@@ -166,6 +166,11 @@ func TestCreate(t *testing.T) {
 		{name: "an adopt refused: the copies made are closed", answers: []Answer{ok(900), ok(900), full, ok(900)}, waves: 2,
 			code: core.CodeResourceExhausted, cleanup: []uint64{0, 1, 3}},
 		{name: "refused and unreachable: retry first", answers: []Answer{ok(900), full, noQuorum, ok(900)}, waves: 2, err: true},
+		{name: "an adopt slower than the TTL: the first copies expired, closed", answers: []Answer{ok(900), ok(905), ok(910), ok(2100)},
+			waves: 2, code: core.CodeNotFound, cleanup: []uint64{0, 1, 2, 3}},
+		{name: "a retry a TTL late: the remembered copies are gone", answers: []Answer{dup(900), dup(905), dup(910), ok(2100)},
+			waves: 2, code: core.CodeNotFound, cleanup: []uint64{0, 1, 2, 3}},
+		{name: "an adopt late but within the TTL: made", answers: []Answer{ok(900), ok(905), ok(910), ok(1800)}, waves: 2, deadline: 900},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var adopted []core.SessionID

@@ -25,7 +25,19 @@ func notFound(r core.Result) bool { return r.Err != nil && r.Err.Code == core.Co
 // complete (those that succeeded answer their stored result). A shard that
 // refused (a limit) makes the create that refusal, and the copies made are
 // closed, so that a session the client never learned does not linger.
-func mergeAdopts(first core.Result, adopts []Answer) Outcome {
+//
+// A copy whose lease ran out before another shard took the session is
+// gone: an adopt slower than the TTL (a shard cut off), or a retry
+// answered from the shards' memory of an attempt made more than a TTL
+// before, would otherwise answer "created" for a session already expired
+// in some shards. Each copy's lease began at its deadline less ttlMs (no
+// keepalive can have moved it: the client has not learned the session), so
+// when the earliest deadline is not after the latest such beginning, the
+// create answers not_found and closes the copies: the client must create a
+// new session. Shards' log times come from their leaders' clocks, so the
+// comparison is as good as those agree; a leader change that extended a
+// copy makes it err towards not_found, never towards a dead session.
+func mergeAdopts(first core.Result, adopts []Answer, ttlMs int64) Outcome {
 	res := first
 	var err error
 	var refusal *core.Result
@@ -53,6 +65,18 @@ func mergeAdopts(first core.Result, adopts []Answer) Outcome {
 		r := *refusal
 		r.Err = &core.Error{Code: r.Err.Code, Msg: fmt.Sprintf("session %d could not be made in every shard: %s", first.Session, r.Err.Msg)}
 		return Outcome{Result: r, Cleanup: &Cleanup{Session: first.Session, Shards: made}}
+	}
+	if ttlMs > 0 {
+		began := first.Deadline - core.LogTime(ttlMs)
+		for _, a := range adopts {
+			began = max(began, a.Result.Deadline-core.LogTime(ttlMs))
+		}
+		if res.Deadline <= began {
+			return Outcome{Result: core.Result{Err: &core.Error{Code: core.CodeNotFound, Msg: fmt.Sprintf(
+				"session %d expired in one shard before the create reached every shard (a shard was slow to take it, "+
+					"or this retry came more than a TTL after the first attempt): create a new session, with a new request_seq", first.Session)}},
+				Cleanup: &Cleanup{Session: first.Session, Shards: made}}
+		}
 	}
 	return Outcome{Result: res}
 }
