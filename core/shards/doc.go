@@ -43,7 +43,9 @@
 //     shard unreachable: the error (the client retries with the same
 //     (client_id, request_seq); shard 0's dedupe gives the same id and the
 //     adopts complete). A shard refuses: the refusal, and close the copies
-//     made.
+//     made. A copy whose lease ran out before another shard took the
+//     session (an adopt slower than the TTL, a retry a TTL late): not_found,
+//     and close the copies made.
 //   - session_keepalive: every shard. Missing in any: not_found, and close
 //     the copies left, so their holds do not outlive the session by a TTL.
 //   - session_close: every shard. Done only when every shard answered done
