@@ -186,6 +186,7 @@ func (h *propHarness) compareState() {
 	if err != nil || more {
 		t.Fatalf("List: %v more=%v", err, more)
 	}
+	h.compareGrants(list)
 	var want []Status
 	for _, k := range m.keys() {
 		want = append(want, m.status(k))
@@ -421,4 +422,25 @@ func containsID[T comparable](s []T, v T) bool {
 		}
 	}
 	return false
+}
+
+// compareGrants checks that Grant, the one-lookup read of a grant, answers
+// what Status and SessionInfo show for every holder, and nothing for a
+// token on the wrong object.
+func (h *propHarness) compareGrants(list []Status) {
+	t := h.t
+	t.Helper()
+	for _, st := range list {
+		for _, x := range st.Holders {
+			g, ok := h.core.Grant(st.Kind, st.Name, x.Token)
+			info, err := h.core.SessionInfo(x.Session)
+			if !ok || err != nil || !reflect.DeepEqual(g.Holder, x) || g.SessionOwner != info.Owner ||
+				g.SessionHolds != len(info.Holds) || g.SessionWaits != len(info.Waits) {
+				t.Fatalf("Grant(%v %q, %d) = %+v, %v; Status shows %+v, SessionInfo %+v (%v)", st.Kind, st.Name, x.Token, g, ok, x, info, err)
+			}
+			if _, ok := h.core.Grant(st.Kind, st.Name+"/other", x.Token); ok {
+				t.Fatalf("Grant found token %d on %q, an object it is not on", x.Token, st.Name+"/other")
+			}
+		}
+	}
 }

@@ -192,22 +192,12 @@ type holding struct {
 // does it ask the leader, so that a node that is behind does not answer 409.
 func (s *service) findHolding(ctx context.Context, kind core.Kind, name string, token, session uint64, owner, ownerField string, linearizable bool) (h holding, found bool, err error) {
 	look := func(m *core.Machine) error {
-		st, err := m.Status(kind, name)
-		if err != nil {
-			return err
-		}
-		for _, x := range st.Holders {
-			if uint64(x.Token) == token {
-				h.holder, found = x, true
-				break
-			}
-		}
-		if !found {
+		g, ok := m.Grant(kind, name, core.FencingToken(token))
+		if !ok {
 			return nil
 		}
-		if info, err := m.SessionInfo(h.holder.Session); err == nil {
-			h.owned = strings.HasPrefix(info.Owner, autoOwnerPrefix) && len(info.Holds) == 1 && len(info.Waits) == 0
-		}
+		h.holder, found = g.Holder, true
+		h.owned = strings.HasPrefix(g.SessionOwner, autoOwnerPrefix) && g.SessionHolds == 1 && g.SessionWaits == 0
 		return nil
 	}
 	if !linearizable {
@@ -245,14 +235,8 @@ func (s *service) grantDetails(ctx context.Context, kind core.Kind, name string,
 	var out core.Holder
 	found := false
 	_, err := s.b.Read(ctx, name, true, func(m *core.Machine) error {
-		st, err := m.Status(kind, name)
-		if err != nil {
-			return err
-		}
-		for _, h := range st.Holders {
-			if h.Token == token {
-				out, found = h, true
-			}
+		if g, ok := m.Grant(kind, name, token); ok {
+			out, found = g.Holder, true
 		}
 		return nil
 	})
