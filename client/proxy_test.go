@@ -177,10 +177,20 @@ func (p *faultProxy) serve(w http.ResponseWriter, r *http.Request) {
 		w.Header()[k] = vs
 	}
 	w.WriteHeader(res.StatusCode)
+	p.relay(w, res.Body, nil)
+}
+
+// relay copies an answer's body to the client as it arrives, flushing each
+// chunk, and hangs when the proxy goes stuck. afterRead, when set, runs
+// after every read of the upstream body (the stream proxy cuts there).
+func (p *faultProxy) relay(w http.ResponseWriter, body io.Reader, afterRead func()) {
 	f, _ := w.(http.Flusher)
 	buf := make([]byte, 32<<10)
 	for {
-		n, err := res.Body.Read(buf)
+		n, err := body.Read(buf)
+		if afterRead != nil {
+			afterRead()
+		}
 		if n > 0 {
 			if p.stuck.Load() {
 				p.hang()

@@ -169,27 +169,10 @@ func (p *faultProxy) serveStream(w http.ResponseWriter, r *http.Request) {
 	if f != nil {
 		f.Flush()
 	}
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := res.Body.Read(buf)
+	p.relay(w, res.Body, func() {
 		if cut.Load() {
 			upCancel()
 			panic(http.ErrAbortHandler) // the client's stream ends with a reset, no end frame
 		}
-		if n > 0 {
-			if p.stuck.Load() {
-				p.hang()
-				return
-			}
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				return
-			}
-			if f != nil {
-				f.Flush()
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
+	})
 }

@@ -190,24 +190,7 @@ func TestWatchPrefixPositions(t *testing.T) {
 // leaves that entry out (its position stays at it) instead of sending a
 // part that a resume would repeat.
 func TestWatchMessagesHoldWholeEntries(t *testing.T) {
-	s := startServer(t)
-	feed := make(chan runtime.Event, 16)
-	s.b.mu.Lock()
-	s.b.shards = 3
-	s.b.watchFeed = feed
-	s.b.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	watch := lockstepv1connect.NewWatchServiceClient(http.DefaultClient, s.url)
-	start := []*pb.ShardPosition{{ShardId: 0, NextIndex: 10}, {ShardId: 1, NextIndex: 20}, {ShardId: 2, NextIndex: 30}}
-	stream, err := watch.Watch(ctx, connect.NewRequest(&pb.WatchRequest{Target: &pb.WatchRequest_Prefix{Prefix: "jobs/"}, StartPositions: start}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stream.Close()
-	if !stream.Receive() {
-		t.Fatalf("no first message: %v", stream.Err())
-	}
+	ctx, stream, feed := fedPrefixWatch(t, "jobs/", 16, 10, 20, 30)
 	ev := func(shard, index uint64, name string, end bool) runtime.Event {
 		return runtime.Event{Shard: shard, Index: index, EntryEnd: end,
 			Effect: core.Effect{Kind: core.EffectReleased, Object: core.KindMutex, Name: name}}
@@ -276,24 +259,7 @@ func TestWatchMessagesHoldWholeEntries(t *testing.T) {
 // stream stands, so that a client can tell a quiet cluster from a dead
 // connection.
 func TestWatchSpeaksWhileNothingMoves(t *testing.T) {
-	s := startServer(t)
-	feed := make(chan runtime.Event, 1)
-	s.b.mu.Lock()
-	s.b.shards = 2
-	s.b.watchFeed = feed
-	s.b.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	watch := lockstepv1connect.NewWatchServiceClient(http.DefaultClient, s.url)
-	start := []*pb.ShardPosition{{ShardId: 0, NextIndex: 7}, {ShardId: 1, NextIndex: 9}}
-	stream, err := watch.Watch(ctx, connect.NewRequest(&pb.WatchRequest{Target: &pb.WatchRequest_Prefix{Prefix: "quiet/"}, StartPositions: start}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stream.Close()
-	if !stream.Receive() {
-		t.Fatalf("no first message: %v", stream.Err())
-	}
+	_, stream, _ := fedPrefixWatch(t, "quiet/", 1, 7, 9)
 	begun := time.Now()
 	if !stream.Receive() {
 		t.Fatalf("no message while nothing moved: %v", stream.Err())
@@ -307,4 +273,34 @@ func TestWatchSpeaksWhileNothingMoves(t *testing.T) {
 		t.Fatalf("after %v of silence: events %v, positions %v; want none and [7 9]", time.Since(begun), m.Events, positions)
 	}
 	t.Logf("a message after %v of silence", time.Since(begun).Round(time.Millisecond))
+}
+
+// fedPrefixWatch starts a server whose backend has one shard per start
+// position and streams only what the test puts into feed (buffered as
+// given), opens a watch of prefix from those positions, and reads its
+// first message. The watch ends with the test, or after 10 s.
+func fedPrefixWatch(t *testing.T, prefix string, buffered int, start ...uint64) (context.Context, *connect.ServerStreamForClient[pb.WatchResponse], chan runtime.Event) {
+	t.Helper()
+	s := startServer(t)
+	feed := make(chan runtime.Event, buffered)
+	s.b.mu.Lock()
+	s.b.shards = len(start)
+	s.b.watchFeed = feed
+	s.b.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	var positions []*pb.ShardPosition
+	for i, next := range start {
+		positions = append(positions, &pb.ShardPosition{ShardId: uint64(i), NextIndex: next})
+	}
+	watch := lockstepv1connect.NewWatchServiceClient(http.DefaultClient, s.url)
+	stream, err := watch.Watch(ctx, connect.NewRequest(&pb.WatchRequest{Target: &pb.WatchRequest_Prefix{Prefix: prefix}, StartPositions: positions}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = stream.Close() })
+	if !stream.Receive() {
+		t.Fatalf("no first message: %v", stream.Err())
+	}
+	return ctx, stream, feed
 }
