@@ -80,6 +80,20 @@ type Proposal struct {
 	Commands []Command
 }
 
+// ClientCommands counts the proposal's commands that clients sent: every
+// one carries a ClientID (the runtime gives one to a request without);
+// the replicas' own commands (the leader-change mark, a tick request, the
+// withdrawal of a wait whose caller left) carry none.
+func (p Proposal) ClientCommands() int {
+	n := 0
+	for i := range p.Commands {
+		if p.Commands[i].ClientID != "" {
+			n++
+		}
+	}
+	return n
+}
+
 // Entry is a committed proposal with the index the log gave it.
 type Entry struct {
 	Index uint64

@@ -449,3 +449,13 @@ func TestTickRequestChangesNothing(t *testing.T) {
 		t.Fatal("a tick request changed the machine's state")
 	}
 }
+
+// ClientCommands counts only what clients sent: the replicas' own commands
+// (a leader-change mark, a tick request, a withdrawal) carry no ClientID.
+func TestProposalClientCommands(t *testing.T) {
+	p := Proposal{Commands: []Command{cLeader(), {Op: OpTickRequest, Owner: "n1/1"}, {Op: OpCancel, Waiter: 3, Session: 2},
+		with(cCreate(1_000), "c", 1), with(cKeep(2), "c", 2)}}
+	if n := p.ClientCommands(); n != 2 {
+		t.Fatalf("%d client commands in %v, want 2", n, p.Commands)
+	}
+}

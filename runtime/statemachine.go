@@ -132,7 +132,7 @@ func (s *stateMachine) apply(e *sm.Entry) {
 		out := s.m.Apply(entry)
 		s.logNow.Store(int64(out.Time))
 		s.sh.applied(entry, out)
-		s.sh.m.commandsApplied.Add(float64(clientCommands(p.Commands)))
+		s.sh.m.commandsApplied.Add(float64(p.ClientCommands()))
 	}
 	s.applied = e.Index
 	s.appliedIndex.Store(e.Index)
@@ -272,16 +272,3 @@ func decodeSnapshot(b []byte) (uint64, map[uint64]string, *core.Machine, error) 
 func (s *stateMachine) Close() error { return nil }
 
 var _ sm.IConcurrentStateMachine = (*stateMachine)(nil)
-
-// clientCommands counts the commands of an entry that clients sent: the
-// replicas' own (the leader-change mark, a forwarder's tick request) are
-// not, so that commands per entry stays the group-commit factor.
-func clientCommands(cmds []core.Command) int {
-	n := 0
-	for i := range cmds {
-		if !cmds[i].Op.Internal() {
-			n++
-		}
-	}
-	return n
-}

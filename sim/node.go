@@ -369,7 +369,7 @@ func (n *node) drive() {
 				n.step(replica.ProposalFailedEvent(p.ID))
 				continue
 			}
-			if clientCommands(p.Proposal) >= 2 {
+			if p.Proposal.ClientCommands() >= 2 {
 				n.w.stats.batched++
 			}
 			if forward {
@@ -382,16 +382,6 @@ func (n *node) drive() {
 			n.sendReply(r)
 		}
 	}
-}
-
-func clientCommands(p core.Proposal) int {
-	k := 0
-	for _, c := range p.Commands {
-		if c.ClientID != "" {
-			k++
-		}
-	}
-	return k
 }
 
 // settleProposed decides the proposals whose fate is known without their

@@ -807,18 +807,12 @@ func (d *Driver) propose() {
 		d.tickAsked = false
 		d.emit([]core.Command{{Op: core.OpLeaderChange}}, nil)
 	}
-	if !lead && !d.forwardFresh() {
-		// Withdrawals do not wait for fresh time: they start no lease,
-		// and a closing node has no time to wait for a tick (Close
-		// flushes them once).
-		if len(d.cancels) > 0 && d.gateOpen() {
-			n := min(len(d.cancels), d.cfg.MaxBatch)
-			d.emit(slices.Clone(d.cancels[:n]), nil)
-			d.cancels = d.cancels[n:]
-		}
-		return
-	}
-	for d.gateOpen() && (len(d.cancels) > 0 || (len(d.queue) > 0 && d.inflight < d.cfg.MaxInflight)) {
+	// A forwarder sends requests only on fresh time (forwardFresh, which
+	// asks for it). Withdrawals do not wait for it: they start no lease,
+	// and a closing node has no time to wait for a tick (Close flushes
+	// them once).
+	requests := lead || d.forwardFresh()
+	for d.gateOpen() && (len(d.cancels) > 0 || (requests && len(d.queue) > 0 && d.inflight < d.cfg.MaxInflight)) {
 		room := d.cfg.MaxBatch
 		cmds := make([]core.Command, 0, min(room, len(d.cancels)+len(d.queue)))
 		n := min(len(d.cancels), room)
@@ -826,7 +820,7 @@ func (d *Driver) propose() {
 		d.cancels = d.cancels[n:]
 		room -= n
 		var ids []RequestID
-		for room > 0 && len(d.queue) > 0 && d.inflight < d.cfg.MaxInflight {
+		for requests && room > 0 && len(d.queue) > 0 && d.inflight < d.cfg.MaxInflight {
 			r := d.reqs[d.queue[0]]
 			d.queue = d.queue[1:]
 			r.state = stateInflight
