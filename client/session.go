@@ -133,11 +133,15 @@ func (c *Client) NewSession(ctx context.Context, opts ...SessionOption) (*Sessio
 	s := &Session{c: c, id: res.SessionId, ttl: time.Duration(res.TtlMs) * time.Millisecond, owner: o.owner,
 		done: newCloseOnce(), stop: make(chan struct{}), loopDone: make(chan struct{})}
 	s.noteStampLag(res.StampLagMs)
-	if g := s.guard(); g >= s.ttl/2 {
+	// refuse closes a session made but not handed out, and says why.
+	refuse := func(err error) (*Session, error) {
 		close(s.loopDone) // no keepalive loop was started for Close to wait for
 		_ = s.Close(ctx)
-		return nil, fmt.Errorf("lockstep: session TTL %v is too short for these servers: they may stamp a request up to %v behind their leader (twice their tick interval), so the lease would end almost at once; use a TTL of at least %v",
-			s.ttl, g, 4*g)
+		return nil, err
+	}
+	if g := s.guard(); g >= s.ttl/2 {
+		return refuse(fmt.Errorf("lockstep: session TTL %v is too short for these servers: they may stamp a request up to %v behind their leader (twice their tick interval), so the lease would end almost at once; use a TTL of at least %v",
+			s.ttl, g, 4*g))
 	}
 	leaseEnd := sent.Add(s.ttl - s.guard())
 	if took := time.Since(sent); !time.Now().Before(leaseEnd) {
@@ -145,11 +149,9 @@ func (c *Client) NewSession(ctx context.Context, opts ...SessionOption) (*Sessio
 		// counts it (a slow shard, or a retry answered from the servers'
 		// memory of the first attempt): the servers may have expired the
 		// session already, and a session returned now would be lost at
-		// once, after the fact. Close it and say so.
-		close(s.loopDone)
-		_ = s.Close(ctx)
-		return nil, fmt.Errorf("lockstep: creating the session took %v, longer than its lease (TTL %v less %v for the servers' clock lag): the servers may already have expired it; create a new one, or ask for a longer TTL",
-			took.Round(time.Millisecond), s.ttl, s.guard())
+		// once, after the fact.
+		return refuse(fmt.Errorf("lockstep: creating the session took %v, longer than its lease (TTL %v less %v for the servers' clock lag): the servers may already have expired it; create a new one, or ask for a longer TTL",
+			took.Round(time.Millisecond), s.ttl, s.guard()))
 	}
 	go s.keepAlive(leaseEnd)
 	return s, nil

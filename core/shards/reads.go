@@ -38,17 +38,18 @@ type Page struct {
 	Next    *Cursor
 }
 
-// compareStatus is list order: by name, then kind. Core lists one shard in
-// kind, then name order; the merged list of every shard is in name order,
-// so that a prefix's objects read as a tree whatever their kinds.
-func compareStatus(a, b core.Status) int {
-	return cmp.Or(strings.Compare(a.Name, b.Name), cmp.Compare(a.Kind, b.Kind))
+// listOrder is the order of every read across shards: by name, then kind.
+// Core lists one shard in kind, then name order; the merged list of every
+// shard is in name order, so that a prefix's objects read as a tree
+// whatever their kinds.
+func listOrder(aName string, aKind core.Kind, bName string, bKind core.Kind) int {
+	return cmp.Or(strings.Compare(aName, bName), cmp.Compare(aKind, bKind))
 }
 
+func compareStatus(a, b core.Status) int { return listOrder(a.Name, a.Kind, b.Name, b.Kind) }
+
 // after says whether st comes after the cursor in list order.
-func (c Cursor) after(st core.Status) bool {
-	return cmp.Or(strings.Compare(st.Name, c.Name), cmp.Compare(st.Kind, c.Kind)) > 0
-}
+func (c Cursor) after(st core.Status) bool { return listOrder(st.Name, st.Kind, c.Name, c.Kind) > 0 }
 
 // ListPage is one page of the union of every shard's list (parts[i] is
 // shard i's answer to core's List, in any order): the objects in list order
@@ -145,9 +146,7 @@ func Session(reads []SessionRead) (core.SessionInfo, error) {
 	return info, nil
 }
 
-func compareRef(a, b core.ObjectRef) int {
-	return cmp.Or(strings.Compare(a.Name, b.Name), cmp.Compare(a.Kind, b.Kind))
-}
+func compareRef(a, b core.ObjectRef) int { return listOrder(a.Name, a.Kind, b.Name, b.Kind) }
 
 // OwnsOnlyIn says whether the session holds and waits for nothing in any
 // shard but home, the shard of the one name it was made for: a session the
