@@ -26,6 +26,9 @@ type Options struct {
 	// balance paces the leader balancer; zero: from the election timeout.
 	// Tests shorten it.
 	balance balanceTimes
+	// dragonboatTransport runs Dragonboat's own TCP transport instead of
+	// runtime/transport: a test mixes the two, as a rolling upgrade does.
+	dragonboatTransport bool
 }
 
 // Errors Do and the other calls return besides ctx's. Test with errors.Is:

@@ -48,6 +48,8 @@ type testCluster struct {
 	nodes []*Node
 	regs  []*prometheus.Registry
 	clock func() time.Time
+
+	dragonboatFirst bool
 }
 
 type clusterOpts struct {
@@ -55,6 +57,7 @@ type clusterOpts struct {
 	snapshotEntries int
 	shards          int // consensus.shards; 0: 1
 	clock           func() time.Time
+	dragonboatFirst bool // node-1 runs Dragonboat's own transport, the rest runtime/transport
 }
 
 func freePorts(t testing.TB, n int) []int {
@@ -94,7 +97,7 @@ func newTestCluster(t testing.TB, o clusterOpts) *testCluster {
 	for i := range o.size {
 		peers[fmt.Sprintf("node-%d", i+1)] = fmt.Sprintf("127.0.0.1:%d", ports[i])
 	}
-	c := &testCluster{t: t, clock: o.clock}
+	c := &testCluster{t: t, clock: o.clock, dragonboatFirst: o.dragonboatFirst}
 	for i := range o.size {
 		cfg := config.Defaults()
 		cfg.Cluster = config.Cluster{
@@ -175,7 +178,7 @@ func (c *testCluster) waitBalanced() {
 func (c *testCluster) start(i int) error {
 	reg := prometheus.NewRegistry()
 	n, err := Start(context.Background(), Options{Config: c.cfgs[i], Logger: testLogger(c.t), Registerer: reg, Clock: c.clock,
-		balance: testBalance})
+		balance: testBalance, dragonboatTransport: c.dragonboatFirst && i == 0})
 	if err != nil {
 		return fmt.Errorf("node %d: %w", i+1, err)
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/lockstepd/lockstep/config"
 	"github.com/lockstepd/lockstep/core"
+	"github.com/lockstepd/lockstep/runtime/transport"
 )
 
 // Node is one running Lockstep member.
@@ -134,6 +135,11 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		ListenAddress:     cfg.Cluster.RaftListenAddress, // empty: RaftAddress
 		RaftEventListener: leaderListener{n},
 		Expert:            dbconfig.ExpertConfig{LogDB: logdb},
+	}
+	if !opts.dragonboatTransport {
+		// One write per frame and buffered reads; the same wire format
+		// (runtime/transport).
+		nhc.Expert.TransportFactory = transport.Factory{}
 	}
 	if t := cfg.Security.TLS; t != nil {
 		// Raft is mutual TLS with the node's own certificate: a member must

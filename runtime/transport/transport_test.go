@@ -1,0 +1,436 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/binary"
+	"encoding/pem"
+	"hash/crc32"
+	"io"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	dbconfig "github.com/lni/dragonboat/v4/config"
+	pb "github.com/lni/dragonboat/v4/raftpb"
+)
+
+// receiver collects what a transport was handed.
+type receiver struct {
+	mu      sync.Mutex
+	batches []pb.MessageBatch
+	chunks  []pb.Chunk
+	refuse  bool // the chunk handler refuses every chunk
+	got     chan struct{}
+}
+
+func newReceiver() *receiver { return &receiver{got: make(chan struct{}, 1024)} }
+
+func (r *receiver) batch(b pb.MessageBatch) {
+	r.mu.Lock()
+	r.batches = append(r.batches, b)
+	r.mu.Unlock()
+	r.got <- struct{}{}
+}
+
+func (r *receiver) chunk(c pb.Chunk) bool {
+	r.mu.Lock()
+	r.chunks = append(r.chunks, c)
+	refuse := r.refuse
+	r.mu.Unlock()
+	r.got <- struct{}{}
+	return !refuse
+}
+
+func (r *receiver) wait(t *testing.T, n int) {
+	t.Helper()
+	for range n {
+		select {
+		case <-r.got:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("waited 10 s for a delivery")
+		}
+	}
+}
+
+func (r *receiver) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.batches) + len(r.chunks)
+}
+
+// start runs a transport on 127.0.0.1 with a free port.
+func start(t *testing.T, nhc dbconfig.NodeHostConfig, r *receiver) *TCP {
+	t.Helper()
+	if nhc.RaftAddress == "" {
+		nhc.RaftAddress = "127.0.0.1:0"
+	}
+	tr := Factory{}.Create(nhc, r.batch, r.chunk).(*TCP)
+	if err := tr.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	return tr
+}
+
+func sampleBatch(i int, cmdSize int) pb.MessageBatch {
+	cmd := bytes.Repeat([]byte{byte(i)}, cmdSize)
+	return pb.MessageBatch{
+		DeploymentId:  7,
+		SourceAddress: "127.0.0.1:4001",
+		BinVer:        1,
+		Requests: []pb.Message{{
+			Type: pb.Replicate, To: 2, From: 1, ShardID: 1, Term: 3, LogTerm: 3, LogIndex: uint64(10 * i), Commit: uint64(i),
+			Entries: []pb.Entry{{Term: 3, Index: uint64(10*i + 1), Cmd: cmd}, {Term: 3, Index: uint64(10*i + 2), Cmd: []byte("x")}},
+		}},
+	}
+}
+
+// TestBatchesArriveWhole: batches small and larger than the read buffer
+// arrive in order and intact, and the sender's reused buffer does not leak
+// one batch into the next.
+func TestBatchesArriveWhole(t *testing.T) {
+	r := newReceiver()
+	b := start(t, dbconfig.NodeHostConfig{}, r)
+	a := Factory{}.Create(dbconfig.NodeHostConfig{RaftAddress: "127.0.0.1:1"}, nil, nil)
+	conn, err := a.GetConnection(context.Background(), b.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	sizes := []int{1, 100, readBuffer - 50, readBuffer + 1, 300 << 10, 10, keepBuffer + 1, 3}
+	var sent []pb.MessageBatch
+	for i, n := range sizes {
+		m := sampleBatch(i, n)
+		sent = append(sent, m)
+		if err := conn.SendMessageBatch(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.wait(t, len(sent))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := range sent {
+		if !reflect.DeepEqual(r.batches[i], sent[i]) {
+			t.Fatalf("batch %d (%d-byte command) arrived changed", i, sizes[i])
+		}
+	}
+}
+
+// TestSnapshotStreamEndsWithPoison: chunks arrive in order, and Close
+// returns once the receiver echoed the poison, well before its bound.
+func TestSnapshotStreamEndsWithPoison(t *testing.T) {
+	r := newReceiver()
+	b := start(t, dbconfig.NodeHostConfig{}, r)
+	a := Factory{}.Create(dbconfig.NodeHostConfig{RaftAddress: "127.0.0.1:1"}, nil, nil)
+	sc, err := a.GetSnapshotConnection(context.Background(), b.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sent []pb.Chunk
+	for i := range 3 {
+		c := pb.Chunk{ShardID: 1, ReplicaID: 2, From: 1, ChunkId: uint64(i), ChunkCount: 3, Index: 40, Term: 2,
+			Data: bytes.Repeat([]byte{byte(i + 1)}, 200<<10), DeploymentId: 7, BinVer: 1, Filepath: "snap", FileSize: 600 << 10}
+		sent = append(sent, c)
+		if err := sc.SendChunk(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	began := time.Now()
+	sc.Close()
+	if d := time.Since(began); d > poisonAckTimeout/2 {
+		t.Errorf("Close took %v: the poison was not echoed", d)
+	}
+	r.wait(t, 3)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !reflect.DeepEqual(r.chunks, sent) {
+		t.Fatalf("chunks arrived changed or out of order")
+	}
+}
+
+// TestRefusedChunkEndsTheStream: when the receiver refuses a chunk, it
+// drops the connection, so the sender's next writes fail and it starts the
+// snapshot over.
+func TestRefusedChunkEndsTheStream(t *testing.T) {
+	r := newReceiver()
+	r.refuse = true
+	b := start(t, dbconfig.NodeHostConfig{}, r)
+	a := Factory{}.Create(dbconfig.NodeHostConfig{RaftAddress: "127.0.0.1:1"}, nil, nil)
+	sc, err := a.GetSnapshotConnection(context.Background(), b.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	c := pb.Chunk{ShardID: 1, ChunkCount: 1, Data: bytes.Repeat([]byte{1}, 64<<10)}
+	if err := sc.SendChunk(c); err != nil {
+		t.Fatal(err)
+	}
+	r.wait(t, 1)
+	var werr error
+	for range 200 { // the first writes after the peer's close may still be buffered
+		if werr = sc.SendChunk(c); werr != nil {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if werr == nil {
+		t.Fatal("writes kept succeeding after the receiver refused a chunk")
+	}
+	if n := r.count(); n != 1 {
+		t.Errorf("the receiver was handed %d chunks after refusing the first", n-1)
+	}
+}
+
+// frame builds a frame by hand, in the documented layout.
+func frame(method uint16, payload []byte) []byte {
+	f := make([]byte, frameStart+len(payload))
+	copy(f, magic[:])
+	binary.BigEndian.PutUint16(f[2:], method)
+	binary.BigEndian.PutUint64(f[4:], uint64(len(payload)))
+	binary.BigEndian.PutUint32(f[16:], crc32.ChecksumIEEE(payload))
+	binary.BigEndian.PutUint32(f[12:], crc32.ChecksumIEEE(f[2:frameStart]))
+	copy(f[frameStart:], payload)
+	return f
+}
+
+// TestWireFormat: a frame made by hand from the package comment's layout
+// (Dragonboat's own TCP transport's) is read, and the writer's frames are
+// byte for byte that layout.
+func TestWireFormat(t *testing.T) {
+	m := sampleBatch(1, 5)
+	payload, err := m.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var w frameWriter
+	client, server := net.Pipe()
+	w.conn = client
+	go func() {
+		_ = w.write(methodBatch, m.SizeUpperLimit(), func(b []byte) []byte { return pb.MustMarshalTo(&m, b) })
+	}()
+	got := make([]byte, frameStart+len(payload))
+	if _, err := io.ReadFull(server, got); err != nil {
+		t.Fatal(err)
+	}
+	if want := frame(methodBatch, payload); !bytes.Equal(got, want) {
+		t.Fatalf("writer's frame\n%x\nwant\n%x", got[:frameStart], want[:frameStart])
+	}
+
+	r := newReceiver()
+	b := start(t, dbconfig.NodeHostConfig{}, r)
+	raw, err := net.Dial("tcp", b.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	// Two frames in one write, then one split across writes.
+	f := frame(methodBatch, payload)
+	if _, err := raw.Write(append(append([]byte{}, f...), f...)); err != nil {
+		t.Fatal(err)
+	}
+	for _, part := range [][]byte{f[:1], f[1:9], f[9:30], f[30:]} {
+		if _, err := raw.Write(part); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	r.wait(t, 3)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, got := range r.batches {
+		if !reflect.DeepEqual(got, m) {
+			t.Errorf("hand-made frame %d arrived as %+v", i, got)
+		}
+	}
+}
+
+// TestMalformedFramesCloseTheConnection: a frame that breaks the format
+// closes its connection without reaching Dragonboat; the listener goes on.
+func TestMalformedFramesCloseTheConnection(t *testing.T) {
+	m := sampleBatch(2, 10)
+	payload, err := m.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := frame(methodBatch, payload)
+	mend := func(f []byte) []byte { // recompute the header CRC after an edit
+		binary.BigEndian.PutUint32(f[12:], 0)
+		binary.BigEndian.PutUint32(f[12:], crc32.ChecksumIEEE(f[2:frameStart]))
+		return f
+	}
+	edit := func(fn func(f []byte) []byte) []byte { return fn(append([]byte{}, good...)) }
+	cases := map[string][]byte{
+		"bad magic":       edit(func(f []byte) []byte { f[0] = 0xAF; return f }),
+		"header crc":      edit(func(f []byte) []byte { f[13] ^= 1; return f }),
+		"unknown method":  edit(func(f []byte) []byte { binary.BigEndian.PutUint16(f[2:], 7); return mend(f) }),
+		"empty payload":   edit(func(f []byte) []byte { binary.BigEndian.PutUint64(f[4:], 0); return mend(f) }),
+		"oversized":       edit(func(f []byte) []byte { binary.BigEndian.PutUint64(f[4:], MaxPayload+1); return mend(f) }),
+		"payload crc":     edit(func(f []byte) []byte { f[len(f)-1] ^= 1; return f }),
+		"not a batch":     frame(methodBatch, []byte{0xff, 0xff, 0xff}),
+		"size beyond end": edit(func(f []byte) []byte { binary.BigEndian.PutUint64(f[4:], uint64(len(payload)+1)); return mend(f) }),
+	}
+	r := newReceiver()
+	b := start(t, dbconfig.NodeHostConfig{}, r)
+	for name, f := range cases {
+		t.Run(name, func(t *testing.T) {
+			raw, err := net.Dial("tcp", b.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer raw.Close()
+			if _, err := raw.Write(f); err != nil {
+				t.Fatal(err)
+			}
+			if name == "size beyond end" {
+				// The rest of the frame never comes: the reader gives up
+				// after frameTimeout. Closing our side ends it sooner.
+				raw.(*net.TCPConn).CloseWrite()
+			}
+			_ = raw.SetReadDeadline(time.Now().Add(frameTimeout + 5*time.Second))
+			if _, err := raw.Read(make([]byte, 1)); err == nil {
+				t.Fatal("the connection stayed open and answered")
+			} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatal("the connection stayed open")
+			}
+		})
+	}
+	if n := r.count(); n != 0 {
+		t.Fatalf("%d malformed frames reached the handler", n)
+	}
+	raw, err := net.Dial("tcp", b.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if _, err := raw.Write(good); err != nil {
+		t.Fatal(err)
+	}
+	r.wait(t, 1)
+}
+
+// TestMutualTLS: under mutual TLS a peer with a certificate from the
+// cluster's CA is heard; one without a certificate is not.
+func TestMutualTLS(t *testing.T) {
+	dir := t.TempDir()
+	writePKI(t, dir)
+	nhc := dbconfig.NodeHostConfig{MutualTLS: true, CAFile: filepath.Join(dir, "ca.pem"),
+		CertFile: filepath.Join(dir, "node.pem"), KeyFile: filepath.Join(dir, "node-key.pem")}
+	r := newReceiver()
+	b := start(t, nhc, r)
+	nhc.RaftAddress = "127.0.0.1:1"
+	a := Factory{}.Create(nhc, nil, nil)
+	conn, err := a.GetConnection(context.Background(), b.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	m := sampleBatch(3, 1000)
+	if err := conn.SendMessageBatch(m); err != nil {
+		t.Fatal(err)
+	}
+	r.wait(t, 1)
+
+	plain := Factory{}.Create(dbconfig.NodeHostConfig{RaftAddress: "127.0.0.1:1"}, nil, nil)
+	pc, err := plain.GetConnection(context.Background(), b.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	_ = pc.SendMessageBatch(m) // the server's handshake fails on it
+	time.Sleep(200 * time.Millisecond)
+	if n := r.count(); n != 1 {
+		t.Fatalf("a peer without TLS was heard: %d batches", n)
+	}
+}
+
+// TestCloseEndsReaders: Close returns with connections open, and the
+// transport takes no new ones.
+func TestCloseEndsReaders(t *testing.T) {
+	r := newReceiver()
+	b := start(t, dbconfig.NodeHostConfig{}, r)
+	addr := b.Addr().String()
+	var raws []net.Conn
+	for range 3 {
+		raw, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer raw.Close()
+		raws = append(raws, raw)
+	}
+	time.Sleep(50 * time.Millisecond) // accepted
+	done := make(chan struct{})
+	go func() { b.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close waited on open connections")
+	}
+	for _, raw := range raws {
+		_ = raw.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := raw.Read(make([]byte, 1)); err == nil {
+			t.Fatal("a connection outlived Close")
+		}
+	}
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		c.Close()
+		t.Fatal("still listening after Close")
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:63001": true, "node1.example:7000": true, "[::1]:1": true,
+		"127.0.0.1": false, ":7000": false, "127.0.0.1:0": false, "127.0.0.1:65536": false, "h:port": false,
+	} {
+		if got := (Factory{}).Validate(addr); got != want {
+			t.Errorf("Validate(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}
+
+// writePKI writes ca.pem, and node.pem and node-key.pem for 127.0.0.1
+// signed by it, into dir. (The security package makes real ones; it
+// imports the runtime, so this test cannot use it.)
+func writePKI(t *testing.T, dir string) {
+	t.Helper()
+	must := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	must(err)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	must(err)
+	ca, err := x509.ParseCertificate(caDER)
+	must(err)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	must(err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "node-1"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	must(err)
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	must(err)
+	for name, block := range map[string]*pem.Block{"ca.pem": {Type: "CERTIFICATE", Bytes: caDER},
+		"node.pem": {Type: "CERTIFICATE", Bytes: der}, "node-key.pem": {Type: "PRIVATE KEY", Bytes: keyDER}} {
+		must(os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(block), 0o600))
+	}
+}
