@@ -64,11 +64,12 @@ const (
 	// arrived whole is read in one system call.
 	readBuffer = 64 << 10
 
-	dialTimeout      = 5 * time.Second  // connecting to a peer
-	handshakeTimeout = 10 * time.Second // a TLS handshake, either side
-	frameTimeout     = 5 * time.Second  // writing one frame, or reading the rest of one begun
-	poisonAckTimeout = 10 * time.Second // a snapshot stream's end acknowledged
-	keepAlive        = 10 * time.Second // TCP keep-alive: finds a peer gone silently
+	dialTimeout      = 5 * time.Second       // connecting to a peer
+	handshakeTimeout = 10 * time.Second      // a TLS handshake, either side
+	frameTimeout     = 5 * time.Second       // writing one frame, or reading the rest of one begun
+	poisonAckTimeout = 10 * time.Second      // a snapshot stream's end acknowledged
+	keepAlive        = 10 * time.Second      // TCP keep-alive: finds a peer gone silently
+	acceptRetry      = 50 * time.Millisecond // after a failed Accept on an open listener
 )
 
 const (
@@ -192,11 +193,13 @@ func (t *TCP) accept(ln net.Listener) {
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return
 			}
-			return // closed
+			// Out of file descriptors, or a connection reset before it
+			// was taken: the listener itself is fine, so wait and go on.
+			time.Sleep(acceptRetry)
+			continue
 		}
 		t.mu.Lock()
 		if t.closed || len(t.conns) >= maxInbound {
@@ -315,7 +318,9 @@ func (t *TCP) GetConnection(ctx context.Context, target string) (raftio.IConnect
 	if err != nil {
 		return nil, err
 	}
-	return &Connection{w: frameWriter{conn: conn, encrypted: t.encrypted}}, nil
+	c := &Connection{w: frameWriter{conn: conn, encrypted: t.encrypted}}
+	go c.watch()
+	return c, nil
 }
 
 // GetSnapshotConnection dials target for one snapshot's chunks.
@@ -358,6 +363,20 @@ func (t *TCP) dial(ctx context.Context, target string) (net.Conn, error) {
 type Connection struct{ w frameWriter }
 
 var _ raftio.IConnection = (*Connection)(nil)
+
+// watch closes the connection the moment the peer ends it. A peer never
+// writes on a message connection, so a read returns only when the
+// connection ended (or broke the protocol). Without this, the first frame
+// written after the peer closed would still succeed, into a dead socket,
+// and be lost: a partition's proxy or a restarted peer would cost a
+// message each time, and a follower that sends rarely (its forwarded
+// proposals) would lose its next one, to be retried only after the
+// proposal timeout. With it, that write fails and Dragonboat redials.
+func (c *Connection) watch() {
+	var b [1]byte
+	_, _ = c.w.conn.Read(b[:])
+	c.w.conn.Close()
+}
 
 // SendMessageBatch writes batch as one frame.
 func (c *Connection) SendMessageBatch(batch pb.MessageBatch) error {

@@ -434,3 +434,44 @@ func writePKI(t *testing.T, dir string) {
 		must(os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(block), 0o600))
 	}
 }
+
+// TestPeerCloseFailsTheNextSend: once the peer ends a message connection
+// (a partition's proxy, a restarted node), the next send fails at once, so
+// Dragonboat redials, instead of succeeding into the dead socket and losing
+// the message.
+func TestPeerCloseFailsTheNextSend(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	read := make(chan struct{})
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		// Read one whole frame, then close: with nothing left unread the
+		// close is a FIN, not a reset, as from a proxy that dropped the link.
+		head := make([]byte, frameStart)
+		if _, err := io.ReadFull(c, head); err == nil {
+			io.ReadFull(c, make([]byte, binary.BigEndian.Uint64(head[4:])))
+		}
+		c.Close()
+		close(read)
+	}()
+	a := Factory{}.Create(dbconfig.NodeHostConfig{RaftAddress: "127.0.0.1:1"}, nil, nil)
+	conn, err := a.GetConnection(context.Background(), ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.SendMessageBatch(sampleBatch(1, 10)); err != nil {
+		t.Fatal(err)
+	}
+	<-read
+	time.Sleep(200 * time.Millisecond) // the close reaches this side
+	if err := conn.SendMessageBatch(sampleBatch(2, 10)); err == nil {
+		t.Fatal("a send after the peer closed the connection succeeded: the message was lost silently")
+	}
+}
