@@ -9,13 +9,16 @@
 //	Do ──► shard.submit ──► replica.Driver (leader: this node leads;
 //	                                        forwarder: another node leads)
 //	                          │ Ready: proposals, replies
-//	shard.run (one goroutine) ┴─► NodeHost.Propose ──► Raft ──► stateMachine.Update
+//	shard.step                ┴─► NodeHost.Propose ──► Raft ──► stateMachine.Update
 //	                                                              │ core.Machine.Apply
 //	                          replica.AppliedEvent to the driver ◄┘ effects ─► Watch
 //
-// One goroutine per shard (shard.run) feeds the shard's one driver the
-// clock, takes its Ready, hands replies to the waiting Do calls and
-// proposals to Dragonboat, in order, and reports each proposal's fate.
+// shard.step feeds the shard's one driver the clock, takes its Ready, hands
+// replies to the waiting Do calls and proposals to Dragonboat, in order,
+// and reports each proposal's fate. One goroutine per shard (shard.run)
+// steps on ticks and when kicked; a request's submit, the apply and a
+// proposal's confirmation step on their own goroutine when no one else is
+// stepping (shard.stepNow), which saves a wake-up on the way in and out.
 // Dragonboat's apply goroutine runs the state machine and tells the driver
 // what each entry answered. Dragonboat's leader reports (a
 // RaftEventListener) become the driver's leadership events.

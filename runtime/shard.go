@@ -28,10 +28,14 @@ import (
 // the leader. It sees every applied entry and routes results to its
 // requests by (ClientID, Seq), and grants and ended waits by waiter id.
 //
-// One goroutine (run) performs what the driver asks: it feeds the clock,
-// takes its Ready, hands replies to the waiting Do calls and proposals to
-// Dragonboat, and tells the driver when Dragonboat confirmed or refused one
-// of its proposals. The driver's own gate (replica.Config's MaxUnconfirmed)
+// step performs what the driver asks: it feeds the clock, takes its Ready,
+// hands replies to the waiting Do calls and proposals to Dragonboat. One
+// goroutine (run) steps on ticks and when kicked; the goroutines that
+// change the driver on the hot path (a request submitted, entries applied,
+// a proposal confirmed) step themselves when no one else is stepping
+// (stepNow), which saves a wake-up of run on every request's way in and
+// every reply's way out. stepMu keeps the proposals in the order Ready gave
+// them. The driver's own gate (replica.Config's MaxUnconfirmed)
 // holds its proposals while two are unconfirmed, so under load the requests
 // that arrive during a commit are packed into the next entry (group
 // commit): fewer entries to encode, replicate, sync and apply.
@@ -49,6 +53,7 @@ type shard struct {
 
 	kickC  chan struct{}
 	flushC chan chan struct{} // run a step now and say when it is done
+	stepMu sync.Mutex         // held through a step: its proposals reach Dragonboat in the driver's order
 
 	mu            sync.Mutex
 	drv           *replica.Driver
@@ -106,6 +111,18 @@ func (s *shard) kick() {
 	}
 }
 
+// stepNow steps on the calling goroutine unless another is stepping; then
+// it kicks run, which steps again after it, so nothing the caller gave the
+// driver waits for a tick.
+func (s *shard) stepNow() {
+	if !s.stepMu.TryLock() {
+		s.kick()
+		return
+	}
+	s.stepLocked()
+	s.stepMu.Unlock()
+}
+
 // run is the shard's loop until stop closes.
 func (s *shard) run(stop <-chan struct{}) {
 	every := time.Duration(s.n.cfg.Consensus.TickIntervalMs) * time.Millisecond / 5
@@ -150,6 +167,12 @@ type proposalWork struct {
 // entry is proposed again by the driver itself (it re-marks on
 // ProposalFailedEvent).
 func (s *shard) step() {
+	s.stepMu.Lock()
+	defer s.stepMu.Unlock()
+	s.stepLocked()
+}
+
+func (s *shard) stepLocked() {
 	s.mu.Lock()
 	s.drv.Step(replica.TickEvent(s.n.now()))
 	rd := s.drv.Ready()
@@ -217,7 +240,7 @@ func (s *shard) confirmed(w proposalWork, ok bool, start time.Time) {
 	if ok {
 		s.m.commitLatency.Observe(time.Since(start).Seconds())
 	}
-	s.kick()
+	s.stepNow()
 }
 
 // leaderUpdated is Dragonboat's report of a leader change. It must return
@@ -300,7 +323,7 @@ func (s *shard) submit(cmd core.Command) (*pending, error) {
 	}
 	s.pending[p.id] = p
 	s.mu.Unlock()
-	s.kick()
+	s.stepNow()
 	return p, nil
 }
 

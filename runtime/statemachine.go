@@ -114,7 +114,7 @@ func (s *stateMachine) Update(entries []sm.Entry) ([]sm.Entry, error) {
 		s.apply(&entries[i])
 	}
 	s.mu.Unlock()
-	s.sh.kick()
+	s.sh.stepNow() // the replies go out now, not after a wake-up of the shard loop
 	return entries, nil
 }
 
