@@ -38,6 +38,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	dbconfig "github.com/lni/dragonboat/v4/config"
@@ -314,12 +315,10 @@ func handshake(tc *tls.Conn) error {
 
 // GetConnection dials target for Raft messages.
 func (t *TCP) GetConnection(ctx context.Context, target string) (raftio.IConnection, error) {
-	conn, err := t.dial(ctx, target)
-	if err != nil {
+	c := &Connection{t: t, ctx: ctx, target: target}
+	if err := c.connect(); err != nil {
 		return nil, err
 	}
-	c := &Connection{w: frameWriter{conn: conn, encrypted: t.encrypted}}
-	go c.watch()
 	return c, nil
 }
 
@@ -360,26 +359,53 @@ func (t *TCP) dial(ctx context.Context, target string) (net.Conn, error) {
 }
 
 // Connection sends Raft message batches to one peer.
-type Connection struct{ w frameWriter }
+type Connection struct {
+	t      *TCP
+	ctx    context.Context
+	target string
+	w      frameWriter
+	ended  *atomic.Bool // set by the current conn's watcher when the peer ended it
+}
 
 var _ raftio.IConnection = (*Connection)(nil)
 
-// watch closes the connection the moment the peer ends it. A peer never
-// writes on a message connection, so a read returns only when the
-// connection ended (or broke the protocol). Without this, the first frame
-// written after the peer closed would still succeed, into a dead socket,
-// and be lost: a partition's proxy or a restarted peer would cost a
-// message each time, and a follower that sends rarely (its forwarded
-// proposals) would lose its next one, to be retried only after the
-// proposal timeout. With it, that write fails and Dragonboat redials.
-func (c *Connection) watch() {
-	var b [1]byte
-	_, _ = c.w.conn.Read(b[:])
-	c.w.conn.Close()
+func (c *Connection) connect() error {
+	conn, err := c.t.dial(c.ctx, c.target)
+	if err != nil {
+		return err
+	}
+	ended := new(atomic.Bool)
+	c.w.conn, c.w.encrypted, c.ended = conn, c.t.encrypted, ended
+	go watch(conn, ended)
+	return nil
 }
 
-// SendMessageBatch writes batch as one frame.
+// watch marks conn ended and closes it the moment the peer ends it. A
+// peer never writes on a message connection, so a read returns only when
+// the connection ended (or broke the protocol). Without this, the first
+// frame written after the peer closed would still succeed, into a dead
+// socket, and be lost: a partition's proxy or a restarted peer would cost
+// a message each time, and a follower that sends rarely (its forwarded
+// proposals, its vote) would lose its next one.
+func watch(conn net.Conn, ended *atomic.Bool) {
+	var b [1]byte
+	_, _ = conn.Read(b[:])
+	ended.Store(true)
+	conn.Close()
+}
+
+// SendMessageBatch writes batch as one frame. When the peer ended the
+// connection since the last frame (it restarted, or a proxy dropped the
+// link), it dials once more first: a restarted peer then costs neither
+// this message nor Dragonboat's circuit-breaker back-off, which a failed
+// send starts (0.5 to 1.5 s, in which a peer's votes and acknowledgements
+// are dropped). A failed dial fails the send, as before.
 func (c *Connection) SendMessageBatch(batch pb.MessageBatch) error {
+	if c.ended.Load() {
+		if err := c.connect(); err != nil {
+			return err
+		}
+	}
 	return c.w.write(methodBatch, batch.SizeUpperLimit(), func(b []byte) []byte { return pb.MustMarshalTo(&batch, b) })
 }
 

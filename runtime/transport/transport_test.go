@@ -435,33 +435,16 @@ func writePKI(t *testing.T, dir string) {
 	}
 }
 
-// TestPeerCloseFailsTheNextSend: once the peer ends a message connection
-// (a partition's proxy, a restarted node), the next send fails at once, so
-// Dragonboat redials, instead of succeeding into the dead socket and losing
-// the message.
-func TestPeerCloseFailsTheNextSend(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	read := make(chan struct{})
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		// Read one whole frame, then close: with nothing left unread the
-		// close is a FIN, not a reset, as from a proxy that dropped the link.
-		head := make([]byte, frameStart)
-		if _, err := io.ReadFull(c, head); err == nil {
-			io.ReadFull(c, make([]byte, binary.BigEndian.Uint64(head[4:])))
-		}
-		c.Close()
-		close(read)
-	}()
+// TestSendRedialsARestartedPeer: once a peer ended the connection (it
+// restarted), the next send dials again and arrives, without an error that
+// would start Dragonboat's circuit-breaker back-off; with nobody listening
+// any more, it fails at once instead of vanishing into the dead socket.
+func TestSendRedialsARestartedPeer(t *testing.T) {
+	r1 := newReceiver()
+	b1 := start(t, dbconfig.NodeHostConfig{}, r1)
+	addr := b1.Addr().String()
 	a := Factory{}.Create(dbconfig.NodeHostConfig{RaftAddress: "127.0.0.1:1"}, nil, nil)
-	conn, err := a.GetConnection(context.Background(), ln.Addr().String())
+	conn, err := a.GetConnection(context.Background(), addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -469,9 +452,20 @@ func TestPeerCloseFailsTheNextSend(t *testing.T) {
 	if err := conn.SendMessageBatch(sampleBatch(1, 10)); err != nil {
 		t.Fatal(err)
 	}
-	<-read
+	r1.wait(t, 1)
+
+	b1.Close() // the peer stops: its side of the connection closes (a FIN: it read everything)
+	r2 := newReceiver()
+	b2 := start(t, dbconfig.NodeHostConfig{RaftAddress: addr}, r2)
 	time.Sleep(200 * time.Millisecond) // the close reaches this side
-	if err := conn.SendMessageBatch(sampleBatch(2, 10)); err == nil {
-		t.Fatal("a send after the peer closed the connection succeeded: the message was lost silently")
+	if err := conn.SendMessageBatch(sampleBatch(2, 10)); err != nil {
+		t.Fatalf("the first send to the restarted peer failed: %v", err)
+	}
+	r2.wait(t, 1)
+
+	b2.Close() // and now the peer is gone
+	time.Sleep(200 * time.Millisecond)
+	if err := conn.SendMessageBatch(sampleBatch(3, 10)); err == nil {
+		t.Fatal("a send to a peer that is gone succeeded: the message was lost silently")
 	}
 }
