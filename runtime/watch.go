@@ -75,7 +75,11 @@ func (h *watchHub) publish(out *core.Output) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.floor == 0 {
-		h.floor = out.Index
+		// No snapshot was restored in this process (reset sets the floor),
+		// so it applied the log from index 1, and the entries before this
+		// one, membership changes that core never sees, carried no events:
+		// a watch from index 1 misses nothing.
+		h.floor = 1
 	}
 	h.lastIndex = out.Index
 	if len(out.Effects) == 0 {

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -62,5 +63,36 @@ func TestWatchProgressMarkers(t *testing.T) {
 	case e := <-ch:
 		t.Fatalf("more: %+v", e)
 	default:
+	}
+}
+
+// TestWatchFromTheLogStart: a shard that restored no snapshot applied its
+// log from index 1, and entries core never sees (Dragonboat's membership
+// entries) carry no events, so a watch from index 1 replays what the ring
+// holds instead of calling it compacted. A watch from before a restored
+// snapshot is refused.
+func TestWatchFromTheLogStart(t *testing.T) {
+	h := newWatchHub(prometheus.NewGauge(prometheus.GaugeOpts{Name: "test_watchers"}), 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ef := core.Effect{Kind: core.EffectGranted, Object: core.KindMutex, Name: "a/x"}
+	h.publish(&core.Output{Index: 3, Effects: []core.Effect{ef}}) // entries 1 and 2 were membership changes
+	ch, err := h.subscribe(ctx, "a/", 1, nil)
+	if err != nil {
+		t.Fatalf("watch from index 1 of a log applied from its start: %v", err)
+	}
+	select {
+	case e := <-ch:
+		if e.Index != 3 || e.Effect.Name != "a/x" {
+			t.Fatalf("replayed %+v", e)
+		}
+	case <-ctx.Done():
+		t.Fatal("the event at index 3 was not replayed")
+	}
+
+	h.reset(40) // a snapshot at 40 was restored: what came before is gone
+	h.publish(&core.Output{Index: 41, Effects: []core.Effect{ef}})
+	if _, err := h.subscribe(ctx, "a/", 5, nil); !errors.Is(err, ErrCompacted) {
+		t.Fatalf("watch from 5 after a snapshot at 40: %v, want ErrCompacted", err)
 	}
 }
