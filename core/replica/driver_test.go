@@ -800,16 +800,22 @@ func TestFollowerWithoutLeaderProposesNothing(t *testing.T) {
 	}
 }
 
-// A forwarder withdraws a wait whose requester went away, as a leader does:
-// the OpCancel is forwarded like any command.
-func TestForwarderWithdrawsAWait(t *testing.T) {
-	h := newHarness(t, Config{})
+// forwardedWait makes h a forwarder (leader 2, term 7) on which request 4
+// waits for mutex "m", held through request 3, and returns its waiter.
+func forwardedWait(h *harness) core.WaiterID {
 	sa := h.follow(2, 7)
 	sb := h.session(2, "b")
 	h.step(RequestEvent(3, acquire("a", 2, sa, "m", 0)))
 	h.step(RequestEvent(4, acquire("b", 2, sb, "m", core.WaitForever)))
 	h.ready(true)
-	waiter := h.reply(4).Result.Waiter
+	return h.reply(4).Result.Waiter
+}
+
+// A forwarder withdraws a wait whose requester went away, as a leader does:
+// the OpCancel is forwarded like any command.
+func TestForwarderWithdrawsAWait(t *testing.T) {
+	h := newHarness(t, Config{})
+	waiter := forwardedWait(h)
 	h.step(CancelEvent(4))
 	rd := h.ready(true)
 	if len(rd.Proposals) != 1 || rd.Proposals[0].Proposal.Commands[0].Op != core.OpCancel ||
@@ -826,12 +832,7 @@ func TestForwarderWithdrawsAWait(t *testing.T) {
 // has no time for a tick round trip), and asks for no tick for it.
 func TestForwarderWithdrawsWithoutAskingForTime(t *testing.T) {
 	h := newHarness(t, Config{Name: "n3"})
-	sa := h.follow(2, 7)
-	sb := h.session(2, "b")
-	h.step(RequestEvent(3, acquire("a", 2, sa, "m", 0)))
-	h.step(RequestEvent(4, acquire("b", 2, sb, "m", core.WaitForever)))
-	h.ready(true)
-	waiter := h.reply(4).Result.Waiter
+	waiter := forwardedWait(h)
 	h.advance(5_000) // long past the last tick it asked for
 	h.step(CancelEvent(4))
 	rd := h.ready(false)
