@@ -248,11 +248,16 @@ func (t *TCP) serve(conn net.Conn) {
 		if [2]byte(head[:2]) != magic {
 			return
 		}
+		// The rest of a frame begun must come within frameTimeout; a
+		// frame that arrived whole sets no deadline.
 		timed := false
-		if r.Buffered() < headerSize {
-			timed = true
-			_ = conn.SetReadDeadline(time.Now().Add(frameTimeout))
+		expect := func(n uint64) {
+			if !timed && uint64(r.Buffered()) < n {
+				timed = true
+				_ = conn.SetReadDeadline(time.Now().Add(frameTimeout))
+			}
 		}
+		expect(headerSize)
 		if _, err := io.ReadFull(r, head[2:]); err != nil {
 			return
 		}
@@ -260,19 +265,8 @@ func (t *TCP) serve(conn net.Conn) {
 		if err != nil {
 			return
 		}
-		var payload []byte
-		if size <= keepBuffer {
-			if uint64(cap(keep)) < size {
-				keep = make([]byte, size)
-			}
-			payload = keep[:size]
-		} else {
-			payload = make([]byte, size)
-		}
-		if !timed && uint64(r.Buffered()) < size {
-			timed = true
-			_ = conn.SetReadDeadline(time.Now().Add(frameTimeout))
-		}
+		payload := scratch(&keep, int(size))
+		expect(size)
 		if _, err := io.ReadFull(r, payload); err != nil {
 			return
 		}
@@ -441,21 +435,13 @@ func (c *SnapshotConnection) Close() {
 type frameWriter struct {
 	conn      net.Conn
 	encrypted bool
-	buf       []byte // kept between frames up to keepBuffer
+	buf       []byte // kept between frames (scratch)
 }
 
 // write marshals a payload of at most upper bytes behind the frame's head
 // and writes the frame.
 func (w *frameWriter) write(method uint16, upper int, marshal func([]byte) []byte) error {
-	need := frameStart + upper
-	buf := w.buf
-	if cap(buf) < need {
-		buf = make([]byte, need)
-		if need <= keepBuffer {
-			w.buf = buf
-		}
-	}
-	buf = buf[:need]
+	buf := scratch(&w.buf, frameStart+upper)
 	payload := marshal(buf[frameStart:])
 	if len(payload) == 0 || len(payload) > MaxPayload {
 		return fmt.Errorf("transport: a %d-byte payload is outside 1..%d", len(payload), MaxPayload)
@@ -471,6 +457,19 @@ func (w *frameWriter) write(method uint16, upper int, marshal func([]byte) []byt
 	}
 	_, err := w.conn.Write(buf[:frameStart+len(payload)])
 	return err
+}
+
+// scratch returns n bytes from *kept, growing it when it is short; a
+// buffer larger than keepBuffer is used once and not kept.
+func scratch(kept *[]byte, n int) []byte {
+	if cap(*kept) >= n {
+		return (*kept)[:n]
+	}
+	buf := make([]byte, n)
+	if n <= keepBuffer {
+		*kept = buf
+	}
+	return buf
 }
 
 func encodeHeader(h []byte, method uint16, size uint64, sum uint32) {

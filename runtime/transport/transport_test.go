@@ -22,6 +22,7 @@ import (
 	"time"
 
 	dbconfig "github.com/lni/dragonboat/v4/config"
+	"github.com/lni/dragonboat/v4/raftio"
 	pb "github.com/lni/dragonboat/v4/raftpb"
 )
 
@@ -83,6 +84,35 @@ func start(t *testing.T, nhc dbconfig.NodeHostConfig, r *receiver) *TCP {
 	return tr
 }
 
+// sender is a transport that only dials: nhc's TLS settings, any Raft
+// address (it does not listen).
+func sender(nhc dbconfig.NodeHostConfig) raftio.ITransport {
+	nhc.RaftAddress = "127.0.0.1:1"
+	return Factory{}.Create(nhc, nil, nil)
+}
+
+// dialMessages opens a message connection from a sender with nhc's TLS
+// settings to addr, closed when the test ends.
+func dialMessages(t *testing.T, nhc dbconfig.NodeHostConfig, addr string) raftio.IConnection {
+	t.Helper()
+	conn, err := sender(nhc).GetConnection(context.Background(), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Close)
+	return conn
+}
+
+// dialSnapshot opens a snapshot connection to addr; the test closes it.
+func dialSnapshot(t *testing.T, addr string) raftio.ISnapshotConnection {
+	t.Helper()
+	sc, err := sender(dbconfig.NodeHostConfig{}).GetSnapshotConnection(context.Background(), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sc
+}
+
 func sampleBatch(i int, cmdSize int) pb.MessageBatch {
 	cmd := bytes.Repeat([]byte{byte(i)}, cmdSize)
 	return pb.MessageBatch{
@@ -102,12 +132,7 @@ func sampleBatch(i int, cmdSize int) pb.MessageBatch {
 func TestBatchesArriveWhole(t *testing.T) {
 	r := newReceiver()
 	b := start(t, dbconfig.NodeHostConfig{}, r)
-	a := Factory{}.Create(dbconfig.NodeHostConfig{RaftAddress: "127.0.0.1:1"}, nil, nil)
-	conn, err := a.GetConnection(context.Background(), b.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dialMessages(t, dbconfig.NodeHostConfig{}, b.Addr().String())
 	sizes := []int{1, 100, readBuffer - 50, readBuffer + 1, 300 << 10, 10, keepBuffer + 1, 3}
 	var sent []pb.MessageBatch
 	for i, n := range sizes {
@@ -132,11 +157,7 @@ func TestBatchesArriveWhole(t *testing.T) {
 func TestSnapshotStreamEndsWithPoison(t *testing.T) {
 	r := newReceiver()
 	b := start(t, dbconfig.NodeHostConfig{}, r)
-	a := Factory{}.Create(dbconfig.NodeHostConfig{RaftAddress: "127.0.0.1:1"}, nil, nil)
-	sc, err := a.GetSnapshotConnection(context.Background(), b.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	sc := dialSnapshot(t, b.Addr().String())
 	var sent []pb.Chunk
 	for i := range 3 {
 		c := pb.Chunk{ShardID: 1, ReplicaID: 2, From: 1, ChunkId: uint64(i), ChunkCount: 3, Index: 40, Term: 2,
@@ -166,11 +187,7 @@ func TestRefusedChunkEndsTheStream(t *testing.T) {
 	r := newReceiver()
 	r.refuse = true
 	b := start(t, dbconfig.NodeHostConfig{}, r)
-	a := Factory{}.Create(dbconfig.NodeHostConfig{RaftAddress: "127.0.0.1:1"}, nil, nil)
-	sc, err := a.GetSnapshotConnection(context.Background(), b.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	sc := dialSnapshot(t, b.Addr().String())
 	defer sc.Close()
 	c := pb.Chunk{ShardID: 1, ChunkCount: 1, Data: bytes.Repeat([]byte{1}, 64<<10)}
 	if err := sc.SendChunk(c); err != nil {
@@ -328,25 +345,14 @@ func TestMutualTLS(t *testing.T) {
 		CertFile: filepath.Join(dir, "node.pem"), KeyFile: filepath.Join(dir, "node-key.pem")}
 	r := newReceiver()
 	b := start(t, nhc, r)
-	nhc.RaftAddress = "127.0.0.1:1"
-	a := Factory{}.Create(nhc, nil, nil)
-	conn, err := a.GetConnection(context.Background(), b.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dialMessages(t, nhc, b.Addr().String())
 	m := sampleBatch(3, 1000)
 	if err := conn.SendMessageBatch(m); err != nil {
 		t.Fatal(err)
 	}
 	r.wait(t, 1)
 
-	plain := Factory{}.Create(dbconfig.NodeHostConfig{RaftAddress: "127.0.0.1:1"}, nil, nil)
-	pc, err := plain.GetConnection(context.Background(), b.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
+	pc := dialMessages(t, dbconfig.NodeHostConfig{}, b.Addr().String())
 	_ = pc.SendMessageBatch(m) // the server's handshake fails on it
 	time.Sleep(200 * time.Millisecond)
 	if n := r.count(); n != 1 {
@@ -443,12 +449,7 @@ func TestSendRedialsARestartedPeer(t *testing.T) {
 	r1 := newReceiver()
 	b1 := start(t, dbconfig.NodeHostConfig{}, r1)
 	addr := b1.Addr().String()
-	a := Factory{}.Create(dbconfig.NodeHostConfig{RaftAddress: "127.0.0.1:1"}, nil, nil)
-	conn, err := a.GetConnection(context.Background(), addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dialMessages(t, dbconfig.NodeHostConfig{}, addr)
 	if err := conn.SendMessageBatch(sampleBatch(1, 10)); err != nil {
 		t.Fatal(err)
 	}
