@@ -77,6 +77,7 @@ func (h SessionHandler) Stream(ctx context.Context, st *connect.BidiStream[pb.St
 		}
 		ss.wg.Add(1)
 		go func() {
+			growStack() // rpc/stack.go: this goroutine goes as deep as a unary handler's
 			defer ss.wg.Done()
 			defer func() { <-ss.slots }()
 			ss.serve(ctx, req)
