@@ -86,13 +86,7 @@ func (s *Session) acquire(ctx context.Context, sp acquireSpec) (uint64, *gateHol
 	// A blocked call ends when the session is lost, not only when ctx does.
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
-	go func() {
-		select {
-		case <-s.done.ch:
-			stop()
-		case <-wctx.Done():
-		}
-	}()
+	defer context.AfterFunc(s.done.ctx, stop)()
 	mode := unary
 	if waitMs != 0 {
 		mode = blocking

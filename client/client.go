@@ -360,15 +360,19 @@ func (c *Client) backoff(ctx context.Context, pause *time.Duration) error {
 // because e did not answer in time, not because e refused.
 func attempt[T any](ctx context.Context, c *Client, mode callMode, e *endpoint,
 	f func(ctx context.Context, e *endpoint) (*connect.Response[T], error)) (res *connect.Response[T], stuck bool, err error) {
-	actx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// One context per attempt, not a cancel around a timeout: a context
+	// nested in a fresh one makes its parent allocate a set of children,
+	// and an attempt is made for every operation.
+	var actx context.Context
+	var cancel context.CancelFunc
 	var gaveUp atomic.Bool
 	switch mode {
 	case unary:
-		var stop context.CancelFunc
-		actx, stop = context.WithTimeout(actx, c.opts.attemptTimeout)
-		defer stop()
+		actx, cancel = context.WithTimeout(ctx, c.opts.attemptTimeout)
+		defer cancel()
 	case blocking:
+		actx, cancel = context.WithCancel(ctx)
+		defer cancel()
 		done := make(chan struct{})
 		defer close(done)
 		go func() {
@@ -387,6 +391,8 @@ func attempt[T any](ctx context.Context, c *Client, mode callMode, e *endpoint,
 				}
 			}
 		}()
+	default:
+		panic(fmt.Sprintf("lockstep: unknown call mode %d", mode))
 	}
 	res, err = f(actx, e)
 	if err == nil || connect.IsWireError(err) {
@@ -479,11 +485,16 @@ func (k apiKeyInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFun
 	return next
 }
 
-// closeOnce is a channel closed at most once.
+// closeOnce is a channel closed at most once. It is a context's Done, so
+// that a call can be made to end with it by context.AfterFunc, without a
+// goroutine of its own waiting on it.
 type closeOnce struct {
-	once sync.Once
-	ch   chan struct{}
+	ctx   context.Context
+	ch    <-chan struct{}
+	close context.CancelFunc
 }
 
-func newCloseOnce() *closeOnce { return &closeOnce{ch: make(chan struct{})} }
-func (c *closeOnce) close()    { c.once.Do(func() { close(c.ch) }) }
+func newCloseOnce() *closeOnce {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &closeOnce{ctx: ctx, ch: ctx.Done(), close: cancel}
+}

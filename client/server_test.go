@@ -66,7 +66,7 @@ func freePort() string {
 	return a
 }
 
-func needServer(t *testing.T) {
+func needServer(t testing.TB) {
 	t.Helper()
 	if endpoint == "" {
 		t.Skip("needs a server (not with -short)")
