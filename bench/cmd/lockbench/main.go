@@ -63,6 +63,7 @@ type options struct {
 	idle       time.Duration
 	strict     bool
 	profileAt  int      // the client count whose cycle point is profiled
+	profileOff bool     // profile the hand-off point instead
 	profileDir string   // where the profiles go
 	tls        bool     // also run the cycle points on a cluster with TLS, client certificates and an audit log
 	apiKey     bool     // the same with API keys (with -tls: over TLS)
@@ -89,6 +90,7 @@ func main() {
 	flag.BoolVar(&o.strict, "strict", false, "exit 1 when any operation failed or a failover did not recover (make test-performance)")
 	flag.DurationVar(&o.idle, "idle", 3*time.Second, "first measure the CPU of the idle cluster for this long (0: skip)")
 	flag.IntVar(&o.profileAt, "profile-clients", 64, "with -profile: the cycle point to profile")
+	flag.BoolVar(&o.profileOff, "profile-handoff", false, "with -profile: profile the hand-off point (through the first of -via) instead of a cycle point")
 	flag.StringVar(&o.profileDir, "profile", "", "write CPU profiles of the leader (started with --pprof) and of lockbench during one cycle point into this folder")
 	flag.BoolVar(&o.tls, "tls", false, "then run the cycle points again on a started cluster with TLS (Raft mutual TLS), client certificates and an audit log, and print both")
 	flag.BoolVar(&o.apiKey, "api-key", false, "then run the cycle points again on a started cluster whose clients authenticate by API key, with an audit log (with -tls: over TLS), and print both")
@@ -169,8 +171,8 @@ func run(o options) error {
 	for _, n := range o.clients {
 		for _, via := range o.via {
 			var stopProf func()
-			if o.profileDir != "" && n == o.profileAt && via == o.via[0] {
-				stopProf = b.profile(n)
+			if o.profileDir != "" && !o.profileOff && n == o.profileAt && via == o.via[0] {
+				stopProf = b.profile(fmt.Sprint(n))
 			}
 			var r result
 			var err error
@@ -196,12 +198,19 @@ func run(o options) error {
 		if o.handoff <= 0 {
 			break
 		}
+		var stopProf func()
+		if o.profileDir != "" && o.profileOff && via == o.via[0] {
+			stopProf = b.profile(fmt.Sprintf("handoff-%d", o.handoff))
+		}
 		var r result
 		var err error
 		if via == "connect" {
 			r, err = b.handoffs(o.handoff)
 		} else {
 			r, err = b.viaClient(o.handoff, via == "client-unary", true)
+		}
+		if stopProf != nil {
+			stopProf()
 		}
 		if err != nil {
 			return err
@@ -708,11 +717,12 @@ func (b *bench) failover(trials int) error {
 
 var _ = exec.Command
 
-// profile starts a CPU profile of this process and fetches one of the
-// leader's for the point's duration; the returned func waits for both.
-func (b *bench) profile(n int) func() {
+// profile starts a CPU profile of this process and fetches one of each
+// node's for the point's duration, into files named after the point; the
+// returned func waits for them.
+func (b *bench) profile(point string) func() {
 	_ = os.MkdirAll(b.o.profileDir, 0o755)
-	self, err := os.Create(filepath.Join(b.o.profileDir, fmt.Sprintf("lockbench-%d.pprof", n)))
+	self, err := os.Create(filepath.Join(b.o.profileDir, fmt.Sprintf("lockbench-%s.pprof", point)))
 	if err == nil {
 		_ = pprof.StartCPUProfile(self)
 	}
@@ -732,7 +742,7 @@ func (b *bench) profile(n int) func() {
 				return
 			}
 			defer resp.Body.Close()
-			f, err := os.Create(filepath.Join(b.o.profileDir, fmt.Sprintf("%s-%d.pprof", role, n)))
+			f, err := os.Create(filepath.Join(b.o.profileDir, fmt.Sprintf("%s-%s.pprof", role, point)))
 			if err != nil {
 				return
 			}
