@@ -14,12 +14,12 @@ import (
 // BenchmarkMutexCycle measures what the client itself costs per lock and
 // unlock cycle, 16 workers per GOMAXPROCS (32 here) each on a session and
 // a name of its own, against the one dev node TestMain starts: allocations
-// and CPU of this process
-// (client-µs/op, from getrusage), beside the cycle's wall time, which is
-// mostly the server's commit. Lock waits (blocking attempts, probed while
-// they wait); TryLock does not (unary attempts).
+// and CPU of this process (client-µs/op, from getrusage), beside the
+// cycle's wall time, which is mostly the server's commit. Lock waits
+// (blocking attempts, probed while they wait); TryLock does not (unary
+// attempts). docs/performance.md, "The Go client's own cost":
 //
-//	go test -run '^$' -bench MutexCycle -benchmem -benchtime 3000x ./client/
+//	go test -run '^$' -bench MutexCycle -benchmem -benchtime 4000x ./client/
 func BenchmarkMutexCycle(b *testing.B) {
 	for _, how := range []string{"Lock", "TryLock"} {
 		b.Run(how, func(b *testing.B) {

@@ -91,7 +91,7 @@ func main() {
 	flag.DurationVar(&o.idle, "idle", 3*time.Second, "first measure the CPU of the idle cluster for this long (0: skip)")
 	flag.IntVar(&o.profileAt, "profile-clients", 64, "with -profile: the cycle point to profile")
 	flag.BoolVar(&o.profileOff, "profile-handoff", false, "with -profile: profile the hand-off point (through the first of -via) instead of a cycle point")
-	flag.StringVar(&o.profileDir, "profile", "", "write CPU profiles of the leader (started with --pprof) and of lockbench during one cycle point into this folder")
+	flag.StringVar(&o.profileDir, "profile", "", "write CPU profiles of every node (started with --pprof) and of lockbench during one point (a cycle point, or with -profile-handoff the hand-off point) into this folder")
 	flag.BoolVar(&o.tls, "tls", false, "then run the cycle points again on a started cluster with TLS (Raft mutual TLS), client certificates and an audit log, and print both")
 	flag.BoolVar(&o.apiKey, "api-key", false, "then run the cycle points again on a started cluster whose clients authenticate by API key, with an audit log (with -tls: over TLS), and print both")
 	flag.Parse()
