@@ -4,12 +4,15 @@ import (
 	"errors"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lockstepd/lockstep/runtime/transport"
 )
 
 // metrics are the runtime's Prometheus series. The names of docs/design.md are
 // kept (leader_elections_total, consensus_commit_latency_seconds,
 // active_locks_gauge); the others follow their style. Every series has a
-// shard label.
+// shard label, but the Raft transport's (raftTraffic), which are the node's,
+// by peer.
 type metrics struct {
 	leaderElections  *prometheus.CounterVec
 	commitLatency    *prometheus.HistogramVec
@@ -30,6 +33,13 @@ type metrics struct {
 	snapshotBytes    *prometheus.GaugeVec
 	sessionsExpired  *prometheus.CounterVec
 	watchSubscribers prometheus.Gauge
+
+	peerDials        *prometheus.CounterVec
+	peerSentBytes    *prometheus.CounterVec
+	peerSendFailures *prometheus.CounterVec
+	peerDisconnects  *prometheus.CounterVec
+	raftReceived     prometheus.Counter
+	raftRefused      *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -74,13 +84,26 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Sessions expired (their lease ran out), counted by the shard's leader when it applies the expiry: sum over members."}, shard),
 		watchSubscribers: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lockstep_watch_subscribers",
 			Help: "Open Watch streams."}),
+		peerDials: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lockstep_raft_peer_dials_total",
+			Help: "Raft connections dialled to a peer (by its Raft address), by result (ok, failed)."}, []string{"peer", "result"}),
+		peerSentBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lockstep_raft_peer_sent_bytes_total",
+			Help: "Raft frame bytes written to a peer (messages and snapshot chunks)."}, []string{"peer"}),
+		peerSendFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lockstep_raft_peer_send_failures_total",
+			Help: "Raft frames that could not be sent to a peer (a failed write or redial): Dragonboat drops them and backs off."}, []string{"peer"}),
+		peerDisconnects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lockstep_raft_peer_disconnects_total",
+			Help: "Raft connections a peer ended (it restarted, or the link dropped); the next send dials again."}, []string{"peer"}),
+		raftReceived: prometheus.NewCounter(prometheus.CounterOpts{Name: "lockstep_raft_received_bytes_total",
+			Help: "Raft frame bytes read from peers."}),
+		raftRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lockstep_raft_refused_connections_total",
+			Help: "Inbound Raft connections closed for what they sent, by reason (malformed, checksum, chunk refused)."}, []string{"reason"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.leaderElections, m.commitLatency, m.applyLatency, m.entriesApplied,
 		m.commandsApplied, m.proposalsFailed, m.proposalsFlight, m.pendingRequests, m.activeLocks, m.sessions,
-		m.waiters, m.objects, m.isLeader, m.hasLeader, m.snapshotsSaved, m.snapshotsLoaded, m.snapshotBytes, m.sessionsExpired, m.watchSubscribers} {
+		m.waiters, m.objects, m.isLeader, m.hasLeader, m.snapshotsSaved, m.snapshotsLoaded, m.snapshotBytes, m.sessionsExpired, m.watchSubscribers,
+		m.peerDials, m.peerSentBytes, m.peerSendFailures, m.peerDisconnects, m.raftReceived, m.raftRefused} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {
@@ -123,4 +146,32 @@ func (m *metrics) forShard(label string) shardMetrics {
 		hasLeader:       m.hasLeader.WithLabelValues(label),
 		snapshotBytes:   m.snapshotBytes.WithLabelValues(label),
 	}
+}
+
+// raftTraffic counts what the Raft transport does (transport.Observer).
+type raftTraffic struct{ m *metrics }
+
+var _ transport.Observer = raftTraffic{}
+
+func (r raftTraffic) Dialed(peer string, err error) {
+	result := "ok"
+	if err != nil {
+		result = "failed"
+	}
+	r.m.peerDials.WithLabelValues(peer, result).Inc()
+}
+
+func (r raftTraffic) Sent(peer string, n int, err error) {
+	if n > 0 {
+		r.m.peerSentBytes.WithLabelValues(peer).Add(float64(n))
+	}
+	if err != nil {
+		r.m.peerSendFailures.WithLabelValues(peer).Inc()
+	}
+}
+
+func (r raftTraffic) Ended(peer string) { r.m.peerDisconnects.WithLabelValues(peer).Inc() }
+func (r raftTraffic) Received(n int)    { r.m.raftReceived.Add(float64(n)) }
+func (r raftTraffic) Refused(reason string) {
+	r.m.raftRefused.WithLabelValues(reason).Inc()
 }

@@ -139,7 +139,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if !opts.dragonboatTransport {
 		// One write per frame and buffered reads; the same wire format
 		// (runtime/transport).
-		nhc.Expert.TransportFactory = transport.Factory{}
+		nhc.Expert.TransportFactory = transport.Factory{Observer: raftTraffic{n.metrics}}
 	}
 	if t := cfg.Security.TLS; t != nil {
 		// Raft is mutual TLS with the node's own certificate: a member must

@@ -89,14 +89,48 @@ var (
 )
 
 // Factory makes Dragonboat use this transport.
-type Factory struct{}
+type Factory struct {
+	// Observer is told what the transport does (nil: nothing is).
+	Observer Observer
+}
 
 var _ dbconfig.TransportFactory = Factory{}
 
 // Create implements dbconfig.TransportFactory.
-func (Factory) Create(nhc dbconfig.NodeHostConfig, onBatch raftio.MessageHandler, onChunk raftio.ChunkHandler) raftio.ITransport {
-	return &TCP{nhc: nhc, onBatch: onBatch, onChunk: onChunk, encrypted: nhc.MutualTLS, conns: map[net.Conn]struct{}{}}
+func (f Factory) Create(nhc dbconfig.NodeHostConfig, onBatch raftio.MessageHandler, onChunk raftio.ChunkHandler) raftio.ITransport {
+	obs := f.Observer
+	if obs == nil {
+		obs = unobserved{}
+	}
+	return &TCP{nhc: nhc, onBatch: onBatch, onChunk: onChunk, encrypted: nhc.MutualTLS, obs: obs, conns: map[net.Conn]struct{}{}}
 }
+
+// Observer is told what the transport does, so that the node can count it
+// (runtime's lockstep_raft_peer_* series; docs/operations.md). A peer is
+// named by the Raft address it was dialled at. The methods run on the send
+// and receive paths, so they must return at once.
+type Observer interface {
+	// Dialed: a connection to peer was dialled; err says why it failed.
+	Dialed(peer string, err error)
+	// Sent: a frame of n bytes was written to peer, or failed with err.
+	Sent(peer string, n int, err error)
+	// Ended: peer ended a message connection (it restarted, or a link
+	// was dropped); the next send to it dials again.
+	Ended(peer string)
+	// Received: a frame of n bytes was read from a peer.
+	Received(n int)
+	// Refused: an inbound connection was closed because of what it sent
+	// (reason: "malformed", "checksum" or "chunk refused").
+	Refused(reason string)
+}
+
+type unobserved struct{}
+
+func (unobserved) Dialed(string, error)    {}
+func (unobserved) Sent(string, int, error) {}
+func (unobserved) Ended(string)            {}
+func (unobserved) Received(int)            {}
+func (unobserved) Refused(string)          {}
 
 // Validate implements dbconfig.TransportFactory: a Raft address is
 // host:port with a port in 1..65535.
@@ -116,6 +150,7 @@ type TCP struct {
 	onBatch   raftio.MessageHandler
 	onChunk   raftio.ChunkHandler
 	encrypted bool // mutual TLS: TLS checks integrity, the body CRC is skipped
+	obs       Observer
 
 	mu     sync.Mutex
 	ln     net.Listener
@@ -246,6 +281,7 @@ func (t *TCP) serve(conn net.Conn) {
 			return
 		}
 		if [2]byte(head[:2]) != magic {
+			t.obs.Refused("malformed")
 			return
 		}
 		// The rest of a frame begun must come within frameTimeout; a
@@ -263,6 +299,7 @@ func (t *TCP) serve(conn net.Conn) {
 		}
 		method, size, sum, err := decodeHeader(head[2:])
 		if err != nil {
+			t.obs.Refused("malformed")
 			return
 		}
 		payload := scratch(&keep, int(size))
@@ -274,24 +311,29 @@ func (t *TCP) serve(conn net.Conn) {
 			_ = conn.SetReadDeadline(time.Time{})
 		}
 		if !t.encrypted && crc32.ChecksumIEEE(payload) != sum {
+			t.obs.Refused("checksum")
 			return
 		}
+		t.obs.Received(frameStart + len(payload))
 		// Unmarshal copies what it keeps (entries' commands, chunks' data),
 		// so the buffer is reused for the next frame.
 		switch method {
 		case methodBatch:
 			var batch pb.MessageBatch
 			if batch.Unmarshal(payload) != nil {
+				t.obs.Refused("malformed")
 				return
 			}
 			t.onBatch(batch)
 		case methodChunk:
 			var chunk pb.Chunk
 			if chunk.Unmarshal(payload) != nil {
+				t.obs.Refused("malformed")
 				return
 			}
 			if !t.onChunk(chunk) {
-				return // refused: the sender's stream fails and it starts over
+				t.obs.Refused("chunk refused")
+				return // the sender's stream fails and it starts over
 			}
 		}
 	}
@@ -322,10 +364,17 @@ func (t *TCP) GetSnapshotConnection(ctx context.Context, target string) (raftio.
 	if err != nil {
 		return nil, err
 	}
-	return &SnapshotConnection{w: frameWriter{conn: conn, encrypted: t.encrypted}}, nil
+	return &SnapshotConnection{w: frameWriter{conn: conn, encrypted: t.encrypted, peer: target, obs: t.obs}}, nil
 }
 
+// dial connects to target, telling the observer how it went.
 func (t *TCP) dial(ctx context.Context, target string) (net.Conn, error) {
+	conn, err := t.dialTLS(ctx, target)
+	t.obs.Dialed(target, err)
+	return conn, err
+}
+
+func (t *TCP) dialTLS(ctx context.Context, target string) (net.Conn, error) {
 	d := net.Dialer{Timeout: dialTimeout, KeepAlive: keepAlive}
 	conn, err := d.DialContext(ctx, "tcp", target)
 	if err != nil {
@@ -369,8 +418,9 @@ func (c *Connection) connect() error {
 		return err
 	}
 	ended := new(atomic.Bool)
-	c.w.conn, c.w.encrypted, c.ended = conn, c.t.encrypted, ended
-	go watch(conn, ended)
+	c.w = frameWriter{conn: conn, encrypted: c.t.encrypted, peer: c.target, obs: c.t.obs, buf: c.w.buf}
+	c.ended = ended
+	go watch(conn, ended, func() { c.t.obs.Ended(c.target) })
 	return nil
 }
 
@@ -381,11 +431,14 @@ func (c *Connection) connect() error {
 // socket, and be lost: a partition's proxy or a restarted peer would cost
 // a message each time, and a follower that sends rarely (its forwarded
 // proposals, its vote) would lose its next one.
-func watch(conn net.Conn, ended *atomic.Bool) {
+func watch(conn net.Conn, ended *atomic.Bool, onEnd func()) {
 	var b [1]byte
-	_, _ = conn.Read(b[:])
+	_, err := conn.Read(b[:])
 	ended.Store(true)
 	conn.Close()
+	if !errors.Is(err, net.ErrClosed) { // closed here is not the peer's doing
+		onEnd()
+	}
 }
 
 // SendMessageBatch writes batch as one frame. When the peer ended the
@@ -397,6 +450,7 @@ func watch(conn net.Conn, ended *atomic.Bool) {
 func (c *Connection) SendMessageBatch(batch pb.MessageBatch) error {
 	if c.ended.Load() {
 		if err := c.connect(); err != nil {
+			c.t.obs.Sent(c.target, 0, err)
 			return err
 		}
 	}
@@ -435,16 +489,26 @@ func (c *SnapshotConnection) Close() {
 type frameWriter struct {
 	conn      net.Conn
 	encrypted bool
-	buf       []byte // kept between frames (scratch)
+	peer      string   // its Raft address, for obs
+	obs       Observer // nil: not observed
+	buf       []byte   // kept between frames (scratch)
 }
 
 // write marshals a payload of at most upper bytes behind the frame's head
 // and writes the frame.
 func (w *frameWriter) write(method uint16, upper int, marshal func([]byte) []byte) error {
+	n, err := w.writeFrame(method, upper, marshal)
+	if w.obs != nil {
+		w.obs.Sent(w.peer, n, err)
+	}
+	return err
+}
+
+func (w *frameWriter) writeFrame(method uint16, upper int, marshal func([]byte) []byte) (int, error) {
 	buf := scratch(&w.buf, frameStart+upper)
 	payload := marshal(buf[frameStart:])
 	if len(payload) == 0 || len(payload) > MaxPayload {
-		return fmt.Errorf("transport: a %d-byte payload is outside 1..%d", len(payload), MaxPayload)
+		return 0, fmt.Errorf("transport: a %d-byte payload is outside 1..%d", len(payload), MaxPayload)
 	}
 	var sum uint32
 	if !w.encrypted {
@@ -453,10 +517,9 @@ func (w *frameWriter) write(method uint16, upper int, marshal func([]byte) []byt
 	copy(buf, magic[:])
 	encodeHeader(buf[2:frameStart], method, uint64(len(payload)), sum)
 	if err := w.conn.SetWriteDeadline(time.Now().Add(frameTimeout)); err != nil {
-		return err
+		return 0, err
 	}
-	_, err := w.conn.Write(buf[:frameStart+len(payload)])
-	return err
+	return w.conn.Write(buf[:frameStart+len(payload)])
 }
 
 // scratch returns n bytes from *kept, growing it when it is short; a

@@ -470,3 +470,146 @@ func TestSendRedialsARestartedPeer(t *testing.T) {
 		t.Fatal("a send to a peer that is gone succeeded: the message was lost silently")
 	}
 }
+
+// recorder is an Observer that keeps what it was told.
+type recorder struct {
+	mu       sync.Mutex
+	dials    map[string]int // "peer ok" or "peer failed"
+	sent     map[string]int // bytes by peer
+	failures map[string]int
+	ended    map[string]int
+	received int
+	refused  map[string]int
+}
+
+func newRecorder() *recorder {
+	return &recorder{dials: map[string]int{}, sent: map[string]int{}, failures: map[string]int{},
+		ended: map[string]int{}, refused: map[string]int{}}
+}
+
+func (r *recorder) Dialed(peer string, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil {
+		r.dials[peer+" failed"]++
+	} else {
+		r.dials[peer+" ok"]++
+	}
+}
+
+func (r *recorder) Sent(peer string, n int, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sent[peer] += n
+	if err != nil {
+		r.failures[peer]++
+	}
+}
+
+func (r *recorder) Ended(peer string) { r.mu.Lock(); r.ended[peer]++; r.mu.Unlock() }
+func (r *recorder) Received(n int)    { r.mu.Lock(); r.received += n; r.mu.Unlock() }
+func (r *recorder) Refused(reason string) {
+	r.mu.Lock()
+	r.refused[reason]++
+	r.mu.Unlock()
+}
+
+// read runs f under the recorder's lock.
+func (r *recorder) read(f func()) { r.mu.Lock(); defer r.mu.Unlock(); f() }
+
+// TestObserverCounts: the observer hears each dial and how it went, the
+// bytes of each frame on both sides, the peer ending a connection (and not
+// the owner closing one), a failed send, and each refused connection with
+// its reason.
+func TestObserverCounts(t *testing.T) {
+	gone, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	goneAddr := gone.Addr().String()
+	gone.Close()
+
+	sent := newRecorder()
+	s := Factory{Observer: sent}.Create(dbconfig.NodeHostConfig{RaftAddress: "127.0.0.1:1"}, nil, nil)
+	if _, err := s.GetConnection(context.Background(), goneAddr); err == nil {
+		t.Fatal("dialled an address nobody listens on")
+	}
+
+	got := newRecorder()
+	r1 := newReceiver()
+	b1 := Factory{Observer: got}.Create(dbconfig.NodeHostConfig{RaftAddress: "127.0.0.1:0"}, r1.batch, r1.chunk).(*TCP)
+	if err := b1.Start(); err != nil {
+		t.Fatal(err)
+	}
+	addr := b1.Addr().String()
+	conn, err := s.GetConnection(context.Background(), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := sampleBatch(1, 100)
+	if err := conn.SendMessageBatch(batch); err != nil {
+		t.Fatal(err)
+	}
+	r1.wait(t, 1)
+	frameBytes := frameStart + batch.Size()
+
+	b1.Close() // the peer ends the connection
+	r2 := newReceiver()
+	b2 := Factory{Observer: got}.Create(dbconfig.NodeHostConfig{RaftAddress: addr}, r2.batch, r2.chunk).(*TCP)
+	if err := b2.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // the close reaches the sender
+	if err := conn.SendMessageBatch(batch); err != nil {
+		t.Fatal(err)
+	}
+	r2.wait(t, 1)
+	conn.Close() // the owner's close is not the peer's doing
+
+	payload, err := batch.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	badSum := frame(methodBatch, payload)
+	badSum[len(badSum)-1] ^= 1
+	for _, f := range [][]byte{{0xAF, 0x7D}, badSum} { // malformed, then a bad checksum
+		raw, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := raw.Write(f); err != nil {
+			t.Fatal(err)
+		}
+		_ = raw.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, _ = raw.Read(make([]byte, 1)) // returns when the receiver closes it
+		raw.Close()
+	}
+	b2.Close()
+	time.Sleep(200 * time.Millisecond)
+	if err := conn.SendMessageBatch(batch); err == nil {
+		t.Fatal("a send on a closed connection succeeded")
+	}
+
+	sent.read(func() {
+		if sent.dials[goneAddr+" failed"] != 1 || sent.dials[addr+" ok"] != 2 {
+			t.Errorf("dials %v, want one failed to %s and two (the first, the redial) to %s", sent.dials, goneAddr, addr)
+		}
+		if sent.sent[addr] < 2*frameBytes {
+			t.Errorf("%d bytes counted as sent to %s, want at least two frames of %d", sent.sent[addr], addr, frameBytes)
+		}
+		if sent.ended[addr] != 1 {
+			t.Errorf("the peer ended %d connections, want 1 (the owner's close is not counted)", sent.ended[addr])
+		}
+		if sent.failures[addr] != 1 {
+			t.Errorf("%d send failures to %s, want 1", sent.failures[addr], addr)
+		}
+	})
+	got.read(func() {
+		if got.received != 2*frameBytes {
+			t.Errorf("%d bytes counted as received, want two frames of %d", got.received, frameBytes)
+		}
+		if got.refused["malformed"] != 1 || got.refused["checksum"] != 1 {
+			t.Errorf("refused %v, want one malformed and one checksum", got.refused)
+		}
+	})
+}

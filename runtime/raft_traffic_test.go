@@ -1,0 +1,74 @@
+package runtime
+
+import (
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// TestRaftPeerMetrics: each node counts its Raft traffic by peer (its Raft
+// address): bytes both ways once the cluster runs, and a peer that
+// restarts as a disconnect and then a successful redial.
+func TestRaftPeerMetrics(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 3})
+	lead := c.waitLeader(0)
+	s := session(t, c.nodes[lead], time.Minute)
+	cycle(t, c.nodes[lead], s, "traffic", 3, 0)
+	for i := range 3 {
+		if i == lead {
+			continue // followers talk to the leader only
+		}
+		for _, link := range [][2]int{{lead, i}, {i, lead}} {
+			from, to := link[0], link[1]
+			peer := c.cfgs[to].Cluster.RaftAddress
+			eventually(t, "bytes sent counted by peer", func() bool {
+				return labeled(t, c.regs[from], "lockstep_raft_peer_sent_bytes_total", "peer", peer) > 0
+			})
+		}
+		if counter(t, c.regs[i], "lockstep_raft_received_bytes_total") == 0 {
+			t.Errorf("node-%d counted no bytes received", i+1)
+		}
+	}
+	victim := (lead + 1) % 3
+	peer := c.cfgs[victim].Cluster.RaftAddress
+	dials := labeled(t, c.regs[lead], "lockstep_raft_peer_dials_total", "peer", peer, "result", "ok")
+	c.stop(victim)
+	c.restart(victim)
+	eventually(t, "the leader counts the restarted peer's disconnect and dials it again", func() bool {
+		return labeled(t, c.regs[lead], "lockstep_raft_peer_disconnects_total", "peer", peer) >= 1 &&
+			labeled(t, c.regs[lead], "lockstep_raft_peer_dials_total", "peer", peer, "result", "ok") > dials
+	})
+}
+
+// labeled sums the series of name whose labels include every given
+// name, value pair.
+func labeled(t testing.TB, reg *prometheus.Registry, name string, pairs ...string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			for k := 0; k+1 < len(pairs); k += 2 {
+				found := false
+				for _, l := range m.GetLabel() {
+					if l.GetName() == pairs[k] && l.GetValue() == pairs[k+1] {
+						found = true
+					}
+				}
+				if !found {
+					continue series
+				}
+			}
+			sum += value(m)
+		}
+	}
+	return sum
+}
