@@ -315,7 +315,15 @@ func eventually(t testing.TB, what string, cond func() bool) {
 	}
 }
 
+// counter sums every series of name.
 func counter(t testing.TB, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	return labeled(t, reg, name)
+}
+
+// labeled sums the series of name whose labels include every given
+// name, value pair (none: every series).
+func labeled(t testing.TB, reg *prometheus.Registry, name string, pairs ...string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -326,7 +334,19 @@ func counter(t testing.TB, reg *prometheus.Registry, name string) float64 {
 		if mf.GetName() != name {
 			continue
 		}
+	series:
 		for _, m := range mf.GetMetric() {
+			for k := 0; k+1 < len(pairs); k += 2 {
+				found := false
+				for _, l := range m.GetLabel() {
+					if l.GetName() == pairs[k] && l.GetValue() == pairs[k+1] {
+						found = true
+					}
+				}
+				if !found {
+					continue series
+				}
+			}
 			sum += value(m)
 		}
 	}

@@ -3,8 +3,6 @@ package runtime
 import (
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TestRaftPeerMetrics: each node counts its Raft traffic by peer (its Raft
@@ -39,36 +37,4 @@ func TestRaftPeerMetrics(t *testing.T) {
 		return labeled(t, c.regs[lead], "lockstep_raft_peer_disconnects_total", "peer", peer) >= 1 &&
 			labeled(t, c.regs[lead], "lockstep_raft_peer_dials_total", "peer", peer, "result", "ok") > dials
 	})
-}
-
-// labeled sums the series of name whose labels include every given
-// name, value pair.
-func labeled(t testing.TB, reg *prometheus.Registry, name string, pairs ...string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range mf.GetMetric() {
-			for k := 0; k+1 < len(pairs); k += 2 {
-				found := false
-				for _, l := range m.GetLabel() {
-					if l.GetName() == pairs[k] && l.GetValue() == pairs[k+1] {
-						found = true
-					}
-				}
-				if !found {
-					continue series
-				}
-			}
-			sum += value(m)
-		}
-	}
-	return sum
 }

@@ -113,6 +113,23 @@ func dialSnapshot(t *testing.T, addr string) raftio.ISnapshotConnection {
 	return sc
 }
 
+// dialRaw opens a plain TCP connection to addr, closed when the test ends,
+// and writes first on it (nil: nothing).
+func dialRaw(t *testing.T, addr string, first []byte) net.Conn {
+	t.Helper()
+	raw, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { raw.Close() })
+	if first != nil {
+		if _, err := raw.Write(first); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return raw
+}
+
 func sampleBatch(i int, cmdSize int) pb.MessageBatch {
 	cmd := bytes.Repeat([]byte{byte(i)}, cmdSize)
 	return pb.MessageBatch{
@@ -246,16 +263,9 @@ func TestWireFormat(t *testing.T) {
 
 	r := newReceiver()
 	b := start(t, dbconfig.NodeHostConfig{}, r)
-	raw, err := net.Dial("tcp", b.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
 	// Two frames in one write, then one split across writes.
 	f := frame(methodBatch, payload)
-	if _, err := raw.Write(append(append([]byte{}, f...), f...)); err != nil {
-		t.Fatal(err)
-	}
+	raw := dialRaw(t, b.Addr().String(), append(append([]byte{}, f...), f...))
 	for _, part := range [][]byte{f[:1], f[1:9], f[9:30], f[30:]} {
 		if _, err := raw.Write(part); err != nil {
 			t.Fatal(err)
@@ -301,14 +311,7 @@ func TestMalformedFramesCloseTheConnection(t *testing.T) {
 	b := start(t, dbconfig.NodeHostConfig{}, r)
 	for name, f := range cases {
 		t.Run(name, func(t *testing.T) {
-			raw, err := net.Dial("tcp", b.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer raw.Close()
-			if _, err := raw.Write(f); err != nil {
-				t.Fatal(err)
-			}
+			raw := dialRaw(t, b.Addr().String(), f)
 			if name == "size beyond end" {
 				// The rest of the frame never comes: the reader gives up
 				// after frameTimeout. Closing our side ends it sooner.
@@ -325,14 +328,7 @@ func TestMalformedFramesCloseTheConnection(t *testing.T) {
 	if n := r.count(); n != 0 {
 		t.Fatalf("%d malformed frames reached the handler", n)
 	}
-	raw, err := net.Dial("tcp", b.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	if _, err := raw.Write(good); err != nil {
-		t.Fatal(err)
-	}
+	dialRaw(t, b.Addr().String(), good)
 	r.wait(t, 1)
 }
 
@@ -368,12 +364,7 @@ func TestCloseEndsReaders(t *testing.T) {
 	addr := b.Addr().String()
 	var raws []net.Conn
 	for range 3 {
-		raw, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer raw.Close()
-		raws = append(raws, raw)
+		raws = append(raws, dialRaw(t, addr, nil))
 	}
 	time.Sleep(50 * time.Millisecond) // accepted
 	done := make(chan struct{})
@@ -573,13 +564,7 @@ func TestObserverCounts(t *testing.T) {
 	badSum := frame(methodBatch, payload)
 	badSum[len(badSum)-1] ^= 1
 	for _, f := range [][]byte{{0xAF, 0x7D}, badSum} { // malformed, then a bad checksum
-		raw, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := raw.Write(f); err != nil {
-			t.Fatal(err)
-		}
+		raw := dialRaw(t, addr, f)
 		_ = raw.SetReadDeadline(time.Now().Add(10 * time.Second))
 		_, _ = raw.Read(make([]byte, 1)) // returns when the receiver closes it
 		raw.Close()
