@@ -732,23 +732,28 @@ func (b *bench) profile(point string) func() {
 		if nd == b.leader {
 			role = "leader"
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			secs := max(int(b.o.dur.Seconds())-1, 1)
-			resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", nd.Metrics, secs))
-			if err != nil {
-				fmt.Printf("# profile: %v\n", err)
-				return
-			}
-			defer resp.Body.Close()
-			f, err := os.Create(filepath.Join(b.o.profileDir, fmt.Sprintf("%s-%s.pprof", role, point)))
-			if err != nil {
-				return
-			}
-			defer f.Close()
-			_, _ = io.Copy(f, resp.Body)
-		}()
+		// The CPU profile, and what the node allocated over the same span
+		// (a delta of the allocs profile: go tool pprof -sample_index
+		// alloc_space).
+		for kind, suffix := range map[string]string{"profile": "pprof", "allocs": "allocs.pprof"} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				secs := max(int(b.o.dur.Seconds())-1, 1)
+				resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", nd.Metrics, kind, secs))
+				if err != nil {
+					fmt.Printf("# profile: %v\n", err)
+					return
+				}
+				defer resp.Body.Close()
+				f, err := os.Create(filepath.Join(b.o.profileDir, fmt.Sprintf("%s-%s.%s", role, point, suffix)))
+				if err != nil {
+					return
+				}
+				defer f.Close()
+				_, _ = io.Copy(f, resp.Body)
+			}()
+		}
 	}
 	return func() {
 		if self != nil {
