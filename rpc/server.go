@@ -57,7 +57,7 @@ func New(opts Options) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &service{b: opts.Backend, opts: opts}
+	s := &service{b: opts.Backend, opts: opts, workers: newWorkers(workerIdle)}
 	m, err := newMetrics(opts.Registerer)
 	if err != nil {
 		return nil, err

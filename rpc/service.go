@@ -20,6 +20,8 @@ type service struct {
 	// checks (interceptors), which session streams run per request too.
 	m      *metrics
 	checks []requestCheck
+	// workers serves the requests of session streams (workers.go).
+	workers *workers
 }
 
 // restKey marks a request that arrived as REST (set in rest.go before the

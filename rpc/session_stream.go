@@ -19,8 +19,8 @@ import (
 // A session stream (SessionService.Stream) carries one session's requests
 // and their answers on one bidirectional stream, so that an operation costs
 // a message each way instead of a whole HTTP/2 stream (headers, a handler
-// goroutine, trailers). Each request is served on its own goroutine and
-// answered as it completes, by its request_id: a blocked acquire holds up
+// goroutine, trailers). Each request is served on a goroutine of its own
+// (one kept from an earlier request: workers.go) and answered as it completes, by its request_id: a blocked acquire holds up
 // nothing. Each goes through serveMessage, the interceptor chain's own
 // metrics, audit and checks under its unary twin's procedure, and then the
 // twin's handler itself: a request on the stream is the unary call in
@@ -76,12 +76,11 @@ func (h SessionHandler) Stream(ctx context.Context, st *connect.BidiStream[pb.St
 			continue
 		}
 		ss.wg.Add(1)
-		go func() {
-			growStack() // rpc/stack.go: this goroutine goes as deep as a unary handler's
+		ss.workers.run(func() {
 			defer ss.wg.Done()
 			defer func() { <-ss.slots }()
 			ss.serve(ctx, req)
-		}()
+		})
 	}
 }
 
