@@ -181,13 +181,15 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 	}
 	// A session stream is bidirectional, which needs HTTP/2: negotiated for
 	// https://, spoken without TLS (h2c) for http://. One connection per
-	// endpoint carries every session's stream.
+	// endpoint carries every session's stream, its writes batched
+	// (writes.go).
 	hs := o.httpClient
 	if hs == nil {
 		var protocols http.Protocols
 		protocols.SetHTTP2(true)
 		protocols.SetUnencryptedHTTP2(true)
 		hs = &http.Client{Transport: &http.Transport{
+			DialContext:     dialBatched(streamDialer),
 			TLSClientConfig: o.tls,
 			Protocols:       &protocols,
 			IdleConnTimeout: 90 * time.Second,
