@@ -72,12 +72,13 @@ func parseRows(r io.Reader) ([]row, error) {
 }
 
 // variant: what is left of a row name's tail once the words every system
-// spells its own way (own names, own keys, one name, one key) are gone.
+// spells its own way (own names, own keys, one name, one key) are gone,
+// without the parentheses lockbench puts around it ("own names (client)").
 func variant(tail string) string {
 	for _, w := range []string{"own names", "own keys", "one name", "one key"} {
 		tail = strings.Replace(tail, w, "", 1)
 	}
-	return strings.Trim(tail, " ,;")
+	return strings.Trim(tail, " ,;()")
 }
 
 func suffix(v string) string {

@@ -125,3 +125,16 @@ func TestWriteTable(t *testing.T) {
 		}
 	}
 }
+
+func TestVariantDropsLockbenchsParentheses(t *testing.T) {
+	for tail, want := range map[string]string{
+		"own names (client)": "client",
+		"one name (client)":  "client",
+		"own names, stream":  "stream",
+		"own names":          "",
+	} {
+		if got := variant(tail); got != want {
+			t.Errorf("variant(%q) = %q, want %q", tail, got, want)
+		}
+	}
+}
