@@ -79,19 +79,21 @@ func (f *freezer) lastRenewal() (sent, answered time.Time) {
 // newClient is a client of the run's cluster through a freezer. In a
 // secured run it trusts the cluster's CA and proves who it is with the
 // client certificate or, for every other client, the API key. Workers
-// carry their sessions on session streams (the client's default); a client
-// that will freeze on purpose sends one call per request (WithUnary),
-// because the freezer stops requests, and an open stream is one request
-// whose keepalives it would not see or stop.
+// carry their sessions on session streams (the client's default), over the
+// client's own stream transport (HTTP/2, h2c without TLS, batched writes),
+// so that the faults meet the path users run; a client that will freeze
+// on purpose sends one call per request (WithUnary), because the freezer
+// stops requests, and an open stream is one request whose keepalives it
+// would not see or stop.
 func (r *run) newClient(prefix string, freezes bool) (*client.Client, *freezer, error) {
-	tr := &http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second}
+	tr := client.StreamTransport(nil)
+	tr.IdleConnTimeout = 30 * time.Second
 	opts := []client.Option{client.WithClientID(prefix), client.WithAttemptTimeout(time.Second), client.WithRetryTimeout(10 * time.Second)}
 	if freezes {
 		opts = append(opts, client.WithUnary())
 	}
 	if r.pki != nil {
 		tr.TLSClientConfig = r.pki.TLSConfig()
-		tr.ForceAttemptHTTP2 = true
 		if r.clients.Add(1)%2 == 0 {
 			tr.TLSClientConfig.Certificates = nil
 			opts = append(opts, client.WithAPIKey(r.pki.APIKey))

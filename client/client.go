@@ -132,9 +132,30 @@ func WithBackoff(min, max time.Duration) Option {
 	return func(o *options) { o.backoffMin, o.backoffMax = min, max }
 }
 
-// WithHTTPClient replaces the HTTP client. Defaults to one built from
-// WithTLS: HTTP/1.1 for http://, HTTP/2 when negotiated for https://.
+// WithHTTPClient replaces the HTTP client, for every request: unary calls
+// and session streams. By default unary calls go over HTTP/1.1 for http://
+// and HTTP/2 when negotiated for https://, and session streams over
+// StreamTransport. A session stream needs HTTP/2 (h2c over http://): with
+// a client that speaks only HTTP/1.1 there, every request goes unary.
+// To wrap the client's own (tracing, metrics), start from StreamTransport.
 func WithHTTPClient(h *http.Client) Option { return func(o *options) { o.httpClient = h } }
+
+// StreamTransport is the transport a Client carries its session streams on
+// by default: HTTP/2, negotiated for https:// and spoken without TLS (h2c)
+// for http://, one connection per endpoint for every session's stream, its
+// writes batched (writes.go). tlsConfig is for https:// (nil: the system's
+// roots).
+func StreamTransport(tlsConfig *tls.Config) *http.Transport {
+	var protocols http.Protocols
+	protocols.SetHTTP2(true)
+	protocols.SetUnencryptedHTTP2(true)
+	return &http.Transport{
+		DialContext:     dialBatched(streamDialer),
+		TLSClientConfig: tlsConfig,
+		Protocols:       &protocols,
+		IdleConnTimeout: 90 * time.Second,
+	}
+}
 
 // New returns a client for the cluster whose API endpoints are given
 // ("http://127.0.0.1:8080", "https://lockstep-2:8080"). It does not connect
@@ -179,21 +200,9 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 			IdleConnTimeout:   90 * time.Second,
 		}}
 	}
-	// A session stream is bidirectional, which needs HTTP/2: negotiated for
-	// https://, spoken without TLS (h2c) for http://. One connection per
-	// endpoint carries every session's stream, its writes batched
-	// (writes.go).
 	hs := o.httpClient
 	if hs == nil {
-		var protocols http.Protocols
-		protocols.SetHTTP2(true)
-		protocols.SetUnencryptedHTTP2(true)
-		hs = &http.Client{Transport: &http.Transport{
-			DialContext:     dialBatched(streamDialer),
-			TLSClientConfig: o.tls,
-			Protocols:       &protocols,
-			IdleConnTimeout: 90 * time.Second,
-		}}
+		hs = &http.Client{Transport: StreamTransport(o.tls)}
 	}
 	var copts []connect.ClientOption
 	if o.apiKey != "" {

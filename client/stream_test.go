@@ -30,34 +30,42 @@ func (p *faultProxy) sawOn(stream bool, suffix string) bool {
 	return false
 }
 
-// A session's requests go on its stream by default, and as unary calls
-// with WithUnary.
+// A session's requests go on its stream by default and over an HTTP client
+// built on StreamTransport, and as unary calls with WithUnary.
 func TestSessionRequestsTravelOnTheStream(t *testing.T) {
 	needServer(t)
-	for _, unary := range []bool{false, true} {
-		p := newFaultProxy(t, endpoint)
-		opts := []client.Option{client.WithRetryTimeout(5 * time.Second)}
-		if unary {
-			opts = append(opts, client.WithUnary())
-		}
-		c, err := client.New([]string{p.URL()}, opts...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx := testCtx(t)
-		s := newSession(t, c)
-		m := client.NewMutex(s, "t/on-stream")
-		if err := m.Lock(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if err := m.Unlock(ctx); err != nil {
-			t.Fatal(err)
-		}
-		for _, path := range []string{"LockService/Acquire", "LockService/Release"} {
-			if p.sawOn(!unary, path) != true || p.sawOn(unary, path) {
-				t.Errorf("WithUnary %v: %s on the stream %v, unary %v", unary, path, p.sawOn(true, path), p.sawOn(false, path))
+	for _, tc := range []struct {
+		name  string
+		opts  []client.Option
+		unary bool
+	}{
+		{"default", nil, false},
+		{"WithUnary", []client.Option{client.WithUnary()}, true},
+		{"StreamTransport", []client.Option{client.WithHTTPClient(&http.Client{Transport: client.StreamTransport(nil)})}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			unary := tc.unary
+			p := newFaultProxy(t, endpoint)
+			opts := append([]client.Option{client.WithRetryTimeout(5 * time.Second)}, tc.opts...)
+			c, err := client.New([]string{p.URL()}, opts...)
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
+			ctx := testCtx(t)
+			s := newSession(t, c)
+			m := client.NewMutex(s, "t/on-stream")
+			if err := m.Lock(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := m.Unlock(ctx); err != nil {
+				t.Fatal(err)
+			}
+			for _, path := range []string{"LockService/Acquire", "LockService/Release"} {
+				if p.sawOn(!unary, path) != true || p.sawOn(unary, path) {
+					t.Errorf("%s on the stream %v, unary %v", path, p.sawOn(true, path), p.sawOn(false, path))
+				}
+			}
+		})
 	}
 }
 
