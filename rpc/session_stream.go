@@ -20,11 +20,12 @@ import (
 // and their answers on one bidirectional stream, so that an operation costs
 // a message each way instead of a whole HTTP/2 stream (headers, a handler
 // goroutine, trailers). Each request is served on a goroutine of its own
-// (one kept from an earlier request: workers.go) and answered as it completes, by its request_id: a blocked acquire holds up
-// nothing. Each goes through serveMessage, the interceptor chain's own
-// metrics, audit and checks under its unary twin's procedure, and then the
-// twin's handler itself: a request on the stream is the unary call in
-// every way but the transport (docs/design.md, "The API's rules").
+// (one kept from an earlier request: workers.go) and answered as it
+// completes, by its request_id: a blocked acquire holds up nothing. Each
+// goes through serveMessage, the interceptor chain's own metrics, audit
+// and checks under its unary twin's procedure, and then the twin's handler
+// itself: a request on the stream is the unary call in every way but the
+// transport (docs/design.md, "The API's rules").
 //
 // The stream is bound to the session of its first request; one naming
 // another session is refused. The server pushes the waiter id of a request
