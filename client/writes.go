@@ -2,7 +2,7 @@ package client
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"time"
@@ -40,8 +40,9 @@ type batchedConn struct {
 	once sync.Once
 }
 
-// errConnClosed is what a write after Close answers.
-var errConnClosed = errors.New("lockstep: connection closed")
+// errConnClosed is what a write after Close answers: net.ErrClosed, as a
+// closed socket's write does, so that net/http tells it apart the same way.
+var errConnClosed = fmt.Errorf("lockstep: batched connection: %w", net.ErrClosed)
 
 func newBatchedConn(c net.Conn) *batchedConn {
 	b := &batchedConn{Conn: c, kick: make(chan struct{}, 1), shut: make(chan struct{})}

@@ -158,7 +158,7 @@ func TestBatchedConnRefusesWritesAfterClose(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Write([]byte("a")); !errors.Is(err, errConnClosed) {
+	if _, err := b.Write([]byte("a")); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("Write after Close = %v, want %v", err, errConnClosed)
 	}
 	if !slow.isClosed() {
