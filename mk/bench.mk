@@ -5,6 +5,7 @@
 #   make bench-etcd      the same workloads against 3 etcd members (Debian's
 #                        etcd-server: apt-get install -y etcd-server)
 #   make bench-compare   both, one after the other, in one run
+#   make bench-pairs     two builds of Lockstep, interleaved (BASE, PAIRS)
 #   make test-performance  a short bounded profile (PERF_FLAGS)
 #
 # BENCH_FLAGS passes more flags to lockbench (go run ./bench/cmd/lockbench -h).
@@ -28,6 +29,17 @@ bin/etcdbench: $(wildcard bench/etcd/*.go) bench/etcd/go.mod bench/etcd/go.sum
 .PHONY: bench-server
 bench-server: bin/lockstep bin/lockbench ## load generator: cycles/s and latency at 1..256 clients, hand-offs, failover, RSS at 100k locks
 	bin/lockbench -bin bin/lockstep $(BENCH_FLAGS)
+
+# make bench-pairs compares the working tree with BASE (a git revision) in
+# PAIRS interleaved lockbench runs, each build with its own server and
+# client, and prints every figure's medians (bench/cmd/benchpairs).
+BASE ?= HEAD
+PAIRS ?= 3
+PAIRS_FLAGS ?= -clients 1,64 -handoff 64 -failover 0 -partition 0 -mem 0 -idle 0 -via client
+
+.PHONY: bench-pairs
+bench-pairs: ## the working tree against BASE=rev in PAIRS interleaved lockbench runs, medians of every figure
+	$(GO) run ./bench/cmd/benchpairs -base $(BASE) -pairs $(PAIRS) -flags "$(PAIRS_FLAGS)"
 
 .PHONY: bench-etcd
 bench-etcd: bin/etcdbench ## the same workloads against a 3-member etcd (concurrency.Mutex)

@@ -1,0 +1,136 @@
+// Command benchpairs compares two builds of Lockstep the way
+// docs/performance.md says to: interleaved lockbench runs, each build with
+// its own server and its own lockbench (so the Go client changes with it),
+// a fresh cluster per run, and the medians of every figure over the pairs.
+// Rates here swing by a third with the machine; the CPU each process spends
+// per operation, compared pair by pair, is the steadier figure.
+//
+//	go run ./bench/cmd/benchpairs -base HEAD~1 -pairs 4
+//	make bench-pairs BASE=HEAD~1 PAIRS=4
+//
+// The base is built from a git worktree of the revision, the head from the
+// working tree as it is; the runs alternate base/head, head/base, so that a
+// drift of the machine does not favour one side.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Limits of one comparison.
+const (
+	maxPairs   = 20               // more says nothing the medians of 20 do not
+	runTimeout = 10 * time.Minute // one lockbench run, cluster start included
+)
+
+type options struct {
+	base, out, flags string
+	pairs            int
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.base, "base", "HEAD", "the git revision to compare the working tree against")
+	flag.IntVar(&o.pairs, "pairs", 3, fmt.Sprintf("interleaved pairs of runs (1..%d)", maxPairs))
+	flag.StringVar(&o.flags, "flags", "-clients 1,64 -handoff 64 -failover 0 -partition 0 -mem 0 -idle 0 -via client",
+		"lockbench's flags for every run")
+	flag.StringVar(&o.out, "out", "bin/pairs", "where the two builds and every run's output go")
+	flag.Parse()
+	if err := run(o, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "benchpairs:", err)
+		os.Exit(1)
+	}
+}
+
+func run(o options, w io.Writer) error {
+	if o.pairs < 1 || o.pairs > maxPairs {
+		return fmt.Errorf("-pairs %d: give 1..%d", o.pairs, maxPairs)
+	}
+	out, err := filepath.Abs(o.out)
+	if err != nil {
+		return err
+	}
+	base, head := filepath.Join(out, "base"), filepath.Join(out, "head")
+	if err := buildRevision(o.base, base, filepath.Join(out, "base-src")); err != nil {
+		return err
+	}
+	if err := build(".", head); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "# benchpairs: base %s, head the working tree, interleaved pairs: %d; each run: lockbench %s\n", o.base, o.pairs, o.flags)
+	var runs [2][]string // base's outputs, head's
+	for i := range o.pairs {
+		order := []int{0, 1}
+		if i%2 == 1 {
+			order = []int{1, 0}
+		}
+		for _, side := range order {
+			dir := []string{base, head}[side]
+			text, err := lockbench(dir, o.flags)
+			name := filepath.Join(out, fmt.Sprintf("%s-%d.txt", []string{"base", "head"}[side], i+1))
+			_ = os.WriteFile(name, []byte(text), 0o644)
+			if err != nil {
+				return fmt.Errorf("pair %d, %s: %w (its output: %s)", i+1, []string{"base", "head"}[side], err, name)
+			}
+			runs[side] = append(runs[side], text)
+			fmt.Fprintf(w, "# pair %d: %s done\n", i+1, []string{"base", "head"}[side])
+		}
+	}
+	return writeComparison(w, runs[0], runs[1])
+}
+
+// buildRevision builds rev's lockstep and lockbench into dir, from a
+// worktree at src that it removes after.
+func buildRevision(rev, dir, src string) error {
+	_ = exec.Command("git", "worktree", "remove", "--force", src).Run()
+	if out, err := exec.Command("git", "worktree", "add", "--detach", src, rev).CombinedOutput(); err != nil {
+		return fmt.Errorf("git worktree add %s %s: %v: %s", src, rev, err, out)
+	}
+	defer exec.Command("git", "worktree", "remove", "--force", src).Run() //nolint:errcheck
+	return build(src, dir)
+}
+
+// build builds the tree at src's lockstep and lockbench into dir.
+func build(src, dir string) error {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	for _, pkg := range []string{"lockstep", "lockbench"} {
+		path := "./cmd/lockstep"
+		if pkg == "lockbench" {
+			path = "./bench/cmd/lockbench"
+		}
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, pkg), path)
+		cmd.Dir = src
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("building %s in %s: %v: %s", path, src, err, out)
+		}
+	}
+	return nil
+}
+
+// lockbench runs dir's lockbench against dir's lockstep.
+func lockbench(dir, flags string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
+	defer cancel()
+	args := append([]string{"-bin", filepath.Join(dir, "lockstep")}, strings.Fields(flags)...)
+	var b bytes.Buffer
+	cmd := exec.CommandContext(ctx, filepath.Join(dir, "lockbench"), args...)
+	cmd.Stdout, cmd.Stderr = &b, &b
+	err := cmd.Run()
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		err = fmt.Errorf("no end within %v", runTimeout)
+	}
+	return b.String(), err
+}
