@@ -36,18 +36,26 @@ func TestShardedCloseReachesEveryShard(t *testing.T) {
 	}
 	c.waitHealthy(30*time.Second, c.nodes...)
 
-	// Wait for the balancer to give every node a shard (docs/runtime.md,
-	// Leader balance): then some shard is led by a node other than the
-	// entry node, and the entry node's other shards stay reachable.
+	// Wait for the balancer to settle (docs/runtime.md, Leader balance):
+	// every shard led by the member it prefers (shard i by the i-th node id
+	// in order), so every node leads a shard and no leadership moves once
+	// the link is cut. (Waiting only for every node to lead some shard let
+	// the balancer move the cut shard's leadership to the third node during
+	// the cut, and the close then rightly reached it.)
+	ids := make([]string, 0, len(c.nodes))
+	for _, nd := range c.nodes {
+		ids = append(ids, nd.ID)
+	}
+	slices.Sort(ids)
 	var leaders []string
-	eventually(t, 40*time.Second, "every node leads a shard", func() error {
+	eventually(t, 40*time.Second, "every shard led by its preferred member", func() error {
 		var err error
 		if leaders, err = c.shardLeaders(c.nodes[0]); err != nil {
 			return err
 		}
-		for _, nd := range c.nodes {
-			if !slices.Contains(leaders, nd.ID) {
-				return fmt.Errorf("leaders %v: %s leads none", leaders, nd.ID)
+		for i, l := range leaders {
+			if want := ids[i%len(ids)]; l != want {
+				return fmt.Errorf("leaders %v: shard %d is led by %q, not its preferred %s", leaders, i, l, want)
 			}
 		}
 		return nil
