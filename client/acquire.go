@@ -86,7 +86,7 @@ func (s *Session) acquire(ctx context.Context, sp acquireSpec) (uint64, *gateHol
 	// A blocked call ends when the session is lost, not only when ctx does.
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
-	defer context.AfterFunc(s.done.ctx, stop)()
+	defer context.AfterFunc(s.done, stop)()
 	mode := unary
 	if waitMs != 0 {
 		mode = blocking
@@ -201,7 +201,7 @@ func (s *Session) abandonLater(sp acquireSpec, id reqID, gh *gateHold) {
 		defer cancel()
 		go func() {
 			select {
-			case <-s.done.ch:
+			case <-s.done.Done():
 				cancel() // the session's end releases everything it has
 			case <-ctx.Done():
 			}

@@ -496,17 +496,3 @@ func (k apiKeyInterceptor) WrapStreamingClient(next connect.StreamingClientFunc)
 func (k apiKeyInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return next
 }
-
-// closeOnce is a channel closed at most once. It is a context's Done, so
-// that a call can be made to end with it by context.AfterFunc, without a
-// goroutine of its own waiting on it.
-type closeOnce struct {
-	ctx   context.Context
-	ch    <-chan struct{}
-	close context.CancelFunc
-}
-
-func newCloseOnce() *closeOnce {
-	ctx, cancel := context.WithCancel(context.Background())
-	return &closeOnce{ctx: ctx, ch: ctx.Done(), close: cancel}
-}

@@ -70,7 +70,7 @@ func (s *Session) enter(ctx context.Context, op string, kind pb.Kind, name strin
 	case <-ctx.Done():
 		s.unref(key, g)
 		return nil, fmt.Errorf("%s %q: %w", op, name, ctx.Err())
-	case <-s.done.ch:
+	case <-s.done.Done():
 		s.unref(key, g)
 		return nil, s.lostErrFor(fmt.Sprintf("%s %q", op, name))
 	}

@@ -48,7 +48,11 @@ type Session struct {
 	ttl   time.Duration
 	owner string
 
-	done      *closeOnce
+	// done ends, once, when the session is lost or closed (Done): a
+	// context, so that a call can be tied to it with context.AfterFunc
+	// rather than a goroutine waiting on it. endDone ends it.
+	done      context.Context
+	endDone   context.CancelFunc
 	stop      chan struct{}
 	loopDone  chan struct{}
 	closeOnce sync.Once
@@ -131,7 +135,8 @@ func (c *Client) NewSession(ctx context.Context, opts ...SessionOption) (*Sessio
 		return nil, apiErr("create session", err)
 	}
 	s := &Session{c: c, id: res.SessionId, ttl: time.Duration(res.TtlMs) * time.Millisecond, owner: o.owner,
-		done: newCloseOnce(), stop: make(chan struct{}), loopDone: make(chan struct{})}
+		stop: make(chan struct{}), loopDone: make(chan struct{})}
+	s.done, s.endDone = context.WithCancel(context.Background())
 	s.noteStampLag(res.StampLagMs)
 	// refuse closes a session made but not handed out, and says why.
 	refuse := func(err error) (*Session, error) {
@@ -173,7 +178,7 @@ func (s *Session) Client() *Client { return s.c }
 // renewed within its lease as the client counts it, which ends before the
 // servers' does) or closed by Close. Stop acting on anything it held:
 // another holder may have it once the servers' lease ends too.
-func (s *Session) Done() <-chan struct{} { return s.done.ch }
+func (s *Session) Done() <-chan struct{} { return s.done.Done() }
 
 // Err says why Done closed: nil while the session lives, an error wrapping
 // ErrSessionLost after a loss, or ErrSessionLost after Close.
@@ -189,7 +194,7 @@ func (s *Session) lose(err error) {
 		s.lostErr = err
 	}
 	s.mu.Unlock()
-	s.done.close()
+	s.endDone()
 }
 
 // keepAlive renews the lease every third of the TTL until stop. The lease
