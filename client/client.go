@@ -151,7 +151,7 @@ func StreamTransport(tlsConfig *tls.Config) *http.Transport {
 	protocols.SetHTTP2(true)
 	protocols.SetUnencryptedHTTP2(true)
 	return &http.Transport{
-		DialContext:     dialBatched(streamDialer),
+		DialContext:     dialBatched,
 		TLSClientConfig: tlsConfig,
 		Protocols:       &protocols,
 		IdleConnTimeout: 90 * time.Second,

@@ -51,19 +51,17 @@ func newBatchedConn(c net.Conn) *batchedConn {
 	return b
 }
 
-// dialBatched dials as net.Dialer does and batches the connection's writes.
-func dialBatched(d *net.Dialer) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := d.DialContext(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		return newBatchedConn(c), nil
-	}
-}
-
 // streamDialer dials the session streams' connections.
 var streamDialer = &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+
+// dialBatched dials a session streams' connection and batches its writes.
+func dialBatched(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := streamDialer.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return newBatchedConn(c), nil
+}
 
 // Write holds p for the sender. It fails once a write has failed or the
 // connection is closed; bytes it took before that may be lost with the
