@@ -60,33 +60,38 @@ func run(o options, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	base, head := filepath.Join(out, "base"), filepath.Join(out, "head")
-	if err := buildRevision(o.base, base, filepath.Join(out, "base-src")); err != nil {
+	base := &side{name: "base", dir: filepath.Join(out, "base")}
+	head := &side{name: "head", dir: filepath.Join(out, "head")}
+	if err := buildRevision(o.base, base.dir, filepath.Join(out, "base-src")); err != nil {
 		return err
 	}
-	if err := build(".", head); err != nil {
+	if err := build(".", head.dir); err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "# benchpairs: base %s, head the working tree, interleaved pairs: %d; each run: lockbench %s\n", o.base, o.pairs, o.flags)
-	var runs [2][]string // base's outputs, head's
 	for i := range o.pairs {
-		order := []int{0, 1}
+		order := []*side{base, head}
 		if i%2 == 1 {
-			order = []int{1, 0}
+			order = []*side{head, base}
 		}
-		for _, side := range order {
-			dir := []string{base, head}[side]
-			text, err := lockbench(dir, o.flags)
-			name := filepath.Join(out, fmt.Sprintf("%s-%d.txt", []string{"base", "head"}[side], i+1))
+		for _, s := range order {
+			text, err := lockbench(s.dir, o.flags)
+			name := filepath.Join(out, fmt.Sprintf("%s-%d.txt", s.name, i+1))
 			_ = os.WriteFile(name, []byte(text), 0o644)
 			if err != nil {
-				return fmt.Errorf("pair %d, %s: %w (its output: %s)", i+1, []string{"base", "head"}[side], err, name)
+				return fmt.Errorf("pair %d, %s: %w (its output: %s)", i+1, s.name, err, name)
 			}
-			runs[side] = append(runs[side], text)
-			fmt.Fprintf(w, "# pair %d: %s done\n", i+1, []string{"base", "head"}[side])
+			s.runs = append(s.runs, text)
+			fmt.Fprintf(w, "# pair %d: %s done\n", i+1, s.name)
 		}
 	}
-	return writeComparison(w, runs[0], runs[1])
+	return writeComparison(w, base.runs, head.runs)
+}
+
+// side is one of the two builds: its binaries' folder and its runs' outputs.
+type side struct {
+	name, dir string
+	runs      []string
 }
 
 // buildRevision builds rev's lockstep and lockbench into dir, from a
@@ -100,17 +105,10 @@ func buildRevision(rev, dir, src string) error {
 	return build(src, dir)
 }
 
-// build builds the tree at src's lockstep and lockbench into dir.
+// build builds the tree at src's lockstep and lockbench into dir, an
+// absolute path (src is the build's working directory).
 func build(src, dir string) error {
-	dir, err := filepath.Abs(dir)
-	if err != nil {
-		return err
-	}
-	for _, pkg := range []string{"lockstep", "lockbench"} {
-		path := "./cmd/lockstep"
-		if pkg == "lockbench" {
-			path = "./bench/cmd/lockbench"
-		}
+	for pkg, path := range map[string]string{"lockstep": "./cmd/lockstep", "lockbench": "./bench/cmd/lockbench"} {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, pkg), path)
 		cmd.Dir = src
 		if out, err := cmd.CombinedOutput(); err != nil {
