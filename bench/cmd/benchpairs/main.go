@@ -60,6 +60,12 @@ func run(o options, w io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Outputs of an earlier comparison with more pairs would sit beside
+	// this one's under the same names.
+	old, _ := filepath.Glob(filepath.Join(out, "*-*.txt"))
+	for _, f := range old {
+		_ = os.Remove(f)
+	}
 	base := &side{name: "base", dir: filepath.Join(out, "base")}
 	head := &side{name: "head", dir: filepath.Join(out, "head")}
 	if err := buildRevision(o.base, base.dir, filepath.Join(out, "base-src")); err != nil {
