@@ -490,7 +490,7 @@ type frameWriter struct {
 	conn      net.Conn
 	encrypted bool
 	peer      string   // its Raft address, for obs
-	obs       Observer // nil: not observed
+	obs       Observer // the transport's (unobserved{} when none was given)
 	buf       []byte   // kept between frames (scratch)
 }
 
@@ -498,9 +498,7 @@ type frameWriter struct {
 // and writes the frame.
 func (w *frameWriter) write(method uint16, upper int, marshal func([]byte) []byte) error {
 	n, err := w.writeFrame(method, upper, marshal)
-	if w.obs != nil {
-		w.obs.Sent(w.peer, n, err)
-	}
+	w.obs.Sent(w.peer, n, err)
 	return err
 }
 

@@ -247,9 +247,8 @@ func TestWireFormat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var w frameWriter
 	client, server := net.Pipe()
-	w.conn = client
+	w := frameWriter{conn: client, obs: unobserved{}}
 	go func() {
 		_ = w.write(methodBatch, m.SizeUpperLimit(), func(b []byte) []byte { return pb.MustMarshalTo(&m, b) })
 	}()
