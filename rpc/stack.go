@@ -8,9 +8,9 @@ import "net/http"
 // → 8 → 16 KiB, each time copying a deeper stack: runtime.newstack and
 // copystack were 10% of the leader's CPU under load (docs/performance.md).
 // Growing it once, at the top of the chain where the stack is still
-// shallow, costs one cheap copy instead. A request on a session stream
-// runs on a goroutine of its own too, down the same chain, so it is grown
-// the same way.
+// shallow, costs one cheap copy instead. A session stream's requests go
+// down the same chain on goroutines kept for reuse (workers.go), each
+// grown the same way once, when it starts.
 
 // growStackBytes is the frame growStack puts on the stack: with the few
 // frames above it, the runtime grows a fresh 2 KiB stack straight to
