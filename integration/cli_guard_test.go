@@ -46,6 +46,7 @@ func TestCLICommandDiesWithLock(t *testing.T) {
 				}
 				return nil
 			})
+			starts := pidStarts(t, pids)
 			if err := holder.Process.Signal(syscall.SIGKILL); err != nil {
 				t.Fatal(err)
 			}
@@ -65,13 +66,38 @@ func TestCLICommandDiesWithLock(t *testing.T) {
 			// The next holder runs once the session has expired, and sees
 			// nothing of the first command (a zombie not yet reaped by this
 			// machine's init is dead).
-			check := `for p in ` + strconv.Itoa(pids[0]) + ` ` + strconv.Itoa(pids[1]) + `; do if [ -e /proc/$p ] && ! grep -q ') Z' /proc/$p/stat; then echo "overlap: $p alive"; cat /proc/$p/stat; exit 9; fi; done`
+			// Each process's stat is read once: a zombie can be reaped
+			// between two reads, and a failed read means it is gone. A live
+			// process whose start time differs is another one that got the
+			// pid since.
+			check := `for ps in ` + starts + `; do p=${ps%:*}; s=$(cat /proc/$p/stat 2>/dev/null) || continue; set -- ${s##*") "}; [ "$1" = Z ] && continue; [ "${20}" != "${ps#*:}" ] && continue; echo "overlap: $p alive: $s"; exit 9; done`
 			next := append(append(append([]string{}, sub[0], name), sub[1:]...), "--wait", "20s", "--", "sh", "-c", check)
 			if code, out, errOut := l.run(30*time.Second, next...); code != 0 {
 				t.Fatalf("the next holder: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
 			}
 		})
 	}
+}
+
+// pidStarts gives "pid:starttime" for each process (the start time in
+// clock ticks since boot, field 22 of /proc/pid/stat), which names a
+// process even once its pid is reused.
+func pidStarts(t *testing.T, pids []int) string {
+	t.Helper()
+	out := make([]string, 0, len(pids))
+	for _, pid := range pids {
+		raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			t.Fatalf("process %d of the command: %v", pid, err)
+		}
+		s := string(raw)
+		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(fields) < 20 {
+			t.Fatalf("process %d: short stat %q", pid, s)
+		}
+		out = append(out, strconv.Itoa(pid)+":"+fields[19])
+	}
+	return strings.Join(out, " ")
 }
 
 // alive says whether a process exists and is not a zombie.
