@@ -16,6 +16,10 @@
 //   - hold its proposals while MaxUnconfirmed of them are neither confirmed
 //     nor refused (the gate), so that requests arriving during a commit go
 //     out packed into one entry;
+//   - hold back, for at most RideAlongMs, a blocking acquire of an object
+//     in whose queue one of its requests already waits: it can only join
+//     that queue, so it rides in the next proposal instead of making one
+//     (on a contended lock, the next release's);
 //   - propose the leader-change entry first after becoming leader, then a
 //     tick only when one is needed: a forwarder asked for one; a deadline
 //     of the machine (core.Output.NextDeadline) came due after a quiet tick

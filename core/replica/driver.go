@@ -44,6 +44,15 @@ type Config struct {
 	// the next entry (group commit); defaults to 2 (docs/performance.md:
 	// the packing is best at 2).
 	MaxUnconfirmed int
+	// RideAlongMs is the longest a blocking acquire may wait in the queue
+	// for another proposal to ride with, when this replica already holds
+	// a request blocked in the same object's queue (defaults to 20; -1:
+	// never wait). Such an acquire can only join that queue (core grants
+	// nothing past a waiter), so nobody waits on its entry. On a
+	// contended lock the releaser's next acquire then shares the entry of
+	// the next release, one entry per hand-off in place of two
+	// (docs/performance.md, "Acquires ride with releases").
+	RideAlongMs int64
 }
 
 // Defaults and limits for Config.
@@ -54,6 +63,10 @@ const (
 	DefaultMaxInflight    = 4096
 	DefaultMaxPending     = 65536
 	DefaultMaxUnconfirmed = 2
+	DefaultRideAlongMs    = 20
+	// MaxRideAlongMs bounds RideAlongMs: a deferred acquire's waiter id
+	// (and, through it, a cancel) comes no later than that.
+	MaxRideAlongMs = 1000
 	// MaxMaxUnconfirmed bounds the gate from above: the driver keeps the
 	// unconfirmed proposals' ids in a slice it searches, and a caller that
 	// never confirms must be stopped before that grows without end.
@@ -79,6 +92,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxUnconfirmed == 0 {
 		c.MaxUnconfirmed = DefaultMaxUnconfirmed
 	}
+	if c.RideAlongMs == 0 {
+		c.RideAlongMs = DefaultRideAlongMs
+	}
 	return c
 }
 
@@ -103,6 +119,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("replica: MaxPending must be at least 1, got %d", c.MaxPending)
 	case c.MaxUnconfirmed < 1 || c.MaxUnconfirmed > MaxMaxUnconfirmed:
 		return fmt.Errorf("replica: MaxUnconfirmed must be within 1..%d, got %d", MaxMaxUnconfirmed, c.MaxUnconfirmed)
+	case c.RideAlongMs < -1 || c.RideAlongMs > MaxRideAlongMs:
+		return fmt.Errorf("replica: RideAlongMs must be -1 (never wait) or within 0..%d, got %d", MaxRideAlongMs, c.RideAlongMs)
 	}
 	return nil
 }
@@ -195,6 +213,16 @@ type request struct {
 	proposal  ProposalID    // stateInflight: the proposal that carried it
 	waiter    core.WaiterID // stateBlocked
 	abandoned bool          // the requester went away while the command was in flight
+	// stateQueued, an acquire that may ride along (rides): whether a Ready
+	// has held it back yet, and the clock then.
+	held   bool
+	heldAt core.LogTime
+}
+
+// objectKey names one lockable object of the machine.
+type objectKey struct {
+	kind core.Kind
+	name string
 }
 
 type dedupeKey struct {
@@ -278,9 +306,13 @@ type Driver struct {
 	askIndex   uint64
 	askProp    ProposalID
 
-	reqs     map[RequestID]*request
-	byKey    map[dedupeKey][]RequestID // requests waiting for the result of (ClientID, Seq)
-	blocked  map[core.WaiterID][]RequestID
+	reqs    map[RequestID]*request
+	byKey   map[dedupeKey][]RequestID // requests waiting for the result of (ClientID, Seq)
+	blocked map[core.WaiterID][]RequestID
+	// queuedOn counts the requests in stateBlocked per object they wait
+	// in (acquires only): an acquire of an object listed here finds a
+	// queue in the machine, so it may ride along (Config.RideAlongMs).
+	queuedOn map[objectKey]int
 	queue    []RequestID // stateQueued, in arrival order
 	inflight int         // requests in stateInflight
 	cancels  []core.Command
@@ -305,6 +337,7 @@ func New(cfg Config) (*Driver, error) {
 		reqs:         make(map[RequestID]*request),
 		byKey:        make(map[dedupeKey][]RequestID),
 		blocked:      make(map[core.WaiterID][]RequestID),
+		queuedOn:     make(map[objectKey]int),
 	}, nil
 }
 
@@ -679,6 +712,9 @@ func (d *Driver) answer(r *request, res core.Result, index uint64) {
 		r.state = stateBlocked
 		r.waiter = res.Waiter
 		d.blocked[res.Waiter] = append(d.blocked[res.Waiter], r.id)
+		if r.cmd.Op == core.OpAcquire {
+			d.queuedOn[objectKey{r.cmd.Kind, r.cmd.Name}]++
+		}
 		d.reply(Reply{Request: r.id, Kind: ReplyQueued, Result: res, Index: index})
 		return
 	}
@@ -743,6 +779,16 @@ func (d *Driver) leaveQueues(r *request) {
 			delete(d.blocked, r.waiter)
 		} else {
 			d.blocked[r.waiter] = ids
+		}
+		if r.cmd.Op == core.OpAcquire {
+			k := objectKey{r.cmd.Kind, r.cmd.Name}
+			d.queuedOn[k]--
+			switch n := d.queuedOn[k]; {
+			case n < 0:
+				panic(fmt.Sprintf("replica: %d blocked acquires counted on %v %q", n, k.kind, k.name))
+			case n == 0:
+				delete(d.queuedOn, k)
+			}
 		}
 	}
 }
@@ -812,7 +858,7 @@ func (d *Driver) propose() {
 	// and a closing node has no time to wait for a tick (Close flushes
 	// them once).
 	requests := lead || d.forwardFresh()
-	for d.gateOpen() && (len(d.cancels) > 0 || (requests && len(d.queue) > 0 && d.inflight < d.cfg.MaxInflight)) {
+	for d.gateOpen() && (len(d.cancels) > 0 || (requests && d.inflight < d.cfg.MaxInflight && d.queueDue())) {
 		room := d.cfg.MaxBatch
 		cmds := make([]core.Command, 0, min(room, len(d.cancels)+len(d.queue)))
 		n := min(len(d.cancels), room)
@@ -838,6 +884,41 @@ func (d *Driver) propose() {
 		d.tickAsked = false
 		d.emit(nil, nil)
 	}
+}
+
+// queueDue says whether the queue holds a request that must go out now:
+// any request but an acquire that may ride along (Config.RideAlongMs), or
+// such an acquire held back for RideAlongMs already, or a full proposal's
+// worth. The requests held back go out with the next proposal, in their
+// place in the queue.
+func (d *Driver) queueDue() bool {
+	if len(d.queue) == 0 {
+		return false
+	}
+	if d.cfg.RideAlongMs < 0 || len(d.queue) >= d.cfg.MaxBatch {
+		return true
+	}
+	for _, id := range d.queue {
+		r := d.reqs[id]
+		if !d.mayRide(r) {
+			return true
+		}
+		if !r.held {
+			r.held, r.heldAt = true, d.now
+		}
+		if d.now-r.heldAt >= core.LogTime(d.cfg.RideAlongMs) {
+			return true
+		}
+	}
+	return false
+}
+
+// mayRide says whether a queued request can only join a queue of the
+// machine: a blocking acquire of an object in whose queue this replica
+// holds a blocked acquire (core's grantOrQueue grants nothing past a
+// waiter). The next proposal carries it; until then nobody waits on it.
+func (d *Driver) mayRide(r *request) bool {
+	return r.cmd.Op == core.OpAcquire && r.cmd.WaitMs != 0 && d.queuedOn[objectKey{r.cmd.Kind, r.cmd.Name}] > 0
 }
 
 // tickDue says whether a leader that has nothing else to propose should
@@ -866,8 +947,8 @@ func (d *Driver) tickDue() bool {
 // a create forwarded after a quiet spell would start its lease before the
 // client sent it. An ask not answered within KeepTimeMs is made again.
 func (d *Driver) forwardFresh() bool {
-	if len(d.queue) == 0 {
-		return true
+	if !d.queueDue() {
+		return true // nothing to forward yet, so no time to ask for
 	}
 	if d.now < d.freshUntil {
 		return true

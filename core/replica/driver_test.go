@@ -2,6 +2,7 @@ package replica
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/lockstepd/lockstep/core"
@@ -839,5 +840,188 @@ func TestForwarderWithdrawsWithoutAskingForTime(t *testing.T) {
 	if len(rd.Proposals) != 1 || len(rd.Proposals[0].Proposal.Commands) != 1 ||
 		rd.Proposals[0].Proposal.Commands[0].Op != core.OpCancel || rd.Proposals[0].Proposal.Commands[0].Waiter != waiter {
 		t.Fatalf("want the cancel of waiter %d alone, at once, got %+v", waiter, rd.Proposals)
+	}
+}
+
+// rideSetup makes a leader where session a holds mutex m and session b
+// waits for it through this replica; session c is ready to ask for it.
+func rideSetup(t *testing.T, cfg Config) (h *harness, sa, sc core.SessionID, token core.FencingToken) {
+	t.Helper()
+	h = newHarness(t, cfg)
+	h.lead(1)
+	sa = h.session(1, "a")
+	sb := h.session(2, "b")
+	sc = h.session(3, "c")
+	h.step(RequestEvent(4, acquire("a", 2, sa, "m", 0)))
+	h.ready(true)
+	g := h.reply(4)
+	if g.Result.Outcome != core.OutcomeGranted {
+		t.Fatalf("a: %+v", g)
+	}
+	h.step(RequestEvent(5, acquire("b", 2, sb, "m", core.WaitForever)))
+	h.ready(true)
+	if q := h.reply(5); q.Kind != ReplyQueued {
+		t.Fatalf("b: %+v, want queued", q)
+	}
+	return h, sa, sc, g.Result.Token
+}
+
+func release(client string, seq uint64, s core.SessionID, name string, token core.FencingToken) core.Command {
+	c := cmd(client, seq, core.OpRelease)
+	c.Kind, c.Name, c.Session, c.Token = core.KindMutex, name, s, token
+	return c
+}
+
+// A blocking acquire of a mutex that a request blocked here waits for can
+// only queue: it waits for the next proposal and rides in it, in its place
+// in arrival order, so a hand-off takes one entry, not two.
+func TestAcquireOfAQueuedMutexRidesWithTheNextProposal(t *testing.T) {
+	h, sa, sc, token := rideSetup(t, Config{})
+	h.step(RequestEvent(6, acquire("c", 2, sc, "m", core.WaitForever)))
+	if rd := h.ready(true); len(rd.Proposals) != 0 {
+		t.Fatalf("proposed %+v for an acquire that can only queue", rd.Proposals[0].Proposal)
+	}
+	h.noReply(6)
+	h.advance(DefaultRideAlongMs - 1)
+	if rd := h.ready(true); len(rd.Proposals) != 0 {
+		t.Fatalf("proposed before the ride-along bound: %+v", rd.Proposals[0].Proposal)
+	}
+	h.step(RequestEvent(7, release("a", 3, sa, "m", token)))
+	rd := h.ready(true)
+	if len(rd.Proposals) != 1 {
+		t.Fatalf("got %d proposals, want the release with the acquire in it", len(rd.Proposals))
+	}
+	cmds := rd.Proposals[0].Proposal.Commands
+	if len(cmds) != 2 || cmds[0].Op != core.OpAcquire || cmds[1].Op != core.OpRelease {
+		t.Fatalf("proposal %+v: want [acquire, release] in arrival order", cmds)
+	}
+	// c joined the queue before a released: b got the mutex, c waits.
+	if g := h.reply(5); g.Kind != ReplyGranted {
+		t.Fatalf("b: %+v, want granted", g)
+	}
+	if q := h.reply(6); q.Kind != ReplyQueued {
+		t.Fatalf("c: %+v, want queued behind b", q)
+	}
+}
+
+// Nothing rides for longer than RideAlongMs: the acquire goes out alone.
+func TestRideAlongIsBounded(t *testing.T) {
+	h, _, sc, _ := rideSetup(t, Config{RideAlongMs: 30})
+	h.step(RequestEvent(6, acquire("c", 2, sc, "m", core.WaitForever)))
+	h.ready(true)
+	h.advance(29)
+	if rd := h.ready(true); len(rd.Proposals) != 0 {
+		t.Fatalf("proposed after 29 ms of a 30 ms bound")
+	}
+	h.advance(1)
+	rd := h.ready(true)
+	if len(rd.Proposals) != 1 || len(rd.Proposals[0].Proposal.Commands) != 1 {
+		t.Fatalf("after the bound: %+v, want the acquire alone", rd.Proposals)
+	}
+	if q := h.reply(6); q.Kind != ReplyQueued {
+		t.Fatalf("c: %+v, want queued", q)
+	}
+}
+
+// Only blocking acquires of a name queued here ride: a try, another name,
+// or any acquire once the last wait here ended goes out at once, as do all
+// when RideAlongMs is -1.
+func TestOnlyAcquiresThatMustQueueRide(t *testing.T) {
+	cases := []struct {
+		name string
+		cfg  Config
+		cmd  func(sc core.SessionID) core.Command
+	}{
+		{"a try", Config{}, func(sc core.SessionID) core.Command { return acquire("c", 2, sc, "m", 0) }},
+		{"another name", Config{}, func(sc core.SessionID) core.Command { return acquire("c", 2, sc, "n", core.WaitForever) }},
+		{"another kind", Config{}, func(sc core.SessionID) core.Command {
+			c := acquire("c", 2, sc, "m", core.WaitForever)
+			c.Kind, c.Limit = core.KindSemaphore, 1
+			return c
+		}},
+		{"ride-along off", Config{RideAlongMs: -1}, func(sc core.SessionID) core.Command {
+			return acquire("c", 2, sc, "m", core.WaitForever)
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h, _, sc, _ := rideSetup(t, tc.cfg)
+			h.step(RequestEvent(6, tc.cmd(sc)))
+			if rd := h.ready(true); len(rd.Proposals) != 1 {
+				t.Fatalf("got %d proposals, want the acquire at once", len(rd.Proposals))
+			}
+			h.reply(6)
+		})
+	}
+	t.Run("the wait here ended", func(t *testing.T) {
+		h, sa, sc, token := rideSetup(t, Config{})
+		h.step(RequestEvent(6, release("a", 3, sa, "m", token)))
+		h.ready(true)
+		if g := h.reply(5); g.Kind != ReplyGranted {
+			t.Fatalf("b: %+v", g)
+		}
+		h.step(RequestEvent(7, acquire("c", 2, sc, "m", core.WaitForever)))
+		if rd := h.ready(true); len(rd.Proposals) != 1 {
+			t.Fatalf("got %d proposals: nothing waits here any more, the acquire must go at once", len(rd.Proposals))
+		}
+		if q := h.reply(7); q.Kind != ReplyQueued {
+			t.Fatalf("c: %+v", q)
+		}
+		if len(h.d.queuedOn) != 1 {
+			t.Fatalf("queuedOn %v, want c's wait alone", h.d.queuedOn)
+		}
+	})
+}
+
+// A full proposal's worth goes out at once, riders or not.
+func TestRidersFillingABatchGoAtOnce(t *testing.T) {
+	h, _, _, _ := rideSetup(t, Config{MaxBatch: 3, MaxInflight: 3})
+	var ss []core.SessionID
+	for i := range 3 {
+		ss = append(ss, h.session(RequestID(10+i), fmt.Sprintf("r%d", i)))
+	}
+	for i, s := range ss[:2] {
+		h.step(RequestEvent(RequestID(20+i), acquire(fmt.Sprintf("r%d", i), 2, s, "m", core.WaitForever)))
+	}
+	if rd := h.ready(false); len(rd.Proposals) != 0 {
+		t.Fatalf("two riders of a batch of three went out")
+	}
+	h.step(RequestEvent(22, acquire("r2", 2, ss[2], "m", core.WaitForever)))
+	rd := h.ready(false)
+	if len(rd.Proposals) != 1 || len(rd.Proposals[0].Proposal.Commands) != 3 {
+		t.Fatalf("got %+v, want one full proposal", rd.Proposals)
+	}
+}
+
+// The count of waits per object follows every way a wait ends here.
+func TestQueuedOnFollowsTheWaits(t *testing.T) {
+	h, _, sc, _ := rideSetup(t, Config{RideAlongMs: -1})
+	h.step(RequestEvent(6, acquire("c", 2, sc, "m", core.WaitForever)))
+	h.ready(true)
+	if n := h.d.queuedOn[objectKey{core.KindMutex, "m"}]; n != 2 {
+		t.Fatalf("queuedOn[m] = %d, want 2", n)
+	}
+	h.step(CancelEvent(6))
+	h.ready(true)
+	if n := h.d.queuedOn[objectKey{core.KindMutex, "m"}]; n != 1 {
+		t.Fatalf("after a cancel queuedOn[m] = %d, want 1", n)
+	}
+	// A blocked request outlives the role (the grant still reaches it
+	// through the log); a snapshot that skips entries fails it.
+	h.step(LeadershipEvent(false, 2, 2))
+	if n := h.d.queuedOn[objectKey{core.KindMutex, "m"}]; n != 1 {
+		t.Fatalf("after the role ended queuedOn[m] = %d, want b's wait still counted", n)
+	}
+	h.step(RestoredEvent(h.now))
+	if len(h.d.queuedOn) != 0 {
+		t.Fatalf("after a restore queuedOn = %v, want empty", h.d.queuedOn)
+	}
+}
+
+func TestRideAlongMsIsValidated(t *testing.T) {
+	for _, ms := range []int64{-2, MaxRideAlongMs + 1} {
+		if _, err := New(Config{RideAlongMs: ms}); err == nil || !strings.Contains(err.Error(), "RideAlongMs") {
+			t.Fatalf("RideAlongMs %d: got %v, want an error naming it", ms, err)
+		}
 	}
 }
