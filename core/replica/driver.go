@@ -64,8 +64,8 @@ const (
 	DefaultMaxPending     = 65536
 	DefaultMaxUnconfirmed = 2
 	DefaultRideAlongMs    = 20
-	// MaxRideAlongMs bounds RideAlongMs: a deferred acquire's waiter id
-	// (and, through it, a cancel) comes no later than that.
+	// MaxRideAlongMs bounds RideAlongMs: an acquire held back learns its
+	// waiter id (and can be cancelled by it) no later than that.
 	MaxRideAlongMs = 1000
 	// MaxMaxUnconfirmed bounds the gate from above: the driver keeps the
 	// unconfirmed proposals' ids in a slice it searches, and a caller that
@@ -213,8 +213,9 @@ type request struct {
 	proposal  ProposalID    // stateInflight: the proposal that carried it
 	waiter    core.WaiterID // stateBlocked
 	abandoned bool          // the requester went away while the command was in flight
-	// stateQueued, an acquire that may ride along (rides): whether a Ready
-	// has held it back yet, and the clock then.
+	// A queued acquire that may ride along (mayRide): whether a Ready has
+	// held it back yet, and the replica's clock then (Config.RideAlongMs
+	// counts from it).
 	held   bool
 	heldAt core.LogTime
 }
