@@ -86,14 +86,12 @@ func pidStarts(t *testing.T, pids []int) string {
 	t.Helper()
 	out := make([]string, 0, len(pids))
 	for _, pid := range pids {
-		raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		fields, err := statFields(pid)
 		if err != nil {
 			t.Fatalf("process %d of the command: %v", pid, err)
 		}
-		s := string(raw)
-		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
 		if len(fields) < 20 {
-			t.Fatalf("process %d: short stat %q", pid, s)
+			t.Fatalf("process %d: short stat %q", pid, fields)
 		}
 		out = append(out, strconv.Itoa(pid)+":"+fields[19])
 	}
@@ -102,12 +100,21 @@ func pidStarts(t *testing.T, pids []int) string {
 
 // alive says whether a process exists and is not a zombie.
 func alive(pid int) bool {
-	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	fields, err := statFields(pid)
 	if err != nil {
 		return false
 	}
-	// The state follows the command name in parentheses: "pid (comm) S ...".
+	return len(fields) == 0 || fields[0] != "Z"
+}
+
+// statFields reads /proc/pid/stat and gives its fields after the command
+// name, which is in parentheses and may hold spaces: "pid (comm) S ...",
+// so the state is fields[0] and field N of proc(5) is fields[N-3].
+func statFields(pid int) ([]string, error) {
+	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return nil, err
+	}
 	s := string(raw)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+	return strings.Fields(s[strings.LastIndexByte(s, ')')+1:]), nil
 }
