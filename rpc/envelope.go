@@ -30,10 +30,16 @@ const grpcInvalidArgument = 3
 
 // framesWhole says whether a procedure's request body is complete when the
 // call starts: every lockstep.v1 procedure is unary or a server stream but
-// the session stream. Reflection's stream is bidirectional too; neither is
-// checked here.
+// the session streams (Stream, Multiplex). Reflection's stream is
+// bidirectional too; none is checked here.
 func framesWhole(path string) bool {
-	return path != lockstepv1connect.SessionServiceStreamProcedure && isService(serviceOf(path))
+	return !sessionStreamPath(path) && isService(serviceOf(path))
+}
+
+// sessionStreamPath says whether path is one of the bidirectional session
+// streams, whose request body lasts as long as the stream.
+func sessionStreamPath(path string) bool {
+	return path == lockstepv1connect.SessionServiceStreamProcedure || path == lockstepv1connect.SessionServiceMultiplexProcedure
 }
 
 // envelopeProtocol names the enveloped protocol a request speaks: "grpc",

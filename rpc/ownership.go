@@ -31,7 +31,8 @@ var actions = map[string]string{
 	lockstepv1connect.SessionServiceAbandonProcedure:    ActionUse,
 	// The session stream: authenticated once, when it opens; each request
 	// on it then needs its own twin's action (session_stream.go).
-	lockstepv1connect.SessionServiceStreamProcedure: ActionUse,
+	lockstepv1connect.SessionServiceStreamProcedure:    ActionUse,
+	lockstepv1connect.SessionServiceMultiplexProcedure: ActionUse,
 
 	lockstepv1connect.LockServiceAcquireProcedure:    ActionUse,
 	lockstepv1connect.LockServiceReleaseProcedure:    ActionUse,

@@ -155,7 +155,7 @@ func limitBody(next http.Handler, maxBytes int64, limit time.Duration) http.Hand
 		// and closes a connection whose body did not arrive whole.
 		r2 := *r
 		body := r.Body
-		if r.URL.Path == lockstepv1connect.SessionServiceStreamProcedure && body != nil && body != http.NoBody {
+		if sessionStreamPath(r.URL.Path) && body != nil && body != http.NoBody {
 			// A session stream's body lasts as long as its session: each
 			// message is bounded by the message limit (the Connect
 			// handler's read limit), and the stream by how long it may

@@ -31,6 +31,15 @@ import (
 // another session is refused. The server pushes the waiter id of a request
 // that queued (runtime.WithQueued) and the session's expiry the moment
 // this node applies it (Backend.SessionEnded).
+//
+// A Multiplex stream (SessionService.Multiplex) is the same for any number
+// of sessions: each request names its own, and each message carries
+// several requests one way and several answers the other. What one client
+// process sends for all its sessions then shares one stream, and the
+// answers of one log entry leave in one message (gather): a stream
+// message costs the HTTP/2 server hand-offs between the handler and the
+// connection's serve loop, and the client a wake-up of its reader, once
+// per message, not per answer.
 
 // Limits of a session stream.
 const (
@@ -51,13 +60,97 @@ const (
 // requests still in flight are answered first) or goes away (then they are
 // cancelled, as a unary call's would be).
 func (h SessionHandler) Stream(ctx context.Context, st *connect.BidiStream[pb.StreamRequest, pb.StreamResponse]) error {
-	ss := &sessionStream{service: h.service, st: st, peer: peerOf(ctx, st.Peer()), slots: make(chan struct{}, h.opts.MaxStreamRequests)}
+	ss := newSessionStream(h.service, peerOf(ctx, st.Peer()), false)
+	var one [1]*pb.StreamRequest
+	ss.out = func(m *pb.StreamResponse) {
+		// A stream the client has left fails its sends; run's receive
+		// ends it.
+		ss.sendMu.Lock()
+		defer ss.sendMu.Unlock()
+		_ = st.Send(m)
+	}
+	return ss.run(ctx, func() ([]*pb.StreamRequest, error) {
+		req, err := st.Receive()
+		one[0] = req
+		return one[:], err
+	})
+}
+
+// Multiplex serves a stream of many sessions' requests: Stream's rules, but
+// no session is bound, each request's own is watched for its loss, and the
+// answers ready together go out in one message (docs/design.md, "Sessions
+// and their clients").
+func (h SessionHandler) Multiplex(ctx context.Context, st *connect.BidiStream[pb.MultiplexRequest, pb.MultiplexResponse]) error {
+	ss := newSessionStream(h.service, peerOf(ctx, st.Peer()), true)
+	ss.out = func(m *pb.StreamResponse) {
+		ss.gather(m, func(batch []*pb.StreamResponse) { _ = st.Send(&pb.MultiplexResponse{Responses: batch}) })
+	}
+	return ss.run(ctx, func() ([]*pb.StreamRequest, error) {
+		m, err := st.Receive()
+		if err != nil {
+			return nil, err
+		}
+		if len(m.Requests) > MaxMultiplexBatch {
+			return nil, invalid("a Multiplex message carries %d requests, over the limit of %d: send them in several messages", len(m.Requests), MaxMultiplexBatch)
+		}
+		return m.Requests, nil
+	})
+}
+
+// MaxMultiplexBatch bounds the requests of one Multiplex message, and the
+// answers the server puts in one.
+const MaxMultiplexBatch = 1024
+
+// maxMultiplexSessions bounds the sessions one Multiplex stream watches for
+// their loss (a goroutine each). A request naming a session past it is
+// still served; that session's loss is then not pushed, and its client
+// learns of it from its next keepalive, as a unary client does.
+const maxMultiplexSessions = 4096
+
+// sessionStream is one open session stream (Stream), or one Multiplex
+// stream (multi).
+type sessionStream struct {
+	*service
+	peer  string
+	multi bool
+	slots chan struct{}  // one per request being served
+	wg    sync.WaitGroup // the requests being served
+	// watchers are the session-loss watchers, which last as long as the
+	// stream: a client that ends its side is answered what it sent, then
+	// the stream ends.
+	watchers sync.WaitGroup
+	// out sends one answer or push: at once on Stream, gathered with the
+	// others ready on Multiplex.
+	out func(*pb.StreamResponse)
+
+	sendMu sync.Mutex // BidiStream.Send is not safe for concurrent use
+
+	gatherMu  sync.Mutex
+	gathered  []*pb.StreamResponse // waiting for the sender in gather
+	gathering bool                 // a goroutine is sending in gather
+
+	mu      sync.Mutex
+	session uint64              // Stream: the session it is bound to; 0 until its first request
+	watched map[uint64]chan any // Multiplex: the sessions watched, each closed to stop its watcher
+}
+
+func newSessionStream(s *service, peer string, multi bool) *sessionStream {
+	ss := &sessionStream{service: s, peer: peer, multi: multi, slots: make(chan struct{}, s.opts.MaxStreamRequests)}
+	if multi {
+		ss.watched = map[uint64]chan any{}
+	}
+	return ss
+}
+
+// run serves the requests next receives, each on a goroutine of its own,
+// until the client ends the stream or goes away.
+func (ss *sessionStream) run(ctx context.Context, next func() ([]*pb.StreamRequest, error)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer ss.watchers.Wait()
 	defer ss.wg.Wait()
 	defer cancel()
 	for {
-		req, err := st.Receive()
+		reqs, err := next()
 		if errors.Is(err, io.EOF) {
 			ss.wg.Wait() // the client is done sending: answer what it sent
 			return nil
@@ -65,42 +158,61 @@ func (h SessionHandler) Stream(ctx context.Context, st *connect.BidiStream[pb.St
 		if err != nil {
 			return err
 		}
-		if req.RequestId == 0 {
-			ss.fail(0, invalid("request_id is missing: give every request on a session stream an id (from 1) to match its answer by"))
-			continue
+		for _, req := range reqs {
+			ss.start(ctx, req)
 		}
-		select {
-		case ss.slots <- struct{}{}:
-		default:
-			ss.fail(req.RequestId, connect.NewError(connect.CodeResourceExhausted, fmt.Errorf(
-				"%d requests are in flight on this session stream (its limit): wait for answers, or send this one as a unary call", cap(ss.slots))))
-			continue
-		}
-		ss.wg.Add(1)
-		ss.workers.run(func() {
-			defer ss.wg.Done()
-			defer func() { <-ss.slots }()
-			ss.serve(ctx, req)
-		})
 	}
 }
 
-// sessionStream is one open session stream.
-type sessionStream struct {
-	*service
-	st    *connect.BidiStream[pb.StreamRequest, pb.StreamResponse]
-	peer  string
-	slots chan struct{}  // one per request being served
-	wg    sync.WaitGroup // the requests being served
-	// watchers is the session-loss watcher, which lasts as long as the
-	// stream: a client that ends its side is answered what it sent, then
-	// the stream ends.
-	watchers sync.WaitGroup
+// start serves req on a goroutine, or refuses it at once.
+func (ss *sessionStream) start(ctx context.Context, req *pb.StreamRequest) {
+	if req.RequestId == 0 {
+		ss.fail(0, invalid("request_id is missing: give every request on a session stream an id (from 1) to match its answer by"))
+		return
+	}
+	select {
+	case ss.slots <- struct{}{}:
+	default:
+		ss.fail(req.RequestId, connect.NewError(connect.CodeResourceExhausted, fmt.Errorf(
+			"%d requests are in flight on this session stream (its limit): wait for answers, or send this one as a unary call", cap(ss.slots))))
+		return
+	}
+	ss.wg.Add(1)
+	ss.workers.run(func() {
+		defer ss.wg.Done()
+		defer func() { <-ss.slots }()
+		ss.serve(ctx, req)
+	})
+}
 
-	sendMu sync.Mutex // BidiStream.Send is not safe for concurrent use
-
-	mu      sync.Mutex
-	session uint64 // the session the stream is bound to; 0 until its first request
+// gather sends m with whatever else is ready: the goroutine that finds no
+// send under way sends, and goes on sending what the others added
+// meanwhile, so that the answers of one log entry, which its requests'
+// goroutines finish within microseconds of each other, share a message
+// (and the HTTP/2 server's hand-offs behind each one).
+func (ss *sessionStream) gather(m *pb.StreamResponse, send func([]*pb.StreamResponse)) {
+	ss.gatherMu.Lock()
+	ss.gathered = append(ss.gathered, m)
+	if ss.gathering {
+		ss.gatherMu.Unlock()
+		return
+	}
+	ss.gathering = true
+	for len(ss.gathered) > 0 {
+		batch := ss.gathered
+		if len(batch) > MaxMultiplexBatch {
+			batch = batch[:MaxMultiplexBatch]
+		}
+		ss.gathered = ss.gathered[len(batch):]
+		if len(ss.gathered) == 0 {
+			ss.gathered = nil
+		}
+		ss.gatherMu.Unlock()
+		send(batch)
+		ss.gatherMu.Lock()
+	}
+	ss.gathering = false
+	ss.gatherMu.Unlock()
 }
 
 // streamRoute is how a request of the stream is served: its twin's
@@ -210,7 +322,7 @@ func (ss *sessionStream) serve(ctx context.Context, req *pb.StreamRequest) {
 		return
 	}
 	ctx = runtime.WithQueued(ctx, func(w core.WaiterID) {
-		ss.send(&pb.StreamResponse{RequestId: id, Response: &pb.StreamResponse_Queued{Queued: &pb.StreamQueued{WaiterId: uint64(w)}}})
+		ss.out(&pb.StreamResponse{RequestId: id, Response: &pb.StreamResponse_Queued{Queued: &pb.StreamQueued{WaiterId: uint64(w)}}})
 	})
 	reply, err := ss.serveMessage(ctx, rt.proc, ss.peer, rt.msg, func(ctx context.Context) (any, error) {
 		if err := ss.bind(ctx, rt.msg); err != nil {
@@ -222,43 +334,73 @@ func (ss *sessionStream) serve(ctx context.Context, req *pb.StreamRequest) {
 		ss.fail(id, err)
 		return
 	}
+	if c := req.GetCloseSession(); c != nil && ss.multi {
+		ss.unwatch(c.SessionId)
+	}
 	out := rt.wrap(reply)
 	out.RequestId = id
-	ss.send(out)
+	ss.out(out)
 }
 
-// bind checks that a request names the stream's session, and binds the
-// stream to it on its first request, from then on watching for the
-// session's expiry to push it.
+// bind checks that a request names a session, and watches that session
+// for its expiry to push it: on Stream the session of its first request,
+// to which the stream is then bound; on Multiplex every session named.
 func (ss *sessionStream) bind(ctx context.Context, msg any) error {
 	id := SessionIDOf(msg)
 	if id == 0 {
 		return invalid("session_id is missing: every request on a session stream names the stream's session (a request that makes its own session is for unary calls and REST)")
 	}
 	ss.mu.Lock()
-	bound := ss.session
-	if bound == 0 {
+	var stop chan any
+	switch {
+	case ss.multi:
+		if _, ok := ss.watched[id]; !ok && len(ss.watched) < maxMultiplexSessions {
+			stop = make(chan any)
+			ss.watched[id] = stop
+		}
+	case ss.session == 0:
 		ss.session = id
+		stop = make(chan any) // never closed: the watch lasts as long as the stream
+	case ss.session != id:
+		bound := ss.session
+		ss.mu.Unlock()
+		return invalid("this stream is bound to session %d, and the request names session %d: open another stream for it, or use Multiplex", bound, id)
 	}
 	ss.mu.Unlock()
-	switch {
-	case bound == 0:
-		ended, stop := ss.b.SessionEnded(core.SessionID(id))
-		ss.watchers.Add(1) // from a request, so never while Stream waits for watchers
-		go func() {
-			defer ss.watchers.Done()
-			defer stop()
-			select {
-			case <-ended:
-				ss.send(&pb.StreamResponse{Response: &pb.StreamResponse_SessionLost{SessionLost: &pb.StreamSessionLost{
-					SessionId: id, Reason: pb.Reason_REASON_SESSION_EXPIRED}}})
-			case <-ctx.Done():
-			}
-		}()
-	case bound != id:
-		return invalid("this stream is bound to session %d, and the request names session %d: open another stream for it", bound, id)
+	if stop != nil {
+		ss.watch(ctx, id, stop)
 	}
 	return nil
+}
+
+// watch pushes session id's loss when this node applies it, unless stop
+// closes or the stream ends first.
+func (ss *sessionStream) watch(ctx context.Context, id uint64, stop <-chan any) {
+	ended, unsubscribe := ss.b.SessionEnded(core.SessionID(id))
+	ss.watchers.Add(1) // from a request, so never while run waits for watchers
+	go func() {
+		defer ss.watchers.Done()
+		defer unsubscribe()
+		select {
+		case <-ended:
+			ss.out(&pb.StreamResponse{Response: &pb.StreamResponse_SessionLost{SessionLost: &pb.StreamSessionLost{
+				SessionId: id, Reason: pb.Reason_REASON_SESSION_EXPIRED}}})
+		case <-stop:
+		case <-ctx.Done():
+		}
+	}()
+}
+
+// unwatch stops watching session id (Multiplex, once its close is
+// answered), so that a long-lived stream does not keep a watcher for every
+// session it ever carried.
+func (ss *sessionStream) unwatch(id uint64) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if stop, ok := ss.watched[id]; ok {
+		close(stop)
+		delete(ss.watched, id)
+	}
 }
 
 // fail answers request id with err's code and message.
@@ -268,14 +410,6 @@ func (ss *sessionStream) fail(id uint64, err error) {
 	if errors.As(err, &cerr) {
 		msg = cerr.Message()
 	}
-	ss.send(&pb.StreamResponse{RequestId: id, Response: &pb.StreamResponse_Error{Error: &pb.StreamError{
+	ss.out(&pb.StreamResponse{RequestId: id, Response: &pb.StreamResponse_Error{Error: &pb.StreamError{
 		Code: connect.CodeOf(err).String(), Message: msg}}})
-}
-
-// send writes one message; a stream the client has left fails its sends,
-// and its receive loop ends it.
-func (ss *sessionStream) send(m *pb.StreamResponse) {
-	ss.sendMu.Lock()
-	defer ss.sendMu.Unlock()
-	_ = ss.st.Send(m)
 }

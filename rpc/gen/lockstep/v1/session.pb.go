@@ -25,6 +25,100 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// MultiplexRequest is one message of a Multiplex stream: one or more
+// requests, each as on a session stream.
+type MultiplexRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The requests, served at once, each answered by its request_id.
+	Requests      []*StreamRequest `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MultiplexRequest) Reset() {
+	*x = MultiplexRequest{}
+	mi := &file_lockstep_v1_session_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MultiplexRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MultiplexRequest) ProtoMessage() {}
+
+func (x *MultiplexRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lockstep_v1_session_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MultiplexRequest.ProtoReflect.Descriptor instead.
+func (*MultiplexRequest) Descriptor() ([]byte, []int) {
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *MultiplexRequest) GetRequests() []*StreamRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+// MultiplexResponse is one message of the server on a Multiplex stream:
+// answers and pushes that were ready together, in the order they were.
+type MultiplexResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The answers and pushes, each as on a session stream.
+	Responses     []*StreamResponse `protobuf:"bytes,1,rep,name=responses,proto3" json:"responses,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MultiplexResponse) Reset() {
+	*x = MultiplexResponse{}
+	mi := &file_lockstep_v1_session_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MultiplexResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MultiplexResponse) ProtoMessage() {}
+
+func (x *MultiplexResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_lockstep_v1_session_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MultiplexResponse.ProtoReflect.Descriptor instead.
+func (*MultiplexResponse) Descriptor() ([]byte, []int) {
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *MultiplexResponse) GetResponses() []*StreamResponse {
+	if x != nil {
+		return x.Responses
+	}
+	return nil
+}
+
 // StreamRequest is one request of a session stream: a request id chosen by
 // the client and one of the session's requests, each the same message its
 // unary call takes.
@@ -58,7 +152,7 @@ type StreamRequest struct {
 
 func (x *StreamRequest) Reset() {
 	*x = StreamRequest{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[0]
+	mi := &file_lockstep_v1_session_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -70,7 +164,7 @@ func (x *StreamRequest) String() string {
 func (*StreamRequest) ProtoMessage() {}
 
 func (x *StreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[0]
+	mi := &file_lockstep_v1_session_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -83,7 +177,7 @@ func (x *StreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamRequest.ProtoReflect.Descriptor instead.
 func (*StreamRequest) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{0}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *StreamRequest) GetRequestId() uint64 {
@@ -364,7 +458,7 @@ type StreamResponse struct {
 
 func (x *StreamResponse) Reset() {
 	*x = StreamResponse{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[1]
+	mi := &file_lockstep_v1_session_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -376,7 +470,7 @@ func (x *StreamResponse) String() string {
 func (*StreamResponse) ProtoMessage() {}
 
 func (x *StreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[1]
+	mi := &file_lockstep_v1_session_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -389,7 +483,7 @@ func (x *StreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamResponse.ProtoReflect.Descriptor instead.
 func (*StreamResponse) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{1}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *StreamResponse) GetRequestId() uint64 {
@@ -698,7 +792,7 @@ type StreamError struct {
 
 func (x *StreamError) Reset() {
 	*x = StreamError{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[2]
+	mi := &file_lockstep_v1_session_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -710,7 +804,7 @@ func (x *StreamError) String() string {
 func (*StreamError) ProtoMessage() {}
 
 func (x *StreamError) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[2]
+	mi := &file_lockstep_v1_session_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -723,7 +817,7 @@ func (x *StreamError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamError.ProtoReflect.Descriptor instead.
 func (*StreamError) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{2}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *StreamError) GetCode() string {
@@ -751,7 +845,7 @@ type StreamQueued struct {
 
 func (x *StreamQueued) Reset() {
 	*x = StreamQueued{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[3]
+	mi := &file_lockstep_v1_session_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -763,7 +857,7 @@ func (x *StreamQueued) String() string {
 func (*StreamQueued) ProtoMessage() {}
 
 func (x *StreamQueued) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[3]
+	mi := &file_lockstep_v1_session_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -776,7 +870,7 @@ func (x *StreamQueued) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamQueued.ProtoReflect.Descriptor instead.
 func (*StreamQueued) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{3}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *StreamQueued) GetWaiterId() uint64 {
@@ -799,7 +893,7 @@ type StreamSessionLost struct {
 
 func (x *StreamSessionLost) Reset() {
 	*x = StreamSessionLost{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[4]
+	mi := &file_lockstep_v1_session_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -811,7 +905,7 @@ func (x *StreamSessionLost) String() string {
 func (*StreamSessionLost) ProtoMessage() {}
 
 func (x *StreamSessionLost) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[4]
+	mi := &file_lockstep_v1_session_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -824,7 +918,7 @@ func (x *StreamSessionLost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamSessionLost.ProtoReflect.Descriptor instead.
 func (*StreamSessionLost) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{4}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *StreamSessionLost) GetSessionId() uint64 {
@@ -873,7 +967,7 @@ type CreateSessionRequest struct {
 
 func (x *CreateSessionRequest) Reset() {
 	*x = CreateSessionRequest{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[5]
+	mi := &file_lockstep_v1_session_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -885,7 +979,7 @@ func (x *CreateSessionRequest) String() string {
 func (*CreateSessionRequest) ProtoMessage() {}
 
 func (x *CreateSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[5]
+	mi := &file_lockstep_v1_session_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -898,7 +992,7 @@ func (x *CreateSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSessionRequest.ProtoReflect.Descriptor instead.
 func (*CreateSessionRequest) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{5}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CreateSessionRequest) GetClientId() string {
@@ -963,7 +1057,7 @@ type CreateSessionResponse struct {
 
 func (x *CreateSessionResponse) Reset() {
 	*x = CreateSessionResponse{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[6]
+	mi := &file_lockstep_v1_session_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -975,7 +1069,7 @@ func (x *CreateSessionResponse) String() string {
 func (*CreateSessionResponse) ProtoMessage() {}
 
 func (x *CreateSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[6]
+	mi := &file_lockstep_v1_session_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -988,7 +1082,7 @@ func (x *CreateSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSessionResponse.ProtoReflect.Descriptor instead.
 func (*CreateSessionResponse) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{6}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CreateSessionResponse) GetSessionId() uint64 {
@@ -1036,7 +1130,7 @@ type KeepAliveRequest struct {
 
 func (x *KeepAliveRequest) Reset() {
 	*x = KeepAliveRequest{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[7]
+	mi := &file_lockstep_v1_session_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1048,7 +1142,7 @@ func (x *KeepAliveRequest) String() string {
 func (*KeepAliveRequest) ProtoMessage() {}
 
 func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[7]
+	mi := &file_lockstep_v1_session_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1061,7 +1155,7 @@ func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveRequest.ProtoReflect.Descriptor instead.
 func (*KeepAliveRequest) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{7}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *KeepAliveRequest) GetClientId() string {
@@ -1112,7 +1206,7 @@ type KeepAliveResponse struct {
 
 func (x *KeepAliveResponse) Reset() {
 	*x = KeepAliveResponse{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[8]
+	mi := &file_lockstep_v1_session_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1124,7 +1218,7 @@ func (x *KeepAliveResponse) String() string {
 func (*KeepAliveResponse) ProtoMessage() {}
 
 func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[8]
+	mi := &file_lockstep_v1_session_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1137,7 +1231,7 @@ func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveResponse.ProtoReflect.Descriptor instead.
 func (*KeepAliveResponse) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{8}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *KeepAliveResponse) GetSessionId() uint64 {
@@ -1185,7 +1279,7 @@ type CloseSessionRequest struct {
 
 func (x *CloseSessionRequest) Reset() {
 	*x = CloseSessionRequest{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[9]
+	mi := &file_lockstep_v1_session_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1197,7 +1291,7 @@ func (x *CloseSessionRequest) String() string {
 func (*CloseSessionRequest) ProtoMessage() {}
 
 func (x *CloseSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[9]
+	mi := &file_lockstep_v1_session_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1210,7 +1304,7 @@ func (x *CloseSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseSessionRequest.ProtoReflect.Descriptor instead.
 func (*CloseSessionRequest) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{9}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CloseSessionRequest) GetClientId() string {
@@ -1252,7 +1346,7 @@ type CloseSessionResponse struct {
 
 func (x *CloseSessionResponse) Reset() {
 	*x = CloseSessionResponse{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[10]
+	mi := &file_lockstep_v1_session_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1264,7 +1358,7 @@ func (x *CloseSessionResponse) String() string {
 func (*CloseSessionResponse) ProtoMessage() {}
 
 func (x *CloseSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[10]
+	mi := &file_lockstep_v1_session_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1277,7 +1371,7 @@ func (x *CloseSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseSessionResponse.ProtoReflect.Descriptor instead.
 func (*CloseSessionResponse) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{10}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CloseSessionResponse) GetSessionId() uint64 {
@@ -1302,7 +1396,7 @@ type GetSessionRequest struct {
 
 func (x *GetSessionRequest) Reset() {
 	*x = GetSessionRequest{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[11]
+	mi := &file_lockstep_v1_session_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1314,7 +1408,7 @@ func (x *GetSessionRequest) String() string {
 func (*GetSessionRequest) ProtoMessage() {}
 
 func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[11]
+	mi := &file_lockstep_v1_session_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1327,7 +1421,7 @@ func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionRequest.ProtoReflect.Descriptor instead.
 func (*GetSessionRequest) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{11}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetSessionRequest) GetSessionId() uint64 {
@@ -1360,7 +1454,7 @@ type GetSessionResponse struct {
 
 func (x *GetSessionResponse) Reset() {
 	*x = GetSessionResponse{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[12]
+	mi := &file_lockstep_v1_session_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1372,7 +1466,7 @@ func (x *GetSessionResponse) String() string {
 func (*GetSessionResponse) ProtoMessage() {}
 
 func (x *GetSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[12]
+	mi := &file_lockstep_v1_session_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1385,7 +1479,7 @@ func (x *GetSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionResponse.ProtoReflect.Descriptor instead.
 func (*GetSessionResponse) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{12}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetSessionResponse) GetSession() *Session {
@@ -1432,7 +1526,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[13]
+	mi := &file_lockstep_v1_session_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1444,7 +1538,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[13]
+	mi := &file_lockstep_v1_session_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1457,7 +1551,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{13}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Session) GetSessionId() uint64 {
@@ -1524,7 +1618,7 @@ type SessionHold struct {
 
 func (x *SessionHold) Reset() {
 	*x = SessionHold{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[14]
+	mi := &file_lockstep_v1_session_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1536,7 +1630,7 @@ func (x *SessionHold) String() string {
 func (*SessionHold) ProtoMessage() {}
 
 func (x *SessionHold) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[14]
+	mi := &file_lockstep_v1_session_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1549,7 +1643,7 @@ func (x *SessionHold) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionHold.ProtoReflect.Descriptor instead.
 func (*SessionHold) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{14}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SessionHold) GetKind() Kind {
@@ -1590,7 +1684,7 @@ type SessionWait struct {
 
 func (x *SessionWait) Reset() {
 	*x = SessionWait{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[15]
+	mi := &file_lockstep_v1_session_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1602,7 +1696,7 @@ func (x *SessionWait) String() string {
 func (*SessionWait) ProtoMessage() {}
 
 func (x *SessionWait) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[15]
+	mi := &file_lockstep_v1_session_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1615,7 +1709,7 @@ func (x *SessionWait) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionWait.ProtoReflect.Descriptor instead.
 func (*SessionWait) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{15}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SessionWait) GetKind() Kind {
@@ -1666,7 +1760,7 @@ type CancelWaitRequest struct {
 
 func (x *CancelWaitRequest) Reset() {
 	*x = CancelWaitRequest{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[16]
+	mi := &file_lockstep_v1_session_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1678,7 +1772,7 @@ func (x *CancelWaitRequest) String() string {
 func (*CancelWaitRequest) ProtoMessage() {}
 
 func (x *CancelWaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[16]
+	mi := &file_lockstep_v1_session_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1691,7 +1785,7 @@ func (x *CancelWaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelWaitRequest.ProtoReflect.Descriptor instead.
 func (*CancelWaitRequest) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{16}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CancelWaitRequest) GetClientId() string {
@@ -1743,7 +1837,7 @@ type CancelWaitResponse struct {
 
 func (x *CancelWaitResponse) Reset() {
 	*x = CancelWaitResponse{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[17]
+	mi := &file_lockstep_v1_session_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1755,7 +1849,7 @@ func (x *CancelWaitResponse) String() string {
 func (*CancelWaitResponse) ProtoMessage() {}
 
 func (x *CancelWaitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[17]
+	mi := &file_lockstep_v1_session_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1768,7 +1862,7 @@ func (x *CancelWaitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelWaitResponse.ProtoReflect.Descriptor instead.
 func (*CancelWaitResponse) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{17}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CancelWaitResponse) GetCancelled() bool {
@@ -1804,7 +1898,7 @@ type AbandonRequest struct {
 
 func (x *AbandonRequest) Reset() {
 	*x = AbandonRequest{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[18]
+	mi := &file_lockstep_v1_session_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1816,7 +1910,7 @@ func (x *AbandonRequest) String() string {
 func (*AbandonRequest) ProtoMessage() {}
 
 func (x *AbandonRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[18]
+	mi := &file_lockstep_v1_session_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1829,7 +1923,7 @@ func (x *AbandonRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbandonRequest.ProtoReflect.Descriptor instead.
 func (*AbandonRequest) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{18}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AbandonRequest) GetClientId() string {
@@ -1893,7 +1987,7 @@ type AbandonResponse struct {
 
 func (x *AbandonResponse) Reset() {
 	*x = AbandonResponse{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[19]
+	mi := &file_lockstep_v1_session_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1905,7 +1999,7 @@ func (x *AbandonResponse) String() string {
 func (*AbandonResponse) ProtoMessage() {}
 
 func (x *AbandonResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[19]
+	mi := &file_lockstep_v1_session_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1918,7 +2012,7 @@ func (x *AbandonResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbandonResponse.ProtoReflect.Descriptor instead.
 func (*AbandonResponse) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{19}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AbandonResponse) GetReleasedFencingToken() uint64 {
@@ -1932,7 +2026,11 @@ var File_lockstep_v1_session_proto protoreflect.FileDescriptor
 
 const file_lockstep_v1_session_proto_rawDesc = "" +
 	"\n" +
-	"\x19lockstep/v1/session.proto\x12\vlockstep.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19lockstep/v1/barrier.proto\x1a\x18lockstep/v1/common.proto\x1a\x1alockstep/v1/election.proto\x1a\x16lockstep/v1/lock.proto\x1a\x18lockstep/v1/rwlock.proto\x1a\x1blockstep/v1/semaphore.proto\"\x80\b\n" +
+	"\x19lockstep/v1/session.proto\x12\vlockstep.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19lockstep/v1/barrier.proto\x1a\x18lockstep/v1/common.proto\x1a\x1alockstep/v1/election.proto\x1a\x16lockstep/v1/lock.proto\x1a\x18lockstep/v1/rwlock.proto\x1a\x1blockstep/v1/semaphore.proto\"J\n" +
+	"\x10MultiplexRequest\x126\n" +
+	"\brequests\x18\x01 \x03(\v2\x1a.lockstep.v1.StreamRequestR\brequests\"N\n" +
+	"\x11MultiplexResponse\x129\n" +
+	"\tresponses\x18\x01 \x03(\v2\x1b.lockstep.v1.StreamResponseR\tresponses\"\x80\b\n" +
 	"\rStreamRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12>\n" +
@@ -2077,7 +2175,7 @@ const file_lockstep_v1_session_proto_rawDesc = "" +
 	"\vabandon_seq\x18\a \x01(\x04R\n" +
 	"abandonSeq\"G\n" +
 	"\x0fAbandonResponse\x124\n" +
-	"\x16released_fencing_token\x18\x01 \x01(\x04R\x14releasedFencingToken2\xb6\x05\n" +
+	"\x16released_fencing_token\x18\x01 \x01(\x04R\x14releasedFencingToken2\x88\x06\n" +
 	"\x0eSessionService\x12e\n" +
 	"\x06Create\x12!.lockstep.v1.CreateSessionRequest\x1a\".lockstep.v1.CreateSessionResponse\"\x14\x82\xd3\xe4\x93\x02\x0e:\x01*\"\t/sessions\x12w\n" +
 	"\tKeepAlive\x12\x1d.lockstep.v1.KeepAliveRequest\x1a\x1e.lockstep.v1.KeepAliveResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /sessions/{session_id}/keepalive\x12l\n" +
@@ -2086,7 +2184,8 @@ const file_lockstep_v1_session_proto_rawDesc = "" +
 	"\n" +
 	"CancelWait\x12\x1e.lockstep.v1.CancelWaitRequest\x1a\x1f.lockstep.v1.CancelWaitResponse\"\x00\x12o\n" +
 	"\aAbandon\x12\x1b.lockstep.v1.AbandonRequest\x1a\x1c.lockstep.v1.AbandonResponse\")\x82\xd3\xe4\x93\x02#:\x01*\"\x1e/sessions/{session_id}/abandon\x12G\n" +
-	"\x06Stream\x12\x1a.lockstep.v1.StreamRequest\x1a\x1b.lockstep.v1.StreamResponse\"\x00(\x010\x01B>Z<github.com/lockstepd/lockstep/rpc/gen/lockstep/v1;lockstepv1b\x06proto3"
+	"\x06Stream\x12\x1a.lockstep.v1.StreamRequest\x1a\x1b.lockstep.v1.StreamResponse\"\x00(\x010\x01\x12P\n" +
+	"\tMultiplex\x12\x1d.lockstep.v1.MultiplexRequest\x1a\x1e.lockstep.v1.MultiplexResponse\"\x00(\x010\x01B>Z<github.com/lockstepd/lockstep/rpc/gen/lockstep/v1;lockstepv1b\x06proto3"
 
 var (
 	file_lockstep_v1_session_proto_rawDescOnce sync.Once
@@ -2100,109 +2199,115 @@ func file_lockstep_v1_session_proto_rawDescGZIP() []byte {
 	return file_lockstep_v1_session_proto_rawDescData
 }
 
-var file_lockstep_v1_session_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_lockstep_v1_session_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_lockstep_v1_session_proto_goTypes = []any{
-	(*StreamRequest)(nil),            // 0: lockstep.v1.StreamRequest
-	(*StreamResponse)(nil),           // 1: lockstep.v1.StreamResponse
-	(*StreamError)(nil),              // 2: lockstep.v1.StreamError
-	(*StreamQueued)(nil),             // 3: lockstep.v1.StreamQueued
-	(*StreamSessionLost)(nil),        // 4: lockstep.v1.StreamSessionLost
-	(*CreateSessionRequest)(nil),     // 5: lockstep.v1.CreateSessionRequest
-	(*CreateSessionResponse)(nil),    // 6: lockstep.v1.CreateSessionResponse
-	(*KeepAliveRequest)(nil),         // 7: lockstep.v1.KeepAliveRequest
-	(*KeepAliveResponse)(nil),        // 8: lockstep.v1.KeepAliveResponse
-	(*CloseSessionRequest)(nil),      // 9: lockstep.v1.CloseSessionRequest
-	(*CloseSessionResponse)(nil),     // 10: lockstep.v1.CloseSessionResponse
-	(*GetSessionRequest)(nil),        // 11: lockstep.v1.GetSessionRequest
-	(*GetSessionResponse)(nil),       // 12: lockstep.v1.GetSessionResponse
-	(*Session)(nil),                  // 13: lockstep.v1.Session
-	(*SessionHold)(nil),              // 14: lockstep.v1.SessionHold
-	(*SessionWait)(nil),              // 15: lockstep.v1.SessionWait
-	(*CancelWaitRequest)(nil),        // 16: lockstep.v1.CancelWaitRequest
-	(*CancelWaitResponse)(nil),       // 17: lockstep.v1.CancelWaitResponse
-	(*AbandonRequest)(nil),           // 18: lockstep.v1.AbandonRequest
-	(*AbandonResponse)(nil),          // 19: lockstep.v1.AbandonResponse
-	(*AcquireLockRequest)(nil),       // 20: lockstep.v1.AcquireLockRequest
-	(*ReleaseLockRequest)(nil),       // 21: lockstep.v1.ReleaseLockRequest
-	(*AcquireSemaphoreRequest)(nil),  // 22: lockstep.v1.AcquireSemaphoreRequest
-	(*ReleaseSemaphoreRequest)(nil),  // 23: lockstep.v1.ReleaseSemaphoreRequest
-	(*AcquireRWLockRequest)(nil),     // 24: lockstep.v1.AcquireRWLockRequest
-	(*ReleaseRWLockRequest)(nil),     // 25: lockstep.v1.ReleaseRWLockRequest
-	(*WaitBarrierRequest)(nil),       // 26: lockstep.v1.WaitBarrierRequest
-	(*CampaignRequest)(nil),          // 27: lockstep.v1.CampaignRequest
-	(*ProclaimRequest)(nil),          // 28: lockstep.v1.ProclaimRequest
-	(*ResignRequest)(nil),            // 29: lockstep.v1.ResignRequest
-	(*AcquireLockResponse)(nil),      // 30: lockstep.v1.AcquireLockResponse
-	(*ReleaseLockResponse)(nil),      // 31: lockstep.v1.ReleaseLockResponse
-	(*AcquireSemaphoreResponse)(nil), // 32: lockstep.v1.AcquireSemaphoreResponse
-	(*ReleaseSemaphoreResponse)(nil), // 33: lockstep.v1.ReleaseSemaphoreResponse
-	(*AcquireRWLockResponse)(nil),    // 34: lockstep.v1.AcquireRWLockResponse
-	(*ReleaseRWLockResponse)(nil),    // 35: lockstep.v1.ReleaseRWLockResponse
-	(*WaitBarrierResponse)(nil),      // 36: lockstep.v1.WaitBarrierResponse
-	(*CampaignResponse)(nil),         // 37: lockstep.v1.CampaignResponse
-	(*ProclaimResponse)(nil),         // 38: lockstep.v1.ProclaimResponse
-	(*ResignResponse)(nil),           // 39: lockstep.v1.ResignResponse
-	(Reason)(0),                      // 40: lockstep.v1.Reason
-	(Kind)(0),                        // 41: lockstep.v1.Kind
+	(*MultiplexRequest)(nil),         // 0: lockstep.v1.MultiplexRequest
+	(*MultiplexResponse)(nil),        // 1: lockstep.v1.MultiplexResponse
+	(*StreamRequest)(nil),            // 2: lockstep.v1.StreamRequest
+	(*StreamResponse)(nil),           // 3: lockstep.v1.StreamResponse
+	(*StreamError)(nil),              // 4: lockstep.v1.StreamError
+	(*StreamQueued)(nil),             // 5: lockstep.v1.StreamQueued
+	(*StreamSessionLost)(nil),        // 6: lockstep.v1.StreamSessionLost
+	(*CreateSessionRequest)(nil),     // 7: lockstep.v1.CreateSessionRequest
+	(*CreateSessionResponse)(nil),    // 8: lockstep.v1.CreateSessionResponse
+	(*KeepAliveRequest)(nil),         // 9: lockstep.v1.KeepAliveRequest
+	(*KeepAliveResponse)(nil),        // 10: lockstep.v1.KeepAliveResponse
+	(*CloseSessionRequest)(nil),      // 11: lockstep.v1.CloseSessionRequest
+	(*CloseSessionResponse)(nil),     // 12: lockstep.v1.CloseSessionResponse
+	(*GetSessionRequest)(nil),        // 13: lockstep.v1.GetSessionRequest
+	(*GetSessionResponse)(nil),       // 14: lockstep.v1.GetSessionResponse
+	(*Session)(nil),                  // 15: lockstep.v1.Session
+	(*SessionHold)(nil),              // 16: lockstep.v1.SessionHold
+	(*SessionWait)(nil),              // 17: lockstep.v1.SessionWait
+	(*CancelWaitRequest)(nil),        // 18: lockstep.v1.CancelWaitRequest
+	(*CancelWaitResponse)(nil),       // 19: lockstep.v1.CancelWaitResponse
+	(*AbandonRequest)(nil),           // 20: lockstep.v1.AbandonRequest
+	(*AbandonResponse)(nil),          // 21: lockstep.v1.AbandonResponse
+	(*AcquireLockRequest)(nil),       // 22: lockstep.v1.AcquireLockRequest
+	(*ReleaseLockRequest)(nil),       // 23: lockstep.v1.ReleaseLockRequest
+	(*AcquireSemaphoreRequest)(nil),  // 24: lockstep.v1.AcquireSemaphoreRequest
+	(*ReleaseSemaphoreRequest)(nil),  // 25: lockstep.v1.ReleaseSemaphoreRequest
+	(*AcquireRWLockRequest)(nil),     // 26: lockstep.v1.AcquireRWLockRequest
+	(*ReleaseRWLockRequest)(nil),     // 27: lockstep.v1.ReleaseRWLockRequest
+	(*WaitBarrierRequest)(nil),       // 28: lockstep.v1.WaitBarrierRequest
+	(*CampaignRequest)(nil),          // 29: lockstep.v1.CampaignRequest
+	(*ProclaimRequest)(nil),          // 30: lockstep.v1.ProclaimRequest
+	(*ResignRequest)(nil),            // 31: lockstep.v1.ResignRequest
+	(*AcquireLockResponse)(nil),      // 32: lockstep.v1.AcquireLockResponse
+	(*ReleaseLockResponse)(nil),      // 33: lockstep.v1.ReleaseLockResponse
+	(*AcquireSemaphoreResponse)(nil), // 34: lockstep.v1.AcquireSemaphoreResponse
+	(*ReleaseSemaphoreResponse)(nil), // 35: lockstep.v1.ReleaseSemaphoreResponse
+	(*AcquireRWLockResponse)(nil),    // 36: lockstep.v1.AcquireRWLockResponse
+	(*ReleaseRWLockResponse)(nil),    // 37: lockstep.v1.ReleaseRWLockResponse
+	(*WaitBarrierResponse)(nil),      // 38: lockstep.v1.WaitBarrierResponse
+	(*CampaignResponse)(nil),         // 39: lockstep.v1.CampaignResponse
+	(*ProclaimResponse)(nil),         // 40: lockstep.v1.ProclaimResponse
+	(*ResignResponse)(nil),           // 41: lockstep.v1.ResignResponse
+	(Reason)(0),                      // 42: lockstep.v1.Reason
+	(Kind)(0),                        // 43: lockstep.v1.Kind
 }
 var file_lockstep_v1_session_proto_depIdxs = []int32{
-	7,  // 0: lockstep.v1.StreamRequest.keep_alive:type_name -> lockstep.v1.KeepAliveRequest
-	9,  // 1: lockstep.v1.StreamRequest.close_session:type_name -> lockstep.v1.CloseSessionRequest
-	18, // 2: lockstep.v1.StreamRequest.abandon:type_name -> lockstep.v1.AbandonRequest
-	11, // 3: lockstep.v1.StreamRequest.get_session:type_name -> lockstep.v1.GetSessionRequest
-	20, // 4: lockstep.v1.StreamRequest.acquire_lock:type_name -> lockstep.v1.AcquireLockRequest
-	21, // 5: lockstep.v1.StreamRequest.release_lock:type_name -> lockstep.v1.ReleaseLockRequest
-	22, // 6: lockstep.v1.StreamRequest.acquire_semaphore:type_name -> lockstep.v1.AcquireSemaphoreRequest
-	23, // 7: lockstep.v1.StreamRequest.release_semaphore:type_name -> lockstep.v1.ReleaseSemaphoreRequest
-	24, // 8: lockstep.v1.StreamRequest.acquire_rwlock:type_name -> lockstep.v1.AcquireRWLockRequest
-	25, // 9: lockstep.v1.StreamRequest.release_rwlock:type_name -> lockstep.v1.ReleaseRWLockRequest
-	26, // 10: lockstep.v1.StreamRequest.wait_barrier:type_name -> lockstep.v1.WaitBarrierRequest
-	27, // 11: lockstep.v1.StreamRequest.campaign:type_name -> lockstep.v1.CampaignRequest
-	28, // 12: lockstep.v1.StreamRequest.proclaim:type_name -> lockstep.v1.ProclaimRequest
-	29, // 13: lockstep.v1.StreamRequest.resign:type_name -> lockstep.v1.ResignRequest
-	2,  // 14: lockstep.v1.StreamResponse.error:type_name -> lockstep.v1.StreamError
-	3,  // 15: lockstep.v1.StreamResponse.queued:type_name -> lockstep.v1.StreamQueued
-	4,  // 16: lockstep.v1.StreamResponse.session_lost:type_name -> lockstep.v1.StreamSessionLost
-	8,  // 17: lockstep.v1.StreamResponse.keep_alive:type_name -> lockstep.v1.KeepAliveResponse
-	10, // 18: lockstep.v1.StreamResponse.close_session:type_name -> lockstep.v1.CloseSessionResponse
-	19, // 19: lockstep.v1.StreamResponse.abandon:type_name -> lockstep.v1.AbandonResponse
-	12, // 20: lockstep.v1.StreamResponse.get_session:type_name -> lockstep.v1.GetSessionResponse
-	30, // 21: lockstep.v1.StreamResponse.acquire_lock:type_name -> lockstep.v1.AcquireLockResponse
-	31, // 22: lockstep.v1.StreamResponse.release_lock:type_name -> lockstep.v1.ReleaseLockResponse
-	32, // 23: lockstep.v1.StreamResponse.acquire_semaphore:type_name -> lockstep.v1.AcquireSemaphoreResponse
-	33, // 24: lockstep.v1.StreamResponse.release_semaphore:type_name -> lockstep.v1.ReleaseSemaphoreResponse
-	34, // 25: lockstep.v1.StreamResponse.acquire_rwlock:type_name -> lockstep.v1.AcquireRWLockResponse
-	35, // 26: lockstep.v1.StreamResponse.release_rwlock:type_name -> lockstep.v1.ReleaseRWLockResponse
-	36, // 27: lockstep.v1.StreamResponse.wait_barrier:type_name -> lockstep.v1.WaitBarrierResponse
-	37, // 28: lockstep.v1.StreamResponse.campaign:type_name -> lockstep.v1.CampaignResponse
-	38, // 29: lockstep.v1.StreamResponse.proclaim:type_name -> lockstep.v1.ProclaimResponse
-	39, // 30: lockstep.v1.StreamResponse.resign:type_name -> lockstep.v1.ResignResponse
-	40, // 31: lockstep.v1.StreamSessionLost.reason:type_name -> lockstep.v1.Reason
-	13, // 32: lockstep.v1.GetSessionResponse.session:type_name -> lockstep.v1.Session
-	14, // 33: lockstep.v1.Session.holds:type_name -> lockstep.v1.SessionHold
-	15, // 34: lockstep.v1.Session.waits:type_name -> lockstep.v1.SessionWait
-	41, // 35: lockstep.v1.SessionHold.kind:type_name -> lockstep.v1.Kind
-	41, // 36: lockstep.v1.SessionWait.kind:type_name -> lockstep.v1.Kind
-	41, // 37: lockstep.v1.AbandonRequest.kind:type_name -> lockstep.v1.Kind
-	5,  // 38: lockstep.v1.SessionService.Create:input_type -> lockstep.v1.CreateSessionRequest
-	7,  // 39: lockstep.v1.SessionService.KeepAlive:input_type -> lockstep.v1.KeepAliveRequest
-	9,  // 40: lockstep.v1.SessionService.Close:input_type -> lockstep.v1.CloseSessionRequest
-	11, // 41: lockstep.v1.SessionService.Get:input_type -> lockstep.v1.GetSessionRequest
-	16, // 42: lockstep.v1.SessionService.CancelWait:input_type -> lockstep.v1.CancelWaitRequest
-	18, // 43: lockstep.v1.SessionService.Abandon:input_type -> lockstep.v1.AbandonRequest
-	0,  // 44: lockstep.v1.SessionService.Stream:input_type -> lockstep.v1.StreamRequest
-	6,  // 45: lockstep.v1.SessionService.Create:output_type -> lockstep.v1.CreateSessionResponse
-	8,  // 46: lockstep.v1.SessionService.KeepAlive:output_type -> lockstep.v1.KeepAliveResponse
-	10, // 47: lockstep.v1.SessionService.Close:output_type -> lockstep.v1.CloseSessionResponse
-	12, // 48: lockstep.v1.SessionService.Get:output_type -> lockstep.v1.GetSessionResponse
-	17, // 49: lockstep.v1.SessionService.CancelWait:output_type -> lockstep.v1.CancelWaitResponse
-	19, // 50: lockstep.v1.SessionService.Abandon:output_type -> lockstep.v1.AbandonResponse
-	1,  // 51: lockstep.v1.SessionService.Stream:output_type -> lockstep.v1.StreamResponse
-	45, // [45:52] is the sub-list for method output_type
-	38, // [38:45] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	2,  // 0: lockstep.v1.MultiplexRequest.requests:type_name -> lockstep.v1.StreamRequest
+	3,  // 1: lockstep.v1.MultiplexResponse.responses:type_name -> lockstep.v1.StreamResponse
+	9,  // 2: lockstep.v1.StreamRequest.keep_alive:type_name -> lockstep.v1.KeepAliveRequest
+	11, // 3: lockstep.v1.StreamRequest.close_session:type_name -> lockstep.v1.CloseSessionRequest
+	20, // 4: lockstep.v1.StreamRequest.abandon:type_name -> lockstep.v1.AbandonRequest
+	13, // 5: lockstep.v1.StreamRequest.get_session:type_name -> lockstep.v1.GetSessionRequest
+	22, // 6: lockstep.v1.StreamRequest.acquire_lock:type_name -> lockstep.v1.AcquireLockRequest
+	23, // 7: lockstep.v1.StreamRequest.release_lock:type_name -> lockstep.v1.ReleaseLockRequest
+	24, // 8: lockstep.v1.StreamRequest.acquire_semaphore:type_name -> lockstep.v1.AcquireSemaphoreRequest
+	25, // 9: lockstep.v1.StreamRequest.release_semaphore:type_name -> lockstep.v1.ReleaseSemaphoreRequest
+	26, // 10: lockstep.v1.StreamRequest.acquire_rwlock:type_name -> lockstep.v1.AcquireRWLockRequest
+	27, // 11: lockstep.v1.StreamRequest.release_rwlock:type_name -> lockstep.v1.ReleaseRWLockRequest
+	28, // 12: lockstep.v1.StreamRequest.wait_barrier:type_name -> lockstep.v1.WaitBarrierRequest
+	29, // 13: lockstep.v1.StreamRequest.campaign:type_name -> lockstep.v1.CampaignRequest
+	30, // 14: lockstep.v1.StreamRequest.proclaim:type_name -> lockstep.v1.ProclaimRequest
+	31, // 15: lockstep.v1.StreamRequest.resign:type_name -> lockstep.v1.ResignRequest
+	4,  // 16: lockstep.v1.StreamResponse.error:type_name -> lockstep.v1.StreamError
+	5,  // 17: lockstep.v1.StreamResponse.queued:type_name -> lockstep.v1.StreamQueued
+	6,  // 18: lockstep.v1.StreamResponse.session_lost:type_name -> lockstep.v1.StreamSessionLost
+	10, // 19: lockstep.v1.StreamResponse.keep_alive:type_name -> lockstep.v1.KeepAliveResponse
+	12, // 20: lockstep.v1.StreamResponse.close_session:type_name -> lockstep.v1.CloseSessionResponse
+	21, // 21: lockstep.v1.StreamResponse.abandon:type_name -> lockstep.v1.AbandonResponse
+	14, // 22: lockstep.v1.StreamResponse.get_session:type_name -> lockstep.v1.GetSessionResponse
+	32, // 23: lockstep.v1.StreamResponse.acquire_lock:type_name -> lockstep.v1.AcquireLockResponse
+	33, // 24: lockstep.v1.StreamResponse.release_lock:type_name -> lockstep.v1.ReleaseLockResponse
+	34, // 25: lockstep.v1.StreamResponse.acquire_semaphore:type_name -> lockstep.v1.AcquireSemaphoreResponse
+	35, // 26: lockstep.v1.StreamResponse.release_semaphore:type_name -> lockstep.v1.ReleaseSemaphoreResponse
+	36, // 27: lockstep.v1.StreamResponse.acquire_rwlock:type_name -> lockstep.v1.AcquireRWLockResponse
+	37, // 28: lockstep.v1.StreamResponse.release_rwlock:type_name -> lockstep.v1.ReleaseRWLockResponse
+	38, // 29: lockstep.v1.StreamResponse.wait_barrier:type_name -> lockstep.v1.WaitBarrierResponse
+	39, // 30: lockstep.v1.StreamResponse.campaign:type_name -> lockstep.v1.CampaignResponse
+	40, // 31: lockstep.v1.StreamResponse.proclaim:type_name -> lockstep.v1.ProclaimResponse
+	41, // 32: lockstep.v1.StreamResponse.resign:type_name -> lockstep.v1.ResignResponse
+	42, // 33: lockstep.v1.StreamSessionLost.reason:type_name -> lockstep.v1.Reason
+	15, // 34: lockstep.v1.GetSessionResponse.session:type_name -> lockstep.v1.Session
+	16, // 35: lockstep.v1.Session.holds:type_name -> lockstep.v1.SessionHold
+	17, // 36: lockstep.v1.Session.waits:type_name -> lockstep.v1.SessionWait
+	43, // 37: lockstep.v1.SessionHold.kind:type_name -> lockstep.v1.Kind
+	43, // 38: lockstep.v1.SessionWait.kind:type_name -> lockstep.v1.Kind
+	43, // 39: lockstep.v1.AbandonRequest.kind:type_name -> lockstep.v1.Kind
+	7,  // 40: lockstep.v1.SessionService.Create:input_type -> lockstep.v1.CreateSessionRequest
+	9,  // 41: lockstep.v1.SessionService.KeepAlive:input_type -> lockstep.v1.KeepAliveRequest
+	11, // 42: lockstep.v1.SessionService.Close:input_type -> lockstep.v1.CloseSessionRequest
+	13, // 43: lockstep.v1.SessionService.Get:input_type -> lockstep.v1.GetSessionRequest
+	18, // 44: lockstep.v1.SessionService.CancelWait:input_type -> lockstep.v1.CancelWaitRequest
+	20, // 45: lockstep.v1.SessionService.Abandon:input_type -> lockstep.v1.AbandonRequest
+	2,  // 46: lockstep.v1.SessionService.Stream:input_type -> lockstep.v1.StreamRequest
+	0,  // 47: lockstep.v1.SessionService.Multiplex:input_type -> lockstep.v1.MultiplexRequest
+	8,  // 48: lockstep.v1.SessionService.Create:output_type -> lockstep.v1.CreateSessionResponse
+	10, // 49: lockstep.v1.SessionService.KeepAlive:output_type -> lockstep.v1.KeepAliveResponse
+	12, // 50: lockstep.v1.SessionService.Close:output_type -> lockstep.v1.CloseSessionResponse
+	14, // 51: lockstep.v1.SessionService.Get:output_type -> lockstep.v1.GetSessionResponse
+	19, // 52: lockstep.v1.SessionService.CancelWait:output_type -> lockstep.v1.CancelWaitResponse
+	21, // 53: lockstep.v1.SessionService.Abandon:output_type -> lockstep.v1.AbandonResponse
+	3,  // 54: lockstep.v1.SessionService.Stream:output_type -> lockstep.v1.StreamResponse
+	1,  // 55: lockstep.v1.SessionService.Multiplex:output_type -> lockstep.v1.MultiplexResponse
+	48, // [48:56] is the sub-list for method output_type
+	40, // [40:48] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_lockstep_v1_session_proto_init() }
@@ -2216,7 +2321,7 @@ func file_lockstep_v1_session_proto_init() {
 	file_lockstep_v1_lock_proto_init()
 	file_lockstep_v1_rwlock_proto_init()
 	file_lockstep_v1_semaphore_proto_init()
-	file_lockstep_v1_session_proto_msgTypes[0].OneofWrappers = []any{
+	file_lockstep_v1_session_proto_msgTypes[2].OneofWrappers = []any{
 		(*StreamRequest_KeepAlive)(nil),
 		(*StreamRequest_CloseSession)(nil),
 		(*StreamRequest_Abandon)(nil),
@@ -2232,7 +2337,7 @@ func file_lockstep_v1_session_proto_init() {
 		(*StreamRequest_Proclaim)(nil),
 		(*StreamRequest_Resign)(nil),
 	}
-	file_lockstep_v1_session_proto_msgTypes[1].OneofWrappers = []any{
+	file_lockstep_v1_session_proto_msgTypes[3].OneofWrappers = []any{
 		(*StreamResponse_Error)(nil),
 		(*StreamResponse_Queued)(nil),
 		(*StreamResponse_SessionLost)(nil),
@@ -2257,7 +2362,7 @@ func file_lockstep_v1_session_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lockstep_v1_session_proto_rawDesc), len(file_lockstep_v1_session_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -52,6 +52,9 @@ const (
 	SessionServiceAbandonProcedure = "/lockstep.v1.SessionService/Abandon"
 	// SessionServiceStreamProcedure is the fully-qualified name of the SessionService's Stream RPC.
 	SessionServiceStreamProcedure = "/lockstep.v1.SessionService/Stream"
+	// SessionServiceMultiplexProcedure is the fully-qualified name of the SessionService's Multiplex
+	// RPC.
+	SessionServiceMultiplexProcedure = "/lockstep.v1.SessionService/Multiplex"
 )
 
 // SessionServiceClient is a client for the lockstep.v1.SessionService service.
@@ -97,6 +100,20 @@ type SessionServiceClient interface {
 	// A broken stream loses nothing: resend what is unanswered, on any node,
 	// with the same (client_id, request_seq). Not served over REST.
 	Stream(context.Context) *connect.BidiStreamForClient[v1.StreamRequest, v1.StreamResponse]
+	// Multiplex is Stream for many sessions at once, with messages that carry
+	// several requests and several answers: what one client process sends
+	// for all its sessions travels on one stream to a node, and the answers
+	// that are ready together (those of one log entry) travel in one message.
+	// Each request is served exactly as on Stream, by its request_id (unique
+	// among the stream's unanswered requests, whatever their session), and
+	// answered with the same StreamResponse; the stream is bound to no
+	// session: each request names its own, which must be one the caller may
+	// use, as on Stream. The server pushes each named session's loss
+	// (session_lost, with its session_id) the moment it applies it; it stops
+	// watching a session once a close_session request for it is answered on
+	// the stream. A request message carries at most 1,024 requests. Not
+	// served over REST.
+	Multiplex(context.Context) *connect.BidiStreamForClient[v1.MultiplexRequest, v1.MultiplexResponse]
 }
 
 // NewSessionServiceClient constructs a client for the lockstep.v1.SessionService service. By
@@ -153,6 +170,12 @@ func NewSessionServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithSchema(sessionServiceMethods.ByName("Stream")),
 			connect.WithClientOptions(opts...),
 		),
+		multiplex: connect.NewClient[v1.MultiplexRequest, v1.MultiplexResponse](
+			httpClient,
+			baseURL+SessionServiceMultiplexProcedure,
+			connect.WithSchema(sessionServiceMethods.ByName("Multiplex")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -165,6 +188,7 @@ type sessionServiceClient struct {
 	cancelWait *connect.Client[v1.CancelWaitRequest, v1.CancelWaitResponse]
 	abandon    *connect.Client[v1.AbandonRequest, v1.AbandonResponse]
 	stream     *connect.Client[v1.StreamRequest, v1.StreamResponse]
+	multiplex  *connect.Client[v1.MultiplexRequest, v1.MultiplexResponse]
 }
 
 // Create calls lockstep.v1.SessionService.Create.
@@ -200,6 +224,11 @@ func (c *sessionServiceClient) Abandon(ctx context.Context, req *connect.Request
 // Stream calls lockstep.v1.SessionService.Stream.
 func (c *sessionServiceClient) Stream(ctx context.Context) *connect.BidiStreamForClient[v1.StreamRequest, v1.StreamResponse] {
 	return c.stream.CallBidiStream(ctx)
+}
+
+// Multiplex calls lockstep.v1.SessionService.Multiplex.
+func (c *sessionServiceClient) Multiplex(ctx context.Context) *connect.BidiStreamForClient[v1.MultiplexRequest, v1.MultiplexResponse] {
+	return c.multiplex.CallBidiStream(ctx)
 }
 
 // SessionServiceHandler is an implementation of the lockstep.v1.SessionService service.
@@ -245,6 +274,20 @@ type SessionServiceHandler interface {
 	// A broken stream loses nothing: resend what is unanswered, on any node,
 	// with the same (client_id, request_seq). Not served over REST.
 	Stream(context.Context, *connect.BidiStream[v1.StreamRequest, v1.StreamResponse]) error
+	// Multiplex is Stream for many sessions at once, with messages that carry
+	// several requests and several answers: what one client process sends
+	// for all its sessions travels on one stream to a node, and the answers
+	// that are ready together (those of one log entry) travel in one message.
+	// Each request is served exactly as on Stream, by its request_id (unique
+	// among the stream's unanswered requests, whatever their session), and
+	// answered with the same StreamResponse; the stream is bound to no
+	// session: each request names its own, which must be one the caller may
+	// use, as on Stream. The server pushes each named session's loss
+	// (session_lost, with its session_id) the moment it applies it; it stops
+	// watching a session once a close_session request for it is answered on
+	// the stream. A request message carries at most 1,024 requests. Not
+	// served over REST.
+	Multiplex(context.Context, *connect.BidiStream[v1.MultiplexRequest, v1.MultiplexResponse]) error
 }
 
 // NewSessionServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -297,6 +340,12 @@ func NewSessionServiceHandler(svc SessionServiceHandler, opts ...connect.Handler
 		connect.WithSchema(sessionServiceMethods.ByName("Stream")),
 		connect.WithHandlerOptions(opts...),
 	)
+	sessionServiceMultiplexHandler := connect.NewBidiStreamHandler(
+		SessionServiceMultiplexProcedure,
+		svc.Multiplex,
+		connect.WithSchema(sessionServiceMethods.ByName("Multiplex")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/lockstep.v1.SessionService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case SessionServiceCreateProcedure:
@@ -313,6 +362,8 @@ func NewSessionServiceHandler(svc SessionServiceHandler, opts ...connect.Handler
 			sessionServiceAbandonHandler.ServeHTTP(w, r)
 		case SessionServiceStreamProcedure:
 			sessionServiceStreamHandler.ServeHTTP(w, r)
+		case SessionServiceMultiplexProcedure:
+			sessionServiceMultiplexHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -348,4 +399,8 @@ func (UnimplementedSessionServiceHandler) Abandon(context.Context, *connect.Requ
 
 func (UnimplementedSessionServiceHandler) Stream(context.Context, *connect.BidiStream[v1.StreamRequest, v1.StreamResponse]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("lockstep.v1.SessionService.Stream is not implemented"))
+}
+
+func (UnimplementedSessionServiceHandler) Multiplex(context.Context, *connect.BidiStream[v1.MultiplexRequest, v1.MultiplexResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("lockstep.v1.SessionService.Multiplex is not implemented"))
 }
