@@ -29,6 +29,10 @@ type Client struct {
 	clientID  string
 	inflight  *inflight
 	leader    leaderFinder // leader.go
+
+	// The sessions' shared streams (multiplex.go), one per endpoint at most.
+	mmu   sync.Mutex
+	muxes map[*endpoint]*muxStream
 }
 
 // endpoint is the generated clients of one server address.
@@ -50,6 +54,7 @@ type endpoint struct {
 	lastHeard time.Time // the last answer of any kind
 	probe     *probeRun // the health probe running now, if any
 	streamOff time.Time // no session streams to this endpoint until then (stream.go)
+	muxOff    time.Time // no Multiplex to this endpoint until then (multiplex.go)
 	nodeID    string    // the node behind it, once known (leader.go)
 	failedAt  time.Time // when a request last left it for another endpoint
 }
@@ -70,6 +75,7 @@ type options struct {
 	streamSilence  time.Duration
 	maxInFlight    int
 	unary          bool
+	noMultiplex    bool // each session on its own stream (tests of that path: export_test.go)
 }
 
 // WithTLS sets the TLS configuration for https:// endpoints (for example a

@@ -45,6 +45,7 @@ type faultProxy struct {
 	// an answer) a moment after forwarding a request it selects.
 	breakAfter func(path string, body []byte) bool
 	sent       []proto.Message // the stream requests forwarded, in order
+	opened     []string        // the streams opened, by path
 }
 
 func newFaultProxy(t *testing.T, target string) *faultProxy {
@@ -108,7 +109,7 @@ func (p *faultProxy) resume() {
 func (p *faultProxy) hang() { <-p.closed }
 
 func (p *faultProxy) serve(w http.ResponseWriter, r *http.Request) {
-	if strings.HasSuffix(r.URL.Path, ".SessionService/Stream") {
+	if strings.HasSuffix(r.URL.Path, ".SessionService/Stream") || strings.HasSuffix(r.URL.Path, ".SessionService/Multiplex") {
 		p.serveStream(w, r)
 		return
 	}

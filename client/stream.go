@@ -118,12 +118,15 @@ func (s *Session) dropStream(ss *sessionStream) {
 	}
 }
 
-// shutStreams ends every stream of the session (Close).
+// shutStreams ends every stream of the session, and its requests on the
+// Client's shared streams (Close).
 func (s *Session) shutStreams() {
+	closed := fmt.Errorf("%w: session %d was closed", ErrSessionLost, s.id)
+	s.c.forgetSession(s, closed)
 	s.smu.Lock()
 	defer s.smu.Unlock()
 	for e, ss := range s.streams {
-		ss.shut(fmt.Errorf("%w: session %d was closed", ErrSessionLost, s.id))
+		ss.shut(closed)
 		delete(s.streams, e)
 	}
 }
@@ -257,7 +260,14 @@ func (s *Session) roundTrip(ctx context.Context, e *endpoint, req *pb.StreamRequ
 func exchange[Res any](ctx context.Context, s *Session, e *endpoint, req *pb.StreamRequest,
 	get func(*pb.StreamResponse) *Res, unary func(ctx context.Context) (*connect.Response[Res], error)) (*Res, error) {
 	if s.streaming() && e.streams() {
-		r, err := s.roundTrip(ctx, e, req)
+		var r *pb.StreamResponse
+		err := errNoMultiplex
+		if !s.c.opts.noMultiplex && e.multiplexes() {
+			r, err = s.c.muxRoundTrip(ctx, s, e, req)
+		}
+		if errors.Is(err, errNoMultiplex) {
+			r, err = s.roundTrip(ctx, e, req)
+		}
 		switch {
 		case errors.Is(err, errNoStream):
 		case err != nil:

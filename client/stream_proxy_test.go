@@ -51,13 +51,48 @@ func twinOf(r *pb.StreamRequest) (string, proto.Message) {
 	return "", nil
 }
 
-// serveStream forwards a session stream frame by frame (Connect streaming:
-// a flag byte, a 4-byte length, the message), playing the faults on each
-// request: while stuck nothing is forwarded or delivered, a dropped
-// keepalive is never forwarded, a held request is forwarded on release
-// while the later ones go on. The upstream stream outlives its caller
+// requestsOf decodes a frame's message: a Multiplex message's requests, or
+// a session stream's one request.
+func requestsOf(multi bool, msg []byte) []*pb.StreamRequest {
+	if multi {
+		m := &pb.MultiplexRequest{}
+		if proto.Unmarshal(msg, m) != nil {
+			return nil
+		}
+		return m.Requests
+	}
+	req := &pb.StreamRequest{}
+	if proto.Unmarshal(msg, req) != nil {
+		return nil
+	}
+	return []*pb.StreamRequest{req}
+}
+
+// frameOf encodes reqs as one uncompressed Connect streaming frame.
+func frameOf(multi bool, reqs []*pb.StreamRequest) []byte {
+	var msg []byte
+	if multi {
+		msg, _ = proto.Marshal(&pb.MultiplexRequest{Requests: reqs})
+	} else {
+		msg, _ = proto.Marshal(reqs[0])
+	}
+	frame := make([]byte, 5, 5+len(msg))
+	binary.BigEndian.PutUint32(frame[1:], uint32(len(msg)))
+	return append(frame, msg...)
+}
+
+// serveStream forwards a session stream or a Multiplex stream frame by
+// frame (Connect streaming: a flag byte, a 4-byte length, the message),
+// playing the faults on each request (a Multiplex frame's one by one, the
+// rest forwarded in a frame of their own): while stuck nothing is
+// forwarded or delivered, a dropped keepalive is never forwarded, a held
+// request is forwarded on release while the later ones go on. The upstream stream outlives its caller
 // while the proxy is stuck (until resume) or holds one of its requests.
 func (p *faultProxy) serveStream(w http.ResponseWriter, r *http.Request) {
+	multi := strings.HasSuffix(r.URL.Path, "/Multiplex")
+	p.mu.Lock()
+	p.opened = append(p.opened, r.URL.Path)
+	p.mu.Unlock()
 	if p.stuck.Load() {
 		p.hang()
 		return
@@ -87,44 +122,55 @@ func (p *faultProxy) serveStream(w http.ResponseWriter, r *http.Request) {
 			if _, err := io.ReadFull(r.Body, frame[5:]); err != nil {
 				return
 			}
-			req := &pb.StreamRequest{}
-			path, body := "", []byte(nil)
-			if proto.Unmarshal(frame[5:], req) == nil {
-				var m proto.Message
-				if path, m = twinOf(req); m != nil {
-					body, _ = proto.Marshal(m)
-				}
-			}
-			if p.stuck.Load() || (p.dropKeepalives.Load() && strings.HasSuffix(path, "/KeepAlive")) {
+			reqs := requestsOf(multi, frame[5:])
+			if p.stuck.Load() {
 				continue // never arrives
 			}
-			p.mu.Lock()
-			hold := p.hold != nil && p.hold(path, body)
-			breakNow := p.breakAfter != nil && p.breakAfter(path, body)
-			p.seen = append(p.seen, "stream "+path)
-			if _, m := twinOf(req); m != nil {
-				p.sent = append(p.sent, m)
+			var pass []*pb.StreamRequest
+			for _, req := range reqs {
+				path, m := twinOf(req)
+				var body []byte
+				if m != nil {
+					body, _ = proto.Marshal(m)
+				}
+				if p.dropKeepalives.Load() && strings.HasSuffix(path, "/KeepAlive") {
+					continue // never arrives
+				}
+				p.mu.Lock()
+				hold := p.hold != nil && p.hold(path, body)
+				breakNow := p.breakAfter != nil && p.breakAfter(path, body)
+				p.seen = append(p.seen, "stream "+path)
+				if m != nil {
+					p.sent = append(p.sent, m)
+				}
+				p.mu.Unlock()
+				if breakNow {
+					// The server applies it; its answer cuts the stream
+					// before it reaches the client.
+					cut.Store(true)
+				}
+				if hold {
+					p.holding.Add(1)
+					holds.Add(1)
+					held := frameOf(multi, []*pb.StreamRequest{req})
+					go func() {
+						defer holds.Done()
+						select {
+						case <-p.held:
+							write(held)
+						case <-p.closed:
+						}
+					}()
+					continue
+				}
+				pass = append(pass, req)
 			}
-			p.mu.Unlock()
-			if breakNow {
-				// The server applies it; its answer cuts the stream before
-				// it reaches the client.
-				cut.Store(true)
+			switch {
+			case len(pass) == len(reqs):
+				write(frame)
+			case len(pass) > 0:
+				write(frameOf(multi, pass))
 			}
-			if hold {
-				p.holding.Add(1)
-				holds.Add(1)
-				go func() {
-					defer holds.Done()
-					select {
-					case <-p.held:
-						write(frame)
-					case <-p.closed:
-					}
-				}()
-				continue
-			}
-			write(frame)
 		}
 	}()
 	// The caller's leaving reaches the server once nothing is held back,

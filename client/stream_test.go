@@ -40,6 +40,7 @@ func TestSessionRequestsTravelOnTheStream(t *testing.T) {
 		unary bool
 	}{
 		{"default", nil, false},
+		{"WithoutMultiplex", []client.Option{client.WithoutMultiplex()}, false},
 		{"WithUnary", []client.Option{client.WithUnary()}, true},
 		{"StreamTransport", []client.Option{client.WithHTTPClient(&http.Client{Transport: client.StreamTransport(nil)})}, false},
 	} {
@@ -116,6 +117,15 @@ func TestStreamBlockedLockDelaysNothing(t *testing.T) {
 // so it is applied once.
 func TestBrokenStreamResendIsExactlyOnce(t *testing.T) {
 	needServer(t)
+	for _, tc := range []struct {
+		name string
+		opts []client.Option
+	}{{"Multiplex", nil}, {"WithoutMultiplex", []client.Option{client.WithoutMultiplex()}}} {
+		t.Run(tc.name, func(t *testing.T) { brokenStreamResend(t, tc.opts...) })
+	}
+}
+
+func brokenStreamResend(t *testing.T, opts ...client.Option) {
 	p := newFaultProxy(t, endpoint)
 	broke := false
 	p.breakAfter = func(path string, body []byte) bool {
@@ -126,7 +136,10 @@ func TestBrokenStreamResendIsExactlyOnce(t *testing.T) {
 		broke = true
 		return true
 	}
-	c := newClient(t, p.URL())
+	c, err := client.New([]string{p.URL()}, append([]client.Option{client.WithRetryTimeout(5 * time.Second)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx := testCtx(t)
 	s := newSession(t, c)
 	// A first answer on the stream: it works, so a break later is a break,
@@ -170,21 +183,42 @@ func TestBrokenStreamResendIsExactlyOnce(t *testing.T) {
 }
 
 // pushingServer is a stand-in cluster of one endpoint whose session
-// stream answers an acquire by pushing the session's loss, as a node does
+// streams answer an acquire by pushing the session's loss, as a node does
 // when it applies the session's expiry while the acquire waits.
-type pushingServer struct {
+type pushingServer struct{ pushingStreamOnly }
+
+func (pushingServer) Multiplex(ctx context.Context, st *connect.BidiStream[pb.MultiplexRequest, pb.MultiplexResponse]) error {
+	for {
+		m, err := st.Receive()
+		if err != nil {
+			return nil
+		}
+		for _, req := range m.Requests {
+			if req.GetAcquireLock() != nil {
+				if err := st.Send(&pb.MultiplexResponse{Responses: []*pb.StreamResponse{{Response: &pb.StreamResponse_SessionLost{
+					SessionLost: &pb.StreamSessionLost{SessionId: 7, Reason: pb.Reason_REASON_SESSION_EXPIRED}}}}}); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
+// pushingStreamOnly is pushingServer without Multiplex, as a server of an
+// earlier version: the client falls back to the session's own stream.
+type pushingStreamOnly struct {
 	lockstepv1connect.UnimplementedSessionServiceHandler
 }
 
-func (pushingServer) Create(context.Context, *connect.Request[pb.CreateSessionRequest]) (*connect.Response[pb.CreateSessionResponse], error) {
+func (pushingStreamOnly) Create(context.Context, *connect.Request[pb.CreateSessionRequest]) (*connect.Response[pb.CreateSessionResponse], error) {
 	return connect.NewResponse(&pb.CreateSessionResponse{SessionId: 7, TtlMs: 30_000}), nil
 }
 
-func (pushingServer) Close(context.Context, *connect.Request[pb.CloseSessionRequest]) (*connect.Response[pb.CloseSessionResponse], error) {
+func (pushingStreamOnly) Close(context.Context, *connect.Request[pb.CloseSessionRequest]) (*connect.Response[pb.CloseSessionResponse], error) {
 	return connect.NewResponse(&pb.CloseSessionResponse{SessionId: 7}), nil
 }
 
-func (pushingServer) Stream(ctx context.Context, st *connect.BidiStream[pb.StreamRequest, pb.StreamResponse]) error {
+func (pushingStreamOnly) Stream(ctx context.Context, st *connect.BidiStream[pb.StreamRequest, pb.StreamResponse]) error {
 	for {
 		req, err := st.Receive()
 		if err != nil {
@@ -201,39 +235,47 @@ func (pushingServer) Stream(ctx context.Context, st *connect.BidiStream[pb.Strea
 
 // A loss the servers push ends the session at once: Done closes and the
 // blocked Lock returns ErrSessionLost, long before the client's own count
-// of a 30 s lease would.
+// of a 30 s lease would; pushed on the Client's shared stream, or on the
+// session's own stream of a server without Multiplex.
 func TestPushedLossEndsABlockedLock(t *testing.T) {
-	mux := http.NewServeMux()
-	mux.Handle(lockstepv1connect.NewSessionServiceHandler(pushingServer{}))
-	srv := httptest.NewUnstartedServer(mux)
-	var p http.Protocols
-	p.SetHTTP1(true)
-	p.SetUnencryptedHTTP2(true)
-	srv.Config.Protocols = &p
-	srv.Start()
-	t.Cleanup(srv.Close)
-	c, err := client.New([]string{srv.URL}, client.WithRetryTimeout(2*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	s, err := c.NewSession(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close(ctx)
-	start := time.Now()
-	err = client.NewMutex(s, "t/pushed").Lock(ctx)
-	if !errors.Is(err, client.ErrSessionLost) || !strings.Contains(err.Error(), "pushed") {
-		t.Fatalf("Lock when the loss is pushed: %v, want ErrSessionLost (pushed)", err)
-	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Fatalf("the pushed loss ended the Lock after %v", d)
-	}
-	select {
-	case <-s.Done():
-	default:
-		t.Fatal("Done is still open after the pushed loss")
+	for _, tc := range []struct {
+		name string
+		srv  lockstepv1connect.SessionServiceHandler
+	}{{"Multiplex", pushingServer{}}, {"stream only", pushingStreamOnly{}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			mux := http.NewServeMux()
+			mux.Handle(lockstepv1connect.NewSessionServiceHandler(tc.srv))
+			srv := httptest.NewUnstartedServer(mux)
+			var p http.Protocols
+			p.SetHTTP1(true)
+			p.SetUnencryptedHTTP2(true)
+			srv.Config.Protocols = &p
+			srv.Start()
+			t.Cleanup(srv.Close)
+			c, err := client.New([]string{srv.URL}, client.WithRetryTimeout(2*time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			s, err := c.NewSession(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close(ctx)
+			start := time.Now()
+			err = client.NewMutex(s, "t/pushed").Lock(ctx)
+			if !errors.Is(err, client.ErrSessionLost) || !strings.Contains(err.Error(), "pushed") {
+				t.Fatalf("Lock when the loss is pushed: %v, want ErrSessionLost (pushed)", err)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Fatalf("the pushed loss ended the Lock after %v", d)
+			}
+			select {
+			case <-s.Done():
+			default:
+				t.Fatal("Done is still open after the pushed loss")
+			}
+		})
 	}
 }

@@ -1,0 +1,339 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"connectrpc.com/connect"
+
+	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
+)
+
+// The sessions of one Client share one stream per endpoint
+// (SessionService.Multiplex; docs/design.md, "Sessions and their
+// clients"): each request is a StreamRequest as on a session's own stream,
+// with an id unique on the shared stream, and what is sent while the
+// previous message is on its way goes out together in the next one. The
+// servers answer the same way: the answers of one log entry, for however
+// many sessions, arrive in one message. A session stream carries one
+// session, which has one operation in flight, so each of its answers was a
+// message of its own, with an HTTP/2 frame and the hand-offs around it on
+// both sides (docs/performance.md, "One stream for a client's sessions").
+//
+// Everything else is as on a session's stream (stream.go): a broken stream
+// fails its unanswered attempts as unavailable, and each is resent with
+// the same (client_id, request_seq). A server without Multiplex
+// (unimplemented: an older version) is sent each session's own stream for
+// a while (streamRetryAfter), and that one falls back to unary calls in
+// turn.
+
+// errNoMultiplex says the request goes on the session's own stream.
+var errNoMultiplex = errors.New("lockstep: no multiplexed stream")
+
+// maxMultiplexBatch bounds the requests of one message, at the servers'
+// bound (rpc.MaxMultiplexBatch).
+const maxMultiplexBatch = 1024
+
+// muxIdleShut is how long a stream to an endpoint must have gone unused
+// before opening one to another endpoint shuts it: after a failover the
+// old endpoint's stream is left idle, while with several shards a client
+// may use several endpoints' streams in turn.
+const muxIdleShut = time.Second
+
+// muxStream is a Client's shared stream to one endpoint.
+type muxStream struct {
+	c      *Client
+	e      *endpoint
+	st     *connect.BidiStreamForClient[pb.MultiplexRequest, pb.MultiplexResponse]
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the stream broke or was shut
+	// answered is set by the first message received (see streamRetryAfter).
+	answered atomic.Bool
+
+	sendMu    sync.Mutex // BidiStreamForClient.Send and CloseRequest are not safe for concurrent use
+	gatherMu  sync.Mutex
+	gathered  []*pb.StreamRequest // waiting for the sender in send
+	gathering bool                // a goroutine is sending in send
+
+	mu       sync.Mutex
+	nextID   uint64
+	pending  map[uint64]muxWait
+	sessions map[uint64]*Session // the sessions that sent on it, for pushed losses
+	lastUse  time.Time
+	err      error // why it ended, once done is closed
+}
+
+// muxWait is one unanswered request: its session, and where its answer
+// goes.
+type muxWait struct {
+	s  *Session
+	ch chan muxAnswer // buffered: one answer per id
+}
+
+// muxAnswer is the server's answer, or why the request will not get one.
+type muxAnswer struct {
+	r   *pb.StreamResponse
+	err error
+}
+
+// multiplexes says whether e takes Multiplex streams now.
+func (e *endpoint) multiplexes() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return time.Now().After(e.muxOff)
+}
+
+// noMultiplex notes that e answered it has no Multiplex.
+func (e *endpoint) noMultiplex() {
+	e.mu.Lock()
+	e.muxOff = time.Now().Add(streamRetryAfter)
+	e.mu.Unlock()
+}
+
+// muxTo answers the Client's open stream to e, opening it if needed.
+func (c *Client) muxTo(e *endpoint) *muxStream {
+	c.mmu.Lock()
+	defer c.mmu.Unlock()
+	if m := c.muxes[e]; m != nil {
+		return m
+	}
+	for other, m := range c.muxes {
+		if m.idleFor(muxIdleShut) {
+			m.shut(errors.New("lockstep: the client's sessions moved to another endpoint"))
+			delete(c.muxes, other)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &muxStream{c: c, e: e, st: e.stream.Multiplex(ctx), cancel: cancel, done: make(chan struct{}),
+		pending: map[uint64]muxWait{}, sessions: map[uint64]*Session{}, lastUse: time.Now()}
+	if c.muxes == nil {
+		c.muxes = map[*endpoint]*muxStream{}
+	}
+	c.muxes[e] = m
+	go m.receive()
+	return m
+}
+
+// dropMux forgets m if it is still the Client's stream to its endpoint.
+func (c *Client) dropMux(m *muxStream) {
+	c.mmu.Lock()
+	defer c.mmu.Unlock()
+	if c.muxes[m.e] == m {
+		delete(c.muxes, m.e)
+	}
+}
+
+// forgetSession fails the unanswered requests of s on every shared stream
+// with err, and stops routing its pushed loss (Session.Close). A stream
+// left with no session and nothing unanswered is shut, as a session's own
+// stream is when it closes: a Client without sessions holds no streams.
+func (c *Client) forgetSession(s *Session, err error) {
+	c.mmu.Lock()
+	muxes := make([]*muxStream, 0, len(c.muxes))
+	for _, m := range c.muxes {
+		muxes = append(muxes, m)
+	}
+	c.mmu.Unlock()
+	for _, m := range muxes {
+		m.mu.Lock()
+		delete(m.sessions, s.id)
+		for id, w := range m.pending {
+			if w.s == s {
+				delete(m.pending, id)
+				w.ch <- muxAnswer{err: err}
+			}
+		}
+		unused := len(m.sessions) == 0 && len(m.pending) == 0
+		m.mu.Unlock()
+		if unused {
+			c.dropMux(m)
+			m.shut(errors.New("lockstep: no session of the client uses the stream"))
+		}
+	}
+}
+
+func (m *muxStream) idleFor(d time.Duration) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.pending) == 0 && time.Since(m.lastUse) >= d
+}
+
+// shut ends the stream; its unanswered requests fail with err.
+func (m *muxStream) shut(err error) {
+	m.mu.Lock()
+	if m.err == nil {
+		m.err = err
+		close(m.done)
+	}
+	m.mu.Unlock()
+	m.sendMu.Lock()
+	_ = m.st.CloseRequest()
+	m.sendMu.Unlock()
+	m.cancel()
+}
+
+func (m *muxStream) failure() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.err
+}
+
+// receive hands each answer to its request and each pushed loss to its
+// session, until the stream ends.
+func (m *muxStream) receive() {
+	for {
+		msg, err := m.st.Receive()
+		if err != nil {
+			if connect.CodeOf(err) == connect.CodeUnimplemented {
+				m.e.noMultiplex()
+			}
+			m.c.dropMux(m)
+			m.shut(err)
+			return
+		}
+		m.e.heard()
+		m.answered.Store(true)
+		for _, r := range msg.Responses {
+			if lost := r.GetSessionLost(); lost != nil {
+				m.mu.Lock()
+				s := m.sessions[lost.SessionId]
+				delete(m.sessions, lost.SessionId)
+				m.mu.Unlock()
+				if s != nil {
+					s.lose(fmt.Errorf("%w: session %d expired on the servers (pushed by %s)", ErrSessionLost, s.id, m.e.url))
+				}
+				continue
+			}
+			if r.GetQueued() != nil {
+				continue // the final answer follows under the same id
+			}
+			m.mu.Lock()
+			w, ok := m.pending[r.RequestId]
+			delete(m.pending, r.RequestId)
+			m.mu.Unlock()
+			if ok {
+				w.ch <- muxAnswer{r: r}
+			}
+		}
+	}
+}
+
+// send puts req in the next message: the goroutine that finds no send
+// under way sends it, and goes on sending what the others put meanwhile.
+// A failed send shuts the stream, which fails every request on it.
+func (m *muxStream) send(req *pb.StreamRequest) {
+	m.gatherMu.Lock()
+	m.gathered = append(m.gathered, req)
+	if m.gathering {
+		m.gatherMu.Unlock()
+		return
+	}
+	m.gathering = true
+	var err error
+	for len(m.gathered) > 0 && err == nil {
+		batch := m.gathered
+		if len(batch) > maxMultiplexBatch {
+			batch = batch[:maxMultiplexBatch]
+		}
+		m.gathered = m.gathered[len(batch):]
+		if len(m.gathered) == 0 {
+			m.gathered = nil
+		}
+		m.gatherMu.Unlock()
+		m.sendMu.Lock()
+		err = m.st.Send(&pb.MultiplexRequest{Requests: batch})
+		m.sendMu.Unlock()
+		m.gatherMu.Lock()
+	}
+	m.gathered = nil
+	m.gathering = false
+	m.gatherMu.Unlock()
+	if err != nil {
+		// The receive loop says why (connect-go's Send answers io.EOF
+		// for a stream the server ended) and ends it; until then the
+		// requests wait on done.
+		m.shut(fmt.Errorf("sending on the stream: %w", err))
+	}
+}
+
+// muxRoundTrip sends req for s on the Client's stream to e and waits for
+// its answer, ctx, or the stream's end. errNoMultiplex: send it on the
+// session's own stream; errNoStream: send it unary.
+func (c *Client) muxRoundTrip(ctx context.Context, s *Session, e *endpoint, req *pb.StreamRequest) (*pb.StreamResponse, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err // as a unary call with an ended ctx: nothing is sent
+	}
+	ch := make(chan muxAnswer, 1)
+	var m *muxStream
+	for try := 0; ; try++ {
+		m = c.muxTo(e)
+		m.mu.Lock()
+		ended := m.err != nil
+		if !ended && len(m.pending) < maxStreamRequests {
+			break
+		}
+		m.mu.Unlock()
+		if !ended || try == 1 {
+			return nil, errNoStream
+		}
+		c.dropMux(m) // it ended just now: open another once
+	}
+	m.nextID++
+	id := m.nextID
+	m.pending[id] = muxWait{s: s, ch: ch}
+	m.sessions[s.id] = s
+	m.lastUse = time.Now()
+	m.mu.Unlock()
+	req.RequestId = id
+	m.send(req)
+	answer := func(a muxAnswer) (*pb.StreamResponse, error) {
+		if a.err != nil {
+			return nil, a.err
+		}
+		if se := a.r.GetError(); se != nil {
+			var code connect.Code
+			if code.UnmarshalText([]byte(se.Code)) != nil {
+				code = connect.CodeUnknown
+			}
+			return nil, connect.NewError(code, errors.New(se.Message))
+		}
+		return a.r, nil
+	}
+	select {
+	case a := <-ch:
+		return answer(a)
+	case <-ctx.Done():
+		m.forget(id)
+		return nil, ctx.Err()
+	case <-m.done:
+		m.forget(id)
+		select {
+		case a := <-ch: // answered before the stream ended
+			return answer(a)
+		default:
+		}
+		err := m.failure()
+		if connect.CodeOf(err) == connect.CodeUnimplemented {
+			return nil, errNoMultiplex
+		}
+		if !m.answered.Load() && ctx.Err() == nil {
+			// Never a working stream (an HTTP/1.1-only proxy, a node that
+			// is down): this attempt goes unary, as a session stream's
+			// would, and so do the next ones to e for a while.
+			e.failedToStream()
+			return nil, errNoStream
+		}
+		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("the stream to %s ended: %w", e.url, err))
+	}
+}
+
+// forget drops request id's wait.
+func (m *muxStream) forget(id uint64) {
+	m.mu.Lock()
+	delete(m.pending, id)
+	m.mu.Unlock()
+}
