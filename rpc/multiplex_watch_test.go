@@ -1,0 +1,95 @@
+package rpc
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/lockstepd/lockstep/core"
+	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
+)
+
+// endsOnly is a Backend that only counts SessionEnded subscriptions (the
+// rest is the nil interface: calling it panics).
+type endsOnly struct {
+	Backend
+	mu   sync.Mutex
+	subs map[core.SessionID]int
+}
+
+func (e *endsOnly) SessionEnded(id core.SessionID) (<-chan struct{}, func()) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.subs[id]++
+	return make(chan struct{}), func() {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		e.subs[id]--
+	}
+}
+
+func (e *endsOnly) count() (total int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, n := range e.subs {
+		total += n
+	}
+	return total
+}
+
+// A Multiplex stream watches each session it carries once, stops watching
+// one whose close it answered, and watches no more than
+// maxMultiplexSessions at once; its watchers end with the stream.
+func TestMultiplexWatchesEachSessionOnceAndBounded(t *testing.T) {
+	b := &endsOnly{subs: map[core.SessionID]int{}}
+	ss := newSessionStream(&service{b: b, opts: Options{MaxStreamRequests: 8}}, "test", true)
+	ss.out = func(*pb.StreamResponse) {}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for range 3 {
+		if err := ss.bind(ctx, &pb.KeepAliveRequest{SessionId: 5}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := b.count(); n != 1 {
+		t.Fatalf("one session named three times: %d subscriptions, want 1", n)
+	}
+	ss.unwatch(5)
+	ss.watchers.Wait() // the watcher of session 5 ends once it is unwatched
+	if n := b.count(); n != 0 {
+		t.Fatalf("after its close: %d subscriptions, want 0", n)
+	}
+	for id := uint64(1); id <= maxMultiplexSessions+10; id++ {
+		if err := ss.bind(ctx, &pb.KeepAliveRequest{SessionId: id}); err != nil {
+			t.Fatalf("session %d: %v (past the watch bound a request is still served)", id, err)
+		}
+	}
+	if n := b.count(); n != maxMultiplexSessions {
+		t.Fatalf("%d sessions named: %d subscriptions, want the bound %d", maxMultiplexSessions+10, n, maxMultiplexSessions)
+	}
+	cancel()
+	ss.watchers.Wait()
+	if n := b.count(); n != 0 {
+		t.Fatalf("after the stream ended: %d subscriptions, want 0", n)
+	}
+}
+
+// A session stream (not Multiplex) is bound to its first request's
+// session, and watches only that one.
+func TestSessionStreamBindsItsFirstSession(t *testing.T) {
+	b := &endsOnly{subs: map[core.SessionID]int{}}
+	ss := newSessionStream(&service{b: b, opts: Options{MaxStreamRequests: 8}}, "test", false)
+	ss.out = func(*pb.StreamResponse) {}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := ss.bind(ctx, &pb.KeepAliveRequest{SessionId: 5}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ss.bind(ctx, &pb.KeepAliveRequest{SessionId: 6}); err == nil {
+		t.Fatal("a session stream took a request for a second session")
+	}
+	if n := b.count(); n != 1 {
+		t.Fatalf("%d subscriptions, want 1", n)
+	}
+	cancel()
+	ss.watchers.Wait()
+}
