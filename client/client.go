@@ -75,7 +75,7 @@ type options struct {
 	streamSilence  time.Duration
 	maxInFlight    int
 	unary          bool
-	noMultiplex    bool // each session on its own stream (tests of that path: export_test.go)
+	noMultiplex    bool
 }
 
 // WithTLS sets the TLS configuration for https:// endpoints (for example a
@@ -123,10 +123,16 @@ func WithStreamSilence(d time.Duration) Option { return func(o *options) { o.str
 func WithMaxInFlight(n int) Option { return func(o *options) { o.maxInFlight = n } }
 
 // WithUnary sends every request as its own unary call instead of carrying
-// each session's operations on one stream (SessionService.Stream), the
+// the sessions' operations on a stream (SessionService.Multiplex), the
 // default: for a proxy that cannot pass bidirectional HTTP/2 streams, or
 // to compare the two.
 func WithUnary() Option { return func(o *options) { o.unary = true } }
+
+// WithStreamPerSession carries each session's operations on a stream of
+// its own (SessionService.Stream) instead of the one stream per endpoint
+// that all the Client's sessions share (SessionService.Multiplex), the
+// default: to compare the two, as a server without Multiplex is met.
+func WithStreamPerSession() Option { return func(o *options) { o.noMultiplex = true } }
 
 // WithRetryTimeout bounds how long a request keeps retrying unavailable
 // endpoints before it fails with ErrUnavailable. Defaults to 15s.

@@ -10,14 +10,14 @@ import (
 )
 
 // The sessions of one Client share one stream to the endpoint
-// (Multiplex); WithoutMultiplex opens one stream per session instead.
+// (Multiplex); WithStreamPerSession opens one stream per session instead.
 func TestSessionsShareOneStream(t *testing.T) {
 	needServer(t)
 	for _, tc := range []struct {
 		name              string
 		opts              []client.Option
 		multi, perSession int
-	}{{"default", nil, 1, 0}, {"WithoutMultiplex", []client.Option{client.WithoutMultiplex()}, 0, 3}} {
+	}{{"default", nil, 1, 0}, {"WithStreamPerSession", []client.Option{client.WithStreamPerSession()}, 0, 3}} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newFaultProxy(t, endpoint)
 			c, err := client.New([]string{p.URL()}, append([]client.Option{client.WithRetryTimeout(5 * time.Second)}, tc.opts...)...)

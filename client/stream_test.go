@@ -40,7 +40,7 @@ func TestSessionRequestsTravelOnTheStream(t *testing.T) {
 		unary bool
 	}{
 		{"default", nil, false},
-		{"WithoutMultiplex", []client.Option{client.WithoutMultiplex()}, false},
+		{"WithStreamPerSession", []client.Option{client.WithStreamPerSession()}, false},
 		{"WithUnary", []client.Option{client.WithUnary()}, true},
 		{"StreamTransport", []client.Option{client.WithHTTPClient(&http.Client{Transport: client.StreamTransport(nil)})}, false},
 	} {
@@ -120,7 +120,7 @@ func TestBrokenStreamResendIsExactlyOnce(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		opts []client.Option
-	}{{"Multiplex", nil}, {"WithoutMultiplex", []client.Option{client.WithoutMultiplex()}}} {
+	}{{"Multiplex", nil}, {"WithStreamPerSession", []client.Option{client.WithStreamPerSession()}}} {
 		t.Run(tc.name, func(t *testing.T) { brokenStreamResend(t, tc.opts...) })
 	}
 }

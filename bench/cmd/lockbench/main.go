@@ -73,7 +73,7 @@ type options struct {
 func main() {
 	var o options
 	var clients, via string
-	flag.StringVar(&via, "via", "connect", "comma-separated: how the cycle and hand-off points reach the cluster: connect (raw Connect unary calls to -target), client (the Go client on all three endpoints, session streams), client-unary (the same, client.WithUnary)")
+	flag.StringVar(&via, "via", "connect", "comma-separated: how the cycle and hand-off points reach the cluster: connect (raw Connect unary calls to -target), client (the Go client on all three endpoints, its sessions on one stream per endpoint), client-per-session (the same, client.WithStreamPerSession), client-unary (the same, client.WithUnary)")
 	flag.StringVar(&o.bin, "bin", "bin/lockstep", "the lockstep binary to start (three processes)")
 	flag.StringVar(&o.connect, "connect", "", "use a running cluster: comma-separated API addresses (host:port) instead of starting one; -failover and -mem need a started one")
 	flag.DurationVar(&o.dur, "dur", 5*time.Second, "measuring time per point")
@@ -179,7 +179,7 @@ func run(o options) error {
 			if via == "connect" {
 				r, err = b.cycles(n)
 			} else {
-				r, err = b.viaClient(n, via == "client-unary", false)
+				r, err = b.viaClient(n, via, false)
 			}
 			if stopProf != nil {
 				stopProf()
@@ -207,7 +207,7 @@ func run(o options) error {
 		if via == "connect" {
 			r, err = b.handoffs(o.handoff)
 		} else {
-			r, err = b.viaClient(o.handoff, via == "client-unary", true)
+			r, err = b.viaClient(o.handoff, via, true)
 		}
 		if stopProf != nil {
 			stopProf()

@@ -9,17 +9,20 @@ import (
 )
 
 // The cycle and hand-off points can also be driven through the Go client
-// (-via client, client-unary): one client.Client given all three
-// endpoints, as a Go program meets Lockstep, each worker with its own
-// session. "client" carries each session's operations on its stream (the
-// client's default), "client-unary" sends each as a unary call
-// (client.WithUnary), so that the stream's worth is a figure.
+// (-via client, client-per-session, client-unary): one client.Client given
+// all three endpoints, as a Go program meets Lockstep, each worker with
+// its own session. "client" carries every session's operations on the
+// Client's one stream per endpoint (the client's default),
+// "client-per-session" each session's on a stream of its own
+// (client.WithStreamPerSession), and "client-unary" sends each as a unary
+// call (client.WithUnary), so that each stream's worth is a figure.
 
 // vias are the ways -via names.
-var vias = []string{"connect", "client", "client-unary"}
+var vias = []string{"connect", "client", "client-per-session", "client-unary"}
 
-// goClient is the client package on this cluster's three endpoints.
-func (b *bench) goClient(unary bool) (*client.Client, error) {
+// goClient is the client package on this cluster's three endpoints, as
+// via says.
+func (b *bench) goClient(via string) (*client.Client, error) {
 	if b.c.sec != nil {
 		return nil, fmt.Errorf("-via client runs on a plaintext cluster only")
 	}
@@ -28,8 +31,11 @@ func (b *bench) goClient(unary bool) (*client.Client, error) {
 		eps = append(eps, b.c.url(nd))
 	}
 	opts := []client.Option{client.WithClientID("lockbench")}
-	if unary {
+	switch via {
+	case "client-unary":
 		opts = append(opts, client.WithUnary())
+	case "client-per-session":
+		opts = append(opts, client.WithStreamPerSession())
 	}
 	return client.New(eps, opts...)
 }
@@ -42,8 +48,8 @@ type clientWorker struct {
 // viaClient runs n workers through the client package: acquire (try once,
 // or wait up to 30 s on one shared name for hand-offs) then release. The
 // latency is the acquire's.
-func (b *bench) viaClient(n int, unary, handoff bool) (result, error) {
-	c, err := b.goClient(unary)
+func (b *bench) viaClient(n int, via string, handoff bool) (result, error) {
+	c, err := b.goClient(via)
 	if err != nil {
 		return result{}, err
 	}
