@@ -40,7 +40,7 @@ GOFLAGS_TEST ?=
 
 # The packages with goroutines and locks, checked by the race detector. The
 # client (client/) has goroutines too: keepalive, watch, observe.
-RACE_PKGS ?= ./runtime/ ./runtime/transport/ ./rpc/ ./config/ ./client/
+RACE_PKGS ?= ./runtime/ ./runtime/transport/ ./rpc/ ./config/ ./client/ ./batch/
 
 # How long each fuzz target of make fuzz and make sim-fuzz runs.
 FUZZTIME ?= 20s

@@ -10,6 +10,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/lockstepd/lockstep/batch"
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 )
 
@@ -54,10 +55,10 @@ type muxStream struct {
 	// answered is set by the first message received (see streamRetryAfter).
 	answered atomic.Bool
 
-	sendMu    sync.Mutex // BidiStreamForClient.Send and CloseRequest are not safe for concurrent use
-	gatherMu  sync.Mutex
-	gathered  []*pb.StreamRequest // waiting for the sender in send
-	gathering bool                // a goroutine is sending in send
+	sendMu sync.Mutex // BidiStreamForClient.Send and CloseRequest are not safe for concurrent use
+	// requests gathers what is sent while a message is on its way into
+	// the next one.
+	requests batch.Gatherer[*pb.StreamRequest]
 
 	mu       sync.Mutex
 	nextID   uint64
@@ -81,18 +82,10 @@ type muxAnswer struct {
 }
 
 // multiplexes says whether e takes Multiplex streams now.
-func (e *endpoint) multiplexes() bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return time.Now().After(e.muxOff)
-}
+func (e *endpoint) multiplexes() bool { return e.takes(&e.muxOff) }
 
 // noMultiplex notes that e answered it has no Multiplex.
-func (e *endpoint) noMultiplex() {
-	e.mu.Lock()
-	e.muxOff = time.Now().Add(streamRetryAfter)
-	e.mu.Unlock()
-}
+func (e *endpoint) noMultiplex() { e.turnOff(&e.muxOff) }
 
 // muxTo answers the Client's open stream to e, opening it if needed.
 func (c *Client) muxTo(e *endpoint) *muxStream {
@@ -109,7 +102,8 @@ func (c *Client) muxTo(e *endpoint) *muxStream {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &muxStream{c: c, e: e, st: e.stream.Multiplex(ctx), cancel: cancel, done: make(chan struct{}),
-		pending: map[uint64]muxWait{}, sessions: map[uint64]*Session{}, lastUse: time.Now()}
+		requests: batch.Gatherer[*pb.StreamRequest]{Max: maxMultiplexBatch},
+		pending:  map[uint64]muxWait{}, sessions: map[uint64]*Session{}, lastUse: time.Now()}
 	if c.muxes == nil {
 		c.muxes = map[*endpoint]*muxStream{}
 	}
@@ -222,36 +216,15 @@ func (m *muxStream) receive() {
 	}
 }
 
-// send puts req in the next message: the goroutine that finds no send
-// under way sends it, and goes on sending what the others put meanwhile.
-// A failed send shuts the stream, which fails every request on it.
+// send puts req in the next message: sent at once unless a message is on
+// its way, then with the others gathered meanwhile. A failed send shuts
+// the stream, which fails every request on it.
 func (m *muxStream) send(req *pb.StreamRequest) {
-	m.gatherMu.Lock()
-	m.gathered = append(m.gathered, req)
-	if m.gathering {
-		m.gatherMu.Unlock()
-		return
-	}
-	m.gathering = true
-	var err error
-	for len(m.gathered) > 0 && err == nil {
-		batch := m.gathered
-		if len(batch) > maxMultiplexBatch {
-			batch = batch[:maxMultiplexBatch]
-		}
-		m.gathered = m.gathered[len(batch):]
-		if len(m.gathered) == 0 {
-			m.gathered = nil
-		}
-		m.gatherMu.Unlock()
+	err := m.requests.Add(req, func(b []*pb.StreamRequest) error {
 		m.sendMu.Lock()
-		err = m.st.Send(&pb.MultiplexRequest{Requests: batch})
-		m.sendMu.Unlock()
-		m.gatherMu.Lock()
-	}
-	m.gathered = nil
-	m.gathering = false
-	m.gatherMu.Unlock()
+		defer m.sendMu.Unlock()
+		return m.st.Send(&pb.MultiplexRequest{Requests: b})
+	})
 	if err != nil {
 		// The receive loop says why (connect-go's Send answers io.EOF
 		// for a stream the server ended) and ends it; until then the
@@ -294,14 +267,7 @@ func (c *Client) muxRoundTrip(ctx context.Context, s *Session, e *endpoint, req 
 		if a.err != nil {
 			return nil, a.err
 		}
-		if se := a.r.GetError(); se != nil {
-			var code connect.Code
-			if code.UnmarshalText([]byte(se.Code)) != nil {
-				code = connect.CodeUnknown
-			}
-			return nil, connect.NewError(code, errors.New(se.Message))
-		}
-		return a.r, nil
+		return answered(a.r)
 	}
 	select {
 	case a := <-ch:
@@ -316,18 +282,7 @@ func (c *Client) muxRoundTrip(ctx context.Context, s *Session, e *endpoint, req 
 			return answer(a)
 		default:
 		}
-		err := m.failure()
-		if connect.CodeOf(err) == connect.CodeUnimplemented {
-			return nil, errNoMultiplex
-		}
-		if !m.answered.Load() && ctx.Err() == nil {
-			// Never a working stream (an HTTP/1.1-only proxy, a node that
-			// is down): this attempt goes unary, as a session stream's
-			// would, and so do the next ones to e for a while.
-			e.failedToStream()
-			return nil, errNoStream
-		}
-		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("the stream to %s ended: %w", e.url, err))
+		return nil, streamEnded(ctx, e, m.failure(), m.answered.Load(), errNoMultiplex)
 	}
 }
 

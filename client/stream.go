@@ -70,16 +70,23 @@ type sessionStream struct {
 func (s *Session) streaming() bool { return !s.c.opts.unary && !s.noStream.Load() }
 
 // streams says whether e takes session streams now (see streamRetryAfter).
-func (e *endpoint) streams() bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return time.Now().After(e.streamOff)
-}
+func (e *endpoint) streams() bool { return e.takes(&e.streamOff) }
 
 // failedToStream notes that a stream to e ended before its first answer.
-func (e *endpoint) failedToStream() {
+func (e *endpoint) failedToStream() { e.turnOff(&e.streamOff) }
+
+// takes says whether the time off, one of e's (streamOff, muxOff), has
+// passed.
+func (e *endpoint) takes(off *time.Time) bool {
 	e.mu.Lock()
-	e.streamOff = time.Now().Add(streamRetryAfter)
+	defer e.mu.Unlock()
+	return time.Now().After(*off)
+}
+
+// turnOff sets off, one of e's times, streamRetryAfter from now.
+func (e *endpoint) turnOff(off *time.Time) {
+	e.mu.Lock()
+	*off = time.Now().Add(streamRetryAfter)
 	e.mu.Unlock()
 }
 
@@ -224,14 +231,7 @@ func (s *Session) roundTrip(ctx context.Context, e *endpoint, req *pb.StreamRequ
 	}
 	select {
 	case r := <-ch:
-		if se := r.GetError(); se != nil {
-			var code connect.Code
-			if code.UnmarshalText([]byte(se.Code)) != nil {
-				code = connect.CodeUnknown
-			}
-			return nil, connect.NewError(code, errors.New(se.Message))
-		}
-		return r, nil
+		return answered(r)
 	case <-ctx.Done():
 		forget()
 		return nil, ctx.Err()
@@ -240,18 +240,40 @@ func (s *Session) roundTrip(ctx context.Context, e *endpoint, req *pb.StreamRequ
 		ss.mu.Lock()
 		err := ss.err
 		ss.mu.Unlock()
-		if connect.CodeOf(err) == connect.CodeUnimplemented {
-			return nil, errNoStream
-		}
-		if !ss.answered.Load() && ctx.Err() == nil {
-			// Never a working stream: this attempt goes unary, and so do
-			// the next ones to e for a while. A node that is down fails the
-			// unary attempt too, and the call moves on as it always did.
-			e.failedToStream()
-			return nil, errNoStream
-		}
-		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("the session stream to %s ended: %w", e.url, err))
+		return nil, streamEnded(ctx, e, err, ss.answered.Load(), errNoStream)
 	}
+}
+
+// answered turns a stream's answer into the attempt's result: the answer,
+// or the error it carries, with its unary twin's code.
+func answered(r *pb.StreamResponse) (*pb.StreamResponse, error) {
+	se := r.GetError()
+	if se == nil {
+		return r, nil
+	}
+	var code connect.Code
+	if code.UnmarshalText([]byte(se.Code)) != nil {
+		code = connect.CodeUnknown
+	}
+	return nil, connect.NewError(code, errors.New(se.Message))
+}
+
+// streamEnded is the error of an attempt whose stream to e ended (with
+// err) before its answer: unimplemented when the server has no such
+// stream, so that the attempt goes the next way; errNoStream (unary) when
+// the stream never answered, as an HTTP/1.1-only proxy's or a down node's
+// does, for this attempt and the next ones to e for a while (a node that
+// is down fails the unary attempt too, and the call moves on); otherwise
+// unavailable, so that the attempt is resent.
+func streamEnded(ctx context.Context, e *endpoint, err error, everAnswered bool, unimplemented error) error {
+	if connect.CodeOf(err) == connect.CodeUnimplemented {
+		return unimplemented
+	}
+	if !everAnswered && ctx.Err() == nil {
+		e.failedToStream()
+		return errNoStream
+	}
+	return connect.NewError(connect.CodeUnavailable, fmt.Errorf("the session stream to %s ended: %w", e.url, err))
 }
 
 // exchange makes one attempt of a session request at e: on the session's

@@ -10,6 +10,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/lockstepd/lockstep/batch"
 	"github.com/lockstepd/lockstep/core"
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 	"github.com/lockstepd/lockstep/rpc/gen/lockstep/v1/lockstepv1connect"
@@ -36,7 +37,7 @@ import (
 // of sessions: each request names its own, and each message carries
 // several requests one way and several answers the other. What one client
 // process sends for all its sessions then shares one stream, and the
-// answers of one log entry leave in one message (gather): a stream
+// answers of one log entry leave in one message (batch.Gatherer): a stream
 // message costs the HTTP/2 server hand-offs between the handler and the
 // connection's serve loop, and the client a wake-up of its reader, once
 // per message, not per answer.
@@ -82,8 +83,16 @@ func (h SessionHandler) Stream(ctx context.Context, st *connect.BidiStream[pb.St
 // and their clients").
 func (h SessionHandler) Multiplex(ctx context.Context, st *connect.BidiStream[pb.MultiplexRequest, pb.MultiplexResponse]) error {
 	ss := newSessionStream(h.service, peerOf(ctx, st.Peer()), true)
+	// The answers of one log entry, which their requests' goroutines
+	// finish within microseconds of each other, share a message, and the
+	// HTTP/2 server's hand-offs behind it. A stream the client has left
+	// fails its sends; run's receive ends it.
+	answers := &batch.Gatherer[*pb.StreamResponse]{Max: MaxMultiplexBatch}
 	ss.out = func(m *pb.StreamResponse) {
-		ss.gather(m, func(batch []*pb.StreamResponse) { _ = st.Send(&pb.MultiplexResponse{Responses: batch}) })
+		_ = answers.Add(m, func(b []*pb.StreamResponse) error {
+			_ = st.Send(&pb.MultiplexResponse{Responses: b})
+			return nil
+		})
 	}
 	return ss.run(ctx, func() ([]*pb.StreamRequest, error) {
 		m, err := st.Receive()
@@ -123,11 +132,7 @@ type sessionStream struct {
 	// others ready on Multiplex.
 	out func(*pb.StreamResponse)
 
-	sendMu sync.Mutex // BidiStream.Send is not safe for concurrent use
-
-	gatherMu  sync.Mutex
-	gathered  []*pb.StreamResponse // waiting for the sender in gather
-	gathering bool                 // a goroutine is sending in gather
+	sendMu sync.Mutex // Stream: BidiStream.Send is not safe for concurrent use
 
 	mu      sync.Mutex
 	session uint64              // Stream: the session it is bound to; 0 until its first request
@@ -183,36 +188,6 @@ func (ss *sessionStream) start(ctx context.Context, req *pb.StreamRequest) {
 		defer func() { <-ss.slots }()
 		ss.serve(ctx, req)
 	})
-}
-
-// gather sends m with whatever else is ready: the goroutine that finds no
-// send under way sends, and goes on sending what the others added
-// meanwhile, so that the answers of one log entry, which its requests'
-// goroutines finish within microseconds of each other, share a message
-// (and the HTTP/2 server's hand-offs behind each one).
-func (ss *sessionStream) gather(m *pb.StreamResponse, send func([]*pb.StreamResponse)) {
-	ss.gatherMu.Lock()
-	ss.gathered = append(ss.gathered, m)
-	if ss.gathering {
-		ss.gatherMu.Unlock()
-		return
-	}
-	ss.gathering = true
-	for len(ss.gathered) > 0 {
-		batch := ss.gathered
-		if len(batch) > MaxMultiplexBatch {
-			batch = batch[:MaxMultiplexBatch]
-		}
-		ss.gathered = ss.gathered[len(batch):]
-		if len(ss.gathered) == 0 {
-			ss.gathered = nil
-		}
-		ss.gatherMu.Unlock()
-		send(batch)
-		ss.gatherMu.Lock()
-	}
-	ss.gathering = false
-	ss.gatherMu.Unlock()
 }
 
 // streamRoute is how a request of the stream is served: its twin's
