@@ -9,12 +9,17 @@ import (
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 )
 
-// endsOnly is a Backend that only counts SessionEnded subscriptions (the
-// rest is the nil interface: calling it panics).
+// endsOnly is a Backend that counts SessionEnded subscriptions and knows
+// no session: Do answers not_found (the rest is the nil interface: calling
+// it panics).
 type endsOnly struct {
 	Backend
 	mu   sync.Mutex
 	subs map[core.SessionID]int
+}
+
+func (e *endsOnly) Do(context.Context, core.Command) (core.Result, error) {
+	return core.Result{Err: &core.Error{Code: core.CodeNotFound, Msg: "no such session"}}, nil
 }
 
 func (e *endsOnly) SessionEnded(id core.SessionID) (<-chan struct{}, func()) {
@@ -92,4 +97,45 @@ func TestSessionStreamBindsItsFirstSession(t *testing.T) {
 	}
 	cancel()
 	ss.watchers.Wait()
+}
+
+// A request for a session the node does not know leaves no watch behind
+// on a Multiplex stream, so made-up session ids cost nothing past their
+// answers.
+func TestMultiplexWatchesNoUnknownSession(t *testing.T) {
+	b := &endsOnly{subs: map[core.SessionID]int{}}
+	opts, err := Options{Backend: b}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &service{b: b, opts: opts, workers: newWorkers(workerIdle)}
+	m, err := newMetrics(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.interceptors(m)
+	ss := newSessionStream(s, "test", true)
+	var mu sync.Mutex
+	var got []*pb.StreamResponse
+	ss.out = func(r *pb.StreamResponse) {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, r)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for id := uint64(1); id <= 3; id++ {
+		ss.serve(ctx, &pb.StreamRequest{RequestId: id, Request: &pb.StreamRequest_KeepAlive{KeepAlive: &pb.KeepAliveRequest{SessionId: 100 + id}}})
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 3 || got[0].GetError().GetCode() != "not_found" {
+		t.Fatalf("keepalives of unknown sessions: %v, want three not_found", got)
+	}
+	ss.mu.Lock()
+	watched := len(ss.watched)
+	ss.mu.Unlock()
+	if watched != 0 {
+		t.Fatalf("%d unknown sessions still watched, want 0", watched)
+	}
 }

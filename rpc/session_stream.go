@@ -306,6 +306,11 @@ func (ss *sessionStream) serve(ctx context.Context, req *pb.StreamRequest) {
 		return rt.call(ctx)
 	})
 	if err != nil {
+		if ss.multi && connect.CodeOf(err) == connect.CodeNotFound {
+			// No such session (any more): nothing to watch. So a stream
+			// naming made-up session ids holds no watch for them.
+			ss.unwatch(SessionIDOf(rt.msg))
+		}
 		ss.fail(id, err)
 		return
 	}

@@ -111,7 +111,7 @@ type SessionServiceClient interface {
 	// use, as on Stream. The server pushes each named session's loss
 	// (session_lost, with its session_id) the moment it applies it; it stops
 	// watching a session once a close_session request for it is answered on
-	// the stream. A request message carries at most 1,024 requests. Not
+	// the stream, or a request for it answers not_found. A request message carries at most 1,024 requests. Not
 	// served over REST.
 	Multiplex(context.Context) *connect.BidiStreamForClient[v1.MultiplexRequest, v1.MultiplexResponse]
 }
@@ -285,7 +285,7 @@ type SessionServiceHandler interface {
 	// use, as on Stream. The server pushes each named session's loss
 	// (session_lost, with its session_id) the moment it applies it; it stops
 	// watching a session once a close_session request for it is answered on
-	// the stream. A request message carries at most 1,024 requests. Not
+	// the stream, or a request for it answers not_found. A request message carries at most 1,024 requests. Not
 	// served over REST.
 	Multiplex(context.Context, *connect.BidiStream[v1.MultiplexRequest, v1.MultiplexResponse]) error
 }
