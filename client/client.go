@@ -154,8 +154,9 @@ func WithHTTPClient(h *http.Client) Option { return func(o *options) { o.httpCli
 
 // StreamTransport is the transport a Client carries its session streams on
 // by default: HTTP/2, negotiated for https:// and spoken without TLS (h2c)
-// for http://, one connection per endpoint for every session's stream,
-// whose writes are batched (what the sessions write while the previous
+// for http://, one connection per endpoint for the sessions' shared stream
+// (and for each session's own, WithStreamPerSession), whose writes are
+// batched (what the sessions write while the previous
 // write is still in the kernel goes out with it, in one system call).
 // tlsConfig is for https:// (nil: the system's roots).
 func StreamTransport(tlsConfig *tls.Config) *http.Transport {

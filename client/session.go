@@ -65,7 +65,8 @@ type Session struct {
 	lostErr error
 	gates   map[gateKey]*gate
 
-	// The session's streams (stream.go), one per endpoint at most.
+	// The session's own streams (stream.go), one per endpoint at most:
+	// with WithStreamPerSession, or to a server without Multiplex.
 	smu      sync.Mutex
 	streams  map[*endpoint]*sessionStream
 	noStream atomic.Bool // a server answered that it has no session stream
