@@ -14,8 +14,9 @@ import (
 // it panics).
 type endsOnly struct {
 	Backend
-	mu   sync.Mutex
-	subs map[core.SessionID]int
+	mu    sync.Mutex
+	subs  map[core.SessionID]int
+	ended map[core.SessionID]chan struct{} // the last subscription's channel, to end it
 }
 
 func (e *endsOnly) Do(context.Context, core.Command) (core.Result, error) {
@@ -26,7 +27,11 @@ func (e *endsOnly) SessionEnded(id core.SessionID) (<-chan struct{}, func()) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.subs[id]++
-	return make(chan struct{}), func() {
+	ch := make(chan struct{})
+	if e.ended != nil {
+		e.ended[id] = ch
+	}
+	return ch, func() {
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		e.subs[id]--
@@ -137,5 +142,31 @@ func TestMultiplexWatchesNoUnknownSession(t *testing.T) {
 	ss.mu.Unlock()
 	if watched != 0 {
 		t.Fatalf("%d unknown sessions still watched, want 0", watched)
+	}
+}
+
+// A session whose loss a Multiplex stream pushed is no longer watched
+// there, so it does not count toward the bound.
+func TestMultiplexForgetsALostSession(t *testing.T) {
+	b := &endsOnly{subs: map[core.SessionID]int{}, ended: map[core.SessionID]chan struct{}{}}
+	ss := newSessionStream(&service{b: b, opts: Options{MaxStreamRequests: 8}}, "test", true)
+	pushed := make(chan *pb.StreamResponse, 1)
+	ss.out = func(r *pb.StreamResponse) { pushed <- r }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer func() { cancel(); ss.watchers.Wait() }()
+	if err := ss.bind(ctx, &pb.KeepAliveRequest{SessionId: 5}); err != nil {
+		t.Fatal(err)
+	}
+	b.mu.Lock()
+	close(b.ended[5])
+	b.mu.Unlock()
+	if r := <-pushed; r.GetSessionLost().GetSessionId() != 5 {
+		t.Fatalf("want session 5's loss pushed, got %v", r)
+	}
+	ss.mu.Lock()
+	_, still := ss.watched[5]
+	ss.mu.Unlock()
+	if still {
+		t.Fatal("session 5 is still counted as watched after its loss was pushed")
 	}
 }

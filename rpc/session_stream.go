@@ -62,7 +62,7 @@ const (
 // cancelled, as a unary call's would be).
 func (h SessionHandler) Stream(ctx context.Context, st *connect.BidiStream[pb.StreamRequest, pb.StreamResponse]) error {
 	ss := newSessionStream(h.service, peerOf(ctx, st.Peer()), false)
-	var one [1]*pb.StreamRequest
+	var one [1]*pb.StreamRequest // reused: run starts a message's requests before it asks for the next
 	ss.out = func(m *pb.StreamResponse) {
 		// A stream the client has left fails its sends; run's receive
 		// ends it.
@@ -363,6 +363,11 @@ func (ss *sessionStream) watch(ctx context.Context, id uint64, stop <-chan any) 
 		defer unsubscribe()
 		select {
 		case <-ended:
+			ss.mu.Lock()
+			if ss.watched[id] == stop {
+				delete(ss.watched, id) // lost: no longer counts toward the bound
+			}
+			ss.mu.Unlock()
 			ss.out(&pb.StreamResponse{Response: &pb.StreamResponse_SessionLost{SessionLost: &pb.StreamSessionLost{
 				SessionId: id, Reason: pb.Reason_REASON_SESSION_EXPIRED}}})
 		case <-stop:
@@ -372,8 +377,8 @@ func (ss *sessionStream) watch(ctx context.Context, id uint64, stop <-chan any) 
 }
 
 // unwatch stops watching session id (Multiplex, once its close is
-// answered), so that a long-lived stream does not keep a watcher for every
-// session it ever carried.
+// answered or a request finds it not_found), so that a long-lived stream
+// does not keep a watcher for every session it ever carried.
 func (ss *sessionStream) unwatch(id uint64) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
