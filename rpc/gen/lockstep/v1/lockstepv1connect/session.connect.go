@@ -110,8 +110,8 @@ type SessionServiceClient interface {
 	// session: each request names its own, which must be one the caller may
 	// use, as on Stream. The server pushes each named session's loss
 	// (session_lost, with its session_id) the moment it applies it; it stops
-	// watching a session once a close_session request for it is answered on
-	// the stream, or a request for it answers not_found. A request message carries at most 1,024 requests. Not
+	// watching a session once it pushed its loss, a close_session request for
+	// it is answered on the stream, or a request for it answers not_found. A request message carries at most 1,024 requests. Not
 	// served over REST.
 	Multiplex(context.Context) *connect.BidiStreamForClient[v1.MultiplexRequest, v1.MultiplexResponse]
 }
@@ -284,8 +284,8 @@ type SessionServiceHandler interface {
 	// session: each request names its own, which must be one the caller may
 	// use, as on Stream. The server pushes each named session's loss
 	// (session_lost, with its session_id) the moment it applies it; it stops
-	// watching a session once a close_session request for it is answered on
-	// the stream, or a request for it answers not_found. A request message carries at most 1,024 requests. Not
+	// watching a session once it pushed its loss, a close_session request for
+	// it is answered on the stream, or a request for it answers not_found. A request message carries at most 1,024 requests. Not
 	// served over REST.
 	Multiplex(context.Context, *connect.BidiStream[v1.MultiplexRequest, v1.MultiplexResponse]) error
 }
