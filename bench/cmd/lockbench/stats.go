@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"sort"
@@ -11,8 +12,24 @@ import (
 	"time"
 )
 
+// Histograms whose buckets scrape keeps, so that describe can say where an
+// operation's tail comes from: the commit (propose to apply on the leader)
+// or the rest of the server's work on an acquire (waiting for the proposal
+// gate, the reads around it), as against what the clients saw.
+const (
+	commitHist  = "consensus_commit_latency_seconds"
+	requestHist = "lockstep_rpc_request_duration_seconds"
+	// acquireProcedure is the one procedure whose server-side duration
+	// describe reports: a cycle's acquire, the operation the P95 target is on.
+	acquireProcedure = `procedure="/lockstep.v1.LockService/Acquire"`
+)
+
+// bucketKey names a histogram bucket in scrape's map: name|le.
+func bucketKey(name, le string) string { return name + "|" + le }
+
 // scrape reads the sums of a few series from a node's /metrics (every
-// label combination added together).
+// label combination added together), and the buckets of commitHist and of
+// requestHist for acquireProcedure.
 func scrape(c *cluster, metricsAddr string) map[string]float64 {
 	out := map[string]float64{}
 	if metricsAddr == "" {
@@ -38,17 +55,25 @@ func scrape(c *cluster, metricsAddr string) map[string]float64 {
 		if i := strings.IndexAny(l, "{ "); i >= 0 {
 			name = l[:i]
 		}
+		key := name
 		switch name {
-		case "consensus_commit_latency_seconds_sum", "consensus_commit_latency_seconds_count",
+		case commitHist + "_sum", commitHist + "_count",
 			"lockstep_raft_entries_applied_total", "lockstep_commands_applied_total", "process_cpu_seconds_total",
-			"apply_latency_seconds_sum", "apply_latency_seconds_count":
+			"lockstep_apply_latency_seconds_sum", "lockstep_apply_latency_seconds_count":
+		case commitHist + "_bucket", requestHist + "_bucket":
+			_, rest, _ := strings.Cut(l, `le="`)
+			le, _, ok := strings.Cut(rest, `"`)
+			if !ok || (name == requestHist+"_bucket" && !strings.Contains(l, acquireProcedure)) {
+				continue
+			}
+			key = bucketKey(strings.TrimSuffix(name, "_bucket"), le)
 		default:
 			continue
 		}
 		f := strings.Fields(l)
 		v, err := strconv.ParseFloat(f[len(f)-1], 64)
 		if err == nil {
-			out[name] += v
+			out[key] += v
 		}
 	}
 	return out
@@ -125,11 +150,16 @@ func (b *bench) describe(a, z snap, ops int64) string {
 	if e := d("lockstep_raft_entries_applied_total"); e > 0 {
 		parts = append(parts, fmt.Sprintf("%.1f cmds/entry, %.0f entries/s", d("lockstep_commands_applied_total")/e, e/secs))
 	}
-	if n := d("consensus_commit_latency_seconds_count"); n > 0 {
-		parts = append(parts, fmt.Sprintf("commit %.2f ms", 1000*d("consensus_commit_latency_seconds_sum")/n))
+	if n := d(commitHist + "_count"); n > 0 {
+		parts = append(parts, fmt.Sprintf("commit %.2f ms (p95 %s)", 1000*d(commitHist+"_sum")/n,
+			quantileMs(a.leader, z.leader, commitHist, 0.95)))
 	}
-	if n := d("apply_latency_seconds_count"); n > 0 {
-		parts = append(parts, fmt.Sprintf("apply %.3f ms/entry", 1000*d("apply_latency_seconds_sum")/n))
+	if n := d("lockstep_apply_latency_seconds_count"); n > 0 {
+		parts = append(parts, fmt.Sprintf("apply %.3f ms/entry", 1000*d("lockstep_apply_latency_seconds_sum")/n))
+	}
+	if p50 := quantileMs(a.leader, z.leader, requestHist, 0.5); p50 != "-" {
+		parts = append(parts, fmt.Sprintf("leader's acquire p50 %s, p95 %s", p50,
+			quantileMs(a.leader, z.leader, requestHist, 0.95)))
 	}
 	var cpu []string
 	for _, nd := range b.c.nodes {
@@ -175,4 +205,42 @@ func printSpread(name string, ds []time.Duration) {
 	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
 	fmt.Printf("%-34s median %v, worst %v (%d trials)\n", name, ds[len(ds)/2].Round(time.Millisecond),
 		ds[len(ds)-1].Round(time.Millisecond), len(ds))
+}
+
+// quantileMs estimates quantile q of histogram name's observations between
+// two scrapes, in milliseconds, interpolating inside the bucket it falls in
+// as Prometheus's histogram_quantile does ("-" when nothing was observed).
+// The buckets are coarse (1, 2.5, 5, 10 ms), so it says which bucket, and
+// roughly where in it.
+func quantileMs(a, z map[string]float64, name string, q float64) string {
+	type bucket struct{ le, count float64 }
+	var bs []bucket
+	prefix := bucketKey(name, "")
+	for k, v := range z {
+		le, ok := strings.CutPrefix(k, prefix)
+		if !ok {
+			continue
+		}
+		bound, err := strconv.ParseFloat(le, 64) // "+Inf" parses as +Inf
+		if err != nil {
+			continue
+		}
+		bs = append(bs, bucket{bound, v - a[k]})
+	}
+	sort.Slice(bs, func(i, j int) bool { return bs[i].le < bs[j].le })
+	if len(bs) == 0 || bs[len(bs)-1].count <= 0 {
+		return "-"
+	}
+	rank := q * bs[len(bs)-1].count
+	lo, below := 0.0, 0.0
+	for _, b := range bs {
+		if b.count >= rank {
+			if math.IsInf(b.le, 1) {
+				return fmt.Sprintf("> %.0f ms", 1000*lo)
+			}
+			return fmt.Sprintf("≈%.1f ms", 1000*(lo+(b.le-lo)*(rank-below)/max(b.count-below, 1)))
+		}
+		lo, below = b.le, b.count
+	}
+	return "-"
 }
