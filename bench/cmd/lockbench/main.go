@@ -462,6 +462,16 @@ func (b *bench) load(n int, setup func(i int, a api) (any, error), body func(i i
 	return result{ops: ops.Load(), secs: secs, lat: all, errors: nerr.Load(), first: first, note: note, cpuUs: cpuUs}, nil
 }
 
+// paced sets the pace of -rate for one cycle point; call what it returns
+// when the point is done.
+func (b *bench) paced() (done func()) {
+	if b.o.rate <= 0 {
+		return func() {}
+	}
+	b.pace = time.Duration(float64(time.Second) / b.o.rate)
+	return func() { b.pace = 0 }
+}
+
 type cycleState struct {
 	session uint64
 	name    string
@@ -472,10 +482,7 @@ type cycleState struct {
 func (b *bench) cycles(n int) (result, error) {
 	b.run++
 	run := b.run
-	if b.o.rate > 0 {
-		b.pace = time.Duration(float64(time.Second) / b.o.rate)
-		defer func() { b.pace = 0 }()
-	}
+	defer b.paced()()
 	return b.load(n,
 		func(i int, a api) (any, error) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

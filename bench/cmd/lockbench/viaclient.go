@@ -55,6 +55,9 @@ func (b *bench) viaClient(n int, via string, handoff bool) (result, error) {
 	}
 	b.run++
 	run := b.run
+	if !handoff {
+		defer b.paced()()
+	}
 	return b.load(n,
 		func(i int, _ api) (any, error) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
