@@ -10,8 +10,9 @@ import (
 // default, about 48 KiB, zeroed) each time the applied index catches up
 // with the last entry and fewer than MinEntrySliceFreeSize (96) places are
 // left. On a busy replica that is almost every applied entry: it was 80%
-// of a follower's allocated bytes and 5–8% of its CPU at 64 workers
-// (docs/performance.md, "Dragonboat's entry slice"). The entries in that
+// of a follower's allocated bytes, and 6% of its CPU at one worker, 2% at
+// 64, before the collections it caused (docs/performance.md, "Dragonboat's
+// entry slice"). The entries in that
 // slice are a few at a time here (the proposal gate keeps two entries
 // unconfirmed), and the slice still grows by append when a follower
 // catches up on many.
@@ -20,6 +21,8 @@ import (
 // the process's working directory, when its packages initialise. The
 // runtime sets the two variables that file sets, here, before any NodeHost
 // can exist; a file that gave its own sizes is the operator's and is kept.
+// A Dragonboat that renames them fails the link rather than dropping the
+// setting; TestEntrySliceAllocation checks that the sizes reach its log.
 const (
 	inMemEntrySlice     = 64 // entries in a new slice
 	minEntrySliceFree   = 16 // fewer free places than this: a new slice
