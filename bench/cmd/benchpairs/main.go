@@ -11,6 +11,12 @@
 // The base is built from a git worktree of the revision, the head from the
 // working tree as it is; the runs alternate base/head, head/base, so that a
 // drift of the machine does not favour one side.
+//
+// With -zookeeper ZKBENCH the other side is ZooKeeper instead of a base
+// build: the working tree's lockbench alternates with zkbench (bench/zookeeper),
+// and the table gives Lockstep over ZooKeeper pair by pair, their median, and
+// in how many pairs issue 12's ratio targets held, since one side-by-side run
+// on this machine says little (make bench-zkpairs).
 package main
 
 import (
@@ -36,6 +42,7 @@ const (
 type options struct {
 	base, out, flags string
 	pairs            int
+	zkbench, zkFlags string // -zookeeper: zkbench's binary in place of a base build, and its flags
 }
 
 func main() {
@@ -45,6 +52,8 @@ func main() {
 	flag.StringVar(&o.flags, "flags", "-clients 1,64 -handoff 64 -failover 0 -partition 0 -mem 0 -idle 0 -via client",
 		"lockbench's flags for every run")
 	flag.StringVar(&o.out, "out", "bin/pairs", "where the two builds and every run's output go")
+	flag.StringVar(&o.zkbench, "zookeeper", "", "zkbench's binary: compare the working tree with ZooKeeper instead of with -base")
+	flag.StringVar(&o.zkFlags, "zk-flags", "-clients 1,64 -handoff 64", "zkbench's flags for every run (with -zookeeper)")
 	flag.Parse()
 	if err := run(o, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "benchpairs:", err)
@@ -68,20 +77,35 @@ func run(o options, w io.Writer) error {
 	}
 	base := &side{name: "base", dir: filepath.Join(out, "base")}
 	head := &side{name: "head", dir: filepath.Join(out, "head")}
-	if err := buildRevision(o.base, base.dir, filepath.Join(out, "base-src")); err != nil {
-		return err
+	head.bench = func() (string, error) { return lockbench(head.dir, o.flags) }
+	if o.zkbench != "" {
+		zk, err := filepath.Abs(o.zkbench)
+		if err != nil {
+			return err
+		}
+		if _, err := os.Stat(zk); err != nil {
+			return fmt.Errorf("-zookeeper %s: %w (build it: cd bench/zookeeper && go build -o ../../bin/zkbench .)", o.zkbench, err)
+		}
+		base.name = "zookeeper"
+		base.bench = func() (string, error) { return benchCommand(zk, strings.Fields(o.zkFlags)) }
+		fmt.Fprintf(w, "# benchpairs: ZooKeeper (zkbench %s) against the working tree (lockbench %s), interleaved pairs: %d\n", o.zkFlags, o.flags, o.pairs)
+	} else {
+		if err := buildRevision(o.base, base.dir, filepath.Join(out, "base-src")); err != nil {
+			return err
+		}
+		base.bench = func() (string, error) { return lockbench(base.dir, o.flags) }
+		fmt.Fprintf(w, "# benchpairs: base %s, head the working tree, interleaved pairs: %d; each run: lockbench %s\n", o.base, o.pairs, o.flags)
 	}
 	if err := build(".", head.dir); err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "# benchpairs: base %s, head the working tree, interleaved pairs: %d; each run: lockbench %s\n", o.base, o.pairs, o.flags)
 	for i := range o.pairs {
 		order := []*side{base, head}
 		if i%2 == 1 {
 			order = []*side{head, base}
 		}
 		for _, s := range order {
-			text, err := lockbench(s.dir, o.flags)
+			text, err := s.bench()
 			name := filepath.Join(out, fmt.Sprintf("%s-%d.txt", s.name, i+1))
 			_ = os.WriteFile(name, []byte(text), 0o644)
 			if err != nil {
@@ -91,12 +115,17 @@ func run(o options, w io.Writer) error {
 			fmt.Fprintf(w, "# pair %d: %s done\n", i+1, s.name)
 		}
 	}
+	if o.zkbench != "" {
+		return writeAgainstZooKeeper(w, base.runs, head.runs)
+	}
 	return writeComparison(w, base.runs, head.runs)
 }
 
-// side is one of the two builds: its binaries' folder and its runs' outputs.
+// side is one of the two sides: its binaries' folder, how it runs once, and
+// its runs' outputs.
 type side struct {
 	name, dir string
+	bench     func() (string, error)
 	runs      []string
 }
 
@@ -126,11 +155,16 @@ func build(src, dir string) error {
 
 // lockbench runs dir's lockbench against dir's lockstep.
 func lockbench(dir, flags string) (string, error) {
+	return benchCommand(filepath.Join(dir, "lockbench"), append([]string{"-bin", filepath.Join(dir, "lockstep")}, strings.Fields(flags)...))
+}
+
+// benchCommand runs one load generator, bounded by runTimeout, and answers
+// what it printed.
+func benchCommand(bin string, args []string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
 	defer cancel()
-	args := append([]string{"-bin", filepath.Join(dir, "lockstep")}, strings.Fields(flags)...)
 	var b bytes.Buffer
-	cmd := exec.CommandContext(ctx, filepath.Join(dir, "lockbench"), args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Stdout, cmd.Stderr = &b, &b
 	err := cmd.Run()
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
