@@ -95,16 +95,8 @@ func writeComparison(w io.Writer, base, head []string) error {
 	if len(base) != len(head) || len(base) == 0 {
 		return fmt.Errorf("%d base runs and %d head runs: want as many of each, at least one", len(base), len(head))
 	}
-	var names []string
-	var bp, hp []map[string]point
-	for i := range base {
-		n, b := parseRun(base[i])
-		_, h := parseRun(head[i])
-		if i == 0 {
-			names = n
-		}
-		bp, hp = append(bp, b), append(hp, h)
-	}
+	names, bp := parseRuns(base)
+	_, hp := parseRuns(head)
 	fmt.Fprintln(w, "| workload | figure | base, pair by pair | head, pair by pair | median base → head | head/base | head better |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
 	for _, name := range names {
@@ -136,6 +128,19 @@ func writeComparison(w io.Writer, base, head []string) error {
 		}
 	}
 	return nil
+}
+
+// parseRuns reads every run's points; names are the first run's
+// workloads, in their order.
+func parseRuns(runs []string) (names []string, points []map[string]point) {
+	for i, text := range runs {
+		n, p := parseRun(text)
+		if i == 0 {
+			names = n
+		}
+		points = append(points, p)
+	}
+	return names, points
 }
 
 func median(v []float64) float64 {

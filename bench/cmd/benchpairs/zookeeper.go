@@ -32,19 +32,14 @@ func writeAgainstZooKeeper(w io.Writer, zk, lockstep []string) error {
 	if len(zk) != len(lockstep) || len(zk) == 0 {
 		return fmt.Errorf("%d ZooKeeper runs and %d Lockstep runs: want as many of each, at least one", len(zk), len(lockstep))
 	}
-	var names []string
-	var zp, lp []map[string]point
-	for i := range zk {
-		n, z := parseRun(zk[i])
-		_, l := parseRun(lockstep[i])
+	names, zp := parseRuns(zk)
+	_, lp := parseRuns(lockstep)
+	for i, l := range lp {
 		byWorkload := map[string]point{}
 		for name, p := range l {
 			byWorkload[sameWorkload(name)] = p
 		}
-		if i == 0 {
-			names = n
-		}
-		zp, lp = append(zp, z), append(lp, byWorkload)
+		lp[i] = byWorkload
 	}
 	fmt.Fprintln(w, "| workload | figure | ZooKeeper, pair by pair | Lockstep, pair by pair | Lockstep/ZooKeeper, pair by pair | median ratio | target | pairs at the target |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
