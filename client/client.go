@@ -31,8 +31,7 @@ type Client struct {
 	leader    leaderFinder // leader.go
 
 	// The sessions' shared streams (multiplex.go), one per endpoint at most.
-	mmu   sync.Mutex
-	muxes map[*endpoint]*muxStream
+	muxes streamSet[*muxStream]
 }
 
 // endpoint is the generated clients of one server address.

@@ -89,36 +89,14 @@ func (e *endpoint) noMultiplex() { e.turnOff(&e.muxOff) }
 
 // muxTo answers the Client's open stream to e, opening it if needed.
 func (c *Client) muxTo(e *endpoint) *muxStream {
-	c.mmu.Lock()
-	defer c.mmu.Unlock()
-	if m := c.muxes[e]; m != nil {
+	return c.muxes.to(e, func() *muxStream {
+		ctx, cancel := context.WithCancel(context.Background())
+		m := &muxStream{c: c, e: e, st: e.stream.Multiplex(ctx), cancel: cancel, done: make(chan struct{}),
+			requests: batch.Gatherer[*pb.StreamRequest]{Max: maxMultiplexBatch},
+			pending:  map[uint64]muxWait{}, sessions: map[uint64]*Session{}, lastUse: time.Now()}
+		go m.receive()
 		return m
-	}
-	for other, m := range c.muxes {
-		if m.idleFor(muxIdleShut) {
-			m.shut(errors.New("lockstep: the client's sessions moved to another endpoint"))
-			delete(c.muxes, other)
-		}
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	m := &muxStream{c: c, e: e, st: e.stream.Multiplex(ctx), cancel: cancel, done: make(chan struct{}),
-		requests: batch.Gatherer[*pb.StreamRequest]{Max: maxMultiplexBatch},
-		pending:  map[uint64]muxWait{}, sessions: map[uint64]*Session{}, lastUse: time.Now()}
-	if c.muxes == nil {
-		c.muxes = map[*endpoint]*muxStream{}
-	}
-	c.muxes[e] = m
-	go m.receive()
-	return m
-}
-
-// dropMux forgets m if it is still the Client's stream to its endpoint.
-func (c *Client) dropMux(m *muxStream) {
-	c.mmu.Lock()
-	defer c.mmu.Unlock()
-	if c.muxes[m.e] == m {
-		delete(c.muxes, m.e)
-	}
+	}, errors.New("lockstep: the client's sessions moved to another endpoint"))
 }
 
 // forgetSession fails the unanswered requests of s on every shared stream
@@ -126,13 +104,7 @@ func (c *Client) dropMux(m *muxStream) {
 // left with no session and nothing unanswered is shut, as a session's own
 // stream is when it closes: a Client without sessions holds no streams.
 func (c *Client) forgetSession(s *Session, err error) {
-	c.mmu.Lock()
-	muxes := make([]*muxStream, 0, len(c.muxes))
-	for _, m := range c.muxes {
-		muxes = append(muxes, m)
-	}
-	c.mmu.Unlock()
-	for _, m := range muxes {
+	for _, m := range c.muxes.list() {
 		m.mu.Lock()
 		delete(m.sessions, s.id)
 		for id, w := range m.pending {
@@ -144,16 +116,19 @@ func (c *Client) forgetSession(s *Session, err error) {
 		unused := len(m.sessions) == 0 && len(m.pending) == 0
 		m.mu.Unlock()
 		if unused {
-			c.dropMux(m)
+			c.muxes.drop(m)
 			m.shut(errors.New("lockstep: no session of the client uses the stream"))
 		}
 	}
 }
 
-func (m *muxStream) idleFor(d time.Duration) bool {
+func (m *muxStream) endpoint() *endpoint { return m.e }
+
+// idle says m has nothing unanswered and went unused for muxIdleShut.
+func (m *muxStream) idle() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return len(m.pending) == 0 && time.Since(m.lastUse) >= d
+	return len(m.pending) == 0 && time.Since(m.lastUse) >= muxIdleShut
 }
 
 // shut ends the stream; its unanswered requests fail with err.
@@ -185,7 +160,7 @@ func (m *muxStream) receive() {
 			if connect.CodeOf(err) == connect.CodeUnimplemented {
 				m.e.noMultiplex()
 			}
-			m.c.dropMux(m)
+			m.c.muxes.drop(m)
 			m.shut(err)
 			return
 		}
@@ -253,7 +228,7 @@ func (c *Client) muxRoundTrip(ctx context.Context, s *Session, e *endpoint, req 
 		if !ended || try == 1 {
 			return nil, errNoStream
 		}
-		c.dropMux(m) // it ended just now: open another once
+		c.muxes.drop(m) // it ended just now: open another once
 	}
 	m.nextID++
 	id := m.nextID

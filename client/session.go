@@ -67,8 +67,7 @@ type Session struct {
 
 	// The session's own streams (stream.go), one per endpoint at most:
 	// with WithStreamPerSession, or to a server without Multiplex.
-	smu      sync.Mutex
-	streams  map[*endpoint]*sessionStream
+	streams  streamSet[*sessionStream]
 	noStream atomic.Bool // a server answered that it has no session stream
 }
 

@@ -94,35 +94,13 @@ func (e *endpoint) turnOff(off *time.Time) {
 // Opening one closes the session's idle streams to other endpoints (left
 // behind by a failover).
 func (s *Session) streamTo(e *endpoint) *sessionStream {
-	s.smu.Lock()
-	defer s.smu.Unlock()
-	if ss := s.streams[e]; ss != nil {
+	return s.streams.to(e, func() *sessionStream {
+		ctx, cancel := context.WithCancel(context.Background())
+		ss := &sessionStream{s: s, e: e, st: e.stream.Stream(ctx), cancel: cancel, done: make(chan struct{}),
+			pending: map[uint64]chan *pb.StreamResponse{}}
+		go ss.receive()
 		return ss
-	}
-	for other, ss := range s.streams {
-		if ss.idle() {
-			ss.shut(errors.New("lockstep: the session moved to another endpoint"))
-			delete(s.streams, other)
-		}
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ss := &sessionStream{s: s, e: e, st: e.stream.Stream(ctx), cancel: cancel, done: make(chan struct{}),
-		pending: map[uint64]chan *pb.StreamResponse{}}
-	if s.streams == nil {
-		s.streams = map[*endpoint]*sessionStream{}
-	}
-	s.streams[e] = ss
-	go ss.receive()
-	return ss
-}
-
-// dropStream forgets ss if it is still the session's stream to its endpoint.
-func (s *Session) dropStream(ss *sessionStream) {
-	s.smu.Lock()
-	defer s.smu.Unlock()
-	if s.streams[ss.e] == ss {
-		delete(s.streams, ss.e)
-	}
+	}, errors.New("lockstep: the session moved to another endpoint"))
 }
 
 // shutStreams ends every stream of the session, and its requests on the
@@ -130,13 +108,12 @@ func (s *Session) dropStream(ss *sessionStream) {
 func (s *Session) shutStreams() {
 	closed := fmt.Errorf("%w: session %d was closed", ErrSessionLost, s.id)
 	s.c.forgetSession(s, closed)
-	s.smu.Lock()
-	defer s.smu.Unlock()
-	for e, ss := range s.streams {
+	for _, ss := range s.streams.take() {
 		ss.shut(closed)
-		delete(s.streams, e)
 	}
 }
+
+func (ss *sessionStream) endpoint() *endpoint { return ss.e }
 
 func (ss *sessionStream) idle() bool {
 	ss.mu.Lock()
@@ -168,7 +145,7 @@ func (ss *sessionStream) receive() {
 			if connect.CodeOf(err) == connect.CodeUnimplemented {
 				s.noStream.Store(true) // a server without the stream: unary from now on
 			}
-			s.dropStream(ss)
+			s.streams.drop(ss)
 			ss.shut(err)
 			return
 		}
