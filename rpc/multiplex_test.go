@@ -59,6 +59,10 @@ func sendAll(t *testing.T, st *multiplexStream, reqs ...*pb.StreamRequest) {
 	}
 }
 
+func keepAliveOn(id, session uint64) *pb.StreamRequest {
+	return &pb.StreamRequest{RequestId: id, Request: &pb.StreamRequest_KeepAlive{KeepAlive: &pb.KeepAliveRequest{SessionId: session}}}
+}
+
 func acquireOn(id, session uint64, name string, wait int64) *pb.StreamRequest {
 	return &pb.StreamRequest{RequestId: id, Request: &pb.StreamRequest_AcquireLock{AcquireLock: &pb.AcquireLockRequest{
 		Name: name, SessionId: session, WaitTimeoutMs: wait}}}
@@ -74,8 +78,7 @@ func TestMultiplexCarriesManySessions(t *testing.T) {
 	defer cancel()
 	st, sessions := s.multiplex(t, ctx, "")
 	a, b := newSession(t, sessions, 30_000), newSession(t, sessions, 30_000)
-	sendAll(t, st, acquireOn(1, a, "x", 0), acquireOn(2, b, "y", 0),
-		&pb.StreamRequest{RequestId: 3, Request: &pb.StreamRequest_KeepAlive{KeepAlive: &pb.KeepAliveRequest{SessionId: a}}})
+	sendAll(t, st, acquireOn(1, a, "x", 0), acquireOn(2, b, "y", 0), keepAliveOn(3, a))
 	got, _ := answers(t, st, 3)
 	if !got[1].GetAcquireLock().GetAcquired() || !got[2].GetAcquireLock().GetAcquired() || got[3].GetKeepAlive().GetSessionId() != a {
 		t.Fatalf("want x granted to a, y to b and a kept alive, got %v", got)
@@ -131,8 +134,7 @@ func TestMultiplexPushesEachSessionsLoss(t *testing.T) {
 	defer cancel()
 	st, sessions := s.multiplex(t, ctx, "")
 	short, long := newSession(t, sessions, 300), newSession(t, sessions, 30_000)
-	sendAll(t, st, &pb.StreamRequest{RequestId: 1, Request: &pb.StreamRequest_KeepAlive{KeepAlive: &pb.KeepAliveRequest{SessionId: short}}},
-		&pb.StreamRequest{RequestId: 2, Request: &pb.StreamRequest_KeepAlive{KeepAlive: &pb.KeepAliveRequest{SessionId: long}}})
+	sendAll(t, st, keepAliveOn(1, short), keepAliveOn(2, long))
 	if got, _ := answers(t, st, 2); got[1].GetKeepAlive() == nil || got[2].GetKeepAlive() == nil {
 		t.Fatalf("keepalives: %v", got)
 	}
@@ -140,8 +142,7 @@ func TestMultiplexPushesEachSessionsLoss(t *testing.T) {
 	if l := got[0].GetSessionLost(); l.GetSessionId() != short || l.Reason != pb.Reason_REASON_SESSION_EXPIRED {
 		t.Fatalf("want the short session's loss pushed, got %v", got)
 	}
-	sendAll(t, st, &pb.StreamRequest{RequestId: 3, Request: &pb.StreamRequest_KeepAlive{KeepAlive: &pb.KeepAliveRequest{SessionId: long}}},
-		&pb.StreamRequest{RequestId: 4, Request: &pb.StreamRequest_KeepAlive{KeepAlive: &pb.KeepAliveRequest{SessionId: short}}})
+	sendAll(t, st, keepAliveOn(3, long), keepAliveOn(4, short))
 	got, _ = answers(t, st, 2)
 	if got[3].GetKeepAlive().GetSessionId() != long || got[4].GetError().GetCode() != "not_found" {
 		t.Fatalf("after the short session's loss: want the long one kept alive and the short one not_found, got %v", got)
@@ -182,7 +183,7 @@ func TestMultiplexBounds(t *testing.T) {
 	id := newSession(t, sessions, 30_000)
 	var reqs []*pb.StreamRequest
 	for i := range rpc.MaxMultiplexBatch + 1 {
-		reqs = append(reqs, &pb.StreamRequest{RequestId: uint64(i + 1), Request: &pb.StreamRequest_KeepAlive{KeepAlive: &pb.KeepAliveRequest{SessionId: id}}})
+		reqs = append(reqs, keepAliveOn(uint64(i+1), id))
 	}
 	sendAll(t, st, reqs...)
 	_, err := st.Receive()

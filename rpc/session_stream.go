@@ -63,11 +63,12 @@ const (
 func (h SessionHandler) Stream(ctx context.Context, st *connect.BidiStream[pb.StreamRequest, pb.StreamResponse]) error {
 	ss := newSessionStream(h.service, peerOf(ctx, st.Peer()), false)
 	var one [1]*pb.StreamRequest // reused: run starts a message's requests before it asks for the next
+	var sendMu sync.Mutex        // BidiStream.Send is not safe for concurrent use
 	ss.out = func(m *pb.StreamResponse) {
 		// A stream the client has left fails its sends; run's receive
 		// ends it.
-		ss.sendMu.Lock()
-		defer ss.sendMu.Unlock()
+		sendMu.Lock()
+		defer sendMu.Unlock()
 		_ = st.Send(m)
 	}
 	return ss.run(ctx, func() ([]*pb.StreamRequest, error) {
@@ -131,8 +132,6 @@ type sessionStream struct {
 	// out sends one answer or push: at once on Stream, gathered with the
 	// others ready on Multiplex.
 	out func(*pb.StreamResponse)
-
-	sendMu sync.Mutex // Stream: BidiStream.Send is not safe for concurrent use
 
 	mu      sync.Mutex
 	session uint64              // Stream: the session it is bound to; 0 until its first request
