@@ -268,7 +268,8 @@ func (r Role) String() string {
 type Driver struct {
 	cfg Config
 
-	now         core.LogTime // the replica's clock at the last Tick
+	now         core.LogTime // the replica's stamping clock at the last Tick (clockAnchor)
+	clock       clockAnchor
 	appliedTime core.LogTime // the machine's log time after the last applied entry (or restored snapshot)
 	isLeader    bool         // as the last LeadershipEvent said
 	term        uint64       // as the last LeadershipEvent said
@@ -365,7 +366,7 @@ type EventKind uint8
 const (
 	EventRequest           EventKind = iota + 1 // a client sent Command as Request
 	EventCancel                                 // the client behind Request went away
-	EventTick                                   // the replica's clock reads Now
+	EventTick                                   // the replica's wall clock reads Now and its monotonic clock Mono
 	EventLeadership                             // leadership is now (IsLeader, Term, LeaderID)
 	EventApplied                                // Entry was applied and produced Output
 	EventProposalFailed                         // the consensus library refused Proposal
@@ -379,6 +380,7 @@ type Event struct {
 	Request  RequestID
 	Command  core.Command
 	Now      core.LogTime
+	Mono     core.LogTime
 	IsLeader bool
 	Term     uint64
 	LeaderID uint64
@@ -395,8 +397,17 @@ func RequestEvent(id RequestID, cmd core.Command) Event {
 // CancelEvent is the client behind a request going away.
 func CancelEvent(id RequestID) Event { return Event{Kind: EventCancel, Request: id} }
 
-// TickEvent is a reading of the replica's clock.
-func TickEvent(now core.LogTime) Event { return Event{Kind: EventTick, Now: now} }
+// TickEvent is a reading of a clock that is its own monotonic clock (a
+// test's, a simulator's without steps): ClockEvent(now, now).
+func TickEvent(now core.LogTime) Event { return ClockEvent(now, now) }
+
+// ClockEvent is a reading of the replica's two clocks: wall is its wall
+// clock in ms since the Unix epoch, which an operator, NTP or a resumed
+// virtual machine may step; mono is a monotonic clock in ms from any
+// origin, which runs at the wall clock's rate but is never stepped. A
+// leader stamps with the wall clock as read when it took the role, carried
+// forward by the monotonic one (clockAnchor).
+func ClockEvent(wall, mono core.LogTime) Event { return Event{Kind: EventTick, Now: wall, Mono: mono} }
 
 // LeadershipEvent reports who leads: this replica (isLeader) in term, or
 // leaderID (0: unknown). The driver leads when isLeader, forwards when
@@ -443,7 +454,7 @@ func (d *Driver) Step(ev Event) error {
 	case EventCancel:
 		d.stepCancel(ev.Request)
 	case EventTick:
-		d.stepTick(ev.Now)
+		d.stepTick(ev.Now, ev.Mono)
 	case EventLeadership:
 		d.stepLeadership(ev.IsLeader, ev.Term, ev.LeaderID)
 	case EventApplied:
@@ -509,7 +520,49 @@ func (d *Driver) cancelWait(w core.WaiterID, s core.SessionID) {
 	d.cancels = append(d.cancels, core.Command{Op: core.OpCancel, Waiter: w, Session: s})
 }
 
-func (d *Driver) stepTick(now core.LogTime) {
+// clockAnchor is where the replica's stamping clock stands (docs/design.md,
+// Time): the wall clock read at the anchor, carried forward by the
+// monotonic clock since. It is anchored at the first reading and each time
+// the replica takes the leader role, so log time starts each term at the
+// new leader's wall clock, as before; within a term a step of the wall
+// clock (NTP stepping a clock, a virtual machine resumed from a pause, an
+// operator's date) moves no log time. Log time moved by such a step would
+// move every lease's end by it at once, ahead of the clients, which count
+// their leases on monotonic clocks: a step forward would expire sessions
+// whose clients still hold their leases. Rate errors (a slewed clock) reach
+// both clocks alike and stay within the client's guard (docs/client.md).
+type clockAnchor struct {
+	read       bool         // a reading has come
+	wall, mono core.LogTime // the last reading
+	atWall     core.LogTime // the wall clock at the anchor
+	atMono     core.LogTime // the monotonic clock at the anchor
+}
+
+// observe takes a reading and returns the stamping clock. A monotonic
+// reading that goes back is a clock without one (TickEvent's, stepped):
+// the anchor moves to it, so such a clock is taken as it reads.
+func (c *clockAnchor) observe(wall, mono core.LogTime) core.LogTime {
+	if !c.read || mono < c.mono {
+		c.atWall, c.atMono = wall, mono
+	}
+	c.read, c.wall, c.mono = true, wall, mono
+	return c.atWall + (mono - c.atMono)
+}
+
+// reanchor starts the stamping clock again at the last wall reading, and
+// returns it.
+func (c *clockAnchor) reanchor() core.LogTime {
+	c.atWall, c.atMono = c.wall, c.mono
+	return c.wall
+}
+
+// WallStep is how far the replica's wall clock has been stepped since its
+// stamping clock was anchored (wall minus stamping clock, in ms): what a
+// leader's log time ignored this term. The runtime reports it.
+func (d *Driver) WallStep() core.LogTime { return d.clock.wall - d.now }
+
+func (d *Driver) stepTick(wall, mono core.LogTime) {
+	now := d.clock.observe(wall, mono)
 	d.now = now
 	if now < d.lastProposalAt {
 		// The clock stepped back: measure the next interval from here rather
@@ -542,6 +595,9 @@ func (d *Driver) takeRole() {
 		d.loseRole()
 	}
 	if want == RoleLeader {
+		if d.clock.read {
+			d.now = d.clock.reanchor()
+		}
 		d.needLeaderMark = true
 		d.lastProposalAt = d.now
 	}

@@ -285,6 +285,72 @@ func TestLeaderTicksAtDeadlinesAndToKeepTime(t *testing.T) {
 	}
 }
 
+// A leader's wall clock stepped while it leads (NTP stepping it, a virtual
+// machine resumed from a pause) moves no log time: the leader stamps with
+// the wall clock it read when it took the role, carried forward by its
+// monotonic clock, so no lease ends early or late by the step. The next
+// term starts at the wall clock again.
+func TestLeaderStampsThroughAWallClockStep(t *testing.T) {
+	h := newHarness(t, Config{TickIntervalMs: 100, KeepTimeMs: 1000})
+	wall, mono := h.now, core.LogTime(5) // any origin for the monotonic clock
+	tick := func(dWall, dMono core.LogTime) {
+		wall, mono = wall+dWall, mono+dMono
+		h.step(ClockEvent(wall, mono))
+	}
+	tick(0, 0)
+	h.lead(1)
+	h.ready(true)
+	start, startMono := h.m.Now(), mono
+	if start != wall {
+		t.Fatalf("the first term's log time starts at %d, want the wall clock %d", start, wall)
+	}
+	s := h.session(1, "a") // TTL 10 s
+	info, _ := h.m.SessionInfo(s)
+
+	// The wall clock jumps 5 s ahead, then 100 ms pass.
+	tick(5_000+100, 100)
+	h.session(2, "b")
+	if got := h.m.Now(); got != start+100 {
+		t.Fatalf("after a 5 s step of the wall clock and 100 ms, log time moved %d ms, want 100", got-start)
+	}
+	if got := h.d.WallStep(); got != 5_000 {
+		t.Fatalf("WallStep %d, want the 5,000 ms the wall clock was stepped", got)
+	}
+	// Lease a lives until 10 s of monotonic time after its create.
+	for range 98 {
+		tick(100, 100)
+		h.ready(true)
+	}
+	if _, err := h.m.SessionInfo(s); err != nil {
+		t.Fatalf("session a expired at log time %d, before its deadline %d", h.m.Now(), info.Deadline)
+	}
+	// A step back does not hold log time either.
+	tick(-20_000, 100)
+	h.session(3, "c")
+	if got, want := h.m.Now(), start+(mono-startMono); got != want {
+		t.Fatalf("after the wall clock stepped 20 s back, log time %d, want %d: the monotonic time since the term began", got, want)
+	}
+	for range 3 {
+		tick(100, 100)
+		h.ready(true)
+	}
+	if _, err := h.m.SessionInfo(s); err == nil {
+		t.Fatalf("session a outlived its deadline %d (log time %d)", info.Deadline, h.m.Now())
+	}
+
+	// A new term starts from the wall clock, wherever it stands now.
+	h.step(LeadershipEvent(false, 2, 2))
+	tick(100, 100)
+	h.lead(3)
+	rd := h.ready(true)
+	if len(rd.Proposals) == 0 || rd.Proposals[0].Proposal.Time != wall {
+		t.Fatalf("the new term's first proposal %+v, want it stamped with the wall clock %d", rd.Proposals, wall)
+	}
+	if got := h.d.WallStep(); got != 0 {
+		t.Fatalf("WallStep %d after the new term's anchor, want 0", got)
+	}
+}
+
 // A tick request applied in the log (a forwarder asked) is answered by the
 // leader with a tick at once, quiet interval or not.
 func TestLeaderAnswersATickRequest(t *testing.T) {
