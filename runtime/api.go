@@ -20,8 +20,15 @@ type Options struct {
 	Logger *slog.Logger
 	// Registerer receives the metrics; nil: they are kept but not registered.
 	Registerer prometheus.Registerer
-	// Clock stamps the leader's proposals; nil: time.Now. Tests inject one.
+	// Clock is the wall clock a leader starts each term's log time at;
+	// nil: time.Now. Tests inject one.
 	Clock func() time.Time
+	// Monotonic carries log time forward within a term (docs/design.md,
+	// Time): time since any origin, never stepped. nil: Go's monotonic
+	// clock when Clock is nil too; with a Clock given and no Monotonic,
+	// the Clock is taken as its own monotonic clock (a test's clock moved
+	// by hand moves log time).
+	Monotonic func() time.Duration
 
 	// balance paces the leader balancer; zero: from the election timeout.
 	// Tests shorten it.

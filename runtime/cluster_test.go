@@ -380,3 +380,39 @@ func TestOneDriverRolePerNode(t *testing.T) {
 		t.Fatalf("the old leader's driver was replaced or is a %v", first.Role())
 	}
 }
+
+// TestWallClockStepWhileLeading: a leader's wall clock stepped 5 s ahead
+// during its term (NTP, a resumed virtual machine) moves no log time, so a
+// session whose client counts its lease on a monotonic clock is not cut
+// short by the step (docs/design.md, Time).
+func TestWallClockStepWhileLeading(t *testing.T) {
+	wall, mono := newTestClock(), newTestClock()
+	c := newTestCluster(t, clusterOpts{size: 1, clock: wall.now, mono: mono.since})
+	n := c.nodes[c.waitLeader(0)]
+	logNow := func() core.LogTime {
+		var now core.LogTime
+		if _, err := n.Read(tctx(t), "", false, func(m *core.Machine) error {
+			now = m.Now()
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return now
+	}
+	s := session(t, n, 3*time.Second)
+	created := logNow()
+	wall.advance(5 * time.Second)
+	for range 4 {
+		mono.advance(100 * time.Millisecond)
+		session(t, n, 3*time.Second) // an entry stamped now
+	}
+	if got := logNow() - created; got != 400 {
+		t.Fatalf("log time moved %d ms after the wall clock stepped 5 s and the monotonic clock 400 ms; want 400", got)
+	}
+	if _, err := n.Read(tctx(t), "", false, func(m *core.Machine) error {
+		_, err := m.SessionInfo(s)
+		return err
+	}); err != nil {
+		t.Fatalf("the session did not survive the wall clock's step: %v", err)
+	}
+}

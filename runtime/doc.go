@@ -97,8 +97,11 @@
 //
 // # Time
 //
-// Options.Clock (default time.Now) is read only by the leader's driver, in
-// milliseconds. Tests inject a clock they move by hand.
+// Options.Clock (default time.Now) and Options.Monotonic (default Go's
+// monotonic clock) are read only by the drivers, in milliseconds: a leader
+// starts each term's log time at its wall clock and carries it forward by
+// the monotonic one, so a wall clock stepped while it leads moves no log
+// time (core/replica's clockAnchor). Tests inject a clock they move by hand.
 //
 // # Errors
 //

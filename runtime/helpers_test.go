@@ -35,6 +35,7 @@ func newTestClock() *testClock {
 
 func (c *testClock) now() time.Time          { return time.UnixMilli(c.ms.Load()) }
 func (c *testClock) advance(d time.Duration) { c.ms.Add(d.Milliseconds()) }
+func (c *testClock) since() time.Duration    { return time.Duration(c.ms.Load()) * time.Millisecond }
 
 // testBalance paces the leader balancer faster than production (2 s
 // settle, 4 s backoff at these election timeouts), so that sharded
@@ -48,6 +49,7 @@ type testCluster struct {
 	nodes []*Node
 	regs  []*prometheus.Registry
 	clock func() time.Time
+	mono  func() time.Duration
 
 	dragonboatFirst bool
 }
@@ -57,7 +59,8 @@ type clusterOpts struct {
 	snapshotEntries int
 	shards          int // consensus.shards; 0: 1
 	clock           func() time.Time
-	dragonboatFirst bool // node-1 runs Dragonboat's own transport, the rest runtime/transport
+	mono            func() time.Duration // Options.Monotonic
+	dragonboatFirst bool                 // node-1 runs Dragonboat's own transport, the rest runtime/transport
 }
 
 func freePorts(t testing.TB, n int) []int {
@@ -97,7 +100,7 @@ func newTestCluster(t testing.TB, o clusterOpts) *testCluster {
 	for i := range o.size {
 		peers[fmt.Sprintf("node-%d", i+1)] = fmt.Sprintf("127.0.0.1:%d", ports[i])
 	}
-	c := &testCluster{t: t, clock: o.clock, dragonboatFirst: o.dragonboatFirst}
+	c := &testCluster{t: t, clock: o.clock, mono: o.mono, dragonboatFirst: o.dragonboatFirst}
 	for i := range o.size {
 		cfg := config.Defaults()
 		cfg.Cluster = config.Cluster{
@@ -177,7 +180,7 @@ func (c *testCluster) waitBalanced() {
 
 func (c *testCluster) start(i int) error {
 	reg := prometheus.NewRegistry()
-	n, err := Start(context.Background(), Options{Config: c.cfgs[i], Logger: testLogger(c.t), Registerer: reg, Clock: c.clock,
+	n, err := Start(context.Background(), Options{Config: c.cfgs[i], Logger: testLogger(c.t), Registerer: reg, Clock: c.clock, Monotonic: c.mono,
 		balance: testBalance, dragonboatTransport: c.dragonboatFirst && i == 0})
 	if err != nil {
 		return fmt.Errorf("node %d: %w", i+1, err)

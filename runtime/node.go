@@ -18,6 +18,7 @@ import (
 
 	"github.com/lockstepd/lockstep/config"
 	"github.com/lockstepd/lockstep/core"
+	"github.com/lockstepd/lockstep/core/replica"
 	"github.com/lockstepd/lockstep/runtime/transport"
 )
 
@@ -25,7 +26,8 @@ import (
 type Node struct {
 	cfg       config.Config
 	log       *slog.Logger
-	clock     func() time.Time
+	clock     func() time.Time     // the wall clock (Options.Clock)
+	mono      func() time.Duration // the monotonic clock (Options.Monotonic)
 	metrics   *metrics
 	nh        *dragonboat.NodeHost
 	replicaID uint64
@@ -73,9 +75,16 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		log = slog.Default()
 	}
 	log = log.With("node", cfg.Cluster.NodeID)
-	clock := opts.Clock
-	if clock == nil {
+	clock, mono := opts.Clock, opts.Monotonic
+	switch {
+	case clock == nil && mono == nil:
 		clock = time.Now
+		origin := time.Now()
+		mono = func() time.Duration { return time.Since(origin) }
+	case clock == nil:
+		clock = time.Now
+	case mono == nil:
+		mono = func() time.Duration { return time.Duration(clock().UnixMilli()) * time.Millisecond }
 	}
 	met, err := newMetrics(opts.Registerer)
 	if err != nil {
@@ -90,7 +99,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	}
 	election := time.Duration(cfg.Consensus.ElectionTimeoutMs) * time.Millisecond
 	n := &Node{
-		cfg: cfg, log: log, clock: clock, metrics: met,
+		cfg: cfg, log: log, clock: clock, mono: mono, metrics: met,
 		replicaID: config.ReplicaID(cfg.Cluster.NodeID, cfg.Cluster.Incarnation),
 		clients:   newClientPool(cfg.Cluster.NodeID),
 		// A forwarded proposal that Dragonboat drops (sent on a connection
@@ -240,7 +249,10 @@ func (n *Node) shardByDB(dbID uint64) *shard {
 // shardFor returns the shard that owns name (shard 0 for "").
 func (n *Node) shardFor(name string) *shard { return n.shards[n.ShardOf(name)] }
 
-func (n *Node) now() core.LogTime { return core.LogTime(n.clock().UnixMilli()) }
+// clockEvent reads the node's two clocks for a driver (replica.ClockEvent).
+func (n *Node) clockEvent() replica.Event {
+	return replica.ClockEvent(core.LogTime(n.clock().UnixMilli()), core.LogTime(n.mono().Milliseconds()))
+}
 
 // enter registers a call that Close must drain; false once Close began.
 func (n *Node) enter() bool {

@@ -64,6 +64,28 @@ type shard struct {
 	term          uint64
 	leaderSince   time.Time     // when this node learned of the current leader
 	leaderChanged chan struct{} // closed and replaced at every leadership event
+	wallStep      core.LogTime  // the driver's WallStep last reported in the log
+}
+
+// wallStepReported is how far a leader's wall clock must have been
+// stepped, since it was last reported, before the log says so again.
+const wallStepReported = 1000 // ms
+
+// noteWallStep tells the operator when this leader's wall clock was
+// stepped during its term: log time ignored the step and follows the
+// monotonic clock until the next term (docs/design.md, Time), so log
+// times stand off the wall clock by that much meanwhile. Holds s.mu.
+func (s *shard) noteWallStep() {
+	step := s.drv.WallStep()
+	if !s.drv.IsLeader() {
+		s.wallStep = 0
+		return
+	}
+	if d := step - s.wallStep; d >= wallStepReported || d <= -wallStepReported {
+		s.wallStep = step
+		s.log.Warn("the wall clock was stepped while this node leads: log time follows the monotonic clock until the next term",
+			"shard", s.index, "step_ms", int64(step))
+	}
 }
 
 // pending is one request a Do call waits for.
@@ -174,7 +196,8 @@ func (s *shard) step() {
 
 func (s *shard) stepLocked() {
 	s.mu.Lock()
-	s.drv.Step(replica.TickEvent(s.n.now()))
+	s.drv.Step(s.n.clockEvent())
+	s.noteWallStep()
 	rd := s.drv.Ready()
 	for _, r := range rd.Replies {
 		s.deliver(r)
@@ -253,7 +276,7 @@ func (s *shard) leaderUpdated(info raftio.LeaderInfo) {
 	if elected {
 		s.leaderSince = time.Now()
 	}
-	s.drv.Step(replica.TickEvent(s.n.now()))
+	s.drv.Step(s.n.clockEvent())
 	s.drv.Step(replica.LeadershipEvent(isLeader, info.Term, info.LeaderID))
 	close(s.leaderChanged)
 	s.leaderChanged = make(chan struct{})

@@ -16,9 +16,11 @@ package main
 //	GET  /debug/chaos/state                     every shard's applied index and
 //	     state hash (runtime.Node.StateHashes)
 //
-// The clock is the one runtime.Options.Clock takes: the leader's driver
-// stamps proposals with it, so it moves log time only while this node leads
-// (docs/design.md, Time).
+// The clock is the one runtime.Options.Clock takes, and its monotonic
+// reading (without the jumps) runtime.Options.Monotonic: a leader starts
+// its term's log time at the clock and carries it forward by the monotonic
+// reading, so a jump moves log time only when this node next takes the
+// lead, and a slew while it leads (docs/design.md, Time).
 
 import (
 	"encoding/hex"
@@ -42,14 +44,21 @@ const (
 )
 
 // skewClock is the wall clock plus an offset that either jumps to its
-// target or moves to it at slew times the wall clock's rate.
+// target or moves to it at slew times the wall clock's rate. Its monotonic
+// reading (mono) sees the slews but not the jumps, as a kernel's monotonic
+// clock sees NTP's slewing but not a step of the wall clock: the runtime
+// carries a leader's log time forward by it (docs/design.md, Time).
 type skewClock struct {
-	mu     sync.Mutex
-	offset time.Duration // at anchor
-	anchor time.Time
-	target time.Duration
-	slew   float64
+	mu      sync.Mutex
+	offset  time.Duration // at anchor
+	anchor  time.Time
+	target  time.Duration
+	slew    float64
+	stepped time.Duration // the jumps' sum: the part of the offset mono never saw
 }
+
+// monoOrigin is where the chaos clock's monotonic reading counts from.
+var monoOrigin = time.Now()
 
 var chaosClock = &skewClock{}
 
@@ -71,6 +80,15 @@ func (c *skewClock) now() time.Time {
 	return t.Add(c.offsetAt(t))
 }
 
+// mono is the monotonic reading: time since monoOrigin, plus the offset
+// less its jumps.
+func (c *skewClock) mono() time.Duration {
+	t := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return t.Sub(monoOrigin) + c.offsetAt(t) - c.stepped
+}
+
 // set starts moving the offset to target: at once with slew 0.
 func (c *skewClock) set(target time.Duration, slew float64) error {
 	if target < -maxChaosOffset || target > maxChaosOffset {
@@ -85,6 +103,7 @@ func (c *skewClock) set(target time.Duration, slew float64) error {
 	c.offset, c.anchor = c.offsetAt(t), t
 	c.target, c.slew = target, slew
 	if slew == 0 {
+		c.stepped += target - c.offset
 		c.offset = target
 	}
 	return nil
@@ -97,8 +116,10 @@ func (c *skewClock) state() (offset, target time.Duration) {
 	return c.offsetAt(t), c.target
 }
 
-// nodeClock is the clock the runtime stamps with.
+// nodeClock and nodeMonotonic are the clocks the runtime stamps with.
 func nodeClock() func() time.Time { return chaosClock.now }
+
+func nodeMonotonic() func() time.Duration { return chaosClock.mono }
 
 // chaosHooks adds the endpoints above to the metrics listener's mux.
 func chaosHooks(mux *http.ServeMux, node *runtime.Node, log *slog.Logger) {

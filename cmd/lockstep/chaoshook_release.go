@@ -14,7 +14,10 @@ import (
 // -tags chaos): the runtime reads the wall clock and the metrics listener
 // serves nothing under /debug/chaos/.
 
-// nodeClock is nil: the runtime's default, time.Now.
+// nodeClock and nodeMonotonic are nil: the runtime's defaults, time.Now
+// and Go's monotonic clock.
 func nodeClock() func() time.Time { return nil }
+
+func nodeMonotonic() func() time.Duration { return nil }
 
 func chaosHooks(*http.ServeMux, *runtime.Node, *slog.Logger) {}

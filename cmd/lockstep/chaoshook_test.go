@@ -57,6 +57,44 @@ func TestSkewClockJumpsAndSlews(t *testing.T) {
 	near("after refusals", off, 0, 0)
 }
 
+// TestSkewClockMonotonicSkipsJumps: the monotonic reading moves with a
+// slew but not with a jump: the gap between the clock and its monotonic
+// reading is the sum of the jumps.
+func TestSkewClockMonotonicSkipsJumps(t *testing.T) {
+	c := &skewClock{}
+	gap := func() time.Duration { return c.now().Sub(monoOrigin) - c.mono() }
+	near := func(what string, got, want time.Duration) {
+		t.Helper()
+		if d := got - want; d < -5*time.Millisecond || d > 5*time.Millisecond {
+			t.Fatalf("%s: the clock stands %v off its monotonic reading, want %v", what, got, want)
+		}
+	}
+	near("at first", gap(), 0)
+	before := c.mono()
+	if err := c.set(5*time.Second, 0); err != nil {
+		t.Fatal(err)
+	}
+	if d := c.mono() - before; d < 0 || d > 100*time.Millisecond {
+		t.Fatalf("a 5 s jump moved the monotonic reading by %v", d)
+	}
+	near("after a 5 s jump", gap(), 5*time.Second)
+	if err := c.set(-2*time.Second, 0); err != nil {
+		t.Fatal(err)
+	}
+	near("after jumping to -2 s", gap(), -2*time.Second)
+	// A slew from -2 s towards 0 at half the wall clock's rate: the
+	// monotonic reading runs 1.5 times as fast, as the clock does.
+	if err := c.set(0, 0.5); err != nil {
+		t.Fatal(err)
+	}
+	m0 := c.mono()
+	time.Sleep(200 * time.Millisecond)
+	if d := c.mono() - m0; d < 290*time.Millisecond {
+		t.Fatalf("slewing fast at 0.5 for 200 ms moved the monotonic reading %v, want about 300ms", d)
+	}
+	near("after a slew", gap(), -2*time.Second)
+}
+
 // TestChaosHookEndpoint: the chaos build's metrics listener moves the clock
 // the runtime stamps with.
 func TestChaosHookEndpoint(t *testing.T) {

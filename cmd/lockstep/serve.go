@@ -171,7 +171,7 @@ func runNode(cfg config.Config, f *serveFlags, base *slog.Logger, stdout io.Writ
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	node, err := runtime.Start(context.Background(), runtime.Options{Config: cfg, Logger: base, Registerer: reg, Clock: nodeClock()})
+	node, err := runtime.Start(context.Background(), runtime.Options{Config: cfg, Logger: base, Registerer: reg, Clock: nodeClock(), Monotonic: nodeMonotonic()})
 	if err != nil {
 		apiLn.Close()
 		if metricsLn != nil {
