@@ -136,7 +136,7 @@ func TestPlanClockBounds(t *testing.T) {
 		for _, f := range plan(o) {
 			modes[f.Mode]++
 			switch f.Mode {
-			case clockJump:
+			case clockJump, clockStep:
 				if f.Offset <= 0 || f.Offset > maxClockOffset {
 					t.Fatalf("seed %d: a jump of %v", seed, f.Offset)
 				}
@@ -153,7 +153,7 @@ func TestPlanClockBounds(t *testing.T) {
 			}
 		}
 	}
-	if len(modes) != 3 {
+	if len(modes) != 4 {
 		t.Fatalf("modes drawn: %v", modes)
 	}
 }

@@ -80,32 +80,41 @@ const (
 )
 
 // Clock fault modes (docs/chaos.md). Log time moves only with the leader's
-// clock, by at most MaxClockStepMs (2 s) per entry, and a new leader's
+// clock: its wall clock when it took the lead, carried forward by its
+// monotonic clock, which the hook's slews move and its jumps do not. It
+// moves by at most MaxClockStepMs (2 s) per entry, and a new leader's
 // first entry extends every session to now + its TTL before any timer
 // fires (docs/design.md, Time). The Go client ends its view of a lease a
 // guard (250 ms) early, which covers a follower's stamp lag (up to two
 // ticks, 200 ms) and assumes the leader's clock runs at the wall clock's
-// rate (docs/client.md). So a clock behind only holds log time back; a
-// clock ahead is harmless on a node that leads nothing, and a failover
-// onto it costs no session while it is less than MaxClockStepMs ahead; but
-// a leader's own clock jumping ahead cuts every lease in flight short by
-// the jump, which nothing absorbs beyond the guard's last 50 ms. The modes
-// keep to that:
+// rate (docs/client.md). So a jump on a leader moves no log time until it
+// next takes the lead; a failover onto a clock behind holds log time back;
+// a clock ahead is harmless on a node that leads nothing, and a failover
+// onto it costs no session while it is less than MaxClockStepMs ahead; a
+// leader's clock running fast cuts leases short by the rate error, which
+// only the guard's last 50 ms absorbs. The modes keep to that:
 const (
 	// clockJump: the node hands every shard it leads to a peer, its clock
 	// jumps ahead by up to maxClockOffset, and (for a fault on "the
 	// leader") the shard's leadership is moved back to it: a failover onto
-	// a clock ahead. Healed by jumping back (log time waits).
+	// a clock ahead. Healed by jumping back (log time keeps its lead until
+	// the next term, which waits for it).
 	clockJump = "jump"
 	// clockBack: the clock jumps back by up to maxClockOffset (log time
-	// waits while this node leads). Healed by handing its shards to a peer
-	// and jumping to true time; if a handover fails, by running clockSlew
-	// fast until true.
+	// waits if this node takes the lead meanwhile). Healed by handing its
+	// shards to a peer and jumping to true time; if a handover fails, by
+	// running clockSlew fast until true.
 	clockBack = "back"
 	// clockSkew: the clock runs clockSlew fast or slow for the hold, on the
 	// leader or a follower. Healed by jumping back (fast) or running fast
 	// until true (slow).
 	clockSkew = "skew"
+	// clockStep: the leader's wall clock steps ahead while it leads and
+	// keeps leading (NTP stepping a clock, a virtual machine resumed from
+	// a pause). Its log time follows its monotonic clock, which no step
+	// moves, so no lease is cut short. Healed by stepping back (log time
+	// did not move, so nothing waits).
+	clockStep = "step"
 )
 
 // Bounds of the clock fault: the largest offset (below MaxClockStepMs less
@@ -123,6 +132,10 @@ const (
 // than the election timeout (300 ms) so that they matter.
 func plan(o *Options) []Fault {
 	r := stream(o.Seed, streamFaults)
+	// Half the jumps on a leader are steps in place, drawn from a stream
+	// of their own so that the schedules drawn before the mode existed
+	// stay as they were.
+	steps := stream(o.Seed, streamStep)
 	var out []Fault
 	at := time.Second + time.Duration(r.IntN(1000))*time.Millisecond
 	for len(out) < maxFaults {
@@ -157,6 +170,9 @@ func plan(o *Options) []Fault {
 			switch f.Mode {
 			case clockJump:
 				f.Offset = time.Duration(300+r.IntN(int(maxClockOffset/time.Millisecond)-299)) * time.Millisecond
+				if f.Leader && steps.IntN(2) == 0 {
+					f.Mode = clockStep
+				}
 			case clockBack:
 				f.Offset = -time.Duration(200+r.IntN(int(maxClockOffset/time.Millisecond)-199)) * time.Millisecond
 			case clockSkew:
@@ -338,6 +354,13 @@ func (n *nemesis) clock(f Fault, victim, peer *cluster.Node) (err error) {
 			n.r.timeline.add(time.Since(n.r.start), fmt.Sprintf("clock: %s, %v ahead, leads shard %d", victim.ID, f.Offset, f.Shard))
 		}
 		time.Sleep(f.Hold)
+	case clockStep:
+		if err := set(f.Offset, 0); err != nil {
+			return err
+		}
+		n.r.timeline.add(time.Since(n.r.start), fmt.Sprintf("clock: %s stepped %v ahead while it leads", victim.ID, f.Offset))
+		time.Sleep(f.Hold)
+		return set(0, 0)
 	case clockBack:
 		if err := set(f.Offset, 0); err != nil {
 			return err

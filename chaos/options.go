@@ -61,6 +61,7 @@ const (
 	streamSleeper = 3
 	streamLapser  = 4
 	streamBarrier = 5 // + party index
+	streamStep    = 6 // which clock jumps on a leader are steps in place
 	streamWatcher = 20
 	streamWorker  = 100 // + worker index
 )

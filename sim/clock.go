@@ -24,9 +24,17 @@ func (c *clock) wall(v time.Duration) time.Duration {
 	return clockEpoch + v + c.offset + time.Duration(int64(v)/1_000_000*c.driftPPM) + c.jumps
 }
 
-// logTime is what the replica stamps on proposals: its wall clock in ms.
+// logTime is the replica's wall clock in ms: a leader starts each term's
+// log time at it.
 func (c *clock) logTime(v time.Duration) core.LogTime {
 	return core.LogTime(c.wall(v) / time.Millisecond)
+}
+
+// monoTime is the replica's monotonic clock in ms: the wall clock without
+// its jumps, which carries a leader's log time forward within its term
+// (replica.ClockEvent).
+func (c *clock) monoTime(v time.Duration) core.LogTime {
+	return core.LogTime((c.wall(v) - c.jumps) / time.Millisecond)
 }
 
 // every converts an interval of the replica's clock to virtual time.

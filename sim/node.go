@@ -339,13 +339,13 @@ func (n *node) step(ev replica.Event) {
 	}
 }
 
-// drive ticks the driver with this replica's wall clock, proposes what it
+// drive ticks the driver with this replica's wall and monotonic clocks, proposes what it
 // asks for, sends its replies, and tells it the fate of its proposals. The
 // driver's gate (Options.Gate) holds its proposals while that many are
 // unconfirmed, as the runtime's does: requests arriving meanwhile wait in
 // its queue and go out together in the next entry.
 func (n *node) drive() {
-	n.step(replica.TickEvent(n.clk.logTime(n.w.now)))
+	n.step(replica.ClockEvent(n.clk.logTime(n.w.now), n.clk.monoTime(n.w.now)))
 	n.settleProposed()
 	for i := 0; i < 4; i++ {
 		rd := n.drv.Ready()
