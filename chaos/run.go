@@ -44,6 +44,10 @@ type Result struct {
 	Replay      string        `json:"replay"`
 	Report      string        `json:"report,omitempty"`
 	FaultLog    []FaultRecord `json:"fault_log"`
+	// HostClockStepMs is the largest step of this machine's wall clock
+	// against its monotonic clock during the run (hostclock.go): not a
+	// fault of the run; 0 when none reached hostStepNoted.
+	HostClockStepMs int64 `json:"host_clock_step_ms,omitempty"`
 }
 
 // run is the state of one run shared by the workload, the nemesis and the
@@ -163,6 +167,15 @@ func (r *run) execute(c *cluster.Cluster, res *Result) (violations []string, che
 	r.start = time.Now()
 	r.h = newHistory(r.start)
 	r.res = newResource(r.h, checker, r.bug)
+	hostCtx, stopHost := context.WithCancel(context.Background())
+	hostDone := make(chan time.Duration, 1)
+	go func() { hostDone <- r.watchHostClock(hostCtx) }()
+	defer func() {
+		stopHost()
+		if step := <-hostDone; step.Abs() >= hostStepNoted {
+			res.HostClockStepMs = step.Milliseconds()
+		}
+	}()
 
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	defer stopWatch()

@@ -145,6 +145,9 @@ func summary(w io.Writer, r chaos.Result) {
 		}
 		fmt.Fprintf(w, "  %-24s max %5dms  [%s]\n", k, worst, strings.Join(parts, " "))
 	}
+	if r.HostClockStepMs != 0 {
+		fmt.Fprintf(w, "host: this machine's wall clock stepped %+dms against its monotonic clock during the run (a paused virtual machine, NTP; not a fault of the run): log times read off by that\n", r.HostClockStepMs)
+	}
 	if len(r.Violations) == 0 {
 		fmt.Fprintln(w, "violations: none")
 	} else {
