@@ -388,7 +388,8 @@ func TestOneDriverRolePerNode(t *testing.T) {
 func TestWallClockStepWhileLeading(t *testing.T) {
 	wall, mono := newTestClock(), newTestClock()
 	c := newTestCluster(t, clusterOpts{size: 1, clock: wall.now, mono: mono.since})
-	n := c.nodes[c.waitLeader(0)]
+	l := c.waitLeader(0)
+	n := c.nodes[l]
 	logNow := func() core.LogTime {
 		var now core.LogTime
 		if _, err := n.Read(tctx(t), "", false, func(m *core.Machine) error {
@@ -403,6 +404,7 @@ func TestWallClockStepWhileLeading(t *testing.T) {
 	created := logNow()
 	wall.advance(5 * time.Second)
 	for range 4 {
+		wall.advance(100 * time.Millisecond)
 		mono.advance(100 * time.Millisecond)
 		session(t, n, 3*time.Second) // an entry stamped now
 	}
@@ -414,5 +416,8 @@ func TestWallClockStepWhileLeading(t *testing.T) {
 		return err
 	}); err != nil {
 		t.Fatalf("the session did not survive the wall clock's step: %v", err)
+	}
+	if got := labeled(t, c.regs[l], "lockstep_wall_clock_step_seconds", "shard", "0"); got != 5 {
+		t.Fatalf("lockstep_wall_clock_step_seconds %v on the leader, want the 5 s step", got)
 	}
 }

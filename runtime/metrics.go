@@ -28,6 +28,7 @@ type metrics struct {
 	objects          *prometheus.GaugeVec
 	isLeader         *prometheus.GaugeVec
 	hasLeader        *prometheus.GaugeVec
+	wallStep         *prometheus.GaugeVec
 	snapshotsSaved   *prometheus.CounterVec
 	snapshotsLoaded  *prometheus.CounterVec
 	snapshotBytes    *prometheus.GaugeVec
@@ -74,6 +75,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "1 when this node leads the shard."}, shard),
 		hasLeader: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "lockstep_raft_has_leader",
 			Help: "1 when this node knows a leader for the shard (its /health needs one for every shard)."}, shard),
+		wallStep: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "lockstep_wall_clock_step_seconds",
+			Help: "On the shard's leader, how far its wall clock was stepped during its term (log time follows its monotonic clock until the next term); 0 elsewhere."}, shard),
 		snapshotsSaved: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lockstep_snapshots_saved_total",
 			Help: "State machine snapshots written by this node."}, shard),
 		snapshotsLoaded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lockstep_snapshots_restored_total",
@@ -102,7 +105,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{m.leaderElections, m.commitLatency, m.applyLatency, m.entriesApplied,
 		m.commandsApplied, m.proposalsFailed, m.proposalsFlight, m.pendingRequests, m.activeLocks, m.sessions,
-		m.waiters, m.objects, m.isLeader, m.hasLeader, m.snapshotsSaved, m.snapshotsLoaded, m.snapshotBytes, m.sessionsExpired, m.watchSubscribers,
+		m.waiters, m.objects, m.isLeader, m.hasLeader, m.wallStep, m.snapshotsSaved, m.snapshotsLoaded, m.snapshotBytes, m.sessionsExpired, m.watchSubscribers,
 		m.peerDials, m.peerSentBytes, m.peerSendFailures, m.peerDisconnects, m.raftReceived, m.raftRefused} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
@@ -122,7 +125,7 @@ type shardMetrics struct {
 	snapshotsSaved, snapshotsLoaded, sessionsExpired                          prometheus.Counter
 	commitLatency, applyLatency                                               prometheus.Observer
 	proposalsFlight, pendingRequests, activeLocks, sessions, waiters, objects prometheus.Gauge
-	isLeader, hasLeader, snapshotBytes                                        prometheus.Gauge
+	isLeader, hasLeader, snapshotBytes, wallStep                              prometheus.Gauge
 }
 
 func (m *metrics) forShard(label string) shardMetrics {
@@ -145,6 +148,7 @@ func (m *metrics) forShard(label string) shardMetrics {
 		isLeader:        m.isLeader.WithLabelValues(label),
 		hasLeader:       m.hasLeader.WithLabelValues(label),
 		snapshotBytes:   m.snapshotBytes.WithLabelValues(label),
+		wallStep:        m.wallStep.WithLabelValues(label),
 	}
 }
 

@@ -76,11 +76,13 @@ const wallStepReported = 1000 // ms
 // monotonic clock until the next term (docs/design.md, Time), so log
 // times stand off the wall clock by that much meanwhile. Holds s.mu.
 func (s *shard) noteWallStep() {
-	step := s.drv.WallStep()
 	if !s.drv.IsLeader() {
+		s.m.wallStep.Set(0)
 		s.wallStep = 0
 		return
 	}
+	step := s.drv.WallStep()
+	s.m.wallStep.Set(float64(step) / 1000)
 	if d := step - s.wallStep; d >= wallStepReported || d <= -wallStepReported {
 		s.wallStep = step
 		s.log.Warn("the wall clock was stepped while this node leads: log time follows the monotonic clock until the next term",
