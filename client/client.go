@@ -32,6 +32,15 @@ type Client struct {
 
 	// The sessions' shared streams (multiplex.go), one per endpoint at most.
 	muxes streamSet[*muxStream]
+
+	// Close (close.go): the sessions to close, the transports New made
+	// (closed with it; one given by WithHTTPClient is the caller's), and
+	// the life that running watches and observations end with.
+	live    liveSessions
+	own     []*http.Client
+	life    context.Context
+	endLife context.CancelFunc
+	closed  atomic.Bool // every call now fails with ErrClientClosed
 }
 
 // endpoint is the generated clients of one server address.
@@ -217,11 +226,16 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 	if hs == nil {
 		hs = &http.Client{Transport: StreamTransport(o.tls)}
 	}
+	var own []*http.Client
+	if o.httpClient == nil {
+		own = []*http.Client{h, hs}
+	}
 	var copts []connect.ClientOption
 	if o.apiKey != "" {
 		copts = append(copts, connect.WithInterceptors(apiKeyInterceptor(o.apiKey)))
 	}
-	c := &Client{opts: o, clientID: o.clientID, inflight: newInflight(o.clientID, o.maxInFlight)}
+	c := &Client{opts: o, clientID: o.clientID, inflight: newInflight(o.clientID, o.maxInFlight), own: own}
+	c.life, c.endLife = context.WithCancel(context.Background())
 	c.leader.disabled = len(endpoints) == 1
 	for _, raw := range endpoints {
 		u := strings.TrimRight(strings.TrimSpace(raw), "/")
@@ -339,6 +353,9 @@ func do[T any](ctx context.Context, c *Client, f func(ctx context.Context, e *en
 // the stuck endpoint applied after all is answered from the servers'
 // dedupe, and a resent wait rejoins the same place in the queue.
 func call[T any](ctx context.Context, c *Client, mode callMode, f func(ctx context.Context, e *endpoint) (*connect.Response[T], error)) (*T, error) {
+	if c.closed.Load() {
+		return nil, ErrClientClosed
+	}
 	start := time.Now()
 	pause := c.opts.backoffMin
 	c.toLeader()

@@ -133,17 +133,19 @@ func leaderOf(name string, l *pb.ElectionLeader) Leader {
 }
 
 // Observe sends the current leader and then every change of leader or
-// value, until ctx ends; then the channel closes. A Leader with SessionID 0
-// means nobody leads. A broken stream is reopened on the next endpoint, and
-// so is one whose endpoint stops answering health probes (every probe
-// interval while the stream is quiet; see WithProbeInterval): changes
-// during the gap are folded into the first message after it. A refusal
-// (for example an invalid name) ends the observation: the last value sent
-// has Err set.
+// value, until ctx ends or the Client is closed; then the channel closes.
+// A Leader with SessionID 0 means nobody leads. A broken stream is
+// reopened on the next endpoint, and so is one whose endpoint stops
+// answering health probes (every probe interval while the stream is quiet;
+// see WithProbeInterval): changes during the gap are folded into the first
+// message after it. A refusal (for example an invalid name) ends the
+// observation: the last value sent has Err set.
 func (c *Client) Observe(ctx context.Context, name string) <-chan Leader {
 	out := make(chan Leader, 16)
+	ctx, stop := c.tie(ctx)
 	go func() {
 		defer close(out)
+		defer stop()
 		pause := c.opts.backoffMin
 		for ctx.Err() == nil {
 			ep := c.current()

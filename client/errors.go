@@ -26,6 +26,8 @@ var (
 	ErrNoLeader = errors.New("lockstep: no leader")
 	// ErrTimeout: a bounded wait (WithWait) ended without a grant.
 	ErrTimeout = errors.New("lockstep: wait timed out")
+	// ErrClientClosed: the Client was closed (Client.Close); make a new one.
+	ErrClientClosed = errors.New("lockstep: client closed")
 )
 
 // apiErr wraps a server error in the sentinel that matches its code, so

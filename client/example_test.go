@@ -19,6 +19,7 @@ func ExampleMutex() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	defer c.Close(context.Background())
 	s, err := c.NewSession(ctx, client.WithTTL(15*time.Second))
 	if err != nil {
 		log.Fatal(err)

@@ -116,6 +116,9 @@ func (c *Client) NewSession(ctx context.Context, opts ...SessionOption) (*Sessio
 		host, _ := os.Hostname()
 		o.owner = fmt.Sprintf("%s/pid-%d", host, os.Getpid())
 	}
+	if c.live.isClosing() {
+		return nil, ErrClientClosed
+	}
 	if o.ttl < MinTTL {
 		return nil, fmt.Errorf("lockstep: session TTL %v is below the minimum %v: a lease must leave room for a keepalive round and a failover to another endpoint", o.ttl, MinTTL)
 	}
@@ -158,6 +161,9 @@ func (c *Client) NewSession(ctx context.Context, opts ...SessionOption) (*Sessio
 		return refuse(fmt.Errorf("lockstep: creating the session took %v, longer than its lease (TTL %v less %v for the servers' clock lag): the servers may already have expired it; create a new one, or ask for a longer TTL",
 			took.Round(time.Millisecond), s.ttl, s.guard()))
 	}
+	if !c.live.add(s) {
+		return refuse(ErrClientClosed) // Close began while the create was on its way
+	}
 	go s.keepAlive(leaseEnd)
 	return s, nil
 }
@@ -195,6 +201,7 @@ func (s *Session) lose(err error) {
 	}
 	s.mu.Unlock()
 	s.endDone()
+	s.c.live.remove(s)
 }
 
 // keepAlive renews the lease every third of the TTL until stop. The lease

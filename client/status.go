@@ -241,6 +241,12 @@ type MemberStatus struct {
 // is reported, not retried elsewhere.
 func (c *Client) ClusterStatusEach(ctx context.Context) []MemberStatus {
 	out := make([]MemberStatus, len(c.endpoints))
+	if c.closed.Load() {
+		for i, e := range c.endpoints {
+			out[i] = MemberStatus{Endpoint: e.url, Err: ErrClientClosed}
+		}
+		return out
+	}
 	var wg sync.WaitGroup
 	for i, e := range c.endpoints {
 		wg.Add(1)

@@ -33,10 +33,10 @@ type WatchResponse struct {
 }
 
 // Watch streams the changes of every object whose name starts with prefix,
-// from now on, until ctx ends. A broken stream (a node failing over or
-// restarting) is resumed on the next endpoint from the positions of the
-// last message received, one per shard, so that no event is missed or
-// repeated, whatever the number of shards.
+// from now on, until ctx ends or the Client is closed. A broken stream (a
+// node failing over or restarting) is resumed on the next endpoint from the
+// positions of the last message received, one per shard, so that no event
+// is missed or repeated, whatever the number of shards.
 func (c *Client) Watch(ctx context.Context, prefix string) <-chan WatchResponse {
 	return c.WatchFrom(ctx, prefix, nil)
 }
@@ -55,8 +55,10 @@ func (c *Client) WatchName(ctx context.Context, name string) <-chan WatchRespons
 
 func (c *Client) watch(ctx context.Context, req *pb.WatchRequest) <-chan WatchResponse {
 	out := make(chan WatchResponse, 16)
+	ctx, stop := c.tie(ctx)
 	go func() {
 		defer close(out)
+		defer stop()
 		pause := c.opts.backoffMin
 		for ctx.Err() == nil {
 			ep := c.current()

@@ -1,0 +1,95 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/lockstepd/lockstep/client"
+)
+
+// TestClientCloseEndsWhatItOwns: Close closes the sessions the Client made
+// (a mutex one of them holds goes to a waiter of another client at once,
+// not when the 30 s lease would run out), ends its watches, and refuses
+// every call after it; a second Close answers nil.
+func TestClientCloseEndsWhatItOwns(t *testing.T) {
+	ctx := testCtx(t)
+	c := newClient(t)
+	holder, err := c.NewSession(ctx, client.WithTTL(30*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	idle, err := c.NewSession(ctx, client.WithTTL(30*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := client.NewMutex(holder, "t/client-close/m").Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	watch := c.Watch(ctx, "t/client-close/")
+
+	other := newClient(t)
+	waiter := client.NewMutex(newSession(t, other), "t/client-close/m")
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second) // a third of the holder's lease
+	defer cancel()
+	got := make(chan error, 1)
+	go func() { got <- waiter.Lock(wctx) }()
+	time.Sleep(200 * time.Millisecond) // let the waiter queue
+
+	if err := c.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	for _, s := range []*client.Session{holder, idle} {
+		select {
+		case <-s.Done():
+		default:
+			t.Fatalf("session %d is still open after the Client's Close", s.ID())
+		}
+		if !errors.Is(s.Err(), client.ErrSessionLost) {
+			t.Fatalf("session %d after the Client's Close: Err %v, want ErrSessionLost", s.ID(), s.Err())
+		}
+	}
+	if err := <-got; err != nil {
+		t.Fatalf("the waiter was not granted the mutex the closed Client's session held: %v", err)
+	}
+	for range watch {
+	} // closes: the loop ends (testCtx bounds it)
+
+	if _, err := c.NewSession(ctx); !errors.Is(err, client.ErrClientClosed) {
+		t.Fatalf("NewSession after Close: %v, want ErrClientClosed", err)
+	}
+	if _, err := c.Status(ctx, client.KindMutex, "t/client-close/m"); !errors.Is(err, client.ErrClientClosed) {
+		t.Fatalf("Status after Close: %v, want ErrClientClosed", err)
+	}
+	if st := c.ClusterStatusEach(ctx); len(st) != 1 || !errors.Is(st[0].Err, client.ErrClientClosed) {
+		t.Fatalf("ClusterStatusEach after Close: %+v, want ErrClientClosed", st)
+	}
+	if err := c.Close(ctx); err != nil {
+		t.Fatalf("a second Close: %v", err)
+	}
+}
+
+// TestClosedSessionLeavesTheClient: a session closed by its owner leaves
+// the set the Client's Close would close, so a long-lived Client that
+// makes and closes many sessions keeps none of them.
+func TestClosedSessionLeavesTheClient(t *testing.T) {
+	ctx := testCtx(t)
+	c := newClient(t)
+	defer c.Close(ctx)
+	for range 3 {
+		s, err := c.NewSession(ctx, client.WithTTL(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := client.LiveSessions(c); n != 1 {
+			t.Fatalf("%d live sessions with one open", n)
+		}
+		if err := s.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := client.LiveSessions(c); n != 0 {
+		t.Fatalf("%d live sessions after every one was closed", n)
+	}
+}
