@@ -88,7 +88,8 @@ const (
 // guard (250 ms) early, which covers a follower's stamp lag (up to two
 // ticks, 200 ms) and assumes the leader's clock runs at the wall clock's
 // rate (docs/client.md). So a jump on a leader moves no log time until it
-// next takes the lead; a failover onto a clock behind holds log time back;
+// next takes the lead; a failover onto a clock behind starts at the log
+// time the new leader applied, and log time runs on;
 // a clock ahead is harmless on a node that leads nothing, and a failover
 // onto it costs no session while it is less than MaxClockStepMs ahead; a
 // leader's clock running fast cuts leases short by the rate error, which
@@ -97,13 +98,13 @@ const (
 	// clockJump: the node hands every shard it leads to a peer, its clock
 	// jumps ahead by up to maxClockOffset, and (for a fault on "the
 	// leader") the shard's leadership is moved back to it: a failover onto
-	// a clock ahead. Healed by jumping back (log time keeps its lead until
-	// the next term, which waits for it).
+	// a clock ahead. Healed by jumping back (log time keeps its lead; the
+	// next term starts from it).
 	clockJump = "jump"
-	// clockBack: the clock jumps back by up to maxClockOffset (log time
-	// waits if this node takes the lead meanwhile). Healed by handing its
-	// shards to a peer and jumping to true time; if a handover fails, by
-	// running clockSlew fast until true.
+	// clockBack: the clock jumps back by up to maxClockOffset (if this node
+	// takes the lead meanwhile, its term starts at the log time it
+	// applied). Healed by handing its shards to a peer and jumping to true
+	// time; if a handover fails, by running clockSlew fast until true.
 	clockBack = "back"
 	// clockSkew: the clock runs clockSlew fast or slow for the hold, on the
 	// leader or a follower. Healed by jumping back (fast) or running fast

@@ -54,7 +54,8 @@ type sessionRec struct {
 //   - one TTL more: a leader change extends every live session to now +
 //     TTL (Chubby's grace, docs/design.md), and a fault can move the
 //     leader once within a lease;
-//   - maxClockOffset twice: a leader's clock behind holds log time back,
+//   - maxClockOffset twice: a leader's clock behind held log time back
+//     (before a new term started at the applied log time; kept as slack),
 //     and the expiry is timed by its log time, which a leader's clock
 //     ahead puts ahead of the wall clock (the clock fault);
 //   - expirySlack: the election during which no leader ticks, the tick

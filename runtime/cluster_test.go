@@ -417,7 +417,7 @@ func TestWallClockStepWhileLeading(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("the session did not survive the wall clock's step: %v", err)
 	}
-	if got := labeled(t, c.regs[l], "lockstep_wall_clock_step_seconds", "shard", "0"); got != 5 {
-		t.Fatalf("lockstep_wall_clock_step_seconds %v on the leader, want the 5 s step", got)
+	if got := labeled(t, c.regs[l], "lockstep_leader_clock_offset_seconds", "shard", "0"); got != 5 {
+		t.Fatalf("lockstep_leader_clock_offset_seconds %v on the leader, want the 5 s step", got)
 	}
 }

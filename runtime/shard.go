@@ -67,14 +67,15 @@ type shard struct {
 	wallStep      core.LogTime  // the driver's WallStep last reported in the log
 }
 
-// wallStepReported is how far a leader's wall clock must have been
-// stepped, since it was last reported, before the log says so again.
+// wallStepReported is how far a leader's clock offset must have moved,
+// since it was last reported, before the log says so again.
 const wallStepReported = 1000 // ms
 
-// noteWallStep tells the operator when this leader's wall clock was
-// stepped during its term: log time ignored the step and follows the
-// monotonic clock until the next term (docs/design.md, Time), so log
-// times stand off the wall clock by that much meanwhile. Holds s.mu.
+// noteWallStep tells the operator when this leader's wall clock stands off
+// the clock it stamps log time with (docs/design.md, Time): its wall clock
+// was stepped during its term, which log time ignored, or was behind log
+// time when it took the lead, which log time did not wait for. Log times
+// read that far off the wall clock meanwhile. Holds s.mu.
 func (s *shard) noteWallStep() {
 	if !s.drv.IsLeader() {
 		s.m.wallStep.Set(0)
@@ -85,8 +86,8 @@ func (s *shard) noteWallStep() {
 	s.m.wallStep.Set(float64(step) / 1000)
 	if d := step - s.wallStep; d >= wallStepReported || d <= -wallStepReported {
 		s.wallStep = step
-		s.log.Warn("the wall clock was stepped while this node leads: log time follows the monotonic clock until the next term",
-			"shard", s.index, "step_ms", int64(step))
+		s.log.Warn("this leader's wall clock stands off log time (a step during its term, or behind when it took the lead): log time follows its monotonic clock; fix the time source",
+			"shard", s.index, "offset_ms", int64(step))
 	}
 }
 

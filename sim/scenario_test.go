@@ -41,7 +41,8 @@ func TestScenarioPartitionTheLeader(t *testing.T) {
 
 // A five-replica cluster where one replica's clock runs 8 s ahead: when it
 // leads, log time jumps, by at most MaxClockStepMs per entry; when a replica
-// with a correct clock leads after it, log time waits. No session may expire
+// with a correct clock leads after it, log time runs on from where it
+// stands. No session may expire
 // before its lease in log time, and nothing is granted twice.
 func TestScenarioSkewOneClock(t *testing.T) {
 	o := calm(12, 5, 6, 15*time.Second)
@@ -99,6 +100,45 @@ func TestScenarioPausedClientIsFenced(t *testing.T) {
 			{kind: stAcquire, key: m0, waitMs: core.WaitForever}, {kind: stSleep, dur: 4 * time.Second},
 			{kind: stWrite, key: m0}, {kind: stRelease, key: m0}},
 	}})
+	mustPass(t, res)
+	if res.FenceAccepted != 1 || res.FenceRejected != 1 {
+		t.Fatalf("fenced writes: %d accepted, %d refused; want the waiting client's accepted and the paused one's refused",
+			res.FenceAccepted, res.FenceRejected)
+	}
+	if res.Expiries != 1 {
+		t.Fatalf("%d sessions expired, want the paused client's", res.Expiries)
+	}
+}
+
+// Every replica's wall clock is set 30 s back (a fleet-wide correction of
+// clocks that ran ahead), then the leader crashes: the new leader's wall
+// clock is 30 s behind log time. It starts its term where log time stands
+// and runs on at real rate, so the paused client's session still expires
+// within its lease and the waiter gets the mutex, as in
+// TestScenarioPausedClientIsFenced. A leader that started its term at its
+// wall clock held log time still for 30 s: nothing expired, the waiter
+// waited, and the paused client's write with its old token was accepted.
+func TestScenarioFailoverOntoAClockBehind(t *testing.T) {
+	o := calm(15, 3, 2, 10*time.Second)
+	o.TTLMin, o.TTLMax = time.Second, time.Second
+	m0 := objKey{core.KindMutex, "m0"}
+	res := Run(o, RunConfig{
+		script: []scripted{
+			at(700*time.Millisecond, func(w *world) {
+				for _, n := range w.nodes[1:] {
+					n.clk.jumps -= 30 * time.Second
+				}
+			}),
+			at(800*time.Millisecond, func(w *world) { w.crashFor(w.leaderID(), 300*time.Millisecond) }),
+		},
+		plans: map[int][]step{
+			0: {{kind: stSleep, dur: time.Second}, {kind: stCreate}, {kind: stAcquire, key: m0, waitMs: core.WaitForever},
+				{kind: stPause, dur: 3 * time.Second}, {kind: stWrite, key: m0}, {kind: stRelease, key: m0}},
+			1: {{kind: stSleep, dur: 1500 * time.Millisecond}, {kind: stCreate},
+				{kind: stAcquire, key: m0, waitMs: core.WaitForever}, {kind: stSleep, dur: 4 * time.Second},
+				{kind: stWrite, key: m0}, {kind: stRelease, key: m0}},
+		},
+	})
 	mustPass(t, res)
 	if res.FenceAccepted != 1 || res.FenceRejected != 1 {
 		t.Fatalf("fenced writes: %d accepted, %d refused; want the waiting client's accepted and the paused one's refused",

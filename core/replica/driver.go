@@ -524,9 +524,12 @@ func (d *Driver) cancelWait(w core.WaiterID, s core.SessionID) {
 // Time): the wall clock read at the anchor, carried forward by the
 // monotonic clock since. It is anchored at the first reading and each time
 // the replica takes the leader role, so log time starts each term at the
-// new leader's wall clock, as before; within a term a step of the wall
-// clock (NTP stepping a clock, a virtual machine resumed from a pause, an
-// operator's date) moves no log time. Log time moved by such a step would
+// new leader's wall clock, or where log time stands (the log time this
+// replica has applied) when that wall clock is behind it: log time then
+// runs on at real rate instead of standing still until a clock behind
+// catches up, which would hold every expiry back by as much. Within a term
+// a step of the wall clock (NTP stepping a clock, a virtual machine
+// resumed from a pause, an operator's date) moves no log time. Log time moved by such a step would
 // move every lease's end by it at once, ahead of the clients, which count
 // their leases on monotonic clocks: a step forward would expire sessions
 // whose clients still hold their leases. Rate errors (a slewed clock) reach
@@ -549,16 +552,18 @@ func (c *clockAnchor) observe(wall, mono core.LogTime) core.LogTime {
 	return c.atWall + (mono - c.atMono)
 }
 
-// reanchor starts the stamping clock again at the last wall reading, and
-// returns it.
-func (c *clockAnchor) reanchor() core.LogTime {
-	c.atWall, c.atMono = c.wall, c.mono
-	return c.wall
+// reanchor starts the stamping clock again at the last wall reading, or at
+// floor when the wall clock is behind it, and returns it.
+func (c *clockAnchor) reanchor(floor core.LogTime) core.LogTime {
+	c.atWall, c.atMono = max(c.wall, floor), c.mono
+	return c.atWall
 }
 
-// WallStep is how far the replica's wall clock has been stepped since its
-// stamping clock was anchored (wall minus stamping clock, in ms): what a
-// leader's log time ignored this term. The runtime reports it.
+// WallStep is how far the replica's wall clock stands from its stamping
+// clock (wall minus stamping clock, in ms): on a leader, a step of the
+// wall clock this term that log time ignored, or (negative) how far the
+// wall clock was behind log time when it took the lead. The runtime
+// reports it.
 func (d *Driver) WallStep() core.LogTime { return d.clock.wall - d.now }
 
 func (d *Driver) stepTick(wall, mono core.LogTime) {
@@ -596,7 +601,7 @@ func (d *Driver) takeRole() {
 	}
 	if want == RoleLeader {
 		if d.clock.read {
-			d.now = d.clock.reanchor()
+			d.now = d.clock.reanchor(d.appliedTime)
 		}
 		d.needLeaderMark = true
 		d.lastProposalAt = d.now

@@ -289,7 +289,8 @@ func TestLeaderTicksAtDeadlinesAndToKeepTime(t *testing.T) {
 // machine resumed from a pause) moves no log time: the leader stamps with
 // the wall clock it read when it took the role, carried forward by its
 // monotonic clock, so no lease ends early or late by the step. The next
-// term starts at the wall clock again.
+// term starts at the wall clock again, or where log time stands if the
+// wall clock is behind it.
 func TestLeaderStampsThroughAWallClockStep(t *testing.T) {
 	h := newHarness(t, Config{TickIntervalMs: 100, KeepTimeMs: 1000})
 	wall, mono := h.now, core.LogTime(5) // any origin for the monotonic clock
@@ -338,16 +339,37 @@ func TestLeaderStampsThroughAWallClockStep(t *testing.T) {
 		t.Fatalf("session a outlived its deadline %d (log time %d)", info.Deadline, h.m.Now())
 	}
 
-	// A new term starts from the wall clock, wherever it stands now.
+	// A new term starts where log time stands when the wall clock (20 s
+	// back) is behind it: log time runs on rather than waiting for the
+	// wall clock to catch up.
 	h.step(LeadershipEvent(false, 2, 2))
 	tick(100, 100)
+	applied := h.m.Now()
 	h.lead(3)
 	rd := h.ready(true)
+	if len(rd.Proposals) == 0 || rd.Proposals[0].Proposal.Time != applied {
+		t.Fatalf("the new term's first proposal %+v, want it stamped with the applied log time %d (the wall clock %d is behind)", rd.Proposals, applied, wall)
+	}
+	if got := h.d.WallStep(); got != wall-applied {
+		t.Fatalf("WallStep %d, want %d: the wall clock behind log time", got, wall-applied)
+	}
+	tick(100, 100)
+	h.session(4, "d")
+	if got := h.m.Now(); got != applied+100 {
+		t.Fatalf("100 ms into the new term, log time %d, want %d: on at real rate from where it stood", got, applied+100)
+	}
+
+	// A new term starts at the wall clock when it is ahead of log time.
+	tick(60_000, 100)
+	h.step(LeadershipEvent(false, 4, 2))
+	tick(100, 100)
+	h.lead(5)
+	rd = h.ready(true)
 	if len(rd.Proposals) == 0 || rd.Proposals[0].Proposal.Time != wall {
 		t.Fatalf("the new term's first proposal %+v, want it stamped with the wall clock %d", rd.Proposals, wall)
 	}
 	if got := h.d.WallStep(); got != 0 {
-		t.Fatalf("WallStep %d after the new term's anchor, want 0", got)
+		t.Fatalf("WallStep %d after the new term's anchor at the wall clock, want 0", got)
 	}
 }
 
