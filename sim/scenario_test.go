@@ -92,14 +92,33 @@ func TestScenarioLeaderWallClockJump(t *testing.T) {
 func TestScenarioPausedClientIsFenced(t *testing.T) {
 	o := calm(13, 3, 2, 10*time.Second)
 	o.TTLMin, o.TTLMax = time.Second, time.Second
+	mustFencePausedClient(t, Run(o, RunConfig{plans: pausedClientPlans(0)}))
+}
+
+// pausedClientPlans are the plans of TestScenarioPausedClientIsFenced,
+// starting after start: client 0 takes m0, freezes for 3 s and writes
+// with its old token; client 1 asks for m0 500 ms after client 0 starts,
+// holds it 4 s and writes.
+func pausedClientPlans(start time.Duration) map[int][]step {
 	m0 := objKey{core.KindMutex, "m0"}
-	res := Run(o, RunConfig{plans: map[int][]step{
-		0: {{kind: stCreate}, {kind: stAcquire, key: m0, waitMs: core.WaitForever},
-			{kind: stPause, dur: 3 * time.Second}, {kind: stWrite, key: m0}, {kind: stRelease, key: m0}},
-		1: {{kind: stSleep, dur: 500 * time.Millisecond}, {kind: stCreate},
+	var first []step
+	if start > 0 {
+		first = []step{{kind: stSleep, dur: start}}
+	}
+	return map[int][]step{
+		0: append(first, step{kind: stCreate}, step{kind: stAcquire, key: m0, waitMs: core.WaitForever},
+			step{kind: stPause, dur: 3 * time.Second}, step{kind: stWrite, key: m0}, step{kind: stRelease, key: m0}),
+		1: {{kind: stSleep, dur: start + 500*time.Millisecond}, {kind: stCreate},
 			{kind: stAcquire, key: m0, waitMs: core.WaitForever}, {kind: stSleep, dur: 4 * time.Second},
 			{kind: stWrite, key: m0}, {kind: stRelease, key: m0}},
-	}})
+	}
+}
+
+// mustFencePausedClient checks a run of pausedClientPlans: the paused
+// client's session expired, the waiter's write was accepted and the
+// paused client's, with its old token, refused.
+func mustFencePausedClient(t *testing.T, res Result) {
+	t.Helper()
 	mustPass(t, res)
 	if res.FenceAccepted != 1 || res.FenceRejected != 1 {
 		t.Fatalf("fenced writes: %d accepted, %d refused; want the waiting client's accepted and the paused one's refused",
@@ -121,8 +140,7 @@ func TestScenarioPausedClientIsFenced(t *testing.T) {
 func TestScenarioFailoverOntoAClockBehind(t *testing.T) {
 	o := calm(15, 3, 2, 10*time.Second)
 	o.TTLMin, o.TTLMax = time.Second, time.Second
-	m0 := objKey{core.KindMutex, "m0"}
-	res := Run(o, RunConfig{
+	mustFencePausedClient(t, Run(o, RunConfig{
 		script: []scripted{
 			at(700*time.Millisecond, func(w *world) {
 				for _, n := range w.nodes[1:] {
@@ -131,22 +149,8 @@ func TestScenarioFailoverOntoAClockBehind(t *testing.T) {
 			}),
 			at(800*time.Millisecond, func(w *world) { w.crashFor(w.leaderID(), 300*time.Millisecond) }),
 		},
-		plans: map[int][]step{
-			0: {{kind: stSleep, dur: time.Second}, {kind: stCreate}, {kind: stAcquire, key: m0, waitMs: core.WaitForever},
-				{kind: stPause, dur: 3 * time.Second}, {kind: stWrite, key: m0}, {kind: stRelease, key: m0}},
-			1: {{kind: stSleep, dur: 1500 * time.Millisecond}, {kind: stCreate},
-				{kind: stAcquire, key: m0, waitMs: core.WaitForever}, {kind: stSleep, dur: 4 * time.Second},
-				{kind: stWrite, key: m0}, {kind: stRelease, key: m0}},
-		},
-	})
-	mustPass(t, res)
-	if res.FenceAccepted != 1 || res.FenceRejected != 1 {
-		t.Fatalf("fenced writes: %d accepted, %d refused; want the waiting client's accepted and the paused one's refused",
-			res.FenceAccepted, res.FenceRejected)
-	}
-	if res.Expiries != 1 {
-		t.Fatalf("%d sessions expired, want the paused client's", res.Expiries)
-	}
+		plans: pausedClientPlans(time.Second),
+	}))
 }
 
 // Clients with 1.5 s sessions keep them alive through a failover. First
