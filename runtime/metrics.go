@@ -28,7 +28,7 @@ type metrics struct {
 	objects          *prometheus.GaugeVec
 	isLeader         *prometheus.GaugeVec
 	hasLeader        *prometheus.GaugeVec
-	wallStep         *prometheus.GaugeVec
+	clockOffset      *prometheus.GaugeVec
 	snapshotsSaved   *prometheus.CounterVec
 	snapshotsLoaded  *prometheus.CounterVec
 	snapshotBytes    *prometheus.GaugeVec
@@ -75,7 +75,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "1 when this node leads the shard."}, shard),
 		hasLeader: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "lockstep_raft_has_leader",
 			Help: "1 when this node knows a leader for the shard (its /health needs one for every shard)."}, shard),
-		wallStep: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "lockstep_leader_clock_offset_seconds",
+		clockOffset: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "lockstep_leader_clock_offset_seconds",
 			Help: "On the shard's leader, how far its wall clock stands from the clock it stamps log time with: a step of the wall clock during its term, or (negative) a wall clock behind log time when it took the lead; 0 elsewhere."}, shard),
 		snapshotsSaved: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lockstep_snapshots_saved_total",
 			Help: "State machine snapshots written by this node."}, shard),
@@ -105,7 +105,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{m.leaderElections, m.commitLatency, m.applyLatency, m.entriesApplied,
 		m.commandsApplied, m.proposalsFailed, m.proposalsFlight, m.pendingRequests, m.activeLocks, m.sessions,
-		m.waiters, m.objects, m.isLeader, m.hasLeader, m.wallStep, m.snapshotsSaved, m.snapshotsLoaded, m.snapshotBytes, m.sessionsExpired, m.watchSubscribers,
+		m.waiters, m.objects, m.isLeader, m.hasLeader, m.clockOffset, m.snapshotsSaved, m.snapshotsLoaded, m.snapshotBytes, m.sessionsExpired, m.watchSubscribers,
 		m.peerDials, m.peerSentBytes, m.peerSendFailures, m.peerDisconnects, m.raftReceived, m.raftRefused} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
@@ -125,7 +125,7 @@ type shardMetrics struct {
 	snapshotsSaved, snapshotsLoaded, sessionsExpired                          prometheus.Counter
 	commitLatency, applyLatency                                               prometheus.Observer
 	proposalsFlight, pendingRequests, activeLocks, sessions, waiters, objects prometheus.Gauge
-	isLeader, hasLeader, snapshotBytes, wallStep                              prometheus.Gauge
+	isLeader, hasLeader, snapshotBytes, clockOffset                           prometheus.Gauge
 }
 
 func (m *metrics) forShard(label string) shardMetrics {
@@ -148,7 +148,7 @@ func (m *metrics) forShard(label string) shardMetrics {
 		isLeader:        m.isLeader.WithLabelValues(label),
 		hasLeader:       m.hasLeader.WithLabelValues(label),
 		snapshotBytes:   m.snapshotBytes.WithLabelValues(label),
-		wallStep:        m.wallStep.WithLabelValues(label),
+		clockOffset:     m.clockOffset.WithLabelValues(label),
 	}
 }
 

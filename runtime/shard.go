@@ -64,30 +64,30 @@ type shard struct {
 	term          uint64
 	leaderSince   time.Time     // when this node learned of the current leader
 	leaderChanged chan struct{} // closed and replaced at every leadership event
-	wallStep      core.LogTime  // the driver's WallStep last reported in the log
+	clockOffset   core.LogTime  // the driver's ClockOffset last reported in the log
 }
 
-// wallStepReported is how far a leader's clock offset must have moved,
+// clockOffsetReported is how far a leader's clock offset must have moved,
 // since it was last reported, before the log says so again.
-const wallStepReported = 1000 // ms
+const clockOffsetReported = 1000 // ms
 
-// noteWallStep tells the operator when this leader's wall clock stands off
+// noteClockOffset tells the operator when this leader's wall clock stands off
 // the clock it stamps log time with (docs/design.md, Time): its wall clock
 // was stepped during its term, which log time ignored, or was behind log
 // time when it took the lead, which log time did not wait for. Log times
 // read that far off the wall clock meanwhile. Holds s.mu.
-func (s *shard) noteWallStep() {
+func (s *shard) noteClockOffset() {
 	if !s.drv.IsLeader() {
-		s.m.wallStep.Set(0)
-		s.wallStep = 0
+		s.m.clockOffset.Set(0)
+		s.clockOffset = 0
 		return
 	}
-	step := s.drv.WallStep()
-	s.m.wallStep.Set(float64(step) / 1000)
-	if d := step - s.wallStep; d >= wallStepReported || d <= -wallStepReported {
-		s.wallStep = step
+	offset := s.drv.ClockOffset()
+	s.m.clockOffset.Set(float64(offset) / 1000)
+	if d := offset - s.clockOffset; d >= clockOffsetReported || d <= -clockOffsetReported {
+		s.clockOffset = offset
 		s.log.Warn("this leader's wall clock stands off log time (a step during its term, or behind when it took the lead): log time follows its monotonic clock; fix the time source",
-			"shard", s.index, "offset_ms", int64(step))
+			"shard", s.index, "offset_ms", int64(offset))
 	}
 }
 
@@ -200,7 +200,7 @@ func (s *shard) step() {
 func (s *shard) stepLocked() {
 	s.mu.Lock()
 	s.drv.Step(s.n.clockEvent())
-	s.noteWallStep()
+	s.noteClockOffset()
 	rd := s.drv.Ready()
 	for _, r := range rd.Replies {
 		s.deliver(r)

@@ -559,12 +559,12 @@ func (c *clockAnchor) reanchor(floor core.LogTime) core.LogTime {
 	return c.atWall
 }
 
-// WallStep is how far the replica's wall clock stands from its stamping
+// ClockOffset is how far the replica's wall clock stands from its stamping
 // clock (wall minus stamping clock, in ms): on a leader, a step of the
 // wall clock this term that log time ignored, or (negative) how far the
 // wall clock was behind log time when it took the lead. The runtime
 // reports it.
-func (d *Driver) WallStep() core.LogTime { return d.clock.wall - d.now }
+func (d *Driver) ClockOffset() core.LogTime { return d.clock.wall - d.now }
 
 func (d *Driver) stepTick(wall, mono core.LogTime) {
 	now := d.clock.observe(wall, mono)

@@ -314,8 +314,8 @@ func TestLeaderStampsThroughAWallClockStep(t *testing.T) {
 	if got := h.m.Now(); got != start+100 {
 		t.Fatalf("after a 5 s step of the wall clock and 100 ms, log time moved %d ms, want 100", got-start)
 	}
-	if got := h.d.WallStep(); got != 5_000 {
-		t.Fatalf("WallStep %d, want the 5,000 ms the wall clock was stepped", got)
+	if got := h.d.ClockOffset(); got != 5_000 {
+		t.Fatalf("ClockOffset %d, want the 5,000 ms the wall clock was stepped", got)
 	}
 	// Lease a lives until 10 s of monotonic time after its create.
 	for range 98 {
@@ -350,8 +350,8 @@ func TestLeaderStampsThroughAWallClockStep(t *testing.T) {
 	if len(rd.Proposals) == 0 || rd.Proposals[0].Proposal.Time != applied {
 		t.Fatalf("the new term's first proposal %+v, want it stamped with the applied log time %d (the wall clock %d is behind)", rd.Proposals, applied, wall)
 	}
-	if got := h.d.WallStep(); got != wall-applied {
-		t.Fatalf("WallStep %d, want %d: the wall clock behind log time", got, wall-applied)
+	if got := h.d.ClockOffset(); got != wall-applied {
+		t.Fatalf("ClockOffset %d, want %d: the wall clock behind log time", got, wall-applied)
 	}
 	tick(100, 100)
 	h.session(4, "d")
@@ -368,8 +368,8 @@ func TestLeaderStampsThroughAWallClockStep(t *testing.T) {
 	if len(rd.Proposals) == 0 || rd.Proposals[0].Proposal.Time != wall {
 		t.Fatalf("the new term's first proposal %+v, want it stamped with the wall clock %d", rd.Proposals, wall)
 	}
-	if got := h.d.WallStep(); got != 0 {
-		t.Fatalf("WallStep %d after the new term's anchor at the wall clock, want 0", got)
+	if got := h.d.ClockOffset(); got != 0 {
+		t.Fatalf("ClockOffset %d after the new term's anchor at the wall clock, want 0", got)
 	}
 }
 
