@@ -35,12 +35,12 @@ type Client struct {
 
 	// Close (close.go): the sessions to close, the transports New made
 	// (closed with it; one given by WithHTTPClient is the caller's), and
-	// the life that running watches and observations end with.
+	// the life that running watches and observations end with; once it
+	// ended, every call fails with ErrClientClosed.
 	live    liveSessions
 	own     []*http.Client
 	life    context.Context
 	endLife context.CancelFunc
-	closed  atomic.Bool // every call now fails with ErrClientClosed
 }
 
 // endpoint is the generated clients of one server address.
@@ -353,7 +353,7 @@ func do[T any](ctx context.Context, c *Client, f func(ctx context.Context, e *en
 // the stuck endpoint applied after all is answered from the servers'
 // dedupe, and a resent wait rejoins the same place in the queue.
 func call[T any](ctx context.Context, c *Client, mode callMode, f func(ctx context.Context, e *endpoint) (*connect.Response[T], error)) (*T, error) {
-	if c.closed.Load() {
+	if c.isClosed() {
 		return nil, ErrClientClosed
 	}
 	start := time.Now()

@@ -82,7 +82,6 @@ func (c *Client) Close(ctx context.Context) error {
 		wg.Go(func() { errs[i] = s.Close(ctx) })
 	}
 	wg.Wait()
-	c.closed.Store(true)
 	c.endLife()
 	for _, m := range c.muxes.take() {
 		m.shut(ErrClientClosed)
@@ -91,6 +90,18 @@ func (c *Client) Close(ctx context.Context) error {
 		h.CloseIdleConnections()
 	}
 	return errors.Join(errs...)
+}
+
+// isClosed says whether Close has ended the Client: its life is over once
+// the sessions are closed (Close closes them through calls that must still
+// go out).
+func (c *Client) isClosed() bool {
+	select {
+	case <-c.life.Done():
+		return true
+	default:
+		return false
+	}
 }
 
 // tie answers a context that ends with ctx or when the Client is closed,

@@ -241,7 +241,7 @@ type MemberStatus struct {
 // is reported, not retried elsewhere.
 func (c *Client) ClusterStatusEach(ctx context.Context) []MemberStatus {
 	out := make([]MemberStatus, len(c.endpoints))
-	if c.closed.Load() {
+	if c.isClosed() {
 		for i, e := range c.endpoints {
 			out[i] = MemberStatus{Endpoint: e.url, Err: ErrClientClosed}
 		}
