@@ -124,7 +124,7 @@ func writeComparison(w io.Writer, base, head []string) error {
 				ratio = fmt.Sprintf("%.2f", mh/mb)
 			}
 			fmt.Fprintf(w, "| %s | %s | %s | %s | %s → %s | %s | %d of %d |\n",
-				name, f.name, join(bv), join(hv), num(mb), num(mh), ratio, better, len(bv))
+				name, f.name, join(bv, num), join(hv, num), num(mb), num(mh), ratio, better, len(bv))
 		}
 	}
 	return nil
@@ -160,10 +160,11 @@ func num(x float64) string {
 	return strconv.FormatFloat(x, 'f', 2, 64)
 }
 
-func join(v []float64) string {
+// join lists figures pair by pair, each as format writes it.
+func join(v []float64, format func(float64) string) string {
 	s := make([]string, len(v))
 	for i, x := range v {
-		s[i] = num(x)
+		s[i] = format(x)
 	}
 	return strings.Join(s, " / ")
 }

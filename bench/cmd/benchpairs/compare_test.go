@@ -42,16 +42,12 @@ func TestComparisonGivesMediansAndPairsWon(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := b.String()
-	for _, want := range []string{
+	mustContain(t, out, []string{
 		"| cycles, 64 clients, own names (client) | ops/s | 3000 / 3300 / 2800 | 3200 / 3100 / 3300 | 3000 → 3200 | 1.07 | 2 of 3 |",
 		"| cycles, 64 clients, own names (client) | CPU µs/op, all | 520 / 500 / 560 | 480 / 510 / 430 | 520 → 480 | 0.92 | 2 of 3 |",
 		"| cycles, 64 clients, own names (client) | CPU µs/op, lockbench | 120 / 110 / 130 | 100 / 105 / 90 | 120 → 100 | 0.83 | 3 of 3 |",
 		"| hand-offs, 64 clients, one name (client) | ops/s | 390 / 390 / 390 | 390 / 390 / 390 | 390 → 390 | 1.00 | 0 of 3 |",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("missing %q in\n%s", want, out)
-		}
-	}
+	})
 	if strings.Contains(out, "hand-offs, 64 clients, one name (client) | CPU") {
 		t.Errorf("CPU rows for a point whose runs printed none:\n%s", out)
 	}
@@ -64,6 +60,16 @@ func TestRunRefusesAPairCountOutOfBounds(t *testing.T) {
 	for _, n := range []int{0, maxPairs + 1} {
 		if err := run(options{pairs: n, base: "HEAD", out: t.TempDir()}, &strings.Builder{}); err == nil || !strings.Contains(err.Error(), "-pairs") {
 			t.Errorf("-pairs %d: %v, want a refusal naming -pairs", n, err)
+		}
+	}
+}
+
+// mustContain fails t for every line of want that out lacks.
+func mustContain(t *testing.T, out string, want []string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(out, w) {
+			t.Errorf("missing %q in\n%s", w, out)
 		}
 	}
 }

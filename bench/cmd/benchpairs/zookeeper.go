@@ -69,16 +69,11 @@ func writeAgainstZooKeeper(w io.Writer, zk, lockstep []string) error {
 				target, held = fmt.Sprintf("≥ %.1f×", want), fmt.Sprintf("%d of %d", n, len(ratios))
 			}
 			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %.2f× | %s | %s |\n",
-				name, f.name, join(zv), join(lv), ratioList(ratios), median(ratios), target, held)
+				name, f.name, join(zv, num), join(lv, num), join(ratios, times), median(ratios), target, held)
 		}
 	}
 	return nil
 }
 
-func ratioList(v []float64) string {
-	s := make([]string, len(v))
-	for i, x := range v {
-		s[i] = fmt.Sprintf("%.2f×", x)
-	}
-	return strings.Join(s, " / ")
-}
+// times writes a ratio.
+func times(x float64) string { return fmt.Sprintf("%.2f×", x) }
