@@ -260,6 +260,9 @@ func (c *testCluster) follower() int {
 	return -1
 }
 
+// testClients numbers the ClientIDs do gives its commands.
+var testClients atomic.Uint64
+
 func tctx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	t.Cleanup(cancel)
@@ -267,9 +270,22 @@ func tctx(t testing.TB) context.Context {
 }
 
 // do runs cmd and fails the test on any error, core's included.
+//
+// Like a client, it retries a command that found no leader or no quorum,
+// under one (ClientID, Seq) so that dedupe applies it once: on a loaded
+// machine an election can outlast the node's own retry budget, and the
+// tests that use do are about what a command does, not about how soon.
 func do(t testing.TB, n *Node, cmd core.Command) core.Result {
 	t.Helper()
-	r, err := n.Do(tctx(t), cmd)
+	if cmd.ClientID == "" {
+		cmd.ClientID, cmd.Seq = fmt.Sprintf("runtime-test-%d", testClients.Add(1)), 1
+	}
+	ctx := tctx(t)
+	r, err := n.Do(ctx, cmd)
+	for errors.Is(err, ErrUnavailable) && ctx.Err() == nil {
+		time.Sleep(50 * time.Millisecond)
+		r, err = n.Do(ctx, cmd)
+	}
 	if err != nil {
 		t.Fatalf("%v: %v", cmd.Op, err)
 	}
