@@ -67,6 +67,41 @@ type run struct {
 	mu            sync.Mutex
 	grants        []time.Time
 	sleeperWrites int
+	closers       []func() // of the Clients the run made, called when it ends
+}
+
+// own keeps fn to be called when the run ends.
+func (r *run) own(fn func()) {
+	r.mu.Lock()
+	r.closers = append(r.closers, fn)
+	r.mu.Unlock()
+}
+
+// closeClients closes every Client the run made, together and each within
+// callSlack, so that a run leaves no stream, watch or connection behind in
+// the process that runs the next seed. A Client closed already answers nil.
+func (r *run) closeClients() {
+	r.mu.Lock()
+	closers := r.closers
+	r.closers = nil
+	r.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, fn := range closers {
+		wg.Add(1)
+		go func() { defer wg.Done(); fn() }()
+	}
+	wg.Wait()
+}
+
+// closeClient closes c within callSlack, and the idle connections of f's
+// transport, which a Client made WithHTTPClient leaves to its caller.
+func closeClient(c *client.Client, f *freezer) {
+	ctx, cancel := context.WithTimeout(context.Background(), callSlack)
+	defer cancel()
+	_ = c.Close(ctx)
+	if f != nil {
+		f.closeIdleConnections()
+	}
 }
 
 func (r *run) noteGrant(t time.Time) {
@@ -156,6 +191,7 @@ func Run(o Options) (Result, error) {
 
 func (r *run) execute(c *cluster.Cluster, res *Result) (violations []string, checked int) {
 	o := r.o
+	defer r.closeClients()
 	watcher, err := r.toolClient("watch")
 	if err != nil {
 		return []string{err.Error()}, 0

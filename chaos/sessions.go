@@ -259,6 +259,7 @@ func (l *lapser) lapse(ctx context.Context) {
 	if err != nil {
 		return
 	}
+	defer closeClient(c, f)
 	l.n++
 	hold := l.r.IntN(2) == 0
 	live := time.Duration(300+l.r.IntN(int(lapserMaxLive/time.Millisecond)-300)) * time.Millisecond

@@ -40,6 +40,12 @@ type freezer struct {
 	sent, answered time.Time
 }
 
+func (f *freezer) closeIdleConnections() {
+	if t, ok := f.base.(interface{ CloseIdleConnections() }); ok {
+		t.CloseIdleConnections()
+	}
+}
+
 var errFrozen = errors.New("chaos: this client is frozen")
 
 func (f *freezer) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -101,7 +107,11 @@ func (r *run) newClient(prefix string, freezes bool) (*client.Client, *freezer, 
 	}
 	f := &freezer{base: tr}
 	c, err := client.New(r.endpoints, append(opts, client.WithHTTPClient(&http.Client{Transport: f}))...)
-	return c, f, err
+	if err != nil {
+		return nil, nil, err
+	}
+	r.own(func() { closeClient(c, f) })
+	return c, f, nil
 }
 
 // toolClient is a client for the run's own tools (the watches, the
@@ -113,7 +123,12 @@ func (r *run) toolClient(prefix string) (*client.Client, error) {
 	if r.pki != nil {
 		opts = append(opts, client.WithCAFile(r.pki.CAFile), client.WithClientCert(r.pki.ClientCert, r.pki.ClientKey))
 	}
-	return client.New(r.endpoints, opts...)
+	c, err := client.New(r.endpoints, opts...)
+	if err != nil {
+		return nil, err
+	}
+	r.own(func() { closeClient(c, nil) })
+	return c, nil
 }
 
 // worker is one goroutine of the workload with its own Client and session.
@@ -450,6 +465,7 @@ func (sl *sleeper) nap(ctx context.Context) {
 	if err != nil {
 		return
 	}
+	defer closeClient(c, f)
 	sl.n++
 	cctx, cancel := context.WithTimeout(ctx, callSlack)
 	s, err := c.NewSession(cctx, client.WithTTL(sleeperTTL), client.WithOwner("sleeper"))
