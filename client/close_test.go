@@ -3,10 +3,14 @@ package client_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
+
 	"github.com/lockstepd/lockstep/client"
+	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 )
 
 // TestClientCloseEndsWhatItOwns: Close closes the sessions the Client made
@@ -91,5 +95,45 @@ func TestClosedSessionLeavesTheClient(t *testing.T) {
 	}
 	if n := client.LiveSessions(c); n != 0 {
 		t.Fatalf("%d live sessions after every one was closed", n)
+	}
+}
+
+// TestSessionClosedElsewhereIsPushed: a session closed by another caller
+// (an operator's close by its id) ends at once for the Client that made
+// it, on a shared stream and on a stream of its own, not at its next
+// keepalive ten seconds on; its error says it was closed, not expired.
+func TestSessionClosedElsewhereIsPushed(t *testing.T) {
+	ctx := testCtx(t)
+	for name, opts := range map[string][]client.Option{
+		"multiplex":          nil,
+		"stream per session": {client.WithStreamPerSession()},
+	} {
+		t.Run(name, func(t *testing.T) {
+			needServer(t)
+			c, err := client.New([]string{endpoint}, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close(ctx)
+			s, err := c.NewSession(ctx, client.WithTTL(30*time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A request on the session's stream starts its watch there.
+			if err := client.NewMutex(s, "t/closed-elsewhere/"+name).TryLock(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := rawSessions().Close(ctx, connect.NewRequest(&pb.CloseSessionRequest{SessionId: s.ID()})); err != nil {
+				t.Fatalf("closing session %d from outside: %v", s.ID(), err)
+			}
+			select {
+			case <-s.Done():
+			case <-time.After(5 * time.Second):
+				t.Fatalf("session %d, closed by another caller, still open after 5 s", s.ID())
+			}
+			if err := s.Err(); !errors.Is(err, client.ErrSessionLost) || !strings.Contains(err.Error(), "closed on the servers by another caller") {
+				t.Fatalf("session %d closed elsewhere: Err %v, want ErrSessionLost saying it was closed by another caller", s.ID(), err)
+			}
+		})
 	}
 }

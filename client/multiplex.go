@@ -173,7 +173,7 @@ func (m *muxStream) receive() {
 				delete(m.sessions, lost.SessionId)
 				m.mu.Unlock()
 				if s != nil {
-					s.lose(fmt.Errorf("%w: session %d expired on the servers (pushed by %s)", ErrSessionLost, s.id, m.e.url))
+					s.lose(pushedLoss(lost, m.e.url))
 				}
 				continue
 			}
@@ -189,6 +189,17 @@ func (m *muxStream) receive() {
 			}
 		}
 	}
+}
+
+// pushedLoss is the error of a session whose loss a server pushed: it
+// expired, or a caller other than this Client closed it (an operator, or
+// another process that knew its id).
+func pushedLoss(lost *pb.StreamSessionLost, url string) error {
+	how := "expired on the servers"
+	if lost.GetReason() == pb.Reason_REASON_SESSION_CLOSED {
+		how = "was closed on the servers by another caller"
+	}
+	return fmt.Errorf("%w: session %d %s (pushed by %s)", ErrSessionLost, lost.GetSessionId(), how, url)
 }
 
 // send puts req in the next message: sent at once unless a message is on

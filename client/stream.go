@@ -153,7 +153,7 @@ func (ss *sessionStream) receive() {
 		ss.answered.Store(true)
 		switch {
 		case r.GetSessionLost() != nil:
-			s.lose(fmt.Errorf("%w: session %d expired on the servers (pushed by %s)", ErrSessionLost, s.id, ss.e.url))
+			s.lose(pushedLoss(r.GetSessionLost(), ss.e.url))
 			continue
 		case r.GetQueued() != nil:
 			continue // the final answer follows under the same id

@@ -147,10 +147,11 @@ const (
 	EffectLeaderChanged                         // an election's leader changed (Session 0: none)
 	EffectBarrierReleased                       // a barrier generation released its parties
 	EffectValueChanged                          // an election leader proclaimed a new value
+	EffectSessionClosed                         // a session was closed (its holds' releases come first)
 )
 
 var effectNames = [...]string{"", "granted", "wait_ended", "released", "session_expired", "leader_changed",
-	"barrier_released", "value_changed"}
+	"barrier_released", "value_changed", "session_closed"}
 
 func (k EffectKind) String() string {
 	if int(k) < len(effectNames) && k > 0 {

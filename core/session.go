@@ -1,6 +1,9 @@
 package core
 
-import "slices"
+import (
+	"fmt"
+	"slices"
+)
 
 // session is a client's lease. Every hold and wait belongs to one; when it
 // ends, by Close or by expiry, all of them end with it.
@@ -100,8 +103,16 @@ func (m *Machine) endSession(s *session, why Reason) {
 		m.endHold(s.holds[0], why)
 	}
 	delete(m.sessions, s.id)
-	if why == ReasonSessionExpired {
+	// The session's own end comes last, after what it released: a watcher
+	// of sessions (a stream pushing their loss to their clients) learns of
+	// an end it did not ask for, a close by another caller included.
+	switch why {
+	case ReasonSessionExpired:
 		m.emit(Effect{Kind: EffectSessionExpired, Reason: why, Session: s.id})
+	case ReasonSessionClosed:
+		m.emit(Effect{Kind: EffectSessionClosed, Reason: why, Session: s.id})
+	default:
+		panic(fmt.Sprintf("core: session %d ended for %v, neither closed nor expired", s.id, why))
 	}
 }
 

@@ -110,6 +110,7 @@ func TestSessionTable(t *testing.T) {
 			{Kind: EffectGranted, Object: KindMutex, Name: "m", Session: b, Waiter: wb},
 			{Kind: EffectReleased, Reason: ReasonSessionClosed, Object: KindElection, Name: "e", Session: a},
 			{Kind: EffectLeaderChanged, Object: KindElection, Name: "e"},
+			{Kind: EffectSessionClosed, Reason: ReasonSessionClosed, Session: a},
 		}
 		got := out.Effects
 		if len(got) != len(want) {

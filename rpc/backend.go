@@ -39,9 +39,11 @@ type Backend interface {
 	// fromIndex[i] on (len(fromIndex) == Shards()). Within a shard an
 	// entry's events come together, the last marked EntryEnd.
 	WatchShards(ctx context.Context, prefix string, fromIndex []uint64, opts ...runtime.WatchOption) (<-chan runtime.Event, error)
-	// SessionEnded answers a channel that closes when this node applies the
-	// expiry of session id, and the function that drops the subscription.
-	SessionEnded(id core.SessionID) (<-chan struct{}, func())
+	// SessionEnded answers a channel that yields why session id ended
+	// (core.ReasonSessionExpired, or core.ReasonSessionClosed by any caller)
+	// when this node applies its end, then closes; and the function that
+	// drops the subscription.
+	SessionEnded(id core.SessionID) (<-chan core.Reason, func())
 	// Shards is the number of shards; ShardOf the one that owns a name.
 	Shards() int
 	ShardOf(name string) uint64

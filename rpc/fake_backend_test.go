@@ -34,8 +34,9 @@ type fakeBackend struct {
 	// dos counts the commands Do was given: a test of bad input checks that
 	// none reached the backend.
 	dos int
-	// ends are the SessionEnded subscriptions, closed on the session's expiry.
-	ends map[core.SessionID][]chan struct{}
+	// ends are the SessionEnded subscriptions, ended on the session's
+	// expiry or close.
+	ends map[core.SessionID][]chan core.Reason
 }
 
 var errNoQuorum = fmt.Errorf("fake: %w", runtime.ErrUnavailable)
@@ -97,8 +98,9 @@ func (f *fakeBackend) applyLocked(cmds []core.Command) []core.Result {
 		}
 	}
 	for _, e := range out.Effects {
-		if e.Kind == core.EffectSessionExpired {
+		if e.Kind == core.EffectSessionExpired || e.Kind == core.EffectSessionClosed {
 			for _, ch := range f.ends[e.Session] {
+				ch <- e.Reason
 				close(ch)
 			}
 			delete(f.ends, e.Session)
@@ -233,17 +235,17 @@ func (f *fakeBackend) TransferLeadership(ctx context.Context, shardID uint64, to
 	return nil
 }
 
-func (f *fakeBackend) SessionEnded(id core.SessionID) (<-chan struct{}, func()) {
-	ch := make(chan struct{})
+func (f *fakeBackend) SessionEnded(id core.SessionID) (<-chan core.Reason, func()) {
+	ch := make(chan core.Reason, 1)
 	f.mu.Lock()
 	if f.ends == nil {
-		f.ends = map[core.SessionID][]chan struct{}{}
+		f.ends = map[core.SessionID][]chan core.Reason{}
 	}
 	f.ends[id] = append(f.ends[id], ch)
 	f.mu.Unlock()
 	return ch, func() {
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		f.ends[id] = slices.DeleteFunc(f.ends[id], func(c chan struct{}) bool { return c == ch })
+		f.ends[id] = slices.DeleteFunc(f.ends[id], func(c chan core.Reason) bool { return c == ch })
 	}
 }

@@ -16,18 +16,18 @@ type endsOnly struct {
 	Backend
 	mu    sync.Mutex
 	subs  map[core.SessionID]int
-	ended map[core.SessionID]chan struct{} // the last subscription's channel, to end it
+	ended map[core.SessionID]chan core.Reason // the last subscription's channel, to end it
 }
 
 func (e *endsOnly) Do(context.Context, core.Command) (core.Result, error) {
 	return core.Result{Err: &core.Error{Code: core.CodeNotFound, Msg: "no such session"}}, nil
 }
 
-func (e *endsOnly) SessionEnded(id core.SessionID) (<-chan struct{}, func()) {
+func (e *endsOnly) SessionEnded(id core.SessionID) (<-chan core.Reason, func()) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.subs[id]++
-	ch := make(chan struct{})
+	ch := make(chan core.Reason, 1)
 	if e.ended != nil {
 		e.ended[id] = ch
 	}
@@ -146,27 +146,38 @@ func TestMultiplexWatchesNoUnknownSession(t *testing.T) {
 }
 
 // A session whose loss a Multiplex stream pushed is no longer watched
-// there, so it does not count toward the bound.
+// there, so it does not count toward the bound; the push says why the
+// session ended: it expired, or some caller closed it.
 func TestMultiplexForgetsALostSession(t *testing.T) {
-	b := &endsOnly{subs: map[core.SessionID]int{}, ended: map[core.SessionID]chan struct{}{}}
+	b := &endsOnly{subs: map[core.SessionID]int{}, ended: map[core.SessionID]chan core.Reason{}}
 	ss := newSessionStream(&service{b: b, opts: Options{MaxStreamRequests: 8}}, "test", true)
 	pushed := make(chan *pb.StreamResponse, 1)
 	ss.out = func(r *pb.StreamResponse) { pushed <- r }
 	ctx, cancel := context.WithCancel(context.Background())
 	defer func() { cancel(); ss.watchers.Wait() }()
-	if err := ss.bind(ctx, &pb.KeepAliveRequest{SessionId: 5}); err != nil {
-		t.Fatal(err)
-	}
-	b.mu.Lock()
-	close(b.ended[5])
-	b.mu.Unlock()
-	if r := <-pushed; r.GetSessionLost().GetSessionId() != 5 {
-		t.Fatalf("want session 5's loss pushed, got %v", r)
-	}
-	ss.mu.Lock()
-	_, still := ss.watched[5]
-	ss.mu.Unlock()
-	if still {
-		t.Fatal("session 5 is still counted as watched after its loss was pushed")
+	for id, c := range map[uint64]struct {
+		why  core.Reason
+		want pb.Reason
+	}{
+		5: {core.ReasonSessionExpired, pb.Reason_REASON_SESSION_EXPIRED},
+		6: {core.ReasonSessionClosed, pb.Reason_REASON_SESSION_CLOSED},
+	} {
+		if err := ss.bind(ctx, &pb.KeepAliveRequest{SessionId: id}); err != nil {
+			t.Fatal(err)
+		}
+		b.mu.Lock()
+		b.ended[core.SessionID(id)] <- c.why
+		close(b.ended[core.SessionID(id)])
+		b.mu.Unlock()
+		r := <-pushed
+		if lost := r.GetSessionLost(); lost.GetSessionId() != id || lost.GetReason() != c.want {
+			t.Fatalf("session %d ended for %v: pushed %v, want its loss with %v", id, c.why, r, c.want)
+		}
+		ss.mu.Lock()
+		_, still := ss.watched[id]
+		ss.mu.Unlock()
+		if still {
+			t.Fatalf("session %d is still counted as watched after its loss was pushed", id)
+		}
 	}
 }

@@ -30,8 +30,9 @@ import (
 //
 // The stream is bound to the session of its first request; one naming
 // another session is refused. The server pushes the waiter id of a request
-// that queued (runtime.WithQueued) and the session's expiry the moment
-// this node applies it (Backend.SessionEnded).
+// that queued (runtime.WithQueued) and the session's end, an expiry or a
+// close by another caller, the moment this node applies it
+// (Backend.SessionEnded).
 //
 // A Multiplex stream (SessionService.Multiplex) is the same for any number
 // of sessions: each request names its own, and each message carries
@@ -352,8 +353,9 @@ func (ss *sessionStream) bind(ctx context.Context, msg any) error {
 	return nil
 }
 
-// watch pushes session id's loss when this node applies it, unless stop
-// closes or the stream ends first.
+// watch pushes session id's loss when this node applies it, with why (it
+// expired, or some caller closed it), unless stop closes or the stream
+// ends first.
 func (ss *sessionStream) watch(ctx context.Context, id uint64, stop <-chan any) {
 	ended, unsubscribe := ss.b.SessionEnded(core.SessionID(id))
 	ss.watchers.Add(1) // from a request, so never while run waits for watchers
@@ -361,14 +363,18 @@ func (ss *sessionStream) watch(ctx context.Context, id uint64, stop <-chan any) 
 		defer ss.watchers.Done()
 		defer unsubscribe()
 		select {
-		case <-ended:
+		case why := <-ended:
 			ss.mu.Lock()
 			if ss.watched[id] == stop {
 				delete(ss.watched, id) // lost: no longer counts toward the bound
 			}
 			ss.mu.Unlock()
+			reason := pb.Reason_REASON_SESSION_EXPIRED
+			if why == core.ReasonSessionClosed {
+				reason = pb.Reason_REASON_SESSION_CLOSED
+			}
 			ss.out(&pb.StreamResponse{Response: &pb.StreamResponse_SessionLost{SessionLost: &pb.StreamSessionLost{
-				SessionId: id, Reason: pb.Reason_REASON_SESSION_EXPIRED}}})
+				SessionId: id, Reason: reason}}})
 		case <-stop:
 		case <-ctx.Done():
 		}

@@ -260,14 +260,14 @@ func (n *Node) readShard(ctx context.Context, s *shard, stale bool, fn func(m *c
 	return r.index, r.err
 }
 
-// SessionEnded answers a channel that closes when this node applies the
-// expiry of session id, in any shard, and the function that drops the
-// subscription (call it when done; it is safe after the channel closed).
-// A session closed by a request ends without it (whoever closed it was
-// answered), and so does one whose expiry this node skipped by restoring
-// a snapshot: a keepalive answers not_found for both.
-func (n *Node) SessionEnded(id core.SessionID) (<-chan struct{}, func()) {
-	e := &sessionEnd{ch: make(chan struct{})}
+// SessionEnded answers a channel that yields why session id ended
+// (core.ReasonSessionExpired or core.ReasonSessionClosed, a close by any
+// caller) when this node first applies its end in any shard, and then
+// closes; and the function that drops the subscription (call it when done;
+// it is safe after the end). A session whose end this node skipped by
+// restoring a snapshot ends without it: a keepalive answers not_found.
+func (n *Node) SessionEnded(id core.SessionID) (<-chan core.Reason, func()) {
+	e := newSessionEnd()
 	for _, s := range n.shards {
 		s.watch.watchEnd(id, e)
 	}

@@ -9,13 +9,14 @@ import (
 )
 
 // TestSessionEndedOnExpiry: a session-end subscription registered in two
-// shards' hubs closes when either shard applies the session's expiry, once,
-// and not for another session's; a dropped one is forgotten.
+// shards' hubs ends when either shard applies the session's expiry or its
+// close, once, with why, and not for another session's; a dropped one is
+// forgotten.
 func TestSessionEndedOnExpiry(t *testing.T) {
 	gauge := prometheus.NewGauge(prometheus.GaugeOpts{Name: "test_watchers"})
 	hubs := []*watchHub{newWatchHub(gauge, 0), newWatchHub(gauge, 1)}
 	watch := func(id core.SessionID) (*sessionEnd, func()) {
-		e := &sessionEnd{ch: make(chan struct{})}
+		e := newSessionEnd()
 		for _, h := range hubs {
 			h.watchEnd(id, e)
 		}
@@ -37,7 +38,10 @@ func TestSessionEndedOnExpiry(t *testing.T) {
 	default:
 	}
 	select {
-	case <-b.ch:
+	case why := <-b.ch:
+		if why != core.ReasonSessionExpired {
+			t.Fatalf("session 8's subscription ended for %v, want session_expired", why)
+		}
 	default:
 		t.Fatal("session 8's subscription did not end on its expiry in shard 1")
 	}
@@ -55,5 +59,20 @@ func TestSessionEndedOnExpiry(t *testing.T) {
 	stopA()
 	if len(hubs[1].ends) != 0 {
 		t.Fatalf("a dropped subscription is still kept: %v", hubs[1].ends)
+	}
+	// A close by any caller ends it too, and says so.
+	c, stopC := watch(9)
+	hubs[1].publish(&core.Output{Index: 4, Effects: []core.Effect{{Kind: core.EffectSessionClosed, Reason: core.ReasonSessionClosed, Session: 9}}})
+	select {
+	case why := <-c.ch:
+		if why != core.ReasonSessionClosed {
+			t.Fatalf("session 9's subscription ended for %v, want session_closed", why)
+		}
+	default:
+		t.Fatal("session 9's subscription did not end on its close in shard 1")
+	}
+	stopC()
+	if len(hubs[0].ends) != 0 || len(hubs[1].ends) != 0 {
+		t.Fatalf("hubs keep %d and %d session-end lists after the close, want none", len(hubs[0].ends), len(hubs[1].ends))
 	}
 }

@@ -41,10 +41,17 @@ type watchHub struct {
 // one shard is lost everywhere, docs/design.md).
 type sessionEnd struct {
 	once sync.Once
-	ch   chan struct{}
+	ch   chan core.Reason // buffered: one reason, then closed
 }
 
-func (e *sessionEnd) end() { e.once.Do(func() { close(e.ch) }) }
+func newSessionEnd() *sessionEnd { return &sessionEnd{ch: make(chan core.Reason, 1)} }
+
+func (e *sessionEnd) end(why core.Reason) {
+	e.once.Do(func() {
+		e.ch <- why
+		close(e.ch)
+	})
+}
 
 type subscriber struct {
 	prefix string
@@ -87,9 +94,9 @@ func (h *watchHub) publish(out *core.Output) {
 	}
 	if len(h.ends) > 0 {
 		for i := range out.Effects {
-			if ef := &out.Effects[i]; ef.Kind == core.EffectSessionExpired {
+			if ef := &out.Effects[i]; ef.Kind == core.EffectSessionExpired || ef.Kind == core.EffectSessionClosed {
 				for e := range h.ends[ef.Session] {
-					e.end()
+					e.end(ef.Reason)
 				}
 				delete(h.ends, ef.Session)
 			}

@@ -423,6 +423,12 @@ func (l *ledger) effect(idx uint64, ef *core.Effect, x *entryScratch) {
 		l.expiries++
 		delete(l.sessions, ef.Session)
 		x.ended[ef.Session] = "expired"
+	case core.EffectSessionClosed:
+		// What a stream pushes to the session's client: it must follow a
+		// close the log holds, in this entry, never stand for an expiry.
+		if x.ended[ef.Session] != "closed" {
+			l.fail("session-lease", "index %d reports session %d closed, and no command of that entry closed it", idx, ef.Session)
+		}
 	}
 }
 

@@ -274,6 +274,9 @@ const (
 	EventType_EVENT_TYPE_BARRIER_RELEASED EventType = 6
 	// An election's leader proclaimed a new value.
 	EventType_EVENT_TYPE_VALUE_CHANGED EventType = 7
+	// A session was closed, by its client or by any other caller; the
+	// releases and withdrawals it caused come before it.
+	EventType_EVENT_TYPE_SESSION_CLOSED EventType = 8
 )
 
 // Enum value maps for EventType.
@@ -287,6 +290,7 @@ var (
 		5: "EVENT_TYPE_LEADER_CHANGED",
 		6: "EVENT_TYPE_BARRIER_RELEASED",
 		7: "EVENT_TYPE_VALUE_CHANGED",
+		8: "EVENT_TYPE_SESSION_CLOSED",
 	}
 	EventType_value = map[string]int32{
 		"EVENT_TYPE_UNSPECIFIED":      0,
@@ -297,6 +301,7 @@ var (
 		"EVENT_TYPE_LEADER_CHANGED":   5,
 		"EVENT_TYPE_BARRIER_RELEASED": 6,
 		"EVENT_TYPE_VALUE_CHANGED":    7,
+		"EVENT_TYPE_SESSION_CLOSED":   8,
 	}
 )
 
@@ -638,7 +643,7 @@ const file_lockstep_v1_common_proto_rawDesc = "" +
 	"\x0fREASON_MAX_HOLD\x10\x04\x12\x12\n" +
 	"\x0eREASON_TIMEOUT\x10\x05\x12\x14\n" +
 	"\x10REASON_CANCELLED\x10\x06\x12\x1a\n" +
-	"\x16REASON_BARRIER_REMOVED\x10\a*\xf1\x01\n" +
+	"\x16REASON_BARRIER_REMOVED\x10\a*\x90\x02\n" +
 	"\tEventType\x12\x1a\n" +
 	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12EVENT_TYPE_GRANTED\x10\x01\x12\x19\n" +
@@ -647,7 +652,8 @@ const file_lockstep_v1_common_proto_rawDesc = "" +
 	"\x1aEVENT_TYPE_SESSION_EXPIRED\x10\x04\x12\x1d\n" +
 	"\x19EVENT_TYPE_LEADER_CHANGED\x10\x05\x12\x1f\n" +
 	"\x1bEVENT_TYPE_BARRIER_RELEASED\x10\x06\x12\x1c\n" +
-	"\x18EVENT_TYPE_VALUE_CHANGED\x10\aB>Z<github.com/lockstepd/lockstep/rpc/gen/lockstep/v1;lockstepv1b\x06proto3"
+	"\x18EVENT_TYPE_VALUE_CHANGED\x10\a\x12\x1d\n" +
+	"\x19EVENT_TYPE_SESSION_CLOSED\x10\bB>Z<github.com/lockstepd/lockstep/rpc/gen/lockstep/v1;lockstepv1b\x06proto3"
 
 var (
 	file_lockstep_v1_common_proto_rawDescOnce sync.Once

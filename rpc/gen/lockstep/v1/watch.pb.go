@@ -293,12 +293,12 @@ type Event struct {
 	// Why (for RELEASED and WAIT_ENDED; and for LEADER_CHANGED when the old
 	// leader went away).
 	Reason Reason `protobuf:"varint,4,opt,name=reason,proto3,enum=lockstep.v1.Reason" json:"reason,omitempty"`
-	// The kind of object; UNSPECIFIED for SESSION_EXPIRED.
+	// The kind of object; UNSPECIFIED for SESSION_EXPIRED and SESSION_CLOSED.
 	Kind Kind `protobuf:"varint,5,opt,name=kind,proto3,enum=lockstep.v1.Kind" json:"kind,omitempty"`
-	// The object's name; empty for SESSION_EXPIRED.
+	// The object's name; empty for SESSION_EXPIRED and SESSION_CLOSED.
 	Name string `protobuf:"bytes,6,opt,name=name,proto3" json:"name,omitempty"`
 	// The session concerned: the holder, waiter, new leader (0: none) or the
-	// expired session.
+	// expired or closed session.
 	SessionId uint64 `protobuf:"varint,7,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	// The queued request concerned, if any.
 	WaiterId uint64 `protobuf:"varint,8,opt,name=waiter_id,json=waiterId,proto3" json:"waiter_id,omitempty"`
