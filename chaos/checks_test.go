@@ -21,18 +21,23 @@ func TestCheckSessions(t *testing.T) {
 		exp    *expiryAt
 		sent   int // last renewal sent (stopped sessions); answered 20 ms later
 		broken string
+		shut   int // when its SESSION_CLOSED was delivered (0: never)
 	}{
-		{"kept alive, never expired", sessionRec{lost: -1, closed: -1, stopped: -1}, nil, 0, ""},
-		{"kept alive and expired", sessionRec{lost: -1, closed: -1, stopped: -1}, &expiryAt{5000, 4900}, 0, "was kept alive"},
-		{"lost by its client, then expired", sessionRec{lost: ms(4800), closed: -1, stopped: -1}, &expiryAt{5000, 4900}, 0, ""},
-		{"lost after the expiry was delivered", sessionRec{lost: ms(5100), closed: -1, stopped: -1}, &expiryAt{5000, 4900}, 0, "was kept alive"},
-		{"closed, then expired", sessionRec{lost: -1, closed: ms(4000), stopped: -1}, &expiryAt{5000, 4900}, 0, ""},
-		{"stopped and expired in time", sessionRec{lost: -1, closed: -1, stopped: ms(3000)}, &expiryAt{4300, 4100}, 3000, ""},
-		{"stopped, never expired", sessionRec{lost: -1, closed: -1, stopped: ms(3000)}, nil, 3000, "was not expired within"},
-		{"stopped, expired late", sessionRec{lost: -1, closed: -1, stopped: ms(3000)}, &expiryAt{12000, 3020 + 1000 + 7001}, 3000, "past its TTL"},
-		{"stopped, expired early", sessionRec{lost: -1, closed: -1, stopped: ms(3000)}, &expiryAt{3730, 3700}, 3000, "early"},
-		{"stopped, delivered just after the early bound", sessionRec{lost: -1, closed: -1, stopped: ms(3000)}, &expiryAt{3770, 3700}, 3000, ""},
-		{"stopped, the run ended before its expiry was due", sessionRec{lost: -1, closed: -1, stopped: ms(3000)}, nil, 3000, ""},
+		{"kept alive, never expired", sessionRec{lost: -1, closed: -1, stopped: -1}, nil, 0, "", 0},
+		{"kept alive and expired", sessionRec{lost: -1, closed: -1, stopped: -1}, &expiryAt{5000, 4900}, 0, "was kept alive", 0},
+		{"lost by its client, then expired", sessionRec{lost: ms(4800), closed: -1, stopped: -1}, &expiryAt{5000, 4900}, 0, "", 0},
+		{"lost after the expiry was delivered", sessionRec{lost: ms(5100), closed: -1, stopped: -1}, &expiryAt{5000, 4900}, 0, "was kept alive", 0},
+		{"closed, then expired", sessionRec{lost: -1, closed: ms(4000), stopped: -1}, &expiryAt{5000, 4900}, 0, "", 0},
+		{"stopped and expired in time", sessionRec{lost: -1, closed: -1, stopped: ms(3000)}, &expiryAt{4300, 4100}, 3000, "", 0},
+		{"stopped, never expired", sessionRec{lost: -1, closed: -1, stopped: ms(3000)}, nil, 3000, "was not expired within", 0},
+		{"stopped, expired late", sessionRec{lost: -1, closed: -1, stopped: ms(3000)}, &expiryAt{12000, 3020 + 1000 + 7001}, 3000, "past its TTL", 0},
+		{"stopped, expired early", sessionRec{lost: -1, closed: -1, stopped: ms(3000)}, &expiryAt{3730, 3700}, 3000, "early", 0},
+		{"stopped, delivered just after the early bound", sessionRec{lost: -1, closed: -1, stopped: ms(3000)}, &expiryAt{3770, 3700}, 3000, "", 0},
+		{"stopped, the run ended before its expiry was due", sessionRec{lost: -1, closed: -1, stopped: ms(3000)}, nil, 3000, "", 0},
+		{"closed by its client, the close delivered", sessionRec{lost: -1, closed: ms(4000), stopped: -1}, nil, 0, "", 4100},
+		{"closed on the servers, not by its client", sessionRec{lost: -1, closed: -1, stopped: -1}, nil, 0, "never closed it", 4100},
+		{"closed on the servers before its client closed it", sessionRec{lost: -1, closed: ms(4200), stopped: -1}, nil, 0, "never closed it", 4100},
+		{"expired in one shard, closed in the others", sessionRec{lost: ms(4800), closed: -1, stopped: -1}, &expiryAt{5000, 4900}, 0, "", 4950},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -51,6 +56,9 @@ func TestCheckSessions(t *testing.T) {
 			h.sessions[7] = &rec
 			if tc.exp != nil {
 				h.expired[7] = expiry{delivered: ms(tc.exp.delivered), log: ms(tc.exp.log)}
+			}
+			if tc.shut != 0 {
+				h.shut[7] = ms(tc.shut)
 			}
 			bad, _ := h.checkSessions()
 			switch {

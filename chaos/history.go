@@ -53,6 +53,8 @@ type history struct {
 	watchErr error
 	// expired: each session's SESSION_EXPIRED (the first of any shard's).
 	expired map[uint64]expiry
+	// shut: when the watch first delivered each session's SESSION_CLOSED.
+	shut map[uint64]time.Duration
 	// stream: every event under chaos/ in the order delivered, per shard,
 	// and where the watch stood last (each shard's next index), for the
 	// watcher's check (watcher.go).
@@ -106,7 +108,7 @@ type logEvent struct {
 
 func newHistory(start time.Time) *history {
 	return &history{start: start, granted: map[grantKey]logEvent{}, released: map[grantKey]logEvent{},
-		expired: map[uint64]expiry{}, stream: map[uint64][]eventID{}, end: map[uint64]uint64{},
+		expired: map[uint64]expiry{}, shut: map[uint64]time.Duration{}, stream: map[uint64][]eventID{}, end: map[uint64]uint64{},
 		barriers: map[string]map[uint64]time.Duration{}, sessions: map[uint64]*sessionRec{}}
 }
 
@@ -143,8 +145,8 @@ func kindOf(k pb.Kind) core.Kind {
 const runPrefix = "chaos/"
 
 // watch reads every event of the cluster until ctx ends: the grants and
-// releases of the run's names, the sessions' expiries (which have no
-// name) and the barriers' releases.
+// releases of the run's names, the sessions' expiries and closes (which
+// have no name) and the barriers' releases.
 func (h *history) watch(ctx context.Context, c *client.Client) {
 	defer func() {
 		h.mu.Lock()
@@ -167,6 +169,12 @@ func (h *history) watch(ctx context.Context, c *client.Client) {
 					x = expiry{delivered: min(old.delivered, x.delivered), log: min(old.log, x.log), shard: old.shard}
 				}
 				h.expired[e.SessionId] = x
+				continue
+			}
+			if e.Type == pb.EventType_EVENT_TYPE_SESSION_CLOSED {
+				if _, dup := h.shut[e.SessionId]; !dup {
+					h.shut[e.SessionId] = at
+				}
 				continue
 			}
 			if !strings.HasPrefix(e.Name, runPrefix) {

@@ -183,6 +183,14 @@ func (h *history) checkSessions() ([]string, SessionStats) {
 		s := h.sessions[id]
 		x, expired := h.expired[id]
 		e := x.delivered
+		// Only its client closes a session, or the servers once it expired
+		// in another shard (a keepalive then finds it gone and the rest of
+		// it is closed): a close no one asked for ends holds behind their
+		// clients' backs.
+		if shut, ok := h.shut[id]; ok && !expired && (s.closed < 0 || s.closed > shut) {
+			bad = append(bad, fmt.Sprintf("sessions: %s's session %d (TTL %v) was closed on the servers (delivered at %.3fs) though its client never closed it and it never expired",
+				s.owner, id, s.ttl, shut.Seconds()))
+		}
 		if s.stopped < 0 {
 			st.KeptAlive++
 			if expired && (s.lost < 0 || s.lost > e) && (s.closed < 0 || s.closed > e) {
