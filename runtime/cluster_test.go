@@ -417,7 +417,36 @@ func TestWallClockStepWhileLeading(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("the session did not survive the wall clock's step: %v", err)
 	}
-	if got := labeled(t, c.regs[l], "lockstep_leader_clock_offset_seconds", "shard", "0"); got != 5 {
-		t.Fatalf("lockstep_leader_clock_offset_seconds %v on the leader, want the 5 s step", got)
+	if got := labeled(t, c.regs[l], "lockstep_clock_offset_seconds", "shard", "0"); got != 5 {
+		t.Fatalf("lockstep_clock_offset_seconds %v on the leader, want the 5 s step", got)
+	}
+}
+
+// TestFollowerShowsItsClockOffset: a follower whose wall clock stands 5 s
+// ahead of the leader's, from its start, shows it in lockstep_clock_offset_seconds, idle
+// shard or not, so that an operator sees the skew before that member
+// leads and cuts leases short; the leader and the other follower show
+// none.
+func TestFollowerShowsItsClockOffset(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 3, skewable: true})
+	l := c.waitLeader(0)
+	f := (l + 1) % 3
+	session(t, c.nodes[l], time.Minute) // something timed: the leader keeps log time moving
+	// Restarted with its clock ahead, so that its clock reads ahead from its
+	// first reading on, not only after a step.
+	c.stop(f)
+	c.skews[f].Store(5_000)
+	c.restart(f)
+	eventually(t, "the skewed follower shows 5 s", func() bool {
+		got := labeled(t, c.regs[f], "lockstep_clock_offset_seconds", "shard", "0")
+		return got > 4.7 && got < 5.3
+	})
+	for i := range 3 {
+		if i == f {
+			continue
+		}
+		if got := labeled(t, c.regs[i], "lockstep_clock_offset_seconds", "shard", "0"); got < -0.3 || got > 0.3 {
+			t.Errorf("node-%d (leader: %v), whose clock is right, shows an offset of %v s", i+1, i == l, got)
+		}
 	}
 }

@@ -50,6 +50,10 @@ type testCluster struct {
 	regs  []*prometheus.Registry
 	clock func() time.Time
 	mono  func() time.Duration
+	// skews, with clusterOpts.skewable: how far each node's wall clock
+	// stands ahead of this machine's, in ms (its monotonic clock is the
+	// machine's); a test sets them as it goes.
+	skews []atomic.Int64
 
 	dragonboatFirst bool
 }
@@ -61,6 +65,7 @@ type clusterOpts struct {
 	clock           func() time.Time
 	mono            func() time.Duration // Options.Monotonic
 	dragonboatFirst bool                 // node-1 runs Dragonboat's own transport, the rest runtime/transport
+	skewable        bool                 // each node's wall clock may be set off the machine's (testCluster.skews)
 }
 
 func freePorts(t testing.TB, n int) []int {
@@ -101,6 +106,9 @@ func newTestCluster(t testing.TB, o clusterOpts) *testCluster {
 		peers[fmt.Sprintf("node-%d", i+1)] = fmt.Sprintf("127.0.0.1:%d", ports[i])
 	}
 	c := &testCluster{t: t, clock: o.clock, mono: o.mono, dragonboatFirst: o.dragonboatFirst}
+	if o.skewable {
+		c.skews = make([]atomic.Int64, o.size)
+	}
 	for i := range o.size {
 		cfg := config.Defaults()
 		cfg.Cluster = config.Cluster{
@@ -180,7 +188,13 @@ func (c *testCluster) waitBalanced() {
 
 func (c *testCluster) start(i int) error {
 	reg := prometheus.NewRegistry()
-	n, err := Start(context.Background(), Options{Config: c.cfgs[i], Logger: testLogger(c.t), Registerer: reg, Clock: c.clock, Monotonic: c.mono,
+	clock, mono := c.clock, c.mono
+	if c.skews != nil {
+		began := time.Now()
+		clock = func() time.Time { return time.Now().Add(time.Duration(c.skews[i].Load()) * time.Millisecond) }
+		mono = func() time.Duration { return time.Since(began) }
+	}
+	n, err := Start(context.Background(), Options{Config: c.cfgs[i], Logger: testLogger(c.t), Registerer: reg, Clock: clock, Monotonic: mono,
 		balance: testBalance, dragonboatTransport: c.dragonboatFirst && i == 0})
 	if err != nil {
 		return fmt.Errorf("node %d: %w", i+1, err)

@@ -71,19 +71,21 @@ type shard struct {
 // since it was last reported, before the log says so again.
 const clockOffsetReported = 1000 // ms
 
-// noteClockOffset tells the operator when this leader's wall clock stands off
-// the clock it stamps log time with (docs/design.md, Time): its wall clock
-// was stepped during its term, which log time ignored, or was behind log
-// time when it took the lead, which log time did not wait for. Log times
-// read that far off the wall clock meanwhile. Holds s.mu.
+// noteClockOffset shows how far this member's wall clock stands off log
+// time (docs/design.md, Time), and on a leader logs it: its wall clock was
+// stepped during its term, which log time ignored, or was behind log time
+// when it took the lead, which log time did not wait for. Log times read
+// that far off the wall clock meanwhile. A follower's figure is its
+// clock's offset from the leader's. Holds s.mu.
 func (s *shard) noteClockOffset() {
+	offset := s.drv.ClockOffset()
+	s.m.clockOffset.Set(float64(offset) / 1000)
 	if !s.drv.IsLeader() {
-		s.m.clockOffset.Set(0)
+		// A follower's figure reads high while it replays old entries after
+		// a restart: the gauge (and its alert, which waits) is enough.
 		s.clockOffset = 0
 		return
 	}
-	offset := s.drv.ClockOffset()
-	s.m.clockOffset.Set(float64(offset) / 1000)
 	if d := offset - s.clockOffset; d >= clockOffsetReported || d <= -clockOffsetReported {
 		s.clockOffset = offset
 		s.log.Warn("this leader's wall clock stands off log time (a step during its term, or behind when it took the lead): log time follows its monotonic clock; fix the time source",

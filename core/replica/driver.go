@@ -271,6 +271,7 @@ type Driver struct {
 	now         core.LogTime // the replica's stamping clock at the last Tick (clockAnchor)
 	clock       clockAnchor
 	appliedTime core.LogTime // the machine's log time after the last applied entry (or restored snapshot)
+	appliedMono core.LogTime // the monotonic clock's last reading when appliedTime was set
 	isLeader    bool         // as the last LeadershipEvent said
 	term        uint64       // as the last LeadershipEvent said
 	leaderID    uint64       // as the last LeadershipEvent said
@@ -559,12 +560,24 @@ func (c *clockAnchor) reanchor(floor core.LogTime) core.LogTime {
 	return c.atWall
 }
 
-// ClockOffset is how far the replica's wall clock stands from its stamping
-// clock (wall minus stamping clock, in ms): on a leader, a step of the
-// wall clock this term that log time ignored, or (negative) how far the
-// wall clock was behind log time when it took the lead. The runtime
-// reports it.
-func (d *Driver) ClockOffset() core.LogTime { return d.clock.wall - d.now }
+// ClockOffset is how far the replica's wall clock stands from log time
+// (wall minus log time, in ms), which the runtime reports. On a leader it
+// is measured against its stamping clock: a step of the wall clock this
+// term that log time ignored, or (negative) how far the wall clock was
+// behind log time when it took the lead. On any other replica, against
+// the log time it applied last, carried forward by its monotonic clock
+// since (log time runs at the leader's monotonic rate, idle or not): its
+// wall clock's offset from the leader's stamping clock, to within the
+// replication delay and a tick. A member whose clock stands ahead by more
+// than MaxClockStepMs would cut leases in flight short by the excess if it
+// took the lead (docs/design.md, Time), so this shows the skew before
+// a failover does. While a replica replays old entries it reads high.
+func (d *Driver) ClockOffset() core.LogTime {
+	if d.isLeader || d.appliedTime == 0 {
+		return d.clock.wall - d.now
+	}
+	return d.clock.wall - (d.appliedTime + d.clock.mono - d.appliedMono)
+}
 
 func (d *Driver) stepTick(wall, mono core.LogTime) {
 	now := d.clock.observe(wall, mono)
@@ -682,7 +695,7 @@ func (d *Driver) stepRestored(now core.LogTime) {
 			d.forget(r)
 		}
 	}
-	d.appliedTime = now
+	d.appliedTime, d.appliedMono = now, d.clock.mono
 	// The snapshot's deadlines are not known here until its next entry:
 	// count one as due now, so that a leader ticks once and learns them. A
 	// tick request in the skipped entries is lost: ask again.
@@ -699,7 +712,7 @@ func (d *Driver) stepApplied(e core.Entry, out *core.Output) error {
 		d.appliedTime = out.Time
 		d.takeRole() // a follower that knows the leader may forward now
 	}
-	d.appliedTime = out.Time
+	d.appliedTime, d.appliedMono = out.Time, d.clock.mono
 	d.timed, d.deadline = out.NextDeadline != 0, out.NextDeadline
 	d.noteTime(e, out)
 	for i := range e.Commands {
