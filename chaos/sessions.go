@@ -163,6 +163,9 @@ func (r *run) waitExpired(ctx context.Context, rec *sessionRec) bool {
 type SessionStats struct {
 	KeptAlive int `json:"kept_alive"`
 	Stopped   int `json:"stopped"`
+	// Closed: the sessions whose SESSION_CLOSED the watch delivered, each
+	// checked against its client's close.
+	Closed int `json:"closed"`
 	// ExpiredAfter: for each stopped session judged, from its last
 	// renewal's answer to its expiry (log time), in milliseconds.
 	ExpiredAfter []int64 `json:"expired_after_ms"`
@@ -187,7 +190,11 @@ func (h *history) checkSessions() ([]string, SessionStats) {
 		// in another shard (a keepalive then finds it gone and the rest of
 		// it is closed): a close no one asked for ends holds behind their
 		// clients' backs.
-		if shut, ok := h.shut[id]; ok && !expired && (s.closed < 0 || s.closed > shut) {
+		shut, closed := h.shut[id]
+		if closed {
+			st.Closed++
+		}
+		if closed && !expired && (s.closed < 0 || s.closed > shut) {
 			bad = append(bad, fmt.Sprintf("sessions: %s's session %d (TTL %v) was closed on the servers (delivered at %.3fs) though its client never closed it and it never expired",
 				s.owner, id, s.ttl, shut.Seconds()))
 		}
