@@ -92,6 +92,12 @@ type Consensus struct {
 	// MaxBatch is how many client commands one Raft entry may pack (group
 	// commit). Defaults to 256.
 	MaxBatch int `yaml:"max_batch"`
+	// RideAlongMs is the longest a blocking acquire may be held back for
+	// another proposal to share an entry with, when this member already
+	// holds a request queued on the same object (docs/runtime.md, "Acquires
+	// ride with releases"); 0 never holds one back. Defaults to 20. It may
+	// differ between members: each leader applies its own.
+	RideAlongMs int `yaml:"ride_along_ms"`
 }
 
 // Locks holds the defaults the API applies to requests.
@@ -129,6 +135,8 @@ const (
 	DefaultSnapshotEntries        = 10000
 	DefaultCompactionOverhead     = 5000
 	DefaultMaxBatch               = 256
+	DefaultRideAlongMs            = 20
+	MaxRideAlongMs                = 1000
 	DefaultTTLSeconds             = 30
 	DefaultMaxWaitTimeSeconds     = 60
 	DefaultCleanupIntervalSeconds = 10
@@ -147,6 +155,7 @@ func Defaults() Config {
 			SnapshotEntries:     DefaultSnapshotEntries,
 			CompactionOverhead:  DefaultCompactionOverhead,
 			MaxBatch:            DefaultMaxBatch,
+			RideAlongMs:         DefaultRideAlongMs,
 		},
 		Locks: Locks{
 			DefaultTTLSeconds:      DefaultTTLSeconds,
@@ -547,6 +556,9 @@ func (c Consensus) validate() error {
 	}
 	if c.MaxBatch < 1 || c.MaxBatch > 4096 {
 		return fmt.Errorf("consensus.max_batch: must be within 1..4096, got %d", c.MaxBatch)
+	}
+	if c.RideAlongMs < 0 || c.RideAlongMs > MaxRideAlongMs {
+		return fmt.Errorf("consensus.ride_along_ms: must be within 0..%d (0: never hold an acquire back), got %d", MaxRideAlongMs, c.RideAlongMs)
 	}
 	return nil
 }

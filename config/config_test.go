@@ -98,6 +98,8 @@ locks:
 		{"shards: 1", "shards: 0", "consensus.shards: must be within 1..16, got 0"},
 		{"shards: 1", "shards: 1\n  tick_interval_ms: 5000", "consensus.tick_interval_ms: must be within 10..1000"},
 		{"shards: 1", "shards: 17", "consensus.shards: must be within 1..16, got 17"},
+		{"shards: 1", "shards: 1\n  ride_along_ms: -1", "consensus.ride_along_ms: must be within 0..1000 (0: never hold an acquire back), got -1"},
+		{"shards: 1", "shards: 1\n  ride_along_ms: 5000", "consensus.ride_along_ms: must be within 0..1000"},
 		{"shards: 1", "shards: -2", "consensus.shards: must be within 1..16, got -2"},
 		{"algorithm: raft", "algorithm: paxos", "consensus.algorithm: must be raft"},
 		{"  shards: 1", "  shards: 1\n  shard: 2", "consensus.shard: unknown key"},

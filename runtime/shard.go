@@ -12,6 +12,7 @@ import (
 	"github.com/lni/dragonboat/v4/client"
 	"github.com/lni/dragonboat/v4/raftio"
 
+	"github.com/lockstepd/lockstep/config"
 	"github.com/lockstepd/lockstep/core"
 	"github.com/lockstepd/lockstep/core/replica"
 )
@@ -103,13 +104,22 @@ type pending struct {
 
 var errNoLeader = errors.New("no leader is known")
 
-func newShard(n *Node, index uint64) (*shard, error) {
+// driverConfig is a shard driver's configuration from the consensus keys.
+func driverConfig(replicaID uint64, c config.Consensus) replica.Config {
 	cfg := replica.Config{
-		Name:           strconv.FormatUint(n.replicaID, 16),
-		TickIntervalMs: int64(n.cfg.Consensus.TickIntervalMs),
-		MaxBatch:       n.cfg.Consensus.MaxBatch,
+		Name:           strconv.FormatUint(replicaID, 16),
+		TickIntervalMs: int64(c.TickIntervalMs),
+		MaxBatch:       c.MaxBatch,
+		RideAlongMs:    int64(c.RideAlongMs),
 	}
-	drv, err := replica.New(cfg)
+	if cfg.RideAlongMs == 0 {
+		cfg.RideAlongMs = -1 // the configuration's "never"; the driver's 0 is its default
+	}
+	return cfg
+}
+
+func newShard(n *Node, index uint64) (*shard, error) {
+	drv, err := replica.New(driverConfig(n.replicaID, n.cfg.Consensus))
 	if err != nil {
 		return nil, err
 	}

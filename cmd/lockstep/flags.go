@@ -97,6 +97,8 @@ func newServeFlags(stderr io.Writer) *serveFlags {
 		func(c *config.Config, v int) { c.Consensus.CompactionOverhead = v })
 	num("max-batch", "consensus.max_batch", "client commands per Raft entry",
 		func(c *config.Config, v int) { c.Consensus.MaxBatch = v })
+	num("ride-along-ms", "consensus.ride_along_ms", "longest a blocking acquire waits to share an entry (0: never)",
+		func(c *config.Config, v int) { c.Consensus.RideAlongMs = v })
 	num("default-ttl-seconds", "locks.default_ttl_seconds", "lease of a session made for a request that names none",
 		func(c *config.Config, v int) { c.Locks.DefaultTTLSeconds = v })
 	num("max-wait-time-seconds", "locks.max_wait_time_seconds", "cap on REST waits",
