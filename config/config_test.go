@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -244,5 +245,19 @@ func TestClusterExampleShowsTheDefaults(t *testing.T) {
 	}
 	if len(c.Cluster.Peers) != 3 {
 		t.Errorf("%d peers", len(c.Cluster.Peers))
+	}
+	// A key the file leaves out loads as its default too: every key must be
+	// written there, or a new one goes unshown.
+	text, err := os.ReadFile("cluster.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range []reflect.Type{reflect.TypeFor[Consensus](), reflect.TypeFor[Locks]()} {
+		for f := range typ.Fields() {
+			key, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if !regexp.MustCompile(`(?m)^  ` + regexp.QuoteMeta(key) + `:`).Match(text) {
+				t.Errorf("cluster.yaml does not show the key %s (%s.%s)", key, typ.Name(), f.Name)
+			}
+		}
 	}
 }
