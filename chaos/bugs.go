@@ -13,6 +13,7 @@ const (
 	bugPhantomRelease = "phantom-release"
 	bugGhostKeepalive = "ghost-keepalive"
 	bugSkipEvent      = "skip-event"
+	bugUnnotedClose   = "unnoted-close"
 )
 
 // Bugs are the planted bugs, in the order -bug list prints them.
@@ -27,6 +28,8 @@ var Bugs = []bug{
 		"sessions (a stopped session expired within its TTL plus the grace)"},
 	{bugSkipEvent, "the watcher drops one event it was sent, as a resume that skipped an entry would",
 		"watch order (the watcher's events against the log's)"},
+	{bugUnnotedClose, "a session is closed without the run noting that its client closed it, as a close by someone else would look",
+		"sessions (a session closed on the servers that its client never closed)"},
 }
 
 func bugByName(name string) *bug {

@@ -102,7 +102,7 @@ func (r *run) track(s *client.Session, owner string) *sessionRec {
 // closeSession closes a tracked session, noting that we did.
 func (r *run) closeSession(s *client.Session) {
 	r.h.mu.Lock()
-	if rec := r.h.sessions[s.ID()]; rec != nil && rec.closed < 0 {
+	if rec := r.h.sessions[s.ID()]; rec != nil && rec.closed < 0 && !r.bug.is(bugUnnotedClose) {
 		rec.closed = r.h.now()
 	}
 	r.h.mu.Unlock()

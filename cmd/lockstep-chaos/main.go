@@ -126,7 +126,7 @@ func summary(w io.Writer, r chaos.Result) {
 	for _, ms := range ss.ExpiredAfter {
 		worst = max(worst, ms)
 	}
-	fmt.Fprintf(w, "sessions: %d kept alive, %d stopped on purpose (expired at most %dms after their last renewal), %d closes seen, each by its client\n",
+	fmt.Fprintf(w, "sessions: %d kept alive, %d stopped on purpose (expired at most %dms after their last renewal), %d closes checked\n",
 		ss.KeptAlive, ss.Stopped, worst, ss.Closed)
 	fmt.Fprintf(w, "watcher: %d events in order, %d resumes; barrier: %d rounds\n", r.Watcher.Events, r.Watcher.Resumes, r.Barrier.Rounds)
 	fmt.Fprintf(w, "state: %s\n", orNone(strings.Join(r.StateHashes, ", ")))
