@@ -669,8 +669,9 @@ type StreamResponse_Queued struct {
 }
 
 type StreamResponse_SessionLost struct {
-	// Pushed: the stream's session is gone (expired), applied now; every
-	// request on it fails from here on. Sent at most once.
+	// Pushed: the stream's session is gone (expired, or closed by a
+	// caller), applied now; every request on it fails from here on. Sent
+	// at most once.
 	SessionLost *StreamSessionLost `protobuf:"bytes,4,opt,name=session_lost,json=sessionLost,proto3,oneof"`
 }
 
@@ -885,7 +886,9 @@ type StreamSessionLost struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The session.
 	SessionId uint64 `protobuf:"varint,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	// Why: REASON_SESSION_EXPIRED.
+	// Why: REASON_SESSION_EXPIRED, or REASON_SESSION_CLOSED when a caller
+	// closed it (another process, an operator, or its own client on another
+	// stream).
 	Reason        Reason `protobuf:"varint,2,opt,name=reason,proto3,enum=lockstep.v1.Reason" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
