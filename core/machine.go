@@ -80,14 +80,22 @@ func (m *Machine) Apply(e Entry) *Output {
 	m.out.Results = m.out.Results[:0]
 	m.out.Effects = m.out.Effects[:0]
 
-	m.advanceClock(e.Time)
-	m.out.Time = m.now
 	if m.carriesLeaderChange(e.Commands) {
-		// The gap a leader change closes is time in which no client could
-		// keep its session alive: extend the sessions before any timer fires,
-		// or the leader-change entry itself would expire them.
+		// A new leader's first entry takes its stamp whole, and every
+		// deadline moves with it: log time's jump across a change of leader
+		// (the election's gap, and the new leader's clock ahead of the old
+		// one's, by any amount) counts against no lease, wait, hold limit or
+		// lock delay. Caught up a capped step at a time instead, it would
+		// run faster than real time and cut every lease renewed meanwhile
+		// short. Then the gap, in which no client could keep its session
+		// alive, extends the sessions before any timer fires, or the
+		// leader-change entry itself would expire them.
+		m.shiftDeadlines(m.advanceClockWhole(e.Time))
 		m.leaderChange()
+	} else {
+		m.advanceClock(e.Time)
 	}
+	m.out.Time = m.now
 	m.fireTimers()
 	m.clients.expire(m.now, m.limits)
 
@@ -158,6 +166,49 @@ func (m *Machine) advanceClock(stamped LogTime) {
 		return
 	}
 	m.now = min(stamped, m.now+LogTime(m.limits.MaxClockStepMs))
+}
+
+// advanceClockWhole moves log time to max(now, stamped) without the cap
+// and returns how far it moved.
+func (m *Machine) advanceClockWhole(stamped LogTime) LogTime {
+	was := m.now
+	if !m.started {
+		m.advanceClock(stamped)
+		return 0 // the first entry sets the clock: there is no deadline yet
+	}
+	m.now = max(m.now, min(stamped, MaxLogTime))
+	return m.now - was
+}
+
+// shiftDeadlines moves every deadline by d: sessions' leases, waits, hold
+// limits and lock delays, and their timers (a uniform shift keeps the
+// heap's order, and a stale timer stays stale). Deadlines beyond
+// MaxLogTime stay there.
+func (m *Machine) shiftDeadlines(d LogTime) {
+	if d <= 0 {
+		return
+	}
+	later := func(t LogTime) LogTime {
+		if t == 0 {
+			return 0 // none
+		}
+		return min(t+d, MaxLogTime)
+	}
+	for i := range m.timers.items {
+		m.timers.items[i].at = later(m.timers.items[i].at)
+	}
+	for _, s := range m.sessions {
+		s.deadline = later(s.deadline)
+	}
+	for _, w := range m.waiters {
+		w.deadline = later(w.deadline)
+	}
+	for _, h := range m.holds {
+		h.maxHoldAt = later(h.maxHoldAt)
+	}
+	for _, o := range m.objects {
+		o.lockDelayUntil = later(o.lockDelayUntil)
+	}
 }
 
 // nextID hands out the identifiers of this entry: tokens, sessions, waiters,

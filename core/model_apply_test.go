@@ -35,6 +35,27 @@ func (m *refModel) nextDeadline() (LogTime, bool) {
 	return at, at != 0
 }
 
+// shift moves every deadline d later (none stays none; MaxLogTime caps).
+func (m *refModel) shift(d LogTime) {
+	later := func(t *LogTime) {
+		if *t != 0 {
+			*t = min(*t+d, MaxLogTime)
+		}
+	}
+	for _, s := range m.sessions {
+		later(&s.deadline)
+	}
+	for _, w := range m.waits {
+		later(&w.deadline)
+	}
+	for _, h := range m.holds {
+		later(&h.maxHoldAt)
+	}
+	for _, a := range m.attrs {
+		later(&a.lockDelayUntil)
+	}
+}
+
 // apply applies one entry. coreEffects are core's effects for the same
 // entry, from which the tokens of the time step's grants are adopted.
 func (m *refModel) apply(e Entry, coreEffects []Effect) ([]Result, error) {
@@ -42,17 +63,33 @@ func (m *refModel) apply(e Entry, coreEffects []Effect) ([]Result, error) {
 	m.slot = 0
 	m.endings = refEndings{waits: map[WaiterID]string{}, holds: map[FencingToken]Reason{}, sessions: map[SessionID]bool{}}
 
+	mark := false
+	for _, c := range e.Commands {
+		if c.Op == OpLeaderChange && c.ClientID == "" && c.Seq == 0 && len(e.Commands) <= m.lim.MaxCommandsPerEntry &&
+			c.setFields() == 0 {
+			mark = true
+		}
+	}
+
 	// Clock.
 	stamped := e.Time
 	if stamped > MaxLogTime {
 		stamped = MaxLogTime
 	}
-	if !m.started {
+	switch {
+	case !m.started:
 		if stamped > 0 {
 			m.started = true
 			m.now = stamped
 		}
-	} else {
+	case mark:
+		// A leader change takes its stamp whole, and every deadline moves
+		// by the jump (docs/design.md, Time).
+		if stamped > m.now {
+			m.shift(stamped - m.now)
+			m.now = stamped
+		}
+	default:
 		next := stamped
 		if _, timed := m.nextDeadline(); timed && next > m.now+LogTime(m.lim.MaxClockStepMs) {
 			next = m.now + LogTime(m.lim.MaxClockStepMs)
@@ -64,15 +101,11 @@ func (m *refModel) apply(e Entry, coreEffects []Effect) ([]Result, error) {
 
 	// A valid leader-change entry extends every session before anything
 	// expires: the failover gap must not expire them (docs/design.md, Time).
-	for _, c := range e.Commands {
-		if c.Op == OpLeaderChange && c.ClientID == "" && c.Seq == 0 && len(e.Commands) <= m.lim.MaxCommandsPerEntry &&
-			c.setFields() == 0 {
-			for _, s := range m.sessions {
-				if d := m.now + LogTime(s.ttl); d > s.deadline {
-					s.deadline = d
-				}
+	if mark {
+		for _, s := range m.sessions {
+			if d := m.now + LogTime(s.ttl); d > s.deadline {
+				s.deadline = d
 			}
-			break
 		}
 	}
 

@@ -157,12 +157,28 @@ func (l *ledger) feed(idx uint64, p pendingEntry) {
 func (l *ledger) fail(check, format string, args ...any) { l.c.fail(Safety, check, format, args...) }
 
 func (l *ledger) process(e *core.Entry, out *core.Output) {
+	// The contract: applying the leader-change entry extends every live
+	// session to now+ttl, so that a failover never expires a session early.
+	// A session live before that entry must therefore not expire in it, even
+	// though log time stood still during the failover and moves at once.
+	mark := false
+	for i := range e.Commands {
+		if c := &e.Commands[i]; c.Op == core.OpLeaderChange && out.Results[i].Err == nil && !out.Results[i].Duplicate {
+			mark = true
+		}
+	}
 	step := core.LogTime(core.DefaultLimits().MaxClockStepMs)
 	if l.started {
 		switch {
 		case out.Time < l.prevTime:
 			l.fail("log-time", "index %d moved log time back from %d to %d", e.Index, l.prevTime, out.Time)
-		case l.prevTimed && out.Time-l.prevTime > step:
+		case mark && out.Time != max(l.prevTime, min(e.Time, core.MaxLogTime)):
+			// A leader change takes its stamp whole and moves every deadline
+			// by the jump (docs/design.md, Time): caught up in capped steps,
+			// log time would run faster than real time and cut leases short.
+			l.fail("clock-step", "index %d, a leader change stamped %d, moved log time from %d to %d; it must take its stamp whole",
+				e.Index, e.Time, l.prevTime, out.Time)
+		case !mark && l.prevTimed && out.Time-l.prevTime > step:
 			l.fail("clock-step", "index %d moved log time %d ms forward in one entry while something was timed; the cap is %d ms",
 				e.Index, out.Time-l.prevTime, step)
 		}
@@ -178,16 +194,6 @@ func (l *ledger) process(e *core.Entry, out *core.Output) {
 	// exclusion and session ownership on the state after the entry, the
 	// only state anyone can observe.
 	x := &entryScratch{shapes: map[core.FencingToken]shape{}, touched: map[objKey]bool{}, gens: map[uint64]int64{}, ended: map[core.SessionID]string{}}
-	// The contract: applying the leader-change entry extends every live
-	// session to now+ttl, so that a failover never expires a session early.
-	// A session live before that entry must therefore not expire in it, even
-	// though log time stood still during the failover and moves at once.
-	mark := false
-	for i := range e.Commands {
-		if c := &e.Commands[i]; c.Op == core.OpLeaderChange && out.Results[i].Err == nil && !out.Results[i].Duplicate {
-			mark = true
-		}
-	}
 	for i := range out.Effects {
 		if ef := &out.Effects[i]; ef.Kind == core.EffectSessionExpired {
 			l.checkLease(e.Index, out.Time, ef.Session, mark)

@@ -1,7 +1,6 @@
 package sim
 
 import (
-	"slices"
 	"time"
 
 	"github.com/lockstepd/lockstep/core"
@@ -19,12 +18,10 @@ import (
 //     may still hold: it never happened, or it ended by then;
 //   - done-before-regrant: while the client believes one of its sessions
 //     holds a name and its own lease view has not ended, no other session
-//     is granted that name — unless log time ran faster than the guard
-//     allows for, which no client can see; it can only across a change of
-//     leader (a new leader whose clock is ahead moves log time up to
-//     MaxClockStepMs per entry until it catches up), since within a term
-//     a leader stamps by its monotonic clock, which a wall clock's jump
-//     does not move;
+//     is granted that name. No excuse: within a term a leader stamps by
+//     its monotonic clock, which a wall clock's jump does not move, and a
+//     leader change's jump moves every deadline with it, so no lease runs
+//     faster than real time, whatever the members' clocks read;
 //   - mux-forgotten: no request the client still waits for is refused as
 //     forgotten (checked as the answer arrives, in mux.go).
 type muxChecker struct {
@@ -34,11 +31,6 @@ type muxChecker struct {
 	cleanups  []cleanupRec
 	cleaned   map[dedupeKey]int           // request → its index in cleanups
 	waiterOf  map[core.WaiterID]dedupeKey // the request a multiplexed client's waiter belongs to
-	// fastAt are the times at which entries that may move log time faster
-	// than real time were first applied, in any shard: leader-change marks,
-	// and entries whose stamp was ahead of the log time they got (a new
-	// leader's clock ahead, caught up MaxClockStepMs at a time).
-	fastAt []time.Duration
 }
 
 // cleanupRec is a request a caller was told failed, and when its clean-up
@@ -60,9 +52,6 @@ func newMuxChecker(w *world) *muxChecker {
 func (x *muxChecker) entry(e core.Entry, out *core.Output) {
 	if x == nil || len(x.w.muxes) == 0 {
 		return
-	}
-	if out.Time < e.Time {
-		x.noteFast() // stamped ahead of the log time it got: catching up
 	}
 	for i := range e.Commands {
 		c, r := &e.Commands[i], &out.Results[i]
@@ -86,8 +75,6 @@ func (x *muxChecker) entry(e core.Entry, out *core.Output) {
 			if _, ok := x.kaFirst[k]; !ok && x.sessionOf[c.Session] != nil {
 				x.kaFirst[k] = out.Time
 			}
-		case core.OpLeaderChange:
-			x.noteFast()
 		case core.OpSessionCreate:
 			k := kaKey{c.ClientID, c.Seq, 0}
 			if _, ok := x.kaFirst[k]; !ok {
@@ -162,13 +149,9 @@ func (x *muxChecker) regranted(key objKey, to core.SessionID, tok core.FencingTo
 				return
 			}
 			if !x.honest(s) {
-				if x.fastBetween(s.basisSent, s.expiredAt) {
-					x.w.tr.logf(now, "%s: session %d expired early in real time because log time ran fast after a change of leader: not the client's fault", m.id, s.id)
-					continue
-				}
 				x.w.chk.fail(Safety, "done-before-regrant", "%s %q was granted to session %d (token %d) at %.3fs: client %s's session %d "+
-					"expired early because log time ran faster than real time with no change of leader between its renewal "+
-					"(sent at %.3fs) and its expiry (%.3fs): within a term a leader must stamp by its monotonic clock",
+					"expired early because its lease ran faster than real time between its renewal (sent at %.3fs) and its "+
+					"expiry (%.3fs): a leader must stamp by its monotonic clock, and a leader change must move every deadline by its jump",
 					key.kind, key.name, to, tok, now.Seconds(), m.id, s.id, s.basisSent.Seconds(), s.expiredAt.Seconds())
 				return
 			}
@@ -178,20 +161,6 @@ func (x *muxChecker) regranted(key objKey, to core.SessionID, tok core.FencingTo
 			return
 		}
 	}
-}
-
-// noteFast notes that an entry applied now may move log time faster than
-// real time.
-func (x *muxChecker) noteFast() {
-	if n := len(x.fastAt); n == 0 || x.fastAt[n-1] != x.w.now {
-		x.fastAt = append(x.fastAt, x.w.now)
-	}
-}
-
-// fastBetween says whether such an entry was applied between from and to.
-func (x *muxChecker) fastBetween(from, to time.Duration) bool {
-	i, _ := slices.BinarySearch(x.fastAt, from)
-	return i < len(x.fastAt) && x.fastAt[i] <= to
 }
 
 // honest says whether log time, from the renewal the client's lease view
