@@ -145,7 +145,7 @@ func TestPlanClockBounds(t *testing.T) {
 			modes[f.Mode]++
 			switch f.Mode {
 			case clockJump, clockStep:
-				if f.Offset <= 0 || f.Offset > maxClockOffset {
+				if f.Offset <= 0 || f.Offset > maxJumpAhead {
 					t.Fatalf("seed %d: a jump of %v", seed, f.Offset)
 				}
 			case clockBack:

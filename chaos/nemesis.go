@@ -96,9 +96,10 @@ const (
 // only the guard's last 50 ms absorbs. The modes keep to that:
 const (
 	// clockJump: the node hands every shard it leads to a peer, its clock
-	// jumps ahead by up to maxClockOffset, and (for a fault on "the
+	// jumps ahead by up to maxJumpAhead, and (for a fault on "the
 	// leader") the shard's leadership is moved back to it: a failover onto
-	// a clock ahead. Healed by jumping back (log time keeps its lead; the
+	// a clock ahead, whose first entry moves log time and every deadline
+	// by the jump. Healed by jumping back (log time keeps its lead; the
 	// next term starts from it).
 	clockJump = "jump"
 	// clockBack: the clock jumps back by up to maxClockOffset (if this node
@@ -118,12 +119,16 @@ const (
 	clockStep = "step"
 )
 
-// Bounds of the clock fault: the largest offset (below MaxClockStepMs less
-// two ticks of lag, so a failover onto it moves log time in one step), the
-// skew's rate (1%: twenty times NTP's largest slew, and over the longest
-// TTL well within the client's guard), and the longest hold.
+// Bounds of the clock fault: the largest offset back (a new leader's term
+// starts at the log time it applied, so any would do) and ahead (a
+// failover onto it moves log time and every deadline by the jump in one
+// entry; three times MaxClockStepMs, which a jump stayed under until
+// 2026-12-05, when the rest was caught up 2 s per entry and cut leases
+// short), the skew's rate (1%: twenty times NTP's largest slew, and over
+// the longest TTL well within the client's guard), and the longest hold.
 const (
 	maxClockOffset = 1500 * time.Millisecond
+	maxJumpAhead   = 6 * time.Second
 	clockSlew      = 0.01
 	maxClockHold   = 4 * time.Second
 )
@@ -170,7 +175,7 @@ func plan(o *Options) []Fault {
 			f.Hold = time.Duration(1000+r.IntN(int(maxClockHold/time.Millisecond)-1000)) * time.Millisecond
 			switch f.Mode {
 			case clockJump:
-				f.Offset = time.Duration(300+r.IntN(int(maxClockOffset/time.Millisecond)-299)) * time.Millisecond
+				f.Offset = time.Duration(300+r.IntN(int(maxJumpAhead/time.Millisecond)-299)) * time.Millisecond
 				if f.Leader && steps.IntN(2) == 0 {
 					f.Mode = clockStep
 				}
