@@ -425,7 +425,7 @@ func TestWallClockStepWhileLeading(t *testing.T) {
 // TestFollowerShowsItsClockOffset: a follower whose wall clock stands 5 s
 // ahead of the leader's, from its start, shows it in lockstep_clock_offset_seconds, idle
 // shard or not, so that an operator sees the skew before that member
-// leads and cuts leases short; the leader and the other follower show
+// leads and moves log time that far ahead; the leader and the other follower show
 // none.
 func TestFollowerShowsItsClockOffset(t *testing.T) {
 	c := newTestCluster(t, clusterOpts{size: 3, skewable: true})

@@ -76,7 +76,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		hasLeader: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "lockstep_raft_has_leader",
 			Help: "1 when this node knows a leader for the shard (its /health needs one for every shard)."}, shard),
 		clockOffset: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "lockstep_clock_offset_seconds",
-			Help: "How far this member's wall clock stands from the shard's log time (wall minus log time). On the leader: a step of its wall clock during its term, or (negative) a wall clock behind log time when it took the lead. On a follower: its clock's offset from the leader's, within a tick; over 2 s ahead, it would cut leases short if it took the lead."}, shard),
+			Help: "How far this member's wall clock stands from the shard's log time (wall minus log time). On the leader: a step of its wall clock during its term, or (negative) a wall clock behind log time when it took the lead. On a follower: its clock's offset from the leader's, within a tick; if it took the lead, log time would jump that far ahead (leases unaffected)."}, shard),
 		snapshotsSaved: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lockstep_snapshots_saved_total",
 			Help: "State machine snapshots written by this node."}, shard),
 		snapshotsLoaded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lockstep_snapshots_restored_total",

@@ -10,7 +10,7 @@ import (
 // its wall clock stands from log time: the log time it applied last,
 // carried forward by its monotonic clock, so the figure holds while the
 // shard is idle; a wall-clock step shows at once. This is what shows a
-// member's clock ahead before it takes the lead and cuts leases short.
+// member's clock ahead before it takes the lead and log times jump.
 func TestFollowerClockOffset(t *testing.T) {
 	h := newHarness(t, Config{TickIntervalMs: 100, KeepTimeMs: 1000})
 	h.follow(2, 2)

@@ -568,10 +568,10 @@ func (c *clockAnchor) reanchor(floor core.LogTime) core.LogTime {
 // the log time it applied last, carried forward by its monotonic clock
 // since (log time runs at the leader's monotonic rate, idle or not): its
 // wall clock's offset from the leader's stamping clock, to within the
-// replication delay and a tick. A member whose clock stands ahead by more
-// than MaxClockStepMs would cut leases in flight short by the excess if it
-// took the lead (docs/design.md, Time), so this shows the skew before
-// a failover does. While a replica replays old entries it reads high.
+// replication delay and a tick. A member whose clock stands ahead moves
+// log time (and every deadline with it) that far ahead if it takes the
+// lead (docs/design.md, Time), so this shows the skew before a failover
+// does. While a replica replays old entries it reads high.
 func (d *Driver) ClockOffset() core.LogTime {
 	if d.isLeader || d.appliedTime == 0 {
 		return d.clock.wall - d.now
