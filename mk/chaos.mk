@@ -3,9 +3,10 @@
 # whose Raft links go through proxies, broken on a schedule drawn from a
 # seed while workers use the Go client, every history checked.
 #
-#   make test-chaos          about five and a half minutes of mixed faults
+#   make test-chaos          about six and a half minutes of mixed faults
 #                            over several seeds, one and four shards, one
-#                            with mutual TLS and authentication; non-zero on
+#                            with mutual TLS and authentication, and clock
+#                            faults alone on three seeds; non-zero on
 #                            any violation, with the replay line of the seed
 #   make test-chaos-smoke    the part of make test: two short seeds, the
 #                            second secured, about 75 s on two cores
@@ -45,6 +46,11 @@ CHAOS_DURATION ?= 30s
 CHAOS_SMOKE_SEEDS ?= 2-2
 CHAOS_SMOKE_SECURE_SEED ?= 10
 CHAOS_SECURE_SEEDS ?= 9-10
+# Clock faults alone, seeds whose plan moves a shard's leadership onto a
+# clock jumped 5.5-5.7 s ahead (19 and 21): a build that caught such a jump up 2 s per
+# entry failed both (leases cut short; docs/chaos.md).
+CHAOS_CLOCK_SEEDS ?= 19-21
+CHAOS_CLOCK_DURATION ?= 20s
 CHAOS_SMOKE_DURATION ?= 30s
 CHAOS_BUG_SEEDS ?= 1-3
 CHAOS_BUG_DURATION ?= 20s
@@ -61,10 +67,11 @@ test-chaos-hook: ## vet and test the chaos build's hooks (-tags chaos; part of m
 	$(GO) test -tags chaos -count=1 -run 'ChaosHook|SkewClock' ./cmd/lockstep
 
 .PHONY: test-chaos
-test-chaos: chaos-build ## about five and a half minutes of kill -9, SIGSTOP, partitions, clock faults, lost disks and membership changes against real clusters, every history checked
+test-chaos: chaos-build ## about six and a half minutes of kill -9, SIGSTOP, partitions, clock faults, lost disks and membership changes against real clusters, every history checked
 	$(CHAOS_BIN) -bin $(CHAOS_NODE) -seeds $(CHAOS_SEEDS) -duration $(CHAOS_DURATION) $(CHAOS_FLAGS)
 	$(CHAOS_BIN) -bin $(CHAOS_NODE) -seeds $(CHAOS_SHARD_SEEDS) -duration $(CHAOS_DURATION) -shards 4 $(CHAOS_FLAGS)
 	$(CHAOS_BIN) -bin $(CHAOS_NODE) -seeds $(CHAOS_SECURE_SEEDS) -duration $(CHAOS_DURATION) -secure $(CHAOS_FLAGS)
+	$(CHAOS_BIN) -bin $(CHAOS_NODE) -seeds $(CHAOS_CLOCK_SEEDS) -duration $(CHAOS_CLOCK_DURATION) -nemesis clock $(CHAOS_FLAGS)
 
 .PHONY: test-chaos-smoke
 test-chaos-smoke: chaos-build ## two short chaos seeds (part of make test)
