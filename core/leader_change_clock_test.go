@@ -5,9 +5,9 @@ import "testing"
 // TestLeaderChangeTakesItsStampWhole: a new leader's first entry moves log
 // time to its stamp however far ahead (a failover onto a clock an hour
 // ahead), and every deadline moves with it, so that the jump ends no lease,
-// wait, hold limit or lock delay early; the sessions get their grace from
-// the new time. Caught up a capped step at a time, the jump would have
-// cut short every lease renewed while it lasted.
+// wait, hold limit, lock delay or remembered result early; the sessions
+// get their grace from the new time. Caught up a capped step at a time,
+// the jump would have cut short every lease renewed while it lasted.
 func TestLeaderChangeTakesItsStampWhole(t *testing.T) {
 	const hour = 3600 * 1000
 	h := newTblHarness(t)
@@ -19,6 +19,8 @@ func TestLeaderChangeTakesItsStampWhole(t *testing.T) {
 	delayed := cMutex("delayed", c, 0)
 	delayed.LockDelayMs = 8_000
 	h.granted(delayed)
+	renewal := Command{Op: OpSessionKeepAlive, Session: a, ClientID: "kept", Seq: 1}
+	h.ok(renewal)
 	h.advance(1_000) // c expires: "delayed" stays blocked for 8 s
 	if h.live(c) {
 		t.Fatal("session c did not expire: the lock delay never started")
@@ -46,6 +48,7 @@ func TestLeaderChangeTakesItsStampWhole(t *testing.T) {
 	if ds, _ = h.m.Status(KindMutex, "delayed"); ds.LockDelayUntil-h.now() != delayLeft || delayLeft <= 0 {
 		t.Errorf("after the jump the lock delay has %d ms left, want the %d it had", ds.LockDelayUntil-h.now(), delayLeft)
 	}
+	h.tblRetry(renewal) // remembered still: an hour is past the retention, but the jump counts against none
 	for _, s := range []SessionID{a, b} {
 		info, err := h.m.SessionInfo(s)
 		if err != nil || info.Deadline != h.now()+10_000 {

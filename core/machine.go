@@ -182,8 +182,9 @@ func (m *Machine) advanceClockWhole(stamped LogTime) LogTime {
 
 // shiftDeadlines moves every deadline by d: sessions' leases, waits, hold
 // limits and lock delays, and their timers (a uniform shift keeps the
-// heap's order, and a stale timer stays stale). Deadlines beyond
-// MaxLogTime stay there.
+// heap's order, and a stale timer stays stale), and the last use of every
+// remembered client, so that the jump forgets no result early (a uniform
+// shift keeps the LRU order). Deadlines beyond MaxLogTime stay there.
 func (m *Machine) shiftDeadlines(d LogTime) {
 	if d <= 0 {
 		return
@@ -208,6 +209,9 @@ func (m *Machine) shiftDeadlines(d LogTime) {
 	}
 	for _, o := range m.objects {
 		o.lockDelayUntil = later(o.lockDelayUntil)
+	}
+	for rec := m.clients.head; rec != nil; rec = rec.next {
+		rec.lastUsed = min(rec.lastUsed+d, MaxLogTime)
 	}
 }
 

@@ -54,6 +54,9 @@ func (m *refModel) shift(d LogTime) {
 	for _, a := range m.attrs {
 		later(&a.lockDelayUntil)
 	}
+	for _, c := range m.clients {
+		c.lastUsed = min(c.lastUsed+d, MaxLogTime)
+	}
 }
 
 // apply applies one entry. coreEffects are core's effects for the same
