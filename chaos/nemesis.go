@@ -82,8 +82,9 @@ const (
 // Clock fault modes (docs/chaos.md). Log time moves only with the leader's
 // clock: its wall clock when it took the lead, carried forward by its
 // monotonic clock, which the hook's slews move and its jumps do not. It
-// moves by at most MaxClockStepMs (2 s) per entry, and a new leader's
-// first entry extends every session to now + its TTL before any timer
+// moves by at most MaxClockStepMs (2 s) per entry, except a new leader's
+// first entry, which takes its stamp whole and moves every deadline by the
+// jump, then extends every session to now + its TTL before any timer
 // fires (docs/design.md, Time). The Go client ends its view of a lease a
 // guard (250 ms) early, which covers a follower's stamp lag (up to two
 // ticks, 200 ms) and assumes the leader's clock runs at the wall clock's
@@ -91,8 +92,8 @@ const (
 // next takes the lead; a failover onto a clock behind starts at the log
 // time the new leader applied, and log time runs on;
 // a clock ahead is harmless on a node that leads nothing, and a failover
-// onto it costs no session while it is less than MaxClockStepMs ahead; a
-// leader's clock running fast cuts leases short by the rate error, which
+// onto it costs no session, however far ahead; a leader's clock running
+// fast cuts leases short by the rate error, which
 // only the guard's last 50 ms absorbs. The modes keep to that:
 const (
 	// clockJump: the node hands every shard it leads to a peer, its clock

@@ -369,12 +369,8 @@ func (ss *sessionStream) watch(ctx context.Context, id uint64, stop <-chan any) 
 				delete(ss.watched, id) // lost: no longer counts toward the bound
 			}
 			ss.mu.Unlock()
-			reason := pb.Reason_REASON_SESSION_EXPIRED
-			if why == core.ReasonSessionClosed {
-				reason = pb.Reason_REASON_SESSION_CLOSED
-			}
 			ss.out(&pb.StreamResponse{Response: &pb.StreamResponse_SessionLost{SessionLost: &pb.StreamSessionLost{
-				SessionId: id, Reason: reason}}})
+				SessionId: id, Reason: reasonPB(why)}}})
 		case <-stop:
 		case <-ctx.Done():
 		}

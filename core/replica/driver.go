@@ -530,10 +530,10 @@ func (d *Driver) cancelWait(w core.WaiterID, s core.SessionID) {
 // runs on at real rate instead of standing still until a clock behind
 // catches up, which would hold every expiry back by as much. Within a term
 // a step of the wall clock (NTP stepping a clock, a virtual machine
-// resumed from a pause, an operator's date) moves no log time. Log time moved by such a step would
-// move every lease's end by it at once, ahead of the clients, which count
-// their leases on monotonic clocks: a step forward would expire sessions
-// whose clients still hold their leases. Rate errors (a slewed clock) reach
+// resumed from a pause, an operator's date) moves no log time. Log time
+// moved by such a step would move every lease's end by it at once, ahead
+// of the clients, which count their leases on monotonic clocks: a step
+// forward would expire sessions whose clients still hold their leases. Rate errors (a slewed clock) reach
 // both clocks alike and stay within the client's guard (docs/client.md).
 type clockAnchor struct {
 	read       bool         // a reading has come
