@@ -1,0 +1,30 @@
+package core
+
+import "fmt"
+
+// RulesVersion numbers how entries apply: what a command does to the
+// state, how log time advances, what expires when. Two replicas that apply
+// one log by different rules end in different states, silently, and then
+// disagree on who holds a lock. So the members of a cluster must share it,
+// with ProposalVersion (how an entry is encoded) and SnapshotVersion (how
+// the state is); the Raft transport refuses a peer whose versions differ
+// (Compatibility, runtime/transport's hello).
+//
+// Bump it with any change to what Apply does with a given log, however
+// small. TestRulesGolden holds this promise: it applies a recorded log and
+// compares the states and results with the hashes recorded for these
+// versions, and fails until a change that alters them comes with a bump.
+//
+//	1: the rules before versions were numbered.
+//	2: a leader-change entry takes its stamp whole and moves every deadline
+//	   and every remembered client's last use by the jump (before, it moved
+//	   log time by at most MaxClockStepMs, and the entries after it caught
+//	   up the rest).
+const RulesVersion = 2
+
+// Compatibility names the versions a member must share with every other
+// member of its cluster, in words an operator reads in a refusal. Members
+// whose Compatibility differs do not exchange Raft traffic.
+func Compatibility() string {
+	return fmt.Sprintf("rules %d, entries %d, snapshots %d", RulesVersion, ProposalVersion, SnapshotVersion)
+}

@@ -1,0 +1,462 @@
+package core
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The rules' golden check (RulesVersion). A log recorded once, per encoding
+// version, under testdata/rules/, is applied to a fresh machine; every
+// rulesCheckpoint entries, and after the last, a hash of the results and
+// effects so far and a hash of the state are compared with the ones
+// recorded for (RulesVersion, ProposalVersion, SnapshotVersion). A change
+// that makes the same log apply differently fails here until it bumps a
+// version, and a version's hashes are never rewritten: that is what lets a
+// member trust that a peer of the same versions applies the same log to the
+// same state.
+//
+// Error messages are left out of both hashes: a clearer message changes
+// nothing a replica decides on, and two members that word one differently
+// still agree on every holder.
+
+var recordRules = flag.Bool("record-rules", false,
+	"TestRulesGolden: record the log (if this ProposalVersion has none) and the hashes for the current versions (if none are recorded)")
+
+const (
+	rulesDir        = "testdata/rules"
+	rulesEntries    = 2000
+	rulesCheckpoint = 100
+	rulesSeed       = 0x10c857e9
+)
+
+func rulesKey() string {
+	return fmt.Sprintf("r%d-p%d-s%d", RulesVersion, ProposalVersion, SnapshotVersion)
+}
+
+func TestRulesGolden(t *testing.T) {
+	logPath := filepath.Join(rulesDir, fmt.Sprintf("log-p%d.bin", ProposalVersion))
+	sumPath := filepath.Join(rulesDir, rulesKey()+".sum")
+
+	raw, err := os.ReadFile(logPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		if !*recordRules {
+			t.Fatalf("no recorded log for entry encoding version %d (%s): record one with\n\tgo test ./core -run TestRulesGolden -record-rules", ProposalVersion, logPath)
+		}
+		raw = encodeRulesLog(generateRulesLog(t))
+		if err := os.MkdirAll(rulesDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(logPath, raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("recorded %s", logPath)
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := decodeRulesLog(raw)
+	if err != nil {
+		t.Fatalf("%s: %v: the entry encoding changed without a new ProposalVersion", logPath, err)
+	}
+	got := applyRulesLog(t, entries)
+
+	want, err := os.ReadFile(sumPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		if !*recordRules {
+			t.Fatalf("no hashes recorded for %s (%s).\n"+
+				"After bumping RulesVersion, ProposalVersion or SnapshotVersion, record them with\n"+
+				"\tgo test ./core -run TestRulesGolden -record-rules\n"+
+				"and commit %s", Compatibility(), sumPath, rulesDir)
+		}
+		if err := os.WriteFile(sumPath, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("recorded %s", sumPath)
+		return
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	if *recordRules {
+		t.Fatalf("%s is recorded already, and a version's hashes are never rewritten: a change that alters them needs a new version", sumPath)
+	}
+	if string(want) == got {
+		return
+	}
+	wl, gl := strings.Split(string(want), "\n"), strings.Split(got, "\n")
+	for i := 0; i < len(wl) || i < len(gl); i++ {
+		var w, g string
+		if i < len(wl) {
+			w = wl[i]
+		}
+		if i < len(gl) {
+			g = gl[i]
+		}
+		if w != g {
+			t.Fatalf("the recorded log no longer applies as %s recorded it:\n\twant %s\n\tgot  %s\n"+
+				"This change alters what members decide from one log (or how they encode it): members running it\n"+
+				"and members running the build before would disagree. Bump RulesVersion (core/rules.go, and say\n"+
+				"what changed there), or SnapshotVersion if only the snapshot's bytes changed, then record:\n"+
+				"\tgo test ./core -run TestRulesGolden -record-rules",
+				sumPath, w, g)
+		}
+	}
+}
+
+// applyRulesLog applies entries to a fresh machine and returns the
+// checkpoint lines: "entry N results HASH state HASH".
+func applyRulesLog(t *testing.T, entries []Entry) string {
+	m, err := New(rulesLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	results := sha256.New()
+	for i, e := range entries {
+		out := m.Apply(e)
+		hashOutput(results, out)
+		if (i+1)%rulesCheckpoint == 0 || i == len(entries)-1 {
+			fmt.Fprintf(&b, "entry %d results %x state %s\n", e.Index, results.Sum(nil)[:12], stateHash(t, m))
+		}
+	}
+	if err := m.CheckInvariants(); err != nil {
+		t.Fatalf("after the recorded log: %v", err)
+	}
+	return b.String()
+}
+
+// stateHash hashes m's snapshot with the kept results' messages blanked.
+func stateHash(t *testing.T, m *Machine) string {
+	c, err := Restore(m.Snapshot())
+	if err != nil {
+		t.Fatalf("restoring the state: %v", err)
+	}
+	for _, rec := range c.clients.byID {
+		for i := range rec.results {
+			if r := &rec.results[i].result; r.Err != nil {
+				r.Err = &Error{Code: r.Err.Code}
+			}
+		}
+	}
+	sum := sha256.Sum256(c.Snapshot())
+	return hex.EncodeToString(sum[:12])
+}
+
+// hashOutput writes what an entry decided, in a fixed layout that does not
+// follow the structs' fields: adding a field to Result or Effect changes no
+// hash unless the values written here change.
+func hashOutput(h hash.Hash, out *Output) {
+	var b []byte
+	u := func(v uint64) { b = binary.AppendUvarint(b, v) }
+	s := func(v int64) { b = binary.AppendVarint(b, v) }
+	u(out.Index)
+	s(int64(out.Time))
+	s(int64(out.NextDeadline))
+	u(uint64(len(out.Results)))
+	for _, r := range out.Results {
+		if r.Err != nil {
+			u(uint64(r.Err.Code) + 1)
+		} else {
+			u(0)
+		}
+		u(uint64(r.Outcome))
+		u(uint64(r.Token))
+		u(uint64(r.Session))
+		u(uint64(r.Waiter))
+		s(int64(r.Deadline))
+		u(r.Generation)
+		u(uint64(r.Reason))
+		if r.Duplicate {
+			u(1)
+		} else {
+			u(0)
+		}
+	}
+	u(uint64(len(out.Effects)))
+	for _, e := range out.Effects {
+		u(uint64(e.Kind))
+		u(uint64(e.Reason))
+		u(uint64(e.Object))
+		u(uint64(len(e.Name)))
+		b = append(b, e.Name...)
+		u(uint64(e.Session))
+		u(uint64(e.Waiter))
+		u(uint64(e.Token))
+		u(e.Generation)
+		u(uint64(len(e.Value)))
+		b = append(b, e.Value...)
+	}
+	h.Write(b)
+}
+
+// rulesLimits are the limits the log is applied under: the defaults, with
+// the dedupe bounds small enough that the log reaches them.
+func rulesLimits() Limits {
+	l := DefaultLimits()
+	l.MaxClients = 6
+	l.DedupeWindow = 4
+	l.MaxSessions = 40
+	l.MaxWaitersPerObject = 6
+	return l
+}
+
+// The log's file: each entry is its index (uvarint), the encoded proposal's
+// length (uvarint) and the encoded proposal.
+
+func encodeRulesLog(entries []Entry) []byte {
+	var b []byte
+	for _, e := range entries {
+		p := EncodeProposal(e.Proposal)
+		b = binary.AppendUvarint(b, e.Index)
+		b = binary.AppendUvarint(b, uint64(len(p)))
+		b = append(b, p...)
+	}
+	return b
+}
+
+func decodeRulesLog(raw []byte) ([]Entry, error) {
+	r := bufio.NewReader(bytes.NewReader(raw))
+	var entries []Entry
+	for {
+		index, err := binary.ReadUvarint(r)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return entries, nil
+			}
+			return nil, err
+		}
+		n, err := binary.ReadUvarint(r)
+		if err != nil || n > 1<<20 {
+			return nil, fmt.Errorf("entry %d: bad length", index)
+		}
+		p := make([]byte, n)
+		if _, err := io.ReadFull(r, p); err != nil {
+			return nil, fmt.Errorf("entry %d: %w", index, err)
+		}
+		prop, err := DecodeProposal(p)
+		if err != nil {
+			return nil, fmt.Errorf("entry %d: %w", index, err)
+		}
+		entries = append(entries, Entry{Index: index, Proposal: prop})
+	}
+}
+
+// rulesRand is splitmix64: the log is generated once and stored, so the
+// generator may change, but a fixed one keeps a re-recorded log the same.
+type rulesRand uint64
+
+func (r *rulesRand) next() uint64 {
+	*r += 0x9e3779b97f4a7c15
+	z := uint64(*r)
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	return z ^ (z >> 31)
+}
+
+func (r *rulesRand) intn(n int) int { return int(r.next() % uint64(n)) }
+
+// generateRulesLog makes a log that reaches every op and kind, waits that
+// time out and are granted, expiries, hold limits, lock delays, retries,
+// forgotten clients, invalid commands, clock steps either way and leader
+// changes with jumps, applying it as it goes so that most commands name
+// live sessions, holds and waits.
+func generateRulesLog(t *testing.T) []Entry {
+	m, err := New(rulesLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rulesRand(rulesSeed)
+	var (
+		now      = LogTime(1_700_000_000_000)
+		entries  []Entry
+		sessions []SessionID
+		holds    []Effect // Kind, Name, Session, Token of grants
+		waiters  []Effect // Object, Name, Session, Waiter of queued requests
+		seqs     = map[string]uint64{}
+		lastCmd  = map[string]Command{}
+	)
+	names := []string{"a", "b", "c", "d", "jobs/1", "jobs/2"}
+	kinds := []Kind{KindMutex, KindMutex, KindSemaphore, KindRWLock, KindBarrier, KindElection}
+	waits := []int64{0, 0, 300, 2_000, 20_000, WaitForever}
+	pickSession := func() SessionID {
+		if len(sessions) == 0 || rng.intn(20) == 0 {
+			return SessionID(rng.intn(1 << 30)) // unknown
+		}
+		return sessions[rng.intn(len(sessions))]
+	}
+	stamp := func(c *Command) {
+		id := fmt.Sprintf("client-%d", rng.intn(9))
+		if prev, ok := lastCmd[id]; ok && rng.intn(12) == 0 {
+			*c = prev // a retry: same id and seq, and the same request
+			return
+		}
+		seqs[id]++
+		c.ClientID, c.Seq = id, seqs[id]
+		if rng.intn(3) == 0 {
+			c.LowestPending = c.Seq - uint64(rng.intn(int(min(c.Seq, 3))))
+		}
+		lastCmd[id] = *c
+	}
+	command := func() Command {
+		var c Command
+		switch op := rng.intn(16); {
+		case op < 3:
+			c = Command{Op: OpSessionCreate, TTLMs: int64(1_000 + rng.intn(30_000)), Owner: "worker"}
+			if rng.intn(15) == 0 {
+				c.TTLMs = -1 // invalid
+			}
+		case op < 5:
+			c = Command{Op: OpSessionKeepAlive, Session: pickSession()}
+		case op == 5:
+			c = Command{Op: OpSessionClose, Session: pickSession()}
+		case op < 10:
+			k := kinds[rng.intn(3)+rng.intn(2)] // mutex, semaphore, rwlock
+			if k == KindMutex && rng.intn(2) == 0 {
+				k = KindRWLock
+			}
+			name := k.String() + "/" + names[rng.intn(len(names))]
+			if rng.intn(10) == 0 {
+				name = names[rng.intn(len(names))] // maybe held as another kind
+			}
+			c = Command{Op: OpAcquire, Kind: k, Name: name, Session: pickSession(), WaitMs: waits[rng.intn(len(waits))]}
+			switch k {
+			case KindSemaphore:
+				c.Limit, c.Permits = 3, int64(1+rng.intn(2))
+			case KindRWLock:
+				c.Mode = []Mode{ModeRead, ModeWrite}[rng.intn(2)]
+			}
+			if rng.intn(8) == 0 {
+				c.MaxHoldMs = int64(100 + rng.intn(3_000))
+			}
+			if rng.intn(8) == 0 {
+				c.LockDelayMs = int64(100 + rng.intn(2_000))
+			}
+			if rng.intn(25) == 0 {
+				c.Name = "" // invalid
+			}
+		case op < 12:
+			if len(holds) == 0 {
+				return Command{Op: OpRelease, Kind: KindMutex, Name: "a", Session: pickSession(), Token: FencingToken(rng.next() >> 20)}
+			}
+			h := holds[rng.intn(len(holds))]
+			switch h.Object {
+			case KindElection:
+				c = Command{Op: OpResign, Name: h.Name, Session: h.Session, Token: h.Token}
+				if rng.intn(2) == 0 {
+					c = Command{Op: OpProclaim, Name: h.Name, Session: h.Session, Token: h.Token, Value: []byte{byte(rng.intn(256))}}
+				}
+			default:
+				c = Command{Op: OpRelease, Kind: h.Object, Name: h.Name, Session: h.Session, Token: h.Token}
+			}
+		case op == 12:
+			if len(waiters) == 0 {
+				return Command{Op: OpCancel, Session: pickSession(), Waiter: WaiterID(rng.next() >> 20)}
+			}
+			w := waiters[rng.intn(len(waiters))]
+			c = Command{Op: OpCancel, Session: w.Session, Waiter: w.Waiter}
+		case op == 13:
+			switch rng.intn(3) {
+			case 0:
+				c = Command{Op: OpBarrierWait, Name: "meet", Session: pickSession(), Parties: 3, Participant: fmt.Sprintf("p%d", rng.intn(4)), WaitMs: waits[2+rng.intn(4)]}
+			case 1:
+				c = Command{Op: OpBarrierSet, Name: "gate", Session: pickSession()}
+			default:
+				c = Command{Op: OpBarrierWait, Name: "gate", Session: pickSession(), WaitMs: waits[2+rng.intn(4)]}
+				if rng.intn(2) == 0 {
+					c = Command{Op: OpBarrierRemove, Name: "gate"}
+				}
+			}
+		case op == 14:
+			c = Command{Op: OpCampaign, Name: "leader", Session: pickSession(), Value: []byte("v"), Owner: "candidate", WaitMs: waits[rng.intn(len(waits))]}
+		default:
+			// Withdraw an earlier request of a client, whichever it was.
+			id := fmt.Sprintf("client-%d", rng.intn(9))
+			prev, ok := lastCmd[id]
+			if !ok || prev.Op != OpAcquire {
+				return Command{Op: OpSessionKeepAlive, Session: pickSession(), ClientID: "late", Seq: uint64(1 + rng.intn(3))}
+			}
+			c = Command{Op: OpAbandon, Kind: prev.Kind, Name: prev.Name, Session: prev.Session, TargetSeq: prev.Seq}
+			c.ClientID = id
+			seqs[id]++
+			c.Seq = seqs[id]
+			return c
+		}
+		stamp(&c)
+		return c
+	}
+
+	for i := 1; i <= rulesEntries; i++ {
+		switch r := rng.intn(100); {
+		case r < 80:
+			now += LogTime(rng.intn(100))
+		case r < 95:
+			now += LogTime(100 + rng.intn(1_000))
+		case r < 98:
+			now -= LogTime(rng.intn(1_500)) // a clock stepped back: log time holds
+		default:
+			now += LogTime(5_000 + rng.intn(20_000)) // more than a step may move
+		}
+		var cmds []Command
+		switch r := rng.intn(100); {
+		case r < 3:
+			if rng.intn(4) == 0 {
+				now += 3_600_000 // a new leader an hour ahead
+			}
+			cmds = []Command{{Op: OpLeaderChange}}
+		case r < 8:
+			// a tick
+		case r < 10:
+			cmds = []Command{{Op: OpTickRequest, Owner: "replica-2"}}
+		default:
+			for range 1 + rng.intn(6) {
+				cmds = append(cmds, command())
+			}
+		}
+		e := Entry{Index: uint64(i), Proposal: Proposal{Time: now, Commands: cmds}}
+		out := m.Apply(e)
+		entries = append(entries, Entry{Index: e.Index, Proposal: Proposal{Time: e.Time, Commands: append([]Command(nil), cmds...)}})
+		for j, res := range out.Results {
+			c := cmds[j]
+			switch {
+			case res.Err != nil || res.Duplicate:
+			case c.Op == OpSessionCreate:
+				sessions = append(sessions, res.Session)
+			case res.Outcome == OutcomeGranted:
+				k := c.Kind
+				if c.Op == OpCampaign {
+					k = KindElection
+				}
+				holds = append(holds, Effect{Object: k, Name: c.Name, Session: c.Session, Token: res.Token})
+			case res.Outcome == OutcomeQueued:
+				waiters = append(waiters, Effect{Object: c.Kind, Name: c.Name, Session: c.Session, Waiter: res.Waiter})
+			}
+		}
+		for _, ef := range out.Effects {
+			if ef.Kind == EffectGranted {
+				holds = append(holds, Effect{Object: ef.Object, Name: ef.Name, Session: ef.Session, Token: ef.Token})
+			}
+		}
+		// Keep the lists short, so that most picks are recent.
+		if len(holds) > 24 {
+			holds = holds[len(holds)-24:]
+		}
+		if len(waiters) > 24 {
+			waiters = waiters[len(waiters)-24:]
+		}
+		if len(sessions) > 30 {
+			sessions = sessions[len(sessions)-30:]
+		}
+	}
+	return entries
+}
