@@ -34,8 +34,12 @@ type Options struct {
 	// Tests shorten it.
 	balance balanceTimes
 	// dragonboatTransport runs Dragonboat's own TCP transport instead of
-	// runtime/transport: a test mixes the two, as a rolling upgrade does.
+	// runtime/transport: a test checks that such a member, which sends no
+	// hello, is refused.
 	dragonboatTransport bool
+	// compatibility stands in for core.Compatibility() in the Raft hello
+	// (""): a test runs a member of other versions.
+	compatibility string
 }
 
 // Errors Do and the other calls return besides ctx's. Test with errors.Is:

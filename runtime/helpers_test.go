@@ -55,7 +55,11 @@ type testCluster struct {
 	// machine's); a test sets them as it goes.
 	skews []atomic.Int64
 
-	dragonboatFirst bool
+	// Per node, read at each start: a Compatibility other than core's
+	// (""), and whether it runs Dragonboat's own transport, which sends
+	// no hello. A test sets them to run a member of another build.
+	compat     []string
+	dragonboat []bool
 }
 
 type clusterOpts struct {
@@ -64,7 +68,6 @@ type clusterOpts struct {
 	shards          int // consensus.shards; 0: 1
 	clock           func() time.Time
 	mono            func() time.Duration // Options.Monotonic
-	dragonboatFirst bool                 // node-1 runs Dragonboat's own transport, the rest runtime/transport
 	skewable        bool                 // each node's wall clock may be set off the machine's (testCluster.skews)
 }
 
@@ -105,7 +108,7 @@ func newTestCluster(t testing.TB, o clusterOpts) *testCluster {
 	for i := range o.size {
 		peers[fmt.Sprintf("node-%d", i+1)] = fmt.Sprintf("127.0.0.1:%d", ports[i])
 	}
-	c := &testCluster{t: t, clock: o.clock, mono: o.mono, dragonboatFirst: o.dragonboatFirst}
+	c := &testCluster{t: t, clock: o.clock, mono: o.mono, compat: make([]string, o.size), dragonboat: make([]bool, o.size)}
 	if o.skewable {
 		c.skews = make([]atomic.Int64, o.size)
 	}
@@ -195,7 +198,7 @@ func (c *testCluster) start(i int) error {
 		mono = func() time.Duration { return time.Since(began) }
 	}
 	n, err := Start(context.Background(), Options{Config: c.cfgs[i], Logger: testLogger(c.t), Registerer: reg, Clock: clock, Monotonic: mono,
-		balance: testBalance, dragonboatTransport: c.dragonboatFirst && i == 0})
+		balance: testBalance, compatibility: c.compat[i], dragonboatTransport: c.dragonboat[i]})
 	if err != nil {
 		return fmt.Errorf("node %d: %w", i+1, err)
 	}

@@ -2,6 +2,9 @@ package runtime
 
 import (
 	"errors"
+	"log/slog"
+	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -152,8 +155,12 @@ func (m *metrics) forShard(label string) shardMetrics {
 	}
 }
 
-// raftTraffic counts what the Raft transport does (transport.Observer).
-type raftTraffic struct{ m *metrics }
+// raftTraffic counts what the Raft transport does (transport.Observer),
+// and logs a peer of other versions.
+type raftTraffic struct {
+	m            *metrics
+	incompatible *incompatibleLog
+}
 
 var _ transport.Observer = raftTraffic{}
 
@@ -178,4 +185,49 @@ func (r raftTraffic) Ended(peer string) { r.m.peerDisconnects.WithLabelValues(pe
 func (r raftTraffic) Received(n int)    { r.m.raftReceived.Add(float64(n)) }
 func (r raftTraffic) Refused(reason string) {
 	r.m.raftRefused.WithLabelValues(reason).Inc()
+}
+func (r raftTraffic) Incompatible(peer, theirs string) {
+	if r.incompatible != nil {
+		r.incompatible.refused(peer, theirs)
+	}
+}
+
+// incompatibleLog logs each peer refused for its versions, at most once
+// per incompatibleEvery: the peer redials at every message it sends, ten
+// times a second or more.
+type incompatibleLog struct {
+	log   *slog.Logger
+	ours  string
+	names map[string]string // Raft address → node id, for the message
+	now   func() time.Time
+
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+const incompatibleEvery = time.Minute
+
+func newIncompatibleLog(log *slog.Logger, ours string, names map[string]string) *incompatibleLog {
+	return &incompatibleLog{log: log, ours: ours, names: names, now: time.Now, last: map[string]time.Time{}}
+}
+
+func (l *incompatibleLog) refused(peer, theirs string) {
+	now := l.now()
+	l.mu.Lock()
+	if at, ok := l.last[peer]; ok && now.Sub(at) < incompatibleEvery {
+		l.mu.Unlock()
+		return
+	}
+	l.last[peer] = now
+	l.mu.Unlock()
+	who := peer
+	if id, ok := l.names[peer]; ok {
+		who = id + " (" + peer + ")"
+	}
+	if theirs == "" {
+		theirs = "a build from before versions were checked, or another transport (it sent no hello)"
+	}
+	l.log.Error("refused Raft traffic from a member that applies the log differently: "+
+		"every member of a cluster must run a build of the same versions (docs/operations.md, Upgrading)",
+		"peer", who, "theirs", theirs, "ours", l.ours)
 }

@@ -146,9 +146,14 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		Expert:            dbconfig.ExpertConfig{LogDB: logdb},
 	}
 	if !opts.dragonboatTransport {
-		// One write per frame and buffered reads; the same wire format
-		// (runtime/transport).
-		nhc.Expert.TransportFactory = transport.Factory{Observer: raftTraffic{n.metrics}}
+		// One write per frame and buffered reads, and a hello that keeps
+		// members of other rules versions out (runtime/transport).
+		compat := opts.compatibility
+		if compat == "" {
+			compat = core.Compatibility()
+		}
+		traffic := raftTraffic{m: n.metrics, incompatible: newIncompatibleLog(log, compat, target.addrs)}
+		nhc.Expert.TransportFactory = transport.Factory{Observer: traffic, Compatibility: compat}
 	}
 	if t := cfg.Security.TLS; t != nil {
 		// Raft is mutual TLS with the node's own certificate: a member must

@@ -1,7 +1,6 @@
 // Package transport carries Raft traffic between Lockstep nodes for
-// Dragonboat (NodeHostConfig.Expert.TransportFactory), in the wire format of
-// Dragonboat's own TCP transport, so that a node running it and a node
-// running Dragonboat's talk to each other (a rolling upgrade mixes them).
+// Dragonboat (NodeHostConfig.Expert.TransportFactory), in the frames of
+// Dragonboat's own TCP transport behind a hello of its own (below).
 //
 // Why not Dragonboat's own: it writes each frame in three writes (magic
 // number, header, payload) and reads it in three reads, and its connections
@@ -23,7 +22,24 @@
 //
 // all big-endian. The upper layer (Dragonboat's internal transport) batches
 // messages per peer, keeps the queues, and checks deployment ids; this
-// package only moves frames.
+// package moves frames, and checks that the peer applies the log as this
+// member does.
+//
+// Every connection begins with a hello, a frame of method 300 whose payload
+// is
+//
+//	format   1 byte   1
+//	compat   uvarint length, then the bytes: Factory.Compatibility
+//	address  uvarint length, then the bytes: the sender's Raft address
+//
+// A receiver whose Compatibility differs, or whose peer's first frame is
+// not a hello (a build before the hello, or Dragonboat's own transport),
+// closes the connection before it hands anything to Dragonboat. So members
+// that would apply one log differently (core.RulesVersion) never exchange
+// a message: in a cluster of mixed builds the members of the majority's
+// build go on, and the others are cut off until they run it too, instead of
+// diverging silently. The hello is what breaks the wire compatibility with
+// Dragonboat's own transport that this package kept before it.
 package transport
 
 import (
@@ -79,6 +95,11 @@ const (
 
 	methodBatch uint16 = 100
 	methodChunk uint16 = 200
+	methodHello uint16 = 300
+
+	helloFormat = 1
+	// maxHello bounds a hello's payload: a compatibility and an address.
+	maxHello = 1024
 )
 
 var (
@@ -92,6 +113,10 @@ var (
 type Factory struct {
 	// Observer is told what the transport does (nil: nothing is).
 	Observer Observer
+	// Compatibility is what a peer's must equal for its traffic to be
+	// taken: core.Compatibility(), the versions of the log's rules and
+	// encodings. It travels in each connection's hello.
+	Compatibility string
 }
 
 var _ dbconfig.TransportFactory = Factory{}
@@ -102,7 +127,8 @@ func (f Factory) Create(nhc dbconfig.NodeHostConfig, onBatch raftio.MessageHandl
 	if obs == nil {
 		obs = unobserved{}
 	}
-	return &TCP{nhc: nhc, onBatch: onBatch, onChunk: onChunk, encrypted: nhc.MutualTLS, obs: obs, conns: map[net.Conn]struct{}{}}
+	return &TCP{nhc: nhc, onBatch: onBatch, onChunk: onChunk, encrypted: nhc.MutualTLS, obs: obs, conns: map[net.Conn]struct{}{},
+		compat: f.Compatibility, hello: helloPayload(f.Compatibility, nhc.RaftAddress)}
 }
 
 // Observer is told what the transport does, so that the node can count it
@@ -120,17 +146,24 @@ type Observer interface {
 	// Received: a frame of n bytes was read from a peer.
 	Received(n int)
 	// Refused: an inbound connection was closed because of what it sent
-	// (reason: "malformed", "checksum" or "chunk refused").
+	// (reason: "malformed", "checksum", "chunk refused", "no hello" or
+	// "versions").
 	Refused(reason string)
+	// Incompatible: a peer was refused because it does not apply the log
+	// as this member does. peer is the Raft address its hello gave (the
+	// connection's remote address when it sent none); theirs is its
+	// Compatibility ("" when it sent no hello).
+	Incompatible(peer, theirs string)
 }
 
 type unobserved struct{}
 
-func (unobserved) Dialed(string, error)    {}
-func (unobserved) Sent(string, int, error) {}
-func (unobserved) Ended(string)            {}
-func (unobserved) Received(int)            {}
-func (unobserved) Refused(string)          {}
+func (unobserved) Dialed(string, error)     {}
+func (unobserved) Sent(string, int, error)  {}
+func (unobserved) Ended(string)             {}
+func (unobserved) Received(int)             {}
+func (unobserved) Refused(string)           {}
+func (unobserved) Incompatible(_, _ string) {}
 
 // Validate implements dbconfig.TransportFactory: a Raft address is
 // host:port with a port in 1..65535.
@@ -151,6 +184,8 @@ type TCP struct {
 	onChunk   raftio.ChunkHandler
 	encrypted bool // mutual TLS: TLS checks integrity, the body CRC is skipped
 	obs       Observer
+	compat    string // Factory.Compatibility
+	hello     []byte // the payload of this member's hello
 
 	mu     sync.Mutex
 	ln     net.Listener
@@ -266,6 +301,9 @@ func (t *TCP) serve(conn net.Conn) {
 		}
 	}
 	r := bufio.NewReaderSize(conn, readBuffer)
+	if !t.greeted(conn, r) {
+		return
+	}
 	var head [frameStart]byte
 	var keep []byte
 	for {
@@ -335,8 +373,91 @@ func (t *TCP) serve(conn net.Conn) {
 				t.obs.Refused("chunk refused")
 				return // the sender's stream fails and it starts over
 			}
+		default: // a second hello
+			t.obs.Refused("malformed")
+			return
 		}
 	}
+}
+
+// greeted reads the connection's first frame, which must be a hello with
+// this member's Compatibility, within frameTimeout: the dialler writes it
+// at once.
+func (t *TCP) greeted(conn net.Conn, r *bufio.Reader) bool {
+	_ = conn.SetReadDeadline(time.Now().Add(frameTimeout))
+	var head [frameStart]byte
+	if _, err := io.ReadFull(r, head[:]); err != nil {
+		return false
+	}
+	refuse := func(reason, peer, theirs string) bool {
+		t.obs.Refused(reason)
+		if peer == "" {
+			peer = conn.RemoteAddr().String()
+		}
+		t.obs.Incompatible(peer, theirs)
+		return false
+	}
+	if [2]byte(head[:2]) != magic {
+		t.obs.Refused("malformed")
+		return false
+	}
+	method, size, sum, err := decodeHeader(head[2:])
+	if err != nil {
+		t.obs.Refused("malformed")
+		return false
+	}
+	if method != methodHello {
+		return refuse("no hello", "", "")
+	}
+	if size > maxHello {
+		t.obs.Refused("malformed")
+		return false
+	}
+	payload := make([]byte, size)
+	if _, err := io.ReadFull(r, payload); err != nil {
+		return false
+	}
+	if !t.encrypted && crc32.ChecksumIEEE(payload) != sum {
+		t.obs.Refused("checksum")
+		return false
+	}
+	compat, peer, ok := parseHello(payload)
+	if !ok {
+		t.obs.Refused("malformed")
+		return false
+	}
+	if compat != t.compat {
+		return refuse("versions", peer, compat)
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	return true
+}
+
+func helloPayload(compat, addr string) []byte {
+	b := []byte{helloFormat}
+	b = binary.AppendUvarint(b, uint64(len(compat)))
+	b = append(b, compat...)
+	b = binary.AppendUvarint(b, uint64(len(addr)))
+	return append(b, addr...)
+}
+
+func parseHello(b []byte) (compat, addr string, ok bool) {
+	if len(b) == 0 || b[0] != helloFormat {
+		return "", "", false
+	}
+	b = b[1:]
+	field := func() (string, bool) {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || n > uint64(len(b)-k) {
+			return "", false
+		}
+		v := string(b[k : k+int(n)])
+		b = b[k+int(n):]
+		return v, true
+	}
+	compat, ok1 := field()
+	addr, ok2 := field()
+	return compat, addr, ok1 && ok2 && len(b) == 0
 }
 
 func handshake(tc *tls.Conn) error {
@@ -367,9 +488,17 @@ func (t *TCP) GetSnapshotConnection(ctx context.Context, target string) (raftio.
 	return &SnapshotConnection{w: frameWriter{conn: conn, encrypted: t.encrypted, peer: target, obs: t.obs}}, nil
 }
 
-// dial connects to target, telling the observer how it went.
+// dial connects to target and says hello, telling the observer how it
+// went.
 func (t *TCP) dial(ctx context.Context, target string) (net.Conn, error) {
 	conn, err := t.dialTLS(ctx, target)
+	if err == nil {
+		w := frameWriter{conn: conn, encrypted: t.encrypted}
+		if _, err = w.writeFrame(methodHello, len(t.hello), func(b []byte) []byte { return append(b[:0], t.hello...) }); err != nil {
+			conn.Close()
+			conn = nil
+		}
+	}
 	t.obs.Dialed(target, err)
 	return conn, err
 }
@@ -553,7 +682,7 @@ func decodeHeader(h []byte) (method uint16, size uint64, sum uint32, err error) 
 	}
 	method = binary.BigEndian.Uint16(h[0:])
 	size = binary.BigEndian.Uint64(h[2:])
-	if (method != methodBatch && method != methodChunk) || size == 0 || size > MaxPayload {
+	if (method != methodBatch && method != methodChunk && method != methodHello) || size == 0 || size > MaxPayload {
 		return 0, 0, 0, errFrame
 	}
 	return method, size, binary.BigEndian.Uint32(h[14:]), nil

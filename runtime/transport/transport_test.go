@@ -114,8 +114,15 @@ func dialSnapshot(t *testing.T, addr string) raftio.ISnapshotConnection {
 }
 
 // dialRaw opens a plain TCP connection to addr, closed when the test ends,
-// and writes first on it (nil: nothing).
+// says hello as a peer of the tests' versions ("") would, and writes first
+// on it (nil: nothing more).
 func dialRaw(t *testing.T, addr string, first []byte) net.Conn {
+	t.Helper()
+	return dialBare(t, addr, append(frame(methodHello, helloPayload("", "raw")), first...))
+}
+
+// dialBare is dialRaw without the hello.
+func dialBare(t *testing.T, addr string, first []byte) net.Conn {
 	t.Helper()
 	raw, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -239,8 +246,8 @@ func frame(method uint16, payload []byte) []byte {
 }
 
 // TestWireFormat: a frame made by hand from the package comment's layout
-// (Dragonboat's own TCP transport's) is read, and the writer's frames are
-// byte for byte that layout.
+// (Dragonboat's own TCP transport's, behind a hello) is read, and the
+// writer's frames are byte for byte that layout.
 func TestWireFormat(t *testing.T) {
 	m := sampleBatch(1, 5)
 	payload, err := m.Marshal()
@@ -305,6 +312,7 @@ func TestMalformedFramesCloseTheConnection(t *testing.T) {
 		"payload crc":     edit(func(f []byte) []byte { f[len(f)-1] ^= 1; return f }),
 		"not a batch":     frame(methodBatch, []byte{0xff, 0xff, 0xff}),
 		"size beyond end": edit(func(f []byte) []byte { binary.BigEndian.PutUint64(f[4:], uint64(len(payload)+1)); return mend(f) }),
+		"a second hello":  frame(methodHello, helloPayload("", "raw")),
 	}
 	r := newReceiver()
 	b := start(t, dbconfig.NodeHostConfig{}, r)
@@ -470,6 +478,7 @@ type recorder struct {
 	ended    map[string]int
 	received int
 	refused  map[string]int
+	strange  []string // "peer theirs" of each Incompatible
 }
 
 func newRecorder() *recorder {
@@ -501,6 +510,12 @@ func (r *recorder) Received(n int)    { r.mu.Lock(); r.received += n; r.mu.Unloc
 func (r *recorder) Refused(reason string) {
 	r.mu.Lock()
 	r.refused[reason]++
+	r.mu.Unlock()
+}
+
+func (r *recorder) Incompatible(peer, theirs string) {
+	r.mu.Lock()
+	r.strange = append(r.strange, peer+" "+theirs)
 	r.mu.Unlock()
 }
 
@@ -596,4 +611,102 @@ func TestObserverCounts(t *testing.T) {
 			t.Errorf("refused %v, want one malformed and one checksum", got.refused)
 		}
 	})
+}
+
+// TestHelloKeepsOtherVersionsOut: a peer whose Compatibility differs, or
+// that sends no hello (a build before it, Dragonboat's own transport), is
+// refused before anything reaches Dragonboat, and the observer hears who
+// it was and what it runs; a peer of the same versions is heard. The hello
+// is the first frame of every connection, in the documented layout.
+func TestHelloKeepsOtherVersionsOut(t *testing.T) {
+	const ours, theirs = "rules 2, entries 1, snapshots 3", "rules 3, entries 1, snapshots 3"
+	got := newRecorder()
+	r := newReceiver()
+	b := Factory{Observer: got, Compatibility: ours}.Create(dbconfig.NodeHostConfig{RaftAddress: "127.0.0.1:0"}, r.batch, r.chunk).(*TCP)
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	addr := b.Addr().String()
+
+	send := func(compat, from string) raftio.IConnection {
+		s := Factory{Compatibility: compat}.Create(dbconfig.NodeHostConfig{RaftAddress: from}, nil, nil)
+		conn, err := s.GetConnection(context.Background(), addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(conn.Close)
+		// A refused peer's send may fail: the receiver closes at once.
+		if err := conn.SendMessageBatch(sampleBatch(1, 10)); err != nil && compat == ours {
+			t.Fatal(err)
+		}
+		return conn
+	}
+	send(theirs, "10.0.0.3:7001")
+	sc, err := Factory{Compatibility: theirs}.Create(dbconfig.NodeHostConfig{RaftAddress: "10.0.0.3:7001"}, nil, nil).
+		GetSnapshotConnection(context.Background(), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = sc.SendChunk(pb.Chunk{ShardID: 1, Data: []byte("state")})
+	sc.Close()
+	bare := dialBare(t, addr, frame(methodBatch, mustMarshal(t, sampleBatch(2, 10))))
+	_ = bare.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := bare.Read(make([]byte, 1)); err == nil {
+		t.Fatal("a peer without a hello was answered")
+	}
+	send(ours, "10.0.0.2:7001")
+	r.wait(t, 1)
+	time.Sleep(100 * time.Millisecond) // anything refused would have arrived by now
+	if n := r.count(); n != 1 {
+		t.Fatalf("%d frames reached Dragonboat, want only the one from the peer of the same versions", n)
+	}
+	got.read(func() {
+		// The refused message connection may have been dialled twice: a
+		// send after the receiver closed it redials.
+		if v := got.refused["versions"]; v < 2 || v > 3 || got.refused["no hello"] != 1 {
+			t.Errorf("refused %v, want two or three for their versions (messages, snapshot) and one without a hello", got.refused)
+		}
+		want := map[string]bool{"10.0.0.3:7001 " + theirs: true, bare.LocalAddr().String() + " ": true}
+		for _, s := range got.strange {
+			if !want[s] {
+				t.Errorf("told of an incompatible peer %q, want one of %v", s, want)
+			}
+		}
+		if len(got.strange) != got.refused["versions"]+got.refused["no hello"] {
+			t.Errorf("told of %d incompatible peers, want one per refusal %v: %q", len(got.strange), got.refused, got.strange)
+		}
+	})
+
+	// The writer's hello, byte for byte.
+	client, server := net.Pipe()
+	go func() {
+		w := frameWriter{conn: client}
+		hello := helloPayload(ours, "10.0.0.1:7001")
+		_, _ = w.writeFrame(methodHello, len(hello), func(b []byte) []byte { return append(b[:0], hello...) })
+	}()
+	payload := append([]byte{1, byte(len(ours))}, ours...)
+	payload = append(append(payload, byte(len("10.0.0.1:7001"))), "10.0.0.1:7001"...)
+	want := frame(methodHello, payload)
+	gotHello := make([]byte, len(want))
+	if _, err := io.ReadFull(server, gotHello); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(gotHello, want) {
+		t.Fatalf("hello\n%x\nwant\n%x", gotHello, want)
+	}
+	for _, bad := range [][]byte{nil, {2}, payload[:5], append(append([]byte{}, payload...), 0)} {
+		if _, _, ok := parseHello(bad); ok {
+			t.Errorf("parsed a malformed hello %x", bad)
+		}
+	}
+}
+
+func mustMarshal(t *testing.T, b pb.MessageBatch) []byte {
+	t.Helper()
+	p, err := b.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -1,0 +1,135 @@
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMembersOfOtherVersionsAreCutOff: a member whose build applies the log
+// by other rules (another core.Compatibility), or that sends no hello (a
+// build before it; Dragonboat's own transport here), gets no Raft traffic
+// from the others and none of its own through: it applies nothing while
+// the other two serve, and the others count it refused. Run as the others
+// do, it catches up. Without the hello it would have applied the same log
+// by other rules and diverged silently (docs/operations.md, Upgrading).
+func TestMembersOfOtherVersionsAreCutOff(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 3})
+	const odd = 2
+	lead := c.waitLeader(0)
+	if lead == odd {
+		if err := c.nodes[lead].TransferLeadership(tctx(t), 0, c.cfgs[0].Cluster.NodeID); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "the transfer", func() bool { return c.waitLeader(0) == 0 })
+		lead = 0
+	}
+	s := session(t, c.nodes[lead], time.Minute)
+	last := cycle(t, c.nodes[lead], s, "versions", 2, 0)
+
+	// The leader the other two agree on; the cut-off member knows none.
+	othersLeader := func() int {
+		t.Helper()
+		var lead int
+		eventually(t, "a leader the other two agree on", func() bool {
+			ids := map[string]bool{}
+			for i := range 3 {
+				if i == odd {
+					continue
+				}
+				st, err := c.nodes[i].Status(context.Background())
+				if err != nil || st.Shards[0].LeaderID == "" {
+					return false
+				}
+				ids[st.Shards[0].LeaderID] = true
+			}
+			if len(ids) != 1 {
+				return false
+			}
+			for i, cfg := range c.cfgs {
+				if ids[cfg.Cluster.NodeID] {
+					lead = i
+				}
+			}
+			return true
+		})
+		return lead
+	}
+	refused := func(reason string) float64 {
+		var n float64
+		for i := range 3 {
+			if i != odd {
+				n += labeled(t, c.regs[i], "lockstep_raft_refused_connections_total", "reason", reason)
+			}
+		}
+		return n
+	}
+	for _, run := range []struct {
+		name, reason string
+		set          func()
+	}{
+		{"other rules", "versions", func() { c.compat[odd] = "rules 999, entries 1, snapshots 3" }},
+		{"no hello", "no hello", func() { c.compat[odd], c.dragonboat[odd] = "", true }},
+	} {
+		had := c.nodes[odd].shards[0].sm.appliedIndex.Load() // it replays up to here from its own disk
+		c.stop(odd)
+		run.set()
+		c.restart(odd)
+		lead = othersLeader()
+		if lead == odd {
+			t.Fatalf("%s: the cut-off member leads", run.name)
+		}
+		last = cycle(t, c.nodes[lead], s, "versions", 5, last)
+		eventually(t, run.name+": the others refuse the member", func() bool { return refused(run.reason) > 0 })
+		time.Sleep(500 * time.Millisecond) // heartbeats and replication had their chance
+		if got := c.nodes[odd].shards[0].sm.appliedIndex.Load(); got > had {
+			t.Fatalf("%s: the member applied entries %d..%d from peers it should not hear", run.name, had+1, got)
+		}
+		if last.LogIndex() <= had {
+			t.Fatalf("%s: the others wrote nothing new (last %d, the member had %d)", run.name, last.LogIndex(), had)
+		}
+		if st, err := c.nodes[odd].Status(context.Background()); err != nil || st.Shards[0].LeaderID != "" {
+			t.Fatalf("%s: the cut-off member sees a leader: %+v, %v", run.name, st.Shards[0], err)
+		}
+	}
+
+	c.stop(odd)
+	c.compat[odd], c.dragonboat[odd] = "", false
+	c.restart(odd)
+	last = cycle(t, c.nodes[c.waitLeader(0)], s, "versions", 2, last)
+	eventually(t, "the member of the same versions catches up", func() bool {
+		return c.nodes[odd].shards[0].sm.appliedIndex.Load() >= last.LogIndex()
+	})
+}
+
+// TestIncompatibleLogOncePerMinute: a refused peer redials at every
+// message, so its refusal is logged once a minute per peer, naming the
+// member by its id and both versions.
+func TestIncompatibleLogOncePerMinute(t *testing.T) {
+	var buf bytes.Buffer
+	l := newIncompatibleLog(slog.New(slog.NewTextHandler(&buf, nil)), "rules 2, entries 1, snapshots 3",
+		map[string]string{"10.0.0.3:7001": "node-3"})
+	now := time.Unix(1_700_000_000, 0)
+	l.now = func() time.Time { return now }
+	for range 20 {
+		l.refused("10.0.0.3:7001", "rules 3, entries 1, snapshots 3")
+		l.refused("10.0.0.9:5555", "")
+	}
+	now = now.Add(incompatibleEvery)
+	l.refused("10.0.0.3:7001", "rules 3, entries 1, snapshots 3")
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("%d lines logged, want 3 (each peer once, then node-3 again a minute later):\n%s", len(lines), buf.String())
+	}
+	for _, want := range []string{`peer="node-3 (10.0.0.3:7001)"`, `theirs="rules 3, entries 1, snapshots 3"`, `ours="rules 2, entries 1, snapshots 3"`, "docs/operations.md"} {
+		if !strings.Contains(lines[0], want) {
+			t.Errorf("the first line lacks %s:\n%s", want, lines[0])
+		}
+	}
+	if !strings.Contains(lines[1], "sent no hello") || !strings.Contains(lines[1], "10.0.0.9:5555") {
+		t.Errorf("the line for a peer without a hello does not say so:\n%s", lines[1])
+	}
+}
