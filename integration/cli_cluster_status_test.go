@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lockstepd/lockstep/core"
 )
 
 // TestCLIClusterStatusEveryMember asks every member at once: one row per
@@ -32,8 +34,9 @@ func TestCLIClusterStatusEveryMember(t *testing.T) {
 		Endpoint  string
 		Reachable bool
 		Status    struct {
-			NodeID string `json:"node_id"`
-			Shards []struct {
+			NodeID   string `json:"node_id"`
+			Versions string
+			Shards   []struct {
 				Role         string
 				AppliedIndex string `json:"applied_index"`
 			}
@@ -51,6 +54,9 @@ func TestCLIClusterStatusEveryMember(t *testing.T) {
 			t.Fatalf("member %s: %+v", r.Endpoint, r)
 		}
 		nodes[r.Status.NodeID] = true
+		if r.Status.Versions != core.Compatibility() {
+			t.Errorf("member %s applies by %q, want this build's %q", r.Endpoint, r.Status.Versions, core.Compatibility())
+		}
 		if r.Status.Shards[0].Role == "leader" {
 			leaders++
 		}
@@ -62,7 +68,8 @@ func TestCLIClusterStatusEveryMember(t *testing.T) {
 		t.Fatalf("the dead endpoint: %+v", rows[3])
 	}
 	code, out, _ = l.run(30*time.Second, "cluster", "status")
-	if code != 0 || !strings.Contains(out, "ENDPOINT") || strings.Count(out, "leader ") < 1 || !strings.Contains(out, "unreachable") {
+	if code != 0 || !strings.Contains(out, "ENDPOINT") || strings.Count(out, "leader ") < 1 || !strings.Contains(out, "unreachable") ||
+		!strings.Contains(out, "versions: "+core.Compatibility()) {
 		t.Fatalf("the table: exit %d\n%s", code, out)
 	}
 }

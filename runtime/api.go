@@ -108,9 +108,13 @@ func watchOpts(opts []WatchOption) watchOptions {
 
 // ClusterStatus is what /cluster/status shows.
 type ClusterStatus struct {
-	NodeID  string
-	Shards  []ShardStatus
-	Members []Member
+	NodeID string
+	// Versions are the versions of the log this node applies by
+	// (core.Compatibility()); members whose Versions differ are cut off
+	// from each other.
+	Versions string
+	Shards   []ShardStatus
+	Members  []Member
 }
 
 // ShardStatus is one Raft group as this node sees it.

@@ -33,6 +33,7 @@ type Node struct {
 	replicaID uint64
 	shards    []*shard
 	clients   *clientPool
+	versions  string // core.Compatibility(), or a test's stand-in: what the Raft hello carries
 
 	proposalTimeout time.Duration // how long Dragonboat may take to commit one proposal
 	retryBudget     time.Duration // how long Do retries after leader loss before ErrUnavailable
@@ -145,15 +146,15 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		RaftEventListener: leaderListener{n},
 		Expert:            dbconfig.ExpertConfig{LogDB: logdb},
 	}
+	n.versions = opts.compatibility
+	if n.versions == "" {
+		n.versions = core.Compatibility()
+	}
 	if !opts.dragonboatTransport {
 		// One write per frame and buffered reads, and a hello that keeps
 		// members of other rules versions out (runtime/transport).
-		compat := opts.compatibility
-		if compat == "" {
-			compat = core.Compatibility()
-		}
-		traffic := raftTraffic{m: n.metrics, incompatible: newIncompatibleLog(log, compat, target.addrs)}
-		nhc.Expert.TransportFactory = transport.Factory{Observer: traffic, Compatibility: compat}
+		traffic := raftTraffic{m: n.metrics, incompatible: newIncompatibleLog(log, n.versions, target.addrs)}
+		nhc.Expert.TransportFactory = transport.Factory{Observer: traffic, Compatibility: n.versions}
 	}
 	if t := cfg.Security.TLS; t != nil {
 		// Raft is mutual TLS with the node's own certificate: a member must

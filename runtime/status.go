@@ -25,7 +25,7 @@ func (n *Node) Status(ctx context.Context) (ClusterStatus, error) {
 	if info == nil {
 		return ClusterStatus{}, ErrShuttingDown
 	}
-	st := ClusterStatus{NodeID: n.cfg.Cluster.NodeID}
+	st := ClusterStatus{NodeID: n.cfg.Cluster.NodeID, Versions: n.versions}
 	var members map[uint64]string
 	for _, sh := range n.shards {
 		ss := ShardStatus{ShardID: sh.index, Role: "follower", AppliedIndex: sh.sm.appliedIndex.Load()}

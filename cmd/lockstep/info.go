@@ -530,6 +530,7 @@ func (c *common) clusterStatus(ctx context.Context, cl *client.Client) int {
 				break
 			}
 		}
+		printVersions(c, views)
 		for _, v := range views {
 			if v.Err != nil {
 				fmt.Fprintf(c.stderr, "%s: %v\n", v.Endpoint, v.Err)
@@ -540,4 +541,34 @@ func (c *common) clusterStatus(ctx context.Context, cl *client.Client) int {
 		return c.fail(fmt.Errorf("%w: none of the %d endpoint(s) answered", client.ErrUnavailable, len(views)))
 	}
 	return exitOK
+}
+
+// printVersions says which log versions the nodes that answered apply by,
+// and warns when they differ: such members refuse each other's Raft
+// traffic (docs/operations.md, Upgrading).
+func printVersions(c *common, views []client.MemberStatus) {
+	byVersions := map[string][]string{}
+	var order []string
+	for _, v := range views {
+		if v.Status == nil {
+			continue
+		}
+		key := orDash(v.Status.Versions)
+		if _, ok := byVersions[key]; !ok {
+			order = append(order, key)
+		}
+		byVersions[key] = append(byVersions[key], v.Status.NodeId)
+	}
+	switch len(order) {
+	case 0:
+	case 1:
+		fmt.Fprintf(c.stdout, "versions: %s\n", order[0])
+	default:
+		var parts []string
+		for _, k := range order {
+			parts = append(parts, strings.Join(byVersions[k], ", ")+": "+k)
+		}
+		fmt.Fprintf(c.stderr, "warning: the members run builds of different versions, and refuse each other's Raft traffic "+
+			"(docs/operations.md, Upgrading): %s\n", strings.Join(parts, "; "))
+	}
 }

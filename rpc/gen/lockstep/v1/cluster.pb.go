@@ -162,7 +162,12 @@ type ClusterStatusResponse struct {
 	Shards []*ShardStatus `protobuf:"bytes,2,rep,name=shards,proto3" json:"shards,omitempty"`
 	// The version of the lockstep binary this node runs (its module version,
 	// or "devel" and the VCS revision for a build from a checkout).
-	Version       string `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	Version string `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	// The versions of the log this node applies by: "rules 2, entries 1,
+	// snapshots 3" (how entries apply, how entries and snapshots are
+	// encoded). Members whose versions differ refuse each other's Raft
+	// traffic, so a cluster serves only while a majority shares them.
+	Versions      string `protobuf:"bytes,4,opt,name=versions,proto3" json:"versions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -214,6 +219,13 @@ func (x *ClusterStatusResponse) GetShards() []*ShardStatus {
 func (x *ClusterStatusResponse) GetVersion() string {
 	if x != nil {
 		return x.Version
+	}
+	return ""
+}
+
+func (x *ClusterStatusResponse) GetVersions() string {
+	if x != nil {
+		return x.Versions
 	}
 	return ""
 }
@@ -715,11 +727,12 @@ const file_lockstep_v1_cluster_proto_rawDesc = "" +
 	"\x0eHealthResponse\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\tR\x06status\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\"\x16\n" +
-	"\x14ClusterStatusRequest\"|\n" +
+	"\x14ClusterStatusRequest\"\x98\x01\n" +
 	"\x15ClusterStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x120\n" +
 	"\x06shards\x18\x02 \x03(\v2\x18.lockstep.v1.ShardStatusR\x06shards\x12\x18\n" +
-	"\aversion\x18\x03 \x01(\tR\aversion\"\xc1\x01\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\x12\x1a\n" +
+	"\bversions\x18\x04 \x01(\tR\bversions\"\xc1\x01\n" +
 	"\vShardStatus\x12\x19\n" +
 	"\bshard_id\x18\x01 \x01(\x04R\ashardId\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\tR\bleaderId\x12\x12\n" +
