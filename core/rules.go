@@ -15,6 +15,16 @@ import "fmt"
 // compares the states and results with the hashes recorded for these
 // versions, and fails until a change that alters them comes with a bump.
 //
+// A bump alone does not make an upgrade exact: a member restarted on the
+// new build keeps its snapshot as the old rules decided it and replays the
+// log after it by the new ones, and members' snapshots stand at different
+// indexes. So the next change of rules must also carry the rules in force
+// in the state and in the log (a leader-change mark that raises them, which
+// the hello guarantees every member it reaches can apply) and keep the
+// rules before it, so that every member applies each entry by the rules in
+// force when it was written. Version 2 did not need it: no build of
+// version 1 was released.
+//
 //	1: the rules before versions were numbered.
 //	2: a leader-change entry takes its stamp whole and moves every deadline
 //	   and every remembered client's last use by the jump (before, it moved
