@@ -11,9 +11,12 @@ import "fmt"
 // (Compatibility, runtime/transport's hello).
 //
 // Bump it with any change to what Apply does with a given log, however
-// small. TestRulesGolden holds this promise: it applies a recorded log and
-// compares the states and results with the hashes recorded for these
-// versions, and fails until a change that alters them comes with a bump.
+// small, and with anything new an entry can say (an op, a kind, a mode, a
+// command field), which a build without it would refuse or decode
+// differently. TestRulesGolden holds this promise: it compares what an
+// entry can say, and the states and results of a recorded log, with what
+// was recorded for these versions, and fails until a change that alters
+// them comes with a bump.
 //
 // A bump alone does not make an upgrade exact: a member restarted on the
 // new build keeps its snapshot as the old rules decided it and replays the

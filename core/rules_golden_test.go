@@ -14,6 +14,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -70,7 +71,7 @@ func TestRulesGolden(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%s: %v: the entry encoding changed without a new ProposalVersion", logPath, err)
 	}
-	got := applyRulesLog(t, entries)
+	got := vocabulary() + applyRulesLog(t, entries)
 
 	want, err := os.ReadFile(sumPath)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -112,6 +113,27 @@ func TestRulesGolden(t *testing.T) {
 				sumPath, w, g)
 		}
 	}
+}
+
+// vocabulary lists what an entry can say: the ops, kinds and modes, and
+// the command's fields. A new one changes no recorded entry's outcome, but
+// a build without it would refuse, or decode differently, an entry that
+// uses it, while a build with it applies it: members of the two would
+// diverge. So it changes these lines, and needs a new version too.
+func vocabulary() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "ops %s\n", strings.Join(opNames[1:], " "))
+	fmt.Fprintf(&b, "kinds %s\n", strings.Join(kindNames[1:], " "))
+	fmt.Fprintf(&b, "modes %s %s\n", ModeWrite, ModeRead)
+	fmt.Fprintf(&b, "wait-forever %d\n", WaitForever)
+	b.WriteString("command")
+	ct := reflect.TypeFor[Command]()
+	for i := range ct.NumField() {
+		f := ct.Field(i)
+		fmt.Fprintf(&b, " %s:%s", f.Name, f.Type)
+	}
+	b.WriteString("\n")
+	return b.String()
 }
 
 // applyRulesLog applies entries to a fresh machine and returns the
