@@ -227,7 +227,7 @@ func (l *incompatibleLog) refused(peer, theirs string) {
 	if theirs == "" {
 		theirs = "a build from before versions were checked, or another transport (it sent no hello)"
 	}
-	l.log.Error("refused Raft traffic from a member that applies the log differently: "+
+	l.log.Error("cut off from a member that applies the log differently: "+
 		"every member of a cluster must run a build of the same versions (docs/operations.md, Upgrading)",
 		"peer", who, "theirs", theirs, "ours", l.ours)
 }

@@ -38,8 +38,13 @@
 // that would apply one log differently (core.RulesVersion) never exchange
 // a message: in a cluster of mixed builds the members of the majority's
 // build go on, and the others are cut off until they run it too, instead of
-// diverging silently. The hello is what breaks the wire compatibility with
-// Dragonboat's own transport that this package kept before it.
+// diverging silently. A receiver that refuses a hello answers with its own
+// before it closes, so the dialler learns why, tells its Observer, and
+// dials that peer no more for refusedHoldOff: a member cut off this way
+// would otherwise be dialled at every message (25 times a second, each a
+// TLS handshake under mutual TLS). The hello is what breaks the wire
+// compatibility with Dragonboat's own transport that this package kept
+// before it.
 package transport
 
 import (
@@ -86,6 +91,7 @@ const (
 	frameTimeout     = 5 * time.Second       // writing one frame, or reading the rest of one begun
 	poisonAckTimeout = 10 * time.Second      // a snapshot stream's end acknowledged
 	keepAlive        = 10 * time.Second      // TCP keep-alive: finds a peer gone silently
+	refusedHoldOff   = 3 * time.Second       // no dial to a peer that refused our versions
 	acceptRetry      = 50 * time.Millisecond // after a failed Accept on an open listener
 )
 
@@ -149,9 +155,10 @@ type Observer interface {
 	// (reason: "malformed", "checksum", "chunk refused", "no hello" or
 	// "versions").
 	Refused(reason string)
-	// Incompatible: a peer was refused because it does not apply the log
-	// as this member does. peer is the Raft address its hello gave (the
-	// connection's remote address when it sent none); theirs is its
+	// Incompatible: a peer does not apply the log as this member does:
+	// this member refused its connection, or it refused this member's.
+	// peer is its Raft address (from its hello, or dialled; the
+	// connection's remote address when it sent no hello); theirs is its
 	// Compatibility ("" when it sent no hello).
 	Incompatible(peer, theirs string)
 }
@@ -187,12 +194,24 @@ type TCP struct {
 	compat    string // Factory.Compatibility
 	hello     []byte // the payload of this member's hello
 
-	mu     sync.Mutex
-	ln     net.Listener
-	conns  map[net.Conn]struct{} // accepted and being served
-	closed bool
-	wg     sync.WaitGroup
+	mu      sync.Mutex
+	ln      net.Listener
+	conns   map[net.Conn]struct{} // accepted and being served
+	refused map[string]refusal    // by Raft address: peers that refused our versions
+	closed  bool
+	wg      sync.WaitGroup
 }
+
+// refusal is a peer's answer to our hello: its own versions, and until
+// when it is not dialled again.
+type refusal struct {
+	theirs string
+	until  time.Time
+}
+
+// errRefused fails a dial to a peer that refused this member's versions
+// within refusedHoldOff.
+var errRefused = errors.New("transport: the peer refused this member's versions")
 
 var _ raftio.ITransport = (*TCP)(nil)
 
@@ -427,6 +446,10 @@ func (t *TCP) greeted(conn net.Conn, r *bufio.Reader) bool {
 		return false
 	}
 	if compat != t.compat {
+		// Answer with our hello, so that the dialler learns why and holds
+		// off; best effort, the connection closes either way.
+		w := frameWriter{conn: conn, encrypted: t.encrypted}
+		_, _ = w.writeFrame(methodHello, len(t.hello), func(b []byte) []byte { return append(b[:0], t.hello...) })
 		return refuse("versions", peer, compat)
 	}
 	_ = conn.SetReadDeadline(time.Time{})
@@ -491,6 +514,18 @@ func (t *TCP) GetSnapshotConnection(ctx context.Context, target string) (raftio.
 // dial connects to target and says hello, telling the observer how it
 // went.
 func (t *TCP) dial(ctx context.Context, target string) (net.Conn, error) {
+	t.mu.Lock()
+	r, held := t.refused[target]
+	if held && !time.Now().Before(r.until) {
+		delete(t.refused, target)
+		held = false
+	}
+	t.mu.Unlock()
+	if held {
+		err := fmt.Errorf("%w (it applies the log by %q, this member by %q)", errRefused, r.theirs, t.compat)
+		t.obs.Dialed(target, err)
+		return nil, err
+	}
 	conn, err := t.dialTLS(ctx, target)
 	if err == nil {
 		w := frameWriter{conn: conn, encrypted: t.encrypted}
@@ -549,8 +584,20 @@ func (c *Connection) connect() error {
 	ended := new(atomic.Bool)
 	c.w = frameWriter{conn: conn, encrypted: c.t.encrypted, peer: c.target, obs: c.t.obs, buf: c.w.buf}
 	c.ended = ended
-	go watch(conn, ended, func() { c.t.obs.Ended(c.target) })
+	go watch(conn, ended, func() { c.t.obs.Ended(c.target) }, func(theirs string) { c.t.heldOff(c.target, theirs) })
 	return nil
+}
+
+// heldOff notes that target refused this member's versions: it is not
+// dialled again for refusedHoldOff.
+func (t *TCP) heldOff(target, theirs string) {
+	t.mu.Lock()
+	if t.refused == nil {
+		t.refused = map[string]refusal{}
+	}
+	t.refused[target] = refusal{theirs: theirs, until: time.Now().Add(refusedHoldOff)}
+	t.mu.Unlock()
+	t.obs.Incompatible(target, theirs)
 }
 
 // watch marks conn ended and closes it the moment the peer ends it. A
@@ -560,14 +607,41 @@ func (c *Connection) connect() error {
 // socket, and be lost: a partition's proxy or a restarted peer would cost
 // a message each time, and a follower that sends rarely (its forwarded
 // proposals, its vote) would lose its next one.
-func watch(conn net.Conn, ended *atomic.Bool, onEnd func()) {
-	var b [1]byte
-	_, err := conn.Read(b[:])
+//
+// The one thing a peer writes is its own hello, when it refuses ours:
+// onRefused then hears its versions.
+func watch(conn net.Conn, ended *atomic.Bool, onEnd func(), onRefused func(theirs string)) {
+	r := bufio.NewReaderSize(conn, frameStart+maxHello)
+	_, err := r.Peek(1)
+	if err == nil {
+		_ = conn.SetReadDeadline(time.Now().Add(frameTimeout))
+		if theirs, ok := readHello(r); ok {
+			onRefused(theirs)
+		}
+	}
 	ended.Store(true)
 	conn.Close()
 	if !errors.Is(err, net.ErrClosed) { // closed here is not the peer's doing
 		onEnd()
 	}
+}
+
+// readHello reads one hello frame and answers its Compatibility.
+func readHello(r *bufio.Reader) (string, bool) {
+	var head [frameStart]byte
+	if _, err := io.ReadFull(r, head[:]); err != nil || [2]byte(head[:2]) != magic {
+		return "", false
+	}
+	method, size, _, err := decodeHeader(head[2:])
+	if err != nil || method != methodHello || size > maxHello {
+		return "", false
+	}
+	payload := make([]byte, size)
+	if _, err := io.ReadFull(r, payload); err != nil {
+		return "", false
+	}
+	compat, _, ok := parseHello(payload)
+	return compat, ok
 }
 
 // SendMessageBatch writes batch as one frame. When the peer ended the

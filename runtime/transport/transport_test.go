@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/binary"
 	"encoding/pem"
+	"errors"
 	"hash/crc32"
 	"io"
 	"math/big"
@@ -709,4 +710,72 @@ func mustMarshal(t *testing.T, b pb.MessageBatch) []byte {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestRefusedDiallerHoldsOff: a receiver that refuses a dialler's versions
+// answers with its own hello; the dialler tells its observer the peer's
+// versions and dials it no more for refusedHoldOff (without it, a cut-off
+// member is dialled at every message, each a TLS handshake under mutual
+// TLS).
+func TestRefusedDiallerHoldsOff(t *testing.T) {
+	const ours, theirs = "rules 2, entries 1, snapshots 3", "rules 3, entries 1, snapshots 3"
+	got := newRecorder()
+	r := newReceiver()
+	b := Factory{Observer: got, Compatibility: theirs}.Create(dbconfig.NodeHostConfig{RaftAddress: "127.0.0.1:0"}, r.batch, r.chunk).(*TCP)
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	addr := b.Addr().String()
+
+	heard := newRecorder()
+	s := Factory{Observer: heard, Compatibility: ours}.Create(dbconfig.NodeHostConfig{RaftAddress: "127.0.0.1:1"}, nil, nil).(*TCP)
+	conn, err := s.GetConnection(context.Background(), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	eventually(t, "the dialler hears the refusal", func() bool {
+		n := 0
+		heard.read(func() { n = len(heard.strange) })
+		return n > 0
+	})
+	heard.read(func() {
+		if heard.strange[0] != addr+" "+theirs {
+			t.Errorf("the dialler heard %q, want %q", heard.strange[0], addr+" "+theirs)
+		}
+	})
+	if err := conn.SendMessageBatch(sampleBatch(1, 10)); !errors.Is(err, errRefused) {
+		t.Fatalf("a send within the hold-off: %v, want %v without a dial", err, errRefused)
+	}
+	if _, err := s.GetSnapshotConnection(context.Background(), addr); !errors.Is(err, errRefused) {
+		t.Fatalf("a snapshot dial within the hold-off: %v, want %v", err, errRefused)
+	}
+	got.read(func() {
+		if got.refused["versions"] != 1 {
+			t.Errorf("the receiver refused %v, want one connection: the dialler held off", got.refused)
+		}
+	})
+	s.mu.Lock()
+	s.refused[addr] = refusal{theirs: theirs, until: time.Now()} // the hold-off ends
+	s.mu.Unlock()
+	c2, err := s.GetConnection(context.Background(), addr)
+	if err != nil {
+		t.Fatalf("a dial after the hold-off: %v", err)
+	}
+	c2.Close()
+	if n := r.count(); n != 0 {
+		t.Fatalf("%d frames reached Dragonboat from a peer of other versions", n)
+	}
+}
+
+// eventually polls cond every 10 ms for up to 10 s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("%s: not within 10 s", what)
 }
