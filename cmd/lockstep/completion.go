@@ -23,7 +23,7 @@ const bashCompletion = `# bash completion for lockstep; load with: source <(lock
 _lockstep() {
   local cur=${COMP_WORDS[COMP_CWORD]} cmd=${COMP_WORDS[1]}
   if [ "$COMP_CWORD" -eq 1 ]; then
-    COMPREPLY=($(compgen -W "serve certs keys lock sem rwlock barrier elect status list watch cluster completion help" -- "$cur")); return
+    COMPREPLY=($(compgen -W "serve certs keys lock sem rwlock barrier elect status list watch cluster completion version help" -- "$cur")); return
   fi
   local common="--endpoints -o --owner --cacert --cert --key --api-key -h"
   case $cmd in
@@ -36,6 +36,7 @@ _lockstep() {
     list|watch) COMPREPLY=($(compgen -W "$common" -- "$cur")) ;;
     cluster) COMPREPLY=($(compgen -W "status add remove transfer $common" -- "$cur")) ;;
     completion) COMPREPLY=($(compgen -W "bash zsh" -- "$cur")) ;;
+    version) COMPREPLY=($(compgen -W "-o" -- "$cur")) ;;
     serve)   COMPREPLY=($(compgen -W "--config --dev --data-dir --api-address --raft-address --metrics-address --node-id --peers --join --log-format --log-level --drain-timeout" -- "$cur")) ;;
   esac
 }

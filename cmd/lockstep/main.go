@@ -45,6 +45,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return certsCmd(args[1:], stdout, stderr)
 	case "keys":
 		return keysCmd(args[1:], stdout, stderr)
+	case "version", "--version", "-version":
+		return versionCmd(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		if len(args) > 1 {
 			if cmd, ok := clientCommands[args[1]]; ok {
@@ -93,6 +95,7 @@ Client commands (each takes -h for its flags and examples):
   lockstep watch PREFIX                  print changes as they happen
   lockstep cluster status|add|remove|transfer
   lockstep completion bash|zsh           shell completion
+  lockstep version                       this binary's version and log versions
 
 Client commands talk to --endpoints (or LOCKSTEP_ENDPOINTS), default
 http://127.0.0.1:8080, and print tables, or JSON with -o json.

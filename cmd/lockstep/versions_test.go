@@ -2,11 +2,14 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
 
 	"github.com/lockstepd/lockstep/client"
+	"github.com/lockstepd/lockstep/core"
+	"github.com/lockstepd/lockstep/rpc"
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 )
 
@@ -35,5 +38,34 @@ func TestClusterStatusVersions(t *testing.T) {
 		if !strings.Contains(errOut.String(), want) {
 			t.Errorf("the warning lacks %q: %s", want, errOut.String())
 		}
+	}
+}
+
+// TestVersionCommand: `lockstep version` prints the binary's version and
+// the log versions it applies by, as text and as JSON, offline; a stray
+// argument is a usage error.
+func TestVersionCommand(t *testing.T) {
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		var out, errOut bytes.Buffer
+		if code := run(args, &out, &errOut); code != exitOK {
+			t.Fatalf("%v: exit %d: %s", args, code, errOut.String())
+		}
+		for _, want := range []string{"lockstep " + rpc.Version(), "log versions: " + core.Compatibility(), "go1."} {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("%v printed %q, want it to contain %q", args, out.String(), want)
+			}
+		}
+	}
+	var out, errOut bytes.Buffer
+	if code := run([]string{"version", "-o", "json"}, &out, &errOut); code != exitOK {
+		t.Fatalf("-o json: exit %d: %s", code, errOut.String())
+	}
+	var got map[string]string
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil || got["versions"] != core.Compatibility() || got["version"] != rpc.Version() {
+		t.Fatalf("-o json printed %q (%v)", out.String(), err)
+	}
+	errOut.Reset()
+	if code := run([]string{"version", "--endpoints", "x"}, &out, &errOut); code != exitUsage || !strings.Contains(errOut.String(), "-o json") {
+		t.Fatalf("a stray argument: exit %d, %q", code, errOut.String())
 	}
 }
