@@ -24,16 +24,17 @@ import (
 
 // Node is one running Lockstep member.
 type Node struct {
-	cfg       config.Config
-	log       *slog.Logger
-	clock     func() time.Time     // the wall clock (Options.Clock)
-	mono      func() time.Duration // the monotonic clock (Options.Monotonic)
-	metrics   *metrics
-	nh        *dragonboat.NodeHost
-	replicaID uint64
-	shards    []*shard
-	clients   *clientPool
-	versions  string // core.Compatibility(), or a test's stand-in: what the Raft hello carries
+	cfg        config.Config
+	log        *slog.Logger
+	clock      func() time.Time     // the wall clock (Options.Clock)
+	mono       func() time.Duration // the monotonic clock (Options.Monotonic)
+	metrics    *metrics
+	nh         *dragonboat.NodeHost
+	replicaID  uint64
+	shards     []*shard
+	clients    *clientPool
+	versions   string // core.Compatibility(), or a test's stand-in
+	raftCompat string // what the Raft hello carries: versions and the shard count
 
 	proposalTimeout time.Duration // how long Dragonboat may take to commit one proposal
 	retryBudget     time.Duration // how long Do retries after leader loss before ErrUnavailable
@@ -150,11 +151,15 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if n.versions == "" {
 		n.versions = core.Compatibility()
 	}
+	// What a peer must share: the log versions, and the shard count, since
+	// a member that spread names over another count would look for a name
+	// in another shard than the others and could grant it twice.
+	n.raftCompat = fmt.Sprintf("%s, shards %d", n.versions, len(n.shards))
 	if !opts.dragonboatTransport {
 		// One write per frame and buffered reads, and a hello that keeps
-		// members of other rules versions out (runtime/transport).
-		traffic := raftTraffic{m: n.metrics, incompatible: newIncompatibleLog(log, n.versions, target.addrs)}
-		nhc.Expert.TransportFactory = transport.Factory{Observer: traffic, Compatibility: n.versions}
+		// members of other versions or shard counts out (runtime/transport).
+		traffic := raftTraffic{m: n.metrics, incompatible: newIncompatibleLog(log, n.raftCompat, target.addrs)}
+		nhc.Expert.TransportFactory = transport.Factory{Observer: traffic, Compatibility: n.raftCompat}
 	}
 	if t := cfg.Security.TLS; t != nil {
 		// Raft is mutual TLS with the node's own certificate: a member must

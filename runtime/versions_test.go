@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -134,4 +135,43 @@ func TestIncompatibleLogOncePerMinute(t *testing.T) {
 	if !strings.Contains(lines[1], "sent no hello") || !strings.Contains(lines[1], "10.0.0.9:5555") {
 		t.Errorf("the line for a peer without a hello does not say so:\n%s", lines[1])
 	}
+}
+
+// TestMemberOfAnotherShardCountIsCutOff: a member started with another
+// consensus.shards than the others (a fresh data directory, so its own
+// record does not stop it) would look for a name in another shard than
+// they do, and could grant it a second time there. Its hello names its
+// count, and the others refuse it: it applies nothing of theirs.
+func TestMemberOfAnotherShardCountIsCutOff(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 3})
+	const odd = 2
+	lead := c.waitLeader(0)
+	if lead == odd {
+		if err := c.nodes[lead].TransferLeadership(tctx(t), 0, c.cfgs[0].Cluster.NodeID); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "the transfer", func() bool { return c.waitLeader(0) == 0 })
+		lead = 0
+	}
+	s := session(t, c.nodes[lead], time.Minute)
+	c.stop(odd)
+	if err := os.RemoveAll(c.cfgs[odd].Cluster.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	c.cfgs[odd].Consensus.Shards = 2
+	c.restart(odd)
+	last := cycle(t, c.nodes[lead], s, "shards", 3, 0)
+	eventually(t, "the others refuse the member", func() bool {
+		return labeled(t, c.regs[lead], "lockstep_raft_refused_connections_total", "reason", "versions") > 0
+	})
+	time.Sleep(500 * time.Millisecond)
+	for sh := range 2 {
+		if got := c.nodes[odd].shards[sh].sm.appliedIndex.Load(); got >= last.LogIndex() {
+			t.Fatalf("the member of 2 shards applied up to %d in its shard %d: it heard the others", got, sh)
+		}
+	}
+	if !strings.HasSuffix(c.nodes[odd].raftCompat, ", shards 2") || !strings.HasSuffix(c.nodes[lead].raftCompat, ", shards 1") {
+		t.Fatalf("the hellos carry %q and %q, want their shard counts", c.nodes[odd].raftCompat, c.nodes[lead].raftCompat)
+	}
+	c.stop(odd) // with its wiped directory it must not rejoin as it is
 }
