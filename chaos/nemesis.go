@@ -18,7 +18,7 @@ import (
 // fault heals (or restarts what it killed) before the next one starts.
 type Fault struct {
 	At     time.Duration `json:"at_ms"` // after the workload starts
-	Kind   string        `json:"kind"`  // kill, pause, partition, disk, members
+	Kind   string        `json:"kind"`  // kill, pause, partition, disk, members, clock, versions
 	Leader bool          `json:"leader"`
 	Shard  int           `json:"shard"` // whose leader (or follower) is hit
 	Mode   string        `json:"mode,omitempty"`
@@ -164,6 +164,8 @@ func plan(o *Options) []Fault {
 		case "members":
 			f.Hold = time.Duration(1000+r.IntN(3000)) * time.Millisecond
 			f.Leader = false // a member is added, nobody is hit
+		case "versions":
+			f.Hold = time.Duration(1500+r.IntN(2500)) * time.Millisecond
 		case "partition":
 			modes := []string{modeIsolate, modeOneWay, modeLink, modeBridge, modeSlow, modeClientsCut, modeClientsSlow}
 			f.Mode = modes[r.IntN(len(modes))]
@@ -211,6 +213,9 @@ type FaultRecord struct {
 	ToGrant   time.Duration `json:"to_grant_ms"`
 	ToService time.Duration `json:"to_service_ms"`
 	Err       string        `json:"err,omitempty"`
+	// Violation is what the fault itself saw go wrong (a member of other
+	// versions that applied its peers' entries); the run fails on it.
+	Violation string `json:"violation,omitempty"`
 }
 
 // nemesis makes the planned faults on the cluster, one after another.
@@ -330,6 +335,88 @@ func (n *nemesis) loseDisk(nd *cluster.Node, hold time.Duration) error {
 		return err
 	}
 	return nd.Start()
+}
+
+// claimedVersions is what a member restarted by the versions fault names
+// in its Raft hello: log versions no build has.
+const claimedVersions = "rules 0, entries 0, snapshots 0"
+
+// settleEvery is how often the versions fault reads the restarted member's
+// applied indexes while its own log replays; settleGrace is how long past
+// the hold it may take (a replay of a snapshot and the log after it takes
+// well under a second here).
+const (
+	settleEvery = 200 * time.Millisecond
+	settleGrace = 3 * time.Second
+)
+
+// otherVersions restarts the victim as a build of other versions would
+// run (its hello names claimedVersions, through the chaos build's
+// LOCKSTEP_CHAOS_VERSIONS), holds, and restarts it as it was. Its peers
+// must refuse it and it them (runtime/transport's hello): once it has
+// replayed its own log, its applied indexes must not move for the rest of
+// the hold. Had they moved, it would have applied its peers' entries by
+// other rules; that is the violation answered. The cluster serves on the
+// others meanwhile, as with a member down.
+func (n *nemesis) otherVersions(victim *cluster.Node, hold time.Duration) (violation string, err error) {
+	end := time.Now().Add(hold)
+	victim.Kill()
+	if err := victim.StartWithEnv([]string{"LOCKSTEP_CHAOS_VERSIONS=" + claimedVersions}); err != nil {
+		return "", errors.Join(err, victim.Start())
+	}
+	defer func() {
+		victim.Kill()
+		err = errors.Join(err, victim.Start())
+	}()
+	applied := func() ([]uint64, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), clockBound)
+		defer cancel()
+		hs, err := victim.StateHashes(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]uint64, len(hs))
+		for i, h := range hs {
+			out[i] = h.AppliedIndex
+		}
+		return out, nil
+	}
+	// Its own log first: settled when two reads a step apart agree. One
+	// that never settles went on applying past its own log.
+	var settled, first, prev []uint64
+	for time.Now().Before(end.Add(settleGrace)) {
+		now, err := applied()
+		if err == nil && first == nil {
+			first = now
+		}
+		if err == nil && prev != nil && slices.Equal(now, prev) {
+			settled = now
+			break
+		}
+		if err == nil {
+			prev = now
+		}
+		time.Sleep(settleEvery)
+	}
+	if settled == nil {
+		if first != nil && !slices.Equal(first, prev) {
+			return fmt.Sprintf("versions: %s, restarted naming other log versions, kept applying (applied indexes %v, then %v, %v past the hold): its peers did not refuse it",
+				victim.ID, first, prev, settleGrace), nil
+		}
+		return "", fmt.Errorf("%s did not answer its state within the hold", victim.ID)
+	}
+	time.Sleep(time.Until(end))
+	last, err := applied()
+	if err != nil {
+		return "", err
+	}
+	for i := range min(len(last), len(settled)) {
+		if last[i] > settled[i] {
+			return fmt.Sprintf("versions: %s, restarted naming other log versions, applied shard %d's entries %d..%d from peers that should have refused it",
+				victim.ID, i, settled[i]+1, last[i]), nil
+		}
+	}
+	return "", nil
 }
 
 // clockBound bounds each call to a node's clock hook, and the wait for a
@@ -540,6 +627,12 @@ func (n *nemesis) make(f Fault) FaultRecord {
 		}
 	case "clock":
 		if err := n.clock(f, victim, peer); err != nil {
+			rec.Err = err.Error()
+		}
+	case "versions":
+		violation, err := n.otherVersions(victim, f.Hold)
+		rec.Violation = violation
+		if err != nil {
 			rec.Err = err.Error()
 		}
 	case "partition":

@@ -13,6 +13,12 @@ import (
 // listed.
 var Nemeses = []string{"kill", "pause", "partition", "clock", "disk", "members"}
 
+// OptInNemeses are fault kinds a run makes only when -nemesis names them:
+// "versions" restarts a member as a build of other log versions would run.
+// Left out of the default, so that the default's schedules stay as they
+// were drawn.
+var OptInNemeses = []string{"versions"}
+
 // Options of one run. Seed, Binary and Duration are required; the rest is
 // drawn from the seed when left zero.
 type Options struct {
@@ -109,8 +115,8 @@ func (o *Options) draw() error {
 		return fmt.Errorf("chaos: %d workers: use 1..%d", o.Workers, maxWorkers)
 	}
 	for _, n := range o.Nemesis {
-		if !slices.Contains(Nemeses, n) {
-			return fmt.Errorf("chaos: -nemesis %s: the kinds are %s", n, strings.Join(Nemeses, ","))
+		if !slices.Contains(Nemeses, n) && !slices.Contains(OptInNemeses, n) {
+			return fmt.Errorf("chaos: -nemesis %s: the kinds are %s, and on request %s", n, strings.Join(Nemeses, ","), strings.Join(OptInNemeses, ","))
 		}
 		if n == "partition" && o.Secure {
 			return fmt.Errorf("chaos: -nemesis partition with -secure: Raft's mutual TLS hides the sender the proxies read; leave partition out")

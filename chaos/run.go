@@ -335,6 +335,9 @@ func (r *run) execute(c *cluster.Cluster, res *Result) (violations []string, che
 	res.Accepted, res.Refused = len(r.res.accepted), r.res.refused
 	res.SleeperWrites = r.sleeperWrites
 	for _, f := range nem.records {
+		if f.Violation != "" {
+			violations = append(violations, f.Violation)
+		}
 		if g, ok := r.firstGrantAfter(r.start.Add(f.Started)); ok {
 			f.ToGrant = g.Sub(r.start.Add(f.Started))
 		}

@@ -64,7 +64,11 @@ func (nd *Node) Config() (config.Config, error) { return config.Load(nd.ConfigPa
 func (nd *Node) URL() string { return nd.scheme() + "://" + nd.API }
 
 // Start starts the node's process, its output appended to LogPath.
-func (nd *Node) Start(extra ...string) error {
+func (nd *Node) Start(extra ...string) error { return nd.StartWithEnv(nil, extra...) }
+
+// StartWithEnv is Start with env ("KEY=value") added to the process's
+// environment.
+func (nd *Node) StartWithEnv(env []string, extra ...string) error {
 	if nd.Running() {
 		return fmt.Errorf("cluster: %s is already running", nd.ID)
 	}
@@ -74,6 +78,9 @@ func (nd *Node) Start(extra ...string) error {
 	}
 	args := append([]string{"serve", "--config", nd.ConfigPath}, nd.flags...)
 	cmd := exec.Command(nd.bin, append(args, extra...)...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = childAttr()
 	if err := cmd.Start(); err != nil {

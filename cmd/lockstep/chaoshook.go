@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -117,6 +118,22 @@ func (c *skewClock) state() (offset, target time.Duration) {
 }
 
 // nodeClock and nodeMonotonic are the clocks the runtime stamps with.
+// nodeOptions lets LOCKSTEP_CHAOS_VERSIONS stand in for the log versions
+// the node names in its Raft hello: the chaos suite's "versions" fault
+// restarts a member so, as if it ran a build of other versions.
+func nodeOptions(o runtime.Options) runtime.Options {
+	if v := os.Getenv(chaosVersionsEnv); v != "" {
+		if o.Logger != nil {
+			o.Logger.Warn("chaos: this node names other log versions in its Raft hello, as a build of other versions would", "versions", v)
+		}
+		return o.WithCompatibility(v)
+	}
+	return o
+}
+
+// chaosVersionsEnv names the log versions a chaos node claims.
+const chaosVersionsEnv = "LOCKSTEP_CHAOS_VERSIONS"
+
 func nodeClock() func() time.Time { return chaosClock.now }
 
 func nodeMonotonic() func() time.Duration { return chaosClock.mono }

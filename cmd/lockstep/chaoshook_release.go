@@ -21,3 +21,6 @@ func nodeClock() func() time.Time { return nil }
 func nodeMonotonic() func() time.Duration { return nil }
 
 func chaosHooks(*http.ServeMux, *runtime.Node, *slog.Logger) {}
+
+// nodeOptions changes nothing: only the chaos build names other versions.
+func nodeOptions(o runtime.Options) runtime.Options { return o }

@@ -7,9 +7,12 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lockstepd/lockstep/runtime"
 )
 
 // TestReleaseHasNoChaosHook: the binary built without -tags chaos stamps
@@ -35,5 +38,16 @@ func TestReleaseHasNoChaosHook(t *testing.T) {
 		if resp.StatusCode != http.StatusNotFound {
 			t.Errorf("%s %s: %d, want 404 in a release build", req.method, req.path, resp.StatusCode)
 		}
+	}
+}
+
+// TestReleaseIgnoresChaosVersions: only the chaos build lets
+// LOCKSTEP_CHAOS_VERSIONS change the versions a node names in its Raft
+// hello; the release build leaves its options as they are.
+func TestReleaseIgnoresChaosVersions(t *testing.T) {
+	t.Setenv("LOCKSTEP_CHAOS_VERSIONS", "rules 0, entries 0, snapshots 0")
+	o := runtime.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if got := nodeOptions(o); !reflect.DeepEqual(got, o) {
+		t.Fatalf("the release build changed its options: %+v", got)
 	}
 }

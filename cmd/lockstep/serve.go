@@ -172,7 +172,7 @@ func runNode(cfg config.Config, f *serveFlags, base *slog.Logger, stdout io.Writ
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	node, err := runtime.Start(context.Background(), runtime.Options{Config: cfg, Logger: base, Registerer: reg, Clock: nodeClock(), Monotonic: nodeMonotonic()})
+	node, err := runtime.Start(context.Background(), nodeOptions(runtime.Options{Config: cfg, Logger: base, Registerer: reg, Clock: nodeClock(), Monotonic: nodeMonotonic()}))
 	if err != nil {
 		apiLn.Close()
 		if metricsLn != nil {
