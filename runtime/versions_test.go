@@ -20,14 +20,7 @@ import (
 func TestMembersOfOtherVersionsAreCutOff(t *testing.T) {
 	c := newTestCluster(t, clusterOpts{size: 3})
 	const odd = 2
-	lead := c.waitLeader(0)
-	if lead == odd {
-		if err := c.nodes[lead].TransferLeadership(tctx(t), 0, c.cfgs[0].Cluster.NodeID); err != nil {
-			t.Fatal(err)
-		}
-		eventually(t, "the transfer", func() bool { return c.waitLeader(0) == 0 })
-		lead = 0
-	}
+	lead := leaderBesides(t, c, odd)
 	s := session(t, c.nodes[lead], time.Minute)
 	last := cycle(t, c.nodes[lead], s, "versions", 2, 0)
 
@@ -145,14 +138,7 @@ func TestIncompatibleLogOncePerMinute(t *testing.T) {
 func TestMemberOfAnotherShardCountIsCutOff(t *testing.T) {
 	c := newTestCluster(t, clusterOpts{size: 3})
 	const odd = 2
-	lead := c.waitLeader(0)
-	if lead == odd {
-		if err := c.nodes[lead].TransferLeadership(tctx(t), 0, c.cfgs[0].Cluster.NodeID); err != nil {
-			t.Fatal(err)
-		}
-		eventually(t, "the transfer", func() bool { return c.waitLeader(0) == 0 })
-		lead = 0
-	}
+	lead := leaderBesides(t, c, odd)
 	s := session(t, c.nodes[lead], time.Minute)
 	c.stop(odd)
 	if err := os.RemoveAll(c.cfgs[odd].Cluster.DataDir); err != nil {
@@ -174,4 +160,20 @@ func TestMemberOfAnotherShardCountIsCutOff(t *testing.T) {
 		t.Fatalf("the hellos carry %q and %q, want their shard counts", c.nodes[odd].raftCompat, c.nodes[lead].raftCompat)
 	}
 	c.stop(odd) // with its wiped directory it must not rejoin as it is
+}
+
+// leaderBesides answers shard 0's leader, first moving the lead to node-1
+// when member odd has it: the tests restart odd as a member the others
+// must refuse.
+func leaderBesides(t *testing.T, c *testCluster, odd int) int {
+	t.Helper()
+	lead := c.waitLeader(0)
+	if lead != odd {
+		return lead
+	}
+	if err := c.nodes[lead].TransferLeadership(tctx(t), 0, c.cfgs[0].Cluster.NodeID); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the transfer", func() bool { return c.waitLeader(0) == 0 })
+	return 0
 }
