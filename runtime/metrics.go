@@ -207,6 +207,10 @@ type incompatibleLog struct {
 
 const incompatibleEvery = time.Minute
 
+// maxIncompatibleKept is how many peers the log remembers before it
+// forgets those it has not heard of within incompatibleEvery.
+const maxIncompatibleKept = 256
+
 func newIncompatibleLog(log *slog.Logger, ours string, names map[string]string) *incompatibleLog {
 	return &incompatibleLog{log: log, ours: ours, names: names, now: time.Now, last: map[string]time.Time{}}
 }
@@ -217,6 +221,13 @@ func (l *incompatibleLog) refused(peer, theirs string) {
 	if at, ok := l.last[peer]; ok && now.Sub(at) < incompatibleEvery {
 		l.mu.Unlock()
 		return
+	}
+	if len(l.last) >= maxIncompatibleKept {
+		for p, at := range l.last { // forget the peers not heard of lately
+			if now.Sub(at) >= incompatibleEvery {
+				delete(l.last, p)
+			}
+		}
 	}
 	l.last[peer] = now
 	l.mu.Unlock()

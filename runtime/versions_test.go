@@ -3,6 +3,7 @@ package runtime
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"strings"
@@ -127,6 +128,17 @@ func TestIncompatibleLogOncePerMinute(t *testing.T) {
 	}
 	if !strings.Contains(lines[1], "sent no hello") || !strings.Contains(lines[1], "10.0.0.9:5555") {
 		t.Errorf("the line for a peer without a hello does not say so:\n%s", lines[1])
+	}
+
+	// The peers it remembers are bounded: past maxIncompatibleKept, those
+	// not heard of within a minute are forgotten.
+	for i := range maxIncompatibleKept {
+		l.refused(fmt.Sprintf("10.1.%d.%d:7001", i/256, i%256), "rules 3, entries 1, snapshots 3")
+	}
+	now = now.Add(2 * incompatibleEvery)
+	l.refused("10.2.0.1:7001", "rules 3, entries 1, snapshots 3")
+	if n := len(l.last); n != 1 {
+		t.Errorf("%d peers remembered after the others went quiet for two minutes, want 1", n)
 	}
 }
 

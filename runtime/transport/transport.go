@@ -157,9 +157,9 @@ type Observer interface {
 	Refused(reason string)
 	// Incompatible: a peer does not apply the log as this member does:
 	// this member refused its connection, or it refused this member's.
-	// peer is its Raft address (from its hello, or dialled; the
-	// connection's remote address when it sent no hello); theirs is its
-	// Compatibility ("" when it sent no hello).
+	// peer is its Raft address (from its hello, or dialled; the host it
+	// connected from when it sent no hello); theirs is its Compatibility
+	// ("" when it sent no hello).
 	Incompatible(peer, theirs string)
 }
 
@@ -411,7 +411,12 @@ func (t *TCP) greeted(conn net.Conn, r *bufio.Reader) bool {
 	refuse := func(reason, peer, theirs string) bool {
 		t.obs.Refused(reason)
 		if peer == "" {
+			// No hello, no Raft address: the host alone, since each of
+			// its dials comes from another port.
 			peer = conn.RemoteAddr().String()
+			if host, _, err := net.SplitHostPort(peer); err == nil {
+				peer = host
+			}
 		}
 		t.obs.Incompatible(peer, theirs)
 		return false
