@@ -69,7 +69,7 @@ func TestCLIClusterStatusEveryMember(t *testing.T) {
 	}
 	code, out, _ = l.run(30*time.Second, "cluster", "status")
 	if code != 0 || !strings.Contains(out, "ENDPOINT") || strings.Count(out, "leader ") < 1 || !strings.Contains(out, "unreachable") ||
-		!strings.Contains(out, "versions: "+core.Compatibility()) {
+		!strings.Contains(out, "versions: "+core.Compatibility()+", shards 1") {
 		t.Fatalf("the table: exit %d\n%s", code, out)
 	}
 }

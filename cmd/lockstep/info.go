@@ -544,8 +544,9 @@ func (c *common) clusterStatus(ctx context.Context, cl *client.Client) int {
 }
 
 // printVersions says which log versions the nodes that answered apply by,
-// and warns when they differ: such members refuse each other's Raft
-// traffic (docs/operations.md, Upgrading).
+// with their shard count, as their Raft hellos name them, and warns when
+// they differ: such members refuse each other's Raft traffic
+// (docs/operations.md, Upgrading).
 func printVersions(c *common, views []client.MemberStatus) {
 	byVersions := map[string][]string{}
 	var order []string
@@ -553,7 +554,7 @@ func printVersions(c *common, views []client.MemberStatus) {
 		if v.Status == nil {
 			continue
 		}
-		key := orDash(v.Status.Versions)
+		key := fmt.Sprintf("%s, shards %d", orDash(v.Status.Versions), len(v.Status.Shards))
 		if _, ok := byVersions[key]; !ok {
 			order = append(order, key)
 		}
@@ -568,7 +569,7 @@ func printVersions(c *common, views []client.MemberStatus) {
 		for _, k := range order {
 			parts = append(parts, strings.Join(byVersions[k], ", ")+": "+k)
 		}
-		fmt.Fprintf(c.stderr, "warning: the members run builds of different versions, and refuse each other's Raft traffic "+
+		fmt.Fprintf(c.stderr, "warning: the members run builds of different versions or shard counts, and refuse each other's Raft traffic "+
 			"(docs/operations.md, Upgrading): %s\n", strings.Join(parts, "; "))
 	}
 }

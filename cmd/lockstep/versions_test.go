@@ -18,14 +18,21 @@ import (
 // such members refuse each other's Raft traffic.
 func TestClusterStatusVersions(t *testing.T) {
 	const v2, v3 = "rules 2, entries 1, snapshots 3", "rules 3, entries 1, snapshots 3"
-	view := func(node, versions string) client.MemberStatus {
-		return client.MemberStatus{Endpoint: node, Status: &pb.ClusterStatusResponse{NodeId: node, Versions: versions}}
+	view := func(node, versions string, shards ...uint64) client.MemberStatus {
+		if len(shards) == 0 {
+			shards = []uint64{0}
+		}
+		st := &pb.ClusterStatusResponse{NodeId: node, Versions: versions}
+		for _, id := range shards {
+			st.Shards = append(st.Shards, &pb.ShardStatus{ShardId: id})
+		}
+		return client.MemberStatus{Endpoint: node, Status: st}
 	}
 	down := client.MemberStatus{Endpoint: "node-4", Err: errors.New("unreachable")}
 
 	var out, errOut bytes.Buffer
 	printVersions(&common{stdout: &out, stderr: &errOut}, []client.MemberStatus{view("node-1", v2), view("node-2", v2), down})
-	if out.String() != "versions: "+v2+"\n" || errOut.Len() != 0 {
+	if out.String() != "versions: "+v2+", shards 1\n" || errOut.Len() != 0 {
 		t.Errorf("one build: stdout %q, stderr %q", out.String(), errOut.String())
 	}
 
@@ -34,10 +41,18 @@ func TestClusterStatusVersions(t *testing.T) {
 	if out.Len() != 0 {
 		t.Errorf("mixed builds printed %q on stdout", out.String())
 	}
-	for _, want := range []string{"different versions", "node-1, node-3: " + v2, "node-2: " + v3, "docs/operations.md"} {
+	for _, want := range []string{"different versions", "node-1, node-3: " + v2 + ", shards 1", "node-2: " + v3 + ", shards 1", "docs/operations.md"} {
 		if !strings.Contains(errOut.String(), want) {
 			t.Errorf("the warning lacks %q: %s", want, errOut.String())
 		}
+	}
+
+	// One build, another shard count: a member the others refuse too.
+	out.Reset()
+	errOut.Reset()
+	printVersions(&common{stdout: &out, stderr: &errOut}, []client.MemberStatus{view("node-1", v2), view("node-2", v2), view("node-3", v2, 0, 1)})
+	if out.Len() != 0 || !strings.Contains(errOut.String(), "node-3: "+v2+", shards 2") {
+		t.Errorf("another shard count: stdout %q, stderr %q", out.String(), errOut.String())
 	}
 }
 
