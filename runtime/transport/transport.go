@@ -134,7 +134,7 @@ func (f Factory) Create(nhc dbconfig.NodeHostConfig, onBatch raftio.MessageHandl
 		obs = unobserved{}
 	}
 	return &TCP{nhc: nhc, onBatch: onBatch, onChunk: onChunk, encrypted: nhc.MutualTLS, obs: obs, conns: map[net.Conn]struct{}{},
-		compat: f.Compatibility, hello: helloPayload(f.Compatibility, nhc.RaftAddress)}
+		refused: map[string]refusal{}, compat: f.Compatibility, hello: helloPayload(f.Compatibility, nhc.RaftAddress)}
 }
 
 // Observer is told what the transport does, so that the node can count it
@@ -404,61 +404,74 @@ func (t *TCP) serve(conn net.Conn) {
 // at once.
 func (t *TCP) greeted(conn net.Conn, r *bufio.Reader) bool {
 	_ = conn.SetReadDeadline(time.Now().Add(frameTimeout))
-	var head [frameStart]byte
-	if _, err := io.ReadFull(r, head[:]); err != nil {
+	compat, peer, refusal, err := t.readHello(r)
+	switch {
+	case err != nil:
 		return false
-	}
-	refuse := func(reason, peer, theirs string) bool {
-		t.obs.Refused(reason)
-		if peer == "" {
-			// No hello, no Raft address: the host alone, since each of
-			// its dials comes from another port.
-			peer = conn.RemoteAddr().String()
-			if host, _, err := net.SplitHostPort(peer); err == nil {
-				peer = host
-			}
+	case refusal == "no hello":
+		// No hello, no Raft address: the host alone, since each of its
+		// dials comes from another port.
+		t.obs.Refused(refusal)
+		host, _, err := net.SplitHostPort(conn.RemoteAddr().String())
+		if err != nil {
+			host = conn.RemoteAddr().String()
 		}
-		t.obs.Incompatible(peer, theirs)
+		t.obs.Incompatible(host, "")
 		return false
-	}
-	if [2]byte(head[:2]) != magic {
-		t.obs.Refused("malformed")
+	case refusal != "":
+		t.obs.Refused(refusal)
 		return false
-	}
-	method, size, sum, err := decodeHeader(head[2:])
-	if err != nil {
-		t.obs.Refused("malformed")
-		return false
-	}
-	if method != methodHello {
-		return refuse("no hello", "", "")
-	}
-	if size > maxHello {
-		t.obs.Refused("malformed")
-		return false
-	}
-	payload := make([]byte, size)
-	if _, err := io.ReadFull(r, payload); err != nil {
-		return false
-	}
-	if !t.encrypted && crc32.ChecksumIEEE(payload) != sum {
-		t.obs.Refused("checksum")
-		return false
-	}
-	compat, peer, ok := parseHello(payload)
-	if !ok {
-		t.obs.Refused("malformed")
-		return false
-	}
-	if compat != t.compat {
+	case compat != t.compat:
 		// Answer with our hello, so that the dialler learns why and holds
 		// off; best effort, the connection closes either way.
-		w := frameWriter{conn: conn, encrypted: t.encrypted}
-		_, _ = w.writeFrame(methodHello, len(t.hello), func(b []byte) []byte { return append(b[:0], t.hello...) })
-		return refuse("versions", peer, compat)
+		_ = t.sayHello(conn)
+		t.obs.Refused("versions")
+		t.obs.Incompatible(peer, compat)
+		return false
 	}
 	_ = conn.SetReadDeadline(time.Time{})
 	return true
+}
+
+// readHello reads a connection's hello: a dialler's first frame, or the
+// answer of a peer that refused ours. refusal names a frame that is not
+// one ("no hello", "malformed", "checksum"); err, a read that failed.
+func (t *TCP) readHello(r *bufio.Reader) (compat, addr, refusal string, err error) {
+	var head [frameStart]byte
+	if _, err := io.ReadFull(r, head[:]); err != nil {
+		return "", "", "", err
+	}
+	if [2]byte(head[:2]) != magic {
+		return "", "", "malformed", nil
+	}
+	method, size, sum, err := decodeHeader(head[2:])
+	switch {
+	case err != nil:
+		return "", "", "malformed", nil
+	case method != methodHello:
+		return "", "", "no hello", nil
+	case size > maxHello:
+		return "", "", "malformed", nil
+	}
+	payload := make([]byte, size)
+	if _, err := io.ReadFull(r, payload); err != nil {
+		return "", "", "", err
+	}
+	if !t.encrypted && crc32.ChecksumIEEE(payload) != sum {
+		return "", "", "checksum", nil
+	}
+	compat, addr, ok := parseHello(payload)
+	if !ok {
+		return "", "", "malformed", nil
+	}
+	return compat, addr, "", nil
+}
+
+// sayHello writes this member's hello on conn.
+func (t *TCP) sayHello(conn net.Conn) error {
+	w := frameWriter{conn: conn, encrypted: t.encrypted}
+	_, err := w.writeFrame(methodHello, len(t.hello), func(b []byte) []byte { return append(b[:0], t.hello...) })
+	return err
 }
 
 func helloPayload(compat, addr string) []byte {
@@ -533,8 +546,7 @@ func (t *TCP) dial(ctx context.Context, target string) (net.Conn, error) {
 	}
 	conn, err := t.dialTLS(ctx, target)
 	if err == nil {
-		w := frameWriter{conn: conn, encrypted: t.encrypted}
-		if _, err = w.writeFrame(methodHello, len(t.hello), func(b []byte) []byte { return append(b[:0], t.hello...) }); err != nil {
+		if err = t.sayHello(conn); err != nil {
 			conn.Close()
 			conn = nil
 		}
@@ -589,7 +601,11 @@ func (c *Connection) connect() error {
 	ended := new(atomic.Bool)
 	c.w = frameWriter{conn: conn, encrypted: c.t.encrypted, peer: c.target, obs: c.t.obs, buf: c.w.buf}
 	c.ended = ended
-	go watch(conn, ended, func() { c.t.obs.Ended(c.target) }, func(theirs string) { c.t.heldOff(c.target, theirs) })
+	go watch(conn, ended, func() { c.t.obs.Ended(c.target) }, func(r *bufio.Reader) {
+		if theirs, _, refusal, err := c.t.readHello(r); err == nil && refusal == "" {
+			c.t.heldOff(c.target, theirs)
+		}
+	})
 	return nil
 }
 
@@ -597,9 +613,6 @@ func (c *Connection) connect() error {
 // dialled again for refusedHoldOff.
 func (t *TCP) heldOff(target, theirs string) {
 	t.mu.Lock()
-	if t.refused == nil {
-		t.refused = map[string]refusal{}
-	}
 	t.refused[target] = refusal{theirs: theirs, until: time.Now().Add(refusedHoldOff)}
 	t.mu.Unlock()
 	t.obs.Incompatible(target, theirs)
@@ -614,39 +627,19 @@ func (t *TCP) heldOff(target, theirs string) {
 // proposals, its vote) would lose its next one.
 //
 // The one thing a peer writes is its own hello, when it refuses ours:
-// onRefused then hears its versions.
-func watch(conn net.Conn, ended *atomic.Bool, onEnd func(), onRefused func(theirs string)) {
+// onAnswer then reads it.
+func watch(conn net.Conn, ended *atomic.Bool, onEnd func(), onAnswer func(*bufio.Reader)) {
 	r := bufio.NewReaderSize(conn, frameStart+maxHello)
 	_, err := r.Peek(1)
 	if err == nil {
 		_ = conn.SetReadDeadline(time.Now().Add(frameTimeout))
-		if theirs, ok := readHello(r); ok {
-			onRefused(theirs)
-		}
+		onAnswer(r)
 	}
 	ended.Store(true)
 	conn.Close()
 	if !errors.Is(err, net.ErrClosed) { // closed here is not the peer's doing
 		onEnd()
 	}
-}
-
-// readHello reads one hello frame and answers its Compatibility.
-func readHello(r *bufio.Reader) (string, bool) {
-	var head [frameStart]byte
-	if _, err := io.ReadFull(r, head[:]); err != nil || [2]byte(head[:2]) != magic {
-		return "", false
-	}
-	method, size, _, err := decodeHeader(head[2:])
-	if err != nil || method != methodHello || size > maxHello {
-		return "", false
-	}
-	payload := make([]byte, size)
-	if _, err := io.ReadFull(r, payload); err != nil {
-		return "", false
-	}
-	compat, _, ok := parseHello(payload)
-	return compat, ok
 }
 
 // SendMessageBatch writes batch as one frame. When the peer ended the
