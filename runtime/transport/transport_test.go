@@ -74,10 +74,16 @@ func (r *receiver) count() int {
 // start runs a transport on 127.0.0.1 with a free port.
 func start(t *testing.T, nhc dbconfig.NodeHostConfig, r *receiver) *TCP {
 	t.Helper()
+	return startWith(t, Factory{}, nhc, r)
+}
+
+// startWith is start with f's observer and versions.
+func startWith(t *testing.T, f Factory, nhc dbconfig.NodeHostConfig, r *receiver) *TCP {
+	t.Helper()
 	if nhc.RaftAddress == "" {
 		nhc.RaftAddress = "127.0.0.1:0"
 	}
-	tr := Factory{}.Create(nhc, r.batch, r.chunk).(*TCP)
+	tr := f.Create(nhc, r.batch, r.chunk).(*TCP)
 	if err := tr.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -623,12 +629,7 @@ func TestHelloKeepsOtherVersionsOut(t *testing.T) {
 	const ours, theirs = "rules 2, entries 1, snapshots 3", "rules 3, entries 1, snapshots 3"
 	got := newRecorder()
 	r := newReceiver()
-	b := Factory{Observer: got, Compatibility: ours}.Create(dbconfig.NodeHostConfig{RaftAddress: "127.0.0.1:0"}, r.batch, r.chunk).(*TCP)
-	if err := b.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	addr := b.Addr().String()
+	addr := startWith(t, Factory{Observer: got, Compatibility: ours}, dbconfig.NodeHostConfig{}, r).Addr().String()
 
 	send := func(compat, from string) raftio.IConnection {
 		s := Factory{Compatibility: compat}.Create(dbconfig.NodeHostConfig{RaftAddress: from}, nil, nil)
@@ -721,12 +722,7 @@ func TestRefusedDiallerHoldsOff(t *testing.T) {
 	const ours, theirs = "rules 2, entries 1, snapshots 3", "rules 3, entries 1, snapshots 3"
 	got := newRecorder()
 	r := newReceiver()
-	b := Factory{Observer: got, Compatibility: theirs}.Create(dbconfig.NodeHostConfig{RaftAddress: "127.0.0.1:0"}, r.batch, r.chunk).(*TCP)
-	if err := b.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	addr := b.Addr().String()
+	addr := startWith(t, Factory{Observer: got, Compatibility: theirs}, dbconfig.NodeHostConfig{}, r).Addr().String()
 
 	heard := newRecorder()
 	s := Factory{Observer: heard, Compatibility: ours}.Create(dbconfig.NodeHostConfig{RaftAddress: "127.0.0.1:1"}, nil, nil).(*TCP)
