@@ -234,11 +234,18 @@ func (c *testCluster) closeAll() {
 // shard, and returns its index.
 func (c *testCluster) waitLeader(shard uint64) int {
 	c.t.Helper()
+	return c.waitLeaderBesides(shard, -1)
+}
+
+// waitLeaderBesides is waitLeader among the running nodes but node skip,
+// which need not know the leader (a member cut off from the others).
+func (c *testCluster) waitLeaderBesides(shard uint64, skip int) int {
+	c.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		leader, agreed := "", true
-		for _, n := range c.nodes {
-			if n == nil {
+		for i, n := range c.nodes {
+			if n == nil || i == skip {
 				continue
 			}
 			st, err := n.Status(context.Background())

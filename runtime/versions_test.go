@@ -25,34 +25,6 @@ func TestMembersOfOtherVersionsAreCutOff(t *testing.T) {
 	s := session(t, c.nodes[lead], time.Minute)
 	last := cycle(t, c.nodes[lead], s, "versions", 2, 0)
 
-	// The leader the other two agree on; the cut-off member knows none.
-	othersLeader := func() int {
-		t.Helper()
-		var lead int
-		eventually(t, "a leader the other two agree on", func() bool {
-			ids := map[string]bool{}
-			for i := range 3 {
-				if i == odd {
-					continue
-				}
-				st, err := c.nodes[i].Status(context.Background())
-				if err != nil || st.Shards[0].LeaderID == "" {
-					return false
-				}
-				ids[st.Shards[0].LeaderID] = true
-			}
-			if len(ids) != 1 {
-				return false
-			}
-			for i, cfg := range c.cfgs {
-				if ids[cfg.Cluster.NodeID] {
-					lead = i
-				}
-			}
-			return true
-		})
-		return lead
-	}
 	refused := func(reason string) float64 {
 		var n float64
 		for i := range 3 {
@@ -72,7 +44,7 @@ func TestMembersOfOtherVersionsAreCutOff(t *testing.T) {
 		c.stop(odd)
 		run.set()
 		c.restart(odd)
-		lead = othersLeader()
+		lead = c.waitLeaderBesides(0, odd) // the cut-off member knows none
 		if lead == odd {
 			t.Fatalf("%s: the cut-off member leads", run.name)
 		}
