@@ -7,3 +7,6 @@ func LiveSessions(c *Client) int {
 	defer c.live.mu.Unlock()
 	return len(c.live.set)
 }
+
+// SharedStreams is how many shared streams (Multiplex) c holds open.
+func SharedStreams(c *Client) int { return len(c.muxes.list()) }

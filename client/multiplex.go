@@ -106,6 +106,7 @@ func (c *Client) muxTo(e *endpoint) *muxStream {
 func (c *Client) forgetSession(s *Session, err error) {
 	for _, m := range c.muxes.list() {
 		m.mu.Lock()
+		_, had := m.sessions[s.id]
 		delete(m.sessions, s.id)
 		for id, w := range m.pending {
 			if w.s == s {
@@ -113,13 +114,53 @@ func (c *Client) forgetSession(s *Session, err error) {
 				w.ch <- muxAnswer{err: err}
 			}
 		}
-		unused := len(m.sessions) == 0 && len(m.pending) == 0
+		// Only a stream s used is shut: one just opened for another
+		// session has no session yet either.
+		unused := had && m.shutIfUnusedLocked()
 		m.mu.Unlock()
 		if unused {
-			c.muxes.drop(m)
-			m.shut(errors.New("lockstep: no session of the client uses the stream"))
+			m.retire()
 		}
 	}
+}
+
+// unlistSession stops routing the pushed loss of s, lost without Close,
+// and shuts the shared streams it leaves unused. Its unanswered requests
+// stay: each ends as its caller sees the loss (forget), or is answered.
+// Without this a Client whose last session was lost would keep its stream
+// open until the server cut it for silence.
+func (c *Client) unlistSession(s *Session) {
+	for _, m := range c.muxes.list() {
+		m.mu.Lock()
+		_, had := m.sessions[s.id]
+		delete(m.sessions, s.id)
+		unused := had && m.shutIfUnusedLocked()
+		m.mu.Unlock()
+		if unused {
+			m.retire()
+		}
+	}
+}
+
+// errUnused ends a stream that no session of the Client uses.
+var errUnused = errors.New("lockstep: no session of the client uses the stream")
+
+// shutIfUnusedLocked shuts m when no session uses it and nothing on it is
+// unanswered. Deciding and marking it ended under one hold of m.mu means
+// a request registered meanwhile (muxRoundTrip) is either counted here or
+// sees the stream ended and opens another. A live session stays in
+// m.sessions from its first request on, so this never shuts a stream in
+// use.
+// It answers whether it did: the caller then calls retire once it let go
+// of m.mu, since the stream set's lock is taken before m.mu (streamSet.to).
+func (m *muxStream) shutIfUnusedLocked() bool {
+	return len(m.sessions) == 0 && len(m.pending) == 0 && m.endLocked(errUnused)
+}
+
+// retire forgets an ended m and ends its HTTP/2 stream.
+func (m *muxStream) retire() {
+	m.c.muxes.drop(m)
+	m.release()
 }
 
 func (m *muxStream) endpoint() *endpoint { return m.e }
@@ -134,11 +175,24 @@ func (m *muxStream) idle() bool {
 // shut ends the stream; its unanswered requests fail with err.
 func (m *muxStream) shut(err error) {
 	m.mu.Lock()
-	if m.err == nil {
-		m.err = err
-		close(m.done)
-	}
+	m.endLocked(err)
 	m.mu.Unlock()
+	m.release()
+}
+
+// endLocked marks the stream ended with err, unless it ended already, and
+// says whether it did.
+func (m *muxStream) endLocked(err error) bool {
+	if m.err != nil {
+		return false
+	}
+	m.err = err
+	close(m.done)
+	return true
+}
+
+// release ends the HTTP/2 stream of an ended m.
+func (m *muxStream) release() {
 	m.sendMu.Lock()
 	_ = m.st.CloseRequest()
 	m.sendMu.Unlock()
@@ -170,10 +224,9 @@ func (m *muxStream) receive() {
 			if lost := r.GetSessionLost(); lost != nil {
 				m.mu.Lock()
 				s := m.sessions[lost.SessionId]
-				delete(m.sessions, lost.SessionId)
 				m.mu.Unlock()
 				if s != nil {
-					s.lose(pushedLoss(lost, m.e.url))
+					s.lose(pushedLoss(lost, m.e.url)) // and unlists s from every stream
 				}
 				continue
 			}
@@ -183,7 +236,11 @@ func (m *muxStream) receive() {
 			m.mu.Lock()
 			w, ok := m.pending[r.RequestId]
 			delete(m.pending, r.RequestId)
+			unused := m.shutIfUnusedLocked()
 			m.mu.Unlock()
+			if unused {
+				m.retire()
+			}
 			if ok {
 				w.ch <- muxAnswer{r: r}
 			}
@@ -276,5 +333,9 @@ func (c *Client) muxRoundTrip(ctx context.Context, s *Session, e *endpoint, req 
 func (m *muxStream) forget(id uint64) {
 	m.mu.Lock()
 	delete(m.pending, id)
+	unused := m.shutIfUnusedLocked()
 	m.mu.Unlock()
+	if unused {
+		m.retire()
+	}
 }

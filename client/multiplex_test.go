@@ -6,7 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
+
 	"github.com/lockstepd/lockstep/client"
+	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 )
 
 // The sessions of one Client share one stream to the endpoint
@@ -92,5 +95,57 @@ func TestClosingASessionEndsOnlyItsOwnRequests(t *testing.T) {
 	}
 	if err := <-bDone; err != nil {
 		t.Fatalf("the other session's Lock after the holder let go: %v", err)
+	}
+}
+
+// A Client whose sessions were all lost without Close (here closed by
+// another caller, so the loss is pushed) holds no shared stream: the last
+// one to go shuts it, even when it had a Lock waiting on it, and a new
+// session opens another.
+func TestLostSessionsLeaveNoStream(t *testing.T) {
+	needServer(t)
+	ctx := testCtx(t)
+	c := newClient(t)
+	const name = "t/lost-no-stream"
+	held := newSession(t, c)
+	if err := client.NewMutex(held, name).Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waiter := newSession(t, c)
+	waited := make(chan error, 1)
+	go func() { waited <- client.NewMutex(waiter, name).Lock(ctx) }()
+	waitFor(t, "the Lock queued", func() bool {
+		st, err := c.Status(ctx, client.KindMutex, name)
+		return err == nil && len(st.Waiters) == 1
+	})
+	if n := client.SharedStreams(c); n != 1 {
+		t.Fatalf("two sessions hold %d shared streams, want 1", n)
+	}
+	closeElsewhere := func(s *client.Session) {
+		t.Helper()
+		if _, err := rawSessions().Close(ctx, connect.NewRequest(&pb.CloseSessionRequest{SessionId: s.ID()})); err != nil {
+			t.Fatalf("closing session %d from outside: %v", s.ID(), err)
+		}
+		select {
+		case <-s.Done():
+		case <-time.After(5 * time.Second):
+			t.Fatalf("session %d, closed elsewhere, still open after 5 s", s.ID())
+		}
+	}
+	closeElsewhere(waiter)
+	if err := <-waited; !errors.Is(err, client.ErrSessionLost) {
+		t.Fatalf("the lost session's Lock: %v, want ErrSessionLost", err)
+	}
+	if n := client.SharedStreams(c); n != 1 {
+		t.Fatalf("with one session left the Client holds %d shared streams, want 1", n)
+	}
+	closeElsewhere(held)
+	waitFor(t, "the shared stream shut", func() bool { return client.SharedStreams(c) == 0 })
+	m := client.NewMutex(newSession(t, c), name)
+	if err := m.Lock(ctx); err != nil {
+		t.Fatalf("Lock on a new session after the stream shut: %v", err)
+	}
+	if n := client.SharedStreams(c); n != 1 {
+		t.Fatalf("a new session holds %d shared streams, want 1", n)
 	}
 }

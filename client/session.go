@@ -202,6 +202,11 @@ func (s *Session) lose(err error) {
 	s.mu.Unlock()
 	s.endDone()
 	s.c.live.remove(s)
+	select {
+	case <-s.stop: // Close: it still sends the close, then forgets s (shutStreams)
+	default:
+		s.c.unlistSession(s)
+	}
 }
 
 // keepAlive renews the lease every third of the TTL until stop. The lease
