@@ -19,6 +19,9 @@
 ARG GO_VERSION=1.26.8
 
 FROM golang:${GO_VERSION} AS build
+# The version the binary names (lockstep version, cluster status); make image
+# passes the checkout's `git describe`. Empty: the binary says "devel".
+ARG LOCKSTEP_VERSION=
 WORKDIR /src
 ENV CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 # Modules first, so that a source change does not download them again.
@@ -26,7 +29,8 @@ COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    go build -trimpath -ldflags='-s -w' -o /out/lockstep ./cmd/lockstep \
+    go build -trimpath -ldflags="-s -w ${LOCKSTEP_VERSION:+-X github.com/lockstepd/lockstep/rpc.linkedVersion=${LOCKSTEP_VERSION}}" \
+      -o /out/lockstep ./cmd/lockstep \
  && mkdir -p /out/data /out/etc \
  && echo 'nonroot:x:65532:65532:lockstep:/var/lib/lockstep:/sbin/nologin' > /out/etc/passwd \
  && echo 'nonroot:x:65532:' > /out/etc/group

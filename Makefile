@@ -8,6 +8,16 @@ MAKEFLAGS += --no-builtin-rules
 export CGO_ENABLED := 0
 GO ?= go
 
+# The version stamped into bin/lockstep (lockstep version, cluster status,
+# the serving log line): `git describe` of a tagged checkout, else
+# devel-REVISION, "+dirty" with uncommitted changes; empty where git cannot
+# tell, and the binary then says "devel". A binary is relinked when a Go
+# file changes, not at every commit, so it names the last commit that
+# changed one.
+LOCKSTEP_VERSION ?= $(shell git describe --tags --dirty --abbrev=12 2>/dev/null || \
+	{ r=$$(git describe --always --dirty=+dirty --abbrev=12 2>/dev/null) && echo "devel-$$r"; } || true)
+VERSION_LDFLAGS = $(if $(LOCKSTEP_VERSION),-X github.com/lockstepd/lockstep/rpc.linkedVersion=$(LOCKSTEP_VERSION))
+
 # What `make test` runs (CI's .ci/run calls it), in this order; each step's
 # rule is in the file named beside it.
 #

@@ -32,7 +32,7 @@ CHAOS_NODE := bin/lockstep-chaos-node
 
 $(CHAOS_NODE): $(GO_SOURCES)
 	@mkdir -p $(@D)
-	$(GO) build -tags chaos -o $@ ./cmd/lockstep
+	$(GO) build -tags chaos -ldflags='$(VERSION_LDFLAGS)' -o $@ ./cmd/lockstep
 	@touch $@
 
 CHAOS_FLAGS ?=

@@ -17,7 +17,7 @@
 
 bin/lockstep: $(GO_SOURCES)
 	@mkdir -p $(@D)
-	$(GO) build -o $@ ./cmd/lockstep
+	$(GO) build -ldflags='$(VERSION_LDFLAGS)' -o $@ ./cmd/lockstep
 	@touch $@
 
 # The image's binary, built as the Dockerfile's build stage builds it
@@ -25,7 +25,7 @@ bin/lockstep: $(GO_SOURCES)
 # output would be.
 bin/image/lockstep: $(GO_SOURCES)
 	@mkdir -p $(@D)
-	$(GO) build -trimpath -ldflags='-s -w' -o $@ ./cmd/lockstep
+	$(GO) build -trimpath -ldflags='-s -w $(VERSION_LDFLAGS)' -o $@ ./cmd/lockstep
 	@touch $@
 
 INTEGRATION_TIMEOUT ?= 5m
@@ -40,9 +40,9 @@ IMAGE ?= lockstep:dev
 .PHONY: image
 image: ## build the container image $(IMAGE) from the Dockerfile (docker, else buildah)
 	@if command -v docker >/dev/null && docker info >/dev/null 2>&1; then \
-		docker build -t $(IMAGE) . ; \
+		docker build --build-arg LOCKSTEP_VERSION=$(LOCKSTEP_VERSION) -t $(IMAGE) . ; \
 	elif command -v buildah >/dev/null; then \
-		buildah build --isolation chroot -t $(IMAGE) . ; \
+		buildah build --isolation chroot --build-arg LOCKSTEP_VERSION=$(LOCKSTEP_VERSION) -t $(IMAGE) . ; \
 	else echo "make image: neither a docker daemon nor buildah here (apt-get install -y buildah)" >&2; exit 1; fi
 
 .PHONY: test-image

@@ -78,6 +78,12 @@ echo "$rel" | grep -q '"released":true' || fail "release answered: $rel"
 
 # Read the whole page first: grep -q stops at the first match, and under
 # pipefail curl's failed write of the rest would fail the check.
+# The version stamped in at link time (make's LOCKSTEP_VERSION) reaches
+# the cluster's status; a binary without one says "devel".
+status=$(curl -fsS -m 5 "$api/cluster/status")
+version=$(echo "$status" | sed -n 's/.*"version":"\([^"]*\)".*/\1/p')
+[ -n "$version" ] || fail "/cluster/status names no version: $status"
+
 metrics=$(curl -fsS -m 5 http://127.0.0.1:9090/metrics)
 grep -q '^lock_acquisitions_total' <<<"$metrics" || fail "/metrics has no lock_acquisitions_total"
 
@@ -86,4 +92,4 @@ pid=$(pgrep -f 'buildah-chroot-exec /usr/local/bin/lockstep' | head -1)
 uid=$(awk '/^Uid:/ {print $2}' "/proc/$pid/status")
 [ "$uid" = 65532 ] || fail "the server runs as uid $uid, not 65532"
 
-echo "test-image: ok (image $size bytes, serving as uid $uid, health, lock, metrics)"
+echo "test-image: ok (image $size bytes, version $version, serving as uid $uid, health, lock, metrics)"

@@ -5,10 +5,23 @@ import (
 	"sync"
 )
 
+// linkedVersion is the version the build stamped in with
+// -ldflags "-X github.com/lockstepd/lockstep/rpc.linkedVersion=V": the
+// Makefile and the Dockerfile pass `git describe`, since Go records no VCS
+// revision where GOFLAGS has -buildvcs=false (as on machines whose git
+// refuses a checkout it does not own), nor in a build without .git.
+var linkedVersion string
+
 // Version is the version of this binary, as cluster status answers it: the
-// module version when built from a released module, else "devel" and the
-// VCS revision the build recorded (with "+dirty" for uncommitted changes).
-var Version = sync.OnceValue(func() string {
+// version stamped in at link time, else the module version when built from
+// a released module, else "devel" and the VCS revision the build recorded
+// (with "+dirty" for uncommitted changes).
+var Version = sync.OnceValue(versionNow)
+
+func versionNow() string {
+	if linkedVersion != "" {
+		return linkedVersion
+	}
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "unknown"
@@ -35,4 +48,4 @@ var Version = sync.OnceValue(func() string {
 		rev += "+dirty"
 	}
 	return "devel-" + rev
-})
+}

@@ -123,3 +123,8 @@ func (n *Node) Healthy() bool {
 	}
 	return true
 }
+
+// Versions is what this node applies the log by, as its Raft hello names
+// it (without the shard count): core.Compatibility(), or what a chaos
+// node was told to claim (Options.WithCompatibility).
+func (n *Node) Versions() string { return n.versions }

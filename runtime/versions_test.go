@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lockstepd/lockstep/core"
 )
 
 // TestMembersOfOtherVersionsAreCutOff: a member whose build applies the log
@@ -62,6 +65,11 @@ func TestMembersOfOtherVersionsAreCutOff(t *testing.T) {
 		}
 		if st, err := c.nodes[odd].Status(context.Background()); err != nil || st.Shards[0].LeaderID != "" {
 			t.Fatalf("%s: the cut-off member sees a leader: %+v, %v", run.name, st.Shards[0], err)
+		}
+		// What it says it applies by (the serving log line, status) is
+		// what its hello claims.
+		if want := cmp.Or(c.compat[odd], core.Compatibility()); c.nodes[odd].Versions() != want {
+			t.Fatalf("%s: the member says it applies by %q, want %q", run.name, c.nodes[odd].Versions(), want)
 		}
 	}
 

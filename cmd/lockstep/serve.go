@@ -22,7 +22,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/lockstepd/lockstep/config"
-	"github.com/lockstepd/lockstep/core"
 	"github.com/lockstepd/lockstep/rpc"
 	"github.com/lockstepd/lockstep/runtime"
 )
@@ -238,7 +237,7 @@ func runNode(cfg config.Config, f *serveFlags, base *slog.Logger, stdout io.Writ
 	stopReload := make(chan struct{})
 	go reloadOnHangup(f, sec, log, stopReload)
 	log.Info("serving", "tls", tlsOn, "authentication", sec.AuthOn(), "api_address", cfg.Cluster.APIAddress, "metrics_address", cfg.Cluster.MetricsAddress,
-		"raft_address", cfg.Cluster.RaftAddress, "data_dir", cfg.Cluster.DataDir, "version", rpc.Version(), "versions", core.Compatibility())
+		"raft_address", cfg.Cluster.RaftAddress, "data_dir", cfg.Cluster.DataDir, "version", rpc.Version(), "versions", node.Versions())
 	if f.dev {
 		printDevBanner(stdout, cfg)
 	}

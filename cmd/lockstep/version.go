@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"runtime"
@@ -10,31 +12,47 @@ import (
 	"github.com/lockstepd/lockstep/rpc"
 )
 
+const versionHelp = `Usage: lockstep version [-o table|json]
+
+Prints this binary's version, the log versions it applies by (members whose
+log versions differ refuse each other: docs/operations.md, Upgrading), and
+the Go release it was built with. It needs no cluster.
+`
+
 // versionCmd prints this binary's version and the log versions it applies
 // by, offline: before a rolling upgrade, an operator compares the new
 // binary's log versions with the running members' (`lockstep cluster
 // status`); when they differ, the upgrade pauses the cluster once
-// (docs/operations.md, Upgrading).
+// (docs/operations.md, Upgrading). It takes only -o, so it does not use
+// the client commands' flag set (common.go), whose endpoints and
+// credentials would mean nothing here.
 func versionCmd(args []string, stdout, stderr io.Writer) int {
-	asJSON := false
-	switch {
-	case len(args) == 0:
-	case len(args) == 2 && args[0] == "-o" && args[1] == "json", len(args) == 1 && args[0] == "-o=json":
-		asJSON = true
-	case len(args) == 1 && (args[0] == "-h" || args[0] == "--help"):
-		fmt.Fprint(stdout, `Usage: lockstep version [-o json]
-
-Prints this binary's version, the log versions it applies by (members whose
-log versions differ refuse each other: docs/operations.md, Upgrading), and
-the Go release it was built with.
-`)
-		return exitOK
-	default:
-		fmt.Fprintf(stderr, "lockstep version: unexpected arguments %q: it takes only -o json\n", args)
+	fs := flag.NewFlagSet("lockstep version", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	output := fs.String("o", "table", "output `format`: table or json")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), versionHelp)
+		fmt.Fprintln(fs.Output(), "\nFlags:")
+		fs.PrintDefaults()
+	}
+	usageErr := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "lockstep version: %s\nRun 'lockstep version -h' for usage.\n", fmt.Sprintf(format, a...))
 		return exitUsage
 	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	switch {
+	case fs.NArg() > 0:
+		return usageErr("unexpected arguments %q: it takes only -o", fs.Args())
+	case *output != "table" && *output != "json":
+		return usageErr("-o %q: use table or json", *output)
+	}
 	goVersion := runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH
-	if asJSON {
+	if *output == "json" {
 		b, _ := json.MarshalIndent(map[string]string{"version": rpc.Version(), "versions": core.Compatibility(), "go": goVersion}, "", "  ")
 		fmt.Fprintln(stdout, string(b))
 		return exitOK

@@ -79,8 +79,15 @@ func TestVersionCommand(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &got); err != nil || got["versions"] != core.Compatibility() || got["version"] != rpc.Version() {
 		t.Fatalf("-o json printed %q (%v)", out.String(), err)
 	}
+	for _, args := range [][]string{{"version", "--endpoints", "x"}, {"version", "extra"}, {"version", "-o", "yaml"}} {
+		errOut.Reset()
+		if code := run(args, &out, &errOut); code != exitUsage || !strings.Contains(errOut.String(), "lockstep version") {
+			t.Errorf("%q: exit %d, %q; want a usage error naming the command", args, code, errOut.String())
+		}
+	}
 	errOut.Reset()
-	if code := run([]string{"version", "--endpoints", "x"}, &out, &errOut); code != exitUsage || !strings.Contains(errOut.String(), "-o json") {
-		t.Fatalf("a stray argument: exit %d, %q", code, errOut.String())
+	out.Reset()
+	if code := run([]string{"version", "-h"}, &out, &errOut); code != exitOK || !strings.Contains(errOut.String(), "Usage: lockstep version") {
+		t.Errorf("-h: exit %d, %q", code, errOut.String())
 	}
 }
