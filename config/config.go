@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/lockstepd/lockstep/core/replica"
 )
 
 // Config is one node's configuration. The yaml tags are the keys of the file.
@@ -136,7 +138,7 @@ const (
 	DefaultCompactionOverhead     = 5000
 	DefaultMaxBatch               = 256
 	DefaultRideAlongMs            = 20
-	MaxRideAlongMs                = 1000
+	MaxRideAlongMs                = replica.MaxRideAlongMs // the driver enforces it too
 	DefaultTTLSeconds             = 30
 	DefaultMaxWaitTimeSeconds     = 60
 	DefaultCleanupIntervalSeconds = 10
