@@ -123,17 +123,24 @@ func TestSessionClosedElsewhereIsPushed(t *testing.T) {
 			if err := client.NewMutex(s, "t/closed-elsewhere/"+name).TryLock(ctx); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := rawSessions().Close(ctx, connect.NewRequest(&pb.CloseSessionRequest{SessionId: s.ID()})); err != nil {
-				t.Fatalf("closing session %d from outside: %v", s.ID(), err)
-			}
-			select {
-			case <-s.Done():
-			case <-time.After(5 * time.Second):
-				t.Fatalf("session %d, closed by another caller, still open after 5 s", s.ID())
-			}
+			closeElsewhere(t, ctx, s)
 			if err := s.Err(); !errors.Is(err, client.ErrSessionLost) || !strings.Contains(err.Error(), "closed on the servers by another caller") {
 				t.Fatalf("session %d closed elsewhere: Err %v, want ErrSessionLost saying it was closed by another caller", s.ID(), err)
 			}
 		})
+	}
+}
+
+// closeElsewhere closes s as another caller would (an operator's close by
+// its id) and waits for s to see it.
+func closeElsewhere(t *testing.T, ctx context.Context, s *client.Session) {
+	t.Helper()
+	if _, err := rawSessions().Close(ctx, connect.NewRequest(&pb.CloseSessionRequest{SessionId: s.ID()})); err != nil {
+		t.Fatalf("closing session %d from outside: %v", s.ID(), err)
+	}
+	select {
+	case <-s.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatalf("session %d, closed by another caller, still open after 5 s", s.ID())
 	}
 }

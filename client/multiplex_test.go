@@ -6,10 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"connectrpc.com/connect"
-
 	"github.com/lockstepd/lockstep/client"
-	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 )
 
 // The sessions of one Client share one stream to the endpoint
@@ -121,25 +118,14 @@ func TestLostSessionsLeaveNoStream(t *testing.T) {
 	if n := client.SharedStreams(c); n != 1 {
 		t.Fatalf("two sessions hold %d shared streams, want 1", n)
 	}
-	closeElsewhere := func(s *client.Session) {
-		t.Helper()
-		if _, err := rawSessions().Close(ctx, connect.NewRequest(&pb.CloseSessionRequest{SessionId: s.ID()})); err != nil {
-			t.Fatalf("closing session %d from outside: %v", s.ID(), err)
-		}
-		select {
-		case <-s.Done():
-		case <-time.After(5 * time.Second):
-			t.Fatalf("session %d, closed elsewhere, still open after 5 s", s.ID())
-		}
-	}
-	closeElsewhere(waiter)
+	closeElsewhere(t, ctx, waiter)
 	if err := <-waited; !errors.Is(err, client.ErrSessionLost) {
 		t.Fatalf("the lost session's Lock: %v, want ErrSessionLost", err)
 	}
 	if n := client.SharedStreams(c); n != 1 {
 		t.Fatalf("with one session left the Client holds %d shared streams, want 1", n)
 	}
-	closeElsewhere(held)
+	closeElsewhere(t, ctx, held)
 	waitFor(t, "the shared stream shut", func() bool { return client.SharedStreams(c) == 0 })
 	m := client.NewMutex(newSession(t, c), name)
 	if err := m.Lock(ctx); err != nil {
