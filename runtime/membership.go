@@ -48,7 +48,7 @@ func (n *Node) AddNodeIncarnation(ctx context.Context, nodeID, raftAddress strin
 			if err != nil {
 				return err
 			}
-			inc, id, err := pickIncarnation(nodeID, raftAddress, mem)
+			inc, id, err := pickIncarnation(nodeID, raftAddress, mem, n.nodeName)
 			if err != nil {
 				return err
 			}
@@ -60,9 +60,12 @@ func (n *Node) AddNodeIncarnation(ctx context.Context, nodeID, raftAddress strin
 				return fmt.Errorf("%w: %s has %d voting members, the most a cluster may have (docs/operations.md): remove one first",
 					ErrTooManyMembers, sh, len(mem.Nodes))
 			}
-			// The name first, so that every member (and the new one, from
-			// the log or a snapshot) shows it.
-			if _, err := n.nh.SyncPropose(actx, sh.session, encodeNames(map[uint64]string{id: nodeID})); err != nil {
+			// The names first, so that every member (and the new one, from
+			// the log or a snapshot) shows them: the new one's, and those
+			// of the members this node knows, since the first members'
+			// names are in their configurations (peers), not in the log,
+			// and a member that joins has none.
+			if _, err := n.nh.SyncPropose(actx, sh.session, encodeNames(n.memberNames(mem, id, nodeID))); err != nil {
 				return err
 			}
 			if err := n.nh.SyncRequestAddReplica(actx, sh.dbID, id, raftAddress, mem.ConfigChangeID); err != nil {
@@ -81,7 +84,8 @@ func (n *Node) AddNodeIncarnation(ctx context.Context, nodeID, raftAddress strin
 
 // pickIncarnation finds nodeID's replica id in mem: the current one (id 0
 // returned: nothing to do), or the first incarnation Raft has not seen removed.
-func pickIncarnation(nodeID, addr string, mem *dragonboat.Membership) (int, uint64, error) {
+// name maps a member's replica id to its node id for the error.
+func pickIncarnation(nodeID, addr string, mem *dragonboat.Membership, name func(uint64) string) (int, uint64, error) {
 	for inc := 0; inc <= config.MaxIncarnation; inc++ {
 		id := config.ReplicaID(nodeID, inc)
 		if cur, ok := mem.Nodes[id]; ok {
@@ -95,7 +99,7 @@ func pickIncarnation(nodeID, addr string, mem *dragonboat.Membership) (int, uint
 		}
 		for other, a := range mem.Nodes {
 			if a == addr {
-				return 0, 0, fmt.Errorf("%s is already the address of replica %x", addr, other)
+				return 0, 0, fmt.Errorf("%s is already the address of %s: remove it first, or give %s another address", addr, name(other), nodeID)
 			}
 		}
 		return inc, id, nil
@@ -257,3 +261,16 @@ func (n *Node) opContext(ctx context.Context, limit time.Duration) (context.Cont
 
 // membershipTimeout bounds a membership change whose ctx has no deadline.
 func (n *Node) membershipTimeout() time.Duration { return 2*n.retryBudget + 2*n.proposalTimeout }
+
+// memberNames is the names record AddNode writes: nodeID for the new
+// replica id, and the node id of every member in mem whose name this node
+// knows (from the log or its peers).
+func (n *Node) memberNames(mem *dragonboat.Membership, id uint64, nodeID string) map[uint64]string {
+	names := map[uint64]string{id: nodeID}
+	for member := range mem.Nodes {
+		if name, ok := n.knownName(member); ok {
+			names[member] = name
+		}
+	}
+	return names
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -103,8 +104,15 @@ func TestWipedNodeCatchesUpFromSnapshot(t *testing.T) {
 	if err := n.AddNode(tctx(t), name, c.cfgs[victim].Cluster.RaftAddress); err != nil {
 		t.Errorf("adding a current member again: %v", err)
 	}
+	taken := c.cfgs[other].Cluster
+	if err := n.AddNode(tctx(t), "node-9", taken.RaftAddress); err == nil || !strings.Contains(err.Error(), "already the address of "+taken.NodeID) {
+		t.Errorf("adding node-9 at %s's address: %v, want an error naming %s", taken.NodeID, err, taken.NodeID)
+	}
 	c.cfgs[victim].Cluster.Join = true
 	c.cfgs[victim].Cluster.Incarnation = inc
+	// A member that joins knows no peers from its configuration: the other
+	// members' names reach it through the log, as AddNode wrote them.
+	c.cfgs[victim].Cluster.Peers = nil
 	c.restart(victim)
 	w := c.nodes[victim]
 	eventually(t, "the wiped member catches up", func() bool {
@@ -126,6 +134,9 @@ func TestWipedNodeCatchesUpFromSnapshot(t *testing.T) {
 		if m.NodeID != "node-1" && m.NodeID != "node-2" && m.NodeID != "node-3" {
 			t.Errorf("member without its name: %+v", st.Members)
 		}
+	}
+	if lead := st.Shards[0].LeaderID; lead != "node-1" && lead != "node-2" && lead != "node-3" {
+		t.Errorf("the re-added member names the leader %q", lead)
 	}
 	// It serves, and can lead.
 	cycle(t, w, s, "w", 3, max(last, held.Token))

@@ -64,19 +64,26 @@ func (n *Node) Status(ctx context.Context) (ClusterStatus, error) {
 // nodeName maps a replica id to its node id: from the names the log
 // carries, then the config's peers, else the id in hex.
 func (n *Node) nodeName(replicaID uint64) string {
+	if name, ok := n.knownName(replicaID); ok {
+		return name
+	}
+	return fmt.Sprintf("replica-%x", replicaID)
+}
+
+// knownName is replicaID's node id, when the log or the config's peers
+// name it.
+func (n *Node) knownName(replicaID uint64) (string, bool) {
 	sh := n.shards[0]
 	sh.sm.mu.RLock()
 	name, ok := sh.sm.names[replicaID]
 	sh.sm.mu.RUnlock()
 	if ok {
-		return name
+		return name, true
 	}
 	n.namesMu.Lock()
 	defer n.namesMu.Unlock()
-	if name, ok := n.names[replicaID]; ok {
-		return name
-	}
-	return fmt.Sprintf("replica-%x", replicaID)
+	name, ok = n.names[replicaID]
+	return name, ok
 }
 
 // shortName maps Dragonboat's short form of a replica id (its low five
