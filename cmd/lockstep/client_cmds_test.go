@@ -35,13 +35,20 @@ func TestClientCommandUsageErrors(t *testing.T) {
 		{"lock", "a", "-o", "xml", "--", "true"},
 		{"cluster", "frobnicate"},
 		{"completion", "fish"},
+		// Refused before any server is asked (found as exit 1 with the
+		// client's own message, prefixed twice).
+		{"status", "a", "--kind", "bogus"},
+		{"lock", "a", "--ttl", "500ms", "--", "true"},
+		{"sem", "a", "--limit", "2", "--ttl", "0s", "--", "true"},
+		{"barrier", "b", "--parties", "2", "--ttl", "10ms"},
+		{"elect", "e", "--ttl", "999ms"},
 	} {
 		var out, errb bytes.Buffer
 		if code := run(args, &out, &errb); code != exitUsage {
 			t.Errorf("%q: exit %d, want %d", args, code, exitUsage)
 		}
-		if !strings.Contains(errb.String(), "lockstep") {
-			t.Errorf("%q: no message: %q", args, errb.String())
+		if !strings.Contains(errb.String(), "lockstep") || strings.Contains(errb.String(), "lockstep: lockstep") {
+			t.Errorf("%q: no message, or a doubled prefix: %q", args, errb.String())
 		}
 	}
 }

@@ -36,6 +36,7 @@ type common struct {
 	endpoints string
 	output    string
 	owner     string
+	ttl       time.Duration // the session's lease, for the commands that open one
 	// The credentials for a secured cluster (docs/security.md).
 	cacert, cert, key, apiKey string
 	stdout                    io.Writer
@@ -59,6 +60,7 @@ func newCommand(name, help string, stdout, stderr io.Writer) *common {
 	c.fs.StringVar(&c.output, "o", "table", "output `format`: table or json")
 	if opensSession[name] {
 		c.fs.StringVar(&c.owner, "owner", "", "the `label` shown as holder in status (default HOST/pid-PID)")
+		c.fs.DurationVar(&c.ttl, "ttl", 15*time.Second, "the session's lease: how long what it holds survives once this process stops renewing it (at least 1s)")
 	}
 	c.fs.StringVar(&c.cacert, "cacert", os.Getenv("LOCKSTEP_CACERT"), "the cluster's CA certificate `file` for https:// endpoints (env LOCKSTEP_CACERT)")
 	c.fs.StringVar(&c.cert, "cert", os.Getenv("LOCKSTEP_CERT"), "a client certificate `file` for mutual TLS (env LOCKSTEP_CERT)")
@@ -98,6 +100,10 @@ func (c *common) parse(args []string) (pos, command []string, code int, ok bool)
 		c.usageErr("-o %q: use table or json", c.output)
 		return nil, nil, exitUsage, false
 	}
+	if c.fs.Lookup("ttl") != nil && c.ttl < client.MinTTL {
+		c.usageErr("--ttl %v is below the minimum %v: a lease must leave room for a keepalive round and a failover to another endpoint", c.ttl, client.MinTTL)
+		return nil, nil, exitUsage, false
+	}
 	return pos, command, 0, true
 }
 
@@ -110,10 +116,10 @@ func (c *common) usageErr(format string, a ...any) int {
 func (c *common) fail(err error) int {
 	msg := err.Error()
 	if i := strings.Index(msg, client.ErrUnavailable.Error()); i >= 0 {
-		// Which internal call found no server says nothing to the user, and
-		// the command's name already says lockstep.
-		msg = strings.TrimPrefix(msg[i:], "lockstep: ")
+		// Which internal call found no server says nothing to the user.
+		msg = msg[i:]
 	}
+	msg = strings.TrimPrefix(msg, "lockstep: ") // the command's name says it already
 	fmt.Fprintf(c.stderr, "%s: %s\n", c.fs.Name(), msg)
 	if hint := hintFor(err, c.endpoints); hint != "" {
 		fmt.Fprintln(c.stderr, hint)
@@ -165,8 +171,8 @@ func (c *common) client() (*client.Client, error) {
 	return client.New(eps, opts...)
 }
 
-func (c *common) session(ctx context.Context, cl *client.Client, ttl time.Duration) (*client.Session, error) {
-	opts := []client.SessionOption{client.WithTTL(ttl)}
+func (c *common) session(ctx context.Context, cl *client.Client) (*client.Session, error) {
+	opts := []client.SessionOption{client.WithTTL(c.ttl)}
 	if c.owner != "" {
 		opts = append(opts, client.WithOwner(c.owner))
 	}

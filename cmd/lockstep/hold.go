@@ -20,7 +20,6 @@ import (
 type holdFlags struct {
 	*common
 	wait  time.Duration
-	ttl   time.Duration
 	grace time.Duration
 }
 
@@ -28,7 +27,6 @@ func newHoldCommand(name, help string, stdout, stderr io.Writer) *holdFlags {
 	h := &holdFlags{common: newCommand(name, help, stdout, stderr)}
 	h.wait = -1
 	h.fs.Var((*waitFlag)(&h.wait), "wait", "the `duration` to wait when held: 0 tries once (exit 2 when held); forever (the default) or a negative duration waits until granted")
-	h.fs.DurationVar(&h.ttl, "ttl", 15*time.Second, "the session's lease: how long the hold survives if this process stops renewing it")
 	h.fs.DurationVar(&h.grace, "grace", 10*time.Second, "after the session is lost, how long the command has after SIGTERM before SIGKILL")
 	return h
 }
@@ -53,7 +51,7 @@ func (h *holdFlags) runHeld(kind client.Kind, name string, argv []string,
 	}
 	ctx, stop := interrupted()
 	defer stop()
-	s, err := h.session(ctx, cl, h.ttl)
+	s, err := h.session(ctx, cl)
 	if err != nil {
 		return h.fail(err)
 	}

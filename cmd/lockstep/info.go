@@ -29,7 +29,6 @@ Examples:
 `, stdout, stderr)
 	parties := c.fs.Int64("parties", 0, "how many parties the barrier waits for (required)")
 	wait := c.fs.Duration("wait", 0, "give up after this long; 0 waits until released")
-	ttl := c.fs.Duration("ttl", 15*time.Second, "the session's lease")
 	pos, _, code, ok := c.parse(args)
 	if !ok {
 		return code
@@ -46,7 +45,7 @@ Examples:
 	}
 	ctx, stop := interrupted()
 	defer stop()
-	s, err := c.session(ctx, cl, *ttl)
+	s, err := c.session(ctx, cl)
 	if err != nil {
 		return c.fail(err)
 	}
@@ -96,7 +95,6 @@ Examples:
   lockstep elect scheduler --observe -o json
 `, stdout, stderr)
 	observe := c.fs.Bool("observe", false, "print the leader and its changes instead of campaigning")
-	ttl := c.fs.Duration("ttl", 15*time.Second, "the session's lease")
 	pos, _, code, ok := c.parse(args)
 	if !ok {
 		return code
@@ -122,7 +120,7 @@ Examples:
 	if len(pos) != 2 {
 		return c.usageErr("want NAME and VALUE, got %d arguments", len(pos))
 	}
-	s, err := c.session(ctx, cl, *ttl)
+	s, err := c.session(ctx, cl)
 	if err != nil {
 		return c.fail(err)
 	}
@@ -190,6 +188,11 @@ Examples:
 	}
 	if len(pos) != 1 {
 		return c.usageErr("want one NAME, got %d arguments", len(pos))
+	}
+	switch client.Kind(*kind) {
+	case "", client.KindMutex, client.KindSemaphore, client.KindRWLock, client.KindBarrier, client.KindElection:
+	default:
+		return c.usageErr("--kind %q: use mutex, semaphore, rwlock, barrier or election", *kind)
 	}
 	name := pos[0]
 	cl, err := c.client()
