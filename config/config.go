@@ -343,22 +343,43 @@ func decodeStrict(node *yaml.Node, v reflect.Value, path string) error {
 // node id and node-N otherwise, this node to be added by the reader.
 func peersMapping(list *yaml.Node) string {
 	ids := make([]string, len(list.Content))
+	addrs := make([]string, len(list.Content))
 	used := map[string]bool{}
+	claim := func(i int, id string) {
+		if ValidNodeID(id) == nil && !used[id] {
+			ids[i], used[id] = id, true
+		}
+	}
 	for i, item := range list.Content {
-		if host, _, err := net.SplitHostPort(item.Value); err == nil && ValidNodeID(host) == nil && net.ParseIP(host) == nil && !used[host] {
-			ids[i], used[host] = host, true
+		addrs[i] = item.Value
+		switch {
+		case item.Kind == yaml.MappingNode && len(item.Content) == 2: // - node-1: host:port
+			addrs[i] = item.Content[1].Value
+			claim(i, item.Content[0].Value)
+		case strings.Contains(item.Value, "="): // - node-1=host:port, as etcd's --initial-cluster
+			id, addr, _ := strings.Cut(item.Value, "=")
+			addrs[i] = addr
+			claim(i, id)
+		case strings.Contains(item.Value, ": "): // - "node-1: host:port"
+			id, addr, _ := strings.Cut(item.Value, ": ")
+			addrs[i] = addr
+			claim(i, id)
+		default: // - host:port, a host name that can be the id
+			if host, _, err := net.SplitHostPort(item.Value); err == nil && net.ParseIP(host) == nil {
+				claim(i, host)
+			}
 		}
 	}
 	next := 1
 	var parts []string
-	for i, item := range list.Content {
+	for i := range list.Content {
 		for ids[i] == "" {
 			if id := fmt.Sprintf("node-%d", next); !used[id] {
 				ids[i], used[id] = id, true
 			}
 			next++
 		}
-		parts = append(parts, ids[i]+": "+item.Value)
+		parts = append(parts, ids[i]+": "+addrs[i])
 	}
 	return "peers: {" + strings.Join(parts, ", ") + "}, this node included (cluster.node_id: cluster.raft_address)"
 }

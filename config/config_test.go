@@ -122,6 +122,14 @@ locks:
 		{"peers: {node-1: 127.0.0.1:7001, node-2: 127.0.0.1:7002}", "peers: [a, b]", "cluster.peers: must be a mapping"},
 		{"peers: {node-1: 127.0.0.1:7001, node-2: 127.0.0.1:7002}", `peers: ["node-2:9090", "node-3:9090", "192.0.2.4:9090"]`,
 			"cluster.peers: must be a mapping of node id to Raft address, not a list (line 8): write peers: {node-2: node-2:9090, node-3: node-3:9090, node-1: 192.0.2.4:9090}"},
+		// Lists that name the ids already, three ways: the mapping to write
+		// keeps them.
+		{"peers: {node-1: 127.0.0.1:7001, node-2: 127.0.0.1:7002}", `peers: [node-1=127.0.0.1:7001, node-2=127.0.0.1:7002]`,
+			"write peers: {node-1: 127.0.0.1:7001, node-2: 127.0.0.1:7002}"},
+		{"peers: {node-1: 127.0.0.1:7001, node-2: 127.0.0.1:7002}", `peers: ["node-1: 127.0.0.1:7001", "b: 127.0.0.1:7002"]`,
+			"write peers: {node-1: 127.0.0.1:7001, b: 127.0.0.1:7002}"},
+		{"peers: {node-1: 127.0.0.1:7001, node-2: 127.0.0.1:7002}", `peers: [{node-1: 127.0.0.1:7001}, {node-1: 127.0.0.1:7002}]`,
+			"write peers: {node-1: 127.0.0.1:7001, node-2: 127.0.0.1:7002}"},
 		{"peers: {node-1: 127.0.0.1:7001, node-2: 127.0.0.1:7002}",
 			"peers: {node-1: 127.0.0.1:7001, n2: 127.0.0.1:7002, n3: 127.0.0.1:7003, n4: 127.0.0.1:7004, n5: 127.0.0.1:7005, n6: 127.0.0.1:7006, n7: 127.0.0.1:7007, n8: 127.0.0.1:7008}",
 			"cluster.peers: lists 8 members; at most 7"},
