@@ -21,6 +21,7 @@ type serveFlags struct {
 	pprof        bool
 	check        bool
 	madeDir      string // the data directory --dev made, removed if the node cannot start
+	dataKept     bool   // the data directory held data before this start (the banner says so)
 	// overrides are the flags named after configuration keys; only those
 	// given on the command line are applied, over the file's values.
 	overrides []override

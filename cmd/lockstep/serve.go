@@ -98,6 +98,9 @@ func loadConfig(f *serveFlags) (config.Config, error) {
 		cfg.Cluster.DataDir, madeDir = dir, dir
 		f.madeDir = dir
 	}
+	if entries, err := os.ReadDir(cfg.Cluster.DataDir); err == nil && len(entries) > 0 {
+		f.dataKept = true
+	}
 	if err := cfg.Validate(); err != nil {
 		if madeDir != "" {
 			os.Remove(madeDir)
@@ -239,7 +242,7 @@ func runNode(cfg config.Config, f *serveFlags, base *slog.Logger, stdout io.Writ
 	log.Info("serving", "tls", tlsOn, "authentication", sec.AuthOn(), "api_address", cfg.Cluster.APIAddress, "metrics_address", cfg.Cluster.MetricsAddress,
 		"raft_address", cfg.Cluster.RaftAddress, "data_dir", cfg.Cluster.DataDir, "version", rpc.Version(), "versions", node.Versions())
 	if f.dev {
-		printDevBanner(stdout, cfg)
+		printDevBanner(stdout, cfg, f)
 	}
 	stopLeadership := make(chan struct{})
 	go logLeadership(node, log, stopLeadership)
@@ -368,12 +371,19 @@ func logLeadership(node *runtime.Node, log *slog.Logger, stop <-chan struct{}) {
 	}
 }
 
-func printDevBanner(w io.Writer, cfg config.Config) {
+func printDevBanner(w io.Writer, cfg config.Config, f *serveFlags) {
 	api := "http://" + cfg.Cluster.APIAddress
+	data := "(a fresh directory; delete it when done)"
+	switch {
+	case f.dataKept:
+		data = "(data kept from an earlier run: the node starts from it)"
+	case f.madeDir == "":
+		data = "(new; --dev --data-dir with it again starts from its data)"
+	}
 	lines := []string{
 		"",
 		"Lockstep dev node " + cfg.Cluster.NodeID + " is starting.",
-		"  data     " + cfg.Cluster.DataDir + "   (a fresh directory; delete it when done)",
+		"  data     " + cfg.Cluster.DataDir + "   " + data,
 		"  API      " + api + "   (Connect, gRPC, gRPC-Web, REST)",
 	}
 	if cfg.Cluster.MetricsAddress != "" {

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/lockstepd/lockstep/config"
 )
 
 // The help says what the defaults mean, and lists only flags that mean
@@ -52,5 +54,27 @@ func TestDevOnABusyPort(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(tmp); len(entries) != 0 {
 		t.Fatalf("left behind in TMPDIR: %v", entries)
+	}
+}
+
+// TestDevBannerNamesTheDataDirectory: the dev banner says whether the
+// data directory is a fresh temporary one, a new one the flags named, or
+// one that holds an earlier run's data (it said "a fresh directory" for
+// all three).
+func TestDevBannerNamesTheDataDirectory(t *testing.T) {
+	cfg := config.Dev("/tmp/lockstep-dev-1")
+	for _, tc := range []struct {
+		f    serveFlags
+		want string
+	}{
+		{serveFlags{madeDir: "/tmp/lockstep-dev-1"}, "a fresh directory; delete it when done"},
+		{serveFlags{}, "(new; --dev --data-dir with it again starts from its data)"},
+		{serveFlags{dataKept: true}, "data kept from an earlier run"},
+	} {
+		var out bytes.Buffer
+		printDevBanner(&out, cfg, &tc.f)
+		if !strings.Contains(out.String(), tc.want) {
+			t.Errorf("%+v: the banner lacks %q:\n%s", tc.f, tc.want, out.String())
+		}
 	}
 }
