@@ -16,23 +16,35 @@ import (
 // shard than the one holding its state: Start refuses it.
 const shardCountFile = "lockstep-shards"
 
-func (n *Node) checkShardCount(dir string) error {
-	want := len(n.shards)
+// CheckShardRecord reads the shard count dir was first started with, when
+// it recorded one, and refuses another count: what Start refuses, told
+// before anything starts (lockstep serve --check). found says a record
+// was there.
+func CheckShardRecord(dir string, shards int) (found bool, err error) {
 	path := filepath.Join(dir, shardCountFile)
 	b, err := os.ReadFile(path)
 	switch {
-	case err == nil:
-		had, perr := strconv.Atoi(strings.TrimSpace(string(b)))
-		if perr != nil {
-			return fmt.Errorf("runtime: %s does not hold a shard count (%q): restore it, or wipe cluster.data_dir and rejoin", path, b)
-		}
-		if had != want {
-			return fmt.Errorf("consensus.shards: %s was created with %d shards, got %d: a cluster's shard count cannot change "+
-				"(names are spread by hash); start with shards: %d", dir, had, want, had)
-		}
-		return nil
-	case !errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("cluster.data_dir: %w", err)
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("cluster.data_dir: %w", err)
+	}
+	had, perr := strconv.Atoi(strings.TrimSpace(string(b)))
+	if perr != nil {
+		return true, fmt.Errorf("runtime: %s does not hold a shard count (%q): restore it, or wipe cluster.data_dir and rejoin", path, b)
+	}
+	if had != shards {
+		return true, fmt.Errorf("consensus.shards: %s was created with %d shards, got %d: a cluster's shard count cannot change "+
+			"(names are spread by hash); start with shards: %d", dir, had, shards, had)
+	}
+	return true, nil
+}
+
+func (n *Node) checkShardCount(dir string) error {
+	want := len(n.shards)
+	path := filepath.Join(dir, shardCountFile)
+	if found, err := CheckShardRecord(dir, want); found || err != nil {
+		return err
 	}
 	// No record: a new directory, or one written before the record existed,
 	// which had one shard (Dragonboat's shard 1 is our shard 0).

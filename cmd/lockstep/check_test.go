@@ -40,3 +40,24 @@ func TestServeCheck(t *testing.T) {
 		t.Errorf("a file wrong in two parts: exit %d\nstderr: %s", code, &errb)
 	}
 }
+
+// serve --check reads the data directory's shard count too: a directory
+// made with 2 shards, checked with 1, is refused as a start would refuse
+// it (--check answered "configuration ok" before).
+func TestServeCheckReadsTheShardRecord(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "lockstep-shards"), []byte("2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		shards string
+		code   int
+		want   string
+	}{{"1", exitUsage, "was created with 2 shards, got 1"}, {"2", exitOK, "configuration ok"}} {
+		var out, errb bytes.Buffer
+		code := run([]string{"serve", "--dev", "--data-dir", dir, "--shards", tc.shards, "--check"}, &out, &errb)
+		if code != tc.code || !strings.Contains(out.String()+errb.String(), tc.want) {
+			t.Errorf("--shards %s: exit %d, want %d with %q\nstdout: %s\nstderr: %s", tc.shards, code, tc.code, tc.want, &out, &errb)
+		}
+	}
+}

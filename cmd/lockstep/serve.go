@@ -52,6 +52,12 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	if f.check {
+		// The data directory's own record too: a start would refuse
+		// another shard count than the one it was made with.
+		if _, err := runtime.CheckShardRecord(cfg.Cluster.DataDir, cfg.Consensus.Shards); err != nil {
+			fmt.Fprintf(stderr, "lockstep serve: configuration: %v\n", err)
+			return exitUsage
+		}
 		fmt.Fprintf(stdout, "configuration ok: node %s, %d member(s), %d shard(s)\n",
 			cfg.Cluster.NodeID, max(len(cfg.Cluster.Peers), 1), cfg.Consensus.Shards)
 		return exitOK
