@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -61,6 +62,57 @@ func TestHelpHasExamples(t *testing.T) {
 		}
 		if !strings.Contains(out.String()+errb.String(), "Examples:") {
 			t.Errorf("%s -h has no examples", name)
+		}
+	}
+}
+
+// TestCompletionFlagsMatchHelp: the bash completion offers each command
+// exactly the flags its -h lists (it offered --owner where no command had
+// it, and lacked most of serve's).
+func TestCompletionFlagsMatchHelp(t *testing.T) {
+	vars := map[string][]string{}
+	for _, m := range regexp.MustCompile(`(?m)^  local (\w+)="([^"]*)"`).FindAllStringSubmatch(bashCompletion, -1) {
+		vars[m[1]] = strings.Fields(m[2])
+	}
+	cases := regexp.MustCompile(`(?m)^    ([a-z]+)\)\s+COMPREPLY=\(\$\(compgen -W "([^"]*)"`).FindAllStringSubmatch(bashCompletion, -1)
+	if len(cases) < 10 {
+		t.Fatalf("found %d commands in the completion script", len(cases))
+	}
+	flagLine := regexp.MustCompile(`(?m)^  -([a-z-]+)`)
+	for _, c := range cases {
+		cmd := c[1]
+		if cmd == "completion" || cmd == "keys" {
+			continue // no flags of their own beyond -h
+		}
+		offered := map[string]bool{}
+		for _, w := range strings.Fields(c[2]) {
+			if name, ok := strings.CutPrefix(w, "$"); ok {
+				for _, v := range vars[name] {
+					offered[strings.TrimLeft(v, "-")] = true
+				}
+			} else if strings.HasPrefix(w, "-") && w != "--" && w != "-h" {
+				offered[strings.TrimLeft(w, "-")] = true
+			}
+		}
+		delete(offered, "h")
+		var out, errb bytes.Buffer
+		run([]string{cmd, "-h"}, &out, &errb)
+		listed := map[string]bool{}
+		for _, m := range flagLine.FindAllStringSubmatch(out.String()+errb.String(), -1) {
+			listed[m[1]] = true
+		}
+		if len(listed) == 0 {
+			t.Errorf("%s -h lists no flags", cmd)
+		}
+		for f := range listed {
+			if !offered[f] {
+				t.Errorf("%s: -%s is in -h but not completed", cmd, f)
+			}
+		}
+		for f := range offered {
+			if !listed[f] {
+				t.Errorf("%s: -%s is completed but not in -h", cmd, f)
+			}
 		}
 	}
 }

@@ -19,25 +19,31 @@ var clientCommands = map[string]func(args []string, stdout, stderr io.Writer) in
 	"completion": completionCmd,
 }
 
+// bashCompletion completes the subcommands and each one's flags, as its -h
+// lists them (TestCompletionFlagsMatchHelp keeps the two the same).
 const bashCompletion = `# bash completion for lockstep; load with: source <(lockstep completion bash)
 _lockstep() {
   local cur=${COMP_WORDS[COMP_CWORD]} cmd=${COMP_WORDS[1]}
   if [ "$COMP_CWORD" -eq 1 ]; then
     COMPREPLY=($(compgen -W "serve certs keys lock sem rwlock barrier elect status list watch cluster completion version help" -- "$cur")); return
   fi
-  local common="--endpoints -o --owner --cacert --cert --key --api-key -h"
+  local common="--endpoints -o --cacert --cert --key --api-key -h"
+  local session="--owner --ttl"
   case $cmd in
-    lock)    COMPREPLY=($(compgen -W "$common --wait --ttl --grace --" -- "$cur")) ;;
-    sem)     COMPREPLY=($(compgen -W "$common --limit --permits --wait --ttl --grace --" -- "$cur")) ;;
-    rwlock)  COMPREPLY=($(compgen -W "$common --read --write --wait --ttl --grace --" -- "$cur")) ;;
-    barrier) COMPREPLY=($(compgen -W "$common --parties --wait --ttl" -- "$cur")) ;;
-    elect)   COMPREPLY=($(compgen -W "$common --observe --ttl" -- "$cur")) ;;
+    lock)    COMPREPLY=($(compgen -W "$common $session --wait --grace --" -- "$cur")) ;;
+    sem)     COMPREPLY=($(compgen -W "$common $session --limit --permits --wait --grace --" -- "$cur")) ;;
+    rwlock)  COMPREPLY=($(compgen -W "$common $session --read --write --wait --grace --" -- "$cur")) ;;
+    barrier) COMPREPLY=($(compgen -W "$common $session --parties --wait" -- "$cur")) ;;
+    elect)   COMPREPLY=($(compgen -W "$common $session --observe" -- "$cur")) ;;
     status)  COMPREPLY=($(compgen -W "$common --kind" -- "$cur")) ;;
-    list|watch) COMPREPLY=($(compgen -W "$common" -- "$cur")) ;;
+    list)    COMPREPLY=($(compgen -W "$common" -- "$cur")) ;;
+    watch)   COMPREPLY=($(compgen -W "$common" -- "$cur")) ;;
     cluster) COMPREPLY=($(compgen -W "status add remove transfer $common" -- "$cur")) ;;
+    certs)   COMPREPLY=($(compgen -W "--ca --hosts --out --valid-for -h" -- "$cur")) ;;
+    keys)    COMPREPLY=($(compgen -W "create -h" -- "$cur")) ;;
     completion) COMPREPLY=($(compgen -W "bash zsh" -- "$cur")) ;;
-    version) COMPREPLY=($(compgen -W "-o" -- "$cur")) ;;
-    serve)   COMPREPLY=($(compgen -W "--config --dev --data-dir --api-address --raft-address --metrics-address --node-id --peers --join --log-format --log-level --drain-timeout" -- "$cur")) ;;
+    version) COMPREPLY=($(compgen -W "-o -h" -- "$cur")) ;;
+    serve)   COMPREPLY=($(compgen -W "--config --check --dev --insecure --pprof --node-id --data-dir --api-address --raft-address --metrics-address --peers --join --incarnation --election-timeout-ms --heartbeat-interval-ms --shards --tick-interval-ms --snapshot-entries --compaction-overhead --max-batch --ride-along-ms --default-ttl-seconds --max-wait-time-seconds --cleanup-interval-seconds --log-format --log-level --drain-timeout -h" -- "$cur")) ;;
   esac
 }
 complete -o default -F _lockstep lockstep
