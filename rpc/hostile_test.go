@@ -132,9 +132,16 @@ func TestRESTHeadAndUnknownProcedure(t *testing.T) {
 	if status, body := s.rawCall(t, "HEAD", "/health", nil, nil); status != 200 || body != "" {
 		t.Fatalf("HEAD /health: %d %q", status, body)
 	}
-	status, body := s.rawCall(t, "POST", "/lockstep.v1.NoSuchService/Do", http.Header{"Content-Type": {"application/json"}}, []byte(`{}`))
-	if status != 404 || !strings.Contains(body, `"code":"not_found"`) {
-		t.Fatalf("an unknown procedure: %d %s", status, body)
+	// An unknown service, and an unknown method of a known one (whose
+	// generated handler answers Go's plain-text 404).
+	for _, path := range []string{"/lockstep.v1.NoSuchService/Do", "/lockstep.v1.LockService/Nope"} {
+		status, body := s.rawCall(t, "POST", path, http.Header{"Content-Type": {"application/json"}}, []byte(`{}`))
+		if status != 404 || !strings.Contains(body, `"code":"not_found"`) || !strings.Contains(body, "no such procedure") {
+			t.Fatalf("an unknown procedure %s: %d %s", path, status, body)
+		}
+	}
+	if status, body := s.rawCall(t, "POST", "/lockstep.v1.LockService/Acquire", http.Header{"Content-Type": {"application/json"}}, []byte(`{"name":"p","owner":"o"}`)); status == 404 {
+		t.Fatalf("a known procedure answered 404: %s", body)
 	}
 }
 

@@ -7,12 +7,15 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
 	"connectrpc.com/vanguard"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/lockstepd/lockstep/rpc/gen/lockstep/v1/lockstepv1connect"
 )
@@ -38,6 +41,24 @@ func serviceOf(path string) string {
 	svc, _, _ := strings.Cut(strings.TrimPrefix(path, "/"), "/")
 	return svc
 }
+
+// procedures are the paths of every method of serviceNames, from the
+// registered descriptors: the generated handler of a service answers a
+// method it lacks with Go's plain-text 404, and the API answers JSON.
+var procedures = sync.OnceValue(func() map[string]bool {
+	out := map[string]bool{}
+	for _, name := range serviceNames {
+		d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(name))
+		if err != nil {
+			panic(fmt.Sprintf("rpc: service %s is not registered: %v", name, err))
+		}
+		methods := d.(protoreflect.ServiceDescriptor).Methods()
+		for i := range methods.Len() {
+			out["/"+name+"/"+string(methods.Get(i).Name())] = true
+		}
+	}
+	return out
+})
 
 func isService(name string) bool {
 	for _, s := range serviceNames {
@@ -120,8 +141,9 @@ func New(opts Options) (http.Handler, error) {
 			r = withConnInfo(r)
 		}
 		if isRPCPath(r.URL.Path) {
-			if _, pattern := rpcMux.Handler(r); pattern == "" {
-				// The mux's own answer is plain text; the API answers JSON.
+			if _, pattern := rpcMux.Handler(r); pattern == "" || (isService(serviceOf(r.URL.Path)) && !procedures()[r.URL.Path]) {
+				// The mux's own answer is plain text, as is a service
+				// handler's for a method it lacks; the API answers JSON.
 				writeJSONError(w, http.StatusNotFound, "not_found",
 					fmt.Sprintf("no such procedure: %s (see docs/api.md for the services and their methods)", r.URL.Path))
 				return
