@@ -101,7 +101,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		raftReceived: prometheus.NewCounter(prometheus.CounterOpts{Name: "lockstep_raft_received_bytes_total",
 			Help: "Raft frame bytes read from peers."}),
 		raftRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lockstep_raft_refused_connections_total",
-			Help: "Inbound Raft connections closed for what they sent, by reason (malformed, checksum, chunk refused)."}, []string{"reason"}),
+			Help: "Inbound Raft connections closed for what they sent, by reason (tls, no hello, versions, malformed, checksum, chunk refused)."}, []string{"reason"}),
 	}
 	if reg == nil {
 		return m, nil

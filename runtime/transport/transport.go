@@ -51,6 +51,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -231,6 +232,8 @@ func (t *TCP) Start() error {
 		return fmt.Errorf("transport: listening on %s: %w", addr, err)
 	}
 	if tlsConfig != nil {
+		tlsConfig = tlsConfig.Clone()
+		tlsConfig.VerifyConnection = memberCertificate
 		ln = tls.NewListener(ln, tlsConfig)
 	}
 	t.mu.Lock()
@@ -311,11 +314,42 @@ func (t *TCP) accept(ln net.Listener) {
 	}
 }
 
+// errNotMember refuses a peer whose certificate the cluster's CA signed
+// for a client only.
+var errNotMember = errors.New("transport: the peer's certificate is not a member's: the cluster's CA signed it for clients only (a member's is made with lockstep certs node)")
+
+// memberCertificate admits only a member's certificate on the Raft port.
+// The handshake has already checked the CA's signature and client use, but
+// the cluster's client certificates (lockstep certs client) come from the
+// same CA: they would pass, and their holders could send votes and
+// entries. A member's certificate is also for server use (it serves the
+// API and Raft), which a client's is not. A certificate that names no
+// extended use at all may be used for anything, so it passes.
+func memberCertificate(cs tls.ConnectionState) error {
+	if len(cs.PeerCertificates) == 0 {
+		return nil // the handshake itself requires one
+	}
+	leaf := cs.PeerCertificates[0]
+	if len(leaf.ExtKeyUsage) == 0 && len(leaf.UnknownExtKeyUsage) == 0 {
+		return nil
+	}
+	for _, u := range leaf.ExtKeyUsage {
+		if u == x509.ExtKeyUsageServerAuth || u == x509.ExtKeyUsageAny {
+			return nil
+		}
+	}
+	return errNotMember
+}
+
 // serve reads frames from one peer connection until it ends or breaks the
 // format; the peer reconnects.
 func (t *TCP) serve(conn net.Conn) {
 	if tc, ok := conn.(*tls.Conn); ok {
 		if err := handshake(tc); err != nil {
+			// A peer without a certificate of the cluster's CA, or with a
+			// client's: counted, since a member misconfigured this way
+			// cannot reach its peers.
+			t.obs.Refused("tls")
 			return
 		}
 	}

@@ -346,15 +346,18 @@ func TestMalformedFramesCloseTheConnection(t *testing.T) {
 	r.wait(t, 1)
 }
 
-// TestMutualTLS: under mutual TLS a peer with a certificate from the
-// cluster's CA is heard; one without a certificate is not.
+// TestMutualTLS: under mutual TLS a peer with a member's certificate from
+// the cluster's CA is heard; one without a certificate is not, nor one
+// with a certificate the same CA signed for a client only (which any
+// principal of the API may hold), and each refusal is counted.
 func TestMutualTLS(t *testing.T) {
 	dir := t.TempDir()
 	writePKI(t, dir)
 	nhc := dbconfig.NodeHostConfig{MutualTLS: true, CAFile: filepath.Join(dir, "ca.pem"),
 		CertFile: filepath.Join(dir, "node.pem"), KeyFile: filepath.Join(dir, "node-key.pem")}
 	r := newReceiver()
-	b := start(t, nhc, r)
+	got := newRecorder()
+	b := startWith(t, Factory{Observer: got}, nhc, r)
 	conn := dialMessages(t, nhc, b.Addr().String())
 	m := sampleBatch(3, 1000)
 	if err := conn.SendMessageBatch(m); err != nil {
@@ -368,6 +371,24 @@ func TestMutualTLS(t *testing.T) {
 	if n := r.count(); n != 1 {
 		t.Fatalf("a peer without TLS was heard: %d batches", n)
 	}
+
+	asClient := nhc
+	asClient.CertFile, asClient.KeyFile = filepath.Join(dir, "client.pem"), filepath.Join(dir, "client-key.pem")
+	// Under TLS 1.3 the dialler's handshake ends before the server has
+	// checked its certificate: the dial may succeed, the batch must not.
+	if cc, err := sender(asClient).GetConnection(context.Background(), b.Addr().String()); err == nil {
+		_ = cc.SendMessageBatch(m)
+		t.Cleanup(cc.Close)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := r.count(); n != 1 {
+		t.Fatalf("a peer with a client's certificate was heard: %d batches", n)
+	}
+	got.read(func() {
+		if got.refused["tls"] < 2 {
+			t.Errorf("refusals %v, want both failed handshakes counted as tls", got.refused)
+		}
+	})
 }
 
 // TestCloseEndsReaders: Close returns with connections open, and the
@@ -411,8 +432,8 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-// writePKI writes ca.pem, and node.pem and node-key.pem for 127.0.0.1
-// signed by it, into dir. (The security package makes real ones; it
+// writePKI writes ca.pem, node.pem and node-key.pem for 127.0.0.1 signed
+// by it, and client.pem and client-key.pem (a client's), into dir. (The security package makes real ones; it
 // imports the runtime, so this test cannot use it.)
 func writePKI(t *testing.T, dir string) {
 	t.Helper()
@@ -440,8 +461,16 @@ func writePKI(t *testing.T, dir string) {
 	must(err)
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	must(err)
+	// A client's certificate from the same CA, as lockstep certs client
+	// makes it: for client use only.
+	clientTmpl := &x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "ci"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	clientDER, err := x509.CreateCertificate(rand.Reader, clientTmpl, ca, &key.PublicKey, caKey)
+	must(err)
 	for name, block := range map[string]*pem.Block{"ca.pem": {Type: "CERTIFICATE", Bytes: caDER},
-		"node.pem": {Type: "CERTIFICATE", Bytes: der}, "node-key.pem": {Type: "PRIVATE KEY", Bytes: keyDER}} {
+		"node.pem": {Type: "CERTIFICATE", Bytes: der}, "node-key.pem": {Type: "PRIVATE KEY", Bytes: keyDER},
+		"client.pem": {Type: "CERTIFICATE", Bytes: clientDER}, "client-key.pem": {Type: "PRIVATE KEY", Bytes: keyDER}} {
 		must(os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(block), 0o600))
 	}
 }
