@@ -184,7 +184,7 @@ func Dev(dataDir string) Config {
 
 // Load reads a YAML file. Keys left out take their defaults; unknown keys
 // and invalid values are refused with an error that names the key, and the
-// security files it names must load (Security.LoadMaterial).
+// security files it names must load (Config.LoadMaterial).
 func Load(path string) (Config, error) {
 	c, err := Read(path)
 	if err != nil {
@@ -193,7 +193,7 @@ func Load(path string) (Config, error) {
 	if err := c.Validate(); err != nil {
 		return Config{}, fmt.Errorf("config %s: %w", path, err)
 	}
-	if _, err := c.Security.LoadMaterial(time.Now()); err != nil {
+	if _, err := c.LoadMaterial(time.Now()); err != nil {
 		return Config{}, fmt.Errorf("config %s: %w", path, err)
 	}
 	return c, nil

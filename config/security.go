@@ -305,6 +305,50 @@ func (s Security) LoadMaterial(now time.Time) (*Material, error) {
 	return m, nil
 }
 
+// LoadMaterial loads the security files (Security.LoadMaterial) and checks
+// that the member's certificate is one a member can use: for server and
+// client use (it serves the API and Raft, and dials its peers, whose Raft
+// port takes only a member's certificate), and naming the host of its
+// raft_address, which its peers check when they dial it. Either mistake
+// would otherwise show only as a member its peers cannot reach.
+func (c Config) LoadMaterial(now time.Time) (*Material, error) {
+	m, err := c.Security.LoadMaterial(now)
+	if err != nil || m.Cert == nil {
+		return m, err
+	}
+	return m, c.checkMemberCertificate(m.Cert.Leaf)
+}
+
+func (c Config) checkMemberCertificate(leaf *x509.Certificate) error {
+	path := c.Security.TLS.CertFile
+	if !usableFor(leaf, x509.ExtKeyUsageServerAuth) || !usableFor(leaf, x509.ExtKeyUsageClientAuth) {
+		return fmt.Errorf("security.tls.cert_file %s: is not a member's certificate (a member's is for server and client use; a client's, for client use only): make one with lockstep certs node", path)
+	}
+	host, _, err := net.SplitHostPort(c.Cluster.RaftAddress)
+	if err != nil {
+		return nil // Validate names it
+	}
+	if err := leaf.VerifyHostname(host); err != nil {
+		return fmt.Errorf("security.tls.cert_file %s: does not name %s, the host of cluster.raft_address, which the other members check when they dial it: make it with --hosts including %s (%v)",
+			path, host, host, err)
+	}
+	return nil
+}
+
+// usableFor says whether cert may be used for u: it names u or any use,
+// or no extended use at all (then it may be used for anything).
+func usableFor(cert *x509.Certificate, u x509.ExtKeyUsage) bool {
+	if len(cert.ExtKeyUsage) == 0 && len(cert.UnknownExtKeyUsage) == 0 {
+		return true
+	}
+	for _, have := range cert.ExtKeyUsage {
+		if have == u || have == x509.ExtKeyUsageAny {
+			return true
+		}
+	}
+	return false
+}
+
 func loadCAPool(path string) (*x509.CertPool, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -12,8 +12,8 @@ import (
 )
 
 // secureDir writes a CA, a node certificate, a second CA's node
-// certificate, an expired node certificate and a keys file into a fresh
-// directory.
+// certificate, an expired node certificate, a client's certificate and a
+// keys file into a fresh directory.
 func secureDir(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -41,6 +41,13 @@ func secureDir(t *testing.T) string {
 		t.Fatal(err)
 	}
 	issue(other, "stranger", now.Add(-time.Minute), now.Add(time.Hour))
+	client, err := ca.IssueClient("ci", now.Add(-time.Minute), now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := client.Write(dir, "client"); err != nil {
+		t.Fatal(err)
+	}
 	_, digest, err := security.NewAPIKey()
 	if err != nil {
 		t.Fatal(err)
@@ -107,6 +114,9 @@ func TestSecurityLoad(t *testing.T) {
 		{"key not matching the certificate", "key_file: node-key.pem", "key_file: stranger-key.pem", "is not the key of the certificate in"},
 		{"expired certificate", "cert_file: node.pem\n    key_file: node-key.pem", "cert_file: old.pem\n    key_file: old-key.pem", "old.pem: expired at"},
 		{"CA that did not sign the node", "cert_file: node.pem\n    key_file: node-key.pem", "cert_file: stranger.pem\n    key_file: stranger-key.pem", "security.tls.ca_file " + filepath.Join(dir, "ca.pem") + ": did not sign the certificate in"},
+		{"a client's certificate", "cert_file: node.pem\n    key_file: node-key.pem", "cert_file: client.pem\n    key_file: client-key.pem", "client.pem: is not a member's certificate"},
+		{"a certificate without the raft_address host", "raft_address: 127.0.0.1:7001\n  api_address: 127.0.0.1:8080\n  metrics_address: 127.0.0.1:9090\n  data_dir: data\n  peers: {node-1: 127.0.0.1:7001}",
+			"raft_address: 127.0.0.2:7001\n  api_address: 127.0.0.1:8080\n  metrics_address: 127.0.0.1:9090\n  data_dir: data\n  peers: {node-1: 127.0.0.2:7001}", "does not name 127.0.0.2, the host of cluster.raft_address"},
 		{"CA file that is no certificate", "ca_file: ca.pem", "ca_file: keys.yaml", "holds no PEM certificate"},
 		{"unknown ACL action", "allow: [read, use]", "allow: [read, write]", `security.acl[0] (principal "ci", prefix "jobs/"): allow: unknown action "write"`},
 		{"ACL rule without actions", "allow: [read, use]", "allow: []", "security.acl[0]"},

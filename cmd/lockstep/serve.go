@@ -113,9 +113,11 @@ func loadConfig(f *serveFlags) (config.Config, error) {
 		}
 		return cfg, fmt.Errorf("configuration: %w", err)
 	}
-	// A missing, mismatched, expired or foreign certificate, or a keys file
-	// that does not parse, stops the node here, before anything listens.
-	if _, err := cfg.Security.LoadMaterial(time.Now()); err != nil {
+	// A missing, mismatched, expired or foreign certificate, a client's
+	// certificate or one that does not name the raft_address host, or a
+	// keys file that does not parse, stops the node here, before anything
+	// listens.
+	if _, err := cfg.LoadMaterial(time.Now()); err != nil {
 		return cfg, fmt.Errorf("configuration: %w", err)
 	}
 	return cfg, nil
