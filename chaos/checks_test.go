@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -219,5 +220,33 @@ func TestKillSetSizes(t *testing.T) {
 				seen[nd] = true
 			}
 		}
+	}
+}
+
+// TestFaultRecordJSONInMilliseconds: -json's fault log says milliseconds
+// where its names say so (it wrote time.Duration's nanoseconds), and -1
+// for a recovery not seen.
+func TestFaultRecordJSONInMilliseconds(t *testing.T) {
+	rec := FaultRecord{Fault: Fault{At: 1500 * time.Millisecond, Kind: "clock", Hold: 2 * time.Second, Offset: -800 * time.Millisecond},
+		Node: "node-2", Started: 1501 * time.Millisecond, Healed: 3502 * time.Millisecond, ToGrant: 1909 * time.Millisecond, ToService: -1}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]float64{"at_ms": 1500, "hold_ms": 2000, "offset_ms": -800, "started_ms": 1501,
+		"healed_ms": 3502, "to_grant_ms": 1909, "to_service_ms": -1} {
+		if got[key] != want {
+			t.Errorf("%s = %v, want %v (in %s)", key, got[key], want, b)
+		}
+	}
+	if got["kind"] != "clock" || got["node"] != "node-2" {
+		t.Errorf("the other fields are lost: %s", b)
+	}
+	if _, ok := got["delay_ms"]; ok {
+		t.Errorf("an empty delay is written: %s", b)
 	}
 }

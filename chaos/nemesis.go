@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -216,6 +217,33 @@ type FaultRecord struct {
 	// Violation is what the fault itself saw go wrong (a member of other
 	// versions that applied its peers' entries); the run fails on it.
 	Violation string `json:"violation,omitempty"`
+}
+
+// MarshalJSON writes the durations in whole milliseconds, as their names
+// say (a time.Duration alone is written in nanoseconds), keeping -1 for a
+// ToGrant or ToService not seen.
+func (r FaultRecord) MarshalJSON() ([]byte, error) {
+	type plain FaultRecord // its fields, without this method
+	ms := func(d time.Duration) int64 { return d.Milliseconds() }
+	seen := func(d time.Duration) int64 {
+		if d < 0 {
+			return -1
+		}
+		return d.Milliseconds()
+	}
+	// The fields here are shallower than plain's, so they are the ones
+	// written under these names.
+	return json.Marshal(struct {
+		plain
+		At        int64 `json:"at_ms"`
+		Hold      int64 `json:"hold_ms"`
+		Offset    int64 `json:"offset_ms,omitempty"`
+		Delay     int64 `json:"delay_ms,omitempty"`
+		Started   int64 `json:"started_ms"`
+		Healed    int64 `json:"healed_ms"`
+		ToGrant   int64 `json:"to_grant_ms"`
+		ToService int64 `json:"to_service_ms"`
+	}{plain(r), ms(r.At), ms(r.Hold), ms(r.Offset), ms(r.Delay), ms(r.Started), ms(r.Healed), seen(r.ToGrant), seen(r.ToService)})
 }
 
 // nemesis makes the planned faults on the cluster, one after another.
