@@ -326,7 +326,7 @@ func RegisterFlags(fs *flag.FlagSet, o *Options) {
 	fs.Float64Var(&o.Loss, "loss", o.Loss, "message loss probability (default: drawn)")
 	fs.Float64Var(&o.Dup, "dup", o.Dup, "message duplication probability (default: drawn)")
 	fs.DurationVar(&o.MaxDelay, "max-delay", o.MaxDelay, "message delay upper bound (default: drawn, 2ms..60ms)")
-	fs.IntVar(&o.Gate, "gate", o.Gate, "unconfirmed proposals per replica before it stops taking the driver's Ready, like the runtime's group commit: 1..64, -1 none (default: drawn from none, 1, 2, 4)")
+	fs.IntVar(&o.Gate, "gate", o.Gate, "the driver's proposal gate (replica.Config.MaxUnconfirmed; the runtime's is 2): it proposes nothing while this many of its proposals are neither confirmed nor refused, so requests that arrive meanwhile share the next entry; 1..64, -1 none (default: drawn from none, 1, 2, 4)")
 	fs.Var(shardsFlag{o}, "shards", "Raft groups per replica, 1..8; 0 draws 1..4 from the seed (default 1)")
 	fs.StringVar(&o.Bug, "bug", o.Bug, "plant a bug by name; 'list' names them")
 	fs.IntVar(&o.Mux, "mux", o.Mux, "multiplexed clients (one client id, several sessions, many callers): 1..4, -1 none (default: drawn, none in most seeds)")

@@ -63,6 +63,9 @@ func certsCmd(args []string, stdout, stderr io.Writer) int {
 	if *out == "" {
 		return usageErr("--out DIR is required")
 	}
+	if *validity < 0 {
+		return usageErr("--valid-for %v: give a positive duration, like 8760h, or leave it out for the default", *validity)
+	}
 	now := time.Now().Add(-time.Minute) // a little slack for clocks that lag
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "lockstep certs %s: %v\n", pos[0], err)
@@ -95,6 +98,15 @@ func certsCmd(args []string, stdout, stderr io.Writer) int {
 		if *caDir == "" {
 			return usageErr("--ca DIR is required: the directory of 'lockstep certs ca'")
 		}
+		var hs []string
+		for _, h := range strings.Split(*hosts, ",") {
+			if h = strings.TrimSpace(h); h != "" {
+				hs = append(hs, h)
+			}
+		}
+		if pos[0] == "node" && len(hs) == 0 {
+			return usageErr("node needs --hosts: the addresses clients and members dial for it (its raft_address host among them), like --hosts 127.0.0.1,node1.example")
+		}
 		ca, err := security.LoadAuthority(*caDir)
 		if err != nil {
 			return fail(err)
@@ -107,12 +119,6 @@ func certsCmd(args []string, stdout, stderr io.Writer) int {
 		if pos[0] == "node" {
 			if err := config.ValidNodeID(name); err != nil {
 				return usageErr("node id %v", err)
-			}
-			var hs []string
-			for _, h := range strings.Split(*hosts, ",") {
-				if h = strings.TrimSpace(h); h != "" {
-					hs = append(hs, h)
-				}
 			}
 			is, err = ca.IssueNode(name, hs, now, now.Add(d))
 		} else {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"regexp"
 	"strings"
@@ -43,6 +45,8 @@ func TestClientCommandUsageErrors(t *testing.T) {
 		{"sem", "a", "--limit", "2", "--ttl", "0s", "--", "true"},
 		{"barrier", "b", "--parties", "2", "--ttl", "10ms"},
 		{"elect", "e", "--ttl", "999ms"},
+		{"certs", "node", "n1", "--ca", "pki", "--out", "pki"}, // no --hosts
+		{"certs", "ca", "--out", "pki", "--valid-for", "-1h"},
 	} {
 		var out, errb bytes.Buffer
 		if code := run(args, &out, &errb); code != exitUsage {
@@ -114,5 +118,17 @@ func TestCompletionFlagsMatchHelp(t *testing.T) {
 				t.Errorf("%s: -%s is completed but not in -h", cmd, f)
 			}
 		}
+	}
+}
+
+// TestPlaintextToATLSServerHints: http:// pointed at a TLS port fails with
+// Go's bare 400, which said nothing to the user; the hint says https://.
+func TestPlaintextToATLSServerHints(t *testing.T) {
+	srv := httptest.NewTLSServer(http.NotFoundHandler())
+	defer srv.Close()
+	var out, errb bytes.Buffer
+	code := run([]string{"status", "a", "--endpoints", strings.Replace(srv.URL, "https://", "http://", 1)}, &out, &errb)
+	if code != exitError || !strings.Contains(errb.String(), "use https:// endpoints") {
+		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 }

@@ -132,6 +132,10 @@ func hintFor(err error, endpoints string) string {
 	switch {
 	case strings.Contains(err.Error(), "x509:"), strings.Contains(err.Error(), "tls:"):
 		return "TLS failed: give the cluster's CA with --cacert (LOCKSTEP_CACERT), a client certificate with --cert and --key if it asks for one, and check the endpoint is https://."
+	case strings.Contains(err.Error(), "400 Bad Request") && strings.Contains(endpoints, "http://"):
+		// Go's TLS server answers a plaintext request with a bare 400; the
+		// API's own refusals carry a code.
+		return "The server refused a plaintext request: if the cluster serves TLS, use https:// endpoints (--endpoints, LOCKSTEP_ENDPOINTS) and give its CA with --cacert."
 	case errors.Is(err, client.ErrUnavailable):
 		return fmt.Sprintf("No server answered at %s. Is 'lockstep serve' running there? Set --endpoints or LOCKSTEP_ENDPOINTS to the cluster's API addresses.", endpoints)
 	case errors.Is(err, client.ErrSessionLost):
