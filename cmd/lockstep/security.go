@@ -7,6 +7,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -76,6 +77,12 @@ func reload(f *serveFlags, sec *security.State) error {
 		return err
 	}
 	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	// The checks a start makes of the member's own certificate too (a
+	// client's, or one without the raft_address host, would cut the member
+	// off from new peers' connections).
+	if _, err := cfg.LoadMaterial(time.Now()); err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
 	return sec.Reload(cfg.Security)
