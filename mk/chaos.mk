@@ -3,10 +3,11 @@
 # whose Raft links go through proxies, broken on a schedule drawn from a
 # seed while workers use the Go client, every history checked.
 #
-#   make test-chaos          about six and a half minutes of mixed faults
-#                            over several seeds, one and four shards, one
-#                            with mutual TLS and authentication, and clock
-#                            faults alone on three seeds; non-zero on
+#   make test-chaos          about eight minutes of mixed faults over
+#                            several seeds, one and four shards, two with
+#                            mutual TLS and authentication, clock faults
+#                            alone on three seeds, and members of other
+#                            versions beside kills on two; non-zero on
 #                            any violation, with the replay line of the seed
 #   make test-chaos-smoke    the part of make test: two short seeds, the
 #                            second secured, about 75 s on two cores
@@ -71,7 +72,7 @@ test-chaos-hook: ## vet and test the chaos build's hooks (-tags chaos; part of m
 	$(GO) test -tags chaos -count=1 -run 'ChaosHook|SkewClock' ./cmd/lockstep
 
 .PHONY: test-chaos
-test-chaos: chaos-build ## about seven minutes of kill -9, SIGSTOP, partitions, clock faults, lost disks, membership changes and members of other versions against real clusters, every history checked
+test-chaos: chaos-build ## about eight minutes of kill -9, SIGSTOP, partitions, clock faults, lost disks, membership changes and members of other versions against real clusters, every history checked
 	$(CHAOS_BIN) -bin $(CHAOS_NODE) -seeds $(CHAOS_SEEDS) -duration $(CHAOS_DURATION) $(CHAOS_FLAGS)
 	$(CHAOS_BIN) -bin $(CHAOS_NODE) -seeds $(CHAOS_SHARD_SEEDS) -duration $(CHAOS_DURATION) -shards 4 $(CHAOS_FLAGS)
 	$(CHAOS_BIN) -bin $(CHAOS_NODE) -seeds $(CHAOS_SECURE_SEEDS) -duration $(CHAOS_DURATION) -secure $(CHAOS_FLAGS)
