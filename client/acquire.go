@@ -110,8 +110,13 @@ func (s *Session) acquire(ctx context.Context, sp acquireSpec) (uint64, *gateHol
 				id.finish()
 				gh.release()
 				return 0, nil, s.endErr(ctx, what, err)
-			case connect.CodeOf(err) == connect.CodeInvalidArgument:
-				// Refused as malformed: no copy of it can be applied.
+			case connect.CodeOf(err) == connect.CodeInvalidArgument,
+				connect.CodeOf(err) == connect.CodePermissionDenied,
+				connect.CodeOf(err) == connect.CodeUnauthenticated:
+				// Refused as malformed, or refused to this caller before
+				// anything is proposed: no copy of it can be applied.
+				// (failed_precondition is not among them: it also says a
+				// seq the servers forgot, whose fate is unknown.)
 				id.finish()
 				gh.release()
 				return 0, nil, apiErr(what, err)

@@ -207,6 +207,8 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 	switch {
 	case o.attemptTimeout <= 0 || o.probeInterval <= 0 || o.streamSilence <= 0 || o.retryTimeout <= 0:
 		return nil, errors.New("lockstep: WithAttemptTimeout, WithProbeInterval, WithStreamSilence and WithRetryTimeout take positive durations")
+	case o.backoffMin <= 0 || o.backoffMax < o.backoffMin:
+		return nil, fmt.Errorf("lockstep: WithBackoff(%v, %v): give a positive minimum and a maximum at least as large", o.backoffMin, o.backoffMax)
 	case o.maxInFlight < 1 || o.maxInFlight > maxInFlightLimit:
 		return nil, fmt.Errorf("lockstep: WithMaxInFlight(%d): use 1..%d (the servers keep at most 16,384 results per client)", o.maxInFlight, maxInFlightLimit)
 	}

@@ -147,7 +147,10 @@ func (c *Client) NewSession(ctx context.Context, opts ...SessionOption) (*Sessio
 		_ = s.Close(ctx)
 		return nil, err
 	}
-	if g := s.guard(); g >= s.ttl/2 {
+	// Four guards: the lease as the client counts it (TTL less a guard)
+	// then leaves room for the renewals every TTL/3 to land with a guard to
+	// spare, and MinTTL is four times the least guard.
+	if g := s.guard(); s.ttl < 4*g {
 		return refuse(fmt.Errorf("lockstep: session TTL %v is too short for these servers: they may stamp a request up to %v behind their leader (twice their tick interval), so the lease would end almost at once; use a TTL of at least %v",
 			s.ttl, g, 4*g))
 	}
@@ -228,8 +231,12 @@ func (s *Session) keepAlive(leaseEnd time.Time) {
 	defer next.Stop()
 	var lastErr error
 	lost := func() {
-		s.lose(fmt.Errorf("%w: session %d was not renewed within its lease (TTL %v less %v for the servers' clock lag); last error: %v",
-			ErrSessionLost, s.id, s.ttl, s.guard(), lastErr))
+		why := "; no renewal was answered in time"
+		if lastErr != nil {
+			why = fmt.Sprintf("; last error: %v", lastErr)
+		}
+		s.lose(fmt.Errorf("%w: session %d was not renewed within its lease (TTL %v less %v for the servers' clock lag)%s",
+			ErrSessionLost, s.id, s.ttl, s.guard(), why))
 	}
 	for {
 		select {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -277,5 +278,123 @@ func TestPushedLossEndsABlockedLock(t *testing.T) {
 				t.Fatal("Done is still open after the pushed loss")
 			}
 		})
+	}
+}
+
+// slowTickServer answers a create with the TTL asked and a stamp lag of
+// 600 ms, as members ticking every 300 ms do.
+type slowTickServer struct{ pushingStreamOnly }
+
+func (slowTickServer) Create(_ context.Context, r *connect.Request[pb.CreateSessionRequest]) (*connect.Response[pb.CreateSessionResponse], error) {
+	return connect.NewResponse(&pb.CreateSessionResponse{SessionId: 7, TtlMs: max(r.Msg.GetTtlMs(), r.Msg.GetTtlSeconds()*1000), StampLagMs: 600}), nil
+}
+
+// TestSessionTTLAtLeastFourGuards: a TTL under four times the guard (here
+// the servers' stamp lag, 600 ms) is refused at NewSession, as the error
+// and docs/client.md say; it took TTLs down to twice the guard.
+func TestSessionTTLAtLeastFourGuards(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.Handle(lockstepv1connect.NewSessionServiceHandler(slowTickServer{}))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	c, err := client.New([]string{srv.URL}, client.WithRetryTimeout(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for ttl, ok := range map[time.Duration]bool{2 * time.Second: false, 3 * time.Second: true} {
+		s, err := c.NewSession(ctx, client.WithTTL(ttl))
+		if ok != (err == nil) || !ok && !strings.Contains(err.Error(), "use a TTL of at least 2.4s") {
+			t.Errorf("TTL %v: %v, want ok=%v", ttl, err, ok)
+		}
+		if s != nil {
+			_ = s.Close(ctx)
+		}
+	}
+}
+
+// TestBackoffMustBePositive: WithBackoff with a minimum that is not
+// positive, or a maximum below it, is refused at New (a negative minimum
+// panicked at the first failover).
+func TestBackoffMustBePositive(t *testing.T) {
+	for _, b := range [][2]time.Duration{{-time.Second, time.Second}, {0, 0}, {time.Second, time.Millisecond}} {
+		if _, err := client.New([]string{"http://127.0.0.1:1"}, client.WithBackoff(b[0], b[1])); err == nil || !strings.Contains(err.Error(), "WithBackoff") {
+			t.Errorf("WithBackoff(%v, %v): %v, want refused", b[0], b[1], err)
+		}
+	}
+	if _, err := client.New([]string{"http://127.0.0.1:1"}, client.WithBackoff(time.Millisecond, time.Millisecond)); err != nil {
+		t.Errorf("WithBackoff(1ms, 1ms): %v", err)
+	}
+}
+
+// deniedServer answers every acquire permission_denied, as an ACL does
+// before anything is proposed, and counts the Abandons it is sent.
+type deniedServer struct {
+	pushingStreamOnly
+	abandons *atomic.Int32
+}
+
+func (d deniedServer) Stream(ctx context.Context, st *connect.BidiStream[pb.StreamRequest, pb.StreamResponse]) error {
+	for {
+		req, err := st.Receive()
+		if err != nil {
+			return nil
+		}
+		r := &pb.StreamResponse{RequestId: req.RequestId}
+		switch {
+		case req.GetAcquireLock() != nil:
+			r.Response = &pb.StreamResponse_Error{Error: &pb.StreamError{Code: "permission_denied", Message: "principal ci may not use t/denied"}}
+		case req.GetAbandon() != nil:
+			d.abandons.Add(1)
+			r.Response = &pb.StreamResponse_Abandon{Abandon: &pb.AbandonResponse{}}
+		default:
+			continue
+		}
+		if err := st.Send(r); err != nil {
+			return err
+		}
+	}
+}
+
+// TestDeniedAcquireLeavesNothingToCleanUp: an acquire refused to the caller
+// (permission_denied, unauthenticated) was never proposed: the client
+// neither sends an Abandon for it nor holds the name's gate, so the next
+// try on the same session and name goes out at once.
+func TestDeniedAcquireLeavesNothingToCleanUp(t *testing.T) {
+	var abandons atomic.Int32
+	mux := http.NewServeMux()
+	mux.Handle(lockstepv1connect.NewSessionServiceHandler(deniedServer{abandons: &abandons}))
+	srv := httptest.NewUnstartedServer(mux)
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	srv.Config.Protocols = &p
+	srv.Start()
+	t.Cleanup(srv.Close)
+	c, err := client.New([]string{srv.URL}, client.WithRetryTimeout(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := c.NewSession(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	m := client.NewMutex(s, "t/denied")
+	for range 2 {
+		start := time.Now()
+		if err := m.TryLock(ctx); connect.CodeOf(errors.Unwrap(err)) != connect.CodePermissionDenied && !strings.Contains(err.Error(), "permission_denied") {
+			t.Fatalf("TryLock: %v, want permission_denied", err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("TryLock took %v: it waited for the name's gate", d)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := abandons.Load(); n != 0 {
+		t.Fatalf("%d Abandons sent for acquires refused before any proposal", n)
 	}
 }
