@@ -234,15 +234,16 @@ func (m *muxStream) receive() {
 				continue // the final answer follows under the same id
 			}
 			m.mu.Lock()
-			w, ok := m.pending[r.RequestId]
-			delete(m.pending, r.RequestId)
+			if w, ok := m.pending[r.RequestId]; ok {
+				delete(m.pending, r.RequestId)
+				// Before the stream may end below: its waiter, woken by
+				// done, takes an answer already in its channel.
+				w.ch <- muxAnswer{r: r} // buffered: one answer per id
+			}
 			unused := m.shutIfUnusedLocked()
 			m.mu.Unlock()
 			if unused {
 				m.retire()
-			}
-			if ok {
-				w.ch <- muxAnswer{r: r}
 			}
 		}
 	}
@@ -301,7 +302,12 @@ func (c *Client) muxRoundTrip(ctx context.Context, s *Session, e *endpoint, req 
 	m.nextID++
 	id := m.nextID
 	m.pending[id] = muxWait{s: s, ch: ch}
-	m.sessions[s.id] = s
+	if !s.unlisted() {
+		// A session lost without Close (unlisted) is not listed again by
+		// a late request of its own (a release on its way, the clean-up
+		// of an abandoned acquire): its stream then shuts once those end.
+		m.sessions[s.id] = s
+	}
 	m.lastUse = time.Now()
 	m.mu.Unlock()
 	req.RequestId = id

@@ -69,6 +69,9 @@ type Session struct {
 	// with WithStreamPerSession, or to a server without Multiplex.
 	streams  streamSet[*sessionStream]
 	noStream atomic.Bool // a server answered that it has no session stream
+	// lostUnclosed is set when the session is lost without Close, as it is
+	// taken off the Client's shared streams (unlisted).
+	lostUnclosed atomic.Bool
 }
 
 // guard is how much earlier than send time + TTL the client's view of the
@@ -208,7 +211,22 @@ func (s *Session) lose(err error) {
 	select {
 	case <-s.stop: // Close: it still sends the close, then forgets s (shutStreams)
 	default:
+		s.lostUnclosed.Store(true)
 		s.c.unlistSession(s)
+	}
+}
+
+// unlisted says s was lost without Close and taken off the shared
+// streams; Close lists it again for its own request.
+func (s *Session) unlisted() bool {
+	if !s.lostUnclosed.Load() {
+		return false
+	}
+	select {
+	case <-s.stop:
+		return false
+	default:
+		return true
 	}
 }
 

@@ -398,3 +398,83 @@ func TestDeniedAcquireLeavesNothingToCleanUp(t *testing.T) {
 		t.Fatalf("%d Abandons sent for acquires refused before any proposal", n)
 	}
 }
+
+// lossDuringReleaseServer grants every acquire, and answers a release only
+// after it pushed the loss of the session (7): the release was decided
+// first, and its answer is on its way behind the push.
+type lossDuringReleaseServer struct {
+	pushingStreamOnly
+	releases *atomic.Int32
+}
+
+func (l lossDuringReleaseServer) Multiplex(ctx context.Context, st *connect.BidiStream[pb.MultiplexRequest, pb.MultiplexResponse]) error {
+	for {
+		m, err := st.Receive()
+		if err != nil {
+			return nil
+		}
+		for _, req := range m.Requests {
+			var out []*pb.StreamResponse
+			switch {
+			case req.GetAcquireLock() != nil:
+				out = append(out, &pb.StreamResponse{RequestId: req.RequestId, Response: &pb.StreamResponse_AcquireLock{
+					AcquireLock: &pb.AcquireLockResponse{Acquired: true, FencingToken: 5, SessionId: 7, Outcome: pb.Outcome_OUTCOME_GRANTED}}})
+			case req.GetReleaseLock() != nil:
+				l.releases.Add(1)
+				if err := st.Send(&pb.MultiplexResponse{Responses: []*pb.StreamResponse{{Response: &pb.StreamResponse_SessionLost{
+					SessionLost: &pb.StreamSessionLost{SessionId: 7, Reason: pb.Reason_REASON_SESSION_CLOSED}}}}}); err != nil {
+					return err
+				}
+				time.Sleep(50 * time.Millisecond)
+				out = append(out, &pb.StreamResponse{RequestId: req.RequestId, Response: &pb.StreamResponse_ReleaseLock{
+					ReleaseLock: &pb.ReleaseLockResponse{Released: true}}})
+			}
+			if len(out) > 0 {
+				if err := st.Send(&pb.MultiplexResponse{Responses: out}); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
+// TestAnswerAfterThePushedLossArrives: a session's last request on a
+// shared stream is answered after the session's loss was pushed; that
+// answer shuts the stream (no session uses it), and the caller still gets
+// it rather than a stream that ended (unavailable, which was resent). The
+// race it guards is narrow: receive shutting the stream before it handed
+// the answer over failed about one run in fifteen.
+func TestAnswerAfterThePushedLossArrives(t *testing.T) {
+	var releases atomic.Int32
+	mux := http.NewServeMux()
+	mux.Handle(lockstepv1connect.NewSessionServiceHandler(lossDuringReleaseServer{releases: &releases}))
+	srv := httptest.NewUnstartedServer(mux)
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	srv.Config.Protocols = &p
+	srv.Start()
+	t.Cleanup(srv.Close)
+	c, err := client.New([]string{srv.URL}, client.WithRetryTimeout(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := c.NewSession(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	m := client.NewMutex(s, "t/late-answer")
+	if err := m.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Unlock(ctx); err != nil {
+		t.Fatalf("Unlock, answered released after the pushed loss: %v", err)
+	}
+	if n := releases.Load(); n != 1 {
+		t.Fatalf("the release was sent %d times, want once", n)
+	}
+	waitFor(t, "the stream no session uses shut", func() bool { return client.SharedStreams(c) == 0 })
+}
