@@ -306,11 +306,13 @@ func (s Security) LoadMaterial(now time.Time) (*Material, error) {
 }
 
 // LoadMaterial loads the security files (Security.LoadMaterial) and checks
-// that the member's certificate is one a member can use: for server and
-// client use (it serves the API and Raft, and dials its peers, whose Raft
-// port takes only a member's certificate), and naming the host of its
-// raft_address, which its peers check when they dial it. Either mistake
-// would otherwise show only as a member its peers cannot reach.
+// that the member's certificate is one it can use: for server use, since
+// clients check it; and, in a cluster of more than this member (peers, or
+// join), for client use too (it dials its peers, whose Raft port takes only
+// a member's certificate), naming the host of its raft_address, which its
+// peers check when they dial it. Either mistake would otherwise show only
+// as a member its peers cannot reach. A lone member is not held to the
+// last two: it dials nobody, and its certificate may be a server's only.
 func (c Config) LoadMaterial(now time.Time) (*Material, error) {
 	m, err := c.Security.LoadMaterial(now)
 	if err != nil || m.Cert == nil {
@@ -321,8 +323,14 @@ func (c Config) LoadMaterial(now time.Time) (*Material, error) {
 
 func (c Config) checkMemberCertificate(leaf *x509.Certificate) error {
 	path := c.Security.TLS.CertFile
-	if !usableFor(leaf, x509.ExtKeyUsageServerAuth) || !usableFor(leaf, x509.ExtKeyUsageClientAuth) {
-		return fmt.Errorf("security.tls.cert_file %s: is not a member's certificate (a member's is for server and client use; a client's, for client use only): make one with lockstep certs node", path)
+	if !usableFor(leaf, x509.ExtKeyUsageServerAuth) {
+		return fmt.Errorf("security.tls.cert_file %s: is not for server use (a client's certificate?), which clients check: make one with lockstep certs node", path)
+	}
+	if len(c.Cluster.Peers) <= 1 && !c.Cluster.Join {
+		return nil
+	}
+	if !usableFor(leaf, x509.ExtKeyUsageClientAuth) {
+		return fmt.Errorf("security.tls.cert_file %s: is not for client use, which a member needs to dial its peers: make one with lockstep certs node", path)
 	}
 	host, _, err := net.SplitHostPort(c.Cluster.RaftAddress)
 	if err != nil {

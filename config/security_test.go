@@ -114,9 +114,11 @@ func TestSecurityLoad(t *testing.T) {
 		{"key not matching the certificate", "key_file: node-key.pem", "key_file: stranger-key.pem", "is not the key of the certificate in"},
 		{"expired certificate", "cert_file: node.pem\n    key_file: node-key.pem", "cert_file: old.pem\n    key_file: old-key.pem", "old.pem: expired at"},
 		{"CA that did not sign the node", "cert_file: node.pem\n    key_file: node-key.pem", "cert_file: stranger.pem\n    key_file: stranger-key.pem", "security.tls.ca_file " + filepath.Join(dir, "ca.pem") + ": did not sign the certificate in"},
-		{"a client's certificate", "cert_file: node.pem\n    key_file: node-key.pem", "cert_file: client.pem\n    key_file: client-key.pem", "client.pem: is not a member's certificate"},
+		{"a client's certificate", "cert_file: node.pem\n    key_file: node-key.pem", "cert_file: client.pem\n    key_file: client-key.pem", "client.pem: is not for server use"},
+		// With peers, the certificate must name the raft_address host;
+		// a lone member's need not (below).
 		{"a certificate without the raft_address host", "raft_address: 127.0.0.1:7001\n  api_address: 127.0.0.1:8080\n  metrics_address: 127.0.0.1:9090\n  data_dir: data\n  peers: {node-1: 127.0.0.1:7001}",
-			"raft_address: 127.0.0.2:7001\n  api_address: 127.0.0.1:8080\n  metrics_address: 127.0.0.1:9090\n  data_dir: data\n  peers: {node-1: 127.0.0.2:7001}", "does not name 127.0.0.2, the host of cluster.raft_address"},
+			"raft_address: 127.0.0.2:7001\n  api_address: 127.0.0.1:8080\n  metrics_address: 127.0.0.1:9090\n  data_dir: data\n  peers: {node-1: 127.0.0.2:7001, node-2: 127.0.0.1:7002}", "does not name 127.0.0.2, the host of cluster.raft_address"},
 		{"CA file that is no certificate", "ca_file: ca.pem", "ca_file: keys.yaml", "holds no PEM certificate"},
 		{"unknown ACL action", "allow: [read, use]", "allow: [read, write]", `security.acl[0] (principal "ci", prefix "jobs/"): allow: unknown action "write"`},
 		{"ACL rule without actions", "allow: [read, use]", "allow: []", "security.acl[0]"},
@@ -159,6 +161,30 @@ func TestSecurityLoad(t *testing.T) {
 				t.Fatalf("the error is more than one line: %q", err)
 			}
 		})
+	}
+}
+
+// TestLoneMemberCertificate: a member without peers dials nobody, so its
+// certificate need not name its raft_address host (a lone node's
+// raft_address is often 127.0.0.1 while its certificate names the name
+// clients use); a member of several must.
+func TestLoneMemberCertificate(t *testing.T) {
+	dir := secureDir(t)
+	lone := strings.Replace(strings.Replace(secureBase, "raft_address: 127.0.0.1:7001", "raft_address: 127.0.0.2:7001", 1),
+		"peers: {node-1: 127.0.0.1:7001}", "peers: {node-1: 127.0.0.2:7001}", 1)
+	path := filepath.Join(dir, "lone.yaml")
+	if err := os.WriteFile(path, []byte(lone), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.Load(path); err != nil {
+		t.Fatalf("a lone member whose certificate does not name its raft_address host: %v", err)
+	}
+	joining := strings.Replace(lone, "  peers: {node-1: 127.0.0.2:7001}\n", "  join: true\n", 1)
+	if err := os.WriteFile(path, []byte(joining), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.Load(path); err == nil || !strings.Contains(err.Error(), "does not name 127.0.0.2") {
+		t.Fatalf("a joining member whose certificate does not name its raft_address host: %v", err)
 	}
 }
 

@@ -75,6 +75,29 @@ func (s *State) AuthOn() bool { return s.authOn }
 // anything is wrong, keeps what is in force and says why. The mode (TLS on
 // or off, client_auth, whether there is a keys file) needs a restart.
 func (s *State) Reload(sec config.Security) error {
+	if err := s.sameMode(sec); err != nil {
+		return err
+	}
+	m, err := sec.LoadMaterial(s.now())
+	if err != nil {
+		return err
+	}
+	return s.ReloadMaterial(sec, m)
+}
+
+// ReloadMaterial puts in force m, loaded from sec's files and checked by
+// the caller (a member checks its own certificate against its addresses:
+// config.Config.LoadMaterial), with sec's ACL; Reload's rules apply.
+func (s *State) ReloadMaterial(sec config.Security, m *config.Material) error {
+	if err := s.sameMode(sec); err != nil {
+		return err
+	}
+	s.cur.Store(&material{cert: m.Cert, ca: m.CA, keys: m.APIKeys, acl: sec.ACL})
+	return nil
+}
+
+// sameMode refuses a change of what needs a restart.
+func (s *State) sameMode(sec config.Security) error {
 	ca := config.ClientAuthNone
 	if sec.TLS != nil {
 		ca = sec.TLS.ClientAuth
@@ -82,11 +105,6 @@ func (s *State) Reload(sec config.Security) error {
 	if (sec.TLS != nil) != s.tlsOn || ca != s.clientAuth || (sec.APIKeysFile != "") != s.keysOn {
 		return errors.New("security.tls, security.tls.client_auth and whether security.api_keys_file is set change only at a restart")
 	}
-	m, err := sec.LoadMaterial(s.now())
-	if err != nil {
-		return err
-	}
-	s.cur.Store(&material{cert: m.Cert, ca: m.CA, keys: m.APIKeys, acl: sec.ACL})
 	return nil
 }
 

@@ -13,8 +13,9 @@ import (
 )
 
 // TestReloadChecksTheMembersCertificate: a SIGHUP reload refuses what a
-// start refuses of the member's own certificate (a client's, one without
-// the raft_address host) and keeps the one in force; a good one loads.
+// start refuses of a member's own certificate (a client's, one without
+// the raft_address host it runs with) and keeps the one in force; a good
+// one loads.
 func TestReloadChecksTheMembersCertificate(t *testing.T) {
 	dir := t.TempDir()
 	now := time.Now()
@@ -45,7 +46,7 @@ func TestReloadChecksTheMembersCertificate(t *testing.T) {
 	conf := func(cert string) {
 		t.Helper()
 		body := "cluster:\n  node_id: node-1\n  raft_address: 127.0.0.1:7001\n  api_address: 127.0.0.1:8080\n  data_dir: data\n" +
-			"  peers: {node-1: 127.0.0.1:7001}\nsecurity:\n  tls:\n    cert_file: " + cert + ".pem\n    key_file: " + cert + "-key.pem\n    ca_file: ca.pem\n"
+			"  peers: {node-1: 127.0.0.1:7001, node-2: 127.0.0.1:7002}\nsecurity:\n  tls:\n    cert_file: " + cert + ".pem\n    key_file: " + cert + "-key.pem\n    ca_file: ca.pem\n"
 		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -61,9 +62,9 @@ func TestReloadChecksTheMembersCertificate(t *testing.T) {
 	}
 	f := newServeFlags(&bytes.Buffer{})
 	f.configFile = path
-	for cert, want := range map[string]string{"client": "is not a member's certificate", "elsewhere": "does not name 127.0.0.1", "node": ""} {
+	for cert, want := range map[string]string{"client": "is not for server use", "elsewhere": "does not name 127.0.0.1", "node": ""} {
 		conf(cert)
-		err := reload(f, sec)
+		err := reload(f, sec, cfg)
 		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
 			t.Errorf("reload with %s.pem: %v, want %q", cert, err, want)
 		}

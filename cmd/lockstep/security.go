@@ -46,7 +46,7 @@ func startSecurity(cfg config.Config, reg prometheus.Registerer, log *slog.Logge
 // reloadOnHangup reloads the certificate, the CA, the API keys file and the
 // ACL on SIGHUP, from the configuration file read again. A reload that
 // fails keeps the settings in force and says why.
-func reloadOnHangup(f *serveFlags, sec *security.State, log *slog.Logger, stop <-chan struct{}) {
+func reloadOnHangup(f *serveFlags, running config.Config, sec *security.State, log *slog.Logger, stop <-chan struct{}) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -60,7 +60,7 @@ func reloadOnHangup(f *serveFlags, sec *security.State, log *slog.Logger, stop <
 			log.Warn("SIGHUP: nothing to reload without --config")
 			continue
 		}
-		if err := reload(f, sec); err != nil {
+		if err := reload(f, sec, running); err != nil {
 			log.Error("SIGHUP: reload failed; the security settings in force are kept", "err", err)
 			continue
 		}
@@ -68,7 +68,7 @@ func reloadOnHangup(f *serveFlags, sec *security.State, log *slog.Logger, stop <
 	}
 }
 
-func reload(f *serveFlags, sec *security.State) error {
+func reload(f *serveFlags, sec *security.State, running config.Config) error {
 	cfg, err := config.Read(f.configFile)
 	if err != nil {
 		return err
@@ -81,9 +81,14 @@ func reload(f *serveFlags, sec *security.State) error {
 	}
 	// The checks a start makes of the member's own certificate too (a
 	// client's, or one without the raft_address host, would cut the member
-	// off from new peers' connections).
-	if _, err := cfg.LoadMaterial(time.Now()); err != nil {
+	// off from new peers' connections), against the cluster settings it
+	// runs with (they change only at a restart); what is put in force is
+	// what was checked, not a second read of the files.
+	check := running
+	check.Security = cfg.Security
+	m, err := check.LoadMaterial(time.Now())
+	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
-	return sec.Reload(cfg.Security)
+	return sec.ReloadMaterial(cfg.Security, m)
 }

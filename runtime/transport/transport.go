@@ -59,6 +59,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -341,15 +342,28 @@ func memberCertificate(cs tls.ConnectionState) error {
 	return errNotMember
 }
 
+// certificateRefused says a failed handshake failed on what the peer
+// sent: plaintext (a member without TLS), no certificate, one the CA did
+// not sign, or not a member's.
+func certificateRefused(err error) bool {
+	var verify *tls.CertificateVerificationError
+	var plaintext tls.RecordHeaderError
+	return errors.Is(err, errNotMember) || errors.As(err, &verify) || errors.As(err, &plaintext) ||
+		strings.Contains(err.Error(), "didn't provide a certificate")
+}
+
 // serve reads frames from one peer connection until it ends or breaks the
 // format; the peer reconnects.
 func (t *TCP) serve(conn net.Conn) {
 	if tc, ok := conn.(*tls.Conn); ok {
 		if err := handshake(tc); err != nil {
 			// A peer without a certificate of the cluster's CA, or with a
-			// client's: counted, since a member misconfigured this way
-			// cannot reach its peers.
-			t.obs.Refused("tls")
+			// client's, is counted, since a member misconfigured this way
+			// cannot reach its peers; a probe that only opened the port,
+			// or a connection cut at shutdown, is not.
+			if certificateRefused(err) {
+				t.obs.Refused("tls")
+			}
 			return
 		}
 	}
