@@ -114,9 +114,12 @@ func (s *Session) acquire(ctx context.Context, sp acquireSpec) (uint64, *gateHol
 				connect.CodeOf(err) == connect.CodePermissionDenied,
 				connect.CodeOf(err) == connect.CodeUnauthenticated:
 				// Refused as malformed, or refused to this caller before
-				// anything is proposed: no copy of it can be applied.
-				// (failed_precondition is not among them: it also says a
-				// seq the servers forgot, whose fate is unknown.)
+				// anything is proposed. An earlier attempt of the same id
+				// may have reached the log (then refused here after an ACL
+				// or keys reload on another node), but its clean-up would
+				// be refused the same way: Abandon names the same name and
+				// needs the same right. (failed_precondition is not among
+				// them: it also says a seq the servers forgot.)
 				id.finish()
 				gh.release()
 				return 0, nil, apiErr(what, err)

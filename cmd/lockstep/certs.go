@@ -63,8 +63,10 @@ func certsCmd(args []string, stdout, stderr io.Writer) int {
 	if *out == "" {
 		return usageErr("--out DIR is required")
 	}
-	if *validity < 0 {
-		return usageErr("--valid-for %v: give a positive duration, like 8760h, or leave it out for the default", *validity)
+	if *validity < 0 || *validity > 0 && *validity <= time.Minute {
+		// A certificate starts a minute back (clocks that lag), so one
+		// valid for a minute or less would be expired when written.
+		return usageErr("--valid-for %v: give a duration over a minute, like 8760h, or leave it out for the default", *validity)
 	}
 	now := time.Now().Add(-time.Minute) // a little slack for clocks that lag
 	fail := func(err error) int {

@@ -47,6 +47,7 @@ func TestClientCommandUsageErrors(t *testing.T) {
 		{"elect", "e", "--ttl", "999ms"},
 		{"certs", "node", "n1", "--ca", "pki", "--out", "pki"}, // no --hosts
 		{"certs", "ca", "--out", "pki", "--valid-for", "-1h"},
+		{"certs", "ca", "--out", "pki", "--valid-for", "30s"}, // expired when written
 	} {
 		var out, errb bytes.Buffer
 		if code := run(args, &out, &errb); code != exitUsage {

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -54,7 +55,10 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	if f.check {
 		// The data directory's own record too: a start would refuse
 		// another shard count than the one it was made with.
-		if _, err := runtime.CheckShardRecord(cfg.Cluster.DataDir, cfg.Consensus.Shards); err != nil {
+		if _, err := runtime.CheckShardRecord(cfg.Cluster.DataDir, cfg.Consensus.Shards); errors.Is(err, fs.ErrPermission) {
+			// --check often runs as another user than the service.
+			fmt.Fprintf(stderr, "lockstep serve: warning: the data directory's shard count is not checked: %v\n", err)
+		} else if err != nil {
 			fmt.Fprintf(stderr, "lockstep serve: configuration: %v\n", err)
 			return exitUsage
 		}
@@ -246,7 +250,7 @@ func runNode(cfg config.Config, f *serveFlags, base *slog.Logger, stdout io.Writ
 		}
 	}
 	stopReload := make(chan struct{})
-	go reloadOnHangup(f, sec, log, stopReload)
+	go reloadOnHangup(f, cfg, sec, log, stopReload)
 	log.Info("serving", "tls", tlsOn, "authentication", sec.AuthOn(), "api_address", cfg.Cluster.APIAddress, "metrics_address", cfg.Cluster.MetricsAddress,
 		"raft_address", cfg.Cluster.RaftAddress, "data_dir", cfg.Cluster.DataDir, "version", rpc.Version(), "versions", node.Versions())
 	if f.dev {
