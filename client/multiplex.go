@@ -112,6 +112,7 @@ func (c *Client) forgetSession(s *Session, err error) {
 			if w.s == s {
 				delete(m.pending, id)
 				w.ch <- muxAnswer{err: err}
+				had = true // s used it (unlisted when lost, its requests still here)
 			}
 		}
 		// Only a stream s used is shut: one just opened for another

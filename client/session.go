@@ -72,6 +72,7 @@ type Session struct {
 	// lostUnclosed is set when the session is lost without Close, as it is
 	// taken off the Client's shared streams (unlisted).
 	lostUnclosed atomic.Bool
+	forgotten    atomic.Bool // set by Close once its own requests are done (shutStreams)
 }
 
 // guard is how much earlier than send time + TTL the client's view of the
@@ -216,9 +217,13 @@ func (s *Session) lose(err error) {
 	}
 }
 
-// unlisted says s was lost without Close and taken off the shared
-// streams; Close lists it again for its own request.
+// unlisted says s was taken off the shared streams: lost without Close
+// (Close then lists it again for its own request), or forgotten by Close
+// (shutStreams), after which nothing of it is listed again.
 func (s *Session) unlisted() bool {
+	if s.forgotten.Load() {
+		return true
+	}
 	if !s.lostUnclosed.Load() {
 		return false
 	}

@@ -107,6 +107,7 @@ func (s *Session) streamTo(e *endpoint) *sessionStream {
 // Client's shared streams (Close).
 func (s *Session) shutStreams() {
 	closed := fmt.Errorf("%w: session %d was closed", ErrSessionLost, s.id)
+	s.forgotten.Store(true) // a late request of s (a release retrying) does not list it again
 	s.c.forgetSession(s, closed)
 	for _, ss := range s.streams.take() {
 		ss.shut(closed)

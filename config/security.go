@@ -327,8 +327,35 @@ func (c Config) checkMemberCertificate(leaf *x509.Certificate) error {
 		return fmt.Errorf("security.tls.cert_file %s: is not for server use (a client's certificate?), which clients check: make one with lockstep certs node", path)
 	}
 	if len(c.Cluster.Peers) <= 1 && !c.Cluster.Join {
+		return nil // AddNode checks it when the lone member gets a peer (CheckCertificateForPeers)
+	}
+	return c.checkPeerCertificate(leaf)
+}
+
+// CheckCertificateForPeers reads the member's certificate file as it is
+// now (Raft reads it at every dial) and checks it can serve a cluster of
+// several: for client use, naming the host of raft_address. AddNode calls
+// it, so that a member started alone, whose file says no peers and so was
+// not held to it, is not grown into a cluster its peers cannot reach. Nil
+// without TLS.
+func (c Config) CheckCertificateForPeers() error {
+	t := c.Security.TLS
+	if t == nil {
 		return nil
 	}
+	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return fmt.Errorf("security.tls.cert_file %s: %v", t.CertFile, err)
+	}
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		return fmt.Errorf("security.tls.cert_file %s: %v", t.CertFile, err)
+	}
+	return c.checkPeerCertificate(leaf)
+}
+
+func (c Config) checkPeerCertificate(leaf *x509.Certificate) error {
+	path := c.Security.TLS.CertFile
 	if !usableFor(leaf, x509.ExtKeyUsageClientAuth) {
 		return fmt.Errorf("security.tls.cert_file %s: is not for client use, which a member needs to dial its peers: make one with lockstep certs node", path)
 	}

@@ -176,8 +176,18 @@ func TestLoneMemberCertificate(t *testing.T) {
 	if err := os.WriteFile(path, []byte(lone), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := config.Load(path); err != nil {
+	c, err := config.Load(path)
+	if err != nil {
 		t.Fatalf("a lone member whose certificate does not name its raft_address host: %v", err)
+	}
+	// Growing it is refused (AddNode asks this): the peer it gets would
+	// not reach it.
+	if err := c.CheckCertificateForPeers(); err == nil || !strings.Contains(err.Error(), "does not name 127.0.0.2") {
+		t.Fatalf("the lone member's certificate, checked for peers: %v", err)
+	}
+	c.Cluster.RaftAddress = "127.0.0.1:7001"
+	if err := c.CheckCertificateForPeers(); err != nil {
+		t.Fatalf("a certificate naming the raft_address host, checked for peers: %v", err)
 	}
 	joining := strings.Replace(lone, "  peers: {node-1: 127.0.0.2:7001}\n", "  join: true\n", 1)
 	if err := os.WriteFile(path, []byte(joining), 0o600); err != nil {

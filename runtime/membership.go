@@ -39,6 +39,12 @@ func (n *Node) AddNodeIncarnation(ctx context.Context, nodeID, raftAddress strin
 	if err := config.ValidHostPort(raftAddress); err != nil {
 		return 0, fmt.Errorf("runtime: raft address: %w", err)
 	}
+	// A member started alone was not held to what peers need of its
+	// certificate (config.Config.LoadMaterial); a cluster it cannot serve
+	// would lose its quorum the moment the new member counts.
+	if err := n.cfg.CheckCertificateForPeers(); err != nil {
+		return 0, fmt.Errorf("runtime: this member cannot take a peer with its certificate: %w; reissue it, reload it (SIGHUP), and add %s again", err, nodeID)
+	}
 	ctx, cancel := n.opContext(ctx, n.membershipTimeout())
 	defer cancel()
 	incarnation := -1

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/lockstepd/lockstep/config"
 	"github.com/lockstepd/lockstep/core"
 )
 
@@ -288,5 +290,27 @@ func TestCloseFollowerWithdrawsWait(t *testing.T) {
 	}
 	if st := status(t, c.nodes[l], core.KindMutex, "cf", false); len(st.Waiters) != 0 {
 		t.Errorf("the closed follower's wait is still queued: %+v", st)
+	}
+}
+
+// TestAddNodeChecksTheCertificateForPeers: AddNode refuses when this
+// member's certificate cannot serve a cluster of several (a member started
+// alone is not held to it at start), before anything is proposed.
+func TestAddNodeChecksTheCertificateForPeers(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 1})
+	n := c.nodes[c.waitLeader(0)]
+	// As if it ran with TLS, its certificate file gone since (Raft reads
+	// it at every dial, and so does the check).
+	n.cfg.Security.TLS = &config.TLS{CertFile: filepath.Join(t.TempDir(), "gone.pem"), KeyFile: filepath.Join(t.TempDir(), "gone-key.pem")}
+	before, err := n.Status(tctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = n.AddNodeIncarnation(tctx(t), "node-2", "127.0.0.1:1")
+	if err == nil || !strings.Contains(err.Error(), "cannot take a peer with its certificate") {
+		t.Fatalf("AddNode with a certificate unfit for peers: %v", err)
+	}
+	if after, err := n.Status(tctx(t)); err != nil || len(after.Members) != len(before.Members) {
+		t.Fatalf("members after the refused AddNode: %+v (before %+v), %v", after.Members, before.Members, err)
 	}
 }
