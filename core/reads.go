@@ -206,3 +206,15 @@ func (m *Machine) Counts() Counts {
 	return Counts{Sessions: len(m.sessions), Objects: len(m.objects), Holds: len(m.holds), Waiters: m.nWaiters,
 		Clients: m.clients.len()}
 }
+
+// Remembered is the result the machine keeps for (clientID, seq): what a
+// retry of that request is answered. The API answers a release of a grant
+// no longer held from it, since such a release may not be proposed anew:
+// named by owner label, it carries no holder core could check.
+func (m *Machine) Remembered(clientID string, seq uint64) (Result, bool) {
+	_, e, _ := m.clients.lookup(clientID, seq)
+	if e == nil {
+		return Result{}, false
+	}
+	return e.result, true
+}

@@ -73,6 +73,24 @@ type releaseArgs struct {
 	token      uint64
 }
 
+// rememberedRelease answers a release, named by owner, of a grant not
+// held: nil when core remembers this (client_id, request_seq) as a release
+// of that token that succeeded, a stale-token conflict otherwise.
+func (s *service) rememberedRelease(ctx context.Context, a releaseArgs) error {
+	var r core.Result
+	var ok bool
+	if _, err := s.read(ctx, a.name, false, func(m *core.Machine) error {
+		r, ok = m.Remembered(s.clientKey(ctx, a.clientID), a.seq)
+		return nil
+	}); err != nil {
+		return err
+	}
+	if ok && r.Err == nil && r.Outcome == core.OutcomeDone && r.Token == core.FencingToken(a.token) {
+		return nil
+	}
+	return staleToken(a.kind, a.name, a.token)
+}
+
 // release ends the grant a caller names by holder and token, and closes its
 // session when the server created that session for the grant. released is
 // always true on success: a wrong holder or stale token is an error (409).
@@ -86,13 +104,22 @@ func (s *service) release(ctx context.Context, a releaseArgs) (sessionClosed boo
 	if a.kind == core.KindElection {
 		cmd.Op, cmd.Kind = core.OpResign, 0
 	}
-	if found {
+	switch {
+	case found:
 		cmd.Session = h.holder.Session
-	} else if a.clientID == "" || (cmd.Op == core.OpResign && cmd.Session == 0) {
+	case a.clientID == "" || (cmd.Op == core.OpResign && cmd.Session == 0):
 		// Not held, even by the leader's account: the token is stale. Only
 		// a retry of a release that succeeded can still be answered, by
 		// core's dedupe, and that needs client_id (and resign a session).
 		return false, staleToken(a.kind, a.name, a.token)
+	case cmd.Session == 0:
+		// Named by owner label, not held: only a retry of a release that
+		// succeeded is answered, from core's memory of it. It is never
+		// proposed anew: the command would carry only the token, and core
+		// would end whichever grant holds that token when it applies (a
+		// token guessed ahead of the grant it will name: fencing tokens
+		// follow the log index).
+		return false, s.rememberedRelease(ctx, a)
 	}
 	if _, err := s.do(ctx, cmd); err != nil {
 		return false, err

@@ -2,10 +2,15 @@ package rpc_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/lockstepd/lockstep/core"
 	"github.com/lockstepd/lockstep/rpc"
 )
 
@@ -71,5 +76,150 @@ func TestListHidesUnreadableNames(t *testing.T) {
 	objs, _ := body["objects"].([]any)
 	if len(objs) != 1 || objs[0].(map[string]any)["name"] != "alice/a" {
 		t.Fatalf("alice's list: %v", body)
+	}
+}
+
+// TestServerMadeSessionsBelongToTheirPrincipal: a session the server made
+// for one request (owner auto:PRINCIPAL:label) is its principal's: the
+// principal can keep it alive and close it, and a principal named "auto"
+// cannot (a prefix test of the label let "auto" own them all, and denied
+// their own principal).
+func TestServerMadeSessionsBelongToTheirPrincipal(t *testing.T) {
+	s := startServer(t, func(o *rpc.Options) { o.Authenticator = keyAuth{} })
+	st, body := s.callAs(t, "bob", "POST", "/locks/b%2Fvictim/acquire", `{"owner": "deploy", "ttl_seconds": 30}`)
+	expect(t, "acquire", st, 200)
+	id := body["session_id"].(string)
+	for _, req := range [][3]string{
+		{"POST", "/sessions/" + id + "/keepalive", ""},
+		{"POST", "/lockstep.v1.SessionService/Get", `{"session_id": "` + id + `"}`},
+		{"DELETE", "/sessions/" + id, ""},
+	} {
+		st, body := s.callAs(t, "auto", req[0], req[1], req[2])
+		expectError(t, st, body, 403, "permission_denied")
+	}
+	_, status := s.callAs(t, "bob", "GET", "/locks/b%2Fvictim/status", "")
+	expect(t, "still held", status["held"], true)
+	st, _ = s.callAs(t, "bob", "POST", "/sessions/"+id+"/keepalive", "")
+	expect(t, "bob's keepalive of his server-made session", st, 200)
+}
+
+// gatedBackend holds the commands of the clients whose id starts with
+// "guess" until gate closes, and counts them.
+type gatedBackend struct {
+	rpc.Backend
+	gate     chan struct{}
+	proposed atomic.Int32
+}
+
+func (g *gatedBackend) Do(ctx context.Context, cmd core.Command) (core.Result, error) {
+	if strings.HasPrefix(cmd.ClientID, "guess") {
+		g.proposed.Add(1)
+		<-g.gate
+	}
+	return g.Backend.Do(ctx, cmd)
+}
+
+// TestReleaseByLabelOfAGrantNotHeldProposesNothing: a release named by
+// owner label whose token is not held is answered 409 and proposes
+// nothing, even with a client_id. Proposed, it would carry only the token,
+// and end whichever grant holds it by the time it applies: here a release
+// for the token the next entry gives (tokens follow the log index, so the
+// guess is cheap) is read before that entry and applied after it, when
+// the holder's release has granted that token to a waiter. A retry of a
+// release that succeeded is still answered from core's memory of it.
+func TestReleaseByLabelOfAGrantNotHeldProposesNothing(t *testing.T) {
+	g := &gatedBackend{gate: make(chan struct{})}
+	s := startServer(t, func(o *rpc.Options) { g.Backend = o.Backend; o.Backend = g })
+	_, held := s.call(t, "POST", "/locks/race/acquire", `{"owner": "first", "ttl_seconds": 30}`)
+	first := held["fencing_token"].(string)
+	waited := make(chan map[string]any, 1)
+	go func() {
+		_, b := s.call(t, "POST", "/locks/race/acquire", `{"owner": "second", "ttl_seconds": 30, "wait_timeout_ms": 10000}`)
+		waited <- b
+	}()
+	waitUntil(t, "the second acquire queued", func() bool {
+		_, st := s.call(t, "GET", "/locks/race/status", "")
+		w, _ := st["waiters"].([]any)
+		return len(w) == 1
+	})
+	_, st := s.call(t, "GET", "/locks/race/status", "")
+	idx, _ := strconv.ParseUint(st["applied_index"].(string), 10, 64)
+	// One guess for each of the next few entries' first token.
+	const guesses = 4
+	guessed := make(chan int, guesses)
+	for k := uint64(1); k <= guesses; k++ {
+		go func() {
+			code, _ := s.call(t, "POST", "/lockstep.v1.LockService/Release",
+				fmt.Sprintf(`{"name": "race", "owner": "attacker", "client_id": "guess-%d", "request_seq": 1, "fencing_token": "%d"}`, k, (idx+k)<<20))
+			guessed <- code
+		}()
+	}
+	var codes []int
+	waitUntil(t, "every guessed release answered or proposed", func() bool {
+		for {
+			select {
+			case c := <-guessed:
+				codes = append(codes, c)
+				continue
+			default:
+			}
+			return len(codes)+int(g.proposed.Load()) >= guesses
+		}
+	})
+	code2, rel := s.call(t, "POST", "/locks/race/release", `{"owner": "first", "fencing_token": "`+first+`", "client_id": "holder", "request_seq": 1}`)
+	expect(t, "the holder's release", code2, 200)
+	second := <-waited
+	if second["acquired"] != true {
+		t.Fatalf("the second acquire: %v", second)
+	}
+	close(g.gate)
+	for len(codes) < guesses {
+		codes = append(codes, <-guessed)
+	}
+	for _, c := range codes {
+		if c != 409 {
+			t.Errorf("a guessed release answered %d, want 409 (all: %v)", c, codes)
+		}
+	}
+	if n := g.proposed.Load(); n != 0 {
+		t.Errorf("%d guessed releases were proposed", n)
+	}
+	_, st = s.call(t, "GET", "/locks/race/status", "")
+	expect(t, "the waiter still holds", st["held"], true)
+	// The holder's retry is answered as its first attempt was.
+	code2, again := s.call(t, "POST", "/locks/race/release", `{"owner": "first", "fencing_token": "`+first+`", "client_id": "holder", "request_seq": 1}`)
+	if code2 != 200 || again["released"] != rel["released"] {
+		t.Fatalf("the holder's retried release: %d %v, first %v", code2, again, rel)
+	}
+}
+
+// TestClientIDsArePerPrincipal: under authentication each principal's
+// client_ids are its own: another principal naming the same client_id and
+// request_seq neither reads nor forges that request's answer.
+func TestClientIDsArePerPrincipal(t *testing.T) {
+	s := startServer(t, func(o *rpc.Options) { o.Authenticator = keyAuth{} })
+	// alice answers seq 4 of client "c1" first, on her own name.
+	st, body := s.callAs(t, "alice", "POST", "/locks/alice-x/acquire", `{"owner": "w", "ttl_seconds": 30, "client_id": "c1", "request_seq": 4}`)
+	expect(t, "alice's acquire", st, 200)
+	aliceToken := body["fencing_token"]
+	// bob's seq 4 of "c1" is his own request, applied, not alice's answer.
+	st, body = s.callAs(t, "bob", "POST", "/locks/bob-y/acquire", `{"owner": "w", "ttl_seconds": 30, "client_id": "c1", "request_seq": 4}`)
+	expect(t, "bob's acquire", st, 200)
+	if body["fencing_token"] == aliceToken {
+		t.Fatalf("bob was answered alice's result: %v", body)
+	}
+	_, status := s.callAs(t, "bob", "GET", "/locks/bob-y/status", "")
+	expect(t, "bob holds his lock", status["held"], true)
+}
+
+// waitUntil polls f until it holds, for at most 10 s.
+func waitUntil(t *testing.T, what string, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !f() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
