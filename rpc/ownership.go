@@ -167,11 +167,24 @@ func (i ownership) check(ctx context.Context, procedure string, msg any) error {
 	if err != nil {
 		return err
 	}
-	if !strings.HasPrefix(owner, prefix) {
+	if ownerPrincipal(owner) != who.ID {
 		return connect.NewError(connect.CodePermissionDenied,
 			fmt.Errorf("principal %s may not use session %d: it belongs to another principal", who.ID, id))
 	}
 	return nil
+}
+
+// ownerPrincipal is the principal an owner label names: PRINCIPAL:label,
+// or autoOwnerPrefix before it for a session the server made for one
+// request. A prefix test of the whole label would let a principal named
+// "auto" own every session the server made, and deny every other
+// principal its own.
+func ownerPrincipal(owner string) string {
+	p, _, ok := strings.Cut(strings.TrimPrefix(owner, autoOwnerPrefix), OwnerSeparator)
+	if !ok {
+		return "" // no principal's: made while authentication was off
+	}
+	return p
 }
 
 // sessionOwner reads a session's owner label: from this node's state first

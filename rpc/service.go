@@ -2,6 +2,8 @@ package rpc
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"strings"
 	"time"
 
@@ -75,11 +77,32 @@ func (s *service) do(ctx context.Context, cmd core.Command) (core.Result, error)
 		ctx, cancel = withTimeout(ctx, time.Duration(cmd.WaitMs)*time.Millisecond+s.opts.RequestTimeout)
 		defer cancel()
 	}
+	cmd.ClientID = s.clientKey(ctx, cmd.ClientID)
 	r, err := s.b.Do(ctx, cmd)
 	if err != nil {
 		return r, s.apiError(err)
 	}
 	return r, s.resultError(r)
+}
+
+// clientKey is the dedupe identity core keeps a caller's client_id under:
+// under authentication, in the caller's principal's own namespace, so that
+// one principal who learns another's client_id cannot be answered its
+// results, nor forge, cancel or forget its requests (docs/security.md). A
+// key over core's bound is shortened by a hash of the client_id, the same
+// at every retry; a client_id itself over the bound is left for core to
+// refuse.
+func (s *service) clientKey(ctx context.Context, id string) string {
+	p := PrincipalFrom(ctx).ID
+	if id == "" || p == "" || len(id) > core.MaxClientIDBytes {
+		return id
+	}
+	key := p + "/" + id // no principal holds a '/'
+	if len(key) > core.MaxClientIDBytes {
+		sum := sha256.Sum256([]byte(id))
+		key = p + "/#" + hex.EncodeToString(sum[:24])
+	}
+	return key
 }
 
 // withTimeout is context.WithTimeout, except that it returns ctx itself
