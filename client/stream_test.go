@@ -244,19 +244,7 @@ func TestPushedLossEndsABlockedLock(t *testing.T) {
 		srv  lockstepv1connect.SessionServiceHandler
 	}{{"Multiplex", pushingServer{}}, {"stream only", pushingStreamOnly{}}} {
 		t.Run(tc.name, func(t *testing.T) {
-			mux := http.NewServeMux()
-			mux.Handle(lockstepv1connect.NewSessionServiceHandler(tc.srv))
-			srv := httptest.NewUnstartedServer(mux)
-			var p http.Protocols
-			p.SetHTTP1(true)
-			p.SetUnencryptedHTTP2(true)
-			srv.Config.Protocols = &p
-			srv.Start()
-			t.Cleanup(srv.Close)
-			c, err := client.New([]string{srv.URL}, client.WithRetryTimeout(2*time.Second))
-			if err != nil {
-				t.Fatal(err)
-			}
+			c := fakeClient(t, tc.srv)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			s, err := c.NewSession(ctx)
@@ -293,14 +281,7 @@ func (slowTickServer) Create(_ context.Context, r *connect.Request[pb.CreateSess
 // the servers' stamp lag, 600 ms) is refused at NewSession, as the error
 // and docs/client.md say; it took TTLs down to twice the guard.
 func TestSessionTTLAtLeastFourGuards(t *testing.T) {
-	mux := http.NewServeMux()
-	mux.Handle(lockstepv1connect.NewSessionServiceHandler(slowTickServer{}))
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	c, err := client.New([]string{srv.URL}, client.WithRetryTimeout(2*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := fakeClient(t, slowTickServer{})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for ttl, ok := range map[time.Duration]bool{2 * time.Second: false, 3 * time.Second: true} {
@@ -363,19 +344,7 @@ func (d deniedServer) Stream(ctx context.Context, st *connect.BidiStream[pb.Stre
 // try on the same session and name goes out at once.
 func TestDeniedAcquireLeavesNothingToCleanUp(t *testing.T) {
 	var abandons atomic.Int32
-	mux := http.NewServeMux()
-	mux.Handle(lockstepv1connect.NewSessionServiceHandler(deniedServer{abandons: &abandons}))
-	srv := httptest.NewUnstartedServer(mux)
-	var p http.Protocols
-	p.SetHTTP1(true)
-	p.SetUnencryptedHTTP2(true)
-	srv.Config.Protocols = &p
-	srv.Start()
-	t.Cleanup(srv.Close)
-	c, err := client.New([]string{srv.URL}, client.WithRetryTimeout(2*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := fakeClient(t, deniedServer{abandons: &abandons})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s, err := c.NewSession(ctx)
@@ -446,19 +415,7 @@ func (l lossDuringReleaseServer) Multiplex(ctx context.Context, st *connect.Bidi
 // the answer over failed about one run in fifteen.
 func TestAnswerAfterThePushedLossArrives(t *testing.T) {
 	var releases atomic.Int32
-	mux := http.NewServeMux()
-	mux.Handle(lockstepv1connect.NewSessionServiceHandler(lossDuringReleaseServer{releases: &releases}))
-	srv := httptest.NewUnstartedServer(mux)
-	var p http.Protocols
-	p.SetHTTP1(true)
-	p.SetUnencryptedHTTP2(true)
-	srv.Config.Protocols = &p
-	srv.Start()
-	t.Cleanup(srv.Close)
-	c, err := client.New([]string{srv.URL}, client.WithRetryTimeout(2*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := fakeClient(t, lossDuringReleaseServer{releases: &releases})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s, err := c.NewSession(ctx)
@@ -477,4 +434,24 @@ func TestAnswerAfterThePushedLossArrives(t *testing.T) {
 		t.Fatalf("the release was sent %d times, want once", n)
 	}
 	waitFor(t, "the stream no session uses shut", func() bool { return client.SharedStreams(c) == 0 })
+}
+
+// fakeClient serves srv, a stand-in SessionService, over HTTP/1.1 and h2c
+// as a node does, and answers a Client of it that gives up after 2 s.
+func fakeClient(t *testing.T, srv lockstepv1connect.SessionServiceHandler) *client.Client {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.Handle(lockstepv1connect.NewSessionServiceHandler(srv))
+	hs := httptest.NewUnstartedServer(mux)
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	hs.Config.Protocols = &p
+	hs.Start()
+	t.Cleanup(hs.Close)
+	c, err := client.New([]string{hs.URL}, client.WithRetryTimeout(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
