@@ -88,6 +88,12 @@ const (
 	DefaultAuditMaxFiles  = 5
 )
 
+// reservedPrincipals are names a principal may not take: the mark of the
+// sessions the server makes for one request (owner auto:PRINCIPAL:label)
+// and of the runtime's own request ids (rt/...), which a principal of that
+// name could otherwise be mistaken for.
+var reservedPrincipals = map[string]bool{"auto": true, "rt": true}
+
 // MaxPrincipalBytes bounds a principal's name.
 const MaxPrincipalBytes = 64
 
@@ -97,6 +103,9 @@ const MaxPrincipalBytes = 64
 func ValidPrincipal(p string) error {
 	if p == "" {
 		return errors.New("required: a name such as ci")
+	}
+	if reservedPrincipals[p] {
+		return fmt.Errorf("%q is reserved: the server's own owner labels (auto:) and request ids (rt/) begin with it; choose another name", p)
 	}
 	if len(p) > MaxPrincipalBytes {
 		return fmt.Errorf("is %d bytes: at most %d", len(p), MaxPrincipalBytes)

@@ -206,3 +206,18 @@ func TestIsLoopback(t *testing.T) {
 		}
 	}
 }
+
+// TestReservedPrincipals: "auto" and "rt" begin the server's own owner
+// labels and request ids, so no key, certificate or ACL rule may name them.
+func TestReservedPrincipals(t *testing.T) {
+	for _, p := range []string{"auto", "rt"} {
+		if err := config.ValidPrincipal(p); err == nil || !strings.Contains(err.Error(), "reserved") {
+			t.Errorf("principal %q: %v, want reserved", p, err)
+		}
+	}
+	for _, p := range []string{"autobot", "rt2", "ci"} {
+		if err := config.ValidPrincipal(p); err != nil {
+			t.Errorf("principal %q: %v", p, err)
+		}
+	}
+}

@@ -211,9 +211,15 @@ func (m *Machine) Counts() Counts {
 // retry of that request is answered. The API answers a release of a grant
 // no longer held from it, since such a release may not be proposed anew:
 // named by owner label, it carries no holder core could check.
+//
+// A seq the machine has forgotten answers ok with the error a retry of it
+// gets (failed_precondition: its outcome is unknown).
 func (m *Machine) Remembered(clientID string, seq uint64) (Result, bool) {
-	_, e, _ := m.clients.lookup(clientID, seq)
-	if e == nil {
+	_, e, err := m.clients.lookup(clientID, seq)
+	switch {
+	case err != nil:
+		return Result{Err: err}, true
+	case e == nil:
 		return Result{}, false
 	}
 	return e.result, true

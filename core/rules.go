@@ -35,9 +35,21 @@ import "fmt"
 //	   up the rest).
 const RulesVersion = 2
 
+// ClientKeysVersion numbers how the API files a request's client_id in the
+// dedupe table (rpc's service.clientKey). Every member must file alike: a
+// retry, an abandon or a release's memory is looked up by the key the
+// member that took the request wrote, and a member filing otherwise would
+// miss it (a request applied twice, an abandon that cancels nothing).
+//
+//	1: the client_id as sent.
+//	2: under authentication, in the caller's principal's namespace
+//	   (principal/client_id), so that one principal cannot act on
+//	   another's requests by naming its client_id.
+const ClientKeysVersion = 2
+
 // Compatibility names the versions a member must share with every other
 // member of its cluster, in words an operator reads in a refusal. Members
 // whose Compatibility differs do not exchange Raft traffic.
 func Compatibility() string {
-	return fmt.Sprintf("rules %d, entries %d, snapshots %d", RulesVersion, ProposalVersion, SnapshotVersion)
+	return fmt.Sprintf("rules %d, entries %d, snapshots %d, client keys %d", RulesVersion, ProposalVersion, SnapshotVersion, ClientKeysVersion)
 }

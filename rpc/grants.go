@@ -85,7 +85,10 @@ func (s *service) rememberedRelease(ctx context.Context, a releaseArgs) error {
 	}); err != nil {
 		return err
 	}
-	if ok && r.Err == nil && r.Outcome == core.OutcomeDone && r.Token == core.FencingToken(a.token) {
+	switch {
+	case ok && r.Err != nil && r.Err.Code == core.CodeFailedPrecondition:
+		return s.resultError(r) // forgotten: its outcome is unknown
+	case ok && r.Err == nil && r.Outcome == core.OutcomeDone && r.Token == core.FencingToken(a.token):
 		return nil
 	}
 	return staleToken(a.kind, a.name, a.token)

@@ -85,8 +85,9 @@ func (s *service) do(ctx context.Context, cmd core.Command) (core.Result, error)
 	return r, s.resultError(r)
 }
 
-// clientKey is the dedupe identity core keeps a caller's client_id under:
-// under authentication, in the caller's principal's own namespace, so that
+// clientKey is the dedupe identity core keeps a caller's client_id under
+// (core.ClientKeysVersion 2): under authentication, in the caller's
+// principal's own namespace, so that
 // one principal who learns another's client_id cannot be answered its
 // results, nor forge, cancel or forget its requests (docs/security.md). A
 // key over core's bound is shortened by a hash of the client_id, the same
