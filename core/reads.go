@@ -1,6 +1,7 @@
 package core
 
 import (
+	"cmp"
 	"slices"
 	"strings"
 )
@@ -144,6 +145,54 @@ func (m *Machine) List(kind Kind, prefix string, limit int) (list []Status, more
 }
 
 func sortKeys(keys []objectKey) { slices.SortFunc(keys, compareKeys) }
+
+// ListQuery asks ListFrom for one shard's part of a page of a list.
+type ListQuery struct {
+	Kind   Kind   // 0: every kind
+	Prefix string // names starting with it
+	// After, when set, starts the list just after the object (AfterName,
+	// AfterKind) in name-then-kind order: a page's cursor.
+	After     bool
+	AfterName string
+	AfterKind Kind
+	Keep      func(name string) bool // nil: every name; else only those it keeps
+	Limit     int                    // at most this many (0 or more than MaxListResults: MaxListResults)
+}
+
+// ListFrom answers q in name-then-kind order, the order of a page across
+// shards (core/shards.ListPage), and more when objects past the limit were
+// left out. Unlike List, a cursor pages past any number of objects, and a
+// read filter (Keep) costs no place to the names it keeps: List's first
+// MaxListResults in kind order could hide both.
+func (m *Machine) ListFrom(q ListQuery) (list []Status, more bool, err error) {
+	if q.Kind != 0 && !q.Kind.valid() {
+		return nil, false, errorf(CodeInvalidArgument, "unknown kind %d: use 0 for all kinds, or mutex, semaphore, rwlock, barrier, election", uint8(q.Kind))
+	}
+	if len(q.Prefix) > m.limits.MaxNameBytes {
+		return nil, false, errorf(CodeInvalidArgument, "the prefix is %d bytes: at most %d", len(q.Prefix), m.limits.MaxNameBytes)
+	}
+	limit := q.Limit
+	if limit <= 0 || limit > m.limits.MaxListResults {
+		limit = m.limits.MaxListResults
+	}
+	byName := func(a, b objectKey) int { return cmp.Or(strings.Compare(a.name, b.name), cmp.Compare(a.kind, b.kind)) }
+	from := objectKey{kind: q.AfterKind, name: q.AfterName}
+	var keys []objectKey
+	for k := range m.objects {
+		if (q.Kind == 0 || k.kind == q.Kind) && strings.HasPrefix(k.name, q.Prefix) &&
+			(!q.After || byName(k, from) > 0) && (q.Keep == nil || q.Keep(k.name)) {
+			keys = append(keys, k)
+		}
+	}
+	slices.SortFunc(keys, byName)
+	if len(keys) > limit {
+		keys, more = keys[:limit], true
+	}
+	for _, k := range keys {
+		list = append(list, m.statusOf(m.objects[k]))
+	}
+	return list, more, nil
+}
 
 // CheckFence answers whether token is a current grant on the object: what a
 // resource guarded by the lock asks before accepting a write.

@@ -124,17 +124,28 @@ func (h LockHandler) List(ctx context.Context, req *connect.Request[pb.ListReque
 		return nil, err
 	}
 	out := &pb.ListResponse{Stale: m.Stale}
-	// The names under a prefix are spread over every shard: read them all.
+	// The names under a prefix are spread over every shard: read them all,
+	// each from the cursor on and only what the caller may read, one more
+	// than a page, so that the merged page knows whether another follows.
+	size := int(m.PageSize)
+	if size <= 0 || size > shards.MaxPage {
+		size = shards.MaxPage
+	}
+	keep := h.readable(ctx)
+	q := core.ListQuery{Kind: kindCore(m.Kind, 0), Prefix: m.Prefix, Keep: keep, Limit: size + 1}
+	if after != nil {
+		q.After, q.AfterName, q.AfterKind = true, after.Name, after.Kind
+	}
 	parts := make([][]core.Status, h.b.Shards())
 	idx, err := h.readAll(ctx, m.Stale, func(shard uint64, mc *core.Machine) error {
-		part, _, err := mc.List(kindCore(m.Kind, 0), m.Prefix, 0)
+		part, _, err := mc.ListFrom(q)
 		parts[shard] = part
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	page := shards.ListPage(parts, after, int(m.PageSize), h.readable(ctx))
+	page := shards.ListPage(parts, after, size, keep)
 	for _, st := range page.Objects {
 		out.Objects = append(out.Objects, &pb.ObjectSummary{Kind: kindPB(st.Kind), Name: st.Name,
 			HolderCount: int64(len(st.Holders)), WaiterCount: int64(len(st.Waiters))})

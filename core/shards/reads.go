@@ -59,10 +59,10 @@ func (c Cursor) after(st core.Status) bool { return listOrder(st.Name, st.Kind, 
 // first), at most size of them (size <= 0 or above MaxPage: MaxPage). Next
 // is set only when an object follows the page.
 //
-// Core answers at most Limits.MaxListResults objects per shard and per
-// read; a prefix matching more than that in one shard lists only the first
-// ones in core's order, which no cursor can page past. ListPage pages what
-// it is given.
+// Each part must hold, of its shard, every object after the cursor that
+// keep takes, or at least the first size+1 of them in list order
+// (core.Machine.ListFrom answers that), for the page and its Next to be
+// right.
 func ListPage(parts [][]core.Status, after *Cursor, size int, keep func(name string) bool) Page {
 	if size <= 0 || size > MaxPage {
 		size = MaxPage
