@@ -119,6 +119,13 @@ func holderOf(h *hold) Holder {
 // with prefix, ordered by kind then name, at most limit of them (0 or more
 // than MaxListResults: MaxListResults). more says the list was cut.
 func (m *Machine) List(kind Kind, prefix string, limit int) (list []Status, more bool, err error) {
+	return m.list(kind, prefix, limit, nil, compareKeys)
+}
+
+// list checks List's arguments, and answers the objects of kind (0: every
+// kind) under prefix that keep takes (nil: all), sorted by order and cut
+// at limit (0 or more than MaxListResults: MaxListResults).
+func (m *Machine) list(kind Kind, prefix string, limit int, keep func(objectKey) bool, order func(a, b objectKey) int) (list []Status, more bool, err error) {
 	if kind != 0 && !kind.valid() {
 		return nil, false, errorf(CodeInvalidArgument, "unknown kind %d: use 0 for all kinds, or mutex, semaphore, rwlock, barrier, election", uint8(kind))
 	}
@@ -130,11 +137,11 @@ func (m *Machine) List(kind Kind, prefix string, limit int) (list []Status, more
 	}
 	var keys []objectKey
 	for k := range m.objects {
-		if (kind == 0 || k.kind == kind) && strings.HasPrefix(k.name, prefix) {
+		if (kind == 0 || k.kind == kind) && strings.HasPrefix(k.name, prefix) && (keep == nil || keep(k)) {
 			keys = append(keys, k)
 		}
 	}
-	sortKeys(keys)
+	slices.SortFunc(keys, order)
 	if len(keys) > limit {
 		keys, more = keys[:limit], true
 	}
@@ -143,8 +150,6 @@ func (m *Machine) List(kind Kind, prefix string, limit int) (list []Status, more
 	}
 	return list, more, nil
 }
-
-func sortKeys(keys []objectKey) { slices.SortFunc(keys, compareKeys) }
 
 // ListQuery asks ListFrom for one shard's part of a page of a list.
 type ListQuery struct {
@@ -165,33 +170,12 @@ type ListQuery struct {
 // read filter (Keep) costs no place to the names it keeps: List's first
 // MaxListResults in kind order could hide both.
 func (m *Machine) ListFrom(q ListQuery) (list []Status, more bool, err error) {
-	if q.Kind != 0 && !q.Kind.valid() {
-		return nil, false, errorf(CodeInvalidArgument, "unknown kind %d: use 0 for all kinds, or mutex, semaphore, rwlock, barrier, election", uint8(q.Kind))
-	}
-	if len(q.Prefix) > m.limits.MaxNameBytes {
-		return nil, false, errorf(CodeInvalidArgument, "the prefix is %d bytes: at most %d", len(q.Prefix), m.limits.MaxNameBytes)
-	}
-	limit := q.Limit
-	if limit <= 0 || limit > m.limits.MaxListResults {
-		limit = m.limits.MaxListResults
-	}
 	byName := func(a, b objectKey) int { return cmp.Or(strings.Compare(a.name, b.name), cmp.Compare(a.kind, b.kind)) }
 	from := objectKey{kind: q.AfterKind, name: q.AfterName}
-	var keys []objectKey
-	for k := range m.objects {
-		if (q.Kind == 0 || k.kind == q.Kind) && strings.HasPrefix(k.name, q.Prefix) &&
-			(!q.After || byName(k, from) > 0) && (q.Keep == nil || q.Keep(k.name)) {
-			keys = append(keys, k)
-		}
+	keep := func(k objectKey) bool {
+		return (!q.After || byName(k, from) > 0) && (q.Keep == nil || q.Keep(k.name))
 	}
-	slices.SortFunc(keys, byName)
-	if len(keys) > limit {
-		keys, more = keys[:limit], true
-	}
-	for _, k := range keys {
-		list = append(list, m.statusOf(m.objects[k]))
-	}
-	return list, more, nil
+	return m.list(q.Kind, q.Prefix, q.Limit, keep, byName)
 }
 
 // CheckFence answers whether token is a current grant on the object: what a
