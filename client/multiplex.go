@@ -99,42 +99,29 @@ func (c *Client) muxTo(e *endpoint) *muxStream {
 	}, errors.New("lockstep: the client's sessions moved to another endpoint"))
 }
 
-// forgetSession fails the unanswered requests of s on every shared stream
-// with err, and stops routing its pushed loss (Session.Close). A stream
-// left with no session and nothing unanswered is shut, as a session's own
-// stream is when it closes: a Client without sessions holds no streams.
-func (c *Client) forgetSession(s *Session, err error) {
+// dropSession stops routing the pushed loss of s on every shared stream,
+// and with fail set (Session.Close) fails its unanswered requests there
+// with fail; without (a session lost without Close) they stay, each ending
+// as its caller sees the loss (forget), or answered. A stream s used that
+// is left with no session and nothing unanswered is shut, as a session's
+// own stream is when it closes: a Client without sessions holds no
+// streams, rather than one kept until the server cut it for silence.
+func (c *Client) dropSession(s *Session, fail error) {
 	for _, m := range c.muxes.list() {
 		m.mu.Lock()
 		_, had := m.sessions[s.id]
 		delete(m.sessions, s.id)
-		for id, w := range m.pending {
-			if w.s == s {
-				delete(m.pending, id)
-				w.ch <- muxAnswer{err: err}
-				had = true // s used it (unlisted when lost, its requests still here)
+		if fail != nil {
+			for id, w := range m.pending {
+				if w.s == s {
+					delete(m.pending, id)
+					w.ch <- muxAnswer{err: fail}
+					had = true // s used it (unlisted when lost, its requests still here)
+				}
 			}
 		}
 		// Only a stream s used is shut: one just opened for another
 		// session has no session yet either.
-		unused := had && m.shutIfUnusedLocked()
-		m.mu.Unlock()
-		if unused {
-			m.retire()
-		}
-	}
-}
-
-// unlistSession stops routing the pushed loss of s, lost without Close,
-// and shuts the shared streams it leaves unused. Its unanswered requests
-// stay: each ends as its caller sees the loss (forget), or is answered.
-// Without this a Client whose last session was lost would keep its stream
-// open until the server cut it for silence.
-func (c *Client) unlistSession(s *Session) {
-	for _, m := range c.muxes.list() {
-		m.mu.Lock()
-		_, had := m.sessions[s.id]
-		delete(m.sessions, s.id)
 		unused := had && m.shutIfUnusedLocked()
 		m.mu.Unlock()
 		if unused {

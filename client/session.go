@@ -213,7 +213,7 @@ func (s *Session) lose(err error) {
 	case <-s.stop: // Close: it still sends the close, then forgets s (shutStreams)
 	default:
 		s.lostUnclosed.Store(true)
-		s.c.unlistSession(s)
+		s.c.dropSession(s, nil)
 	}
 }
 

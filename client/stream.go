@@ -108,7 +108,7 @@ func (s *Session) streamTo(e *endpoint) *sessionStream {
 func (s *Session) shutStreams() {
 	closed := fmt.Errorf("%w: session %d was closed", ErrSessionLost, s.id)
 	s.forgotten.Store(true) // a late request of s (a release retrying) does not list it again
-	s.c.forgetSession(s, closed)
+	s.c.dropSession(s, closed)
 	for _, ss := range s.streams.take() {
 		ss.shut(closed)
 	}

@@ -87,12 +87,11 @@ func (s *service) do(ctx context.Context, cmd core.Command) (core.Result, error)
 
 // clientKey is the dedupe identity core keeps a caller's client_id under
 // (core.ClientKeysVersion 2): under authentication, in the caller's
-// principal's own namespace, so that
-// one principal who learns another's client_id cannot be answered its
-// results, nor forge, cancel or forget its requests (docs/security.md). A
-// key over core's bound is shortened by a hash of the client_id, the same
-// at every retry; a client_id itself over the bound is left for core to
-// refuse.
+// principal's own namespace, so that one principal who learns another's
+// client_id cannot be answered its results, nor forge, cancel or forget
+// its requests (docs/security.md). A key over core's bound is shortened by
+// a hash of the client_id, the same at every retry; a client_id itself
+// over the bound is left for core to refuse.
 func (s *service) clientKey(ctx context.Context, id string) string {
 	p := PrincipalFrom(ctx).ID
 	if id == "" || p == "" || len(id) > core.MaxClientIDBytes {
