@@ -229,6 +229,17 @@ func (m *Machine) SessionInfo(id SessionID) (SessionInfo, error) {
 	return info, nil
 }
 
+// SessionOwner is a session's owner label, and whether the session exists:
+// SessionInfo without the holds and waits, which the API reads before every
+// request that names a session (ownership, and a session the server made).
+func (m *Machine) SessionOwner(id SessionID) (string, bool) {
+	s := m.sessions[id]
+	if s == nil {
+		return "", false
+	}
+	return s.owner, true
+}
+
 // Counts are gauges for metrics.
 type Counts struct {
 	Sessions, Objects, Holds, Waiters, Clients int

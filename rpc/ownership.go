@@ -190,15 +190,23 @@ func ownerPrincipal(owner string) string {
 // sessionOwner reads a session's owner label: from this node's state first
 // (an owner never changes, so a stale answer that has the session is
 // right), then linearizably, for a session created a moment ago elsewhere.
+// Every acquire in a given session asks (sessionFor), so the stale read
+// goes to the backend without read's deadline: it does not wait.
 func (s *service) sessionOwner(ctx context.Context, id core.SessionID) (string, error) {
 	for _, stale := range []bool{true, false} {
 		owner, found := "", false
-		if _, err := s.read(ctx, "", stale, func(m *core.Machine) error {
-			if info, err := m.SessionInfo(id); err == nil {
-				owner, found = info.Owner, true
-			}
+		look := func(m *core.Machine) error {
+			owner, found = m.SessionOwner(id)
 			return nil
-		}); err != nil {
+		}
+		var err error
+		if stale {
+			_, err = s.b.Read(ctx, "", true, look)
+			err = s.apiError(err)
+		} else {
+			_, err = s.read(ctx, "", false, look)
+		}
+		if err != nil {
 			return "", err
 		}
 		if found {

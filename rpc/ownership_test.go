@@ -103,6 +103,48 @@ func TestServerMadeSessionsBelongToTheirPrincipal(t *testing.T) {
 	expect(t, "bob's keepalive of his server-made session", st, 200)
 }
 
+// TestServerMadeSessionsTakeNoOtherGrants: a session the server made for
+// one acquire is closed when that grant ends, after a read that found it
+// holding nothing else. An acquire in it by session_id between that read
+// and the close would be granted, answered, and then ended by the close,
+// so every acquire-like request refuses such a session, before anything
+// is proposed; a session of the caller's own takes them.
+func TestServerMadeSessionsTakeNoOtherGrants(t *testing.T) {
+	s := startServer(t)
+	st, held := s.call(t, "POST", "/locks/job/acquire", `{"owner": "w1", "ttl_seconds": 30}`)
+	expect(t, "acquire", st, 200)
+	id := held["session_id"].(string)
+	for _, req := range [][2]string{
+		{"/locks/other/acquire", `{"session_id": "` + id + `"}`},
+		{"/semaphores/gpu/acquire", `{"session_id": "` + id + `", "limit": 2}`},
+		{"/rwlocks/cfg/acquire", `{"session_id": "` + id + `", "mode": "read"}`},
+		{"/barriers/stage/wait", `{"session_id": "` + id + `", "parties": 2, "participant": "p1"}`},
+		{"/election/sched/campaign", `{"session_id": "` + id + `", "candidate": "c", "value": "YQ=="}`},
+	} {
+		st, body := s.call(t, "POST", req[0], req[1])
+		expectError(t, st, body, 400, "failed_precondition")
+		if msg, _ := body["message"].(string); !strings.Contains(msg, "create a session of your own") {
+			t.Fatalf("%s: the refusal says %q, not what to do instead", req[0], msg)
+		}
+	}
+	_, other := s.call(t, "GET", "/locks/other/status", "")
+	expect(t, "nothing granted in the server's session", other["held"], false)
+	_, info := s.call(t, "POST", "/lockstep.v1.SessionService/Get", `{"session_id": "`+id+`"}`)
+	sess, _ := info["session"].(map[string]any)
+	if h, _ := sess["holds"].([]any); len(h) != 1 || len(sess["waits"].([]any)) != 0 {
+		t.Fatalf("the server's session is %v, want the one grant it was made for and no wait", info)
+	}
+	st, rel := s.call(t, "POST", "/locks/job/release", `{"owner": "w1", "fencing_token": "`+held["fencing_token"].(string)+`"}`)
+	expect(t, "release", st, 200)
+	expect(t, "the server's session closed with its grant", rel["session_closed"], true)
+
+	_, own := s.call(t, "POST", "/sessions", `{"ttl_seconds": 30, "owner": "w1"}`)
+	mine := own["session_id"].(string)
+	st, got := s.call(t, "POST", "/locks/other/acquire", `{"session_id": "`+mine+`"}`)
+	expect(t, "an acquire in a session of one's own", st, 200)
+	expect(t, "granted", got["acquired"], true)
+}
+
 // gatedBackend holds the commands of the clients whose id starts with
 // "guess" until gate closes, and counts them.
 type gatedBackend struct {

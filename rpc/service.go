@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"strings"
 	"time"
 
@@ -134,8 +135,25 @@ type lease struct {
 // sessionFor returns the given session, or creates one for this request
 // alone, labelled autoOwnerPrefix+owner. With a client id, the session is
 // created under a derived one, so a retried request finds the same session.
+//
+// A session the server made for one request is refused as the given one:
+// the server closes such a session when that request's grant ends or its
+// wait does (release, resign, a refused or ended acquire, a barrier's
+// wait), after a read that found nothing else in it, and a grant made in
+// it by id between that read and the close would be ended by the close
+// after it was acknowledged. Owner labels never change and session ids are
+// never reused, so the check cannot go stale before the acquire applies.
 func (s *service) sessionFor(ctx context.Context, given uint64, owner string, ttlSeconds, ttlMs int64, clientID string, seq uint64) (lease, error) {
 	if given != 0 {
+		label, err := s.sessionOwner(ctx, core.SessionID(given))
+		if err != nil {
+			return lease{}, err
+		}
+		if strings.HasPrefix(label, autoOwnerPrefix) {
+			return lease{}, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf(
+				"session %d was created by the server for one request (owner %q) and ends with it: "+
+					"create a session of your own (SessionService.Create, POST /sessions) to hold several grants in one session", given, label))
+		}
 		return lease{id: core.SessionID(given)}, nil
 	}
 	cmd := core.Command{Op: core.OpSessionCreate, TTLMs: s.ttlMs(ttlSeconds, ttlMs), Owner: autoOwnerPrefix + owner}
