@@ -125,6 +125,16 @@ type Factory struct {
 	// taken: core.Compatibility(), the versions of the log's rules and
 	// encodings. It travels in each connection's hello.
 	Compatibility string
+	// Credentials, when set, is where mutual TLS takes the member's
+	// certificate (its key included) and the cluster's CA from: the
+	// listener asks it at every handshake, and each dial at every dial, so
+	// material a reload put in force (SIGHUP: security.State.Credentials,
+	// which replaces it only after checking it) reaches new connections
+	// without a restart; connections open keep what they began with. It
+	// must return both, and must return at once. Nil: the files the
+	// NodeHostConfig names, which the listener reads once, at Start, and
+	// each dial reads again. Either way only nhc.MutualTLS turns TLS on.
+	Credentials func() (cert *tls.Certificate, ca *x509.CertPool)
 }
 
 var _ dbconfig.TransportFactory = Factory{}
@@ -135,8 +145,8 @@ func (f Factory) Create(nhc dbconfig.NodeHostConfig, onBatch raftio.MessageHandl
 	if obs == nil {
 		obs = unobserved{}
 	}
-	return &TCP{nhc: nhc, onBatch: onBatch, onChunk: onChunk, encrypted: nhc.MutualTLS, obs: obs, conns: map[net.Conn]struct{}{},
-		refused: map[string]refusal{}, compat: f.Compatibility, hello: helloPayload(f.Compatibility, nhc.RaftAddress)}
+	return &TCP{nhc: nhc, onBatch: onBatch, onChunk: onChunk, encrypted: nhc.MutualTLS, credentials: f.Credentials, obs: obs,
+		conns: map[net.Conn]struct{}{}, refused: map[string]refusal{}, compat: f.Compatibility, hello: helloPayload(f.Compatibility, nhc.RaftAddress)}
 }
 
 // Observer is told what the transport does, so that the node can count it
@@ -192,9 +202,11 @@ type TCP struct {
 	onBatch   raftio.MessageHandler
 	onChunk   raftio.ChunkHandler
 	encrypted bool // mutual TLS: TLS checks integrity, the body CRC is skipped
-	obs       Observer
-	compat    string // Factory.Compatibility
-	hello     []byte // the payload of this member's hello
+	// credentials is Factory.Credentials: nil, the files nhc names.
+	credentials func() (*tls.Certificate, *x509.CertPool)
+	obs         Observer
+	compat      string // Factory.Compatibility
+	hello       []byte // the payload of this member's hello
 
 	mu      sync.Mutex
 	ln      net.Listener
@@ -224,7 +236,7 @@ func (t *TCP) Name() string { return Name }
 // set apart), with the cluster's TLS when mutual TLS is on.
 func (t *TCP) Start() error {
 	addr := t.nhc.GetListenAddress()
-	tlsConfig, err := t.nhc.GetServerTLSConfig()
+	tlsConfig, err := t.serverTLS()
 	if err != nil {
 		return err
 	}
@@ -233,8 +245,6 @@ func (t *TCP) Start() error {
 		return fmt.Errorf("transport: listening on %s: %w", addr, err)
 	}
 	if tlsConfig != nil {
-		tlsConfig = tlsConfig.Clone()
-		tlsConfig.VerifyConnection = memberCertificate
 		ln = tls.NewListener(ln, tlsConfig)
 	}
 	t.mu.Lock()
@@ -313,6 +323,70 @@ func (t *TCP) accept(ln net.Listener) {
 			conn.Close()
 		}()
 	}
+}
+
+// serverTLS is the listener's TLS configuration, nil without mutual TLS.
+// With Credentials each handshake takes the material in force then;
+// without, the files are read once, here.
+func (t *TCP) serverTLS() (*tls.Config, error) {
+	if !t.nhc.MutualTLS {
+		return nil, nil
+	}
+	if t.credentials != nil {
+		if _, _, err := t.material(); err != nil {
+			return nil, err // at Start rather than at every handshake, unseen
+		}
+		return &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			cert, ca, err := t.material()
+			if err != nil {
+				return nil, err
+			}
+			return &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca,
+				Certificates: []tls.Certificate{*cert}, VerifyConnection: memberCertificate}, nil
+		}}, nil
+	}
+	c, err := t.nhc.GetServerTLSConfig()
+	if err != nil {
+		return nil, err
+	}
+	c = c.Clone()
+	c.VerifyConnection = memberCertificate
+	return c, nil
+}
+
+// clientTLS is the TLS configuration of a dial to target, nil without
+// mutual TLS: the certificate and CA in force (Credentials), or the files
+// read again, so that renewed ones apply at once; the peer's certificate
+// must name target's host.
+func (t *TCP) clientTLS(target string) (*tls.Config, error) {
+	if !t.nhc.MutualTLS {
+		return nil, nil
+	}
+	if t.credentials == nil {
+		return t.nhc.GetClientTLSConfig(target)
+	}
+	host, _, err := net.SplitHostPort(target)
+	if err != nil {
+		return nil, fmt.Errorf("transport: the Raft address %q is not host:port: %w", target, err)
+	}
+	cert, ca, err := t.material()
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{ServerName: host, RootCAs: ca, Certificates: []tls.Certificate{*cert}}, nil
+}
+
+// errNoCredentials: Factory.Credentials returned no certificate or no CA,
+// which its caller must never do under mutual TLS.
+var errNoCredentials = errors.New("transport: Factory.Credentials returned no certificate or no CA under mutual TLS: pass the certificate and CA in force (security.State.Credentials), or leave Credentials nil to read the files")
+
+// material is the certificate and CA Credentials holds now.
+func (t *TCP) material() (*tls.Certificate, *x509.CertPool, error) {
+	cert, ca := t.credentials()
+	if cert == nil || ca == nil {
+		return nil, nil, errNoCredentials
+	}
+	return cert, ca, nil
 }
 
 // errNotMember refuses a peer whose certificate the cluster's CA signed
@@ -614,7 +688,7 @@ func (t *TCP) dialTLS(ctx context.Context, target string) (net.Conn, error) {
 		// connection only when it failed, and redials.
 		_ = tc.SetLinger(0)
 	}
-	tlsConfig, err := t.nhc.GetClientTLSConfig(target) // reads the files at each dial: renewed certificates apply
+	tlsConfig, err := t.clientTLS(target)
 	if err != nil {
 		conn.Close()
 		return nil, err

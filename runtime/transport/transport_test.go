@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/binary"
@@ -410,6 +411,160 @@ func TestMutualTLS(t *testing.T) {
 			t.Errorf("refusals %v after a probe, want still %d tls", got.refused, before)
 		}
 	})
+}
+
+// TestCredentialsReload: with Factory.Credentials the listener and each
+// dial take the certificate and CA in force at each handshake, so a reload
+// to a new CA's material reaches new connections without a restart: the
+// listener presents the new certificate and checks peers against the new
+// CA (a peer with the old CA's certificate is refused, and counted), a
+// dialler presents its new certificate, and a connection open before the
+// reload goes on.
+func TestCredentialsReload(t *testing.T) {
+	dirA, dirB := t.TempDir(), t.TempDir()
+	writePKI(t, dirA)
+	writePKI(t, dirB)
+	certA, caA := loadCredentials(t, dirA)
+	certB, caB := loadCredentials(t, dirB)
+	both := caA.Clone()
+	both.AppendCertsFromPEM(mustRead(t, filepath.Join(dirB, "ca.pem")))
+
+	// The files stay A's, as a member's configuration names the files
+	// Dragonboat checks at start; only the Credentials change.
+	nhcA := dbconfig.NodeHostConfig{MutualTLS: true, CAFile: filepath.Join(dirA, "ca.pem"),
+		CertFile: filepath.Join(dirA, "node.pem"), KeyFile: filepath.Join(dirA, "node-key.pem")}
+	listening := newCredentials(certA, caA)
+	got := newRecorder()
+	r := newReceiver()
+	addr := startWith(t, Factory{Observer: got, Credentials: listening.get}, nhcA, r).Addr().String()
+	dialling := newCredentials(certA, caA)
+	s := Factory{Credentials: dialling.get}.Create(dbconfig.NodeHostConfig{MutualTLS: true, RaftAddress: "127.0.0.1:1"}, nil, nil)
+	dialWith := func(s raftio.ITransport) (raftio.IConnection, error) {
+		conn, err := s.GetConnection(context.Background(), addr)
+		if err == nil {
+			t.Cleanup(conn.Close)
+		}
+		return conn, err
+	}
+	before, err := dialWith(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := before.SendMessageBatch(sampleBatch(1, 10)); err != nil {
+		t.Fatal(err)
+	}
+	r.wait(t, 1)
+	if presented(t, addr, certA, caA) != string(certA.Certificate[0]) {
+		t.Fatal("the listener does not present the certificate in force at start")
+	}
+
+	listening.set(certB, caB) // the reload
+	if presented(t, addr, certB, caB) != string(certB.Certificate[0]) {
+		t.Fatal("after the reload the listener still presents the old certificate")
+	}
+	// A peer of the old CA alone no longer trusts the listener.
+	if _, err := dialWith(sender(nhcA)); err == nil {
+		t.Fatal("a peer trusting only the old CA completed a handshake with the reloaded listener")
+	}
+	// One that trusts both but presents the old CA's certificate is
+	// refused by the listener, which counts it. Under TLS 1.3 its dial
+	// may succeed before the listener has checked it; its batch must not
+	// arrive.
+	var refused int
+	got.read(func() { refused = got.refused["tls"] })
+	oldCert := Factory{Credentials: func() (*tls.Certificate, *x509.CertPool) { return certA, both }}.
+		Create(dbconfig.NodeHostConfig{MutualTLS: true, RaftAddress: "127.0.0.1:1"}, nil, nil)
+	if conn, err := dialWith(oldCert); err == nil {
+		_ = conn.SendMessageBatch(sampleBatch(2, 10))
+	}
+	eventually(t, "the old CA's certificate is refused as tls", func() bool {
+		n := 0
+		got.read(func() { n = got.refused["tls"] })
+		return n > refused
+	})
+
+	// The connection open before the reload goes on with what it began
+	// with; the dialler's own reload reaches its next dial.
+	if err := before.SendMessageBatch(sampleBatch(3, 10)); err != nil {
+		t.Fatalf("a connection open before the reload: %v", err)
+	}
+	r.wait(t, 1)
+	if _, err := dialWith(s); err == nil {
+		t.Fatal("a dialler trusting only the old CA completed a handshake with the reloaded listener")
+	}
+	dialling.set(certB, caB)
+	after, err := dialWith(s)
+	if err != nil {
+		t.Fatalf("a dial with the new material: %v", err)
+	}
+	if err := after.SendMessageBatch(sampleBatch(4, 10)); err != nil {
+		t.Fatal(err)
+	}
+	r.wait(t, 1)
+	time.Sleep(100 * time.Millisecond) // anything refused would have arrived by now
+	if n := r.count(); n != 3 {
+		t.Fatalf("%d batches arrived, want 3: before the reload, on the old connection, and with the new material", n)
+	}
+}
+
+// credentials is a Factory.Credentials that a test swaps, as a reload does.
+type credentials struct {
+	mu   sync.Mutex
+	cert *tls.Certificate
+	ca   *x509.CertPool
+}
+
+func newCredentials(cert *tls.Certificate, ca *x509.CertPool) *credentials {
+	return &credentials{cert: cert, ca: ca}
+}
+
+func (c *credentials) get() (*tls.Certificate, *x509.CertPool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cert, c.ca
+}
+
+func (c *credentials) set(cert *tls.Certificate, ca *x509.CertPool) {
+	c.mu.Lock()
+	c.cert, c.ca = cert, ca
+	c.mu.Unlock()
+}
+
+// loadCredentials reads the member's certificate and the CA writePKI wrote
+// into dir.
+func loadCredentials(t *testing.T, dir string) (*tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "node.pem"), filepath.Join(dir, "node-key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := x509.NewCertPool()
+	if !ca.AppendCertsFromPEM(mustRead(t, filepath.Join(dir, "ca.pem"))) {
+		t.Fatalf("%s holds no certificate", filepath.Join(dir, "ca.pem"))
+	}
+	return &cert, ca
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// presented is the DER of the certificate the listener at addr presents
+// to a member with cert that trusts ca.
+func presented(t *testing.T, addr string, cert *tls.Certificate, ca *x509.CertPool) string {
+	t.Helper()
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr,
+		&tls.Config{ServerName: "127.0.0.1", RootCAs: ca, Certificates: []tls.Certificate{*cert}})
+	if err != nil {
+		t.Fatalf("a handshake with the listener: %v", err)
+	}
+	defer conn.Close()
+	return string(conn.ConnectionState().PeerCertificates[0].Raw)
 }
 
 // TestCloseEndsReaders: Close returns with connections open, and the
