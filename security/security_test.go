@@ -190,6 +190,46 @@ func TestAuthorize(t *testing.T) {
 	}
 }
 
+// TestReloadCredentials: Credentials answers the certificate and CA in
+// force (what Raft's mutual TLS presents and checks against): a reload
+// with files that fail its checks keeps them, one that passes replaces
+// them, a new CA's included.
+func TestReloadCredentials(t *testing.T) {
+	sec, _, _ := fixture(t, config.ClientAuthNone, nil)
+	s, err := New(sec, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, ca := s.Credentials()
+	if cert == nil || ca == nil {
+		t.Fatalf("credentials in force at start: %v, %v", cert, ca)
+	}
+	// A new CA and a member certificate it signed, in other files.
+	next, _, _ := fixture(t, config.ClientAuthNone, nil)
+	broken := *sec.TLS
+	broken.CAFile = next.TLS.CAFile // did not sign the certificate in force
+	sec.TLS = &broken
+	if err := s.Reload(sec); err == nil {
+		t.Fatal("a CA that did not sign the certificate reloaded")
+	}
+	if c, p := s.Credentials(); c != cert || p != ca {
+		t.Fatal("a failed reload changed the credentials in force")
+	}
+	if err := s.Reload(next); err != nil {
+		t.Fatal(err)
+	}
+	c, p := s.Credentials()
+	if c == cert || p == ca || c.Leaf == nil {
+		t.Fatal("a reload kept the old credentials")
+	}
+	if _, err := c.Leaf.Verify(x509.VerifyOptions{Roots: p, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		t.Fatalf("the reloaded certificate and CA do not go together: %v", err)
+	}
+	if _, err := cert.Leaf.Verify(x509.VerifyOptions{Roots: p, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err == nil {
+		t.Fatal("the reloaded CA is still the old one")
+	}
+}
+
 func TestReloadKeepsWhatIsInForceOnFailure(t *testing.T) {
 	sec, _, key := fixture(t, config.ClientAuthNone, nil)
 	s, err := New(sec, nil, nil)

@@ -129,6 +129,16 @@ func (s *State) APITLS() *tls.Config {
 // authentication only (see docs/security.md, what is not protected).
 func (s *State) MetricsTLS() *tls.Config { return s.baseTLS() }
 
+// Credentials is the member's certificate (its key included) and the
+// cluster's CA in force, for Raft's mutual TLS
+// (runtime.Options.RaftCredentials): a reload replaces them only after
+// checking them, as it does the API's certificate. Both are nil without
+// TLS. The caller must not change them: every handshake shares them.
+func (s *State) Credentials() (cert *tls.Certificate, ca *x509.CertPool) {
+	m := s.cur.Load()
+	return m.cert, m.ca
+}
+
 func (s *State) baseTLS() *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
