@@ -336,16 +336,14 @@ func (c Config) checkMemberCertificate(leaf *x509.Certificate) error {
 		return fmt.Errorf("security.tls.cert_file %s: is not for server use (a client's certificate?), which clients check: make one with lockstep certs node", path)
 	}
 	if len(c.Cluster.Peers) <= 1 && !c.Cluster.Join {
-		return nil // AddNode checks it when the lone member gets a peer (CheckCertificateForPeers)
+		return nil // AddNode checks it when the lone member gets a peer (CheckPeerCertificate)
 	}
-	return c.checkPeerCertificate(leaf)
+	return c.CheckPeerCertificate(leaf)
 }
 
 // CheckCertificateForPeers reads the member's certificate file as it is
-// now (Raft reads it at every dial) and checks it can serve a cluster of
-// several: for client use, naming the host of raft_address. AddNode calls
-// it, so that a member started alone, whose file says no peers and so was
-// not held to it, is not grown into a cluster its peers cannot reach. Nil
+// now (Raft reads it at every dial when the runtime is not given the
+// certificate in force) and checks it as CheckPeerCertificate does. Nil
 // without TLS.
 func (c Config) CheckCertificateForPeers() error {
 	t := c.Security.TLS
@@ -360,10 +358,15 @@ func (c Config) CheckCertificateForPeers() error {
 	if err != nil {
 		return fmt.Errorf("security.tls.cert_file %s: %v", t.CertFile, err)
 	}
-	return c.checkPeerCertificate(leaf)
+	return c.CheckPeerCertificate(leaf)
 }
 
-func (c Config) checkPeerCertificate(leaf *x509.Certificate) error {
+// CheckPeerCertificate checks that the member's certificate leaf can serve
+// a cluster of several: for client use, naming the host of raft_address.
+// AddNode calls it (or CheckCertificateForPeers), so that a member started
+// alone, whose file says no peers and so was not held to it, is not grown
+// into a cluster its peers cannot reach.
+func (c Config) CheckPeerCertificate(leaf *x509.Certificate) error {
 	path := c.Security.TLS.CertFile
 	if !usableFor(leaf, x509.ExtKeyUsageClientAuth) {
 		return fmt.Errorf("security.tls.cert_file %s: is not for client use, which a member needs to dial its peers: make one with lockstep certs node", path)

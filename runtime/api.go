@@ -2,6 +2,8 @@ package runtime
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"log/slog"
 	"time"
@@ -29,6 +31,14 @@ type Options struct {
 	// the Clock is taken as its own monotonic clock (a test's clock moved
 	// by hand moves log time).
 	Monotonic func() time.Duration
+	// RaftCredentials, with security.tls, is the member's certificate and
+	// the cluster's CA in force (security.State.Credentials): Raft's
+	// listener presents and checks against them at every handshake, and
+	// each dial at every dial, so a reload (SIGHUP) reaches new Raft
+	// connections without a restart; AddNode checks this certificate. It
+	// must answer both whenever security.tls is set. nil: Raft reads the
+	// files security.tls names, its listener once at start.
+	RaftCredentials func() (cert *tls.Certificate, ca *x509.CertPool)
 
 	// balance paces the leader balancer; zero: from the election timeout.
 	// Tests shorten it.

@@ -5,6 +5,7 @@ package runtime
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"maps"
@@ -26,6 +27,27 @@ func (n *Node) AddNode(ctx context.Context, nodeID, raftAddress string) error {
 	return err
 }
 
+// checkCertificateForPeers checks the certificate Raft presents to peers
+// for what they need of it: the one in force (Options.RaftCredentials),
+// which a reload replaces, or else the file, which Raft reads at each dial.
+func (n *Node) checkCertificateForPeers() error {
+	if n.raftCredentials == nil || n.cfg.Security.TLS == nil {
+		return n.cfg.CheckCertificateForPeers()
+	}
+	cert, _ := n.raftCredentials()
+	if cert == nil || len(cert.Certificate) == 0 {
+		return errors.New("runtime: Options.RaftCredentials returned no certificate: pass the certificate in force (security.State.Credentials)")
+	}
+	leaf := cert.Leaf
+	if leaf == nil {
+		var err error
+		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return fmt.Errorf("the certificate in force: %w", err)
+		}
+	}
+	return n.cfg.CheckPeerCertificate(leaf)
+}
+
 // AddNodeIncarnation is AddNode, returning the incarnation the new node must
 // start with (cluster.incarnation): 0 unless nodeID was removed before.
 func (n *Node) AddNodeIncarnation(ctx context.Context, nodeID, raftAddress string) (int, error) {
@@ -42,7 +64,7 @@ func (n *Node) AddNodeIncarnation(ctx context.Context, nodeID, raftAddress strin
 	// A member started alone was not held to what peers need of its
 	// certificate (config.Config.LoadMaterial); a cluster it cannot serve
 	// would lose its quorum the moment the new member counts.
-	if err := n.cfg.CheckCertificateForPeers(); err != nil {
+	if err := n.checkCertificateForPeers(); err != nil {
 		return 0, fmt.Errorf("runtime: this member cannot take a peer with its certificate: %w; reissue it, reload it (SIGHUP), and add %s again", err, nodeID)
 	}
 	ctx, cancel := n.opContext(ctx, n.membershipTimeout())

@@ -2,6 +2,8 @@ package runtime
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -24,17 +26,20 @@ import (
 
 // Node is one running Lockstep member.
 type Node struct {
-	cfg        config.Config
-	log        *slog.Logger
-	clock      func() time.Time     // the wall clock (Options.Clock)
-	mono       func() time.Duration // the monotonic clock (Options.Monotonic)
-	metrics    *metrics
-	nh         *dragonboat.NodeHost
-	replicaID  uint64
-	shards     []*shard
-	clients    *clientPool
-	versions   string // core.Compatibility(), or a test's stand-in
-	raftCompat string // what the Raft hello carries: versions and the shard count
+	cfg       config.Config
+	log       *slog.Logger
+	clock     func() time.Time     // the wall clock (Options.Clock)
+	mono      func() time.Duration // the monotonic clock (Options.Monotonic)
+	metrics   *metrics
+	nh        *dragonboat.NodeHost
+	replicaID uint64
+	shards    []*shard
+	clients   *clientPool
+	versions  string // core.Compatibility(), or a test's stand-in
+	// raftCredentials is Options.RaftCredentials: what Raft presents, nil
+	// when it reads the files.
+	raftCredentials func() (*tls.Certificate, *x509.CertPool)
+	raftCompat      string // what the Raft hello carries: versions and the shard count
 
 	proposalTimeout time.Duration // how long Dragonboat may take to commit one proposal
 	retryBudget     time.Duration // how long Do retries after leader loss before ErrUnavailable
@@ -155,20 +160,26 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	// a member that spread names over another count would look for a name
 	// in another shard than the others and could grant it twice.
 	n.raftCompat = fmt.Sprintf("%s, shards %d", n.versions, len(n.shards))
+	if t := cfg.Security.TLS; t != nil {
+		// Raft is mutual TLS with the node's own certificate: a member must
+		// present one the cluster's CA signed, and a peer's certificate
+		// must name the host of its raft_address. Dragonboat wants the
+		// files named under MutualTLS. With RaftCredentials the transport
+		// takes the certificate and CA in force at every handshake, its
+		// listener's and each dial's, so that what a reload (SIGHUP) put
+		// in force after its checks reaches new connections without a
+		// restart (docs/security.md, "Rotating certificates and keys");
+		// without, it reads the files, its listener once at start.
+		nhc.MutualTLS, nhc.CAFile, nhc.CertFile, nhc.KeyFile = true, t.CAFile, t.CertFile, t.KeyFile
+		if !opts.dragonboatTransport {
+			n.raftCredentials = opts.RaftCredentials
+		}
+	}
 	if !opts.dragonboatTransport {
 		// One write per frame and buffered reads, and a hello that keeps
 		// members of other versions or shard counts out (runtime/transport).
 		traffic := raftTraffic{m: n.metrics, incompatible: newIncompatibleLog(log, n.raftCompat, target.addrs)}
-		nhc.Expert.TransportFactory = transport.Factory{Observer: traffic, Compatibility: n.raftCompat}
-	}
-	if t := cfg.Security.TLS; t != nil {
-		// Raft is mutual TLS with the node's own certificate: a member must
-		// present one the cluster's CA signed, and a peer's certificate
-		// must name the host of its raft_address. Dragonboat reads the
-		// files when it starts listening and at every dial, so a renewed
-		// certificate reaches outgoing connections at once and the
-		// listener at the next restart (docs/security.md).
-		nhc.MutualTLS, nhc.CAFile, nhc.CertFile, nhc.KeyFile = true, t.CAFile, t.CertFile, t.KeyFile
+		nhc.Expert.TransportFactory = transport.Factory{Observer: traffic, Compatibility: n.raftCompat, Credentials: n.raftCredentials}
 	}
 	nh, err := dragonboat.NewNodeHost(nhc)
 	if err != nil {
