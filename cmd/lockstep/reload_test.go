@@ -2,6 +2,12 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +15,7 @@ import (
 	"time"
 
 	"github.com/lockstepd/lockstep/config"
+	"github.com/lockstepd/lockstep/runtime"
 	"github.com/lockstepd/lockstep/security"
 )
 
@@ -68,5 +75,140 @@ func TestReloadChecksTheMembersCertificate(t *testing.T) {
 		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
 			t.Errorf("reload with %s.pem: %v, want %q", cert, err, want)
 		}
+	}
+}
+
+// TestReloadReachesTheRaftPort: a member's Raft listener takes the
+// certificate and CA in force from the security state, as serve wires it:
+// a SIGHUP reload to a new CA's files changes the certificate it presents
+// to new connections and the CA it checks peers against, without a
+// restart; files written but not reloaded change neither, and AddNode
+// checks the certificate in force, not the file.
+func TestReloadReachesTheRaftPort(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	issue := func(sub string, hosts ...string) {
+		t.Helper()
+		ca, err := security.NewAuthority("test CA "+sub, now.Add(-time.Hour), now.Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ca.Write(filepath.Join(dir, sub)); err != nil {
+			t.Fatal(err)
+		}
+		for i, h := range hosts {
+			is, err := ca.IssueNode("node-1", []string{h}, now.Add(-time.Minute), now.Add(time.Hour))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := is.Write(filepath.Join(dir, sub), fmt.Sprintf("node%d", i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	issue("a", "10.9.9.9", "127.0.0.1") // a/node0 does not name the raft_address host: a lone member may start with it
+	issue("b", "127.0.0.1")
+	ports := make([]string, 2)
+	for i := range ports {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[i] = ln.Addr().String()
+		ln.Close()
+	}
+	raftAddr := ports[0]
+	// The configuration names node.pem, node-key.pem and ca.pem; install
+	// writes another's files in their place, as an operator renews them.
+	path := filepath.Join(dir, "node.yaml")
+	body := "cluster:\n  node_id: node-1\n  raft_address: " + raftAddr + "\n  api_address: " + ports[1] + "\n  data_dir: " + filepath.Join(dir, "data") + "\n" +
+		"  peers: {node-1: " + raftAddr + "}\nsecurity:\n  tls:\n    cert_file: node.pem\n    key_file: node-key.pem\n    ca_file: ca.pem\n"
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	install := func(cert string) { // "a/node0": a/node0.pem, a/node0-key.pem and a/ca.pem
+		t.Helper()
+		for from, to := range map[string]string{cert + ".pem": "node.pem", cert + "-key.pem": "node-key.pem", filepath.Dir(cert) + "/ca.pem": "ca.pem"} {
+			b, err := os.ReadFile(filepath.Join(dir, from))
+			if err == nil {
+				err = os.WriteFile(filepath.Join(dir, to), b, 0o600)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	load := func(cert string) tls.Certificate {
+		t.Helper()
+		c, err := tls.LoadX509KeyPair(filepath.Join(dir, cert+".pem"), filepath.Join(dir, cert+"-key.pem"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	// presented dials the Raft port with peer's certificate and says
+	// which certificate the listener presented, and whether it refused
+	// peer's (it closes at once; one it takes waits for a hello).
+	presented := func(peer tls.Certificate) (string, bool) {
+		t.Helper()
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", raftAddr,
+			// Which certificate is presented is the question here, not
+			// whether it verifies.
+			&tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{peer}})
+		if err != nil {
+			t.Fatalf("a handshake with the Raft listener: %v", err)
+		}
+		defer conn.Close()
+		_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+		_, err = conn.Read(make([]byte, 1))
+		var timeout net.Error
+		taken := err != nil && errors.As(err, &timeout) && timeout.Timeout()
+		return string(conn.ConnectionState().PeerCertificates[0].Raw), !taken
+	}
+
+	install("a/node0")
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec, err := security.New(cfg.Security, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := runtime.Start(context.Background(), runtime.Options{Config: cfg, Logger: slog.New(slog.DiscardHandler), RaftCredentials: sec.Credentials})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	a0, a1, b0 := load("a/node0"), load("a/node1"), load("b/node0")
+	if got, refused := presented(a1); got != string(a0.Certificate[0]) || refused {
+		t.Fatalf("at start the Raft listener presents another certificate than a/node0 (%v), or refused a member of its CA (%v)", got != string(a0.Certificate[0]), refused)
+	}
+
+	// New files, not reloaded: nothing changes, and AddNode judges the
+	// certificate in force (it does not name 127.0.0.1, which a peer
+	// dialling this member checks).
+	install("a/node1")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := node.AddNodeIncarnation(ctx, "node-2", "127.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "cannot take a peer with its certificate") {
+		t.Fatalf("AddNode with a certificate in force that peers cannot check: %v", err)
+	}
+	if got, _ := presented(a1); got != string(a0.Certificate[0]) {
+		t.Fatal("files written without a reload reached the Raft listener")
+	}
+
+	install("b/node0")
+	f := newServeFlags(&bytes.Buffer{})
+	f.configFile = path
+	if err := reload(f, sec, cfg); err != nil {
+		t.Fatal(err)
+	}
+	got, refused := presented(b0)
+	if got != string(b0.Certificate[0]) || refused {
+		t.Fatalf("after the reload the Raft listener presents another certificate than b/node0 (%v), or refused a member of the new CA (%v)", got != string(b0.Certificate[0]), refused)
+	}
+	if _, refused := presented(a1); !refused {
+		t.Fatal("after the reload to a new CA the Raft listener took a member of the old CA")
 	}
 }

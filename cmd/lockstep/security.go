@@ -45,7 +45,9 @@ func startSecurity(cfg config.Config, reg prometheus.Registerer, log *slog.Logge
 
 // reloadOnHangup reloads the certificate, the CA, the API keys file and the
 // ACL on SIGHUP, from the configuration file read again. A reload that
-// fails keeps the settings in force and says why.
+// fails keeps the settings in force and says why. The certificate and CA
+// serve the API, metrics and Raft ports alike (security.State.Credentials):
+// new connections on each take them.
 func reloadOnHangup(f *serveFlags, running config.Config, sec *security.State, log *slog.Logger, stop <-chan struct{}) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -64,7 +66,7 @@ func reloadOnHangup(f *serveFlags, running config.Config, sec *security.State, l
 			log.Error("SIGHUP: reload failed; the security settings in force are kept", "err", err)
 			continue
 		}
-		log.Info("SIGHUP: reloaded the certificate, the API keys and the ACL", "config", f.configFile)
+		log.Info("SIGHUP: reloaded the certificate and CA (API, metrics and Raft), the API keys and the ACL", "config", f.configFile)
 	}
 }
 

@@ -186,11 +186,30 @@ func runNode(cfg config.Config, f *serveFlags, base *slog.Logger, stdout io.Writ
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	node, err := runtime.Start(context.Background(), nodeOptions(runtime.Options{Config: cfg, Logger: base, Registerer: reg, Clock: nodeClock(), Monotonic: nodeMonotonic()}))
-	if err != nil {
+	closeListeners := func() {
 		apiLn.Close()
 		if metricsLn != nil {
 			metricsLn.Close()
+		}
+	}
+	// Security before the node: Raft takes its certificate and CA from
+	// the state, so that a reload (SIGHUP) reaches the Raft port too.
+	sec, audit, err := startSecurity(cfg, reg, log)
+	if err != nil {
+		closeListeners()
+		f.dropMadeDir()
+		log.Error("security did not start", "err", err)
+		return exitError
+	}
+	nodeOpts := runtime.Options{Config: cfg, Logger: base, Registerer: reg, Clock: nodeClock(), Monotonic: nodeMonotonic()}
+	if cfg.Security.TLS != nil {
+		nodeOpts.RaftCredentials = sec.Credentials
+	}
+	node, err := runtime.Start(context.Background(), nodeOptions(nodeOpts))
+	if err != nil {
+		closeListeners()
+		if audit != nil {
+			_ = audit.Close() // it holds nothing yet
 		}
 		log.Error("the node did not start", "err", err)
 		return exitError
@@ -198,12 +217,6 @@ func runNode(cfg config.Config, f *serveFlags, base *slog.Logger, stdout io.Writ
 	maxWait := time.Duration(cfg.Locks.MaxWaitTimeSeconds) * time.Second
 	if maxWait == 0 {
 		maxWait = rpc.NoWait
-	}
-	sec, audit, err := startSecurity(cfg, reg, log)
-	if err != nil {
-		node.Close()
-		log.Error("security did not start", "err", err)
-		return exitError
 	}
 	opts := rpc.Options{
 		Backend:    node,
