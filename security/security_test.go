@@ -230,6 +230,37 @@ func TestReloadCredentials(t *testing.T) {
 	}
 }
 
+// TestNewCheckedPutsInForceWhatWasChecked: a member's start checks its
+// certificate (config.Config.LoadMaterial) and hands the material it
+// checked to the state, which must not read the files a second time (a
+// file replaced between the two reads would go into force unchecked, on
+// the Raft port too).
+func TestNewCheckedPutsInForceWhatWasChecked(t *testing.T) {
+	sec, _, _ := fixture(t, config.ClientAuthNone, nil)
+	checked, err := sec.LoadMaterial(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The files now hold another CA's certificate: only the checked one counts.
+	next, _, _ := fixture(t, config.ClientAuthNone, nil)
+	for _, f := range [][2]string{{next.TLS.CertFile, sec.TLS.CertFile}, {next.TLS.KeyFile, sec.TLS.KeyFile}, {next.TLS.CAFile, sec.TLS.CAFile}} {
+		b, err := os.ReadFile(f[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f[1], b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := NewChecked(sec, checked, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cert, ca := s.Credentials(); cert != checked.Cert || ca != checked.CA {
+		t.Fatal("the state put in force something other than the material it was given")
+	}
+}
+
 func TestReloadKeepsWhatIsInForceOnFailure(t *testing.T) {
 	sec, _, key := fixture(t, config.ClientAuthNone, nil)
 	s, err := New(sec, nil, nil)

@@ -50,6 +50,18 @@ var (
 
 // New loads sec's files and makes the state. m may be nil (no metrics).
 func New(sec config.Security, m *Metrics, log *slog.Logger) (*State, error) {
+	mat, err := sec.LoadMaterial(time.Now())
+	if err != nil {
+		return nil, err
+	}
+	return NewChecked(sec, mat, m, log)
+}
+
+// NewChecked makes the state with mat, loaded from sec's files and checked
+// by the caller (a member checks its own certificate against its
+// addresses: config.Config.LoadMaterial), so that what is put in force is
+// what was checked, not a second read of the files.
+func NewChecked(sec config.Security, mat *config.Material, m *Metrics, log *slog.Logger) (*State, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -62,7 +74,7 @@ func New(sec config.Security, m *Metrics, log *slog.Logger) (*State, error) {
 	}
 	s.keysOn = sec.APIKeysFile != ""
 	s.authOn = s.clientAuth != config.ClientAuthNone || s.keysOn
-	if err := s.Reload(sec); err != nil {
+	if err := s.ReloadMaterial(sec, mat); err != nil {
 		return nil, err
 	}
 	return s, nil

@@ -22,7 +22,15 @@ func startSecurity(cfg config.Config, reg prometheus.Registerer, log *slog.Logge
 	if err != nil {
 		return nil, nil, err
 	}
-	sec, err := security.New(cfg.Security, m, log)
+	// The member's own certificate is checked as at --check (a client's,
+	// or one without the raft_address host, is refused), and what is put
+	// in force is what was checked: the API, metrics and Raft ports all
+	// take it from the state.
+	mat, err := cfg.LoadMaterial(time.Now())
+	if err != nil {
+		return nil, nil, fmt.Errorf("configuration: %w", err)
+	}
+	sec, err := security.NewChecked(cfg.Security, mat, m, log)
 	if err != nil {
 		return nil, nil, err
 	}
