@@ -35,6 +35,7 @@ type faultProxy struct {
 	dropKeepalives atomic.Bool
 	slowCreates    atomic.Int64 // nanoseconds a Create's answer is held after the server gave it
 	holding        atomic.Int32 // requests held back now
+	streamsOpen    atomic.Int32 // session and Multiplex streams open now, until the proxy's side of each ends
 
 	mu      sync.Mutex
 	orphans []context.CancelFunc                // upstream requests whose callers left while stuck

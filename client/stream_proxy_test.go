@@ -93,6 +93,8 @@ func (p *faultProxy) serveStream(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	p.opened = append(p.opened, r.URL.Path)
 	p.mu.Unlock()
+	p.streamsOpen.Add(1)
+	defer p.streamsOpen.Add(-1)
 	if p.stuck.Load() {
 		p.hang()
 		return
