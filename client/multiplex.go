@@ -122,10 +122,10 @@ func (c *Client) dropSession(s *Session, fail error) {
 		}
 		// Only a stream s used is shut: one just opened for another
 		// session has no session yet either.
-		unused := had && m.shutIfUnusedLocked()
-		m.mu.Unlock()
-		if unused {
-			m.retire()
+		if had {
+			unlockShutIfUnused(m, &m.mu)
+		} else {
+			m.mu.Unlock()
 		}
 	}
 }
@@ -133,14 +133,11 @@ func (c *Client) dropSession(s *Session, fail error) {
 // errUnused ends a stream that no session of the Client uses.
 var errUnused = errors.New("lockstep: no session of the client uses the stream")
 
-// shutIfUnusedLocked shuts m when no session uses it and nothing on it is
-// unanswered. Deciding and marking it ended under one hold of m.mu means
-// a request registered meanwhile (muxRoundTrip) is either counted here or
-// sees the stream ended and opens another. A live session stays in
-// m.sessions from its first request on, so this never shuts a stream in
-// use.
-// It answers whether it did: the caller then calls retire once it let go
-// of m.mu, since the stream set's lock is taken before m.mu (streamSet.to).
+// shutIfUnusedLocked marks m ended when no session uses it and nothing on
+// it is unanswered (see unlockShutIfUnused), and says whether it did. A
+// live session stays in m.sessions from its first request on, so this
+// never shuts a stream in use; a request registered meanwhile
+// (muxRoundTrip) that sees m ended opens another.
 func (m *muxStream) shutIfUnusedLocked() bool {
 	return len(m.sessions) == 0 && len(m.pending) == 0 && m.endLocked(errUnused)
 }
@@ -228,11 +225,7 @@ func (m *muxStream) receive() {
 				// done, takes an answer already in its channel.
 				w.ch <- muxAnswer{r: r} // buffered: one answer per id
 			}
-			unused := m.shutIfUnusedLocked()
-			m.mu.Unlock()
-			if unused {
-				m.retire()
-			}
+			unlockShutIfUnused(m, &m.mu)
 		}
 	}
 }
@@ -327,9 +320,5 @@ func (c *Client) muxRoundTrip(ctx context.Context, s *Session, e *endpoint, req 
 func (m *muxStream) forget(id uint64) {
 	m.mu.Lock()
 	delete(m.pending, id)
-	unused := m.shutIfUnusedLocked()
-	m.mu.Unlock()
-	if unused {
-		m.retire()
-	}
+	unlockShutIfUnused(m, &m.mu)
 }

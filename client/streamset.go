@@ -72,3 +72,32 @@ func (set *streamSet[S]) take() []S {
 	set.by = nil
 	return out
 }
+
+// A stream nothing uses any more is shut: the shared stream once no
+// session is listed on it, a session's own stream once the session was
+// lost without Close or forgotten by Close (Session.unlisted). Either way
+// only once nothing on it is unanswered, so that no request waiting for
+// its answer fails for it: the last one to end shuts it.
+type shutWhenUnused interface {
+	// shutIfUnusedLocked, under the stream's lock, marks the stream ended
+	// if nothing uses it, and says whether it did.
+	shutIfUnusedLocked() bool
+	// retire forgets the ended stream in its set and ends its HTTP/2
+	// stream.
+	retire()
+}
+
+// unlockShutIfUnused lets go of mu, the lock of s that the caller holds
+// having changed what uses s (an answer handed over, a wait forgotten, a
+// session gone), and shuts s if that left it unused. Deciding and marking
+// s ended under one hold of mu means a request registered meanwhile is
+// either counted there or sees s ended and goes another way. s is retired
+// only once mu is let go: a set's lock is taken before its streams' (to
+// asks idle), and retire takes the set's.
+func unlockShutIfUnused(s shutWhenUnused, mu *sync.Mutex) {
+	unused := s.shutIfUnusedLocked()
+	mu.Unlock()
+	if unused {
+		s.retire()
+	}
+}
