@@ -104,8 +104,9 @@ func (c *Client) muxTo(e *endpoint) *muxStream {
 // with fail; without (a session lost without Close) they stay, each ending
 // as its caller sees the loss (forget), or answered. A stream s used that
 // is left with no session and nothing unanswered is shut, as a session's
-// own stream is when it closes: a Client without sessions holds no
-// streams, rather than one kept until the server cut it for silence.
+// own streams are when it closes or is lost (Session.leaveStreams): a
+// Client without sessions holds no streams, rather than one kept until
+// the server cut it for silence.
 func (c *Client) dropSession(s *Session, fail error) {
 	for _, m := range c.muxes.list() {
 		m.mu.Lock()

@@ -1,7 +1,9 @@
 package client_test
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -96,42 +98,70 @@ func TestClosingASessionEndsOnlyItsOwnRequests(t *testing.T) {
 }
 
 // A Client whose sessions were all lost without Close (here closed by
-// another caller, so the loss is pushed) holds no shared stream: the last
-// one to go shuts it, even when it had a Lock waiting on it, and a new
-// session opens another.
+// another caller, so the loss is pushed) holds no stream, even when a
+// Lock was waiting on one: the last session to go shuts the shared
+// stream, and with WithStreamPerSession each session's loss shuts its own.
+// A new session opens another; Close of a lost session still answers nil
+// and leaves no stream behind. The proxy counts the streams that are open
+// on the wire, not in the client's books.
 func TestLostSessionsLeaveNoStream(t *testing.T) {
-	needServer(t)
-	ctx := testCtx(t)
-	c := newClient(t)
-	const name = "t/lost-no-stream"
-	held := newSession(t, c)
-	if err := client.NewMutex(held, name).Lock(ctx); err != nil {
-		t.Fatal(err)
-	}
-	waiter := newSession(t, c)
-	waited := make(chan error, 1)
-	go func() { waited <- client.NewMutex(waiter, name).Lock(ctx) }()
-	waitFor(t, "the Lock queued", func() bool {
-		st, err := c.Status(ctx, client.KindMutex, name)
-		return err == nil && len(st.Waiters) == 1
-	})
-	if n := client.SharedStreams(c); n != 1 {
-		t.Fatalf("two sessions hold %d shared streams, want 1", n)
-	}
-	closeElsewhere(t, ctx, waiter)
-	if err := <-waited; !errors.Is(err, client.ErrSessionLost) {
-		t.Fatalf("the lost session's Lock: %v, want ErrSessionLost", err)
-	}
-	if n := client.SharedStreams(c); n != 1 {
-		t.Fatalf("with one session left the Client holds %d shared streams, want 1", n)
-	}
-	closeElsewhere(t, ctx, held)
-	waitFor(t, "the shared stream shut", func() bool { return client.SharedStreams(c) == 0 })
-	m := client.NewMutex(newSession(t, c), name)
-	if err := m.Lock(ctx); err != nil {
-		t.Fatalf("Lock on a new session after the stream shut: %v", err)
-	}
-	if n := client.SharedStreams(c); n != 1 {
-		t.Fatalf("a new session holds %d shared streams, want 1", n)
+	for _, tc := range []struct {
+		name string
+		opts []client.Option
+		two  int // the streams two sessions hold
+	}{{"shared stream", nil, 1}, {"stream per session", []client.Option{client.WithStreamPerSession()}, 2}} {
+		t.Run(tc.name, func(t *testing.T) {
+			needServer(t)
+			ctx := testCtx(t)
+			p := newFaultProxy(t, endpoint)
+			c, err := client.New([]string{p.URL()}, append([]client.Option{client.WithRetryTimeout(5 * time.Second)}, tc.opts...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = c.Close(context.Background()) })
+			open := func(when string, want int) {
+				t.Helper()
+				waitFor(t, fmt.Sprintf("%s: %d streams open", when, want), func() bool { return int(p.streamsOpen.Load()) == want })
+			}
+			name := "t/lost-no-stream/" + tc.name
+			held := newSession(t, c)
+			if err := client.NewMutex(held, name).Lock(ctx); err != nil {
+				t.Fatal(err)
+			}
+			waiter := newSession(t, c)
+			waited := make(chan error, 1)
+			go func() { waited <- client.NewMutex(waiter, name).Lock(ctx) }()
+			waitFor(t, "the Lock queued", func() bool {
+				st, err := c.Status(ctx, client.KindMutex, name)
+				return err == nil && len(st.Waiters) == 1
+			})
+			open("two sessions", tc.two)
+			closeElsewhere(t, ctx, waiter)
+			if err := <-waited; !errors.Is(err, client.ErrSessionLost) {
+				t.Fatalf("the lost session's Lock: %v, want ErrSessionLost", err)
+			}
+			open("one session left", 1)
+			closeElsewhere(t, ctx, held)
+			open("both sessions lost", 0)
+			if n := client.SharedStreams(c); n != 0 {
+				t.Fatalf("with both sessions lost the Client still lists %d shared streams", n)
+			}
+			fresh := newSession(t, c)
+			m := client.NewMutex(fresh, name)
+			if err := m.Lock(ctx); err != nil {
+				t.Fatalf("Lock on a new session after the streams shut: %v", err)
+			}
+			open("a new session", 1)
+			for _, s := range []*client.Session{waiter, held} {
+				if err := s.Close(ctx); err != nil {
+					t.Fatalf("Close of session %d, lost: %v", s.ID(), err)
+				}
+			}
+			open("the lost sessions closed", 1)
+			if err := fresh.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+			open("every session closed", 0)
+		})
 	}
 }

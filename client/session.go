@@ -69,8 +69,8 @@ type Session struct {
 	// with WithStreamPerSession, or to a server without Multiplex.
 	streams  streamSet[*sessionStream]
 	noStream atomic.Bool // a server answered that it has no session stream
-	// lostUnclosed is set when the session is lost without Close, as it is
-	// taken off the Client's shared streams (unlisted).
+	// lostUnclosed is set when the session is lost without Close, as it
+	// leaves its streams (unlisted, leaveStreams).
 	lostUnclosed atomic.Bool
 	forgotten    atomic.Bool // set by Close once its own requests are done (shutStreams)
 }
@@ -213,13 +213,15 @@ func (s *Session) lose(err error) {
 	case <-s.stop: // Close: it still sends the close, then forgets s (shutStreams)
 	default:
 		s.lostUnclosed.Store(true)
-		s.c.dropSession(s, nil)
+		s.leaveStreams(nil)
 	}
 }
 
-// unlisted says s was taken off the shared streams: lost without Close
-// (Close then lists it again for its own request), or forgotten by Close
-// (shutStreams), after which nothing of it is listed again.
+// unlisted says s keeps no stream open any more: it was taken off the
+// shared streams, and its own shut once nothing on them is unanswered.
+// So it is when lost without Close (until Close, which lists it again for
+// its own request), and once forgotten by Close (shutStreams), after which
+// nothing of it is listed again.
 func (s *Session) unlisted() bool {
 	if s.forgotten.Load() {
 		return true

@@ -106,11 +106,28 @@ func (s *Session) streamTo(e *endpoint) *sessionStream {
 // shutStreams ends every stream of the session, and its requests on the
 // Client's shared streams (Close).
 func (s *Session) shutStreams() {
-	closed := fmt.Errorf("%w: session %d was closed", ErrSessionLost, s.id)
 	s.forgotten.Store(true) // a late request of s (a release retrying) does not list it again
-	s.c.dropSession(s, closed)
-	for _, ss := range s.streams.take() {
-		ss.shut(closed)
+	s.leaveStreams(fmt.Errorf("%w: session %d was closed", ErrSessionLost, s.id))
+}
+
+// leaveStreams takes s off the Client's shared streams (dropSession) and
+// ends its own. With fail set (Close) its unanswered requests fail with
+// fail and its own streams shut at once; without (a session lost without
+// Close) its requests stay, each ending as its caller sees the loss, or
+// answered, and each of its own streams shuts once nothing on it is
+// unanswered: a lost session whose user never calls Close keeps no
+// stream, and no goroutine, until the server cuts it for silence.
+func (s *Session) leaveStreams(fail error) {
+	s.c.dropSession(s, fail)
+	if fail != nil {
+		for _, ss := range s.streams.take() {
+			ss.shut(fail)
+		}
+		return
+	}
+	for _, ss := range s.streams.list() {
+		ss.mu.Lock()
+		unlockShutIfUnused(ss, &ss.mu)
 	}
 }
 
@@ -125,15 +142,50 @@ func (ss *sessionStream) idle() bool {
 // shut ends the stream; its unanswered requests fail with err.
 func (ss *sessionStream) shut(err error) {
 	ss.mu.Lock()
-	if ss.err == nil {
-		ss.err = err
-		close(ss.done)
-	}
+	ss.endLocked(err)
 	ss.mu.Unlock()
+	ss.release()
+}
+
+// shutIfUnusedLocked marks ss ended when its session no longer keeps it
+// (Session.unlisted: lost without Close, or forgotten by Close) and
+// nothing on it is unanswered (see unlockShutIfUnused), and says whether
+// it did. A late request of the lost session (a release on its way, the
+// clean-up of an abandoned acquire) that sees ss ended goes unary.
+func (ss *sessionStream) shutIfUnusedLocked() bool {
+	return len(ss.pending) == 0 && ss.s.unlisted() && ss.endLocked(errUnused)
+}
+
+// retire forgets an ended ss and ends its HTTP/2 stream.
+func (ss *sessionStream) retire() {
+	ss.s.streams.drop(ss)
+	ss.release()
+}
+
+// endLocked marks the stream ended with err, unless it ended already, and
+// says whether it did.
+func (ss *sessionStream) endLocked(err error) bool {
+	if ss.err != nil {
+		return false
+	}
+	ss.err = err
+	close(ss.done)
+	return true
+}
+
+// release ends the HTTP/2 stream of an ended ss.
+func (ss *sessionStream) release() {
 	ss.sendMu.Lock()
 	_ = ss.st.CloseRequest()
 	ss.sendMu.Unlock()
 	ss.cancel()
+}
+
+// forget drops request id's wait.
+func (ss *sessionStream) forget(id uint64) {
+	ss.mu.Lock()
+	delete(ss.pending, id)
+	unlockShutIfUnused(ss, &ss.mu)
 }
 
 // receive hands each answer to its request and acts on pushes, until the
@@ -160,12 +212,13 @@ func (ss *sessionStream) receive() {
 			continue // the final answer follows under the same id
 		}
 		ss.mu.Lock()
-		ch := ss.pending[r.RequestId]
-		delete(ss.pending, r.RequestId)
-		ss.mu.Unlock()
-		if ch != nil {
+		if ch, ok := ss.pending[r.RequestId]; ok {
+			delete(ss.pending, r.RequestId)
+			// Before the stream may end below: its waiter, woken by
+			// done, takes an answer already in its channel.
 			ch <- r // buffered: one answer per id
 		}
+		unlockShutIfUnused(ss, &ss.mu)
 	}
 }
 
@@ -186,18 +239,13 @@ func (s *Session) roundTrip(ctx context.Context, e *endpoint, req *pb.StreamRequ
 	id := ss.nextID
 	ss.pending[id] = ch
 	ss.mu.Unlock()
-	forget := func() {
-		ss.mu.Lock()
-		delete(ss.pending, id)
-		ss.mu.Unlock()
-	}
 	req.RequestId = id
 	ss.sendMu.Lock()
 	err := ss.st.Send(req)
 	ss.sendMu.Unlock()
 	if err != nil {
 		// The stream is broken; its receive loop says why and ends it.
-		forget()
+		ss.forget(id)
 		if connect.CodeOf(err) == connect.CodeUnimplemented || s.noStream.Load() {
 			return nil, errNoStream
 		}
@@ -211,10 +259,15 @@ func (s *Session) roundTrip(ctx context.Context, e *endpoint, req *pb.StreamRequ
 	case r := <-ch:
 		return answered(r)
 	case <-ctx.Done():
-		forget()
+		ss.forget(id)
 		return nil, ctx.Err()
 	case <-ss.done:
-		forget()
+		ss.forget(id)
+		select {
+		case r := <-ch: // answered before the stream ended
+			return answered(r)
+		default:
+		}
 		ss.mu.Lock()
 		err := ss.err
 		ss.mu.Unlock()
