@@ -165,3 +165,41 @@ func TestLostSessionsLeaveNoStream(t *testing.T) {
 		})
 	}
 }
+
+// A session whose lease ran out unrenewed (its keepalives never arrive)
+// and that is never closed leaves no stream either, shared or its own,
+// though a keepalive was still waiting on it when the lease ended.
+func TestExpiredSessionLeavesNoStream(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts []client.Option
+	}{{"shared stream", nil}, {"stream per session", []client.Option{client.WithStreamPerSession()}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			needServer(t)
+			ctx := testCtx(t)
+			p := newFaultProxy(t, endpoint)
+			c, err := client.New([]string{p.URL()}, append([]client.Option{client.WithRetryTimeout(5 * time.Second)}, tc.opts...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = c.Close(context.Background()) })
+			s, err := c.NewSession(ctx, client.WithTTL(client.MinTTL))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := client.NewMutex(s, "t/expired-no-stream/"+tc.name).TryLock(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if n := p.streamsOpen.Load(); n != 1 {
+				t.Fatalf("a session that locked holds %d streams, want 1", n)
+			}
+			p.dropKeepalives.Store(true)
+			select {
+			case <-s.Done():
+			case <-time.After(5 * time.Second):
+				t.Fatal("the session outlived its lease without keepalives")
+			}
+			waitFor(t, "the lost session's stream shut", func() bool { return p.streamsOpen.Load() == 0 })
+		})
+	}
+}
