@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -47,25 +45,18 @@ const muxIdleShut = time.Second
 
 // muxStream is a Client's shared stream to one endpoint.
 type muxStream struct {
-	c      *Client
-	e      *endpoint
-	st     *connect.BidiStreamForClient[pb.MultiplexRequest, pb.MultiplexResponse]
-	cancel context.CancelFunc
-	done   chan struct{} // closed when the stream broke or was shut
-	// answered is set by the first message received (see streamRetryAfter).
-	answered atomic.Bool
-
-	sendMu sync.Mutex // BidiStreamForClient.Send and CloseRequest are not safe for concurrent use
+	bidiStream[pb.MultiplexRequest, pb.MultiplexResponse]
+	c *Client
+	e *endpoint
 	// requests gathers what is sent while a message is on its way into
 	// the next one.
 	requests batch.Gatherer[*pb.StreamRequest]
 
-	mu       sync.Mutex
+	// Under mu:
 	nextID   uint64
 	pending  map[uint64]muxWait
 	sessions map[uint64]*Session // the sessions that sent on it, for pushed losses
 	lastUse  time.Time
-	err      error // why it ended, once done is closed
 }
 
 // muxWait is one unanswered request: its session, and where its answer
@@ -91,9 +82,9 @@ func (e *endpoint) noMultiplex() { e.turnOff(&e.muxOff) }
 func (c *Client) muxTo(e *endpoint) *muxStream {
 	return c.muxes.to(e, func() *muxStream {
 		ctx, cancel := context.WithCancel(context.Background())
-		m := &muxStream{c: c, e: e, st: e.stream.Multiplex(ctx), cancel: cancel, done: make(chan struct{}),
-			requests: batch.Gatherer[*pb.StreamRequest]{Max: maxMultiplexBatch},
-			pending:  map[uint64]muxWait{}, sessions: map[uint64]*Session{}, lastUse: time.Now()}
+		m := &muxStream{c: c, e: e, requests: batch.Gatherer[*pb.StreamRequest]{Max: maxMultiplexBatch},
+			pending: map[uint64]muxWait{}, sessions: map[uint64]*Session{}, lastUse: time.Now(),
+			bidiStream: bidiStream[pb.MultiplexRequest, pb.MultiplexResponse]{st: e.stream.Multiplex(ctx), cancel: cancel, done: make(chan struct{})}}
 		go m.receive()
 		return m
 	}, errors.New("lockstep: the client's sessions moved to another endpoint"))
@@ -156,39 +147,6 @@ func (m *muxStream) idle() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return len(m.pending) == 0 && time.Since(m.lastUse) >= muxIdleShut
-}
-
-// shut ends the stream; its unanswered requests fail with err.
-func (m *muxStream) shut(err error) {
-	m.mu.Lock()
-	m.endLocked(err)
-	m.mu.Unlock()
-	m.release()
-}
-
-// endLocked marks the stream ended with err, unless it ended already, and
-// says whether it did.
-func (m *muxStream) endLocked(err error) bool {
-	if m.err != nil {
-		return false
-	}
-	m.err = err
-	close(m.done)
-	return true
-}
-
-// release ends the HTTP/2 stream of an ended m.
-func (m *muxStream) release() {
-	m.sendMu.Lock()
-	_ = m.st.CloseRequest()
-	m.sendMu.Unlock()
-	m.cancel()
-}
-
-func (m *muxStream) failure() error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.err
 }
 
 // receive hands each answer to its request and each pushed loss to its

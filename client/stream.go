@@ -47,23 +47,67 @@ const streamKeepAliveMax = time.Minute
 // errNoStream says the request must go unary.
 var errNoStream = errors.New("lockstep: no session stream")
 
-// sessionStream is one open stream of a session to one endpoint.
-type sessionStream struct {
-	s      *Session
-	e      *endpoint
-	st     *connect.BidiStreamForClient[pb.StreamRequest, pb.StreamResponse]
+// bidiStream is what a session's own stream and the Client's shared
+// stream (multiplex.go) have alike: the HTTP/2 stream, whose messages are
+// Req and Res, and how it ends: once, with the reason its waiters read,
+// then the HTTP/2 stream itself.
+type bidiStream[Req, Res any] struct {
+	st     *connect.BidiStreamForClient[Req, Res]
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the stream broke or was shut
 	// answered is set by the first message received: a stream that ends
 	// before it may not be a stream at all (see streamRetryAfter).
 	answered atomic.Bool
 
-	sendMu sync.Mutex
+	sendMu sync.Mutex // BidiStreamForClient.Send and CloseRequest are not safe for concurrent use
 
-	mu      sync.Mutex
+	mu  sync.Mutex // guards err, and what the stream embedding it keeps by request
+	err error      // why it ended, once done is closed
+}
+
+// shut ends the stream; its unanswered requests fail with err.
+func (b *bidiStream[Req, Res]) shut(err error) {
+	b.mu.Lock()
+	b.endLocked(err)
+	b.mu.Unlock()
+	b.release()
+}
+
+// endLocked marks the stream ended with err, unless it ended already, and
+// says whether it did.
+func (b *bidiStream[Req, Res]) endLocked(err error) bool {
+	if b.err != nil {
+		return false
+	}
+	b.err = err
+	close(b.done)
+	return true
+}
+
+// release ends the HTTP/2 stream of an ended stream.
+func (b *bidiStream[Req, Res]) release() {
+	b.sendMu.Lock()
+	_ = b.st.CloseRequest()
+	b.sendMu.Unlock()
+	b.cancel()
+}
+
+// failure says why the stream ended, nil while it has not.
+func (b *bidiStream[Req, Res]) failure() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
+}
+
+// sessionStream is one open stream of a session to one endpoint.
+type sessionStream struct {
+	bidiStream[pb.StreamRequest, pb.StreamResponse]
+	s *Session
+	e *endpoint
+
+	// Under mu:
 	nextID  uint64
 	pending map[uint64]chan *pb.StreamResponse
-	err     error // why it ended, once done is closed
 }
 
 // streaming says whether the session's requests go on a stream.
@@ -96,8 +140,8 @@ func (e *endpoint) turnOff(off *time.Time) {
 func (s *Session) streamTo(e *endpoint) *sessionStream {
 	return s.streams.to(e, func() *sessionStream {
 		ctx, cancel := context.WithCancel(context.Background())
-		ss := &sessionStream{s: s, e: e, st: e.stream.Stream(ctx), cancel: cancel, done: make(chan struct{}),
-			pending: map[uint64]chan *pb.StreamResponse{}}
+		ss := &sessionStream{s: s, e: e, pending: map[uint64]chan *pb.StreamResponse{},
+			bidiStream: bidiStream[pb.StreamRequest, pb.StreamResponse]{st: e.stream.Stream(ctx), cancel: cancel, done: make(chan struct{})}}
 		go ss.receive()
 		return ss
 	}, errors.New("lockstep: the session moved to another endpoint"))
@@ -139,14 +183,6 @@ func (ss *sessionStream) idle() bool {
 	return len(ss.pending) == 0
 }
 
-// shut ends the stream; its unanswered requests fail with err.
-func (ss *sessionStream) shut(err error) {
-	ss.mu.Lock()
-	ss.endLocked(err)
-	ss.mu.Unlock()
-	ss.release()
-}
-
 // shutIfUnusedLocked marks ss ended when its session no longer keeps it
 // (Session.unlisted: lost without Close, or forgotten by Close) and
 // nothing on it is unanswered (see unlockShutIfUnused), and says whether
@@ -160,25 +196,6 @@ func (ss *sessionStream) shutIfUnusedLocked() bool {
 func (ss *sessionStream) retire() {
 	ss.s.streams.drop(ss)
 	ss.release()
-}
-
-// endLocked marks the stream ended with err, unless it ended already, and
-// says whether it did.
-func (ss *sessionStream) endLocked(err error) bool {
-	if ss.err != nil {
-		return false
-	}
-	ss.err = err
-	close(ss.done)
-	return true
-}
-
-// release ends the HTTP/2 stream of an ended ss.
-func (ss *sessionStream) release() {
-	ss.sendMu.Lock()
-	_ = ss.st.CloseRequest()
-	ss.sendMu.Unlock()
-	ss.cancel()
 }
 
 // forget drops request id's wait.
@@ -268,10 +285,7 @@ func (s *Session) roundTrip(ctx context.Context, e *endpoint, req *pb.StreamRequ
 			return answered(r)
 		default:
 		}
-		ss.mu.Lock()
-		err := ss.err
-		ss.mu.Unlock()
-		return nil, streamEnded(ctx, e, err, ss.answered.Load(), errNoStream)
+		return nil, streamEnded(ctx, e, ss.failure(), ss.answered.Load(), errNoStream)
 	}
 }
 
