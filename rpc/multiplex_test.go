@@ -191,3 +191,37 @@ func TestMultiplexBounds(t *testing.T) {
 		t.Fatalf("a message over the request limit: want the stream ended invalid_argument, got %v", err)
 	}
 }
+
+// TestDrainingEndsSessionStreams: a member that stops (Options.Draining)
+// ends its session and Multiplex streams with unavailable, so that their
+// clients move to another member. Before, a stream whose client held a
+// session open lasted until the client ended it, and SIGTERM's drain
+// waited for it to its timeout (15 s), holding the ports a restart needs.
+func TestDrainingEndsSessionStreams(t *testing.T) {
+	draining, drain := context.WithCancel(context.Background())
+	defer drain()
+	s := startServer(t, func(o *rpc.Options) { o.Draining = draining })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	mux, sessions := s.multiplex(t, ctx, "")
+	id := newSession(t, sessions, 30_000)
+	own := sessions.Stream(ctx)
+	t.Cleanup(func() { _ = own.CloseRequest(); _ = own.CloseResponse() })
+
+	sendAll(t, mux, keepAliveOn(1, id))
+	answers(t, mux, 1)
+	if err := own.Send(keepAliveOn(1, id)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := own.Receive(); err != nil {
+		t.Fatal(err)
+	}
+
+	drain()
+	if _, err := mux.Receive(); connect.CodeOf(err) != connect.CodeUnavailable || !strings.Contains(err.Error(), "shutting down") {
+		t.Fatalf("the Multiplex stream of a draining member ended with %v, want unavailable saying it shuts down", err)
+	}
+	if _, err := own.Receive(); connect.CodeOf(err) != connect.CodeUnavailable {
+		t.Fatalf("the session stream of a draining member ended with %v, want unavailable", err)
+	}
+}

@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"time"
@@ -46,7 +47,14 @@ type Options struct {
 	// BodyReadTimeout bounds the time to receive a request's body (not the
 	// call: waits and streams last longer). Defaults to 10 s.
 	BodyReadTimeout time.Duration
-	Logger          *slog.Logger
+	// Draining is done when the member stops serving (SIGTERM's drain,
+	// once the node answered what was proposed): every session and
+	// Multiplex stream then ends with unavailable, so that its client
+	// moves to another member. Without it such a stream lasts until its
+	// client ends it, and http.Server.Shutdown waits for it to the drain
+	// timeout. nil: never.
+	Draining context.Context
+	Logger   *slog.Logger
 	// Registerer receives the API's metrics. Defaults to none (metrics are
 	// counted but not exported).
 	Registerer prometheus.Registerer

@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -161,7 +162,7 @@ func New(opts Options) (http.Handler, error) {
 	})
 	// A request body larger than the message limit plus framing is refused
 	// before anything reads it, and one that arrives too slowly is cut off.
-	return preGrow(limitBody(root, int64(opts.MaxRequestBytes)+64<<10, opts.BodyReadTimeout)), nil
+	return preGrow(limitBody(root, int64(opts.MaxRequestBytes)+64<<10, opts.BodyReadTimeout, opts.Draining)), nil
 }
 
 // limitBody bounds a request's body in size (http.MaxBytesReader: too large
@@ -171,7 +172,7 @@ func New(opts Options) (http.Handler, error) {
 // after the body, and when it fires during a long wait the server cancels
 // the request. One shallow copy of the request does both (it used to be
 // two, http.MaxBytesHandler's and this one's).
-func limitBody(next http.Handler, maxBytes int64, limit time.Duration) http.Handler {
+func limitBody(next http.Handler, maxBytes int64, limit time.Duration, draining context.Context) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// A shallow copy, so that the server still sees its own body type
 		// and closes a connection whose body did not arrive whole.
@@ -183,6 +184,12 @@ func limitBody(next http.Handler, maxBytes int64, limit time.Duration) http.Hand
 			// handler's read limit), and the stream by how long it may
 			// stay silent (streamIdleTimeout), not by a total.
 			r2.Body = &idleBody{ReadCloser: body, rc: http.NewResponseController(w), timeout: streamIdleTimeout, rearm: streamIdleRearm}
+			if draining != nil {
+				// The member stops: closing the body wakes the stream's
+				// receive, which then ends the stream (sessionStream.run).
+				stop := context.AfterFunc(draining, func() { body.Close() })
+				defer stop()
+			}
 			next.ServeHTTP(w, &r2)
 			return
 		}

@@ -161,6 +161,9 @@ func (ss *sessionStream) run(ctx context.Context, next func() ([]*pb.StreamReque
 			return nil
 		}
 		if err != nil {
+			if d := ss.opts.Draining; d != nil && d.Err() != nil {
+				return errDraining
+			}
 			return err
 		}
 		for _, req := range reqs {
@@ -168,6 +171,11 @@ func (ss *sessionStream) run(ctx context.Context, next func() ([]*pb.StreamReque
 		}
 	}
 }
+
+// errDraining ends the session streams of a member that stops
+// (Options.Draining); the Go client takes unavailable as its cue to move
+// to another endpoint.
+var errDraining = connect.NewError(connect.CodeUnavailable, errors.New("this member is shutting down: reconnect to another member"))
 
 // start serves req on a goroutine, or refuses it at once.
 func (ss *sessionStream) start(ctx context.Context, req *pb.StreamRequest) {

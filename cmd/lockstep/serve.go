@@ -218,7 +218,12 @@ func runNode(cfg config.Config, f *serveFlags, base *slog.Logger, stdout io.Writ
 	if maxWait == 0 {
 		maxWait = rpc.NoWait
 	}
+	// Done once the node answered what was proposed at a drain: the
+	// session streams end, and their clients move to another member.
+	draining, startDraining := context.WithCancel(context.Background())
+	defer startDraining()
 	opts := rpc.Options{
+		Draining:   draining,
 		Backend:    node,
 		NodeID:     cfg.Cluster.NodeID,
 		DefaultTTL: time.Duration(cfg.Locks.DefaultTTLSeconds) * time.Second,
@@ -290,7 +295,7 @@ func runNode(cfg config.Config, f *serveFlags, base *slog.Logger, stdout io.Writ
 	}()
 	close(stopLeadership)
 	close(stopReload)
-	if err := shutdown(apiSrv, metricsSrv, node, f.drainTimeout, log); err != nil {
+	if err := shutdown(apiSrv, metricsSrv, node, startDraining, f.drainTimeout, log); err != nil {
 		log.Error("shutdown", "err", err)
 		code = exitError
 	}
@@ -308,13 +313,17 @@ func runNode(cfg config.Config, f *serveFlags, base *slog.Logger, stdout io.Writ
 // shutdown drains: the API stops accepting connections while in-flight
 // requests finish; closing the node answers what was proposed, withdraws
 // queued waits (their callers get 503 and retry elsewhere) and hands
-// leadership away; connections still open after drainTimeout are closed.
-func shutdown(apiSrv, metricsSrv *http.Server, node *runtime.Node, drainTimeout time.Duration, log *slog.Logger) error {
+// leadership away; then the session streams, which would otherwise last
+// as long as their clients' sessions, end (drain), so that their clients
+// move to another member; connections still open after drainTimeout are
+// closed.
+func shutdown(apiSrv, metricsSrv *http.Server, node *runtime.Node, drain func(), drainTimeout time.Duration, log *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	defer cancel()
 	drained := make(chan error, 1)
 	go func() { drained <- apiSrv.Shutdown(ctx) }()
 	nodeErr := node.Close()
+	drain()
 	if err := <-drained; err != nil {
 		log.Warn("connections still open after the drain timeout: closing them", "err", err)
 		apiSrv.Close()
