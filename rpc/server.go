@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	stdlog "log"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -292,8 +293,31 @@ func NewHTTPServer(addr string, h http.Handler, log *slog.Logger) *http.Server {
 			PingTimeout:               15 * time.Second,
 			SendPingTimeout:           time.Minute,
 		},
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog: ServerErrorLog(log),
 	}
+}
+
+// ServerErrorLog is an http.Server's ErrorLog for the API and metrics
+// servers: what net/http reports at WARN, except a TLS handshake that
+// failed, at DEBUG. Those are one client's connection and nothing an
+// operator of the server can act on (docs/operations.md, "Logs"): the CLI
+// tries every endpoint and drops the ones that did not answer first, so
+// each command left "EOF" and "connection reset" handshake lines, and a
+// client that does not trust the CA is told so by its own TLS error.
+func ServerErrorLog(l *slog.Logger) *stdlog.Logger {
+	return stdlog.New(serverErrors{l}, "", 0)
+}
+
+type serverErrors struct{ l *slog.Logger }
+
+func (w serverErrors) Write(p []byte) (int, error) {
+	msg := strings.TrimSuffix(string(p), "\n")
+	level := slog.LevelWarn
+	if strings.HasPrefix(msg, "http: TLS handshake error") {
+		level = slog.LevelDebug
+	}
+	w.l.Log(context.Background(), level, msg)
+	return len(p), nil
 }
 
 // UseTLS makes srv (from NewHTTPServer) serve TLS with cfg: HTTP/2 by ALPN

@@ -359,7 +359,7 @@ func newMetricsServer(reg *prometheus.Registry, log *slog.Logger, withPprof bool
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog:          rpc.ServerErrorLog(log),
 	}
 }
 
