@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -183,7 +184,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	}
 	nh, err := dragonboat.NewNodeHost(nhc)
 	if err != nil {
-		return nil, fmt.Errorf("runtime: starting Dragonboat on %s in %s: %w", cfg.Cluster.RaftAddress, dir, err)
+		return nil, fmt.Errorf("runtime: starting Dragonboat on %s in %s: %w%s", cfg.Cluster.RaftAddress, dir, err, dataDirHint(err))
 	}
 	n.nh = nh
 	if err := n.checkShardCount(dir); err != nil {
@@ -408,4 +409,20 @@ func (n *Node) handOffLeadership() {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
+}
+
+// dataDirHint says what to do about Dragonboat's refusals of a data
+// directory, which name no remedy. Its errors live in an internal package,
+// so they are told apart by their text.
+func dataDirHint(err error) string {
+	switch msg := err.Error(); {
+	case strings.Contains(msg, "not the owner of the data directory"):
+		return ": cluster.data_dir belongs to a member that ran with another cluster.raft_address; " +
+			"start with that address, or give this member its own data_dir (an empty one makes a new member: docs/operations.md)"
+	case strings.Contains(msg, "failed to lock data directory"):
+		return ": another process holds cluster.data_dir (a lockstep serve still running on it?): stop it, or give this member its own data_dir"
+	case strings.Contains(msg, "hostname changed"):
+		return ": cluster.data_dir was made on another host; a member's data directory moves with its host name, or not at all"
+	}
+	return ""
 }

@@ -34,7 +34,7 @@ func CheckShardRecord(dir string, shards int) (found bool, err error) {
 		return true, fmt.Errorf("runtime: %s does not hold a shard count (%q): restore it, or wipe cluster.data_dir and rejoin", path, b)
 	}
 	if had != shards {
-		return true, fmt.Errorf("consensus.shards: %s was created with %d shards, got %d: a cluster's shard count cannot change "+
+		return true, fmt.Errorf("consensus.shards: %s was created with %d shard(s), got %d: a cluster's shard count cannot change "+
 			"(names are spread by hash); start with shards: %d", dir, had, shards, had)
 	}
 	return true, nil

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,7 +44,9 @@ func TestServeCheck(t *testing.T) {
 
 // serve --check reads the data directory's shard count too: a directory
 // made with 2 shards, checked with 1, is refused as a start would refuse
-// it (--check answered "configuration ok" before).
+// it (--check answered "configuration ok" before). A start refuses it the
+// same way, as a configuration error (exit 2, before anything listens),
+// where it failed with exit 1 from inside the runtime.
 func TestServeCheckReadsTheShardRecord(t *testing.T) {
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "lockstep-shards"), []byte("2\n"), 0o600); err != nil {
@@ -53,11 +56,25 @@ func TestServeCheckReadsTheShardRecord(t *testing.T) {
 		shards string
 		code   int
 		want   string
-	}{{"1", exitUsage, "was created with 2 shards, got 1"}, {"2", exitOK, "configuration ok"}} {
+	}{{"1", exitUsage, "was created with 2 shard(s), got 1"}, {"2", exitOK, "configuration ok"}} {
 		var out, errb bytes.Buffer
 		code := run([]string{"serve", "--dev", "--data-dir", dir, "--shards", tc.shards, "--check"}, &out, &errb)
 		if code != tc.code || !strings.Contains(out.String()+errb.String(), tc.want) {
 			t.Errorf("--shards %s: exit %d, want %d with %q\nstdout: %s\nstderr: %s", tc.shards, code, tc.code, tc.want, &out, &errb)
 		}
+	}
+	free := func() string { // the addresses must name a port
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return ln.Addr().String()
+	}
+	var out, errb bytes.Buffer
+	code := run([]string{"serve", "--dev", "--data-dir", dir, "--shards", "1", "--api-address", free(),
+		"--metrics-address", free(), "--raft-address", free()}, &out, &errb)
+	if code != exitUsage || !strings.Contains(errb.String(), "configuration: consensus.shards:") {
+		t.Errorf("a start with another shard count: exit %d, want %d, a configuration error\nstderr: %s", code, exitUsage, &errb)
 	}
 }

@@ -53,17 +53,15 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	if f.check {
-		// The data directory's own record too: a start would refuse
-		// another shard count than the one it was made with.
 		if _, err := runtime.CheckShardRecord(cfg.Cluster.DataDir, cfg.Consensus.Shards); errors.Is(err, fs.ErrPermission) {
 			// --check often runs as another user than the service.
 			fmt.Fprintf(stderr, "lockstep serve: warning: the data directory's shard count is not checked: %v\n", err)
-		} else if err != nil {
-			fmt.Fprintf(stderr, "lockstep serve: configuration: %v\n", err)
-			return exitUsage
 		}
-		fmt.Fprintf(stdout, "configuration ok: node %s, %d member(s), %d shard(s)\n",
-			cfg.Cluster.NodeID, max(len(cfg.Cluster.Peers), 1), cfg.Consensus.Shards)
+		members := fmt.Sprintf("%d member(s)", max(len(cfg.Cluster.Peers), 1))
+		if cfg.Cluster.Join {
+			members = "joining a running cluster (peers are not read)"
+		}
+		fmt.Fprintf(stdout, "configuration ok: node %s, %s, %d shard(s)\n", cfg.Cluster.NodeID, members, cfg.Consensus.Shards)
 		return exitOK
 	}
 	return runNode(cfg, f, base, stdout)
@@ -122,6 +120,13 @@ func loadConfig(f *serveFlags) (config.Config, error) {
 	// keys file that does not parse, stops the node here, before anything
 	// listens.
 	if _, err := cfg.LoadMaterial(time.Now()); err != nil {
+		return cfg, fmt.Errorf("configuration: %w", err)
+	}
+	// The data directory's own record: a start refuses another shard count
+	// than the one it was made with, as a configuration error (exit 2),
+	// before anything listens. One it may not read is for the start to
+	// report (--check often runs as another user than the service).
+	if _, err := runtime.CheckShardRecord(cfg.Cluster.DataDir, cfg.Consensus.Shards); err != nil && !errors.Is(err, fs.ErrPermission) {
 		return cfg, fmt.Errorf("configuration: %w", err)
 	}
 	return cfg, nil
