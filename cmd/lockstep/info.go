@@ -13,6 +13,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"connectrpc.com/connect"
+
 	"github.com/lockstepd/lockstep/client"
 )
 
@@ -495,7 +497,7 @@ func (c *common) clusterStatus(ctx context.Context, cl *client.Client) int {
 	if c.output == "json" {
 		var rows []map[string]any
 		for _, v := range views {
-			row := map[string]any{"endpoint": v.Endpoint, "reachable": v.Status != nil}
+			row := map[string]any{"endpoint": v.Endpoint, "reachable": v.Status != nil, "state": endpointState(v)}
 			if v.Status == nil {
 				row["error"] = v.Err.Error()
 			} else {
@@ -514,7 +516,7 @@ func (c *common) clusterStatus(ctx context.Context, cl *client.Client) int {
 		fmt.Fprintln(tw, "ENDPOINT\tNODE\tSHARD\tROLE\tLEADER\tTERM\tAPPLIED\tLAG\tVERSION")
 		for _, v := range views {
 			if v.Status == nil {
-				fmt.Fprintf(tw, "%s\t-\t-\tunreachable\t-\t-\t-\t-\t-\n", v.Endpoint)
+				fmt.Fprintf(tw, "%s\t-\t-\t%s\t-\t-\t-\t-\t-\n", v.Endpoint, endpointState(v))
 				continue
 			}
 			for _, sh := range v.Status.Shards {
@@ -541,10 +543,79 @@ func (c *common) clusterStatus(ctx context.Context, cl *client.Client) int {
 		}
 	}
 	if answered == 0 {
-		return c.fail(fmt.Errorf("%w: none of the %d endpoint(s) answered", client.ErrUnavailable, len(views)))
+		return c.fail(noStatusErr(views))
 	}
 	return exitOK
 }
+
+// endpointState labels an endpoint's row: "ok" when it gave its status;
+// "refused:CODE" when its server answered with an error (401
+// unauthenticated, 403 permission_denied, 503 unavailable...);
+// "tls-failed" when the TLS handshake failed (a certificate this client
+// does not trust, or a client certificate the server wants); "unreachable"
+// when nothing answered.
+func endpointState(v client.MemberStatus) string {
+	switch {
+	case v.Status != nil:
+		return "ok"
+	case isTLSErr(v.Err):
+		return "tls-failed"
+	case connect.IsWireError(v.Err):
+		return "refused:" + connect.CodeOf(v.Err).String()
+	}
+	return "unreachable"
+}
+
+func isTLSErr(err error) bool {
+	return err != nil && (strings.Contains(err.Error(), "x509:") || strings.Contains(err.Error(), "tls:"))
+}
+
+// noStatusErr says why no endpoint gave its status: what the servers that
+// answered said, when any did (so that the hint is about credentials or
+// the CA), else that none answered.
+func noStatusErr(views []client.MemberStatus) error {
+	var said error
+	refused, tlsFailed := 0, 0
+	for _, v := range views {
+		switch st := endpointState(v); {
+		case st == "tls-failed":
+			tlsFailed++
+		case strings.HasPrefix(st, "refused:"):
+			refused++
+		default:
+			continue
+		}
+		if said == nil {
+			said = v.Err
+		}
+	}
+	if said == nil {
+		return fmt.Errorf("%w: none of the %d endpoint(s) answered", client.ErrUnavailable, len(views))
+	}
+	var parts []string
+	if refused > 0 {
+		parts = append(parts, fmt.Sprintf("%d refused the request", refused))
+	}
+	if tlsFailed > 0 {
+		parts = append(parts, fmt.Sprintf("the TLS handshake failed with %d", tlsFailed))
+	}
+	if rest := len(views) - refused - tlsFailed; rest > 0 {
+		parts = append(parts, fmt.Sprintf("%d did not answer", rest))
+	}
+	return saidErr{fmt.Sprintf("no endpoint gave its status (of %d, %s): %s", len(views), strings.Join(parts, ", "),
+		// connect names a failed handshake "unavailable", as it does a
+		// refused connection; the server was there.
+		strings.TrimPrefix(strings.TrimPrefix(said.Error(), "cluster status: "), "unavailable: ")), said}
+}
+
+// saidErr is a message in place of err's, still wrapping it.
+type saidErr struct {
+	msg string
+	err error
+}
+
+func (e saidErr) Error() string { return e.msg }
+func (e saidErr) Unwrap() error { return e.err }
 
 // printVersions says which log versions the nodes that answered apply by,
 // with their shard count, as their Raft hellos name them, and warns when

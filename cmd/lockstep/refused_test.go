@@ -1,0 +1,77 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"connectrpc.com/connect"
+)
+
+// refusing is a server that answers every call with code, as a member
+// answers a request without the credentials it wants.
+func refusing(t *testing.T, code connect.Code, msg string) *httptest.Server {
+	t.Helper()
+	w := connect.NewErrorWriter()
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		_ = w.Write(rw, r, connect.NewError(code, errors.New(msg)))
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// TestClusterStatusSaysWhatTheServersSaid: servers that answer but refuse
+// (401, 403, a certificate this client does not trust) are not shown as
+// unreachable, and the failure says what they said and what to give (it
+// said "none of the endpoint(s) answered ... Is 'lockstep serve' running
+// there?"); that hint stays for endpoints where nothing answered.
+func TestClusterStatusSaysWhatTheServersSaid(t *testing.T) {
+	u1, u2 := refusing(t, connect.CodeUnauthenticated, "unknown API key"), refusing(t, connect.CodeUnauthenticated, "unknown API key")
+	denied := refusing(t, connect.CodePermissionDenied, "no rule allows cluster status")
+	untrusted := httptest.NewUnstartedServer(http.NotFoundHandler())
+	untrusted.Config.ErrorLog = log.New(io.Discard, "", 0) // the handshakes it refuses
+	untrusted.StartTLS()
+	defer untrusted.Close()
+	const notRunning = "Is 'lockstep serve' running there?"
+	for _, tc := range []struct {
+		endpoints  string
+		rows, want []string
+	}{
+		{u1.URL + "," + u2.URL, []string{"refused:unauthenticated"}, []string{"unknown API key", "--api-key (LOCKSTEP_API_KEY)"}},
+		{denied.URL, []string{"refused:permission_denied"}, []string{"no rule allows cluster status", "security.acl"}},
+		{untrusted.URL, []string{"tls-failed"}, []string{"x509: certificate signed by unknown authority", "--cacert (LOCKSTEP_CACERT)"}},
+		{u1.URL + ",http://127.0.0.1:1", []string{"refused:unauthenticated", "unreachable"}, []string{"1 refused the request", "1 did not answer", "--api-key"}},
+	} {
+		var out, errb bytes.Buffer
+		code := run([]string{"cluster", "status", "--endpoints", tc.endpoints}, &out, &errb)
+		if code != exitError {
+			t.Errorf("%s: exit %d, want %d", tc.endpoints, code, exitError)
+		}
+		for _, r := range tc.rows {
+			if !strings.Contains(out.String(), r) {
+				t.Errorf("%s: the table lacks %q:\n%s", tc.endpoints, r, &out)
+			}
+		}
+		if len(tc.rows) == 1 && strings.Contains(out.String(), "unreachable") {
+			t.Errorf("%s: an endpoint that answered shows as unreachable:\n%s", tc.endpoints, &out)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(errb.String(), w) {
+				t.Errorf("%s: stderr lacks %q:\n%s", tc.endpoints, w, &errb)
+			}
+		}
+		if strings.Contains(errb.String(), notRunning) || strings.Contains(errb.String(), "none of the") {
+			t.Errorf("%s: says nothing answered:\n%s", tc.endpoints, &errb)
+		}
+	}
+	var out, errb bytes.Buffer
+	if code := run([]string{"cluster", "status", "--endpoints", "http://127.0.0.1:1"}, &out, &errb); code != exitError ||
+		!strings.Contains(errb.String(), notRunning) || !strings.Contains(out.String(), "unreachable") {
+		t.Errorf("nothing answered: exit %d\nstdout:\n%s\nstderr:\n%s", code, &out, &errb)
+	}
+}
