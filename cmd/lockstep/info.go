@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -88,8 +89,10 @@ address), prints when elected, and holds the leadership until interrupted
 (Ctrl-C or SIGTERM), then resigns so the next candidate takes over at once.
 Exit 3 if the session is lost while leading.
 
-With --observe, prints the leader now and on every change, until
-interrupted.
+With --observe, prints the leader now and on every change (of session,
+token or value), until interrupted; a reconnect to another endpoint
+prints nothing new. A refusal (an invalid name, missing credentials)
+ends it with exit 1.
 
 Examples:
   lockstep elect scheduler 10.0.0.7:8080
@@ -114,8 +117,18 @@ Examples:
 		if _, err := cl.ClusterStatus(ctx); err != nil {
 			return c.fail(err)
 		}
+		// A reopened stream (a failover, a reconnect) starts again with
+		// the current leader: print only a change.
+		var last *client.Leader
 		for l := range cl.Observe(ctx, pos[0]) {
+			if l.Err != nil {
+				return c.fail(l.Err)
+			}
+			if last != nil && sameLeader(*last, l) {
+				continue
+			}
 			c.printLeader(l)
+			last = &l
 		}
 		return exitOK
 	}
@@ -154,6 +167,12 @@ Examples:
 		fmt.Fprintf(stderr, "lockstep elect: lost the leadership of %s: %v\nAnother candidate may lead now; check the network to the servers, or raise --ttl.\n", pos[0], s.Err())
 		return exitSessionLost
 	}
+}
+
+// sameLeader says whether b is a's leadership unchanged: the same session,
+// token and value (nobody leading, both times).
+func sameLeader(a, b client.Leader) bool {
+	return a.SessionID == b.SessionID && a.FencingToken == b.FencingToken && bytes.Equal(a.Value, b.Value)
 }
 
 func (c *common) printLeader(l client.Leader) {
