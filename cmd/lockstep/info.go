@@ -17,6 +17,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/lockstepd/lockstep/client"
+	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 )
 
 func barrierCmd(args []string, stdout, stderr io.Writer) int {
@@ -369,7 +370,8 @@ Usage: lockstep watch PREFIX [flags]
 
 Prints every change (grants, releases, expiries, waits ending, leader
 changes, barrier releases) of the objects whose names start with PREFIX,
-one line per event, until interrupted. "" watches everything. A lost
+and sessions ending (KIND session), one line per event, until
+interrupted. "" watches everything. A lost
 connection (a node failing over or restarting) is resumed on another
 endpoint without missing or repeating an event, whatever the number of
 shards. With several shards, index is in the log of the event's shard
@@ -395,11 +397,13 @@ Examples:
 	if _, err := cl.ClusterStatus(ctx); err != nil {
 		return c.fail(err)
 	}
-	var tw *tabwriter.Writer
+	// Lines go out as events come, so the columns cannot be sized from
+	// all of them (a tabwriter flushed per batch aligned neither with the
+	// header nor across batches): each column starts wide enough for the
+	// usual values and widens, from that line on, for a wider one.
+	table := &streamTable{w: stdout, widths: []int{8, 12, 16, 9, 20, 8, 6}}
 	if c.output != "json" {
-		tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "INDEX	AT	EVENT	KIND	NAME	SESSION	TOKEN	REASON")
-		_ = tw.Flush()
+		table.row("INDEX", "AT", "EVENT", "KIND", "NAME", "SESSION", "TOKEN", "REASON")
 	}
 	for r := range cl.Watch(ctx, pos[0]) {
 		if r.Err != nil {
@@ -408,7 +412,7 @@ Examples:
 		for _, ev := range r.Events {
 			if c.output == "json" {
 				b, _ := json.Marshal(map[string]any{"shard_id": ev.ShardId, "index": ev.Index, "at_ms": ev.AtMs, "type": eventName(ev.Type.String()),
-					"reason": ev.Reason.String(), "kind": strings.ToLower(strings.TrimPrefix(ev.Kind.String(), "KIND_")),
+					"reason": ev.Reason.String(), "kind": eventKind(ev),
 					"name": ev.Name, "session_id": ev.SessionId, "waiter_id": ev.WaiterId, "fencing_token": ev.FencingToken})
 				fmt.Fprintln(stdout, string(b))
 				continue
@@ -417,17 +421,65 @@ Examples:
 			if ev.Reason == 0 {
 				reason = "-" // a grant, a leader change: nothing ended
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", ev.Index, ms(ev.AtMs), eventName(ev.Type.String()),
-				strings.ToLower(strings.TrimPrefix(ev.Kind.String(), "KIND_")), orDash(ev.Name), ev.SessionId, ev.FencingToken, reason)
-		}
-		if tw != nil {
-			_ = tw.Flush() // a line per event as it comes, aligned within each batch
+			kind := eventKind(ev)
+			if kind == "" {
+				kind = "-"
+			}
+			table.row(strconv.FormatUint(ev.Index, 10), ms(ev.AtMs), eventName(ev.Type.String()), kind, orDash(ev.Name),
+				strconv.FormatUint(ev.SessionId, 10), tokenOrDash(ev.FencingToken), reason)
 		}
 	}
 	return exitOK
 }
 
+// tokenOrDash: a session's end carries no fencing token.
+func tokenOrDash(t uint64) string {
+	if t == 0 {
+		return "-"
+	}
+	return strconv.FormatUint(t, 10)
+}
+
 func eventName(s string) string { return strings.ToLower(strings.TrimPrefix(s, "EVENT_TYPE_")) }
+
+// eventKind names the kind of object an event is about: "session" for a
+// session's own end (an event of no object), "" for another event of no
+// kind.
+func eventKind(ev *client.Event) string {
+	if ev.Kind != pb.Kind_KIND_UNSPECIFIED {
+		return strings.ToLower(strings.TrimPrefix(ev.Kind.String(), "KIND_"))
+	}
+	switch ev.Type {
+	case pb.EventType_EVENT_TYPE_SESSION_EXPIRED, pb.EventType_EVENT_TYPE_SESSION_CLOSED:
+		return "session"
+	}
+	return ""
+}
+
+// streamTable writes a table a line at a time: each cell but the last
+// padded to its column's width, which grows to the widest cell seen.
+type streamTable struct {
+	w      io.Writer
+	widths []int
+}
+
+func (t *streamTable) row(cells ...string) {
+	var b strings.Builder
+	for i, cell := range cells {
+		if i == len(cells)-1 {
+			b.WriteString(cell)
+			continue
+		}
+		if i >= len(t.widths) {
+			t.widths = append(t.widths, 0)
+		}
+		t.widths[i] = max(t.widths[i], utf8.RuneCountInString(cell))
+		b.WriteString(cell)
+		b.WriteString(strings.Repeat(" ", t.widths[i]-utf8.RuneCountInString(cell)+2))
+	}
+	b.WriteByte('\n')
+	_, _ = io.WriteString(t.w, b.String())
+}
 
 func clusterCmd(args []string, stdout, stderr io.Writer) int {
 	c := newCommand("cluster", `
