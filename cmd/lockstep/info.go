@@ -196,8 +196,9 @@ func statusCmd(args []string, stdout, stderr io.Writer) int {
 Usage: lockstep status NAME [--kind KIND] [flags]
 
 Shows who holds NAME (owner, session, fencing token, since when, until when)
-and who waits for it, in the order they will be served. Without --kind,
-every kind of object with that name is shown.
+and who waits for it, in the order they will be served; for an election,
+the leader and the queued candidates, with the value each holds or will
+hold. Without --kind, every kind of object with that name is shown.
 
 Examples:
   lockstep status jobs/nightly
@@ -246,6 +247,15 @@ Examples:
 		sts = append(sts, st)
 	}
 	if c.output == "json" {
+		for _, st := range sts {
+			// [] for none, as the REST API writes an empty queue.
+			if st.Holders == nil {
+				st.Holders = []*client.Holder{}
+			}
+			if st.Waiters == nil {
+				st.Waiters = []*client.Waiter{}
+			}
+		}
 		c.json(sts)
 		return exitOK
 	}
@@ -276,6 +286,24 @@ func printStatus(w io.Writer, st *client.Status) {
 	}
 	fmt.Fprintf(w, "%s %s%s\n", st.Kind, st.Name, extra)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	if st.Kind == client.KindElection {
+		// A leader and its queued candidates: no permits or modes, but
+		// the value each holds or will hold once elected.
+		fmt.Fprintln(tw, "ROLE\tCANDIDATE\tSESSION\tTOKEN\tSINCE\tUNTIL\tVALUE")
+		for _, h := range st.Holders {
+			fmt.Fprintf(tw, "leader\t%s\t%d\t%d\t%s\t%s\t%s\n", orDash(h.Owner), h.SessionId, h.FencingToken,
+				ms(h.AcquiredAtMs), ms(h.ExpiresAtMs), orDash(string(h.Value)))
+		}
+		for i, wt := range st.Waiters {
+			fmt.Fprintf(tw, "candidate %d\t%s\t%d\t-\t%s\t%s\t%s\n", i+1, orDash(wt.Owner), wt.SessionId,
+				ms(wt.EnqueuedAtMs), ms(wt.DeadlineMs), orDash(string(wt.Value)))
+		}
+		_ = tw.Flush()
+		if len(st.Holders) == 0 && len(st.Waiters) == 0 {
+			fmt.Fprintln(w, "(no leader, no candidates)")
+		}
+		return
+	}
 	fmt.Fprintln(tw, "ROLE\tOWNER\tSESSION\tTOKEN\tSINCE\tUNTIL\tPERMITS\tMODE")
 	for _, h := range st.Holders {
 		fmt.Fprintf(tw, "holder\t%s\t%d\t%d\t%s\t%s\t%d\t%s\n", orDash(h.Owner), h.SessionId, h.FencingToken,

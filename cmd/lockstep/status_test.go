@@ -1,0 +1,86 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"connectrpc.com/connect"
+
+	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
+	"github.com/lockstepd/lockstep/rpc/gen/lockstep/v1/lockstepv1connect"
+)
+
+// statusServer answers a free mutex and an election with a leader and a
+// queued candidate, as the servers do (a candidate's permits are 0).
+type statusServer struct {
+	lockstepv1connect.UnimplementedLockServiceHandler
+	lockstepv1connect.UnimplementedElectionServiceHandler
+}
+
+func (statusServer) Status(context.Context, *connect.Request[pb.LockStatusRequest]) (*connect.Response[pb.LockStatusResponse], error) {
+	return connect.NewResponse(&pb.LockStatusResponse{AppliedIndex: 7}), nil
+}
+
+func (statusServer) Leader(_ context.Context, r *connect.Request[pb.LeaderRequest]) (*connect.Response[pb.LeaderResponse], error) {
+	return connect.NewResponse(&pb.LeaderResponse{Name: r.Msg.Name, HasLeader: true, AppliedIndex: 9,
+		Leader:     &pb.ElectionLeader{Candidate: "host-a", Value: []byte("10.0.0.7:8080"), SessionId: 11, FencingToken: 4},
+		Candidates: []*pb.Waiter{{WaiterId: 20, SessionId: 12, Owner: "host-b", Value: []byte("10.0.0.8:8080")}}}), nil
+}
+
+func newStatusServer(t *testing.T) string {
+	mux := http.NewServeMux()
+	mux.Handle(lockstepv1connect.NewLockServiceHandler(statusServer{}))
+	mux.Handle(lockstepv1connect.NewElectionServiceHandler(statusServer{}))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// TestStatusJSONEmptyQueues: -o json writes an empty queue as [], as the
+// REST API does, not null.
+func TestStatusJSONEmptyQueues(t *testing.T) {
+	url := newStatusServer(t)
+	var out, errb bytes.Buffer
+	if code := run([]string{"status", "jobs/a", "--kind", "mutex", "-o", "json", "--endpoints", url}, &out, &errb); code != exitOK {
+		t.Fatalf("exit %d: %s", code, &errb)
+	}
+	var got []map[string]any
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil || len(got) != 1 {
+		t.Fatalf("%v: %s", err, &out)
+	}
+	for _, k := range []string{"holders", "waiters"} {
+		if l, ok := got[0][k].([]any); !ok || len(l) != 0 {
+			t.Errorf("%q is %#v, want []:\n%s", k, got[0][k], &out)
+		}
+	}
+}
+
+// TestStatusOfAnElection: an election's table shows the leader and the
+// candidates with their values, not permits (a candidate showed
+// PERMITS 0, and no value).
+func TestStatusOfAnElection(t *testing.T) {
+	url := newStatusServer(t)
+	var out, errb bytes.Buffer
+	if code := run([]string{"status", "scheduler", "--kind", "election", "--endpoints", url}, &out, &errb); code != exitOK {
+		t.Fatalf("exit %d: %s", code, &errb)
+	}
+	lines := strings.Split(out.String(), "\n")
+	if len(lines) < 4 {
+		t.Fatalf("too short:\n%s", &out)
+	}
+	if h := strings.Fields(lines[1]); strings.Contains(lines[1], "PERMITS") || strings.Contains(lines[1], "MODE") || h[len(h)-1] != "VALUE" {
+		t.Errorf("header %q: want no PERMITS or MODE, and VALUE", lines[1])
+	}
+	for i, want := range []string{"leader host-a 11 4", "candidate 1 host-b 12 -"} {
+		row := strings.Join(strings.Fields(lines[2+i]), " ")
+		val := []string{"10.0.0.7:8080", "10.0.0.8:8080"}[i]
+		if !strings.HasPrefix(row, want) || !strings.HasSuffix(row, val) {
+			t.Errorf("row %q: want %q ... %q", row, want, val)
+		}
+	}
+}
