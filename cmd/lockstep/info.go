@@ -116,7 +116,9 @@ Examples:
 			return c.usageErr("want one NAME with --observe, got %d arguments", len(pos))
 		}
 		if _, err := cl.ClusterStatus(ctx); err != nil {
-			return c.fail(err)
+			// A first call, to fail at once on a cluster that cannot
+			// be reached or refuses: not what was asked.
+			return c.fail(asked(err, "cluster status", fmt.Sprintf("observe %q", pos[0])))
 		}
 		// A reopened stream (a failover, a reconnect) starts again with
 		// the current leader: print only a change.
@@ -230,7 +232,9 @@ Examples:
 	} else {
 		objs, err := cl.List(ctx, name)
 		if err != nil {
-			return c.fail(err)
+			// The list is how status finds NAME's kinds, which the user
+			// did not ask for: name what was asked.
+			return c.fail(asked(err, "list", fmt.Sprintf("status of %q", name)))
 		}
 		for _, o := range objs {
 			if o.Name == name {
@@ -374,7 +378,7 @@ Examples:
 	defer stop()
 	objs, err := cl.List(ctx, prefix)
 	if err != nil {
-		return c.fail(err)
+		return c.fail(asked(err, "list", "")) // the command's name says it
 	}
 	if c.output == "json" {
 		if objs == nil {
@@ -423,7 +427,7 @@ Examples:
 	ctx, stop := interrupted()
 	defer stop()
 	if _, err := cl.ClusterStatus(ctx); err != nil {
-		return c.fail(err)
+		return c.fail(asked(err, "cluster status", fmt.Sprintf("watch %q", pos[0])))
 	}
 	// Lines go out as events come, so the columns cannot be sized from
 	// all of them (a tabwriter flushed per batch aligned neither with the
@@ -705,6 +709,20 @@ func noStatusErr(views []client.MemberStatus) error {
 		// connect names a failed handshake "unavailable", as it does a
 		// refused connection; the server was there.
 		strings.TrimPrefix(strings.TrimPrefix(said.Error(), "cluster status: "), "unavailable: ")), said}
+}
+
+// asked names in err what the user asked for (what, or nothing when ""),
+// in place of the client's name for the call that failed (op: the list
+// that status starts with, the cluster status that watch starts with).
+func asked(err error, op, what string) error {
+	msg, ok := strings.CutPrefix(err.Error(), op+": ")
+	if !ok {
+		return err // no endpoint answered: fail shows only that part
+	}
+	if what != "" {
+		msg = what + ": " + msg
+	}
+	return saidErr{msg, err}
 }
 
 // saidErr is a message in place of err's, still wrapping it.

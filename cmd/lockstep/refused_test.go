@@ -75,3 +75,26 @@ func TestClusterStatusSaysWhatTheServersSaid(t *testing.T) {
 		t.Errorf("nothing answered: exit %d\nstdout:\n%s\nstderr:\n%s", code, &out, &errb)
 	}
 }
+
+// TestRefusalNamesWhatWasAsked: a refused command names what was asked,
+// not the internal call it starts with ("lockstep status: list:
+// unauthenticated: ...", "lockstep watch: cluster status: ...", "lockstep
+// list: list: ...").
+func TestRefusalNamesWhatWasAsked(t *testing.T) {
+	srv := refusing(t, connect.CodeUnauthenticated, "unknown API key")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"status", "jobs/a"}, `lockstep status: status of "jobs/a": unauthenticated: unknown API key`},
+		{[]string{"list", "jobs/"}, `lockstep list: unauthenticated: unknown API key`},
+		{[]string{"watch", "jobs/"}, `lockstep watch: watch "jobs/": unauthenticated: unknown API key`},
+		{[]string{"elect", "sched", "--observe"}, `lockstep elect: observe "sched": unauthenticated: unknown API key`},
+	} {
+		var out, errb bytes.Buffer
+		code := run(append(tc.args, "--endpoints", srv.URL), &out, &errb)
+		if first, _, _ := strings.Cut(errb.String(), "\n"); code != exitError || first != tc.want || !strings.Contains(errb.String(), "--api-key") {
+			t.Errorf("%q: exit %d, want %d with %q and the credentials hint:\n%s", tc.args, code, exitError, tc.want, &errb)
+		}
+	}
+}
