@@ -133,3 +133,38 @@ func TestPlaintextToATLSServerHints(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 }
+
+// TestHelpProseIsWrapped: each command's help text, above its flags,
+// keeps to 80 columns (a paragraph of cluster -h ran on unwrapped).
+func TestHelpProseIsWrapped(t *testing.T) {
+	for name := range clientCommands {
+		var out, errb bytes.Buffer
+		run([]string{name, "-h"}, &out, &errb)
+		prose, _, _ := strings.Cut(out.String()+errb.String(), "\nFlags:")
+		for _, line := range strings.Split(prose, "\n") {
+			if len(line) > 80 {
+				t.Errorf("%s -h: a line of %d columns: %q", name, len(line), line)
+			}
+		}
+	}
+}
+
+// TestServeHelpSaysWhatKeysMean: serve -h says what the keys mean now
+// (docs/operations.md): the wait cap applies on every API, not REST only,
+// and the tick interval bounds how late an expiry fires; an idle cluster
+// writes nothing.
+func TestServeHelpSaysWhatKeysMean(t *testing.T) {
+	var out, errb bytes.Buffer
+	run([]string{"serve", "-h"}, &out, &errb)
+	help := out.String() + errb.String()
+	for _, stale := range []string{"REST waits", "moves log time"} {
+		if strings.Contains(help, stale) {
+			t.Errorf("serve -h still says %q", stale)
+		}
+	}
+	for _, want := range []string{"on every API", "how late an expiry"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("serve -h lacks %q", want)
+		}
+	}
+}

@@ -90,7 +90,7 @@ func newServeFlags(stderr io.Writer) *serveFlags {
 	num("heartbeat-interval-ms", "consensus.heartbeat_interval_ms", "Raft heartbeat interval",
 		func(c *config.Config, v int) { c.Consensus.HeartbeatIntervalMs = v })
 	num("shards", "consensus.shards", "Raft groups", func(c *config.Config, v int) { c.Consensus.Shards = v })
-	num("tick-interval-ms", "consensus.tick_interval_ms", "how often the leader moves log time",
+	num("tick-interval-ms", "consensus.tick_interval_ms", "how late an expiry (session, wait) may fire past its deadline when the leader is idle, 10..1000; an idle cluster with nothing timed writes nothing",
 		func(c *config.Config, v int) { c.Consensus.TickIntervalMs = v })
 	num("snapshot-entries", "consensus.snapshot_entries", "entries between snapshots",
 		func(c *config.Config, v int) { c.Consensus.SnapshotEntries = v })
@@ -102,7 +102,7 @@ func newServeFlags(stderr io.Writer) *serveFlags {
 		func(c *config.Config, v int) { c.Consensus.RideAlongMs = v })
 	num("default-ttl-seconds", "locks.default_ttl_seconds", "lease of a session made for a request that names none",
 		func(c *config.Config, v int) { c.Locks.DefaultTTLSeconds = v })
-	num("max-wait-time-seconds", "locks.max_wait_time_seconds", "cap on REST waits",
+	num("max-wait-time-seconds", "locks.max_wait_time_seconds", "the longest finite wait, on every API (a longer one is clamped); 0: every request tries once",
 		func(c *config.Config, v int) { c.Locks.MaxWaitTimeSeconds = v })
 	f.add("insecure", "security.insecure", "serve plaintext on addresses that are not loopback (warned about at every start)", true,
 		func(c *config.Config, v string) error {

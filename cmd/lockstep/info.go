@@ -523,7 +523,9 @@ Usage: lockstep cluster status
 status asks every endpoint given (--endpoints, LOCKSTEP_ENDPOINTS: list
 every member) for its own view, at once: per member and shard, whether it
 answered, its role, the leader it follows, the term, its applied index and
-its lag behind the most advanced member of the shard, and its version. add and remove change membership one node at a time (see
+its lag behind the most advanced member of the shard, and its version.
+
+add and remove change membership one node at a time (see
 docs/operations.md); transfer hands leadership to NODE_ID.
 
 Examples:
