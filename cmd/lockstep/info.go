@@ -526,7 +526,8 @@ answered, its role, the leader it follows, the term, its applied index and
 its lag behind the most advanced member of the shard, and its version.
 
 add and remove change membership one node at a time (see
-docs/operations.md); transfer hands leadership to NODE_ID.
+docs/operations.md); transfer hands shard 0's leadership to NODE_ID and
+returns once NODE_ID leads.
 
 Examples:
   lockstep cluster status
@@ -576,7 +577,8 @@ Examples:
 		if err := cl.TransferLeadership(ctx, pos[1]); err != nil {
 			return c.fail(err)
 		}
-		fmt.Fprintf(stdout, "asked for leadership to move to %s; check with 'lockstep cluster status'\n", pos[1])
+		// The call answers only once the target leads (docs/operations.md).
+		fmt.Fprintf(stdout, "leadership moved: %s leads shard 0 now\n", pos[1])
 	default:
 		return c.usageErr("unknown subcommand %q: use status, add, remove or transfer", pos[0])
 	}
