@@ -433,7 +433,7 @@ Examples:
 	// all of them (a tabwriter flushed per batch aligned neither with the
 	// header nor across batches): each column starts wide enough for the
 	// usual values and widens, from that line on, for a wider one.
-	table := &streamTable{w: stdout, widths: []int{8, 12, 16, 9, 20, 8, 6}}
+	table := &streamTable{w: stdout, widths: []int{7, 12, 15, 9, 16, 12, 12}}
 	if c.output != "json" {
 		table.row("INDEX", "AT", "EVENT", "KIND", "NAME", "SESSION", "TOKEN", "REASON")
 	}
@@ -458,18 +458,19 @@ Examples:
 				kind = "-"
 			}
 			table.row(strconv.FormatUint(ev.Index, 10), ms(ev.AtMs), eventName(ev.Type.String()), kind, orDash(ev.Name),
-				strconv.FormatUint(ev.SessionId, 10), tokenOrDash(ev.FencingToken), reason)
+				idOrDash(ev.SessionId), idOrDash(ev.FencingToken), reason)
 		}
 	}
 	return exitOK
 }
 
-// tokenOrDash: a session's end carries no fencing token.
-func tokenOrDash(t uint64) string {
-	if t == 0 {
+// idOrDash prints a session id or a fencing token, "-" for none (a
+// session's end carries no token, a leader gone no session).
+func idOrDash(v uint64) string {
+	if v == 0 {
 		return "-"
 	}
-	return strconv.FormatUint(t, 10)
+	return strconv.FormatUint(v, 10)
 }
 
 func eventName(s string) string { return strings.ToLower(strings.TrimPrefix(s, "EVENT_TYPE_")) }
