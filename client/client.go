@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -328,6 +329,26 @@ func retryable(err error) bool {
 	return false
 }
 
+// certificateRefused says whether err is a TLS handshake that failed on a
+// certificate: the server's, that this client does not trust (an unknown
+// CA, a name it does not cover, expired), or this client's, that the
+// server refused (its alert). connect-go reports them as unavailable.
+func certificateRefused(err error) bool {
+	var verify *tls.CertificateVerificationError
+	var unknownCA x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var alert tls.AlertError
+	switch {
+	case errors.As(err, &verify), errors.As(err, &unknownCA), errors.As(err, &hostname), errors.As(err, &invalid):
+		return true
+	case errors.As(err, &alert):
+		// bad_certificate .. unknown_ca (42-48), certificate_required (116)
+		return (alert >= 42 && alert <= 48) || alert == 116
+	}
+	return false
+}
+
 // callMode says what bounds one attempt of a call.
 type callMode int
 
@@ -360,6 +381,7 @@ func call[T any](ctx context.Context, c *Client, mode callMode, f func(ctx conte
 	}
 	start := time.Now()
 	pause := c.opts.backoffMin
+	refusedTLS := 0 // endpoints in a row whose TLS handshake failed on a certificate
 	c.toLeader()
 	for {
 		e := c.current()
@@ -372,6 +394,18 @@ func call[T any](ctx context.Context, c *Client, mode callMode, f func(ctx conte
 		}
 		if !stuck && !retryable(err) {
 			return nil, err
+		}
+		if certificateRefused(err) {
+			// Not a node that is down: a CA or certificate that will not
+			// do better for waiting. Each endpoint is tried once (one
+			// member's certificate may be wrong), then the call fails
+			// with why, instead of retrying until the retry timeout.
+			if refusedTLS++; refusedTLS >= len(c.endpoints) {
+				return nil, fmt.Errorf("lockstep: TLS with %s failed on a certificate (so did every endpoint's): "+
+					"check the CA the client trusts (WithTLS's RootCAs), its client certificate, and the servers' certificates: %w", e.url, err)
+			}
+		} else {
+			refusedTLS = 0
 		}
 		c.failover(e)
 		if time.Since(start) > c.opts.retryTimeout {

@@ -1,0 +1,54 @@
+package client_test
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lockstepd/lockstep/client"
+)
+
+// TestUntrustedCertificateFailsAtOnce: a server certificate the client
+// does not trust will not become trusted by retrying, so a call tries each
+// endpoint once and fails saying why, instead of retrying as if the nodes
+// were down until its retry timeout (the CLI took its full 10 s before it
+// said anything). The retry timeout here is an hour: only the certificate
+// rule can end the call before the test's own deadline.
+func TestUntrustedCertificateFailsAtOnce(t *testing.T) {
+	var handshakes atomic.Int32
+	var urls []string
+	for range 2 {
+		ts := httptest.NewUnstartedServer(http.NotFoundHandler())
+		ts.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes
+		ts.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				handshakes.Add(1)
+			}
+		}
+		ts.StartTLS()
+		t.Cleanup(ts.Close)
+		urls = append(urls, ts.URL)
+	}
+	c, err := client.New(urls, client.WithTLS(&tls.Config{MinVersion: tls.VersionTLS12}), client.WithRetryTimeout(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err = c.ClusterStatus(ctx)
+	if err == nil || errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("a call to servers whose certificate the client does not trust answered %v, want a certificate error before the deadline", err)
+	}
+	if n := handshakes.Load(); n > 4 {
+		t.Fatalf("%d connections for one call: it retried servers whose certificate will not do", n)
+	}
+}
