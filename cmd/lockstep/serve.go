@@ -106,6 +106,13 @@ func loadConfig(f *serveFlags) (config.Config, error) {
 		cfg.Cluster.DataDir, madeDir = dir, dir
 		f.madeDir = dir
 	}
+	if cfg.Cluster.DataDir != "" {
+		// Relative to the working directory (docs/operations.md): every
+		// line that names it names where it really is.
+		if abs, err := filepath.Abs(cfg.Cluster.DataDir); err == nil {
+			cfg.Cluster.DataDir = abs
+		}
+	}
 	if entries, err := os.ReadDir(cfg.Cluster.DataDir); err == nil && len(entries) > 0 {
 		f.dataKept = true
 	}
@@ -170,6 +177,15 @@ func runNode(cfg config.Config, f *serveFlags, base *slog.Logger, stdout io.Writ
 	log := base.With("node", cfg.Cluster.NodeID)
 	for _, d := range cfg.Deprecations() {
 		log.Warn(d)
+	}
+	if !f.dataKept && !f.dev && !cfg.Cluster.Join && len(cfg.Cluster.Peers) > 1 {
+		// Right for a new cluster's first start; wrong for a member that
+		// ran before and is now pointed elsewhere (a relative data_dir and
+		// another working directory, a wiped disk): it would rejoin with
+		// no log and no memory of its votes.
+		log.Info("an empty data directory: this member starts as a new initial member of the peers listed; "+
+			"if it ran before, stop it and start it on its own data directory, or replace it (remove, then add it back: docs/operations.md)",
+			"data_dir", cfg.Cluster.DataDir)
 	}
 	// Bind first: a port in use fails here, naming its key, before Raft
 	// starts and touches the data directory.
