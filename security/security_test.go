@@ -7,9 +7,11 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"github.com/prometheus/client_golang/prometheus"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -338,5 +340,49 @@ func TestAuditLine(t *testing.T) {
 	}
 	if _, has := lines[1]["fencing_token"]; has {
 		t.Errorf("a refusal has a fencing token: %v", lines[1])
+	}
+}
+
+// TestSecurityCountersStartAtZero: every reason and action has its series
+// from the start, so that an alert on an increase sees the first refusal
+// after a restart; and the reasons are those docs/security.md lists.
+func TestSecurityCountersStartAtZero(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	if _, err := NewMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	series := map[string][]string{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				series[f.GetName()] = append(series[f.GetName()], l.GetValue())
+			}
+		}
+	}
+	doc, err := os.ReadFile("../docs/security.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var documented []string
+	for _, line := range strings.Split(string(doc), "\n") {
+		if strings.HasPrefix(line, "| `lockstep_auth_failures_total{reason}`") {
+			for _, part := range strings.Split(line, "`")[3:] {
+				if part != "" && !strings.ContainsAny(part, " ,|") {
+					documented = append(documented, part)
+				}
+			}
+		}
+	}
+	slices.Sort(documented)
+	got := slices.Sorted(slices.Values(series["lockstep_auth_failures_total"]))
+	if len(got) == 0 || !slices.Equal(got, documented) {
+		t.Fatalf("lockstep_auth_failures_total starts with reasons %v; docs/security.md lists %v", got, documented)
+	}
+	if got := slices.Sorted(slices.Values(series["lockstep_acl_denials_total"])); !slices.Equal(got, []string{"admin", "read", "use"}) {
+		t.Fatalf("lockstep_acl_denials_total starts with actions %v, want admin, read and use", got)
 	}
 }

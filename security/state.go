@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -219,6 +220,9 @@ func (s *State) verifyClient(m *material, chain []*x509.Certificate) (principal,
 }
 
 func (s *State) refuse(reason string, err error) error {
+	if !slices.Contains(authFailureReasons, reason) {
+		panic(fmt.Sprintf("security: refuse(%q): a reason missing from authFailureReasons", reason))
+	}
 	s.metrics.authFailures.WithLabelValues(reason).Inc()
 	return connect.NewError(connect.CodeUnauthenticated, err)
 }
@@ -283,6 +287,11 @@ type Metrics struct {
 	auditErrors  prometheus.Counter
 }
 
+// authFailureReasons are the reasons of lockstep_auth_failures_total, as
+// docs/security.md lists them; refuse takes no other.
+var authFailureReasons = []string{"no_credentials", "no_certificate", "bad_scheme", "unknown_api_key",
+	"expired_certificate", "untrusted_certificate", "bad_principal"}
+
 // NewMetrics makes the counters and registers them with reg (nil: none).
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
@@ -298,6 +307,15 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "lockstep_audit_write_errors_total",
 			Help: "Failed writes, flushes or rotations of the audit log; while it fails, requests are refused with 503.",
 		}),
+	}
+	// Every series at 0 from the start, so that a rate over a restart or
+	// an alert on an increase sees the first refusal (a counter that
+	// appears at 1 shows no increase).
+	for _, r := range authFailureReasons {
+		m.authFailures.WithLabelValues(r)
+	}
+	for _, a := range []string{rpc.ActionRead, rpc.ActionUse, rpc.ActionAdmin} {
+		m.aclDenials.WithLabelValues(a)
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.authFailures, m.aclDenials, m.auditErrors} {
