@@ -136,6 +136,9 @@ func hintFor(err error, endpoints string) string {
 		// Go's TLS server answers a plaintext request with a bare 400; the
 		// API's own refusals carry a code.
 		return "The server refused a plaintext request: if the cluster serves TLS, use https:// endpoints (--endpoints, LOCKSTEP_ENDPOINTS) and give its CA with --cacert."
+	case errors.Is(err, client.ErrUnavailable) && !unreached(err):
+		// The last endpoint answered, with a 503 of its own.
+		return "The servers answered but cannot serve now (no leader or no quorum, or shutting down): check 'lockstep cluster status', and try again."
 	case errors.Is(err, client.ErrUnavailable):
 		return fmt.Sprintf("No server answered at %s. Is 'lockstep serve' running there? Set --endpoints or LOCKSTEP_ENDPOINTS to the cluster's API addresses.", endpoints)
 	case errors.Is(err, client.ErrSessionLost):
@@ -150,6 +153,21 @@ func hintFor(err error, endpoints string) string {
 		return "The server refused the request as given; fix the arguments (see -h)."
 	}
 	return ""
+}
+
+// unreached says whether the last attempt behind an ErrUnavailable found
+// no server at all (the client keeps only the last error's words): a
+// connection refused or reset, no route, a name that does not resolve, or
+// silence, as against a server's own 503.
+func unreached(err error) bool {
+	msg := err.Error()
+	for _, s := range []string{"dial tcp", "connection refused", "connection reset", "no such host", "no route to host",
+		"i/o timeout", "deadline_exceeded", "EOF", "broken pipe", "network is unreachable"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *common) client() (*client.Client, error) {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -11,6 +12,8 @@ import (
 	"testing"
 
 	"connectrpc.com/connect"
+
+	"github.com/lockstepd/lockstep/client"
 )
 
 // refusing is a server that answers every call with code, as a member
@@ -95,6 +98,29 @@ func TestRefusalNamesWhatWasAsked(t *testing.T) {
 		code := run(append(tc.args, "--endpoints", srv.URL), &out, &errb)
 		if first, _, _ := strings.Cut(errb.String(), "\n"); code != exitError || first != tc.want || !strings.Contains(errb.String(), "--api-key") {
 			t.Errorf("%q: exit %d, want %d with %q and the credentials hint:\n%s", tc.args, code, exitError, tc.want, &errb)
+		}
+	}
+}
+
+// TestUnavailableHintTellsAnswersFromSilence: when the client gives up
+// (ErrUnavailable, with the last attempt's error in its words), the hint
+// asks whether serve is running only when nothing answered; servers that
+// answered 503 (no leader, no quorum, draining) get a hint about the
+// cluster's state instead.
+func TestUnavailableHintTellsAnswersFromSilence(t *testing.T) {
+	gaveUp := func(last error) error {
+		return fmt.Errorf("%w (tried 3 endpoint(s) for 10s; last from http://127.0.0.1:7080: %v)", client.ErrUnavailable, last)
+	}
+	for _, tc := range []struct {
+		last error
+		want string
+	}{
+		{connect.NewError(connect.CodeUnavailable, errors.New(`dial tcp 127.0.0.1:7080: connect: connection refused`)), "No server answered"},
+		{connect.NewError(connect.CodeUnavailable, errors.New("shard 0 has no leader")), "answered but cannot serve"},
+		{connect.NewError(connect.CodeUnavailable, errors.New("this member is shutting down: reconnect to another member")), "answered but cannot serve"},
+	} {
+		if got := hintFor(gaveUp(tc.last), "http://127.0.0.1:7080"); !strings.Contains(got, tc.want) {
+			t.Errorf("after %v the hint is %q, want it to say %q", tc.last, got, tc.want)
 		}
 	}
 }
