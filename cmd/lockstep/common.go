@@ -161,7 +161,7 @@ func hintFor(err error, endpoints string) string {
 // silence, as against a server's own 503.
 func unreached(err error) bool {
 	msg := err.Error()
-	for _, s := range []string{"dial tcp", "connection refused", "connection reset", "no such host", "no route to host",
+	for _, s := range []string{"endpoint(s) answered", "dial tcp", "connection refused", "connection reset", "no such host", "no route to host",
 		"i/o timeout", "deadline_exceeded", "EOF", "broken pipe", "network is unreachable"} {
 		if strings.Contains(msg, s) {
 			return true
