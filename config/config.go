@@ -423,43 +423,55 @@ func (c Config) Validate() error {
 }
 
 func (c Cluster) validate() error {
+	// Every key's own error at once, so that --check shows all that is
+	// wrong in one run; checks that compare keys run only on keys that
+	// are well formed, and the peers are checked in order.
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	if err := ValidNodeID(c.NodeID); err != nil {
-		return fmt.Errorf("cluster.node_id: %w", err)
+		add("cluster.node_id: %w", err)
 	}
+	raftOK, apiOK := ValidHostPort(c.RaftAddress) == nil, ValidHostPort(c.APIAddress) == nil
 	if err := ValidHostPort(c.RaftAddress); err != nil {
-		return fmt.Errorf("cluster.raft_address: %w", err)
+		add("cluster.raft_address: %w", err)
 	}
 	if err := ValidHostPort(c.APIAddress); err != nil {
-		return fmt.Errorf("cluster.api_address: %w", err)
+		add("cluster.api_address: %w", err)
 	}
 	if c.RaftListenAddress != "" {
 		if err := ValidHostPort(c.RaftListenAddress); err != nil {
-			return fmt.Errorf("cluster.raft_listen_address: %w (or leave it out to listen on cluster.raft_address)", err)
-		}
-		if c.RaftListenAddress == c.APIAddress || c.RaftListenAddress == c.MetricsAddress {
-			return errors.New("cluster.raft_listen_address: must differ from cluster.api_address and cluster.metrics_address")
+			add("cluster.raft_listen_address: %w (or leave it out to listen on cluster.raft_address)", err)
+		} else if c.RaftListenAddress == c.APIAddress || c.RaftListenAddress == c.MetricsAddress {
+			add("cluster.raft_listen_address: must differ from cluster.api_address and cluster.metrics_address")
 		}
 	}
 	if c.MetricsAddress != "" {
 		if err := ValidHostPort(c.MetricsAddress); err != nil {
-			return fmt.Errorf("cluster.metrics_address: %w (or leave it out to serve no metrics)", err)
-		}
-		if c.MetricsAddress == c.APIAddress {
-			return errors.New("cluster.metrics_address: must differ from cluster.api_address")
+			add("cluster.metrics_address: %w (or leave it out to serve no metrics)", err)
+		} else if c.MetricsAddress == c.APIAddress {
+			add("cluster.metrics_address: must differ from cluster.api_address")
 		}
 	}
-	if c.APIAddress == c.RaftAddress {
-		return errors.New("cluster.api_address: must differ from cluster.raft_address")
+	if raftOK && apiOK && c.APIAddress == c.RaftAddress {
+		add("cluster.api_address: must differ from cluster.raft_address")
 	}
 	if c.DataDir == "" {
-		return errors.New("cluster.data_dir: required: the directory for the Raft log and snapshots")
+		add("cluster.data_dir: required: the directory for the Raft log and snapshots")
 	}
 	if c.Incarnation < 0 || c.Incarnation > MaxIncarnation {
-		return fmt.Errorf("cluster.incarnation: must be within 0..%d, got %d", MaxIncarnation, c.Incarnation)
+		add("cluster.incarnation: must be within 0..%d, got %d", MaxIncarnation, c.Incarnation)
 	}
-	if c.Join {
-		return nil // a joiner learns the members from the cluster
+	if !c.Join { // a joiner learns the members from the cluster
+		if err := c.validatePeers(); err != nil {
+			errs = append(errs, err)
+		}
 	}
+	return errors.Join(errs...)
+}
+
+// validatePeers checks the initial members, in order: the first thing
+// wrong with them.
+func (c Cluster) validatePeers() error {
 	if len(c.Peers) == 0 {
 		return fmt.Errorf("cluster.peers: required unless cluster.join is true: list every initial member, this node included (%s: %s)",
 			c.NodeID, c.RaftAddress)
@@ -548,42 +560,52 @@ func ValidHostPort(s string) error {
 const MinRTTMs = 5
 
 func (c Consensus) validate() error {
+	// Every key's own error at once (see Cluster.validate).
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	if c.Algorithm != "raft" {
-		return fmt.Errorf("consensus.algorithm: must be raft, got %q", c.Algorithm)
+		add("consensus.algorithm: must be raft, got %q", c.Algorithm)
 	}
+	timeoutsOK := true
 	if c.HeartbeatIntervalMs < MinRTTMs {
-		return fmt.Errorf("consensus.heartbeat_interval_ms: must be at least %d, got %d", MinRTTMs, c.HeartbeatIntervalMs)
+		add("consensus.heartbeat_interval_ms: must be at least %d, got %d", MinRTTMs, c.HeartbeatIntervalMs)
+		timeoutsOK = false
 	}
 	if c.ElectionTimeoutMs < 10 {
-		return fmt.Errorf("consensus.election_timeout_ms: must be at least 10, got %d", c.ElectionTimeoutMs)
+		add("consensus.election_timeout_ms: must be at least 10, got %d", c.ElectionTimeoutMs)
+		timeoutsOK = false
 	}
 	if c.ElectionTimeoutMs > 60_000 {
-		return fmt.Errorf("consensus.election_timeout_ms: must be at most 60000, got %d", c.ElectionTimeoutMs)
+		add("consensus.election_timeout_ms: must be at most 60000, got %d", c.ElectionTimeoutMs)
+		timeoutsOK = false
 	}
-	if _, hb, el := c.RTT(); el <= 2*hb {
-		return fmt.Errorf("consensus.election_timeout_ms: must be more than twice consensus.heartbeat_interval_ms (%d), got %d",
+	if _, hb, el := c.RTT(); timeoutsOK && el <= 2*hb {
+		add("consensus.election_timeout_ms: must be more than twice consensus.heartbeat_interval_ms (%d), got %d",
 			c.HeartbeatIntervalMs, c.ElectionTimeoutMs)
 	}
 	if c.Shards < 1 || c.Shards > MaxShards {
-		return fmt.Errorf("consensus.shards: must be within 1..%d, got %d (more shards are slower on one disk: see docs/runtime.md)",
-			MaxShards, c.Shards)
+		hint := ""
+		if c.Shards > MaxShards {
+			hint = " (more shards are slower on one disk: see docs/runtime.md)"
+		}
+		add("consensus.shards: must be within 1..%d, got %d%s", MaxShards, c.Shards, hint)
 	}
 	if c.TickIntervalMs < 10 || c.TickIntervalMs > 1_000 {
-		return fmt.Errorf("consensus.tick_interval_ms: must be within 10..1000 (log time may trail the leader's clock by at most 2 s), got %d", c.TickIntervalMs)
+		add("consensus.tick_interval_ms: must be within 10..1000 (log time may trail the leader's clock by at most 2 s), got %d", c.TickIntervalMs)
 	}
 	if c.SnapshotEntries < 10 {
-		return fmt.Errorf("consensus.snapshot_entries: must be at least 10, got %d", c.SnapshotEntries)
+		add("consensus.snapshot_entries: must be at least 10, got %d", c.SnapshotEntries)
 	}
 	if c.CompactionOverhead < 0 {
-		return fmt.Errorf("consensus.compaction_overhead: must not be negative, got %d", c.CompactionOverhead)
+		add("consensus.compaction_overhead: must not be negative, got %d", c.CompactionOverhead)
 	}
 	if c.MaxBatch < 1 || c.MaxBatch > 4096 {
-		return fmt.Errorf("consensus.max_batch: must be within 1..4096, got %d", c.MaxBatch)
+		add("consensus.max_batch: must be within 1..4096, got %d", c.MaxBatch)
 	}
 	if c.RideAlongMs < 0 || c.RideAlongMs > MaxRideAlongMs {
-		return fmt.Errorf("consensus.ride_along_ms: must be within 0..%d (0: never hold an acquire back), got %d", MaxRideAlongMs, c.RideAlongMs)
+		add("consensus.ride_along_ms: must be within 0..%d (0: never hold an acquire back), got %d", MaxRideAlongMs, c.RideAlongMs)
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // RTT maps the timeouts to Dragonboat's settings: the round-trip unit in

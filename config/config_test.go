@@ -269,3 +269,36 @@ func TestClusterExampleShowsTheDefaults(t *testing.T) {
 		}
 	}
 }
+
+// TestValidateNamesEveryWrongKeyAtOnce: --check shows all that is wrong
+// in one run (it took four runs to find five mistakes), and an address
+// that is not host:port gets its own error, not also "not a loopback
+// address".
+func TestValidateNamesEveryWrongKeyAtOnce(t *testing.T) {
+	c := Dev("")
+	c.Cluster.RaftAddress = "nohost"
+	c.Cluster.APIAddress = "127.0.0.1:99999"
+	c.Cluster.DataDir = ""
+	c.Cluster.Peers = map[string]string{"other": "127.0.0.1:7009"}
+	c.Consensus.MaxBatch = 0
+	c.Consensus.HeartbeatIntervalMs, c.Consensus.ElectionTimeoutMs = 100, 150
+	c.Consensus.Shards = 17
+	err := c.Validate()
+	if err == nil {
+		t.Fatal("a configuration wrong in seven keys passed")
+	}
+	for _, key := range []string{"cluster.raft_address:", "cluster.api_address:", "cluster.data_dir:", "cluster.peers:",
+		"consensus.max_batch:", "consensus.election_timeout_ms:", "consensus.shards:"} {
+		if !strings.Contains(err.Error(), key) {
+			t.Errorf("the error does not name %s:\n%v", key, err)
+		}
+	}
+	if strings.Contains(err.Error(), "loopback") {
+		t.Errorf("a malformed address is also called not a loopback address:\n%v", err)
+	}
+	c = Dev("")
+	c.Consensus.Shards = 0
+	if err := c.Validate(); err == nil || strings.Contains(err.Error(), "slower on one disk") {
+		t.Errorf("shards: 0 answered %v: the hint about more shards does not fit it", err)
+	}
+}

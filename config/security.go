@@ -154,7 +154,8 @@ func (s Security) validate(c Cluster) error {
 		for _, a := range []struct{ key, addr string }{{"cluster.api_address", c.APIAddress},
 			{"cluster.metrics_address", c.MetricsAddress}, {"cluster.raft_address", c.RaftAddress},
 			{"cluster.raft_listen_address", c.RaftListenAddress}} {
-			if a.addr != "" && !IsLoopback(a.addr) {
+			// An address that is not host:port has its own error.
+			if a.addr != "" && ValidHostPort(a.addr) == nil && !IsLoopback(a.addr) {
 				return fmt.Errorf("%s: %s is not a loopback address, and plaintext is served only on loopback: "+
 					"set security.tls (see docs/security.md), or security.insecure: true (--insecure) to serve it unprotected",
 					a.key, a.addr)
