@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -112,14 +113,15 @@ func (s *Session) acquire(ctx context.Context, sp acquireSpec) (uint64, *gateHol
 				return 0, nil, s.endErr(ctx, what, err)
 			case connect.CodeOf(err) == connect.CodeInvalidArgument,
 				connect.CodeOf(err) == connect.CodePermissionDenied,
-				connect.CodeOf(err) == connect.CodeUnauthenticated:
+				connect.CodeOf(err) == connect.CodeUnauthenticated,
+				refusedByState(err):
 				// Refused as malformed, or refused to this caller before
-				// anything is proposed. An earlier attempt of the same id
-				// may have reached the log (then refused here after an ACL
-				// or keys reload on another node), but its clean-up would
-				// be refused the same way: Abandon names the same name and
-				// needs the same right. (failed_precondition is not among
-				// them: it also says a seq the servers forgot.)
+				// anything is proposed, or refused by the state it met (a
+				// semaphore's other limit): nothing was granted. An earlier
+				// attempt of the same id may have reached the log (then
+				// refused here after an ACL or keys reload on another
+				// node), but its clean-up would be refused the same way:
+				// Abandon names the same name and needs the same right.
 				id.finish()
 				gh.release()
 				return 0, nil, apiErr(what, err)
@@ -177,6 +179,18 @@ func (s *Session) sendUntilDecided(ctx context.Context, mode callMode, sp acquir
 		case <-t.C:
 		}
 	}
+}
+
+// refusedByState says whether err is failed_precondition for what the
+// request met (a semaphore's limit, a barrier's parties, a session the
+// server made for one request), the answer of the log: nothing granted,
+// nothing to withdraw. The same code also says the servers forgot the
+// request's seq, whose fate is then unknown, so that answer (core's
+// "was forgotten", core/dedupe.go) is left for the clean-up. Before, every
+// failed_precondition was withdrawn in the background, and the session's
+// next try on the name answered ErrLocked until the withdrawal did.
+func refusedByState(err error) bool {
+	return connect.CodeOf(err) == connect.CodeFailedPrecondition && !strings.Contains(err.Error(), "was forgotten")
 }
 
 // endErr is the error a call that did not get its grant returns: the

@@ -455,3 +455,43 @@ func fakeClient(t *testing.T, srv lockstepv1connect.SessionServiceHandler) *clie
 	}
 	return c
 }
+
+// TestRefusedByStateLeavesTheGateOpen: an acquire the log refused for what
+// it met (a semaphore's other limit: failed_precondition) granted nothing,
+// so the session's next try on the name goes straight to the servers.
+// Before, it was withdrawn in the background like a call whose fate is
+// unknown, and the next TryAcquire on the session answered ErrLocked
+// ("another holder on this session") until that withdrawal answered.
+func TestRefusedByStateLeavesTheGateOpen(t *testing.T) {
+	needServer(t)
+	ctx := testCtx(t)
+	c, err := client.New([]string{endpoint})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	other, err := c.NewSession(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.NewSession(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := client.NewSemaphore(other, "t/refused-by-state", 2).Acquire(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		err := client.NewSemaphore(s, "t/refused-by-state", 3).TryAcquire(ctx, 1)
+		if err == nil || !strings.Contains(err.Error(), "failed_precondition") {
+			t.Fatalf("an acquire with another limit: %v, want failed_precondition", err)
+		}
+		right := client.NewSemaphore(s, "t/refused-by-state", 2)
+		if err := right.TryAcquire(ctx, 1); err != nil {
+			t.Fatalf("try %d: right after a refusal, an acquire with the right limit and a free permit: %v", i, err)
+		}
+		if err := right.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
