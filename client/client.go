@@ -42,6 +42,9 @@ type Client struct {
 	own     []*http.Client
 	life    context.Context
 	endLife context.CancelFunc
+	// streamConns are the connections of the stream transport New made,
+	// which Close ends whether or not the transport deems them idle yet.
+	streamConns *openConns
 }
 
 // endpoint is the generated clients of one server address.
@@ -226,8 +229,11 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 		}}
 	}
 	hs := o.httpClient
+	conns := &openConns{set: map[*trackedConn]struct{}{}}
 	if hs == nil {
-		hs = &http.Client{Transport: StreamTransport(o.tls)}
+		t := StreamTransport(o.tls)
+		t.DialContext = conns.dial(t.DialContext)
+		hs = &http.Client{Transport: t}
 	}
 	var own []*http.Client
 	if o.httpClient == nil {
@@ -237,7 +243,7 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 	if o.apiKey != "" {
 		copts = append(copts, connect.WithInterceptors(apiKeyInterceptor(o.apiKey)))
 	}
-	c := &Client{opts: o, clientID: o.clientID, inflight: newInflight(o.clientID, o.maxInFlight), own: own}
+	c := &Client{opts: o, clientID: o.clientID, inflight: newInflight(o.clientID, o.maxInFlight), own: own, streamConns: conns}
 	c.life, c.endLife = context.WithCancel(context.Background())
 	c.leader.disabled = len(endpoints) == 1
 	for _, raw := range endpoints {

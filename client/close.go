@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"net"
 	"sync"
 )
 
@@ -65,8 +66,9 @@ func (l *liveSessions) shut() (sessions []*Session, first bool) {
 // Session.Close does (their holds are released and their waits withdrawn
 // at once; a Lock blocked on one returns ErrSessionLost), all at once and
 // bounded by ctx; then it ends the Client's watches and observations (their
-// channels close), its shared streams and the idle connections of the
-// transports New made (one given by WithHTTPClient is left to its owner).
+// channels close), its shared streams, the idle connections of the
+// transports New made and every connection of its stream transport (one
+// given by WithHTTPClient is left to its owner).
 // Every call on the Client after that, and a NewSession that Close
 // overtook, fails with ErrClientClosed. It answers the sessions' close
 // errors joined (a session is lost to the Client either way), and nil when
@@ -89,7 +91,66 @@ func (c *Client) Close(ctx context.Context) error {
 	for _, h := range c.own {
 		h.CloseIdleConnections()
 	}
+	// A stream just shut may not have left its connection yet, which is
+	// then not idle, and would stay open with its goroutines until the
+	// transport's idle timeout (90 s): every session is closed and every
+	// stream shut by now, so the stream transport's connections end here.
+	c.streamConns.closeAll()
 	return errors.Join(errs...)
+}
+
+// openConns are the connections a Client's own stream transport dialled
+// and has not closed yet.
+type openConns struct {
+	mu     sync.Mutex
+	set    map[*trackedConn]struct{}
+	closed bool // by Client.Close: a later dial fails
+}
+
+// trackedConn leaves its set when it is closed.
+type trackedConn struct {
+	net.Conn
+	in *openConns
+}
+
+func (t *trackedConn) Close() error {
+	t.in.mu.Lock()
+	delete(t.in.set, t)
+	t.in.mu.Unlock()
+	return t.Conn.Close()
+}
+
+// dial wraps a transport's dialer so that o keeps what it dials.
+func (o *openConns) dial(next func(ctx context.Context, network, addr string) (net.Conn, error)) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := next(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		t := &trackedConn{Conn: c, in: o}
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		if o.closed {
+			c.Close()
+			return nil, ErrClientClosed
+		}
+		o.set[t] = struct{}{}
+		return t, nil
+	}
+}
+
+// closeAll closes every connection o holds, and every one dialled later.
+func (o *openConns) closeAll() {
+	o.mu.Lock()
+	o.closed = true
+	open := make([]*trackedConn, 0, len(o.set))
+	for t := range o.set {
+		open = append(open, t)
+	}
+	o.mu.Unlock()
+	for _, t := range open {
+		_ = t.Close()
+	}
 }
 
 // isClosed says whether Close has ended the Client: its life is over once

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -36,6 +37,7 @@ type faultProxy struct {
 	slowCreates    atomic.Int64 // nanoseconds a Create's answer is held after the server gave it
 	holding        atomic.Int32 // requests held back now
 	streamsOpen    atomic.Int32 // session and Multiplex streams open now, until the proxy's side of each ends
+	connsOpen      atomic.Int32 // the client's TCP connections to the proxy open now
 
 	mu      sync.Mutex
 	orphans []context.CancelFunc                // upstream requests whose callers left while stuck
@@ -60,6 +62,14 @@ func newFaultProxy(t *testing.T, target string) *faultProxy {
 	both.SetHTTP1(true)
 	both.SetUnencryptedHTTP2(true)
 	p.srv.Config.Protocols = &both
+	p.srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateNew:
+			p.connsOpen.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			p.connsOpen.Add(-1)
+		}
+	}
 	p.srv.Start()
 	t.Cleanup(func() {
 		close(p.closed)
