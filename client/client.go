@@ -147,7 +147,10 @@ func WithUnary() Option { return func(o *options) { o.unary = true } }
 func WithStreamPerSession() Option { return func(o *options) { o.noMultiplex = true } }
 
 // WithRetryTimeout bounds how long a request keeps retrying unavailable
-// endpoints before it fails with ErrUnavailable. Defaults to 15s.
+// endpoints before it fails with ErrUnavailable. Defaults to 15s. An
+// attempt under way when it passes is let finish, so a call against
+// endpoints that do not answer fails up to one attempt timeout
+// (WithAttemptTimeout) later.
 func WithRetryTimeout(d time.Duration) Option { return func(o *options) { o.retryTimeout = d } }
 
 // WithBackoff sets the first and the largest pause between retries (doubling,
@@ -251,6 +254,9 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
 			if u == "" {
 				return nil, errors.New("lockstep: an empty endpoint")
+			}
+			if scheme, _, ok := strings.Cut(u, "://"); ok {
+				return nil, fmt.Errorf("lockstep: endpoint %q: the scheme %q is not one the API serves: use http:// or https:// (host:port alone means http://)", raw, scheme)
 			}
 			u = "http://" + u
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -185,5 +186,42 @@ func TestCloseLeavesNoConnection(t *testing.T) {
 		}
 		blocked.Wait()
 		waitFor(t, fmt.Sprintf("round %d: every connection of the closed Client closed", round), func() bool { return p.connsOpen.Load() == 0 })
+	}
+}
+
+// TestWaitEndedByAnotherCallersCloseSaysSo: a Lock blocked in a session
+// that another caller closes returns ErrSessionLost in the words the
+// session's other calls use, not the proto's REASON_SESSION_CLOSED.
+func TestWaitEndedByAnotherCallersCloseSaysSo(t *testing.T) {
+	needServer(t)
+	ctx := testCtx(t)
+	c, err := client.New([]string{endpoint})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	holder, err := c.NewSession(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := client.NewMutex(holder, "t/closed-by-another").Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.NewSession(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- client.NewMutex(s, "t/closed-by-another").Lock(ctx) }()
+	time.Sleep(200 * time.Millisecond) // queued
+	req, _ := http.NewRequestWithContext(ctx, http.MethodDelete, fmt.Sprintf("%s/sessions/%d", endpoint, s.ID()), nil)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	err = <-done
+	if !errors.Is(err, client.ErrSessionLost) || strings.Contains(err.Error(), "REASON_") || !strings.Contains(err.Error(), "closed") {
+		t.Fatalf("a Lock whose session another caller closed: %v, want ErrSessionLost saying it was closed", err)
 	}
 }

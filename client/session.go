@@ -20,6 +20,11 @@ import (
 // be lost on the first slow node.
 const MinTTL = time.Second
 
+// MaxTTL is the longest session lease the servers grant (core's
+// MaxTTLMs): a session that outlives its process by more than a day would
+// hold its locks that long.
+const MaxTTL = 24 * time.Hour
+
 // leaseGuard is how much earlier than the servers the client lets a lease
 // end (Chubby's rule: the client's lease always ends first). The servers
 // measure a lease in log time from the entry that applied the keepalive;
@@ -103,7 +108,7 @@ type sessionOptions struct {
 }
 
 // WithTTL sets the session's lease: how long the servers keep it without a
-// keepalive. At least MinTTL (1s). Defaults to 30s.
+// keepalive. At least MinTTL (1s), at most MaxTTL (24h). Defaults to 30s.
 func WithTTL(d time.Duration) SessionOption { return func(o *sessionOptions) { o.ttl = d } }
 
 // WithOwner sets the label shown in status answers for the session's holds.
@@ -122,6 +127,9 @@ func (c *Client) NewSession(ctx context.Context, opts ...SessionOption) (*Sessio
 	}
 	if c.live.isClosing() {
 		return nil, ErrClientClosed
+	}
+	if o.ttl > MaxTTL {
+		return nil, fmt.Errorf("lockstep: session TTL %v is above the maximum %v: a lease that long holds a dead process's locks for a day or more; keep the TTL short and the session alive", o.ttl, MaxTTL)
 	}
 	if o.ttl < MinTTL {
 		return nil, fmt.Errorf("lockstep: session TTL %v is below the minimum %v: a lease must leave room for a keepalive round and a failover to another endpoint", o.ttl, MinTTL)
@@ -458,7 +466,16 @@ func (s *Session) refusal(op string, reason pb.Reason) error {
 	case pb.Reason_REASON_TIMEOUT:
 		return fmt.Errorf("%s: %w", op, ErrTimeout)
 	case pb.Reason_REASON_SESSION_CLOSED, pb.Reason_REASON_SESSION_EXPIRED:
-		return fmt.Errorf("%s: %w (%s)", op, ErrSessionLost, reason)
+		// In the words every other call on the session uses, once the
+		// client has heard of the loss; the proto's name otherwise.
+		if lost := s.lostErrFor(op); lost != nil {
+			return lost
+		}
+		why := "was closed on the servers"
+		if reason == pb.Reason_REASON_SESSION_EXPIRED {
+			why = "expired on the servers"
+		}
+		return fmt.Errorf("%s: %w: session %d %s", op, ErrSessionLost, s.id, why)
 	}
 	return fmt.Errorf("%s: wait ended: %s", op, reason)
 }

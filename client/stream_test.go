@@ -495,3 +495,29 @@ func TestRefusedByStateLeavesTheGateOpen(t *testing.T) {
 		}
 	}
 }
+
+// TestSessionTTLAtMostADay: a TTL over the servers' maximum is refused by
+// the client in its own terms (it was the servers' "ttl_ms ... use
+// 10..86400000", in milliseconds and with a minimum the client does not
+// take).
+func TestSessionTTLAtMostADay(t *testing.T) {
+	c := fakeClient(t, slowTickServer{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.NewSession(ctx, client.WithTTL(25*time.Hour)); err == nil || !strings.Contains(err.Error(), "above the maximum 24h0m0s") {
+		t.Errorf("a 25h TTL: %v, want refused naming the maximum", err)
+	}
+}
+
+// TestEndpointSchemes: an endpoint is http://, https://, or host:port
+// (http); another scheme is refused at New, not turned into
+// "http://ftp://..." that fails at the first call.
+func TestEndpointSchemes(t *testing.T) {
+	for ep, ok := range map[string]bool{"http://127.0.0.1:1": true, "https://lockstep-1:8080": true, "127.0.0.1:1": true,
+		"ftp://x": false, "grpc://127.0.0.1:1": false} {
+		_, err := client.New([]string{ep})
+		if ok != (err == nil) || !ok && !strings.Contains(err.Error(), "use http:// or https://") {
+			t.Errorf("New(%q): %v, want ok=%v", ep, err, ok)
+		}
+	}
+}
