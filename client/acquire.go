@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -102,7 +103,7 @@ func (s *Session) acquire(ctx context.Context, sp acquireSpec) (uint64, *gateHol
 			gh.release()
 			return 0, nil, s.endErr(ctx, what, err)
 		}
-		g, err := s.sendUntilDecided(wctx, mode, sp, id, waitMs)
+		g, sends, err := s.sendUntilDecided(wctx, mode, sp, id, waitMs)
 		if err != nil {
 			switch {
 			case s.Err() != nil, connect.CodeOf(err) == connect.CodeNotFound:
@@ -114,7 +115,7 @@ func (s *Session) acquire(ctx context.Context, sp acquireSpec) (uint64, *gateHol
 			case connect.CodeOf(err) == connect.CodeInvalidArgument,
 				connect.CodeOf(err) == connect.CodePermissionDenied,
 				connect.CodeOf(err) == connect.CodeUnauthenticated,
-				refusedByState(err):
+				sends == 1 && refusedByState(err):
 				// Refused as malformed, or refused to this caller before
 				// anything is proposed, or refused by the state it met (a
 				// semaphore's other limit): nothing was granted. An earlier
@@ -155,10 +156,15 @@ func (s *Session) acquire(ctx context.Context, sp acquireSpec) (uint64, *gateHol
 // A QUEUED answer (the server returned before deciding, for example on
 // shutdown) is sent again with the same id, which waits again in the same
 // place.
-func (s *Session) sendUntilDecided(ctx context.Context, mode callMode, sp acquireSpec, id reqID, waitMs int64) (grant, error) {
+// It also answers how many times the request was, or may have been, put
+// on the wire (refusedByState's rule).
+func (s *Session) sendUntilDecided(ctx context.Context, mode callMode, sp acquireSpec, id reqID, waitMs int64) (grant, int32, error) {
+	var sends atomic.Int32
+	ctx = context.WithValue(ctx, sendsKey{}, &sends)
 	for {
 		var g grant
 		_, err := call(ctx, s.c, mode, func(ctx context.Context, e *endpoint) (*connect.Response[struct{}], error) {
+			sends.Add(1)
 			var err error
 			if g, err = sp.send(ctx, e, id, waitMs); err != nil {
 				return nil, err
@@ -166,29 +172,43 @@ func (s *Session) sendUntilDecided(ctx context.Context, mode callMode, sp acquir
 			return connect.NewResponse(&struct{}{}), nil
 		})
 		if err != nil {
-			return grant{}, err
+			return grant{}, sends.Load(), err
 		}
 		if g.outcome != pb.Outcome_OUTCOME_QUEUED {
-			return g, nil
+			return g, sends.Load(), nil
 		}
 		t := time.NewTimer(s.c.opts.backoffMin)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return grant{}, ctx.Err()
+			return grant{}, sends.Load(), ctx.Err()
 		case <-t.C:
 		}
 	}
 }
 
+// sendsKey carries sendUntilDecided's count of an acquire's sends to
+// exchange, which adds one when it falls back to a unary call after its
+// stream may already have carried the request.
+type sendsKey struct{}
+
+func countResend(ctx context.Context) {
+	if n, ok := ctx.Value(sendsKey{}).(*atomic.Int32); ok {
+		n.Add(1)
+	}
+}
+
 // refusedByState says whether err is failed_precondition for what the
 // request met (a semaphore's limit, a barrier's parties, a session the
-// server made for one request), the answer of the log: nothing granted,
-// nothing to withdraw. The same code also says the servers forgot the
-// request's seq, whose fate is then unknown, so that answer (core's
-// "was forgotten", core/dedupe.go) is left for the clean-up. Before, every
-// failed_precondition was withdrawn in the background, and the session's
-// next try on the name answered ErrLocked until the withdrawal did.
+// server made for one request): nothing granted. Nothing is left to
+// withdraw only when the request was sent once (the caller checks): such
+// a refusal is not kept by the servers' dedupe, so after a resend it says
+// nothing of an earlier copy still on its way, which the Abandon's
+// tombstone stops. The same code also says the servers forgot the seq,
+// whose fate is then unknown (core's "was forgotten", core/dedupe.go).
+// Before, every failed_precondition was withdrawn in the background, and
+// the session's next try on the name answered ErrLocked until the
+// withdrawal did.
 func refusedByState(err error) bool {
 	return connect.CodeOf(err) == connect.CodeFailedPrecondition && !strings.Contains(err.Error(), "was forgotten")
 }

@@ -337,6 +337,7 @@ func exchange[Res any](ctx context.Context, s *Session, e *endpoint, req *pb.Str
 		}
 		switch {
 		case errors.Is(err, errNoStream):
+			countResend(ctx) // the stream may have carried it before it ended
 		case err != nil:
 			return nil, err
 		default:

@@ -521,3 +521,62 @@ func TestEndpointSchemes(t *testing.T) {
 		}
 	}
 }
+
+// refusedOnResendServer answers an acquire's first attempt unavailable and
+// its resend failed_precondition, as a node that stalled (its copy may
+// still commit later) and then another that found another limit; it counts
+// the Abandons it is sent.
+type refusedOnResendServer struct {
+	pushingStreamOnly
+	acquires, abandons *atomic.Int32
+}
+
+func (d refusedOnResendServer) Stream(ctx context.Context, st *connect.BidiStream[pb.StreamRequest, pb.StreamResponse]) error {
+	for {
+		req, err := st.Receive()
+		if err != nil {
+			return nil
+		}
+		r := &pb.StreamResponse{RequestId: req.RequestId}
+		switch {
+		case req.GetAcquireLock() != nil:
+			code := "failed_precondition"
+			if d.acquires.Add(1) == 1 {
+				code = "unavailable"
+			}
+			r.Response = &pb.StreamResponse_Error{Error: &pb.StreamError{Code: code, Message: "mutex t/resent: " + code}}
+		case req.GetAbandon() != nil:
+			d.abandons.Add(1)
+			r.Response = &pb.StreamResponse_Abandon{Abandon: &pb.AbandonResponse{}}
+		default:
+			continue
+		}
+		if err := st.Send(r); err != nil {
+			return err
+		}
+	}
+}
+
+// TestRefusedAfterAResendIsStillWithdrawn: a failed_precondition answer
+// to a resent acquire says nothing of the first copy, which may still be
+// on its way and grant later (the servers keep no refusal in their
+// dedupe), so the request is still withdrawn by its id: only a refusal of
+// a request sent once leaves nothing to clean up.
+func TestRefusedAfterAResendIsStillWithdrawn(t *testing.T) {
+	var acquires, abandons atomic.Int32
+	c := fakeClient(t, refusedOnResendServer{acquires: &acquires, abandons: &abandons})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := c.NewSession(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	if err := client.NewMutex(s, "t/resent").TryLock(ctx); err == nil || !strings.Contains(err.Error(), "failed_precondition") {
+		t.Fatalf("TryLock: %v, want the resend's failed_precondition", err)
+	}
+	if n := acquires.Load(); n != 2 {
+		t.Fatalf("%d attempts, want 2 (one unavailable, one refused)", n)
+	}
+	waitFor(t, "the Abandon of the request whose first copy may still land", func() bool { return abandons.Load() > 0 })
+}
