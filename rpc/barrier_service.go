@@ -43,6 +43,12 @@ func (h BarrierHandler) Wait(ctx context.Context, req *connect.Request[pb.WaitBa
 
 func (h BarrierHandler) Set(ctx context.Context, req *connect.Request[pb.SetBarrierRequest]) (*connect.Response[pb.SetBarrierResponse], error) {
 	m := req.Msg
+	if m.SessionId != 0 {
+		// A set barrier is a hold of its session, ended with it.
+		if err := h.holdsNoOther(ctx, core.SessionID(m.SessionId)); err != nil {
+			return nil, err
+		}
+	}
 	_, err := h.do(ctx, core.Command{Op: core.OpBarrierSet, Name: m.Name, ClientID: m.ClientId, Seq: m.RequestSeq, LowestPending: m.LowestPendingSeq, Session: core.SessionID(m.SessionId)})
 	if err != nil {
 		return nil, err

@@ -213,7 +213,7 @@ func (s *service) sessionOwner(ctx context.Context, id core.SessionID) (string, 
 			return owner, nil
 		}
 	}
-	return "", connect.NewError(connect.CodeNotFound, fmt.Errorf("session %d not found (expired or closed)", id))
+	return "", connect.NewError(connect.CodeNotFound, fmt.Errorf("session %d does not exist (it expired, was closed, or never was): create a new session", id))
 }
 
 // readable returns the caller's read filter for List and Watch, nil when

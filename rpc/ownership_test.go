@@ -120,6 +120,7 @@ func TestServerMadeSessionsTakeNoOtherGrants(t *testing.T) {
 		{"/rwlocks/cfg/acquire", `{"session_id": "` + id + `", "mode": "read"}`},
 		{"/barriers/stage/wait", `{"session_id": "` + id + `", "parties": 2, "participant": "p1"}`},
 		{"/election/sched/campaign", `{"session_id": "` + id + `", "candidate": "c", "value": "YQ=="}`},
+		{"/lockstep.v1.BarrierService/Set", `{"name": "gate", "session_id": "` + id + `"}`},
 	} {
 		st, body := s.call(t, "POST", req[0], req[1])
 		expectError(t, st, body, 400, "failed_precondition")

@@ -145,14 +145,8 @@ type lease struct {
 // never reused, so the check cannot go stale before the acquire applies.
 func (s *service) sessionFor(ctx context.Context, given uint64, owner string, ttlSeconds, ttlMs int64, clientID string, seq uint64) (lease, error) {
 	if given != 0 {
-		label, err := s.sessionOwner(ctx, core.SessionID(given))
-		if err != nil {
+		if err := s.holdsNoOther(ctx, core.SessionID(given)); err != nil {
 			return lease{}, err
-		}
-		if strings.HasPrefix(label, autoOwnerPrefix) {
-			return lease{}, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf(
-				"session %d was created by the server for one request (owner %q) and ends with it: "+
-					"create a session of your own (SessionService.Create, POST /sessions) to hold several grants in one session", given, label))
 		}
 		return lease{id: core.SessionID(given)}, nil
 	}
@@ -165,6 +159,22 @@ func (s *service) sessionFor(ctx context.Context, given uint64, owner string, tt
 		return lease{}, err
 	}
 	return lease{id: r.Session, created: true, ttl: time.Duration(cmd.TTLMs) * time.Millisecond}, nil
+}
+
+// holdsNoOther refuses session id, given to a request that would make it
+// hold or wait (an acquire, a barrier wait or set, a campaign), when the
+// server made it for one request (sessionFor says why).
+func (s *service) holdsNoOther(ctx context.Context, id core.SessionID) error {
+	label, err := s.sessionOwner(ctx, id)
+	if err != nil {
+		return err
+	}
+	if strings.HasPrefix(label, autoOwnerPrefix) {
+		return connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf(
+			"session %d was created by the server for one request (owner %q) and ends with it: "+
+				"create a session of your own (SessionService.Create, POST /sessions) to hold several grants in one session", id, label))
+	}
+	return nil
 }
 
 // keepWhileWaiting keeps a session the server created for one request alive
