@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -351,12 +352,22 @@ func certificateRefused(err error) bool {
 	var hostname x509.HostnameError
 	var invalid x509.CertificateInvalidError
 	var alert tls.AlertError
+	var op *net.OpError
 	switch {
 	case errors.As(err, &verify), errors.As(err, &unknownCA), errors.As(err, &hostname), errors.As(err, &invalid):
 		return true
 	case errors.As(err, &alert):
 		// bad_certificate .. unknown_ca (42-48), certificate_required (116)
 		return (alert >= 42 && alert <= 48) || alert == 116
+	case errors.As(err, &op) && op.Op == "remote error":
+		// Over TCP the server's alert arrives as this, its text the
+		// alert's ("tls: certificate required").
+		for _, a := range []string{"bad certificate", "unsupported certificate", "certificate revoked", "certificate expired",
+			"certificate unknown", "unknown certificate authority", "certificate required"} {
+			if strings.Contains(op.Err.Error(), a) {
+				return true
+			}
+		}
 	}
 	return false
 }
@@ -393,7 +404,12 @@ func call[T any](ctx context.Context, c *Client, mode callMode, f func(ctx conte
 	}
 	start := time.Now()
 	pause := c.opts.backoffMin
-	refusedTLS := 0 // endpoints in a row whose TLS handshake failed on a certificate
+	// Endpoints tried, and the first certificate refusal: once every
+	// endpoint was tried and none answered (a server's own error) while
+	// one refused on a certificate, the call fails with that.
+	tried := map[*endpoint]bool{}
+	var certErr error
+	answered := false
 	c.toLeader()
 	for {
 		e := c.current()
@@ -407,17 +423,23 @@ func call[T any](ctx context.Context, c *Client, mode callMode, f func(ctx conte
 		if !stuck && !retryable(err) {
 			return nil, err
 		}
-		if certificateRefused(err) {
-			// Not a node that is down: a CA or certificate that will not
-			// do better for waiting. Each endpoint is tried once (one
-			// member's certificate may be wrong), then the call fails
-			// with why, instead of retrying until the retry timeout.
-			if refusedTLS++; refusedTLS >= len(c.endpoints) {
-				return nil, fmt.Errorf("lockstep: TLS with %s failed on a certificate (so did every endpoint's): "+
+		// A certificate refusal is not a node that is down: a CA or
+		// certificate that will not do better for waiting. Each endpoint is
+		// tried once (one member's certificate may be wrong, another may be
+		// down), then the call fails with why, instead of retrying until
+		// the retry timeout.
+		tried[e] = true
+		switch {
+		case certificateRefused(err):
+			if certErr == nil {
+				certErr = fmt.Errorf("lockstep: TLS with %s failed on a certificate: "+
 					"check the CA the client trusts (WithTLS's RootCAs), its client certificate, and the servers' certificates: %w", e.url, err)
 			}
-		} else {
-			refusedTLS = 0
+		case connect.IsWireError(err):
+			answered = true
+		}
+		if certErr != nil && !answered && len(tried) == len(c.endpoints) {
+			return nil, certErr
 		}
 		c.failover(e)
 		if time.Since(start) > c.opts.retryTimeout {

@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"log"
@@ -50,5 +51,37 @@ func TestUntrustedCertificateFailsAtOnce(t *testing.T) {
 	}
 	if n := handshakes.Load(); n > 4 {
 		t.Fatalf("%d connections for one call: it retried servers whose certificate will not do", n)
+	}
+}
+
+// TestRefusedClientCertificateFailsAtOnce: a server that wants a client
+// certificate the client does not have answers with a TLS alert, which
+// arrives over TCP as a "remote error": not a node that is down either, so
+// the call fails once every endpoint was tried, here one refusing and one
+// down, instead of retrying until its retry timeout.
+func TestRefusedClientCertificateFailsAtOnce(t *testing.T) {
+	ts := httptest.NewUnstartedServer(http.NotFoundHandler())
+	ts.Config.ErrorLog = log.New(io.Discard, "", 0)
+	ts.TLS = &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: x509.NewCertPool()}
+	ts.StartTLS()
+	t.Cleanup(ts.Close)
+	roots := x509.NewCertPool()
+	roots.AddCert(ts.Certificate())
+	down, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	downURL := "https://" + down.Addr().String()
+	down.Close()
+	c, err := client.New([]string{ts.URL, downURL}, client.WithTLS(&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}),
+		client.WithRetryTimeout(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err = c.ClusterStatus(ctx)
+	if err == nil || errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("a call to a server that wants a client certificate answered %v, want a certificate error before the deadline", err)
 	}
 }
