@@ -71,9 +71,22 @@ func TestReloadChecksTheMembersCertificate(t *testing.T) {
 	f.configFile = path
 	for cert, want := range map[string]string{"client": "is not for server use", "elsewhere": "does not name 127.0.0.1", "node": ""} {
 		conf(cert)
-		err := reload(f, sec, cfg)
+		err := reload(f, sec, cfg, nil)
 		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
 			t.Errorf("reload with %s.pem: %v, want %q", cert, err, want)
+		}
+	}
+
+	// A member whose file lists it alone is held to a member's checks
+	// only once it has peers (AddNode grew it): then a certificate that
+	// does not name its raft_address host would cut it off from them.
+	lone := cfg
+	lone.Cluster.Peers = map[string]string{"node-1": "127.0.0.1:7001"}
+	conf("elsewhere")
+	for n, want := range map[int]string{1: "", 2: "does not name 127.0.0.1"} {
+		err := reload(f, sec, lone, func() int { return n })
+		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
+			t.Errorf("reload of a lone member's file with elsewhere.pem, %d member(s) now: %v, want %q", n, err, want)
 		}
 	}
 }
@@ -201,7 +214,7 @@ func TestReloadReachesTheRaftPort(t *testing.T) {
 	install("b/node0")
 	f := newServeFlags(&bytes.Buffer{})
 	f.configFile = path
-	if err := reload(f, sec, cfg); err != nil {
+	if err := reload(f, sec, cfg, nil); err != nil {
 		t.Fatal(err)
 	}
 	got, refused := presented(b0)

@@ -56,7 +56,7 @@ func startSecurity(cfg config.Config, reg prometheus.Registerer, log *slog.Logge
 // fails keeps the settings in force and says why. The certificate and CA
 // serve the API, metrics and Raft ports alike (security.State.Credentials):
 // new connections on each take them.
-func reloadOnHangup(f *serveFlags, running config.Config, sec *security.State, log *slog.Logger, stop <-chan struct{}) {
+func reloadOnHangup(f *serveFlags, running config.Config, sec *security.State, members func() int, log *slog.Logger, stop <-chan struct{}) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -70,7 +70,7 @@ func reloadOnHangup(f *serveFlags, running config.Config, sec *security.State, l
 			log.Warn("SIGHUP: nothing to reload without --config")
 			continue
 		}
-		if err := reload(f, sec, running); err != nil {
+		if err := reload(f, sec, running, members); err != nil {
 			log.Error("SIGHUP: reload failed; the security settings in force are kept", "err", err)
 			continue
 		}
@@ -78,7 +78,11 @@ func reloadOnHangup(f *serveFlags, running config.Config, sec *security.State, l
 	}
 }
 
-func reload(f *serveFlags, sec *security.State, running config.Config) error {
+// members is how many members the cluster has now (nil: as the file
+// says): a member started alone and grown by AddNode has peers its file
+// does not list, and they need of its certificate what any member's must
+// give (client use, its raft_address host), as AddNode checked.
+func reload(f *serveFlags, sec *security.State, running config.Config, members func() int) error {
 	cfg, err := config.Read(f.configFile)
 	if err != nil {
 		return err
@@ -99,6 +103,11 @@ func reload(f *serveFlags, sec *security.State, running config.Config) error {
 	m, err := check.LoadMaterial(time.Now())
 	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
+	}
+	if m.Cert != nil && members != nil && members() > 1 {
+		if err := check.CheckPeerCertificate(m.Cert.Leaf); err != nil {
+			return fmt.Errorf("configuration: %w (this member has peers now)", err)
+		}
 	}
 	return sec.ReloadMaterial(cfg.Security, m)
 }

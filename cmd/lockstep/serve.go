@@ -289,7 +289,16 @@ func runNode(cfg config.Config, f *serveFlags, base *slog.Logger, stdout io.Writ
 		}
 	}
 	stopReload := make(chan struct{})
-	go reloadOnHangup(f, cfg, sec, log, stopReload)
+	members := func() int {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		st, err := node.Status(ctx)
+		if err != nil {
+			return len(cfg.Cluster.Peers)
+		}
+		return len(st.Members)
+	}
+	go reloadOnHangup(f, cfg, sec, members, log, stopReload)
 	log.Info("serving", "tls", tlsOn, "authentication", sec.AuthOn(), "api_address", cfg.Cluster.APIAddress, "metrics_address", cfg.Cluster.MetricsAddress,
 		"raft_address", cfg.Cluster.RaftAddress, "data_dir", cfg.Cluster.DataDir, "version", rpc.Version(), "versions", node.Versions())
 	if f.dev {
