@@ -411,8 +411,9 @@ func describeDecodeError(err error, v reflect.Value) string {
 }
 
 // Validate checks every key and the relations between them. The error names
-// the first offending key of each part (cluster, consensus, locks,
-// security), all of them joined, so that one check shows every part to fix.
+// every offending key of the cluster and consensus parts, and the first of
+// the locks and security parts, all joined, so that one check shows what
+// to fix.
 func (c Config) Validate() error {
 	security := func() error { return c.Security.validate(c.Cluster) }
 	var errs []error
@@ -431,7 +432,7 @@ func (c Cluster) validate() error {
 	if err := ValidNodeID(c.NodeID); err != nil {
 		add("cluster.node_id: %w", err)
 	}
-	raftOK, apiOK := ValidHostPort(c.RaftAddress) == nil, ValidHostPort(c.APIAddress) == nil
+	idOK, raftOK, apiOK := ValidNodeID(c.NodeID) == nil, ValidHostPort(c.RaftAddress) == nil, ValidHostPort(c.APIAddress) == nil
 	if err := ValidHostPort(c.RaftAddress); err != nil {
 		add("cluster.raft_address: %w", err)
 	}
@@ -461,7 +462,9 @@ func (c Cluster) validate() error {
 	if c.Incarnation < 0 || c.Incarnation > MaxIncarnation {
 		add("cluster.incarnation: must be within 0..%d, got %d", MaxIncarnation, c.Incarnation)
 	}
-	if !c.Join { // a joiner learns the members from the cluster
+	// A joiner learns the members from the cluster; the peers name this
+	// node by its id and address, whose own errors come first.
+	if !c.Join && idOK && raftOK {
 		if err := c.validatePeers(); err != nil {
 			errs = append(errs, err)
 		}

@@ -287,14 +287,19 @@ func TestValidateNamesEveryWrongKeyAtOnce(t *testing.T) {
 	if err == nil {
 		t.Fatal("a configuration wrong in seven keys passed")
 	}
-	for _, key := range []string{"cluster.raft_address:", "cluster.api_address:", "cluster.data_dir:", "cluster.peers:",
+	for _, key := range []string{"cluster.raft_address:", "cluster.api_address:", "cluster.data_dir:",
 		"consensus.max_batch:", "consensus.election_timeout_ms:", "consensus.shards:"} {
 		if !strings.Contains(err.Error(), key) {
 			t.Errorf("the error does not name %s:\n%v", key, err)
 		}
 	}
-	if strings.Contains(err.Error(), "loopback") {
-		t.Errorf("a malformed address is also called not a loopback address:\n%v", err)
+	if strings.Contains(err.Error(), "loopback") || strings.Contains(err.Error(), "cluster.peers") {
+		t.Errorf("a malformed address is also called not a loopback address, or the peers that name it wrong:\n%v", err)
+	}
+	c = Dev("")
+	c.Cluster.Peers = map[string]string{"other": "127.0.0.1:7009"}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "cluster.peers:") || !strings.Contains(err.Error(), "cluster.data_dir:") {
+		t.Errorf("peers without this node and no data_dir: %v, want both named", err)
 	}
 	c = Dev("")
 	c.Consensus.Shards = 0

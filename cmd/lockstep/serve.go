@@ -264,6 +264,10 @@ func runNode(cfg config.Config, f *serveFlags, base *slog.Logger, stdout io.Writ
 	api, err := rpc.New(opts)
 	if err != nil {
 		node.Close()
+		closeListeners()
+		if audit != nil {
+			_ = audit.Close()
+		}
 		log.Error("the API did not start", "err", err)
 		return exitError
 	}
