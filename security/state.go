@@ -106,6 +106,11 @@ func (s *State) ReloadMaterial(sec config.Security, m *config.Material) error {
 		return err
 	}
 	s.cur.Store(&material{cert: m.Cert, ca: m.CA, keys: m.APIKeys, acl: sec.ACL})
+	if m.Cert != nil && m.Cert.Leaf != nil {
+		// An expired certificate fails every handshake, on the Raft port
+		// too, with nothing above DEBUG in the log: alert on this.
+		s.metrics.certExpiry.Set(float64(m.Cert.Leaf.NotAfter.Unix()))
+	}
 	return nil
 }
 
@@ -285,6 +290,7 @@ type Metrics struct {
 	authFailures *prometheus.CounterVec
 	aclDenials   *prometheus.CounterVec
 	auditErrors  prometheus.Counter
+	certExpiry   prometheus.Gauge // of the certificate in force; 0 without TLS
 }
 
 // authFailureReasons are the reasons of lockstep_auth_failures_total, as
@@ -307,6 +313,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "lockstep_audit_write_errors_total",
 			Help: "Failed writes, flushes or rotations of the audit log; while it fails, requests are refused with 503.",
 		}),
+		certExpiry: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lockstep_tls_certificate_expiry_timestamp_seconds",
+			Help: "When the member's certificate in force (API, metrics and Raft) expires, in Unix seconds; 0 without TLS. A reload (SIGHUP) of renewed files moves it.",
+		}),
 	}
 	// Every series at 0 from the start, so that a rate over a restart or
 	// an alert on an increase sees the first refusal (a counter that
@@ -318,7 +328,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		m.aclDenials.WithLabelValues(a)
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.authFailures, m.aclDenials, m.auditErrors} {
+		for _, c := range []prometheus.Collector{m.authFailures, m.aclDenials, m.auditErrors, m.certExpiry} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
