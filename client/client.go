@@ -413,9 +413,18 @@ func call[T any](ctx context.Context, c *Client, mode callMode, f func(ctx conte
 	c.toLeader()
 	for {
 		e := c.current()
+		began := time.Now()
 		res, stuck, err := attempt(ctx, c, mode, e, f)
 		if err == nil {
 			return res.Msg, nil
+		}
+		if mode == blocking && time.Since(began) > c.opts.retryTimeout {
+			// A wait that was served for longer than the whole budget (its
+			// endpoint answered the probes all along) and then broke
+			// starts the budget afresh: the failure is new, not the end of
+			// a streak of them. Counting from the call's start, a Lock that
+			// had waited three minutes gave up at its first failure.
+			start = time.Now()
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()

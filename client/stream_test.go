@@ -580,3 +580,80 @@ func TestRefusedAfterAResendIsStillWithdrawn(t *testing.T) {
 	}
 	waitFor(t, "the Abandon of the request whose first copy may still land", func() bool { return abandons.Load() > 0 })
 }
+
+// brokenAfterAWaitServer serves a blocking acquire's first attempt for a
+// while, as a wait that is queued and healthy, then ends it unavailable
+// (a stream the server cut, a node that stopped); the resend is granted.
+type brokenAfterAWaitServer struct {
+	pushingStreamOnly
+	wait     time.Duration
+	acquires *atomic.Int32
+}
+
+func (d brokenAfterAWaitServer) Stream(ctx context.Context, st *connect.BidiStream[pb.StreamRequest, pb.StreamResponse]) error {
+	for {
+		req, err := st.Receive()
+		if err != nil {
+			return nil
+		}
+		if req.GetAcquireLock() == nil {
+			continue
+		}
+		r := &pb.StreamResponse{RequestId: req.RequestId}
+		if d.acquires.Add(1) == 1 {
+			time.Sleep(d.wait)
+			r.Response = &pb.StreamResponse_Error{Error: &pb.StreamError{Code: "unavailable", Message: "the wait's stream was cut"}}
+		} else {
+			r.Response = &pb.StreamResponse_AcquireLock{AcquireLock: &pb.AcquireLockResponse{Acquired: true, FencingToken: 9, SessionId: 7,
+				Outcome: pb.Outcome_OUTCOME_GRANTED}}
+		}
+		if err := st.Send(r); err != nil {
+			return err
+		}
+	}
+}
+
+// healthyCluster answers health probes.
+type healthyCluster struct {
+	lockstepv1connect.UnimplementedClusterServiceHandler
+}
+
+func (healthyCluster) Health(context.Context, *connect.Request[pb.HealthRequest]) (*connect.Response[pb.HealthResponse], error) {
+	return connect.NewResponse(&pb.HealthResponse{}), nil
+}
+
+// TestLongWaitThatBreaksIsResent: a Lock that waited, served, for longer
+// than the retry timeout and then broke is resent, with the whole retry
+// budget: the budget counts from the failure, not from the call's start
+// (a CLI Lock that had waited three minutes gave up at its first failure,
+// "no endpoint available (tried 3 endpoint(s) for 10s...)").
+func TestLongWaitThatBreaksIsResent(t *testing.T) {
+	var acquires atomic.Int32
+	mux := http.NewServeMux()
+	mux.Handle(lockstepv1connect.NewSessionServiceHandler(brokenAfterAWaitServer{wait: 3 * time.Second, acquires: &acquires}))
+	mux.Handle(lockstepv1connect.NewClusterServiceHandler(healthyCluster{})) // the probes of the waiting endpoint
+	hs := httptest.NewUnstartedServer(mux)
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	hs.Config.Protocols = &p
+	hs.Start()
+	t.Cleanup(hs.Close)
+	c, err := client.New([]string{hs.URL}, client.WithRetryTimeout(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s, err := c.NewSession(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	if err := client.NewMutex(s, "t/long-wait").Lock(ctx); err != nil {
+		t.Fatalf("Lock after a long wait that broke: %v, want it resent and granted", err)
+	}
+	if n := acquires.Load(); n != 2 {
+		t.Fatalf("%d attempts, want 2", n)
+	}
+}
