@@ -105,6 +105,11 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("cluster.data_dir: %w", err)
 	}
+	// Before Dragonboat touches the directory: under another incarnation
+	// it would bootstrap a new replica there.
+	if _, err := CheckIncarnationRecord(dir, cfg.Cluster.Incarnation); err != nil {
+		return nil, err
+	}
 	election := time.Duration(cfg.Consensus.ElectionTimeoutMs) * time.Millisecond
 	n := &Node{
 		cfg: cfg, log: log, clock: clock, mono: mono, metrics: met,
@@ -197,6 +202,10 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 			nh.Close()
 			return nil, err
 		}
+	}
+	if err := n.recordIncarnation(dir); err != nil {
+		nh.Close()
+		return nil, err
 	}
 	for _, sh := range n.shards {
 		n.loops.Add(1)

@@ -642,3 +642,35 @@ func TestShardedWatchResumesFromPositions(t *testing.T) {
 	default:
 	}
 }
+
+// TestIncarnationCannotChange: a data directory records the incarnation
+// its member runs as, and a start under another is refused before
+// Dragonboat touches the directory. Before, a member added back (a new
+// incarnation) and restarted without its --incarnation found no Raft state
+// of its own and bootstrapped a new, empty replica from its peers list; a
+// majority restarted so made a new cluster, with fencing tokens below the
+// old ones (an on-call walk-through).
+func TestIncarnationCannotChange(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 1})
+	c.stop(0)
+	dir := c.cfgs[0].Cluster.DataDir
+	b, err := os.ReadFile(filepath.Join(dir, incarnationFile))
+	if err != nil || strings.TrimSpace(string(b)) != "0" {
+		t.Fatalf("incarnation file: %q, %v", b, err)
+	}
+	before, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := c.cfgs[0]
+	cfg.Cluster.Incarnation = 1
+	if _, err := Start(context.Background(), Options{Config: cfg, Logger: testLogger(t)}); err == nil ||
+		!strings.Contains(err.Error(), "cluster.incarnation") || !strings.Contains(err.Error(), "start with --incarnation 0") {
+		t.Fatalf("restart under incarnation 1: %v", err)
+	}
+	if after, err := os.ReadDir(dir); err != nil || len(after) != len(before) {
+		t.Fatalf("the refused start changed the directory: %d entries before, %d after (%v)", len(before), len(after), err)
+	}
+	c.restart(0)
+	c.waitLeader(0)
+}

@@ -136,6 +136,11 @@ func loadConfig(f *serveFlags) (config.Config, error) {
 	if _, err := runtime.CheckShardRecord(cfg.Cluster.DataDir, cfg.Consensus.Shards); err != nil && !errors.Is(err, fs.ErrPermission) {
 		return cfg, fmt.Errorf("configuration: %w", err)
 	}
+	// And the incarnation it runs as: under another, it would bootstrap a
+	// new, empty replica beside its own state.
+	if _, err := runtime.CheckIncarnationRecord(cfg.Cluster.DataDir, cfg.Cluster.Incarnation); err != nil && !errors.Is(err, fs.ErrPermission) {
+		return cfg, fmt.Errorf("configuration: %w", err)
+	}
 	return cfg, nil
 }
 
