@@ -2,6 +2,7 @@ package rpc_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -223,5 +224,32 @@ func TestDrainingEndsSessionStreams(t *testing.T) {
 	}
 	if _, err := own.Receive(); connect.CodeOf(err) != connect.CodeUnavailable {
 		t.Fatalf("the session stream of a draining member ended with %v, want unavailable", err)
+	}
+}
+
+// TestStreamWithAWaitIsNotCutForSilence: a stream whose only request is a
+// blocked acquire sends nothing while it waits (the Go client may send its
+// keepalives to another endpoint), and the silence bound cut it, which
+// withdrew the wait: a CLI lock waiting behind a long holder failed after
+// three minutes. While a request is served the bound is lifted; a stream
+// silent with nothing in flight is still cut.
+func TestStreamWithAWaitIsNotCutForSilence(t *testing.T) {
+	const idle = 500 * time.Millisecond
+	s := startServer(t, func(o *rpc.Options) { o.StreamIdleTimeout = idle })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	mux, sessions := s.multiplex(t, ctx, "")
+	holder, waiter := newSession(t, sessions, 60_000), newSession(t, sessions, 60_000)
+	_, held := s.call(t, "POST", "/locks/silent/acquire", fmt.Sprintf(`{"session_id": "%d"}`, holder))
+	sendAll(t, mux, acquireOn(1, waiter, "silent", -1))
+	time.Sleep(4 * idle) // silent, with the wait being served
+	s.call(t, "POST", "/locks/silent/release", fmt.Sprintf(`{"session_id": "%d", "fencing_token": "%s"}`, holder, held["fencing_token"]))
+	got, _ := answers(t, mux, 1)
+	if a := got[1].GetAcquireLock(); a == nil || !a.Acquired {
+		t.Fatalf("the wait after %v of silence: %v, want granted", 4*idle, got[1])
+	}
+	// Nothing in flight now: the bound holds again.
+	if _, err := mux.Receive(); err == nil {
+		t.Fatal("a stream silent with nothing in flight was not cut")
 	}
 }

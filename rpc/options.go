@@ -47,6 +47,12 @@ type Options struct {
 	// BodyReadTimeout bounds the time to receive a request's body (not the
 	// call: waits and streams last longer). Defaults to 10 s.
 	BodyReadTimeout time.Duration
+	// StreamIdleTimeout cuts a session or Multiplex stream whose client
+	// sent nothing for this long while none of its requests was being
+	// served (a half-open connection; a connection that dies while a wait
+	// is served is found by HTTP/2's pings). Defaults to 3 minutes; the Go
+	// client keeps its sessions alive on their stream every minute.
+	StreamIdleTimeout time.Duration
 	// Draining is done when the member stops serving (SIGTERM's drain,
 	// once the node answered what was proposed): every session and
 	// Multiplex stream then ends with unavailable, so that its client
@@ -96,6 +102,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.MaxStreamRequests == 0 {
 		o.MaxStreamRequests = DefaultMaxStreamRequests
+	}
+	if o.StreamIdleTimeout == 0 {
+		o.StreamIdleTimeout = streamIdleTimeout
 	}
 	if o.BodyReadTimeout == 0 {
 		o.BodyReadTimeout = 10 * time.Second

@@ -163,7 +163,7 @@ func New(opts Options) (http.Handler, error) {
 	})
 	// A request body larger than the message limit plus framing is refused
 	// before anything reads it, and one that arrives too slowly is cut off.
-	return preGrow(limitBody(root, int64(opts.MaxRequestBytes)+64<<10, opts.BodyReadTimeout, opts.Draining)), nil
+	return preGrow(limitBody(root, int64(opts.MaxRequestBytes)+64<<10, opts.BodyReadTimeout, opts.StreamIdleTimeout, opts.Draining)), nil
 }
 
 // limitBody bounds a request's body in size (http.MaxBytesReader: too large
@@ -173,7 +173,7 @@ func New(opts Options) (http.Handler, error) {
 // after the body, and when it fires during a long wait the server cancels
 // the request. One shallow copy of the request does both (it used to be
 // two, http.MaxBytesHandler's and this one's).
-func limitBody(next http.Handler, maxBytes int64, limit time.Duration, draining context.Context) http.Handler {
+func limitBody(next http.Handler, maxBytes int64, limit, idle time.Duration, draining context.Context) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// A shallow copy, so that the server still sees its own body type
 		// and closes a connection whose body did not arrive whole.
@@ -183,15 +183,17 @@ func limitBody(next http.Handler, maxBytes int64, limit time.Duration, draining 
 			// A session stream's body lasts as long as its session: each
 			// message is bounded by the message limit (the Connect
 			// handler's read limit), and the stream by how long it may
-			// stay silent (streamIdleTimeout), not by a total.
-			r2.Body = &idleBody{ReadCloser: body, rc: http.NewResponseController(w), timeout: streamIdleTimeout, rearm: streamIdleRearm}
+			// stay silent (Options.StreamIdleTimeout) while it has no
+			// request being served, not by a total.
+			ib := &idleBody{ReadCloser: body, rc: http.NewResponseController(w), timeout: idle, rearm: streamIdleRearm}
+			r2.Body = ib
 			if draining != nil {
 				// The member stops: closing the body wakes the stream's
 				// receive, which then ends the stream (sessionStream.run).
 				stop := context.AfterFunc(draining, func() { body.Close() })
 				defer stop()
 			}
-			next.ServeHTTP(w, &r2)
+			next.ServeHTTP(w, r2.WithContext(context.WithValue(r.Context(), idleBodyKey{}, ib)))
 			return
 		}
 		if body != nil && body != http.NoBody && r.ContentLength != 0 {
@@ -218,7 +220,37 @@ type idleBody struct {
 	io.ReadCloser
 	rc             *http.ResponseController
 	timeout, rearm time.Duration
-	armed          time.Time // when the deadline was last pushed back
+
+	mu       sync.Mutex
+	armed    time.Time // when the deadline was last pushed back
+	inFlight int       // requests of the stream being served (hold, release)
+}
+
+// idleBodyKey carries a session stream's idleBody to its handler.
+type idleBodyKey struct{}
+
+// hold lifts the silence bound while a request of the stream is being
+// served: a client whose only request is a blocked acquire sends nothing
+// on that stream (its keepalives may go to another endpoint's), and was
+// cut after streamIdleTimeout, its wait withdrawn. A connection that died
+// meanwhile is still found, by HTTP/2's pings (NewHTTPServer).
+func (b *idleBody) hold() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.inFlight++; b.inFlight == 1 {
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
+}
+
+// release ends a hold; the last one sets the bound again, from now.
+func (b *idleBody) release() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.inFlight--; b.inFlight == 0 {
+		now := time.Now()
+		_ = b.rc.SetReadDeadline(now.Add(b.timeout))
+		b.armed = now
+	}
 }
 
 // streamIdleRearm is how often a session stream's read deadline is pushed
@@ -226,10 +258,12 @@ type idleBody struct {
 const streamIdleRearm = 10 * time.Second
 
 func (b *idleBody) Read(p []byte) (int, error) {
-	if now := time.Now(); now.Sub(b.armed) >= b.rearm {
+	b.mu.Lock()
+	if now := time.Now(); b.inFlight == 0 && now.Sub(b.armed) >= b.rearm {
 		_ = b.rc.SetReadDeadline(now.Add(b.timeout)) // unsupported: no bound, as for other bodies
 		b.armed = now
 	}
+	b.mu.Unlock()
 	return b.ReadCloser.Read(p)
 }
 

@@ -52,9 +52,10 @@ const (
 	// get through. The Go client sends no more than this on one stream (it
 	// sends the rest unary).
 	DefaultMaxStreamRequests = 4096
-	// streamIdleTimeout cuts a stream whose client sent nothing for this
-	// long (a half-open connection): the Go client keeps its session alive
-	// on the stream at least every minute.
+	// streamIdleTimeout is Options.StreamIdleTimeout's default: a stream
+	// whose client sent nothing for this long, while none of its requests
+	// was being served, is cut (a half-open connection): the Go client
+	// keeps its session alive on the stream at least every minute.
 	streamIdleTimeout = 3 * time.Minute
 )
 
@@ -124,6 +125,7 @@ type sessionStream struct {
 	*service
 	peer  string
 	multi bool
+	idle  *idleBody      // the stream's body, held while requests are served; nil in tests without one
 	slots chan struct{}  // one per request being served
 	wg    sync.WaitGroup // the requests being served
 	// watchers are the session-loss watchers, which last as long as the
@@ -150,6 +152,7 @@ func newSessionStream(s *service, peer string, multi bool) *sessionStream {
 // run serves the requests next receives, each on a goroutine of its own,
 // until the client ends the stream or goes away.
 func (ss *sessionStream) run(ctx context.Context, next func() ([]*pb.StreamRequest, error)) error {
+	ss.idle, _ = ctx.Value(idleBodyKey{}).(*idleBody)
 	ctx, cancel := context.WithCancel(ctx)
 	defer ss.watchers.Wait()
 	defer ss.wg.Wait()
@@ -191,9 +194,15 @@ func (ss *sessionStream) start(ctx context.Context, req *pb.StreamRequest) {
 		return
 	}
 	ss.wg.Add(1)
+	if ss.idle != nil {
+		ss.idle.hold() // a blocked acquire is not a silent client
+	}
 	ss.workers.run(func() {
 		defer ss.wg.Done()
 		defer func() { <-ss.slots }()
+		if ss.idle != nil {
+			defer ss.idle.release()
+		}
 		ss.serve(ctx, req)
 	})
 }
