@@ -78,3 +78,34 @@ func TestServeCheckReadsTheShardRecord(t *testing.T) {
 		t.Errorf("a start with another shard count: exit %d, want %d, a configuration error\nstderr: %s", code, exitUsage, &errb)
 	}
 }
+
+// TestRaftPortInUseLeavesTheDataDirectory: a Raft port already in use is
+// refused before the data directory is touched, as the API and metrics
+// ports are. Dragonboat binds it only after it claimed the directory for
+// that address, so the start on the right address was then refused as
+// "not the owner of the data directory", of a member that never ran.
+func TestRaftPortInUseLeavesTheDataDirectory(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	free := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return ln.Addr().String()
+	}
+	dir := filepath.Join(t.TempDir(), "data")
+	var out, errb bytes.Buffer
+	code := run([]string{"serve", "--dev", "--data-dir", dir, "--api-address", free(), "--metrics-address", free(),
+		"--raft-address", taken.Addr().String()}, &out, &errb)
+	if code != exitError || !strings.Contains(errb.String(), "cannot listen on --raft-address") {
+		t.Fatalf("a start on a Raft port in use: exit %d, want %d naming --raft-address\nstderr: %s", code, exitError, &errb)
+	}
+	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
+		t.Fatalf("the refused start wrote %d entries into the data directory", len(entries))
+	}
+}

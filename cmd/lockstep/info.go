@@ -570,7 +570,7 @@ Examples:
 		if err := cl.RemoveNode(ctx, pos[1]); err != nil {
 			return c.fail(err)
 		}
-		fmt.Fprintf(stdout, "removed %s; stop its process and keep or delete its data directory\n", pos[1])
+		fmt.Fprintf(stdout, "removed %s; stop its process and delete (or archive) its data directory: started on it again, it is not a member\n", pos[1])
 	case "transfer":
 		if len(pos) != 2 {
 			return c.usageErr("transfer wants the target NODE_ID")

@@ -210,6 +210,30 @@ func runNode(cfg config.Config, f *serveFlags, base *slog.Logger, stdout io.Writ
 		}
 	}
 
+	// The Raft port too, though Dragonboat binds it itself: it does so
+	// after it has claimed the data directory for this address, which a
+	// start on the right address would then find taken by a member that
+	// never ran. A probe's race with another process is left to Dragonboat.
+	raftListen := cfg.Cluster.RaftListenAddress
+	if raftListen == "" {
+		raftListen = cfg.Cluster.RaftAddress
+	}
+	if probe, err := net.Listen("tcp", raftListen); err != nil {
+		apiLn.Close()
+		if metricsLn != nil {
+			metricsLn.Close()
+		}
+		f.dropMadeDir()
+		key := "cluster.raft_address"
+		if cfg.Cluster.RaftListenAddress != "" {
+			key = "cluster.raft_listen_address"
+		}
+		log.Error("cannot listen on "+f.addressName("raft-address", key), "address", raftListen, "err", err)
+		return exitError
+	} else {
+		probe.Close()
+	}
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	closeListeners := func() {
