@@ -188,7 +188,10 @@ func runNode(cfg config.Config, f *serveFlags, base *slog.Logger, stdout io.Writ
 		// ran before and is now pointed elsewhere (a relative data_dir and
 		// another working directory, a wiped disk): it would rejoin with
 		// no log and no memory of its votes.
-		log.Info("an empty data directory: this member starts as a new initial member of the peers listed; "+
+		// WARN, once per member of a new cluster: nothing else stops a
+		// member that lost its disk from rejoining this way (the guide,
+		// "Backup by snapshot").
+		log.Warn("an empty data directory: this member starts as a new initial member of the peers listed; "+
 			"if it ran before, stop it and start it on its own data directory, or replace it (remove, then add it back: docs/operations.md)",
 			"data_dir", cfg.Cluster.DataDir)
 	}
