@@ -31,6 +31,8 @@
 //	format   1 byte   1
 //	compat   uvarint length, then the bytes: Factory.Compatibility
 //	address  uvarint length, then the bytes: the sender's Raft address
+//	...      more fields of the same shape, which a receiver that does
+//	         not know them skips (a later build's)
 //
 // A receiver whose Compatibility differs, or whose peer's first frame is
 // not a hello (a build before the hello, or Dragonboat's own transport),
@@ -620,7 +622,17 @@ func parseHello(b []byte) (compat, addr string, ok bool) {
 	}
 	compat, ok1 := field()
 	addr, ok2 := field()
-	return compat, addr, ok1 && ok2 && len(b) == 0
+	// Fields a later build adds come after, in the same shape, and are
+	// skipped: so that build can send them to this one in a rolling
+	// upgrade (for instance that its sender started on an empty log,
+	// which peers that saw it run could refuse). Bytes that are not whole
+	// fields are malformed.
+	for ok1 && ok2 && len(b) > 0 {
+		if _, ok := field(); !ok {
+			return "", "", false
+		}
+	}
+	return compat, addr, ok1 && ok2
 }
 
 func handshake(tc *tls.Conn) error {

@@ -902,10 +902,16 @@ func TestHelloKeepsOtherVersionsOut(t *testing.T) {
 	if !bytes.Equal(gotHello, want) {
 		t.Fatalf("hello\n%x\nwant\n%x", gotHello, want)
 	}
-	for _, bad := range [][]byte{nil, {2}, payload[:5], append(append([]byte{}, payload...), 0)} {
+	for _, bad := range [][]byte{nil, {2}, payload[:5], append(append([]byte{}, payload...), 5, 'x')} {
 		if _, _, ok := parseHello(bad); ok {
 			t.Errorf("parsed a malformed hello %x", bad)
 		}
+	}
+	// A later build's fields after the address are skipped, so that it
+	// can send them to this one.
+	later := append(append([]byte{}, payload...), 0, 3, 'a', 'b', 'c')
+	if compat, addr, ok := parseHello(later); !ok || compat != ours || addr != "10.0.0.1:7001" {
+		t.Errorf("a hello with two more fields: %q %q %v, want ours and the address", compat, addr, ok)
 	}
 }
 
