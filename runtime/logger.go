@@ -47,7 +47,17 @@ type logTarget struct {
 	now     func() time.Time
 	peers   *peerTracker
 	addrs   map[string]string // raft address → node id, from the config's peers
+
+	misaddressedMu   sync.Mutex
+	lastMisaddressed time.Time // the last "ignored a ... message ... received by" said at its level
 }
+
+// misaddressedEvery bounds Dragonboat's warning that a message came for
+// another replica than this node's (a member started under another
+// incarnation than the cluster knows it by, or another process on a
+// member's Raft address): it comes with every heartbeat, ten a second, and
+// says the same thing each time.
+const misaddressedEvery = time.Minute
 
 func newLogTarget(l *slog.Logger, names func(uint64) (string, bool), closing func() bool) *logTarget {
 	if names == nil {
@@ -111,7 +121,20 @@ func (a slogAdapter) log(t *logTarget, level slog.Level, f string, v []any) {
 		t.peers.failed(t, peer, func() string { return t.translate(a.format(f, v)) })
 		return
 	}
-	a.write(t, dragonboatLevel(a.pkg, f, level), f, v)
+	level = dragonboatLevel(a.pkg, f, level)
+	if a.pkg == "dragonboat" && strings.HasPrefix(f, "ignored a %s message sent to") && level >= slog.LevelWarn {
+		now := t.now()
+		t.misaddressedMu.Lock()
+		if now.Sub(t.lastMisaddressed) < misaddressedEvery {
+			level = slog.LevelDebug
+		} else {
+			t.lastMisaddressed = now
+			f += " (said at most once a minute: a member that runs under another incarnation than the cluster added it with, " +
+				"or another process on a member's Raft address)"
+		}
+		t.misaddressedMu.Unlock()
+	}
+	a.write(t, level, f, v)
 }
 
 func (a slogAdapter) write(t *logTarget, level slog.Level, f string, v []any) {

@@ -274,3 +274,29 @@ func TestDragonboatAdapterSaysCertificateRefusals(t *testing.T) {
 		t.Fatalf("%d refusal lines over 40 s, want 2 (one per 30 s):\n%s", refusals, buf.String())
 	}
 }
+
+// TestMisaddressedMessagesWarnOnceAMinute: a member that runs under
+// another incarnation than the cluster added it with gets every heartbeat
+// addressed to a replica it is not, and Dragonboat warned at each, ten
+// lines a second (an on-call walk-through); it is said once a minute, with
+// what it means, and the rest at DEBUG.
+func TestMisaddressedMessagesWarnOnceAMinute(t *testing.T) {
+	var buf bytes.Buffer
+	now := time.Unix(1000, 0)
+	target := testTarget(&buf, slog.LevelInfo, &now, nil)
+	db := slogAdapter{pkg: "dragonboat"}
+	const f = "ignored a %s message sent to %s but received by %s"
+	for range 50 {
+		db.log(target, slog.LevelWarn, f, []any{"Heartbeat", "shard 0 n52929", "shard 0 node-2"})
+		now = now.Add(100 * time.Millisecond)
+	}
+	got := lines(&buf)
+	if len(got) != 1 || !strings.Contains(got[0], "level=WARN") || !strings.Contains(got[0], "another incarnation") {
+		t.Fatalf("5 s of misaddressed heartbeats: %d lines, want one warning that says what it means:\n%s", len(got), buf.String())
+	}
+	now = now.Add(time.Minute)
+	db.log(target, slog.LevelWarn, f, []any{"Heartbeat", "shard 0 n52929", "shard 0 node-2"})
+	if got := lines(&buf); len(got) != 2 {
+		t.Fatalf("a minute later: %d lines, want the warning again", len(got))
+	}
+}
