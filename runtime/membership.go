@@ -266,7 +266,8 @@ func (n *Node) TransferLeadership(ctx context.Context, shardID uint64, toNodeID 
 		select {
 		case <-ctx.Done():
 			if errors.Is(context.Cause(ctx), errOpTimeout) {
-				return fmt.Errorf("%w: %s: leadership did not move to %s", ErrUnavailable, sh, toNodeID)
+				return fmt.Errorf("%w: %s: leadership did not move to %s within %v: it is down, cut off from the leader, or not caught up "+
+					"(lockstep cluster status shows its applied index)", ErrUnavailable, sh, toNodeID, n.membershipTimeout())
 			}
 			return ctx.Err()
 		case <-n.closing:

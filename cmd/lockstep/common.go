@@ -136,6 +136,8 @@ func hintFor(err error, endpoints string) string {
 		// Go's TLS server answers a plaintext request with a bare 400; the
 		// API's own refusals carry a code.
 		return "The server refused a plaintext request: if the cluster serves TLS, use https:// endpoints (--endpoints, LOCKSTEP_ENDPOINTS) and give its CA with --cacert."
+	case strings.Contains(err.Error(), "leadership did not move"):
+		return "" // the servers' words say it
 	case errors.Is(err, client.ErrUnavailable) && !unreached(err):
 		// The last endpoint answered, with a 503 of its own.
 		return "The servers answered but cannot serve now (no leader or no quorum, or shutting down): check 'lockstep cluster status', and try again."

@@ -123,4 +123,10 @@ func TestUnavailableHintTellsAnswersFromSilence(t *testing.T) {
 			t.Errorf("after %v the hint is %q, want it to say %q", tc.last, got, tc.want)
 		}
 	}
+	// A transfer to a member that is down: the servers' words say why,
+	// and "no leader or no quorum" would be wrong.
+	moved := connect.NewError(connect.CodeUnavailable, errors.New("shard 0: leadership did not move to node-3 within 10s: it is down, cut off from the leader, or not caught up"))
+	if got := hintFor(gaveUp(moved), "http://127.0.0.1:7080"); got != "" {
+		t.Errorf("after a transfer that did not happen the hint is %q, want none", got)
+	}
 }
