@@ -1,14 +1,6 @@
 package runtime
 
-import (
-	"errors"
-	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
-)
+import "fmt"
 
 // incarnationFile records, in the data directory, the incarnation the
 // node runs as. A member removed and added back gets a new replica id
@@ -25,17 +17,9 @@ const incarnationFile = "lockstep-incarnation"
 // anything starts (lockstep serve, and --check). found says a record was
 // there.
 func CheckIncarnationRecord(dir string, incarnation int) (found bool, err error) {
-	path := filepath.Join(dir, incarnationFile)
-	b, err := os.ReadFile(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return false, nil
-	case err != nil:
-		return false, fmt.Errorf("cluster.data_dir: %w", err)
-	}
-	had, perr := strconv.Atoi(strings.TrimSpace(string(b)))
-	if perr != nil {
-		return true, fmt.Errorf("runtime: %s does not hold an incarnation (%q): restore it, or wipe cluster.data_dir and add the member back", path, b)
+	had, found, err := readRecord(dir, incarnationFile, "an incarnation")
+	if err != nil || !found {
+		return found, err
 	}
 	if had != incarnation {
 		return true, fmt.Errorf("cluster.incarnation: %s belongs to incarnation %d of this node, got %d: a member added back "+
@@ -52,13 +36,5 @@ func (n *Node) recordIncarnation(dir string) error {
 	if found, err := CheckIncarnationRecord(dir, n.cfg.Cluster.Incarnation); found || err != nil {
 		return err
 	}
-	path := filepath.Join(dir, incarnationFile)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strconv.Itoa(n.cfg.Cluster.Incarnation)+"\n"), 0o640); err != nil {
-		return fmt.Errorf("cluster.data_dir: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("cluster.data_dir: %w", err)
-	}
-	return nil
+	return writeRecord(dir, incarnationFile, n.cfg.Cluster.Incarnation)
 }

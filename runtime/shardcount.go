@@ -21,17 +21,9 @@ const shardCountFile = "lockstep-shards"
 // before anything starts (lockstep serve --check). found says a record
 // was there.
 func CheckShardRecord(dir string, shards int) (found bool, err error) {
-	path := filepath.Join(dir, shardCountFile)
-	b, err := os.ReadFile(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return false, nil
-	case err != nil:
-		return false, fmt.Errorf("cluster.data_dir: %w", err)
-	}
-	had, perr := strconv.Atoi(strings.TrimSpace(string(b)))
-	if perr != nil {
-		return true, fmt.Errorf("runtime: %s does not hold a shard count (%q): restore it, or wipe cluster.data_dir and rejoin", path, b)
+	had, found, err := readRecord(dir, shardCountFile, "a shard count")
+	if err != nil || !found {
+		return found, err
 	}
 	if had != shards {
 		return true, fmt.Errorf("consensus.shards: %s was created with %d shard(s), got %d: a cluster's shard count cannot change "+
@@ -40,9 +32,40 @@ func CheckShardRecord(dir string, shards int) (found bool, err error) {
 	return true, nil
 }
 
+// readRecord reads a number a data directory records about its member
+// (the shard count, the incarnation): found is false when there is no
+// record; one that is not a number is an error saying what to do.
+func readRecord(dir, file, what string) (v int, found bool, err error) {
+	path := filepath.Join(dir, file)
+	b, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return 0, false, nil
+	case err != nil:
+		return 0, false, fmt.Errorf("cluster.data_dir: %w", err)
+	}
+	v, perr := strconv.Atoi(strings.TrimSpace(string(b)))
+	if perr != nil {
+		return 0, true, fmt.Errorf("runtime: %s does not hold %s (%q): restore it, or wipe cluster.data_dir and add the member back", path, what, b)
+	}
+	return v, true, nil
+}
+
+// writeRecord writes a data directory's record of v, whole or not at all.
+func writeRecord(dir, file string, v int) error {
+	path := filepath.Join(dir, file)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(v)+"\n"), 0o640); err != nil {
+		return fmt.Errorf("cluster.data_dir: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("cluster.data_dir: %w", err)
+	}
+	return nil
+}
+
 func (n *Node) checkShardCount(dir string) error {
 	want := len(n.shards)
-	path := filepath.Join(dir, shardCountFile)
 	if found, err := CheckShardRecord(dir, want); found || err != nil {
 		return err
 	}
@@ -52,12 +75,5 @@ func (n *Node) checkShardCount(dir string) error {
 		return fmt.Errorf("consensus.shards: %s holds a cluster made with 1 shard, got %d: a cluster's shard count cannot change "+
 			"(names are spread by hash); start with shards: 1", dir, want)
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strconv.Itoa(want)+"\n"), 0o640); err != nil {
-		return fmt.Errorf("cluster.data_dir: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("cluster.data_dir: %w", err)
-	}
-	return nil
+	return writeRecord(dir, shardCountFile, want)
 }
