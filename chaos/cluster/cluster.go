@@ -3,10 +3,12 @@ package cluster
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -78,26 +80,50 @@ var handedOut struct {
 const maxFreePortTries = 64
 
 // FreePort returns a 127.0.0.1 address whose port was free a moment ago and
-// that no earlier call in this process returned.
+// that no earlier call in this process returned. The port is drawn below
+// the kernel's ephemeral range: a port the kernel chose (":0") is one it
+// may also give, between this call and the node's own bind, to the source
+// of an outgoing connection (a Raft dial, a client, a test in another
+// package), and the node's bind then fails (a secured chaos build's node
+// failed so once in CI).
 func FreePort() (string, error) {
 	handedOut.Lock()
 	defer handedOut.Unlock()
 	if handedOut.ports == nil {
 		handedOut.ports = make(map[string]bool)
 	}
+	hi := ephemeralLow()
 	for try := 0; try < maxFreePortTries; try++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return "", err
+		addr := fmt.Sprintf("127.0.0.1:%d", minDrawnPort+rand.IntN(hi-minDrawnPort))
+		if handedOut.ports[addr] {
+			continue
 		}
-		addr := ln.Addr().String()
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue // taken
+		}
 		ln.Close()
-		if !handedOut.ports[addr] {
-			handedOut.ports[addr] = true
-			return addr, nil
+		handedOut.ports[addr] = true
+		return addr, nil
+	}
+	return "", fmt.Errorf("cluster: no free port in %d tries below %d that this process has not handed out already", maxFreePortTries, hi)
+}
+
+// minDrawnPort is the lowest port FreePort draws.
+const minDrawnPort = 10000
+
+// ephemeralLow is the first port of the kernel's ephemeral range
+// (/proc/sys/net/ipv4/ip_local_port_range), 32768 where it cannot be read.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if lo, err := strconv.Atoi(f[0]); err == nil && lo > minDrawnPort+1000 {
+				return lo
+			}
 		}
 	}
-	return "", fmt.Errorf("cluster: no port in %d tries that this process has not handed out already", maxFreePortTries)
+	return 32768
 }
 
 // New prepares a cluster: ports, directories, configuration files and, with
