@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -13,12 +14,21 @@ import (
 // on it.
 type deadlineRecorder struct {
 	*httptest.ResponseRecorder
+	mu  sync.Mutex
 	set []time.Time
 }
 
 func (d *deadlineRecorder) SetReadDeadline(t time.Time) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	d.set = append(d.set, t)
 	return nil
+}
+
+func (d *deadlineRecorder) deadlines() []time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]time.Time(nil), d.set...)
 }
 
 func TestIdleBodyPushesItsDeadlineBackAtMostOncePerRearm(t *testing.T) {
@@ -47,5 +57,40 @@ func TestIdleBodyPushesItsDeadlineBackAtMostOncePerRearm(t *testing.T) {
 	}
 	if len(w.set) != before+1 || w.set[len(w.set)-1].Before(readAt.Add(timeout)) {
 		t.Fatalf("a read %v after the last push set deadlines %v, want one more at least %v after it", rearm, w.set[before:], timeout)
+	}
+}
+
+// TestIdleBodyHoldsWithoutAPushPerRequest: a stream's requests being
+// served keep its silence bound from passing, and cost no push of the
+// deadline each (a push is a message to the HTTP/2 serve loop: counting
+// is all hold and release do); the deadline is pushed back, before it
+// passes, only while a request is served or after one was.
+func TestIdleBodyHoldsWithoutAPushPerRequest(t *testing.T) {
+	w := &deadlineRecorder{ResponseRecorder: httptest.NewRecorder()}
+	const timeout, rearm = 400 * time.Millisecond, 100 * time.Millisecond
+	b := &idleBody{ReadCloser: io.NopCloser(strings.NewReader("x")), rc: http.NewResponseController(w), timeout: timeout, rearm: rearm}
+	defer b.stop()
+	if _, err := b.Read(make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	for range 100 {
+		b.hold()
+		b.release()
+	}
+	if n := len(w.deadlines()); n != 1 {
+		t.Fatalf("a read and 100 requests served at once set the deadline %d times, want once (the read's)", n)
+	}
+	b.hold() // a wait that lasts
+	time.Sleep(3 * timeout)
+	set := w.deadlines()
+	if last := set[len(set)-1]; !last.After(time.Now()) {
+		t.Fatalf("after %v with a request served, the deadline %v has passed (deadlines %v)", 3*timeout, last, set)
+	}
+	b.release()
+	ended := time.Now()
+	time.Sleep(2 * timeout)
+	set = w.deadlines()
+	if last := set[len(set)-1]; last.Before(ended.Add(timeout-rearm)) || last.After(ended.Add(timeout+rearm)) {
+		t.Fatalf("the deadline after the last request ended is %v, want about %v after it ended", last.Sub(ended), timeout)
 	}
 }

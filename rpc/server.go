@@ -185,7 +185,8 @@ func limitBody(next http.Handler, maxBytes int64, limit, idle time.Duration, dra
 			// handler's read limit), and the stream by how long it may
 			// stay silent (Options.StreamIdleTimeout) while it has no
 			// request being served, not by a total.
-			ib := &idleBody{ReadCloser: body, rc: http.NewResponseController(w), timeout: idle, rearm: streamIdleRearm}
+			ib := &idleBody{ReadCloser: body, rc: http.NewResponseController(w), timeout: idle, rearm: min(streamIdleRearm, idle/4)}
+			defer ib.stop()
 			r2.Body = ib
 			if draining != nil {
 				// The member stops: closing the body wakes the stream's
@@ -222,34 +223,75 @@ type idleBody struct {
 	timeout, rearm time.Duration
 
 	mu       sync.Mutex
-	armed    time.Time // when the deadline was last pushed back
-	inFlight int       // requests of the stream being served (hold, release)
+	armed    time.Time   // when the deadline was last pushed back: it is armed + timeout
+	inFlight int         // requests of the stream being served (hold, release)
+	served   time.Time   // when the last of them ended
+	check    *time.Timer // extend, rearm before the deadline, while the stream serves requests
+	stopped  bool
 }
 
 // idleBodyKey carries a session stream's idleBody to its handler.
 type idleBodyKey struct{}
 
-// hold lifts the silence bound while a request of the stream is being
-// served: a client whose only request is a blocked acquire sends nothing
-// on that stream (its keepalives may go to another endpoint's), and was
-// cut after streamIdleTimeout, its wait withdrawn. A connection that died
-// meanwhile is still found, by HTTP/2's pings (NewHTTPServer).
+// hold and release count the requests of the stream being served, so that
+// the silence bound runs from the later of the last read and the last
+// moment a request was served: a client whose only request is a blocked
+// acquire sends nothing on that stream (its keepalives may go to another
+// endpoint's), and was cut after streamIdleTimeout, its wait withdrawn. A
+// connection that died meanwhile is still found, by HTTP/2's pings
+// (NewHTTPServer). They only count: the deadline is pushed back by extend,
+// once per bound at most, not at every request.
 func (b *idleBody) hold() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.inFlight++; b.inFlight == 1 {
-		_ = b.rc.SetReadDeadline(time.Time{})
+	b.inFlight++
+	if b.check == nil && !b.stopped {
+		b.check = time.AfterFunc(max(b.armed.Add(b.timeout-b.rearm).Sub(time.Now()), 0), b.extend)
 	}
 }
 
-// release ends a hold; the last one sets the bound again, from now.
 func (b *idleBody) release() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.inFlight--; b.inFlight == 0 {
-		now := time.Now()
-		_ = b.rc.SetReadDeadline(now.Add(b.timeout))
-		b.armed = now
+	b.inFlight--
+	b.served = time.Now()
+}
+
+// extend runs rearm before the deadline: it pushes the deadline back to
+// timeout after the last moment a request was served, when that is later
+// than the last push, and comes again rearm before the new deadline; when
+// nothing was served since, the deadline stands and the next hold starts
+// it again.
+func (b *idleBody) extend() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.stopped {
+		return
+	}
+	now := time.Now()
+	busy := b.served
+	if b.inFlight > 0 {
+		busy = now
+	}
+	if busy.After(b.armed) {
+		_ = b.rc.SetReadDeadline(busy.Add(b.timeout))
+		b.armed = busy
+	}
+	next := b.armed.Add(b.timeout - b.rearm).Sub(now)
+	if next <= 0 {
+		b.check = nil
+		return
+	}
+	b.check.Reset(next)
+}
+
+// stop ends extend's visits, once the stream's handler returned.
+func (b *idleBody) stop() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.stopped = true
+	if b.check != nil {
+		b.check.Stop()
 	}
 }
 
@@ -259,7 +301,7 @@ const streamIdleRearm = 10 * time.Second
 
 func (b *idleBody) Read(p []byte) (int, error) {
 	b.mu.Lock()
-	if now := time.Now(); b.inFlight == 0 && now.Sub(b.armed) >= b.rearm {
+	if now := time.Now(); now.Sub(b.armed) >= b.rearm {
 		_ = b.rc.SetReadDeadline(now.Add(b.timeout)) // unsupported: no bound, as for other bodies
 		b.armed = now
 	}
