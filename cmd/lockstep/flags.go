@@ -22,6 +22,11 @@ type serveFlags struct {
 	check        bool
 	madeDir      string // the data directory --dev made, removed if the node cannot start
 	dataKept     bool   // the data directory held data before this start (the banner says so)
+	// material is the security files loadConfig read and checked, which
+	// the node puts in force as they are (startSecurity); unread are the
+	// data directory's records loadConfig could not read (--check warns).
+	material *config.Material
+	unread   []error
 	// overrides are the flags named after configuration keys; only those
 	// given on the command line are applied, over the file's values.
 	overrides []override

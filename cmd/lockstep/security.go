@@ -17,18 +17,15 @@ import (
 
 // startSecurity makes the node's security state and audit log (nil without
 // security.audit), and says at every start what is open.
-func startSecurity(cfg config.Config, reg prometheus.Registerer, log *slog.Logger) (*security.State, *security.AuditLog, error) {
+//
+// mat is the material the configuration's load read and checked
+// (config.Config.LoadMaterial: a client's certificate, or one without the
+// raft_address host, is refused), put in force as it is, not read again:
+// the API, metrics and Raft ports all take it from the state.
+func startSecurity(cfg config.Config, mat *config.Material, reg prometheus.Registerer, log *slog.Logger) (*security.State, *security.AuditLog, error) {
 	m, err := security.NewMetrics(reg)
 	if err != nil {
 		return nil, nil, err
-	}
-	// The member's own certificate is checked as at --check (a client's,
-	// or one without the raft_address host, is refused), and what is put
-	// in force is what was checked: the API, metrics and Raft ports all
-	// take it from the state.
-	mat, err := cfg.LoadMaterial(time.Now())
-	if err != nil {
-		return nil, nil, fmt.Errorf("configuration: %w", err)
 	}
 	sec, err := security.NewChecked(cfg.Security, mat, m, log)
 	if err != nil {

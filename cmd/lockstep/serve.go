@@ -53,9 +53,9 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	if f.check {
-		if _, err := runtime.CheckShardRecord(cfg.Cluster.DataDir, cfg.Consensus.Shards); errors.Is(err, fs.ErrPermission) {
+		for _, err := range f.unread {
 			// --check often runs as another user than the service.
-			fmt.Fprintf(stderr, "lockstep serve: warning: the data directory's shard count is not checked: %v\n", err)
+			fmt.Fprintf(stderr, "lockstep serve: warning: the data directory's records are not checked: %v\n", err)
 		}
 		members := fmt.Sprintf("%d member(s)", max(len(cfg.Cluster.Peers), 1))
 		if cfg.Cluster.Join {
@@ -126,20 +126,27 @@ func loadConfig(f *serveFlags) (config.Config, error) {
 	// certificate or one that does not name the raft_address host, or a
 	// keys file that does not parse, stops the node here, before anything
 	// listens.
-	if _, err := cfg.LoadMaterial(time.Now()); err != nil {
+	mat, err := cfg.LoadMaterial(time.Now())
+	if err != nil {
 		return cfg, fmt.Errorf("configuration: %w", err)
 	}
-	// The data directory's own record: a start refuses another shard count
-	// than the one it was made with, as a configuration error (exit 2),
+	f.material = mat
+	// The data directory's own records: a start refuses another shard
+	// count than the one it was made with, and another incarnation than
+	// the one it runs as (under which it would bootstrap a new, empty
+	// replica beside its own state), as configuration errors (exit 2),
 	// before anything listens. One it may not read is for the start to
-	// report (--check often runs as another user than the service).
-	if _, err := runtime.CheckShardRecord(cfg.Cluster.DataDir, cfg.Consensus.Shards); err != nil && !errors.Is(err, fs.ErrPermission) {
-		return cfg, fmt.Errorf("configuration: %w", err)
-	}
-	// And the incarnation it runs as: under another, it would bootstrap a
-	// new, empty replica beside its own state.
-	if _, err := runtime.CheckIncarnationRecord(cfg.Cluster.DataDir, cfg.Cluster.Incarnation); err != nil && !errors.Is(err, fs.ErrPermission) {
-		return cfg, fmt.Errorf("configuration: %w", err)
+	// report (--check, which often runs as another user than the service,
+	// warns).
+	_, shardErr := runtime.CheckShardRecord(cfg.Cluster.DataDir, cfg.Consensus.Shards)
+	_, incarnationErr := runtime.CheckIncarnationRecord(cfg.Cluster.DataDir, cfg.Cluster.Incarnation)
+	for _, err := range []error{shardErr, incarnationErr} {
+		switch {
+		case errors.Is(err, fs.ErrPermission):
+			f.unread = append(f.unread, err)
+		case err != nil:
+			return cfg, fmt.Errorf("configuration: %w", err)
+		}
 	}
 	return cfg, nil
 }
@@ -221,11 +228,14 @@ func runNode(cfg config.Config, f *serveFlags, base *slog.Logger, stdout io.Writ
 	if raftListen == "" {
 		raftListen = cfg.Cluster.RaftAddress
 	}
-	if probe, err := net.Listen("tcp", raftListen); err != nil {
+	closeListeners := func() {
 		apiLn.Close()
 		if metricsLn != nil {
 			metricsLn.Close()
 		}
+	}
+	if probe, err := net.Listen("tcp", raftListen); err != nil {
+		closeListeners()
 		f.dropMadeDir()
 		key := "cluster.raft_address"
 		if cfg.Cluster.RaftListenAddress != "" {
@@ -239,15 +249,9 @@ func runNode(cfg config.Config, f *serveFlags, base *slog.Logger, stdout io.Writ
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	closeListeners := func() {
-		apiLn.Close()
-		if metricsLn != nil {
-			metricsLn.Close()
-		}
-	}
 	// Security before the node: Raft takes its certificate and CA from
 	// the state, so that a reload (SIGHUP) reaches the Raft port too.
-	sec, audit, err := startSecurity(cfg, reg, log)
+	sec, audit, err := startSecurity(cfg, f.material, reg, log)
 	if err != nil {
 		closeListeners()
 		f.dropMadeDir()
