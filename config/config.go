@@ -429,15 +429,15 @@ func (c Cluster) validate() error {
 	// are well formed, and the peers are checked in order.
 	var errs []error
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	if err := ValidNodeID(c.NodeID); err != nil {
-		add("cluster.node_id: %w", err)
+	idErr, raftErr, apiErr := ValidNodeID(c.NodeID), ValidHostPort(c.RaftAddress), ValidHostPort(c.APIAddress)
+	if idErr != nil {
+		add("cluster.node_id: %w", idErr)
 	}
-	idOK, raftOK, apiOK := ValidNodeID(c.NodeID) == nil, ValidHostPort(c.RaftAddress) == nil, ValidHostPort(c.APIAddress) == nil
-	if err := ValidHostPort(c.RaftAddress); err != nil {
-		add("cluster.raft_address: %w", err)
+	if raftErr != nil {
+		add("cluster.raft_address: %w", raftErr)
 	}
-	if err := ValidHostPort(c.APIAddress); err != nil {
-		add("cluster.api_address: %w", err)
+	if apiErr != nil {
+		add("cluster.api_address: %w", apiErr)
 	}
 	if c.RaftListenAddress != "" {
 		if err := ValidHostPort(c.RaftListenAddress); err != nil {
@@ -453,7 +453,7 @@ func (c Cluster) validate() error {
 			add("cluster.metrics_address: must differ from cluster.api_address")
 		}
 	}
-	if raftOK && apiOK && c.APIAddress == c.RaftAddress {
+	if raftErr == nil && apiErr == nil && c.APIAddress == c.RaftAddress {
 		add("cluster.api_address: must differ from cluster.raft_address")
 	}
 	if c.DataDir == "" {
@@ -464,7 +464,7 @@ func (c Cluster) validate() error {
 	}
 	// A joiner learns the members from the cluster; the peers name this
 	// node by its id and address, whose own errors come first.
-	if !c.Join && idOK && raftOK {
+	if !c.Join && idErr == nil && raftErr == nil {
 		if err := c.validatePeers(); err != nil {
 			errs = append(errs, err)
 		}
