@@ -309,14 +309,16 @@ func TestBackoffMustBePositive(t *testing.T) {
 	}
 }
 
-// deniedServer answers every acquire permission_denied, as an ACL does
-// before anything is proposed, and counts the Abandons it is sent.
-type deniedServer struct {
+// refusingServer answers every acquire with the error code refuse gives
+// its attempt (1, 2, ...), and counts the acquires and the Abandons it is
+// sent.
+type refusingServer struct {
 	pushingStreamOnly
-	abandons *atomic.Int32
+	refuse             func(attempt int32) string
+	acquires, abandons *atomic.Int32
 }
 
-func (d deniedServer) Stream(ctx context.Context, st *connect.BidiStream[pb.StreamRequest, pb.StreamResponse]) error {
+func (d refusingServer) Stream(ctx context.Context, st *connect.BidiStream[pb.StreamRequest, pb.StreamResponse]) error {
 	for {
 		req, err := st.Receive()
 		if err != nil {
@@ -325,7 +327,8 @@ func (d deniedServer) Stream(ctx context.Context, st *connect.BidiStream[pb.Stre
 		r := &pb.StreamResponse{RequestId: req.RequestId}
 		switch {
 		case req.GetAcquireLock() != nil:
-			r.Response = &pb.StreamResponse_Error{Error: &pb.StreamError{Code: "permission_denied", Message: "principal ci may not use t/denied"}}
+			code := d.refuse(d.acquires.Add(1))
+			r.Response = &pb.StreamResponse_Error{Error: &pb.StreamError{Code: code, Message: "acquire of " + req.GetAcquireLock().Name + ": " + code}}
 		case req.GetAbandon() != nil:
 			d.abandons.Add(1)
 			r.Response = &pb.StreamResponse_Abandon{Abandon: &pb.AbandonResponse{}}
@@ -344,7 +347,9 @@ func (d deniedServer) Stream(ctx context.Context, st *connect.BidiStream[pb.Stre
 // try on the same session and name goes out at once.
 func TestDeniedAcquireLeavesNothingToCleanUp(t *testing.T) {
 	var abandons atomic.Int32
-	c := fakeClient(t, deniedServer{abandons: &abandons})
+	// As an ACL does, before anything is proposed.
+	denied := func(int32) string { return "permission_denied" }
+	c := fakeClient(t, refusingServer{refuse: denied, acquires: new(atomic.Int32), abandons: &abandons})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s, err := c.NewSession(ctx)
@@ -522,41 +527,6 @@ func TestEndpointSchemes(t *testing.T) {
 	}
 }
 
-// refusedOnResendServer answers an acquire's first attempt unavailable and
-// its resend failed_precondition, as a node that stalled (its copy may
-// still commit later) and then another that found another limit; it counts
-// the Abandons it is sent.
-type refusedOnResendServer struct {
-	pushingStreamOnly
-	acquires, abandons *atomic.Int32
-}
-
-func (d refusedOnResendServer) Stream(ctx context.Context, st *connect.BidiStream[pb.StreamRequest, pb.StreamResponse]) error {
-	for {
-		req, err := st.Receive()
-		if err != nil {
-			return nil
-		}
-		r := &pb.StreamResponse{RequestId: req.RequestId}
-		switch {
-		case req.GetAcquireLock() != nil:
-			code := "failed_precondition"
-			if d.acquires.Add(1) == 1 {
-				code = "unavailable"
-			}
-			r.Response = &pb.StreamResponse_Error{Error: &pb.StreamError{Code: code, Message: "mutex t/resent: " + code}}
-		case req.GetAbandon() != nil:
-			d.abandons.Add(1)
-			r.Response = &pb.StreamResponse_Abandon{Abandon: &pb.AbandonResponse{}}
-		default:
-			continue
-		}
-		if err := st.Send(r); err != nil {
-			return err
-		}
-	}
-}
-
 // TestRefusedAfterAResendIsStillWithdrawn: a failed_precondition answer
 // to a resent acquire says nothing of the first copy, which may still be
 // on its way and grant later (the servers keep no refusal in their
@@ -564,7 +534,15 @@ func (d refusedOnResendServer) Stream(ctx context.Context, st *connect.BidiStrea
 // a request sent once leaves nothing to clean up.
 func TestRefusedAfterAResendIsStillWithdrawn(t *testing.T) {
 	var acquires, abandons atomic.Int32
-	c := fakeClient(t, refusedOnResendServer{acquires: &acquires, abandons: &abandons})
+	// A node that stalled (its copy may still commit later), then another
+	// that found another limit.
+	refuse := func(attempt int32) string {
+		if attempt == 1 {
+			return "unavailable"
+		}
+		return "failed_precondition"
+	}
+	c := fakeClient(t, refusingServer{refuse: refuse, acquires: &acquires, abandons: &abandons})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s, err := c.NewSession(ctx)

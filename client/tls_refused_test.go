@@ -39,16 +39,7 @@ func TestUntrustedCertificateFailsAtOnce(t *testing.T) {
 		t.Cleanup(ts.Close)
 		urls = append(urls, ts.URL)
 	}
-	c, err := client.New(urls, client.WithTLS(&tls.Config{MinVersion: tls.VersionTLS12}), client.WithRetryTimeout(time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	_, err = c.ClusterStatus(ctx)
-	if err == nil || errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "certificate") {
-		t.Fatalf("a call to servers whose certificate the client does not trust answered %v, want a certificate error before the deadline", err)
-	}
+	failsOnACertificate(t, "servers whose certificate the client does not trust", urls, &tls.Config{MinVersion: tls.VersionTLS12})
 	if n := handshakes.Load(); n > 4 {
 		t.Fatalf("%d connections for one call: it retried servers whose certificate will not do", n)
 	}
@@ -73,8 +64,16 @@ func TestRefusedClientCertificateFailsAtOnce(t *testing.T) {
 	}
 	downURL := "https://" + down.Addr().String()
 	down.Close()
-	c, err := client.New([]string{ts.URL, downURL}, client.WithTLS(&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}),
-		client.WithRetryTimeout(time.Hour))
+	failsOnACertificate(t, "a server that wants a client certificate", []string{ts.URL, downURL},
+		&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12})
+}
+
+// failsOnACertificate makes one call to urls with cfg and a retry timeout
+// of an hour, and wants it to fail on a certificate well before the
+// test's own deadline: only the certificate rule can end it that soon.
+func failsOnACertificate(t *testing.T, servers string, urls []string, cfg *tls.Config) {
+	t.Helper()
+	c, err := client.New(urls, client.WithTLS(cfg), client.WithRetryTimeout(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,6 +81,6 @@ func TestRefusedClientCertificateFailsAtOnce(t *testing.T) {
 	defer cancel()
 	_, err = c.ClusterStatus(ctx)
 	if err == nil || errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "certificate") {
-		t.Fatalf("a call to a server that wants a client certificate answered %v, want a certificate error before the deadline", err)
+		t.Fatalf("a call to %s answered %v, want a certificate error before the deadline", servers, err)
 	}
 }
