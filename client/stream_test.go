@@ -441,12 +441,16 @@ func TestAnswerAfterThePushedLossArrives(t *testing.T) {
 	waitFor(t, "the stream no session uses shut", func() bool { return client.SharedStreams(c) == 0 })
 }
 
-// fakeClient serves srv, a stand-in SessionService, over HTTP/1.1 and h2c
-// as a node does, and answers a Client of it that gives up after 2 s.
-func fakeClient(t *testing.T, srv lockstepv1connect.SessionServiceHandler) *client.Client {
+// fakeClient serves srv, a stand-in SessionService, and cluster, when
+// given, a ClusterService, over HTTP/1.1 and h2c as a node does, and
+// answers a Client of it that gives up after 2 s.
+func fakeClient(t *testing.T, srv lockstepv1connect.SessionServiceHandler, cluster ...lockstepv1connect.ClusterServiceHandler) *client.Client {
 	t.Helper()
 	mux := http.NewServeMux()
 	mux.Handle(lockstepv1connect.NewSessionServiceHandler(srv))
+	for _, c := range cluster {
+		mux.Handle(lockstepv1connect.NewClusterServiceHandler(c))
+	}
 	hs := httptest.NewUnstartedServer(mux)
 	var p http.Protocols
 	p.SetHTTP1(true)
@@ -607,20 +611,8 @@ func (healthyCluster) Health(context.Context, *connect.Request[pb.HealthRequest]
 // "no endpoint available (tried 3 endpoint(s) for 10s...)").
 func TestLongWaitThatBreaksIsResent(t *testing.T) {
 	var acquires atomic.Int32
-	mux := http.NewServeMux()
-	mux.Handle(lockstepv1connect.NewSessionServiceHandler(brokenAfterAWaitServer{wait: 3 * time.Second, acquires: &acquires}))
-	mux.Handle(lockstepv1connect.NewClusterServiceHandler(healthyCluster{})) // the probes of the waiting endpoint
-	hs := httptest.NewUnstartedServer(mux)
-	var p http.Protocols
-	p.SetHTTP1(true)
-	p.SetUnencryptedHTTP2(true)
-	hs.Config.Protocols = &p
-	hs.Start()
-	t.Cleanup(hs.Close)
-	c, err := client.New([]string{hs.URL}, client.WithRetryTimeout(2*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Retry timeout 2 s; the probes of the waiting endpoint answered.
+	c := fakeClient(t, brokenAfterAWaitServer{wait: 3 * time.Second, acquires: &acquires}, healthyCluster{})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	s, err := c.NewSession(ctx)
