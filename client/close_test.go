@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -193,34 +192,17 @@ func TestCloseLeavesNoConnection(t *testing.T) {
 // that another caller closes returns ErrSessionLost in the words the
 // session's other calls use, not the proto's REASON_SESSION_CLOSED.
 func TestWaitEndedByAnotherCallersCloseSaysSo(t *testing.T) {
-	needServer(t)
 	ctx := testCtx(t)
-	c, err := client.New([]string{endpoint})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close(context.Background()) })
-	holder, err := c.NewSession(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := newClient(t)
+	holder, s := newSession(t, c), newSession(t, c)
 	if err := client.NewMutex(holder, "t/closed-by-another").Lock(ctx); err != nil {
-		t.Fatal(err)
-	}
-	s, err := c.NewSession(ctx)
-	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- client.NewMutex(s, "t/closed-by-another").Lock(ctx) }()
 	time.Sleep(200 * time.Millisecond) // queued
-	req, _ := http.NewRequestWithContext(ctx, http.MethodDelete, fmt.Sprintf("%s/sessions/%d", endpoint, s.ID()), nil)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	err = <-done
+	closeElsewhere(t, ctx, s)
+	err := <-done
 	if !errors.Is(err, client.ErrSessionLost) || strings.Contains(err.Error(), "REASON_") || !strings.Contains(err.Error(), "closed") {
 		t.Fatalf("a Lock whose session another caller closed: %v, want ErrSessionLost saying it was closed", err)
 	}

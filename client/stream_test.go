@@ -472,21 +472,9 @@ func fakeClient(t *testing.T, srv lockstepv1connect.SessionServiceHandler, clust
 // unknown, and the next TryAcquire on the session answered ErrLocked
 // ("another holder on this session") until that withdrawal answered.
 func TestRefusedByStateLeavesTheGateOpen(t *testing.T) {
-	needServer(t)
 	ctx := testCtx(t)
-	c, err := client.New([]string{endpoint})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close(context.Background()) })
-	other, err := c.NewSession(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := c.NewSession(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := newClient(t)
+	other, s := newSession(t, c), newSession(t, c)
 	if err := client.NewSemaphore(other, "t/refused-by-state", 2).Acquire(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
