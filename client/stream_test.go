@@ -309,36 +309,43 @@ func TestBackoffMustBePositive(t *testing.T) {
 	}
 }
 
-// refusingServer answers every acquire with the error code refuse gives
-// its attempt (1, 2, ...), and counts the acquires and the Abandons it is
-// sent.
-type refusingServer struct {
+// streamServer answers each request of a session stream with what answer
+// gives for it (nil: nothing), in turn.
+type streamServer struct {
 	pushingStreamOnly
-	refuse             func(attempt int32) string
-	acquires, abandons *atomic.Int32
+	answer func(*pb.StreamRequest) *pb.StreamResponse
 }
 
-func (d refusingServer) Stream(ctx context.Context, st *connect.BidiStream[pb.StreamRequest, pb.StreamResponse]) error {
+func (d streamServer) Stream(ctx context.Context, st *connect.BidiStream[pb.StreamRequest, pb.StreamResponse]) error {
 	for {
 		req, err := st.Receive()
 		if err != nil {
 			return nil
 		}
-		r := &pb.StreamResponse{RequestId: req.RequestId}
-		switch {
-		case req.GetAcquireLock() != nil:
-			code := d.refuse(d.acquires.Add(1))
-			r.Response = &pb.StreamResponse_Error{Error: &pb.StreamError{Code: code, Message: "acquire of " + req.GetAcquireLock().Name + ": " + code}}
-		case req.GetAbandon() != nil:
-			d.abandons.Add(1)
-			r.Response = &pb.StreamResponse_Abandon{Abandon: &pb.AbandonResponse{}}
-		default:
-			continue
-		}
-		if err := st.Send(r); err != nil {
-			return err
+		if r := d.answer(req); r != nil {
+			r.RequestId = req.RequestId
+			if err := st.Send(r); err != nil {
+				return err
+			}
 		}
 	}
+}
+
+// refusing answers every acquire with the error code refuse gives its
+// attempt (1, 2, ...), and counts the acquires and the Abandons it is sent.
+func refusing(refuse func(attempt int32) string, acquires, abandons *atomic.Int32) streamServer {
+	return streamServer{answer: func(req *pb.StreamRequest) *pb.StreamResponse {
+		switch {
+		case req.GetAcquireLock() != nil:
+			code := refuse(acquires.Add(1))
+			return &pb.StreamResponse{Response: &pb.StreamResponse_Error{Error: &pb.StreamError{Code: code,
+				Message: "acquire of " + req.GetAcquireLock().Name + ": " + code}}}
+		case req.GetAbandon() != nil:
+			abandons.Add(1)
+			return &pb.StreamResponse{Response: &pb.StreamResponse_Abandon{Abandon: &pb.AbandonResponse{}}}
+		}
+		return nil
+	}}
 }
 
 // TestDeniedAcquireLeavesNothingToCleanUp: an acquire refused to the caller
@@ -349,7 +356,7 @@ func TestDeniedAcquireLeavesNothingToCleanUp(t *testing.T) {
 	var abandons atomic.Int32
 	// As an ACL does, before anything is proposed.
 	denied := func(int32) string { return "permission_denied" }
-	c := fakeClient(t, refusingServer{refuse: denied, acquires: new(atomic.Int32), abandons: &abandons})
+	c := fakeClient(t, refusing(denied, new(atomic.Int32), &abandons))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s, err := c.NewSession(ctx)
@@ -534,7 +541,7 @@ func TestRefusedAfterAResendIsStillWithdrawn(t *testing.T) {
 		}
 		return "failed_precondition"
 	}
-	c := fakeClient(t, refusingServer{refuse: refuse, acquires: &acquires, abandons: &abandons})
+	c := fakeClient(t, refusing(refuse, &acquires, &abandons))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s, err := c.NewSession(ctx)
@@ -551,36 +558,21 @@ func TestRefusedAfterAResendIsStillWithdrawn(t *testing.T) {
 	waitFor(t, "the Abandon of the request whose first copy may still land", func() bool { return abandons.Load() > 0 })
 }
 
-// brokenAfterAWaitServer serves a blocking acquire's first attempt for a
-// while, as a wait that is queued and healthy, then ends it unavailable
-// (a stream the server cut, a node that stopped); the resend is granted.
-type brokenAfterAWaitServer struct {
-	pushingStreamOnly
-	wait     time.Duration
-	acquires *atomic.Int32
-}
-
-func (d brokenAfterAWaitServer) Stream(ctx context.Context, st *connect.BidiStream[pb.StreamRequest, pb.StreamResponse]) error {
-	for {
-		req, err := st.Receive()
-		if err != nil {
+// brokenAfterAWait serves a blocking acquire's first attempt for wait,
+// as a wait that is queued and healthy, then ends it unavailable (a stream
+// the server cut, a node that stopped); the resend is granted.
+func brokenAfterAWait(wait time.Duration, acquires *atomic.Int32) streamServer {
+	return streamServer{answer: func(req *pb.StreamRequest) *pb.StreamResponse {
+		if req.GetAcquireLock() == nil {
 			return nil
 		}
-		if req.GetAcquireLock() == nil {
-			continue
+		if acquires.Add(1) == 1 {
+			time.Sleep(wait)
+			return &pb.StreamResponse{Response: &pb.StreamResponse_Error{Error: &pb.StreamError{Code: "unavailable", Message: "the wait's stream was cut"}}}
 		}
-		r := &pb.StreamResponse{RequestId: req.RequestId}
-		if d.acquires.Add(1) == 1 {
-			time.Sleep(d.wait)
-			r.Response = &pb.StreamResponse_Error{Error: &pb.StreamError{Code: "unavailable", Message: "the wait's stream was cut"}}
-		} else {
-			r.Response = &pb.StreamResponse_AcquireLock{AcquireLock: &pb.AcquireLockResponse{Acquired: true, FencingToken: 9, SessionId: 7,
-				Outcome: pb.Outcome_OUTCOME_GRANTED}}
-		}
-		if err := st.Send(r); err != nil {
-			return err
-		}
-	}
+		return &pb.StreamResponse{Response: &pb.StreamResponse_AcquireLock{AcquireLock: &pb.AcquireLockResponse{Acquired: true, FencingToken: 9, SessionId: 7,
+			Outcome: pb.Outcome_OUTCOME_GRANTED}}}
+	}}
 }
 
 // healthyCluster answers health probes.
@@ -600,7 +592,7 @@ func (healthyCluster) Health(context.Context, *connect.Request[pb.HealthRequest]
 func TestLongWaitThatBreaksIsResent(t *testing.T) {
 	var acquires atomic.Int32
 	// Retry timeout 2 s; the probes of the waiting endpoint answered.
-	c := fakeClient(t, brokenAfterAWaitServer{wait: 3 * time.Second, acquires: &acquires}, healthyCluster{})
+	c := fakeClient(t, brokenAfterAWait(3*time.Second, &acquires), healthyCluster{})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	s, err := c.NewSession(ctx)
