@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lockstepd/lockstep/core"
+	"github.com/lockstepd/lockstep/runtime"
 )
 
 // TestCLIClusterStatusEveryMember asks every member at once: one row per
@@ -54,8 +54,8 @@ func TestCLIClusterStatusEveryMember(t *testing.T) {
 			t.Fatalf("member %s: %+v", r.Endpoint, r)
 		}
 		nodes[r.Status.NodeID] = true
-		if r.Status.Versions != core.Compatibility() {
-			t.Errorf("member %s applies by %q, want this build's %q", r.Endpoint, r.Status.Versions, core.Compatibility())
+		if r.Status.Versions != runtime.Compatibility() {
+			t.Errorf("member %s applies by %q, want this build's %q", r.Endpoint, r.Status.Versions, runtime.Compatibility())
 		}
 		if r.Status.Shards[0].Role == "leader" {
 			leaders++
@@ -69,7 +69,7 @@ func TestCLIClusterStatusEveryMember(t *testing.T) {
 	}
 	code, out, _ = l.run(30*time.Second, "cluster", "status")
 	if code != 0 || !strings.Contains(out, "ENDPOINT") || strings.Count(out, "leader ") < 1 || !strings.Contains(out, "unreachable") ||
-		!strings.Contains(out, "versions: "+core.Compatibility()+", shards 1") {
+		!strings.Contains(out, "versions: "+runtime.Compatibility()+", shards 1") {
 		t.Fatalf("the table: exit %d\n%s", code, out)
 	}
 }

@@ -47,7 +47,7 @@ type Options struct {
 	// runtime/transport: a test checks that such a member, which sends no
 	// hello, is refused.
 	dragonboatTransport bool
-	// compatibility stands in for core.Compatibility() in the Raft hello
+	// compatibility stands in for Compatibility() in the Raft hello
 	// (""): a test runs a member of other versions.
 	compatibility string
 }
@@ -120,7 +120,7 @@ func watchOpts(opts []WatchOption) watchOptions {
 type ClusterStatus struct {
 	NodeID string
 	// Versions are the versions of the log this node applies by
-	// (core.Compatibility()); members whose Versions differ are cut off
+	// (Compatibility()); members whose Versions differ are cut off
 	// from each other.
 	Versions string
 	Shards   []ShardStatus

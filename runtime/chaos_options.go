@@ -3,7 +3,7 @@
 package runtime
 
 // WithCompatibility makes the node name compat in its Raft hello in place
-// of core.Compatibility(): the chaos suite restarts a member as a build of
+// of Compatibility(): the chaos suite restarts a member as a build of
 // other versions this way (chaos's "versions" fault). Only the chaos build
 // (-tags chaos) has it.
 func (o Options) WithCompatibility(compat string) Options {

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -44,6 +45,7 @@ type metrics struct {
 	peerDisconnects  *prometheus.CounterVec
 	raftReceived     prometheus.Counter
 	raftRefused      *prometheus.CounterVec
+	lostLog          prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -101,7 +103,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		raftReceived: prometheus.NewCounter(prometheus.CounterOpts{Name: "lockstep_raft_received_bytes_total",
 			Help: "Raft frame bytes read from peers."}),
 		raftRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lockstep_raft_refused_connections_total",
-			Help: "Inbound Raft connections closed for what they sent, by reason (tls, no hello, versions, malformed, checksum, chunk refused)."}, []string{"reason"}),
+			Help: "Inbound Raft connections closed for what they sent, by reason (tls, no hello, versions, lost log, malformed, checksum, chunk refused, unbooked)."}, []string{"reason"}),
+		lostLog: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lockstep_raft_lost_log",
+			Help: "1 once a peer refused this member as one that lost its log (its data directory made anew under a replica id that took part before): it must be replaced."}),
 	}
 	if reg == nil {
 		return m, nil
@@ -109,7 +113,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, c := range []prometheus.Collector{m.leaderElections, m.commitLatency, m.applyLatency, m.entriesApplied,
 		m.commandsApplied, m.proposalsFailed, m.proposalsFlight, m.pendingRequests, m.activeLocks, m.sessions,
 		m.waiters, m.objects, m.isLeader, m.hasLeader, m.clockOffset, m.snapshotsSaved, m.snapshotsLoaded, m.snapshotBytes, m.sessionsExpired, m.watchSubscribers,
-		m.peerDials, m.peerSentBytes, m.peerSendFailures, m.peerDisconnects, m.raftReceived, m.raftRefused} {
+		m.peerDials, m.peerSentBytes, m.peerSendFailures, m.peerDisconnects, m.raftReceived, m.raftRefused, m.lostLog} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {
@@ -156,10 +160,10 @@ func (m *metrics) forShard(label string) shardMetrics {
 }
 
 // raftTraffic counts what the Raft transport does (transport.Observer),
-// and logs a peer of other versions.
+// and logs a peer cut off.
 type raftTraffic struct {
-	m            *metrics
-	incompatible *incompatibleLog
+	m      *metrics
+	cutOff *cutOffLog
 }
 
 var _ transport.Observer = raftTraffic{}
@@ -187,58 +191,95 @@ func (r raftTraffic) Refused(reason string) {
 	r.m.raftRefused.WithLabelValues(reason).Inc()
 }
 func (r raftTraffic) Incompatible(peer, theirs string) {
-	if r.incompatible != nil {
-		r.incompatible.refused(peer, theirs)
+	if r.cutOff != nil {
+		r.cutOff.incompatible(peer, theirs)
+	}
+}
+func (r raftTraffic) LostLog(peer string, replica uint64, ours bool) {
+	if ours {
+		r.m.lostLog.Set(1)
+	}
+	if r.cutOff != nil {
+		r.cutOff.lostLog(peer, replica, ours)
 	}
 }
 
-// incompatibleLog logs each peer refused for its versions, at most once
-// per incompatibleEvery: the peer redials at every message it sends, ten
-// times a second or more.
-type incompatibleLog struct {
+// cutOffLog logs each peer cut off (for its versions, or a lost log), at
+// most once per cutOffEvery: the peer redials at every message it sends,
+// ten times a second or more.
+type cutOffLog struct {
 	log   *slog.Logger
 	ours  string
 	names map[string]string // Raft address → node id, for the message
 	now   func() time.Time
 
 	mu   sync.Mutex
-	last map[string]time.Time
+	last map[string]time.Time // by peer and what cut it off
 }
 
-const incompatibleEvery = time.Minute
+const cutOffEvery = time.Minute
 
-// maxIncompatibleKept is how many peers the log remembers before it
-// forgets those it has not heard of within incompatibleEvery.
-const maxIncompatibleKept = 256
+// maxCutOffKept is how many peers the log remembers before it forgets
+// those it has not heard of within cutOffEvery.
+const maxCutOffKept = 256
 
-func newIncompatibleLog(log *slog.Logger, ours string, names map[string]string) *incompatibleLog {
-	return &incompatibleLog{log: log, ours: ours, names: names, now: time.Now, last: map[string]time.Time{}}
+func newCutOffLog(log *slog.Logger, ours string, names map[string]string) *cutOffLog {
+	return &cutOffLog{log: log, ours: ours, names: names, now: time.Now, last: map[string]time.Time{}}
 }
 
-func (l *incompatibleLog) refused(peer, theirs string) {
+// due says whether what cut peer off is to be logged now.
+func (l *cutOffLog) due(peer, what string) bool {
 	now := l.now()
+	key := what + " " + peer
 	l.mu.Lock()
-	if at, ok := l.last[peer]; ok && now.Sub(at) < incompatibleEvery {
-		l.mu.Unlock()
-		return
+	defer l.mu.Unlock()
+	if at, ok := l.last[key]; ok && now.Sub(at) < cutOffEvery {
+		return false
 	}
-	if len(l.last) >= maxIncompatibleKept {
+	if len(l.last) >= maxCutOffKept {
 		for p, at := range l.last { // forget the peers not heard of lately
-			if now.Sub(at) >= incompatibleEvery {
+			if now.Sub(at) >= cutOffEvery {
 				delete(l.last, p)
 			}
 		}
 	}
-	l.last[peer] = now
-	l.mu.Unlock()
-	who := peer
+	l.last[key] = now
+	return true
+}
+
+func (l *cutOffLog) who(peer string) string {
 	if id, ok := l.names[peer]; ok {
-		who = id + " (" + peer + ")"
+		return id + " (" + peer + ")"
+	}
+	return peer
+}
+
+func (l *cutOffLog) incompatible(peer, theirs string) {
+	if !l.due(peer, "versions") {
+		return
 	}
 	if theirs == "" {
 		theirs = "a build from before versions were checked, or another transport (it sent no hello)"
 	}
 	l.log.Error("cut off from a member that applies the log differently: "+
 		"every member of a cluster must run a build of the same versions (docs/operations.md, Upgrading)",
-		"peer", who, "theirs", theirs, "ours", l.ours)
+		"peer", l.who(peer), "theirs", theirs, "ours", l.ours)
+}
+
+func (l *cutOffLog) lostLog(peer string, replica uint64, ours bool) {
+	if !l.due(peer, "lost log") {
+		return
+	}
+	if ours {
+		l.log.Error("a peer refuses this member as one that lost its log: the cluster knows this replica from another data directory "+
+			"(this one was wiped, or is not its own), and a member that forgot its votes and acknowledged entries must not take part; "+
+			"stop it and replace it: lockstep cluster remove, wipe cluster.data_dir, lockstep cluster add, then start it with --join "+
+			"and the incarnation add answers (docs/operations.md, Membership changes)",
+			"peer", l.who(peer), "replica_id", fmt.Sprintf("%x", replica))
+		return
+	}
+	l.log.Error("refused a member that lost its log: it took part before under another data directory, and comes back without "+
+		"its votes and acknowledged entries; it is cut off until it is replaced (removed, then added back with --join: "+
+		"docs/operations.md, Membership changes)",
+		"peer", l.who(peer), "replica_id", fmt.Sprintf("%x", replica))
 }

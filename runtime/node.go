@@ -36,11 +36,14 @@ type Node struct {
 	replicaID uint64
 	shards    []*shard
 	clients   *clientPool
-	versions  string // core.Compatibility(), or a test's stand-in
+	versions  string // Compatibility(), or a test's stand-in
 	// raftCredentials is Options.RaftCredentials: what Raft presents, nil
 	// when it reads the files.
 	raftCredentials func() (*tls.Certificate, *x509.CertPool)
 	raftCompat      string // what the Raft hello carries: versions and the shard count
+	// book is where the logs peers took part under are kept (nil with
+	// Dragonboat's own transport, in tests).
+	book *peerLogs
 
 	proposalTimeout time.Duration // how long Dragonboat may take to commit one proposal
 	retryBudget     time.Duration // how long Do retries after leader loss before ErrUnavailable
@@ -160,7 +163,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	}
 	n.versions = opts.compatibility
 	if n.versions == "" {
-		n.versions = core.Compatibility()
+		n.versions = Compatibility()
 	}
 	// What a peer must share: the log versions, and the shard count, since
 	// a member that spread names over another count would look for a name
@@ -184,8 +187,18 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if !opts.dragonboatTransport {
 		// One write per frame and buffered reads, and a hello that keeps
 		// members of other versions or shard counts out (runtime/transport).
-		traffic := raftTraffic{m: n.metrics, incompatible: newIncompatibleLog(log, n.raftCompat, target.addrs)}
-		nhc.Expert.TransportFactory = transport.Factory{Observer: traffic, Compatibility: n.raftCompat, Credentials: n.raftCredentials}
+		traffic := raftTraffic{m: n.metrics, cutOff: newCutOffLog(log, n.raftCompat, target.addrs)}
+		// And an identity that keeps out a member that lost its log, which
+		// its peers have seen take part under another (runtime/peerlogs.go).
+		self, err := logID(dir)
+		if err != nil {
+			return nil, err
+		}
+		if n.book, err = openPeerLogs(dir); err != nil {
+			return nil, err
+		}
+		nhc.Expert.TransportFactory = transport.Factory{Observer: traffic, Compatibility: n.raftCompat, Credentials: n.raftCredentials,
+			Self: transport.Identity{Replica: n.replicaID, Log: self}, Book: n.book}
 	}
 	nh, err := dragonboat.NewNodeHost(nhc)
 	if err != nil {
@@ -212,6 +225,13 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		go func() {
 			defer n.loops.Done()
 			sh.run(n.stop)
+		}()
+	}
+	if n.book != nil {
+		n.loops.Add(1)
+		go func() {
+			defer n.loops.Done()
+			n.shareLogs()
 		}()
 	}
 	if len(n.shards) > 1 {

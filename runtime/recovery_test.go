@@ -314,3 +314,65 @@ func TestAddNodeChecksTheCertificateForPeers(t *testing.T) {
 		t.Fatalf("members after the refused AddNode: %+v (before %+v), %v", after.Members, before.Members, err)
 	}
 }
+
+// TestMemberThatLostItsLogIsCutOff: a member whose data directory was
+// wiped and which is started again as it was (its peers list, no --join)
+// has forgotten its votes and what it acknowledged. Here it alone holds a
+// committed lock beside a stopped leader; with a member that missed the
+// lock it would make a majority that elects that member and loses the
+// lock. Its peer knows it from its old log and refuses it, so no leader is
+// elected until the old leader is back, and the lock is kept.
+func TestMemberThatLostItsLogIsCutOff(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 3})
+	l := c.waitLeader(0)
+	wiped := (l + 1) % 3
+	stale := 3 - l - wiped
+	n := c.nodes[l]
+	// The member that will miss the lock learns, from the log, the log the
+	// other takes part under, though it hears little of it: both follow.
+	eventually(t, "the followers know each other's logs", func() bool {
+		log, ok := c.nodes[stale].book.Known(c.nodes[wiped].replicaID)
+		return ok && log != 0
+	})
+	c.stop(stale)
+	s := session(t, n, time.Hour)
+	held := do(t, n, mutex("kept", s, 0)) // committed by the leader and the member to be wiped
+	last := cycle(t, n, s, "other", 3, 0)
+	eventually(t, "the member to be wiped applied the lock", func() bool {
+		return c.nodes[wiped].shards[0].sm.appliedIndex.Load() >= last.LogIndex()
+	})
+	c.stop(l)
+	c.stop(wiped)
+	if err := os.RemoveAll(c.cfgs[wiped].Cluster.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	c.restart(wiped)
+	c.restart(stale)
+	eventually(t, "the member that missed the lock refuses the wiped one", func() bool {
+		return labeled(t, c.regs[stale], "lockstep_raft_refused_connections_total", "reason", "lost log") > 0
+	})
+	eventually(t, "the wiped member hears that it lost its log", func() bool {
+		return counter(t, c.regs[wiped], "lockstep_raft_lost_log") == 1
+	})
+	// Twenty election timeouts: without the refusal the two elect the
+	// member that missed the lock within two or three.
+	for deadline := time.Now().Add(4 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		for _, i := range []int{wiped, stale} {
+			if st, err := c.nodes[i].Status(tctx(t)); err == nil && st.Shards[0].LeaderID != "" {
+				t.Fatalf("node %d sees %s lead without the old leader", i+1, st.Shards[0].LeaderID)
+			}
+		}
+	}
+	c.restart(l)
+	lead := c.waitLeaderBesides(0, wiped)
+	if lead == wiped {
+		t.Fatal("the wiped member leads")
+	}
+	st := status(t, c.nodes[lead], core.KindMutex, "kept", false)
+	if len(st.Holders) != 1 || st.Holders[0].Token != held.Token {
+		t.Fatalf("the lock after the wiped member came back: %+v, want the holder of token %d", st.Holders, held.Token)
+	}
+	if a := c.nodes[wiped].shards[0].sm.appliedIndex.Load(); a != 0 {
+		t.Errorf("the wiped member applied up to %d, want nothing: it is sent no entries", a)
+	}
+}

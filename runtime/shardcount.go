@@ -53,15 +53,7 @@ func readRecord(dir, file, what string) (v int, found bool, err error) {
 
 // writeRecord writes a data directory's record of v, whole or not at all.
 func writeRecord(dir, file string, v int) error {
-	path := filepath.Join(dir, file)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strconv.Itoa(v)+"\n"), 0o640); err != nil {
-		return fmt.Errorf("cluster.data_dir: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("cluster.data_dir: %w", err)
-	}
-	return nil
+	return writeDurably(dir, file, strconv.Itoa(v)+"\n")
 }
 
 func (n *Node) checkShardCount(dir string) error {

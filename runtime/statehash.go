@@ -2,7 +2,6 @@ package runtime
 
 import (
 	"crypto/sha256"
-	"encoding/binary"
 )
 
 // StateHash is one shard's replicated state at one applied index, as a
@@ -39,8 +38,5 @@ func (n *Node) StateHashes() ([]StateHash, error) {
 func (s *stateMachine) stateHash() (uint64, [32]byte) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	b := append([]byte(snapshotMagic), snapshotVersion)
-	b = binary.AppendUvarint(b, s.applied)
-	b = appendNames(b, s.names)
-	return s.applied, sha256.Sum256(s.m.AppendSnapshot(b))
+	return s.applied, sha256.Sum256(s.encode())
 }

@@ -18,9 +18,12 @@ import (
 )
 
 // stateMachine is the shard's Dragonboat state machine: a core.Machine, plus
-// the one piece of state the runtime itself replicates, the names of the
-// members (replica id → node id), so that every member, including one that
-// joined later, shows node ids rather than hashes.
+// the state the runtime itself replicates: the names of the members
+// (replica id → node id), so that every member, including one that joined
+// later, shows node ids rather than hashes; and, in shard 0, the log each
+// replica took part under (replica id → log id), so that every member,
+// not only those that heard it then, refuses it when it comes back under
+// another (runtime/peerlogs.go).
 //
 // It is an IConcurrentStateMachine rather than an IStateMachine: snapshots
 // are encoded while Update is paused (PrepareSnapshot) but written to disk
@@ -37,6 +40,7 @@ type stateMachine struct {
 	mu      sync.RWMutex
 	m       *core.Machine
 	names   map[uint64]string
+	logs    map[uint64]uint64
 	applied uint64 // the last entry applied, core's or the runtime's
 
 	// Read without mu by the shard's loop and by Status.
@@ -53,14 +57,22 @@ func newStateMachine(sh *shard) (*stateMachine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &stateMachine{sh: sh, m: m, names: map[uint64]string{}}, nil
+	return &stateMachine{sh: sh, m: m, names: map[uint64]string{}, logs: map[uint64]uint64{}}, nil
 }
 
 // recordVersion is the first byte of an entry the runtime writes for itself.
 // core's proposals start with core.ProposalVersion, so the two never meet.
 const recordVersion = 0xF1
 
-const recordNames = 1 // replica id → node id pairs
+const (
+	recordNames = 1 // replica id → node id pairs
+	recordLogs  = 2 // replica id → log id pairs
+)
+
+// runtimeVersion numbers the runtime's records and snapshot header: 2
+// added the logs. A member of another cannot read this one's snapshots,
+// so it is part of what peers must share (Node.versions).
+const runtimeVersion = 2
 
 func init() {
 	if core.ProposalVersion == recordVersion {
@@ -71,6 +83,37 @@ func init() {
 func encodeNames(names map[uint64]string) []byte {
 	b := []byte{recordVersion, recordNames}
 	return appendNames(b, names)
+}
+
+func encodeLogs(logs map[uint64]uint64) []byte {
+	return appendLogs([]byte{recordVersion, recordLogs}, logs)
+}
+
+func appendLogs(b []byte, logs map[uint64]uint64) []byte {
+	b = binary.AppendUvarint(b, uint64(len(logs)))
+	for _, id := range slices.Sorted(maps.Keys(logs)) {
+		b = binary.AppendUvarint(b, id)
+		b = binary.AppendUvarint(b, logs[id])
+	}
+	return b
+}
+
+func readLogs(r *bytes.Reader) (map[uint64]uint64, error) {
+	n, err := binary.ReadUvarint(r)
+	if err != nil || n > maxPeerLogs {
+		return nil, fmt.Errorf("logs: bad count (%v)", err)
+	}
+	logs := make(map[uint64]uint64, n)
+	for range n {
+		id, err := binary.ReadUvarint(r)
+		if err != nil {
+			return nil, err
+		}
+		if logs[id], err = binary.ReadUvarint(r); err != nil {
+			return nil, err
+		}
+	}
+	return logs, nil
 }
 
 func appendNames(b []byte, names map[uint64]string) []byte {
@@ -149,14 +192,34 @@ func (s *stateMachine) apply(e *sm.Entry) {
 func (s *stateMachine) applyRecord(e *sm.Entry) {
 	r := bytes.NewReader(e.Cmd[1:])
 	kind, err := r.ReadByte()
-	if err == nil && kind == recordNames {
+	switch {
+	case err == nil && kind == recordNames:
 		var names map[uint64]string
 		if names, err = readNames(r); err == nil {
 			maps.Copy(s.names, names)
 			return
 		}
+	case err == nil && kind == recordLogs:
+		var logs map[uint64]uint64
+		if logs, err = readLogs(r); err == nil {
+			s.learnLogs(logs)
+			return
+		}
 	}
 	s.sh.log.Error("skipping a runtime record that does not decode", "index", e.Index, "err", err)
+}
+
+// learnLogs keeps the logs of a record or a snapshot, the first one heard
+// for each replica, in the state and in the node's book.
+func (s *stateMachine) learnLogs(logs map[uint64]uint64) {
+	for _, id := range slices.Sorted(maps.Keys(logs)) { // in order: every replica keeps the same ones
+		if _, ok := s.logs[id]; !ok && id != 0 && logs[id] != 0 && len(s.logs) < maxPeerLogs {
+			s.logs[id] = logs[id]
+		}
+	}
+	if b := s.sh.n.book; b != nil {
+		b.learn(s.logs, s.sh.log)
+	}
 }
 
 // readQuery is what Node.Read passes to Lookup; readResult is what it
@@ -179,24 +242,33 @@ func (s *stateMachine) Lookup(q any) (any, error) {
 		return readResult{index: s.applied, err: q.fn(s.m)}, nil
 	case namesQuery:
 		return maps.Clone(s.names), nil
+	case logsQuery:
+		return maps.Clone(s.logs), nil
 	}
 	return nil, fmt.Errorf("runtime: unknown query %T", q)
 }
 
 type namesQuery struct{}
+type logsQuery struct{}
 
 const snapshotMagic = "LSRT"
-const snapshotVersion = 1
 
 // PrepareSnapshot encodes the state while Update is paused. The runtime's
 // header (applied index, member names) precedes core's own snapshot.
 func (s *stateMachine) PrepareSnapshot() (any, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	b := append([]byte(snapshotMagic), snapshotVersion)
+	return s.encode(), nil
+}
+
+// encode is the snapshot of the state now, under s.mu: the runtime's
+// header (applied index, names, logs), then core's own.
+func (s *stateMachine) encode() []byte {
+	b := append([]byte(snapshotMagic), runtimeVersion)
 	b = binary.AppendUvarint(b, s.applied)
 	b = appendNames(b, s.names)
-	return s.m.AppendSnapshot(b), nil
+	b = appendLogs(b, s.logs)
+	return s.m.AppendSnapshot(b)
 }
 
 // SaveSnapshot writes what PrepareSnapshot encoded, while entries apply.
@@ -230,12 +302,13 @@ func (s *stateMachine) RecoverFromSnapshot(r io.Reader, _ []sm.SnapshotFile, sto
 		return sm.ErrSnapshotStopped
 	default:
 	}
-	applied, names, m, err := decodeSnapshot(b)
+	applied, names, logs, m, err := decodeSnapshot(b)
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
-	s.m, s.names, s.applied = m, names, applied
+	s.m, s.names, s.logs, s.applied = m, names, map[uint64]uint64{}, applied
+	s.learnLogs(logs)
 	s.appliedIndex.Store(applied)
 	s.logNow.Store(int64(m.Now()))
 	s.mu.Unlock()
@@ -245,27 +318,34 @@ func (s *stateMachine) RecoverFromSnapshot(r io.Reader, _ []sm.SnapshotFile, sto
 	return nil
 }
 
-func decodeSnapshot(b []byte) (uint64, map[uint64]string, *core.Machine, error) {
+// decodeSnapshot reads a snapshot of this version or the one before
+// (which has no logs): a member restarting on a directory an earlier
+// build wrote.
+func decodeSnapshot(b []byte) (applied uint64, names map[uint64]string, logs map[uint64]uint64, m *core.Machine, err error) {
 	if !bytes.HasPrefix(b, []byte(snapshotMagic)) || len(b) < len(snapshotMagic)+1 {
-		return 0, nil, nil, errors.New("runtime: not a Lockstep snapshot")
+		return 0, nil, nil, nil, errors.New("runtime: not a Lockstep snapshot")
 	}
-	if v := b[len(snapshotMagic)]; v != snapshotVersion {
-		return 0, nil, nil, fmt.Errorf("runtime: snapshot version %d; this build reads %d", v, snapshotVersion)
+	v := b[len(snapshotMagic)]
+	if v != runtimeVersion && v != runtimeVersion-1 {
+		return 0, nil, nil, nil, fmt.Errorf("runtime: snapshot version %d; this build reads %d and %d", v, runtimeVersion-1, runtimeVersion)
 	}
 	r := bytes.NewReader(b[len(snapshotMagic)+1:])
-	applied, err := binary.ReadUvarint(r)
-	if err != nil {
-		return 0, nil, nil, fmt.Errorf("runtime: snapshot header: %w", err)
+	if applied, err = binary.ReadUvarint(r); err != nil {
+		return 0, nil, nil, nil, fmt.Errorf("runtime: snapshot header: %w", err)
 	}
-	names, err := readNames(r)
-	if err != nil {
-		return 0, nil, nil, fmt.Errorf("runtime: snapshot header: %w", err)
+	if names, err = readNames(r); err != nil {
+		return 0, nil, nil, nil, fmt.Errorf("runtime: snapshot header: %w", err)
 	}
-	m, err := core.Restore(b[len(b)-r.Len():])
-	if err != nil {
-		return 0, nil, nil, fmt.Errorf("runtime: snapshot: %w", err)
+	logs = map[uint64]uint64{}
+	if v == runtimeVersion {
+		if logs, err = readLogs(r); err != nil {
+			return 0, nil, nil, nil, fmt.Errorf("runtime: snapshot header: %w", err)
+		}
 	}
-	return applied, names, m, nil
+	if m, err = core.Restore(b[len(b)-r.Len():]); err != nil {
+		return 0, nil, nil, nil, fmt.Errorf("runtime: snapshot: %w", err)
+	}
+	return applied, names, logs, m, nil
 }
 
 // Close is called when the replica stops; the state needs no release.

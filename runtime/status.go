@@ -9,6 +9,8 @@ import (
 	"slices"
 
 	"github.com/lni/dragonboat/v4"
+
+	"github.com/lockstepd/lockstep/core"
 )
 
 // Status reports the shards and members as this node sees them. It needs no
@@ -132,6 +134,14 @@ func (n *Node) Healthy() bool {
 }
 
 // Versions is what this node applies the log by, as its Raft hello names
-// it (without the shard count): core.Compatibility(), or what a chaos
-// node was told to claim (Options.WithCompatibility).
+// it (without the shard count): Compatibility(), or what a chaos node was
+// told to claim (Options.WithCompatibility).
 func (n *Node) Versions() string { return n.versions }
+
+// Compatibility is what a member of this build applies the log by: core's
+// versions (core.Compatibility()), and the runtime's records and snapshot
+// header (a member that cannot read the others' snapshots must not take
+// part).
+func Compatibility() string {
+	return fmt.Sprintf("%s, runtime %d", core.Compatibility(), runtimeVersion)
+}

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lockstepd/lockstep/core"
 )
 
 // TestMembersOfOtherVersionsAreCutOff: a member whose build applies the log
@@ -68,7 +67,7 @@ func TestMembersOfOtherVersionsAreCutOff(t *testing.T) {
 		}
 		// What it says it applies by (the serving log line, status) is
 		// what its hello claims.
-		if want := cmp.Or(c.compat[odd], core.Compatibility()); c.nodes[odd].Versions() != want {
+		if want := cmp.Or(c.compat[odd], Compatibility()); c.nodes[odd].Versions() != want {
 			t.Fatalf("%s: the member says it applies by %q, want %q", run.name, c.nodes[odd].Versions(), want)
 		}
 	}
@@ -87,16 +86,16 @@ func TestMembersOfOtherVersionsAreCutOff(t *testing.T) {
 // member by its id and both versions.
 func TestIncompatibleLogOncePerMinute(t *testing.T) {
 	var buf bytes.Buffer
-	l := newIncompatibleLog(slog.New(slog.NewTextHandler(&buf, nil)), "rules 2, entries 1, snapshots 3",
+	l := newCutOffLog(slog.New(slog.NewTextHandler(&buf, nil)), "rules 2, entries 1, snapshots 3",
 		map[string]string{"10.0.0.3:7001": "node-3"})
 	now := time.Unix(1_700_000_000, 0)
 	l.now = func() time.Time { return now }
 	for range 20 {
-		l.refused("10.0.0.3:7001", "rules 3, entries 1, snapshots 3")
-		l.refused("10.0.0.9:5555", "")
+		l.incompatible("10.0.0.3:7001", "rules 3, entries 1, snapshots 3")
+		l.incompatible("10.0.0.9:5555", "")
 	}
-	now = now.Add(incompatibleEvery)
-	l.refused("10.0.0.3:7001", "rules 3, entries 1, snapshots 3")
+	now = now.Add(cutOffEvery)
+	l.incompatible("10.0.0.3:7001", "rules 3, entries 1, snapshots 3")
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
 	if len(lines) != 3 {
 		t.Fatalf("%d lines logged, want 3 (each peer once, then node-3 again a minute later):\n%s", len(lines), buf.String())
@@ -110,13 +109,13 @@ func TestIncompatibleLogOncePerMinute(t *testing.T) {
 		t.Errorf("the line for a peer without a hello does not say so:\n%s", lines[1])
 	}
 
-	// The peers it remembers are bounded: past maxIncompatibleKept, those
+	// The peers it remembers are bounded: past maxCutOffKept, those
 	// not heard of within a minute are forgotten.
-	for i := range maxIncompatibleKept {
-		l.refused(fmt.Sprintf("10.1.%d.%d:7001", i/256, i%256), "rules 3, entries 1, snapshots 3")
+	for i := range maxCutOffKept {
+		l.incompatible(fmt.Sprintf("10.1.%d.%d:7001", i/256, i%256), "rules 3, entries 1, snapshots 3")
 	}
-	now = now.Add(2 * incompatibleEvery)
-	l.refused("10.2.0.1:7001", "rules 3, entries 1, snapshots 3")
+	now = now.Add(2 * cutOffEvery)
+	l.incompatible("10.2.0.1:7001", "rules 3, entries 1, snapshots 3")
 	if n := len(l.last); n != 1 {
 		t.Errorf("%d peers remembered after the others went quiet for two minutes, want 1", n)
 	}

@@ -6,10 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"runtime"
+	goruntime "runtime"
 
-	"github.com/lockstepd/lockstep/core"
 	"github.com/lockstepd/lockstep/rpc"
+	"github.com/lockstepd/lockstep/runtime"
 )
 
 const versionHelp = `Usage: lockstep version [-o table|json]
@@ -51,12 +51,12 @@ func versionCmd(args []string, stdout, stderr io.Writer) int {
 	case *output != "table" && *output != "json":
 		return usageErr("-o %q: use table or json", *output)
 	}
-	goVersion := runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH
+	goVersion := goruntime.Version() + " " + goruntime.GOOS + "/" + goruntime.GOARCH
 	if *output == "json" {
-		b, _ := json.MarshalIndent(map[string]string{"version": rpc.Version(), "versions": core.Compatibility(), "go": goVersion}, "", "  ")
+		b, _ := json.MarshalIndent(map[string]string{"version": rpc.Version(), "versions": runtime.Compatibility(), "go": goVersion}, "", "  ")
 		fmt.Fprintln(stdout, string(b))
 		return exitOK
 	}
-	fmt.Fprintf(stdout, "lockstep %s\nlog versions: %s\n%s\n", rpc.Version(), core.Compatibility(), goVersion)
+	fmt.Fprintf(stdout, "lockstep %s\nlog versions: %s\n%s\n", rpc.Version(), runtime.Compatibility(), goVersion)
 	return exitOK
 }

@@ -8,9 +8,9 @@ import (
 	"testing"
 
 	"github.com/lockstepd/lockstep/client"
-	"github.com/lockstepd/lockstep/core"
 	"github.com/lockstepd/lockstep/rpc"
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
+	"github.com/lockstepd/lockstep/runtime"
 )
 
 // TestClusterStatusVersions: `cluster status` names the log versions the
@@ -65,7 +65,7 @@ func TestVersionCommand(t *testing.T) {
 		if code := run(args, &out, &errOut); code != exitOK {
 			t.Fatalf("%v: exit %d: %s", args, code, errOut.String())
 		}
-		for _, want := range []string{"lockstep " + rpc.Version(), "log versions: " + core.Compatibility(), "go1."} {
+		for _, want := range []string{"lockstep " + rpc.Version(), "log versions: " + runtime.Compatibility(), "go1."} {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("%v printed %q, want it to contain %q", args, out.String(), want)
 			}
@@ -76,7 +76,7 @@ func TestVersionCommand(t *testing.T) {
 		t.Fatalf("-o json: exit %d: %s", code, errOut.String())
 	}
 	var got map[string]string
-	if err := json.Unmarshal(out.Bytes(), &got); err != nil || got["versions"] != core.Compatibility() || got["version"] != rpc.Version() {
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil || got["versions"] != runtime.Compatibility() || got["version"] != rpc.Version() {
 		t.Fatalf("-o json printed %q (%v)", out.String(), err)
 	}
 	for _, args := range [][]string{{"version", "--endpoints", "x"}, {"version", "extra"}, {"version", "-o", "yaml"}} {

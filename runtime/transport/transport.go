@@ -31,6 +31,10 @@
 //	format   1 byte   1
 //	compat   uvarint length, then the bytes: Factory.Compatibility
 //	address  uvarint length, then the bytes: the sender's Raft address
+//	identity uvarint length, then 16 bytes (or none): the sender's
+//	         replica id and the id of its log, big-endian (Identity)
+//	refusal  uvarint length, then the bytes: only in a refused peer's
+//	         answer, why ("lost log"; absent: its versions differ)
 //	...      more fields of the same shape, which a receiver that does
 //	         not know them skips (a later build's)
 //
@@ -47,6 +51,17 @@
 // TLS handshake under mutual TLS). The hello is what breaks the wire
 // compatibility with Dragonboat's own transport that this package kept
 // before it.
+//
+// The identity keeps out a member that lost its log (Factory.Book): its
+// data directory wiped, or another's, and started again under the same
+// replica id without being removed and added back. Raft's safety rests on
+// a member never forgetting what it voted for and what it acknowledged:
+// such a member would vote again in a term it voted in and count towards
+// a majority for entries it no longer holds, and an acknowledged grant
+// could be lost. Its data directory gives it a new log id, which its
+// peers, having seen it take part under another, refuse: answered with a
+// "lost log" refusal, it is dialled no more and dials them no more for
+// refusedHoldOff at a time, so it neither votes nor is sent the log.
 package transport
 
 import (
@@ -108,8 +123,14 @@ const (
 	methodHello uint16 = 300
 
 	helloFormat = 1
-	// maxHello bounds a hello's payload: a compatibility and an address.
+	// maxHello bounds a hello's payload: a compatibility, an address, an
+	// identity and a refusal.
 	maxHello = 1024
+	// identitySize is an identity field's length when it is present.
+	identitySize = 16
+	// refusedLostLog is the refusal a receiver answers a member that lost
+	// its log with.
+	refusedLostLog = "lost log"
 )
 
 var (
@@ -137,6 +158,36 @@ type Factory struct {
 	// NodeHostConfig names, which the listener reads once, at Start, and
 	// each dial reads again. Either way only nhc.MutualTLS turns TLS on.
 	Credentials func() (cert *tls.Certificate, ca *x509.CertPool)
+	// Self is this member's identity, which its hello carries (zero: none,
+	// and a peer's Book cannot tell that it lost its log).
+	Self Identity
+	// Book, when set, is where this member keeps the logs its peers took
+	// part under, and refuses a peer that comes back under another log
+	// (nil: it refuses none).
+	Book Book
+}
+
+// Identity is what a member's hello says it is.
+type Identity struct {
+	// Replica is its replica id (config.ReplicaID: node id and incarnation).
+	Replica uint64
+	// Log is drawn at random when its data directory is made, never zero:
+	// a member whose directory was wiped comes back under another.
+	Log uint64
+}
+
+// Book keeps, per replica id, the log a peer took part under: sent a
+// message other than a pre-vote (a vote, an entry, an acknowledgement, a
+// heartbeat), which its peers may have counted. Its methods must be safe
+// for concurrent use.
+type Book interface {
+	// Known returns the log replica took part under, when the book holds one.
+	Known(replica uint64) (log uint64, ok bool)
+	// Record keeps that id.Replica took part under id.Log, durably before
+	// it returns: the transport hands the message that shows it to
+	// Dragonboat only after. It fails when the book holds another log for
+	// the replica.
+	Record(id Identity) error
 }
 
 var _ dbconfig.TransportFactory = Factory{}
@@ -148,7 +199,9 @@ func (f Factory) Create(nhc dbconfig.NodeHostConfig, onBatch raftio.MessageHandl
 		obs = unobserved{}
 	}
 	return &TCP{nhc: nhc, onBatch: onBatch, onChunk: onChunk, encrypted: nhc.MutualTLS, credentials: f.Credentials, obs: obs,
-		conns: map[net.Conn]struct{}{}, refused: map[string]refusal{}, compat: f.Compatibility, hello: helloPayload(f.Compatibility, nhc.RaftAddress)}
+		conns: map[net.Conn]struct{}{}, refused: map[string]refusal{}, compat: f.Compatibility, book: f.Book, id: f.Self,
+		hello:        helloPayload(hello{compat: f.Compatibility, addr: nhc.RaftAddress, self: f.Self}),
+		lostLogHello: helloPayload(hello{compat: f.Compatibility, addr: nhc.RaftAddress, self: f.Self, refusal: refusedLostLog})}
 }
 
 // Observer is told what the transport does, so that the node can count it
@@ -175,16 +228,21 @@ type Observer interface {
 	// connected from when it sent no hello); theirs is its Compatibility
 	// ("" when it sent no hello).
 	Incompatible(peer, theirs string)
+	// LostLog: a member that lost its log was refused, by this member
+	// (ours false: peer is its Raft address, replica its replica id) or by
+	// peer (ours true: this member is the one that lost it).
+	LostLog(peer string, replica uint64, ours bool)
 }
 
 type unobserved struct{}
 
-func (unobserved) Dialed(string, error)     {}
-func (unobserved) Sent(string, int, error)  {}
-func (unobserved) Ended(string)             {}
-func (unobserved) Received(int)             {}
-func (unobserved) Refused(string)           {}
-func (unobserved) Incompatible(_, _ string) {}
+func (unobserved) Dialed(string, error)         {}
+func (unobserved) Sent(string, int, error)      {}
+func (unobserved) Ended(string)                 {}
+func (unobserved) Received(int)                 {}
+func (unobserved) Refused(string)               {}
+func (unobserved) Incompatible(_, _ string)     {}
+func (unobserved) LostLog(string, uint64, bool) {}
 
 // Validate implements dbconfig.TransportFactory: a Raft address is
 // host:port with a port in 1..65535.
@@ -207,27 +265,37 @@ type TCP struct {
 	// credentials is Factory.Credentials: nil, the files nhc names.
 	credentials func() (*tls.Certificate, *x509.CertPool)
 	obs         Observer
-	compat      string // Factory.Compatibility
-	hello       []byte // the payload of this member's hello
+	compat      string   // Factory.Compatibility
+	book        Book     // Factory.Book
+	id          Identity // Factory.Self
+	hello       []byte   // the payload of this member's hello
+	// lostLogHello answers a peer that lost its log.
+	lostLogHello []byte
 
 	mu      sync.Mutex
 	ln      net.Listener
 	conns   map[net.Conn]struct{} // accepted and being served
-	refused map[string]refusal    // by Raft address: peers that refused our versions
+	refused map[string]refusal    // by Raft address: peers held off (they refused us, or lost their log)
 	closed  bool
 	wg      sync.WaitGroup
 }
 
-// refusal is a peer's answer to our hello: its own versions, and until
-// when it is not dialled again.
+// refusal is why a peer is not dialled again until a time: it refused
+// our versions (theirs are its own), or one of us lost its log.
 type refusal struct {
-	theirs string
-	until  time.Time
+	theirs  string
+	lostLog bool
+	until   time.Time
 }
 
 // errRefused fails a dial to a peer that refused this member's versions
-// within refusedHoldOff.
-var errRefused = errors.New("transport: the peer refused this member's versions")
+// within refusedHoldOff; errLostLog, to a peer that refused this member,
+// or that this member refused, as one that lost its log.
+var (
+	errRefused = errors.New("transport: the peer refused this member's versions")
+	errLostLog = errors.New("transport: a member lost its log (its data directory was made anew under a replica id that took part before): " +
+		"it must be removed and added back, not restarted as it is")
+)
 
 var _ raftio.ITransport = (*TCP)(nil)
 
@@ -444,8 +512,15 @@ func (t *TCP) serve(conn net.Conn) {
 		}
 	}
 	r := bufio.NewReaderSize(conn, readBuffer)
-	if !t.greeted(conn, r) {
+	h, ok := t.greeted(conn, r)
+	if !ok {
 		return
+	}
+	// unbooked: the peer's taking part is still to be recorded.
+	unbooked := false
+	if t.book != nil && h.self.Replica != 0 {
+		_, known := t.book.Known(h.self.Replica)
+		unbooked = !known
 	}
 	var head [frameStart]byte
 	var keep []byte
@@ -505,12 +580,24 @@ func (t *TCP) serve(conn net.Conn) {
 				t.obs.Refused("malformed")
 				return
 			}
+			if unbooked && tookPart(batch) {
+				if !t.record(h, conn) {
+					return
+				}
+				unbooked = false
+			}
 			t.onBatch(batch)
 		case methodChunk:
 			var chunk pb.Chunk
 			if chunk.Unmarshal(payload) != nil {
 				t.obs.Refused("malformed")
 				return
+			}
+			if unbooked { // a snapshot's sender leads: it took part
+				if !t.record(h, conn) {
+					return
+				}
+				unbooked = false
 			}
 			if !t.onChunk(chunk) {
 				t.obs.Refused("chunk refused")
@@ -523,15 +610,58 @@ func (t *TCP) serve(conn net.Conn) {
 	}
 }
 
+// tookPart says a batch shows its sender taking part: any message but a
+// pre-vote's, which changes no state (a vote, an entry, an
+// acknowledgement, even a heartbeat's answer: a member that answers a
+// leader acknowledges entries next).
+func tookPart(batch pb.MessageBatch) bool {
+	for i := range batch.Requests {
+		if k := batch.Requests[i].Type; k != pb.RequestPreVote && k != pb.RequestPreVoteResp {
+			return true
+		}
+	}
+	return false
+}
+
+// record books that the peer of hello h took part, before what shows it
+// reaches Dragonboat; false (and the connection is to be closed) when the
+// book could not keep it, or holds another log for the replica, a
+// connection of the same replica under another log having been booked
+// since this one's hello.
+func (t *TCP) record(h hello, conn net.Conn) bool {
+	if err := t.book.Record(h.self); err != nil {
+		if _, known := t.book.Known(h.self.Replica); known {
+			t.refuseLostLog(h, conn)
+		} else {
+			t.obs.Refused("unbooked")
+		}
+		return false
+	}
+	return true
+}
+
+// refuseLostLog answers a peer that lost its log, and holds it off: this
+// member does not dial it either, so it is sent neither votes nor the
+// log, whose commit index it could not follow.
+func (t *TCP) refuseLostLog(h hello, conn net.Conn) {
+	_ = t.write(conn, t.lostLogHello)
+	t.obs.Refused("lost log")
+	t.mu.Lock()
+	t.refused[h.addr] = refusal{lostLog: true, until: time.Now().Add(refusedHoldOff)}
+	t.mu.Unlock()
+	t.obs.LostLog(h.addr, h.self.Replica, false)
+}
+
 // greeted reads the connection's first frame, which must be a hello with
 // this member's Compatibility, within frameTimeout: the dialler writes it
-// at once.
-func (t *TCP) greeted(conn net.Conn, r *bufio.Reader) bool {
+// at once. A peer its Book knows under another log is refused.
+func (t *TCP) greeted(conn net.Conn, r *bufio.Reader) (hello, bool) {
 	_ = conn.SetReadDeadline(time.Now().Add(frameTimeout))
-	compat, peer, refusal, err := t.readHello(r)
+	h, refusal, err := t.readHello(r)
+	compat, peer := h.compat, h.addr
 	switch {
 	case err != nil:
-		return false
+		return h, false
 	case refusal == "no hello":
 		// No hello, no Raft address: the host alone, since each of its
 		// dials comes from another port.
@@ -541,74 +671,106 @@ func (t *TCP) greeted(conn net.Conn, r *bufio.Reader) bool {
 			host = conn.RemoteAddr().String()
 		}
 		t.obs.Incompatible(host, "")
-		return false
+		return h, false
 	case refusal != "":
 		t.obs.Refused(refusal)
-		return false
+		return h, false
 	case compat != t.compat:
 		// Answer with our hello, so that the dialler learns why and holds
 		// off; best effort, the connection closes either way.
 		_ = t.sayHello(conn)
 		t.obs.Refused("versions")
 		t.obs.Incompatible(peer, compat)
-		return false
+		return h, false
+	case t.book != nil && h.self.Replica != 0:
+		if log, known := t.book.Known(h.self.Replica); known && log != h.self.Log {
+			t.refuseLostLog(h, conn)
+			return h, false
+		}
 	}
 	_ = conn.SetReadDeadline(time.Time{})
-	return true
+	return h, true
 }
 
 // readHello reads a connection's hello: a dialler's first frame, or the
 // answer of a peer that refused ours. refusal names a frame that is not
 // one ("no hello", "malformed", "checksum"); err, a read that failed.
-func (t *TCP) readHello(r *bufio.Reader) (compat, addr, refusal string, err error) {
+func (t *TCP) readHello(r *bufio.Reader) (h hello, refusal string, err error) {
 	var head [frameStart]byte
 	if _, err := io.ReadFull(r, head[:]); err != nil {
-		return "", "", "", err
+		return h, "", err
 	}
 	if [2]byte(head[:2]) != magic {
-		return "", "", "malformed", nil
+		return h, "malformed", nil
 	}
 	method, size, sum, err := decodeHeader(head[2:])
 	switch {
 	case err != nil:
-		return "", "", "malformed", nil
+		return h, "malformed", nil
 	case method != methodHello:
-		return "", "", "no hello", nil
+		return h, "no hello", nil
 	case size > maxHello:
-		return "", "", "malformed", nil
+		return h, "malformed", nil
 	}
 	payload := make([]byte, size)
 	if _, err := io.ReadFull(r, payload); err != nil {
-		return "", "", "", err
+		return h, "", err
 	}
 	if !t.encrypted && crc32.ChecksumIEEE(payload) != sum {
-		return "", "", "checksum", nil
+		return h, "checksum", nil
 	}
-	compat, addr, ok := parseHello(payload)
+	h, ok := parseHello(payload)
 	if !ok {
-		return "", "", "malformed", nil
+		return h, "malformed", nil
 	}
-	return compat, addr, "", nil
+	return h, "", nil
 }
 
 // sayHello writes this member's hello on conn.
-func (t *TCP) sayHello(conn net.Conn) error {
+func (t *TCP) sayHello(conn net.Conn) error { return t.write(conn, t.hello) }
+
+// write writes one hello payload on conn.
+func (t *TCP) write(conn net.Conn, payload []byte) error {
 	w := frameWriter{conn: conn, encrypted: t.encrypted}
-	_, err := w.writeFrame(methodHello, len(t.hello), func(b []byte) []byte { return append(b[:0], t.hello...) })
+	_, err := w.writeFrame(methodHello, len(payload), func(b []byte) []byte { return append(b[:0], payload...) })
 	return err
 }
 
-func helloPayload(compat, addr string) []byte {
-	b := []byte{helloFormat}
-	b = binary.AppendUvarint(b, uint64(len(compat)))
-	b = append(b, compat...)
-	b = binary.AppendUvarint(b, uint64(len(addr)))
-	return append(b, addr...)
+// hello is what a hello says: the sender's versions, Raft address and
+// identity (zero from a build before it), and in an answer why ours was
+// refused.
+type hello struct {
+	compat, addr string
+	self         Identity
+	refusal      string
 }
 
-func parseHello(b []byte) (compat, addr string, ok bool) {
+func helloPayload(h hello) []byte {
+	b := []byte{helloFormat}
+	b = binary.AppendUvarint(b, uint64(len(h.compat)))
+	b = append(b, h.compat...)
+	b = binary.AppendUvarint(b, uint64(len(h.addr)))
+	b = append(b, h.addr...)
+	if h.self == (Identity{}) && h.refusal == "" {
+		return b
+	}
+	if h.self == (Identity{}) {
+		b = append(b, 0)
+	} else {
+		b = append(b, identitySize)
+		b = binary.BigEndian.AppendUint64(b, h.self.Replica)
+		b = binary.BigEndian.AppendUint64(b, h.self.Log)
+	}
+	if h.refusal != "" {
+		b = binary.AppendUvarint(b, uint64(len(h.refusal)))
+		b = append(b, h.refusal...)
+	}
+	return b
+}
+
+func parseHello(b []byte) (h hello, ok bool) {
 	if len(b) == 0 || b[0] != helloFormat {
-		return "", "", false
+		return h, false
 	}
 	b = b[1:]
 	field := func() (string, bool) {
@@ -620,19 +782,32 @@ func parseHello(b []byte) (compat, addr string, ok bool) {
 		b = b[k+int(n):]
 		return v, true
 	}
-	compat, ok1 := field()
-	addr, ok2 := field()
-	// Fields a later build adds come after, in the same shape, and are
-	// skipped: so that build can send them to this one in a rolling
-	// upgrade (for instance that its sender started on an empty log,
-	// which peers that saw it run could refuse). Bytes that are not whole
-	// fields are malformed.
-	for ok1 && ok2 && len(b) > 0 {
-		if _, ok := field(); !ok {
-			return "", "", false
+	var fields [4]string
+	for i := range fields {
+		if len(b) == 0 && i >= 2 { // the identity and the refusal are optional
+			break
+		}
+		if fields[i], ok = field(); !ok {
+			return hello{}, false
 		}
 	}
-	return compat, addr, ok1 && ok2
+	// Fields a later build adds come after, in the same shape, and are
+	// skipped: so that build can send them to this one in a rolling
+	// upgrade. Bytes that are not whole fields are malformed.
+	for len(b) > 0 {
+		if _, ok := field(); !ok {
+			return hello{}, false
+		}
+	}
+	h = hello{compat: fields[0], addr: fields[1], refusal: fields[3]}
+	switch id := fields[2]; len(id) {
+	case 0:
+	case identitySize:
+		h.self = Identity{Replica: binary.BigEndian.Uint64([]byte(id[:8])), Log: binary.BigEndian.Uint64([]byte(id[8:]))}
+	default:
+		return hello{}, false
+	}
+	return h, true
 }
 
 func handshake(tc *tls.Conn) error {
@@ -674,7 +849,10 @@ func (t *TCP) dial(ctx context.Context, target string) (net.Conn, error) {
 	}
 	t.mu.Unlock()
 	if held {
-		err := fmt.Errorf("%w (it applies the log by %q, this member by %q)", errRefused, r.theirs, t.compat)
+		err := errLostLog
+		if !r.lostLog {
+			err = fmt.Errorf("%w (it applies the log by %q, this member by %q)", errRefused, r.theirs, t.compat)
+		}
 		t.obs.Dialed(target, err)
 		return nil, err
 	}
@@ -736,20 +914,26 @@ func (c *Connection) connect() error {
 	c.w = frameWriter{conn: conn, encrypted: c.t.encrypted, peer: c.target, obs: c.t.obs, buf: c.w.buf}
 	c.ended = ended
 	go watch(conn, ended, func() { c.t.obs.Ended(c.target) }, func(r *bufio.Reader) {
-		if theirs, _, refusal, err := c.t.readHello(r); err == nil && refusal == "" {
-			c.t.heldOff(c.target, theirs)
+		if h, refusal, err := c.t.readHello(r); err == nil && refusal == "" {
+			c.t.heldOff(c.target, h)
 		}
 	})
 	return nil
 }
 
-// heldOff notes that target refused this member's versions: it is not
-// dialled again for refusedHoldOff.
-func (t *TCP) heldOff(target, theirs string) {
+// heldOff notes that target refused this member, answering h: for its
+// versions, or as a member that lost its log. It is not dialled again for
+// refusedHoldOff.
+func (t *TCP) heldOff(target string, h hello) {
+	lost := h.refusal == refusedLostLog
 	t.mu.Lock()
-	t.refused[target] = refusal{theirs: theirs, until: time.Now().Add(refusedHoldOff)}
+	t.refused[target] = refusal{theirs: h.compat, lostLog: lost, until: time.Now().Add(refusedHoldOff)}
 	t.mu.Unlock()
-	t.obs.Incompatible(target, theirs)
+	if lost {
+		t.obs.LostLog(target, t.id.Replica, true)
+		return
+	}
+	t.obs.Incompatible(target, h.compat)
 }
 
 // watch marks conn ended and closes it the moment the peer ends it. A

@@ -12,6 +12,7 @@ import (
 	"encoding/binary"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"io"
 	"math/big"
@@ -126,7 +127,7 @@ func dialSnapshot(t *testing.T, addr string) raftio.ISnapshotConnection {
 // on it (nil: nothing more).
 func dialRaw(t *testing.T, addr string, first []byte) net.Conn {
 	t.Helper()
-	return dialBare(t, addr, append(frame(methodHello, helloPayload("", "raw")), first...))
+	return dialBare(t, addr, append(frame(methodHello, helloPayload(hello{addr: "raw"})), first...))
 }
 
 // dialBare is dialRaw without the hello.
@@ -320,7 +321,7 @@ func TestMalformedFramesCloseTheConnection(t *testing.T) {
 		"payload crc":     edit(func(f []byte) []byte { f[len(f)-1] ^= 1; return f }),
 		"not a batch":     frame(methodBatch, []byte{0xff, 0xff, 0xff}),
 		"size beyond end": edit(func(f []byte) []byte { binary.BigEndian.PutUint64(f[4:], uint64(len(payload)+1)); return mend(f) }),
-		"a second hello":  frame(methodHello, helloPayload("", "raw")),
+		"a second hello":  frame(methodHello, helloPayload(hello{addr: "raw"})),
 	}
 	r := newReceiver()
 	b := start(t, dbconfig.NodeHostConfig{}, r)
@@ -691,6 +692,7 @@ type recorder struct {
 	received int
 	refused  map[string]int
 	strange  []string // "peer theirs" of each Incompatible
+	lost     []string // "peer replica ours" of each LostLog
 }
 
 func newRecorder() *recorder {
@@ -728,6 +730,12 @@ func (r *recorder) Refused(reason string) {
 func (r *recorder) Incompatible(peer, theirs string) {
 	r.mu.Lock()
 	r.strange = append(r.strange, peer+" "+theirs)
+	r.mu.Unlock()
+}
+
+func (r *recorder) LostLog(peer string, replica uint64, ours bool) {
+	r.mu.Lock()
+	r.lost = append(r.lost, fmt.Sprintf("%s %x %v", peer, replica, ours))
 	r.mu.Unlock()
 }
 
@@ -889,7 +897,7 @@ func TestHelloKeepsOtherVersionsOut(t *testing.T) {
 	client, server := net.Pipe()
 	go func() {
 		w := frameWriter{conn: client}
-		hello := helloPayload(ours, "10.0.0.1:7001")
+		hello := helloPayload(hello{compat: ours, addr: "10.0.0.1:7001"})
 		_, _ = w.writeFrame(methodHello, len(hello), func(b []byte) []byte { return append(b[:0], hello...) })
 	}()
 	payload := append([]byte{1, byte(len(ours))}, ours...)
@@ -903,15 +911,15 @@ func TestHelloKeepsOtherVersionsOut(t *testing.T) {
 		t.Fatalf("hello\n%x\nwant\n%x", gotHello, want)
 	}
 	for _, bad := range [][]byte{nil, {2}, payload[:5], append(append([]byte{}, payload...), 5, 'x')} {
-		if _, _, ok := parseHello(bad); ok {
+		if _, ok := parseHello(bad); ok {
 			t.Errorf("parsed a malformed hello %x", bad)
 		}
 	}
 	// A later build's fields after the address are skipped, so that it
 	// can send them to this one.
 	later := append(append([]byte{}, payload...), 0, 3, 'a', 'b', 'c')
-	if compat, addr, ok := parseHello(later); !ok || compat != ours || addr != "10.0.0.1:7001" {
-		t.Errorf("a hello with two more fields: %q %q %v, want ours and the address", compat, addr, ok)
+	if h, ok := parseHello(later); !ok || h.compat != ours || h.addr != "10.0.0.1:7001" {
+		t.Errorf("a hello with two more fields: %+v %v, want ours and the address", h, ok)
 	}
 }
 
@@ -985,4 +993,150 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		}
 	}
 	t.Fatalf("%s: not within 10 s", what)
+}
+
+// memoryBook is a Book in memory; Record fails while fail is set.
+type memoryBook struct {
+	mu   sync.Mutex
+	logs map[uint64]uint64
+	fail bool
+}
+
+func (b *memoryBook) Known(replica uint64) (uint64, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	log, ok := b.logs[replica]
+	return log, ok
+}
+
+func (b *memoryBook) Record(id Identity) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if had, ok := b.logs[id.Replica]; ok && had != id.Log {
+		return errors.New("another log")
+	}
+	if b.fail {
+		return errors.New("disk full")
+	}
+	b.logs[id.Replica] = id.Log
+	return nil
+}
+
+// TestMemberThatLostItsLogIsRefused: a peer that took part (anything but a
+// pre-vote) is booked under its log before its message reaches
+// Dragonboat; the same replica id under another log (its data directory
+// wiped) is then refused at its hello, told why, held off both ways, and
+// none of its messages arrive. A peer that only pre-voted is not booked,
+// a hello without an identity (an older build) is taken, and a message
+// that could not be booked is not delivered.
+func TestMemberThatLostItsLogIsRefused(t *testing.T) {
+	book := &memoryBook{logs: map[uint64]uint64{}}
+	got := newRecorder()
+	r := newReceiver()
+	recv := startWith(t, Factory{Observer: got, Book: book, Self: Identity{Replica: 0xa, Log: 1}}, dbconfig.NodeHostConfig{}, r)
+	addr := recv.Addr().String()
+
+	type member struct {
+		heard *recorder
+		tr    *TCP
+		conn  raftio.IConnection
+	}
+	dial := func(from string, id Identity) member {
+		t.Helper()
+		m := member{heard: newRecorder()}
+		m.tr = Factory{Observer: m.heard, Self: id}.Create(dbconfig.NodeHostConfig{RaftAddress: from}, nil, nil).(*TCP)
+		var err error
+		if m.conn, err = m.tr.GetConnection(context.Background(), addr); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(m.conn.Close)
+		return m
+	}
+	typed := func(k pb.MessageType) pb.MessageBatch {
+		b := sampleBatch(1, 10)
+		b.Requests[0].Type = k
+		return b
+	}
+	send := func(m member, b pb.MessageBatch) {
+		t.Helper()
+		if err := m.conn.SendMessageBatch(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Pre-votes book nothing: a member that only pre-voted may be wiped.
+	early := dial("10.0.0.2:7001", Identity{Replica: 0xb, Log: 100})
+	send(early, typed(pb.RequestPreVote))
+	r.wait(t, 1)
+	if _, ok := book.Known(0xb); ok {
+		t.Fatal("a pre-vote booked its sender")
+	}
+	again := dial("10.0.0.2:7001", Identity{Replica: 0xb, Log: 101})
+	send(again, typed(pb.RequestVote))
+	r.wait(t, 1)
+	if log, ok := book.Known(0xb); !ok || log != 101 {
+		t.Fatalf("after a vote the book holds %x %v, want log 101", log, ok)
+	}
+
+	// Wiped: the same replica under another log.
+	wiped := dial("10.0.0.2:7001", Identity{Replica: 0xb, Log: 102})
+	eventually(t, "the wiped member hears why", func() bool {
+		n := 0
+		wiped.heard.read(func() { n = len(wiped.heard.lost) })
+		return n > 0
+	})
+	wiped.heard.read(func() {
+		if want := addr + " b true"; wiped.heard.lost[0] != want {
+			t.Errorf("the wiped member heard %q, want %q", wiped.heard.lost[0], want)
+		}
+	})
+	if err := wiped.conn.SendMessageBatch(typed(pb.RequestVoteResp)); !errors.Is(err, errLostLog) {
+		t.Errorf("a send within the hold-off: %v, want %v", err, errLostLog)
+	}
+	if _, err := recv.GetConnection(context.Background(), "10.0.0.2:7001"); !errors.Is(err, errLostLog) {
+		t.Errorf("the refusing member dialled the wiped one: %v, want %v", err, errLostLog)
+	}
+	got.read(func() {
+		if got.refused["lost log"] != 1 || len(got.lost) != 1 || got.lost[0] != "10.0.0.2:7001 b false" {
+			t.Errorf("refused %v, told of %q; want one lost log, 10.0.0.2:7001 b false", got.refused, got.lost)
+		}
+	})
+
+	// An older build's hello carries no identity: taken, booking nothing.
+	old := dial("10.0.0.3:7001", Identity{})
+	send(old, typed(pb.Heartbeat))
+	r.wait(t, 1)
+
+	// A message that could not be booked does not arrive.
+	book.mu.Lock()
+	book.fail = true
+	book.mu.Unlock()
+	unbooked := dial("10.0.0.4:7001", Identity{Replica: 0xc, Log: 5})
+	_ = unbooked.conn.SendMessageBatch(typed(pb.ReplicateResp))
+	eventually(t, "the unbooked connection is refused", func() bool {
+		n := 0
+		got.read(func() { n = got.refused["unbooked"] })
+		return n == 1
+	})
+	time.Sleep(100 * time.Millisecond) // anything refused would have arrived by now
+	if n := r.count(); n != 3 {
+		t.Fatalf("%d batches reached Dragonboat, want 3: the pre-vote, the vote and the older build's heartbeat", n)
+	}
+	if len(book.logs) != 1 {
+		t.Errorf("the book holds %v, want only replica b", book.logs)
+	}
+
+	// The identity and the refusal, byte for byte, and back.
+	h := hello{compat: "c", addr: "a:1", self: Identity{Replica: 0x0102, Log: 0x0304}, refusal: refusedLostLog}
+	want := []byte{1, 1, 'c', 3, 'a', ':', '1', 16, 0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0, 0, 3, 4, 8}
+	want = append(want, refusedLostLog...)
+	if b := helloPayload(h); !bytes.Equal(b, want) {
+		t.Errorf("hello\n%x\nwant\n%x", b, want)
+	}
+	if back, ok := parseHello(want); !ok || back != h {
+		t.Errorf("parsed %+v %v, want %+v", back, ok, h)
+	}
+	if _, ok := parseHello(append([]byte{1, 1, 'c', 3, 'a', ':', '1', 3}, "abc"...)); ok {
+		t.Error("parsed an identity of 3 bytes")
+	}
 }

@@ -1,0 +1,285 @@
+package runtime
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lockstepd/lockstep/runtime/transport"
+)
+
+// A member that lost its log must not take part again under its replica
+// id (docs/design.md, "Membership"; runtime/transport, the identity): its
+// data directory gets a log id of its own (logIDFile), drawn when the
+// directory is made, which its hello carries; each member keeps in its
+// own directory the log each peer took part under (peerLogsFile), and
+// refuses a peer that comes back under another.
+const (
+	logIDFile    = "lockstep-log-id"
+	peerLogsFile = "lockstep-peer-logs"
+	// maxPeerLogs bounds the book: one line per replica id that ever took
+	// part, a new one at each member added. Past it, the oldest line is
+	// forgotten (a member removed long ago, most likely), and a member
+	// under that replica id would no longer be refused.
+	maxPeerLogs = 4096
+)
+
+// logID reads the log id dir's member records, or draws one, durably,
+// when there is none: a new directory, or one made before log ids.
+func logID(dir string) (uint64, error) {
+	path := filepath.Join(dir, logIDFile)
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		id, perr := strconv.ParseUint(strings.TrimSpace(string(b)), 16, 64)
+		if perr != nil || id == 0 {
+			return 0, fmt.Errorf("runtime: %s does not hold a log id (%q): a member's data directory was damaged; replace the member "+
+				"(remove it, wipe cluster.data_dir, add it back: docs/operations.md, Membership changes)", path, b)
+		}
+		return id, nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return 0, fmt.Errorf("cluster.data_dir: %w", err)
+	}
+	var r [8]byte
+	for binary.BigEndian.Uint64(r[:]) == 0 {
+		if _, err := rand.Read(r[:]); err != nil {
+			return 0, fmt.Errorf("runtime: drawing a log id: %w", err)
+		}
+	}
+	id := binary.BigEndian.Uint64(r[:])
+	if err := writeDurably(dir, logIDFile, fmt.Sprintf("%016x\n", id)); err != nil {
+		return 0, err
+	}
+	return id, nil
+}
+
+// peerLogs is the book of the logs peers took part under
+// (transport.Book), kept in peerLogsFile.
+type peerLogs struct {
+	dir     string
+	changed chan struct{} // a replica booked: Node.shareLogs proposes it
+
+	mu    sync.Mutex
+	logs  map[uint64]uint64 // replica id → log id
+	order []uint64          // replica ids, oldest first
+}
+
+var _ transport.Book = (*peerLogs)(nil)
+
+func openPeerLogs(dir string) (*peerLogs, error) {
+	b := &peerLogs{dir: dir, changed: make(chan struct{}, 1), logs: map[uint64]uint64{}}
+	path := filepath.Join(dir, peerLogsFile)
+	f, err := os.Open(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return b, nil
+	case err != nil:
+		return nil, fmt.Errorf("cluster.data_dir: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for line := 1; sc.Scan(); line++ {
+		replica, log, ok := parsePeerLog(sc.Text())
+		if !ok {
+			return nil, fmt.Errorf("runtime: %s, line %d, is not \"<replica id> <log id>\" in hex (%q): it is written whole or not at all, "+
+				"so the directory was damaged; replace the member (docs/operations.md, Membership changes)", path, line, sc.Text())
+		}
+		if _, dup := b.logs[replica]; !dup {
+			b.order = append(b.order, replica)
+		}
+		b.logs[replica] = log
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("cluster.data_dir: %w", err)
+	}
+	return b, nil
+}
+
+func parsePeerLog(line string) (replica, log uint64, ok bool) {
+	a, b, found := strings.Cut(strings.TrimSpace(line), " ")
+	r, err1 := strconv.ParseUint(a, 16, 64)
+	l, err2 := strconv.ParseUint(b, 16, 64)
+	return r, l, found && err1 == nil && err2 == nil && r != 0 && l != 0
+}
+
+// Known implements transport.Book.
+func (b *peerLogs) Known(replica uint64) (uint64, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	log, ok := b.logs[replica]
+	return log, ok
+}
+
+// Record implements transport.Book, and has the record shared.
+func (b *peerLogs) Record(id transport.Identity) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if had, ok := b.logs[id.Replica]; ok {
+		if had != id.Log {
+			return fmt.Errorf("runtime: replica %x took part under log %016x, not %016x", id.Replica, had, id.Log)
+		}
+		return nil
+	}
+	if err := b.add(map[uint64]uint64{id.Replica: id.Log}); err != nil {
+		return err
+	}
+	select {
+	case b.changed <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// learn books what the replicated state holds (a record, a snapshot). A
+// replica booked here under another log keeps it: this member saw it
+// take part under that one, and refuses the other.
+func (b *peerLogs) learn(replicated map[uint64]uint64, log *slog.Logger) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	news := map[uint64]uint64{}
+	for r, l := range replicated {
+		had, ok := b.logs[r]
+		switch {
+		case !ok:
+			news[r] = l
+		case had != l:
+			log.Error("the replicated state names another log for a replica than this member saw it take part under: "+
+				"a member lost its log and took part again before it was refused; replace it (docs/operations.md, Membership changes)",
+				"replica_id", fmt.Sprintf("%x", r), "seen", fmt.Sprintf("%016x", had), "replicated", fmt.Sprintf("%016x", l))
+		}
+	}
+	if len(news) == 0 {
+		return
+	}
+	if err := b.add(news); err != nil {
+		log.Error("could not book the peers' logs: a member that lost its log would not be refused by this one", "err", err)
+	}
+}
+
+// missing returns what the book holds and replicated lacks.
+func (b *peerLogs) missing(replicated map[uint64]uint64) map[uint64]uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := map[uint64]uint64{}
+	for r, l := range b.logs {
+		if _, ok := replicated[r]; !ok {
+			out[r] = l
+		}
+	}
+	return out
+}
+
+// add writes the book again with news, under b.mu, and keeps them once
+// they are on disk: at most once per replica id that ever takes part.
+func (b *peerLogs) add(news map[uint64]uint64) error {
+	order := slices.Clone(b.order)
+	for _, r := range slices.Sorted(maps.Keys(news)) {
+		order = append(order, r)
+	}
+	order = order[max(0, len(order)-maxPeerLogs):]
+	var text strings.Builder
+	for _, r := range order {
+		l, ok := news[r]
+		if !ok {
+			l = b.logs[r]
+		}
+		fmt.Fprintf(&text, "%016x %016x\n", r, l)
+	}
+	if err := writeDurably(b.dir, peerLogsFile, text.String()); err != nil {
+		return err
+	}
+	maps.Copy(b.logs, news)
+	for _, r := range b.order[:min(len(b.order), len(b.order)+len(news)-len(order))] { // forgotten
+		delete(b.logs, r)
+	}
+	b.order = order
+	return nil
+}
+
+// writeDurably replaces dir/file with text, whole or not at all, and
+// syncs it and the directory before it returns.
+func writeDurably(dir, file, text string) error {
+	path := filepath.Join(dir, file)
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return fmt.Errorf("cluster.data_dir: %w", err)
+	}
+	_, err = f.WriteString(text)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err == nil {
+		var d *os.File
+		if d, err = os.Open(dir); err == nil {
+			err = d.Sync()
+			d.Close()
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("cluster.data_dir: %w", err)
+	}
+	return nil
+}
+
+// shareRetry is how long shareLogs waits after a proposal that failed (no
+// leader yet, or one lost) before it tries again.
+const shareRetry = time.Second
+
+// shareLogs proposes, in shard 0, the logs this member booked that the
+// replicated state lacks, so that every member refuses a peer that comes
+// back under another log, not only those that heard it take part (a
+// follower hears little of another follower). It runs until the node
+// stops: at start, at each replica booked, and after a failure.
+func (n *Node) shareLogs() {
+	sh := n.shards[0]
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-n.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	retry := time.NewTimer(0)
+	defer retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.book.changed:
+		case <-retry.C:
+		}
+		replicated, _ := sh.sm.Lookup(logsQuery{})
+		missing := n.book.missing(replicated.(map[uint64]uint64))
+		if len(missing) == 0 {
+			continue
+		}
+		pctx, pcancel := context.WithTimeout(ctx, n.proposalTimeout)
+		_, err := n.nh.SyncPropose(pctx, sh.session, encodeLogs(missing))
+		pcancel()
+		if err != nil {
+			retry.Reset(shareRetry)
+		}
+	}
+}
