@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
 )
 
 // TestMembersOfOtherVersionsAreCutOff: a member whose build applies the log
