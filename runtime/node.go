@@ -205,6 +205,12 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		return nil, fmt.Errorf("runtime: starting Dragonboat on %s in %s: %w%s", cfg.Cluster.RaftAddress, dir, err, dataDirHint(err))
 	}
 	n.nh = nh
+	if n.book != nil {
+		n.book.knowMembers(func() map[uint64]string {
+			members, _ := n.shardMembers(n.shards[0])
+			return members
+		})
+	}
 	if err := n.checkShardCount(dir); err != nil {
 		nh.Close()
 		return nil, err

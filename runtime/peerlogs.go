@@ -75,6 +75,9 @@ type peerLogs struct {
 	mu    sync.Mutex
 	logs  map[uint64]uint64 // replica id → log id
 	order []uint64          // replica ids, oldest first
+	// members is the membership as this node knows it (replica id → Raft
+	// address), once its NodeHost runs.
+	members func() map[uint64]string
 }
 
 var _ transport.Book = (*peerLogs)(nil)
@@ -121,6 +124,32 @@ func (b *peerLogs) Known(replica uint64) (uint64, bool) {
 	defer b.mu.Unlock()
 	log, ok := b.logs[replica]
 	return log, ok
+}
+
+// At implements transport.Book.
+func (b *peerLogs) At(addr string) (transport.Identity, bool) {
+	b.mu.Lock()
+	members := b.members
+	b.mu.Unlock()
+	if members == nil {
+		return transport.Identity{}, false
+	}
+	for replica, a := range members() {
+		if a != addr {
+			continue
+		}
+		if log, ok := b.Known(replica); ok {
+			return transport.Identity{Replica: replica, Log: log}, true
+		}
+	}
+	return transport.Identity{}, false
+}
+
+// knowMembers gives the book the membership, once the NodeHost runs.
+func (b *peerLogs) knowMembers(members func() map[uint64]string) {
+	b.mu.Lock()
+	b.members = members
+	b.mu.Unlock()
 }
 
 // Record implements transport.Book, and has the record shared.

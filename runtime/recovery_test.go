@@ -376,3 +376,44 @@ func TestMemberThatLostItsLogIsCutOff(t *testing.T) {
 		t.Errorf("the wiped member applied up to %d, want nothing: it is sent no entries", a)
 	}
 }
+
+// TestWipedMemberRestartedBesideItsLeader: the common case of a lost log,
+// a follower wiped and started again as it was while the others run. The
+// leader, which dials it first, would send a commit index beyond its empty
+// log, on which Raft panics; its hello says whom it expects there, and the
+// wiped member refuses the connection itself. It applies nothing, says why,
+// and the others serve on.
+func TestWipedMemberRestartedBesideItsLeader(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 3})
+	l := c.waitLeader(0)
+	w := (l + 1) % 3
+	n := c.nodes[l]
+	s := session(t, n, time.Hour)
+	last := cycle(t, n, s, "x", 5, 0)
+	eventually(t, "every member knows the others' logs", func() bool {
+		for i := range c.nodes {
+			for j := range c.nodes {
+				if _, ok := c.nodes[i].book.Known(c.nodes[j].replicaID); i != j && !ok {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	c.stop(w)
+	if err := os.RemoveAll(c.cfgs[w].Cluster.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	c.restart(w)
+	eventually(t, "the wiped member hears that it lost its log", func() bool {
+		return counter(t, c.regs[w], "lockstep_raft_lost_log") == 1
+	})
+	last = cycle(t, n, s, "x", 5, last)
+	time.Sleep(time.Second) // ten heartbeats
+	if a := c.nodes[w].shards[0].sm.appliedIndex.Load(); a != 0 {
+		t.Errorf("the wiped member applied up to %d, want nothing", a)
+	}
+	if lead := c.waitLeaderBesides(0, w); lead != l {
+		t.Errorf("leadership moved from node %d to node %d", l+1, lead+1)
+	}
+}

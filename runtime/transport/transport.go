@@ -34,7 +34,11 @@
 //	identity uvarint length, then 16 bytes (or none): the sender's
 //	         replica id and the id of its log, big-endian (Identity)
 //	refusal  uvarint length, then the bytes: only in a refused peer's
-//	         answer, why ("lost log"; absent: its versions differ)
+//	         answer, why ("lost log": the dialler lost its log; "known
+//	         under another log": the receiver did; empty: its versions
+//	         differ)
+//	expect   uvarint length, then 16 bytes (or none): the identity the
+//	         dialler knows the member at the address it dialled by
 //	...      more fields of the same shape, which a receiver that does
 //	         not know them skips (a later build's)
 //
@@ -61,7 +65,11 @@
 // could be lost. Its data directory gives it a new log id, which its
 // peers, having seen it take part under another, refuse: answered with a
 // "lost log" refusal, it is dialled no more and dials them no more for
-// refusedHoldOff at a time, so it neither votes nor is sent the log.
+// refusedHoldOff at a time, so it neither votes nor is sent the log. A
+// peer that dials it first says in its hello whom it expects there, and
+// the member refuses that connection itself: a leader's heartbeat would
+// otherwise carry a commit index beyond its empty log, on which Raft
+// panics.
 package transport
 
 import (
@@ -129,8 +137,10 @@ const (
 	// identitySize is an identity field's length when it is present.
 	identitySize = 16
 	// refusedLostLog is the refusal a receiver answers a member that lost
-	// its log with.
-	refusedLostLog = "lost log"
+	// its log with; refusedKnownOtherwise, what a member that lost its log
+	// answers a peer that expected it under its old one.
+	refusedLostLog        = "lost log"
+	refusedKnownOtherwise = "known under another log"
 )
 
 var (
@@ -188,6 +198,10 @@ type Book interface {
 	// Dragonboat only after. It fails when the book holds another log for
 	// the replica.
 	Record(id Identity) error
+	// At returns the identity the book holds for the member at a Raft
+	// address (its replica id as this member knows the membership, the
+	// log it took part under), when it holds one.
+	At(addr string) (Identity, bool)
 }
 
 var _ dbconfig.TransportFactory = Factory{}
@@ -200,8 +214,9 @@ func (f Factory) Create(nhc dbconfig.NodeHostConfig, onBatch raftio.MessageHandl
 	}
 	return &TCP{nhc: nhc, onBatch: onBatch, onChunk: onChunk, encrypted: nhc.MutualTLS, credentials: f.Credentials, obs: obs,
 		conns: map[net.Conn]struct{}{}, refused: map[string]refusal{}, compat: f.Compatibility, book: f.Book, id: f.Self,
-		hello:        helloPayload(hello{compat: f.Compatibility, addr: nhc.RaftAddress, self: f.Self}),
-		lostLogHello: helloPayload(hello{compat: f.Compatibility, addr: nhc.RaftAddress, self: f.Self, refusal: refusedLostLog})}
+		hello:               helloPayload(hello{compat: f.Compatibility, addr: nhc.RaftAddress, self: f.Self}),
+		lostLogHello:        helloPayload(hello{compat: f.Compatibility, addr: nhc.RaftAddress, self: f.Self, refusal: refusedLostLog}),
+		knownOtherwiseHello: helloPayload(hello{compat: f.Compatibility, addr: nhc.RaftAddress, self: f.Self, refusal: refusedKnownOtherwise})}
 }
 
 // Observer is told what the transport does, so that the node can count it
@@ -228,9 +243,10 @@ type Observer interface {
 	// connected from when it sent no hello); theirs is its Compatibility
 	// ("" when it sent no hello).
 	Incompatible(peer, theirs string)
-	// LostLog: a member that lost its log was refused, by this member
-	// (ours false: peer is its Raft address, replica its replica id) or by
-	// peer (ours true: this member is the one that lost it).
+	// LostLog: a member that lost its log was cut off: ours false, peer
+	// did (peer is its Raft address, replica its replica id), refused by
+	// this member or refusing it; ours true, this member did, refused by
+	// peer or refusing it.
 	LostLog(peer string, replica uint64, ours bool)
 }
 
@@ -269,8 +285,9 @@ type TCP struct {
 	book        Book     // Factory.Book
 	id          Identity // Factory.Self
 	hello       []byte   // the payload of this member's hello
-	// lostLogHello answers a peer that lost its log.
-	lostLogHello []byte
+	// lostLogHello answers a peer that lost its log; knownOtherwiseHello,
+	// a peer that expected this member under the log it lost.
+	lostLogHello, knownOtherwiseHello []byte
 
 	mu      sync.Mutex
 	ln      net.Listener
@@ -646,10 +663,16 @@ func (t *TCP) record(h hello, conn net.Conn) bool {
 func (t *TCP) refuseLostLog(h hello, conn net.Conn) {
 	_ = t.write(conn, t.lostLogHello)
 	t.obs.Refused("lost log")
-	t.mu.Lock()
-	t.refused[h.addr] = refusal{lostLog: true, until: time.Now().Add(refusedHoldOff)}
-	t.mu.Unlock()
+	t.holdOffLostLog(h.addr)
 	t.obs.LostLog(h.addr, h.self.Replica, false)
+}
+
+// holdOffLostLog dials addr no more for refusedHoldOff: one of us lost
+// its log.
+func (t *TCP) holdOffLostLog(addr string) {
+	t.mu.Lock()
+	t.refused[addr] = refusal{lostLog: true, until: time.Now().Add(refusedHoldOff)}
+	t.mu.Unlock()
 }
 
 // greeted reads the connection's first frame, which must be a hello with
@@ -681,6 +704,14 @@ func (t *TCP) greeted(conn net.Conn, r *bufio.Reader) (hello, bool) {
 		_ = t.sayHello(conn)
 		t.obs.Refused("versions")
 		t.obs.Incompatible(peer, compat)
+		return h, false
+	case h.expect.Replica != 0 && h.expect.Replica == t.id.Replica && h.expect.Log != t.id.Log:
+		// The dialler knows this member under another log: this one lost
+		// it. Nothing of the dialler's may reach Dragonboat.
+		_ = t.write(conn, t.knownOtherwiseHello)
+		t.obs.Refused("lost log")
+		t.holdOffLostLog(h.addr)
+		t.obs.LostLog(h.addr, t.id.Replica, true)
 		return h, false
 	case t.book != nil && h.self.Replica != 0:
 		if log, known := t.book.Known(h.self.Replica); known && log != h.self.Log {
@@ -736,13 +767,27 @@ func (t *TCP) write(conn net.Conn, payload []byte) error {
 	return err
 }
 
+// helloTo is this member's hello to target: with whom it expects there,
+// when its Book knows.
+func (t *TCP) helloTo(target string) []byte {
+	if t.book == nil {
+		return t.hello
+	}
+	expect, ok := t.book.At(target)
+	if !ok {
+		return t.hello
+	}
+	return helloPayload(hello{compat: t.compat, addr: t.nhc.RaftAddress, self: t.id, expect: expect})
+}
+
 // hello is what a hello says: the sender's versions, Raft address and
-// identity (zero from a build before it), and in an answer why ours was
-// refused.
+// identity (zero from a build before it), in an answer why ours was
+// refused, and in a dialler's whom it expects at the address it dialled.
 type hello struct {
 	compat, addr string
 	self         Identity
 	refusal      string
+	expect       Identity
 }
 
 func helloPayload(h hello) []byte {
@@ -751,19 +796,28 @@ func helloPayload(h hello) []byte {
 	b = append(b, h.compat...)
 	b = binary.AppendUvarint(b, uint64(len(h.addr)))
 	b = append(b, h.addr...)
-	if h.self == (Identity{}) && h.refusal == "" {
-		return b
-	}
-	if h.self == (Identity{}) {
-		b = append(b, 0)
-	} else {
+	identity := func(id Identity) {
+		if id == (Identity{}) {
+			b = append(b, 0)
+			return
+		}
 		b = append(b, identitySize)
-		b = binary.BigEndian.AppendUint64(b, h.self.Replica)
-		b = binary.BigEndian.AppendUint64(b, h.self.Log)
+		b = binary.BigEndian.AppendUint64(b, id.Replica)
+		b = binary.BigEndian.AppendUint64(b, id.Log)
 	}
-	if h.refusal != "" {
+	// The optional fields, up to the last one set.
+	switch {
+	case h.expect != (Identity{}):
+		identity(h.self)
 		b = binary.AppendUvarint(b, uint64(len(h.refusal)))
 		b = append(b, h.refusal...)
+		identity(h.expect)
+	case h.refusal != "":
+		identity(h.self)
+		b = binary.AppendUvarint(b, uint64(len(h.refusal)))
+		b = append(b, h.refusal...)
+	case h.self != (Identity{}):
+		identity(h.self)
 	}
 	return b
 }
@@ -782,9 +836,9 @@ func parseHello(b []byte) (h hello, ok bool) {
 		b = b[k+int(n):]
 		return v, true
 	}
-	var fields [4]string
+	var fields [5]string
 	for i := range fields {
-		if len(b) == 0 && i >= 2 { // the identity and the refusal are optional
+		if len(b) == 0 && i >= 2 { // the identity, refusal and expect are optional
 			break
 		}
 		if fields[i], ok = field(); !ok {
@@ -800,12 +854,17 @@ func parseHello(b []byte) (h hello, ok bool) {
 		}
 	}
 	h = hello{compat: fields[0], addr: fields[1], refusal: fields[3]}
-	switch id := fields[2]; len(id) {
-	case 0:
-	case identitySize:
-		h.self = Identity{Replica: binary.BigEndian.Uint64([]byte(id[:8])), Log: binary.BigEndian.Uint64([]byte(id[8:]))}
-	default:
-		return hello{}, false
+	for _, f := range []struct {
+		text string
+		id   *Identity
+	}{{fields[2], &h.self}, {fields[4], &h.expect}} {
+		switch len(f.text) {
+		case 0:
+		case identitySize:
+			*f.id = Identity{Replica: binary.BigEndian.Uint64([]byte(f.text[:8])), Log: binary.BigEndian.Uint64([]byte(f.text[8:]))}
+		default:
+			return hello{}, false
+		}
 	}
 	return h, true
 }
@@ -858,7 +917,7 @@ func (t *TCP) dial(ctx context.Context, target string) (net.Conn, error) {
 	}
 	conn, err := t.dialTLS(ctx, target)
 	if err == nil {
-		if err = t.sayHello(conn); err != nil {
+		if err = t.write(conn, t.helloTo(target)); err != nil {
 			conn.Close()
 			conn = nil
 		}
@@ -925,15 +984,18 @@ func (c *Connection) connect() error {
 // versions, or as a member that lost its log. It is not dialled again for
 // refusedHoldOff.
 func (t *TCP) heldOff(target string, h hello) {
-	lost := h.refusal == refusedLostLog
+	lost := h.refusal == refusedLostLog || h.refusal == refusedKnownOtherwise
 	t.mu.Lock()
 	t.refused[target] = refusal{theirs: h.compat, lostLog: lost, until: time.Now().Add(refusedHoldOff)}
 	t.mu.Unlock()
-	if lost {
+	switch h.refusal {
+	case refusedLostLog: // this member lost its log
 		t.obs.LostLog(target, t.id.Replica, true)
-		return
+	case refusedKnownOtherwise: // the peer did
+		t.obs.LostLog(target, h.self.Replica, false)
+	default:
+		t.obs.Incompatible(target, h.compat)
 	}
-	t.obs.Incompatible(target, h.compat)
 }
 
 // watch marks conn ended and closes it the moment the peer ends it. A

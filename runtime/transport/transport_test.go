@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -997,9 +998,21 @@ func eventually(t *testing.T, what string, cond func() bool) {
 
 // memoryBook is a Book in memory; Record fails while fail is set.
 type memoryBook struct {
-	mu   sync.Mutex
-	logs map[uint64]uint64
-	fail bool
+	mu    sync.Mutex
+	logs  map[uint64]uint64
+	addrs map[string]uint64 // the membership: Raft address → replica id
+	fail  bool
+}
+
+func (b *memoryBook) At(addr string) (Identity, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	r, ok := b.addrs[addr]
+	if !ok {
+		return Identity{}, false
+	}
+	log, ok := b.logs[r]
+	return Identity{Replica: r, Log: log}, ok
 }
 
 func (b *memoryBook) Known(replica uint64) (uint64, bool) {
@@ -1030,7 +1043,7 @@ func (b *memoryBook) Record(id Identity) error {
 // a hello without an identity (an older build) is taken, and a message
 // that could not be booked is not delivered.
 func TestMemberThatLostItsLogIsRefused(t *testing.T) {
-	book := &memoryBook{logs: map[uint64]uint64{}}
+	book := &memoryBook{logs: map[uint64]uint64{}, addrs: map[string]uint64{}}
 	got := newRecorder()
 	r := newReceiver()
 	recv := startWith(t, Factory{Observer: got, Book: book, Self: Identity{Replica: 0xa, Log: 1}}, dbconfig.NodeHostConfig{}, r)
@@ -1102,6 +1115,43 @@ func TestMemberThatLostItsLogIsRefused(t *testing.T) {
 		}
 	})
 
+	// Dialled first by a peer that knows it: the wiped member refuses the
+	// connection itself, since what the peer sends (a leader's commit
+	// index) does not fit its empty log, and both hear why.
+	wipedHeard, wipedGot := newRecorder(), newReceiver()
+	listening := startWith(t, Factory{Observer: wipedHeard, Self: Identity{Replica: 0xb, Log: 103}}, dbconfig.NodeHostConfig{}, wipedGot)
+	wipedAddr := listening.Addr().String()
+	book.mu.Lock()
+	book.addrs[wipedAddr] = 0xb
+	book.mu.Unlock()
+	toWiped, err := recv.GetConnection(context.Background(), wipedAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer toWiped.Close()
+	_ = toWiped.SendMessageBatch(typed(pb.Heartbeat))
+	eventually(t, "the peer hears that the member it dialled lost its log", func() bool {
+		n := 0
+		got.read(func() { n = len(got.lost) })
+		return n == 2
+	})
+	got.read(func() {
+		if want := wipedAddr + " b false"; got.lost[1] != want {
+			t.Errorf("the peer heard %q, want %q", got.lost[1], want)
+		}
+	})
+	wipedHeard.read(func() {
+		if wipedHeard.refused["lost log"] != 1 || len(wipedHeard.lost) != 1 || !strings.HasSuffix(wipedHeard.lost[0], " b true") {
+			t.Errorf("the wiped member refused %v and heard %q, want one lost log, its own", wipedHeard.refused, wipedHeard.lost)
+		}
+	})
+	if n := wipedGot.count(); n != 0 {
+		t.Errorf("%d frames reached the wiped member's Dragonboat", n)
+	}
+	if err := toWiped.SendMessageBatch(typed(pb.Heartbeat)); !errors.Is(err, errLostLog) {
+		t.Errorf("a send to the wiped member within the hold-off: %v, want %v", err, errLostLog)
+	}
+
 	// An older build's hello carries no identity: taken, booking nothing.
 	old := dial("10.0.0.3:7001", Identity{})
 	send(old, typed(pb.Heartbeat))
@@ -1122,6 +1172,9 @@ func TestMemberThatLostItsLogIsRefused(t *testing.T) {
 	if n := r.count(); n != 3 {
 		t.Fatalf("%d batches reached Dragonboat, want 3: the pre-vote, the vote and the older build's heartbeat", n)
 	}
+	if n := wipedGot.count(); n != 0 {
+		t.Errorf("%d frames reached the wiped member's Dragonboat", n)
+	}
 	if len(book.logs) != 1 {
 		t.Errorf("the book holds %v, want only replica b", book.logs)
 	}
@@ -1134,6 +1187,10 @@ func TestMemberThatLostItsLogIsRefused(t *testing.T) {
 		t.Errorf("hello\n%x\nwant\n%x", b, want)
 	}
 	if back, ok := parseHello(want); !ok || back != h {
+		t.Errorf("parsed %+v %v, want %+v", back, ok, h)
+	}
+	h.refusal, h.expect = "", Identity{Replica: 5, Log: 6}
+	if back, ok := parseHello(helloPayload(h)); !ok || back != h {
 		t.Errorf("parsed %+v %v, want %+v", back, ok, h)
 	}
 	if _, ok := parseHello(append([]byte{1, 1, 'c', 3, 'a', ':', '1', 3}, "abc"...)); ok {
