@@ -19,7 +19,7 @@ import (
 // fault heals (or restarts what it killed) before the next one starts.
 type Fault struct {
 	At     time.Duration `json:"at_ms"` // after the workload starts
-	Kind   string        `json:"kind"`  // kill, pause, partition, disk, members, clock, versions
+	Kind   string        `json:"kind"`  // kill, pause, partition, disk, members, clock, versions, wiped
 	Leader bool          `json:"leader"`
 	Shard  int           `json:"shard"` // whose leader (or follower) is hit
 	Mode   string        `json:"mode,omitempty"`
@@ -165,7 +165,7 @@ func plan(o *Options) []Fault {
 		case "members":
 			f.Hold = time.Duration(1000+r.IntN(3000)) * time.Millisecond
 			f.Leader = false // a member is added, nobody is hit
-		case "versions":
+		case "versions", "wiped":
 			f.Hold = time.Duration(1500+r.IntN(2500)) * time.Millisecond
 		case "partition":
 			modes := []string{modeIsolate, modeOneWay, modeLink, modeBridge, modeSlow, modeClientsCut, modeClientsSlow}
@@ -396,19 +396,7 @@ func (n *nemesis) otherVersions(victim *cluster.Node, hold time.Duration) (viola
 		victim.Kill()
 		err = errors.Join(err, victim.Start())
 	}()
-	applied := func() ([]uint64, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), clockBound)
-		defer cancel()
-		hs, err := victim.StateHashes(ctx)
-		if err != nil {
-			return nil, err
-		}
-		out := make([]uint64, len(hs))
-		for i, h := range hs {
-			out[i] = h.AppliedIndex
-		}
-		return out, nil
-	}
+	applied := func() ([]uint64, error) { return appliedIndexes(victim) }
 	// Its own log first: settled when two reads a step apart agree. One
 	// that never settles went on applying past its own log.
 	var settled, first, prev []uint64
@@ -445,6 +433,58 @@ func (n *nemesis) otherVersions(victim *cluster.Node, hold time.Duration) (viola
 		}
 	}
 	return "", nil
+}
+
+// appliedIndexes reads what each of nd's shards has applied (its state
+// hash hook).
+func appliedIndexes(nd *cluster.Node) ([]uint64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), clockBound)
+	defer cancel()
+	hs, err := nd.StateHashes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]uint64, len(hs))
+	for i, h := range hs {
+		out[i] = h.AppliedIndex
+	}
+	return out, nil
+}
+
+// wipedAsItWas is a lost disk mishandled: the victim is killed, its data
+// directory wiped, and it is started again as it was, with its
+// configuration and no replacement (what an operator might do after
+// changing a disk). It has forgotten its votes and the entries it
+// acknowledged, and its peers must refuse it (docs/runtime.md, "The
+// identity keeps out a member that lost its log"): for the hold it must
+// apply nothing and keep running (a leader's commit index beyond its
+// empty log would make Raft panic). Either failing is the violation
+// answered. Healed by replacing it, as the disk fault does.
+func (n *nemesis) wipedAsItWas(victim *cluster.Node, hold time.Duration) (violation string, err error) {
+	victim.Kill()
+	if err := victim.Wipe(); err != nil {
+		return "", errors.Join(err, victim.Start())
+	}
+	if err := victim.Start(); err != nil {
+		return "", errors.Join(err, n.loseDisk(victim, 0))
+	}
+	for end := time.Now().Add(hold); violation == "" && time.Now().Before(end); time.Sleep(settleEvery) {
+		if !victim.Running() {
+			violation = fmt.Sprintf("wiped: %s, started again as it was after its data directory was wiped, exited: %s", victim.ID, victim.Tail(3))
+			break
+		}
+		applied, err := appliedIndexes(victim)
+		if err != nil {
+			continue // still starting
+		}
+		for i, a := range applied {
+			if a > 0 {
+				violation = fmt.Sprintf("wiped: %s, started again as it was after its data directory was wiped, applied shard %d's entries up to %d: its peers did not refuse it",
+					victim.ID, i, a)
+			}
+		}
+	}
+	return violation, n.loseDisk(victim, 0)
 }
 
 // clockBound bounds each call to a node's clock hook, and the wait for a
@@ -659,6 +699,12 @@ func (n *nemesis) make(f Fault) FaultRecord {
 		}
 	case "versions":
 		violation, err := n.otherVersions(victim, f.Hold)
+		rec.Violation = violation
+		if err != nil {
+			rec.Err = err.Error()
+		}
+	case "wiped":
+		violation, err := n.wipedAsItWas(victim, f.Hold)
 		rec.Violation = violation
 		if err != nil {
 			rec.Err = err.Error()

@@ -14,10 +14,11 @@ import (
 var Nemeses = []string{"kill", "pause", "partition", "clock", "disk", "members"}
 
 // OptInNemeses are fault kinds a run makes only when -nemesis names them:
-// "versions" restarts a member as a build of other log versions would run.
-// Left out of the default, so that the default's schedules stay as they
-// were drawn.
-var OptInNemeses = []string{"versions"}
+// "versions" restarts a member as a build of other log versions would run;
+// "wiped" starts a member again as it was after its data directory was
+// wiped. Left out of the default, so that the default's schedules stay as
+// they were drawn.
+var OptInNemeses = []string{"versions", "wiped"}
 
 // Options of one run. Seed, Binary and Duration are required; the rest is
 // drawn from the seed when left zero.
