@@ -167,7 +167,40 @@ func (n *Node) RemoveNode(ctx context.Context, nodeID string) error {
 			return fmt.Errorf("runtime: removing %s from %s: %w", nodeID, sh, err)
 		}
 	}
+	n.markRemoved(ctx)
 	return nil
+}
+
+// markRemoved records, in shard 0, that the replicas its membership has
+// removed are (log 0), so that every member tells one that still runs
+// (runtime/peerlogs.go). Best effort: the removal stands without it, and a
+// later removal records the ones missed.
+func (n *Node) markRemoved(ctx context.Context) {
+	sh := n.shards[0]
+	err := n.membershipAttempts(ctx, sh, func(actx context.Context) error {
+		mem, err := n.nh.SyncGetShardMembership(actx, sh.dbID)
+		if err != nil {
+			return err
+		}
+		logs, err := sh.sm.Lookup(logsQuery{})
+		if err != nil {
+			return err
+		}
+		marks := map[uint64]uint64{}
+		for id := range mem.Removed {
+			if log, ok := logs.(map[uint64]uint64)[id]; !ok || log != 0 {
+				marks[id] = 0
+			}
+		}
+		if len(marks) == 0 {
+			return nil
+		}
+		_, err = n.nh.SyncPropose(actx, sh.session, encodeLogs(marks))
+		return err
+	})
+	if err != nil {
+		n.log.Warn("the removal is not recorded for the members to tell the removed one, if it runs; the next removal records it", "err", err)
+	}
 }
 
 // membershipAttempts runs one membership step (read the membership, then

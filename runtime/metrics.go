@@ -46,6 +46,7 @@ type metrics struct {
 	raftReceived     prometheus.Counter
 	raftRefused      *prometheus.CounterVec
 	lostLog          prometheus.Gauge
+	removed          prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -103,9 +104,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		raftReceived: prometheus.NewCounter(prometheus.CounterOpts{Name: "lockstep_raft_received_bytes_total",
 			Help: "Raft frame bytes read from peers."}),
 		raftRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lockstep_raft_refused_connections_total",
-			Help: "Inbound Raft connections closed for what they sent, by reason (tls, no hello, versions, lost log, malformed, checksum, chunk refused, unbooked)."}, []string{"reason"}),
+			Help: "Inbound Raft connections closed for what they sent, by reason (tls, no hello, versions, lost log, removed, other replica, malformed, checksum, chunk refused, unbooked)."}, []string{"reason"}),
 		lostLog: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lockstep_raft_lost_log",
 			Help: "1 once a peer refused this member as one that lost its log (its data directory made anew under a replica id that took part before): it must be replaced."}),
+		removed: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lockstep_raft_removed",
+			Help: "1 once a peer refused this member as removed from the cluster: it takes no part; stop it, or add it back."}),
 	}
 	if reg == nil {
 		return m, nil
@@ -113,7 +116,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, c := range []prometheus.Collector{m.leaderElections, m.commitLatency, m.applyLatency, m.entriesApplied,
 		m.commandsApplied, m.proposalsFailed, m.proposalsFlight, m.pendingRequests, m.activeLocks, m.sessions,
 		m.waiters, m.objects, m.isLeader, m.hasLeader, m.clockOffset, m.snapshotsSaved, m.snapshotsLoaded, m.snapshotBytes, m.sessionsExpired, m.watchSubscribers,
-		m.peerDials, m.peerSentBytes, m.peerSendFailures, m.peerDisconnects, m.raftReceived, m.raftRefused, m.lostLog} {
+		m.peerDials, m.peerSentBytes, m.peerSendFailures, m.peerDisconnects, m.raftReceived, m.raftRefused, m.lostLog, m.removed} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {
@@ -204,6 +207,21 @@ func (r raftTraffic) LostLog(peer string, replica uint64, ours bool) {
 	}
 }
 
+func (r raftTraffic) OtherReplica(peer string, expected uint64, ours bool) {
+	if r.cutOff != nil {
+		r.cutOff.otherReplica(peer, expected, ours)
+	}
+}
+
+func (r raftTraffic) Removed(peer string, replica uint64, ours bool) {
+	if ours {
+		r.m.removed.Set(1)
+	}
+	if r.cutOff != nil {
+		r.cutOff.removed(peer, replica, ours)
+	}
+}
+
 // cutOffLog logs each peer cut off (for its versions, or a lost log), at
 // most once per cutOffEvery: the peer redials at every message it sends,
 // ten times a second or more.
@@ -264,6 +282,37 @@ func (l *cutOffLog) incompatible(peer, theirs string) {
 	l.log.Error("cut off from a member that applies the log differently: "+
 		"every member of a cluster must run a build of the same versions (docs/operations.md, Upgrading)",
 		"peer", l.who(peer), "theirs", theirs, "ours", l.ours)
+}
+
+func (l *cutOffLog) otherReplica(peer string, expected uint64, ours bool) {
+	if !l.due(peer, "other replica") {
+		return
+	}
+	if ours {
+		l.log.Error("a peer expects another replica at this member's Raft address: this member runs under another incarnation "+
+			"than the one the cluster added it as (start it with the incarnation lockstep cluster add answered), or took "+
+			"another member's raft_address",
+			"peer", l.who(peer), "expected_replica_id", fmt.Sprintf("%x", expected))
+		return
+	}
+	l.log.Warn("the member at a peer's Raft address is not the replica the membership has there: an old incarnation still "+
+		"running, or another process on its address; it is cut off",
+		"peer", l.who(peer), "expected_replica_id", fmt.Sprintf("%x", expected))
+}
+
+func (l *cutOffLog) removed(peer string, replica uint64, ours bool) {
+	if !l.due(peer, "removed") {
+		return
+	}
+	if ours {
+		l.log.Error("a peer refuses this member: it was removed from the cluster (lockstep cluster remove), and a removed replica "+
+			"never takes part again; stop it, or to bring it back: lockstep cluster add, then start it on an empty cluster.data_dir "+
+			"with --join and the incarnation add answers (docs/operations.md, Membership changes)",
+			"peer", l.who(peer), "replica_id", fmt.Sprintf("%x", replica))
+		return
+	}
+	l.log.Warn("refused a member removed from the cluster: it still runs; stop it, or add it back (docs/operations.md, Membership changes)",
+		"peer", l.who(peer), "replica_id", fmt.Sprintf("%x", replica))
 }
 
 func (l *cutOffLog) lostLog(peer string, replica uint64, ours bool) {

@@ -115,7 +115,7 @@ func parsePeerLog(line string) (replica, log uint64, ok bool) {
 	a, b, found := strings.Cut(strings.TrimSpace(line), " ")
 	r, err1 := strconv.ParseUint(a, 16, 64)
 	l, err2 := strconv.ParseUint(b, 16, 64)
-	return r, l, found && err1 == nil && err2 == nil && r != 0 && l != 0
+	return r, l, found && err1 == nil && err2 == nil && r != 0
 }
 
 // Known implements transport.Book.
@@ -135,10 +135,8 @@ func (b *peerLogs) At(addr string) (transport.Identity, bool) {
 		return transport.Identity{}, false
 	}
 	for replica, a := range members() {
-		if a != addr {
-			continue
-		}
-		if log, ok := b.Known(replica); ok {
+		if a == addr {
+			log, _ := b.Known(replica)
 			return transport.Identity{Replica: replica, Log: log}, true
 		}
 	}
@@ -157,7 +155,10 @@ func (b *peerLogs) Record(id transport.Identity) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if had, ok := b.logs[id.Replica]; ok {
-		if had != id.Log {
+		switch {
+		case had == 0:
+			return fmt.Errorf("runtime: replica %x was removed from the cluster", id.Replica)
+		case had != id.Log:
 			return fmt.Errorf("runtime: replica %x took part under log %016x, not %016x", id.Replica, had, id.Log)
 		}
 		return nil
@@ -174,7 +175,8 @@ func (b *peerLogs) Record(id transport.Identity) error {
 
 // learn books what the replicated state holds (a record, a snapshot). A
 // replica booked here under another log keeps it: this member saw it
-// take part under that one, and refuses the other.
+// take part under that one, and refuses the other. A removal (log 0)
+// replaces what was booked: a removed replica never takes part again.
 func (b *peerLogs) learn(replicated map[uint64]uint64, log *slog.Logger) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -182,9 +184,9 @@ func (b *peerLogs) learn(replicated map[uint64]uint64, log *slog.Logger) {
 	for r, l := range replicated {
 		had, ok := b.logs[r]
 		switch {
-		case !ok:
+		case !ok || (l == 0 && had != 0):
 			news[r] = l
-		case had != l:
+		case had != l && had != 0:
 			log.Error("the replicated state names another log for a replica than this member saw it take part under: "+
 				"a member lost its log and took part again before it was refused; replace it (docs/operations.md, Membership changes)",
 				"replica_id", fmt.Sprintf("%x", r), "seen", fmt.Sprintf("%016x", had), "replicated", fmt.Sprintf("%016x", l))
@@ -212,13 +214,17 @@ func (b *peerLogs) missing(replicated map[uint64]uint64) map[uint64]uint64 {
 }
 
 // add writes the book again with news, under b.mu, and keeps them once
-// they are on disk: at most once per replica id that ever takes part.
+// they are on disk: at most once per replica id that ever takes part, and
+// once more at its removal.
 func (b *peerLogs) add(news map[uint64]uint64) error {
-	order := slices.Clone(b.order)
+	full := slices.Clone(b.order)
 	for _, r := range slices.Sorted(maps.Keys(news)) {
-		order = append(order, r)
+		if _, had := b.logs[r]; !had {
+			full = append(full, r)
+		}
 	}
-	order = order[max(0, len(order)-maxPeerLogs):]
+	forgotten := full[:max(0, len(full)-maxPeerLogs)] // the oldest
+	order := full[len(forgotten):]
 	var text strings.Builder
 	for _, r := range order {
 		l, ok := news[r]
@@ -231,7 +237,7 @@ func (b *peerLogs) add(news map[uint64]uint64) error {
 		return err
 	}
 	maps.Copy(b.logs, news)
-	for _, r := range b.order[:min(len(b.order), len(b.order)+len(news)-len(order))] { // forgotten
+	for _, r := range forgotten {
 		delete(b.logs, r)
 	}
 	b.order = order

@@ -417,3 +417,47 @@ func TestWipedMemberRestartedBesideItsLeader(t *testing.T) {
 		t.Errorf("leadership moved from node %d to node %d", l+1, lead+1)
 	}
 }
+
+// TestRemovedMemberIsToldSo: a member removed and started again on its data
+// directory, or one added back but started under its old incarnation (the
+// one removed), used to pre-vote (or wait to be sent the log) forever,
+// ignored and saying nothing. The removal is recorded in the log, and the
+// members refuse the removed one saying why; the one under its old
+// incarnation refuses the leader, whose hello expects the new one there.
+func TestRemovedMemberIsToldSo(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 3})
+	l := c.waitLeader(0)
+	x := (l + 1) % 3
+	n := c.nodes[l]
+	name := c.cfgs[x].Cluster.NodeID
+	c.stop(x)
+	if err := n.RemoveNode(tctx(t), name); err != nil {
+		t.Fatal(err)
+	}
+	c.restart(x)
+	eventually(t, "the removed member hears it was removed", func() bool {
+		return counter(t, c.regs[x], "lockstep_raft_removed") == 1
+	})
+	if labeled(t, c.regs[l], "lockstep_raft_refused_connections_total", "reason", "removed") == 0 {
+		t.Error("the leader counted no removed member refused")
+	}
+	if counter(t, c.regs[x], "lockstep_raft_lost_log") != 0 {
+		t.Error("the removed member was told it lost its log")
+	}
+
+	// Added back, but started empty under the incarnation removed.
+	c.stop(x)
+	inc, err := n.AddNodeIncarnation(tctx(t), name, c.cfgs[x].Cluster.RaftAddress)
+	if err != nil || inc != 1 {
+		t.Fatalf("AddNodeIncarnation: %d, %v", inc, err)
+	}
+	if err := os.RemoveAll(c.cfgs[x].Cluster.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	c.cfgs[x].Cluster.Join = true
+	c.restart(x)
+	// The leader dials the replica it added, and says so in its hello.
+	eventually(t, "the member under its old incarnation refuses a peer that expects the new one", func() bool {
+		return labeled(t, c.regs[x], "lockstep_raft_refused_connections_total", "reason", "other replica") > 0
+	})
+}

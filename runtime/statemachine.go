@@ -66,7 +66,7 @@ const recordVersion = 0xF1
 
 const (
 	recordNames = 1 // replica id → node id pairs
-	recordLogs  = 2 // replica id → log id pairs
+	recordLogs  = 2 // replica id → log id pairs; log 0: the replica was removed
 )
 
 // runtimeVersion numbers the runtime's records and snapshot header: 2
@@ -210,10 +210,16 @@ func (s *stateMachine) applyRecord(e *sm.Entry) {
 }
 
 // learnLogs keeps the logs of a record or a snapshot, the first one heard
-// for each replica, in the state and in the node's book.
+// for each replica, in the state and in the node's book; log 0 marks a
+// replica removed, for good.
 func (s *stateMachine) learnLogs(logs map[uint64]uint64) {
 	for _, id := range slices.Sorted(maps.Keys(logs)) { // in order: every replica keeps the same ones
-		if _, ok := s.logs[id]; !ok && id != 0 && logs[id] != 0 && len(s.logs) < maxPeerLogs {
+		had, ok := s.logs[id]
+		switch {
+		case id == 0:
+		case ok && logs[id] == 0 && had != 0:
+			s.logs[id] = 0
+		case !ok && len(s.logs) < maxPeerLogs:
 			s.logs[id] = logs[id]
 		}
 	}

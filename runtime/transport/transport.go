@@ -35,10 +35,13 @@
 //	         replica id and the id of its log, big-endian (Identity)
 //	refusal  uvarint length, then the bytes: only in a refused peer's
 //	         answer, why ("lost log": the dialler lost its log; "known
-//	         under another log": the receiver did; empty: its versions
+//	         under another log": the receiver did; "removed": the dialler
+//	         was removed from the cluster; "other replica": the receiver
+//	         is not the replica the dialler expected; empty: its versions
 //	         differ)
 //	expect   uvarint length, then 16 bytes (or none): the identity the
-//	         dialler knows the member at the address it dialled by
+//	         dialler knows the member at the address it dialled by (its
+//	         log 0 when it has not booked one)
 //	...      more fields of the same shape, which a receiver that does
 //	         not know them skips (a later build's)
 //
@@ -141,6 +144,11 @@ const (
 	// answers a peer that expected it under its old one.
 	refusedLostLog        = "lost log"
 	refusedKnownOtherwise = "known under another log"
+	// refusedRemoved answers a member removed from the cluster;
+	// refusedOtherReplica, a peer that expected another replica at this
+	// member's address.
+	refusedRemoved      = "removed"
+	refusedOtherReplica = "other replica"
 )
 
 var (
@@ -191,16 +199,18 @@ type Identity struct {
 // heartbeat), which its peers may have counted. Its methods must be safe
 // for concurrent use.
 type Book interface {
-	// Known returns the log replica took part under, when the book holds one.
+	// Known returns the log replica took part under, when the book holds
+	// one; 0 for a replica removed from the cluster, which never takes
+	// part again.
 	Known(replica uint64) (log uint64, ok bool)
 	// Record keeps that id.Replica took part under id.Log, durably before
 	// it returns: the transport hands the message that shows it to
 	// Dragonboat only after. It fails when the book holds another log for
 	// the replica.
 	Record(id Identity) error
-	// At returns the identity the book holds for the member at a Raft
-	// address (its replica id as this member knows the membership, the
-	// log it took part under), when it holds one.
+	// At returns the identity of the member at a Raft address: its replica
+	// id as this member knows the membership, and the log the book holds
+	// for it (0: none yet). ok is false when no member is there.
 	At(addr string) (Identity, bool)
 }
 
@@ -216,7 +226,9 @@ func (f Factory) Create(nhc dbconfig.NodeHostConfig, onBatch raftio.MessageHandl
 		conns: map[net.Conn]struct{}{}, refused: map[string]refusal{}, compat: f.Compatibility, book: f.Book, id: f.Self,
 		hello:               helloPayload(hello{compat: f.Compatibility, addr: nhc.RaftAddress, self: f.Self}),
 		lostLogHello:        helloPayload(hello{compat: f.Compatibility, addr: nhc.RaftAddress, self: f.Self, refusal: refusedLostLog}),
-		knownOtherwiseHello: helloPayload(hello{compat: f.Compatibility, addr: nhc.RaftAddress, self: f.Self, refusal: refusedKnownOtherwise})}
+		knownOtherwiseHello: helloPayload(hello{compat: f.Compatibility, addr: nhc.RaftAddress, self: f.Self, refusal: refusedKnownOtherwise}),
+		removedHello:        helloPayload(hello{compat: f.Compatibility, addr: nhc.RaftAddress, self: f.Self, refusal: refusedRemoved}),
+		otherReplicaHello:   helloPayload(hello{compat: f.Compatibility, addr: nhc.RaftAddress, self: f.Self, refusal: refusedOtherReplica})}
 }
 
 // Observer is told what the transport does, so that the node can count it
@@ -248,17 +260,28 @@ type Observer interface {
 	// this member or refusing it; ours true, this member did, refused by
 	// peer or refusing it.
 	LostLog(peer string, replica uint64, ours bool)
+	// Removed: a member removed from the cluster was refused: by this
+	// member (ours false: peer is its Raft address, replica its replica
+	// id), or this member by peer (ours true).
+	Removed(peer string, replica uint64, ours bool)
+	// OtherReplica: a member runs at an address where the membership has
+	// another replica (expected): this member, told by peer, which
+	// dialled it (ours true), or the one at peer, which refused this
+	// member's dial (ours false).
+	OtherReplica(peer string, expected uint64, ours bool)
 }
 
 type unobserved struct{}
 
-func (unobserved) Dialed(string, error)         {}
-func (unobserved) Sent(string, int, error)      {}
-func (unobserved) Ended(string)                 {}
-func (unobserved) Received(int)                 {}
-func (unobserved) Refused(string)               {}
-func (unobserved) Incompatible(_, _ string)     {}
-func (unobserved) LostLog(string, uint64, bool) {}
+func (unobserved) Dialed(string, error)              {}
+func (unobserved) Sent(string, int, error)           {}
+func (unobserved) Ended(string)                      {}
+func (unobserved) Received(int)                      {}
+func (unobserved) Refused(string)                    {}
+func (unobserved) Incompatible(_, _ string)          {}
+func (unobserved) LostLog(string, uint64, bool)      {}
+func (unobserved) Removed(string, uint64, bool)      {}
+func (unobserved) OtherReplica(string, uint64, bool) {}
 
 // Validate implements dbconfig.TransportFactory: a Raft address is
 // host:port with a port in 1..65535.
@@ -286,8 +309,10 @@ type TCP struct {
 	id          Identity // Factory.Self
 	hello       []byte   // the payload of this member's hello
 	// lostLogHello answers a peer that lost its log; knownOtherwiseHello,
-	// a peer that expected this member under the log it lost.
-	lostLogHello, knownOtherwiseHello []byte
+	// a peer that expected this member under the log it lost;
+	// removedHello, a peer removed from the cluster; otherReplicaHello, a
+	// peer that expected another replica here.
+	lostLogHello, knownOtherwiseHello, removedHello, otherReplicaHello []byte
 
 	mu      sync.Mutex
 	ln      net.Listener
@@ -300,9 +325,9 @@ type TCP struct {
 // refusal is why a peer is not dialled again until a time: it refused
 // our versions (theirs are its own), or one of us lost its log.
 type refusal struct {
-	theirs  string
-	lostLog bool
-	until   time.Time
+	theirs                         string
+	lostLog, removed, otherReplica bool
+	until                          time.Time
 }
 
 // errRefused fails a dial to a peer that refused this member's versions
@@ -312,6 +337,8 @@ var (
 	errRefused = errors.New("transport: the peer refused this member's versions")
 	errLostLog = errors.New("transport: a member lost its log (its data directory was made anew under a replica id that took part before): " +
 		"it must be removed and added back, not restarted as it is")
+	errRemoved      = errors.New("transport: the peer refused this member: it was removed from the cluster")
+	errOtherReplica = errors.New("transport: the member at this address is not the replica the membership has there (an old incarnation, or another process)")
 )
 
 var _ raftio.ITransport = (*TCP)(nil)
@@ -647,14 +674,26 @@ func tookPart(batch pb.MessageBatch) bool {
 // since this one's hello.
 func (t *TCP) record(h hello, conn net.Conn) bool {
 	if err := t.book.Record(h.self); err != nil {
-		if _, known := t.book.Known(h.self.Replica); known {
-			t.refuseLostLog(h, conn)
+		if log, known := t.book.Known(h.self.Replica); known {
+			t.refuseKnown(h, conn, log)
 		} else {
 			t.obs.Refused("unbooked")
 		}
 		return false
 	}
 	return true
+}
+
+// refuseKnown refuses a peer whose replica id the book holds under log,
+// not the one it says: removed (log 0), or one that lost its log.
+func (t *TCP) refuseKnown(h hello, conn net.Conn, log uint64) {
+	if log != 0 {
+		t.refuseLostLog(h, conn)
+		return
+	}
+	_ = t.write(conn, t.removedHello)
+	t.obs.Refused("removed")
+	t.obs.Removed(h.addr, h.self.Replica, false)
 }
 
 // refuseLostLog answers a peer that lost its log, and holds it off: this
@@ -705,7 +744,16 @@ func (t *TCP) greeted(conn net.Conn, r *bufio.Reader) (hello, bool) {
 		t.obs.Refused("versions")
 		t.obs.Incompatible(peer, compat)
 		return h, false
-	case h.expect.Replica != 0 && h.expect.Replica == t.id.Replica && h.expect.Log != t.id.Log:
+	case h.expect.Replica != 0 && t.id.Replica != 0 && h.expect.Replica != t.id.Replica:
+		// The dialler's membership has another replica at this address:
+		// this member runs under another incarnation than the one added,
+		// or took another member's address. What it would be sent is
+		// addressed to that replica.
+		_ = t.write(conn, t.otherReplicaHello)
+		t.obs.Refused("other replica")
+		t.obs.OtherReplica(h.addr, h.expect.Replica, true)
+		return h, false
+	case h.expect.Replica != 0 && h.expect.Replica == t.id.Replica && h.expect.Log != 0 && h.expect.Log != t.id.Log:
 		// The dialler knows this member under another log: this one lost
 		// it. Nothing of the dialler's may reach Dragonboat.
 		_ = t.write(conn, t.knownOtherwiseHello)
@@ -715,7 +763,7 @@ func (t *TCP) greeted(conn net.Conn, r *bufio.Reader) (hello, bool) {
 		return h, false
 	case t.book != nil && h.self.Replica != 0:
 		if log, known := t.book.Known(h.self.Replica); known && log != h.self.Log {
-			t.refuseLostLog(h, conn)
+			t.refuseKnown(h, conn, log)
 			return h, false
 		}
 	}
@@ -908,8 +956,15 @@ func (t *TCP) dial(ctx context.Context, target string) (net.Conn, error) {
 	}
 	t.mu.Unlock()
 	if held {
-		err := errLostLog
-		if !r.lostLog {
+		var err error
+		switch {
+		case r.lostLog:
+			err = errLostLog
+		case r.removed:
+			err = errRemoved
+		case r.otherReplica:
+			err = errOtherReplica
+		default:
 			err = fmt.Errorf("%w (it applies the log by %q, this member by %q)", errRefused, r.theirs, t.compat)
 		}
 		t.obs.Dialed(target, err)
@@ -986,9 +1041,18 @@ func (c *Connection) connect() error {
 func (t *TCP) heldOff(target string, h hello) {
 	lost := h.refusal == refusedLostLog || h.refusal == refusedKnownOtherwise
 	t.mu.Lock()
-	t.refused[target] = refusal{theirs: h.compat, lostLog: lost, until: time.Now().Add(refusedHoldOff)}
+	t.refused[target] = refusal{theirs: h.compat, lostLog: lost, removed: h.refusal == refusedRemoved,
+		otherReplica: h.refusal == refusedOtherReplica, until: time.Now().Add(refusedHoldOff)}
 	t.mu.Unlock()
 	switch h.refusal {
+	case refusedRemoved:
+		t.obs.Removed(target, t.id.Replica, true)
+	case refusedOtherReplica:
+		var expected Identity
+		if t.book != nil {
+			expected, _ = t.book.At(target)
+		}
+		t.obs.OtherReplica(target, expected.Replica, false)
 	case refusedLostLog: // this member lost its log
 		t.obs.LostLog(target, t.id.Replica, true)
 	case refusedKnownOtherwise: // the peer did

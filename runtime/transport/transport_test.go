@@ -694,6 +694,8 @@ type recorder struct {
 	refused  map[string]int
 	strange  []string // "peer theirs" of each Incompatible
 	lost     []string // "peer replica ours" of each LostLog
+	removed  []string // "peer replica ours" of each Removed
+	other    []string // "peer expected ours" of each OtherReplica
 }
 
 func newRecorder() *recorder {
@@ -731,6 +733,18 @@ func (r *recorder) Refused(reason string) {
 func (r *recorder) Incompatible(peer, theirs string) {
 	r.mu.Lock()
 	r.strange = append(r.strange, peer+" "+theirs)
+	r.mu.Unlock()
+}
+
+func (r *recorder) OtherReplica(peer string, expected uint64, ours bool) {
+	r.mu.Lock()
+	r.other = append(r.other, fmt.Sprintf("%s %x %v", peer, expected, ours))
+	r.mu.Unlock()
+}
+
+func (r *recorder) Removed(peer string, replica uint64, ours bool) {
+	r.mu.Lock()
+	r.removed = append(r.removed, fmt.Sprintf("%s %x %v", peer, replica, ours))
 	r.mu.Unlock()
 }
 
@@ -1011,8 +1025,7 @@ func (b *memoryBook) At(addr string) (Identity, bool) {
 	if !ok {
 		return Identity{}, false
 	}
-	log, ok := b.logs[r]
-	return Identity{Replica: r, Log: log}, ok
+	return Identity{Replica: r, Log: b.logs[r]}, true
 }
 
 func (b *memoryBook) Known(replica uint64) (uint64, bool) {
@@ -1151,6 +1164,33 @@ func TestMemberThatLostItsLogIsRefused(t *testing.T) {
 	if err := toWiped.SendMessageBatch(typed(pb.Heartbeat)); !errors.Is(err, errLostLog) {
 		t.Errorf("a send to the wiped member within the hold-off: %v, want %v", err, errLostLog)
 	}
+
+	// A member removed from the cluster (log 0) is told so.
+	book.mu.Lock()
+	book.logs[0xd] = 0
+	book.mu.Unlock()
+	removed := dial("10.0.0.5:7001", Identity{Replica: 0xd, Log: 7})
+	eventually(t, "the removed member hears it", func() bool {
+		n := 0
+		removed.heard.read(func() { n = len(removed.heard.removed) })
+		return n > 0
+	})
+	if err := removed.conn.SendMessageBatch(typed(pb.RequestPreVote)); !errors.Is(err, errRemoved) {
+		t.Errorf("a removed member's send within the hold-off: %v, want %v", err, errRemoved)
+	}
+	removed.heard.read(func() {
+		if want := addr + " d true"; removed.heard.removed[0] != want {
+			t.Errorf("the removed member heard %q, want %q", removed.heard.removed[0], want)
+		}
+	})
+	got.read(func() {
+		if got.refused["removed"] != 1 || len(got.removed) != 1 || got.removed[0] != "10.0.0.5:7001 d false" {
+			t.Errorf("refused %v, told of %q; want one removed, 10.0.0.5:7001 d false", got.refused, got.removed)
+		}
+	})
+	book.mu.Lock()
+	delete(book.logs, 0xd)
+	book.mu.Unlock()
 
 	// An older build's hello carries no identity: taken, booking nothing.
 	old := dial("10.0.0.3:7001", Identity{})
