@@ -42,8 +42,10 @@ type Node struct {
 	raftCredentials func() (*tls.Certificate, *x509.CertPool)
 	raftCompat      string // what the Raft hello carries: versions and the shard count
 	// book is where the logs peers took part under are kept (nil with
-	// Dragonboat's own transport, in tests).
-	book *peerLogs
+	// Dragonboat's own transport, in tests); membersChanged wakes
+	// shareLogs to give it the membership again.
+	book           *peerLogs
+	membersChanged chan struct{}
 
 	proposalTimeout time.Duration // how long Dragonboat may take to commit one proposal
 	retryBudget     time.Duration // how long Do retries after leader loss before ErrUnavailable
@@ -128,6 +130,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		readAttempt:     max(500*time.Millisecond, 3*election),
 		names:           map[uint64]string{},
 		closing:         make(chan struct{}),
+		membersChanged:  make(chan struct{}, 1),
 		stopped:         make(chan struct{}),
 		stop:            make(chan struct{}),
 	}
@@ -159,7 +162,9 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		RaftAddress:       cfg.Cluster.RaftAddress,
 		ListenAddress:     cfg.Cluster.RaftListenAddress, // empty: RaftAddress
 		RaftEventListener: leaderListener{n},
-		Expert:            dbconfig.ExpertConfig{LogDB: logdb},
+		// Membership changes reach the book of peers' logs.
+		SystemEventListener: membershipListener{n},
+		Expert:              dbconfig.ExpertConfig{LogDB: logdb},
 	}
 	n.versions = opts.compatibility
 	if n.versions == "" {
@@ -205,12 +210,6 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		return nil, fmt.Errorf("runtime: starting Dragonboat on %s in %s: %w%s", cfg.Cluster.RaftAddress, dir, err, dataDirHint(err))
 	}
 	n.nh = nh
-	if n.book != nil {
-		n.book.knowMembers(func() map[uint64]string {
-			members, _ := n.shardMembers(n.shards[0])
-			return members
-		})
-	}
 	if err := n.checkShardCount(dir); err != nil {
 		nh.Close()
 		return nil, err
@@ -288,6 +287,34 @@ func (n *Node) startShard(sh *shard, hb, el uint64) error {
 	}
 	return nil
 }
+
+// membershipListener tells shareLogs that shard 0's membership changed.
+type membershipListener struct{ n *Node }
+
+func (l membershipListener) MembershipChanged(info raftio.NodeInfo) {
+	if info.ShardID == 1 {
+		select {
+		case l.n.membersChanged <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (membershipListener) NodeHostShuttingDown()                       {}
+func (membershipListener) NodeUnloaded(raftio.NodeInfo)                {}
+func (membershipListener) NodeDeleted(raftio.NodeInfo)                 {}
+func (membershipListener) NodeReady(raftio.NodeInfo)                   {}
+func (membershipListener) ConnectionEstablished(raftio.ConnectionInfo) {}
+func (membershipListener) ConnectionFailed(raftio.ConnectionInfo)      {}
+func (membershipListener) SendSnapshotStarted(raftio.SnapshotInfo)     {}
+func (membershipListener) SendSnapshotCompleted(raftio.SnapshotInfo)   {}
+func (membershipListener) SendSnapshotAborted(raftio.SnapshotInfo)     {}
+func (membershipListener) SnapshotReceived(raftio.SnapshotInfo)        {}
+func (membershipListener) SnapshotRecovered(raftio.SnapshotInfo)       {}
+func (membershipListener) SnapshotCreated(raftio.SnapshotInfo)         {}
+func (membershipListener) SnapshotCompacted(raftio.SnapshotInfo)       {}
+func (membershipListener) LogCompacted(raftio.EntryInfo)               {}
+func (membershipListener) LogDBCompacted(raftio.EntryInfo)             {}
 
 type leaderListener struct{ n *Node }
 

@@ -75,9 +75,10 @@ type peerLogs struct {
 	mu    sync.Mutex
 	logs  map[uint64]uint64 // replica id → log id
 	order []uint64          // replica ids, oldest first
-	// members is the membership as this node knows it (replica id → Raft
-	// address), once its NodeHost runs.
-	members func() map[uint64]string
+	// at is shard 0's membership as this node last read it (Raft address
+	// → replica id): Node.shareLogs reads it again at each change, so that
+	// a dial takes no lock of Dragonboat's.
+	at map[string]uint64
 }
 
 var _ transport.Book = (*peerLogs)(nil)
@@ -129,24 +130,22 @@ func (b *peerLogs) Known(replica uint64) (uint64, bool) {
 // At implements transport.Book.
 func (b *peerLogs) At(addr string) (transport.Identity, bool) {
 	b.mu.Lock()
-	members := b.members
-	b.mu.Unlock()
-	if members == nil {
+	defer b.mu.Unlock()
+	replica, ok := b.at[addr]
+	if !ok {
 		return transport.Identity{}, false
 	}
-	for replica, a := range members() {
-		if a == addr {
-			log, _ := b.Known(replica)
-			return transport.Identity{Replica: replica, Log: log}, true
-		}
-	}
-	return transport.Identity{}, false
+	return transport.Identity{Replica: replica, Log: b.logs[replica]}, true
 }
 
-// knowMembers gives the book the membership, once the NodeHost runs.
-func (b *peerLogs) knowMembers(members func() map[uint64]string) {
+// setMembers keeps shard 0's membership (replica id → Raft address).
+func (b *peerLogs) setMembers(members map[uint64]string) {
+	at := make(map[string]uint64, len(members))
+	for replica, addr := range members {
+		at[addr] = replica
+	}
 	b.mu.Lock()
-	b.members = members
+	b.at = at
 	b.mu.Unlock()
 }
 
@@ -277,14 +276,19 @@ func writeDurably(dir, file, text string) error {
 }
 
 // shareRetry is how long shareLogs waits after a proposal that failed (no
-// leader yet, or one lost) before it tries again.
-const shareRetry = time.Second
+// leader yet, or one lost) before it tries again; membersReread, how often
+// it reads the membership again besides each change Dragonboat reports.
+const (
+	shareRetry    = time.Second
+	membersReread = 5 * time.Second
+)
 
 // shareLogs proposes, in shard 0, the logs this member booked that the
 // replicated state lacks, so that every member refuses a peer that comes
 // back under another log, not only those that heard it take part (a
-// follower hears little of another follower). It runs until the node
-// stops: at start, at each replica booked, and after a failure.
+// follower hears little of another follower); and gives the book the
+// membership. It runs until the node stops: at start, at each replica
+// booked, at each membership change, and after a failure.
 func (n *Node) shareLogs() {
 	sh := n.shards[0]
 	ctx, cancel := context.WithCancel(context.Background())
@@ -298,12 +302,19 @@ func (n *Node) shareLogs() {
 	}()
 	retry := time.NewTimer(0)
 	defer retry.Stop()
+	reread := time.NewTicker(membersReread)
+	defer reread.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-n.book.changed:
 		case <-retry.C:
+		case <-n.membersChanged:
+		case <-reread.C:
+		}
+		if members, ok := n.shardMembers(sh); ok && members != nil {
+			n.book.setMembers(members)
 		}
 		replicated, _ := sh.sm.Lookup(logsQuery{})
 		missing := n.book.missing(replicated.(map[uint64]uint64))
