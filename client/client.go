@@ -252,14 +252,18 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 	c.leader.disabled = len(endpoints) == 1
 	for _, raw := range endpoints {
 		u := strings.TrimRight(strings.TrimSpace(raw), "/")
-		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
-			if u == "" {
-				return nil, errors.New("lockstep: an empty endpoint")
-			}
-			if scheme, _, ok := strings.Cut(u, "://"); ok {
-				return nil, fmt.Errorf("lockstep: endpoint %q: the scheme %q is not one the API serves: use http:// or https:// (host:port alone means http://)", raw, scheme)
-			}
+		if u == "" {
+			return nil, errors.New("lockstep: an empty endpoint")
+		}
+		if scheme, rest, ok := strings.Cut(u, "://"); !ok {
 			u = "http://" + u
+		} else if s := strings.ToLower(scheme); s == "http" || s == "https" {
+			// Schemes are case-insensitive (RFC 3986, 3.1): HTTP:// is
+			// http://, kept in the lower case the RFC calls canonical,
+			// as Endpoint and error messages show it.
+			u = s + "://" + rest
+		} else {
+			return nil, fmt.Errorf("lockstep: endpoint %q: the scheme %q is not one the API serves: use http:// or https:// (host:port alone means http://)", raw, scheme)
 		}
 		c.endpoints = append(c.endpoints, &endpoint{
 			url:       u,

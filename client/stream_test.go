@@ -513,16 +513,29 @@ func TestSessionTTLAtMostADay(t *testing.T) {
 	}
 }
 
-// TestEndpointSchemes: an endpoint is http://, https://, or host:port
-// (http); another scheme is refused at New, not turned into
-// "http://ftp://..." that fails at the first call.
+// TestEndpointSchemes: an endpoint is http://, https://, in any case
+// (schemes are case-insensitive), or host:port (http); another scheme is
+// refused at New, not turned into "http://ftp://..." that fails at the
+// first call.
 func TestEndpointSchemes(t *testing.T) {
-	for ep, ok := range map[string]bool{"http://127.0.0.1:1": true, "https://lockstep-1:8080": true, "127.0.0.1:1": true,
-		"ftp://x": false, "grpc://127.0.0.1:1": false} {
-		_, err := client.New([]string{ep})
-		if ok != (err == nil) || !ok && !strings.Contains(err.Error(), "use http:// or https://") {
-			t.Errorf("New(%q): %v, want ok=%v", ep, err, ok)
+	for ep, want := range map[string]string{"http://127.0.0.1:1": "http://127.0.0.1:1", "https://lockstep-1:8080": "https://lockstep-1:8080",
+		"127.0.0.1:1": "http://127.0.0.1:1", "HTTP://127.0.0.1:1": "http://127.0.0.1:1", "HttpS://lockstep-1:8080/": "https://lockstep-1:8080",
+		"ftp://x": "", "grpc://127.0.0.1:1": "", "HTTPX://127.0.0.1:1": ""} {
+		c, err := client.New([]string{ep})
+		if want == "" {
+			if err == nil || !strings.Contains(err.Error(), "use http:// or https://") {
+				t.Errorf("New(%q): %v, want refused naming http:// and https://", ep, err)
+			}
+			continue
 		}
+		if err != nil {
+			t.Errorf("New(%q): %v", ep, err)
+			continue
+		}
+		if got := c.Endpoint(); got != want {
+			t.Errorf("New(%q).Endpoint() = %q, want %q", ep, got, want)
+		}
+		_ = c.Close(context.Background())
 	}
 }
 

@@ -76,14 +76,23 @@ func (c connectJSON) Unmarshal(data []byte, msg any) error {
 	// about another object.
 	err := protojson.Unmarshal(data, m)
 	if err == nil || !strings.Contains(err.Error(), "unknown field") {
-		return err
+		return boundDecodeError(err)
 	}
 	known, serr := dropUnknownFields(data, m.ProtoReflect().Descriptor())
 	if serr != nil {
-		return err
+		return boundDecodeError(err)
 	}
 	proto.Reset(m)
-	return protojson.Unmarshal(known, m)
+	return boundDecodeError(protojson.Unmarshal(known, m))
+}
+
+// boundDecodeError is protojson's error with the input it quotes bounded
+// (boundQuotes).
+func boundDecodeError(err error) error {
+	if err == nil {
+		return nil
+	}
+	return errors.New(boundQuotes(err.Error()))
 }
 
 // dropUnknownFields removes the keys of a JSON object (and of the objects
@@ -152,7 +161,7 @@ func (c restCodec) Unmarshal(data []byte, msg proto.Message) error {
 // character 'a' looking for beginning of value") says neither.
 func (c restCodec) UnmarshalField(data []byte, msg proto.Message, field protoreflect.FieldDescriptor) error {
 	if err := c.JSONCodec.UnmarshalField(data, msg, field); err != nil {
-		return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("%s %q in the path or query is not %s", field.Name(), data, kindWords(field)))
+		return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("%s %s in the path or query is not %s", field.Name(), quoted(string(data)), kindWords(field)))
 	}
 	return nil
 }
@@ -176,6 +185,6 @@ func badBody(err error) error {
 	if err == nil {
 		return nil
 	}
-	msg := strings.TrimPrefix(err.Error(), "proto: ")
+	msg := boundQuotes(strings.TrimPrefix(err.Error(), "proto: "))
 	return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("the JSON body does not decode: %s (fields are the snake_case names of docs/api.md)", msg))
 }

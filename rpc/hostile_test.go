@@ -268,3 +268,53 @@ func TestConnectWaitIsCapped(t *testing.T) {
 		t.Fatalf("the wait took %v: the cap did not apply", d)
 	}
 }
+
+// An error quotes at most 64 bytes of the input it refuses, and says how
+// long the input was: the message goes back to the caller and into the
+// logs, and a field of megabytes must not make them megabytes.
+func TestErrorsQuoteLongInputBounded(t *testing.T) {
+	s := startServer(t)
+	const n = 5000
+	long := strings.Repeat("a", n)
+	json := http.Header{"Content-Type": {"application/json"}}
+	for _, c := range []struct {
+		what, method, path string
+		header             http.Header
+		body               string
+		quoted             string // the input's first 64 bytes, which the answer quotes
+		phrase             string // what the answer says after them
+	}{
+		{"the reserved mark", "POST", "/sessions", json, `{"owner":"auto:` + long + `"}`, "auto:" + long[:59], `(5005 bytes) starts with "auto:"`},
+		{"a mode", "POST", "/rwlocks/a/acquire", json, `{"mode":"` + long + `"}`, long[:64], `(5000 bytes) is not a mode`},
+		{"a raft address", "POST", "/lockstep.v1.ClusterService/AddNode", json, `{"node_id":"n","raft_address":"` + long + `"}`, long[:64],
+			`(5000 bytes) is not host:port`},
+		{"a page token", "POST", "/lockstep.v1.LockService/List", json, `{"page_token":"` + long + `"}`, long[:64], `(5000 bytes) is not one this server gave`},
+		{"a query parameter", "GET", "/locks/a/status?" + long + "=1", nil, "", long[:64], `(5000 bytes) is not accepted on GET`},
+		{"stale", "GET", "/locks/a/status?stale=" + long, nil, "", long[:64], `(5000 bytes) is not true or false`},
+		{"a session id in the path", "DELETE", "/sessions/" + long, nil, "", long[:64], `(5000 bytes) in the path is not a whole number`},
+		{"a path segment", "GET", "/locks/" + long + "%FF/status", nil, "", long[:64], `(5003 bytes) is not valid UTF-8`},
+		{"a Content-Type", "POST", "/locks/a/acquire", http.Header{"Content-Type": {"text/" + long}}, `{}`, "text/" + long[:59], `(5005 bytes) is not accepted`},
+		{"a Content-Encoding", "POST", "/locks/a/acquire", http.Header{"Content-Type": {"application/json"}, "Content-Encoding": {long}}, `{}`, long[:64],
+			`(5000 bytes) is not supported`},
+		{"a REST body's value", "POST", "/locks/a/acquire", json, `{"wait_timeout_ms":"` + long + `"}`, long[:64], `(5000 bytes) (fields are the snake_case names`},
+		{"a REST body's unknown field", "POST", "/locks/a/acquire", json, `{"` + long + `":1}`, long[:64], `(5000 bytes) (fields are the snake_case names`},
+		{"a Connect body's value", "POST", "/lockstep.v1.SessionService/Create", json, `{"ttl_ms":"` + long + `"}`, long[:64], `(5000 bytes)`},
+	} {
+		t.Run(c.what, func(t *testing.T) {
+			var body []byte
+			if c.body != "" {
+				body = []byte(c.body)
+			}
+			status, raw := s.rawCall(t, c.method, c.path, c.header, body)
+			if status < 400 || status >= 500 {
+				t.Fatalf("%d %.300s, want a 4xx", status, raw)
+			}
+			if len(raw) > 600 || strings.Contains(raw, long[:65]) {
+				t.Fatalf("the answer (%d bytes) repeats more than 64 bytes of the input: %.300s…", len(raw), raw)
+			}
+			if want := `\"` + c.quoted + `\"… ` + strings.ReplaceAll(c.phrase, `"`, `\"`); !strings.Contains(raw, want) {
+				t.Fatalf("the answer %s does not say %s", raw, want)
+			}
+		})
+	}
+}

@@ -37,7 +37,9 @@ type Principal struct {
 	// ID names the caller (an API key's name, a certificate's subject);
 	// empty for anonymous.
 	ID string
-	// Auth is how the caller was proven: "mtls", "api_key", or "none".
+	// Auth is how the caller was proven, or for a refusal how it tried:
+	// "mtls", "api_key", "basic" (an Authorization: Basic header, which
+	// package security always refuses), or "none".
 	Auth string
 }
 

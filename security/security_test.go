@@ -97,6 +97,8 @@ func TestAuthenticate(t *testing.T) {
 	foreign := clientCert(t, stranger, "ci", now.Add(-time.Hour), now.Add(time.Hour))
 	bearer := func(k string) http.Header { return http.Header{"Authorization": {"Bearer " + k}} }
 	const acquire = lockstepv1connect.LockServiceAcquireProcedure
+	// A refusal names no one, but says how the caller tried: the audit
+	// line's auth.
 	cases := []struct {
 		name   string
 		ctx    context.Context
@@ -106,12 +108,14 @@ func TestAuthenticate(t *testing.T) {
 	}{
 		{"api key", context.Background(), bearer(key), rpc.Principal{ID: "ci", Auth: "api_key"}, ""},
 		{"client certificate", withPeer(t, good), nil, rpc.Principal{ID: "ci", Auth: "mtls"}, ""},
-		{"nothing", context.Background(), nil, rpc.Principal{}, "no credentials"},
-		{"wrong key", context.Background(), bearer("lsk_nope"), rpc.Principal{}, "not known"},
-		{"basic auth", context.Background(), http.Header{"Authorization": {"Basic eDp5"}}, rpc.Principal{}, "Bearer"},
-		{"expired certificate", withPeer(t, expired), nil, rpc.Principal{}, "expired"},
-		{"expired certificate with a good key", withPeer(t, expired), bearer(key), rpc.Principal{}, "expired"},
-		{"foreign certificate", withPeer(t, foreign), nil, rpc.Principal{}, "not one the cluster's CA signed"},
+		{"nothing", context.Background(), nil, rpc.Principal{Auth: "none"}, "no credentials"},
+		{"wrong key", context.Background(), bearer("lsk_nope"), rpc.Principal{Auth: "api_key"}, "not known"},
+		{"another scheme", context.Background(), http.Header{"Authorization": {"Token " + key}}, rpc.Principal{Auth: "api_key"}, "Bearer"},
+		{"basic auth", context.Background(), http.Header{"Authorization": {"Basic eDp5"}}, rpc.Principal{Auth: "basic"}, "Basic header is not accepted"},
+		{"basic auth in lower case", context.Background(), http.Header{"Authorization": {"basic eDp5"}}, rpc.Principal{Auth: "basic"}, "Bearer"},
+		{"expired certificate", withPeer(t, expired), nil, rpc.Principal{Auth: "mtls"}, "expired"},
+		{"expired certificate with a good key", withPeer(t, expired), bearer(key), rpc.Principal{Auth: "mtls"}, "expired"},
+		{"foreign certificate", withPeer(t, foreign), nil, rpc.Principal{Auth: "mtls"}, "not one the cluster's CA signed"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -122,8 +126,8 @@ func TestAuthenticate(t *testing.T) {
 				}
 				return
 			}
-			if connect.CodeOf(err) != connect.CodeUnauthenticated || !strings.Contains(err.Error(), tc.reason) {
-				t.Fatalf("got %+v, %v; want unauthenticated: %s", p, err, tc.reason)
+			if connect.CodeOf(err) != connect.CodeUnauthenticated || !strings.Contains(err.Error(), tc.reason) || p != tc.want {
+				t.Fatalf("got %+v, %v; want %+v, unauthenticated: %s", p, err, tc.want, tc.reason)
 			}
 		})
 	}

@@ -188,6 +188,12 @@ func (s *State) Authenticate(ctx context.Context, procedure string, h http.Heade
 	}
 	if auth := h.Get("Authorization"); auth != "" {
 		scheme, key, _ := strings.Cut(auth, " ")
+		if strings.EqualFold(scheme, "Basic") {
+			// A user and password (curl -u, a proxy's credentials) is not
+			// a key sent wrongly: the audit says which was tried.
+			return rpc.Principal{Auth: "basic"}, s.refuse("bad_scheme",
+				errors.New("an Authorization: Basic header is not accepted: send an API key as Authorization: Bearer KEY"))
+		}
 		if !strings.EqualFold(scheme, "Bearer") || key == "" {
 			return rpc.Principal{Auth: "api_key"}, s.refuse("bad_scheme", errors.New("the Authorization header must be Bearer KEY"))
 		}
