@@ -177,16 +177,36 @@ func (c *Client) ClusterStatus(ctx context.Context) (*pb.ClusterStatusResponse, 
 // AddNode adds a member to shard 0 and answers the incarnation it must
 // start with (the Lockstep-Incarnation header; "" when not sent).
 func (c *Client) AddNode(ctx context.Context, nodeID, raftAddress string) (string, error) {
-	var inc string
+	added, err := c.AddMember(ctx, nodeID, raftAddress)
+	return added.Incarnation, err
+}
+
+// AddedMember is AddMember's answer.
+type AddedMember struct {
+	// Incarnation is the cluster.incarnation the node runs as (the
+	// Lockstep-Incarnation header; "" when not sent).
+	Incarnation string
+	// AlreadyMember says the node was a member at that address before the
+	// call, which changed nothing (the Lockstep-Already-Member header): it
+	// may be running. False from servers that do not send the header, and
+	// true after a retry whose lost first attempt had added the node.
+	AlreadyMember bool
+}
+
+// AddMember is AddNode, answering also whether the node was a member
+// already.
+func (c *Client) AddMember(ctx context.Context, nodeID, raftAddress string) (AddedMember, error) {
+	var added AddedMember
 	err := c.audited(ctx, "add node", func(ctx context.Context, e *endpoint, id reqID) error {
 		r, err := e.cluster.AddNode(ctx, connect.NewRequest(&pb.AddNodeRequest{ClientId: id.ClientID(), RequestSeq: id.seq,
 			NodeId: nodeID, RaftAddress: raftAddress}))
 		if err == nil {
-			inc = r.Header().Get("Lockstep-Incarnation")
+			added = AddedMember{Incarnation: r.Header().Get("Lockstep-Incarnation"),
+				AlreadyMember: r.Header().Get("Lockstep-Already-Member") == "true"}
 		}
 		return err
 	})
-	return inc, err
+	return added, err
 }
 
 // RemoveNode removes a member from shard 0.

@@ -9,6 +9,7 @@ import (
 	"connectrpc.com/grpchealth"
 
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
+	"github.com/lockstepd/lockstep/runtime"
 )
 
 // ClusterHandler serves lockstep.v1.ClusterService, and answers the gRPC
@@ -59,11 +60,11 @@ func (h ClusterHandler) Status(ctx context.Context, _ *connect.Request[pb.Cluste
 	return connect.NewResponse(out), nil
 }
 
-// incarnationAdder is a backend that says which cluster.incarnation a node
+// memberAdder is a backend that says which cluster.incarnation a node
 // added back after a removal must start with (Raft never reuses a removed
-// replica id).
-type incarnationAdder interface {
-	AddNodeIncarnation(ctx context.Context, nodeID, raftAddress string) (int, error)
+// replica id), and whether the node was a member already.
+type memberAdder interface {
+	AddMember(ctx context.Context, nodeID, raftAddress string) (runtime.AddedMember, error)
 }
 
 // IncarnationHeader carries, in AddNode's answer, the cluster.incarnation
@@ -71,16 +72,25 @@ type incarnationAdder interface {
 // removed before. AddNodeResponse has no field for it yet.
 const IncarnationHeader = "Lockstep-Incarnation"
 
+// AlreadyMemberHeader is "true" in AddNode's answer when the node was a
+// member at that address before the call, which changed nothing: the node
+// may be running, and the advice to start it with --join would start a
+// second process for it. Absent otherwise (and from older servers).
+const AlreadyMemberHeader = "Lockstep-Already-Member"
+
 func (h ClusterHandler) AddNode(ctx context.Context, req *connect.Request[pb.AddNodeRequest]) (*connect.Response[pb.AddNodeResponse], error) {
 	ctx, cancel := context.WithTimeout(ctx, h.opts.RequestTimeout)
 	defer cancel()
 	resp := connect.NewResponse(&pb.AddNodeResponse{})
-	if a, ok := h.b.(incarnationAdder); ok {
-		inc, err := a.AddNodeIncarnation(ctx, req.Msg.NodeId, req.Msg.RaftAddress)
+	if a, ok := h.b.(memberAdder); ok {
+		added, err := a.AddMember(ctx, req.Msg.NodeId, req.Msg.RaftAddress)
 		if err != nil {
 			return nil, h.memberError(err)
 		}
-		resp.Header().Set(IncarnationHeader, strconv.Itoa(inc))
+		resp.Header().Set(IncarnationHeader, strconv.Itoa(added.Incarnation))
+		if added.AlreadyMember {
+			resp.Header().Set(AlreadyMemberHeader, "true")
+		}
 		return resp, nil
 	}
 	if err := h.b.AddNode(ctx, req.Msg.NodeId, req.Msg.RaftAddress); err != nil {

@@ -21,7 +21,7 @@ import (
 // set; if nodeID was a member before and was removed, Raft refuses its old
 // replica id, so it also needs the cluster.incarnation that AddNodeIncarnation
 // reports (and the log names). Adding a current member at the same address
-// succeeds and changes nothing.
+// succeeds and changes nothing (AddMember says when that was the case).
 func (n *Node) AddNode(ctx context.Context, nodeID, raftAddress string) error {
 	_, err := n.AddNodeIncarnation(ctx, nodeID, raftAddress)
 	return err
@@ -51,25 +51,48 @@ func (n *Node) checkCertificateForPeers() error {
 // AddNodeIncarnation is AddNode, returning the incarnation the new node must
 // start with (cluster.incarnation): 0 unless nodeID was removed before.
 func (n *Node) AddNodeIncarnation(ctx context.Context, nodeID, raftAddress string) (int, error) {
+	added, err := n.AddMember(ctx, nodeID, raftAddress)
+	return added.Incarnation, err
+}
+
+// AddedMember is AddMember's answer.
+type AddedMember struct {
+	// Incarnation is the cluster.incarnation the node runs as: 0 unless
+	// nodeID was removed before.
+	Incarnation int
+	// AlreadyMember says that nodeID was a member at that address in every
+	// shard before the call, which changed nothing: the node may be
+	// running already, and a second process must not be started for it.
+	// A call whose attempt added it before a retry says false.
+	AlreadyMember bool
+}
+
+// AddMember is AddNode, answering the incarnation the node must start with
+// and whether it was a member already.
+func (n *Node) AddMember(ctx context.Context, nodeID, raftAddress string) (AddedMember, error) {
 	if !n.enter() {
-		return 0, ErrShuttingDown
+		return AddedMember{}, ErrShuttingDown
 	}
 	defer n.leave()
 	if err := config.ValidNodeID(nodeID); err != nil {
-		return 0, fmt.Errorf("runtime: node id %w", err)
+		return AddedMember{}, fmt.Errorf("runtime: node id %w", err)
 	}
 	if err := config.ValidHostPort(raftAddress); err != nil {
-		return 0, fmt.Errorf("runtime: raft address: %w", err)
+		return AddedMember{}, fmt.Errorf("runtime: raft address: %w", err)
 	}
 	// A member started alone was not held to what peers need of its
 	// certificate (config.Config.LoadMaterial); a cluster it cannot serve
 	// would lose its quorum the moment the new member counts.
 	if err := n.checkCertificateForPeers(); err != nil {
-		return 0, fmt.Errorf("runtime: this member cannot take a peer with its certificate: %w; reissue it, reload it (SIGHUP), and add %s again", err, nodeID)
+		return AddedMember{}, fmt.Errorf("runtime: this member cannot take a peer with its certificate: %w; reissue it, reload it (SIGHUP), and add %s again", err, nodeID)
 	}
 	ctx, cancel := n.opContext(ctx, n.membershipTimeout())
 	defer cancel()
 	incarnation := -1
+	// Set once any attempt in any shard finds nodeID missing: an attempt
+	// that then failed may still have added it, so a later look that finds
+	// it a member does not make it one from before the call.
+	foundMissing := false
 	for _, sh := range n.shards {
 		err := n.membershipAttempts(ctx, sh, func(actx context.Context) error {
 			mem, err := n.nh.SyncGetShardMembership(actx, sh.dbID)
@@ -84,6 +107,7 @@ func (n *Node) AddNodeIncarnation(ctx context.Context, nodeID, raftAddress strin
 			if id == 0 {
 				return nil // already a member (perhaps by an earlier attempt)
 			}
+			foundMissing = true
 			if len(mem.Nodes) >= config.MaxMembers {
 				return fmt.Errorf("%w: %s has %d voting members, the most a cluster may have (docs/operations.md): remove one first",
 					ErrTooManyMembers, sh, len(mem.Nodes))
@@ -104,10 +128,10 @@ func (n *Node) AddNodeIncarnation(ctx context.Context, nodeID, raftAddress strin
 			return nil
 		})
 		if err != nil {
-			return 0, fmt.Errorf("runtime: adding %s to %s: %w", nodeID, sh, err)
+			return AddedMember{}, fmt.Errorf("runtime: adding %s to %s: %w", nodeID, sh, err)
 		}
 	}
-	return incarnation, nil
+	return AddedMember{Incarnation: incarnation, AlreadyMember: !foundMissing}, nil
 }
 
 // pickIncarnation finds nodeID's replica id in mem: the current one (id 0

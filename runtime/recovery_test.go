@@ -99,12 +99,15 @@ func TestWipedNodeCatchesUpFromSnapshot(t *testing.T) {
 	}
 	last = cycle(t, n, s, "w", 30, last)
 	held := do(t, n, mutex("w2", s, 0))
-	inc, err := n.AddNodeIncarnation(tctx(t), name, c.cfgs[victim].Cluster.RaftAddress)
-	if err != nil || inc != 1 {
-		t.Fatalf("AddNodeIncarnation: %d, %v (want incarnation 1)", inc, err)
+	added, err := n.AddMember(tctx(t), name, c.cfgs[victim].Cluster.RaftAddress)
+	if err != nil || added != (AddedMember{Incarnation: 1}) {
+		t.Fatalf("AddMember: %+v, %v (want incarnation 1, not a member before)", added, err)
 	}
-	if err := n.AddNode(tctx(t), name, c.cfgs[victim].Cluster.RaftAddress); err != nil {
-		t.Errorf("adding a current member again: %v", err)
+	inc := added.Incarnation
+	// Again: idempotent, and it says so, so that the CLI does not advise
+	// starting a second process for the member.
+	if again, err := n.AddMember(tctx(t), name, c.cfgs[victim].Cluster.RaftAddress); err != nil || again != (AddedMember{Incarnation: 1, AlreadyMember: true}) {
+		t.Errorf("adding a current member again: %+v, %v (want incarnation 1, already a member)", again, err)
 	}
 	taken := c.cfgs[other].Cluster
 	if err := n.AddNode(tctx(t), "node-9", taken.RaftAddress); err == nil || !strings.Contains(err.Error(), "already the address of "+taken.NodeID) {

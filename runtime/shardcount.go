@@ -26,10 +26,26 @@ func CheckShardRecord(dir string, shards int) (found bool, err error) {
 		return found, err
 	}
 	if had != shards {
-		return true, fmt.Errorf("consensus.shards: %s was created with %d shard(s), got %d: a cluster's shard count cannot change "+
-			"(names are spread by hash); start with shards: %d", dir, had, shards, had)
+		return true, shardCountChanged(dir, had, shards)
 	}
 	return true, nil
+}
+
+// shardCountChanged is the refusal of a start with want shards on a data
+// directory made with had: both counts, the key, and the two ways out.
+func shardCountChanged(dir string, had, want int) error {
+	return fmt.Errorf("consensus.shards: the data directory %s was made with %s, and this start asks for %d: "+
+		"a cluster's shard count cannot change (a name's shard is a hash of the name modulo the count); "+
+		"set consensus.shards: %d (--shards %d), or, to run %s, start a new cluster with every member on an empty data directory",
+		dir, countOf(had, "shard"), want, had, had, countOf(want, "shard"))
+}
+
+// countOf is n and noun, plural unless n is 1.
+func countOf(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // readRecord reads a number a data directory records about its member
@@ -64,8 +80,7 @@ func (n *Node) checkShardCount(dir string) error {
 	// No record: a new directory, or one written before the record existed,
 	// which had one shard (Dragonboat's shard 1 is our shard 0).
 	if n.nh.HasNodeInfo(1, n.replicaID) && want != 1 {
-		return fmt.Errorf("consensus.shards: %s holds a cluster made with 1 shard, got %d: a cluster's shard count cannot change "+
-			"(names are spread by hash); start with shards: 1", dir, want)
+		return shardCountChanged(dir, 1, want)
 	}
 	return writeRecord(dir, shardCountFile, want)
 }

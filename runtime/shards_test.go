@@ -458,8 +458,9 @@ func TestShardCountCannotChange(t *testing.T) {
 		cfg := c.cfgs[0]
 		cfg.Consensus.Shards = k
 		_, err := Start(context.Background(), Options{Config: cfg, Logger: testLogger(t)})
-		if err == nil || !strings.Contains(err.Error(), "consensus.shards") || !strings.Contains(err.Error(), "start with shards: 2") {
-			t.Errorf("restart with %d shards: %v", k, err)
+		want := fmt.Sprintf("consensus.shards: the data directory %s was made with 2 shards, and this start asks for %d: ", c.cfgs[0].Cluster.DataDir, k)
+		if err == nil || !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), "set consensus.shards: 2 (--shards 2), or") {
+			t.Errorf("restart with %d shards: %v\nwant it to begin %q and say to set consensus.shards: 2", k, err, want)
 		}
 	}
 	c.restart(0)

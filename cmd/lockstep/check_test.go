@@ -18,7 +18,7 @@ func TestServeCheck(t *testing.T) {
 		{"--config=../../config/cluster.yaml", "--check"},
 	} {
 		var out, errb bytes.Buffer
-		if code := run(args, &out, &errb); code != exitOK || !strings.Contains(out.String(), "configuration ok: node node-1, 3 member(s)") {
+		if code := run(args, &out, &errb); code != exitOK || !strings.Contains(out.String(), "configuration ok: node node-1, 3 members, 1 shard\n") {
 			t.Errorf("%v: exit %d\nstdout: %s\nstderr: %s", args, code, &out, &errb)
 		}
 	}
@@ -46,21 +46,26 @@ func TestServeCheck(t *testing.T) {
 // made with 2 shards, checked with 1, is refused as a start would refuse
 // it (--check answered "configuration ok" before). A start refuses it the
 // same way, as a configuration error (exit 2, before anything listens),
-// where it failed with exit 1 from inside the runtime.
+// where it failed with exit 1 from inside the runtime. The refusal names
+// the key, both counts and what to do (it said "was created with 2
+// shard(s), got 1 ...; start with shards: 2").
 func TestServeCheckReadsTheShardRecord(t *testing.T) {
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "lockstep-shards"), []byte("2\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	refusal := "lockstep serve: configuration: consensus.shards: the data directory " + dir + " was made with 2 shards, and this start asks for 1: " +
+		"a cluster's shard count cannot change (a name's shard is a hash of the name modulo the count); " +
+		"set consensus.shards: 2 (--shards 2), or, to run 1 shard, start a new cluster with every member on an empty data directory\n"
 	for _, tc := range []struct {
-		shards string
-		code   int
-		want   string
-	}{{"1", exitUsage, "was created with 2 shard(s), got 1"}, {"2", exitOK, "configuration ok"}} {
+		shards    string
+		code      int
+		out, errb string
+	}{{"1", exitUsage, "", refusal}, {"2", exitOK, "configuration ok: node node-1, 1 member, 2 shards\n", ""}} {
 		var out, errb bytes.Buffer
 		code := run([]string{"serve", "--dev", "--data-dir", dir, "--shards", tc.shards, "--check"}, &out, &errb)
-		if code != tc.code || !strings.Contains(out.String()+errb.String(), tc.want) {
-			t.Errorf("--shards %s: exit %d, want %d with %q\nstdout: %s\nstderr: %s", tc.shards, code, tc.code, tc.want, &out, &errb)
+		if code != tc.code || out.String() != tc.out || errb.String() != tc.errb {
+			t.Errorf("--shards %s: exit %d, want %d\nstdout: %q\nwant:   %q\nstderr: %q\nwant:   %q", tc.shards, code, tc.code, &out, tc.out, &errb, tc.errb)
 		}
 	}
 	free := func() string { // the addresses must name a port
@@ -74,7 +79,7 @@ func TestServeCheckReadsTheShardRecord(t *testing.T) {
 	var out, errb bytes.Buffer
 	code := run([]string{"serve", "--dev", "--data-dir", dir, "--shards", "1", "--api-address", free(),
 		"--metrics-address", free(), "--raft-address", free()}, &out, &errb)
-	if code != exitUsage || !strings.Contains(errb.String(), "configuration: consensus.shards:") {
+	if code != exitUsage || errb.String() != refusal {
 		t.Errorf("a start with another shard count: exit %d, want %d, a configuration error\nstderr: %s", code, exitUsage, &errb)
 	}
 }

@@ -555,14 +555,24 @@ Examples:
 		if len(pos) != 3 {
 			return c.usageErr("add wants NODE_ID and RAFT_ADDRESS")
 		}
-		inc, err := cl.AddNode(ctx, pos[1], pos[2])
+		added, err := cl.AddMember(ctx, pos[1], pos[2])
 		if err != nil {
 			return c.fail(err)
 		}
+		inc := added.Incarnation
 		if inc == "" {
 			inc = "0"
 		}
-		fmt.Fprintf(stdout, "added %s at %s; start it with --join --incarnation %s\n", pos[1], pos[2], inc)
+		if added.AlreadyMember {
+			// AddNode is idempotent: the advice for a new member would
+			// start a second process for one that may be running. The
+			// advice stays for one added but never started (or added by
+			// a retried call whose first answer was lost).
+			fmt.Fprintf(stdout, "%s is already a member at %s, incarnation %s: nothing changed; if it has never run (an empty data directory), start it with --join --incarnation %s\n",
+				pos[1], pos[2], inc, inc)
+		} else {
+			fmt.Fprintf(stdout, "added %s at %s; start it with --join --incarnation %s\n", pos[1], pos[2], inc)
+		}
 	case "remove":
 		if len(pos) != 2 {
 			return c.usageErr("remove wants NODE_ID")

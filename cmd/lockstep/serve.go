@@ -57,11 +57,11 @@ func serve(args []string, stdout, stderr io.Writer) int {
 			// --check often runs as another user than the service.
 			fmt.Fprintf(stderr, "lockstep serve: warning: the data directory's records are not checked: %v\n", err)
 		}
-		members := fmt.Sprintf("%d member(s)", max(len(cfg.Cluster.Peers), 1))
+		members := countOf(max(len(cfg.Cluster.Peers), 1), "member")
 		if cfg.Cluster.Join {
 			members = "joining a running cluster (peers are not read)"
 		}
-		fmt.Fprintf(stdout, "configuration ok: node %s, %s, %d shard(s)\n", cfg.Cluster.NodeID, members, cfg.Consensus.Shards)
+		fmt.Fprintf(stdout, "configuration ok: node %s, %s, %s\n", cfg.Cluster.NodeID, members, countOf(cfg.Consensus.Shards, "shard"))
 		return exitOK
 	}
 	return runNode(cfg, f, base, stdout)
@@ -149,6 +149,14 @@ func loadConfig(f *serveFlags) (config.Config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// countOf is n and noun, plural unless n is 1.
+func countOf(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {

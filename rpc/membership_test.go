@@ -1,0 +1,51 @@
+package rpc_test
+
+import (
+	"context"
+	"net/http"
+	"testing"
+
+	"connectrpc.com/connect"
+
+	"github.com/lockstepd/lockstep/rpc"
+	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
+	"github.com/lockstepd/lockstep/rpc/gen/lockstep/v1/lockstepv1connect"
+	"github.com/lockstepd/lockstep/runtime"
+)
+
+// addingBackend is a backend whose AddMember answers added.
+type addingBackend struct {
+	rpc.Backend
+	added runtime.AddedMember
+}
+
+func (b addingBackend) AddMember(context.Context, string, string) (runtime.AddedMember, error) {
+	return b.added, nil
+}
+
+// TestAddNodeSaysWhenAlreadyAMember: AddNode's answer carries the
+// incarnation, and the Lockstep-Already-Member header when the node was a
+// member before the call, so that the CLI does not advise starting a
+// second process for a member that runs.
+func TestAddNodeSaysWhenAlreadyAMember(t *testing.T) {
+	for _, tc := range []struct {
+		added               runtime.AddedMember
+		incarnation, member string
+	}{
+		{runtime.AddedMember{Incarnation: 2}, "2", ""},
+		{runtime.AddedMember{Incarnation: 1, AlreadyMember: true}, "1", "true"},
+	} {
+		s := startServer(t, func(o *rpc.Options) { o.Backend = addingBackend{Backend: o.Backend, added: tc.added} })
+		cl := lockstepv1connect.NewClusterServiceClient(http.DefaultClient, s.url)
+		r, err := cl.AddNode(context.Background(), connect.NewRequest(&pb.AddNodeRequest{NodeId: "node-4", RaftAddress: "127.0.0.1:27004"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := r.Header().Get(rpc.IncarnationHeader); got != tc.incarnation {
+			t.Errorf("%+v: %s %q, want %q", tc.added, rpc.IncarnationHeader, got, tc.incarnation)
+		}
+		if got := r.Header().Get(rpc.AlreadyMemberHeader); got != tc.member {
+			t.Errorf("%+v: %s %q, want %q", tc.added, rpc.AlreadyMemberHeader, got, tc.member)
+		}
+	}
+}
