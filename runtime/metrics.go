@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -203,13 +204,13 @@ func (r raftTraffic) LostLog(peer string, replica uint64, ours bool) {
 		r.m.lostLog.Set(1)
 	}
 	if r.cutOff != nil {
-		r.cutOff.lostLog(peer, replica, ours)
+		r.cutOff.say("lost log", peer, replica, ours)
 	}
 }
 
 func (r raftTraffic) OtherReplica(peer string, expected uint64, ours bool) {
 	if r.cutOff != nil {
-		r.cutOff.otherReplica(peer, expected, ours)
+		r.cutOff.say("other replica", peer, expected, ours)
 	}
 }
 
@@ -218,7 +219,7 @@ func (r raftTraffic) Removed(peer string, replica uint64, ours bool) {
 		r.m.removed.Set(1)
 	}
 	if r.cutOff != nil {
-		r.cutOff.removed(peer, replica, ours)
+		r.cutOff.say("removed", peer, replica, ours)
 	}
 }
 
@@ -284,51 +285,51 @@ func (l *cutOffLog) incompatible(peer, theirs string) {
 		"peer", l.who(peer), "theirs", theirs, "ours", l.ours)
 }
 
-func (l *cutOffLog) otherReplica(peer string, expected uint64, ours bool) {
-	if !l.due(peer, "other replica") {
-		return
-	}
-	if ours {
-		l.log.Error("a peer expects another replica at this member's Raft address: this member runs under another incarnation "+
-			"than the one the cluster added it as (start it with the incarnation lockstep cluster add answered), or took "+
+// cutOffSay is what the log says of a member cut off for one reason:
+// when it is this member (at ERROR), and when it is a peer.
+type cutOffSay struct {
+	ours, theirs string
+	theirsLevel  slog.Level
+	key          string // the replica id's attribute
+}
+
+var cutOffSays = map[string]cutOffSay{
+	"other replica": {
+		ours: "a peer expects another replica at this member's Raft address: this member runs under another incarnation " +
+			"than the one the cluster added it as (start it with the incarnation lockstep cluster add answered), or took " +
 			"another member's raft_address",
-			"peer", l.who(peer), "expected_replica_id", fmt.Sprintf("%x", expected))
-		return
-	}
-	l.log.Warn("the member at a peer's Raft address is not the replica the membership has there: an old incarnation still "+
-		"running, or another process on its address; it is cut off",
-		"peer", l.who(peer), "expected_replica_id", fmt.Sprintf("%x", expected))
-}
-
-func (l *cutOffLog) removed(peer string, replica uint64, ours bool) {
-	if !l.due(peer, "removed") {
-		return
-	}
-	if ours {
-		l.log.Error("a peer refuses this member: it was removed from the cluster (lockstep cluster remove), and a removed replica "+
-			"never takes part again; stop it, or to bring it back: lockstep cluster add, then start it on an empty cluster.data_dir "+
+		theirs: "the member at a peer's Raft address is not the replica the membership has there: an old incarnation still " +
+			"running, or another process on its address; it is cut off",
+		theirsLevel: slog.LevelWarn, key: "expected_replica_id",
+	},
+	"removed": {
+		ours: "a peer refuses this member: it was removed from the cluster (lockstep cluster remove), and a removed replica " +
+			"never takes part again; stop it, or to bring it back: lockstep cluster add, then start it on an empty cluster.data_dir " +
 			"with --join and the incarnation add answers (docs/operations.md, Membership changes)",
-			"peer", l.who(peer), "replica_id", fmt.Sprintf("%x", replica))
-		return
-	}
-	l.log.Warn("refused a member removed from the cluster: it still runs; stop it, or add it back (docs/operations.md, Membership changes)",
-		"peer", l.who(peer), "replica_id", fmt.Sprintf("%x", replica))
+		theirs:      "refused a member removed from the cluster: it still runs; stop it, or add it back (docs/operations.md, Membership changes)",
+		theirsLevel: slog.LevelWarn, key: "replica_id",
+	},
+	"lost log": {
+		ours: "a peer refuses this member as one that lost its log: the cluster knows this replica from another data directory " +
+			"(this one was wiped, or is not its own), and a member that forgot its votes and acknowledged entries must not take part; " +
+			"stop it and replace it: lockstep cluster remove, wipe cluster.data_dir, lockstep cluster add, then start it with --join " +
+			"and the incarnation add answers (docs/operations.md, Membership changes)",
+		theirs: "refused a member that lost its log: it took part before under another data directory, and comes back without " +
+			"its votes and acknowledged entries; it is cut off until it is replaced (removed, then added back with --join: " +
+			"docs/operations.md, Membership changes)",
+		theirsLevel: slog.LevelError, key: "replica_id",
+	},
 }
 
-func (l *cutOffLog) lostLog(peer string, replica uint64, ours bool) {
-	if !l.due(peer, "lost log") {
+// say logs that a member was cut off for what (a key of cutOffSays).
+func (l *cutOffLog) say(what, peer string, replica uint64, ours bool) {
+	if !l.due(peer, what) {
 		return
 	}
+	s := cutOffSays[what]
+	msg, level := s.theirs, s.theirsLevel
 	if ours {
-		l.log.Error("a peer refuses this member as one that lost its log: the cluster knows this replica from another data directory "+
-			"(this one was wiped, or is not its own), and a member that forgot its votes and acknowledged entries must not take part; "+
-			"stop it and replace it: lockstep cluster remove, wipe cluster.data_dir, lockstep cluster add, then start it with --join "+
-			"and the incarnation add answers (docs/operations.md, Membership changes)",
-			"peer", l.who(peer), "replica_id", fmt.Sprintf("%x", replica))
-		return
+		msg, level = s.ours, slog.LevelError
 	}
-	l.log.Error("refused a member that lost its log: it took part before under another data directory, and comes back without "+
-		"its votes and acknowledged entries; it is cut off until it is replaced (removed, then added back with --join: "+
-		"docs/operations.md, Membership changes)",
-		"peer", l.who(peer), "replica_id", fmt.Sprintf("%x", replica))
+	l.log.Log(context.Background(), level, msg, "peer", l.who(peer), s.key, fmt.Sprintf("%x", replica))
 }

@@ -167,3 +167,34 @@ func leaderBesides(t *testing.T, c *testCluster, odd int) int {
 	eventually(t, "the transfer", func() bool { return c.waitLeader(0) == 0 })
 	return 0
 }
+
+// TestCutOffSaysWhyOncePerMinute: a member cut off for a lost log, a
+// removal or another replica at its address is told why at ERROR, with
+// what to do; a peer's is said at its level; each once a minute per peer
+// and reason.
+func TestCutOffSaysWhyOncePerMinute(t *testing.T) {
+	var buf bytes.Buffer
+	l := newCutOffLog(slog.New(slog.NewTextHandler(&buf, nil)), "v", map[string]string{"10.0.0.3:7001": "node-3"})
+	now := time.Unix(1_700_000_000, 0)
+	l.now = func() time.Time { return now }
+	for range 5 {
+		l.say("lost log", "10.0.0.3:7001", 0xab, true)
+		l.say("removed", "10.0.0.3:7001", 0xab, false)
+		l.say("other replica", "10.0.0.4:7001", 0xcd, true)
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("%d lines, want one per peer and reason:\n%s", len(lines), buf.String())
+	}
+	for i, want := range [][]string{
+		{"level=ERROR", "lost its log", "lockstep cluster remove", `peer="node-3 (10.0.0.3:7001)"`, "replica_id=ab"},
+		{"level=WARN", "removed from the cluster", "replica_id=ab"},
+		{"level=ERROR", "incarnation", "expected_replica_id=cd"},
+	} {
+		for _, w := range want {
+			if !strings.Contains(lines[i], w) {
+				t.Errorf("line %d lacks %s:\n%s", i+1, w, lines[i])
+			}
+		}
+	}
+}
