@@ -106,11 +106,12 @@ func conflict(format string, args ...any) *connect.Error {
 // each of them megabytes, and 64 bytes are enough to recognise the input.
 const maxQuotedBytes = 64
 
-// quoted is s as an error message quotes it (%q): whole when it is at most
+// Quoted is s as an error message quotes it (%q), here and in security's
+// refusals: whole when it is at most
 // maxQuotedBytes, else its first maxQuotedBytes cut at a character, an
 // ellipsis outside the quotes (what is quoted is exactly what was sent) and
 // its length: "aaaa"… (5000 bytes).
-func quoted(s string) string {
+func Quoted(s string) string {
 	if len(s) <= maxQuotedBytes {
 		return strconv.Quote(s)
 	}
@@ -147,7 +148,7 @@ func boundQuotes(msg string) string {
 		}
 		msg = msg[i+len(q):]
 		if s, _ := strconv.Unquote(q); len(s) > maxQuotedBytes {
-			q = quoted(s)
+			q = Quoted(s)
 		}
 		b.WriteString(q) // a short one as the message spelt it
 	}

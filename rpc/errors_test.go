@@ -21,8 +21,8 @@ func TestQuotedCutsAtACharacter(t *testing.T) {
 		// Bytes that are not UTF-8 are cut where the bound falls.
 		{strings.Repeat("\x80", 70), `"` + strings.Repeat(`\x80`, 64) + `"… (70 bytes)`},
 	} {
-		if got := quoted(c.in); got != c.want {
-			t.Errorf("quoted(%.20q…, %d bytes) = %s, want %s", c.in, len(c.in), got, c.want)
+		if got := Quoted(c.in); got != c.want {
+			t.Errorf("Quoted(%.20q…, %d bytes) = %s, want %s", c.in, len(c.in), got, c.want)
 		}
 	}
 }

@@ -178,7 +178,7 @@ func decodePageToken(tok string) (*shards.Cursor, error) {
 		name = n
 	}
 	if err != nil {
-		return nil, invalid("page_token %s is not one this server gave: pass next_page_token unchanged, or leave it empty", quoted(tok))
+		return nil, invalid("page_token %s is not one this server gave: pass next_page_token unchanged, or leave it empty", Quoted(tok))
 	}
 	return &shards.Cursor{Name: name, Kind: core.Kind(kind)}, nil
 }

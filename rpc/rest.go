@@ -71,7 +71,7 @@ func restFront(transcoder http.Handler, maxBody int64, bodyTimeout time.Duration
 			case "application/json":
 			default:
 				writeJSONError(w, http.StatusUnsupportedMediaType, "invalid_argument",
-					fmt.Sprintf("Content-Type %s is not accepted: the REST API takes a JSON body (application/json)", quoted(ct)))
+					fmt.Sprintf("Content-Type %s is not accepted: the REST API takes a JSON body (application/json)", Quoted(ct)))
 				return
 			}
 		}

@@ -53,10 +53,10 @@ func checkRESTURL(r *http.Request) *inputError {
 	for _, seg := range strings.Split(r.URL.EscapedPath(), "/") {
 		s, err := url.PathUnescape(seg)
 		if err != nil {
-			return badInput("the path segment %s is not valid percent-encoding: escape %% as %%25", quoted(seg))
+			return badInput("the path segment %s is not valid percent-encoding: escape %% as %%25", Quoted(seg))
 		}
 		if !utf8.ValidString(s) {
-			return badInput("the path segment %s is not valid UTF-8: names are printable UTF-8, percent-encoded in the path", quoted(seg))
+			return badInput("the path segment %s is not valid UTF-8: names are printable UTF-8, percent-encoded in the path", Quoted(seg))
 		}
 	}
 	// The one numeric path variable: vanguard's own message for it ("invalid
@@ -64,7 +64,7 @@ func checkRESTURL(r *http.Request) *inputError {
 	// where.
 	if segs := strings.Split(strings.Trim(r.URL.EscapedPath(), "/"), "/"); len(segs) >= 2 && segs[0] == "sessions" {
 		if _, err := strconv.ParseUint(segs[1], 10, 64); err != nil {
-			return badInput("session_id %s in the path is not a whole number: use the session_id that POST /sessions answered", quoted(segs[1]))
+			return badInput("session_id %s in the path is not a whole number: use the session_id that POST /sessions answered", Quoted(segs[1]))
 		}
 	}
 	if r.URL.RawQuery == "" {
@@ -85,17 +85,17 @@ func checkRESTURL(r *http.Request) *inputError {
 		if !slices.Contains(allowed, k) {
 			if len(allowed) == 0 {
 				return badInput("query parameter %s is not accepted on %s: a %s request takes its fields from the path and the JSON body only",
-					quoted(k), r.Method, r.Method)
+					Quoted(k), r.Method, r.Method)
 			}
 			return badInput("query parameter %s is not accepted on %s: the query takes only %s; path variables and body fields cannot be set there",
-				quoted(k), r.Method, strings.Join(allowed, ", "))
+				Quoted(k), r.Method, strings.Join(allowed, ", "))
 		}
 		if len(q[k]) > 1 {
-			return badInput("query parameter %s is given %d times: give it once", quoted(k), len(q[k]))
+			return badInput("query parameter %s is given %d times: give it once", Quoted(k), len(q[k]))
 		}
 		if k == "stale" {
 			if _, err := strconv.ParseBool(q[k][0]); err != nil {
-				return badInput("stale=%s is not true or false", quoted(q[k][0]))
+				return badInput("stale=%s is not true or false", Quoted(q[k][0]))
 			}
 		}
 	}
@@ -140,7 +140,7 @@ func readRESTBody(r *http.Request, max int64, timeout time.Duration) *inputError
 		r.Header.Del("Content-Encoding")
 	default:
 		return &inputError{http.StatusUnsupportedMediaType, "invalid_argument",
-			fmt.Sprintf("Content-Encoding %s is not supported: send the body as it is, or gzip", quoted(enc))}
+			fmt.Sprintf("Content-Encoding %s is not supported: send the body as it is, or gzip", Quoted(enc))}
 	}
 	r.Body = io.NopCloser(bytes.NewReader(raw))
 	r.ContentLength = int64(len(raw))

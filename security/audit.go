@@ -123,6 +123,12 @@ func (a *AuditLog) Healthy() error {
 	return a.err
 }
 
+// maxAuditName bounds the name an audit line records: a refused request
+// may carry a name of megabytes, which must not make each line that long.
+// Names the API takes are at most 256 bytes (core.Limits.MaxNameBytes'
+// default), so theirs are recorded whole.
+const maxAuditName = 256
+
 // line is one audit record as written. It holds no credentials: a
 // principal's name and how it was proven, never a key or a certificate.
 type line struct {
@@ -134,6 +140,7 @@ type line struct {
 	Procedure    string  `json:"procedure"`
 	Kind         string  `json:"kind"`
 	Name         string  `json:"name"`
+	NameBytes    int     `json:"name_bytes,omitempty"` // a name longer than maxAuditName: its length
 	SessionID    uint64  `json:"session_id"`
 	ClientID     string  `json:"client_id"`
 	Seq          uint64  `json:"seq"`
@@ -158,6 +165,9 @@ func (a *AuditLog) Audit(_ context.Context, rec rpc.AuditRecord) {
 		l.Auth = "none"
 	}
 	l.Name, _ = rpc.NameOf(rec.Request)
+	if len(l.Name) > maxAuditName {
+		l.Name, l.NameBytes = strings.ToValidUTF8(l.Name[:maxAuditName], ""), len(l.Name)
+	}
 	l.SessionID = rpc.SessionIDOf(rec.Request)
 	l.ClientID = stringField(rec.Request, "client_id")
 	l.Seq = uintField(rec.Request, "request_seq")

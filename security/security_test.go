@@ -194,6 +194,13 @@ func TestAuthorize(t *testing.T) {
 	if !s.CanRead(ctx, ci, "jobs/x") || !s.CanRead(ctx, anyone, "pub/y") || s.CanRead(ctx, anyone, "jobs/x") || s.CanRead(ctx, ci, "") {
 		t.Error("CanRead disagrees with the rules")
 	}
+	// The rules apply before validation, so a refused name may be of any
+	// length: the refusal quotes it bounded.
+	long := strings.Repeat("x", 5000)
+	err = s.Authorize(ctx, ci, lockstepv1connect.LockServiceAcquireProcedure, acq(long))
+	if err == nil || len(err.Error()) > 300 || !strings.Contains(err.Error(), "(5000 bytes)") {
+		t.Errorf("a 5000-byte name refused: %d bytes of message, want it quoted bounded with its length: %.200v", len(err.Error()), err)
+	}
 }
 
 // TestReloadCredentials: Credentials answers the certificate and CA in
@@ -308,6 +315,8 @@ func TestAuditLine(t *testing.T) {
 	})
 	a.Audit(context.Background(), rpc.AuditRecord{Procedure: lockstepv1connect.LockServiceAcquireProcedure,
 		Request: &pb.AcquireLockRequest{Name: "jobs/b"}, Code: connect.CodeUnauthenticated, Err: errors.New("no")})
+	a.Audit(context.Background(), rpc.AuditRecord{Procedure: lockstepv1connect.LockServiceAcquireProcedure,
+		Request: &pb.AcquireLockRequest{Name: strings.Repeat("€", 2000)}, Code: connect.CodeInvalidArgument, Err: errors.New("too long")})
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -325,8 +334,16 @@ func TestAuditLine(t *testing.T) {
 		}
 		lines = append(lines, m)
 	}
-	if len(lines) != 2 {
+	if len(lines) != 3 {
 		t.Fatalf("%d lines", len(lines))
+	}
+	// A name of 6000 bytes, refused: its first maxAuditName bytes, cut at
+	// a character, and its length.
+	if name, _ := lines[2]["name"].(string); name != strings.Repeat("€", maxAuditName/3) || lines[2]["name_bytes"] != 6000.0 {
+		t.Errorf("an over-long name's line: %d bytes of name, name_bytes %v; want %d whole characters and 6000", len(name), lines[2]["name_bytes"], maxAuditName/3)
+	}
+	if _, has := lines[0]["name_bytes"]; has {
+		t.Errorf("a name within bounds has name_bytes: %v", lines[0])
 	}
 	g := lines[0]
 	for k, want := range map[string]any{"node_id": "node-1", "principal": "ci", "auth": "mtls", "remote": "127.0.0.1:5",

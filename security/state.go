@@ -253,7 +253,7 @@ func (s *State) Authorize(ctx context.Context, who rpc.Principal, procedure stri
 		}
 		s.metrics.aclDenials.WithLabelValues(action).Inc()
 		return connect.NewError(connect.CodePermissionDenied,
-			fmt.Errorf("principal %q may not %s %q: no rule of security.acl allows it", who.ID, action, name))
+			fmt.Errorf("principal %q may not %s %s: no rule of security.acl allows it", who.ID, action, rpc.Quoted(name)))
 	}
 	if allowed(m.acl, who.ID, action, "", true) {
 		return nil
