@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,6 +49,8 @@ type metrics struct {
 	raftRefused      *prometheus.CounterVec
 	lostLog          prometheus.Gauge
 	removed          prometheus.Gauge
+	memberSeen       atomic.Bool // the member saw itself in shard 0's membership
+	removedSeen      atomic.Bool // the member's own removal was logged
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -167,6 +170,7 @@ func (m *metrics) forShard(label string) shardMetrics {
 // and logs a peer cut off.
 type raftTraffic struct {
 	m      *metrics
+	self   uint64 // this member's replica id
 	cutOff *cutOffLog
 }
 
@@ -209,9 +213,18 @@ func (r raftTraffic) LostLog(peer string, replica uint64, ours bool) {
 }
 
 func (r raftTraffic) OtherReplica(peer string, expected uint64, ours bool) {
-	if r.cutOff != nil {
-		r.cutOff.say("other replica", peer, expected, ours)
+	if r.cutOff == nil {
+		return
 	}
+	// A replica id is its node id's hash with the incarnation in the low
+	// byte (config.ReplicaID): the same node under another incarnation
+	// is told which one to run as.
+	if ours && expected>>8 == r.self>>8 {
+		r.cutOff.say("other incarnation", peer, expected, ours,
+			"runs_as_incarnation", r.self&0xff, "added_as_incarnation", expected&0xff)
+		return
+	}
+	r.cutOff.say("other replica", peer, expected, ours)
 }
 
 func (r raftTraffic) Removed(peer string, replica uint64, ours bool) {
@@ -294,10 +307,15 @@ type cutOffSay struct {
 }
 
 var cutOffSays = map[string]cutOffSay{
+	"other incarnation": {
+		ours: "a peer expects another incarnation of this node at its Raft address: the cluster added it as " +
+			"added_as_incarnation, and it runs as runs_as_incarnation, which its data directory has recorded; stop it, " +
+			"empty cluster.data_dir, and start it with --join --incarnation added_as_incarnation (docs/operations.md, Membership changes)",
+		key: "expected_replica_id",
+	},
 	"other replica": {
-		ours: "a peer expects another replica at this member's Raft address: this member runs under another incarnation " +
-			"than the one the cluster added it as (start it with the incarnation lockstep cluster add answered), or took " +
-			"another member's raft_address",
+		ours: "a peer expects another member at this member's Raft address: this member took another member's raft_address; " +
+			"give it an address of its own",
 		theirs: "the member at a peer's Raft address is not the replica the membership has there: an old incarnation still " +
 			"running, or another process on its address; it is cut off",
 		theirsLevel: slog.LevelWarn, key: "expected_replica_id",
@@ -321,8 +339,9 @@ var cutOffSays = map[string]cutOffSay{
 	},
 }
 
-// say logs that a member was cut off for what (a key of cutOffSays).
-func (l *cutOffLog) say(what, peer string, replica uint64, ours bool) {
+// say logs that a member was cut off for what (a key of cutOffSays), with
+// attrs after the peer and the replica id.
+func (l *cutOffLog) say(what, peer string, replica uint64, ours bool, attrs ...any) {
 	if !l.due(peer, what) {
 		return
 	}
@@ -331,5 +350,5 @@ func (l *cutOffLog) say(what, peer string, replica uint64, ours bool) {
 	if ours {
 		msg, level = s.ours, slog.LevelError
 	}
-	l.log.Log(context.Background(), level, msg, "peer", l.who(peer), s.key, fmt.Sprintf("%x", replica))
+	l.log.Log(context.Background(), level, msg, append([]any{"peer", l.who(peer), s.key, fmt.Sprintf("%x", replica)}, attrs...)...)
 }

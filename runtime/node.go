@@ -192,7 +192,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if !opts.dragonboatTransport {
 		// One write per frame and buffered reads, and a hello that keeps
 		// members of other versions or shard counts out (runtime/transport).
-		traffic := raftTraffic{m: n.metrics, cutOff: newCutOffLog(log, n.raftCompat, target.addrs)}
+		traffic := raftTraffic{m: n.metrics, self: n.replicaID, cutOff: newCutOffLog(log, n.raftCompat, target.addrs)}
 		// And an identity that keeps out a member that lost its log, which
 		// its peers have seen take part under another (runtime/peerlogs.go).
 		self, err := logID(dir)
@@ -321,6 +321,11 @@ type leaderListener struct{ n *Node }
 func (l leaderListener) LeaderUpdated(info raftio.LeaderInfo) {
 	if sh := l.n.shardByDB(info.ShardID); sh != nil {
 		sh.leaderUpdated(info)
+	}
+	if info.ShardID == 1 {
+		// A leader known: the membership is too (shareLogs reads it; a
+		// bootstrap reports no membership change).
+		membershipListener(l).MembershipChanged(raftio.NodeInfo{ShardID: 1})
 	}
 }
 

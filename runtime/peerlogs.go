@@ -138,6 +138,18 @@ func (b *peerLogs) At(addr string) (transport.Identity, bool) {
 	return transport.Identity{Replica: replica, Log: b.logs[replica]}, true
 }
 
+// Member implements transport.Book.
+func (b *peerLogs) Member(replica uint64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, r := range b.at {
+		if r == replica {
+			return true
+		}
+	}
+	return false
+}
+
 // setMembers keeps shard 0's membership (replica id → Raft address).
 func (b *peerLogs) setMembers(members map[uint64]string) {
 	at := make(map[string]uint64, len(members))
@@ -275,6 +287,27 @@ func writeDurably(dir, file, text string) error {
 	return nil
 }
 
+// noticeRemoval says, once, that this member left its own view of the
+// membership after it was in it: it applied its own removal (running, or
+// replaying a log that removed it). Its peers no longer send it anything,
+// so no refusal would tell it. (A member that joins and replays the log
+// from its start sees memberships without itself first: only one seen
+// with it counts. One restarted on a snapshot taken after its removal
+// never sees itself, and says nothing.)
+func (n *Node) noticeRemoval(members map[uint64]string) {
+	if _, ok := members[n.replicaID]; ok {
+		n.metrics.memberSeen.Store(true)
+		return
+	}
+	if len(members) == 0 || !n.metrics.memberSeen.Load() || n.metrics.removedSeen.Swap(true) {
+		return
+	}
+	n.metrics.removed.Set(1)
+	n.log.Error("this member was removed from the cluster (lockstep cluster remove): a removed replica never takes part again; "+
+		"stop it, or to bring it back: lockstep cluster add, then start it on an empty cluster.data_dir with --join and the "+
+		"incarnation add answers (docs/operations.md, Membership changes)", "replica_id", fmt.Sprintf("%x", n.replicaID))
+}
+
 // shareRetry is how long shareLogs waits after a proposal that failed (no
 // leader yet, or one lost) before it tries again; membersReread, how often
 // it reads the membership again besides each change Dragonboat reports.
@@ -315,6 +348,7 @@ func (n *Node) shareLogs() {
 		}
 		if members, ok := n.shardMembers(sh); ok && members != nil {
 			n.book.setMembers(members)
+			n.noticeRemoval(members)
 		}
 		replicated, _ := sh.sm.Lookup(logsQuery{})
 		missing := n.book.missing(replicated.(map[uint64]uint64))

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lockstepd/lockstep/config"
 )
 
 // TestMembersOfOtherVersionsAreCutOff: a member whose build applies the log
@@ -168,6 +170,29 @@ func leaderBesides(t *testing.T, c *testCluster, odd int) int {
 	return 0
 }
 
+// TestOtherIncarnationIsNamed: a member started under another incarnation
+// than the one the cluster added is told both numbers, and to empty its
+// data directory, which recorded the wrong one.
+func TestOtherIncarnationIsNamed(t *testing.T) {
+	var buf bytes.Buffer
+	self := config.ReplicaID("node-2", 2)
+	r := raftTraffic{m: &metrics{}, self: self, cutOff: newCutOffLog(slog.New(slog.NewTextHandler(&buf, nil)), "v", nil)}
+	r.OtherReplica("10.0.0.1:7001", config.ReplicaID("node-2", 1), true)
+	r.OtherReplica("10.0.0.3:7001", config.ReplicaID("node-3", 0), true)
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("%d lines:\n%s", len(lines), buf.String())
+	}
+	for _, want := range []string{"--join --incarnation added_as_incarnation", "empty cluster.data_dir", "runs_as_incarnation=2", "added_as_incarnation=1"} {
+		if !strings.Contains(lines[0], want) {
+			t.Errorf("the line for another incarnation lacks %s:\n%s", want, lines[0])
+		}
+	}
+	if !strings.Contains(lines[1], "another member") || strings.Contains(lines[1], "incarnation") {
+		t.Errorf("the line for another member's address:\n%s", lines[1])
+	}
+}
+
 // TestCutOffSaysWhyOncePerMinute: a member cut off for a lost log, a
 // removal or another replica at its address is told why at ERROR, with
 // what to do; a peer's is said at its level; each once a minute per peer
@@ -189,7 +214,7 @@ func TestCutOffSaysWhyOncePerMinute(t *testing.T) {
 	for i, want := range [][]string{
 		{"level=ERROR", "lost its log", "lockstep cluster remove", `peer="node-3 (10.0.0.3:7001)"`, "replica_id=ab"},
 		{"level=WARN", "removed from the cluster", "replica_id=ab"},
-		{"level=ERROR", "incarnation", "expected_replica_id=cd"},
+		{"level=ERROR", "another member", "expected_replica_id=cd"},
 	} {
 		for _, w := range want {
 			if !strings.Contains(lines[i], w) {

@@ -212,6 +212,9 @@ type Book interface {
 	// id as this member knows the membership, and the log the book holds
 	// for it (0: none yet). ok is false when no member is there.
 	At(addr string) (Identity, bool)
+	// Member says whether the membership, as this member knows it, has
+	// replica.
+	Member(replica uint64) bool
 }
 
 var _ dbconfig.TransportFactory = Factory{}
@@ -684,6 +687,10 @@ func (t *TCP) record(h hello, conn net.Conn) bool {
 	return true
 }
 
+// member says whether this member's Book has it in the membership (false
+// without a Book, or before it knows the membership).
+func (t *TCP) member() bool { return t.book != nil && t.book.Member(t.id.Replica) }
+
 // refuseKnown refuses a peer whose replica id the book holds under log,
 // not the one it says: removed (log 0), or one that lost its log.
 func (t *TCP) refuseKnown(h hello, conn net.Conn, log uint64) {
@@ -744,11 +751,23 @@ func (t *TCP) greeted(conn net.Conn, r *bufio.Reader) (hello, bool) {
 		t.obs.Refused("versions")
 		t.obs.Incompatible(peer, compat)
 		return h, false
-	case h.expect.Replica != 0 && t.id.Replica != 0 && h.expect.Replica != t.id.Replica:
-		// The dialler's membership has another replica at this address:
-		// this member runs under another incarnation than the one added,
-		// or took another member's address. What it would be sent is
-		// addressed to that replica.
+	}
+	// The dialler's own standing first: a dialler that lost its log, or
+	// was removed, may well expect someone stale here.
+	if t.book != nil && h.self.Replica != 0 {
+		if log, known := t.book.Known(h.self.Replica); known && log != h.self.Log {
+			t.refuseKnown(h, conn, log)
+			return h, false
+		}
+	}
+	switch {
+	case h.expect.Replica != 0 && t.id.Replica != 0 && h.expect.Replica != t.id.Replica && !t.member():
+		// The dialler's membership has another replica at this address,
+		// and this member is not one in its own: it runs under another
+		// incarnation than the one added, or took another member's
+		// address. What it would be sent is addressed to that replica. (A
+		// member that is one in its own view is sent by a dialler whose
+		// view is stale, which the log will correct.)
 		_ = t.write(conn, t.otherReplicaHello)
 		t.obs.Refused("other replica")
 		t.obs.OtherReplica(h.addr, h.expect.Replica, true)
@@ -761,11 +780,6 @@ func (t *TCP) greeted(conn net.Conn, r *bufio.Reader) (hello, bool) {
 		t.holdOffLostLog(h.addr)
 		t.obs.LostLog(h.addr, t.id.Replica, true)
 		return h, false
-	case t.book != nil && h.self.Replica != 0:
-		if log, known := t.book.Known(h.self.Replica); known && log != h.self.Log {
-			t.refuseKnown(h, conn, log)
-			return h, false
-		}
 	}
 	_ = conn.SetReadDeadline(time.Time{})
 	return h, true

@@ -1018,6 +1018,17 @@ type memoryBook struct {
 	fail  bool
 }
 
+func (b *memoryBook) Member(replica uint64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, r := range b.addrs {
+		if r == replica {
+			return true
+		}
+	}
+	return false
+}
+
 func (b *memoryBook) At(addr string) (Identity, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -1235,5 +1246,60 @@ func TestMemberThatLostItsLogIsRefused(t *testing.T) {
 	}
 	if _, ok := parseHello(append([]byte{1, 1, 'c', 3, 'a', ':', '1', 3}, "abc"...)); ok {
 		t.Error("parsed an identity of 3 bytes")
+	}
+}
+
+// TestOtherReplicaIsRefusedOnlyByANonMember: a dialler whose membership has
+// another replica at the address is refused, and both hear why, when the
+// member there is not one in its own view (it runs under another
+// incarnation than the one added); a member that is one in its own view
+// takes the dialler, whose view is stale.
+func TestOtherReplicaIsRefusedOnlyByANonMember(t *testing.T) {
+	for _, member := range []bool{false, true} {
+		heard, got := newRecorder(), newReceiver()
+		own := &memoryBook{logs: map[uint64]uint64{}, addrs: map[string]uint64{}}
+		tr := startWith(t, Factory{Observer: heard, Self: Identity{Replica: 0xe, Log: 1}, Book: own}, dbconfig.NodeHostConfig{}, got)
+		addr := tr.Addr().String()
+		if member {
+			own.addrs[addr] = 0xe
+		}
+		dialling := newRecorder()
+		stale := &memoryBook{logs: map[uint64]uint64{}, addrs: map[string]uint64{addr: 0xf}}
+		d := Factory{Observer: dialling, Self: Identity{Replica: 0xa, Log: 2}, Book: stale}.
+			Create(dbconfig.NodeHostConfig{RaftAddress: "10.0.0.9:7001"}, nil, nil).(*TCP)
+		conn, err := d.GetConnection(context.Background(), addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SendMessageBatch(sampleBatch(1, 10))
+		if member {
+			got.wait(t, 1)
+			heard.read(func() {
+				if len(heard.other) != 0 {
+					t.Errorf("a member in its own view refused a stale dialler: %q", heard.other)
+				}
+			})
+		} else {
+			eventually(t, "both hear of the other replica", func() bool {
+				n, m := 0, 0
+				heard.read(func() { n = len(heard.other) })
+				dialling.read(func() { m = len(dialling.other) })
+				return n == 1 && m == 1
+			})
+			heard.read(func() {
+				if want := "10.0.0.9:7001 f true"; heard.other[0] != want || heard.refused["other replica"] != 1 {
+					t.Errorf("the member heard %q, refused %v; want %q", heard.other, heard.refused, want)
+				}
+			})
+			dialling.read(func() {
+				if want := addr + " f false"; dialling.other[0] != want {
+					t.Errorf("the dialler heard %q, want %q", dialling.other[0], want)
+				}
+			})
+			if n := got.count(); n != 0 {
+				t.Errorf("%d frames from a dialler that expected another replica", n)
+			}
+		}
+		conn.Close()
 	}
 }
