@@ -260,8 +260,27 @@ type peerState struct {
 	down        bool
 	since       time.Time // first failure of this spell
 	lastSummary time.Time
+	lastFailure time.Time
 	attempts    int       // failures since lastSummary
 	lastRefusal time.Time // the last certificate refusal said at warn
+	// heldOff: the last failure was the transport holding the peer off
+	// after it refused this member, or this member it (its versions, a
+	// lost log, a removal, another replica at its address). Its next dial,
+	// 3 s on, connects and is refused again: that connection does not end
+	// the spell.
+	heldOff bool
+}
+
+// heldOffByTransport says a connection failure is runtime/transport's
+// hold-off after a refusal, not a peer that is down.
+func heldOffByTransport(detail string) bool {
+	for _, s := range []string{"refused this member's versions", "a member lost its log", "was removed from the cluster",
+		"not the replica the membership has there"} {
+		if strings.Contains(detail, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // refusedByTLS says whether a connection failure is a refused certificate
@@ -288,7 +307,7 @@ func (p *peerTracker) failed(t *logTarget, addr string, line func() string) {
 	var attempts int
 	var since time.Time
 	switch {
-	case !st.down:
+	case !st.down || now.Sub(st.lastFailure) >= peerSummaryEvery: // a new spell after a quiet one
 		*st = peerState{down: true, since: now, lastSummary: now}
 		level, msg = slog.LevelWarn, "peer unreachable"
 	default:
@@ -300,6 +319,7 @@ func (p *peerTracker) failed(t *logTarget, addr string, line func() string) {
 	}
 	down := st.since
 	detail := line()
+	st.lastFailure, st.heldOff = now, heldOffByTransport(detail)
 	refused := refusedByTLS(detail) && now.Sub(st.lastRefusal) >= peerSummaryEvery
 	if refused {
 		st.lastRefusal = now
@@ -332,7 +352,7 @@ func (p *peerTracker) reachable(t *logTarget, addr string) {
 	now := t.now()
 	p.mu.Lock()
 	st := p.peers[addr]
-	if st == nil || !st.down {
+	if st == nil || !st.down || st.heldOff {
 		p.mu.Unlock()
 		return
 	}

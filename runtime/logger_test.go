@@ -300,3 +300,33 @@ func TestMisaddressedMessagesWarnOnceAMinute(t *testing.T) {
 		t.Fatalf("a minute later: %d lines, want the warning again", len(got))
 	}
 }
+
+// A peer the transport holds off after a refusal (here, one that lost its
+// log) connects again every 3 s and is refused again: one warning and the
+// summaries, not "unreachable" and "reachable again" every 3 s; a new
+// spell after a quiet one warns again.
+func TestHeldOffPeerIsOneSpell(t *testing.T) {
+	var buf bytes.Buffer
+	now := time.Unix(1000, 0)
+	closing := false
+	target := testTarget(&buf, slog.LevelInfo, &now, &closing)
+	tr := slogAdapter{pkg: "transport"}
+	for range 22 { // 66 s
+		tr.log(target, slog.LevelError, "Nodehost %s failed to get a connection to %s, %v",
+			[]any{"127.0.0.1:7001", "127.0.0.1:7002", "transport: a member lost its log (its data directory was made anew ...)"})
+		now = now.Add(time.Second)
+		tr.debug(target, "message streaming to %s established", []any{"127.0.0.1:7002"})
+		now = now.Add(2 * time.Second)
+	}
+	got := lines(&buf)
+	if len(got) != 3 || !strings.Contains(got[0], `msg="peer unreachable"`) || !strings.Contains(got[1], `msg="peer still unreachable"`) ||
+		!strings.Contains(got[2], `msg="peer still unreachable"`) {
+		t.Fatalf("a held-off peer's 66 s: %d lines, want one warning and two summaries:\n%s", len(got), buf.String())
+	}
+	buf.Reset()
+	now = now.Add(time.Minute) // healed: no failure for a minute
+	tr.log(target, slog.LevelError, "Nodehost %s failed to get a connection to %s, %v", []any{"127.0.0.1:7001", "127.0.0.1:7002", "connection refused"})
+	if got := lines(&buf); len(got) != 1 || !strings.Contains(got[0], `msg="peer unreachable"`) {
+		t.Fatalf("a failure after a quiet minute: %q, want a new spell's warning", buf.String())
+	}
+}
