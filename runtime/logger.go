@@ -50,7 +50,13 @@ type logTarget struct {
 
 	misaddressedMu   sync.Mutex
 	lastMisaddressed time.Time // the last "ignored a ... message ... received by" said at its level
+	lastPreVote      time.Time // the last "became PreVote candidate" said at info (under misaddressedMu)
 }
+
+// preVoteEvery bounds "became PreVote candidate" at info: a member that
+// cannot win an election (cut off from its peers, refused by them, or
+// without a quorum) campaigns at every election timeout, twice a second.
+const preVoteEvery = 30 * time.Second
 
 // misaddressedEvery bounds Dragonboat's warning that a message came for
 // another replica than this node's (a member started under another
@@ -122,6 +128,16 @@ func (a slogAdapter) log(t *logTarget, level slog.Level, f string, v []any) {
 		return
 	}
 	level = dragonboatLevel(a.pkg, f, level)
+	if a.pkg == "raft" && strings.Contains(f, "became PreVote candidate") && level == slog.LevelInfo {
+		now := t.now()
+		t.misaddressedMu.Lock()
+		if now.Sub(t.lastPreVote) < preVoteEvery {
+			level = slog.LevelDebug
+		} else {
+			t.lastPreVote = now
+		}
+		t.misaddressedMu.Unlock()
+	}
 	if a.pkg == "dragonboat" && strings.HasPrefix(f, "ignored a %s message sent to") && level >= slog.LevelWarn {
 		now := t.now()
 		t.misaddressedMu.Lock()

@@ -330,3 +330,21 @@ func TestHeldOffPeerIsOneSpell(t *testing.T) {
 		t.Fatalf("a failure after a quiet minute: %q, want a new spell's warning", buf.String())
 	}
 }
+
+// A member that cannot win campaigns at every election timeout: "became
+// PreVote candidate" is said at info once every preVoteEvery, at debug
+// between.
+func TestPreVoteCampaignsSaidTwiceAMinute(t *testing.T) {
+	var buf bytes.Buffer
+	now := time.Unix(1000, 0)
+	closing := false
+	target := testTarget(&buf, slog.LevelInfo, &now, &closing)
+	r := slogAdapter{pkg: "raft"}
+	for range 120 { // a minute of campaigns, two a second
+		r.log(target, slog.LevelWarn, "%s became PreVote candidate", []any{"[00001:24640]"})
+		now = now.Add(time.Second / 2)
+	}
+	if got := lines(&buf); len(got) != 2 {
+		t.Fatalf("%d lines in a minute of campaigns, want 2:\n%s", len(got), buf.String())
+	}
+}
