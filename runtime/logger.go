@@ -335,7 +335,7 @@ func (p *peerTracker) failed(t *logTarget, addr string, line func() string) {
 	}
 	down := st.since
 	detail := line()
-	st.lastFailure, st.heldOff = now, heldOffByTransport(detail)
+	st.lastFailure, st.heldOff = now, st.heldOff || heldOffByTransport(detail) // for the rest of the spell
 	refused := refusedByTLS(detail) && now.Sub(st.lastRefusal) >= peerSummaryEvery
 	if refused {
 		st.lastRefusal = now

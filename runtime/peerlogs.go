@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lockstepd/lockstep/runtime/transport"
@@ -79,12 +80,16 @@ type peerLogs struct {
 	// → replica id): Node.shareLogs reads it again at each change, so that
 	// a dial takes no lock of Dragonboat's.
 	at map[string]uint64
+	// generation counts the changes of logs (transport.Book.Generation),
+	// from 1.
+	generation atomic.Uint64
 }
 
 var _ transport.Book = (*peerLogs)(nil)
 
 func openPeerLogs(dir string) (*peerLogs, error) {
 	b := &peerLogs{dir: dir, changed: make(chan struct{}, 1), logs: map[uint64]uint64{}}
+	b.generation.Store(1)
 	path := filepath.Join(dir, peerLogsFile)
 	f, err := os.Open(path)
 	switch {
@@ -137,6 +142,9 @@ func (b *peerLogs) At(addr string) (transport.Identity, bool) {
 	}
 	return transport.Identity{Replica: replica, Log: b.logs[replica]}, true
 }
+
+// Generation implements transport.Book.
+func (b *peerLogs) Generation() uint64 { return b.generation.Load() }
 
 // Member implements transport.Book.
 func (b *peerLogs) Member(replica uint64) bool {
@@ -252,6 +260,7 @@ func (b *peerLogs) add(news map[uint64]uint64) error {
 		delete(b.logs, r)
 	}
 	b.order = order
+	b.generation.Add(1)
 	return nil
 }
 

@@ -215,6 +215,10 @@ type Book interface {
 	// Member says whether the membership, as this member knows it, has
 	// replica.
 	Member(replica uint64) bool
+	// Generation changes whenever the book does, so that a connection
+	// open since before (a member removed since) is judged again; it must
+	// be cheap, since it is read at every frame.
+	Generation() uint64
 }
 
 var _ dbconfig.TransportFactory = Factory{}
@@ -565,7 +569,9 @@ func (t *TCP) serve(conn net.Conn) {
 	}
 	// unbooked: the peer's taking part is still to be recorded.
 	unbooked := false
+	var generation uint64
 	if t.book != nil && h.self.Replica != 0 {
+		generation = t.book.Generation()
 		_, known := t.book.Known(h.self.Replica)
 		unbooked = !known
 	}
@@ -618,6 +624,17 @@ func (t *TCP) serve(conn net.Conn) {
 			return
 		}
 		t.obs.Received(frameStart + len(payload))
+		if generation != 0 {
+			// The book changed since: the peer may have been removed (or
+			// found to have lost its log) while this connection was open.
+			if g := t.book.Generation(); g != generation {
+				generation = g
+				if log, known := t.book.Known(h.self.Replica); known && log != h.self.Log {
+					t.refuseKnown(h, conn, log)
+					return
+				}
+			}
+		}
 		// Unmarshal copies what it keeps (entries' commands, chunks' data),
 		// so the buffer is reused for the next frame.
 		switch method {

@@ -1016,6 +1016,13 @@ type memoryBook struct {
 	logs  map[uint64]uint64
 	addrs map[string]uint64 // the membership: Raft address → replica id
 	fail  bool
+	gen   uint64 // Generation - 1
+}
+
+func (b *memoryBook) Generation() uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.gen + 1
 }
 
 func (b *memoryBook) Member(replica uint64) bool {
@@ -1301,5 +1308,38 @@ func TestOtherReplicaIsRefusedOnlyByANonMember(t *testing.T) {
 			}
 		}
 		conn.Close()
+	}
+}
+
+// TestRemovedWhileConnectedIsCut: a member removed while its connection is
+// open (its hello was taken) is refused at its next frame once the book
+// changed, not when it next dials, which may be never.
+func TestRemovedWhileConnectedIsCut(t *testing.T) {
+	book := &memoryBook{logs: map[uint64]uint64{0xd: 7}, addrs: map[string]uint64{}}
+	got, r := newRecorder(), newReceiver()
+	addr := startWith(t, Factory{Observer: got, Book: book, Self: Identity{Replica: 0xa, Log: 1}}, dbconfig.NodeHostConfig{}, r).Addr().String()
+	heard := newRecorder()
+	conn, err := Factory{Observer: heard, Self: Identity{Replica: 0xd, Log: 7}}.
+		Create(dbconfig.NodeHostConfig{RaftAddress: "10.0.0.5:7001"}, nil, nil).GetConnection(context.Background(), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.SendMessageBatch(sampleBatch(1, 10)); err != nil {
+		t.Fatal(err)
+	}
+	r.wait(t, 1)
+	book.mu.Lock()
+	book.logs[0xd], book.gen = 0, book.gen+1
+	book.mu.Unlock()
+	_ = conn.SendMessageBatch(sampleBatch(2, 10))
+	eventually(t, "the removed member hears it on its open connection", func() bool {
+		n := 0
+		heard.read(func() { n = len(heard.removed) })
+		return n == 1
+	})
+	time.Sleep(100 * time.Millisecond)
+	if n := r.count(); n != 1 {
+		t.Errorf("%d batches delivered, want only the one before the removal", n)
 	}
 }
