@@ -48,9 +48,9 @@ type logTarget struct {
 	peers   *peerTracker
 	addrs   map[string]string // raft address → node id, from the config's peers
 
-	misaddressedMu   sync.Mutex
-	lastMisaddressed time.Time // the last "ignored a ... message ... received by" said at its level
-	lastPreVote      time.Time // the last "became PreVote candidate" said at info (under misaddressedMu)
+	misaddressedMu   sync.Mutex // guards the two below (due)
+	lastMisaddressed time.Time  // the last "ignored a ... message ... received by" said at its level
+	lastPreVote      time.Time  // the last "became PreVote candidate" said at info
 }
 
 // preVoteEvery bounds "became PreVote candidate" at info: a member that
@@ -128,29 +128,31 @@ func (a slogAdapter) log(t *logTarget, level slog.Level, f string, v []any) {
 		return
 	}
 	level = dragonboatLevel(a.pkg, f, level)
-	if a.pkg == "raft" && strings.Contains(f, "became PreVote candidate") && level == slog.LevelInfo {
-		now := t.now()
-		t.misaddressedMu.Lock()
-		if now.Sub(t.lastPreVote) < preVoteEvery {
-			level = slog.LevelDebug
-		} else {
-			t.lastPreVote = now
-		}
-		t.misaddressedMu.Unlock()
+	if a.pkg == "raft" && strings.Contains(f, "became PreVote candidate") && level == slog.LevelInfo && !t.due(&t.lastPreVote, preVoteEvery) {
+		level = slog.LevelDebug
 	}
 	if a.pkg == "dragonboat" && strings.HasPrefix(f, "ignored a %s message sent to") && level >= slog.LevelWarn {
-		now := t.now()
-		t.misaddressedMu.Lock()
-		if now.Sub(t.lastMisaddressed) < misaddressedEvery {
-			level = slog.LevelDebug
-		} else {
-			t.lastMisaddressed = now
+		if t.due(&t.lastMisaddressed, misaddressedEvery) {
 			f += " (said at most once a minute: a member that runs under another incarnation than the cluster added it with, " +
 				"or another process on a member's Raft address)"
+		} else {
+			level = slog.LevelDebug
 		}
-		t.misaddressedMu.Unlock()
 	}
 	a.write(t, level, f, v)
+}
+
+// due says whether a line said at most once every every is due now, and
+// if so notes that it was said (last is one of t's times).
+func (t *logTarget) due(last *time.Time, every time.Duration) bool {
+	now := t.now()
+	t.misaddressedMu.Lock()
+	defer t.misaddressedMu.Unlock()
+	if now.Sub(*last) < every {
+		return false
+	}
+	*last = now
+	return true
 }
 
 func (a slogAdapter) write(t *logTarget, level slog.Level, f string, v []any) {
