@@ -12,6 +12,8 @@ import (
 	"time"
 
 	dblogger "github.com/lni/dragonboat/v4/logger"
+
+	"github.com/lockstepd/lockstep/runtime/transport"
 )
 
 // Dragonboat's loggers are process-wide and its factory may be set only
@@ -289,18 +291,6 @@ type peerState struct {
 	heldOff bool
 }
 
-// heldOffByTransport says a connection failure is runtime/transport's
-// hold-off after a refusal, not a peer that is down.
-func heldOffByTransport(detail string) bool {
-	for _, s := range []string{"refused this member's versions", "a member lost its log", "was removed from the cluster",
-		"not the replica the membership has there"} {
-		if strings.Contains(detail, s) {
-			return true
-		}
-	}
-	return false
-}
-
 // refusedByTLS says whether a connection failure is a refused certificate
 // rather than a peer that is down: a node from another CA, an expired or
 // misissued certificate. That is a security event an operator must see, so
@@ -337,7 +327,7 @@ func (p *peerTracker) failed(t *logTarget, addr string, line func() string) {
 	}
 	down := st.since
 	detail := line()
-	st.lastFailure, st.heldOff = now, st.heldOff || heldOffByTransport(detail) // for the rest of the spell
+	st.lastFailure, st.heldOff = now, st.heldOff || transport.HeldOff(detail) // for the rest of the spell
 	refused := refusedByTLS(detail) && now.Sub(st.lastRefusal) >= peerSummaryEvery
 	if refused {
 		st.lastRefusal = now

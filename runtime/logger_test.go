@@ -313,7 +313,8 @@ func TestHeldOffPeerIsOneSpell(t *testing.T) {
 	tr := slogAdapter{pkg: "transport"}
 	for range 22 { // 66 s
 		tr.log(target, slog.LevelError, "Nodehost %s failed to get a connection to %s, %v",
-			[]any{"127.0.0.1:7001", "127.0.0.1:7002", "transport: a member lost its log (its data directory was made anew ...)"})
+			[]any{"127.0.0.1:7001", "127.0.0.1:7002", "transport: a member lost its log (its data directory was made anew under a replica id that took part before): " +
+				"it must be removed and added back, not restarted as it is"})
 		now = now.Add(time.Second)
 		tr.debug(target, "message streaming to %s established", []any{"127.0.0.1:7002"})
 		now = now.Add(2 * time.Second)

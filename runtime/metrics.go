@@ -203,37 +203,28 @@ func (r raftTraffic) Incompatible(peer, theirs string) {
 		r.cutOff.incompatible(peer, theirs)
 	}
 }
-func (r raftTraffic) LostLog(peer string, replica uint64, ours bool) {
-	if ours {
-		r.m.lostLog.Set(1)
-	}
-	if r.cutOff != nil {
-		r.cutOff.say("lost log", peer, replica, ours)
-	}
-}
 
-func (r raftTraffic) OtherReplica(peer string, expected uint64, ours bool) {
+// CutOff counts this member cut off (its gauge for the reason) and says
+// why, whichever member was.
+func (r raftTraffic) CutOff(peer string, replica uint64, reason string, ours bool) {
+	switch {
+	case ours && reason == transport.CutLostLog:
+		r.m.lostLog.Set(1)
+	case ours && reason == transport.CutRemoved:
+		r.m.removed.Set(1)
+	}
 	if r.cutOff == nil {
 		return
 	}
 	// A replica id is its node id's hash with the incarnation in the low
 	// byte (config.ReplicaID): the same node under another incarnation
 	// is told which one to run as.
-	if ours && expected>>8 == r.self>>8 {
-		r.cutOff.say("other incarnation", peer, expected, ours,
-			"runs_as_incarnation", r.self&0xff, "added_as_incarnation", expected&0xff)
+	if ours && reason == transport.CutOtherReplica && replica>>8 == r.self>>8 {
+		r.cutOff.say("other incarnation", peer, replica, ours,
+			"runs_as_incarnation", r.self&0xff, "added_as_incarnation", replica&0xff)
 		return
 	}
-	r.cutOff.say("other replica", peer, expected, ours)
-}
-
-func (r raftTraffic) Removed(peer string, replica uint64, ours bool) {
-	if ours {
-		r.m.removed.Set(1)
-	}
-	if r.cutOff != nil {
-		r.cutOff.say("removed", peer, replica, ours)
-	}
+	r.cutOff.say(reason, peer, replica, ours)
 }
 
 // cutOffLog logs each peer cut off (for its versions, or a lost log), at
@@ -313,21 +304,21 @@ var cutOffSays = map[string]cutOffSay{
 			"empty cluster.data_dir, and start it with --join --incarnation added_as_incarnation (docs/operations.md, Membership changes)",
 		key: "expected_replica_id",
 	},
-	"other replica": {
+	transport.CutOtherReplica: {
 		ours: "a peer expects another member at this member's Raft address: this member took another member's raft_address; " +
 			"give it an address of its own",
 		theirs: "the member at a peer's Raft address is not the replica the membership has there: an old incarnation still " +
 			"running, or another process on its address; it is cut off",
 		theirsLevel: slog.LevelWarn, key: "expected_replica_id",
 	},
-	"removed": {
+	transport.CutRemoved: {
 		ours: "a peer refuses this member: it was removed from the cluster (lockstep cluster remove), and a removed replica " +
 			"never takes part again; stop it, or to bring it back: lockstep cluster add, then start it on an empty cluster.data_dir " +
 			"with --join and the incarnation add answers (docs/operations.md, Membership changes)",
 		theirs:      "refused a member removed from the cluster: it still runs; stop it, or add it back (docs/operations.md, Membership changes)",
 		theirsLevel: slog.LevelWarn, key: "replica_id",
 	},
-	"lost log": {
+	transport.CutLostLog: {
 		ours: "a peer refuses this member as one that lost its log: the cluster knows this replica from another data directory " +
 			"(this one was wiped, or is not its own), and a member that forgot its votes and acknowledged entries must not take part; " +
 			"stop it and replace it: lockstep cluster remove, wipe cluster.data_dir, lockstep cluster add, then start it with --join " +

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lockstepd/lockstep/config"
+	"github.com/lockstepd/lockstep/runtime/transport"
 )
 
 // TestMembersOfOtherVersionsAreCutOff: a member whose build applies the log
@@ -177,8 +178,8 @@ func TestOtherIncarnationIsNamed(t *testing.T) {
 	var buf bytes.Buffer
 	self := config.ReplicaID("node-2", 2)
 	r := raftTraffic{m: &metrics{}, self: self, cutOff: newCutOffLog(slog.New(slog.NewTextHandler(&buf, nil)), "v", nil)}
-	r.OtherReplica("10.0.0.1:7001", config.ReplicaID("node-2", 1), true)
-	r.OtherReplica("10.0.0.3:7001", config.ReplicaID("node-3", 0), true)
+	r.CutOff("10.0.0.1:7001", config.ReplicaID("node-2", 1), transport.CutOtherReplica, true)
+	r.CutOff("10.0.0.3:7001", config.ReplicaID("node-3", 0), transport.CutOtherReplica, true)
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
 	if len(lines) != 2 {
 		t.Fatalf("%d lines:\n%s", len(lines), buf.String())

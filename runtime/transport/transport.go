@@ -151,6 +151,14 @@ const (
 	refusedOtherReplica = "other replica"
 )
 
+// Why a member is cut off (Observer.CutOff); Observer.Refused counts each
+// of its refusals under the same name.
+const (
+	CutLostLog      = "lost log"
+	CutRemoved      = "removed"
+	CutOtherReplica = "other replica"
+)
+
 var (
 	magic  = [2]byte{0xAE, 0x7D}
 	poison = [2]byte{0x00, 0x00}
@@ -231,11 +239,7 @@ func (f Factory) Create(nhc dbconfig.NodeHostConfig, onBatch raftio.MessageHandl
 	}
 	return &TCP{nhc: nhc, onBatch: onBatch, onChunk: onChunk, encrypted: nhc.MutualTLS, credentials: f.Credentials, obs: obs,
 		conns: map[net.Conn]struct{}{}, refused: map[string]refusal{}, compat: f.Compatibility, book: f.Book, id: f.Self,
-		hello:               helloPayload(hello{compat: f.Compatibility, addr: nhc.RaftAddress, self: f.Self}),
-		lostLogHello:        helloPayload(hello{compat: f.Compatibility, addr: nhc.RaftAddress, self: f.Self, refusal: refusedLostLog}),
-		knownOtherwiseHello: helloPayload(hello{compat: f.Compatibility, addr: nhc.RaftAddress, self: f.Self, refusal: refusedKnownOtherwise}),
-		removedHello:        helloPayload(hello{compat: f.Compatibility, addr: nhc.RaftAddress, self: f.Self, refusal: refusedRemoved}),
-		otherReplicaHello:   helloPayload(hello{compat: f.Compatibility, addr: nhc.RaftAddress, self: f.Self, refusal: refusedOtherReplica})}
+		hello: helloPayload(hello{compat: f.Compatibility, addr: nhc.RaftAddress, self: f.Self})}
 }
 
 // Observer is told what the transport does, so that the node can count it
@@ -262,33 +266,24 @@ type Observer interface {
 	// connected from when it sent no hello); theirs is its Compatibility
 	// ("" when it sent no hello).
 	Incompatible(peer, theirs string)
-	// LostLog: a member that lost its log was cut off: ours false, peer
-	// did (peer is its Raft address, replica its replica id), refused by
-	// this member or refusing it; ours true, this member did, refused by
-	// peer or refusing it.
-	LostLog(peer string, replica uint64, ours bool)
-	// Removed: a member removed from the cluster was refused: by this
-	// member (ours false: peer is its Raft address, replica its replica
-	// id), or this member by peer (ours true).
-	Removed(peer string, replica uint64, ours bool)
-	// OtherReplica: a member runs at an address where the membership has
-	// another replica (expected): this member, told by peer, which
-	// dialled it (ours true), or the one at peer, which refused this
-	// member's dial (ours false).
-	OtherReplica(peer string, expected uint64, ours bool)
+	// CutOff: a member is cut off, for reason (CutLostLog, CutRemoved or
+	// CutOtherReplica). ours false: the member at peer (its Raft address),
+	// replica its replica id (for CutOtherReplica, the replica expected
+	// there), refused by this member or refusing it. ours true: this
+	// member, refused by peer or refusing it (for CutOtherReplica,
+	// replica is the one peer expected).
+	CutOff(peer string, replica uint64, reason string, ours bool)
 }
 
 type unobserved struct{}
 
-func (unobserved) Dialed(string, error)              {}
-func (unobserved) Sent(string, int, error)           {}
-func (unobserved) Ended(string)                      {}
-func (unobserved) Received(int)                      {}
-func (unobserved) Refused(string)                    {}
-func (unobserved) Incompatible(_, _ string)          {}
-func (unobserved) LostLog(string, uint64, bool)      {}
-func (unobserved) Removed(string, uint64, bool)      {}
-func (unobserved) OtherReplica(string, uint64, bool) {}
+func (unobserved) Dialed(string, error)                {}
+func (unobserved) Sent(string, int, error)             {}
+func (unobserved) Ended(string)                        {}
+func (unobserved) Received(int)                        {}
+func (unobserved) Refused(string)                      {}
+func (unobserved) Incompatible(_, _ string)            {}
+func (unobserved) CutOff(string, uint64, string, bool) {}
 
 // Validate implements dbconfig.TransportFactory: a Raft address is
 // host:port with a port in 1..65535.
@@ -315,11 +310,6 @@ type TCP struct {
 	book        Book     // Factory.Book
 	id          Identity // Factory.Self
 	hello       []byte   // the payload of this member's hello
-	// lostLogHello answers a peer that lost its log; knownOtherwiseHello,
-	// a peer that expected this member under the log it lost;
-	// removedHello, a peer removed from the cluster; otherReplicaHello, a
-	// peer that expected another replica here.
-	lostLogHello, knownOtherwiseHello, removedHello, otherReplicaHello []byte
 
 	mu      sync.Mutex
 	ln      net.Listener
@@ -329,12 +319,37 @@ type TCP struct {
 	wg      sync.WaitGroup
 }
 
-// refusal is why a peer is not dialled again until a time: it refused
-// our versions (theirs are its own), or one of us lost its log.
+// refusal is why a peer is not dialled again until a time: the refusal
+// of a hello, either way ("": it refused our versions, theirs are its
+// own).
 type refusal struct {
-	theirs                         string
-	lostLog, removed, otherReplica bool
-	until                          time.Time
+	theirs, why string
+	until       time.Time
+}
+
+// err is what a dial within the hold-off fails with.
+func (r refusal) err(ours string) error {
+	switch r.why {
+	case refusedLostLog, refusedKnownOtherwise:
+		return errLostLog
+	case refusedRemoved:
+		return errRemoved
+	case refusedOtherReplica:
+		return errOtherReplica
+	}
+	return fmt.Errorf("%w (it applies the log by %q, this member by %q)", errRefused, r.theirs, ours)
+}
+
+// HeldOff says whether text (a line about a failed connection) is this
+// transport's hold-off after a refusal, either way, rather than a peer
+// that is down: its next dial connects and is refused again.
+func HeldOff(text string) bool {
+	for _, err := range []error{errRefused, errLostLog, errRemoved, errOtherReplica} {
+		if strings.Contains(text, err.Error()) {
+			return true
+		}
+	}
+	return false
 }
 
 // errRefused fails a dial to a peer that refused this member's versions
@@ -715,26 +730,32 @@ func (t *TCP) refuseKnown(h hello, conn net.Conn, log uint64) {
 		t.refuseLostLog(h, conn)
 		return
 	}
-	_ = t.write(conn, t.removedHello)
-	t.obs.Refused("removed")
-	t.obs.Removed(h.addr, h.self.Replica, false)
+	t.answer(conn, refusedRemoved)
+	t.obs.Refused(CutRemoved)
+	t.obs.CutOff(h.addr, h.self.Replica, CutRemoved, false)
 }
 
 // refuseLostLog answers a peer that lost its log, and holds it off: this
 // member does not dial it either, so it is sent neither votes nor the
 // log, whose commit index it could not follow.
 func (t *TCP) refuseLostLog(h hello, conn net.Conn) {
-	_ = t.write(conn, t.lostLogHello)
-	t.obs.Refused("lost log")
-	t.holdOffLostLog(h.addr)
-	t.obs.LostLog(h.addr, h.self.Replica, false)
+	t.answer(conn, refusedLostLog)
+	t.obs.Refused(CutLostLog)
+	t.holdOff(h.addr, refusal{why: refusedLostLog})
+	t.obs.CutOff(h.addr, h.self.Replica, CutLostLog, false)
 }
 
-// holdOffLostLog dials addr no more for refusedHoldOff: one of us lost
-// its log.
-func (t *TCP) holdOffLostLog(addr string) {
+// answer writes, best effort, this member's hello with why the dialler's
+// was refused: it learns why and holds off.
+func (t *TCP) answer(conn net.Conn, why string) {
+	_ = t.write(conn, helloPayload(hello{compat: t.compat, addr: t.nhc.RaftAddress, self: t.id, refusal: why}))
+}
+
+// holdOff dials addr no more for refusedHoldOff, for r.
+func (t *TCP) holdOff(addr string, r refusal) {
+	r.until = time.Now().Add(refusedHoldOff)
 	t.mu.Lock()
-	t.refused[addr] = refusal{lostLog: true, until: time.Now().Add(refusedHoldOff)}
+	t.refused[addr] = r
 	t.mu.Unlock()
 }
 
@@ -743,23 +764,23 @@ func (t *TCP) holdOffLostLog(addr string) {
 // at once. A peer its Book knows under another log is refused.
 func (t *TCP) greeted(conn net.Conn, r *bufio.Reader) (hello, bool) {
 	_ = conn.SetReadDeadline(time.Now().Add(frameTimeout))
-	h, refusal, err := t.readHello(r)
+	h, malformed, err := t.readHello(r)
 	compat, peer := h.compat, h.addr
 	switch {
 	case err != nil:
 		return h, false
-	case refusal == "no hello":
+	case malformed == "no hello":
 		// No hello, no Raft address: the host alone, since each of its
 		// dials comes from another port.
-		t.obs.Refused(refusal)
+		t.obs.Refused(malformed)
 		host, _, err := net.SplitHostPort(conn.RemoteAddr().String())
 		if err != nil {
 			host = conn.RemoteAddr().String()
 		}
 		t.obs.Incompatible(host, "")
 		return h, false
-	case refusal != "":
-		t.obs.Refused(refusal)
+	case malformed != "":
+		t.obs.Refused(malformed)
 		return h, false
 	case compat != t.compat:
 		// Answer with our hello, so that the dialler learns why and holds
@@ -785,17 +806,17 @@ func (t *TCP) greeted(conn net.Conn, r *bufio.Reader) (hello, bool) {
 		// address. What it would be sent is addressed to that replica. (A
 		// member that is one in its own view is sent by a dialler whose
 		// view is stale, which the log will correct.)
-		_ = t.write(conn, t.otherReplicaHello)
-		t.obs.Refused("other replica")
-		t.obs.OtherReplica(h.addr, h.expect.Replica, true)
+		t.answer(conn, refusedOtherReplica)
+		t.obs.Refused(CutOtherReplica)
+		t.obs.CutOff(h.addr, h.expect.Replica, CutOtherReplica, true)
 		return h, false
 	case h.expect.Replica != 0 && h.expect.Replica == t.id.Replica && h.expect.Log != 0 && h.expect.Log != t.id.Log:
 		// The dialler knows this member under another log: this one lost
 		// it. Nothing of the dialler's may reach Dragonboat.
-		_ = t.write(conn, t.knownOtherwiseHello)
-		t.obs.Refused("lost log")
-		t.holdOffLostLog(h.addr)
-		t.obs.LostLog(h.addr, t.id.Replica, true)
+		t.answer(conn, refusedKnownOtherwise)
+		t.obs.Refused(CutLostLog)
+		t.holdOff(h.addr, refusal{why: refusedKnownOtherwise})
+		t.obs.CutOff(h.addr, t.id.Replica, CutLostLog, true)
 		return h, false
 	}
 	_ = conn.SetReadDeadline(time.Time{})
@@ -987,17 +1008,7 @@ func (t *TCP) dial(ctx context.Context, target string) (net.Conn, error) {
 	}
 	t.mu.Unlock()
 	if held {
-		var err error
-		switch {
-		case r.lostLog:
-			err = errLostLog
-		case r.removed:
-			err = errRemoved
-		case r.otherReplica:
-			err = errOtherReplica
-		default:
-			err = fmt.Errorf("%w (it applies the log by %q, this member by %q)", errRefused, r.theirs, t.compat)
-		}
+		err := r.err(t.compat)
 		t.obs.Dialed(target, err)
 		return nil, err
 	}
@@ -1070,24 +1081,20 @@ func (c *Connection) connect() error {
 // versions, or as a member that lost its log. It is not dialled again for
 // refusedHoldOff.
 func (t *TCP) heldOff(target string, h hello) {
-	lost := h.refusal == refusedLostLog || h.refusal == refusedKnownOtherwise
-	t.mu.Lock()
-	t.refused[target] = refusal{theirs: h.compat, lostLog: lost, removed: h.refusal == refusedRemoved,
-		otherReplica: h.refusal == refusedOtherReplica, until: time.Now().Add(refusedHoldOff)}
-	t.mu.Unlock()
+	t.holdOff(target, refusal{theirs: h.compat, why: h.refusal})
 	switch h.refusal {
 	case refusedRemoved:
-		t.obs.Removed(target, t.id.Replica, true)
+		t.obs.CutOff(target, t.id.Replica, CutRemoved, true)
 	case refusedOtherReplica:
 		var expected Identity
 		if t.book != nil {
 			expected, _ = t.book.At(target)
 		}
-		t.obs.OtherReplica(target, expected.Replica, false)
+		t.obs.CutOff(target, expected.Replica, CutOtherReplica, false)
 	case refusedLostLog: // this member lost its log
-		t.obs.LostLog(target, t.id.Replica, true)
+		t.obs.CutOff(target, t.id.Replica, CutLostLog, true)
 	case refusedKnownOtherwise: // the peer did
-		t.obs.LostLog(target, h.self.Replica, false)
+		t.obs.CutOff(target, h.self.Replica, CutLostLog, false)
 	default:
 		t.obs.Incompatible(target, h.compat)
 	}

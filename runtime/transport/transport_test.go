@@ -693,9 +693,9 @@ type recorder struct {
 	received int
 	refused  map[string]int
 	strange  []string // "peer theirs" of each Incompatible
-	lost     []string // "peer replica ours" of each LostLog
-	removed  []string // "peer replica ours" of each Removed
-	other    []string // "peer expected ours" of each OtherReplica
+	lost     []string // "peer replica ours" of each CutOff for a lost log
+	removed  []string // "peer replica ours" of each CutOff for a removal
+	other    []string // "peer expected ours" of each CutOff for another replica
 }
 
 func newRecorder() *recorder {
@@ -736,22 +736,18 @@ func (r *recorder) Incompatible(peer, theirs string) {
 	r.mu.Unlock()
 }
 
-func (r *recorder) OtherReplica(peer string, expected uint64, ours bool) {
+func (r *recorder) CutOff(peer string, replica uint64, reason string, ours bool) {
 	r.mu.Lock()
-	r.other = append(r.other, fmt.Sprintf("%s %x %v", peer, expected, ours))
-	r.mu.Unlock()
-}
-
-func (r *recorder) Removed(peer string, replica uint64, ours bool) {
-	r.mu.Lock()
-	r.removed = append(r.removed, fmt.Sprintf("%s %x %v", peer, replica, ours))
-	r.mu.Unlock()
-}
-
-func (r *recorder) LostLog(peer string, replica uint64, ours bool) {
-	r.mu.Lock()
-	r.lost = append(r.lost, fmt.Sprintf("%s %x %v", peer, replica, ours))
-	r.mu.Unlock()
+	defer r.mu.Unlock()
+	line := fmt.Sprintf("%s %x %v", peer, replica, ours)
+	switch reason {
+	case CutLostLog:
+		r.lost = append(r.lost, line)
+	case CutRemoved:
+		r.removed = append(r.removed, line)
+	case CutOtherReplica:
+		r.other = append(r.other, line)
+	}
 }
 
 // read runs f under the recorder's lock.
@@ -975,8 +971,8 @@ func TestRefusedDiallerHoldsOff(t *testing.T) {
 			t.Errorf("the dialler heard %q, want %q", heard.strange[0], addr+" "+theirs)
 		}
 	})
-	if err := conn.SendMessageBatch(sampleBatch(1, 10)); !errors.Is(err, errRefused) {
-		t.Fatalf("a send within the hold-off: %v, want %v without a dial", err, errRefused)
+	if err := conn.SendMessageBatch(sampleBatch(1, 10)); !errors.Is(err, errRefused) || !HeldOff("send batch failed ("+err.Error()+")") {
+		t.Fatalf("a send within the hold-off: %v, want %v without a dial, which HeldOff knows", err, errRefused)
 	}
 	if _, err := s.GetSnapshotConnection(context.Background(), addr); !errors.Is(err, errRefused) {
 		t.Fatalf("a snapshot dial within the hold-off: %v, want %v", err, errRefused)
@@ -1134,7 +1130,7 @@ func TestMemberThatLostItsLogIsRefused(t *testing.T) {
 			t.Errorf("the wiped member heard %q, want %q", wiped.heard.lost[0], want)
 		}
 	})
-	if err := wiped.conn.SendMessageBatch(typed(pb.RequestVoteResp)); !errors.Is(err, errLostLog) {
+	if err := wiped.conn.SendMessageBatch(typed(pb.RequestVoteResp)); !errors.Is(err, errLostLog) || !HeldOff(err.Error()) {
 		t.Errorf("a send within the hold-off: %v, want %v", err, errLostLog)
 	}
 	if _, err := recv.GetConnection(context.Background(), "10.0.0.2:7001"); !errors.Is(err, errLostLog) {
