@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,8 +48,6 @@ type metrics struct {
 	raftRefused      *prometheus.CounterVec
 	lostLog          prometheus.Gauge
 	removed          prometheus.Gauge
-	memberSeen       atomic.Bool // the member saw itself in shard 0's membership
-	removedSeen      atomic.Bool // the member's own removal was logged
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {

@@ -303,14 +303,17 @@ func writeDurably(dir, file, text string) error {
 // from its start sees memberships without itself first: only one seen
 // with it counts. One restarted on a snapshot taken after its removal
 // never sees itself, and says nothing.)
-func (n *Node) noticeRemoval(members map[uint64]string) {
+// seen and said are shareLogs' own: whether it saw this member in the
+// membership, and whether it said the removal.
+func (n *Node) noticeRemoval(members map[uint64]string, seen, said *bool) {
 	if _, ok := members[n.replicaID]; ok {
-		n.metrics.memberSeen.Store(true)
+		*seen = true
 		return
 	}
-	if len(members) == 0 || !n.metrics.memberSeen.Load() || n.metrics.removedSeen.Swap(true) {
+	if len(members) == 0 || !*seen || *said {
 		return
 	}
+	*said = true
 	n.metrics.removed.Set(1)
 	n.log.Error("this member was removed from the cluster (lockstep cluster remove): a removed replica never takes part again; "+
 		"stop it, or to bring it back: lockstep cluster add, then start it on an empty cluster.data_dir with --join and the "+
@@ -346,6 +349,7 @@ func (n *Node) shareLogs() {
 	defer retry.Stop()
 	reread := time.NewTicker(membersReread)
 	defer reread.Stop()
+	var seen, said bool // noticeRemoval's
 	for {
 		select {
 		case <-ctx.Done():
@@ -357,7 +361,7 @@ func (n *Node) shareLogs() {
 		}
 		if members, ok := n.shardMembers(sh); ok && members != nil {
 			n.book.setMembers(members)
-			n.noticeRemoval(members)
+			n.noticeRemoval(members, &seen, &said)
 		}
 		replicated, _ := sh.sm.Lookup(logsQuery{})
 		missing := n.book.missing(replicated.(map[uint64]uint64))
