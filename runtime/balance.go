@@ -92,13 +92,7 @@ func (n *Node) shouldAskToLead(sh *shard, bt balanceTimes, lastAsked time.Time) 
 func (n *Node) askToLead(sh *shard, bt balanceTimes) {
 	ctx, cancel := context.WithTimeout(context.Background(), min(bt.settle, n.retryBudget))
 	defer cancel()
-	go func() {
-		select {
-		case <-n.closing:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	go cancelOnClose(ctx, cancel, n.closing)
 	if _, err := n.nh.SyncRead(ctx, sh.dbID, namesQuery{}); err != nil {
 		sh.log.Debug("leader balance: not caught up, not asking to lead", "err", err)
 		return

@@ -344,6 +344,16 @@ func (n *Node) clockEvent() replica.Event {
 	return replica.ClockEvent(core.LogTime(n.clock().UnixMilli()), core.LogTime(n.mono().Milliseconds()))
 }
 
+// cancelOnClose cancels ctx, by its cancel, once done is closed, and
+// returns then or when ctx ends first: a goroutine's body.
+func cancelOnClose(ctx context.Context, cancel context.CancelFunc, done <-chan struct{}) {
+	select {
+	case <-done:
+		cancel()
+	case <-ctx.Done():
+	}
+}
+
 // enter registers a call that Close must drain; false once Close began.
 func (n *Node) enter() bool {
 	n.mu.Lock()

@@ -338,13 +338,7 @@ func (n *Node) shareLogs() {
 	sh := n.shards[0]
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go func() {
-		select {
-		case <-n.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	go cancelOnClose(ctx, cancel, n.stop)
 	retry := time.NewTimer(0)
 	defer retry.Stop()
 	reread := time.NewTicker(membersReread)
