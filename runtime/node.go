@@ -42,10 +42,8 @@ type Node struct {
 	raftCredentials func() (*tls.Certificate, *x509.CertPool)
 	raftCompat      string // what the Raft hello carries: versions and the shard count
 	// book is where the logs peers took part under are kept (nil with
-	// Dragonboat's own transport, in tests); membersChanged wakes
-	// shareLogs to give it the membership again.
-	book           *peerLogs
-	membersChanged chan struct{}
+	// Dragonboat's own transport, in tests).
+	book *peerLogs
 
 	proposalTimeout time.Duration // how long Dragonboat may take to commit one proposal
 	retryBudget     time.Duration // how long Do retries after leader loss before ErrUnavailable
@@ -130,7 +128,6 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		readAttempt:     max(500*time.Millisecond, 3*election),
 		names:           map[uint64]string{},
 		closing:         make(chan struct{}),
-		membersChanged:  make(chan struct{}, 1),
 		stopped:         make(chan struct{}),
 		stop:            make(chan struct{}),
 	}
@@ -292,11 +289,8 @@ func (n *Node) startShard(sh *shard, hb, el uint64) error {
 type membershipListener struct{ n *Node }
 
 func (l membershipListener) MembershipChanged(info raftio.NodeInfo) {
-	if info.ShardID == 1 {
-		select {
-		case l.n.membersChanged <- struct{}{}:
-		default:
-		}
+	if info.ShardID == 1 && l.n.book != nil {
+		l.n.book.wake()
 	}
 }
 

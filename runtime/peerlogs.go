@@ -70,8 +70,8 @@ func logID(dir string) (uint64, error) {
 // peerLogs is the book of the logs peers took part under
 // (transport.Book), kept in peerLogsFile.
 type peerLogs struct {
-	dir     string
-	changed chan struct{} // a replica booked: Node.shareLogs proposes it
+	dir   string
+	woken chan struct{} // Node.shareLogs has to run again (wake)
 
 	mu    sync.Mutex
 	logs  map[uint64]uint64 // replica id → log id
@@ -88,7 +88,7 @@ type peerLogs struct {
 var _ transport.Book = (*peerLogs)(nil)
 
 func openPeerLogs(dir string) (*peerLogs, error) {
-	b := &peerLogs{dir: dir, changed: make(chan struct{}, 1), logs: map[uint64]uint64{}}
+	b := &peerLogs{dir: dir, woken: make(chan struct{}, 1), logs: map[uint64]uint64{}}
 	b.generation.Store(1)
 	path := filepath.Join(dir, peerLogsFile)
 	f, err := os.Open(path)
@@ -185,11 +185,17 @@ func (b *peerLogs) Record(id transport.Identity) error {
 	if err := b.add(map[uint64]uint64{id.Replica: id.Log}); err != nil {
 		return err
 	}
+	b.wake()
+	return nil
+}
+
+// wake has Node.shareLogs run again: a replica was booked (to propose
+// it), or shard 0's membership changed (to read it again).
+func (b *peerLogs) wake() {
 	select {
-	case b.changed <- struct{}{}:
+	case b.woken <- struct{}{}:
 	default:
 	}
-	return nil
 }
 
 // learn books what the replicated state holds (a record, a snapshot). A
@@ -348,9 +354,8 @@ func (n *Node) shareLogs() {
 		select {
 		case <-ctx.Done():
 			return
-		case <-n.book.changed:
+		case <-n.book.woken:
 		case <-retry.C:
-		case <-n.membersChanged:
 		case <-reread.C:
 		}
 		if members, ok := n.shardMembers(sh); ok && members != nil {

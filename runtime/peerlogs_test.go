@@ -51,7 +51,7 @@ func TestPeerLogsBook(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case <-b.changed:
+	case <-b.woken:
 	default:
 		t.Error("a replica booked did not ask for it to be shared")
 	}
