@@ -644,8 +644,7 @@ func (t *TCP) serve(conn net.Conn) {
 			// found to have lost its log) while this connection was open.
 			if g := t.book.Generation(); g != generation {
 				generation = g
-				if log, known := t.book.Known(h.self.Replica); known && log != h.self.Log {
-					t.refuseKnown(h, conn, log)
+				if !t.inGoodStanding(h, conn) {
 					return
 				}
 			}
@@ -723,6 +722,16 @@ func (t *TCP) record(h hello, conn net.Conn) bool {
 // without a Book, or before it knows the membership).
 func (t *TCP) member() bool { return t.book != nil && t.book.Member(t.id.Replica) }
 
+// inGoodStanding says whether the book holds h's replica id under no
+// other log than its hello's, and refuses it when not.
+func (t *TCP) inGoodStanding(h hello, conn net.Conn) bool {
+	if log, known := t.book.Known(h.self.Replica); known && log != h.self.Log {
+		t.refuseKnown(h, conn, log)
+		return false
+	}
+	return true
+}
+
 // refuseKnown refuses a peer whose replica id the book holds under log,
 // not the one it says: removed (log 0), or one that lost its log.
 func (t *TCP) refuseKnown(h hello, conn net.Conn, log uint64) {
@@ -792,11 +801,8 @@ func (t *TCP) greeted(conn net.Conn, r *bufio.Reader) (hello, bool) {
 	}
 	// The dialler's own standing first: a dialler that lost its log, or
 	// was removed, may well expect someone stale here.
-	if t.book != nil && h.self.Replica != 0 {
-		if log, known := t.book.Known(h.self.Replica); known && log != h.self.Log {
-			t.refuseKnown(h, conn, log)
-			return h, false
-		}
+	if t.book != nil && h.self.Replica != 0 && !t.inGoodStanding(h, conn) {
+		return h, false
 	}
 	switch {
 	case h.expect.Replica != 0 && t.id.Replica != 0 && h.expect.Replica != t.id.Replica && !t.member():
