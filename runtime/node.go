@@ -42,8 +42,9 @@ type Node struct {
 	raftCredentials func() (*tls.Certificate, *x509.CertPool)
 	raftCompat      string // what the Raft hello carries: versions and the shard count
 	// book is where the logs peers took part under are kept (nil with
-	// Dragonboat's own transport, in tests).
-	book *peerLogs
+	// Dragonboat's own transport, in tests); logID is this member's own.
+	book  *peerLogs
+	logID uint64
 
 	proposalTimeout time.Duration // how long Dragonboat may take to commit one proposal
 	retryBudget     time.Duration // how long Do retries after leader loss before ErrUnavailable
@@ -192,15 +193,14 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		traffic := raftTraffic{m: n.metrics, self: n.replicaID, cutOff: newCutOffLog(log, n.raftCompat, target.addrs)}
 		// And an identity that keeps out a member that lost its log, which
 		// its peers have seen take part under another (runtime/peerlogs.go).
-		self, err := logID(dir)
-		if err != nil {
+		if n.logID, err = logID(dir); err != nil {
 			return nil, err
 		}
 		if n.book, err = openPeerLogs(dir); err != nil {
 			return nil, err
 		}
 		nhc.Expert.TransportFactory = transport.Factory{Observer: traffic, Compatibility: n.raftCompat, Credentials: n.raftCredentials,
-			Self: transport.Identity{Replica: n.replicaID, Log: self}, Book: n.book}
+			Self: transport.Identity{Replica: n.replicaID, Log: n.logID}, Book: n.book}
 	}
 	nh, err := dragonboat.NewNodeHost(nhc)
 	if err != nil {

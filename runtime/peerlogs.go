@@ -83,6 +83,7 @@ type peerLogs struct {
 	// generation counts the changes of logs (transport.Book.Generation),
 	// from 1.
 	generation atomic.Uint64
+	unwritten  bool // learn kept what is not on disk yet (flush)
 }
 
 var _ transport.Book = (*peerLogs)(nil)
@@ -220,9 +221,15 @@ func (b *peerLogs) learn(replicated map[uint64]uint64, log *slog.Logger) {
 	if len(news) == 0 {
 		return
 	}
-	if err := b.add(news); err != nil {
-		log.Error("could not book the peers' logs: a member that lost its log would not be refused by this one", "err", err)
-	}
+	// In memory at once; on disk by shareLogs (flush), not here on the
+	// apply path, where a sync per record slowed a new cluster's first
+	// entries (a member with entries to apply skips a campaign, and a
+	// leader hand-off was lost). What a crash loses is in the log and is
+	// learnt again as the log replays.
+	order, forgotten := b.next(news)
+	b.keep(news, order, forgotten)
+	b.unwritten = true
+	b.wake()
 }
 
 // missing returns what the book holds and replicated lacks.
@@ -239,17 +246,9 @@ func (b *peerLogs) missing(replicated map[uint64]uint64) map[uint64]uint64 {
 }
 
 // add writes the book again with news, under b.mu, and keeps them once
-// they are on disk: at most once per replica id that ever takes part, and
-// once more at its removal.
+// they are on disk (with anything learnt and not written yet).
 func (b *peerLogs) add(news map[uint64]uint64) error {
-	full := slices.Clone(b.order)
-	for _, r := range slices.Sorted(maps.Keys(news)) {
-		if _, had := b.logs[r]; !had {
-			full = append(full, r)
-		}
-	}
-	forgotten := full[:max(0, len(full)-maxPeerLogs)] // the oldest
-	order := full[len(forgotten):]
+	order, forgotten := b.next(news)
 	var text strings.Builder
 	for _, r := range order {
 		l, ok := news[r]
@@ -261,13 +260,43 @@ func (b *peerLogs) add(news map[uint64]uint64) error {
 	if err := writeDurably(b.dir, peerLogsFile, text.String()); err != nil {
 		return err
 	}
+	b.keep(news, order, forgotten)
+	b.unwritten = false
+	return nil
+}
+
+// next is the order of the book with news, under b.mu, and the oldest
+// replica ids it forgets past maxPeerLogs.
+func (b *peerLogs) next(news map[uint64]uint64) (order, forgotten []uint64) {
+	full := slices.Clone(b.order)
+	for _, r := range slices.Sorted(maps.Keys(news)) {
+		if _, had := b.logs[r]; !had {
+			full = append(full, r)
+		}
+	}
+	forgotten = full[:max(0, len(full)-maxPeerLogs)]
+	return full[len(forgotten):], forgotten
+}
+
+// keep puts news in the book, in order, under b.mu.
+func (b *peerLogs) keep(news map[uint64]uint64, order, forgotten []uint64) {
 	maps.Copy(b.logs, news)
 	for _, r := range forgotten {
 		delete(b.logs, r)
 	}
 	b.order = order
 	b.generation.Add(1)
-	return nil
+}
+
+// flush writes what learn kept and no write has carried yet; shareLogs
+// calls it, off the apply path.
+func (b *peerLogs) flush() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.unwritten {
+		return nil
+	}
+	return b.add(nil)
 }
 
 // writeDurably replaces dir/file with text, whole or not at all, and
@@ -334,12 +363,13 @@ const (
 	membersReread = 5 * time.Second
 )
 
-// shareLogs proposes, in shard 0, the logs this member booked that the
-// replicated state lacks, so that every member refuses a peer that comes
-// back under another log, not only those that heard it take part (a
-// follower hears little of another follower); and gives the book the
-// membership. It runs until the node stops: at start, at each replica
-// booked, at each membership change, and after a failure.
+// shareLogs proposes, in shard 0 while this member leads it, the logs it
+// booked, and its own, that the replicated state lacks, so that every
+// member refuses a peer that comes back under another log, not only those
+// that heard it take part (a follower hears little of another follower);
+// writes what the book learnt; and gives the book the membership. It runs
+// until the node stops: at start, at each replica booked, at each
+// membership or leader change, and after a failure.
 func (n *Node) shareLogs() {
 	sh := n.shards[0]
 	ctx, cancel := context.WithCancel(context.Background())
@@ -358,12 +388,26 @@ func (n *Node) shareLogs() {
 		case <-retry.C:
 		case <-reread.C:
 		}
+		if err := n.book.flush(); err != nil {
+			n.log.Error("could not book the peers' logs: a member that lost its log would not be refused by this one after a restart", "err", err)
+			retry.Reset(shareRetry)
+		}
 		if members, ok := n.shardMembers(sh); ok && members != nil {
 			n.book.setMembers(members)
 			n.noticeRemoval(members, &seen, &said)
 		}
+		// The leader shares, its own log with the others': every member
+		// that takes part sends it something, and one proposer writes
+		// the fewest entries (a member with entries left to apply skips a
+		// campaign, a leader hand-off's too).
+		if leader, _, ok, _ := n.nh.GetLeaderID(sh.dbID); !ok || leader != n.replicaID {
+			continue
+		}
 		replicated, _ := sh.sm.Lookup(logsQuery{})
 		missing := n.book.missing(replicated.(map[uint64]uint64))
+		if _, ok := replicated.(map[uint64]uint64)[n.replicaID]; !ok {
+			missing[n.replicaID] = n.logID
+		}
 		if len(missing) == 0 {
 			continue
 		}

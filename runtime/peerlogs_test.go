@@ -37,10 +37,11 @@ func TestLogIDIsDrawnOnce(t *testing.T) {
 	}
 }
 
-// TestPeerLogsBook: what the book records survives a restart; a replica is
-// kept under the first log booked for it, whether seen or learnt from the
-// log; what it lacks from the replicated state is what is proposed; it is
-// bounded, forgetting the oldest; a damaged file is an error.
+// TestPeerLogsBook: what the book records survives a restart (what it
+// learns from the log, once flushed); a replica is kept under the first
+// log booked for it, whether seen or learnt from the log; what it lacks
+// from the replicated state is what is proposed; it is bounded, forgetting
+// the oldest; a damaged file is an error.
 func TestPeerLogsBook(t *testing.T) {
 	dir := t.TempDir()
 	b, err := openPeerLogs(dir)
@@ -66,6 +67,16 @@ func TestPeerLogsBook(t *testing.T) {
 	if got := b.missing(map[uint64]uint64{2: 20}); !maps.Equal(got, map[uint64]uint64{1: 10}) {
 		t.Errorf("missing from the replicated state: %v, want replica 1 under 10", got)
 	}
+	// What is learnt is kept in memory at once, and on disk by flush,
+	// off the apply path.
+	if reopened, err := openPeerLogs(dir); err != nil {
+		t.Fatal(err)
+	} else if _, ok := reopened.Known(2); ok {
+		t.Error("learn wrote the book on the apply path")
+	}
+	if err := b.flush(); err != nil {
+		t.Fatal(err)
+	}
 	b, err = openPeerLogs(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -81,6 +92,9 @@ func TestPeerLogsBook(t *testing.T) {
 		many[r] = r
 	}
 	b.learn(many, slog.New(slog.DiscardHandler))
+	if err := b.flush(); err != nil {
+		t.Fatal(err)
+	}
 	if _, ok := b.Known(1); ok {
 		t.Error("the oldest replica was kept past maxPeerLogs")
 	}
