@@ -56,7 +56,7 @@ type grant struct {
 // it holds; on failure it has released the gate, or handed it to the
 // background clean-up.
 func (s *Session) acquire(ctx context.Context, sp acquireSpec) (uint64, *gateHold, error) {
-	what := fmt.Sprintf("%s %q", sp.op, sp.name)
+	what := opName{sp.op, sp.name}
 	if err := s.lostErrFor(what); err != nil {
 		return 0, nil, err
 	}
@@ -215,7 +215,7 @@ func refusedByState(err error) bool {
 
 // endErr is the error a call that did not get its grant returns: the
 // session's loss, the caller's ctx, or what the servers said.
-func (s *Session) endErr(ctx context.Context, what string, err error) error {
+func (s *Session) endErr(ctx context.Context, what opName, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("%s: %w", what, ctx.Err())
 	}

@@ -243,7 +243,7 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 	if o.httpClient == nil {
 		own = []*http.Client{h, hs}
 	}
-	var copts []connect.ClientOption
+	copts := []connect.ClientOption{connect.WithInterceptors(connect.UnaryInterceptorFunc(boundAttempt))}
 	if o.apiKey != "" {
 		copts = append(copts, connect.WithInterceptors(apiKeyInterceptor(o.apiKey)))
 	}
@@ -490,10 +490,11 @@ func attempt[T any](ctx context.Context, c *Client, mode callMode, e *endpoint,
 	var actx context.Context
 	var cancel context.CancelFunc
 	var gaveUp atomic.Bool
+	var deadline time.Time
 	switch mode {
 	case unary:
-		actx, cancel = context.WithTimeout(ctx, c.opts.attemptTimeout)
-		defer cancel()
+		deadline = time.Now().Add(c.opts.attemptTimeout)
+		actx = &attemptCtx{Context: ctx, deadline: deadline}
 	case blocking:
 		actx, cancel = context.WithCancel(ctx)
 		defer cancel()
@@ -528,9 +529,101 @@ func attempt[T any](ctx context.Context, c *Client, mode callMode, e *endpoint,
 		// server may answer deadline_exceeded itself a moment before the
 		// attempt's deadline passes here, since the deadline travels with
 		// the request.
-		stuck = gaveUp.Load() || (mode == unary && (actx.Err() != nil || connect.CodeOf(err) == connect.CodeDeadlineExceeded))
+		stuck = gaveUp.Load() || (mode == unary && (!time.Now().Before(deadline) || connect.CodeOf(err) == connect.CodeDeadlineExceeded))
 	}
 	return res, stuck, err
+}
+
+// attemptCtx is a unary attempt's context: the caller's, with the
+// attempt's deadline, which it does not enforce by itself (Done and Err
+// are the caller's). Where an attempt waits, the wait enforces it: an
+// answer on a shared stream by a timer of its wait (streamWait), a unary
+// call by a real deadline its interceptor gives it (boundAttempt). A
+// context.WithTimeout for each attempt cost every operation a timer, a
+// child registered with its parent and a Done channel: a fifth of the
+// allocations of a lock and unlock cycle.
+type attemptCtx struct {
+	context.Context
+	deadline time.Time
+}
+
+// attemptKey finds an attemptCtx among a context's values.
+type attemptKey struct{}
+
+func (a *attemptCtx) Deadline() (time.Time, bool) {
+	if d, ok := a.Context.Deadline(); ok && d.Before(a.deadline) {
+		return d, true
+	}
+	return a.deadline, true
+}
+
+func (a *attemptCtx) Value(key any) any {
+	if key == (attemptKey{}) {
+		return a
+	}
+	return a.Context.Value(key)
+}
+
+// boundAttempt gives a unary call made in an attempt the attempt's
+// deadline as a real one, which net/http obeys.
+func boundAttempt(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		if a, ok := ctx.Value(attemptKey{}).(*attemptCtx); ok {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, a.deadline)
+			defer cancel()
+		}
+		return next(ctx, req)
+	}
+}
+
+// streamWait is what a request on a session stream waits for besides its
+// answer and the end of ctx: the attempt's deadline, when an attemptCtx
+// left it to the wait (a deadline of ctx's own that comes first ends ctx
+// itself, and is its Err). Its timer comes from a pool, so that a round
+// trip allocates none.
+type streamWait struct {
+	ctx   context.Context
+	timer *time.Timer
+	fired <-chan time.Time // nil when nothing is left to the wait: never ready
+}
+
+var waitTimers = sync.Pool{New: func() any {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}}
+
+func newStreamWait(ctx context.Context) streamWait {
+	w := streamWait{ctx: ctx}
+	a, ok := ctx.Value(attemptKey{}).(*attemptCtx)
+	if !ok {
+		return w
+	}
+	if d, ok := a.Context.Deadline(); ok && !a.deadline.Before(d) {
+		return w
+	}
+	w.timer = waitTimers.Get().(*time.Timer)
+	w.timer.Reset(time.Until(a.deadline))
+	w.fired = w.timer.C
+	return w
+}
+
+// done returns the timer to its pool.
+func (w streamWait) done() {
+	if w.timer != nil {
+		w.timer.Stop() // since Go 1.23 no stale tick is left to read after Stop
+		waitTimers.Put(w.timer)
+	}
+}
+
+// err is why the wait ended without its answer: the caller's ctx, or the
+// deadline (which deadline_exceeded says, as a server would).
+func (w streamWait) err() error {
+	if err := w.ctx.Err(); err != nil {
+		return err
+	}
+	return connect.NewError(connect.CodeDeadlineExceeded, context.DeadlineExceeded)
 }
 
 // heard records that the endpoint answered, so that a probe of it can be

@@ -73,7 +73,7 @@ func (e *Election) Token() uint64 { return e.current() }
 // Proclaim changes the leader's value without an election; ErrNotHeld when
 // this session is not the leader.
 func (e *Election) Proclaim(ctx context.Context, value []byte) error {
-	what := fmt.Sprintf("proclaim %q", e.name)
+	what := opName{"proclaim", e.name}
 	if lost := e.s.lostErrFor(what); lost != nil {
 		return lost
 	}
@@ -97,7 +97,7 @@ func (e *Election) Proclaim(ctx context.Context, value []byte) error {
 // failed Resign keeps the leadership's token, as Mutex.Unlock does.
 func (e *Election) Resign(ctx context.Context) error {
 	s := e.s
-	return e.end(ctx, fmt.Sprintf("resign %q", e.name), func(ctx context.Context, ep *endpoint, id reqID, token uint64) error {
+	return e.end(ctx, opName{"resign", e.name}, func(ctx context.Context, ep *endpoint, id reqID, token uint64) error {
 		req := &pb.ResignRequest{Name: e.name, ClientId: id.ClientID(),
 			RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, FencingToken: token}
 		_, err := exchange(ctx, s, ep, &pb.StreamRequest{Request: &pb.StreamRequest_Resign{Resign: req}},

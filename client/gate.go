@@ -72,7 +72,7 @@ func (s *Session) enter(ctx context.Context, op string, kind pb.Kind, name strin
 		return nil, fmt.Errorf("%s %q: %w", op, name, ctx.Err())
 	case <-s.done.Done():
 		s.unref(key, g)
-		return nil, s.lostErrFor(fmt.Sprintf("%s %q", op, name))
+		return nil, s.lostErrFor(opName{op, name})
 	}
 }
 

@@ -56,7 +56,7 @@ func (h *hold) forget(token uint64) {
 
 // end releases the grant with send (one attempt of the release request with
 // id), and forgets it when the servers confirm, or when it is gone anyway.
-func (h *hold) end(ctx context.Context, what string, send func(ctx context.Context, e *endpoint, id reqID, token uint64) error) error {
+func (h *hold) end(ctx context.Context, what opName, send func(ctx context.Context, e *endpoint, id reqID, token uint64) error) error {
 	h.mu.Lock()
 	token := h.token
 	h.mu.Unlock()
@@ -75,7 +75,7 @@ func (h *hold) end(ctx context.Context, what string, send func(ctx context.Conte
 }
 
 // send runs one unary mutating request of the session under a fresh id.
-func (s *Session) send(ctx context.Context, what string, f func(ctx context.Context, e *endpoint, id reqID) error) error {
+func (s *Session) send(ctx context.Context, what opName, f func(ctx context.Context, e *endpoint, id reqID) error) error {
 	id, err := s.c.inflight.begin(ctx)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
@@ -85,11 +85,11 @@ func (s *Session) send(ctx context.Context, what string, f func(ctx context.Cont
 
 // sendEnding is send for a request that ends a hold: it takes no in-flight
 // slot (see inflight.go).
-func (s *Session) sendEnding(ctx context.Context, what string, f func(ctx context.Context, e *endpoint, id reqID) error) error {
+func (s *Session) sendEnding(ctx context.Context, what opName, f func(ctx context.Context, e *endpoint, id reqID) error) error {
 	return s.sendAs(ctx, what, s.c.inflight.beginEnding(), f)
 }
 
-func (s *Session) sendAs(ctx context.Context, what string, id reqID, f func(ctx context.Context, e *endpoint, id reqID) error) error {
+func (s *Session) sendAs(ctx context.Context, what opName, id reqID, f func(ctx context.Context, e *endpoint, id reqID) error) error {
 	defer id.finish()
 	var err error
 	_, err = do(ctx, s.c, func(ctx context.Context, e *endpoint) (*connect.Response[struct{}], error) {

@@ -87,8 +87,10 @@ func (c *Client) muxTo(e *endpoint) *muxStream {
 			bidiStream: bidiStream[pb.MultiplexRequest, pb.MultiplexResponse]{st: e.stream.Multiplex(ctx), cancel: cancel, done: make(chan struct{})}}
 		go m.receive()
 		return m
-	}, errors.New("lockstep: the client's sessions moved to another endpoint"))
+	}, errMovedEndpoint)
 }
+
+var errMovedEndpoint = errors.New("lockstep: the client's sessions moved to another endpoint")
 
 // dropSession stops routing the pushed loss of s on every shared stream,
 // and with fail set (Session.Close) fails its unanswered requests there
@@ -258,12 +260,17 @@ func (c *Client) muxRoundTrip(ctx context.Context, s *Session, e *endpoint, req 
 		}
 		return answered(a.r)
 	}
+	w := newStreamWait(ctx)
+	defer w.done()
 	select {
 	case a := <-ch:
 		return answer(a)
 	case <-ctx.Done():
 		m.forget(id)
 		return nil, ctx.Err()
+	case <-w.fired:
+		m.forget(id)
+		return nil, w.err()
 	case <-m.done:
 		m.forget(id)
 		select {

@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"connectrpc.com/connect"
@@ -90,7 +89,7 @@ func (m *Mutex) Token() uint64 { return m.current() }
 // still holds the token: call Unlock again.
 func (m *Mutex) Unlock(ctx context.Context) error {
 	s := m.s
-	return m.end(ctx, fmt.Sprintf("unlock %q", m.name), func(ctx context.Context, e *endpoint, id reqID, token uint64) error {
+	return m.end(ctx, opName{"unlock", m.name}, func(ctx context.Context, e *endpoint, id reqID, token uint64) error {
 		req := &pb.ReleaseLockRequest{Name: m.name, ClientId: id.ClientID(),
 			RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, FencingToken: token}
 		_, err := exchange(ctx, s, e, &pb.StreamRequest{Request: &pb.StreamRequest_ReleaseLock{ReleaseLock: req}},

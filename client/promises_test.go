@@ -620,3 +620,37 @@ func TestCreateAnsweredAfterItsLeaseIsRefused(t *testing.T) {
 		t.Fatal("a prompt create after the slow one: the session is not alive")
 	}
 }
+
+// A request on the shared stream to a node that stopped answering gives up
+// at the attempt timeout and is answered by the next endpoint, long before
+// the stream's silence (5 s) ends the stream: the attempt's deadline is
+// enforced by the wait on the stream itself, not by a context timer.
+func TestStuckStreamRequestMovesAtTheAttemptTimeout(t *testing.T) {
+	needServer(t)
+	p := newFaultProxy(t, endpoint)
+	c, err := client.New([]string{p.URL(), endpoint}, client.WithAttemptTimeout(300*time.Millisecond),
+		client.WithProbeInterval(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	s := newSession(t, c, client.WithTTL(10*time.Second))
+	m := client.NewMutex(s, "t/stuck-stream-request")
+	if err := m.TryLock(ctx); err != nil { // through the proxy: the stream is open
+		t.Fatal(err)
+	}
+	if err := m.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p.stuck.Store(true)
+	start := time.Now()
+	if err := m.TryLock(ctx); err != nil {
+		t.Fatalf("TryLock with the first endpoint stuck: %v", err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("TryLock took %v with a 300ms attempt timeout: it waited for the stuck endpoint", took)
+	}
+	if err := m.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"fmt"
 
 	"connectrpc.com/connect"
 
@@ -68,7 +67,7 @@ func (m *RWMutex) Token() uint64 { return m.current() }
 // the hold, as Mutex.Unlock does.
 func (m *RWMutex) Unlock(ctx context.Context) error {
 	s := m.s
-	return m.end(ctx, fmt.Sprintf("unlock rwlock %q", m.name), func(ctx context.Context, e *endpoint, id reqID, token uint64) error {
+	return m.end(ctx, opName{"unlock rwlock", m.name}, func(ctx context.Context, e *endpoint, id reqID, token uint64) error {
 		req := &pb.ReleaseRWLockRequest{Name: m.name, ClientId: id.ClientID(),
 			RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, FencingToken: token}
 		_, err := exchange(ctx, s, e, &pb.StreamRequest{Request: &pb.StreamRequest_ReleaseRwlock{ReleaseRwlock: req}},

@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"connectrpc.com/connect"
@@ -77,7 +76,7 @@ func (m *Semaphore) Token() uint64 { return m.current() }
 // Release keeps the grant, as Mutex.Unlock does.
 func (m *Semaphore) Release(ctx context.Context) error {
 	s := m.s
-	return m.end(ctx, fmt.Sprintf("release semaphore %q", m.name), func(ctx context.Context, e *endpoint, id reqID, token uint64) error {
+	return m.end(ctx, opName{"release semaphore", m.name}, func(ctx context.Context, e *endpoint, id reqID, token uint64) error {
 		req := &pb.ReleaseSemaphoreRequest{Name: m.name, ClientId: id.ClientID(),
 			RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, FencingToken: token}
 		_, err := exchange(ctx, s, e, &pb.StreamRequest{Request: &pb.StreamRequest_ReleaseSemaphore{ReleaseSemaphore: req}},

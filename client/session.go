@@ -448,7 +448,7 @@ func (s *Session) alive() error {
 
 // lostErrFor wraps the session's loss for op, or answers nil while it
 // lives.
-func (s *Session) lostErrFor(op string) error {
+func (s *Session) lostErrFor(op opName) error {
 	if err := s.Err(); err != nil {
 		if errors.Is(err, ErrSessionLost) {
 			return fmt.Errorf("%s: %w", op, err)
@@ -459,7 +459,7 @@ func (s *Session) lostErrFor(op string) error {
 }
 
 // refusal turns a refused wait's reason into an error.
-func (s *Session) refusal(op string, reason pb.Reason) error {
+func (s *Session) refusal(op opName, reason pb.Reason) error {
 	switch reason {
 	case pb.Reason_REASON_UNSPECIFIED:
 		return fmt.Errorf("%s: %w", op, ErrLocked)

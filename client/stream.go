@@ -272,12 +272,17 @@ func (s *Session) roundTrip(ctx context.Context, e *endpoint, req *pb.StreamRequ
 		}
 		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("the session stream to %s broke: %w", e.url, err))
 	}
+	w := newStreamWait(ctx)
+	defer w.done()
 	select {
 	case r := <-ch:
 		return answered(r)
 	case <-ctx.Done():
 		ss.forget(id)
 		return nil, ctx.Err()
+	case <-w.fired:
+		ss.forget(id)
+		return nil, w.err()
 	case <-ss.done:
 		ss.forget(id)
 		select {
