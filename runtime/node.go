@@ -45,6 +45,9 @@ type Node struct {
 	// Dragonboat's own transport, in tests); logID is this member's own.
 	book  *peerLogs
 	logID uint64
+	// cut says whether this member's peers refuse it, and why (Health,
+	// Status).
+	cut cutOff
 
 	proposalTimeout time.Duration // how long Dragonboat may take to commit one proposal
 	retryBudget     time.Duration // how long Do retries after leader loss before ErrUnavailable
@@ -190,7 +193,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if !opts.dragonboatTransport {
 		// One write per frame and buffered reads, and a hello that keeps
 		// members of other versions or shard counts out (runtime/transport).
-		traffic := raftTraffic{m: n.metrics, self: n.replicaID, cutOff: newCutOffLog(log, n.raftCompat, target.addrs)}
+		traffic := raftTraffic{m: n.metrics, self: n.replicaID, cut: &n.cut, cutOff: newCutOffLog(log, n.raftCompat, target.addrs)}
 		// And an identity that keeps out a member that lost its log, which
 		// its peers have seen take part under another (runtime/peerlogs.go).
 		if n.logID, err = logID(dir); err != nil {
