@@ -22,6 +22,7 @@ import (
 	"github.com/lockstepd/lockstep/rpc"
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 	"github.com/lockstepd/lockstep/rpc/gen/lockstep/v1/lockstepv1connect"
+	"github.com/lockstepd/lockstep/runtime"
 )
 
 type testServer struct {
@@ -391,7 +392,7 @@ func TestSessionsHealthClusterStatus(t *testing.T) {
 	expect(t, "health", st, 200)
 	expect(t, "health status", h["status"], "serving")
 	s.b.mu.Lock()
-	s.b.healthy = false
+	s.b.unhealthy = errNoQuorum
 	s.b.down = errNoQuorum
 	s.b.mu.Unlock()
 	st, h = s.call(t, "GET", "/health", "")
@@ -407,6 +408,48 @@ func TestSessionsHealthClusterStatus(t *testing.T) {
 	expect(t, "leader_id", shard["leader_id"], "node-1")
 	if _, ok := shard["applied_index"]; !ok {
 		t.Fatalf("no applied_index: %v", shard)
+	}
+}
+
+// TestHealthSaysWhyAMemberIsCutOff: a member its peers refuse (it lost its
+// log, or was removed) fails /health and gRPC health with why and what to
+// do, where a member without a leader says it has none.
+func TestHealthSaysWhyAMemberIsCutOff(t *testing.T) {
+	s := startServer(t)
+	check := func() string {
+		t.Helper()
+		resp, err := http.Post(s.url+"/grpc.health.v1.Health/Check", "application/json", strings.NewReader(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out struct{ Status string }
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("grpc health: %d, %v", resp.StatusCode, err)
+		}
+		return out.Status
+	}
+	if got := check(); got != "SERVING_STATUS_SERVING" {
+		t.Fatalf("grpc health of a serving member: %q", got)
+	}
+	for _, c := range []struct {
+		health error
+		say    string
+	}{
+		{errNoQuorum, "has no leader"},
+		{fmt.Errorf("%w: it was removed from the cluster (lockstep cluster remove)", runtime.ErrCutOff), "cut off from the cluster: it was removed"},
+	} {
+		s.b.mu.Lock()
+		s.b.unhealthy = c.health
+		s.b.mu.Unlock()
+		st, h := s.call(t, "GET", "/health", "")
+		expectError(t, st, h, 503, "unavailable")
+		if msg, _ := h["message"].(string); !strings.Contains(msg, c.say) {
+			t.Errorf("/health of a member whose Health is %q: %q, want it to say %q", c.health, msg, c.say)
+		}
+		if got := check(); got != "SERVING_STATUS_NOT_SERVING" {
+			t.Errorf("grpc health of a member whose Health is %q: %q", c.health, got)
+		}
 	}
 }
 

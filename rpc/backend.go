@@ -49,8 +49,11 @@ type Backend interface {
 	ShardOf(name string) uint64
 	// Status answers this node's view of its shards.
 	Status(ctx context.Context) (runtime.ClusterStatus, error)
-	// Healthy says whether every shard of this node has a leader.
-	Healthy() bool
+	// Health is nil when this node can serve (every shard has a leader
+	// and no peer refuses this member), else why not: runtime.ErrCutOff
+	// (wrapped with the reason and what to do) for a member its peers
+	// refuse, or another error.
+	Health() error
 	AddNode(ctx context.Context, nodeID, raftAddress string) error
 	RemoveNode(ctx context.Context, nodeID string) error
 	TransferLeadership(ctx context.Context, shardID uint64, toNodeID string) error

@@ -33,8 +33,14 @@ func (h ClusterHandler) memberError(err error) error {
 
 var errNotServing = errors.New("this node cannot serve: some shard has no leader it can reach (no quorum, or still electing); try another node")
 
+// Health answers unavailable (503) when this node cannot serve: saying
+// why and what to do for a member its peers refuse (runtime.ErrCutOff),
+// which no wait will cure, and errNotServing otherwise.
 func (h ClusterHandler) Health(ctx context.Context, _ *connect.Request[pb.HealthRequest]) (*connect.Response[pb.HealthResponse], error) {
-	if !h.b.Healthy() {
+	if err := h.b.Health(); err != nil {
+		if errors.Is(err, runtime.ErrCutOff) {
+			return nil, connect.NewError(connect.CodeUnavailable, err)
+		}
 		return nil, connect.NewError(connect.CodeUnavailable, errNotServing)
 	}
 	return connect.NewResponse(&pb.HealthResponse{Status: "serving", NodeId: h.opts.NodeID}), nil
@@ -121,7 +127,7 @@ func (h ClusterHandler) Check(_ context.Context, req *grpchealth.CheckRequest) (
 	if req.Service != "" && !isService(req.Service) {
 		return nil, connect.NewError(connect.CodeNotFound, errors.New("unknown service "+req.Service))
 	}
-	if h.b.Healthy() {
+	if h.b.Health() == nil {
 		return &grpchealth.CheckResponse{Status: grpchealth.StatusServing}, nil
 	}
 	return &grpchealth.CheckResponse{Status: grpchealth.StatusNotServing}, nil

@@ -17,15 +17,15 @@ import (
 // every 10 ms, and queued requests answered from the effects that end them.
 // It is a test double only; the integration tests run the real binary.
 type fakeBackend struct {
-	mu       sync.Mutex
-	m        *core.Machine
-	index    uint64
-	pending  map[core.WaiterID]chan core.Result
-	watchers map[chan runtime.Event]string
-	healthy  bool
-	stop     chan struct{}
-	down     error // when set, Do and Read fail with it
-	shards   int   // what Shards answers (the fake holds one machine whatever it says); 0: 1
+	mu        sync.Mutex
+	m         *core.Machine
+	index     uint64
+	pending   map[core.WaiterID]chan core.Result
+	watchers  map[chan runtime.Event]string
+	unhealthy error // what Health answers: nil, serving
+	stop      chan struct{}
+	down      error // when set, Do and Read fail with it
+	shards    int   // what Shards answers (the fake holds one machine whatever it says); 0: 1
 	// watchStarts records the fromIndex of every WatchShards call.
 	watchStarts [][]uint64
 	// watchFeed, when set, is the stream the next WatchShards returns: a
@@ -47,7 +47,7 @@ func newFakeBackend() *fakeBackend {
 		panic(err)
 	}
 	f := &fakeBackend{m: m, pending: map[core.WaiterID]chan core.Result{}, watchers: map[chan runtime.Event]string{},
-		healthy: true, stop: make(chan struct{})}
+		stop: make(chan struct{})}
 	go func() {
 		t := time.NewTicker(10 * time.Millisecond)
 		defer t.Stop()
@@ -223,10 +223,10 @@ func (f *fakeBackend) Status(ctx context.Context) (runtime.ClusterStatus, error)
 		Members: []runtime.Member{{NodeID: "node-1", RaftAddress: "127.0.0.1:7001"}}}, nil
 }
 
-func (f *fakeBackend) Healthy() bool {
+func (f *fakeBackend) Health() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.healthy
+	return f.unhealthy
 }
 
 func (f *fakeBackend) AddNode(ctx context.Context, nodeID, raftAddress string) error { return nil }

@@ -67,6 +67,11 @@ var (
 	ErrAmbiguousIndex = shards.ErrAmbiguousIndex
 	// ErrTooManyMembers: AddNode past config.MaxMembers voting members.
 	ErrTooManyMembers = errors.New("lockstep: too many members")
+	// ErrCutOff: Health's answer for a member its peers refuse (it lost
+	// its log, was removed, or runs as another replica than the
+	// membership has at its address), wrapped with why and what to do. It
+	// takes no part until an operator acts.
+	ErrCutOff = errors.New("lockstep: this member is cut off from the cluster")
 )
 
 // Event is one effect of an applied entry, as Watch streams it.
@@ -131,7 +136,7 @@ type ClusterStatus struct {
 type ShardStatus struct {
 	ShardID      uint64
 	LeaderID     string // the leader's node id; "" when none is known
-	Role         string // "leader" or "follower"
+	Role         string // RoleLeader, RoleFollower, or why this member is cut off (RoleLostLog, RoleRemoved, RoleOtherReplica)
 	Term         uint64
 	AppliedIndex uint64
 }

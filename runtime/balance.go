@@ -88,7 +88,11 @@ func (n *Node) shouldAskToLead(sh *shard, bt balanceTimes, lastAsked time.Time) 
 }
 
 // askToLead checks that this node has caught up with sh's leader, then
-// asks for the leadership. Bounded by the settle time.
+// asks for the leadership. Bounded by the settle time. One request: when
+// it is lost (this node skips the campaign while it has committed entries
+// to apply), the leader has paused the shard's writes for an election
+// timeout, and asking again at once, as Close's hand-off does, would risk
+// another pause for a balance that can wait for the next backoff.
 func (n *Node) askToLead(sh *shard, bt balanceTimes) {
 	ctx, cancel := context.WithTimeout(context.Background(), min(bt.settle, n.retryBudget))
 	defer cancel()

@@ -372,11 +372,13 @@ func TestOneDriverRolePerNode(t *testing.T) {
 	settled := func() bool { l, f := roles(); return l == 1 && f == 2 }
 	l := c.waitLeader(0)
 	eventually(t, "one leading driver and two forwarding ones", settled)
-	// The hand-off below is one request: Dragonboat's target skips the
-	// campaign while it has committed entries to apply, as it may in a
-	// cluster's first moments (the leader-change entry, the members' logs
-	// shared). So it is made once every member knows every log and has
-	// applied what the leader has.
+	// Dragonboat's target skips the campaign while it has committed
+	// entries to apply, as it may in a cluster's first moments (the
+	// leader-change entry, the members' logs shared), and the hand-off
+	// then asks again an election timeout later. This test is about the
+	// roles, so it hands off once every member knows every log and has
+	// applied what the leader has (TestCloseHandsOffLeadershipWhenBusy
+	// tests the hand-off).
 	eventually(t, "a quiet cluster", func() bool {
 		applied := c.nodes[l].shards[0].sm.appliedIndex.Load()
 		for _, n := range c.nodes {

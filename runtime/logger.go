@@ -417,6 +417,8 @@ func dragonboatLevel(pkg, format string, level slog.Level) slog.Level {
 		case has("RequestPreVote", "RequestVote", "preVote", "cast vote", "rejected vote", "votes and",
 			"rejection from", "received %s from", "with higher term",
 			"dropped proposal, no leader", "dropped proposal, leader transferring",
+			// Close asks again while a lost request may still stand.
+			"LeaderTransfer ignored, leader transfer is ongoing",
 			"dropped ReadIndex, no leader", "dropped read index, no leader", "dropped ReadIndex, not ready"):
 			return slog.LevelDebug
 		}

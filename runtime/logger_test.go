@@ -37,6 +37,7 @@ func TestDragonboatLevels(t *testing.T) {
 		{"raft", "%s dropped RequestVote at term %d from %s, leader available", warn, slog.LevelDebug},
 		{"raft", "%s dropped proposal, no leader", warn, slog.LevelDebug},
 		{"raft", "%s dropped proposal, leader transferring", warn, slog.LevelDebug},
+		{"raft", "LeaderTransfer ignored, leader transfer is ongoing", warn, slog.LevelDebug},
 		{"raft", "%s dropped ReadIndex, no leader", warn, slog.LevelDebug},
 		{"raft", "%s dropped read index, no leader", warn, slog.LevelDebug},
 		{"config", "ElectionRTT is not a magnitude larger than HeartbeatRTT", warn, slog.LevelDebug},

@@ -167,7 +167,8 @@ func (m *metrics) forShard(label string) shardMetrics {
 // and logs a peer cut off.
 type raftTraffic struct {
 	m      *metrics
-	self   uint64 // this member's replica id
+	self   uint64  // this member's replica id
+	cut    *cutOff // the node's record of this member cut off (nil: none)
 	cutOff *cutOffLog
 }
 
@@ -201,9 +202,12 @@ func (r raftTraffic) Incompatible(peer, theirs string) {
 	}
 }
 
-// CutOff counts this member cut off (its gauge for the reason) and says
-// why, whichever member was.
+// CutOff counts this member cut off (its gauge for the reason), records
+// it for Health and Status, and says why, whichever member was.
 func (r raftTraffic) CutOff(peer string, replica uint64, reason string, ours bool) {
+	if ours && r.cut != nil { // first: what shows the gauge at 1 sees it
+		r.cut.set(reason)
+	}
 	switch {
 	case ours && reason == transport.CutLostLog:
 		r.m.lostLog.Set(1)

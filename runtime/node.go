@@ -45,6 +45,9 @@ type Node struct {
 	// Dragonboat's own transport, in tests); logID is this member's own.
 	book  *peerLogs
 	logID uint64
+	// cut says whether this member's peers refuse it, and why (Health,
+	// Status).
+	cut cutOff
 
 	proposalTimeout time.Duration // how long Dragonboat may take to commit one proposal
 	retryBudget     time.Duration // how long Do retries after leader loss before ErrUnavailable
@@ -190,7 +193,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if !opts.dragonboatTransport {
 		// One write per frame and buffered reads, and a hello that keeps
 		// members of other versions or shard counts out (runtime/transport).
-		traffic := raftTraffic{m: n.metrics, self: n.replicaID, cutOff: newCutOffLog(log, n.raftCompat, target.addrs)}
+		traffic := raftTraffic{m: n.metrics, self: n.replicaID, cut: &n.cut, cutOff: newCutOffLog(log, n.raftCompat, target.addrs)}
 		// And an identity that keeps out a member that lost its log, which
 		// its peers have seen take part under another (runtime/peerlogs.go).
 		if n.logID, err = logID(dir); err != nil {
@@ -447,38 +450,98 @@ func (n *Node) crash() {
 	})
 }
 
+// The leadership hand-off's limits (handOffLeadership). Dragonboat's
+// leader holds a transfer request for one election timeout, taking no
+// proposals meanwhile, and ignores another request until then. Its target
+// skips the campaign while it has committed entries left to apply, as it
+// often has in a busy cluster, and the request is then lost: it can be
+// made again only once the leader dropped it, an election timeout after.
+const (
+	// handOffHolds bounds the hand-off in election timeouts: Dragonboat's
+	// hold on the first request, and on one made again once the first was
+	// dropped. By then the leader has taken no proposal for an election
+	// timeout, so the target has applied what it had and campaigns. A
+	// third hold would end no sooner than the election the others hold
+	// once this node is gone (one to two election timeouts), and would
+	// hold Close longer.
+	handOffHolds = 2
+	// handOffSlackHeartbeats is added to the bound, in heartbeat
+	// intervals: Dragonboat counts its hold in the ticks of its own loop,
+	// which a loaded machine delays, so the request made again may be
+	// taken a little after the first hold's election timeout.
+	handOffSlackHeartbeats = 2
+	// handOffPoll is how often Close looks whether another member leads.
+	handOffPoll = 5 * time.Millisecond
+)
+
+// handOffBound bounds handOffLeadership: handOffHolds election timeouts
+// and the slack.
+func handOffBound(election, heartbeat time.Duration) time.Duration {
+	return handOffHolds*election + handOffSlackHeartbeats*heartbeat
+}
+
 // handOffLeadership moves the leadership of the shards this node leads to
 // another member, so that the cluster does not wait an election timeout to
-// notice it left. Best effort, bounded by an election timeout.
+// notice it left. Best effort, bounded by handOffBound. Each shard is
+// asked at once, and while this node still leads it an election timeout
+// after (the request was lost), asked again every heartbeat interval, to
+// the other members in turn, until another member leads: the first
+// request made after Dragonboat dropped the last is taken, and those made
+// before are ignored. The shards are handed off together.
 func (n *Node) handOffLeadership() {
 	info := n.nh.GetNodeHostInfo(dragonboat.NodeHostInfoOption{SkipLogInfo: true})
 	if info == nil {
 		return
 	}
-	wait := time.Duration(n.cfg.Consensus.ElectionTimeoutMs) * time.Millisecond
+	type handOff struct {
+		shard  uint64   // Dragonboat's shard id
+		others []uint64 // the other members, asked in turn
+		asked  int      // requests made
+		again  time.Time
+	}
+	c := n.cfg.Consensus
+	election := time.Duration(c.ElectionTimeoutMs) * time.Millisecond
+	heartbeat := time.Duration(c.HeartbeatIntervalMs) * time.Millisecond
+	begun := time.Now()
+	deadline := begun.Add(handOffBound(election, heartbeat))
+	var pending []*handOff
 	for _, si := range info.ShardInfoList {
 		// ShardInfo.IsLeader is never set by this Dragonboat version's
 		// GetNodeHostInfo: ask for the leader instead.
 		if leader, _, ok, _ := n.nh.GetLeaderID(si.ShardID); !ok || leader != n.replicaID || len(si.Replicas) < 2 {
 			continue
 		}
-		var target uint64
-		for _, id := range slices.Sorted(maps.Keys(si.Replicas)) {
-			if id != n.replicaID {
-				target = id
-				break
+		others := slices.DeleteFunc(slices.Sorted(maps.Keys(si.Replicas)), func(id uint64) bool { return id == n.replicaID })
+		pending = append(pending, &handOff{shard: si.ShardID, others: others, again: begun})
+	}
+	for len(pending) > 0 && time.Now().Before(deadline) {
+		now := time.Now()
+		pending = slices.DeleteFunc(pending, func(h *handOff) bool {
+			leader, _, ok, _ := n.nh.GetLeaderID(h.shard)
+			switch {
+			case ok && leader != 0 && leader != n.replicaID:
+				return true // handed off
+			case !ok || leader != n.replicaID || now.Before(h.again):
+				// No leader known (an election under way, the target's
+				// most likely), or the last request may still stand.
+				return false
 			}
-		}
-		if err := n.nh.RequestLeaderTransfer(si.ShardID, target); err != nil {
-			continue
-		}
-		deadline := time.Now().Add(wait)
-		for time.Now().Before(deadline) {
-			if leader, _, ok, _ := n.nh.GetLeaderID(si.ShardID); ok && leader != n.replicaID && leader != 0 {
-				break
+			target := h.others[h.asked%len(h.others)]
+			if h.asked == 0 {
+				h.again = now.Add(election)
+			} else {
+				h.again = now.Add(heartbeat)
+				n.log.Debug("leadership hand-off: still leading after the request was held, asking again",
+					"shard", h.shard-1, "target", n.nodeName(target), "request", h.asked+1)
 			}
-			time.Sleep(5 * time.Millisecond)
-		}
+			h.asked++
+			return n.nh.RequestLeaderTransfer(h.shard, target) != nil
+		})
+		time.Sleep(handOffPoll)
+	}
+	for _, h := range pending {
+		n.log.Info("leadership not handed off on close: the other members elect a leader once this node is gone",
+			"shard", h.shard-1, "requests", h.asked, "within", handOffBound(election, heartbeat))
 	}
 }
 

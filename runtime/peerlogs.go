@@ -340,15 +340,19 @@ func writeDurably(dir, file, text string) error {
 // never sees itself, and says nothing.)
 // seen and said are shareLogs' own: whether it saw this member in the
 // membership, and whether it said the removal.
+// It also tells the record of this member cut off (Health, Status) what
+// its membership says: removed, or a member after all (cutOff.member).
 func (n *Node) noticeRemoval(members map[uint64]string, seen, said *bool) {
 	if _, ok := members[n.replicaID]; ok {
 		*seen = true
+		n.cut.member()
 		return
 	}
 	if len(members) == 0 || !*seen || *said {
 		return
 	}
 	*said = true
+	n.cut.set(transport.CutRemoved)
 	n.metrics.removed.Set(1)
 	n.log.Error("this member was removed from the cluster (lockstep cluster remove): a removed replica never takes part again; "+
 		"stop it, or to bring it back: lockstep cluster add, then start it on an empty cluster.data_dir with --join and the "+

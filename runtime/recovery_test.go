@@ -357,6 +357,7 @@ func TestMemberThatLostItsLogIsCutOff(t *testing.T) {
 	eventually(t, "the wiped member hears that it lost its log", func() bool {
 		return counter(t, c.regs[wiped], "lockstep_raft_lost_log") == 1
 	})
+	wantCutOff(t, c.nodes[wiped], RoleLostLog, "it lost its log")
 	// Twenty election timeouts: without the refusal the two elect the
 	// member that missed the lock within two or three.
 	for deadline := time.Now().Add(4 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
@@ -377,6 +378,10 @@ func TestMemberThatLostItsLogIsCutOff(t *testing.T) {
 	}
 	if a := c.nodes[wiped].shards[0].sm.appliedIndex.Load(); a != 0 {
 		t.Errorf("the wiped member applied up to %d, want nothing: it is sent no entries", a)
+	}
+	wantCutOff(t, c.nodes[wiped], RoleLostLog, "it lost its log")
+	for _, i := range []int{lead, 3 - lead - wiped} {
+		eventually(t, "the members that did not lose their logs are healthy", c.nodes[i].Healthy)
 	}
 }
 
@@ -411,6 +416,7 @@ func TestWipedMemberRestartedBesideItsLeader(t *testing.T) {
 	eventually(t, "the wiped member hears that it lost its log", func() bool {
 		return counter(t, c.regs[w], "lockstep_raft_lost_log") == 1
 	})
+	wantCutOff(t, c.nodes[w], RoleLostLog, "it lost its log")
 	last = cycle(t, n, s, "x", 5, last)
 	time.Sleep(time.Second) // ten heartbeats
 	if a := c.nodes[w].shards[0].sm.appliedIndex.Load(); a != 0 {
@@ -447,6 +453,10 @@ func TestRemovedMemberIsToldSo(t *testing.T) {
 	if counter(t, c.regs[x], "lockstep_raft_lost_log") != 0 {
 		t.Error("the removed member was told it lost its log")
 	}
+	wantCutOff(t, c.nodes[x], RoleRemoved, "it was removed from the cluster")
+	if err := n.Health(); err != nil {
+		t.Errorf("the leader that removed it: %v", err)
+	}
 
 	// Added back, but started empty under the incarnation removed.
 	c.stop(x)
@@ -463,4 +473,12 @@ func TestRemovedMemberIsToldSo(t *testing.T) {
 	eventually(t, "the member under its old incarnation refuses a peer that expects the new one", func() bool {
 		return labeled(t, c.regs[x], "lockstep_raft_refused_connections_total", "reason", "other replica") > 0
 	})
+	// It counts the refusal just before it records it.
+	eventually(t, "the member under its old incarnation says it is cut off", func() bool {
+		return errors.Is(c.nodes[x].Health(), ErrCutOff)
+	})
+	wantCutOff(t, c.nodes[x], RoleOtherReplica, "a peer expects another replica at its Raft address")
+	if err := n.Health(); err != nil {
+		t.Errorf("the leader: %v", err)
+	}
 }

@@ -28,9 +28,12 @@ func (n *Node) Status(ctx context.Context) (ClusterStatus, error) {
 		return ClusterStatus{}, ErrShuttingDown
 	}
 	st := ClusterStatus{NodeID: n.cfg.Cluster.NodeID, Versions: n.versions}
+	// A member cut off is neither leader nor follower, whatever
+	// Dragonboat remembers: it says why it is cut off.
+	cut := n.cut.role()
 	var members map[uint64]string
 	for _, sh := range n.shards {
-		ss := ShardStatus{ShardID: sh.index, Role: "follower", AppliedIndex: sh.sm.appliedIndex.Load()}
+		ss := ShardStatus{ShardID: sh.index, Role: RoleFollower, AppliedIndex: sh.sm.appliedIndex.Load()}
 		for _, si := range info.ShardInfoList {
 			if si.ShardID != sh.dbID {
 				continue
@@ -39,12 +42,15 @@ func (n *Node) Status(ctx context.Context) (ClusterStatus, error) {
 				ss.LeaderID = n.nodeName(si.LeaderID)
 			}
 			if si.LeaderID != 0 && si.LeaderID == si.ReplicaID {
-				ss.Role = "leader"
+				ss.Role = RoleLeader
 			}
 			ss.Term = si.Term
 			if members == nil {
 				members = si.Replicas
 			}
+		}
+		if cut != "" {
+			ss.Role = cut
 		}
 		st.Shards = append(st.Shards, ss)
 	}
@@ -116,21 +122,32 @@ func (n *Node) shortName(short uint64) (string, bool) {
 	return name, found == 1
 }
 
-// Healthy reports whether a leader is known for every shard.
-func (n *Node) Healthy() bool {
+// Healthy reports whether this node can serve: Health answers nil.
+func (n *Node) Healthy() bool { return n.Health() == nil }
+
+// Health says whether this node can serve: nil when a leader is known for
+// every shard and no peer refuses this member; else why not:
+// ErrShuttingDown, ErrCutOff (wrapped with why its peers refuse it and
+// what to do: such a member may still remember a leader, as a removed
+// one does, but is sent nothing), or ErrUnavailable naming a shard with
+// no leader known.
+func (n *Node) Health() error {
 	n.mu.Lock()
 	closed := n.closed
 	n.mu.Unlock()
 	if closed {
-		return false
+		return ErrShuttingDown
+	}
+	if err := n.cut.err(); err != nil {
+		return err
 	}
 	for _, sh := range n.shards {
 		id, _, ok, err := n.nh.GetLeaderID(sh.dbID)
 		if err != nil || !ok || id == 0 {
-			return false
+			return fmt.Errorf("%w: shard %d has no leader known to this member", ErrUnavailable, sh.index)
 		}
 	}
-	return true
+	return nil
 }
 
 // Versions is what this node applies the log by, as its Raft hello names

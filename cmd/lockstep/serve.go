@@ -472,11 +472,17 @@ func logLeadership(node *runtime.Node, log *slog.Logger, stop <-chan struct{}) {
 					"applied_index", s.AppliedIndex)
 			}
 		}
-		if h := node.Healthy(); h != healthy {
+		err = node.Health()
+		if h := err == nil; h != healthy {
 			healthy = h
-			if h {
+			switch {
+			case h:
 				log.Info("ready: every shard has a leader")
-			} else {
+			case errors.Is(err, runtime.ErrCutOff):
+				// Its peers refuse it: the transport logged why at
+				// ERROR; /health says it too.
+				log.Warn("not ready: this member is cut off from the cluster; /health answers 503", "reason", err)
+			default:
 				log.Warn("not ready: some shard has no leader; /health answers 503")
 			}
 		}

@@ -237,9 +237,13 @@ type ShardStatus struct {
 	ShardId uint64 `protobuf:"varint,1,opt,name=shard_id,json=shardId,proto3" json:"shard_id,omitempty"`
 	// The node id of the shard's leader; empty when this node knows none.
 	LeaderId string `protobuf:"bytes,2,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
-	// This node's role in the shard: "leader" or "follower" (or "candidate"
-	// during an election). A string, like RWLock modes, so that the JSON
-	// values are the plain words.
+	// This node's role in the shard: "leader" or "follower", or, for a
+	// member its peers refuse (its health fails, saying why), what it is:
+	// "lost-log" (its data directory was wiped, or is not its own: replace
+	// it), "removed" (removed from the cluster), "other-replica" (another
+	// replica is expected at its Raft address: another incarnation, or
+	// another member's address). A string, like RWLock modes, so that the
+	// JSON values are the plain words.
 	Role string `protobuf:"bytes,3,opt,name=role,proto3" json:"role,omitempty"`
 	// The Raft term this node is in.
 	Term uint64 `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"`

@@ -52,7 +52,9 @@ const (
 // ClusterServiceClient is a client for the lockstep.v1.ClusterService service.
 type ClusterServiceClient interface {
 	// Health answers 200 when this node can serve: every shard it runs has a
-	// leader. Otherwise it fails with unavailable (503).
+	// leader, and its peers do not refuse it. Otherwise it fails with
+	// unavailable (503), saying why for a member its peers refuse (it lost
+	// its log, was removed, or runs as another replica).
 	Health(context.Context, *connect.Request[v1.HealthRequest]) (*connect.Response[v1.HealthResponse], error)
 	// Status answers this node's id and, per shard, the leader, this node's
 	// role, the term, the applied index and the members.
@@ -150,7 +152,9 @@ func (c *clusterServiceClient) TransferLeadership(ctx context.Context, req *conn
 // ClusterServiceHandler is an implementation of the lockstep.v1.ClusterService service.
 type ClusterServiceHandler interface {
 	// Health answers 200 when this node can serve: every shard it runs has a
-	// leader. Otherwise it fails with unavailable (503).
+	// leader, and its peers do not refuse it. Otherwise it fails with
+	// unavailable (503), saying why for a member its peers refuse (it lost
+	// its log, was removed, or runs as another replica).
 	Health(context.Context, *connect.Request[v1.HealthRequest]) (*connect.Response[v1.HealthResponse], error)
 	// Status answers this node's id and, per shard, the leader, this node's
 	// role, the term, the applied index and the members.

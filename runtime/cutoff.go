@@ -1,0 +1,106 @@
+package runtime
+
+// Whether this member's peers refuse it, and why: Health fails and Status
+// names it for such a member, whatever Dragonboat still remembers (a
+// removed member keeps its old leader id).
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/lockstepd/lockstep/runtime/transport"
+)
+
+// Roles a member reports for a shard (ShardStatus.Role). The last three
+// are a member cut off, whatever Dragonboat says of it: one per reason it
+// is cut off for.
+const (
+	RoleLeader   = "leader"
+	RoleFollower = "follower"
+	// RoleLostLog: its peers refuse it as a member that lost its log.
+	RoleLostLog = "lost-log"
+	// RoleRemoved: it was removed from the cluster.
+	RoleRemoved = "removed"
+	// RoleOtherReplica: a peer expects another replica at its Raft
+	// address (another incarnation, or another member's address).
+	RoleOtherReplica = "other-replica"
+)
+
+// cutOffs says, for each reason a member is cut off
+// (transport.CutLostLog, CutRemoved, CutOtherReplica), its role and what
+// Health says of it.
+var cutOffs = map[string]struct{ role, health string }{
+	transport.CutLostLog: {RoleLostLog, "it lost its log (its data directory was wiped, or is not its own), and its peers refuse it: " +
+		"replace it: lockstep cluster remove, wipe cluster.data_dir, lockstep cluster add, then start it with --join and the " +
+		"incarnation add answers (docs/operations.md, Membership changes)"},
+	transport.CutRemoved: {RoleRemoved, "it was removed from the cluster (lockstep cluster remove), and a removed replica never " +
+		"takes part again: stop it, or add it back: lockstep cluster add, then start it on an empty cluster.data_dir with --join " +
+		"and the incarnation add answers (docs/operations.md, Membership changes)"},
+	transport.CutOtherReplica: {RoleOtherReplica, "a peer expects another replica at its Raft address (it runs under another " +
+		"incarnation than the cluster added it as, or on another member's raft_address), and it takes no part; its log says " +
+		"what to do (docs/operations.md, Membership changes)"},
+}
+
+// cutOff records that this member is cut off, and why: set where the
+// gauges lockstep_raft_lost_log and lockstep_raft_removed are (the Raft
+// transport's refusals of this member, raftTraffic.CutOff with ours; its
+// own removal, noticeRemoval), and read by Health and Status.
+//
+// Lost log and removed hold for the process's life: a member that lost
+// its log takes part again only once replaced (removed, added back as a
+// new incarnation, and started with --join on an empty directory: another
+// process), and Raft never takes a removed replica id back. Neither is
+// cleared, nor replaced by another reason. Other replica may be a peer's
+// stale view (down while this member was replaced, it expects the old
+// incarnation here), so either of the others replaces it, and it clears
+// once this member finds itself in the membership (member): the
+// transport refuses that way only a member that is not one in its own
+// view.
+type cutOff struct {
+	mu  sync.Mutex
+	why string // "" while no peer refuses this member; else a key of cutOffs
+}
+
+// set records that this member is cut off for why (a key of cutOffs).
+func (c *cutOff) set(why string) {
+	if _, ok := cutOffs[why]; !ok {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.why == "" || c.why == transport.CutOtherReplica {
+		c.why = why
+	}
+}
+
+// member says that this member found itself in shard 0's membership: a
+// peer that expected another replica at its address had a stale view.
+func (c *cutOff) member() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.why == transport.CutOtherReplica {
+		c.why = ""
+	}
+}
+
+// reason is why this member is cut off, "" when it is not.
+func (c *cutOff) reason() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.why
+}
+
+// err is Health's answer for a member cut off, nil for one that is not.
+func (c *cutOff) err() error {
+	why := c.reason()
+	if why == "" {
+		return nil
+	}
+	return fmt.Errorf("%w: %s", ErrCutOff, cutOffs[why].health)
+}
+
+// role is the role Status reports for every shard of a member cut off,
+// "" for one that is not.
+func (c *cutOff) role() string {
+	return cutOffs[c.reason()].role
+}
