@@ -59,6 +59,9 @@ var cutOffs = map[string]struct{ role, health string }{
 type cutOff struct {
 	mu  sync.Mutex
 	why string // "" while no peer refuses this member; else a key of cutOffs
+	// changed runs after why changed (outside mu): set once, before the
+	// transport runs, to show it in lockstep_raft_has_leader.
+	changed func()
 }
 
 // set records that this member is cut off for why (a key of cutOffs).
@@ -67,9 +70,19 @@ func (c *cutOff) set(why string) {
 		return
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	was := c.why
 	if c.why == "" || c.why == transport.CutOtherReplica {
 		c.why = why
+	}
+	c.tell(was)
+}
+
+// tell unlocks mu, and runs changed when why is no longer was.
+func (c *cutOff) tell(was string) {
+	now := c.why
+	c.mu.Unlock()
+	if now != was && c.changed != nil {
+		c.changed()
 	}
 }
 
@@ -77,10 +90,11 @@ func (c *cutOff) set(why string) {
 // peer that expected another replica at its address had a stale view.
 func (c *cutOff) member() {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	was := c.why
 	if c.why == transport.CutOtherReplica {
 		c.why = ""
 	}
+	c.tell(was)
 }
 
 // reason is why this member is cut off, "" when it is not.

@@ -5,6 +5,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/lockstepd/lockstep/runtime/transport"
 )
 
@@ -28,6 +31,11 @@ func wantCutOff(t *testing.T, n *Node, role, say string) {
 			t.Errorf("%s's role in shard %d: %q, want %q", n.NodeID(), s.ShardID, s.Role, role)
 		}
 	}
+	for _, sh := range n.shards {
+		if v := gaugeOf(sh.m.hasLeader); v != 0 {
+			t.Errorf("%s's lockstep_raft_has_leader for shard %d: %v, want 0 cut off as %s", n.NodeID(), sh.index, v, role)
+		}
+	}
 }
 
 // TestCutOffMemberIsNotHealthy: a member whose peers refuse it fails its
@@ -42,6 +50,9 @@ func TestCutOffMemberIsNotHealthy(t *testing.T) {
 	n := c.nodes[f]
 	if err := n.Health(); err != nil {
 		t.Fatalf("a follower of a healthy cluster: %v", err)
+	}
+	if v := gaugeOf(n.shards[0].m.hasLeader); v != 1 {
+		t.Fatalf("lockstep_raft_has_leader of a follower of a healthy cluster: %v", v)
 	}
 	// Another member refused, as this member or a peer reports it: not
 	// this member's standing.
@@ -99,4 +110,13 @@ func TestCutOffIsForLife(t *testing.T) {
 	if r.role() != RoleRemoved {
 		t.Fatalf("removed, then an unknown reason: %q", r.role())
 	}
+}
+
+// gaugeOf is g's value.
+func gaugeOf(g prometheus.Gauge) float64 {
+	var m dto.Metric
+	if err := g.Write(&m); err != nil {
+		panic(err)
+	}
+	return value(&m)
 }

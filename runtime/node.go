@@ -152,6 +152,11 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		n.shards = append(n.shards, sh)
 	}
 	routeDragonboatLogs(target) // after n.shards is set: shortName reads it
+	n.cut.changed = func() {
+		for _, sh := range n.shards {
+			sh.showLeader()
+		}
+	}
 
 	rtt, hb, el := cfg.Consensus.RTT()
 	logdb := dbconfig.GetTinyMemLogDBConfig()

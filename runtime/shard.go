@@ -305,12 +305,23 @@ func (s *shard) leaderUpdated(info raftio.LeaderInfo) {
 	} else {
 		s.m.isLeader.Set(0)
 	}
-	if info.LeaderID != 0 {
+	s.showLeader()
+	s.kick()
+}
+
+// showLeader sets lockstep_raft_has_leader: 1 while a leader is known and
+// no peer refuses this member (a removed member keeps its old leader id,
+// and would show 1 to alerts and dashboards that count members without a
+// leader).
+func (s *shard) showLeader() {
+	s.mu.Lock()
+	known := s.leaderID != 0
+	s.mu.Unlock()
+	if known && s.n.cut.reason() == "" {
 		s.m.hasLeader.Set(1)
 	} else {
 		s.m.hasLeader.Set(0)
 	}
-	s.kick()
 }
 
 // applied is called by the state machine, under its lock, for every core
