@@ -146,7 +146,12 @@ func RemoteFrom(ctx context.Context) string {
 func (s *service) interceptors(m *metrics) []connect.Interceptor {
 	s.m = m
 	s.checks = []requestCheck{authz{s.opts.Authorizer}.decide, validator{l: s.opts.Limits, defaultTTLMs: s.opts.DefaultTTL.Milliseconds()}.validate, ownership{s}.check}
-	out := []connect.Interceptor{m, audit{s.opts.Auditor}, authn{s.opts.Authenticator}}
+	an := authn{a: s.opts.Authenticator}
+	if r, ok := s.opts.Authenticator.(Reloadable); ok {
+		an.open = &openStreams{a: s.opts.Authenticator}
+		r.OnReload(an.open.reloaded)
+	}
+	out := []connect.Interceptor{m, audit{s.opts.Auditor}, an}
 	for _, c := range s.checks {
 		out = append(out, c)
 	}
@@ -167,8 +172,8 @@ func (s *service) serveMessage(ctx context.Context, procedure, peer string, msg 
 	s.m.inFlight.Inc()
 	a := audit{s.opts.Auditor}
 	_, quiet := a.a.(noAudit)
-	var err error
-	if !quiet {
+	err := revoked(ctx)
+	if err == nil && !quiet {
 		err = a.healthy()
 	}
 	for _, check := range s.checks {
@@ -196,8 +201,12 @@ type auditNote struct{ p Principal }
 
 type auditNoteKey struct{}
 
-// authn names the caller.
-type authn struct{ a Authenticator }
+// authn names the caller. With a Reloadable authenticator, open streams
+// are named again at each reload (open).
+type authn struct {
+	a    Authenticator
+	open *openStreams // nil: credentials are never withdrawn
+}
 
 func (i authn) name(ctx context.Context, procedure string, h http.Header) (context.Context, error) {
 	p, err := i.a.Authenticate(ctx, procedure, h)
@@ -230,11 +239,32 @@ func (i authn) WrapStreamingClient(next connect.StreamingClientFunc) connect.Str
 
 func (i authn) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
-		ctx, err := i.name(ctx, conn.Spec().Procedure, conn.RequestHeader())
+		if i.open == nil {
+			ctx, err := i.name(ctx, conn.Spec().Procedure, conn.RequestHeader())
+			if err != nil {
+				return err
+			}
+			return next(ctx, conn)
+		}
+		reloads := i.open.seen()
+		named, err := i.name(ctx, conn.Spec().Procedure, conn.RequestHeader())
 		if err != nil {
 			return err
 		}
-		return next(ctx, conn)
+		sctx, end := context.WithCancelCause(named)
+		defer end(nil)
+		st := &openStream{ctx: ctx, procedure: conn.Spec().Procedure, header: conn.RequestHeader(), principal: PrincipalFrom(named),
+			end: func(cause error) {
+				end(cause)
+				interruptRead(ctx)
+			}}
+		i.open.add(st, reloads)
+		defer i.open.remove(st)
+		err = next(sctx, conn)
+		if rerr := revoked(sctx); rerr != nil {
+			return rerr
+		}
+		return err
 	}
 }
 

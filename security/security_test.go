@@ -283,8 +283,18 @@ func TestReloadKeepsWhatIsInForceOnFailure(t *testing.T) {
 	if err := os.WriteFile(sec.APIKeysFile, []byte("- {principal: ci, sha256: nothex}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// What the API runs at each reload (rpc.Reloadable): it runs only
+	// after a reload that put something in force, and sees it in force.
+	var afterReload []error
+	s.OnReload(func() {
+		_, err := s.Authenticate(context.Background(), lockstepv1connect.LockServiceAcquireProcedure, http.Header{"Authorization": {"Bearer " + key}})
+		afterReload = append(afterReload, err)
+	})
 	if err := s.Reload(sec); err == nil {
 		t.Fatal("a bad keys file reloaded")
+	}
+	if len(afterReload) != 0 {
+		t.Fatalf("the reload hooks ran after a failed reload: %v", afterReload)
 	}
 	if _, err := s.Authenticate(context.Background(), lockstepv1connect.LockServiceAcquireProcedure, http.Header{"Authorization": {"Bearer " + key}}); err != nil {
 		t.Fatalf("the key in force before the failed reload: %v", err)
@@ -297,6 +307,9 @@ func TestReloadKeepsWhatIsInForceOnFailure(t *testing.T) {
 	}
 	if _, err := s.Authenticate(context.Background(), lockstepv1connect.LockServiceAcquireProcedure, http.Header{"Authorization": {"Bearer " + key}}); err == nil {
 		t.Fatal("a removed key still works")
+	}
+	if len(afterReload) != 1 || afterReload[0] == nil {
+		t.Fatalf("the reload hooks: ran %d times, seeing %v; want once, seeing the key removed", len(afterReload), afterReload)
 	}
 	sec.TLS = nil
 	if err := s.Reload(sec); err == nil || !strings.Contains(err.Error(), "restart") {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,6 +34,9 @@ type State struct {
 	metrics    *Metrics
 	log        *slog.Logger
 	now        func() time.Time
+
+	hooksMu sync.Mutex
+	hooks   []func() // OnReload's: run after each reload
 }
 
 // material is what a reload swaps, whole.
@@ -44,6 +48,7 @@ type material struct {
 }
 
 var (
+	_ rpc.Reloadable    = (*State)(nil)
 	_ rpc.Authenticator = (*State)(nil)
 	_ rpc.Authorizer    = (*State)(nil)
 	_ rpc.ReadFilter    = (*State)(nil)
@@ -111,7 +116,23 @@ func (s *State) ReloadMaterial(sec config.Security, m *config.Material) error {
 		// too, with nothing above DEBUG in the log: alert on this.
 		s.metrics.certExpiry.Set(float64(m.Cert.Leaf.NotAfter.Unix()))
 	}
+	s.hooksMu.Lock()
+	hooks := slices.Clone(s.hooks)
+	s.hooksMu.Unlock()
+	for _, f := range hooks {
+		f()
+	}
 	return nil
+}
+
+// OnReload registers f to run after each reload, once what was reloaded
+// is in force: the API authenticates its open streams again with it, so
+// that a key removed from the keys file stops working on the streams it
+// had opened too (rpc.Reloadable).
+func (s *State) OnReload(f func()) {
+	s.hooksMu.Lock()
+	s.hooks = append(s.hooks, f)
+	s.hooksMu.Unlock()
 }
 
 // sameMode refuses a change of what needs a restart.

@@ -1,0 +1,134 @@
+package rpc
+
+// A stream is authenticated once, when it opens; its requests are each
+// authorized, but a credential withdrawn by a reload (an API key removed
+// from the keys file, a CA no longer trusted) would otherwise keep
+// working on every stream it had opened, for as long as the client kept
+// the stream: a session stream carries acquires and keepalives for hours.
+// So each open stream is authenticated again at every reload, with the
+// headers and connection it opened with, and one whose credential no
+// longer names its principal is ended with unauthenticated, as Consul ends
+// what a deleted token held. docs/security.md, "Revoking an API key".
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+)
+
+// Reloadable is an Authenticator whose credentials a reload may withdraw:
+// OnReload registers f to run after each reload, once Authenticate
+// answers by what was reloaded.
+type Reloadable interface {
+	OnReload(f func())
+}
+
+// errRevoked is the cause an open stream is ended with when its
+// credential was withdrawn.
+var errRevoked = errors.New("the credentials this stream was opened with were withdrawn by a reload of the security settings")
+
+// openStream is a stream in flight, as it was authenticated.
+type openStream struct {
+	ctx       context.Context // the handler's, before authentication: its connection's TLS state
+	procedure string
+	header    http.Header
+	principal Principal
+	end       context.CancelCauseFunc
+}
+
+// openStreams are the streams in flight, authenticated again at each
+// reload.
+type openStreams struct {
+	a Authenticator
+
+	mu      sync.Mutex
+	streams map[*openStream]struct{}
+	reloads uint64 // reloads seen: a stream authenticated across one is checked again
+}
+
+// add registers st; reloads is what the count was before st was
+// authenticated: when a reload came since, st is checked at once, as the
+// reload's own check may have missed it.
+func (o *openStreams) add(st *openStream, reloads uint64) {
+	o.mu.Lock()
+	if o.streams == nil {
+		o.streams = map[*openStream]struct{}{}
+	}
+	o.streams[st] = struct{}{}
+	again := o.reloads != reloads
+	o.mu.Unlock()
+	if again {
+		o.check(st)
+	}
+}
+
+func (o *openStreams) remove(st *openStream) {
+	o.mu.Lock()
+	delete(o.streams, st)
+	o.mu.Unlock()
+}
+
+func (o *openStreams) seen() uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.reloads
+}
+
+// reloaded authenticates every open stream again (Reloadable.OnReload).
+func (o *openStreams) reloaded() {
+	o.mu.Lock()
+	o.reloads++
+	all := make([]*openStream, 0, len(o.streams))
+	for st := range o.streams {
+		all = append(all, st)
+	}
+	o.mu.Unlock()
+	for _, st := range all {
+		o.check(st)
+	}
+}
+
+// check ends st when its credential no longer names its principal.
+func (o *openStreams) check(st *openStream) {
+	p, err := o.a.Authenticate(st.ctx, st.procedure, st.header)
+	switch {
+	case err != nil:
+		st.end(fmt.Errorf("%w: %v; open it again with good credentials", errRevoked, err))
+	case p.ID != st.principal.ID:
+		st.end(fmt.Errorf("%w: they now name principal %q, not %q; open it again", errRevoked, p.ID, st.principal.ID))
+	}
+}
+
+// revoked is the error a request of a stream ended by a reload fails
+// with, nil while its stream stands.
+func revoked(ctx context.Context) error {
+	if cause := context.Cause(ctx); cause != nil && errors.Is(cause, errRevoked) {
+		return connect.NewError(connect.CodeUnauthenticated, cause)
+	}
+	return nil
+}
+
+// interruptRead ends a session stream's wait for its client's next
+// message, so that a stream ended by a reload returns at once rather than
+// at that message.
+func interruptRead(ctx context.Context) {
+	if ib, ok := ctx.Value(idleBodyKey{}).(*idleBody); ok {
+		ib.interrupt()
+	}
+}
+
+// interrupt makes the body's blocked read return now.
+func (b *idleBody) interrupt() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.stopped = true
+	if b.check != nil {
+		b.check.Stop()
+	}
+	_ = b.rc.SetReadDeadline(time.Now())
+}
