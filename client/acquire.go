@@ -135,6 +135,15 @@ func (s *Session) acquire(ctx context.Context, sp acquireSpec) (uint64, *gateHol
 		id.finish()
 		switch g.outcome {
 		case pb.Outcome_OUTCOME_GRANTED, pb.Outcome_OUTCOME_RELEASED:
+			// A grant answered after the lease passed, as this client
+			// counts it (the process was stopped while it waited, and the
+			// keepalive loop has yet to run), is worth nothing: the
+			// servers may have expired the session and given the grant
+			// to another. The session is lost, and so is the grant.
+			if err := s.lostUnlessHeld(what); err != nil {
+				gh.release()
+				return 0, nil, err
+			}
 			return g.token, gh, nil
 		}
 		if g.reason == pb.Reason_REASON_CANCELLED && ctx.Err() == nil && s.Err() == nil && restarts < maxRestarts {

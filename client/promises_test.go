@@ -654,3 +654,52 @@ func TestStuckStreamRequestMovesAtTheAttemptTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A grant answered after the session's lease passed, as the client counts
+// it, before the keepalive loop noticed (a process stopped while it
+// waited, then resumed), is not handed out: the servers may have expired
+// the session and given the lock to another. Lock answers the loss, and
+// the session is lost; Token is 0 as soon as the lease passed.
+func TestGrantAfterTheLeasePassedIsNotHandedOut(t *testing.T) {
+	needServer(t)
+	c, err := client.New([]string{endpoint})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	hs := newSession(t, c, client.WithTTL(10*time.Second))
+	holder := client.NewMutex(hs, "t/grant-after-lease")
+	if err := holder.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ws := newSession(t, c, client.WithTTL(10*time.Second))
+	other := client.NewMutex(ws, "t/grant-after-lease/other")
+	if err := other.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waiter := client.NewMutex(ws, "t/grant-after-lease")
+	got := make(chan error, 1)
+	go func() { got <- waiter.Lock(ctx) }()
+	waitFor(t, "the waiter queued", func() bool {
+		st, err := c.Status(ctx, client.KindMutex, "t/grant-after-lease")
+		return err == nil && len(st.Waiters) == 1
+	})
+	client.PassLease(ws)
+	if tok := other.Token(); tok != 0 {
+		t.Fatalf("Token after the lease passed: %d, want 0", tok)
+	}
+	if err := holder.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-got:
+		if !errors.Is(err, client.ErrSessionLost) {
+			t.Fatalf("Lock granted after the lease passed: %v, want ErrSessionLost", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the waiter's Lock never returned")
+	}
+	if !errors.Is(ws.Err(), client.ErrSessionLost) || waiter.Token() != 0 {
+		t.Fatalf("after the grant came too late: session %v, token %d", ws.Err(), waiter.Token())
+	}
+}

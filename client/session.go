@@ -66,6 +66,14 @@ type Session struct {
 	// request behind the leader's clock (stamp_lag_ms), in nanoseconds.
 	stampLag atomic.Int64
 
+	// The lease as the client counts it ends leaseEnd after born, both
+	// on the monotonic clock (nanoseconds since born): the keepalive loop
+	// moves it, and a grant or a Token is checked against it, since the
+	// loop may not have run yet when it passed (a process stopped, then
+	// resumed, sees the grant it waited for before its timer fires).
+	born     time.Time
+	leaseEnd atomic.Int64
+
 	mu      sync.Mutex
 	lostErr error
 	gates   map[gateKey]*gate
@@ -179,8 +187,29 @@ func (c *Client) NewSession(ctx context.Context, opts ...SessionOption) (*Sessio
 	if !c.live.add(s) {
 		return refuse(ErrClientClosed) // Close began while the create was on its way
 	}
+	s.born = sent
+	s.leaseEnd.Store(int64(leaseEnd.Sub(sent)))
 	go s.keepAlive(leaseEnd)
 	return s, nil
+}
+
+// leaseHeld says whether the lease, as the client counts it, has not
+// passed. When it has, the servers may have expired the session and given
+// what it held to another: the session is lost, whatever the keepalive
+// loop has yet to notice.
+func (s *Session) leaseHeld() bool {
+	return time.Since(s.born) < time.Duration(s.leaseEnd.Load())
+}
+
+// lostUnlessHeld declares the session lost when its lease has passed, as
+// the keepalive loop would at that moment, and answers the loss; nil while
+// the session lives.
+func (s *Session) lostUnlessHeld(what opName) error {
+	if s.Err() == nil && !s.leaseHeld() {
+		s.lose(fmt.Errorf("%w: session %d was not renewed within its lease (TTL %v less %v for the servers' clock lag)",
+			ErrSessionLost, s.id, s.ttl, s.guard()))
+	}
+	return s.lostErrFor(what)
 }
 
 // ID is the session's id on the servers.
@@ -299,6 +328,7 @@ func (s *Session) keepAlive(leaseEnd time.Time) {
 		switch {
 		case err == nil:
 			leaseEnd = sent.Add(s.ttl - s.guard())
+			s.leaseEnd.Store(int64(leaseEnd.Sub(s.born)))
 			lease.Reset(time.Until(leaseEnd))
 			next.Reset(interval)
 		case connect.CodeOf(err) == connect.CodeNotFound:
