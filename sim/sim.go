@@ -128,6 +128,10 @@ type world struct {
 	names         *names
 	muxes         []*muxClient // multiplexed clients (mux.go), addressed after the resource
 	muxChk        *muxChecker
+	// stalledUntil: a replica (1-based) whose process stands still until
+	// then, as a stopped process or a stalled host does: its timers, disk
+	// completions and incoming messages wait, while its clocks run on.
+	stalledUntil []time.Duration
 }
 
 type scripted struct {
@@ -270,6 +274,9 @@ func (w *world) loop() {
 
 func (w *world) dispatch(e *event) {
 	w.tr.mix(uint64(e.at), uint64(e.kind), uint64(e.node), e.gen, uint64(e.arg))
+	if w.deferStalled(e) {
+		return
+	}
 	switch e.kind {
 	case evDeliver:
 		w.deliver(e.msg)
@@ -307,6 +314,39 @@ func (w *world) dispatch(e *event) {
 	case evMux:
 		w.muxTimer(e)
 	}
+}
+
+// stall stands replica id's process still for d: everything it would do
+// meanwhile waits for the end of the stall, in the order it was due.
+func (w *world) stall(id int, d time.Duration) {
+	if w.stalledUntil == nil {
+		w.stalledUntil = make([]time.Duration, w.opts.Replicas+1)
+	}
+	w.stalledUntil[id] = max(w.stalledUntil[id], w.now+d)
+	w.tr.logf(w.now, "n%d stalls for %v", id, d)
+}
+
+// deferStalled puts off an event of a stalled replica (its timers, its
+// disk's completions, a message to it) to the end of the stall, and says
+// so.
+func (w *world) deferStalled(e *event) bool {
+	if w.stalledUntil == nil {
+		return false
+	}
+	id := 0
+	switch e.kind {
+	case evRaftTick, evProcess, evSynced:
+		id = e.node
+	case evDeliver:
+		if e.msg.to >= 1 && e.msg.to <= w.opts.Replicas {
+			id = e.msg.to
+		}
+	}
+	if id == 0 || w.now >= w.stalledUntil[id] {
+		return false
+	}
+	w.schedule(&event{at: w.stalledUntil[id], kind: e.kind, node: e.node, gen: e.gen, msg: e.msg, arg: e.arg})
+	return true
 }
 
 // deliver hands a message to its recipient, unless it was lost, its link

@@ -284,6 +284,7 @@ type Driver struct {
 
 	needLeaderMark bool         // propose OpLeaderChange before anything else
 	markProposal   ProposalID   // the proposal carrying this term's OpLeaderChange, until it fails or the term ends
+	markStamp      core.LogTime // the stamp of the last OpLeaderChange proposed: applied once appliedTime reaches it
 	lastProposalAt core.LogTime // the replica's clock at the last proposal
 	nextProposal   ProposalID
 
@@ -917,14 +918,35 @@ func (d *Driver) Ready() Ready {
 	return out
 }
 
+// stalled says whether this leader's clock ran more than core's
+// MaxClockStepMs ahead of the log time it has applied while anything is
+// timed, with no mark on its way: the leader (or the majority with it)
+// was stopped (a process paused, a host or disk stalled) while its
+// monotonic clock ran on, so log time stood still. Entries moving log time
+// by at most MaxClockStepMs each would then catch it up faster than real
+// time, and every lease renewed meanwhile would end early by the excess:
+// a client counting a fresh 5 s lease would see its lock given to another
+// a tenth of a second later. So the leader proposes a leader-change mark,
+// which takes its stamp whole and moves every deadline by the jump, as a
+// new leader's first entry does: the stall counts against no lease
+// (docs/design.md, Time).
+func (d *Driver) stalled() bool {
+	step := core.LogTime(core.DefaultLimits().MaxClockStepMs)
+	return d.timed && d.appliedTime > 0 && d.now-d.appliedTime > step && d.appliedTime >= d.markStamp
+}
+
 // gateOpen reports whether the gate lets one more proposal out.
 func (d *Driver) gateOpen() bool { return len(d.unconfirmed) < d.cfg.MaxUnconfirmed }
 
 func (d *Driver) propose() {
 	lead := d.role == RoleLeader
+	if lead && !d.needLeaderMark && d.stalled() {
+		d.needLeaderMark = true
+	}
 	if lead && d.needLeaderMark && d.gateOpen() {
 		d.needLeaderMark = false
 		d.markProposal = d.nextProposal
+		d.markStamp = d.now
 		d.tickAsked = false
 		d.emit([]core.Command{{Op: core.OpLeaderChange}}, nil)
 	}

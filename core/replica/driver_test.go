@@ -1113,3 +1113,53 @@ func TestRideAlongMsIsValidated(t *testing.T) {
 		}
 	}
 }
+
+// A leader stopped while its clock ran on (its process paused, its host
+// or disk stalled, with the majority that kept it leader) finds log time
+// standing where it stopped. Its next proposal is a leader-change mark,
+// which takes the stamp whole and moves every deadline by the jump, and
+// only one while it is on its way: caught up MaxClockStepMs at a time,
+// log time would run faster than real time, and a session created right
+// after the stall would end within a few entries, its lock given to
+// another while its client counts seconds of lease left.
+func TestStalledLeaderMarksTheJump(t *testing.T) {
+	h := newHarness(t, Config{TickIntervalMs: 100, KeepTimeMs: 1000})
+	h.lead(1)
+	h.ready(true)
+	h.session(1, "a") // 10 s: something is timed
+	h.advance(1_500)
+	for _, p := range h.ready(true).Proposals {
+		if len(p.Proposal.Commands) > 0 && p.Proposal.Commands[0].Op == core.OpLeaderChange {
+			t.Fatalf("a mark after 1.5 s of a running leader: %+v", p.Proposal)
+		}
+	}
+	h.advance(20_000) // stalled
+	c := createSession("b", 1)
+	c.TTLMs = 5_000
+	h.step(RequestEvent(2, c))
+	rd := h.ready(false)
+	if len(rd.Proposals) == 0 || len(rd.Proposals[0].Proposal.Commands) != 1 || rd.Proposals[0].Proposal.Commands[0].Op != core.OpLeaderChange {
+		t.Fatalf("the first proposal after a 20 s stall: %+v, want a leader-change mark", rd.Proposals)
+	}
+	h.advance(100)
+	more := h.d.Ready()
+	for _, p := range append(rd.Proposals[1:], more.Proposals...) {
+		if len(p.Proposal.Commands) > 0 && p.Proposal.Commands[0].Op == core.OpLeaderChange {
+			t.Fatalf("a second mark while the first is on its way: %+v", p.Proposal)
+		}
+	}
+	for _, p := range append(rd.Proposals, more.Proposals...) {
+		h.apply(p)
+	}
+	h.ready(true)
+	if r := h.reply(2); r.Kind != ReplyResult || r.Result.Err != nil {
+		t.Fatalf("the create after the stall: %+v", r)
+	}
+	for range 48 { // 4.8 s of the 5 s lease, ticking as the leader does
+		h.advance(100)
+		h.ready(true)
+	}
+	if n := h.m.Counts().Sessions; n != 2 {
+		t.Fatalf("%d sessions 4.8 s after a 5 s session was created past a stall, want both: log time ran ahead of the clock", n)
+	}
+}
