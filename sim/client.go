@@ -359,6 +359,9 @@ func (c *client) next() {
 		cmd.Kind, cmd.Name = 0, ""
 		c.ttl = c.w.opts.TTLMin + time.Duration(c.rng.Int64N(int64(c.w.opts.TTLMax-c.w.opts.TTLMin)+1))
 		c.ttl = c.ttl.Truncate(time.Millisecond)
+		if st.dur > 0 { // a scenario's plan gives the TTL (after the draw: the stream stays as it was)
+			c.ttl = st.dur
+		}
 		cmd.TTLMs = c.ttl.Milliseconds()
 		cmd.Owner = c.id
 	case stClose:

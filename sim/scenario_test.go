@@ -321,41 +321,57 @@ func TestScenarioIdleClusterWritesNothing(t *testing.T) {
 	}
 }
 
-// The leader and a follower stand still for 6 s (their processes stopped,
-// their host stalled) while their clocks run on, with 1.5 s sessions: the
-// third replica alone cannot elect, so the same leader resumes, with log
-// time 6 s behind its clock. Its first entry must take the jump whole (a
-// leader-change mark: docs/design.md, Time), or entries catching up 2 s at
-// a time run log time faster than real time, and every lease created or
-// renewed meanwhile ends early, its lock given to another while its
-// client still counts it held. The multiplexed clients' checker holds
-// each lease to real time (done-before-regrant). This run does not meet
-// that race without the mark (core/replica's TestStalledLeaderMarksTheJump
-// shows the mark); it holds the stall itself to every check.
+// The leader and a follower stand still for 20 s (their processes
+// stopped, their host stalled) while their clocks run on: the third
+// replica alone cannot elect, so the same leader resumes, with log time
+// 20 s behind its clock while a 60 s session keeps something timed. Client
+// 0 then creates a 5 s session, takes m0, holds it 3 s and writes; client
+// 1 waits for m0, then writes. The leader's first entry must take the jump
+// whole (a leader-change mark: docs/design.md, Time). Caught up 2 s an
+// entry instead, log time ran faster than real time: client 0's fresh
+// session expired within a second or two, client 1 got m0, and client 0's
+// write, well within the lease it counted, was refused.
 func TestScenarioStalledLeaderResumes(t *testing.T) {
-	o := calm(41, 3, 6, 14*time.Second)
-	o.TTLMin, o.TTLMax = 1500*time.Millisecond, 1500*time.Millisecond
-	o.Mux = 2 // their checker holds a lease to real time (done-before-regrant)
+	o := calm(41, 3, 3, 32*time.Second)
+	o.TTLMin, o.TTLMax = 5*time.Second, 5*time.Second
+	m0 := objKey{core.KindMutex, "m0"}
+	const stallAt, stall = 3 * time.Second, 20 * time.Second
+	resumed := stallAt + stall
 	var leader int
 	var sameLeader bool
-	res := Run(o, RunConfig{script: []scripted{
-		at(0, func(w *world) {
-			for _, n := range w.nodes[1:] {
-				*n.clk = clock{} // one clock for all: the gap is the stall's alone
-			}
-		}),
-		at(3*time.Second, func(w *world) {
-			leader = w.leaderID()
-			if leader == 0 {
-				return
-			}
-			w.stall(leader, 6*time.Second)
-			w.stall(leader%w.opts.Replicas+1, 6*time.Second)
-		}),
-		at(9500*time.Millisecond, func(w *world) { sameLeader = leader != 0 && w.leaderID() == leader }),
-	}})
+	res := Run(o, RunConfig{
+		script: []scripted{
+			at(0, func(w *world) {
+				for _, n := range w.nodes[1:] {
+					*n.clk = clock{} // one clock for all: the gap is the stall's alone
+				}
+			}),
+			at(stallAt, func(w *world) {
+				leader = w.leaderID()
+				if leader == 0 {
+					return
+				}
+				w.stall(leader, stall)
+				w.stall(leader%w.opts.Replicas+1, stall)
+			}),
+			at(resumed+2*time.Second, func(w *world) { sameLeader = leader != 0 && w.leaderID() == leader }),
+		},
+		plans: map[int][]step{
+			0: {{kind: stSleep, dur: resumed + 20*time.Millisecond}, {kind: stCreate, dur: 5 * time.Second},
+				{kind: stAcquire, key: m0, waitMs: core.WaitForever}, {kind: stSleep, dur: 3 * time.Second},
+				{kind: stWrite, key: m0}, {kind: stRelease, key: m0}},
+			1: {{kind: stSleep, dur: resumed + 300*time.Millisecond}, {kind: stCreate, dur: 5 * time.Second},
+				{kind: stAcquire, key: m0, waitMs: core.WaitForever}, {kind: stWrite, key: m0}, {kind: stRelease, key: m0}},
+			2: {{kind: stSleep, dur: 500 * time.Millisecond}, {kind: stCreate, dur: 60 * time.Second},
+				{kind: stSleep, dur: 30 * time.Second}},
+		},
+	})
 	mustPass(t, res)
 	if !sameLeader {
 		t.Fatal("the leader changed: the scenario needs the stalled leader to resume leading")
+	}
+	if res.FenceAccepted != 2 || res.FenceRejected != 0 || res.Expiries != 0 {
+		t.Fatalf("fenced writes: %d accepted, %d refused, %d sessions expired; want both clients' writes accepted and no session "+
+			"expired: a lease created after the stall ran faster than real time", res.FenceAccepted, res.FenceRejected, res.Expiries)
 	}
 }
