@@ -22,10 +22,16 @@ import (
 // the tombstone that stops a late copy of it) and the session's local gate
 // of the name stays taken (so no other holder on the session is answered
 // the grant being withdrawn).
-
-// abandonBound caps the background clean-up of one call. It also ends when
-// the session does (which releases everything anyway).
-const abandonBound = time.Minute
+//
+// The withdrawal is not bounded in time: it keeps trying, with back-off,
+// for as long as the session lives, as Curator's guaranteed delete does. A
+// withdrawal given up while the session lives (it gave up after a minute)
+// left a request that the servers could not be told of to be queued, then
+// granted, to a session that lives on with no value knowing the token:
+// held until the session ends. It stops when the session ends (lost,
+// closed, or its Client closed), which releases everything the session had
+// anyway; a withdrawal the servers refuse for good ends the session too
+// (giveUpSession).
 
 // maxRestarts bounds how often one acquire starts over after its request
 // was cancelled behind its back (see acquire).
@@ -248,19 +254,13 @@ func (s *Session) abandonLater(sp acquireSpec, id reqID, gh *gateHold) {
 	go func() {
 		defer gh.release()
 		defer id.finish()
-		ctx, cancel := context.WithTimeout(context.Background(), abandonBound)
+		// Until the session ends: its end releases everything it has.
+		ctx, cancel := context.WithCancel(s.done)
 		defer cancel()
-		go func() {
-			select {
-			case <-s.done.Done():
-				cancel() // the session's end releases everything it has
-			case <-ctx.Done():
-			}
-		}()
 		aid := s.c.inflight.follow(id)
 		defer aid.finish()
 		pause := s.c.opts.backoffMin
-		for ctx.Err() == nil {
+		for {
 			_, err := do(ctx, s.c, func(ctx context.Context, e *endpoint) (*connect.Response[pb.AbandonResponse], error) {
 				req := &pb.AbandonRequest{ClientId: id.ClientID(), RequestSeq: aid.seq,
 					LowestPendingSeq: aid.Low(), SessionId: s.id, Kind: sp.kind, Name: sp.name, AbandonSeq: id.seq}
@@ -273,18 +273,50 @@ func (s *Session) abandonLater(sp acquireSpec, id reqID, gh *gateHold) {
 				}
 				return connect.NewResponse(r), nil
 			})
-			switch code := connect.CodeOf(err); {
-			case err == nil, code == connect.CodeNotFound:
-				return // settled, or the session is gone with everything it had
-			case errors.Is(err, ErrUnavailable), retryable(err), ctx.Err() != nil,
-				code == connect.CodeDeadlineExceeded, code == connect.CodeResourceExhausted:
-				// Not answered yet, or a limit to wait out: again.
-			default:
-				return // refused as given: retrying would not change it
+			switch {
+			case err == nil, connect.CodeOf(err) == connect.CodeNotFound, ctx.Err() != nil, errors.Is(err, ErrClientClosed):
+				return // settled, or the session is gone (or going) with everything it had
+			case refusedForGood(err):
+				// Retrying would not change it (an ACL reloaded since the
+				// acquire, a key revoked): what the request may hold can
+				// no longer be undone but with the session.
+				s.giveUpSession(fmt.Errorf("the withdrawal of a cancelled %s was refused: %w", opName{sp.op, sp.name}, err))
+				return
 			}
+			// Not answered yet, or a limit to wait out: again, until the
+			// session ends.
 			if s.c.backoff(ctx, &pause) != nil {
 				return
 			}
 		}
 	}()
+}
+
+// refusedForGood says whether err refuses a request as given, so that
+// sending it again would be refused again: malformed, contradicting what
+// the servers keep, denied to this caller, or a TLS certificate refused.
+// Anything else (unavailable, no answer in time, a limit) may pass later.
+func refusedForGood(err error) bool {
+	switch connect.CodeOf(err) {
+	case connect.CodeInvalidArgument, connect.CodeFailedPrecondition, connect.CodePermissionDenied,
+		connect.CodeUnauthenticated, connect.CodeUnimplemented:
+		return true
+	}
+	return certificateRefused(err)
+}
+
+// giveUpSession ends a live session whose holds the client can no longer
+// account for (the withdrawal of a cancelled call was refused): Done
+// closes with why, and the session is closed on the servers, which
+// releases everything it has (best effort: should the close not get
+// through, the servers expire the session within its TTL, the keepalives
+// having stopped).
+func (s *Session) giveUpSession(why error) {
+	if s.Err() != nil {
+		return
+	}
+	s.lose(fmt.Errorf("%w: session %d was given up by the client: %v", ErrSessionLost, s.id, why))
+	ctx, cancel := context.WithTimeout(context.Background(), 3*s.c.opts.attemptTimeout)
+	defer cancel()
+	_ = s.Close(ctx)
 }

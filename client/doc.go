@@ -40,7 +40,13 @@
 // A Lock (or any acquire) that ends without its grant returns by its
 // caller's deadline and leaves nothing held or queued: the request is
 // withdrawn in the background by its own id (SessionService.Abandon),
-// whether it is still on its way, queued or granted.
+// whether it is still on its way, queued or granted. The withdrawal is
+// retried, with backoff, for as long as the session lives (through an
+// outage of any length); it stops only when the session ends (lost, closed,
+// or its Client closed), which releases everything the session had. Should
+// the servers refuse the withdrawal itself (an ACL reloaded meanwhile), the
+// client gives the session up: Done closes saying so, and the session is
+// closed on the servers.
 //
 // # Sharing
 //

@@ -1,0 +1,121 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lockstepd/lockstep/client"
+)
+
+// The tests of a Go developer's walk-through (one used to Curator and
+// etcd's concurrency package). Each one failed on the client before its
+// fix.
+
+// The withdrawal of a cancelled Lock gave up after a minute: when its
+// Abandon could not get through for longer (here every Abandon is lost on
+// the way, while keepalives pass and the session lives on), the queued
+// request stayed, and was granted later to the live session with no Mutex
+// knowing its token: held until the session ends. It now keeps trying for
+// as long as the session lives.
+func TestWithdrawalOutlastsAnOutage(t *testing.T) {
+	needServer(t)
+	const name = "t/withdraw-outage"
+	p := newFaultProxy(t, endpoint)
+	c, err := client.New([]string{p.URL()}, client.WithAttemptTimeout(300*time.Millisecond),
+		client.WithRetryTimeout(time.Second), client.WithBackoff(50*time.Millisecond, 200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	direct := newClient(t)
+	holder := client.NewMutex(newSession(t, direct), name)
+	if err := holder.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s := newSession(t, c, client.WithTTL(10*time.Second))
+	lctx, cancel := context.WithCancel(ctx)
+	got := make(chan error, 1)
+	go func() { got <- client.NewMutex(s, name).Lock(lctx) }()
+	waitFor(t, "the Lock queued", func() bool {
+		st, err := direct.Status(ctx, client.KindMutex, name)
+		return err == nil && len(st.Waiters) == 1
+	})
+	// From now on every Abandon is lost on the way (never delivered).
+	p.holdBack(func(path string, _ []byte) bool { return strings.HasSuffix(path, "/Abandon") })
+	cancel()
+	if err := <-got; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the cancelled Lock: %v, want context.Canceled", err)
+	}
+	time.Sleep(3 * time.Second) // several rounds of the withdrawal, each lost
+	p.holdBack(nil)             // the way is clear again
+	waitFor(t, "the cancelled Lock's wait withdrawn", func() bool {
+		st, err := direct.Status(ctx, client.KindMutex, name)
+		return err == nil && len(st.Waiters) == 0
+	})
+	if err := holder.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ss := onServer(t, s.ID()); ss == nil || len(ss.Holds) != 0 || len(ss.Waits) != 0 {
+		t.Fatalf("after the withdrawal the session holds %v and waits %v", ss.GetHolds(), ss.GetWaits())
+	}
+	if !alive(s) {
+		t.Fatalf("the session was lost: %v", s.Err())
+	}
+}
+
+// A withdrawal the servers refuse for good (here: an ACL reloaded since
+// the acquire denies it) cannot be retried into success; the client gave
+// up on it silently, and the request could be granted later to the live
+// session. The session is given up instead: Done closes saying why, and
+// the session is closed on the servers, with whatever it held.
+func TestRefusedWithdrawalGivesUpTheSession(t *testing.T) {
+	needServer(t)
+	const name = "t/withdraw-refused"
+	target, err := url.Parse(endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forward := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/Abandon") {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusForbidden)
+			_, _ = w.Write([]byte(`{"code":"permission_denied","message":"the ACL denies it now"}`))
+			return
+		}
+		forward.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	c, err := client.New([]string{srv.URL}, client.WithUnary())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	direct := newClient(t)
+	holder := client.NewMutex(newSession(t, direct), name)
+	if err := holder.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s := newSession(t, c)
+	lctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if err := client.NewMutex(s, name).Lock(lctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Lock: %v, want DeadlineExceeded", err)
+	}
+	select {
+	case <-s.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the session lives on with a withdrawal refused")
+	}
+	if err := s.Err(); !errors.Is(err, client.ErrSessionLost) || !strings.Contains(err.Error(), "withdrawal") {
+		t.Fatalf("Err: %v, want the loss saying the withdrawal was refused", err)
+	}
+	waitFor(t, "the session closed on the servers", func() bool { return onServer(t, s.ID()) == nil })
+}
