@@ -16,9 +16,12 @@ import (
 // liveSessions are the sessions a Client made that are neither closed nor
 // lost: the ones Close must close.
 type liveSessions struct {
-	mu      sync.Mutex
-	set     map[*Session]struct{}
-	closing bool // Close began: no session joins any more
+	mu  sync.Mutex
+	set map[*Session]struct{}
+	// unclosed are the sessions whose Session.Close failed: closed on the
+	// client's side, not on the servers' yet. Close tries them again.
+	unclosed map[*Session]struct{}
+	closing  bool // Close began: no session joins any more
 }
 
 // add takes s in, or answers false once Close began.
@@ -41,6 +44,20 @@ func (l *liveSessions) remove(s *Session) {
 	l.mu.Unlock()
 }
 
+// closeFailed notes whether s's close on the servers failed (see unclosed).
+func (l *liveSessions) closeFailed(s *Session, failed bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case !failed:
+		delete(l.unclosed, s)
+	case l.unclosed == nil:
+		l.unclosed = map[*Session]struct{}{s: {}}
+	default:
+		l.unclosed[s] = struct{}{}
+	}
+}
+
 func (l *liveSessions) isClosing() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -59,11 +76,14 @@ func (l *liveSessions) shut() (sessions []*Session, first bool) {
 	for s := range l.set {
 		sessions = append(sessions, s)
 	}
+	for s := range l.unclosed {
+		sessions = append(sessions, s)
+	}
 	return sessions, true
 }
 
-// Close closes every session the Client made and still has open, as
-// Session.Close does (their holds are released and their waits withdrawn
+// Close closes every session the Client made and still has open, and
+// every one whose Session.Close failed, as Session.Close does (their holds are released and their waits withdrawn
 // at once; a Lock blocked on one returns ErrSessionLost), all at once and
 // bounded by ctx; then it ends the Client's watches and observations (their
 // channels close), its shared streams, the idle connections of the

@@ -61,6 +61,12 @@ type Session struct {
 	stop      chan struct{}
 	loopDone  chan struct{}
 	closeOnce sync.Once
+	// Close (below): whether the session was lost before it, set once;
+	// closer lets one close on the servers run at a time; closed is set
+	// once the servers answered one.
+	lostBeforeClose bool
+	closer          chan struct{}
+	closed          atomic.Bool
 
 	// stampLag is the longest the servers said they may stamp a forwarded
 	// request behind the leader's clock (stamp_lag_ms), in nanoseconds.
@@ -158,7 +164,7 @@ func (c *Client) NewSession(ctx context.Context, opts ...SessionOption) (*Sessio
 		return nil, apiErr("create session", err)
 	}
 	s := &Session{c: c, id: res.SessionId, ttl: time.Duration(res.TtlMs) * time.Millisecond, owner: o.owner,
-		stop: make(chan struct{}), loopDone: make(chan struct{})}
+		stop: make(chan struct{}), loopDone: make(chan struct{}), closer: make(chan struct{}, 1)}
 	s.done, s.endDone = context.WithCancel(context.Background())
 	s.noteStampLag(res.StampLagMs)
 	// refuse closes a session made but not handed out, and says why.
@@ -424,26 +430,48 @@ func (s *Session) renew(ctx context.Context) error {
 }
 
 // Close stops the keepalive and closes the session on the servers, which
-// releases everything it holds and withdraws everything it waits for. It is
-// safe to call more than once. After the session was lost on the client's
-// side (its lease ran out unrenewed), the servers may still keep it: Close
+// releases everything it holds and withdraws everything it waits for. The
+// session is closed on the client's side at the first call, whatever the
+// servers answer: Done closes, and nothing more is sent for it but the
+// close. A Close that failed (ctx ended, no endpoint answered) left the
+// session on the servers, holding what it held until its TTL runs out:
+// call Close again, which sends the close again. Close is safe to call
+// concurrently and more than once; once the servers have answered one,
+// later calls answer nil. After the session was lost on the client's side
+// (its lease ran out unrenewed), the servers may still keep it: Close
 // still tells them, best effort and bounded by three attempt timeouts, and
-// answers nil.
+// answers nil (a later Close tries again if that did not get through).
 func (s *Session) Close(ctx context.Context) error {
-	var err error
 	s.closeOnce.Do(func() {
 		close(s.stop)
 		<-s.loopDone
-		lost := s.Err() != nil
+		s.lostBeforeClose = s.Err() != nil
 		s.lose(fmt.Errorf("%w: session %d was closed", ErrSessionLost, s.id))
-		if lost {
-			ctx2, cancel := context.WithTimeout(ctx, 3*s.c.opts.attemptTimeout)
-			defer cancel()
-			_ = s.closeOnServers(ctx2)
-			return
-		}
-		err = s.closeOnServers(ctx)
 	})
+	if s.closed.Load() {
+		return nil
+	}
+	// One close at a time: a later one goes only if no earlier one was
+	// answered.
+	select {
+	case s.closer <- struct{}{}:
+	case <-ctx.Done():
+		s.c.live.closeFailed(s, true)
+		return fmt.Errorf("close session: %w", ctx.Err())
+	}
+	defer func() { <-s.closer }()
+	if s.closed.Load() {
+		return nil
+	}
+	if s.lostBeforeClose {
+		ctx2, cancel := context.WithTimeout(ctx, 3*s.c.opts.attemptTimeout)
+		defer cancel()
+		s.closed.Store(s.closeOnServers(ctx2) == nil)
+		return nil
+	}
+	err := s.closeOnServers(ctx)
+	s.closed.Store(err == nil)
+	s.c.live.closeFailed(s, err != nil) // Client.Close tries again
 	return err
 }
 

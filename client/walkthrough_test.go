@@ -119,3 +119,51 @@ func TestRefusedWithdrawalGivesUpTheSession(t *testing.T) {
 	}
 	waitFor(t, "the session closed on the servers", func() bool { return onServer(t, s.ID()) == nil })
 }
+
+// A Close that failed (its ctx ended) could not be retried: a second Close
+// answered nil without closing the session on the servers, whose holds
+// stayed until its TTL. A later Close now sends the close again.
+func TestFailedCloseCanBeRetried(t *testing.T) {
+	c := newClient(t)
+	ctx := testCtx(t)
+	const name = "t/close-retry"
+	s := newSession(t, c)
+	if err := client.NewMutex(s, name).Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	dead, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := s.Close(dead); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Close with a cancelled ctx: %v, want context.Canceled", err)
+	}
+	if alive(s) {
+		t.Fatal("the session is still alive on the client after Close")
+	}
+	if onServer(t, s.ID()) == nil {
+		t.Fatal("Close with a cancelled ctx closed the session on the servers")
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatalf("Close again: %v", err)
+	}
+	if ss := onServer(t, s.ID()); ss != nil {
+		t.Fatalf("after a second Close the servers still have the session, holding %v", ss.GetHolds())
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatalf("Close a third time: %v", err)
+	}
+	if err := client.NewMutex(newSession(t, c), name).TryLock(ctx); err != nil {
+		t.Fatalf("the closed session's lock: %v", err)
+	}
+	// Closing the Client closes a session whose Close failed, too.
+	c2 := newClient(t)
+	s2 := newSession(t, c2)
+	if err := s2.Close(dead); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Close with a cancelled ctx: %v, want context.Canceled", err)
+	}
+	if err := c2.Close(ctx); err != nil {
+		t.Fatalf("Client.Close: %v", err)
+	}
+	if onServer(t, s2.ID()) != nil {
+		t.Fatal("Client.Close left a session whose Close had failed on the servers")
+	}
+}
