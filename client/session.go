@@ -232,7 +232,9 @@ func (s *Session) Client() *Client { return s.c }
 
 // Done closes when the session is lost (expired, closed elsewhere, or not
 // renewed within its lease as the client counts it, which ends before the
-// servers' does) or closed by Close. Stop acting on anything it held:
+// servers' does) or closed by Close. A loss on the servers is learned from
+// their push on the session's stream, or from the first keepalive or other
+// call on the session that they answer not_found. Stop acting on anything it held:
 // another holder may have it once the servers' lease ends too.
 func (s *Session) Done() <-chan struct{} { return s.done.Done() }
 

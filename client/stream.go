@@ -344,7 +344,7 @@ func exchange[Res any](ctx context.Context, s *Session, e *endpoint, req *pb.Str
 		case errors.Is(err, errNoStream):
 			countResend(ctx) // the stream may have carried it before it ended
 		case err != nil:
-			return nil, err
+			return nil, s.heardOfLoss(err)
 		default:
 			if res := get(r); res != nil {
 				return res, nil
@@ -354,7 +354,22 @@ func exchange[Res any](ctx context.Context, s *Session, e *endpoint, req *pb.Str
 	}
 	res, err := unary(ctx)
 	if err != nil {
-		return nil, err
+		return nil, s.heardOfLoss(err)
 	}
 	return res.Msg, nil
+}
+
+// heardOfLoss marks s lost at once when err is the servers' not_found,
+// which a request naming a session answers only when the servers do not
+// have the session (it expired, or was closed by another caller: an
+// operator's DELETE /sessions/{id}); a missing name or grant is answered
+// otherwise (aborted, a refusal). Without it, a session whose loss was not
+// pushed (unary calls) stayed alive on the client until the next
+// keepalive, a third of the TTL later, while its calls answered
+// ErrSessionLost. It answers err.
+func (s *Session) heardOfLoss(err error) error {
+	if connect.CodeOf(err) == connect.CodeNotFound {
+		s.lose(fmt.Errorf("%w: session %d expired or was closed on the servers: %v", ErrSessionLost, s.id, err))
+	}
+	return err
 }

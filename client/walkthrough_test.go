@@ -11,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
+
 	"github.com/lockstepd/lockstep/client"
+	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 )
 
 // The tests of a Go developer's walk-through (one used to Curator and
@@ -165,5 +168,42 @@ func TestFailedCloseCanBeRetried(t *testing.T) {
 	}
 	if onServer(t, s2.ID()) != nil {
 		t.Fatal("Client.Close left a session whose Close had failed on the servers")
+	}
+}
+
+// With unary calls nothing is pushed: a session an operator deleted
+// (DELETE /sessions/{id}) answered not_found to an acquire, which returned
+// ErrSessionLost, while Err stayed nil and Done open until the next
+// keepalive (a third of the TTL later). Any call that learns the servers
+// no longer have the session now marks it lost at once. (A release of the
+// deleted session's grant answers aborted, ErrNotHeld: the grant ended,
+// and the servers check the grant, not the session.)
+func TestNotFoundMarksTheSessionLost(t *testing.T) {
+	needServer(t)
+	c, err := client.New([]string{endpoint}, client.WithUnary())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	for _, via := range []string{"TryLock", "Lock"} {
+		s := newSession(t, c, client.WithTTL(30*time.Second))
+		if err := client.NewMutex(s, "t/not-found/"+via).Lock(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rawSessions().Close(ctx, connect.NewRequest(&pb.CloseSessionRequest{SessionId: s.ID()})); err != nil {
+			t.Fatalf("closing session %d from outside: %v", s.ID(), err)
+		}
+		m := client.NewMutex(s, "t/not-found/other")
+		if via == "TryLock" {
+			err = m.TryLock(ctx)
+		} else {
+			err = m.Lock(ctx)
+		}
+		if !errors.Is(err, client.ErrSessionLost) {
+			t.Fatalf("%s on a session deleted on the servers: %v, want ErrSessionLost", via, err)
+		}
+		if alive(s) || !errors.Is(s.Err(), client.ErrSessionLost) {
+			t.Fatalf("after %s was answered not_found: Done open %v, Err %v; want the session lost", via, alive(s), s.Err())
+		}
 	}
 }
