@@ -82,7 +82,11 @@ func (s *Session) acquire(ctx context.Context, sp acquireSpec) (uint64, *gateHol
 		var err error
 		if gh, err = s.enter(gctx, sp.op, sp.kind, sp.name, waitMs != 0); err != nil {
 			if waitMs > 0 && ctx.Err() == nil && gctx.Err() != nil {
-				return 0, nil, fmt.Errorf("%s: %w (another holder on this session)", what, ErrTimeout)
+				by := "another holder on this session"
+				if s.gateWithdrawing(sp.kind, sp.name) {
+					by = "this session's earlier acquire of the name is still being withdrawn"
+				}
+				return 0, nil, fmt.Errorf("%s: %w (%s)", what, ErrTimeout, by)
 			}
 			return 0, nil, err
 		}
@@ -251,6 +255,7 @@ func (s *Session) endErr(ctx context.Context, what opName, err error) error {
 // abandonLater withdraws the request id in the background (see the top of
 // this file), then lets the gate go and the seq finish.
 func (s *Session) abandonLater(sp acquireSpec, id reqID, gh *gateHold) {
+	gh.withdrawing()
 	go func() {
 		defer gh.release()
 		defer id.finish()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 )
@@ -16,6 +17,12 @@ import (
 // RLock or Campaign takes the gate before asking the servers, and lets it
 // go when the hold ends (release, or loss of the session), or, for a call
 // that failed, when its clean-up on the servers has finished.
+//
+// A try-once acquire (TryLock) that finds the gate held by such a
+// clean-up waits for it, as long as one attempt may take: it is normally
+// one round trip, and a TryLock right after a Lock that timed out, of a
+// name free on the servers by then, must not answer ErrLocked "by another
+// holder" that is only the withdrawal of its own session's earlier call.
 
 type gateKey struct {
 	kind pb.Kind
@@ -27,6 +34,9 @@ type gateKey struct {
 type gate struct {
 	slot chan struct{}
 	refs int
+	// withdrawal is the pass the background withdrawal of a failed call
+	// holds (abandonLater), under the session's mu; nil otherwise.
+	withdrawal *gateHold
 }
 
 // gateHold is a pass through one gate; release is idempotent.
@@ -35,6 +45,9 @@ type gateHold struct {
 	key  gateKey
 	g    *gate
 	once sync.Once
+	// freed is closed when a withdrawal's pass is released (withdrawing),
+	// under the session's mu; nil for other passes.
+	freed chan struct{}
 }
 
 // enter passes the gate of (kind, name): at once, or, when wait, as soon as
@@ -61,8 +74,10 @@ func (s *Session) enter(ctx context.Context, op string, kind pb.Kind, name strin
 	default:
 	}
 	if !wait {
-		s.unref(key, g)
-		return nil, fmt.Errorf("%s %q: %w (by another holder on this session)", op, name, ErrLocked)
+		if err := s.enterOnce(ctx, h, op); err != nil {
+			return nil, err
+		}
+		return h, nil
 	}
 	select {
 	case g.slot <- struct{}{}:
@@ -74,6 +89,67 @@ func (s *Session) enter(ctx context.Context, op string, kind pb.Kind, name strin
 		s.unref(key, g)
 		return nil, s.lostErrFor(opName{op, name})
 	}
+}
+
+// enterOnce is enter without waiting for another holder: the gate is
+// taken, and h passes only when what holds it is the withdrawal of a
+// failed call, which it waits for, at most an attempt timeout.
+func (s *Session) enterOnce(ctx context.Context, h *gateHold, op string) error {
+	g := h.g
+	s.mu.Lock()
+	var freed chan struct{} // nil unless a withdrawal holds the gate
+	if w := g.withdrawal; w != nil {
+		freed = w.freed
+	}
+	s.mu.Unlock()
+	if freed != nil {
+		t := time.NewTimer(s.c.opts.attemptTimeout)
+		defer t.Stop()
+		var err error
+		select {
+		case g.slot <- struct{}{}:
+			return nil
+		case <-freed: // then taken by another holder of the session, or free
+		case <-t.C:
+			err = fmt.Errorf("%s %q: %w (this session's earlier acquire of the name is still being withdrawn)", op, h.key.name, ErrLocked)
+		case <-ctx.Done():
+			err = fmt.Errorf("%s %q: %w", op, h.key.name, ctx.Err())
+		case <-s.done.Done():
+			err = s.lostErrFor(opName{op, h.key.name})
+		}
+		if err != nil {
+			s.unref(h.key, g)
+			return err
+		}
+	}
+	select {
+	case g.slot <- struct{}{}: // a withdrawal let go just now (release)
+		return nil
+	default:
+	}
+	s.unref(h.key, g)
+	return fmt.Errorf("%s %q: %w (by another holder on this session)", op, h.key.name, ErrLocked)
+}
+
+// gateWithdrawing says whether the gate of (kind, name) is held by the
+// withdrawal of a failed call, for the words of an error.
+func (s *Session) gateWithdrawing(kind pb.Kind, name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.gates[gateKey{kind, name}]
+	return g != nil && g.withdrawal != nil
+}
+
+// withdrawing marks h as held by the withdrawal of a failed call
+// (abandonLater) until it is released.
+func (h *gateHold) withdrawing() {
+	if h == nil {
+		return
+	}
+	h.s.mu.Lock()
+	h.freed = make(chan struct{})
+	h.g.withdrawal = h
+	h.s.mu.Unlock()
 }
 
 func (s *Session) unref(key gateKey, g *gate) {
@@ -92,6 +168,16 @@ func (h *gateHold) release() {
 	}
 	h.once.Do(func() {
 		<-h.g.slot
+		// After the slot is free: enterOnce, which reads withdrawal after
+		// failing to take the slot, tries the slot again when it is nil.
+		h.s.mu.Lock()
+		if h.g.withdrawal == h {
+			h.g.withdrawal = nil
+		}
+		if h.freed != nil {
+			close(h.freed)
+		}
+		h.s.mu.Unlock()
 		h.s.unref(h.key, h.g)
 	})
 }

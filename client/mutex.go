@@ -37,7 +37,10 @@ func (m *Mutex) Name() string { return m.name }
 func (m *Mutex) Lock(ctx context.Context) error { return m.lock(ctx, -1) }
 
 // TryLock takes the mutex if it is free now; ErrLocked if someone holds it
-// (or waiters are queued ahead).
+// (or waiters are queued ahead). Right after a Lock on the same session
+// that ended without the grant, whose request is still being withdrawn in
+// the background, TryLock waits for that withdrawal (at most an attempt
+// timeout, see WithAttemptTimeout) before it asks.
 func (m *Mutex) TryLock(ctx context.Context) error { return m.lock(ctx, 0) }
 
 // LockWithin waits at most wait for the mutex; ErrTimeout when it passes.

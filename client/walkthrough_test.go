@@ -207,3 +207,42 @@ func TestNotFoundMarksTheSessionLost(t *testing.T) {
 		}
 	}
 }
+
+// Right after a Lock that timed out, a TryLock on the same session of the
+// name, free by then on the servers, answered ErrLocked "by another holder
+// on this session": the session's gate of the name was still held by the
+// background withdrawal of the timed-out Lock (here its Abandon is held
+// back a moment). TryLock now waits for that withdrawal, as long as one
+// attempt may take, and takes the lock.
+func TestTryLockAfterATimedOutLockWaitsForItsWithdrawal(t *testing.T) {
+	needServer(t)
+	const name = "t/try-after-timeout"
+	p := newFaultProxy(t, endpoint)
+	c := newClient(t, p.URL())
+	ctx := testCtx(t)
+	holder := client.NewMutex(newSession(t, newClient(t)), name)
+	if err := holder.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s := newSession(t, c)
+	p.holdBack(func(path string, _ []byte) bool { return strings.HasSuffix(path, "/Abandon") })
+	lctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if err := client.NewMutex(s, name).Lock(lctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Lock: %v, want DeadlineExceeded", err)
+	}
+	if err := holder.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		p.release() // the withdrawal lands
+	}()
+	m := client.NewMutex(s, name)
+	if err := m.TryLock(ctx); err != nil {
+		t.Fatalf("TryLock of a free name after a timed-out Lock on the same session: %v", err)
+	}
+	if m.Token() == 0 {
+		t.Fatal("TryLock succeeded without a token")
+	}
+}
