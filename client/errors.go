@@ -25,7 +25,9 @@ var (
 	ErrStaleToken = errors.New("lockstep: stale fencing token")
 	// ErrNoLeader: Election.Leader found nobody elected.
 	ErrNoLeader = errors.New("lockstep: no leader")
-	// ErrTimeout: a bounded wait (WithWait) ended without a grant.
+	// ErrTimeout: a bounded wait (Mutex.LockWithin, Semaphore.AcquireWithin)
+	// ended without a grant: its wait, or the servers' cap on waits
+	// (locks.max_wait_time_seconds, 60 s by default), ran out first.
 	ErrTimeout = errors.New("lockstep: wait timed out")
 	// ErrClientClosed: the Client was closed (Client.Close); make a new one.
 	ErrClientClosed = errors.New("lockstep: client closed")

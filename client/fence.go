@@ -11,10 +11,19 @@ import (
 // cannot write after the next holder has. Check tokens where the write
 // happens, under the same lock or transaction as the write itself.
 //
+// Accepting only the largest token suits exclusive holds: a mutex, an RW
+// lock's writer, an election's leader, where a newer grant means the
+// older one has ended. Semaphore holders and an RW lock's readers hold at
+// once, each with its own token, and an older token is then still
+// legitimately held: a Fence per name would refuse a current holder. Check
+// those with Client.CheckFence, which asks the cluster whether a token
+// still holds.
+//
 // A Fence lives in memory; a resource that restarts must keep the largest
 // token with its data (for example a column updated in the same
-// transaction: "UPDATE ... WHERE fence_token <= $token"), see
-// docs/client.md. The zero Fence is ready to use.
+// transaction: "UPDATE ... WHERE $token > 0 AND fence_token <= $token",
+// refusing token 0 as Check does), see docs/client.md. The zero Fence is
+// ready to use.
 type Fence struct {
 	mu   sync.Mutex
 	last map[string]uint64

@@ -44,7 +44,11 @@ func (m *Mutex) Lock(ctx context.Context) error { return m.lock(ctx, -1) }
 func (m *Mutex) TryLock(ctx context.Context) error { return m.lock(ctx, 0) }
 
 // LockWithin waits at most wait for the mutex; ErrTimeout when it passes.
-// A wait of 0 or less tries once, as TryLock.
+// A wait of 0 or less tries once, as TryLock. The servers cap a wait at
+// locks.max_wait_time_seconds (60 s by default): a longer wait answers
+// ErrTimeout at the cap. To wait longer, call Lock with a ctx deadline
+// (context.WithTimeout): it waits until granted, and withdraws its request
+// when the deadline passes.
 func (m *Mutex) LockWithin(ctx context.Context, wait time.Duration) error {
 	return m.lock(ctx, waitMsOf(wait))
 }

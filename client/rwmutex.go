@@ -60,7 +60,9 @@ func (m *RWMutex) acquire(ctx context.Context, mode string, waitMs int64) error 
 }
 
 // Token is the fencing token of the current hold, read or write (0 when
-// none, and after the session is lost or closed).
+// none, and after the session is lost or closed). Readers hold at once,
+// an older reader's token still valid: fence a reader's token with
+// Client.CheckFence, not Fence (see there).
 func (m *RWMutex) Token() uint64 { return m.current() }
 
 // Unlock releases the current hold, read or write. A failed Unlock keeps

@@ -40,7 +40,10 @@ func (m *Semaphore) Acquire(ctx context.Context, n int64) error { return m.acqui
 func (m *Semaphore) TryAcquire(ctx context.Context, n int64) error { return m.acquire(ctx, n, 0) }
 
 // AcquireWithin waits at most wait for n permits; ErrTimeout when it
-// passes. A wait of 0 or less tries once.
+// passes. A wait of 0 or less tries once. The servers cap a wait at
+// locks.max_wait_time_seconds (60 s by default): a longer wait answers
+// ErrTimeout at the cap; to wait longer, call Acquire with a ctx deadline,
+// as Mutex.LockWithin says.
 func (m *Semaphore) AcquireWithin(ctx context.Context, n int64, wait time.Duration) error {
 	return m.acquire(ctx, n, waitMsOf(wait))
 }
@@ -69,7 +72,9 @@ func (m *Semaphore) acquire(ctx context.Context, n, waitMs int64) error {
 }
 
 // Token is the fencing token of the current grant (0 when none, and after
-// the session is lost or closed).
+// the session is lost or closed). Holders of a semaphore hold at once, an
+// older holder's token still valid: fence it with Client.CheckFence, not
+// Fence (see there).
 func (m *Semaphore) Token() uint64 { return m.current() }
 
 // Release gives the permits back; ErrNotHeld when none are held. A failed
