@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"connectrpc.com/connect"
@@ -33,7 +34,9 @@ func NewSemaphore(s *Session, name string, limit int64) *Semaphore {
 
 // Acquire waits for n permits until granted, ctx ends (the request is
 // withdrawn, see Mutex.Lock) or the session is lost. One Semaphore holds
-// one grant at a time: Release before acquiring again.
+// one grant at a time: Release before acquiring again. n is at least 1
+// (and at most the limit): Acquire, TryAcquire and AcquireWithin refuse a
+// smaller n without asking the servers.
 func (m *Semaphore) Acquire(ctx context.Context, n int64) error { return m.acquire(ctx, n, -1) }
 
 // TryAcquire takes n permits if they are free now; ErrLocked otherwise.
@@ -49,6 +52,10 @@ func (m *Semaphore) AcquireWithin(ctx context.Context, n int64, wait time.Durati
 }
 
 func (m *Semaphore) acquire(ctx context.Context, n, waitMs int64) error {
+	if n < 1 {
+		// The servers read 0 as 1: a TryAcquire(ctx, 0) took a permit.
+		return fmt.Errorf("%s: %d permits: ask for at least 1 (and at most the limit)", opName{"acquire semaphore", m.name}, n)
+	}
 	s := m.s
 	token, gate, err := s.acquire(ctx, acquireSpec{op: "acquire semaphore", kind: pb.Kind_KIND_SEMAPHORE, name: m.name, waitMs: waitMs, gated: true,
 		send: func(ctx context.Context, e *endpoint, id reqID, waitMs int64) (grant, error) {

@@ -246,3 +246,31 @@ func TestTryLockAfterATimedOutLockWaitsForItsWithdrawal(t *testing.T) {
 		t.Fatal("TryLock succeeded without a token")
 	}
 }
+
+// TryAcquire(ctx, 0) took one permit (the servers read 0 as 1), and a
+// negative count reached the servers. The client refuses both, as Curator
+// does, saying what to give, and sends nothing.
+func TestSemaphoreRefusesCountsBelowOne(t *testing.T) {
+	c := newClient(t)
+	ctx := testCtx(t)
+	const name = "t/sem-zero"
+	sem := client.NewSemaphore(newSession(t, c), name, 2)
+	for _, n := range []int64{0, -1} {
+		for what, try := range map[string]func() error{
+			"TryAcquire":    func() error { return sem.TryAcquire(ctx, n) },
+			"Acquire":       func() error { return sem.Acquire(ctx, n) },
+			"AcquireWithin": func() error { return sem.AcquireWithin(ctx, n, time.Second) },
+		} {
+			err := try()
+			if err == nil || !strings.Contains(err.Error(), "at least 1") {
+				t.Fatalf("%s(%d): %v, want a refusal asking for at least 1 permit", what, n, err)
+			}
+			if sem.Token() != 0 {
+				t.Fatalf("%s(%d) holds token %d", what, n, sem.Token())
+			}
+		}
+	}
+	if st, err := c.Status(ctx, client.KindSemaphore, name); err != nil || len(st.Holders) != 0 {
+		t.Fatalf("after refused acquires the semaphore has holders %v (%v)", st.Holders, err)
+	}
+}
