@@ -19,13 +19,19 @@ type Barrier struct {
 }
 
 // NewBarrier returns the barrier name for parties participants on session
-// s. The participant name defaults to the session's owner and id; every
-// party must use a different one.
+// s. Each Wait is a party of its own: unless WithParticipant names it, its
+// participant name is the session's owner and id ("OWNER/ID"), with "/2",
+// "/3", ... added while other such Waits of the session wait at the same
+// barrier. (Every Wait was "OWNER/ID" before, and the servers, which know
+// a party by its session and participant name, took two Barrier values of
+// one session for one arrival: both hung.)
 func NewBarrier(s *Session, name string, parties int64) *Barrier {
-	return &Barrier{s: s, name: name, parties: parties, participant: fmt.Sprintf("%s/%d", s.owner, s.id)}
+	return &Barrier{s: s, name: name, parties: parties}
 }
 
-// WithParticipant names this party (it must differ from the other parties').
+// WithParticipant names this party. A Wait of a participant that already
+// waits at the barrier on the same session is refused: the servers would
+// take the two for one arrival.
 func (b *Barrier) WithParticipant(p string) *Barrier { b.participant = p; return b }
 
 // Wait arrives at the barrier and waits until all parties have, ctx ends
@@ -39,11 +45,16 @@ func (b *Barrier) WithParticipant(p string) *Barrier { b.participant = p; return
 // (parties 0) has no rounds: Wait answers 0.
 func (b *Barrier) Wait(ctx context.Context) (generation uint64, err error) {
 	s := b.s
+	participant, leave, err := s.arrive(b.name, b.participant)
+	if err != nil {
+		return 0, err
+	}
+	defer leave()
 	gen, _, err := s.acquire(ctx, acquireSpec{op: "wait at barrier", kind: pb.Kind_KIND_BARRIER, name: b.name, waitMs: -1,
 		send: func(ctx context.Context, e *endpoint, id reqID, waitMs int64) (grant, error) {
 			req := &pb.WaitBarrierRequest{Name: b.name, ClientId: id.ClientID(),
 				RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, WaitTimeoutMs: waitMs,
-				Parties: b.parties, Participant: b.participant}
+				Parties: b.parties, Participant: participant}
 			r, err := exchange(ctx, s, e, &pb.StreamRequest{Request: &pb.StreamRequest_WaitBarrier{WaitBarrier: req}},
 				(*pb.StreamResponse).GetWaitBarrier, func(ctx context.Context) (*connect.Response[pb.WaitBarrierResponse], error) {
 					return e.barriers.Wait(ctx, connect.NewRequest(req))
@@ -54,4 +65,40 @@ func (b *Barrier) Wait(ctx context.Context) (generation uint64, err error) {
 			return grant{token: r.Generation, outcome: r.Outcome, reason: r.Reason, waiterID: r.WaiterId}, nil
 		}})
 	return gen, err
+}
+
+// arrival is a participant waiting at a barrier, on a session.
+type arrival struct{ name, participant string }
+
+// arrive notes that a participant of s waits at the barrier name, and
+// answers its name and how to note that it left. Given none, it is the
+// first of "OWNER/ID", "OWNER/ID/2", ... that does not wait there now (a
+// Wait after a cancelled one takes the same name, as before: the servers
+// may still have the cancelled arrival, and take the two for one). Given
+// one that waits there now, it refuses: the servers would merge the two
+// Waits into one arrival, and both would hang one party short.
+func (s *Session) arrive(name, participant string) (string, func(), error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.arrivals == nil {
+		s.arrivals = map[arrival]struct{}{}
+	}
+	key := arrival{name, participant}
+	if participant == "" {
+		key.participant = fmt.Sprintf("%s/%d", s.owner, s.id)
+		for n := 2; ; n++ {
+			if _, ok := s.arrivals[key]; !ok {
+				break
+			}
+			key.participant = fmt.Sprintf("%s/%d/%d", s.owner, s.id, n)
+		}
+	} else if _, ok := s.arrivals[key]; ok {
+		return "", nil, fmt.Errorf("wait at barrier %q: participant %q already waits there on this session: give each party its own name (WithParticipant)", name, participant)
+	}
+	s.arrivals[key] = struct{}{}
+	return key.participant, func() {
+		s.mu.Lock()
+		delete(s.arrivals, key)
+		s.mu.Unlock()
+	}, nil
 }

@@ -83,6 +83,9 @@ type Session struct {
 	mu      sync.Mutex
 	lostErr error
 	gates   map[gateKey]*gate
+	// Under mu: the barrier participants of the session waiting now
+	// (Session.arrive).
+	arrivals map[arrival]struct{}
 
 	// The session's own streams (stream.go), one per endpoint at most:
 	// with WithStreamPerSession, or to a server without Multiplex.

@@ -274,3 +274,52 @@ func TestSemaphoreRefusesCountsBelowOne(t *testing.T) {
 		t.Fatalf("after refused acquires the semaphore has holders %v (%v)", st.Holders, err)
 	}
 }
+
+// Two NewBarrier values on one session shared the default participant
+// name, so the servers took their Waits for one arrival, and both hung.
+// Each Wait is now a party of its own; and a Wait of a participant name
+// given with WithParticipant that already waits on the session is refused
+// rather than merged.
+func TestTwoBarrierValuesOnOneSessionAreTwoParties(t *testing.T) {
+	c := newClient(t)
+	ctx := testCtx(t)
+	s := newSession(t, c)
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	type result struct {
+		gen uint64
+		err error
+	}
+	got := make(chan result, 2)
+	for range 2 {
+		b := client.NewBarrier(s, "t/barrier-values", 2)
+		go func() {
+			g, err := b.Wait(wctx)
+			got <- result{g, err}
+		}()
+	}
+	r1, r2 := <-got, <-got
+	if r1.err != nil || r2.err != nil || r1.gen != r2.gen {
+		t.Fatalf("two Barrier values of 2 parties on one session: generation %d (%v) and %d (%v), want both released in one generation",
+			r1.gen, r1.err, r2.gen, r2.err)
+	}
+
+	const name = "t/barrier-same-participant"
+	first := make(chan error, 1)
+	go func() {
+		_, err := client.NewBarrier(s, name, 2).WithParticipant("p").Wait(wctx)
+		first <- err
+	}()
+	waitFor(t, "the first participant waiting", func() bool {
+		st, err := c.Status(ctx, client.KindBarrier, name)
+		return err == nil && len(st.Waiters) == 1
+	})
+	_, err := client.NewBarrier(s, name, 2).WithParticipant("p").Wait(wctx)
+	if err == nil || !strings.Contains(err.Error(), "already waits") {
+		t.Fatalf("a second Wait of participant p on the session: %v, want a refusal saying p already waits", err)
+	}
+	cancel()
+	if err := <-first; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the first Wait: %v, want context.Canceled", err)
+	}
+}
