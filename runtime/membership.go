@@ -235,15 +235,28 @@ func (n *Node) markRemoved(ctx context.Context) {
 // of it out; and each attempt reads the membership again, so a change an
 // earlier attempt made after all is seen as done, not refused for its stale
 // config change id.
+//
+// A change commits only through a leader, which needs a quorum: when the
+// shard has had no leader known to this member for the retry budget (a
+// leader cut off from a quorum steps down, and a member without one keeps
+// campaigning), it answers ErrUnavailable at once, saying so, rather than
+// at the end of ctx (docs/design.md, The API's rules: 503 no quorum).
 func (n *Node) membershipAttempts(ctx context.Context, sh *shard, step func(context.Context) error) error {
+	var leaderless time.Time // since when no leader is known; zero while one is
 	for {
+		if err := n.membershipLeader(sh, &leaderless); err != nil {
+			return err
+		}
 		actx, cancel := context.WithTimeout(ctx, 2*n.proposalTimeout)
 		err := step(actx)
 		cancel()
 		switch {
 		case err == nil:
 			return nil
-		case ctx.Err() != nil:
+		case ctx.Err() != nil || outOfTime(err):
+			// Dragonboat refuses a request whose deadline has passed or is
+			// within a tick ("invalid deadline", "specified timeout value
+			// is too small"), before ctx itself reports it: ctx ran out.
 			return fmt.Errorf("%w: %s: the membership change was not confirmed in time: %v", ErrUnavailable, sh, err)
 		case !retryable(err) && !errors.Is(err, context.DeadlineExceeded):
 			if errors.Is(err, dragonboat.ErrClosed) || errors.Is(err, dragonboat.ErrShardClosed) {
@@ -256,6 +269,36 @@ func (n *Node) membershipAttempts(ctx context.Context, sh *shard, step func(cont
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// outOfTime says whether Dragonboat refused a request for its deadline:
+// passed, or too near to send it.
+func outOfTime(err error) bool {
+	return errors.Is(err, dragonboat.ErrTimeoutTooSmall) || errors.Is(err, dragonboat.ErrInvalidDeadline)
+}
+
+// membershipLeader checks, before an attempt of a membership change,
+// whether sh has a leader known to this member; *since is when it was
+// first seen without one (zero while one is known). Without one for the
+// retry budget it answers ErrUnavailable saying why and what to do.
+func (n *Node) membershipLeader(sh *shard, since *time.Time) error {
+	id, _, ok, err := n.nh.GetLeaderID(sh.dbID)
+	if err != nil {
+		return n.dragonboatErr(sh, err)
+	}
+	if ok && id != 0 {
+		*since = time.Time{}
+		return nil
+	}
+	if since.IsZero() {
+		*since = time.Now()
+	}
+	if waited := time.Since(*since); waited >= n.retryBudget {
+		return fmt.Errorf("%w: %s has had no leader for %v: fewer than a majority of its members are up and reach each other (no quorum), "+
+			"so no membership change can commit; bring the members that are down back (lockstep cluster status shows which), then try again",
+			ErrUnavailable, sh, waited.Round(time.Millisecond))
+	}
+	return nil
 }
 
 // shardMembers is the voting members of sh as this node knows them (none

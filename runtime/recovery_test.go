@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lni/dragonboat/v4"
+
 	"github.com/lockstepd/lockstep/config"
 	"github.com/lockstepd/lockstep/core"
 )
@@ -480,5 +482,61 @@ func TestRemovedMemberIsToldSo(t *testing.T) {
 	wantCutOff(t, c.nodes[x], RoleOtherReplica, "a peer expects another replica at its Raft address")
 	if err := n.Health(); err != nil {
 		t.Errorf("the leader: %v", err)
+	}
+}
+
+// TestMembershipWithoutQuorumIsUnavailable: with one member of three up, a
+// membership change cannot commit. AddNode and RemoveNode answer
+// ErrUnavailable saying there is no quorum and to bring members back, within
+// a few election timeouts rather than at the end of the caller's deadline;
+// before, they waited all of it and then answered Dragonboat's
+// "specified timeout value is too small" (or "invalid deadline"), which the
+// API turned into failed_precondition ("fix the arguments").
+func TestMembershipWithoutQuorumIsUnavailable(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 3})
+	l := c.waitLeader(0)
+	survivor := (l + 1) % 3
+	for i := range 3 {
+		if i != survivor {
+			c.stop(i)
+		}
+	}
+	n := c.nodes[survivor]
+	gone := c.cfgs[l].Cluster.NodeID
+	for _, tc := range []struct {
+		what string
+		call func(ctx context.Context) error
+	}{
+		{"RemoveNode", func(ctx context.Context) error { return n.RemoveNode(ctx, gone) }},
+		{"AddNode", func(ctx context.Context) error { return n.AddNode(ctx, "node-9", "127.0.0.1:1") }},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		start := time.Now()
+		err := tc.call(ctx)
+		took := time.Since(start)
+		cancel()
+		if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "no quorum") || !strings.Contains(err.Error(), "bring") {
+			t.Errorf("%s without a quorum: %v; want ErrUnavailable saying there is no quorum and to bring members back", tc.what, err)
+		}
+		// The runtime's bound (retry budget, an attempt) is a few seconds
+		// here; the caller's deadline is 15.
+		if took > 8*time.Second {
+			t.Errorf("%s without a quorum answered after %v: want it well before the caller's 15 s deadline", tc.what, took)
+		}
+	}
+}
+
+// TestMembershipOutOfTimeIsUnavailable: Dragonboat refuses a request whose
+// deadline is within a tick, or past before ctx says so, with errors of its
+// own; a membership change that meets them ran out of time (unavailable),
+// it was not refused for its arguments.
+func TestMembershipOutOfTimeIsUnavailable(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 1})
+	n := c.nodes[0]
+	for _, refusal := range []error{dragonboat.ErrTimeoutTooSmall, dragonboat.ErrInvalidDeadline} {
+		err := n.membershipAttempts(tctx(t), n.shards[0], func(context.Context) error { return refusal })
+		if !errors.Is(err, ErrUnavailable) {
+			t.Errorf("a step refused with %q: %v, want ErrUnavailable", refusal, err)
+		}
 	}
 }

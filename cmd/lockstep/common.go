@@ -140,7 +140,7 @@ func hintFor(err error, endpoints string) string {
 		return "" // the servers' words say it
 	case errors.Is(err, client.ErrUnavailable) && !unreached(err):
 		// The last endpoint answered, with a 503 of its own.
-		return "The servers answered but cannot serve now (no leader or no quorum, or shutting down): check 'lockstep cluster status', and try again."
+		return "The servers answered but cannot serve now (no leader or no quorum, or shutting down): check 'lockstep cluster status', bring back the members that are down, and try again."
 	case errors.Is(err, client.ErrUnavailable):
 		return fmt.Sprintf("No server answered at %s. Is 'lockstep serve' running there? Set --endpoints or LOCKSTEP_ENDPOINTS to the cluster's API addresses.", endpoints)
 	case errors.Is(err, client.ErrSessionLost):
