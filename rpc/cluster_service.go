@@ -122,12 +122,14 @@ func (h ClusterHandler) TransferLeadership(ctx context.Context, req *connect.Req
 }
 
 // Check answers grpc.health.v1.Health/Check: SERVING when this node can
-// serve, for the whole server ("") and for each lockstep.v1 service.
+// serve, for the whole server ("") and for each lockstep.v1 service; as
+// Health, NOT_SERVING while the audit log cannot be written, when every
+// other request is refused.
 func (h ClusterHandler) Check(_ context.Context, req *grpchealth.CheckRequest) (*grpchealth.CheckResponse, error) {
 	if req.Service != "" && !isService(req.Service) {
 		return nil, connect.NewError(connect.CodeNotFound, errors.New("unknown service "+req.Service))
 	}
-	if h.b.Health() == nil {
+	if h.b.Health() == nil && (audit{h.opts.Auditor}).healthy() == nil {
 		return &grpchealth.CheckResponse{Status: grpchealth.StatusServing}, nil
 	}
 	return &grpchealth.CheckResponse{Status: grpchealth.StatusNotServing}, nil

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+
+	"github.com/lockstepd/lockstep/rpc/gen/lockstep/v1/lockstepv1connect"
 )
 
 // The interceptor chain, outermost first:
@@ -292,11 +294,28 @@ func peerOf(ctx context.Context, peer connect.Peer) string {
 	return peer.Addr
 }
 
+// Audited says whether requests of procedure are recorded: all but the
+// health check (ClusterService.Health, GET /health), which load balancers
+// probe every few seconds without credentials and which changes and
+// reveals nothing; like gRPC health, which no interceptor sees, and like
+// Vault's and Consul's health endpoints (docs/security.md, Audit log).
+func Audited(procedure string) bool {
+	return procedure != lockstepv1connect.ClusterServiceHealthProcedure
+}
+
 func (i audit) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	if _, ok := i.a.(noAudit); ok {
 		return next // nothing to record: no note, no timing
 	}
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		if !Audited(req.Spec().Procedure) {
+			// Not recorded, but refused like every request while the log
+			// cannot be written: the member serves nothing else then.
+			if err := i.healthy(); err != nil {
+				return nil, err
+			}
+			return next(ctx, req)
+		}
 		start := time.Now()
 		note := &auditNote{}
 		ctx = context.WithValue(ctx, auditNoteKey{}, note)
