@@ -140,7 +140,8 @@ type line struct {
 	Procedure    string  `json:"procedure"`
 	Kind         string  `json:"kind"`
 	Name         string  `json:"name"`
-	NameBytes    int     `json:"name_bytes,omitempty"` // a name longer than maxAuditName: its length
+	NameBytes    int     `json:"name_bytes,omitempty"`   // a name longer than maxAuditName: its length
+	RaftAddress  string  `json:"raft_address,omitempty"` // AddNode's: where the member is added
 	SessionID    uint64  `json:"session_id"`
 	ClientID     string  `json:"client_id"`
 	Seq          uint64  `json:"seq"`
@@ -165,6 +166,17 @@ func (a *AuditLog) Audit(_ context.Context, rec rpc.AuditRecord) {
 		l.Auth = "none"
 	}
 	l.Name, _ = rpc.NameOf(rec.Request)
+	if l.Name == "" {
+		// Membership calls name no object, but a member: AddNode's and
+		// RemoveNode's node, the target of TransferLeadership.
+		l.Name = stringField(rec.Request, "node_id")
+		if l.Name == "" {
+			l.Name = stringField(rec.Request, "target_node_id")
+		}
+		if l.RaftAddress = stringField(rec.Request, "raft_address"); len(l.RaftAddress) > maxAuditName {
+			l.RaftAddress = strings.ToValidUTF8(l.RaftAddress[:maxAuditName], "")
+		}
+	}
 	if len(l.Name) > maxAuditName {
 		l.Name, l.NameBytes = strings.ToValidUTF8(l.Name[:maxAuditName], ""), len(l.Name)
 	}
