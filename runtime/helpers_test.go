@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -60,6 +62,28 @@ type testCluster struct {
 	// no hello. A test sets them to run a member of another build.
 	compat     []string
 	dragonboat []bool
+
+	// logs, with clusterOpts.captureLogs: each node's log lines (INFO and
+	// above), across its restarts.
+	logs []*logBuffer
+}
+
+// logBuffer holds a node's log lines; its writes come from many goroutines.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 type clusterOpts struct {
@@ -69,6 +93,7 @@ type clusterOpts struct {
 	clock           func() time.Time
 	mono            func() time.Duration // Options.Monotonic
 	skewable        bool                 // each node's wall clock may be set off the machine's (testCluster.skews)
+	captureLogs     bool                 // keep each node's log lines (testCluster.logs)
 }
 
 func freePorts(t testing.TB, n int) []int {
@@ -111,6 +136,11 @@ func newTestCluster(t testing.TB, o clusterOpts) *testCluster {
 	c := &testCluster{t: t, clock: o.clock, mono: o.mono, compat: make([]string, o.size), dragonboat: make([]bool, o.size)}
 	if o.skewable {
 		c.skews = make([]atomic.Int64, o.size)
+	}
+	if o.captureLogs {
+		for range o.size {
+			c.logs = append(c.logs, &logBuffer{})
+		}
 	}
 	for i := range o.size {
 		cfg := config.Defaults()
@@ -197,7 +227,11 @@ func (c *testCluster) start(i int) error {
 		clock = func() time.Time { return time.Now().Add(time.Duration(c.skews[i].Load()) * time.Millisecond) }
 		mono = func() time.Duration { return time.Since(began) }
 	}
-	n, err := Start(context.Background(), Options{Config: c.cfgs[i], Logger: testLogger(c.t), Registerer: reg, Clock: clock, Monotonic: mono,
+	log := testLogger(c.t)
+	if c.logs != nil {
+		log = slog.New(slog.NewTextHandler(c.logs[i], nil))
+	}
+	n, err := Start(context.Background(), Options{Config: c.cfgs[i], Logger: log, Registerer: reg, Clock: clock, Monotonic: mono,
 		balance: testBalance, compatibility: c.compat[i], dragonboatTransport: c.dragonboat[i]})
 	if err != nil {
 		return fmt.Errorf("node %d: %w", i+1, err)

@@ -123,7 +123,9 @@ func (n *Node) AddMember(ctx context.Context, nodeID, raftAddress string) (Added
 			if err := n.nh.SyncRequestAddReplica(actx, sh.dbID, id, raftAddress, mem.ConfigChangeID); err != nil {
 				return err
 			}
-			n.log.Info("node added", "shard", sh.index, "added", nodeID, "raft_address", raftAddress,
+			// Every member logs "node added" at INFO as it applies the
+			// change (logMembership); this one took the call.
+			n.log.Debug("node added to a shard", "shard", sh.index, "added", nodeID, "raft_address", raftAddress,
 				"replica_id", fmt.Sprintf("%x", id), "incarnation", inc)
 			return nil
 		})
@@ -184,7 +186,7 @@ func (n *Node) RemoveNode(ctx context.Context, nodeID string) error {
 			if err := n.nh.SyncRequestDeleteReplica(actx, sh.dbID, id, mem.ConfigChangeID); err != nil {
 				return err
 			}
-			n.log.Info("node removed", "shard", sh.index, "removed", nodeID, "replica_id", fmt.Sprintf("%x", id))
+			n.log.Debug("node removed from a shard", "shard", sh.index, "removed", nodeID, "replica_id", fmt.Sprintf("%x", id))
 			return nil
 		})
 		if err != nil {

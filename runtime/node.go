@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lni/dragonboat/v4"
@@ -52,6 +53,9 @@ type Node struct {
 	proposalTimeout time.Duration // how long Dragonboat may take to commit one proposal
 	retryBudget     time.Duration // how long Do retries after leader loss before ErrUnavailable
 	readAttempt     time.Duration // how long one ReadIndex may take before it is sent again
+	// membershipKnown says shareLogs has its baseline of shard 0's
+	// membership, from which it logs each change (membershipBaseline).
+	membershipKnown atomic.Bool
 	drainTimeout    time.Duration // how long Close waits for in-flight requests
 
 	namesMu sync.Mutex

@@ -359,6 +359,45 @@ func (n *Node) noticeRemoval(members map[uint64]string, seen, said *bool) {
 		"incarnation add answers (docs/operations.md, Membership changes)", "replica_id", fmt.Sprintf("%x", n.replicaID))
 }
 
+// membershipBaseline is shard 0's membership as of the leader's commit,
+// read linearizably once a leader is known (nil before, or when the read
+// fails: shareLogs asks again at its next run), from which logMembership
+// starts. The membership this member sees before it caught up is not a
+// change it should report: a new cluster applies its initial members one
+// entry at a time, and a restarted member replays its log.
+func (n *Node) membershipBaseline(ctx context.Context, sh *shard) map[uint64]string {
+	if leader, _, ok, _ := n.nh.GetLeaderID(sh.dbID); !ok || leader == 0 {
+		return nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, n.readAttempt)
+	defer cancel()
+	mem, err := n.nh.SyncGetShardMembership(rctx, sh.dbID)
+	if err != nil || len(mem.Nodes) == 0 {
+		return nil
+	}
+	n.membershipKnown.Store(true)
+	return mem.Nodes
+}
+
+// logMembership says, at INFO, which members shard 0's membership gained
+// and lost since shareLogs last read it, from membershipBaseline on, so
+// that every member that applies a change logs it, not only the one that
+// took the API call. Every shard has the same members; shard 0 stands for
+// them.
+func (n *Node) logMembership(before, now map[uint64]string) {
+	for _, id := range slices.Sorted(maps.Keys(now)) {
+		if _, ok := before[id]; !ok {
+			n.log.Info("node added", "added", n.nodeName(id), "raft_address", now[id], "replica_id", fmt.Sprintf("%x", id),
+				"incarnation", id&0xff) // config.ReplicaID's low byte
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(before)) {
+		if _, ok := now[id]; !ok {
+			n.log.Info("node removed", "removed", n.nodeName(id), "raft_address", before[id], "replica_id", fmt.Sprintf("%x", id))
+		}
+	}
+}
+
 // shareRetry is how long shareLogs waits after a proposal that failed (no
 // leader yet, or one lost) before it tries again; membersReread, how often
 // it reads the membership again besides each change Dragonboat reports.
@@ -383,7 +422,8 @@ func (n *Node) shareLogs() {
 	defer retry.Stop()
 	reread := time.NewTicker(membersReread)
 	defer reread.Stop()
-	var seen, said bool // noticeRemoval's
+	var seen, said bool               // noticeRemoval's
+	var lastMembers map[uint64]string // logMembership's: nil until caught up (membershipBaseline)
 	for {
 		select {
 		case <-ctx.Done():
@@ -399,6 +439,12 @@ func (n *Node) shareLogs() {
 		if members, ok := n.shardMembers(sh); ok && members != nil {
 			n.book.setMembers(members)
 			n.noticeRemoval(members, &seen, &said)
+			if lastMembers == nil {
+				lastMembers = n.membershipBaseline(ctx, sh)
+			} else {
+				n.logMembership(lastMembers, members)
+				lastMembers = members
+			}
 		}
 		// The leader shares, its own log with the others': every member
 		// that takes part sends it something, and one proposer writes

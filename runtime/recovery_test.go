@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -537,6 +538,49 @@ func TestMembershipOutOfTimeIsUnavailable(t *testing.T) {
 		err := n.membershipAttempts(tctx(t), n.shards[0], func(context.Context) error { return refusal })
 		if !errors.Is(err, ErrUnavailable) {
 			t.Errorf("a step refused with %q: %v, want ErrUnavailable", refusal, err)
+		}
+	}
+}
+
+// TestEveryMemberLogsMembershipChanges: "node added" and "node removed"
+// are logged at INFO by every member as it applies the change, not only
+// by the member that took the call, so that each member's log tells the
+// cluster's story; and only those: not the initial members of a new
+// cluster, which it applies one entry at a time as it starts.
+func TestEveryMemberLogsMembershipChanges(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 3, captureLogs: true})
+	// Each member logs the changes it applies once it caught up: not the
+	// initial members, which a new cluster applies one entry at a time.
+	for i := range 3 {
+		eventually(t, fmt.Sprintf("node-%d reads its first membership", i+1), c.nodes[i].membershipKnown.Load)
+	}
+	n := c.nodes[c.follower()]
+	addr := fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)[0]) // never started: the other three are a quorum of four
+	if err := n.AddNode(tctx(t), "node-4", addr); err != nil {
+		t.Fatal(err)
+	}
+	logged := func(i int, msg, attrs string) bool {
+		for _, l := range strings.Split(c.logs[i].String(), "\n") {
+			if strings.Contains(l, "level=INFO "+msg) && strings.Contains(l, attrs) {
+				return true
+			}
+		}
+		return false
+	}
+	for i := range 3 {
+		eventually(t, fmt.Sprintf("node-%d logs the addition", i+1), func() bool {
+			return logged(i, `msg="node added"`, "added=node-4 raft_address="+addr)
+		})
+	}
+	if err := n.RemoveNode(tctx(t), "node-4"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		eventually(t, fmt.Sprintf("node-%d logs the removal", i+1), func() bool {
+			return logged(i, `msg="node removed"`, "removed=node-4 raft_address="+addr)
+		})
+		if got := strings.Count(c.logs[i].String(), `msg="node added"`) + strings.Count(c.logs[i].String(), `msg="node removed"`); got != 2 {
+			t.Errorf("node-%d logged %d membership changes, want 2:\n%s", i+1, got, c.logs[i])
 		}
 	}
 }
