@@ -172,6 +172,51 @@ func TestAuditUnwritable(t *testing.T) {
 	}
 }
 
+// TestAuditReopenedOnHangup: logrotate without copytruncate moves the
+// audit log, then sends SIGHUP; the member then writes a new file at
+// security.audit.path. Before, SIGHUP did not reopen it, and every later
+// line went on into the moved file.
+func TestAuditReopenedOnHangup(t *testing.T) {
+	k := newKeyedNode(t, config.Audit{Path: "audit.jsonl", MaxSizeMB: 100, MaxFiles: 2})
+	k.c.start(k.nd)
+	k.c.waitHealthy(30*time.Second, k.nd)
+	status := func(name string) {
+		t.Helper()
+		if st, body, err := k.get("/locks/" + name + "/status"); err != nil || st != 200 {
+			t.Fatalf("status of %s: %d %s %v", name, st, body, err)
+		}
+	}
+	status("before")
+	if err := os.Rename(k.auditPath, k.auditPath+".1"); err != nil {
+		t.Fatal(err)
+	}
+	k.nd.hangup(t)
+	eventually(t, 10*time.Second, "a new audit file after SIGHUP", func() error {
+		status("after")
+		time.Sleep(2 * 100 * time.Millisecond) // the flush interval, twice
+		b, err := os.ReadFile(k.auditPath)
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(string(b), `"name":"after"`) {
+			return fmt.Errorf("%s holds no line of a request after the SIGHUP", k.auditPath)
+		}
+		return nil
+	})
+	if err := k.nd.stop(t, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	moved := readAudit(t, k.auditPath+".1")
+	if len(moved) == 0 || *moved[0].Name != "before" {
+		t.Fatalf("the moved file's lines: %d, want the request before the rotation first", len(moved))
+	}
+	for _, l := range readAudit(t, k.auditPath) {
+		if *l.Name == "before" {
+			t.Fatalf("the new file holds a line from before the rotation")
+		}
+	}
+}
+
 func grepLines(b []byte, s string) string {
 	var out []string
 	for _, l := range strings.Split(string(b), "\n") {

@@ -107,6 +107,32 @@ func (a *AuditLog) open() {
 	a.buf = bufio.NewWriterSize(f, auditBufferBytes)
 }
 
+// Reopen flushes what is buffered to the file open now and closes it, then
+// opens path again, creating it: after an outside rotation (logrotate
+// without copytruncate: the file moved, then SIGHUP) the lines go to a new
+// file at path rather than on into the moved one, as Vault's file audit
+// device does on SIGHUP. A file that cannot be opened is answered and
+// recorded as any failure of the log: requests are refused (503) until a
+// flush can open it. Standard output is left as it is.
+func (a *AuditLog) Reopen() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.path == "-" {
+		return nil
+	}
+	if a.file != nil {
+		if err := a.buf.Flush(); err != nil {
+			a.fail(fmt.Errorf("flushing before reopening: %w", err))
+		}
+	}
+	a.reset()
+	a.open()
+	if a.out == nil {
+		return a.err
+	}
+	return nil
+}
+
 // fail records a failure; a.mu is held.
 func (a *AuditLog) fail(err error) {
 	a.metrics.auditErrors.Inc()

@@ -15,6 +15,9 @@ import (
 	"time"
 
 	"github.com/lockstepd/lockstep/config"
+	"github.com/lockstepd/lockstep/rpc"
+	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
+	"github.com/lockstepd/lockstep/rpc/gen/lockstep/v1/lockstepv1connect"
 	"github.com/lockstepd/lockstep/runtime"
 	"github.com/lockstepd/lockstep/security"
 )
@@ -223,5 +226,49 @@ func TestReloadReachesTheRaftPort(t *testing.T) {
 	}
 	if _, refused := presented(a1); !refused {
 		t.Fatal("after the reload to a new CA the Raft listener took a member of the old CA")
+	}
+}
+
+// TestHangupReopensTheAuditLog: after an outside rotation (logrotate
+// without copytruncate: the file moved), SIGHUP reopens the audit log, so
+// that later lines go to a new file at its path; they went on into the
+// moved file. It does so without --config too, and whatever the reload of
+// the security files says.
+func TestHangupReopensTheAuditLog(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.jsonl")
+	var running config.Config
+	running.Security.Audit = &config.Audit{Path: path, MaxSizeMB: 1, MaxFiles: 2}
+	audit := security.OpenAudit(*running.Security.Audit, "node-1", nil, nil)
+	record := func(name string) {
+		audit.Audit(context.Background(), rpc.AuditRecord{Procedure: lockstepv1connect.LockServiceStatusProcedure, Request: &pb.LockStatusRequest{Name: name}})
+	}
+	record("before")
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	record("moved") // buffered: it is written to the file open until the reopen
+	var logs bytes.Buffer
+	hangup(newServeFlags(&bytes.Buffer{}), running, nil, audit, nil, slog.New(slog.NewTextHandler(&logs, nil)))
+	record("after")
+	if err := audit.Close(); err != nil {
+		t.Fatal(err)
+	}
+	read := func(p string) string {
+		t.Helper()
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	if old := read(path + ".1"); !strings.Contains(old, `"name":"before"`) || !strings.Contains(old, `"name":"moved"`) || strings.Contains(old, `"name":"after"`) {
+		t.Errorf("the moved file:\n%s\nwant the lines before the SIGHUP only", old)
+	}
+	if cur := read(path); strings.Count(cur, "\n") != 1 || !strings.Contains(cur, `"name":"after"`) {
+		t.Errorf("the file at the audit path:\n%s\nwant the line after the SIGHUP", cur)
+	}
+	if !strings.Contains(logs.String(), "reopened the audit log") {
+		t.Errorf("the SIGHUP's log:\n%s", &logs)
 	}
 }

@@ -48,12 +48,10 @@ func startSecurity(cfg config.Config, mat *config.Material, reg prometheus.Regis
 	return sec, audit, nil
 }
 
-// reloadOnHangup reloads the certificate, the CA, the API keys file and the
-// ACL on SIGHUP, from the configuration file read again. A reload that
-// fails keeps the settings in force and says why. The certificate and CA
-// serve the API, metrics and Raft ports alike (security.State.Credentials):
-// new connections on each take them.
-func reloadOnHangup(f *serveFlags, running config.Config, sec *security.State, members func() int, log *slog.Logger, stop <-chan struct{}) {
+// reloadOnHangup, on SIGHUP, reopens the audit log (nil: none) and
+// reloads the certificate, the CA, the API keys file and the ACL, from the
+// configuration file read again (hangup).
+func reloadOnHangup(f *serveFlags, running config.Config, sec *security.State, audit *security.AuditLog, members func() int, log *slog.Logger, stop <-chan struct{}) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -63,16 +61,35 @@ func reloadOnHangup(f *serveFlags, running config.Config, sec *security.State, m
 			return
 		case <-hup:
 		}
-		if f.configFile == "" {
-			log.Warn("SIGHUP: nothing to reload without --config")
-			continue
-		}
-		if err := reload(f, sec, running, members); err != nil {
-			log.Error("SIGHUP: reload failed; the security settings in force are kept", "err", err)
-			continue
-		}
-		log.Info("SIGHUP: reloaded the certificate and CA (API, metrics and Raft), the API keys and the ACL", "config", f.configFile)
+		hangup(f, running, sec, audit, members, log)
 	}
+}
+
+// hangup is one SIGHUP. The audit log is reopened first, whatever the
+// reload does: after an outside rotation (logrotate without copytruncate
+// moved the file) its lines go to a new file at security.audit.path, not
+// on into the moved one. Then the reload: one that fails keeps the
+// settings in force and says why. The certificate and CA serve the API,
+// metrics and Raft ports alike (security.State.Credentials): new
+// connections on each take them.
+func hangup(f *serveFlags, running config.Config, sec *security.State, audit *security.AuditLog, members func() int, log *slog.Logger) {
+	if audit != nil {
+		path := running.Security.Audit.Path
+		if err := audit.Reopen(); err != nil {
+			log.Error("SIGHUP: the audit log could not be reopened: every request is refused (503) until it can be written", "path", path, "err", err)
+		} else {
+			log.Info("SIGHUP: reopened the audit log", "path", path)
+		}
+	}
+	if f.configFile == "" {
+		log.Warn("SIGHUP: nothing to reload without --config")
+		return
+	}
+	if err := reload(f, sec, running, members); err != nil {
+		log.Error("SIGHUP: reload failed; the security settings in force are kept", "err", err)
+		return
+	}
+	log.Info("SIGHUP: reloaded the certificate and CA (API, metrics and Raft), the API keys and the ACL", "config", f.configFile)
 }
 
 // members is how many members the cluster has now (nil: as the file

@@ -346,7 +346,7 @@ func runNode(cfg config.Config, f *serveFlags, base *slog.Logger, stdout io.Writ
 		}
 		return len(st.Members)
 	}
-	go reloadOnHangup(f, cfg, sec, members, log, stopReload)
+	go reloadOnHangup(f, cfg, sec, audit, members, log, stopReload)
 	log.Info("serving", "tls", tlsOn, "authentication", sec.AuthOn(), "api_address", cfg.Cluster.APIAddress, "metrics_address", cfg.Cluster.MetricsAddress,
 		"raft_address", cfg.Cluster.RaftAddress, "data_dir", cfg.Cluster.DataDir, "version", rpc.Version(), "versions", node.Versions())
 	if f.dev {
