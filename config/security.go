@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -212,6 +213,35 @@ func (c Config) Plaintext() []string {
 		}
 	}
 	return out
+}
+
+// CheckAuditPath checks that the audit log can be created where
+// security.audit.path says (serve --check): its directory exists, and the
+// path is not a directory. A start does not check it: a member whose audit
+// log cannot be written starts, and refuses every request (503) until it
+// can (docs/security.md, Audit log). An error wrapping fs.ErrPermission
+// says that the directory could not be looked at (--check often runs as
+// another user than the service). Nil without an audit log, or for "-".
+func (s Security) CheckAuditPath() error {
+	if s.Audit == nil || s.Audit.Path == "-" {
+		return nil
+	}
+	path := s.Audit.Path
+	dir := filepath.Dir(path)
+	st, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("security.audit.path %s: the directory %s does not exist: a member started so refuses every request (503) "+
+			"until it can write the audit log; make the directory (writable by the service's user), or fix the path", path, dir)
+	case err != nil:
+		return fmt.Errorf("security.audit.path %s: %w", path, err)
+	case !st.IsDir():
+		return fmt.Errorf("security.audit.path %s: %s is not a directory", path, dir)
+	}
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return fmt.Errorf("security.audit.path %s: is a directory: name a file in it (audit.jsonl)", path)
+	}
+	return nil
 }
 
 // resolvePaths makes the security files' paths relative to dir (the

@@ -114,3 +114,31 @@ func TestRaftPortInUseLeavesTheDataDirectory(t *testing.T) {
 		t.Fatalf("the refused start wrote %d entries into the data directory", len(entries))
 	}
 }
+
+// TestServeCheckNeedsTheAuditDirectory: serve --check fails when
+// security.audit.path's directory does not exist: a member started so
+// refuses every request until it can write the audit log, and --check
+// answered "configuration ok".
+func TestServeCheckNeedsTheAuditDirectory(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "node.yaml")
+	body := "cluster:\n  node_id: node-1\n  raft_address: 127.0.0.1:7001\n  api_address: 127.0.0.1:8080\n  data_dir: " + filepath.Join(dir, "data") + "\n" +
+		"  peers: {node-1: 127.0.0.1:7001}\nsecurity:\n  audit:\n    path: logs/audit.jsonl\n"
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	code := run([]string{"serve", "--config", path, "--check"}, &out, &errb)
+	want := "lockstep serve: configuration: security.audit.path " + filepath.Join(dir, "logs", "audit.jsonl") + ": the directory " + filepath.Join(dir, "logs") + " does not exist"
+	if code != exitUsage || out.Len() != 0 || !strings.HasPrefix(errb.String(), want) {
+		t.Errorf("--check with no audit directory: exit %d, want %d\nstdout: %s\nstderr: %s\nwant:   %s...", code, exitUsage, &out, &errb, want)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "logs"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	errb.Reset()
+	if code := run([]string{"serve", "--config", path, "--check"}, &out, &errb); code != exitOK || !strings.Contains(out.String(), "configuration ok") {
+		t.Errorf("--check once the directory exists: exit %d\nstdout: %s\nstderr: %s", code, &out, &errb)
+	}
+}

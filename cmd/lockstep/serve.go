@@ -57,6 +57,14 @@ func serve(args []string, stdout, stderr io.Writer) int {
 			// --check often runs as another user than the service.
 			fmt.Fprintf(stderr, "lockstep serve: warning: the data directory's records are not checked: %v\n", err)
 		}
+		if err := cfg.Security.CheckAuditPath(); errors.Is(err, fs.ErrPermission) {
+			fmt.Fprintf(stderr, "lockstep serve: warning: the audit log's directory is not checked: %v\n", err)
+		} else if err != nil {
+			// A start does not refuse it (the member waits for the
+			// directory, refusing every request); a check says so.
+			fmt.Fprintf(stderr, "lockstep serve: configuration: %v\n", err)
+			return exitUsage
+		}
 		members := countOf(max(len(cfg.Cluster.Peers), 1), "member")
 		if cfg.Cluster.Join {
 			members = "joining a running cluster (peers are not read)"
