@@ -52,7 +52,9 @@ type Cluster struct {
 	DataDir string `yaml:"data_dir"`
 	// Peers are the initial members (node id → raft address), this node
 	// included. Every initial member lists the same peers. Ignored when the
-	// data directory already holds a member (a restart), and when Join is set.
+	// data directory already holds a member (a restart), and when Join is
+	// set; so needed, unless Join is, only at a member's first start (the
+	// start checks it: runtime.CheckPeers).
 	Peers map[string]string `yaml:"peers"`
 	// Join starts this node as a new member of a running cluster, which must
 	// have added it first (AddNode). Defaults to false: bootstrap from Peers.
@@ -463,8 +465,11 @@ func (c Cluster) validate() error {
 		add("cluster.incarnation: must be within 0..%d, got %d", MaxIncarnation, c.Incarnation)
 	}
 	// A joiner learns the members from the cluster; the peers name this
-	// node by its id and address, whose own errors come first.
-	if !c.Join && idErr == nil && raftErr == nil {
+	// node by its id and address, whose own errors come first. None at
+	// all is for the start to judge, which knows whether the data
+	// directory holds a member already (a restart needs none):
+	// runtime.CheckPeers, PeersRequired.
+	if !c.Join && len(c.Peers) > 0 && idErr == nil && raftErr == nil {
 		if err := c.validatePeers(); err != nil {
 			errs = append(errs, err)
 		}
@@ -472,13 +477,20 @@ func (c Cluster) validate() error {
 	return errors.Join(errs...)
 }
 
+// PeersRequired is the refusal of a first start (a data directory that
+// holds no member yet) with neither peers nor join. A restart needs
+// neither: the members are in the data directory, as etcd ignores
+// initial-cluster once its data directory holds a member.
+func (c Cluster) PeersRequired() error {
+	return fmt.Errorf("cluster.peers: required at a member's first start (the data directory %s holds no member yet), unless cluster.join is true: "+
+		"list every initial member, this node included (%s: %s); or, for a member added with AddNode, start it with --join (cluster.join: true). "+
+		"A restart on the data directory needs neither",
+		c.DataDir, c.NodeID, c.RaftAddress)
+}
+
 // validatePeers checks the initial members, in order: the first thing
 // wrong with them.
 func (c Cluster) validatePeers() error {
-	if len(c.Peers) == 0 {
-		return fmt.Errorf("cluster.peers: required unless cluster.join is true: list every initial member, this node included (%s: %s)",
-			c.NodeID, c.RaftAddress)
-	}
 	if len(c.Peers) > MaxMembers {
 		return fmt.Errorf("cluster.peers: lists %d members; at most %d: every write waits for a majority, so more voters make each commit slower while 7 already survive 3 failures",
 			len(c.Peers), MaxMembers)

@@ -366,9 +366,11 @@ func (c Config) checkMemberCertificate(leaf *x509.Certificate) error {
 	if !usableFor(leaf, x509.ExtKeyUsageServerAuth) {
 		return fmt.Errorf("security.tls.cert_file %s: is not for server use (a client's certificate?), which clients check: make one with lockstep certs node", path)
 	}
-	if len(c.Cluster.Peers) <= 1 && !c.Cluster.Join {
+	if len(c.Cluster.Peers) == 1 && !c.Cluster.Join {
 		return nil // AddNode checks it when the lone member gets a peer (CheckPeerCertificate)
 	}
+	// No peers and no join: a restart of a member that joined, which has
+	// peers (a first start without either is refused).
 	return c.CheckPeerCertificate(leaf)
 }
 

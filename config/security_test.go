@@ -196,6 +196,15 @@ func TestLoneMemberCertificate(t *testing.T) {
 	if _, err := config.Load(path); err == nil || !strings.Contains(err.Error(), "does not name 127.0.0.2") {
 		t.Fatalf("a joining member whose certificate does not name its raft_address host: %v", err)
 	}
+	// Neither peers nor join: the restart of a member that joined, which
+	// has peers: held to the same checks.
+	restarted := strings.Replace(lone, "  peers: {node-1: 127.0.0.2:7001}\n", "", 1)
+	if err := os.WriteFile(path, []byte(restarted), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.Load(path); err == nil || !strings.Contains(err.Error(), "does not name 127.0.0.2") {
+		t.Fatalf("a member restarted without peers whose certificate does not name its raft_address host: %v", err)
+	}
 }
 
 func TestIsLoopback(t *testing.T) {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"os"
@@ -73,6 +75,28 @@ type Node struct {
 	closeErr  error
 }
 
+// CheckPeers refuses a first start that knows no members: neither
+// cluster.peers nor cluster.join, and a data directory that does not
+// exist or is empty (config.Cluster.PeersRequired). A restart, on a data
+// directory that holds a member, needs neither: its members are in its
+// log, as etcd ignores initial-cluster then. A directory that holds
+// something but no member is refused by Start once Dragonboat has looked.
+// Start checks it; lockstep serve (and --check) before anything listens.
+// An error wrapping fs.ErrPermission says the directory could not be read.
+func CheckPeers(c config.Cluster) error {
+	if c.Join || len(c.Peers) > 0 {
+		return nil
+	}
+	entries, err := os.ReadDir(c.DataDir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist), err == nil && len(entries) == 0:
+		return c.PeersRequired()
+	case err != nil:
+		return fmt.Errorf("cluster.data_dir: %w", err)
+	}
+	return nil
+}
+
 // deploymentID keeps Lockstep's Raft traffic apart from other Dragonboat
 // deployments that might share the addresses.
 const deploymentID = 0x4c6f636b73746570 // "Lockstep"
@@ -112,6 +136,12 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	dir, err := filepath.Abs(cfg.Cluster.DataDir)
 	if err != nil {
 		return nil, fmt.Errorf("cluster.data_dir: %w", err)
+	}
+	// Before the directory is made: a first start needs its peers.
+	checked := cfg.Cluster
+	checked.DataDir = dir
+	if err := CheckPeers(checked); err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("cluster.data_dir: %w", err)
@@ -285,6 +315,10 @@ func (n *Node) startShard(sh *shard, hb, el uint64) error {
 		// A restart: the members are in the log.
 	case c.Cluster.Join:
 		join = true
+	case len(c.Cluster.Peers) == 0:
+		// The directory held something (CheckPeers), but no member of
+		// this shard.
+		return fmt.Errorf("runtime: shard %d: %w", sh.index, c.Cluster.PeersRequired())
 	default:
 		for id, addr := range c.Cluster.Peers {
 			members[config.ReplicaID(id, 0)] = addr

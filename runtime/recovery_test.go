@@ -122,6 +122,11 @@ func TestWipedNodeCatchesUpFromSnapshot(t *testing.T) {
 	// members' names reach it through the log, as AddNode wrote them.
 	c.cfgs[victim].Cluster.Peers = nil
 	c.restart(victim)
+	// Restarted as the docs say, without join (and still without peers):
+	// its data directory holds the member.
+	c.stop(victim)
+	c.cfgs[victim].Cluster.Join = false
+	c.restart(victim)
 	w := c.nodes[victim]
 	eventually(t, "the wiped member catches up", func() bool {
 		st := status(t, w, core.KindMutex, "w2", true)
@@ -582,5 +587,22 @@ func TestEveryMemberLogsMembershipChanges(t *testing.T) {
 		if got := strings.Count(c.logs[i].String(), `msg="node added"`) + strings.Count(c.logs[i].String(), `msg="node removed"`); got != 2 {
 			t.Errorf("node-%d logged %d membership changes, want 2:\n%s", i+1, got, c.logs[i])
 		}
+	}
+}
+
+// TestFirstStartNeedsPeers: a start that knows no members (no peers, no
+// join) on an empty data directory is refused, saying what to give,
+// before the directory is made; on the directory of a member that joined,
+// it is a restart and needs neither (TestWipedNodeCatchesUpFromSnapshot
+// restarts one so).
+func TestFirstStartNeedsPeers(t *testing.T) {
+	cfg := config.Dev(filepath.Join(t.TempDir(), "data"))
+	cfg.Cluster.Peers = nil
+	_, err := Start(context.Background(), Options{Config: cfg, Logger: testLogger(t)})
+	if err == nil || !strings.Contains(err.Error(), "cluster.peers: required at a member's first start") {
+		t.Fatalf("a first start without peers or join: %v", err)
+	}
+	if _, err := os.Stat(cfg.Cluster.DataDir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the refused start made its data directory (%v)", err)
 	}
 }

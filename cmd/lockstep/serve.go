@@ -66,8 +66,11 @@ func serve(args []string, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 		members := countOf(max(len(cfg.Cluster.Peers), 1), "member")
-		if cfg.Cluster.Join {
+		switch {
+		case cfg.Cluster.Join:
 			members = "joining a running cluster (peers are not read)"
+		case len(cfg.Cluster.Peers) == 0:
+			members = "a restart on its data directory (its members are there; peers are not needed)"
 		}
 		fmt.Fprintf(stdout, "configuration ok: node %s, %s, %s\n", cfg.Cluster.NodeID, members, countOf(cfg.Consensus.Shards, "shard"))
 		return exitOK
@@ -148,7 +151,10 @@ func loadConfig(f *serveFlags) (config.Config, error) {
 	// warns).
 	_, shardErr := runtime.CheckShardRecord(cfg.Cluster.DataDir, cfg.Consensus.Shards)
 	_, incarnationErr := runtime.CheckIncarnationRecord(cfg.Cluster.DataDir, cfg.Cluster.Incarnation)
-	for _, err := range []error{shardErr, incarnationErr} {
+	// And a first start needs its peers (or --join); a restart needs
+	// neither, its members being in the data directory.
+	peersErr := runtime.CheckPeers(cfg.Cluster)
+	for _, err := range []error{shardErr, incarnationErr, peersErr} {
 		switch {
 		case errors.Is(err, fs.ErrPermission):
 			f.unread = append(f.unread, err)
