@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"connectrpc.com/connect"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -130,7 +131,11 @@ func (c *common) fail(err error) int {
 // hintFor says what to do next for the errors people meet.
 func hintFor(err error, endpoints string) string {
 	switch {
-	case strings.Contains(err.Error(), "x509:"), strings.Contains(err.Error(), "tls:"):
+	case connect.IsWireError(err) && connect.CodeOf(err) == connect.CodeUnauthenticated && strings.Contains(err.Error(), "client certificate"):
+		// The server answered (401): the handshake went through, and its
+		// message may quote x509's words about the certificate it refused.
+		return "The cluster refused the client certificate (--cert, LOCKSTEP_CERT): give one the cluster's CA signed for clients (lockstep certs client), or an API key with --api-key (LOCKSTEP_API_KEY)."
+	case isTLSErr(err):
 		return "TLS failed: give the cluster's CA with --cacert (LOCKSTEP_CACERT), a client certificate with --cert and --key if it asks for one, and check the endpoint is https://."
 	case strings.Contains(err.Error(), "400 Bad Request") && strings.Contains(endpoints, "http://"):
 		// Go's TLS server answers a plaintext request with a bare 400; the

@@ -671,21 +671,25 @@ func (c *common) clusterStatus(ctx context.Context, cl *client.Client) int {
 // unauthenticated, 403 permission_denied, 503 unavailable...);
 // "tls-failed" when the TLS handshake failed (a certificate this client
 // does not trust, or a client certificate the server wants); "unreachable"
-// when nothing answered.
+// when nothing answered. A server's answer is a refusal whatever its words:
+// a 401 for a client certificate of another CA quotes x509's error, and
+// showed as tls-failed, with advice about --cacert.
 func endpointState(v client.MemberStatus) string {
 	switch {
 	case v.Status != nil:
 		return "ok"
-	case isTLSErr(v.Err):
-		return "tls-failed"
 	case connect.IsWireError(v.Err):
 		return "refused:" + connect.CodeOf(v.Err).String()
+	case isTLSErr(v.Err):
+		return "tls-failed"
 	}
 	return "unreachable"
 }
 
+// isTLSErr says whether err is a failed TLS handshake; not an answer of
+// the server, whose message may quote x509's words.
 func isTLSErr(err error) bool {
-	return err != nil && (strings.Contains(err.Error(), "x509:") || strings.Contains(err.Error(), "tls:"))
+	return err != nil && !connect.IsWireError(err) && (strings.Contains(err.Error(), "x509:") || strings.Contains(err.Error(), "tls:"))
 }
 
 // noStatusErr says why no endpoint gave its status: what the servers that

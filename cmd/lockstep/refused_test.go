@@ -130,3 +130,43 @@ func TestUnavailableHintTellsAnswersFromSilence(t *testing.T) {
 		t.Errorf("after a transfer that did not happen the hint is %q, want none", got)
 	}
 }
+
+// TestRefusedCertificateIsNotATLSFailure: a member that answers 401 for a
+// client certificate of another CA quotes x509's words in its message;
+// the handshake went through, so the row is refused:unauthenticated (as
+// docs/operations.md defines it) with the server's message and a hint
+// about the client certificate, not tls-failed with advice about --cacert.
+func TestRefusedCertificateIsNotATLSFailure(t *testing.T) {
+	const said = "the client certificate is not one the cluster's CA signed for clients: x509: certificate signed by unknown authority"
+	srv := refusing(t, connect.CodeUnauthenticated, said)
+	var out, errb bytes.Buffer
+	if code := run([]string{"cluster", "status", "--endpoints", srv.URL}, &out, &errb); code != exitError {
+		t.Errorf("exit %d, want %d", code, exitError)
+	}
+	if !strings.Contains(out.String(), "refused:unauthenticated") || strings.Contains(out.String(), "tls-failed") {
+		t.Errorf("the table:\n%s\nwant the row refused:unauthenticated", &out)
+	}
+	for _, w := range []string{said, "1 refused the request", "client certificate (--cert"} {
+		if !strings.Contains(errb.String(), w) {
+			t.Errorf("stderr lacks %q:\n%s", w, &errb)
+		}
+	}
+	for _, bad := range []string{"TLS handshake failed", "TLS failed"} {
+		if strings.Contains(errb.String(), bad) {
+			t.Errorf("stderr says %q:\n%s", bad, &errb)
+		}
+	}
+	out.Reset()
+	errb.Reset()
+	run([]string{"cluster", "status", "--endpoints", srv.URL, "-o", "json"}, &out, &errb)
+	if !strings.Contains(out.String(), `"state": "refused:unauthenticated"`) {
+		t.Errorf("-o json:\n%s\nwant state refused:unauthenticated", &out)
+	}
+	// Another command's failure gets the same hint.
+	out.Reset()
+	errb.Reset()
+	run([]string{"status", "jobs/a", "--endpoints", srv.URL}, &out, &errb)
+	if !strings.Contains(errb.String(), "client certificate (--cert") || strings.Contains(errb.String(), "TLS failed") {
+		t.Errorf("lockstep status refused for its certificate:\n%s", &errb)
+	}
+}
