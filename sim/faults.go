@@ -15,6 +15,7 @@ const (
 	faultPartition
 	faultClock
 	faultPause
+	faultStall // last: a rate of 0 draws nothing, so seeds without stalls draw as before
 	faultKinds
 )
 
@@ -40,6 +41,8 @@ func (f *faults) rate(kind int) float64 {
 		return o.ClockRate
 	case faultPause:
 		return o.PauseRate
+	case faultStall:
+		return o.StallRate
 	}
 	return 0
 }
@@ -75,6 +78,47 @@ func (f *faults) fire(kind int) {
 		f.clockJump()
 	case faultPause:
 		f.pause()
+	case faultStall:
+		f.stall()
+	}
+}
+
+// stall stands a replica still while its clocks run on (world.stall): the
+// leader most often, and half the time with other replicas, up to a
+// majority, so that no election happens and the same leader resumes with
+// log time behind its clock (core/replica's Driver.stalled). It ends by
+// the end of the safety phase.
+func (f *faults) stall() {
+	w := f.w
+	up := f.upNodes()
+	if len(up) == 0 {
+		return
+	}
+	n := up[f.rng.IntN(len(up))]
+	if f.rng.IntN(4) != 0 {
+		if l := f.leader(); l != nil {
+			n = l
+		}
+	}
+	d := min(time.Duration(500+f.rng.IntN(14500))*time.Millisecond, w.opts.Duration-w.now)
+	if d <= 0 {
+		return
+	}
+	ids := []int{n.id}
+	if f.rng.IntN(2) == 0 {
+		for _, o := range up {
+			if len(ids) > w.opts.Replicas/2 {
+				break
+			}
+			if o.id != n.id {
+				ids = append(ids, o.id)
+			}
+		}
+	}
+	w.stats.faults++
+	w.tr.logf(w.now, "FAULT stall n%v for %v", ids, d)
+	for _, id := range ids {
+		w.stall(id, d)
 	}
 }
 
@@ -240,6 +284,9 @@ func (f *faults) pause() {
 func (w *world) crashReplica(id int, down time.Duration) {
 	for _, g := range w.groups {
 		g[id].crash()
+	}
+	if w.stalledUntil != nil {
+		w.stalledUntil[id] = 0 // a stopped process dies as well (kill -9): the next one runs
 	}
 	w.schedule(&event{at: w.now + down, kind: evRestart, node: id, gen: w.nodes[id].inc})
 }

@@ -22,13 +22,19 @@ type Options struct {
 
 	// Fault rates. Rates are per virtual second, probabilities per message;
 	// a negative value means drawn from the seed.
-	CrashRate     float64       // replica crashes
-	PartitionRate float64       // network partitions (halves, isolated leader, one-way)
-	ClockRate     float64       // clock jumps, forward or back
-	PauseRate     float64       // client pauses (half of them past the session TTL) and deaths
-	Loss          float64       // message loss probability
-	Dup           float64       // message duplication probability
-	MaxDelay      time.Duration // message delay upper bound; 0: drawn (2..60 ms)
+	CrashRate     float64 // replica crashes
+	PartitionRate float64 // network partitions (halves, isolated leader, one-way)
+	ClockRate     float64 // clock jumps, forward or back
+	PauseRate     float64 // client pauses (half of them past the session TTL) and deaths
+	// StallRate: a replica process standing still (stopped, its host
+	// stalled) while its clocks run on, the leader most often and with a
+	// majority half the time, so that the same leader resumes behind its
+	// clock. Never drawn: 0 unless given (-stall-rate), so that the seeds
+	// of a sweep without it draw as before.
+	StallRate float64
+	Loss      float64       // message loss probability
+	Dup       float64       // message duplication probability
+	MaxDelay  time.Duration // message delay upper bound; 0: drawn (2..60 ms)
 
 	// Gate is the driver's proposal gate (replica.Config.MaxUnconfirmed):
 	// a replica's driver proposes nothing while Gate of its proposals are
@@ -209,7 +215,7 @@ func (o Options) validate() error {
 		return fmt.Errorf("-duration must be within 1s..1h, got %v", o.Duration)
 	case o.Loss > 0.5 || o.Dup > 0.5:
 		return fmt.Errorf("-loss and -dup must be at most 0.5")
-	case o.CrashRate > 10 || o.PartitionRate > 10 || o.ClockRate > 10 || o.PauseRate > 10:
+	case o.CrashRate > 10 || o.PartitionRate > 10 || o.ClockRate > 10 || o.PauseRate > 10 || o.StallRate > 10:
 		return fmt.Errorf("fault rates must be at most 10 per virtual second")
 	case o.MaxDelay > 5*time.Second:
 		return fmt.Errorf("-max-delay must be at most 5s")
@@ -241,6 +247,9 @@ func (o Options) Flags() string {
 		fmt.Fprintf(&b, " -shards %d", o.Shards)
 	}
 	fmt.Fprintf(&b, " -mux %d", o.Mux)
+	if o.StallRate > 0 {
+		fmt.Fprintf(&b, " -stall-rate %g", o.StallRate)
+	}
 	if o.Bug != "" {
 		fmt.Fprintf(&b, " -bug %s", o.Bug)
 	}
@@ -323,6 +332,7 @@ func RegisterFlags(fs *flag.FlagSet, o *Options) {
 	fs.Float64Var(&o.PartitionRate, "partition-rate", o.PartitionRate, "partitions per virtual second (default: drawn)")
 	fs.Float64Var(&o.ClockRate, "clock-rate", o.ClockRate, "clock jumps per virtual second (default: drawn)")
 	fs.Float64Var(&o.PauseRate, "pause-rate", o.PauseRate, "client pauses and deaths per virtual second (default: drawn)")
+	fs.Float64Var(&o.StallRate, "stall-rate", o.StallRate, "replica stalls per virtual second: a process standing still while its clocks run on, the leader most often, with a majority half the time (default 0: none; never drawn)")
 	fs.Float64Var(&o.Loss, "loss", o.Loss, "message loss probability (default: drawn)")
 	fs.Float64Var(&o.Dup, "dup", o.Dup, "message duplication probability (default: drawn)")
 	fs.DurationVar(&o.MaxDelay, "max-delay", o.MaxDelay, "message delay upper bound (default: drawn, 2ms..60ms)")

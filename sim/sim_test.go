@@ -63,7 +63,9 @@ func TestPlantedBugsAreCaught(t *testing.T) {
 // The same seed gives the same hash after every step, even with a planted
 // bug and a failure.
 func TestDeterminism(t *testing.T) {
-	for _, o := range []Options{DefaultOptions(3), func() Options { o := DefaultOptions(2); o.Bug = "stale-read"; return o }()} {
+	stalls := DefaultOptions(14)
+	stalls.Mux, stalls.StallRate = 4, 0.5
+	for _, o := range []Options{DefaultOptions(3), func() Options { o := DefaultOptions(2); o.Bug = "stale-read"; return o }(), stalls} {
 		first := Run(o, RunConfig{RecordSteps: true})
 		second := Run(o, RunConfig{CompareSteps: first.StepHashes, RingLines: 10})
 		if second.Diverged || second.TraceHash != first.TraceHash || second.Steps != first.Steps {
