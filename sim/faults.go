@@ -225,6 +225,10 @@ func (f *faults) partition() {
 }
 
 func (f *faults) heal(kind int, gen uint64) {
+	if kind == faultStall {
+		f.w.resume(int(gen))
+		return
+	}
 	if kind == faultPartition && gen == f.partGen && f.cutNow {
 		f.cutNow = false
 		f.w.net.heal()
@@ -285,9 +289,7 @@ func (w *world) crashReplica(id int, down time.Duration) {
 	for _, g := range w.groups {
 		g[id].crash()
 	}
-	if w.stalledUntil != nil {
-		w.stalledUntil[id] = 0 // a stopped process dies as well (kill -9): the next one runs
-	}
+	w.endStall(id) // a stopped process dies as well (kill -9): the next one runs
 	w.schedule(&event{at: w.now + down, kind: evRestart, node: id, gen: w.nodes[id].inc})
 }
 

@@ -130,8 +130,11 @@ type world struct {
 	muxChk        *muxChecker
 	// stalledUntil: a replica (1-based) whose process stands still until
 	// then, as a stopped process or a stalled host does: its timers, disk
-	// completions and incoming messages wait, while its clocks run on.
-	stalledUntil []time.Duration
+	// completions and incoming messages wait in stalledEvents, in the
+	// order they came (a stopped process reads its sockets in order when it
+	// resumes), while its clocks run on.
+	stalledUntil  []time.Duration
+	stalledEvents [][]*event
 }
 
 type scripted struct {
@@ -321,14 +324,41 @@ func (w *world) dispatch(e *event) {
 func (w *world) stall(id int, d time.Duration) {
 	if w.stalledUntil == nil {
 		w.stalledUntil = make([]time.Duration, w.opts.Replicas+1)
+		w.stalledEvents = make([][]*event, w.opts.Replicas+1)
 	}
 	w.stalledUntil[id] = max(w.stalledUntil[id], w.now+d)
+	w.schedule(&event{at: w.stalledUntil[id], kind: evHeal, arg: faultStall, gen: uint64(id)})
 	w.tr.logf(w.now, "n%d stalls for %v", id, d)
 }
 
-// deferStalled puts off an event of a stalled replica (its timers, its
-// disk's completions, a message to it) to the end of the stall, and says
-// so.
+// resume ends replica id's stall, unless a later one extended it: what
+// waited runs now, in the order it came.
+func (w *world) resume(id int) {
+	if w.stalledUntil == nil || w.now < w.stalledUntil[id] {
+		return
+	}
+	waited := w.stalledEvents[id]
+	w.stalledEvents[id] = nil
+	if len(waited) > 0 {
+		w.tr.logf(w.now, "n%d resumes: %d events waited", id, len(waited))
+	}
+	for _, e := range waited {
+		w.dispatch(e)
+	}
+}
+
+// endStall ends replica id's stall at once, dropping what waited: a
+// stopped process that is killed (kill -9) takes its unread messages and
+// timers with it, and the next process runs.
+func (w *world) endStall(id int) {
+	if w.stalledUntil != nil {
+		w.stalledUntil[id] = 0
+		w.stalledEvents[id] = nil
+	}
+}
+
+// deferStalled keeps an event of a stalled replica (its timers, its disk's
+// completions, a message to it) for the end of the stall, and says so.
 func (w *world) deferStalled(e *event) bool {
 	if w.stalledUntil == nil {
 		return false
@@ -345,7 +375,7 @@ func (w *world) deferStalled(e *event) bool {
 	if id == 0 || w.now >= w.stalledUntil[id] {
 		return false
 	}
-	w.schedule(&event{at: w.stalledUntil[id], kind: e.kind, node: e.node, gen: e.gen, msg: e.msg, arg: e.arg})
+	w.stalledEvents[id] = append(w.stalledEvents[id], e)
 	return true
 }
 

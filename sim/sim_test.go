@@ -63,8 +63,8 @@ func TestPlantedBugsAreCaught(t *testing.T) {
 // The same seed gives the same hash after every step, even with a planted
 // bug and a failure.
 func TestDeterminism(t *testing.T) {
-	stalls := DefaultOptions(14)
-	stalls.Mux, stalls.StallRate = 4, 0.5
+	stalls := DefaultOptions(7)
+	stalls.Mux, stalls.StallRate = 4, 0.3
 	for _, o := range []Options{DefaultOptions(3), func() Options { o := DefaultOptions(2); o.Bug = "stale-read"; return o }(), stalls} {
 		first := Run(o, RunConfig{RecordSteps: true})
 		second := Run(o, RunConfig{CompareSteps: first.StepHashes, RingLines: 10})
