@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -124,6 +126,104 @@ func TestRESTBodies(t *testing.T) {
 	}
 	if _, st := s.call(t, "GET", "/locks/bomb/status", ""); st["held"] == true {
 		t.Fatal("the bomb's acquire was applied")
+	}
+}
+
+// TestRESTBodyNeverContradictsPath checks that a body field that repeats
+// a path variable with another value is refused, as a query parameter
+// that would override the path is: the path used to win in silence, so
+// /locks/jobs%2Fok/acquire with {"name":"other/evil"} acquired jobs/ok
+// while anything that read the body saw other/evil.
+func TestRESTBodyNeverContradictsPath(t *testing.T) {
+	s := startServer(t)
+	sess := func() string {
+		t.Helper()
+		st, cs := s.call(t, "POST", "/sessions", `{"ttl_ms": 60000}`)
+		id, _ := cs["session_id"].(string)
+		if st != 200 || id == "" || id == "0" {
+			t.Fatalf("create session: %d %v", st, cs)
+		}
+		return id
+	}
+	sa, sb := sess(), sess()
+	js := http.Header{"Content-Type": {"application/json"}}
+	gz := http.Header{"Content-Type": {"application/json"}, "Content-Encoding": {"gzip"}}
+	for _, tc := range []struct {
+		what, path, body string
+		gzip             bool
+		phrase           string
+	}{
+		{"a name", "/locks/jobs%2Fok/acquire", `{"owner":"o","name":"other/evil"}`, false,
+			`field name is given in the path ("jobs/ok") and differs in the body ("other/evil"): give it in the path only (or the same value)`},
+		{"a name in a gzip body", "/locks/jobs%2Fok/acquire", `{"name":"other/evil","owner":"o"}`, true, `differs in the body ("other/evil")`},
+		{"an escaped key", "/locks/jobs%2Fok/acquire", `{"n\u0061me":"other/evil"}`, false, `differs in the body ("other/evil")`},
+		{"the second of two", "/locks/jobs%2Fok/acquire", `{"name":"jobs/ok","name":"other/evil"}`, false, `differs in the body ("other/evil")`},
+		{"a release", "/locks/jobs%2Fok/release", `{"name":"jobs/ok2","owner":"o","fencing_token":"1"}`, false, `differs in the body ("jobs/ok2")`},
+		{"a semaphore", "/semaphores/gpu/acquire", `{"name":"cpu","permits":1,"limit":2}`, false, `field name is given in the path ("gpu") and differs in the body ("cpu")`},
+		{"a barrier", "/barriers/b1/wait", `{"name":"b2","parties":2}`, false, `differs in the body ("b2")`},
+		{"an election", "/election/e1/campaign", `{"name":"e2","value":"eA=="}`, false, `differs in the body ("e2")`},
+		{"an rwlock", "/rwlocks/r1/acquire", `{"name":"r2","mode":"read"}`, false, `differs in the body ("r2")`},
+		{"session_id as a string", "/sessions/" + sa + "/keepalive", `{"session_id":"` + sb + `"}`, false,
+			`field session_id is given in the path ("` + sa + `") and differs in the body ("` + sb + `")`},
+		{"sessionId as a number", "/sessions/" + sa + "/keepalive", `{"sessionId":` + sb + `}`, false,
+			`field session_id is given in the path ("` + sa + `") and differs in the body ("` + sb + `")`},
+		{"session_id on abandon", "/sessions/" + sa + "/abandon", `{"client_id":"c","abandon_seq":"1","session_id":"` + sb + `"}`, false,
+			`field session_id is given in the path ("` + sa + `")`},
+	} {
+		h, b := js, []byte(tc.body)
+		if tc.gzip {
+			h, b = gz, gzipped(t, b)
+		}
+		status, raw := s.rawCall(t, "POST", tc.path, h, b)
+		var body map[string]any
+		if err := json.Unmarshal([]byte(raw), &body); err != nil {
+			t.Fatalf("%s: %d %q is not JSON", tc.what, status, raw)
+		}
+		if status != 400 || body["code"] != "invalid_argument" {
+			t.Errorf("%s: POST %s %s: %d %s, want 400 invalid_argument", tc.what, tc.path, tc.body, status, raw)
+			continue
+		}
+		if msg, _ := body["message"].(string); !strings.Contains(msg, tc.phrase) {
+			t.Errorf("%s: message %q does not say %q", tc.what, msg, tc.phrase)
+		}
+	}
+	for _, name := range []string{"jobs%2Fok", "other%2Fevil"} {
+		if _, st := s.call(t, "GET", "/locks/"+name+"/status", ""); st["held"] == true {
+			t.Errorf("%s was acquired by a refused request: %v", name, st)
+		}
+	}
+
+	// The same value in the body as in the path is taken, in either
+	// spelling and as a string or a number; so are a body without the
+	// field, and one that gives it as null or its zero value (proto3 JSON
+	// reads those as not set).
+	for _, tc := range []struct{ path, body, field, want string }{
+		{"/locks/jobs%2Fsame/acquire", `{"owner":"o","name":"jobs/same"}`, "acquired", "true"},
+		{"/locks/plain/acquire", `{"owner":"o"}`, "acquired", "true"},
+		{"/locks/nul/acquire", `{"owner":"o","name":null}`, "acquired", "true"},
+		{"/locks/zero/acquire", `{"owner":"o","name":""}`, "acquired", "true"},
+		{"/sessions/" + sa + "/keepalive", `{"session_id":"` + sa + `"}`, "session_id", sa},
+		{"/sessions/" + sa + "/keepalive", `{"sessionId":` + sa + `}`, "session_id", sa},
+		{"/sessions/" + sa + "/keepalive", `{"session_id":0}`, "session_id", sa},
+		{"/sessions/" + sa + "/keepalive", `{"session_id":` + sa + `.0}`, "session_id", sa},
+		{"/sessions/" + sa + "/keepalive", `{"session_id":"` + sa + `e0"}`, "session_id", sa},
+		{"/sessions/" + sb + "/keepalive", `{}`, "session_id", sb},
+	} {
+		status, body := s.call(t, "POST", tc.path, tc.body)
+		if status != 200 || fmt.Sprint(body[tc.field]) != tc.want {
+			t.Errorf("POST %s %s: %d %v, want 200 with %s %s", tc.path, tc.body, status, body, tc.field, tc.want)
+		}
+	}
+	// A body field that is not a path variable of its route is the
+	// body's: Abandon's name names the object of the request it withdraws.
+	if status, body := s.call(t, "POST", "/sessions/"+sa+"/abandon", `{"client_id":"c","request_seq":"2","abandon_seq":"1","kind":"KIND_MUTEX","name":"other"}`); status != 200 {
+		t.Errorf("abandon with a name in the body: %d %v", status, body)
+	}
+	// A body that does not parse keeps the decoder's own message.
+	status, body := s.call(t, "POST", "/locks/jobs%2Fok/acquire", `{"name":"other/evil",`)
+	expectError(t, status, body, 400, "invalid_argument")
+	if msg, _ := body["message"].(string); strings.Contains(msg, "differs in the body") {
+		t.Errorf("a malformed body: %q", msg)
 	}
 }
 

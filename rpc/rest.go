@@ -36,7 +36,7 @@ func isRPCPath(path string) bool {
 
 // restFront prepares a REST request for the transcoder and rewrites its
 // error bodies.
-func restFront(transcoder http.Handler, maxBody int64, bodyTimeout time.Duration) http.Handler {
+func restFront(transcoder http.Handler, routes []restRoute, maxBody int64, bodyTimeout time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > maxBody {
 			writeJSONError(w, http.StatusTooManyRequests, "resource_exhausted",
@@ -48,7 +48,8 @@ func restFront(transcoder http.Handler, maxBody int64, bodyTimeout time.Duration
 			writeJSONError(w, err.status, err.code, err.msg)
 			return
 		}
-		if err := readRESTBody(r, maxBody, bodyTimeout); err != nil {
+		body, err := readRESTBody(r, maxBody, bodyTimeout)
+		if err != nil {
 			writeJSONError(w, err.status, err.code, err.msg)
 			return
 		}
@@ -74,6 +75,10 @@ func restFront(transcoder http.Handler, maxBody int64, bodyTimeout time.Duration
 					fmt.Sprintf("Content-Type %s is not accepted: the REST API takes a JSON body (application/json)", Quoted(ct)))
 				return
 			}
+		}
+		if err := checkRESTBody(routes, r, body); err != nil {
+			writeJSONError(w, err.status, err.code, err.msg)
+			return
 		}
 		u := *r.URL
 		u.Path, u.RawPath = r.URL.EscapedPath(), ""

@@ -3,6 +3,7 @@ package rpc
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"google.golang.org/protobuf/encoding/protojson"
 )
 
 // What a REST request may carry besides its path and JSON body, checked
@@ -24,6 +27,15 @@ import (
 // /locks/a/acquire?name=b acquired b. Anything that authorizes by the URL (a
 // proxy's rules, an ACL on name prefixes) would be bypassed that way. So the
 // query carries only what a method documents, and nothing else.
+//
+// The body is read first and then the path is applied, so a body field that
+// repeats a path variable lost to the path in silence: POST
+// /locks/jobs%2Fok/acquire with {"name":"other/evil"} acquired jobs/ok. That
+// is safe for the server, which authorizes and acts on the same message, but
+// anything else that reads the body (a proxy, an ACL layer, a log) sees
+// another name than the one acted on, and a client that sends the wrong name
+// never learns it. So a body may repeat a path variable only with the same
+// value (checkRESTBody).
 
 // restQuery lists the query parameters REST accepts, by method: a read may
 // ask for a stale answer; DELETE /sessions/{id} has no body, so its dedupe
@@ -111,40 +123,111 @@ func checkRESTURL(r *http.Request) *inputError {
 // A body that fails to arrive is the client's fault and says so: too large
 // (429, as Connect answers), too slow (408), malformed (400). No message
 // repeats a network error, which would show the server's addresses.
-func readRESTBody(r *http.Request, max int64, timeout time.Duration) *inputError {
+//
+// It returns the bytes it read (inflated), which stay the request's body.
+func readRESTBody(r *http.Request, max int64, timeout time.Duration) ([]byte, *inputError) {
 	if r.Body == nil || r.Body == http.NoBody {
-		return nil
+		return nil, nil
 	}
 	raw, err := io.ReadAll(io.LimitReader(r.Body, max+1))
 	if err != nil {
-		return bodyReadError(err, max, timeout)
+		return nil, bodyReadError(err, max, timeout)
 	}
 	if int64(len(raw)) > max {
-		return tooLarge("the body is more than %d bytes: at most %d", max, max)
+		return nil, tooLarge("the body is more than %d bytes: at most %d", max, max)
 	}
 	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
 	case "", "identity":
 	case "gzip":
 		zr, err := gzip.NewReader(bytes.NewReader(raw))
 		if err != nil {
-			return badInput("the gzip body is corrupt: %v", err)
+			return nil, badInput("the gzip body is corrupt: %v", err)
 		}
 		inflated, err := io.ReadAll(io.LimitReader(zr, max+1))
 		if err != nil {
-			return badInput("the gzip body is corrupt: %v", err)
+			return nil, badInput("the gzip body is corrupt: %v", err)
 		}
 		if int64(len(inflated)) > max {
-			return tooLarge("the gzip body inflates to more than %d bytes: at most %d", max, max)
+			return nil, tooLarge("the gzip body inflates to more than %d bytes: at most %d", max, max)
 		}
 		raw = inflated
 		r.Header.Del("Content-Encoding")
 	default:
-		return &inputError{http.StatusUnsupportedMediaType, "invalid_argument",
+		return nil, &inputError{http.StatusUnsupportedMediaType, "invalid_argument",
 			fmt.Sprintf("Content-Encoding %s is not supported: send the body as it is, or gzip", Quoted(enc))}
 	}
 	r.Body = io.NopCloser(bytes.NewReader(raw))
 	r.ContentLength = int64(len(raw))
 	r.Header.Del("Content-Length")
+	return raw, nil
+}
+
+// checkRESTBody refuses a JSON body whose top-level object gives a path
+// variable of the request's route (by its proto or its JSON name, as
+// protojson takes both) another value than the path does. body is what
+// readRESTBody read; it is only read here, never consumed.
+//
+// A body that repeats the path's value exactly is taken: it says nothing
+// the path does not, so no reader of either can be misled, and a client
+// that marshals its whole request message (name included) and also puts
+// the name in the path keeps working. Null and the field's zero value ("",
+// 0) are taken too: proto3 JSON reads them as the field not set, the same
+// message as a body without the key, and clients that emit unpopulated
+// fields send them. The value is compared as protojson decodes it, so
+// "7", 7 and 7.0 are the same session id.
+//
+// A body that is not a JSON object, or whose value for such a field does
+// not decode, is left to the transcoder, which refuses it with its own
+// message.
+func checkRESTBody(routes []restRoute, r *http.Request, body []byte) *inputError {
+	if len(body) == 0 {
+		return nil
+	}
+	rt, segs := matchRESTRoute(routes, r.Method, r.URL.EscapedPath())
+	if rt == nil || !json.Valid(body) {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil
+	}
+	// Every key in order, so that a key given twice is seen both times.
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		key, _ := tok.(string)
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil
+		}
+		for i, fd := range rt.vars {
+			if key != fd.JSONName() && key != string(fd.Name()) {
+				continue
+			}
+			s, err := url.PathUnescape(segs[i])
+			if err != nil {
+				return nil
+			}
+			inPath, ok := pathValue(fd, s)
+			if !ok {
+				return nil
+			}
+			m := rt.input.New()
+			one := append(append([]byte(`{"`+string(fd.Name())+`":`), raw...), '}')
+			if protojson.Unmarshal(one, m.Interface()) != nil {
+				return nil
+			}
+			if !m.Has(fd) {
+				continue // null, or the zero value: not set
+			}
+			if inBody := m.Get(fd); !inBody.Equal(inPath) {
+				return badInput("field %s is given in the path (%s) and differs in the body (%s): give it in the path only (or the same value)",
+					fd.Name(), Quoted(inPath.String()), Quoted(inBody.String()))
+			}
+		}
+	}
 	return nil
 }
 

@@ -133,7 +133,11 @@ func New(opts Options) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	rest := restFront(transcoder, int64(opts.MaxRequestBytes), opts.BodyReadTimeout)
+	routes, err := restRoutes()
+	if err != nil {
+		return nil, err
+	}
+	rest := restFront(transcoder, routes, int64(opts.MaxRequestBytes), opts.BodyReadTimeout)
 	// The connection's TLS state and address ride in the context for the
 	// authenticator and the audit; a plaintext node without an audit log
 	// needs neither, and saves the request copy.
