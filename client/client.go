@@ -321,11 +321,11 @@ const maxClientIDPrefix = 80
 
 func checkClientIDPrefix(p string) error {
 	if len(p) > maxClientIDPrefix {
-		return fmt.Errorf("lockstep: WithClientID(%q): give a prefix of at most %d bytes", p, maxClientIDPrefix)
+		return fmt.Errorf("lockstep: WithClientID(%s): give a prefix of at most %d bytes", quoted(p), maxClientIDPrefix)
 	}
 	for _, r := range p {
 		if r <= ' ' || r > '~' {
-			return fmt.Errorf("lockstep: WithClientID(%q): use printable ASCII without spaces", p)
+			return fmt.Errorf("lockstep: WithClientID(%s): use printable ASCII without spaces", quoted(p))
 		}
 	}
 	return nil
