@@ -32,6 +32,31 @@ var (
 	ErrTimeout = errors.New("lockstep: wait timed out")
 	// ErrClientClosed: the Client was closed (Client.Close); make a new one.
 	ErrClientClosed = errors.New("lockstep: client closed")
+
+	// The servers' refusals of a request as given (connect's codes in
+	// brackets, which stay reachable with connect.CodeOf). The error
+	// keeps the server's message, which says what to change.
+
+	// ErrPrecondition: the request contradicts the state it met on the
+	// servers (failed_precondition): a semaphore acquired with another
+	// limit than its holders', a barrier waited on with other parties, a
+	// session adopted with another TTL or owner, a cluster change the
+	// membership does not allow. The message says what the state is.
+	ErrPrecondition = errors.New("lockstep: refused by the state the request met")
+	// ErrInvalid: the request is malformed (invalid_argument): an empty or
+	// over-long name, a value over the size limit, an out-of-range
+	// argument. The message says which field.
+	ErrInvalid = errors.New("lockstep: invalid request")
+	// ErrPermissionDenied: the servers' ACL does not allow the caller's
+	// principal this operation on this name (permission_denied; see
+	// docs/security.md). A caller the servers could not authenticate
+	// (unauthenticated: no or a wrong API key or certificate) is not this.
+	ErrPermissionDenied = errors.New("lockstep: permission denied")
+	// ErrLimit: a limit of the servers was reached (resource_exhausted):
+	// too many sessions, live objects, waiters on a name or across the
+	// cluster, grants and waits of one session, or pending requests of one
+	// client. It may pass later, once something is released or closed.
+	ErrLimit = errors.New("lockstep: limit reached")
 )
 
 // opName names an operation in its errors (`unlock "jobs/a"`). It keeps
@@ -73,15 +98,28 @@ func quoted(s string) string {
 
 // apiErr wraps a server error in the sentinel that matches its code, so
 // callers can test with errors.Is and still read the server's message.
+// The refusals of a request as given wrap the connect error as well, so
+// that connect.CodeOf still reads their code (the CLI's hints do).
 func apiErr[Op opName | string](op Op, err error) error {
 	if err == nil {
 		return nil
 	}
+	var refusal error
 	switch connect.CodeOf(err) {
 	case connect.CodeAborted:
 		return fmt.Errorf("%s: %w: %v", op, ErrNotHeld, err)
 	case connect.CodeNotFound:
 		return fmt.Errorf("%s: %w: %v", op, ErrSessionLost, err)
+	case connect.CodeFailedPrecondition:
+		refusal = ErrPrecondition
+	case connect.CodeInvalidArgument:
+		refusal = ErrInvalid
+	case connect.CodePermissionDenied:
+		refusal = ErrPermissionDenied
+	case connect.CodeResourceExhausted:
+		refusal = ErrLimit
+	default:
+		return fmt.Errorf("%s: %w", op, err)
 	}
-	return fmt.Errorf("%s: %w", op, err)
+	return fmt.Errorf("%s: %w: %w", op, refusal, err)
 }

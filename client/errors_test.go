@@ -1,8 +1,14 @@
 package client_test
 
 import (
+	"context"
+	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"connectrpc.com/connect"
 
 	"github.com/lockstepd/lockstep/client"
 )
@@ -34,5 +40,71 @@ func TestLongNameNotEchoedWhole(t *testing.T) {
 	var f client.Fence
 	if err := f.Check(name, 0); strings.Contains(err.Error(), name) {
 		t.Fatalf("Fence.Check: %v: the name whole", err)
+	}
+}
+
+// TestRefusalSentinels: a refusal for the state the request met, a
+// malformed request, an ACL's refusal and a limit each wrap a sentinel of
+// their own, keep the server's message, and keep the connect error
+// reachable (connect.CodeOf), which the CLI's hints and callers that
+// switch on codes read.
+func TestRefusalSentinels(t *testing.T) {
+	sentinels := []error{client.ErrPrecondition, client.ErrInvalid, client.ErrPermissionDenied, client.ErrLimit,
+		client.ErrLocked, client.ErrNotHeld, client.ErrSessionLost}
+	for _, tc := range []struct {
+		code connect.Code
+		want error
+	}{
+		{connect.CodeFailedPrecondition, client.ErrPrecondition},
+		{connect.CodeInvalidArgument, client.ErrInvalid},
+		{connect.CodePermissionDenied, client.ErrPermissionDenied},
+		{connect.CodeResourceExhausted, client.ErrLimit},
+	} {
+		t.Run(tc.code.String(), func(t *testing.T) {
+			c := fakeClient(t, refusing(func(int32) string { return tc.code.String() }, new(atomic.Int32), new(atomic.Int32)))
+			ctx := testCtx(t)
+			defer func() {
+				// The fake answers no close: do not wait for one.
+				cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+				defer cancel()
+				_ = c.Close(cctx)
+			}()
+			s, err := c.NewSession(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = client.NewMutex(s, "t/refused").TryLock(ctx)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("TryLock refused with %s: %v, want errors.Is %v", tc.code, err, tc.want)
+			}
+			for _, other := range sentinels {
+				if other != tc.want && errors.Is(err, other) {
+					t.Errorf("TryLock refused with %s: %v is also %v", tc.code, err, other)
+				}
+			}
+			if connect.CodeOf(err) != tc.code || !strings.Contains(err.Error(), "acquire of t/refused: "+tc.code.String()) {
+				t.Errorf("TryLock refused with %s: %v (code %s): want the code and the server's message kept", tc.code, err, connect.CodeOf(err))
+			}
+		})
+	}
+}
+
+// TestRefusalSentinelsFromTheServer: the same against a real node: a
+// semaphore acquired with another limit (failed_precondition), and a name
+// over the servers' limit (invalid_argument).
+func TestRefusalSentinelsFromTheServer(t *testing.T) {
+	c := newClient(t)
+	ctx := testCtx(t)
+	other, s := newSession(t, c), newSession(t, c)
+	if err := client.NewSemaphore(other, "t/sentinels", 2).Acquire(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	err := client.NewSemaphore(s, "t/sentinels", 3).TryAcquire(ctx, 1)
+	if !errors.Is(err, client.ErrPrecondition) || !strings.Contains(err.Error(), "has limit 2") {
+		t.Fatalf("an acquire with another limit: %v, want ErrPrecondition and the server's message", err)
+	}
+	err = client.NewMutex(s, strings.Repeat("n", 300)).TryLock(ctx)
+	if !errors.Is(err, client.ErrInvalid) || connect.CodeOf(err) != connect.CodeInvalidArgument {
+		t.Fatalf("a 300-byte name: %v, want ErrInvalid", err)
 	}
 }
