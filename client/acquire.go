@@ -55,6 +55,11 @@ type grant struct {
 	outcome  pb.Outcome
 	reason   pb.Reason
 	waiterID uint64
+	// holder is who holds the object when a try-once acquire was refused,
+	// as the answering node last applied it: only a mutex's answer
+	// carries it (AcquireLockResponse.holder), and not during a
+	// lock-delay, when nobody does.
+	holder *pb.Holder
 }
 
 // acquire runs an acquire-like call to its end. On success it answers the
@@ -167,7 +172,7 @@ func (s *Session) acquire(ctx context.Context, sp acquireSpec) (uint64, *gateHol
 		if g.reason == pb.Reason_REASON_CANCELLED && ctx.Err() != nil {
 			return 0, nil, fmt.Errorf("%s: %w", what, ctx.Err())
 		}
-		return 0, nil, s.refusal(what, g.reason)
+		return 0, nil, s.refusal(what, g)
 	}
 }
 

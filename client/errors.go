@@ -13,6 +13,11 @@ import (
 // them with what the server said.
 var (
 	// ErrLocked: a TryLock (or any try-once acquire) found the object held.
+	// A Mutex's says who holds it, as the servers' answer does: `lock
+	// "jobs/a": lockstep: held by someone else: "worker-3", session 12,
+	// token 34` (the holder's owner label, session and fencing token; it
+	// may have gone since). The other kinds' answers do not carry the
+	// holders: Client.Status lists them.
 	ErrLocked = errors.New("lockstep: held by someone else")
 	// ErrNotHeld: Unlock, Release, Proclaim or Resign without a current grant,
 	// or with a grant the server no longer has (it expired or was released).

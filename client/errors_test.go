@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -106,5 +107,36 @@ func TestRefusalSentinelsFromTheServer(t *testing.T) {
 	err = client.NewMutex(s, strings.Repeat("n", 300)).TryLock(ctx)
 	if !errors.Is(err, client.ErrInvalid) || connect.CodeOf(err) != connect.CodeInvalidArgument {
 		t.Fatalf("a 300-byte name: %v, want ErrInvalid", err)
+	}
+}
+
+// TestErrLockedSaysWhoHolds: a TryLock refused because another session
+// holds the mutex says who holds it (its owner label, session and token,
+// which the servers' answer carries), on the shared stream and unary
+// alike, and is still ErrLocked. It said only "held by someone else".
+func TestErrLockedSaysWhoHolds(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		opts []client.Option
+	}{{"stream", nil}, {"unary", []client.Option{client.WithUnary()}}} {
+		t.Run(mode.name, func(t *testing.T) {
+			needServer(t)
+			ctx := testCtx(t)
+			c, err := client.New([]string{endpoint}, mode.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close(ctx)
+			holder := newSession(t, c, client.WithOwner("holder-1"))
+			m := client.NewMutex(holder, "t/who-holds-"+mode.name)
+			if err := m.Lock(ctx); err != nil {
+				t.Fatal(err)
+			}
+			err = client.NewMutex(newSession(t, c), m.Name()).TryLock(ctx)
+			want := fmt.Sprintf(`"holder-1", session %d, token %d`, holder.ID(), m.Token())
+			if !errors.Is(err, client.ErrLocked) || !strings.Contains(err.Error(), want) {
+				t.Fatalf("TryLock of a held mutex: %v\nwant ErrLocked saying %s", err, want)
+			}
+		})
 	}
 }
