@@ -11,6 +11,7 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -189,7 +190,9 @@ func StreamTransport(tlsConfig *tls.Config) *http.Transport {
 
 // New returns a client for the cluster whose API endpoints are given
 // ("http://127.0.0.1:8080", "https://lockstep-2:8080"). It does not connect
-// until the first request.
+// until the first request. An endpoint is scheme://host:port (http or
+// https) or host:port (http): New refuses another scheme, and a path, a
+// query or a fragment, since the API is served at the root.
 func New(endpoints []string, opts ...Option) (*Client, error) {
 	o := options{retryTimeout: 15 * time.Second, backoffMin: 50 * time.Millisecond, backoffMax: time.Second,
 		attemptTimeout: 2 * time.Second, probeInterval: time.Second, streamSilence: 5 * time.Second,
@@ -264,6 +267,18 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 			u = s + "://" + rest
 		} else {
 			return nil, fmt.Errorf("lockstep: endpoint %q: the scheme %q is not one the API serves: use http:// or https:// (host:port alone means http://)", raw, scheme)
+		}
+		// The API is served at the root: the procedures' paths are added
+		// to the endpoint as given, so a path (or a query, a fragment) in
+		// it makes every call miss them, and the first call failed with
+		// `Content-Type "application/proto" is not accepted`.
+		pu, err := url.Parse(u)
+		if err != nil {
+			return nil, fmt.Errorf("lockstep: endpoint %q: %v: give scheme://host:port, like http://127.0.0.1:8080", raw, err)
+		}
+		if pu.Path != "" || pu.RawQuery != "" || pu.ForceQuery || strings.Contains(u, "#") {
+			return nil, fmt.Errorf("lockstep: endpoint %q: give scheme://host:port only, like http://127.0.0.1:8080, "+
+				"without a path, query or fragment (the API is served at the root)", raw)
 		}
 		c.endpoints = append(c.endpoints, &endpoint{
 			url:       u,

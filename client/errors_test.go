@@ -140,3 +140,31 @@ func TestErrLockedSaysWhoHolds(t *testing.T) {
 		})
 	}
 }
+
+// TestEndpointWithPathRefused: the API is served at the root, so an
+// endpoint with a path, a query or a fragment is refused at New, saying
+// to give scheme://host:port; one with a path was accepted and every call
+// failed with `Content-Type "application/proto" is not accepted`.
+func TestEndpointWithPathRefused(t *testing.T) {
+	for _, ep := range []string{"http://127.0.0.1:34001/api", "http://127.0.0.1:34001/api/", "127.0.0.1:34001/lockstep",
+		"https://lockstep-1:8080/v1", "http://127.0.0.1:34001?x=1", "http://127.0.0.1:34001/?x=1", "http://127.0.0.1:34001?",
+		"http://127.0.0.1:34001#top", "http://127.0.0.1:34001/#"} {
+		c, err := client.New([]string{"http://127.0.0.1:34002", ep})
+		if err == nil {
+			_ = c.Close(context.Background())
+			t.Errorf("New(%q) accepted it", ep)
+			continue
+		}
+		if !strings.Contains(err.Error(), "scheme://host:port") || !strings.Contains(err.Error(), ep) {
+			t.Errorf("New(%q): %v, want it named and scheme://host:port asked for", ep, err)
+		}
+	}
+	for _, ep := range []string{"http://127.0.0.1:34001/", "http://127.0.0.1:34001//", "[::1]:34001"} {
+		c, err := client.New([]string{ep})
+		if err != nil {
+			t.Errorf("New(%q): %v", ep, err)
+			continue
+		}
+		_ = c.Close(context.Background())
+	}
+}
