@@ -304,15 +304,16 @@ func (s *Session) abandonLater(sp acquireSpec, id reqID, gh *gateHold) {
 
 // refusedForGood says whether err refuses a request as given, so that
 // sending it again would be refused again: malformed, contradicting what
-// the servers keep, denied to this caller, or a TLS certificate refused.
-// Anything else (unavailable, no answer in time, a limit) may pass later.
+// the servers keep, denied to this caller, a TLS certificate refused, or
+// an https:// endpoint that does not speak TLS. Anything else
+// (unavailable, no answer in time, a limit) may pass later.
 func refusedForGood(err error) bool {
 	switch connect.CodeOf(err) {
 	case connect.CodeInvalidArgument, connect.CodeFailedPrecondition, connect.CodePermissionDenied,
 		connect.CodeUnauthenticated, connect.CodeUnimplemented:
 		return true
 	}
-	return certificateRefused(err)
+	return certificateRefused(err) || notTLS(err)
 }
 
 // giveUpSession ends a live session whose holds the client can no longer

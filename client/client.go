@@ -152,7 +152,9 @@ func WithStreamPerSession() Option { return func(o *options) { o.noMultiplex = t
 // endpoints before it fails with ErrUnavailable. Defaults to 15s. An
 // attempt under way when it passes is let finish, so a call against
 // endpoints that do not answer fails up to one attempt timeout
-// (WithAttemptTimeout) later.
+// (WithAttemptTimeout) later. A TLS handshake refused on a certificate,
+// or with a server that does not speak TLS at an https:// endpoint, is
+// not retried: once every endpoint was tried, the call fails saying so.
 func WithRetryTimeout(d time.Duration) Option { return func(o *options) { o.retryTimeout = d } }
 
 // WithBackoff sets the first and the largest pause between retries (doubling,
@@ -391,6 +393,18 @@ func certificateRefused(err error) bool {
 	return false
 }
 
+// notTLS says whether err is a TLS handshake with a server that does not
+// speak TLS: it answered in plain HTTP (net/http's ErrSchemeMismatch), or
+// its first bytes are not a TLS record at all (crypto/tls's "first record
+// does not look like a TLS handshake": another protocol). connect-go
+// reports them as unavailable, but the server will not speak TLS for
+// being asked again.
+func notTLS(err error) bool {
+	var rh tls.RecordHeaderError
+	return errors.Is(err, http.ErrSchemeMismatch) ||
+		(errors.As(err, &rh) && strings.Contains(rh.Msg, "first record does not look like a TLS handshake"))
+}
+
 // callMode says what bounds one attempt of a call.
 type callMode int
 
@@ -423,11 +437,12 @@ func call[T any](ctx context.Context, c *Client, mode callMode, f func(ctx conte
 	}
 	start := time.Now()
 	pause := c.opts.backoffMin
-	// Endpoints tried, and the first certificate refusal: once every
-	// endpoint was tried and none answered (a server's own error) while
-	// one refused on a certificate, the call fails with that.
+	// Endpoints tried, and the first TLS refusal (a certificate, or a
+	// server that does not speak TLS): once every endpoint was tried and
+	// none answered (a server's own error) while one refused so, the call
+	// fails with that.
 	tried := map[*endpoint]bool{}
-	var certErr error
+	var tlsErr error
 	answered := false
 	c.toLeader()
 	for {
@@ -452,22 +467,28 @@ func call[T any](ctx context.Context, c *Client, mode callMode, f func(ctx conte
 			return nil, err
 		}
 		// A certificate refusal is not a node that is down: a CA or
-		// certificate that will not do better for waiting. Each endpoint is
-		// tried once (one member's certificate may be wrong, another may be
-		// down), then the call fails with why, instead of retrying until
-		// the retry timeout.
+		// certificate that will not do better for waiting; nor is a server
+		// that does not speak TLS at an https:// endpoint. Each endpoint
+		// is tried once (one member's certificate or scheme may be wrong,
+		// another may be down), then the call fails with why, instead of
+		// retrying until the retry timeout.
 		tried[e] = true
 		switch {
 		case certificateRefused(err):
-			if certErr == nil {
-				certErr = fmt.Errorf("lockstep: TLS with %s failed on a certificate: "+
+			if tlsErr == nil {
+				tlsErr = fmt.Errorf("lockstep: TLS with %s failed on a certificate: "+
 					"check the CA the client trusts (WithTLS's RootCAs), its client certificate, and the servers' certificates: %w", e.url, err)
+			}
+		case notTLS(err):
+			if tlsErr == nil {
+				tlsErr = fmt.Errorf("lockstep: %s does not speak TLS (it answered in plain HTTP or another protocol): "+
+					"use http:// for it, or enable TLS on the server (security.tls, docs/security.md): %w", e.url, err)
 			}
 		case connect.IsWireError(err):
 			answered = true
 		}
-		if certErr != nil && !answered && len(tried) == len(c.endpoints) {
-			return nil, certErr
+		if tlsErr != nil && !answered && len(tried) == len(c.endpoints) {
+			return nil, tlsErr
 		}
 		c.failover(e)
 		if time.Since(start) > c.opts.retryTimeout {
