@@ -405,6 +405,32 @@ func notTLS(err error) bool {
 		(errors.As(err, &rh) && strings.Contains(rh.Msg, "first record does not look like a TLS handshake"))
 }
 
+// notTheAPI says whether err is an HTTP 404 that is not a Connect error:
+// the Lockstep API answers a path it does not serve with a JSON error
+// (not_found), so a bare 404 comes from a server that does not serve the
+// API at all: a node's metrics port, another service, a path a proxy
+// does not pass.
+func notTheAPI(err error) bool {
+	var ce *connect.Error
+	if !errors.As(err, &ce) || ce.Code() != connect.CodeUnimplemented || connect.IsWireError(err) {
+		return false
+	}
+	// connect-go's words for a unary call's and a stream's bare 404.
+	msg := ce.Message()
+	return strings.HasPrefix(msg, "404 ") || strings.HasPrefix(msg, "HTTP status 404 ")
+}
+
+// explain is err, a refusal at e that ends a call, with what it means
+// when its own words do not say it: a bare 404 (notTheAPI) read
+// "unimplemented: 404 Not Found". The connect error stays wrapped.
+func (e *endpoint) explain(err error) error {
+	if notTheAPI(err) {
+		return fmt.Errorf("lockstep: %s answered HTTP 404 without a Lockstep error: it does not serve the Lockstep API "+
+			"(the wrong port? the API's is the servers' cluster.api_address, 8080 by default): %w", e.url, err)
+	}
+	return err
+}
+
 // callMode says what bounds one attempt of a call.
 type callMode int
 
@@ -464,7 +490,7 @@ func call[T any](ctx context.Context, c *Client, mode callMode, f func(ctx conte
 			return nil, ctx.Err()
 		}
 		if !stuck && !retryable(err) {
-			return nil, err
+			return nil, e.explain(err)
 		}
 		// A certificate refusal is not a node that is down: a CA or
 		// certificate that will not do better for waiting; nor is a server

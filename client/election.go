@@ -155,7 +155,7 @@ func (c *Client) Observe(ctx context.Context, name string) <-chan Leader {
 			}
 			if err != nil && !stuck && !resumable(err) {
 				select {
-				case out <- Leader{Name: name, Err: apiErr(opName{"observe", name}, err)}:
+				case out <- Leader{Name: name, Err: apiErr(opName{"observe", name}, ep.explain(err))}:
 				case <-ctx.Done():
 				}
 				return

@@ -168,3 +168,33 @@ func TestEndpointWithPathRefused(t *testing.T) {
 		_ = c.Close(context.Background())
 	}
 }
+
+// TestNotTheAPIPortSaysSo: an endpoint that answers a bare HTTP 404 (no
+// Connect error: the API answers an unknown procedure with one) does not
+// serve the Lockstep API, as the node's metrics port does not: the error
+// says so and names the API's port, where it said "unimplemented: 404 Not
+// Found". The connect code stays reachable.
+func TestNotTheAPIPortSaysSo(t *testing.T) {
+	needServer(t)
+	ctx := testCtx(t)
+	c, err := client.New([]string{metricsEndpoint}, client.WithRetryTimeout(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	_, err = c.NewSession(ctx)
+	if err == nil || !strings.Contains(err.Error(), "does not serve the Lockstep API") || !strings.Contains(err.Error(), "api_address") ||
+		connect.CodeOf(err) != connect.CodeUnimplemented {
+		t.Fatalf("NewSession at the metrics port: %v (code %s), want it said that it does not serve the API", err, connect.CodeOf(err))
+	}
+	if _, err := c.ClusterStatus(ctx); err == nil || !strings.Contains(err.Error(), "does not serve the Lockstep API") {
+		t.Fatalf("ClusterStatus at the metrics port: %v, want it said that it does not serve the API", err)
+	}
+	var last client.WatchResponse
+	for r := range c.Watch(ctx, "t/") {
+		last = r
+	}
+	if last.Err == nil || !strings.Contains(last.Err.Error(), "does not serve the Lockstep API") {
+		t.Fatalf("Watch at the metrics port ended with %v, want it said that it does not serve the API", last.Err)
+	}
+}
