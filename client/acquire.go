@@ -55,6 +55,11 @@ type grant struct {
 	outcome  pb.Outcome
 	reason   pb.Reason
 	waiterID uint64
+	// holder is who holds the object when a try-once acquire was refused,
+	// as the answering node last applied it: only a mutex's answer
+	// carries it (AcquireLockResponse.holder), and not during a
+	// lock-delay, when nobody does.
+	holder *pb.Holder
 }
 
 // acquire runs an acquire-like call to its end. On success it answers the
@@ -167,7 +172,7 @@ func (s *Session) acquire(ctx context.Context, sp acquireSpec) (uint64, *gateHol
 		if g.reason == pb.Reason_REASON_CANCELLED && ctx.Err() != nil {
 			return 0, nil, fmt.Errorf("%s: %w", what, ctx.Err())
 		}
-		return 0, nil, s.refusal(what, g.reason)
+		return 0, nil, s.refusal(what, g)
 	}
 }
 
@@ -299,15 +304,16 @@ func (s *Session) abandonLater(sp acquireSpec, id reqID, gh *gateHold) {
 
 // refusedForGood says whether err refuses a request as given, so that
 // sending it again would be refused again: malformed, contradicting what
-// the servers keep, denied to this caller, or a TLS certificate refused.
-// Anything else (unavailable, no answer in time, a limit) may pass later.
+// the servers keep, denied to this caller, a TLS certificate refused, or
+// an https:// endpoint that does not speak TLS. Anything else
+// (unavailable, no answer in time, a limit) may pass later.
 func refusedForGood(err error) bool {
 	switch connect.CodeOf(err) {
 	case connect.CodeInvalidArgument, connect.CodeFailedPrecondition, connect.CodePermissionDenied,
 		connect.CodeUnauthenticated, connect.CodeUnimplemented:
 		return true
 	}
-	return certificateRefused(err)
+	return certificateRefused(err) || notTLS(err)
 }
 
 // giveUpSession ends a live session whose holds the client can no longer

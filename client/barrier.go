@@ -93,7 +93,7 @@ func (s *Session) arrive(name, participant string) (string, func(), error) {
 			key.participant = fmt.Sprintf("%s/%d/%d", s.owner, s.id, n)
 		}
 	} else if _, ok := s.arrivals[key]; ok {
-		return "", nil, fmt.Errorf("wait at barrier %q: participant %q already waits there on this session: give each party its own name (WithParticipant)", name, participant)
+		return "", nil, fmt.Errorf("wait at barrier %s: participant %s already waits there on this session: give each party its own name (WithParticipant)", quoted(name), quoted(participant))
 	}
 	s.arrivals[key] = struct{}{}
 	return key.participant, func() {

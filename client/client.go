@@ -11,6 +11,7 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -151,7 +152,9 @@ func WithStreamPerSession() Option { return func(o *options) { o.noMultiplex = t
 // endpoints before it fails with ErrUnavailable. Defaults to 15s. An
 // attempt under way when it passes is let finish, so a call against
 // endpoints that do not answer fails up to one attempt timeout
-// (WithAttemptTimeout) later.
+// (WithAttemptTimeout) later. A TLS handshake refused on a certificate,
+// or with a server that does not speak TLS at an https:// endpoint, is
+// not retried: once every endpoint was tried, the call fails saying so.
 func WithRetryTimeout(d time.Duration) Option { return func(o *options) { o.retryTimeout = d } }
 
 // WithBackoff sets the first and the largest pause between retries (doubling,
@@ -189,7 +192,9 @@ func StreamTransport(tlsConfig *tls.Config) *http.Transport {
 
 // New returns a client for the cluster whose API endpoints are given
 // ("http://127.0.0.1:8080", "https://lockstep-2:8080"). It does not connect
-// until the first request.
+// until the first request. An endpoint is scheme://host:port (http or
+// https) or host:port (http): New refuses another scheme, and a path, a
+// query or a fragment, since the API is served at the root.
 func New(endpoints []string, opts ...Option) (*Client, error) {
 	o := options{retryTimeout: 15 * time.Second, backoffMin: 50 * time.Millisecond, backoffMax: time.Second,
 		attemptTimeout: 2 * time.Second, probeInterval: time.Second, streamSilence: 5 * time.Second,
@@ -265,6 +270,18 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 		} else {
 			return nil, fmt.Errorf("lockstep: endpoint %q: the scheme %q is not one the API serves: use http:// or https:// (host:port alone means http://)", raw, scheme)
 		}
+		// The API is served at the root: the procedures' paths are added
+		// to the endpoint as given, so a path (or a query, a fragment) in
+		// it makes every call miss them, and the first call failed with
+		// `Content-Type "application/proto" is not accepted`.
+		pu, err := url.Parse(u)
+		if err != nil {
+			return nil, fmt.Errorf("lockstep: endpoint %q: %v: give scheme://host:port, like http://127.0.0.1:8080", raw, err)
+		}
+		if pu.Path != "" || pu.RawQuery != "" || pu.ForceQuery || strings.Contains(u, "#") {
+			return nil, fmt.Errorf("lockstep: endpoint %q: give scheme://host:port only, like http://127.0.0.1:8080, "+
+				"without a path, query or fragment (the API is served at the root)", raw)
+		}
 		c.endpoints = append(c.endpoints, &endpoint{
 			url:       u,
 			sessions:  lockstepv1connect.NewSessionServiceClient(h, u, copts...),
@@ -321,11 +338,11 @@ const maxClientIDPrefix = 80
 
 func checkClientIDPrefix(p string) error {
 	if len(p) > maxClientIDPrefix {
-		return fmt.Errorf("lockstep: WithClientID(%q): give a prefix of at most %d bytes", p, maxClientIDPrefix)
+		return fmt.Errorf("lockstep: WithClientID(%s): give a prefix of at most %d bytes", quoted(p), maxClientIDPrefix)
 	}
 	for _, r := range p {
 		if r <= ' ' || r > '~' {
-			return fmt.Errorf("lockstep: WithClientID(%q): use printable ASCII without spaces", p)
+			return fmt.Errorf("lockstep: WithClientID(%s): use printable ASCII without spaces", quoted(p))
 		}
 	}
 	return nil
@@ -376,6 +393,44 @@ func certificateRefused(err error) bool {
 	return false
 }
 
+// notTLS says whether err is a TLS handshake with a server that does not
+// speak TLS: it answered in plain HTTP (net/http's ErrSchemeMismatch), or
+// its first bytes are not a TLS record at all (crypto/tls's "first record
+// does not look like a TLS handshake": another protocol). connect-go
+// reports them as unavailable, but the server will not speak TLS for
+// being asked again.
+func notTLS(err error) bool {
+	var rh tls.RecordHeaderError
+	return errors.Is(err, http.ErrSchemeMismatch) ||
+		(errors.As(err, &rh) && strings.Contains(rh.Msg, "first record does not look like a TLS handshake"))
+}
+
+// notTheAPI says whether err is an HTTP 404 that is not a Connect error:
+// the Lockstep API answers a path it does not serve with a JSON error
+// (not_found), so a bare 404 comes from a server that does not serve the
+// API at all: a node's metrics port, another service, a path a proxy
+// does not pass.
+func notTheAPI(err error) bool {
+	var ce *connect.Error
+	if !errors.As(err, &ce) || ce.Code() != connect.CodeUnimplemented || connect.IsWireError(err) {
+		return false
+	}
+	// connect-go's words for a unary call's and a stream's bare 404.
+	msg := ce.Message()
+	return strings.HasPrefix(msg, "404 ") || strings.HasPrefix(msg, "HTTP status 404 ")
+}
+
+// explain is err, a refusal at e that ends a call, with what it means
+// when its own words do not say it: a bare 404 (notTheAPI) read
+// "unimplemented: 404 Not Found". The connect error stays wrapped.
+func (e *endpoint) explain(err error) error {
+	if notTheAPI(err) {
+		return fmt.Errorf("lockstep: %s answered HTTP 404 without a Lockstep error: it does not serve the Lockstep API "+
+			"(the wrong port? the API's is the servers' cluster.api_address, 8080 by default): %w", e.url, err)
+	}
+	return err
+}
+
 // callMode says what bounds one attempt of a call.
 type callMode int
 
@@ -408,11 +463,12 @@ func call[T any](ctx context.Context, c *Client, mode callMode, f func(ctx conte
 	}
 	start := time.Now()
 	pause := c.opts.backoffMin
-	// Endpoints tried, and the first certificate refusal: once every
-	// endpoint was tried and none answered (a server's own error) while
-	// one refused on a certificate, the call fails with that.
+	// Endpoints tried, and the first TLS refusal (a certificate, or a
+	// server that does not speak TLS): once every endpoint was tried and
+	// none answered (a server's own error) while one refused so, the call
+	// fails with that.
 	tried := map[*endpoint]bool{}
-	var certErr error
+	var tlsErr error
 	answered := false
 	c.toLeader()
 	for {
@@ -434,25 +490,31 @@ func call[T any](ctx context.Context, c *Client, mode callMode, f func(ctx conte
 			return nil, ctx.Err()
 		}
 		if !stuck && !retryable(err) {
-			return nil, err
+			return nil, e.explain(err)
 		}
 		// A certificate refusal is not a node that is down: a CA or
-		// certificate that will not do better for waiting. Each endpoint is
-		// tried once (one member's certificate may be wrong, another may be
-		// down), then the call fails with why, instead of retrying until
-		// the retry timeout.
+		// certificate that will not do better for waiting; nor is a server
+		// that does not speak TLS at an https:// endpoint. Each endpoint
+		// is tried once (one member's certificate or scheme may be wrong,
+		// another may be down), then the call fails with why, instead of
+		// retrying until the retry timeout.
 		tried[e] = true
 		switch {
 		case certificateRefused(err):
-			if certErr == nil {
-				certErr = fmt.Errorf("lockstep: TLS with %s failed on a certificate: "+
+			if tlsErr == nil {
+				tlsErr = fmt.Errorf("lockstep: TLS with %s failed on a certificate: "+
 					"check the CA the client trusts (WithTLS's RootCAs), its client certificate, and the servers' certificates: %w", e.url, err)
+			}
+		case notTLS(err):
+			if tlsErr == nil {
+				tlsErr = fmt.Errorf("lockstep: %s does not speak TLS (it answered in plain HTTP or another protocol): "+
+					"use http:// for it, or enable TLS on the server (security.tls, docs/security.md): %w", e.url, err)
 			}
 		case connect.IsWireError(err):
 			answered = true
 		}
-		if certErr != nil && !answered && len(tried) == len(c.endpoints) {
-			return nil, certErr
+		if tlsErr != nil && !answered && len(tried) == len(c.endpoints) {
+			return nil, tlsErr
 		}
 		c.failover(e)
 		if time.Since(start) > c.opts.retryTimeout {

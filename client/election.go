@@ -114,10 +114,10 @@ func (c *Client) Leader(ctx context.Context, name string) (Leader, error) {
 		return ep.elections.Leader(ctx, connect.NewRequest(&pb.LeaderRequest{Name: name}))
 	})
 	if err != nil {
-		return Leader{}, apiErr(fmt.Sprintf("leader of %q", name), err)
+		return Leader{}, apiErr(opName{"leader of", name}, err)
 	}
 	if !res.HasLeader || res.Leader == nil {
-		return Leader{}, fmt.Errorf("leader of %q: %w", name, ErrNoLeader)
+		return Leader{}, fmt.Errorf("%s: %w", opName{"leader of", name}, ErrNoLeader)
 	}
 	return leaderOf(name, res.Leader), nil
 }
@@ -155,7 +155,7 @@ func (c *Client) Observe(ctx context.Context, name string) <-chan Leader {
 			}
 			if err != nil && !stuck && !resumable(err) {
 				select {
-				case out <- Leader{Name: name, Err: apiErr(fmt.Sprintf("observe %q", name), err)}:
+				case out <- Leader{Name: name, Err: apiErr(opName{"observe", name}, ep.explain(err))}:
 				case <-ctx.Done():
 				}
 				return

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"unicode/utf8"
 
 	"connectrpc.com/connect"
 )
@@ -12,6 +13,11 @@ import (
 // them with what the server said.
 var (
 	// ErrLocked: a TryLock (or any try-once acquire) found the object held.
+	// A Mutex's says who holds it, as the servers' answer does: `lock
+	// "jobs/a": lockstep: held by someone else: "worker-3", session 12,
+	// token 34` (the holder's owner label, session and fencing token; it
+	// may have gone since). The other kinds' answers do not carry the
+	// holders: Client.Status lists them.
 	ErrLocked = errors.New("lockstep: held by someone else")
 	// ErrNotHeld: Unlock, Release, Proclaim or Resign without a current grant,
 	// or with a grant the server no longer has (it expired or was released).
@@ -31,6 +37,31 @@ var (
 	ErrTimeout = errors.New("lockstep: wait timed out")
 	// ErrClientClosed: the Client was closed (Client.Close); make a new one.
 	ErrClientClosed = errors.New("lockstep: client closed")
+
+	// The servers' refusals of a request as given (connect's codes in
+	// brackets, which stay reachable with connect.CodeOf). The error
+	// keeps the server's message, which says what to change.
+
+	// ErrPrecondition: the request contradicts the state it met on the
+	// servers (failed_precondition): a semaphore acquired with another
+	// limit than its holders', a barrier waited on with other parties, a
+	// session adopted with another TTL or owner, a cluster change the
+	// membership does not allow. The message says what the state is.
+	ErrPrecondition = errors.New("lockstep: refused by the state the request met")
+	// ErrInvalid: the request is malformed (invalid_argument): an empty or
+	// over-long name, a value over the size limit, an out-of-range
+	// argument. The message says which field.
+	ErrInvalid = errors.New("lockstep: invalid request")
+	// ErrPermissionDenied: the servers' ACL does not allow the caller's
+	// principal this operation on this name (permission_denied; see
+	// docs/security.md). A caller the servers could not authenticate
+	// (unauthenticated: no or a wrong API key or certificate) is not this.
+	ErrPermissionDenied = errors.New("lockstep: permission denied")
+	// ErrLimit: a limit of the servers was reached (resource_exhausted):
+	// too many sessions, live objects, waiters on a name or across the
+	// cluster, grants and waits of one session, or pending requests of one
+	// client. It may pass later, once something is released or closed.
+	ErrLimit = errors.New("lockstep: limit reached")
 )
 
 // opName names an operation in its errors (`unlock "jobs/a"`). It keeps
@@ -39,19 +70,61 @@ var (
 // tenth of the allocations of a lock and unlock cycle.
 type opName struct{ verb, name string }
 
-func (o opName) String() string { return o.verb + " " + strconv.Quote(o.name) }
+func (o opName) String() string { return o.verb + " " + quoted(o.name) }
+
+// maxQuotedBytes bounds how much of a name an error repeats: the
+// server's rule (rpc.Quoted, rpc/errors.go), so that a long name is cut
+// the same way in the client's prefix and in the server's message after
+// it. A 300-byte name (refused by the server, whose limit is 256) came
+// back whole in the prefix.
+const maxQuotedBytes = 64
+
+// quoted is s as an error quotes it (%q): whole when it is at most
+// maxQuotedBytes, else its first maxQuotedBytes cut at a character, an
+// ellipsis outside the quotes and its length: "aaaa"… (300 bytes). The
+// equivalent of the server's rpc.Quoted, which the client does not import.
+func quoted(s string) string {
+	if len(s) <= maxQuotedBytes {
+		return strconv.Quote(s)
+	}
+	// A character the bound would split is left out whole; bytes that are
+	// not UTF-8 are cut where the bound falls.
+	n := maxQuotedBytes
+	for k := 1; k < utf8.UTFMax; k++ {
+		if utf8.RuneStart(s[n-k]) {
+			if _, size := utf8.DecodeRuneInString(s[n-k:]); size > k {
+				n -= k
+			}
+			break
+		}
+	}
+	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(s[:n]), len(s))
+}
 
 // apiErr wraps a server error in the sentinel that matches its code, so
 // callers can test with errors.Is and still read the server's message.
+// The refusals of a request as given wrap the connect error as well, so
+// that connect.CodeOf still reads their code (the CLI's hints do).
 func apiErr[Op opName | string](op Op, err error) error {
 	if err == nil {
 		return nil
 	}
+	var refusal error
 	switch connect.CodeOf(err) {
 	case connect.CodeAborted:
 		return fmt.Errorf("%s: %w: %v", op, ErrNotHeld, err)
 	case connect.CodeNotFound:
 		return fmt.Errorf("%s: %w: %v", op, ErrSessionLost, err)
+	case connect.CodeFailedPrecondition:
+		refusal = ErrPrecondition
+	case connect.CodeInvalidArgument:
+		refusal = ErrInvalid
+	case connect.CodePermissionDenied:
+		refusal = ErrPermissionDenied
+	case connect.CodeResourceExhausted:
+		refusal = ErrLimit
+	default:
+		return fmt.Errorf("%s: %w", op, err)
 	}
-	return fmt.Errorf("%s: %w", op, err)
+	return fmt.Errorf("%s: %w: %w", op, refusal, err)
 }

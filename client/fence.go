@@ -37,13 +37,13 @@ func (f *Fence) Check(name string, token uint64) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if token == 0 {
-		return fmt.Errorf("fence %q: token 0: %w (no token was sent)", name, ErrStaleToken)
+		return fmt.Errorf("fence %s: token 0: %w (no token was sent)", quoted(name), ErrStaleToken)
 	}
 	if f.last == nil {
 		f.last = map[string]uint64{}
 	}
 	if last := f.last[name]; token < last {
-		return fmt.Errorf("fence %q: token %d is older than %d: %w", name, token, last, ErrStaleToken)
+		return fmt.Errorf("fence %s: token %d is older than %d: %w", quoted(name), token, last, ErrStaleToken)
 	}
 	f.last[name] = token
 	return nil

@@ -84,7 +84,7 @@ func (s *Session) enter(ctx context.Context, op string, kind pb.Kind, name strin
 		return h, nil
 	case <-ctx.Done():
 		s.unref(key, g)
-		return nil, fmt.Errorf("%s %q: %w", op, name, ctx.Err())
+		return nil, fmt.Errorf("%s: %w", opName{op, name}, ctx.Err())
 	case <-s.done.Done():
 		s.unref(key, g)
 		return nil, s.lostErrFor(opName{op, name})
@@ -111,9 +111,9 @@ func (s *Session) enterOnce(ctx context.Context, h *gateHold, op string) error {
 			return nil
 		case <-freed: // then taken by another holder of the session, or free
 		case <-t.C:
-			err = fmt.Errorf("%s %q: %w (this session's earlier acquire of the name is still being withdrawn)", op, h.key.name, ErrLocked)
+			err = fmt.Errorf("%s: %w (this session's earlier acquire of the name is still being withdrawn)", opName{op, h.key.name}, ErrLocked)
 		case <-ctx.Done():
-			err = fmt.Errorf("%s %q: %w", op, h.key.name, ctx.Err())
+			err = fmt.Errorf("%s: %w", opName{op, h.key.name}, ctx.Err())
 		case <-s.done.Done():
 			err = s.lostErrFor(opName{op, h.key.name})
 		}
@@ -128,7 +128,7 @@ func (s *Session) enterOnce(ctx context.Context, h *gateHold, op string) error {
 	default:
 	}
 	s.unref(h.key, g)
-	return fmt.Errorf("%s %q: %w (by another holder on this session)", op, h.key.name, ErrLocked)
+	return fmt.Errorf("%s: %w (by another holder on this session)", opName{op, h.key.name}, ErrLocked)
 }
 
 // gateWithdrawing says whether the gate of (kind, name) is held by the

@@ -37,7 +37,8 @@ func (m *Mutex) Name() string { return m.name }
 func (m *Mutex) Lock(ctx context.Context) error { return m.lock(ctx, -1) }
 
 // TryLock takes the mutex if it is free now; ErrLocked if someone holds it
-// (or waiters are queued ahead). Right after a Lock on the same session
+// (or waiters are queued ahead), whose message names the holder (owner
+// label, session, token) when there is one. Right after a Lock on the same session
 // that ended without the grant, whose request is still being withdrawn in
 // the background, TryLock waits for that withdrawal (at most an attempt
 // timeout, see WithAttemptTimeout) before it asks.
@@ -75,7 +76,7 @@ func (m *Mutex) lock(ctx context.Context, waitMs int64) error {
 			if err != nil {
 				return grant{}, err
 			}
-			return grant{token: r.FencingToken, outcome: r.Outcome, reason: r.Reason, waiterID: r.WaiterId}, nil
+			return grant{token: r.FencingToken, outcome: r.Outcome, reason: r.Reason, waiterID: r.WaiterId, holder: r.Holder}, nil
 		}})
 	if err != nil {
 		return err

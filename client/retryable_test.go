@@ -53,3 +53,24 @@ func TestResumable(t *testing.T) {
 		}
 	}
 }
+
+// A bare HTTP 404 (connect-go's words, unary or stream) is a server that
+// does not serve the API; the API's own answers, a 404 with a Connect
+// error or an unimplemented of its own, are not.
+func TestNotTheAPI(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{connect.NewError(connect.CodeUnimplemented, errors.New("404 Not Found")), true},
+		{connect.NewError(connect.CodeUnimplemented, errors.New("HTTP status 404 Not Found")), true},
+		{connect.NewWireError(connect.CodeUnimplemented, errors.New("404 Not Found")), false},
+		{connect.NewWireError(connect.CodeNotFound, errors.New("no such procedure: /x")), false},
+		{connect.NewError(connect.CodeUnimplemented, errors.New("HTTP status 405 Method Not Allowed")), false},
+		{errors.New("404 Not Found"), false},
+	} {
+		if got := notTheAPI(tc.err); got != tc.want {
+			t.Errorf("notTheAPI(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}

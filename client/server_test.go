@@ -14,8 +14,9 @@ import (
 )
 
 // endpoint is the API address of the single dev node TestMain starts from a
-// freshly built lockstep binary (LOCKSTEP_BIN names one to use instead).
-var endpoint string
+// freshly built lockstep binary (LOCKSTEP_BIN names one to use instead);
+// metricsEndpoint is its metrics listener.
+var endpoint, metricsEndpoint string
 
 func TestMain(m *testing.M) { os.Exit(runMain(m)) }
 
@@ -49,7 +50,7 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer c.Close()
-	endpoint = c.Nodes[0].URL()
+	endpoint, metricsEndpoint = c.Nodes[0].URL(), c.Nodes[0].MetricsURL()
 	code := m.Run()
 	if code != 0 {
 		fmt.Fprintf(os.Stderr, "---- end of server log:\n%s\n", c.Nodes[0].Tail(60))

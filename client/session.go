@@ -521,10 +521,16 @@ func (s *Session) lostErrFor(op opName) error {
 	return nil
 }
 
-// refusal turns a refused wait's reason into an error.
-func (s *Session) refusal(op opName, reason pb.Reason) error {
+// refusal turns a refused wait's reason into an error. A try-once refusal
+// says who holds the object when the answer names the holder (a mutex's
+// does), as `lockstep lock --wait 0` does.
+func (s *Session) refusal(op opName, g grant) error {
+	reason := g.reason
 	switch reason {
 	case pb.Reason_REASON_UNSPECIFIED:
+		if h := g.holder; h != nil {
+			return fmt.Errorf("%s: %w: %s", op, ErrLocked, describeHolder(h))
+		}
 		return fmt.Errorf("%s: %w", op, ErrLocked)
 	case pb.Reason_REASON_TIMEOUT:
 		return fmt.Errorf("%s: %w", op, ErrTimeout)
@@ -541,4 +547,15 @@ func (s *Session) refusal(op opName, reason pb.Reason) error {
 		return fmt.Errorf("%s: %w: session %d %s", op, ErrSessionLost, s.id, why)
 	}
 	return fmt.Errorf("%s: wait ended: %s", op, reason)
+}
+
+// describeHolder is who holds a grant, for an error: `"worker-3", session
+// 12, token 34` (`session 12, token 34` when the holder gave no owner
+// label). What the server's answer says: the holder may have gone since.
+func describeHolder(h *pb.Holder) string {
+	who := fmt.Sprintf("session %d, token %d", h.SessionId, h.FencingToken)
+	if h.Owner != "" {
+		who = quoted(h.Owner) + ", " + who
+	}
+	return who
 }

@@ -106,10 +106,10 @@ func (c *Client) Status(ctx context.Context, kind Kind, name string) (*Status, e
 			st.Waiters, st.AppliedIndex = r.Candidates, r.AppliedIndex
 		}
 	default:
-		return nil, fmt.Errorf("lockstep: unknown kind %q: use mutex, semaphore, rwlock, barrier or election", kind)
+		return nil, fmt.Errorf("lockstep: unknown kind %s: use mutex, semaphore, rwlock, barrier or election", quoted(string(kind)))
 	}
 	if err != nil {
-		return nil, apiErr(fmt.Sprintf("status of %s %q", kind, name), err)
+		return nil, apiErr(opName{"status of " + string(kind), name}, err)
 	}
 	return st, nil
 }
@@ -153,7 +153,7 @@ func (c *Client) CheckFence(ctx context.Context, kind Kind, name string, token u
 	if kind != "" {
 		v, ok := pb.Kind_value["KIND_"+strings.ToUpper(string(kind))]
 		if !ok {
-			return false, fmt.Errorf("lockstep: unknown kind %q", kind)
+			return false, fmt.Errorf("lockstep: unknown kind %s", quoted(string(kind)))
 		}
 		k = pb.Kind(v)
 	}

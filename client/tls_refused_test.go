@@ -84,3 +84,76 @@ func failsOnACertificate(t *testing.T, servers string, urls []string, cfg *tls.C
 		t.Fatalf("a call to %s answered %v, want a certificate error before the deadline", servers, err)
 	}
 }
+
+// TestHTTPSToPlaintextFailsAtOnce: an https:// endpoint whose server does
+// not speak TLS (it answers in plain HTTP, or in whatever else it speaks:
+// Go's "tls: first record does not look like a TLS handshake") will not
+// start to by retrying, so the call fails at once saying to use http://
+// or enable TLS on the server; it was retried as unavailable for the
+// whole retry timeout. Here the retry timeout is an hour, and a second
+// endpoint is down: each is tried once.
+func TestHTTPSToPlaintextFailsAtOnce(t *testing.T) {
+	for _, tc := range []struct {
+		server string
+		start  func(t *testing.T, conns *atomic.Int32) string // its address
+	}{
+		{"plain HTTP", func(t *testing.T, conns *atomic.Int32) string {
+			ts := httptest.NewUnstartedServer(http.NotFoundHandler())
+			ts.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+				if s == http.StateNew {
+					conns.Add(1)
+				}
+			}
+			ts.Start()
+			t.Cleanup(ts.Close)
+			return ts.Listener.Addr().String()
+		}},
+		{"another protocol", func(t *testing.T, conns *atomic.Int32) string {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { l.Close() })
+			go func() {
+				for {
+					conn, err := l.Accept()
+					if err != nil {
+						return
+					}
+					conns.Add(1)
+					_, _ = conn.Write([]byte("SSH-2.0-OpenSSH_9.6\r\n"))
+					_ = conn.Close()
+				}
+			}()
+			return l.Addr().String()
+		}},
+	} {
+		t.Run(tc.server, func(t *testing.T) {
+			var conns atomic.Int32
+			plain := "https://" + tc.start(t, &conns)
+			down, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			downURL := "https://" + down.Addr().String()
+			down.Close()
+			c, err := client.New([]string{plain, downURL}, client.WithRetryTimeout(time.Hour))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close(context.Background())
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			start := time.Now()
+			_, err = c.ClusterStatus(ctx)
+			if err == nil || errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "use http://") ||
+				!strings.Contains(err.Error(), plain) {
+				t.Fatalf("a call to an https:// endpoint that does not speak TLS: %v (after %v), want it refused at once naming it and http://",
+					err, time.Since(start).Round(time.Millisecond))
+			}
+			if n := conns.Load(); n > 2 {
+				t.Fatalf("%d connections for one call: it retried a server that does not speak TLS", n)
+			}
+		})
+	}
+}

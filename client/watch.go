@@ -72,7 +72,7 @@ func (c *Client) watch(ctx context.Context, req *pb.WatchRequest) <-chan WatchRe
 			if err != nil && !resumable(err) {
 				select {
 				case out <- WatchResponse{AppliedIndex: req.StartIndex - min(req.StartIndex, 1), Positions: clonePositions(req.StartPositions),
-					Err: apiErr("watch", err)}:
+					Err: apiErr("watch", ep.explain(err))}:
 				case <-ctx.Done():
 				}
 				return
