@@ -112,7 +112,7 @@ func TestHostileInput(t *testing.T) {
 		{what: "Connect JSON with an unknown enum name", method: "POST", path: "/lockstep.v1.LockService/CheckFence", header: jsonHeader(),
 			body: []byte(`{"name":"held","kind":"KIND_BOGUS","fencing_token":"1"}`), status: 400, code: "invalid_argument", phrase: "enum"},
 		{what: "an unknown procedure", method: "POST", path: "/lockstep.v1.Nope/Do", header: jsonHeader(), body: []byte(`{}`),
-			status: 404, code: "not_found", phrase: "no such procedure"},
+			status: 404, code: "unimplemented", phrase: "no such procedure"},
 		// gRPC: frames that lie about their length.
 		{what: "a gRPC frame shorter than it says", method: "POST", path: "/lockstep.v1.LockService/Status", header: grpcHeader,
 			body: grpcFrame(50, []byte{0x0a, 0x01, 'a'}), status: 200, grpc: "3", useH2C: true, noCheck: true},

@@ -236,12 +236,19 @@ func TestRESTHeadAndUnknownProcedure(t *testing.T) {
 	// generated handler answers Go's plain-text 404).
 	for _, path := range []string{"/lockstep.v1.NoSuchService/Do", "/lockstep.v1.LockService/Nope"} {
 		status, body := s.rawCall(t, "POST", path, http.Header{"Content-Type": {"application/json"}}, []byte(`{}`))
-		if status != 404 || !strings.Contains(body, `"code":"not_found"`) || !strings.Contains(body, "no such procedure") {
+		if status != 404 || !strings.Contains(body, `"code":"unimplemented"`) || !strings.Contains(body, "no such procedure") {
 			t.Fatalf("an unknown procedure %s: %d %s", path, status, body)
 		}
 	}
 	if status, body := s.rawCall(t, "POST", "/lockstep.v1.LockService/Acquire", http.Header{"Content-Type": {"application/json"}}, []byte(`{"name":"p","owner":"o"}`)); status == 404 {
 		t.Fatalf("a known procedure answered 404: %s", body)
+	}
+	// A Connect client (a newer build calling a procedure this member
+	// lacks) reads unimplemented, not not_found, which the Go client takes
+	// for the loss of its session.
+	nope := connect.NewClient[pb.KeepAliveRequest, pb.KeepAliveResponse](h2c(), s.url+"/lockstep.v1.SessionService/KeepAliveV2")
+	if _, err := nope.CallUnary(context.Background(), connect.NewRequest(&pb.KeepAliveRequest{SessionId: 1})); connect.CodeOf(err) != connect.CodeUnimplemented {
+		t.Fatalf("a Connect call of a procedure the server lacks: %v, want unimplemented", err)
 	}
 }
 

@@ -150,7 +150,12 @@ func New(opts Options) (http.Handler, error) {
 			if _, pattern := rpcMux.Handler(r); pattern == "" || (isService(serviceOf(r.URL.Path)) && !procedures()[r.URL.Path]) {
 				// The mux's own answer is plain text, as is a service
 				// handler's for a method it lacks; the API answers JSON.
-				writeJSONError(w, http.StatusNotFound, "not_found",
+				// The code is unimplemented, as Connect and gRPC give a
+				// procedure a server lacks (HTTP 404 stays): not_found
+				// says a session is gone, and a newer client calling a
+				// procedure an older member lacks would take it for the
+				// loss of its session.
+				writeJSONError(w, http.StatusNotFound, "unimplemented",
 					fmt.Sprintf("no such procedure: %s (see docs/api.md for the services and their methods)", r.URL.Path))
 				return
 			}
