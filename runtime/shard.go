@@ -197,6 +197,7 @@ func (s *shard) flush(timeout time.Duration) {
 type proposalWork struct {
 	id   replica.ProposalID
 	data []byte
+	lead bool // made by the driver as leader: stamped with this member's clock
 }
 
 // step takes the driver's Ready: replies go to their Do calls at once,
@@ -219,7 +220,7 @@ func (s *shard) stepLocked() {
 	}
 	work := make([]proposalWork, 0, len(rd.Proposals))
 	for _, p := range rd.Proposals {
-		work = append(work, proposalWork{id: p.ID, data: p.Data})
+		work = append(work, proposalWork{id: p.ID, data: p.Data, lead: s.drv.Role() == replica.RoleLeader})
 	}
 	s.m.pendingRequests.Set(float64(s.drv.Pending()))
 	s.m.proposalsFlight.Set(float64(s.drv.Unconfirmed()))
@@ -251,6 +252,19 @@ func (s *shard) deliver(r replica.Reply) {
 // refused, tells the driver and the loop.
 func (s *shard) propose(w proposalWork) {
 	start := time.Now()
+	if w.lead {
+		if id, _, ok, err := s.n.nh.GetLeaderID(s.dbID); err != nil || !ok || id != s.replicaID {
+			// Dragonboat stepped down before its leader update reached the
+			// driver (a leader resumed from a stall, deposed meanwhile). It
+			// would forward the proposal to the new leader, and its stamp,
+			// this member's clock, would move log time as no forward may
+			// (a forward is stamped with the applied log time, core/replica):
+			// caught up 2 s an entry, leases would run fast. It fails; the
+			// requests are answered unknown, and their clients retry.
+			s.confirmed(w, false, start)
+			return
+		}
+	}
 	rs, err := s.n.nh.Propose(s.session, w.data, s.n.proposalTimeout)
 	if err != nil {
 		s.log.Debug("proposal refused", "err", err)

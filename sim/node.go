@@ -359,6 +359,19 @@ func (n *node) drive() {
 				continue
 			}
 			forward := n.drv.Role() == replica.RoleForwarder
+			if n.drv.Role() == replica.RoleLeader {
+				if st := n.rn.BasicStatus(); st.RaftState != raft.StateLeader || st.GetTerm() != n.term {
+					// Raft stepped down before the driver heard (a leader
+					// resumed from a stall, deposed meanwhile): raft would
+					// forward the proposal to the new leader, and its stamp,
+					// this replica's clock, would move log time as no
+					// forward may (core/replica: a forward is stamped with
+					// the applied log time). It fails; the requests are
+					// answered unknown, and their clients retry.
+					n.step(replica.ProposalFailedEvent(p.ID))
+					continue
+				}
+			}
 			if forward {
 				n.w.stats.forwarded++
 			}
