@@ -215,10 +215,16 @@ func (s *Session) leaseHeld() bool {
 // the session lives.
 func (s *Session) lostUnlessHeld(what opName) error {
 	if s.Err() == nil && !s.leaseHeld() {
-		s.lose(fmt.Errorf("%w: session %d was not renewed within its lease (TTL %v less %v for the servers' clock lag)",
-			ErrSessionLost, s.id, s.ttl, s.guard()))
+		s.leaseLapsed("")
 	}
 	return s.lostErrFor(what)
+}
+
+// leaseLapsed loses the session because its lease, as the client counts
+// it, passed unrenewed; why adds what the renewals met.
+func (s *Session) leaseLapsed(why string) {
+	s.lose(fmt.Errorf("%w: session %d was not renewed within its lease (TTL %v less %v for the servers' clock lag)%s",
+		ErrSessionLost, s.id, s.ttl, s.guard(), why))
 }
 
 // ID is the session's id on the servers.
@@ -308,8 +314,7 @@ func (s *Session) keepAlive(leaseEnd time.Time) {
 		if lastErr != nil {
 			why = fmt.Sprintf("; last error: %v", lastErr)
 		}
-		s.lose(fmt.Errorf("%w: session %d was not renewed within its lease (TTL %v less %v for the servers' clock lag)%s",
-			ErrSessionLost, s.id, s.ttl, s.guard(), why))
+		s.leaseLapsed(why)
 	}
 	for {
 		select {

@@ -241,17 +241,13 @@ func (i authn) WrapStreamingClient(next connect.StreamingClientFunc) connect.Str
 
 func (i authn) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
-		if i.open == nil {
-			ctx, err := i.name(ctx, conn.Spec().Procedure, conn.RequestHeader())
-			if err != nil {
-				return err
-			}
-			return next(ctx, conn)
-		}
 		reloads := i.open.seen()
 		named, err := i.name(ctx, conn.Spec().Procedure, conn.RequestHeader())
 		if err != nil {
 			return err
+		}
+		if i.open == nil {
+			return next(named, conn)
 		}
 		sctx, end := context.WithCancelCause(named)
 		defer end(nil)

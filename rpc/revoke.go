@@ -73,7 +73,11 @@ func (o *openStreams) remove(st *openStream) {
 	o.mu.Unlock()
 }
 
+// seen is how many reloads o has seen (0 for none: no registry).
 func (o *openStreams) seen() uint64 {
+	if o == nil {
+		return 0
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.reloads

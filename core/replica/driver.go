@@ -266,7 +266,8 @@ func (r Role) String() string {
 // Driver is one replica's driver. It is not safe for concurrent use: the
 // caller serialises Step and Ready, as it does for a raft RawNode.
 type Driver struct {
-	cfg Config
+	cfg     Config
+	maxStep core.LogTime // core's MaxClockStepMs: how far one entry may move log time while anything is timed
 
 	now         core.LogTime // the replica's stamping clock at the last Tick (clockAnchor)
 	clock       clockAnchor
@@ -336,6 +337,7 @@ func New(cfg Config) (*Driver, error) {
 	}
 	return &Driver{
 		cfg:          cfg.withDefaults(),
+		maxStep:      core.LogTime(core.DefaultLimits().MaxClockStepMs),
 		role:         RoleFollower,
 		nextProposal: 1,
 		reqs:         make(map[RequestID]*request),
@@ -931,8 +933,7 @@ func (d *Driver) Ready() Ready {
 // new leader's first entry does: the stall counts against no lease
 // (docs/design.md, Time).
 func (d *Driver) stalled() bool {
-	step := core.LogTime(core.DefaultLimits().MaxClockStepMs)
-	return d.timed && d.appliedTime > 0 && d.now-d.appliedTime > step && d.appliedTime >= d.markStamp
+	return d.timed && d.appliedTime > 0 && d.now-d.appliedTime > d.maxStep && d.appliedTime >= d.markStamp
 }
 
 // gateOpen reports whether the gate lets one more proposal out.
