@@ -101,6 +101,22 @@ func CheckPeers(c config.Cluster) error {
 // deployments that might share the addresses.
 const deploymentID = 0x4c6f636b73746570 // "Lockstep"
 
+// nodeHostConfig is Dragonboat's configuration of the member, as Start
+// and Restore (which must write what Start reads) give it.
+func nodeHostConfig(cfg config.Config, dir string, deployment uint64) dbconfig.NodeHostConfig {
+	rtt, _, _ := cfg.Consensus.RTT()
+	logdb := dbconfig.GetTinyMemLogDBConfig()
+	logdb.Shards = 1
+	return dbconfig.NodeHostConfig{
+		DeploymentID:   deployment,
+		NodeHostDir:    dir,
+		RTTMillisecond: rtt,
+		RaftAddress:    cfg.Cluster.RaftAddress,
+		ListenAddress:  cfg.Cluster.RaftListenAddress, // empty: RaftAddress
+		Expert:         dbconfig.ExpertConfig{LogDB: logdb},
+	}
+}
+
 // Start starts the node: opens (or creates) its data directory, starts
 // Dragonboat and the shard (replaying its snapshot and log), and returns
 // once the shard runs. It does not wait for a leader: Healthy says when one
@@ -193,19 +209,14 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	}
 
 	rtt, hb, el := cfg.Consensus.RTT()
-	logdb := dbconfig.GetTinyMemLogDBConfig()
-	logdb.Shards = 1
-	nhc := dbconfig.NodeHostConfig{
-		DeploymentID:      deploymentID,
-		NodeHostDir:       dir,
-		RTTMillisecond:    rtt,
-		RaftAddress:       cfg.Cluster.RaftAddress,
-		ListenAddress:     cfg.Cluster.RaftListenAddress, // empty: RaftAddress
-		RaftEventListener: leaderListener{n},
-		// Membership changes reach the book of peers' logs.
-		SystemEventListener: membershipListener{n},
-		Expert:              dbconfig.ExpertConfig{LogDB: logdb},
+	deployment, err := readDeployment(dir)
+	if err != nil {
+		return nil, err
 	}
+	nhc := nodeHostConfig(cfg, dir, deployment)
+	nhc.RaftEventListener = leaderListener{n}
+	// Membership changes reach the book of peers' logs.
+	nhc.SystemEventListener = membershipListener{n}
 	n.versions = opts.compatibility
 	if n.versions == "" {
 		n.versions = Compatibility()

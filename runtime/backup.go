@@ -1,0 +1,343 @@
+package runtime
+
+// Backup: an online export of every shard's snapshot, written as one tar
+// stream, which Restore (restore.go) turns into the data directories of a
+// new cluster. docs/operations.md, "Backup and restore", is the operator's
+// side; docs/design.md, "Membership", says why a restored cluster is a new
+// one.
+
+import (
+	"archive/tar"
+	"context"
+	"crypto/md5"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/lni/dragonboat/v4"
+	"github.com/lni/dragonboat/v4/raftpb"
+
+	"github.com/lockstepd/lockstep/core"
+)
+
+const (
+	// backupManifestFile is the archive's first entry: what the rest is.
+	backupManifestFile = "lockstep-backup.json"
+	// backupFormat is the manifest's format; Restore reads this one.
+	backupFormat = 1
+	// snapshotMetadataFile and snapshotFileSuffix are the names Dragonboat
+	// gives an exported snapshot's record and payload.
+	snapshotMetadataFile = "snapshot.metadata"
+	snapshotFileSuffix   = ".gbsnap"
+	// maxBackupManifestBytes bounds the manifest Restore reads.
+	maxBackupManifestBytes = 1 << 20
+	// maxExportAttempts bounds the retries of an export that Dragonboat
+	// rejects because a snapshot of the shard is being taken already.
+	maxExportAttempts = 20
+)
+
+// BackupManifest says what a backup holds. It is JSON, the archive's first
+// entry, so that `tar -xOf FILE lockstep-backup.json` shows it.
+type BackupManifest struct {
+	Format int `json:"format"`
+	// ID names this backup: a cluster restored from it runs under a Raft
+	// deployment id drawn from it and the new members, so that a member
+	// of the old cluster can never talk to the restored one.
+	ID     string    `json:"id"`
+	Taken  time.Time `json:"taken"`
+	NodeID string    `json:"node_id"` // the member that wrote it
+	// Versions are the log versions of the build that wrote it
+	// (Compatibility): a build restores the snapshot versions it reads.
+	Versions string `json:"versions"`
+	// Stale is true when the member read its own state without asking
+	// the leader (a cluster without a quorum): it may lack the last
+	// entries the cluster committed.
+	Stale  bool          `json:"stale"`
+	Shards []BackupShard `json:"shards"`
+	// Logs is the log id each replica took part under (runtime/peerlogs.go),
+	// replica id → log id in hex, 0 for a removed replica: a restored
+	// member keeps its replica's, which the restored state names.
+	Logs map[string]string `json:"logs"`
+}
+
+// BackupShard is one shard's snapshot in a backup.
+type BackupShard struct {
+	ShardID uint64 `json:"shard_id"` // 0..shards-1
+	Index   uint64 `json:"index"`    // the Raft index the snapshot was taken at
+	Term    uint64 `json:"term"`
+	File    string `json:"file"`   // the payload's path in the archive
+	Record  string `json:"record"` // Dragonboat's record of it, in the archive
+	Bytes   int64  `json:"bytes"`
+	SHA256  string `json:"sha256"` // of the payload
+}
+
+// Backup writes, to w, a backup of every shard: Dragonboat's exported
+// snapshot of each, and a manifest first. Unless stale, each shard is
+// exported after a ReadIndex through its leader, so that the backup holds
+// every operation acknowledged before the call; stale exports what this
+// member applied, which needs no quorum (a cluster that lost its majority).
+// The exports are written under the data directory and removed after.
+func (n *Node) Backup(ctx context.Context, w io.Writer, stale bool) (BackupManifest, error) {
+	if !n.enter() {
+		return BackupManifest{}, ErrShuttingDown
+	}
+	defer n.leave()
+	dir, err := filepath.Abs(n.cfg.Cluster.DataDir)
+	if err != nil {
+		return BackupManifest{}, fmt.Errorf("cluster.data_dir: %w", err)
+	}
+	tmp, err := os.MkdirTemp(dir, "backup-")
+	if err != nil {
+		return BackupManifest{}, fmt.Errorf("runtime: backup: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	var id [8]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return BackupManifest{}, fmt.Errorf("runtime: backup: %w", err)
+	}
+	man := BackupManifest{Format: backupFormat, ID: hex.EncodeToString(id[:]), Taken: n.clock().UTC().Truncate(time.Millisecond),
+		NodeID: n.cfg.Cluster.NodeID, Versions: n.versions, Stale: stale, Logs: map[string]string{}}
+	payloads := make([]string, 0, 2*len(n.shards))
+	for i, sh := range n.shards {
+		if !stale {
+			if err := n.caughtUp(ctx, sh); err != nil {
+				return BackupManifest{}, err
+			}
+		}
+		shardDir := filepath.Join(tmp, fmt.Sprintf("shard-%d", i))
+		if err := os.Mkdir(shardDir, 0o700); err != nil {
+			return BackupManifest{}, fmt.Errorf("runtime: backup: %w", err)
+		}
+		if err := n.export(ctx, sh, shardDir); err != nil {
+			return BackupManifest{}, err
+		}
+		s, payload, err := readExport(shardDir)
+		if err != nil {
+			return BackupManifest{}, fmt.Errorf("runtime: backup of %s: %w", sh, err)
+		}
+		sum, size, err := fileSHA256(payload)
+		if err != nil {
+			return BackupManifest{}, fmt.Errorf("runtime: backup of %s: %w", sh, err)
+		}
+		payloads = append(payloads, payload, filepath.Join(filepath.Dir(payload), snapshotMetadataFile))
+		man.Shards = append(man.Shards, BackupShard{ShardID: uint64(i), Index: s.Index, Term: s.Term,
+			File: fmt.Sprintf("shard-%d/%s", i, filepath.Base(payload)), Record: fmt.Sprintf("shard-%d/%s", i, snapshotMetadataFile),
+			Bytes: size, SHA256: sum})
+	}
+	if logs, err := n.shards[0].sm.Lookup(logsQuery{}); err == nil {
+		for r, l := range logs.(map[uint64]uint64) {
+			man.Logs[fmt.Sprintf("%016x", r)] = fmt.Sprintf("%016x", l)
+		}
+	}
+	return man, writeBackup(w, man, payloads)
+}
+
+// caughtUp returns once this member applied everything sh committed
+// before the call (a ReadIndex), within the retry budget: a cluster
+// without a quorum answers ErrUnavailable, naming the way out.
+func (n *Node) caughtUp(ctx context.Context, sh *shard) error {
+	rctx, cancel := context.WithTimeout(ctx, n.retryBudget)
+	defer cancel()
+	_, err := n.readIndex(rctx, sh, readQuery{fn: func(*core.Machine) error { return nil }})
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case errors.Is(err, context.DeadlineExceeded):
+		err = fmt.Errorf("%w: %s: no read index within %v", ErrUnavailable, sh, n.retryBudget)
+	}
+	return fmt.Errorf("%w (a member without a quorum can back up what it applied: --stale)", err)
+}
+
+// export asks Dragonboat for an exported snapshot of sh into dir, again
+// while a snapshot of the shard is under way already (it takes one at a
+// time and rejects the others).
+func (n *Node) export(ctx context.Context, sh *shard, dir string) error {
+	var err error
+	for range maxExportAttempts {
+		attempt, cancel := context.WithTimeout(ctx, n.retryBudget)
+		_, err = n.nh.SyncRequestSnapshot(attempt, sh.dbID, dragonboat.SnapshotOption{Exported: true, ExportPath: dir})
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if !errors.Is(err, dragonboat.ErrRejected) && !errors.Is(err, dragonboat.ErrSystemBusy) {
+			break
+		}
+		// A rejected request leaves an empty export behind.
+		if rerr := emptyDir(dir); rerr != nil {
+			return rerr
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("runtime: exporting a snapshot of %s: %w", sh, err)
+}
+
+func emptyDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readExport finds the snapshot Dragonboat exported under dir (in a
+// directory of its own, named after the index) and reads its record.
+func readExport(dir string) (raftpb.Snapshot, string, error) {
+	var found []string
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && d.Name() == snapshotMetadataFile {
+			found = append(found, filepath.Dir(path))
+		}
+		return err
+	})
+	if err != nil {
+		return raftpb.Snapshot{}, "", err
+	}
+	if len(found) != 1 {
+		return raftpb.Snapshot{}, "", fmt.Errorf("the export holds %d snapshot records, want 1", len(found))
+	}
+	s, err := readSnapshotRecord(found[0])
+	if err != nil {
+		return raftpb.Snapshot{}, "", err
+	}
+	if len(s.Files) > 0 {
+		return raftpb.Snapshot{}, "", fmt.Errorf("the snapshot has %d external files; Lockstep's state machine writes none", len(s.Files))
+	}
+	payload, err := snapshotPayload(found[0])
+	return s, payload, err
+}
+
+// snapshotPayload is the one payload file in an exported snapshot's dir.
+func snapshotPayload(dir string) (string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return "", err
+	}
+	var payloads []string
+	for _, e := range entries {
+		if !e.IsDir() && strings.HasSuffix(e.Name(), snapshotFileSuffix) {
+			payloads = append(payloads, filepath.Join(dir, e.Name()))
+		}
+	}
+	if len(payloads) != 1 {
+		return "", fmt.Errorf("%s holds %d snapshot payloads (*%s), want 1", dir, len(payloads), snapshotFileSuffix)
+	}
+	return payloads[0], nil
+}
+
+// readSnapshotRecord reads Dragonboat's snapshot record in dir: an 8-byte
+// digest (the second half of the MD5 of the rest), then the record in
+// protobuf. A damaged record is an error here, where Dragonboat's own
+// reader panics.
+func readSnapshotRecord(dir string) (raftpb.Snapshot, error) {
+	b, err := os.ReadFile(filepath.Join(dir, snapshotMetadataFile))
+	if err != nil {
+		return raftpb.Snapshot{}, err
+	}
+	if len(b) < 8 {
+		return raftpb.Snapshot{}, fmt.Errorf("%s is %d bytes: too short for a snapshot record", snapshotMetadataFile, len(b))
+	}
+	sum := md5.Sum(b[8:])
+	if string(sum[8:]) != string(b[:8]) {
+		return raftpb.Snapshot{}, fmt.Errorf("%s does not match its digest: the backup is damaged", snapshotMetadataFile)
+	}
+	var s raftpb.Snapshot
+	if err := s.Unmarshal(b[8:]); err != nil {
+		return raftpb.Snapshot{}, fmt.Errorf("%s: %w", snapshotMetadataFile, err)
+	}
+	return s, nil
+}
+
+// writeSnapshotRecord writes s as readSnapshotRecord reads it.
+func writeSnapshotRecord(dir string, s raftpb.Snapshot) error {
+	body, err := s.Marshal()
+	if err != nil {
+		return err
+	}
+	sum := md5.Sum(body)
+	return writeDurably(dir, snapshotMetadataFile, string(sum[8:])+string(body))
+}
+
+func fileSHA256(path string) (string, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	size, err := io.Copy(h, f)
+	if err != nil {
+		return "", 0, err
+	}
+	return hex.EncodeToString(h.Sum(nil)), size, nil
+}
+
+// writeBackup writes the archive: the manifest, then each shard's payload
+// and record (files: the two of each shard in turn) under the names the
+// manifest gives them.
+func writeBackup(w io.Writer, man BackupManifest, files []string) error {
+	tw := tar.NewWriter(w)
+	body, err := json.MarshalIndent(man, "", "  ")
+	if err != nil {
+		return err
+	}
+	body = append(body, '\n')
+	mod := man.Taken
+	if err := tw.WriteHeader(&tar.Header{Name: backupManifestFile, Mode: 0o600, Size: int64(len(body)), ModTime: mod, Typeflag: tar.TypeReg}); err != nil {
+		return err
+	}
+	if _, err := tw.Write(body); err != nil {
+		return err
+	}
+	for i, path := range files {
+		s := man.Shards[i/2]
+		name := s.File
+		if i%2 == 1 {
+			name = s.Record
+		}
+		if err := addFile(tw, name, path, mod); err != nil {
+			return err
+		}
+	}
+	return tw.Close()
+}
+
+func addFile(tw *tar.Writer, name, path string, mod time.Time) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o600, Size: st.Size(), ModTime: mod, Typeflag: tar.TypeReg}); err != nil {
+		return err
+	}
+	_, err = io.CopyN(tw, f, st.Size())
+	return err
+}

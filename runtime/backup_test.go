@@ -1,0 +1,224 @@
+package runtime
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lockstepd/lockstep/core"
+)
+
+// TestBackupRestoresANewCluster: a backup taken online from a follower of
+// a cluster of two shards, restored onto three empty directories at other
+// Raft addresses (new hosts), starts a cluster that holds the backed-up
+// holds under their tokens and sessions, keeps those sessions alive,
+// grants tokens above every token of the old log (the bump), and runs
+// under a deployment id of its own.
+func TestBackupRestoresANewCluster(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 3, shards: 2})
+	lead := c.waitLeader(0)
+	n := c.nodes[lead]
+	s := session(t, n, time.Minute)
+	var names []string
+	for i := 0; len(names) < 2; i++ { // one name in each shard
+		name := fmt.Sprintf("job-%d", i)
+		if int(n.ShardOf(name)) == len(names) {
+			names = append(names, name)
+		}
+	}
+	held := map[string]core.FencingToken{}
+	for _, name := range names {
+		held[name] = do(t, n, mutex(name, s, 0)).Token
+	}
+	other := session(t, n, time.Minute)
+	do(t, n, core.Command{Op: core.OpAcquire, Kind: core.KindSemaphore, Name: "pool", Session: other, Permits: 1, Limit: 2})
+
+	var backup bytes.Buffer
+	f := (lead + 1) % 3
+	man, err := c.nodes[f].Backup(tctx(t), &backup, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(man.Shards) != 2 || man.NodeID != c.cfgs[f].Cluster.NodeID || man.Stale || len(man.Logs) != 3 {
+		t.Fatalf("manifest %+v", man)
+	}
+	var top uint64
+	for _, sh := range man.Shards {
+		top = max(top, sh.Index)
+	}
+	c.closeAll()
+
+	ports := freePorts(t, 6)
+	dir := t.TempDir()
+	peers := map[string]string{}
+	for i := range 3 {
+		peers[fmt.Sprintf("node-%d", i+1)] = fmt.Sprintf("127.0.0.1:%d", ports[i])
+	}
+	const bump = 5000
+	var deployment uint64
+	for i := range 3 {
+		cfg := c.cfgs[i]
+		cfg.Cluster.RaftAddress = peers[cfg.Cluster.NodeID]
+		cfg.Cluster.APIAddress = fmt.Sprintf("127.0.0.1:%d", ports[3+i])
+		cfg.Cluster.DataDir = filepath.Join(dir, cfg.Cluster.NodeID)
+		cfg.Cluster.Peers = peers
+		c.cfgs[i] = cfg
+		r, err := Restore(bytes.NewReader(backup.Bytes()), RestoreOptions{Config: cfg, BumpIndex: bump})
+		if err != nil {
+			t.Fatalf("restore %s: %v", cfg.Cluster.NodeID, err)
+		}
+		if r.Deployment == deploymentID || (deployment != 0 && r.Deployment != deployment) {
+			t.Fatalf("restore %s: deployment %x (the others' %x, a new cluster's %x)", cfg.Cluster.NodeID, r.Deployment, deployment, uint64(deploymentID))
+		}
+		deployment = r.Deployment
+		if _, err := Restore(bytes.NewReader(backup.Bytes()), RestoreOptions{Config: cfg, BumpIndex: bump}); err == nil ||
+			!strings.Contains(err.Error(), "not empty") {
+			t.Fatalf("a second restore into the same directory: %v", err)
+		}
+	}
+	for i := range 3 {
+		if err := c.start(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.waitLeader(0)
+	c.waitLeader(1)
+	n = c.nodes[c.waitLeader(0)]
+	for _, name := range names {
+		st := status(t, n, core.KindMutex, name, false)
+		if len(st.Holders) != 1 || st.Holders[0].Token != held[name] || st.Holders[0].Session != s {
+			t.Errorf("%s after the restore: %+v, want held by session %d under token %d", name, st, s, held[name])
+		}
+	}
+	if st := status(t, n, core.KindSemaphore, "pool", false); len(st.Holders) != 1 || st.Holders[0].Session != other {
+		t.Errorf("pool after the restore: %+v", st)
+	}
+	do(t, n, core.Command{Op: core.OpSessionKeepAlive, Session: s})
+	do(t, n, core.Command{Op: core.OpRelease, Kind: core.KindMutex, Name: names[0], Session: s, Token: held[names[0]]})
+	fresh := session(t, n, time.Minute)
+	got := do(t, n, mutex(names[0], fresh, 0)).Token
+	if got.LogIndex() <= top+bump {
+		t.Errorf("a grant after the restore has token %d (index %d); want an index past the backup's %d plus the bump %d",
+			got, got.LogIndex(), top, bump)
+	}
+}
+
+// TestRestoreRefusesWhatItCannotUse: a damaged or foreign archive, another
+// shard count, a directory that holds something: each refused with what
+// to do, and nothing written.
+func TestRestoreRefusesWhatItCannotUse(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 1})
+	n := c.nodes[0]
+	s := session(t, n, time.Minute)
+	do(t, n, mutex("a", s, 0))
+	var backup bytes.Buffer
+	if _, err := n.Backup(tctx(t), &backup, true); err != nil {
+		t.Fatal(err)
+	}
+	c.closeAll()
+	cfg := c.cfgs[0]
+	cfg.Cluster.DataDir = filepath.Join(t.TempDir(), "new")
+
+	// rewrite copies the archive, passing each entry through fn.
+	rewrite := func(fn func(h *tar.Header, body []byte) []byte) []byte {
+		var out bytes.Buffer
+		tw := tar.NewWriter(&out)
+		tr := tar.NewReader(bytes.NewReader(backup.Bytes()))
+		for {
+			h, err := tr.Next()
+			if err == io.EOF {
+				break
+			}
+			body, _ := io.ReadAll(tr)
+			if body = fn(h, body); body == nil {
+				continue
+			}
+			h.Size = int64(len(body))
+			tw.WriteHeader(h)
+			tw.Write(body)
+		}
+		tw.WriteHeader(&tar.Header{Name: "../escape", Size: 1, Mode: 0o600, Typeflag: tar.TypeReg})
+		tw.Write([]byte("x"))
+		tw.Close()
+		return out.Bytes()
+	}
+	extra := rewrite(func(_ *tar.Header, body []byte) []byte { return body })
+	damaged := rewrite(func(h *tar.Header, body []byte) []byte {
+		if strings.HasSuffix(h.Name, ".gbsnap") {
+			body[len(body)/2] ^= 0xff
+		}
+		return body
+	})
+	damaged = damaged[:len(damaged)-2048] // without the extra entry, which is refused first
+	lacking := rewrite(func(h *tar.Header, body []byte) []byte {
+		if strings.HasSuffix(h.Name, ".metadata") {
+			return nil
+		}
+		return body
+	})
+	lacking = lacking[:len(lacking)-2048]
+
+	twoShards := cfg
+	twoShards.Consensus.Shards = 2
+	for _, tc := range []struct {
+		what    string
+		archive []byte
+		want    string
+	}{
+		{"not a tar", []byte("hello"), "not a Lockstep backup"},
+		{"cut short", backup.Bytes()[:backup.Len()/2], "cut short"},
+		{"damaged payload", damaged, "damaged"},
+		{"an entry the manifest does not name", extra, "does not name"},
+		{"a record missing", lacking, "lacks shard-0/snapshot.metadata"},
+	} {
+		_, err := Restore(bytes.NewReader(tc.archive), RestoreOptions{Config: cfg})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error saying %q", tc.what, err, tc.want)
+		}
+	}
+	if _, err := Restore(bytes.NewReader(backup.Bytes()), RestoreOptions{Config: twoShards}); err == nil ||
+		!strings.Contains(err.Error(), "consensus.shards: 1") {
+		t.Errorf("another shard count: %v", err)
+	}
+	if entries, _ := os.ReadDir(cfg.Cluster.DataDir); len(entries) > 0 {
+		t.Errorf("a refused restore wrote %d entries into the data directory", len(entries))
+	}
+	if _, err := Restore(bytes.NewReader(backup.Bytes()), RestoreOptions{Config: c.cfgs[0]}); err == nil ||
+		!strings.Contains(err.Error(), "not empty") {
+		t.Errorf("a restore over the old member's directory: %v", err)
+	}
+}
+
+// TestBackupWithoutQuorumNeedsStale: a member cut off from its majority
+// cannot take a consistent backup, says so, and takes a stale one.
+func TestBackupWithoutQuorumNeedsStale(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 3})
+	lead := c.waitLeader(0)
+	s := session(t, c.nodes[lead], time.Minute)
+	do(t, c.nodes[lead], mutex("a", s, 0))
+	keep := (lead + 1) % 3
+	for i := range 3 {
+		if i != keep {
+			c.stop(i)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err := c.nodes[keep].Backup(ctx, io.Discard, false)
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "--stale") {
+		t.Fatalf("a consistent backup without a quorum: %v, want unavailable naming --stale", err)
+	}
+	var backup bytes.Buffer
+	man, err := c.nodes[keep].Backup(ctx, &backup, true)
+	if err != nil || !man.Stale || man.Shards[0].Index == 0 {
+		t.Fatalf("a stale backup: %+v %v", man, err)
+	}
+}

@@ -1,0 +1,356 @@
+package runtime
+
+import (
+	"archive/tar"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/lni/dragonboat/v4/raftpb"
+	"github.com/lni/dragonboat/v4/tools"
+
+	"github.com/lockstepd/lockstep/config"
+	"github.com/lockstepd/lockstep/core"
+)
+
+// Restore makes a member of a new cluster from a backup (Backup): run once
+// per member, each with its own configuration and the same backup and
+// cluster.peers, on an empty data directory, before the members start.
+// The restored cluster holds the backup's state (sessions, holds, queues,
+// and the fencing token each name reached) under a Raft deployment id of
+// its own, so that a member of the old cluster, should one come back, is
+// never heard by it.
+//
+// Every shard's log resumes BumpIndex entries past the backup's index.
+// Fencing tokens grow with the log index (core.FencingToken), and the old
+// cluster may have granted tokens past the backup before it was lost: a
+// bump past all of them keeps every token the restored cluster grants
+// above any the old one granted, so a resource that keeps the largest
+// token it saw refuses the old holders (etcd's --bump-revision).
+type RestoreOptions struct {
+	Config    config.Config
+	BumpIndex uint64
+}
+
+// DefaultBumpIndex is the bump of Restore's log index unless told: two
+// days of entries at 5,000 a second, and a millionth of the index space
+// (core.SlotBits) a restore uses up.
+const DefaultBumpIndex = 1_000_000_000
+
+// maxIndexAfterRestore keeps a restored log far below the largest index a
+// fencing token holds (core.Machine.Apply panics past it).
+const maxIndexAfterRestore = 1<<(64-core.SlotBits) - 1<<40
+
+// deploymentFile records a restored member's Raft deployment id (hex);
+// members without one run under deploymentID.
+const deploymentFile = "lockstep-deployment"
+
+// Restored says what Restore made.
+type Restored struct {
+	Manifest   BackupManifest
+	DataDir    string
+	Deployment uint64
+	// Incarnation is the cluster.incarnation the member starts with: its
+	// node id's in the backed-up cluster (0 for a node id new to it).
+	Incarnation int
+	// Indexes are each shard's index in the restored log, by shard.
+	Indexes []uint64
+}
+
+// Restore reads the backup from r and writes the member's data directory
+// (RestoreOptions).
+func Restore(r io.Reader, o RestoreOptions) (Restored, error) {
+	cfg := o.Config
+	if err := cfg.Validate(); err != nil {
+		return Restored{}, err
+	}
+	c := cfg.Cluster
+	if c.Join {
+		return Restored{}, errors.New("cluster.join: a restored member is one of the new cluster's first members: list them all in cluster.peers, without --join")
+	}
+	if len(c.Peers) == 0 {
+		return Restored{}, fmt.Errorf("cluster.peers: list every member of the restored cluster (%s: %s included); "+
+			"restore each of them from the same backup with the same peers", c.NodeID, c.RaftAddress)
+	}
+	dir, err := filepath.Abs(c.DataDir)
+	if err != nil {
+		return Restored{}, fmt.Errorf("cluster.data_dir: %w", err)
+	}
+	entries, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return Restored{}, fmt.Errorf("cluster.data_dir: %w", err)
+	case len(entries) > 0:
+		return Restored{}, fmt.Errorf("cluster.data_dir: %s is not empty: a restore writes a new member; give it an empty or new directory "+
+			"(move this one aside: it may be what is left of the old cluster)", dir)
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o750); err != nil {
+		return Restored{}, fmt.Errorf("cluster.data_dir: %w", err)
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".lockstep-restore-")
+	if err != nil {
+		return Restored{}, fmt.Errorf("cluster.data_dir: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	man, err := readBackup(r, tmp)
+	if err != nil {
+		return Restored{}, fmt.Errorf("the backup: %w", err)
+	}
+	if len(man.Shards) != cfg.Consensus.Shards {
+		return Restored{}, fmt.Errorf("consensus.shards: the backup holds %s and this member runs %d: a cluster's shard count "+
+			"cannot change; restore and start every member with consensus.shards: %d (--shards %d)",
+			countOf(len(man.Shards), "shard"), cfg.Consensus.Shards, len(man.Shards), len(man.Shards))
+	}
+	members, incarnations, err := restoredMembers(man, c.Peers)
+	if err != nil {
+		return Restored{}, err
+	}
+	if inc := incarnations[c.NodeID]; c.Incarnation != inc {
+		return Restored{}, fmt.Errorf("cluster.incarnation: %s ran as incarnation %d in the backed-up cluster, and its restored "+
+			"state knows it so: restore and start it with --incarnation %d (cluster.incarnation: %d)", c.NodeID, inc, inc, inc)
+	}
+	self := config.ReplicaID(c.NodeID, c.Incarnation)
+	bump := o.BumpIndex
+	deployment := restoredDeployment(man, members, bump)
+	out := Restored{Manifest: man, DataDir: dir, Deployment: deployment, Incarnation: c.Incarnation}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return Restored{}, fmt.Errorf("cluster.data_dir: %w", err)
+	}
+	nhc := nodeHostConfig(cfg, dir, deployment)
+	for i, s := range man.Shards {
+		shardDir := filepath.Join(tmp, fmt.Sprintf("shard-%d", i))
+		rec, err := readSnapshotRecord(shardDir)
+		if err != nil {
+			return Restored{}, fmt.Errorf("the backup's shard %d: %w", i, err)
+		}
+		if rec.ShardID != uint64(i)+1 || rec.Index != s.Index || rec.Term != s.Term {
+			return Restored{}, fmt.Errorf("the backup's shard %d: its record (shard %d, index %d, term %d) differs from the manifest's "+
+				"(index %d, term %d): the backup is damaged", i, rec.ShardID, rec.Index, rec.Term, s.Index, s.Term)
+		}
+		if rec.Index > maxIndexAfterRestore || bump > maxIndexAfterRestore-rec.Index {
+			return Restored{}, fmt.Errorf("--bump-index %d: shard %d's log would resume at an index past %d, where fencing tokens end; "+
+				"give a smaller bump", bump, i, uint64(maxIndexAfterRestore))
+		}
+		// The new index, and no membership: Dragonboat's import writes the
+		// new members, and refuses the old ones' replica ids at other
+		// addresses, which a restore onto new hosts has.
+		rec.Index += bump
+		rec.Membership = raftpb.Membership{}
+		// Dragonboat finds a snapshot's payload by its index's name.
+		payload := fmt.Sprintf("snapshot-%016X%s", rec.Index, snapshotFileSuffix)
+		if err := os.Rename(filepath.Join(tmp, filepath.FromSlash(s.File)), filepath.Join(shardDir, payload)); err != nil {
+			return Restored{}, fmt.Errorf("cluster.data_dir: %w", err)
+		}
+		rec.Filepath = filepath.Join(filepath.Dir(rec.Filepath), payload)
+		if err := writeSnapshotRecord(shardDir, rec); err != nil {
+			return Restored{}, fmt.Errorf("cluster.data_dir: %w", err)
+		}
+		if err := tools.ImportSnapshot(nhc, shardDir, members, self); err != nil {
+			return Restored{}, fmt.Errorf("runtime: importing shard %d into %s: %w", i, dir, err)
+		}
+		out.Indexes = append(out.Indexes, rec.Index)
+	}
+	if err := writeRecord(dir, incarnationFile, c.Incarnation); err != nil {
+		return Restored{}, err
+	}
+	if err := writeRecord(dir, shardCountFile, len(man.Shards)); err != nil {
+		return Restored{}, err
+	}
+	// The restored state names the log each replica took part under: the
+	// member keeps its replica's, or its peers would refuse it as one
+	// that lost its log. A replica the old cluster never had draws one.
+	if l, ok := man.Logs[fmt.Sprintf("%016x", self)]; ok {
+		if err := writeDurably(dir, logIDFile, l+"\n"); err != nil {
+			return Restored{}, err
+		}
+	}
+	if err := writeDurably(dir, deploymentFile, fmt.Sprintf("%016x\n", deployment)); err != nil {
+		return Restored{}, err
+	}
+	return out, nil
+}
+
+// readBackup checks and unpacks the archive into dir: the manifest first,
+// then exactly the files it names, each of the size and (payloads) the
+// digest it gives.
+func readBackup(r io.Reader, dir string) (BackupManifest, error) {
+	tr := tar.NewReader(r)
+	h, err := tr.Next()
+	if err != nil {
+		return BackupManifest{}, fmt.Errorf("not a Lockstep backup (lockstep snapshot save writes one): %w", err)
+	}
+	if h.Name != backupManifestFile || h.Size > maxBackupManifestBytes {
+		return BackupManifest{}, fmt.Errorf("not a Lockstep backup: its first entry is %q, not %s (lockstep snapshot save writes one)",
+			h.Name, backupManifestFile)
+	}
+	var man BackupManifest
+	if err := json.NewDecoder(io.LimitReader(tr, maxBackupManifestBytes)).Decode(&man); err != nil {
+		return BackupManifest{}, fmt.Errorf("%s: %w", backupManifestFile, err)
+	}
+	if man.Format != backupFormat {
+		return BackupManifest{}, fmt.Errorf("%s: format %d; this build reads format %d: restore with the build that wrote it, or a later one",
+			backupManifestFile, man.Format, backupFormat)
+	}
+	if len(man.Shards) < 1 || len(man.Shards) > config.MaxShards {
+		return BackupManifest{}, fmt.Errorf("%s: lists %d shards; a cluster has 1..%d", backupManifestFile, len(man.Shards), config.MaxShards)
+	}
+	want := map[string]int64{} // name → size, -1: any size up to maxBackupManifestBytes
+	for i, s := range man.Shards {
+		prefix := fmt.Sprintf("shard-%d/", i)
+		if s.ShardID != uint64(i) || !strings.HasPrefix(s.File, prefix) || s.Record != prefix+snapshotMetadataFile ||
+			strings.ContainsAny(s.File[len(prefix):], `/\`) || !strings.HasSuffix(s.File, snapshotFileSuffix) || s.Bytes < 0 {
+			return BackupManifest{}, fmt.Errorf("%s: shard %d is not described as Lockstep writes it (%+v)", backupManifestFile, i, s)
+		}
+		want[s.File], want[s.Record] = s.Bytes, -1
+		if err := os.Mkdir(filepath.Join(dir, fmt.Sprintf("shard-%d", i)), 0o700); err != nil {
+			return BackupManifest{}, err
+		}
+	}
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return BackupManifest{}, fmt.Errorf("reading the archive: %w (was it cut short?)", err)
+		}
+		size, ok := want[h.Name]
+		if !ok || h.Typeflag != tar.TypeReg {
+			return BackupManifest{}, fmt.Errorf("the archive holds %q, which its manifest does not name", h.Name)
+		}
+		if (size >= 0 && h.Size != size) || (size < 0 && h.Size > maxBackupManifestBytes) {
+			return BackupManifest{}, fmt.Errorf("%s is %d bytes; the manifest says %d", h.Name, h.Size, size)
+		}
+		delete(want, h.Name)
+		if err := unpack(tr, filepath.Join(dir, filepath.FromSlash(h.Name)), h.Size); err != nil {
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				return BackupManifest{}, fmt.Errorf("%s: the archive ends inside it (was it cut short?)", h.Name)
+			}
+			return BackupManifest{}, fmt.Errorf("%s: %w", h.Name, err)
+		}
+	}
+	if len(want) > 0 {
+		missing := slices.Sorted(func(yield func(string) bool) {
+			for name := range want {
+				if !yield(name) {
+					return
+				}
+			}
+		})
+		return BackupManifest{}, fmt.Errorf("the archive lacks %s (was it cut short?)", strings.Join(missing, ", "))
+	}
+	for i, s := range man.Shards {
+		sum, _, err := fileSHA256(filepath.Join(dir, filepath.FromSlash(s.File)))
+		if err != nil {
+			return BackupManifest{}, err
+		}
+		if sum != s.SHA256 {
+			return BackupManifest{}, fmt.Errorf("shard %d's snapshot does not match its SHA-256 in the manifest: the backup is damaged", i)
+		}
+	}
+	return man, nil
+}
+
+func unpack(r io.Reader, path string, size int64) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = io.CopyN(f, r, size)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// restoredMembers is the restored shards' membership (replica id → Raft
+// address) and each member's incarnation: the one its node id ran as in
+// the backed-up cluster (the replica the state names with a log), or, for
+// a node id whose replicas were all removed, the next; 0 for a node id new
+// to it. Every member computes the same from the same backup and peers.
+func restoredMembers(man BackupManifest, peers map[string]string) (map[uint64]string, map[string]int, error) {
+	logs := map[uint64]uint64{}
+	for r, l := range man.Logs {
+		rv, err1 := strconv.ParseUint(r, 16, 64)
+		lv, err2 := strconv.ParseUint(l, 16, 64)
+		if err1 != nil || err2 != nil {
+			return nil, nil, fmt.Errorf("the backup's %s: logs holds %q: %q, not hex", backupManifestFile, r, l)
+		}
+		logs[rv] = lv
+	}
+	members := map[uint64]string{}
+	incarnations := map[string]int{}
+	for id, addr := range peers {
+		inc := 0
+		for k := range config.MaxIncarnation + 1 {
+			l, ok := logs[config.ReplicaID(id, k)]
+			if !ok {
+				continue
+			}
+			if l != 0 {
+				inc = k
+				break
+			}
+			inc = k + 1
+		}
+		if inc > config.MaxIncarnation {
+			return nil, nil, fmt.Errorf("cluster.peers.%s: every incarnation of this node id was removed from the backed-up cluster: give the member another node id", id)
+		}
+		incarnations[id] = inc
+		members[config.ReplicaID(id, inc)] = addr
+	}
+	return members, incarnations, nil
+}
+
+// restoredDeployment draws the restored cluster's Raft deployment id from
+// the backup, the members and the bump, so that every member's restore
+// draws the same, and a member of the old cluster (deploymentID) or of a
+// cluster restored otherwise is not heard.
+func restoredDeployment(man BackupManifest, members map[uint64]string, bump uint64) uint64 {
+	h := fnv.New64a()
+	fmt.Fprintf(h, "lockstep restore %s %d", man.ID, bump)
+	for _, r := range slices.Sorted(func(yield func(uint64) bool) {
+		for r := range members {
+			if !yield(r) {
+				return
+			}
+		}
+	}) {
+		fmt.Fprintf(h, " %x=%s", r, members[r])
+	}
+	d := h.Sum64()
+	if d == 0 || d == deploymentID {
+		d ^= 1 << 62
+	}
+	return d
+}
+
+// readDeployment is the Raft deployment id dir's member runs under: a
+// restored member's record, or deploymentID.
+func readDeployment(dir string) (uint64, error) {
+	b, err := os.ReadFile(filepath.Join(dir, deploymentFile))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return deploymentID, nil
+	case err != nil:
+		return 0, fmt.Errorf("cluster.data_dir: %w", err)
+	}
+	d, err := strconv.ParseUint(strings.TrimSpace(string(b)), 16, 64)
+	if err != nil || d == 0 {
+		return 0, fmt.Errorf("runtime: %s does not hold a deployment id (%q): the data directory was damaged; restore the member again",
+			filepath.Join(dir, deploymentFile), b)
+	}
+	return d, nil
+}
