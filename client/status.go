@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 
@@ -283,4 +284,50 @@ func (c *Client) ClusterStatusEach(ctx context.Context) []MemberStatus {
 	}
 	wg.Wait()
 	return out
+}
+
+// Backup writes a backup of the cluster's whole state to w: a tar archive
+// that `lockstep snapshot restore` makes a new cluster's members from
+// (docs/operations.md, "Backup and restore"). It needs the admin
+// permission. Unless stale, the backup holds every operation acknowledged
+// before the call, and needs a quorum; stale backs up what the answering
+// member applied, for a cluster that lost its majority.
+//
+// The endpoints are asked in turn until one starts the archive; from then
+// on the bytes go to w as they arrive, so an error after that leaves w
+// with part of an archive: write to a temporary file, and keep it only
+// when Backup returns nil (lockstep snapshot save does).
+func (c *Client) Backup(ctx context.Context, w io.Writer, stale bool) error {
+	if c.isClosed() {
+		return fmt.Errorf("backup: %w", ErrClientClosed)
+	}
+	var last error
+	for _, e := range c.endpoints {
+		wrote, err := backupFrom(ctx, e, w, stale)
+		if err == nil {
+			return nil
+		}
+		if wrote || ctx.Err() != nil || !retryable(err) {
+			return apiErr("backup", err)
+		}
+		last = err
+	}
+	return apiErr("backup", last)
+}
+
+// backupFrom streams one endpoint's backup into w; wrote says some bytes
+// reached w.
+func backupFrom(ctx context.Context, e *endpoint, w io.Writer, stale bool) (wrote bool, err error) {
+	s, err := e.cluster.Backup(ctx, connect.NewRequest(&pb.BackupRequest{Stale: stale}))
+	if err != nil {
+		return false, err
+	}
+	defer s.Close()
+	for s.Receive() {
+		wrote = true
+		if _, err := w.Write(s.Msg().Data); err != nil {
+			return true, err
+		}
+	}
+	return wrote, s.Err()
 }

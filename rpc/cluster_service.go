@@ -3,6 +3,7 @@ package rpc
 import (
 	"context"
 	"errors"
+	"io"
 	"strconv"
 
 	"connectrpc.com/connect"
@@ -133,4 +134,63 @@ func (h ClusterHandler) Check(_ context.Context, req *grpchealth.CheckRequest) (
 		return &grpchealth.CheckResponse{Status: grpchealth.StatusServing}, nil
 	}
 	return &grpchealth.CheckResponse{Status: grpchealth.StatusNotServing}, nil
+}
+
+// backupTaker is a backend that writes a backup of its whole state
+// (runtime.Node.Backup).
+type backupTaker interface {
+	Backup(ctx context.Context, w io.Writer, stale bool) (runtime.BackupManifest, error)
+}
+
+// backupChunkBytes is the most a BackupChunk carries: small against the
+// 4 MiB a gRPC client reads in one message by default.
+const backupChunkBytes = 1 << 20
+
+// Backup streams the backend's backup in chunks as it is written.
+func (h ClusterHandler) Backup(ctx context.Context, req *connect.Request[pb.BackupRequest], stream *connect.ServerStream[pb.BackupChunk]) error {
+	b, ok := h.b.(backupTaker)
+	if !ok {
+		return connect.NewError(connect.CodeUnimplemented, errors.New("this node cannot take a backup"))
+	}
+	w := &chunkWriter{stream: stream, buf: make([]byte, 0, backupChunkBytes)}
+	if _, err := b.Backup(ctx, w, req.Msg.Stale); err != nil {
+		if w.err != nil {
+			return w.err
+		}
+		return h.apiError(err)
+	}
+	return w.flush()
+}
+
+// chunkWriter sends what is written to it as BackupChunks of
+// backupChunkBytes, the last one at flush.
+type chunkWriter struct {
+	stream *connect.ServerStream[pb.BackupChunk]
+	buf    []byte
+	err    error // the first send that failed: the client went away
+}
+
+func (w *chunkWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		if w.err != nil {
+			return 0, w.err
+		}
+		k := min(len(p), cap(w.buf)-len(w.buf))
+		w.buf = append(w.buf, p[:k]...)
+		p = p[k:]
+		if len(w.buf) == cap(w.buf) {
+			w.err = w.flush()
+		}
+	}
+	return n, w.err
+}
+
+func (w *chunkWriter) flush() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	err := w.stream.Send(&pb.BackupChunk{Data: w.buf})
+	w.buf = w.buf[:0]
+	return err
 }

@@ -65,6 +65,7 @@ var actions = map[string]string{
 	lockstepv1connect.ClusterServiceAddNodeProcedure:            ActionAdmin,
 	lockstepv1connect.ClusterServiceRemoveNodeProcedure:         ActionAdmin,
 	lockstepv1connect.ClusterServiceTransferLeadershipProcedure: ActionAdmin,
+	lockstepv1connect.ClusterServiceBackupProcedure:             ActionAdmin,
 }
 
 // ActionOf is the action a procedure needs; "" for one anyone may call.

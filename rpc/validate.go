@@ -148,7 +148,7 @@ func (v validator) transport(msg any) *connect.Error {
 		}
 		return err
 
-	case *pb.HealthRequest, *pb.ClusterStatusRequest:
+	case *pb.HealthRequest, *pb.ClusterStatusRequest, *pb.BackupRequest:
 		return nil
 	case *pb.AddNodeRequest:
 		return first(need(r.NodeId != "", "node_id is missing: give the new member's cluster.node_id"), v.address(r.RaftAddress),

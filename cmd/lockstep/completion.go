@@ -25,7 +25,7 @@ const bashCompletion = `# bash completion for lockstep; load with: source <(lock
 _lockstep() {
   local cur=${COMP_WORDS[COMP_CWORD]} cmd=${COMP_WORDS[1]}
   if [ "$COMP_CWORD" -eq 1 ]; then
-    COMPREPLY=($(compgen -W "serve certs keys lock sem rwlock barrier elect status list watch cluster completion version help" -- "$cur")); return
+    COMPREPLY=($(compgen -W "serve certs keys snapshot lock sem rwlock barrier elect status list watch cluster completion version help" -- "$cur")); return
   fi
   local common="--endpoints -o --cacert --cert --key --api-key -h"
   local session="--owner --ttl"
@@ -41,6 +41,7 @@ _lockstep() {
     cluster) COMPREPLY=($(compgen -W "status add remove transfer $common" -- "$cur")) ;;
     certs)   COMPREPLY=($(compgen -W "--ca --hosts --out --valid-for -h" -- "$cur")) ;;
     keys)    COMPREPLY=($(compgen -W "create -h" -- "$cur")) ;;
+    snapshot) COMPREPLY=($(compgen -W "save restore -h" -- "$cur")) ;;
     completion) COMPREPLY=($(compgen -W "bash zsh" -- "$cur")) ;;
     version) COMPREPLY=($(compgen -W "-o -h" -- "$cur")) ;;
     serve)   COMPREPLY=($(compgen -W "--config --check --dev --insecure --pprof --node-id --data-dir --api-address --raft-address --metrics-address --peers --join --incarnation --election-timeout-ms --heartbeat-interval-ms --shards --tick-interval-ms --snapshot-entries --compaction-overhead --max-batch --ride-along-ms --default-ttl-seconds --max-wait-time-seconds --cleanup-interval-seconds --log-format --log-level --drain-timeout -h" -- "$cur")) ;;

@@ -45,6 +45,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return certsCmd(args[1:], stdout, stderr)
 	case "keys":
 		return keysCmd(args[1:], stdout, stderr)
+	case "snapshot":
+		return snapshotCmd(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		return versionCmd(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
@@ -76,6 +78,11 @@ Usage:
                                          --check only checks the file)
   lockstep serve --dev [flags]           run a single node on 127.0.0.1 with
                                          defaults, in a fresh data directory
+
+Backup and restore (see docs/operations.md):
+  lockstep snapshot save FILE [--stale]  write a backup of the whole state
+  lockstep snapshot restore FILE --config FILE
+                                         make a new cluster's member from one
 
 Security (see docs/security.md):
   lockstep certs ca|node|client ...      make a CA and certificates

@@ -24,6 +24,101 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// BackupRequest asks for a backup.
+type BackupRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Back up what this member applied, without asking the leader: for a
+	// cluster that lost its majority. The backup may lack the last
+	// operations the cluster acknowledged.
+	Stale         bool `protobuf:"varint,1,opt,name=stale,proto3" json:"stale,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupRequest) Reset() {
+	*x = BackupRequest{}
+	mi := &file_lockstep_v1_cluster_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupRequest) ProtoMessage() {}
+
+func (x *BackupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lockstep_v1_cluster_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupRequest.ProtoReflect.Descriptor instead.
+func (*BackupRequest) Descriptor() ([]byte, []int) {
+	return file_lockstep_v1_cluster_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *BackupRequest) GetStale() bool {
+	if x != nil {
+		return x.Stale
+	}
+	return false
+}
+
+// BackupChunk is the next part of the archive; the stream ends after the
+// last.
+type BackupChunk struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The archive's next bytes, at most 1 MiB.
+	Data          []byte `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupChunk) Reset() {
+	*x = BackupChunk{}
+	mi := &file_lockstep_v1_cluster_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupChunk) ProtoMessage() {}
+
+func (x *BackupChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_lockstep_v1_cluster_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupChunk.ProtoReflect.Descriptor instead.
+func (*BackupChunk) Descriptor() ([]byte, []int) {
+	return file_lockstep_v1_cluster_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *BackupChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 // HealthRequest asks whether this node can serve.
 type HealthRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -33,7 +128,7 @@ type HealthRequest struct {
 
 func (x *HealthRequest) Reset() {
 	*x = HealthRequest{}
-	mi := &file_lockstep_v1_cluster_proto_msgTypes[0]
+	mi := &file_lockstep_v1_cluster_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -45,7 +140,7 @@ func (x *HealthRequest) String() string {
 func (*HealthRequest) ProtoMessage() {}
 
 func (x *HealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_cluster_proto_msgTypes[0]
+	mi := &file_lockstep_v1_cluster_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -58,7 +153,7 @@ func (x *HealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
 func (*HealthRequest) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_cluster_proto_rawDescGZIP(), []int{0}
+	return file_lockstep_v1_cluster_proto_rawDescGZIP(), []int{2}
 }
 
 // HealthResponse says this node can serve.
@@ -74,7 +169,7 @@ type HealthResponse struct {
 
 func (x *HealthResponse) Reset() {
 	*x = HealthResponse{}
-	mi := &file_lockstep_v1_cluster_proto_msgTypes[1]
+	mi := &file_lockstep_v1_cluster_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -86,7 +181,7 @@ func (x *HealthResponse) String() string {
 func (*HealthResponse) ProtoMessage() {}
 
 func (x *HealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_cluster_proto_msgTypes[1]
+	mi := &file_lockstep_v1_cluster_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -99,7 +194,7 @@ func (x *HealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthResponse.ProtoReflect.Descriptor instead.
 func (*HealthResponse) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_cluster_proto_rawDescGZIP(), []int{1}
+	return file_lockstep_v1_cluster_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *HealthResponse) GetStatus() string {
@@ -125,7 +220,7 @@ type ClusterStatusRequest struct {
 
 func (x *ClusterStatusRequest) Reset() {
 	*x = ClusterStatusRequest{}
-	mi := &file_lockstep_v1_cluster_proto_msgTypes[2]
+	mi := &file_lockstep_v1_cluster_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -137,7 +232,7 @@ func (x *ClusterStatusRequest) String() string {
 func (*ClusterStatusRequest) ProtoMessage() {}
 
 func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_cluster_proto_msgTypes[2]
+	mi := &file_lockstep_v1_cluster_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -150,7 +245,7 @@ func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_cluster_proto_rawDescGZIP(), []int{2}
+	return file_lockstep_v1_cluster_proto_rawDescGZIP(), []int{4}
 }
 
 // ClusterStatusResponse is this node's view of the cluster.
@@ -174,7 +269,7 @@ type ClusterStatusResponse struct {
 
 func (x *ClusterStatusResponse) Reset() {
 	*x = ClusterStatusResponse{}
-	mi := &file_lockstep_v1_cluster_proto_msgTypes[3]
+	mi := &file_lockstep_v1_cluster_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -186,7 +281,7 @@ func (x *ClusterStatusResponse) String() string {
 func (*ClusterStatusResponse) ProtoMessage() {}
 
 func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_cluster_proto_msgTypes[3]
+	mi := &file_lockstep_v1_cluster_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -199,7 +294,7 @@ func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusResponse.ProtoReflect.Descriptor instead.
 func (*ClusterStatusResponse) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_cluster_proto_rawDescGZIP(), []int{3}
+	return file_lockstep_v1_cluster_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ClusterStatusResponse) GetNodeId() string {
@@ -257,7 +352,7 @@ type ShardStatus struct {
 
 func (x *ShardStatus) Reset() {
 	*x = ShardStatus{}
-	mi := &file_lockstep_v1_cluster_proto_msgTypes[4]
+	mi := &file_lockstep_v1_cluster_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -269,7 +364,7 @@ func (x *ShardStatus) String() string {
 func (*ShardStatus) ProtoMessage() {}
 
 func (x *ShardStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_cluster_proto_msgTypes[4]
+	mi := &file_lockstep_v1_cluster_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -282,7 +377,7 @@ func (x *ShardStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardStatus.ProtoReflect.Descriptor instead.
 func (*ShardStatus) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_cluster_proto_rawDescGZIP(), []int{4}
+	return file_lockstep_v1_cluster_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ShardStatus) GetShardId() uint64 {
@@ -340,7 +435,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_lockstep_v1_cluster_proto_msgTypes[5]
+	mi := &file_lockstep_v1_cluster_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -352,7 +447,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_cluster_proto_msgTypes[5]
+	mi := &file_lockstep_v1_cluster_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -365,7 +460,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_cluster_proto_rawDescGZIP(), []int{5}
+	return file_lockstep_v1_cluster_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Member) GetNodeId() string {
@@ -402,7 +497,7 @@ type AddNodeRequest struct {
 
 func (x *AddNodeRequest) Reset() {
 	*x = AddNodeRequest{}
-	mi := &file_lockstep_v1_cluster_proto_msgTypes[6]
+	mi := &file_lockstep_v1_cluster_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -414,7 +509,7 @@ func (x *AddNodeRequest) String() string {
 func (*AddNodeRequest) ProtoMessage() {}
 
 func (x *AddNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_cluster_proto_msgTypes[6]
+	mi := &file_lockstep_v1_cluster_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -427,7 +522,7 @@ func (x *AddNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddNodeRequest.ProtoReflect.Descriptor instead.
 func (*AddNodeRequest) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_cluster_proto_rawDescGZIP(), []int{6}
+	return file_lockstep_v1_cluster_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AddNodeRequest) GetClientId() string {
@@ -474,7 +569,7 @@ type AddNodeResponse struct {
 
 func (x *AddNodeResponse) Reset() {
 	*x = AddNodeResponse{}
-	mi := &file_lockstep_v1_cluster_proto_msgTypes[7]
+	mi := &file_lockstep_v1_cluster_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -486,7 +581,7 @@ func (x *AddNodeResponse) String() string {
 func (*AddNodeResponse) ProtoMessage() {}
 
 func (x *AddNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_cluster_proto_msgTypes[7]
+	mi := &file_lockstep_v1_cluster_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -499,7 +594,7 @@ func (x *AddNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddNodeResponse.ProtoReflect.Descriptor instead.
 func (*AddNodeResponse) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_cluster_proto_rawDescGZIP(), []int{7}
+	return file_lockstep_v1_cluster_proto_rawDescGZIP(), []int{9}
 }
 
 // RemoveNodeRequest removes a member.
@@ -519,7 +614,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_lockstep_v1_cluster_proto_msgTypes[8]
+	mi := &file_lockstep_v1_cluster_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -531,7 +626,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_cluster_proto_msgTypes[8]
+	mi := &file_lockstep_v1_cluster_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -544,7 +639,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_cluster_proto_rawDescGZIP(), []int{8}
+	return file_lockstep_v1_cluster_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RemoveNodeRequest) GetClientId() string {
@@ -584,7 +679,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_lockstep_v1_cluster_proto_msgTypes[9]
+	mi := &file_lockstep_v1_cluster_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -596,7 +691,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_cluster_proto_msgTypes[9]
+	mi := &file_lockstep_v1_cluster_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -609,7 +704,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_cluster_proto_rawDescGZIP(), []int{9}
+	return file_lockstep_v1_cluster_proto_rawDescGZIP(), []int{11}
 }
 
 // TransferLeadershipRequest moves a shard's leadership.
@@ -629,7 +724,7 @@ type TransferLeadershipRequest struct {
 
 func (x *TransferLeadershipRequest) Reset() {
 	*x = TransferLeadershipRequest{}
-	mi := &file_lockstep_v1_cluster_proto_msgTypes[10]
+	mi := &file_lockstep_v1_cluster_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -641,7 +736,7 @@ func (x *TransferLeadershipRequest) String() string {
 func (*TransferLeadershipRequest) ProtoMessage() {}
 
 func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_cluster_proto_msgTypes[10]
+	mi := &file_lockstep_v1_cluster_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -654,7 +749,7 @@ func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_cluster_proto_rawDescGZIP(), []int{10}
+	return file_lockstep_v1_cluster_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TransferLeadershipRequest) GetClientId() string {
@@ -694,7 +789,7 @@ type TransferLeadershipResponse struct {
 
 func (x *TransferLeadershipResponse) Reset() {
 	*x = TransferLeadershipResponse{}
-	mi := &file_lockstep_v1_cluster_proto_msgTypes[11]
+	mi := &file_lockstep_v1_cluster_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -706,7 +801,7 @@ func (x *TransferLeadershipResponse) String() string {
 func (*TransferLeadershipResponse) ProtoMessage() {}
 
 func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_cluster_proto_msgTypes[11]
+	mi := &file_lockstep_v1_cluster_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -719,14 +814,18 @@ func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_cluster_proto_rawDescGZIP(), []int{11}
+	return file_lockstep_v1_cluster_proto_rawDescGZIP(), []int{13}
 }
 
 var File_lockstep_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_lockstep_v1_cluster_proto_rawDesc = "" +
 	"\n" +
-	"\x19lockstep/v1/cluster.proto\x12\vlockstep.v1\x1a\x1cgoogle/api/annotations.proto\"\x0f\n" +
+	"\x19lockstep/v1/cluster.proto\x12\vlockstep.v1\x1a\x1cgoogle/api/annotations.proto\"%\n" +
+	"\rBackupRequest\x12\x14\n" +
+	"\x05stale\x18\x01 \x01(\bR\x05stale\"!\n" +
+	"\vBackupChunk\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"\x0f\n" +
 	"\rHealthRequest\"A\n" +
 	"\x0eHealthResponse\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\tR\x06status\x12\x17\n" +
@@ -768,14 +867,15 @@ const file_lockstep_v1_cluster_proto_rawDesc = "" +
 	"requestSeq\x12\x19\n" +
 	"\bshard_id\x18\x03 \x01(\x04R\ashardId\x12$\n" +
 	"\x0etarget_node_id\x18\x04 \x01(\tR\ftargetNodeId\"\x1c\n" +
-	"\x1aTransferLeadershipResponse2\xd6\x03\n" +
+	"\x1aTransferLeadershipResponse2\x9d\x04\n" +
 	"\x0eClusterService\x12U\n" +
 	"\x06Health\x12\x1a.lockstep.v1.HealthRequest\x1a\x1b.lockstep.v1.HealthResponse\"\x12\x82\xd3\xe4\x93\x02\t\x12\a/health\x90\x02\x01\x12k\n" +
 	"\x06Status\x12!.lockstep.v1.ClusterStatusRequest\x1a\".lockstep.v1.ClusterStatusResponse\"\x1a\x82\xd3\xe4\x93\x02\x11\x12\x0f/cluster/status\x90\x02\x01\x12F\n" +
 	"\aAddNode\x12\x1b.lockstep.v1.AddNodeRequest\x1a\x1c.lockstep.v1.AddNodeResponse\"\x00\x12O\n" +
 	"\n" +
 	"RemoveNode\x12\x1e.lockstep.v1.RemoveNodeRequest\x1a\x1f.lockstep.v1.RemoveNodeResponse\"\x00\x12g\n" +
-	"\x12TransferLeadership\x12&.lockstep.v1.TransferLeadershipRequest\x1a'.lockstep.v1.TransferLeadershipResponse\"\x00B>Z<github.com/lockstepd/lockstep/rpc/gen/lockstep/v1;lockstepv1b\x06proto3"
+	"\x12TransferLeadership\x12&.lockstep.v1.TransferLeadershipRequest\x1a'.lockstep.v1.TransferLeadershipResponse\"\x00\x12E\n" +
+	"\x06Backup\x12\x1a.lockstep.v1.BackupRequest\x1a\x18.lockstep.v1.BackupChunk\"\x03\x90\x02\x010\x01B>Z<github.com/lockstepd/lockstep/rpc/gen/lockstep/v1;lockstepv1b\x06proto3"
 
 var (
 	file_lockstep_v1_cluster_proto_rawDescOnce sync.Once
@@ -789,36 +889,40 @@ func file_lockstep_v1_cluster_proto_rawDescGZIP() []byte {
 	return file_lockstep_v1_cluster_proto_rawDescData
 }
 
-var file_lockstep_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_lockstep_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_lockstep_v1_cluster_proto_goTypes = []any{
-	(*HealthRequest)(nil),              // 0: lockstep.v1.HealthRequest
-	(*HealthResponse)(nil),             // 1: lockstep.v1.HealthResponse
-	(*ClusterStatusRequest)(nil),       // 2: lockstep.v1.ClusterStatusRequest
-	(*ClusterStatusResponse)(nil),      // 3: lockstep.v1.ClusterStatusResponse
-	(*ShardStatus)(nil),                // 4: lockstep.v1.ShardStatus
-	(*Member)(nil),                     // 5: lockstep.v1.Member
-	(*AddNodeRequest)(nil),             // 6: lockstep.v1.AddNodeRequest
-	(*AddNodeResponse)(nil),            // 7: lockstep.v1.AddNodeResponse
-	(*RemoveNodeRequest)(nil),          // 8: lockstep.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),         // 9: lockstep.v1.RemoveNodeResponse
-	(*TransferLeadershipRequest)(nil),  // 10: lockstep.v1.TransferLeadershipRequest
-	(*TransferLeadershipResponse)(nil), // 11: lockstep.v1.TransferLeadershipResponse
+	(*BackupRequest)(nil),              // 0: lockstep.v1.BackupRequest
+	(*BackupChunk)(nil),                // 1: lockstep.v1.BackupChunk
+	(*HealthRequest)(nil),              // 2: lockstep.v1.HealthRequest
+	(*HealthResponse)(nil),             // 3: lockstep.v1.HealthResponse
+	(*ClusterStatusRequest)(nil),       // 4: lockstep.v1.ClusterStatusRequest
+	(*ClusterStatusResponse)(nil),      // 5: lockstep.v1.ClusterStatusResponse
+	(*ShardStatus)(nil),                // 6: lockstep.v1.ShardStatus
+	(*Member)(nil),                     // 7: lockstep.v1.Member
+	(*AddNodeRequest)(nil),             // 8: lockstep.v1.AddNodeRequest
+	(*AddNodeResponse)(nil),            // 9: lockstep.v1.AddNodeResponse
+	(*RemoveNodeRequest)(nil),          // 10: lockstep.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),         // 11: lockstep.v1.RemoveNodeResponse
+	(*TransferLeadershipRequest)(nil),  // 12: lockstep.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 13: lockstep.v1.TransferLeadershipResponse
 }
 var file_lockstep_v1_cluster_proto_depIdxs = []int32{
-	4,  // 0: lockstep.v1.ClusterStatusResponse.shards:type_name -> lockstep.v1.ShardStatus
-	5,  // 1: lockstep.v1.ShardStatus.members:type_name -> lockstep.v1.Member
-	0,  // 2: lockstep.v1.ClusterService.Health:input_type -> lockstep.v1.HealthRequest
-	2,  // 3: lockstep.v1.ClusterService.Status:input_type -> lockstep.v1.ClusterStatusRequest
-	6,  // 4: lockstep.v1.ClusterService.AddNode:input_type -> lockstep.v1.AddNodeRequest
-	8,  // 5: lockstep.v1.ClusterService.RemoveNode:input_type -> lockstep.v1.RemoveNodeRequest
-	10, // 6: lockstep.v1.ClusterService.TransferLeadership:input_type -> lockstep.v1.TransferLeadershipRequest
-	1,  // 7: lockstep.v1.ClusterService.Health:output_type -> lockstep.v1.HealthResponse
-	3,  // 8: lockstep.v1.ClusterService.Status:output_type -> lockstep.v1.ClusterStatusResponse
-	7,  // 9: lockstep.v1.ClusterService.AddNode:output_type -> lockstep.v1.AddNodeResponse
-	9,  // 10: lockstep.v1.ClusterService.RemoveNode:output_type -> lockstep.v1.RemoveNodeResponse
-	11, // 11: lockstep.v1.ClusterService.TransferLeadership:output_type -> lockstep.v1.TransferLeadershipResponse
-	7,  // [7:12] is the sub-list for method output_type
-	2,  // [2:7] is the sub-list for method input_type
+	6,  // 0: lockstep.v1.ClusterStatusResponse.shards:type_name -> lockstep.v1.ShardStatus
+	7,  // 1: lockstep.v1.ShardStatus.members:type_name -> lockstep.v1.Member
+	2,  // 2: lockstep.v1.ClusterService.Health:input_type -> lockstep.v1.HealthRequest
+	4,  // 3: lockstep.v1.ClusterService.Status:input_type -> lockstep.v1.ClusterStatusRequest
+	8,  // 4: lockstep.v1.ClusterService.AddNode:input_type -> lockstep.v1.AddNodeRequest
+	10, // 5: lockstep.v1.ClusterService.RemoveNode:input_type -> lockstep.v1.RemoveNodeRequest
+	12, // 6: lockstep.v1.ClusterService.TransferLeadership:input_type -> lockstep.v1.TransferLeadershipRequest
+	0,  // 7: lockstep.v1.ClusterService.Backup:input_type -> lockstep.v1.BackupRequest
+	3,  // 8: lockstep.v1.ClusterService.Health:output_type -> lockstep.v1.HealthResponse
+	5,  // 9: lockstep.v1.ClusterService.Status:output_type -> lockstep.v1.ClusterStatusResponse
+	9,  // 10: lockstep.v1.ClusterService.AddNode:output_type -> lockstep.v1.AddNodeResponse
+	11, // 11: lockstep.v1.ClusterService.RemoveNode:output_type -> lockstep.v1.RemoveNodeResponse
+	13, // 12: lockstep.v1.ClusterService.TransferLeadership:output_type -> lockstep.v1.TransferLeadershipResponse
+	1,  // 13: lockstep.v1.ClusterService.Backup:output_type -> lockstep.v1.BackupChunk
+	8,  // [8:14] is the sub-list for method output_type
+	2,  // [2:8] is the sub-list for method input_type
 	2,  // [2:2] is the sub-list for extension type_name
 	2,  // [2:2] is the sub-list for extension extendee
 	0,  // [0:2] is the sub-list for field type_name
@@ -835,7 +939,7 @@ func file_lockstep_v1_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lockstep_v1_cluster_proto_rawDesc), len(file_lockstep_v1_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

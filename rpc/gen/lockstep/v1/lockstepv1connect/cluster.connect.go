@@ -47,6 +47,8 @@ const (
 	// ClusterServiceTransferLeadershipProcedure is the fully-qualified name of the ClusterService's
 	// TransferLeadership RPC.
 	ClusterServiceTransferLeadershipProcedure = "/lockstep.v1.ClusterService/TransferLeadership"
+	// ClusterServiceBackupProcedure is the fully-qualified name of the ClusterService's Backup RPC.
+	ClusterServiceBackupProcedure = "/lockstep.v1.ClusterService/Backup"
 )
 
 // ClusterServiceClient is a client for the lockstep.v1.ClusterService service.
@@ -67,6 +69,13 @@ type ClusterServiceClient interface {
 	// member. It answers once the transfer has been requested; watch Status
 	// for the result.
 	TransferLeadership(context.Context, *connect.Request[v1.TransferLeadershipRequest]) (*connect.Response[v1.TransferLeadershipResponse], error)
+	// Backup streams a backup of the whole state (every shard's snapshot) as
+	// a tar archive, in chunks: `lockstep snapshot save FILE` writes it, and
+	// `lockstep snapshot restore FILE` makes a new cluster's members from it
+	// (docs/operations.md, "Backup and restore"). Unless stale, it holds
+	// every operation acknowledged before the call; stale backs up what the
+	// answering member applied, which needs no quorum.
+	Backup(context.Context, *connect.Request[v1.BackupRequest]) (*connect.ServerStreamForClient[v1.BackupChunk], error)
 }
 
 // NewClusterServiceClient constructs a client for the lockstep.v1.ClusterService service. By
@@ -112,6 +121,13 @@ func NewClusterServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithSchema(clusterServiceMethods.ByName("TransferLeadership")),
 			connect.WithClientOptions(opts...),
 		),
+		backup: connect.NewClient[v1.BackupRequest, v1.BackupChunk](
+			httpClient,
+			baseURL+ClusterServiceBackupProcedure,
+			connect.WithSchema(clusterServiceMethods.ByName("Backup")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -122,6 +138,7 @@ type clusterServiceClient struct {
 	addNode            *connect.Client[v1.AddNodeRequest, v1.AddNodeResponse]
 	removeNode         *connect.Client[v1.RemoveNodeRequest, v1.RemoveNodeResponse]
 	transferLeadership *connect.Client[v1.TransferLeadershipRequest, v1.TransferLeadershipResponse]
+	backup             *connect.Client[v1.BackupRequest, v1.BackupChunk]
 }
 
 // Health calls lockstep.v1.ClusterService.Health.
@@ -149,6 +166,11 @@ func (c *clusterServiceClient) TransferLeadership(ctx context.Context, req *conn
 	return c.transferLeadership.CallUnary(ctx, req)
 }
 
+// Backup calls lockstep.v1.ClusterService.Backup.
+func (c *clusterServiceClient) Backup(ctx context.Context, req *connect.Request[v1.BackupRequest]) (*connect.ServerStreamForClient[v1.BackupChunk], error) {
+	return c.backup.CallServerStream(ctx, req)
+}
+
 // ClusterServiceHandler is an implementation of the lockstep.v1.ClusterService service.
 type ClusterServiceHandler interface {
 	// Health answers 200 when this node can serve: every shard it runs has a
@@ -167,6 +189,13 @@ type ClusterServiceHandler interface {
 	// member. It answers once the transfer has been requested; watch Status
 	// for the result.
 	TransferLeadership(context.Context, *connect.Request[v1.TransferLeadershipRequest]) (*connect.Response[v1.TransferLeadershipResponse], error)
+	// Backup streams a backup of the whole state (every shard's snapshot) as
+	// a tar archive, in chunks: `lockstep snapshot save FILE` writes it, and
+	// `lockstep snapshot restore FILE` makes a new cluster's members from it
+	// (docs/operations.md, "Backup and restore"). Unless stale, it holds
+	// every operation acknowledged before the call; stale backs up what the
+	// answering member applied, which needs no quorum.
+	Backup(context.Context, *connect.Request[v1.BackupRequest], *connect.ServerStream[v1.BackupChunk]) error
 }
 
 // NewClusterServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -208,6 +237,13 @@ func NewClusterServiceHandler(svc ClusterServiceHandler, opts ...connect.Handler
 		connect.WithSchema(clusterServiceMethods.ByName("TransferLeadership")),
 		connect.WithHandlerOptions(opts...),
 	)
+	clusterServiceBackupHandler := connect.NewServerStreamHandler(
+		ClusterServiceBackupProcedure,
+		svc.Backup,
+		connect.WithSchema(clusterServiceMethods.ByName("Backup")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/lockstep.v1.ClusterService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ClusterServiceHealthProcedure:
@@ -220,6 +256,8 @@ func NewClusterServiceHandler(svc ClusterServiceHandler, opts ...connect.Handler
 			clusterServiceRemoveNodeHandler.ServeHTTP(w, r)
 		case ClusterServiceTransferLeadershipProcedure:
 			clusterServiceTransferLeadershipHandler.ServeHTTP(w, r)
+		case ClusterServiceBackupProcedure:
+			clusterServiceBackupHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -247,4 +285,8 @@ func (UnimplementedClusterServiceHandler) RemoveNode(context.Context, *connect.R
 
 func (UnimplementedClusterServiceHandler) TransferLeadership(context.Context, *connect.Request[v1.TransferLeadershipRequest]) (*connect.Response[v1.TransferLeadershipResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("lockstep.v1.ClusterService.TransferLeadership is not implemented"))
+}
+
+func (UnimplementedClusterServiceHandler) Backup(context.Context, *connect.Request[v1.BackupRequest], *connect.ServerStream[v1.BackupChunk]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("lockstep.v1.ClusterService.Backup is not implemented"))
 }
