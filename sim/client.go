@@ -297,7 +297,13 @@ func (c *client) busy() string {
 		return ""
 	}
 	if c.main.active {
-		return fmt.Sprintf("request %v waits since %.3fs", c.main.cmd.Op, c.main.started.Seconds())
+		switch c.main.kind {
+		case callRead:
+			return fmt.Sprintf("status read of %s %q waits since %.3fs", c.main.read.kind, c.main.read.name, c.main.started.Seconds())
+		case callWrite:
+			return fmt.Sprintf("fenced write to %s %q waits since %.3fs", c.main.write.key.kind, c.main.write.key.name, c.main.started.Seconds())
+		}
+		return fmt.Sprintf("request %v %q waits since %.3fs", c.main.cmd.Op, c.main.cmd.Name, c.main.started.Seconds())
 	}
 	if len(c.plan) > 0 {
 		return fmt.Sprintf("%d steps left", len(c.plan))

@@ -834,15 +834,6 @@ func (w *world) muxQuiesce() {
 	}
 }
 
-func (w *world) muxBusy() string {
-	for _, m := range w.muxes {
-		if s := m.busyReport(); s != "" {
-			return s
-		}
-	}
-	return ""
-}
-
 // muxBug is a planted bug of the multiplexed client (bugs.go): each brings
 // back one of issue 17's old behaviours.
 type muxBug uint8
