@@ -283,6 +283,9 @@ type Material struct {
 	Cert *tls.Certificate
 	// CA verifies members and clients (nil without TLS).
 	CA *x509.CertPool
+	// CACerts are the certificates of ca_file, in the file's order (nil
+	// without TLS): what CA holds, for a reload to say what changed.
+	CACerts []*x509.Certificate
 	// APIKeys maps a key's SHA-256 (hex) to its principal.
 	APIKeys map[string]string
 }
@@ -319,7 +322,7 @@ func (s Security) LoadMaterial(now time.Time) (*Material, error) {
 		if now.Before(leaf.NotBefore) {
 			return nil, fmt.Errorf("security.tls.cert_file %s: not valid before %s", t.CertFile, leaf.NotBefore.UTC().Format(time.RFC3339))
 		}
-		pool, err := loadCAPool(t.CAFile)
+		pool, caCerts, err := loadCAPool(t.CAFile)
 		if err != nil {
 			return nil, err
 		}
@@ -333,7 +336,7 @@ func (s Security) LoadMaterial(now time.Time) (*Material, error) {
 			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
 			return nil, fmt.Errorf("security.tls.ca_file %s: did not sign the certificate in %s (%v)", t.CAFile, t.CertFile, err)
 		}
-		m.Cert, m.CA = &cert, pool
+		m.Cert, m.CA, m.CACerts = &cert, pool, caCerts
 	}
 	if s.APIKeysFile != "" {
 		keys, err := LoadAPIKeys(s.APIKeysFile)
@@ -429,13 +432,13 @@ func usableFor(cert *x509.Certificate, u x509.ExtKeyUsage) bool {
 	return false
 }
 
-func loadCAPool(path string) (*x509.CertPool, error) {
+func loadCAPool(path string) (*x509.CertPool, []*x509.Certificate, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("security.tls.ca_file %s: %w", path, errors.Unwrap(err))
+		return nil, nil, fmt.Errorf("security.tls.ca_file %s: %w", path, errors.Unwrap(err))
 	}
 	pool := x509.NewCertPool()
-	n := 0
+	var certs []*x509.Certificate
 	for rest := b; ; {
 		var blk *pem.Block
 		blk, rest = pem.Decode(rest)
@@ -447,15 +450,15 @@ func loadCAPool(path string) (*x509.CertPool, error) {
 		}
 		c, err := x509.ParseCertificate(blk.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("security.tls.ca_file %s: %v", path, err)
+			return nil, nil, fmt.Errorf("security.tls.ca_file %s: %v", path, err)
 		}
 		pool.AddCert(c)
-		n++
+		certs = append(certs, c)
 	}
-	if n == 0 {
-		return nil, fmt.Errorf("security.tls.ca_file %s: holds no PEM certificate", path)
+	if len(certs) == 0 {
+		return nil, nil, fmt.Errorf("security.tls.ca_file %s: holds no PEM certificate", path)
 	}
-	return pool, nil
+	return pool, certs, nil
 }
 
 // APIKeyEntry is one line of the API keys file.
