@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 	"time"
 
@@ -213,6 +214,29 @@ func (c Config) Plaintext() []string {
 		}
 	}
 	return out
+}
+
+// KeyFileWarnings are the warnings a start, serve --check and a reload
+// give about the private key file: one that its group or others may read
+// (mode 0644, as a copy or an editor may leave it) is named, with its
+// mode and the chmod that fixes it, as ssh does of a key. It is not
+// refused: deployments that run so would stop at their next restart. The
+// API keys file is not checked: it holds SHA-256 digests, not keys. None
+// on Windows, where modes do not say who may read.
+func (s Security) KeyFileWarnings() []string {
+	if s.TLS == nil || s.TLS.KeyFile == "" || goruntime.GOOS == "windows" {
+		return nil
+	}
+	return keyFileWarning("security.tls.key_file", s.TLS.KeyFile)
+}
+
+func keyFileWarning(key, path string) []string {
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm()&0o077 == 0 {
+		return nil // a missing file is LoadMaterial's to say
+	}
+	return []string{fmt.Sprintf("%s %s: mode %04o lets its group or others read the private key: chmod 600 %s",
+		key, path, fi.Mode().Perm(), path)}
 }
 
 // CheckAuditPath checks that the audit log can be created where

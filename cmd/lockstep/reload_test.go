@@ -77,7 +77,7 @@ func TestReloadChecksTheMembersCertificate(t *testing.T) {
 	f.configFile = path
 	for cert, want := range map[string]string{"client": "is not for server use", "elsewhere": "does not name 127.0.0.1", "node": ""} {
 		conf(cert)
-		_, err := reload(f, sec, cfg, nil)
+		_, _, err := reload(f, sec, cfg, nil)
 		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
 			t.Errorf("reload with %s.pem: %v, want %q", cert, err, want)
 		}
@@ -90,7 +90,7 @@ func TestReloadChecksTheMembersCertificate(t *testing.T) {
 	lone.Cluster.Peers = map[string]string{"node-1": "127.0.0.1:7001"}
 	conf("elsewhere")
 	for n, want := range map[int]string{1: "", 2: "does not name 127.0.0.1"} {
-		_, err := reload(f, sec, lone, func() int { return n })
+		_, _, err := reload(f, sec, lone, func() int { return n })
 		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
 			t.Errorf("reload of a lone member's file with elsewhere.pem, %d member(s) now: %v, want %q", n, err, want)
 		}
@@ -220,7 +220,7 @@ func TestReloadReachesTheRaftPort(t *testing.T) {
 	install("b/node0")
 	f := newServeFlags(&bytes.Buffer{})
 	f.configFile = path
-	if _, err := reload(f, sec, cfg, nil); err != nil {
+	if _, _, err := reload(f, sec, cfg, nil); err != nil {
 		t.Fatal(err)
 	}
 	got, refused := presented(b0)

@@ -94,11 +94,14 @@ func hangup(f *serveFlags, running config.Config, sec *security.State, audit *se
 		log.Warn("SIGHUP: nothing to reload without --config")
 		return
 	}
-	c, err := reload(f, sec, running, members)
+	c, warnings, err := reload(f, sec, running, members)
 	if err != nil {
 		logReopened()
 		log.Error("SIGHUP: reload failed; the security settings in force are kept", "err", err)
 		return
+	}
+	for _, w := range warnings {
+		log.Warn("SIGHUP: " + w)
 	}
 	c.AuditReopened = reopened
 	log.Info("SIGHUP: reloaded the security settings: "+c.String(), "config", f.configFile)
@@ -107,17 +110,19 @@ func hangup(f *serveFlags, running config.Config, sec *security.State, audit *se
 // members is how many members the cluster has now (nil: as the file
 // says): a member started alone and grown by AddNode has peers its file
 // does not list, and they need of its certificate what any member's must
-// give (client use, its raft_address host), as AddNode checked.
-func reload(f *serveFlags, sec *security.State, running config.Config, members func() int) (security.Changes, error) {
+// give (client use, its raft_address host), as AddNode checked. It
+// answers what changed and the warnings about the files put in force
+// (config.Security.KeyFileWarnings).
+func reload(f *serveFlags, sec *security.State, running config.Config, members func() int) (security.Changes, []string, error) {
 	cfg, err := config.Read(f.configFile)
 	if err != nil {
-		return security.Changes{}, err
+		return security.Changes{}, nil, err
 	}
 	if err := f.applyOverrides(&cfg); err != nil {
-		return security.Changes{}, err
+		return security.Changes{}, nil, err
 	}
 	if err := cfg.Validate(); err != nil {
-		return security.Changes{}, fmt.Errorf("configuration: %w", err)
+		return security.Changes{}, nil, fmt.Errorf("configuration: %w", err)
 	}
 	// The checks a start makes of the member's own certificate too (a
 	// client's, or one without the raft_address host, would cut the member
@@ -128,12 +133,13 @@ func reload(f *serveFlags, sec *security.State, running config.Config, members f
 	check.Security = cfg.Security
 	m, err := check.LoadMaterial(time.Now())
 	if err != nil {
-		return security.Changes{}, fmt.Errorf("configuration: %w", err)
+		return security.Changes{}, nil, fmt.Errorf("configuration: %w", err)
 	}
 	if m.Cert != nil && members != nil && members() > 1 {
 		if err := check.CheckPeerCertificate(m.Cert.Leaf); err != nil {
-			return security.Changes{}, fmt.Errorf("configuration: %w (this member has peers now)", err)
+			return security.Changes{}, nil, fmt.Errorf("configuration: %w (this member has peers now)", err)
 		}
 	}
-	return sec.ReloadMaterial(cfg.Security, m)
+	c, err := sec.ReloadMaterial(cfg.Security, m)
+	return c, cfg.Security.KeyFileWarnings(), err
 }
