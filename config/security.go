@@ -216,18 +216,30 @@ func (c Config) Plaintext() []string {
 	return out
 }
 
-// KeyFileWarnings are the warnings a start, serve --check and a reload
-// give about the private key file: one that its group or others may read
-// (mode 0644, as a copy or an editor may leave it) is named, with its
-// mode and the chmod that fixes it, as ssh does of a key. It is not
-// refused: deployments that run so would stop at their next restart. The
-// API keys file is not checked: it holds SHA-256 digests, not keys. None
-// on Windows, where modes do not say who may read.
-func (s Security) KeyFileWarnings() []string {
-	if s.TLS == nil || s.TLS.KeyFile == "" || goruntime.GOOS == "windows" {
-		return nil
+// ACLEmptyWarning says what an acl key with no rules means: nothing is
+// allowed, which an operator who wrote "acl: []" for "no ACL" would not
+// expect (without the key everything is).
+const ACLEmptyWarning = "security.acl has no rules: no principal may do anything, every request but health checks and gRPC reflection is refused (403), " +
+	"and List and Watch show nothing; to let every authenticated principal do everything remove the acl key, else add rules (docs/security.md, ACL)"
+
+// Warnings are what a start, serve --check and a reload warn of in s
+// without refusing it:
+//   - a private key file its group or others may read (mode 0644, as a
+//     copy or an editor may leave it), named with its mode and the chmod
+//     that fixes it, as ssh does of a key; refusing it would stop
+//     deployments that run so at their next restart. The API keys file
+//     is not checked: it holds SHA-256 digests, not keys. Not on Windows,
+//     where modes do not say who may read;
+//   - an acl key with no rules (ACLEmptyWarning).
+func (s Security) Warnings() []string {
+	var ws []string
+	if s.TLS != nil && s.TLS.KeyFile != "" && goruntime.GOOS != "windows" {
+		ws = append(ws, keyFileWarning("security.tls.key_file", s.TLS.KeyFile)...)
 	}
-	return keyFileWarning("security.tls.key_file", s.TLS.KeyFile)
+	if s.ACL != nil && len(s.ACL) == 0 {
+		ws = append(ws, ACLEmptyWarning)
+	}
+	return ws
 }
 
 func keyFileWarning(key, path string) []string {

@@ -117,6 +117,8 @@ func aclCount(n int) string {
 	switch n {
 	case -1:
 		return "absent (every principal may do everything)"
+	case 0:
+		return "0 rules (no principal may do anything)"
 	case 1:
 		return "1 rule"
 	}

@@ -211,3 +211,55 @@ func TestKeyFileReadableByOthersWarns(t *testing.T) {
 		}
 	}
 }
+
+// An acl key with no rules ("acl: []") allows nothing: it was taken
+// silently, though without the key everything is allowed. serve --check,
+// a start and a reload say so plainly, and the reload's line counts 0
+// rules as nothing allowed.
+func TestEmptyACLSaysNothingIsAllowed(t *testing.T) {
+	dir := t.TempDir()
+	_, digest, err := security.NewAPIKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "keys.yaml"), []byte("- {principal: ci, sha256: "+digest+"}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "node.yaml")
+	conf := func(acl string) {
+		t.Helper()
+		body := "cluster:\n  node_id: node-1\n  raft_address: 127.0.0.1:7001\n  api_address: 127.0.0.1:8080\n  data_dir: " + filepath.Join(dir, "data") + "\n" +
+			"  peers: {node-1: 127.0.0.1:7001}\nsecurity:\n  api_keys_file: keys.yaml\n" + acl
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := "lockstep serve: warning: security.acl has no rules: no principal may do anything, every request but health checks and gRPC reflection is refused (403), " +
+		"and List and Watch show nothing; to let every authenticated principal do everything remove the acl key, else add rules (docs/security.md, ACL)\n"
+	for acl, warned := range map[string]bool{"  acl: []\n": true, "": false, "  acl:\n    - {principal: ci, prefix: \"\", allow: [read]}\n": false} {
+		conf(acl)
+		var out, errb bytes.Buffer
+		if code := run([]string{"serve", "--config", path, "--check"}, &out, &errb); code != exitOK || (errb.String() == want) != warned || !warned && errb.Len() != 0 {
+			t.Errorf("--check with %q: exit %d\nstdout: %s\nstderr: %s", acl, code, &out, &errb)
+		}
+	}
+
+	conf("  acl:\n    - {principal: ci, prefix: \"\", allow: [read]}\n")
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec, err := security.New(cfg.Security, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newServeFlags(&bytes.Buffer{})
+	f.configFile = path
+	conf("  acl: []\n")
+	var logs bytes.Buffer
+	hangup(f, cfg, sec, nil, nil, slog.New(slog.NewTextHandler(&logs, nil)))
+	if !strings.Contains(logs.String(), "level=WARN msg=\"SIGHUP: security.acl has no rules: no principal may do anything") ||
+		!strings.Contains(logs.String(), "reloaded the security settings: ACL 1 rule -> 0 rules (no principal may do anything)") {
+		t.Errorf("a SIGHUP to an acl with no rules logged:\n%s", &logs)
+	}
+}

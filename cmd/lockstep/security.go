@@ -112,7 +112,7 @@ func hangup(f *serveFlags, running config.Config, sec *security.State, audit *se
 // does not list, and they need of its certificate what any member's must
 // give (client use, its raft_address host), as AddNode checked. It
 // answers what changed and the warnings about the files put in force
-// (config.Security.KeyFileWarnings).
+// (config.Security.Warnings).
 func reload(f *serveFlags, sec *security.State, running config.Config, members func() int) (security.Changes, []string, error) {
 	cfg, err := config.Read(f.configFile)
 	if err != nil {
@@ -141,5 +141,5 @@ func reload(f *serveFlags, sec *security.State, running config.Config, members f
 		}
 	}
 	c, err := sec.ReloadMaterial(cfg.Security, m)
-	return c, cfg.Security.KeyFileWarnings(), err
+	return c, cfg.Security.Warnings(), err
 }

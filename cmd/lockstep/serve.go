@@ -57,7 +57,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 			// --check often runs as another user than the service.
 			fmt.Fprintf(stderr, "lockstep serve: warning: the data directory's records are not checked: %v\n", err)
 		}
-		for _, w := range cfg.Security.KeyFileWarnings() {
+		for _, w := range cfg.Security.Warnings() {
 			fmt.Fprintf(stderr, "lockstep serve: warning: %s\n", w)
 		}
 		if err := cfg.Security.CheckAuditPath(); errors.Is(err, fs.ErrPermission) {
@@ -215,7 +215,7 @@ func runNode(cfg config.Config, f *serveFlags, base *slog.Logger, stdout io.Writ
 	for _, d := range cfg.Deprecations() {
 		log.Warn(d)
 	}
-	for _, w := range cfg.Security.KeyFileWarnings() {
+	for _, w := range cfg.Security.Warnings() {
 		log.Warn(w)
 	}
 	if !f.dataKept && !f.dev && !cfg.Cluster.Join && len(cfg.Cluster.Peers) > 1 {
