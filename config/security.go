@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 	"time"
 
@@ -215,6 +216,41 @@ func (c Config) Plaintext() []string {
 	return out
 }
 
+// ACLEmptyWarning says what an acl key with no rules means: nothing is
+// allowed, which an operator who wrote "acl: []" for "no ACL" would not
+// expect (without the key everything is).
+const ACLEmptyWarning = "security.acl has no rules: no principal may do anything, every request but health checks and gRPC reflection is refused (403), " +
+	"and List and Watch show nothing; to let every authenticated principal do everything remove the acl key, else add rules (docs/security.md, ACL)"
+
+// Warnings are what a start, serve --check and a reload warn of in s
+// without refusing it:
+//   - a private key file its group or others may read (mode 0644, as a
+//     copy or an editor may leave it), named with its mode and the chmod
+//     that fixes it, as ssh does of a key; refusing it would stop
+//     deployments that run so at their next restart. The API keys file
+//     is not checked: it holds SHA-256 digests, not keys. Not on Windows,
+//     where modes do not say who may read;
+//   - an acl key with no rules (ACLEmptyWarning).
+func (s Security) Warnings() []string {
+	var ws []string
+	if s.TLS != nil && s.TLS.KeyFile != "" && goruntime.GOOS != "windows" {
+		ws = append(ws, keyFileWarning("security.tls.key_file", s.TLS.KeyFile)...)
+	}
+	if s.ACL != nil && len(s.ACL) == 0 {
+		ws = append(ws, ACLEmptyWarning)
+	}
+	return ws
+}
+
+func keyFileWarning(key, path string) []string {
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm()&0o077 == 0 {
+		return nil // a missing file is LoadMaterial's to say
+	}
+	return []string{fmt.Sprintf("%s %s: mode %04o lets its group or others read the private key: chmod 600 %s",
+		key, path, fi.Mode().Perm(), path)}
+}
+
 // CheckAuditPath checks that the audit log can be created where
 // security.audit.path says (serve --check): its directory exists, and the
 // path is not a directory. A start does not check it: a member whose audit
@@ -283,6 +319,9 @@ type Material struct {
 	Cert *tls.Certificate
 	// CA verifies members and clients (nil without TLS).
 	CA *x509.CertPool
+	// CACerts are the certificates of ca_file, in the file's order (nil
+	// without TLS): what CA holds, for a reload to say what changed.
+	CACerts []*x509.Certificate
 	// APIKeys maps a key's SHA-256 (hex) to its principal.
 	APIKeys map[string]string
 }
@@ -319,7 +358,7 @@ func (s Security) LoadMaterial(now time.Time) (*Material, error) {
 		if now.Before(leaf.NotBefore) {
 			return nil, fmt.Errorf("security.tls.cert_file %s: not valid before %s", t.CertFile, leaf.NotBefore.UTC().Format(time.RFC3339))
 		}
-		pool, err := loadCAPool(t.CAFile)
+		pool, caCerts, err := loadCAPool(t.CAFile)
 		if err != nil {
 			return nil, err
 		}
@@ -333,7 +372,7 @@ func (s Security) LoadMaterial(now time.Time) (*Material, error) {
 			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
 			return nil, fmt.Errorf("security.tls.ca_file %s: did not sign the certificate in %s (%v)", t.CAFile, t.CertFile, err)
 		}
-		m.Cert, m.CA = &cert, pool
+		m.Cert, m.CA, m.CACerts = &cert, pool, caCerts
 	}
 	if s.APIKeysFile != "" {
 		keys, err := LoadAPIKeys(s.APIKeysFile)
@@ -429,13 +468,13 @@ func usableFor(cert *x509.Certificate, u x509.ExtKeyUsage) bool {
 	return false
 }
 
-func loadCAPool(path string) (*x509.CertPool, error) {
+func loadCAPool(path string) (*x509.CertPool, []*x509.Certificate, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("security.tls.ca_file %s: %w", path, errors.Unwrap(err))
+		return nil, nil, fmt.Errorf("security.tls.ca_file %s: %w", path, errors.Unwrap(err))
 	}
 	pool := x509.NewCertPool()
-	n := 0
+	var certs []*x509.Certificate
 	for rest := b; ; {
 		var blk *pem.Block
 		blk, rest = pem.Decode(rest)
@@ -447,15 +486,15 @@ func loadCAPool(path string) (*x509.CertPool, error) {
 		}
 		c, err := x509.ParseCertificate(blk.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("security.tls.ca_file %s: %v", path, err)
+			return nil, nil, fmt.Errorf("security.tls.ca_file %s: %v", path, err)
 		}
 		pool.AddCert(c)
-		n++
+		certs = append(certs, c)
 	}
-	if n == 0 {
-		return nil, fmt.Errorf("security.tls.ca_file %s: holds no PEM certificate", path)
+	if len(certs) == 0 {
+		return nil, nil, fmt.Errorf("security.tls.ca_file %s: holds no PEM certificate", path)
 	}
-	return pool, nil
+	return pool, certs, nil
 }
 
 // APIKeyEntry is one line of the API keys file.

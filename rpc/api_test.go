@@ -413,7 +413,8 @@ func TestSessionsHealthClusterStatus(t *testing.T) {
 
 // TestHealthSaysWhyAMemberIsCutOff: a member its peers refuse (it lost its
 // log, or was removed) fails /health and gRPC health with why and what to
-// do, where a member without a leader says it has none.
+// do, where a member without a leader says it has none, and a member that
+// drains says it is shutting down (it said it had no leader).
 func TestHealthSaysWhyAMemberIsCutOff(t *testing.T) {
 	s := startServer(t)
 	check := func() string {
@@ -438,13 +439,14 @@ func TestHealthSaysWhyAMemberIsCutOff(t *testing.T) {
 	}{
 		{errNoQuorum, "has no leader"},
 		{fmt.Errorf("%w: it was removed from the cluster (lockstep cluster remove)", runtime.ErrCutOff), "cut off from the cluster: it was removed"},
+		{runtime.ErrShuttingDown, "this node is shutting down: it drains (SIGTERM or SIGINT) and takes no new requests; try another node"},
 	} {
 		s.b.mu.Lock()
 		s.b.unhealthy = c.health
 		s.b.mu.Unlock()
 		st, h := s.call(t, "GET", "/health", "")
 		expectError(t, st, h, 503, "unavailable")
-		if msg, _ := h["message"].(string); !strings.Contains(msg, c.say) {
+		if msg, _ := h["message"].(string); !strings.Contains(msg, c.say) || c.health != errNoQuorum && strings.Contains(msg, "no leader") {
 			t.Errorf("/health of a member whose Health is %q: %q, want it to say %q", c.health, msg, c.say)
 		}
 		if got := check(); got != "SERVING_STATUS_NOT_SERVING" {

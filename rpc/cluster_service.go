@@ -32,15 +32,22 @@ func (h ClusterHandler) memberError(err error) error {
 	return err
 }
 
-var errNotServing = errors.New("this node cannot serve: some shard has no leader it can reach (no quorum, or still electing); try another node")
+var (
+	errNotServing = errors.New("this node cannot serve: some shard has no leader it can reach (no quorum, or still electing); try another node")
+	errStopping   = errors.New("this node is shutting down: it drains (SIGTERM or SIGINT) and takes no new requests; try another node")
+)
 
 // Health answers unavailable (503) when this node cannot serve: saying
 // why and what to do for a member its peers refuse (runtime.ErrCutOff),
-// which no wait will cure, and errNotServing otherwise.
+// which no wait will cure, errStopping for one that drains (it said it
+// had no leader), and errNotServing otherwise.
 func (h ClusterHandler) Health(ctx context.Context, _ *connect.Request[pb.HealthRequest]) (*connect.Response[pb.HealthResponse], error) {
 	if err := h.b.Health(); err != nil {
-		if errors.Is(err, runtime.ErrCutOff) {
+		switch {
+		case errors.Is(err, runtime.ErrCutOff):
 			return nil, connect.NewError(connect.CodeUnavailable, err)
+		case errors.Is(err, runtime.ErrShuttingDown):
+			return nil, connect.NewError(connect.CodeUnavailable, errStopping)
 		}
 		return nil, connect.NewError(connect.CodeUnavailable, errNotServing)
 	}

@@ -89,6 +89,7 @@ func (s *service) rememberedRelease(ctx context.Context, a releaseArgs) error {
 	case ok && r.Err != nil && r.Err.Code == core.CodeFailedPrecondition:
 		return s.resultError(r) // forgotten: its outcome is unknown
 	case ok && r.Err == nil && r.Outcome == core.OutcomeDone && r.Token == core.FencingToken(a.token):
+		noteEnded(ctx, uint64(r.Session), a.token)
 		return nil
 	}
 	return staleToken(a.kind, a.name, a.token)
@@ -124,9 +125,13 @@ func (s *service) release(ctx context.Context, a releaseArgs) (sessionClosed boo
 		// follow the log index).
 		return false, s.rememberedRelease(ctx, a)
 	}
-	if _, err := s.do(ctx, cmd); err != nil {
+	r, err := s.do(ctx, cmd)
+	if err != nil {
 		return false, err
 	}
+	// The grant's session and token, as core ended it, for the audit
+	// line: a release by owner label names no session.
+	noteEnded(ctx, uint64(r.Session), uint64(r.Token))
 	if found && h.owned {
 		return s.closeSession(ctx, h.holder.Session), nil
 	}

@@ -67,6 +67,30 @@ type AuditRecord struct {
 	Code      connect.Code
 	Err       error
 	Duration  time.Duration
+	// Session and FencingToken are the grant a release (of a lock, a
+	// semaphore, an RW lock, or a resign) ended, which its answer does
+	// not carry and its request need not (a release by owner label names
+	// no session): 0 for other requests, and for a release that failed.
+	Session, FencingToken uint64
+}
+
+// ended is where a release leaves the grant it ended for the audit
+// record of its request (AuditRecord.Session and FencingToken).
+type ended struct{ session, token uint64 }
+
+type endedKey struct{}
+
+// withEnded is ctx with a place for what the request's release ends.
+func withEnded(ctx context.Context) (context.Context, *ended) {
+	e := &ended{}
+	return context.WithValue(ctx, endedKey{}, e), e
+}
+
+// noteEnded records the grant a release ended, for its audit record.
+func noteEnded(ctx context.Context, session, token uint64) {
+	if e, ok := ctx.Value(endedKey{}).(*ended); ok {
+		e.session, e.token = session, token
+	}
 }
 
 // Auditor records finished requests. It must not block.
@@ -185,12 +209,17 @@ func (s *service) serveMessage(ctx context.Context, procedure, peer string, msg 
 		err = check(ctx, procedure, msg)
 	}
 	var reply any
+	ctx, end := withEnded(ctx)
 	if err == nil {
 		reply, err = handle(ctx)
 	}
 	if !quiet {
-		a.a.Audit(ctx, AuditRecord{Principal: PrincipalFrom(ctx), Procedure: procedure, Peer: peer,
-			Request: msg, Response: reply, Code: codeOf(err), Err: err, Duration: time.Since(start)})
+		rec := AuditRecord{Principal: PrincipalFrom(ctx), Procedure: procedure, Peer: peer,
+			Request: msg, Response: reply, Code: codeOf(err), Err: err, Duration: time.Since(start)}
+		if err == nil {
+			rec.Session, rec.FencingToken = end.session, end.token
+		}
+		a.a.Audit(ctx, rec)
 	}
 	s.m.inFlight.Dec()
 	s.m.finish(pm, procedure, time.Since(start).Seconds(), reply, err)
@@ -315,6 +344,7 @@ func (i audit) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		start := time.Now()
 		note := &auditNote{}
 		ctx = context.WithValue(ctx, auditNoteKey{}, note)
+		ctx, end := withEnded(ctx)
 		var resp connect.AnyResponse
 		err := i.healthy()
 		if err == nil {
@@ -324,6 +354,7 @@ func (i audit) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 			Request: req.Any(), Code: codeOf(err), Err: err, Duration: time.Since(start)}
 		if err == nil && resp != nil {
 			rec.Response = resp.Any()
+			rec.Session, rec.FencingToken = end.session, end.token
 		}
 		i.a.Audit(ctx, rec)
 		return resp, err

@@ -13,7 +13,8 @@ import (
 
 // wantCutOff fails the test unless n says it is cut off as role: Health
 // fails with ErrCutOff saying say, Healthy is false, and Status gives
-// every shard that role.
+// every shard that role and no leader (it showed the last leader
+// Dragonboat remembered, which sends a member cut off nothing).
 func wantCutOff(t *testing.T, n *Node, role, say string) {
 	t.Helper()
 	if err := n.Health(); !errors.Is(err, ErrCutOff) || !strings.Contains(err.Error(), say) {
@@ -29,6 +30,9 @@ func wantCutOff(t *testing.T, n *Node, role, say string) {
 	for _, s := range st.Shards {
 		if s.Role != role {
 			t.Errorf("%s's role in shard %d: %q, want %q", n.NodeID(), s.ShardID, s.Role, role)
+		}
+		if s.LeaderID != "" {
+			t.Errorf("%s's leader in shard %d, cut off as %s: %q, want none", n.NodeID(), s.ShardID, role, s.LeaderID)
 		}
 	}
 	for _, sh := range n.shards {

@@ -29,7 +29,9 @@ func (n *Node) Status(ctx context.Context) (ClusterStatus, error) {
 	}
 	st := ClusterStatus{NodeID: n.cfg.Cluster.NodeID, Versions: n.versions}
 	// A member cut off is neither leader nor follower, whatever
-	// Dragonboat remembers: it says why it is cut off.
+	// Dragonboat remembers: it says why it is cut off, and knows no
+	// leader (a removed member keeps its old leader id, which sends it
+	// nothing), as lockstep_raft_has_leader says.
 	cut := n.cut.role()
 	var members map[uint64]string
 	for _, sh := range n.shards {
@@ -50,7 +52,7 @@ func (n *Node) Status(ctx context.Context) (ClusterStatus, error) {
 			}
 		}
 		if cut != "" {
-			ss.Role = cut
+			ss.Role, ss.LeaderID = cut, ""
 		}
 		st.Shards = append(st.Shards, ss)
 	}

@@ -218,8 +218,14 @@ func (a *AuditLog) Audit(_ context.Context, rec rpc.AuditRecord) {
 	if l.SessionID == 0 {
 		l.SessionID = uintField(rec.Response, "session_id")
 	}
+	if l.SessionID == 0 {
+		l.SessionID = rec.Session // a release by owner label: the grant's
+	}
 	if rec.Err == nil && (l.Outcome == "granted" || l.Outcome == "ok") {
 		l.FencingToken = uintField(rec.Response, "fencing_token")
+		if l.FencingToken == 0 {
+			l.FencingToken = rec.FencingToken // a release: the grant it ended
+		}
 	}
 	b, err := json.Marshal(l)
 	if err != nil {

@@ -2,7 +2,9 @@ package security
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -10,8 +12,12 @@ import (
 	"strings"
 	"testing"
 
+	"connectrpc.com/connect"
+
 	"github.com/lockstepd/lockstep/config"
 	"github.com/lockstepd/lockstep/rpc"
+	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
+	"github.com/lockstepd/lockstep/rpc/gen/lockstep/v1/lockstepv1connect"
 )
 
 // readAuditLines parses every line of the audit file at path.
@@ -98,5 +104,36 @@ func TestAuditNamesTheMember(t *testing.T) {
 	}
 	if _, has := lines[1]["raft_address"]; has {
 		t.Errorf("RemoveNode's line has a raft_address: %v", lines[1])
+	}
+}
+
+// TestAuditLineOfARelease: a release's line names the session and the
+// fencing token of the grant it ended (rpc.AuditRecord.Session and
+// FencingToken), as a grant's line does: a release by owner label had
+// session_id 0 and no fencing_token. A refused release has neither.
+func TestAuditLineOfARelease(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	a := OpenAudit(config.Audit{Path: path, MaxSizeMB: 1, MaxFiles: 2}, "node-1", nil, nil)
+	a.Audit(context.Background(), rpc.AuditRecord{Principal: rpc.Principal{ID: "ci", Auth: "api_key"},
+		Procedure: lockstepv1connect.LockServiceReleaseProcedure,
+		Request:   &pb.ReleaseLockRequest{Name: "jobs/a", Owner: "ci:w", FencingToken: 42},
+		Response:  &pb.ReleaseLockResponse{Released: true, SessionClosed: true},
+		Session:   9, FencingToken: 42})
+	a.Audit(context.Background(), rpc.AuditRecord{Principal: rpc.Principal{ID: "ci", Auth: "api_key"},
+		Procedure: lockstepv1connect.LockServiceReleaseProcedure,
+		Request:   &pb.ReleaseLockRequest{Name: "jobs/a", Owner: "ci:w", FencingToken: 7},
+		Code:      connect.CodeFailedPrecondition, Err: errors.New("stale")})
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	lines := readAuditLines(t, path)
+	if len(lines) != 2 {
+		t.Fatalf("%d lines", len(lines))
+	}
+	if l := lines[0]; l["outcome"] != "ok" || l["session_id"] != 9.0 || l["fencing_token"] != 42.0 || l["name"] != "jobs/a" {
+		t.Errorf("a release's line: %v, want session_id 9 and fencing_token 42", l)
+	}
+	if l := lines[1]; l["session_id"] != 0.0 || l["fencing_token"] != nil {
+		t.Errorf("a refused release's line: %v, want neither session nor token", l)
 	}
 }

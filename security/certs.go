@@ -36,6 +36,35 @@ const (
 	CAKeyFile  = "ca-key.pem"
 )
 
+// CAPrefix begins the common name of every CA lockstep certs ca makes.
+const CAPrefix = "Lockstep CA "
+
+// maxCANameLen keeps the common name within X.509's 64 characters.
+const maxCANameLen = 64 - len(CAPrefix)
+
+// CAName is the common name of a new CA: "Lockstep CA NAME", or, without
+// a name, "Lockstep CA" with the date and 6 random hex digits, so that two
+// clusters' CAs can be told apart in a trust store and in the errors that
+// name an authority.
+func CAName(name string, now time.Time) (string, error) {
+	if name == "" {
+		var b [3]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("%s%s %x", CAPrefix, now.UTC().Format("2006-01-02"), b), nil
+	}
+	if strings.TrimSpace(name) != name || len(name) > maxCANameLen {
+		return "", fmt.Errorf("give 1 to %d characters without spaces at either end, like --name prod-eu", maxCANameLen)
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(" -_.", r)) {
+			return "", fmt.Errorf("may hold only letters, digits, spaces, '-', '_' and '.', like --name prod-eu")
+		}
+	}
+	return CAPrefix + name, nil
+}
+
 // NewAuthority makes a self-signed CA (ECDSA P-256) valid from notBefore to
 // notAfter.
 func NewAuthority(name string, notBefore, notAfter time.Time) (*Authority, error) {

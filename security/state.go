@@ -2,6 +2,7 @@ package security
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -41,10 +42,146 @@ type State struct {
 
 // material is what a reload swaps, whole.
 type material struct {
-	cert *tls.Certificate
-	ca   *x509.CertPool
-	keys map[string]string // SHA-256 hex → principal
-	acl  []config.ACLRule  // nil: everything is allowed to every principal
+	cert    *tls.Certificate
+	ca      *x509.CertPool
+	caCerts []*x509.Certificate // what ca holds
+	keys    map[string]string   // SHA-256 hex → principal
+	acl     []config.ACLRule    // nil: everything is allowed to every principal
+}
+
+// Changes is what a reload changed, for the line that logs it: the
+// certificate and CA by serial, fingerprint and expiry, the API keys by
+// their principals (never a key or its digest), the ACL by its count of
+// rules.
+type Changes struct {
+	// Cert is the new certificate, nil when it did not change.
+	Cert *x509.Certificate
+	// CA are the new CA certificates, nil when they did not change.
+	CA []*x509.Certificate
+	// KeysAdded and KeysRemoved are the principals that gained or lost
+	// a key, sorted (a key replaced is in both).
+	KeysAdded, KeysRemoved []string
+	// ACLChanged says the rules changed; ACLBefore and ACLAfter count
+	// them, -1 for no security.acl (everything allowed).
+	ACLChanged          bool
+	ACLBefore, ACLAfter int
+	// AuditReopened is the audit log's path, when a SIGHUP reopened it
+	// (the caller sets it: the audit log is not the state's).
+	AuditReopened string
+}
+
+// None says nothing changed.
+func (c Changes) None() bool {
+	return c.Cert == nil && c.CA == nil && len(c.KeysAdded) == 0 && len(c.KeysRemoved) == 0 && !c.ACLChanged && c.AuditReopened == ""
+}
+
+// String is one line that says what changed, or "nothing changed".
+func (c Changes) String() string {
+	var parts []string
+	if c.Cert != nil {
+		parts = append(parts, fmt.Sprintf("certificate changed to %s", describeCert(c.Cert, false)))
+	}
+	if c.CA != nil {
+		cas := make([]string, len(c.CA))
+		for i, ca := range c.CA {
+			cas[i] = describeCert(ca, true)
+		}
+		parts = append(parts, "CA changed to "+strings.Join(cas, ", "))
+	}
+	if len(c.KeysAdded) > 0 {
+		parts = append(parts, "API keys added for "+strings.Join(c.KeysAdded, ", "))
+	}
+	if len(c.KeysRemoved) > 0 {
+		parts = append(parts, "API keys removed for "+strings.Join(c.KeysRemoved, ", "))
+	}
+	if c.ACLChanged {
+		if c.ACLBefore == c.ACLAfter {
+			parts = append(parts, fmt.Sprintf("ACL rules changed (%s)", aclCount(c.ACLAfter)))
+		} else {
+			parts = append(parts, fmt.Sprintf("ACL %s -> %s", aclCount(c.ACLBefore), aclCount(c.ACLAfter)))
+		}
+	}
+	if c.AuditReopened != "" {
+		parts = append(parts, "audit log reopened at "+c.AuditReopened)
+	}
+	if len(parts) == 0 {
+		return "nothing changed"
+	}
+	if len(parts) == 1 && c.AuditReopened != "" {
+		return parts[0] + "; nothing else changed"
+	}
+	return strings.Join(parts, "; ")
+}
+
+func aclCount(n int) string {
+	switch n {
+	case -1:
+		return "absent (every principal may do everything)"
+	case 0:
+		return "0 rules (no principal may do anything)"
+	case 1:
+		return "1 rule"
+	}
+	return fmt.Sprintf("%d rules", n)
+}
+
+// describeCert names c as an operator can find it: a member's certificate
+// by serial (openssl x509 -serial), a CA by its subject and fingerprint
+// (openssl x509 -fingerprint -sha256, its first 8 bytes), and when each
+// expires.
+func describeCert(c *x509.Certificate, ca bool) string {
+	until := c.NotAfter.UTC().Format(time.RFC3339)
+	if ca {
+		sum := sha256.Sum256(c.Raw)
+		return fmt.Sprintf("%q (sha256 %X, not after %s)", c.Subject.CommonName, sum[:8], until)
+	}
+	return fmt.Sprintf("serial %X (not after %s)", c.SerialNumber, until)
+}
+
+// changes says what putting next in force in place of prev changes.
+func changes(prev, next *material) Changes {
+	c := Changes{ACLBefore: -1, ACLAfter: -1}
+	if next.acl != nil {
+		c.ACLAfter = len(next.acl)
+	}
+	if prev == nil {
+		return c
+	}
+	if prev.acl != nil {
+		c.ACLBefore = len(prev.acl)
+	}
+	c.ACLChanged = (prev.acl == nil) != (next.acl == nil) || !slices.EqualFunc(prev.acl, next.acl, func(a, b config.ACLRule) bool {
+		return a.Principal == b.Principal && a.Prefix == b.Prefix && slices.Equal(a.Allow, b.Allow)
+	})
+	if leaf := next.leaf(); leaf != nil && (prev.leaf() == nil || !leaf.Equal(prev.leaf())) {
+		c.Cert = leaf
+	}
+	if !slices.EqualFunc(prev.caCerts, next.caCerts, (*x509.Certificate).Equal) {
+		c.CA = next.caCerts
+	}
+	c.KeysAdded = keyPrincipals(next.keys, prev.keys)
+	c.KeysRemoved = keyPrincipals(prev.keys, next.keys)
+	return c
+}
+
+func (m *material) leaf() *x509.Certificate {
+	if m.cert == nil {
+		return nil
+	}
+	return m.cert.Leaf
+}
+
+// keyPrincipals are the principals of the keys in a but not in b, sorted
+// and each once.
+func keyPrincipals(a, b map[string]string) []string {
+	var ps []string
+	for d, p := range a {
+		if _, ok := b[d]; !ok && !slices.Contains(ps, p) {
+			ps = append(ps, p)
+		}
+	}
+	slices.Sort(ps)
+	return ps
 }
 
 var (
@@ -80,7 +217,7 @@ func NewChecked(sec config.Security, mat *config.Material, m *Metrics, log *slog
 	}
 	s.keysOn = sec.APIKeysFile != ""
 	s.authOn = s.clientAuth != config.ClientAuthNone || s.keysOn
-	if err := s.ReloadMaterial(sec, mat); err != nil {
+	if _, err := s.ReloadMaterial(sec, mat); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -100,17 +237,20 @@ func (s *State) Reload(sec config.Security) error {
 	if err != nil {
 		return err
 	}
-	return s.ReloadMaterial(sec, m)
+	_, err = s.ReloadMaterial(sec, m)
+	return err
 }
 
 // ReloadMaterial puts in force m, loaded from sec's files and checked by
 // the caller (a member checks its own certificate against its addresses:
-// config.Config.LoadMaterial), with sec's ACL; Reload's rules apply.
-func (s *State) ReloadMaterial(sec config.Security, m *config.Material) error {
+// config.Config.LoadMaterial), with sec's ACL; Reload's rules apply. It
+// answers what changed.
+func (s *State) ReloadMaterial(sec config.Security, m *config.Material) (Changes, error) {
 	if err := s.sameMode(sec); err != nil {
-		return err
+		return Changes{}, err
 	}
-	s.cur.Store(&material{cert: m.Cert, ca: m.CA, keys: m.APIKeys, acl: sec.ACL})
+	next := &material{cert: m.Cert, ca: m.CA, caCerts: m.CACerts, keys: m.APIKeys, acl: sec.ACL}
+	c := changes(s.cur.Swap(next), next)
 	if m.Cert != nil && m.Cert.Leaf != nil {
 		// An expired certificate fails every handshake, on the Raft port
 		// too, with nothing above DEBUG in the log: alert on this.
@@ -122,7 +262,7 @@ func (s *State) ReloadMaterial(sec config.Security, m *config.Material) error {
 	for _, f := range hooks {
 		f()
 	}
-	return nil
+	return c, nil
 }
 
 // OnReload registers f to run after each reload, once what was reloaded

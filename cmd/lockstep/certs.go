@@ -14,13 +14,16 @@ import (
 
 const certsHelp = `
 Usage:
-  lockstep certs ca --out DIR
+  lockstep certs ca --out DIR [--name NAME]
   lockstep certs node NODE_ID --hosts HOST,HOST --ca DIR --out DIR
   lockstep certs client PRINCIPAL --ca DIR --out DIR
 
 Make what a secured cluster needs (ECDSA P-256; see docs/security.md):
   ca      a certificate authority, valid 10 years: DIR/ca.pem (the ca_file
-          of every member) and DIR/ca-key.pem (keep it offline)
+          of every member) and DIR/ca-key.pem (keep it offline); its name,
+          "Lockstep CA NAME", tells it from other clusters' CAs in a trust
+          store and in errors (default NAME: today's date and 6 random hex
+          digits, like "Lockstep CA 2026-12-06 3f9a1c")
   node    a member's certificate for the API, metrics and Raft, valid
           2 years: DIR/NODE_ID.pem and DIR/NODE_ID-key.pem; --hosts are the
           addresses clients and members dial (IP addresses or DNS names)
@@ -28,7 +31,7 @@ Make what a secured cluster needs (ECDSA P-256; see docs/security.md):
           the ACL and the audit log: DIR/PRINCIPAL.pem, DIR/PRINCIPAL-key.pem
 
 Examples:
-  lockstep certs ca --out pki
+  lockstep certs ca --out pki --name prod-eu
   lockstep certs node node-1 --hosts 127.0.0.1,node1.example --ca pki --out pki
   lockstep certs client ci --ca pki --out pki
 `
@@ -41,6 +44,7 @@ func certsCmd(args []string, stdout, stderr io.Writer) int {
 	caDir := fs.String("ca", "", "the `directory` of the CA (lockstep certs ca) that signs")
 	hosts := fs.String("hosts", "", "for node: comma-separated `hosts` (IPs or DNS names) the certificate is good for")
 	validity := fs.Duration("valid-for", 0, "how long the certificate is valid (default 10 years for ca, 2 years otherwise)")
+	name := fs.String("name", "", "for ca: the `name` that tells this CA from others, after \"Lockstep CA \" (default: today's date and 6 random hex digits)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), strings.TrimLeft(certsHelp, "\n"))
 		fmt.Fprintln(fs.Output(), "\nFlags:")
@@ -82,17 +86,24 @@ func certsCmd(args []string, stdout, stderr io.Writer) int {
 		if *validity > 0 {
 			d = *validity
 		}
-		ca, err := security.NewAuthority("Lockstep CA", now, now.Add(d))
+		cn, err := security.CAName(*name, time.Now())
+		if err != nil {
+			return usageErr("--name %q: %v", *name, err)
+		}
+		ca, err := security.NewAuthority(cn, now, now.Add(d))
 		if err != nil {
 			return fail(err)
 		}
 		if err := ca.Write(*out); err != nil {
 			return fail(err)
 		}
-		fmt.Fprintf(stdout, "wrote %s/%s (ca_file of every member and client) and %s/%s (keep it secret; only signing needs it)\n",
-			*out, security.CACertFile, *out, security.CAKeyFile)
+		fmt.Fprintf(stdout, "wrote %s/%s (ca_file of every member and client) and %s/%s (keep it secret; only signing needs it): %q\n",
+			*out, security.CACertFile, *out, security.CAKeyFile, cn)
 		return exitOK
 	case "node", "client":
+		if *name != "" {
+			return usageErr("--name is for ca: a %s's name is its argument (lockstep certs %s NAME)", pos[0], pos[0])
+		}
 		if len(pos) != 2 {
 			return usageErr("%s takes one name: lockstep certs %s NAME --ca DIR --out DIR", pos[0], pos[0])
 		}

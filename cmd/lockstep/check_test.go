@@ -2,11 +2,17 @@ package main
 
 import (
 	"bytes"
+	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/lockstepd/lockstep/config"
+	"github.com/lockstepd/lockstep/security"
 )
 
 // serve --check validates and exits: 0 for config/cluster.yaml, 2 with an
@@ -140,5 +146,120 @@ func TestServeCheckNeedsTheAuditDirectory(t *testing.T) {
 	errb.Reset()
 	if code := run([]string{"serve", "--config", path, "--check"}, &out, &errb); code != exitOK || !strings.Contains(out.String(), "configuration ok") {
 		t.Errorf("--check once the directory exists: exit %d\nstdout: %s\nstderr: %s", code, &out, &errb)
+	}
+}
+
+// A private key file its group or others may read is taken, with a
+// warning that names it, its mode and the chmod that fixes it, as ssh
+// warns of a key: from serve --check and from a SIGHUP reload (a start
+// logs the same, from the same check). It was taken silently.
+func TestKeyFileReadableByOthersWarns(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	ca, err := security.NewAuthority("test CA", now.Add(-time.Hour), now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	is, err := ca.IssueNode("node-1", []string{"127.0.0.1"}, now.Add(-time.Minute), now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, key, err := is.Write(dir, "node")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "node.yaml")
+	body := "cluster:\n  node_id: node-1\n  raft_address: 127.0.0.1:7001\n  api_address: 127.0.0.1:8080\n  data_dir: " + filepath.Join(dir, "data") + "\n" +
+		"  peers: {node-1: 127.0.0.1:7001}\nsecurity:\n  tls:\n    cert_file: node.pem\n    key_file: node-key.pem\n    ca_file: ca.pem\n"
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec, err := security.New(cfg.Security, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newServeFlags(&bytes.Buffer{})
+	f.configFile = path
+	for _, mode := range []os.FileMode{0o644, 0o640, 0o600, 0o400} {
+		if err := os.Chmod(key, mode); err != nil {
+			t.Fatal(err)
+		}
+		want := ""
+		if mode&0o077 != 0 {
+			want = fmt.Sprintf("security.tls.key_file %s: mode %04o lets its group or others read the private key: chmod 600 %s", key, mode, key)
+		}
+		var out, errb bytes.Buffer
+		code := run([]string{"serve", "--config", path, "--check"}, &out, &errb)
+		if code != exitOK || !strings.Contains(out.String(), "configuration ok") {
+			t.Fatalf("--check with the key file at %04o: exit %d\nstdout: %s\nstderr: %s", mode, code, &out, &errb)
+		}
+		if want == "" && errb.Len() != 0 || want != "" && errb.String() != "lockstep serve: warning: "+want+"\n" {
+			t.Errorf("--check with the key file at %04o: stderr\n%s\nwant %q", mode, &errb, want)
+		}
+		var logs bytes.Buffer
+		hangup(f, cfg, sec, nil, nil, slog.New(slog.NewTextHandler(&logs, nil)))
+		warned := strings.Contains(logs.String(), "level=WARN") && strings.Contains(logs.String(), "SIGHUP: "+want)
+		if want == "" && strings.Contains(logs.String(), "level=WARN") || want != "" && !warned {
+			t.Errorf("a SIGHUP with the key file at %04o logged:\n%s\nwant a warning %q", mode, &logs, want)
+		}
+	}
+}
+
+// An acl key with no rules ("acl: []") allows nothing: it was taken
+// silently, though without the key everything is allowed. serve --check,
+// a start and a reload say so plainly, and the reload's line counts 0
+// rules as nothing allowed.
+func TestEmptyACLSaysNothingIsAllowed(t *testing.T) {
+	dir := t.TempDir()
+	_, digest, err := security.NewAPIKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "keys.yaml"), []byte("- {principal: ci, sha256: "+digest+"}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "node.yaml")
+	conf := func(acl string) {
+		t.Helper()
+		body := "cluster:\n  node_id: node-1\n  raft_address: 127.0.0.1:7001\n  api_address: 127.0.0.1:8080\n  data_dir: " + filepath.Join(dir, "data") + "\n" +
+			"  peers: {node-1: 127.0.0.1:7001}\nsecurity:\n  api_keys_file: keys.yaml\n" + acl
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := "lockstep serve: warning: security.acl has no rules: no principal may do anything, every request but health checks and gRPC reflection is refused (403), " +
+		"and List and Watch show nothing; to let every authenticated principal do everything remove the acl key, else add rules (docs/security.md, ACL)\n"
+	for acl, warned := range map[string]bool{"  acl: []\n": true, "": false, "  acl:\n    - {principal: ci, prefix: \"\", allow: [read]}\n": false} {
+		conf(acl)
+		var out, errb bytes.Buffer
+		if code := run([]string{"serve", "--config", path, "--check"}, &out, &errb); code != exitOK || (errb.String() == want) != warned || !warned && errb.Len() != 0 {
+			t.Errorf("--check with %q: exit %d\nstdout: %s\nstderr: %s", acl, code, &out, &errb)
+		}
+	}
+
+	conf("  acl:\n    - {principal: ci, prefix: \"\", allow: [read]}\n")
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec, err := security.New(cfg.Security, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newServeFlags(&bytes.Buffer{})
+	f.configFile = path
+	conf("  acl: []\n")
+	var logs bytes.Buffer
+	hangup(f, cfg, sec, nil, nil, slog.New(slog.NewTextHandler(&logs, nil)))
+	if !strings.Contains(logs.String(), "level=WARN msg=\"SIGHUP: security.acl has no rules: no principal may do anything") ||
+		!strings.Contains(logs.String(), "reloaded the security settings: ACL 1 rule -> 0 rules (no principal may do anything)") {
+		t.Errorf("a SIGHUP to an acl with no rules logged:\n%s", &logs)
 	}
 }

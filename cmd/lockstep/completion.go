@@ -39,7 +39,7 @@ _lockstep() {
     list)    COMPREPLY=($(compgen -W "$common" -- "$cur")) ;;
     watch)   COMPREPLY=($(compgen -W "$common" -- "$cur")) ;;
     cluster) COMPREPLY=($(compgen -W "status add remove transfer $common" -- "$cur")) ;;
-    certs)   COMPREPLY=($(compgen -W "--ca --hosts --out --valid-for -h" -- "$cur")) ;;
+    certs)   COMPREPLY=($(compgen -W "--ca --hosts --name --out --valid-for -h" -- "$cur")) ;;
     keys)    COMPREPLY=($(compgen -W "create -h" -- "$cur")) ;;
     snapshot) COMPREPLY=($(compgen -W "save restore -h" -- "$cur")) ;;
     completion) COMPREPLY=($(compgen -W "bash zsh" -- "$cur")) ;;

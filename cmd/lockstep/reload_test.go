@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -74,7 +77,7 @@ func TestReloadChecksTheMembersCertificate(t *testing.T) {
 	f.configFile = path
 	for cert, want := range map[string]string{"client": "is not for server use", "elsewhere": "does not name 127.0.0.1", "node": ""} {
 		conf(cert)
-		err := reload(f, sec, cfg, nil)
+		_, _, err := reload(f, sec, cfg, nil)
 		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
 			t.Errorf("reload with %s.pem: %v, want %q", cert, err, want)
 		}
@@ -87,7 +90,7 @@ func TestReloadChecksTheMembersCertificate(t *testing.T) {
 	lone.Cluster.Peers = map[string]string{"node-1": "127.0.0.1:7001"}
 	conf("elsewhere")
 	for n, want := range map[int]string{1: "", 2: "does not name 127.0.0.1"} {
-		err := reload(f, sec, lone, func() int { return n })
+		_, _, err := reload(f, sec, lone, func() int { return n })
 		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
 			t.Errorf("reload of a lone member's file with elsewhere.pem, %d member(s) now: %v, want %q", n, err, want)
 		}
@@ -217,7 +220,7 @@ func TestReloadReachesTheRaftPort(t *testing.T) {
 	install("b/node0")
 	f := newServeFlags(&bytes.Buffer{})
 	f.configFile = path
-	if err := reload(f, sec, cfg, nil); err != nil {
+	if _, _, err := reload(f, sec, cfg, nil); err != nil {
 		t.Fatal(err)
 	}
 	got, refused := presented(b0)
@@ -270,5 +273,120 @@ func TestHangupReopensTheAuditLog(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "reopened the audit log") {
 		t.Errorf("the SIGHUP's log:\n%s", &logs)
+	}
+}
+
+// TestHangupSaysWhatChanged: the SIGHUP's line names what the reload
+// changed (the certificate by serial, the CA by name and fingerprint, the
+// API keys by principal, never the key or its digest, the ACL by its
+// count of rules, the audit log reopened), or that nothing did.
+func TestHangupSaysWhatChanged(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	ca, err := security.NewAuthority("Lockstep CA one", now.Add(-time.Hour), now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := security.NewAuthority("Lockstep CA two", now.Add(-time.Hour), now.Add(2*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	node := func() *x509.Certificate {
+		t.Helper()
+		is, err := ca.IssueNode("node-1", []string{"127.0.0.1"}, now.Add(-time.Minute), now.Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := is.Write(dir, "node"); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := pem.Decode(is.CertPEM)
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	node()
+	write := func(name, body string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ciKey, ciDigest, _ := security.NewAPIKey()
+	deployKey, deployDigest, _ := security.NewAPIKey()
+	conf := func(keys, acl string) {
+		t.Helper()
+		write("keys.yaml", keys)
+		write("node.yaml", "cluster:\n  node_id: node-1\n  raft_address: 127.0.0.1:7001\n  api_address: 127.0.0.1:8080\n  data_dir: data\n"+
+			"  peers: {node-1: 127.0.0.1:7001}\nsecurity:\n  tls:\n    cert_file: node.pem\n    key_file: node-key.pem\n    ca_file: ca.pem\n"+
+			"  api_keys_file: keys.yaml\n  audit: {path: audit.jsonl}\n"+acl)
+	}
+	conf("- {principal: ci, sha256: "+ciDigest+"}\n", "  acl:\n    - {principal: ci, prefix: \"\", allow: [use]}\n")
+	cfg, err := config.Load(filepath.Join(dir, "node.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec, err := security.New(cfg.Security, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newServeFlags(&bytes.Buffer{})
+	f.configFile = filepath.Join(dir, "node.yaml")
+	hup := func(audit *security.AuditLog) string {
+		t.Helper()
+		var logs bytes.Buffer
+		hangup(f, cfg, sec, audit, nil, slog.New(slog.NewTextHandler(&logs, nil)))
+		if n := strings.Count(logs.String(), "\n"); n != 1 {
+			t.Fatalf("the SIGHUP logged %d lines, want 1:\n%s", n, &logs)
+		}
+		return logs.String()
+	}
+	if got := hup(nil); !strings.Contains(got, "level=INFO") || !strings.Contains(got, "SIGHUP: reloaded the security settings: nothing changed") {
+		t.Errorf("a SIGHUP with nothing changed logged:\n%s", got)
+	}
+
+	// Another key for ci, one for deploy, a second rule, a new
+	// certificate and a second CA in ca_file; the audit log reopened.
+	conf("- {principal: deploy, sha256: "+deployDigest+"}\n",
+		"  acl:\n    - {principal: ci, prefix: \"\", allow: [use]}\n    - {principal: deploy, prefix: jobs/, allow: [use]}\n")
+	leaf := node()
+	write("ca.pem", string(ca.CertPEM())+string(other.CertPEM()))
+	audit := security.OpenAudit(*cfg.Security.Audit, "node-1", nil, nil)
+	defer audit.Close()
+	got := hup(audit)
+	fp := func(c *x509.Certificate) string { sum := sha256.Sum256(c.Raw); return fmt.Sprintf("%X", sum[:8]) }
+	for _, want := range []string{
+		"level=INFO",
+		fmt.Sprintf("certificate changed to serial %X (not after %s)", leaf.SerialNumber, leaf.NotAfter.UTC().Format(time.RFC3339)),
+		fmt.Sprintf(`CA changed to \"Lockstep CA one\" (sha256 %s, not after %s), \"Lockstep CA two\" (sha256 %s, not after %s)`,
+			fp(ca.Cert), ca.Cert.NotAfter.UTC().Format(time.RFC3339), fp(other.Cert), other.Cert.NotAfter.UTC().Format(time.RFC3339)),
+		"API keys added for deploy",
+		"API keys removed for ci",
+		"ACL 1 rule -> 2 rules",
+		"audit log reopened at " + cfg.Security.Audit.Path,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the SIGHUP's line lacks %q:\n%s", want, got)
+		}
+	}
+	for _, secret := range []string{ciKey, deployKey, ciDigest, deployDigest} {
+		if strings.Contains(got, secret) {
+			t.Errorf("the SIGHUP's line shows a key or its digest:\n%s", got)
+		}
+	}
+	if got := hup(audit); !strings.Contains(got, "reloaded the security settings: audit log reopened at "+cfg.Security.Audit.Path+"; nothing else changed") {
+		t.Errorf("a second SIGHUP with nothing changed but the reopen logged:\n%s", got)
+	}
+
+	// Without the ACL key: every principal may do everything, as the
+	// line says.
+	conf("- {principal: deploy, sha256: "+deployDigest+"}\n", "")
+	if got := hup(nil); !strings.Contains(got, "ACL 2 rules -> absent (every principal may do everything)") {
+		t.Errorf("a SIGHUP that removed the ACL logged:\n%s", got)
 	}
 }

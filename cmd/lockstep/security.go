@@ -73,39 +73,56 @@ func reloadOnHangup(f *serveFlags, running config.Config, sec *security.State, a
 // metrics and Raft ports alike (security.State.Credentials): new
 // connections on each take them.
 func hangup(f *serveFlags, running config.Config, sec *security.State, audit *security.AuditLog, members func() int, log *slog.Logger) {
+	reopened := ""
 	if audit != nil {
 		path := running.Security.Audit.Path
 		if err := audit.Reopen(); err != nil {
 			log.Error("SIGHUP: the audit log could not be reopened: every request is refused (503) until it can be written", "path", path, "err", err)
 		} else {
-			log.Info("SIGHUP: reopened the audit log", "path", path)
+			reopened = path
+		}
+	}
+	// One line says what the SIGHUP did: the reopen is in the reload's
+	// line when there is one.
+	logReopened := func() {
+		if reopened != "" {
+			log.Info("SIGHUP: reopened the audit log", "path", reopened)
 		}
 	}
 	if f.configFile == "" {
+		logReopened()
 		log.Warn("SIGHUP: nothing to reload without --config")
 		return
 	}
-	if err := reload(f, sec, running, members); err != nil {
+	c, warnings, err := reload(f, sec, running, members)
+	if err != nil {
+		logReopened()
 		log.Error("SIGHUP: reload failed; the security settings in force are kept", "err", err)
 		return
 	}
-	log.Info("SIGHUP: reloaded the certificate and CA (API, metrics and Raft), the API keys and the ACL", "config", f.configFile)
+	for _, w := range warnings {
+		log.Warn("SIGHUP: " + w)
+	}
+	c.AuditReopened = reopened
+	log.Info("SIGHUP: reloaded the security settings: "+c.String(), "config", f.configFile)
 }
 
 // members is how many members the cluster has now (nil: as the file
 // says): a member started alone and grown by AddNode has peers its file
 // does not list, and they need of its certificate what any member's must
-// give (client use, its raft_address host), as AddNode checked.
-func reload(f *serveFlags, sec *security.State, running config.Config, members func() int) error {
+// give (client use, its raft_address host), as AddNode checked. It
+// answers what changed and the warnings about the files put in force
+// (config.Security.Warnings).
+func reload(f *serveFlags, sec *security.State, running config.Config, members func() int) (security.Changes, []string, error) {
 	cfg, err := config.Read(f.configFile)
 	if err != nil {
-		return err
+		return security.Changes{}, nil, err
 	}
 	if err := f.applyOverrides(&cfg); err != nil {
-		return err
+		return security.Changes{}, nil, err
 	}
 	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("configuration: %w", err)
+		return security.Changes{}, nil, fmt.Errorf("configuration: %w", err)
 	}
 	// The checks a start makes of the member's own certificate too (a
 	// client's, or one without the raft_address host, would cut the member
@@ -116,12 +133,13 @@ func reload(f *serveFlags, sec *security.State, running config.Config, members f
 	check.Security = cfg.Security
 	m, err := check.LoadMaterial(time.Now())
 	if err != nil {
-		return fmt.Errorf("configuration: %w", err)
+		return security.Changes{}, nil, fmt.Errorf("configuration: %w", err)
 	}
 	if m.Cert != nil && members != nil && members() > 1 {
 		if err := check.CheckPeerCertificate(m.Cert.Leaf); err != nil {
-			return fmt.Errorf("configuration: %w (this member has peers now)", err)
+			return security.Changes{}, nil, fmt.Errorf("configuration: %w (this member has peers now)", err)
 		}
 	}
-	return sec.ReloadMaterial(cfg.Security, m)
+	c, err := sec.ReloadMaterial(cfg.Security, m)
+	return c, cfg.Security.Warnings(), err
 }

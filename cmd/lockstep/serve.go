@@ -57,6 +57,9 @@ func serve(args []string, stdout, stderr io.Writer) int {
 			// --check often runs as another user than the service.
 			fmt.Fprintf(stderr, "lockstep serve: warning: the data directory's records are not checked: %v\n", err)
 		}
+		for _, w := range cfg.Security.Warnings() {
+			fmt.Fprintf(stderr, "lockstep serve: warning: %s\n", w)
+		}
 		if err := cfg.Security.CheckAuditPath(); errors.Is(err, fs.ErrPermission) {
 			fmt.Fprintf(stderr, "lockstep serve: warning: the audit log's directory is not checked: %v\n", err)
 		} else if err != nil {
@@ -211,6 +214,9 @@ func runNode(cfg config.Config, f *serveFlags, base *slog.Logger, stdout io.Writ
 	log := base.With("node", cfg.Cluster.NodeID)
 	for _, d := range cfg.Deprecations() {
 		log.Warn(d)
+	}
+	for _, w := range cfg.Security.Warnings() {
+		log.Warn(w)
 	}
 	if !f.dataKept && !f.dev && !cfg.Cluster.Join && len(cfg.Cluster.Peers) > 1 {
 		// Right for a new cluster's first start; wrong for a member that
