@@ -222,3 +222,69 @@ func TestBackupWithoutQuorumNeedsStale(t *testing.T) {
 		t.Fatalf("a stale backup: %+v %v", man, err)
 	}
 }
+
+// TestOldMemberIsNotHeardByTheRestoredCluster: a cluster restored onto the
+// old members' addresses runs under a deployment id of its own, so a member
+// of the old cluster started again on its old directory, with a longer log
+// and a later term than the backup, neither joins it nor brings back what
+// the restore rolled back.
+func TestOldMemberIsNotHeardByTheRestoredCluster(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 3})
+	n := c.nodes[c.waitLeader(0)]
+	s := session(t, n, time.Minute)
+	do(t, n, mutex("before", s, 0))
+	var backup bytes.Buffer
+	if _, err := n.Backup(tctx(t), &backup, false); err != nil {
+		t.Fatal(err)
+	}
+	do(t, n, mutex("after", s, 0)) // only the old cluster has it
+	// A later term on the old members: a leader handed over.
+	lead := c.waitLeader(0)
+	if err := c.nodes[lead].TransferLeadership(tctx(t), 0, c.cfgs[(lead+1)%3].Cluster.NodeID); err != nil {
+		t.Fatal(err)
+	}
+	c.waitLeaderBesides(0, lead)
+	c.closeAll()
+
+	old := c.cfgs[2]
+	for i := range 3 {
+		cfg := c.cfgs[i]
+		cfg.Cluster.DataDir += ".restored"
+		if _, err := Restore(bytes.NewReader(backup.Bytes()), RestoreOptions{Config: cfg, BumpIndex: 10}); err != nil {
+			t.Fatal(err)
+		}
+		c.cfgs[i] = cfg
+	}
+	c.cfgs[2] = old // the old node-3, on its old directory
+	for i := range 3 {
+		if err := c.start(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	restored := c.nodes[:2]
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, n := range restored {
+			if st := status(t, n, core.KindMutex, "after", true); len(st.Holders) > 0 {
+				t.Fatalf("the restored cluster holds %q, which only the old cluster had: %+v", "after", st)
+			}
+		}
+		st, err := c.nodes[2].Status(tctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range st.Members {
+			if m.NodeID != "node-1" && m.NodeID != "node-2" && m.NodeID != "node-3" {
+				t.Fatalf("old node-3 sees members %+v", st.Members)
+			}
+		}
+		if st.Shards[0].Role == "leader" {
+			t.Fatal("the old node-3 leads")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	r := c.nodes[c.waitLeaderBesides(0, 2)]
+	if st := status(t, r, core.KindMutex, "before", false); len(st.Holders) != 1 {
+		t.Errorf("the restored cluster lost %q: %+v", "before", st)
+	}
+}
