@@ -98,7 +98,9 @@ func CheckPeers(c config.Cluster) error {
 }
 
 // deploymentID keeps Lockstep's Raft traffic apart from other Dragonboat
-// deployments that might share the addresses.
+// deployments that might share the addresses. A cluster restored from a
+// backup runs under another, drawn by Restore and recorded in the data
+// directory (readDeployment), which keeps the lost cluster's members out.
 const deploymentID = 0x4c6f636b73746570 // "Lockstep"
 
 // nodeHostConfig is Dragonboat's configuration of the member, as Start
