@@ -43,6 +43,9 @@ const (
 	// maxExportAttempts bounds the retries of an export that Dragonboat
 	// rejects because a snapshot of the shard is being taken already.
 	maxExportAttempts = 20
+	// exportTimeout bounds one export: writing a snapshot of millions of
+	// objects takes seconds, well past a request's retry budget.
+	exportTimeout = 5 * time.Minute
 )
 
 // BackupManifest says what a backup holds. It is JSON, the archive's first
@@ -165,7 +168,7 @@ func (n *Node) caughtUp(ctx context.Context, sh *shard) error {
 func (n *Node) export(ctx context.Context, sh *shard, dir string) error {
 	var err error
 	for range maxExportAttempts {
-		attempt, cancel := context.WithTimeout(ctx, n.retryBudget)
+		attempt, cancel := context.WithTimeout(ctx, exportTimeout)
 		_, err = n.nh.SyncRequestSnapshot(attempt, sh.dbID, dragonboat.SnapshotOption{Exported: true, ExportPath: dir})
 		cancel()
 		if err == nil {
