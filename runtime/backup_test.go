@@ -50,10 +50,7 @@ func TestBackupRestoresANewCluster(t *testing.T) {
 	if len(man.Shards) != 2 || man.NodeID != c.cfgs[f].Cluster.NodeID || man.Stale || len(man.Logs) != 3 {
 		t.Fatalf("manifest %+v", man)
 	}
-	var top uint64
-	for _, sh := range man.Shards {
-		top = max(top, sh.Index)
-	}
+	top := man.Shards[n.ShardOf(names[0])].Index // names[0]'s shard's index in the backup
 	c.closeAll()
 
 	ports := freePorts(t, 6)
