@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lockstepd/lockstep/config"
 	"github.com/lockstepd/lockstep/security"
 )
 
@@ -177,16 +176,7 @@ func TestKeyFileReadableByOthersWarns(t *testing.T) {
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sec, err := security.New(cfg.Security, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := newServeFlags(&bytes.Buffer{})
-	f.configFile = path
+	cfg, sec, f := loaded(t, path)
 	for _, mode := range []os.FileMode{0o644, 0o640, 0o600, 0o400} {
 		if err := os.Chmod(key, mode); err != nil {
 			t.Fatal(err)
@@ -245,16 +235,7 @@ func TestEmptyACLSaysNothingIsAllowed(t *testing.T) {
 	}
 
 	conf("  acl:\n    - {principal: ci, prefix: \"\", allow: [read]}\n")
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sec, err := security.New(cfg.Security, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := newServeFlags(&bytes.Buffer{})
-	f.configFile = path
+	cfg, sec, f := loaded(t, path)
 	conf("  acl: []\n")
 	var logs bytes.Buffer
 	hangup(f, cfg, sec, nil, nil, slog.New(slog.NewTextHandler(&logs, nil)))

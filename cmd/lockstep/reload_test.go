@@ -65,16 +65,7 @@ func TestReloadChecksTheMembersCertificate(t *testing.T) {
 		}
 	}
 	conf("node")
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sec, err := security.New(cfg.Security, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := newServeFlags(&bytes.Buffer{})
-	f.configFile = path
+	cfg, sec, f := loaded(t, path)
 	for cert, want := range map[string]string{"client": "is not for server use", "elsewhere": "does not name 127.0.0.1", "node": ""} {
 		conf(cert)
 		_, _, err := reload(f, sec, cfg, nil)
@@ -186,14 +177,7 @@ func TestReloadReachesTheRaftPort(t *testing.T) {
 	}
 
 	install("a/node0")
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sec, err := security.New(cfg.Security, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, sec, _ := loaded(t, path)
 	node, err := runtime.Start(context.Background(), runtime.Options{Config: cfg, Logger: slog.New(slog.DiscardHandler), RaftCredentials: sec.Credentials})
 	if err != nil {
 		t.Fatal(err)
@@ -389,4 +373,21 @@ func TestHangupSaysWhatChanged(t *testing.T) {
 	if got := hup(nil); !strings.Contains(got, "ACL 2 rules -> absent (every principal may do everything)") {
 		t.Errorf("a SIGHUP that removed the ACL logged:\n%s", got)
 	}
+}
+
+// loaded reads the configuration file at path and puts its security in
+// force, as a start from it does, with the flags of such a start.
+func loaded(t *testing.T, path string) (config.Config, *security.State, *serveFlags) {
+	t.Helper()
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec, err := security.New(cfg.Security, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newServeFlags(&bytes.Buffer{})
+	f.configFile = path
+	return cfg, sec, f
 }
