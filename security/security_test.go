@@ -152,13 +152,14 @@ func TestAuthorize(t *testing.T) {
 		{Principal: "ci", Prefix: "jobs/", Allow: []string{"read", "use"}},
 		{Principal: "*", Prefix: "pub/", Allow: []string{"read"}},
 		{Principal: "ops", Prefix: "", Allow: []string{"admin"}},
+		{Principal: "jadmin", Prefix: "jobs/", Allow: []string{"read", "use", "admin"}},
 	})
 	s, err := New(sec, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	ci, ops, anyone := rpc.Principal{ID: "ci"}, rpc.Principal{ID: "ops"}, rpc.Principal{ID: "zed"}
+	ci, ops, anyone, jadmin := rpc.Principal{ID: "ci"}, rpc.Principal{ID: "ops"}, rpc.Principal{ID: "zed"}, rpc.Principal{ID: "jadmin"}
 	acq := func(name string) any { return &pb.AcquireLockRequest{Name: name} }
 	status := func(name string) any { return &pb.LockStatusRequest{Name: name} }
 	cases := []struct {
@@ -177,6 +178,10 @@ func TestAuthorize(t *testing.T) {
 		{ci, lockstepv1connect.ClusterServiceAddNodeProcedure, &pb.AddNodeRequest{}, false},
 		{ops, lockstepv1connect.ClusterServiceAddNodeProcedure, &pb.AddNodeRequest{}, true},
 		{ops, lockstepv1connect.LockServiceAcquireProcedure, acq("jobs/a"), false},
+		// A backup reads every name: admin on one prefix is not enough.
+		{ops, lockstepv1connect.ClusterServiceBackupProcedure, &pb.BackupRequest{}, true},
+		{jadmin, lockstepv1connect.ClusterServiceBackupProcedure, &pb.BackupRequest{}, false},
+		{ci, lockstepv1connect.ClusterServiceBackupProcedure, &pb.BackupRequest{}, false},
 		// List is never refused: it leaves names out instead.
 		{anyone, lockstepv1connect.LockServiceListProcedure, &pb.ListRequest{Prefix: "jobs/"}, true},
 	}

@@ -407,6 +407,15 @@ func (s *State) Authorize(ctx context.Context, who rpc.Principal, procedure stri
 	if action == "" || m.acl == nil || rpc.Filtered(procedure) {
 		return nil
 	}
+	if rpc.Whole(procedure) {
+		if allowed(m.acl, who.ID, action, "", false) {
+			return nil
+		}
+		s.metrics.aclDenials.WithLabelValues(action).Inc()
+		return connect.NewError(connect.CodePermissionDenied,
+			fmt.Errorf("principal %q may not %s (%s): it reads every name, so it needs a rule of security.acl with prefix \"\" that allows %s",
+				who.ID, action, procedure, action))
+	}
 	name, named := rpc.NameOf(msg)
 	if named && action != rpc.ActionAdmin {
 		if allowed(m.acl, who.ID, action, name, false) {
