@@ -2,8 +2,10 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"sync"
 
@@ -310,9 +312,20 @@ func (c *Client) Backup(ctx context.Context, w io.Writer, stale bool) error {
 		if wrote || ctx.Err() != nil || !retryable(err) {
 			return apiErr("backup", err)
 		}
-		last = err
+		// What a member said (no quorum: take a stale backup) says more
+		// than an endpoint that could not be reached.
+		if last == nil || !fromServer(last) {
+			last = err
+		}
 	}
 	return apiErr("backup", last)
+}
+
+// fromServer says whether err came from a server, not from a connection
+// that could not be made.
+func fromServer(err error) bool {
+	var op *net.OpError
+	return !errors.As(err, &op)
 }
 
 // backupFrom streams one endpoint's backup into w; wrote says some bytes
