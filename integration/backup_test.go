@@ -62,15 +62,22 @@ func TestRestoreAfterLosingTheMajority(t *testing.T) {
 	}
 	survivor.Kill()
 
+	deployments := map[string]bool{}
 	for _, nd := range c.nodes {
 		dir := nd.DataDir + ".restored"
 		out, err := exec.Command(binary, "snapshot", "restore", file, "--config", nd.ConfigPath, "--data-dir", dir).CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "restored "+nd.ID) {
+		if err != nil || !strings.Contains(string(out), "restored "+nd.ID) || !strings.Contains(string(out), "stale backup") {
 			t.Fatalf("snapshot restore %s: %v\n%s", nd.ID, err, out)
 		}
+		// Every member of one restored cluster prints the same deployment.
+		_, rest, _ := strings.Cut(string(out), "deployment ")
+		deployments[strings.Fields(rest+" ")[0]] = true
 		if err := exec.Command(binary, "snapshot", "restore", file, "--config", nd.ConfigPath, "--data-dir", nd.DataDir).Run(); err == nil {
 			t.Fatalf("a restore over %s's old data directory succeeded", nd.ID)
 		}
+	}
+	if len(deployments) != 1 {
+		t.Fatalf("the members' restores printed deployments %v, want one", deployments)
 	}
 	for _, nd := range c.nodes {
 		c.start(nd, "--data-dir", nd.DataDir+".restored")

@@ -198,16 +198,32 @@ func snapshotRestore(args []string, stdout, stderr io.Writer) int {
 		peers = append(peers, id)
 	}
 	sort.Strings(peers)
-	fmt.Fprintf(stdout, "restored %s into %s: %s, %s's backup of %s, the log resuming at index %s\n",
-		cfg.Cluster.NodeID, r.DataDir, countOf(len(r.Indexes), "shard"), r.Manifest.NodeID,
+	kind := "backup"
+	if r.Manifest.Stale {
+		kind = "stale backup"
+	}
+	fmt.Fprintf(stdout, "restored %s into %s: %s, %s's %s of %s, the log resuming at index %s\n",
+		cfg.Cluster.NodeID, r.DataDir, countOf(len(r.Indexes), "shard"), r.Manifest.NodeID, kind,
 		r.Manifest.Taken.Format("2006-01-02T15:04:05Z"), joinIndexes(r.Indexes))
-	start := fmt.Sprintf("lockstep serve --config %s --data-dir %s", f.configFile, r.DataDir)
+	if *bump == 0 {
+		fmt.Fprintln(stderr, "lockstep snapshot restore: warning: --bump-index 0: the restored cluster grants fencing tokens from where the backup "+
+			"stopped, so it may grant again a token the old cluster granted after the backup; use it only for a backup taken after the old cluster stopped")
+	}
+	start := fmt.Sprintf("lockstep serve --config %s", f.configFile)
+	if f.given("data-dir") {
+		start += " --data-dir " + r.DataDir
+	}
 	if r.Incarnation != 0 {
 		start += fmt.Sprintf(" --incarnation %d", r.Incarnation)
 	}
-	fmt.Fprintf(stdout, "restore every member of the new cluster (%s) from the same backup with the same peers, then start each:\n  %s\n"+
-		"never start a member of the old cluster again beside it: it is not heard, and it would hold stale locks for its clients\n",
-		strings.Join(peers, ", "), start)
+	fmt.Fprintf(stdout, "deployment %016x: every member restored for this cluster must print the same (the same backup, --bump-index and peers: %s), "+
+		"or the members that differ are not heard by the others\n", r.Deployment, strings.Join(peers, ", "))
+	fmt.Fprintf(stdout, "when every member is restored, start each:\n  %s\n", start)
+	if f.given("data-dir") {
+		fmt.Fprintf(stdout, "set cluster.data_dir: %s in %s too, so that a restart by the service manager starts the restored member, not the old one\n",
+			r.DataDir, f.configFile)
+	}
+	fmt.Fprintln(stdout, "never start a member of the old cluster again: the new one does not hear it, and it holds stale locks for the clients that reach it")
 	return exitOK
 }
 
