@@ -71,7 +71,7 @@ func TestRestoreAfterLosingTheMajority(t *testing.T) {
 		}
 		// Every member of one restored cluster prints the same deployment.
 		_, rest, _ := strings.Cut(string(out), "deployment ")
-		deployments[strings.Fields(rest+" ")[0]] = true
+		deployments[strings.Fields(rest + " ")[0]] = true
 		if err := exec.Command(binary, "snapshot", "restore", file, "--config", nd.ConfigPath, "--data-dir", nd.DataDir).Run(); err == nil {
 			t.Fatalf("a restore over %s's old data directory succeeded", nd.ID)
 		}

@@ -74,7 +74,9 @@ func ActionOf(procedure string) string { return actions[procedure] }
 // Whole says whether a procedure reads every name at once (Backup: the
 // whole state, every owner and value): it needs its action on every name,
 // a rule of prefix "", not on some name as other calls that name none.
-func Whole(procedure string) bool { return procedure == lockstepv1connect.ClusterServiceBackupProcedure }
+func Whole(procedure string) bool {
+	return procedure == lockstepv1connect.ClusterServiceBackupProcedure
+}
 
 // Filtered says whether a procedure shows many names (List, Watch): it is
 // never refused by name, its answer leaves out what the caller may not read.
