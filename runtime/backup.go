@@ -19,6 +19,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -109,14 +110,14 @@ func (n *Node) Backup(ctx context.Context, w io.Writer, stale bool) (BackupManif
 	}
 	man := BackupManifest{Format: backupFormat, ID: hex.EncodeToString(id[:]), Taken: n.clock().UTC().Truncate(time.Millisecond),
 		NodeID: n.cfg.Cluster.NodeID, Versions: n.versions, Stale: stale, Logs: map[string]string{}}
-	payloads := make([]string, 0, 2*len(n.shards))
+	exports := make([]string, 0, len(n.shards)) // each shard's exported snapshot's directory
 	for i, sh := range n.shards {
 		if !stale {
 			if err := n.caughtUp(ctx, sh); err != nil {
 				return BackupManifest{}, err
 			}
 		}
-		shardDir := filepath.Join(tmp, fmt.Sprintf("shard-%d", i))
+		shardDir := filepath.Join(tmp, backupShardDir(i))
 		if err := os.Mkdir(shardDir, 0o700); err != nil {
 			return BackupManifest{}, fmt.Errorf("runtime: backup: %w", err)
 		}
@@ -131,9 +132,9 @@ func (n *Node) Backup(ctx context.Context, w io.Writer, stale bool) (BackupManif
 		if err != nil {
 			return BackupManifest{}, fmt.Errorf("runtime: backup of %s: %w", sh, err)
 		}
-		payloads = append(payloads, payload, filepath.Join(filepath.Dir(payload), snapshotMetadataFile))
+		exports = append(exports, filepath.Dir(payload))
 		man.Shards = append(man.Shards, BackupShard{ShardID: uint64(i), Index: s.Index, Term: s.Term,
-			File: fmt.Sprintf("shard-%d/%s", i, filepath.Base(payload)), Record: fmt.Sprintf("shard-%d/%s", i, snapshotMetadataFile),
+			File: backupShardDir(i) + "/" + filepath.Base(payload), Record: backupShardDir(i) + "/" + snapshotMetadataFile,
 			Bytes: size, SHA256: sum})
 	}
 	if logs, err := n.shards[0].sm.Lookup(logsQuery{}); err == nil {
@@ -141,8 +142,12 @@ func (n *Node) Backup(ctx context.Context, w io.Writer, stale bool) (BackupManif
 			man.Logs[fmt.Sprintf("%016x", r)] = fmt.Sprintf("%016x", l)
 		}
 	}
-	return man, writeBackup(w, man, payloads)
+	return man, writeBackup(w, man, exports)
 }
+
+// backupShardDir is the directory of shard i's files in a backup, and
+// where Backup and Restore unpack them.
+func backupShardDir(i int) string { return fmt.Sprintf("shard-%d", i) }
 
 // caughtUp returns once this member applied everything sh committed
 // before the call (a ReadIndex), within the retry budget: a cluster
@@ -299,9 +304,9 @@ func fileSHA256(path string) (string, int64, error) {
 }
 
 // writeBackup writes the archive: the manifest, then each shard's payload
-// and record (files: the two of each shard in turn) under the names the
-// manifest gives them.
-func writeBackup(w io.Writer, man BackupManifest, files []string) error {
+// and record, from the directory Dragonboat exported them to (exports, by
+// shard), under the names the manifest gives them.
+func writeBackup(w io.Writer, man BackupManifest, exports []string) error {
 	tw := tar.NewWriter(w)
 	body, err := json.MarshalIndent(man, "", "  ")
 	if err != nil {
@@ -315,14 +320,11 @@ func writeBackup(w io.Writer, man BackupManifest, files []string) error {
 	if _, err := tw.Write(body); err != nil {
 		return err
 	}
-	for i, path := range files {
-		s := man.Shards[i/2]
-		name := s.File
-		if i%2 == 1 {
-			name = s.Record
-		}
-		if err := addFile(tw, name, path, mod); err != nil {
-			return err
+	for i, s := range man.Shards {
+		for _, name := range []string{s.File, s.Record} {
+			if err := addFile(tw, name, filepath.Join(exports[i], path.Base(name)), mod); err != nil {
+				return err
+			}
 		}
 	}
 	return tw.Close()

@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -127,7 +128,7 @@ func Restore(r io.Reader, o RestoreOptions) (Restored, error) {
 	}
 	nhc := nodeHostConfig(cfg, dir, deployment)
 	for i, s := range man.Shards {
-		shardDir := filepath.Join(tmp, fmt.Sprintf("shard-%d", i))
+		shardDir := filepath.Join(tmp, backupShardDir(i))
 		rec, err := readSnapshotRecord(shardDir)
 		if err != nil {
 			return Restored{}, fmt.Errorf("the backup's shard %d: %w", i, err)
@@ -205,13 +206,13 @@ func readBackup(r io.Reader, dir string) (BackupManifest, error) {
 	}
 	want := map[string]int64{} // name → size, -1: any size up to maxBackupManifestBytes
 	for i, s := range man.Shards {
-		prefix := fmt.Sprintf("shard-%d/", i)
+		prefix := backupShardDir(i) + "/"
 		if s.ShardID != uint64(i) || !strings.HasPrefix(s.File, prefix) || s.Record != prefix+snapshotMetadataFile ||
 			strings.ContainsAny(s.File[len(prefix):], `/\`) || !strings.HasSuffix(s.File, snapshotFileSuffix) || s.Bytes < 0 {
 			return BackupManifest{}, fmt.Errorf("%s: shard %d is not described as Lockstep writes it (%+v)", backupManifestFile, i, s)
 		}
 		want[s.File], want[s.Record] = s.Bytes, -1
-		if err := os.Mkdir(filepath.Join(dir, fmt.Sprintf("shard-%d", i)), 0o700); err != nil {
+		if err := os.Mkdir(filepath.Join(dir, backupShardDir(i)), 0o700); err != nil {
 			return BackupManifest{}, err
 		}
 	}
@@ -239,13 +240,7 @@ func readBackup(r io.Reader, dir string) (BackupManifest, error) {
 		}
 	}
 	if len(want) > 0 {
-		missing := slices.Sorted(func(yield func(string) bool) {
-			for name := range want {
-				if !yield(name) {
-					return
-				}
-			}
-		})
+		missing := slices.Sorted(maps.Keys(want))
 		return BackupManifest{}, fmt.Errorf("the archive lacks %s (was it cut short?)", strings.Join(missing, ", "))
 	}
 	for i, s := range man.Shards {
@@ -321,13 +316,7 @@ func restoredMembers(man BackupManifest, peers map[string]string) (map[uint64]st
 func restoredDeployment(man BackupManifest, members map[uint64]string, bump uint64) uint64 {
 	h := fnv.New64a()
 	fmt.Fprintf(h, "lockstep restore %s %d", man.ID, bump)
-	for _, r := range slices.Sorted(func(yield func(uint64) bool) {
-		for r := range members {
-			if !yield(r) {
-				return
-			}
-		}
-	}) {
+	for _, r := range slices.Sorted(maps.Keys(members)) {
 		fmt.Fprintf(h, " %x=%s", r, members[r])
 	}
 	d := h.Sum64()
