@@ -322,10 +322,11 @@ func (c *Client) Backup(ctx context.Context, w io.Writer, stale bool) error {
 }
 
 // fromServer says whether err came from a server, not from a connection
-// that could not be made.
+// that could not be made (a TLS alert, which the server sent, is the
+// server's).
 func fromServer(err error) bool {
 	var op *net.OpError
-	return !errors.As(err, &op)
+	return !errors.As(err, &op) || op.Op != "dial"
 }
 
 // backupFrom streams one endpoint's backup into w; wrote says some bytes

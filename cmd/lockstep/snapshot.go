@@ -7,8 +7,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/lockstepd/lockstep/runtime"
@@ -193,11 +194,7 @@ func snapshotRestore(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "lockstep snapshot restore: %v\n", err)
 		return exitError
 	}
-	peers := make([]string, 0, len(cfg.Cluster.Peers))
-	for id := range cfg.Cluster.Peers {
-		peers = append(peers, id)
-	}
-	sort.Strings(peers)
+	peers := slices.Sorted(maps.Keys(cfg.Cluster.Peers))
 	kind := "backup"
 	if r.Manifest.Stale {
 		kind = "stale backup"
