@@ -209,7 +209,10 @@ func (s *service) serveMessage(ctx context.Context, procedure, peer string, msg 
 		err = check(ctx, procedure, msg)
 	}
 	var reply any
-	ctx, end := withEnded(ctx)
+	var end *ended // only for the audit record: not on the path of a member that audits nothing
+	if !quiet {
+		ctx, end = withEnded(ctx)
+	}
 	if err == nil {
 		reply, err = handle(ctx)
 	}

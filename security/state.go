@@ -70,11 +70,6 @@ type Changes struct {
 	AuditReopened string
 }
 
-// None says nothing changed.
-func (c Changes) None() bool {
-	return c.Cert == nil && c.CA == nil && len(c.KeysAdded) == 0 && len(c.KeysRemoved) == 0 && !c.ACLChanged && c.AuditReopened == ""
-}
-
 // String is one line that says what changed, or "nothing changed".
 func (c Changes) String() string {
 	var parts []string
