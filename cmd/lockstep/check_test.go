@@ -155,13 +155,7 @@ func TestServeCheckNeedsTheAuditDirectory(t *testing.T) {
 func TestKeyFileReadableByOthersWarns(t *testing.T) {
 	dir := t.TempDir()
 	now := time.Now()
-	ca, err := security.NewAuthority("test CA", now.Add(-time.Hour), now.Add(time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ca.Write(dir); err != nil {
-		t.Fatal(err)
-	}
+	ca := testCA(t, dir, now)
 	is, err := ca.IssueNode("node-1", []string{"127.0.0.1"}, now.Add(-time.Minute), now.Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)

@@ -32,13 +32,7 @@ import (
 func TestReloadChecksTheMembersCertificate(t *testing.T) {
 	dir := t.TempDir()
 	now := time.Now()
-	ca, err := security.NewAuthority("test CA", now.Add(-time.Hour), now.Add(time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ca.Write(dir); err != nil {
-		t.Fatal(err)
-	}
+	ca := testCA(t, dir, now)
 	write := func(name string, is security.Issued, err error) {
 		t.Helper()
 		if err != nil {
@@ -311,16 +305,7 @@ func TestHangupSaysWhatChanged(t *testing.T) {
 			"  api_keys_file: keys.yaml\n  audit: {path: audit.jsonl}\n"+acl)
 	}
 	conf("- {principal: ci, sha256: "+ciDigest+"}\n", "  acl:\n    - {principal: ci, prefix: \"\", allow: [use]}\n")
-	cfg, err := config.Load(filepath.Join(dir, "node.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sec, err := security.New(cfg.Security, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := newServeFlags(&bytes.Buffer{})
-	f.configFile = filepath.Join(dir, "node.yaml")
+	cfg, sec, f := loaded(t, filepath.Join(dir, "node.yaml"))
 	hup := func(audit *security.AuditLog) string {
 		t.Helper()
 		var logs bytes.Buffer
@@ -390,4 +375,17 @@ func loaded(t *testing.T, path string) (config.Config, *security.State, *serveFl
 	f := newServeFlags(&bytes.Buffer{})
 	f.configFile = path
 	return cfg, sec, f
+}
+
+// testCA writes a CA valid an hour either side of now into dir.
+func testCA(t *testing.T, dir string, now time.Time) *security.Authority {
+	t.Helper()
+	ca, err := security.NewAuthority("test CA", now.Add(-time.Hour), now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	return ca
 }
