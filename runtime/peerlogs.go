@@ -41,18 +41,10 @@ const (
 // logID reads the log id dir's member records, or draws one, durably,
 // when there is none: a new directory, or one made before log ids.
 func logID(dir string) (uint64, error) {
-	path := filepath.Join(dir, logIDFile)
-	b, err := os.ReadFile(path)
-	switch {
-	case err == nil:
-		id, perr := strconv.ParseUint(strings.TrimSpace(string(b)), 16, 64)
-		if perr != nil || id == 0 {
-			return 0, fmt.Errorf("runtime: %s does not hold a log id (%q): a member's data directory was damaged; replace the member "+
-				"(remove it, wipe cluster.data_dir, add it back: docs/operations.md, Membership changes)", path, b)
-		}
-		return id, nil
-	case !errors.Is(err, fs.ErrNotExist):
-		return 0, fmt.Errorf("cluster.data_dir: %w", err)
+	id, found, err := readHexRecord(dir, logIDFile, "a log id", "a member's data directory was damaged; replace the member "+
+		"(remove it, wipe cluster.data_dir, add it back: docs/operations.md, Membership changes)")
+	if found || err != nil {
+		return id, err
 	}
 	var r [8]byte
 	for binary.BigEndian.Uint64(r[:]) == 0 {
@@ -60,8 +52,8 @@ func logID(dir string) (uint64, error) {
 			return 0, fmt.Errorf("runtime: drawing a log id: %w", err)
 		}
 	}
-	id := binary.BigEndian.Uint64(r[:])
-	if err := writeDurably(dir, logIDFile, fmt.Sprintf("%016x\n", id)); err != nil {
+	id = binary.BigEndian.Uint64(r[:])
+	if err := writeHexRecord(dir, logIDFile, id); err != nil {
 		return 0, err
 	}
 	return id, nil

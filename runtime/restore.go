@@ -174,7 +174,7 @@ func Restore(r io.Reader, o RestoreOptions) (Restored, error) {
 			return Restored{}, err
 		}
 	}
-	if err := writeDurably(dir, deploymentFile, fmt.Sprintf("%016x\n", deployment)); err != nil {
+	if err := writeHexRecord(dir, deploymentFile, deployment); err != nil {
 		return Restored{}, err
 	}
 	return out, nil
@@ -329,17 +329,12 @@ func restoredDeployment(man BackupManifest, members map[uint64]string, bump uint
 // readDeployment is the Raft deployment id dir's member runs under: a
 // restored member's record, or deploymentID.
 func readDeployment(dir string) (uint64, error) {
-	b, err := os.ReadFile(filepath.Join(dir, deploymentFile))
+	d, found, err := readHexRecord(dir, deploymentFile, "a deployment id", "the data directory was damaged; restore the member again")
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return deploymentID, nil
 	case err != nil:
-		return 0, fmt.Errorf("cluster.data_dir: %w", err)
-	}
-	d, err := strconv.ParseUint(strings.TrimSpace(string(b)), 16, 64)
-	if err != nil || d == 0 {
-		return 0, fmt.Errorf("runtime: %s does not hold a deployment id (%q): the data directory was damaged; restore the member again",
-			filepath.Join(dir, deploymentFile), b)
+		return 0, err
+	case !found:
+		return deploymentID, nil
 	}
 	return d, nil
 }

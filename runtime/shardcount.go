@@ -72,6 +72,31 @@ func writeRecord(dir, file string, v int) error {
 	return writeDurably(dir, file, strconv.Itoa(v)+"\n")
 }
 
+// readHexRecord reads a record of one identifier in hex, never 0 (a log
+// id, a deployment id); found says there was one. One that holds anything
+// else is an error naming the file, what it should hold and, advice, what
+// to do.
+func readHexRecord(dir, file, what, advice string) (v uint64, found bool, err error) {
+	path := filepath.Join(dir, file)
+	b, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return 0, false, nil
+	case err != nil:
+		return 0, false, fmt.Errorf("cluster.data_dir: %w", err)
+	}
+	v, err = strconv.ParseUint(strings.TrimSpace(string(b)), 16, 64)
+	if err != nil || v == 0 {
+		return 0, true, fmt.Errorf("runtime: %s does not hold %s (%q): %s", path, what, b, advice)
+	}
+	return v, true, nil
+}
+
+// writeHexRecord writes what readHexRecord reads.
+func writeHexRecord(dir, file string, v uint64) error {
+	return writeDurably(dir, file, fmt.Sprintf("%016x\n", v))
+}
+
 func (n *Node) checkShardCount(dir string) error {
 	want := len(n.shards)
 	if found, err := CheckShardRecord(dir, want); found || err != nil {
