@@ -241,6 +241,18 @@ Examples:
 				kinds = append(kinds, o.Kind)
 			}
 		}
+		if len(kinds) == 0 {
+			// A list leaves out what the ACL hides from the caller, so an
+			// empty one cannot tell free from hidden: ask for the name
+			// itself, which is refused when hidden (as REST answers 403).
+			st, err := cl.Status(ctx, client.KindMutex, name)
+			if err != nil {
+				return c.fail(err)
+			}
+			if len(st.Holders)+len(st.Waiters) > 0 {
+				kinds = append(kinds, client.KindMutex) // taken since the list
+			}
+		}
 	}
 	sts := []*client.Status{}
 	for _, k := range kinds {

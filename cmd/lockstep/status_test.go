@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -24,6 +25,10 @@ type statusServer struct {
 
 func (statusServer) Status(context.Context, *connect.Request[pb.LockStatusRequest]) (*connect.Response[pb.LockStatusResponse], error) {
 	return connect.NewResponse(&pb.LockStatusResponse{AppliedIndex: 7}), nil
+}
+
+func (statusServer) List(context.Context, *connect.Request[pb.ListRequest]) (*connect.Response[pb.ListResponse], error) {
+	return connect.NewResponse(&pb.ListResponse{}), nil
 }
 
 func (statusServer) Leader(_ context.Context, r *connect.Request[pb.LeaderRequest]) (*connect.Response[pb.LeaderResponse], error) {
@@ -82,5 +87,42 @@ func TestStatusOfAnElection(t *testing.T) {
 		if !strings.HasPrefix(row, want) || !strings.HasSuffix(row, val) {
 			t.Errorf("row %q: want %q ... %q", row, want, val)
 		}
+	}
+}
+
+// hiddenServer is a member whose ACL hides every name from the caller:
+// List leaves the name out and Status refuses it.
+type hiddenServer struct {
+	lockstepv1connect.UnimplementedLockServiceHandler
+}
+
+func (hiddenServer) List(context.Context, *connect.Request[pb.ListRequest]) (*connect.Response[pb.ListResponse], error) {
+	return connect.NewResponse(&pb.ListResponse{}), nil
+}
+
+func (hiddenServer) Status(context.Context, *connect.Request[pb.LockStatusRequest]) (*connect.Response[pb.LockStatusResponse], error) {
+	return nil, connect.NewError(connect.CodePermissionDenied, errors.New(`principal "ci" may not read "secret/db": no rule allows it (security.acl)`))
+}
+
+// TestStatusOfAHiddenName: a name the ACL hides is not shown as free. The
+// list that finds a name's kinds leaves hidden names out, and status
+// printed "free" with exit 0 where REST answers 403.
+func TestStatusOfAHiddenName(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.Handle(lockstepv1connect.NewLockServiceHandler(hiddenServer{}))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	for _, args := range [][]string{{}, {"-o", "json"}} {
+		var out, errb bytes.Buffer
+		code := run(append([]string{"status", "secret/db", "--endpoints", srv.URL}, args...), &out, &errb)
+		if code == exitOK || strings.Contains(out.String(), "free") || !strings.Contains(errb.String(), "may not read") {
+			t.Errorf("status %v of a hidden name: exit %d\nstdout: %s\nstderr: %s", args, code, &out, &errb)
+		}
+	}
+	// A free name the caller may read is still free.
+	url := newStatusServer(t)
+	var out, errb bytes.Buffer
+	if code := run([]string{"status", "jobs/a", "--endpoints", url}, &out, &errb); code != exitOK || !strings.Contains(out.String(), "jobs/a: free") {
+		t.Errorf("status of a free name: exit %d\nstdout: %s\nstderr: %s", code, &out, &errb)
 	}
 }
