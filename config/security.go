@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	goruntime "runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -230,7 +231,9 @@ const ACLEmptyWarning = "security.acl has no rules: no principal may do anything
 //     deployments that run so at their next restart. The API keys file
 //     is not checked: it holds SHA-256 digests, not keys. Not on Windows,
 //     where modes do not say who may read;
-//   - an acl key with no rules (ACLEmptyWarning).
+//   - an acl key with no rules (ACLEmptyWarning);
+//   - a rule that allows admin on a prefix other than "", which grants
+//     nothing (every admin call concerns every name: rpc.Whole).
 func (s Security) Warnings() []string {
 	var ws []string
 	if s.TLS != nil && s.TLS.KeyFile != "" && goruntime.GOOS != "windows" {
@@ -238,6 +241,12 @@ func (s Security) Warnings() []string {
 	}
 	if s.ACL != nil && len(s.ACL) == 0 {
 		ws = append(ws, ACLEmptyWarning)
+	}
+	for i, r := range s.ACL {
+		if r.Prefix != "" && slices.Contains(r.Allow, ActionAdmin) {
+			ws = append(ws, fmt.Sprintf("security.acl[%d] (principal %q, prefix %q) allows admin, which grants nothing on a prefix: "+
+				"backup, membership and leadership concern every name and need a rule with prefix \"\" (docs/security.md, ACL)", i, r.Principal, r.Prefix))
+		}
 	}
 	return ws
 }

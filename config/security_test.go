@@ -230,3 +230,19 @@ func TestReservedPrincipals(t *testing.T) {
 		}
 	}
 }
+
+// TestAdminOnAPrefixWarns: admin concerns every name (backup, membership,
+// leadership), so a rule that allows it on a prefix grants nothing and is
+// warned of, naming the rule; one of prefix "" is not.
+func TestAdminOnAPrefixWarns(t *testing.T) {
+	s := config.Security{ACL: []config.ACLRule{
+		{Principal: "ops", Prefix: "", Allow: []string{"admin"}},
+		{Principal: "ci", Prefix: "jobs/", Allow: []string{"read", "use"}},
+		{Principal: "jops", Prefix: "jobs/", Allow: []string{"use", "admin"}},
+	}}
+	ws := s.Warnings()
+	if len(ws) != 1 || !strings.Contains(ws[0], `security.acl[2] (principal "jops", prefix "jobs/") allows admin`) ||
+		!strings.Contains(ws[0], `prefix ""`) {
+		t.Errorf("warnings %q: want one naming rule 2 and prefix \"\"", ws)
+	}
+}

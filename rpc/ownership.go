@@ -71,11 +71,13 @@ var actions = map[string]string{
 // ActionOf is the action a procedure needs; "" for one anyone may call.
 func ActionOf(procedure string) string { return actions[procedure] }
 
-// Whole says whether a procedure reads every name at once (Backup: the
-// whole state, every owner and value): it needs its action on every name,
-// a rule of prefix "", not on some name as other calls that name none.
+// Whole says whether a procedure concerns every name at once, so that it
+// needs its action from a rule of prefix "", not on some name as other
+// calls that name none do: Backup reads the whole state (every owner and
+// value), and membership and leadership changes (every admin call) stop
+// or move the service of every name. Admin on one prefix grants nothing.
 func Whole(procedure string) bool {
-	return procedure == lockstepv1connect.ClusterServiceBackupProcedure
+	return actions[procedure] == ActionAdmin
 }
 
 // Filtered says whether a procedure shows many names (List, Watch): it is

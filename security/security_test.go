@@ -177,6 +177,13 @@ func TestAuthorize(t *testing.T) {
 		{anyone, lockstepv1connect.SessionServiceCreateProcedure, &pb.CreateSessionRequest{}, false},
 		{ci, lockstepv1connect.ClusterServiceAddNodeProcedure, &pb.AddNodeRequest{}, false},
 		{ops, lockstepv1connect.ClusterServiceAddNodeProcedure, &pb.AddNodeRequest{}, true},
+		// Membership and leadership stop or move every name's service:
+		// admin on one prefix is not enough.
+		{jadmin, lockstepv1connect.ClusterServiceAddNodeProcedure, &pb.AddNodeRequest{}, false},
+		{jadmin, lockstepv1connect.ClusterServiceRemoveNodeProcedure, &pb.RemoveNodeRequest{}, false},
+		{jadmin, lockstepv1connect.ClusterServiceTransferLeadershipProcedure, &pb.TransferLeadershipRequest{}, false},
+		{ops, lockstepv1connect.ClusterServiceRemoveNodeProcedure, &pb.RemoveNodeRequest{}, true},
+		{ops, lockstepv1connect.ClusterServiceTransferLeadershipProcedure, &pb.TransferLeadershipRequest{}, true},
 		{ops, lockstepv1connect.LockServiceAcquireProcedure, acq("jobs/a"), false},
 		// A backup reads every name: admin on one prefix is not enough.
 		{ops, lockstepv1connect.ClusterServiceBackupProcedure, &pb.BackupRequest{}, true},

@@ -20,6 +20,7 @@ import (
 
 	"github.com/lockstepd/lockstep/config"
 	"github.com/lockstepd/lockstep/rpc"
+	"github.com/lockstepd/lockstep/rpc/gen/lockstep/v1/lockstepv1connect"
 )
 
 // State is a node's security settings in force: the mode fixed at start
@@ -407,9 +408,13 @@ func (s *State) Authorize(ctx context.Context, who rpc.Principal, procedure stri
 			return nil
 		}
 		s.metrics.aclDenials.WithLabelValues(action).Inc()
+		why := "it changes the service of every name"
+		if procedure == lockstepv1connect.ClusterServiceBackupProcedure {
+			why = "it reads every name"
+		}
 		return connect.NewError(connect.CodePermissionDenied,
-			fmt.Errorf("principal %q may not %s (%s): it reads every name, so it needs a rule of security.acl with prefix \"\" that allows %s",
-				who.ID, action, procedure, action))
+			fmt.Errorf("principal %q may not %s (%s): %s, so it needs a rule of security.acl with prefix \"\" that allows %s",
+				who.ID, action, procedure, why, action))
 	}
 	name, named := rpc.NameOf(msg)
 	if named && action != rpc.ActionAdmin {
