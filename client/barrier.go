@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"connectrpc.com/connect"
@@ -65,6 +66,57 @@ func (b *Barrier) Wait(ctx context.Context) (generation uint64, err error) {
 			return grant{token: r.Generation, outcome: r.Outcome, reason: r.Reason, waiterID: r.WaiterId}, nil
 		}})
 	return gen, err
+}
+
+// Set raises a set/remove barrier (one made with parties 0, as Curator's
+// DistributedBarrier): every Wait on it blocks until Remove lowers it, or
+// the session that set it ends, which lowers it too, so a barrier is never
+// left up by a client that died. Setting it again on the same session does
+// nothing. Set while another session has it up answers ErrLocked; on a
+// counting barrier (parties > 0, or one that others wait at with parties),
+// ErrPrecondition.
+func (b *Barrier) Set(ctx context.Context) error {
+	what := opName{"set barrier", b.name}
+	if b.parties != 0 {
+		return fmt.Errorf("%s: %w: a barrier of %d parties is released by arrivals; Set and Remove are for one made with parties 0", what, ErrInvalid, b.parties)
+	}
+	s := b.s
+	if lost := s.lostErrFor(what); lost != nil {
+		return lost
+	}
+	var setByOther error
+	err := s.send(ctx, what, func(ctx context.Context, e *endpoint, id reqID) error {
+		req := &pb.SetBarrierRequest{Name: b.name, ClientId: id.ClientID(),
+			RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id}
+		_, err := e.barriers.Set(ctx, connect.NewRequest(req))
+		if connect.CodeOf(err) == connect.CodeAborted {
+			setByOther = err
+		}
+		return s.heardOfLoss(err)
+	})
+	if setByOther != nil && errors.Is(err, ErrNotHeld) {
+		// The servers answer conflict when another session has it up:
+		// for the caller that is the barrier held by someone else.
+		return fmt.Errorf("%s: %w: %w", what, ErrLocked, setByOther)
+	}
+	return err
+}
+
+// Remove lowers a set/remove barrier and releases everything waiting at
+// it, whichever session set it. Removing one that is not up does nothing,
+// as in Curator: the caller wanted it down, and it is.
+func (b *Barrier) Remove(ctx context.Context) error {
+	what := opName{"remove barrier", b.name}
+	if b.parties != 0 {
+		return fmt.Errorf("%s: %w: a barrier of %d parties is released by arrivals; Set and Remove are for one made with parties 0", what, ErrInvalid, b.parties)
+	}
+	s := b.s
+	return s.send(ctx, what, func(ctx context.Context, e *endpoint, id reqID) error {
+		req := &pb.RemoveBarrierRequest{Name: b.name, ClientId: id.ClientID(),
+			RequestSeq: id.seq, LowestPendingSeq: id.Low()}
+		_, err := e.barriers.Remove(ctx, connect.NewRequest(req))
+		return err
+	})
 }
 
 // arrival is a participant waiting at a barrier, on a session.

@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -218,6 +219,77 @@ func TestBarrier(t *testing.T) {
 	wg.Wait()
 	if gens[0] != gens[1] || gens[1] != gens[2] {
 		t.Fatalf("generations differ: %v", gens)
+	}
+}
+
+// TestSetRemoveBarrier: a barrier of parties 0 holds every Wait while it
+// is set, until Remove, or until the session that set it ends; another
+// session's Set is refused as held.
+func TestSetRemoveBarrier(t *testing.T) {
+	c := newClient(t)
+	ctx := testCtx(t)
+	const name = "t/set-barrier"
+	setter := newSession(t, c)
+	gate := client.NewBarrier(setter, name, 0)
+	if err := gate.Set(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := gate.Set(ctx); err != nil {
+		t.Fatalf("setting it again on the same session: %v", err)
+	}
+	otherSession := newSession(t, c)
+	other := client.NewBarrier(otherSession, name, 0)
+	if err := other.Set(ctx); !errors.Is(err, client.ErrLocked) || !strings.Contains(err.Error(), "already set") {
+		t.Fatalf("Set by another session: %v, want ErrLocked saying it is set", err)
+	}
+	if err := client.NewBarrier(setter, name, 3).Set(ctx); !errors.Is(err, client.ErrInvalid) {
+		t.Fatalf("Set of a counting barrier: %v, want ErrInvalid", err)
+	}
+	waited := make(chan error, 2)
+	for range 2 {
+		go func() { _, err := client.NewBarrier(newSession(t, c), name, 0).Wait(ctx); waited <- err }()
+	}
+	queued := func(n int) {
+		t.Helper()
+		for range 200 {
+			st, err := c.Status(ctx, client.KindBarrier, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(st.Waiters) == n {
+				return
+			}
+			select {
+			case err := <-waited:
+				t.Fatalf("a Wait returned (%v) while the barrier was set", err)
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+		t.Fatalf("%d Waits did not queue at the set barrier", n)
+	}
+	queued(2)
+	if err := other.Remove(ctx); err != nil {
+		t.Fatalf("Remove by another session: %v", err)
+	}
+	for range 2 {
+		if err := <-waited; err != nil {
+			t.Fatalf("Wait after Remove: %v", err)
+		}
+	}
+	if err := other.Remove(ctx); err != nil {
+		t.Fatalf("Remove of a barrier that is down: %v", err)
+	}
+	// The session that set it ends: the barrier comes down with it.
+	if err := other.Set(ctx); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _, err := client.NewBarrier(newSession(t, c), name, 0).Wait(ctx); waited <- err }()
+	queued(1)
+	if err := otherSession.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-waited; err != nil {
+		t.Fatalf("Wait after the setter's session closed: %v", err)
 	}
 }
 
