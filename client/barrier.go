@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 
 	"connectrpc.com/connect"
 
@@ -119,6 +120,27 @@ func (b *Barrier) Remove(ctx context.Context) error {
 	})
 }
 
+// maxParticipantBytes is the servers' bound on a participant name (their
+// owner labels' bound, core's MaxOwnerBytes).
+const maxParticipantBytes = 128
+
+// defaultParticipant is the n-th participant name of a session's Waits
+// given none: "OWNER/ID", then "OWNER/ID/N". The owner is cut, at a
+// character's end, to leave room for the rest: an owner label near its
+// own bound made a name the servers refused, so every such Wait failed.
+func defaultParticipant(owner string, id uint64, n int) string {
+	tail := fmt.Sprintf("/%d", id)
+	if n > 1 {
+		tail += fmt.Sprintf("/%d", n)
+	}
+	room := maxParticipantBytes - len(tail)
+	for len(owner) > room {
+		_, size := utf8.DecodeLastRuneInString(owner)
+		owner = owner[:len(owner)-size]
+	}
+	return owner + tail
+}
+
 // arrival is a participant waiting at a barrier, on a session.
 type arrival struct{ name, participant string }
 
@@ -137,12 +159,12 @@ func (s *Session) arrive(name, participant string) (string, func(), error) {
 	}
 	key := arrival{name, participant}
 	if participant == "" {
-		key.participant = fmt.Sprintf("%s/%d", s.owner, s.id)
+		key.participant = defaultParticipant(s.owner, s.id, 1)
 		for n := 2; ; n++ {
 			if _, ok := s.arrivals[key]; !ok {
 				break
 			}
-			key.participant = fmt.Sprintf("%s/%d/%d", s.owner, s.id, n)
+			key.participant = defaultParticipant(s.owner, s.id, n)
 		}
 	} else if _, ok := s.arrivals[key]; ok {
 		return "", nil, fmt.Errorf("wait at barrier %s: participant %s already waits there on this session: give each party its own name (WithParticipant)", quoted(name), quoted(participant))

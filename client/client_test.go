@@ -222,6 +222,24 @@ func TestBarrier(t *testing.T) {
 	}
 }
 
+// TestBarrierOfALongOwner: a Wait's participant name is the session's
+// owner and id, which for an owner label near its bound (128 bytes) went
+// over the servers' bound on a participant, and every Wait was refused.
+func TestBarrierOfALongOwner(t *testing.T) {
+	c := newClient(t)
+	ctx := testCtx(t)
+	s := newSession(t, c, client.WithOwner(strings.Repeat("é", 64)))
+	done := make(chan error, 2)
+	for range 2 {
+		go func() { _, err := client.NewBarrier(s, "t/barrier-long-owner", 2).Wait(ctx); done <- err }()
+	}
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatalf("Wait on a session of a 128-byte owner: %v", err)
+		}
+	}
+}
+
 // TestSetRemoveBarrier: a barrier of parties 0 holds every Wait while it
 // is set, until Remove, or until the session that set it ends; another
 // session's Set is refused as held.
