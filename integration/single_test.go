@@ -384,7 +384,7 @@ func badInputs(t *testing.T, c *cluster, n *node) {
 		{"a request_seq without client_id", "POST", "/sessions", `{"request_seq": 3}`, 400, "invalid_argument"},
 		{"a path that does not exist", "GET", "/lock/a/status", ``, 404, "not_found"},
 		{"the wrong method", "GET", "/locks/a/acquire", ``, 405, "method_not_allowed"},
-		{"a body too large", "POST", "/locks/a/acquire", `{"owner": "` + strings.Repeat("x", 2<<20) + `"}`, 429, "resource_exhausted"},
+		{"a body too large", "POST", "/locks/a/acquire", `{"owner": "` + strings.Repeat("x", 2<<20) + `"}`, 413, "resource_exhausted"},
 	}
 	for _, tc := range cases {
 		st, body, err := c.do(tc.method, n, tc.path, tc.body)

@@ -109,7 +109,7 @@ func TestRESTBodies(t *testing.T) {
 	gz := http.Header{"Content-Type": {"application/json"}, "Content-Encoding": {"gzip"}}
 	bomb := gzipped(t, append([]byte(`{"owner":"`), bytes.Repeat([]byte("x"), 64<<20)...))
 	status, body := s.rawCall(t, "POST", "/locks/bomb/acquire", gz, bomb)
-	if status != 429 || !strings.Contains(body, `"code":"resource_exhausted"`) || !strings.Contains(body, "inflates to more than") {
+	if status != 413 || !strings.Contains(body, `"code":"resource_exhausted"`) || !strings.Contains(body, "inflates to more than") {
 		t.Fatalf("a gzip bomb (%d bytes holding 64 MiB): %d %s", len(bomb), status, body)
 	}
 	status, body = s.rawCall(t, "POST", "/locks/small/acquire", gz, gzipped(t, []byte(`{"owner":"z"}`)))

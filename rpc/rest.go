@@ -39,7 +39,7 @@ func isRPCPath(path string) bool {
 func restFront(transcoder http.Handler, routes []restRoute, maxBody int64, bodyTimeout time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > maxBody {
-			writeJSONError(w, http.StatusTooManyRequests, "resource_exhausted",
+			writeJSONError(w, http.StatusRequestEntityTooLarge, "resource_exhausted",
 				fmt.Sprintf("the body is %d bytes: at most %d", r.ContentLength, maxBody))
 			return
 		}

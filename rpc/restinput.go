@@ -231,8 +231,11 @@ func checkRESTBody(routes []restRoute, r *http.Request, body []byte) *inputError
 	return nil
 }
 
+// tooLarge is a body over the bound: 413, not the 429 of the servers' other
+// limits, because HTTP clients retry a 429 on their own (urllib3's Retry,
+// for one) and the same body can only be refused again.
 func tooLarge(format string, args ...any) *inputError {
-	return &inputError{http.StatusTooManyRequests, "resource_exhausted", fmt.Sprintf(format, args...)}
+	return &inputError{http.StatusRequestEntityTooLarge, "resource_exhausted", fmt.Sprintf(format, args...)}
 }
 
 func bodyReadError(err error, max int64, timeout time.Duration) *inputError {
