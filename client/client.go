@@ -405,6 +405,52 @@ func notTLS(err error) bool {
 		(errors.As(err, &rh) && strings.Contains(rh.Msg, "first record does not look like a TLS handshake"))
 }
 
+// tlsRefusal is the error a call ends with when e refused it in TLS, on a
+// certificate or by not speaking TLS at an https:// endpoint, which no
+// retry mends; nil for any other error.
+func tlsRefusal(e *endpoint, err error) error {
+	switch {
+	case certificateRefused(err):
+		return fmt.Errorf("lockstep: TLS with %s failed on a certificate: "+
+			"check the CA the client trusts (WithTLS's RootCAs), its client certificate, and the servers' certificates: %w", e.url, err)
+	case notTLS(err):
+		return fmt.Errorf("lockstep: %s does not speak TLS (it answered in plain HTTP or another protocol): "+
+			"use http:// for it, or enable TLS on the server (security.tls, docs/security.md): %w", e.url, err)
+	}
+	return nil
+}
+
+// tlsRefusals ends a stream (a watch, an observation) that endpoints
+// refuse in TLS, as a call ends (Client.do): once every endpoint was tried
+// since the last that answered, and one of them refused in TLS, the
+// stream ends with that refusal instead of reopening for ever. An endpoint
+// answers when its stream ends without an error or with the server's own.
+type tlsRefusals struct {
+	c     *Client
+	tried map[*endpoint]bool
+	first error
+}
+
+// note records how e ended a stream, and answers the error to end the
+// stream with; nil to reopen it.
+func (r *tlsRefusals) note(e *endpoint, err error) error {
+	if err == nil || connect.IsWireError(err) {
+		r.tried, r.first = nil, nil
+		return nil
+	}
+	if r.tried == nil {
+		r.tried = map[*endpoint]bool{}
+	}
+	r.tried[e] = true
+	if r.first == nil {
+		r.first = tlsRefusal(e, err)
+	}
+	if r.first == nil || len(r.tried) < len(r.c.endpoints) {
+		return nil
+	}
+	return r.first
+}
+
 // notTheAPI says whether err is an HTTP 404 that is not a Connect error:
 // the Lockstep API answers a path it does not serve with a JSON error
 // (not_found), so a bare 404 comes from a server that does not serve the
@@ -499,18 +545,11 @@ func call[T any](ctx context.Context, c *Client, mode callMode, f func(ctx conte
 		// another may be down), then the call fails with why, instead of
 		// retrying until the retry timeout.
 		tried[e] = true
-		switch {
-		case certificateRefused(err):
+		if refused := tlsRefusal(e, err); refused != nil {
 			if tlsErr == nil {
-				tlsErr = fmt.Errorf("lockstep: TLS with %s failed on a certificate: "+
-					"check the CA the client trusts (WithTLS's RootCAs), its client certificate, and the servers' certificates: %w", e.url, err)
+				tlsErr = refused
 			}
-		case notTLS(err):
-			if tlsErr == nil {
-				tlsErr = fmt.Errorf("lockstep: %s does not speak TLS (it answered in plain HTTP or another protocol): "+
-					"use http:// for it, or enable TLS on the server (security.tls, docs/security.md): %w", e.url, err)
-			}
-		case connect.IsWireError(err):
+		} else if connect.IsWireError(err) {
 			answered = true
 		}
 		if tlsErr != nil && !answered && len(tried) == len(c.endpoints) {

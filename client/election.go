@@ -147,15 +147,20 @@ func (c *Client) Observe(ctx context.Context, name string) <-chan Leader {
 		defer close(out)
 		defer stop()
 		pause := c.opts.backoffMin
+		tls := tlsRefusals{c: c}
 		for ctx.Err() == nil {
 			ep := c.current()
 			stuck, err := c.observeOnce(ctx, ep, name, out, &pause)
 			if ctx.Err() != nil {
 				return
 			}
-			if err != nil && !stuck && !resumable(err) {
+			end := tls.note(ep, err)
+			if end == nil && err != nil && !stuck && !resumable(err) {
+				end = ep.explain(err)
+			}
+			if end != nil {
 				select {
-				case out <- Leader{Name: name, Err: apiErr(opName{"observe", name}, ep.explain(err))}:
+				case out <- Leader{Name: name, Err: apiErr(opName{"observe", name}, end)}:
 				case <-ctx.Done():
 				}
 				return

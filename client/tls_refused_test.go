@@ -39,10 +39,11 @@ func TestUntrustedCertificateFailsAtOnce(t *testing.T) {
 		t.Cleanup(ts.Close)
 		urls = append(urls, ts.URL)
 	}
-	failsOnACertificate(t, "servers whose certificate the client does not trust", urls, &tls.Config{MinVersion: tls.VersionTLS12})
+	c := failsOnACertificate(t, "servers whose certificate the client does not trust", urls, &tls.Config{MinVersion: tls.VersionTLS12})
 	if n := handshakes.Load(); n > 4 {
 		t.Fatalf("%d connections for one call: it retried servers whose certificate will not do", n)
 	}
+	streamsEndSaying(t, c, "servers whose certificate the client does not trust", "certificate")
 }
 
 // TestRefusedClientCertificateFailsAtOnce: a server that wants a client
@@ -64,14 +65,15 @@ func TestRefusedClientCertificateFailsAtOnce(t *testing.T) {
 	}
 	downURL := "https://" + down.Addr().String()
 	down.Close()
-	failsOnACertificate(t, "a server that wants a client certificate", []string{ts.URL, downURL},
+	c := failsOnACertificate(t, "a server that wants a client certificate", []string{ts.URL, downURL},
 		&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12})
+	streamsEndSaying(t, c, "a server that wants a client certificate and one down", "certificate")
 }
 
 // failsOnACertificate makes one call to urls with cfg and a retry timeout
 // of an hour, and wants it to fail on a certificate well before the
 // test's own deadline: only the certificate rule can end it that soon.
-func failsOnACertificate(t *testing.T, servers string, urls []string, cfg *tls.Config) {
+func failsOnACertificate(t *testing.T, servers string, urls []string, cfg *tls.Config) *client.Client {
 	t.Helper()
 	c, err := client.New(urls, client.WithTLS(cfg), client.WithRetryTimeout(time.Hour))
 	if err != nil {
@@ -82,6 +84,31 @@ func failsOnACertificate(t *testing.T, servers string, urls []string, cfg *tls.C
 	_, err = c.ClusterStatus(ctx)
 	if err == nil || errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("a call to %s answered %v, want a certificate error before the deadline", servers, err)
+	}
+	return c
+}
+
+// streamsEndSaying checks that a Watch and an Observe of c end, before the
+// test's deadline, with an error that says want: they reopened on the next
+// endpoint for ever when every endpoint refused them in TLS, where a call
+// failed at once.
+func streamsEndSaying(t *testing.T, c *client.Client, servers, want string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var last client.WatchResponse
+	for r := range c.Watch(ctx, "jobs/") {
+		last = r
+	}
+	if last.Err == nil || !strings.Contains(last.Err.Error(), want) {
+		t.Fatalf("a watch of %s ended with %v (ctx %v), want an error saying %q before the deadline", servers, last.Err, ctx.Err(), want)
+	}
+	var leader client.Leader
+	for l := range c.Observe(ctx, "scheduler") {
+		leader = l
+	}
+	if leader.Err == nil || !strings.Contains(leader.Err.Error(), want) {
+		t.Fatalf("an observation of %s ended with %v (ctx %v), want an error saying %q before the deadline", servers, leader.Err, ctx.Err(), want)
 	}
 }
 
@@ -154,6 +181,7 @@ func TestHTTPSToPlaintextFailsAtOnce(t *testing.T) {
 			if n := conns.Load(); n > 2 {
 				t.Fatalf("%d connections for one call: it retried a server that does not speak TLS", n)
 			}
+			streamsEndSaying(t, c, "an https:// endpoint that does not speak TLS", "use http://")
 		})
 	}
 }

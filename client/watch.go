@@ -60,6 +60,7 @@ func (c *Client) watch(ctx context.Context, req *pb.WatchRequest) <-chan WatchRe
 		defer close(out)
 		defer stop()
 		pause := c.opts.backoffMin
+		tls := tlsRefusals{c: c}
 		for ctx.Err() == nil {
 			ep := c.current()
 			stuck, err := c.watchOnce(ctx, ep, req, out, &pause)
@@ -69,10 +70,14 @@ func (c *Client) watch(ctx context.Context, req *pb.WatchRequest) <-chan WatchRe
 			if ctx.Err() != nil {
 				return
 			}
-			if err != nil && !resumable(err) {
+			end := tls.note(ep, err)
+			if end == nil && err != nil && !resumable(err) {
+				end = ep.explain(err)
+			}
+			if end != nil {
 				select {
 				case out <- WatchResponse{AppliedIndex: req.StartIndex - min(req.StartIndex, 1), Positions: clonePositions(req.StartPositions),
-					Err: apiErr("watch", ep.explain(err))}:
+					Err: apiErr("watch", end)}:
 				case <-ctx.Done():
 				}
 				return
