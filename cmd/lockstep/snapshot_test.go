@@ -1,0 +1,183 @@
+package main
+
+import (
+	"bytes"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// flagsListed are the flags a help text lists (PrintDefaults' lines).
+func flagsListed(help string) map[string]bool {
+	listed := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^  -([a-z-]+)`).FindAllStringSubmatch(help, -1) {
+		listed[m[1]] = true
+	}
+	return listed
+}
+
+// TestSnapshotHelpIsPerSubcommand: snapshot -h is an overview naming both
+// subcommands, and save -h and restore -h each give their own usage and
+// list their own flags by name (all three printed one text, which listed
+// save's flags under restore's usage line too).
+func TestSnapshotHelpIsPerSubcommand(t *testing.T) {
+	help := map[string]string{}
+	for _, args := range [][]string{{"snapshot", "-h"}, {"snapshot", "save", "-h"}, {"snapshot", "restore", "-h"}} {
+		var out, errb bytes.Buffer
+		if code := run(args, &out, &errb); code != exitOK {
+			t.Errorf("%q: exit %d", args, code)
+		}
+		h := out.String() + errb.String()
+		help[strings.Join(args[:len(args)-1], " ")] = h
+		prose, _, _ := strings.Cut(h, "\nFlags:")
+		for _, line := range strings.Split(prose, "\n") {
+			if len(line) > 80 {
+				t.Errorf("%q: a line of %d columns: %q", args, len(line), line)
+			}
+		}
+		if !strings.Contains(h, "Examples:") {
+			t.Errorf("%q has no examples:\n%s", args, h)
+		}
+	}
+	overview, save, restore := help["snapshot"], help["snapshot save"], help["snapshot restore"]
+	if overview == save || overview == restore || save == restore {
+		t.Fatalf("snapshot -h, save -h and restore -h print the same text:\n%s", overview)
+	}
+	for _, want := range []string{"lockstep snapshot save FILE", "lockstep snapshot restore FILE", "lockstep snapshot save -h", "lockstep snapshot restore -h"} {
+		if !strings.Contains(overview, want) {
+			t.Errorf("snapshot -h lacks %q:\n%s", want, overview)
+		}
+	}
+	if listed := flagsListed(overview); len(listed) > 0 {
+		t.Errorf("snapshot -h lists flags %v, which are its subcommands':\n%s", listed, overview)
+	}
+	for _, tc := range []struct {
+		name, help, usage string
+		want, not         []string
+	}{
+		{"save", save, "Usage: lockstep snapshot save FILE",
+			[]string{"stale", "o", "endpoints", "cacert", "cert", "key", "api-key"},
+			[]string{"bump-index", "config", "data-dir", "incarnation", "dev"}},
+		{"restore", restore, "Usage: lockstep snapshot restore FILE",
+			[]string{"config", "data-dir", "bump-index", "incarnation", "node-id", "peers", "raft-address", "shards"},
+			// serve's own, which mean nothing to a restore
+			[]string{"stale", "force", "endpoints", "o", "dev", "check", "pprof", "drain-timeout", "log-level", "max-batch"}},
+	} {
+		if !strings.HasPrefix(tc.help, tc.usage) {
+			t.Errorf("%s -h does not start with %q:\n%s", tc.name, tc.usage, tc.help)
+		}
+		listed := flagsListed(tc.help)
+		for _, f := range tc.want {
+			if !listed[f] {
+				t.Errorf("%s -h does not list -%s:\n%s", tc.name, f, tc.help)
+			}
+		}
+		for _, f := range tc.not {
+			if listed[f] {
+				t.Errorf("%s -h lists -%s, which is not its flag:\n%s", tc.name, f, tc.help)
+			}
+		}
+	}
+	if strings.Contains(save, "snapshot restore FILE") || strings.Contains(restore, "snapshot save FILE") {
+		t.Errorf("a subcommand's help gives the other's usage:\nsave:\n%s\nrestore:\n%s", save, restore)
+	}
+}
+
+// TestSnapshotRestoreUsageErrors: a bad --bump-index prints restore's
+// usage and says what to give (it printed save's usage too, and "parse
+// error"); a restore without --config asks for it without offering
+// serve's --dev; the FILE may come after the flags, as save's may.
+func TestSnapshotRestoreUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args      []string
+		want, not []string
+	}{
+		{[]string{"restore", "b.tar", "--config", "n.yaml", "--bump-index", "abc"},
+			[]string{`"abc"`, "-bump-index", "a whole number", "Usage: lockstep snapshot restore FILE", "-bump-index N"},
+			[]string{"parse error", "snapshot save", "-stale"}},
+		{[]string{"restore", "b.tar", "--bump-index", "-1", "--config", "n.yaml"},
+			[]string{`"-1"`, "-bump-index", "a whole number", "Usage: lockstep snapshot restore FILE"},
+			[]string{"parse error", "snapshot save", "-stale"}},
+		{[]string{"restore", "b.tar"},
+			[]string{"--config FILE", "lockstep snapshot restore -h"},
+			[]string{"--dev", "snapshot save"}},
+		{[]string{"restore"},
+			[]string{"FILE", "lockstep snapshot restore -h"},
+			[]string{"--dev", "Usage: lockstep snapshot save"}},
+		{[]string{"restore", "a.tar", "b.tar", "--config", "n.yaml"},
+			[]string{"one backup FILE", "lockstep snapshot restore -h"},
+			nil},
+		{[]string{"restore", "b.tar", "--dev"},
+			[]string{"-dev", "Usage: lockstep snapshot restore FILE"},
+			[]string{"snapshot save"}},
+		{[]string{"frobnicate"},
+			[]string{`"frobnicate"`, "save or restore", "lockstep snapshot -h"},
+			nil},
+		{nil,
+			[]string{"save", "restore", "lockstep snapshot -h"},
+			nil},
+	} {
+		var out, errb bytes.Buffer
+		code := run(append([]string{"snapshot"}, tc.args...), &out, &errb)
+		if code != exitUsage {
+			t.Errorf("%q: exit %d, want %d\n%s", tc.args, code, exitUsage, &errb)
+		}
+		msg := errb.String()
+		for _, w := range tc.want {
+			if !strings.Contains(msg, w) {
+				t.Errorf("%q: stderr lacks %q:\n%s", tc.args, w, msg)
+			}
+		}
+		for _, n := range tc.not {
+			if strings.Contains(msg, n) {
+				t.Errorf("%q: stderr says %q:\n%s", tc.args, n, msg)
+			}
+		}
+	}
+	// Flags before the FILE: the restore gets as far as reading --config.
+	var out, errb bytes.Buffer
+	code := run([]string{"snapshot", "restore", "--config", "/nonexistent/n.yaml", "b.tar"}, &out, &errb)
+	if code != exitUsage || !strings.Contains(errb.String(), "/nonexistent/n.yaml") || strings.Contains(errb.String(), "FILE first") {
+		t.Errorf("flags before FILE: exit %d:\n%s", code, &errb)
+	}
+}
+
+// TestSnapshotCompletionFlagsMatchHelp: the bash completion offers save
+// and restore the flags each one's -h lists.
+func TestSnapshotCompletionFlagsMatchHelp(t *testing.T) {
+	vars := map[string][]string{}
+	for _, m := range regexp.MustCompile(`(?m)^  local (\w+)="([^"]*)"`).FindAllStringSubmatch(bashCompletion, -1) {
+		vars[m[1]] = strings.Fields(m[2])
+	}
+	for _, sub := range []string{"save", "restore"} {
+		m := regexp.MustCompile(`(?m)^        ` + sub + `\)\s+COMPREPLY=\(\$\(compgen -W "([^"]*)"`).FindStringSubmatch(bashCompletion)
+		if m == nil {
+			t.Errorf("the completion script has no case for snapshot %s", sub)
+			continue
+		}
+		offered := map[string]bool{}
+		for _, w := range strings.Fields(m[1]) {
+			if name, ok := strings.CutPrefix(w, "$"); ok {
+				for _, v := range vars[name] {
+					offered[strings.TrimLeft(v, "-")] = true
+				}
+			} else if strings.HasPrefix(w, "-") {
+				offered[strings.TrimLeft(w, "-")] = true
+			}
+		}
+		delete(offered, "h")
+		var out, errb bytes.Buffer
+		run([]string{"snapshot", sub, "-h"}, &out, &errb)
+		listed := flagsListed(out.String() + errb.String())
+		for f := range listed {
+			if !offered[f] {
+				t.Errorf("snapshot %s: -%s is in -h but not completed", sub, f)
+			}
+		}
+		for f := range offered {
+			if !listed[f] {
+				t.Errorf("snapshot %s: -%s is completed but not in -h", sub, f)
+			}
+		}
+	}
+}
