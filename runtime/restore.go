@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"io"
 	"io/fs"
+	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
@@ -39,6 +40,10 @@ import (
 type RestoreOptions struct {
 	Config    config.Config
 	BumpIndex uint64
+	// Logger receives Dragonboat's warnings and errors while the restore
+	// runs it (its other lines are dropped, as a node's are); nil:
+	// slog.Default().
+	Logger *slog.Logger
 }
 
 // DefaultBumpIndex is the bump of Restore's log index unless told: two
@@ -127,6 +132,11 @@ func Restore(r io.Reader, o RestoreOptions) (Restored, error) {
 		return Restored{}, fmt.Errorf("cluster.data_dir: %w", err)
 	}
 	nhc := nodeHostConfig(cfg, dir, deployment)
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	defer lendDragonboatLogs(newLogTarget(log.With("node", c.NodeID), memberNames(incarnations), nil))()
 	for i, s := range man.Shards {
 		shardDir := filepath.Join(tmp, backupShardDir(i))
 		rec, err := readSnapshotRecord(shardDir)
@@ -307,6 +317,20 @@ func restoredMembers(man BackupManifest, peers map[string]string) (map[uint64]st
 		members[config.ReplicaID(id, inc)] = addr
 	}
 	return members, incarnations, nil
+}
+
+// memberNames names Dragonboat's five digits of the restored members'
+// replica ids (logger.go's replicaName) by node id.
+func memberNames(incarnations map[string]int) func(short uint64) (string, bool) {
+	return func(short uint64) (string, bool) {
+		found, name := 0, ""
+		for id, inc := range incarnations {
+			if config.ReplicaID(id, inc)%100000 == short {
+				found, name = found+1, id
+			}
+		}
+		return name, found == 1
+	}
 }
 
 // restoredDeployment draws the restored cluster's Raft deployment id from

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"os"
 	"slices"
@@ -257,7 +258,7 @@ func snapshotRestore(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	defer in.Close()
-	r, err := runtime.Restore(in, runtime.RestoreOptions{Config: cfg, BumpIndex: uint64(bump)})
+	r, err := runtime.Restore(in, runtime.RestoreOptions{Config: cfg, BumpIndex: uint64(bump), Logger: commandLogger(stderr, "lockstep snapshot restore")})
 	if err != nil {
 		fmt.Fprintf(stderr, "lockstep snapshot restore: %v\n", err)
 		return exitError
@@ -298,4 +299,32 @@ func joinIndexes(ix []uint64) string {
 		s[i] = fmt.Sprint(v)
 	}
 	return strings.Join(s, ", ")
+}
+
+// commandLogger is the logger of a command that runs part of the runtime
+// without serving (snapshot restore): warnings and errors only, each a
+// line of the command's own, "NAME: level=WARN msg=...", without a time.
+func commandLogger(w io.Writer, name string) *slog.Logger {
+	return slog.New(slog.NewTextHandler(prefixWriter{w: w, prefix: name + ": "}, &slog.HandlerOptions{
+		Level: slog.LevelWarn,
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		},
+	}))
+}
+
+// prefixWriter writes each Write (a handler's whole line) after prefix.
+type prefixWriter struct {
+	w      io.Writer
+	prefix string
+}
+
+func (p prefixWriter) Write(b []byte) (int, error) {
+	if _, err := io.WriteString(p.w, p.prefix+string(b)); err != nil {
+		return 0, err
+	}
+	return len(b), nil
 }

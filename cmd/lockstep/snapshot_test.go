@@ -2,9 +2,20 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/lockstepd/lockstep/config"
+	"github.com/lockstepd/lockstep/runtime"
 )
 
 // flagsListed are the flags a help text lists (PrintDefaults' lines).
@@ -179,5 +190,123 @@ func TestSnapshotCompletionFlagsMatchHelp(t *testing.T) {
 				t.Errorf("snapshot %s: -%s is completed but not in -h", sub, f)
 			}
 		}
+	}
+}
+
+// TestRunAsLockstep is no test of its own: run by runLockstep, in a
+// process of its own, it is the lockstep binary given LOCKSTEP_TEST_ARGS
+// (a JSON list). Dragonboat's logger is the process's, set once: only a
+// process of its own starts without it set, as the binary does.
+func TestRunAsLockstep(t *testing.T) {
+	raw := os.Getenv("LOCKSTEP_TEST_ARGS")
+	if raw == "" {
+		t.Skip("the lockstep binary, for runLockstep")
+	}
+	var args []string
+	if err := json.Unmarshal([]byte(raw), &args); err != nil {
+		t.Fatal(err)
+	}
+	os.Exit(run(args, os.Stdout, os.Stderr))
+}
+
+// runLockstep runs `lockstep ARGS...` in a process of its own (this test
+// binary, as TestRunAsLockstep).
+func runLockstep(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	raw, err := json.Marshal(args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestRunAsLockstep$")
+	cmd.Env = append(os.Environ(), "LOCKSTEP_TEST_ARGS="+string(raw))
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err = cmd.Run()
+	if exit, ok := err.(*exec.ExitError); ok {
+		return out.String(), errb.String(), exit.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errb.String(), 0
+}
+
+// loopbackAddr is a free 127.0.0.1 port (the runtime tests' way).
+func loopbackAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// testBackup writes a backup of a one-member cluster to dir/backup.tar.
+func testBackup(t *testing.T, dir string) string {
+	t.Helper()
+	cfg := config.Dev(filepath.Join(dir, "old"))
+	cfg.Cluster.RaftAddress = loopbackAddr(t)
+	cfg.Cluster.Peers = map[string]string{cfg.Cluster.NodeID: cfg.Cluster.RaftAddress}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	node, err := runtime.Start(ctx, runtime.Options{Config: cfg, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	// A consistent backup, once the member leads: a stale one of a member
+	// that has not applied its first entry panics in Dragonboat's export
+	// (empty membership).
+	for deadline := time.Now().Add(20 * time.Second); !node.Healthy(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no leader within 20s: %v", node.Health())
+		}
+	}
+	path := filepath.Join(dir, "backup.tar")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := node.Backup(ctx, f, false); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestSnapshotRestoreSaysOnlyItsOwn: a restore prints Lockstep's lines
+// and nothing of Dragonboat's ("config: using default EngineConfig",
+// "logdb: using plain logdb" came on stderr, in Dragonboat's format).
+func TestSnapshotRestoreSaysOnlyItsOwn(t *testing.T) {
+	dir := t.TempDir()
+	backup := testBackup(t, dir)
+	raft := loopbackAddr(t)
+	conf := filepath.Join(dir, "node1.yaml")
+	body := "cluster:\n  node_id: node-1\n  raft_address: " + raft + "\n  api_address: " + loopbackAddr(t) +
+		"\n  metrics_address: \"\"\n  data_dir: " + filepath.Join(dir, "new") + "\n  peers: {node-1: " + raft + "}\n"
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, code := runLockstep(t, "snapshot", "restore", backup, "--config", conf)
+	if code != exitOK || !strings.HasPrefix(stdout, "restored node-1 into ") {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	if stderr != "" {
+		t.Errorf("a restore wrote to stderr:\n%s", stderr)
+	}
+}
+
+// TestCommandLoggerSaysWarningsAsItsOwnLines: what a restore's Dragonboat
+// says at warn or above reaches stderr as the command's line, without a
+// time; below warn nothing.
+func TestCommandLoggerSaysWarningsAsItsOwnLines(t *testing.T) {
+	var buf bytes.Buffer
+	l := commandLogger(&buf, "lockstep snapshot restore")
+	l.Info("using plain logdb")
+	l.Error("failed to import", "component", "dragonboat/logdb")
+	if got := buf.String(); got != "lockstep snapshot restore: level=ERROR msg=\"failed to import\" component=dragonboat/logdb\n" {
+		t.Errorf("wrote %q", got)
 	}
 }
