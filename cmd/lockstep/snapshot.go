@@ -1,8 +1,6 @@
 package main
 
 import (
-	"archive/tar"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -143,18 +141,14 @@ func snapshotSave(args []string, stdout, stderr io.Writer) int {
 
 // readManifest reads a backup's manifest, its first entry.
 func readManifest(path string) (runtime.BackupManifest, error) {
-	var man runtime.BackupManifest
 	f, err := os.Open(path)
 	if err != nil {
-		return man, err
+		return runtime.BackupManifest{}, err
 	}
 	defer f.Close()
-	tr := tar.NewReader(f)
-	if _, err := tr.Next(); err != nil {
-		return man, fmt.Errorf("%s: not a backup: %w", path, err)
-	}
-	if err := json.NewDecoder(tr).Decode(&man); err != nil {
-		return man, fmt.Errorf("%s: its manifest: %w", path, err)
+	man, err := runtime.ReadBackupManifest(f)
+	if err != nil {
+		return man, fmt.Errorf("%s: %w", path, err)
 	}
 	return man, nil
 }
