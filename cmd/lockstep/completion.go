@@ -43,7 +43,7 @@ _lockstep() {
     keys)    COMPREPLY=($(compgen -W "create -h" -- "$cur")) ;;
     snapshot)
       case ${COMP_WORDS[2]} in
-        save)    COMPREPLY=($(compgen -W "$common --stale" -- "$cur")) ;;
+        save)    COMPREPLY=($(compgen -W "$common --stale --force" -- "$cur")) ;;
         restore) COMPREPLY=($(compgen -W "--config --data-dir --bump-index --incarnation --node-id --raft-address --peers --shards --insecure -h" -- "$cur")) ;;
         *)       COMPREPLY=($(compgen -W "save restore -h" -- "$cur")) ;;
       esac ;;

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"os"
@@ -38,7 +41,7 @@ func snapshotCmd(args []string, stdout, stderr io.Writer) int {
 }
 
 const snapshotHelp = `
-Usage: lockstep snapshot save FILE [--stale] [flags]
+Usage: lockstep snapshot save FILE [--stale] [--force] [flags]
        lockstep snapshot restore FILE --config FILE [--data-dir DIR]
                                  [--bump-index N] [--incarnation N]
 
@@ -61,7 +64,7 @@ Examples:
 `
 
 const snapshotSaveHelp = `
-Usage: lockstep snapshot save FILE [--stale] [flags]
+Usage: lockstep snapshot save FILE [--stale] [--force] [flags]
 
 Writes a backup of the cluster's whole state (every shard) to FILE, a tar
 archive, from the first endpoint that answers. It needs the admin
@@ -72,17 +75,26 @@ The archive is written to FILE.part and renamed to FILE only when whole.
 leader: the way to save the state of a cluster that lost its majority (it
 may lack the last operations acknowledged).
 
+A FILE that exists is kept: the save is refused, before the cluster is
+asked, unless --force (a backup replaced by one of another cluster, or by
+a --stale one, is lost).
+
+-o json prints the backup's manifest (lockstep-backup.json in the
+archive) with file, the path written, and bytes, its size.
+
 lockstep snapshot restore makes a new cluster from it (see its -h, and
 docs/operations.md, "Backup and restore").
 
 Examples:
   lockstep snapshot save backup-$(date +%F).tar --endpoints http://10.0.0.1:8080
   lockstep snapshot save survivor.tar --stale --endpoints http://10.0.0.3:8080
+  lockstep snapshot save latest.tar --force -o json
 `
 
 func snapshotSave(args []string, stdout, stderr io.Writer) int {
 	c := newCommand("snapshot save", snapshotSaveHelp, stdout, stderr)
 	stale := c.fs.Bool("stale", false, "back up what the answering member applied, without a quorum (it may lack the last acknowledged operations)")
+	force := c.fs.Bool("force", false, "replace FILE if it exists (without it, a save onto an existing FILE is refused)")
 	pos, _, code, ok := c.parse(args)
 	if !ok {
 		return code
@@ -91,6 +103,19 @@ func snapshotSave(args []string, stdout, stderr io.Writer) int {
 		return c.usageErr("want one FILE to write the backup to, got %d arguments", len(pos))
 	}
 	path := pos[0]
+	// An existing FILE is kept unless --force: a backup replaced by one of
+	// another cluster (the wrong --endpoints) or by a --stale one is lost.
+	// (FILE.part, below, keeps it only from a save that fails.)
+	existed := false
+	if _, err := os.Lstat(path); err == nil {
+		if !*force {
+			return c.usageErr("%s exists: give another FILE, or --force to replace it (a backup replaced by one of another cluster, "+
+				"or by a --stale one, is lost)", path)
+		}
+		existed = true
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return c.fail(err)
+	}
 	cl, err := c.client()
 	if err != nil {
 		return c.fail(err)
@@ -111,6 +136,13 @@ func snapshotSave(args []string, stdout, stderr io.Writer) int {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
+	if err == nil && !*force {
+		if _, serr := os.Lstat(path); serr == nil {
+			// Made while the backup was taken (another save): kept, and
+			// the new backup is left whole under its .part name.
+			return c.fail(fmt.Errorf("%s appeared while the backup was taken, and is kept: this backup is %s; move it where it belongs", path, part))
+		}
+	}
 	if err == nil {
 		err = os.Rename(part, path)
 	}
@@ -118,12 +150,25 @@ func snapshotSave(args []string, stdout, stderr io.Writer) int {
 		os.Remove(part)
 		return c.fail(err)
 	}
+	if existed {
+		fmt.Fprintf(stderr, "lockstep snapshot save: replaced the earlier %s (--force)\n", path)
+	}
 	man, err := readManifest(path)
 	if err != nil {
 		return c.fail(err)
 	}
 	if c.output == "json" {
-		c.json(man)
+		st, err := os.Stat(path)
+		if err != nil {
+			return c.fail(err)
+		}
+		// The manifest as the archive holds it, and the file with its
+		// size. Its numbers are JSON numbers, not the strings c.json
+		// makes of 64-bit integers: an index stays below 2^44 (a fencing
+		// token's, core.SlotBits), well within a double's 2^53.
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(savedBackup{File: path, Bytes: st.Size(), BackupManifest: man})
 		return exitOK
 	}
 	var bytes int64
@@ -137,6 +182,16 @@ func snapshotSave(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "saved %s: %s from %s at %s, %s of snapshots (%s)\n", path, countOf(len(man.Shards), "shard"),
 		man.NodeID, man.Taken.Format("2006-01-02T15:04:05Z"), byteCount(bytes), how)
 	return exitOK
+}
+
+// savedBackup is what save -o json prints: the backup's manifest, under
+// the names lockstep-backup.json gives its fields, with file, the path
+// written, and bytes, its size (as each shard's file and bytes are its
+// snapshot's path in the archive and size).
+type savedBackup struct {
+	File  string `json:"file"`
+	Bytes int64  `json:"bytes"`
+	runtime.BackupManifest
 }
 
 // readManifest reads a backup's manifest, its first entry.

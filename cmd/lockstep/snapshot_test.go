@@ -1,20 +1,29 @@
 package main
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
+
 	"github.com/lockstepd/lockstep/config"
+	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
+	"github.com/lockstepd/lockstep/rpc/gen/lockstep/v1/lockstepv1connect"
 	"github.com/lockstepd/lockstep/runtime"
 )
 
@@ -67,7 +76,7 @@ func TestSnapshotHelpIsPerSubcommand(t *testing.T) {
 		want, not         []string
 	}{
 		{"save", save, "Usage: lockstep snapshot save FILE",
-			[]string{"stale", "o", "endpoints", "cacert", "cert", "key", "api-key"},
+			[]string{"stale", "force", "o", "endpoints", "cacert", "cert", "key", "api-key"},
 			[]string{"bump-index", "config", "data-dir", "incarnation", "dev"}},
 		{"restore", restore, "Usage: lockstep snapshot restore FILE",
 			[]string{"config", "data-dir", "bump-index", "incarnation", "node-id", "peers", "raft-address", "shards"},
@@ -308,5 +317,162 @@ func TestCommandLoggerSaysWarningsAsItsOwnLines(t *testing.T) {
 	l.Error("failed to import", "component", "dragonboat/logdb")
 	if got := buf.String(); got != "lockstep snapshot restore: level=ERROR msg=\"failed to import\" component=dragonboat/logdb\n" {
 		t.Errorf("wrote %q", got)
+	}
+}
+
+// backupServer answers Backup with a backup of node-2 (stale if asked),
+// its manifest first, as a member does; fail, when set, is its answer
+// instead.
+type backupServer struct {
+	lockstepv1connect.UnimplementedClusterServiceHandler
+	fail error
+}
+
+func (s backupServer) Backup(_ context.Context, r *connect.Request[pb.BackupRequest], stream *connect.ServerStream[pb.BackupChunk]) error {
+	if s.fail != nil {
+		return s.fail
+	}
+	payload := bytes.Repeat([]byte("lockstep"), 300)
+	man := runtime.BackupManifest{Format: 1, ID: "0123456789abcdef", Taken: time.Date(2026, 12, 6, 4, 10, 0, 0, time.UTC), NodeID: "node-2",
+		Versions: "rules 2", Stale: r.Msg.Stale, Logs: map[string]string{"6696ecc220787900": "19a5535023cf4dca"},
+		Shards: []runtime.BackupShard{
+			{ShardID: 0, Index: 1 << 40, Term: 3, File: "shard-0/snapshot-0000010000000000.gbsnap", Record: "shard-0/snapshot.metadata", Bytes: int64(len(payload)), SHA256: "ab"},
+			{ShardID: 1, Index: 12, Term: 3, File: "shard-1/snapshot-000000000000000C.gbsnap", Record: "shard-1/snapshot.metadata", Bytes: int64(len(payload)), SHA256: "cd"},
+		}}
+	body, err := json.Marshal(man)
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	add := func(name string, b []byte) {
+		if err == nil {
+			err = tw.WriteHeader(&tar.Header{Name: name, Mode: 0o600, Size: int64(len(b)), Typeflag: tar.TypeReg})
+		}
+		if err == nil {
+			_, err = tw.Write(b)
+		}
+	}
+	add("lockstep-backup.json", body)
+	for _, sh := range man.Shards {
+		add(sh.File, payload)
+		add(sh.Record, []byte("a record"))
+	}
+	if err == nil {
+		err = tw.Close()
+	}
+	if err != nil {
+		return err
+	}
+	return stream.Send(&pb.BackupChunk{Data: buf.Bytes()})
+}
+
+func newBackupServer(t *testing.T, s backupServer) string {
+	mux := http.NewServeMux()
+	mux.Handle(lockstepv1connect.NewClusterServiceHandler(s))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// TestSnapshotSaveJSON: save -o json names the file it wrote and its size,
+// and gives the manifest under the manifest's own names, its numbers as
+// JSON numbers (they were strings, and the file went unnamed).
+func TestSnapshotSaveJSON(t *testing.T) {
+	url := newBackupServer(t, backupServer{})
+	path := filepath.Join(t.TempDir(), "backup.tar")
+	var out, errb bytes.Buffer
+	if code := run([]string{"snapshot", "save", path, "-o", "json", "--endpoints", url}, &out, &errb); code != exitOK {
+		t.Fatalf("exit %d: %s", code, &errb)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+		t.Fatalf("%v:\n%s", err, &out)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got["file"] != path || got["bytes"] != float64(st.Size()) {
+		t.Errorf("file %v, bytes %v; want %s, %d:\n%s", got["file"], got["bytes"], path, st.Size(), &out)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	if _, err := tr.Next(); err != nil {
+		t.Fatal(err)
+	}
+	var man map[string]any
+	if err := json.NewDecoder(tr).Decode(&man); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range man {
+		if !reflect.DeepEqual(got[k], v) {
+			t.Errorf("%q: %v (%T), the manifest's %v (%T)", k, got[k], got[k], v, v)
+		}
+	}
+	shards, _ := got["shards"].([]any)
+	if len(shards) != 2 {
+		t.Fatalf("shards: %v", got["shards"])
+	}
+	first, _ := shards[0].(map[string]any)
+	for k, want := range map[string]float64{"shard_id": 0, "index": 1 << 40, "term": 3, "bytes": 2400} {
+		if first[k] != want {
+			t.Errorf("shards[0].%s: %v (%T), want the number %v", k, first[k], first[k], want)
+		}
+	}
+	if got["format"] != float64(1) || got["stale"] != false || got["node_id"] != "node-2" {
+		t.Errorf("format %v, stale %v, node_id %v", got["format"], got["stale"], got["node_id"])
+	}
+}
+
+// TestSnapshotSaveKeepsAnExistingFile: a save onto an existing FILE is
+// refused before the cluster is asked, saying --force replaces it; with
+// --force it is replaced, and the command says so. A failed save leaves
+// the file as it was. (It was overwritten without a word.)
+func TestSnapshotSaveKeepsAnExistingFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "backup.tar")
+	if err := os.WriteFile(path, []byte("an earlier backup"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	unchanged := func(what string) {
+		t.Helper()
+		if b, err := os.ReadFile(path); err != nil || string(b) != "an earlier backup" {
+			t.Errorf("%s: the existing file is now %.20q (%v)", what, b, err)
+		}
+		if _, err := os.Stat(path + ".part"); !os.IsNotExist(err) {
+			t.Errorf("%s: left %s.part (%v)", what, path, err)
+		}
+	}
+	var out, errb bytes.Buffer
+	code := run([]string{"snapshot", "save", path, "--endpoints", "http://127.0.0.1:1"}, &out, &errb)
+	if code != exitUsage || !strings.Contains(errb.String(), path+" exists") || !strings.Contains(errb.String(), "--force") {
+		t.Errorf("a save onto an existing file: exit %d:\n%s", code, &errb)
+	}
+	unchanged("refused")
+
+	out.Reset()
+	errb.Reset()
+	failing := newBackupServer(t, backupServer{fail: connect.NewError(connect.CodeUnavailable, errors.New("no quorum"))})
+	if code := run([]string{"snapshot", "save", path, "--force", "--endpoints", failing}, &out, &errb); code != exitError {
+		t.Errorf("a failed save with --force: exit %d:\n%s", code, &errb)
+	}
+	unchanged("a failed save")
+
+	out.Reset()
+	errb.Reset()
+	url := newBackupServer(t, backupServer{})
+	if code := run([]string{"snapshot", "save", path, "--force", "--endpoints", url}, &out, &errb); code != exitOK {
+		t.Fatalf("--force: exit %d:\n%s", code, &errb)
+	}
+	if man, err := readManifest(path); err != nil || man.NodeID != "node-2" {
+		t.Errorf("after --force: %+v, %v", man, err)
+	}
+	if !strings.Contains(errb.String(), "replaced") || !strings.HasPrefix(out.String(), "saved "+path) {
+		t.Errorf("--force: stdout %q, stderr %q; want saved, and a word that it replaced the file", &out, &errb)
 	}
 }
