@@ -4,6 +4,8 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -283,5 +285,77 @@ func TestOldMemberIsNotHeardByTheRestoredCluster(t *testing.T) {
 	r := c.nodes[c.waitLeaderBesides(0, 2)]
 	if st := status(t, r, core.KindMutex, "before", false); len(st.Holders) != 1 {
 		t.Errorf("the restored cluster lost %q: %+v", "before", st)
+	}
+}
+
+// TestRestoreSaysACutShortArchiveIsCutShort: an archive cut anywhere, in
+// a tar header, in the manifest or in a payload, is said to be cut short,
+// with what to do (cut inside the manifest or the first header it said
+// only "unexpected EOF"); one that is no tar is still not a backup.
+func TestRestoreSaysACutShortArchiveIsCutShort(t *testing.T) {
+	export := t.TempDir()
+	payload := bytes.Repeat([]byte("lockstep"), 400)
+	const name = "snapshot-0000000000000008.gbsnap"
+	if err := os.WriteFile(filepath.Join(export, name), payload, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(export, snapshotMetadataFile), []byte("a record"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(payload)
+	man := BackupManifest{Format: backupFormat, ID: "0123456789abcdef", NodeID: "node-1", Shards: []BackupShard{{
+		Index: 8, Term: 2, File: backupShardDir(0) + "/" + name, Record: backupShardDir(0) + "/" + snapshotMetadataFile,
+		Bytes: int64(len(payload)), SHA256: hex.EncodeToString(sum[:])}}}
+	var buf bytes.Buffer
+	if err := writeBackup(&buf, man, []string{export}); err != nil {
+		t.Fatal(err)
+	}
+	archive := buf.Bytes()
+	if _, err := readBackup(bytes.NewReader(archive), t.TempDir()); err != nil {
+		t.Fatalf("the whole archive: %v", err)
+	}
+	// Where each entry's header starts, and its data.
+	var headers []int64
+	tr := tar.NewReader(bytes.NewReader(archive))
+	for off := int64(0); ; {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		headers = append(headers, off)
+		off += 512 + (h.Size+511)/512*512
+	}
+	if len(headers) != 3 {
+		t.Fatalf("%d entries", len(headers))
+	}
+	for _, tc := range []struct {
+		what string
+		at   int64
+	}{
+		{"nothing", 0},
+		{"in the first header", 100},
+		{"after the first header", 512},
+		{"in the manifest", 512 + 100},
+		{"in the manifest's padding", headers[1] - 1},
+		{"at the second header", headers[1]},
+		{"in the second header", headers[1] + 100},
+		{"in the payload", headers[1] + 512 + 1000},
+		{"in the third header", headers[2] + 10},
+		{"in the record", headers[2] + 512 + 4},
+	} {
+		_, err := readBackup(bytes.NewReader(archive[:tc.at]), t.TempDir())
+		if err == nil || !strings.Contains(err.Error(), "cut short") || !strings.Contains(err.Error(), "take the backup again") ||
+			strings.HasSuffix(err.Error(), "unexpected EOF") {
+			t.Errorf("cut %s (%d bytes): %v, want it said cut short, and what to do", tc.what, tc.at, err)
+		}
+	}
+	for _, notTar := range [][]byte{[]byte("hello"), bytes.Repeat([]byte("{}"), 600)} {
+		if _, err := readBackup(bytes.NewReader(notTar), t.TempDir()); err == nil || !strings.Contains(err.Error(), "not a Lockstep backup") ||
+			strings.Contains(err.Error(), "cut short") {
+			t.Errorf("%.10q...: %v, want not a Lockstep backup", notTar, err)
+		}
 	}
 }

@@ -85,6 +85,17 @@ func routeDragonboatLogs(t *logTarget) {
 	})
 }
 
+// lendDragonboatLogs routes Dragonboat's lines to t until the returned
+// func is called, which gives them back to the target they had (none, in
+// a process that runs no node): Restore runs Dragonboat without a node,
+// and its lines, warnings and errors only, go to its own logger, not to
+// stderr in Dragonboat's format.
+func lendDragonboatLogs(t *logTarget) (giveBack func()) {
+	prev := dragonboatTarget.Load()
+	routeDragonboatLogs(t)
+	return func() { dragonboatTarget.CompareAndSwap(t, prev) }
+}
+
 type slogAdapter struct{ pkg string }
 
 func (slogAdapter) SetLevel(dblogger.LogLevel)  {}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	dblogger "github.com/lni/dragonboat/v4/logger"
 )
 
 // The format strings are Dragonboat's own (internal/raft/raft.go,
@@ -348,5 +350,30 @@ func TestPreVoteCampaignsSaidTwiceAMinute(t *testing.T) {
 	}
 	if got := lines(&buf); len(got) != 2 {
 		t.Fatalf("%d lines in a minute of campaigns, want 2:\n%s", len(got), buf.String())
+	}
+}
+
+// TestLentDragonboatLogsAreGivenBack: while Restore runs Dragonboat, its
+// logger gets Dragonboat's warnings and errors (an error must reach the
+// user) and none of its info lines; after, the target before (a node's,
+// in a process that runs one) gets them again.
+func TestLentDragonboatLogsAreGivenBack(t *testing.T) {
+	var before, lent bytes.Buffer
+	now := time.Unix(1000, 0)
+	defer lendDragonboatLogs(testTarget(&before, slog.LevelInfo, &now, nil))()
+	l := dblogger.GetLogger("lockstep-restore-test")
+	giveBack := lendDragonboatLogs(testTarget(&lent, slog.LevelWarn, &now, nil))
+	l.Infof("using plain logdb")
+	l.Warningf("slow disk %s", "a")
+	l.Errorf("failed to import %s", "b")
+	giveBack()
+	l.Errorf("after %s", "c")
+	got := lines(&lent)
+	if len(got) != 2 || !strings.Contains(got[0], `level=WARN msg="slow disk a"`) ||
+		!strings.Contains(got[1], `level=ERROR msg="failed to import b"`) {
+		t.Errorf("the lent logger got %q, want the warning and the error only", got)
+	}
+	if got := lines(&before); len(got) != 1 || !strings.Contains(got[0], `msg="after c"`) {
+		t.Errorf("the target before got %q, want only the line after the restore", got)
 	}
 }

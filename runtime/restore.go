@@ -2,12 +2,15 @@ package runtime
 
 import (
 	"archive/tar"
+	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
 	"io/fs"
+	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
@@ -39,6 +42,10 @@ import (
 type RestoreOptions struct {
 	Config    config.Config
 	BumpIndex uint64
+	// Logger receives Dragonboat's warnings and errors while the restore
+	// runs it (its other lines are dropped, as a node's are); nil:
+	// slog.Default().
+	Logger *slog.Logger
 }
 
 // DefaultBumpIndex is the bump of Restore's log index unless told: two
@@ -127,6 +134,11 @@ func Restore(r io.Reader, o RestoreOptions) (Restored, error) {
 		return Restored{}, fmt.Errorf("cluster.data_dir: %w", err)
 	}
 	nhc := nodeHostConfig(cfg, dir, deployment)
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	defer lendDragonboatLogs(newLogTarget(log.With("node", c.NodeID), memberNames(incarnations), nil))()
 	for i, s := range man.Shards {
 		shardDir := filepath.Join(tmp, backupShardDir(i))
 		rec, err := readSnapshotRecord(shardDir)
@@ -180,22 +192,73 @@ func Restore(r io.Reader, o RestoreOptions) (Restored, error) {
 	return out, nil
 }
 
-// readBackup checks and unpacks the archive into dir: the manifest first,
-// then exactly the files it names, each of the size and (payloads) the
-// digest it gives.
-func readBackup(r io.Reader, dir string) (BackupManifest, error) {
-	tr := tar.NewReader(r)
+// retakeBackup is what to do about an archive that is cut short or
+// damaged.
+const retakeBackup = "take the backup again (lockstep snapshot save), or copy it again whole (its size must be the original's)"
+
+// cutShort says an archive ends early (a save or a copy that did not
+// finish), where, and what to do.
+func cutShort(where string) error {
+	return fmt.Errorf("the archive is cut short %s: %s", where, retakeBackup)
+}
+
+// ReadBackupManifest reads a backup's manifest, the archive's first entry
+// (what `tar -xOf FILE lockstep-backup.json` shows), without checking the
+// rest.
+func ReadBackupManifest(r io.Reader) (BackupManifest, error) {
+	_, man, err := readManifest(r)
+	return man, err
+}
+
+// readManifest reads the archive's first entry, the manifest, and returns
+// the reader of the entries after it. An archive that ends inside the
+// first header is told from a file that is no backup by what there is of
+// the header: a tar header starts with the entry's name.
+func readManifest(r io.Reader) (*tar.Reader, BackupManifest, error) {
+	const block = 512 // a tar header
+	br := bufio.NewReaderSize(r, block)
+	if head, err := br.Peek(block); err != nil {
+		name := []byte(backupManifestFile)
+		switch {
+		case len(head) == 0 && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)):
+			return nil, BackupManifest{}, cutShort("before its first entry: the file is empty")
+		case (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) && (bytes.HasPrefix(head, name) || bytes.HasPrefix(name, head)):
+			return nil, BackupManifest{}, cutShort("inside the header of " + backupManifestFile + ", its first entry")
+		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+			return nil, BackupManifest{}, errors.New("not a Lockstep backup (lockstep snapshot save writes one): it is shorter than a tar header")
+		default:
+			return nil, BackupManifest{}, err
+		}
+	}
+	tr := tar.NewReader(br)
 	h, err := tr.Next()
-	if err != nil {
-		return BackupManifest{}, fmt.Errorf("not a Lockstep backup (lockstep snapshot save writes one): %w", err)
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return nil, BackupManifest{}, cutShort("inside the header of its first entry")
+	case err != nil:
+		return nil, BackupManifest{}, fmt.Errorf("not a Lockstep backup (lockstep snapshot save writes one): %w", err)
 	}
 	if h.Name != backupManifestFile || h.Size > maxBackupManifestBytes {
-		return BackupManifest{}, fmt.Errorf("not a Lockstep backup: its first entry is %q, not %s (lockstep snapshot save writes one)",
+		return nil, BackupManifest{}, fmt.Errorf("not a Lockstep backup: its first entry is %q, not %s (lockstep snapshot save writes one)",
 			h.Name, backupManifestFile)
 	}
 	var man BackupManifest
 	if err := json.NewDecoder(io.LimitReader(tr, maxBackupManifestBytes)).Decode(&man); err != nil {
-		return BackupManifest{}, fmt.Errorf("%s: %w", backupManifestFile, err)
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, BackupManifest{}, cutShort("inside " + backupManifestFile + ", its manifest")
+		}
+		return nil, BackupManifest{}, fmt.Errorf("%s: %w", backupManifestFile, err)
+	}
+	return tr, man, nil
+}
+
+// readBackup checks and unpacks the archive into dir: the manifest first,
+// then exactly the files it names, each of the size and (payloads) the
+// digest it gives.
+func readBackup(r io.Reader, dir string) (BackupManifest, error) {
+	tr, man, err := readManifest(r)
+	if err != nil {
+		return BackupManifest{}, err
 	}
 	if man.Format != backupFormat {
 		return BackupManifest{}, fmt.Errorf("%s: format %d; this build reads format %d: restore with the build that wrote it, or a later one",
@@ -216,14 +279,18 @@ func readBackup(r io.Reader, dir string) (BackupManifest, error) {
 			return BackupManifest{}, err
 		}
 	}
-	for {
+	for last := backupManifestFile; ; {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
-		if err != nil {
-			return BackupManifest{}, fmt.Errorf("reading the archive: %w (was it cut short?)", err)
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return BackupManifest{}, cutShort("inside the header after " + last)
 		}
+		if err != nil {
+			return BackupManifest{}, fmt.Errorf("reading the archive after %s: %w: the backup is damaged; %s", last, err, retakeBackup)
+		}
+		last = h.Name
 		size, ok := want[h.Name]
 		if !ok || h.Typeflag != tar.TypeReg {
 			return BackupManifest{}, fmt.Errorf("the archive holds %q, which its manifest does not name", h.Name)
@@ -234,14 +301,15 @@ func readBackup(r io.Reader, dir string) (BackupManifest, error) {
 		delete(want, h.Name)
 		if err := unpack(tr, filepath.Join(dir, filepath.FromSlash(h.Name)), h.Size); err != nil {
 			if errors.Is(err, io.ErrUnexpectedEOF) {
-				return BackupManifest{}, fmt.Errorf("%s: the archive ends inside it (was it cut short?)", h.Name)
+				return BackupManifest{}, cutShort("inside " + h.Name)
 			}
 			return BackupManifest{}, fmt.Errorf("%s: %w", h.Name, err)
 		}
 	}
 	if len(want) > 0 {
 		missing := slices.Sorted(maps.Keys(want))
-		return BackupManifest{}, fmt.Errorf("the archive lacks %s (was it cut short?)", strings.Join(missing, ", "))
+		return BackupManifest{}, fmt.Errorf("the archive lacks %s: it is cut short, or not as lockstep snapshot save wrote it: %s",
+			strings.Join(missing, ", "), retakeBackup)
 	}
 	for i, s := range man.Shards {
 		sum, _, err := fileSHA256(filepath.Join(dir, filepath.FromSlash(s.File)))
@@ -307,6 +375,20 @@ func restoredMembers(man BackupManifest, peers map[string]string) (map[uint64]st
 		members[config.ReplicaID(id, inc)] = addr
 	}
 	return members, incarnations, nil
+}
+
+// memberNames names Dragonboat's five digits of the restored members'
+// replica ids (logger.go's replicaName) by node id.
+func memberNames(incarnations map[string]int) func(short uint64) (string, bool) {
+	return func(short uint64) (string, bool) {
+		found, name := 0, ""
+		for id, inc := range incarnations {
+			if config.ReplicaID(id, inc)%100000 == short {
+				found, name = found+1, id
+			}
+		}
+		return name, found == 1
+	}
 }
 
 // restoredDeployment draws the restored cluster's Raft deployment id from

@@ -41,7 +41,12 @@ _lockstep() {
     cluster) COMPREPLY=($(compgen -W "status add remove transfer $common" -- "$cur")) ;;
     certs)   COMPREPLY=($(compgen -W "--ca --hosts --name --out --valid-for -h" -- "$cur")) ;;
     keys)    COMPREPLY=($(compgen -W "create -h" -- "$cur")) ;;
-    snapshot) COMPREPLY=($(compgen -W "save restore -h" -- "$cur")) ;;
+    snapshot)
+      case ${COMP_WORDS[2]} in
+        save)    COMPREPLY=($(compgen -W "$common --stale --force" -- "$cur")) ;;
+        restore) COMPREPLY=($(compgen -W "--config --data-dir --bump-index --incarnation --node-id --raft-address --peers --shards --insecure -h" -- "$cur")) ;;
+        *)       COMPREPLY=($(compgen -W "save restore -h" -- "$cur")) ;;
+      esac ;;
     completion) COMPREPLY=($(compgen -W "bash zsh" -- "$cur")) ;;
     version) COMPREPLY=($(compgen -W "-o -h" -- "$cur")) ;;
     serve)   COMPREPLY=($(compgen -W "--config --check --dev --insecure --pprof --node-id --data-dir --api-address --raft-address --metrics-address --peers --join --incarnation --election-timeout-ms --heartbeat-interval-ms --shards --tick-interval-ms --snapshot-entries --compaction-overhead --max-batch --ride-along-ms --default-ttl-seconds --max-wait-time-seconds --cleanup-interval-seconds --log-format --log-level --drain-timeout -h" -- "$cur")) ;;

@@ -30,7 +30,10 @@ type serveFlags struct {
 	// overrides are the flags named after configuration keys; only those
 	// given on the command line are applied, over the file's values.
 	overrides []override
-	fs        *flag.FlagSet
+	// only, when set, names the key flags this command takes (the others
+	// are not registered); nil: all of them.
+	only map[string]bool
+	fs   *flag.FlagSet
 }
 
 // override is one flag that sets one configuration key.
@@ -40,10 +43,8 @@ type override struct {
 }
 
 func newServeFlags(stderr io.Writer) *serveFlags {
-	f := &serveFlags{fs: flag.NewFlagSet("lockstep serve", flag.ContinueOnError)}
+	f := newConfigFlags("lockstep serve", stderr, nil)
 	fs := f.fs
-	fs.SetOutput(stderr)
-	fs.StringVar(&f.configFile, "config", "", "the YAML configuration `file` (see config/*.yaml)")
 	fs.BoolVar(&f.dev, "dev", false, "run one node on 127.0.0.1 with the defaults (API :8080, metrics :9090, Raft :7001)\nin a fresh temporary data directory unless --data-dir names one")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -51,6 +52,24 @@ func newServeFlags(stderr io.Writer) *serveFlags {
 		"after SIGTERM, how long in-flight requests may take before connections are closed")
 	fs.BoolVar(&f.pprof, "pprof", false, "also serve net/http/pprof under /debug/pprof/ on the metrics address (for profiling)")
 	fs.BoolVar(&f.check, "check", false, "check the configuration (the file, the flags, the security files) and exit: 0 when it would start, 2 with every error")
+	return f
+}
+
+// newConfigFlags is the flag set of a command that reads a member's
+// configuration as serve does (serve, snapshot restore): --config and the
+// flags named after configuration keys, all of them (only nil) or those
+// only names.
+func newConfigFlags(name string, stderr io.Writer, only []string) *serveFlags {
+	f := &serveFlags{fs: flag.NewFlagSet(name, flag.ContinueOnError)}
+	if only != nil {
+		f.only = map[string]bool{}
+		for _, n := range only {
+			f.only[n] = true
+		}
+	}
+	fs := f.fs
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.configFile, "config", "", "the YAML configuration `file` (see config/*.yaml)")
 
 	str := func(name, key, usage string, set func(c *config.Config, v string)) {
 		f.add(name, key, usage, false, func(c *config.Config, v string) error { set(c, v); return nil })
@@ -123,8 +142,12 @@ func newServeFlags(stderr io.Writer) *serveFlags {
 	return f
 }
 
-// add registers a flag that overrides one configuration key.
+// add registers a flag that overrides one configuration key, unless the
+// command takes only others.
 func (f *serveFlags) add(name, key, usage string, isBool bool, apply func(c *config.Config, v string) error) {
+	if f.only != nil && !f.only[name] {
+		return
+	}
 	f.overrides = append(f.overrides, override{name, key, apply})
 	f.fs.Var(&overrideValue{isBool: isBool}, name, usage+" ("+key+")")
 }

@@ -1,15 +1,16 @@
 package main
 
 import (
-	"archive/tar"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"io/fs"
+	"log/slog"
 	"maps"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/lockstepd/lockstep/runtime"
@@ -17,47 +18,83 @@ import (
 
 // snapshotCmd is `lockstep snapshot save|restore`: a backup of a running
 // cluster, and the members of a new cluster made from one
-// (docs/operations.md, "Backup and restore").
+// (docs/operations.md, "Backup and restore"). Each subcommand has its own
+// help and flags; snapshot -h is the overview.
 func snapshotCmd(args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 {
-		switch args[0] {
-		case "save":
-			return snapshotSave(args[1:], stdout, stderr)
-		case "restore":
-			return snapshotRestore(args[1:], stdout, stderr)
-		case "-h", "-help", "--help":
-			fmt.Fprint(stdout, snapshotUsage)
-			return exitOK
-		}
+	usageErr := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "lockstep snapshot: %s\nRun 'lockstep snapshot -h' for usage and examples.\n", fmt.Sprintf(format, a...))
+		return exitUsage
 	}
-	fmt.Fprint(stderr, snapshotUsage)
-	return exitUsage
+	if len(args) == 0 {
+		return usageErr("want a subcommand: save or restore")
+	}
+	switch args[0] {
+	case "save":
+		return snapshotSave(args[1:], stdout, stderr)
+	case "restore":
+		return snapshotRestore(args[1:], stdout, stderr)
+	case "-h", "-help", "--help":
+		fmt.Fprint(stdout, strings.TrimLeft(snapshotHelp, "\n"))
+		return exitOK
+	}
+	return usageErr("unknown subcommand %q: use save or restore", args[0])
 }
 
-const snapshotUsage = `Usage: lockstep snapshot save FILE [--stale] [flags]
-       lockstep snapshot restore FILE --config FILE [--bump-index N] [serve's flags]
+const snapshotHelp = `
+Usage: lockstep snapshot save FILE [--stale] [--force] [flags]
+       lockstep snapshot restore FILE --config FILE [--data-dir DIR]
+                                 [--bump-index N] [--incarnation N]
 
-save writes a backup of the cluster's whole state (every shard) to FILE, a
-tar archive, from the first endpoint that answers. It needs the admin
-permission. The backup holds every operation acknowledged before the
-call. --stale backs up what the answering member applied without asking
-the leader: the way to save the state of a cluster that lost its majority
-(it may lack the last operations acknowledged).
+Back up a cluster, and make a new cluster from a backup (docs/operations.md,
+"Backup and restore"):
+  save     write a backup of the cluster's whole state (every shard) to
+           FILE, online, from the first endpoint that answers (admin
+           permission)
+  restore  make one member of a NEW cluster from a backup, offline, in an
+           empty data directory; run it for every member, then start them
+           with lockstep serve
 
-restore makes one member of a NEW cluster from a backup, offline, in an
-empty data directory: run it for every member, each with its own
-configuration and the same FILE and cluster.peers, then start them all
-with lockstep serve. See docs/operations.md, "Backup and restore".
+Run 'lockstep snapshot save -h' or 'lockstep snapshot restore -h' for each
+one's flags and examples.
 
 Examples:
   lockstep snapshot save backup.tar --endpoints http://10.0.0.1:8080
-  lockstep snapshot save backup.tar --stale --endpoints http://10.0.0.3:8080
-  lockstep snapshot restore backup.tar --config node1.yaml --data-dir /var/lib/lockstep/node-1.restored
+  lockstep snapshot restore backup.tar --config node1.yaml \
+      --data-dir /var/lib/lockstep/node-1.restored
+`
+
+const snapshotSaveHelp = `
+Usage: lockstep snapshot save FILE [--stale] [--force] [flags]
+
+Writes a backup of the cluster's whole state (every shard) to FILE, a tar
+archive, from the first endpoint that answers. It needs the admin
+permission. The backup holds every operation acknowledged before the call.
+The archive is written to FILE.part and renamed to FILE only when whole.
+
+--stale backs up what the answering member applied, without asking the
+leader: the way to save the state of a cluster that lost its majority (it
+may lack the last operations acknowledged).
+
+A FILE that exists is kept: the save is refused, before the cluster is
+asked, unless --force (a backup replaced by one of another cluster, or by
+a --stale one, is lost).
+
+-o json prints the backup's manifest (lockstep-backup.json in the
+archive) with file, the path written, and bytes, its size.
+
+lockstep snapshot restore makes a new cluster from it (see its -h, and
+docs/operations.md, "Backup and restore").
+
+Examples:
+  lockstep snapshot save backup-$(date +%F).tar --endpoints http://10.0.0.1:8080
+  lockstep snapshot save survivor.tar --stale --endpoints http://10.0.0.3:8080
+  lockstep snapshot save latest.tar --force -o json
 `
 
 func snapshotSave(args []string, stdout, stderr io.Writer) int {
-	c := newCommand("snapshot save", "\n"+snapshotUsage, stdout, stderr)
+	c := newCommand("snapshot save", snapshotSaveHelp, stdout, stderr)
 	stale := c.fs.Bool("stale", false, "back up what the answering member applied, without a quorum (it may lack the last acknowledged operations)")
+	force := c.fs.Bool("force", false, "replace FILE if it exists (without it, a save onto an existing FILE is refused)")
 	pos, _, code, ok := c.parse(args)
 	if !ok {
 		return code
@@ -66,6 +103,19 @@ func snapshotSave(args []string, stdout, stderr io.Writer) int {
 		return c.usageErr("want one FILE to write the backup to, got %d arguments", len(pos))
 	}
 	path := pos[0]
+	// An existing FILE is kept unless --force: a backup replaced by one of
+	// another cluster (the wrong --endpoints) or by a --stale one is lost.
+	// (FILE.part, below, keeps it only from a save that fails.)
+	existed := false
+	if _, err := os.Lstat(path); err == nil {
+		if !*force {
+			return c.usageErr("%s exists: give another FILE, or --force to replace it (a backup replaced by one of another cluster, "+
+				"or by a --stale one, is lost)", path)
+		}
+		existed = true
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return c.fail(err)
+	}
 	cl, err := c.client()
 	if err != nil {
 		return c.fail(err)
@@ -86,6 +136,13 @@ func snapshotSave(args []string, stdout, stderr io.Writer) int {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
+	if err == nil && !*force {
+		if _, serr := os.Lstat(path); serr == nil {
+			// Made while the backup was taken (another save): kept, and
+			// the new backup is left whole under its .part name.
+			return c.fail(fmt.Errorf("%s appeared while the backup was taken, and is kept: this backup is %s; move it where it belongs", path, part))
+		}
+	}
 	if err == nil {
 		err = os.Rename(part, path)
 	}
@@ -93,12 +150,25 @@ func snapshotSave(args []string, stdout, stderr io.Writer) int {
 		os.Remove(part)
 		return c.fail(err)
 	}
+	if existed {
+		fmt.Fprintf(stderr, "lockstep snapshot save: replaced the earlier %s (--force)\n", path)
+	}
 	man, err := readManifest(path)
 	if err != nil {
 		return c.fail(err)
 	}
 	if c.output == "json" {
-		c.json(man)
+		st, err := os.Stat(path)
+		if err != nil {
+			return c.fail(err)
+		}
+		// The manifest as the archive holds it, and the file with its
+		// size. Its numbers are JSON numbers, not the strings c.json
+		// makes of 64-bit integers: an index stays below 2^44 (a fencing
+		// token's, core.SlotBits), well within a double's 2^53.
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(savedBackup{File: path, Bytes: st.Size(), BackupManifest: man})
 		return exitOK
 	}
 	var bytes int64
@@ -114,20 +184,26 @@ func snapshotSave(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
+// savedBackup is what save -o json prints: the backup's manifest, under
+// the names lockstep-backup.json gives its fields, with file, the path
+// written, and bytes, its size (as each shard's file and bytes are its
+// snapshot's path in the archive and size).
+type savedBackup struct {
+	File  string `json:"file"`
+	Bytes int64  `json:"bytes"`
+	runtime.BackupManifest
+}
+
 // readManifest reads a backup's manifest, its first entry.
 func readManifest(path string) (runtime.BackupManifest, error) {
-	var man runtime.BackupManifest
 	f, err := os.Open(path)
 	if err != nil {
-		return man, err
+		return runtime.BackupManifest{}, err
 	}
 	defer f.Close()
-	tr := tar.NewReader(f)
-	if _, err := tr.Next(); err != nil {
-		return man, fmt.Errorf("%s: not a backup: %w", path, err)
-	}
-	if err := json.NewDecoder(tr).Decode(&man); err != nil {
-		return man, fmt.Errorf("%s: its manifest: %w", path, err)
+	man, err := runtime.ReadBackupManifest(f)
+	if err != nil {
+		return man, fmt.Errorf("%s: %w", path, err)
 	}
 	return man, nil
 }
@@ -144,39 +220,81 @@ func byteCount(n int64) string {
 	return fmt.Sprintf("%d bytes", n)
 }
 
+const snapshotRestoreHelp = `
+Usage: lockstep snapshot restore FILE --config FILE [--data-dir DIR]
+                                 [--bump-index N] [--incarnation N]
+
+Makes one member of a NEW cluster from the backup FILE (lockstep snapshot
+save), offline, in an empty data directory. Run it for every member of the
+new cluster, each with its own configuration (the one it will run with) and
+the same FILE, --bump-index and cluster.peers (the new members): every
+member must print the same deployment. Then start each with lockstep serve,
+as it prints, and never start a member of the old cluster again.
+
+Every shard's log resumes --bump-index entries past the backup's index, so
+that the fencing tokens the new cluster grants are above any the old one
+granted after the backup. --incarnation is for a node id that ran under
+another incarnation in the old cluster: the restore says which to give.
+
+The flags named after configuration keys set them over the file's, as
+lockstep serve's do. See docs/operations.md, "Backup and restore".
+
+Examples:
+  lockstep snapshot restore backup.tar --config node1.yaml \
+      --data-dir /var/lib/lockstep/node-1.restored
+  lockstep snapshot restore backup.tar --config node2.yaml \
+      --data-dir /var/lib/lockstep/node-2.restored --bump-index 5000000000
+`
+
+// restoreKeys are the flags of configuration keys a restore reads (the
+// member, its data directory, the new cluster's members, the shard count,
+// and plaintext on addresses that are not loopback, which the
+// configuration's check wants said); serve's others mean nothing to it.
+var restoreKeys = []string{"node-id", "raft-address", "data-dir", "peers", "incarnation", "shards", "insecure"}
+
+// bumpFlag is --bump-index: a whole number of entries.
+type bumpFlag uint64
+
+func (b *bumpFlag) String() string { return strconv.FormatUint(uint64(*b), 10) }
+
+func (b *bumpFlag) Set(v string) error {
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return fmt.Errorf("give a whole number of entries, 0 or more (default %d)", runtime.DefaultBumpIndex)
+	}
+	*b = bumpFlag(n)
+	return nil
+}
+
 func snapshotRestore(args []string, stdout, stderr io.Writer) int {
-	f := newServeFlags(stderr)
-	f.fs.Init("lockstep snapshot restore", flag.ContinueOnError)
-	bump := f.fs.Uint64("bump-index", runtime.DefaultBumpIndex,
-		"entries every shard's log skips past the backup's index, so that every fencing token the restored cluster grants is above any the lost one granted after the backup (0 only for a backup taken after the old cluster stopped)")
+	f := newConfigFlags("lockstep snapshot restore", stderr, restoreKeys)
+	bump := bumpFlag(runtime.DefaultBumpIndex)
+	f.fs.Var(&bump, "bump-index", "how many entries (`N`) every shard's log skips past the backup's index, so that every fencing token "+
+		"the restored cluster grants is above any the lost one granted after the backup (0 only for a backup taken after "+
+		"the old cluster stopped)")
 	f.fs.Usage = func() {
-		fmt.Fprint(stderr, snapshotUsage)
-		fmt.Fprintln(stderr, "\nFlags (serve's, which name the member, and --bump-index):")
+		fmt.Fprint(f.fs.Output(), strings.TrimLeft(snapshotRestoreHelp, "\n"))
+		fmt.Fprintln(f.fs.Output(), "\nFlags:")
 		f.fs.PrintDefaults()
 	}
-	// The FILE comes first; the flags after it.
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
-			fmt.Fprint(stdout, snapshotUsage)
-			return exitOK
-		}
-		fmt.Fprintf(stderr, "lockstep snapshot restore: give the backup FILE first, then --config\n\n%s", snapshotUsage)
+	usageErr := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "lockstep snapshot restore: %s\nRun 'lockstep snapshot restore -h' for usage and examples.\n", fmt.Sprintf(format, a...))
 		return exitUsage
 	}
-	path := args[0]
-	if err := f.fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
+	pos, ok := parseInterleaved(f.fs, args)
+	if !ok {
+		if pos == nil {
 			return exitOK
 		}
 		return exitUsage
 	}
-	if f.fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "lockstep snapshot restore: unexpected arguments %q: one FILE, then flags\n", f.fs.Args())
-		return exitUsage
+	if len(pos) != 1 {
+		return usageErr("want one backup FILE (lockstep snapshot save wrote it), got %d arguments", len(pos))
 	}
-	if f.dev {
-		fmt.Fprintln(stderr, "lockstep snapshot restore: --dev: a restore writes a member of a cluster; give --config (and --data-dir)")
-		return exitUsage
+	path := pos[0]
+	if f.configFile == "" {
+		return usageErr("give --config FILE: the configuration this member will run with, which names it, " +
+			"its data directory and the new cluster's peers")
 	}
 	cfg, err := loadConfig(f)
 	if err != nil {
@@ -189,7 +307,7 @@ func snapshotRestore(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	defer in.Close()
-	r, err := runtime.Restore(in, runtime.RestoreOptions{Config: cfg, BumpIndex: *bump})
+	r, err := runtime.Restore(in, runtime.RestoreOptions{Config: cfg, BumpIndex: uint64(bump), Logger: commandLogger(stderr, "lockstep snapshot restore")})
 	if err != nil {
 		fmt.Fprintf(stderr, "lockstep snapshot restore: %v\n", err)
 		return exitError
@@ -202,7 +320,7 @@ func snapshotRestore(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "restored %s into %s: %s, %s's %s of %s, the log resuming at index %s\n",
 		cfg.Cluster.NodeID, r.DataDir, countOf(len(r.Indexes), "shard"), r.Manifest.NodeID, kind,
 		r.Manifest.Taken.Format("2006-01-02T15:04:05Z"), joinIndexes(r.Indexes))
-	if *bump == 0 {
+	if bump == 0 {
 		fmt.Fprintln(stderr, "lockstep snapshot restore: warning: --bump-index 0: the restored cluster grants fencing tokens from where the backup "+
 			"stopped, so it may grant again a token the old cluster granted after the backup; use it only for a backup taken after the old cluster stopped")
 	}
@@ -230,4 +348,32 @@ func joinIndexes(ix []uint64) string {
 		s[i] = fmt.Sprint(v)
 	}
 	return strings.Join(s, ", ")
+}
+
+// commandLogger is the logger of a command that runs part of the runtime
+// without serving (snapshot restore): warnings and errors only, each a
+// line of the command's own, "NAME: level=WARN msg=...", without a time.
+func commandLogger(w io.Writer, name string) *slog.Logger {
+	return slog.New(slog.NewTextHandler(prefixWriter{w: w, prefix: name + ": "}, &slog.HandlerOptions{
+		Level: slog.LevelWarn,
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		},
+	}))
+}
+
+// prefixWriter writes each Write (a handler's whole line) after prefix.
+type prefixWriter struct {
+	w      io.Writer
+	prefix string
+}
+
+func (p prefixWriter) Write(b []byte) (int, error) {
+	if _, err := io.WriteString(p.w, p.prefix+string(b)); err != nil {
+		return 0, err
+	}
+	return len(b), nil
 }
