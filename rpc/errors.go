@@ -71,7 +71,10 @@ func (s *service) apiError(err error) error {
 	case errors.Is(err, context.Canceled):
 		return connect.NewError(connect.CodeCanceled, err)
 	case errors.Is(err, context.DeadlineExceeded):
-		return connect.NewError(connect.CodeDeadlineExceeded, fmt.Errorf("%w: the request ran out of time before the cluster answered", err))
+		// ctx's own words ("context deadline exceeded") name Go's
+		// mechanism, not what happened.
+		return connect.NewError(connect.CodeDeadlineExceeded, errors.New("the request ran out of time before the cluster answered: "+
+			"retry, on this member or another, with more time if the cluster is slow"))
 	}
 	switch {
 	case errors.Is(err, runtime.ErrShuttingDown):

@@ -1,6 +1,7 @@
 package rpc_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -43,6 +44,27 @@ func TestUnavailableSaysWhatToDo(t *testing.T) {
 			if strings.Contains(msg, "client_id") || strings.Contains(msg, "request_seq") {
 				t.Errorf("%s %s %s when the backend says %q: %q names the API's fields", r.method, r.path, r.body, c.down, msg)
 			}
+		}
+	}
+}
+
+// TestDeadlineSaysWhatHappened: a request that ran out of time answers
+// 504 saying that the cluster did not answer in time and to retry, without
+// Go's "context deadline exceeded".
+func TestDeadlineSaysWhatHappened(t *testing.T) {
+	s := startServer(t)
+	s.b.mu.Lock()
+	s.b.down = context.DeadlineExceeded
+	s.b.mu.Unlock()
+	for _, r := range []struct{ method, path, body string }{
+		{"GET", "/locks/jobs%2Fa/status", ""},
+		{"POST", "/locks/jobs%2Fa/acquire", `{}`},
+	} {
+		st, body := s.call(t, r.method, r.path, r.body)
+		expectError(t, st, body, 504, "deadline_exceeded")
+		msg, _ := body["message"].(string)
+		if !strings.Contains(msg, "ran out of time before the cluster answered") || !strings.Contains(msg, "retry") || strings.Contains(msg, "context deadline exceeded") {
+			t.Errorf("%s %s when the backend ran out of time: %q, want what happened and to retry, in the API's words", r.method, r.path, msg)
 		}
 	}
 }

@@ -27,8 +27,9 @@ var ErrOverloaded = fmt.Errorf("%w: this node holds too many requests", ErrUnava
 // A nil error means the Result is authoritative (Result.Err carries core's
 // refusals; a command core.CheckCommand refuses, and the replicas' own ops
 // (core.Op.Internal), are refused there before anything is proposed). A non-nil
-// error is ErrUnavailable (no leader or quorum within the retry budget: HTTP
-// 503; ErrOverloaded wraps it), ErrShuttingDown, or ctx's error.
+// error is ErrUnavailable (no leader or quorum within the retry budget, or
+// no leader known by ctx's deadline: HTTP 503; ErrOverloaded wraps it),
+// ErrShuttingDown, or ctx's error.
 //
 // Do works on any member: on a follower, the command is forwarded to the
 // leader through Dragonboat (see shard). With several shards, Do sends the

@@ -490,7 +490,8 @@ func (s *shard) noLeader(waited time.Duration) error {
 }
 
 // waitLeader waits for a leadership event, until budget has passed since
-// start.
+// start or ctx ends; without a leader by its deadline (or the budget's
+// end) it answers ErrUnavailable saying so, not DeadlineExceeded.
 func (s *shard) waitLeader(ctx context.Context, start time.Time, budget time.Duration) error {
 	left := budget - time.Since(start)
 	if left <= 0 {
@@ -503,6 +504,11 @@ func (s *shard) waitLeader(ctx context.Context, start time.Time, budget time.Dur
 	case <-changed:
 	case <-t.C:
 	case <-ctx.Done():
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			// The caller's deadline came before a leader: what stopped the
+			// request is that none is known, as at the end of the budget.
+			return s.noLeader(time.Since(start))
+		}
 		return ctx.Err()
 	case <-s.n.stopped:
 		return ErrShuttingDown

@@ -106,12 +106,23 @@ func TestNoQuorumSaysSo(t *testing.T) {
 		cancel()
 		check(fmt.Sprintf("a read with a deadline of %v", d), err, "this member knows no leader", "is reachable from it")
 	}
-	_, err := n.Do(context.Background(), core.Command{Op: core.OpSessionCreate, TTLMs: 10_000, Owner: "test"})
+	create := core.Command{Op: core.OpSessionCreate, TTLMs: 10_000, Owner: "test"}
+	_, err := n.Do(context.Background(), create)
 	check("a command", err, "this member found no leader", "is reachable from it")
+	// A command whose deadline comes before the retry budget's end (the Go
+	// client's attempts last 2 s, the budget five election timeouts) ends
+	// for the same reason, and says it.
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	_, err = n.Do(ctx, create)
+	cancel()
+	check("a command with a deadline of 100ms", err, "this member found no leader", "is reachable from it")
 	// A caller that gives up is told so, not that there is no quorum.
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel = context.WithCancel(context.Background())
 	cancel()
 	if _, err := n.Read(ctx, "jobs/a", false, read); !errors.Is(err, context.Canceled) {
 		t.Errorf("a cancelled read: %v, want context.Canceled", err)
+	}
+	if _, err := n.Do(ctx, create); !errors.Is(err, context.Canceled) {
+		t.Errorf("a cancelled command: %v, want context.Canceled", err)
 	}
 }
