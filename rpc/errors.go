@@ -71,11 +71,21 @@ func (s *service) apiError(err error) error {
 	case errors.Is(err, context.Canceled):
 		return connect.NewError(connect.CodeCanceled, err)
 	case errors.Is(err, context.DeadlineExceeded):
-		return connect.NewError(connect.CodeDeadlineExceeded, fmt.Errorf("%w: the request ran out of time before the cluster answered", err))
+		// ctx's own words ("context deadline exceeded") name Go's
+		// mechanism, not what happened.
+		return connect.NewError(connect.CodeDeadlineExceeded, errors.New("the request ran out of time before the cluster answered: "+
+			"retry, on this member or another, with more time if the cluster is slow"))
 	}
 	switch {
-	case errors.Is(err, runtime.ErrUnavailable), errors.Is(err, runtime.ErrShuttingDown):
-		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("%w: retry, on this node or another, with the same client_id and request_seq", err))
+	case errors.Is(err, runtime.ErrShuttingDown):
+		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("%w: retry on another member", err))
+	case errors.Is(err, runtime.ErrUnavailable):
+		// The runtime's words say what this member knows (no leader, no
+		// quorum reachable from it). Reads and writes alike may be retried;
+		// how a write is retried safely (the same client_id and
+		// request_seq) is docs/api.md's, not every message's: a read has no
+		// client_id, and the Go client and the CLI retry that way already.
+		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("%w: retry later, on this member or another", err))
 	case errors.Is(err, runtime.ErrCompacted):
 		return connect.NewError(connect.CodeOutOfRange, fmt.Errorf("%w: read the status and watch again from its applied_index + 1", err))
 	case errors.Is(err, runtime.ErrTooManyMembers):

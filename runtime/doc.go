@@ -108,6 +108,7 @@
 // Do, Read and the membership calls return ErrUnavailable (wrapped, with the
 // reason) when no leader or quorum answers within the retry budget (five
 // election timeouts, at least 1 s; a proposal may take four election
-// timeouts, at least 2 s), ErrShuttingDown once Close began, or the ctx's
-// error. core's refusals come back inside core.Result.Err, never as errors.
+// timeouts, at least 2 s; a read, until ctx's deadline when it has one),
+// ErrShuttingDown once Close began, or the ctx's error. core's refusals
+// come back inside core.Result.Err, never as errors.
 package runtime

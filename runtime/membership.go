@@ -259,7 +259,9 @@ func (n *Node) membershipAttempts(ctx context.Context, sh *shard, step func(cont
 			// Dragonboat refuses a request whose deadline has passed or is
 			// within a tick ("invalid deadline", "specified timeout value
 			// is too small"), before ctx itself reports it: ctx ran out.
-			return fmt.Errorf("%w: %s: the membership change was not confirmed in time: %v", ErrUnavailable, sh, err)
+			// Neither its words nor ctx's say why; what this member knows
+			// of the leader does.
+			return fmt.Errorf("%w: %s: the membership change was not confirmed in time: %s", ErrUnavailable, sh, n.leaderKnown(sh))
 		case !retryable(err) && !errors.Is(err, context.DeadlineExceeded):
 			if errors.Is(err, dragonboat.ErrClosed) || errors.Is(err, dragonboat.ErrShardClosed) {
 				return ErrShuttingDown

@@ -5,6 +5,7 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -19,8 +20,9 @@ import (
 // deadline on ctx, the ReadIndex is bounded by the node's retry budget.
 //
 // A linearizable read needs a leader and a quorum; it fails with
-// ErrUnavailable when there is none. A stale read answers from this
-// replica's state, however old.
+// ErrUnavailable when there is none (also when ctx's deadline passes
+// first: the error says what this member knows of the leader). A stale
+// read answers from this replica's state, however old.
 func (n *Node) Read(ctx context.Context, name string, stale bool, fn func(m *core.Machine) error) (uint64, error) {
 	if !n.enter() {
 		return 0, ErrShuttingDown
@@ -33,6 +35,10 @@ func (n *Node) Read(ctx context.Context, name string, stale bool, fn func(m *cor
 // when ctx has no deadline, the retry budget.
 func (n *Node) readIndex(ctx context.Context, s *shard, q readQuery) (any, error) {
 	parent := ctx
+	budget := n.retryBudget
+	if dl, ok := ctx.Deadline(); ok {
+		budget = time.Until(dl)
+	}
 	ctx, cancel := n.opContext(ctx, n.retryBudget)
 	defer cancel()
 	for {
@@ -46,11 +52,19 @@ func (n *Node) readIndex(ctx context.Context, s *shard, q readQuery) (any, error
 		if err == nil {
 			return v, nil
 		}
-		if parent.Err() != nil {
+		if errors.Is(parent.Err(), context.Canceled) {
 			return nil, parent.Err()
 		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("%w: %s: no read index within %v: %v", ErrUnavailable, s, n.retryBudget, err)
+		if ctx.Err() != nil || outOfTime(err) {
+			// The read's time ran out, the caller's deadline or the retry
+			// budget, with no read confirmed: what stopped it is what this
+			// member knows of the leader, not the deadline. Dragonboat
+			// refuses an attempt whose deadline is within a tick, or past,
+			// before ctx says so ("specified timeout value is too small",
+			// "invalid deadline"): that is the same end, and its words mean
+			// nothing to a caller.
+			return nil, fmt.Errorf("%w: %s: no read could be confirmed within %v: %s",
+				ErrUnavailable, s, roundWait(budget), n.leaderKnown(s))
 		}
 		if !retryable(err) && !attemptExpired {
 			return nil, n.dragonboatErr(s, err)
@@ -81,4 +95,14 @@ func (n *Node) Watch(ctx context.Context, prefix string, fromIndex uint64) (<-ch
 		return nil, err
 	}
 	return n.watchAll(ctx, prefix)
+}
+
+// roundWait is d as an error says how long something waited: to the
+// tenth of a second from a second on (a caller's deadline, sent ahead,
+// arrives a little short: 2s, not 1.999s), else to the millisecond.
+func roundWait(d time.Duration) time.Duration {
+	if d >= time.Second {
+		return d.Round(100 * time.Millisecond)
+	}
+	return d.Round(time.Millisecond)
 }

@@ -535,14 +535,30 @@ func TestMembershipWithoutQuorumIsUnavailable(t *testing.T) {
 // TestMembershipOutOfTimeIsUnavailable: Dragonboat refuses a request whose
 // deadline is within a tick, or past before ctx says so, with errors of its
 // own; a membership change that meets them ran out of time (unavailable),
-// it was not refused for its arguments.
+// it was not refused for its arguments, and says what the member knows of
+// the leader rather than their words ("specified timeout value is too
+// small"), as it does when ctx ran out ("context deadline exceeded").
 func TestMembershipOutOfTimeIsUnavailable(t *testing.T) {
 	c := newTestCluster(t, clusterOpts{size: 1})
 	n := c.nodes[0]
-	for _, refusal := range []error{dragonboat.ErrTimeoutTooSmall, dragonboat.ErrInvalidDeadline} {
-		err := n.membershipAttempts(tctx(t), n.shards[0], func(context.Context) error { return refusal })
+	ended, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel()
+	for _, c := range []struct {
+		ctx     context.Context
+		refusal error
+	}{
+		{tctx(t), dragonboat.ErrTimeoutTooSmall},
+		{tctx(t), dragonboat.ErrInvalidDeadline},
+		{ended, context.DeadlineExceeded},
+	} {
+		err := n.membershipAttempts(c.ctx, n.shards[0], func(context.Context) error { return c.refusal })
 		if !errors.Is(err, ErrUnavailable) {
-			t.Errorf("a step refused with %q: %v, want ErrUnavailable", refusal, err)
+			t.Errorf("a step refused with %q: %v, want ErrUnavailable", c.refusal, err)
+		}
+		// Its words (Dragonboat's, ctx's) say nothing to the caller; what
+		// this member knows of the leader does.
+		if err != nil && (strings.Contains(err.Error(), c.refusal.Error()) || !strings.Contains(err.Error(), "this member leads")) {
+			t.Errorf("a step refused with %q: %q, want what the member knows of the leader instead", c.refusal, err)
 		}
 	}
 }

@@ -27,8 +27,9 @@ var ErrOverloaded = fmt.Errorf("%w: this node holds too many requests", ErrUnava
 // A nil error means the Result is authoritative (Result.Err carries core's
 // refusals; a command core.CheckCommand refuses, and the replicas' own ops
 // (core.Op.Internal), are refused there before anything is proposed). A non-nil
-// error is ErrUnavailable (no leader or quorum within the retry budget: HTTP
-// 503; ErrOverloaded wraps it), ErrShuttingDown, or ctx's error.
+// error is ErrUnavailable (no leader or quorum within the retry budget, or
+// no leader known by ctx's deadline: HTTP 503; ErrOverloaded wraps it),
+// ErrShuttingDown, or ctx's error.
 //
 // Do works on any member: on a follower, the command is forwarded to the
 // leader through Dragonboat (see shard). With several shards, Do sends the
@@ -82,5 +83,28 @@ func (n *Node) dragonboatErr(s *shard, err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
+	if outOfTime(err) {
+		// Dragonboat's words for a deadline within a tick, or past.
+		return fmt.Errorf("%w: %s: the request ran out of time: %s", ErrUnavailable, s, n.leaderKnown(s))
+	}
 	return fmt.Errorf("%w: %s: %v", ErrUnavailable, s, err)
+}
+
+// noQuorumHere is what a member that knows no leader can say of its
+// cluster: a member of a majority that reaches each other elects one
+// within a few election timeouts.
+const noQuorumHere = "no quorum (a majority of the members, up and reaching each other) is reachable from it"
+
+// leaderKnown says what this member knows of s's leader, for an
+// ErrUnavailable of a request that found no quorum: no leader, itself, or
+// another member that did not answer.
+func (n *Node) leaderKnown(s *shard) string {
+	id, _, ok, err := n.nh.GetLeaderID(s.dbID)
+	switch {
+	case err != nil || !ok || id == 0:
+		return "this member knows no leader: " + noQuorumHere
+	case id == s.replicaID:
+		return "this member leads, but a majority of the members did not confirm it in time"
+	}
+	return fmt.Sprintf("the leader this member knows, %s, did not confirm it in time: it may be down, or cut off from this member or from a majority", n.nodeName(id))
 }

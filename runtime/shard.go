@@ -439,12 +439,15 @@ func (s *shard) do(ctx context.Context, cmd core.Command) (core.Result, error) {
 			default:
 			}
 			if time.Since(start) > n.retryBudget {
+				if why == errNoLeader.Error() {
+					return core.Result{}, s.noLeader(time.Since(start))
+				}
 				return core.Result{}, fmt.Errorf("%w: %s: %s after %v", ErrUnavailable, s, why, time.Since(start).Round(time.Millisecond))
 			}
 		}
 		p, err := s.submit(cmd)
 		if errors.Is(err, errNoLeader) {
-			why = "no leader is known"
+			why = errNoLeader.Error()
 			if err := s.waitLeader(ctx, start, n.retryBudget); err != nil {
 				return core.Result{}, err
 			}
@@ -480,12 +483,19 @@ func (s *shard) do(ctx context.Context, cmd core.Command) (core.Result, error) {
 	}
 }
 
+// noLeader is the ErrUnavailable of a request that found no leader known
+// to this member for waited.
+func (s *shard) noLeader(waited time.Duration) error {
+	return fmt.Errorf("%w: %s: this member found no leader within %v: %s", ErrUnavailable, s, roundWait(waited), noQuorumHere)
+}
+
 // waitLeader waits for a leadership event, until budget has passed since
-// start.
+// start or ctx ends; without a leader by its deadline (or the budget's
+// end) it answers ErrUnavailable saying so, not DeadlineExceeded.
 func (s *shard) waitLeader(ctx context.Context, start time.Time, budget time.Duration) error {
 	left := budget - time.Since(start)
 	if left <= 0 {
-		return fmt.Errorf("%w: %s: no leader is known after %v", ErrUnavailable, s, budget)
+		return s.noLeader(budget)
 	}
 	_, _, _, changed := s.leadership()
 	t := time.NewTimer(min(left, 20*time.Millisecond)) // the forwarder also waits for a first applied entry
@@ -494,6 +504,11 @@ func (s *shard) waitLeader(ctx context.Context, start time.Time, budget time.Dur
 	case <-changed:
 	case <-t.C:
 	case <-ctx.Done():
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			// The caller's deadline came before a leader: what stopped the
+			// request is that none is known, as at the end of the budget.
+			return s.noLeader(time.Since(start))
+		}
 		return ctx.Err()
 	case <-s.n.stopped:
 		return ErrShuttingDown

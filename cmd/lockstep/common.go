@@ -122,18 +122,25 @@ func (c *common) fail(err error) int {
 	}
 	msg = strings.TrimPrefix(msg, "lockstep: ") // the command's name says it already
 	fmt.Fprintf(c.stderr, "%s: %s\n", c.fs.Name(), msg)
-	if hint := hintFor(err, c.endpoints); hint != "" {
+	if hint := hintFor(err, c.endpoints, c.cert != ""); hint != "" {
 		fmt.Fprintln(c.stderr, hint)
 	}
 	return exitError
 }
 
-// hintFor says what to do next for the errors people meet.
-func hintFor(err error, endpoints string) string {
+// hintFor says what to do next for the errors people meet; certGiven says
+// whether the command was given a client certificate (--cert,
+// LOCKSTEP_CERT).
+func hintFor(err error, endpoints string, certGiven bool) string {
 	switch {
 	case connect.IsWireError(err) && connect.CodeOf(err) == connect.CodeUnauthenticated && strings.Contains(err.Error(), "client certificate"):
 		// The server answered (401): the handshake went through, and its
-		// message may quote x509's words about the certificate it refused.
+		// message may quote x509's words about the certificate it refused,
+		// or ask for one (security.tls.client_auth require), or for one or
+		// an API key, from a command given none.
+		if !certGiven {
+			return credentialsWanted(err)
+		}
 		return "The cluster refused the client certificate (--cert, LOCKSTEP_CERT): give one the cluster's CA signed for clients (lockstep certs client), or an API key with --api-key (LOCKSTEP_API_KEY)."
 	case isTLSErr(err):
 		return "TLS failed: give the cluster's CA with --cacert (LOCKSTEP_CACERT), a client certificate with --cert and --key if it asks for one, and check the endpoint is https://."
@@ -160,6 +167,18 @@ func hintFor(err error, endpoints string) string {
 		return "The server refused the request as given; fix the arguments (see -h)."
 	}
 	return ""
+}
+
+// credentialsWanted is the hint for a 401 to a command given no client
+// certificate, whose message names one: the credentials it asks for, a
+// client certificate alone (security.tls.client_auth require) or either
+// that or an API key.
+func credentialsWanted(err error) string {
+	const cert = "a client certificate the cluster's CA signed for clients (--cert and --key, LOCKSTEP_CERT and LOCKSTEP_KEY; lockstep certs client makes one)"
+	if strings.Contains(err.Error(), "API key") {
+		return "The cluster wants credentials: " + cert + ", or an API key (--api-key, LOCKSTEP_API_KEY)."
+	}
+	return "The cluster wants credentials: " + cert + "."
 }
 
 // unreached says whether the last attempt behind an ErrUnavailable found

@@ -119,14 +119,14 @@ func TestUnavailableHintTellsAnswersFromSilence(t *testing.T) {
 		{connect.NewError(connect.CodeUnavailable, errors.New("shard 0 has no leader")), "answered but cannot serve"},
 		{connect.NewError(connect.CodeUnavailable, errors.New("this member is shutting down: reconnect to another member")), "answered but cannot serve"},
 	} {
-		if got := hintFor(gaveUp(tc.last), "http://127.0.0.1:7080"); !strings.Contains(got, tc.want) {
+		if got := hintFor(gaveUp(tc.last), "http://127.0.0.1:7080", false); !strings.Contains(got, tc.want) {
 			t.Errorf("after %v the hint is %q, want it to say %q", tc.last, got, tc.want)
 		}
 	}
 	// A transfer to a member that is down: the servers' words say why,
 	// and "no leader or no quorum" would be wrong.
 	moved := connect.NewError(connect.CodeUnavailable, errors.New("shard 0: leadership did not move to node-3 within 10s: it is down, cut off from the leader, or not caught up"))
-	if got := hintFor(gaveUp(moved), "http://127.0.0.1:7080"); got != "" {
+	if got := hintFor(gaveUp(moved), "http://127.0.0.1:7080", false); got != "" {
 		t.Errorf("after a transfer that did not happen the hint is %q, want none", got)
 	}
 }
@@ -139,14 +139,16 @@ func TestUnavailableHintTellsAnswersFromSilence(t *testing.T) {
 func TestRefusedCertificateIsNotATLSFailure(t *testing.T) {
 	const said = "the client certificate is not one the cluster's CA signed for clients: x509: certificate signed by unknown authority"
 	srv := refusing(t, connect.CodeUnauthenticated, said)
+	// The certificate the server refused (over http:// it is never loaded).
+	cert := []string{"--cert", "client.pem", "--key", "client-key.pem"}
 	var out, errb bytes.Buffer
-	if code := run([]string{"cluster", "status", "--endpoints", srv.URL}, &out, &errb); code != exitError {
+	if code := run(append([]string{"cluster", "status", "--endpoints", srv.URL}, cert...), &out, &errb); code != exitError {
 		t.Errorf("exit %d, want %d", code, exitError)
 	}
 	if !strings.Contains(out.String(), "refused:unauthenticated") || strings.Contains(out.String(), "tls-failed") {
 		t.Errorf("the table:\n%s\nwant the row refused:unauthenticated", &out)
 	}
-	for _, w := range []string{said, "1 refused the request", "client certificate (--cert"} {
+	for _, w := range []string{said, "1 refused the request", "refused the client certificate (--cert"} {
 		if !strings.Contains(errb.String(), w) {
 			t.Errorf("stderr lacks %q:\n%s", w, &errb)
 		}
@@ -158,15 +160,67 @@ func TestRefusedCertificateIsNotATLSFailure(t *testing.T) {
 	}
 	out.Reset()
 	errb.Reset()
-	run([]string{"cluster", "status", "--endpoints", srv.URL, "-o", "json"}, &out, &errb)
+	run(append([]string{"cluster", "status", "--endpoints", srv.URL, "-o", "json"}, cert...), &out, &errb)
 	if !strings.Contains(out.String(), `"state": "refused:unauthenticated"`) {
 		t.Errorf("-o json:\n%s\nwant state refused:unauthenticated", &out)
 	}
 	// Another command's failure gets the same hint.
 	out.Reset()
 	errb.Reset()
-	run([]string{"status", "jobs/a", "--endpoints", srv.URL}, &out, &errb)
-	if !strings.Contains(errb.String(), "client certificate (--cert") || strings.Contains(errb.String(), "TLS failed") {
+	run(append([]string{"status", "jobs/a", "--endpoints", srv.URL}, cert...), &out, &errb)
+	if !strings.Contains(errb.String(), "refused the client certificate (--cert") || strings.Contains(errb.String(), "TLS failed") {
 		t.Errorf("lockstep status refused for its certificate:\n%s", &errb)
+	}
+}
+
+// TestCredentialsHintWithoutACertificate: a member that answers 401 to a
+// command given no client certificate names the credentials it wants, and
+// the hint says to give them, the ones its message asks for; it said "The
+// cluster refused the client certificate (--cert, LOCKSTEP_CERT)", to
+// people who had given none. Given one (flag or environment), the hint
+// still says the certificate was refused.
+func TestCredentialsHintWithoutACertificate(t *testing.T) {
+	const (
+		refused  = "The cluster refused the client certificate"
+		wants    = "The cluster wants credentials: a client certificate"
+		certArgs = "--cert and --key"
+		keyArgs  = "--api-key"
+	)
+	for _, c := range []struct {
+		said      string   // security's words (security/state.go)
+		env, args []string // the certificate given, if any
+		want, not []string
+	}{
+		{said: "no credentials: send an API key (Authorization: Bearer KEY) or a client certificate",
+			want: []string{wants, certArgs, keyArgs}, not: []string{refused}},
+		{said: "a client certificate signed by the cluster's CA is required",
+			want: []string{wants, certArgs}, not: []string{refused, keyArgs}},
+		{said: "the client certificate expired at 2026-01-02T03:04:05Z", args: []string{"--cert", "c.pem", "--key", "k.pem"},
+			want: []string{refused}, not: []string{wants}},
+		{said: "the client certificate expired at 2026-01-02T03:04:05Z", env: []string{"c.pem", "k.pem"},
+			want: []string{refused}, not: []string{wants}},
+	} {
+		cert, key := "", ""
+		if c.env != nil {
+			cert, key = c.env[0], c.env[1]
+		}
+		t.Setenv("LOCKSTEP_CERT", cert)
+		t.Setenv("LOCKSTEP_KEY", key)
+		t.Setenv("LOCKSTEP_API_KEY", "")
+		srv := refusing(t, connect.CodeUnauthenticated, c.said)
+		var out, errb bytes.Buffer
+		if code := run(append([]string{"status", "jobs/a", "--endpoints", srv.URL}, c.args...), &out, &errb); code != exitError {
+			t.Errorf("%q: exit %d, want %d", c.said, code, exitError)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(errb.String(), w) {
+				t.Errorf("%q, certificate given %q%q: stderr lacks %q:\n%s", c.said, c.args, c.env, w, &errb)
+			}
+		}
+		for _, bad := range c.not {
+			if strings.Contains(errb.String(), bad) {
+				t.Errorf("%q, certificate given %q%q: stderr says %q:\n%s", c.said, c.args, c.env, bad, &errb)
+			}
+		}
 	}
 }

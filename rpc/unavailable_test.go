@@ -1,0 +1,70 @@
+package rpc_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/lockstepd/lockstep/runtime"
+)
+
+// TestUnavailableSaysWhatToDo: a member without a quorum answers 503 with
+// the runtime's words (what it knows of the leader) and that the request
+// may be retried, to reads and writes alike. It said "retry, on this node
+// or another, with the same client_id and request_seq" to every request,
+// reads that carry no client_id among them, and through the CLI to people
+// who send neither; how a write is retried safely is docs/api.md's.
+func TestUnavailableSaysWhatToDo(t *testing.T) {
+	s := startServer(t)
+	noQuorum := fmt.Errorf("%w: shard 0: no read could be confirmed within 15s: this member knows no leader", runtime.ErrUnavailable)
+	for _, c := range []struct {
+		down error
+		say  []string
+	}{
+		{noQuorum, []string{"this member knows no leader", "retry later, on this member or another"}},
+		{runtime.ErrShuttingDown, []string{"shutting down", "retry on another member"}},
+	} {
+		s.b.mu.Lock()
+		s.b.down = c.down
+		s.b.mu.Unlock()
+		for _, r := range []struct{ method, path, body string }{
+			{"GET", "/locks/jobs%2Fa/status", ""},
+			{"POST", "/locks/jobs%2Fa/acquire", `{}`},
+			{"POST", "/locks/jobs%2Fa/acquire", `{"client_id": "c1", "request_seq": "1"}`},
+		} {
+			st, body := s.call(t, r.method, r.path, r.body)
+			expectError(t, st, body, 503, "unavailable")
+			msg, _ := body["message"].(string)
+			for _, w := range c.say {
+				if !strings.Contains(msg, w) {
+					t.Errorf("%s %s %s when the backend says %q: %q, want it to say %q", r.method, r.path, r.body, c.down, msg, w)
+				}
+			}
+			if strings.Contains(msg, "client_id") || strings.Contains(msg, "request_seq") {
+				t.Errorf("%s %s %s when the backend says %q: %q names the API's fields", r.method, r.path, r.body, c.down, msg)
+			}
+		}
+	}
+}
+
+// TestDeadlineSaysWhatHappened: a request that ran out of time answers
+// 504 saying that the cluster did not answer in time and to retry, without
+// Go's "context deadline exceeded".
+func TestDeadlineSaysWhatHappened(t *testing.T) {
+	s := startServer(t)
+	s.b.mu.Lock()
+	s.b.down = context.DeadlineExceeded
+	s.b.mu.Unlock()
+	for _, r := range []struct{ method, path, body string }{
+		{"GET", "/locks/jobs%2Fa/status", ""},
+		{"POST", "/locks/jobs%2Fa/acquire", `{}`},
+	} {
+		st, body := s.call(t, r.method, r.path, r.body)
+		expectError(t, st, body, 504, "deadline_exceeded")
+		msg, _ := body["message"].(string)
+		if !strings.Contains(msg, "ran out of time before the cluster answered") || !strings.Contains(msg, "retry") || strings.Contains(msg, "context deadline exceeded") {
+			t.Errorf("%s %s when the backend ran out of time: %q, want what happened and to retry, in the API's words", r.method, r.path, msg)
+		}
+	}
+}
