@@ -21,12 +21,12 @@ package core
 func (m *Machine) abandon(c *Command) Result {
 	key := objectKey{c.Kind, c.Name}
 	cancelled := Result{Outcome: OutcomeRefused, Session: c.Session, Reason: ReasonCancelled}
-	rec, stored, err := m.clients.lookup(c.ClientID, c.TargetSeq)
+	rec, stored, err := m.clients.lookup(c.ClientID, c.TargetSeq, 0)
 	if err != nil {
 		return Result{Err: err}
 	}
 	if stored == nil {
-		m.clients.record(rec, c.ClientID, c.TargetSeq, c.LowestPending, m.index, cancelled, m.now, m.limits)
+		m.clients.record(rec, c.ClientID, c.TargetSeq, c.LowestPending, m.index, 0, cancelled, m.now, m.limits)
 		return Result{Outcome: OutcomeDone, Session: c.Session}
 	}
 	r := stored.result

@@ -19,9 +19,51 @@ package core
 // from log time and the log, so every replica forgets the same clients.
 
 type dedupeEntry struct {
-	seq    uint64
-	index  uint64 // the entry that applied it (0: restored from a snapshot older than version 3)
-	result Result
+	seq     uint64
+	index   uint64 // the entry that applied it (0: restored from a snapshot older than version 3)
+	request uint64 // requestPrint of the command; 0: unknown, any retry matches
+	result  Result
+}
+
+// requestPrint is a digest of what a command asks, for telling a retry
+// from another request sent under the same (client_id, request_seq): a
+// client whose seq counter repeated, or one restarted under its old
+// client_id, was answered with the first request's result, a grant of
+// another name, and took itself for the holder of a lock nobody held.
+// It covers the fields that say what is asked of which object (op, kind,
+// name, session, token, waiter, the semaphore's limit and permits, the
+// mode, parties, participant, value and abandon's target), and leaves out
+// the ones a faithful retry may change or that only label or time it:
+// the wait (a client resends the time it has left), the TTL, the
+// lock-delay, the hold limit and the owner label. Never 0, which marks an
+// unknown request.
+func requestPrint(c *Command) uint64 {
+	const offset, prime = 14695981039346656037, 1099511628211
+	h := uint64(offset)
+	word := func(v uint64) {
+		for i := 0; i < 8; i++ {
+			h = (h ^ (v & 0xff)) * prime
+			v >>= 8
+		}
+	}
+	bytes := func(b string) {
+		word(uint64(len(b)))
+		for i := 0; i < len(b); i++ {
+			h = (h ^ uint64(b[i])) * prime
+		}
+	}
+	word(uint64(c.Op)<<16 | uint64(c.Kind)<<8 | uint64(c.Mode))
+	bytes(c.Name)
+	word(uint64(c.Session))
+	word(uint64(c.Token))
+	word(uint64(c.Waiter))
+	word(uint64(c.Limit))
+	word(uint64(c.Permits))
+	word(uint64(c.Parties))
+	bytes(c.Participant)
+	bytes(string(c.Value))
+	word(c.TargetSeq)
+	return max(h, 1)
 }
 
 type clientRecord struct {
@@ -43,15 +85,24 @@ func newClientTable() clientTable { return clientTable{byID: make(map[string]*cl
 
 func (t *clientTable) len() int { return len(t.byID) }
 
-// lookup finds a stored result for (id, seq). It returns the client's record
-// (nil when unknown) for record to reuse.
-func (t *clientTable) lookup(id string, seq uint64) (*clientRecord, *dedupeEntry, *Error) {
+// lookup finds a stored result for (id, seq), the answer to a retry of
+// the request whose requestPrint is asked (0: any request, for abandon
+// and reads, which name a request by its seq alone). A stored result of
+// another request is refused: the seq was used twice. It returns the
+// client's record (nil when unknown) for record to reuse.
+func (t *clientTable) lookup(id string, seq, asked uint64) (*clientRecord, *dedupeEntry, *Error) {
 	rec := t.byID[id]
 	if rec == nil {
 		return nil, nil, nil
 	}
 	if i, ok := rec.find(seq); ok {
-		return rec, &rec.results[i], nil
+		e := &rec.results[i]
+		if asked != 0 && e.request != 0 && e.request != asked {
+			return rec, nil, errorf(CodeFailedPrecondition,
+				"request_seq %d of client %q was already used for another request (another operation, object or argument): "+
+					"a retry must repeat its request exactly; give a new request a new request_seq", seq, id)
+		}
+		return rec, e, nil
 	}
 	if seq <= rec.floor {
 		return rec, nil, errorf(CodeFailedPrecondition,
@@ -100,8 +151,10 @@ func (t *clientTable) admit(rec *clientRecord, id string, low uint64, n int, l L
 }
 
 // record stores the result of a newly applied command, applied by entry
-// index, and lets go what the client no longer waits for.
-func (t *clientTable) record(rec *clientRecord, id string, seq, low, index uint64, r Result, now LogTime, l Limits) {
+// index, with its requestPrint (0 for an abandon's tombstone, which does
+// not know the request it stands for), and lets go what the client no
+// longer waits for.
+func (t *clientTable) record(rec *clientRecord, id string, seq, low, index, asked uint64, r Result, now LogTime, l Limits) {
 	if rec == nil {
 		rec = &clientRecord{id: id}
 		t.byID[id] = rec
@@ -117,7 +170,7 @@ func (t *clientTable) record(rec *clientRecord, id string, seq, low, index uint6
 	i, _ := rec.find(seq)
 	rec.results = append(rec.results, dedupeEntry{})
 	copy(rec.results[i+1:], rec.results[i:])
-	rec.results[i] = dedupeEntry{seq: seq, index: index, result: r}
+	rec.results[i] = dedupeEntry{seq: seq, index: index, request: asked, result: r}
 	t.results++
 	switch {
 	case low > 0:

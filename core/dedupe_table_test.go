@@ -218,4 +218,45 @@ func TestDedupeTable(t *testing.T) {
 			t.Fatalf("%+v", r)
 		}
 	})
+	t.Run("a seq used again for another request is refused, not answered with the first's result", func(t *testing.T) {
+		// A client whose seq counter repeated (or that restarted under its
+		// old client_id) was answered a grant of another name, and took
+		// itself for the holder of a lock nobody held.
+		h := newTblHarness(t)
+		s := h.session(60_000)
+		tok := h.granted(with(cSem("sem", s, 5, 1, 0), "c", 1))
+		const phrase = "request_seq 1 of client \"c\" was already used for another request"
+		for _, other := range []Command{
+			cMutex("other", s, 0),    // another kind and name
+			cSem("sem2", s, 5, 1, 0), // another name
+			cSem("sem", s, 5, 3, 0),  // other permits
+			cRelease(KindSemaphore, "sem", s, tok),
+			cCampaign("sem", s, "v", 0),
+		} {
+			h.fails(with(other, "c", 1), CodeFailedPrecondition, phrase)
+		}
+		if len(h.holders(KindMutex, "other")) != 0 {
+			t.Fatal("the refused request acquired")
+		}
+		// A faithful retry is still answered, and one that resends the time
+		// it has left to wait is one.
+		if r := h.tblRetry(with(cSem("sem", s, 5, 1, 0), "c", 1)); r.Token != tok {
+			t.Fatalf("retry %+v, want token %d", r, tok)
+		}
+		if r := h.tblRetry(with(cSem("sem", s, 5, 1, 700), "c", 1)); r.Token != tok {
+			t.Fatalf("retry with another wait %+v, want token %d", r, tok)
+		}
+		// The request it answered survives a snapshot.
+		h.twin().fails(with(cMutex("other", s, 0), "c", 1), CodeFailedPrecondition, phrase)
+	})
+	t.Run("an abandon's tombstone answers whatever request arrives under its seq", func(t *testing.T) {
+		// The abandon knows only the seq it withdraws, not the request.
+		h := newTblHarness(t)
+		s := h.session(60_000)
+		h.ok(with(cAbandon(KindMutex, "m", s, 4), "c", 5))
+		r := h.tblRetry(with(cMutex("m", s, 0), "c", 4))
+		if r.Outcome != OutcomeRefused || r.Reason != ReasonCancelled {
+			t.Fatalf("the abandoned request %+v, want refused: cancelled", r)
+		}
+	})
 }

@@ -235,10 +235,12 @@ func (m *Machine) applyCommand(c *Command) Result {
 		return Result{Err: err}
 	}
 	var rec *clientRecord
+	var asked uint64
 	if c.ClientID != "" {
 		var stored *dedupeEntry
 		var err *Error
-		rec, stored, err = m.clients.lookup(c.ClientID, c.Seq)
+		asked = requestPrint(c)
+		rec, stored, err = m.clients.lookup(c.ClientID, c.Seq, asked)
 		if err != nil {
 			return Result{Err: err}
 		}
@@ -255,7 +257,7 @@ func (m *Machine) applyCommand(c *Command) Result {
 	if r.Err == nil && c.ClientID != "" {
 		// abandon may have recorded a result for the client; find its
 		// record again rather than trust the one looked up before.
-		m.clients.record(m.clients.byID[c.ClientID], c.ClientID, c.Seq, c.LowestPending, m.index, r, m.now, m.limits)
+		m.clients.record(m.clients.byID[c.ClientID], c.ClientID, c.Seq, c.LowestPending, m.index, asked, r, m.now, m.limits)
 	}
 	return r
 }

@@ -272,6 +272,9 @@ func (m *refModel) command(c *Command) Result {
 	if c.ClientID != "" {
 		if cl = m.client(c.ClientID); cl != nil {
 			if r, ok := cl.results[c.Seq]; ok {
+				if cl.asked[c.Seq] != refAskOf(c) {
+					return refErr(CodeFailedPrecondition) // the seq was used for another request
+				}
 				r.Duplicate = true
 				return r
 			}
@@ -284,7 +287,7 @@ func (m *refModel) command(c *Command) Result {
 	if r.Err == nil && c.ClientID != "" {
 		m.uses++
 		if cl == nil {
-			cl = &refClient{id: c.ClientID, results: map[uint64]Result{}}
+			cl = &refClient{id: c.ClientID, results: map[uint64]Result{}, asked: map[uint64]refAsk{}}
 			m.clients = append(m.clients, cl)
 			cl.order = m.uses
 			for len(m.clients) > m.lim.MaxClients {
@@ -300,6 +303,7 @@ func (m *refModel) command(c *Command) Result {
 		cl.order = m.uses
 		cl.lastUsed = m.now
 		cl.results[c.Seq] = r
+		cl.asked[c.Seq] = refAskOf(c)
 		if len(cl.results) > m.lim.DedupeWindow {
 			min := c.Seq
 			for s := range cl.results {
@@ -308,6 +312,7 @@ func (m *refModel) command(c *Command) Result {
 				}
 			}
 			delete(cl.results, min)
+			delete(cl.asked, min)
 			cl.floor = min
 		}
 	}

@@ -80,6 +80,28 @@ type refClient struct {
 	order    uint64 // when it last recorded a result, for least-recently-used eviction
 	floor    uint64
 	results  map[uint64]Result
+	asked    map[uint64]refAsk // what each kept result's request asked
+}
+
+// refAsk is what a request asks of which object, the part a retry must
+// repeat: everything but the dedupe key, the wait, the TTL, the
+// lock-delay, the hold limit and the owner label.
+type refAsk struct {
+	op                     Op
+	kind                   Kind
+	mode                   Mode
+	name, participant      string
+	value                  string
+	session                SessionID
+	token                  FencingToken
+	waiter                 WaiterID
+	limit, permits, partis int64
+	target                 uint64
+}
+
+func refAskOf(c *Command) refAsk {
+	return refAsk{op: c.Op, kind: c.Kind, mode: c.Mode, name: c.Name, participant: c.Participant, value: string(c.Value),
+		session: c.Session, token: c.Token, waiter: c.Waiter, limit: c.Limit, permits: c.Permits, partis: c.Parties, target: c.TargetSeq}
 }
 
 type refEndings struct {

@@ -259,7 +259,7 @@ func (m *Machine) Counts() Counts {
 // A seq the machine has forgotten answers ok with the error a retry of it
 // gets (failed_precondition: its outcome is unknown).
 func (m *Machine) Remembered(clientID string, seq uint64) (Result, bool) {
-	_, e, err := m.clients.lookup(clientID, seq)
+	_, e, err := m.clients.lookup(clientID, seq, 0)
 	switch {
 	case err != nil:
 		return Result{Err: err}, true

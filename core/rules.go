@@ -26,14 +26,21 @@ import "fmt"
 // the hello guarantees every member it reaches can apply) and keep the
 // rules before it, so that every member applies each entry by the rules in
 // force when it was written. Version 2 did not need it: no build of
-// version 1 was released.
+// version 1 was released. Version 3 does not either: it changes only what
+// a request is answered, never the state (a retry answered from the
+// dedupe table changed nothing, and its refusal changes nothing), and a
+// log replayed on restart answers no one.
 //
 //	1: the rules before versions were numbered.
 //	2: a leader-change entry takes its stamp whole and moves every deadline
 //	   and every remembered client's last use by the jump (before, it moved
 //	   log time by at most MaxClockStepMs, and the entries after it caught
 //	   up the rest).
-const RulesVersion = 2
+//	3: a request whose (client_id, request_seq) already answered another
+//	   request (another op, object or argument: requestPrint) is refused
+//	   (failed_precondition) instead of being answered with the other's
+//	   result, which took a grant of another name for its own.
+const RulesVersion = 3
 
 // ClientKeysVersion numbers how the API files a request's client_id in the
 // dedupe table (rpc's service.clientKey). Every member must file alike: a

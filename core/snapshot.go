@@ -23,8 +23,10 @@ const snapshotMagic = "LSSNAP"
 // barrier's first waiter, the arrival that opened it unless that one left.
 // Version 3 added the limits on pending results (MaxPendingPerClient,
 // MaxDedupeResults; older snapshots get the defaults) and the entry index of
-// each kept result (older ones restore 0: unknown, see abandon).
-const SnapshotVersion = 3
+// each kept result (older ones restore 0: unknown, see abandon). Version 4
+// added each kept result's requestPrint (older ones restore 0: unknown,
+// and a retry of such a result is not checked against its request).
+const SnapshotVersion = 4
 
 // snapshotVersionBarrierGeneration is the first version that writes a
 // counting barrier's generation.
@@ -33,6 +35,10 @@ const snapshotVersionBarrierGeneration = 2
 // snapshotVersionPending is the first version that writes the pending-result
 // limits and each result's entry index.
 const snapshotVersionPending = 3
+
+// snapshotVersionRequestPrint is the first version that writes each kept
+// result's requestPrint.
+const snapshotVersionRequestPrint = 4
 
 // Snapshot returns the machine's state as bytes.
 func (m *Machine) Snapshot() []byte { return m.AppendSnapshot(nil) }
@@ -101,6 +107,7 @@ func (m *Machine) AppendSnapshot(b []byte) []byte {
 		for _, r := range c.results {
 			e.uvarint(r.seq)
 			e.uvarint(r.index)
+			e.uvarint(r.request)
 			e.result(&r.result)
 		}
 	}
@@ -353,6 +360,9 @@ func (m *Machine) restore(d *decoder, version byte) error {
 			r := dedupeEntry{seq: d.uvarint()}
 			if version >= snapshotVersionPending {
 				r.index = d.uvarint()
+			}
+			if version >= snapshotVersionRequestPrint {
+				r.request = d.uvarint()
 			}
 			r.result = d.result()
 			c.results = append(c.results, r)

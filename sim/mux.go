@@ -163,6 +163,7 @@ type muxClient struct {
 	holdFor time.Duration
 
 	maxPending int // the most requests awaited at once on ClientID
+	kaReused   int // renewals refused because their seq had answered another request
 	abandons   int
 	lostCount  int
 
@@ -510,6 +511,9 @@ func (m *muxClient) renewed(cl *muxCall, r core.Result) {
 		if r.Err.Code == core.CodeNotFound {
 			m.lost(s, "the cluster says it is gone")
 			return
+		}
+		if r.Err.Code == core.CodeFailedPrecondition && strings.Contains(r.Err.Msg, "already used for another request") {
+			m.kaReused++
 		}
 		m.scheduleKA(s, m.w.now)
 		return
