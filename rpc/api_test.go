@@ -498,6 +498,15 @@ func TestConnectJSONAndGRPC(t *testing.T) {
 	if err != nil || !ar.Msg.Acquired {
 		t.Fatalf("gRPC acquire: %v %v", ar, err)
 	}
+	// The same pair on another name is not a retry: it is refused, and
+	// nothing is granted (it was answered "acquired" with g's token).
+	other, err := locks.Acquire(ctx, connect.NewRequest(&pb.AcquireLockRequest{Name: "g2", SessionId: cr.Msg.SessionId, ClientId: "c1", RequestSeq: 2}))
+	if connect.CodeOf(err) != connect.CodeFailedPrecondition || !strings.Contains(err.Error(), "already used for another request") {
+		t.Fatalf("the pair of g's acquire, on g2: %v %v, want failed_precondition", other, err)
+	}
+	if st, err := locks.Status(ctx, connect.NewRequest(&pb.LockStatusRequest{Name: "g2"})); err != nil || st.Msg.Held {
+		t.Fatalf("g2 after the refused reuse: %v %v, want free", st, err)
+	}
 	fence, err := locks.CheckFence(ctx, connect.NewRequest(&pb.CheckFenceRequest{Name: "g", FencingToken: ar.Msg.FencingToken}))
 	if err != nil || !fence.Msg.Valid {
 		t.Fatalf("check fence: %v %v", fence, err)
