@@ -667,3 +667,21 @@ func TestBodyDeadline(t *testing.T) {
 		t.Fatalf("a slow body was answered 200: %s", reply)
 	}
 }
+
+// TestBodyDecodeErrorsSayWhatToSend: a value that does not decode is named
+// without protojson's "proto:" (which it writes with a no-break space at
+// random), and a bytes field's error says it is base64, which a caller
+// sending plain text could not guess from "invalid value for bytes field".
+func TestBodyDecodeErrorsSayWhatToSend(t *testing.T) {
+	s := startServer(t)
+	for body, want := range map[string]string{
+		`{"value": "not base64!"}`:  "a bytes field is base64 in JSON",
+		`{"ttl_seconds": "twelve"}`: "ttl_seconds",
+	} {
+		status, e := s.call(t, "POST", "/election/e/campaign", body)
+		msg, _ := e["message"].(string)
+		if status != 400 || !strings.Contains(msg, want) || strings.Contains(msg, "proto:") || strings.Contains(msg, "\u00a0") {
+			t.Errorf("%s: %d %q, want 400 saying %q, without proto: or a no-break space", body, status, msg, want)
+		}
+	}
+}

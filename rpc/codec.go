@@ -185,6 +185,12 @@ func badBody(err error) error {
 	if err == nil {
 		return nil
 	}
-	msg := boundQuotes(strings.TrimPrefix(err.Error(), "proto: "))
+	// protojson writes "proto:" and a space it makes a no-break space at
+	// random, so that no one matches its text: the caller reads ours.
+	msg := strings.TrimPrefix(err.Error(), "proto:")
+	msg = boundQuotes(strings.TrimLeft(msg, " \u00a0"))
+	if strings.Contains(msg, "bytes field") {
+		msg += ": a bytes field is base64 in JSON (\"aGVsbG8=\" for hello)"
+	}
 	return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("the JSON body does not decode: %s (fields are the snake_case names of docs/api.md)", msg))
 }
