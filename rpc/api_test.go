@@ -685,3 +685,24 @@ func TestBodyDecodeErrorsSayWhatToSend(t *testing.T) {
 		}
 	}
 }
+
+// TestAcquireInASessionIsItsOwners: an acquire that gives session_id and no
+// owner is held by the session's owner label: the holder showed owner "",
+// and a release by the session's label was refused as another holder's.
+func TestAcquireInASessionIsItsOwners(t *testing.T) {
+	s := startServer(t)
+	_, cr := s.call(t, "POST", "/sessions", `{"owner": "worker-7", "ttl_seconds": 30}`)
+	sid, _ := cr["session_id"].(string)
+	status, ar := s.call(t, "POST", "/locks/jobs%2Fnightly/acquire", `{"session_id": "`+sid+`"}`)
+	if status != 200 || ar["acquired"] != true {
+		t.Fatalf("acquire in session %s: %d %v", sid, status, ar)
+	}
+	_, st := s.call(t, "GET", "/locks/jobs%2Fnightly/status", "")
+	if h, _ := st["holder"].(map[string]any); h == nil || h["owner"] != "worker-7" {
+		t.Fatalf("holder %v, want owner worker-7 (the session's)", st["holder"])
+	}
+	status, rr := s.call(t, "POST", "/locks/jobs%2Fnightly/release", `{"owner": "worker-7", "fencing_token": "`+ar["fencing_token"].(string)+`"}`)
+	if status != 200 || rr["released"] != true {
+		t.Fatalf("release by the session's label: %d %v", status, rr)
+	}
+}

@@ -45,7 +45,7 @@ func (h BarrierHandler) Set(ctx context.Context, req *connect.Request[pb.SetBarr
 	m := req.Msg
 	if m.SessionId != 0 {
 		// A set barrier is a hold of its session, ended with it.
-		if err := h.holdsNoOther(ctx, core.SessionID(m.SessionId)); err != nil {
+		if _, err := h.holdsNoOther(ctx, core.SessionID(m.SessionId)); err != nil {
 			return nil, err
 		}
 	}

@@ -34,6 +34,12 @@ func (s *service) acquire(ctx context.Context, a acquireArgs) (acquired, error) 
 	cmd := a.cmd
 	cmd.Session = l.id
 	cmd.Owner = a.owner
+	if cmd.Owner == "" {
+		// An acquire in a given session that names no owner is its
+		// session's: the holder showed owner "", and a release by the
+		// session's label was refused as another holder's.
+		cmd.Owner = l.owner
+	}
 	cmd.WaitMs = s.waitMs(ctx, cmd.WaitMs)
 	stop := s.keepWhileWaiting(ctx, l)
 	r, err := s.do(ctx, cmd)

@@ -130,6 +130,7 @@ type lease struct {
 	id      core.SessionID
 	created bool
 	ttl     time.Duration // of a created session
+	owner   string        // a given session's label
 }
 
 // sessionFor returns the given session, or creates one for this request
@@ -145,10 +146,11 @@ type lease struct {
 // never reused, so the check cannot go stale before the acquire applies.
 func (s *service) sessionFor(ctx context.Context, given uint64, owner string, ttlSeconds, ttlMs int64, clientID string, seq uint64) (lease, error) {
 	if given != 0 {
-		if err := s.holdsNoOther(ctx, core.SessionID(given)); err != nil {
+		label, err := s.holdsNoOther(ctx, core.SessionID(given))
+		if err != nil {
 			return lease{}, err
 		}
-		return lease{id: core.SessionID(given)}, nil
+		return lease{id: core.SessionID(given), owner: label}, nil
 	}
 	cmd := core.Command{Op: core.OpSessionCreate, TTLMs: s.ttlMs(ttlSeconds, ttlMs), Owner: autoOwnerPrefix + owner}
 	if clientID != "" {
@@ -163,18 +165,19 @@ func (s *service) sessionFor(ctx context.Context, given uint64, owner string, tt
 
 // holdsNoOther refuses session id, given to a request that would make it
 // hold or wait (an acquire, a barrier wait or set, a campaign), when the
-// server made it for one request (sessionFor says why).
-func (s *service) holdsNoOther(ctx context.Context, id core.SessionID) error {
+// server made it for one request (sessionFor says why). It answers the
+// session's owner label.
+func (s *service) holdsNoOther(ctx context.Context, id core.SessionID) (string, error) {
 	label, err := s.sessionOwner(ctx, id)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if strings.HasPrefix(label, autoOwnerPrefix) {
-		return connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf(
+		return "", connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf(
 			"session %d was created by the server for one request (owner %q) and ends with it: "+
 				"create a session of your own (SessionService.Create, POST /sessions) to hold several grants in one session", id, label))
 	}
-	return nil
+	return label, nil
 }
 
 // keepWhileWaiting keeps a session the server created for one request alive
