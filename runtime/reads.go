@@ -41,7 +41,22 @@ func (n *Node) readIndex(ctx context.Context, s *shard, q readQuery) (any, error
 	}
 	ctx, cancel := n.opContext(ctx, n.retryBudget)
 	defer cancel()
+	start := time.Now()
 	for {
+		if _, leader, _, _ := s.leadership(); leader == 0 {
+			// No leader known: a ReadIndex would be dropped unanswered.
+			// Wait for one within the retry budget, as a command does,
+			// whatever the caller's deadline: a status read without a
+			// quorum answered only when the caller's time ran out (15 s
+			// over REST) where a write said so after the budget.
+			if err := s.waitLeader(ctx, start, n.retryBudget); err != nil {
+				if errors.Is(parent.Err(), context.Canceled) {
+					return nil, parent.Err()
+				}
+				return nil, err
+			}
+			continue
+		}
 		// Each attempt is bounded by a few election timeouts: a ReadIndex
 		// sent to a leader that died is never answered, and only a new
 		// attempt reaches the next leader.

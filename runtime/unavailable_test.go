@@ -104,15 +104,25 @@ func TestNoQuorumSaysSo(t *testing.T) {
 		}
 		_, err := n.Read(ctx, "jobs/a", false, read)
 		cancel()
-		check(fmt.Sprintf("a read with a deadline of %v", d), err, "this member knows no leader", "is reachable from it")
+		check(fmt.Sprintf("a read with a deadline of %v", d), err, "no leader", "is reachable from it")
 	}
+	// A read whose deadline is far off gives up at the retry budget, as a
+	// command does: it waited for its caller's whole deadline (15 s over
+	// REST) before it said there was no quorum.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	_, err := n.Read(ctx, "jobs/a", false, read)
+	check("a read with a deadline of a minute", err, "this member found no leader", "is reachable from it")
+	if ctx.Err() != nil {
+		t.Errorf("a read without a leader waited for its caller's whole deadline")
+	}
+	cancel()
 	create := core.Command{Op: core.OpSessionCreate, TTLMs: 10_000, Owner: "test"}
-	_, err := n.Do(context.Background(), create)
+	_, err = n.Do(context.Background(), create)
 	check("a command", err, "this member found no leader", "is reachable from it")
 	// A command whose deadline comes before the retry budget's end (the Go
 	// client's attempts last 2 s, the budget five election timeouts) ends
 	// for the same reason, and says it.
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	ctx, cancel = context.WithTimeout(context.Background(), 100*time.Millisecond)
 	_, err = n.Do(ctx, create)
 	cancel()
 	check("a command with a deadline of 100ms", err, "this member found no leader", "is reachable from it")
