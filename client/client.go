@@ -557,6 +557,13 @@ func call[T any](ctx context.Context, c *Client, mode callMode, f func(ctx conte
 		}
 		c.failover(e)
 		if time.Since(start) > c.opts.retryTimeout {
+			if connect.IsWireError(err) && connect.CodeOf(err) == connect.CodeUnavailable {
+				// A server answered that it cannot serve: its words, once.
+				var ce *connect.Error
+				errors.As(err, &ce)
+				return nil, fmt.Errorf("%w (tried %d endpoint(s) for %v; the last, %s, answered: %s)",
+					ErrUnavailable, len(c.endpoints), c.opts.retryTimeout, e.url, ce.Message())
+			}
 			return nil, fmt.Errorf("%w (tried %d endpoint(s) for %v; last from %s: %v)",
 				ErrUnavailable, len(c.endpoints), c.opts.retryTimeout, e.url, err)
 		}

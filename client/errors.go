@@ -25,8 +25,11 @@ var (
 	// ErrSessionLost: the session expired or was closed; everything it held
 	// is gone. Start a new session.
 	ErrSessionLost = errors.New("lockstep: session lost")
-	// ErrUnavailable: no endpoint answered within the retry timeout.
-	ErrUnavailable = errors.New("lockstep: no endpoint available")
+	// ErrUnavailable: no endpoint served the call within the retry
+	// timeout: none answered, or those that did could not serve it (no
+	// leader or no quorum reachable from them, shutting down). The error
+	// says which, in the last endpoint's words.
+	ErrUnavailable = errors.New("lockstep: unavailable")
 	// ErrStaleToken: Fence refused a token older than one it has seen.
 	ErrStaleToken = errors.New("lockstep: stale fencing token")
 	// ErrNoLeader: Election.Leader found nobody elected.

@@ -2,8 +2,11 @@ package client_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,5 +64,34 @@ func TestClientGoesToTheLeader(t *testing.T) {
 			t.Fatalf("the client sends to %s, want n3's endpoint %s (it leads two of three shards)", c.Endpoint(), urls[2])
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// noQuorum answers every status read 503, as a member without a quorum.
+type noQuorum struct{ member }
+
+func (noQuorum) Status(context.Context, *connect.Request[pb.ClusterStatusRequest]) (*connect.Response[pb.ClusterStatusResponse], error) {
+	return nil, connect.NewError(connect.CodeUnavailable, errors.New("shard 0: this member found no leader within 1.5s: retry later"))
+}
+
+// TestUnavailableQuotesTheServerOnce: a call that every endpoint answered
+// 503 says that it was answered, in the server's words once. It said "no
+// endpoint available (...; last from URL: unavailable: lockstep:
+// unavailable: no leader or no quorum: ...)", though the endpoint was
+// there and said why.
+func TestUnavailableQuotesTheServerOnce(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.Handle(lockstepv1connect.NewClusterServiceHandler(noQuorum{member{id: "n1"}}))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	c, err := client.New([]string{srv.URL}, client.WithRetryTimeout(300*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.ClusterStatus(context.Background())
+	msg := fmt.Sprint(err)
+	if !errors.Is(err, client.ErrUnavailable) || !strings.Contains(msg, "the last, "+srv.URL+", answered: shard 0: this member found no leader") ||
+		strings.Count(msg, "unavailable") != 1 || strings.Contains(msg, "no endpoint") {
+		t.Fatalf("a call every endpoint answered 503: %q, want ErrUnavailable quoting the server once", msg)
 	}
 }

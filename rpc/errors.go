@@ -85,7 +85,9 @@ func (s *service) apiError(err error) error {
 		// how a write is retried safely (the same client_id and
 		// request_seq) is docs/api.md's, not every message's: a read has no
 		// client_id, and the Go client and the CLI retry that way already.
-		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("%w: retry later, on this member or another", err))
+		// The code says "unavailable": the message starts with the detail.
+		msg := strings.TrimPrefix(err.Error(), runtime.ErrUnavailable.Error()+": ")
+		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("%s: retry later, on this member or another", msg))
 	case errors.Is(err, runtime.ErrCompacted):
 		return connect.NewError(connect.CodeOutOfRange, fmt.Errorf("%w: read the status and watch again from its applied_index + 1", err))
 	case errors.Is(err, runtime.ErrTooManyMembers):

@@ -44,6 +44,10 @@ func TestUnavailableSaysWhatToDo(t *testing.T) {
 			if strings.Contains(msg, "client_id") || strings.Contains(msg, "request_seq") {
 				t.Errorf("%s %s %s when the backend says %q: %q names the API's fields", r.method, r.path, r.body, c.down, msg)
 			}
+			// The code says unavailable; the message does not again.
+			if strings.Contains(msg, "unavailable") {
+				t.Errorf("%s %s %s when the backend says %q: %q repeats the code", r.method, r.path, r.body, c.down, msg)
+			}
 		}
 	}
 }

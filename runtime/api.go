@@ -55,8 +55,11 @@ type Options struct {
 // Errors Do and the other calls return besides ctx's. Test with errors.Is:
 // the returned errors wrap these with detail.
 var (
-	// ErrUnavailable: no leader or no quorum now (HTTP 503). Retrying later may succeed.
-	ErrUnavailable = errors.New("lockstep: unavailable: no leader or no quorum")
+	// ErrUnavailable: the request cannot be served now (HTTP 503): no
+	// leader or no quorum reachable from this member (the error says which
+	// shard and what the member knows of its leader), or the node holds too
+	// many requests (ErrOverloaded). Retrying later may succeed.
+	ErrUnavailable = errors.New("lockstep: unavailable")
 	// ErrShuttingDown: the node is closing and takes no new requests.
 	ErrShuttingDown = errors.New("lockstep: the node is shutting down")
 	// ErrCompacted: Watch was asked to resume from an index older than the
