@@ -117,6 +117,9 @@ func (n *Node) Backup(ctx context.Context, w io.Writer, stale bool) (BackupManif
 				return BackupManifest{}, err
 			}
 		}
+		if err := n.exportable(sh, stale); err != nil {
+			return BackupManifest{}, err
+		}
 		shardDir := filepath.Join(tmp, backupShardDir(i))
 		if err := os.Mkdir(shardDir, 0o700); err != nil {
 			return BackupManifest{}, fmt.Errorf("runtime: backup: %w", err)
@@ -165,6 +168,34 @@ func (n *Node) caughtUp(ctx context.Context, sh *shard) error {
 		err = fmt.Errorf("%w: %s: no read index within %v", ErrUnavailable, sh, n.retryBudget)
 	}
 	return fmt.Errorf("%w (a member without a quorum can back up what it applied: --stale)", err)
+}
+
+// exportable refuses, before Dragonboat is asked, an export of sh that
+// would hold nothing, or that Dragonboat cannot take. Dragonboat's export
+// of a shard whose membership it has not applied yet (a member that has
+// just started and is replaying its log, or a new member that has no
+// leader yet to commit its first entries: one started alone of three)
+// panics, "empty membership", in its snapshot worker: no recover reaches
+// it, and it kills the process. The membership Dragonboat reports is set
+// after the one its export reads, and is never emptied again, so a known
+// one means the export finds one. A stale export of a member that applied
+// none of Lockstep's entries would hold the empty state: nothing to back
+// up. (A consistent one follows a ReadIndex: what it exports is what the
+// cluster committed.)
+func (n *Node) exportable(sh *shard, stale bool) error {
+	members := 0
+	if info := n.nh.GetNodeHostInfo(dragonboat.NodeHostInfoOption{SkipLogInfo: true}); info != nil {
+		for _, s := range info.ShardInfoList {
+			if s.ShardID == sh.dbID && !s.Pending {
+				members = len(s.Replicas)
+			}
+		}
+	}
+	if members == 0 || (stale && sh.sm.appliedIndex.Load() == 0) {
+		return fmt.Errorf("%w: %s has applied nothing yet (no leader has been elected since this member started, or it is still "+
+			"replaying its log): there is nothing to back up; start the other members, or wait for a leader", ErrUnavailable, sh)
+	}
+	return nil
 }
 
 // export asks Dragonboat for an exported snapshot of sh into dir, again

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lni/dragonboat/v4"
+
 	"github.com/lockstepd/lockstep/core"
 )
 
@@ -357,5 +359,41 @@ func TestRestoreSaysACutShortArchiveIsCutShort(t *testing.T) {
 			strings.Contains(err.Error(), "cut short") {
 			t.Errorf("%.10q...: %v, want not a Lockstep backup", notTar, err)
 		}
+	}
+}
+
+// TestBackupOfAMemberThatAppliedNothingIsRefused: a member started alone
+// of a three-member cluster never elects a leader, so it applies none of
+// Lockstep's entries, and at first not even the entries that name its
+// members. A stale backup of it is refused, saying why, both before
+// Dragonboat has applied the membership (its export panicked, "empty
+// membership", in a goroutine of its own, which killed the process) and
+// after (it exported the empty state: nothing to back up).
+func TestBackupOfAMemberThatAppliedNothingIsRefused(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 3, only: []int{0}})
+	n := c.nodes[0]
+	refused := func(when string) {
+		t.Helper()
+		_, err := n.Backup(tctx(t), io.Discard, true)
+		if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "shard 0 has applied nothing yet") ||
+			!strings.Contains(err.Error(), "start the other members") {
+			t.Fatalf("a stale backup of a member that applied nothing, %s: %v, want unavailable saying it applied nothing", when, err)
+		}
+	}
+	refused("right after its start")
+	eventually(t, "Dragonboat applies the membership", func() bool {
+		for _, s := range n.nh.GetNodeHostInfo(dragonboat.NodeHostInfoOption{SkipLogInfo: true}).ShardInfoList {
+			if s.ShardID == n.shards[0].dbID && len(s.Replicas) == 3 {
+				return true
+			}
+		}
+		return false
+	})
+	refused("once its membership is applied")
+	if left, _ := filepath.Glob(filepath.Join(c.cfgs[0].Cluster.DataDir, "backup-*")); len(left) > 0 {
+		t.Errorf("the refused backups left %v", left)
+	}
+	if _, err := n.Status(tctx(t)); err != nil {
+		t.Errorf("the member after the refusals: %v", err)
 	}
 }

@@ -94,6 +94,9 @@ type clusterOpts struct {
 	mono            func() time.Duration // Options.Monotonic
 	skewable        bool                 // each node's wall clock may be set off the machine's (testCluster.skews)
 	captureLogs     bool                 // keep each node's log lines (testCluster.logs)
+	// only, when set, lists the nodes started (by index); the others are
+	// configured, as peers, but not started, and no leader is waited for.
+	only []int
 }
 
 func freePorts(t testing.TB, n int) []int {
@@ -167,14 +170,23 @@ func newTestCluster(t testing.TB, o clusterOpts) *testCluster {
 	}
 	t.Cleanup(c.closeAll)
 	// Start the members concurrently: each waits for its own replay only.
-	errs := make(chan error, o.size)
-	for i := range o.size {
+	started := o.only
+	if started == nil {
+		for i := range o.size {
+			started = append(started, i)
+		}
+	}
+	errs := make(chan error, len(started))
+	for _, i := range started {
 		go func() { errs <- c.start(i) }()
 	}
-	for range o.size {
+	for range started {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
+	}
+	if o.only != nil {
+		return c
 	}
 	for sh := range c.cfgs[0].Consensus.Shards {
 		c.waitLeader(uint64(sh))

@@ -266,8 +266,8 @@ func testBackup(t *testing.T, dir string) string {
 	}
 	defer node.Close()
 	// A consistent backup, once the member leads: a stale one of a member
-	// that has not applied its first entry panics in Dragonboat's export
-	// (empty membership).
+	// that has not applied its first entry is refused (it has nothing to
+	// back up).
 	for deadline := time.Now().Add(20 * time.Second); !node.Healthy(); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("no leader within 20s: %v", node.Health())
