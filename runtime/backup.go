@@ -90,11 +90,28 @@ type BackupShard struct {
 // every operation acknowledged before the call; stale exports what this
 // member applied, which needs no quorum (a cluster that lost its majority).
 // The exports are written under the data directory and removed after.
+//
+// Backups of one member export one at a time: Dragonboat takes one
+// snapshot of a shard at a time and refuses the others, so a backup that
+// finds another exporting waits its turn, within ctx, rather than fail
+// once the other outlasts its retries. The turn ends with the exports:
+// the archives are written to their callers side by side.
 func (n *Node) Backup(ctx context.Context, w io.Writer, stale bool) (BackupManifest, error) {
 	if !n.enter() {
 		return BackupManifest{}, ErrShuttingDown
 	}
 	defer n.leave()
+	if err := n.awaitBackupTurn(ctx); err != nil {
+		return BackupManifest{}, err
+	}
+	turn := true
+	endTurn := func() {
+		if turn {
+			turn = false
+			<-n.backupTurn
+		}
+	}
+	defer endTurn()
 	dir, err := filepath.Abs(n.cfg.Cluster.DataDir)
 	if err != nil {
 		return BackupManifest{}, fmt.Errorf("cluster.data_dir: %w", err)
@@ -140,12 +157,33 @@ func (n *Node) Backup(ctx context.Context, w io.Writer, stale bool) (BackupManif
 			File: backupShardDir(i) + "/" + filepath.Base(payload), Record: backupShardDir(i) + "/" + snapshotMetadataFile,
 			Bytes: size, SHA256: sum})
 	}
+	endTurn()
 	if logs, err := n.shards[0].sm.Lookup(logsQuery{}); err == nil {
 		for r, l := range logs.(map[uint64]uint64) {
 			man.Logs[fmt.Sprintf("%016x", r)] = fmt.Sprintf("%016x", l)
 		}
 	}
 	return man, writeBackup(w, man, exports)
+}
+
+// awaitBackupTurn waits until no other backup of this member exports, or
+// ctx ends, or the node closes.
+func (n *Node) awaitBackupTurn(ctx context.Context) error {
+	select {
+	case n.backupTurn <- struct{}{}:
+		return nil
+	default:
+	}
+	n.backupsWaiting.Add(1)
+	defer n.backupsWaiting.Add(-1)
+	select {
+	case n.backupTurn <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("runtime: backup: waiting for another backup of this member to finish exporting: %w", ctx.Err())
+	case <-n.closing:
+		return ErrShuttingDown
+	}
 }
 
 // backupShardDir is the directory of shard i's files in a backup, and

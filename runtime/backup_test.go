@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -395,5 +396,82 @@ func TestBackupOfAMemberThatAppliedNothingIsRefused(t *testing.T) {
 	}
 	if _, err := n.Status(tctx(t)); err != nil {
 		t.Errorf("the member after the refusals: %v", err)
+	}
+}
+
+// TestConcurrentBackupsOfAMemberTakeTurns: a backup of a member whose
+// export is under way waits for it to end, then takes its own; both
+// succeed. (The second retried Dragonboat's "one snapshot at a time"
+// refusal for about a second, then failed.) A backup whose ctx ends while
+// it waits says it was waiting for another.
+func TestConcurrentBackupsOfAMemberTakeTurns(t *testing.T) {
+	var hold atomic.Bool // set: the next export is held until release
+	saving, release := make(chan struct{}), make(chan struct{})
+	c := newTestCluster(t, clusterOpts{size: 1, savingSnapshot: func() {
+		if hold.CompareAndSwap(true, false) {
+			close(saving)
+			<-release
+		}
+	}})
+	n := c.nodes[0]
+	s := session(t, n, time.Minute)
+	do(t, n, mutex("a", s, 0))
+	released := false
+	defer func() {
+		if !released {
+			close(release)
+		}
+	}()
+	type result struct {
+		man BackupManifest
+		err error
+		buf *bytes.Buffer
+	}
+	backup := func() <-chan result {
+		done := make(chan result, 1)
+		go func() {
+			var buf bytes.Buffer
+			man, err := n.Backup(tctx(t), &buf, false)
+			done <- result{man, err, &buf}
+		}()
+		return done
+	}
+	hold.Store(true)
+	first := backup()
+	select {
+	case <-saving:
+	case r := <-first:
+		t.Fatalf("the first backup ended before its export was held: %v", r.err)
+	case <-time.After(15 * time.Second):
+		t.Fatal("the first backup's export did not start within 15 s")
+	}
+	second := backup()
+	// The second waits its turn, or (before) fails once its retries end.
+	for deadline := time.Now().Add(15 * time.Second); n.backupsWaiting.Load() == 0; time.Sleep(5 * time.Millisecond) {
+		select {
+		case r := <-second:
+			t.Fatalf("a backup while another exports: %v, want it to wait its turn", r.err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the second backup neither waits nor ends within 15 s")
+		}
+	}
+	// One whose ctx ends while it waits says so.
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := n.Backup(ctx, io.Discard, false); !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "another backup") {
+		t.Errorf("a backup whose ctx ends while it waits: %v", err)
+	}
+	released = true
+	close(release)
+	for i, done := range []<-chan result{first, second} {
+		r := <-done
+		if r.err != nil {
+			t.Fatalf("backup %d: %v", i+1, r.err)
+		}
+		if _, err := readBackup(bytes.NewReader(r.buf.Bytes()), t.TempDir()); err != nil || len(r.man.Shards) != 1 {
+			t.Errorf("backup %d: %+v, %v", i+1, r.man, err)
+		}
 	}
 }
