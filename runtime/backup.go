@@ -44,9 +44,14 @@ const (
 	// maxExportAttempts bounds the retries of an export that Dragonboat
 	// rejects because a snapshot of the shard is being taken already.
 	maxExportAttempts = 20
-	// exportTimeout bounds one export: writing a snapshot of millions of
-	// objects takes seconds, well past a request's retry budget.
+	// exportTimeout bounds how long a backup waits for one export:
+	// writing a snapshot of millions of objects takes seconds, well past a
+	// request's retry budget.
 	exportTimeout = 5 * time.Minute
+	// exportTracked is how long Dragonboat keeps track of an export it was
+	// asked for, after which it forgets the request while its snapshot
+	// worker may still write the export: longer than any wait for it.
+	exportTracked = time.Hour
 )
 
 // BackupManifest says what a backup holds. It is JSON, the archive's first
@@ -111,16 +116,39 @@ func (n *Node) Backup(ctx context.Context, w io.Writer, stale bool) (BackupManif
 			<-n.backupTurn
 		}
 	}
-	defer endTurn()
+	// What the backup holds, its turn and its exports' directory, is let
+	// go on return; but Dragonboat's snapshot worker panics if the
+	// directory of an export it still writes goes (a failed save), so an
+	// export left running (its caller went away) keeps both until it
+	// ends, and one Dragonboat lost track of keeps its directory, which
+	// the next start removes (removeBackupLeftovers).
+	tmp := ""
+	var running *dragonboat.RequestState
+	keep := false
+	defer func() {
+		switch {
+		case running != nil:
+			n.loops.Add(1)
+			go func() {
+				defer n.loops.Done()
+				n.finishAbandonedExport(running, tmp)
+				endTurn()
+			}()
+			return
+		case keep:
+			n.log.Warn("leaving a backup's export directory: Dragonboat may still be writing it; the next start removes it", "dir", tmp)
+		case tmp != "":
+			os.RemoveAll(tmp)
+		}
+		endTurn()
+	}()
 	dir, err := filepath.Abs(n.cfg.Cluster.DataDir)
 	if err != nil {
 		return BackupManifest{}, fmt.Errorf("cluster.data_dir: %w", err)
 	}
-	tmp, err := os.MkdirTemp(dir, "backup-")
-	if err != nil {
+	if tmp, err = os.MkdirTemp(dir, backupDirPrefix); err != nil {
 		return BackupManifest{}, fmt.Errorf("runtime: backup: %w", err)
 	}
-	defer os.RemoveAll(tmp)
 	var id [8]byte
 	if _, err := rand.Read(id[:]); err != nil {
 		return BackupManifest{}, fmt.Errorf("runtime: backup: %w", err)
@@ -141,7 +169,8 @@ func (n *Node) Backup(ctx context.Context, w io.Writer, stale bool) (BackupManif
 		if err := os.Mkdir(shardDir, 0o700); err != nil {
 			return BackupManifest{}, fmt.Errorf("runtime: backup: %w", err)
 		}
-		if err := n.export(ctx, sh, shardDir); err != nil {
+		if running, err = n.export(ctx, sh, shardDir); err != nil {
+			keep = errors.Is(err, errExportUntracked)
 			return BackupManifest{}, err
 		}
 		s, payload, err := readExport(shardDir)
@@ -185,6 +214,10 @@ func (n *Node) awaitBackupTurn(ctx context.Context) error {
 		return ErrShuttingDown
 	}
 }
+
+// backupDirPrefix starts the name of a backup's directory under the data
+// directory (os.MkdirTemp adds digits).
+const backupDirPrefix = "backup-"
 
 // backupShardDir is the directory of shard i's files in a backup, and
 // where Backup and Restore unpack them.
@@ -236,35 +269,87 @@ func (n *Node) exportable(sh *shard, stale bool) error {
 	return nil
 }
 
+// errExportUntracked: Dragonboat stopped tracking an export (it timed out,
+// or the shard closed) that its snapshot worker may still be writing.
+var errExportUntracked = errors.New("the export is no longer tracked by Dragonboat, and may still be under way")
+
 // export asks Dragonboat for an exported snapshot of sh into dir, again
 // while a snapshot of the shard is under way already (it takes one at a
-// time and rejects the others).
-func (n *Node) export(ctx context.Context, sh *shard, dir string) error {
+// time and rejects the others). If ctx ends, or exportTimeout passes,
+// while Dragonboat exports, the export runs on: export returns its
+// request, whose result says when it ended, with the error, and dir must
+// stay until then. An error wrapping errExportUntracked says the same of
+// an export whose end nothing will tell.
+func (n *Node) export(ctx context.Context, sh *shard, dir string) (*dragonboat.RequestState, error) {
+	wait, cancel := context.WithTimeout(ctx, exportTimeout)
+	defer cancel()
 	var err error
 	for range maxExportAttempts {
-		attempt, cancel := context.WithTimeout(ctx, exportTimeout)
-		_, err = n.nh.SyncRequestSnapshot(attempt, sh.dbID, dragonboat.SnapshotOption{Exported: true, ExportPath: dir})
-		cancel()
+		var rs *dragonboat.RequestState
+		rs, err = n.nh.RequestSnapshot(sh.dbID, dragonboat.SnapshotOption{Exported: true, ExportPath: dir}, exportTracked)
 		if err == nil {
-			return nil
+			select {
+			case r := <-rs.ResultC():
+				err = exportResult(r)
+			case <-wait.Done():
+				if ctx.Err() != nil {
+					return rs, ctx.Err()
+				}
+				return rs, fmt.Errorf("%w: exporting a snapshot of %s took over %v", ErrUnavailable, sh, exportTimeout)
+			}
 		}
-		if ctx.Err() != nil {
-			return ctx.Err()
+		if err == nil {
+			return nil, nil
 		}
 		if !errors.Is(err, dragonboat.ErrRejected) && !errors.Is(err, dragonboat.ErrSystemBusy) {
 			break
 		}
 		// A rejected request leaves an empty export behind.
 		if rerr := emptyDir(dir); rerr != nil {
-			return rerr
+			return nil, rerr
 		}
 		select {
-		case <-ctx.Done():
-			return ctx.Err()
+		case <-wait.Done():
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("%w: exporting a snapshot of %s: %v", ErrUnavailable, sh, err)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("runtime: exporting a snapshot of %s: %w", sh, err)
+	return nil, fmt.Errorf("runtime: exporting a snapshot of %s: %w", sh, err)
+}
+
+// exportResult is the error of an export's result: nil once it is
+// written, ErrRejected or ErrAborted once Dragonboat let it go (its
+// worker does not write it), errExportUntracked otherwise.
+func exportResult(r dragonboat.RequestResult) error {
+	switch {
+	case r.Completed():
+		return nil
+	case r.Rejected():
+		return dragonboat.ErrRejected
+	case r.Aborted():
+		return dragonboat.ErrAborted
+	case r.Timeout():
+		return fmt.Errorf("%w: not done within %v", errExportUntracked, exportTracked)
+	}
+	return fmt.Errorf("%w: the shard closed", errExportUntracked)
+}
+
+// finishAbandonedExport waits for the end of an export its backup left
+// running, and removes the backup's directory then; or leaves it to the
+// next start if Dragonboat loses track of it, or the node stops first.
+func (n *Node) finishAbandonedExport(rs *dragonboat.RequestState, dir string) {
+	select {
+	case r := <-rs.ResultC():
+		if errors.Is(exportResult(r), errExportUntracked) {
+			n.log.Warn("leaving a backup's export directory: Dragonboat may still be writing it; the next start removes it", "dir", dir)
+			return
+		}
+		os.RemoveAll(dir)
+	case <-n.stop:
+	}
 }
 
 func emptyDir(dir string) error {

@@ -475,3 +475,68 @@ func TestConcurrentBackupsOfAMemberTakeTurns(t *testing.T) {
 		}
 	}
 }
+
+// TestBackupCancelledMidExportLeavesTheMemberRunning: a backup whose
+// caller goes away while Dragonboat exports (a save interrupted, a
+// deadline) returns at once, but its export directory is removed only
+// once the export ends, and the member runs on. (It was removed at once,
+// under Dragonboat's snapshot worker, whose write then failed: it panics
+// on a failed save, and the process died.)
+func TestBackupCancelledMidExportLeavesTheMemberRunning(t *testing.T) {
+	var hold atomic.Bool
+	saving, release := make(chan struct{}), make(chan struct{})
+	c := newTestCluster(t, clusterOpts{size: 1, savingSnapshot: func() {
+		if hold.CompareAndSwap(true, false) {
+			close(saving)
+			<-release
+		}
+	}})
+	n := c.nodes[0]
+	s := session(t, n, time.Minute)
+	do(t, n, mutex("a", s, 0))
+	released := false
+	defer func() {
+		if !released {
+			close(release)
+		}
+	}()
+	hold.Store(true)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := n.Backup(ctx, io.Discard, false)
+		done <- err
+	}()
+	select {
+	case <-saving:
+	case err := <-done:
+		t.Fatalf("the backup ended before its export was held: %v", err)
+	case <-time.After(15 * time.Second):
+		t.Fatal("the backup's export did not start within 15 s")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("a backup cancelled mid-export: %v, want canceled", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("a backup cancelled mid-export did not return within 15 s")
+	}
+	dir := c.cfgs[0].Cluster.DataDir
+	if left, _ := filepath.Glob(filepath.Join(dir, "backup-*")); len(left) != 1 {
+		t.Errorf("while the export runs: %v, want its directory kept", left)
+	}
+	released = true
+	close(release) // the export ends, into its directory
+	eventually(t, "the abandoned export's directory is removed", func() bool {
+		left, _ := filepath.Glob(filepath.Join(dir, "backup-*"))
+		return len(left) == 0
+	})
+	var buf bytes.Buffer
+	if _, err := n.Backup(tctx(t), &buf, false); err != nil {
+		t.Fatalf("a backup after: %v", err)
+	}
+	do(t, n, mutex("b", s, 0))
+}
