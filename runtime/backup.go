@@ -275,8 +275,9 @@ var errExportUntracked = errors.New("the export is no longer tracked by Dragonbo
 
 // export asks Dragonboat for an exported snapshot of sh into dir, again
 // while a snapshot of the shard is under way already (it takes one at a
-// time and rejects the others). If ctx ends, or exportTimeout passes,
-// while Dragonboat exports, the export runs on: export returns its
+// time and rejects the others). If ctx ends, or exportTimeout passes, or
+// Close stops waiting for requests, while Dragonboat exports, the export
+// runs on: export returns its
 // request, whose result says when it ended, with the error, and dir must
 // stay until then. An error wrapping errExportUntracked says the same of
 // an export whose end nothing will tell.
@@ -291,6 +292,8 @@ func (n *Node) export(ctx context.Context, sh *shard, dir string) (*dragonboat.R
 			select {
 			case r := <-rs.ResultC():
 				err = exportResult(r)
+			case <-n.stopped: // Close waited its drain timeout
+				return rs, ErrShuttingDown
 			case <-wait.Done():
 				if ctx.Err() != nil {
 					return rs, ctx.Err()
