@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path"
 	"path/filepath"
@@ -218,6 +219,62 @@ func (n *Node) awaitBackupTurn(ctx context.Context) error {
 // backupDirPrefix starts the name of a backup's directory under the data
 // directory (os.MkdirTemp adds digits).
 const backupDirPrefix = "backup-"
+
+// removeBackupLeftovers removes from the data directory dir what backups
+// of a member that stopped mid-backup left (a crash, kill -9, or a close
+// while Dragonboat still exported): the directories Backup makes, and
+// only those, named backupDirPrefix and os.MkdirTemp's digits, holding
+// nothing but shard directories (backupShardDir). It logs what it removed,
+// at INFO, in one line, and what it could not, at WARN; neither stops a
+// start. Start calls it once Dragonboat holds the directory's lock.
+func removeBackupLeftovers(dir string, log *slog.Logger) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		log.Warn("could not look for what interrupted backups left", "dir", dir, "err", err)
+		return
+	}
+	var removed []string
+	for _, e := range entries {
+		if !e.IsDir() || !isBackupDirName(e.Name()) {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		if !holdsOnlyShardDirs(path) {
+			continue
+		}
+		if err := os.RemoveAll(path); err != nil {
+			log.Warn("could not remove what an interrupted backup left", "dir", path, "err", err)
+			continue
+		}
+		removed = append(removed, e.Name())
+	}
+	if len(removed) > 0 {
+		log.Info("removed what interrupted backups left in the data directory", "removed", strings.Join(removed, ","), "dir", dir)
+	}
+}
+
+// isBackupDirName says whether name is one os.MkdirTemp(dir,
+// backupDirPrefix) gives: the prefix, then digits.
+func isBackupDirName(name string) bool {
+	digits, ok := strings.CutPrefix(name, backupDirPrefix)
+	return ok && digits != "" && strings.Trim(digits, "0123456789") == ""
+}
+
+// holdsOnlyShardDirs says whether dir holds directories named as
+// backupShardDir names them, and nothing else (an empty dir too).
+func holdsOnlyShardDirs(dir string) bool {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, e := range entries {
+		i, ok := strings.CutPrefix(e.Name(), "shard-")
+		if !ok || !e.IsDir() || i == "" || strings.Trim(i, "0123456789") != "" {
+			return false
+		}
+	}
+	return true
+}
 
 // backupShardDir is the directory of shard i's files in a backup, and
 // where Backup and Restore unpack them.

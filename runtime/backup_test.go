@@ -540,3 +540,65 @@ func TestBackupCancelledMidExportLeavesTheMemberRunning(t *testing.T) {
 	}
 	do(t, n, mutex("b", s, 0))
 }
+
+// TestStartRemovesWhatInterruptedBackupsLeft: the directories a backup
+// of a member that stopped mid-backup left in its data directory are
+// removed at its next start, which says so in one INFO line; anything
+// else, however named, is left. (They stayed for ever.)
+func TestStartRemovesWhatInterruptedBackupsLeft(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 1, captureLogs: true})
+	c.stop(0)
+	dir := c.cfgs[0].Cluster.DataDir
+	mkdir := func(rel string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Join(dir, rel), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(rel string) {
+		t.Helper()
+		mkdir(filepath.Dir(rel))
+		if err := os.WriteFile(filepath.Join(dir, rel), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Left by backups: as Backup makes them, at any stage.
+	write("backup-123/shard-0/snapshot-0000000000000006/snapshot-0000000000000006.gbsnap")
+	mkdir("backup-456")
+	mkdir("backup-789/shard-0")
+	mkdir("backup-789/shard-1/snapshot-0000000000000009-1.generating")
+	// Not Backup's, however like it.
+	kept := []string{"backup-abc", "backup-", "backups", "backup-42", "backup-7", "backup-99", "backup-5"}
+	mkdir("backup-abc/shard-0")
+	mkdir("backup-/shard-0")
+	mkdir("backups/shard-0")
+	write("backup-42/notes.txt")
+	write("backup-7")
+	mkdir("backup-99/shard-0")
+	write("backup-99/lockstep-backup.json")
+	mkdir("elsewhere/shard-0")
+	if err := os.Symlink(filepath.Join(dir, "elsewhere"), filepath.Join(dir, "backup-5")); err != nil {
+		t.Fatal(err)
+	}
+	c.restart(0)
+	for _, name := range []string{"backup-123", "backup-456", "backup-789"} {
+		if _, err := os.Lstat(filepath.Join(dir, name)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s, left by a backup, is still there (%v)", name, err)
+		}
+	}
+	for _, name := range append(kept, "elsewhere/shard-0") {
+		if _, err := os.Lstat(filepath.Join(dir, name)); err != nil {
+			t.Errorf("%s, not a backup's, was removed: %v", name, err)
+		}
+	}
+	var lines []string
+	for _, l := range strings.Split(c.logs[0].String(), "\n") {
+		if strings.Contains(l, "interrupted backups") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) != 1 || !strings.Contains(lines[0], "level=INFO") || !strings.Contains(lines[0], "removed=backup-123,backup-456,backup-789") {
+		t.Errorf("want one INFO line naming what was removed, got:\n%s", strings.Join(lines, "\n"))
+	}
+	do(t, c.nodes[0], core.Command{Op: core.OpSessionCreate, TTLMs: 60000, Owner: "test"})
+}

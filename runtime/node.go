@@ -274,6 +274,9 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		nh.Close()
 		return nil, err
 	}
+	// Once Dragonboat holds the directory's lock: no other process's
+	// backup is under way in it.
+	removeBackupLeftovers(dir, log)
 	for _, sh := range n.shards {
 		sh.session = nh.GetNoOPSession(sh.dbID)
 		if err := n.startShard(sh, hb, el); err != nil {
