@@ -50,6 +50,10 @@ type Options struct {
 	// compatibility stands in for Compatibility() in the Raft hello
 	// (""): a test runs a member of other versions.
 	compatibility string
+	// savingSnapshot, when set, is called as the state machine writes a
+	// snapshot, in Dragonboat's snapshot worker: a test holds an export
+	// there.
+	savingSnapshot func()
 }
 
 // Errors Do and the other calls return besides ctx's. Test with errors.Is:

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path"
 	"path/filepath"
@@ -44,9 +45,14 @@ const (
 	// maxExportAttempts bounds the retries of an export that Dragonboat
 	// rejects because a snapshot of the shard is being taken already.
 	maxExportAttempts = 20
-	// exportTimeout bounds one export: writing a snapshot of millions of
-	// objects takes seconds, well past a request's retry budget.
+	// exportTimeout bounds how long a backup waits for one export:
+	// writing a snapshot of millions of objects takes seconds, well past a
+	// request's retry budget.
 	exportTimeout = 5 * time.Minute
+	// exportTracked is how long Dragonboat keeps track of an export it was
+	// asked for, after which it forgets the request while its snapshot
+	// worker may still write the export: longer than any wait for it.
+	exportTracked = time.Hour
 )
 
 // BackupManifest says what a backup holds. It is JSON, the archive's first
@@ -90,20 +96,60 @@ type BackupShard struct {
 // every operation acknowledged before the call; stale exports what this
 // member applied, which needs no quorum (a cluster that lost its majority).
 // The exports are written under the data directory and removed after.
+//
+// Backups of one member export one at a time: Dragonboat takes one
+// snapshot of a shard at a time and refuses the others, so a backup that
+// finds another exporting waits its turn, within ctx, rather than fail
+// once the other outlasts its retries. The turn ends with the exports:
+// the archives are written to their callers side by side.
 func (n *Node) Backup(ctx context.Context, w io.Writer, stale bool) (BackupManifest, error) {
 	if !n.enter() {
 		return BackupManifest{}, ErrShuttingDown
 	}
 	defer n.leave()
+	if err := n.awaitBackupTurn(ctx); err != nil {
+		return BackupManifest{}, err
+	}
+	turn := true
+	endTurn := func() {
+		if turn {
+			turn = false
+			<-n.backupTurn
+		}
+	}
+	// What the backup holds, its turn and its exports' directory, is let
+	// go on return; but Dragonboat's snapshot worker panics if the
+	// directory of an export it still writes goes (a failed save), so an
+	// export left running (its caller went away) keeps both until it
+	// ends, and one Dragonboat lost track of keeps its directory, which
+	// the next start removes (removeBackupLeftovers).
+	tmp := ""
+	var running *dragonboat.RequestState
+	keep := false
+	defer func() {
+		switch {
+		case running != nil:
+			n.loops.Add(1)
+			go func() {
+				defer n.loops.Done()
+				n.finishAbandonedExport(running, tmp)
+				endTurn()
+			}()
+			return
+		case keep:
+			n.log.Warn("leaving a backup's export directory: Dragonboat may still be writing it; the next start removes it", "dir", tmp)
+		case tmp != "":
+			os.RemoveAll(tmp)
+		}
+		endTurn()
+	}()
 	dir, err := filepath.Abs(n.cfg.Cluster.DataDir)
 	if err != nil {
 		return BackupManifest{}, fmt.Errorf("cluster.data_dir: %w", err)
 	}
-	tmp, err := os.MkdirTemp(dir, "backup-")
-	if err != nil {
+	if tmp, err = os.MkdirTemp(dir, backupDirPrefix); err != nil {
 		return BackupManifest{}, fmt.Errorf("runtime: backup: %w", err)
 	}
-	defer os.RemoveAll(tmp)
 	var id [8]byte
 	if _, err := rand.Read(id[:]); err != nil {
 		return BackupManifest{}, fmt.Errorf("runtime: backup: %w", err)
@@ -117,11 +163,15 @@ func (n *Node) Backup(ctx context.Context, w io.Writer, stale bool) (BackupManif
 				return BackupManifest{}, err
 			}
 		}
+		if err := n.exportable(sh, stale); err != nil {
+			return BackupManifest{}, err
+		}
 		shardDir := filepath.Join(tmp, backupShardDir(i))
 		if err := os.Mkdir(shardDir, 0o700); err != nil {
 			return BackupManifest{}, fmt.Errorf("runtime: backup: %w", err)
 		}
-		if err := n.export(ctx, sh, shardDir); err != nil {
+		if running, err = n.export(ctx, sh, shardDir); err != nil {
+			keep = errors.Is(err, errExportUntracked)
 			return BackupManifest{}, err
 		}
 		s, payload, err := readExport(shardDir)
@@ -137,12 +187,93 @@ func (n *Node) Backup(ctx context.Context, w io.Writer, stale bool) (BackupManif
 			File: backupShardDir(i) + "/" + filepath.Base(payload), Record: backupShardDir(i) + "/" + snapshotMetadataFile,
 			Bytes: size, SHA256: sum})
 	}
+	endTurn()
 	if logs, err := n.shards[0].sm.Lookup(logsQuery{}); err == nil {
 		for r, l := range logs.(map[uint64]uint64) {
 			man.Logs[fmt.Sprintf("%016x", r)] = fmt.Sprintf("%016x", l)
 		}
 	}
 	return man, writeBackup(w, man, exports)
+}
+
+// awaitBackupTurn waits until no other backup of this member exports, or
+// ctx ends, or the node closes.
+func (n *Node) awaitBackupTurn(ctx context.Context) error {
+	select {
+	case n.backupTurn <- struct{}{}:
+		return nil
+	default:
+	}
+	n.backupsWaiting.Add(1)
+	defer n.backupsWaiting.Add(-1)
+	select {
+	case n.backupTurn <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("runtime: backup: waiting for another backup of this member to finish exporting: %w", ctx.Err())
+	case <-n.closing:
+		return ErrShuttingDown
+	}
+}
+
+// backupDirPrefix starts the name of a backup's directory under the data
+// directory (os.MkdirTemp adds digits).
+const backupDirPrefix = "backup-"
+
+// removeBackupLeftovers removes from the data directory dir what backups
+// of a member that stopped mid-backup left (a crash, kill -9, or a close
+// while Dragonboat still exported): the directories Backup makes, and
+// only those, named backupDirPrefix and os.MkdirTemp's digits, holding
+// nothing but shard directories (backupShardDir). It logs what it removed,
+// at INFO, in one line, and what it could not, at WARN; neither stops a
+// start. Start calls it once Dragonboat holds the directory's lock.
+func removeBackupLeftovers(dir string, log *slog.Logger) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		log.Warn("could not look for what interrupted backups left", "dir", dir, "err", err)
+		return
+	}
+	var removed []string
+	for _, e := range entries {
+		if !e.IsDir() || !isBackupDirName(e.Name()) {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		if !holdsOnlyShardDirs(path) {
+			continue
+		}
+		if err := os.RemoveAll(path); err != nil {
+			log.Warn("could not remove what an interrupted backup left", "dir", path, "err", err)
+			continue
+		}
+		removed = append(removed, e.Name())
+	}
+	if len(removed) > 0 {
+		log.Info("removed what interrupted backups left in the data directory", "removed", strings.Join(removed, ","), "dir", dir)
+	}
+}
+
+// isBackupDirName says whether name is one os.MkdirTemp(dir,
+// backupDirPrefix) gives: the prefix, then digits.
+func isBackupDirName(name string) bool {
+	digits, ok := strings.CutPrefix(name, backupDirPrefix)
+	return ok && digits != "" && strings.Trim(digits, "0123456789") == ""
+}
+
+// holdsOnlyShardDirs says whether dir holds directories named as
+// backupShardDir names them, and nothing else (an empty dir too).
+func holdsOnlyShardDirs(dir string) bool {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, e := range entries {
+		i, ok := strings.CutPrefix(e.Name(), "shard-")
+		if !ok || !e.IsDir() || i == "" || strings.Trim(i, "0123456789") != "" {
+			return false
+		}
+	}
+	return true
 }
 
 // backupShardDir is the directory of shard i's files in a backup, and
@@ -167,35 +298,118 @@ func (n *Node) caughtUp(ctx context.Context, sh *shard) error {
 	return fmt.Errorf("%w (a member without a quorum can back up what it applied: --stale)", err)
 }
 
+// exportable refuses, before Dragonboat is asked, an export of sh that
+// would hold nothing, or that Dragonboat cannot take. Dragonboat's export
+// of a shard whose membership it has not applied yet (a member that has
+// just started and is replaying its log, or a new member that has no
+// leader yet to commit its first entries: one started alone of three)
+// panics, "empty membership", in its snapshot worker: no recover reaches
+// it, and it kills the process. The membership Dragonboat reports is set
+// after the one its export reads, and is never emptied again, so a known
+// one means the export finds one. A stale export of a member that applied
+// none of Lockstep's entries would hold the empty state: nothing to back
+// up. (A consistent one follows a ReadIndex: what it exports is what the
+// cluster committed.)
+func (n *Node) exportable(sh *shard, stale bool) error {
+	members := 0
+	if info := n.nh.GetNodeHostInfo(dragonboat.NodeHostInfoOption{SkipLogInfo: true}); info != nil {
+		for _, s := range info.ShardInfoList {
+			if s.ShardID == sh.dbID && !s.Pending {
+				members = len(s.Replicas)
+			}
+		}
+	}
+	if members == 0 || (stale && sh.sm.appliedIndex.Load() == 0) {
+		return fmt.Errorf("%w: %s has applied nothing yet (no leader has been elected since this member started, or it is still "+
+			"replaying its log): there is nothing to back up; start the other members, or wait for a leader", ErrUnavailable, sh)
+	}
+	return nil
+}
+
+// errExportUntracked: Dragonboat stopped tracking an export (it timed out,
+// or the shard closed) that its snapshot worker may still be writing.
+var errExportUntracked = errors.New("the export is no longer tracked by Dragonboat, and may still be under way")
+
 // export asks Dragonboat for an exported snapshot of sh into dir, again
 // while a snapshot of the shard is under way already (it takes one at a
-// time and rejects the others).
-func (n *Node) export(ctx context.Context, sh *shard, dir string) error {
+// time and rejects the others). If ctx ends, or exportTimeout passes, or
+// Close stops waiting for requests, while Dragonboat exports, the export
+// runs on: export returns its
+// request, whose result says when it ended, with the error, and dir must
+// stay until then. An error wrapping errExportUntracked says the same of
+// an export whose end nothing will tell.
+func (n *Node) export(ctx context.Context, sh *shard, dir string) (*dragonboat.RequestState, error) {
+	wait, cancel := context.WithTimeout(ctx, exportTimeout)
+	defer cancel()
 	var err error
 	for range maxExportAttempts {
-		attempt, cancel := context.WithTimeout(ctx, exportTimeout)
-		_, err = n.nh.SyncRequestSnapshot(attempt, sh.dbID, dragonboat.SnapshotOption{Exported: true, ExportPath: dir})
-		cancel()
+		var rs *dragonboat.RequestState
+		rs, err = n.nh.RequestSnapshot(sh.dbID, dragonboat.SnapshotOption{Exported: true, ExportPath: dir}, exportTracked)
 		if err == nil {
-			return nil
+			select {
+			case r := <-rs.ResultC():
+				err = exportResult(r)
+			case <-n.stopped: // Close waited its drain timeout
+				return rs, ErrShuttingDown
+			case <-wait.Done():
+				if ctx.Err() != nil {
+					return rs, ctx.Err()
+				}
+				return rs, fmt.Errorf("%w: exporting a snapshot of %s took over %v", ErrUnavailable, sh, exportTimeout)
+			}
 		}
-		if ctx.Err() != nil {
-			return ctx.Err()
+		if err == nil {
+			return nil, nil
 		}
 		if !errors.Is(err, dragonboat.ErrRejected) && !errors.Is(err, dragonboat.ErrSystemBusy) {
 			break
 		}
 		// A rejected request leaves an empty export behind.
 		if rerr := emptyDir(dir); rerr != nil {
-			return rerr
+			return nil, rerr
 		}
 		select {
-		case <-ctx.Done():
-			return ctx.Err()
+		case <-wait.Done():
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("%w: exporting a snapshot of %s: %v", ErrUnavailable, sh, err)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("runtime: exporting a snapshot of %s: %w", sh, err)
+	return nil, fmt.Errorf("runtime: exporting a snapshot of %s: %w", sh, err)
+}
+
+// exportResult is the error of an export's result: nil once it is
+// written, ErrRejected or ErrAborted once Dragonboat let it go (its
+// worker does not write it), errExportUntracked otherwise.
+func exportResult(r dragonboat.RequestResult) error {
+	switch {
+	case r.Completed():
+		return nil
+	case r.Rejected():
+		return dragonboat.ErrRejected
+	case r.Aborted():
+		return dragonboat.ErrAborted
+	case r.Timeout():
+		return fmt.Errorf("%w: not done within %v", errExportUntracked, exportTracked)
+	}
+	return fmt.Errorf("%w: the shard closed", errExportUntracked)
+}
+
+// finishAbandonedExport waits for the end of an export its backup left
+// running, and removes the backup's directory then; or leaves it to the
+// next start if Dragonboat loses track of it, or the node stops first.
+func (n *Node) finishAbandonedExport(rs *dragonboat.RequestState, dir string) {
+	select {
+	case r := <-rs.ResultC():
+		if errors.Is(exportResult(r), errExportUntracked) {
+			n.log.Warn("leaving a backup's export directory: Dragonboat may still be writing it; the next start removes it", "dir", dir)
+			return
+		}
+		os.RemoveAll(dir)
+	case <-n.stop:
+	}
 }
 
 func emptyDir(dir string) error {

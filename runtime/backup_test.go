@@ -12,8 +12,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/lni/dragonboat/v4"
 
 	"github.com/lockstepd/lockstep/core"
 )
@@ -358,4 +361,244 @@ func TestRestoreSaysACutShortArchiveIsCutShort(t *testing.T) {
 			t.Errorf("%.10q...: %v, want not a Lockstep backup", notTar, err)
 		}
 	}
+}
+
+// TestBackupOfAMemberThatAppliedNothingIsRefused: a member started alone
+// of a three-member cluster never elects a leader, so it applies none of
+// Lockstep's entries, and at first not even the entries that name its
+// members. A stale backup of it is refused, saying why, both before
+// Dragonboat has applied the membership (its export panicked, "empty
+// membership", in a goroutine of its own, which killed the process) and
+// after (it exported the empty state: nothing to back up).
+func TestBackupOfAMemberThatAppliedNothingIsRefused(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 3, only: []int{0}})
+	n := c.nodes[0]
+	refused := func(when string) {
+		t.Helper()
+		_, err := n.Backup(tctx(t), io.Discard, true)
+		if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "shard 0 has applied nothing yet") ||
+			!strings.Contains(err.Error(), "start the other members") {
+			t.Fatalf("a stale backup of a member that applied nothing, %s: %v, want unavailable saying it applied nothing", when, err)
+		}
+	}
+	refused("right after its start")
+	eventually(t, "Dragonboat applies the membership", func() bool {
+		for _, s := range n.nh.GetNodeHostInfo(dragonboat.NodeHostInfoOption{SkipLogInfo: true}).ShardInfoList {
+			if s.ShardID == n.shards[0].dbID && len(s.Replicas) == 3 {
+				return true
+			}
+		}
+		return false
+	})
+	refused("once its membership is applied")
+	if left, _ := filepath.Glob(filepath.Join(c.cfgs[0].Cluster.DataDir, "backup-*")); len(left) > 0 {
+		t.Errorf("the refused backups left %v", left)
+	}
+	if _, err := n.Status(tctx(t)); err != nil {
+		t.Errorf("the member after the refusals: %v", err)
+	}
+}
+
+// TestConcurrentBackupsOfAMemberTakeTurns: a backup of a member whose
+// export is under way waits for it to end, then takes its own; both
+// succeed. (The second retried Dragonboat's "one snapshot at a time"
+// refusal for about a second, then failed.) A backup whose ctx ends while
+// it waits says it was waiting for another.
+func TestConcurrentBackupsOfAMemberTakeTurns(t *testing.T) {
+	var hold atomic.Bool // set: the next export is held until release
+	saving, release := make(chan struct{}), make(chan struct{})
+	c := newTestCluster(t, clusterOpts{size: 1, savingSnapshot: func() {
+		if hold.CompareAndSwap(true, false) {
+			close(saving)
+			<-release
+		}
+	}})
+	n := c.nodes[0]
+	s := session(t, n, time.Minute)
+	do(t, n, mutex("a", s, 0))
+	released := false
+	defer func() {
+		if !released {
+			close(release)
+		}
+	}()
+	type result struct {
+		man BackupManifest
+		err error
+		buf *bytes.Buffer
+	}
+	backup := func() <-chan result {
+		done := make(chan result, 1)
+		go func() {
+			var buf bytes.Buffer
+			man, err := n.Backup(tctx(t), &buf, false)
+			done <- result{man, err, &buf}
+		}()
+		return done
+	}
+	hold.Store(true)
+	first := backup()
+	select {
+	case <-saving:
+	case r := <-first:
+		t.Fatalf("the first backup ended before its export was held: %v", r.err)
+	case <-time.After(15 * time.Second):
+		t.Fatal("the first backup's export did not start within 15 s")
+	}
+	second := backup()
+	// The second waits its turn, or (before) fails once its retries end.
+	for deadline := time.Now().Add(15 * time.Second); n.backupsWaiting.Load() == 0; time.Sleep(5 * time.Millisecond) {
+		select {
+		case r := <-second:
+			t.Fatalf("a backup while another exports: %v, want it to wait its turn", r.err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the second backup neither waits nor ends within 15 s")
+		}
+	}
+	// One whose ctx ends while it waits says so.
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := n.Backup(ctx, io.Discard, false); !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "another backup") {
+		t.Errorf("a backup whose ctx ends while it waits: %v", err)
+	}
+	released = true
+	close(release)
+	for i, done := range []<-chan result{first, second} {
+		r := <-done
+		if r.err != nil {
+			t.Fatalf("backup %d: %v", i+1, r.err)
+		}
+		if _, err := readBackup(bytes.NewReader(r.buf.Bytes()), t.TempDir()); err != nil || len(r.man.Shards) != 1 {
+			t.Errorf("backup %d: %+v, %v", i+1, r.man, err)
+		}
+	}
+}
+
+// TestBackupCancelledMidExportLeavesTheMemberRunning: a backup whose
+// caller goes away while Dragonboat exports (a save interrupted, a
+// deadline) returns at once, but its export directory is removed only
+// once the export ends, and the member runs on. (It was removed at once,
+// under Dragonboat's snapshot worker, whose write then failed: it panics
+// on a failed save, and the process died.)
+func TestBackupCancelledMidExportLeavesTheMemberRunning(t *testing.T) {
+	var hold atomic.Bool
+	saving, release := make(chan struct{}), make(chan struct{})
+	c := newTestCluster(t, clusterOpts{size: 1, savingSnapshot: func() {
+		if hold.CompareAndSwap(true, false) {
+			close(saving)
+			<-release
+		}
+	}})
+	n := c.nodes[0]
+	s := session(t, n, time.Minute)
+	do(t, n, mutex("a", s, 0))
+	released := false
+	defer func() {
+		if !released {
+			close(release)
+		}
+	}()
+	hold.Store(true)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := n.Backup(ctx, io.Discard, false)
+		done <- err
+	}()
+	select {
+	case <-saving:
+	case err := <-done:
+		t.Fatalf("the backup ended before its export was held: %v", err)
+	case <-time.After(15 * time.Second):
+		t.Fatal("the backup's export did not start within 15 s")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("a backup cancelled mid-export: %v, want canceled", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("a backup cancelled mid-export did not return within 15 s")
+	}
+	dir := c.cfgs[0].Cluster.DataDir
+	if left, _ := filepath.Glob(filepath.Join(dir, "backup-*")); len(left) != 1 {
+		t.Errorf("while the export runs: %v, want its directory kept", left)
+	}
+	released = true
+	close(release) // the export ends, into its directory
+	eventually(t, "the abandoned export's directory is removed", func() bool {
+		left, _ := filepath.Glob(filepath.Join(dir, "backup-*"))
+		return len(left) == 0
+	})
+	var buf bytes.Buffer
+	if _, err := n.Backup(tctx(t), &buf, false); err != nil {
+		t.Fatalf("a backup after: %v", err)
+	}
+	do(t, n, mutex("b", s, 0))
+}
+
+// TestStartRemovesWhatInterruptedBackupsLeft: the directories a backup
+// of a member that stopped mid-backup left in its data directory are
+// removed at its next start, which says so in one INFO line; anything
+// else, however named, is left. (They stayed for ever.)
+func TestStartRemovesWhatInterruptedBackupsLeft(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 1, captureLogs: true})
+	c.stop(0)
+	dir := c.cfgs[0].Cluster.DataDir
+	mkdir := func(rel string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Join(dir, rel), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(rel string) {
+		t.Helper()
+		mkdir(filepath.Dir(rel))
+		if err := os.WriteFile(filepath.Join(dir, rel), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Left by backups: as Backup makes them, at any stage.
+	write("backup-123/shard-0/snapshot-0000000000000006/snapshot-0000000000000006.gbsnap")
+	mkdir("backup-456")
+	mkdir("backup-789/shard-0")
+	mkdir("backup-789/shard-1/snapshot-0000000000000009-1.generating")
+	// Not Backup's, however like it.
+	kept := []string{"backup-abc", "backup-", "backups", "backup-42", "backup-7", "backup-99", "backup-5"}
+	mkdir("backup-abc/shard-0")
+	mkdir("backup-/shard-0")
+	mkdir("backups/shard-0")
+	write("backup-42/notes.txt")
+	write("backup-7")
+	mkdir("backup-99/shard-0")
+	write("backup-99/lockstep-backup.json")
+	mkdir("elsewhere/shard-0")
+	if err := os.Symlink(filepath.Join(dir, "elsewhere"), filepath.Join(dir, "backup-5")); err != nil {
+		t.Fatal(err)
+	}
+	c.restart(0)
+	for _, name := range []string{"backup-123", "backup-456", "backup-789"} {
+		if _, err := os.Lstat(filepath.Join(dir, name)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s, left by a backup, is still there (%v)", name, err)
+		}
+	}
+	for _, name := range append(kept, "elsewhere/shard-0") {
+		if _, err := os.Lstat(filepath.Join(dir, name)); err != nil {
+			t.Errorf("%s, not a backup's, was removed: %v", name, err)
+		}
+	}
+	var lines []string
+	for _, l := range strings.Split(c.logs[0].String(), "\n") {
+		if strings.Contains(l, "interrupted backups") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) != 1 || !strings.Contains(lines[0], "level=INFO") || !strings.Contains(lines[0], "removed=backup-123,backup-456,backup-789") {
+		t.Errorf("want one INFO line naming what was removed, got:\n%s", strings.Join(lines, "\n"))
+	}
+	do(t, c.nodes[0], core.Command{Op: core.OpSessionCreate, TTLMs: 60000, Owner: "test"})
 }

@@ -66,6 +66,8 @@ type testCluster struct {
 	// logs, with clusterOpts.captureLogs: each node's log lines (INFO and
 	// above), across its restarts.
 	logs []*logBuffer
+
+	savingSnapshot func() // clusterOpts.savingSnapshot
 }
 
 // logBuffer holds a node's log lines; its writes come from many goroutines.
@@ -94,6 +96,11 @@ type clusterOpts struct {
 	mono            func() time.Duration // Options.Monotonic
 	skewable        bool                 // each node's wall clock may be set off the machine's (testCluster.skews)
 	captureLogs     bool                 // keep each node's log lines (testCluster.logs)
+	// savingSnapshot is every node's Options.savingSnapshot.
+	savingSnapshot func()
+	// only, when set, lists the nodes started (by index); the others are
+	// configured, as peers, but not started, and no leader is waited for.
+	only []int
 }
 
 func freePorts(t testing.TB, n int) []int {
@@ -133,7 +140,8 @@ func newTestCluster(t testing.TB, o clusterOpts) *testCluster {
 	for i := range o.size {
 		peers[fmt.Sprintf("node-%d", i+1)] = fmt.Sprintf("127.0.0.1:%d", ports[i])
 	}
-	c := &testCluster{t: t, clock: o.clock, mono: o.mono, compat: make([]string, o.size), dragonboat: make([]bool, o.size)}
+	c := &testCluster{t: t, clock: o.clock, mono: o.mono, compat: make([]string, o.size), dragonboat: make([]bool, o.size),
+		savingSnapshot: o.savingSnapshot}
 	if o.skewable {
 		c.skews = make([]atomic.Int64, o.size)
 	}
@@ -167,14 +175,23 @@ func newTestCluster(t testing.TB, o clusterOpts) *testCluster {
 	}
 	t.Cleanup(c.closeAll)
 	// Start the members concurrently: each waits for its own replay only.
-	errs := make(chan error, o.size)
-	for i := range o.size {
+	started := o.only
+	if started == nil {
+		for i := range o.size {
+			started = append(started, i)
+		}
+	}
+	errs := make(chan error, len(started))
+	for _, i := range started {
 		go func() { errs <- c.start(i) }()
 	}
-	for range o.size {
+	for range started {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
+	}
+	if o.only != nil {
+		return c
 	}
 	for sh := range c.cfgs[0].Consensus.Shards {
 		c.waitLeader(uint64(sh))
@@ -232,7 +249,7 @@ func (c *testCluster) start(i int) error {
 		log = slog.New(slog.NewTextHandler(c.logs[i], nil))
 	}
 	n, err := Start(context.Background(), Options{Config: c.cfgs[i], Logger: log, Registerer: reg, Clock: clock, Monotonic: mono,
-		balance: testBalance, compatibility: c.compat[i], dragonboatTransport: c.dragonboat[i]})
+		balance: testBalance, compatibility: c.compat[i], dragonboatTransport: c.dragonboat[i], savingSnapshot: c.savingSnapshot})
 	if err != nil {
 		return fmt.Errorf("node %d: %w", i+1, err)
 	}

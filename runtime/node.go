@@ -60,6 +60,12 @@ type Node struct {
 	membershipKnown atomic.Bool
 	drainTimeout    time.Duration // how long Close waits for in-flight requests
 
+	// backupTurn is held by the Backup that exports (one at a time: Backup);
+	// backupsWaiting counts those waiting for it.
+	backupTurn     chan struct{}
+	backupsWaiting atomic.Int32
+	savingSnapshot func() // Options.savingSnapshot
+
 	namesMu sync.Mutex
 	names   map[uint64]string // replica id → node id, from the config; the replicated names come first
 
@@ -183,6 +189,8 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		retryBudget:     max(time.Second, 5*election),
 		readAttempt:     max(500*time.Millisecond, 3*election),
 		names:           map[uint64]string{},
+		backupTurn:      make(chan struct{}, 1),
+		savingSnapshot:  opts.savingSnapshot,
 		closing:         make(chan struct{}),
 		stopped:         make(chan struct{}),
 		stop:            make(chan struct{}),
@@ -266,6 +274,9 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		nh.Close()
 		return nil, err
 	}
+	// Once Dragonboat holds the directory's lock: no other process's
+	// backup is under way in it.
+	removeBackupLeftovers(dir, log)
 	for _, sh := range n.shards {
 		sh.session = nh.GetNoOPSession(sh.dbID)
 		if err := n.startShard(sh, hb, el); err != nil {

@@ -283,6 +283,9 @@ func (s *stateMachine) SaveSnapshot(ctx any, w io.Writer, _ sm.ISnapshotFileColl
 	if !ok {
 		return fmt.Errorf("runtime: snapshot context is %T", ctx)
 	}
+	if hook := s.sh.n.savingSnapshot; hook != nil {
+		hook()
+	}
 	select {
 	case <-stopped:
 		return sm.ErrSnapshotStopped

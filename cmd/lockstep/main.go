@@ -50,13 +50,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "version", "--version", "-version":
 		return versionCmd(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
-		if len(args) > 1 {
-			if cmd, ok := clientCommands[args[1]]; ok {
-				return cmd([]string{"-h"}, stdout, stderr)
-			}
-		}
-		usage(stdout)
-		return exitOK
+		return help(args[1:], stdout, stderr)
 	}
 	if strings.HasPrefix(args[0], "--config=") || strings.HasPrefix(args[0], "-config=") {
 		return serve(args, stdout, stderr)
@@ -67,6 +61,36 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "lockstep: unknown command %q\n\n", args[0])
 	usage(stderr)
 	return exitUsage
+}
+
+// commandsWithHelp are the commands besides the client ones
+// (clientCommands) that answer -h with their own help.
+var commandsWithHelp = map[string]func(args []string, stdout, stderr io.Writer) int{
+	"serve":    serve,
+	"certs":    certsCmd,
+	"keys":     keysCmd,
+	"snapshot": snapshotCmd,
+	"version":  versionCmd,
+}
+
+// help is `lockstep help [COMMAND [SUBCOMMAND...]]`: the command's own
+// help, as `lockstep COMMAND [SUBCOMMAND...] -h` gives it, or without one
+// the overview. A name that is no command is a usage error.
+func help(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "help" {
+		usage(stdout)
+		return exitOK
+	}
+	cmd, ok := commandsWithHelp[args[0]]
+	if !ok {
+		cmd, ok = clientCommands[args[0]]
+	}
+	if !ok {
+		fmt.Fprintf(stderr, "lockstep help: no command %q\n\n", args[0])
+		usage(stderr)
+		return exitUsage
+	}
+	return cmd(append(args[1:len(args):len(args)], "-h"), stdout, stderr)
 }
 
 func usage(w io.Writer) {
@@ -107,7 +131,8 @@ Client commands (each takes -h for its flags and examples):
 Client commands talk to --endpoints (or LOCKSTEP_ENDPOINTS), default
 http://127.0.0.1:8080, and print tables, or JSON with -o json.
 
-Run 'lockstep serve -h' for the server's flags. See docs/operations.md and
+Run 'lockstep serve -h' for the server's flags, and 'lockstep help COMMAND'
+(or 'lockstep COMMAND -h') for any command's. See docs/operations.md and
 docs/client.md.
 `)
 }

@@ -77,7 +77,8 @@ may lack the last operations acknowledged).
 
 A FILE that exists is kept: the save is refused, before the cluster is
 asked, unless --force (a backup replaced by one of another cluster, or by
-a --stale one, is lost).
+a --stale one, is lost). A FILE.part that exists is refused, --force or
+not: another save may be writing it; remove it if none is running.
 
 -o json prints the backup's manifest (lockstep-backup.json in the
 archive) with file, the path written, and bytes, its size.
@@ -123,9 +124,18 @@ func snapshotSave(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := interrupted()
 	defer stop()
 	// The archive goes to FILE.part and becomes FILE only whole: a FILE
-	// that exists is a complete backup.
+	// that exists is a complete backup. A FILE.part that exists is
+	// another save's under way, or what a killed one left (a save that
+	// fails or is interrupted removes its own); nothing tells the two
+	// apart, and truncating a running save's would spoil its backup, so
+	// it is refused, --force or not, and made here only if it is not
+	// there (O_EXCL: of two saves racing for it, one makes it).
 	part := path + ".part"
-	f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return c.fail(fmt.Errorf("%s exists: another snapshot save of %s may be writing it, or one that was killed left it; "+
+			"if no save is running, remove it and save again (--force does not replace it)", part, path))
+	}
 	if err != nil {
 		return c.fail(err)
 	}
