@@ -289,6 +289,15 @@ func TestOldMemberIsNotHeardByTheRestoredCluster(t *testing.T) {
 	if st := status(t, r, core.KindMutex, "before", false); len(st.Holders) != 1 {
 		t.Errorf("the restored cluster lost %q: %+v", "before", st)
 	}
+	// They refuse it at the hello, where the refusal is counted and logged
+	// (as another deployment), not only in Dragonboat's silent check.
+	refused := 0.0
+	for i := range 3 {
+		refused += labeled(t, c.regs[i], "lockstep_raft_refused_connections_total", "reason", "versions")
+	}
+	if refused == 0 {
+		t.Error("no member refused another's hello: the restored members and the old one told nothing apart")
+	}
 }
 
 // TestRestoreSaysACutShortArchiveIsCutShort: an archive cut anywhere, in

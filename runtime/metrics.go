@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -278,8 +279,33 @@ func (l *cutOffLog) who(peer string) string {
 	return peer
 }
 
+// deploymentMark begins the part of a Raft hello's compatibility that names
+// the deployment of a cluster restored from a backup (none for another).
+const deploymentMark = "deployment "
+
+// otherDeployment says whether two hellos' compatibilities differ only in
+// their deployment: the same build, a cluster restored from a backup on
+// one side.
+func otherDeployment(a, b string) bool {
+	cut := func(s string) string {
+		if i := strings.Index(s, ", "+deploymentMark); i >= 0 {
+			return s[:i]
+		}
+		return s
+	}
+	return a != b && cut(a) == cut(b)
+}
+
 func (l *cutOffLog) incompatible(peer, theirs string) {
 	if !l.due(peer, "versions") {
+		return
+	}
+	if otherDeployment(theirs, l.ours) {
+		l.log.Error("cut off from a member of another deployment: one of the two runs a cluster restored from a backup "+
+			"(lockstep snapshot restore), the other the cluster it was restored from or another restore; every member of a "+
+			"restored cluster is restored from the same backup with the same peers, which gives it the deployment the restore "+
+			"printed (docs/operations.md, Backup and restore)",
+			"peer", l.who(peer), "theirs", theirs, "ours", l.ours)
 		return
 	}
 	if theirs == "" {

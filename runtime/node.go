@@ -235,6 +235,13 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	// a member that spread names over another count would look for a name
 	// in another shard than the others and could grant it twice.
 	n.raftCompat = fmt.Sprintf("%s, shards %d", n.versions, len(n.shards))
+	if deployment != deploymentID {
+		// A restored cluster's members refuse the lost cluster's, and
+		// members restored otherwise, at the hello, where the refusal is
+		// logged and counted with its reason; Dragonboat's own check
+		// drops their messages without a word an operator sees.
+		n.raftCompat += fmt.Sprintf(", %s%016x", deploymentMark, deployment)
+	}
 	if t := cfg.Security.TLS; t != nil {
 		// Raft is mutual TLS with the node's own certificate: a member must
 		// present one the cluster's CA signed, and a peer's certificate

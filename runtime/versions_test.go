@@ -224,3 +224,22 @@ func TestCutOffSaysWhyOncePerMinute(t *testing.T) {
 		}
 	}
 }
+
+// TestOtherDeploymentIsNamed: a member of the same build but another
+// deployment (a cluster restored from a backup beside the one it was
+// restored from) is refused at the hello, and the line says so rather
+// than that it applies the log differently.
+func TestOtherDeploymentIsNamed(t *testing.T) {
+	var buf bytes.Buffer
+	const ours = "rules 3, entries 1, snapshots 4, shards 1"
+	l := newCutOffLog(slog.New(slog.NewTextHandler(&buf, nil)), ours, map[string]string{"10.0.0.3:7001": "node-3"})
+	l.incompatible("10.0.0.3:7001", ours+", deployment 00000000075bcd15")
+	l.incompatible("10.0.0.4:7001", "rules 4, entries 1, snapshots 4, shards 1, deployment 00000000075bcd15")
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], "another deployment") || !strings.Contains(lines[0], "snapshot restore") {
+		t.Fatalf("a member of another deployment:\n%s", buf.String())
+	}
+	if strings.Contains(lines[1], "another deployment") || !strings.Contains(lines[1], "applies the log differently") {
+		t.Fatalf("a member of other versions and another deployment is one of other versions:\n%s", lines[1])
+	}
+}
