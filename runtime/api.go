@@ -43,6 +43,9 @@ type Options struct {
 	// balance paces the leader balancer; zero: from the election timeout.
 	// Tests shorten it.
 	balance balanceTimes
+	// dataDirEvery stands in for dataDirCheckEvery (0: it): a test
+	// looks at the data directory sooner.
+	dataDirEvery time.Duration
 	// dragonboatTransport runs Dragonboat's own TCP transport instead of
 	// runtime/transport: a test checks that such a member, which sends no
 	// hello, is refused.

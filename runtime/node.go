@@ -76,6 +76,7 @@ type Node struct {
 	stopped chan struct{} // closed when Close stops waiting: every Do returns
 	stop    chan struct{} // stops the shard loops
 	loops   sync.WaitGroup
+	dataDir *dataDirWatch
 
 	closeOnce sync.Once
 	closeErr  error
@@ -295,6 +296,16 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		nh.Close()
 		return nil, err
 	}
+	n.dataDir = newDataDirWatch(dir, opts.dataDirEvery)
+	if err := n.dataDir.register(opts.Registerer); err != nil {
+		nh.Close()
+		return nil, err
+	}
+	n.loops.Add(1)
+	go func() {
+		defer n.loops.Done()
+		n.dataDir.run(n.stop, log)
+	}()
 	for _, sh := range n.shards {
 		n.loops.Add(1)
 		go func() {

@@ -131,8 +131,9 @@ func (n *Node) Healthy() bool { return n.Health() == nil }
 // every shard and no peer refuses this member; else why not:
 // ErrShuttingDown, ErrCutOff (wrapped with why its peers refuse it and
 // what to do: such a member may still remember a leader, as a removed
-// one does, but is sent nothing), or ErrUnavailable naming a shard with
-// no leader known.
+// one does, but is sent nothing), or ErrUnavailable naming a data
+// directory gone from under the member (dataDirWatch) or a shard with no
+// leader known.
 func (n *Node) Health() error {
 	n.mu.Lock()
 	closed := n.closed
@@ -141,6 +142,9 @@ func (n *Node) Health() error {
 		return ErrShuttingDown
 	}
 	if err := n.cut.err(); err != nil {
+		return err
+	}
+	if err := n.dataDir.err(); err != nil {
 		return err
 	}
 	for _, sh := range n.shards {

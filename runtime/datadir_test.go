@@ -1,0 +1,92 @@
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lockstepd/lockstep/config"
+)
+
+// lockedBuffer is a log that a test reads while the node writes it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestDataDirGoneIsNoticed: a data directory deleted under a running
+// member (or unmounted, or on a disk that failed) makes the member
+// unhealthy and say why at ERROR, within its check interval. It looked
+// healthy and said nothing until its next snapshot failed and a panic
+// stopped it, which in a quiet cluster may be days later. The room left on
+// the directory's file system is a gauge.
+func TestDataDirGoneIsNoticed(t *testing.T) {
+	ports := portsInRange(t, 2)
+	dir := filepath.Join(t.TempDir(), "node-1")
+	cfg := config.Defaults()
+	cfg.Cluster = config.Cluster{NodeID: "node-1", RaftAddress: fmt.Sprintf("127.0.0.1:%d", ports[0]),
+		APIAddress: fmt.Sprintf("127.0.0.1:%d", ports[1]), DataDir: dir,
+		Peers: map[string]string{"node-1": fmt.Sprintf("127.0.0.1:%d", ports[0])}}
+	cfg.Consensus.ElectionTimeoutMs, cfg.Consensus.HeartbeatIntervalMs, cfg.Consensus.TickIntervalMs = 200, 40, 20
+	var logs lockedBuffer
+	reg := prometheus.NewRegistry()
+	n, err := Start(context.Background(), Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(&logs, nil)), Registerer: reg,
+		balance: testBalance, dataDirEvery: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Close() })
+	deadline := time.Now().Add(10 * time.Second)
+	for n.Health() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("no leader: %v", n.Health())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if free := labeled(t, reg, "lockstep_data_dir_free_bytes"); !(free > 0) {
+		t.Fatalf("lockstep_data_dir_free_bytes is %v, want the room on the data directory's file system", free)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	for n.Health() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the member stayed healthy with its data directory gone")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := n.Health(); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "the data directory "+dir+" is gone") {
+		t.Fatalf("health with the data directory gone: %v", err)
+	}
+	for !strings.Contains(logs.String(), `level=ERROR msg="the data directory is gone"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no ERROR line for the data directory:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if c := strings.Count(logs.String(), "the data directory is gone"); c != 1 {
+		t.Errorf("the ERROR line was logged %d times, want once", c)
+	}
+}
