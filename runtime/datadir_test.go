@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	stdlog "log"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -88,5 +89,23 @@ func TestDataDirGoneIsNoticed(t *testing.T) {
 	}
 	if c := strings.Count(logs.String(), "the data directory is gone"); c != 1 {
 		t.Errorf("the ERROR line was logged %d times, want once", c)
+	}
+}
+
+// TestLogStoreFailureIsAnErrorLine: the line Pebble writes through Go's
+// standard logger as it dies of a full disk is an ERROR line of the
+// member's own log (JSON when it logs JSON) that says what to do; it came
+// out as "2026-12-06 04:18:51.789684 I | write ...: no space left on
+// device", in the format Dragonboat's logging library gave that logger.
+func TestLogStoreFailureIsAnErrorLine(t *testing.T) {
+	var logs lockedBuffer
+	giveBack := lendDragonboatLogs(newLogTarget(slog.New(slog.NewJSONHandler(&logs, nil)), nil, nil))
+	defer giveBack()
+	stdlog.Printf("write /var/lib/lockstep/vm/1/logdb-0/000004.log: no space left on device")
+	line := logs.String()
+	for _, want := range []string{`"level":"ERROR"`, `"msg":"the log store failed: write /var/lib/lockstep/vm/1/logdb-0/000004.log: no space left on device`, "Disk problems"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("the standard logger's line of a full disk came out as %q, want %s", line, want)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"fmt"
+	stdlog "log"
 	"log/slog"
 	"regexp"
 	"strconv"
@@ -82,7 +83,37 @@ func routeDragonboatLogs(t *logTarget) {
 	dragonboatTarget.Store(t)
 	dragonboatLogOnce.Do(func() {
 		dblogger.SetLoggerFactory(func(pkg string) dblogger.ILogger { return slogAdapter{pkg: pkg} })
+		stdlog.SetFlags(0)
+		stdlog.SetOutput(pebbleLines{})
 	})
+}
+
+// pebbleLines takes the lines of Go's standard logger, where Pebble, the
+// log store under Dragonboat, writes the error it dies of (a write that
+// failed: "no space left on device", "input/output error") just before
+// Dragonboat's panic. They came out in the format Dragonboat's logging
+// library gave the standard logger ("2026-12-06 04:18:51.789684 I |
+// write ...: no space left on device"), neither JSON nor at a level an
+// alert looks for. The servers here give their own ErrorLog, so nothing
+// else is known to write there; a line that is not a disk's failure is
+// kept as it is, at ERROR too.
+type pebbleLines struct{}
+
+// diskFailures are the words of the write errors that stop a member.
+var diskFailures = []string{"no space left on device", "input/output error", "read-only file system", "disk quota exceeded"}
+
+func (pebbleLines) Write(p []byte) (int, error) {
+	t := current()
+	msg := strings.TrimRight(string(p), "\n")
+	for _, w := range diskFailures {
+		if strings.Contains(msg, w) {
+			msg = "the log store failed: " + msg + ": the disk under cluster.data_dir is full or failing, and the member stops " +
+				"(docs/operations.md, Disk problems)"
+			break
+		}
+	}
+	t.log.LogAttrs(context.Background(), slog.LevelError, msg, slog.String("component", "stdlog"))
+	return len(p), nil
 }
 
 // lendDragonboatLogs routes Dragonboat's lines to t until the returned
