@@ -2,11 +2,14 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -666,6 +669,9 @@ func (c *common) clusterStatus(ctx context.Context, cl *client.Client) int {
 			}
 		}
 		printVersions(c, views)
+		for _, w := range clusterWarnings(views) {
+			fmt.Fprintf(c.stderr, "warning: %s\n", w)
+		}
 		for _, v := range views {
 			if v.Err != nil {
 				fmt.Fprintf(c.stderr, "%s: %v\n", v.Endpoint, v.Err)
@@ -676,6 +682,83 @@ func (c *common) clusterStatus(ctx context.Context, cl *client.Client) int {
 		return c.fail(noStatusErr(views))
 	}
 	return exitOK
+}
+
+// clusterWarnings says what the members' views show that one member's
+// alone does not: a node id that answered from two endpoints (a second
+// process started with a running member's node id), two members that
+// each say they lead one shard (the one at the lower term is behind:
+// paused, on a stalled disk, or cut off, and serves nothing), and members
+// that see different member lists (one started with other cluster.peers:
+// it cannot take part as the others expect, and may stop when the leader
+// changes). Each showed only as rows a reader had to compare.
+func clusterWarnings(views []client.MemberStatus) []string {
+	var out []string
+	endpoints := map[string][]string{}
+	var ids []string
+	type leading struct {
+		node string
+		term uint64
+	}
+	leaders := map[uint64][]leading{}
+	lists := map[uint64]map[string][]string{} // shard -> member list -> who sees it
+	var shardsSeen []uint64
+	for _, v := range views {
+		if v.Status == nil {
+			continue
+		}
+		id := v.Status.NodeId
+		if _, ok := endpoints[id]; !ok {
+			ids = append(ids, id)
+		}
+		endpoints[id] = append(endpoints[id], v.Endpoint)
+		for _, sh := range v.Status.Shards {
+			if sh.Role == "leader" {
+				leaders[sh.ShardId] = append(leaders[sh.ShardId], leading{id, sh.Term})
+			}
+			var m []string
+			for _, mb := range sh.Members {
+				m = append(m, mb.NodeId+"="+mb.RaftAddress)
+			}
+			slices.Sort(m)
+			if lists[sh.ShardId] == nil {
+				lists[sh.ShardId] = map[string][]string{}
+				shardsSeen = append(shardsSeen, sh.ShardId)
+			}
+			key := strings.Join(m, ", ")
+			lists[sh.ShardId][key] = append(lists[sh.ShardId][key], id)
+		}
+	}
+	for _, id := range ids {
+		if eps := endpoints[id]; len(eps) > 1 {
+			out = append(out, fmt.Sprintf("node id %s answered from %s: two processes run as one member; the one the membership "+
+				"does not have at its address is refused by its peers (lost-log): stop it, and do not remove the node id, which would "+
+				"remove the member that runs (docs/operations.md, A member whose disk is lost or suspect)", id, strings.Join(eps, " and ")))
+		}
+	}
+	slices.Sort(shardsSeen)
+	for _, sh := range shardsSeen {
+		if ls := leaders[sh]; len(ls) > 1 {
+			slices.SortFunc(ls, func(a, b leading) int { return cmp.Compare(b.term, a.term) })
+			var parts []string
+			for _, l := range ls {
+				parts = append(parts, fmt.Sprintf("%s (term %d)", l.node, l.term))
+			}
+			out = append(out, fmt.Sprintf("shard %d: %s each say they lead: all but the one of the highest term are behind "+
+				"(paused, on a stalled disk, or cut off from the others) and serve nothing; look at them", sh, strings.Join(parts, ", ")))
+		}
+		if byList := lists[sh]; len(byList) > 1 {
+			var parts []string
+			for _, key := range slices.Sorted(maps.Keys(byList)) {
+				parts = append(parts, fmt.Sprintf("%s see %s", strings.Join(byList[key], ", "), key))
+			}
+			out = append(out, fmt.Sprintf("shard %d: the members see different member lists: %s; a member that was started with "+
+				"other cluster.peers keeps them in its data directory and may stop when the leader changes: replace it "+
+				"(docs/operations.md, Membership changes); while a member is added or removed, lists differ for a moment",
+				sh, strings.Join(parts, "; ")))
+		}
+	}
+	return out
 }
 
 // endpointState labels an endpoint's row: "ok" when it gave its status;

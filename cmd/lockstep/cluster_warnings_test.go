@@ -1,0 +1,52 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/lockstepd/lockstep/client"
+	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
+)
+
+func view(endpoint, node, role string, term uint64, members ...string) client.MemberStatus {
+	sh := &pb.ShardStatus{ShardId: 0, Role: role, Term: term}
+	for _, m := range members {
+		id, addr, _ := strings.Cut(m, "=")
+		sh.Members = append(sh.Members, &pb.Member{NodeId: id, RaftAddress: addr})
+	}
+	return client.MemberStatus{Endpoint: endpoint, Status: &pb.ClusterStatusResponse{NodeId: node, Shards: []*pb.ShardStatus{sh}}}
+}
+
+// TestClusterWarnings: cluster status says what only the members' views
+// together show. An SRE walk-through met each as rows to compare: a
+// member started with a typo in cluster.peers (it stopped the cluster at
+// the next failover), a member on a frozen disk still saying it led, and
+// a second process with a running member's node id, whose lost-log advice
+// would have removed the member that runs.
+func TestClusterWarnings(t *testing.T) {
+	good := []string{"b-1=127.0.0.1:7001", "b-2=127.0.0.1:7002", "b-3=127.0.0.1:7003"}
+	typo := []string{"b-1=127.0.0.1:7001", "b-2=127.0.0.1:7012", "b-3=127.0.0.1:7003"}
+	if w := clusterWarnings([]client.MemberStatus{
+		view("http://a:1", "b-1", "leader", 8, good...), view("http://a:2", "b-2", "follower", 8, good...),
+		view("http://a:3", "b-3", "follower", 8, good...), {Endpoint: "http://a:4"},
+	}); len(w) != 0 {
+		t.Fatalf("a healthy cluster with one endpoint down: warnings %q", w)
+	}
+	w := clusterWarnings([]client.MemberStatus{
+		view("http://a:1", "b-1", "leader", 8, good...), view("http://a:2", "b-2", "follower", 8, good...),
+		view("http://a:3", "b-3", "leader", 7, typo...), view("http://a:5", "b-2", "lost-log", 8, good...),
+	})
+	want := []string{
+		"node id b-2 answered from http://a:2 and http://a:5",
+		"shard 0: b-1 (term 8), b-3 (term 7) each say they lead",
+		"shard 0: the members see different member lists: b-1, b-2, b-2 see b-1=127.0.0.1:7001, b-2=127.0.0.1:7002, b-3=127.0.0.1:7003; b-3 see b-1=127.0.0.1:7001, b-2=127.0.0.1:7012",
+	}
+	if len(w) != len(want) {
+		t.Fatalf("warnings %q, want %d", w, len(want))
+	}
+	for i := range want {
+		if !strings.Contains(w[i], want[i]) {
+			t.Errorf("warning %d: %q, want it to say %q", i, w[i], want[i])
+		}
+	}
+}
