@@ -818,7 +818,7 @@ func (d *Driver) route(ef *core.Effect, index uint64) {
 	switch ef.Kind {
 	case core.EffectGranted:
 		rep = Reply{Kind: ReplyGranted, Result: core.Result{Outcome: core.OutcomeGranted, Token: ef.Token,
-			Session: ef.Session}}
+			Session: ef.Session, Waiter: ef.Waiter}}
 		if ef.Object == core.KindBarrier {
 			rep.Result = core.Result{Outcome: core.OutcomeReleased, Session: ef.Session, Waiter: ef.Waiter,
 				Generation: ef.Generation}

@@ -415,11 +415,18 @@ func TestQueuedRequestIsAnsweredByTheGrant(t *testing.T) {
 	if g.Kind != ReplyGranted || g.Result.Token <= ra.Result.Token || g.Result.Session != sb {
 		t.Fatalf("b after release: %+v", g)
 	}
-	// A retry after the reply was lost hears the same grant from dedupe.
+	// A retry after the reply was lost hears the same grant from dedupe,
+	// the waiter id it had while queued included (the reply left it out,
+	// so a REST acquire answered waiter_id 0 and its retry the id).
 	h.step(RequestEvent(6, acquire("b", 2, sb, "m", 5000)))
 	h.ready(true)
-	if r := h.reply(6); r.Kind != ReplyResult || !r.Result.Duplicate || r.Result.Token != g.Result.Token {
+	r := h.reply(6)
+	if r.Kind != ReplyResult || !r.Result.Duplicate || r.Result.Token != g.Result.Token {
 		t.Fatalf("retry: %+v, want the stored grant %d", r, g.Result.Token)
+	}
+	r.Result.Duplicate = false
+	if r.Result != g.Result || g.Result.Waiter != q.Result.Waiter {
+		t.Fatalf("the retry hears %+v, the blocked request heard %+v: want the same, with waiter %d", r.Result, g.Result, q.Result.Waiter)
 	}
 }
 
