@@ -18,7 +18,8 @@ import (
 // WatchHandler serves lockstep.v1.WatchService.
 type WatchHandler struct{ *service }
 
-var errStreamEnded = errors.New("this node stopped streaming (shutting down or lost its shard): resume on any node from the last applied_index + 1")
+var errStreamEnded = errors.New("this node stopped streaming (shutting down or lost its shard): resume on any node: " +
+	"a prefix watch from the last message's positions (start_positions), a name watch from its applied_index + 1, an observation anew")
 
 // maxEventsPerMessage bounds one WatchResponse.
 const maxEventsPerMessage = 256
