@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -89,4 +90,39 @@ func (w *dataDirWatch) register(reg prometheus.Registerer) error {
 	return reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "lockstep_data_dir_free_bytes",
 		Help: "Bytes left on the file system of cluster.data_dir (for an unprivileged writer): a member whose disk fills stops (docs/operations.md, Disk problems)."},
 		func() float64 { return freeBytes(w.dir) }))
+}
+
+// runningFile marks a data directory whose member runs: a start finds it
+// only when the run before did not stop cleanly.
+const runningFile = "lockstep-running"
+
+// runningMark is the data directory's mark of a running member.
+type runningMark struct{ path string }
+
+// markRunning says at WARN when the last run of the member in dir did not
+// stop cleanly (killed, crashed, its machine stopped), which a restart
+// recovers from by replaying its log, and nothing else said: an operator
+// looking at a member that came back after a crash saw only an ordinary
+// start. Then it marks dir as running. It is called once Dragonboat holds
+// dir's lock, so no other member runs there. A mark that cannot be written
+// is only said: the member runs without it.
+func markRunning(dir string, log *slog.Logger) runningMark {
+	path := filepath.Join(dir, runningFile)
+	if last, err := os.ReadFile(path); err == nil {
+		log.Warn("the last run of this member did not stop cleanly (it was killed, crashed, or its machine stopped; its own last "+
+			"log lines say why): it replays its log and catches up, as after any crash", "last_run", strings.TrimSpace(string(last)))
+	}
+	mark := fmt.Sprintf("pid %d, started %s", os.Getpid(), time.Now().UTC().Format(time.RFC3339))
+	if err := os.WriteFile(path, []byte(mark+"\n"), 0o600); err != nil {
+		log.Warn("could not mark the data directory as in use: the next start cannot tell whether this run stopped cleanly", "err", err)
+		return runningMark{}
+	}
+	return runningMark{path: path}
+}
+
+// stopped removes the mark once the member stopped cleanly.
+func (m runningMark) stopped() {
+	if m.path != "" {
+		_ = os.Remove(m.path)
+	}
 }

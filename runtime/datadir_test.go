@@ -43,22 +43,28 @@ func (l *lockedBuffer) String() string {
 // healthy and said nothing until its next snapshot failed and a panic
 // stopped it, which in a quiet cluster may be days later. The room left on
 // the directory's file system is a gauge.
-func TestDataDirGoneIsNoticed(t *testing.T) {
-	ports := portsInRange(t, 2)
-	dir := filepath.Join(t.TempDir(), "node-1")
+// startAlone starts node-1, the one member of its cluster, on dir.
+func startAlone(t *testing.T, dir string, ports []int, logs *lockedBuffer, reg *prometheus.Registry) *Node {
+	t.Helper()
 	cfg := config.Defaults()
 	cfg.Cluster = config.Cluster{NodeID: "node-1", RaftAddress: fmt.Sprintf("127.0.0.1:%d", ports[0]),
 		APIAddress: fmt.Sprintf("127.0.0.1:%d", ports[1]), DataDir: dir,
 		Peers: map[string]string{"node-1": fmt.Sprintf("127.0.0.1:%d", ports[0])}}
 	cfg.Consensus.ElectionTimeoutMs, cfg.Consensus.HeartbeatIntervalMs, cfg.Consensus.TickIntervalMs = 200, 40, 20
-	var logs lockedBuffer
-	reg := prometheus.NewRegistry()
-	n, err := Start(context.Background(), Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(&logs, nil)), Registerer: reg,
+	n, err := Start(context.Background(), Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(logs, nil)), Registerer: reg,
 		balance: testBalance, dataDirEvery: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = n.Close() })
+	return n
+}
+
+func TestDataDirGoneIsNoticed(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "node-1")
+	var logs lockedBuffer
+	reg := prometheus.NewRegistry()
+	n := startAlone(t, dir, portsInRange(t, 2), &logs, reg)
 	deadline := time.Now().Add(10 * time.Second)
 	for n.Health() != nil {
 		if time.Now().After(deadline) {
@@ -107,5 +113,33 @@ func TestLogStoreFailureIsAnErrorLine(t *testing.T) {
 		if !strings.Contains(line, want) {
 			t.Errorf("the standard logger's line of a full disk came out as %q, want %s", line, want)
 		}
+	}
+}
+
+// TestUncleanStopIsSaid: a member that comes back after it was killed or
+// crashed says so at WARN (an operator saw only an ordinary start); one
+// that stopped cleanly does not.
+func TestUncleanStopIsSaid(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "node-1")
+	ports := portsInRange(t, 2)
+	const said = "the last run of this member did not stop cleanly"
+	var first lockedBuffer
+	n := startAlone(t, dir, ports, &first, prometheus.NewRegistry())
+	if strings.Contains(first.String(), said) {
+		t.Fatalf("a first start says the last run did not stop cleanly:\n%s", first.String())
+	}
+	n.crash()
+	var second lockedBuffer
+	n = startAlone(t, dir, ports, &second, prometheus.NewRegistry())
+	if !strings.Contains(second.String(), said) || !strings.Contains(second.String(), "level=WARN") {
+		t.Fatalf("a start after a crash does not say so:\n%s", second.String())
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var third lockedBuffer
+	startAlone(t, dir, ports, &third, prometheus.NewRegistry())
+	if strings.Contains(third.String(), said) {
+		t.Fatalf("a start after a clean stop says the last run did not stop cleanly:\n%s", third.String())
 	}
 }

@@ -77,6 +77,7 @@ type Node struct {
 	stop    chan struct{} // stops the shard loops
 	loops   sync.WaitGroup
 	dataDir *dataDirWatch
+	running runningMark
 
 	closeOnce sync.Once
 	closeErr  error
@@ -285,6 +286,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	// Once Dragonboat holds the directory's lock: no other process's
 	// backup is under way in it.
 	removeBackupLeftovers(dir, log)
+	n.running = markRunning(dir, log)
 	for _, sh := range n.shards {
 		sh.session = nh.GetNoOPSession(sh.dbID)
 		if err := n.startShard(sh, hb, el); err != nil {
@@ -513,6 +515,7 @@ func (n *Node) close() error {
 		sh.watch.close()
 	}
 	n.nh.Close()
+	n.running.stopped()
 	n.log.Info("node closed")
 	return nil
 }
