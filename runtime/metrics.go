@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -197,6 +199,11 @@ func (r raftTraffic) Received(n int)    { r.m.raftReceived.Add(float64(n)) }
 func (r raftTraffic) Refused(reason string) {
 	r.m.raftRefused.WithLabelValues(reason).Inc()
 }
+func (r raftTraffic) OtherPeers(peer, theirs, ours string) {
+	if r.cutOff != nil {
+		r.cutOff.otherPeers(peer, theirs, ours)
+	}
+}
 func (r raftTraffic) Incompatible(peer, theirs string) {
 	if r.cutOff != nil {
 		r.cutOff.incompatible(peer, theirs)
@@ -314,6 +321,48 @@ func (l *cutOffLog) incompatible(peer, theirs string) {
 	l.log.Error("cut off from a member that applies the log differently: "+
 		"every member of a cluster must run a build of the same versions (docs/operations.md, Upgrading)",
 		"peer", l.who(peer), "theirs", theirs, "ours", l.ours)
+}
+
+// otherPeers says, at ERROR, that the member at peer bootstrapped the
+// cluster with other cluster.peers than this member (its hello's peers
+// are theirs, this member's ours), naming the entries that differ.
+func (l *cutOffLog) otherPeers(peer, theirs, ours string) {
+	if !l.due(peer, "peers") {
+		return
+	}
+	name := l.who(peer)
+	var differ string
+	if t, o := transport.ParsePeers(theirs), transport.ParsePeers(ours); t != nil && o != nil {
+		var theirEntries, ourEntries []string
+		entry := func(m map[string]string, id string) string {
+			if addr, ok := m[id]; ok {
+				return id + "=" + addr
+			}
+			return "no " + id
+		}
+		ids := slices.Sorted(maps.Keys(t))
+		for id := range o {
+			if _, ok := t[id]; !ok {
+				ids = append(ids, id)
+			}
+		}
+		slices.Sort(ids)
+		for _, id := range ids {
+			if t[id] != o[id] {
+				theirEntries, ourEntries = append(theirEntries, entry(t, id)), append(ourEntries, entry(o, id))
+			}
+		}
+		differ = fmt.Sprintf("%s was started with cluster.peers %s, this member with %s", name,
+			strings.Join(theirEntries, ", "), strings.Join(ourEntries, ", "))
+	} else {
+		differ = fmt.Sprintf("%s was started with other cluster.peers than this member (too many to compare in the hello: compare the two files)", name)
+	}
+	l.log.Error(differ+": the members that bootstrapped the cluster disagree on its initial members, and Raft traffic between "+
+		"the two is refused. A member keeps the peers of its first start in its data directory for good (cluster.peers is "+
+		"read only then): correcting its file does not repair it. Replace the member whose peers are wrong (the one the others "+
+		"refuse): lockstep cluster remove, stop it, wipe its cluster.data_dir, lockstep cluster add, and start it with --join and "+
+		"the incarnation add answers (docs/operations.md, Members bootstrapped with other peers)",
+		"peer", name, "theirs", theirs, "ours", ours)
 }
 
 // cutOffSay is what the log says of a member cut off for one reason:

@@ -81,6 +81,10 @@ type Node struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	// bootPeers is the peers this member bootstrapped its cluster with,
+	// which its Raft hello carries ("" none: runtime/bootpeers.go).
+	bootPeers string
 }
 
 // CheckPeers refuses a first start that knows no members: neither
@@ -169,12 +173,17 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if err := CheckPeers(checked); err != nil {
 		return nil, err
 	}
+	fresh := dirFresh(dir)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("cluster.data_dir: %w", err)
 	}
 	// Before Dragonboat touches the directory: under another incarnation
 	// it would bootstrap a new replica there.
 	if _, err := CheckIncarnationRecord(dir, cfg.Cluster.Incarnation); err != nil {
+		return nil, err
+	}
+	boot, err := bootPeers(dir, fresh, cfg.Cluster)
+	if err != nil {
 		return nil, err
 	}
 	election := time.Duration(cfg.Consensus.ElectionTimeoutMs) * time.Millisecond
@@ -196,6 +205,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		closing:         make(chan struct{}),
 		stopped:         make(chan struct{}),
 		stop:            make(chan struct{}),
+		bootPeers:       boot,
 	}
 	n.drainTimeout = 2*n.proposalTimeout + time.Second
 	for id := range cfg.Cluster.Peers {
@@ -272,7 +282,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 			return nil, err
 		}
 		nhc.Expert.TransportFactory = transport.Factory{Observer: traffic, Compatibility: n.raftCompat, Credentials: n.raftCredentials,
-			Self: transport.Identity{Replica: n.replicaID, Log: n.logID}, Book: n.book}
+			Self: transport.Identity{Replica: n.replicaID, Log: n.logID}, Book: n.book, Peers: n.bootPeers}
 	}
 	nh, err := dragonboat.NewNodeHost(nhc)
 	if err != nil {
@@ -364,6 +374,9 @@ func (n *Node) startShard(sh *shard, hb, el uint64) error {
 		// this shard.
 		return fmt.Errorf("runtime: shard %d: %w", sh.index, c.Cluster.PeersRequired())
 	default:
+		if err := n.checkBootPeers(); err != nil {
+			return err
+		}
 		for id, addr := range c.Cluster.Peers {
 			members[config.ReplicaID(id, 0)] = addr
 		}

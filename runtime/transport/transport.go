@@ -42,6 +42,9 @@
 //	expect   uvarint length, then 16 bytes (or none): the identity the
 //	         dialler knows the member at the address it dialled by (its
 //	         log 0 when it has not booked one)
+//	peers    uvarint length, then the bytes (or none): Factory.Peers, the
+//	         members the sender bootstrapped its cluster with, or "#" and
+//	         a digest of them when they would not fit in maxHello
 //	...      more fields of the same shape, which a receiver that does
 //	         not know them skips (a later build's)
 //
@@ -73,19 +76,34 @@
 // the member refuses that connection itself: a leader's heartbeat would
 // otherwise carry a commit index beyond its empty log, on which Raft
 // panics.
+//
+// The peers keep apart members that bootstrapped the cluster with other
+// initial members (Factory.Peers): a typo in one member's cluster.peers
+// gives it another Raft address for a peer than the others have, in the
+// bootstrap entries of its own log, which no later start corrects. Raft
+// sees the same entries at the same index and term on every member, and
+// the cluster forms; but once the peer it has wrong sends it a message
+// (a campaign, when the leader stops), Dragonboat's registry finds the
+// peer's own address at odds with the membership and panics. Both sides
+// of a hello whose peers differ refuse it, answering with their own, so
+// that each says which entries differ: such a member takes no part from
+// its first connection on, and is replaced.
 package transport
 
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
 	"net"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -149,6 +167,12 @@ const (
 	// member's address.
 	refusedRemoved      = "removed"
 	refusedOtherReplica = "other replica"
+	// refusedPeers answers a peer that bootstrapped the cluster with
+	// other initial members than this member.
+	refusedPeers = "peers"
+	// peersDigest begins a hello's peers field that carries a digest of
+	// the peers rather than the peers themselves.
+	peersDigest = "#"
 )
 
 // Why a member is cut off (Observer.CutOff); Observer.Refused counts each
@@ -191,6 +215,59 @@ type Factory struct {
 	// part under, and refuses a peer that comes back under another log
 	// (nil: it refuses none).
 	Book Book
+	// Peers is the initial members this member bootstrapped its cluster
+	// with, as "id=address" sorted by id and joined by commas (Canonical
+	// Peers); its hello carries them, and a peer that bootstrapped with
+	// others is refused. Empty: none to compare (a member that joined a
+	// running cluster, or one whose data directory predates the record),
+	// and no peer is refused for its peers.
+	Peers string
+}
+
+// CanonicalPeers is the form of Factory.Peers: the members, "id=address",
+// sorted by id and joined by commas.
+func CanonicalPeers(peers map[string]string) string {
+	ids := make([]string, 0, len(peers))
+	for id := range peers {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	var b strings.Builder
+	for i, id := range ids {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(id + "=" + peers[id])
+	}
+	return b.String()
+}
+
+// ParsePeers reads CanonicalPeers' form back (nil for a digest).
+func ParsePeers(s string) map[string]string {
+	if s == "" || strings.HasPrefix(s, peersDigest) {
+		return nil
+	}
+	m := map[string]string{}
+	for _, p := range strings.Split(s, ",") {
+		id, addr, _ := strings.Cut(p, "=")
+		m[id] = addr
+	}
+	return m
+}
+
+// digestPeers is a hello's peers field for peers too long to carry whole.
+func digestPeers(peers string) string {
+	if peers == "" || strings.HasPrefix(peers, peersDigest) {
+		return peers
+	}
+	sum := sha256.Sum256([]byte(peers))
+	return peersDigest + hex.EncodeToString(sum[:16])
+}
+
+// samePeers says whether two hellos' peers fields name the same members,
+// each whole or a digest; either empty is no evidence, and agrees.
+func samePeers(a, b string) bool {
+	return a == "" || b == "" || a == b || digestPeers(a) == digestPeers(b)
 }
 
 // Identity is what a member's hello says it is.
@@ -237,9 +314,18 @@ func (f Factory) Create(nhc dbconfig.NodeHostConfig, onBatch raftio.MessageHandl
 	if obs == nil {
 		obs = unobserved{}
 	}
+	// The peers whole when this member's largest hello (an answer, or a
+	// dial that names whom it expects) stays within maxHello, which a
+	// build before the peers bounds every hello by; else their digest.
+	peers := f.Peers
+	largest := hello{compat: f.Compatibility, addr: nhc.RaftAddress, self: f.Self, refusal: refusedKnownOtherwise,
+		expect: Identity{Replica: 1, Log: 1}, peers: peers}
+	if len(helloPayload(largest)) > maxHello {
+		peers = digestPeers(peers)
+	}
 	return &TCP{nhc: nhc, onBatch: onBatch, onChunk: onChunk, encrypted: nhc.MutualTLS, credentials: f.Credentials, obs: obs,
 		conns: map[net.Conn]struct{}{}, refused: map[string]refusal{}, compat: f.Compatibility, book: f.Book, id: f.Self,
-		hello: helloPayload(hello{compat: f.Compatibility, addr: nhc.RaftAddress, self: f.Self})}
+		peers: peers, hello: helloPayload(hello{compat: f.Compatibility, addr: nhc.RaftAddress, self: f.Self, peers: peers})}
 }
 
 // Observer is told what the transport does, so that the node can count it
@@ -273,6 +359,12 @@ type Observer interface {
 	// member, refused by peer or refusing it (for CutOtherReplica,
 	// replica is the one peer expected).
 	CutOff(peer string, replica uint64, reason string, ours bool)
+	// OtherPeers: the member at peer (its Raft address) bootstrapped the
+	// cluster with other initial members than this one: this member
+	// refused its connection (counted as Refused("peers") too), or it
+	// refused this member's. theirs and ours are the hellos' peers
+	// fields (Factory.Peers, or "#" and a digest of them).
+	OtherPeers(peer, theirs, ours string)
 }
 
 type unobserved struct{}
@@ -284,6 +376,7 @@ func (unobserved) Received(int)                        {}
 func (unobserved) Refused(string)                      {}
 func (unobserved) Incompatible(_, _ string)            {}
 func (unobserved) CutOff(string, uint64, string, bool) {}
+func (unobserved) OtherPeers(_, _, _ string)           {}
 
 // Validate implements dbconfig.TransportFactory: a Raft address is
 // host:port with a port in 1..65535.
@@ -309,6 +402,7 @@ type TCP struct {
 	compat      string   // Factory.Compatibility
 	book        Book     // Factory.Book
 	id          Identity // Factory.Self
+	peers       string   // Factory.Peers, or their digest (Create)
 	hello       []byte   // the payload of this member's hello
 
 	mu      sync.Mutex
@@ -336,6 +430,8 @@ func (r refusal) err(ours string) error {
 		return errRemoved
 	case refusedOtherReplica:
 		return errOtherReplica
+	case refusedPeers:
+		return errOtherPeers
 	}
 	return fmt.Errorf("%w (it applies the log by %q, this member by %q)", errRefused, r.theirs, ours)
 }
@@ -344,7 +440,7 @@ func (r refusal) err(ours string) error {
 // transport's hold-off after a refusal, either way, rather than a peer
 // that is down: its next dial connects and is refused again.
 func HeldOff(text string) bool {
-	for _, err := range []error{errRefused, errLostLog, errRemoved, errOtherReplica} {
+	for _, err := range []error{errRefused, errLostLog, errRemoved, errOtherReplica, errOtherPeers} {
 		if strings.Contains(text, err.Error()) {
 			return true
 		}
@@ -361,6 +457,7 @@ var (
 		"it must be removed and added back, not restarted as it is")
 	errRemoved      = errors.New("transport: the peer refused this member: it was removed from the cluster")
 	errOtherReplica = errors.New("transport: the member at this address is not the replica the membership has there (an old incarnation, or another process)")
+	errOtherPeers   = errors.New("transport: the peer bootstrapped the cluster with other cluster.peers than this member")
 )
 
 var _ raftio.ITransport = (*TCP)(nil)
@@ -757,7 +854,7 @@ func (t *TCP) refuseLostLog(h hello, conn net.Conn) {
 // answer writes, best effort, this member's hello with why the dialler's
 // was refused: it learns why and holds off.
 func (t *TCP) answer(conn net.Conn, why string) {
-	_ = t.write(conn, helloPayload(hello{compat: t.compat, addr: t.nhc.RaftAddress, self: t.id, refusal: why}))
+	_ = t.write(conn, helloPayload(hello{compat: t.compat, addr: t.nhc.RaftAddress, self: t.id, refusal: why, peers: t.peers}))
 }
 
 // holdOff dials addr no more for refusedHoldOff, for r.
@@ -797,6 +894,17 @@ func (t *TCP) greeted(conn net.Conn, r *bufio.Reader) (hello, bool) {
 		_ = t.sayHello(conn)
 		t.obs.Refused("versions")
 		t.obs.Incompatible(peer, compat)
+		return h, false
+	case !samePeers(h.peers, t.peers):
+		// The dialler bootstrapped the cluster with other members: one of
+		// the two has a peer at another address (or another peer) in
+		// its log's first entries, and Dragonboat panics the moment that
+		// peer's own address reaches it. Refused before anything of it
+		// reaches Dragonboat, and not dialled either.
+		t.answer(conn, refusedPeers)
+		t.obs.Refused(refusedPeers)
+		t.holdOff(h.addr, refusal{theirs: h.peers, why: refusedPeers})
+		t.obs.OtherPeers(h.addr, h.peers, t.peers)
 		return h, false
 	}
 	// The dialler's own standing first: a dialler that lost its log, or
@@ -883,7 +991,7 @@ func (t *TCP) helloTo(target string) []byte {
 	if !ok {
 		return t.hello
 	}
-	return helloPayload(hello{compat: t.compat, addr: t.nhc.RaftAddress, self: t.id, expect: expect})
+	return helloPayload(hello{compat: t.compat, addr: t.nhc.RaftAddress, self: t.id, expect: expect, peers: t.peers})
 }
 
 // hello is what a hello says: the sender's versions, Raft address and
@@ -894,6 +1002,7 @@ type hello struct {
 	self         Identity
 	refusal      string
 	expect       Identity
+	peers        string
 }
 
 func helloPayload(h hello) []byte {
@@ -913,6 +1022,13 @@ func helloPayload(h hello) []byte {
 	}
 	// The optional fields, up to the last one set.
 	switch {
+	case h.peers != "":
+		identity(h.self)
+		b = binary.AppendUvarint(b, uint64(len(h.refusal)))
+		b = append(b, h.refusal...)
+		identity(h.expect)
+		b = binary.AppendUvarint(b, uint64(len(h.peers)))
+		b = append(b, h.peers...)
 	case h.expect != (Identity{}):
 		identity(h.self)
 		b = binary.AppendUvarint(b, uint64(len(h.refusal)))
@@ -942,9 +1058,9 @@ func parseHello(b []byte) (h hello, ok bool) {
 		b = b[k+int(n):]
 		return v, true
 	}
-	var fields [5]string
+	var fields [6]string
 	for i := range fields {
-		if len(b) == 0 && i >= 2 { // the identity, refusal and expect are optional
+		if len(b) == 0 && i >= 2 { // the identity, refusal, expect and peers are optional
 			break
 		}
 		if fields[i], ok = field(); !ok {
@@ -959,7 +1075,7 @@ func parseHello(b []byte) (h hello, ok bool) {
 			return hello{}, false
 		}
 	}
-	h = hello{compat: fields[0], addr: fields[1], refusal: fields[3]}
+	h = hello{compat: fields[0], addr: fields[1], refusal: fields[3], peers: fields[5]}
 	for _, f := range []struct {
 		text string
 		id   *Identity
@@ -1101,6 +1217,8 @@ func (t *TCP) heldOff(target string, h hello) {
 		t.obs.CutOff(target, t.id.Replica, CutLostLog, true)
 	case refusedKnownOtherwise: // the peer did
 		t.obs.CutOff(target, h.self.Replica, CutLostLog, false)
+	case refusedPeers:
+		t.obs.OtherPeers(target, h.peers, t.peers)
 	default:
 		t.obs.Incompatible(target, h.compat)
 	}

@@ -696,6 +696,7 @@ type recorder struct {
 	lost     []string // "peer replica ours" of each CutOff for a lost log
 	removed  []string // "peer replica ours" of each CutOff for a removal
 	other    []string // "peer expected ours" of each CutOff for another replica
+	peers    []string // "peer theirs ours" of each OtherPeers
 }
 
 func newRecorder() *recorder {
@@ -733,6 +734,12 @@ func (r *recorder) Refused(reason string) {
 func (r *recorder) Incompatible(peer, theirs string) {
 	r.mu.Lock()
 	r.strange = append(r.strange, peer+" "+theirs)
+	r.mu.Unlock()
+}
+
+func (r *recorder) OtherPeers(peer, theirs, ours string) {
+	r.mu.Lock()
+	r.peers = append(r.peers, peer+" "+theirs+" "+ours)
 	r.mu.Unlock()
 }
 
@@ -1337,5 +1344,78 @@ func TestRemovedWhileConnectedIsCut(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if n := r.count(); n != 1 {
 		t.Errorf("%d batches delivered, want only the one before the removal", n)
+	}
+}
+
+// TestOtherPeersAreRefused: a dialler that bootstrapped the cluster with
+// other peers is refused before anything of it reaches Dragonboat, both
+// sides hear both peers fields, the dialler holds off, and peers fields
+// that agree, or that one side lacks (a member that joined, or a build
+// before the field), are taken; a digest stands for peers too long.
+func TestOtherPeersAreRefused(t *testing.T) {
+	const ours, wrong = "a=127.0.0.1:1,b=127.0.0.1:2,c=127.0.0.1:3", "a=127.0.0.1:1,b=127.0.0.1:9,c=127.0.0.1:3"
+	got := newRecorder()
+	r := newReceiver()
+	addr := startWith(t, Factory{Observer: got, Peers: ours}, dbconfig.NodeHostConfig{}, r).Addr().String()
+
+	heard := newRecorder()
+	s := Factory{Observer: heard, Peers: wrong}.Create(dbconfig.NodeHostConfig{RaftAddress: "127.0.0.1:1"}, nil, nil).(*TCP)
+	conn, err := s.GetConnection(context.Background(), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	eventually(t, "the dialler hears the refusal", func() bool {
+		n := 0
+		heard.read(func() { n = len(heard.peers) })
+		return n > 0
+	})
+	heard.read(func() {
+		if want := addr + " " + ours + " " + wrong; heard.peers[0] != want {
+			t.Errorf("the dialler heard %q, want %q", heard.peers[0], want)
+		}
+	})
+	got.read(func() {
+		if got.refused[refusedPeers] != 1 || len(got.peers) != 1 || got.peers[0] != "127.0.0.1:1 "+wrong+" "+ours {
+			t.Errorf("the receiver refused %v and heard %q, want one refusal for peers", got.refused, got.peers)
+		}
+	})
+	if err := conn.SendMessageBatch(sampleBatch(1, 10)); !errors.Is(err, errOtherPeers) || !HeldOff(err.Error()) {
+		t.Fatalf("a send within the hold-off: %v, want %v", err, errOtherPeers)
+	}
+	// The same peers, or none on one side: taken.
+	for _, p := range []string{ours, ""} {
+		c := Factory{Peers: p}.Create(dbconfig.NodeHostConfig{RaftAddress: "127.0.0.1:1"}, nil, nil)
+		conn, err := c.GetConnection(context.Background(), addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := conn.SendMessageBatch(sampleBatch(1, 10)); err != nil {
+			t.Fatal(err)
+		}
+		conn.Close()
+	}
+	r.wait(t, 2)
+	if n := r.count(); n != 2 {
+		t.Errorf("%d batches reached Dragonboat, want the two of the agreeing diallers", n)
+	}
+
+	// Peers too long for a hello travel as their digest, which agrees
+	// with the peers whole and with itself.
+	long := CanonicalPeers(map[string]string{"a": strings.Repeat("h", 300) + ":1", "b": strings.Repeat("i", 300) + ":2",
+		"c": strings.Repeat("j", 300) + ":3", "d": strings.Repeat("k", 300) + ":4"})
+	tcp := Factory{Peers: long}.Create(dbconfig.NodeHostConfig{RaftAddress: "127.0.0.1:1"}, nil, nil).(*TCP)
+	if !strings.HasPrefix(tcp.peers, peersDigest) || len(tcp.hello) > maxHello {
+		t.Errorf("peers of %d bytes: the hello carries %q, %d bytes", len(long), tcp.peers, len(tcp.hello))
+	}
+	if !samePeers(tcp.peers, long) || !samePeers(long, tcp.peers) || samePeers(tcp.peers, ours) || ParsePeers(tcp.peers) != nil {
+		t.Error("a digest does not stand for its peers")
+	}
+	if m := ParsePeers(ours); len(m) != 3 || m["b"] != "127.0.0.1:2" {
+		t.Errorf("ParsePeers(%q) = %v", ours, m)
+	}
+	h := hello{compat: "c", addr: "a:1", peers: ours}
+	if back, ok := parseHello(helloPayload(h)); !ok || back != h {
+		t.Errorf("parsed %+v %v, want %+v", back, ok, h)
 	}
 }
