@@ -143,3 +143,23 @@ func TestUncleanStopIsSaid(t *testing.T) {
 		t.Fatalf("a start after a clean stop says the last run did not stop cleanly:\n%s", third.String())
 	}
 }
+
+// TestStdLogThroughSlogsDefaultDoesNotHang: a node started without a
+// Logger logs through slog's default handler, which writes through Go's
+// standard logger; a line of the standard logger routed back to it waited
+// for its own lock for ever (the deploy test's node hung at its first
+// Dragonboat warning).
+func TestStdLogThroughSlogsDefaultDoesNotHang(t *testing.T) {
+	giveBack := lendDragonboatLogs(newLogTarget(slog.Default(), nil, nil))
+	defer giveBack()
+	done := make(chan struct{})
+	go func() {
+		stdlog.Printf("write x: input/output error")
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a line of the standard logger, routed to slog's default handler, did not return")
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	stdlog "log"
 	"log/slog"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -112,8 +113,21 @@ func (pebbleLines) Write(p []byte) (int, error) {
 			break
 		}
 	}
+	if throughStdLog(t.log.Handler()) {
+		// slog's own default handler writes through Go's standard logger,
+		// whose lock this call holds: through it, the line would wait for
+		// itself for ever (a node started without a Logger did).
+		_, err := fmt.Fprintf(os.Stderr, "level=ERROR msg=%q component=stdlog\n", msg)
+		return len(p), err
+	}
 	t.log.LogAttrs(context.Background(), slog.LevelError, msg, slog.String("component", "stdlog"))
 	return len(p), nil
+}
+
+// throughStdLog says whether h is slog's default handler (a logger never
+// given one of its own), which writes through Go's standard logger.
+func throughStdLog(h slog.Handler) bool {
+	return fmt.Sprintf("%T", h) == "*slog.defaultHandler"
 }
 
 // lendDragonboatLogs routes Dragonboat's lines to t until the returned
