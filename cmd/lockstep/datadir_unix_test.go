@@ -1,0 +1,167 @@
+//go:build unix
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// nobody is the user a root test runs lockstep as: root may read and
+// write any directory.
+const nobody = 65534
+
+// runAsUser runs `lockstep ARGS...` as a user that is not root: this test
+// process when it is not root; else a copy of this test binary (as
+// TestRunAsLockstep) started as uid and gid 65534, from a directory that
+// user may read. It skips the test when it can do neither.
+func runAsUser(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		var out, errb bytes.Buffer
+		code := run(args, &out, &errb)
+		return out.String(), errb.String(), code
+	}
+	bin := filepath.Join(userDir(t), "lockstep.test")
+	src, err := os.Open(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	dst, err := os.OpenFile(bin, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		t.Fatal(err)
+	}
+	if err := dst.Close(); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := json.Marshal(args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "-test.run=^TestRunAsLockstep$")
+	cmd.Dir = filepath.Dir(bin)
+	cmd.Env = append(os.Environ(), "LOCKSTEP_TEST_ARGS="+string(raw))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err = cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		return out.String(), errb.String(), exit.ExitCode()
+	case err != nil:
+		t.Skipf("cannot run lockstep as uid %d to test what another user than the data directory's owner sees: %v", nobody, err)
+	}
+	return out.String(), errb.String(), 0
+}
+
+// userDir is a temporary directory every user may read (t.TempDir's,
+// and its parent, are its owner's only).
+func userDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// serve --check as a user who may not read and write the data directory
+// (one owned by another user, as root's is to the service's user) says
+// plainly that it could not check it, as that user, rather than
+// "configuration ok": it said ok with a warning that records were not
+// checked when it could not read them, and plain ok when it could read
+// but not write them, and a start as that user then failed half-way
+// ("cluster.data_dir: open .../lockstep-incarnation: permission
+// denied", or inside Dragonboat). --check still exits 0: it often runs as
+// another user than the service, which may own the directory. A start as
+// that user is refused by the same check, naming the user, the owner and
+// the fix. Run as root, the test runs lockstep as uid 65534.
+func TestServeCheckAsAnotherUserThanTheDataDirectorysOwner(t *testing.T) {
+	base := userDir(t)
+	dir := filepath.Join(base, "data")
+	raft := loopbackAddr(t)
+	ranMember(t, dir, raft)
+	if os.Geteuid() != 0 {
+		// This user owns it: as another would, it may not write it.
+		t.Cleanup(func() { os.Chmod(dir, 0o750) })
+	}
+	before := dataDirState(t, dir)
+	for _, tc := range []struct {
+		name string
+		mode os.FileMode
+		what string
+	}{{"unreadable", 0o700, "may not read and write " + dir}, {"read-only", 0o555, "may not read and write " + dir}} {
+		t.Run(tc.name, func(t *testing.T) {
+			mode := tc.mode
+			if os.Geteuid() != 0 {
+				// To its owner, what the mode is to others.
+				mode = (mode & 0o007) << 6
+			}
+			if err := os.Chmod(dir, mode); err != nil {
+				t.Fatal(err)
+			}
+			out, errb, code := runAsUser(t, "serve", "--dev", "--data-dir", dir, "--raft-address", raft, "--check")
+			if code != exitOK || out != "configuration ok but for the data directory, which this user could not check: node node-1, 1 member, 1 shard\n" ||
+				!strings.HasPrefix(errb, "lockstep serve: warning: the data directory is not checked: this user may not use it (a start as this user would fail; "+
+					"one as the service's user may not): cluster.data_dir "+dir+": this user (") ||
+				!strings.Contains(errb, tc.what) || !strings.Contains(errb, "permission denied") ||
+				!strings.HasSuffix(errb, "; run lockstep serve --check as the service's user to check it\n") || strings.Count(errb, "\n") != 1 {
+				t.Errorf("--check as another user: exit %d\nstdout: %s\nstderr: %s", code, out, errb)
+			}
+			out, errb, code = runAsUser(t, "serve", "--dev", "--data-dir", dir, "--raft-address", raft,
+				"--api-address", loopbackAddr(t), "--metrics-address", loopbackAddr(t))
+			if code != exitError || !strings.Contains(errb, "the node did not start") || !strings.Contains(errb, tc.what) ||
+				!strings.Contains(errb, "the service's user must own the data directory") {
+				t.Errorf("a start as another user: exit %d, want %d\nstdout: %s\nstderr: %s", code, exitError, out, errb)
+			}
+		})
+	}
+	// One it may make: checked, nothing made.
+	if err := os.Chmod(base, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	fresh := filepath.Join(base, "fresh", "data")
+	out, errb, code := runAsUser(t, "serve", "--dev", "--data-dir", fresh, "--check")
+	if code != exitOK || !strings.HasPrefix(out, "configuration ok: ") || errb != "" {
+		t.Errorf("--check on a data directory to make: exit %d\nstdout: %s\nstderr: %s", code, out, errb)
+	}
+	if _, err := os.Stat(filepath.Dir(fresh)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("--check made %s: %v", filepath.Dir(fresh), err)
+	}
+	// One it may not make.
+	if err := os.Chmod(base, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Chmod(base, 0o755)
+	out, errb, code = runAsUser(t, "serve", "--dev", "--data-dir", fresh, "--check")
+	if code != exitOK || !strings.HasPrefix(out, "configuration ok but for the data directory") ||
+		!strings.Contains(errb, "may not make a directory in "+base) || !strings.Contains(errb, "make it (mkdir -p "+fresh+")") {
+		t.Errorf("--check on a data directory it may not make: exit %d\nstdout: %s\nstderr: %s", code, out, errb)
+	}
+	if err := os.Chmod(dir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if after := dataDirState(t, dir); !maps.Equal(before, after) {
+		t.Errorf("--check or a refused start changed the data directory:\nbefore %v\nafter  %v", before, after)
+	}
+}
