@@ -106,18 +106,47 @@ func TestServeCheckAsAnotherUserThanTheDataDirectorysOwner(t *testing.T) {
 		t.Cleanup(func() { os.Chmod(dir, 0o750) })
 	}
 	before := dataDirState(t, dir)
+	records, err := filepath.Glob(filepath.Join(dir, "lockstep-*"))
+	if err != nil || len(records) == 0 {
+		t.Fatalf("no records in %s: %v", dir, err)
+	}
+	recordModes := map[string]os.FileMode{}
+	for _, r := range records {
+		st, err := os.Stat(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recordModes[r] = st.Mode()
+	}
+	// To its owner, what a mode is to others.
+	asOthers := func(mode os.FileMode) os.FileMode {
+		if os.Geteuid() != 0 {
+			return (mode & 0o007) << 6
+		}
+		return mode
+	}
 	for _, tc := range []struct {
-		name string
-		mode os.FileMode
-		what string
-	}{{"unreadable", 0o700, "may not read and write " + dir}, {"read-only", 0o555, "may not read and write " + dir}} {
+		name            string
+		mode, readables os.FileMode
+		what            string
+	}{
+		{"unreadable", 0o700, 0, "may not read and write " + dir},
+		// Its records readable: --check said a plain "configuration ok".
+		{"read-only", 0o555, 0o644, "may not read and write " + dir},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
-			mode := tc.mode
-			if os.Geteuid() != 0 {
-				// To its owner, what the mode is to others.
-				mode = (mode & 0o007) << 6
+			if err := os.Chmod(dir, 0o750); err != nil { // to reach the records
+				t.Fatal(err)
 			}
-			if err := os.Chmod(dir, mode); err != nil {
+			for r, mode := range recordModes {
+				if tc.readables != 0 {
+					mode = asOthers(tc.readables)
+				}
+				if err := os.Chmod(r, mode); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := os.Chmod(dir, asOthers(tc.mode)); err != nil {
 				t.Fatal(err)
 			}
 			out, errb, code := runAsUser(t, "serve", "--dev", "--data-dir", dir, "--raft-address", raft, "--check")
@@ -160,6 +189,11 @@ func TestServeCheckAsAnotherUserThanTheDataDirectorysOwner(t *testing.T) {
 	}
 	if err := os.Chmod(dir, 0o750); err != nil {
 		t.Fatal(err)
+	}
+	for r, mode := range recordModes {
+		if err := os.Chmod(r, mode); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if after := dataDirState(t, dir); !maps.Equal(before, after) {
 		t.Errorf("--check or a refused start changed the data directory:\nbefore %v\nafter  %v", before, after)
