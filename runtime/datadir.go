@@ -100,12 +100,43 @@ func checkDataDirAccess(dir string) error {
 	case !st.IsDir():
 		return fmt.Errorf("cluster.data_dir %s: is not a directory", dir)
 	}
-	return walkAccess(dir, dir)
+	return walkAccess(dir)
 }
 
-// walkAccess checks that this user may read and write every file and
+// walkAccess checks that this user may read and write the data directory
+// and what Lockstep and Dragonboat keep in it: their records at its top,
+// and Dragonboat's tree under this host's name (its log and snapshots).
+// Other entries are left alone, as a start leaves them: a lost+found of
+// the file system the directory is the root of, root's and 0700, must not
+// refuse a member that runs as its own user.
+func walkAccess(dir string) error {
+	if err := mayReadWrite(dir, true); err != nil {
+		return accessDenied(dir, dir, "read and write", err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return accessDenied(dir, dir, "read", err)
+	}
+	host, _ := os.Hostname()
+	for _, e := range entries {
+		p := filepath.Join(dir, e.Name())
+		switch name := e.Name(); {
+		case e.IsDir() && name == host:
+			if err := walkTree(dir, p); err != nil {
+				return err
+			}
+		case !e.IsDir() && (strings.HasPrefix(name, "lockstep-") || name == dragonboatFlagFile || name == "LOCK" || name == "NODEHOST.ID"):
+			if err := mayReadWrite(p, false); err != nil {
+				return accessDenied(dir, p, "read and write", err)
+			}
+		}
+	}
+	return nil
+}
+
+// walkTree checks that this user may read and write every file and
 // directory under path (path included).
-func walkAccess(dir, path string) error {
+func walkTree(dir, path string) error {
 	if err := mayReadWrite(path, true); err != nil {
 		return accessDenied(dir, path, "read and write", err)
 	}
@@ -116,7 +147,7 @@ func walkAccess(dir, path string) error {
 	for _, e := range entries {
 		p := filepath.Join(path, e.Name())
 		if e.IsDir() {
-			if err := walkAccess(dir, p); err != nil {
+			if err := walkTree(dir, p); err != nil {
 				return err
 			}
 			continue

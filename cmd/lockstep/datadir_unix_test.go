@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"io/fs"
 	"maps"
 	"os"
 	"os/exec"
@@ -197,5 +198,88 @@ func TestServeCheckAsAnotherUserThanTheDataDirectorysOwner(t *testing.T) {
 	}
 	if after := dataDirState(t, dir); !maps.Equal(before, after) {
 		t.Errorf("--check or a refused start changed the data directory:\nbefore %v\nafter  %v", before, after)
+	}
+}
+
+// serve --check as the data directory's owner passes it, though the
+// directory holds what is not Lockstep's and that user may not read (a
+// lost+found, root's and 0700, where data_dir is a file system's root): a
+// start leaves those alone. A file of Dragonboat's tree, deep in the
+// directory, that user may not write is found and named: a start failed
+// on it inside Dragonboat, where --check said "configuration ok".
+func TestServeCheckAsTheDataDirectorysOwner(t *testing.T) {
+	base := userDir(t)
+	dir := filepath.Join(base, "data")
+	raft := loopbackAddr(t)
+	ranMember(t, dir, raft)
+	root := os.Geteuid() == 0
+	if root {
+		err := filepath.WalkDir(dir, func(path string, _ fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			return os.Lchown(path, nobody, nobody)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	foreign := filepath.Join(dir, "lost+found")
+	if err := os.Mkdir(foreign, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if !root {
+		if err := os.Chmod(foreign, 0); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Chmod(foreign, 0o700) })
+	}
+	before := dataDirState(t, dir)
+	out, errb, code := runAsUser(t, "serve", "--dev", "--data-dir", dir, "--raft-address", raft, "--check")
+	if code != exitOK || out != "configuration ok: node node-1, 1 member, 1 shard\n" || errb != "" {
+		t.Errorf("--check as the data directory's owner, with a lost+found it may not read: exit %d\nstdout: %s\nstderr: %s", code, out, errb)
+	}
+
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var deep string
+	err = filepath.WalkDir(filepath.Join(dir, host), func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && deep == "" {
+			deep = path
+		}
+		return err
+	})
+	if err != nil || deep == "" {
+		t.Fatalf("no file in Dragonboat's tree under %s: %v", filepath.Join(dir, host), err)
+	}
+	st, err := os.Stat(deep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if root {
+		err = os.Lchown(deep, 0, 0)
+	} else {
+		err = os.Chmod(deep, 0o400)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, errb, code = runAsUser(t, "serve", "--dev", "--data-dir", dir, "--raft-address", raft, "--check")
+	if code != exitOK || !strings.HasPrefix(out, "configuration ok but for the data directory") ||
+		!strings.Contains(errb, "may not read and write "+deep+" (in cluster.data_dir)") {
+		t.Errorf("--check as the data directory's owner, with a file of Dragonboat's it may not write: exit %d\nstdout: %s\nstderr: %s", code, out, errb)
+	}
+	if root {
+		err = os.Lchown(deep, nobody, nobody)
+	} else {
+		err = os.Chmod(deep, st.Mode().Perm())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after := dataDirState(t, dir); !maps.Equal(before, after) {
+		t.Errorf("--check changed the data directory:\nbefore %v\nafter  %v", before, after)
 	}
 }
