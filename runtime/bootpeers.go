@@ -21,10 +21,6 @@ import (
 // keeps its own copy, which Lockstep cannot read before it listens.
 const bootPeersFile = "lockstep-bootstrap-peers"
 
-// dragonboatFlagFile is the file Dragonboat writes into a directory the
-// first time it runs there (or a restore imports into it).
-const dragonboatFlagFile = "dragonboat.ds"
-
 // dirFresh says whether Dragonboat never ran in dir: a start on it with
 // peers bootstraps its member. (Not whether dir is empty: a disk's mount
 // point holds lost+found.)

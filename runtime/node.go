@@ -173,14 +173,15 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if err := CheckPeers(checked); err != nil {
 		return nil, err
 	}
+	// Before the directory is made and Dragonboat touches it (under
+	// another incarnation it would bootstrap a new replica there): what
+	// lockstep serve --check checks too.
+	if err := CheckDataDir(cfg); err != nil {
+		return nil, err
+	}
 	fresh := dirFresh(dir)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("cluster.data_dir: %w", err)
-	}
-	// Before Dragonboat touches the directory: under another incarnation
-	// it would bootstrap a new replica there.
-	if _, err := CheckIncarnationRecord(dir, cfg.Cluster.Incarnation); err != nil {
-		return nil, err
 	}
 	boot, err := bootPeers(dir, fresh, cfg.Cluster)
 	if err != nil {
@@ -652,8 +653,9 @@ func (n *Node) handOffLeadership() {
 func dataDirHint(err error) string {
 	switch msg := err.Error(); {
 	case strings.Contains(msg, "not the owner of the data directory"):
-		return ": cluster.data_dir belongs to a member that ran with another cluster.raft_address; " +
-			"start with that address, or give this member its own data_dir (an empty one makes a new member: docs/operations.md)"
+		return ": cluster.data_dir belongs to a member that ran with another cluster.raft_address; start with that address, " +
+			"or, to move the member, remove it, add it back at the new address and start it on an empty data directory with --join " +
+			"and the incarnation AddNode answers (docs/operations.md, Membership changes, \"Move a member to another Raft address\")"
 	case strings.Contains(msg, "failed to lock data directory"):
 		return ": another process holds cluster.data_dir (a lockstep serve still running on it?): stop it, or give this member its own data_dir"
 	case strings.Contains(msg, "hostname changed"):

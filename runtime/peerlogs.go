@@ -41,8 +41,7 @@ const (
 // logID reads the log id dir's member records, or draws one, durably,
 // when there is none: a new directory, or one made before log ids.
 func logID(dir string) (uint64, error) {
-	id, found, err := readHexRecord(dir, logIDFile, "a log id", "a member's data directory was damaged; replace the member "+
-		"(remove it, wipe cluster.data_dir, add it back: docs/operations.md, Membership changes)")
+	id, found, err := readLogID(dir)
 	if found || err != nil {
 		return id, err
 	}

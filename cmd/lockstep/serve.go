@@ -53,9 +53,12 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	if f.check {
-		for _, err := range f.unread {
-			// --check often runs as another user than the service.
-			fmt.Fprintf(stderr, "lockstep serve: warning: the data directory's records are not checked: %v\n", err)
+		if len(f.unread) > 0 {
+			// --check often runs as another user than the service: that
+			// this one may not use the directory is neither an error nor
+			// an ok (the first says it, the others are of the same cause).
+			fmt.Fprintf(stderr, "lockstep serve: warning: the data directory is not checked: this user may not use it "+
+				"(a start as this user would fail; one as the service's user may not): %v; run lockstep serve --check as the service's user to check it\n", f.unread[0])
 		}
 		for _, w := range cfg.Security.Warnings() {
 			fmt.Fprintf(stderr, "lockstep serve: warning: %s\n", w)
@@ -75,7 +78,11 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		case len(cfg.Cluster.Peers) == 0:
 			members = "a restart on its data directory (its members are there; peers are not needed)"
 		}
-		fmt.Fprintf(stdout, "configuration ok: node %s, %s, %s\n", cfg.Cluster.NodeID, members, countOf(cfg.Consensus.Shards, "shard"))
+		ok := "configuration ok"
+		if len(f.unread) > 0 {
+			ok = "configuration ok but for the data directory, which this user could not check"
+		}
+		fmt.Fprintf(stdout, "%s: node %s, %s, %s\n", ok, cfg.Cluster.NodeID, members, countOf(cfg.Consensus.Shards, "shard"))
 		return exitOK
 	}
 	return runNode(cfg, f, base, stdout)
@@ -145,19 +152,20 @@ func loadConfig(f *serveFlags) (config.Config, error) {
 		return cfg, fmt.Errorf("configuration: %w", err)
 	}
 	f.material = mat
-	// The data directory's own records: a start refuses another shard
-	// count than the one it was made with, and another incarnation than
-	// the one it runs as (under which it would bootstrap a new, empty
-	// replica beside its own state), as configuration errors (exit 2),
-	// before anything listens. One it may not read is for the start to
+	// The data directory, as Start checks it (runtime.CheckDataDir): a
+	// start refuses another shard count than the one it was made with,
+	// another incarnation than the one it runs as (under which it would
+	// bootstrap a new, empty replica beside its own state), another
+	// member's directory (another raft_address, another host) and a
+	// damaged record, as configuration errors (exit 2), before anything
+	// listens. One this user may not read and write is for the start to
 	// report (--check, which often runs as another user than the service,
-	// warns).
-	_, shardErr := runtime.CheckShardRecord(cfg.Cluster.DataDir, cfg.Consensus.Shards)
-	_, incarnationErr := runtime.CheckIncarnationRecord(cfg.Cluster.DataDir, cfg.Cluster.Incarnation)
+	// says it could not check it).
+	dataErr := runtime.CheckDataDir(cfg)
 	// And a first start needs its peers (or --join); a restart needs
 	// neither, its members being in the data directory.
 	peersErr := runtime.CheckPeers(cfg.Cluster)
-	for _, err := range []error{shardErr, incarnationErr, peersErr} {
+	for _, err := range []error{dataErr, peersErr} {
 		switch {
 		case errors.Is(err, fs.ErrPermission):
 			f.unread = append(f.unread, err)

@@ -1,0 +1,216 @@
+package runtime
+
+import (
+	"context"
+	"crypto/md5"
+	"crypto/sha256"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/lni/dragonboat/v4/raftpb"
+)
+
+// dirState is every entry under dir, with its mode, size, modification
+// time and content: two equal states are the same tree.
+func dirState(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	state := map[string]string{}
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		v := fmt.Sprintf("%v %d %v", info.Mode(), info.Size(), info.ModTime().UnixNano())
+		if !d.IsDir() {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			v += fmt.Sprintf(" %x", sha256.Sum256(b))
+		}
+		state[path] = v
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return state
+}
+
+func sameState(t *testing.T, what string, before, after map[string]string) {
+	t.Helper()
+	if maps.Equal(before, after) {
+		return
+	}
+	for _, p := range slices.Sorted(maps.Keys(after)) {
+		if before[p] != after[p] {
+			t.Errorf("%s changed %s: %q -> %q", what, p, before[p], after[p])
+		}
+	}
+	for p := range before {
+		if _, ok := after[p]; !ok {
+			t.Errorf("%s removed %s", what, p)
+		}
+	}
+}
+
+// writeDragonboatRecord rewrites dir's Dragonboat record with change made.
+func writeDragonboatRecord(t *testing.T, dir string, change func(*raftpb.RaftDataStatus)) {
+	t.Helper()
+	s, found, err := readDragonboatRecord(dir)
+	if err != nil || !found {
+		t.Fatalf("Dragonboat's record: found %v, %v", found, err)
+	}
+	change(&s)
+	data, err := s.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := md5.Sum(data)
+	if err := os.WriteFile(filepath.Join(dir, dragonboatFlagFile), append(sum[8:], data...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestStartRefusesAnotherMembersDataDirectory: a start under another
+// cluster.raft_address than the data directory was made with is refused
+// before Dragonboat runs, naming the address the directory recorded and
+// how a member moves to another address (remove it, add it back, start it
+// empty with --join and its new incarnation), and leaving the directory
+// as it was. Dragonboat's own refusal named neither address, and the hint
+// added to it ("give this member its own data_dir (an empty one makes a
+// new member)") led to a member its peers refuse as one that lost its log.
+func TestStartRefusesAnotherMembersDataDirectory(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 1})
+	c.stop(0)
+	cfg := c.cfgs[0]
+	dir, had := cfg.Cluster.DataDir, cfg.Cluster.RaftAddress
+	moved := fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)[0])
+	cfg.Cluster.RaftAddress = moved
+	cfg.Cluster.Peers = map[string]string{cfg.Cluster.NodeID: moved}
+	before := dirState(t, dir)
+	_, err := Start(context.Background(), Options{Config: cfg, Logger: testLogger(t)})
+	for _, want := range []string{
+		"cluster.raft_address: not the owner of the data directory: " + dir + " belongs to the member that ran with cluster.raft_address " + had +
+			", and this start has " + moved,
+		"start with cluster.raft_address: " + had,
+		"remove it (lockstep cluster remove node-1), add it back at the new address (lockstep cluster add node-1 " + moved,
+		"start it on an empty data directory with --join --incarnation N",
+		"docs/operations.md, Membership changes, \"Move a member to another Raft address\"",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("a start at %s on %s's data directory: %v\nwant it to say %q", moved, had, err, want)
+		}
+	}
+	sameState(t, "the refused start", before, dirState(t, dir))
+	c.restart(0)
+	c.waitLeader(0)
+}
+
+// TestCheckDataDir: CheckDataDir refuses each data directory Start
+// refuses, with Start's error, and writes nothing: a wrong shard count,
+// incarnation or Raft address, another host, and each record damaged;
+// a directory that does not exist passes and is not made.
+func TestCheckDataDir(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 1, shards: 2})
+	c.stop(0)
+	good := c.cfgs[0]
+	dir := good.Cluster.DataDir
+	if err := CheckDataDir(good); err != nil {
+		t.Fatalf("the member's own data directory: %v", err)
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	damage := func(file, text string) func(*testing.T) {
+		return func(t *testing.T) {
+			if err := os.WriteFile(filepath.Join(dir, file), []byte(text), 0o640); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(*testing.T)
+		shards int
+		inc    int
+		want   string
+	}{
+		{name: "shards", shards: 1, want: "consensus.shards: the data directory " + dir + " was made with 2 shards, and this start asks for 1"},
+		{name: "incarnation", inc: 1, want: "cluster.incarnation: " + dir + " belongs to incarnation 0 of this node, got 1"},
+		{name: "host", change: func(t *testing.T) {
+			writeDragonboatRecord(t, dir, func(s *raftpb.RaftDataStatus) { s.Hostname = "elsewhere" })
+		}, want: "cluster.data_dir " + dir + " was made on the host \"elsewhere\", and this host is \"" + host + "\""},
+		{name: "deployment", change: func(t *testing.T) {
+			writeDragonboatRecord(t, dir, func(s *raftpb.RaftDataStatus) { s.DeploymentId = 42 })
+		}, want: fmt.Sprintf("was made under the Raft deployment %016x, and its member runs under %016x", 42, deploymentID)},
+		{name: "Dragonboat's record", change: damage(dragonboatFlagFile, "not a record"), want: "dragonboat.ds is not Dragonboat's record"},
+		{name: "log id", change: damage(logIDFile, "zz\n"), want: "lockstep-log-id does not hold a log id"},
+		{name: "deployment record", change: damage(deploymentFile, "0\n"), want: "lockstep-deployment does not hold a deployment id"},
+		{name: "peer logs", change: damage(peerLogsFile, "what\n"), want: "lockstep-peer-logs, line 1, is not"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			saved := map[string][]byte{}
+			for _, f := range []string{dragonboatFlagFile, logIDFile, deploymentFile, peerLogsFile} {
+				if b, err := os.ReadFile(filepath.Join(dir, f)); err == nil {
+					saved[f] = b
+				}
+			}
+			defer func() {
+				os.Remove(filepath.Join(dir, deploymentFile))
+				for f, b := range saved {
+					if err := os.WriteFile(filepath.Join(dir, f), b, 0o640); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}()
+			if tc.change != nil {
+				tc.change(t)
+			}
+			cfg := good
+			if tc.shards != 0 {
+				cfg.Consensus.Shards = tc.shards
+			}
+			cfg.Cluster.Incarnation = tc.inc
+			before := dirState(t, dir)
+			err := CheckDataDir(cfg)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("CheckDataDir: %v\nwant %q", err, tc.want)
+			}
+			sameState(t, "CheckDataDir", before, dirState(t, dir))
+			n, startErr := Start(context.Background(), Options{Config: cfg, Logger: testLogger(t)})
+			if n != nil {
+				n.Close()
+			}
+			if startErr == nil || err == nil || startErr.Error() != err.Error() {
+				t.Errorf("Start: %v\nwant CheckDataDir's: %v", startErr, err)
+			}
+			sameState(t, "the refused start", before, dirState(t, dir))
+		})
+	}
+	missing := good
+	missing.Cluster.DataDir = filepath.Join(t.TempDir(), "new", "data")
+	if err := CheckDataDir(missing); err != nil {
+		t.Errorf("a data directory that does not exist: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(missing.Cluster.DataDir))); err == nil {
+		t.Errorf("CheckDataDir made %s", filepath.Dir(missing.Cluster.DataDir))
+	}
+	notDir := good
+	notDir.Cluster.DataDir = filepath.Join(dir, logIDFile)
+	if err := CheckDataDir(notDir); err == nil || !strings.Contains(err.Error(), "is not a directory") {
+		t.Errorf("a data directory that is a file: %v", err)
+	}
+	c.restart(0)
+	c.waitLeader(0)
+}
