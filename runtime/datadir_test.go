@@ -1,7 +1,6 @@
 package runtime
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,24 +17,6 @@ import (
 	"github.com/lockstepd/lockstep/config"
 )
 
-// lockedBuffer is a log that a test reads while the node writes it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestDataDirGoneIsNoticed: a data directory deleted under a running
 // member (or unmounted, or on a disk that failed) makes the member
 // unhealthy and say why at ERROR, within its check interval. It looked
@@ -44,7 +24,7 @@ func (l *lockedBuffer) String() string {
 // stopped it, which in a quiet cluster may be days later. The room left on
 // the directory's file system is a gauge.
 // startAlone starts node-1, the one member of its cluster, on dir.
-func startAlone(t *testing.T, dir string, ports []int, logs *lockedBuffer, reg *prometheus.Registry) *Node {
+func startAlone(t *testing.T, dir string, ports []int, logs *logBuffer, reg *prometheus.Registry) *Node {
 	t.Helper()
 	cfg := config.Defaults()
 	cfg.Cluster = config.Cluster{NodeID: "node-1", RaftAddress: fmt.Sprintf("127.0.0.1:%d", ports[0]),
@@ -62,7 +42,7 @@ func startAlone(t *testing.T, dir string, ports []int, logs *lockedBuffer, reg *
 
 func TestDataDirGoneIsNoticed(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "node-1")
-	var logs lockedBuffer
+	var logs logBuffer
 	reg := prometheus.NewRegistry()
 	n := startAlone(t, dir, portsInRange(t, 2), &logs, reg)
 	deadline := time.Now().Add(10 * time.Second)
@@ -104,7 +84,7 @@ func TestDataDirGoneIsNoticed(t *testing.T) {
 // out as "2026-12-06 04:18:51.789684 I | write ...: no space left on
 // device", in the format Dragonboat's logging library gave that logger.
 func TestLogStoreFailureIsAnErrorLine(t *testing.T) {
-	var logs lockedBuffer
+	var logs logBuffer
 	giveBack := lendDragonboatLogs(newLogTarget(slog.New(slog.NewJSONHandler(&logs, nil)), nil, nil))
 	defer giveBack()
 	stdlog.Printf("write /var/lib/lockstep/vm/1/logdb-0/000004.log: no space left on device")
@@ -123,13 +103,13 @@ func TestUncleanStopIsSaid(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "node-1")
 	ports := portsInRange(t, 2)
 	const said = "the last run of this member did not stop cleanly"
-	var first lockedBuffer
+	var first logBuffer
 	n := startAlone(t, dir, ports, &first, prometheus.NewRegistry())
 	if strings.Contains(first.String(), said) {
 		t.Fatalf("a first start says the last run did not stop cleanly:\n%s", first.String())
 	}
 	n.crash()
-	var second lockedBuffer
+	var second logBuffer
 	n = startAlone(t, dir, ports, &second, prometheus.NewRegistry())
 	if !strings.Contains(second.String(), said) || !strings.Contains(second.String(), "level=WARN") {
 		t.Fatalf("a start after a crash does not say so:\n%s", second.String())
@@ -137,7 +117,7 @@ func TestUncleanStopIsSaid(t *testing.T) {
 	if err := n.Close(); err != nil {
 		t.Fatal(err)
 	}
-	var third lockedBuffer
+	var third logBuffer
 	startAlone(t, dir, ports, &third, prometheus.NewRegistry())
 	if strings.Contains(third.String(), said) {
 		t.Fatalf("a start after a clean stop says the last run did not stop cleanly:\n%s", third.String())
