@@ -9,7 +9,6 @@ package runtime
 import (
 	"archive/tar"
 	"context"
-	"crypto/md5"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -479,15 +478,15 @@ func readSnapshotRecord(dir string) (raftpb.Snapshot, error) {
 	if err != nil {
 		return raftpb.Snapshot{}, err
 	}
-	if len(b) < 8 {
+	body, err := flagBody(b)
+	switch {
+	case errors.Is(err, errFlagShort):
 		return raftpb.Snapshot{}, fmt.Errorf("%s is %d bytes: too short for a snapshot record", snapshotMetadataFile, len(b))
-	}
-	sum := md5.Sum(b[8:])
-	if string(sum[8:]) != string(b[:8]) {
+	case err != nil:
 		return raftpb.Snapshot{}, fmt.Errorf("%s does not match its digest: the backup is damaged", snapshotMetadataFile)
 	}
 	var s raftpb.Snapshot
-	if err := s.Unmarshal(b[8:]); err != nil {
+	if err := s.Unmarshal(body); err != nil {
 		return raftpb.Snapshot{}, fmt.Errorf("%s: %w", snapshotMetadataFile, err)
 	}
 	return s, nil
@@ -499,8 +498,7 @@ func writeSnapshotRecord(dir string, s raftpb.Snapshot) error {
 	if err != nil {
 		return err
 	}
-	sum := md5.Sum(body)
-	return writeDurably(dir, snapshotMetadataFile, string(sum[8:])+string(body))
+	return writeDurably(dir, snapshotMetadataFile, string(flagFile(body)))
 }
 
 func fileSHA256(path string) (string, int64, error) {

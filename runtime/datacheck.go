@@ -1,8 +1,6 @@
 package runtime
 
 import (
-	"bytes"
-	"crypto/md5"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -253,14 +251,11 @@ func readDragonboatRecord(dir string) (s raftpb.RaftDataStatus, found bool, err 
 	}
 	damaged := fmt.Errorf("runtime: %s is not Dragonboat's record of the data directory (damaged): restore it, "+
 		"or replace the member (remove it, wipe cluster.data_dir, add it back: docs/operations.md, Membership changes)", path)
-	if len(b) < 8 {
+	body, err := flagBody(b)
+	if err != nil {
 		return s, true, damaged
 	}
-	sum := md5.Sum(b[8:])
-	if !bytes.Equal(b[:8], sum[8:]) {
-		return s, true, damaged
-	}
-	if err := s.Unmarshal(b[8:]); err != nil {
+	if err := s.Unmarshal(body); err != nil {
 		return s, true, damaged
 	}
 	return s, true, nil

@@ -2,7 +2,6 @@ package runtime
 
 import (
 	"context"
-	"crypto/md5"
 	"crypto/sha256"
 	"fmt"
 	"io/fs"
@@ -75,8 +74,7 @@ func writeDragonboatRecord(t *testing.T, dir string, change func(*raftpb.RaftDat
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum := md5.Sum(data)
-	if err := os.WriteFile(filepath.Join(dir, dragonboatFlagFile), append(sum[8:], data...), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, dragonboatFlagFile), flagFile(data), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
