@@ -26,13 +26,21 @@ const (
 	RoleOtherReplica = "other-replica"
 )
 
+// lostLogRemedy is what a member refused as one that lost its log does, as
+// its health and its log say it. A second process started with a running
+// member's node id meets the same refusal, and removing the node id would
+// remove the member that runs: it comes first.
+const lostLogRemedy = "first make sure it is not a second process with the node id of a member that runs (the same " +
+	"cluster.node_id, another data directory): then stop this one and leave the cluster alone, since removing the node id " +
+	"would remove the member that runs; else replace it: lockstep cluster remove, wipe cluster.data_dir, lockstep cluster add, " +
+	"then start it with --join and the incarnation add answers (docs/operations.md, Membership changes)"
+
 // cutOffs says, for each reason a member is cut off
 // (transport.CutLostLog, CutRemoved, CutOtherReplica), its role and what
 // Health says of it.
 var cutOffs = map[string]struct{ role, health string }{
 	transport.CutLostLog: {RoleLostLog, "it lost its log (its data directory was wiped, or is not its own), and its peers refuse it: " +
-		"first make sure it is not a second process with the node id of a member that runs (the same cluster.node_id, another data directory): then stop this one and leave the cluster alone, since removing the node id would remove the member that runs; else replace it: lockstep cluster remove, wipe cluster.data_dir, lockstep cluster add, then start it with --join and the " +
-		"incarnation add answers (docs/operations.md, Membership changes)"},
+		lostLogRemedy},
 	transport.CutRemoved: {RoleRemoved, "it was removed from the cluster (lockstep cluster remove), and a removed replica never " +
 		"takes part again: stop it, or add it back: lockstep cluster add, then start it on an empty cluster.data_dir with --join " +
 		"and the incarnation add answers (docs/operations.md, Membership changes)"},

@@ -397,8 +397,7 @@ var cutOffSays = map[string]cutOffSay{
 	transport.CutLostLog: {
 		ours: "a peer refuses this member as one that lost its log: the cluster knows this replica from another data directory " +
 			"(this one was wiped, or is not its own), and a member that forgot its votes and acknowledged entries must not take part; " +
-			"stop it; first make sure it is not a second process with the node id of a member that runs (the same cluster.node_id, another data directory): then stop this one and leave the cluster alone, since removing the node id would remove the member that runs; else replace it: lockstep cluster remove, wipe cluster.data_dir, lockstep cluster add, then start " +
-			"it with --join and the incarnation add answers (docs/operations.md, Membership changes)",
+			"stop it; " + lostLogRemedy,
 		theirs: "refused a member that lost its log: it took part before under another data directory, and comes back without " +
 			"its votes and acknowledged entries (or it is a second process started with a running member's node id); it is cut " +
 			"off until it is replaced (removed, then added back with --join: docs/operations.md, Membership changes), or, if " +
