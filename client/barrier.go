@@ -78,8 +78,8 @@ func (b *Barrier) Wait(ctx context.Context) (generation uint64, err error) {
 // ErrPrecondition.
 func (b *Barrier) Set(ctx context.Context) error {
 	what := opName{"set barrier", b.name}
-	if b.parties != 0 {
-		return fmt.Errorf("%s: %w: a barrier of %d parties is released by arrivals; Set and Remove are for one made with parties 0", what, ErrInvalid, b.parties)
+	if err := b.setRemove(what); err != nil {
+		return err
 	}
 	s := b.s
 	if lost := s.lostErrFor(what); lost != nil {
@@ -103,13 +103,21 @@ func (b *Barrier) Set(ctx context.Context) error {
 	return err
 }
 
+// setRemove refuses Set and Remove on a counting barrier.
+func (b *Barrier) setRemove(what opName) error {
+	if b.parties != 0 {
+		return fmt.Errorf("%s: %w: a barrier of %d parties is released by arrivals; Set and Remove are for one made with parties 0", what, ErrInvalid, b.parties)
+	}
+	return nil
+}
+
 // Remove lowers a set/remove barrier and releases everything waiting at
 // it, whichever session set it. Removing one that is not up does nothing,
 // as in Curator: the caller wanted it down, and it is.
 func (b *Barrier) Remove(ctx context.Context) error {
 	what := opName{"remove barrier", b.name}
-	if b.parties != 0 {
-		return fmt.Errorf("%s: %w: a barrier of %d parties is released by arrivals; Set and Remove are for one made with parties 0", what, ErrInvalid, b.parties)
+	if err := b.setRemove(what); err != nil {
+		return err
 	}
 	s := b.s
 	return s.send(ctx, what, func(ctx context.Context, e *endpoint, id reqID) error {
