@@ -242,12 +242,9 @@ func checkDragonboatDeployment(dir string, deployment uint64) error {
 // none. One that does not check out is an error: Dragonboat panics on it.
 func readDragonboatRecord(dir string) (s raftpb.RaftDataStatus, found bool, err error) {
 	path := filepath.Join(dir, dragonboatFlagFile)
-	b, err := os.ReadFile(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return s, false, nil
-	case err != nil:
-		return s, false, fmt.Errorf("cluster.data_dir: %w", err)
+	b, found, err := readOptional(path)
+	if !found || err != nil {
+		return s, found, err
 	}
 	damaged := fmt.Errorf("runtime: %s is not Dragonboat's record of the data directory (damaged): restore it, "+
 		"or replace the member (remove it, wipe cluster.data_dir, add it back: docs/operations.md, Membership changes)", path)

@@ -48,17 +48,27 @@ func countOf(n int, noun string) string {
 	return fmt.Sprintf("%d %ss", n, noun)
 }
 
+// readOptional reads a data directory's record at path: found is false
+// when there is none, and another failure to read it is the error.
+func readOptional(path string) (b []byte, found bool, err error) {
+	b, err = os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, fmt.Errorf("cluster.data_dir: %w", err)
+	}
+	return b, true, nil
+}
+
 // readRecord reads a number a data directory records about its member
 // (the shard count, the incarnation): found is false when there is no
 // record; one that is not a number is an error saying what to do.
 func readRecord(dir, file, what string) (v int, found bool, err error) {
 	path := filepath.Join(dir, file)
-	b, err := os.ReadFile(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return 0, false, nil
-	case err != nil:
-		return 0, false, fmt.Errorf("cluster.data_dir: %w", err)
+	b, found, err := readOptional(path)
+	if !found || err != nil {
+		return 0, found, err
 	}
 	v, perr := strconv.Atoi(strings.TrimSpace(string(b)))
 	if perr != nil {
@@ -78,12 +88,9 @@ func writeRecord(dir, file string, v int) error {
 // to do.
 func readHexRecord(dir, file, what, advice string) (v uint64, found bool, err error) {
 	path := filepath.Join(dir, file)
-	b, err := os.ReadFile(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return 0, false, nil
-	case err != nil:
-		return 0, false, fmt.Errorf("cluster.data_dir: %w", err)
+	b, found, err := readOptional(path)
+	if !found || err != nil {
+		return 0, found, err
 	}
 	v, err = strconv.ParseUint(strings.TrimSpace(string(b)), 16, 64)
 	if err != nil || v == 0 {
