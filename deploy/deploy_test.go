@@ -347,7 +347,7 @@ func TestDeployFilesUseRegisteredMetrics(t *testing.T) {
 			used[m] = true
 		}
 	}
-	for _, want := range []string{"lockstep_raft_is_leader", "up", "lockstep_raft_has_leader",
+	for _, want := range []string{"lockstep_raft_is_leader", "up", "lockstep_healthy",
 		"lockstep_audit_write_errors_total", "consensus_commit_latency_seconds_bucket",
 		"lockstep_sessions_expired_total", "leader_elections_total", "lockstep_rpc_requests_total", "lockstep_clock_offset_seconds"} {
 		if !used[want] {

@@ -439,6 +439,7 @@ func TestHealthSaysWhyAMemberIsCutOff(t *testing.T) {
 	}{
 		{errNoQuorum, "has no leader"},
 		{fmt.Errorf("%w: it was removed from the cluster (lockstep cluster remove)", runtime.ErrCutOff), "cut off from the cluster: it was removed"},
+		{fmt.Errorf("%w: /var/lib/lockstep has not finished a synced write of a few bytes in 5s", runtime.ErrDataDir), "data directory: /var/lib/lockstep has not finished"},
 		{runtime.ErrShuttingDown, "this node is shutting down: it drains (SIGTERM or SIGINT) and takes no new requests; try another node"},
 	} {
 		s.b.mu.Lock()

@@ -38,13 +38,14 @@ var (
 )
 
 // Health answers unavailable (503) when this node cannot serve: saying
-// why and what to do for a member its peers refuse (runtime.ErrCutOff),
+// why and what to do for a member its peers refuse (runtime.ErrCutOff)
+// or whose data directory went or takes no writes (runtime.ErrDataDir),
 // which no wait will cure, errStopping for one that drains (it said it
 // had no leader), and errNotServing otherwise.
 func (h ClusterHandler) Health(ctx context.Context, _ *connect.Request[pb.HealthRequest]) (*connect.Response[pb.HealthResponse], error) {
 	if err := h.b.Health(); err != nil {
 		switch {
-		case errors.Is(err, runtime.ErrCutOff):
+		case errors.Is(err, runtime.ErrCutOff), errors.Is(err, runtime.ErrDataDir):
 			return nil, connect.NewError(connect.CodeUnavailable, err)
 		case errors.Is(err, runtime.ErrShuttingDown):
 			return nil, connect.NewError(connect.CodeUnavailable, errStopping)

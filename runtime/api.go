@@ -46,6 +46,10 @@ type Options struct {
 	// dataDirEvery stands in for dataDirCheckEvery (0: it): a test
 	// looks at the data directory sooner.
 	dataDirEvery time.Duration
+	// dataDirStall stands in for dataDirStallAfter, and dataDirWrite for
+	// the watch's synced write (nil: its own): a test's disk hangs.
+	dataDirStall time.Duration
+	dataDirWrite func() error
 	// dragonboatTransport runs Dragonboat's own TCP transport instead of
 	// runtime/transport: a test checks that such a member, which sends no
 	// hello, is refused.
@@ -82,6 +86,10 @@ var (
 	// membership has at its address), wrapped with why and what to do. It
 	// takes no part until an operator acts.
 	ErrCutOff = errors.New("lockstep: this member is cut off from the cluster")
+	// ErrDataDir: Health's answer for a member whose data directory went
+	// away or takes no writes (dataDirWatch), wrapped with which and what
+	// to do.
+	ErrDataDir = errors.New("lockstep: data directory")
 )
 
 // Event is one effect of an applied entry, as Watch streams it.

@@ -14,58 +14,174 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// dataDirCheckEvery is how often a member looks at its data directory.
-const dataDirCheckEvery = 10 * time.Second
+const (
+	// dataDirCheckEvery is how often a member looks at its data directory.
+	dataDirCheckEvery = 10 * time.Second
+	// dataDirStallAfter is how long a look may take before the member
+	// calls its disk stalled. A synced write of a few bytes takes under a
+	// millisecond here and tens at worst ("Where an acquire's time goes"
+	// in docs/performance.md); seconds is a frozen file system (fsfreeze,
+	// a snapshot tool), a hung network mount or a dying disk, under which
+	// the member's Raft log cannot be written either.
+	dataDirStallAfter = 5 * time.Second
+	// probeFile is the file each look writes and syncs.
+	probeFile = "lockstep-probe"
+)
 
 // dataDirWatch notices a data directory that went away under a running
-// member: deleted, unmounted, or on a disk that failed. Dragonboat keeps
-// writing into the files it opened before and the member looks healthy
-// until its next snapshot fails and stops it, which in a quiet cluster may
-// be days later. The watch reads the incarnation record, which every start
-// writes, every dataDirCheckEvery; from the first read that fails the
-// member reports itself unhealthy (Health), and says why once, at ERROR.
+// member (deleted, unmounted, on a disk that failed) or stopped taking
+// writes (frozen, hung, failing). Dragonboat keeps writing into the files
+// it opened before, and a member whose directory went looked healthy until
+// its next snapshot failed and stopped it, which in a quiet cluster may be
+// days later; a member whose disk froze kept answering /health 200, and a
+// leader kept saying it led, while everything it had to write waited.
+//
+// Every dataDirCheckEvery a look, on a goroutine of its own, reads the
+// incarnation record (which every start writes) and writes and syncs
+// probeFile. A read that fails makes the member unhealthy for good (what
+// was written while it was gone is lost, so a directory that comes back is
+// not trusted again); a write that fails, or a look that has not finished
+// after stallAfter, makes it unhealthy until a look succeeds. Each is said
+// once, at ERROR; the recovery at WARN.
 type dataDirWatch struct {
-	dir    string
-	marker string
-	every  time.Duration
-	lost   atomic.Pointer[error]
+	dir        string
+	marker     string
+	every      time.Duration
+	stallAfter time.Duration
+	// write writes and syncs the probe; a test stands in a disk that hangs.
+	write func() error
+
+	lost    atomic.Pointer[error] // the directory is gone: for good
+	stalled atomic.Pointer[error] // it takes no writes: until a look succeeds
+	// lookStarted is when the look under way started (UnixNano; 0: none),
+	// and lastLook how long the last finished one took.
+	lookStarted atomic.Int64
+	lastLook    atomic.Int64
+	// failing says stalled is a failed write, not a slow one (run's own).
+	failing bool
 }
 
-func newDataDirWatch(dir string, every time.Duration) *dataDirWatch {
+func newDataDirWatch(dir string, every, stallAfter time.Duration) *dataDirWatch {
 	if every <= 0 {
 		every = dataDirCheckEvery
 	}
-	return &dataDirWatch{dir: dir, marker: filepath.Join(dir, incarnationFile), every: every}
-}
-
-// check reads the marker, and answers the error a failed read makes.
-func (w *dataDirWatch) check() error {
-	if _, err := os.ReadFile(w.marker); err != nil {
-		return fmt.Errorf("%w: the data directory %s is gone or cannot be read (%v): this member runs on the files it "+
-			"opened before, until its next snapshot fails and stops it; stop it, and replace it "+
-			"(docs/operations.md, Disk problems)", ErrUnavailable, w.dir, errors.Unwrap(err))
+	if stallAfter <= 0 {
+		stallAfter = dataDirStallAfter
 	}
-	return nil
+	w := &dataDirWatch{dir: dir, marker: filepath.Join(dir, incarnationFile), every: every, stallAfter: stallAfter}
+	w.write = w.writeProbe
+	return w
 }
 
-// run checks until stop closes. A directory that comes back (remounted)
-// is not trusted again: what was written while it was gone is lost.
+// errGone is what a failed read of the marker makes of err.
+func (w *dataDirWatch) errGone(err error) error {
+	return fmt.Errorf("%w: %s is gone or cannot be read (%v): this member runs on the files it "+
+		"opened before, until its next snapshot fails and stops it; stop it, and replace it "+
+		"(docs/operations.md, Disk problems)", ErrDataDir, w.dir, errors.Unwrap(err))
+}
+
+// writeProbe writes the time into probeFile and syncs it, as the log
+// store's writes must be.
+func (w *dataDirWatch) writeProbe() error {
+	f, err := os.OpenFile(filepath.Join(w.dir, probeFile), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(time.Now().UTC().Format(time.RFC3339Nano) + "\n")
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// lookResult is what one look found: gone for a failed read, else the
+// write's error (nil: the directory takes writes), and how long it took.
+type lookResult struct {
+	gone  error
+	write error
+	took  time.Duration
+}
+
+// look reads the marker, then writes the probe.
+func (w *dataDirWatch) look() lookResult {
+	start := time.Now()
+	if _, err := os.ReadFile(w.marker); err != nil {
+		return lookResult{gone: w.errGone(err), took: time.Since(start)}
+	}
+	err := w.write()
+	return lookResult{write: err, took: time.Since(start)}
+}
+
+// run looks until stop closes. A look that hangs is left to finish (or
+// not) on its own goroutine; the next starts only once it has.
 func (w *dataDirWatch) run(stop <-chan struct{}, log *slog.Logger) {
 	t := time.NewTicker(w.every)
 	defer t.Stop()
+	done := make(chan lookResult, 1)
+	var stall <-chan time.Time
+	var stallTimer *time.Timer
 	for {
 		select {
 		case <-stop:
+			if stallTimer != nil {
+				stallTimer.Stop()
+			}
 			return
 		case <-t.C:
+			if w.lost.Load() != nil || w.lookStarted.Load() != 0 {
+				continue
+			}
+			start := time.Now()
+			w.lookStarted.Store(start.UnixNano())
+			stallTimer = time.NewTimer(w.stallAfter)
+			stall = stallTimer.C
+			go func() { done <- w.look() }()
+		case <-stall:
+			stall = nil
+			if w.stalled.Load() != nil {
+				continue
+			}
+			err := fmt.Errorf("%w: %s has not finished a synced write of a few bytes in %s: its disk "+
+				"is frozen, hung or failing, and this member's Raft log cannot be written either; mend or thaw the disk, "+
+				"or stop this member and replace it (docs/operations.md, Disk problems)", ErrDataDir, w.dir, w.stallAfter)
+			w.stalled.Store(&err)
+			log.Error("the data directory's disk stalled", "err", err)
+		case r := <-done:
+			stallTimer.Stop()
+			stall = nil
+			w.lookStarted.Store(0)
+			w.lastLook.Store(int64(r.took))
+			w.settle(r, log)
 		}
-		if w.lost.Load() != nil {
-			continue
+	}
+}
+
+// settle records what a finished look found.
+func (w *dataDirWatch) settle(r lookResult, log *slog.Logger) {
+	if r.gone != nil {
+		w.lost.Store(&r.gone)
+		log.Error("the data directory is gone", "err", r.gone)
+		return
+	}
+	was := w.stalled.Load()
+	if r.write != nil {
+		if w.failing {
+			return
 		}
-		if err := w.check(); err != nil {
-			w.lost.Store(&err)
-			log.Error("the data directory is gone", "err", err)
-		}
+		w.failing = true
+		err := fmt.Errorf("%w: %s takes no writes (%v): this member's Raft log cannot be written "+
+			"either; mend the disk (docs/operations.md, Disk problems)", ErrDataDir, w.dir, r.write)
+		w.stalled.Store(&err)
+		log.Error("the data directory takes no writes", "err", err)
+		return
+	}
+	w.failing = false
+	if was != nil {
+		w.stalled.Store(nil)
+		log.Warn("the data directory takes writes again", "took", r.took.Round(time.Millisecond), "was", *was)
 	}
 }
 
@@ -77,19 +193,36 @@ func (w *dataDirWatch) err() error {
 	if p := w.lost.Load(); p != nil {
 		return *p
 	}
+	if p := w.stalled.Load(); p != nil {
+		return *p
+	}
 	return nil
+}
+
+// lookSeconds is how long the look under way has taken so far, or, with
+// none under way, how long the last one took.
+func (w *dataDirWatch) lookSeconds() float64 {
+	if started := w.lookStarted.Load(); started != 0 {
+		return time.Since(time.Unix(0, started)).Seconds()
+	}
+	return time.Duration(w.lastLook.Load()).Seconds()
 }
 
 func nan() float64 { return math.NaN() }
 
-// register adds the free-space gauge to reg (nil: none).
+// register adds the watch's gauges to reg (nil: none).
 func (w *dataDirWatch) register(reg prometheus.Registerer) error {
 	if reg == nil {
 		return nil
 	}
-	return reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "lockstep_data_dir_free_bytes",
+	if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "lockstep_data_dir_free_bytes",
 		Help: "Bytes left on the file system of cluster.data_dir (for an unprivileged writer): a member whose disk fills stops (docs/operations.md, Disk problems)."},
-		func() float64 { return freeBytes(w.dir) }))
+		func() float64 { return freeBytes(w.dir) })); err != nil {
+		return err
+	}
+	return reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "lockstep_data_dir_write_seconds",
+		Help: "Seconds the last synced write of a few bytes into cluster.data_dir took (one every 10 s), or the one under way has taken so far: seconds is a frozen, hung or failing disk (docs/operations.md, Disk problems)."},
+		w.lookSeconds))
 }
 
 // runningFile marks a data directory whose member runs: a start finds it

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,22 +18,26 @@ import (
 	"github.com/lockstepd/lockstep/config"
 )
 
-// TestDataDirGoneIsNoticed: a data directory deleted under a running
-// member (or unmounted, or on a disk that failed) makes the member
-// unhealthy and say why at ERROR, within its check interval. It looked
-// healthy and said nothing until its next snapshot failed and a panic
-// stopped it, which in a quiet cluster may be days later. The room left on
-// the directory's file system is a gauge.
 // startAlone starts node-1, the one member of its cluster, on dir.
 func startAlone(t *testing.T, dir string, ports []int, logs *logBuffer, reg *prometheus.Registry) *Node {
+	t.Helper()
+	return startAloneWith(t, dir, ports, logs, reg, nil)
+}
+
+// startAloneWith is startAlone with the options more set by more (nil: none).
+func startAloneWith(t *testing.T, dir string, ports []int, logs *logBuffer, reg *prometheus.Registry, more func(*Options)) *Node {
 	t.Helper()
 	cfg := config.Defaults()
 	cfg.Cluster = config.Cluster{NodeID: "node-1", RaftAddress: fmt.Sprintf("127.0.0.1:%d", ports[0]),
 		APIAddress: fmt.Sprintf("127.0.0.1:%d", ports[1]), DataDir: dir,
 		Peers: map[string]string{"node-1": fmt.Sprintf("127.0.0.1:%d", ports[0])}}
 	cfg.Consensus.ElectionTimeoutMs, cfg.Consensus.HeartbeatIntervalMs, cfg.Consensus.TickIntervalMs = 200, 40, 20
-	n, err := Start(context.Background(), Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(logs, nil)), Registerer: reg,
-		balance: testBalance, dataDirEvery: 50 * time.Millisecond})
+	opts := Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(logs, nil)), Registerer: reg,
+		balance: testBalance, dataDirEvery: 50 * time.Millisecond}
+	if more != nil {
+		more(&opts)
+	}
+	n, err := Start(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,6 +45,12 @@ func startAlone(t *testing.T, dir string, ports []int, logs *logBuffer, reg *pro
 	return n
 }
 
+// TestDataDirGoneIsNoticed: a data directory deleted under a running
+// member (or unmounted, or on a disk that failed) makes the member
+// unhealthy and say why at ERROR, within its check interval. It looked
+// healthy and said nothing until its next snapshot failed and a panic
+// stopped it, which in a quiet cluster may be days later. The room left on
+// the directory's file system is a gauge.
 func TestDataDirGoneIsNoticed(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "node-1")
 	var logs logBuffer
@@ -66,7 +77,7 @@ func TestDataDirGoneIsNoticed(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if err := n.Health(); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "the data directory "+dir+" is gone") {
+	if err := n.Health(); !errors.Is(err, ErrDataDir) || !strings.Contains(err.Error(), "data directory: "+dir+" is gone") {
 		t.Fatalf("health with the data directory gone: %v", err)
 	}
 	for !strings.Contains(logs.String(), `level=ERROR msg="the data directory is gone"`) {
@@ -78,6 +89,98 @@ func TestDataDirGoneIsNoticed(t *testing.T) {
 	if c := strings.Count(logs.String(), "the data directory is gone"); c != 1 {
 		t.Errorf("the ERROR line was logged %d times, want once", c)
 	}
+}
+
+// TestDataDirStallIsNoticed: a data directory whose synced writes hang (a
+// frozen file system, a hung mount, a dying disk) makes the member
+// unhealthy, says so at ERROR once, and shows in lockstep_healthy and
+// lockstep_data_dir_write_seconds; a write that fails does too; the member
+// is healthy again, and says so at WARN, once a write goes through. A
+// frozen disk left /health at 200, and a stalled leader saying it led.
+func TestDataDirStallIsNoticed(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "node-1")
+	var logs logBuffer
+	reg := prometheus.NewRegistry()
+	var disk struct {
+		sync.Mutex
+		hang chan struct{} // non-nil: writes wait for it to close
+		fail error
+	}
+	var n *Node
+	n = startAloneWith(t, dir, portsInRange(t, 2), &logs, reg, func(o *Options) {
+		o.dataDirStall = 300 * time.Millisecond
+		o.dataDirWrite = func() error {
+			disk.Lock()
+			hang, fail := disk.hang, disk.fail
+			disk.Unlock()
+			if hang != nil {
+				<-hang
+			}
+			if fail != nil {
+				return fail
+			}
+			return n.dataDir.writeProbe()
+		}
+	})
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: health %v\n%s", what, n.Health(), logs.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitFor("no leader", func() bool { return n.Health() == nil })
+	waitFor("no probe written", func() bool { _, err := os.Stat(filepath.Join(dir, probeFile)); return err == nil })
+	if h := labeled(t, reg, "lockstep_healthy"); h != 1 {
+		t.Fatalf("lockstep_healthy is %v on a healthy member", h)
+	}
+
+	release := make(chan struct{})
+	disk.Lock()
+	disk.hang = release
+	disk.Unlock()
+	waitFor("the member stayed healthy with its disk hung", func() bool { return n.Health() != nil })
+	if err := n.Health(); !errors.Is(err, ErrDataDir) || !strings.Contains(err.Error(), "has not finished a synced write") {
+		t.Fatalf("health with the disk hung: %v", err)
+	}
+	if h := labeled(t, reg, "lockstep_healthy"); h != 0 {
+		t.Errorf("lockstep_healthy is %v with the disk hung", h)
+	}
+	if s := labeled(t, reg, "lockstep_data_dir_write_seconds"); s < 0.3 {
+		t.Errorf("lockstep_data_dir_write_seconds is %v with a write hung for longer than 0.3 s", s)
+	}
+	time.Sleep(200 * time.Millisecond) // more ticks while the write hangs: said once
+	if c := strings.Count(logs.String(), `level=ERROR msg="the data directory's disk stalled"`); c != 1 {
+		t.Errorf("the stall was logged %d times, want once:\n%s", c, logs.String())
+	}
+
+	disk.Lock()
+	disk.hang = nil
+	disk.Unlock()
+	close(release)
+	waitFor("the member stayed unhealthy with its disk back", func() bool { return n.Health() == nil })
+	waitFor("no WARN line for the disk back", func() bool {
+		return strings.Contains(logs.String(), `level=WARN msg="the data directory takes writes again"`)
+	})
+
+	disk.Lock()
+	disk.fail = errors.New("input/output error")
+	disk.Unlock()
+	waitFor("the member stayed healthy with its writes failing", func() bool { return n.Health() != nil })
+	if err := n.Health(); !strings.Contains(err.Error(), "takes no writes (input/output error)") {
+		t.Fatalf("health with writes failing: %v", err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if c := strings.Count(logs.String(), "the data directory takes no writes"); c != 1 {
+		t.Errorf("the failing writes were logged %d times, want once", c)
+	}
+	disk.Lock()
+	disk.fail = nil
+	disk.Unlock()
+	waitFor("the member stayed unhealthy with its writes going through", func() bool { return n.Health() == nil })
 }
 
 // TestLogStoreFailureIsAnErrorLine: the line Pebble writes through Go's
@@ -130,18 +233,29 @@ func TestUncleanStopIsSaid(t *testing.T) {
 // Logger logs through slog's default handler, which writes through Go's
 // standard logger; a line of the standard logger routed back to it waited
 // for its own lock for ever (the deploy test's node hung at its first
-// Dragonboat warning).
+// Dragonboat warning). Every line of that handler comes through the
+// standard logger with its own level, and goes out at it: each came out
+// as "level=ERROR msg=\"INFO node started ...\" component=stdlog".
 func TestStdLogThroughSlogsDefaultDoesNotHang(t *testing.T) {
 	giveBack := lendDragonboatLogs(newLogTarget(slog.Default(), nil, nil))
 	defer giveBack()
+	var out logBuffer
+	stdOut = &out
+	defer func() { stdOut = os.Stderr }()
 	done := make(chan struct{})
 	go func() {
 		stdlog.Printf("write x: input/output error")
+		slog.Default().Info("node started", "node", "node-1")
 		close(done)
 	}()
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("a line of the standard logger, routed to slog's default handler, did not return")
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], "ERROR the log store failed: write x: input/output error") ||
+		!strings.HasSuffix(lines[1], "INFO node started node=node-1") || strings.Contains(lines[1], "ERROR") {
+		t.Fatalf("through slog's default handler, a disk's failure and an INFO line came out as:\n%s", out.String())
 	}
 }

@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"fmt"
+	"io"
 	stdlog "log"
 	"log/slog"
 	"os"
@@ -84,6 +85,7 @@ func routeDragonboatLogs(t *logTarget) {
 	dragonboatTarget.Store(t)
 	dragonboatLogOnce.Do(func() {
 		dblogger.SetLoggerFactory(func(pkg string) dblogger.ILogger { return slogAdapter{pkg: pkg} })
+		stdFlags = stdlog.Flags()
 		stdlog.SetFlags(0)
 		stdlog.SetOutput(pebbleLines{})
 	})
@@ -99,6 +101,13 @@ func routeDragonboatLogs(t *logTarget) {
 // else is known to write there; a line that is not a disk's failure is
 // kept as it is, at ERROR too.
 type pebbleLines struct{}
+
+var (
+	// stdFlags are the standard logger's flags before the node took it
+	// over, and stdOut where a line for slog's default handler goes.
+	stdFlags           = stdlog.LstdFlags
+	stdOut   io.Writer = os.Stderr
+)
 
 // diskFailures are the words of the write errors that stop a member.
 var diskFailures = []string{"no space left on device", "input/output error", "read-only file system", "disk quota exceeded"}
@@ -116,9 +125,14 @@ func (pebbleLines) Write(p []byte) (int, error) {
 	if throughStdLog(t.log.Handler()) {
 		// slog's own default handler writes through Go's standard logger,
 		// whose lock this call holds: through it, the line would wait for
-		// itself for ever (a node started without a Logger did).
-		_, err := fmt.Fprintf(os.Stderr, "level=ERROR msg=%q component=stdlog\n", msg)
-		return len(p), err
+		// itself for ever (a node started without a Logger did). Every
+		// line of that handler comes here too, each already with its
+		// level, so it goes out as the standard logger would have written
+		// it; only a disk's failure is marked, in that handler's words.
+		if msg != strings.TrimRight(string(p), "\n") {
+			msg = "ERROR " + msg
+		}
+		return len(p), stdlog.New(stdOut, "", stdFlags).Output(2, msg)
 	}
 	t.log.LogAttrs(context.Background(), slog.LevelError, msg, slog.String("component", "stdlog"))
 	return len(p), nil

@@ -309,8 +309,15 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		nh.Close()
 		return nil, err
 	}
-	n.dataDir = newDataDirWatch(dir, opts.dataDirEvery)
+	n.dataDir = newDataDirWatch(dir, opts.dataDirEvery, opts.dataDirStall)
+	if opts.dataDirWrite != nil {
+		n.dataDir.write = opts.dataDirWrite
+	}
 	if err := n.dataDir.register(opts.Registerer); err != nil {
+		nh.Close()
+		return nil, err
+	}
+	if err := n.registerHealth(opts.Registerer); err != nil {
 		nh.Close()
 		return nil, err
 	}

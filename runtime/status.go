@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"github.com/lni/dragonboat/v4"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lockstepd/lockstep/core"
 )
@@ -131,9 +132,9 @@ func (n *Node) Healthy() bool { return n.Health() == nil }
 // every shard and no peer refuses this member; else why not:
 // ErrShuttingDown, ErrCutOff (wrapped with why its peers refuse it and
 // what to do: such a member may still remember a leader, as a removed
-// one does, but is sent nothing), or ErrUnavailable naming a data
-// directory gone from under the member (dataDirWatch) or a shard with no
-// leader known.
+// one does, but is sent nothing), ErrDataDir (wrapped with a data
+// directory gone from under the member or taking no writes: dataDirWatch),
+// or ErrUnavailable naming a shard with no leader known.
 func (n *Node) Health() error {
 	n.mu.Lock()
 	closed := n.closed
@@ -154,6 +155,24 @@ func (n *Node) Health() error {
 		}
 	}
 	return nil
+}
+
+// registerHealth adds lockstep_healthy to reg (nil: none): what /health
+// answers, as a gauge an alert can watch. lockstep_raft_has_leader sees one
+// cause of an unhealthy member only; a data directory gone or stalled, or
+// a member its peers refuse, left it at 1.
+func (n *Node) registerHealth(reg prometheus.Registerer) error {
+	if reg == nil {
+		return nil
+	}
+	return reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "lockstep_healthy",
+		Help: "1 while this member's /health answers 200; 0 while it answers 503, whose body says why (no leader known for a shard, refused by its peers, its data directory gone or its disk stalled)."},
+		func() float64 {
+			if n.Health() == nil {
+				return 1
+			}
+			return 0
+		}))
 }
 
 // Versions is what this node applies the log by, as its Raft hello names

@@ -510,6 +510,9 @@ func logLeadership(node *runtime.Node, log *slog.Logger, stop <-chan struct{}) {
 				// Its peers refuse it: the transport logged why at
 				// ERROR; /health says it too.
 				log.Warn("not ready: this member is cut off from the cluster; /health answers 503", "reason", err)
+			case errors.Is(err, runtime.ErrDataDir):
+				// The watch logged it at ERROR; /health says it too.
+				log.Warn("not ready: this member's data directory cannot be trusted; /health answers 503", "reason", err)
 			default:
 				log.Warn("not ready: some shard has no leader; /health answers 503")
 			}
