@@ -580,12 +580,14 @@ func (readOnly) Authorize(_ context.Context, who rpc.Principal, procedure string
 type auditLog struct {
 	mu   sync.Mutex
 	recs []rpc.AuditRecord
+	fail error // what Audit answers: a record that could not be written
 }
 
-func (a *auditLog) Audit(_ context.Context, r rpc.AuditRecord) {
+func (a *auditLog) Audit(_ context.Context, r rpc.AuditRecord) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.recs = append(a.recs, r)
+	return a.fail
 }
 
 // TestSecuritySlots shows that the interceptor chain's slots answer

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
@@ -82,5 +83,63 @@ func TestHealthIsNotAudited(t *testing.T) {
 	}
 	if len(failing.recs) != 0 {
 		t.Errorf("audit records of health checks: %+v", failing.recs)
+	}
+}
+
+// TestAnswerWithheldWithoutItsRecord: a request served whose audit line
+// cannot be written is answered 503, saying it may have taken effect and
+// how to retry, not with its answer: no answer goes out without its
+// record. Lines were buffered and written after the answer, and dropped
+// when the write failed, so requests served as the disk filled left no
+// trace. A refusal keeps its own answer.
+func TestAnswerWithheldWithoutItsRecord(t *testing.T) {
+	audit := &auditLog{fail: errors.New("writing audit.jsonl: no space left on device")}
+	s := startServer(t, func(o *rpc.Options) { o.Auditor = audit })
+	st, e := s.call(t, "POST", "/locks/a/acquire", `{"owner": "me"}`)
+	expectError(t, st, e, 503, "unavailable")
+	if msg, _ := e["message"].(string); !strings.Contains(msg, "could not record this request (writing audit.jsonl: no space left on device)") ||
+		!strings.Contains(msg, "may have taken effect") || !strings.Contains(msg, "same client_id and request_seq") {
+		t.Errorf("the answer of a request whose record failed: %q", msg)
+	}
+	audit.mu.Lock()
+	audit.fail = nil
+	audit.mu.Unlock()
+	st, e = s.call(t, "GET", "/locks/a/status", "")
+	if st != 200 || e["held"] != true {
+		t.Fatalf("the acquire whose answer was withheld took effect, and status says %d %v", st, e)
+	}
+	audit.mu.Lock()
+	audit.fail = errors.New("writing audit.jsonl: no space left on device")
+	audit.mu.Unlock()
+	st, e = s.call(t, "POST", "/locks/a/release", `{"owner": "someone-else"}`)
+	expectError(t, st, e, 400, "invalid_argument")
+}
+
+// TestStreamAnswerWithheldWithoutItsRecord: the same on a session stream,
+// where each request has its own record: its answer is an unavailable
+// error, and the request took effect.
+func TestStreamAnswerWithheldWithoutItsRecord(t *testing.T) {
+	audit := &auditLog{}
+	s := startServer(t, func(o *rpc.Options) { o.Auditor = audit })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, sessions := s.multiplex(t, ctx, "")
+	a := newSession(t, sessions, 30_000)
+	audit.mu.Lock()
+	audit.fail = errors.New("writing audit.jsonl: input/output error")
+	audit.mu.Unlock()
+	sendAll(t, st, acquireOn(1, a, "x", 0))
+	got, _ := answers(t, st, 1)
+	if e := got[1].GetError(); e.GetCode() != "unavailable" || !strings.Contains(e.GetMessage(), "its answer is withheld") {
+		t.Fatalf("an acquire on a stream whose record failed was answered %v", got[1])
+	}
+	audit.mu.Lock()
+	audit.fail = nil
+	audit.mu.Unlock()
+	b := newSession(t, sessions, 30_000)
+	sendAll(t, st, acquireOn(2, b, "x", 0))
+	got, _ = answers(t, st, 1)
+	if got[2].GetAcquireLock() == nil || got[2].GetAcquireLock().GetAcquired() {
+		t.Fatalf("x was free after the acquire whose answer was withheld: %v", got[2])
 	}
 }

@@ -93,9 +93,12 @@ func noteEnded(ctx context.Context, session, token uint64) {
 	}
 }
 
-// Auditor records finished requests. It must not block.
+// Auditor records finished requests. Audit returns once rec is recorded,
+// or with why it could not be: the request's answer is withheld then
+// (withheld), so that no answer goes out without its record. It must not
+// wait past ctx.
 type Auditor interface {
-	Audit(ctx context.Context, rec AuditRecord)
+	Audit(ctx context.Context, rec AuditRecord) error
 }
 
 // AuditHealth is an Auditor that can tell it is failing to write: while
@@ -125,7 +128,7 @@ func (allowAll) Authorize(context.Context, Principal, string, any) error { retur
 
 type noAudit struct{}
 
-func (noAudit) Audit(context.Context, AuditRecord) {}
+func (noAudit) Audit(context.Context, AuditRecord) error { return nil }
 
 type principalKey struct{}
 
@@ -222,7 +225,9 @@ func (s *service) serveMessage(ctx context.Context, procedure, peer string, msg 
 		if err == nil {
 			rec.Session, rec.FencingToken = end.session, end.token
 		}
-		a.a.Audit(ctx, rec)
+		if aerr := a.a.Audit(ctx, rec); aerr != nil && err == nil {
+			reply, err = nil, withheld(aerr)
+		}
 	}
 	s.m.inFlight.Dec()
 	s.m.finish(pm, procedure, time.Since(start).Seconds(), reply, err)
@@ -313,6 +318,15 @@ func (i audit) healthy() error {
 	return nil
 }
 
+// withheld is the answer to a request served whose record could not be
+// written: unavailable, since a retry with the same client_id and
+// request_seq is answered what this one did, and its record written then.
+func withheld(err error) error {
+	return connect.NewError(connect.CodeUnavailable, fmt.Errorf("the audit log could not record this request (%w), so "+
+		"its answer is withheld: it may have taken effect; retry it with the same client_id and request_seq, on another "+
+		"member or once this one serves again", err))
+}
+
 // peerOf prefers the HTTP layer's remote address: REST requests reach the
 // handlers through the transcoder, which does not carry it.
 func peerOf(ctx context.Context, peer connect.Peer) string {
@@ -359,7 +373,9 @@ func (i audit) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 			rec.Response = resp.Any()
 			rec.Session, rec.FencingToken = end.session, end.token
 		}
-		i.a.Audit(ctx, rec)
+		if aerr := i.a.Audit(ctx, rec); aerr != nil && err == nil {
+			resp, err = nil, withheld(aerr)
+		}
 		return resp, err
 	}
 }
@@ -381,7 +397,9 @@ func (i audit) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.S
 		if err == nil {
 			err = next(ctx, rc)
 		}
-		i.a.Audit(ctx, AuditRecord{Principal: note.p, Procedure: conn.Spec().Procedure, Peer: peerOf(ctx, conn.Peer()),
+		// The stream's own line, at its end: its requests had theirs, and
+		// nothing is left to withhold.
+		_ = i.a.Audit(ctx, AuditRecord{Principal: note.p, Procedure: conn.Spec().Procedure, Peer: peerOf(ctx, conn.Peer()),
 			Request: rc.first, Code: codeOf(err), Err: err, Duration: time.Since(start)})
 		return err
 	}

@@ -1,7 +1,6 @@
 package security
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,18 +19,25 @@ import (
 	"github.com/lockstepd/lockstep/rpc"
 )
 
-// AuditFlushInterval bounds how long a line waits in the buffer.
-const AuditFlushInterval = 100 * time.Millisecond
+// auditRetryEvery is how often a log that cannot be written tries again
+// while no request comes to try it (a member that refuses everything, as
+// such a member does, may be sent nothing).
+const auditRetryEvery = 100 * time.Millisecond
 
-// auditBufferBytes is the write buffer: lines are small (~300 bytes), and a
-// burst of requests between flushes fits.
-const auditBufferBytes = 64 << 10
-
-// AuditLog writes one JSON line per request (docs/security.md, Audit). It
-// buffers and flushes every AuditFlushInterval and at Close. While a write,
-// flush or rotation fails, Healthy answers the error, so the API refuses
-// requests with 503 until the file can be written again (each flush tries
-// to reopen it).
+// AuditLog writes one JSON line per request (docs/security.md, Audit).
+// A request's line is written before its answer goes out: Audit returns
+// once the line is in the file (written, not synced), or with why it could
+// not be, and the API then withholds the answer (503). One writer
+// goroutine writes the lines of requests that end together in one write.
+// While the log cannot be written, Healthy answers why, so the API refuses
+// every request with 503 until a write goes through again; the first line
+// written then is a record of the outage (resumed).
+//
+// Lines were buffered and flushed every 100 ms: a request was answered
+// before its line was written, and a flush that failed dropped the lines
+// buffered, so requests served as the disk filled left no trace; and a
+// file that could be opened again counted as writable, though every write
+// to it failed (a full disk, /dev/full).
 type AuditLog struct {
 	nodeID   string
 	path     string // "-": standard output
@@ -40,16 +46,39 @@ type AuditLog struct {
 	metrics  *Metrics
 	log      *slog.Logger
 
-	mu   sync.Mutex
-	out  io.Writer // the file, or stdout; nil while it cannot be opened
-	file *os.File
-	buf  *bufio.Writer
-	size int64
-	err  error // the last failure, nil when healthy
+	mu      sync.Mutex
+	pending []byte      // lines not yet handed to the writer
+	batch   *auditBatch // what pending's lines wait on
+	spare   []byte      // pending's last buffer, for reuse
+	closed  bool
+	err     error // the last failure, nil when healthy
+	down    time.Time
+	// lost counts the lines not written since the log failed, and
+	// withheld the answers of those among them that were served: they may
+	// have taken effect, and their callers were told unavailable.
+	lost, withheld int
 
+	fileMu sync.Mutex // the file: the writer's and Reopen's
+	out    io.Writer  // the file, or stdout; nil while it cannot be opened
+	file   *os.File
+	size   int64
+
+	wake chan struct{}
 	stop chan struct{}
 	done chan struct{}
 }
+
+// auditBatch is the lines one write carries; done closes once it is
+// written or failed (err).
+type auditBatch struct {
+	done chan struct{}
+	err  error
+}
+
+func newAuditBatch() *auditBatch { return &auditBatch{done: make(chan struct{})} }
+
+// errAuditClosed answers a line that comes after Close.
+var errAuditClosed = errors.New("the audit log is closed (the member is stopping)")
 
 var (
 	_ rpc.Auditor     = (*AuditLog)(nil)
@@ -67,26 +96,27 @@ func OpenAudit(cfg config.Audit, nodeID string, m *Metrics, log *slog.Logger) *A
 		log = slog.New(slog.DiscardHandler)
 	}
 	a := &AuditLog{nodeID: nodeID, path: cfg.Path, maxBytes: int64(cfg.MaxSizeMB) << 20, maxFiles: cfg.MaxFiles,
-		metrics: m, log: log, stop: make(chan struct{}), done: make(chan struct{})}
-	a.mu.Lock()
+		metrics: m, log: log, batch: newAuditBatch(), wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	a.fileMu.Lock()
 	a.open()
-	a.mu.Unlock()
-	go a.flusher()
+	a.fileMu.Unlock()
+	go a.writer()
 	return a
 }
 
 // SetMaxBytes changes the rotation size (tests rotate without writing
 // megabytes).
 func (a *AuditLog) SetMaxBytes(n int64) {
-	a.mu.Lock()
+	a.fileMu.Lock()
 	a.maxBytes = n
-	a.mu.Unlock()
+	a.fileMu.Unlock()
 }
 
-// open opens the file for appending; a.mu is held.
+// open opens the file for appending; a.fileMu is held. Whether it can be
+// written only a write tells.
 func (a *AuditLog) open() {
 	if a.path == "-" {
-		a.out, a.buf = os.Stdout, bufio.NewWriterSize(os.Stdout, auditBufferBytes)
+		a.out = os.Stdout
 		return
 	}
 	f, err := os.OpenFile(a.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
@@ -100,44 +130,38 @@ func (a *AuditLog) open() {
 		a.fail(fmt.Errorf("opening %s: %w", a.path, err))
 		return
 	}
-	if a.err != nil {
-		a.log.Info("the audit log is writable again", "path", a.path)
-	}
-	a.file, a.out, a.size, a.err = f, f, st.Size(), nil
-	a.buf = bufio.NewWriterSize(f, auditBufferBytes)
+	a.file, a.out, a.size = f, f, st.Size()
 }
 
-// Reopen flushes what is buffered to the file open now and closes it, then
-// opens path again, creating it: after an outside rotation (logrotate
-// without copytruncate: the file moved, then SIGHUP) the lines go to a new
-// file at path rather than on into the moved one, as Vault's file audit
-// device does on SIGHUP. A file that cannot be opened is answered and
-// recorded as any failure of the log: requests are refused (503) until a
-// flush can open it. Standard output is left as it is.
+// Reopen closes the file and opens path again, creating it: after an
+// outside rotation (logrotate without copytruncate: the file moved, then
+// SIGHUP) the lines go to a new file at path rather than on into the moved
+// one, as Vault's file audit device does on SIGHUP. Every line answered
+// before was written into the moved file. A file that cannot be opened is
+// answered and recorded as any failure of the log: requests are refused
+// (503) until a write goes through. Standard output is left as it is.
 func (a *AuditLog) Reopen() error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	a.fileMu.Lock()
+	defer a.fileMu.Unlock()
 	if a.path == "-" {
 		return nil
-	}
-	if a.file != nil {
-		if err := a.buf.Flush(); err != nil {
-			a.fail(fmt.Errorf("flushing before reopening: %w", err))
-		}
 	}
 	a.reset()
 	a.open()
 	if a.out == nil {
-		return a.err
+		return a.Healthy()
 	}
 	return nil
 }
 
-// fail records a failure; a.mu is held.
+// fail records a failure.
 func (a *AuditLog) fail(err error) {
 	a.metrics.auditErrors.Inc()
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	if a.err == nil {
 		a.log.Error("the audit log cannot be written: every request is refused (503) until it can", "err", err)
+		a.down = time.Now()
 	}
 	a.err = err
 }
@@ -174,10 +198,17 @@ type line struct {
 	Outcome      string  `json:"outcome"`
 	FencingToken uint64  `json:"fencing_token,omitempty"`
 	DurationMs   float64 `json:"duration_ms"`
+	// An outage's record (kind audit, outcome resumed): the lines not
+	// written, the answers of served requests withheld among them, and
+	// the last failure.
+	LinesLost       *int   `json:"lines_lost,omitempty"`
+	AnswersWithheld *int   `json:"answers_withheld,omitempty"`
+	Error           string `json:"error,omitempty"`
 }
 
-// Audit writes rec's line into the buffer.
-func (a *AuditLog) Audit(_ context.Context, rec rpc.AuditRecord) {
+// Audit writes rec's line, and returns once it is written (nil), or with
+// why it could not be.
+func (a *AuditLog) Audit(ctx context.Context, rec rpc.AuditRecord) error {
 	l := line{
 		Time:       time.Now().UTC().Format("2006-01-02T15:04:05.000Z07:00"),
 		NodeID:     a.nodeID,
@@ -229,48 +260,145 @@ func (a *AuditLog) Audit(_ context.Context, rec rpc.AuditRecord) {
 	}
 	b, err := json.Marshal(l)
 	if err != nil {
-		return // cannot happen: the struct holds strings and numbers
+		return err // cannot happen: the struct holds strings and numbers
 	}
 	b = append(b, '\n')
 	a.mu.Lock()
-	defer a.mu.Unlock()
+	if a.closed {
+		a.mu.Unlock()
+		return errAuditClosed
+	}
+	a.pending = append(a.pending, b...)
+	batch := a.batch
+	a.mu.Unlock()
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+	select {
+	case <-batch.done:
+	case <-ctx.Done():
+		// The caller is gone and hears no answer; the line is written
+		// (or counted lost) all the same.
+		return ctx.Err()
+	}
+	if batch.err != nil {
+		a.mu.Lock()
+		a.lost++
+		if rec.Err == nil {
+			a.withheld++
+		}
+		a.mu.Unlock()
+	}
+	return batch.err
+}
+
+// writer writes what Audit hands it until Close, and tries a log that
+// cannot be written again every auditRetryEvery.
+func (a *AuditLog) writer() {
+	defer close(a.done)
+	t := time.NewTicker(auditRetryEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-a.stop:
+			a.writePending()
+			return
+		case <-a.wake:
+			a.writePending()
+		case <-t.C:
+			if a.Healthy() != nil {
+				a.writePending()
+			}
+		}
+	}
+}
+
+// writePending writes the lines pending, after the record of an outage
+// when the log was failing, and tells their requests how it went.
+func (a *AuditLog) writePending() {
+	a.mu.Lock()
+	buf, batch := a.pending, a.batch
+	a.pending, a.batch, a.spare = a.spare[:0], newAuditBatch(), nil
+	var outage []byte
+	if a.err != nil {
+		// The record of the outage, the first line written after it: a
+		// line of the member's own (no principal, no procedure), of kind
+		// audit, over the outage's duration.
+		lost, withheld := a.lost, a.withheld
+		outage, _ = json.Marshal(line{Time: time.Now().UTC().Format("2006-01-02T15:04:05.000Z07:00"), NodeID: a.nodeID,
+			Auth: "none", Kind: "audit", Name: a.path, Outcome: "resumed", DurationMs: float64(time.Since(a.down).Microseconds()) / 1000,
+			LinesLost: &lost, AnswersWithheld: &withheld, Error: a.err.Error()})
+		outage = append(outage, '\n')
+	}
+	a.mu.Unlock()
+	if len(buf) == 0 && outage == nil {
+		close(batch.done)
+		a.mu.Lock()
+		a.spare = buf
+		a.mu.Unlock()
+		return
+	}
+	a.fileMu.Lock()
+	err := a.write(outage)
+	if err == nil {
+		err = a.write(buf)
+	}
+	if err == nil && outage != nil {
+		a.mu.Lock()
+		a.log.Info("the audit log is writable again", "path", a.path, "lines_lost", a.lost, "answers_withheld", a.withheld)
+		a.err, a.lost, a.withheld = nil, 0, 0
+		a.mu.Unlock()
+	}
+	a.fileMu.Unlock()
+	batch.err = err
+	close(batch.done)
+	a.mu.Lock()
+	a.spare = buf
+	a.mu.Unlock()
+}
+
+// write writes b whole (nothing: nothing), opening the file first when a
+// failure closed it, and rotates a file grown past maxBytes; a.fileMu is
+// held.
+func (a *AuditLog) write(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
 	if a.out == nil {
 		a.open()
 		if a.out == nil {
-			return
+			return a.Healthy()
 		}
 	}
-	n, err := a.buf.Write(b)
+	n, err := a.out.Write(b)
 	a.size += int64(n)
 	if err != nil {
+		err = fmt.Errorf("writing %s: %w", a.path, err)
 		a.fail(err)
 		a.reset()
-		return
+		return err
 	}
 	if a.file != nil && a.maxBytes > 0 && a.size >= a.maxBytes {
 		a.rotate()
 	}
+	return nil
 }
 
-// reset drops the file after a failure, so that the next flush reopens it;
-// a.mu is held.
+// reset drops the file after a failure, so that the next write reopens
+// it; a.fileMu is held.
 func (a *AuditLog) reset() {
 	if a.file != nil {
 		a.file.Close()
 	}
-	a.file, a.out, a.buf = nil, nil, nil
+	a.file, a.out = nil, nil
 }
 
 // rotate renames path to path.1, path.1 to path.2 and so on, dropping what
-// would be path.(maxFiles+1), and starts a new file; a.mu is held.
+// would be path.(maxFiles+1), and starts a new file; a.fileMu is held.
 func (a *AuditLog) rotate() {
-	if err := a.buf.Flush(); err != nil {
-		a.fail(err)
-		a.reset()
-		return
-	}
 	a.file.Close()
-	a.file, a.out, a.buf = nil, nil, nil
+	a.file, a.out = nil, nil
 	os.Remove(fmt.Sprintf("%s.%d", a.path, a.maxFiles))
 	for i := a.maxFiles - 1; i >= 1; i-- {
 		if err := os.Rename(fmt.Sprintf("%s.%d", a.path, i), fmt.Sprintf("%s.%d", a.path, i+1)); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -283,53 +411,21 @@ func (a *AuditLog) rotate() {
 	a.open()
 }
 
-func (a *AuditLog) flush() {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.out == nil {
-		a.open()
-		return
-	}
-	if err := a.buf.Flush(); err != nil {
-		a.fail(err)
-		a.reset()
-		return
-	}
-	if a.file != nil && a.err != nil {
-		// Writes work again (the disk has room): serve again.
-		a.log.Info("the audit log is writable again", "path", a.path)
-		a.err = nil
-	}
-}
-
-func (a *AuditLog) flusher() {
-	defer close(a.done)
-	t := time.NewTicker(AuditFlushInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-a.stop:
-			return
-		case <-t.C:
-			a.flush()
-		}
-	}
-}
-
-// Close flushes what is buffered and closes the file.
+// Close writes the lines pending and closes the file; a line after it is
+// answered errAuditClosed.
 func (a *AuditLog) Close() error {
+	a.mu.Lock()
+	a.closed = true
+	a.mu.Unlock()
 	close(a.stop)
 	<-a.done
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	a.fileMu.Lock()
+	defer a.fileMu.Unlock()
 	var err error
-	if a.buf != nil {
-		err = a.buf.Flush()
-	}
 	if a.file != nil {
-		err = errors.Join(err, a.file.Close())
+		err = a.file.Close()
 	}
-	a.file, a.out, a.buf = nil, nil, nil
+	a.file, a.out = nil, nil
 	return err
 }
 
