@@ -177,8 +177,9 @@ func (s *service) interceptors(m *metrics) []connect.Interceptor {
 	s.checks = []requestCheck{authz{s.opts.Authorizer}.decide, validator{l: s.opts.Limits, defaultTTLMs: s.opts.DefaultTTL.Milliseconds()}.validate, ownership{s}.check}
 	an := authn{a: s.opts.Authenticator}
 	if r, ok := s.opts.Authenticator.(Reloadable); ok {
-		an.open = &openStreams{a: s.opts.Authenticator}
+		an.open = &openStreams{a: s.opts.Authenticator, z: s.opts.Authorizer}
 		r.OnReload(an.open.reloaded)
+		s.open = an.open
 	}
 	out := []connect.Interceptor{m, audit{s.opts.Auditor}, an}
 	for _, c := range s.checks {
@@ -217,7 +218,11 @@ func (s *service) serveMessage(ctx context.Context, procedure, peer string, msg 
 		ctx, end = withEnded(ctx)
 	}
 	if err == nil {
-		reply, err = handle(ctx)
+		if s.open != nil {
+			reply, err = s.servedInFlight(ctx, procedure, msg, handle)
+		} else {
+			reply, err = handle(ctx)
+		}
 	}
 	if !quiet {
 		rec := AuditRecord{Principal: PrincipalFrom(ctx), Procedure: procedure, Peer: peer,
@@ -231,6 +236,47 @@ func (s *service) serveMessage(ctx context.Context, procedure, peer string, msg 
 	}
 	s.m.inFlight.Dec()
 	s.m.finish(pm, procedure, time.Since(start).Seconds(), reply, err)
+	return reply, err
+}
+
+// firstMessage records a stream's first message as the request its
+// openStream is authorized by again at each reload.
+type firstMessage struct {
+	connect.StreamingHandlerConn
+	st   *openStream
+	seen bool
+}
+
+func (c *firstMessage) Receive(msg any) error {
+	err := c.StreamingHandlerConn.Receive(msg)
+	if err == nil && !c.seen {
+		c.seen = true
+		c.st.setRequest(msg)
+	}
+	return err
+}
+
+// isSessionStream says whether procedure is a session stream, whose every
+// request is authorized (and, in flight, authorized again) on its own.
+func isSessionStream(procedure string) bool {
+	return procedure == lockstepv1connect.SessionServiceStreamProcedure || procedure == lockstepv1connect.SessionServiceMultiplexProcedure
+}
+
+// servedInFlight runs handle while the request is registered as in
+// flight, so that a reload of the ACL that no longer allows it ends it
+// (permission_denied) rather than let it be granted afterwards.
+func (s *service) servedInFlight(ctx context.Context, procedure string, msg any, handle func(context.Context) (any, error)) (any, error) {
+	reloads := s.open.seen()
+	cctx, end := context.WithCancelCause(ctx)
+	defer end(nil)
+	st := &openStream{ctx: ctx, procedure: procedure, principal: PrincipalFrom(ctx), end: end}
+	st.setRequest(msg)
+	s.open.add(st, reloads)
+	defer s.open.remove(st)
+	reply, err := handle(cctx)
+	if rerr := revoked(cctx); rerr != nil && err != nil {
+		return nil, rerr
+	}
 	return reply, err
 }
 
@@ -264,11 +310,28 @@ func (i authn) name(ctx context.Context, procedure string, h http.Header) (conte
 
 func (i authn) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		ctx, err := i.name(ctx, req.Spec().Procedure, req.Header())
+		reloads := i.open.seen()
+		named, err := i.name(ctx, req.Spec().Procedure, req.Header())
 		if err != nil {
 			return nil, err
 		}
-		return next(ctx, req)
+		if i.open == nil {
+			return next(named, req)
+		}
+		// In flight, the call is authenticated and authorized again at
+		// each reload, as a stream is: it may wait for a lock for hours.
+		cctx, end := context.WithCancelCause(named)
+		defer end(nil)
+		st := &openStream{ctx: ctx, procedure: req.Spec().Procedure, header: req.Header(), principal: PrincipalFrom(named), end: end}
+		st.setRequest(req.Any())
+		i.open.add(st, reloads)
+		defer i.open.remove(st)
+		resp, err := next(cctx, req)
+		if rerr := revoked(cctx); rerr != nil && err != nil {
+			// Ended by the reload (an answer that came first stands).
+			return nil, rerr
+		}
+		return resp, err
 	}
 }
 
@@ -295,6 +358,11 @@ func (i authn) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.S
 			}}
 		i.open.add(st, reloads)
 		defer i.open.remove(st)
+		if !isSessionStream(conn.Spec().Procedure) {
+			// Watch and Observe: what their first message asks is
+			// authorized again at each reload.
+			conn = &firstMessage{StreamingHandlerConn: conn, st: st}
+		}
 		err = next(sctx, conn)
 		if rerr := revoked(sctx); rerr != nil {
 			return rerr

@@ -9,6 +9,14 @@ package rpc
 // headers and connection it opened with, and one whose credential no
 // longer names its principal is ended with unauthenticated, as Consul ends
 // what a deleted token held. docs/security.md, "Revoking an API key".
+//
+// The same holds for a unary call in flight, which may wait for a lock
+// for as long as it likes, and for what a request was authorized to do:
+// a wait that the ACL in force no longer allows (its rule removed by a
+// reload) is ended with permission_denied, rather than granted after the
+// reload; so is an Observe stream of a name its principal may no longer
+// read, and each request waiting on a session stream. A reviewer's
+// revoked principal was granted a lock a second after the reload.
 
 import (
 	"context"
@@ -16,6 +24,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -28,23 +37,40 @@ type Reloadable interface {
 	OnReload(f func())
 }
 
-// errRevoked is the cause an open stream is ended with when its
-// credential was withdrawn.
-var errRevoked = errors.New("the credentials this stream was opened with were withdrawn by a reload of the security settings")
+var (
+	// errRevoked is the cause an open stream or call is ended with when
+	// its credential was withdrawn.
+	errRevoked = errors.New("the credentials this stream was opened with were withdrawn by a reload of the security settings")
+	// errDenied is the cause a request in flight is ended with when the
+	// ACL reloaded no longer allows it.
+	errDenied = errors.New("the ACL in force since a reload of the security settings no longer allows this request")
+)
 
-// openStream is a stream in flight, as it was authenticated.
+// openStream is a stream or a call in flight, as it was authenticated and
+// authorized.
 type openStream struct {
 	ctx       context.Context // the handler's, before authentication: its connection's TLS state
 	procedure string
-	header    http.Header
+	header    http.Header // nil: not authenticated again (a session stream's request, whose stream is)
 	principal Principal
-	end       context.CancelCauseFunc
+	// request is what is authorized again (nil until known: a stream's
+	// first message; none for a session stream, whose requests are each
+	// their own entry).
+	request atomic.Pointer[anyMsg]
+	end     context.CancelCauseFunc
 }
 
-// openStreams are the streams in flight, authenticated again at each
-// reload.
+// anyMsg boxes a request message for an atomic pointer.
+type anyMsg struct{ m any }
+
+// setRequest records the request to authorize again at a reload.
+func (st *openStream) setRequest(m any) { st.request.Store(&anyMsg{m}) }
+
+// openStreams are the streams and calls in flight, authenticated and
+// authorized again at each reload.
 type openStreams struct {
 	a Authenticator
+	z Authorizer
 
 	mu      sync.Mutex
 	streams map[*openStream]struct{}
@@ -97,22 +123,42 @@ func (o *openStreams) reloaded() {
 	}
 }
 
-// check ends st when its credential no longer names its principal.
+// check ends st when its credential no longer names its principal, or
+// when the ACL no longer allows its request.
 func (o *openStreams) check(st *openStream) {
-	p, err := o.a.Authenticate(st.ctx, st.procedure, st.header)
-	switch {
-	case err != nil:
-		st.end(fmt.Errorf("%w: %v; open it again with good credentials", errRevoked, err))
-	case p.ID != st.principal.ID:
-		st.end(fmt.Errorf("%w: they now name principal %q, not %q; open it again", errRevoked, p.ID, st.principal.ID))
+	if st.header != nil {
+		p, err := o.a.Authenticate(st.ctx, st.procedure, st.header)
+		switch {
+		case err != nil:
+			st.end(fmt.Errorf("%w: %v; open it again with good credentials", errRevoked, err))
+			return
+		case p.ID != st.principal.ID:
+			st.end(fmt.Errorf("%w: they now name principal %q, not %q; open it again", errRevoked, p.ID, st.principal.ID))
+			return
+		}
+	}
+	if r := st.request.Load(); r != nil && o.z != nil {
+		if err := o.z.Authorize(st.ctx, st.principal, st.procedure, r.m); err != nil {
+			var cerr *connect.Error
+			if errors.As(err, &cerr) {
+				err = errors.New(cerr.Message())
+			}
+			st.end(fmt.Errorf("%w: %v", errDenied, err))
+		}
 	}
 }
 
-// revoked is the error a request of a stream ended by a reload fails
-// with, nil while its stream stands.
+// revoked is the error a request of a stream or a call ended by a reload
+// fails with, nil while it stands.
 func revoked(ctx context.Context) error {
-	if cause := context.Cause(ctx); cause != nil && errors.Is(cause, errRevoked) {
+	cause := context.Cause(ctx)
+	switch {
+	case cause == nil:
+		return nil
+	case errors.Is(cause, errRevoked):
 		return connect.NewError(connect.CodeUnauthenticated, cause)
+	case errors.Is(cause, errDenied):
+		return connect.NewError(connect.CodePermissionDenied, cause)
 	}
 	return nil
 }

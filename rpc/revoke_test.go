@@ -13,6 +13,7 @@ import (
 
 	"github.com/lockstepd/lockstep/rpc"
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
+	"github.com/lockstepd/lockstep/rpc/gen/lockstep/v1/lockstepv1connect"
 )
 
 // reloadableKeys authenticates "Bearer KEY" by a key list a test can
@@ -97,5 +98,147 @@ func TestRevokedKeyEndsItsStreams(t *testing.T) {
 	sendAll(t, bob, keepAliveOn(1, bobSession))
 	if got, _ := answers(t, bob, 1); got[1].GetError() != nil {
 		t.Fatalf("bob's stream, whose key stayed: %v", got[1])
+	}
+}
+
+// prefixACL allows each principal the names under its prefix; a test
+// changes it before a reload.
+type prefixACL struct {
+	mu     sync.Mutex
+	allows map[string]string // principal → prefix
+}
+
+func (a *prefixACL) Authorize(_ context.Context, who rpc.Principal, _ string, msg any) error {
+	name, named := rpc.NameOf(msg)
+	if !named {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if prefix, ok := a.allows[who.ID]; ok && strings.HasPrefix(name, prefix) {
+		return nil
+	}
+	return connect.NewError(connect.CodePermissionDenied, errors.New("principal "+who.ID+" may not use "+name))
+}
+
+func (a *prefixACL) set(allows map[string]string) {
+	a.mu.Lock()
+	a.allows = allows
+	a.mu.Unlock()
+}
+
+// TestReloadEndsWhatItNoLongerAllows: what was authorized before a reload
+// and still waits is checked again: a unary acquire waiting for a lock
+// whose principal's rule was removed ends with permission_denied, and one
+// whose key was revoked with unauthenticated, instead of being granted
+// after the reload (a reviewer's revoked principal got its lock a second
+// later); so does a wait on a session stream, whose stream goes on; and an
+// Observe stream of an election its principal may no longer read ends.
+func TestReloadEndsWhatItNoLongerAllows(t *testing.T) {
+	keys := &reloadableKeys{keys: map[string]string{"alice": "alice", "bob": "bob", "ops": "ops"}}
+	acl := &prefixACL{allows: map[string]string{"alice": "jobs/", "bob": "jobs/", "ops": ""}}
+	s := startServer(t, func(o *rpc.Options) { o.Authenticator, o.Authorizer = keys, acl })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	locks := func(who string) lockstepv1connect.LockServiceClient {
+		return lockstepv1connect.NewLockServiceClient(h2c(), s.url, connect.WithInterceptors(bearer(who)))
+	}
+	x, err := locks("ops").Acquire(ctx, connect.NewRequest(&pb.AcquireLockRequest{Name: "jobs/x", Owner: "holder"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := locks("ops").Acquire(ctx, connect.NewRequest(&pb.AcquireLockRequest{Name: "jobs/y", Owner: "holder"})); err != nil {
+		t.Fatal(err)
+	}
+	waiting := func(who, name string) <-chan error {
+		done := make(chan error, 1)
+		go func() {
+			_, err := locks(who).Acquire(ctx, connect.NewRequest(&pb.AcquireLockRequest{Name: name, Owner: who, WaitTimeoutMs: -1}))
+			done <- err
+		}()
+		return done
+	}
+	alice, bob := waiting("alice", "jobs/x"), waiting("bob", "jobs/x")
+	mux, sessions := s.multiplex(t, ctx, "bob")
+	bobSession := newSession(t, sessions, 30_000)
+	sendAll(t, mux, acquireOn(1, bobSession, "jobs/y", -1))
+	if m, err := mux.Receive(); err != nil || m.Responses[0].GetQueued() == nil {
+		t.Fatalf("bob's wait for jobs/y on his stream: %v %v", m, err)
+	}
+	elections := lockstepv1connect.NewElectionServiceClient(h2c(), s.url, connect.WithInterceptors(bearer("alice")))
+	obs, err := elections.Observe(ctx, connect.NewRequest(&pb.ObserveRequest{Name: "jobs/el"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obs.Close()
+	if !obs.Receive() {
+		t.Fatalf("alice's observe: %v", obs.Err())
+	}
+	time.Sleep(300 * time.Millisecond) // the waits are queued
+
+	acl.set(map[string]string{"bob": "other/", "ops": ""})
+	keys.reload(map[string]string{"bob": "bob", "ops": "ops"})
+
+	for who, c := range map[string]struct {
+		done <-chan error
+		code connect.Code
+		say  string
+	}{"alice": {alice, connect.CodeUnauthenticated, "withdrawn by a reload"}, "bob": {bob, connect.CodePermissionDenied, "no longer allows"}} {
+		select {
+		case err := <-c.done:
+			if connect.CodeOf(err) != c.code || !strings.Contains(err.Error(), c.say) {
+				t.Errorf("%s's waiting acquire after the reload: %v, want %v saying %q", who, err, c.code, c.say)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s's waiting acquire still waits 5 s after the reload", who)
+		}
+	}
+	got, _ := answers(t, mux, 1)
+	if e := got[1].GetError(); e.GetCode() != "permission_denied" || !strings.Contains(e.GetMessage(), "no longer allows") {
+		t.Errorf("bob's wait on his stream after the reload: %v", got[1])
+	}
+	sendAll(t, mux, keepAliveOn(2, bobSession))
+	if got, _ := answers(t, mux, 1); got[2].GetError() != nil {
+		t.Errorf("bob's stream after one of its waits ended: %v", got[2])
+	}
+	if obs.Receive() {
+		t.Errorf("alice's observe goes on after her key and rule were removed: %v", obs.Msg())
+	} else if code := connect.CodeOf(obs.Err()); code != connect.CodeUnauthenticated {
+		t.Errorf("alice's observe ended with %v", obs.Err())
+	}
+	// The waits were withdrawn: released, x is free, not granted to them.
+	if _, err := locks("ops").Release(ctx, connect.NewRequest(&pb.ReleaseLockRequest{Name: "jobs/x", Owner: "holder", FencingToken: x.Msg.FencingToken})); err != nil {
+		t.Fatal(err)
+	}
+	st, err := locks("ops").Status(ctx, connect.NewRequest(&pb.LockStatusRequest{Name: "jobs/x"}))
+	if err != nil || st.Msg.Held {
+		t.Fatalf("jobs/x after its holder released it: %v %v, want free", st, err)
+	}
+}
+
+// TestReloadEndsAnObserveOfANameNoLongerAllowed: an Observe whose key
+// stays but whose rule goes ends with permission_denied.
+func TestReloadEndsAnObserveOfANameNoLongerAllowed(t *testing.T) {
+	keys := &reloadableKeys{keys: map[string]string{"alice": "alice"}}
+	acl := &prefixACL{allows: map[string]string{"alice": "jobs/"}}
+	s := startServer(t, func(o *rpc.Options) { o.Authenticator, o.Authorizer = keys, acl })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	elections := lockstepv1connect.NewElectionServiceClient(h2c(), s.url, connect.WithInterceptors(bearer("alice")))
+	obs, err := elections.Observe(ctx, connect.NewRequest(&pb.ObserveRequest{Name: "jobs/el"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obs.Close()
+	if !obs.Receive() {
+		t.Fatalf("alice's observe: %v", obs.Err())
+	}
+	acl.set(map[string]string{"alice": "other/"})
+	keys.reload(map[string]string{"alice": "alice"})
+	if obs.Receive() {
+		t.Fatalf("alice's observe goes on after her rule was removed: %v", obs.Msg())
+	}
+	if connect.CodeOf(obs.Err()) != connect.CodePermissionDenied || !strings.Contains(obs.Err().Error(), "no longer allows") {
+		t.Fatalf("alice's observe ended with %v, want permission_denied", obs.Err())
 	}
 }

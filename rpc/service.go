@@ -23,6 +23,9 @@ type service struct {
 	// checks (interceptors), which session streams run per request too.
 	m      *metrics
 	checks []requestCheck
+	// open is the registry of streams and calls in flight that a reload
+	// of the security settings checks again (nil: never reloaded).
+	open *openStreams
 	// workers serves the requests of session streams (workers.go).
 	workers *workers
 }
