@@ -425,3 +425,25 @@ func TestErrorsQuoteLongInputBounded(t *testing.T) {
 		})
 	}
 }
+
+// TestConnectGzipBombStopsAtTheLimit: a gzip-compressed Connect or gRPC
+// request message is inflated one byte past the size limit, not to its
+// end: connect-go inflated a 1 MB bomb to its gigabyte to report the size
+// ("message size 1060000000 is larger than configured max"), a quarter of
+// a CPU second per request, before any credential was looked at. A small
+// compressed message is still served.
+func TestConnectGzipBombStopsAtTheLimit(t *testing.T) {
+	s := startServer(t)
+	const inflated = 64 << 20
+	bomb := gzipped(t, append([]byte(`{"name":"`), bytes.Repeat([]byte("x"), inflated)...))
+	connectJSON := http.Header{"Content-Type": {"application/json"}, "Content-Encoding": {"gzip"}}
+	status, body := s.rawCall(t, "POST", lockstepv1connect.LockServiceStatusProcedure, connectJSON, bomb)
+	if status != 429 || !strings.Contains(body, "resource_exhausted") || !strings.Contains(body, "inflation stopped there") ||
+		strings.Contains(body, fmt.Sprint(inflated)) {
+		t.Fatalf("a Connect gzip bomb (%d bytes holding %d): %d %s", len(bomb), inflated, status, body)
+	}
+	status, body = s.rawCall(t, "POST", lockstepv1connect.LockServiceStatusProcedure, connectJSON, gzipped(t, []byte(`{"name":"small"}`)))
+	if status != 200 || !strings.Contains(body, `"name":"small"`) {
+		t.Fatalf("a small gzip Connect message: %d %s", status, body)
+	}
+}

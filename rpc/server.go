@@ -88,6 +88,7 @@ func New(opts Options) (http.Handler, error) {
 	handlerOpts := append(connectCodecs(),
 		connect.WithInterceptors(s.interceptors(m)...),
 		connect.WithReadMaxBytes(opts.MaxRequestBytes),
+		boundedGzip(int64(opts.MaxRequestBytes)),
 		// Lock replies are a few dozen bytes: gzip costs far more CPU than it
 		// saves (about a tenth of the leader's CPU under load, measured in
 		// docs/performance.md), so only large replies (status lists) are
