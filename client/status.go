@@ -245,6 +245,11 @@ func (c *Client) audited(ctx context.Context, what string, f func(ctx context.Co
 		}
 		return connect.NewResponse(&struct{}{}), nil
 	})
+	if connect.CodeOf(err) == connect.CodeNotFound {
+		// Not a session: a membership call names no session, and its
+		// not_found is a node id that names no member.
+		return fmt.Errorf("%s: %w: %w", what, ErrNotMember, err)
+	}
 	return apiErr(what, err)
 }
 
@@ -278,7 +283,7 @@ func (c *Client) ClusterStatusEach(ctx context.Context) []MemberStatus {
 			actx, cancel := context.WithTimeout(ctx, c.opts.attemptTimeout)
 			defer cancel()
 			r, err := e.cluster.Status(actx, connect.NewRequest(&pb.ClusterStatusRequest{}))
-			out[i] = MemberStatus{Endpoint: e.url, Err: apiErr("cluster status", err)}
+			out[i] = MemberStatus{Endpoint: e.url, Err: apiErr("cluster status", e.explain(err))}
 			if err == nil {
 				out[i].Status = r.Msg
 			}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"strconv"
+	"strings"
 
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
@@ -22,6 +23,9 @@ type ClusterHandler struct{ *service }
 // address taken), so they answer failed_precondition with the runtime's
 // message rather than internal.
 func (h ClusterHandler) memberError(err error) error {
+	if errors.Is(err, runtime.ErrNotMember) {
+		return connect.NewError(connect.CodeNotFound, errors.New(strings.TrimPrefix(err.Error(), runtime.ErrNotMember.Error()+": ")))
+	}
 	err = h.apiError(err)
 	if connect.CodeOf(err) == connect.CodeInternal {
 		var cerr *connect.Error

@@ -90,6 +90,9 @@ var (
 	// away or takes no writes (dataDirWatch), wrapped with which and what
 	// to do.
 	ErrDataDir = errors.New("lockstep: data directory")
+	// ErrNotMember: RemoveNode's answer for a node id that names no
+	// member and never did (a typo), wrapped with the members.
+	ErrNotMember = errors.New("lockstep: not a member")
 )
 
 // Event is one effect of an applied entry, as Watch streams it.

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/lni/dragonboat/v4"
@@ -170,16 +171,25 @@ func (n *Node) RemoveNode(ctx context.Context, nodeID string) error {
 	defer n.leave()
 	ctx, cancel := n.opContext(ctx, n.membershipTimeout())
 	defer cancel()
+	found := false       // a member of some shard, at some attempt of this call
+	var members []string // shard 0's, for the answer to a node id that names none
 	for _, sh := range n.shards {
 		err := n.membershipAttempts(ctx, sh, func(actx context.Context) error {
 			mem, err := n.nh.SyncGetShardMembership(actx, sh.dbID)
 			if err != nil {
 				return err
 			}
+			if sh.index == 0 {
+				members = members[:0]
+				for id := range mem.Nodes {
+					members = append(members, n.nodeName(id))
+				}
+			}
 			id := n.memberID(nodeID, mem.Nodes)
 			if id == 0 {
 				return nil // not a member (perhaps no longer, by an earlier attempt)
 			}
+			found = true
 			if len(mem.Nodes) == 1 {
 				return fmt.Errorf("%s is the last member of %s: a cluster cannot remove its last node", nodeID, sh)
 			}
@@ -193,8 +203,34 @@ func (n *Node) RemoveNode(ctx context.Context, nodeID string) error {
 			return fmt.Errorf("runtime: removing %s from %s: %w", nodeID, sh, err)
 		}
 	}
-	n.markRemoved(ctx)
+	if !found && !n.wasMember(nodeID) {
+		// A typo ("node3" for "node-3") was answered "removed", with the
+		// advice to delete the data directory of a member still voting.
+		slices.Sort(members)
+		return fmt.Errorf("%w: %q is not a member of the cluster, and never was (its members: %s): nothing changed; "+
+			"give a node id as lockstep cluster status lists them", ErrNotMember, nodeID, strings.Join(members, ", "))
+	}
+	if found {
+		n.markRemoved(ctx)
+	}
 	return nil
+}
+
+// wasMember says whether the log or the configuration's peers name a
+// replica of nodeID: a member once, removed since (RemoveNode of it again
+// changes nothing, and is no error: a retried call finds it removed by the
+// first).
+func (n *Node) wasMember(nodeID string) bool {
+	sh := n.shards[0]
+	sh.sm.mu.RLock()
+	logged := slices.Contains(slices.Collect(maps.Values(sh.sm.names)), nodeID)
+	sh.sm.mu.RUnlock()
+	if logged {
+		return true
+	}
+	n.namesMu.Lock()
+	defer n.namesMu.Unlock()
+	return slices.Contains(slices.Collect(maps.Values(n.names)), nodeID)
 }
 
 // markRemoved records, in shard 0, that the replicas its membership has

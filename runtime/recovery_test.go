@@ -451,6 +451,17 @@ func TestRemovedMemberIsToldSo(t *testing.T) {
 	if err := n.RemoveNode(tctx(t), name); err != nil {
 		t.Fatal(err)
 	}
+	// Again: it was a member, so a retried call is no error.
+	if err := n.RemoveNode(tctx(t), name); err != nil {
+		t.Fatalf("removing %s again: %v", name, err)
+	}
+	// A node id that never named a member (a typo) is not answered
+	// "removed", with the advice to wipe a member still voting.
+	if err := n.RemoveNode(tctx(t), "node9"); !errors.Is(err, ErrNotMember) ||
+		!strings.Contains(err.Error(), `"node9" is not a member of the cluster, and never was (its members: `) ||
+		!strings.Contains(err.Error(), c.cfgs[l].Cluster.NodeID) {
+		t.Fatalf("removing a node id that never was a member: %v", err)
+	}
 	c.restart(x)
 	eventually(t, "the removed member hears it was removed", func() bool {
 		return counter(t, c.regs[x], "lockstep_raft_removed") == 1

@@ -5,6 +5,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -55,6 +56,50 @@ func TestClusterAddOfAMember(t *testing.T) {
 		}
 		if got := out.String(); got != tc.want {
 			t.Errorf("headers %v: printed\n%q, want\n%q", tc.header, got, tc.want)
+		}
+	}
+}
+
+// TestClusterRemoveOfANonMember: removing a node id that names no member
+// (a typo) says so and exits 1, with no hint about sessions. It printed
+// "removed node3; stop its process and delete (or archive) its data
+// directory", advice that wiped a member still voting.
+func TestClusterRemoveOfANonMember(t *testing.T) {
+	srv := refusing(t, connect.CodeNotFound, `"node3" is not a member of the cluster, and never was (its members: node-1, node-2, node-3): nothing changed`)
+	var out, errb bytes.Buffer
+	code := run([]string{"cluster", "remove", "node3", "--endpoints", srv.URL}, &out, &errb)
+	if code == exitOK || out.Len() != 0 {
+		t.Fatalf("exit %d, stdout %q: want a failure and nothing printed as done", code, &out)
+	}
+	if !strings.Contains(errb.String(), `"node3" is not a member of the cluster`) || strings.Contains(errb.String(), "session") {
+		t.Errorf("stderr:\n%s", &errb)
+	}
+}
+
+// TestClusterStatusOfWhatIsNotAMember: an endpoint that answered, but is
+// no Lockstep API (a metrics port: a bare 404), or serves plaintext to an
+// https:// endpoint, is not "unreachable" with the advice to start a
+// server there: the row and the hint say what answered.
+func TestClusterStatusOfWhatIsNotAMember(t *testing.T) {
+	notAPI := httptest.NewServer(http.NotFoundHandler())
+	defer notAPI.Close()
+	plain := httptest.NewServer(http.NotFoundHandler())
+	defer plain.Close()
+	for _, tc := range []struct {
+		endpoint, row, say string
+	}{
+		{notAPI.URL, "not-the-api", "does not serve the Lockstep API (the wrong port?"},
+		{strings.Replace(plain.URL, "http://", "https://", 1), "tls-failed", "The server serves plaintext, without TLS: use http:// endpoints"},
+	} {
+		var out, errb bytes.Buffer
+		if code := run([]string{"cluster", "status", "--endpoints", tc.endpoint}, &out, &errb); code != exitError {
+			t.Errorf("%s: exit %d", tc.endpoint, code)
+		}
+		if !strings.Contains(out.String(), tc.row) || strings.Contains(out.String(), "unreachable") {
+			t.Errorf("%s: the row is not %s:\n%s", tc.endpoint, tc.row, &out)
+		}
+		if !strings.Contains(errb.String(), tc.say) || strings.Contains(errb.String(), "Is 'lockstep serve' running there?") {
+			t.Errorf("%s: stderr:\n%s", tc.endpoint, &errb)
 		}
 	}
 }

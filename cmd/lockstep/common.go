@@ -142,6 +142,8 @@ func hintFor(err error, endpoints string, certGiven bool) string {
 			return credentialsWanted(err)
 		}
 		return "The cluster refused the client certificate (--cert, LOCKSTEP_CERT): give one the cluster's CA signed for clients (lockstep certs client), or an API key with --api-key (LOCKSTEP_API_KEY)."
+	case strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
+		return "The server serves plaintext, without TLS: use http:// endpoints (--endpoints, LOCKSTEP_ENDPOINTS), or turn TLS on at the servers (docs/security.md)."
 	case isTLSErr(err):
 		return "TLS failed: give the cluster's CA with --cacert (LOCKSTEP_CACERT), a client certificate with --cert and --key if it asks for one, and check the endpoint is https://."
 	case strings.Contains(err.Error(), "400 Bad Request") && strings.Contains(endpoints, "http://"):

@@ -765,10 +765,14 @@ func clusterWarnings(views []client.MemberStatus) []string {
 // "refused:CODE" when its server answered with an error (401
 // unauthenticated, 403 permission_denied, 503 unavailable...);
 // "tls-failed" when the TLS handshake failed (a certificate this client
-// does not trust, or a client certificate the server wants); "unreachable"
-// when nothing answered. A server's answer is a refusal whatever its words:
-// a 401 for a client certificate of another CA quotes x509's error, and
-// showed as tls-failed, with advice about --cacert.
+// does not trust, or a client certificate the server wants, or an
+// https:// endpoint that answers plaintext); "not-the-api" when a server
+// answered that does not serve the Lockstep API (a bare 404: a metrics
+// port, another service); "unreachable" when nothing answered. A server's
+// answer is a refusal whatever its words: a 401 for a client certificate
+// of another CA quotes x509's error, and showed as tls-failed, with advice
+// about --cacert. The last two showed as unreachable, with the advice to
+// check that a server runs there, where one had answered.
 func endpointState(v client.MemberStatus) string {
 	switch {
 	case v.Status != nil:
@@ -777,14 +781,24 @@ func endpointState(v client.MemberStatus) string {
 		return "refused:" + connect.CodeOf(v.Err).String()
 	case isTLSErr(v.Err):
 		return "tls-failed"
+	case notTheAPI(v.Err):
+		return "not-the-api"
 	}
 	return "unreachable"
 }
 
-// isTLSErr says whether err is a failed TLS handshake; not an answer of
-// the server, whose message may quote x509's words.
+// notTheAPI says whether err is the answer of a server that does not
+// serve the Lockstep API (the client's words for a bare 404).
+func notTheAPI(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "does not serve the Lockstep API")
+}
+
+// isTLSErr says whether err is a failed TLS handshake, or a plaintext
+// server's answer to one; not an answer of the server, whose message may
+// quote x509's words.
 func isTLSErr(err error) bool {
-	return err != nil && !connect.IsWireError(err) && (strings.Contains(err.Error(), "x509:") || strings.Contains(err.Error(), "tls:"))
+	return err != nil && !connect.IsWireError(err) && (strings.Contains(err.Error(), "x509:") || strings.Contains(err.Error(), "tls:") ||
+		strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"))
 }
 
 // noStatusErr says why no endpoint gave its status: what the servers that
@@ -792,11 +806,13 @@ func isTLSErr(err error) bool {
 // the CA), else that none answered.
 func noStatusErr(views []client.MemberStatus) error {
 	var said error
-	refused, tlsFailed := 0, 0
+	refused, tlsFailed, notAPI := 0, 0, 0
 	for _, v := range views {
 		switch st := endpointState(v); {
 		case st == "tls-failed":
 			tlsFailed++
+		case st == "not-the-api":
+			notAPI++
 		case strings.HasPrefix(st, "refused:"):
 			refused++
 		default:
@@ -816,7 +832,10 @@ func noStatusErr(views []client.MemberStatus) error {
 	if tlsFailed > 0 {
 		parts = append(parts, fmt.Sprintf("the TLS handshake failed with %d", tlsFailed))
 	}
-	if rest := len(views) - refused - tlsFailed; rest > 0 {
+	if notAPI > 0 {
+		parts = append(parts, fmt.Sprintf("%d do not serve the Lockstep API", notAPI))
+	}
+	if rest := len(views) - refused - tlsFailed - notAPI; rest > 0 {
 		parts = append(parts, fmt.Sprintf("%d did not answer", rest))
 	}
 	return saidErr{fmt.Sprintf("no endpoint gave its status (of %d, %s): %s", len(views), strings.Join(parts, ", "),
