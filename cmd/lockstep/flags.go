@@ -21,6 +21,10 @@ type serveFlags struct {
 	pprof        bool
 	check        bool
 	madeDir      string // the data directory --dev made, removed if the node cannot start
+	// readAtStart is the configuration as read at start, the flags
+	// applied: a reload compares the file with it to say what it leaves
+	// for a restart.
+	readAtStart config.Config
 	dataKept     bool   // the data directory held data before this start (the banner says so)
 	// material is the security files loadConfig read and checked, which
 	// the node puts in force as they are (startSecurity); unread are the

@@ -373,8 +373,39 @@ func loaded(t *testing.T, path string) (config.Config, *security.State, *serveFl
 		t.Fatal(err)
 	}
 	f := newServeFlags(&bytes.Buffer{})
-	f.configFile = path
+	f.configFile, f.readAtStart = path, cfg
 	return cfg, sec, f
+}
+
+// TestHangupSaysWhatWaitsForARestart: a SIGHUP after a change outside
+// security (which only a restart puts in force) warns, naming the keys;
+// it said "nothing changed", and the next restart took the change up
+// unannounced.
+func TestHangupSaysWhatWaitsForARestart(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "node.yaml")
+	base := "cluster:\n  node_id: node-1\n  raft_address: 127.0.0.1:7001\n  api_address: 127.0.0.1:8080\n  data_dir: data\n" +
+		"  peers: {node-1: 127.0.0.1:7001}\n"
+	if err := os.WriteFile(path, []byte(base), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, sec, f := loaded(t, path)
+	hup := func() string {
+		var logs bytes.Buffer
+		hangup(f, cfg, sec, nil, nil, slog.New(slog.NewTextHandler(&logs, nil)))
+		return logs.String()
+	}
+	if got := hup(); strings.Contains(got, "WARN") {
+		t.Fatalf("a SIGHUP with the file as it started warned:\n%s", got)
+	}
+	if err := os.WriteFile(path, []byte(base+"locks: {default_ttl_seconds: 7}\nconsensus: {ride_along_ms: 0}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got := hup()
+	if !strings.Contains(got, "level=WARN") || !strings.Contains(got, "consensus.ride_along_ms, locks.default_ttl_seconds changed in "+path) ||
+		!strings.Contains(got, "until it is restarted") {
+		t.Fatalf("a SIGHUP after a change outside security logged:\n%s", got)
+	}
 }
 
 // testCA writes a CA valid an hour either side of now into dir.

@@ -124,6 +124,13 @@ func reload(f *serveFlags, sec *security.State, running config.Config, members f
 	if err := cfg.Validate(); err != nil {
 		return security.Changes{}, nil, fmt.Errorf("configuration: %w", err)
 	}
+	var restart []string
+	if keys := config.Changed(f.readAtStart, cfg); len(keys) > 0 {
+		// A reload puts only security in force: a change elsewhere waited,
+		// unsaid, for the next restart, which took it up unannounced.
+		restart = append(restart, fmt.Sprintf("%s changed in %s: a reload puts only security in force, so the member runs "+
+			"with the values it started with until it is restarted (docs/operations.md, Configuration)", strings.Join(keys, ", "), f.configFile))
+	}
 	// The checks a start makes of the member's own certificate too (a
 	// client's, or one without the raft_address host, would cut the member
 	// off from new peers' connections), against the cluster settings it
@@ -141,5 +148,5 @@ func reload(f *serveFlags, sec *security.State, running config.Config, members f
 		}
 	}
 	c, err := sec.ReloadMaterial(cfg.Security, m)
-	return c, cfg.Security.Warnings(), err
+	return c, append(restart, cfg.Security.Warnings()...), err
 }

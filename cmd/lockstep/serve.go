@@ -109,6 +109,7 @@ func loadConfig(f *serveFlags) (config.Config, error) {
 	if err := f.applyOverrides(&cfg); err != nil {
 		return cfg, err
 	}
+	f.readAtStart = cfg
 	if f.dev && !f.given("peers") {
 		// One node: its own peer, under whatever id and address the flags gave.
 		cfg.Cluster.Peers = map[string]string{cfg.Cluster.NodeID: cfg.Cluster.RaftAddress}
