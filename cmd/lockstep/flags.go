@@ -25,7 +25,7 @@ type serveFlags struct {
 	// applied: a reload compares the file with it to say what it leaves
 	// for a restart.
 	readAtStart config.Config
-	dataKept     bool   // the data directory held data before this start (the banner says so)
+	dataKept    bool // the data directory held data before this start (the banner says so)
 	// material is the security files loadConfig read and checked, which
 	// the node puts in force as they are (startSecurity); unread are the
 	// data directory's records loadConfig could not read (--check warns).
