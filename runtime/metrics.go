@@ -108,7 +108,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		raftReceived: prometheus.NewCounter(prometheus.CounterOpts{Name: "lockstep_raft_received_bytes_total",
 			Help: "Raft frame bytes read from peers."}),
 		raftRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lockstep_raft_refused_connections_total",
-			Help: "Inbound Raft connections closed for what they sent, by reason (tls, no hello, versions, lost log, removed, other replica, malformed, checksum, chunk refused, unbooked)."}, []string{"reason"}),
+			Help: "Inbound Raft connections closed for what they sent, by reason (" + strings.Join(transport.RefusalReasons, ", ") + ")."}, []string{"reason"}),
 		lostLog: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lockstep_raft_lost_log",
 			Help: "1 once a peer refused this member as one that lost its log (its data directory made anew under a replica id that took part before): it must be replaced."}),
 		removed: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lockstep_raft_removed",
@@ -128,6 +128,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			}
 			return nil, err
 		}
+	}
+	// Each reason from 0 (the alerts watch their increase), and the help
+	// lists them all.
+	for _, r := range transport.RefusalReasons {
+		m.raftRefused.WithLabelValues(r)
 	}
 	return m, nil
 }

@@ -1,8 +1,11 @@
 package runtime
 
 import (
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TestRaftPeerMetrics: each node counts its Raft traffic by peer (its Raft
@@ -50,4 +53,37 @@ func TestRaftPeerMetrics(t *testing.T) {
 		disconnects, dials := seen()
 		return disconnects >= 1 && dials > before
 	})
+}
+
+// TestRefusalsStartAtZero: lockstep_raft_refused_connections_total has a
+// series for every reason from the start, so that the alerts on its
+// increase (LockstepIncompatibleMember, LockstepMemberLostItsLog,
+// LockstepRemovedMemberRuns) see the first refusal; the series appeared
+// only with it.
+func TestRefusalsStartAtZero(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	if _, err := newMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reasons []string
+	for _, mf := range mfs {
+		if mf.GetName() != "lockstep_raft_refused_connections_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if m.GetCounter().GetValue() != 0 {
+				t.Errorf("a fresh counter reads %v", m.GetCounter().GetValue())
+			}
+			reasons = append(reasons, m.GetLabel()[0].GetValue())
+		}
+	}
+	for _, want := range []string{"versions", "peers", "lost log", "removed", "other replica", "no hello", "tls"} {
+		if !slices.Contains(reasons, want) {
+			t.Errorf("no series for reason %q at start (has %v)", want, reasons)
+		}
+	}
 }

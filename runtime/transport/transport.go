@@ -183,6 +183,12 @@ const (
 	CutOtherReplica = "other replica"
 )
 
+// RefusalReasons are every reason Observer.Refused is given, so that a
+// counter of them can start each at 0: an alert on its increase misses
+// the first refusal of a series that does not exist yet.
+var RefusalReasons = []string{"tls", "no hello", "versions", refusedPeers, CutLostLog, CutRemoved, CutOtherReplica,
+	"malformed", "checksum", "chunk refused", "unbooked"}
+
 var (
 	magic  = [2]byte{0xAE, 0x7D}
 	poison = [2]byte{0x00, 0x00}
