@@ -79,6 +79,7 @@ type Option func(*options)
 type options struct {
 	tls            *tls.Config
 	apiKey         string
+	plaintextKey   bool
 	clientID       string
 	retryTimeout   time.Duration
 	backoffMin     time.Duration
@@ -97,8 +98,16 @@ type options struct {
 func WithTLS(cfg *tls.Config) Option { return func(o *options) { o.tls = cfg } }
 
 // WithAPIKey sends key as "Authorization: Bearer KEY" on every request.
-// Defaults to none.
+// Defaults to none. New refuses it with an http:// endpoint on another
+// machine, where the key would cross the network in the clear, unless
+// WithPlaintextAPIKey says the network encrypts by itself.
 func WithAPIKey(key string) Option { return func(o *options) { o.apiKey = key } }
+
+// WithPlaintextAPIKey lets WithAPIKey's key go to http:// endpoints on
+// other machines: only where the network encrypts by itself (a service
+// mesh's sidecar), as the servers' security.insecure does for theirs.
+// http:// to this machine (loopback) needs no such leave.
+func WithPlaintextAPIKey() Option { return func(o *options) { o.plaintextKey = true } }
 
 // WithClientID sets the prefix of the id the server deduplicates this
 // client's requests by (at most 80 bytes of printable ASCII); New appends
@@ -281,6 +290,12 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 		if pu.Path != "" || pu.RawQuery != "" || pu.ForceQuery || strings.Contains(u, "#") {
 			return nil, fmt.Errorf("lockstep: endpoint %q: give scheme://host:port only, like http://127.0.0.1:8080, "+
 				"without a path, query or fragment (the API is served at the root)", raw)
+		}
+		if o.apiKey != "" && !o.plaintextKey && pu.Scheme == "http" && !loopback(pu.Hostname()) {
+			// The key went out in the clear, to whatever listened there.
+			return nil, fmt.Errorf("lockstep: endpoint %q is plaintext (http://) and not on this machine: the API key would "+
+				"cross the network in the clear; use https:// with the cluster's CA (docs/security.md), or, where the network "+
+				"encrypts by itself, WithPlaintextAPIKey (the CLI's --insecure)", raw)
 		}
 		c.endpoints = append(c.endpoints, &endpoint{
 			url:       u,
@@ -786,6 +801,16 @@ func (c *Client) answers(ctx context.Context, e *endpoint) bool {
 	case <-ctx.Done():
 		return true // the caller went away; nothing to decide
 	}
+}
+
+// loopback says whether host (a name or an address) stays on this
+// machine: localhost, or a loopback address.
+func loopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // apiKeyInterceptor adds the API key to unary calls and streams.

@@ -185,3 +185,36 @@ func TestHTTPSToPlaintextFailsAtOnce(t *testing.T) {
 		})
 	}
 }
+
+// TestAPIKeyNotSentInTheClear: New refuses an API key with an http://
+// endpoint on another machine, where it would cross the network in the
+// clear (a reviewer's listener received "Authorization: Bearer ..." from
+// the CLI); http:// on this machine, https://, and a network that
+// encrypts by itself (WithPlaintextAPIKey) are taken.
+func TestAPIKeyNotSentInTheClear(t *testing.T) {
+	key := client.WithAPIKey("lsk_secret")
+	for _, tc := range []struct {
+		endpoint string
+		opts     []client.Option
+		refused  bool
+	}{
+		{"http://10.0.0.7:8080", []client.Option{key}, true},
+		{"lockstep.internal:8080", []client.Option{key}, true},
+		{"http://127.0.0.1:8080", []client.Option{key}, false},
+		{"http://[::1]:8080", []client.Option{key}, false},
+		{"http://localhost:8080", []client.Option{key}, false},
+		{"https://10.0.0.7:8080", []client.Option{key}, false},
+		{"http://10.0.0.7:8080", []client.Option{key, client.WithPlaintextAPIKey()}, false},
+		{"http://10.0.0.7:8080", nil, false},
+	} {
+		c, err := client.New([]string{tc.endpoint}, tc.opts...)
+		if c != nil {
+			_ = c.Close(context.Background())
+		}
+		if refused := err != nil; refused != tc.refused {
+			t.Errorf("%s with %d options: %v, want refused %v", tc.endpoint, len(tc.opts), err, tc.refused)
+		} else if refused && (!strings.Contains(err.Error(), "would cross the network in the clear") || strings.Contains(err.Error(), "lsk_secret")) {
+			t.Errorf("%s: %v", tc.endpoint, err)
+		}
+	}
+}

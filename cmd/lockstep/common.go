@@ -40,6 +40,7 @@ type common struct {
 	ttl       time.Duration // the session's lease, for the commands that open one
 	// The credentials for a secured cluster (docs/security.md).
 	cacert, cert, key, apiKey string
+	insecure                  bool
 	stdout                    io.Writer
 	stderr                    io.Writer
 }
@@ -67,6 +68,8 @@ func newCommand(name, help string, stdout, stderr io.Writer) *common {
 	c.fs.StringVar(&c.cert, "cert", os.Getenv("LOCKSTEP_CERT"), "a client certificate `file` for mutual TLS (env LOCKSTEP_CERT)")
 	c.fs.StringVar(&c.key, "key", os.Getenv("LOCKSTEP_KEY"), "the client certificate's key `file` (env LOCKSTEP_KEY)")
 	c.fs.StringVar(&c.apiKey, "api-key", os.Getenv("LOCKSTEP_API_KEY"), "an API `key`, sent as Authorization: Bearer (env LOCKSTEP_API_KEY; prefer the env: flags show in ps)")
+	c.fs.BoolVar(&c.insecure, "insecure", os.Getenv("LOCKSTEP_INSECURE") == "true",
+		"send the API key over http:// to servers on other machines, where the network encrypts by itself (env LOCKSTEP_INSECURE=true); refused otherwise")
 	c.fs.Usage = func() {
 		fmt.Fprint(c.fs.Output(), strings.TrimLeft(help, "\n"))
 		fmt.Fprintln(c.fs.Output(), "\nFlags:")
@@ -217,6 +220,9 @@ func (c *common) client() (*client.Client, error) {
 	}
 	if c.apiKey != "" {
 		opts = append(opts, client.WithAPIKey(c.apiKey))
+	}
+	if c.insecure {
+		opts = append(opts, client.WithPlaintextAPIKey())
 	}
 	return client.New(eps, opts...)
 }

@@ -27,7 +27,7 @@ _lockstep() {
   if [ "$COMP_CWORD" -eq 1 ]; then
     COMPREPLY=($(compgen -W "serve certs keys snapshot lock sem rwlock barrier elect status list watch cluster completion version help" -- "$cur")); return
   fi
-  local common="--endpoints -o --cacert --cert --key --api-key -h"
+  local common="--endpoints -o --cacert --cert --key --api-key --insecure -h"
   local session="--owner --ttl"
   case $cmd in
     lock)    COMPREPLY=($(compgen -W "$common $session --wait --grace --" -- "$cur")) ;;
