@@ -163,7 +163,9 @@ func TestMultiplexChecksEachRequest(t *testing.T) {
 	alice := newSession(t, alices, 30_000)
 	sendAll(t, st, acquireOn(1, bob, "a", 0), acquireOn(2, alice, "a", 0), acquireOn(3, 0, "b", 0), acquireOn(4, alice, "", 0))
 	got, _ := answers(t, st, 4)
-	if e := got[1].GetError(); e.GetCode() != "permission_denied" || !strings.Contains(e.GetMessage(), "belongs to another principal") {
+	// As one that does not exist: permission_denied told a caller which
+	// session ids were live.
+	if e := got[1].GetError(); e.GetCode() != "not_found" || !strings.Contains(e.GetMessage(), fmt.Sprintf("session %d does not exist", bob)) {
 		t.Fatalf("alice naming bob's session: %v", got[1])
 	}
 	if !got[2].GetAcquireLock().GetAcquired() {

@@ -145,7 +145,8 @@ var creates = map[string]bool{
 }
 
 // ownership puts the caller's prefix on labels and refuses requests on
-// another principal's session; it does nothing for anonymous callers.
+// another principal's session, as on one that does not exist; it does
+// nothing for anonymous callers.
 type ownership struct{ s *service }
 
 func (i ownership) check(ctx context.Context, procedure string, msg any) error {
@@ -178,10 +179,19 @@ func (i ownership) check(ctx context.Context, procedure string, msg any) error {
 		return err
 	}
 	if ownerPrincipal(owner) != who.ID {
-		return connect.NewError(connect.CodePermissionDenied,
-			fmt.Errorf("principal %s may not use session %d: it belongs to another principal", who.ID, id))
+		// Answered as a session that does not exist: permission_denied
+		// for another principal's live session and not_found for a dead
+		// one told any caller which ids were live, and so the cluster's
+		// activity.
+		return errNoSuchSession(id)
 	}
 	return nil
+}
+
+// errNoSuchSession answers a session id that names no session of the
+// caller's: none at all, or another principal's.
+func errNoSuchSession(id uint64) error {
+	return connect.NewError(connect.CodeNotFound, fmt.Errorf("session %d does not exist (it expired, was closed, or never was): create a new session", id))
 }
 
 // ownerPrincipal is the principal an owner label names: PRINCIPAL:label,
@@ -223,7 +233,7 @@ func (s *service) sessionOwner(ctx context.Context, id core.SessionID) (string, 
 			return owner, nil
 		}
 	}
-	return "", connect.NewError(connect.CodeNotFound, fmt.Errorf("session %d does not exist (it expired, was closed, or never was): create a new session", id))
+	return "", errNoSuchSession(uint64(id))
 }
 
 // readable returns the caller's read filter for List and Watch, nil when

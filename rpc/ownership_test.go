@@ -31,7 +31,8 @@ func (prefixOnly) CanRead(_ context.Context, who rpc.Principal, name string) boo
 
 // TestSessionsBelongToTheirPrincipal: with authentication on, a session's
 // owner label carries its principal, and another principal can neither keep
-// it alive, close it, release through it, nor reach a hold by its label.
+// it alive, close it, release through it, nor reach a hold by its label:
+// to it, the session does not exist.
 func TestSessionsBelongToTheirPrincipal(t *testing.T) {
 	s := startServer(t, func(o *rpc.Options) { o.Authenticator = keyAuth{} })
 	st, body := s.callAs(t, "alice", "POST", "/sessions", `{"ttl_seconds": 30, "owner": "w"}`)
@@ -48,9 +49,13 @@ func TestSessionsBelongToTheirPrincipal(t *testing.T) {
 		"close":              {"DELETE", "/sessions/" + id, ""},
 		"release by session": {"POST", "/locks/x/release", `{"session_id": "` + id + `", "fencing_token": "` + token + `"}`},
 	} {
+		// Answered as a session that does not exist, the same words as
+		// for an unknown id (below): a 403 told bob which ids were live.
 		st, body := s.callAs(t, "bob", req[0], req[1], req[2])
-		expectError(t, st, body, 403, "permission_denied")
-		_ = what
+		expectError(t, st, body, 404, "not_found")
+		if msg, _ := body["message"].(string); msg != "session "+id+" does not exist (it expired, was closed, or never was): create a new session" {
+			t.Errorf("%s of alice's session by bob: %q", what, msg)
+		}
 	}
 	// bob's "w" is bob:w: it names no hold of alice's.
 	if st, body := s.callAs(t, "bob", "POST", "/locks/x/release", `{"owner": "w", "fencing_token": "`+token+`"}`); st == 200 && body["released"] == true {
@@ -95,7 +100,7 @@ func TestServerMadeSessionsBelongToTheirPrincipal(t *testing.T) {
 		{"DELETE", "/sessions/" + id, ""},
 	} {
 		st, body := s.callAs(t, "auto", req[0], req[1], req[2])
-		expectError(t, st, body, 403, "permission_denied")
+		expectError(t, st, body, 404, "not_found")
 	}
 	_, status := s.callAs(t, "bob", "GET", "/locks/b%2Fvictim/status", "")
 	expect(t, "still held", status["held"], true)
