@@ -502,8 +502,11 @@ func (i authz) decide(ctx context.Context, procedure string, msg any) error {
 
 // validate answers bad input before the handler runs. REST requests are
 // checked with REST's rules for waits.
-func (v validator) validate(ctx context.Context, _ string, msg any) error {
+func (v validator) validate(ctx context.Context, procedure string, msg any) error {
 	v.rest = isREST(ctx)
+	if who := PrincipalFrom(ctx); who.ID != "" && ActionOf(procedure) == ActionUse {
+		v.mark = who.ID + OwnerSeparator // what ownership puts before the labels
+	}
 	if err := v.check(msg); err != nil {
 		return err // a nil *connect.Error must not become a non-nil error
 	}

@@ -271,3 +271,37 @@ func waitUntil(t *testing.T, what string, f func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestLabelRoomCountsThePrincipal: a label's room is what is left after
+// what the server puts before it, the principal's "ci:" and, in a session
+// it creates, "auto:", and the refusal says so, where a 121-byte label was
+// refused as "owner is 129 bytes: at most 128" (bytes the caller never
+// sent), after an earlier check had let it through as "at most 123".
+func TestLabelRoomCountsThePrincipal(t *testing.T) {
+	s := startServer(t, func(o *rpc.Options) { o.Authenticator = keyAuth{} })
+	label := func(n int) string { return strings.Repeat("w", n) }
+	st, body := s.callAs(t, "ci", "POST", "/locks/a/acquire", `{"owner": "`+label(121)+`"}`)
+	expectError(t, st, body, 400, "invalid_argument")
+	if msg, _ := body["message"].(string); !strings.Contains(msg, `owner is 121 bytes: at most 120 here (128, less 5 for the "auto:" mark`) ||
+		!strings.Contains(msg, `less 3 for the "ci:" the server puts before your principal's labels`) {
+		t.Errorf("a 121-byte label from ci in a session the server creates: %q", msg)
+	}
+	st, _ = s.callAs(t, "ci", "POST", "/locks/a/acquire", `{"owner": "`+label(120)+`"}`)
+	expect(t, "a 120-byte label from ci", st, 200)
+
+	st, body = s.callAs(t, "ci", "POST", "/sessions", `{"ttl_seconds": 30, "owner": "`+label(126)+`"}`)
+	expectError(t, st, body, 400, "invalid_argument")
+	if msg, _ := body["message"].(string); !strings.Contains(msg, "owner is 126 bytes: at most 125 here") {
+		t.Errorf("a 126-byte session label from ci: %q", msg)
+	}
+	st, body = s.callAs(t, "ci", "POST", "/sessions", `{"ttl_seconds": 30}`)
+	expect(t, "create", st, 200)
+	id := body["session_id"].(string)
+	st, body = s.callAs(t, "ci", "POST", "/locks/b/acquire", `{"session_id": "`+id+`", "owner": "`+label(126)+`"}`)
+	expectError(t, st, body, 400, "invalid_argument")
+	if msg, _ := body["message"].(string); !strings.Contains(msg, "owner is 126 bytes: at most 125 here") {
+		t.Errorf("a 126-byte label from ci in its session: %q", msg)
+	}
+	st, _ = s.callAs(t, "ci", "POST", "/locks/b/acquire", `{"session_id": "`+id+`", "owner": "`+label(125)+`"}`)
+	expect(t, "a 125-byte label from ci in its session", st, 200)
+}

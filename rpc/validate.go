@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"unicode/utf8"
@@ -36,6 +37,10 @@ type validator struct {
 	l            core.Limits
 	defaultTTLMs int64 // Options.DefaultTTL: the lease of a session created without a TTL
 	rest         bool  // the request came over REST, whose waits are capped (Options.MaxWait)
+	// mark is what ownership puts before the caller's labels
+	// ("PRINCIPAL:"; empty for an anonymous caller), which counts against
+	// their room.
+	mark string
 }
 
 // heldSession stands in, in the command a validator checks, for a session
@@ -73,7 +78,7 @@ func (v validator) transport(msg any) *connect.Error {
 	}
 	switch r := msg.(type) {
 	case *pb.CreateSessionRequest:
-		return first(v.ttl(r.TtlSeconds, r.TtlMs), v.reservedOwner(r.Owner))
+		return first(v.ttl(r.TtlSeconds, r.TtlMs), v.reservedOwner(r.Owner), v.label(r.Owner, "owner", false))
 	case *pb.GetSessionRequest:
 		return need(r.SessionId != 0, "session_id is missing: give the session to read")
 	case *pb.AbandonRequest:
@@ -316,13 +321,32 @@ func (v validator) ttlMs(seconds, ms int64) int64 { return leaseTTLMs(seconds, m
 // itself, in the command and in the session made for it.
 func (v validator) lease(session uint64, owner, ownerField string, seconds, ms int64) *connect.Error {
 	if session != 0 {
-		return need(seconds == 0 && ms == 0,
-			"ttl_seconds and ttl_ms apply only without session_id (they size the session the server creates): leave them out or drop session_id")
+		return first(need(seconds == 0 && ms == 0,
+			"ttl_seconds and ttl_ms apply only without session_id (they size the session the server creates): leave them out or drop session_id"),
+			v.label(owner, ownerField, false))
 	}
-	max := v.l.MaxOwnerBytes - len(autoOwnerPrefix)
-	return first(v.ttl(seconds, ms),
-		need(len(owner) <= max, "%s is %d bytes: at most %d here (%d, less %d for the %q mark of the session the server creates for this request)",
-			ownerField, len(owner), max, v.l.MaxOwnerBytes, len(autoOwnerPrefix), autoOwnerPrefix))
+	return first(v.ttl(seconds, ms), v.label(owner, ownerField, true))
+}
+
+// label checks that a label the caller gives has room for what the
+// server puts before it: the caller's principal (v.mark) and, in a
+// session the server creates for the request (serverMade), its mark. A
+// caller was told "owner is 129 bytes: at most 128" of a 121-byte label,
+// and "at most 123 here" where 120 was the room left.
+func (v validator) label(owner, field string, serverMade bool) *connect.Error {
+	room, less := v.l.MaxOwnerBytes, ""
+	if serverMade {
+		room -= len(autoOwnerPrefix)
+		less += fmt.Sprintf(", less %d for the %q mark of the session the server creates for this request", len(autoOwnerPrefix), autoOwnerPrefix)
+	}
+	if v.mark != "" {
+		room -= len(v.mark)
+		less += fmt.Sprintf(", less %d for the %q the server puts before your principal's labels", len(v.mark), v.mark)
+	}
+	if less == "" {
+		return nil // core checks the label as given
+	}
+	return need(len(owner) <= room, "%s is %d bytes: at most %d here (%d%s)", field, len(owner), room, v.l.MaxOwnerBytes, less)
 }
 
 func (v validator) reservedOwner(owner string) *connect.Error {
