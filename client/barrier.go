@@ -128,20 +128,26 @@ func (b *Barrier) Remove(ctx context.Context) error {
 	})
 }
 
-// maxParticipantBytes is the servers' bound on a participant name (their
-// owner labels' bound, core's MaxOwnerBytes).
-const maxParticipantBytes = 128
+const (
+	// maxParticipantBytes is the servers' bound on a participant name
+	// (their owner labels' bound, core's MaxOwnerBytes).
+	maxParticipantBytes = 128
+	// maxPrincipalMark is the most a secured cluster puts before it: the
+	// longest principal (config.MaxPrincipalBytes, 64) and ':'.
+	maxPrincipalMark = 65
+)
 
 // defaultParticipant is the n-th participant name of a session's Waits
 // given none: "OWNER/ID", then "OWNER/ID/N". The owner is cut, at a
-// character's end, to leave room for the rest: an owner label near its
-// own bound made a name the servers refused, so every such Wait failed.
+// character's end, to leave room for the rest and for what a secured
+// cluster puts before it (PRINCIPAL:): an owner label near its own bound
+// made a name the servers refused, so every such Wait failed.
 func defaultParticipant(owner string, id uint64, n int) string {
 	tail := fmt.Sprintf("/%d", id)
 	if n > 1 {
 		tail += fmt.Sprintf("/%d", n)
 	}
-	room := maxParticipantBytes - len(tail)
+	room := maxParticipantBytes - maxPrincipalMark - len(tail)
 	for len(owner) > room {
 		_, size := utf8.DecodeLastRuneInString(owner)
 		owner = owner[:len(owner)-size]

@@ -161,13 +161,15 @@ func (i ownership) check(ctx context.Context, procedure string, msg any) error {
 	id := SessionIDOf(msg)
 	prefix := who.ID + OwnerSeparator
 	r := m.ProtoReflect()
-	for _, name := range []protoreflect.Name{"owner", "candidate"} {
+	for _, name := range []protoreflect.Name{"owner", "candidate", "participant"} {
 		fd := r.Descriptor().Fields().ByName(name)
 		if fd == nil || fd.Kind() != protoreflect.StringKind {
 			continue
 		}
+		// A barrier's participant is a label shown in status too: one
+		// principal's showed as any name it chose, another's included.
 		v := r.Get(fd).String()
-		if v != "" || (id == 0 && creates[procedure]) {
+		if v != "" || (id == 0 && creates[procedure] && name != "participant") {
 			r.Set(fd, protoreflect.ValueOfString(prefix+v))
 		}
 	}

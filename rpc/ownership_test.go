@@ -305,3 +305,31 @@ func TestLabelRoomCountsThePrincipal(t *testing.T) {
 	st, _ = s.callAs(t, "ci", "POST", "/locks/b/acquire", `{"session_id": "`+id+`", "owner": "`+label(125)+`"}`)
 	expect(t, "a 125-byte label from ci in its session", st, 200)
 }
+
+// TestParticipantsCarryTheirPrincipal: a barrier participant's name is a
+// label shown in status, prefixed with its principal as owner labels are:
+// one principal could arrive under a name another uses.
+func TestParticipantsCarryTheirPrincipal(t *testing.T) {
+	s := startServer(t, func(o *rpc.Options) { o.Authenticator = keyAuth{} })
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.callAs(t, "ci", "POST", "/barriers/stage/wait", `{"parties": 2, "participant": "worker-1", "wait_timeout_ms": 3000}`)
+	}()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		_, st := s.callAs(t, "ci", "GET", "/barriers/stage/status", "")
+		if ws, _ := st["waiters"].([]any); len(ws) == 1 {
+			if p := ws[0].(map[string]any)["participant"]; p != "ci:worker-1" {
+				t.Fatalf("ci's participant worker-1 shows as %v", p)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no waiter at the barrier: %v", st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.callAs(t, "ops", "POST", "/barriers/stage/wait", `{"parties": 2, "participant": "worker-1", "wait_timeout_ms": 3000}`)
+	<-done
+}

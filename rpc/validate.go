@@ -119,7 +119,8 @@ func (v validator) transport(msg any) *connect.Error {
 		return v.name(r.Name)
 
 	case *pb.WaitBarrierRequest:
-		return first(v.name(r.Name), v.lease(r.SessionId, r.Owner, "owner", r.TtlSeconds, r.TtlMs), v.wait(r.WaitTimeoutMs))
+		return first(v.name(r.Name), v.lease(r.SessionId, r.Owner, "owner", r.TtlSeconds, r.TtlMs), v.wait(r.WaitTimeoutMs),
+			v.label(r.Participant, "participant", false))
 	case *pb.SetBarrierRequest:
 		return v.name(r.Name)
 	case *pb.RemoveBarrierRequest:
