@@ -204,6 +204,22 @@ type line struct {
 	LinesLost       *int   `json:"lines_lost,omitempty"`
 	AnswersWithheld *int   `json:"answers_withheld,omitempty"`
 	Error           string `json:"error,omitempty"`
+	// A reload's record (kind security): what it changed.
+	Detail string `json:"detail,omitempty"`
+}
+
+// Reloaded records a reload of the security settings (SIGHUP) from file:
+// what it changed, or why it failed (err), as a line of the member's own
+// (no principal, no procedure but SIGHUP), of kind security. A change of
+// who may do what belongs in the record of who did what; it was only in
+// the member's log. A line that cannot be written is answered, as any.
+func (a *AuditLog) Reloaded(ctx context.Context, file, changes string, err error) error {
+	l := line{Time: time.Now().UTC().Format("2006-01-02T15:04:05.000Z07:00"), NodeID: a.nodeID, Auth: "none",
+		Procedure: "SIGHUP", Kind: "security", Name: file, Outcome: "reloaded", Detail: changes}
+	if err != nil {
+		l.Outcome, l.Error = "failed", err.Error()
+	}
+	return a.writeLine(ctx, l, false)
 }
 
 // Audit writes rec's line, and returns once it is written (nil), or with
@@ -258,6 +274,13 @@ func (a *AuditLog) Audit(ctx context.Context, rec rpc.AuditRecord) error {
 			l.FencingToken = rec.FencingToken // a release: the grant it ended
 		}
 	}
+	return a.writeLine(ctx, l, rec.Err == nil)
+}
+
+// writeLine writes l, and returns once it is written, or with why it
+// could not be; served says l is a request's that was served (its answer
+// is withheld when the line cannot be written).
+func (a *AuditLog) writeLine(ctx context.Context, l line, served bool) error {
 	b, err := json.Marshal(l)
 	if err != nil {
 		return err // cannot happen: the struct holds strings and numbers
@@ -285,7 +308,7 @@ func (a *AuditLog) Audit(ctx context.Context, rec rpc.AuditRecord) error {
 	if batch.err != nil {
 		a.mu.Lock()
 		a.lost++
-		if rec.Err == nil {
+		if served {
 			a.withheld++
 		}
 		a.mu.Unlock()

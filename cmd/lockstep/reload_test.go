@@ -351,6 +351,23 @@ func TestHangupSaysWhatChanged(t *testing.T) {
 	if got := hup(audit); !strings.Contains(got, "reloaded the security settings: audit log reopened at "+cfg.Security.Audit.Path+"; nothing else changed") {
 		t.Errorf("a second SIGHUP with nothing changed but the reopen logged:\n%s", got)
 	}
+	// Each reload is a line of the audit log too, saying what it changed:
+	// who may do what changed, and only the member's log said so.
+	recorded, err := os.ReadFile(cfg.Security.Audit.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(recorded)), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], `"procedure":"SIGHUP","kind":"security","name":"`+filepath.Join(dir, "node.yaml")+`"`) ||
+		!strings.Contains(lines[0], `"outcome":"reloaded"`) || !strings.Contains(lines[0], "API keys added for deploy") ||
+		!strings.Contains(lines[1], "nothing else changed") {
+		t.Errorf("the audit log after two reloads:\n%s", recorded)
+	}
+	for _, secret := range []string{ciKey, deployKey, ciDigest, deployDigest} {
+		if strings.Contains(string(recorded), secret) {
+			t.Errorf("the audit log shows a key or its digest:\n%s", recorded)
+		}
+	}
 
 	// Without the ACL key: every principal may do everything, as the
 	// line says.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -98,6 +99,7 @@ func hangup(f *serveFlags, running config.Config, sec *security.State, audit *se
 	if err != nil {
 		logReopened()
 		log.Error("SIGHUP: reload failed; the security settings in force are kept", "err", err)
+		auditReload(audit, f.configFile, "", err, log)
 		return
 	}
 	for _, w := range warnings {
@@ -105,6 +107,19 @@ func hangup(f *serveFlags, running config.Config, sec *security.State, audit *se
 	}
 	c.AuditReopened = reopened
 	log.Info("SIGHUP: reloaded the security settings: "+c.String(), "config", f.configFile)
+	auditReload(audit, f.configFile, c.String(), nil, log)
+}
+
+// auditReload records the reload in the audit log (nil: none).
+func auditReload(audit *security.AuditLog, file, changes string, err error, log *slog.Logger) {
+	if audit == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if werr := audit.Reloaded(ctx, file, changes, err); werr != nil {
+		log.Error("SIGHUP: the reload could not be recorded in the audit log", "err", werr)
+	}
 }
 
 // members is how many members the cluster has now (nil: as the file
