@@ -259,3 +259,50 @@ func TestStdLogThroughSlogsDefaultDoesNotHang(t *testing.T) {
 		t.Fatalf("through slog's default handler, a disk's failure and an INFO line came out as:\n%s", out.String())
 	}
 }
+
+// TestRestartRunsAsTheRecordedIncarnation: a member added back runs as
+// its new incarnation; a restart that does not give it (0) runs as the one
+// its data directory records, and says so, where it was refused ("belongs
+// to incarnation 1 of this node, got 0"): a rolling restart that did not
+// repeat --incarnation lost two of five members and the quorum. One that
+// gives another incarnation is still refused.
+func TestRestartRunsAsTheRecordedIncarnation(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 3})
+	l := c.waitLeader(0)
+	x := (l + 1) % 3
+	name := c.cfgs[x].Cluster.NodeID
+	c.stop(x)
+	if err := c.nodes[l].RemoveNode(tctx(t), name); err != nil {
+		t.Fatal(err)
+	}
+	inc, err := c.nodes[l].AddNodeIncarnation(tctx(t), name, c.cfgs[x].Cluster.RaftAddress)
+	if err != nil || inc != 1 {
+		t.Fatalf("AddNodeIncarnation: %d, %v", inc, err)
+	}
+	if err := os.RemoveAll(c.cfgs[x].Cluster.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	c.cfgs[x].Cluster.Join, c.cfgs[x].Cluster.Incarnation = true, 1
+	c.restart(x)
+	eventually(t, "the member added back serves", func() bool { return c.nodes[x].Health() == nil })
+	c.stop(x)
+
+	c.cfgs[x].Cluster.Incarnation = 0 // the restart forgets --incarnation
+	var logs logBuffer
+	c.logs = make([]*logBuffer, 3)
+	c.logs[x] = &logs
+	c.restart(x)
+	if got := c.nodes[x].cfg.Cluster.Incarnation; got != 1 || c.nodes[x].replicaID != config.ReplicaID(name, 1) {
+		t.Fatalf("a restart without an incarnation runs as %d", got)
+	}
+	if !strings.Contains(logs.String(), `msg="running as the incarnation the data directory records" node=`+name+` incarnation=1`) {
+		t.Errorf("the restart does not say which incarnation it took:\n%s", logs.String())
+	}
+	eventually(t, "the member restarted as its recorded incarnation serves", func() bool { return c.nodes[x].Health() == nil })
+
+	other := c.cfgs[x]
+	other.Cluster.Incarnation = 2
+	if err := CheckDataDir(other); err == nil || !strings.Contains(err.Error(), "belongs to incarnation 1 of this node, got 2") {
+		t.Fatalf("a start under another incarnation than the recorded one: %v", err)
+	}
+}

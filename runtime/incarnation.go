@@ -1,6 +1,11 @@
 package runtime
 
-import "fmt"
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/lockstepd/lockstep/config"
+)
 
 // incarnationFile records, in the data directory, the incarnation the
 // node runs as. A member removed and added back gets a new replica id
@@ -37,4 +42,29 @@ func (n *Node) recordIncarnation(dir string) error {
 		return err
 	}
 	return writeRecord(dir, incarnationFile, n.cfg.Cluster.Incarnation)
+}
+
+// WithRecordedIncarnation is cfg running as the incarnation its data
+// directory records, when cfg gives none (0) and the record says another:
+// a member added back runs as its new incarnation at every start, and a
+// restart that did not repeat --incarnation was refused, which in a
+// rolling restart of a grown cluster cost a reviewer the quorum. Adopting
+// the record is safe where another incarnation would not be: the record
+// names the Raft state the directory holds. An incarnation given (not 0)
+// is kept, and CheckIncarnationRecord refuses it when it differs. adopted
+// says the record was taken.
+func WithRecordedIncarnation(cfg config.Config) (out config.Config, adopted bool, err error) {
+	if cfg.Cluster.Incarnation != 0 || cfg.Cluster.DataDir == "" {
+		return cfg, false, nil
+	}
+	dir, err := filepath.Abs(cfg.Cluster.DataDir)
+	if err != nil {
+		return cfg, false, fmt.Errorf("cluster.data_dir: %w", err)
+	}
+	had, found, err := readRecord(dir, incarnationFile, "an incarnation")
+	if err != nil || !found || had == 0 {
+		return cfg, false, err
+	}
+	cfg.Cluster.Incarnation = had
+	return cfg, true, nil
 }

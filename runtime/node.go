@@ -148,6 +148,13 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		log = slog.Default()
 	}
 	log = log.With("node", cfg.Cluster.NodeID)
+	cfg, adopted, err := WithRecordedIncarnation(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if adopted {
+		log.Info("running as the incarnation the data directory records", "incarnation", cfg.Cluster.Incarnation)
+	}
 	clock, mono := opts.Clock, opts.Monotonic
 	switch {
 	case clock == nil && mono == nil:

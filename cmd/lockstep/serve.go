@@ -162,6 +162,11 @@ func loadConfig(f *serveFlags) (config.Config, error) {
 	// listens. One this user may not read and write is for the start to
 	// report (--check, which often runs as another user than the service,
 	// says it could not check it).
+	// A restart that gives no incarnation runs as the one recorded.
+	cfg, _, err = runtime.WithRecordedIncarnation(cfg)
+	if err != nil && !errors.Is(err, fs.ErrPermission) {
+		return cfg, fmt.Errorf("configuration: %w", err)
+	}
 	dataErr := runtime.CheckDataDir(cfg)
 	// And a first start needs its peers (or --join); a restart needs
 	// neither, its members being in the data directory.
