@@ -149,9 +149,9 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	}
 	log = log.With("node", cfg.Cluster.NodeID)
 	cfg, adopted, err := WithRecordedIncarnation(cfg)
-	if err != nil {
+	if err != nil && !errors.Is(err, fs.ErrPermission) {
 		return nil, err
-	}
+	} // a directory this user may not read: CheckDataDir says so, below
 	if adopted {
 		log.Info("running as the incarnation the data directory records", "incarnation", cfg.Cluster.Incarnation)
 	}
