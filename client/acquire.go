@@ -241,6 +241,9 @@ func refusedByState(err error) bool {
 // session's loss, the caller's ctx, or what the servers said.
 func (s *Session) endErr(ctx context.Context, what opName, err error) error {
 	if ctx.Err() != nil {
+		if errors.Is(err, errNoSlot) {
+			return fmt.Errorf("%s: %w", what, err) // which says why ctx ran out
+		}
 		return fmt.Errorf("%s: %w", what, ctx.Err())
 	}
 	if lost := s.lostErrFor(what); lost != nil {

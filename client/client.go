@@ -580,7 +580,7 @@ func call[T any](ctx context.Context, c *Client, mode callMode, f func(ctx conte
 					ErrUnavailable, len(c.endpoints), c.opts.retryTimeout, e.url, ce.Message())
 			}
 			return nil, fmt.Errorf("%w (tried %d endpoint(s) for %v; last from %s: %v)",
-				ErrUnavailable, len(c.endpoints), c.opts.retryTimeout, e.url, err)
+				ErrUnavailable, len(c.endpoints), c.opts.retryTimeout, e.url, c.silence(mode, stuck, err))
 		}
 		if err := c.backoff(ctx, &pause); err != nil {
 			return nil, err
@@ -601,6 +601,20 @@ func (c *Client) backoff(ctx context.Context, pause *time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// silence is what an attempt given up as stuck failed with, in words
+// that say so: the probe's cancel (or the deadline) of an endpoint that
+// did not answer read "context canceled", which the caller had not done.
+func (c *Client) silence(mode callMode, stuck bool, err error) error {
+	if !stuck || !(errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+		connect.CodeOf(err) == connect.CodeCanceled || connect.CodeOf(err) == connect.CodeDeadlineExceeded) {
+		return err
+	}
+	if mode == blocking {
+		return fmt.Errorf("it did not answer a health probe within %v (WithAttemptTimeout) while the call waited", c.opts.attemptTimeout)
+	}
+	return fmt.Errorf("it did not answer within %v (WithAttemptTimeout)", c.opts.attemptTimeout)
 }
 
 // attempt runs f once against e. stuck says the attempt was given up

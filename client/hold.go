@@ -34,7 +34,7 @@ func (h *hold) set(token uint64, gate *gateHold) {
 // current is the grant's token: 0 when nothing is held or the session is
 // lost or closed (whatever it held is gone, or must be taken for gone).
 func (h *hold) current() uint64 {
-	if h.s.Err() != nil || !h.s.leaseHeld() {
+	if h.s == nil || h.s.Err() != nil || !h.s.leaseHeld() {
 		return 0
 	}
 	h.mu.Lock()

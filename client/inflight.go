@@ -2,6 +2,8 @@ package client
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 )
@@ -121,6 +123,10 @@ func (f *inflight) beginEnding() reqID {
 	return id
 }
 
+// errNoSlot begins the error of a request whose ctx ended while it waited
+// for a slot.
+var errNoSlot = errors.New("waiting for a request slot")
+
 func (f *inflight) start(ctx context.Context, slot bool) (reqID, error) {
 	if !slot {
 		f.mu.Lock()
@@ -133,7 +139,10 @@ func (f *inflight) start(ctx context.Context, slot bool) (reqID, error) {
 		select {
 		case f.slots <- struct{}{}:
 		case <-ctx.Done():
-			return reqID{}, ctx.Err()
+			// Said: a bare "context deadline exceeded" read as the
+			// servers' slowness, where the client's own bound held it.
+			return reqID{}, fmt.Errorf("%w: all %d (WithMaxInFlight) are taken by this client's other requests: %w",
+				errNoSlot, cap(f.slots), ctx.Err())
 		}
 	}
 	f.mu.Lock()

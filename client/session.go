@@ -153,7 +153,7 @@ func (c *Client) NewSession(ctx context.Context, opts ...SessionOption) (*Sessio
 	}
 	id, err := c.inflight.begin(ctx)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("create session: %w", err)
 	}
 	defer id.finish()
 	// The lease is measured from before the request leaves: the servers'
@@ -517,6 +517,11 @@ func (s *Session) alive() error {
 // lostErrFor wraps the session's loss for op, or answers nil while it
 // lives.
 func (s *Session) lostErrFor(op opName) error {
+	if s == nil {
+		// A Mutex (Semaphore, ...) declared, not made by NewMutex: its
+		// zero value panicked on a nil session.
+		return fmt.Errorf("%s: %w: it has no session; make it with NewMutex (NewSemaphore, NewRWMutex, NewBarrier, NewElection) on a Session", op, ErrInvalid)
+	}
 	if err := s.Err(); err != nil {
 		if errors.Is(err, ErrSessionLost) {
 			return fmt.Errorf("%s: %w", op, err)

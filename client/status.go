@@ -109,7 +109,7 @@ func (c *Client) Status(ctx context.Context, kind Kind, name string) (*Status, e
 			st.Waiters, st.AppliedIndex = r.Candidates, r.AppliedIndex
 		}
 	default:
-		return nil, fmt.Errorf("lockstep: unknown kind %s: use mutex, semaphore, rwlock, barrier or election", quoted(string(kind)))
+		return nil, unknownKind(kind)
 	}
 	if err != nil {
 		return nil, apiErr(opName{"status of " + string(kind), name}, err)
@@ -149,6 +149,13 @@ func (c *Client) List(ctx context.Context, prefix string) ([]Object, error) {
 	return out, nil
 }
 
+// unknownKind refuses a kind the API does not have, as a malformed
+// request (ErrInvalid) is: it was an error of its own, which errors.Is
+// did not match, and CheckFence's said nothing of the kinds there are.
+func unknownKind(kind Kind) error {
+	return fmt.Errorf("%w: unknown kind %s: use mutex, semaphore, rwlock, barrier or election", ErrInvalid, quoted(string(kind)))
+}
+
 // CheckFence asks the cluster, linearizably, whether token still holds the
 // object (kind "" means mutex).
 func (c *Client) CheckFence(ctx context.Context, kind Kind, name string, token uint64) (bool, error) {
@@ -156,7 +163,7 @@ func (c *Client) CheckFence(ctx context.Context, kind Kind, name string, token u
 	if kind != "" {
 		v, ok := pb.Kind_value["KIND_"+strings.ToUpper(string(kind))]
 		if !ok {
-			return false, fmt.Errorf("lockstep: unknown kind %s", quoted(string(kind)))
+			return false, unknownKind(kind)
 		}
 		k = pb.Kind(v)
 	}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -216,5 +217,85 @@ func TestAPIKeyNotSentInTheClear(t *testing.T) {
 		} else if refused && (!strings.Contains(err.Error(), "would cross the network in the clear") || strings.Contains(err.Error(), "lsk_secret")) {
 			t.Errorf("%s: %v", tc.endpoint, err)
 		}
+	}
+}
+
+// TestSilentEndpointIsSaidSo: a call that gives up on endpoints that
+// accept connections and never answer says they did not answer within the
+// attempt timeout; it said "context canceled" (the attempt's own
+// deadline), which the caller had not done.
+func TestSilentEndpointIsSaidSo(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, conn) // read nothing, answer nothing
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	c, err := client.New([]string{"http://" + ln.Addr().String()}, client.WithAttemptTimeout(150*time.Millisecond),
+		client.WithRetryTimeout(600*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	_, err = c.NewSession(context.Background())
+	if !errors.Is(err, client.ErrUnavailable) || !strings.Contains(err.Error(), "it did not answer within 150ms (WithAttemptTimeout)") ||
+		strings.Contains(err.Error(), "context canceled") || strings.Contains(err.Error(), "deadline exceeded") {
+		t.Fatalf("a session on a silent endpoint: %v", err)
+	}
+}
+
+// TestUnknownKindIsInvalid: a kind the API does not have is ErrInvalid, as
+// docs/client.md says a malformed request is, and names the kinds there
+// are, from Status and CheckFence alike.
+func TestUnknownKindIsInvalid(t *testing.T) {
+	c, err := client.New([]string{"http://127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	_, serr := c.Status(context.Background(), "bogus", "x")
+	_, ferr := c.CheckFence(context.Background(), "bogus", "x", 5)
+	for what, err := range map[string]error{"Status": serr, "CheckFence": ferr} {
+		if !errors.Is(err, client.ErrInvalid) || !strings.Contains(err.Error(), `unknown kind "bogus": use mutex, semaphore, rwlock, barrier or election`) {
+			t.Errorf("%s of an unknown kind: %v", what, err)
+		}
+	}
+}
+
+// TestZeroValuesRefuse: a Mutex (or another primitive) declared rather than
+// made by its New function answers Token 0 and refuses Lock and Unlock as
+// invalid, naming the constructor; it panicked on a nil session.
+func TestZeroValuesRefuse(t *testing.T) {
+	var m client.Mutex
+	if m.Token() != 0 {
+		t.Fatal("a zero Mutex has a token")
+	}
+	for what, err := range map[string]error{"Lock": m.Lock(context.Background()), "Unlock": m.Unlock(context.Background())} {
+		if !errors.Is(err, client.ErrInvalid) || !strings.Contains(err.Error(), "make it with NewMutex") {
+			t.Errorf("%s of a zero Mutex: %v", what, err)
+		}
+	}
+	var sem client.Semaphore
+	if err := sem.Acquire(context.Background(), 1); !errors.Is(err, client.ErrInvalid) {
+		t.Errorf("Acquire of a zero Semaphore: %v", err)
 	}
 }
