@@ -110,7 +110,8 @@ func WithAPIKey(key string) Option { return func(o *options) { o.apiKey = key } 
 func WithPlaintextAPIKey() Option { return func(o *options) { o.plaintextKey = true } }
 
 // WithClientID sets the prefix of the id the server deduplicates this
-// client's requests by (at most 80 bytes of printable ASCII); New appends
+// client's requests by (at most 80 bytes of printable ASCII, without
+// spaces); New appends
 // "-" and 16 random hex digits, so the id is unique per Client and per
 // process incarnation even when every process of a fleet passes the same
 // prefix. Defaults to "go". The prefix is what shows in the audit log.
@@ -132,7 +133,7 @@ func WithAttemptTimeout(d time.Duration) Option { return func(o *options) { o.at
 func WithProbeInterval(d time.Duration) Option { return func(o *options) { o.probeInterval = d } }
 
 // WithStreamSilence bounds how long a Watch stream may deliver nothing
-// (the servers send a progress message about every second on a live
+// (the servers send a progress message at least every 2 s on a live
 // cluster) before it is taken for stuck and resumed on the next endpoint.
 // Defaults to 5s.
 func WithStreamSilence(d time.Duration) Option { return func(o *options) { o.streamSilence = d } }

@@ -42,8 +42,11 @@ type Leader struct {
 func NewElection(s *Session, name string) *Election { return &Election{name: name, hold: hold{s: s}} }
 
 // Campaign waits until this session is elected, ctx ends (the candidacy is
-// withdrawn, see Mutex.Lock) or the session is lost. The session's owner
-// is the candidate.
+// withdrawn, see Mutex.Lock) or the session is lost; ErrUnavailable while
+// no endpoint serves, as Mutex.Lock. The session's owner is the candidate,
+// and value (at most 1024 bytes, the servers' limit) what the leader
+// proclaims. Campaigning again while this Election leads waits, as a
+// Mutex's second Lock does; to change the value, Proclaim.
 func (e *Election) Campaign(ctx context.Context, value []byte) error {
 	s := e.s
 	token, gate, err := s.acquire(ctx, acquireSpec{op: "campaign", kind: pb.Kind_KIND_ELECTION, name: e.name, waitMs: -1, gated: true,
@@ -70,8 +73,8 @@ func (e *Election) Campaign(ctx context.Context, value []byte) error {
 // leader, and after the session is lost or closed).
 func (e *Election) Token() uint64 { return e.current() }
 
-// Proclaim changes the leader's value without an election; ErrNotHeld when
-// this session is not the leader.
+// Proclaim changes the leader's value (at most 1024 bytes) without an
+// election; ErrNotHeld when this session is not the leader.
 func (e *Election) Proclaim(ctx context.Context, value []byte) error {
 	what := opName{"proclaim", e.name}
 	if lost := e.s.lostErrFor(what); lost != nil {

@@ -48,7 +48,7 @@ var (
 	// ErrPrecondition: the request contradicts the state it met on the
 	// servers (failed_precondition): a semaphore acquired with another
 	// limit than its holders', a barrier waited on with other parties, a
-	// session adopted with another TTL or owner, a cluster change the
+	// request_seq used already for another request, a cluster change the
 	// membership does not allow. The message says what the state is.
 	ErrPrecondition = errors.New("lockstep: refused by the state the request met")
 	// ErrInvalid: the request is malformed (invalid_argument): an empty or

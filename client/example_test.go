@@ -45,7 +45,11 @@ func ExampleMutex() {
 
 func ExampleSemaphore() {
 	ctx := context.Background()
-	c, _ := client.New([]string{"http://127.0.0.1:8080"})
+	c, err := client.New([]string{"http://127.0.0.1:8080"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close(context.Background()) // a Client not closed keeps its goroutines and connections
 	s, err := c.NewSession(ctx)
 	if err != nil {
 		log.Fatal(err)
@@ -61,7 +65,11 @@ func ExampleSemaphore() {
 
 func ExampleRWMutex() {
 	ctx := context.Background()
-	c, _ := client.New([]string{"http://127.0.0.1:8080"})
+	c, err := client.New([]string{"http://127.0.0.1:8080"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close(context.Background()) // a Client not closed keeps its goroutines and connections
 	s, err := c.NewSession(ctx)
 	if err != nil {
 		log.Fatal(err)
@@ -77,7 +85,11 @@ func ExampleRWMutex() {
 
 func ExampleBarrier() {
 	ctx := context.Background()
-	c, _ := client.New([]string{"http://127.0.0.1:8080"})
+	c, err := client.New([]string{"http://127.0.0.1:8080"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close(context.Background()) // a Client not closed keeps its goroutines and connections
 	s, err := c.NewSession(ctx)
 	if err != nil {
 		log.Fatal(err)
@@ -92,7 +104,11 @@ func ExampleBarrier() {
 
 func ExampleElection() {
 	ctx := context.Background()
-	c, _ := client.New([]string{"http://127.0.0.1:8080"})
+	c, err := client.New([]string{"http://127.0.0.1:8080"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close(context.Background()) // a Client not closed keeps its goroutines and connections
 	s, err := c.NewSession(ctx, client.WithOwner("node-a"))
 	if err != nil {
 		log.Fatal(err)
@@ -110,7 +126,11 @@ func ExampleElection() {
 func ExampleClient_Observe() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, _ := client.New([]string{"http://127.0.0.1:8080"})
+	c, err := client.New([]string{"http://127.0.0.1:8080"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close(context.Background()) // a Client not closed keeps its goroutines and connections
 	for l := range c.Observe(ctx, "scheduler") {
 		fmt.Printf("leader: %s at %s\n", l.Candidate, l.Value)
 	}
@@ -119,7 +139,11 @@ func ExampleClient_Observe() {
 func ExampleClient_Watch() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, _ := client.New([]string{"http://127.0.0.1:8080"})
+	c, err := client.New([]string{"http://127.0.0.1:8080"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close(context.Background()) // a Client not closed keeps its goroutines and connections
 	for r := range c.Watch(ctx, "jobs/") {
 		for _, ev := range r.Events {
 			fmt.Println(ev.Index, ev.Type, ev.Name, ev.FencingToken)

@@ -34,6 +34,10 @@ func (m *Mutex) Name() string { return m.name }
 // (ErrSessionLost). A Lock that ends without the grant leaves nothing held
 // or queued: it returns by ctx's deadline, and withdraws its request from
 // the servers in the background (see docs/client.md, "Cancelled calls").
+// While no endpoint serves (every member down, or no quorum), it gives up
+// with ErrUnavailable after WithRetryTimeout (15 s), even when ctx allows
+// longer: the servers cannot have granted it meanwhile, and a caller that
+// wants to wait for the cluster to come back calls Lock again.
 func (m *Mutex) Lock(ctx context.Context) error { return m.lock(ctx, -1) }
 
 // TryLock takes the mutex if it is free now; ErrLocked if someone holds it

@@ -27,7 +27,10 @@ type Semaphore struct {
 }
 
 // NewSemaphore returns the semaphore name with limit permits in all on
-// session s.
+// session s. The first acquirer of a name fixes its limit; a later
+// acquirer gives the same limit (ErrPrecondition otherwise, naming it), or
+// 0 to take whatever limit the name has (on a name nobody holds, 0 is
+// refused: "limit is required").
 func NewSemaphore(s *Session, name string, limit int64) *Semaphore {
 	return &Semaphore{name: name, limit: limit, hold: hold{s: s}}
 }
