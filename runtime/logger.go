@@ -53,9 +53,10 @@ type logTarget struct {
 	peers   *peerTracker
 	addrs   map[string]string // raft address → node id, from the config's peers
 
-	misaddressedMu   sync.Mutex // guards the two below (due)
+	misaddressedMu   sync.Mutex // guards the three below (due)
 	lastMisaddressed time.Time  // the last "ignored a ... message ... received by" said at its level
 	lastPreVote      time.Time  // the last "became PreVote candidate" said at info
+	lastStall        time.Time  // the last "had N LocalTick msgs in one batch" said at its level
 }
 
 // preVoteEvery bounds "became PreVote candidate" at info: a member that
@@ -211,8 +212,25 @@ func (a slogAdapter) log(t *logTarget, level slog.Level, f string, v []any) {
 			level = slog.LevelDebug
 		}
 	}
+	if a.pkg == "dragonboat" && strings.HasSuffix(f, "LocalTick msgs in one batch") && level >= slog.LevelWarn {
+		// The step loop of a replica was not run for over half an
+		// election timeout: the process was not scheduled (a machine
+		// overloaded, a paused VM) or waited on its disk. Worth a WARN,
+		// but it comes for each replica and each stall, 41 lines in one
+		// reviewer's busy hour, in words an operator cannot place.
+		if t.due(&t.lastStall, stallEvery) {
+			f += " (its Raft loop did not run for over half an election timeout: the machine is overloaded, the process was " +
+				"paused, or the disk stalled; an election may follow. Said at most once a minute)"
+		} else {
+			level = slog.LevelDebug
+		}
+	}
 	a.write(t, level, f, v)
 }
+
+// stallEvery bounds Dragonboat's warning that a replica's ticks came in a
+// batch (its loop stalled).
+const stallEvery = time.Minute
 
 // due says whether a line said at most once every every is due now, and
 // if so notes that it was said (last is one of t's times).

@@ -304,6 +304,32 @@ func TestMisaddressedMessagesWarnOnceAMinute(t *testing.T) {
 	}
 }
 
+// TestStalledLoopWarnsOnceAMinute: Dragonboat's "had N LocalTick msgs in
+// one batch" (a replica's loop did not run for half an election timeout)
+// came for each replica at each stall, 41 lines in a reviewer's busy hour,
+// in words an operator could not place; it is said once a minute, with
+// what it means, and the rest at DEBUG.
+func TestStalledLoopWarnsOnceAMinute(t *testing.T) {
+	var buf bytes.Buffer
+	now := time.Unix(1000, 0)
+	target := testTarget(&buf, slog.LevelInfo, &now, nil)
+	db := slogAdapter{pkg: "dragonboat"}
+	const f = "%s had %d LocalTick msgs in one batch"
+	for i := range 20 {
+		db.log(target, slog.LevelWarn, f, []any{"[00000:24640]", 25 + i})
+		now = now.Add(time.Second)
+	}
+	got := lines(&buf)
+	if len(got) != 1 || !strings.Contains(got[0], "level=WARN") || !strings.Contains(got[0], "the machine is overloaded, the process was paused, or the disk stalled") {
+		t.Fatalf("20 s of stalls: %d lines, want one warning that says what it means:\n%s", len(got), buf.String())
+	}
+	now = now.Add(time.Minute)
+	db.log(target, slog.LevelWarn, f, []any{"[00000:24640]", 30})
+	if got := lines(&buf); len(got) != 2 {
+		t.Fatalf("a minute later: %d lines, want the warning again", len(got))
+	}
+}
+
 // A peer the transport holds off after a refusal (here, one that lost its
 // log) connects again every 3 s and is refused again: one warning and the
 // summaries, not "unreachable" and "reachable again" every 3 s; a new

@@ -387,7 +387,7 @@ func runNode(cfg config.Config, f *serveFlags, base *slog.Logger, stdout io.Writ
 		printDevBanner(stdout, cfg, f)
 	}
 	stopLeadership := make(chan struct{})
-	go logLeadership(node, log, stopLeadership)
+	go logLeadership(node, log, stopLeadership, 250*time.Millisecond, leaderlessGrace)
 
 	signals := make(chan os.Signal, 2)
 	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
@@ -475,16 +475,29 @@ func newMetricsServer(reg *prometheus.Registry, log *slog.Logger, withPprof bool
 	}
 }
 
+// leadership is what logLeadership reads of a node.
+type leadership interface {
+	Status(context.Context) (runtime.ClusterStatus, error)
+	Health() error
+}
+
+// leaderlessGrace is how long a shard may have no leader known before a
+// serving member says it is not ready: an election, planned or not, ends
+// within an election timeout or two.
+const leaderlessGrace = 2 * time.Second
+
 // logLeadership logs each shard's leader, role and term when they change,
-// and when this node becomes able to serve or stops being able to.
-func logLeadership(node *runtime.Node, log *slog.Logger, stop <-chan struct{}) {
+// and when this node becomes able to serve or stops being able to (a
+// shard without a leader, after leaderlessGrace).
+func logLeadership(node leadership, log *slog.Logger, stop <-chan struct{}, every, grace time.Duration) {
 	type view struct {
 		leader, role string
 		term         uint64
 	}
 	last := map[uint64]view{}
 	healthy := false
-	t := time.NewTicker(250 * time.Millisecond)
+	var leaderless time.Time // since when no leader is known, while it was not said yet
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
@@ -507,11 +520,27 @@ func logLeadership(node *runtime.Node, log *slog.Logger, stop <-chan struct{}) {
 			}
 		}
 		err = node.Health()
+		if err == nil {
+			leaderless = time.Time{}
+		} else if healthy && !errors.Is(err, runtime.ErrCutOff) && !errors.Is(err, runtime.ErrDataDir) && !errors.Is(err, runtime.ErrShuttingDown) {
+			// A shard without a leader for a moment is an election: a
+			// planned hand-off (cluster transfer, a drain) takes a few
+			// hundred ms, and each said "not ready" at WARN. One that
+			// lasts past leaderlessGrace is said.
+			if leaderless.IsZero() {
+				leaderless = time.Now()
+			}
+			if time.Since(leaderless) < grace {
+				continue
+			}
+		}
 		if h := err == nil; h != healthy {
 			healthy = h
 			switch {
 			case h:
 				log.Info("ready: every shard has a leader")
+			case errors.Is(err, runtime.ErrShuttingDown):
+				// It drains, and says so; no shard lost its leader.
 			case errors.Is(err, runtime.ErrCutOff):
 				// Its peers refuse it: the transport logged why at
 				// ERROR; /health says it too.

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lockstepd/lockstep/runtime"
+)
+
+// flipping is a node whose health a test sets.
+type flipping struct {
+	mu     sync.Mutex
+	health error
+}
+
+func (f *flipping) Status(context.Context) (runtime.ClusterStatus, error) {
+	return runtime.ClusterStatus{}, nil
+}
+
+func (f *flipping) Health() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.health
+}
+
+func (f *flipping) set(err error) {
+	f.mu.Lock()
+	f.health = err
+	f.mu.Unlock()
+}
+
+// TestLeaderlessMomentIsNotSaid: a shard without a leader for less than
+// the grace (an election: a planned hand-off takes a few hundred ms) logs
+// nothing; each used to say "not ready" at WARN and "ready" again. One
+// that lasts past the grace is said once, and its end.
+func TestLeaderlessMomentIsNotSaid(t *testing.T) {
+	var buf bytes.Buffer
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return buf.Write(p)
+	}), nil))
+	said := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return buf.String()
+	}
+	node := &flipping{}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		logLeadership(node, log, stop, 10*time.Millisecond, 300*time.Millisecond)
+	}()
+	defer func() { close(stop); <-done }()
+	waitSaid := func(what string) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !strings.Contains(said(), what); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("never said %q:\n%s", what, said())
+			}
+		}
+	}
+	waitSaid("ready: every shard has a leader")
+	noLeader := fmt.Errorf("%w: shard 0 has no leader known to this member", runtime.ErrUnavailable)
+	node.set(noLeader)
+	time.Sleep(100 * time.Millisecond) // an election
+	node.set(nil)
+	time.Sleep(100 * time.Millisecond)
+	if strings.Contains(said(), "not ready") || strings.Count(said(), "ready: every shard") != 1 {
+		t.Fatalf("a 100 ms election was said:\n%s", said())
+	}
+	node.set(noLeader)
+	waitSaid("level=WARN msg=\"not ready: some shard has no leader; /health answers 503\"")
+	node.set(nil)
+	for deadline := time.Now().Add(5 * time.Second); strings.Count(said(), "ready: every shard") != 2; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the end of a long election was not said:\n%s", said())
+		}
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
