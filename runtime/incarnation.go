@@ -68,3 +68,15 @@ func WithRecordedIncarnation(cfg config.Config) (out config.Config, adopted bool
 	cfg.Cluster.Incarnation = had
 	return cfg, true, nil
 }
+
+// HasRun says whether a member ran on dir: it recorded its incarnation
+// there. A start on it is a restart, which reads neither cluster.peers nor
+// cluster.join (its members are in its log).
+func HasRun(dir string) bool {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return false
+	}
+	_, found, err := readRecord(abs, incarnationFile, "an incarnation")
+	return err == nil && found
+}

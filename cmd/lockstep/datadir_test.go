@@ -90,7 +90,7 @@ func TestServeCheckReadsTheDataDirectory(t *testing.T) {
 		return out.String(), errb.String(), code
 	}
 	out, errb, code := check("--raft-address", had)
-	if code != exitOK || out != "configuration ok: node node-1, 1 member, 1 shard\n" || errb != "" {
+	if code != exitOK || out != "configuration ok: node node-1, a restart on its data directory (its members are there; peers and join are not read), 1 shard\n" || errb != "" {
 		t.Errorf("--check on the member's own data directory: exit %d\nstdout: %s\nstderr: %s", code, out, errb)
 	}
 	refusal := "lockstep serve: configuration: cluster.raft_address: not the owner of the data directory: " + dir +

@@ -73,10 +73,15 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		}
 		members := countOf(max(len(cfg.Cluster.Peers), 1), "member")
 		switch {
+		case runtime.HasRun(cfg.Cluster.DataDir):
+			// What the directory holds decides, not the file: a restart
+			// reads neither peers (perhaps stale) nor join. It said
+			// "joining a running cluster" of a member that had run.
+			members = "a restart on its data directory (its members are there; peers and join are not read)"
 		case cfg.Cluster.Join:
 			members = "joining a running cluster (peers are not read)"
 		case len(cfg.Cluster.Peers) == 0:
-			members = "a restart on its data directory (its members are there; peers are not needed)"
+			members = "a restart on its data directory (its members are there; peers and join are not read)"
 		}
 		ok := "configuration ok"
 		if len(f.unread) > 0 {
