@@ -117,7 +117,8 @@ func TestAnswerWithheldWithoutItsRecord(t *testing.T) {
 
 // TestStreamAnswerWithheldWithoutItsRecord: the same on a session stream,
 // where each request has its own record: its answer is an unavailable
-// error, and the request took effect.
+// error, and the request took effect. A stream whose opening cannot be
+// recorded ends.
 func TestStreamAnswerWithheldWithoutItsRecord(t *testing.T) {
 	audit := &auditLog{}
 	s := startServer(t, func(o *rpc.Options) { o.Auditor = audit })
@@ -125,6 +126,8 @@ func TestStreamAnswerWithheldWithoutItsRecord(t *testing.T) {
 	defer cancel()
 	st, sessions := s.multiplex(t, ctx, "")
 	a := newSession(t, sessions, 30_000)
+	sendAll(t, st, keepAliveOn(9, a)) // opens the stream, and its line
+	answers(t, st, 1)
 	audit.mu.Lock()
 	audit.fail = errors.New("writing audit.jsonl: input/output error")
 	audit.mu.Unlock()
@@ -141,5 +144,37 @@ func TestStreamAnswerWithheldWithoutItsRecord(t *testing.T) {
 	got, _ = answers(t, st, 1)
 	if got[2].GetAcquireLock() == nil || got[2].GetAcquireLock().GetAcquired() {
 		t.Fatalf("x was free after the acquire whose answer was withheld: %v", got[2])
+	}
+}
+
+// TestStreamOpeningIsRecorded: a stream has a line when it opens (its
+// first message read, outcome opened), besides the one when it ends: a
+// Watch or a session stream held for hours left no trace until it ended.
+// One whose opening cannot be recorded ends with unavailable.
+func TestStreamOpeningIsRecorded(t *testing.T) {
+	audit := &auditLog{}
+	s := startServer(t, func(o *rpc.Options) { o.Auditor = audit })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, sessions := s.multiplex(t, ctx, "")
+	a := newSession(t, sessions, 30_000)
+	sendAll(t, st, keepAliveOn(1, a))
+	answers(t, st, 1)
+	audit.mu.Lock()
+	var opened []rpc.AuditRecord
+	for _, r := range audit.recs {
+		if r.Opened {
+			opened = append(opened, r)
+		}
+	}
+	audit.fail = errors.New("writing audit.jsonl: input/output error")
+	audit.mu.Unlock()
+	if len(opened) != 1 || opened[0].Procedure != lockstepv1connect.SessionServiceMultiplexProcedure {
+		t.Fatalf("the stream's opening records: %+v", opened)
+	}
+	st2, _ := s.multiplex(t, ctx, "")
+	sendAll(t, st2, keepAliveOn(1, a))
+	if _, err := st2.Receive(); connect.CodeOf(err) != connect.CodeUnavailable || !strings.Contains(err.Error(), "could not record this stream's opening") {
+		t.Fatalf("a stream whose opening cannot be recorded: %v", err)
 	}
 }

@@ -72,6 +72,10 @@ type AuditRecord struct {
 	// not carry and its request need not (a release by owner label names
 	// no session): 0 for other requests, and for a release that failed.
 	Session, FencingToken uint64
+	// Opened says the record is a stream's opening (its first message
+	// read), not its end: a Watch or a session stream held for hours left
+	// no trace until it ended, and none if the member crashed.
+	Opened bool
 }
 
 // ended is where a release leaves the grant it ended for the audit
@@ -460,7 +464,18 @@ func (i audit) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.S
 		start := time.Now()
 		note := &auditNote{}
 		ctx = context.WithValue(ctx, auditNoteKey{}, note)
-		rc := &recordingConn{StreamingHandlerConn: conn}
+		rc := &recordingConn{StreamingHandlerConn: conn, opened: func(first any) error {
+			// Its first message read, the stream is authenticated (note)
+			// and its request known: the line of its opening. A stream
+			// whose opening cannot be recorded does not go on.
+			err := i.a.Audit(ctx, AuditRecord{Principal: note.p, Procedure: conn.Spec().Procedure, Peer: peerOf(ctx, conn.Peer()),
+				Request: first, Opened: true})
+			if err != nil {
+				return connect.NewError(connect.CodeUnavailable, fmt.Errorf("the audit log could not record this stream's opening (%w): "+
+					"open it again, on another member or once this one serves again", err))
+			}
+			return nil
+		}}
 		err := i.healthy()
 		if err == nil {
 			err = next(ctx, rc)
@@ -475,13 +490,17 @@ func (i audit) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.S
 
 type recordingConn struct {
 	connect.StreamingHandlerConn
-	first any
+	first  any
+	opened func(first any) error // records the opening, at the first message
 }
 
 func (c *recordingConn) Receive(msg any) error {
 	err := c.StreamingHandlerConn.Receive(msg)
 	if err == nil && c.first == nil {
 		c.first = msg
+		if c.opened != nil {
+			return c.opened(msg)
+		}
 	}
 	return err
 }

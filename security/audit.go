@@ -257,10 +257,15 @@ func (a *AuditLog) Audit(ctx context.Context, rec rpc.AuditRecord) error {
 	l.ClientID = stringField(rec.Request, "client_id")
 	l.Seq = uintField(rec.Request, "request_seq")
 	l.Outcome = "ok"
-	if rec.Err != nil {
+	switch {
+	case rec.Opened:
+		l.Outcome = "opened"
+	case rec.Err != nil:
 		l.Outcome = rec.Code.String()
-	} else if o := enumName(rec.Response, "outcome"); o != "" {
-		l.Outcome = strings.ToLower(strings.TrimPrefix(o, "OUTCOME_"))
+	default:
+		if o := enumName(rec.Response, "outcome"); o != "" {
+			l.Outcome = strings.ToLower(strings.TrimPrefix(o, "OUTCOME_"))
+		}
 	}
 	if l.SessionID == 0 {
 		l.SessionID = uintField(rec.Response, "session_id")
