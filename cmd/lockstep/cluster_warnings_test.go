@@ -32,6 +32,15 @@ func TestClusterWarnings(t *testing.T) {
 	}); len(w) != 0 {
 		t.Fatalf("a healthy cluster with one endpoint down: warnings %q", w)
 	}
+	// Two members added but never started: only the members line showed
+	// them.
+	grown := append(good, "b-4=127.0.0.1:7004", "b-5=127.0.0.1:7005")
+	if w := clusterWarnings([]client.MemberStatus{
+		view("http://a:1", "b-1", "leader", 8, grown...), view("http://a:2", "b-2", "follower", 8, grown...),
+		view("http://a:3", "b-3", "follower", 8, grown...),
+	}); len(w) != 1 || !strings.Contains(w[0], "members b-4, b-5 did not answer from any endpoint given") {
+		t.Fatalf("members that never started: warnings %q", w)
+	}
 	w := clusterWarnings([]client.MemberStatus{
 		view("http://a:1", "b-1", "leader", 8, good...), view("http://a:2", "b-2", "follower", 8, good...),
 		view("http://a:3", "b-3", "leader", 7, typo...), view("http://a:5", "b-2", "lost-log", 8, good...),

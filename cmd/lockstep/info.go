@@ -758,6 +758,32 @@ func clusterWarnings(views []client.MemberStatus) []string {
 				sh, strings.Join(parts, "; ")))
 		}
 	}
+	// Members of the membership that no endpoint answered as: given
+	// several endpoints, the user asks for the cluster, and a member added
+	// but never started (or down, or not among the endpoints) showed only
+	// in the members line, while the cluster was one failure from losing
+	// its quorum.
+	if len(views) > 1 && len(ids) > 0 {
+		heard := map[string]bool{}
+		for _, id := range ids {
+			heard[id] = true
+		}
+		unheard := map[string]bool{}
+		for _, byList := range lists {
+			for key := range byList {
+				for _, m := range strings.Split(key, ", ") {
+					if id, _, ok := strings.Cut(m, "="); ok && !heard[id] {
+						unheard[id] = true
+					}
+				}
+			}
+		}
+		if len(unheard) > 0 {
+			out = append(out, fmt.Sprintf("members %s did not answer from any endpoint given: each is down, never started (a member "+
+				"added with cluster add and not started yet), or not among the endpoints (give its API address to see it); "+
+				"a member that does not run counts against the quorum", strings.Join(slices.Sorted(maps.Keys(unheard)), ", ")))
+		}
+	}
 	return out
 }
 
