@@ -9,8 +9,11 @@ import (
 	"os/exec"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
+
+	"connectrpc.com/connect"
 
 	"github.com/lockstepd/lockstep/client"
 )
@@ -157,7 +160,7 @@ func (h *holdFlags) runCommand(s *client.Session, name string, token uint64, arg
 			}()
 		case <-exited:
 			if lost {
-				fmt.Fprintf(h.stderr, "%s: the command was stopped because the session was lost; check the network to the servers, or raise --ttl.\n", h.fs.Name())
+				fmt.Fprintf(h.stderr, "%s: the command was stopped because the session was lost; %s.\n", h.fs.Name(), lostAdvice(s.Err()))
 				return exitSessionLost
 			}
 			st := cmd.ProcessState
@@ -321,4 +324,25 @@ func (w *waitFlag) Set(s string) error {
 	}
 	*w = waitFlag(d)
 	return nil
+}
+
+// lostAdvice is what to do about a session lost with err: credentials the
+// cluster no longer takes (a key revoked by a reload, a certificate no
+// longer trusted) or an ACL that no longer allows it are not the network
+// or the TTL, which the advice said whatever the loss.
+func lostAdvice(err error) string {
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	switch {
+	case connect.CodeOf(err) == connect.CodeUnauthenticated || strings.Contains(msg, "unauthenticated") ||
+		strings.Contains(msg, "withdrawn by a reload"):
+		return "the cluster no longer takes this command's credentials (an API key revoked, a certificate no longer trusted): " +
+			"run it again with good ones (--api-key, --cert and --key)"
+	case connect.CodeOf(err) == connect.CodePermissionDenied || strings.Contains(msg, "permission_denied") ||
+		strings.Contains(msg, "no longer allows"):
+		return "the cluster's ACL no longer allows it: ask for a rule in security.acl (docs/security.md)"
+	}
+	return "check the network to the servers, or raise --ttl"
 }

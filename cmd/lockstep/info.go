@@ -170,7 +170,7 @@ Examples:
 		fmt.Fprintf(stderr, "resigned leadership of %s\n", pos[0])
 		return exitOK
 	case <-s.Done():
-		fmt.Fprintf(stderr, "lockstep elect: lost the leadership of %s: %v\nAnother candidate may lead now; check the network to the servers, or raise --ttl.\n", pos[0], s.Err())
+		fmt.Fprintf(stderr, "lockstep elect: lost the leadership of %s: %v\nAnother candidate may lead now; %s.\n", pos[0], s.Err(), lostAdvice(s.Err()))
 		return exitSessionLost
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockstepd/lockstep/client"
 	"github.com/lockstepd/lockstep/runtime"
 )
 
@@ -90,3 +91,22 @@ func TestLeaderlessMomentIsNotSaid(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// TestLostAdvice: a session lost because the cluster no longer takes the
+// command's credentials, or its ACL no longer allows it, is not advised
+// to check the network or raise --ttl.
+func TestLostAdvice(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("%w: keepalive: unauthenticated: the API key is not known (revoked, or never added)", client.ErrSessionLost), "credentials"},
+		{fmt.Errorf("%w: the credentials this stream was opened with were withdrawn by a reload of the security settings", client.ErrSessionLost), "credentials"},
+		{fmt.Errorf("%w: permission_denied: the ACL in force since a reload no longer allows this request", client.ErrSessionLost), "security.acl"},
+		{fmt.Errorf("%w: not renewed within its lease", client.ErrSessionLost), "raise --ttl"},
+	} {
+		if got := lostAdvice(tc.err); !strings.Contains(got, tc.want) {
+			t.Errorf("advice for %v: %q, want it to say %q", tc.err, got, tc.want)
+		}
+	}
+}
