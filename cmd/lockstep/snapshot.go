@@ -9,10 +9,12 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/lockstepd/lockstep/config"
 	"github.com/lockstepd/lockstep/runtime"
 )
 
@@ -335,7 +337,10 @@ func snapshotRestore(args []string, stdout, stderr io.Writer) int {
 			"stopped, so it may grant again a token the old cluster granted after the backup; use it only for a backup taken after the old cluster stopped")
 	}
 	start := fmt.Sprintf("lockstep serve --config %s", f.configFile)
-	if f.given("data-dir") {
+	// --data-dir that names the file's own directory needs no advice: it
+	// said to set in the file what the file said already.
+	otherDir := f.given("data-dir") && !sameDir(f.configFile, r.DataDir)
+	if otherDir {
 		start += " --data-dir " + r.DataDir
 	}
 	if r.Incarnation != 0 {
@@ -344,12 +349,24 @@ func snapshotRestore(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "deployment %016x: every member restored for this cluster must print the same (the same backup, --bump-index and peers: %s), "+
 		"or the members that differ are not heard by the others\n", r.Deployment, strings.Join(peers, ", "))
 	fmt.Fprintf(stdout, "when every member is restored, start each:\n  %s\n", start)
-	if f.given("data-dir") {
+	if otherDir {
 		fmt.Fprintf(stdout, "set cluster.data_dir: %s in %s too, so that a restart by the service manager starts the restored member, not the old one\n",
 			r.DataDir, f.configFile)
 	}
 	fmt.Fprintln(stdout, "never start a member of the old cluster again: the new one does not hear it, and it holds stale locks for the clients that reach it")
 	return exitOK
+}
+
+// sameDir says whether the configuration file names dir as its
+// cluster.data_dir (both made absolute).
+func sameDir(configFile, dir string) bool {
+	cfg, err := config.Read(configFile)
+	if err != nil || cfg.Cluster.DataDir == "" {
+		return false
+	}
+	a, errA := filepath.Abs(cfg.Cluster.DataDir)
+	b, errB := filepath.Abs(dir)
+	return errA == nil && errB == nil && a == b
 }
 
 func joinIndexes(ix []uint64) string {

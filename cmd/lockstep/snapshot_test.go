@@ -305,6 +305,22 @@ func TestSnapshotRestoreSaysOnlyItsOwn(t *testing.T) {
 	if stderr != "" {
 		t.Errorf("a restore wrote to stderr:\n%s", stderr)
 	}
+	// --data-dir naming the file's own directory: no advice to set in the
+	// file what it says already, and no --data-dir in the start line.
+	if err := os.RemoveAll(filepath.Join(dir, "new")); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, code = runLockstep(t, "snapshot", "restore", backup, "--config", conf, "--data-dir", filepath.Join(dir, "new"))
+	if code != exitOK || strings.Contains(stdout, "set cluster.data_dir") || strings.Contains(stdout, "--data-dir") {
+		t.Errorf("a restore with the file's own --data-dir: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	if err := os.RemoveAll(filepath.Join(dir, "other")); err != nil {
+		t.Fatal(err)
+	}
+	stdout, _, code = runLockstep(t, "snapshot", "restore", backup, "--config", conf, "--data-dir", filepath.Join(dir, "other"))
+	if code != exitOK || !strings.Contains(stdout, "set cluster.data_dir: "+filepath.Join(dir, "other")+" in "+conf+" too") {
+		t.Errorf("a restore into another directory than the file's: exit %d\nstdout:\n%s", code, stdout)
+	}
 }
 
 // TestCommandLoggerSaysWarningsAsItsOwnLines: what a restore's Dragonboat
