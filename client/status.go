@@ -229,9 +229,16 @@ func (c *Client) RemoveNode(ctx context.Context, nodeID string) error {
 
 // TransferLeadership asks shard 0's leader to hand over to target.
 func (c *Client) TransferLeadership(ctx context.Context, target string) error {
+	return c.TransferShardLeadership(ctx, 0, target)
+}
+
+// TransferShardLeadership asks the leader of shard to hand over to
+// target, and returns once target leads it (with several shards,
+// consensus.shards, each has its own leader).
+func (c *Client) TransferShardLeadership(ctx context.Context, shard uint64, target string) error {
 	return c.audited(ctx, "transfer leadership", func(ctx context.Context, e *endpoint, id reqID) error {
 		_, err := e.cluster.TransferLeadership(ctx, connect.NewRequest(&pb.TransferLeadershipRequest{ClientId: id.ClientID(),
-			RequestSeq: id.seq, TargetNodeId: target}))
+			RequestSeq: id.seq, TargetNodeId: target, ShardId: shard}))
 		return err
 	})
 }

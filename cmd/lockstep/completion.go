@@ -38,7 +38,7 @@ _lockstep() {
     status)  COMPREPLY=($(compgen -W "$common --kind" -- "$cur")) ;;
     list)    COMPREPLY=($(compgen -W "$common" -- "$cur")) ;;
     watch)   COMPREPLY=($(compgen -W "$common" -- "$cur")) ;;
-    cluster) COMPREPLY=($(compgen -W "status add remove transfer $common" -- "$cur")) ;;
+    cluster) COMPREPLY=($(compgen -W "status add remove transfer --shard $common" -- "$cur")) ;;
     certs)   COMPREPLY=($(compgen -W "--ca --hosts --name --out --valid-for -h" -- "$cur")) ;;
     keys)    COMPREPLY=($(compgen -W "create -h" -- "$cur")) ;;
     snapshot)

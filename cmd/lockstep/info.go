@@ -534,7 +534,7 @@ func clusterCmd(args []string, stdout, stderr io.Writer) int {
 Usage: lockstep cluster status
        lockstep cluster add NODE_ID RAFT_ADDRESS
        lockstep cluster remove NODE_ID
-       lockstep cluster transfer NODE_ID
+       lockstep cluster transfer NODE_ID [--shard N]
 
 status asks every endpoint given (--endpoints, LOCKSTEP_ENDPOINTS: list
 every member) for its own view, at once: per member and shard, whether it
@@ -542,14 +542,16 @@ answered, its role, the leader it follows, the term, its applied index and
 its lag behind the most advanced member of the shard, and its version.
 
 add and remove change membership one node at a time (see
-docs/operations.md); transfer hands shard 0's leadership to NODE_ID and
-returns once NODE_ID leads.
+docs/operations.md); transfer hands a shard's leadership (--shard, 0 by
+default) to NODE_ID and returns once NODE_ID leads it.
 
 Examples:
   lockstep cluster status
   lockstep cluster add node-4 10.0.0.4:7001
   lockstep cluster transfer node-2 --endpoints http://10.0.0.1:8080
+  lockstep cluster transfer node-3 --shard 2
 `, stdout, stderr)
+	shard := c.fs.Uint64("shard", 0, "transfer: the `shard` whose leadership moves (consensus.shards: 0..N-1)")
 	pos, _, code, ok := c.parse(args)
 	if !ok {
 		return code
@@ -600,11 +602,11 @@ Examples:
 		if len(pos) != 2 {
 			return c.usageErr("transfer wants the target NODE_ID")
 		}
-		if err := cl.TransferLeadership(ctx, pos[1]); err != nil {
+		if err := cl.TransferShardLeadership(ctx, *shard, pos[1]); err != nil {
 			return c.fail(err)
 		}
 		// The call answers only once the target leads (docs/operations.md).
-		fmt.Fprintf(stdout, "leadership moved: %s leads shard 0 now\n", pos[1])
+		fmt.Fprintf(stdout, "leadership moved: %s leads shard %d now\n", pos[1], *shard)
 	default:
 		return c.usageErr("unknown subcommand %q: use status, add, remove or transfer", pos[0])
 	}

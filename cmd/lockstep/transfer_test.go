@@ -16,10 +16,11 @@ import (
 type transferServer struct {
 	lockstepv1connect.UnimplementedClusterServiceHandler
 	target string
+	shard  uint64
 }
 
 func (s *transferServer) TransferLeadership(_ context.Context, r *connect.Request[pb.TransferLeadershipRequest]) (*connect.Response[pb.TransferLeadershipResponse], error) {
-	s.target = r.Msg.TargetNodeId
+	s.target, s.shard = r.Msg.TargetNodeId, r.Msg.ShardId
 	return connect.NewResponse(&pb.TransferLeadershipResponse{}), nil
 }
 
@@ -38,5 +39,11 @@ func TestTransferSaysItMoved(t *testing.T) {
 	}
 	if got := out.String(); got != "leadership moved: node-2 leads shard 0 now\n" {
 		t.Errorf("printed %q", got)
+	}
+	// Another shard's (only shard 0's could move).
+	out.Reset()
+	if code := run([]string{"cluster", "transfer", "node-3", "--shard", "2", "--endpoints", srv.URL}, &out, &errb); code != exitOK ||
+		s.target != "node-3" || s.shard != 2 || out.String() != "leadership moved: node-3 leads shard 2 now\n" {
+		t.Fatalf("--shard 2: exit %d, target %q, shard %d, printed %q: %s", code, s.target, s.shard, &out, &errb)
 	}
 }
