@@ -122,6 +122,12 @@ func (b shellBlock) where() string { return fmt.Sprintf("%s:%d", b.file, b.line)
 
 func readShellBlocks(t *testing.T, file string) []shellBlock {
 	t.Helper()
+	return readFenced(t, file, "sh")
+}
+
+// readFenced reads the blocks of a doc fenced as lang (```lang).
+func readFenced(t *testing.T, file, lang string) []shellBlock {
+	t.Helper()
 	f, err := os.Open(filepath.Join("..", file))
 	if err != nil {
 		t.Fatal(err)
@@ -133,7 +139,7 @@ func readShellBlocks(t *testing.T, file string) []shellBlock {
 	for n := 1; sc.Scan(); n++ {
 		line := sc.Text()
 		switch {
-		case cur == nil && strings.HasPrefix(line, "```sh"):
+		case cur == nil && strings.HasPrefix(line, "```"+lang):
 			cur = &shellBlock{file: file, line: n}
 		case cur != nil && strings.HasPrefix(line, "```"):
 			blocks = append(blocks, *cur)
