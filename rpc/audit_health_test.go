@@ -121,11 +121,7 @@ func TestAnswerWithheldWithoutItsRecord(t *testing.T) {
 // recorded ends.
 func TestStreamAnswerWithheldWithoutItsRecord(t *testing.T) {
 	audit := &auditLog{}
-	s := startServer(t, func(o *rpc.Options) { o.Auditor = audit })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	st, sessions := s.multiplex(t, ctx, "")
-	a := newSession(t, sessions, 30_000)
+	_, st, sessions, a := auditedStream(t, audit)
 	sendAll(t, st, keepAliveOn(9, a)) // opens the stream, and its line
 	answers(t, st, 1)
 	audit.mu.Lock()
@@ -153,11 +149,7 @@ func TestStreamAnswerWithheldWithoutItsRecord(t *testing.T) {
 // One whose opening cannot be recorded ends with unavailable.
 func TestStreamOpeningIsRecorded(t *testing.T) {
 	audit := &auditLog{}
-	s := startServer(t, func(o *rpc.Options) { o.Auditor = audit })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	st, sessions := s.multiplex(t, ctx, "")
-	a := newSession(t, sessions, 30_000)
+	s, st, _, a := auditedStream(t, audit)
 	sendAll(t, st, keepAliveOn(1, a))
 	answers(t, st, 1)
 	audit.mu.Lock()
@@ -172,9 +164,22 @@ func TestStreamOpeningIsRecorded(t *testing.T) {
 	if len(opened) != 1 || opened[0].Procedure != lockstepv1connect.SessionServiceMultiplexProcedure {
 		t.Fatalf("the stream's opening records: %+v", opened)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	st2, _ := s.multiplex(t, ctx, "")
 	sendAll(t, st2, keepAliveOn(1, a))
 	if _, err := st2.Receive(); connect.CodeOf(err) != connect.CodeUnavailable || !strings.Contains(err.Error(), "could not record this stream's opening") {
 		t.Fatalf("a stream whose opening cannot be recorded: %v", err)
 	}
+}
+
+// auditedStream starts a server that records into audit, opens a
+// Multiplex stream on it, and makes a session on it.
+func auditedStream(t *testing.T, audit *auditLog) (*testServer, *multiplexStream, lockstepv1connect.SessionServiceClient, uint64) {
+	t.Helper()
+	s := startServer(t, func(o *rpc.Options) { o.Auditor = audit })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	st, sessions := s.multiplex(t, ctx, "")
+	return s, st, sessions, newSession(t, sessions, 30_000)
 }

@@ -165,15 +165,7 @@ func TestReloadEndsWhatItNoLongerAllows(t *testing.T) {
 	if m, err := mux.Receive(); err != nil || m.Responses[0].GetQueued() == nil {
 		t.Fatalf("bob's wait for jobs/y on his stream: %v %v", m, err)
 	}
-	elections := lockstepv1connect.NewElectionServiceClient(h2c(), s.url, connect.WithInterceptors(bearer("alice")))
-	obs, err := elections.Observe(ctx, connect.NewRequest(&pb.ObserveRequest{Name: "jobs/el"}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer obs.Close()
-	if !obs.Receive() {
-		t.Fatalf("alice's observe: %v", obs.Err())
-	}
+	obs := s.observe(t, ctx, "alice", "jobs/el")
 	time.Sleep(300 * time.Millisecond) // the waits are queued
 
 	acl.set(map[string]string{"bob": "other/", "ops": ""})
@@ -224,15 +216,7 @@ func TestReloadEndsAnObserveOfANameNoLongerAllowed(t *testing.T) {
 	s := startServer(t, func(o *rpc.Options) { o.Authenticator, o.Authorizer = keys, acl })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	elections := lockstepv1connect.NewElectionServiceClient(h2c(), s.url, connect.WithInterceptors(bearer("alice")))
-	obs, err := elections.Observe(ctx, connect.NewRequest(&pb.ObserveRequest{Name: "jobs/el"}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer obs.Close()
-	if !obs.Receive() {
-		t.Fatalf("alice's observe: %v", obs.Err())
-	}
+	obs := s.observe(t, ctx, "alice", "jobs/el")
 	acl.set(map[string]string{"alice": "other/"})
 	keys.reload(map[string]string{"alice": "alice"})
 	if obs.Receive() {
@@ -241,4 +225,20 @@ func TestReloadEndsAnObserveOfANameNoLongerAllowed(t *testing.T) {
 	if connect.CodeOf(obs.Err()) != connect.CodePermissionDenied || !strings.Contains(obs.Err().Error(), "no longer allows") {
 		t.Fatalf("alice's observe ended with %v, want permission_denied", obs.Err())
 	}
+}
+
+// observe opens an Observe of name as principal who, and reads its first
+// message (the leader now).
+func (s *testServer) observe(t *testing.T, ctx context.Context, who, name string) *connect.ServerStreamForClient[pb.ObserveResponse] {
+	t.Helper()
+	elections := lockstepv1connect.NewElectionServiceClient(h2c(), s.url, connect.WithInterceptors(bearer(who)))
+	obs, err := elections.Observe(ctx, connect.NewRequest(&pb.ObserveRequest{Name: name}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = obs.Close() })
+	if !obs.Receive() {
+		t.Fatalf("%s's observe of %s: %v", who, name, obs.Err())
+	}
+	return obs
 }
