@@ -58,10 +58,11 @@ type AuditLog struct {
 	// have taken effect, and their callers were told unavailable.
 	lost, withheld int
 
-	fileMu sync.Mutex // the file: the writer's and Reopen's
-	out    io.Writer  // the file, or stdout; nil while it cannot be opened
-	file   *os.File
-	size   int64
+	fileMu  sync.Mutex // the file: the writer's and Reopen's
+	out     io.Writer  // the file, or stdout; nil while it cannot be opened
+	file    *os.File
+	size    int64
+	partial bool // the last write failed part way through a line
 
 	wake chan struct{}
 	stop chan struct{}
@@ -368,6 +369,11 @@ func (a *AuditLog) writePending() {
 		return
 	}
 	a.fileMu.Lock()
+	if outage != nil && a.partial {
+		// The write that failed left part of a line: end it, so that
+		// the record of the outage is a line of its own.
+		outage = append([]byte{'\n'}, outage...)
+	}
 	err := a.write(outage)
 	if err == nil {
 		err = a.write(buf)
@@ -401,6 +407,7 @@ func (a *AuditLog) write(b []byte) error {
 	}
 	n, err := a.out.Write(b)
 	a.size += int64(n)
+	a.partial = err != nil && n > 0
 	if err != nil {
 		err = fmt.Errorf("writing %s: %w", a.path, err)
 		a.fail(err)
