@@ -29,8 +29,9 @@ func (n *Node) ShardOf(name string) uint64 { return shards.Of(name, len(n.shards
 // Seq): dedupe is per shard, so a retry is recognised in each.
 func (n *Node) route(ctx context.Context, cmd core.Command) (core.Result, error) {
 	f := shards.Start(cmd, len(n.shards))
+	var one [1]shards.Answer // a wave of one send's answer, without an allocation
 	for sends := f.Sends(); len(sends) > 0; sends = f.Sends() {
-		if err := f.Step(n.sendAll(ctx, sends)); err != nil {
+		if err := f.Step(n.sendAll(ctx, sends, one[:])); err != nil {
 			return core.Result{}, fmt.Errorf("runtime: routing %v: %w", cmd.Op, err)
 		}
 	}
@@ -44,14 +45,15 @@ func (n *Node) route(ctx context.Context, cmd core.Command) (core.Result, error)
 
 // sendAll sends every command of one wave at once and waits for all. One
 // send (a command for one name, the single-shard case) runs on the caller's
-// goroutine.
-func (n *Node) sendAll(ctx context.Context, sends []shards.Send) []shards.Answer {
-	out := make([]shards.Answer, len(sends))
+// goroutine, and its answer goes in one.
+func (n *Node) sendAll(ctx context.Context, sends []shards.Send, one []shards.Answer) []shards.Answer {
 	if len(sends) == 1 {
+		out := one[:1]
 		r, err := n.shards[sends[0].Shard].do(ctx, sends[0].Cmd)
 		out[0] = shards.Answer{Shard: sends[0].Shard, Result: r, Err: err}
 		return out
 	}
+	out := make([]shards.Answer, len(sends))
 	var wg sync.WaitGroup
 	for i, s := range sends {
 		wg.Add(1)

@@ -86,6 +86,10 @@ type Fanout struct {
 	count int
 	phase phase
 	sends []Send
+	// one holds a wave of one send, the only wave of a command for one
+	// name: every request pays for the route, and a slice of its own was
+	// one of its allocations.
+	one   [1]Send
 	first core.Result // a create's answer from shard 0
 	out   Outcome
 }
@@ -94,10 +98,8 @@ type Fanout struct {
 func Start(cmd core.Command, count int) *Fanout {
 	f := &Fanout{cmd: cmd, count: max(count, 1)}
 	switch {
-	case f.count == 1:
-		f.sends = []Send{{Shard: 0, Cmd: cmd}}
-	case cmd.Op == core.OpSessionCreate:
-		f.sends = []Send{{Shard: 0, Cmd: cmd}}
+	case f.count == 1, cmd.Op == core.OpSessionCreate:
+		f.sends = f.only(0)
 	case cmd.Op == core.OpSessionKeepAlive, cmd.Op == core.OpSessionClose:
 		f.sends = sendAll(cmd, 0, f.count)
 	case cmd.Op == core.OpCancel:
@@ -108,9 +110,15 @@ func Start(cmd core.Command, count int) *Fanout {
 		}
 		f.sends = sendAll(cmd, 0, f.count)
 	default:
-		f.sends = []Send{{Shard: Of(cmd.Name, f.count), Cmd: cmd}}
+		f.sends = f.only(Of(cmd.Name, f.count))
 	}
 	return f
+}
+
+// only is a wave of one send, the command to shard.
+func (f *Fanout) only(shard uint64) []Send {
+	f.one[0] = Send{Shard: shard, Cmd: f.cmd}
+	return f.one[:]
 }
 
 // Sends is what to send now, all at once; empty when the command is done.
@@ -178,6 +186,14 @@ func (f *Fanout) finish(o Outcome) {
 func match(sends []Send, answers []Answer) ([]Answer, error) {
 	if len(answers) != len(sends) {
 		return nil, fmt.Errorf("shards: %d answers to %d sends", len(answers), len(sends))
+	}
+	if len(answers) == 1 {
+		// Nothing to sort, and no copy to make: the merges read answers
+		// and keep nothing of them.
+		if answers[0].Shard != sends[0].Shard {
+			return nil, fmt.Errorf("shards: an answer from shard %d, which was not sent this wave's command (or answered twice)", answers[0].Shard)
+		}
+		return answers, nil
 	}
 	sorted := slices.Clone(answers)
 	slices.SortFunc(sorted, func(a, b Answer) int { return cmp.Compare(a.Shard, b.Shard) })
