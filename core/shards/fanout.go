@@ -82,21 +82,24 @@ const (
 // Sends is not empty, send every one of them at once and Step with all of
 // their answers; then Outcome.
 type Fanout struct {
-	cmd   core.Command
 	count int
 	phase phase
 	sends []Send
-	// one holds a wave of one send, the only wave of a command for one
-	// name: every request pays for the route, and a slice of its own was
-	// one of its allocations.
+	// one holds the command (one[0].Cmd, cmd) and, for a wave of one
+	// send, the only wave of a command for one name, that send: every
+	// request pays for its route, and a slice of its own and a second
+	// copy of the command were a third of its bytes.
 	one   [1]Send
 	first core.Result // a create's answer from shard 0
 	out   Outcome
 }
 
+// cmd is the command routed.
+func (f *Fanout) cmd() *core.Command { return &f.one[0].Cmd }
+
 // Start routes cmd among count shards (count < 1 counts as 1).
 func Start(cmd core.Command, count int) *Fanout {
-	f := &Fanout{cmd: cmd, count: max(count, 1)}
+	f := &Fanout{count: max(count, 1), one: [1]Send{{Cmd: cmd}}}
 	switch {
 	case f.count == 1, cmd.Op == core.OpSessionCreate:
 		f.sends = f.only(0)
@@ -117,7 +120,7 @@ func Start(cmd core.Command, count int) *Fanout {
 
 // only is a wave of one send, the command to shard.
 func (f *Fanout) only(shard uint64) []Send {
-	f.one[0] = Send{Shard: shard, Cmd: f.cmd}
+	f.one[0].Shard = shard
 	return f.one[:]
 }
 
@@ -146,15 +149,15 @@ func (f *Fanout) Step(answers []Answer) error {
 	switch {
 	case f.count == 1:
 		f.finish(single(sorted[0]))
-	case f.cmd.Op == core.OpSessionCreate && f.phase == phaseFirst:
+	case f.cmd().Op == core.OpSessionCreate && f.phase == phaseFirst:
 		f.created(sorted[0])
-	case f.cmd.Op == core.OpSessionCreate:
-		f.finish(mergeAdopts(f.first, sorted, f.cmd.TTLMs))
-	case f.cmd.Op == core.OpSessionKeepAlive:
-		f.finish(mergeKeepAlive(f.cmd.Session, sorted))
-	case f.cmd.Op == core.OpSessionClose:
-		f.finish(mergeClose(f.cmd.Session, sorted))
-	case f.cmd.Op == core.OpCancel:
+	case f.cmd().Op == core.OpSessionCreate:
+		f.finish(mergeAdopts(f.first, sorted, f.cmd().TTLMs))
+	case f.cmd().Op == core.OpSessionKeepAlive:
+		f.finish(mergeKeepAlive(f.cmd().Session, sorted))
+	case f.cmd().Op == core.OpSessionClose:
+		f.finish(mergeClose(f.cmd().Session, sorted))
+	case f.cmd().Op == core.OpCancel:
 		f.finish(mergeAny(sorted))
 	default:
 		f.finish(single(sorted[0]))
@@ -170,7 +173,7 @@ func (f *Fanout) created(a Answer) {
 		return
 	}
 	f.first = a.Result
-	adopt := f.cmd
+	adopt := *f.cmd()
 	adopt.Session = a.Result.Session
 	f.sends = sendAll(adopt, 1, f.count)
 	f.phase = phaseAdopt
