@@ -516,6 +516,14 @@ func (s *shard) waitLeader(ctx context.Context, start time.Time, budget time.Dur
 	return nil
 }
 
+// stuckTimers are await's timers, reused: one for each request was a
+// tenth of the leader's allocated bytes with the request's context.
+var stuckTimers = sync.Pool{New: func() any {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}}
+
 // await waits for p's final reply. A queued request keeps waiting until
 // granted, ended, its ctx ends, or the node closes. Until it is queued (or
 // answered), a request is bounded by the proposal timeout plus the retry
@@ -523,8 +531,12 @@ func (s *shard) waitLeader(ctx context.Context, start time.Time, budget time.Dur
 // lost, but a request must not wait on a stuck pipeline forever.
 func (s *shard) await(ctx context.Context, p *pending) (rep replica.Reply, queued bool, err error) {
 	closing := s.n.closing
-	stuck := time.NewTimer(s.n.proposalTimeout + s.n.retryBudget)
-	defer stuck.Stop()
+	stuck := stuckTimers.Get().(*time.Timer)
+	stuck.Reset(s.n.proposalTimeout + s.n.retryBudget)
+	defer func() {
+		stuck.Stop() // since Go 1.23 a stopped timer delivers nothing after a Reset
+		stuckTimers.Put(stuck)
+	}()
 	stuckC := stuck.C
 	for {
 		select {
