@@ -37,6 +37,25 @@ type Security struct {
 	Audit *Audit `yaml:"audit,omitempty"`
 	// Insecure allows plaintext on addresses that are not loopback.
 	Insecure bool `yaml:"insecure,omitempty"`
+	// MaxStreamsPerPrincipal bounds the streams (Watch, Observe, session
+	// streams) one authenticated principal may hold open on a member at
+	// once. 0: DefaultMaxStreamsPerPrincipal.
+	MaxStreamsPerPrincipal int `yaml:"max_streams_per_principal,omitempty"`
+}
+
+// DefaultMaxStreamsPerPrincipal is security.max_streams_per_principal's
+// default: a Go client holds one session stream per member it talks to,
+// plus its watches and observes, so a thousand is a large fleet under one
+// principal; a reviewer's principal that could read nothing held 2,000
+// watches and took a member from 60 to 361 MB.
+const DefaultMaxStreamsPerPrincipal = 1000
+
+// StreamsPerPrincipal is the bound in force.
+func (s Security) StreamsPerPrincipal() int {
+	if s.MaxStreamsPerPrincipal == 0 {
+		return DefaultMaxStreamsPerPrincipal
+	}
+	return s.MaxStreamsPerPrincipal
 }
 
 // TLS is a node's certificate and the CA that signs members and clients.
@@ -141,6 +160,10 @@ func (s Security) validate(c Cluster) error {
 		if err := r.validate(); err != nil {
 			return fmt.Errorf("security.acl[%d] (principal %q, prefix %q): %w", i, r.Principal, r.Prefix, err)
 		}
+	}
+	if s.MaxStreamsPerPrincipal < 0 || s.MaxStreamsPerPrincipal > 1_000_000 {
+		return fmt.Errorf("security.max_streams_per_principal: must be within 1..1000000 (0 or absent: %d), got %d",
+			DefaultMaxStreamsPerPrincipal, s.MaxStreamsPerPrincipal)
 	}
 	if a := s.Audit; a != nil {
 		if a.Path == "" {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -180,6 +181,9 @@ func (s *service) interceptors(m *metrics) []connect.Interceptor {
 	s.m = m
 	s.checks = []requestCheck{authz{s.opts.Authorizer}.decide, validator{l: s.opts.Limits, defaultTTLMs: s.opts.DefaultTTL.Milliseconds()}.validate, ownership{s}.check}
 	an := authn{a: s.opts.Authenticator}
+	if s.opts.MaxStreamsPerPrincipal > 0 {
+		an.streams = &streamCounts{max: s.opts.MaxStreamsPerPrincipal, open: map[string]int{}}
+	}
 	if r, ok := s.opts.Authenticator.(Reloadable); ok {
 		an.open = &openStreams{a: s.opts.Authenticator, z: s.opts.Authorizer}
 		r.OnReload(an.open.reloaded)
@@ -293,8 +297,38 @@ type auditNoteKey struct{}
 // authn names the caller. With a Reloadable authenticator, open streams
 // are named again at each reload (open).
 type authn struct {
-	a    Authenticator
-	open *openStreams // nil: credentials are never withdrawn
+	a       Authenticator
+	open    *openStreams  // nil: credentials are never withdrawn
+	streams *streamCounts // nil: streams are not bounded per principal
+}
+
+// streamCounts are the streams each principal holds open, bounded by max
+// (Options.MaxStreamsPerPrincipal).
+type streamCounts struct {
+	max  int
+	mu   sync.Mutex
+	open map[string]int
+}
+
+// take counts a stream of principal p, or refuses it past the bound;
+// give uncounts it.
+func (c *streamCounts) take(p string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.open[p] >= c.max {
+		return connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("principal %q has %d streams open on this member, the most "+
+			"security.max_streams_per_principal allows: close the streams it no longer reads, or raise the bound", p, c.open[p]))
+	}
+	c.open[p]++
+	return nil
+}
+
+func (c *streamCounts) give(p string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.open[p]--; c.open[p] <= 0 {
+		delete(c.open, p)
+	}
 }
 
 func (i authn) name(ctx context.Context, procedure string, h http.Header) (context.Context, error) {
@@ -349,6 +383,12 @@ func (i authn) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.S
 		named, err := i.name(ctx, conn.Spec().Procedure, conn.RequestHeader())
 		if err != nil {
 			return err
+		}
+		if p := PrincipalFrom(named).ID; i.streams != nil && p != "" {
+			if err := i.streams.take(p); err != nil {
+				return err
+			}
+			defer i.streams.give(p)
 		}
 		if i.open == nil {
 			return next(named, conn)

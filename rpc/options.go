@@ -39,6 +39,10 @@ type Options struct {
 	RequestTimeout time.Duration
 	// MaxRequestBytes bounds a request message. Defaults to 1 MiB.
 	MaxRequestBytes int
+	// MaxStreamsPerPrincipal bounds the streams one authenticated
+	// principal holds open at once (security.max_streams_per_principal);
+	// 0: no bound. Anonymous callers are not counted.
+	MaxStreamsPerPrincipal int
 	// MaxStreamRequests bounds the requests one session stream has in
 	// flight (SessionService.Stream); past it a request is refused
 	// (resource_exhausted) and the stream goes on. Defaults to

@@ -340,6 +340,7 @@ func runNode(cfg config.Config, f *serveFlags, base *slog.Logger, stdout io.Writ
 		// Without authentication there is no principal and no ACL (the
 		// configuration refuses an ACL then): the defaults cost nothing.
 		opts.Authenticator, opts.Authorizer = sec, sec
+		opts.MaxStreamsPerPrincipal = cfg.Security.StreamsPerPrincipal()
 	}
 	if audit != nil {
 		opts.Auditor = audit
