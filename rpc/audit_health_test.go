@@ -183,3 +183,40 @@ func auditedStream(t *testing.T, audit *auditLog) (*testServer, *multiplexStream
 	st, sessions := s.multiplex(t, ctx, "")
 	return s, st, sessions, newSession(t, sessions, 30_000)
 }
+
+// TestRefusedObserveIsNotOpened: an Observe its principal may not make is
+// recorded as refused, with no line of an opening: the opening was
+// recorded at its first message, before its authorization.
+func TestRefusedObserveIsNotOpened(t *testing.T) {
+	audit := &auditLog{}
+	keys := &reloadableKeys{keys: map[string]string{"dan": "dan"}}
+	acl := &prefixACL{allows: map[string]string{"dan": "mine/"}}
+	s := startServer(t, func(o *rpc.Options) { o.Authenticator, o.Authorizer, o.Auditor = keys, acl, audit })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	elections := lockstepv1connect.NewElectionServiceClient(h2c(), s.url, connect.WithInterceptors(bearer("dan")))
+	obs, err := elections.Observe(ctx, connect.NewRequest(&pb.ObserveRequest{Name: "theirs/el"}))
+	if err == nil {
+		if obs.Receive() {
+			t.Fatal("dan observes a name he may not read")
+		}
+		err = obs.Err()
+		_ = obs.Close()
+	}
+	if connect.CodeOf(err) != connect.CodePermissionDenied {
+		t.Fatalf("dan's observe of theirs/el: %v", err)
+	}
+	s.observe(t, ctx, "dan", "mine/el")
+	audit.mu.Lock()
+	defer audit.mu.Unlock()
+	var opened []string
+	for _, r := range audit.recs {
+		if r.Opened {
+			name, _ := rpc.NameOf(r.Request)
+			opened = append(opened, name)
+		}
+	}
+	if len(opened) != 1 || opened[0] != "mine/el" {
+		t.Fatalf("openings recorded: %v, want mine/el's alone", opened)
+	}
+}

@@ -277,11 +277,11 @@ func (s *service) servedInFlight(ctx context.Context, procedure string, msg any,
 	reloads := s.open.seen()
 	cctx, end := context.WithCancelCause(ctx)
 	defer end(nil)
-	st := &openStream{ctx: ctx, procedure: procedure, principal: PrincipalFrom(ctx), end: end}
+	st := &openStream{ctx: ctx, procedure: procedure, principal: PrincipalFrom(ctx), end: end, call: true}
 	st.setRequest(msg)
 	s.open.add(st, reloads)
 	defer s.open.remove(st)
-	reply, err := handle(cctx)
+	reply, err := handle(s.open.waitingIn(cctx, st))
 	if rerr := revoked(cctx); rerr != nil && err != nil {
 		return nil, rerr
 	}
@@ -360,11 +360,11 @@ func (i authn) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		// each reload, as a stream is: it may wait for a lock for hours.
 		cctx, end := context.WithCancelCause(named)
 		defer end(nil)
-		st := &openStream{ctx: ctx, procedure: req.Spec().Procedure, header: req.Header(), principal: PrincipalFrom(named), end: end}
+		st := &openStream{ctx: ctx, procedure: req.Spec().Procedure, header: req.Header(), principal: PrincipalFrom(named), end: end, call: true}
 		st.setRequest(req.Any())
 		i.open.add(st, reloads)
 		defer i.open.remove(st)
-		resp, err := next(cctx, req)
+		resp, err := next(i.open.waitingIn(cctx, st), req)
 		if rerr := revoked(cctx); rerr != nil && err != nil {
 			// Ended by the reload (an answer that came first stands).
 			return nil, rerr
@@ -505,9 +505,13 @@ func (i audit) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.S
 		note := &auditNote{}
 		ctx = context.WithValue(ctx, auditNoteKey{}, note)
 		rc := &recordingConn{StreamingHandlerConn: conn, opened: func(first any) error {
-			// Its first message read, the stream is authenticated (note)
-			// and its request known: the line of its opening. A stream
-			// whose opening cannot be recorded does not go on.
+			// The line of its opening: a session stream's at its first
+			// message (authenticated: note; each of its requests is
+			// authorized, and recorded, on its own), a Watch's or an
+			// Observe's at its first answer, once its request was
+			// authorized (at its first message, a refused Observe had
+			// one too). A stream whose opening cannot be recorded does
+			// not go on.
 			err := i.a.Audit(ctx, AuditRecord{Principal: note.p, Procedure: conn.Spec().Procedure, Peer: peerOf(ctx, conn.Peer()),
 				Request: first, Opened: true})
 			if err != nil {
@@ -531,18 +535,35 @@ func (i audit) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.S
 type recordingConn struct {
 	connect.StreamingHandlerConn
 	first  any
-	opened func(first any) error // records the opening, at the first message
+	opened func(first any) error // records the opening
+	said   bool                  // opened was called
 }
 
 func (c *recordingConn) Receive(msg any) error {
 	err := c.StreamingHandlerConn.Receive(msg)
 	if err == nil && c.first == nil {
 		c.first = msg
-		if c.opened != nil {
-			return c.opened(msg)
+		if isSessionStream(c.Spec().Procedure) {
+			return c.open()
 		}
 	}
 	return err
+}
+
+func (c *recordingConn) Send(msg any) error {
+	if err := c.open(); err != nil {
+		return err
+	}
+	return c.StreamingHandlerConn.Send(msg)
+}
+
+// open records the stream's opening, once.
+func (c *recordingConn) open() error {
+	if c.said || c.opened == nil {
+		return nil
+	}
+	c.said = true
+	return c.opened(c.first)
 }
 
 // authz decides whether the caller may make the request.

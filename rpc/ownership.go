@@ -184,7 +184,12 @@ func (i ownership) check(ctx context.Context, procedure string, msg any) error {
 		// Answered as a session that does not exist: permission_denied
 		// for another principal's live session and not_found for a dead
 		// one told any caller which ids were live, and so the cluster's
-		// activity.
+		// activity. And as late: a missing id is answered after a
+		// linearizable read too, and a live one found at once told the
+		// same by its time (a reviewer's 0.35 ms against 0.75).
+		if _, err := i.s.read(ctx, "", false, func(*core.Machine) error { return nil }); err != nil {
+			return err
+		}
 		return errNoSuchSession(id)
 	}
 	return nil

@@ -28,6 +28,9 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+
+	"github.com/lockstepd/lockstep/core"
+	"github.com/lockstepd/lockstep/runtime"
 )
 
 // Reloadable is an Authenticator whose credentials a reload may withdraw:
@@ -40,7 +43,7 @@ type Reloadable interface {
 var (
 	// errRevoked is the cause an open stream or call is ended with when
 	// its credential was withdrawn.
-	errRevoked = errors.New("the credentials this stream was opened with were withdrawn by a reload of the security settings")
+	errRevoked = errors.New("the credentials this stream or request was made with were withdrawn by a reload of the security settings")
 	// errDenied is the cause a request in flight is ended with when the
 	// ACL reloaded no longer allows it.
 	errDenied = errors.New("the ACL in force since a reload of the security settings no longer allows this request")
@@ -58,6 +61,27 @@ type openStream struct {
 	// their own entry).
 	request atomic.Pointer[anyMsg]
 	end     context.CancelCauseFunc
+	// call marks a unary call or a session stream's request, which a
+	// reload ends only once it waits (queued): one on its way to be
+	// applied, or applied, is left to finish, since ending it could answer
+	// "denied" for what took effect (a reviewer's releases were).
+	call    bool
+	waiting atomic.Bool
+	// seenAt is how many reloads o had seen before st was authenticated.
+	seenAt uint64
+}
+
+// waitingIn is ctx telling st when its request is queued, and whatever
+// ctx told before. A reload since st was authenticated, which left it be
+// while it was on its way, checks it then.
+func (o *openStreams) waitingIn(ctx context.Context, st *openStream) context.Context {
+	return runtime.WithQueued(ctx, func(w core.WaiterID) {
+		st.waiting.Store(true)
+		if o.seen() != st.seenAt {
+			o.check(st)
+		}
+		runtime.NotifyQueued(ctx, w)
+	})
 }
 
 // anyMsg boxes a request message for an atomic pointer.
@@ -81,6 +105,7 @@ type openStreams struct {
 // authenticated: when a reload came since, st is checked at once, as the
 // reload's own check may have missed it.
 func (o *openStreams) add(st *openStream, reloads uint64) {
+	st.seenAt = reloads
 	o.mu.Lock()
 	if o.streams == nil {
 		o.streams = map[*openStream]struct{}{}
@@ -126,6 +151,9 @@ func (o *openStreams) reloaded() {
 // check ends st when its credential no longer names its principal, or
 // when the ACL no longer allows its request.
 func (o *openStreams) check(st *openStream) {
+	if st.call && !st.waiting.Load() {
+		return
+	}
 	if st.header != nil {
 		p, err := o.a.Authenticate(st.ctx, st.procedure, st.header)
 		switch {

@@ -405,7 +405,14 @@ func (a *AuditLog) write(b []byte) error {
 			return a.Healthy()
 		}
 	}
+	before := a.size
 	n, err := a.out.Write(b)
+	if err != nil && n > 0 && a.file != nil && a.file.Truncate(before) == nil {
+		// Part of a line went in before the disk filled: cut it off,
+		// or it would read as the start of the next line ("outcome":
+		// "gra{"time":...), and as a line that never was.
+		n = 0
+	}
 	a.size += int64(n)
 	a.partial = err != nil && n > 0
 	if err != nil {
