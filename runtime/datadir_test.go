@@ -63,6 +63,16 @@ func TestDataDirGoneIsNoticed(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	for {
+		// The watch's synced write (writeProbe).
+		if _, err := os.Stat(filepath.Join(dir, probeFile)); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the watch wrote no probe into the data directory")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if free := labeled(t, reg, "lockstep_data_dir_free_bytes"); !(free > 0) {
 		t.Fatalf("lockstep_data_dir_free_bytes is %v, want the room on the data directory's file system", free)
 	}
@@ -106,8 +116,7 @@ func TestDataDirStallIsNoticed(t *testing.T) {
 		hang chan struct{} // non-nil: writes wait for it to close
 		fail error
 	}
-	var n *Node
-	n = startAloneWith(t, dir, portsInRange(t, 2), &logs, reg, func(o *Options) {
+	n := startAloneWith(t, dir, portsInRange(t, 2), &logs, reg, func(o *Options) {
 		o.dataDirStall = 300 * time.Millisecond
 		o.dataDirWrite = func() error {
 			disk.Lock()
@@ -119,7 +128,9 @@ func TestDataDirStallIsNoticed(t *testing.T) {
 			if fail != nil {
 				return fail
 			}
-			return n.dataDir.writeProbe()
+			// The watch's own write (writeProbe) does this; n is not
+			// set yet when the first look runs.
+			return os.WriteFile(filepath.Join(dir, probeFile), []byte("probe\n"), 0o600)
 		}
 	})
 	waitFor := func(what string, ok func() bool) {
