@@ -47,6 +47,9 @@ func (b *Barrier) WithParticipant(p string) *Barrier { b.participant = p; return
 // (parties 0) has no rounds: Wait answers 0.
 func (b *Barrier) Wait(ctx context.Context) (generation uint64, err error) {
 	s := b.s
+	if s == nil {
+		return 0, s.lostErrFor(opName{"wait at barrier", b.name}) // a zero Barrier: ErrInvalid
+	}
 	participant, leave, err := s.arrive(b.name, b.participant)
 	if err != nil {
 		return 0, err
@@ -105,6 +108,9 @@ func (b *Barrier) Set(ctx context.Context) error {
 
 // setRemove refuses Set and Remove on a counting barrier.
 func (b *Barrier) setRemove(what opName) error {
+	if b.s == nil {
+		return b.s.lostErrFor(what) // a zero Barrier: ErrInvalid
+	}
 	if b.parties != 0 {
 		return fmt.Errorf("%s: %w: a barrier of %d parties is released by arrivals; Set and Remove are for one made with parties 0", what, ErrInvalid, b.parties)
 	}

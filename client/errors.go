@@ -65,9 +65,9 @@ var (
 	// cluster, grants and waits of one session, or pending requests of one
 	// client. It may pass later, once something is released or closed.
 	ErrLimit = errors.New("lockstep: limit reached")
-	// ErrNotMember: RemoveNode (or TransferLeadership) named a node id
-	// that is no member of the cluster and never was (not_found): nothing
-	// changed.
+	// ErrNotMember: RemoveNode named a node id that is no member of the
+	// cluster and never was (not_found): nothing changed. (A transfer to a
+	// node that is not a member is ErrPrecondition.)
 	ErrNotMember = errors.New("lockstep: not a member")
 )
 

@@ -298,4 +298,11 @@ func TestZeroValuesRefuse(t *testing.T) {
 	if err := sem.Acquire(context.Background(), 1); !errors.Is(err, client.ErrInvalid) {
 		t.Errorf("Acquire of a zero Semaphore: %v", err)
 	}
+	var b client.Barrier
+	if _, err := b.Wait(context.Background()); !errors.Is(err, client.ErrInvalid) {
+		t.Errorf("Wait of a zero Barrier: %v", err)
+	}
+	if err := b.Set(context.Background()); !errors.Is(err, client.ErrInvalid) {
+		t.Errorf("Set of a zero Barrier: %v", err)
+	}
 }

@@ -208,6 +208,9 @@ func (s *service) serveMessage(ctx context.Context, procedure, peer string, msg 
 	pm := s.m.forProc(procedure)
 	start := time.Now()
 	s.m.inFlight.Inc()
+	// The reloads seen before the request is authorized: one between its
+	// checks and its registration is then not missed.
+	reloads := s.open.seen()
 	a := audit{s.opts.Auditor}
 	_, quiet := a.a.(noAudit)
 	err := revoked(ctx)
@@ -227,7 +230,7 @@ func (s *service) serveMessage(ctx context.Context, procedure, peer string, msg 
 	}
 	if err == nil {
 		if s.open != nil {
-			reply, err = s.servedInFlight(ctx, procedure, msg, handle)
+			reply, err = s.servedInFlight(ctx, procedure, msg, reloads, handle)
 		} else {
 			reply, err = handle(ctx)
 		}
@@ -273,8 +276,7 @@ func isSessionStream(procedure string) bool {
 // servedInFlight runs handle while the request is registered as in
 // flight, so that a reload of the ACL that no longer allows it ends it
 // (permission_denied) rather than let it be granted afterwards.
-func (s *service) servedInFlight(ctx context.Context, procedure string, msg any, handle func(context.Context) (any, error)) (any, error) {
-	reloads := s.open.seen()
+func (s *service) servedInFlight(ctx context.Context, procedure string, msg any, reloads uint64, handle func(context.Context) (any, error)) (any, error) {
 	cctx, end := context.WithCancelCause(ctx)
 	defer end(nil)
 	st := &openStream{ctx: ctx, procedure: procedure, principal: PrincipalFrom(ctx), end: end, call: true}

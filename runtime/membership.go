@@ -210,9 +210,9 @@ func (n *Node) RemoveNode(ctx context.Context, nodeID string) error {
 		return fmt.Errorf("%w: %q is not a member of the cluster, and never was (its members: %s): nothing changed; "+
 			"give a node id as lockstep cluster status lists them", ErrNotMember, nodeID, strings.Join(members, ", "))
 	}
-	if found {
-		n.markRemoved(ctx)
-	}
+	// Recorded also when a retried call finds it removed by an earlier
+	// attempt, whose own record may have failed.
+	n.markRemoved(ctx)
 	return nil
 }
 

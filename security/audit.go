@@ -74,6 +74,10 @@ type AuditLog struct {
 type auditBatch struct {
 	done chan struct{}
 	err  error
+	// lines and served count its lines, and those of requests served,
+	// whose answers are withheld when the write fails: the writer adds
+	// them to the outage's counts before the next write can record them.
+	lines, served int
 }
 
 func newAuditBatch() *auditBatch { return &auditBatch{done: make(chan struct{})} }
@@ -144,8 +148,11 @@ func (a *AuditLog) open() {
 func (a *AuditLog) Reopen() error {
 	a.fileMu.Lock()
 	defer a.fileMu.Unlock()
-	if a.path == "-" {
-		return nil
+	a.mu.Lock()
+	closed := a.closed
+	a.mu.Unlock()
+	if a.path == "-" || closed {
+		return nil // a SIGHUP as the member stops opens nothing again
 	}
 	a.reset()
 	a.open()
@@ -299,6 +306,10 @@ func (a *AuditLog) writeLine(ctx context.Context, l line, served bool) error {
 	}
 	a.pending = append(a.pending, b...)
 	batch := a.batch
+	batch.lines++
+	if served {
+		batch.served++
+	}
 	a.mu.Unlock()
 	select {
 	case a.wake <- struct{}{}:
@@ -310,14 +321,6 @@ func (a *AuditLog) writeLine(ctx context.Context, l line, served bool) error {
 		// The caller is gone and hears no answer; the line is written
 		// (or counted lost) all the same.
 		return ctx.Err()
-	}
-	if batch.err != nil {
-		a.mu.Lock()
-		a.lost++
-		if served {
-			a.withheld++
-		}
-		a.mu.Unlock()
 	}
 	return batch.err
 }
@@ -385,6 +388,12 @@ func (a *AuditLog) writePending() {
 		a.mu.Unlock()
 	}
 	a.fileMu.Unlock()
+	if err != nil {
+		a.mu.Lock()
+		a.lost += batch.lines
+		a.withheld += batch.served
+		a.mu.Unlock()
+	}
 	batch.err = err
 	close(batch.done)
 	a.mu.Lock()
@@ -405,9 +414,8 @@ func (a *AuditLog) write(b []byte) error {
 			return a.Healthy()
 		}
 	}
-	before := a.size
 	n, err := a.out.Write(b)
-	if err != nil && n > 0 && a.file != nil && a.file.Truncate(before) == nil {
+	if err != nil && n > 0 && a.file != nil && a.cutLast(int64(n)) {
 		// Part of a line went in before the disk filled: cut it off,
 		// or it would read as the start of the next line ("outcome":
 		// "gra{"time":...), and as a line that never was.
@@ -425,6 +433,17 @@ func (a *AuditLog) write(b []byte) error {
 		a.rotate()
 	}
 	return nil
+}
+
+// cutLast cuts the last n bytes off the file (appended: they are at its
+// end), by its size now rather than the size kept, which a file cut short
+// from outside makes wrong and would grow it with zeros; a.fileMu is held.
+func (a *AuditLog) cutLast(n int64) bool {
+	st, err := a.file.Stat()
+	if err != nil || st.Size() < n {
+		return false
+	}
+	return a.file.Truncate(st.Size()-n) == nil
 }
 
 // reset drops the file after a failure, so that the next write reopens

@@ -418,7 +418,9 @@ func runNode(cfg config.Config, f *serveFlags, base *slog.Logger, stdout io.Writ
 		code = exitError
 	}
 	if audit != nil {
-		// After the API drained: the last requests' lines are in the buffer.
+		// After the API drained: every answer's line is written. A
+		// request still running past the drain timeout is answered
+		// unavailable (its line cannot be written any more).
 		if err := audit.Close(); err != nil {
 			log.Error("closing the audit log", "err", err)
 			code = exitError
