@@ -24,6 +24,12 @@ import (
 // such a member does, may be sent nothing).
 const auditRetryEvery = 100 * time.Millisecond
 
+// auditStallAfter is how long a write of lines may take before the log
+// counts as failing: a disk that hangs (frozen, a hung mount) held every
+// request waiting for its line, while the member still answered /health
+// 200 and took more.
+const auditStallAfter = 5 * time.Second
+
 // AuditLog writes one JSON line per request (docs/security.md, Audit).
 // A request's line is written before its answer goes out: Audit returns
 // once the line is in the file (written, not synced), or with why it could
@@ -63,10 +69,16 @@ type AuditLog struct {
 	file    *os.File
 	size    int64
 	partial bool // the last write failed part way through a line
+	// rotateAt is the size past which a rotation is tried again after
+	// one failed (0: max_size_mb).
+	rotateAt int64
 
 	wake chan struct{}
 	stop chan struct{}
 	done chan struct{}
+	// stall fails the log when a write runs past stallAfter.
+	stall      *time.Timer
+	stallAfter time.Duration
 }
 
 // auditBatch is the lines one write carries; done closes once it is
@@ -101,7 +113,12 @@ func OpenAudit(cfg config.Audit, nodeID string, m *Metrics, log *slog.Logger) *A
 		log = slog.New(slog.DiscardHandler)
 	}
 	a := &AuditLog{nodeID: nodeID, path: cfg.Path, maxBytes: int64(cfg.MaxSizeMB) << 20, maxFiles: cfg.MaxFiles,
-		metrics: m, log: log, batch: newAuditBatch(), wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+		metrics: m, log: log, batch: newAuditBatch(), wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+		stallAfter: auditStallAfter}
+	a.stall = time.AfterFunc(time.Hour, func() {
+		a.fail(fmt.Errorf("writing %s: a write has not finished in %s: its disk is frozen, hung or failing", a.path, a.stallAfter))
+	})
+	a.stall.Stop()
 	a.fileMu.Lock()
 	a.open()
 	a.fileMu.Unlock()
@@ -377,10 +394,12 @@ func (a *AuditLog) writePending() {
 		// the record of the outage is a line of its own.
 		outage = append([]byte{'\n'}, outage...)
 	}
+	a.stall.Reset(a.stallAfter)
 	err := a.write(outage)
 	if err == nil {
 		err = a.write(buf)
 	}
+	a.stall.Stop()
 	if err == nil && outage != nil {
 		a.mu.Lock()
 		a.log.Info("the audit log is writable again", "path", a.path, "lines_lost", a.lost, "answers_withheld", a.withheld)
@@ -429,7 +448,7 @@ func (a *AuditLog) write(b []byte) error {
 		a.reset()
 		return err
 	}
-	if a.file != nil && a.maxBytes > 0 && a.size >= a.maxBytes {
+	if a.file != nil && a.maxBytes > 0 && a.size >= max(a.maxBytes, a.rotateAt) {
 		a.rotate()
 	}
 	return nil
@@ -457,17 +476,30 @@ func (a *AuditLog) reset() {
 
 // rotate renames path to path.1, path.1 to path.2 and so on, dropping what
 // would be path.(maxFiles+1), and starts a new file; a.fileMu is held.
+//
+// A rename that fails (a directory this user may not change) is said at
+// WARN, and the file grows on, tried again one max_size_mb later: it
+// failed the log, which answered 503 until the next write went through,
+// then failed again at the next batch, the member flapping.
 func (a *AuditLog) rotate() {
 	a.file.Close()
 	a.file, a.out = nil, nil
 	os.Remove(fmt.Sprintf("%s.%d", a.path, a.maxFiles))
+	var failed error
 	for i := a.maxFiles - 1; i >= 1; i-- {
 		if err := os.Rename(fmt.Sprintf("%s.%d", a.path, i), fmt.Sprintf("%s.%d", a.path, i+1)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			a.fail(fmt.Errorf("rotating: %w", err))
+			failed = err
 		}
 	}
 	if err := os.Rename(a.path, a.path+".1"); err != nil {
-		a.fail(fmt.Errorf("rotating: %w", err))
+		failed = err
+	}
+	if failed != nil {
+		a.log.Warn("the audit log could not be rotated: it grows on, and rotation is tried again one max_size_mb later",
+			"path", a.path, "err", failed)
+		a.rotateAt = a.size + a.maxBytes
+	} else {
+		a.rotateAt = 0
 	}
 	a.open()
 }

@@ -221,3 +221,45 @@ func TestAuditOnAFullDisk(t *testing.T) {
 		t.Errorf("a request's line carries lines_lost: %v", lines[1])
 	}
 }
+
+// hangingWriter is a disk whose writes wait for release.
+type hangingWriter struct{ release chan struct{} }
+
+func (w hangingWriter) Write(p []byte) (int, error) {
+	<-w.release
+	return len(p), nil
+}
+
+// TestAuditWriteThatHangsFailsTheLog: a write of lines that has not
+// finished within the stall bound makes the log fail (so the member
+// answers 503 and takes no more requests); once it finishes, the log
+// serves again after the outage's record. A hung disk held every request
+// waiting for its line while the member answered /health 200.
+func TestAuditWriteThatHangsFailsTheLog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	a := OpenAudit(config.Audit{Path: path, MaxSizeMB: 1, MaxFiles: 2}, "node-1", nil, nil)
+	defer a.Close()
+	hang := hangingWriter{release: make(chan struct{})}
+	a.fileMu.Lock()
+	a.out, a.stallAfter = hang, 100*time.Millisecond // its writes go nowhere, once released
+	a.fileMu.Unlock()
+	done := make(chan error, 1)
+	go func() { done <- a.Audit(context.Background(), grantRecord("jobs/a")) }()
+	for deadline := time.Now().Add(5 * time.Second); a.Healthy() == nil; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the log stayed healthy with a write hung")
+		}
+	}
+	if err := a.Healthy(); !strings.Contains(err.Error(), "has not finished in 100ms") {
+		t.Fatalf("the log's failure: %v", err)
+	}
+	close(hang.release)
+	if err := <-done; err != nil {
+		t.Fatalf("the line whose write hung, then went through: %v", err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); a.Healthy() != nil; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the log stayed failing after the write went through: %v", a.Healthy())
+		}
+	}
+}
