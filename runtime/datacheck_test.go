@@ -2,63 +2,32 @@ package runtime
 
 import (
 	"context"
-	"crypto/sha256"
 	"fmt"
-	"io/fs"
-	"maps"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 
 	"github.com/lni/dragonboat/v4/raftpb"
+
+	"github.com/lockstepd/lockstep/internal/dirstate"
 )
 
-// dirState is every entry under dir, with its mode, size, modification
-// time and content: two equal states are the same tree.
+// dirState is dir's state (dirstate.Of).
 func dirState(t *testing.T, dir string) map[string]string {
 	t.Helper()
-	state := map[string]string{}
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		v := fmt.Sprintf("%v %d %v", info.Mode(), info.Size(), info.ModTime().UnixNano())
-		if !d.IsDir() {
-			b, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			v += fmt.Sprintf(" %x", sha256.Sum256(b))
-		}
-		state[path] = v
-		return nil
-	})
+	state, err := dirstate.Of(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return state
 }
 
+// sameState fails the test for each way after differs from before.
 func sameState(t *testing.T, what string, before, after map[string]string) {
 	t.Helper()
-	if maps.Equal(before, after) {
-		return
-	}
-	for _, p := range slices.Sorted(maps.Keys(after)) {
-		if before[p] != after[p] {
-			t.Errorf("%s changed %s: %q -> %q", what, p, before[p], after[p])
-		}
-	}
-	for p := range before {
-		if _, ok := after[p]; !ok {
-			t.Errorf("%s removed %s", what, p)
-		}
+	for _, c := range dirstate.Changes(before, after) {
+		t.Errorf("%s %s", what, c)
 	}
 }
 

@@ -3,10 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"errors"
-	"fmt"
-	"io/fs"
 	"log/slog"
 	"maps"
 	"os"
@@ -16,36 +12,14 @@ import (
 	"time"
 
 	"github.com/lockstepd/lockstep/config"
+	"github.com/lockstepd/lockstep/internal/dirstate"
 	"github.com/lockstepd/lockstep/runtime"
 )
 
-// dataDirState is every entry under dir, with its mode, size, modification
-// time and content: two equal states are the same tree.
+// dataDirState is dir's state (dirstate.Of).
 func dataDirState(t *testing.T, dir string) map[string]string {
 	t.Helper()
-	state := map[string]string{}
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if errors.Is(err, fs.ErrPermission) && d != nil && d.IsDir() {
-			return fs.SkipDir // one this user may not list (a lost+found): its own line stands
-		}
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		v := fmt.Sprintf("%v %d %v", info.Mode(), info.Size(), info.ModTime().UnixNano())
-		if !d.IsDir() {
-			b, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			v += fmt.Sprintf(" %x", sha256.Sum256(b))
-		}
-		state[path] = v
-		return nil
-	})
+	state, err := dirstate.Of(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
