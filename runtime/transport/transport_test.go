@@ -950,6 +950,29 @@ func mustMarshal(t *testing.T, b pb.MessageBatch) []byte {
 	return p
 }
 
+// refusedDial starts a receiver made by receiving, dials it from a
+// dialler made by dialling (whose observer is heard), and waits until
+// heard says (read under heard's lock) that the dialler heard the
+// refusal.
+func refusedDial(t *testing.T, receiving, dialling Factory, heard func() bool) (*receiver, string, *TCP, raftio.IConnection) {
+	t.Helper()
+	r := newReceiver()
+	addr := startWith(t, receiving, dbconfig.NodeHostConfig{}, r).Addr().String()
+	s := dialling.Create(dbconfig.NodeHostConfig{RaftAddress: "127.0.0.1:1"}, nil, nil).(*TCP)
+	conn, err := s.GetConnection(context.Background(), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Close)
+	rec := dialling.Observer.(*recorder)
+	eventually(t, "the dialler hears the refusal", func() bool {
+		ok := false
+		rec.read(func() { ok = heard() })
+		return ok
+	})
+	return r, addr, s, conn
+}
+
 // TestRefusedDiallerHoldsOff: a receiver that refuses a dialler's versions
 // answers with its own hello; the dialler tells its observer the peer's
 // versions and dials it no more for refusedHoldOff (without it, a cut-off
@@ -957,22 +980,9 @@ func mustMarshal(t *testing.T, b pb.MessageBatch) []byte {
 // TLS).
 func TestRefusedDiallerHoldsOff(t *testing.T) {
 	const ours, theirs = "rules 2, entries 1, snapshots 3", "rules 3, entries 1, snapshots 3"
-	got := newRecorder()
-	r := newReceiver()
-	addr := startWith(t, Factory{Observer: got, Compatibility: theirs}, dbconfig.NodeHostConfig{}, r).Addr().String()
-
-	heard := newRecorder()
-	s := Factory{Observer: heard, Compatibility: ours}.Create(dbconfig.NodeHostConfig{RaftAddress: "127.0.0.1:1"}, nil, nil).(*TCP)
-	conn, err := s.GetConnection(context.Background(), addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	eventually(t, "the dialler hears the refusal", func() bool {
-		n := 0
-		heard.read(func() { n = len(heard.strange) })
-		return n > 0
-	})
+	got, heard := newRecorder(), newRecorder()
+	r, addr, s, conn := refusedDial(t, Factory{Observer: got, Compatibility: theirs}, Factory{Observer: heard, Compatibility: ours},
+		func() bool { return len(heard.strange) > 0 })
 	heard.read(func() {
 		if heard.strange[0] != addr+" "+theirs {
 			t.Errorf("the dialler heard %q, want %q", heard.strange[0], addr+" "+theirs)
@@ -1354,22 +1364,9 @@ func TestRemovedWhileConnectedIsCut(t *testing.T) {
 // before the field), are taken; a digest stands for peers too long.
 func TestOtherPeersAreRefused(t *testing.T) {
 	const ours, wrong = "a=127.0.0.1:1,b=127.0.0.1:2,c=127.0.0.1:3", "a=127.0.0.1:1,b=127.0.0.1:9,c=127.0.0.1:3"
-	got := newRecorder()
-	r := newReceiver()
-	addr := startWith(t, Factory{Observer: got, Peers: ours}, dbconfig.NodeHostConfig{}, r).Addr().String()
-
-	heard := newRecorder()
-	s := Factory{Observer: heard, Peers: wrong}.Create(dbconfig.NodeHostConfig{RaftAddress: "127.0.0.1:1"}, nil, nil).(*TCP)
-	conn, err := s.GetConnection(context.Background(), addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	eventually(t, "the dialler hears the refusal", func() bool {
-		n := 0
-		heard.read(func() { n = len(heard.peers) })
-		return n > 0
-	})
+	got, heard := newRecorder(), newRecorder()
+	r, addr, _, conn := refusedDial(t, Factory{Observer: got, Peers: ours}, Factory{Observer: heard, Peers: wrong},
+		func() bool { return len(heard.peers) > 0 })
 	heard.read(func() {
 		if want := addr + " " + ours + " " + wrong; heard.peers[0] != want {
 			t.Errorf("the dialler heard %q, want %q", heard.peers[0], want)
