@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -408,29 +409,46 @@ func TestBackupOfAMemberThatAppliedNothingIsRefused(t *testing.T) {
 	}
 }
 
+// heldExport is a one-member cluster (c, n) whose session s holds a
+// lock: once hold is set, its next export signals saving and waits in
+// Dragonboat's snapshot worker until release (which the test's end calls
+// too, if the test did not).
+type heldExport struct {
+	c       *testCluster
+	n       *Node
+	s       core.SessionID
+	hold    atomic.Bool
+	saving  chan struct{}
+	release func()
+}
+
+func newHeldExport(t *testing.T) *heldExport {
+	t.Helper()
+	h := &heldExport{saving: make(chan struct{})}
+	gate := make(chan struct{})
+	h.c = newTestCluster(t, clusterOpts{size: 1, savingSnapshot: func() {
+		if h.hold.CompareAndSwap(true, false) {
+			close(h.saving)
+			<-gate
+		}
+	}})
+	h.n = h.c.nodes[0]
+	h.s = session(t, h.n, time.Minute)
+	do(t, h.n, mutex("a", h.s, 0))
+	var once sync.Once
+	h.release = func() { once.Do(func() { close(gate) }) }
+	t.Cleanup(h.release)
+	return h
+}
+
 // TestConcurrentBackupsOfAMemberTakeTurns: a backup of a member whose
 // export is under way waits for it to end, then takes its own; both
 // succeed. (The second retried Dragonboat's "one snapshot at a time"
 // refusal for about a second, then failed.) A backup whose ctx ends while
 // it waits says it was waiting for another.
 func TestConcurrentBackupsOfAMemberTakeTurns(t *testing.T) {
-	var hold atomic.Bool // set: the next export is held until release
-	saving, release := make(chan struct{}), make(chan struct{})
-	c := newTestCluster(t, clusterOpts{size: 1, savingSnapshot: func() {
-		if hold.CompareAndSwap(true, false) {
-			close(saving)
-			<-release
-		}
-	}})
-	n := c.nodes[0]
-	s := session(t, n, time.Minute)
-	do(t, n, mutex("a", s, 0))
-	released := false
-	defer func() {
-		if !released {
-			close(release)
-		}
-	}()
+	h := newHeldExport(t)
+	n, hold, saving, release := h.n, &h.hold, h.saving, h.release
 	type result struct {
 		man BackupManifest
 		err error
@@ -472,8 +490,7 @@ func TestConcurrentBackupsOfAMemberTakeTurns(t *testing.T) {
 	if _, err := n.Backup(ctx, io.Discard, false); !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "another backup") {
 		t.Errorf("a backup whose ctx ends while it waits: %v", err)
 	}
-	released = true
-	close(release)
+	release()
 	for i, done := range []<-chan result{first, second} {
 		r := <-done
 		if r.err != nil {
@@ -492,23 +509,8 @@ func TestConcurrentBackupsOfAMemberTakeTurns(t *testing.T) {
 // under Dragonboat's snapshot worker, whose write then failed: it panics
 // on a failed save, and the process died.)
 func TestBackupCancelledMidExportLeavesTheMemberRunning(t *testing.T) {
-	var hold atomic.Bool
-	saving, release := make(chan struct{}), make(chan struct{})
-	c := newTestCluster(t, clusterOpts{size: 1, savingSnapshot: func() {
-		if hold.CompareAndSwap(true, false) {
-			close(saving)
-			<-release
-		}
-	}})
-	n := c.nodes[0]
-	s := session(t, n, time.Minute)
-	do(t, n, mutex("a", s, 0))
-	released := false
-	defer func() {
-		if !released {
-			close(release)
-		}
-	}()
+	h := newHeldExport(t)
+	c, n, s, hold, saving, release := h.c, h.n, h.s, &h.hold, h.saving, h.release
 	hold.Store(true)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -537,8 +539,7 @@ func TestBackupCancelledMidExportLeavesTheMemberRunning(t *testing.T) {
 	if left, _ := filepath.Glob(filepath.Join(dir, "backup-*")); len(left) != 1 {
 		t.Errorf("while the export runs: %v, want its directory kept", left)
 	}
-	released = true
-	close(release) // the export ends, into its directory
+	release() // the export ends, into its directory
 	eventually(t, "the abandoned export's directory is removed", func() bool {
 		left, _ := filepath.Glob(filepath.Join(dir, "backup-*"))
 		return len(left) == 0
