@@ -13,16 +13,6 @@ import (
 	"github.com/lockstepd/lockstep/internal/dirstate"
 )
 
-// dirState is dir's state (dirstate.Of).
-func dirState(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	state, err := dirstate.Of(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return state
-}
-
 // sameState fails the test for each way after differs from before.
 func sameState(t *testing.T, what string, before, after map[string]string) {
 	t.Helper()
@@ -64,7 +54,7 @@ func TestStartRefusesAnotherMembersDataDirectory(t *testing.T) {
 	moved := fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)[0])
 	cfg.Cluster.RaftAddress = moved
 	cfg.Cluster.Peers = map[string]string{cfg.Cluster.NodeID: moved}
-	before := dirState(t, dir)
+	before := dirstate.Must(t, dir)
 	_, err := Start(context.Background(), Options{Config: cfg, Logger: testLogger(t)})
 	for _, want := range []string{
 		"cluster.raft_address: not the owner of the data directory: " + dir + " belongs to the member that ran with cluster.raft_address " + had +
@@ -78,7 +68,7 @@ func TestStartRefusesAnotherMembersDataDirectory(t *testing.T) {
 			t.Errorf("a start at %s on %s's data directory: %v\nwant it to say %q", moved, had, err, want)
 		}
 	}
-	sameState(t, "the refused start", before, dirState(t, dir))
+	sameState(t, "the refused start", before, dirstate.Must(t, dir))
 	c.restart(0)
 	c.waitLeader(0)
 }
@@ -156,12 +146,12 @@ func TestCheckDataDir(t *testing.T) {
 				cfg.Consensus.Shards = tc.shards
 			}
 			cfg.Cluster.Incarnation = tc.inc
-			before := dirState(t, dir)
+			before := dirstate.Must(t, dir)
 			err := CheckDataDir(cfg)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("CheckDataDir: %v\nwant %q", err, tc.want)
 			}
-			sameState(t, "CheckDataDir", before, dirState(t, dir))
+			sameState(t, "CheckDataDir", before, dirstate.Must(t, dir))
 			n, startErr := Start(context.Background(), Options{Config: cfg, Logger: testLogger(t)})
 			if n != nil {
 				n.Close()
@@ -169,7 +159,7 @@ func TestCheckDataDir(t *testing.T) {
 			if startErr == nil || err == nil || startErr.Error() != err.Error() {
 				t.Errorf("Start: %v\nwant CheckDataDir's: %v", startErr, err)
 			}
-			sameState(t, "the refused start", before, dirState(t, dir))
+			sameState(t, "the refused start", before, dirstate.Must(t, dir))
 		})
 	}
 	missing := good

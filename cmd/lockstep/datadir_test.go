@@ -16,16 +16,6 @@ import (
 	"github.com/lockstepd/lockstep/runtime"
 )
 
-// dataDirState is dir's state (dirstate.Of).
-func dataDirState(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	state, err := dirstate.Of(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return state
-}
-
 // ranMember makes dir the data directory of a dev member that ran at raft.
 func ranMember(t *testing.T, dir, raft string) {
 	t.Helper()
@@ -56,7 +46,7 @@ func TestServeCheckReadsTheDataDirectory(t *testing.T) {
 	had := loopbackAddr(t)
 	ranMember(t, dir, had)
 	moved := loopbackAddr(t)
-	before := dataDirState(t, dir)
+	before := dirstate.Must(t, dir)
 
 	check := func(args ...string) (string, string, int) {
 		var out, errb bytes.Buffer
@@ -100,7 +90,7 @@ func TestServeCheckReadsTheDataDirectory(t *testing.T) {
 	if err := os.Chtimes(logID, time.Time{}, info.ModTime()); err != nil {
 		t.Fatal(err)
 	}
-	if after := dataDirState(t, dir); !maps.Equal(before, after) {
+	if after := dirstate.Must(t, dir); !maps.Equal(before, after) {
 		t.Errorf("--check changed the data directory:\nbefore %v\nafter  %v", before, after)
 	}
 
@@ -110,7 +100,7 @@ func TestServeCheckReadsTheDataDirectory(t *testing.T) {
 	if code != exitUsage || !strings.HasPrefix(serr.String(), refusal) {
 		t.Errorf("a start at another Raft address: exit %d, want %d\nstderr: %s\nwant:   %s...", code, exitUsage, &serr, refusal)
 	}
-	if after := dataDirState(t, dir); !maps.Equal(before, after) {
+	if after := dirstate.Must(t, dir); !maps.Equal(before, after) {
 		t.Errorf("the refused start changed the data directory")
 	}
 }

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lockstepd/lockstep/internal/dirstate"
 )
 
 // nobody is the user a root test runs lockstep as: root may read and
@@ -106,7 +108,7 @@ func TestServeCheckAsAnotherUserThanTheDataDirectorysOwner(t *testing.T) {
 		// This user owns it: as another would, it may not write it.
 		t.Cleanup(func() { os.Chmod(dir, 0o750) })
 	}
-	before := dataDirState(t, dir)
+	before := dirstate.Must(t, dir)
 	records, err := filepath.Glob(filepath.Join(dir, "lockstep-*"))
 	if err != nil || len(records) == 0 {
 		t.Fatalf("no records in %s: %v", dir, err)
@@ -202,7 +204,7 @@ func TestServeCheckAsAnotherUserThanTheDataDirectorysOwner(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if after := dataDirState(t, dir); !maps.Equal(before, after) {
+	if after := dirstate.Must(t, dir); !maps.Equal(before, after) {
 		t.Errorf("--check or a refused start changed the data directory:\nbefore %v\nafter  %v", before, after)
 	}
 }
@@ -240,7 +242,7 @@ func TestServeCheckAsTheDataDirectorysOwner(t *testing.T) {
 		}
 		t.Cleanup(func() { os.Chmod(foreign, 0o700) })
 	}
-	before := dataDirState(t, dir)
+	before := dirstate.Must(t, dir)
 	out, errb, code := runAsUser(t, "serve", "--dev", "--data-dir", dir, "--raft-address", raft, "--check")
 	if code != exitOK || out != "configuration ok: node node-1, a restart on its data directory (its members are there; peers and join are not read), 1 shard\n" || errb != "" {
 		t.Errorf("--check as the data directory's owner, with a lost+found it may not read: exit %d\nstdout: %s\nstderr: %s", code, out, errb)
@@ -285,7 +287,7 @@ func TestServeCheckAsTheDataDirectorysOwner(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if after := dataDirState(t, dir); !maps.Equal(before, after) {
+	if after := dirstate.Must(t, dir); !maps.Equal(before, after) {
 		t.Errorf("--check changed the data directory:\nbefore %v\nafter  %v", before, after)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"testing"
 )
 
 // Of is every entry under dir, with its mode, size, modification time and
@@ -42,6 +43,16 @@ func Of(dir string) (map[string]string, error) {
 		return nil
 	})
 	return state, err
+}
+
+// Must is Of for a test, which it fails when dir cannot be read.
+func Must(t testing.TB, dir string) map[string]string {
+	t.Helper()
+	state, err := Of(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return state
 }
 
 // Changes says, entry by entry, how after differs from before: none when
