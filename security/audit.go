@@ -24,6 +24,9 @@ import (
 // such a member does, may be sent nothing).
 const auditRetryEvery = 100 * time.Millisecond
 
+// auditTime is how a line's time is written: RFC 3339 with milliseconds.
+const auditTime = "2006-01-02T15:04:05.000Z07:00"
+
 // auditStallAfter is how long a write of lines may take before the log
 // counts as failing: a disk that hangs (frozen, a hung mount) held every
 // request waiting for its line, while the member still answered /health
@@ -239,7 +242,7 @@ type line struct {
 // who may do what belongs in the record of who did what; it was only in
 // the member's log. A line that cannot be written is answered, as any.
 func (a *AuditLog) Reloaded(ctx context.Context, file, changes string, err error) error {
-	l := line{Time: time.Now().UTC().Format("2006-01-02T15:04:05.000Z07:00"), NodeID: a.nodeID, Auth: "none",
+	l := line{Time: time.Now().UTC().Format(auditTime), NodeID: a.nodeID, Auth: "none",
 		Procedure: "SIGHUP", Kind: "security", Name: file, Outcome: "reloaded", Detail: changes}
 	if err != nil {
 		l.Outcome, l.Error = "failed", err.Error()
@@ -251,7 +254,7 @@ func (a *AuditLog) Reloaded(ctx context.Context, file, changes string, err error
 // why it could not be.
 func (a *AuditLog) Audit(ctx context.Context, rec rpc.AuditRecord) error {
 	l := line{
-		Time:       time.Now().UTC().Format("2006-01-02T15:04:05.000Z07:00"),
+		Time:       time.Now().UTC().Format(auditTime),
 		NodeID:     a.nodeID,
 		Principal:  rec.Principal.ID,
 		Auth:       rec.Principal.Auth,
@@ -375,17 +378,19 @@ func (a *AuditLog) writePending() {
 		// line of the member's own (no principal, no procedure), of kind
 		// audit, over the outage's duration.
 		lost, withheld := a.lost, a.withheld
-		outage, _ = json.Marshal(line{Time: time.Now().UTC().Format("2006-01-02T15:04:05.000Z07:00"), NodeID: a.nodeID,
+		outage, _ = json.Marshal(line{Time: time.Now().UTC().Format(auditTime), NodeID: a.nodeID,
 			Auth: "none", Kind: "audit", Name: a.path, Outcome: "resumed", DurationMs: float64(time.Since(a.down).Microseconds()) / 1000,
 			LinesLost: &lost, AnswersWithheld: &withheld, Error: a.err.Error()})
 		outage = append(outage, '\n')
 	}
 	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		a.spare = buf // for the next batch's lines
+		a.mu.Unlock()
+	}()
 	if len(buf) == 0 && outage == nil {
 		close(batch.done)
-		a.mu.Lock()
-		a.spare = buf
-		a.mu.Unlock()
 		return
 	}
 	a.fileMu.Lock()
@@ -415,9 +420,6 @@ func (a *AuditLog) writePending() {
 	}
 	batch.err = err
 	close(batch.done)
-	a.mu.Lock()
-	a.spare = buf
-	a.mu.Unlock()
 }
 
 // write writes b whole (nothing: nothing), opening the file first when a
