@@ -230,7 +230,9 @@ func (s *service) serveMessage(ctx context.Context, procedure, peer string, msg 
 	}
 	if err == nil {
 		if s.open != nil {
-			reply, err = s.servedInFlight(ctx, procedure, msg, reloads, handle)
+			// A reload that no longer allows it ends it (permission_denied)
+			// rather than let it be granted afterwards.
+			reply, err = inFlight(s.open, ctx, &openStream{ctx: ctx, procedure: procedure, principal: PrincipalFrom(ctx)}, msg, reloads, handle)
 		} else {
 			reply, err = handle(ctx)
 		}
@@ -271,23 +273,6 @@ func (c *firstMessage) Receive(msg any) error {
 // request is authorized (and, in flight, authorized again) on its own.
 func isSessionStream(procedure string) bool {
 	return procedure == lockstepv1connect.SessionServiceStreamProcedure || procedure == lockstepv1connect.SessionServiceMultiplexProcedure
-}
-
-// servedInFlight runs handle while the request is registered as in
-// flight, so that a reload of the ACL that no longer allows it ends it
-// (permission_denied) rather than let it be granted afterwards.
-func (s *service) servedInFlight(ctx context.Context, procedure string, msg any, reloads uint64, handle func(context.Context) (any, error)) (any, error) {
-	cctx, end := context.WithCancelCause(ctx)
-	defer end(nil)
-	st := &openStream{ctx: ctx, procedure: procedure, principal: PrincipalFrom(ctx), end: end, call: true}
-	st.setRequest(msg)
-	s.open.add(st, reloads)
-	defer s.open.remove(st)
-	reply, err := handle(s.open.waitingIn(cctx, st))
-	if rerr := revoked(cctx); rerr != nil && err != nil {
-		return nil, rerr
-	}
-	return reply, err
 }
 
 // auditNote is where authentication leaves the caller for the audit
@@ -360,19 +345,31 @@ func (i authn) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		}
 		// In flight, the call is authenticated and authorized again at
 		// each reload, as a stream is: it may wait for a lock for hours.
-		cctx, end := context.WithCancelCause(named)
-		defer end(nil)
-		st := &openStream{ctx: ctx, procedure: req.Spec().Procedure, header: req.Header(), principal: PrincipalFrom(named), end: end, call: true}
-		st.setRequest(req.Any())
-		i.open.add(st, reloads)
-		defer i.open.remove(st)
-		resp, err := next(i.open.waitingIn(cctx, st), req)
-		if rerr := revoked(cctx); rerr != nil && err != nil {
-			// Ended by the reload (an answer that came first stands).
-			return nil, rerr
-		}
-		return resp, err
+		st := &openStream{ctx: ctx, procedure: req.Spec().Procedure, header: req.Header(), principal: PrincipalFrom(named)}
+		return inFlight(i.open, named, st, req.Any(), reloads, func(ctx context.Context) (connect.AnyResponse, error) {
+			return next(ctx, req)
+		})
 	}
+}
+
+// inFlight runs call as st, a unary call or a session stream's request
+// that msg asks, registered in o from before it was authorized (reloads:
+// the count seen then) until it ends, so that a reload that withdraws its
+// credentials or its rule ends it once it waits. An answer that came
+// before the reload's end stands.
+func inFlight[T any](o *openStreams, parent context.Context, st *openStream, msg any, reloads uint64, call func(context.Context) (T, error)) (T, error) {
+	cctx, end := context.WithCancelCause(parent)
+	defer end(nil)
+	st.end, st.call = end, true
+	st.setRequest(msg)
+	o.add(st, reloads)
+	defer o.remove(st)
+	out, err := call(o.waitingIn(cctx, st))
+	if rerr := revoked(cctx); rerr != nil && err != nil {
+		var none T
+		return none, rerr
+	}
+	return out, err
 }
 
 func (i authn) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
