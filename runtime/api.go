@@ -168,8 +168,15 @@ type Member struct {
 	RaftAddress string
 }
 
-// queuedKey carries the function Do calls when its command queues.
+// queuedKey carries the queuedHook of a command's Do.
 type queuedKey struct{}
+
+// queuedHook is what a caller of Do asked for a command that queues: fn to
+// hear its waiter id, and withdraw to ask it withdrawn.
+type queuedHook struct {
+	fn       func(core.WaiterID)
+	withdraw <-chan struct{}
+}
 
 // WithQueued returns ctx carrying fn, which Do calls once, when the
 // command it runs under ctx applies as queued (a wait that has not been
@@ -177,13 +184,34 @@ type queuedKey struct{}
 // final answer. The API's session stream pushes it to the client. fn runs
 // on Do's goroutine and must not block.
 func WithQueued(ctx context.Context, fn func(core.WaiterID)) context.Context {
-	return context.WithValue(ctx, queuedKey{}, fn)
+	return context.WithValue(ctx, queuedKey{}, queuedHook{fn: fn})
 }
 
-// NotifyQueued calls the function WithQueued put in ctx, if any. The
+// WithWithdrawal is WithQueued, and a command that queues is withdrawn
+// through the log once withdraw is closed, while Do waits to hear how its
+// wait ended. Ending ctx instead would race the grant: a grant applied
+// just before the cancel would be held with nobody told of it. So a grant
+// the log applied first is Do's answer, as a hold taken before the
+// withdrawal; a wait it ended is ErrWithdrawn. A reload that no longer
+// allows a queued request ends it this way (the API's rpc/revoke.go).
+func WithWithdrawal(ctx context.Context, fn func(core.WaiterID), withdraw <-chan struct{}) context.Context {
+	return context.WithValue(ctx, queuedKey{}, queuedHook{fn: fn, withdraw: withdraw})
+}
+
+// ErrWithdrawn is Do's answer to a queued command withdrawn through
+// WithWithdrawal before it was granted.
+var ErrWithdrawn = errors.New("runtime: the queued request was withdrawn before it was granted")
+
+// NotifyQueued calls the function WithQueued or WithWithdrawal put in
+// ctx, if any, and answers the withdrawal's channel (nil: none). The
 // runtime calls it; a test double of Do calls it too.
-func NotifyQueued(ctx context.Context, waiter core.WaiterID) {
-	if fn, ok := ctx.Value(queuedKey{}).(func(core.WaiterID)); ok {
-		fn(waiter)
+func NotifyQueued(ctx context.Context, waiter core.WaiterID) <-chan struct{} {
+	h, ok := ctx.Value(queuedKey{}).(queuedHook)
+	if !ok {
+		return nil
 	}
+	if h.fn != nil {
+		h.fn(waiter)
+	}
+	return h.withdraw
 }

@@ -538,14 +538,19 @@ func (s *shard) await(ctx context.Context, p *pending) (rep replica.Reply, queue
 		stuckTimers.Put(stuck)
 	}()
 	stuckC := stuck.C
+	var withdrawC <-chan struct{} // WithWithdrawal's, once queued
+	withdrawn := false
 	for {
 		select {
 		case rep = <-p.ch:
 			if rep.Kind != replica.ReplyQueued {
+				if withdrawn && rep.Kind == replica.ReplyWaitEnded && rep.Reason == core.ReasonCancelled {
+					return rep, queued, ErrWithdrawn
+				}
 				return rep, queued, nil
 			}
 			if !queued {
-				NotifyQueued(ctx, rep.Result.Waiter)
+				withdrawC = NotifyQueued(ctx, rep.Result.Waiter)
 			}
 			queued = true
 			if closing == nil { // the node is closing: do not start a long wait
@@ -553,6 +558,9 @@ func (s *shard) await(ctx context.Context, p *pending) (rep replica.Reply, queue
 				return replica.Reply{}, queued, ErrShuttingDown
 			}
 			stuckC = nil
+		case <-withdrawC:
+			withdrawC, withdrawn = nil, true
+			s.withdrawAndWait(p)
 		case <-ctx.Done():
 			s.withdraw(p)
 			return replica.Reply{}, queued, ctx.Err()
@@ -580,8 +588,30 @@ func (s *shard) withdraw(p *pending) {
 	if waiter == 0 || proposed {
 		return
 	}
-	// The driver cannot propose now (no leader is known, or nothing is
-	// applied yet): cancel through Do, which waits for a leader.
+	s.cancelThroughDo(waiter, session)
+}
+
+// withdrawAndWait asks the machine to withdraw p's wait, through the log,
+// while p waits on to hear whether its grant or the withdrawal applied
+// first (WithWithdrawal).
+func (s *shard) withdrawAndWait(p *pending) {
+	s.mu.Lock()
+	_, live := s.pending[p.id]
+	if live {
+		s.drv.Step(replica.WithdrawEvent(p.id))
+	}
+	waiter, session, proposed := p.waiter, p.session, s.drv.Proposes()
+	s.mu.Unlock()
+	s.kick()
+	if live && waiter != 0 && !proposed {
+		s.cancelThroughDo(waiter, session)
+	}
+}
+
+// cancelThroughDo cancels a wait when the driver cannot propose now (no
+// leader is known, or nothing is applied yet): through Do, which waits
+// for a leader.
+func (s *shard) cancelThroughDo(waiter core.WaiterID, session core.SessionID) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), s.n.retryBudget)
 		defer cancel()

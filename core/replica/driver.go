@@ -376,6 +376,7 @@ const (
 	EventProposalFailed                         // the consensus library refused Proposal
 	EventProposalConfirmed                      // the consensus library committed Proposal
 	EventRestored                               // the machine was replaced by a snapshot at log time Now: applied entries were skipped
+	EventWithdraw                               // the client behind a queued Request asks it withdrawn, and waits to hear how it ended
 )
 
 // Event is one input to Step. Each kind reads the fields named above.
@@ -400,6 +401,13 @@ func RequestEvent(id RequestID, cmd core.Command) Event {
 
 // CancelEvent is the client behind a request going away.
 func CancelEvent(id RequestID) Event { return Event{Kind: EventCancel, Request: id} }
+
+// WithdrawEvent is the client behind a queued request asking it withdrawn
+// while it stays to hear how the wait ended: the cancel goes through the
+// log, and the request's final reply is whichever the log applied first,
+// its grant or its end (ReplyWaitEnded, core.ReasonCancelled). A request
+// not queued yet, or unknown, is left as it is.
+func WithdrawEvent(id RequestID) Event { return Event{Kind: EventWithdraw, Request: id} }
 
 // TickEvent is a reading of a clock that is its own monotonic clock (a
 // test's, a simulator's without steps): ClockEvent(now, now).
@@ -457,6 +465,10 @@ func (d *Driver) Step(ev Event) error {
 		return d.stepRequest(ev.Request, ev.Command)
 	case EventCancel:
 		d.stepCancel(ev.Request)
+	case EventWithdraw:
+		if r := d.reqs[ev.Request]; r != nil && r.state == stateBlocked {
+			d.cancelWait(r.waiter, r.cmd.Session)
+		}
 	case EventTick:
 		d.stepTick(ev.Now, ev.Mono)
 	case EventLeadership:
