@@ -144,16 +144,29 @@ func (f *fakeBackend) Do(ctx context.Context, cmd core.Command) (core.Result, er
 	ch := make(chan core.Result, 1)
 	f.pending[r.Waiter] = ch
 	f.mu.Unlock()
-	runtime.NotifyQueued(ctx, r.Waiter)
-	select {
-	case final := <-ch:
-		return final, nil
-	case <-ctx.Done():
-		f.mu.Lock()
-		delete(f.pending, r.Waiter)
-		f.applyLocked([]core.Command{{Op: core.OpCancel, Session: r.Session, Waiter: r.Waiter}})
-		f.mu.Unlock()
-		return core.Result{}, ctx.Err()
+	withdraw := runtime.NotifyQueued(ctx, r.Waiter)
+	withdrawn := false
+	for {
+		select {
+		case final := <-ch:
+			if withdrawn && final.Outcome == core.OutcomeRefused && final.Reason == core.ReasonCancelled {
+				return final, runtime.ErrWithdrawn
+			}
+			return final, nil
+		case <-withdraw:
+			// As the runtime: the cancel goes through the "log", and the
+			// wait's end (or a grant before it) answers.
+			withdraw, withdrawn = nil, true
+			f.mu.Lock()
+			f.applyLocked([]core.Command{{Op: core.OpCancel, Session: r.Session, Waiter: r.Waiter}})
+			f.mu.Unlock()
+		case <-ctx.Done():
+			f.mu.Lock()
+			delete(f.pending, r.Waiter)
+			f.applyLocked([]core.Command{{Op: core.OpCancel, Session: r.Session, Waiter: r.Waiter}})
+			f.mu.Unlock()
+			return core.Result{}, ctx.Err()
+		}
 	}
 }
 

@@ -355,19 +355,21 @@ func (i authn) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 // inFlight runs call as st, a unary call or a session stream's request
 // that msg asks, registered in o from before it was authorized (reloads:
 // the count seen then) until it ends, so that a reload that withdraws its
-// credentials or its rule ends it once it waits. An answer that came
-// before the reload's end stands.
-func inFlight[T any](o *openStreams, parent context.Context, st *openStream, msg any, reloads uint64, call func(context.Context) (T, error)) (T, error) {
-	cctx, end := context.WithCancelCause(parent)
-	defer end(nil)
-	st.end, st.call = end, true
+// credentials or its rule withdraws its wait, once it waits. A grant the
+// log applied before the withdrawal stands, as does any answer that came
+// before.
+func inFlight[T any](o *openStreams, ctx context.Context, st *openStream, msg any, reloads uint64, call func(context.Context) (T, error)) (T, error) {
+	w := newWithdrawal()
+	st.end, st.call = w.withdraw, true
 	st.setRequest(msg)
 	o.add(st, reloads)
 	defer o.remove(st)
-	out, err := call(o.waitingIn(cctx, st))
-	if rerr := revoked(cctx); rerr != nil && err != nil {
-		var none T
-		return none, rerr
+	out, err := call(o.waitingIn(ctx, st, w))
+	if err != nil {
+		if rerr := w.err(); rerr != nil {
+			var none T
+			return none, rerr
+		}
 	}
 	return out, err
 }

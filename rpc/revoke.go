@@ -60,7 +60,7 @@ type openStream struct {
 	// first message; none for a session stream, whose requests are each
 	// their own entry).
 	request atomic.Pointer[anyMsg]
-	end     context.CancelCauseFunc
+	end     context.CancelCauseFunc // a call's withdraws its wait instead (withdrawal)
 	// call marks a unary call or a session stream's request, which a
 	// reload ends only once it waits (queued): one on its way to be
 	// applied, or applied, is left to finish, since ending it could answer
@@ -72,16 +72,47 @@ type openStream struct {
 }
 
 // waitingIn is ctx telling st when its request is queued, and whatever
-// ctx told before. A reload since st was authenticated, which left it be
-// while it was on its way, checks it then.
-func (o *openStreams) waitingIn(ctx context.Context, st *openStream) context.Context {
-	return runtime.WithQueued(ctx, func(w core.WaiterID) {
+// ctx told before, with the withdrawal of w. A reload since st was
+// authenticated, which left it be while it was on its way, checks it
+// then.
+func (o *openStreams) waitingIn(ctx context.Context, st *openStream, w *withdrawal) context.Context {
+	return runtime.WithWithdrawal(ctx, func(id core.WaiterID) {
 		st.waiting.Store(true)
 		if o.seen() != st.seenAt {
 			o.check(st)
 		}
-		runtime.NotifyQueued(ctx, w)
+		runtime.NotifyQueued(ctx, id)
+	}, w.ch)
+}
+
+// withdrawal is how a reload ends a call that waits: its wait is
+// withdrawn through the log, and the call hears how it ended
+// (runtime.WithWithdrawal). Cancelling its context would race the grant:
+// the caller would hear "denied" of a lock granted the moment before,
+// and held, unknown to it, until its session ended.
+type withdrawal struct {
+	ch    chan struct{}
+	once  sync.Once
+	cause atomic.Pointer[error]
+}
+
+func newWithdrawal() *withdrawal { return &withdrawal{ch: make(chan struct{})} }
+
+// withdraw asks the wait withdrawn for cause (openStream.end of a call).
+func (w *withdrawal) withdraw(cause error) {
+	w.once.Do(func() {
+		w.cause.Store(&cause)
+		close(w.ch)
 	})
+}
+
+// err is the error a call withdrawn by a reload fails with, nil while
+// none was asked.
+func (w *withdrawal) err() error {
+	if c := w.cause.Load(); c != nil {
+		return revocation(*c)
+	}
+	return nil
 }
 
 // anyMsg boxes a request message for an atomic pointer.
@@ -178,8 +209,11 @@ func (o *openStreams) check(st *openStream) {
 
 // revoked is the error a request of a stream or a call ended by a reload
 // fails with, nil while it stands.
-func revoked(ctx context.Context) error {
-	cause := context.Cause(ctx)
+func revoked(ctx context.Context) error { return revocation(context.Cause(ctx)) }
+
+// revocation is the error of a stream or call that cause ended: nil when
+// cause is not a reload's.
+func revocation(cause error) error {
 	switch {
 	case cause == nil:
 		return nil

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"net/http"
 	"testing"
+	"time"
+
+	"connectrpc.com/connect"
 
 	"github.com/lockstepd/lockstep/runtime"
 )
@@ -32,7 +35,7 @@ func TestReloadLeavesACallOnItsWay(t *testing.T) {
 		t.Fatalf("a call on its way was ended by a reload: %v", ended)
 	}
 	// It is queued now: the reload it missed is checked at once.
-	runtime.NotifyQueued(o.waitingIn(context.Background(), st), 1)
+	runtime.NotifyQueued(o.waitingIn(context.Background(), st, newWithdrawal()), 1)
 	if !errors.Is(ended, errRevoked) {
 		t.Fatalf("a call that waits after a reload withdrew its credentials: ended %v", ended)
 	}
@@ -40,5 +43,38 @@ func TestReloadLeavesACallOnItsWay(t *testing.T) {
 	o.reloaded()
 	if !errors.Is(ended, errRevoked) {
 		t.Fatalf("a waiting call at a reload that withdrew its credentials: ended %v", ended)
+	}
+}
+
+// TestReloadWithdrawsAWaitThroughTheLog: a reload that ends a waiting
+// call asks its wait withdrawn (the runtime's WithWithdrawal) rather than
+// cancelling its context. The call then answers what the log did: a grant
+// applied first stands; a wait withdrawn answers unauthenticated.
+func TestReloadWithdrawsAWaitThroughTheLog(t *testing.T) {
+	o := &openStreams{a: refusing{}}
+	for _, logSaid := range []error{nil, runtime.ErrWithdrawn} {
+		st := &openStream{ctx: context.Background(), header: http.Header{}, principal: Principal{ID: "erin"}}
+		got, err := inFlight(o, context.Background(), st, nil, o.seen(), func(ctx context.Context) (string, error) {
+			withdraw := runtime.NotifyQueued(ctx, 1)
+			o.reloaded()
+			select {
+			case <-withdraw:
+			case <-time.After(5 * time.Second):
+				t.Fatal("a reload that withdrew a waiting call's credentials did not ask its wait withdrawn")
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("the reload ended the call's context (%v): its grant could race the cancel", context.Cause(ctx))
+			}
+			if logSaid != nil {
+				return "", logSaid
+			}
+			return "granted", nil
+		})
+		switch {
+		case logSaid == nil && (err != nil || got != "granted"):
+			t.Fatalf("a grant the log applied before the withdrawal answered %q, %v: want the grant", got, err)
+		case logSaid != nil && connect.CodeOf(err) != connect.CodeUnauthenticated:
+			t.Fatalf("a wait withdrawn by a reload answered %v: want unauthenticated", err)
+		}
 	}
 }
