@@ -31,6 +31,7 @@ const (
 	argKAWake
 	argResume
 	argGiveUp
+	argWithdraw
 )
 
 type callKind uint8
@@ -223,6 +224,11 @@ func (c *client) timer(arg int, gen uint64) {
 	case argKATimeout:
 		if c.ka.active && gen == c.ka.attempt {
 			c.retry(&c.ka, threadKA)
+		}
+	case argWithdraw:
+		if cl := &c.main; cl.active && cl.queued && gen == cl.firstAttempt {
+			c.logf("asks %v %s seq=%d withdrawn", cl.cmd.Op, cl.cmd.Name, cl.cmd.Seq)
+			c.w.send(&message{kind: msgWithdraw, from: c.addr, to: cl.queuedAt, attempt: cl.queuedTry, shard: cl.shard, payload: &payload{}})
 		}
 	case argGiveUp:
 		if c.main.active && c.main.queued && gen == c.main.firstAttempt {
@@ -622,12 +628,20 @@ func (c *client) onReply(cl *call, thread int, m *message) {
 		c.guesses[cl.shard] = m.from
 		cl.queued = true
 		cl.queuedAt, cl.queuedTry = m.from, m.attempt
-		if thread == threadMain && !cl.giveUp && !c.quiet && (cl.cmd.Op == core.OpAcquire || cl.cmd.Op == core.OpCampaign) &&
-			c.rng.IntN(3) == 0 {
-			// An impatient caller: its context ends before the wait does.
-			cl.giveUp = true
-			d := time.Duration(200+c.rng.IntN(1800)) * time.Millisecond
-			c.w.schedule(&event{at: c.w.now + d, kind: evClient, node: c.idx, arg: argGiveUp, gen: cl.firstAttempt})
+		if thread == threadMain && !cl.giveUp && !c.quiet && (cl.cmd.Op == core.OpAcquire || cl.cmd.Op == core.OpCampaign) {
+			switch c.rng.IntN(9) {
+			case 0, 1, 2:
+				// An impatient caller: its context ends before the wait does.
+				cl.giveUp = true
+				d := time.Duration(200+c.rng.IntN(1800)) * time.Millisecond
+				c.w.schedule(&event{at: c.w.now + d, kind: evClient, node: c.idx, arg: argGiveUp, gen: cl.firstAttempt})
+			case 3:
+				// A wait its server withdraws (a reload that no longer
+				// allows it): the caller stays to hear its grant or end.
+				cl.giveUp = true
+				d := time.Duration(c.rng.IntN(1500)) * time.Millisecond
+				c.w.schedule(&event{at: c.w.now + d, kind: evClient, node: c.idx, arg: argWithdraw, gen: cl.firstAttempt})
+			}
 		}
 		cl.attempt = c.newAttempt(thread) // re-arm the timer for the longer wait; late replies still match
 		arg := argMainTimeout

@@ -24,9 +24,10 @@ const (
 	msgWrite              // client → resource: a fenced write
 	msgWriteReply         // resource → client
 	msgCancel             // client → replica: I gave up on my request (attempt)
+	msgWithdraw           // client → replica: withdraw my queued request (attempt), and tell me how it ended
 )
 
-var msgNames = [...]string{"", "raft", "request", "reply", "read", "read_reply", "write", "write_reply", "cancel"}
+var msgNames = [...]string{"", "raft", "request", "reply", "read", "read_reply", "write", "write_reply", "cancel", "withdraw"}
 
 func (k msgKind) String() string { return msgNames[k] }
 

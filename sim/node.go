@@ -553,6 +553,16 @@ func (n *node) cancel(m *message) {
 	n.markDirty()
 }
 
+// withdraw is a client asking its queued request withdrawn while it waits
+// to hear how the wait ended (the runtime's WithWithdrawal): its grant,
+// when the log applied that first, or its end.
+func (n *node) withdraw(m *message) {
+	if id, ok := n.byOrigin[origin{addr: m.from, attempt: m.attempt}]; ok {
+		n.step(replica.WithdrawEvent(id))
+		n.markDirty()
+	}
+}
+
 // read starts a linearizable read: ReadIndex, then serve once applied has
 // caught up. With the stale-read bug, it answers from local state at once.
 func (n *node) read(m *message) {

@@ -413,6 +413,8 @@ func (w *world) deliver(m *message) {
 			n.read(m)
 		case msgCancel:
 			n.cancel(m)
+		case msgWithdraw:
+			n.withdraw(m)
 		}
 	case m.to == w.addrResource():
 		w.res.receive(m)
