@@ -65,7 +65,7 @@ func (e *Election) Campaign(ctx context.Context, value []byte) error {
 	if err != nil {
 		return err
 	}
-	e.set(token, gate)
+	e.set(token, gate, time.Time{})
 	return nil
 }
 

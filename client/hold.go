@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"connectrpc.com/connect"
 )
@@ -18,27 +19,96 @@ import (
 // when the servers confirm the release, say the grant is not held (it
 // expired or was released already), or the session is gone.
 type hold struct {
-	s *Session
+	s      *Session
+	limits holdLimits
 
 	mu    sync.Mutex
 	token uint64
 	gate  *gateHold
+	// until is when the grant must be taken for ended by WithMaxHold
+	// (zero: never): the acquire's start + max hold - the lease guard, so
+	// that it passes before the servers end the grant, as the session's
+	// lease does (docs/client.md, "The lease").
+	until time.Time
 }
 
-func (h *hold) set(token uint64, gate *gateHold) {
+// HoldOption bounds the grants of a Mutex, RWMutex or Semaphore on the
+// servers: NewMutex, NewRWMutex and NewSemaphore take them.
+type HoldOption func(*holdLimits)
+
+type holdLimits struct {
+	lockDelay time.Duration
+	maxHold   time.Duration
+}
+
+// WithMaxHold ends each grant d after the servers make it, even while the
+// session lives (max_hold_ms): a holder that hangs without losing its
+// session cannot keep the name for ever, as a Redis lock's expiry, but
+// with a fencing token. From d after the acquire began, less the lease
+// guard (so before the servers end the grant, never after), Token answers
+// 0: stop writing under it. Unlock then releases the grant if the servers
+// still have it, or answers ErrNotHeld; call it either way, since the
+// value keeps its turn on the name until then. A d under MinTTL is
+// refused (ErrInvalid): the grant would be over almost at once; so is one
+// above 24 hours, by the servers. 0 is no bound.
+func WithMaxHold(d time.Duration) HoldOption { return func(l *holdLimits) { l.maxHold = d } }
+
+// WithLockDelay keeps a mutex blocked for d after a grant of this value
+// ends by failure (its session expired, or it outlived WithMaxHold)
+// rather than by Unlock, so that a holder that lost its lease without
+// knowing it stops before the next holder starts: Chubby's and Consul's
+// lock-delay. Mutexes only: an RWMutex or Semaphore given it is refused
+// (ErrInvalid). The servers refuse a d above 60 s.
+func WithLockDelay(d time.Duration) HoldOption { return func(l *holdLimits) { l.lockDelay = d } }
+
+func limitsOf(opts []HoldOption) holdLimits {
+	var l holdLimits
+	for _, o := range opts {
+		o(&l)
+	}
+	return l
+}
+
+// check refuses limits the client can tell are wrong before any request.
+func (l holdLimits) check(what opName) error {
+	if l.maxHold > 0 && l.maxHold < MinTTL {
+		return fmt.Errorf("%s: %w: WithMaxHold(%v) is under %v: the grant would be over almost at once (the client ends it a lease guard early); give at least %v, or 0 for no bound",
+			what, ErrInvalid, l.maxHold, MinTTL, MinTTL)
+	}
+	return nil
+}
+
+// msOf is d in whole milliseconds for the servers, at least 1 when d is
+// positive (a sub-millisecond bound is not "none").
+func msOf(d time.Duration) int64 {
+	if d > 0 {
+		return max(d.Milliseconds(), 1)
+	}
+	return d.Milliseconds()
+}
+
+// set records a grant the acquire that began at start was answered.
+func (h *hold) set(token uint64, gate *gateHold, start time.Time) {
 	h.mu.Lock()
-	h.token, h.gate = token, gate
+	h.token, h.gate, h.until = token, gate, time.Time{}
+	if h.limits.maxHold > 0 {
+		h.until = start.Add(h.limits.maxHold - h.s.guard())
+	}
 	h.mu.Unlock()
 }
 
 // current is the grant's token: 0 when nothing is held or the session is
-// lost or closed (whatever it held is gone, or must be taken for gone).
+// lost or closed (whatever it held is gone, or must be taken for gone), or
+// once its max hold has passed.
 func (h *hold) current() uint64 {
 	if h.s == nil || h.s.Err() != nil || !h.s.leaseHeld() {
 		return 0
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if !h.until.IsZero() && !time.Now().Before(h.until) {
+		return 0
+	}
 	return h.token
 }
 

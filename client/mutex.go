@@ -24,8 +24,11 @@ type Mutex struct {
 	hold
 }
 
-// NewMutex returns the mutex name on session s. Nothing is sent until Lock.
-func NewMutex(s *Session, name string) *Mutex { return &Mutex{name: name, hold: hold{s: s}} }
+// NewMutex returns the mutex name on session s, its grants bounded by
+// opts (WithMaxHold, WithLockDelay). Nothing is sent until Lock.
+func NewMutex(s *Session, name string, opts ...HoldOption) *Mutex {
+	return &Mutex{name: name, hold: hold{s: s, limits: limitsOf(opts)}}
+}
 
 // Name is the mutex's name.
 func (m *Mutex) Name() string { return m.name }
@@ -68,11 +71,15 @@ func waitMsOf(wait time.Duration) int64 {
 }
 
 func (m *Mutex) lock(ctx context.Context, waitMs int64) error {
-	s := m.s
+	s, start := m.s, time.Now()
+	if err := m.limits.check(opName{"lock", m.name}); err != nil {
+		return err
+	}
 	token, gate, err := s.acquire(ctx, acquireSpec{op: "lock", kind: pb.Kind_KIND_MUTEX, name: m.name, waitMs: waitMs, gated: true,
 		send: func(ctx context.Context, e *endpoint, id reqID, waitMs int64) (grant, error) {
 			req := &pb.AcquireLockRequest{Name: m.name, ClientId: id.ClientID(),
-				RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, Owner: s.owner, WaitTimeoutMs: waitMs}
+				RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, Owner: s.owner, WaitTimeoutMs: waitMs,
+				MaxHoldMs: msOf(m.limits.maxHold), LockDelayMs: msOf(m.limits.lockDelay)}
 			r, err := exchange(ctx, s, e, &pb.StreamRequest{Request: &pb.StreamRequest_AcquireLock{AcquireLock: req}},
 				(*pb.StreamResponse).GetAcquireLock, func(ctx context.Context) (*connect.Response[pb.AcquireLockResponse], error) {
 					return e.locks.Acquire(ctx, connect.NewRequest(req))
@@ -85,7 +92,7 @@ func (m *Mutex) lock(ctx context.Context, waitMs int64) error {
 	if err != nil {
 		return err
 	}
-	m.set(token, gate)
+	m.set(token, gate, start)
 	return nil
 }
 

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -22,8 +23,11 @@ type RWMutex struct {
 	hold
 }
 
-// NewRWMutex returns the read-write lock name on session s.
-func NewRWMutex(s *Session, name string) *RWMutex { return &RWMutex{name: name, hold: hold{s: s}} }
+// NewRWMutex returns the read-write lock name on session s, its holds
+// bounded by opts (WithMaxHold; WithLockDelay is for mutexes only).
+func NewRWMutex(s *Session, name string, opts ...HoldOption) *RWMutex {
+	return &RWMutex{name: name, hold: hold{s: s, limits: limitsOf(opts)}}
+}
 
 // RLock waits for a read hold.
 func (m *RWMutex) RLock(ctx context.Context) error { return m.acquire(ctx, "read", -1) }
@@ -38,11 +42,15 @@ func (m *RWMutex) TryRLock(ctx context.Context) error { return m.acquire(ctx, "r
 func (m *RWMutex) TryLock(ctx context.Context) error { return m.acquire(ctx, "write", 0) }
 
 func (m *RWMutex) acquire(ctx context.Context, mode string, waitMs int64) error {
-	s := m.s
+	s, start := m.s, time.Now()
+	if err := m.limits.check(opName{mode + " lock", m.name}); err != nil {
+		return err
+	}
 	token, gate, err := s.acquire(ctx, acquireSpec{op: mode + " lock", kind: pb.Kind_KIND_RWLOCK, name: m.name, waitMs: waitMs, gated: true,
 		send: func(ctx context.Context, e *endpoint, id reqID, waitMs int64) (grant, error) {
 			req := &pb.AcquireRWLockRequest{Name: m.name, ClientId: id.ClientID(),
-				RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, Owner: s.owner, WaitTimeoutMs: waitMs, Mode: mode}
+				RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, Owner: s.owner, WaitTimeoutMs: waitMs, Mode: mode,
+				MaxHoldMs: msOf(m.limits.maxHold), LockDelayMs: msOf(m.limits.lockDelay)}
 			r, err := exchange(ctx, s, e, &pb.StreamRequest{Request: &pb.StreamRequest_AcquireRwlock{AcquireRwlock: req}},
 				(*pb.StreamResponse).GetAcquireRwlock, func(ctx context.Context) (*connect.Response[pb.AcquireRWLockResponse], error) {
 					return e.rw.Acquire(ctx, connect.NewRequest(req))
@@ -55,7 +63,7 @@ func (m *RWMutex) acquire(ctx context.Context, mode string, waitMs int64) error 
 	if err != nil {
 		return err
 	}
-	m.set(token, gate)
+	m.set(token, gate, start)
 	return nil
 }
 

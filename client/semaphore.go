@@ -30,9 +30,10 @@ type Semaphore struct {
 // session s. The first acquirer of a name fixes its limit; a later
 // acquirer gives the same limit (ErrPrecondition otherwise, naming it), or
 // 0 to take whatever limit the name has (on a name nobody holds, 0 is
-// refused: "limit is required").
-func NewSemaphore(s *Session, name string, limit int64) *Semaphore {
-	return &Semaphore{name: name, limit: limit, hold: hold{s: s}}
+// refused: "limit is required"). opts bound its grants (WithMaxHold;
+// WithLockDelay is for mutexes only).
+func NewSemaphore(s *Session, name string, limit int64, opts ...HoldOption) *Semaphore {
+	return &Semaphore{name: name, limit: limit, hold: hold{s: s, limits: limitsOf(opts)}}
 }
 
 // Acquire waits for n permits until granted, ctx ends (the request is
@@ -59,12 +60,15 @@ func (m *Semaphore) acquire(ctx context.Context, n, waitMs int64) error {
 		// The servers read 0 as 1: a TryAcquire(ctx, 0) took a permit.
 		return fmt.Errorf("%s: %d permits: ask for at least 1 (and at most the limit)", opName{"acquire semaphore", m.name}, n)
 	}
-	s := m.s
+	s, start := m.s, time.Now()
+	if err := m.limits.check(opName{"acquire semaphore", m.name}); err != nil {
+		return err
+	}
 	token, gate, err := s.acquire(ctx, acquireSpec{op: "acquire semaphore", kind: pb.Kind_KIND_SEMAPHORE, name: m.name, waitMs: waitMs, gated: true,
 		send: func(ctx context.Context, e *endpoint, id reqID, waitMs int64) (grant, error) {
 			req := &pb.AcquireSemaphoreRequest{Name: m.name, ClientId: id.ClientID(),
 				RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, Owner: s.owner, WaitTimeoutMs: waitMs,
-				Limit: m.limit, Permits: n}
+				Limit: m.limit, Permits: n, MaxHoldMs: msOf(m.limits.maxHold), LockDelayMs: msOf(m.limits.lockDelay)}
 			r, err := exchange(ctx, s, e, &pb.StreamRequest{Request: &pb.StreamRequest_AcquireSemaphore{AcquireSemaphore: req}},
 				(*pb.StreamResponse).GetAcquireSemaphore, func(ctx context.Context) (*connect.Response[pb.AcquireSemaphoreResponse], error) {
 					return e.sems.Acquire(ctx, connect.NewRequest(req))
@@ -77,7 +81,7 @@ func (m *Semaphore) acquire(ctx context.Context, n, waitMs int64) error {
 	if err != nil {
 		return err
 	}
-	m.set(token, gate)
+	m.set(token, gate, start)
 	return nil
 }
 
