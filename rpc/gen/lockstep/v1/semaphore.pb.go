@@ -52,7 +52,8 @@ type AcquireSemaphoreRequest struct {
 	// How long to wait in the queue. 0 (or absent): try once. -1: wait until
 	// granted, cancelled or the session ends (REST waits are capped).
 	WaitTimeoutMs int64 `protobuf:"varint,8,opt,name=wait_timeout_ms,json=waitTimeoutMs,proto3" json:"wait_timeout_ms,omitempty"`
-	// Lock-delay after a failed holder (see AcquireLockRequest.lock_delay_ms).
+	// Mutexes only (AcquireLockRequest.lock_delay_ms): anything but 0 is
+	// refused with invalid_argument.
 	LockDelayMs int64 `protobuf:"varint,9,opt,name=lock_delay_ms,json=lockDelayMs,proto3" json:"lock_delay_ms,omitempty"`
 	// End the grant after this long even while its session lives. 0: no
 	// bound.
