@@ -167,6 +167,21 @@ func TestCLI(t *testing.T) {
 		}
 	})
 
+	t.Run("LockDelayReachesTheGrant", func(t *testing.T) {
+		l.t = t
+		ready := l.file("delay-held")
+		_, _, _, _ = l.start("lock", "cli/delay", "--lock-delay", "20s", "--", "sh", "-c", "touch "+ready+"; sleep 5")
+		eventually(t, 10*time.Second, "the holder runs", func() error { _, err := os.Stat(ready); return err })
+		_, out, _ := l.run(10*time.Second, "status", "cli/delay", "-o", "json")
+		if !regexp.MustCompile(`"lock_delay_ms":\s*"20000"`).MatchString(out) {
+			t.Fatalf("the grant of lock --lock-delay 20s has no lock delay of 20000 ms:\n%s", out)
+		}
+		code, _, errOut := l.run(10*time.Second, "lock", "cli/delay-bad", "--lock-delay", "2m", "--", "true")
+		if code == 0 || !strings.Contains(errOut, "lock_delay_ms") {
+			t.Fatalf("--lock-delay 2m: exit %d, want a refusal naming lock_delay_ms; stderr:\n%s", code, errOut)
+		}
+	})
+
 	t.Run("StatusAndListShowTheQueue", func(t *testing.T) {
 		l.t = t
 		ready := l.file("q-held")

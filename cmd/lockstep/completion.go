@@ -30,7 +30,7 @@ _lockstep() {
   local common="--endpoints -o --cacert --cert --key --api-key --insecure -h"
   local session="--owner --ttl"
   case $cmd in
-    lock)    COMPREPLY=($(compgen -W "$common $session --wait --grace --" -- "$cur")) ;;
+    lock)    COMPREPLY=($(compgen -W "$common $session --wait --grace --lock-delay --" -- "$cur")) ;;
     sem)     COMPREPLY=($(compgen -W "$common $session --limit --permits --wait --grace --" -- "$cur")) ;;
     rwlock)  COMPREPLY=($(compgen -W "$common $session --read --write --wait --grace --" -- "$cur")) ;;
     barrier) COMPREPLY=($(compgen -W "$common $session --parties --wait" -- "$cur")) ;;

@@ -191,11 +191,20 @@ If the session is lost while the command runs (this machine could not renew
 it within --ttl), the command gets SIGTERM, then SIGKILL after --grace, and
 lockstep exits 3. With --wait 0 a held mutex fails at once with exit 2.
 
+With --lock-delay, a session that ends by failure (lockstep killed, its
+machine gone, its lease not renewed) leaves the lock to nobody for that
+long: a command that could not be stopped in time (on a system without the
+guard, or on a machine cut off from the cluster) has that long to finish
+before the next holder starts (Chubby's and Consul's lock-delay; at most
+1m). A release when the command exits hands the lock on at once.
+
 Examples:
   lockstep lock jobs/nightly -- ./backup.sh          # wait for the lock
   lockstep lock jobs/nightly --wait 0 -- ./backup.sh # run only if free
   lockstep lock db-migrate --wait 5m --ttl 30s -- make migrate
+  lockstep lock billing --lock-delay 20s -- ./charge.sh
 `, stdout, stderr)
+	lockDelay := h.fs.Duration("lock-delay", 0, "after the session fails (not a release), keep the lock from everyone for this `duration` (0: none; at most 1m)")
 	pos, argv, code, ok := h.parse(args)
 	if !ok {
 		return code
@@ -205,7 +214,7 @@ Examples:
 	}
 	name := pos[0]
 	return h.runHeld(client.KindMutex, name, argv, func(ctx context.Context, s *client.Session) (held, error) {
-		m := client.NewMutex(s, name)
+		m := client.NewMutex(s, name, client.WithLockDelay(*lockDelay))
 		var err error
 		if h.wait == 0 {
 			err = m.TryLock(ctx)
