@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -193,6 +195,33 @@ func TestRestoreRefusesWhatItCannotUse(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(cfg.Cluster.DataDir); len(entries) > 0 {
 		t.Errorf("a refused restore wrote %d entries into the data directory", len(entries))
+	}
+	// One refused half-way, after it began writing, removes what it wrote.
+	if _, err := Restore(bytes.NewReader(backup.Bytes()), RestoreOptions{Config: cfg, BumpIndex: math.MaxUint64}); err == nil ||
+		!strings.Contains(err.Error(), "--bump-index") {
+		t.Errorf("a bump past the last index: %v", err)
+	}
+	if _, err := os.Stat(cfg.Cluster.DataDir); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a restore that failed half-way left its data directory (%v)", err)
+	}
+	// One interrupted (killed) leaves its mark: neither a start nor a
+	// restore takes the directory for a member's.
+	if err := os.MkdirAll(cfg.Cluster.DataDir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{restoringFile, dragonboatFlagFile} {
+		if err := os.WriteFile(filepath.Join(cfg.Cluster.DataDir, f), []byte("x"), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := CheckDataDir(cfg); err == nil || !strings.Contains(err.Error(), "did not finish") {
+		t.Errorf("a start on what an interrupted restore left: %v, want it refused as an unfinished restore", err)
+	}
+	if _, err := Restore(bytes.NewReader(backup.Bytes()), RestoreOptions{Config: cfg}); err == nil || !strings.Contains(err.Error(), "did not finish") {
+		t.Errorf("a restore into what an interrupted restore left: %v, want it told so", err)
+	}
+	if err := os.RemoveAll(cfg.Cluster.DataDir); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := Restore(bytes.NewReader(backup.Bytes()), RestoreOptions{Config: c.cfgs[0]}); err == nil ||
 		!strings.Contains(err.Error(), "not empty") {

@@ -38,6 +38,9 @@ func CheckDataDir(cfg config.Config) error {
 	if err := checkDataDirAccess(dir); err != nil {
 		return err
 	}
+	if err := checkRestoreFinished(dir); err != nil {
+		return err
+	}
 	// The member's identity first: in another member's directory, the
 	// other records' complaints would mislead.
 	if err := checkDragonboatRecord(dir, cfg); err != nil {

@@ -73,9 +73,31 @@ type Restored struct {
 	Indexes []uint64
 }
 
+// restoringFile marks a data directory a restore is writing, from its
+// first byte to its last record. A directory that holds it was left by a
+// restore that was interrupted (killed, the machine lost): it holds part
+// of a member, on which a start would run as a member with part of its
+// records, and which the next restore must not take for another member's
+// directory. Start, serve --check and Restore refuse it, saying so.
+const restoringFile = "lockstep-restoring"
+
+// unfinishedRestore is the refusal of a directory with restoringFile.
+func unfinishedRestore(dir string) error {
+	return fmt.Errorf("cluster.data_dir: a restore into %s did not finish (it holds %s): it is not a member's data directory; "+
+		"empty it and run lockstep snapshot restore again", dir, restoringFile)
+}
+
+// checkRestoreFinished refuses a directory an unfinished restore left.
+func checkRestoreFinished(dir string) error {
+	if _, err := os.Stat(filepath.Join(dir, restoringFile)); err == nil {
+		return unfinishedRestore(dir)
+	}
+	return nil
+}
+
 // Restore reads the backup from r and writes the member's data directory
-// (RestoreOptions).
-func Restore(r io.Reader, o RestoreOptions) (Restored, error) {
+// (RestoreOptions). A restore that fails removes what it wrote there.
+func Restore(r io.Reader, o RestoreOptions) (out Restored, err error) {
 	cfg := o.Config
 	if err := cfg.Validate(); err != nil {
 		return Restored{}, err
@@ -93,10 +115,13 @@ func Restore(r io.Reader, o RestoreOptions) (Restored, error) {
 		return Restored{}, fmt.Errorf("cluster.data_dir: %w", err)
 	}
 	entries, err := os.ReadDir(dir)
+	existed := err == nil
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
 		return Restored{}, fmt.Errorf("cluster.data_dir: %w", err)
+	case slices.ContainsFunc(entries, func(e fs.DirEntry) bool { return e.Name() == restoringFile }):
+		return Restored{}, unfinishedRestore(dir)
 	case len(entries) > 0:
 		return Restored{}, fmt.Errorf("cluster.data_dir: %s is not empty: a restore writes a new member; give it an empty or new directory "+
 			"(move this one aside: it may be what is left of the old cluster)", dir)
@@ -129,9 +154,17 @@ func Restore(r io.Reader, o RestoreOptions) (Restored, error) {
 	self := config.ReplicaID(c.NodeID, c.Incarnation)
 	bump := o.BumpIndex
 	deployment := restoredDeployment(man, members, bump)
-	out := Restored{Manifest: man, DataDir: dir, Deployment: deployment, Incarnation: c.Incarnation}
+	out = Restored{Manifest: man, DataDir: dir, Deployment: deployment, Incarnation: c.Incarnation}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return Restored{}, fmt.Errorf("cluster.data_dir: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, undoRestore(dir, existed))
+		}
+	}()
+	if err := writeDurably(dir, restoringFile, "a restore into this directory began and has not finished\n"); err != nil {
+		return Restored{}, err
 	}
 	nhc := nodeHostConfig(cfg, dir, deployment)
 	log := o.Logger
@@ -189,7 +222,50 @@ func Restore(r io.Reader, o RestoreOptions) (Restored, error) {
 	if err := writeHexRecord(dir, deploymentFile, deployment); err != nil {
 		return Restored{}, err
 	}
+	if err := removeDurably(dir, restoringFile); err != nil {
+		return Restored{}, err
+	}
 	return out, nil
+}
+
+// undoRestore removes what a failed restore wrote into dir, which was
+// empty (existed) or not there before it.
+func undoRestore(dir string, existed bool) error {
+	if !existed {
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("cluster.data_dir: removing what the restore wrote: %w; empty %s before a restore into it", err, dir)
+		}
+		return nil
+	}
+	entries, err := os.ReadDir(dir)
+	for _, e := range entries {
+		if err == nil {
+			err = os.RemoveAll(filepath.Join(dir, e.Name()))
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("cluster.data_dir: removing what the restore wrote: %w; empty %s before a restore into it", err, dir)
+	}
+	return nil
+}
+
+// removeDurably removes dir's file, and syncs dir so that the removal
+// survives a crash.
+func removeDurably(dir, file string) error {
+	if err := os.Remove(filepath.Join(dir, file)); err != nil {
+		return fmt.Errorf("cluster.data_dir: %w", err)
+	}
+	d, err := os.Open(dir)
+	if err == nil {
+		err = d.Sync()
+		if cerr := d.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("cluster.data_dir: %w", err)
+	}
+	return nil
 }
 
 // retakeBackup is what to do about an archive that is cut short or
