@@ -84,7 +84,8 @@ const restoringFile = "lockstep-restoring"
 // unfinishedRestore is the refusal of a directory with restoringFile.
 func unfinishedRestore(dir string) error {
 	return fmt.Errorf("cluster.data_dir: a restore into %s did not finish (it holds %s): it is not a member's data directory; "+
-		"empty it and run lockstep snapshot restore again", dir, restoringFile)
+		"empty it, remove the .lockstep-restore-* directories beside it (the interrupted restore's unpacked backup), "+
+		"and run lockstep snapshot restore again", dir, restoringFile)
 }
 
 // checkRestoreFinished refuses a directory an unfinished restore left.
