@@ -8,6 +8,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/lockstepd/lockstep/internal/quote"
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 )
 
@@ -187,7 +188,7 @@ func (s *Session) arrive(name, participant string) (string, func(), error) {
 			key.participant = defaultParticipant(s.owner, s.id, n)
 		}
 	} else if _, ok := s.arrivals[key]; ok {
-		return "", nil, fmt.Errorf("wait at barrier %s: participant %s already waits there on this session: give each party its own name (WithParticipant)", quoted(name), quoted(participant))
+		return "", nil, fmt.Errorf("wait at barrier %s: participant %s already waits there on this session: give each party its own name (WithParticipant)", quote.Bounded(name), quote.Bounded(participant))
 	}
 	s.arrivals[key] = struct{}{}
 	return key.participant, func() {

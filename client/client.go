@@ -19,6 +19,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/lockstepd/lockstep/internal/quote"
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 	"github.com/lockstepd/lockstep/rpc/gen/lockstep/v1/lockstepv1connect"
 )
@@ -354,11 +355,11 @@ const maxClientIDPrefix = 80
 
 func checkClientIDPrefix(p string) error {
 	if len(p) > maxClientIDPrefix {
-		return fmt.Errorf("lockstep: WithClientID(%s): give a prefix of at most %d bytes", quoted(p), maxClientIDPrefix)
+		return fmt.Errorf("lockstep: WithClientID(%s): give a prefix of at most %d bytes", quote.Bounded(p), maxClientIDPrefix)
 	}
 	for _, r := range p {
 		if r <= ' ' || r > '~' {
-			return fmt.Errorf("lockstep: WithClientID(%s): use printable ASCII without spaces", quoted(p))
+			return fmt.Errorf("lockstep: WithClientID(%s): use printable ASCII without spaces", quote.Bounded(p))
 		}
 	}
 	return nil

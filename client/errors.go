@@ -3,10 +3,10 @@ package client
 import (
 	"errors"
 	"fmt"
-	"strconv"
-	"unicode/utf8"
 
 	"connectrpc.com/connect"
+
+	"github.com/lockstepd/lockstep/internal/quote"
 )
 
 // Sentinel errors. Test for them with errors.Is; the returned errors wrap
@@ -77,36 +77,7 @@ var (
 // tenth of the allocations of a lock and unlock cycle.
 type opName struct{ verb, name string }
 
-func (o opName) String() string { return o.verb + " " + quoted(o.name) }
-
-// maxQuotedBytes bounds how much of a name an error repeats: the
-// server's rule (rpc.Quoted, rpc/errors.go), so that a long name is cut
-// the same way in the client's prefix and in the server's message after
-// it. A 300-byte name (refused by the server, whose limit is 256) came
-// back whole in the prefix.
-const maxQuotedBytes = 64
-
-// quoted is s as an error quotes it (%q): whole when it is at most
-// maxQuotedBytes, else its first maxQuotedBytes cut at a character, an
-// ellipsis outside the quotes and its length: "aaaa"… (300 bytes). The
-// equivalent of the server's rpc.Quoted, which the client does not import.
-func quoted(s string) string {
-	if len(s) <= maxQuotedBytes {
-		return strconv.Quote(s)
-	}
-	// A character the bound would split is left out whole; bytes that are
-	// not UTF-8 are cut where the bound falls.
-	n := maxQuotedBytes
-	for k := 1; k < utf8.UTFMax; k++ {
-		if utf8.RuneStart(s[n-k]) {
-			if _, size := utf8.DecodeRuneInString(s[n-k:]); size > k {
-				n -= k
-			}
-			break
-		}
-	}
-	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(s[:n]), len(s))
-}
+func (o opName) String() string { return o.verb + " " + quote.Bounded(o.name) }
 
 // apiErr wraps a server error in the sentinel that matches its code, so
 // callers can test with errors.Is and still read the server's message.

@@ -3,6 +3,8 @@ package client
 import (
 	"fmt"
 	"sync"
+
+	"github.com/lockstepd/lockstep/internal/quote"
 )
 
 // Fence is the resource side of fencing: it remembers, per name, the largest
@@ -37,13 +39,13 @@ func (f *Fence) Check(name string, token uint64) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if token == 0 {
-		return fmt.Errorf("fence %s: token 0: %w (no token was sent)", quoted(name), ErrStaleToken)
+		return fmt.Errorf("fence %s: token 0: %w (no token was sent)", quote.Bounded(name), ErrStaleToken)
 	}
 	if f.last == nil {
 		f.last = map[string]uint64{}
 	}
 	if last := f.last[name]; token < last {
-		return fmt.Errorf("fence %s: token %d is older than %d: %w", quoted(name), token, last, ErrStaleToken)
+		return fmt.Errorf("fence %s: token %d is older than %d: %w", quote.Bounded(name), token, last, ErrStaleToken)
 	}
 	f.last[name] = token
 	return nil

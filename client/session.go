@@ -11,6 +11,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/lockstepd/lockstep/internal/quote"
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 )
 
@@ -565,7 +566,7 @@ func (s *Session) refusal(op opName, g grant) error {
 func describeHolder(h *pb.Holder) string {
 	who := fmt.Sprintf("session %d, token %d", h.SessionId, h.FencingToken)
 	if h.Owner != "" {
-		who = quoted(h.Owner) + ", " + who
+		who = quote.Bounded(h.Owner) + ", " + who
 	}
 	return who
 }

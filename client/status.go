@@ -11,6 +11,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/lockstepd/lockstep/internal/quote"
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 )
 
@@ -153,7 +154,7 @@ func (c *Client) List(ctx context.Context, prefix string) ([]Object, error) {
 // request (ErrInvalid) is: it was an error of its own, which errors.Is
 // did not match, and CheckFence's said nothing of the kinds there are.
 func unknownKind(kind Kind) error {
-	return fmt.Errorf("%w: unknown kind %s: use mutex, semaphore, rwlock, barrier or election", ErrInvalid, quoted(string(kind)))
+	return fmt.Errorf("%w: unknown kind %s: use mutex, semaphore, rwlock, barrier or election", ErrInvalid, quote.Bounded(string(kind)))
 }
 
 // CheckFence asks the cluster, linearizably, whether token still holds the

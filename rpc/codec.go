@@ -12,6 +12,8 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/lockstepd/lockstep/internal/quote"
 )
 
 // docs/design.md wants JSON in the proto field names (fencing_token), while
@@ -161,7 +163,7 @@ func (c restCodec) Unmarshal(data []byte, msg proto.Message) error {
 // character 'a' looking for beginning of value") says neither.
 func (c restCodec) UnmarshalField(data []byte, msg proto.Message, field protoreflect.FieldDescriptor) error {
 	if err := c.JSONCodec.UnmarshalField(data, msg, field); err != nil {
-		return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("%s %s in the path or query is not %s", field.Name(), Quoted(string(data)), kindWords(field)))
+		return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("%s %s in the path or query is not %s", field.Name(), quote.Bounded(string(data)), kindWords(field)))
 	}
 	return nil
 }

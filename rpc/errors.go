@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"connectrpc.com/connect"
 
 	"github.com/lockstepd/lockstep/core"
+	"github.com/lockstepd/lockstep/internal/quote"
 	"github.com/lockstepd/lockstep/runtime"
 )
 
@@ -112,36 +112,7 @@ func conflict(format string, args ...any) *connect.Error {
 	return connect.NewError(connect.CodeAborted, fmt.Errorf(format, args...))
 }
 
-// maxQuotedBytes bounds how much of a caller's input an error message
-// repeats. The message goes back to the caller and into the server's and
-// the audit's logs: a request carrying megabytes in a field must not make
-// each of them megabytes, and 64 bytes are enough to recognise the input.
-const maxQuotedBytes = 64
-
-// Quoted is s as an error message quotes it (%q), here and in security's
-// refusals: whole when it is at most
-// maxQuotedBytes, else its first maxQuotedBytes cut at a character, an
-// ellipsis outside the quotes (what is quoted is exactly what was sent) and
-// its length: "aaaa"… (5000 bytes).
-func Quoted(s string) string {
-	if len(s) <= maxQuotedBytes {
-		return strconv.Quote(s)
-	}
-	// A character the bound would split is left out whole; bytes that are
-	// not UTF-8 are cut where the bound falls.
-	n := maxQuotedBytes
-	for k := 1; k < utf8.UTFMax; k++ {
-		if utf8.RuneStart(s[n-k]) {
-			if _, size := utf8.DecodeRuneInString(s[n-k:]); size > k {
-				n -= k
-			}
-			break
-		}
-	}
-	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(s[:n]), len(s))
-}
-
-// boundQuotes applies quoted to every Go-quoted string in msg: protojson's
+// boundQuotes applies quote.Bounded to every Go-quoted string in msg: protojson's
 // messages quote a bad value, or an unknown field's name, whole.
 func boundQuotes(msg string) string {
 	var b strings.Builder
@@ -159,8 +130,8 @@ func boundQuotes(msg string) string {
 			continue
 		}
 		msg = msg[i+len(q):]
-		if s, _ := strconv.Unquote(q); len(s) > maxQuotedBytes {
-			q = Quoted(s)
+		if s, _ := strconv.Unquote(q); len(s) > quote.MaxBytes {
+			q = quote.Bounded(s)
 		}
 		b.WriteString(q) // a short one as the message spelt it
 	}

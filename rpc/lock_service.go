@@ -10,6 +10,7 @@ import (
 
 	"github.com/lockstepd/lockstep/core"
 	"github.com/lockstepd/lockstep/core/shards"
+	"github.com/lockstepd/lockstep/internal/quote"
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 )
 
@@ -178,7 +179,7 @@ func decodePageToken(tok string) (*shards.Cursor, error) {
 		name = n
 	}
 	if err != nil {
-		return nil, invalid("page_token %s is not one this server gave: pass next_page_token unchanged, or leave it empty", Quoted(tok))
+		return nil, invalid("page_token %s is not one this server gave: pass next_page_token unchanged, or leave it empty", quote.Bounded(tok))
 	}
 	return &shards.Cursor{Name: name, Kind: core.Kind(kind)}, nil
 }

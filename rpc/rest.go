@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+
+	"github.com/lockstepd/lockstep/internal/quote"
 )
 
 // The REST side of the API is vanguard's transcoding of the google.api.http
@@ -72,7 +74,7 @@ func restFront(transcoder http.Handler, routes []restRoute, maxBody int64, bodyT
 			case "application/json":
 			default:
 				writeJSONError(w, http.StatusUnsupportedMediaType, "invalid_argument",
-					fmt.Sprintf("Content-Type %s is not accepted: the REST API takes a JSON body (application/json)", Quoted(ct)))
+					fmt.Sprintf("Content-Type %s is not accepted: the REST API takes a JSON body (application/json)", quote.Bounded(ct)))
 				return
 			}
 		}

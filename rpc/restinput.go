@@ -18,6 +18,8 @@ import (
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/lockstepd/lockstep/internal/quote"
 )
 
 // What a REST request may carry besides its path and JSON body, checked
@@ -65,10 +67,10 @@ func checkRESTURL(r *http.Request) *inputError {
 	for _, seg := range strings.Split(r.URL.EscapedPath(), "/") {
 		s, err := url.PathUnescape(seg)
 		if err != nil {
-			return badInput("the path segment %s is not valid percent-encoding: escape %% as %%25", Quoted(seg))
+			return badInput("the path segment %s is not valid percent-encoding: escape %% as %%25", quote.Bounded(seg))
 		}
 		if !utf8.ValidString(s) {
-			return badInput("the path segment %s is not valid UTF-8: names are printable UTF-8, percent-encoded in the path", Quoted(seg))
+			return badInput("the path segment %s is not valid UTF-8: names are printable UTF-8, percent-encoded in the path", quote.Bounded(seg))
 		}
 	}
 	// The one numeric path variable: vanguard's own message for it ("invalid
@@ -76,7 +78,7 @@ func checkRESTURL(r *http.Request) *inputError {
 	// where.
 	if segs := strings.Split(strings.Trim(r.URL.EscapedPath(), "/"), "/"); len(segs) >= 2 && segs[0] == "sessions" {
 		if _, err := strconv.ParseUint(segs[1], 10, 64); err != nil {
-			return badInput("session_id %s in the path is not a whole number: use the session_id that POST /sessions answered", Quoted(segs[1]))
+			return badInput("session_id %s in the path is not a whole number: use the session_id that POST /sessions answered", quote.Bounded(segs[1]))
 		}
 	}
 	if r.URL.RawQuery == "" {
@@ -97,17 +99,17 @@ func checkRESTURL(r *http.Request) *inputError {
 		if !slices.Contains(allowed, k) {
 			if len(allowed) == 0 {
 				return badInput("query parameter %s is not accepted on %s: a %s request takes its fields from the path and the JSON body only",
-					Quoted(k), r.Method, r.Method)
+					quote.Bounded(k), r.Method, r.Method)
 			}
 			return badInput("query parameter %s is not accepted on %s: the query takes only %s; path variables and body fields cannot be set there",
-				Quoted(k), r.Method, strings.Join(allowed, ", "))
+				quote.Bounded(k), r.Method, strings.Join(allowed, ", "))
 		}
 		if len(q[k]) > 1 {
-			return badInput("query parameter %s is given %d times: give it once", Quoted(k), len(q[k]))
+			return badInput("query parameter %s is given %d times: give it once", quote.Bounded(k), len(q[k]))
 		}
 		if k == "stale" {
 			if _, err := strconv.ParseBool(q[k][0]); err != nil {
-				return badInput("stale=%s is not true or false", Quoted(q[k][0]))
+				return badInput("stale=%s is not true or false", quote.Bounded(q[k][0]))
 			}
 		}
 	}
@@ -154,7 +156,7 @@ func readRESTBody(r *http.Request, max int64, timeout time.Duration) ([]byte, *i
 		r.Header.Del("Content-Encoding")
 	default:
 		return nil, &inputError{http.StatusUnsupportedMediaType, "invalid_argument",
-			fmt.Sprintf("Content-Encoding %s is not supported: send the body as it is, or gzip", Quoted(enc))}
+			fmt.Sprintf("Content-Encoding %s is not supported: send the body as it is, or gzip", quote.Bounded(enc))}
 	}
 	r.Body = io.NopCloser(bytes.NewReader(raw))
 	r.ContentLength = int64(len(raw))
@@ -224,7 +226,7 @@ func checkRESTBody(routes []restRoute, r *http.Request, body []byte) *inputError
 			}
 			if inBody := m.Get(fd); !inBody.Equal(inPath) {
 				return badInput("field %s is given in the path (%s) and differs in the body (%s): give it in the path only (or the same value)",
-					fd.Name(), Quoted(inPath.String()), Quoted(inBody.String()))
+					fd.Name(), quote.Bounded(inPath.String()), quote.Bounded(inBody.String()))
 			}
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/lockstepd/lockstep/core"
+	"github.com/lockstepd/lockstep/internal/quote"
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 )
 
@@ -112,7 +113,7 @@ func (v validator) transport(msg any) *connect.Error {
 
 	case *pb.AcquireRWLockRequest:
 		return first(v.name(r.Name), v.lease(r.SessionId, r.Owner, "owner", r.TtlSeconds, r.TtlMs), v.wait(r.WaitTimeoutMs),
-			need(r.Mode == "read" || r.Mode == "write", "mode %s is not a mode: use \"read\" or \"write\"", Quoted(r.Mode)))
+			need(r.Mode == "read" || r.Mode == "write", "mode %s is not a mode: use \"read\" or \"write\"", quote.Bounded(r.Mode)))
 	case *pb.ReleaseRWLockRequest:
 		return first(v.name(r.Name), v.holder(r.SessionId, r.Owner, "owner"))
 	case *pb.RWLockStatusRequest:
@@ -352,7 +353,7 @@ func (v validator) label(owner, field string, serverMade bool) *connect.Error {
 
 func (v validator) reservedOwner(owner string) *connect.Error {
 	return need(!strings.HasPrefix(owner, autoOwnerPrefix),
-		"owner %s starts with %q, which marks the sessions the server creates for an acquire: choose another label", Quoted(owner), autoOwnerPrefix)
+		"owner %s starts with %q, which marks the sessions the server creates for an acquire: choose another label", quote.Bounded(owner), autoOwnerPrefix)
 }
 
 // wait checks REST's rule for waits; core checks the others' (waitMs).
@@ -400,7 +401,7 @@ func (v validator) address(addr string) *connect.Error {
 		return invalid("raft_address is missing: give the new member's cluster.raft_address (host:port)")
 	}
 	if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
-		return invalid("raft_address %s is not host:port", Quoted(addr))
+		return invalid("raft_address %s is not host:port", quote.Bounded(addr))
 	}
 	return nil
 }

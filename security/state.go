@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lockstepd/lockstep/config"
+	"github.com/lockstepd/lockstep/internal/quote"
 	"github.com/lockstepd/lockstep/rpc"
 	"github.com/lockstepd/lockstep/rpc/gen/lockstep/v1/lockstepv1connect"
 )
@@ -423,7 +424,7 @@ func (s *State) Authorize(ctx context.Context, who rpc.Principal, procedure stri
 		}
 		s.metrics.aclDenials.WithLabelValues(action).Inc()
 		return connect.NewError(connect.CodePermissionDenied,
-			fmt.Errorf("principal %q may not %s %s: no rule of security.acl allows it", who.ID, action, rpc.Quoted(name)))
+			fmt.Errorf("principal %q may not %s %s: no rule of security.acl allows it", who.ID, action, quote.Bounded(name)))
 	}
 	if allowed(m.acl, who.ID, action, "", true) {
 		return nil
