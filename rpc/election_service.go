@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"context"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -87,7 +88,9 @@ func leaderPB(h core.Holder) *pb.ElectionLeader {
 
 // Observe sends the election's leader now, then one message per change of
 // leader or value, from the log index the first answer reflects on, so no
-// change falls between the two.
+// change falls between the two. It ends with unavailable when this member
+// cannot serve for servingGrace (cut off from the majority, it would show
+// a leader the others may have replaced).
 func (h ElectionHandler) Observe(ctx context.Context, req *connect.Request[pb.ObserveRequest], stream *connect.ServerStream[pb.ObserveResponse]) error {
 	name := req.Msg.Name
 	first := &pb.ObserveResponse{Name: name}
@@ -110,12 +113,20 @@ func (h ElectionHandler) Observe(ctx context.Context, req *connect.Request[pb.Ob
 		return h.apiError(err)
 	}
 	var lastReason core.Reason
+	sv := serving{health: h.b.Health}
+	tick := time.NewTicker(progressInterval)
+	defer tick.Stop()
 	for {
 		var ev runtime.Event
 		var ok bool
 		select {
 		case <-ctx.Done():
 			return nil
+		case now := <-tick.C:
+			if err := sv.check(now); err != nil {
+				return err
+			}
+			continue
 		case ev, ok = <-events:
 		}
 		if !ok {

@@ -18,7 +18,7 @@ import (
 // WatchHandler serves lockstep.v1.WatchService.
 type WatchHandler struct{ *service }
 
-var errStreamEnded = errors.New("this node stopped streaming (shutting down or lost its shard): resume on any node: " +
+var errStreamEnded = errors.New("this node stopped streaming (shutting down, lost its shard, or cut off): resume on any node: " +
 	"a prefix watch from the last message's positions (start_positions), a name watch from its applied_index + 1, an observation anew")
 
 // maxEventsPerMessage bounds one WatchResponse.
@@ -124,6 +124,7 @@ func (h WatchHandler) Watch(ctx context.Context, req *connect.Request[pb.WatchRe
 	// without events if they move the stream's position.
 	timer := time.NewTimer(progressInterval)
 	defer timer.Stop()
+	sv := serving{health: h.b.Health}
 	sentSince := false
 	silent := 0 // progress intervals in a row without a message
 	// open is the shards whose last event received did not end its entry,
@@ -136,6 +137,9 @@ func (h WatchHandler) Watch(ctx context.Context, req *connect.Request[pb.WatchRe
 		case <-ctx.Done():
 			return nil
 		case <-timer.C:
+			if err := sv.check(time.Now()); err != nil {
+				return err
+			}
 			silent++
 			if sentSince {
 				silent = 0
