@@ -49,7 +49,7 @@ func (n *Node) readIndex(ctx context.Context, s *shard, q readQuery) (any, error
 			// whatever the caller's deadline: a status read without a
 			// quorum answered only when the caller's time ran out (15 s
 			// over REST) where a write said so after the budget.
-			if err := s.waitLeader(ctx, start, n.retryBudget); err != nil {
+			if err := s.waitLeader(ctx, time.Time{}, start, n.retryBudget); err != nil {
 				if errors.Is(parent.Err(), context.Canceled) {
 					return nil, parent.Err()
 				}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/lni/dragonboat/v4"
 
@@ -36,6 +37,18 @@ var ErrOverloaded = fmt.Errorf("%w: this node holds too many requests", ErrUnava
 // command to its name's shard, and session commands to every shard (see
 // route).
 func (n *Node) Do(ctx context.Context, cmd core.Command) (core.Result, error) {
+	return n.DoBy(ctx, cmd, time.Time{})
+}
+
+// DoBy is Do that also ends at deadline (the zero time: no deadline of its
+// own), as Do under context.WithDeadline(ctx, deadline) would, with the
+// same errors: a queued wait is cancelled through the log and DoBy returns
+// context.DeadlineExceeded; no leader known by then is ErrUnavailable.
+// The timer that bounds every request's wait enforces it, so that a
+// request saves the context and the timer of its own that a deadline
+// costs (the API gives each command one: its wait plus the request
+// timeout).
+func (n *Node) DoBy(ctx context.Context, cmd core.Command, deadline time.Time) (core.Result, error) {
 	if !n.enter() {
 		return core.Result{}, ErrShuttingDown
 	}
@@ -49,7 +62,7 @@ func (n *Node) Do(ctx context.Context, cmd core.Command) (core.Result, error) {
 	if c := n.identify(&cmd); c != nil {
 		defer n.clients.put(c)
 	}
-	return n.route(ctx, cmd)
+	return n.route(ctx, deadline, cmd)
 }
 
 // identify gives a command without a ClientID a node-local one and the next

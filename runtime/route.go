@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/lockstepd/lockstep/core"
 	"github.com/lockstepd/lockstep/core/shards"
@@ -26,12 +27,13 @@ func (n *Node) ShardOf(name string) uint64 { return shards.Of(name, len(n.shards
 
 // route sends a command that has its dedupe identity where core/shards
 // says, and answers what it merges. Every shard gets the same (ClientID,
-// Seq): dedupe is per shard, so a retry is recognised in each.
-func (n *Node) route(ctx context.Context, cmd core.Command) (core.Result, error) {
+// Seq): dedupe is per shard, so a retry is recognised in each. Every send
+// ends by deadline too (the zero time: none; DoBy).
+func (n *Node) route(ctx context.Context, deadline time.Time, cmd core.Command) (core.Result, error) {
 	f := shards.Start(cmd, len(n.shards))
 	var one [1]shards.Answer // a wave of one send's answer, without an allocation
 	for sends := f.Sends(); len(sends) > 0; sends = f.Sends() {
-		if err := f.Step(n.sendAll(ctx, sends, one[:])); err != nil {
+		if err := f.Step(n.sendAll(ctx, deadline, sends, one[:])); err != nil {
 			return core.Result{}, fmt.Errorf("runtime: routing %v: %w", cmd.Op, err)
 		}
 	}
@@ -46,10 +48,10 @@ func (n *Node) route(ctx context.Context, cmd core.Command) (core.Result, error)
 // sendAll sends every command of one wave at once and waits for all. One
 // send (a command for one name, the single-shard case) runs on the caller's
 // goroutine, and its answer goes in one.
-func (n *Node) sendAll(ctx context.Context, sends []shards.Send, one []shards.Answer) []shards.Answer {
+func (n *Node) sendAll(ctx context.Context, deadline time.Time, sends []shards.Send, one []shards.Answer) []shards.Answer {
 	if len(sends) == 1 {
 		out := one[:1]
-		r, err := n.shards[sends[0].Shard].do(ctx, sends[0].Cmd)
+		r, err := n.shards[sends[0].Shard].do(ctx, deadline, sends[0].Cmd)
 		out[0] = shards.Answer{Shard: sends[0].Shard, Result: r, Err: err}
 		return out
 	}
@@ -59,7 +61,7 @@ func (n *Node) sendAll(ctx context.Context, sends []shards.Send, one []shards.An
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r, err := n.shards[s.Shard].do(ctx, s.Cmd)
+			r, err := n.shards[s.Shard].do(ctx, deadline, s.Cmd)
 			out[i] = shards.Answer{Shard: s.Shard, Result: r, Err: err}
 		}()
 	}
@@ -77,7 +79,7 @@ func (n *Node) doOn(ctx context.Context, s *shard, cmd core.Command) (core.Resul
 	if c := n.identify(&cmd); c != nil {
 		defer n.clients.put(c)
 	}
-	return s.do(ctx, cmd)
+	return s.do(ctx, time.Time{}, cmd)
 }
 
 // closeBestEffort closes a session in the given shards, in the background,

@@ -427,7 +427,9 @@ func (s *shard) isBlocked(p *pending) bool {
 
 func (s *shard) String() string { return fmt.Sprintf("shard %d", s.index) }
 
-func (s *shard) do(ctx context.Context, cmd core.Command) (core.Result, error) {
+// do runs cmd on this shard until its final answer, within ctx and by
+// deadline (the zero time: none), which ends it as a deadline of ctx would.
+func (s *shard) do(ctx context.Context, deadline time.Time, cmd core.Command) (core.Result, error) {
 	n := s.n
 	start := time.Now()
 	why := ""
@@ -448,7 +450,7 @@ func (s *shard) do(ctx context.Context, cmd core.Command) (core.Result, error) {
 		p, err := s.submit(cmd)
 		if errors.Is(err, errNoLeader) {
 			why = errNoLeader.Error()
-			if err := s.waitLeader(ctx, start, n.retryBudget); err != nil {
+			if err := s.waitLeader(ctx, deadline, start, n.retryBudget); err != nil {
 				return core.Result{}, err
 			}
 			continue
@@ -456,7 +458,7 @@ func (s *shard) do(ctx context.Context, cmd core.Command) (core.Result, error) {
 		if err != nil {
 			return core.Result{}, err
 		}
-		rep, queued, err := s.await(ctx, p)
+		rep, queued, err := s.await(ctx, deadline, p)
 		if err != nil {
 			return core.Result{}, err
 		}
@@ -468,7 +470,7 @@ func (s *shard) do(ctx context.Context, cmd core.Command) (core.Result, error) {
 			return rep.Result, nil
 		case replica.ReplyNotLeader:
 			why = "leadership moved"
-			if err := s.waitLeader(ctx, time.Now(), 10*time.Millisecond); err != nil && !errors.Is(err, ErrUnavailable) {
+			if err := s.waitLeader(ctx, deadline, time.Now(), 10*time.Millisecond); err != nil && !errors.Is(err, ErrUnavailable) {
 				return core.Result{}, err
 			}
 		case replica.ReplyUnknown:
@@ -490,19 +492,33 @@ func (s *shard) noLeader(waited time.Duration) error {
 }
 
 // waitLeader waits for a leadership event, until budget has passed since
-// start or ctx ends; without a leader by its deadline (or the budget's
-// end) it answers ErrUnavailable saying so, not DeadlineExceeded.
-func (s *shard) waitLeader(ctx context.Context, start time.Time, budget time.Duration) error {
+// start or ctx ends; without a leader by its deadline, ctx's or the given
+// one (the zero time: none), or the budget's end, it answers
+// ErrUnavailable saying so, not DeadlineExceeded.
+func (s *shard) waitLeader(ctx context.Context, deadline time.Time, start time.Time, budget time.Duration) error {
 	left := budget - time.Since(start)
 	if left <= 0 {
 		return s.noLeader(budget)
 	}
+	wait, late := min(left, 20*time.Millisecond), false // the forwarder also waits for a first applied entry
+	if !deadline.IsZero() {
+		d := time.Until(deadline)
+		if d <= 0 {
+			return s.noLeader(time.Since(start)) // as ctx's deadline, below
+		}
+		if d <= wait {
+			wait, late = d, true
+		}
+	}
 	_, _, _, changed := s.leadership()
-	t := time.NewTimer(min(left, 20*time.Millisecond)) // the forwarder also waits for a first applied entry
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case <-changed:
 	case <-t.C:
+		if late {
+			return s.noLeader(time.Since(start)) // as ctx's deadline, below
+		}
 	case <-ctx.Done():
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			// The caller's deadline came before a leader: what stopped the
@@ -525,14 +541,24 @@ var stuckTimers = sync.Pool{New: func() any {
 }}
 
 // await waits for p's final reply. A queued request keeps waiting until
-// granted, ended, its ctx ends, or the node closes. Until it is queued (or
-// answered), a request is bounded by the proposal timeout plus the retry
-// budget, whatever ctx says: the drivers answer sooner when leadership is
-// lost, but a request must not wait on a stuck pipeline forever.
-func (s *shard) await(ctx context.Context, p *pending) (rep replica.Reply, queued bool, err error) {
+// granted, ended, its ctx ends, its deadline passes (the zero time: none),
+// or the node closes. Until it is queued (or answered), a request is
+// bounded by the proposal timeout plus the retry budget, whatever ctx
+// says: the drivers answer sooner when leadership is lost, but a request
+// must not wait on a stuck pipeline forever. One timer serves both bounds:
+// it runs to the earlier (late: the deadline), and once the request is
+// queued, to the deadline alone. A deadline that passes ends the request
+// as ctx's would: withdrawn, with context.DeadlineExceeded.
+func (s *shard) await(ctx context.Context, deadline time.Time, p *pending) (rep replica.Reply, queued bool, err error) {
 	closing := s.n.closing
 	stuck := stuckTimers.Get().(*time.Timer)
-	stuck.Reset(s.n.proposalTimeout + s.n.retryBudget)
+	wait, late := s.n.proposalTimeout+s.n.retryBudget, false
+	if !deadline.IsZero() {
+		if d := time.Until(deadline); d <= wait {
+			wait, late = d, true
+		}
+	}
+	stuck.Reset(wait)
 	defer func() {
 		stuck.Stop() // since Go 1.23 a stopped timer delivers nothing after a Reset
 		stuckTimers.Put(stuck)
@@ -557,7 +583,13 @@ func (s *shard) await(ctx context.Context, p *pending) (rep replica.Reply, queue
 				s.withdraw(p)
 				return replica.Reply{}, queued, ErrShuttingDown
 			}
-			stuckC = nil
+			switch {
+			case deadline.IsZero():
+				stuckC = nil
+			case !late:
+				stuck.Reset(time.Until(deadline))
+				late = true
+			}
 		case <-withdrawC:
 			withdrawC, withdrawn = nil, true
 			s.withdrawAndWait(p)
@@ -572,6 +604,9 @@ func (s *shard) await(ctx context.Context, p *pending) (rep replica.Reply, queue
 			closing = nil // let it finish: Close drains in-flight requests
 		case <-stuckC:
 			s.withdraw(p)
+			if late {
+				return replica.Reply{}, queued, context.DeadlineExceeded
+			}
 			return replica.Reply{}, queued, fmt.Errorf("%w: %s: no answer within %v (it may still apply)", ErrUnavailable, s,
 				s.n.proposalTimeout+s.n.retryBudget)
 		case <-s.n.stopped:

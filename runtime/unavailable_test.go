@@ -126,6 +126,12 @@ func TestNoQuorumSaysSo(t *testing.T) {
 	_, err = n.Do(ctx, create)
 	cancel()
 	check("a command with a deadline of 100ms", err, "this member found no leader", "is reachable from it")
+	// So does a command whose deadline DoBy enforces, not its ctx, and one
+	// whose deadline has passed already.
+	_, err = n.DoBy(context.Background(), create, time.Now().Add(100*time.Millisecond))
+	check("DoBy with a deadline of 100ms", err, "this member found no leader", "is reachable from it")
+	_, err = n.DoBy(context.Background(), create, time.Now().Add(-time.Millisecond))
+	check("DoBy with a deadline passed", err, "this member found no leader", "is reachable from it")
 	// A caller that gives up is told so, not that there is no quorum.
 	ctx, cancel = context.WithCancel(context.Background())
 	cancel()
@@ -134,5 +140,8 @@ func TestNoQuorumSaysSo(t *testing.T) {
 	}
 	if _, err := n.Do(ctx, create); !errors.Is(err, context.Canceled) {
 		t.Errorf("a cancelled command: %v, want context.Canceled", err)
+	}
+	if _, err := n.DoBy(ctx, create, time.Now().Add(time.Minute)); !errors.Is(err, context.Canceled) {
+		t.Errorf("a cancelled command with a deadline of its own: %v, want context.Canceled", err)
 	}
 }
