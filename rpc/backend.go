@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"context"
+	"time"
 
 	"github.com/lockstepd/lockstep/core"
 	"github.com/lockstepd/lockstep/runtime"
@@ -13,13 +14,18 @@ var _ Backend = (*runtime.Node)(nil)
 // production, a double in the handler tests. Handlers know nothing else of Raft, Dragonboat or the disk, which keeps
 // them testable with a double and keeps the dependency pointing down.
 type Backend interface {
-	// Do proposes one command and blocks until its final answer: a queued
-	// acquire, campaign or barrier wait returns when granted or ended. When
-	// ctx ends while the request is queued, the wait is cancelled through
-	// the log and Do returns ctx.Err(). Result.Err carries core's refusals.
-	Do(ctx context.Context, cmd core.Command) (core.Result, error)
+	// DoBy proposes one command and blocks until its final answer: a
+	// queued acquire, campaign or barrier wait returns when granted or
+	// ended. When ctx ends or deadline passes (the zero time: no deadline
+	// of its own) while the request is queued, the wait is cancelled
+	// through the log and DoBy returns ctx.Err(), or
+	// context.DeadlineExceeded for the deadline: the deadline is ctx's
+	// with another deadline, in every way but its cost (runtime.Node.DoBy).
+	// Result.Err carries core's refusals.
+	DoBy(ctx context.Context, cmd core.Command, deadline time.Time) (core.Result, error)
 	// Read runs fn on the state machine of the shard that owns name, after
-	// a ReadIndex unless stale, and answers the applied index fn saw.
+	// a ReadIndex unless stale, and answers the applied index fn saw. A
+	// stale read does not wait, and needs no deadline.
 	Read(ctx context.Context, name string, stale bool, fn func(m *core.Machine) error) (uint64, error)
 	// ReadAll runs fn on the state machine of every shard (never two at
 	// once), after a ReadIndex each unless stale, and answers the applied

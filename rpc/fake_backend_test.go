@@ -129,6 +129,16 @@ func (f *fakeBackend) applyLocked(cmds []core.Command) []core.Result {
 	return results
 }
 
+// DoBy is Do under ctx with deadline, as the runtime's DoBy behaves.
+func (f *fakeBackend) DoBy(ctx context.Context, cmd core.Command, deadline time.Time) (core.Result, error) {
+	if !deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
+	return f.Do(ctx, cmd)
+}
+
 func (f *fakeBackend) Do(ctx context.Context, cmd core.Command) (core.Result, error) {
 	f.mu.Lock()
 	f.dos++

@@ -4,13 +4,14 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/lockstepd/lockstep/core"
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 )
 
 // endsOnly is a Backend that counts SessionEnded subscriptions and knows
-// no session: Do answers not_found (the rest is the nil interface: calling
+// no session: DoBy answers not_found (the rest is the nil interface: calling
 // it panics).
 type endsOnly struct {
 	Backend
@@ -19,7 +20,7 @@ type endsOnly struct {
 	ended map[core.SessionID]chan core.Reason // the last subscription's channel, to end it
 }
 
-func (e *endsOnly) Do(context.Context, core.Command) (core.Result, error) {
+func (e *endsOnly) DoBy(context.Context, core.Command, time.Time) (core.Result, error) {
 	return core.Result{Err: &core.Error{Code: core.CodeNotFound, Msg: "no such session"}}, nil
 }
 

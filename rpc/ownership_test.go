@@ -159,12 +159,12 @@ type gatedBackend struct {
 	proposed atomic.Int32
 }
 
-func (g *gatedBackend) Do(ctx context.Context, cmd core.Command) (core.Result, error) {
+func (g *gatedBackend) DoBy(ctx context.Context, cmd core.Command, deadline time.Time) (core.Result, error) {
 	if strings.HasPrefix(cmd.ClientID, "guess") {
 		g.proposed.Add(1)
 		<-g.gate
 	}
-	return g.Backend.Do(ctx, cmd)
+	return g.Backend.DoBy(ctx, cmd, deadline)
 }
 
 // TestReleaseByLabelOfAGrantNotHeldProposesNothing: a release named by

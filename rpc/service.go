@@ -74,15 +74,18 @@ func leaseTTLMs(seconds, ms, def int64) int64 {
 
 // do proposes a command with a deadline: the wait plus RequestTimeout, or
 // none when it waits forever (the caller cancels). A refusal by core comes
-// back as the error.
+// back as the error. The deadline goes to the backend beside ctx
+// (Backend.DoBy), not as a context of its own: the timer that bounds
+// every request in the runtime enforces it, where a context.WithTimeout
+// cost each request a timer, a child context registered with its parent,
+// and its Done channel (a twelfth of the leader's allocated bytes).
 func (s *service) do(ctx context.Context, cmd core.Command) (core.Result, error) {
+	var deadline time.Time
 	if cmd.WaitMs != core.WaitForever {
-		var cancel context.CancelFunc
-		ctx, cancel = withTimeout(ctx, time.Duration(cmd.WaitMs)*time.Millisecond+s.opts.RequestTimeout)
-		defer cancel()
+		deadline = time.Now().Add(time.Duration(cmd.WaitMs)*time.Millisecond + s.opts.RequestTimeout)
 	}
 	cmd.ClientID = s.clientKey(ctx, cmd.ClientID)
-	r, err := s.b.Do(ctx, cmd)
+	r, err := s.b.DoBy(ctx, cmd, deadline)
 	if err != nil {
 		return r, s.apiError(err)
 	}
