@@ -14,8 +14,9 @@ import (
 // with, and whether its ctx had one.
 type deadlineBackend struct {
 	rpc.Backend
-	mu   sync.Mutex
-	seen map[core.Op][]seenDeadline
+	mu    sync.Mutex
+	seen  map[core.Op][]seenDeadline
+	reads map[bool][]bool // by stale: whether each read's ctx had a deadline
 }
 
 type seenDeadline struct {
@@ -31,6 +32,14 @@ func (d *deadlineBackend) DoBy(ctx context.Context, cmd core.Command, deadline t
 	return d.Backend.DoBy(ctx, cmd, deadline)
 }
 
+func (d *deadlineBackend) Read(ctx context.Context, name string, stale bool, fn func(m *core.Machine) error) (uint64, error) {
+	_, has := ctx.Deadline()
+	d.mu.Lock()
+	d.reads[stale] = append(d.reads[stale], has)
+	d.mu.Unlock()
+	return d.Backend.Read(ctx, name, stale, fn)
+}
+
 // TestCommandDeadlineIsTheWaitPlusTheRequestTimeout: a command reaches the
 // backend with the deadline the API gives it, its wait plus
 // RequestTimeout from when it was sent, beside its ctx rather than as a
@@ -38,7 +47,7 @@ func (d *deadlineBackend) DoBy(ctx context.Context, cmd core.Command, deadline t
 // (Connect's -1) has none, and its caller cancels it.
 func TestCommandDeadlineIsTheWaitPlusTheRequestTimeout(t *testing.T) {
 	const requestTimeout = 7 * time.Second
-	d := &deadlineBackend{seen: map[core.Op][]seenDeadline{}}
+	d := &deadlineBackend{seen: map[core.Op][]seenDeadline{}, reads: map[bool][]bool{}}
 	s := startServer(t, func(o *rpc.Options) {
 		o.RequestTimeout = requestTimeout
 		d.Backend = o.Backend
@@ -75,5 +84,29 @@ func TestCommandDeadlineIsTheWaitPlusTheRequestTimeout(t *testing.T) {
 	if seen := d.seen[core.OpAcquire]; len(seen) != 2 || !seen[1].deadline.IsZero() {
 		t.Errorf("an acquire that waits forever reached the backend with %+v, want no deadline", seen)
 	}
+	d.reads = map[bool][]bool{}
 	d.mu.Unlock()
+
+	// A linearizable read waits for the leader, within RequestTimeout; a
+	// stale one does not wait, and goes without (a release looks for its
+	// grant in this node's state first).
+	st, _ = s.call(t, "GET", "/locks/dl/status", "")
+	expect(t, "status", st, 200)
+	st, _ = s.call(t, "POST", "/locks/dl/release", `{"owner": "w1", "fencing_token": "`+got["fencing_token"].(string)+`"}`)
+	expect(t, "release", st, 200)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.reads[false]) == 0 || len(d.reads[true]) == 0 {
+		t.Fatalf("reads seen: %v, want linearizable (false) and stale (true) ones", d.reads)
+	}
+	for _, has := range d.reads[false] {
+		if !has {
+			t.Errorf("a linearizable read's ctx had no deadline: it would wait for the leader unbounded by RequestTimeout")
+		}
+	}
+	for _, has := range d.reads[true] {
+		if has {
+			t.Errorf("a stale read's ctx had a deadline: the API made a context and a timer it does not need")
+		}
+	}
 }

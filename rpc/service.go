@@ -123,10 +123,16 @@ func withTimeout(ctx context.Context, d time.Duration) (context.Context, context
 	return context.WithTimeout(ctx, d)
 }
 
-// read runs fn linearizably, or on this node's applied state when stale.
+// read runs fn linearizably, within RequestTimeout, or on this node's
+// applied state when stale: a stale read does not wait (Backend.Read), so
+// it goes without the deadline, and the timer and child context it would
+// cost (every release's first look at its grant is one).
 func (s *service) read(ctx context.Context, name string, stale bool, fn func(m *core.Machine) error) (uint64, error) {
-	ctx, cancel := withTimeout(ctx, s.opts.RequestTimeout)
-	defer cancel()
+	if !stale {
+		var cancel context.CancelFunc
+		ctx, cancel = withTimeout(ctx, s.opts.RequestTimeout)
+		defer cancel()
+	}
 	idx, err := s.b.Read(ctx, name, stale, fn)
 	return idx, s.apiError(err)
 }
