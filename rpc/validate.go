@@ -61,7 +61,8 @@ func (v validator) check(msg any) *connect.Error {
 	if err := v.transport(msg); err != nil {
 		return err
 	}
-	for _, cmd := range v.commands(msg) {
+	var buf [2]core.Command // on the stack: no request's check allocates its commands
+	for _, cmd := range v.commands(msg, &buf) {
 		if err := core.CheckCommand(v.l, &cmd); err != nil {
 			return connect.NewError(coreCodes[err.Code], errors.New(err.Msg))
 		}
@@ -180,7 +181,8 @@ type identified interface {
 // commands are the commands the handler of msg proposes, as core will see
 // them, with heldSession where the server supplies the session. A request
 // without session_id proposes a session_create first (service.sessionFor).
-func (v validator) commands(msg any) []core.Command {
+// They are put in buf, and the slice answered is buf's.
+func (v validator) commands(msg any, buf *[2]core.Command) []core.Command {
 	var c core.Command
 	if m, ok := msg.(identified); ok {
 		c = core.Command{ClientID: m.GetClientId(), Seq: m.GetRequestSeq(), LowestPending: m.GetLowestPendingSeq()}
@@ -190,14 +192,14 @@ func (v validator) commands(msg any) []core.Command {
 	lease := func(session uint64, owner string, seconds, ms int64) []core.Command {
 		if session != 0 {
 			c.Session = core.SessionID(session)
-			return []core.Command{c}
+			return append(buf[:0], c)
 		}
 		c.Session = heldSession
 		create := core.Command{Op: core.OpSessionCreate, TTLMs: v.ttlMs(seconds, ms), Owner: autoOwnerPrefix + owner}
 		if c.ClientID != "" {
 			create.ClientID, create.Seq = c.ClientID+implicitSuffix, c.Seq
 		}
-		return []core.Command{c, create} // c first: its owner is the caller's label, at the caller's byte offsets
+		return append(buf[:0], c, create) // c first: its owner is the caller's label, at the caller's byte offsets
 	}
 	held := func(session uint64) core.SessionID {
 		if session == 0 {
@@ -261,7 +263,7 @@ func (v validator) commands(msg any) []core.Command {
 	default:
 		return nil
 	}
-	return []core.Command{c}
+	return append(buf[:0], c)
 }
 
 func first(errs ...*connect.Error) *connect.Error {
