@@ -71,6 +71,9 @@ func (s *Session) acquire(ctx context.Context, sp acquireSpec) (uint64, *gateHol
 	if err := s.lostErrFor(what); err != nil {
 		return 0, nil, err
 	}
+	if err := badName(what); err != nil {
+		return 0, nil, err
+	}
 	waitMs := sp.waitMs
 	var deadline time.Time
 	if waitMs > 0 {

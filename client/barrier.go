@@ -38,7 +38,9 @@ func NewBarrier(s *Session, name string, parties int64) *Barrier {
 func (b *Barrier) WithParticipant(p string) *Barrier { b.participant = p; return b }
 
 // Wait arrives at the barrier and waits until all parties have, ctx ends
-// (the arrival is withdrawn, see Mutex.Lock) or the session is lost. It
+// (the arrival is withdrawn, see Mutex.Lock, unless its round released
+// first: the others then passed counting it, and Wait still answers ctx's
+// error, as Curator's and etcd's barriers do) or the session is lost. It
 // answers the generation released: the id of the barrier's round that
 // this arrival took part in, the same for every party released together.
 // It is the waiter id of the round's first arrival, derived from the Raft
@@ -78,8 +80,8 @@ func (b *Barrier) Wait(ctx context.Context) (generation uint64, err error) {
 // the session that set it ends, which lowers it too, so a barrier is never
 // left up by a client that died. Setting it again on the same session does
 // nothing. Set while another session has it up answers ErrLocked; on a
-// counting barrier (parties > 0, or one that others wait at with parties),
-// ErrPrecondition.
+// Barrier made with parties > 0, ErrInvalid (without asking the servers);
+// on a name that others wait at with parties, ErrPrecondition.
 func (b *Barrier) Set(ctx context.Context) error {
 	what := opName{"set barrier", b.name}
 	if err := b.setRemove(what); err != nil {

@@ -113,6 +113,9 @@ func (e *Election) Resign(ctx context.Context) error {
 
 // Leader answers the current leader (linearizable); ErrNoLeader when none.
 func (c *Client) Leader(ctx context.Context, name string) (Leader, error) {
+	if err := badName(opName{"leader of", name}); err != nil {
+		return Leader{}, err
+	}
 	res, err := do(ctx, c, func(ctx context.Context, ep *endpoint) (*connect.Response[pb.LeaderResponse], error) {
 		return ep.elections.Leader(ctx, connect.NewRequest(&pb.LeaderRequest{Name: name}))
 	})

@@ -3,6 +3,7 @@ package client
 import (
 	"errors"
 	"fmt"
+	"unicode/utf8"
 
 	"connectrpc.com/connect"
 
@@ -78,6 +79,16 @@ var (
 type opName struct{ verb, name string }
 
 func (o opName) String() string { return o.verb + " " + quote.Bounded(o.name) }
+
+// badName refuses a name the client cannot send: Protocol Buffers carry
+// only valid UTF-8 strings, and the encoder's own failure said
+// "internal: marshal message", as if the client were broken.
+func badName(o opName) error {
+	if utf8.ValidString(o.name) {
+		return nil
+	}
+	return fmt.Errorf("%s: %w: the name is not valid UTF-8: a name is 1..256 bytes of printable UTF-8", o, ErrInvalid)
+}
 
 // apiErr wraps a server error in the sentinel that matches its code, so
 // callers can test with errors.Is and still read the server's message.

@@ -58,7 +58,7 @@ func (m *Semaphore) AcquireWithin(ctx context.Context, n int64, wait time.Durati
 func (m *Semaphore) acquire(ctx context.Context, n, waitMs int64) error {
 	if n < 1 {
 		// The servers read 0 as 1: a TryAcquire(ctx, 0) took a permit.
-		return fmt.Errorf("%s: %d permits: ask for at least 1 (and at most the limit)", opName{"acquire semaphore", m.name}, n)
+		return fmt.Errorf("%s: %w: %d permits: ask for at least 1 (and at most the limit)", opName{"acquire semaphore", m.name}, ErrInvalid, n)
 	}
 	s, start := m.s, time.Now()
 	if err := m.limits.check(opName{"acquire semaphore", m.name}); err != nil {

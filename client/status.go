@@ -56,6 +56,9 @@ type Status struct {
 // Status reads one object (linearizable). A name never used answers no
 // holders and no waiters.
 func (c *Client) Status(ctx context.Context, kind Kind, name string) (*Status, error) {
+	if err := badName(opName{"status of", name}); err != nil {
+		return nil, err
+	}
 	st := &Status{Kind: kind, Name: name}
 	var err error
 	switch kind {
@@ -160,6 +163,9 @@ func unknownKind(kind Kind) error {
 // CheckFence asks the cluster, linearizably, whether token still holds the
 // object (kind "" means mutex).
 func (c *Client) CheckFence(ctx context.Context, kind Kind, name string, token uint64) (bool, error) {
+	if err := badName(opName{"check fence of", name}); err != nil {
+		return false, err
+	}
 	k := pb.Kind_KIND_MUTEX
 	if kind != "" {
 		v, ok := pb.Kind_value["KIND_"+strings.ToUpper(string(kind))]

@@ -43,6 +43,8 @@ func TestClientCommandUsageErrors(t *testing.T) {
 		{"status", "a", "--kind", "bogus"},
 		{"lock", "a", "--ttl", "500ms", "--", "true"},
 		{"sem", "a", "--limit", "2", "--ttl", "0s", "--", "true"},
+		{"sem", "a", "--limit", "-1", "--", "true"},
+		{"barrier", "b", "--parties", "1"},
 		{"barrier", "b", "--parties", "2", "--ttl", "10ms"},
 		{"elect", "e", "--ttl", "999ms"},
 		{"certs", "node", "n1", "--ca", "pki", "--out", "pki"}, // no --hosts

@@ -249,8 +249,11 @@ Examples:
 	if len(pos) != 1 {
 		return h.usageErr("want one NAME before --, got %d arguments", len(pos))
 	}
-	if *limit <= 0 {
+	switch {
+	case *limit == 0:
 		return h.usageErr("--limit N is required (the total permits, at least 1)")
+	case *limit < 0:
+		return h.usageErr("--limit %d: give the total permits, at least 1", *limit)
 	}
 	if *permits <= 0 || *permits > *limit {
 		return h.usageErr("--permits %d: give 1..%d (the limit)", *permits, *limit)

@@ -43,8 +43,11 @@ Examples:
 	if len(pos) != 1 {
 		return c.usageErr("want one NAME, got %d arguments", len(pos))
 	}
-	if *parties < 2 {
+	switch {
+	case *parties == 0:
 		return c.usageErr("--parties N is required (at least 2)")
+	case *parties < 2:
+		return c.usageErr("--parties %d: give at least 2 (a barrier of one party waits for nobody)", *parties)
 	}
 	cl, err := c.client()
 	if err != nil {
@@ -70,7 +73,8 @@ Examples:
 		fmt.Fprintf(stderr, "lockstep barrier: interrupted; left barrier %q.\n", pos[0])
 		return exitInterrupted
 	case errors.Is(err, context.DeadlineExceeded):
-		fmt.Fprintf(stderr, "lockstep barrier: %d parties did not arrive at %q within %v; see 'lockstep status %s'.\n", *parties, pos[0], *wait, pos[0])
+		fmt.Fprintf(stderr, "lockstep barrier: the %d parties of %q did not all arrive within %v; this one left. See 'lockstep status %s'.\n",
+			*parties, pos[0], *wait, pos[0])
 		return exitHeld
 	default:
 		return c.fail(err)

@@ -60,10 +60,11 @@ type AcquireSemaphoreRequest struct {
 	MaxHoldMs int64 `protobuf:"varint,10,opt,name=max_hold_ms,json=maxHoldMs,proto3" json:"max_hold_ms,omitempty"`
 	// A value to attach to the grant, shown in status. Base64 in JSON.
 	Value []byte `protobuf:"bytes,11,opt,name=value,proto3" json:"value,omitempty"`
-	// The semaphore's size. The first acquirer of a semaphore fixes it; a
-	// later acquire with a different non-zero limit is an error
-	// (invalid_argument) and changes nothing. 0: use the existing limit (an
-	// error if the semaphore does not exist yet).
+	// The semaphore's size, 1..1,000,000. The first acquirer of a semaphore
+	// fixes it; a later acquire with a different non-zero limit is refused
+	// (failed_precondition, naming the limit in force) and changes nothing.
+	// 0: use the existing limit (invalid_argument if the semaphore does not
+	// exist yet).
 	Limit int64 `protobuf:"varint,12,opt,name=limit,proto3" json:"limit,omitempty"`
 	// How many permits to take, 1..limit. 0: 1.
 	Permits       int64 `protobuf:"varint,13,opt,name=permits,proto3" json:"permits,omitempty"`
