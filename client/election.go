@@ -143,9 +143,13 @@ func leaderOf(name string, l *pb.ElectionLeader) Leader {
 // A Leader with SessionID 0 means nobody leads. A broken stream is
 // reopened on the next endpoint, and so is one whose endpoint stops
 // answering health probes (every probe interval while the stream is quiet;
-// see WithProbeInterval): changes during the gap are folded into the first
-// message after it. A refusal (for example an invalid name) ends the
-// observation: the last value sent has Err set.
+// see WithProbeInterval), or whose member cannot serve for a few seconds
+// (the servers end it): changes during the gap are folded into the first
+// message after it, so an observer sees the leader, not every leadership.
+// etcd's Election.Observe resumes from a revision instead; to see every
+// change across failovers, watch the name (WatchName: its LEADER_CHANGED
+// and VALUE_CHANGED events resume exactly). A refusal (for example an
+// invalid name) ends the observation: the last value sent has Err set.
 func (c *Client) Observe(ctx context.Context, name string) <-chan Leader {
 	out := make(chan Leader, 16)
 	ctx, stop := c.tie(ctx)
