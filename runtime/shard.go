@@ -433,6 +433,7 @@ func (s *shard) do(ctx context.Context, deadline time.Time, cmd core.Command) (c
 	n := s.n
 	start := time.Now()
 	why := ""
+	var qw queuedWait // across attempts: a retry of a withdrawn wait stays withdrawn
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			select {
@@ -448,6 +449,9 @@ func (s *shard) do(ctx context.Context, deadline time.Time, cmd core.Command) (c
 			}
 		}
 		p, err := s.submit(cmd)
+		if err == nil && qw.withdrawn {
+			s.withdrawAndWait(p) // asked in an earlier attempt: the driver withdraws it once it queues
+		}
 		if errors.Is(err, errNoLeader) {
 			why = errNoLeader.Error()
 			if err := s.waitLeader(ctx, deadline, start, n.retryBudget); err != nil {
@@ -458,7 +462,7 @@ func (s *shard) do(ctx context.Context, deadline time.Time, cmd core.Command) (c
 		if err != nil {
 			return core.Result{}, err
 		}
-		rep, queued, err := s.await(ctx, deadline, p)
+		rep, queued, err := s.await(ctx, deadline, p, &qw)
 		if err != nil {
 			return core.Result{}, err
 		}
@@ -549,7 +553,42 @@ var stuckTimers = sync.Pool{New: func() any {
 // it runs to the earlier (late: the deadline), and once the request is
 // queued, to the deadline alone. A deadline that passes ends the request
 // as ctx's would: withdrawn, with context.DeadlineExceeded.
-func (s *shard) await(ctx context.Context, deadline time.Time, p *pending) (rep replica.Reply, queued bool, err error) {
+// queuedWait is what one Do learnt of its command's wait, across the
+// attempts of shard.do: whether its caller was told it queued (the
+// function of WithQueued runs once per Do, not once per attempt), and
+// WithWithdrawal's channel and whether it was closed. A retry of a
+// withdrawn wait (after a snapshot or a lost leader failed the first
+// attempt as unknown) is withdrawn too, and its answer from the servers'
+// memory, cancelled, is ErrWithdrawn as the first attempt's would be.
+type queuedWait struct {
+	told      bool
+	withdraw  <-chan struct{}
+	withdrawn bool
+}
+
+// queued tells the caller, the first time.
+func (q *queuedWait) queued(ctx context.Context, waiter core.WaiterID) {
+	if !q.told {
+		q.told = true
+		q.withdraw = NotifyQueued(ctx, waiter)
+	}
+}
+
+// ended is the error of a final reply: ErrWithdrawn for a withdrawn wait
+// that ended cancelled, nil otherwise.
+func (q *queuedWait) ended(rep replica.Reply) error {
+	if !q.withdrawn {
+		return nil
+	}
+	cancelled := rep.Kind == replica.ReplyWaitEnded && rep.Reason == core.ReasonCancelled ||
+		rep.Kind == replica.ReplyResult && rep.Result.Err == nil && rep.Result.Outcome == core.OutcomeRefused && rep.Result.Reason == core.ReasonCancelled
+	if cancelled {
+		return ErrWithdrawn
+	}
+	return nil
+}
+
+func (s *shard) await(ctx context.Context, deadline time.Time, p *pending, qw *queuedWait) (rep replica.Reply, queued bool, err error) {
 	closing := s.n.closing
 	stuck := stuckTimers.Get().(*time.Timer)
 	wait, late := s.n.proposalTimeout+s.n.retryBudget, false
@@ -564,19 +603,18 @@ func (s *shard) await(ctx context.Context, deadline time.Time, p *pending) (rep 
 		stuckTimers.Put(stuck)
 	}()
 	stuckC := stuck.C
-	var withdrawC <-chan struct{} // WithWithdrawal's, once queued
-	withdrawn := false
+	var withdrawC <-chan struct{} // WithWithdrawal's, once queued, until closed
 	for {
 		select {
 		case rep = <-p.ch:
 			if rep.Kind != replica.ReplyQueued {
-				if withdrawn && rep.Kind == replica.ReplyWaitEnded && rep.Reason == core.ReasonCancelled {
-					return rep, queued, ErrWithdrawn
-				}
-				return rep, queued, nil
+				return rep, queued, qw.ended(rep)
 			}
 			if !queued {
-				withdrawC = NotifyQueued(ctx, rep.Result.Waiter)
+				qw.queued(ctx, rep.Result.Waiter)
+				if !qw.withdrawn {
+					withdrawC = qw.withdraw
+				}
 			}
 			queued = true
 			if closing == nil { // the node is closing: do not start a long wait
@@ -591,7 +629,7 @@ func (s *shard) await(ctx context.Context, deadline time.Time, p *pending) (rep 
 				late = true
 			}
 		case <-withdrawC:
-			withdrawC, withdrawn = nil, true
+			withdrawC, qw.withdrawn = nil, true
 			s.withdrawAndWait(p)
 		case <-ctx.Done():
 			s.withdraw(p)

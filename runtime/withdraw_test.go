@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -106,5 +107,69 @@ func TestWithdrawnWaitHearsWhatTheLogDid(t *testing.T) {
 	}
 	if granted == 0 || withdrawn == 0 {
 		t.Fatalf("%d rounds granted, %d withdrawn: each kind of round should have both", granted, withdrawn)
+	}
+}
+
+// TestWithdrawalOutlivesALostQuorum: a wait withdrawn on a member that has
+// lost its quorum, which cannot propose the cancel then and whose cancel
+// sent through another path gives up after the retry budget, is withdrawn
+// once the member can propose again: its caller hears ErrWithdrawn, and
+// the holder's release grants it nothing. The withdrawal was lost before,
+// and the caller, whose rights a reload had withdrawn, was granted the
+// lock at the next release.
+func TestWithdrawalOutlivesALostQuorum(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 3})
+	lead := c.waitLeader(0)
+	f := c.follower()
+	holder := session(t, c.nodes[lead], time.Minute)
+	waiter := session(t, c.nodes[lead], time.Minute)
+	token := do(t, c.nodes[lead], mutex("lost-quorum", holder, 0)).Token
+	queued, withdraw := make(chan struct{}), make(chan struct{})
+	answered := make(chan error, 1)
+	ctx := WithWithdrawal(context.Background(), func(core.WaiterID) { close(queued) }, withdraw)
+	on := c.nodes[f]
+	go func() {
+		cmd := mutex("lost-quorum", waiter, -1)
+		cmd.ClientID, cmd.Seq = "withdraw-lost-quorum", 1
+		r, err := on.Do(ctx, cmd)
+		if err == nil {
+			err = fmt.Errorf("answered %+v", r)
+		}
+		answered <- err
+	}()
+	select {
+	case <-queued:
+	case err := <-answered:
+		t.Fatalf("the acquire did not queue: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the acquire did not queue")
+	}
+	var others []int
+	for i := range 3 {
+		if i != f {
+			others = append(others, i)
+			c.stop(i)
+		}
+	}
+	// Once it knows no leader, it cannot propose (a follower's driver).
+	eventually(t, "the member left alone to know no leader", func() bool { return on.Health() != nil })
+	close(withdraw)
+	time.Sleep(on.retryBudget + time.Second) // the cancel through another path gives up
+	for _, i := range others {
+		c.restart(i)
+	}
+	c.waitLeader(0)
+	select {
+	case err := <-answered:
+		if !errors.Is(err, ErrWithdrawn) {
+			t.Fatalf("the withdrawn wait answered %v, want ErrWithdrawn", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the withdrawal was lost: the wait still waits after the quorum came back")
+	}
+	l := c.nodes[c.waitLeader(0)]
+	do(t, l, core.Command{Op: core.OpRelease, Kind: core.KindMutex, Name: "lost-quorum", Session: holder, Token: token})
+	if st := status(t, l, core.KindMutex, "lost-quorum", false); len(st.Holders) != 0 || len(st.Waiters) != 0 {
+		t.Fatalf("after the holder's release: %+v hold, %+v wait; the withdrawn waiter must have neither", st.Holders, st.Waiters)
 	}
 }

@@ -213,6 +213,11 @@ type request struct {
 	proposal  ProposalID    // stateInflight: the proposal that carried it
 	waiter    core.WaiterID // stateBlocked
 	abandoned bool          // the requester went away while the command was in flight
+	// withdrawing: the requester asked its wait withdrawn and stays for
+	// the answer (EventWithdraw). Its cancel is asked again whenever one
+	// may have been lost (a proposal refused, a role ended), and once it
+	// queues if it had not yet, until the wait's end or grant applies.
+	withdrawing bool
 	// A queued acquire that may ride along (mayRide): whether a Ready has
 	// held it back yet, and the replica's clock then (Config.RideAlongMs
 	// counts from it).
@@ -402,11 +407,14 @@ func RequestEvent(id RequestID, cmd core.Command) Event {
 // CancelEvent is the client behind a request going away.
 func CancelEvent(id RequestID) Event { return Event{Kind: EventCancel, Request: id} }
 
-// WithdrawEvent is the client behind a queued request asking it withdrawn
+// WithdrawEvent is the client behind a request asking its wait withdrawn
 // while it stays to hear how the wait ended: the cancel goes through the
 // log, and the request's final reply is whichever the log applied first,
 // its grant or its end (ReplyWaitEnded, core.ReasonCancelled). A request
-// not queued yet, or unknown, is left as it is.
+// not queued yet is withdrawn once it queues. The cancel is asked again
+// after anything that may have lost it (a refused proposal, a change of
+// role), until the request's final reply; a follower, which proposes
+// nothing, asks it once it can. An unknown request is left alone.
 func WithdrawEvent(id RequestID) Event { return Event{Kind: EventWithdraw, Request: id} }
 
 // TickEvent is a reading of a clock that is its own monotonic clock (a
@@ -466,8 +474,11 @@ func (d *Driver) Step(ev Event) error {
 	case EventCancel:
 		d.stepCancel(ev.Request)
 	case EventWithdraw:
-		if r := d.reqs[ev.Request]; r != nil && r.state == stateBlocked {
-			d.cancelWait(r.waiter, r.cmd.Session)
+		if r := d.reqs[ev.Request]; r != nil && !r.withdrawing {
+			r.withdrawing = true
+			if r.state == stateBlocked {
+				d.cancelWait(r.waiter, r.cmd.Session)
+			}
 		}
 	case EventTick:
 		d.stepTick(ev.Now, ev.Mono)
@@ -635,6 +646,19 @@ func (d *Driver) takeRole() {
 		d.lastProposalAt = d.now
 	}
 	d.role, d.roleTerm, d.roleLeader = want, d.term, d.leaderID
+	d.withdrawAgain() // the role that ended dropped the cancels it had not proposed
+}
+
+// withdrawAgain asks again the cancels of the waits withdrawn and not yet
+// ended (EventWithdraw): one in a proposal that was refused, or dropped
+// with a role, is otherwise lost, and the wait granted later. A cancel
+// asked twice is harmless: the second finds no waiter.
+func (d *Driver) withdrawAgain() {
+	for _, id := range d.sortedIDs(stateBlocked) {
+		if r := d.reqs[id]; r.withdrawing {
+			d.cancelWait(r.waiter, r.cmd.Session)
+		}
+	}
 }
 
 // loseRole fails every request that still needs this replica to propose or
@@ -694,6 +718,8 @@ func (d *Driver) stepProposalFailed(id ProposalID) {
 		}
 		d.forget(r)
 	}
+	// The proposal may have carried a withdrawal's cancel.
+	d.withdrawAgain()
 }
 
 func (d *Driver) stepRestored(now core.LogTime) {
@@ -806,6 +832,9 @@ func (d *Driver) answer(r *request, res core.Result, index uint64) {
 			d.queuedOn[objectKey{r.cmd.Kind, r.cmd.Name}]++
 		}
 		d.reply(Reply{Request: r.id, Kind: ReplyQueued, Result: res, Index: index})
+		if r.withdrawing {
+			d.cancelWait(r.waiter, r.cmd.Session)
+		}
 		return
 	}
 	if !r.abandoned {
