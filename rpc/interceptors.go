@@ -230,9 +230,20 @@ func (s *service) serveMessage(ctx context.Context, procedure, peer string, msg 
 	}
 	if err == nil {
 		if s.open != nil {
-			// A reload that no longer allows it ends it (permission_denied)
-			// rather than let it be granted afterwards.
-			reply, err = inFlight(s.open, ctx, &openStream{ctx: ctx, procedure: procedure, principal: PrincipalFrom(ctx)}, msg, reloads, handle)
+			// A reload that no longer allows it, or withdrew the stream's
+			// credentials, withdraws its wait rather than let it be granted
+			// afterwards.
+			st := &openStream{ctx: ctx, procedure: procedure, principal: PrincipalFrom(ctx)}
+			sc, _ := ctx.Value(streamCredsKey{}).(*streamCreds)
+			if sc != nil {
+				st.ctx, st.header = sc.ctx, sc.header
+				if err = sc.enter(); err == nil {
+					defer sc.leave()
+				}
+			}
+			if err == nil {
+				reply, err = inFlight(s.open, ctx, st, msg, reloads, handle)
+			}
 		} else {
 			reply, err = handle(ctx)
 		}
@@ -394,12 +405,24 @@ func (i authn) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.S
 		if i.open == nil {
 			return next(named, conn)
 		}
+		var sc *streamCreds
+		if isSessionStream(conn.Spec().Procedure) {
+			sc = &streamCreds{ctx: ctx, header: conn.RequestHeader()}
+			named = context.WithValue(named, streamCredsKey{}, sc)
+		}
 		sctx, end := context.WithCancelCause(named)
 		defer end(nil)
 		st := &openStream{ctx: ctx, procedure: conn.Spec().Procedure, header: conn.RequestHeader(), principal: PrincipalFrom(named),
 			end: func(cause error) {
-				end(cause)
-				interruptRead(ctx)
+				stop := func() {
+					end(cause)
+					interruptRead(ctx)
+				}
+				if sc != nil {
+					sc.revoke(cause, stop)
+					return
+				}
+				stop()
 			}}
 		i.open.add(st, reloads)
 		defer i.open.remove(st)

@@ -54,7 +54,7 @@ var (
 type openStream struct {
 	ctx       context.Context // the handler's, before authentication: its connection's TLS state
 	procedure string
-	header    http.Header // nil: not authenticated again (a session stream's request, whose stream is)
+	header    http.Header // nil: not authenticated again; a session stream's request has its stream's (streamCreds)
 	principal Principal
 	// request is what is authorized again (nil until known: a stream's
 	// first message; none for a session stream, whose requests are each
@@ -113,6 +113,80 @@ func (w *withdrawal) err() error {
 		return revocation(*c)
 	}
 	return nil
+}
+
+// streamCreds are a session stream's credentials, for its requests: each
+// request in flight is authenticated again with them at a reload, so that
+// a wait is withdrawn through the log (withdrawal) rather than cut when
+// the stream ends. A stream whose credentials a reload withdrew refuses
+// new requests at once, and ends once the requests it serves have
+// answered (their waits withdrawn), or after streamRevokeGrace: ending
+// it first cancelled its waits' contexts, and a lock granted just before
+// the cancel was held by a session its client had heard "unauthenticated"
+// from.
+type streamCreds struct {
+	ctx    context.Context // the stream's, before authentication: its connection's TLS state
+	header http.Header
+
+	mu      sync.Mutex
+	calls   int
+	cause   error         // non-nil once revoked
+	drained chan struct{} // closed once revoked and no call is left
+}
+
+type streamCredsKey struct{}
+
+// streamRevokeGrace bounds how long a session stream whose credentials a
+// reload withdrew stays open for its waits to be withdrawn: one commit,
+// unless the member has no quorum.
+const streamRevokeGrace = 2 * time.Second
+
+// enter counts a request of the stream, or refuses it once the stream's
+// credentials were withdrawn.
+func (sc *streamCreds) enter() error {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if sc.cause != nil {
+		return revocation(sc.cause)
+	}
+	sc.calls++
+	return nil
+}
+
+func (sc *streamCreds) leave() {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if sc.calls--; sc.calls == 0 && sc.drained != nil {
+		close(sc.drained)
+		sc.drained = nil
+	}
+}
+
+// revoke refuses the stream's new requests, and runs end once those it
+// serves have answered, or after streamRevokeGrace.
+func (sc *streamCreds) revoke(cause error, end func()) {
+	sc.mu.Lock()
+	if sc.cause != nil {
+		sc.mu.Unlock()
+		return
+	}
+	sc.cause = cause
+	drained := make(chan struct{})
+	if sc.calls == 0 {
+		close(drained)
+	} else {
+		sc.drained = drained
+	}
+	sc.mu.Unlock()
+	go func() {
+		t := time.NewTimer(streamRevokeGrace)
+		defer t.Stop()
+		select {
+		case <-drained:
+		case <-t.C:
+		}
+		end()
+	}()
 }
 
 // anyMsg boxes a request message for an atomic pointer.

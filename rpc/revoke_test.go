@@ -11,6 +11,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/lockstepd/lockstep/core"
 	"github.com/lockstepd/lockstep/rpc"
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 	"github.com/lockstepd/lockstep/rpc/gen/lockstep/v1/lockstepv1connect"
@@ -282,5 +283,49 @@ func TestStreamsPerPrincipalAreBounded(t *testing.T) {
 			t.Fatalf("alice closed a stream and still cannot open one: %v", err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestRevokedStreamWithdrawsItsWaitsFirst: a session stream whose key a
+// reload revoked withdraws the waits it serves through the log, and each
+// answers unauthenticated on the stream (a grant the log applied first
+// would answer as the grant) before the stream ends. Ending the stream
+// first cancelled its waits: a lock granted just before the cancel stayed
+// held by a session whose client had heard only "unauthenticated".
+func TestRevokedStreamWithdrawsItsWaitsFirst(t *testing.T) {
+	keys := &reloadableKeys{keys: map[string]string{"alice": "alice", "bob": "bob"}}
+	s := startServer(t, func(o *rpc.Options) { o.Authenticator = keys })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	bob, bobs := s.multiplex(t, ctx, "bob")
+	bobSession := newSession(t, bobs, 30_000)
+	sendAll(t, bob, acquireOn(1, bobSession, "revoke/held", 0))
+	if got, _ := answers(t, bob, 1); !got[1].GetAcquireLock().GetAcquired() {
+		t.Fatalf("bob's acquire: %v", got[1])
+	}
+	alice, alices := s.multiplex(t, ctx, "alice")
+	aliceSession := newSession(t, alices, 30_000)
+	sendAll(t, alice, acquireOn(1, aliceSession, "revoke/held", -1))
+	// Queued: its first answer is the waiter id.
+	if m, err := alice.Receive(); err != nil || len(m.Responses) == 0 || m.Responses[0].GetQueued() == nil {
+		t.Fatalf("alice's acquire: %v %v, want queued", m, err)
+	}
+	keys.reload(map[string]string{"bob": "bob"})
+	m, err := alice.Receive()
+	if err != nil {
+		t.Fatalf("alice's stream ended before her wait answered: %v", err)
+	}
+	if len(m.Responses) != 1 || m.Responses[0].RequestId != 1 || m.Responses[0].GetError().GetCode() != "unauthenticated" ||
+		!strings.Contains(m.Responses[0].GetError().GetMessage(), "withdrawn by a reload") {
+		t.Fatalf("alice's waiting acquire after her key was revoked: %v, want its own unauthenticated answer", m)
+	}
+	if _, err := alice.Receive(); connect.CodeOf(err) != connect.CodeUnauthenticated {
+		t.Fatalf("alice's stream after her wait answered: %v, want it ended unauthenticated", err)
+	}
+	s.b.mu.Lock()
+	st, err := s.b.m.Status(core.KindMutex, "revoke/held")
+	s.b.mu.Unlock()
+	if err != nil || len(st.Waiters) != 0 {
+		t.Fatalf("alice's wait is still queued after the reload: %+v", st.Waiters)
 	}
 }
