@@ -55,6 +55,8 @@ type grant struct {
 	outcome  pb.Outcome
 	reason   pb.Reason
 	waiterID uint64
+	// grantedAt is the grant's log time (acquired_at_ms; 0: not said).
+	grantedAt int64
 	// holder is who holds the object when a try-once acquire was refused,
 	// as the answering node last applied it: only a mutex's answer
 	// carries it (AcquireLockResponse.holder), and not during a
@@ -66,13 +68,13 @@ type grant struct {
 // token (a barrier's generation) and the gate pass the caller keeps while
 // it holds; on failure it has released the gate, or handed it to the
 // background clean-up.
-func (s *Session) acquire(ctx context.Context, sp acquireSpec) (uint64, *gateHold, error) {
+func (s *Session) acquire(ctx context.Context, sp acquireSpec) (grant, *gateHold, error) {
 	what := opName{sp.op, sp.name}
 	if err := s.lostErrFor(what); err != nil {
-		return 0, nil, err
+		return grant{}, nil, err
 	}
 	if err := badName(what); err != nil {
-		return 0, nil, err
+		return grant{}, nil, err
 	}
 	waitMs := sp.waitMs
 	var deadline time.Time
@@ -94,9 +96,9 @@ func (s *Session) acquire(ctx context.Context, sp acquireSpec) (uint64, *gateHol
 				if s.gateWithdrawing(sp.kind, sp.name) {
 					by = "this session's earlier acquire of the name is still being withdrawn"
 				}
-				return 0, nil, fmt.Errorf("%s: %w (%s)", what, ErrTimeout, by)
+				return grant{}, nil, fmt.Errorf("%s: %w (%s)", what, ErrTimeout, by)
 			}
-			return 0, nil, err
+			return grant{}, nil, err
 		}
 		if waitMs > 0 {
 			// The gate took part of the wait; the servers get the rest.
@@ -119,7 +121,7 @@ func (s *Session) acquire(ctx context.Context, sp acquireSpec) (uint64, *gateHol
 		id, err := s.c.inflight.begin(wctx)
 		if err != nil {
 			gh.release()
-			return 0, nil, s.endErr(ctx, what, err)
+			return grant{}, nil, s.endErr(ctx, what, err)
 		}
 		g, sends, err := s.sendUntilDecided(wctx, mode, sp, id, waitMs)
 		if err != nil {
@@ -129,7 +131,7 @@ func (s *Session) acquire(ctx context.Context, sp acquireSpec) (uint64, *gateHol
 				// it, and Close will tell the servers): it holds nothing.
 				id.finish()
 				gh.release()
-				return 0, nil, s.endErr(ctx, what, err)
+				return grant{}, nil, s.endErr(ctx, what, err)
 			case connect.CodeOf(err) == connect.CodeInvalidArgument,
 				connect.CodeOf(err) == connect.CodePermissionDenied,
 				connect.CodeOf(err) == connect.CodeUnauthenticated,
@@ -143,12 +145,12 @@ func (s *Session) acquire(ctx context.Context, sp acquireSpec) (uint64, *gateHol
 				// Abandon names the same name and needs the same right.
 				id.finish()
 				gh.release()
-				return 0, nil, apiErr(what, err)
+				return grant{}, nil, apiErr(what, err)
 			}
 			// Cancelled, timed out, or failed with its fate unknown: it
 			// may still be on its way, queued, or granted.
 			s.abandonLater(sp, id, gh)
-			return 0, nil, s.endErr(ctx, what, err)
+			return grant{}, nil, s.endErr(ctx, what, err)
 		}
 		id.finish()
 		switch g.outcome {
@@ -160,9 +162,9 @@ func (s *Session) acquire(ctx context.Context, sp acquireSpec) (uint64, *gateHol
 			// to another. The session is lost, and so is the grant.
 			if err := s.lostUnlessHeld(what); err != nil {
 				gh.release()
-				return 0, nil, err
+				return grant{}, nil, err
 			}
-			return g.token, gh, nil
+			return g, gh, nil
 		}
 		if g.reason == pb.Reason_REASON_CANCELLED && ctx.Err() == nil && s.Err() == nil && restarts < maxRestarts {
 			// Nobody here cancelled it: an attempt this call gave up on
@@ -173,9 +175,9 @@ func (s *Session) acquire(ctx context.Context, sp acquireSpec) (uint64, *gateHol
 		}
 		gh.release()
 		if g.reason == pb.Reason_REASON_CANCELLED && ctx.Err() != nil {
-			return 0, nil, fmt.Errorf("%s: %w", what, ctx.Err())
+			return grant{}, nil, fmt.Errorf("%s: %w", what, ctx.Err())
 		}
-		return 0, nil, s.refusal(what, g)
+		return grant{}, nil, s.refusal(what, g)
 	}
 }
 

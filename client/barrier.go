@@ -72,7 +72,7 @@ func (b *Barrier) Wait(ctx context.Context) (generation uint64, err error) {
 			}
 			return grant{token: r.Generation, outcome: r.Outcome, reason: r.Reason, waiterID: r.WaiterId}, nil
 		}})
-	return gen, err
+	return gen.token, err
 }
 
 // Set raises a set/remove barrier (one made with parties 0, as Curator's

@@ -49,7 +49,7 @@ func NewElection(s *Session, name string) *Election { return &Election{name: nam
 // Mutex's second Lock does; to change the value, Proclaim.
 func (e *Election) Campaign(ctx context.Context, value []byte) error {
 	s := e.s
-	token, gate, err := s.acquire(ctx, acquireSpec{op: "campaign", kind: pb.Kind_KIND_ELECTION, name: e.name, waitMs: -1, gated: true,
+	g, gate, err := s.acquire(ctx, acquireSpec{op: "campaign", kind: pb.Kind_KIND_ELECTION, name: e.name, waitMs: -1, gated: true,
 		send: func(ctx context.Context, ep *endpoint, id reqID, waitMs int64) (grant, error) {
 			req := &pb.CampaignRequest{Name: e.name, ClientId: id.ClientID(),
 				RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, Candidate: s.owner, Value: value, WaitTimeoutMs: waitMs}
@@ -65,7 +65,7 @@ func (e *Election) Campaign(ctx context.Context, value []byte) error {
 	if err != nil {
 		return err
 	}
-	e.set(token, gate, time.Time{})
+	e.set(g.token, gate, time.Time{}, 0)
 	return nil
 }
 

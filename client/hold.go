@@ -26,9 +26,9 @@ type hold struct {
 	token uint64
 	gate  *gateHold
 	// until is when the grant must be taken for ended by WithMaxHold
-	// (zero: never): the acquire's start + max hold - the lease guard, so
-	// that it passes before the servers end the grant, as the session's
-	// lease does (docs/client.md, "The lease").
+	// (zero: never): its max-hold deadline in log time (granted at + max
+	// hold) placed on this clock as the lease is counted (Session.onClock),
+	// so that it passes before the servers end the grant.
 	until time.Time
 }
 
@@ -44,9 +44,10 @@ type holdLimits struct {
 // WithMaxHold ends each grant d after the servers make it, even while the
 // session lives (max_hold_ms): a holder that hangs without losing its
 // session cannot keep the name for ever, as a Redis lock's expiry, but
-// with a fencing token. From d after the acquire began, less the lease
-// guard (so before the servers end the grant, never after), Token answers
-// 0: stop writing under it. Unlock then releases the grant if the servers
+// with a fencing token. From the grant's deadline (when it was granted,
+// in the servers' log time, plus d), placed on this client's clock as the
+// lease is counted and less its guard, so before the servers end the
+// grant, Token answers 0: stop writing under it. Unlock then releases the grant if the servers
 // still have it, or answers ErrNotHeld; call it either way, since the
 // value keeps its turn on the name until then. A d under MinTTL is
 // refused (ErrInvalid): the grant would be over almost at once; so is one
@@ -87,13 +88,21 @@ func msOf(d time.Duration) int64 {
 	return d.Milliseconds()
 }
 
-// set records a grant the acquire that began at start was answered.
-func (h *hold) set(token uint64, gate *gateHold, start time.Time) {
-	h.mu.Lock()
-	h.token, h.gate, h.until = token, gate, time.Time{}
+// set records a grant made at log time grantedAtMs (0: not said) for an
+// acquire that began at start.
+func (h *hold) set(token uint64, gate *gateHold, start time.Time, grantedAtMs int64) {
+	var until time.Time
 	if h.limits.maxHold > 0 {
-		h.until = start.Add(h.limits.maxHold - h.s.guard())
+		// A grant cannot have been made before its acquire began: the
+		// bound when no answer tied log time to this clock. It came
+		// early after a long wait (Lock answered a grant already over).
+		until = start.Add(h.limits.maxHold - h.s.guard())
+		if at, ok := h.s.onClock(grantedAtMs + h.limits.maxHold.Milliseconds()); ok && grantedAtMs > 0 {
+			until = at
+		}
 	}
+	h.mu.Lock()
+	h.token, h.gate, h.until = token, gate, until
 	h.mu.Unlock()
 }
 

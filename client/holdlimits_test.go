@@ -52,6 +52,31 @@ func TestHoldLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A grant after a wait longer than the max hold: the max hold counts
+	// from the grant, not from when Lock began (which left Token 0 on a
+	// Lock that had just succeeded).
+	first := client.NewMutex(newSession(t, c), "t/hold-queued")
+	if err := first.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	queued := client.NewMutex(newSession(t, c), "t/hold-queued", client.WithMaxHold(2*time.Second))
+	locked := make(chan error, 1)
+	go func() { locked <- queued.Lock(ctx) }()
+	time.Sleep(2500 * time.Millisecond)
+	if err := first.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-locked; err != nil {
+		t.Fatal(err)
+	}
+	if queued.Token() == 0 {
+		t.Fatal("a Lock granted after a 2.5 s wait with WithMaxHold(2s) answered a Token of 0: its max hold counted from the wait's start")
+	}
+	waitFor(t, "the queued grant's max hold to pass on the client", func() bool { return queued.Token() == 0 })
+	if err := queued.Unlock(ctx); err != nil && !errors.Is(err, client.ErrNotHeld) {
+		t.Fatal(err)
+	}
+
 	s := newSession(t, c)
 	short := client.NewMutex(s, "t/hold-short", client.WithMaxHold(100*time.Millisecond))
 	if err := short.Lock(ctx); !errors.Is(err, client.ErrInvalid) || !strings.Contains(err.Error(), "WithMaxHold") {

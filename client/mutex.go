@@ -75,7 +75,7 @@ func (m *Mutex) lock(ctx context.Context, waitMs int64) error {
 	if err := m.limits.check(opName{"lock", m.name}); err != nil {
 		return err
 	}
-	token, gate, err := s.acquire(ctx, acquireSpec{op: "lock", kind: pb.Kind_KIND_MUTEX, name: m.name, waitMs: waitMs, gated: true,
+	g, gate, err := s.acquire(ctx, acquireSpec{op: "lock", kind: pb.Kind_KIND_MUTEX, name: m.name, waitMs: waitMs, gated: true,
 		send: func(ctx context.Context, e *endpoint, id reqID, waitMs int64) (grant, error) {
 			req := &pb.AcquireLockRequest{Name: m.name, ClientId: id.ClientID(),
 				RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, Owner: s.owner, WaitTimeoutMs: waitMs,
@@ -87,12 +87,12 @@ func (m *Mutex) lock(ctx context.Context, waitMs int64) error {
 			if err != nil {
 				return grant{}, err
 			}
-			return grant{token: r.FencingToken, outcome: r.Outcome, reason: r.Reason, waiterID: r.WaiterId, holder: r.Holder}, nil
+			return grant{token: r.FencingToken, outcome: r.Outcome, reason: r.Reason, waiterID: r.WaiterId, holder: r.Holder, grantedAt: r.AcquiredAtMs}, nil
 		}})
 	if err != nil {
 		return err
 	}
-	m.set(token, gate, start)
+	m.set(g.token, gate, start, g.grantedAt)
 	return nil
 }
 

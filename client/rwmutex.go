@@ -46,7 +46,7 @@ func (m *RWMutex) acquire(ctx context.Context, mode string, waitMs int64) error 
 	if err := m.limits.check(opName{mode + " lock", m.name}); err != nil {
 		return err
 	}
-	token, gate, err := s.acquire(ctx, acquireSpec{op: mode + " lock", kind: pb.Kind_KIND_RWLOCK, name: m.name, waitMs: waitMs, gated: true,
+	g, gate, err := s.acquire(ctx, acquireSpec{op: mode + " lock", kind: pb.Kind_KIND_RWLOCK, name: m.name, waitMs: waitMs, gated: true,
 		send: func(ctx context.Context, e *endpoint, id reqID, waitMs int64) (grant, error) {
 			req := &pb.AcquireRWLockRequest{Name: m.name, ClientId: id.ClientID(),
 				RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, Owner: s.owner, WaitTimeoutMs: waitMs, Mode: mode,
@@ -58,12 +58,12 @@ func (m *RWMutex) acquire(ctx context.Context, mode string, waitMs int64) error 
 			if err != nil {
 				return grant{}, err
 			}
-			return grant{token: r.FencingToken, outcome: r.Outcome, reason: r.Reason, waiterID: r.WaiterId}, nil
+			return grant{token: r.FencingToken, outcome: r.Outcome, reason: r.Reason, waiterID: r.WaiterId, grantedAt: r.AcquiredAtMs}, nil
 		}})
 	if err != nil {
 		return err
 	}
-	m.set(token, gate, start)
+	m.set(g.token, gate, start, g.grantedAt)
 	return nil
 }
 

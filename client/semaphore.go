@@ -64,7 +64,7 @@ func (m *Semaphore) acquire(ctx context.Context, n, waitMs int64) error {
 	if err := m.limits.check(opName{"acquire semaphore", m.name}); err != nil {
 		return err
 	}
-	token, gate, err := s.acquire(ctx, acquireSpec{op: "acquire semaphore", kind: pb.Kind_KIND_SEMAPHORE, name: m.name, waitMs: waitMs, gated: true,
+	g, gate, err := s.acquire(ctx, acquireSpec{op: "acquire semaphore", kind: pb.Kind_KIND_SEMAPHORE, name: m.name, waitMs: waitMs, gated: true,
 		send: func(ctx context.Context, e *endpoint, id reqID, waitMs int64) (grant, error) {
 			req := &pb.AcquireSemaphoreRequest{Name: m.name, ClientId: id.ClientID(),
 				RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, Owner: s.owner, WaitTimeoutMs: waitMs,
@@ -76,12 +76,12 @@ func (m *Semaphore) acquire(ctx context.Context, n, waitMs int64) error {
 			if err != nil {
 				return grant{}, err
 			}
-			return grant{token: r.FencingToken, outcome: r.Outcome, reason: r.Reason, waiterID: r.WaiterId}, nil
+			return grant{token: r.FencingToken, outcome: r.Outcome, reason: r.Reason, waiterID: r.WaiterId, grantedAt: r.AcquiredAtMs}, nil
 		}})
 	if err != nil {
 		return err
 	}
-	m.set(token, gate, start)
+	m.set(g.token, gate, start, g.grantedAt)
 	return nil
 }
 

@@ -80,6 +80,13 @@ type Session struct {
 	// resumed, sees the grant it waited for before its timer fires).
 	born     time.Time
 	leaseEnd atomic.Int64
+	// logAt ties the servers' log time to this client's clock: the last
+	// answered keepalive (or the create), when it was sent and the log
+	// time its lease began at (expires_at_ms less ttl_ms). Log time X is
+	// then no later than sent + (X - stamp) here, as the lease counts
+	// (docs/client.md, The lease), so a grant's max-hold deadline, given
+	// in log time, is placed on this clock by it (hold.set).
+	logAt atomic.Pointer[logAnchor]
 
 	mu      sync.Mutex
 	lostErr error
@@ -171,6 +178,7 @@ func (c *Client) NewSession(ctx context.Context, opts ...SessionOption) (*Sessio
 		stop: make(chan struct{}), loopDone: make(chan struct{}), closer: make(chan struct{}, 1)}
 	s.done, s.endDone = context.WithCancel(context.Background())
 	s.noteStampLag(res.StampLagMs)
+	s.noteLogTime(sent, res.ExpiresAtMs, res.TtlMs)
 	// refuse closes a session made but not handed out, and says why.
 	refuse := func(err error) (*Session, error) {
 		close(s.loopDone) // no keepalive loop was started for Close to wait for
@@ -201,6 +209,30 @@ func (c *Client) NewSession(ctx context.Context, opts ...SessionOption) (*Sessio
 	s.leaseEnd.Store(int64(leaseEnd.Sub(sent)))
 	go s.keepAlive(leaseEnd)
 	return s, nil
+}
+
+// logAnchor is one answer that ties log time to the client's clock.
+type logAnchor struct {
+	sent  time.Time
+	stamp int64 // log time, ms
+}
+
+// noteLogTime records an answer to a lease request sent at sent, which
+// said the lease ends at expiresAtMs (log time) after ttlMs.
+func (s *Session) noteLogTime(sent time.Time, expiresAtMs, ttlMs int64) {
+	if expiresAtMs > 0 && ttlMs > 0 {
+		s.logAt.Store(&logAnchor{sent: sent, stamp: expiresAtMs - ttlMs})
+	}
+}
+
+// onClock is when log time ms comes, on this client's clock, as the lease
+// counts it, less the guard; ok false when no answer tied the two yet.
+func (s *Session) onClock(ms int64) (at time.Time, ok bool) {
+	a := s.logAt.Load()
+	if a == nil {
+		return time.Time{}, false
+	}
+	return a.sent.Add(time.Duration(ms-a.stamp)*time.Millisecond - s.guard()), true
 }
 
 // leaseHeld says whether the lease, as the client counts it, has not
@@ -389,6 +421,7 @@ func (s *Session) renew(ctx context.Context) error {
 		go func() {
 			actx, stop := context.WithTimeout(ctx, c.opts.attemptTimeout)
 			defer stop()
+			sent := time.Now()
 			req := &pb.KeepAliveRequest{SessionId: s.id}
 			unary := func(ctx context.Context) (*connect.Response[pb.KeepAliveResponse], error) {
 				return e.sessions.KeepAlive(ctx, connect.NewRequest(req))
@@ -406,6 +439,7 @@ func (s *Session) renew(ctx context.Context) error {
 			}
 			if err == nil {
 				s.noteStampLag(r.StampLagMs)
+				s.noteLogTime(sent, r.ExpiresAtMs, r.TtlMs)
 			}
 			if err == nil || connect.IsWireError(err) {
 				e.heard()
