@@ -70,8 +70,12 @@ func limitsOf(opts []HoldOption) holdLimits {
 	return l
 }
 
-// check refuses limits the client can tell are wrong before any request.
-func (l holdLimits) check(what opName) error {
+// check refuses limits the client can tell are wrong before any request;
+// mutex says the grant is a mutex's, the only kind a lock delay is for.
+func (l holdLimits) check(what opName, mutex bool) error {
+	if l.lockDelay != 0 && !mutex {
+		return fmt.Errorf("%s: %w: WithLockDelay is for a Mutex only (lock_delay_ms applies to mutexes only): leave it out", what, ErrInvalid)
+	}
 	if l.maxHold > 0 && l.maxHold < MinTTL {
 		return fmt.Errorf("%s: %w: WithMaxHold(%v) is under %v: the grant would be over almost at once (the client ends it a lease guard early); give at least %v, or 0 for no bound",
 			what, ErrInvalid, l.maxHold, MinTTL, MinTTL)

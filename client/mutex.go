@@ -72,7 +72,7 @@ func waitMsOf(wait time.Duration) int64 {
 
 func (m *Mutex) lock(ctx context.Context, waitMs int64) error {
 	s, start := m.s, time.Now()
-	if err := m.limits.check(opName{"lock", m.name}); err != nil {
+	if err := m.limits.check(opName{"lock", m.name}, true); err != nil {
 		return err
 	}
 	g, gate, err := s.acquire(ctx, acquireSpec{op: "lock", kind: pb.Kind_KIND_MUTEX, name: m.name, waitMs: waitMs, gated: true,

@@ -43,7 +43,7 @@ func (m *RWMutex) TryLock(ctx context.Context) error { return m.acquire(ctx, "wr
 
 func (m *RWMutex) acquire(ctx context.Context, mode string, waitMs int64) error {
 	s, start := m.s, time.Now()
-	if err := m.limits.check(opName{mode + " lock", m.name}); err != nil {
+	if err := m.limits.check(opName{mode + " lock", m.name}, false); err != nil {
 		return err
 	}
 	g, gate, err := s.acquire(ctx, acquireSpec{op: mode + " lock", kind: pb.Kind_KIND_RWLOCK, name: m.name, waitMs: waitMs, gated: true,

@@ -61,7 +61,7 @@ func (m *Semaphore) acquire(ctx context.Context, n, waitMs int64) error {
 		return fmt.Errorf("%s: %w: %d permits: ask for at least 1 (and at most the limit)", opName{"acquire semaphore", m.name}, ErrInvalid, n)
 	}
 	s, start := m.s, time.Now()
-	if err := m.limits.check(opName{"acquire semaphore", m.name}); err != nil {
+	if err := m.limits.check(opName{"acquire semaphore", m.name}, false); err != nil {
 		return err
 	}
 	g, gate, err := s.acquire(ctx, acquireSpec{op: "acquire semaphore", kind: pb.Kind_KIND_SEMAPHORE, name: m.name, waitMs: waitMs, gated: true,
