@@ -220,6 +220,13 @@ func TestRestoreRefusesWhatItCannotUse(t *testing.T) {
 	if _, err := Restore(bytes.NewReader(backup.Bytes()), RestoreOptions{Config: cfg}); err == nil || !strings.Contains(err.Error(), "did not finish") {
 		t.Errorf("a restore into what an interrupted restore left: %v, want it told so", err)
 	}
+	// Killed between writing its mark and renaming it into place.
+	if err := os.Rename(filepath.Join(cfg.Cluster.DataDir, restoringFile), filepath.Join(cfg.Cluster.DataDir, restoringFile+".tmp")); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckDataDir(cfg); err == nil || !strings.Contains(err.Error(), "did not finish") {
+		t.Errorf("a start on a restore killed before its mark was in place: %v, want it refused as an unfinished restore", err)
+	}
 	if err := os.RemoveAll(cfg.Cluster.DataDir); err != nil {
 		t.Fatal(err)
 	}

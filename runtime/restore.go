@@ -90,8 +90,10 @@ func unfinishedRestore(dir string) error {
 
 // checkRestoreFinished refuses a directory an unfinished restore left.
 func checkRestoreFinished(dir string) error {
-	if _, err := os.Stat(filepath.Join(dir, restoringFile)); err == nil {
-		return unfinishedRestore(dir)
+	for _, f := range []string{restoringFile, restoringFile + ".tmp"} { // killed before the mark's rename, too
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			return unfinishedRestore(dir)
+		}
 	}
 	return nil
 }
@@ -121,7 +123,7 @@ func Restore(r io.Reader, o RestoreOptions) (out Restored, err error) {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
 		return Restored{}, fmt.Errorf("cluster.data_dir: %w", err)
-	case slices.ContainsFunc(entries, func(e fs.DirEntry) bool { return e.Name() == restoringFile }):
+	case slices.ContainsFunc(entries, func(e fs.DirEntry) bool { return e.Name() == restoringFile || e.Name() == restoringFile+".tmp" }):
 		return Restored{}, unfinishedRestore(dir)
 	case len(entries) > 0:
 		return Restored{}, fmt.Errorf("cluster.data_dir: %s is not empty: a restore writes a new member; give it an empty or new directory "+
