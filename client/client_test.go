@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lockstepd/lockstep/client"
+	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 )
 
 func newClient(t *testing.T, endpoints ...string) *client.Client {
@@ -315,6 +316,9 @@ func TestElection(t *testing.T) {
 	c := newClient(t)
 	ctx := testCtx(t)
 	obs := c.Observe(ctx, "t/elect")
+	if first := <-obs; first.SessionID != 0 || first.Event != pb.EventType_EVENT_TYPE_UNSPECIFIED {
+		t.Fatalf("the observation's first value: %+v, want nobody leading, as the stream opened", first)
+	}
 	a := client.NewElection(newSession(t, c, client.WithOwner("a")), "t/elect")
 	b := client.NewElection(newSession(t, c, client.WithOwner("b")), "t/elect")
 	if err := a.Campaign(ctx, []byte("10.0.0.1")); err != nil {
@@ -339,13 +343,23 @@ func TestElection(t *testing.T) {
 		t.Fatalf("new leader's token %d is not above %d", b.Token(), l.FencingToken)
 	}
 	seen := map[string]bool{}
+	proclaimed := false
 	for !seen["b"] {
 		select {
 		case l := <-obs:
 			seen[l.Candidate] = true
+			if l.Event == pb.EventType_EVENT_TYPE_VALUE_CHANGED && string(l.Value) == "10.0.0.9" {
+				proclaimed = true
+			}
+			if l.Candidate == "b" && (l.Event != pb.EventType_EVENT_TYPE_LEADER_CHANGED || l.Reason != pb.Reason_REASON_RELEASED) {
+				t.Fatalf("b's leadership observed as %v, reason %v: want a leader change after a's resignation (released)", l.Event, l.Reason)
+			}
 		case <-ctx.Done():
 			t.Fatalf("Observe never showed b; saw %v", seen)
 		}
+	}
+	if !proclaimed {
+		t.Fatal("Observe showed no value change for a's Proclaim")
 	}
 }
 

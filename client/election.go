@@ -32,6 +32,14 @@ type Leader struct {
 	SessionID    uint64
 	FencingToken uint64
 	ElectedAt    time.Time
+	// Event says why Observe sent this value: EVENT_TYPE_UNSPECIFIED for
+	// the leader as the stream (re)opened, EVENT_TYPE_LEADER_CHANGED, or
+	// EVENT_TYPE_VALUE_CHANGED (a Proclaim). Leader leaves it unset.
+	Event pb.EventType
+	// Reason is why the previous leader went away, on a LEADER_CHANGED:
+	// REASON_RELEASED (it resigned), REASON_SESSION_EXPIRED,
+	// REASON_SESSION_CLOSED or REASON_MAX_HOLD.
+	Reason pb.Reason
 	// Err is set on the last value Observe sends before its channel
 	// closes when the observation failed (for example an invalid name).
 	Err error
@@ -219,6 +227,7 @@ func (c *Client) observeOnce(ctx context.Context, ep *endpoint, name string, out
 		if m.HasLeader && m.Leader != nil {
 			l = leaderOf(name, m.Leader)
 		}
+		l.Event, l.Reason = m.Event, m.Reason
 		select {
 		case out <- l:
 		case <-ctx.Done():
