@@ -59,6 +59,7 @@ type call struct {
 	queuedAt     int    // the replica that said "queued"
 	queuedTry    uint64 // the attempt it said it to
 	giveUp       bool   // a give-up timer is set
+	withdrawn    bool   // it asked its wait withdrawn: a retry that queues again asks again, as the runtime's Do does
 
 	// A command travels through core/shards, as the runtime's route does:
 	// the Fanout says what to send, wave by wave; the client sends a wave's
@@ -228,6 +229,7 @@ func (c *client) timer(arg int, gen uint64) {
 	case argWithdraw:
 		if cl := &c.main; cl.active && cl.queued && gen == cl.firstAttempt {
 			c.logf("asks %v %s seq=%d withdrawn", cl.cmd.Op, cl.cmd.Name, cl.cmd.Seq)
+			cl.withdrawn = true
 			c.w.send(&message{kind: msgWithdraw, from: c.addr, to: cl.queuedAt, attempt: cl.queuedTry, shard: cl.shard, payload: &payload{}})
 		}
 	case argGiveUp:
@@ -627,6 +629,10 @@ func (c *client) onReply(cl *call, thread int, m *message) {
 	case replica.ReplyQueued:
 		c.guesses[cl.shard] = m.from
 		cl.queued = true
+		if cl.withdrawn && (cl.queuedAt != m.from || cl.queuedTry != m.attempt) {
+			// A retry queued again: withdraw it there too.
+			c.w.send(&message{kind: msgWithdraw, from: c.addr, to: m.from, attempt: m.attempt, shard: cl.shard, payload: &payload{}})
+		}
 		cl.queuedAt, cl.queuedTry = m.from, m.attempt
 		if thread == threadMain && !cl.giveUp && !c.quiet && (cl.cmd.Op == core.OpAcquire || cl.cmd.Op == core.OpCampaign) {
 			switch c.rng.IntN(9) {
