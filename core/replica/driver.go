@@ -326,6 +326,13 @@ type Driver struct {
 	queue    []RequestID // stateQueued, in arrival order
 	inflight int         // requests in stateInflight
 	cancels  []core.Command
+	// owed are the cancels this replica owes the machine, by waiter: a
+	// wait whose requester went away or asked it withdrawn. Each stays
+	// owed until a cancel of it applies (or its wait ends), and is asked
+	// again when the proposal that carried it fails or the role that
+	// queued it ends: sent once, a lost cancel let the wait be granted
+	// later to nobody, or to a requester whose rights were withdrawn.
+	owed map[core.WaiterID]*owedCancel
 
 	// unconfirmed lists the proposals of the current role that the caller
 	// has neither confirmed nor refused, in ascending order: the gate
@@ -348,6 +355,7 @@ func New(cfg Config) (*Driver, error) {
 		reqs:         make(map[RequestID]*request),
 		byKey:        make(map[dedupeKey][]RequestID),
 		blocked:      make(map[core.WaiterID][]RequestID),
+		owed:         make(map[core.WaiterID]*owedCancel),
 		queuedOn:     make(map[objectKey]int),
 	}, nil
 }
@@ -541,11 +549,52 @@ func (d *Driver) stepCancel(id RequestID) {
 // another replica (Proposes says which), or the wait's own deadline or its
 // session's end clears it.
 func (d *Driver) cancelWait(w core.WaiterID, s core.SessionID) {
-	if d.role == RoleFollower || w == 0 {
+	if w == 0 {
 		return
 	}
-	d.cancels = append(d.cancels, core.Command{Op: core.OpCancel, Waiter: w, Session: s})
+	if _, ok := d.owed[w]; !ok {
+		d.owed[w] = &owedCancel{session: s}
+	}
+	d.askOwed(w)
 }
+
+// owedCancel is one cancel the replica owes (Driver.owed).
+type owedCancel struct {
+	session core.SessionID
+	asked   bool       // in d.cancels, or in a proposal
+	carrier ProposalID // the proposal that carries it (0: not proposed yet)
+}
+
+// askOwed queues w's owed cancel, unless it is queued or out already, or
+// this replica cannot propose (it asks once it can: takeRole).
+func (d *Driver) askOwed(w core.WaiterID) {
+	o := d.owed[w]
+	if o == nil || o.asked || d.role == RoleFollower {
+		return
+	}
+	o.asked, o.carrier = true, 0
+	d.cancels = append(d.cancels, core.Command{Op: core.OpCancel, Waiter: w, Session: o.session})
+}
+
+// askAllOwed queues every owed cancel not queued or out, in waiter order
+// (the log must not depend on a map's order).
+func (d *Driver) askAllOwed() {
+	if len(d.owed) == 0 {
+		return
+	}
+	ws := make([]core.WaiterID, 0, len(d.owed))
+	for w := range d.owed {
+		ws = append(ws, w)
+	}
+	slices.Sort(ws)
+	for _, w := range ws {
+		d.askOwed(w)
+	}
+}
+
+// settleOwed drops w's owed cancel: one applied (whatever it found), or
+// the wait ended.
+func (d *Driver) settleOwed(w core.WaiterID) { delete(d.owed, w) }
 
 // clockAnchor is where the replica's stamping clock stands (docs/design.md,
 // Time): the wall clock read at the anchor, carried forward by the
@@ -646,19 +695,7 @@ func (d *Driver) takeRole() {
 		d.lastProposalAt = d.now
 	}
 	d.role, d.roleTerm, d.roleLeader = want, d.term, d.leaderID
-	d.withdrawAgain() // the role that ended dropped the cancels it had not proposed
-}
-
-// withdrawAgain asks again the cancels of the waits withdrawn and not yet
-// ended (EventWithdraw): one in a proposal that was refused, or dropped
-// with a role, is otherwise lost, and the wait granted later. A cancel
-// asked twice is harmless: the second finds no waiter.
-func (d *Driver) withdrawAgain() {
-	for _, id := range d.sortedIDs(stateBlocked) {
-		if r := d.reqs[id]; r.withdrawing {
-			d.cancelWait(r.waiter, r.cmd.Session)
-		}
-	}
+	d.askAllOwed() // the role that ended dropped the cancels it had queued or proposed
 }
 
 // loseRole fails every request that still needs this replica to propose or
@@ -682,6 +719,9 @@ func (d *Driver) loseRole() {
 	}
 	d.queue = d.queue[:0]
 	d.cancels = d.cancels[:0]
+	for _, o := range d.owed {
+		o.asked, o.carrier = false, 0 // asked again by the next proposing role
+	}
 	d.needLeaderMark = false
 	d.ask, d.freshUntil = "", 0
 	d.role = RoleFollower
@@ -718,8 +758,13 @@ func (d *Driver) stepProposalFailed(id ProposalID) {
 		}
 		d.forget(r)
 	}
-	// The proposal may have carried a withdrawal's cancel.
-	d.withdrawAgain()
+	// The cancels it carried are owed still.
+	for _, o := range d.owed {
+		if o.carrier == id {
+			o.asked, o.carrier = false, 0
+		}
+	}
+	d.askAllOwed()
 }
 
 func (d *Driver) stepRestored(now core.LogTime) {
@@ -772,6 +817,14 @@ func (d *Driver) stepApplied(e core.Entry, out *core.Output) error {
 	}
 	for i := range out.Effects {
 		d.route(&out.Effects[i], out.Index)
+	}
+	if len(d.owed) > 0 {
+		for i := range e.Commands {
+			c := &e.Commands[i]
+			if o := d.owed[c.Waiter]; c.Op == core.OpCancel && o != nil && o.session == c.Session {
+				d.settleOwed(c.Waiter) // applied: the wait is withdrawn, or was gone
+			}
+		}
 	}
 	return nil
 }
@@ -847,6 +900,9 @@ func (d *Driver) answer(r *request, res core.Result, index uint64) {
 func (d *Driver) route(ef *core.Effect, index uint64) {
 	if ef.Waiter == 0 {
 		return
+	}
+	if ef.Kind == core.EffectGranted || ef.Kind == core.EffectWaitEnded {
+		d.settleOwed(ef.Waiter) // a cancel owed for it has nothing left to do
 	}
 	ids := d.blocked[ef.Waiter]
 	if len(ids) == 0 {
@@ -1002,6 +1058,11 @@ func (d *Driver) propose() {
 		cmds := make([]core.Command, 0, min(room, len(d.cancels)+len(d.queue)))
 		n := min(len(d.cancels), room)
 		cmds = append(cmds, d.cancels[:n]...)
+		for _, c := range d.cancels[:n] {
+			if o := d.owed[c.Waiter]; o != nil {
+				o.carrier = d.nextProposal // emit's, below
+			}
+		}
 		d.cancels = d.cancels[n:]
 		room -= n
 		var ids []RequestID

@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/lockstepd/lockstep/core"
@@ -121,3 +122,88 @@ func TestWithdrawnAfterItsGrantHearsTheGrant(t *testing.T) {
 		t.Fatalf("after the grant and the late cancel of waiter %d: %+v %v, want b holding", waiter, st, err)
 	}
 }
+
+// TestCancelOwedUntilItApplies: the cancel of a wait whose requester went
+// away (CancelEvent: its caller's context ended, as a withdrawn stream's
+// does after its grace) is owed until it applies: asked again after its
+// proposal is refused and after a change of role. Sent once, a lost
+// cancel let the wait be granted later to a session whose client had
+// heard it failed.
+func TestCancelOwedUntilItApplies(t *testing.T) {
+	h, _, waiter := withdrawHarness(t)
+	h.step(WithdrawEvent(4))
+	h.step(CancelEvent(4))
+	rd := h.ready(false)
+	if cancelsIn(rd, waiter) == 0 {
+		t.Fatalf("want the cancel proposed, got %+v", rd.Proposals)
+	}
+	for _, p := range rd.Proposals {
+		h.step(ProposalFailedEvent(p.ID))
+	}
+	h.step(LeadershipEvent(false, 2, 2))
+	h.step(LeadershipEvent(true, 3, 1))
+	rd = h.ready(true)
+	if n := cancelsIn(rd, waiter); n != 1 {
+		t.Fatalf("after a refused proposal and a change of role, want the owed cancel asked once, got %d in %+v", n, rd.Proposals)
+	}
+	if st, err := h.m.Status(core.KindMutex, "m"); err != nil || len(st.Waiters) != 0 {
+		t.Fatalf("the owed cancel applied, yet: %+v %v", st, err)
+	}
+	// Applied: nothing is owed any more.
+	h.step(LeadershipEvent(false, 4, 2))
+	h.step(LeadershipEvent(true, 5, 1))
+	if rd := h.ready(true); cancelsIn(rd, waiter) != 0 {
+		t.Fatalf("a cancel that applied was asked again: %+v", rd.Proposals)
+	}
+}
+
+// TestOwedCancelsAreNotRepeated: refused proposals ask again only the
+// cancels they carried, each once. Every waiter's cancel was asked again
+// at every refusal before, so the list grew without bound while the
+// refusals lasted.
+func TestOwedCancelsAreNotRepeated(t *testing.T) {
+	h := newHarness(t, Config{MaxBatch: 4})
+	h.lead(1)
+	sa := h.session(1, "a")
+	h.step(RequestEvent(2, acquire("a", 2, sa, "m", 0)))
+	h.ready(true)
+	const waits = 10
+	for i := range waits {
+		id := RequestID(10 + 2*i)
+		s := h.session(id, fmt.Sprintf("w%d", i))
+		h.step(RequestEvent(id+1, acquire(fmt.Sprintf("w%d", i), 2, s, "m", core.WaitForever)))
+		h.ready(true)
+	}
+	for i := range waits {
+		h.step(WithdrawEvent(RequestID(10 + 2*i + 1)))
+	}
+	for round := range 8 {
+		rd := h.ready(false)
+		seen := map[core.WaiterID]int{}
+		for _, p := range rd.Proposals {
+			for _, c := range p.Proposal.Commands {
+				if c.Op == core.OpCancel {
+					seen[c.Waiter]++
+				}
+			}
+		}
+		for w, n := range seen {
+			if n > 1 {
+				t.Fatalf("round %d: waiter %d's cancel asked %d times in one go", round, w, n)
+			}
+		}
+		if len(d(h).cancels) > waits {
+			t.Fatalf("round %d: %d cancels queued for %d waits", round, len(d(h).cancels), waits)
+		}
+		for _, p := range rd.Proposals {
+			h.step(ProposalFailedEvent(p.ID))
+		}
+	}
+	h.ready(true)
+	if st, err := h.m.Status(core.KindMutex, "m"); err != nil || len(st.Waiters) != 0 {
+		t.Fatalf("after the refusals ended, the withdrawn waits are still queued: %+v %v", st.Waiters, err)
+	}
+}
+
+// d is the harness's driver, for a look at what it queued.
+func d(h *harness) *Driver { return h.d }
