@@ -25,11 +25,12 @@ type hold struct {
 	mu    sync.Mutex
 	token uint64
 	gate  *gateHold
-	// until is when the grant must be taken for ended by WithMaxHold
-	// (zero: never): its max-hold deadline in log time (granted at + max
-	// hold) placed on this clock as the lease is counted (Session.onClock),
-	// so that it passes before the servers end the grant.
-	until time.Time
+	// With WithMaxHold, when the grant must be taken for ended: the later
+	// of two times that come before the servers end it (deadline). start
+	// is when the acquire began (the grant cannot be older), grantedAt the
+	// grant's log time (0: not said).
+	start     time.Time
+	grantedAt int64
 }
 
 // HoldOption bounds the grants of a Mutex, RWMutex or Semaphore on the
@@ -44,10 +45,11 @@ type holdLimits struct {
 // WithMaxHold ends each grant d after the servers make it, even while the
 // session lives (max_hold_ms): a holder that hangs without losing its
 // session cannot keep the name for ever, as a Redis lock's expiry, but
-// with a fencing token. From the grant's deadline (when it was granted,
-// in the servers' log time, plus d), placed on this client's clock as the
-// lease is counted and less its guard, so before the servers end the
-// grant, Token answers 0: stop writing under it. Unlock then releases the grant if the servers
+// with a fencing token. From a time before the servers end the grant (the
+// later of the acquire's start plus d, and the grant's log time plus d
+// placed on this client's clock by a keepalive answer stamped after it,
+// each less the lease guard: docs/client.md), Token answers 0: stop
+// writing under it. Unlock then releases the grant if the servers
 // still have it, or answers ErrNotHeld; call it either way, since the
 // value keeps its turn on the name until then. A d under MinTTL is
 // refused (ErrInvalid): the grant would be over almost at once; so is one
@@ -95,19 +97,42 @@ func msOf(d time.Duration) int64 {
 // set records a grant made at log time grantedAtMs (0: not said) for an
 // acquire that began at start.
 func (h *hold) set(token uint64, gate *gateHold, start time.Time, grantedAtMs int64) {
-	var until time.Time
-	if h.limits.maxHold > 0 {
-		// A grant cannot have been made before its acquire began: the
-		// bound when no answer tied log time to this clock. It came
-		// early after a long wait (Lock answered a grant already over).
-		until = start.Add(h.limits.maxHold - h.s.guard())
-		if at, ok := h.s.onClock(grantedAtMs + h.limits.maxHold.Milliseconds()); ok && grantedAtMs > 0 {
+	h.mu.Lock()
+	h.token, h.gate, h.start, h.grantedAt = token, gate, start, grantedAtMs
+	h.mu.Unlock()
+}
+
+// deadline is when a grant under WithMaxHold must be taken for ended: the
+// later of two times that both come before the servers end it. One is its
+// acquire's start plus the max hold, less the guard (the grant is no
+// older than its acquire), which after a long wait is early or past. The
+// other is its log time plus the max hold placed on this clock by a
+// keepalive answer stamped after the grant (Session.onClock); until one
+// comes, the first alone. Under h.mu.
+func (h *hold) deadline() time.Time {
+	until := h.start.Add(h.limits.maxHold - h.s.guard())
+	if h.grantedAt > 0 {
+		if at, ok := h.s.onClock(h.grantedAt+h.limits.maxHold.Milliseconds(), h.grantedAt); ok && at.After(until) {
 			until = at
 		}
 	}
-	h.mu.Lock()
-	h.token, h.gate, h.until = token, gate, until
-	h.mu.Unlock()
+	return until
+}
+
+// settleMaxHold, after a grant under WithMaxHold that the acquire's start
+// alone takes for ended already (it waited about as long as the max hold,
+// or longer), asks the keepalive loop for a renewal, whose answer places
+// the grant's own deadline, and waits for it up to wait: Lock should not
+// answer a grant whose Token is 0.
+func (h *hold) settleMaxHold(wait time.Duration) {
+	if h.limits.maxHold <= 0 || h.current() != 0 {
+		return
+	}
+	h.s.renewNow()
+	end := time.Now().Add(wait)
+	for h.current() == 0 && time.Now().Before(end) && h.s.Err() == nil {
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // current is the grant's token: 0 when nothing is held or the session is
@@ -119,7 +144,7 @@ func (h *hold) current() uint64 {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if !h.until.IsZero() && !time.Now().Before(h.until) {
+	if h.token != 0 && h.limits.maxHold > 0 && !time.Now().Before(h.deadline()) {
 		return 0
 	}
 	return h.token

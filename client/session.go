@@ -87,6 +87,8 @@ type Session struct {
 	// (docs/client.md, The lease), so a grant's max-hold deadline, given
 	// in log time, is placed on this clock by it (hold.set).
 	logAt atomic.Pointer[logAnchor]
+	// renewSoon asks the keepalive loop to renew now (renewNow).
+	renewSoon chan struct{}
 
 	mu      sync.Mutex
 	lostErr error
@@ -175,7 +177,7 @@ func (c *Client) NewSession(ctx context.Context, opts ...SessionOption) (*Sessio
 		return nil, apiErr("create session", err)
 	}
 	s := &Session{c: c, id: res.SessionId, ttl: time.Duration(res.TtlMs) * time.Millisecond, owner: o.owner,
-		stop: make(chan struct{}), loopDone: make(chan struct{}), closer: make(chan struct{}, 1)}
+		stop: make(chan struct{}), loopDone: make(chan struct{}), closer: make(chan struct{}, 1), renewSoon: make(chan struct{}, 1)}
 	s.done, s.endDone = context.WithCancel(context.Background())
 	s.noteStampLag(res.StampLagMs)
 	s.noteLogTime(sent, res.ExpiresAtMs, res.TtlMs)
@@ -218,21 +220,40 @@ type logAnchor struct {
 }
 
 // noteLogTime records an answer to a lease request sent at sent, which
-// said the lease ends at expiresAtMs (log time) after ttlMs.
+// said the lease ends at expiresAtMs (log time) after ttlMs. The latest
+// stamp is kept: a late answer to an older renewal does not replace it.
 func (s *Session) noteLogTime(sent time.Time, expiresAtMs, ttlMs int64) {
-	if expiresAtMs > 0 && ttlMs > 0 {
-		s.logAt.Store(&logAnchor{sent: sent, stamp: expiresAtMs - ttlMs})
+	if expiresAtMs <= 0 || ttlMs <= 0 {
+		return
+	}
+	a := &logAnchor{sent: sent, stamp: expiresAtMs - ttlMs}
+	for {
+		old := s.logAt.Load()
+		if old != nil && old.stamp >= a.stamp || s.logAt.CompareAndSwap(old, a) {
+			return
+		}
 	}
 }
 
 // onClock is when log time ms comes, on this client's clock, as the lease
-// counts it, less the guard; ok false when no answer tied the two yet.
-func (s *Session) onClock(ms int64) (at time.Time, ok bool) {
+// counts it, less the guard. Only an answer stamped at or after since (log
+// time) ties them: log time may have jumped forward between an older one
+// and since (a new leader whose clock was ahead), which would put ms later
+// here than it comes. ok false when no such answer came yet.
+func (s *Session) onClock(ms, since int64) (at time.Time, ok bool) {
 	a := s.logAt.Load()
-	if a == nil {
+	if a == nil || a.stamp < since {
 		return time.Time{}, false
 	}
 	return a.sent.Add(time.Duration(ms-a.stamp)*time.Millisecond - s.guard()), true
+}
+
+// renewNow asks the keepalive loop for a renewal now, without waiting.
+func (s *Session) renewNow() {
+	select {
+	case s.renewSoon <- struct{}{}:
+	default:
+	}
 }
 
 // leaseHeld says whether the lease, as the client counts it, has not
@@ -357,6 +378,8 @@ func (s *Session) keepAlive(leaseEnd time.Time) {
 			lost()
 			return
 		case <-next.C:
+		case <-s.renewSoon:
+			next.Stop()
 		}
 		sent := time.Now()
 		ctx, cancel := context.WithDeadline(context.Background(), leaseEnd)
