@@ -239,6 +239,7 @@ func (s *service) serveMessage(ctx context.Context, procedure, peer string, msg 
 				st.ctx, st.header = sc.ctx, sc.header
 				if err = sc.enter(); err == nil {
 					defer sc.leave()
+					err = s.open.current(sc, procedure, st.principal)
 				}
 			}
 			if err == nil {
@@ -407,7 +408,7 @@ func (i authn) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.S
 		}
 		var sc *streamCreds
 		if isSessionStream(conn.Spec().Procedure) {
-			sc = &streamCreds{ctx: ctx, header: conn.RequestHeader()}
+			sc = &streamCreds{ctx: ctx, header: conn.RequestHeader(), checked: reloads}
 			named = context.WithValue(named, streamCredsKey{}, sc)
 		}
 		sctx, end := context.WithCancelCause(named)

@@ -129,9 +129,35 @@ type streamCreds struct {
 	header http.Header
 
 	mu      sync.Mutex
+	checked uint64 // the count of reloads its credentials were last checked at
 	calls   int
 	cause   error         // non-nil once revoked
 	drained chan struct{} // closed once revoked and no call is left
+}
+
+// current checks, for a request of the stream, that the stream's
+// credentials still name principal, when a reload came since they were
+// last checked: a request that entered during a reload, after its count
+// moved and before its walk reached the stream, was checked by neither.
+func (o *openStreams) current(sc *streamCreds, procedure string, principal Principal) error {
+	n := o.seen()
+	sc.mu.Lock()
+	same := sc.checked == n
+	sc.mu.Unlock()
+	if same {
+		return nil
+	}
+	p, err := o.a.Authenticate(sc.ctx, procedure, sc.header)
+	switch {
+	case err != nil:
+		return revocation(fmt.Errorf("%w: %v; open it again with good credentials", errRevoked, err))
+	case p.ID != principal.ID:
+		return revocation(fmt.Errorf("%w: they now name principal %q, not %q; open it again", errRevoked, p.ID, principal.ID))
+	}
+	sc.mu.Lock()
+	sc.checked = max(sc.checked, n)
+	sc.mu.Unlock()
+	return nil
 }
 
 type streamCredsKey struct{}

@@ -78,3 +78,19 @@ func TestReloadWithdrawsAWaitThroughTheLog(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamRequestAfterAReloadIsChecked: a session stream's request that
+// comes after a reload its stream was not checked at (it entered while
+// the reload's count had moved and before the reload's walk reached the
+// stream) is checked then; without a reload since, it is not.
+func TestStreamRequestAfterAReloadIsChecked(t *testing.T) {
+	o := &openStreams{a: refusing{}}
+	sc := &streamCreds{ctx: context.Background(), header: http.Header{}, checked: o.seen()}
+	if err := o.current(sc, "/lockstep.v1.LockService/Acquire", Principal{ID: "erin"}); err != nil {
+		t.Fatalf("no reload since the stream was authenticated: %v", err)
+	}
+	o.reloaded() // no entry to walk: the stream's request was not registered yet
+	if err := o.current(sc, "/lockstep.v1.LockService/Acquire", Principal{ID: "erin"}); connect.CodeOf(err) != connect.CodeUnauthenticated {
+		t.Fatalf("a request after a reload that withdrew the stream's key: %v, want unauthenticated", err)
+	}
+}
