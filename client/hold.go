@@ -31,6 +31,7 @@ type hold struct {
 	// grant's log time (0: not said).
 	start     time.Time
 	grantedAt int64
+	over      uint64 // the token Token answered 0 for, past its max hold
 }
 
 // HoldOption bounds the grants of a Mutex, RWMutex or Semaphore on the
@@ -109,28 +110,40 @@ func (h *hold) set(token uint64, gate *gateHold, start time.Time, grantedAtMs in
 // other is its log time plus the max hold placed on this clock by a
 // keepalive answer stamped after the grant (Session.onClock); until one
 // comes, the first alone. Under h.mu.
-func (h *hold) deadline() time.Time {
-	until := h.start.Add(h.limits.maxHold - h.s.guard())
+func (h *hold) deadline() (until time.Time, placed bool) {
+	until = h.start.Add(h.limits.maxHold - h.s.guard())
 	if h.grantedAt > 0 {
-		if at, ok := h.s.onClock(h.grantedAt+h.limits.maxHold.Milliseconds(), h.grantedAt); ok && at.After(until) {
-			until = at
+		if at, ok := h.s.onClock(h.grantedAt+h.limits.maxHold.Milliseconds(), h.grantedAt); ok {
+			placed = true
+			if at.After(until) {
+				until = at
+			}
 		}
 	}
-	return until
+	return until, placed
 }
 
-// settleMaxHold, after a grant under WithMaxHold that the acquire's start
-// alone takes for ended already (it waited about as long as the max hold,
-// or longer), asks the keepalive loop for a renewal, whose answer places
-// the grant's own deadline, and waits for it up to wait: Lock should not
-// answer a grant whose Token is 0.
-func (h *hold) settleMaxHold(wait time.Duration) {
-	if h.limits.maxHold <= 0 || h.current() != 0 {
+// settleMaxHold, after a grant under WithMaxHold whose log time the
+// servers said, asks the keepalive loop for a renewal at once: its answer,
+// stamped after the grant, places the grant's own deadline, so that Token
+// does not answer 0 by the acquire's start and then come back. When the
+// acquire's start alone takes the grant for ended already (it waited
+// about as long as the max hold, or longer), it waits for that answer, up
+// to wait or ctx's end: Lock should not answer a grant whose Token is 0.
+func (h *hold) settleMaxHold(ctx context.Context, wait time.Duration) {
+	h.mu.Lock()
+	grantedAt := h.grantedAt
+	h.mu.Unlock()
+	if h.limits.maxHold <= 0 || grantedAt == 0 {
+		return
+	}
+	placed := func() bool { _, ok := h.s.onClock(grantedAt, grantedAt); return ok }
+	if placed() {
 		return
 	}
 	h.s.renewNow()
 	end := time.Now().Add(wait)
-	for h.current() == 0 && time.Now().Before(end) && h.s.Err() == nil {
+	for h.current() == 0 && !placed() && time.Now().Before(end) && h.s.Err() == nil && ctx.Err() == nil {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
@@ -144,8 +157,16 @@ func (h *hold) current() uint64 {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.token != 0 && h.limits.maxHold > 0 && !time.Now().Before(h.deadline()) {
-		return 0
+	if h.token != 0 && h.limits.maxHold > 0 {
+		if h.over == h.token {
+			return 0
+		}
+		if until, placed := h.deadline(); !time.Now().Before(until) {
+			if placed {
+				h.over = h.token // over by the grant's own deadline: a later keepalive must not bring it back
+			}
+			return 0
+		}
 	}
 	return h.token
 }

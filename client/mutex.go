@@ -93,7 +93,7 @@ func (m *Mutex) lock(ctx context.Context, waitMs int64) error {
 		return err
 	}
 	m.set(g.token, gate, start, g.grantedAt)
-	m.settleMaxHold(s.c.opts.attemptTimeout)
+	m.settleMaxHold(ctx, s.c.opts.attemptTimeout)
 	return nil
 }
 

@@ -64,7 +64,7 @@ func (m *RWMutex) acquire(ctx context.Context, mode string, waitMs int64) error 
 		return err
 	}
 	m.set(g.token, gate, start, g.grantedAt)
-	m.settleMaxHold(s.c.opts.attemptTimeout)
+	m.settleMaxHold(ctx, s.c.opts.attemptTimeout)
 	return nil
 }
 

@@ -82,7 +82,7 @@ func (m *Semaphore) acquire(ctx context.Context, n, waitMs int64) error {
 		return err
 	}
 	m.set(g.token, gate, start, g.grantedAt)
-	m.settleMaxHold(s.c.opts.attemptTimeout)
+	m.settleMaxHold(ctx, s.c.opts.attemptTimeout)
 	return nil
 }
 

@@ -787,7 +787,13 @@ func (d *Driver) stepRestored(now core.LogTime) {
 	// tick request in the skipped entries is lost: ask again.
 	d.timed, d.deadline = true, now
 	d.ask, d.freshUntil = "", 0
+	// The skipped entries may have carried an owed cancel, or the end of
+	// its wait: ask each again (one that finds no waiter settles it).
+	for _, o := range d.owed {
+		o.asked, o.carrier = false, 0
+	}
 	d.takeRole()
+	d.askAllOwed()
 }
 
 func (d *Driver) stepApplied(e core.Entry, out *core.Output) error {
@@ -821,8 +827,9 @@ func (d *Driver) stepApplied(e core.Entry, out *core.Output) error {
 	if len(d.owed) > 0 {
 		for i := range e.Commands {
 			c := &e.Commands[i]
-			if o := d.owed[c.Waiter]; c.Op == core.OpCancel && o != nil && o.session == c.Session {
-				d.settleOwed(c.Waiter) // applied: the wait is withdrawn, or was gone
+			if o := d.owed[c.Waiter]; c.Op == core.OpCancel && o != nil && o.session == c.Session &&
+				(out.Results[i].Err == nil || out.Results[i].Err.Code == core.CodeNotFound) {
+				d.settleOwed(c.Waiter) // applied: the wait is withdrawn, or was gone (not a refused cancel)
 			}
 		}
 	}

@@ -207,3 +207,28 @@ func TestOwedCancelsAreNotRepeated(t *testing.T) {
 
 // d is the harness's driver, for a look at what it queued.
 func d(h *harness) *Driver { return h.d }
+
+// TestOwedCancelOutlivesARefusedCancelAndASnapshot: another cancel of the
+// same wait that the machine refused does not settle what is owed, and a
+// snapshot that skipped the entry carrying it asks it again.
+func TestOwedCancelOutlivesARefusedCancelAndASnapshot(t *testing.T) {
+	h, _, waiter := withdrawHarness(t)
+	h.step(WithdrawEvent(4))
+	rd := h.ready(false)
+	if cancelsIn(rd, waiter) != 1 {
+		t.Fatalf("want the cancel proposed, got %+v", rd.Proposals)
+	}
+	// An entry of another replica's carries a cancel of the same wait that
+	// the machine refuses (its output says so): nothing is settled.
+	refused := core.Entry{Index: h.index + 1, Proposal: core.Proposal{Time: h.m.Now(),
+		Commands: []core.Command{{Op: core.OpCancel, Waiter: waiter, Session: rd.Proposals[0].Proposal.Commands[0].Session}}}}
+	out := &core.Output{Index: refused.Index, Time: h.m.Now(), Results: []core.Result{{Err: &core.Error{Code: core.CodeResourceExhausted, Msg: "refused"}}}}
+	h.step(AppliedEvent(refused, out))
+	// The carrying proposal is lost with a snapshot that skipped it.
+	h.step(ProposalConfirmedEvent(rd.Proposals[0].ID))
+	h.step(RestoredEvent(h.m.Now()))
+	rd = h.ready(true)
+	if cancelsIn(rd, waiter) != 1 {
+		t.Fatalf("after a refused cancel and a snapshot, want the owed cancel asked again, got %+v", rd.Proposals)
+	}
+}
