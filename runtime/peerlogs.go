@@ -310,16 +310,26 @@ func writeDurably(dir, file, text string) error {
 		err = os.Rename(tmp, path)
 	}
 	if err == nil {
-		var d *os.File
-		if d, err = os.Open(dir); err == nil {
-			err = d.Sync()
-			d.Close()
-		}
+		err = syncDir(dir)
 	}
 	if err != nil {
 		return fmt.Errorf("cluster.data_dir: %w", err)
 	}
 	return nil
+}
+
+// syncDir syncs directory dir, so that a file renamed into it or removed
+// from it stays so across a crash.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // noticeRemoval says, once, that this member left its own view of the

@@ -234,17 +234,17 @@ func Restore(r io.Reader, o RestoreOptions) (out Restored, err error) {
 // undoRestore removes what a failed restore wrote into dir, which was
 // empty (existed) or not there before it.
 func undoRestore(dir string, existed bool) error {
-	if !existed {
-		if err := os.RemoveAll(dir); err != nil {
-			return fmt.Errorf("cluster.data_dir: removing what the restore wrote: %w; empty %s before a restore into it", err, dir)
+	var err error
+	if existed {
+		var entries []os.DirEntry
+		entries, err = os.ReadDir(dir)
+		for _, e := range entries {
+			if err == nil {
+				err = os.RemoveAll(filepath.Join(dir, e.Name()))
+			}
 		}
-		return nil
-	}
-	entries, err := os.ReadDir(dir)
-	for _, e := range entries {
-		if err == nil {
-			err = os.RemoveAll(filepath.Join(dir, e.Name()))
-		}
+	} else {
+		err = os.RemoveAll(dir)
 	}
 	if err != nil {
 		return fmt.Errorf("cluster.data_dir: removing what the restore wrote: %w; empty %s before a restore into it", err, dir)
@@ -255,15 +255,9 @@ func undoRestore(dir string, existed bool) error {
 // removeDurably removes dir's file, and syncs dir so that the removal
 // survives a crash.
 func removeDurably(dir, file string) error {
-	if err := os.Remove(filepath.Join(dir, file)); err != nil {
-		return fmt.Errorf("cluster.data_dir: %w", err)
-	}
-	d, err := os.Open(dir)
+	err := os.Remove(filepath.Join(dir, file))
 	if err == nil {
-		err = d.Sync()
-		if cerr := d.Close(); err == nil {
-			err = cerr
-		}
+		err = syncDir(dir)
 	}
 	if err != nil {
 		return fmt.Errorf("cluster.data_dir: %w", err)
