@@ -214,9 +214,8 @@ type request struct {
 	waiter    core.WaiterID // stateBlocked
 	abandoned bool          // the requester went away while the command was in flight
 	// withdrawing: the requester asked its wait withdrawn and stays for
-	// the answer (EventWithdraw). Its cancel is asked again whenever one
-	// may have been lost (a proposal refused, a role ended), and once it
-	// queues if it had not yet, until the wait's end or grant applies.
+	// the answer (EventWithdraw): its cancel is owed (Driver.owed) once it
+	// queues, if it had not yet.
 	withdrawing bool
 	// A queued acquire that may ride along (mayRide): whether a Ready has
 	// held it back yet, and the replica's clock then (Config.RideAlongMs
@@ -419,10 +418,8 @@ func CancelEvent(id RequestID) Event { return Event{Kind: EventCancel, Request: 
 // while it stays to hear how the wait ended: the cancel goes through the
 // log, and the request's final reply is whichever the log applied first,
 // its grant or its end (ReplyWaitEnded, core.ReasonCancelled). A request
-// not queued yet is withdrawn once it queues. The cancel is asked again
-// after anything that may have lost it (a refused proposal, a change of
-// role), until the request's final reply; a follower, which proposes
-// nothing, asks it once it can. An unknown request is left alone.
+// not queued yet is withdrawn once it queues. The cancel is owed until one
+// applies (Driver.owed). An unknown request is left alone.
 func WithdrawEvent(id RequestID) Event { return Event{Kind: EventWithdraw, Request: id} }
 
 // TickEvent is a reading of a clock that is its own monotonic clock (a
@@ -544,10 +541,9 @@ func (d *Driver) stepCancel(id RequestID) {
 }
 
 // cancelWait withdraws a queued request from the machine, so that a grant
-// nobody waits for does not sit on the name until the session ends. Only a
-// leader or a forwarder proposes; a follower's caller cancels through
-// another replica (Proposes says which), or the wait's own deadline or its
-// session's end clears it.
+// nobody waits for does not sit on the name until the session ends. The
+// cancel is owed until one applies (Driver.owed): a follower, which
+// proposes nothing, asks it once it leads or forwards.
 func (d *Driver) cancelWait(w core.WaiterID, s core.SessionID) {
 	if w == 0 {
 		return
@@ -595,6 +591,17 @@ func (d *Driver) askAllOwed() {
 // settleOwed drops w's owed cancel: one applied (whatever it found), or
 // the wait ended.
 func (d *Driver) settleOwed(w core.WaiterID) { delete(d.owed, w) }
+
+// unaskOwed marks the owed cancels that carrier held (every one, when all)
+// as lost, for askAllOwed to ask again: their proposal failed, their role
+// ended, or a snapshot skipped the entries that held them.
+func (d *Driver) unaskOwed(all bool, carrier ProposalID) {
+	for _, o := range d.owed {
+		if all || o.carrier == carrier {
+			o.asked, o.carrier = false, 0
+		}
+	}
+}
 
 // clockAnchor is where the replica's stamping clock stands (docs/design.md,
 // Time): the wall clock read at the anchor, carried forward by the
@@ -719,9 +726,7 @@ func (d *Driver) loseRole() {
 	}
 	d.queue = d.queue[:0]
 	d.cancels = d.cancels[:0]
-	for _, o := range d.owed {
-		o.asked, o.carrier = false, 0 // asked again by the next proposing role
-	}
+	d.unaskOwed(true, 0) // asked again by the next proposing role
 	d.needLeaderMark = false
 	d.ask, d.freshUntil = "", 0
 	d.role = RoleFollower
@@ -758,12 +763,7 @@ func (d *Driver) stepProposalFailed(id ProposalID) {
 		}
 		d.forget(r)
 	}
-	// The cancels it carried are owed still.
-	for _, o := range d.owed {
-		if o.carrier == id {
-			o.asked, o.carrier = false, 0
-		}
-	}
+	d.unaskOwed(false, id) // the cancels it carried are owed still
 	d.askAllOwed()
 }
 
@@ -789,9 +789,7 @@ func (d *Driver) stepRestored(now core.LogTime) {
 	d.ask, d.freshUntil = "", 0
 	// The skipped entries may have carried an owed cancel, or the end of
 	// its wait: ask each again (one that finds no waiter settles it).
-	for _, o := range d.owed {
-		o.asked, o.carrier = false, 0
-	}
+	d.unaskOwed(true, 0)
 	d.takeRole()
 	d.askAllOwed()
 }
