@@ -391,19 +391,17 @@ func (s *shard) submit(cmd core.Command) (*pending, error) {
 }
 
 // abandon withdraws a request whose caller went away. A request blocked on
-// a waiter is cancelled through the log by the driver when it can propose
-// (as leader or forwarder); otherwise abandon reports the wait for the
-// caller to cancel.
-func (s *shard) abandon(p *pending) (waiter core.WaiterID, session core.SessionID, proposed bool) {
+// a waiter is cancelled through the log by the driver, which owes the
+// cancel until one applies (replica.Driver's owed cancels): at once as
+// leader or forwarder, or once it can propose.
+func (s *shard) abandon(p *pending) {
 	s.mu.Lock()
 	if _, ok := s.pending[p.id]; ok {
 		delete(s.pending, p.id)
 		s.drv.Step(replica.CancelEvent(p.id))
 	}
-	waiter, session, proposed = p.waiter, p.session, s.drv.Proposes()
 	s.mu.Unlock()
 	s.kick()
-	return waiter, session, proposed
 }
 
 func (s *shard) leadership() (isLeader bool, leaderID, term uint64, changed <-chan struct{}) {
@@ -618,7 +616,7 @@ func (s *shard) await(ctx context.Context, deadline time.Time, p *pending, qw *q
 			}
 			queued = true
 			if closing == nil { // the node is closing: do not start a long wait
-				s.withdraw(p)
+				s.abandon(p)
 				return replica.Reply{}, queued, ErrShuttingDown
 			}
 			switch {
@@ -632,65 +630,37 @@ func (s *shard) await(ctx context.Context, deadline time.Time, p *pending, qw *q
 			withdrawC, qw.withdrawn = nil, true
 			s.withdrawAndWait(p)
 		case <-ctx.Done():
-			s.withdraw(p)
+			s.abandon(p)
 			return replica.Reply{}, queued, ctx.Err()
 		case <-closing:
 			if s.isBlocked(p) {
-				s.withdraw(p)
+				s.abandon(p)
 				return replica.Reply{}, queued, ErrShuttingDown
 			}
 			closing = nil // let it finish: Close drains in-flight requests
 		case <-stuckC:
-			s.withdraw(p)
+			s.abandon(p)
 			if late {
 				return replica.Reply{}, queued, context.DeadlineExceeded
 			}
 			return replica.Reply{}, queued, fmt.Errorf("%w: %s: no answer within %v (it may still apply)", ErrUnavailable, s,
 				s.n.proposalTimeout+s.n.retryBudget)
 		case <-s.n.stopped:
-			s.withdraw(p)
+			s.abandon(p)
 			return replica.Reply{}, queued, ErrShuttingDown
 		}
 	}
 }
 
-// withdraw abandons p and makes sure a wait it holds in the machine is
-// cancelled through the log.
-func (s *shard) withdraw(p *pending) {
-	waiter, session, proposed := s.abandon(p)
-	if waiter == 0 || proposed {
-		return
-	}
-	s.cancelThroughDo(waiter, session)
-}
-
 // withdrawAndWait asks the machine to withdraw p's wait, through the log,
 // while p waits on to hear whether its grant or the withdrawal applied
-// first (WithWithdrawal).
+// first (WithWithdrawal). The driver owes the cancel until one applies.
 func (s *shard) withdrawAndWait(p *pending) {
 	s.mu.Lock()
-	_, live := s.pending[p.id]
-	if live {
+	if _, live := s.pending[p.id]; live {
 		s.drv.Step(replica.WithdrawEvent(p.id))
 	}
-	waiter, session, proposed := p.waiter, p.session, s.drv.Proposes()
 	s.mu.Unlock()
 	s.kick()
-	if live && waiter != 0 && !proposed {
-		s.cancelThroughDo(waiter, session)
-	}
 }
 
-// cancelThroughDo cancels a wait when the driver cannot propose now (no
-// leader is known, or nothing is applied yet): through Do, which waits
-// for a leader.
-func (s *shard) cancelThroughDo(waiter core.WaiterID, session core.SessionID) {
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), s.n.retryBudget)
-		defer cancel()
-		// This shard's own: with several shards, waiter ids are per shard.
-		if _, err := s.n.doOn(ctx, s, core.Command{Op: core.OpCancel, Waiter: waiter, Session: session}); err != nil {
-			s.log.Debug("could not cancel an abandoned wait", "waiter", waiter, "err", err)
-		}
-	}()
-}
