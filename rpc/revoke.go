@@ -147,12 +147,8 @@ func (o *openStreams) current(sc *streamCreds, procedure string, principal Princ
 	if same {
 		return nil
 	}
-	p, err := o.a.Authenticate(sc.ctx, procedure, sc.header)
-	switch {
-	case err != nil:
-		return revocation(fmt.Errorf("%w: %v; open it again with good credentials", errRevoked, err))
-	case p.ID != principal.ID:
-		return revocation(fmt.Errorf("%w: they now name principal %q, not %q; open it again", errRevoked, p.ID, principal.ID))
+	if cause := o.stillNames(sc.ctx, procedure, sc.header, principal); cause != nil {
+		return revocation(cause)
 	}
 	sc.mu.Lock()
 	sc.checked = max(sc.checked, n)
@@ -286,13 +282,8 @@ func (o *openStreams) check(st *openStream) {
 		return
 	}
 	if st.header != nil {
-		p, err := o.a.Authenticate(st.ctx, st.procedure, st.header)
-		switch {
-		case err != nil:
-			st.end(fmt.Errorf("%w: %v; open it again with good credentials", errRevoked, err))
-			return
-		case p.ID != st.principal.ID:
-			st.end(fmt.Errorf("%w: they now name principal %q, not %q; open it again", errRevoked, p.ID, st.principal.ID))
+		if cause := o.stillNames(st.ctx, st.procedure, st.header, st.principal); cause != nil {
+			st.end(cause)
 			return
 		}
 	}
@@ -305,6 +296,20 @@ func (o *openStreams) check(st *openStream) {
 			st.end(fmt.Errorf("%w: %v", errDenied, err))
 		}
 	}
+}
+
+// stillNames is nil while the credentials in header, authenticated again
+// by what a reload put in force, name principal; else the cause (errRevoked)
+// to end what they opened with.
+func (o *openStreams) stillNames(ctx context.Context, procedure string, header http.Header, principal Principal) error {
+	p, err := o.a.Authenticate(ctx, procedure, header)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: %v; open it again with good credentials", errRevoked, err)
+	case p.ID != principal.ID:
+		return fmt.Errorf("%w: they now name principal %q, not %q; open it again", errRevoked, p.ID, principal.ID)
+	}
+	return nil
 }
 
 // revoked is the error a request of a stream or a call ended by a reload
