@@ -663,4 +663,3 @@ func (s *shard) withdrawAndWait(p *pending) {
 	s.mu.Unlock()
 	s.kick()
 }
-
