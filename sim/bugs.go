@@ -31,7 +31,11 @@ type Bug struct {
 	staleOK    bool // replicas answer reads from local state, without ReadIndex
 	shards     int  // the run's shard count when -shards is not given (0: 1)
 	closeFirst bool // a close answers the first shard's success (the client's merge, sim/client.go)
-	mute       bool // replicas silently drop client proposals, leading or forwarding (ticks and leader marks still go)
+	// withdrawAtOnce: a client that asks its wait withdrawn answers its
+	// caller "cancelled" at once, as the runtime did before waits were
+	// withdrawn through the log (sim/client.go).
+	withdrawAtOnce bool
+	mute           bool // replicas silently drop client proposals, leading or forwarding (ticks and leader marks still go)
 	// mux plants a multiplexed client's old behaviour (mux.go).
 	mux muxBug
 	// muxClients is the run's multiplexed clients when -mux is not given
@@ -59,6 +63,9 @@ var bugs = []Bug{
 		Caught: "liveness", mute: true},
 	{Name: "close-first-success", What: "with several shards, a session close answers the first shard's success even when another shard did not answer (issue 18's bug); runs with 4 shards",
 		Caught: "close-everywhere", shards: 4, closeFirst: true},
+	{Name: "withdraw-answers-at-once", What: "a wait asked withdrawn answers its caller cancelled at once, before the log ends it, " +
+		"as a reload did before waits were withdrawn through the log: the log may grant it first",
+		Caught: "wait-end", withdrawAtOnce: true},
 	{Name: "shared-keepalive-id", What: "a multiplexed client renews all its sessions under one dedupe identity, each counting from 1 (the servers refuse the reused seqs since rules 3)",
 		Caught: "Done closes before another session is granted", mux: muxSharedKA},
 	{Name: "no-lowest-pending", What: "a multiplexed client sends no lowest pending seq (the old window of 32 results)",

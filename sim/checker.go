@@ -77,6 +77,15 @@ type checker struct {
 	// closed holds the sessions whose close a client was told succeeded,
 	// with when: no shard may hold the session after that (close-everywhere).
 	closed map[core.SessionID]time.Duration
+	// toldEnded holds the waits whose caller was told they ended without a
+	// grant, with when: no shard may grant them afterwards (wait-end).
+	toldEnded map[waitKey]time.Duration
+}
+
+// waitKey names a wait: waiter ids are a shard's own.
+type waitKey struct {
+	shard  uint64
+	waiter core.WaiterID
 }
 
 // shardLog is what the checker knows of one shard's Raft group: each shard
@@ -109,7 +118,8 @@ func (c *checker) hash(m Machine) [32]byte {
 }
 
 func newChecker(w *world) *checker {
-	c := &checker{w: w, warned: make(map[string]int), closed: make(map[core.SessionID]time.Duration)}
+	c := &checker{w: w, warned: make(map[string]int), closed: make(map[core.SessionID]time.Duration),
+		toldEnded: make(map[waitKey]time.Duration)}
 	for i := range max(w.opts.Shards, 1) {
 		l := &shardLog{
 			byIndex:    make(map[uint64]*indexRecord),
@@ -389,6 +399,29 @@ func (c *checker) closeAnswered(cl *client, s core.SessionID) {
 				cl.idx, s, k, len(l.led.liveOf(s)))
 			return
 		}
+	}
+}
+
+// waitEndAnswered checks a client told its queued request ended without a
+// grant (a withdrawal, a cancel, its session's end): the caller must hear
+// what the log did (docs/design.md, withdrawn waits), so the log must have
+// ended that wait, without a grant and for the reason told, and it is
+// remembered, so that no later entry grants it (ledger.effect).
+func (c *checker) waitEndAnswered(cl *client, cmd core.Command, r core.Result) {
+	shard := shards.Of(cmd.Name, len(c.logs))
+	led := c.logs[shard].led
+	c.toldEnded[waitKey{shard, r.Waiter}] = c.w.now
+	we, ok := led.waitEnds[r.Waiter]
+	switch {
+	case !ok:
+		c.fail(Safety, "wait-end", "client %d was told its %v %s seq=%d ended (%s) as waiter %d, which the log has not ended",
+			cl.idx, cmd.Op, cmd.Name, cmd.Seq, r.Reason, r.Waiter)
+	case we.granted:
+		c.fail(Safety, "wait-end", "client %d was told its %v %s seq=%d ended (%s) as waiter %d, which the log granted at index %d",
+			cl.idx, cmd.Op, cmd.Name, cmd.Seq, r.Reason, r.Waiter, we.index)
+	case we.reason != r.Reason:
+		c.fail(Safety, "wait-end", "client %d was told its %v %s seq=%d ended (%s) as waiter %d, which the log ended at index %d (%s)",
+			cl.idx, cmd.Op, cmd.Name, cmd.Seq, r.Reason, r.Waiter, we.index, we.reason)
 	}
 }
 

@@ -56,10 +56,11 @@ type call struct {
 	queued       bool
 	hist         int // index in the history, -1 when not recorded
 	session      core.SessionID
-	queuedAt     int    // the replica that said "queued"
-	queuedTry    uint64 // the attempt it said it to
-	giveUp       bool   // a give-up timer is set
-	withdrawn    bool   // it asked its wait withdrawn: a retry that queues again asks again, as the runtime's Do does
+	queuedAt     int           // the replica that said "queued"
+	queuedTry    uint64        // the attempt it said it to
+	giveUp       bool          // a give-up timer is set
+	withdrawn    bool          // it asked its wait withdrawn: a retry that queues again asks again, as the runtime's Do does
+	waiter       core.WaiterID // the machine's id for its wait, from the "queued" answer
 
 	// A command travels through core/shards, as the runtime's route does:
 	// the Fanout says what to send, wave by wave; the client sends a wave's
@@ -231,6 +232,11 @@ func (c *client) timer(arg int, gen uint64) {
 			c.logf("asks %v %s seq=%d withdrawn", cl.cmd.Op, cl.cmd.Name, cl.cmd.Seq)
 			cl.withdrawn = true
 			c.w.send(&message{kind: msgWithdraw, from: c.addr, to: cl.queuedAt, attempt: cl.queuedTry, shard: cl.shard, payload: &payload{}})
+			if c.w.bug.withdrawAtOnce {
+				// The planted bug: the old path, which cut the caller's wait
+				// and answered at once, whatever the log then did.
+				c.finishCmd(core.Result{Outcome: core.OutcomeRefused, Session: cl.cmd.Session, Waiter: cl.waiter, Reason: core.ReasonCancelled})
+			}
 		}
 	case argGiveUp:
 		if c.main.active && c.main.queued && gen == c.main.firstAttempt {
@@ -629,6 +635,7 @@ func (c *client) onReply(cl *call, thread int, m *message) {
 	case replica.ReplyQueued:
 		c.guesses[cl.shard] = m.from
 		cl.queued = true
+		cl.waiter = r.Result.Waiter
 		if cl.withdrawn && (cl.queuedAt != m.from || cl.queuedTry != m.attempt) {
 			// A retry queued again: withdraw it there too.
 			c.w.send(&message{kind: msgWithdraw, from: c.addr, to: m.from, attempt: m.attempt, shard: cl.shard, payload: &payload{}})
@@ -673,6 +680,9 @@ func (c *client) finishCmd(r core.Result) {
 	c.lastOp = c.w.now
 	c.w.tr.mix(0xc11e, uint64(c.idx), cmd.Seq, uint64(r.Outcome), uint64(r.Token))
 	c.logf("%v %s seq=%d -> %s", cmd.Op, cmd.Name, cmd.Seq, describeResult(r))
+	if r.Err == nil && r.Outcome == core.OutcomeRefused && r.Waiter != 0 {
+		c.w.chk.waitEndAnswered(c, cmd, r)
+	}
 	if r.Err != nil {
 		if r.Err.Code == core.CodeNotFound && cmd.Op != core.OpCancel {
 			c.lostSession(cmd.Session)

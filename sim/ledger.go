@@ -390,6 +390,10 @@ func (l *ledger) effect(idx uint64, ef *core.Effect, x *entryScratch) {
 	switch ef.Kind {
 	case core.EffectGranted:
 		if ef.Waiter != 0 {
+			if at, ok := l.c.toldEnded[waitKey{l.shard, ef.Waiter}]; ok {
+				l.fail("wait-end", "index %d granted waiter %d on %s %q, whose caller was told at %.3fs that its wait ended without a grant",
+					idx, ef.Waiter, k.kind, k.name, at.Seconds())
+			}
 			l.dequeue(idx, ef.Waiter, true)
 		}
 		if ef.Object == core.KindBarrier && ef.Waiter != 0 {

@@ -20,10 +20,11 @@ func TestPlantedBugsAreCaught(t *testing.T) {
 		"no-session-extension": {"session-lease", "leader-change-expiry", "clock-step"},
 		// A leader change's jump, split into uncapped steps, fires the
 		// deadlines it should have moved.
-		"no-clock-cap":        {"clock-step", "leader-change-expiry"},
-		"stale-read":          {"fence", "linearizability"},
-		"mute-leader":         {"liveness"},
-		"close-first-success": {"close-everywhere"},
+		"no-clock-cap":             {"clock-step", "leader-change-expiry"},
+		"stale-read":               {"fence", "linearizability"},
+		"mute-leader":              {"liveness"},
+		"close-first-success":      {"close-everywhere"},
+		"withdraw-answers-at-once": {"wait-end"},
 
 		// the multiplexed client's (mux.go)
 		"shared-keepalive-id":       {"kept-alive-expired", "done-before-regrant"},
