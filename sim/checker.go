@@ -407,21 +407,21 @@ func (c *checker) closeAnswered(cl *client, s core.SessionID) {
 // what the log did (docs/design.md, withdrawn waits), so the log must have
 // ended that wait, without a grant and for the reason told, and it is
 // remembered, so that no later entry grants it (ledger.effect).
-func (c *checker) waitEndAnswered(cl *client, cmd core.Command, r core.Result) {
+func (c *checker) waitEndAnswered(who string, cmd core.Command, r core.Result) {
 	shard := shards.Of(cmd.Name, len(c.logs))
 	led := c.logs[shard].led
 	c.toldEnded[waitKey{shard, r.Waiter}] = c.w.now
 	we, ok := led.waitEnds[r.Waiter]
 	switch {
 	case !ok:
-		c.fail(Safety, "wait-end", "client %d was told its %v %s seq=%d ended (%s) as waiter %d, which the log has not ended",
-			cl.idx, cmd.Op, cmd.Name, cmd.Seq, r.Reason, r.Waiter)
+		c.fail(Safety, "wait-end", "%s was told its %v %s seq=%d ended (%s) as waiter %d, which the log has not ended",
+			who, cmd.Op, cmd.Name, cmd.Seq, r.Reason, r.Waiter)
 	case we.granted:
-		c.fail(Safety, "wait-end", "client %d was told its %v %s seq=%d ended (%s) as waiter %d, which the log granted at index %d",
-			cl.idx, cmd.Op, cmd.Name, cmd.Seq, r.Reason, r.Waiter, we.index)
+		c.fail(Safety, "wait-end", "%s was told its %v %s seq=%d ended (%s) as waiter %d, which the log granted at index %d",
+			who, cmd.Op, cmd.Name, cmd.Seq, r.Reason, r.Waiter, we.index)
 	case we.reason != r.Reason:
-		c.fail(Safety, "wait-end", "client %d was told its %v %s seq=%d ended (%s) as waiter %d, which the log ended at index %d (%s)",
-			cl.idx, cmd.Op, cmd.Name, cmd.Seq, r.Reason, r.Waiter, we.index, we.reason)
+		c.fail(Safety, "wait-end", "%s was told its %v %s seq=%d ended (%s) as waiter %d, which the log ended at index %d (%s)",
+			who, cmd.Op, cmd.Name, cmd.Seq, r.Reason, r.Waiter, we.index, we.reason)
 	}
 }
 

@@ -681,7 +681,7 @@ func (c *client) finishCmd(r core.Result) {
 	c.w.tr.mix(0xc11e, uint64(c.idx), cmd.Seq, uint64(r.Outcome), uint64(r.Token))
 	c.logf("%v %s seq=%d -> %s", cmd.Op, cmd.Name, cmd.Seq, describeResult(r))
 	if r.Err == nil && r.Outcome == core.OutcomeRefused && r.Waiter != 0 {
-		c.w.chk.waitEndAnswered(c, cmd, r)
+		c.w.chk.waitEndAnswered(fmt.Sprintf("client %d", c.idx), cmd, r)
 	}
 	if r.Err != nil {
 		if r.Err.Code == core.CodeNotFound && cmd.Op != core.OpCancel {

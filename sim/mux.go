@@ -427,6 +427,9 @@ func (m *muxClient) answered(cl *muxCall, r core.Result) {
 		m.w.chk.fail(Safety, "mux-forgotten", "client %s was refused request seq %d (%v) as forgotten while it still waited for it: %s",
 			cl.cmd.ClientID, cl.cmd.Seq, cl.cmd.Op, r.Err.Msg)
 	}
+	if r.Err == nil && r.Outcome == core.OutcomeRefused && r.Waiter != 0 {
+		m.w.chk.waitEndAnswered("client "+m.id, cl.cmd, r)
+	}
 	switch cl.kind {
 	case mcCreate:
 		m.created(cl, r)
