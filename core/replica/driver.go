@@ -332,6 +332,13 @@ type Driver struct {
 	// queued it ends: sent once, a lost cancel let the wait be granted
 	// later to nobody, or to a requester whose rights were withdrawn.
 	owed map[core.WaiterID]*owedCancel
+	// owedRetryAt is when the owed cancels of failed proposals are asked
+	// again (0: none waits). A proposal refused on the spot (a deposed
+	// leader, a forwarder that knows no leader) fails as soon as it is
+	// made: asked again at once, its cancels went round the shard's loop
+	// as fast as it turns until the leader update came. They wait a tick
+	// interval instead (owedRetryDelay); a new role asks them at once.
+	owedRetryAt core.LogTime
 
 	// unconfirmed lists the proposals of the current role that the caller
 	// has neither confirmed nor refused, in ascending order: the gate
@@ -575,6 +582,7 @@ func (d *Driver) askOwed(w core.WaiterID) {
 // askAllOwed queues every owed cancel not queued or out, in waiter order
 // (the log must not depend on a map's order).
 func (d *Driver) askAllOwed() {
+	d.owedRetryAt = 0
 	if len(d.owed) == 0 {
 		return
 	}
@@ -594,13 +602,17 @@ func (d *Driver) settleOwed(w core.WaiterID) { delete(d.owed, w) }
 
 // unaskOwed marks the owed cancels that carrier held (every one, when all)
 // as lost, for askAllOwed to ask again: their proposal failed, their role
-// ended, or a snapshot skipped the entries that held them.
-func (d *Driver) unaskOwed(all bool, carrier ProposalID) {
+// ended, or a snapshot skipped the entries that held them. It says how
+// many it marked.
+func (d *Driver) unaskOwed(all bool, carrier ProposalID) int {
+	n := 0
 	for _, o := range d.owed {
-		if all || o.carrier == carrier {
+		if all || (o.asked && o.carrier == carrier) {
 			o.asked, o.carrier = false, 0
+			n++
 		}
 	}
+	return n
 }
 
 // clockAnchor is where the replica's stamping clock stands (docs/design.md,
@@ -763,9 +775,14 @@ func (d *Driver) stepProposalFailed(id ProposalID) {
 		}
 		d.forget(r)
 	}
-	d.unaskOwed(false, id) // the cancels it carried are owed still
-	d.askAllOwed()
+	if d.unaskOwed(false, id) > 0 && d.owedRetryAt == 0 { // the cancels it carried are owed still
+		d.owedRetryAt = d.now + d.owedRetryDelay()
+	}
 }
+
+// owedRetryDelay is how long the owed cancels of a failed proposal wait
+// before they are asked again (Driver.owedRetryAt).
+func (d *Driver) owedRetryDelay() core.LogTime { return core.LogTime(d.cfg.TickIntervalMs) }
 
 func (d *Driver) stepRestored(now core.LogTime) {
 	// The snapshot skipped the entries that may have carried this
@@ -1042,6 +1059,9 @@ func (d *Driver) stalled() bool {
 func (d *Driver) gateOpen() bool { return len(d.unconfirmed) < d.cfg.MaxUnconfirmed }
 
 func (d *Driver) propose() {
+	if d.owedRetryAt != 0 && (d.now >= d.owedRetryAt || d.now < d.owedRetryAt-d.owedRetryDelay()) {
+		d.askAllOwed() // their wait is over (or the clock stepped back)
+	}
 	lead := d.role == RoleLeader
 	if lead && !d.needLeaderMark && d.stalled() {
 		d.needLeaderMark = true

@@ -56,7 +56,9 @@ func TestWithdrawWaitsForTheLog(t *testing.T) {
 // TestWithdrawSurvivesARefusedProposalAndARoleChange: a cancel in a
 // proposal that was refused, or dropped when the role ended before it was
 // proposed, is asked again; without it the wait was granted later, to a
-// caller whose withdrawal was lost.
+// caller whose withdrawal was lost. A refused one waits a tick interval
+// first: asked again at once, it went round the shard's loop as fast as
+// the refusals came until the leader update arrived.
 func TestWithdrawSurvivesARefusedProposalAndARoleChange(t *testing.T) {
 	h, _, waiter := withdrawHarness(t)
 	h.step(WithdrawEvent(4))
@@ -66,8 +68,17 @@ func TestWithdrawSurvivesARefusedProposalAndARoleChange(t *testing.T) {
 	}
 	h.step(ProposalFailedEvent(rd.Proposals[0].ID))
 	rd = h.ready(false)
+	if cancelsIn(rd, waiter) != 0 {
+		t.Fatalf("a refused cancel was asked again at once, with no pause: %+v", rd.Proposals)
+	}
+	h.advance(DefaultTickIntervalMs - 1)
+	if rd = h.ready(false); cancelsIn(rd, waiter) != 0 {
+		t.Fatalf("a refused cancel was asked again before a tick interval passed: %+v", rd.Proposals)
+	}
+	h.advance(1)
+	rd = h.ready(false)
 	if cancelsIn(rd, waiter) != 1 {
-		t.Fatalf("after its proposal was refused, want the cancel asked again, got %+v", rd.Proposals)
+		t.Fatalf("a tick interval after its proposal was refused, want the cancel asked again, got %+v", rd.Proposals)
 	}
 	// Its new proposal is lost with the role: another member leads, then
 	// this one again.
@@ -198,6 +209,7 @@ func TestOwedCancelsAreNotRepeated(t *testing.T) {
 		for _, p := range rd.Proposals {
 			h.step(ProposalFailedEvent(p.ID))
 		}
+		h.advance(DefaultTickIntervalMs)
 	}
 	h.ready(true)
 	if st, err := h.m.Status(core.KindMutex, "m"); err != nil || len(st.Waiters) != 0 {
