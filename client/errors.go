@@ -99,11 +99,15 @@ func apiErr[Op opName | string](op Op, err error) error {
 		return nil
 	}
 	var refusal error
+	shown := err
+	if ce, ok := err.(*connect.Error); ok && ce.Message() != "" {
+		shown = &serverMessage{ce}
+	}
 	switch connect.CodeOf(err) {
 	case connect.CodeAborted:
-		return fmt.Errorf("%s: %w: %v", op, ErrNotHeld, err)
+		return fmt.Errorf("%s: %w: %v", op, ErrNotHeld, shown)
 	case connect.CodeNotFound:
-		return fmt.Errorf("%s: %w: %v", op, ErrSessionLost, err)
+		return fmt.Errorf("%s: %w: %v", op, ErrSessionLost, shown)
 	case connect.CodeFailedPrecondition:
 		refusal = ErrPrecondition
 	case connect.CodeInvalidArgument:
@@ -115,5 +119,15 @@ func apiErr[Op opName | string](op Op, err error) error {
 	default:
 		return fmt.Errorf("%s: %w", op, err)
 	}
-	return fmt.Errorf("%s: %w: %w", op, refusal, err)
+	return fmt.Errorf("%s: %w: %w", op, refusal, shown)
 }
+
+// serverMessage is a server's refusal as the client's errors print it: its
+// message alone, since the sentinel before it already names what the code
+// says ("permission denied: permission_denied: ..." said it twice). It
+// unwraps to the connect error, so connect.CodeOf and errors.As still
+// find it.
+type serverMessage struct{ err *connect.Error }
+
+func (e *serverMessage) Error() string { return e.err.Message() }
+func (e *serverMessage) Unwrap() error { return e.err }

@@ -48,7 +48,7 @@ func TestLongNameNotEchoedWhole(t *testing.T) {
 // malformed request, an ACL's refusal and a limit each wrap a sentinel of
 // their own, keep the server's message, and keep the connect error
 // reachable (connect.CodeOf), which the CLI's hints and callers that
-// switch on codes read.
+// switch on codes read, and print the code once.
 func TestRefusalSentinels(t *testing.T) {
 	sentinels := []error{client.ErrPrecondition, client.ErrInvalid, client.ErrPermissionDenied, client.ErrLimit,
 		client.ErrLocked, client.ErrNotHeld, client.ErrSessionLost}
@@ -85,6 +85,11 @@ func TestRefusalSentinels(t *testing.T) {
 			}
 			if connect.CodeOf(err) != tc.code || !strings.Contains(err.Error(), "acquire of t/refused: "+tc.code.String()) {
 				t.Errorf("TryLock refused with %s: %v (code %s): want the code and the server's message kept", tc.code, err, connect.CodeOf(err))
+			}
+			// The sentinel names the code already: "permission denied:
+			// permission_denied: ..." said it twice.
+			if strings.Contains(err.Error(), tc.code.String()+": acquire of") {
+				t.Errorf("TryLock refused with %s: %v: the code repeated after the sentinel", tc.code, err)
 			}
 		})
 	}

@@ -547,7 +547,7 @@ func TestObserveReportsRefusals(t *testing.T) {
 			last = l
 		}
 		cancel()
-		if last.Err == nil || !strings.Contains(last.Err.Error(), "invalid_argument") {
+		if last.Err == nil || connect.CodeOf(last.Err) != connect.CodeInvalidArgument || !errors.Is(last.Err, client.ErrInvalid) {
 			t.Errorf("Observe(%d-byte name) ended with %+v, want an invalid_argument error", len(name), last)
 		}
 	}

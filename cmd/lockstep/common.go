@@ -166,9 +166,10 @@ func hintFor(err error, endpoints string, certGiven bool) string {
 		return "The grant is gone (released or expired); check 'lockstep status NAME'."
 	case strings.Contains(err.Error(), "unauthenticated"):
 		return "The cluster wants credentials: --api-key (LOCKSTEP_API_KEY), or --cert and --key (LOCKSTEP_CERT, LOCKSTEP_KEY) with --cacert for https://."
-	case strings.Contains(err.Error(), "permission_denied"):
+	case connect.CodeOf(err) == connect.CodePermissionDenied, strings.Contains(err.Error(), "permission_denied"):
 		return "Your principal may not do this: ask for a rule in security.acl (docs/security.md)."
-	case strings.Contains(err.Error(), "invalid_argument"), strings.Contains(err.Error(), "failed_precondition"):
+	case connect.CodeOf(err) == connect.CodeInvalidArgument, connect.CodeOf(err) == connect.CodeFailedPrecondition,
+		strings.Contains(err.Error(), "invalid_argument"), strings.Contains(err.Error(), "failed_precondition"):
 		return "The server refused the request as given; fix the arguments (see -h)."
 	}
 	return ""
