@@ -6,9 +6,9 @@ import (
 )
 
 // Changed names, by their dotted keys (consensus.ride_along_ms), the
-// settings outside security whose values differ between a and b: what a
-// reload (SIGHUP), which puts only security in force, leaves for a
-// restart. The keys come from the yaml tags; a map or a list is one key.
+// settings outside security and log.level whose values differ between a
+// and b: what a reload (SIGHUP), which puts only those in force, leaves
+// for a restart. The keys come from the yaml tags; a map or a list is one key.
 func Changed(a, b Config) []string {
 	var out []string
 	changed(reflect.ValueOf(a), reflect.ValueOf(b), "", &out)
@@ -36,8 +36,8 @@ func changed(a, b reflect.Value, prefix string, out *[]string) {
 		if prefix != "" {
 			key = prefix + "." + name
 		}
-		if key == "security" {
-			continue
+		if key == "security" || key == "log.level" {
+			continue // put in force by a reload
 		}
 		changed(a.Field(i), b.Field(i), key, out)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -28,6 +29,45 @@ type Config struct {
 	// (security.go, docs/security.md). Absent: plaintext, anonymous, which
 	// only loopback addresses may serve.
 	Security Security `yaml:"security,omitempty"`
+	// Log is how the member logs (to stderr). Its level is the one
+	// setting outside security that a reload (SIGHUP) puts in force.
+	Log Log `yaml:"log,omitempty"`
+}
+
+// Log is the member's logging: --log-level and --log-format override it.
+type Log struct {
+	// Level is debug, info, warn or error. Defaults to info. A reload
+	// (SIGHUP) puts a new one in force: turn on debug while something is
+	// wrong, without a restart.
+	Level string `yaml:"level,omitempty"`
+	// Format is text or json. Defaults to text; it changes at a restart.
+	Format string `yaml:"format,omitempty"`
+}
+
+// SlogLevel is the level as log/slog counts it (info when empty).
+func (l Log) SlogLevel() (slog.Level, error) {
+	if l.Level == "" {
+		return slog.LevelInfo, nil
+	}
+	switch strings.ToLower(l.Level) {
+	case "debug", "info", "warn", "error":
+		var lv slog.Level
+		if err := lv.UnmarshalText([]byte(l.Level)); err == nil {
+			return lv, nil
+		}
+	}
+	return 0, fmt.Errorf("log.level: %q is not a level: use debug, info, warn or error", l.Level)
+}
+
+func (l Log) validate() error {
+	var errs []error
+	if _, err := l.SlogLevel(); err != nil {
+		errs = append(errs, err)
+	}
+	if l.Format != "" && l.Format != "text" && l.Format != "json" {
+		errs = append(errs, fmt.Errorf("log.format: %q is not a format: use text or json", l.Format))
+	}
+	return errors.Join(errs...)
 }
 
 // Cluster is this node's identity, addresses and peers.
@@ -419,7 +459,7 @@ func describeDecodeError(err error, v reflect.Value) string {
 func (c Config) Validate() error {
 	security := func() error { return c.Security.validate(c.Cluster) }
 	var errs []error
-	for _, check := range []func() error{c.Cluster.validate, c.Consensus.validate, c.Locks.validate, security} {
+	for _, check := range []func() error{c.Cluster.validate, c.Consensus.validate, c.Locks.validate, security, c.Log.validate} {
 		errs = append(errs, check())
 	}
 	return errors.Join(errs...)

@@ -134,6 +134,10 @@ locks:
 			"peers: {node-1: 127.0.0.1:7001, n2: 127.0.0.1:7002, n3: 127.0.0.1:7003, n4: 127.0.0.1:7004, n5: 127.0.0.1:7005, n6: 127.0.0.1:7006, n7: 127.0.0.1:7007, n8: 127.0.0.1:7008}",
 			"cluster.peers: lists 8 members; at most 7"},
 		{"  data_dir: data", "  data_dir: data\n  data_dir: again", "cluster.data_dir: given twice"},
+		{"cleanup_interval_seconds: 10", "cleanup_interval_seconds: 10\nlog: {level: verbose}", `log.level: "verbose" is not a level: use debug, info, warn or error`},
+		{"cleanup_interval_seconds: 10", "cleanup_interval_seconds: 10\nlog: {level: info+2}", `log.level: "info+2" is not a level`},
+		{"cleanup_interval_seconds: 10", "cleanup_interval_seconds: 10\nlog: {format: xml}", `log.format: "xml" is not a format: use text or json`},
+		{"cleanup_interval_seconds: 10", "cleanup_interval_seconds: 10\nlog: {levels: info}", "log.levels: unknown key"},
 	}
 	for _, tc := range cases {
 		if !strings.Contains(base, tc.old) {

@@ -70,6 +70,9 @@ type Changes struct {
 	// AuditReopened is the audit log's path, when a SIGHUP reopened it
 	// (the caller sets it: the audit log is not the state's).
 	AuditReopened string
+	// LogLevel is "old -> new" when a reload changed the member's log
+	// level (the caller sets it: the level is not the state's).
+	LogLevel string
 }
 
 // String is one line that says what changed, or "nothing changed".
@@ -100,6 +103,9 @@ func (c Changes) String() string {
 	}
 	if c.AuditReopened != "" {
 		parts = append(parts, "audit log reopened at "+c.AuditReopened)
+	}
+	if c.LogLevel != "" {
+		parts = append(parts, "log level "+c.LogLevel)
 	}
 	if len(parts) == 0 {
 		return "nothing changed"

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -15,8 +16,9 @@ import (
 type serveFlags struct {
 	configFile   string
 	dev          bool
-	logFormat    string
-	logLevel     string
+	// level is the log level in force, which a reload sets from the
+	// configuration (log.level); nil in tests that give no logger.
+	level *slog.LevelVar
 	drainTimeout time.Duration
 	pprof        bool
 	check        bool
@@ -50,8 +52,10 @@ func newServeFlags(stderr io.Writer) *serveFlags {
 	f := newConfigFlags("lockstep serve", stderr, nil)
 	fs := f.fs
 	fs.BoolVar(&f.dev, "dev", false, "run one node on 127.0.0.1 with the defaults (API :8080, metrics :9090, Raft :7001)\nin a fresh temporary data directory unless --data-dir names one")
-	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
-	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.add("log-format", "log.format", "log format: text (the default) or json", false,
+		func(c *config.Config, v string) error { c.Log.Format = v; return nil })
+	f.add("log-level", "log.level", "log level: debug, info (the default), warn or error; a reload (SIGHUP) puts the file's in force unless this flag gave it", false,
+		func(c *config.Config, v string) error { c.Log.Level = v; return nil })
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", 15*time.Second,
 		"after SIGTERM, how long in-flight requests may take before connections are closed")
 	fs.BoolVar(&f.pprof, "pprof", false, "also serve net/http/pprof under /debug/pprof/ on the metrics address (for profiling)")

@@ -437,3 +437,59 @@ func testCA(t *testing.T, dir string, now time.Time) *security.Authority {
 	}
 	return ca
 }
+
+// TestHangupPutsTheLogLevelInForce: log.level is the one setting outside
+// security that a SIGHUP puts in force, so debug lines can be had while
+// something is wrong without a restart; the line that says so is written
+// when the level goes up too, and a level given by --log-level stays.
+func TestHangupPutsTheLogLevelInForce(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "node.yaml")
+	base := "cluster:\n  node_id: node-1\n  raft_address: 127.0.0.1:7001\n  api_address: 127.0.0.1:8080\n  data_dir: data\n" +
+		"  peers: {node-1: 127.0.0.1:7001}\n"
+	write := func(level string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(base+"log: {level: "+level+"}\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("info")
+	cfg, sec, f := loaded(t, path)
+	var logs bytes.Buffer
+	f.level = new(slog.LevelVar)
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: f.level}))
+	hup := func() string {
+		logs.Reset()
+		hangup(f, cfg, sec, nil, nil, log)
+		return logs.String()
+	}
+	for _, tc := range []struct {
+		level string
+		want  slog.Level
+		line  string
+	}{
+		{"debug", slog.LevelDebug, "log level info -> debug"},
+		{"warn", slog.LevelWarn, "log level debug -> warn"},
+		{"warn", slog.LevelWarn, ""}, // "nothing changed" is an INFO line
+	} {
+		write(tc.level)
+		got := hup()
+		if f.level.Level() != tc.want || !strings.Contains(got, tc.line) || (tc.line == "") != (got == "") || strings.Contains(got, "WARN") {
+			t.Fatalf("a SIGHUP with log.level %s: the level in force is %s, and it logged:\n%s\nwant %s, the line %q and no warning",
+				tc.level, f.level.Level(), got, tc.want, tc.line)
+		}
+	}
+	// A level the file gets wrong is refused, and the one in force stays.
+	write("verbose")
+	if got := hup(); f.level.Level() != slog.LevelWarn || !strings.Contains(got, `log.level: \"verbose\" is not a level`) {
+		t.Fatalf("a SIGHUP with log.level verbose: the level in force is %s, and it logged:\n%s", f.level.Level(), got)
+	}
+	// --log-level wins over the file, at a reload as at the start.
+	if err := f.fs.Parse([]string{"--log-level", "error"}); err != nil {
+		t.Fatal(err)
+	}
+	write("debug")
+	if hup(); f.level.Level() != slog.LevelError {
+		t.Fatalf("with --log-level error given, a SIGHUP set the level to %s from the file", f.level.Level())
+	}
+}

@@ -50,8 +50,8 @@ func startSecurity(cfg config.Config, mat *config.Material, reg prometheus.Regis
 }
 
 // reloadOnHangup, on SIGHUP, reopens the audit log (nil: none) and
-// reloads the certificate, the CA, the API keys file and the ACL, from the
-// configuration file read again (hangup).
+// reloads the certificate, the CA, the API keys file, the ACL and the log
+// level, from the configuration file read again (hangup).
 func reloadOnHangup(f *serveFlags, running config.Config, sec *security.State, audit *security.AuditLog, members func() int, log *slog.Logger, stop <-chan struct{}) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -95,7 +95,18 @@ func hangup(f *serveFlags, running config.Config, sec *security.State, audit *se
 		log.Warn("SIGHUP: nothing to reload without --config")
 		return
 	}
+	var before slog.Level
+	if f.level != nil {
+		before = f.level.Level()
+	}
 	c, warnings, err := reload(f, sec, running, members)
+	if f.level != nil && f.level.Level() > before {
+		// Raised (to warn, say): the lines that say so are still written,
+		// at the level they had before.
+		after := f.level.Level()
+		f.level.Set(before)
+		defer f.level.Set(after)
+	}
 	if err != nil {
 		logReopened()
 		log.Error("SIGHUP: reload failed; the security settings in force are kept", "err", err)
@@ -162,6 +173,16 @@ func reload(f *serveFlags, sec *security.State, running config.Config, members f
 			return security.Changes{}, nil, fmt.Errorf("configuration: %w (this member has peers now)", err)
 		}
 	}
+	level, err := cfg.Log.SlogLevel()
+	if err != nil {
+		return security.Changes{}, nil, fmt.Errorf("configuration: %w", err) // Validate said so already
+	}
 	c, err := sec.ReloadMaterial(cfg.Security, m)
+	if err == nil && f.level != nil && f.level.Level() != level {
+		// The one setting outside security a reload puts in force: debug
+		// lines while something is wrong, without a restart.
+		c.LogLevel = strings.ToLower(f.level.Level().String()) + " -> " + strings.ToLower(level.String())
+		f.level.Set(level)
+	}
 	return c, append(restart, cfg.Security.Warnings()...), err
 }

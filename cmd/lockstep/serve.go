@@ -42,12 +42,13 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "lockstep serve: unexpected arguments %q: flags only (see lockstep serve -h)\n", f.fs.Args())
 		return exitUsage
 	}
-	base, err := newLogger(stderr, f.logFormat, f.logLevel)
+	cfg, err := loadConfig(f)
 	if err != nil {
 		fmt.Fprintf(stderr, "lockstep serve: %v\n", err)
 		return exitUsage
 	}
-	cfg, err := loadConfig(f)
+	f.level = new(slog.LevelVar)
+	base, err := newLogger(stderr, cfg.Log, f.level)
 	if err != nil {
 		fmt.Fprintf(stderr, "lockstep serve: %v\n", err)
 		return exitUsage
@@ -195,19 +196,22 @@ func countOf(n int, noun string) string {
 	return fmt.Sprintf("%d %ss", n, noun)
 }
 
-func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+// newLogger writes c's format at the level in level, which it sets to c's:
+// a reload moves it (hangup).
+func newLogger(w io.Writer, c config.Log, level *slog.LevelVar) (*slog.Logger, error) {
+	lv, err := c.SlogLevel()
+	if err != nil {
+		return nil, fmt.Errorf("%w (--log-level)", err)
 	}
-	opts := &slog.HandlerOptions{Level: lv}
-	switch format {
-	case "text":
+	level.Set(lv)
+	opts := &slog.HandlerOptions{Level: level}
+	switch c.Format {
+	case "text", "":
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
-	return nil, fmt.Errorf("--log-format %q: use text or json", format)
+	return nil, fmt.Errorf("log.format: %q is not a format: use text or json (--log-format)", c.Format)
 }
 
 // dropMadeDir removes the data directory --dev made for this run, when the
