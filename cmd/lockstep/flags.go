@@ -14,11 +14,11 @@ import (
 
 // serveFlags are the command line of `lockstep serve`.
 type serveFlags struct {
-	configFile   string
-	dev          bool
+	configFile string
+	dev        bool
 	// level is the log level in force, which a reload sets from the
 	// configuration (log.level); nil in tests that give no logger.
-	level *slog.LevelVar
+	level        *slog.LevelVar
 	drainTimeout time.Duration
 	pprof        bool
 	check        bool
