@@ -628,8 +628,9 @@ type LeaderResponse struct {
 	Candidates []*Waiter `protobuf:"bytes,4,rep,name=candidates,proto3" json:"candidates,omitempty"`
 	// True when the answer came from a stale read and may be behind.
 	Stale bool `protobuf:"varint,5,opt,name=stale,proto3" json:"stale,omitempty"`
-	// The Raft log index this answer reflects. Observe or Watch from
-	// applied_index + 1 to see every later change.
+	// The Raft log index this answer reflects. Watch the name from
+	// applied_index + 1 to see every later change (Observe starts from the
+	// leader as it is when the stream opens).
 	AppliedIndex  uint64 `protobuf:"varint,6,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
