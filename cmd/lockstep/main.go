@@ -24,6 +24,9 @@ const (
 )
 
 func main() {
+	if isServe(os.Args[1:]) {
+		quietSysmon() // sysmon.go: before anything else, since it may start the process again
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
