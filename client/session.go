@@ -243,10 +243,10 @@ func (c *Client) startSession(ctx context.Context, sent time.Time, l lease, owne
 // Orphan on the side that gives it up; two processes keeping one session
 // alive hold its locks together, which is the caller's to prevent.
 //
-// A session the servers no longer have answers ErrSessionLost, and so
-// does another principal's (the servers answer it as one that does not
-// exist). WithOwner labels the session's new holds and barrier arrivals;
-// WithTTL does not apply (ErrInvalid).
+// A session the servers no longer have answers ErrSessionLost; one that
+// belongs to another principal, ErrPermissionDenied. WithOwner labels the
+// session's new holds and barrier arrivals; WithTTL does not apply
+// (ErrInvalid).
 func (c *Client) ResumeSession(ctx context.Context, id uint64, opts ...SessionOption) (*Session, error) {
 	o := sessionOptions{}
 	for _, opt := range opts {
