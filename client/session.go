@@ -176,35 +176,15 @@ func (c *Client) NewSession(ctx context.Context, opts ...SessionOption) (*Sessio
 	if err != nil {
 		return nil, apiErr("create session", err)
 	}
-	return c.startSession(ctx, sent, lease{res.SessionId, res.TtlMs, res.ExpiresAtMs, res.StampLagMs}, o.owner, true)
-}
-
-// lease is what the servers answered of a session's lease: to its create,
-// or to the keepalive that resumed it.
-type lease struct {
-	id                           uint64
-	ttlMs, expiresAtMs, stampLag int64
-}
-
-// startSession hands out the session whose lease l the servers answered to
-// a request sent at sent, and starts keeping it alive. A session it cannot
-// hand out (the lease too short, or over already as this client counts
-// it) is closed on the servers when closeRefused (one just made), and
-// left to its lease otherwise (one resumed: it may be another's to close).
-func (c *Client) startSession(ctx context.Context, sent time.Time, l lease, owner string, closeRefused bool) (*Session, error) {
-	s := &Session{c: c, id: l.id, ttl: time.Duration(l.ttlMs) * time.Millisecond, owner: owner,
+	s := &Session{c: c, id: res.SessionId, ttl: time.Duration(res.TtlMs) * time.Millisecond, owner: o.owner,
 		stop: make(chan struct{}), loopDone: make(chan struct{}), closer: make(chan struct{}, 1), renewSoon: make(chan struct{}, 1)}
 	s.done, s.endDone = context.WithCancel(context.Background())
-	s.noteStampLag(l.stampLag)
-	s.noteLogTime(sent, l.expiresAtMs, l.ttlMs)
+	s.noteStampLag(res.StampLagMs)
+	s.noteLogTime(sent, res.ExpiresAtMs, res.TtlMs)
 	// refuse closes a session made but not handed out, and says why.
 	refuse := func(err error) (*Session, error) {
 		close(s.loopDone) // no keepalive loop was started for Close to wait for
-		if closeRefused {
-			_ = s.Close(ctx)
-		} else {
-			s.Orphan()
-		}
+		_ = s.Close(ctx)
 		return nil, err
 	}
 	// Four guards: the lease as the client counts it (TTL less a guard)
@@ -231,68 +211,6 @@ func (c *Client) startSession(ctx context.Context, sent time.Time, l lease, owne
 	s.leaseEnd.Store(int64(leaseEnd.Sub(sent)))
 	go s.keepAlive(leaseEnd)
 	return s, nil
-}
-
-// ResumeSession takes over session id, made by NewSession in this process
-// or another and still alive on the servers (etcd's
-// concurrency.WithLease): it renews the session's lease, and answers a
-// Session kept alive from then on, with the TTL the session was made
-// with. What the session holds stays held: a Lock (TryLock, Acquire,
-// Campaign) of a name it holds answers that grant, with its token, and
-// one of a name it waits for joins that wait. Hand a session over with
-// Orphan on the side that gives it up; two processes keeping one session
-// alive hold its locks together, which is the caller's to prevent.
-//
-// A session the servers no longer have answers ErrSessionLost; one that
-// belongs to another principal, ErrPermissionDenied. WithOwner labels the
-// session's new holds and barrier arrivals; WithTTL does not apply
-// (ErrInvalid).
-func (c *Client) ResumeSession(ctx context.Context, id uint64, opts ...SessionOption) (*Session, error) {
-	o := sessionOptions{}
-	for _, opt := range opts {
-		opt(&o)
-	}
-	if o.ttl != 0 {
-		return nil, fmt.Errorf("resume session %d: %w: WithTTL does not apply: a session keeps the TTL it was made with", id, ErrInvalid)
-	}
-	if id == 0 {
-		return nil, fmt.Errorf("resume session: %w: session id 0 names no session", ErrInvalid)
-	}
-	if o.owner == "" {
-		host, _ := os.Hostname()
-		o.owner = fmt.Sprintf("%s/pid-%d", host, os.Getpid())
-	}
-	if c.live.isClosing() {
-		return nil, ErrClientClosed
-	}
-	op := fmt.Sprintf("resume session %d", id)
-	sent := time.Now()
-	res, err := do(ctx, c, func(ctx context.Context, e *endpoint) (*connect.Response[pb.KeepAliveResponse], error) {
-		return e.sessions.KeepAlive(ctx, connect.NewRequest(&pb.KeepAliveRequest{SessionId: id}))
-	})
-	if err != nil {
-		return nil, apiErr(op, err)
-	}
-	return c.startSession(ctx, sent, lease{res.SessionId, res.TtlMs, res.ExpiresAtMs, res.StampLagMs}, o.owner, false)
-}
-
-// Orphan stops keeping the session alive and forgets it here, without
-// closing it on the servers (etcd's Session.Orphan): what it holds stays
-// held until its lease runs out (its TTL after the last renewal), or
-// until a ResumeSession, in this process or another, takes it over. Done
-// closes, and the session answers ErrSessionLost here from then on;
-// requests of it still on their way fail. Close after Orphan sends
-// nothing, and so does the Client's Close.
-func (s *Session) Orphan() {
-	s.closeOnce.Do(func() {
-		s.closed.Store(true) // Close and the Client's Close send nothing
-		close(s.stop)
-		<-s.loopDone
-		err := fmt.Errorf("%w: session %d was orphaned: it lives on the servers until its lease runs out, unless resumed", ErrSessionLost, s.id)
-		s.lose(err)
-		s.forgotten.Store(true)
-		s.leaveStreams(err)
-	})
 }
 
 // logAnchor is one answer that ties log time to the client's clock.
