@@ -522,13 +522,15 @@ func (n *Node) close() error {
 	close(n.stopped)
 	<-drained // every Do returns once stopped is closed
 
-	// Let the cancels of withdrawn waits reach the log.
+	// Let the cancels of withdrawn waits reach the log: those in flight,
+	// and those whose proposal failed, which the driver asks again a tick
+	// interval later (the shard's loop runs until n.stop closes).
 	deadline := time.Now().Add(time.Second)
 	for _, sh := range n.shards {
 		sh.flush(time.Second)
 		for time.Now().Before(deadline) {
 			sh.mu.Lock()
-			idle := sh.drv.Unconfirmed() == 0
+			idle := sh.drv.Unconfirmed() == 0 && sh.drv.Owed() == 0
 			sh.mu.Unlock()
 			if idle {
 				break

@@ -383,6 +383,11 @@ func (d *Driver) Pending() int { return len(d.reqs) }
 // confirmed or refused (at most Config.MaxUnconfirmed).
 func (d *Driver) Unconfirmed() int { return len(d.unconfirmed) }
 
+// Owed is how many cancels this replica owes the machine (Driver.owed):
+// asked, proposed, or waiting to be asked again after their proposal
+// failed. A closing node waits for them to reach the log.
+func (d *Driver) Owed() int { return len(d.owed) }
+
 // EventKind says what happened.
 type EventKind uint8
 

@@ -71,6 +71,9 @@ func TestWithdrawSurvivesARefusedProposalAndARoleChange(t *testing.T) {
 	if cancelsIn(rd, waiter) != 0 {
 		t.Fatalf("a refused cancel was asked again at once, with no pause: %+v", rd.Proposals)
 	}
+	if h.d.Owed() != 1 {
+		t.Fatalf("while its cancel waits to be asked again, Owed is %d, want 1 (a closing node waits on it)", h.d.Owed())
+	}
 	h.advance(DefaultTickIntervalMs - 1)
 	if rd = h.ready(false); cancelsIn(rd, waiter) != 0 {
 		t.Fatalf("a refused cancel was asked again before a tick interval passed: %+v", rd.Proposals)
@@ -90,6 +93,9 @@ func TestWithdrawSurvivesARefusedProposalAndARoleChange(t *testing.T) {
 	}
 	if r := h.reply(4); r.Kind != ReplyWaitEnded || r.Reason != core.ReasonCancelled {
 		t.Fatalf("the withdrawn request's answer: %+v, want its wait ended, cancelled", r)
+	}
+	if h.d.Owed() != 0 {
+		t.Fatalf("after its cancel applied, Owed is %d, want 0", h.d.Owed())
 	}
 }
 
