@@ -176,6 +176,15 @@ func TestCLI(t *testing.T) {
 		if !regexp.MustCompile(`"lock_delay_ms":\s*"20000"`).MatchString(out) {
 			t.Fatalf("the grant of lock --lock-delay 20s has no lock delay of 20000 ms:\n%s", out)
 		}
+		// Without --lock-delay, the grant keeps the lock for --grace after
+		// a failure: the time a cut-off command has after SIGTERM.
+		ready2 := l.file("delay-default-held")
+		_, _, _, _ = l.start("lock", "cli/delay-default", "--grace", "7s", "--", "sh", "-c", "touch "+ready2+"; sleep 5")
+		eventually(t, 10*time.Second, "the holder runs", func() error { _, err := os.Stat(ready2); return err })
+		_, out, _ = l.run(10*time.Second, "status", "cli/delay-default", "-o", "json")
+		if !regexp.MustCompile(`"lock_delay_ms":\s*"7000"`).MatchString(out) {
+			t.Fatalf("the grant of lock --grace 7s has no lock delay of 7000 ms:\n%s", out)
+		}
 		code, _, errOut := l.run(10*time.Second, "lock", "cli/delay-bad", "--lock-delay", "2m", "--", "true")
 		if code == 0 || !strings.Contains(errOut, "lock_delay_ms") {
 			t.Fatalf("--lock-delay 2m: exit %d, want a refusal naming lock_delay_ms; stderr:\n%s", code, errOut)

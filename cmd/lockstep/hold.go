@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -191,12 +192,15 @@ If the session is lost while the command runs (this machine could not renew
 it within --ttl), the command gets SIGTERM, then SIGKILL after --grace, and
 lockstep exits 3. With --wait 0 a held mutex fails at once with exit 2.
 
-With --lock-delay, a session that ends by failure (lockstep killed, its
-machine gone, its lease not renewed) leaves the lock to nobody for that
-long: a command that could not be stopped in time (on a system without the
-guard, or on a machine cut off from the cluster) has that long to finish
-before the next holder starts (Chubby's and Consul's lock-delay; at most
-1m). A release when the command exits hands the lock on at once.
+A session that ends by failure (lockstep killed, its machine gone, its
+lease not renewed) leaves the lock to nobody for --lock-delay: a command
+that could not be stopped in time (on a system without the guard, or on a
+machine cut off from the cluster, where it has --grace after SIGTERM) has
+that long to finish before the next holder starts (Chubby's and Consul's
+lock-delay; at most 1m). It defaults to --grace, so that such a command is
+killed before the next holder starts; --lock-delay 0 hands the lock on at
+once. A release when the command exits hands the lock on at once, and so
+does a close of the session.
 
 Examples:
   lockstep lock jobs/nightly -- ./backup.sh          # wait for the lock
@@ -204,17 +208,23 @@ Examples:
   lockstep lock db-migrate --wait 5m --ttl 30s -- make migrate
   lockstep lock billing --lock-delay 20s -- ./charge.sh
 `, stdout, stderr)
-	lockDelay := h.fs.Duration("lock-delay", 0, "after the session fails (not a release), keep the lock from everyone for this `duration` (0: none; at most 1m)")
+	lockDelay := h.fs.Duration("lock-delay", 0, "after the session fails (not a release), keep the lock from everyone for this `duration` (default: --grace, at most 1m; 0: none)")
 	pos, argv, code, ok := h.parse(args)
 	if !ok {
 		return code
+	}
+	given := false
+	h.fs.Visit(func(f *flag.Flag) { given = given || f.Name == "lock-delay" })
+	d, warn := lockDelayFor(*lockDelay, given, h.grace)
+	if warn != "" {
+		fmt.Fprintf(h.stderr, "%s: warning: %s\n", h.fs.Name(), warn)
 	}
 	if len(pos) != 1 {
 		return h.usageErr("want one NAME before --, got %d arguments", len(pos))
 	}
 	name := pos[0]
 	return h.runHeld(client.KindMutex, name, argv, func(ctx context.Context, s *client.Session) (held, error) {
-		m := client.NewMutex(s, name, client.WithLockDelay(*lockDelay))
+		m := client.NewMutex(s, name, client.WithLockDelay(d))
 		var err error
 		if h.wait == 0 {
 			err = m.TryLock(ctx)
@@ -223,6 +233,29 @@ Examples:
 		}
 		return held{token: m.Token(), release: m.Unlock}, err
 	})
+}
+
+// maxCLILockDelay is the servers' bound on a lock-delay (core's
+// MaxLockDelayMs by default).
+const maxCLILockDelay = time.Minute
+
+// lockDelayFor is the lock-delay `lockstep lock` asks for: the one given,
+// or --grace, so that a command cut off from the cluster with its session
+// (SIGTERM, then SIGKILL after grace) is gone before the next holder
+// starts. It warns when the two leave room for such a command to run
+// beside the next holder: a shorter one given, or a grace over the
+// servers' bound.
+func lockDelayFor(given time.Duration, wasGiven bool, grace time.Duration) (time.Duration, string) {
+	if wasGiven {
+		if given > 0 && given < grace {
+			return given, fmt.Sprintf("--lock-delay %v is shorter than --grace %v: a command cut off from the cluster may run up to %v beside the next holder", given, grace, grace-given)
+		}
+		return given, ""
+	}
+	if grace > maxCLILockDelay {
+		return maxCLILockDelay, fmt.Sprintf("--grace %v is over the longest lock-delay, %v: a command cut off from the cluster may run up to %v beside the next holder", grace, maxCLILockDelay, grace-maxCLILockDelay)
+	}
+	return grace, ""
 }
 
 func semCmd(args []string, stdout, stderr io.Writer) int {

@@ -110,3 +110,32 @@ func TestLostAdvice(t *testing.T) {
 		}
 	}
 }
+
+// TestLockDelayDefaultsToGrace: lockstep lock keeps the lock from everyone
+// for --grace after its session fails, unless told otherwise, so that a
+// command cut off from the cluster (SIGTERM, then SIGKILL after --grace)
+// is gone before the next holder starts. With no lock-delay by default, a
+// cut-off command ran about --grace beside the next holder; the defaults
+// promised an overlap.
+func TestLockDelayDefaultsToGrace(t *testing.T) {
+	for _, tc := range []struct {
+		given    time.Duration
+		wasGiven bool
+		grace    time.Duration
+		want     time.Duration
+		warns    bool
+	}{
+		{0, false, 10 * time.Second, 10 * time.Second, false},
+		{0, false, 3 * time.Second, 3 * time.Second, false},
+		{0, false, 90 * time.Second, time.Minute, true},
+		{20 * time.Second, true, 10 * time.Second, 20 * time.Second, false},
+		{2 * time.Second, true, 10 * time.Second, 2 * time.Second, true},
+		{0, true, 10 * time.Second, 0, false}, // asked for none: the caller's choice
+	} {
+		got, warn := lockDelayFor(tc.given, tc.wasGiven, tc.grace)
+		if got != tc.want || (warn != "") != tc.warns {
+			t.Errorf("lock-delay %v (given %v), grace %v: %v, warning %q; want %v, warning %v",
+				tc.given, tc.wasGiven, tc.grace, got, warn, tc.want, tc.warns)
+		}
+	}
+}
