@@ -177,6 +177,13 @@ func (s *Session) acquire(ctx context.Context, sp acquireSpec) (grant, *gateHold
 		if g.reason == pb.Reason_REASON_CANCELLED && ctx.Err() != nil {
 			return grant{}, nil, fmt.Errorf("%s: %w", what, ctx.Err())
 		}
+		if left := time.Until(deadline); g.reason == pb.Reason_REASON_TIMEOUT && sp.waitMs > 0 && left > time.Second {
+			// The servers ended the wait well before the wait asked for:
+			// their cap, which a port of a longer retry loop meets.
+			asked := time.Duration(sp.waitMs) * time.Millisecond
+			return grant{}, nil, fmt.Errorf("%w after %v of the %v asked: the servers cap a wait at locks.max_wait_time_seconds; to wait longer, use Lock (Acquire, Campaign) with a ctx deadline",
+				s.refusal(what, g), (asked - left).Round(time.Second), asked)
+		}
 		return grant{}, nil, s.refusal(what, g)
 	}
 }

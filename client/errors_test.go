@@ -12,6 +12,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/lockstepd/lockstep/client"
+	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 )
 
 // TestLongNameNotEchoedWhole: an error repeats at most 64 bytes of a name
@@ -201,5 +202,35 @@ func TestNotTheAPIPortSaysSo(t *testing.T) {
 	}
 	if last.Err == nil || !strings.Contains(last.Err.Error(), "does not serve the Lockstep API") {
 		t.Fatalf("Watch at the metrics port ended with %v, want it said that it does not serve the API", last.Err)
+	}
+}
+
+// TestCappedWaitSaysSo: a LockWithin that the servers end at their cap
+// (locks.max_wait_time_seconds), well before the wait asked, says so and
+// what to do instead; a bare "wait timed out" after 60 s of a 90 s wait
+// left a port of a longer retry loop guessing.
+func TestCappedWaitSaysSo(t *testing.T) {
+	timedOut := streamServer{answer: func(req *pb.StreamRequest) *pb.StreamResponse {
+		if req.GetAcquireLock() != nil {
+			return &pb.StreamResponse{Response: &pb.StreamResponse_AcquireLock{AcquireLock: &pb.AcquireLockResponse{
+				Outcome: pb.Outcome_OUTCOME_REFUSED, Reason: pb.Reason_REASON_TIMEOUT}}}
+		}
+		return nil
+	}}
+	c := fakeClient(t, timedOut)
+	ctx := testCtx(t)
+	defer func() {
+		cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		defer cancel()
+		_ = c.Close(cctx)
+	}()
+	s, err := c.NewSession(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = client.NewMutex(s, "t/capped").LockWithin(ctx, 90*time.Second)
+	if !errors.Is(err, client.ErrTimeout) || !strings.Contains(err.Error(), "max_wait_time_seconds") ||
+		!strings.Contains(err.Error(), "of the 1m30s asked") {
+		t.Fatalf("LockWithin(90s) ended at once with a timeout: %v; want ErrTimeout, the 90 s asked and the servers' cap named", err)
 	}
 }
