@@ -152,9 +152,9 @@ func reload(f *serveFlags, sec *security.State, running config.Config, members f
 	}
 	var restart []string
 	if keys := config.Changed(f.readAtStart, cfg); len(keys) > 0 {
-		// A reload puts only security in force: a change elsewhere waited,
+		// A reload puts only security and log.level in force: a change elsewhere waited,
 		// unsaid, for the next restart, which took it up unannounced.
-		restart = append(restart, fmt.Sprintf("%s changed in %s: a reload puts only security in force, so the member runs "+
+		restart = append(restart, fmt.Sprintf("%s changed in %s: a reload puts only security and log.level in force, so the member runs "+
 			"with the values it started with until it is restarted (docs/operations.md, Configuration)", strings.Join(keys, ", "), f.configFile))
 	}
 	// The checks a start makes of the member's own certificate too (a
