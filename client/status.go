@@ -40,17 +40,21 @@ type (
 
 // Status is one object's holders and queue, whatever its kind.
 type Status struct {
-	Kind         Kind      `json:"kind"`
-	Name         string    `json:"name"`
-	Holders      []*Holder `json:"holders"`
-	Waiters      []*Waiter `json:"waiters"`             // in the order they will be served
-	Limit        int64     `json:"limit,omitempty"`     // semaphores
-	Available    int64     `json:"available,omitempty"` // semaphores
-	Mode         string    `json:"mode,omitempty"`      // rwlocks
-	Parties      int64     `json:"parties,omitempty"`   // barriers
-	Generation   uint64    `json:"generation,omitempty"`
-	Value        []byte    `json:"value,omitempty"` // elections: the leader's value
-	AppliedIndex uint64    `json:"applied_index"`
+	Kind       Kind      `json:"kind"`
+	Name       string    `json:"name"`
+	Holders    []*Holder `json:"holders"`
+	Waiters    []*Waiter `json:"waiters"`             // in the order they will be served
+	Limit      int64     `json:"limit,omitempty"`     // semaphores
+	Available  int64     `json:"available,omitempty"` // semaphores
+	Mode       string    `json:"mode,omitempty"`      // rwlocks
+	Parties    int64     `json:"parties,omitempty"`   // barriers
+	Generation uint64    `json:"generation,omitempty"`
+	Value      []byte    `json:"value,omitempty"` // elections: the leader's value
+	// BlockedUntilMs: a lock-delay keeps the name from everyone until then
+	// (log time, ms since the epoch), after a holder whose session failed
+	// (WithLockDelay); 0 when none.
+	BlockedUntilMs int64  `json:"blocked_until_ms,omitempty"`
+	AppliedIndex   uint64 `json:"applied_index"`
 }
 
 // Status reads one object (linearizable). A name never used answers no
@@ -71,7 +75,7 @@ func (c *Client) Status(ctx context.Context, kind Kind, name string) (*Status, e
 			if r.Held && r.Holder != nil {
 				st.Holders = []*Holder{r.Holder}
 			}
-			st.Waiters, st.AppliedIndex = r.Waiters, r.AppliedIndex
+			st.Waiters, st.AppliedIndex, st.BlockedUntilMs = r.Waiters, r.AppliedIndex, r.BlockedUntilMs
 		}
 	case KindSemaphore:
 		var r *pb.SemaphoreStatusResponse
@@ -80,7 +84,7 @@ func (c *Client) Status(ctx context.Context, kind Kind, name string) (*Status, e
 		})
 		if err == nil {
 			st.Holders, st.Waiters, st.AppliedIndex = r.Holders, r.Waiters, r.AppliedIndex
-			st.Limit, st.Available = r.Limit, r.Available
+			st.Limit, st.Available, st.BlockedUntilMs = r.Limit, r.Available, r.BlockedUntilMs
 		}
 	case KindRWLock:
 		var r *pb.RWLockStatusResponse
@@ -89,6 +93,7 @@ func (c *Client) Status(ctx context.Context, kind Kind, name string) (*Status, e
 		})
 		if err == nil {
 			st.Holders, st.Waiters, st.AppliedIndex, st.Mode = r.Holders, r.Waiters, r.AppliedIndex, r.Mode
+			st.BlockedUntilMs = r.BlockedUntilMs
 		}
 	case KindBarrier:
 		var r *pb.BarrierStatusResponse

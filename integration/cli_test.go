@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -185,7 +186,25 @@ func TestCLI(t *testing.T) {
 		if !regexp.MustCompile(`"lock_delay_ms":\s*"7000"`).MatchString(out) {
 			t.Fatalf("the grant of lock --grace 7s has no lock delay of 7000 ms:\n%s", out)
 		}
-		code, _, errOut := l.run(10*time.Second, "lock", "cli/delay-bad", "--lock-delay", "2m", "--", "true")
+		// A holder whose session fails leaves the name to nobody for its
+		// lock-delay: status and a refused lock say so ("(free)" and "held
+		// by someone else" did).
+		ready3 := l.file("delay-failed-held")
+		failed, _, _, failedDone := l.start("lock", "cli/delay-failed", "--ttl", "2s", "--lock-delay", "30s", "--", "sh", "-c", "touch "+ready3+"; sleep 60")
+		eventually(t, 10*time.Second, "the holder runs", func() error { _, err := os.Stat(ready3); return err })
+		_ = failed.Process.Kill() // kill -9: its session expires a TTL later
+		<-failedDone
+		eventually(t, 10*time.Second, "the lock-delay shows in status", func() error {
+			if _, out, _ := l.run(10*time.Second, "status", "cli/delay-failed"); !strings.Contains(out, "a lock-delay keeps it from everyone until") {
+				return fmt.Errorf("status says:\n%s", out)
+			}
+			return nil
+		})
+		code, _, errOut := l.run(10*time.Second, "lock", "cli/delay-failed", "--wait", "0", "--", "true")
+		if code != 2 || !strings.Contains(errOut, "is kept from everyone by a lock-delay until") {
+			t.Fatalf("lock --wait 0 during a lock-delay: exit %d, stderr:\n%s\nwant exit 2 naming the lock-delay", code, errOut)
+		}
+		code, _, errOut = l.run(10*time.Second, "lock", "cli/delay-bad", "--lock-delay", "2m", "--", "true")
 		if code == 0 || !strings.Contains(errOut, "lock_delay_ms") {
 			t.Fatalf("--lock-delay 2m: exit %d, want a refusal naming lock_delay_ms; stderr:\n%s", code, errOut)
 		}

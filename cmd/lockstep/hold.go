@@ -75,7 +75,7 @@ func (h *holdFlags) runHeld(kind client.Kind, name string, argv []string,
 	switch {
 	case err == nil:
 	case errors.Is(err, client.ErrLocked), errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil, errors.Is(err, client.ErrTimeout):
-		fmt.Fprintf(h.stderr, "%s: %s %q is held by someone else%s; the command did not run.\n", h.fs.Name(), kind, name, h.holders(cl, kind, name))
+		fmt.Fprintf(h.stderr, "%s: %s %q %s; the command did not run.\n", h.fs.Name(), kind, name, h.holders(cl, kind, name))
 		if h.wait == 0 {
 			fmt.Fprintf(h.stderr, "Try again later, or wait for it with --wait 1m. See 'lockstep status %s'.\n", name)
 		} else {
@@ -99,20 +99,26 @@ func (h *holdFlags) runHeld(kind client.Kind, name string, argv []string,
 	return code
 }
 
-// holders describes who holds the object, for a refusal message.
+// holders says, for a refusal message, why the object was not had: who
+// holds it, or the lock-delay that keeps it from everyone.
 func (h *holdFlags) holders(cl *client.Client, kind client.Kind, name string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	st, err := cl.Status(ctx, kind, name)
+	if err == nil && len(st.Holders) == 0 && st.BlockedUntilMs != 0 {
+		// Nobody holds it, and status alone said "(free)": the last
+		// holder's session failed, and its lock-delay runs.
+		return fmt.Sprintf("is kept from everyone by a lock-delay until %s, after its holder's session failed", ms(st.BlockedUntilMs))
+	}
 	if err != nil || len(st.Holders) == 0 {
-		return ""
+		return "is held by someone else"
 	}
 	ho := st.Holders[0]
 	more := ""
 	if len(st.Holders) > 1 {
 		more = fmt.Sprintf(" and %d more", len(st.Holders)-1)
 	}
-	return fmt.Sprintf(" (%s, session %d, token %d%s)", ho.Owner, ho.SessionId, ho.FencingToken, more)
+	return fmt.Sprintf("is held by someone else (%s, session %d, token %d%s)", ho.Owner, ho.SessionId, ho.FencingToken, more)
 }
 
 // runCommand runs argv with the token in its environment and answers its

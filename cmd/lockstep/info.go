@@ -341,7 +341,10 @@ func printStatus(w io.Writer, st *client.Status) {
 			ms(wt.EnqueuedAtMs), ms(wt.DeadlineMs), wt.Permits, orDash(wt.Mode))
 	}
 	_ = tw.Flush()
-	if len(st.Holders) == 0 && len(st.Waiters) == 0 {
+	switch {
+	case st.BlockedUntilMs != 0 && len(st.Holders) == 0:
+		fmt.Fprintf(w, "(nobody holds it: a lock-delay keeps it from everyone until %s, after its holder's session failed)\n", ms(st.BlockedUntilMs))
+	case len(st.Holders) == 0 && len(st.Waiters) == 0:
 		fmt.Fprintln(w, "(free)")
 	}
 }
