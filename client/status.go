@@ -376,3 +376,41 @@ func backupFrom(ctx context.Context, e *endpoint, w io.Writer, stale bool) (wrot
 	}
 	return wrote, s.Err()
 }
+
+// SessionInfo is a session as the servers keep it: owner, lease, and what
+// it holds and waits for.
+type SessionInfo = pb.Session
+
+// SessionInfo reads session id (linearizable), any session the caller's
+// principal may see: its own, or any without authentication. One the
+// servers do not have answers ErrSessionLost.
+func (c *Client) SessionInfo(ctx context.Context, id uint64) (*SessionInfo, error) {
+	r, err := do(ctx, c, func(ctx context.Context, e *endpoint) (*connect.Response[pb.GetSessionResponse], error) {
+		return e.sessions.Get(ctx, connect.NewRequest(&pb.GetSessionRequest{SessionId: id}))
+	})
+	if err != nil {
+		return nil, apiErr(fmt.Sprintf("session %d", id), err)
+	}
+	return r.Session, nil
+}
+
+// CloseSession closes session id on the servers, whoever made it (within
+// the caller's principal under authentication): everything it holds is
+// released and everything it waits for withdrawn at once, as its own
+// Close does; a lock-delay does not apply, as after a release. It is an
+// operator's force-release (etcd's lease revoke, Consul's session
+// destroy): the process that kept the session learns of it at its next
+// request or keepalive, or at once on its stream. One the servers do not
+// have answers ErrSessionLost.
+func (c *Client) CloseSession(ctx context.Context, id uint64) error {
+	rid, err := c.inflight.begin(ctx)
+	if err != nil {
+		return fmt.Errorf("close session %d: %w", id, err)
+	}
+	defer rid.finish()
+	_, err = do(ctx, c, func(ctx context.Context, e *endpoint) (*connect.Response[pb.CloseSessionResponse], error) {
+		return e.sessions.Close(ctx, connect.NewRequest(&pb.CloseSessionRequest{ClientId: rid.ClientID(), RequestSeq: rid.seq,
+			LowestPendingSeq: rid.Low(), SessionId: id}))
+	})
+	return apiErr(fmt.Sprintf("close session %d", id), err)
+}

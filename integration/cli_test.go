@@ -255,10 +255,14 @@ func TestCLI(t *testing.T) {
 			}
 			return err
 		})
-		// Someone else ends the session (as an expiry would).
-		st, body := c.rest("DELETE", n, "/sessions/"+id, "")
-		if st != 200 {
-			t.Fatalf("closing the session: %d %v", st, body)
+		// An operator looks at the session, then ends it (as an expiry
+		// would): the force-release of a stuck holder.
+		if code, out, errOut := l.run(10*time.Second, "session", "show", id); code != 0 ||
+			!regexp.MustCompile(`holds\s+mutex\s+cli/lost\s+\d+`).MatchString(out) {
+			t.Fatalf("session show %s: exit %d\n%s%s\nwant the mutex it holds", id, code, out, errOut)
+		}
+		if code, out, errOut := l.run(10*time.Second, "session", "close", id); code != 0 || !strings.Contains(out, "closed session "+id) {
+			t.Fatalf("session close %s: exit %d\n%s%s", id, code, out, errOut)
 		}
 		select {
 		case err := <-done:
@@ -275,11 +279,19 @@ func TestCLI(t *testing.T) {
 		if !strings.Contains(errb.String(), "lost the hold") {
 			t.Fatalf("stderr does not say why: %s", errb)
 		}
+		// Gone now: closing or showing it again says so; a bad id is a
+		// usage error.
+		if code, _, errOut := l.run(10*time.Second, "session", "close", id); code == 0 || !strings.Contains(errOut, "does not exist") {
+			t.Fatalf("session close of a closed session: exit %d, stderr:\n%s", code, errOut)
+		}
+		if code, _, errOut := l.run(10*time.Second, "session", "show", "abc"); code != 2 || !strings.Contains(errOut, "not a session id") {
+			t.Fatalf("session show abc: exit %d, stderr:\n%s", code, errOut)
+		}
 	})
 
 	t.Run("Help", func(t *testing.T) {
 		l.t = t
-		for _, cmd := range []string{"lock", "sem", "rwlock", "barrier", "elect", "status", "list", "watch", "cluster", "completion"} {
+		for _, cmd := range []string{"lock", "sem", "rwlock", "barrier", "elect", "status", "list", "watch", "cluster", "session", "completion"} {
 			code, out, errOut := l.run(5*time.Second, cmd, "-h")
 			if code != 0 || !strings.Contains(out+errOut, "Examples:") {
 				t.Fatalf("%s -h: exit %d, no examples:\n%s%s", cmd, code, out, errOut)

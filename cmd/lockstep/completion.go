@@ -16,6 +16,7 @@ var clientCommands = map[string]func(args []string, stdout, stderr io.Writer) in
 	"list":       listCmd,
 	"watch":      watchCmd,
 	"cluster":    clusterCmd,
+	"session":    sessionCmd,
 	"completion": completionCmd,
 }
 
@@ -25,7 +26,7 @@ const bashCompletion = `# bash completion for lockstep; load with: source <(lock
 _lockstep() {
   local cur=${COMP_WORDS[COMP_CWORD]} cmd=${COMP_WORDS[1]}
   if [ "$COMP_CWORD" -eq 1 ]; then
-    COMPREPLY=($(compgen -W "serve certs keys snapshot lock sem rwlock barrier elect status list watch cluster completion version help" -- "$cur")); return
+    COMPREPLY=($(compgen -W "serve certs keys snapshot lock sem rwlock barrier elect status list watch cluster session completion version help" -- "$cur")); return
   fi
   local common="--endpoints -o --cacert --cert --key --api-key --insecure -h"
   local session="--owner --ttl"
@@ -39,6 +40,7 @@ _lockstep() {
     list)    COMPREPLY=($(compgen -W "$common" -- "$cur")) ;;
     watch)   COMPREPLY=($(compgen -W "$common" -- "$cur")) ;;
     cluster) COMPREPLY=($(compgen -W "status add remove transfer --shard $common" -- "$cur")) ;;
+    session) COMPREPLY=($(compgen -W "show close $common" -- "$cur")) ;;
     certs)   COMPREPLY=($(compgen -W "--ca --hosts --name --out --valid-for -h" -- "$cur")) ;;
     keys)    COMPREPLY=($(compgen -W "create -h" -- "$cur")) ;;
     snapshot)
