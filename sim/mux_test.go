@@ -103,11 +103,16 @@ func TestScenarioMuxGiveUp(t *testing.T) {
 // time runs ahead of real time by less than the guard's two ticks, so the
 // sessions expire up to 150 ms early in real time and m0 goes to the next
 // waiter. A lease view measured from send time + TTL still says the
-// session is live then; the guarded one has ended already.
+// session is live then; the guarded one has ended already. Whether the
+// unguarded view is caught depends on when the last renewal before the cut
+// was stamped, so on the seed's timing: of seeds 1..120, 66 caught it
+// before forwarders forwarded what a slow tick answer covers and 73 after,
+// seed 24 only before; seed 8 catches it with both, the grant 130 ms
+// before the unguarded view ends.
 func TestScenarioMuxLeaseGuard(t *testing.T) {
 	m0 := objKey{core.KindMutex, "m0"}
 	run := func(bug string) Options {
-		o := muxCalm(24, bug)
+		o := muxCalm(8, bug)
 		o.Clients = 1
 		o.TTLMin, o.TTLMax = 2*time.Second, 2*time.Second
 		return o

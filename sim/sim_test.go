@@ -27,7 +27,11 @@ func TestPlantedBugsAreCaught(t *testing.T) {
 		"withdraw-answers-at-once": {"wait-end"},
 
 		// the multiplexed client's (mux.go)
-		"shared-keepalive-id":       {"kept-alive-expired", "done-before-regrant"},
+		// It sends no lowest pending seq either (mux.go, keepAlive), so a
+		// session's renewal, counting from 1, may be refused as forgotten
+		// behind another's (seed 36 since rules 3, seed 7 too once
+		// forwarders forwarded what a slow tick answer covers).
+		"shared-keepalive-id":       {"kept-alive-expired", "done-before-regrant", "mux-forgotten"},
 		"no-lowest-pending":         {"mux-forgotten"},
 		"read-then-release-cleanup": {"grant-outlived"},
 		"lease-from-send-time":      {"done-before-regrant"}, // and by its scenario (mux_test.go)

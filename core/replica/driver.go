@@ -222,6 +222,11 @@ type request struct {
 	// counts from it).
 	held   bool
 	heldAt core.LogTime
+	// asksBefore is how many tick requests this replica had made when the
+	// request arrived (Driver.askSeq): a forwarder's ask numbered above it
+	// was made after the request arrived, and once answered, covers it
+	// (Driver.covers).
+	asksBefore uint64
 }
 
 // objectKey names one lockable object of the machine.
@@ -307,13 +312,17 @@ type Driver struct {
 	// stamped an entry after this replica last asked. freshUntil is this
 	// replica's clock until which it forwards without asking again; ask
 	// is the outstanding request (its Owner, "" for none), askedAt the
-	// clock when it went out, askIndex its entry once applied.
+	// clock when it went out, askIndex its entry once applied. answered
+	// is the number (askSeq) of the last ask whose answering time entry
+	// was applied: the requests that arrived before that ask was made
+	// (request.asksBefore below it) are covered, fresh or not (covers).
 	freshUntil core.LogTime
 	ask        string
 	askSeq     uint64
 	askedAt    core.LogTime
 	askIndex   uint64
 	askProp    ProposalID
+	answered   uint64
 
 	reqs    map[RequestID]*request
 	byKey   map[dedupeKey][]RequestID // requests waiting for the result of (ClientID, Seq)
@@ -527,7 +536,7 @@ func (d *Driver) stepRequest(id RequestID, cmd core.Command) error {
 	case len(d.reqs) >= d.cfg.MaxPending:
 		d.reply(Reply{Request: id, Kind: ReplyBusy})
 	default:
-		r := &request{id: id, cmd: cmd, state: stateQueued}
+		r := &request{id: id, cmd: cmd, state: stateQueued, asksBefore: d.askSeq}
 		d.reqs[id] = r
 		k := dedupeKey{cmd.ClientID, cmd.Seq}
 		d.byKey[k] = append(d.byKey[k], id)
@@ -882,6 +891,7 @@ func (d *Driver) noteTime(e core.Entry, out *core.Output) {
 	d.tickAsked = false
 	if d.ask != "" && d.askIndex != 0 && e.Index > d.askIndex {
 		d.freshUntil = d.askedAt + core.LogTime(d.cfg.TickIntervalMs)
+		d.answered = d.askSeq
 		d.ask = ""
 	}
 }
@@ -1081,9 +1091,12 @@ func (d *Driver) propose() {
 	// A forwarder sends requests only on fresh time (forwardFresh, which
 	// asks for it). Withdrawals do not wait for it: they start no lease,
 	// and a closing node has no time to wait for a tick (Close flushes
-	// them once).
+	// them once). Nor do the requests an answered ask covers, fresh or
+	// not (covers): the queue is in arrival order, so those are at its
+	// head.
 	requests := lead || d.forwardFresh()
-	for d.gateOpen() && (len(d.cancels) > 0 || (requests && d.inflight < d.cfg.MaxInflight && d.queueDue())) {
+	may := func() bool { return requests || d.covers(d.reqs[d.queue[0]]) }
+	for d.gateOpen() && (len(d.cancels) > 0 || (d.inflight < d.cfg.MaxInflight && d.queueDue() && may())) {
 		room := d.cfg.MaxBatch
 		cmds := make([]core.Command, 0, min(room, len(d.cancels)+len(d.queue)))
 		n := min(len(d.cancels), room)
@@ -1096,7 +1109,7 @@ func (d *Driver) propose() {
 		d.cancels = d.cancels[n:]
 		room -= n
 		var ids []RequestID
-		for requests && room > 0 && len(d.queue) > 0 && d.inflight < d.cfg.MaxInflight {
+		for room > 0 && len(d.queue) > 0 && d.inflight < d.cfg.MaxInflight && may() {
 			r := d.reqs[d.queue[0]]
 			d.queue = d.queue[1:]
 			r.state = stateInflight
@@ -1170,17 +1183,19 @@ func (d *Driver) tickDue() bool {
 	return quiet >= core.LogTime(d.cfg.KeepTimeMs)
 }
 
-// forwardFresh says whether a forwarder may forward requests now: its
-// applied log time is fresh (noteTime), or it holds none. Otherwise it
-// asks the leader for a tick, once at a time, and holds its requests
-// until the tick is applied: stamped with a stale log time, a keepalive or
-// a create forwarded after a quiet spell would start its lease before the
-// client sent it. An ask not answered within KeepTimeMs is made again.
+// forwardFresh says whether a forwarder may forward every request it
+// holds now: its applied log time is fresh (noteTime), or it holds none,
+// or each arrived before an ask that was answered (covers). Otherwise it
+// asks the leader for a tick, once at a time, and holds the requests not
+// covered until the tick is applied: stamped with a stale log time, a
+// keepalive or a create forwarded after a quiet spell would start its
+// lease before the client sent it. An ask not answered within KeepTimeMs
+// is made again.
 func (d *Driver) forwardFresh() bool {
 	if !d.queueDue() {
 		return true // nothing to forward yet, so no time to ask for
 	}
-	if d.now < d.freshUntil {
+	if d.now < d.freshUntil || d.covers(d.reqs[d.queue[len(d.queue)-1]]) {
 		return true
 	}
 	if d.ask != "" && d.now-d.askedAt >= core.LogTime(d.cfg.KeepTimeMs) {
@@ -1194,6 +1209,17 @@ func (d *Driver) forwardFresh() bool {
 	}
 	return false
 }
+
+// covers says whether a forwarder's answered ask covers r: r arrived
+// before the ask was made, so the leader stamped the answering tick after
+// r arrived, and the log time this replica has applied since is not before
+// r's arrival however long the answer took. Forwarded with it, r starts no
+// lease before its client sent it. Without this, the held requests were
+// forwarded only when the answer came within TickIntervalMs of the ask:
+// while commits took longer (a loaded or slow disk, a distant leader), a
+// follower asked again and again and forwarded nothing, and its requests
+// failed unavailable.
+func (d *Driver) covers(r *request) bool { return r.asksBefore < d.answered }
 
 // emit records one proposal. The in-flight requests remember which proposal
 // carried them so that a refused proposal fails exactly them. A leader

@@ -821,6 +821,71 @@ func TestFollowerForwardsStampedWithAppliedLogTime(t *testing.T) {
 	}
 }
 
+// An answer slower than a tick interval still lets out what it was asked
+// for: the requests held when the forwarder asked arrived before the
+// leader stamped its answering tick, so the log time applied since is not
+// before they arrived. A request that arrived after the ask is not covered
+// by it and waits for an answer of its own. Before, a forwarder whose asks
+// were answered later than TickIntervalMs (commits slower than the tick
+// interval) asked again and again and forwarded nothing.
+func TestSlowAnswerForwardsWhatItWasAskedFor(t *testing.T) {
+	h := newHarness(t, Config{TickIntervalMs: 100, Name: "n3"})
+	h.follow(2, 7)
+	h.remote = false // this test answers the requests itself, late
+	h.advance(1_000)
+	h.step(RequestEvent(2, createSession("b", 1)))
+	rd := h.ready(false)
+	if len(rd.Proposals) != 1 || rd.Proposals[0].Proposal.Commands[0].Owner != "n3/1" {
+		t.Fatalf("want a tick request before any forward, got %+v", rd.Proposals)
+	}
+	ask := rd.Proposals[0]
+	h.advance(10)
+	h.step(RequestEvent(3, createSession("c", 1))) // after the ask
+	if rd := h.ready(false); len(rd.Proposals) != 0 {
+		t.Fatalf("proposed %+v while its ask is out", rd.Proposals)
+	}
+	answer := func(ask Proposal) core.LogTime {
+		t.Helper()
+		h.advance(500) // five tick intervals: stale on arrival
+		h.apply(ask)
+		h.applyOther(core.Proposal{Time: h.m.Now() + 500})
+		return h.m.Now()
+	}
+	applied := answer(ask)
+	rd = h.ready(false)
+	var forwards []core.Proposal
+	var asks []Proposal
+	for _, p := range rd.Proposals {
+		if len(p.Proposal.Commands) == 1 && p.Proposal.Commands[0].Op == core.OpTickRequest {
+			asks = append(asks, p)
+		} else {
+			forwards = append(forwards, p.Proposal)
+		}
+	}
+	if len(forwards) != 1 || len(forwards[0].Commands) != 1 || forwards[0].Commands[0].ClientID != "b" || forwards[0].Time != applied {
+		t.Fatalf("after a slow answer, forwarded %+v: want request 2 alone (it arrived before the ask), stamped %d", forwards, applied)
+	}
+	if len(asks) != 1 || asks[0].Proposal.Commands[0].Owner != "n3/2" {
+		t.Fatalf("want a new tick request for request 3, which arrived after the first, got %+v", asks)
+	}
+	for _, p := range rd.Proposals {
+		if p.ID != asks[0].ID {
+			h.apply(p)
+		}
+	}
+	h.ready(false)
+	if r := h.reply(2); r.Kind != ReplyResult || r.Result.Err != nil {
+		t.Fatalf("forwarded create: %+v", r)
+	}
+	h.noReply(3)
+	applied = answer(asks[0])
+	rd = h.ready(false)
+	if len(rd.Proposals) != 1 || len(rd.Proposals[0].Proposal.Commands) != 1 || rd.Proposals[0].Proposal.Commands[0].ClientID != "c" ||
+		rd.Proposals[0].Proposal.Time != applied {
+		t.Fatalf("after the second slow answer, proposed %+v: want request 3 forwarded, stamped %d", rd.Proposals, applied)
+	}
+}
+
 // The forwarder's role ends with its leader: queued requests are referred to
 // the new leader, forwarded ones are unknown (the forward may have reached
 // the old leader or not), and requests blocked on a waiter stay and are
