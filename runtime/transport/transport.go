@@ -108,6 +108,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	dbconfig "github.com/lni/dragonboat/v4/config"
@@ -1185,6 +1186,7 @@ type Connection struct {
 	target string
 	w      frameWriter
 	ended  *atomic.Bool // set by the current conn's watcher when the peer ended it
+	reset  *atomic.Bool // set when a send to the current conn found that the peer ended it
 }
 
 var _ raftio.IConnection = (*Connection)(nil)
@@ -1194,10 +1196,10 @@ func (c *Connection) connect() error {
 	if err != nil {
 		return err
 	}
-	ended := new(atomic.Bool)
+	ended, reset := new(atomic.Bool), new(atomic.Bool)
 	c.w = frameWriter{conn: conn, encrypted: c.t.encrypted, peer: c.target, obs: c.t.obs, buf: c.w.buf}
-	c.ended = ended
-	go watch(conn, ended, func() { c.t.obs.Ended(c.target) }, func(r *bufio.Reader) {
+	c.ended, c.reset = ended, reset
+	go watch(conn, ended, reset, func() { c.t.obs.Ended(c.target) }, func(r *bufio.Reader) {
 		if h, refusal, err := c.t.readHello(r); err == nil && refusal == "" {
 			c.t.heldOff(c.target, h)
 		}
@@ -1240,7 +1242,14 @@ func (t *TCP) heldOff(target string, h hello) {
 //
 // The one thing a peer writes is its own hello, when it refuses ours:
 // onAnswer then reads it.
-func watch(conn net.Conn, ended *atomic.Bool, onEnd func(), onAnswer func(*bufio.Reader)) {
+//
+// onEnd tells the observer the peer ended the connection. A close here is
+// not the peer's doing, unless a send had found that the peer ended it
+// (reset): the sender sees the peer's reset as a failed write, which
+// Dragonboat answers by closing the connection, and on a loaded machine
+// that close could reach this read before the reset did. The restart was
+// then not counted (lockstep_raft_peer_disconnects_total).
+func watch(conn net.Conn, ended, reset *atomic.Bool, onEnd func(), onAnswer func(*bufio.Reader)) {
 	r := bufio.NewReaderSize(conn, frameStart+maxHello)
 	_, err := r.Peek(1)
 	if err == nil {
@@ -1249,9 +1258,15 @@ func watch(conn net.Conn, ended *atomic.Bool, onEnd func(), onAnswer func(*bufio
 	}
 	ended.Store(true)
 	conn.Close()
-	if !errors.Is(err, net.ErrClosed) { // closed here is not the peer's doing
+	if !errors.Is(err, net.ErrClosed) || reset.Load() {
 		onEnd()
 	}
+}
+
+// peerEnded says whether a failed write means the peer ended the
+// connection: it reset it, or had closed it before the write.
+func peerEnded(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // SendMessageBatch writes batch as one frame. When the peer ended the
@@ -1267,7 +1282,11 @@ func (c *Connection) SendMessageBatch(batch pb.MessageBatch) error {
 			return err
 		}
 	}
-	return c.w.write(methodBatch, batch.SizeUpperLimit(), func(b []byte) []byte { return pb.MustMarshalTo(&batch, b) })
+	err := c.w.write(methodBatch, batch.SizeUpperLimit(), func(b []byte) []byte { return pb.MustMarshalTo(&batch, b) })
+	if err != nil && peerEnded(err) {
+		c.reset.Store(true) // before Dragonboat closes the connection: watch counts the end
+	}
+	return err
 }
 
 // Close closes the connection.
