@@ -41,6 +41,16 @@ type HoldOption func(*holdLimits)
 type holdLimits struct {
 	lockDelay time.Duration
 	maxHold   time.Duration
+	value     []byte
+}
+
+// WithValue attaches value to each grant (at most 1,024 bytes, the
+// servers' bound): status answers show it beside the holder (Holder.Value),
+// as a Consul lock's KV value or a Redis lock's, to say what the holder
+// does or where to reach it. A re-acquire that answers a grant the session
+// holds already keeps that grant's value.
+func WithValue(value []byte) HoldOption {
+	return func(l *holdLimits) { l.value = append([]byte(nil), value...) }
 }
 
 // WithMaxHold ends each grant d after the servers make it, even while the

@@ -98,3 +98,34 @@ func TestHoldLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestWithValue: a grant's value reaches the servers and status shows it
+// beside the holder, for each kind that takes one; one over the servers'
+// bound is refused as invalid. The Go client could not set it at all.
+func TestWithValue(t *testing.T) {
+	c := newClient(t)
+	ctx := testCtx(t)
+	s := newSession(t, c)
+	val := []byte("worker-3 at 10.0.0.3:9000")
+	holds := []struct {
+		kind client.Kind
+		take func() error
+	}{
+		{client.KindMutex, func() error { return client.NewMutex(s, "t/value", client.WithValue(val)).Lock(ctx) }},
+		{client.KindRWLock, func() error { return client.NewRWMutex(s, "t/value", client.WithValue(val)).RLock(ctx) }},
+		{client.KindSemaphore, func() error { return client.NewSemaphore(s, "t/value", 2, client.WithValue(val)).Acquire(ctx, 1) }},
+	}
+	for _, h := range holds {
+		if err := h.take(); err != nil {
+			t.Fatalf("%s: %v", h.kind, err)
+		}
+		st, err := c.Status(ctx, h.kind, "t/value")
+		if err != nil || len(st.Holders) != 1 || string(st.Holders[0].Value) != string(val) {
+			t.Fatalf("%s status: %+v %v, want the holder with value %q", h.kind, st, err, val)
+		}
+	}
+	err := client.NewMutex(s, "t/value-big", client.WithValue(make([]byte, 2048))).TryLock(ctx)
+	if !errors.Is(err, client.ErrInvalid) {
+		t.Fatalf("a 2 KiB value: %v, want ErrInvalid", err)
+	}
+}

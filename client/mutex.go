@@ -79,7 +79,7 @@ func (m *Mutex) lock(ctx context.Context, waitMs int64) error {
 		send: func(ctx context.Context, e *endpoint, id reqID, waitMs int64) (grant, error) {
 			req := &pb.AcquireLockRequest{Name: m.name, ClientId: id.ClientID(),
 				RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, Owner: s.owner, WaitTimeoutMs: waitMs,
-				MaxHoldMs: msOf(m.limits.maxHold), LockDelayMs: msOf(m.limits.lockDelay)}
+				MaxHoldMs: msOf(m.limits.maxHold), LockDelayMs: msOf(m.limits.lockDelay), Value: m.limits.value}
 			r, err := exchange(ctx, s, e, &pb.StreamRequest{Request: &pb.StreamRequest_AcquireLock{AcquireLock: req}},
 				(*pb.StreamResponse).GetAcquireLock, func(ctx context.Context) (*connect.Response[pb.AcquireLockResponse], error) {
 					return e.locks.Acquire(ctx, connect.NewRequest(req))

@@ -50,7 +50,7 @@ func (m *RWMutex) acquire(ctx context.Context, mode string, waitMs int64) error 
 		send: func(ctx context.Context, e *endpoint, id reqID, waitMs int64) (grant, error) {
 			req := &pb.AcquireRWLockRequest{Name: m.name, ClientId: id.ClientID(),
 				RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, Owner: s.owner, WaitTimeoutMs: waitMs, Mode: mode,
-				MaxHoldMs: msOf(m.limits.maxHold), LockDelayMs: msOf(m.limits.lockDelay)}
+				MaxHoldMs: msOf(m.limits.maxHold), LockDelayMs: msOf(m.limits.lockDelay), Value: m.limits.value}
 			r, err := exchange(ctx, s, e, &pb.StreamRequest{Request: &pb.StreamRequest_AcquireRwlock{AcquireRwlock: req}},
 				(*pb.StreamResponse).GetAcquireRwlock, func(ctx context.Context) (*connect.Response[pb.AcquireRWLockResponse], error) {
 					return e.rw.Acquire(ctx, connect.NewRequest(req))

@@ -68,7 +68,7 @@ func (m *Semaphore) acquire(ctx context.Context, n, waitMs int64) error {
 		send: func(ctx context.Context, e *endpoint, id reqID, waitMs int64) (grant, error) {
 			req := &pb.AcquireSemaphoreRequest{Name: m.name, ClientId: id.ClientID(),
 				RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, Owner: s.owner, WaitTimeoutMs: waitMs,
-				Limit: m.limit, Permits: n, MaxHoldMs: msOf(m.limits.maxHold), LockDelayMs: msOf(m.limits.lockDelay)}
+				Limit: m.limit, Permits: n, MaxHoldMs: msOf(m.limits.maxHold), LockDelayMs: msOf(m.limits.lockDelay), Value: m.limits.value}
 			r, err := exchange(ctx, s, e, &pb.StreamRequest{Request: &pb.StreamRequest_AcquireSemaphore{AcquireSemaphore: req}},
 				(*pb.StreamResponse).GetAcquireSemaphore, func(ctx context.Context) (*connect.Response[pb.AcquireSemaphoreResponse], error) {
 					return e.sems.Acquire(ctx, connect.NewRequest(req))
