@@ -239,3 +239,8 @@ func (c *Client) observeOnce(ctx context.Context, ep *endpoint, name string, out
 
 // Observe is Client.Observe for this election.
 func (e *Election) Observe(ctx context.Context) <-chan Leader { return e.client().Observe(ctx, e.name) }
+
+// Lost returns a channel that closes once the leadership won by the last
+// Campaign must be taken for lost: resigned (Resign) or its session lost,
+// the moment Token starts answering 0. A closed channel when not leader.
+func (e *Election) Lost() <-chan struct{} { return e.lost() }

@@ -32,6 +32,84 @@ type hold struct {
 	start     time.Time
 	grantedAt int64
 	over      uint64 // the token Token answered 0 for, past its max hold
+	// lostCh closes when the grant with token lostFor must be taken for
+	// ended (lost): made by the first call of lost for that grant, with a
+	// watcher of its own (watchLost).
+	lostCh  chan struct{}
+	lostFor uint64
+}
+
+// closedLost is the channel lost answers when nothing is held.
+var closedLost = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// lost answers a channel that closes once the current grant must be taken
+// for ended: released (Unlock, Release, Resign), its session lost, or its
+// max hold passed, the moment Token starts answering 0. A closed one when
+// nothing is held. A release that failed keeps it open: the grant may
+// still be held.
+func (h *hold) lost() <-chan struct{} {
+	if h.s == nil {
+		return closedLost
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	token := h.token
+	if token == 0 || h.over == token || h.s.Err() != nil {
+		return closedLost
+	}
+	if h.lostFor == token && h.lostCh != nil {
+		return h.lostCh
+	}
+	ch := make(chan struct{})
+	h.lostCh, h.lostFor = ch, token
+	go h.watchLost(token, ch)
+	return ch
+}
+
+// closeLostLocked closes the lost channel of token's grant, if one is
+// open. Under h.mu.
+func (h *hold) closeLostLocked(token uint64) {
+	if h.lostFor == token && h.lostCh != nil {
+		close(h.lostCh)
+		h.lostCh = nil
+	}
+}
+
+// watchLost closes ch when token's grant ends as the client counts it:
+// the session's end, or its max-hold deadline (which a keepalive may move
+// later, so it is looked at again then). A release closes it itself
+// (forget).
+func (h *hold) watchLost(token uint64, ch chan struct{}) {
+	for {
+		h.mu.Lock()
+		if h.lostCh != ch {
+			h.mu.Unlock()
+			return // closed by a release
+		}
+		var wake <-chan time.Time
+		var t *time.Timer
+		if h.limits.maxHold > 0 {
+			until, _ := h.deadline()
+			t = time.NewTimer(max(0, time.Until(until)))
+			wake = t.C
+		}
+		h.mu.Unlock()
+		select {
+		case <-ch:
+		case <-h.s.done.Done():
+		case <-wake:
+			if h.current() == token {
+				continue // the deadline moved later: look again
+			}
+		}
+		if t != nil {
+			t.Stop()
+		}
+		h.mu.Lock()
+		h.closeLostLocked(token)
+		h.mu.Unlock()
+		return
+	}
 }
 
 // HoldOption bounds the grants of a Mutex, RWMutex or Semaphore on the
@@ -109,6 +187,9 @@ func msOf(d time.Duration) int64 {
 // acquire that began at start.
 func (h *hold) set(token uint64, gate *gateHold, start time.Time, grantedAtMs int64) {
 	h.mu.Lock()
+	if h.lostFor != token {
+		h.closeLostLocked(h.lostFor) // an earlier grant's, if still open
+	}
 	h.token, h.gate, h.start, h.grantedAt = token, gate, start, grantedAtMs
 	h.mu.Unlock()
 }
@@ -188,6 +269,7 @@ func (h *hold) forget(token uint64) {
 	var gate *gateHold
 	if h.token == token {
 		h.token, gate, h.gate = 0, h.gate, nil
+		h.closeLostLocked(token)
 	}
 	h.mu.Unlock()
 	gate.release()

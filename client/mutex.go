@@ -119,3 +119,11 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 		return err
 	})
 }
+
+// Lost returns a channel that closes once the mutex taken by the last
+// successful call must be taken for lost: released (Unlock), its session
+// lost, or its WithMaxHold passed: the moment Token starts answering 0.
+// Session.Done alone misses a max hold, which ends a grant while the
+// session lives. A closed channel when nothing is held. Consul's lock
+// answers such a channel from Lock.
+func (m *Mutex) Lost() <-chan struct{} { return m.lost() }

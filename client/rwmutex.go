@@ -91,3 +91,11 @@ func (m *RWMutex) Unlock(ctx context.Context) error {
 
 // RUnlock is Unlock, for symmetry with sync.RWMutex.
 func (m *RWMutex) RUnlock(ctx context.Context) error { return m.Unlock(ctx) }
+
+// Lost returns a channel that closes once the read or write hold taken by the last
+// successful call must be taken for lost: released (Unlock or RUnlock), its session
+// lost, or its WithMaxHold passed: the moment Token starts answering 0.
+// Session.Done alone misses a max hold, which ends a grant while the
+// session lives. A closed channel when nothing is held. Consul's lock
+// answers such a channel from Lock.
+func (m *RWMutex) Lost() <-chan struct{} { return m.lost() }
