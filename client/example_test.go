@@ -34,10 +34,10 @@ func ExampleMutex() {
 		log.Fatal(err)
 	}
 	defer m.Unlock(context.Background())
-	// Pass the token with every write; stop when the session is lost.
+	// Pass the token with every write; stop when the lock is lost.
 	fmt.Println("running with token", m.Token())
 	select {
-	case <-s.Done():
+	case <-m.Lost():
 		log.Print("lost the lock: ", s.Err())
 	case <-time.After(time.Second): // the work
 	}
