@@ -242,5 +242,6 @@ func (e *Election) Observe(ctx context.Context) <-chan Leader { return e.client(
 
 // Lost returns a channel that closes once the leadership won by the last
 // Campaign must be taken for lost: resigned (Resign) or its session lost,
-// the moment Token starts answering 0. A closed channel when not leader.
+// as Token starts answering 0 (a goroutine closes it, so a read of Token
+// may see 0 a moment before). A closed channel when not leader.
 func (e *Election) Lost() <-chan struct{} { return e.lost() }

@@ -128,7 +128,7 @@ func (s *Session) enterOnce(ctx context.Context, h *gateHold, op string) error {
 	default:
 	}
 	s.unref(h.key, g)
-	return fmt.Errorf("%s: %w (by this session already: this value or another on the same session holds it, and a session holds a name once)", opName{op, h.key.name}, ErrLocked)
+	return fmt.Errorf("%s: %w (by this session already: this value or another on the same session holds or waits for it, and a session holds a name once)", opName{op, h.key.name}, ErrLocked)
 }
 
 // gateWithdrawing says whether the gate of (kind, name) is held by the

@@ -44,7 +44,7 @@ var closedLost = func() chan struct{} { c := make(chan struct{}); close(c); retu
 
 // lost answers a channel that closes once the current grant must be taken
 // for ended: released (Unlock, Release, Resign), its session lost, or its
-// max hold passed, the moment Token starts answering 0. A closed one when
+// max hold passed, as Token starts answering 0. A closed one when
 // nothing is held. A release that failed keeps it open: the grant may
 // still be held.
 func (h *hold) lost() <-chan struct{} {
@@ -76,11 +76,16 @@ func (h *hold) closeLostLocked(token uint64) {
 }
 
 // watchLost closes ch when token's grant ends as the client counts it:
-// the session's end, or its max-hold deadline (which a keepalive may move
-// later, so it is looked at again then). A release closes it itself
-// (forget).
+// the session's end, or its max-hold deadline, which each keepalive answer
+// may move, later or earlier (Session.anchorChanged), so it is looked at
+// again then. A release closes it itself (forget).
 func (h *hold) watchLost(token uint64, ch chan struct{}) {
 	for {
+		var moved <-chan struct{}
+		if h.limits.maxHold > 0 {
+			moved = h.s.anchorChanged() // before the deadline is read: no move is missed
+		}
+		over := h.current() != token
 		h.mu.Lock()
 		if h.lostCh != ch {
 			h.mu.Unlock()
@@ -88,18 +93,23 @@ func (h *hold) watchLost(token uint64, ch chan struct{}) {
 		}
 		var wake <-chan time.Time
 		var t *time.Timer
-		if h.limits.maxHold > 0 {
+		if h.limits.maxHold > 0 && !over {
 			until, _ := h.deadline()
 			t = time.NewTimer(max(0, time.Until(until)))
 			wake = t.C
 		}
 		h.mu.Unlock()
-		select {
-		case <-ch:
-		case <-h.s.done.Done():
-		case <-wake:
-			if h.current() == token {
-				continue // the deadline moved later: look again
+		if !over {
+			select {
+			case <-ch:
+			case <-h.s.done.Done():
+			case <-wake:
+				if h.current() == token {
+					continue // still held: the deadline moved later
+				}
+			case <-moved:
+				t.Stop()
+				continue // a keepalive answer moved the deadline: look again
 			}
 		}
 		if t != nil {

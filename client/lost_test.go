@@ -2,10 +2,14 @@ package client_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
+
 	"github.com/lockstepd/lockstep/client"
+	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 )
 
 // closedWithin says whether ch closes within d.
@@ -81,5 +85,74 @@ func TestLostClosesWhenTheGrantEnds(t *testing.T) {
 	}
 	if !closedWithin(lost, time.Second) {
 		t.Fatal("Lost open after the session was closed")
+	}
+}
+
+// lostLease answers a session create and close for TestLostFollowsAnEarlierDeadline.
+type lostLease struct{ streamServer }
+
+func (lostLease) Create(context.Context, *connect.Request[pb.CreateSessionRequest]) (*connect.Response[pb.CreateSessionResponse], error) {
+	return connect.NewResponse(&pb.CreateSessionResponse{SessionId: 7, TtlMs: 9_000}), nil
+}
+
+func (lostLease) Close(context.Context, *connect.Request[pb.CloseSessionRequest]) (*connect.Response[pb.CloseSessionResponse], error) {
+	return connect.NewResponse(&pb.CloseSessionResponse{SessionId: 7}), nil
+}
+
+// TestLostFollowsAnEarlierDeadline: a keepalive answer stamped later
+// against its send than the one before (the first stamped by a forwarder
+// behind the leader, the next by the leader) moves a max-hold grant's
+// deadline earlier, and Lost follows it. The watcher slept until the old
+// deadline, open for most of the shift while Token answered 0 (a
+// reviewer's test: 175 ms with a 200 ms shift).
+func TestLostFollowsAnEarlierDeadline(t *testing.T) {
+	var granted atomic.Int64
+	const shift = 400 // ms behind, the first keepalive answer's stamp
+	srv := lostLease{streamServer{answer: func(req *pb.StreamRequest) *pb.StreamResponse {
+		switch {
+		case req.GetAcquireLock() != nil:
+			time.Sleep(1500 * time.Millisecond) // the acquire waited, so its start no longer holds the deadline up
+			now := time.Now().UnixMilli()
+			granted.Store(now)
+			return &pb.StreamResponse{Response: &pb.StreamResponse_AcquireLock{AcquireLock: &pb.AcquireLockResponse{
+				Outcome: pb.Outcome_OUTCOME_GRANTED, FencingToken: 5, AcquiredAtMs: now - shift}}}
+		case req.GetKeepAlive() != nil:
+			now := time.Now().UnixMilli()
+			stamp := now - shift
+			if g := granted.Load(); g == 0 || now-g > 500 {
+				stamp = now
+			}
+			return &pb.StreamResponse{Response: &pb.StreamResponse_KeepAlive{KeepAlive: &pb.KeepAliveResponse{
+				SessionId: 7, TtlMs: 9000, ExpiresAtMs: stamp + 9000}}}
+		}
+		return nil
+	}}}
+	c := fakeClient(t, srv)
+	ctx := testCtx(t)
+	defer func() {
+		cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		defer cancel()
+		_ = c.Close(cctx)
+	}()
+	s, err := c.NewSession(ctx, client.WithTTL(9*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := client.NewMutex(s, "t/lost-earlier", client.WithMaxHold(4*time.Second))
+	if err := m.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	lost := m.Lost() // armed on the first answer's deadline
+	for m.Token() != 0 {
+		time.Sleep(100 * time.Microsecond)
+	}
+	at := time.Now()
+	if s.Err() != nil {
+		t.Fatalf("the session was lost: %v", s.Err())
+	}
+	if !closedWithin(lost, 100*time.Millisecond) {
+		<-lost
+		t.Fatalf("Token answered 0 (the max hold passed, the session alive) while Lost stayed open %v more", time.Since(at))
 	}
 }

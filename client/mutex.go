@@ -122,7 +122,8 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 
 // Lost returns a channel that closes once the mutex taken by the last
 // successful call must be taken for lost: released (Unlock), its session
-// lost, or its WithMaxHold passed: the moment Token starts answering 0.
+// lost, or its WithMaxHold passed, as Token starts answering 0 (a
+// goroutine closes it, so a read of Token may see 0 a moment before).
 // Session.Done alone misses a max hold, which ends a grant while the
 // session lives. A closed channel when nothing is held. Consul's lock
 // answers such a channel from Lock.

@@ -89,6 +89,11 @@ type Session struct {
 	logAt atomic.Pointer[logAnchor]
 	// renewSoon asks the keepalive loop to renew now (renewNow).
 	renewSoon chan struct{}
+	// anchorMoved is closed, and replaced, each time logAt moves
+	// (noteLogTime): a grant's max-hold deadline placed by it may move,
+	// earlier too, and a Lost watcher looks again (hold.watchLost).
+	anchorMu    sync.Mutex
+	anchorMoved chan struct{}
 
 	mu      sync.Mutex
 	lostErr error
@@ -229,10 +234,29 @@ func (s *Session) noteLogTime(sent time.Time, expiresAtMs, ttlMs int64) {
 	a := &logAnchor{sent: sent, stamp: expiresAtMs - ttlMs}
 	for {
 		old := s.logAt.Load()
-		if old != nil && old.stamp >= a.stamp || s.logAt.CompareAndSwap(old, a) {
+		if old != nil && old.stamp >= a.stamp {
+			return
+		}
+		if s.logAt.CompareAndSwap(old, a) {
+			s.anchorMu.Lock()
+			if s.anchorMoved != nil {
+				close(s.anchorMoved)
+				s.anchorMoved = nil
+			}
+			s.anchorMu.Unlock()
 			return
 		}
 	}
+}
+
+// anchorChanged answers a channel that closes the next time logAt moves.
+func (s *Session) anchorChanged() <-chan struct{} {
+	s.anchorMu.Lock()
+	defer s.anchorMu.Unlock()
+	if s.anchorMoved == nil {
+		s.anchorMoved = make(chan struct{})
+	}
+	return s.anchorMoved
 }
 
 // onClock is when log time ms comes, on this client's clock, as the lease

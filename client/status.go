@@ -397,11 +397,13 @@ func (c *Client) SessionInfo(ctx context.Context, id uint64) (*SessionInfo, erro
 // CloseSession closes session id on the servers, whoever made it (within
 // the caller's principal under authentication): everything it holds is
 // released and everything it waits for withdrawn at once, as its own
-// Close does; a lock-delay does not apply, as after a release. It is an
-// operator's force-release (etcd's lease revoke, Consul's session
-// destroy): the process that kept the session learns of it at its next
-// request or keepalive, or at once on its stream. One the servers do not
-// have answers ErrSessionLost.
+// Close does. It is an operator's force-release (etcd's lease revoke,
+// Consul's session destroy): the process that kept the session learns of
+// it at its next request or keepalive, or at once on its stream. No
+// lock-delay follows, as none follows a release (Consul applies one): the
+// next holder starts at once while that process may still run, so stop it
+// first when it may still write. One the servers do not have answers
+// ErrSessionLost.
 func (c *Client) CloseSession(ctx context.Context, id uint64) error {
 	rid, err := c.inflight.begin(ctx)
 	if err != nil {

@@ -16,12 +16,17 @@ Usage: lockstep session show ID
 
 show prints a session's owner, lease, and what it holds and waits for.
 close ends it on the servers at once, whoever keeps it alive: everything it
-holds is released (with no lock-delay, as after a release) and everything
-it waits for is withdrawn; the process that kept it learns it at its next
-request or keepalive. It is the operator's force-release of a stuck holder
-(etcd's lease revoke, Consul's session destroy); the ID is the SESSION
-column of 'lockstep status NAME', or a command's LOCKSTEP_SESSION_ID. With
-authentication, a principal sees and closes its own sessions only.
+holds is released and everything it waits for is withdrawn; the process
+that kept it learns it at its next request or keepalive. It is the
+operator's force-release of a stuck holder (etcd's lease revoke, Consul's
+session destroy); the ID is the SESSION column of 'lockstep status NAME',
+or a command's LOCKSTEP_SESSION_ID. With authentication, a principal sees
+and closes its own sessions only.
+
+No lock-delay follows a close, as none follows a release: the next holder
+starts at once, while the process that held the lock may still run until
+it notices (a 'lockstep lock' command gets SIGTERM, then SIGKILL after its
+--grace). Stop that process first when it may still write.
 
 Examples:
   lockstep status jobs/nightly          # who holds it, and its SESSION
@@ -59,6 +64,7 @@ Examples:
 			c.json(map[string]any{"session_id": id, "closed": true})
 		} else {
 			fmt.Fprintf(stdout, "closed session %d: what it held is released and its waits are withdrawn\n", id)
+			fmt.Fprintf(stderr, "lockstep session: no lock-delay follows a close: the next holder starts now, while the process that held it may run until it notices (a 'lockstep lock' command: up to its --grace)\n")
 		}
 		return exitOK
 	}
