@@ -289,6 +289,26 @@ func TestCLI(t *testing.T) {
 		}
 	})
 
+	t.Run("MaxHoldStopsAHungCommand", func(t *testing.T) {
+		l.t = t
+		term := l.file("max-hold-term")
+		script := `trap 'echo term > ` + term + `; exit 0' TERM; sleep 30 & wait`
+		start := time.Now()
+		code, _, errOut := l.run(20*time.Second, "lock", "cli/max-hold", "--max-hold", "2s", "--grace", "3s", "--", "sh", "-c", script)
+		if code != 3 || !strings.Contains(errOut, "--max-hold of 2s passed") {
+			t.Fatalf("lock --max-hold 2s of a hung command: exit %d after %v, stderr:\n%s\nwant exit 3 naming the max hold", code, time.Since(start), errOut)
+		}
+		if _, err := os.Stat(term); err != nil {
+			t.Fatal("the hung command did not get SIGTERM")
+		}
+		// The command stopped, so lockstep released the hold: the next
+		// holder need not wait out the lock-delay, which covers only a
+		// command that could not be stopped.
+		if code, _, errOut := l.run(10*time.Second, "lock", "cli/max-hold", "--wait", "0", "--", "true"); code != 0 {
+			t.Fatalf("lock --wait 0 after the stopped command's hold was released: exit %d, stderr:\n%s", code, errOut)
+		}
+	})
+
 	t.Run("Help", func(t *testing.T) {
 		l.t = t
 		for _, cmd := range []string{"lock", "sem", "rwlock", "barrier", "elect", "status", "list", "watch", "cluster", "session", "completion"} {

@@ -31,9 +31,9 @@ _lockstep() {
   local common="--endpoints -o --cacert --cert --key --api-key --insecure -h"
   local session="--owner --ttl"
   case $cmd in
-    lock)    COMPREPLY=($(compgen -W "$common $session --wait --grace --lock-delay --" -- "$cur")) ;;
-    sem)     COMPREPLY=($(compgen -W "$common $session --limit --permits --wait --grace --" -- "$cur")) ;;
-    rwlock)  COMPREPLY=($(compgen -W "$common $session --read --write --wait --grace --" -- "$cur")) ;;
+    lock)    COMPREPLY=($(compgen -W "$common $session --wait --grace --max-hold --lock-delay --" -- "$cur")) ;;
+    sem)     COMPREPLY=($(compgen -W "$common $session --limit --permits --wait --grace --max-hold --" -- "$cur")) ;;
+    rwlock)  COMPREPLY=($(compgen -W "$common $session --read --write --wait --grace --max-hold --" -- "$cur")) ;;
     barrier) COMPREPLY=($(compgen -W "$common $session --parties --wait" -- "$cur")) ;;
     elect)   COMPREPLY=($(compgen -W "$common $session --observe" -- "$cur")) ;;
     status)  COMPREPLY=($(compgen -W "$common --kind" -- "$cur")) ;;

@@ -23,8 +23,9 @@ import (
 // command runs (lock, sem, rwlock).
 type holdFlags struct {
 	*common
-	wait  time.Duration
-	grace time.Duration
+	wait    time.Duration
+	grace   time.Duration
+	maxHold time.Duration
 }
 
 func newHoldCommand(name, help string, stdout, stderr io.Writer) *holdFlags {
@@ -32,13 +33,22 @@ func newHoldCommand(name, help string, stdout, stderr io.Writer) *holdFlags {
 	h.wait = -1
 	h.fs.Var((*waitFlag)(&h.wait), "wait", "the `duration` to wait when held: 0 tries once (exit 2 when held); forever (the default) or a negative duration waits until granted")
 	h.fs.DurationVar(&h.grace, "grace", 10*time.Second, "after the session is lost, how long the command has after SIGTERM before SIGKILL")
+	h.fs.DurationVar(&h.maxHold, "max-hold", 0, "end the hold this long after it is granted even while the session lives (a hung command), as when the session is lost: SIGTERM, then SIGKILL after --grace (0: no bound; at least 1s)")
 	return h
+}
+
+// holdOptions are the grant bounds the flags ask for.
+func (h *holdFlags) holdOptions(more ...client.HoldOption) []client.HoldOption {
+	return append(more, client.WithMaxHold(h.maxHold))
 }
 
 // acquireFn takes the hold and answers its token; release gives it back.
 type held struct {
 	token   uint64
 	release func(ctx context.Context) error
+	// lost closes when the hold must be taken for ended (the hold's Lost):
+	// the session's loss, or --max-hold passing while the session lives.
+	lost <-chan struct{}
 }
 
 // runHeld is the common body of lock, sem and rwlock: open a session, take
@@ -88,7 +98,7 @@ func (h *holdFlags) runHeld(kind client.Kind, name string, argv []string,
 	default:
 		return h.fail(err)
 	}
-	code := h.runCommand(s, name, hd.token, argv)
+	code := h.runCommand(s, name, hd, argv)
 	if s.Err() == nil {
 		cctx, cancel := cleanupCtx()
 		defer cancel()
@@ -122,10 +132,11 @@ func (h *holdFlags) holders(cl *client.Client, kind client.Kind, name string) st
 }
 
 // runCommand runs argv with the token in its environment and answers its
-// exit code. Interrupts are passed on to it. When the session is lost the
-// command gets SIGTERM, then SIGKILL after the grace period, and the answer
-// is exitSessionLost.
-func (h *holdFlags) runCommand(s *client.Session, name string, token uint64, argv []string) int {
+// exit code. Interrupts are passed on to it. When the hold is lost (the
+// session's loss, or --max-hold passing) the command gets SIGTERM, then
+// SIGKILL after the grace period, and the answer is exitSessionLost.
+func (h *holdFlags) runCommand(s *client.Session, name string, hd held, argv []string) int {
+	token := hd.token
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
@@ -149,13 +160,18 @@ func (h *holdFlags) runCommand(s *client.Session, name string, token uint64, arg
 		select {
 		case sig := <-sigs:
 			_ = signalGroup(cmd, sig.(syscall.Signal))
-		case <-s.Done():
+		case <-hd.lost:
 			if lost {
 				continue
 			}
 			lost = true
+			hd.lost = nil // closed: no more news on it
+			why := error(fmt.Errorf("its --max-hold of %v passed", h.maxHold))
+			if err := s.Err(); err != nil {
+				why = err
+			}
 			fmt.Fprintf(h.stderr, "%s: lost the hold on %q: %v\n%s: sending SIGTERM to the command (SIGKILL in %v); another holder may be running now.\n",
-				h.fs.Name(), name, s.Err(), h.fs.Name(), h.grace)
+				h.fs.Name(), name, why, h.fs.Name(), h.grace)
 			_ = signalGroup(cmd, syscall.SIGTERM)
 			go func() {
 				select {
@@ -167,7 +183,11 @@ func (h *holdFlags) runCommand(s *client.Session, name string, token uint64, arg
 			}()
 		case <-exited:
 			if lost {
-				fmt.Fprintf(h.stderr, "%s: the command was stopped because the session was lost; %s.\n", h.fs.Name(), lostAdvice(s.Err()))
+				if s.Err() == nil {
+					fmt.Fprintf(h.stderr, "%s: the command was stopped because its --max-hold of %v passed.\n", h.fs.Name(), h.maxHold)
+				} else {
+					fmt.Fprintf(h.stderr, "%s: the command was stopped because the session was lost; %s.\n", h.fs.Name(), lostAdvice(s.Err()))
+				}
 				return exitSessionLost
 			}
 			st := cmd.ProcessState
@@ -196,7 +216,10 @@ running while its session expires.
 
 If the session is lost while the command runs (this machine could not renew
 it within --ttl), the command gets SIGTERM, then SIGKILL after --grace, and
-lockstep exits 3. With --wait 0 a held mutex fails at once with exit 2.
+lockstep exits 3. So it does when --max-hold D passes: a command that hangs
+while lockstep keeps the session alive is stopped, and the lock handed on,
+D after the grant (a Redis lock's expiry). With --wait 0 a held mutex fails
+at once with exit 2.
 
 A session that ends by failure (lockstep killed, its machine gone, its
 lease not renewed) leaves the lock to nobody for --lock-delay: a command
@@ -230,14 +253,14 @@ Examples:
 	}
 	name := pos[0]
 	return h.runHeld(client.KindMutex, name, argv, func(ctx context.Context, s *client.Session) (held, error) {
-		m := client.NewMutex(s, name, client.WithLockDelay(d))
+		m := client.NewMutex(s, name, h.holdOptions(client.WithLockDelay(d))...)
 		var err error
 		if h.wait == 0 {
 			err = m.TryLock(ctx)
 		} else {
 			err = m.Lock(ctx)
 		}
-		return held{token: m.Token(), release: m.Unlock}, err
+		return held{token: m.Token(), release: m.Unlock, lost: m.Lost()}, err
 	})
 }
 
@@ -299,14 +322,14 @@ Examples:
 	}
 	name := pos[0]
 	return h.runHeld(client.KindSemaphore, name, argv, func(ctx context.Context, s *client.Session) (held, error) {
-		m := client.NewSemaphore(s, name, *limit)
+		m := client.NewSemaphore(s, name, *limit, h.holdOptions()...)
 		var err error
 		if h.wait == 0 {
 			err = m.TryAcquire(ctx, *permits)
 		} else {
 			err = m.Acquire(ctx, *permits)
 		}
-		return held{token: m.Token(), release: m.Release}, err
+		return held{token: m.Token(), release: m.Release, lost: m.Lost()}, err
 	})
 }
 
@@ -337,7 +360,7 @@ Examples:
 	}
 	name := pos[0]
 	return h.runHeld(client.KindRWLock, name, argv, func(ctx context.Context, s *client.Session) (held, error) {
-		m := client.NewRWMutex(s, name)
+		m := client.NewRWMutex(s, name, h.holdOptions()...)
 		var err error
 		switch {
 		case *read && h.wait == 0:
@@ -349,7 +372,7 @@ Examples:
 		default:
 			err = m.Lock(ctx)
 		}
-		return held{token: m.Token(), release: m.Unlock}, err
+		return held{token: m.Token(), release: m.Unlock, lost: m.Lost()}, err
 	})
 }
 
