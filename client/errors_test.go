@@ -65,12 +65,7 @@ func TestRefusalSentinels(t *testing.T) {
 		t.Run(tc.code.String(), func(t *testing.T) {
 			c := fakeClient(t, refusing(func(int32) string { return tc.code.String() }, new(atomic.Int32), new(atomic.Int32)))
 			ctx := testCtx(t)
-			defer func() {
-				// The fake answers no close: do not wait for one.
-				cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
-				defer cancel()
-				_ = c.Close(cctx)
-			}()
+			defer closeFake(ctx, c)
 			s, err := c.NewSession(ctx)
 			if err != nil {
 				t.Fatal(err)
@@ -219,11 +214,7 @@ func TestCappedWaitSaysSo(t *testing.T) {
 	}}
 	c := fakeClient(t, timedOut)
 	ctx := testCtx(t)
-	defer func() {
-		cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
-		defer cancel()
-		_ = c.Close(cctx)
-	}()
+	defer closeFake(ctx, c)
 	s, err := c.NewSession(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -129,11 +129,7 @@ func TestLostFollowsAnEarlierDeadline(t *testing.T) {
 	}}}
 	c := fakeClient(t, srv)
 	ctx := testCtx(t)
-	defer func() {
-		cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
-		defer cancel()
-		_ = c.Close(cctx)
-	}()
+	defer closeFake(ctx, c)
 	s, err := c.NewSession(ctx, client.WithTTL(9*time.Second))
 	if err != nil {
 		t.Fatal(err)

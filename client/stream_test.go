@@ -451,6 +451,14 @@ func TestAnswerAfterThePushedLossArrives(t *testing.T) {
 // fakeClient serves srv, a stand-in SessionService, and cluster, when
 // given, a ClusterService, over HTTP/1.1 and h2c as a node does, and
 // answers a Client of it that gives up after 2 s.
+// closeFake closes a Client of a fake server, which answers no session
+// close: it does not wait for one.
+func closeFake(ctx context.Context, c *client.Client) {
+	cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	_ = c.Close(cctx)
+}
+
 func fakeClient(t *testing.T, srv lockstepv1connect.SessionServiceHandler, cluster ...lockstepv1connect.ClusterServiceHandler) *client.Client {
 	t.Helper()
 	mux := http.NewServeMux()
