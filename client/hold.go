@@ -243,9 +243,22 @@ func (h *hold) settleMaxHold(ctx context.Context, wait time.Duration) {
 		return
 	}
 	h.s.renewNow()
-	end := time.Now().Add(wait)
-	for h.current() == 0 && !placed() && time.Now().Before(end) && h.s.Err() == nil && ctx.Err() == nil {
-		time.Sleep(5 * time.Millisecond)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		moved := h.s.anchorChanged() // before the check: no answer is missed
+		if h.current() != 0 || placed() {
+			return
+		}
+		select {
+		case <-moved: // a keepalive answer came: look again
+		case <-t.C:
+			return
+		case <-ctx.Done():
+			return
+		case <-h.s.done.Done():
+			return
+		}
 	}
 }
 
