@@ -96,10 +96,9 @@ func (s *shard) noteClockOffset() {
 
 // pending is one request a Do call waits for.
 type pending struct {
-	id      replica.RequestID
-	ch      chan replica.Reply // at most a Queued and a final reply
-	session core.SessionID
-	waiter  core.WaiterID // set when the Queued reply arrives (under shard.mu)
+	id     replica.RequestID
+	ch     chan replica.Reply // at most a Queued and a final reply
+	waiter core.WaiterID      // set when the Queued reply arrives (under shard.mu)
 }
 
 var errNoLeader = errors.New("no leader is known")
@@ -379,7 +378,7 @@ func (s *shard) submit(cmd core.Command) (*pending, error) {
 		return nil, errNoLeader
 	}
 	s.nextReq++
-	p := &pending{id: s.nextReq, ch: make(chan replica.Reply, 2), session: cmd.Session}
+	p := &pending{id: s.nextReq, ch: make(chan replica.Reply, 2)}
 	if err := s.drv.Step(replica.RequestEvent(p.id, cmd)); err != nil {
 		s.mu.Unlock()
 		return nil, err
