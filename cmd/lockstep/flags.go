@@ -209,8 +209,11 @@ func (f *serveFlags) applyOverrides(c *config.Config) error {
 }
 
 // given says whether a flag was on the command line.
-func (f *serveFlags) given(name string) bool {
+func (f *serveFlags) given(name string) bool { return flagGiven(f.fs, name) }
+
+// flagGiven says whether the flag name was on fs's command line.
+func flagGiven(fs *flag.FlagSet, name string) bool {
 	found := false
-	f.fs.Visit(func(fl *flag.Flag) { found = found || fl.Name == name })
+	fs.Visit(func(fl *flag.Flag) { found = found || fl.Name == name })
 	return found
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -161,14 +160,11 @@ func (h *holdFlags) runCommand(s *client.Session, name string, hd held, argv []s
 		case sig := <-sigs:
 			_ = signalGroup(cmd, sig.(syscall.Signal))
 		case <-hd.lost:
-			if lost {
-				continue
-			}
 			lost = true
 			hd.lost = nil // closed: no more news on it
-			why := error(fmt.Errorf("its --max-hold of %v passed", h.maxHold))
-			if err := s.Err(); err != nil {
-				why = err
+			why := s.Err()
+			if why == nil {
+				why = fmt.Errorf("its --max-hold of %v passed", h.maxHold)
 			}
 			fmt.Fprintf(h.stderr, "%s: lost the hold on %q: %v\n%s: sending SIGTERM to the command (SIGKILL in %v); another holder may be running now.\n",
 				h.fs.Name(), name, why, h.fs.Name(), h.grace)
@@ -242,9 +238,7 @@ Examples:
 	if !ok {
 		return code
 	}
-	given := false
-	h.fs.Visit(func(f *flag.Flag) { given = given || f.Name == "lock-delay" })
-	d, warn := lockDelayFor(*lockDelay, given, h.grace)
+	d, warn := lockDelayFor(*lockDelay, flagGiven(h.fs, "lock-delay"), h.grace)
 	if warn != "" {
 		fmt.Fprintf(h.stderr, "%s: warning: %s\n", h.fs.Name(), warn)
 	}

@@ -502,7 +502,7 @@ func eventName(s string) string { return strings.ToLower(strings.TrimPrefix(s, "
 // kind.
 func eventKind(ev *client.Event) string {
 	if ev.Kind != pb.Kind_KIND_UNSPECIFIED {
-		return strings.ToLower(strings.TrimPrefix(ev.Kind.String(), "KIND_"))
+		return kindWord(ev.Kind)
 	}
 	switch ev.Type {
 	case pb.EventType_EVENT_TYPE_SESSION_EXPIRED, pb.EventType_EVENT_TYPE_SESSION_CLOSED:

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 )
 
 func sessionCmd(args []string, stdout, stderr io.Writer) int {
@@ -81,10 +83,10 @@ Examples:
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ROLE\tKIND\tNAME\tTOKEN / WAITER\tUNTIL")
 	for _, h := range s.Holds {
-		fmt.Fprintf(tw, "holds\t%s\t%s\t%d\t-\n", kindWord(h.Kind.String()), orDash(h.Name), h.FencingToken)
+		fmt.Fprintf(tw, "holds\t%s\t%s\t%d\t-\n", kindWord(h.Kind), orDash(h.Name), h.FencingToken)
 	}
 	for _, w := range s.Waits {
-		fmt.Fprintf(tw, "waits\t%s\t%s\t%d\t%s\n", kindWord(w.Kind.String()), orDash(w.Name), w.WaiterId, ms(w.DeadlineMs))
+		fmt.Fprintf(tw, "waits\t%s\t%s\t%d\t%s\n", kindWord(w.Kind), orDash(w.Name), w.WaiterId, ms(w.DeadlineMs))
 	}
 	_ = tw.Flush()
 	if len(s.Holds) == 0 && len(s.Waits) == 0 {
@@ -94,7 +96,7 @@ Examples:
 }
 
 // kindWord is a proto kind as the CLI names kinds ("KIND_MUTEX": mutex).
-func kindWord(k string) string { return strings.ToLower(strings.TrimPrefix(k, "KIND_")) }
+func kindWord(k pb.Kind) string { return strings.ToLower(strings.TrimPrefix(k.String(), "KIND_")) }
 
 // msDuration is a count of milliseconds as a duration.
 func msDuration(v int64) string { return (time.Duration(v) * time.Millisecond).String() }
