@@ -53,9 +53,22 @@ func newServeFlags(stderr io.Writer) *serveFlags {
 	fs := f.fs
 	fs.BoolVar(&f.dev, "dev", false, "run one node on 127.0.0.1 with the defaults (API :8080, metrics :9090, Raft :7001)\nin a fresh temporary data directory unless --data-dir names one")
 	f.add("log-format", "log.format", "log format: text (the default) or json", false,
-		func(c *config.Config, v string) error { c.Log.Format = v; return nil })
+		func(c *config.Config, v string) error {
+			if v != "text" && v != "json" {
+				return fmt.Errorf("--log-format (log.format): %q is not a format: use text or json", v)
+			}
+			c.Log.Format = v
+			return nil
+		})
 	f.add("log-level", "log.level", "log level: debug, info (the default), warn or error; a reload (SIGHUP) puts the file's in force unless this flag gave it", false,
-		func(c *config.Config, v string) error { c.Log.Level = v; return nil })
+		func(c *config.Config, v string) error {
+			// Checked here so that the error names the flag, not only the key it sets.
+			if _, err := (config.Log{Level: v}).SlogLevel(); err != nil || v == "" {
+				return fmt.Errorf("--log-level (log.level): %q is not a level: use debug, info, warn or error", v)
+			}
+			c.Log.Level = v
+			return nil
+		})
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", 15*time.Second,
 		"after SIGTERM, how long in-flight requests may take before connections are closed")
 	fs.BoolVar(&f.pprof, "pprof", false, "also serve net/http/pprof under /debug/pprof/ on the metrics address (for profiling)")

@@ -57,6 +57,9 @@ func TestBadCommandLines(t *testing.T) {
 		{[]string{"--dev", "--config", "x.yaml"}, "exclude each other"},
 		{[]string{"--dev", "--shards", "two"}, "--shards (consensus.shards)"},
 		{[]string{"--dev", "--join=maybe"}, "--join (cluster.join)"},
+		{[]string{"--dev", "--log-level", "bogus"}, `--log-level (log.level): "bogus" is not a level`},
+		{[]string{"--dev", "--log-level", ""}, `--log-level (log.level): "" is not a level`},
+		{[]string{"--dev", "--log-format", "xml"}, `--log-format (log.format): "xml" is not a format`},
 		{[]string{"--dev", "--data-dir", "/tmp/x", "--election-timeout-ms", "100"}, "consensus.election_timeout_ms"},
 		{[]string{"--config", "../../config/node1.yaml", "--raft-address", "127.0.0.1:9999"}, "cluster.peers.node-1"},
 	} {

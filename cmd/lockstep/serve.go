@@ -201,7 +201,7 @@ func countOf(n int, noun string) string {
 func newLogger(w io.Writer, c config.Log, level *slog.LevelVar) (*slog.Logger, error) {
 	lv, err := c.SlogLevel()
 	if err != nil {
-		return nil, fmt.Errorf("%w (--log-level)", err)
+		return nil, err
 	}
 	level.Set(lv)
 	opts := &slog.HandlerOptions{Level: level}
@@ -211,7 +211,7 @@ func newLogger(w io.Writer, c config.Log, level *slog.LevelVar) (*slog.Logger, e
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
-	return nil, fmt.Errorf("log.format: %q is not a format: use text or json (--log-format)", c.Format)
+	return nil, fmt.Errorf("log.format: %q is not a format: use text or json", c.Format)
 }
 
 // dropMadeDir removes the data directory --dev made for this run, when the
