@@ -219,6 +219,9 @@ func (e *encoder) command(c *Command) {
 	if f&fTargetSeq != 0 {
 		e.uvarint(c.TargetSeq)
 	}
+	if f&fRules != 0 {
+		e.uvarint(c.Rules)
+	}
 }
 
 // maxDecodedCommands bounds a decoded proposal before the machine's own
@@ -316,6 +319,9 @@ func (d *decoder) command(c *Command) {
 	}
 	if f&fTargetSeq != 0 {
 		c.TargetSeq = d.uvarint()
+	}
+	if f&fRules != 0 {
+		c.Rules = d.uvarint()
 	}
 	if d.err == nil && c.setFields() != f {
 		d.fail(errors.New("a field marked present is zero"))

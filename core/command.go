@@ -18,7 +18,7 @@ const (
 	OpCampaign                       // Name, Session, Value, Owner (candidate), WaitMs
 	OpProclaim                       // Name, Session, Token, Value
 	OpResign                         // Name, Session, Token
-	OpLeaderChange                   // the shard has a new Raft leader: extend every live session
+	OpLeaderChange                   // Rules: the shard has a new Raft leader: extend every live session, raise the rules in force
 	OpAbandon                        // Kind, Name, Session, TargetSeq: withdraw ClientID's request TargetSeq (see abandon)
 	OpTickRequest                    // Owner (the asking replica's request): a forwarder asks the leader for a tick; changes nothing
 	opCount
@@ -71,6 +71,11 @@ type Command struct {
 	Owner       string // a label shown in status
 	Value       []byte
 	TargetSeq   uint64 // OpAbandon: the Seq of ClientID's request to withdraw
+	// Rules is OpLeaderChange's: the RulesVersion of the build that
+	// proposed the mark, which raises the rules in force to it (never
+	// lowers them; Machine.Rules). 0: a mark of a build before marks
+	// carried rules, which raises nothing.
+	Rules uint64
 }
 
 // Proposal is the payload of one log entry: commands packed by the proposer

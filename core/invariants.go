@@ -9,6 +9,9 @@ func (m *Machine) CheckInvariants() error {
 	fail := func(format string, args ...any) error { return fmt.Errorf("invariant: "+format, args...) }
 	limit := FencingToken((m.index + 1) << SlotBits)
 	holds, waits := 0, 0
+	if m.rules < rulesUnmarked || m.rules > RulesVersion {
+		return fail("rules in force %d outside %d..%d", m.rules, rulesUnmarked, RulesVersion)
+	}
 	for id, s := range m.sessions {
 		if s.id != id {
 			return fail("session %d indexed as %d", s.id, id)

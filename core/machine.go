@@ -12,6 +12,7 @@ type Machine struct {
 	now     LogTime // log time after the last applied entry
 	started bool    // the first entry sets the clock without a step cap
 	slot    uint64  // identifiers allocated while applying the current entry
+	rules   uint64  // the rules in force: every entry applies by them (rules.go)
 
 	sessions map[SessionID]*session
 	objects  map[objectKey]*object
@@ -45,6 +46,7 @@ func New(limits Limits) (*Machine, error) {
 func newMachine(limits Limits) *Machine {
 	return &Machine{
 		limits:   limits,
+		rules:    rulesUnmarked,
 		sessions: make(map[SessionID]*session),
 		objects:  make(map[objectKey]*object),
 		waiters:  make(map[WaiterID]*waiter),
@@ -64,6 +66,11 @@ func (m *Machine) Index() uint64 { return m.index }
 // Now is the log time after the last applied entry.
 func (m *Machine) Now() LogTime { return m.now }
 
+// Rules is the rules version in force: the highest a leader-change mark
+// applied so far carried, or the rules before marks carried them (3). The
+// entries after it apply by these rules, whatever build applies them.
+func (m *Machine) Rules() uint64 { return m.rules }
+
 // Apply applies one committed entry. Indexes must strictly increase; gaps are
 // allowed (the log carries entries the machine never sees). The returned
 // Output is reused by the next Apply.
@@ -80,7 +87,11 @@ func (m *Machine) Apply(e Entry) *Output {
 	m.out.Results = m.out.Results[:0]
 	m.out.Effects = m.out.Effects[:0]
 
-	if m.carriesLeaderChange(e.Commands) {
+	if rules, ok := m.carriesLeaderChange(e.Commands); ok {
+		// The mark's rules are its proposer's: they apply from this entry
+		// on, on every member, whichever build it runs (rules.go). They
+		// never go back: a mark of older rules raises nothing.
+		m.rules = max(m.rules, rules)
 		// A new leader's first entry takes its stamp whole, and every
 		// deadline moves with it: log time's jump across a change of leader
 		// (the election's gap, and the new leader's clock ahead of the old
@@ -347,17 +358,17 @@ func (m *Machine) timerLive(t timer) bool {
 }
 
 // carriesLeaderChange says whether the entry holds a valid leader change
-// that will be applied.
-func (m *Machine) carriesLeaderChange(cmds []Command) bool {
+// that will be applied, and the highest rules its marks carry.
+func (m *Machine) carriesLeaderChange(cmds []Command) (rules uint64, ok bool) {
 	if len(cmds) > m.limits.MaxCommandsPerEntry {
-		return false
+		return 0, false
 	}
 	for i := range cmds {
 		if cmds[i].Op == OpLeaderChange && m.validate(&cmds[i]) == nil {
-			return true
+			rules, ok = max(rules, cmds[i].Rules), true
 		}
 	}
-	return false
+	return rules, ok
 }
 
 // leaderChange is the first entry of a new shard leader: no session may

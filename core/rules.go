@@ -18,18 +18,25 @@ import "fmt"
 // was recorded for these versions, and fails until a change that alters
 // them comes with a bump.
 //
-// A bump alone does not make an upgrade exact: a member restarted on the
-// new build keeps its snapshot as the old rules decided it and replays the
-// log after it by the new ones, and members' snapshots stand at different
-// indexes. So the next change of rules must also carry the rules in force
-// in the state and in the log (a leader-change mark that raises them, which
-// the hello guarantees every member it reaches can apply) and keep the
-// rules before it, so that every member applies each entry by the rules in
-// force when it was written. Version 2 did not need it: no build of
-// version 1 was released. Version 3 does not either: it changes only what
-// a request is answered, never the state (a retry answered from the
-// dedupe table changed nothing, and its refusal changes nothing), and a
-// log replayed on restart answers no one.
+// The rules live in the log and in the state, not only in the build. The
+// state carries the rules in force (Machine.Rules, snapshotted since
+// SnapshotVersion 5), and a leader-change mark carries its proposer's
+// RulesVersion (Command.Rules) and raises the rules in force to it, never
+// lowering them; Apply branches on the rules in force wherever rules
+// differ, and keeps every older rule this build's marks may follow. So a
+// member restarted on a new build replays the entries after its snapshot
+// by the rules they were written under (its snapshot says which; one of a
+// build before, without the field, restores as rulesUnmarked, and a log
+// from its start begins there too), and moves to the new rules at the
+// same index as every other member: the first mark a leader of the new
+// build proposes. The Raft hello still refuses a peer of other versions,
+// which is what guarantees that every member it reaches can apply a mark's
+// rules. Versions 1 and 2 were never carried: version 2 did not need it,
+// as no build of version 1 was released, and version 3 changed only what a
+// request is answered, never the state (a retry answered from the dedupe
+// table changed nothing, and its refusal changes nothing), and a log
+// replayed on restart answers no one, so a log of rules 2 replays by the
+// rules 3 it starts under to the same state.
 //
 //	1: the rules before versions were numbered.
 //	2: a leader-change entry takes its stamp whole and moves every deadline
@@ -41,6 +48,11 @@ import "fmt"
 //	   (failed_precondition) instead of being answered with the other's
 //	   result, which took a grant of another name for its own.
 const RulesVersion = 3
+
+// rulesUnmarked is the rules in force before any mark carried rules: what a
+// fresh machine starts under, what a snapshot without the field restores
+// as, and what a mark without Rules (a build before them) leaves in force.
+const rulesUnmarked = 3
 
 // ClientKeysVersion numbers how the API files a request's client_id in the
 // dedupe table (rpc's service.clientKey). Every member must file alike: a

@@ -19,8 +19,8 @@ import (
 	"testing"
 )
 
-// The rules' golden check (RulesVersion). A log recorded once, per encoding
-// version, under testdata/rules/, is applied to a fresh machine; every
+// The rules' golden check (RulesVersion). Logs recorded once, per encoding
+// version, under testdata/rules/, are applied to fresh machines; every
 // rulesCheckpoint entries, and after the last, a hash of the results and
 // effects so far and a hash of the state are compared with the ones
 // recorded for (RulesVersion, ProposalVersion, SnapshotVersion). A change
@@ -29,49 +29,57 @@ import (
 // member trust that a peer of the same versions applies the same log to the
 // same state.
 //
+// There is one log per rules version a build keeps (rules.go): log-pP.bin,
+// recorded by a build of rules 3 before marks carried rules, which every
+// later build must still apply by rules 3 (a member replaying its old log
+// after an upgrade), so its results must stay those recorded then
+// (rulesUnmarkedSum); and log-pP-rR.bin for each later R, whose first entry
+// is a mark carrying R, as a new leader of a build of rules R proposes.
+//
 // Error messages are left out of both hashes: a clearer message changes
 // nothing a replica decides on, and two members that word one differently
 // still agree on every holder.
 
 var recordRules = flag.Bool("record-rules", false,
-	"TestRulesGolden: record the log (if this ProposalVersion has none) and the hashes for the current versions (if none are recorded)")
+	"TestRulesGolden: record the logs (those this ProposalVersion has none of) and the hashes for the current versions (if none are recorded)")
 
 const (
 	rulesDir        = "testdata/rules"
 	rulesEntries    = 2000
 	rulesCheckpoint = 100
 	rulesSeed       = 0x10c857e9
+
+	// rulesUnmarkedSum holds the hashes the last build before marks
+	// carried rules recorded for log-p1.bin: the results of that log,
+	// applied by rules 3, must never change.
+	rulesUnmarkedSum = "r3-p1-s4.sum"
 )
 
 func rulesKey() string {
 	return fmt.Sprintf("r%d-p%d-s%d", RulesVersion, ProposalVersion, SnapshotVersion)
 }
 
-func TestRulesGolden(t *testing.T) {
-	logPath := filepath.Join(rulesDir, fmt.Sprintf("log-p%d.bin", ProposalVersion))
-	sumPath := filepath.Join(rulesDir, rulesKey()+".sum")
+// rulesLogName names the recorded log that applies by rules.
+func rulesLogName(rules uint64) string {
+	if rules == rulesUnmarked {
+		return fmt.Sprintf("log-p%d.bin", ProposalVersion)
+	}
+	return fmt.Sprintf("log-p%d-r%d.bin", ProposalVersion, rules)
+}
 
-	raw, err := os.ReadFile(logPath)
-	if errors.Is(err, fs.ErrNotExist) {
-		if !*recordRules {
-			t.Fatalf("no recorded log for entry encoding version %d (%s): record one with\n\tgo test ./core -run TestRulesGolden -record-rules", ProposalVersion, logPath)
+func TestRulesGolden(t *testing.T) {
+	sumPath := filepath.Join(rulesDir, rulesKey()+".sum")
+	var b strings.Builder
+	b.WriteString(vocabulary())
+	for rules := uint64(rulesUnmarked); rules <= RulesVersion; rules++ {
+		name := rulesLogName(rules)
+		lines := applyRulesLog(t, loadRulesLog(t, rules), rules)
+		if rules == rulesUnmarked && ProposalVersion == 1 {
+			checkUnmarkedResults(t, lines)
 		}
-		raw = encodeRulesLog(generateRulesLog(t))
-		if err := os.MkdirAll(rulesDir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(logPath, raw, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("recorded %s", logPath)
-	} else if err != nil {
-		t.Fatal(err)
+		fmt.Fprintf(&b, "log %s\n%s", name, lines)
 	}
-	entries, err := decodeRulesLog(raw)
-	if err != nil {
-		t.Fatalf("%s: %v: the entry encoding changed without a new ProposalVersion", logPath, err)
-	}
-	got := vocabulary() + applyRulesLog(t, entries)
+	got := b.String()
 
 	want, err := os.ReadFile(sumPath)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -105,13 +113,69 @@ func TestRulesGolden(t *testing.T) {
 			g = gl[i]
 		}
 		if w != g {
-			t.Fatalf("the recorded log no longer applies as %s recorded it:\n\twant %s\n\tgot  %s\n"+
+			t.Fatalf("the recorded logs no longer apply as %s recorded them:\n\twant %s\n\tgot  %s\n"+
 				"This change alters what members decide from one log (or how they encode it): members running it\n"+
 				"and members running the build before would disagree. Bump RulesVersion (core/rules.go, and say\n"+
-				"what changed there), or SnapshotVersion if only the snapshot's bytes changed, then record:\n"+
+				"what changed there, keeping the old rule for entries applied by the rules before), or\n"+
+				"SnapshotVersion if only the snapshot's bytes changed, then record:\n"+
 				"\tgo test ./core -run TestRulesGolden -record-rules",
 				sumPath, w, g)
 		}
+	}
+}
+
+// loadRulesLog reads the log that applies by rules, recording it first
+// when -record-rules is given and there is none.
+func loadRulesLog(t *testing.T, rules uint64) []Entry {
+	logPath := filepath.Join(rulesDir, rulesLogName(rules))
+	raw, err := os.ReadFile(logPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		if !*recordRules {
+			t.Fatalf("no recorded log for rules %d and entry encoding version %d (%s): record one with\n\tgo test ./core -run TestRulesGolden -record-rules", rules, ProposalVersion, logPath)
+		}
+		raw = encodeRulesLog(generateRulesLog(t, rules))
+		if err := os.MkdirAll(rulesDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(logPath, raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("recorded %s", logPath)
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := decodeRulesLog(raw)
+	if err != nil {
+		t.Fatalf("%s: %v: the entry encoding changed without a new ProposalVersion", logPath, err)
+	}
+	return entries
+}
+
+// checkUnmarkedResults compares the results of log-p1.bin, as this build
+// applies it, with what the last build before marks carried rules
+// recorded: a member restarted on this build replays such a log by rules
+// 3, and must decide what the members that wrote it decided. (The state
+// hashes differ: the snapshot carries the rules in force since version 5.)
+func checkUnmarkedResults(t *testing.T, lines string) {
+	raw, err := os.ReadFile(filepath.Join(rulesDir, rulesUnmarkedSum))
+	if err != nil {
+		t.Fatal(err)
+	}
+	results := func(text string) []string {
+		var out []string
+		for _, l := range strings.Split(text, "\n") {
+			if strings.HasPrefix(l, "entry ") {
+				r, _, _ := strings.Cut(l, " state ")
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	want, got := results(string(raw)), results(lines)
+	if len(want) == 0 || !reflect.DeepEqual(want, got) {
+		t.Fatalf("%s applied by rules %d no longer gives the results %s recorded:\n\twant %q\n\tgot  %q\n"+
+			"A rule changed for entries written under the old rules: keep the old rule for them (branch on m.rules)",
+			rulesLogName(rulesUnmarked), rulesUnmarked, rulesUnmarkedSum, want, got)
 	}
 }
 
@@ -137,8 +201,9 @@ func vocabulary() string {
 }
 
 // applyRulesLog applies entries to a fresh machine and returns the
-// checkpoint lines: "entry N results HASH state HASH".
-func applyRulesLog(t *testing.T, entries []Entry) string {
+// checkpoint lines: "entry N results HASH state HASH". The log must leave
+// the machine under rules.
+func applyRulesLog(t *testing.T, entries []Entry, rules uint64) string {
 	m, err := New(rulesLimits())
 	if err != nil {
 		t.Fatal(err)
@@ -154,6 +219,9 @@ func applyRulesLog(t *testing.T, entries []Entry) string {
 	}
 	if err := m.CheckInvariants(); err != nil {
 		t.Fatalf("after the recorded log: %v", err)
+	}
+	if m.Rules() != rules {
+		t.Fatalf("%s leaves rules %d in force, want %d", rulesLogName(rules), m.Rules(), rules)
 	}
 	return b.String()
 }
@@ -292,8 +360,9 @@ func (r *rulesRand) intn(n int) int { return int(r.next() % uint64(n)) }
 // time out and are granted, expiries, hold limits, lock delays, retries,
 // forgotten clients, invalid commands, clock steps either way and leader
 // changes with jumps, applying it as it goes so that most commands name
-// live sessions, holds and waits.
-func generateRulesLog(t *testing.T) []Entry {
+// live sessions, holds and waits. A log for rules after rulesUnmarked
+// starts with a mark carrying them, and all its marks carry them.
+func generateRulesLog(t *testing.T, rules uint64) []Entry {
 	m, err := New(rulesLimits())
 	if err != nil {
 		t.Fatal(err)
@@ -418,6 +487,10 @@ func generateRulesLog(t *testing.T) []Entry {
 		return c
 	}
 
+	mark := Command{Op: OpLeaderChange}
+	if rules != rulesUnmarked {
+		mark.Rules = rules
+	}
 	for i := 1; i <= rulesEntries; i++ {
 		switch r := rng.intn(100); {
 		case r < 80:
@@ -431,11 +504,13 @@ func generateRulesLog(t *testing.T) []Entry {
 		}
 		var cmds []Command
 		switch r := rng.intn(100); {
+		case i == 1 && mark.Rules != 0:
+			cmds = []Command{mark} // the first leader of a build of these rules
 		case r < 3:
 			if rng.intn(4) == 0 {
 				now += 3_600_000 // a new leader an hour ahead
 			}
-			cmds = []Command{{Op: OpLeaderChange}}
+			cmds = []Command{mark}
 		case r < 8:
 			// a tick
 		case r < 10:

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 )
@@ -26,7 +27,10 @@ const snapshotMagic = "LSSNAP"
 // each kept result (older ones restore 0: unknown, see abandon). Version 4
 // added each kept result's requestPrint (older ones restore 0: unknown,
 // and a retry of such a result is not checked against its request).
-const SnapshotVersion = 4
+// Version 5 added the rules in force (Machine.Rules); older snapshots were
+// written by builds of rules 3 at most, before marks carried rules, and
+// restore as rules 3 (rulesUnmarked).
+const SnapshotVersion = 5
 
 // snapshotVersionBarrierGeneration is the first version that writes a
 // counting barrier's generation.
@@ -39,6 +43,9 @@ const snapshotVersionPending = 3
 // snapshotVersionRequestPrint is the first version that writes each kept
 // result's requestPrint.
 const snapshotVersionRequestPrint = 4
+
+// snapshotVersionRules is the first version that writes the rules in force.
+const snapshotVersionRules = 5
 
 // Snapshot returns the machine's state as bytes.
 func (m *Machine) Snapshot() []byte { return m.AppendSnapshot(nil) }
@@ -54,6 +61,7 @@ func (m *Machine) AppendSnapshot(b []byte) []byte {
 	e.uvarint(m.index)
 	e.varint(int64(m.now))
 	e.bool(m.started)
+	e.uvarint(m.rules)
 
 	sessions := make([]*session, 0, len(m.sessions))
 	for _, s := range m.sessions {
@@ -234,6 +242,16 @@ func (m *Machine) restore(d *decoder, version byte) error {
 	m.index = d.uvarint()
 	m.now = LogTime(d.varint())
 	m.started = d.bool()
+	m.rules = rulesUnmarked
+	if version >= snapshotVersionRules {
+		m.rules = d.uvarint()
+		if d.err == nil && (m.rules < rulesUnmarked || m.rules > RulesVersion) {
+			if m.rules > RulesVersion {
+				return fmt.Errorf("it was written under rules %d, newer than this build's %d: restore it with a build of rules %d", m.rules, RulesVersion, m.rules)
+			}
+			return fmt.Errorf("its rules in force %d are below %d, the first a snapshot carries", m.rules, rulesUnmarked)
+		}
+	}
 
 	n := d.count(uint64(m.limits.MaxSessions), 5)
 	m.sessions = make(map[SessionID]*session, n)

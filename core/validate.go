@@ -30,10 +30,11 @@ const (
 	fValue
 	fLowestPending
 	fTargetSeq
+	fRules
 )
 
 // fLast is the highest field bit; the decoder refuses a mask above it.
-const fLast = fTargetSeq
+const fLast = fRules
 
 // anyOpFields may be set on a command of any op: they belong to its dedupe
 // identity, like ClientID and Seq, and checkClient checks them.
@@ -46,6 +47,7 @@ var fieldNames = map[field]string{
 	fWait: "wait_timeout_ms", fLockDelay: "lock_delay_ms", fMaxHold: "max_hold_ms", fLimit: "limit", fPermits: "permits",
 	fMode: "mode", fParties: "parties", fParticipant: "participant", fOwner: "owner", fValue: "value",
 	fLowestPending: "lowest_pending_seq", fTargetSeq: "abandon_seq",
+	fRules: "rules",
 }
 
 // opFields says which fields each op may set; any other must be zero, so a
@@ -63,7 +65,7 @@ var opFields = [opCount]field{
 	OpCampaign:         fName | fSession | fWait | fOwner | fValue,
 	OpProclaim:         fName | fSession | fToken | fValue,
 	OpResign:           fName | fSession | fToken,
-	OpLeaderChange:     0,
+	OpLeaderChange:     fRules,
 	OpAbandon:          fKind | fName | fSession | fTargetSeq,
 	OpTickRequest:      fOwner,
 }
@@ -94,6 +96,7 @@ func (c *Command) setFields() field {
 	set(len(c.Value) != 0, fValue)
 	set(c.LowestPending != 0, fLowestPending)
 	set(c.TargetSeq != 0, fTargetSeq)
+	set(c.Rules != 0, fRules)
 	return f
 }
 
@@ -171,11 +174,27 @@ func checkCommand(l *Limits, c *Command) *Error {
 			need(c.LowestPending == 0 || c.LowestPending <= c.TargetSeq,
 				"lowest_pending_seq %d is above abandon_seq %d: the abandoned request is still pending until abandon answers", c.LowestPending, c.TargetSeq),
 			checkAbandonKind(c.Kind), checkName(l, c.Name))
+	case OpLeaderChange:
+		return checkMarkRules(c.Rules)
 	case OpTickRequest:
 		return firstError(need(c.Owner != "", "tick_request needs owner: the asking replica's request, so that it knows its own"),
 			checkLabel(l, "owner", c.Owner))
 	}
 	return nil
+}
+
+// checkMarkRules accepts a leader-change mark's rules: 0 (a mark of a
+// build before marks carried them), or a version this build knows how to
+// apply. A mark of newer rules is refused by every member of this build
+// alike; the Raft hello keeps such a member out of the cluster anyway.
+func checkMarkRules(r uint64) *Error {
+	switch {
+	case r == 0 || (r >= rulesUnmarked && r <= RulesVersion):
+		return nil
+	case r > RulesVersion:
+		return errorf(CodeFailedPrecondition, "leader_change carries rules %d, newer than this build's %d: run a build of rules %d on every member", r, RulesVersion, r)
+	}
+	return errorf(CodeInvalidArgument, "leader_change carries rules %d: marks carry rules %d..%d, or none", r, rulesUnmarked, RulesVersion)
 }
 
 // need is nil when ok, else an invalid_argument error with the message.

@@ -1086,7 +1086,7 @@ func (d *Driver) propose() {
 		d.markProposal = d.nextProposal
 		d.markStamp = d.now
 		d.tickAsked = false
-		d.emit([]core.Command{{Op: core.OpLeaderChange}}, nil)
+		d.emit([]core.Command{{Op: core.OpLeaderChange, Rules: core.RulesVersion}}, nil)
 	}
 	// A forwarder sends requests only on fresh time (forwardFresh, which
 	// asks for it). Withdrawals do not wait for it: they start no lease,

@@ -198,8 +198,8 @@ func TestLeaderMarksFirstThenPacksStampedCommands(t *testing.T) {
 		t.Fatalf("got %d proposals, want the leader mark and one packed batch", len(rd.Proposals))
 	}
 	mark, batch := rd.Proposals[0].Proposal, rd.Proposals[1].Proposal
-	if len(mark.Commands) != 1 || mark.Commands[0].Op != core.OpLeaderChange {
-		t.Fatalf("first proposal is %+v, want the leader-change mark", mark)
+	if len(mark.Commands) != 1 || mark.Commands[0].Op != core.OpLeaderChange || mark.Commands[0].Rules != core.RulesVersion {
+		t.Fatalf("first proposal is %+v, want the leader-change mark carrying rules %d", mark, core.RulesVersion)
 	}
 	if len(batch.Commands) != 3 || batch.Time != h.now || mark.Time != h.now {
 		t.Fatalf("batch %+v: want 3 commands stamped %d", batch, h.now)
