@@ -222,6 +222,7 @@ func (e *encoder) command(c *Command) {
 	if f&fRules != 0 {
 		e.uvarint(c.Rules)
 	}
+	// fApplyLockDelay is a flag: its bit in the mask is its value.
 }
 
 // maxDecodedCommands bounds a decoded proposal before the machine's own
@@ -323,6 +324,7 @@ func (d *decoder) command(c *Command) {
 	if f&fRules != 0 {
 		c.Rules = d.uvarint()
 	}
+	c.ApplyLockDelay = f&fApplyLockDelay != 0 // a flag: its bit says it all
 	if d.err == nil && c.setFields() != f {
 		d.fail(errors.New("a field marked present is zero"))
 	}

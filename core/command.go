@@ -8,7 +8,7 @@ type Op uint8
 const (
 	OpSessionCreate    Op = iota + 1 // TTLMs, Owner → Session; with Session set, adopt that id (see sessionCreate)
 	OpSessionKeepAlive               // Session → Deadline
-	OpSessionClose                   // Session: releases every hold and wait
+	OpSessionClose                   // Session, ApplyLockDelay: releases every hold and wait
 	OpAcquire                        // Kind (mutex, semaphore, rwlock), Name, Session, WaitMs, ...
 	OpRelease                        // Kind, Name, Session, Token
 	OpCancel                         // Waiter, Session: withdraw a queued request
@@ -76,6 +76,12 @@ type Command struct {
 	// lowers them; Machine.Rules). 0: a mark of a build before marks
 	// carried rules, which raises nothing.
 	Rules uint64
+	// ApplyLockDelay is OpSessionClose's, from rules 4: end the session's
+	// holds as a failure, so that a mutex hold's LockDelayMs applies as on
+	// expiry. An operator's close of another process's session sets it: that
+	// process may still run, and write, until it notices. The session's own
+	// graceful close does not.
+	ApplyLockDelay bool
 }
 
 // Proposal is the payload of one log entry: commands packed by the proposer

@@ -63,6 +63,9 @@ func requestPrint(c *Command) uint64 {
 	bytes(c.Participant)
 	bytes(string(c.Value))
 	word(c.TargetSeq)
+	if c.ApplyLockDelay {
+		word(1) // only when set: every print of the rules before stays as it was
+	}
 	return max(h, 1)
 }
 

@@ -272,8 +272,16 @@ func (m *Machine) notHolder(kind Kind, name string, session SessionID, token Fen
 	return errorf(CodeConflict, "token %d does not hold %s %q: the grant ended or belongs to someone else", token, kind, name)
 }
 
-// endHold ends one grant and hands the object on.
+// endHold ends one grant and hands the object on; a grant that failed
+// (its session expired, its maximum hold passed) leaves a mutex's
+// lock-delay behind.
 func (m *Machine) endHold(h *hold, why Reason) {
+	m.endHoldAs(h, why, why == ReasonSessionExpired || why == ReasonMaxHold)
+}
+
+// endHoldAs ends one grant as endHold does, failed saying whether the
+// lock-delay applies (a close that asks for it ends its holds so).
+func (m *Machine) endHoldAs(h *hold, why Reason, failed bool) {
 	o := h.obj
 	delete(m.holds, h.token)
 	h.session.removeHold(h)
@@ -284,7 +292,6 @@ func (m *Machine) endHold(h *hold, why Reason) {
 		o.used -= h.permits
 	}
 	m.emit(Effect{Kind: EffectReleased, Reason: why, Object: o.key.kind, Name: o.key.name, Session: h.session.id, Token: h.token})
-	failed := why == ReasonSessionExpired || why == ReasonMaxHold
 	if o.key.kind == KindMutex && failed && h.lockDelayMs > 0 {
 		// Chubby's lock-delay: a holder that died may still have requests in
 		// flight; keep the name unavailable while they drain.

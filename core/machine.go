@@ -321,7 +321,7 @@ func (m *Machine) fireTimers() {
 		}
 		switch t.kind {
 		case timerSession:
-			m.endSession(m.sessions[SessionID(t.id)], ReasonSessionExpired)
+			m.endSession(m.sessions[SessionID(t.id)], ReasonSessionExpired, true)
 		case timerWaiter:
 			m.endWait(m.waiters[WaiterID(t.id)], ReasonTimeout)
 		case timerMaxHold:

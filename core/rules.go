@@ -47,7 +47,16 @@ import "fmt"
 //	   request (another op, object or argument: requestPrint) is refused
 //	   (failed_precondition) instead of being answered with the other's
 //	   result, which took a grant of another name for its own.
-const RulesVersion = 3
+//	4: a session_close may ask for the lock-delay (ApplyLockDelay): the
+//	   holds it ends are treated as a failure, and a mutex hold's
+//	   lock_delay_ms applies, as on expiry (Consul's lock-delay on a
+//	   session's destruction). Under rules 3 such a close is refused
+//	   (rulesCloseLockDelay). The first rules carried in the log.
+const RulesVersion = 4
+
+// rulesCloseLockDelay is the first rules under which a close may ask for the
+// lock-delay.
+const rulesCloseLockDelay = 4
 
 // rulesUnmarked is the rules in force before any mark carried rules: what a
 // fresh machine starts under, what a snapshot without the field restores

@@ -210,9 +210,17 @@ func applyRulesLog(t *testing.T, entries []Entry, rules uint64) string {
 	}
 	var b strings.Builder
 	results := sha256.New()
+	closeDelays := 0 // lock-delays a close started
 	for i, e := range entries {
 		out := m.Apply(e)
 		hashOutput(results, out)
+		for _, ef := range out.Effects {
+			if ef.Kind == EffectReleased && ef.Reason == ReasonSessionClosed && ef.Object == KindMutex {
+				if o := m.objects[objectKey{KindMutex, ef.Name}]; o != nil && o.lockDelayID == uint64(ef.Token) && o.lockDelayUntil > m.now {
+					closeDelays++
+				}
+			}
+		}
 		if (i+1)%rulesCheckpoint == 0 || i == len(entries)-1 {
 			fmt.Fprintf(&b, "entry %d results %x state %s\n", e.Index, results.Sum(nil)[:12], stateHash(t, m))
 		}
@@ -222,6 +230,15 @@ func applyRulesLog(t *testing.T, entries []Entry, rules uint64) string {
 	}
 	if m.Rules() != rules {
 		t.Fatalf("%s leaves rules %d in force, want %d", rulesLogName(rules), m.Rules(), rules)
+	}
+	// Each log shows what its rules do with a close that asks for the
+	// lock-delay: refused under rules 3, where none can be written; a
+	// lock-delay on the names it releases from rules 4.
+	switch {
+	case rules < rulesCloseLockDelay && closeDelays != 0:
+		t.Fatalf("%s: %d closes started a lock-delay under rules %d", rulesLogName(rules), closeDelays, rules)
+	case rules >= rulesCloseLockDelay && closeDelays == 0:
+		t.Fatalf("%s: no close started a lock-delay: the log does not exercise rules %d", rulesLogName(rules), rulesCloseLockDelay)
 	}
 	return b.String()
 }
@@ -411,6 +428,9 @@ func generateRulesLog(t *testing.T, rules uint64) []Entry {
 			c = Command{Op: OpSessionKeepAlive, Session: pickSession()}
 		case op == 5:
 			c = Command{Op: OpSessionClose, Session: pickSession()}
+			if rules >= rulesCloseLockDelay && rng.intn(2) == 0 {
+				c.ApplyLockDelay = true // an operator's close
+			}
 		case op < 10:
 			k := kinds[rng.intn(3)+rng.intn(2)] // mutex, semaphore, rwlock
 			if k == KindMutex && rng.intn(2) == 0 {
@@ -430,7 +450,7 @@ func generateRulesLog(t *testing.T, rules uint64) []Entry {
 			if rng.intn(8) == 0 {
 				c.MaxHoldMs = int64(100 + rng.intn(3_000))
 			}
-			if rng.intn(8) == 0 {
+			if rng.intn(8) == 0 || (rules >= rulesCloseLockDelay && k == KindMutex && rng.intn(3) == 0) {
 				c.LockDelayMs = int64(100 + rng.intn(2_000))
 			}
 			if rng.intn(25) == 0 {

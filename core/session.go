@@ -83,24 +83,38 @@ func (m *Machine) sessionKeepAlive(c *Command) Result {
 	return Result{Outcome: OutcomeDone, Session: s.id, Deadline: s.deadline}
 }
 
+// sessionClose ends a session at its holder's or an operator's request.
+// Its holds end as released by a close, with no lock-delay, unless the
+// close asks for one (ApplyLockDelay, from rules 4): then they end as a
+// failure would end them, and a mutex's lock_delay_ms keeps the name from
+// the next holder while the closed session's process may still run.
 func (m *Machine) sessionClose(c *Command) Result {
+	if c.ApplyLockDelay && m.rules < rulesCloseLockDelay {
+		// An entry of rules 3 cannot say it: a build of those rules refuses
+		// the field. Dropping it would close without the lock-delay asked
+		// for, so it is refused instead, and changes nothing.
+		return Result{Err: errorf(CodeFailedPrecondition,
+			"apply_lock_delay needs rules %d, and this shard still applies rules %d (no leader of a build of rules %d has been elected in it since the upgrade): retry once one has, or close without the lock-delay",
+			rulesCloseLockDelay, m.rules, rulesCloseLockDelay)}
+	}
 	s, err := m.liveSession(c.Session)
 	if err != nil {
 		return Result{Err: err}
 	}
-	m.endSession(s, ReasonSessionClosed)
+	m.endSession(s, ReasonSessionClosed, c.ApplyLockDelay)
 	return Result{Outcome: OutcomeDone, Session: s.id}
 }
 
 // endSession releases everything a session holds and withdraws everything it
 // waits for, in a fixed order (waits first, then holds by token), so that
-// releasing a hold never grants to a waiter of the dying session.
-func (m *Machine) endSession(s *session, why Reason) {
+// releasing a hold never grants to a waiter of the dying session. Its holds
+// end as a failure (lock-delay applies) on expiry, or when a close asks.
+func (m *Machine) endSession(s *session, why Reason, asFailure bool) {
 	for len(s.waits) > 0 {
 		m.endWait(s.waits[0], why)
 	}
 	for len(s.holds) > 0 {
-		m.endHold(s.holds[0], why)
+		m.endHoldAs(s.holds[0], why, asFailure || why == ReasonSessionExpired)
 	}
 	delete(m.sessions, s.id)
 	// The session's own end comes last, after what it released: a watcher

@@ -31,10 +31,11 @@ const (
 	fLowestPending
 	fTargetSeq
 	fRules
+	fApplyLockDelay
 )
 
 // fLast is the highest field bit; the decoder refuses a mask above it.
-const fLast = fRules
+const fLast = fApplyLockDelay
 
 // anyOpFields may be set on a command of any op: they belong to its dedupe
 // identity, like ClientID and Seq, and checkClient checks them.
@@ -47,7 +48,7 @@ var fieldNames = map[field]string{
 	fWait: "wait_timeout_ms", fLockDelay: "lock_delay_ms", fMaxHold: "max_hold_ms", fLimit: "limit", fPermits: "permits",
 	fMode: "mode", fParties: "parties", fParticipant: "participant", fOwner: "owner", fValue: "value",
 	fLowestPending: "lowest_pending_seq", fTargetSeq: "abandon_seq",
-	fRules: "rules",
+	fRules: "rules", fApplyLockDelay: "apply_lock_delay",
 }
 
 // opFields says which fields each op may set; any other must be zero, so a
@@ -55,7 +56,7 @@ var fieldNames = map[field]string{
 var opFields = [opCount]field{
 	OpSessionCreate:    fTTL | fOwner | fSession, // Session: adopt this id (a mirror in another shard)
 	OpSessionKeepAlive: fSession | fTTL,
-	OpSessionClose:     fSession,
+	OpSessionClose:     fSession | fApplyLockDelay,
 	OpAcquire:          fKind | fName | fSession | fWait | fLockDelay | fMaxHold | fLimit | fPermits | fMode | fOwner | fValue,
 	OpRelease:          fKind | fName | fSession | fToken,
 	OpCancel:           fSession | fWaiter,
@@ -97,6 +98,7 @@ func (c *Command) setFields() field {
 	set(c.LowestPending != 0, fLowestPending)
 	set(c.TargetSeq != 0, fTargetSeq)
 	set(c.Rules != 0, fRules)
+	set(c.ApplyLockDelay, fApplyLockDelay)
 	return f
 }
 
