@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,5 +42,43 @@ func TestCloseSessionByID(t *testing.T) {
 	}
 	if _, err := op.SessionInfo(ctx, s.ID()); !errors.Is(err, client.ErrSessionLost) {
 		t.Fatalf("SessionInfo of a closed session: %v, want ErrSessionLost", err)
+	}
+}
+
+// TestCloseSessionAppliesLockDelay: CloseSession ends the holds of another
+// process's session as a failure, so a Mutex locked WithLockDelay stays
+// locked to everyone for its lock-delay, as after an expiry;
+// WithoutLockDelay hands it on at once, and so does the session's own
+// Close.
+func TestCloseSessionAppliesLockDelay(t *testing.T) {
+	ctx := testCtx(t)
+	keeper := newClient(t)
+	defer keeper.Close(ctx)
+	op := newClient(t)
+	defer op.Close(ctx)
+	for _, tc := range []struct {
+		name    string
+		close   func(s *client.Session) error
+		blocked bool
+	}{
+		{"CloseSession", func(s *client.Session) error { return op.CloseSession(ctx, s.ID()) }, true},
+		{"CloseSession WithoutLockDelay", func(s *client.Session) error { return op.CloseSession(ctx, s.ID(), client.WithoutLockDelay()) }, false},
+		{"the session's own Close", func(s *client.Session) error { return s.Close(ctx) }, false},
+	} {
+		name := "t/forced/" + strings.ReplaceAll(tc.name, " ", "-")
+		s := newSession(t, keeper)
+		if err := client.NewMutex(s, name, client.WithLockDelay(time.Minute)).Lock(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := tc.close(s); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		st, err := op.Status(ctx, client.KindMutex, name)
+		if err != nil || len(st.Holders) != 0 {
+			t.Fatalf("after %s: %+v %v, want nobody holding it", tc.name, st, err)
+		}
+		if blocked := st.BlockedUntilMs != 0; blocked != tc.blocked {
+			t.Fatalf("after %s: blocked until %d, want a lock-delay %v", tc.name, st.BlockedUntilMs, tc.blocked)
+		}
 	}
 }

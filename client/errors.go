@@ -50,7 +50,8 @@ var (
 	// servers (failed_precondition): a semaphore acquired with another
 	// limit than its holders', a barrier waited on with other parties, a
 	// request_seq used already for another request, a cluster change the
-	// membership does not allow. The message says what the state is.
+	// membership does not allow, a CloseSession's lock-delay before the
+	// cluster's rules allow it. The message says what the state is.
 	ErrPrecondition = errors.New("lockstep: refused by the state the request met")
 	// ErrInvalid: the request is malformed (invalid_argument): an empty or
 	// over-long name, a value over the size limit, an out-of-range

@@ -533,6 +533,9 @@ func (s *Session) renew(ctx context.Context) error {
 // (its lease ran out unrenewed), the servers may still keep it: Close
 // still tells them, best effort and bounded by three attempt timeouts, and
 // answers nil (a later Close tries again if that did not get through).
+// It is a graceful close, by the process that held the locks: no
+// lock-delay follows it, as none follows a release (Client.CloseSession,
+// an operator's close of another process's session, applies one).
 func (s *Session) Close(ctx context.Context) error {
 	s.closeOnce.Do(func() {
 		close(s.stop)

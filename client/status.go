@@ -399,12 +399,22 @@ func (c *Client) SessionInfo(ctx context.Context, id uint64) (*SessionInfo, erro
 // released and everything it waits for withdrawn at once, as its own
 // Close does. It is an operator's force-release (etcd's lease revoke,
 // Consul's session destroy): the process that kept the session learns of
-// it at its next request or keepalive, or at once on its stream. No
-// lock-delay follows, as none follows a release (Consul applies one): the
-// next holder starts at once while that process may still run, so stop it
-// first when it may still write. One the servers do not have answers
+// it at its next request or keepalive, or at once on its stream, and may
+// run until then. So, as Consul does, the holds it ends are treated as a
+// failure: a Mutex locked WithLockDelay stays locked to everyone for its
+// lock-delay, as after the session's expiry, and the next holder starts
+// after it (a lock without one is handed on at once). WithoutLockDelay
+// hands every lock on at once instead, when the process is known to be
+// stopped. A cluster still applying the rules before (rules 3: no leader
+// of a build of rules 4 elected since its upgrade) refuses the lock-delay
+// (ErrPrecondition) and closes nothing: try again shortly,
+// or close WithoutLockDelay. One the servers do not have answers
 // ErrSessionLost.
-func (c *Client) CloseSession(ctx context.Context, id uint64) error {
+func (c *Client) CloseSession(ctx context.Context, id uint64, opts ...CloseOption) error {
+	o := closeOptions{lockDelay: true}
+	for _, f := range opts {
+		f(&o)
+	}
 	rid, err := c.inflight.begin(ctx)
 	if err != nil {
 		return fmt.Errorf("close session %d: %w", id, err)
@@ -412,7 +422,19 @@ func (c *Client) CloseSession(ctx context.Context, id uint64) error {
 	defer rid.finish()
 	_, err = do(ctx, c, func(ctx context.Context, e *endpoint) (*connect.Response[pb.CloseSessionResponse], error) {
 		return e.sessions.Close(ctx, connect.NewRequest(&pb.CloseSessionRequest{ClientId: rid.ClientID(), RequestSeq: rid.seq,
-			LowestPendingSeq: rid.Low(), SessionId: id}))
+			LowestPendingSeq: rid.Low(), SessionId: id, ApplyLockDelay: o.lockDelay}))
 	})
 	return apiErr(fmt.Sprintf("close session %d", id), err)
 }
+
+// CloseOption changes what CloseSession asks.
+type CloseOption func(*closeOptions)
+
+type closeOptions struct{ lockDelay bool }
+
+// WithoutLockDelay makes CloseSession hand every lock the session held on
+// at once, as a release does, rather than keep a Mutex locked WithLockDelay
+// from everyone for its lock-delay. Use it only when the process that kept
+// the session is known to have stopped: otherwise it may still write beside
+// the next holder.
+func WithoutLockDelay() CloseOption { return func(o *closeOptions) { o.lockDelay = false } }

@@ -233,6 +233,46 @@ func TestRESTHolderShowsMaxHoldAndLockDelay(t *testing.T) {
 	}
 }
 
+// TestRESTCloseAppliesLockDelay: DELETE /sessions/{id}?apply_lock_delay=true
+// ends the session's holds as a failure: a mutex acquired with a lock-delay
+// stays blocked for it; a plain DELETE hands it on at once; a value that is
+// not a bool is refused and closes nothing.
+func TestRESTCloseAppliesLockDelay(t *testing.T) {
+	s := startServer(t)
+	session := func() string {
+		_, cs := s.call(t, "POST", "/sessions", `{"ttl_ms": 30000, "owner": "stuck"}`)
+		return cs["session_id"].(string)
+	}
+	for _, tc := range []struct {
+		query   string
+		blocked bool
+	}{{"?apply_lock_delay=true", true}, {"", false}, {"?apply_lock_delay=false", false}} {
+		sid := session()
+		name := "forced" + strings.NewReplacer("?", "-", "=", "-").Replace(tc.query)
+		_, a := s.call(t, "POST", "/locks/"+name+"/acquire", `{"session_id":"`+sid+`","lock_delay_ms":60000}`)
+		expect(t, "acquired", a["acquired"], true)
+		st, _ := s.call(t, "DELETE", "/sessions/"+sid+tc.query, "")
+		expect(t, "close"+tc.query, st, 200)
+		_, ls := s.call(t, "GET", "/locks/"+name+"/status", "")
+		expect(t, "held after the close"+tc.query, ls["held"], false)
+		if v := ls["blocked_until_ms"]; (v != nil && v != "0") != tc.blocked {
+			t.Fatalf("DELETE /sessions/{id}%s: status %v, want blocked by a lock-delay %v", tc.query, ls, tc.blocked)
+		}
+		_, b := s.call(t, "POST", "/locks/"+name+"/acquire", `{"owner":"next"}`)
+		expect(t, "the next acquire after the close"+tc.query, b["acquired"], !tc.blocked)
+	}
+	sid := session()
+	before := s.b.proposed()
+	st, e := s.call(t, "DELETE", "/sessions/"+sid+"?apply_lock_delay=maybe", "")
+	expectError(t, st, e, 400, "invalid_argument")
+	if msg := e["message"].(string); !strings.Contains(msg, "apply_lock_delay=") || !strings.Contains(msg, "true or false") {
+		t.Fatalf("message %q does not say what to fix", msg)
+	}
+	if s.b.proposed() != before {
+		t.Fatal("a refused DELETE reached the backend")
+	}
+}
+
 func TestRESTWaits(t *testing.T) {
 	s := startServer(t)
 	_, a := s.call(t, "POST", "/locks/w/acquire", `{"owner":"a"}`)

@@ -48,6 +48,9 @@ func newFakeBackend() *fakeBackend {
 	}
 	f := &fakeBackend{m: m, pending: map[core.WaiterID]chan core.Result{}, watchers: map[chan runtime.Event]string{},
 		stop: make(chan struct{})}
+	// A leader's first entry, as the runtime's: its mark raises the rules
+	// in force to this build's (a close may then apply the lock-delay).
+	f.applyLocked([]core.Command{{Op: core.OpLeaderChange, Rules: core.RulesVersion}})
 	go func() {
 		t := time.NewTicker(10 * time.Millisecond)
 		defer t.Stop()

@@ -41,10 +41,10 @@ import (
 
 // restQuery lists the query parameters REST accepts, by method: a read may
 // ask for a stale answer; DELETE /sessions/{id} has no body, so its dedupe
-// identity travels in the query.
+// identity and whether it applies the lock-delay travel in the query.
 var restQuery = map[string][]string{
 	http.MethodGet:    {"stale"},
-	http.MethodDelete: {"client_id", "request_seq", "lowest_pending_seq"},
+	http.MethodDelete: {"client_id", "request_seq", "lowest_pending_seq", "apply_lock_delay"},
 }
 
 // inputError is a refusal of a REST request before it is decoded: an HTTP
@@ -107,9 +107,9 @@ func checkRESTURL(r *http.Request) *inputError {
 		if len(q[k]) > 1 {
 			return badInput("query parameter %s is given %d times: give it once", quote.Bounded(k), len(q[k]))
 		}
-		if k == "stale" {
+		if k == "stale" || k == "apply_lock_delay" {
 			if _, err := strconv.ParseBool(q[k][0]); err != nil {
-				return badInput("stale=%s is not true or false", quote.Bounded(q[k][0]))
+				return badInput("%s=%s is not true or false", k, quote.Bounded(q[k][0]))
 			}
 		}
 	}

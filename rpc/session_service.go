@@ -44,7 +44,8 @@ func (h SessionHandler) KeepAlive(ctx context.Context, req *connect.Request[pb.K
 
 func (h SessionHandler) Close(ctx context.Context, req *connect.Request[pb.CloseSessionRequest]) (*connect.Response[pb.CloseSessionResponse], error) {
 	m := req.Msg
-	r, err := h.do(ctx, core.Command{Op: core.OpSessionClose, ClientID: m.ClientId, Seq: m.RequestSeq, LowestPending: m.LowestPendingSeq, Session: core.SessionID(m.SessionId)})
+	r, err := h.do(ctx, core.Command{Op: core.OpSessionClose, ClientID: m.ClientId, Seq: m.RequestSeq, LowestPending: m.LowestPendingSeq, Session: core.SessionID(m.SessionId),
+		ApplyLockDelay: m.ApplyLockDelay})
 	if err != nil {
 		return nil, err
 	}

@@ -213,7 +213,7 @@ func (v validator) commands(msg any, buf *[2]core.Command) []core.Command {
 	case *pb.KeepAliveRequest:
 		c.Op, c.Session = core.OpSessionKeepAlive, core.SessionID(r.SessionId)
 	case *pb.CloseSessionRequest:
-		c.Op, c.Session = core.OpSessionClose, core.SessionID(r.SessionId)
+		c.Op, c.Session, c.ApplyLockDelay = core.OpSessionClose, core.SessionID(r.SessionId), r.ApplyLockDelay
 	case *pb.AbandonRequest:
 		c.Op, c.Session, c.Kind, c.Name, c.TargetSeq = core.OpAbandon, core.SessionID(r.SessionId), kindCore(r.Kind, 0), r.Name, r.AbandonSeq
 	case *pb.CancelWaitRequest:

@@ -117,7 +117,7 @@ func (h *holdFlags) holders(cl *client.Client, kind client.Kind, name string) st
 	if err == nil && len(st.Holders) == 0 && st.BlockedUntilMs != 0 {
 		// Nobody holds it, and status alone said "(free)": the last
 		// holder's session failed, and its lock-delay runs.
-		return fmt.Sprintf("is kept from everyone by a lock-delay until %s, after its holder's session failed", ms(st.BlockedUntilMs))
+		return fmt.Sprintf("is kept from everyone by a lock-delay until %s, after its holder's session failed or was closed by an operator", ms(st.BlockedUntilMs))
 	}
 	if err != nil || len(st.Holders) == 0 {
 		return "is held by someone else"
@@ -218,14 +218,15 @@ D after the grant (a Redis lock's expiry). With --wait 0 a held mutex fails
 at once with exit 2.
 
 A session that ends by failure (lockstep killed, its machine gone, its
-lease not renewed) leaves the lock to nobody for --lock-delay: a command
+lease not renewed, or closed by an operator's 'lockstep session close'
+without --no-lock-delay) leaves the lock to nobody for --lock-delay: a command
 that could not be stopped in time (on a system without the guard, or on a
 machine cut off from the cluster, where it has --grace after SIGTERM) has
 that long to finish before the next holder starts (Chubby's and Consul's
 lock-delay; at most 1m). It defaults to --grace, so that such a command is
 killed before the next holder starts; --lock-delay 0 hands the lock on at
 once. A release when the command exits hands the lock on at once, and so
-does a close of the session.
+does lockstep's own close of its session.
 
 Examples:
   lockstep lock jobs/nightly -- ./backup.sh          # wait for the lock

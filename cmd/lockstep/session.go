@@ -8,13 +8,14 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/lockstepd/lockstep/client"
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 )
 
 func sessionCmd(args []string, stdout, stderr io.Writer) int {
 	c := newCommand("session", `
 Usage: lockstep session show ID
-       lockstep session close ID
+       lockstep session close [--no-lock-delay] ID
 
 show prints a session's owner, lease, and what it holds and waits for.
 close ends it on the servers at once, whoever keeps it alive: everything it
@@ -25,16 +26,23 @@ session destroy); the ID is the SESSION column of 'lockstep status NAME',
 or a command's LOCKSTEP_SESSION_ID. With authentication, a principal sees
 and closes its own sessions only.
 
-No lock-delay follows a close, as none follows a release: the next holder
-starts at once, while the process that held the lock may still run until
-it notices (a 'lockstep lock' command gets SIGTERM, then SIGKILL after its
---grace). Stop that process first when it may still write.
+The process that held a lock may still run until it notices (a 'lockstep
+lock' command gets SIGTERM, then SIGKILL after its --grace). So close ends
+the session's holds as a failure, as its expiry would: a lock taken with a
+lock-delay ('lockstep lock' takes one of --grace by default) stays locked
+to everyone for it, and the next holder starts after it. A lock taken
+without one is handed on at once. --no-lock-delay hands every lock on at
+once, as a release does: use it only when that process is known to be
+stopped. A cluster that has not elected a leader since its upgrade to this
+release refuses the lock-delay and closes nothing: try again shortly.
 
 Examples:
   lockstep status jobs/nightly          # who holds it, and its SESSION
   lockstep session show 30408704
   lockstep session close 30408704
+  lockstep session close --no-lock-delay 30408704   # its process is stopped
 `, stdout, stderr)
+	noLockDelay := c.fs.Bool("no-lock-delay", false, "close: hand every lock the session held on at once, as a release does, with no lock-delay (only when its process is known to be stopped)")
 	pos, _, code, ok := c.parse(args)
 	if !ok {
 		return code
@@ -48,6 +56,9 @@ Examples:
 	if len(pos) != 2 {
 		return c.usageErr("%s wants one session ID, got %d arguments", pos[0], len(pos)-1)
 	}
+	if pos[0] == "show" && flagGiven(c.fs, "no-lock-delay") {
+		return c.usageErr("--no-lock-delay is for session close: show changes nothing")
+	}
 	id, err := strconv.ParseUint(pos[1], 10, 64)
 	if err != nil || id == 0 {
 		return c.usageErr("session ID %q is not a session id: a positive whole number (the SESSION column of 'lockstep status NAME')", pos[1])
@@ -59,14 +70,20 @@ Examples:
 	ctx, stop := interrupted()
 	defer stop()
 	if pos[0] == "close" {
-		if err := cl.CloseSession(ctx, id); err != nil {
+		var opts []client.CloseOption
+		if *noLockDelay {
+			opts = append(opts, client.WithoutLockDelay())
+		}
+		if err := cl.CloseSession(ctx, id, opts...); err != nil {
 			return c.fail(err)
 		}
 		if c.output == "json" {
-			c.json(map[string]any{"session_id": id, "closed": true})
-		} else {
+			c.json(map[string]any{"session_id": id, "closed": true, "lock_delay": !*noLockDelay})
+		} else if *noLockDelay {
 			fmt.Fprintf(stdout, "closed session %d: what it held is released and its waits are withdrawn\n", id)
-			fmt.Fprintf(stderr, "lockstep session: no lock-delay follows a close: the next holder starts now, while the process that held it may run until it notices (a 'lockstep lock' command: up to its --grace)\n")
+			fmt.Fprintf(stderr, "lockstep session: --no-lock-delay: the next holder starts now, while the process that held it may run until it notices (a 'lockstep lock' command: up to its --grace)\n")
+		} else {
+			fmt.Fprintf(stdout, "closed session %d: what it held is released, each lock after its lock-delay, and its waits are withdrawn\n", id)
 		}
 		return exitOK
 	}

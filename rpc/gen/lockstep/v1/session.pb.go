@@ -1275,9 +1275,21 @@ type CloseSessionRequest struct {
 	// See AcquireLockRequest.lowest_pending_seq.
 	LowestPendingSeq uint64 `protobuf:"varint,4,opt,name=lowest_pending_seq,json=lowestPendingSeq,proto3" json:"lowest_pending_seq,omitempty"`
 	// The session to close.
-	SessionId     uint64 `protobuf:"varint,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	SessionId uint64 `protobuf:"varint,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// End the session's holds as a failure rather than as released: a mutex
+	// acquired with lock_delay_ms then stays blocked for that long, as after
+	// the session's expiry (Consul's lock-delay on a destroyed session). Set
+	// it when closing another process's session (an operator's force-close:
+	// `lockstep session close` and the Go client's CloseSession set it by
+	// default), since that process may still run, and write, until it
+	// notices; a session's own graceful close leaves it unset. It needs
+	// rules 4 in force in every shard: before the first leader of such a
+	// build is elected after an upgrade, a close with it is refused
+	// (failed_precondition) and changes nothing. On REST (DELETE
+	// /sessions/{session_id}) it travels in the query: apply_lock_delay=true.
+	ApplyLockDelay bool `protobuf:"varint,5,opt,name=apply_lock_delay,json=applyLockDelay,proto3" json:"apply_lock_delay,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *CloseSessionRequest) Reset() {
@@ -1336,6 +1348,13 @@ func (x *CloseSessionRequest) GetSessionId() uint64 {
 		return x.SessionId
 	}
 	return 0
+}
+
+func (x *CloseSessionRequest) GetApplyLockDelay() bool {
+	if x != nil {
+		return x.ApplyLockDelay
+	}
+	return false
 }
 
 // CloseSessionResponse confirms the close.
@@ -2118,14 +2137,15 @@ const file_lockstep_v1_session_proto_rawDesc = "" +
 	"\x06ttl_ms\x18\x02 \x01(\x03R\x05ttlMs\x12\"\n" +
 	"\rexpires_at_ms\x18\x03 \x01(\x03R\vexpiresAtMs\x12 \n" +
 	"\fstamp_lag_ms\x18\x04 \x01(\x03R\n" +
-	"stampLagMs\"\xa0\x01\n" +
+	"stampLagMs\"\xca\x01\n" +
 	"\x13CloseSessionRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1f\n" +
 	"\vrequest_seq\x18\x02 \x01(\x04R\n" +
 	"requestSeq\x12,\n" +
 	"\x12lowest_pending_seq\x18\x04 \x01(\x04R\x10lowestPendingSeq\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x03 \x01(\x04R\tsessionId\"5\n" +
+	"session_id\x18\x03 \x01(\x04R\tsessionId\x12(\n" +
+	"\x10apply_lock_delay\x18\x05 \x01(\bR\x0eapplyLockDelay\"5\n" +
 	"\x14CloseSessionResponse\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\x04R\tsessionId\"H\n" +
