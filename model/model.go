@@ -51,6 +51,9 @@ type Input struct {
 	Value   string
 	Try     bool
 	Reason  core.Reason // End
+	// Delayed (End): the end started the mutex's lock-delay, which keeps
+	// it from everyone for a while (a failure, or a close that asked).
+	Delayed bool
 }
 
 // Output is what the operation returned.
@@ -112,6 +115,11 @@ type State struct {
 	Holders  []Holder
 	Value    string
 	MaxToken core.FencingToken
+	// Delayed: a mutex whose last grant ended with a lock-delay, not yet
+	// granted again. The model has no clock, so it lets a try-once
+	// acquire be refused while nobody holds it until the next grant; the
+	// simulator's ledger checks the delay's length against log time.
+	Delayed bool
 }
 
 func (s State) find(session core.SessionID) int {
@@ -198,12 +206,13 @@ func step(state, input, output any) (bool, any) {
 			n := s
 			n.Holders = append(slices.Clone(s.Holders), Holder{Session: in.Session, Token: out.Token, Permits: in.Permits, Mode: in.Mode})
 			n.MaxToken = out.Token
+			n.Delayed = false
 			if in.Key.Kind == core.KindElection {
 				n.Value = in.Value
 			}
 			return true, n
 		case Refused:
-			return i < 0 && s.refusable(in), s
+			return i < 0 && (s.refusable(in) || (s.Delayed && len(s.Holders) == 0)), s
 		default:
 			return true, s
 		}
@@ -246,14 +255,16 @@ func step(state, input, output any) (bool, any) {
 		if i < 0 {
 			return false, s
 		}
-		return true, s.without(i)
+		n := s.without(i)
+		n.Delayed = in.Delayed && in.Key.Kind == core.KindMutex
+		return true, n
 	}
 	return false, s
 }
 
 func equal(a, b any) bool {
 	x, y := a.(State), b.(State)
-	return x.MaxToken == y.MaxToken && x.Value == y.Value && slices.Equal(x.Holders, y.Holders)
+	return x.MaxToken == y.MaxToken && x.Value == y.Value && x.Delayed == y.Delayed && slices.Equal(x.Holders, y.Holders)
 }
 
 // Lock is the porcupine model of every modeled kind, partitioned by object.
@@ -275,6 +286,9 @@ var Lock = porcupine.Model{
 		d := "{" + strings.Join(parts, " ") + "}"
 		if s.Value != "" {
 			d += " value=" + s.Value
+		}
+		if s.Delayed {
+			d += " lock-delay"
 		}
 		return d
 	},
@@ -298,7 +312,11 @@ func DescribeInput(in Input) string {
 	case Status:
 		return fmt.Sprintf("status(%s %s)", in.Key.Kind, in.Key.Name)
 	case End:
-		return fmt.Sprintf("machine ends t%d of s%d (%s)", in.Token, in.Session, in.Reason)
+		d := fmt.Sprintf("machine ends t%d of s%d (%s", in.Token, in.Session, in.Reason)
+		if in.Delayed {
+			d += ", lock-delay"
+		}
+		return d + ")"
 	}
 	return "?"
 }

@@ -45,6 +45,19 @@ func TestModelMutex(t *testing.T) {
 			acq(0, 1, 0, 10, Output{Kind: Granted, Token: 5}),
 			{ClientId: 2, Input: Input{Op: End, Key: m0, Session: 1, Token: 5}, Output: Output{Kind: OK}, Call: 20, Return: 25},
 			acq(1, 2, 30, 40, Output{Kind: Granted, Token: 9})}},
+		{"refused while free after an end that started a lock-delay", true, []porcupine.Operation{
+			acq(0, 1, 0, 10, Output{Kind: Granted, Token: 5}),
+			{ClientId: 2, Input: Input{Op: End, Key: m0, Session: 1, Token: 5, Reason: core.ReasonSessionClosed, Delayed: true}, Output: Output{Kind: OK}, Call: 20, Return: 25},
+			acq(1, 2, 30, 40, Output{Kind: Refused})}},
+		{"refused while free after an end without a lock-delay", false, []porcupine.Operation{
+			acq(0, 1, 0, 10, Output{Kind: Granted, Token: 5}),
+			{ClientId: 2, Input: Input{Op: End, Key: m0, Session: 1, Token: 5, Reason: core.ReasonSessionClosed}, Output: Output{Kind: OK}, Call: 20, Return: 25},
+			acq(1, 2, 30, 40, Output{Kind: Refused})}},
+		{"refused while free after the grant that followed a lock-delay ended", false, []porcupine.Operation{
+			acq(0, 1, 0, 10, Output{Kind: Granted, Token: 5}),
+			{ClientId: 2, Input: Input{Op: End, Key: m0, Session: 1, Token: 5, Reason: core.ReasonSessionExpired, Delayed: true}, Output: Output{Kind: OK}, Call: 20, Return: 25},
+			acq(1, 2, 30, 40, Output{Kind: Granted, Token: 9}), rel(1, 2, 9, 50, 60),
+			acq(0, 3, 70, 80, Output{Kind: Refused})}},
 		{"a status read that misses the holder", false, []porcupine.Operation{
 			acq(0, 1, 0, 10, Output{Kind: Granted, Token: 5}),
 			{ClientId: 1, Input: Input{Op: Status, Key: m0}, Output: Output{Kind: Holders}, Call: 20, Return: 30}}},

@@ -77,6 +77,10 @@ var bugs = []Bug{
 			"the leader last stamped, older than its send (by less than a tick interval since forwarders ask for a tick " +
 			"first, issue 16), and the client is cut off while it holds; runs with 4 multiplexed clients",
 		mux: muxLeaseFromSend, muxClients: 4},
+	{Name: "close-without-lock-delay", What: "a close that asks for the lock-delay is applied by the rules before 4, as a plain close: " +
+		"an entry applied by other rules than those it was written under (core/rules.go)",
+		Caught: "lock-delay (a grant of a mutex before the lock-delay a forced close of its holder started ran out)",
+		wrap:   func(m Machine, _ int) Machine { return &closeWithoutLockDelay{Machine: m} }},
 }
 
 // Bugs lists the planted bugs, sorted by name.
@@ -226,4 +230,23 @@ func newMachine(snapshot []byte, bug Bug, node int) Machine {
 		return m
 	}
 	return bug.wrap(m, node)
+}
+
+// closeWithoutLockDelay drops a close's ApplyLockDelay before core sees it.
+type closeWithoutLockDelay struct {
+	Machine
+}
+
+func (b *closeWithoutLockDelay) Apply(e core.Entry) *core.Output {
+	for i := range e.Commands {
+		if e.Commands[i].ApplyLockDelay {
+			cmds := append([]core.Command(nil), e.Commands...)
+			for j := range cmds {
+				cmds[j].ApplyLockDelay = false
+			}
+			e.Commands = cmds
+			break
+		}
+	}
+	return b.Machine.Apply(e)
 }

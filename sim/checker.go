@@ -425,6 +425,17 @@ func (c *checker) waitEndAnswered(who string, cmd core.Command, r core.Result) {
 	}
 }
 
+// forcedCloses counts the closes with apply_lock_delay applied, and the
+// lock-delays they started, over every shard (a close counts once per
+// shard).
+func (c *checker) forcedCloses() (closes, delays int) {
+	for _, l := range c.logs {
+		closes += l.led.forcedCloses
+		delays += l.led.closeDelays
+	}
+	return closes, delays
+}
+
 // expiries counts the sessions that expired, over every shard (a session
 // lives in every shard, so one that expires counts once per shard).
 func (c *checker) expiries() int {

@@ -103,6 +103,10 @@ const (
 	stRemove
 	stReconcile // after giving up on a wait: read the status, release or cancel what is ours
 	stCancel    // withdraw a queued request by its waiter id
+	// stForceClose closes another client's session, as an operator's
+	// 'lockstep session close' does: with apply_lock_delay, so that its
+	// mutexes locked with a lock-delay stay blocked for it (rules 4).
+	stForceClose
 )
 
 // step is one thing an activity does next.
@@ -116,7 +120,10 @@ type step struct {
 	dur     time.Duration
 	value   string
 	maxHold int64 // ms; 0: none
-	waiter  core.WaiterID
+	// lockDelay is a mutex acquire's lock_delay_ms (0: none): how long
+	// the name stays blocked after the grant ends by failure.
+	lockDelay int64
+	waiter    core.WaiterID
 }
 
 type client struct {
@@ -387,10 +394,19 @@ func (c *client) next() {
 	case stClose:
 		cmd.Op = core.OpSessionClose
 		cmd.Kind, cmd.Name = 0, ""
+	case stForceClose:
+		target := c.forceCloseTarget()
+		if target == 0 {
+			c.next() // nobody else has a session to close
+			return
+		}
+		cmd.Op, cmd.Session, cmd.ApplyLockDelay = core.OpSessionClose, target, true
+		cmd.Kind, cmd.Name = 0, ""
 	case stAcquire:
 		cmd.Op = core.OpAcquire
 		cmd.WaitMs, cmd.Permits, cmd.Limit, cmd.Mode = st.waitMs, st.permits, st.limit, st.mode
 		cmd.MaxHoldMs = st.maxHold
+		cmd.LockDelayMs = st.lockDelay
 		cmd.Owner = c.id
 	case stSet:
 		cmd.Op, cmd.Kind = core.OpBarrierSet, 0
@@ -418,7 +434,7 @@ func (c *client) next() {
 		c.next()
 		return
 	}
-	if st.kind != stCreate && st.kind != stRemove && c.session == 0 {
+	if st.kind != stCreate && st.kind != stRemove && st.kind != stForceClose && c.session == 0 {
 		c.plan = nil // the session is gone: drop the activity
 		c.next()
 		return
@@ -426,6 +442,29 @@ func (c *client) next() {
 	c.seq++
 	cmd.Seq = c.seq
 	c.startCmd(cmd, st)
+}
+
+// forceCloseTarget picks the session of another client (alive or dead:
+// an operator closes a crashed process's session too) for stForceClose,
+// one that holds something if any does (an operator's stuck holder), 0
+// when no other client has a session.
+func (c *client) forceCloseTarget() core.SessionID {
+	var live, holding []core.SessionID
+	for _, o := range c.w.clients {
+		if o != c && o.session != 0 {
+			live = append(live, o.session)
+			if o.holding {
+				holding = append(holding, o.session)
+			}
+		}
+	}
+	if len(holding) > 0 {
+		live = holding
+	}
+	if len(live) == 0 {
+		return 0
+	}
+	return live[c.rng.IntN(len(live))]
 }
 
 func needsHold(k stepKind) bool {
@@ -683,6 +722,15 @@ func (c *client) finishCmd(r core.Result) {
 	if r.Err == nil && r.Outcome == core.OutcomeRefused && r.Waiter != 0 {
 		c.w.chk.waitEndAnswered(fmt.Sprintf("client %d", c.idx), cmd, r)
 	}
+	if cmd.Op == core.OpSessionClose && cmd.ApplyLockDelay {
+		// Another client's session: whatever the answer (closed, gone
+		// already), this client's own session and grants are as they were.
+		if r.Err == nil {
+			c.w.chk.closeAnswered(c, cmd.Session)
+		}
+		c.think()
+		return
+	}
 	if r.Err != nil {
 		if r.Err.Code == core.CodeNotFound && cmd.Op != core.OpCancel {
 			c.lostSession(cmd.Session)
@@ -915,6 +963,9 @@ func (c *client) activity() []step {
 		if r.IntN(6) == 0 {
 			acq.maxHold = int64(200 + r.IntN(1800)) // the grant may end under the holder
 		}
+		if r.IntN(2) == 0 {
+			acq.lockDelay = int64(100 + r.IntN(1400)) // blocked a while after a failure or a forced close
+		}
 		plan = append(plan, acq, hold(), step{kind: stWrite, key: k}, step{kind: stRelease, key: k})
 	case 2:
 		name := pick(nm.sems)
@@ -966,6 +1017,11 @@ func (c *client) activity() []step {
 	}
 	if r.IntN(closeOneIn) == 0 || c.scenarioCloses {
 		plan = append(plan, step{kind: stClose})
+	}
+	// An operator's force-close of another client's session, with the
+	// lock-delay: one activity in 30.
+	if r.IntN(30) == 0 {
+		plan = append(plan, step{kind: stForceClose})
 	}
 	return plan
 }

@@ -177,7 +177,7 @@ func (h *history) check(w *world) {
 			from := l.appendedAt[s.index]
 			to, _ := w.chk.firstApplied(uint64(shard), s.index)
 			ops = append(ops, porcupine.Operation{ClientId: system,
-				Input:  model.Input{Op: model.End, Key: s.key.model(), Session: s.session, Token: s.token, Reason: s.reason},
+				Input:  model.Input{Op: model.End, Key: s.key.model(), Session: s.session, Token: s.token, Reason: s.reason, Delayed: s.delayed},
 				Output: model.Output{Kind: model.OK}, Call: int64(from), Return: int64(to)})
 		}
 	}

@@ -39,7 +39,24 @@ type ledger struct {
 	sysOps     []sysOp
 	lastIndex  uint64
 	expiries   int
+	// forcedCloses counts the closes with apply_lock_delay the log
+	// applied, closeDelays the lock-delays they started.
+	forcedCloses, closeDelays int
+
+	// rules is the rules in force as the log raises them (core.Machine's
+	// Rules): the highest a valid leader-change mark carried.
+	rules uint64
+	// delays holds, per mutex, when the lock-delay its last holder's
+	// failure (or a close that asked for it) started runs out: no grant of
+	// it before then.
+	delays map[objKey]core.LogTime
 }
+
+// The rules versions the ledger follows (core/rules.go).
+const (
+	rulesUnmarked       = 3 // before any mark carried rules
+	rulesCloseLockDelay = 4 // a close may ask for the lock-delay
+)
 
 type pendingEntry struct {
 	empty     bool
@@ -59,15 +76,16 @@ type objRec struct {
 }
 
 type grantRec struct {
-	key     objKey
-	session core.SessionID
-	token   core.FencingToken
-	permits int64
-	mode    core.Mode
-	index   uint64
-	ended   bool
-	endIdx  uint64
-	reason  core.Reason
+	key       objKey
+	session   core.SessionID
+	token     core.FencingToken
+	permits   int64
+	mode      core.Mode
+	lockDelay int64 // a mutex's lock_delay_ms
+	index     uint64
+	ended     bool
+	endIdx    uint64
+	reason    core.Reason
 }
 
 type sessRef struct {
@@ -103,6 +121,7 @@ type sysOp struct {
 	session core.SessionID
 	index   uint64
 	reason  core.Reason
+	delayed bool // it started a lock-delay: a try-once acquire may be refused while nobody holds the name
 }
 
 func newLedger(c *checker) *ledger {
@@ -119,6 +138,8 @@ func newLedger(c *checker) *ledger {
 		waitShapes: make(map[core.WaiterID]shape),
 		queues:     make(map[objKey][]core.WaiterID),
 		waitObj:    make(map[core.WaiterID]objKey),
+		rules:      rulesUnmarked,
+		delays:     make(map[objKey]core.LogTime),
 	}
 }
 
@@ -165,6 +186,13 @@ func (l *ledger) process(e *core.Entry, out *core.Output) {
 	for i := range e.Commands {
 		if c := &e.Commands[i]; c.Op == core.OpLeaderChange && out.Results[i].Err == nil && !out.Results[i].Duplicate {
 			mark = true
+			l.rules = max(l.rules, c.Rules) // from this entry on, never lowered
+		}
+	}
+	if mark && l.started && out.Time > l.prevTime {
+		// The mark moves every deadline by its jump, lock-delays included.
+		for k := range l.delays {
+			l.delays[k] += out.Time - l.prevTime
 		}
 	}
 	step := core.LogTime(core.DefaultLimits().MaxClockStepMs)
@@ -193,7 +221,8 @@ func (l *ledger) process(e *core.Entry, out *core.Output) {
 	// the entry, replays grants and releases in effect order, and checks
 	// exclusion and session ownership on the state after the entry, the
 	// only state anyone can observe.
-	x := &entryScratch{shapes: map[core.FencingToken]shape{}, touched: map[objKey]bool{}, gens: map[uint64]int64{}, ended: map[core.SessionID]string{}}
+	x := &entryScratch{shapes: map[core.FencingToken]shape{}, touched: map[objKey]bool{}, gens: map[uint64]int64{}, ended: map[core.SessionID]string{},
+		forced: map[core.SessionID]bool{}, now: out.Time}
 	for i := range out.Effects {
 		if ef := &out.Effects[i]; ef.Kind == core.EffectSessionExpired {
 			l.checkLease(e.Index, out.Time, ef.Session, mark)
@@ -235,14 +264,16 @@ func (l *ledger) process(e *core.Entry, out *core.Output) {
 	}
 }
 
-// shape is what a grant holds: permits (semaphore) or mode (RW lock).
+// shape is what a grant holds: permits (semaphore) or mode (RW lock), and
+// a mutex's lock-delay.
 type shape struct {
-	permits int64
-	mode    core.Mode
+	permits   int64
+	mode      core.Mode
+	lockDelay int64
 }
 
 func shapeOf(c *core.Command) shape {
-	sh := shape{permits: c.Permits, mode: c.Mode}
+	sh := shape{permits: c.Permits, mode: c.Mode, lockDelay: c.LockDelayMs}
 	if c.Kind == core.KindSemaphore && sh.permits == 0 {
 		sh.permits = 1
 	}
@@ -285,6 +316,8 @@ type entryScratch struct {
 	touched map[objKey]bool
 	gens    map[uint64]int64 // barrier generation → parties released through effects
 	ended   map[core.SessionID]string
+	forced  map[core.SessionID]bool // closed by a close that asked for the lock-delay
+	now     core.LogTime            // log time after the entry's clock moved: when its timers and commands ran
 }
 
 func (l *ledger) checkLease(idx uint64, now core.LogTime, id core.SessionID, mark bool) {
@@ -331,6 +364,14 @@ func (l *ledger) sessionCommand(idx uint64, now core.LogTime, c *core.Command, r
 	case core.OpSessionClose:
 		delete(l.sessions, r.Session)
 		x.ended[r.Session] = "closed"
+		if c.ApplyLockDelay {
+			if l.rules < rulesCloseLockDelay {
+				l.fail("close-lock-delay", "index %d closed session %d with apply_lock_delay under rules %d: "+
+					"before rules %d such a close must be refused and change nothing", idx, r.Session, l.rules, rulesCloseLockDelay)
+			}
+			x.forced[r.Session] = true
+			l.forcedCloses++
+		}
 	case core.OpLeaderChange:
 		for _, s := range l.sessions {
 			s.deadline = max(s.deadline, now+core.LogTime(s.ttl))
@@ -421,8 +462,19 @@ func (l *ledger) effect(idx uint64, ef *core.Effect, x *entryScratch) {
 				break
 			}
 		}
+		// A grant that ends by failure, or by a close that asked for it,
+		// leaves its lock-delay behind (docs/design.md, Session).
+		failed := ef.Reason == core.ReasonSessionExpired || ef.Reason == core.ReasonMaxHold ||
+			(ef.Reason == core.ReasonSessionClosed && x.forced[g.session])
+		delayed := k.kind == core.KindMutex && failed && g.lockDelay > 0
+		if delayed {
+			l.delays[k] = x.now + core.LogTime(g.lockDelay)
+			if ef.Reason == core.ReasonSessionClosed {
+				l.closeDelays++
+			}
+		}
 		if ef.Reason != core.ReasonReleased && k.kind != core.KindBarrier {
-			l.sysOps = append(l.sysOps, sysOp{key: k, token: ef.Token, session: g.session, index: idx, reason: ef.Reason})
+			l.sysOps = append(l.sysOps, sysOp{key: k, token: ef.Token, session: g.session, index: idx, reason: ef.Reason, delayed: delayed})
 		}
 		x.touched[k] = true
 	case core.EffectWaitEnded:
@@ -470,6 +522,13 @@ func (l *ledger) grant(idx uint64, k objKey, ef *core.Effect, x *entryScratch) {
 		l.fail("token-order", "index %d granted token %d on %s %q after token %d", idx, ef.Token, k.kind, k.name, o.lastToken)
 	}
 	o.lastToken = max(o.lastToken, ef.Token)
+	if until, ok := l.delays[k]; ok {
+		if x.now < until {
+			l.fail("lock-delay", "index %d granted mutex %q to session %d at log time %d, before the lock-delay its last holder's "+
+				"failure or forced close started ran out at %d", idx, k.name, ef.Session, x.now, until)
+		}
+		delete(l.delays, k)
+	}
 	g := &grantRec{key: k, session: ef.Session, token: ef.Token, index: idx}
 	sh, ok := x.shapes[ef.Token]
 	if ef.Waiter != 0 {
@@ -479,7 +538,7 @@ func (l *ledger) grant(idx uint64, k objKey, ef *core.Effect, x *entryScratch) {
 	if !ok && (k.kind == core.KindSemaphore || k.kind == core.KindRWLock) {
 		l.fail("grant-ledger", "index %d granted token %d on %s %q that no acquire asked for", idx, ef.Token, k.kind, k.name)
 	}
-	g.permits, g.mode = sh.permits, sh.mode
+	g.permits, g.mode, g.lockDelay = sh.permits, sh.mode, sh.lockDelay
 	l.grants[ef.Token] = g
 	if k.kind != core.KindBarrier {
 		l.live[ef.Token] = g

@@ -189,3 +189,45 @@ func TestLedgerCatchesAForwardMovingTime(t *testing.T) {
 		}
 	}
 }
+
+// forcedCloseLog: session 10 holds "m" with a 500 ms lock-delay, session 20
+// waits for it, and a close of session 10 that asks for the lock-delay
+// (after a mark of rules rules) releases it at log time 1300.
+func forcedCloseLog(b *logBuilder, rules uint64) {
+	b.start()
+	b.entry(1050, []core.Command{{Op: core.OpLeaderChange, Rules: rules}}, []core.Result{{Outcome: core.OutcomeDone}})
+	acq := mutexAcquire(10, 0)
+	acq.LockDelayMs = 500
+	b.entry(1100, []core.Command{acq}, []core.Result{{Outcome: core.OutcomeGranted, Token: 100}}, granted(10, 100, 0))
+	b.entry(1200, []core.Command{mutexAcquire(20, 5000)}, []core.Result{{Outcome: core.OutcomeQueued, Waiter: 200}})
+	b.entry(1300, []core.Command{{Op: core.OpSessionClose, Session: 10, ApplyLockDelay: true}},
+		[]core.Result{{Outcome: core.OutcomeDone, Session: 10}},
+		core.Effect{Kind: core.EffectReleased, Reason: core.ReasonSessionClosed, Object: core.KindMutex, Name: "m", Session: 10, Token: 100},
+		core.Effect{Kind: core.EffectSessionClosed, Reason: core.ReasonSessionClosed, Session: 10})
+}
+
+// TestLedgerCatchesAGrantInsideAForcedCloseLockDelay: the next holder may
+// start only once the lock-delay the forced close started ran out.
+func TestLedgerCatchesAGrantInsideAForcedCloseLockDelay(t *testing.T) {
+	for _, tc := range []struct {
+		at   core.LogTime
+		want string
+	}{{1799, "lock-delay"}, {1800, ""}} {
+		b := newLogBuilder(t)
+		forcedCloseLog(b, rulesCloseLockDelay)
+		b.entry(tc.at, nil, nil, granted(20, 400, 200))
+		if got := b.failed(); got != tc.want {
+			t.Fatalf("a grant at %d after a lock-delay to 1800: caught %q, want %q", tc.at, got, tc.want)
+		}
+	}
+}
+
+// TestLedgerCatchesAForcedCloseUnderRules3: before a mark raised the rules
+// to 4, a close asking for the lock-delay must be refused.
+func TestLedgerCatchesAForcedCloseUnderRules3(t *testing.T) {
+	b := newLogBuilder(t)
+	forcedCloseLog(b, 0) // a mark of the build before: rules 3 stay
+	if got := b.failed(); got != "close-lock-delay" {
+		t.Fatalf("caught %q, want close-lock-delay", got)
+	}
+}

@@ -40,14 +40,18 @@ type Result struct {
 	// Ticks counts committed tick entries, TickRequests forwarders' tick
 	// requests (once per log index and shard): an idle cluster with
 	// nothing timed commits neither (issue 16).
-	Ticks         int     `json:"ticks"`
-	TickRequests  int     `json:"tick_requests"`
-	Linearizable  string  `json:"linearizable"`
-	FenceAccepted int     `json:"fence_accepted"`
-	FenceRejected int     `json:"fence_rejected"`
-	Expiries      int     `json:"session_expiries"`
-	Options       Options `json:"-"`
-	Flags         string  `json:"flags"`
+	Ticks         int    `json:"ticks"`
+	TickRequests  int    `json:"tick_requests"`
+	Linearizable  string `json:"linearizable"`
+	FenceAccepted int    `json:"fence_accepted"`
+	FenceRejected int    `json:"fence_rejected"`
+	Expiries      int    `json:"session_expiries"`
+	// ForcedCloses counts the closes with apply_lock_delay the log applied
+	// (once per shard), CloseDelays the lock-delays they started.
+	ForcedCloses int     `json:"forced_closes"`
+	CloseDelays  int     `json:"close_lock_delays"`
+	Options      Options `json:"-"`
+	Flags        string  `json:"flags"`
 
 	// Set on request: the trace's text and porcupine's visualization.
 	TraceLines    []string `json:"-"`
@@ -540,6 +544,7 @@ func unsettledGroup(nodes []*node) string {
 }
 
 func (w *world) result() Result {
+	forced, delays := w.chk.forcedCloses()
 	r := Result{
 		Seed:           w.opts.Seed,
 		TraceHash:      w.tr.hex(),
@@ -561,6 +566,8 @@ func (w *world) result() Result {
 		FenceAccepted:  w.res.accepted,
 		FenceRejected:  w.res.rejected,
 		Expiries:       w.chk.expiries(),
+		ForcedCloses:   forced,
+		CloseDelays:    delays,
 		Options:        w.opts,
 		Flags:          w.opts.Flags(),
 		TraceLines:     w.tr.lines,

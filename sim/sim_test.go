@@ -25,6 +25,7 @@ func TestPlantedBugsAreCaught(t *testing.T) {
 		"mute-leader":              {"liveness"},
 		"close-first-success":      {"close-everywhere"},
 		"withdraw-answers-at-once": {"wait-end"},
+		"close-without-lock-delay": {"lock-delay"},
 
 		// the multiplexed client's (mux.go)
 		// It sends no lowest pending seq either (mux.go, keepAlive), so a

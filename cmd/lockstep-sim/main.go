@@ -158,6 +158,7 @@ func runOne(f *flags, stdout io.Writer) int {
 		res.Ops, res.Applies, res.LeaderChanges, res.SnapInstalls, res.Faults, res.Steps, res.VirtualSeconds, rep.WallSeconds)
 	fmt.Fprintf(stdout, "fenced writes accepted=%d refused=%d session_expiries=%d linearizable=%s forwarded=%d forwards_lost=%d\n",
 		res.FenceAccepted, res.FenceRejected, res.Expiries, res.Linearizable, res.Forwarded, res.ForwardsLost)
+	fmt.Fprintf(stdout, "forced closes=%d lock-delays they started=%d\n", res.ForcedCloses, res.CloseDelays)
 	for _, v := range res.Warnings {
 		fmt.Fprintln(stdout, "tolerated:", v.String())
 	}
