@@ -38,6 +38,13 @@ import "fmt"
 // replayed on restart answers no one, so a log of rules 2 replays by the
 // rules 3 it starts under to the same state.
 //
+// So a change of rules bumps RulesVersion, names the first rules it holds
+// under (as rulesCloseLockDelay does), keeps the old behaviour where
+// m.rules is below them (or refuses what the old rules could not say), and
+// records a log for the new rules (go test ./core -run TestRulesGolden
+// -record-rules writes log-pP-rR.bin, opened by a mark of the new rules),
+// while every older log must still apply as it was recorded.
+//
 //	1: the rules before versions were numbered.
 //	2: a leader-change entry takes its stamp whole and moves every deadline
 //	   and every remembered client's last use by the jump (before, it moved

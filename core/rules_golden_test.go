@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -32,9 +33,10 @@ import (
 // There is one log per rules version a build keeps (rules.go): log-pP.bin,
 // recorded by a build of rules 3 before marks carried rules, which every
 // later build must still apply by rules 3 (a member replaying its old log
-// after an upgrade), so its results must stay those recorded then
-// (rulesUnmarkedSum); and log-pP-rR.bin for each later R, whose first entry
+// after an upgrade); and log-pP-rR.bin for each later R, whose first entry
 // is a mark carrying R, as a new leader of a build of rules R proposes.
+// The results of each log of older rules than the build's must stay those
+// every build of its rules recorded (checkOlderResults).
 //
 // Error messages are left out of both hashes: a clearer message changes
 // nothing a replica decides on, and two members that word one differently
@@ -48,11 +50,6 @@ const (
 	rulesEntries    = 2000
 	rulesCheckpoint = 100
 	rulesSeed       = 0x10c857e9
-
-	// rulesUnmarkedSum holds the hashes the last build before marks
-	// carried rules recorded for log-p1.bin: the results of that log,
-	// applied by rules 3, must never change.
-	rulesUnmarkedSum = "r3-p1-s4.sum"
 )
 
 func rulesKey() string {
@@ -74,8 +71,8 @@ func TestRulesGolden(t *testing.T) {
 	for rules := uint64(rulesUnmarked); rules <= RulesVersion; rules++ {
 		name := rulesLogName(rules)
 		lines := applyRulesLog(t, loadRulesLog(t, rules), rules)
-		if rules == rulesUnmarked && ProposalVersion == 1 {
-			checkUnmarkedResults(t, lines)
+		if rules < RulesVersion {
+			checkOlderResults(t, rules, lines)
 		}
 		fmt.Fprintf(&b, "log %s\n%s", name, lines)
 	}
@@ -151,15 +148,17 @@ func loadRulesLog(t *testing.T, rules uint64) []Entry {
 	return entries
 }
 
-// checkUnmarkedResults compares the results of log-p1.bin, as this build
-// applies it, with what the last build before marks carried rules
-// recorded: a member restarted on this build replays such a log by rules
-// 3, and must decide what the members that wrote it decided. (The state
-// hashes differ: the snapshot carries the rules in force since version 5.)
-func checkUnmarkedResults(t *testing.T, lines string) {
-	raw, err := os.ReadFile(filepath.Join(rulesDir, rulesUnmarkedSum))
-	if err != nil {
-		t.Fatal(err)
+// checkOlderResults compares the results of the log of rules, older than
+// this build's, as this build applies it, with what every build of those
+// rules recorded for it: a member restarted on this build replays such a
+// log by those rules, and must decide what the members that wrote it
+// decided. (The state hashes may differ: a later snapshot version writes
+// the same state otherwise, as version 5 added the rules in force.)
+func checkOlderResults(t *testing.T, rules uint64, lines string) {
+	name := rulesLogName(rules)
+	files, err := filepath.Glob(filepath.Join(rulesDir, fmt.Sprintf("r%d-p%d-s*.sum", rules, ProposalVersion)))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no hashes recorded by a build of rules %d for %s (%v)", rules, name, err)
 	}
 	results := func(text string) []string {
 		var out []string
@@ -171,12 +170,48 @@ func checkUnmarkedResults(t *testing.T, lines string) {
 		}
 		return out
 	}
-	want, got := results(string(raw)), results(lines)
-	if len(want) == 0 || !reflect.DeepEqual(want, got) {
-		t.Fatalf("%s applied by rules %d no longer gives the results %s recorded:\n\twant %q\n\tgot  %q\n"+
-			"A rule changed for entries written under the old rules: keep the old rule for them (branch on m.rules)",
-			rulesLogName(rulesUnmarked), rulesUnmarked, rulesUnmarkedSum, want, got)
+	got := results(lines)
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := results(rulesSection(string(raw), name))
+		if len(want) == 0 {
+			continue // a build of these rules that did not apply this log
+		}
+		if !reflect.DeepEqual(want, got) {
+			t.Fatalf("%s applied by rules %d no longer gives the results %s recorded:\n\twant %q\n\tgot  %q\n"+
+				"A rule changed for entries written under older rules: keep the old rule for them (branch on m.rules)",
+				name, rules, f, want, got)
+		}
 	}
+}
+
+// rulesSection is the part of a recorded sum that belongs to the log
+// name: the lines after "log NAME" up to the next "log " line. Sums
+// recorded before builds kept one log per rules (r3-p1-s4.sum) have no such
+// lines, and are all the unmarked log's.
+func rulesSection(text, name string) string {
+	lines := strings.Split(text, "\n")
+	if !slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, "log ") }) {
+		if name != rulesLogName(rulesUnmarked) {
+			return ""
+		}
+		return text
+	}
+	var b strings.Builder
+	in := false
+	for _, l := range lines {
+		if strings.HasPrefix(l, "log ") {
+			in = l == "log "+name
+			continue
+		}
+		if in {
+			b.WriteString(l + "\n")
+		}
+	}
+	return b.String()
 }
 
 // vocabulary lists what an entry can say: the ops, kinds and modes, and
