@@ -273,6 +273,53 @@ func TestRESTCloseAppliesLockDelay(t *testing.T) {
 	}
 }
 
+// TestAcquireAnswersMaxHoldUntil: an acquire's answer says when its
+// grant's max hold ends (max_hold_until_ms), for a mutex, an RW lock and a
+// semaphore, and a re-acquire by the session that holds the grant answers
+// that grant's bound, not its own max_hold_ms: a client that took the
+// session over learns when the grant it was answered ends. Before, only
+// status said it, and the Go client counted a re-acquired grant from the
+// re-acquire's start.
+func TestAcquireAnswersMaxHoldUntil(t *testing.T) {
+	s := startServer(t)
+	num := func(m map[string]any, k string) int64 {
+		v, _ := m[k].(string)
+		n, _ := strconv.ParseInt(v, 10, 64)
+		return n
+	}
+	for _, kind := range []struct{ path, extra string }{
+		{"/locks/mh/acquire", ``},
+		{"/rwlocks/mh/acquire", `,"mode":"write"`},
+		{"/semaphores/mh/acquire", `,"limit":2,"permits":1`},
+	} {
+		st, cs := s.call(t, "POST", "/sessions", `{"ttl_ms": 30000, "owner": "me"}`)
+		expect(t, "create session", st, 200)
+		sid := cs["session_id"].(string)
+		st, a := s.call(t, "POST", kind.path, `{"session_id":"`+sid+`","max_hold_ms":60000`+kind.extra+`}`)
+		expect(t, kind.path+" status", st, 200)
+		expect(t, kind.path+" acquired", a["acquired"], true)
+		if at, until := num(a, "acquired_at_ms"), num(a, "max_hold_until_ms"); at == 0 || until != at+60_000 {
+			t.Fatalf("%s: max_hold_until_ms %d is not acquired_at_ms %d + 60000: %v", kind.path, until, at, a)
+		}
+		// Again in the same session, asking for another bound and for
+		// none: the grant it holds, with its own bound.
+		for _, mh := range []string{`,"max_hold_ms":120000`, ``} {
+			st, again := s.call(t, "POST", kind.path, `{"session_id":"`+sid+`"`+mh+kind.extra+`}`)
+			if st != 200 {
+				t.Fatalf("%s re-acquire: %d %v", kind.path, st, again)
+			}
+			expect(t, kind.path+" re-acquire token", again["fencing_token"], a["fencing_token"])
+			if num(again, "acquired_at_ms") != num(a, "acquired_at_ms") || num(again, "max_hold_until_ms") != num(a, "max_hold_until_ms") {
+				t.Fatalf("%s: re-acquire (%s) answered acquired_at_ms %v, max_hold_until_ms %v; want the held grant's %v, %v",
+					kind.path, mh, again["acquired_at_ms"], again["max_hold_until_ms"], a["acquired_at_ms"], a["max_hold_until_ms"])
+			}
+		}
+	}
+	st, a := s.call(t, "POST", "/locks/unbounded/acquire", `{"owner":"me"}`)
+	expect(t, "status", st, 200)
+	expect(t, "max_hold_until_ms without max_hold_ms", a["max_hold_until_ms"], "0")
+}
+
 func TestRESTWaits(t *testing.T) {
 	s := startServer(t)
 	_, a := s.call(t, "POST", "/locks/w/acquire", `{"owner":"a"}`)

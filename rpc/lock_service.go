@@ -51,6 +51,7 @@ func (h LockHandler) Acquire(ctx context.Context, req *connect.Request[pb.Acquir
 		WaiterId:       uint64(a.r.Waiter),
 		AcquiredAtMs:   int64(a.holder.AcquiredAt),
 		ExpiresAtMs:    int64(a.holder.ExpiresAt),
+		MaxHoldUntilMs: int64(a.holder.MaxHoldUntil),
 	}), nil
 }
 

@@ -32,6 +32,7 @@ func (h RWLockHandler) Acquire(ctx context.Context, req *connect.Request[pb.Acqu
 		WaiterId:       uint64(a.r.Waiter),
 		AcquiredAtMs:   int64(a.holder.AcquiredAt),
 		ExpiresAtMs:    int64(a.holder.ExpiresAt),
+		MaxHoldUntilMs: int64(a.holder.MaxHoldUntil),
 		Mode:           m.Mode,
 	}), nil
 }

@@ -59,6 +59,7 @@ func (h SemaphoreHandler) Acquire(ctx context.Context, req *connect.Request[pb.A
 		WaiterId:       uint64(a.r.Waiter),
 		AcquiredAtMs:   int64(a.holder.AcquiredAt),
 		ExpiresAtMs:    int64(a.holder.ExpiresAt),
+		MaxHoldUntilMs: int64(a.holder.MaxHoldUntil),
 		Permits:        permits(m.Permits),
 		Limit:          limit,
 	}), nil

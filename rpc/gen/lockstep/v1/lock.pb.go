@@ -222,8 +222,15 @@ type AcquireLockResponse struct {
 	// True when the session this acquire created was closed again because
 	// nothing was granted: session_id names a session that is gone.
 	SessionClosed bool `protobuf:"varint,11,opt,name=session_closed,json=sessionClosed,proto3" json:"session_closed,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// When acquired: when the grant ends even if its session lives (its
+	// max_hold_ms after acquired_at_ms), in log time; 0 when unbounded. A
+	// session that already held the object is answered its existing grant,
+	// with that grant's acquired_at_ms and bound, not this request's
+	// max_hold_ms: a client that took its session over (the Go client's
+	// ResumeSession) learns here when the grant it was answered ends.
+	MaxHoldUntilMs int64 `protobuf:"varint,12,opt,name=max_hold_until_ms,json=maxHoldUntilMs,proto3" json:"max_hold_until_ms,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *AcquireLockResponse) Reset() {
@@ -331,6 +338,13 @@ func (x *AcquireLockResponse) GetSessionClosed() bool {
 		return x.SessionClosed
 	}
 	return false
+}
+
+func (x *AcquireLockResponse) GetMaxHoldUntilMs() int64 {
+	if x != nil {
+		return x.MaxHoldUntilMs
+	}
+	return 0
 }
 
 // ReleaseLockRequest ends a grant.
@@ -1185,7 +1199,7 @@ const file_lockstep_v1_lock_proto_rawDesc = "" +
 	"\rlock_delay_ms\x18\t \x01(\x03R\vlockDelayMs\x12\x1e\n" +
 	"\vmax_hold_ms\x18\n" +
 	" \x01(\x03R\tmaxHoldMs\x12\x14\n" +
-	"\x05value\x18\v \x01(\fR\x05value\"\xb6\x03\n" +
+	"\x05value\x18\v \x01(\fR\x05value\"\xe1\x03\n" +
 	"\x13AcquireLockResponse\x12\x1a\n" +
 	"\bacquired\x18\x01 \x01(\bR\bacquired\x12#\n" +
 	"\rfencing_token\x18\x02 \x01(\x04R\ffencingToken\x12\x1d\n" +
@@ -1199,7 +1213,8 @@ const file_lockstep_v1_lock_proto_rawDesc = "" +
 	"\rexpires_at_ms\x18\t \x01(\x03R\vexpiresAtMs\x12+\n" +
 	"\x06holder\x18\n" +
 	" \x01(\v2\x13.lockstep.v1.HolderR\x06holder\x12%\n" +
-	"\x0esession_closed\x18\v \x01(\bR\rsessionClosed\"\xee\x01\n" +
+	"\x0esession_closed\x18\v \x01(\bR\rsessionClosed\x12)\n" +
+	"\x11max_hold_until_ms\x18\f \x01(\x03R\x0emaxHoldUntilMs\"\xee\x01\n" +
 	"\x12ReleaseLockRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x1f\n" +

@@ -213,9 +213,16 @@ type AcquireRWLockResponse struct {
 	// When acquired: when the grant ends unless the session is kept alive.
 	ExpiresAtMs int64 `protobuf:"varint,9,opt,name=expires_at_ms,json=expiresAtMs,proto3" json:"expires_at_ms,omitempty"`
 	// The mode granted: "read" or "write".
-	Mode          string `protobuf:"bytes,10,opt,name=mode,proto3" json:"mode,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Mode string `protobuf:"bytes,10,opt,name=mode,proto3" json:"mode,omitempty"`
+	// When acquired: when the grant ends even if its session lives (its
+	// max_hold_ms after acquired_at_ms), in log time; 0 when unbounded. A
+	// session that already held the object is answered its existing grant,
+	// with that grant's acquired_at_ms and bound, not this request's
+	// max_hold_ms: a client that took its session over (the Go client's
+	// ResumeSession) learns here when the grant it was answered ends.
+	MaxHoldUntilMs int64 `protobuf:"varint,11,opt,name=max_hold_until_ms,json=maxHoldUntilMs,proto3" json:"max_hold_until_ms,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *AcquireRWLockResponse) Reset() {
@@ -316,6 +323,13 @@ func (x *AcquireRWLockResponse) GetMode() string {
 		return x.Mode
 	}
 	return ""
+}
+
+func (x *AcquireRWLockResponse) GetMaxHoldUntilMs() int64 {
+	if x != nil {
+		return x.MaxHoldUntilMs
+	}
+	return 0
 }
 
 // ReleaseRWLockRequest ends a grant.
@@ -655,7 +669,7 @@ const file_lockstep_v1_rwlock_proto_rawDesc = "" +
 	"\vmax_hold_ms\x18\n" +
 	" \x01(\x03R\tmaxHoldMs\x12\x14\n" +
 	"\x05value\x18\v \x01(\fR\x05value\x12\x12\n" +
-	"\x04mode\x18\f \x01(\tR\x04mode\"\xf8\x02\n" +
+	"\x04mode\x18\f \x01(\tR\x04mode\"\xa3\x03\n" +
 	"\x15AcquireRWLockResponse\x12\x1a\n" +
 	"\bacquired\x18\x01 \x01(\bR\bacquired\x12#\n" +
 	"\rfencing_token\x18\x02 \x01(\x04R\ffencingToken\x12\x1d\n" +
@@ -668,7 +682,8 @@ const file_lockstep_v1_rwlock_proto_rawDesc = "" +
 	"\x0eacquired_at_ms\x18\b \x01(\x03R\facquiredAtMs\x12\"\n" +
 	"\rexpires_at_ms\x18\t \x01(\x03R\vexpiresAtMs\x12\x12\n" +
 	"\x04mode\x18\n" +
-	" \x01(\tR\x04mode\"\xf0\x01\n" +
+	" \x01(\tR\x04mode\x12)\n" +
+	"\x11max_hold_until_ms\x18\v \x01(\x03R\x0emaxHoldUntilMs\"\xf0\x01\n" +
 	"\x14ReleaseRWLockRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x1f\n" +

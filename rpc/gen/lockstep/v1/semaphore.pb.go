@@ -227,9 +227,16 @@ type AcquireSemaphoreResponse struct {
 	// The permits granted (the request's permits).
 	Permits int64 `protobuf:"varint,10,opt,name=permits,proto3" json:"permits,omitempty"`
 	// The semaphore's limit.
-	Limit         int64 `protobuf:"varint,11,opt,name=limit,proto3" json:"limit,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Limit int64 `protobuf:"varint,11,opt,name=limit,proto3" json:"limit,omitempty"`
+	// When acquired: when the grant ends even if its session lives (its
+	// max_hold_ms after acquired_at_ms), in log time; 0 when unbounded. A
+	// session that already held the object is answered its existing grant,
+	// with that grant's acquired_at_ms and bound, not this request's
+	// max_hold_ms: a client that took its session over (the Go client's
+	// ResumeSession) learns here when the grant it was answered ends.
+	MaxHoldUntilMs int64 `protobuf:"varint,12,opt,name=max_hold_until_ms,json=maxHoldUntilMs,proto3" json:"max_hold_until_ms,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *AcquireSemaphoreResponse) Reset() {
@@ -335,6 +342,13 @@ func (x *AcquireSemaphoreResponse) GetPermits() int64 {
 func (x *AcquireSemaphoreResponse) GetLimit() int64 {
 	if x != nil {
 		return x.Limit
+	}
+	return 0
+}
+
+func (x *AcquireSemaphoreResponse) GetMaxHoldUntilMs() int64 {
+	if x != nil {
+		return x.MaxHoldUntilMs
 	}
 	return 0
 }
@@ -686,7 +700,7 @@ const file_lockstep_v1_semaphore_proto_rawDesc = "" +
 	" \x01(\x03R\tmaxHoldMs\x12\x14\n" +
 	"\x05value\x18\v \x01(\fR\x05value\x12\x14\n" +
 	"\x05limit\x18\f \x01(\x03R\x05limit\x12\x18\n" +
-	"\apermits\x18\r \x01(\x03R\apermits\"\x97\x03\n" +
+	"\apermits\x18\r \x01(\x03R\apermits\"\xc2\x03\n" +
 	"\x18AcquireSemaphoreResponse\x12\x1a\n" +
 	"\bacquired\x18\x01 \x01(\bR\bacquired\x12#\n" +
 	"\rfencing_token\x18\x02 \x01(\x04R\ffencingToken\x12\x1d\n" +
@@ -700,7 +714,8 @@ const file_lockstep_v1_semaphore_proto_rawDesc = "" +
 	"\rexpires_at_ms\x18\t \x01(\x03R\vexpiresAtMs\x12\x18\n" +
 	"\apermits\x18\n" +
 	" \x01(\x03R\apermits\x12\x14\n" +
-	"\x05limit\x18\v \x01(\x03R\x05limit\"\xf3\x01\n" +
+	"\x05limit\x18\v \x01(\x03R\x05limit\x12)\n" +
+	"\x11max_hold_until_ms\x18\f \x01(\x03R\x0emaxHoldUntilMs\"\xf3\x01\n" +
 	"\x17ReleaseSemaphoreRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x1f\n" +
