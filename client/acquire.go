@@ -57,6 +57,9 @@ type grant struct {
 	waiterID uint64
 	// grantedAt is the grant's log time (acquired_at_ms; 0: not said).
 	grantedAt int64
+	// maxHoldUntil is when the grant's max hold ends, in log time
+	// (max_hold_until_ms; 0: none, or not said).
+	maxHoldUntil int64
 	// holder is who holds the object when a try-once acquire was refused,
 	// as the answering node last applied it: only a mutex's answer
 	// carries it (AcquireLockResponse.holder), and not during a

@@ -73,7 +73,7 @@ func (e *Election) Campaign(ctx context.Context, value []byte) error {
 	if err != nil {
 		return err
 	}
-	e.set(g.token, gate, time.Time{}, 0)
+	e.set(grant{token: g.token}, gate, time.Time{})
 	return nil
 }
 

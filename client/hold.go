@@ -25,13 +25,16 @@ type hold struct {
 	mu    sync.Mutex
 	token uint64
 	gate  *gateHold
-	// With WithMaxHold, when the grant must be taken for ended: the later
-	// of two times that come before the servers end it (deadline). start
-	// is when the acquire began (the grant cannot be older), grantedAt the
-	// grant's log time (0: not said).
-	start     time.Time
-	grantedAt int64
-	over      uint64 // the token Token answered 0 for, past its max hold
+	// For a grant with a max hold, when it must be taken for ended: the
+	// later of two times that come before the servers end it (deadline).
+	// start is when the acquire began (a grant of a session made by
+	// NewSession cannot be older), grantedAt the grant's log time and
+	// maxHoldUntil its max-hold end in log time, as the servers answered
+	// them (0: not said; maxHoldUntil 0 from servers that say it: none).
+	start        time.Time
+	grantedAt    int64
+	maxHoldUntil int64
+	over         uint64 // the token Token answered 0 for, past its max hold
 	// lostCh closes when the grant with token lostFor must be taken for
 	// ended (lost): made by the first call of lost for that grant, with a
 	// watcher of its own (watchLost).
@@ -81,8 +84,11 @@ func (h *hold) closeLostLocked(token uint64) {
 // again then. A release closes it itself (forget).
 func (h *hold) watchLost(token uint64, ch chan struct{}) {
 	for {
+		h.mu.Lock()
+		bounded := h.boundedLocked()
+		h.mu.Unlock()
 		var moved <-chan struct{}
-		if h.limits.maxHold > 0 {
+		if bounded {
 			moved = h.s.anchorChanged() // before the deadline is read: no move is missed
 		}
 		over := h.current() != token
@@ -91,9 +97,20 @@ func (h *hold) watchLost(token uint64, ch chan struct{}) {
 			h.mu.Unlock()
 			return // closed by a release
 		}
+		// A resumed session's grant has no deadline until a keepalive
+		// answer places its own (hold.deadline): Token answers 0 until
+		// then, and Lost waits for that answer rather than close.
+		unplaced := false
+		if bounded && h.s.resumed && h.grantedAt > 0 && h.token == token && h.over != token {
+			_, placed := h.deadline()
+			unplaced = !placed && h.s.Err() == nil && h.s.leaseHeld()
+		}
+		if unplaced {
+			over = false
+		}
 		var wake <-chan time.Time
 		var t *time.Timer
-		if h.limits.maxHold > 0 && !over {
+		if bounded && !over && !unplaced {
 			until, _ := h.deadline()
 			t = time.NewTimer(max(0, time.Until(until)))
 			wake = t.C
@@ -108,7 +125,9 @@ func (h *hold) watchLost(token uint64, ch chan struct{}) {
 					continue // still held: the deadline moved later
 				}
 			case <-moved:
-				t.Stop()
+				if t != nil {
+					t.Stop()
+				}
 				continue // a keepalive answer moved the deadline: look again
 			}
 		}
@@ -152,7 +171,12 @@ func WithValue(value []byte) HoldOption {
 // still have it, or answers ErrNotHeld; call it either way, since the
 // value keeps its turn on the name until then. A d under MinTTL is
 // refused (ErrInvalid): the grant would be over almost at once; so is one
-// above 24 hours, by the servers. 0 is no bound.
+// above 24 hours, by the servers. 0 is no bound. A re-acquire answered a
+// grant the session held already (a session taken over by
+// Client.ResumeSession) is counted by that grant's own max hold, as the
+// servers answer it (max_hold_until_ms), with this option or without,
+// and only from its log time: Token answers 0 until a keepalive answer
+// places it, which Lock waits for (at most an attempt timeout).
 func WithMaxHold(d time.Duration) HoldOption { return func(l *holdLimits) { l.maxHold = d } }
 
 // WithLockDelay keeps a mutex blocked for d after a grant of this value
@@ -193,28 +217,54 @@ func msOf(d time.Duration) int64 {
 	return d.Milliseconds()
 }
 
-// set records a grant made at log time grantedAtMs (0: not said) for an
-// acquire that began at start.
-func (h *hold) set(token uint64, gate *gateHold, start time.Time, grantedAtMs int64) {
+// set records the grant an acquire that began at start was answered: made
+// at log time g.grantedAt, its max hold ending at g.maxHoldUntil (0: not
+// said).
+func (h *hold) set(g grant, gate *gateHold, start time.Time) {
 	h.mu.Lock()
-	if h.lostFor != token {
+	if h.lostFor != g.token {
 		h.closeLostLocked(h.lostFor) // an earlier grant's, if still open
 	}
-	h.token, h.gate, h.start, h.grantedAt = token, gate, start, grantedAtMs
+	h.token, h.gate, h.start, h.grantedAt, h.maxHoldUntil = g.token, gate, start, g.grantedAt, g.maxHoldUntil
 	h.mu.Unlock()
 }
 
-// deadline is when a grant under WithMaxHold must be taken for ended: the
-// later of two times that both come before the servers end it. One is its
-// acquire's start plus the max hold, less the guard (the grant is no
-// older than its acquire), which after a long wait is early or past. The
-// other is its log time plus the max hold placed on this clock by a
-// keepalive answer stamped after the grant (Session.onClock); until one
-// comes, the first alone. Under h.mu.
+// boundedLocked says whether the grant has a max hold to count: the one
+// the servers answered (max_hold_until_ms), whatever this value asked for,
+// since a session that held the name already is answered that grant; or,
+// from servers that do not say it, the one this value asked for
+// (WithMaxHold). Under h.mu.
+func (h *hold) boundedLocked() bool { return h.maxHoldUntil > 0 || h.limits.maxHold > 0 }
+
+// deadline is when a grant with a max hold must be taken for ended: the
+// later of two times that both come before the servers end it. One is
+// its acquire's start plus the max hold, less the guard, which after a
+// long wait is early or past. It assumes the grant is no older than its
+// acquire, which holds on a session made by NewSession (the session's
+// gate lets one acquire of a name at a time, and a withdrawn one's grant
+// is released before the next passes) and not on one taken over by
+// ResumeSession: a re-acquire there may be answered a grant the session
+// held before (made by another process, with another max hold), or one a
+// wait left queued by that process was granted meanwhile. So a resumed
+// session counts only the other, the grant's own end (max_hold_until_ms,
+// or its log time plus WithMaxHold from servers that do not say it)
+// placed on this clock by a keepalive answer stamped at or after the
+// grant (Session.onClock); until one comes, it has no deadline but now,
+// and Token answers 0. Under h.mu.
 func (h *hold) deadline() (until time.Time, placed bool) {
-	until = h.start.Add(h.limits.maxHold - h.s.guard())
+	d := h.limits.maxHold
+	if h.maxHoldUntil > 0 && h.grantedAt > 0 {
+		d = time.Duration(h.maxHoldUntil-h.grantedAt) * time.Millisecond
+	}
+	if !h.s.resumed {
+		until = h.start.Add(d - h.s.guard())
+	}
 	if h.grantedAt > 0 {
-		if at, ok := h.s.onClock(h.grantedAt+h.limits.maxHold.Milliseconds(), h.grantedAt); ok {
+		end := h.maxHoldUntil
+		if end == 0 {
+			end = h.grantedAt + h.limits.maxHold.Milliseconds()
+		}
+		if at, ok := h.s.onClock(end, h.grantedAt); ok {
 			placed = true
 			if at.After(until) {
 				until = at
@@ -233,9 +283,9 @@ func (h *hold) deadline() (until time.Time, placed bool) {
 // to wait or ctx's end: Lock should not answer a grant whose Token is 0.
 func (h *hold) settleMaxHold(ctx context.Context, wait time.Duration) {
 	h.mu.Lock()
-	grantedAt := h.grantedAt
+	grantedAt, bounded := h.grantedAt, h.boundedLocked()
 	h.mu.Unlock()
-	if h.limits.maxHold <= 0 || grantedAt == 0 {
+	if !bounded || grantedAt == 0 {
 		return
 	}
 	placed := func() bool { _, ok := h.s.onClock(grantedAt, grantedAt); return ok }
@@ -271,7 +321,7 @@ func (h *hold) current() uint64 {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.token != 0 && h.limits.maxHold > 0 {
+	if h.token != 0 && h.boundedLocked() {
 		if h.over == h.token {
 			return 0
 		}

@@ -58,12 +58,12 @@ func (m *RWMutex) acquire(ctx context.Context, mode string, waitMs int64) error 
 			if err != nil {
 				return grant{}, err
 			}
-			return grant{token: r.FencingToken, outcome: r.Outcome, reason: r.Reason, waiterID: r.WaiterId, grantedAt: r.AcquiredAtMs}, nil
+			return grant{token: r.FencingToken, outcome: r.Outcome, reason: r.Reason, waiterID: r.WaiterId, grantedAt: r.AcquiredAtMs, maxHoldUntil: r.MaxHoldUntilMs}, nil
 		}})
 	if err != nil {
 		return err
 	}
-	m.set(g.token, gate, start, g.grantedAt)
+	m.set(g, gate, start)
 	m.settleMaxHold(ctx, s.c.opts.attemptTimeout)
 	return nil
 }

@@ -53,6 +53,10 @@ type Session struct {
 	id    uint64
 	ttl   time.Duration
 	owner string
+	// resumed says the session was taken over by ResumeSession, not made
+	// by NewSession: it may hold grants older than this value
+	// (hold.deadline).
+	resumed bool
 
 	// done ends, once, when the session is lost or closed (Done): a
 	// context, so that a call can be tied to it with context.AfterFunc
