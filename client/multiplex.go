@@ -92,7 +92,8 @@ func (c *Client) muxTo(e *endpoint) *muxStream {
 
 var errMovedEndpoint = errors.New("lockstep: the client's sessions moved to another endpoint")
 
-// dropSession stops routing the pushed loss of s on every shared stream,
+// dropSession stops routing the pushed loss of s on every shared stream
+// (the route of s itself, not another Session value's of the same id),
 // and with fail set (Session.Close) fails its unanswered requests there
 // with fail; without (a session lost without Close) they stay, each ending
 // as its caller sees the loss (forget), or answered. A stream s used that
@@ -103,8 +104,12 @@ var errMovedEndpoint = errors.New("lockstep: the client's sessions moved to anot
 func (c *Client) dropSession(s *Session, fail error) {
 	for _, m := range c.muxes.list() {
 		m.mu.Lock()
-		_, had := m.sessions[s.id]
-		delete(m.sessions, s.id)
+		// Only s's own route: another value of the id (resumed in this
+		// Client after s was lost or orphaned) keeps its pushed loss.
+		had := m.sessions[s.id] == s
+		if had {
+			delete(m.sessions, s.id)
+		}
 		if fail != nil {
 			for id, w := range m.pending {
 				if w.s == s {
