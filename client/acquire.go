@@ -79,6 +79,16 @@ func (s *Session) acquire(ctx context.Context, sp acquireSpec) (grant, *gateHold
 	if err := badName(what); err != nil {
 		return grant{}, nil, err
 	}
+	end, err := s.beginOp(what)
+	if err != nil {
+		return grant{}, nil, err
+	}
+	defer end()
+	// Orphan ends the call (its request withdrawn, as when ctx ends), and
+	// waits for that: hctx ends then, ctx is still the caller's.
+	hctx, hstop := context.WithCancel(ctx)
+	defer hstop()
+	defer context.AfterFunc(s.halt, hstop)()
 	waitMs := sp.waitMs
 	var deadline time.Time
 	if waitMs > 0 {
@@ -86,14 +96,16 @@ func (s *Session) acquire(ctx context.Context, sp acquireSpec) (grant, *gateHold
 	}
 	var gh *gateHold
 	if sp.gated {
-		gctx := ctx
+		gctx := hctx
 		if waitMs > 0 {
 			var cancel context.CancelFunc
-			gctx, cancel = context.WithDeadline(ctx, deadline)
+			gctx, cancel = context.WithDeadline(hctx, deadline)
 			defer cancel()
 		}
-		var err error
 		if gh, err = s.enter(gctx, sp.op, sp.kind, sp.name, waitMs != 0); err != nil {
+			if ctx.Err() == nil && s.halted() {
+				return grant{}, nil, s.orphaningErr(what)
+			}
 			if waitMs > 0 && ctx.Err() == nil && gctx.Err() != nil {
 				by := "another holder on this session"
 				if s.gateWithdrawing(sp.kind, sp.name) {
@@ -109,7 +121,7 @@ func (s *Session) acquire(ctx context.Context, sp acquireSpec) (grant, *gateHold
 		}
 	}
 	// A blocked call ends when the session is lost, not only when ctx does.
-	wctx, stop := context.WithCancel(ctx)
+	wctx, stop := context.WithCancel(hctx)
 	defer stop()
 	defer context.AfterFunc(s.done, stop)()
 	mode := unary
@@ -264,6 +276,9 @@ func (s *Session) endErr(ctx context.Context, what opName, err error) error {
 	if lost := s.lostErrFor(what); lost != nil {
 		return lost
 	}
+	if s.halted() && (errors.Is(err, context.Canceled) || connect.CodeOf(err) == connect.CodeCanceled) {
+		return s.orphaningErr(what) // Orphan ended the call
+	}
 	if connect.CodeOf(err) == connect.CodeDeadlineExceeded {
 		// The caller's deadline travels with the request; the server may
 		// end the wait a moment before ctx itself says so.
@@ -279,7 +294,9 @@ func (s *Session) endErr(ctx context.Context, what opName, err error) error {
 // this file), then lets the gate go and the seq finish.
 func (s *Session) abandonLater(sp acquireSpec, id reqID, gh *gateHold) {
 	gh.withdrawing()
+	s.holdOp() // Orphan waits for the withdrawal
 	go func() {
+		defer s.endOp()
 		defer gh.release()
 		defer id.finish()
 		// Until the session ends: its end releases everything it has.

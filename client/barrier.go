@@ -182,12 +182,12 @@ func (s *Session) arrive(name, participant string) (string, func(), error) {
 	}
 	key := arrival{name, participant}
 	if participant == "" {
-		key.participant = defaultParticipant(s.owner, s.id, 1)
+		key.participant = defaultParticipant(s.label, s.id, 1)
 		for n := 2; ; n++ {
 			if _, ok := s.arrivals[key]; !ok {
 				break
 			}
-			key.participant = defaultParticipant(s.owner, s.id, n)
+			key.participant = defaultParticipant(s.label, s.id, n)
 		}
 	} else if _, ok := s.arrivals[key]; ok {
 		return "", nil, fmt.Errorf("wait at barrier %s: participant %s already waits there on this session: give each party its own name (WithParticipant)", quote.Bounded(name), quote.Bounded(participant))

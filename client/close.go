@@ -24,18 +24,39 @@ type liveSessions struct {
 	closing  bool // Close began: no session joins any more
 }
 
-// add takes s in, or answers false once Close began.
-func (l *liveSessions) add(s *Session) bool {
+// add takes s in, or answers false once Close began, or dup when s is
+// resumed and another live session of the set has its id (two values of
+// one id would share its routes on the shared streams).
+func (l *liveSessions) add(s *Session) (added, dup bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closing {
-		return false
+		return false, false
+	}
+	if s.resumed && l.hasLocked(s.id) {
+		return true, true
 	}
 	if l.set == nil {
 		l.set = map[*Session]struct{}{}
 	}
 	l.set[s] = struct{}{}
-	return true
+	return true, false
+}
+
+// has says whether a live session of the set has id.
+func (l *liveSessions) has(id uint64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.hasLocked(id)
+}
+
+func (l *liveSessions) hasLocked(id uint64) bool {
+	for s := range l.set {
+		if s.id == id {
+			return true
+		}
+	}
+	return false
 }
 
 func (l *liveSessions) remove(s *Session) {

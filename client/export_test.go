@@ -15,3 +15,25 @@ func SharedStreams(c *Client) int { return len(c.muxes.list()) }
 // does for a process stopped past it, without the keepalive loop having
 // run yet (its timer still stands).
 func PassLease(s *Session) { s.leaseEnd.Store(0) }
+
+// LoseHere loses s on the client's side only, as a lease that ran out
+// unrenewed does (the servers may still have it), without Close.
+func LoseHere(s *Session) { s.leaseLapsed("; lost by the test") }
+
+// LeaveStreams takes s off c's shared streams as its Close does once the
+// servers answered it (shutStreams), without closing it on the servers.
+func LeaveStreams(s *Session) { s.shutStreams() }
+
+// Routed says whether a shared stream of s's Client routes the pushed
+// loss of s's id to s itself.
+func Routed(s *Session) bool {
+	for _, m := range s.c.muxes.list() {
+		m.mu.Lock()
+		mine := m.sessions[s.id] == s
+		m.mu.Unlock()
+		if mine {
+			return true
+		}
+	}
+	return false
+}

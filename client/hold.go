@@ -385,7 +385,11 @@ func (s *Session) sendEnding(ctx context.Context, what opName, f func(ctx contex
 
 func (s *Session) sendAs(ctx context.Context, what opName, id reqID, f func(ctx context.Context, e *endpoint, id reqID) error) error {
 	defer id.finish()
-	var err error
+	end, err := s.beginOp(what)
+	if err != nil {
+		return err
+	}
+	defer end()
 	_, err = do(ctx, s.c, func(ctx context.Context, e *endpoint) (*connect.Response[struct{}], error) {
 		if err := f(ctx, e, id); err != nil {
 			return nil, err

@@ -42,21 +42,38 @@ const leaseGuard = 250 * time.Millisecond
 // Session is a lease on the cluster that every hold and wait belongs to. It
 // is kept alive in the background until Close, or until the servers say it
 // is gone or the client could not renew it within its lease; then Done
-// closes and everything it held is (or must be assumed) released.
+// closes and everything it held is (or must be assumed) released. Orphan
+// gives a Session value up without closing the session on the servers,
+// and Client.ResumeSession takes a live session over by id (etcd's
+// Session.Orphan and concurrency.WithLease).
 //
 // Within one session, each (kind, name) has one holder at a time: a second
 // Mutex, Semaphore, RWMutex or Election of the same name on the same
 // session waits, like sync.Mutex, until the first lets go (the servers see
 // one session and would answer it the same grant).
 type Session struct {
-	c     *Client
-	id    uint64
-	ttl   time.Duration
-	owner string
+	c   *Client
+	id  uint64
+	ttl time.Duration
+	// owner is the label its requests give (empty on a resumed session
+	// without WithOwner: the servers then label its holds with the
+	// session's own); label is the one Owner answers.
+	owner, label string
 	// resumed says the session was taken over by ResumeSession, not made
 	// by NewSession: it may hold grants older than this value
 	// (hold.deadline).
 	resumed bool
+
+	// Orphan (resume.go): halt ends the session's blocked calls when
+	// Orphan begins; under mu, orphaning refuses new requests from then,
+	// ops counts the requests (and withdrawals) still in flight, and
+	// opsIdle closes when they reach 0.
+	halt      context.Context
+	haltNow   context.CancelFunc
+	orphaning bool
+	orphaned  atomic.Bool
+	ops       int
+	opsIdle   chan struct{}
 
 	// done ends, once, when the session is lost or closed (Done): a
 	// context, so that a call can be tied to it with context.AfterFunc
@@ -185,15 +202,37 @@ func (c *Client) NewSession(ctx context.Context, opts ...SessionOption) (*Sessio
 	if err != nil {
 		return nil, apiErr("create session", err)
 	}
-	s := &Session{c: c, id: res.SessionId, ttl: time.Duration(res.TtlMs) * time.Millisecond, owner: o.owner,
+	return c.startSession(ctx, sent, lease{res.SessionId, res.TtlMs, res.ExpiresAtMs, res.StampLagMs}, o.owner, o.owner, false)
+}
+
+// lease is what the servers answered of a session's lease: to its create,
+// or to the keepalive that resumed it.
+type lease struct {
+	id                           uint64
+	ttlMs, expiresAtMs, stampLag int64
+}
+
+// startSession hands out the session whose lease l the servers answered to
+// a request sent at sent, and starts keeping it alive. A session it cannot
+// hand out (the lease too short, or over already as this client counts
+// it) is closed on the servers when it was just made, and left to its
+// lease when resumed (it may be another's to close).
+func (c *Client) startSession(ctx context.Context, sent time.Time, l lease, owner, label string, resumed bool) (*Session, error) {
+	s := &Session{c: c, id: l.id, ttl: time.Duration(l.ttlMs) * time.Millisecond, owner: owner, label: label, resumed: resumed,
 		stop: make(chan struct{}), loopDone: make(chan struct{}), closer: make(chan struct{}, 1), renewSoon: make(chan struct{}, 1)}
 	s.done, s.endDone = context.WithCancel(context.Background())
-	s.noteStampLag(res.StampLagMs)
-	s.noteLogTime(sent, res.ExpiresAtMs, res.TtlMs)
-	// refuse closes a session made but not handed out, and says why.
+	s.halt, s.haltNow = context.WithCancel(context.Background())
+	s.noteStampLag(l.stampLag)
+	s.noteLogTime(sent, l.expiresAtMs, l.ttlMs)
+	// refuse closes a session made but not handed out (or forgets one
+	// resumed), and says why.
 	refuse := func(err error) (*Session, error) {
 		close(s.loopDone) // no keepalive loop was started for Close to wait for
-		_ = s.Close(ctx)
+		if resumed {
+			_ = s.Orphan(ctx)
+		} else {
+			_ = s.Close(ctx)
+		}
 		return nil, err
 	}
 	// Four guards: the lease as the client counts it (TTL less a guard)
@@ -210,11 +249,19 @@ func (c *Client) NewSession(ctx context.Context, opts ...SessionOption) (*Sessio
 		// memory of the first attempt): the servers may have expired the
 		// session already, and a session returned now would be lost at
 		// once, after the fact.
-		return refuse(fmt.Errorf("lockstep: creating the session took %v, longer than its lease (TTL %v less %v for the servers' clock lag): the servers may already have expired it; create a new one, or ask for a longer TTL",
-			took.Round(time.Millisecond), s.ttl, s.guard()))
+		what := "creating the session"
+		if resumed {
+			what = "renewing the session to resume it"
+		}
+		return refuse(fmt.Errorf("lockstep: %s took %v, longer than its lease (TTL %v less %v for the servers' clock lag): the servers may already have expired it; create a new one, or ask for a longer TTL",
+			what, took.Round(time.Millisecond), s.ttl, s.guard()))
 	}
-	if !c.live.add(s) {
+	switch added, dup := c.live.add(s); {
+	case !added:
 		return refuse(ErrClientClosed) // Close began while the create was on its way
+	case dup:
+		// A ResumeSession of the same id, alongside this one, came first.
+		return refuse(fmt.Errorf("resume session %d: %w: a live Session value of this Client has it already: use that value, or Orphan it first", s.id, ErrInvalid))
 	}
 	s.born = sent
 	s.leaseEnd.Store(int64(leaseEnd.Sub(sent)))
@@ -316,7 +363,7 @@ func (s *Session) ID() uint64 { return s.id }
 func (s *Session) TTL() time.Duration { return s.ttl }
 
 // Owner is the session's label.
-func (s *Session) Owner() string { return s.owner }
+func (s *Session) Owner() string { return s.label }
 
 // Client is the client the session belongs to.
 func (s *Session) Client() *Client { return s.c }
@@ -326,11 +373,12 @@ func (s *Session) Client() *Client { return s.c }
 // servers' does) or closed by Close. A loss on the servers is learned from
 // their push on the session's stream, or from the first keepalive or other
 // call on the session that they answer not_found. Stop acting on anything it held:
-// another holder may have it once the servers' lease ends too.
+// another holder may have it once the servers' lease ends too. Orphan
+// closes it too, once it has handed the session over.
 func (s *Session) Done() <-chan struct{} { return s.done.Done() }
 
 // Err says why Done closed: nil while the session lives, an error wrapping
-// ErrSessionLost after a loss, or ErrSessionLost after Close.
+// ErrSessionLost after a loss, Close or Orphan.
 func (s *Session) Err() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -540,6 +588,9 @@ func (s *Session) renew(ctx context.Context) error {
 // It is a graceful close, by the process that held the locks: no
 // lock-delay follows it, as none follows a release (Client.CloseSession,
 // an operator's close of another process's session, applies one).
+// After Orphan, Close sends nothing and answers nil: the session is
+// another value's to close. During an Orphan that waits, Close ends the
+// session on the servers, and the Orphan answers that it was closed.
 func (s *Session) Close(ctx context.Context) error {
 	s.closeOnce.Do(func() {
 		close(s.stop)

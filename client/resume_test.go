@@ -1,0 +1,306 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/lockstepd/lockstep/client"
+	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
+)
+
+// orphanBegun waits until s refuses a new request as being orphaned: Orphan
+// has begun, and waits for what is in flight.
+func orphanBegun(t *testing.T, ctx context.Context, s *client.Session) {
+	t.Helper()
+	waitFor(t, "Orphan to begin", func() bool {
+		err := client.NewMutex(s, "t/orphan-probe").TryLock(ctx)
+		return errors.Is(err, client.ErrSessionLost) && strings.Contains(err.Error(), "orphaned")
+	})
+}
+
+// TestOrphanAndResume: a session given up with Orphan keeps what it holds
+// on the servers, through its Client's Close, and a ResumeSession in
+// another Client takes it over: its Lock of the held name answers the
+// same grant, and its Close releases it (etcd's Session.Orphan and
+// concurrency.WithLease). The orphaned value and its Mutex refuse
+// everything, saying so.
+func TestOrphanAndResume(t *testing.T) {
+	ctx := testCtx(t)
+	first := newClient(t)
+	defer first.Close(ctx)
+	s, err := first.NewSession(ctx, client.WithOwner("resumer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := client.NewMutex(s, "t/resume")
+	if err := m.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	token := m.Token()
+	if err := s.Orphan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.Done():
+	default:
+		t.Fatal("Done open after Orphan")
+	}
+	select {
+	case <-m.Lost():
+	default:
+		t.Fatal("Lost open after Orphan")
+	}
+	if err := s.Err(); !errors.Is(err, client.ErrSessionLost) || !strings.Contains(err.Error(), "orphaned") {
+		t.Fatalf("Err after Orphan: %v, want ErrSessionLost saying orphaned", err)
+	}
+	if m.Token() != 0 {
+		t.Fatalf("Token after Orphan: %d, want 0", m.Token())
+	}
+	if err := m.Unlock(ctx); !errors.Is(err, client.ErrSessionLost) {
+		t.Fatalf("Unlock after Orphan: %v, want ErrSessionLost", err)
+	}
+	if err := client.NewMutex(s, "t/resume-other").TryLock(ctx); !errors.Is(err, client.ErrSessionLost) {
+		t.Fatalf("TryLock after Orphan: %v, want ErrSessionLost", err)
+	}
+	if err := s.Orphan(ctx); err != nil {
+		t.Fatalf("Orphan again: %v, want nil", err)
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatalf("Close after Orphan: %v, want nil (nothing sent)", err)
+	}
+	if err := first.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	second := newClient(t)
+	defer second.Close(ctx)
+	st, err := second.Status(ctx, client.KindMutex, "t/resume")
+	if err != nil || len(st.Holders) != 1 || st.Holders[0].SessionId != s.ID() {
+		t.Fatalf("after Orphan and the first Client's Close: %+v %v, want session %d still holding", st, err, s.ID())
+	}
+
+	r, err := second.ResumeSession(ctx, s.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.ID() != s.ID() || r.TTL() != s.TTL() || !strings.HasSuffix(r.Owner(), "resumer") {
+		t.Fatalf("resumed session %d, TTL %v, owner %q; want %d, %v, the session's own label", r.ID(), r.TTL(), r.Owner(), s.ID(), s.TTL())
+	}
+	if _, err := second.ResumeSession(ctx, s.ID()); !errors.Is(err, client.ErrInvalid) {
+		t.Fatalf("ResumeSession of an id a live value of the Client has: %v, want ErrInvalid", err)
+	}
+	again := client.NewMutex(r, "t/resume")
+	if err := again.TryLock(ctx); err != nil || again.Token() != token {
+		t.Fatalf("TryLock of the held name on the resumed session: %v, token %d; want the grant it held, token %d", err, again.Token(), token)
+	}
+	if err := r.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := second.Status(ctx, client.KindMutex, "t/resume"); err != nil || len(st.Holders) != 0 {
+		t.Fatalf("after the resumed session's Close: %+v %v, want the name free", st, err)
+	}
+
+	// Gone on the servers, and asked wrong.
+	if _, err := second.ResumeSession(ctx, s.ID()); !errors.Is(err, client.ErrSessionLost) {
+		t.Fatalf("ResumeSession of a closed session: %v, want ErrSessionLost", err)
+	}
+	if _, err := second.ResumeSession(ctx, s.ID(), client.WithTTL(s.TTL())); !errors.Is(err, client.ErrInvalid) {
+		t.Fatalf("ResumeSession with WithTTL: %v, want ErrInvalid", err)
+	}
+	if _, err := second.ResumeSession(ctx, 0); !errors.Is(err, client.ErrInvalid) {
+		t.Fatalf("ResumeSession(0): %v, want ErrInvalid", err)
+	}
+}
+
+// TestResumedReacquireEndsWithTheGrantsMaxHold: a re-acquire on a resumed
+// session is answered the grant the session held, made before the resume
+// with a max hold of 2 s; when the servers end it and give the name to
+// another session, the re-acquiring Mutex's Token is 0, whether it asked
+// for no max hold or a longer one. Before, the client counted the max hold
+// from the re-acquire's start with the new Mutex's own WithMaxHold, and
+// without one not at all: Token answered the old token while another
+// session held the name.
+func TestResumedReacquireEndsWithTheGrantsMaxHold(t *testing.T) {
+	for _, opts := range [][]client.HoldOption{nil, {client.WithMaxHold(time.Minute)}} {
+		name := "t/resume-maxhold-" + map[bool]string{true: "none", false: "longer"}[opts == nil]
+		t.Run(name, func(t *testing.T) {
+			ctx := testCtx(t)
+			c := newClient(t)
+			defer c.Close(ctx)
+			s := newSession(t, c)
+			if err := client.NewMutex(s, name, client.WithMaxHold(2*time.Second)).Lock(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Orphan(ctx); err != nil {
+				t.Fatal(err)
+			}
+			r, err := c.ResumeSession(ctx, s.ID())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close(ctx)
+			m := client.NewMutex(r, name, opts...)
+			if err := m.TryLock(ctx); err != nil {
+				t.Fatal(err)
+			}
+			token := m.Token()
+			if token == 0 {
+				t.Fatal("the re-acquired grant answers Token 0 before its max hold")
+			}
+			// Granted to another session once the servers end the old
+			// grant at its max hold.
+			other := client.NewMutex(newSession(t, c), name)
+			if err := other.Lock(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got := m.Token(); got != 0 {
+				t.Fatalf("Token of the resumed session's grant while another session holds the name: %d (was %d), want 0", got, token)
+			}
+			<-m.Lost()
+		})
+	}
+}
+
+// TestOrphanLetsAnUnlockInFlightAnswer: an Unlock on its way when Orphan
+// is called answers its true outcome (released), and Orphan returns after
+// it. Before, Orphan failed it at once ("orphaned") while its release
+// still applied.
+func TestOrphanLetsAnUnlockInFlightAnswer(t *testing.T) {
+	needServer(t)
+	p := newFaultProxy(t, endpoint)
+	c := newClient(t, p.URL())
+	defer c.Close(context.Background())
+	ctx := testCtx(t)
+	s := newSession(t, c)
+	m := client.NewMutex(s, "t/orphan-unlock")
+	if err := m.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p.holdBack(func(path string, body []byte) bool {
+		r := &pb.ReleaseLockRequest{}
+		return strings.HasSuffix(path, "LockService/Release") && proto.Unmarshal(body, r) == nil && r.Name == "t/orphan-unlock"
+	})
+	unlocked := make(chan error, 1)
+	go func() { unlocked <- m.Unlock(ctx) }()
+	waitFor(t, "the Unlock to be held back", func() bool { return p.holding.Load() > 0 })
+	orphaned := make(chan error, 1)
+	go func() { orphaned <- s.Orphan(ctx) }()
+	orphanBegun(t, ctx, s)
+	p.release()
+	if err := <-unlocked; err != nil {
+		t.Fatalf("Unlock in flight during Orphan: %v, want nil (it released)", err)
+	}
+	if err := <-orphaned; err != nil {
+		t.Fatal(err)
+	}
+	if st, err := c.Status(ctx, client.KindMutex, "t/orphan-unlock"); err != nil || len(st.Holders) != 0 {
+		t.Fatalf("after the Unlock: %+v %v, want the name free", st, err)
+	}
+}
+
+// TestOrphanWithdrawsABlockedLock: a Lock waiting when Orphan is called
+// ends (ErrSessionLost, being orphaned), and its request is withdrawn from
+// the servers before Orphan returns: the session waits for nothing, and
+// the wait is never granted to the session behind a successor's back.
+// Before, Orphan stopped the withdrawal, and the wait stayed queued.
+func TestOrphanWithdrawsABlockedLock(t *testing.T) {
+	ctx := testCtx(t)
+	c := newClient(t)
+	defer c.Close(ctx)
+	holder := client.NewMutex(newSession(t, c), "t/orphan-wait")
+	if err := holder.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s := newSession(t, c)
+	locked := make(chan error, 1)
+	go func() { locked <- client.NewMutex(s, "t/orphan-wait").Lock(ctx) }()
+	waitFor(t, "the Lock to queue", func() bool { ss := onServer(t, s.ID()); return ss != nil && len(ss.Waits) == 1 })
+	if err := s.Orphan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ss := onServer(t, s.ID()); ss == nil || len(ss.Waits) != 0 || len(ss.Holds) != 0 {
+		t.Fatalf("after Orphan the session is %v, want it alive, waiting for nothing", ss)
+	}
+	if err := <-locked; !errors.Is(err, client.ErrSessionLost) || !strings.Contains(err.Error(), "orphaned") {
+		t.Fatalf("the blocked Lock: %v, want ErrSessionLost saying the session is being orphaned", err)
+	}
+	if err := holder.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := c.Status(ctx, client.KindMutex, "t/orphan-wait"); err != nil || len(st.Holders) != 0 {
+		t.Fatalf("after the holder's Unlock: %+v %v, want the name free (the orphaned session's wait withdrawn)", st, err)
+	}
+}
+
+// TestOrphanBoundedByCtx: Orphan waits for a request in flight only as
+// long as its ctx: it then answers ctx's error, and the session is still
+// kept alive, holding what it holds; a later Orphan finishes.
+func TestOrphanBoundedByCtx(t *testing.T) {
+	needServer(t)
+	p := newFaultProxy(t, endpoint)
+	c := newClient(t, p.URL())
+	defer c.Close(context.Background())
+	ctx := testCtx(t)
+	s := newSession(t, c)
+	m := client.NewMutex(s, "t/orphan-bounded")
+	if err := m.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p.holdBack(func(path string, body []byte) bool { return strings.HasSuffix(path, "LockService/Release") })
+	unlocked := make(chan error, 1)
+	go func() { unlocked <- m.Unlock(ctx) }()
+	waitFor(t, "the Unlock to be held back", func() bool { return p.holding.Load() > 0 })
+	short, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := s.Orphan(short); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Orphan with an Unlock held back and its ctx ended: %v, want context.Canceled", err)
+	}
+	if s.Err() != nil {
+		t.Fatalf("the session after an Orphan that did not finish: %v, want it alive", s.Err())
+	}
+	p.release()
+	if err := <-unlocked; err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Orphan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ss := onServer(t, s.ID()); ss == nil {
+		t.Fatal("the orphaned session is gone on the servers")
+	}
+}
+
+// TestTwoValuesOfOneIDInOneClient: a session lost on the client's side
+// (its lease ran out unrenewed) that the servers still have is resumed in
+// the same Client; the old value leaving the shared streams, as its Close
+// does, leaves the new value's route of the id's pushed loss in place.
+// Before, it deleted the route by id, and the new value missed its loss.
+func TestTwoValuesOfOneIDInOneClient(t *testing.T) {
+	ctx := testCtx(t)
+	c := newClient(t)
+	defer c.Close(ctx)
+	s := newSession(t, c)
+	if err := client.NewMutex(s, "t/two-values").Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	client.LoseHere(s)
+	r, err := c.ResumeSession(ctx, s.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(ctx)
+	if err := client.NewMutex(r, "t/two-values").TryLock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !client.Routed(r) {
+		t.Fatal("the resumed value is not routed on the shared stream after a request")
+	}
+	client.LeaveStreams(s)
+	if !client.Routed(r) {
+		t.Fatal("the old value leaving the shared streams took the resumed value's route")
+	}
+}
