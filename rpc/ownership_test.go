@@ -31,8 +31,10 @@ func (prefixOnly) CanRead(_ context.Context, who rpc.Principal, name string) boo
 
 // TestSessionsBelongToTheirPrincipal: with authentication on, a session's
 // owner label carries its principal, and another principal can neither keep
-// it alive, close it, release through it, nor reach a hold by its label:
-// to it, the session does not exist.
+// it alive, read it, close it, release through it, nor reach a hold by its
+// label: to it, the session does not exist. The Go client's ResumeSession
+// reads the session and keeps it alive, and so cannot take over another
+// principal's.
 func TestSessionsBelongToTheirPrincipal(t *testing.T) {
 	s := startServer(t, func(o *rpc.Options) { o.Authenticator = keyAuth{} })
 	st, body := s.callAs(t, "alice", "POST", "/sessions", `{"ttl_seconds": 30, "owner": "w"}`)
@@ -46,6 +48,7 @@ func TestSessionsBelongToTheirPrincipal(t *testing.T) {
 
 	for what, req := range map[string][3]string{
 		"keepalive":          {"POST", "/sessions/" + id + "/keepalive", ""},
+		"read":               {"POST", "/lockstep.v1.SessionService/Get", `{"session_id": "` + id + `"}`},
 		"close":              {"DELETE", "/sessions/" + id, ""},
 		"release by session": {"POST", "/locks/x/release", `{"session_id": "` + id + `", "fencing_token": "` + token + `"}`},
 	} {
