@@ -37,3 +37,11 @@ func Routed(s *Session) bool {
 	}
 	return false
 }
+
+// Orphaning says whether Orphan has begun on s (it then waits for what is
+// in flight).
+func Orphaning(s *Session) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.orphaning
+}

@@ -13,14 +13,14 @@ import (
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 )
 
-// orphanBegun waits until s refuses a new request as being orphaned: Orphan
-// has begun, and waits for what is in flight.
+// orphanBegun waits until Orphan has begun on s, and then checks that s
+// refuses a new request, saying why.
 func orphanBegun(t *testing.T, ctx context.Context, s *client.Session) {
 	t.Helper()
-	waitFor(t, "Orphan to begin", func() bool {
-		err := client.NewMutex(s, "t/orphan-probe").TryLock(ctx)
-		return errors.Is(err, client.ErrSessionLost) && strings.Contains(err.Error(), "orphaned")
-	})
+	waitFor(t, "Orphan to begin", func() bool { return client.Orphaning(s) })
+	if err := client.NewMutex(s, "t/orphan-probe").TryLock(ctx); !errors.Is(err, client.ErrSessionLost) || !strings.Contains(err.Error(), "orphaned") {
+		t.Fatalf("TryLock once Orphan began: %v, want ErrSessionLost saying the session is being orphaned", err)
+	}
 }
 
 // TestOrphanAndResume: a session given up with Orphan keeps what it holds
