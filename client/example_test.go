@@ -169,3 +169,46 @@ func ExampleFence() {
 	// wrote b
 	// true
 }
+
+// A process hands its session, and the locks it holds, to the process that
+// replaces it (etcd's Session.Orphan and concurrency.WithLease): the old one
+// orphans it and passes the id on (here a file; any channel will do), the
+// new one resumes it within its TTL. The new Mutex's Lock of the held name
+// answers the grant the session holds, token and all.
+func ExampleClient_ResumeSession() {
+	ctx := context.Background()
+	c, err := client.New([]string{"http://127.0.0.1:8080"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close(context.Background())
+
+	// The old process, on its way out: its requests in flight end and the
+	// session is left alive on the servers, holding "jobs/leader".
+	old, err := c.NewSession(ctx, client.WithTTL(30*time.Second))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := client.NewMutex(old, "jobs/leader").Lock(ctx); err != nil {
+		log.Fatal(err)
+	}
+	if err := old.Orphan(ctx); err != nil {
+		log.Fatal(err) // not handed over: Close it, or Orphan again
+	}
+	id := old.ID() // written where the next process finds it
+
+	// The new process, within the TTL.
+	s, err := c.ResumeSession(ctx, id)
+	if errors.Is(err, client.ErrSessionLost) {
+		log.Print("the session expired before it was resumed: start over")
+		return
+	} else if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	m := client.NewMutex(s, "jobs/leader")
+	if err := m.Lock(ctx); err != nil { // the grant the session holds
+		log.Fatal(err)
+	}
+	fmt.Println("holding again with token", m.Token())
+}
