@@ -38,9 +38,12 @@ import (
 // stays held: a Lock (TryLock, Acquire, RLock, Campaign) of a name it
 // holds answers that grant, with its token, and its max hold as the
 // servers count it (whatever WithMaxHold the new Mutex has; without one
-// too). Give a session up with Orphan on the side that hands it over, and
-// resume it once Orphan has returned: two values keeping one session
-// alive hold its locks together, and the servers cannot tell them apart.
+// too); a Campaign of an election it leads answers that leadership, with
+// the value it had (Proclaim changes it); one of a name it waits for
+// joins that wait. Give a session up with Orphan on the side that hands
+// it over, and resume it once Orphan has returned: two values keeping one
+// session alive hold its locks together, and the servers cannot tell them
+// apart.
 //
 // A session the servers do not have answers ErrSessionLost; so does
 // another principal's under authentication (the servers answer it as one
