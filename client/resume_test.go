@@ -304,3 +304,49 @@ func TestTwoValuesOfOneIDInOneClient(t *testing.T) {
 		t.Fatal("the old value leaving the shared streams took the resumed value's route")
 	}
 }
+
+// TestOrphanWaitsForAWithdrawalInFlight: the withdrawal of a Lock that
+// timed out before Orphan (held back on its way) is waited for: Orphan
+// with an ended ctx answers ctx's error and leaves the session alive, its
+// wait still queued; once the withdrawal lands, Orphan finishes and the
+// session waits for nothing. Before, Orphan stopped the withdrawal, and a
+// wait it had not settled could be granted to the session after a
+// ResumeSession, unknown to the successor (or a late withdrawal release
+// the successor's grant).
+func TestOrphanWaitsForAWithdrawalInFlight(t *testing.T) {
+	needServer(t)
+	p := newFaultProxy(t, endpoint)
+	c := newClient(t, p.URL())
+	defer c.Close(context.Background())
+	ctx := testCtx(t)
+	holder := client.NewMutex(newSession(t, c), "t/orphan-withdrawal")
+	if err := holder.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p.holdBack(func(path string, body []byte) bool { return strings.HasSuffix(path, "SessionService/Abandon") })
+	s := newSession(t, c)
+	lctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if err := client.NewMutex(s, "t/orphan-withdrawal").Lock(lctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Lock of a held name with a short ctx: %v, want DeadlineExceeded", err)
+	}
+	waitFor(t, "the withdrawal to be held back", func() bool { return p.holding.Load() > 0 })
+	ended, stop := context.WithCancel(ctx)
+	stop()
+	if err := s.Orphan(ended); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Orphan with the withdrawal held back and its ctx ended: %v, want context.Canceled", err)
+	}
+	if err := s.Err(); err != nil {
+		t.Fatalf("the session after an Orphan that did not finish: %v, want it alive", err)
+	}
+	if ss := onServer(t, s.ID()); ss == nil || len(ss.Waits) != 1 {
+		t.Fatalf("with the withdrawal held back the session is %v, want it waiting still", ss)
+	}
+	p.release()
+	if err := s.Orphan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ss := onServer(t, s.ID()); ss == nil || len(ss.Waits) != 0 || len(ss.Holds) != 0 {
+		t.Fatalf("after Orphan the session is %v, want it alive, waiting for nothing", ss)
+	}
+}
