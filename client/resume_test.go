@@ -350,3 +350,45 @@ func TestOrphanWaitsForAWithdrawalInFlight(t *testing.T) {
 		t.Fatalf("after Orphan the session is %v, want it alive, waiting for nothing", ss)
 	}
 }
+
+// TestResumedSessionsFreshBoundedGrant: a new grant with WithMaxHold on a
+// resumed session, counted only from its log time, has its deadline placed
+// by the keepalive answer Lock waits for: Lock does not answer a grant
+// whose Token is 0.
+func TestResumedSessionsFreshBoundedGrant(t *testing.T) {
+	ctx := testCtx(t)
+	c := newClient(t)
+	defer c.Close(ctx)
+	s := newSession(t, c)
+	if err := s.Orphan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.ResumeSession(ctx, s.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(ctx)
+	for _, m := range []interface {
+		Token() uint64
+		Lost() <-chan struct{}
+	}{client.NewMutex(r, "t/resume-fresh", client.WithMaxHold(time.Minute)), client.NewRWMutex(r, "t/resume-fresh", client.WithMaxHold(time.Minute))} {
+		var err error
+		switch m := m.(type) {
+		case *client.Mutex:
+			err = m.Lock(ctx)
+		case *client.RWMutex:
+			err = m.RLock(ctx)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Token() == 0 {
+			t.Fatalf("%T: Token 0 right after a grant with a minute's max hold on a resumed session", m)
+		}
+		select {
+		case <-m.Lost():
+			t.Fatalf("%T: Lost closed right after the grant", m)
+		default:
+		}
+	}
+}
