@@ -6,6 +6,15 @@ import "bytes"
 // behind it, and the holder's value is what observers see. It follows etcd's
 // concurrency.Election: Campaign blocks until elected, Proclaim changes the
 // value without an election, Resign hands over to the next candidate.
+//
+// A session campaigns once per name. From rules 4 (rulesCampaignValue) a
+// campaign of a session that already leads or waits proclaims its value,
+// as etcd's Campaign does for a session that campaigns again: the leader's
+// value changes (EffectValueChanged, as Proclaim's) and the campaign is
+// answered with the leadership it had; a waiting candidacy leads with the
+// new value when granted, and the campaign is answered with its wait. An
+// equal value changes nothing and emits nothing. Under rules 3 such a
+// campaign is answered the same and keeps the old value.
 
 func (m *Machine) campaign(c *Command) Result {
 	s, err := m.liveSession(c.Session)
@@ -16,9 +25,16 @@ func (m *Machine) campaign(c *Command) Result {
 	o := m.object(KindElection, c.Name)
 	if o != nil {
 		if h := findHold(o, s); h != nil {
+			if m.rules >= rulesCampaignValue && !bytes.Equal(h.value, req.value) {
+				h.value = req.value
+				m.emit(Effect{Kind: EffectValueChanged, Object: KindElection, Name: c.Name, Session: s.id, Token: h.token, Value: h.value})
+			}
 			return Result{Outcome: OutcomeGranted, Token: h.token, Session: s.id}
 		}
 		if w := findWait(o, s, ""); w != nil {
+			if m.rules >= rulesCampaignValue {
+				w.value = req.value // it leads with this value when granted
+			}
 			return Result{Outcome: OutcomeQueued, Waiter: w.id, Session: s.id, Deadline: w.deadline}
 		}
 	}

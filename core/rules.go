@@ -59,11 +59,20 @@ import "fmt"
 //	   lock_delay_ms applies, as on expiry (Consul's lock-delay on a
 //	   session's destruction). Under rules 3 such a close is refused
 //	   (rulesCloseLockDelay). The first rules carried in the log.
+//	   And a campaign of a session that already leads the election, or
+//	   waits for it, with another value sets that value (an
+//	   EffectValueChanged, as Proclaim's) or the waiting request's, as
+//	   etcd's Campaign does; under rules 3 it keeps the old value
+//	   (rulesCampaignValue).
 const RulesVersion = 4
 
 // rulesCloseLockDelay is the first rules under which a close may ask for the
 // lock-delay.
 const rulesCloseLockDelay = 4
+
+// rulesCampaignValue is the first rules under which a campaign of a
+// session that leads or waits sets its value.
+const rulesCampaignValue = 4
 
 // rulesUnmarked is the rules in force before any mark carried rules: what a
 // fresh machine starts under, what a snapshot without the field restores

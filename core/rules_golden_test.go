@@ -245,10 +245,18 @@ func applyRulesLog(t *testing.T, entries []Entry, rules uint64) string {
 	}
 	var b strings.Builder
 	results := sha256.New()
-	closeDelays := 0 // lock-delays a close started
+	closeDelays := 0    // lock-delays a close started
+	campaignValues := 0 // values a campaign (not a proclaim) changed
 	for i, e := range entries {
 		out := m.Apply(e)
 		hashOutput(results, out)
+		if !slices.ContainsFunc(e.Commands, func(c Command) bool { return c.Op == OpProclaim }) {
+			for _, ef := range out.Effects {
+				if ef.Kind == EffectValueChanged {
+					campaignValues++
+				}
+			}
+		}
 		for _, ef := range out.Effects {
 			if ef.Kind == EffectReleased && ef.Reason == ReasonSessionClosed && ef.Object == KindMutex {
 				if o := m.objects[objectKey{KindMutex, ef.Name}]; o != nil && o.lockDelayID == uint64(ef.Token) && o.lockDelayUntil > m.now {
@@ -274,6 +282,14 @@ func applyRulesLog(t *testing.T, entries []Entry, rules uint64) string {
 		t.Fatalf("%s: %d closes started a lock-delay under rules %d", rulesLogName(rules), closeDelays, rules)
 	case rules >= rulesCloseLockDelay && closeDelays == 0:
 		t.Fatalf("%s: no close started a lock-delay: the log does not exercise rules %d", rulesLogName(rules), rulesCloseLockDelay)
+	}
+	// And what they do with a campaign of a leader with another value:
+	// nothing under rules 3; a value_changed, as a proclaim's, from rules 4.
+	switch {
+	case rules < rulesCampaignValue && campaignValues != 0:
+		t.Fatalf("%s: %d campaigns changed a leader's value under rules %d", rulesLogName(rules), campaignValues, rules)
+	case rules >= rulesCampaignValue && campaignValues == 0:
+		t.Fatalf("%s: no campaign changed a leader's value: the log does not exercise rules %d", rulesLogName(rules), rulesCampaignValue)
 	}
 	return b.String()
 }
@@ -525,6 +541,9 @@ func generateRulesLog(t *testing.T, rules uint64) []Entry {
 			}
 		case op == 14:
 			c = Command{Op: OpCampaign, Name: "leader", Session: pickSession(), Value: []byte("v"), Owner: "candidate", WaitMs: waits[rng.intn(len(waits))]}
+			if rules >= rulesCampaignValue && rng.intn(2) == 0 {
+				c.Value = []byte{'v', byte('0' + rng.intn(3))} // a candidate back with another value
+			}
 		default:
 			// Withdraw an earlier request of a client, whichever it was.
 			id := fmt.Sprintf("client-%d", rng.intn(9))
