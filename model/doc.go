@@ -11,4 +11,8 @@
 // (tokens strictly increase per name). An operation whose outcome is
 // unknown must be resolved, or left out, before checking: the model takes
 // every output as what happened.
+//
+// It follows rules 4 (core/rules.go): an election's leader campaigning
+// again is answered with its leadership and proclaims the campaign's
+// value.
 package model

@@ -198,7 +198,17 @@ func step(state, input, output any) (bool, any) {
 		switch out.Kind {
 		case Granted:
 			if i >= 0 {
-				return s.Holders[i].Token == out.Token, s
+				// A holder's acquire again answers its grant; an election's
+				// leader campaigning again proclaims its value (rules 4).
+				if s.Holders[i].Token != out.Token {
+					return false, s
+				}
+				if in.Key.Kind == core.KindElection {
+					n := s
+					n.Value = in.Value
+					return true, n
+				}
+				return true, s
 			}
 			if out.Token <= s.MaxToken || !s.canGrant(in) {
 				return false, s

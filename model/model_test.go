@@ -68,3 +68,37 @@ func TestModelMutex(t *testing.T) {
 		}
 	}
 }
+
+// TestModelCampaignAgain: a leader's campaign again is answered with its
+// leadership and proclaims its value (rules 4), so a read after it sees
+// the new value, never the old.
+func TestModelCampaignAgain(t *testing.T) {
+	e := Key{core.KindElection, "e"}
+	camp := func(client int, value string, call, ret int64) porcupine.Operation {
+		return porcupine.Operation{ClientId: client, Input: Input{Op: Acquire, Key: e, Session: 1, Value: value},
+			Output: Output{Kind: Granted, Token: 5}, Call: call, Return: ret}
+	}
+	read := func(value string, call, ret int64) porcupine.Operation {
+		return porcupine.Operation{ClientId: 9, Input: Input{Op: Status, Key: e},
+			Output: Output{Kind: Holders, Holders: []Holder{{Session: 1, Token: 5}}, Value: value}, Call: call, Return: ret}
+	}
+	for _, c := range []struct {
+		name string
+		ok   bool
+		ops  []porcupine.Operation
+	}{
+		{"a read after a campaign again sees its value", true, []porcupine.Operation{
+			camp(0, "old", 0, 10), camp(1, "new", 20, 30), read("new", 40, 50)}},
+		{"a read after a campaign again sees the old value", false, []porcupine.Operation{
+			camp(0, "old", 0, 10), camp(1, "new", 20, 30), read("old", 40, 50)}},
+		{"a campaign again with an equal value keeps it", true, []porcupine.Operation{
+			camp(0, "v", 0, 10), camp(1, "v", 20, 30), read("v", 40, 50)}},
+		{"a campaign again answered with another token", false, []porcupine.Operation{
+			camp(0, "v", 0, 10), {ClientId: 1, Input: Input{Op: Acquire, Key: e, Session: 1, Value: "w"},
+				Output: Output{Kind: Granted, Token: 6}, Call: 20, Return: 30}}},
+	} {
+		if got := porcupine.CheckOperations(Lock, c.ops); got != c.ok {
+			t.Errorf("%s: linearizable %v, want %v", c.name, got, c.ok)
+		}
+	}
+}

@@ -81,6 +81,9 @@ var bugs = []Bug{
 		"an entry applied by other rules than those it was written under (core/rules.go)",
 		Caught: "lock-delay (a grant of a mutex before the lock-delay a forced close of its holder started ran out)",
 		wrap:   func(m Machine, _ int) Machine { return &closeWithoutLockDelay{Machine: m} }},
+	{Name: "campaign-keeps-value", What: "a campaign of an election's leader keeps the old value, as under rules 3, " +
+		"where rules 4 proclaims the campaign's value (a process that resumed its session advertises a stale address)",
+		Caught: "election-value", wrap: func(m Machine, _ int) Machine { return &campaignKeepsValue{Machine: m} }},
 }
 
 // Bugs lists the planted bugs, sorted by name.
@@ -247,6 +250,34 @@ func (b *closeWithoutLockDelay) Apply(e core.Entry) *core.Output {
 			e.Commands = cmds
 			break
 		}
+	}
+	return b.Machine.Apply(e)
+}
+
+// campaignKeepsValue applies a leader's campaign with the value it leads
+// with, so the campaign changes nothing: rules 3's answer applied to an
+// entry of rules 4.
+type campaignKeepsValue struct {
+	Machine
+}
+
+func (b *campaignKeepsValue) Apply(e core.Entry) *core.Output {
+	var cmds []core.Command
+	for i, c := range e.Commands {
+		if c.Op != core.OpCampaign {
+			continue
+		}
+		st, err := b.Machine.Status(core.KindElection, c.Name)
+		if err != nil || len(st.Holders) == 0 || st.Holders[0].Session != c.Session {
+			continue
+		}
+		if cmds == nil {
+			cmds = append([]core.Command(nil), e.Commands...)
+		}
+		cmds[i].Value = st.Holders[0].Value
+	}
+	if cmds != nil {
+		e.Commands = cmds
 	}
 	return b.Machine.Apply(e)
 }

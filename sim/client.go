@@ -107,6 +107,11 @@ const (
 	// 'lockstep session close' does: with apply_lock_delay, so that its
 	// mutexes locked with a lock-delay stay blocked for it (rules 4).
 	stForceClose
+	// stCampaignAgain campaigns again for an election the client leads,
+	// as a restarted process that resumed its session does: rules 4
+	// answers its leadership and proclaims the value (an equal one
+	// changes nothing).
+	stCampaignAgain
 )
 
 // step is one thing an activity does next.
@@ -420,7 +425,7 @@ func (c *client) next() {
 		cmd.Op, cmd.WaitMs, cmd.Participant = core.OpBarrierWait, st.waitMs, c.id
 		cmd.Kind = 0
 		cmd.Parties = c.w.names.parties[st.key.name]
-	case stCampaign:
+	case stCampaign, stCampaignAgain:
 		cmd.Op, cmd.WaitMs, cmd.Value, cmd.Owner = core.OpCampaign, st.waitMs, []byte(st.value), c.id
 		cmd.Kind = 0
 	case stProclaim:
@@ -468,7 +473,7 @@ func (c *client) forceCloseTarget() core.SessionID {
 }
 
 func needsHold(k stepKind) bool {
-	return k == stRelease || k == stProclaim || k == stResign || k == stRemove
+	return k == stRelease || k == stProclaim || k == stResign || k == stRemove || k == stCampaignAgain
 }
 
 func (c *client) startCmd(cmd core.Command, st step) {
@@ -1000,7 +1005,17 @@ func (c *client) activity() []step {
 		w := wait()
 		plan = append(plan, step{kind: stCampaign, key: k, waitMs: w, value: fmt.Sprintf("%s-v%d", c.id, c.seq)}, hold())
 		if r.IntN(2) == 0 {
-			plan = append(plan, step{kind: stProclaim, key: k, value: fmt.Sprintf("%s-p%d", c.id, c.seq)}, hold())
+			// One in three (by the seq, drawing nothing) campaigns again
+			// instead of proclaiming: with a new value, or half of those
+			// times the one it leads with.
+			switch {
+			case c.seq%6 == 0:
+				plan = append(plan, step{kind: stCampaignAgain, key: k, waitMs: w, value: fmt.Sprintf("%s-v%d", c.id, c.seq)}, hold())
+			case c.seq%3 == 0:
+				plan = append(plan, step{kind: stCampaignAgain, key: k, waitMs: w, value: fmt.Sprintf("%s-c%d", c.id, c.seq)}, hold())
+			default:
+				plan = append(plan, step{kind: stProclaim, key: k, value: fmt.Sprintf("%s-p%d", c.id, c.seq)}, hold())
+			}
 		}
 		plan = append(plan, step{kind: stStatus, key: k}, step{kind: stResign, key: k})
 	case 6:

@@ -34,6 +34,9 @@ type ledger struct {
 	results    map[dedupeKey]keyResult
 	waitEnds   map[core.WaiterID]waitEnd
 	waitShapes map[core.WaiterID]shape
+	// waitValues is the value each queued campaign leads with when
+	// granted: its own, or (rules 4) a later campaign's of its session.
+	waitValues map[core.WaiterID]string
 	queues     map[objKey][]core.WaiterID // live waiters per object, in queue (id) order
 	waitObj    map[core.WaiterID]objKey
 	sysOps     []sysOp
@@ -56,6 +59,7 @@ type ledger struct {
 const (
 	rulesUnmarked       = 3 // before any mark carried rules
 	rulesCloseLockDelay = 4 // a close may ask for the lock-delay
+	rulesCampaignValue  = 4 // a campaign of a session that leads or waits sets its value
 )
 
 type pendingEntry struct {
@@ -81,7 +85,8 @@ type grantRec struct {
 	token     core.FencingToken
 	permits   int64
 	mode      core.Mode
-	lockDelay int64 // a mutex's lock_delay_ms
+	lockDelay int64  // a mutex's lock_delay_ms
+	value     string // an election leader's value, as its effects said
 	index     uint64
 	ended     bool
 	endIdx    uint64
@@ -136,6 +141,7 @@ func newLedger(c *checker) *ledger {
 		results:    make(map[dedupeKey]keyResult),
 		waitEnds:   make(map[core.WaiterID]waitEnd),
 		waitShapes: make(map[core.WaiterID]shape),
+		waitValues: make(map[core.WaiterID]string),
 		queues:     make(map[objKey][]core.WaiterID),
 		waitObj:    make(map[core.WaiterID]objKey),
 		rules:      rulesUnmarked,
@@ -222,7 +228,13 @@ func (l *ledger) process(e *core.Entry, out *core.Output) {
 	// exclusion and session ownership on the state after the entry, the
 	// only state anyone can observe.
 	x := &entryScratch{shapes: map[core.FencingToken]shape{}, touched: map[objKey]bool{}, gens: map[uint64]int64{}, ended: map[core.SessionID]string{},
-		forced: map[core.SessionID]bool{}, now: out.Time}
+		forced: map[core.SessionID]bool{}, now: out.Time, electionCmds: map[string]int{}, grantedFrom: map[core.FencingToken]core.WaiterID{},
+		valueBefore: map[core.FencingToken]string{}}
+	for i := range e.Commands {
+		if c := &e.Commands[i]; c.Op == core.OpCampaign || c.Op == core.OpProclaim || c.Op == core.OpResign {
+			x.electionCmds[c.Name]++
+		}
+	}
 	for i := range out.Effects {
 		if ef := &out.Effects[i]; ef.Kind == core.EffectSessionExpired {
 			l.checkLease(e.Index, out.Time, ef.Session, mark)
@@ -287,8 +299,13 @@ func (l *ledger) noteShape(c *core.Command, r *core.Result, x *entryScratch) {
 		return
 	}
 	// A second acquire of a session that already waits on the object is
-	// answered with the same waiter: it queues once.
-	if _, again := l.waitObj[r.Waiter]; r.Outcome == core.OutcomeQueued && !again {
+	// answered with the same waiter: it queues once. A second campaign
+	// sets the value it leads with from rules 4 (rulesCampaignValue).
+	_, again := l.waitObj[r.Waiter]
+	if c.Op == core.OpCampaign && r.Outcome == core.OutcomeQueued && (!again || l.rules >= rulesCampaignValue) {
+		l.waitValues[r.Waiter] = string(c.Value)
+	}
+	if r.Outcome == core.OutcomeQueued && !again {
 		k := objKey{c.Kind, c.Name}
 		switch c.Op {
 		case core.OpCampaign:
@@ -318,6 +335,13 @@ type entryScratch struct {
 	ended   map[core.SessionID]string
 	forced  map[core.SessionID]bool // closed by a close that asked for the lock-delay
 	now     core.LogTime            // log time after the entry's clock moved: when its timers and commands ran
+	// electionCmds counts the entry's campaigns, proclaims and resigns
+	// per election name; grantedFrom is the waiter each election grant of
+	// the entry answered; valueBefore a leader's value before the
+	// entry's first value_changed of it.
+	electionCmds map[string]int
+	grantedFrom  map[core.FencingToken]core.WaiterID
+	valueBefore  map[core.FencingToken]string
 }
 
 func (l *ledger) checkLease(idx uint64, now core.LogTime, id core.SessionID, mark bool) {
@@ -413,6 +437,9 @@ func (l *ledger) command(idx uint64, c *core.Command, r *core.Result, x *entrySc
 					idx, k.kind, k.name, r.Token, g.endIdx)
 			}
 			x.touched[k] = true
+			if c.Op == core.OpCampaign && g != nil && g.index != idx && x.electionCmds[c.Name] == 1 {
+				l.campaignAgain(idx, c, g, x)
+			}
 		}
 	case core.OpBarrierWait:
 		if r.Outcome == core.OutcomeReleased && c.Parties > 0 {
@@ -445,8 +472,39 @@ func (l *ledger) effect(idx uint64, ef *core.Effect, x *entryScratch) {
 		l.grant(idx, k, ef, x)
 		if ef.Waiter != 0 {
 			l.waitEnds[ef.Waiter] = waitEnd{index: idx, granted: true, token: ef.Token}
+			if k.kind == core.KindElection {
+				x.grantedFrom[ef.Token] = ef.Waiter
+			}
 		}
 		x.touched[k] = true
+	case core.EffectLeaderChanged:
+		if ef.Token == 0 {
+			return // the election has no leader now
+		}
+		g := l.grants[ef.Token]
+		if g == nil || g.key != k {
+			l.fail("election-value", "index %d made token %d leader of election %q, which the log never granted it", idx, ef.Token, k.name)
+			return
+		}
+		g.value = string(ef.Value)
+		if w, ok := x.grantedFrom[ef.Token]; ok {
+			if want, ok := l.waitValues[w]; ok && want != g.value {
+				l.fail("election-value", "index %d elected waiter %d of election %q with value %q; its candidacy asked for %q "+
+					"(under rules %d a later campaign of its session sets it)", idx, w, k.name, g.value, want, l.rules)
+			}
+			delete(l.waitValues, w)
+		}
+	case core.EffectValueChanged:
+		g := l.grants[ef.Token]
+		if g == nil || g.key != k || g.session != ef.Session {
+			l.fail("election-value", "index %d changed the value of token %d of election %q, which is not a leadership of session %d",
+				idx, ef.Token, k.name, ef.Session)
+			return
+		}
+		if _, ok := x.valueBefore[ef.Token]; !ok {
+			x.valueBefore[ef.Token] = g.value
+		}
+		g.value = string(ef.Value)
 	case core.EffectReleased:
 		g := l.live[ef.Token]
 		if g == nil || g.key != k {
@@ -481,6 +539,7 @@ func (l *ledger) effect(idx uint64, ef *core.Effect, x *entryScratch) {
 		l.dequeue(idx, ef.Waiter, false)
 		l.waitEnds[ef.Waiter] = waitEnd{index: idx, reason: ef.Reason}
 		delete(l.waitShapes, ef.Waiter)
+		delete(l.waitValues, ef.Waiter)
 	case core.EffectSessionExpired:
 		l.expiries++
 		delete(l.sessions, ef.Session)
@@ -491,6 +550,28 @@ func (l *ledger) effect(idx uint64, ef *core.Effect, x *entryScratch) {
 		if x.ended[ef.Session] != "closed" {
 			l.fail("session-lease", "index %d reports session %d closed, and no command of that entry closed it", idx, ef.Session)
 		}
+	}
+}
+
+// campaignAgain checks a campaign answered with a leadership its session
+// already had, the entry's only campaign, proclaim or resign of the name:
+// from rules 4 it proclaims its value (one value_changed when the value
+// differs, none when equal), under rules 3 it keeps the old one.
+func (l *ledger) campaignAgain(idx uint64, c *core.Command, g *grantRec, x *entryScratch) {
+	before, changed := x.valueBefore[g.token]
+	if !changed {
+		before = g.value
+	}
+	switch {
+	case l.rules < rulesCampaignValue && changed:
+		l.fail("election-value", "index %d: a campaign of election %q by its leader (session %d) changed its value to %q under rules %d; "+
+			"before rules %d it keeps the old value", idx, c.Name, c.Session, g.value, l.rules, rulesCampaignValue)
+	case l.rules >= rulesCampaignValue && g.value != string(c.Value):
+		l.fail("election-value", "index %d: a campaign of election %q by its leader (session %d) with value %q left the value %q under rules %d; "+
+			"it must proclaim the campaign's value", idx, c.Name, c.Session, c.Value, g.value, l.rules)
+	case l.rules >= rulesCampaignValue && changed && before == string(c.Value):
+		l.fail("election-value", "index %d: a campaign of election %q by its leader with the value it had (%q) emitted a value change",
+			idx, c.Name, before)
 	}
 }
 

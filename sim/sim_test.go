@@ -26,6 +26,7 @@ func TestPlantedBugsAreCaught(t *testing.T) {
 		"close-first-success":      {"close-everywhere"},
 		"withdraw-answers-at-once": {"wait-end"},
 		"close-without-lock-delay": {"lock-delay"},
+		"campaign-keeps-value":     {"election-value", "linearizability"},
 
 		// the multiplexed client's (mux.go)
 		// It sends no lowest pending seq either (mux.go, keepAlive), so a
