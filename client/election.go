@@ -54,7 +54,13 @@ func NewElection(s *Session, name string) *Election { return &Election{name: nam
 // no endpoint serves, as Mutex.Lock. The session's owner is the candidate,
 // and value (at most 1024 bytes, the servers' limit) what the leader
 // proclaims. Campaigning again while this Election leads waits, as a
-// Mutex's second Lock does; to change the value, Proclaim.
+// Mutex's second Lock does; to change the value, Proclaim. A Campaign on
+// a session that already leads the election, or waits for it, from
+// another value or process (a session taken over with ResumeSession) is
+// answered with that leadership (or joins that wait), and proclaims value
+// as etcd's Campaign does: the leader's value changes (Observe sends a
+// VALUE_CHANGED), or the waiting candidacy leads with it; servers of
+// rules 4 do this, those of rules 3 kept the old value.
 func (e *Election) Campaign(ctx context.Context, value []byte) error {
 	s := e.s
 	g, gate, err := s.acquire(ctx, acquireSpec{op: "campaign", kind: pb.Kind_KIND_ELECTION, name: e.name, waitMs: -1, gated: true,

@@ -38,9 +38,9 @@ import (
 // stays held: a Lock (TryLock, Acquire, RLock, Campaign) of a name it
 // holds answers that grant, with its token, and its max hold as the
 // servers count it (whatever WithMaxHold the new Mutex has; without one
-// too); a Campaign of an election it leads answers that leadership, with
-// the value it had (Proclaim changes it); one of a name it waits for
-// joins that wait. Give a session up with Orphan on the side that hands
+// too); a Campaign of an election it leads answers that leadership and
+// proclaims the Campaign's value (Election.Campaign); one of a name it
+// waits for joins that wait (a Campaign's value replacing the wait's). Give a session up with Orphan on the side that hands
 // it over, and resume it once Orphan has returned: two values keeping one
 // session alive hold its locks together, and the servers cannot tell them
 // apart.

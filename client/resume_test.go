@@ -392,3 +392,53 @@ func TestResumedSessionsFreshBoundedGrant(t *testing.T) {
 		}
 	}
 }
+
+// TestResumedCampaignProclaimsItsValue: a process that resumes a session
+// leading an election and campaigns with its new address is answered the
+// leadership it had, token and all, and the election then advertises the
+// new address: observers see a VALUE_CHANGED of that leadership, as for a
+// Proclaim (etcd's Campaign of a session that campaigns again). Before
+// (rules 3), the campaign kept the old value and readers saw a stale
+// address.
+func TestResumedCampaignProclaimsItsValue(t *testing.T) {
+	ctx := testCtx(t)
+	const name = "t/resume-elect"
+	first := newClient(t)
+	defer first.Close(ctx)
+	s, err := first.NewSession(ctx, client.WithOwner("resumer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := client.NewElection(s, name)
+	if err := e.Campaign(ctx, []byte("10.0.0.1:80")); err != nil {
+		t.Fatal(err)
+	}
+	token := e.Token()
+	if err := s.Orphan(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	second := newClient(t)
+	defer second.Close(ctx)
+	octx, stop := context.WithCancel(ctx)
+	defer stop()
+	obs := second.Observe(octx, name)
+	if l := <-obs; l.Err != nil || l.FencingToken != token || string(l.Value) != "10.0.0.1:80" {
+		t.Fatalf("first observation %+v, want token %d with the old address", l, token)
+	}
+	r, err := second.ResumeSession(ctx, s.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(ctx)
+	again := client.NewElection(r, name)
+	if err := again.Campaign(ctx, []byte("10.0.0.2:80")); err != nil || again.Token() != token {
+		t.Fatalf("Campaign on the resumed session: %v, token %d; want the leadership it had, token %d", err, again.Token(), token)
+	}
+	if l, err := second.Leader(ctx, name); err != nil || l.FencingToken != token || string(l.Value) != "10.0.0.2:80" {
+		t.Fatalf("leader after the resumed Campaign: %+v %v, want token %d with the new address", l, err, token)
+	}
+	if l := <-obs; l.Err != nil || l.Event != pb.EventType_EVENT_TYPE_VALUE_CHANGED || l.FencingToken != token || string(l.Value) != "10.0.0.2:80" {
+		t.Fatalf("observed %+v, want a VALUE_CHANGED of token %d to the new address", l, token)
+	}
+}

@@ -53,7 +53,14 @@ const (
 type ElectionServiceClient interface {
 	// Campaign blocks until the session's candidate is elected, the wait
 	// times out, or the session ends. A campaign by the current leader's
-	// session answers the existing leadership.
+	// session answers the existing leadership, and one by a session already
+	// waiting answers (and keeps) its place in the queue. From rules 4 such
+	// a campaign also proclaims its value, as etcd's Campaign does: a
+	// leader's value changes (observers see EVENT_TYPE_VALUE_CHANGED, as
+	// for Proclaim), and a waiting candidacy leads with the new value when
+	// elected; an equal value changes nothing. A retry (the same client_id
+	// and request_seq) is answered from the first result and changes
+	// nothing.
 	Campaign(context.Context, *connect.Request[v1.CampaignRequest]) (*connect.Response[v1.CampaignResponse], error)
 	// Proclaim changes the leader's value without an election. Only the
 	// current leader, named by its session and token, may proclaim.
@@ -154,7 +161,14 @@ func (c *electionServiceClient) Observe(ctx context.Context, req *connect.Reques
 type ElectionServiceHandler interface {
 	// Campaign blocks until the session's candidate is elected, the wait
 	// times out, or the session ends. A campaign by the current leader's
-	// session answers the existing leadership.
+	// session answers the existing leadership, and one by a session already
+	// waiting answers (and keeps) its place in the queue. From rules 4 such
+	// a campaign also proclaims its value, as etcd's Campaign does: a
+	// leader's value changes (observers see EVENT_TYPE_VALUE_CHANGED, as
+	// for Proclaim), and a waiting candidacy leads with the new value when
+	// elected; an equal value changes nothing. A retry (the same client_id
+	// and request_seq) is answered from the first result and changes
+	// nothing.
 	Campaign(context.Context, *connect.Request[v1.CampaignRequest]) (*connect.Response[v1.CampaignResponse], error)
 	// Proclaim changes the leader's value without an election. Only the
 	// current leader, named by its session and token, may proclaim.
