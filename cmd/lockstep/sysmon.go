@@ -31,6 +31,22 @@ import "strings"
 // operator's own schedtrace in GODEBUG is kept as it is: GODEBUG=
 // schedtrace=0 keeps the runtime's own sysmon.
 
+// The same restart sets the server's timer slack to quietTimerSlack. Linux
+// lets a thread's timed sleeps and waits end up to its timer slack late,
+// 50 µs by default, so that it can wake for several timers at once. The Go
+// scheduler sleeps far shorter than that: a thread looking for work that
+// finds a goroutine just readied by a running one (in that processor's
+// runnext) sleeps 3 µs before it takes it, so that the processor that
+// readied it may run it first, and that sleep lasted 50-100 µs here, about
+// once per log entry on every member, while the goroutine waited for its
+// processor (docs/performance.md, History, 2026-12-06 14:30). The slack is
+// per thread, inherited by the threads a thread starts and kept across
+// execve, so the thread that starts the server again sets it.
+
+// quietTimerSlack is the server's timer slack, in nanoseconds: 1, as
+// exact as the kernel's timers are.
+const quietTimerSlack = 1
+
 // quietSchedtrace is the GODEBUG setting quietSysmon adds.
 const quietSchedtrace = "schedtrace=2147483647"
 
