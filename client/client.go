@@ -309,7 +309,7 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 			elections: lockstepv1connect.NewElectionServiceClient(h, u, copts...),
 			watch:     lockstepv1connect.NewWatchServiceClient(h, u, copts...),
 			cluster:   lockstepv1connect.NewClusterServiceClient(h, u, copts...),
-			stream:    lockstepv1connect.NewSessionServiceClient(hs, u, copts...),
+			stream:    lockstepv1connect.NewSessionServiceClient(wholeMessages{hs}, u, copts...),
 		})
 	}
 	return c, nil
