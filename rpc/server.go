@@ -197,7 +197,7 @@ func limitBody(next http.Handler, maxBytes int64, limit, idle time.Duration, dra
 			// request being served, not by a total.
 			ib := &idleBody{ReadCloser: body, rc: http.NewResponseController(w), timeout: idle, rearm: min(streamIdleRearm, idle/4)}
 			defer ib.stop()
-			r2.Body = ib
+			r2.Body = &readAhead{ReadCloser: ib} // a message in one read of the body, not two (readahead.go)
 			if draining != nil {
 				// The member stops: closing the body wakes the stream's
 				// receive, which then ends the stream (sessionStream.run).
