@@ -246,6 +246,33 @@ func TestGzipBomb(t *testing.T) {
 	}
 }
 
+// A node runs again with the Go runtime's monitor thread quieted and a
+// timer slack of 1 ns (cmd/lockstep's sysmon restart), and is still called
+// lockstep: the restart execs /proc/self/exe, which the kernel would name
+// "exe", and `pgrep lockstep` would find no server.
+func TestServerRunsQuietUnderItsOwnName(t *testing.T) {
+	c := newCluster(t, 1)
+	n := c.nodes[0]
+	c.start(n)
+	c.waitHealthy(20*time.Second, n)
+	read := func(what string) string {
+		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", n.Pid(), what))
+		if err != nil {
+			t.Skipf("no /proc here: %v", err)
+		}
+		return string(raw)
+	}
+	if comm := strings.TrimSpace(read("comm")); comm != "lockstep" {
+		t.Errorf("the server's process name is %q, want lockstep", comm)
+	}
+	if env := read("environ"); !strings.Contains(env, "schedtrace=") {
+		t.Errorf("the server did not restart with the monitor thread quieted: no schedtrace in its GODEBUG")
+	}
+	if slack := read("timerslack_ns"); strings.TrimSpace(slack) != "1" {
+		t.Errorf("the server's timer slack is %s ns, want 1", strings.TrimSpace(slack))
+	}
+}
+
 // rssBytes reads a node's resident set size from /proc.
 func rssBytes(t *testing.T, n *node) int64 {
 	t.Helper()

@@ -4,8 +4,10 @@ package main
 
 import (
 	"os"
+	"path/filepath"
 	goruntime "runtime"
 	"syscall"
+	"unsafe"
 )
 
 // quietSysmon starts this process again, the same binary with the same
@@ -34,5 +36,31 @@ const prSetTimerslack = 29
 // (0: back to the thread's default), and says whether it could.
 func setTimerSlack(ns uintptr) bool {
 	_, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prSetTimerslack, ns, 0)
+	return errno == 0
+}
+
+// prSetName is prctl's PR_SET_NAME: the calling thread's name, which for
+// the main thread is the process's (ps -C, pgrep, top).
+const prSetName = 15
+
+// The restart execs /proc/self/exe, so the kernel names the process "exe"
+// after that path, and `pgrep lockstep` found no server. Package init runs
+// on the main thread, and the threads the runtime starts after take its
+// name, so the server is called again what its binary is called.
+func init() {
+	if comm, err := os.ReadFile("/proc/self/comm"); err != nil || string(comm) != "exe\n" {
+		return
+	}
+	if name := filepath.Base(os.Args[0]); name != "exe" && name != "." {
+		setProcessName(name)
+	}
+}
+
+// setProcessName names the calling thread name (at most 15 bytes, as the
+// kernel keeps it), and says whether it could.
+func setProcessName(name string) bool {
+	b := make([]byte, 16)
+	copy(b[:15], name)
+	_, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prSetName, uintptr(unsafe.Pointer(&b[0])), 0)
 	return errno == 0
 }
