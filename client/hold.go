@@ -34,7 +34,8 @@ type hold struct {
 	start        time.Time
 	grantedAt    int64
 	maxHoldUntil int64
-	over         uint64 // the token Token answered 0 for, past its max hold
+	answered     time.Time // when the acquire's answer came (set)
+	over         uint64    // the token Token answered 0 for, past its max hold
 	// lostCh closes when the grant with token lostFor must be taken for
 	// ended (lost): made by the first call of lost for that grant, with a
 	// watcher of its own (watchLost).
@@ -226,6 +227,7 @@ func (h *hold) set(g grant, gate *gateHold, start time.Time) {
 		h.closeLostLocked(h.lostFor) // an earlier grant's, if still open
 	}
 	h.token, h.gate, h.start, h.grantedAt, h.maxHoldUntil = g.token, gate, start, g.grantedAt, g.maxHoldUntil
+	h.answered = time.Now()
 	h.mu.Unlock()
 }
 
@@ -252,24 +254,35 @@ func (h *hold) boundedLocked() bool { return h.maxHoldUntil > 0 || h.limits.maxH
 // grant (Session.onClock); until one comes, it has no deadline but now,
 // and Token answers 0. Under h.mu.
 func (h *hold) deadline() (until time.Time, placed bool) {
-	d := h.limits.maxHold
-	if h.maxHoldUntil > 0 && h.grantedAt > 0 {
-		d = time.Duration(h.maxHoldUntil-h.grantedAt) * time.Millisecond
-	}
-	if !h.s.resumed {
-		until = h.start.Add(d - h.s.guard())
-	}
-	if h.grantedAt > 0 {
-		end := h.maxHoldUntil
-		if end == 0 {
-			end = h.grantedAt + h.limits.maxHold.Milliseconds()
-		}
-		if at, ok := h.s.onClock(end, h.grantedAt); ok {
+	later := func(at time.Time, ok bool) {
+		if ok {
 			placed = true
 			if at.After(until) {
 				until = at
 			}
 		}
+	}
+	if !h.s.resumed && h.limits.maxHold > 0 {
+		// The acquire's start plus the max hold it asked for: never
+		// max_hold_until_ms - acquired_at_ms, which grows by the jump of
+		// every leader change since the grant (core moves deadlines by the
+		// jump, not the grant's time), and a new leader's clock ahead is
+		// not time that passed here.
+		until = h.start.Add(h.limits.maxHold - h.s.guard())
+		if h.grantedAt > 0 {
+			later(h.s.onClock(h.grantedAt+h.limits.maxHold.Milliseconds(), h.grantedAt))
+		}
+	}
+	switch {
+	case h.maxHoldUntil > 0:
+		// As read when the acquire was answered: placed only by an answer
+		// to a request sent after that, stamped after every jump it
+		// carries (a later jump moves the servers' end later still).
+		later(h.s.onClockAfter(h.maxHoldUntil, h.answered))
+	case h.s.resumed && h.grantedAt > 0 && h.limits.maxHold > 0:
+		// From servers that do not say the grant's own bound: the one
+		// this value asked for, from the grant's log time.
+		later(h.s.onClock(h.grantedAt+h.limits.maxHold.Milliseconds(), h.grantedAt))
 	}
 	return until, placed
 }
@@ -288,7 +301,12 @@ func (h *hold) settleMaxHold(ctx context.Context, wait time.Duration) {
 	if !bounded || grantedAt == 0 {
 		return
 	}
-	placed := func() bool { _, ok := h.s.onClock(grantedAt, grantedAt); return ok }
+	placed := func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		_, ok := h.deadline()
+		return ok
+	}
 	if placed() {
 		return
 	}
@@ -362,10 +380,36 @@ func (h *hold) end(ctx context.Context, what opName, send func(ctx context.Conte
 		return fmt.Errorf("%s: %w", what, ErrNotHeld)
 	}
 	err := h.s.sendEnding(ctx, what, func(ctx context.Context, e *endpoint, id reqID) error { return send(ctx, e, id, token) })
-	if err == nil || errors.Is(err, ErrNotHeld) || errors.Is(err, ErrSessionLost) {
+	switch {
+	case err == nil || errors.Is(err, ErrNotHeld) || errors.Is(err, ErrSessionLost):
 		h.forget(token)
+		h.s.settleRelease(h)
+	case refusedForGood(err):
+		h.s.settleRelease(h) // refused: nothing of it applied, or will
+	default:
+		// Its outcome is unknown: it may still land. Orphan sends it again
+		// before it hands the session over.
+		h.s.unsettledRelease(h, func(ctx context.Context) error { return h.end(ctx, what, send) })
 	}
 	return err
+}
+
+// unsettledRelease records that h's last release failed with its outcome
+// unknown, and how to send it again.
+func (s *Session) unsettledRelease(h *hold, again func(context.Context) error) {
+	s.mu.Lock()
+	if s.unsettled == nil {
+		s.unsettled = map[*hold]func(context.Context) error{}
+	}
+	s.unsettled[h] = again
+	s.mu.Unlock()
+}
+
+// settleRelease records that h has no release of unknown outcome.
+func (s *Session) settleRelease(h *hold) {
+	s.mu.Lock()
+	delete(s.unsettled, h)
+	s.mu.Unlock()
 }
 
 // send runs one unary mutating request of the session under a fresh id.
@@ -385,7 +429,14 @@ func (s *Session) sendEnding(ctx context.Context, what opName, f func(ctx contex
 
 func (s *Session) sendAs(ctx context.Context, what opName, id reqID, f func(ctx context.Context, e *endpoint, id reqID) error) error {
 	defer id.finish()
-	end, err := s.beginOp(what)
+	var end func()
+	var err error
+	if ctx.Value(orphanSettling{}) != nil {
+		s.holdOp() // Orphan's own: it settles a release before the hand-over, which beginOp would refuse
+		end = s.endOp
+	} else {
+		end, err = s.beginOp(what)
+	}
 	if err != nil {
 		return err
 	}

@@ -150,6 +150,12 @@ func (s *Session) Orphan(ctx context.Context) error {
 			break
 		}
 	}
+	// A release whose outcome is unknown (an Unlock whose ctx ended) may
+	// still land, on the grant the successor is answered: send each again
+	// until the servers answer it.
+	if err := s.settleReleases(ctx); err != nil {
+		return err
+	}
 	orphaned := false
 	s.closeOnce.Do(func() {
 		if s.Err() != nil {
@@ -170,6 +176,33 @@ func (s *Session) Orphan(ctx context.Context) error {
 		return nil
 	}
 	return fmt.Errorf("orphan session %d: nothing to hand over: %w", s.id, s.Err())
+}
+
+// orphanSettling marks the ctx of Orphan's own releases, which beginOp
+// would refuse once Orphan began.
+type orphanSettling struct{}
+
+// settleReleases sends again every release of the session whose outcome is
+// unknown, until the servers answer each, or ctx ends.
+func (s *Session) settleReleases(ctx context.Context) error {
+	ctx = context.WithValue(ctx, orphanSettling{}, true)
+	for {
+		s.mu.Lock()
+		var again func(context.Context) error
+		for _, f := range s.unsettled {
+			again = f
+			break
+		}
+		n := len(s.unsettled)
+		s.mu.Unlock()
+		if again == nil || s.Err() != nil {
+			return nil
+		}
+		if err := again(ctx); err != nil && ctx.Err() != nil {
+			return fmt.Errorf("orphan session %d: %w: %d of its releases (an Unlock, Release or Resign that failed) have an unknown outcome and could not be settled; it is still kept alive here, holding what it holds: call Orphan again to finish handing it over, or Close to end it: %v",
+				s.id, ctx.Err(), n, err)
+		}
+	}
 }
 
 // beginOp counts a request of the session in flight, for Orphan to wait

@@ -442,3 +442,60 @@ func TestResumedCampaignProclaimsItsValue(t *testing.T) {
 		t.Fatalf("observed %+v, want a VALUE_CHANGED of token %d to the new address", l, token)
 	}
 }
+
+// An Unlock whose ctx ended while its release was on its way (held back
+// here, as by a slow leader change) has an unknown outcome, and the
+// release may still land, on the grant a successor is answered after
+// ResumeSession: two holders. So Orphan sends such a release again until
+// the servers answer it, and does not hand over before: here it cannot
+// (the proxy holds every release back) and says so, and once the releases
+// pass, a second Orphan settles it and the successor is answered a new
+// grant, which no late release can end.
+func TestOrphanSettlesAReleaseOfUnknownOutcome(t *testing.T) {
+	needServer(t)
+	p := newFaultProxy(t, endpoint)
+	c, err := client.New([]string{p.URL()}, client.WithUnary(), client.WithRetryTimeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	ctx := testCtx(t)
+	const name = "t/review-orphan-release"
+	s := newSession(t, c)
+	m := client.NewMutex(s, name)
+	if err := m.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	token := m.Token()
+	p.holdBack(func(path string, _ []byte) bool { return strings.HasSuffix(path, "LockService/Release") })
+	uctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if err := m.Unlock(uctx); err == nil {
+		t.Fatal("Unlock with its release held back answered nil")
+	}
+	waitFor(t, "the release to be held back", func() bool { return p.holding.Load() > 0 })
+
+	octx, ocancel := context.WithTimeout(ctx, 2*time.Second)
+	defer ocancel()
+	if err := s.Orphan(octx); err == nil || !strings.Contains(err.Error(), "unknown outcome") {
+		t.Fatalf("Orphan with a release of unknown outcome that cannot pass answered %v, want a refusal to hand over", err)
+	}
+	p.release() // the held-back releases land now, and the next pass
+	if err := s.Orphan(ctx); err != nil {
+		t.Fatalf("Orphan again once releases pass: %v", err)
+	}
+	second := newClient(t)
+	defer second.Close(ctx)
+	r, err := second.ResumeSession(ctx, s.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(ctx)
+	again := client.NewMutex(r, name)
+	if err := again.TryLock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if again.Token() == token || again.Token() == 0 {
+		t.Fatalf("the successor's re-acquire answered token %d; the old grant (%d) was released before the hand-over, so want a new one", again.Token(), token)
+	}
+}

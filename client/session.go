@@ -74,6 +74,12 @@ type Session struct {
 	orphaned  atomic.Bool
 	ops       int
 	opsIdle   chan struct{}
+	// unsettled are the holds whose last release failed with its outcome
+	// unknown (ctx ended, no endpoint answered), each with a call that
+	// sends the release again: Orphan settles them before it hands the
+	// session over, since such a release may still land on the grant the
+	// successor is answered. Under mu.
+	unsettled map[*hold]func(context.Context) error
 
 	// done ends, once, when the session is lost or closed (Done): a
 	// context, so that a call can be tied to it with context.AfterFunc
@@ -318,6 +324,18 @@ func (s *Session) anchorChanged() <-chan struct{} {
 func (s *Session) onClock(ms, since int64) (at time.Time, ok bool) {
 	a := s.logAt.Load()
 	if a == nil || a.stamp < since {
+		return time.Time{}, false
+	}
+	return a.sent.Add(time.Duration(ms-a.stamp)*time.Millisecond - s.guard()), true
+}
+
+// onClockAfter is onClock for a log time read when an answer came at
+// read: only an answer to a request sent after read ties them, since it
+// was applied after that read, and so after every jump of log time the
+// read carries.
+func (s *Session) onClockAfter(ms int64, read time.Time) (at time.Time, ok bool) {
+	a := s.logAt.Load()
+	if a == nil || a.sent.Before(read) {
 		return time.Time{}, false
 	}
 	return a.sent.Add(time.Duration(ms-a.stamp)*time.Millisecond - s.guard()), true
