@@ -1,12 +1,19 @@
 package client_test
 
 import (
+	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
+
 	"github.com/lockstepd/lockstep/client"
+	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
+	"github.com/lockstepd/lockstep/rpc/gen/lockstep/v1/lockstepv1connect"
 )
 
 // TestCloseSessionByID: an operator's force-release. SessionInfo shows
@@ -80,5 +87,46 @@ func TestCloseSessionAppliesLockDelay(t *testing.T) {
 		if blocked := st.BlockedUntilMs != 0; blocked != tc.blocked {
 			t.Fatalf("after %s: blocked until %d, want a lock-delay %v", tc.name, st.BlockedUntilMs, tc.blocked)
 		}
+	}
+}
+
+// oldSessions is a SessionService of a build before rules 4: it does not
+// know apply_lock_delay (Connect drops an unknown field), closes as a
+// release does, and answers no lock_delay_applied.
+type oldSessions struct {
+	lockstepv1connect.UnimplementedSessionServiceHandler
+	asked chan bool
+}
+
+func (o oldSessions) Close(_ context.Context, r *connect.Request[pb.CloseSessionRequest]) (*connect.Response[pb.CloseSessionResponse], error) {
+	o.asked <- r.Msg.GetApplyLockDelay()
+	return connect.NewResponse(&pb.CloseSessionResponse{SessionId: r.Msg.GetSessionId()}), nil
+}
+
+// A close that asked for the lock-delay, answered by servers that did not
+// apply it, is not answered nil: the operator learns that the locks were
+// handed on at once. One that did not ask is.
+func TestCloseSessionSaysAnOlderServerIgnoredTheLockDelay(t *testing.T) {
+	old := oldSessions{asked: make(chan bool, 2)}
+	mux := http.NewServeMux()
+	mux.Handle(lockstepv1connect.NewSessionServiceHandler(old))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.New([]string{srv.URL}, client.WithUnary(), client.WithRetryTimeout(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	err = c.CloseSession(ctx, 42)
+	if !errors.Is(err, errors.ErrUnsupported) || !strings.Contains(err.Error(), "without the lock-delay") {
+		t.Fatalf("CloseSession answered by a server that ignored the lock-delay: %v, want an error saying so", err)
+	}
+	if !<-old.asked {
+		t.Fatal("CloseSession did not ask for the lock-delay")
+	}
+	if err := c.CloseSession(ctx, 42, client.WithoutLockDelay()); err != nil {
+		t.Fatalf("CloseSession WithoutLockDelay: %v", err)
 	}
 }

@@ -408,8 +408,10 @@ func (c *Client) SessionInfo(ctx context.Context, id uint64) (*SessionInfo, erro
 // stopped. A cluster still applying the rules before (rules 3: no leader
 // of a build of rules 4 elected since its upgrade) refuses the lock-delay
 // (ErrPrecondition) and closes nothing: try again shortly,
-// or close WithoutLockDelay. One the servers do not have answers
-// ErrSessionLost.
+// or close WithoutLockDelay. Servers of a build before rules 4 ignore the
+// lock-delay and close as a release does: CloseSession then answers an
+// error wrapping errors.ErrUnsupported, with the session closed. One the
+// servers do not have answers ErrSessionLost.
 func (c *Client) CloseSession(ctx context.Context, id uint64, opts ...CloseOption) error {
 	o := closeOptions{lockDelay: true}
 	for _, f := range opts {
@@ -420,11 +422,21 @@ func (c *Client) CloseSession(ctx context.Context, id uint64, opts ...CloseOptio
 		return fmt.Errorf("close session %d: %w", id, err)
 	}
 	defer rid.finish()
-	_, err = do(ctx, c, func(ctx context.Context, e *endpoint) (*connect.Response[pb.CloseSessionResponse], error) {
+	r, err := do(ctx, c, func(ctx context.Context, e *endpoint) (*connect.Response[pb.CloseSessionResponse], error) {
 		return e.sessions.Close(ctx, connect.NewRequest(&pb.CloseSessionRequest{ClientId: rid.ClientID(), RequestSeq: rid.seq,
 			LowestPendingSeq: rid.Low(), SessionId: id, ApplyLockDelay: o.lockDelay}))
 	})
-	return apiErr(fmt.Sprintf("close session %d", id), err)
+	if err != nil {
+		return apiErr(fmt.Sprintf("close session %d", id), err)
+	}
+	if o.lockDelay && !r.GetLockDelayApplied() {
+		// A server of a build before rules 4 drops the field it does not
+		// know and closes as a release does.
+		return fmt.Errorf("close session %d: %w: the session is closed, but without the lock-delay asked for: the servers run a build "+
+			"before rules 4, which ignores it, so every lock it held was handed on at once; upgrade them to close with a lock-delay",
+			id, errors.ErrUnsupported)
+	}
+	return nil
 }
 
 // CloseOption changes what CloseSession asks.

@@ -49,7 +49,7 @@ func (h SessionHandler) Close(ctx context.Context, req *connect.Request[pb.Close
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&pb.CloseSessionResponse{SessionId: uint64(r.Session)}), nil
+	return connect.NewResponse(&pb.CloseSessionResponse{SessionId: uint64(r.Session), LockDelayApplied: m.ApplyLockDelay}), nil
 }
 
 // Get shows a session and what it holds and waits for. A session lives in

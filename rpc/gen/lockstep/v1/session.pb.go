@@ -1361,9 +1361,15 @@ func (x *CloseSessionRequest) GetApplyLockDelay() bool {
 type CloseSessionResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The session closed.
-	SessionId     uint64 `protobuf:"varint,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	SessionId uint64 `protobuf:"varint,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// The request's apply_lock_delay was applied: true whenever it was set,
+	// since a close that cannot apply it is refused. A server of a build
+	// before rules 4 does not know the field, closes without the lock-delay
+	// and answers false: a client that asked for it learns that it was not
+	// applied (the Go client's CloseSession answers an error).
+	LockDelayApplied bool `protobuf:"varint,2,opt,name=lock_delay_applied,json=lockDelayApplied,proto3" json:"lock_delay_applied,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *CloseSessionResponse) Reset() {
@@ -1401,6 +1407,13 @@ func (x *CloseSessionResponse) GetSessionId() uint64 {
 		return x.SessionId
 	}
 	return 0
+}
+
+func (x *CloseSessionResponse) GetLockDelayApplied() bool {
+	if x != nil {
+		return x.LockDelayApplied
+	}
+	return false
 }
 
 // GetSessionRequest reads one session.
@@ -2145,10 +2158,11 @@ const file_lockstep_v1_session_proto_rawDesc = "" +
 	"\x12lowest_pending_seq\x18\x04 \x01(\x04R\x10lowestPendingSeq\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x03 \x01(\x04R\tsessionId\x12(\n" +
-	"\x10apply_lock_delay\x18\x05 \x01(\bR\x0eapplyLockDelay\"5\n" +
+	"\x10apply_lock_delay\x18\x05 \x01(\bR\x0eapplyLockDelay\"c\n" +
 	"\x14CloseSessionResponse\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x01 \x01(\x04R\tsessionId\"H\n" +
+	"session_id\x18\x01 \x01(\x04R\tsessionId\x12,\n" +
+	"\x12lock_delay_applied\x18\x02 \x01(\bR\x10lockDelayApplied\"H\n" +
 	"\x11GetSessionRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\x04R\tsessionId\x12\x14\n" +
