@@ -80,7 +80,7 @@ func tblFuzzMachine(t testing.TB) *tblHarness {
 
 // FuzzApplyDecoded decodes bytes into a proposal and applies it, then the
 // same commands again after gap ms (a retry, and timers firing), to a
-// pre-populated machine. Nothing may panic; the invariants hold after each
+// pre-populated machine. Nothing may panic but a mark of newer rules; the invariants hold after each
 // entry; a restored copy behaves identically; an entry whose commands all
 // fail or are retries changes nothing beyond what an empty entry at the same
 // index and time changes (timers); results and effects are well formed.
@@ -91,6 +91,14 @@ func FuzzApplyDecoded(f *testing.F) {
 			return
 		}
 		h := tblFuzzMachine(t)
+		if newerRules(p.Commands) != 0 {
+			// A mark of rules newer than this build's stops the machine
+			// (TestMarkOfNewerRulesStopsTheMachine): the one panic allowed.
+			if applyStops(h.m, Entry{Index: h.idx + 1, Proposal: p}) == nil {
+				t.Fatalf("a mark of rules %d applied", newerRules(p.Commands))
+			}
+			return
+		}
 		second := Proposal{Time: tblSatAdd(max(p.Time, h.now()), LogTime(gap)), Commands: p.Commands}
 		for _, prop := range []Proposal{p, second} {
 			before := h.m.Snapshot()

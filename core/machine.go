@@ -81,6 +81,14 @@ func (m *Machine) Apply(e Entry) *Output {
 	if e.Index >= 1<<(64-SlotBits) {
 		panic(fmt.Sprintf("core: entry index %d does not fit a fencing token", e.Index))
 	}
+	if r := newerRules(e.Commands); r != 0 {
+		// Written by a build of newer rules (this member was downgraded
+		// under its log): applied by this build's rules, this entry and
+		// every later one would decide another state than the members
+		// that wrote them, silently. Stop before anything changes.
+		panic(fmt.Sprintf("core: entry %d carries a leader mark of rules %d, newer than this build's rules %d: "+
+			"this build cannot apply this log; run a build of rules %d or later", e.Index, r, RulesVersion, r))
+	}
 	m.index = e.Index
 	m.slot = 0
 	m.out.Index = e.Index
@@ -369,6 +377,20 @@ func (m *Machine) carriesLeaderChange(cmds []Command) (rules uint64, ok bool) {
 		}
 	}
 	return rules, ok
+}
+
+// newerRules is the rules of a leader-change mark among cmds newer than
+// this build's RulesVersion (the highest, if several), or 0. Such a mark
+// says a build of newer rules wrote the log, which this build cannot apply
+// by them; valid or not by this build's checks, and in an entry of any
+// size, since how the newer rules treat it is not this build's to know.
+func newerRules(cmds []Command) (rules uint64) {
+	for i := range cmds {
+		if cmds[i].Op == OpLeaderChange && cmds[i].Rules > RulesVersion {
+			rules = max(rules, cmds[i].Rules)
+		}
+	}
+	return rules
 }
 
 // leaderChange is the first entry of a new shard leader: no session may

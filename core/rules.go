@@ -38,6 +38,21 @@ import "fmt"
 // replayed on restart answers no one, so a log of rules 2 replays by the
 // rules 3 it starts under to the same state.
 //
+// No member goes back to older rules, and none applies a log by rules
+// other than its writers'. An entry carrying a mark of rules newer than
+// this build's stops Apply with a panic, before it changes anything
+// ("entry N carries a leader mark of rules R, newer than this build's
+// rules 4: ... run a build of rules R or later"): a member downgraded
+// under a newer build's log stops there, at every restart, rather than
+// decide another state than the members that wrote it. Restore likewise
+// refuses a snapshot of newer rules. The build before rules were carried
+// (rules 3, snapshots 4) has no such stop: it refuses a version 5 snapshot (it reads 1..4), but it cannot
+// decode a mark with Rules or a close with ApplyLockDelay (their bits in
+// the presence mask are unknown to it), and its runtime skips an entry
+// that does not decode with an error log ("skipping an entry that does
+// not decode") and applies the rest by rules 3. So a downgrade to it is
+// unsupported and must not be done.
+//
 // So a change of rules bumps RulesVersion, names the first rules it holds
 // under (as rulesCloseLockDelay does), keeps the old behaviour where
 // m.rules is below them (or refuses what the old rules could not say), and

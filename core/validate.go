@@ -187,8 +187,13 @@ func checkCommand(l *Limits, c *Command) *Error {
 
 // checkMarkRules accepts a leader-change mark's rules: 0 (a mark of a
 // build before marks carried them), or a version this build knows how to
-// apply. A mark of newer rules is refused by every member of this build
-// alike; the Raft hello keeps such a member out of the cluster anyway.
+// apply. A mark of rules below rulesUnmarked was never written by any
+// build: it is refused (invalid_argument), and the entry applies without
+// it. A mark of newer rules is refused here too, for CheckCommand's
+// callers, but Apply never reaches this: an entry that carries one stops
+// the machine (Machine.Apply, newerRules), since applying it and the log
+// after it by this build's rules would diverge from the members that
+// wrote them.
 func checkMarkRules(r uint64) *Error {
 	switch {
 	case r == 0 || (r >= rulesUnmarked && r <= RulesVersion):
