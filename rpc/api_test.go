@@ -261,15 +261,27 @@ func TestRESTCloseAppliesLockDelay(t *testing.T) {
 		_, b := s.call(t, "POST", "/locks/"+name+"/acquire", `{"owner":"next"}`)
 		expect(t, "the next acquire after the close"+tc.query, b["acquired"], !tc.blocked)
 	}
+	// Only what the transcoder decodes (JSON's true and false) passes the
+	// query check: strconv.ParseBool's other spellings passed it, then
+	// failed in the transcoder with a raw JSON error.
 	sid := session()
-	before := s.b.proposed()
-	st, e := s.call(t, "DELETE", "/sessions/"+sid+"?apply_lock_delay=maybe", "")
-	expectError(t, st, e, 400, "invalid_argument")
-	if msg := e["message"].(string); !strings.Contains(msg, "apply_lock_delay=") || !strings.Contains(msg, "true or false") {
-		t.Fatalf("message %q does not say what to fix", msg)
+	for _, v := range []string{"maybe", "1", "t", "TRUE", "True", "0", "F", "False", "null", "%20true"} {
+		before := s.b.proposed()
+		st, e := s.call(t, "DELETE", "/sessions/"+sid+"?apply_lock_delay="+v, "")
+		expectError(t, st, e, 400, "invalid_argument")
+		if msg := e["message"].(string); !strings.Contains(msg, "apply_lock_delay=") || !strings.Contains(msg, "use true or false") {
+			t.Fatalf("apply_lock_delay=%s: message %q does not say what to fix", v, msg)
+		}
+		if s.b.proposed() != before {
+			t.Fatalf("a refused DELETE (apply_lock_delay=%s) reached the backend", v)
+		}
 	}
-	if s.b.proposed() != before {
-		t.Fatal("a refused DELETE reached the backend")
+	for _, v := range []string{"1", "TRUE", "False"} {
+		st, e := s.call(t, "GET", "/locks/a/status?stale="+v, "")
+		expectError(t, st, e, 400, "invalid_argument")
+		if msg := e["message"].(string); !strings.Contains(msg, "stale=") || !strings.Contains(msg, "use true or false") {
+			t.Fatalf("stale=%s: message %q does not say what to fix", v, msg)
+		}
 	}
 }
 

@@ -329,7 +329,7 @@ func TestRESTDecodeMessagesNameTheAPIFields(t *testing.T) {
 	}
 	status, body = s.call(t, "GET", "/locks/a/status?stale=maybe", "")
 	expectError(t, status, body, 400, "invalid_argument")
-	if msg, _ := body["message"].(string); msg != `stale="maybe" is not true or false` {
+	if msg, _ := body["message"].(string); msg != `stale="maybe" is not true or false: use true or false, in lower case` {
 		t.Fatalf("message %q", msg)
 	}
 }

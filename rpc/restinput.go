@@ -107,9 +107,12 @@ func checkRESTURL(r *http.Request) *inputError {
 		if len(q[k]) > 1 {
 			return badInput("query parameter %s is given %d times: give it once", quote.Bounded(k), len(q[k]))
 		}
+		// The transcoder decodes a bool parameter as JSON: true and false
+		// only. strconv.ParseBool's other spellings (1, t, TRUE, False...)
+		// passed here and then failed there with a raw JSON error.
 		if k == "stale" || k == "apply_lock_delay" {
-			if _, err := strconv.ParseBool(q[k][0]); err != nil {
-				return badInput("%s=%s is not true or false", k, quote.Bounded(q[k][0]))
+			if v := q[k][0]; v != "true" && v != "false" {
+				return badInput("%s=%s is not true or false: use true or false, in lower case", k, quote.Bounded(v))
 			}
 		}
 	}
