@@ -407,11 +407,14 @@ func (c *Client) SessionInfo(ctx context.Context, id uint64) (*SessionInfo, erro
 // hands every lock on at once instead, when the process is known to be
 // stopped. A cluster still applying the rules before (rules 3: no leader
 // of a build of rules 4 elected since its upgrade) refuses the lock-delay
-// (ErrPrecondition) and closes nothing: try again shortly,
-// or close WithoutLockDelay. Servers of a build before rules 4 ignore the
-// lock-delay and close as a release does: CloseSession then answers an
-// error wrapping errors.ErrUnsupported, with the session closed. One the
-// servers do not have answers ErrSessionLost.
+// (ErrPrecondition), and CloseSession does not retry that: try again
+// shortly, or close WithoutLockDelay. Each shard's rules rise with its own
+// leader's election, so with several shards a refused close may have
+// closed the session in the shards already on rules 4 (the error says in
+// how many); trying again closes it in the rest. Servers of a build before
+// rules 4 ignore the lock-delay and close as a release does: CloseSession
+// then answers an error wrapping errors.ErrUnsupported, with the session
+// closed. One the servers do not have answers ErrSessionLost.
 func (c *Client) CloseSession(ctx context.Context, id uint64, opts ...CloseOption) error {
 	o := closeOptions{lockDelay: true}
 	for _, f := range opts {

@@ -34,7 +34,9 @@ to everyone for it, and the next holder starts after it. A lock taken
 without one is handed on at once. --no-lock-delay hands every lock on at
 once, as a release does: use it only when that process is known to be
 stopped. A cluster that has not elected a leader since its upgrade to this
-release refuses the lock-delay and closes nothing: try again shortly.
+release refuses the lock-delay: try again shortly. With several shards,
+those whose leader was elected since may have closed it meanwhile (the
+refusal says in how many); trying again closes it in the rest.
 
 Examples:
   lockstep status jobs/nightly          # who holds it, and its SESSION

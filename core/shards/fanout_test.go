@@ -263,6 +263,7 @@ func TestClose(t *testing.T) {
 		err     bool
 		code    core.Code
 		dup     bool
+		said    string // what a refusal says besides the shard's own words
 	}{
 		{name: "closed everywhere", answers: []Answer{done(0), done(0), done(0), done(0)}},
 		{name: "one shard unreachable: not closed, retry", answers: []Answer{done(0), done(0), noQuorum, done(0)}, err: true},
@@ -273,7 +274,11 @@ func TestClose(t *testing.T) {
 		{name: "a retry that closed the last shard now changed something", answers: []Answer{dup(0), dup(0), done(0), dup(0)}},
 		{name: "stored results and gone: still a duplicate", answers: []Answer{dup(0), gone, dup(0), dup(0)}, dup: true},
 		{name: "gone everywhere: not_found", answers: []Answer{gone, gone, gone, gone}, code: core.CodeNotFound},
-		{name: "a refusal is not a close", answers: []Answer{done(0), tooOld, done(0), done(0)}, code: core.CodeFailedPrecondition},
+		{name: "a refusal is not a close, and says who closed", answers: []Answer{done(0), tooOld, done(0), done(0)}, code: core.CodeFailedPrecondition,
+			said: "session 7 is closed in 3 of 4 shards, and shard 1 refused"},
+		{name: "the refusal of the last shard on a retry says the rest is closed", answers: []Answer{dup(0), dup(0), tooOld, gone}, code: core.CodeFailedPrecondition,
+			said: "session 7 is closed in 2 of 4 shards, and shard 2 refused"},
+		{name: "a refusal where no shard closed it: the refusal alone", answers: []Answer{gone, tooOld, gone, gone}, code: core.CodeFailedPrecondition},
 		{name: "unreachable beats a refusal: the retry may close", answers: []Answer{tooOld, noQuorum, done(0), done(0)}, err: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -295,6 +300,20 @@ func TestClose(t *testing.T) {
 			}
 			if code(o.Result) != tc.code {
 				t.Errorf("code %v, want %v", code(o.Result), tc.code)
+			}
+			if tc.code == core.CodeFailedPrecondition {
+				// Where shards closed it, the refusal says so, and that a
+				// retry ends the rest, keeping the shard's own words;
+				// else it is the shard's refusal as it was.
+				msg := o.Result.Err.Msg
+				if tc.said == "" && msg != tooOld.Result.Err.Msg {
+					t.Errorf("refusal %q, want the shard's own %q", msg, tooOld.Result.Err.Msg)
+				}
+				for _, want := range []string{tc.said, tooOld.Result.Err.Msg, "retry the close"} {
+					if tc.said != "" && !strings.Contains(msg, want) {
+						t.Errorf("refusal %q does not say %q", msg, want)
+					}
+				}
 			}
 			if tc.code == core.CodeOK && (o.Result.Session != 7 || o.Result.Duplicate != tc.dup) {
 				t.Errorf("result %+v, want session 7 closed, duplicate %v", o.Result, tc.dup)

@@ -144,14 +144,17 @@ func mergeKeepAlive(id core.SessionID, answers []Answer) Outcome {
 // closed: the session may still hold and wait there, and a success would
 // tell the client its names are free while they are not until that
 // shard's copy runs out of TTL. The client retries with the same
-// (ClientID, Seq), which per-shard dedupe makes safe. Another refusal
-// (e.g. a seq older than a shard's dedupe window) is not a close either.
+// (ClientID, Seq), which per-shard dedupe makes safe. A refusal (e.g. a
+// seq older than a shard's dedupe window, or apply_lock_delay in a shard
+// still on rules 3 just after an upgrade) is not a close either; when other
+// shards did close, its message says so.
 // Gone everywhere, closed by no shard, is not_found.
 func mergeClose(id core.SessionID, answers []Answer) Outcome {
 	var err error
 	var errShard uint64
 	var closed []uint64
 	var done, gone, refusal *core.Result
+	var refusalShard uint64
 	allDuplicate := true
 	for i, a := range answers {
 		switch {
@@ -165,7 +168,7 @@ func mergeClose(id core.SessionID, answers []Answer) Outcome {
 			}
 		case a.Result.Err != nil:
 			if refusal == nil {
-				refusal = &answers[i].Result
+				refusal, refusalShard = &answers[i].Result, a.Shard
 			}
 		default:
 			closed = append(closed, a.Shard)
@@ -179,6 +182,16 @@ func mergeClose(id core.SessionID, answers []Answer) Outcome {
 	case err != nil:
 		return Outcome{Err: fmt.Errorf("session %d is not closed in every shard (%d of %d closed it; shard %d did not answer, and the session may still hold there): %w",
 			id, len(closed), len(answers), errShard, err)}
+	case refusal != nil && len(closed) > 0:
+		// Some shards closed it: the refusal alone would say the close
+		// changed nothing. Just after an upgrade, a close that asks for
+		// the lock-delay is refused by a shard still on the old rules
+		// while the others close; the retry (dedupe answers the shards
+		// that closed) closes the rest once that shard's rules rose.
+		r := *refusal
+		r.Err = &core.Error{Code: r.Err.Code, Msg: fmt.Sprintf("session %d is closed in %d of %d shards, and shard %d refused: %s; retry the close to end it in the rest",
+			id, len(closed), len(answers), refusalShard, r.Err.Msg)}
+		return Outcome{Result: r}
 	case refusal != nil:
 		return Outcome{Result: *refusal}
 	case done != nil:
