@@ -15,7 +15,8 @@ import (
 	"github.com/lockstepd/lockstep/rpc/gen/lockstep/v1/lockstepv1connect"
 )
 
-// closeServer records the session closes it is sent.
+// closeServer records the session closes it is sent, and answers as a
+// server of rules 4 does.
 type closeServer struct {
 	lockstepv1connect.UnimplementedSessionServiceHandler
 	mu     sync.Mutex
@@ -26,7 +27,7 @@ func (s *closeServer) Close(_ context.Context, r *connect.Request[pb.CloseSessio
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closes = append(s.closes, r.Msg)
-	return connect.NewResponse(&pb.CloseSessionResponse{SessionId: r.Msg.SessionId}), nil
+	return connect.NewResponse(&pb.CloseSessionResponse{SessionId: r.Msg.SessionId, LockDelayApplied: r.Msg.ApplyLockDelay}), nil
 }
 
 // TestSessionCloseAppliesLockDelay: 'lockstep session close' asks for the
