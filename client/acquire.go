@@ -65,6 +65,10 @@ type grant struct {
 	// carries it (AcquireLockResponse.holder), and not during a
 	// lock-delay, when nobody does.
 	holder *pb.Holder
+	// blockedUntil is, when a mutex's try-once acquire was refused with
+	// nobody holding it, until when a lock-delay keeps it from everyone,
+	// in log time (AcquireLockResponse.blocked_until_ms; 0: none said).
+	blockedUntil int64
 }
 
 // acquire runs an acquire-like call to its end. On success it answers the

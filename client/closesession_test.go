@@ -87,6 +87,16 @@ func TestCloseSessionAppliesLockDelay(t *testing.T) {
 		if blocked := st.BlockedUntilMs != 0; blocked != tc.blocked {
 			t.Fatalf("after %s: blocked until %d, want a lock-delay %v", tc.name, st.BlockedUntilMs, tc.blocked)
 		}
+		// A TryLock refused by the lock-delay says so, not "held by
+		// someone else", since nobody is.
+		next := client.NewMutex(newSession(t, op), name)
+		err = next.TryLock(ctx)
+		if tc.blocked && (!errors.Is(err, client.ErrLocked) || !strings.Contains(err.Error(), "nobody holds it, but a lock-delay keeps it from everyone")) {
+			t.Fatalf("TryLock after %s: %v, want ErrLocked naming the lock-delay", tc.name, err)
+		}
+		if !tc.blocked && err != nil {
+			t.Fatalf("TryLock after %s: %v, want the mutex", tc.name, err)
+		}
 	}
 }
 

@@ -87,7 +87,8 @@ func (m *Mutex) lock(ctx context.Context, waitMs int64) error {
 			if err != nil {
 				return grant{}, err
 			}
-			return grant{token: r.FencingToken, outcome: r.Outcome, reason: r.Reason, waiterID: r.WaiterId, holder: r.Holder, grantedAt: r.AcquiredAtMs, maxHoldUntil: r.MaxHoldUntilMs}, nil
+			return grant{token: r.FencingToken, outcome: r.Outcome, reason: r.Reason, waiterID: r.WaiterId, holder: r.Holder, grantedAt: r.AcquiredAtMs, maxHoldUntil: r.MaxHoldUntilMs,
+				blockedUntil: r.BlockedUntilMs}, nil
 		}})
 	if err != nil {
 		return err

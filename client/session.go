@@ -691,13 +691,20 @@ func (s *Session) lostErrFor(op opName) error {
 
 // refusal turns a refused wait's reason into an error. A try-once refusal
 // says who holds the object when the answer names the holder (a mutex's
-// does), as `lockstep lock --wait 0` does.
+// does), or the lock-delay that keeps it from everyone, as `lockstep lock
+// --wait 0` does.
 func (s *Session) refusal(op opName, g grant) error {
 	reason := g.reason
 	switch reason {
 	case pb.Reason_REASON_UNSPECIFIED:
 		if h := g.holder; h != nil {
 			return fmt.Errorf("%s: %w: %s", op, ErrLocked, describeHolder(h))
+		}
+		if g.blockedUntil > 0 {
+			// Nobody holds it: "held by someone else" alone would send the
+			// caller looking for a holder that is not there.
+			return fmt.Errorf("%s: %w: nobody holds it, but a lock-delay keeps it from everyone until %s (log time), after its holder's session failed or was closed by an operator: try again after it",
+				op, ErrLocked, time.UnixMilli(g.blockedUntil).UTC().Format("15:04:05.000 MST"))
 		}
 		return fmt.Errorf("%s: %w", op, ErrLocked)
 	case pb.Reason_REASON_TIMEOUT:

@@ -29,12 +29,19 @@ func (h LockHandler) Acquire(ctx context.Context, req *connect.Request[pb.Acquir
 		return nil, err
 	}
 	var holder *pb.Holder
+	var blockedUntil int64
 	if a.r.Outcome == core.OutcomeRefused {
-		// Who the caller lost to, from this node's state: a hint, not a
-		// promise (the holder may have gone since).
+		// Who the caller lost to, or the lock-delay that kept it out, from
+		// this node's state: a hint, not a promise (either may have gone
+		// since).
 		_, _ = h.read(ctx, m.Name, true, func(mc *core.Machine) error {
-			if st, err := mc.Status(core.KindMutex, m.Name); err == nil && len(st.Holders) > 0 {
+			st, err := mc.Status(core.KindMutex, m.Name)
+			switch {
+			case err != nil:
+			case len(st.Holders) > 0:
 				holder = holderPB(st.Holders[0])
+			default:
+				blockedUntil = int64(st.LockDelayUntil)
 			}
 			return nil
 		})
@@ -52,6 +59,7 @@ func (h LockHandler) Acquire(ctx context.Context, req *connect.Request[pb.Acquir
 		AcquiredAtMs:   int64(a.holder.AcquiredAt),
 		ExpiresAtMs:    int64(a.holder.ExpiresAt),
 		MaxHoldUntilMs: int64(a.holder.MaxHoldUntil),
+		BlockedUntilMs: blockedUntil,
 	}), nil
 }
 

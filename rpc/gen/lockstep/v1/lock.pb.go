@@ -229,6 +229,10 @@ type AcquireLockResponse struct {
 	// max_hold_ms: a client that took its session over (the Go client's
 	// ResumeSession) learns here when the grant it was answered ends.
 	MaxHoldUntilMs int64 `protobuf:"varint,12,opt,name=max_hold_until_ms,json=maxHoldUntilMs,proto3" json:"max_hold_until_ms,omitempty"`
+	// When refused with nobody holding the mutex: until when a lock-delay
+	// keeps it from everyone (a holder's session ended by failure), in log
+	// time, as this node last applied it; 0 otherwise. Try again after it.
+	BlockedUntilMs int64 `protobuf:"varint,13,opt,name=blocked_until_ms,json=blockedUntilMs,proto3" json:"blocked_until_ms,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -343,6 +347,13 @@ func (x *AcquireLockResponse) GetSessionClosed() bool {
 func (x *AcquireLockResponse) GetMaxHoldUntilMs() int64 {
 	if x != nil {
 		return x.MaxHoldUntilMs
+	}
+	return 0
+}
+
+func (x *AcquireLockResponse) GetBlockedUntilMs() int64 {
+	if x != nil {
+		return x.BlockedUntilMs
 	}
 	return 0
 }
@@ -1199,7 +1210,7 @@ const file_lockstep_v1_lock_proto_rawDesc = "" +
 	"\rlock_delay_ms\x18\t \x01(\x03R\vlockDelayMs\x12\x1e\n" +
 	"\vmax_hold_ms\x18\n" +
 	" \x01(\x03R\tmaxHoldMs\x12\x14\n" +
-	"\x05value\x18\v \x01(\fR\x05value\"\xe1\x03\n" +
+	"\x05value\x18\v \x01(\fR\x05value\"\x8b\x04\n" +
 	"\x13AcquireLockResponse\x12\x1a\n" +
 	"\bacquired\x18\x01 \x01(\bR\bacquired\x12#\n" +
 	"\rfencing_token\x18\x02 \x01(\x04R\ffencingToken\x12\x1d\n" +
@@ -1214,7 +1225,8 @@ const file_lockstep_v1_lock_proto_rawDesc = "" +
 	"\x06holder\x18\n" +
 	" \x01(\v2\x13.lockstep.v1.HolderR\x06holder\x12%\n" +
 	"\x0esession_closed\x18\v \x01(\bR\rsessionClosed\x12)\n" +
-	"\x11max_hold_until_ms\x18\f \x01(\x03R\x0emaxHoldUntilMs\"\xee\x01\n" +
+	"\x11max_hold_until_ms\x18\f \x01(\x03R\x0emaxHoldUntilMs\x12(\n" +
+	"\x10blocked_until_ms\x18\r \x01(\x03R\x0eblockedUntilMs\"\xee\x01\n" +
 	"\x12ReleaseLockRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x1f\n" +
