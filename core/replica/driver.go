@@ -53,6 +53,14 @@ type Config struct {
 	// the next release, one entry per hand-off in place of two
 	// (docs/performance.md, "Acquires ride with releases").
 	RideAlongMs int64
+	// MarkRules is the rules this driver's leader-change marks carry
+	// (core.Command.Rules), which raise the rules in force where they are
+	// applied (core/rules.go): 0 means core.RulesVersion, this build's,
+	// and a production member leaves it so. Lower rules stand in for an
+	// older build in a test or the simulator's upgrade (docs/simulation.md):
+	// MarkRulesUnmarked proposes marks without Rules, as a build of rules
+	// 3 did (it had no field); 4..core.RulesVersion carries that number.
+	MarkRules uint64
 }
 
 // Defaults and limits for Config.
@@ -71,6 +79,9 @@ const (
 	// unconfirmed proposals' ids in a slice it searches, and a caller that
 	// never confirms must be stopped before that grows without end.
 	MaxMaxUnconfirmed = 1 << 16
+	// MarkRulesUnmarked is Config.MarkRules for a build of rules 3, whose
+	// marks carried no rules.
+	MarkRulesUnmarked = 3
 )
 
 func (c Config) withDefaults() Config {
@@ -94,6 +105,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RideAlongMs == 0 {
 		c.RideAlongMs = DefaultRideAlongMs
+	}
+	if c.MarkRules == 0 {
+		c.MarkRules = core.RulesVersion
 	}
 	return c
 }
@@ -121,6 +135,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("replica: MaxUnconfirmed must be within 1..%d, got %d", MaxMaxUnconfirmed, c.MaxUnconfirmed)
 	case c.RideAlongMs < -1 || c.RideAlongMs > MaxRideAlongMs:
 		return fmt.Errorf("replica: RideAlongMs must be -1 (never wait) or within 0..%d, got %d", MaxRideAlongMs, c.RideAlongMs)
+	case c.MarkRules < MarkRulesUnmarked || c.MarkRules > core.RulesVersion:
+		return fmt.Errorf("replica: MarkRules must be 0 (this build's, %d) or within %d..%d, got %d", core.RulesVersion, MarkRulesUnmarked, core.RulesVersion, c.MarkRules)
 	}
 	return nil
 }
@@ -1070,6 +1086,15 @@ func (d *Driver) stalled() bool {
 	return d.timed && d.appliedTime > 0 && d.now-d.appliedTime > d.maxStep && d.appliedTime >= d.markStamp
 }
 
+// markRules is what the mark's Rules says: the configured rules, or none
+// for a build of rules 3.
+func (d *Driver) markRules() uint64 {
+	if d.cfg.MarkRules == MarkRulesUnmarked {
+		return 0
+	}
+	return d.cfg.MarkRules
+}
+
 // gateOpen reports whether the gate lets one more proposal out.
 func (d *Driver) gateOpen() bool { return len(d.unconfirmed) < d.cfg.MaxUnconfirmed }
 
@@ -1086,7 +1111,7 @@ func (d *Driver) propose() {
 		d.markProposal = d.nextProposal
 		d.markStamp = d.now
 		d.tickAsked = false
-		d.emit([]core.Command{{Op: core.OpLeaderChange, Rules: core.RulesVersion}}, nil)
+		d.emit([]core.Command{{Op: core.OpLeaderChange, Rules: d.markRules()}}, nil)
 	}
 	// A forwarder sends requests only on fresh time (forwardFresh, which
 	// asks for it). Withdrawals do not wait for it: they start no lease,

@@ -1235,3 +1235,31 @@ func TestStalledLeaderMarksTheJump(t *testing.T) {
 		t.Fatalf("%d sessions 4.8 s after a 5 s session was created past a stall, want both: log time ran ahead of the clock", n)
 	}
 }
+
+// TestMarkRules: the mark carries the configured rules, none for a build
+// of rules 3 (MarkRulesUnmarked), this build's by default; other rules are
+// refused.
+func TestMarkRules(t *testing.T) {
+	for _, tc := range []struct{ cfg, want uint64 }{
+		{0, core.RulesVersion},
+		{MarkRulesUnmarked, 0},
+		{core.RulesVersion, core.RulesVersion},
+	} {
+		h := newHarness(t, Config{MarkRules: tc.cfg})
+		h.advance(0)
+		h.lead(1)
+		rd := h.ready(true)
+		if len(rd.Proposals) == 0 {
+			t.Fatalf("MarkRules %d: no mark proposed", tc.cfg)
+		}
+		mark := rd.Proposals[0].Proposal
+		if len(mark.Commands) != 1 || mark.Commands[0].Op != core.OpLeaderChange || mark.Commands[0].Rules != tc.want {
+			t.Fatalf("MarkRules %d: mark is %+v, want a leader change carrying rules %d", tc.cfg, mark, tc.want)
+		}
+	}
+	for _, r := range []uint64{1, 2, core.RulesVersion + 1} {
+		if err := (Config{MarkRules: r}).Validate(); err == nil {
+			t.Errorf("MarkRules %d: accepted", r)
+		}
+	}
+}
