@@ -54,7 +54,16 @@ type Input struct {
 	// Delayed (End): the end started the mutex's lock-delay, which keeps
 	// it from everyone for a while (a failure, or a close that asked).
 	Delayed bool
+	// Rules is the rules in force at the entry that applied the operation
+	// (core.Machine's Rules, core/rules.go); 0 means this build's. An
+	// election's leader campaigning again sets its value from rules 4 and
+	// keeps the old one under rules 3.
+	Rules uint64
 }
+
+// rulesCampaignValue is the first rules under which a leader's campaign
+// sets its value (core/rules.go).
+const rulesCampaignValue = 4
 
 // Output is what the operation returned.
 type Output struct {
@@ -199,11 +208,12 @@ func step(state, input, output any) (bool, any) {
 		case Granted:
 			if i >= 0 {
 				// A holder's acquire again answers its grant; an election's
-				// leader campaigning again proclaims its value (rules 4).
+				// leader campaigning again proclaims its value from rules
+				// 4, and keeps it under rules 3.
 				if s.Holders[i].Token != out.Token {
 					return false, s
 				}
-				if in.Key.Kind == core.KindElection {
+				if in.Key.Kind == core.KindElection && (in.Rules == 0 || in.Rules >= rulesCampaignValue) {
 					n := s
 					n.Value = in.Value
 					return true, n

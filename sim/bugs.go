@@ -13,6 +13,7 @@ type Machine interface {
 	Apply(core.Entry) *core.Output
 	Index() uint64
 	Now() core.LogTime
+	Rules() uint64
 	NextDeadline() (core.LogTime, bool)
 	Hash() [32]byte
 	Snapshot() []byte
@@ -41,6 +42,9 @@ type Bug struct {
 	// muxClients is the run's multiplexed clients when -mux is not given
 	// (0: drawn as usual).
 	muxClients int
+	// upgrade: the run starts as a build of rules 3 and upgrades (at a
+	// drawn moment) when -upgrade is not given.
+	upgrade bool
 }
 
 var bugs = []Bug{
@@ -147,7 +151,10 @@ func (b *skipEntry) Apply(e core.Entry) *core.Output {
 	return &b.out
 }
 
-// noSessionExtension drops the leader-change command before core sees it.
+// noSessionExtension drops the leader-change command before core sees it,
+// unless it raises the rules in force (once a run, at its first entry or
+// at a rolling upgrade): the bug it plants is the missing extension, and a
+// machine left on older rules than its log's would be another.
 type noSessionExtension struct {
 	Machine
 	out core.Output
@@ -155,8 +162,9 @@ type noSessionExtension struct {
 
 func (b *noSessionExtension) Apply(e core.Entry) *core.Output {
 	marks := 0
-	for _, c := range e.Commands {
-		if c.Op == core.OpLeaderChange {
+	drop := func(c *core.Command) bool { return c.Op == core.OpLeaderChange && c.Rules <= b.Machine.Rules() }
+	for i := range e.Commands {
+		if drop(&e.Commands[i]) {
 			marks++
 		}
 	}
@@ -164,9 +172,10 @@ func (b *noSessionExtension) Apply(e core.Entry) *core.Output {
 		return b.Machine.Apply(e)
 	}
 	kept := make([]core.Command, 0, len(e.Commands)-marks)
-	for _, c := range e.Commands {
-		if c.Op != core.OpLeaderChange {
-			kept = append(kept, c)
+	dropped := make([]bool, len(e.Commands))
+	for i := range e.Commands {
+		if dropped[i] = drop(&e.Commands[i]); !dropped[i] {
+			kept = append(kept, e.Commands[i])
 		}
 	}
 	inner := e
@@ -174,8 +183,8 @@ func (b *noSessionExtension) Apply(e core.Entry) *core.Output {
 	o := b.Machine.Apply(inner)
 	b.out = core.Output{Index: o.Index, Time: o.Time, NextDeadline: o.NextDeadline, Effects: o.Effects}
 	j := 0
-	for _, c := range e.Commands {
-		if c.Op == core.OpLeaderChange {
+	for i := range e.Commands {
+		if dropped[i] {
 			b.out.Results = append(b.out.Results, core.Result{Outcome: core.OutcomeDone})
 			continue
 		}

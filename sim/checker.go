@@ -212,7 +212,7 @@ func (c *checker) applied(n *node, e core.Entry, out *core.Output) {
 				delete(l.forwarded, h)
 			}
 		}
-		l.led.entry(e, out, fwd)
+		l.led.entryRules(e, out, fwd, n.sm.Rules())
 		c.w.muxChk.entry(e, out)
 	}
 	c.w.tr.mix(0xa991, n.word(), e.Index, uint64(out.Time), uint64(len(out.Effects)))
@@ -434,6 +434,18 @@ func (c *checker) forcedCloses() (closes, delays int) {
 		delays += l.led.closeDelays
 	}
 	return closes, delays
+}
+
+// rulesCounts sums, over every shard, the closes with apply_lock_delay
+// refused under rules 3 and the campaigns of a leader with another value
+// under rules 3 (value kept) and from rules 4 (value set).
+func (c *checker) rulesCounts() (refused, kept, set int) {
+	for _, l := range c.logs {
+		refused += l.led.refusedCloses
+		kept += l.led.keptValues
+		set += l.led.setValues
+	}
+	return refused, kept, set
 }
 
 // expiries counts the sessions that expired, over every shard (a session

@@ -166,6 +166,14 @@ func (h *history) check(w *world) {
 			}
 			op.out, op.ret = outputOf(op.in, r), at
 		}
+		if op.in.Op == model.Acquire {
+			// The rules in force where the log applied it (a campaign
+			// again sets the value from rules 4 and keeps it under 3).
+			led := w.chk.logs[shards.Of(op.in.Key.Name, len(w.chk.logs))].led
+			if kr, ok := led.results[dedupeKey{op.clientID, op.seq}]; ok {
+				op.in.Rules = led.rulesAt(kr.index)
+			}
+		}
 		ops = append(ops, porcupine.Operation{ClientId: op.client, Input: op.in, Output: op.out,
 			Call: int64(op.call), Return: int64(op.ret)})
 	}

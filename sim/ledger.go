@@ -47,8 +47,19 @@ type ledger struct {
 	forcedCloses, closeDelays int
 
 	// rules is the rules in force as the log raises them (core.Machine's
-	// Rules): the highest a valid leader-change mark carried.
+	// Rules): the highest a valid leader-change mark carried. Every entry
+	// is checked by the rules in force at it (a mark of the entry
+	// included), and the applying machine's Rules after it must agree.
 	rules uint64
+	// raisedAt is the index whose mark raised the rules above rules 3
+	// (the upgrade's moment, Options.Upgrade); refusedCloses counts the
+	// closes with apply_lock_delay refused under rules 3; keptValues and
+	// setValues the campaigns of a leader with another value under rules
+	// 3 (the value kept) and from rules 4 (the value set); raises every
+	// mark that raised the rules, in index order (rulesAt).
+	raisedAt                             uint64
+	raises                               []rulesRaise
+	refusedCloses, keptValues, setValues int
 	// delays holds, per mutex, when the lock-delay its last holder's
 	// failure (or a close that asked for it) started runs out: no grant of
 	// it before then.
@@ -62,9 +73,24 @@ const (
 	rulesCampaignValue  = 4 // a campaign of a session that leads or waits sets its value
 )
 
+// rulesRaise is a mark that raised the rules in force: from index on.
+type rulesRaise struct{ index, rules uint64 }
+
+// rulesAt is the rules in force at index idx (a mark of it included).
+func (l *ledger) rulesAt(idx uint64) uint64 {
+	r := uint64(rulesUnmarked)
+	for _, x := range l.raises {
+		if x.index <= idx {
+			r = x.rules
+		}
+	}
+	return r
+}
+
 type pendingEntry struct {
 	empty     bool
-	forwarded bool // a follower proposed it (checker.forwarded)
+	forwarded bool   // a follower proposed it (checker.forwarded)
+	rules     uint64 // the applying machine's Rules after it; 0: not known
 	e         core.Entry
 	out       core.Output
 }
@@ -152,10 +178,16 @@ func newLedger(c *checker) *ledger {
 func (l *ledger) empty(idx uint64) { l.feed(idx, pendingEntry{empty: true}) }
 
 func (l *ledger) entry(e core.Entry, out *core.Output, forwarded bool) {
+	l.entryRules(e, out, forwarded, 0)
+}
+
+// entryRules is entry with the rules in force the applying machine
+// reports after it (Machine.Rules).
+func (l *ledger) entryRules(e core.Entry, out *core.Output, forwarded bool, rules uint64) {
 	cp := *out
 	cp.Results = append([]core.Result(nil), out.Results...)
 	cp.Effects = append([]core.Effect(nil), out.Effects...)
-	l.feed(e.Index, pendingEntry{e: e, out: cp, forwarded: forwarded})
+	l.feed(e.Index, pendingEntry{e: e, out: cp, forwarded: forwarded, rules: rules})
 }
 
 func (l *ledger) feed(idx uint64, p pendingEntry) {
@@ -175,6 +207,10 @@ func (l *ledger) feed(idx uint64, p pendingEntry) {
 					"only the leader moves time (docs/design.md, Time)", q.e.Index, l.prevTime, q.out.Time, q.e.Time)
 			}
 			l.process(&q.e, &q.out)
+			if q.rules != 0 && q.rules != l.rules {
+				l.fail("rules", "after index %d the machine applies rules %d; the log's marks put rules %d in force "+
+					"(the highest rules a mark carried, 3 before any: core/rules.go)", q.e.Index, q.rules, l.rules)
+			}
 		}
 		l.lastIndex = l.next
 		l.next++
@@ -192,6 +228,12 @@ func (l *ledger) process(e *core.Entry, out *core.Output) {
 	for i := range e.Commands {
 		if c := &e.Commands[i]; c.Op == core.OpLeaderChange && out.Results[i].Err == nil && !out.Results[i].Duplicate {
 			mark = true
+			if c.Rules > l.rules {
+				if l.raisedAt == 0 {
+					l.raisedAt = e.Index
+				}
+				l.raises = append(l.raises, rulesRaise{e.Index, c.Rules})
+			}
 			l.rules = max(l.rules, c.Rules) // from this entry on, never lowered
 		}
 	}
@@ -364,6 +406,14 @@ func (l *ledger) checkLease(idx uint64, now core.LogTime, id core.SessionID, mar
 
 // sessionCommand keeps the reference leases and the dedupe results.
 func (l *ledger) sessionCommand(idx uint64, now core.LogTime, c *core.Command, r *core.Result, x *entryScratch) {
+	if c.Op == core.OpSessionClose && c.ApplyLockDelay && r.Err != nil && r.Err.Code == core.CodeFailedPrecondition {
+		// Refused as rules 3 refuse it; from rules 4 it must apply.
+		if l.rules >= rulesCloseLockDelay {
+			l.fail("close-lock-delay", "index %d refused a close of session %d with apply_lock_delay under rules %d (%v): "+
+				"from rules %d it ends the session's holds as a failure", idx, c.Session, l.rules, r.Err, rulesCloseLockDelay)
+		}
+		l.refusedCloses++
+	}
 	if r.Err != nil {
 		return
 	}
@@ -561,6 +611,13 @@ func (l *ledger) campaignAgain(idx uint64, c *core.Command, g *grantRec, x *entr
 	before, changed := x.valueBefore[g.token]
 	if !changed {
 		before = g.value
+	}
+	if g.value != string(c.Value) || changed {
+		if l.rules < rulesCampaignValue {
+			l.keptValues++
+		} else {
+			l.setValues++
+		}
 	}
 	switch {
 	case l.rules < rulesCampaignValue && changed:

@@ -231,3 +231,41 @@ func TestLedgerCatchesAForcedCloseUnderRules3(t *testing.T) {
 		t.Fatalf("caught %q, want close-lock-delay", got)
 	}
 }
+
+// TestLedgerCatchesARefusedForcedCloseUnderRules4: from rules 4 a close
+// asking for the lock-delay applies; refused as rules 3 refuse it, it is
+// an entry applied by the rules before its own. Under rules 3 the refusal
+// is what must happen.
+func TestLedgerCatchesARefusedForcedCloseUnderRules4(t *testing.T) {
+	for _, tc := range []struct {
+		rules uint64
+		want  string
+	}{{rulesCloseLockDelay, "close-lock-delay"}, {0, ""}} {
+		b := newLogBuilder(t)
+		b.start()
+		b.entry(1050, []core.Command{{Op: core.OpLeaderChange, Rules: tc.rules}}, []core.Result{{Outcome: core.OutcomeDone}})
+		b.entry(1100, []core.Command{{Op: core.OpSessionClose, Session: 10, ApplyLockDelay: true}},
+			[]core.Result{{Err: &core.Error{Code: core.CodeFailedPrecondition, Msg: "apply_lock_delay needs rules 4"}}})
+		if got := b.failed(); got != tc.want {
+			t.Fatalf("a refused forced close after a mark of rules %d: caught %q, want %q", tc.rules, got, tc.want)
+		}
+	}
+}
+
+// TestLedgerCatchesMachineRulesApart: the machine's rules in force after
+// an entry must be those the log's marks put in force.
+func TestLedgerCatchesMachineRulesApart(t *testing.T) {
+	for _, tc := range []struct {
+		mark, machine uint64
+		want          string
+	}{{0, rulesUnmarked, ""}, {0, core.RulesVersion, "rules"}, {core.RulesVersion, core.RulesVersion, ""}, {core.RulesVersion, rulesUnmarked, "rules"}} {
+		b := newLogBuilder(t)
+		b.start()
+		b.idx++
+		e := core.Entry{Index: b.idx, Proposal: core.Proposal{Time: 1050, Commands: []core.Command{{Op: core.OpLeaderChange, Rules: tc.mark}}}}
+		b.w.chk.logs[0].led.entryRules(e, &core.Output{Index: b.idx, Time: 1050, NextDeadline: 6050, Results: []core.Result{{Outcome: core.OutcomeDone}}}, false, tc.machine)
+		if got := b.failed(); got != tc.want {
+			t.Fatalf("a mark of rules %d, the machine at rules %d: caught %q, want %q", tc.mark, tc.machine, got, tc.want)
+		}
+	}
+}

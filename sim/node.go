@@ -168,7 +168,7 @@ func (n *node) start() {
 		panic("sim: raft: " + err.Error())
 	}
 	n.rn = rn
-	n.drv, err = replica.New(replica.Config{Name: strconv.Itoa(n.id), MaxUnconfirmed: n.w.opts.maxUnconfirmed()})
+	n.drv, err = replica.New(replica.Config{Name: strconv.Itoa(n.id), MaxUnconfirmed: n.w.opts.maxUnconfirmed(), MarkRules: w.markRules(n.id)})
 	if err != nil {
 		panic(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lockstepd/lockstep/core"
 	"github.com/lockstepd/lockstep/core/replica"
 )
 
@@ -59,6 +60,17 @@ type Options struct {
 	// one client id shared by several sessions and many concurrent callers.
 	// 0..4; 0: drawn (one in a quarter of the seeds, none in the rest); MuxNone: none.
 	Mux int
+
+	// Upgrade is when the run's replicas, which start as a build of rules
+	// 3 (their drivers propose leader-change marks without rules:
+	// replica.Config.MarkRules, MarkRulesUnmarked), begin a rolling
+	// upgrade to this build: one after another each crashes and restarts
+	// proposing marks of core.RulesVersion, so that the first leader of
+	// the new build raises the rules in force (core/rules.go) and the run
+	// checks entries of both rules and the moment between them. 0: drawn
+	// (one in a quarter of the seeds, at 10..60% of Duration; none in the
+	// rest); UpgradeNone: none, every replica of this build from the start.
+	Upgrade time.Duration
 
 	// Tolerate lists checks (comma-separated) whose violations are noted as
 	// warnings instead of failing the run: a known bug being fixed elsewhere
@@ -145,6 +157,8 @@ func (o Options) resolve() (Options, error) {
 	if r.IntN(4) == 0 {
 		mux = 1 // one is enough to contend with itself: it has several sessions
 	}
+	// Drawn after mux for the same reason.
+	upgrade, upgradeAt := r.IntN(4) == 0, 0.1+0.5*r.Float64()
 
 	if o.Replicas == 0 {
 		o.Replicas = replicas
@@ -190,6 +204,15 @@ func (o Options) resolve() (Options, error) {
 			o.Mux = MuxNone // the multiplexed client speaks to one shard (mux.go)
 		}
 	}
+	if b, ok := bugByName(o.Bug); ok && b.upgrade {
+		upgrade = true
+	}
+	if o.Upgrade == 0 {
+		o.Upgrade = UpgradeNone
+		if upgrade {
+			o.Upgrade = time.Duration(upgradeAt * float64(o.Duration)).Round(time.Millisecond)
+		}
+	}
 	o.SnapshotEvery, o.MinDelay, o.DiskLatency = d.SnapshotEvery, d.MinDelay, d.DiskLatency
 	o.ClockSkew, o.DriftPPM, o.LivenessBound = d.ClockSkew, d.DriftPPM, d.LivenessBound
 	if o.Workload == (Mix{}) {
@@ -227,6 +250,8 @@ func (o Options) validate() error {
 		return fmt.Errorf("-mux must be within 1..4, or -1 for none, got %d", o.Mux)
 	case o.Mux != MuxNone && o.Shards > 1:
 		return fmt.Errorf("-mux needs one shard: the multiplexed client does not route across shards")
+	case o.Upgrade != UpgradeNone && (o.Upgrade <= 0 || o.Upgrade >= o.Duration):
+		return fmt.Errorf("-upgrade must be within the safety phase (0s..%v), or none, got %v", o.Duration, o.Upgrade)
 	}
 	if o.Bug != "" {
 		if _, ok := bugByName(o.Bug); !ok {
@@ -247,6 +272,7 @@ func (o Options) Flags() string {
 		fmt.Fprintf(&b, " -shards %d", o.Shards)
 	}
 	fmt.Fprintf(&b, " -mux %d", o.Mux)
+	fmt.Fprintf(&b, " -upgrade %s", upgradeFlag{&o})
 	if o.StallRate > 0 {
 		fmt.Fprintf(&b, " -stall-rate %g", o.StallRate)
 	}
@@ -272,7 +298,7 @@ func (o Options) Banner() string {
 		o.Seed, o.Replicas, shardsNote, o.Clients, o.Duration, o.LivenessBound,
 		o.CrashRate, o.PartitionRate, o.ClockRate, o.PauseRate, o.Loss, o.Dup, o.MinDelay, o.MaxDelay,
 		o.DiskLatency, o.SnapshotEvery, o.ClockSkew, o.DriftPPM, o.TTLMin, o.TTLMax, gateString(o.Gate), o.Workload, orNone(o.Bug),
-		tolerating(o.Tolerate)) + muxBanner(o.Mux)
+		tolerating(o.Tolerate)) + muxBanner(o.Mux) + upgradeBanner(o.Upgrade)
 }
 
 // GateNone is the Gate value for "take Ready after every step".
@@ -297,6 +323,18 @@ func muxBanner(n int) string {
 		return ""
 	}
 	return fmt.Sprintf("\n  multiplexed clients: %d", n)
+}
+
+// UpgradeNone is the Upgrade value for "no upgrade: every replica of this
+// build from the start".
+const UpgradeNone = -1
+
+func upgradeBanner(at time.Duration) string {
+	if at == UpgradeNone {
+		return ""
+	}
+	return fmt.Sprintf("\n  upgrade: replicas start as a build of rules %d, upgraded one by one to rules %d from %v",
+		replica.MarkRulesUnmarked, core.RulesVersion, at)
 }
 
 // ShardsDrawn is the Shards value for "draw 1..4 from the seed" (-shards 0);
@@ -340,6 +378,7 @@ func RegisterFlags(fs *flag.FlagSet, o *Options) {
 	fs.Var(shardsFlag{o}, "shards", "Raft groups per replica, 1..8; 0 draws 1..4 from the seed (default 1)")
 	fs.StringVar(&o.Bug, "bug", o.Bug, "plant a bug by name; 'list' names them")
 	fs.IntVar(&o.Mux, "mux", o.Mux, "multiplexed clients (one client id, several sessions, many callers): 1..4, -1 none (default: drawn, none in most seeds)")
+	fs.Var(upgradeFlag{o}, "upgrade", "start the replicas as a build of rules 3 (marks without rules) and upgrade them one by one to this build from this virtual time; none: no upgrade (default: drawn, in a quarter of the seeds)")
 	fs.StringVar(&o.Tolerate, "tolerate", o.Tolerate, "checks (comma-separated) reported as warnings, not failures")
 }
 
@@ -364,6 +403,33 @@ func (f shardsFlag) Set(v string) error {
 		k = ShardsDrawn
 	}
 	f.o.Shards = k
+	return nil
+}
+
+// upgradeFlag is -upgrade: a time within the safety phase, none
+// (UpgradeNone), or 0 to draw it from the seed.
+type upgradeFlag struct{ o *Options }
+
+func (f upgradeFlag) String() string {
+	if f.o == nil || f.o.Upgrade == 0 {
+		return "0"
+	}
+	if f.o.Upgrade == UpgradeNone {
+		return "none"
+	}
+	return f.o.Upgrade.String()
+}
+
+func (f upgradeFlag) Set(v string) error {
+	if v == "none" {
+		f.o.Upgrade = UpgradeNone
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return err
+	}
+	f.o.Upgrade = d
 	return nil
 }
 

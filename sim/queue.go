@@ -20,9 +20,10 @@ const (
 	evResource                   // the fenced resource's timer fires
 	evScript                     // a scenario's scripted action
 	evMux                        // a multiplexed client's timer fires (mux.go)
+	evUpgrade                    // the rolling upgrade takes its next replica (upgrade.go)
 )
 
-var evNames = [...]string{"", "deliver", "raft_tick", "process", "synced", "restart", "client", "fault", "heal", "resource", "script", "mux"}
+var evNames = [...]string{"", "deliver", "raft_tick", "process", "synced", "restart", "client", "fault", "heal", "resource", "script", "mux", "upgrade"}
 
 func (k evKind) String() string { return evNames[k] }
 

@@ -48,10 +48,19 @@ type Result struct {
 	Expiries      int    `json:"session_expiries"`
 	// ForcedCloses counts the closes with apply_lock_delay the log applied
 	// (once per shard), CloseDelays the lock-delays they started.
-	ForcedCloses int     `json:"forced_closes"`
-	CloseDelays  int     `json:"close_lock_delays"`
-	Options      Options `json:"-"`
-	Flags        string  `json:"flags"`
+	ForcedCloses int `json:"forced_closes"`
+	CloseDelays  int `json:"close_lock_delays"`
+	// Over every shard, what the rules in force decided (Options.Upgrade):
+	// RulesRaisedAt is the index whose mark raised shard 0's rules above
+	// rules 3 (0: never), RefusedCloses the closes with apply_lock_delay
+	// refused under rules 3, KeptValues and SetValues the campaigns of a
+	// leader with another value under rules 3 and from rules 4.
+	RulesRaisedAt uint64  `json:"rules_raised_at,omitempty"`
+	RefusedCloses int     `json:"refused_closes,omitempty"`
+	KeptValues    int     `json:"campaign_values_kept,omitempty"`
+	SetValues     int     `json:"campaign_values_set,omitempty"`
+	Options       Options `json:"-"`
+	Flags         string  `json:"flags"`
 
 	// Set on request: the trace's text and porcupine's visualization.
 	TraceLines    []string `json:"-"`
@@ -139,6 +148,7 @@ type world struct {
 	// resumes), while its clocks run on.
 	stalledUntil  []time.Duration
 	stalledEvents [][]*event
+	upg           *upgrade // the rolling upgrade, nil without one (upgrade.go)
 }
 
 type scripted struct {
@@ -228,6 +238,7 @@ func newWorld(o Options, cfg RunConfig) *world {
 		}
 	}
 	w.nodes = w.groups[0]
+	w.upg = newUpgrade(w)
 	for i := 1; i <= o.Replicas; i++ {
 		for _, g := range w.groups {
 			g[i].start()
@@ -321,6 +332,8 @@ func (w *world) dispatch(e *event) {
 		w.cfg.script[e.arg].do(w)
 	case evMux:
 		w.muxTimer(e)
+	case evUpgrade:
+		w.upgradeNext()
 	}
 }
 
@@ -545,6 +558,7 @@ func unsettledGroup(nodes []*node) string {
 
 func (w *world) result() Result {
 	forced, delays := w.chk.forcedCloses()
+	refused, kept, set := w.chk.rulesCounts()
 	r := Result{
 		Seed:           w.opts.Seed,
 		TraceHash:      w.tr.hex(),
@@ -568,6 +582,10 @@ func (w *world) result() Result {
 		Expiries:       w.chk.expiries(),
 		ForcedCloses:   forced,
 		CloseDelays:    delays,
+		RulesRaisedAt:  w.chk.logs[0].led.raisedAt,
+		RefusedCloses:  refused,
+		KeptValues:     kept,
+		SetValues:      set,
 		Options:        w.opts,
 		Flags:          w.opts.Flags(),
 		TraceLines:     w.tr.lines,

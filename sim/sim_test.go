@@ -25,7 +25,9 @@ func TestPlantedBugsAreCaught(t *testing.T) {
 		"mute-leader":              {"liveness"},
 		"close-first-success":      {"close-everywhere"},
 		"withdraw-answers-at-once": {"wait-end"},
-		"close-without-lock-delay": {"lock-delay"},
+		// Under rules 3 (a seed that upgrades) the close it applies must
+		// have been refused.
+		"close-without-lock-delay": {"lock-delay", "close-lock-delay"},
 		"campaign-keeps-value":     {"election-value", "linearizability"},
 
 		// the multiplexed client's (mux.go)

@@ -49,6 +49,7 @@ func calm(seed uint64, replicas, clients int, d time.Duration) Options {
 	o.CrashRate, o.PartitionRate, o.ClockRate, o.PauseRate, o.Loss, o.Dup = 0, 0, 0, 0, 0, 0
 	o.MaxDelay = 5 * time.Millisecond
 	o.Mux = MuxNone
+	o.Upgrade = UpgradeNone // an upgrade restarts every replica
 	o.Tolerate = os.Getenv("SIM_TOLERATE")
 	return o
 }
