@@ -88,6 +88,11 @@ var bugs = []Bug{
 	{Name: "campaign-keeps-value", What: "a campaign of an election's leader keeps the old value, as under rules 3, " +
 		"where rules 4 proclaims the campaign's value (a process that resumed its session advertises a stale address)",
 		Caught: "election-value", wrap: func(m Machine, _ int) Machine { return &campaignKeepsValue{Machine: m} }},
+	{Name: "rules-ignored", What: "a leader-change mark without rules (a build of rules 3) raises the rules to this build's, so the entries " +
+		"written under rules 3 apply by rules 4 (a close asking for the lock-delay applies, a leader's campaign sets its value), " +
+		"while the machine reports the rules the marks say; runs with a rolling upgrade from rules 3",
+		Caught: "close-lock-delay, election-value", upgrade: true,
+		wrap: func(m Machine, _ int) Machine { return &rulesIgnored{Machine: m, rules: rulesUnmarked} }},
 }
 
 // Bugs lists the planted bugs, sorted by name.
@@ -284,6 +289,37 @@ func (b *campaignKeepsValue) Apply(e core.Entry) *core.Output {
 			cmds = append([]core.Command(nil), e.Commands...)
 		}
 		cmds[i].Value = st.Holders[0].Value
+	}
+	if cmds != nil {
+		e.Commands = cmds
+	}
+	return b.Machine.Apply(e)
+}
+
+// rulesIgnored applies every entry by this build's rules: it hands core
+// marks without rules as marks of core.RulesVersion. It reports the rules
+// the log's marks put in force (as core would), so that only what the
+// entries did gives it away.
+type rulesIgnored struct {
+	Machine
+	rules uint64 // what the marks say: the highest they carried, 3 before any
+}
+
+func (b *rulesIgnored) Rules() uint64 { return b.rules }
+
+func (b *rulesIgnored) Apply(e core.Entry) *core.Output {
+	var cmds []core.Command
+	for i, c := range e.Commands {
+		if c.Op != core.OpLeaderChange {
+			continue
+		}
+		b.rules = max(b.rules, c.Rules)
+		if c.Rules == 0 {
+			if cmds == nil {
+				cmds = append([]core.Command(nil), e.Commands...)
+			}
+			cmds[i].Rules = core.RulesVersion
+		}
 	}
 	if cmds != nil {
 		e.Commands = cmds
