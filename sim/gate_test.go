@@ -3,6 +3,7 @@ package sim
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // The gate is drawn from the seed like every other option, prints in the
@@ -57,4 +58,43 @@ func TestGateBatchesRequests(t *testing.T) {
 		t.Fatalf("proposals with two or more commands: gate 1 %d, no gate %d", gated.Batched, free.Batched)
 	}
 	t.Logf("proposals with two or more commands: gate 1 %d, no gate %d", gated.Batched, free.Batched)
+}
+
+// TestUpgradeDrawn: a quarter of the seeds (about) draw a rolling upgrade
+// within the safety phase, the rest none, and -upgrade overrides the draw
+// without moving the others.
+func TestUpgradeDrawn(t *testing.T) {
+	upgrades := 0
+	for seed := uint64(1); seed <= 200; seed++ {
+		o, err := DefaultOptions(seed).Resolve()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.Upgrade != UpgradeNone {
+			upgrades++
+			if o.Upgrade < o.Duration/10 || o.Upgrade > o.Duration*6/10+time.Millisecond {
+				t.Fatalf("seed %d: upgrade at %v of a %v safety phase", seed, o.Upgrade, o.Duration)
+			}
+		}
+		none := DefaultOptions(seed)
+		none.Upgrade = UpgradeNone
+		p, err := none.Resolve()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Upgrade = o.Upgrade
+		if p.Flags() != o.Flags() {
+			t.Fatalf("seed %d: -upgrade none moved other draws: %s vs %s", seed, p.Flags(), o.Flags())
+		}
+		back, err := ParseFlags(strings.Fields(o.Flags()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, _ := back.Resolve(); r.Upgrade != o.Upgrade {
+			t.Fatalf("seed %d: replay flags give upgrade %v, drawn %v", seed, r.Upgrade, o.Upgrade)
+		}
+	}
+	if upgrades < 30 || upgrades > 70 {
+		t.Fatalf("%d of 200 seeds upgrade; want about a quarter", upgrades)
+	}
 }

@@ -558,7 +558,6 @@ func unsettledGroup(nodes []*node) string {
 
 func (w *world) result() Result {
 	forced, delays := w.chk.forcedCloses()
-	refused, kept, set := w.chk.rulesCounts()
 	r := Result{
 		Seed:           w.opts.Seed,
 		TraceHash:      w.tr.hex(),
@@ -582,10 +581,6 @@ func (w *world) result() Result {
 		Expiries:       w.chk.expiries(),
 		ForcedCloses:   forced,
 		CloseDelays:    delays,
-		RulesRaisedAt:  w.chk.logs[0].led.raisedAt,
-		RefusedCloses:  refused,
-		KeptValues:     kept,
-		SetValues:      set,
 		Options:        w.opts,
 		Flags:          w.opts.Flags(),
 		TraceLines:     w.tr.lines,
@@ -612,6 +607,10 @@ func (w *world) result() Result {
 	}
 	if !r.OK {
 		r.Kind = r.Severity.String()
+	}
+	if w.opts.Upgrade != UpgradeNone {
+		r.RulesRaisedAt = w.chk.logs[0].led.raisedAt
+		r.RefusedCloses, r.KeptValues, r.SetValues = w.chk.rulesCounts()
 	}
 	return r
 }

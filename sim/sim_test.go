@@ -71,11 +71,12 @@ func TestPlantedBugsAreCaught(t *testing.T) {
 }
 
 // The same seed gives the same hash after every step, even with a planted
-// bug and a failure.
+// bug and a failure, stalls, or a rolling upgrade.
 func TestDeterminism(t *testing.T) {
 	stalls := DefaultOptions(7)
 	stalls.Mux, stalls.StallRate = 4, 0.3
-	for _, o := range []Options{DefaultOptions(3), func() Options { o := DefaultOptions(2); o.Bug = "stale-read"; return o }(), stalls} {
+	upgrade := DefaultOptions(5) // draws a rolling upgrade from rules 3
+	for _, o := range []Options{DefaultOptions(3), func() Options { o := DefaultOptions(2); o.Bug = "stale-read"; return o }(), stalls, upgrade} {
 		first := Run(o, RunConfig{RecordSteps: true})
 		second := Run(o, RunConfig{CompareSteps: first.StepHashes, RingLines: 10})
 		if second.Diverged || second.TraceHash != first.TraceHash || second.Steps != first.Steps {
