@@ -379,36 +379,64 @@ func (h *hold) end(ctx context.Context, what opName, send func(ctx context.Conte
 	if token == 0 {
 		return fmt.Errorf("%s: %w", what, ErrNotHeld)
 	}
+	return h.endToken(ctx, what, send, token)
+}
+
+// endToken sends one release of the grant token, and settles what it
+// learnt: a release the servers answered ends the grant here; one refused
+// changed nothing; one of unknown outcome (ctx ended, no endpoint
+// answered) is recorded for Orphan to send again, for that token only.
+func (h *hold) endToken(ctx context.Context, what opName, send func(ctx context.Context, e *endpoint, id reqID, token uint64) error, token uint64) error {
 	err := h.s.sendEnding(ctx, what, func(ctx context.Context, e *endpoint, id reqID) error { return send(ctx, e, id, token) })
 	switch {
+	case errors.Is(err, errOrphaning):
+		// Not sent: Orphan began. The grant stays, and so does a release
+		// of unknown outcome Orphan is to send again.
 	case err == nil || errors.Is(err, ErrNotHeld) || errors.Is(err, ErrSessionLost):
 		h.forget(token)
-		h.s.settleRelease(h)
-	case refusedForGood(err):
-		h.s.settleRelease(h) // refused: nothing of it applied, or will
+		h.s.settleRelease(h, token)
+	case refusedForGood(err) || errors.Is(err, ErrLimit):
+		h.s.settleRelease(h, token) // refused: nothing of it applied, or will
 	default:
 		// Its outcome is unknown: it may still land. Orphan sends it again
 		// before it hands the session over.
-		h.s.unsettledRelease(h, func(ctx context.Context) error { return h.end(ctx, what, send) })
+		h.s.unsettledRelease(h, token, func(ctx context.Context) error { return h.endToken(ctx, what, send, token) })
 	}
 	return err
 }
 
-// unsettledRelease records that h's last release failed with its outcome
-// unknown, and how to send it again.
-func (s *Session) unsettledRelease(h *hold, again func(context.Context) error) {
+// pendingRelease is a release of unknown outcome: the grant it names, and
+// how to send it again.
+type pendingRelease struct {
+	token uint64
+	again func(context.Context) error
+}
+
+// unsettledRelease records that a release of h's grant token failed with
+// its outcome unknown, unless that grant was settled meanwhile (another
+// release of it was answered, which forgot it).
+func (s *Session) unsettledRelease(h *hold, token uint64, again func(context.Context) error) {
+	h.mu.Lock()
+	current := h.token == token
+	h.mu.Unlock()
+	if !current {
+		return
+	}
 	s.mu.Lock()
 	if s.unsettled == nil {
-		s.unsettled = map[*hold]func(context.Context) error{}
+		s.unsettled = map[*hold]pendingRelease{}
 	}
-	s.unsettled[h] = again
+	s.unsettled[h] = pendingRelease{token, again}
 	s.mu.Unlock()
 }
 
-// settleRelease records that h has no release of unknown outcome.
-func (s *Session) settleRelease(h *hold) {
+// settleRelease records that h's grant token has no release of unknown
+// outcome.
+func (s *Session) settleRelease(h *hold, token uint64) {
 	s.mu.Lock()
-	delete(s.unsettled, h)
+	if p, ok := s.unsettled[h]; ok && p.token == token {
+		delete(s.unsettled, h)
+	}
 	s.mu.Unlock()
 }
 

@@ -186,21 +186,29 @@ type orphanSettling struct{}
 // unknown, until the servers answer each, or ctx ends.
 func (s *Session) settleReleases(ctx context.Context) error {
 	ctx = context.WithValue(ctx, orphanSettling{}, true)
+	pause := s.c.opts.backoffMin
 	for {
 		s.mu.Lock()
-		var again func(context.Context) error
-		for _, f := range s.unsettled {
-			again = f
+		var p pendingRelease
+		for _, q := range s.unsettled {
+			p = q
 			break
 		}
 		n := len(s.unsettled)
 		s.mu.Unlock()
-		if again == nil || s.Err() != nil {
+		if p.again == nil || s.Err() != nil {
 			return nil
 		}
-		if err := again(ctx); err != nil && ctx.Err() != nil {
+		err := p.again(ctx)
+		if err == nil {
+			pause = s.c.opts.backoffMin
+			continue
+		}
+		// Not settled yet (no endpoint answered, or an answer that settles
+		// nothing): again after a pause, until ctx ends.
+		if ctx.Err() != nil || s.c.backoff(ctx, &pause) != nil {
 			return fmt.Errorf("orphan session %d: %w: %d of its releases (an Unlock, Release or Resign that failed) have an unknown outcome and could not be settled; it is still kept alive here, holding what it holds: call Orphan again to finish handing it over, or Close to end it: %v",
-				s.id, ctx.Err(), n, err)
+				s.id, context.Cause(ctx), n, err)
 		}
 	}
 }
@@ -241,6 +249,10 @@ func (s *Session) halted() bool { return s.halt.Err() != nil }
 
 // orphaningErr is the refusal of a call once Orphan began.
 func (s *Session) orphaningErr(what opName) error {
-	return fmt.Errorf("%s: %w: session %d is being orphaned (Session.Orphan): this Session value takes no new requests and ends its blocked calls; resume the session with Client.ResumeSession once Orphan has returned",
-		what, ErrSessionLost, s.id)
+	return fmt.Errorf("%s: %w: %w: session %d is being orphaned (Session.Orphan): this Session value takes no new requests and ends its blocked calls; resume the session with Client.ResumeSession once Orphan has returned",
+		what, ErrSessionLost, errOrphaning, s.id)
 }
+
+// errOrphaning marks a call refused because Orphan began: nothing was
+// sent, so a release refused so settles nothing.
+var errOrphaning = errors.New("nothing sent")
