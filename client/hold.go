@@ -383,10 +383,14 @@ func (h *hold) end(ctx context.Context, what opName, send func(ctx context.Conte
 }
 
 // endToken sends one release of the grant token, and settles what it
-// learnt: a release the servers answered ends the grant here; one refused
-// changed nothing; one of unknown outcome (ctx ended, no endpoint
-// answered) is recorded for Orphan to send again, for that token only.
+// learnt: a release the servers answered (released, not held, the session
+// gone) ends the grant here; any other end leaves its outcome unknown and
+// is recorded for Orphan to send again, for that token only. The call counts as in flight (holdOp) until
+// that is recorded, so that an Orphan waiting for the session's requests
+// never wakes between the answer and the record.
 func (h *hold) endToken(ctx context.Context, what opName, send func(ctx context.Context, e *endpoint, id reqID, token uint64) error, token uint64) error {
+	h.s.holdOp()
+	defer h.s.endOp()
 	err := h.s.sendEnding(ctx, what, func(ctx context.Context, e *endpoint, id reqID) error { return send(ctx, e, id, token) })
 	switch {
 	case errors.Is(err, errOrphaning):
@@ -395,26 +399,32 @@ func (h *hold) endToken(ctx context.Context, what opName, send func(ctx context.
 	case err == nil || errors.Is(err, ErrNotHeld) || errors.Is(err, ErrSessionLost):
 		h.forget(token)
 		h.s.settleRelease(h, token)
-	case refusedForGood(err) || errors.Is(err, ErrLimit):
-		h.s.settleRelease(h, token) // refused: nothing of it applied, or will
 	default:
-		// Its outcome is unknown: it may still land. Orphan sends it again
-		// before it hands the session over.
+		// Its outcome is unknown. Even a refusal says so: it answers the
+		// copy that reached the servers, and a copy sent before it (an
+		// attempt given up as stuck, sent again under the same seq) may
+		// still land, since a refused request leaves no result behind to
+		// answer that copy with. Orphan sends it again, until the servers
+		// answer whether the grant is held, before it hands the session
+		// over.
 		h.s.unsettledRelease(h, token, func(ctx context.Context) error { return h.endToken(ctx, what, send, token) })
 	}
 	return err
 }
 
-// pendingRelease is a release of unknown outcome: the grant it names, and
-// how to send it again.
+// pendingRelease is a release of unknown outcome: how to send it again.
+// The key names the hold and the grant, so that a stale record of an
+// earlier grant of the hold never stands in for a later one's.
 type pendingRelease struct {
+	h     *hold
 	token uint64
-	again func(context.Context) error
 }
 
 // unsettledRelease records that a release of h's grant token failed with
 // its outcome unknown, unless that grant was settled meanwhile (another
-// release of it was answered, which forgot it).
+// release of it was answered, which forgot it). A record that races such
+// an answer costs one more release of a grant no longer held, answered
+// ErrNotHeld.
 func (s *Session) unsettledRelease(h *hold, token uint64, again func(context.Context) error) {
 	h.mu.Lock()
 	current := h.token == token
@@ -424,9 +434,9 @@ func (s *Session) unsettledRelease(h *hold, token uint64, again func(context.Con
 	}
 	s.mu.Lock()
 	if s.unsettled == nil {
-		s.unsettled = map[*hold]pendingRelease{}
+		s.unsettled = map[pendingRelease]func(context.Context) error{}
 	}
-	s.unsettled[h] = pendingRelease{token, again}
+	s.unsettled[pendingRelease{h, token}] = again
 	s.mu.Unlock()
 }
 
@@ -434,9 +444,7 @@ func (s *Session) unsettledRelease(h *hold, token uint64, again func(context.Con
 // outcome.
 func (s *Session) settleRelease(h *hold, token uint64) {
 	s.mu.Lock()
-	if p, ok := s.unsettled[h]; ok && p.token == token {
-		delete(s.unsettled, h)
-	}
+	delete(s.unsettled, pendingRelease{h, token})
 	s.mu.Unlock()
 }
 

@@ -106,11 +106,10 @@ func TestOrphanKeepsANewGrant(t *testing.T) {
 	}
 }
 
-// A release the servers answer at once with an error that settles nothing
-// is sent again after a pause, not as fast as round trips go (a proxy
-// answering resource_exhausted saw 4,048 in one second), and a limit's
-// refusal (resource_exhausted: nothing applied) is not an unknown outcome
-// at all.
+// A release the servers answer at once with an error (here a limit's
+// resource_exhausted, which settles nothing: an earlier copy may still
+// land) is sent again after a pause, not as fast as round trips go (a
+// proxy answering resource_exhausted saw 4,048 in one second).
 func TestOrphanDoesNotHammerTheServers(t *testing.T) {
 	needServer(t)
 	target, err := url.Parse(endpoint)

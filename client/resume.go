@@ -189,19 +189,23 @@ func (s *Session) settleReleases(ctx context.Context) error {
 	pause := s.c.opts.backoffMin
 	for {
 		s.mu.Lock()
-		var p pendingRelease
-		for _, q := range s.unsettled {
-			p = q
+		var key pendingRelease
+		var again func(context.Context) error
+		for k, f := range s.unsettled {
+			key, again = k, f
 			break
 		}
-		n := len(s.unsettled)
 		s.mu.Unlock()
-		if p.again == nil || s.Err() != nil {
+		if again == nil || s.Err() != nil {
 			return nil
 		}
-		err := p.again(ctx)
-		if err == nil {
-			pause = s.c.opts.backoffMin
+		err := again(ctx)
+		s.mu.Lock()
+		_, left := s.unsettled[key]
+		n := len(s.unsettled)
+		s.mu.Unlock()
+		if !left {
+			pause = s.c.opts.backoffMin // settled, whatever it answered
 			continue
 		}
 		// Not settled yet (no endpoint answered, or an answer that settles
@@ -219,7 +223,7 @@ func (s *Session) beginOp(what opName) (end func(), err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.orphaning {
-		return nil, s.orphaningErr(what)
+		return nil, fmt.Errorf("%w (%w)", s.orphaningErr(what), errOrphaning)
 	}
 	s.ops++
 	return s.endOp, nil
@@ -249,10 +253,10 @@ func (s *Session) halted() bool { return s.halt.Err() != nil }
 
 // orphaningErr is the refusal of a call once Orphan began.
 func (s *Session) orphaningErr(what opName) error {
-	return fmt.Errorf("%s: %w: %w: session %d is being orphaned (Session.Orphan): this Session value takes no new requests and ends its blocked calls; resume the session with Client.ResumeSession once Orphan has returned",
-		what, ErrSessionLost, errOrphaning, s.id)
+	return fmt.Errorf("%s: %w: session %d is being orphaned (Session.Orphan): this Session value takes no new requests and ends its blocked calls; resume the session with Client.ResumeSession once Orphan has returned",
+		what, ErrSessionLost, s.id)
 }
 
-// errOrphaning marks a call refused because Orphan began: nothing was
-// sent, so a release refused so settles nothing.
+// errOrphaning marks a call beginOp refused because Orphan began: nothing
+// of it was sent, so a release refused so settles nothing.
 var errOrphaning = errors.New("nothing sent")

@@ -79,7 +79,7 @@ type Session struct {
 	// sends the release again: Orphan settles them before it hands the
 	// session over, since such a release may still land on the grant the
 	// successor is answered. Under mu.
-	unsettled map[*hold]pendingRelease
+	unsettled map[pendingRelease]func(context.Context) error
 
 	// done ends, once, when the session is lost or closed (Done): a
 	// context, so that a call can be tied to it with context.AfterFunc

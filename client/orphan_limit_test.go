@@ -1,0 +1,215 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lockstepd/lockstep/client"
+)
+
+// A resource_exhausted answer to a release says only that that copy was
+// not applied, nothing of an earlier copy of unknown outcome still on its
+// way: Orphan must not take it for settled (it did, handed over, and the
+// late release landed on the grant the successor held).
+func TestOrphanLimitRefusalDoesNotSettleALateRelease(t *testing.T) {
+	needServer(t)
+	p := newFaultProxy(t, endpoint)
+	target, err := url.Parse(p.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var limiting atomic.Bool
+	rp := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if limiting.Load() && strings.HasSuffix(r.URL.Path, "LockService/Release") {
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusTooManyRequests)
+			_, _ = w.Write([]byte(`{"code":"resource_exhausted","message":"client has 64 requests pending at or above lowest_pending_seq"}`))
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	c, err := client.New([]string{srv.URL}, client.WithUnary(), client.WithRetryTimeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	ctx := testCtx(t)
+	const name = "t/review-orphan-limit"
+	s := newSession(t, c)
+	m := client.NewMutex(s, name)
+	if err := m.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	token := m.Token()
+	// The release is held on its way (a slow link): its caller's ctx ends,
+	// its outcome unknown.
+	p.holdBack(func(path string, _ []byte) bool { return strings.HasSuffix(path, "LockService/Release") })
+	uctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if err := m.Unlock(uctx); err == nil || errors.Is(err, client.ErrNotHeld) {
+		t.Fatalf("Unlock held back answered %v, want an unknown outcome", err)
+	}
+	// Orphan's resend meets a limit of the servers.
+	limiting.Store(true)
+	octx, ocancel := context.WithTimeout(ctx, 2*time.Second)
+	defer ocancel()
+	if err := s.Orphan(octx); err == nil {
+		// Handed over: show the consequence.
+		limiting.Store(false)
+		second := newClient(t)
+		defer second.Close(ctx)
+		r, err := second.ResumeSession(ctx, s.ID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close(ctx)
+		succ := client.NewMutex(r, name)
+		if err := succ.TryLock(ctx); err != nil {
+			t.Fatal(err)
+		}
+		p.release() // the first release, of unknown outcome, lands now
+		third := newSession(t, newClient(t))
+		defer third.Close(ctx)
+		tm := client.NewMutex(third, name)
+		var got error
+		deadline := time.Now().Add(2 * time.Second)
+		for time.Now().Before(deadline) {
+			if got = tm.TryLock(ctx); got == nil {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if got == nil {
+			t.Fatalf("two holders: successor holds token %d (old %d), third session took %q with token %d: Orphan took a resend's resource_exhausted for settled while the first release was on its way",
+				succ.Token(), token, name, tm.Token())
+		}
+		t.Fatalf("Orphan answered nil with a release of unknown outcome unsettled (its resend refused by a limit); third TryLock: %v", got)
+	}
+	p.release()
+}
+
+// The same on the first send: an attempt given up as stuck (its copy still
+// on its way), then the retry of the same request refused by a limit. The
+// Unlock answers ErrLimit, and its outcome stays unknown for Orphan (it
+// was taken for "nothing applied", and Orphan handed over at once).
+func TestUnlockLimitAfterAStuckAttemptIsNotSettled(t *testing.T) {
+	needServer(t)
+	p := newFaultProxy(t, endpoint)
+	target, err := url.Parse(p.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var releases atomic.Int32
+	rp := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "LockService/Release") && releases.Add(1) > 1 {
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusTooManyRequests)
+			_, _ = w.Write([]byte(`{"code":"resource_exhausted","message":"principal has 64 streams open on this member"}`))
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	c, err := client.New([]string{srv.URL}, client.WithUnary(), client.WithRetryTimeout(5*time.Second),
+		client.WithAttemptTimeout(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	ctx := testCtx(t)
+	const name = "t/review-unlock-limit"
+	s := newSession(t, c)
+	m := client.NewMutex(s, name)
+	if err := m.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p.holdBack(func(path string, _ []byte) bool { return strings.HasSuffix(path, "LockService/Release") })
+	if err := m.Unlock(ctx); !errors.Is(err, client.ErrLimit) {
+		p.release()
+		t.Skipf("Unlock answered %v, not the limit this test arranges", err)
+	}
+	octx, ocancel := context.WithTimeout(ctx, 2*time.Second)
+	defer ocancel()
+	if err := s.Orphan(octx); err != nil {
+		p.release()
+		return // it kept the release of unknown outcome: as it should
+	}
+	second := newClient(t)
+	defer second.Close(ctx)
+	r, err := second.ResumeSession(ctx, s.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(ctx)
+	succ := client.NewMutex(r, name)
+	if err := succ.TryLock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p.release() // the stuck attempt's copy lands now
+	third := newSession(t, newClient(t))
+	defer third.Close(ctx)
+	tm := client.NewMutex(third, name)
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		if tm.TryLock(ctx) == nil {
+			t.Fatalf("two holders: successor holds token %d, third session took it with token %d: an Unlock answered ErrLimit after a stuck attempt was taken for settled", succ.Token(), tm.Token())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("Orphan answered nil after an Unlock whose stuck attempt's outcome is unknown (answered ErrLimit on retry)")
+}
+
+// An Orphan waiting for the session's requests must not wake between a
+// release's unknown answer and its record (sendAs's endOp ran first, and
+// Orphan found nothing to settle and handed over). Stress: an Unlock held
+// on its way whose ctx ends while Orphan waits for it; it failed under
+// -race in every run before the fix.
+func TestOrphanWaitsForTheRecordOfAnUnknownRelease(t *testing.T) {
+	needServer(t)
+	p := newFaultProxy(t, endpoint)
+	defer p.release()
+	p.holdBack(func(path string, _ []byte) bool { return strings.HasSuffix(path, "LockService/Release") })
+	c, err := client.New([]string{p.URL()}, client.WithUnary(), client.WithRetryTimeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	ctx := testCtx(t)
+	for i := 0; i < 60; i++ {
+		s := newSession(t, c)
+		m := client.NewMutex(s, "t/review-orphan-record-race")
+		if err := m.Lock(ctx); err != nil {
+			t.Fatal(err)
+		}
+		before := p.holding.Load()
+		unlocked := make(chan error, 1)
+		go func() {
+			uctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+			defer cancel()
+			unlocked <- m.Unlock(uctx)
+		}()
+		waitFor(t, "the release to be held back", func() bool { return p.holding.Load() > before })
+		octx, ocancel := context.WithTimeout(ctx, 250*time.Millisecond)
+		oerr := s.Orphan(octx)
+		ocancel()
+		uerr := <-unlocked
+		if oerr == nil && uerr != nil && !errors.Is(uerr, client.ErrNotHeld) {
+			t.Fatalf("iteration %d: Orphan answered nil (handed over) while the Unlock it waited for ended with its outcome unknown (%v): the release on its way lands on the successor's grant", i, uerr)
+		}
+		_ = s.Close(ctx)
+	}
+}
