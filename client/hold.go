@@ -26,7 +26,7 @@ type hold struct {
 	token uint64
 	gate  *gateHold
 	// For a grant with a max hold, when it must be taken for ended: the
-	// later of two times that come before the servers end it (deadline).
+	// latest of the times that come before the servers end it (deadline).
 	// start is when the acquire began (a grant of a session made by
 	// NewSession cannot be older), grantedAt the grant's log time and
 	// maxHoldUntil its max-hold end in log time, as the servers answered
@@ -239,20 +239,27 @@ func (h *hold) set(g grant, gate *gateHold, start time.Time) {
 func (h *hold) boundedLocked() bool { return h.maxHoldUntil > 0 || h.limits.maxHold > 0 }
 
 // deadline is when a grant with a max hold must be taken for ended: the
-// later of two times that both come before the servers end it. One is
-// its acquire's start plus the max hold, less the guard, which after a
-// long wait is early or past. It assumes the grant is no older than its
-// acquire, which holds on a session made by NewSession (the session's
-// gate lets one acquire of a name at a time, and a withdrawn one's grant
-// is released before the next passes) and not on one taken over by
-// ResumeSession: a re-acquire there may be answered a grant the session
-// held before (made by another process, with another max hold), or one a
-// wait left queued by that process was granted meanwhile. So a resumed
-// session counts only the other, the grant's own end (max_hold_until_ms,
-// or its log time plus WithMaxHold from servers that do not say it)
-// placed on this clock by a keepalive answer stamped at or after the
-// grant (Session.onClock); until one comes, it has no deadline but now,
-// and Token answers 0. Under h.mu.
+// latest of the times that each come before the servers end it, placed
+// saying whether one other than the acquire's start counts.
+//   - The acquire's start plus the max hold this value asked for, less
+//     the guard, which after a long wait is early or past. It assumes the
+//     grant is no older than its acquire, which holds on a session made
+//     by NewSession (the session's gate lets one acquire of a name at a
+//     time, and a withdrawn one's grant is released before the next
+//     passes), and not on one taken over by ResumeSession: a re-acquire
+//     there may be answered a grant the session held before (made by
+//     another process, with another max hold), or one a wait left queued
+//     by that process was granted meanwhile.
+//   - On a session made by NewSession, the grant's log time plus that max
+//     hold, placed on this clock by a keepalive answer stamped at or after
+//     the grant (Session.onClock).
+//   - The grant's own end as the acquire's answer said it
+//     (max_hold_until_ms), placed by the answer to a keepalive sent after
+//     that answer (Session.onClockAfter); from servers that do not say it,
+//     on a resumed session, the grant's log time plus WithMaxHold.
+//
+// A resumed session counts only the last: until a keepalive answer places
+// it, it has no deadline but now, and Token answers 0. Under h.mu.
 func (h *hold) deadline() (until time.Time, placed bool) {
 	later := func(at time.Time, ok bool) {
 		if ok {
@@ -385,9 +392,10 @@ func (h *hold) end(ctx context.Context, what opName, send func(ctx context.Conte
 // endToken sends one release of the grant token, and settles what it
 // learnt: a release the servers answered (released, not held, the session
 // gone) ends the grant here; any other end leaves its outcome unknown and
-// is recorded for Orphan to send again, for that token only. The call counts as in flight (holdOp) until
-// that is recorded, so that an Orphan waiting for the session's requests
-// never wakes between the answer and the record.
+// is recorded for Orphan to send again, for that token only. The call
+// counts as in flight (holdOp) until that is recorded, so that an Orphan
+// waiting for the session's requests never wakes between the answer and
+// the record.
 func (h *hold) endToken(ctx context.Context, what opName, send func(ctx context.Context, e *endpoint, id reqID, token uint64) error, token uint64) error {
 	h.s.holdOp()
 	defer h.s.endOp()
@@ -412,9 +420,9 @@ func (h *hold) endToken(ctx context.Context, what opName, send func(ctx context.
 	return err
 }
 
-// pendingRelease is a release of unknown outcome: how to send it again.
-// The key names the hold and the grant, so that a stale record of an
-// earlier grant of the hold never stands in for a later one's.
+// pendingRelease names a release of unknown outcome in Session.unsettled:
+// the hold and the grant, so that a stale record of an earlier grant of
+// the hold never stands in for a later one's.
 type pendingRelease struct {
 	h     *hold
 	token uint64
@@ -465,19 +473,16 @@ func (s *Session) sendEnding(ctx context.Context, what opName, f func(ctx contex
 
 func (s *Session) sendAs(ctx context.Context, what opName, id reqID, f func(ctx context.Context, e *endpoint, id reqID) error) error {
 	defer id.finish()
-	var end func()
-	var err error
-	if ctx.Value(orphanSettling{}) != nil {
-		s.holdOp() // Orphan's own: it settles a release before the hand-over, which beginOp would refuse
-		end = s.endOp
-	} else {
-		end, err = s.beginOp(what)
+	// Orphan's own releases (settleReleases) pass: beginOp would refuse
+	// them, and endToken counts them in flight already.
+	if ctx.Value(orphanSettling{}) == nil {
+		end, err := s.beginOp(what)
+		if err != nil {
+			return err
+		}
+		defer end()
 	}
-	if err != nil {
-		return err
-	}
-	defer end()
-	_, err = do(ctx, s.c, func(ctx context.Context, e *endpoint) (*connect.Response[struct{}], error) {
+	_, err := do(ctx, s.c, func(ctx context.Context, e *endpoint) (*connect.Response[struct{}], error) {
 		if err := f(ctx, e, id); err != nil {
 			return nil, err
 		}

@@ -18,9 +18,11 @@ import (
 //
 //   - Orphan first lets the session's requests in flight end with their true
 //     outcome (an Unlock on its way answers whether it released), ends its
-//     blocked calls and lets their withdrawals (abandonLater) finish, and
-//     only then stops the keepalive: no request of unknown fate, and no late
-//     withdrawal, is left to meet the successor's grants.
+//     blocked calls and lets their withdrawals (abandonLater) finish, sends
+//     again every release of unknown outcome until the servers answer it
+//     (settleReleases), and only then stops the keepalive: no request of
+//     unknown fate, and no late withdrawal, is left to meet the successor's
+//     grants.
 //   - A resumed session's holds count a grant's max hold from what the
 //     servers answer of that grant (max_hold_until_ms), never from the
 //     re-acquire's start: the grant may be older than the value
@@ -40,10 +42,10 @@ import (
 // servers count it (whatever WithMaxHold the new Mutex has; without one
 // too); a Campaign of an election it leads answers that leadership and
 // proclaims the Campaign's value (Election.Campaign); one of a name it
-// waits for joins that wait (a Campaign's value replacing the wait's). Give a session up with Orphan on the side that hands
-// it over, and resume it once Orphan has returned: two values keeping one
-// session alive hold its locks together, and the servers cannot tell them
-// apart.
+// waits for joins that wait (a Campaign's value replacing the wait's).
+// Give a session up with Orphan on the side that hands it over, and
+// resume it once Orphan has returned: two values keeping one session
+// alive hold its locks together, and the servers cannot tell them apart.
 //
 // A session the servers do not have answers ErrSessionLost; so does
 // another principal's under authentication (the servers answer it as one
@@ -229,8 +231,9 @@ func (s *Session) beginOp(what opName) (end func(), err error) {
 	return s.endOp, nil
 }
 
-// holdOp counts one more request in flight, refused or not: the
-// withdrawal of a call that ended (abandonLater), which Orphan waits for.
+// holdOp counts one more request in flight, refused or not, for Orphan
+// to wait for: the withdrawal of a call that ended (abandonLater), or a
+// release until its outcome is recorded (hold.endToken).
 func (s *Session) holdOp() {
 	s.mu.Lock()
 	s.ops++

@@ -74,11 +74,11 @@ type Session struct {
 	orphaned  atomic.Bool
 	ops       int
 	opsIdle   chan struct{}
-	// unsettled are the holds whose last release failed with its outcome
-	// unknown (ctx ended, no endpoint answered), each with a call that
-	// sends the release again: Orphan settles them before it hands the
-	// session over, since such a release may still land on the grant the
-	// successor is answered. Under mu.
+	// unsettled are the releases of unknown outcome (ctx ended, no endpoint
+	// answered, an answer that says nothing of an earlier copy), by hold
+	// and grant, each with a call that sends it again: Orphan settles them
+	// before it hands the session over, since such a release may still
+	// land on the grant the successor is answered. Under mu.
 	unsettled map[pendingRelease]func(context.Context) error
 
 	// done ends, once, when the session is lost or closed (Done): a
@@ -326,7 +326,13 @@ func (s *Session) onClock(ms, since int64) (at time.Time, ok bool) {
 	if a == nil || a.stamp < since {
 		return time.Time{}, false
 	}
-	return a.sent.Add(time.Duration(ms-a.stamp)*time.Millisecond - s.guard()), true
+	return s.placeOn(a, ms), true
+}
+
+// placeOn is when log time ms comes on this client's clock, as anchor a
+// ties the two, less the guard.
+func (s *Session) placeOn(a *logAnchor, ms int64) time.Time {
+	return a.sent.Add(time.Duration(ms-a.stamp)*time.Millisecond - s.guard())
 }
 
 // onClockAfter is onClock for a log time read when an answer came at
@@ -338,7 +344,7 @@ func (s *Session) onClockAfter(ms int64, read time.Time) (at time.Time, ok bool)
 	if a == nil || a.sent.Before(read) {
 		return time.Time{}, false
 	}
-	return a.sent.Add(time.Duration(ms-a.stamp)*time.Millisecond - s.guard()), true
+	return s.placeOn(a, ms), true
 }
 
 // renewNow asks the keepalive loop for a renewal now, without waiting.

@@ -56,8 +56,8 @@ func init() {
 	}
 }
 
-// setProcessName names the calling thread name (at most 15 bytes, as the
-// kernel keeps it), and says whether it could.
+// setProcessName gives the calling thread the name name (at most 15
+// bytes, as the kernel keeps it), and says whether it could.
 func setProcessName(name string) bool {
 	b := make([]byte, 16)
 	copy(b[:15], name)
