@@ -55,7 +55,7 @@ func TestOrphanLimitRefusalDoesNotSettleALateRelease(t *testing.T) {
 	token := m.Token()
 	// The release is held on its way (a slow link): its caller's ctx ends,
 	// its outcome unknown.
-	p.holdBack(func(path string, _ []byte) bool { return strings.HasSuffix(path, "LockService/Release") })
+	p.holdBackReleases()
 	uctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
 	if err := m.Unlock(uctx); err == nil || errors.Is(err, client.ErrNotHeld) {
@@ -137,7 +137,7 @@ func TestUnlockLimitAfterAStuckAttemptIsNotSettled(t *testing.T) {
 	if err := m.Lock(ctx); err != nil {
 		t.Fatal(err)
 	}
-	p.holdBack(func(path string, _ []byte) bool { return strings.HasSuffix(path, "LockService/Release") })
+	p.holdBackReleases()
 	if err := m.Unlock(ctx); !errors.Is(err, client.ErrLimit) {
 		p.release()
 		t.Skipf("Unlock answered %v, not the limit this test arranges", err)
@@ -182,12 +182,8 @@ func TestOrphanWaitsForTheRecordOfAnUnknownRelease(t *testing.T) {
 	needServer(t)
 	p := newFaultProxy(t, endpoint)
 	defer p.release()
-	p.holdBack(func(path string, _ []byte) bool { return strings.HasSuffix(path, "LockService/Release") })
-	c, err := client.New([]string{p.URL()}, client.WithUnary(), client.WithRetryTimeout(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
+	p.holdBackReleases()
+	c := p.unaryClient()
 	ctx := testCtx(t)
 	for i := 0; i < 60; i++ {
 		s := newSession(t, c)

@@ -52,11 +52,7 @@ func unknownThenReleased(t *testing.T, ctx context.Context, p *faultProxy, m *cl
 func TestOrphanSkipsAReleaseOfASettledGrant(t *testing.T) {
 	needServer(t)
 	p := newFaultProxy(t, endpoint)
-	c, err := client.New([]string{p.URL()}, client.WithUnary(), client.WithRetryTimeout(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
+	c := p.unaryClient()
 	ctx := testCtx(t)
 	s := newSession(t, c)
 	m := client.NewMutex(s, "t/review-orphan-spin")
@@ -77,11 +73,7 @@ func TestOrphanSkipsAReleaseOfASettledGrant(t *testing.T) {
 func TestOrphanKeepsANewGrant(t *testing.T) {
 	needServer(t)
 	p := newFaultProxy(t, endpoint)
-	c, err := client.New([]string{p.URL()}, client.WithUnary(), client.WithRetryTimeout(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
+	c := p.unaryClient()
 	ctx := testCtx(t)
 	const name = "t/review-orphan-new-grant"
 	s := newSession(t, c)
@@ -163,11 +155,7 @@ func TestOrphanDoesNotHammerTheServers(t *testing.T) {
 func TestOrphanKeepsAReleaseAnUnlockDuringItDidNotSend(t *testing.T) {
 	needServer(t)
 	p := newFaultProxy(t, endpoint)
-	c, err := client.New([]string{p.URL()}, client.WithUnary(), client.WithRetryTimeout(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
+	c := p.unaryClient()
 	ctx := testCtx(t)
 	const name = "t/unlock-during-orphan"
 	s := newSession(t, c)
@@ -176,7 +164,7 @@ func TestOrphanKeepsAReleaseAnUnlockDuringItDidNotSend(t *testing.T) {
 		t.Fatal(err)
 	}
 	token := m.Token()
-	p.holdBack(func(path string, _ []byte) bool { return strings.HasSuffix(path, "LockService/Release") })
+	p.holdBackReleases()
 	uctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
 	if err := m.Unlock(uctx); err == nil {

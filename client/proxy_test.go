@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+
+	"github.com/lockstepd/lockstep/client"
 )
 
 // faultProxy stands between a client and the test's server and plays the
@@ -90,6 +92,24 @@ func (p *faultProxy) holdBack(match func(path string, body []byte) bool) {
 
 // release delivers the held requests, now, with no caller waiting for them.
 func (p *faultProxy) release() { close(p.held) }
+
+// holdBackReleases holds every mutex release until release: each one's
+// outcome stays unknown to its caller.
+func (p *faultProxy) holdBackReleases() {
+	p.holdBack(func(path string, _ []byte) bool { return strings.HasSuffix(path, "LockService/Release") })
+}
+
+// unaryClient is a Client of unary calls through p, retrying for 5 s,
+// closed when the test ends.
+func (p *faultProxy) unaryClient() *client.Client {
+	p.t.Helper()
+	c, err := client.New([]string{p.URL()}, client.WithUnary(), client.WithRetryTimeout(5*time.Second))
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
 
 // saw says whether a request to a path ending in suffix was forwarded.
 func (p *faultProxy) saw(suffix string) bool {

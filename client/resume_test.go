@@ -454,11 +454,7 @@ func TestResumedCampaignProclaimsItsValue(t *testing.T) {
 func TestOrphanSettlesAReleaseOfUnknownOutcome(t *testing.T) {
 	needServer(t)
 	p := newFaultProxy(t, endpoint)
-	c, err := client.New([]string{p.URL()}, client.WithUnary(), client.WithRetryTimeout(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
+	c := p.unaryClient()
 	ctx := testCtx(t)
 	const name = "t/review-orphan-release"
 	s := newSession(t, c)
@@ -467,7 +463,7 @@ func TestOrphanSettlesAReleaseOfUnknownOutcome(t *testing.T) {
 		t.Fatal(err)
 	}
 	token := m.Token()
-	p.holdBack(func(path string, _ []byte) bool { return strings.HasSuffix(path, "LockService/Release") })
+	p.holdBackReleases()
 	uctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
 	if err := m.Unlock(uctx); err == nil {
