@@ -48,7 +48,7 @@ func (n *Node) route(ctx context.Context, deadline time.Time, cmd core.Command) 
 	out := f.Outcome()
 	if c := out.Cleanup; c != nil {
 		n.log.Info("closing a session that is lost or refused elsewhere in the shards where it remains", "session", c.Session, "shards", c.Shards)
-		n.closeBestEffort(c.Session, c.Shards)
+		n.closeBestEffort(c)
 	}
 	return out.Result, out.Err
 }
@@ -90,16 +90,22 @@ func (n *Node) doOn(ctx context.Context, s *shard, cmd core.Command) (core.Resul
 	return s.do(ctx, time.Time{}, cmd)
 }
 
-// closeBestEffort closes a session in the given shards, in the background,
-// bounded by the retry budget. A failure leaves the session to its TTL.
-func (n *Node) closeBestEffort(id core.SessionID, in []uint64) {
-	for _, i := range in {
+// closeBestEffort closes a session in the shards a cleanup names, in the
+// background, each bounded by the retry budget, with the cleanup's command
+// (shards.Cleanup.Close: as a failure, with the lock-delay). A failure or
+// a refusal leaves the copy to its TTL.
+func (n *Node) closeBestEffort(c *shards.Cleanup) {
+	for _, i := range c.Shards {
 		s := n.shards[i]
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), n.retryBudget)
 			defer cancel()
-			if _, err := n.doOn(ctx, s, core.Command{Op: core.OpSessionClose, Session: id}); err != nil {
-				s.log.Debug("could not close a lost session", "session", id, "err", err)
+			r, err := n.doOn(ctx, s, c.Close())
+			if err == nil && r.Err != nil {
+				err = r.Err
+			}
+			if err != nil {
+				s.log.Debug("could not close a lost session", "session", c.Session, "err", err)
 			}
 		}()
 	}

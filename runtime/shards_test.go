@@ -233,7 +233,9 @@ func TestShardedSessionExpiresEverywhere(t *testing.T) {
 
 // TestShardedSessionLostInOneShard: when one shard no longer has the
 // session, a keepalive answers not_found and the session is closed in the
-// other shards, so its holds there do not outlive it.
+// other shards, so its holds there do not outlive it; and closed as its
+// expiry would end them, so a mutex held with a lock-delay stays blocked
+// for it (shards.Cleanup.Close).
 func TestShardedSessionLostInOneShard(t *testing.T) {
 	const shards = 3
 	c := newTestCluster(t, clusterOpts{size: 1, shards: shards})
@@ -241,7 +243,9 @@ func TestShardedSessionLostInOneShard(t *testing.T) {
 	names := namesPerShard(t, "lost-", shards)
 	s := session(t, n, time.Minute)
 	for _, name := range names {
-		do(t, n, mutex(name, s, 0))
+		acq := mutex(name, s, 0)
+		acq.LockDelayMs = time.Minute.Milliseconds()
+		do(t, n, acq)
 	}
 	// Close it in shard 2 alone, as an expiry there would.
 	if r, err := n.doOn(tctx(t), n.shards[2], core.Command{Op: core.OpSessionClose, Session: s}); err != nil || r.Err != nil {
@@ -255,6 +259,11 @@ func TestShardedSessionLostInOneShard(t *testing.T) {
 		got, in := sessionHolds(t, n, s, false)
 		return in == 0 && len(got) == 0
 	})
+	for _, name := range names[:2] {
+		if st := status(t, n, core.KindMutex, name, false); st.LockDelayUntil == 0 {
+			t.Errorf("%s (shard %d) after the lost session's cleanup: %+v; want it blocked by the lock-delay", name, n.ShardOf(name), st)
+		}
+	}
 }
 
 // TestShardedCancelAndWatch: a queued wait in a shard other than 0 is

@@ -436,6 +436,16 @@ func (c *checker) forcedCloses() (closes, delays int) {
 	return closes, delays
 }
 
+// cleanupCloses counts the cleanup closes applied, and the lock-delays
+// they started, over every shard.
+func (c *checker) cleanupCloses() (closes, delays int) {
+	for _, l := range c.logs {
+		closes += l.led.cleanupCloses
+		delays += l.led.cleanupDelays
+	}
+	return closes, delays
+}
+
 // rulesCounts sums, over every shard, the closes with apply_lock_delay
 // refused under rules 3 and the campaigns of a leader with another value
 // under rules 3 (value kept) and from rules 4 (value set).

@@ -553,12 +553,17 @@ func (c *client) fanDone(cl *call, thread int) {
 	}
 }
 
+// cleanupClientSuffix marks the client ids of cleanup closes, so that the
+// ledger knows them.
+const cleanupClientSuffix = ".cl"
+
 // cleanup closes a session's copies where the Fanout says, once, without
 // waiting for answers: the runtime's closeBestEffort.
 func (c *client) cleanup(cu *shards.Cleanup) {
 	for _, k := range cu.Shards {
 		c.clSeq++
-		cmd := core.Command{Op: core.OpSessionClose, ClientID: c.id + ".cl", Seq: c.clSeq, Session: cu.Session}
+		cmd := cu.Close()
+		cmd.ClientID, cmd.Seq = c.id+cleanupClientSuffix, c.clSeq
 		c.w.send(&message{kind: msgRequest, from: c.addr, to: c.guesses[k], shard: k, payload: &payload{cmd: cmd}})
 	}
 }

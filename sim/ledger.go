@@ -2,6 +2,7 @@ package sim
 
 import (
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/lockstepd/lockstep/core"
@@ -45,6 +46,10 @@ type ledger struct {
 	// forcedCloses counts the closes with apply_lock_delay the log
 	// applied, closeDelays the lock-delays they started.
 	forcedCloses, closeDelays int
+	// cleanupCloses counts the cleanup closes (shards.Cleanup: a lost
+	// session's copies, closed by a client's fan-out) the log applied,
+	// cleanupDelays the lock-delays they started.
+	cleanupCloses, cleanupDelays int
 
 	// rules is the rules in force as the log raises them (core.Machine's
 	// Rules): the highest a valid leader-change mark carried. Every entry
@@ -270,7 +275,7 @@ func (l *ledger) process(e *core.Entry, out *core.Output) {
 	// exclusion and session ownership on the state after the entry, the
 	// only state anyone can observe.
 	x := &entryScratch{shapes: map[core.FencingToken]shape{}, touched: map[objKey]bool{}, gens: map[uint64]int64{}, ended: map[core.SessionID]string{},
-		forced: map[core.SessionID]bool{}, now: out.Time, electionCmds: map[string]int{}, grantedFrom: map[core.FencingToken]core.WaiterID{},
+		forced: map[core.SessionID]bool{}, cleaned: map[core.SessionID]bool{}, now: out.Time, electionCmds: map[string]int{}, grantedFrom: map[core.FencingToken]core.WaiterID{},
 		valueBefore: map[core.FencingToken]string{}}
 	for i := range e.Commands {
 		if c := &e.Commands[i]; c.Op == core.OpCampaign || c.Op == core.OpProclaim || c.Op == core.OpResign {
@@ -376,6 +381,7 @@ type entryScratch struct {
 	gens    map[uint64]int64 // barrier generation → parties released through effects
 	ended   map[core.SessionID]string
 	forced  map[core.SessionID]bool // closed by a close that asked for the lock-delay
+	cleaned map[core.SessionID]bool // closed by a cleanup (shards.Cleanup)
 	now     core.LogTime            // log time after the entry's clock moved: when its timers and commands ran
 	// electionCmds counts the entry's campaigns, proclaims and resigns
 	// per election name; grantedFrom is the waiter each election grant of
@@ -438,6 +444,16 @@ func (l *ledger) sessionCommand(idx uint64, now core.LogTime, c *core.Command, r
 	case core.OpSessionClose:
 		delete(l.sessions, r.Session)
 		x.ended[r.Session] = "closed"
+		if strings.HasSuffix(c.ClientID, cleanupClientSuffix) {
+			// A session lost in one shard failed: its copies elsewhere
+			// must end as its expiry would, lock-delay included.
+			if !c.ApplyLockDelay {
+				l.fail("cleanup-lock-delay", "index %d closed session %d for a cleanup (%s seq=%d) without apply_lock_delay: "+
+					"a session lost in one shard failed, and its holds elsewhere must keep their lock-delay", idx, r.Session, c.ClientID, c.Seq)
+			}
+			x.cleaned[r.Session] = true
+			l.cleanupCloses++
+		}
 		if c.ApplyLockDelay {
 			if l.rules < rulesCloseLockDelay {
 				l.fail("close-lock-delay", "index %d closed session %d with apply_lock_delay under rules %d: "+
@@ -579,6 +595,9 @@ func (l *ledger) effect(idx uint64, ef *core.Effect, x *entryScratch) {
 			l.delays[k] = x.now + core.LogTime(g.lockDelay)
 			if ef.Reason == core.ReasonSessionClosed {
 				l.closeDelays++
+				if x.cleaned[g.session] {
+					l.cleanupDelays++
+				}
 			}
 		}
 		if ef.Reason != core.ReasonReleased && k.kind != core.KindBarrier {

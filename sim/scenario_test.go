@@ -404,3 +404,18 @@ func TestScenarioDroppedReadsFreeTheirSlots(t *testing.T) {
 		t.Fatal("no fenced write was accepted: the scenario needs fence checks after the slots fill")
 	}
 }
+
+// A session lost in one shard is closed by the client's fan-out in the
+// others (shards.Cleanup), and those closes keep its mutexes' lock-delay,
+// as its expiry would: the ledger fails any cleanup close without
+// apply_lock_delay (cleanup-lock-delay) and the lock-delay check any grant
+// inside one. The seed must reach a cleanup that starts a lock-delay.
+func TestCleanupClosesKeepTheLockDelay(t *testing.T) {
+	o := DefaultOptions(2)
+	o.Shards = 3
+	res := Run(o, RunConfig{})
+	mustPass(t, res)
+	if res.CleanupCloses == 0 || res.CleanupDelays == 0 {
+		t.Fatalf("seed 2 with 3 shards: %d cleanup closes, %d lock-delays they started; want both above 0", res.CleanupCloses, res.CleanupDelays)
+	}
+}

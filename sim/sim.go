@@ -50,6 +50,11 @@ type Result struct {
 	// (once per shard), CloseDelays the lock-delays they started.
 	ForcedCloses int `json:"forced_closes"`
 	CloseDelays  int `json:"close_lock_delays"`
+	// CleanupCloses counts the closes of a lost session's copies by a
+	// client's fan-out (shards.Cleanup) the log applied, CleanupDelays the
+	// lock-delays they started (both also in ForcedCloses, CloseDelays).
+	CleanupCloses int `json:"cleanup_closes,omitempty"`
+	CleanupDelays int `json:"cleanup_lock_delays,omitempty"`
 	// Over every shard, what the rules in force decided (Options.Upgrade):
 	// RulesRaisedAt is the index whose mark raised shard 0's rules above
 	// rules 3 (0: never), RefusedCloses the closes with apply_lock_delay
@@ -558,6 +563,7 @@ func unsettledGroup(nodes []*node) string {
 
 func (w *world) result() Result {
 	forced, delays := w.chk.forcedCloses()
+	cleanups, cleanupDelays := w.chk.cleanupCloses()
 	r := Result{
 		Seed:           w.opts.Seed,
 		TraceHash:      w.tr.hex(),
@@ -581,6 +587,8 @@ func (w *world) result() Result {
 		Expiries:       w.chk.expiries(),
 		ForcedCloses:   forced,
 		CloseDelays:    delays,
+		CleanupCloses:  cleanups,
+		CleanupDelays:  cleanupDelays,
 		Options:        w.opts,
 		Flags:          w.opts.Flags(),
 		TraceLines:     w.tr.lines,

@@ -159,6 +159,9 @@ func runOne(f *flags, stdout io.Writer) int {
 	fmt.Fprintf(stdout, "fenced writes accepted=%d refused=%d session_expiries=%d linearizable=%s forwarded=%d forwards_lost=%d\n",
 		res.FenceAccepted, res.FenceRejected, res.Expiries, res.Linearizable, res.Forwarded, res.ForwardsLost)
 	fmt.Fprintf(stdout, "forced closes=%d lock-delays they started=%d\n", res.ForcedCloses, res.CloseDelays)
+	if res.Options.Shards > 1 {
+		fmt.Fprintf(stdout, "cleanup closes of lost sessions=%d lock-delays they started=%d\n", res.CleanupCloses, res.CleanupDelays)
+	}
 	if res.Options.Upgrade != sim.UpgradeNone {
 		fmt.Fprintf(stdout, "upgrade: rules raised at index %d (0: never) closes refused under rules 3=%d campaign values kept under 3=%d set under 4=%d\n",
 			res.RulesRaisedAt, res.RefusedCloses, res.KeptValues, res.SetValues)

@@ -61,6 +61,19 @@ type Cleanup struct {
 	Shards  []uint64
 }
 
+// Close is the command that closes the session in one of Shards (the
+// caller gives it its identity). It asks for the lock-delay
+// (apply_lock_delay, rules 4): a session lost in one shard failed, and its
+// holder may still run until it notices, so its holds elsewhere end as its
+// expiry would end them (docs/design.md, Several shards). A copy made by a
+// create that failed elsewhere holds nothing, so the flag changes nothing
+// there. A shard still under rules 3 refuses such a close and changes
+// nothing: its copy is left to its TTL, whose expiry applies the
+// lock-delay too.
+func (c *Cleanup) Close() core.Command {
+	return core.Command{Op: core.OpSessionClose, Session: c.Session, ApplyLockDelay: true}
+}
+
 // Outcome is a fanned-out command's one answer: Result when Err is nil,
 // with the same meaning as a single shard's (Err wraps the shard's own
 // error, so errors.Is still finds it), and the cleanup to perform.

@@ -370,3 +370,37 @@ func TestStepRefusesWrongAnswers(t *testing.T) {
 		t.Error("Step took two answers from shard 0")
 	}
 }
+
+// A cleanup closes a lost session's copies as its expiry would end them:
+// a mutex it held with a lock-delay stays blocked for it (docs/design.md,
+// Several shards). A plain close would hand the name to the next session
+// at once, while the lost session's holder may still run.
+func TestCleanupCloseKeepsTheLockDelay(t *testing.T) {
+	m, err := core.New(core.DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var index uint64
+	apply := func(at core.LogTime, c core.Command) core.Result {
+		index++
+		out := m.Apply(core.Entry{Index: index, Proposal: core.Proposal{Time: at, Commands: []core.Command{c}}})
+		return out.Results[0]
+	}
+	apply(1_000, core.Command{Op: core.OpLeaderChange, Rules: core.RulesVersion})
+	lost := apply(1_000, core.Command{Op: core.OpSessionCreate, TTLMs: 10_000}).Session
+	next := apply(1_000, core.Command{Op: core.OpSessionCreate, TTLMs: 10_000}).Session
+	if r := apply(1_000, core.Command{Op: core.OpAcquire, Kind: core.KindMutex, Name: "job", Session: lost, LockDelayMs: 5_000}); r.Err != nil || r.Token == 0 {
+		t.Fatalf("acquire: %+v", r)
+	}
+	cu := &Cleanup{Session: lost, Shards: []uint64{0}}
+	if r := apply(2_000, cu.Close()); r.Err != nil {
+		t.Fatalf("cleanup close: %v", r.Err)
+	}
+	st, err := m.Status(core.KindMutex, "job")
+	if err != nil || st.LockDelayUntil != 7_000 {
+		t.Fatalf("after the cleanup: %+v, %v; want the name blocked until 7000 (the close at 2000 plus the 5 s lock-delay)", st, err)
+	}
+	if r := apply(3_000, core.Command{Op: core.OpAcquire, Kind: core.KindMutex, Name: "job", Session: next}); r.Token != 0 {
+		t.Fatalf("an acquire 1 s after the cleanup was granted token %d, inside the lock-delay", r.Token)
+	}
+}
