@@ -42,6 +42,7 @@ func TestClientCommandUsageErrors(t *testing.T) {
 		// client's own message, prefixed twice).
 		{"status", "a", "--kind", "bogus"},
 		{"lock", "a", "--ttl", "500ms", "--", "true"},
+		{"lock", "a", "--max-hold", "500ms", "--", "true"},
 		{"sem", "a", "--limit", "2", "--ttl", "0s", "--", "true"},
 		{"sem", "a", "--limit", "-1", "--", "true"},
 		{"barrier", "b", "--parties", "1"},

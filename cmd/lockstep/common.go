@@ -116,7 +116,10 @@ func (c *common) usageErr(format string, a ...any) int {
 	return exitUsage
 }
 
-// fail prints err with the next step to take, and answers exitError.
+// fail prints err with the next step to take, and answers exitError, or
+// exitUsage when the arguments were refused as malformed (invalid_argument,
+// client.ErrInvalid): bad usage, whether the client or the servers found
+// it.
 func (c *common) fail(err error) int {
 	msg := err.Error()
 	if i := strings.Index(msg, client.ErrUnavailable.Error()); i >= 0 {
@@ -127,6 +130,9 @@ func (c *common) fail(err error) int {
 	fmt.Fprintf(c.stderr, "%s: %s\n", c.fs.Name(), msg)
 	if hint := hintFor(err, c.endpoints, c.cert != ""); hint != "" {
 		fmt.Fprintln(c.stderr, hint)
+	}
+	if errors.Is(err, client.ErrInvalid) || connect.CodeOf(err) == connect.CodeInvalidArgument {
+		return exitUsage
 	}
 	return exitError
 }
@@ -202,6 +208,26 @@ func unreached(err error) bool {
 	return false
 }
 
+// retryBudget is how long a request keeps trying endpoints that do not
+// answer: 10 s, so that a command against a cluster that is down fails
+// soon, but for a command that holds a session (--ttl) at least its lease.
+// The servers keep the session through an outage (a new leader extends
+// every lease), and the client takes it for lost only once a lease passes
+// unanswered, so a waiting `lockstep lock` rides out a restart of the
+// whole cluster as its holder does, rather than give up its place after
+// 10 s.
+func (c *common) retryBudget() time.Duration {
+	return c.retryBudgetOf(c.ttl, c.fs.Lookup("ttl") != nil)
+}
+
+func (*common) retryBudgetOf(ttl time.Duration, session bool) time.Duration {
+	const quick = 10 * time.Second
+	if session && ttl > quick {
+		return ttl
+	}
+	return quick
+}
+
 func (c *common) client() (*client.Client, error) {
 	var eps []string
 	for _, e := range strings.Split(c.endpoints, ",") {
@@ -209,7 +235,7 @@ func (c *common) client() (*client.Client, error) {
 			eps = append(eps, e)
 		}
 	}
-	opts := []client.Option{client.WithRetryTimeout(10 * time.Second)}
+	opts := []client.Option{client.WithRetryTimeout(c.retryBudget())}
 	if c.cacert != "" {
 		opts = append(opts, client.WithCAFile(c.cacert))
 	}

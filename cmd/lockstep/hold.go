@@ -58,6 +58,9 @@ func (h *holdFlags) runHeld(kind client.Kind, name string, argv []string,
 	if len(argv) == 0 {
 		return h.usageErr("no command to run: put it after --, like: %s %s -- ./job.sh", h.fs.Name(), name)
 	}
+	if h.maxHold > 0 && h.maxHold < client.MinTTL {
+		return h.usageErr("--max-hold %v is under %v: the hold would end almost at once; give at least %v, or 0 for no bound", h.maxHold, client.MinTTL, client.MinTTL)
+	}
 	cl, err := h.client()
 	if err != nil {
 		return h.fail(err)
@@ -117,7 +120,7 @@ func (h *holdFlags) holders(cl *client.Client, kind client.Kind, name string) st
 	if err == nil && len(st.Holders) == 0 && st.BlockedUntilMs != 0 {
 		// Nobody holds it, and status alone said "(free)": the last
 		// holder's session failed, and its lock-delay runs.
-		return fmt.Sprintf("is kept from everyone by a lock-delay until %s, after its holder's session failed or was closed by an operator", ms(st.BlockedUntilMs))
+		return fmt.Sprintf("is kept from everyone by a lock-delay until %s, after its holder failed (its session was lost or its maximum hold passed) or its session was closed by an operator", ms(st.BlockedUntilMs))
 	}
 	if err != nil || len(st.Holders) == 0 {
 		return "is held by someone else"

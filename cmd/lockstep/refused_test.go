@@ -224,3 +224,25 @@ func TestCredentialsHintWithoutACertificate(t *testing.T) {
 		}
 	}
 }
+
+// TestArgumentsTheServersRefuseAreBadUsage: arguments the servers refuse as
+// malformed (invalid_argument: a lock-delay over its bound, an empty or
+// over-long name or owner) exit 2, bad usage, as those the command refuses
+// itself do; a refusal by the state met (failed_precondition: a semaphore
+// of another limit) stays an error, exit 1.
+func TestArgumentsTheServersRefuseAreBadUsage(t *testing.T) {
+	for _, tc := range []struct {
+		code connect.Code
+		want int
+	}{
+		{connect.CodeInvalidArgument, exitUsage},
+		{connect.CodeFailedPrecondition, exitError},
+	} {
+		srv := refusing(t, tc.code, "lock_delay_ms: at most 60000")
+		var out, errb bytes.Buffer
+		if code := run([]string{"lock", "job", "--endpoints", srv.URL, "--", "true"}, &out, &errb); code != tc.want ||
+			!strings.Contains(errb.String(), "lock_delay_ms: at most 60000") {
+			t.Errorf("refused with %v: exit %d, %q; want exit %d and the servers' message", tc.code, code, errb.String(), tc.want)
+		}
+	}
+}
