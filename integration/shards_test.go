@@ -146,8 +146,39 @@ func TestShardedCluster(t *testing.T) {
 		t.Fatalf("List across shards: %q, want %q", listed, wantListed)
 	}
 
-	// Closing the session releases everywhere.
-	c.ok("DELETE", n0, fmt.Sprintf("/sessions/%d", sid), "")
+	// A request_seq reused for a name in another shard: that shard's
+	// dedupe never saw it, so it is served, but in a session of its own.
+	// (It joined the first request's server-made session, which then
+	// served two requests: releasing the first grant kept the session.)
+	first, other := names[0], ""
+	for _, n := range names {
+		if runtime.ShardOf(n, itShards) != runtime.ShardOf(first, itShards) {
+			other = n
+			break
+		}
+	}
+	c.ok("DELETE", n0, fmt.Sprintf("/sessions/%d", sid), "") // frees the names for it
+	reuse := `{"owner":"i1","ttl_seconds":60,"client_id":"itsh-reuse","request_seq":"1"}`
+	ra := c.ok("POST", n0, "/locks/"+first+"/acquire", reuse)
+	retry := c.ok("POST", c.nodes[1], "/locks/"+first+"/acquire", reuse)
+	rb := c.ok("POST", n0, "/locks/"+other+"/acquire", reuse)
+	want(t, first+" acquired", ra["acquired"], true)
+	want(t, other+" acquired", rb["acquired"], true)
+	if u64(t, retry, "session_id") != u64(t, ra, "session_id") || u64(t, retry, "fencing_token") != u64(t, ra, "fencing_token") {
+		t.Fatalf("a retry of %s: %v, want the first answer %v", first, retry, ra)
+	}
+	if u64(t, rb, "session_id") == u64(t, ra, "session_id") {
+		t.Fatalf("%s and %s under one reused request_seq share session %d: a server-made session serves one request", first, other, u64(t, ra, "session_id"))
+	}
+	for _, r := range []struct {
+		name string
+		ans  map[string]any
+	}{{first, ra}, {other, rb}} {
+		rel := c.ok("POST", c.nodes[2], "/locks/"+r.name+"/release", fmt.Sprintf(`{"owner":"i1","fencing_token":"%d"}`, u64(t, r.ans, "fencing_token")))
+		want(t, r.name+"'s release closes its session", rel["session_closed"], true)
+	}
+
+	// Closing the session released everywhere.
 	for _, name := range names {
 		s := c.ok("GET", c.nodes[1], "/locks/"+name+"/status", "")
 		want(t, name+" released by the close", s["held"], false)

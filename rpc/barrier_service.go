@@ -16,13 +16,15 @@ type BarrierHandler struct{ *service }
 // of its own, closed again when the wait ends.
 func (h BarrierHandler) Wait(ctx context.Context, req *connect.Request[pb.WaitBarrierRequest]) (*connect.Response[pb.WaitBarrierResponse], error) {
 	m := req.Msg
-	l, err := h.sessionFor(ctx, m.SessionId, m.Owner, m.TtlSeconds, m.TtlMs, m.ClientId, m.RequestSeq)
+	cmd := core.Command{Op: core.OpBarrierWait, Name: m.Name, ClientID: m.ClientId, Seq: m.RequestSeq, LowestPending: m.LowestPendingSeq,
+		Parties: m.Parties, Participant: m.Participant}
+	l, err := h.sessionFor(ctx, m.SessionId, m.Owner, m.TtlSeconds, m.TtlMs, &cmd)
 	if err != nil {
 		return nil, err
 	}
 	stop := h.keepWhileWaiting(ctx, l)
-	r, err := h.do(ctx, core.Command{Op: core.OpBarrierWait, Name: m.Name, ClientID: m.ClientId, Seq: m.RequestSeq, LowestPending: m.LowestPendingSeq,
-		Session: l.id, WaitMs: h.waitMs(ctx, m.WaitTimeoutMs), Parties: m.Parties, Participant: m.Participant})
+	cmd.Session, cmd.WaitMs = l.id, h.waitMs(ctx, m.WaitTimeoutMs)
+	r, err := h.do(ctx, cmd)
 	stop()
 	if l.created && (err != nil || r.Outcome != core.OutcomeQueued) {
 		h.closeSession(ctx, l.id)

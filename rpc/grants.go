@@ -27,7 +27,7 @@ type acquired struct {
 // for it. A session made for it is closed again when nothing was granted
 // (unless the call returned while still queued: a retry may wait again).
 func (s *service) acquire(ctx context.Context, a acquireArgs) (acquired, error) {
-	l, err := s.sessionFor(ctx, a.session, a.owner, a.ttlSeconds, a.ttlMs, a.cmd.ClientID, a.cmd.Seq)
+	l, err := s.sessionFor(ctx, a.session, a.owner, a.ttlSeconds, a.ttlMs, &a.cmd)
 	if err != nil {
 		return acquired{}, err
 	}

@@ -145,9 +145,10 @@ type lease struct {
 	owner   string        // a given session's label
 }
 
-// sessionFor returns the given session, or creates one for this request
-// alone, labelled autoOwnerPrefix+owner. With a client id, the session is
-// created under a derived one, so a retried request finds the same session.
+// sessionFor returns the given session, or creates one for the request
+// served alone, labelled autoOwnerPrefix+owner. With a client id, the
+// session is created under a derived one (implicitClientID), so a retried
+// request finds the same session.
 //
 // A session the server made for one request is refused as the given one:
 // the server closes such a session when that request's grant ends or its
@@ -156,7 +157,7 @@ type lease struct {
 // it by id between that read and the close would be ended by the close
 // after it was acknowledged. Owner labels never change and session ids are
 // never reused, so the check cannot go stale before the acquire applies.
-func (s *service) sessionFor(ctx context.Context, given uint64, owner string, ttlSeconds, ttlMs int64, clientID string, seq uint64) (lease, error) {
+func (s *service) sessionFor(ctx context.Context, given uint64, owner string, ttlSeconds, ttlMs int64, served *core.Command) (lease, error) {
 	if given != 0 {
 		label, err := s.holdsNoOther(ctx, core.SessionID(given))
 		if err != nil {
@@ -165,8 +166,8 @@ func (s *service) sessionFor(ctx context.Context, given uint64, owner string, tt
 		return lease{id: core.SessionID(given), owner: label}, nil
 	}
 	cmd := core.Command{Op: core.OpSessionCreate, TTLMs: s.ttlMs(ttlSeconds, ttlMs), Owner: autoOwnerPrefix + owner}
-	if clientID != "" {
-		cmd.ClientID, cmd.Seq = clientID+implicitSuffix, seq
+	if served.ClientID != "" {
+		cmd.ClientID, cmd.Seq = implicitClientID(served.ClientID, served), served.Seq
 	}
 	r, err := s.do(ctx, cmd)
 	if err != nil {

@@ -3,6 +3,7 @@ package rpc
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net"
 	"strings"
 	"unicode/utf8"
@@ -26,10 +27,31 @@ import (
 // with such an owner.
 const autoOwnerPrefix = "auto:"
 
-// implicitSuffix derives the client id under which an implicit session is
-// created, so that the session and the request it serves each have their
-// own (client_id, request_seq) and a retry finds both.
-const implicitSuffix = "/session"
+// implicitSuffix is the room the client id of an implicit session takes
+// beyond the request's client_id: "/" and implicitPrintDigits hex digits
+// (implicitClientID).
+const implicitSuffix = "/0000000"
+
+// implicitPrintDigits is how many hex digits of the request's print the
+// implicit session's client id carries.
+const implicitPrintDigits = len(implicitSuffix) - 1
+
+// implicitClientID derives the client id under which the implicit session
+// of a request is created, so that the session and the request it serves
+// each have their own (client_id, request_seq) and a retry finds both. It
+// carries a print of what the request acts on (op, kind, name): with
+// several shards each shard keeps its own dedupe, so a request_seq reused
+// for another name in another shard is not recognised there, and under
+// one derived id for every request it joined the first request's session,
+// which then served two requests (its release kept the session, and two
+// owners' grants shared one lease). With the print, such a request gets a
+// session of its own, as a new request does; within one shard the reuse is
+// refused as before (core's dedupe).
+func implicitClientID(clientID string, c *core.Command) string {
+	h := fnv.New32a()
+	fmt.Fprintf(h, "%d/%d/%s", c.Op, c.Kind, c.Name)
+	return fmt.Sprintf("%s/%0*x", clientID, implicitPrintDigits, h.Sum32()&(1<<(4*implicitPrintDigits)-1))
+}
 
 // maxClientIDBytes leaves room for implicitSuffix within core's bound.
 const maxClientIDBytes = core.MaxClientIDBytes - len(implicitSuffix)
@@ -197,7 +219,7 @@ func (v validator) commands(msg any, buf *[2]core.Command) []core.Command {
 		c.Session = heldSession
 		create := core.Command{Op: core.OpSessionCreate, TTLMs: v.ttlMs(seconds, ms), Owner: autoOwnerPrefix + owner}
 		if c.ClientID != "" {
-			create.ClientID, create.Seq = c.ClientID+implicitSuffix, c.Seq
+			create.ClientID, create.Seq = implicitClientID(c.ClientID, &c), c.Seq
 		}
 		return append(buf[:0], c, create) // c first: its owner is the caller's label, at the caller's byte offsets
 	}
