@@ -415,6 +415,10 @@ func lostAdvice(err error) string {
 	case connect.CodeOf(err) == connect.CodePermissionDenied || strings.Contains(msg, "permission_denied") ||
 		strings.Contains(msg, "no longer allows"):
 		return "the cluster's ACL no longer allows it: ask for a rule in security.acl (docs/security.md)"
+	case strings.Contains(msg, "was closed") && !strings.Contains(msg, "expired"):
+		// Closed on the servers, not timed out: an operator's
+		// 'lockstep session close', not the network or the TTL.
+		return "its session was closed on the servers (an operator's 'lockstep session close'): run it again if it should still run"
 	}
 	return "check the network to the servers, or raise --ttl"
 }

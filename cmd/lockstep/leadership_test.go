@@ -93,8 +93,8 @@ type writerFunc func([]byte) (int, error)
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // TestLostAdvice: a session lost because the cluster no longer takes the
-// command's credentials, or its ACL no longer allows it, is not advised
-// to check the network or raise --ttl.
+// command's credentials, or its ACL no longer allows it, or closed on the
+// servers, is not advised to check the network or raise --ttl.
 func TestLostAdvice(t *testing.T) {
 	for _, tc := range []struct {
 		err  error
@@ -104,6 +104,11 @@ func TestLostAdvice(t *testing.T) {
 		{fmt.Errorf("%w: the credentials this stream was opened with were withdrawn by a reload of the security settings", client.ErrSessionLost), "credentials"},
 		{fmt.Errorf("%w: permission_denied: the ACL in force since a reload no longer allows this request", client.ErrSessionLost), "security.acl"},
 		{fmt.Errorf("%w: not renewed within its lease", client.ErrSessionLost), "raise --ttl"},
+		{fmt.Errorf("%w: session 7 expired or was closed on the servers: not_found", client.ErrSessionLost), "raise --ttl"},
+		// An operator's close is not the network's doing.
+		{fmt.Errorf("%w: session 7 was closed", client.ErrSessionLost), "lockstep session close"},
+		{fmt.Errorf("lock: %w: session 7 was closed on the servers", client.ErrSessionLost), "lockstep session close"},
+		{fmt.Errorf("%w: session 7 was closed on the servers by another caller (pushed by http://a)", client.ErrSessionLost), "lockstep session close"},
 	} {
 		if got := lostAdvice(tc.err); !strings.Contains(got, tc.want) {
 			t.Errorf("advice for %v: %q, want it to say %q", tc.err, got, tc.want)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -77,7 +78,7 @@ Examples:
 			opts = append(opts, client.WithoutLockDelay())
 		}
 		if err := cl.CloseSession(ctx, id, opts...); err != nil {
-			return c.fail(err)
+			return c.failSession(err)
 		}
 		if c.output == "json" {
 			c.json(map[string]any{"session_id": id, "closed": true, "lock_delay": !*noLockDelay})
@@ -91,7 +92,7 @@ Examples:
 	}
 	s, err := cl.SessionInfo(ctx, id)
 	if err != nil {
-		return c.fail(err)
+		return c.failSession(err)
 	}
 	if c.output == "json" {
 		c.json(s)
@@ -112,6 +113,19 @@ Examples:
 		fmt.Fprintln(stdout, "(holds and waits for nothing)")
 	}
 	return exitOK
+}
+
+// failSession is fail for 'session show' and 'session close', which look
+// at another process's session by id: a session the servers do not have is
+// advised on as such, not as this command's own session lost (the network,
+// --ttl), which it has none of.
+func (c *common) failSession(err error) int {
+	if !errors.Is(err, client.ErrSessionLost) {
+		return c.fail(err)
+	}
+	fmt.Fprintf(c.stderr, "%s: %s\n", c.fs.Name(), strings.TrimPrefix(err.Error(), "lockstep: "))
+	fmt.Fprintln(c.stderr, "No live session has that id (it expired, was closed, or never was), so it holds nothing: 'lockstep status NAME' shows the sessions that hold or wait for a name.")
+	return exitError
 }
 
 // kindWord is a proto kind as the CLI names kinds ("KIND_MUTEX": mutex).

@@ -68,3 +68,18 @@ func TestSessionCloseAppliesLockDelay(t *testing.T) {
 		t.Errorf("show --no-lock-delay: exit %d, %q", code, errb.String())
 	}
 }
+
+// TestSessionShowOfAGoneSession: 'session show' and 'session close' of an
+// id the servers do not have say so, and where to find live sessions, not
+// the advice for a command's own lost session (the network, --ttl).
+func TestSessionShowOfAGoneSession(t *testing.T) {
+	srv := refusing(t, connect.CodeNotFound, "session 99 does not exist (it expired, was closed, or never was): create a new session")
+	for _, sub := range []string{"show", "close"} {
+		var out, errb bytes.Buffer
+		code := run([]string{"session", sub, "99", "--endpoints", srv.URL}, &out, &errb)
+		if code != exitError || !strings.Contains(errb.String(), "No live session has that id") ||
+			!strings.Contains(errb.String(), "lockstep status NAME") || strings.Contains(errb.String(), "--ttl") {
+			t.Errorf("session %s of a gone id: exit %d, %q", sub, code, errb.String())
+		}
+	}
+}
