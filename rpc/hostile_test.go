@@ -310,6 +310,21 @@ func TestRESTPathValuesAndContentTypes(t *testing.T) {
 	if msg, _ := body["message"].(string); !strings.Contains(msg, `session_id "abc" in the path is not a whole number`) {
 		t.Fatalf("a path id that is not a number: %q", msg)
 	}
+	// A whole number too large for an id, and query numbers, say what is
+	// wrong with them (vanguard's own JSON error said neither what nor
+	// where).
+	for _, tc := range []struct{ path, want string }{
+		{"/sessions/18446744073709551616", `session_id "18446744073709551616" in the path is too large (at most 18446744073709551615)`},
+		{"/sessions/1?request_seq=abc", `request_seq="abc" is not a whole number`},
+		{"/sessions/1?lowest_pending_seq=-1", `lowest_pending_seq="-1" is not a whole number`},
+		{"/sessions/1?request_seq=99999999999999999999", `request_seq="99999999999999999999" is too large`},
+	} {
+		status, body := s.call(t, "DELETE", tc.path, "")
+		expectError(t, status, body, 400, "invalid_argument")
+		if msg, _ := body["message"].(string); !strings.Contains(msg, tc.want) {
+			t.Errorf("DELETE %s: %q, want %q", tc.path, msg, tc.want)
+		}
+	}
 	st, raw := s.rawCall(t, "POST", "/locks/t/acquire", http.Header{"Content-Type": {"text/plain"}}, []byte(`{"owner":"o"}`))
 	if st != 415 || !strings.Contains(raw, `Content-Type \"text/plain\" is not accepted`) {
 		t.Fatalf("text/plain: %d %s", st, raw)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -77,7 +78,9 @@ func checkRESTURL(r *http.Request) *inputError {
 	// character 'a' looking for beginning of value") says neither what nor
 	// where.
 	if segs := strings.Split(strings.Trim(r.URL.EscapedPath(), "/"), "/"); len(segs) >= 2 && segs[0] == "sessions" {
-		if _, err := strconv.ParseUint(segs[1], 10, 64); err != nil {
+		if _, err := strconv.ParseUint(segs[1], 10, 64); errors.Is(err, strconv.ErrRange) {
+			return badInput("session_id %s in the path is too large (at most %d): use the session_id that POST /sessions answered", quote.Bounded(segs[1]), uint64(math.MaxUint64))
+		} else if err != nil {
 			return badInput("session_id %s in the path is not a whole number: use the session_id that POST /sessions answered", quote.Bounded(segs[1]))
 		}
 	}
@@ -113,6 +116,15 @@ func checkRESTURL(r *http.Request) *inputError {
 		if k == "stale" || k == "apply_lock_delay" {
 			if v := q[k][0]; v != "true" && v != "false" {
 				return badInput("%s=%s is not true or false: use true or false, in lower case", k, quote.Bounded(v))
+			}
+		}
+		// A number the same way: vanguard's JSON error said neither what
+		// nor where ("invalid character 'a' looking for beginning of value").
+		if k == "request_seq" || k == "lowest_pending_seq" {
+			if _, err := strconv.ParseUint(q[k][0], 10, 64); errors.Is(err, strconv.ErrRange) {
+				return badInput("%s=%s is too large: at most %d", k, quote.Bounded(q[k][0]), uint64(math.MaxUint64))
+			} else if err != nil {
+				return badInput("%s=%s is not a whole number: give a number from 0 up, in decimal digits", k, quote.Bounded(q[k][0]))
 			}
 		}
 	}
