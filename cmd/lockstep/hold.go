@@ -101,7 +101,9 @@ func (h *holdFlags) runHeld(kind client.Kind, name string, argv []string,
 		return h.fail(err)
 	}
 	code := h.runCommand(s, name, hd, argv)
-	if s.Err() == nil {
+	// A hold lost while the session lives passed its --max-hold: the
+	// servers ended it, and a release would only be refused as stale.
+	if s.Err() == nil && code != exitSessionLost {
 		cctx, cancel := cleanupCtx()
 		defer cancel()
 		if err := hd.release(cctx); err != nil {
