@@ -69,8 +69,11 @@ clean: ## remove bin/
 	rm -rf bin
 
 .PHONY: run
-run: bin/lockstep ## run a single node on local disk (lockstep serve --dev)
-	bin/lockstep serve --dev
+# RUN_FLAGS passes more flags to serve, e.g. other ports:
+#   make run RUN_FLAGS="--api-address 127.0.0.1:8081 --metrics-address 127.0.0.1:9091 --raft-address 127.0.0.1:7002"
+RUN_FLAGS ?=
+run: bin/lockstep ## run a single node on local disk (lockstep serve --dev; RUN_FLAGS for more flags, such as other ports)
+	bin/lockstep serve --dev $(RUN_FLAGS)
 
 .PHONY: fmt-check
 fmt-check: ## fail when gofmt would change a file
