@@ -11,6 +11,9 @@
 //   - fanout.go: Of (a name's shard), Targets, and Fanout, the step
 //     function of a command over the shards; merge.go: how its answers
 //     merge (the rules below).
+//   - expiry.go: Expired, what the leader of a shard that applied a
+//     session's expiry must do: close the session in every other shard,
+//     as a failure (Cleanup.Close).
 //   - reads.go: ListPage (the union of every shard's objects, in name then
 //     kind order, filtered, cut into pages of at most MaxPage, with the
 //     Cursor of the next), Session (a session read from every shard: lost
@@ -48,6 +51,10 @@
 //     and close the copies made.
 //   - session_keepalive: every shard. Missing in any: not_found, and close
 //     the copies left, so their holds do not outlive the session by a TTL.
+//   - a session's expiry in one shard: its leader closes the session in
+//     every other shard, with the lock-delay, so that an abandoned session
+//     (no keepalive to learn it is lost) does not live on where a leader
+//     change extended it.
 //   - session_close: every shard. Done only when every shard answered done
 //     or not_found (gone there counts as closed) and at least one said
 //     done. A shard unreachable makes the close an error, never a success:
