@@ -15,6 +15,7 @@ import (
 	"github.com/lockstepd/lockstep/config"
 	"github.com/lockstepd/lockstep/core"
 	"github.com/lockstepd/lockstep/core/replica"
+	"github.com/lockstepd/lockstep/core/shards"
 )
 
 // shard runs one Raft group on this node: its state machine, and the node
@@ -343,6 +344,11 @@ func (s *shard) showLeader() {
 // applies the expiry, so that summing lockstep_sessions_expired_total over
 // members counts each once (an expiry applied during a leader change may go
 // uncounted; a replay at restart is not counted, as no member leads then).
+//
+// The same member closes an expired session in the other shards, in the
+// background (shards.Expired): a session abandoned by its client sends no
+// keepalive whose fan-out would learn it is lost, and a leader change in
+// another shard extended its copy there by a TTL.
 func (s *shard) applied(e core.Entry, out *core.Output) {
 	s.mu.Lock()
 	if s.isLeader {
@@ -352,10 +358,15 @@ func (s *shard) applied(e core.Entry, out *core.Output) {
 			}
 		}
 	}
+	closes := shards.Expired(s.index, len(s.n.shards), s.drv.IsLeader(), out)
 	if err := s.drv.Step(replica.AppliedEvent(e, out)); err != nil {
 		s.log.Error("driver refused an applied entry", "index", e.Index, "err", err)
 	}
 	s.mu.Unlock()
+	for i := range closes {
+		s.log.Info("closing a session that expired in this shard in the others", "session", closes[i].Session, "shards", closes[i].Shards)
+		s.n.closeBestEffort(&closes[i])
+	}
 	s.watch.publish(out)
 }
 

@@ -266,6 +266,122 @@ func TestShardedSessionLostInOneShard(t *testing.T) {
 	}
 }
 
+// TestShardedSessionExpiredInOneShard: a session whose copy expires in
+// one shard is closed in the others by that shard's leader, with the
+// lock-delay, though no keepalive's fan-out ever finds it lost (an
+// abandoned session sends none). Shards 1 and 2 are kept alive on their
+// own, as a leader change there extends them, and go on being kept alive
+// after shard 0's expiry: only the expiry-driven close can end them. Before
+// it, they lived as long as something extended them.
+func TestShardedSessionExpiredInOneShard(t *testing.T) {
+	const shards = 3
+	c := newTestCluster(t, clusterOpts{size: 1, shards: shards})
+	n := c.nodes[0]
+	names := namesPerShard(t, "expired-", shards)
+	s := session(t, n, 2*time.Second)
+	for _, name := range names {
+		acq := mutex(name, s, 0)
+		acq.LockDelayMs = time.Minute.Milliseconds()
+		if g := do(t, n, acq); g.Outcome != core.OutcomeGranted {
+			t.Fatalf("%s: %+v", name, g)
+		}
+	}
+	// Keep the copies of shards 1 and 2 alive, each alone (no fan-out),
+	// every 200 ms, until both answer not_found; shard 0's copy runs out.
+	gone := map[uint64]bool{}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(gone) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("session %d still lives in shards other than %v 10 s after its creation, its TTL 2 s: "+
+				"its expiry in shard 0 did not close it in the others", s, gone)
+		}
+		for k := uint64(1); k < shards; k++ {
+			if gone[k] {
+				continue
+			}
+			r, err := n.doOn(tctx(t), n.shards[k], core.Command{Op: core.OpSessionKeepAlive, Session: s})
+			switch {
+			case err != nil:
+				t.Fatalf("keepalive in shard %d: %v", k, err)
+			case r.Err != nil && r.Err.Code == core.CodeNotFound:
+				gone[k] = true
+			case r.Err != nil:
+				t.Fatalf("keepalive in shard %d: %v", k, r.Err)
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if _, in := sessionHolds(t, n, s, false); in != 0 {
+		t.Fatalf("session %d is in %d shards, want none", s, in)
+	}
+	// Every name keeps its lock-delay: shard 0's by its expiry, the others
+	// by the close, which ends them as a failure.
+	for _, name := range names {
+		if st := status(t, n, core.KindMutex, name, false); len(st.Holders) != 0 || st.LockDelayUntil == 0 {
+			t.Errorf("%s (shard %d) after the session expired in shard 0: %+v; want it free and blocked by the lock-delay", name, n.ShardOf(name), st)
+		}
+	}
+}
+
+// TestShardedAbandonedSessionAfterLeaderChange is the user's trial: a
+// session its client abandoned (no keepalive at all), holding a name in
+// each of 3 shards, whose shard 0 changes leader (its leader's node
+// stops) partway through the TTL. The new leader's mark extends shard 0's
+// copy to now+TTL, while shards 1 and 2 expire theirs on schedule; their
+// leaders then close it in shard 0, with the lock-delay, at once. Before,
+// shard 0's copy held its name for the rest of the extension, while every
+// read of the session already answered it gone.
+func TestShardedAbandonedSessionAfterLeaderChange(t *testing.T) {
+	const shards = 3
+	const ttl = 5 * time.Second
+	c := newTestCluster(t, clusterOpts{size: 3, shards: shards})
+	n := c.nodes[1] // leads shard 1; node 0 leads shard 0
+	names := namesPerShard(t, "abandoned-", shards)
+	s := session(t, n, ttl)
+	for _, name := range names {
+		acq := mutex(name, s, 0)
+		acq.LockDelayMs = time.Minute.Milliseconds()
+		if g := do(t, n, acq); g.Outcome != core.OutcomeGranted {
+			t.Fatalf("%s: %+v", name, g)
+		}
+	}
+	time.Sleep(2 * time.Second)
+	c.stop(c.waitLeader(0))
+	c.waitLeader(0)
+	in := func(shard uint64) bool {
+		var live bool
+		_, err := n.readShard(tctx(t), n.shards[shard], false, func(m *core.Machine) error {
+			_, err := m.SessionInfo(s)
+			live = err == nil
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return live
+	}
+	deadline := time.Now().Add(3 * ttl)
+	for in(1) || in(2) {
+		if time.Now().After(deadline) {
+			t.Fatalf("session %d did not expire in shards 1 and 2 within %v", s, 3*ttl)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Shard 0's copy was extended to at least 2 s + TTL after the
+	// acquires, 2 s past the others' expiry; the close ends it well within.
+	expired := time.Now()
+	for in(0) {
+		if time.Since(expired) > 1500*time.Millisecond {
+			t.Fatalf("session %d still lives in shard 0 %v after it expired in shards 1 and 2: its expiry there did not close it",
+				s, time.Since(expired).Round(time.Millisecond))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st := status(t, n, core.KindMutex, names[0], false); len(st.Holders) != 0 || st.LockDelayUntil == 0 {
+		t.Errorf("%s (shard 0) after the session expired in the others: %+v; want it free and blocked by the lock-delay", names[0], st)
+	}
+}
+
 // TestShardedCancelAndWatch: a queued wait in a shard other than 0 is
 // withdrawn when its caller goes away; a cancel by waiter id finds its
 // shard; a watch of everything merges every shard's events, each naming its
