@@ -446,6 +446,17 @@ func (c *checker) cleanupCloses() (closes, delays int) {
 	return closes, delays
 }
 
+// expiryCloses counts the closes of an expired session's copies
+// (shards.Expired) applied, and the lock-delays they started, over every
+// shard.
+func (c *checker) expiryCloses() (closes, delays int) {
+	for _, l := range c.logs {
+		closes += l.led.expiryCloses
+		delays += l.led.expiryDelays
+	}
+	return closes, delays
+}
+
 // rulesCounts sums, over every shard, the closes with apply_lock_delay
 // refused under rules 3 and the campaigns of a leader with another value
 // under rules 3 (value kept) and from rules 4 (value set).

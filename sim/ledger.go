@@ -50,6 +50,10 @@ type ledger struct {
 	// session's copies, closed by a client's fan-out) the log applied,
 	// cleanupDelays the lock-delays they started.
 	cleanupCloses, cleanupDelays int
+	// expiryCloses counts the closes a shard's leader sent to the other
+	// shards when it applied a session's expiry (shards.Expired) that the
+	// log applied, expiryDelays the lock-delays they started.
+	expiryCloses, expiryDelays int
 
 	// rules is the rules in force as the log raises them (core.Machine's
 	// Rules): the highest a valid leader-change mark carried. Every entry
@@ -275,7 +279,7 @@ func (l *ledger) process(e *core.Entry, out *core.Output) {
 	// exclusion and session ownership on the state after the entry, the
 	// only state anyone can observe.
 	x := &entryScratch{shapes: map[core.FencingToken]shape{}, touched: map[objKey]bool{}, gens: map[uint64]int64{}, ended: map[core.SessionID]string{},
-		forced: map[core.SessionID]bool{}, cleaned: map[core.SessionID]bool{}, now: out.Time, electionCmds: map[string]int{}, grantedFrom: map[core.FencingToken]core.WaiterID{},
+		forced: map[core.SessionID]bool{}, cleaned: map[core.SessionID]bool{}, expired: map[core.SessionID]bool{}, now: out.Time, electionCmds: map[string]int{}, grantedFrom: map[core.FencingToken]core.WaiterID{},
 		valueBefore: map[core.FencingToken]string{}}
 	for i := range e.Commands {
 		if c := &e.Commands[i]; c.Op == core.OpCampaign || c.Op == core.OpProclaim || c.Op == core.OpResign {
@@ -382,6 +386,7 @@ type entryScratch struct {
 	ended   map[core.SessionID]string
 	forced  map[core.SessionID]bool // closed by a close that asked for the lock-delay
 	cleaned map[core.SessionID]bool // closed by a cleanup (shards.Cleanup)
+	expired map[core.SessionID]bool // closed because it expired in another shard (shards.Expired)
 	now     core.LogTime            // log time after the entry's clock moved: when its timers and commands ran
 	// electionCmds counts the entry's campaigns, proclaims and resigns
 	// per election name; grantedFrom is the waiter each election grant of
@@ -444,15 +449,22 @@ func (l *ledger) sessionCommand(idx uint64, now core.LogTime, c *core.Command, r
 	case core.OpSessionClose:
 		delete(l.sessions, r.Session)
 		x.ended[r.Session] = "closed"
-		if strings.HasSuffix(c.ClientID, cleanupClientSuffix) {
+		cleanup, expiry := strings.HasSuffix(c.ClientID, cleanupClientSuffix), strings.HasSuffix(c.ClientID, expiryClientSuffix)
+		if cleanup || expiry {
 			// A session lost in one shard failed: its copies elsewhere
 			// must end as its expiry would, lock-delay included.
 			if !c.ApplyLockDelay {
-				l.fail("cleanup-lock-delay", "index %d closed session %d for a cleanup (%s seq=%d) without apply_lock_delay: "+
+				l.fail("cleanup-lock-delay", "index %d closed session %d for a cleanup or another shard's expiry (%s seq=%d) without apply_lock_delay: "+
 					"a session lost in one shard failed, and its holds elsewhere must keep their lock-delay", idx, r.Session, c.ClientID, c.Seq)
 			}
+		}
+		switch {
+		case cleanup:
 			x.cleaned[r.Session] = true
 			l.cleanupCloses++
+		case expiry:
+			x.expired[r.Session] = true
+			l.expiryCloses++
 		}
 		if c.ApplyLockDelay {
 			if l.rules < rulesCloseLockDelay {
@@ -597,6 +609,9 @@ func (l *ledger) effect(idx uint64, ef *core.Effect, x *entryScratch) {
 				l.closeDelays++
 				if x.cleaned[g.session] {
 					l.cleanupDelays++
+				}
+				if x.expired[g.session] {
+					l.expiryDelays++
 				}
 			}
 		}

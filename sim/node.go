@@ -9,6 +9,7 @@ import (
 
 	"github.com/lockstepd/lockstep/core"
 	"github.com/lockstepd/lockstep/core/replica"
+	"github.com/lockstepd/lockstep/core/shards"
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
 )
@@ -73,6 +74,11 @@ type node struct {
 	nextRead uint64
 	reads    map[uint64]*pendingRead // waiting for ReadIndex
 	readWait []*pendingRead          // waiting for applied >= index
+
+	// exSeq numbers the closes this node sends to its replica's other
+	// shards when it applies an expiry as leader (expiryClose): their
+	// (ClientID, Seq) must never repeat, so it survives crashes.
+	exSeq uint64
 
 	// proposed lists the proposals handed to raft whose fate this replica
 	// has not learned yet, oldest first: etcd raft tells a proposer
@@ -482,9 +488,41 @@ func (n *node) apply(e *pb.Entry) {
 	out := n.sm.Apply(entry)
 	n.applied = idx
 	n.w.chk.applied(n, entry, out)
+	closes := shards.Expired(n.shard, n.w.opts.Shards, n.drv.IsLeader(), out)
 	n.step(replica.AppliedEvent(entry, out))
+	for i := range closes {
+		n.expiryClose(&closes[i])
+	}
 	if len(n.proposed) > 0 {
 		n.confirmProposed(e)
+	}
+}
+
+// expiryClientSuffix marks the client ids of the closes a shard's leader
+// sends when it applies an expiry, so that the ledger knows them.
+const expiryClientSuffix = ".ex"
+
+// expiryClose closes a session that expired in this shard in the shards
+// cu names, as the runtime's leader does (shard.applied, closeBestEffort):
+// through this replica's own node of each shard, in process (the
+// runtime's shards share one NodeHost), whose driver proposes it as
+// leader, forwards it, or refuses it when it knows no leader. Once, without
+// retries or waiting for the answer (the runtime retries within its
+// budget): a close lost here leaves that copy to its TTL, as before.
+func (n *node) expiryClose(cu *shards.Cleanup) {
+	for _, k := range cu.Shards {
+		o := n.w.groups[k][n.id]
+		if !o.up {
+			continue // a replica's shards crash together; never met
+		}
+		n.exSeq++
+		cmd := cu.Close()
+		cmd.ClientID, cmd.Seq = fmt.Sprintf("n%d/s%d%s", n.id, n.shard, expiryClientSuffix), n.exSeq
+		n.w.tr.mix(0xe4c105e, n.word(), k, uint64(cu.Session), n.exSeq)
+		n.w.tr.logf(n.w.now, "%s session %d expired here: close it in shard %d", n, cu.Session, k)
+		o.nextReq++
+		o.step(replica.RequestEvent(o.nextReq, cmd)) // no origin: its replies go nowhere
+		o.markDirty()
 	}
 }
 

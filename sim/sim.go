@@ -55,6 +55,12 @@ type Result struct {
 	// lock-delays they started (both also in ForcedCloses, CloseDelays).
 	CleanupCloses int `json:"cleanup_closes,omitempty"`
 	CleanupDelays int `json:"cleanup_lock_delays,omitempty"`
+	// ExpiryCloses counts the closes of an expired session's copies that
+	// the leader of the shard where it expired sent to the others
+	// (shards.Expired) the log applied, ExpiryDelays the lock-delays they
+	// started (both also in ForcedCloses, CloseDelays).
+	ExpiryCloses int `json:"expiry_closes,omitempty"`
+	ExpiryDelays int `json:"expiry_lock_delays,omitempty"`
 	// Over every shard, what the rules in force decided (Options.Upgrade):
 	// RulesRaisedAt is the index whose mark raised shard 0's rules above
 	// rules 3 (0: never), RefusedCloses the closes with apply_lock_delay
@@ -564,6 +570,7 @@ func unsettledGroup(nodes []*node) string {
 func (w *world) result() Result {
 	forced, delays := w.chk.forcedCloses()
 	cleanups, cleanupDelays := w.chk.cleanupCloses()
+	expiryCloses, expiryDelays := w.chk.expiryCloses()
 	r := Result{
 		Seed:           w.opts.Seed,
 		TraceHash:      w.tr.hex(),
@@ -589,6 +596,8 @@ func (w *world) result() Result {
 		CloseDelays:    delays,
 		CleanupCloses:  cleanups,
 		CleanupDelays:  cleanupDelays,
+		ExpiryCloses:   expiryCloses,
+		ExpiryDelays:   expiryDelays,
 		Options:        w.opts,
 		Flags:          w.opts.Flags(),
 		TraceLines:     w.tr.lines,

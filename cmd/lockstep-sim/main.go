@@ -161,6 +161,7 @@ func runOne(f *flags, stdout io.Writer) int {
 	fmt.Fprintf(stdout, "forced closes=%d lock-delays they started=%d\n", res.ForcedCloses, res.CloseDelays)
 	if res.Options.Shards > 1 {
 		fmt.Fprintf(stdout, "cleanup closes of lost sessions=%d lock-delays they started=%d\n", res.CleanupCloses, res.CleanupDelays)
+		fmt.Fprintf(stdout, "closes of expired sessions' copies=%d lock-delays they started=%d\n", res.ExpiryCloses, res.ExpiryDelays)
 	}
 	if res.Options.Upgrade != sim.UpgradeNone {
 		fmt.Fprintf(stdout, "upgrade: rules raised at index %d (0: never) closes refused under rules 3=%d campaign values kept under 3=%d set under 4=%d\n",
