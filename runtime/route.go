@@ -98,6 +98,9 @@ func (n *Node) closeBestEffort(c *shards.Cleanup) {
 	for _, i := range c.Shards {
 		s := n.shards[i]
 		go func() {
+			if n.goneHere(s, c.Session) {
+				return // its own expiry or another close ended it already
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), n.retryBudget)
 			defer cancel()
 			r, err := n.doOn(ctx, s, c.Close())
@@ -109,6 +112,22 @@ func (n *Node) closeBestEffort(c *shards.Cleanup) {
 			}
 		}()
 	}
+}
+
+// goneHere says whether this node's copy of shard s, as far as it has
+// applied, no longer has session id. A session never comes back and its id
+// is never reused, so a copy gone in the applied prefix is gone for good,
+// and a close sent there would only be answered not_found: every shard's
+// leader that applies the same session's expiry (shards.Expired) would
+// otherwise send a close to every other shard.
+func (n *Node) goneHere(s *shard, id core.SessionID) bool {
+	gone := false
+	_, err := n.readShard(context.Background(), s, true, func(m *core.Machine) error {
+		_, err := m.SessionInfo(id)
+		gone = core.CodeOf(err) == core.CodeNotFound
+		return nil
+	})
+	return err == nil && gone
 }
 
 // ReadAll runs fn on the state machine of every shard (after a ReadIndex

@@ -21,6 +21,7 @@ type Machine interface {
 	CheckInvariants() error
 	Status(core.Kind, string) (core.Status, error)
 	CheckFence(core.Kind, string, core.FencingToken) (bool, error)
+	SessionInfo(core.SessionID) (core.SessionInfo, error)
 }
 
 // Bug is one planted bug.

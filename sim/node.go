@@ -515,6 +515,9 @@ func (n *node) expiryClose(cu *shards.Cleanup) {
 		if !o.up {
 			continue // a replica's shards crash together; never met
 		}
+		if _, err := o.sm.SessionInfo(cu.Session); core.CodeOf(err) == core.CodeNotFound {
+			continue // gone in this replica's applied prefix: gone for good (the runtime's goneHere)
+		}
 		n.exSeq++
 		cmd := cu.Close()
 		cmd.ClientID, cmd.Seq = fmt.Sprintf("n%d/s%d%s", n.id, n.shard, expiryClientSuffix), n.exSeq

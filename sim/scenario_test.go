@@ -413,12 +413,12 @@ func TestScenarioDroppedReadsFreeTheirSlots(t *testing.T) {
 // (seed 2 did until expiries closed the copies first, shards.Expired:
 // most lock-delays a cleanup started are now started by those closes).
 func TestCleanupClosesKeepTheLockDelay(t *testing.T) {
-	o := DefaultOptions(27)
+	o := DefaultOptions(34)
 	o.Shards = 3
 	res := Run(o, RunConfig{})
 	mustPass(t, res)
 	if res.CleanupCloses == 0 || res.CleanupDelays == 0 {
-		t.Fatalf("seed 27 with 3 shards: %d cleanup closes, %d lock-delays they started; want both above 0", res.CleanupCloses, res.CleanupDelays)
+		t.Fatalf("seed 34 with 3 shards: %d cleanup closes, %d lock-delays they started; want both above 0", res.CleanupCloses, res.CleanupDelays)
 	}
 }
 

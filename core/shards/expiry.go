@@ -21,7 +21,9 @@ import "github.com/lockstepd/lockstep/core"
 //
 // Duplicates are harmless: every shard's leader that applies the expiry
 // sends, and a close of a copy already gone answers not_found and changes
-// nothing. A leader change between the expiry and the close, or a close
+// nothing. The member skips a shard whose copy its own replica no longer
+// has (gone in the applied prefix is gone for good: sessions never come
+// back), so copies that expire together cost few of them. A leader change between the expiry and the close, or a close
 // that fails, leaves that copy to its TTL, as before.
 func Expired(shard uint64, count int, leads bool, out *core.Output) []Cleanup {
 	if !leads || count <= 1 || out == nil {
