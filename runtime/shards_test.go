@@ -335,7 +335,8 @@ func TestShardedAbandonedSessionAfterLeaderChange(t *testing.T) {
 	const shards = 3
 	const ttl = 5 * time.Second
 	c := newTestCluster(t, clusterOpts{size: 3, shards: shards})
-	n := c.nodes[1] // leads shard 1; node 0 leads shard 0
+	lead0 := c.waitLeader(0)
+	n := c.nodes[(lead0+1)%len(c.nodes)] // not shard 0's leader, which stops
 	names := namesPerShard(t, "abandoned-", shards)
 	s := session(t, n, ttl)
 	for _, name := range names {
@@ -346,7 +347,11 @@ func TestShardedAbandonedSessionAfterLeaderChange(t *testing.T) {
 		}
 	}
 	time.Sleep(2 * time.Second)
-	c.stop(c.waitLeader(0))
+	if l := c.waitLeader(0); c.nodes[l] != n {
+		c.stop(l)
+	} else {
+		t.Fatalf("shard 0's leader moved to the node the test reads through")
+	}
 	c.waitLeader(0)
 	in := func(shard uint64) bool {
 		var live bool
