@@ -343,7 +343,7 @@ func printStatus(w io.Writer, st *client.Status) {
 	_ = tw.Flush()
 	switch {
 	case st.BlockedUntilMs != 0 && len(st.Holders) == 0:
-		fmt.Fprintf(w, "(nobody holds it: a lock-delay keeps it from everyone until %s, after its holder's session failed or was closed by an operator)\n", ms(st.BlockedUntilMs))
+		fmt.Fprintf(w, "(nobody holds it: a lock-delay keeps it from everyone until %s, after its holder failed (its session was lost or its maximum hold passed) or its session was closed by an operator)\n", ms(st.BlockedUntilMs))
 	case len(st.Holders) == 0 && len(st.Waiters) == 0:
 		fmt.Fprintln(w, "(free)")
 	}
