@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -73,6 +74,13 @@ var (
 	ErrUnavailable = errors.New("lockstep: unavailable")
 	// ErrShuttingDown: the node is closing and takes no new requests.
 	ErrShuttingDown = errors.New("lockstep: the node is shutting down")
+	// ErrWaitKept wraps ErrShuttingDown: the node stopped serving a queued
+	// wait that carries its caller's own (ClientID, Seq), and left the wait
+	// in the queue, as a kill -9 would have. The same command sent to
+	// another member re-attaches to it by dedupe and keeps its place; a
+	// caller that does not come back leaves it to its session, which ends
+	// it when it ends.
+	ErrWaitKept = fmt.Errorf("%w: the queued wait keeps its place: send it again, with the same client id and seq, to another member", ErrShuttingDown)
 	// ErrCompacted: Watch was asked to resume from an index older than the
 	// events this node still keeps.
 	ErrCompacted = errors.New("lockstep: the events before this index are no longer kept")

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"strings"
 	"sync"
 )
 
@@ -45,6 +46,10 @@ func (p *clientPool) get() *localClient {
 	p.next++
 	return &localClient{id: fmt.Sprintf("%s%d", p.prefix, p.next)}
 }
+
+// local says whether id is one of the identities this pool hands out:
+// Do gave its command one, and nobody outside this node knows it.
+func (p *clientPool) local(id string) bool { return strings.HasPrefix(id, p.prefix) }
 
 func (p *clientPool) put(c *localClient) {
 	p.mu.Lock()

@@ -496,7 +496,9 @@ func (n *Node) NodeID() string { return n.cfg.Cluster.NodeID }
 func (n *Node) Config() config.Config { return n.cfg }
 
 // Close stops the node: new requests are refused (ErrShuttingDown), queued
-// waits are withdrawn through the log, requests already proposed get their
+// waits whose callers can send them again elsewhere (their own ClientID and
+// Seq) are left in the queue and answered ErrWaitKept, other queued waits
+// are withdrawn through the log, requests already proposed get their
 // answer (within the drain timeout), this node hands leadership to another
 // member if it leads, and then NodeHost closes.
 func (n *Node) Close() error {

@@ -30,8 +30,9 @@ var ErrOverloaded = fmt.Errorf("%w: this node holds too many requests", ErrUnava
 // (core.Op.Internal), are refused there before anything is proposed). A non-nil
 // error is ErrUnavailable (no leader or quorum within the retry budget, or
 // no leader known by ctx's deadline: HTTP 503; ErrOverloaded wraps it),
-// ErrShuttingDown, ctx's error, or ErrWithdrawn for a wait its caller
-// withdrew (WithWithdrawal).
+// ErrShuttingDown (ErrWaitKept for a wait left queued for the caller's
+// resend elsewhere: shard.stopServing), ctx's error, or ErrWithdrawn for a
+// wait its caller withdrew (WithWithdrawal).
 //
 // Do works on any member: on a follower, the command is forwarded to the
 // leader through Dragonboat (see shard). With several shards, Do sends the

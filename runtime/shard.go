@@ -442,6 +442,12 @@ func (s *shard) do(ctx context.Context, deadline time.Time, cmd core.Command) (c
 	start := time.Now()
 	why := ""
 	var qw queuedWait // across attempts: a retry of a withdrawn wait stays withdrawn
+	// A command with its caller's own identity can be sent again, to
+	// another member, and re-attach to its wait by dedupe: a wait this node
+	// stops serving as it closes is left in the queue for it (stopServing).
+	// One the node identified (Do's node-local identity) cannot: nobody
+	// else knows its identity.
+	resendable := !n.clients.local(cmd.ClientID)
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			select {
@@ -470,7 +476,7 @@ func (s *shard) do(ctx context.Context, deadline time.Time, cmd core.Command) (c
 		if err != nil {
 			return core.Result{}, err
 		}
-		rep, queued, err := s.await(ctx, deadline, p, &qw)
+		rep, queued, err := s.await(ctx, deadline, p, &qw, resendable)
 		if err != nil {
 			return core.Result{}, err
 		}
@@ -596,7 +602,7 @@ func (q *queuedWait) ended(rep replica.Reply) error {
 	return nil
 }
 
-func (s *shard) await(ctx context.Context, deadline time.Time, p *pending, qw *queuedWait) (rep replica.Reply, queued bool, err error) {
+func (s *shard) await(ctx context.Context, deadline time.Time, p *pending, qw *queuedWait, resendable bool) (rep replica.Reply, queued bool, err error) {
 	closing := s.n.closing
 	stuck := stuckTimers.Get().(*time.Timer)
 	wait, late := s.n.proposalTimeout+s.n.retryBudget, false
@@ -626,8 +632,7 @@ func (s *shard) await(ctx context.Context, deadline time.Time, p *pending, qw *q
 			}
 			queued = true
 			if closing == nil { // the node is closing: do not start a long wait
-				s.abandon(p)
-				return replica.Reply{}, queued, ErrShuttingDown
+				return replica.Reply{}, queued, s.stopServing(p, qw, resendable)
 			}
 			switch {
 			case deadline.IsZero():
@@ -644,8 +649,7 @@ func (s *shard) await(ctx context.Context, deadline time.Time, p *pending, qw *q
 			return replica.Reply{}, queued, ctx.Err()
 		case <-closing:
 			if s.isBlocked(p) {
-				s.abandon(p)
-				return replica.Reply{}, queued, ErrShuttingDown
+				return replica.Reply{}, queued, s.stopServing(p, qw, resendable)
 			}
 			closing = nil // let it finish: Close drains in-flight requests
 		case <-stuckC:
@@ -656,10 +660,40 @@ func (s *shard) await(ctx context.Context, deadline time.Time, p *pending, qw *q
 			return replica.Reply{}, queued, fmt.Errorf("%w: %s: no answer within %v (it may still apply)", ErrUnavailable, s,
 				s.n.proposalTimeout+s.n.retryBudget)
 		case <-s.n.stopped:
-			s.abandon(p)
-			return replica.Reply{}, queued, ErrShuttingDown
+			// Still not answered at the drain's end: if it queues after
+			// all, it is a wait like those above.
+			return replica.Reply{}, queued, s.stopServing(p, qw, resendable)
 		}
 	}
+}
+
+// stopServing ends p as this node closes, and answers the error its caller
+// gets. A wait whose caller can send it again elsewhere (resendable) stays
+// in the queue, as after a kill -9 of this node: the caller's resend to
+// another member re-attaches to it by dedupe and keeps its place in the
+// FIFO, where a withdrawal would send it to the back. A grant that lands
+// on it while nobody comes back is bounded by its session, as after a
+// kill -9: a session of its own client's dies with that client, and one
+// the API made for the request alone is kept alive only while the request
+// waits, so it expires with its TTL. Any other wait is withdrawn through
+// the log, as is one whose caller asked it withdrawn (WithWithdrawal):
+// nobody can come back for it, or its caller wants it gone.
+func (s *shard) stopServing(p *pending, qw *queuedWait, resendable bool) error {
+	if !resendable || qw.withdrawn {
+		s.abandon(p)
+		return ErrShuttingDown
+	}
+	s.detach(p)
+	return ErrWaitKept
+}
+
+// detach stops waiting for p's replies without withdrawing its request:
+// the driver keeps it, and delivers its replies to nobody, until the node
+// is gone. Only a closing node detaches.
+func (s *shard) detach(p *pending) {
+	s.mu.Lock()
+	delete(s.pending, p.id)
+	s.mu.Unlock()
 }
 
 // withdrawAndWait asks the machine to withdraw p's wait, through the log,
