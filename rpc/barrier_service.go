@@ -13,7 +13,8 @@ import (
 type BarrierHandler struct{ *service }
 
 // Wait arrives at a barrier. Without session_id the arrival gets a session
-// of its own, closed again when the wait ends.
+// of its own, closed again when the wait ends (but for a wait this member
+// left queued as it closed: keptForResend).
 func (h BarrierHandler) Wait(ctx context.Context, req *connect.Request[pb.WaitBarrierRequest]) (*connect.Response[pb.WaitBarrierResponse], error) {
 	m := req.Msg
 	cmd := core.Command{Op: core.OpBarrierWait, Name: m.Name, ClientID: m.ClientId, Seq: m.RequestSeq, LowestPending: m.LowestPendingSeq,
@@ -26,7 +27,7 @@ func (h BarrierHandler) Wait(ctx context.Context, req *connect.Request[pb.WaitBa
 	cmd.Session, cmd.WaitMs = l.id, h.waitMs(ctx, m.WaitTimeoutMs)
 	r, err := h.do(ctx, cmd)
 	stop()
-	if l.created && (err != nil || r.Outcome != core.OutcomeQueued) {
+	if l.created && (err != nil && !keptForResend(err) || err == nil && r.Outcome != core.OutcomeQueued) {
 		h.closeSession(ctx, l.id)
 	}
 	if err != nil {

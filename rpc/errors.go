@@ -77,6 +77,8 @@ func (s *service) apiError(err error) error {
 			"retry, on this member or another, with more time if the cluster is slow"))
 	}
 	switch {
+	case errors.Is(err, runtime.ErrWaitKept):
+		return connect.NewError(connect.CodeUnavailable, err) // it says to send it again elsewhere
 	case errors.Is(err, runtime.ErrShuttingDown):
 		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("%w: retry on another member", err))
 	case errors.Is(err, runtime.ErrUnavailable):

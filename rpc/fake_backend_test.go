@@ -37,6 +37,10 @@ type fakeBackend struct {
 	// ends are the SessionEnded subscriptions, ended on the session's
 	// expiry or close.
 	ends map[core.SessionID][]chan core.Reason
+	// closing, once closed, ends the queued waits as a closing runtime
+	// node does: one with its caller's client id is left queued
+	// (runtime.ErrWaitKept), any other withdrawn (runtime.ErrShuttingDown).
+	closing chan struct{}
 }
 
 var errNoQuorum = fmt.Errorf("fake: %w", runtime.ErrUnavailable)
@@ -156,6 +160,7 @@ func (f *fakeBackend) Do(ctx context.Context, cmd core.Command) (core.Result, er
 	}
 	ch := make(chan core.Result, 1)
 	f.pending[r.Waiter] = ch
+	closing := f.closing
 	f.mu.Unlock()
 	withdraw := runtime.NotifyQueued(ctx, r.Waiter)
 	withdrawn := false
@@ -179,6 +184,16 @@ func (f *fakeBackend) Do(ctx context.Context, cmd core.Command) (core.Result, er
 			f.applyLocked([]core.Command{{Op: core.OpCancel, Session: r.Session, Waiter: r.Waiter}})
 			f.mu.Unlock()
 			return core.Result{}, ctx.Err()
+		case <-closing:
+			f.mu.Lock()
+			delete(f.pending, r.Waiter)
+			if cmd.ClientID != "" {
+				f.mu.Unlock()
+				return core.Result{}, runtime.ErrWaitKept
+			}
+			f.applyLocked([]core.Command{{Op: core.OpCancel, Session: r.Session, Waiter: r.Waiter}})
+			f.mu.Unlock()
+			return core.Result{}, runtime.ErrShuttingDown
 		}
 	}
 }

@@ -2,8 +2,10 @@ package rpc
 
 import (
 	"context"
+	"errors"
 
 	"github.com/lockstepd/lockstep/core"
+	"github.com/lockstepd/lockstep/runtime"
 )
 
 // The steps that acquires (mutex, semaphore, RW lock) and releases share.
@@ -25,7 +27,9 @@ type acquired struct {
 
 // acquire runs an acquire or a campaign in the given session or in one made
 // for it. A session made for it is closed again when nothing was granted
-// (unless the call returned while still queued: a retry may wait again).
+// (unless the call returned while still queued: a retry may wait again), or
+// when this member stopped serving the wait and left it queued for the
+// client's resend elsewhere (keptForResend).
 func (s *service) acquire(ctx context.Context, a acquireArgs) (acquired, error) {
 	l, err := s.sessionFor(ctx, a.session, a.owner, a.ttlSeconds, a.ttlMs, &a.cmd)
 	if err != nil {
@@ -45,7 +49,7 @@ func (s *service) acquire(ctx context.Context, a acquireArgs) (acquired, error) 
 	r, err := s.do(ctx, cmd)
 	stop()
 	if err != nil {
-		if l.created {
+		if l.created && !keptForResend(err) {
 			s.closeSession(ctx, l.id)
 		}
 		return acquired{}, err
@@ -143,3 +147,13 @@ func (s *service) release(ctx context.Context, a releaseArgs) (sessionClosed boo
 	}
 	return false, nil
 }
+
+// keptForResend says whether err is a wait this member stopped serving as
+// it closes and left in the queue (runtime.ErrWaitKept), for its client's
+// resend to another member to re-attach to by dedupe. A session the server
+// made for the request stays open for it: closing it would withdraw the
+// wait, and send the resend to the back of the queue. The resend finds the
+// same session (sessionFor's derived client id) and keeps it alive while it
+// waits; a client that never comes back leaves it to expire with its TTL,
+// and with it the wait, or the grant that landed on it meanwhile.
+func keptForResend(err error) bool { return errors.Is(err, runtime.ErrWaitKept) }

@@ -80,7 +80,7 @@ var (
 	// another member re-attaches to it by dedupe and keeps its place; a
 	// caller that does not come back leaves it to its session, which ends
 	// it when it ends.
-	ErrWaitKept = fmt.Errorf("%w: the queued wait keeps its place: send it again, with the same client id and seq, to another member", ErrShuttingDown)
+	ErrWaitKept = fmt.Errorf("%w: the queued wait keeps its place: retry on another member with the same client id and seq", ErrShuttingDown)
 	// ErrCompacted: Watch was asked to resume from an index older than the
 	// events this node still keeps.
 	ErrCompacted = errors.New("lockstep: the events before this index are no longer kept")
