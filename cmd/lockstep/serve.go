@@ -404,7 +404,7 @@ func runNode(cfg config.Config, f *serveFlags, base *slog.Logger, stdout io.Writ
 	code := exitOK
 	select {
 	case sig := <-signals:
-		log.Info("draining: no new connections, in-flight requests finish, queued waits are withdrawn (a second signal exits at once)",
+		log.Info("draining: no new connections, in-flight requests finish, queued waits move to another member (a second signal exits at once)",
 			"signal", sig.String(), "drain_timeout", f.drainTimeout)
 	case err := <-serveErr:
 		log.Error("stopping", "err", err)
@@ -435,9 +435,10 @@ func runNode(cfg config.Config, f *serveFlags, base *slog.Logger, stdout io.Writ
 }
 
 // shutdown drains: the API stops accepting connections while in-flight
-// requests finish; closing the node answers what was proposed, withdraws
-// queued waits (their callers get 503 and retry elsewhere) and hands
-// leadership away; then the session streams, which would otherwise last
+// requests finish; closing the node answers what was proposed, answers
+// queued waits 503 (their callers retry elsewhere: a wait with its
+// client's client_id and request_seq stays queued for that retry, any
+// other is withdrawn) and hands leadership away; then the session streams, which would otherwise last
 // as long as their clients' sessions, end (drain), so that their clients
 // move to another member; connections still open after drainTimeout are
 // closed.
