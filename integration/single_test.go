@@ -306,9 +306,10 @@ func TestSingleNode(t *testing.T) {
 		a := c.ok("POST", n, "/locks/durable/acquire", `{"owner":"before","ttl_seconds":60}`)
 		before := u64(t, a, "fencing_token")
 		c.ok("POST", n, "/locks/durable/release", fmt.Sprintf(`{"owner":"before","fencing_token":"%d"}`, before))
-		// SIGTERM drains: a request waiting in a queue is withdrawn and
-		// answered 503 at once (the client retries elsewhere), and the
-		// process exits 0.
+		// SIGTERM drains: a request waiting in a queue is answered 503 at
+		// once (the client retries elsewhere; this one, without a
+		// client_id, is withdrawn, as nobody can take it up again), and
+		// the process exits 0.
 		c.ok("POST", n, "/locks/drain/acquire", `{"owner":"holder"}`)
 		kept := c.ok("POST", n, "/locks/kept%2Facross/acquire", `{"owner":"k","ttl_seconds":120}`)
 		waiter := make(chan [2]any, 1)
