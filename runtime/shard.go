@@ -660,26 +660,28 @@ func (s *shard) await(ctx context.Context, deadline time.Time, p *pending, qw *q
 			return replica.Reply{}, queued, fmt.Errorf("%w: %s: no answer within %v (it may still apply)", ErrUnavailable, s,
 				s.n.proposalTimeout+s.n.retryBudget)
 		case <-s.n.stopped:
-			// Still not answered at the drain's end: if it queues after
-			// all, it is a wait like those above.
+			// Still not answered at the drain's end: a wait is ended as
+			// those above, a request not queued is withdrawn.
 			return replica.Reply{}, queued, s.stopServing(p, qw, resendable)
 		}
 	}
 }
 
-// stopServing ends p as this node closes, and answers the error its caller
-// gets. A wait whose caller can send it again elsewhere (resendable) stays
-// in the queue, as after a kill -9 of this node: the caller's resend to
-// another member re-attaches to it by dedupe and keeps its place in the
-// FIFO, where a withdrawal would send it to the back. A grant that lands
-// on it while nobody comes back is bounded by its session, as after a
-// kill -9: a session of its own client's dies with that client, and one
-// the API made for the request alone is kept alive only while the request
-// waits, so it expires with its TTL. Any other wait is withdrawn through
-// the log, as is one whose caller asked it withdrawn (WithWithdrawal):
-// nobody can come back for it, or its caller wants it gone.
+// stopServing ends p as this node closes, and answers the error its
+// caller gets. A queued wait whose caller can send it again elsewhere
+// (resendable) stays in the queue, as after a kill -9 of this node: the
+// caller's resend to another member re-attaches to it by dedupe and keeps
+// its place in the FIFO, where a withdrawal would send it to the back. A
+// grant that lands on it while nobody comes back is bounded by its
+// session, as after a kill -9: a session of its own client's dies with
+// that client, and one the API made for the request alone is kept alive
+// only while the request waits, so it expires with its TTL. Any other
+// wait is withdrawn through the log, as is one whose caller asked it
+// withdrawn (WithWithdrawal): nobody can come back for it, or its caller
+// wants it gone. A request not queued yet (still on its way when the
+// drain timeout ends) is withdrawn, as before.
 func (s *shard) stopServing(p *pending, qw *queuedWait, resendable bool) error {
-	if !resendable || qw.withdrawn {
+	if !resendable || qw.withdrawn || !s.isBlocked(p) {
 		s.abandon(p)
 		return ErrShuttingDown
 	}
