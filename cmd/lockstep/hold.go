@@ -132,7 +132,18 @@ func (h *holdFlags) holders(cl *client.Client, kind client.Kind, name string) st
 	if len(st.Holders) > 1 {
 		more = fmt.Sprintf(" and %d more", len(st.Holders)-1)
 	}
-	return fmt.Sprintf("is held by someone else (%s, session %d, token %d%s)", ho.Owner, ho.SessionId, ho.FencingToken, more)
+	held := fmt.Sprintf("is held by someone else (%s, session %d, token %d%s)", ho.Owner, ho.SessionId, ho.FencingToken, more)
+	if kind == client.KindRWLock && st.Mode == "read" {
+		// Readers hold it, which a reader shares: what kept this one out
+		// is a writer waiting, since a reader never goes past one.
+		for _, w := range st.Waiters {
+			if w.Mode == "write" {
+				return fmt.Sprintf("is held for reading (%s, session %d%s), and a writer waits for it (%s, session %d): a new reader waits behind a waiting writer, so that writers are not starved",
+					ho.Owner, ho.SessionId, more, w.Owner, w.SessionId)
+			}
+		}
+	}
+	return held
 }
 
 // runCommand runs argv with the token in its environment and answers its

@@ -12,6 +12,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/lockstepd/lockstep/client"
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 	"github.com/lockstepd/lockstep/rpc/gen/lockstep/v1/lockstepv1connect"
 )
@@ -124,5 +125,40 @@ func TestStatusOfAHiddenName(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := run([]string{"status", "jobs/a", "--endpoints", url}, &out, &errb); code != exitOK || !strings.Contains(out.String(), "jobs/a: free") {
 		t.Errorf("status of a free name: exit %d\nstdout: %s\nstderr: %s", code, &out, &errb)
+	}
+}
+
+// rwStatusServer answers an RW lock held for reading with a writer queued
+// behind it, and a reader behind the writer.
+type rwStatusServer struct {
+	lockstepv1connect.UnimplementedRWLockServiceHandler
+}
+
+func (rwStatusServer) Status(context.Context, *connect.Request[pb.RWLockStatusRequest]) (*connect.Response[pb.RWLockStatusResponse], error) {
+	return connect.NewResponse(&pb.RWLockStatusResponse{Name: "cfg", Mode: "read",
+		Holders: []*pb.Holder{{SessionId: 11, Owner: "reader-1", FencingToken: 5}, {SessionId: 12, Owner: "reader-2", FencingToken: 6}},
+		Waiters: []*pb.Waiter{{SessionId: 13, Owner: "writer", Mode: "write"}, {SessionId: 14, Owner: "reader-3", Mode: "read"}}}), nil
+}
+
+// TestRWLockRefusalNamesTheWaitingWriter: a reader refused while readers
+// hold the lock was kept out by the writer waiting, not by the readers
+// (a reader shares with readers): the message says so, where it said
+// "held by someone else (reader-1 ... and 1 more)".
+func TestRWLockRefusalNamesTheWaitingWriter(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.Handle(lockstepv1connect.NewRWLockServiceHandler(rwStatusServer{}))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	h := newHoldCommand("lockstep rwlock", "", &bytes.Buffer{}, &bytes.Buffer{})
+	h.endpoints = srv.URL
+	cl, err := h.client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := h.holders(cl, client.KindRWLock, "cfg")
+	for _, want := range []string{"held for reading", "reader-1", "and 1 more", "a writer waits for it (writer, session 13)", "behind a waiting writer"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("%q lacks %q", got, want)
+		}
 	}
 }
