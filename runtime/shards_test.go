@@ -208,7 +208,9 @@ func TestShardedSessionExpiresEverywhere(t *testing.T) {
 		got, in := sessionHolds(t, n, s, false)
 		return in == 0 && len(got) == 0
 	})
-	// Each shard's leader counts the expiry once.
+	// Each shard's leader counts the expiry it applies, once. A shard whose
+	// copy was closed first by another shard's expiry (shards.Expired)
+	// applies none: so from 1 to shards over the members, never more.
 	expired := func() float64 {
 		sum := 0.0
 		for _, reg := range c.regs {
@@ -216,9 +218,9 @@ func TestShardedSessionExpiresEverywhere(t *testing.T) {
 		}
 		return sum
 	}
-	eventually(t, "each shard's leader counts the expiry", func() bool { return expired() >= float64(shards) })
-	if got := expired(); got != float64(shards) {
-		t.Errorf("lockstep_sessions_expired_total summed over members: %v, want %d", got, shards)
+	eventually(t, "a shard's leader counts the expiry", func() bool { return expired() >= 1 })
+	if got := expired(); got < 1 || got > float64(shards) {
+		t.Errorf("lockstep_sessions_expired_total summed over members: %v, want 1 to %d", got, shards)
 	}
 	for _, name := range names {
 		if st := status(t, n, core.KindMutex, name, false); len(st.Holders) != 0 {
