@@ -229,6 +229,96 @@ func (m *Machine) SessionInfo(id SessionID) (SessionInfo, error) {
 	return info, nil
 }
 
+// SessionSummary is one session as a list of sessions shows it: its lease,
+// and how many holds and waits it has (SessionInfo lists them).
+type SessionSummary struct {
+	ID           SessionID
+	TTLMs        int64
+	Deadline     LogTime
+	CreatedAt    LogTime
+	Owner        string
+	Holds, Waits int
+}
+
+// SessionQuery asks Sessions for one shard's part of a page of sessions.
+type SessionQuery struct {
+	After SessionID               // only ids above it: a page's cursor (0: from the first)
+	Keep  func(owner string) bool // nil: every session; else only those whose owner label it keeps
+	Limit int                     // at most this many (0 or more than MaxListResults: MaxListResults)
+}
+
+// Sessions answers the live sessions after q.After that q.Keep takes, in id
+// order, at most q.Limit of them, and more when sessions past the limit
+// were left out. It looks at every session once (at most MaxSessions) and
+// keeps at most the limit of them while it looks, so one read costs
+// O(sessions · log limit) time and O(limit) memory, whatever the number
+// of sessions and whatever the caller asks.
+func (m *Machine) Sessions(q SessionQuery) (list []SessionSummary, more bool) {
+	limit := q.Limit
+	if limit <= 0 || limit > m.limits.MaxListResults {
+		limit = m.limits.MaxListResults
+	}
+	// The lowest limit ids, in a max-heap: a session above the heap's top
+	// once it is full is not among them.
+	var low idHeap
+	for id, s := range m.sessions {
+		if id <= q.After || (q.Keep != nil && !q.Keep(s.owner)) {
+			continue
+		}
+		if len(low) < limit {
+			low.push(id)
+			continue
+		}
+		more = true
+		if id < low[0] {
+			low.replaceTop(id)
+		}
+	}
+	slices.Sort(low)
+	list = make([]SessionSummary, 0, len(low))
+	for _, id := range low {
+		s := m.sessions[id]
+		list = append(list, SessionSummary{ID: s.id, TTLMs: s.ttlMs, Deadline: s.deadline, CreatedAt: s.createdAt,
+			Owner: s.owner, Holds: len(s.holds), Waits: len(s.waits)})
+	}
+	return list, more
+}
+
+// idHeap is a max-heap of session ids: low[0] is the highest.
+type idHeap []SessionID
+
+func (h *idHeap) push(id SessionID) {
+	*h = append(*h, id)
+	a := *h
+	for i := len(a) - 1; i > 0; {
+		parent := (i - 1) / 2
+		if a[parent] >= a[i] {
+			break
+		}
+		a[parent], a[i] = a[i], a[parent]
+		i = parent
+	}
+}
+
+// replaceTop puts id in place of the highest id.
+func (h idHeap) replaceTop(id SessionID) {
+	h[0] = id
+	for i := 0; ; {
+		big, l, r := i, 2*i+1, 2*i+2
+		if l < len(h) && h[l] > h[big] {
+			big = l
+		}
+		if r < len(h) && h[r] > h[big] {
+			big = r
+		}
+		if big == i {
+			return
+		}
+		h[i], h[big] = h[big], h[i]
+		i = big
+	}
+}
+
 // SessionOwner is a session's owner label, and whether the session exists:
 // SessionInfo without the holds and waits, which the API reads before every
 // request that names a session (ownership, and a session the server made).

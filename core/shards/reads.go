@@ -161,3 +161,90 @@ func OwnsOnlyIn(home uint64, reads []SessionRead) bool {
 	}
 	return true
 }
+
+// SessionPart is one shard's answer to core's Sessions for a page: the
+// sessions in id order, and More when the shard left sessions out past its
+// limit.
+type SessionPart struct {
+	Sessions []core.SessionSummary
+	More     bool
+}
+
+// SessionsPage is one page of the sessions of every shard, merged: in id
+// order, and Next, the cursor (the last id read) of the page after it, 0
+// on the last page.
+type SessionsPage struct {
+	Sessions []core.SessionSummary
+	Next     core.SessionID
+}
+
+// SessionPage merges one page of the sessions of every shard (parts[i] is
+// shard i's answer to core's Sessions, each from the same cursor and with
+// the same filter, cut at the same limit, which must be above size) into
+// the sessions as Session merges one: a session lives in every shard under
+// one id, so it is listed once, with the lease (owner, TTL, creation) of
+// the lowest shard, the earliest deadline of any, and its holds and waits
+// summed. A session missing in any shard is lost (Session answers its read
+// not_found), and is left out. At most size sessions (size <= 0 or above
+// MaxPage: MaxPage).
+//
+// A part cut at its limit (More) says nothing of the ids above its last,
+// so the page ends at the lowest such last id: an id at or below it is in
+// a part exactly when its shard has it. A page may therefore be shorter
+// than size, even empty, when lost sessions were left out, and still be
+// followed by another (Next set). The work is O(the parts' total length).
+func SessionPage(parts []SessionPart, size int) SessionsPage {
+	if size <= 0 || size > MaxPage {
+		size = MaxPage
+	}
+	var horizon core.SessionID // the highest id every part speaks for; 0: no part was cut
+	for _, p := range parts {
+		if !p.More || len(p.Sessions) == 0 {
+			continue
+		}
+		last := slices.MaxFunc(p.Sessions, func(a, b core.SessionSummary) int { return cmp.Compare(a.ID, b.ID) }).ID
+		if horizon == 0 || last < horizon {
+			horizon = last
+		}
+	}
+	type merged struct {
+		s      core.SessionSummary
+		shards int
+	}
+	byID := map[core.SessionID]*merged{}
+	var ids []core.SessionID
+	for _, p := range parts {
+		for _, s := range p.Sessions {
+			if horizon != 0 && s.ID > horizon {
+				continue
+			}
+			e := byID[s.ID]
+			if e == nil {
+				// The lowest shard's lease: it made the session, the
+				// others adopted it.
+				byID[s.ID] = &merged{s: s, shards: 1}
+				ids = append(ids, s.ID)
+				continue
+			}
+			e.shards++
+			e.s.Deadline = min(e.s.Deadline, s.Deadline)
+			e.s.Holds += s.Holds
+			e.s.Waits += s.Waits
+		}
+	}
+	slices.Sort(ids)
+	var page SessionsPage
+	for _, id := range ids {
+		e := byID[id]
+		if e.shards < len(parts) {
+			continue // lost in some shard
+		}
+		if len(page.Sessions) == size {
+			page.Next = page.Sessions[size-1].ID
+			return page
+		}
+		page.Sessions = append(page.Sessions, e.s)
+	}
+	page.Next = horizon
+	return page
+}

@@ -242,3 +242,105 @@ func TestOwnsOnlyIn(t *testing.T) {
 		}
 	}
 }
+
+// sessionPart is what core's Sessions answers for a shard holding ids
+// (ascending): those above after, at most limit, and whether it cut.
+func sessionPart(ids []core.SessionID, after core.SessionID, limit int, lease func(shard int, id core.SessionID) core.SessionSummary, shard int) SessionPart {
+	var p SessionPart
+	for _, id := range ids {
+		if id <= after {
+			continue
+		}
+		if len(p.Sessions) == limit {
+			p.More = true
+			break
+		}
+		p.Sessions = append(p.Sessions, lease(shard, id))
+	}
+	return p
+}
+
+// TestSessionPage: a session of several shards is listed once, with shard
+// 0's lease, the earliest deadline and its holds and waits summed; one
+// missing in a shard is lost and left out, as Session answers it; and
+// pages of any size walk every session every shard has exactly once, in
+// id order, whichever shard cut its part first.
+func TestSessionPage(t *testing.T) {
+	lease := func(shard int, id core.SessionID) core.SessionSummary {
+		return core.SessionSummary{ID: id, Owner: fmt.Sprintf("o%d", id), TTLMs: 1000, CreatedAt: 5,
+			Deadline: core.LogTime(100*int(id) - shard), Holds: shard + 1, Waits: 2 * shard}
+	}
+	t.Run("merge", func(t *testing.T) {
+		parts := []SessionPart{
+			sessionPart([]core.SessionID{1, 2, 3}, 0, 10, lease, 0),
+			sessionPart([]core.SessionID{1, 3}, 0, 10, lease, 1),
+			sessionPart([]core.SessionID{1, 2, 3}, 0, 10, lease, 2),
+		}
+		p := SessionPage(parts, 0)
+		if len(p.Sessions) != 2 || p.Next != 0 {
+			t.Fatalf("page %+v, want sessions 1 and 3 (2 is lost in shard 1) and no next", p)
+		}
+		s := p.Sessions[0]
+		want := core.SessionSummary{ID: 1, Owner: "o1", TTLMs: 1000, CreatedAt: 5, Deadline: 100 - 2, Holds: 1 + 2 + 3, Waits: 0 + 2 + 4}
+		if s != want {
+			t.Fatalf("merged session 1: %+v, want %+v", s, want)
+		}
+		// What Session answers for the lost one: not_found, so the list
+		// leaves it out rather than show what a read of it denies.
+		_, err := Session([]SessionRead{{Shard: 0, Info: core.SessionInfo{ID: 2}},
+			{Shard: 1, Err: &core.Error{Code: core.CodeNotFound, Msg: "gone"}}})
+		if err == nil {
+			t.Fatal("Session of a session lost in shard 1 answered it")
+		}
+	})
+	t.Run("walk", func(t *testing.T) {
+		// Shard 1 lost 4 and 5, shard 2 lost 9: a page's end is the
+		// lowest id a cut part speaks for.
+		shardIDs := [][]core.SessionID{
+			{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11},
+			{1, 2, 3, 6, 7, 8, 9, 10, 11, 12},
+			{1, 2, 3, 4, 5, 6, 7, 8, 10, 11},
+		}
+		want := []core.SessionID{1, 2, 3, 6, 7, 8, 10, 11}
+		for size := 1; size <= 12; size++ {
+			var got []core.SessionID
+			var after core.SessionID
+			pages := 0
+			for ; pages < 50; pages++ {
+				parts := make([]SessionPart, len(shardIDs))
+				for i, ids := range shardIDs {
+					parts[i] = sessionPart(ids, after, size+1, lease, i)
+				}
+				p := SessionPage(parts, size)
+				if len(p.Sessions) > size {
+					t.Fatalf("size %d: a page of %d", size, len(p.Sessions))
+				}
+				for _, s := range p.Sessions {
+					got = append(got, s.ID)
+				}
+				if p.Next == 0 {
+					break
+				}
+				if p.Next <= after {
+					t.Fatalf("size %d: next %d does not move past %d", size, p.Next, after)
+				}
+				after = p.Next
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("size %d: walked %v in %d pages, want %v", size, got, pages+1, want)
+			}
+		}
+	})
+	t.Run("size bound", func(t *testing.T) {
+		var ids []core.SessionID
+		for id := core.SessionID(1); id <= MaxPage+5; id++ {
+			ids = append(ids, id)
+		}
+		for _, size := range []int{0, -1, MaxPage + 1} {
+			p := SessionPage([]SessionPart{sessionPart(ids, 0, MaxPage+1, lease, 0)}, size)
+			if len(p.Sessions) != MaxPage || p.Next != MaxPage {
+				t.Fatalf("size %d: %d sessions, next %d; want MaxPage (%d) and next %d", size, len(p.Sessions), p.Next, MaxPage, MaxPage)
+			}
+		}
+	})
+}
