@@ -27,6 +27,7 @@ var actions = map[string]string{
 	lockstepv1connect.SessionServiceKeepAliveProcedure:  ActionUse,
 	lockstepv1connect.SessionServiceCloseProcedure:      ActionUse,
 	lockstepv1connect.SessionServiceGetProcedure:        ActionUse,
+	lockstepv1connect.SessionServiceListProcedure:       ActionUse,
 	lockstepv1connect.SessionServiceCancelWaitProcedure: ActionUse,
 	lockstepv1connect.SessionServiceAbandonProcedure:    ActionUse,
 	// The session stream: authenticated once, when it opens; each request

@@ -20,6 +20,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/lockstepd/lockstep/core/shards"
 	"github.com/lockstepd/lockstep/internal/quote"
 )
 
@@ -46,6 +47,19 @@ import (
 var restQuery = map[string][]string{
 	http.MethodGet:    {"stale"},
 	http.MethodDelete: {"client_id", "request_seq", "lowest_pending_seq", "apply_lock_delay"},
+}
+
+// restListQuery is what GET /sessions (SessionService.List) takes besides
+// stale: it has no body, so what it asks travels in the query.
+var restListQuery = []string{"owner_prefix", "page_size", "page_token"}
+
+// restQueryOf is the query parameters r's method and path accept.
+func restQueryOf(r *http.Request) []string {
+	allowed := restQuery[r.Method]
+	if r.Method == http.MethodGet && strings.Trim(r.URL.EscapedPath(), "/") == "sessions" {
+		allowed = append(slices.Clip(allowed), restListQuery...)
+	}
+	return allowed
 }
 
 // inputError is a refusal of a REST request before it is decoded: an HTTP
@@ -91,7 +105,7 @@ func checkRESTURL(r *http.Request) *inputError {
 	if err != nil {
 		return badInput("the query string does not parse: %v", err)
 	}
-	allowed := restQuery[r.Method]
+	allowed := restQueryOf(r)
 	for _, k := range slices.Sorted(func(yield func(string) bool) {
 		for k := range q {
 			if !yield(k) {
@@ -120,6 +134,13 @@ func checkRESTURL(r *http.Request) *inputError {
 		}
 		// A number the same way: vanguard's JSON error said neither what
 		// nor where ("invalid character 'a' looking for beginning of value").
+		if k == "page_size" {
+			if _, err := strconv.ParseInt(q[k][0], 10, 32); errors.Is(err, strconv.ErrRange) {
+				return badInput("page_size=%s is too large: a page holds at most %d sessions; give %d or less (0: the most)", quote.Bounded(q[k][0]), shards.MaxPage, shards.MaxPage)
+			} else if err != nil {
+				return badInput("page_size=%s is not a whole number: give the most sessions a page may hold, in decimal digits (0: the server's maximum)", quote.Bounded(q[k][0]))
+			}
+		}
 		if k == "request_seq" || k == "lowest_pending_seq" {
 			if _, err := strconv.ParseUint(q[k][0], 10, 64); errors.Is(err, strconv.ErrRange) {
 				return badInput("%s=%s is too large: at most %d", k, quote.Bounded(q[k][0]), uint64(math.MaxUint64))

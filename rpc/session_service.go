@@ -2,11 +2,15 @@ package rpc
 
 import (
 	"context"
+	"encoding/base64"
+	"strconv"
+	"strings"
 
 	"connectrpc.com/connect"
 
 	"github.com/lockstepd/lockstep/core"
 	"github.com/lockstepd/lockstep/core/shards"
+	"github.com/lockstepd/lockstep/internal/quote"
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 )
 
@@ -101,6 +105,78 @@ func (h SessionHandler) Get(ctx context.Context, req *connect.Request[pb.GetSess
 			DeadlineMs: int64(deadlines[waitKey{ref.Kind, ref.Name, ref.Waiter}])})
 	}
 	return connect.NewResponse(&pb.GetSessionResponse{Stale: m.Stale, Session: ps, AppliedIndex: idx}), nil
+}
+
+// List pages through the live sessions in id order. Every shard has a copy
+// of each session: List reads every shard from the cursor on, one more than
+// a page, and core/shards (SessionPage) merges the copies as Get's read
+// merges them, leaving out a session lost in some shard (Get answers it
+// not_found). The page token is the last id read, encoded.
+//
+// With authentication on, the caller sees its own sessions only, as Get
+// (ownership.go) does: another principal's session is one Get answers
+// not_found, so a list that showed it would reveal what Get hides. The
+// filter is core's, so another's sessions cost a page no place.
+func (h SessionHandler) List(ctx context.Context, req *connect.Request[pb.ListSessionsRequest]) (*connect.Response[pb.ListSessionsResponse], error) {
+	m := req.Msg
+	after, err := decodeSessionPageToken(m.PageToken)
+	if err != nil {
+		return nil, err
+	}
+	size := int(m.PageSize)
+	if size <= 0 || size > shards.MaxPage {
+		size = shards.MaxPage
+	}
+	who := PrincipalFrom(ctx).ID
+	keep := func(owner string) bool {
+		return (who == "" || ownerPrincipal(owner) == who) && strings.HasPrefix(owner, m.OwnerPrefix)
+	}
+	q := core.SessionQuery{After: after, Keep: keep, Limit: size + 1}
+	parts := make([]shards.SessionPart, h.b.Shards())
+	idx, err := h.readAll(ctx, m.Stale, func(shard uint64, mc *core.Machine) error {
+		list, more := mc.Sessions(q)
+		parts[shard] = shards.SessionPart{Sessions: list, More: more}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	page := shards.SessionPage(parts, size)
+	out := &pb.ListSessionsResponse{Stale: m.Stale, AppliedIndex: idx, Sessions: make([]*pb.SessionSummary, 0, len(page.Sessions))}
+	for _, s := range page.Sessions {
+		out.Sessions = append(out.Sessions, &pb.SessionSummary{SessionId: uint64(s.ID), Owner: s.Owner, TtlMs: s.TTLMs,
+			CreatedAtMs: int64(s.CreatedAt), ExpiresAtMs: int64(s.Deadline), HoldCount: int64(s.Holds), WaitCount: int64(s.Waits)})
+	}
+	if page.Next != 0 {
+		out.NextPageToken = encodeSessionPageToken(page.Next)
+	}
+	return connect.NewResponse(out), nil
+}
+
+// sessionTokenMark starts a session page token's bytes, so that a
+// LockService.List token ("KIND/NAME") passed here is refused rather than
+// read as a cursor.
+const sessionTokenMark = "s"
+
+// encodeSessionPageToken is a session cursor as a page token: opaque to
+// the client, which passes it back unchanged.
+func encodeSessionPageToken(after core.SessionID) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(sessionTokenMark + strconv.FormatUint(uint64(after), 10)))
+}
+
+func decodeSessionPageToken(tok string) (core.SessionID, error) {
+	if tok == "" {
+		return 0, nil
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(tok)
+	if err == nil {
+		digits, ok := strings.CutPrefix(string(raw), sessionTokenMark)
+		var id uint64
+		if id, err = strconv.ParseUint(digits, 10, 64); err == nil && ok && id != 0 {
+			return core.SessionID(id), nil
+		}
+	}
+	return 0, invalid("page_token %s is not one SessionService.List gave: pass its next_page_token unchanged, or leave it empty for the first page", quote.Bounded(tok))
 }
 
 // readAll runs fn on every shard, linearizably unless stale, and answers

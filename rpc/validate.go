@@ -11,6 +11,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/lockstepd/lockstep/core"
+	"github.com/lockstepd/lockstep/core/shards"
 	"github.com/lockstepd/lockstep/internal/quote"
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 )
@@ -103,6 +104,11 @@ func (v validator) transport(msg any) *connect.Error {
 	switch r := msg.(type) {
 	case *pb.CreateSessionRequest:
 		return first(v.ttl(r.TtlSeconds, r.TtlMs), v.reservedOwner(r.Owner), v.label(r.Owner, "owner", false))
+	case *pb.ListSessionsRequest:
+		// An owner label is at most MaxOwnerBytes, its marks included: a
+		// longer prefix matches nothing, and is a mistake.
+		return first(need(len(r.OwnerPrefix) <= v.l.MaxOwnerBytes, "owner_prefix is %d bytes: at most %d, the longest owner label", len(r.OwnerPrefix), v.l.MaxOwnerBytes),
+			need(r.PageSize >= 0, "page_size %d is negative: use 0 (the server's maximum, %d) or more", r.PageSize, shards.MaxPage))
 	case *pb.GetSessionRequest:
 		return need(r.SessionId != 0, "session_id is missing: give the session to read")
 	case *pb.AbandonRequest:

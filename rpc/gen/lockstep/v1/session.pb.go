@@ -1538,6 +1538,260 @@ func (x *GetSessionResponse) GetAppliedIndex() uint64 {
 	return 0
 }
 
+// ListSessionsRequest asks for a page of the live sessions.
+type ListSessionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only sessions whose owner label starts with this, as the label is
+	// listed (with authentication, after "PRINCIPAL:"; a session the server
+	// made, after "auto:"). At most 128 bytes. Empty: every session.
+	OwnerPrefix string `protobuf:"bytes,1,opt,name=owner_prefix,json=ownerPrefix,proto3" json:"owner_prefix,omitempty"`
+	// At most this many sessions per page. 0: the server's maximum (1,000;
+	// more is served as 1,000). Negative is refused.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the previous page; empty for the first page.
+	PageToken string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Allow a stale read (see GetSessionRequest.stale).
+	Stale         bool `protobuf:"varint,4,opt,name=stale,proto3" json:"stale,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSessionsRequest) Reset() {
+	*x = ListSessionsRequest{}
+	mi := &file_lockstep_v1_session_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSessionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSessionsRequest) ProtoMessage() {}
+
+func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lockstep_v1_session_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSessionsRequest.ProtoReflect.Descriptor instead.
+func (*ListSessionsRequest) Descriptor() ([]byte, []int) {
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ListSessionsRequest) GetOwnerPrefix() string {
+	if x != nil {
+		return x.OwnerPrefix
+	}
+	return ""
+}
+
+func (x *ListSessionsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListSessionsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListSessionsRequest) GetStale() bool {
+	if x != nil {
+		return x.Stale
+	}
+	return false
+}
+
+// ListSessionsResponse answers one page of sessions.
+type ListSessionsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The sessions, in id order. A page may hold fewer than page_size, when
+	// sessions lost in some shard were left out, and still be followed by
+	// another: page until next_page_token is empty.
+	Sessions []*SessionSummary `protobuf:"bytes,1,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	// Pass as page_token to get the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// True when the answer came from a stale read and may be behind.
+	Stale bool `protobuf:"varint,3,opt,name=stale,proto3" json:"stale,omitempty"`
+	// The Raft log index this answer reflects (with several shards, shard
+	// 0's).
+	AppliedIndex  uint64 `protobuf:"varint,4,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSessionsResponse) Reset() {
+	*x = ListSessionsResponse{}
+	mi := &file_lockstep_v1_session_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSessionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSessionsResponse) ProtoMessage() {}
+
+func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_lockstep_v1_session_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSessionsResponse.ProtoReflect.Descriptor instead.
+func (*ListSessionsResponse) Descriptor() ([]byte, []int) {
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ListSessionsResponse) GetSessions() []*SessionSummary {
+	if x != nil {
+		return x.Sessions
+	}
+	return nil
+}
+
+func (x *ListSessionsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ListSessionsResponse) GetStale() bool {
+	if x != nil {
+		return x.Stale
+	}
+	return false
+}
+
+func (x *ListSessionsResponse) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+// SessionSummary is one live session in a List answer. Call Get for what
+// it holds and waits for.
+type SessionSummary struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The session's id.
+	SessionId uint64 `protobuf:"varint,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// The label given at creation.
+	Owner string `protobuf:"bytes,2,opt,name=owner,proto3" json:"owner,omitempty"`
+	// The lease in milliseconds.
+	TtlMs int64 `protobuf:"varint,3,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	// When the session was created.
+	CreatedAtMs int64 `protobuf:"varint,4,opt,name=created_at_ms,json=createdAtMs,proto3" json:"created_at_ms,omitempty"`
+	// When the session expires unless kept alive (with several shards, the
+	// earliest of any shard's).
+	ExpiresAtMs int64 `protobuf:"varint,5,opt,name=expires_at_ms,json=expiresAtMs,proto3" json:"expires_at_ms,omitempty"`
+	// How many grants it holds now (in every shard).
+	HoldCount int64 `protobuf:"varint,6,opt,name=hold_count,json=holdCount,proto3" json:"hold_count,omitempty"`
+	// How many requests it has queued now (in every shard).
+	WaitCount     int64 `protobuf:"varint,7,opt,name=wait_count,json=waitCount,proto3" json:"wait_count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionSummary) Reset() {
+	*x = SessionSummary{}
+	mi := &file_lockstep_v1_session_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionSummary) ProtoMessage() {}
+
+func (x *SessionSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_lockstep_v1_session_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionSummary.ProtoReflect.Descriptor instead.
+func (*SessionSummary) Descriptor() ([]byte, []int) {
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *SessionSummary) GetSessionId() uint64 {
+	if x != nil {
+		return x.SessionId
+	}
+	return 0
+}
+
+func (x *SessionSummary) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *SessionSummary) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+func (x *SessionSummary) GetCreatedAtMs() int64 {
+	if x != nil {
+		return x.CreatedAtMs
+	}
+	return 0
+}
+
+func (x *SessionSummary) GetExpiresAtMs() int64 {
+	if x != nil {
+		return x.ExpiresAtMs
+	}
+	return 0
+}
+
+func (x *SessionSummary) GetHoldCount() int64 {
+	if x != nil {
+		return x.HoldCount
+	}
+	return 0
+}
+
+func (x *SessionSummary) GetWaitCount() int64 {
+	if x != nil {
+		return x.WaitCount
+	}
+	return 0
+}
+
 // Session is a live session and what it holds and waits for.
 type Session struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1561,7 +1815,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[15]
+	mi := &file_lockstep_v1_session_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1573,7 +1827,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[15]
+	mi := &file_lockstep_v1_session_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1586,7 +1840,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{15}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Session) GetSessionId() uint64 {
@@ -1653,7 +1907,7 @@ type SessionHold struct {
 
 func (x *SessionHold) Reset() {
 	*x = SessionHold{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[16]
+	mi := &file_lockstep_v1_session_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1665,7 +1919,7 @@ func (x *SessionHold) String() string {
 func (*SessionHold) ProtoMessage() {}
 
 func (x *SessionHold) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[16]
+	mi := &file_lockstep_v1_session_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1678,7 +1932,7 @@ func (x *SessionHold) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionHold.ProtoReflect.Descriptor instead.
 func (*SessionHold) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{16}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SessionHold) GetKind() Kind {
@@ -1719,7 +1973,7 @@ type SessionWait struct {
 
 func (x *SessionWait) Reset() {
 	*x = SessionWait{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[17]
+	mi := &file_lockstep_v1_session_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1731,7 +1985,7 @@ func (x *SessionWait) String() string {
 func (*SessionWait) ProtoMessage() {}
 
 func (x *SessionWait) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[17]
+	mi := &file_lockstep_v1_session_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1744,7 +1998,7 @@ func (x *SessionWait) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionWait.ProtoReflect.Descriptor instead.
 func (*SessionWait) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{17}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SessionWait) GetKind() Kind {
@@ -1795,7 +2049,7 @@ type CancelWaitRequest struct {
 
 func (x *CancelWaitRequest) Reset() {
 	*x = CancelWaitRequest{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[18]
+	mi := &file_lockstep_v1_session_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1807,7 +2061,7 @@ func (x *CancelWaitRequest) String() string {
 func (*CancelWaitRequest) ProtoMessage() {}
 
 func (x *CancelWaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[18]
+	mi := &file_lockstep_v1_session_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1820,7 +2074,7 @@ func (x *CancelWaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelWaitRequest.ProtoReflect.Descriptor instead.
 func (*CancelWaitRequest) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{18}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CancelWaitRequest) GetClientId() string {
@@ -1872,7 +2126,7 @@ type CancelWaitResponse struct {
 
 func (x *CancelWaitResponse) Reset() {
 	*x = CancelWaitResponse{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[19]
+	mi := &file_lockstep_v1_session_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1884,7 +2138,7 @@ func (x *CancelWaitResponse) String() string {
 func (*CancelWaitResponse) ProtoMessage() {}
 
 func (x *CancelWaitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[19]
+	mi := &file_lockstep_v1_session_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1897,7 +2151,7 @@ func (x *CancelWaitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelWaitResponse.ProtoReflect.Descriptor instead.
 func (*CancelWaitResponse) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{19}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CancelWaitResponse) GetCancelled() bool {
@@ -1933,7 +2187,7 @@ type AbandonRequest struct {
 
 func (x *AbandonRequest) Reset() {
 	*x = AbandonRequest{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[20]
+	mi := &file_lockstep_v1_session_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1945,7 +2199,7 @@ func (x *AbandonRequest) String() string {
 func (*AbandonRequest) ProtoMessage() {}
 
 func (x *AbandonRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[20]
+	mi := &file_lockstep_v1_session_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1958,7 +2212,7 @@ func (x *AbandonRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbandonRequest.ProtoReflect.Descriptor instead.
 func (*AbandonRequest) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{20}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AbandonRequest) GetClientId() string {
@@ -2022,7 +2276,7 @@ type AbandonResponse struct {
 
 func (x *AbandonResponse) Reset() {
 	*x = AbandonResponse{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[21]
+	mi := &file_lockstep_v1_session_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2034,7 +2288,7 @@ func (x *AbandonResponse) String() string {
 func (*AbandonResponse) ProtoMessage() {}
 
 func (x *AbandonResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[21]
+	mi := &file_lockstep_v1_session_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2047,7 +2301,7 @@ func (x *AbandonResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbandonResponse.ProtoReflect.Descriptor instead.
 func (*AbandonResponse) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{21}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *AbandonResponse) GetReleasedFencingToken() uint64 {
@@ -2170,7 +2424,29 @@ const file_lockstep_v1_session_proto_rawDesc = "" +
 	"\x12GetSessionResponse\x12.\n" +
 	"\asession\x18\x01 \x01(\v2\x14.lockstep.v1.SessionR\asession\x12\x14\n" +
 	"\x05stale\x18\x02 \x01(\bR\x05stale\x12#\n" +
-	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\"\xfd\x01\n" +
+	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\"\x8a\x01\n" +
+	"\x13ListSessionsRequest\x12!\n" +
+	"\fowner_prefix\x18\x01 \x01(\tR\vownerPrefix\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\x12\x14\n" +
+	"\x05stale\x18\x04 \x01(\bR\x05stale\"\xb2\x01\n" +
+	"\x14ListSessionsResponse\x127\n" +
+	"\bsessions\x18\x01 \x03(\v2\x1b.lockstep.v1.SessionSummaryR\bsessions\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x14\n" +
+	"\x05stale\x18\x03 \x01(\bR\x05stale\x12#\n" +
+	"\rapplied_index\x18\x04 \x01(\x04R\fappliedIndex\"\xe2\x01\n" +
+	"\x0eSessionSummary\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\x04R\tsessionId\x12\x14\n" +
+	"\x05owner\x18\x02 \x01(\tR\x05owner\x12\x15\n" +
+	"\x06ttl_ms\x18\x03 \x01(\x03R\x05ttlMs\x12\"\n" +
+	"\rcreated_at_ms\x18\x04 \x01(\x03R\vcreatedAtMs\x12\"\n" +
+	"\rexpires_at_ms\x18\x05 \x01(\x03R\vexpiresAtMs\x12\x1d\n" +
+	"\n" +
+	"hold_count\x18\x06 \x01(\x03R\tholdCount\x12\x1d\n" +
+	"\n" +
+	"wait_count\x18\a \x01(\x03R\twaitCount\"\xfd\x01\n" +
 	"\aSession\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\x04R\tsessionId\x12\x14\n" +
@@ -2212,12 +2488,13 @@ const file_lockstep_v1_session_proto_rawDesc = "" +
 	"\vabandon_seq\x18\a \x01(\x04R\n" +
 	"abandonSeq\"G\n" +
 	"\x0fAbandonResponse\x124\n" +
-	"\x16released_fencing_token\x18\x01 \x01(\x04R\x14releasedFencingToken2\x88\x06\n" +
+	"\x16released_fencing_token\x18\x01 \x01(\x04R\x14releasedFencingToken2\xeb\x06\n" +
 	"\x0eSessionService\x12e\n" +
 	"\x06Create\x12!.lockstep.v1.CreateSessionRequest\x1a\".lockstep.v1.CreateSessionResponse\"\x14\x82\xd3\xe4\x93\x02\x0e:\x01*\"\t/sessions\x12w\n" +
 	"\tKeepAlive\x12\x1d.lockstep.v1.KeepAliveRequest\x1a\x1e.lockstep.v1.KeepAliveResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /sessions/{session_id}/keepalive\x12l\n" +
 	"\x05Close\x12 .lockstep.v1.CloseSessionRequest\x1a!.lockstep.v1.CloseSessionResponse\"\x1e\x82\xd3\xe4\x93\x02\x18*\x16/sessions/{session_id}\x12K\n" +
-	"\x03Get\x12\x1e.lockstep.v1.GetSessionRequest\x1a\x1f.lockstep.v1.GetSessionResponse\"\x03\x90\x02\x01\x12O\n" +
+	"\x03Get\x12\x1e.lockstep.v1.GetSessionRequest\x1a\x1f.lockstep.v1.GetSessionResponse\"\x03\x90\x02\x01\x12a\n" +
+	"\x04List\x12 .lockstep.v1.ListSessionsRequest\x1a!.lockstep.v1.ListSessionsResponse\"\x14\x82\xd3\xe4\x93\x02\v\x12\t/sessions\x90\x02\x01\x12O\n" +
 	"\n" +
 	"CancelWait\x12\x1e.lockstep.v1.CancelWaitRequest\x1a\x1f.lockstep.v1.CancelWaitResponse\"\x00\x12o\n" +
 	"\aAbandon\x12\x1b.lockstep.v1.AbandonRequest\x1a\x1c.lockstep.v1.AbandonResponse\")\x82\xd3\xe4\x93\x02#:\x01*\"\x1e/sessions/{session_id}/abandon\x12G\n" +
@@ -2236,7 +2513,7 @@ func file_lockstep_v1_session_proto_rawDescGZIP() []byte {
 	return file_lockstep_v1_session_proto_rawDescData
 }
 
-var file_lockstep_v1_session_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_lockstep_v1_session_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_lockstep_v1_session_proto_goTypes = []any{
 	(*MultiplexRequest)(nil),         // 0: lockstep.v1.MultiplexRequest
 	(*MultiplexResponse)(nil),        // 1: lockstep.v1.MultiplexResponse
@@ -2253,98 +2530,104 @@ var file_lockstep_v1_session_proto_goTypes = []any{
 	(*CloseSessionResponse)(nil),     // 12: lockstep.v1.CloseSessionResponse
 	(*GetSessionRequest)(nil),        // 13: lockstep.v1.GetSessionRequest
 	(*GetSessionResponse)(nil),       // 14: lockstep.v1.GetSessionResponse
-	(*Session)(nil),                  // 15: lockstep.v1.Session
-	(*SessionHold)(nil),              // 16: lockstep.v1.SessionHold
-	(*SessionWait)(nil),              // 17: lockstep.v1.SessionWait
-	(*CancelWaitRequest)(nil),        // 18: lockstep.v1.CancelWaitRequest
-	(*CancelWaitResponse)(nil),       // 19: lockstep.v1.CancelWaitResponse
-	(*AbandonRequest)(nil),           // 20: lockstep.v1.AbandonRequest
-	(*AbandonResponse)(nil),          // 21: lockstep.v1.AbandonResponse
-	(*AcquireLockRequest)(nil),       // 22: lockstep.v1.AcquireLockRequest
-	(*ReleaseLockRequest)(nil),       // 23: lockstep.v1.ReleaseLockRequest
-	(*AcquireSemaphoreRequest)(nil),  // 24: lockstep.v1.AcquireSemaphoreRequest
-	(*ReleaseSemaphoreRequest)(nil),  // 25: lockstep.v1.ReleaseSemaphoreRequest
-	(*AcquireRWLockRequest)(nil),     // 26: lockstep.v1.AcquireRWLockRequest
-	(*ReleaseRWLockRequest)(nil),     // 27: lockstep.v1.ReleaseRWLockRequest
-	(*WaitBarrierRequest)(nil),       // 28: lockstep.v1.WaitBarrierRequest
-	(*CampaignRequest)(nil),          // 29: lockstep.v1.CampaignRequest
-	(*ProclaimRequest)(nil),          // 30: lockstep.v1.ProclaimRequest
-	(*ResignRequest)(nil),            // 31: lockstep.v1.ResignRequest
-	(*AcquireLockResponse)(nil),      // 32: lockstep.v1.AcquireLockResponse
-	(*ReleaseLockResponse)(nil),      // 33: lockstep.v1.ReleaseLockResponse
-	(*AcquireSemaphoreResponse)(nil), // 34: lockstep.v1.AcquireSemaphoreResponse
-	(*ReleaseSemaphoreResponse)(nil), // 35: lockstep.v1.ReleaseSemaphoreResponse
-	(*AcquireRWLockResponse)(nil),    // 36: lockstep.v1.AcquireRWLockResponse
-	(*ReleaseRWLockResponse)(nil),    // 37: lockstep.v1.ReleaseRWLockResponse
-	(*WaitBarrierResponse)(nil),      // 38: lockstep.v1.WaitBarrierResponse
-	(*CampaignResponse)(nil),         // 39: lockstep.v1.CampaignResponse
-	(*ProclaimResponse)(nil),         // 40: lockstep.v1.ProclaimResponse
-	(*ResignResponse)(nil),           // 41: lockstep.v1.ResignResponse
-	(Reason)(0),                      // 42: lockstep.v1.Reason
-	(Kind)(0),                        // 43: lockstep.v1.Kind
+	(*ListSessionsRequest)(nil),      // 15: lockstep.v1.ListSessionsRequest
+	(*ListSessionsResponse)(nil),     // 16: lockstep.v1.ListSessionsResponse
+	(*SessionSummary)(nil),           // 17: lockstep.v1.SessionSummary
+	(*Session)(nil),                  // 18: lockstep.v1.Session
+	(*SessionHold)(nil),              // 19: lockstep.v1.SessionHold
+	(*SessionWait)(nil),              // 20: lockstep.v1.SessionWait
+	(*CancelWaitRequest)(nil),        // 21: lockstep.v1.CancelWaitRequest
+	(*CancelWaitResponse)(nil),       // 22: lockstep.v1.CancelWaitResponse
+	(*AbandonRequest)(nil),           // 23: lockstep.v1.AbandonRequest
+	(*AbandonResponse)(nil),          // 24: lockstep.v1.AbandonResponse
+	(*AcquireLockRequest)(nil),       // 25: lockstep.v1.AcquireLockRequest
+	(*ReleaseLockRequest)(nil),       // 26: lockstep.v1.ReleaseLockRequest
+	(*AcquireSemaphoreRequest)(nil),  // 27: lockstep.v1.AcquireSemaphoreRequest
+	(*ReleaseSemaphoreRequest)(nil),  // 28: lockstep.v1.ReleaseSemaphoreRequest
+	(*AcquireRWLockRequest)(nil),     // 29: lockstep.v1.AcquireRWLockRequest
+	(*ReleaseRWLockRequest)(nil),     // 30: lockstep.v1.ReleaseRWLockRequest
+	(*WaitBarrierRequest)(nil),       // 31: lockstep.v1.WaitBarrierRequest
+	(*CampaignRequest)(nil),          // 32: lockstep.v1.CampaignRequest
+	(*ProclaimRequest)(nil),          // 33: lockstep.v1.ProclaimRequest
+	(*ResignRequest)(nil),            // 34: lockstep.v1.ResignRequest
+	(*AcquireLockResponse)(nil),      // 35: lockstep.v1.AcquireLockResponse
+	(*ReleaseLockResponse)(nil),      // 36: lockstep.v1.ReleaseLockResponse
+	(*AcquireSemaphoreResponse)(nil), // 37: lockstep.v1.AcquireSemaphoreResponse
+	(*ReleaseSemaphoreResponse)(nil), // 38: lockstep.v1.ReleaseSemaphoreResponse
+	(*AcquireRWLockResponse)(nil),    // 39: lockstep.v1.AcquireRWLockResponse
+	(*ReleaseRWLockResponse)(nil),    // 40: lockstep.v1.ReleaseRWLockResponse
+	(*WaitBarrierResponse)(nil),      // 41: lockstep.v1.WaitBarrierResponse
+	(*CampaignResponse)(nil),         // 42: lockstep.v1.CampaignResponse
+	(*ProclaimResponse)(nil),         // 43: lockstep.v1.ProclaimResponse
+	(*ResignResponse)(nil),           // 44: lockstep.v1.ResignResponse
+	(Reason)(0),                      // 45: lockstep.v1.Reason
+	(Kind)(0),                        // 46: lockstep.v1.Kind
 }
 var file_lockstep_v1_session_proto_depIdxs = []int32{
 	2,  // 0: lockstep.v1.MultiplexRequest.requests:type_name -> lockstep.v1.StreamRequest
 	3,  // 1: lockstep.v1.MultiplexResponse.responses:type_name -> lockstep.v1.StreamResponse
 	9,  // 2: lockstep.v1.StreamRequest.keep_alive:type_name -> lockstep.v1.KeepAliveRequest
 	11, // 3: lockstep.v1.StreamRequest.close_session:type_name -> lockstep.v1.CloseSessionRequest
-	20, // 4: lockstep.v1.StreamRequest.abandon:type_name -> lockstep.v1.AbandonRequest
+	23, // 4: lockstep.v1.StreamRequest.abandon:type_name -> lockstep.v1.AbandonRequest
 	13, // 5: lockstep.v1.StreamRequest.get_session:type_name -> lockstep.v1.GetSessionRequest
-	22, // 6: lockstep.v1.StreamRequest.acquire_lock:type_name -> lockstep.v1.AcquireLockRequest
-	23, // 7: lockstep.v1.StreamRequest.release_lock:type_name -> lockstep.v1.ReleaseLockRequest
-	24, // 8: lockstep.v1.StreamRequest.acquire_semaphore:type_name -> lockstep.v1.AcquireSemaphoreRequest
-	25, // 9: lockstep.v1.StreamRequest.release_semaphore:type_name -> lockstep.v1.ReleaseSemaphoreRequest
-	26, // 10: lockstep.v1.StreamRequest.acquire_rwlock:type_name -> lockstep.v1.AcquireRWLockRequest
-	27, // 11: lockstep.v1.StreamRequest.release_rwlock:type_name -> lockstep.v1.ReleaseRWLockRequest
-	28, // 12: lockstep.v1.StreamRequest.wait_barrier:type_name -> lockstep.v1.WaitBarrierRequest
-	29, // 13: lockstep.v1.StreamRequest.campaign:type_name -> lockstep.v1.CampaignRequest
-	30, // 14: lockstep.v1.StreamRequest.proclaim:type_name -> lockstep.v1.ProclaimRequest
-	31, // 15: lockstep.v1.StreamRequest.resign:type_name -> lockstep.v1.ResignRequest
+	25, // 6: lockstep.v1.StreamRequest.acquire_lock:type_name -> lockstep.v1.AcquireLockRequest
+	26, // 7: lockstep.v1.StreamRequest.release_lock:type_name -> lockstep.v1.ReleaseLockRequest
+	27, // 8: lockstep.v1.StreamRequest.acquire_semaphore:type_name -> lockstep.v1.AcquireSemaphoreRequest
+	28, // 9: lockstep.v1.StreamRequest.release_semaphore:type_name -> lockstep.v1.ReleaseSemaphoreRequest
+	29, // 10: lockstep.v1.StreamRequest.acquire_rwlock:type_name -> lockstep.v1.AcquireRWLockRequest
+	30, // 11: lockstep.v1.StreamRequest.release_rwlock:type_name -> lockstep.v1.ReleaseRWLockRequest
+	31, // 12: lockstep.v1.StreamRequest.wait_barrier:type_name -> lockstep.v1.WaitBarrierRequest
+	32, // 13: lockstep.v1.StreamRequest.campaign:type_name -> lockstep.v1.CampaignRequest
+	33, // 14: lockstep.v1.StreamRequest.proclaim:type_name -> lockstep.v1.ProclaimRequest
+	34, // 15: lockstep.v1.StreamRequest.resign:type_name -> lockstep.v1.ResignRequest
 	4,  // 16: lockstep.v1.StreamResponse.error:type_name -> lockstep.v1.StreamError
 	5,  // 17: lockstep.v1.StreamResponse.queued:type_name -> lockstep.v1.StreamQueued
 	6,  // 18: lockstep.v1.StreamResponse.session_lost:type_name -> lockstep.v1.StreamSessionLost
 	10, // 19: lockstep.v1.StreamResponse.keep_alive:type_name -> lockstep.v1.KeepAliveResponse
 	12, // 20: lockstep.v1.StreamResponse.close_session:type_name -> lockstep.v1.CloseSessionResponse
-	21, // 21: lockstep.v1.StreamResponse.abandon:type_name -> lockstep.v1.AbandonResponse
+	24, // 21: lockstep.v1.StreamResponse.abandon:type_name -> lockstep.v1.AbandonResponse
 	14, // 22: lockstep.v1.StreamResponse.get_session:type_name -> lockstep.v1.GetSessionResponse
-	32, // 23: lockstep.v1.StreamResponse.acquire_lock:type_name -> lockstep.v1.AcquireLockResponse
-	33, // 24: lockstep.v1.StreamResponse.release_lock:type_name -> lockstep.v1.ReleaseLockResponse
-	34, // 25: lockstep.v1.StreamResponse.acquire_semaphore:type_name -> lockstep.v1.AcquireSemaphoreResponse
-	35, // 26: lockstep.v1.StreamResponse.release_semaphore:type_name -> lockstep.v1.ReleaseSemaphoreResponse
-	36, // 27: lockstep.v1.StreamResponse.acquire_rwlock:type_name -> lockstep.v1.AcquireRWLockResponse
-	37, // 28: lockstep.v1.StreamResponse.release_rwlock:type_name -> lockstep.v1.ReleaseRWLockResponse
-	38, // 29: lockstep.v1.StreamResponse.wait_barrier:type_name -> lockstep.v1.WaitBarrierResponse
-	39, // 30: lockstep.v1.StreamResponse.campaign:type_name -> lockstep.v1.CampaignResponse
-	40, // 31: lockstep.v1.StreamResponse.proclaim:type_name -> lockstep.v1.ProclaimResponse
-	41, // 32: lockstep.v1.StreamResponse.resign:type_name -> lockstep.v1.ResignResponse
-	42, // 33: lockstep.v1.StreamSessionLost.reason:type_name -> lockstep.v1.Reason
-	15, // 34: lockstep.v1.GetSessionResponse.session:type_name -> lockstep.v1.Session
-	16, // 35: lockstep.v1.Session.holds:type_name -> lockstep.v1.SessionHold
-	17, // 36: lockstep.v1.Session.waits:type_name -> lockstep.v1.SessionWait
-	43, // 37: lockstep.v1.SessionHold.kind:type_name -> lockstep.v1.Kind
-	43, // 38: lockstep.v1.SessionWait.kind:type_name -> lockstep.v1.Kind
-	43, // 39: lockstep.v1.AbandonRequest.kind:type_name -> lockstep.v1.Kind
-	7,  // 40: lockstep.v1.SessionService.Create:input_type -> lockstep.v1.CreateSessionRequest
-	9,  // 41: lockstep.v1.SessionService.KeepAlive:input_type -> lockstep.v1.KeepAliveRequest
-	11, // 42: lockstep.v1.SessionService.Close:input_type -> lockstep.v1.CloseSessionRequest
-	13, // 43: lockstep.v1.SessionService.Get:input_type -> lockstep.v1.GetSessionRequest
-	18, // 44: lockstep.v1.SessionService.CancelWait:input_type -> lockstep.v1.CancelWaitRequest
-	20, // 45: lockstep.v1.SessionService.Abandon:input_type -> lockstep.v1.AbandonRequest
-	2,  // 46: lockstep.v1.SessionService.Stream:input_type -> lockstep.v1.StreamRequest
-	0,  // 47: lockstep.v1.SessionService.Multiplex:input_type -> lockstep.v1.MultiplexRequest
-	8,  // 48: lockstep.v1.SessionService.Create:output_type -> lockstep.v1.CreateSessionResponse
-	10, // 49: lockstep.v1.SessionService.KeepAlive:output_type -> lockstep.v1.KeepAliveResponse
-	12, // 50: lockstep.v1.SessionService.Close:output_type -> lockstep.v1.CloseSessionResponse
-	14, // 51: lockstep.v1.SessionService.Get:output_type -> lockstep.v1.GetSessionResponse
-	19, // 52: lockstep.v1.SessionService.CancelWait:output_type -> lockstep.v1.CancelWaitResponse
-	21, // 53: lockstep.v1.SessionService.Abandon:output_type -> lockstep.v1.AbandonResponse
-	3,  // 54: lockstep.v1.SessionService.Stream:output_type -> lockstep.v1.StreamResponse
-	1,  // 55: lockstep.v1.SessionService.Multiplex:output_type -> lockstep.v1.MultiplexResponse
-	48, // [48:56] is the sub-list for method output_type
-	40, // [40:48] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	35, // 23: lockstep.v1.StreamResponse.acquire_lock:type_name -> lockstep.v1.AcquireLockResponse
+	36, // 24: lockstep.v1.StreamResponse.release_lock:type_name -> lockstep.v1.ReleaseLockResponse
+	37, // 25: lockstep.v1.StreamResponse.acquire_semaphore:type_name -> lockstep.v1.AcquireSemaphoreResponse
+	38, // 26: lockstep.v1.StreamResponse.release_semaphore:type_name -> lockstep.v1.ReleaseSemaphoreResponse
+	39, // 27: lockstep.v1.StreamResponse.acquire_rwlock:type_name -> lockstep.v1.AcquireRWLockResponse
+	40, // 28: lockstep.v1.StreamResponse.release_rwlock:type_name -> lockstep.v1.ReleaseRWLockResponse
+	41, // 29: lockstep.v1.StreamResponse.wait_barrier:type_name -> lockstep.v1.WaitBarrierResponse
+	42, // 30: lockstep.v1.StreamResponse.campaign:type_name -> lockstep.v1.CampaignResponse
+	43, // 31: lockstep.v1.StreamResponse.proclaim:type_name -> lockstep.v1.ProclaimResponse
+	44, // 32: lockstep.v1.StreamResponse.resign:type_name -> lockstep.v1.ResignResponse
+	45, // 33: lockstep.v1.StreamSessionLost.reason:type_name -> lockstep.v1.Reason
+	18, // 34: lockstep.v1.GetSessionResponse.session:type_name -> lockstep.v1.Session
+	17, // 35: lockstep.v1.ListSessionsResponse.sessions:type_name -> lockstep.v1.SessionSummary
+	19, // 36: lockstep.v1.Session.holds:type_name -> lockstep.v1.SessionHold
+	20, // 37: lockstep.v1.Session.waits:type_name -> lockstep.v1.SessionWait
+	46, // 38: lockstep.v1.SessionHold.kind:type_name -> lockstep.v1.Kind
+	46, // 39: lockstep.v1.SessionWait.kind:type_name -> lockstep.v1.Kind
+	46, // 40: lockstep.v1.AbandonRequest.kind:type_name -> lockstep.v1.Kind
+	7,  // 41: lockstep.v1.SessionService.Create:input_type -> lockstep.v1.CreateSessionRequest
+	9,  // 42: lockstep.v1.SessionService.KeepAlive:input_type -> lockstep.v1.KeepAliveRequest
+	11, // 43: lockstep.v1.SessionService.Close:input_type -> lockstep.v1.CloseSessionRequest
+	13, // 44: lockstep.v1.SessionService.Get:input_type -> lockstep.v1.GetSessionRequest
+	15, // 45: lockstep.v1.SessionService.List:input_type -> lockstep.v1.ListSessionsRequest
+	21, // 46: lockstep.v1.SessionService.CancelWait:input_type -> lockstep.v1.CancelWaitRequest
+	23, // 47: lockstep.v1.SessionService.Abandon:input_type -> lockstep.v1.AbandonRequest
+	2,  // 48: lockstep.v1.SessionService.Stream:input_type -> lockstep.v1.StreamRequest
+	0,  // 49: lockstep.v1.SessionService.Multiplex:input_type -> lockstep.v1.MultiplexRequest
+	8,  // 50: lockstep.v1.SessionService.Create:output_type -> lockstep.v1.CreateSessionResponse
+	10, // 51: lockstep.v1.SessionService.KeepAlive:output_type -> lockstep.v1.KeepAliveResponse
+	12, // 52: lockstep.v1.SessionService.Close:output_type -> lockstep.v1.CloseSessionResponse
+	14, // 53: lockstep.v1.SessionService.Get:output_type -> lockstep.v1.GetSessionResponse
+	16, // 54: lockstep.v1.SessionService.List:output_type -> lockstep.v1.ListSessionsResponse
+	22, // 55: lockstep.v1.SessionService.CancelWait:output_type -> lockstep.v1.CancelWaitResponse
+	24, // 56: lockstep.v1.SessionService.Abandon:output_type -> lockstep.v1.AbandonResponse
+	3,  // 57: lockstep.v1.SessionService.Stream:output_type -> lockstep.v1.StreamResponse
+	1,  // 58: lockstep.v1.SessionService.Multiplex:output_type -> lockstep.v1.MultiplexResponse
+	50, // [50:59] is the sub-list for method output_type
+	41, // [41:50] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_lockstep_v1_session_proto_init() }
@@ -2399,7 +2682,7 @@ func file_lockstep_v1_session_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lockstep_v1_session_proto_rawDesc), len(file_lockstep_v1_session_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

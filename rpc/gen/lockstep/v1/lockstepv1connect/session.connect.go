@@ -45,6 +45,8 @@ const (
 	SessionServiceCloseProcedure = "/lockstep.v1.SessionService/Close"
 	// SessionServiceGetProcedure is the fully-qualified name of the SessionService's Get RPC.
 	SessionServiceGetProcedure = "/lockstep.v1.SessionService/Get"
+	// SessionServiceListProcedure is the fully-qualified name of the SessionService's List RPC.
+	SessionServiceListProcedure = "/lockstep.v1.SessionService/List"
 	// SessionServiceCancelWaitProcedure is the fully-qualified name of the SessionService's CancelWait
 	// RPC.
 	SessionServiceCancelWaitProcedure = "/lockstep.v1.SessionService/CancelWait"
@@ -69,6 +71,14 @@ type SessionServiceClient interface {
 	Close(context.Context, *connect.Request[v1.CloseSessionRequest]) (*connect.Response[v1.CloseSessionResponse], error)
 	// Get answers a session's lease and what it holds and waits for.
 	Get(context.Context, *connect.Request[v1.GetSessionRequest]) (*connect.Response[v1.GetSessionResponse], error)
+	// List answers the live sessions, in id order, a page at a time: each
+	// session's owner, lease and how many holds and waits it has (Get lists
+	// them). With authentication on, a caller sees only its own sessions, as
+	// Get does; the sessions the server made for one request ("auto:" owner
+	// labels) are listed too. With several shards a session is listed once,
+	// merged as Get merges it; one lost in some shard (which Get answers
+	// not_found) is left out.
+	List(context.Context, *connect.Request[v1.ListSessionsRequest]) (*connect.Response[v1.ListSessionsResponse], error)
 	// CancelWait withdraws one queued request (an acquire, a barrier wait or a
 	// campaign) of a session by its waiter id. A blocking call whose client
 	// goes away is withdrawn by the server itself; CancelWait is for a client
@@ -152,6 +162,13 @@ func NewSessionServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		list: connect.NewClient[v1.ListSessionsRequest, v1.ListSessionsResponse](
+			httpClient,
+			baseURL+SessionServiceListProcedure,
+			connect.WithSchema(sessionServiceMethods.ByName("List")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 		cancelWait: connect.NewClient[v1.CancelWaitRequest, v1.CancelWaitResponse](
 			httpClient,
 			baseURL+SessionServiceCancelWaitProcedure,
@@ -185,6 +202,7 @@ type sessionServiceClient struct {
 	keepAlive  *connect.Client[v1.KeepAliveRequest, v1.KeepAliveResponse]
 	close      *connect.Client[v1.CloseSessionRequest, v1.CloseSessionResponse]
 	get        *connect.Client[v1.GetSessionRequest, v1.GetSessionResponse]
+	list       *connect.Client[v1.ListSessionsRequest, v1.ListSessionsResponse]
 	cancelWait *connect.Client[v1.CancelWaitRequest, v1.CancelWaitResponse]
 	abandon    *connect.Client[v1.AbandonRequest, v1.AbandonResponse]
 	stream     *connect.Client[v1.StreamRequest, v1.StreamResponse]
@@ -209,6 +227,11 @@ func (c *sessionServiceClient) Close(ctx context.Context, req *connect.Request[v
 // Get calls lockstep.v1.SessionService.Get.
 func (c *sessionServiceClient) Get(ctx context.Context, req *connect.Request[v1.GetSessionRequest]) (*connect.Response[v1.GetSessionResponse], error) {
 	return c.get.CallUnary(ctx, req)
+}
+
+// List calls lockstep.v1.SessionService.List.
+func (c *sessionServiceClient) List(ctx context.Context, req *connect.Request[v1.ListSessionsRequest]) (*connect.Response[v1.ListSessionsResponse], error) {
+	return c.list.CallUnary(ctx, req)
 }
 
 // CancelWait calls lockstep.v1.SessionService.CancelWait.
@@ -243,6 +266,14 @@ type SessionServiceHandler interface {
 	Close(context.Context, *connect.Request[v1.CloseSessionRequest]) (*connect.Response[v1.CloseSessionResponse], error)
 	// Get answers a session's lease and what it holds and waits for.
 	Get(context.Context, *connect.Request[v1.GetSessionRequest]) (*connect.Response[v1.GetSessionResponse], error)
+	// List answers the live sessions, in id order, a page at a time: each
+	// session's owner, lease and how many holds and waits it has (Get lists
+	// them). With authentication on, a caller sees only its own sessions, as
+	// Get does; the sessions the server made for one request ("auto:" owner
+	// labels) are listed too. With several shards a session is listed once,
+	// merged as Get merges it; one lost in some shard (which Get answers
+	// not_found) is left out.
+	List(context.Context, *connect.Request[v1.ListSessionsRequest]) (*connect.Response[v1.ListSessionsResponse], error)
 	// CancelWait withdraws one queued request (an acquire, a barrier wait or a
 	// campaign) of a session by its waiter id. A blocking call whose client
 	// goes away is withdrawn by the server itself; CancelWait is for a client
@@ -322,6 +353,13 @@ func NewSessionServiceHandler(svc SessionServiceHandler, opts ...connect.Handler
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	sessionServiceListHandler := connect.NewUnaryHandler(
+		SessionServiceListProcedure,
+		svc.List,
+		connect.WithSchema(sessionServiceMethods.ByName("List")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	sessionServiceCancelWaitHandler := connect.NewUnaryHandler(
 		SessionServiceCancelWaitProcedure,
 		svc.CancelWait,
@@ -356,6 +394,8 @@ func NewSessionServiceHandler(svc SessionServiceHandler, opts ...connect.Handler
 			sessionServiceCloseHandler.ServeHTTP(w, r)
 		case SessionServiceGetProcedure:
 			sessionServiceGetHandler.ServeHTTP(w, r)
+		case SessionServiceListProcedure:
+			sessionServiceListHandler.ServeHTTP(w, r)
 		case SessionServiceCancelWaitProcedure:
 			sessionServiceCancelWaitHandler.ServeHTTP(w, r)
 		case SessionServiceAbandonProcedure:
@@ -387,6 +427,10 @@ func (UnimplementedSessionServiceHandler) Close(context.Context, *connect.Reques
 
 func (UnimplementedSessionServiceHandler) Get(context.Context, *connect.Request[v1.GetSessionRequest]) (*connect.Response[v1.GetSessionResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("lockstep.v1.SessionService.Get is not implemented"))
+}
+
+func (UnimplementedSessionServiceHandler) List(context.Context, *connect.Request[v1.ListSessionsRequest]) (*connect.Response[v1.ListSessionsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("lockstep.v1.SessionService.List is not implemented"))
 }
 
 func (UnimplementedSessionServiceHandler) CancelWait(context.Context, *connect.Request[v1.CancelWaitRequest]) (*connect.Response[v1.CancelWaitResponse], error) {
