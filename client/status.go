@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"strings"
 	"sync"
@@ -392,6 +393,48 @@ func (c *Client) SessionInfo(ctx context.Context, id uint64) (*SessionInfo, erro
 		return nil, apiErr(fmt.Sprintf("session %d", id), err)
 	}
 	return r.Session, nil
+}
+
+// SessionSummary is one live session in a ListSessions page: its id, owner
+// label, lease (ttl_ms, created_at_ms, expires_at_ms) and how many holds
+// and waits it has; SessionInfo lists them.
+type SessionSummary = pb.SessionSummary
+
+// SessionQuery asks ListSessions for one page of sessions.
+type SessionQuery struct {
+	// OwnerPrefix keeps only the sessions whose owner label starts with it,
+	// the label as listed (with authentication, "PRINCIPAL:label"; a
+	// session the server made, "auto:..."). Empty: every session.
+	OwnerPrefix string
+	// PageSize is the most sessions the page holds: 0 is the server's
+	// maximum (1,000), and so is anything above it.
+	PageSize int
+	// PageToken is the previous page's next token; empty for the first.
+	PageToken string
+	// Stale lets the answering member read its own applied state without
+	// confirming with the leader: faster, and without a quorum, but maybe
+	// behind. False: linearizable.
+	Stale bool
+}
+
+// ListSessions answers one page of the live sessions the caller's principal
+// may see (its own, or all without authentication), in id order, and the
+// token of the page after it ("" after the last: pass it back in
+// q.PageToken until then). A page may be short, even empty, and still be
+// followed by another (with several shards, sessions lost in one are left
+// out).
+func (c *Client) ListSessions(ctx context.Context, q SessionQuery) ([]*SessionSummary, string, error) {
+	if q.PageSize < 0 || q.PageSize > math.MaxInt32 {
+		return nil, "", fmt.Errorf("%w: list sessions: page size %d: give 0 (the server's maximum) or more", ErrInvalid, q.PageSize)
+	}
+	req := &pb.ListSessionsRequest{OwnerPrefix: q.OwnerPrefix, PageSize: int32(q.PageSize), PageToken: q.PageToken, Stale: q.Stale}
+	r, err := do(ctx, c, func(ctx context.Context, e *endpoint) (*connect.Response[pb.ListSessionsResponse], error) {
+		return e.sessions.List(ctx, connect.NewRequest(req))
+	})
+	if err != nil {
+		return nil, "", apiErr("list sessions", err)
+	}
+	return r.Sessions, r.NextPageToken, nil
 }
 
 // CloseSession closes session id on the servers, whoever made it (within
