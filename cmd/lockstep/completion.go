@@ -40,7 +40,7 @@ _lockstep() {
     list)    COMPREPLY=($(compgen -W "$common" -- "$cur")) ;;
     watch)   COMPREPLY=($(compgen -W "$common" -- "$cur")) ;;
     cluster) COMPREPLY=($(compgen -W "status add remove transfer --shard $common" -- "$cur")) ;;
-    session) COMPREPLY=($(compgen -W "show close $common --no-lock-delay" -- "$cur")) ;;
+    session) COMPREPLY=($(compgen -W "list show close $common --owner --stale --no-lock-delay" -- "$cur")) ;;
     certs)   COMPREPLY=($(compgen -W "--ca --hosts --name --out --valid-for -h" -- "$cur")) ;;
     keys)    COMPREPLY=($(compgen -W "create -h" -- "$cur")) ;;
     snapshot)

@@ -15,17 +15,26 @@ import (
 
 func sessionCmd(args []string, stdout, stderr io.Writer) int {
 	c := newCommand("session", `
-Usage: lockstep session show ID
+Usage: lockstep session list [--owner PREFIX] [--stale]
+       lockstep session show ID
        lockstep session close [--no-lock-delay] ID
 
+list prints the live sessions, in id order: each one's id, owner label,
+TTL, when its lease ends unless kept alive, and how many grants it holds
+and requests it waits for; --owner keeps those whose owner label starts
+with PREFIX (as listed: with authentication, "PRINCIPAL:label"; a session
+the server made for one request, "auto:..."). It reads every page, up to
+100 of 1,000 sessions (every session a cluster may have), and says so if
+there were more. With authentication, a principal lists its own sessions
+only.
 show prints a session's owner, lease, and what it holds and waits for.
 close ends it on the servers at once, whoever keeps it alive: everything it
 holds is released and everything it waits for is withdrawn; the process
 that kept it learns it at its next request or keepalive. It is the
 operator's force-release of a stuck holder (etcd's lease revoke, Consul's
 session destroy); the ID is the SESSION column of 'lockstep status NAME',
-or a command's LOCKSTEP_SESSION_ID. With authentication, a principal sees
-and closes its own sessions only.
+'lockstep session list', or a command's LOCKSTEP_SESSION_ID. With
+authentication, a principal sees and closes its own sessions only.
 
 The process that held a lock may still run until it notices (a 'lockstep
 lock' command gets SIGTERM, then SIGKILL after its --grace). So close ends
@@ -40,21 +49,40 @@ those whose leader was elected since may have closed it meanwhile (the
 refusal says in how many); trying again closes it in the rest.
 
 Examples:
+  lockstep session list --owner ci:     # every session labelled ci:...
   lockstep status jobs/nightly          # who holds it, and its SESSION
   lockstep session show 30408704
   lockstep session close 30408704
   lockstep session close --no-lock-delay 30408704   # its process is stopped
 `, stdout, stderr)
 	noLockDelay := c.fs.Bool("no-lock-delay", false, "close: hand every lock the session held on at once, as a release does, with no lock-delay (only when its process is known to be stopped)")
+	owner := c.fs.String("owner", "", "list: only the sessions whose owner label starts with this `prefix`")
+	stale := c.fs.Bool("stale", false, "list: read the answering member's own state, without a quorum (faster, but it may be behind)")
 	pos, _, code, ok := c.parse(args)
 	if !ok {
 		return code
 	}
 	if len(pos) == 0 {
-		return c.usageErr("want a subcommand: show or close")
+		return c.usageErr("want a subcommand: list, show or close")
 	}
-	if pos[0] != "show" && pos[0] != "close" {
-		return c.usageErr("unknown subcommand %q: use show or close", pos[0])
+	if pos[0] != "list" && pos[0] != "show" && pos[0] != "close" {
+		return c.usageErr("unknown subcommand %q: use list, show or close", pos[0])
+	}
+	if pos[0] != "list" {
+		for _, f := range []string{"owner", "stale"} {
+			if flagGiven(c.fs, f) {
+				return c.usageErr("--%s is for session list: %s takes a session ID", f, pos[0])
+			}
+		}
+	}
+	if pos[0] == "list" {
+		if len(pos) != 1 {
+			return c.usageErr("list takes no arguments, got %d: filter with --owner PREFIX", len(pos)-1)
+		}
+		if flagGiven(c.fs, "no-lock-delay") {
+			return c.usageErr("--no-lock-delay is for session close: list changes nothing")
+		}
+		return c.sessionList(*owner, *stale)
 	}
 	if len(pos) != 2 {
 		return c.usageErr("%s wants one session ID, got %d arguments", pos[0], len(pos)-1)
@@ -111,6 +139,56 @@ Examples:
 	_ = tw.Flush()
 	if len(s.Holds) == 0 && len(s.Waits) == 0 {
 		fmt.Fprintln(stdout, "(holds and waits for nothing)")
+	}
+	return exitOK
+}
+
+// maxSessionPages bounds the pages 'session list' reads: 100 pages of the
+// server's 1,000 hold every session a cluster may have (MaxSessions,
+// 100,000), so only pages cut short (sessions lost in a shard, left out)
+// or a server that keeps answering a next page reach it.
+const maxSessionPages = 100
+
+// sessionList prints every live session the caller may see, page by page,
+// at most maxSessionPages of them.
+func (c *common) sessionList(owner string, stale bool) int {
+	cl, err := c.client()
+	if err != nil {
+		return c.fail(err)
+	}
+	ctx, stop := interrupted()
+	defer stop()
+	list := []*client.SessionSummary{}
+	q := client.SessionQuery{OwnerPrefix: owner, Stale: stale}
+	more := false
+	for pages := 0; ; pages++ {
+		if pages == maxSessionPages {
+			more = true
+			break
+		}
+		page, next, err := cl.ListSessions(ctx, q)
+		if err != nil {
+			return c.fail(asked(err, "list sessions", "")) // the command's name says it
+		}
+		list = append(list, page...)
+		if next == "" {
+			break
+		}
+		q.PageToken = next
+	}
+	if c.output == "json" {
+		c.json(list)
+	} else {
+		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "SESSION\tOWNER\tTTL\tLEASE UNTIL\tHOLDS\tWAITS")
+		for _, s := range list {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\n", s.SessionId, orDash(s.Owner), msDuration(s.TtlMs), ms(s.ExpiresAtMs), s.HoldCount, s.WaitCount)
+		}
+		_ = tw.Flush()
+	}
+	if more {
+		fmt.Fprintf(c.stderr, "%s: stopped after %d pages (%d sessions); there are more: narrow the list with --owner PREFIX\n", c.fs.Name(), maxSessionPages, len(list))
+		return exitError
 	}
 	return exitOK
 }
