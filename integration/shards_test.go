@@ -127,6 +127,40 @@ func TestShardedCluster(t *testing.T) {
 	}
 	c.ok("POST", c.nodes[2], fmt.Sprintf("/sessions/%d/keepalive", sid), `{}`)
 
+	// The session list: the session lives in every shard and is listed
+	// once, its holds of every shard counted, its lease as Get merges it;
+	// the server-made sessions of the semaphore and the RW lock are
+	// listed too. Pages of one walk them all, each once.
+	sl := c.ok("GET", n0, "/sessions?owner_prefix=spanner", "")
+	entries, _ := sl["sessions"].([]any)
+	info = c.ok("POST", n0, "/lockstep.v1.SessionService/Get", fmt.Sprintf(`{"session_id":"%d"}`, sid))
+	got := info["session"].(map[string]any)
+	if len(entries) != 1 {
+		t.Fatalf("GET /sessions?owner_prefix=spanner: %v, want the one session", sl)
+	}
+	e := entries[0].(map[string]any)
+	if u64(t, e, "session_id") != sid || e["owner"] != "spanner" || e["hold_count"] != strconv.Itoa(len(names)) || e["wait_count"] != "0" ||
+		e["ttl_ms"] != got["ttl_ms"] || e["created_at_ms"] != got["created_at_ms"] || e["expires_at_ms"] != got["expires_at_ms"] {
+		t.Fatalf("listed %v, want session %d with %d holds and Get's lease %v", e, sid, len(names), got)
+	}
+	listedOwners := map[string]int{}
+	pageToken := ""
+	for page := 0; ; page++ {
+		if page == 10 {
+			t.Fatalf("GET /sessions?page_size=1: more than 10 pages: %v", listedOwners)
+		}
+		l := c.ok("GET", c.nodes[page%3], "/sessions?page_size=1&page_token="+pageToken, "")
+		for _, x := range l["sessions"].([]any) {
+			listedOwners[x.(map[string]any)["owner"].(string)]++
+		}
+		if pageToken, _ = l["next_page_token"].(string); pageToken == "" {
+			break
+		}
+	}
+	if listedOwners["spanner"] != 1 || listedOwners["auto:s"] != 1 || listedOwners["auto:r"] != 1 || len(listedOwners) != 3 {
+		t.Fatalf("pages of one listed %v, want spanner, auto:s and auto:r once each", listedOwners)
+	}
+
 	// List across shards, paged, in name order.
 	var listed []string
 	token := ""
