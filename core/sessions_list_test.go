@@ -12,21 +12,8 @@ import (
 // place; and a limit of 0, or above MaxListResults, is MaxListResults, so
 // no read answers more than that however many sessions there are.
 func TestSessionsPagesInIDOrder(t *testing.T) {
-	l := DefaultLimits()
-	l.MaxListResults = 3
-	m, err := New(l)
-	if err != nil {
-		t.Fatal(err)
-	}
-	index := uint64(0)
-	apply := func(c Command) Result {
-		index++
-		r := m.Apply(Entry{Index: index, Proposal: Proposal{Time: LogTime(1000 * index), Commands: []Command{c}}}).Results[0]
-		if r.Err != nil {
-			t.Fatalf("%+v: %v", c, r.Err)
-		}
-		return r
-	}
+	h := newTblHarness(t, func(l *Limits) { l.MaxListResults = 3 })
+	m, l, apply := h.m, h.m.limits, h.ok
 	var ids []SessionID
 	owners := map[SessionID]string{}
 	for i, owner := range []string{"web-1", "batch-1", "web-2", "batch-2", "web-3", "auto:web-4", "batch-3"} {
