@@ -3,12 +3,6 @@ package client_test
 import (
 	"context"
 	"errors"
-	"io"
-	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,28 +17,9 @@ import (
 func TestOrphanLimitRefusalDoesNotSettleALateRelease(t *testing.T) {
 	needServer(t)
 	p := newFaultProxy(t, endpoint)
-	target, err := url.Parse(p.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
 	var limiting atomic.Bool
-	rp := httputil.NewSingleHostReverseProxy(target)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if limiting.Load() && strings.HasSuffix(r.URL.Path, "LockService/Release") {
-			_, _ = io.Copy(io.Discard, r.Body)
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusTooManyRequests)
-			_, _ = w.Write([]byte(`{"code":"resource_exhausted","message":"client has 64 requests pending at or above lowest_pending_seq"}`))
-			return
-		}
-		rp.ServeHTTP(w, r)
-	}))
-	defer srv.Close()
-	c, err := client.New([]string{srv.URL}, client.WithUnary(), client.WithRetryTimeout(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
+	c := releaseLimiter(t, p.URL(), "client has 64 requests pending at or above lowest_pending_seq",
+		func(int64) bool { return limiting.Load() })
 	ctx := testCtx(t)
 	const name = "t/review-orphan-limit"
 	s := newSession(t, c)
@@ -107,29 +82,10 @@ func TestOrphanLimitRefusalDoesNotSettleALateRelease(t *testing.T) {
 func TestUnlockLimitAfterAStuckAttemptIsNotSettled(t *testing.T) {
 	needServer(t)
 	p := newFaultProxy(t, endpoint)
-	target, err := url.Parse(p.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var releases atomic.Int32
-	rp := httputil.NewSingleHostReverseProxy(target)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "LockService/Release") && releases.Add(1) > 1 {
-			_, _ = io.Copy(io.Discard, r.Body)
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusTooManyRequests)
-			_, _ = w.Write([]byte(`{"code":"resource_exhausted","message":"principal has 64 streams open on this member"}`))
-			return
-		}
-		rp.ServeHTTP(w, r)
-	}))
-	defer srv.Close()
-	c, err := client.New([]string{srv.URL}, client.WithUnary(), client.WithRetryTimeout(5*time.Second),
-		client.WithAttemptTimeout(200*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
+	// Every release after the first (the attempt given up as stuck) meets
+	// the limit.
+	c := releaseLimiter(t, p.URL(), "principal has 64 streams open on this member",
+		func(releases int64) bool { return releases > 1 }, client.WithAttemptTimeout(200*time.Millisecond))
 	ctx := testCtx(t)
 	const name = "t/review-unlock-limit"
 	s := newSession(t, c)

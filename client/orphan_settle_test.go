@@ -3,11 +3,6 @@ package client_test
 import (
 	"context"
 	"errors"
-	"io"
-	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -104,30 +99,15 @@ func TestOrphanKeepsANewGrant(t *testing.T) {
 // proxy answering resource_exhausted saw 4,048 in one second).
 func TestOrphanDoesNotHammerTheServers(t *testing.T) {
 	needServer(t)
-	target, err := url.Parse(endpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var failing atomic.Bool
 	var releases atomic.Int64
-	rp := httputil.NewSingleHostReverseProxy(target)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if failing.Load() && strings.HasSuffix(r.URL.Path, "LockService/Release") {
-			releases.Add(1)
-			_, _ = io.Copy(io.Discard, r.Body)
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusTooManyRequests)
-			_, _ = w.Write([]byte(`{"code":"resource_exhausted","message":"the server keeps 1 request results across all clients, its limit"}`))
-			return
+	c := releaseLimiter(t, endpoint, "the server keeps 1 request results across all clients, its limit", func(int64) bool {
+		if !failing.Load() {
+			return false
 		}
-		rp.ServeHTTP(w, r)
-	}))
-	defer srv.Close()
-	c, err := client.New([]string{srv.URL}, client.WithUnary(), client.WithRetryTimeout(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
+		releases.Add(1)
+		return true
+	})
 	ctx := testCtx(t)
 	s := newSession(t, c)
 	defer s.Close(ctx)

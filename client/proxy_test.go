@@ -3,10 +3,13 @@ package client_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -108,6 +111,42 @@ func (p *faultProxy) unaryClient() *client.Client {
 		p.t.Fatal(err)
 	}
 	p.t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
+
+// releaseLimiter is a unary Client (retrying for 5 s, and opts) through a
+// reverse proxy to upstream that answers a release 429 resource_exhausted
+// with msg, as a limit of the servers does, whenever refuse says so; refuse
+// is given how many releases the proxy has seen, this one included.
+// Both end when the test does.
+func releaseLimiter(t *testing.T, upstream, msg string, refuse func(releases int64) bool, opts ...client.Option) *client.Client {
+	t.Helper()
+	target, err := url.Parse(upstream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var releases atomic.Int64
+	rp := httputil.NewSingleHostReverseProxy(target)
+	body, err := json.Marshal(map[string]string{"code": "resource_exhausted", "message": msg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "LockService/Release") && refuse(releases.Add(1)) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusTooManyRequests)
+			_, _ = w.Write(body)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	c, err := client.New([]string{srv.URL}, append([]client.Option{client.WithUnary(), client.WithRetryTimeout(5 * time.Second)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
 	return c
 }
 
