@@ -43,29 +43,7 @@ func TestOrphanLimitRefusalDoesNotSettleALateRelease(t *testing.T) {
 	if err := s.Orphan(octx); err == nil {
 		// Handed over: show the consequence.
 		limiting.Store(false)
-		second := newClient(t)
-		defer second.Close(ctx)
-		r, err := second.ResumeSession(ctx, s.ID())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer r.Close(ctx)
-		succ := client.NewMutex(r, name)
-		if err := succ.TryLock(ctx); err != nil {
-			t.Fatal(err)
-		}
-		p.release() // the first release, of unknown outcome, lands now
-		third := newSession(t, newClient(t))
-		defer third.Close(ctx)
-		tm := client.NewMutex(third, name)
-		var got error
-		deadline := time.Now().Add(2 * time.Second)
-		for time.Now().Before(deadline) {
-			if got = tm.TryLock(ctx); got == nil {
-				break
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		succ, tm, got := successorThenThird(t, ctx, s.ID(), name, p.release) // the first release, of unknown outcome, lands between
 		if got == nil {
 			t.Fatalf("two holders: successor holds token %d (old %d), third session took %q with token %d: Orphan took a resend's resource_exhausted for settled while the first release was on its way",
 				succ.Token(), token, name, tm.Token())
@@ -104,27 +82,9 @@ func TestUnlockLimitAfterAStuckAttemptIsNotSettled(t *testing.T) {
 		p.release()
 		return // it kept the release of unknown outcome: as it should
 	}
-	second := newClient(t)
-	defer second.Close(ctx)
-	r, err := second.ResumeSession(ctx, s.ID())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close(ctx)
-	succ := client.NewMutex(r, name)
-	if err := succ.TryLock(ctx); err != nil {
-		t.Fatal(err)
-	}
-	p.release() // the stuck attempt's copy lands now
-	third := newSession(t, newClient(t))
-	defer third.Close(ctx)
-	tm := client.NewMutex(third, name)
-	deadline := time.Now().Add(2 * time.Second)
-	for time.Now().Before(deadline) {
-		if tm.TryLock(ctx) == nil {
-			t.Fatalf("two holders: successor holds token %d, third session took it with token %d: an Unlock answered ErrLimit after a stuck attempt was taken for settled", succ.Token(), tm.Token())
-		}
-		time.Sleep(50 * time.Millisecond)
+	// The stuck attempt's copy lands between.
+	if succ, tm, err := successorThenThird(t, ctx, s.ID(), name, p.release); err == nil {
+		t.Fatalf("two holders: successor holds token %d, third session took it with token %d: an Unlock answered ErrLimit after a stuck attempt was taken for settled", succ.Token(), tm.Token())
 	}
 	t.Fatal("Orphan answered nil after an Unlock whose stuck attempt's outcome is unknown (answered ErrLimit on retry)")
 }
@@ -164,4 +124,36 @@ func TestOrphanWaitsForTheRecordOfAnUnknownRelease(t *testing.T) {
 		}
 		_ = s.Close(ctx)
 	}
+}
+
+// successorThenThird shows what a hand-over with a release of unknown
+// outcome on its way leads to: a successor resumes session id and takes
+// name, then land lets the late release land, and a third session tries
+// name for 2 s. It answers the successor's mutex, the third's, and the
+// third's last TryLock error: nil when it took name, so that the late
+// release ended the successor's grant while the successor was answered
+// it: two holders.
+func successorThenThird(t *testing.T, ctx context.Context, id uint64, name string, land func()) (succ, third *client.Mutex, err error) {
+	t.Helper()
+	second := newClient(t)
+	t.Cleanup(func() { second.Close(context.Background()) })
+	r, err := second.ResumeSession(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close(context.Background()) })
+	succ = client.NewMutex(r, name)
+	if err := succ.TryLock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	land()
+	ts := newSession(t, newClient(t))
+	t.Cleanup(func() { ts.Close(context.Background()) })
+	third = client.NewMutex(ts, name)
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if err = third.TryLock(ctx); err == nil {
+			break
+		}
+	}
+	return succ, third, err
 }
