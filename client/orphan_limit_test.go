@@ -24,18 +24,7 @@ func TestOrphanLimitRefusalDoesNotSettleALateRelease(t *testing.T) {
 	const name = "t/review-orphan-limit"
 	s := newSession(t, c)
 	m := client.NewMutex(s, name)
-	if err := m.Lock(ctx); err != nil {
-		t.Fatal(err)
-	}
-	token := m.Token()
-	// The release is held on its way (a slow link): its caller's ctx ends,
-	// its outcome unknown.
-	p.holdBackReleases()
-	uctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-	defer cancel()
-	if err := m.Unlock(uctx); err == nil || errors.Is(err, client.ErrNotHeld) {
-		t.Fatalf("Unlock held back answered %v, want an unknown outcome", err)
-	}
+	token := p.lockThenHoldTheRelease(ctx, m)
 	// Orphan's resend meets a limit of the servers.
 	limiting.Store(true)
 	octx, ocancel := context.WithTimeout(ctx, 2*time.Second)

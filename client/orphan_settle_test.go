@@ -140,16 +140,7 @@ func TestOrphanKeepsAReleaseAnUnlockDuringItDidNotSend(t *testing.T) {
 	const name = "t/unlock-during-orphan"
 	s := newSession(t, c)
 	m := client.NewMutex(s, name)
-	if err := m.Lock(ctx); err != nil {
-		t.Fatal(err)
-	}
-	token := m.Token()
-	p.holdBackReleases()
-	uctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-	defer cancel()
-	if err := m.Unlock(uctx); err == nil {
-		t.Fatal("Unlock with its release held back answered nil")
-	}
+	token := p.lockThenHoldTheRelease(ctx, m)
 	octx, ocancel := context.WithTimeout(ctx, time.Second)
 	defer ocancel()
 	if err := s.Orphan(octx); err == nil {

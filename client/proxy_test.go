@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -112,6 +113,26 @@ func (p *faultProxy) unaryClient() *client.Client {
 	}
 	p.t.Cleanup(func() { c.Close(context.Background()) })
 	return c
+}
+
+// lockThenHoldTheRelease locks m, then unlocks it with every release held
+// back by p (a slow link, a slow leader change), so that the Unlock's ctx
+// (300 ms) ends with its outcome unknown, the release still on its way.
+// It answers the token of the grant that release names.
+func (p *faultProxy) lockThenHoldTheRelease(ctx context.Context, m *client.Mutex) uint64 {
+	p.t.Helper()
+	if err := m.Lock(ctx); err != nil {
+		p.t.Fatal(err)
+	}
+	token := m.Token()
+	p.holdBackReleases()
+	uctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if err := m.Unlock(uctx); err == nil || errors.Is(err, client.ErrNotHeld) {
+		p.t.Fatalf("Unlock with its release held back answered %v, want an unknown outcome", err)
+	}
+	waitFor(p.t, "the release to be held back", func() bool { return p.holding.Load() > 0 })
+	return token
 }
 
 // releaseLimiter is a unary Client (retrying for 5 s, and opts) through a

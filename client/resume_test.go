@@ -459,17 +459,7 @@ func TestOrphanSettlesAReleaseOfUnknownOutcome(t *testing.T) {
 	const name = "t/review-orphan-release"
 	s := newSession(t, c)
 	m := client.NewMutex(s, name)
-	if err := m.Lock(ctx); err != nil {
-		t.Fatal(err)
-	}
-	token := m.Token()
-	p.holdBackReleases()
-	uctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-	defer cancel()
-	if err := m.Unlock(uctx); err == nil {
-		t.Fatal("Unlock with its release held back answered nil")
-	}
-	waitFor(t, "the release to be held back", func() bool { return p.holding.Load() > 0 })
+	token := p.lockThenHoldTheRelease(ctx, m)
 
 	octx, ocancel := context.WithTimeout(ctx, 2*time.Second)
 	defer ocancel()
