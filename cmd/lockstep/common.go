@@ -121,6 +121,11 @@ func (c *common) usageErr(format string, a ...any) int {
 // client.ErrInvalid): bad usage, whether the client or the servers found
 // it.
 func (c *common) fail(err error) int {
+	return c.failWith(err, hintFor(err, c.endpoints, c.cert != ""))
+}
+
+// failWith is fail with the next step given: hint ("": none).
+func (c *common) failWith(err error, hint string) int {
 	msg := err.Error()
 	if i := strings.Index(msg, client.ErrUnavailable.Error()); i >= 0 {
 		// Which internal call found no server says nothing to the user.
@@ -128,7 +133,7 @@ func (c *common) fail(err error) int {
 	}
 	msg = strings.TrimPrefix(msg, "lockstep: ") // the command's name says it already
 	fmt.Fprintf(c.stderr, "%s: %s\n", c.fs.Name(), msg)
-	if hint := hintFor(err, c.endpoints, c.cert != ""); hint != "" {
+	if hint != "" {
 		fmt.Fprintln(c.stderr, hint)
 	}
 	if errors.Is(err, client.ErrInvalid) || connect.CodeOf(err) == connect.CodeInvalidArgument {
@@ -217,13 +222,9 @@ func unreached(err error) bool {
 // whole cluster as its holder does, rather than give up its place after
 // 10 s.
 func (c *common) retryBudget() time.Duration {
-	return c.retryBudgetOf(c.ttl, c.fs.Lookup("ttl") != nil)
-}
-
-func (*common) retryBudgetOf(ttl time.Duration, session bool) time.Duration {
 	const quick = 10 * time.Second
-	if session && ttl > quick {
-		return ttl
+	if c.fs.Lookup("ttl") != nil && c.ttl > quick {
+		return c.ttl
 	}
 	return quick
 }

@@ -62,7 +62,7 @@ func TestWaitingCommandsRideOutAnOutage(t *testing.T) {
 	if code != exitError || !strings.Contains(errb.String(), "the cluster is back") {
 		t.Fatalf("after %v: exit %d, %q; want the refusal the cluster gave once back (11 s)", time.Since(start).Round(time.Second), code, errb.String())
 	}
-	if b := (&common{}).retryBudgetOf(0, false); b != 10*time.Second {
+	if b := newCommand("status", "", &out, &errb).retryBudget(); b != 10*time.Second {
 		t.Errorf("a command without a session tries for %v, want 10s", b)
 	}
 }

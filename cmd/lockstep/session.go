@@ -201,9 +201,7 @@ func (c *common) failSession(err error) int {
 	if !errors.Is(err, client.ErrSessionLost) {
 		return c.fail(err)
 	}
-	fmt.Fprintf(c.stderr, "%s: %s\n", c.fs.Name(), strings.TrimPrefix(err.Error(), "lockstep: "))
-	fmt.Fprintln(c.stderr, "No live session has that id (it expired, was closed, or never was), so it holds nothing: 'lockstep status NAME' shows the sessions that hold or wait for a name.")
-	return exitError
+	return c.failWith(err, "No live session has that id (it expired, was closed, or never was), so it holds nothing: 'lockstep status NAME' shows the sessions that hold or wait for a name.")
 }
 
 // kindWord is a proto kind as the CLI names kinds ("KIND_MUTEX": mutex).
