@@ -30,15 +30,18 @@ func Expired(shard uint64, count int, leads bool, out *core.Output) []Cleanup {
 		return nil
 	}
 	var cs []Cleanup
+	var others []uint64 // every shard but this one, made once, shared by the entry's cleanups
 	for i := range out.Effects {
 		ef := &out.Effects[i]
 		if ef.Kind != core.EffectSessionExpired {
 			continue
 		}
-		others := make([]uint64, 0, count-1)
-		for s := range uint64(count) {
-			if s != shard {
-				others = append(others, s)
+		if others == nil {
+			others = make([]uint64, 0, count-1)
+			for s := range uint64(count) {
+				if s != shard {
+					others = append(others, s)
+				}
 			}
 		}
 		cs = append(cs, Cleanup{Session: ef.Session, Shards: others})
