@@ -244,11 +244,7 @@ func TestShardedSessionLostInOneShard(t *testing.T) {
 	n := c.nodes[0]
 	names := namesPerShard(t, "lost-", shards)
 	s := session(t, n, time.Minute)
-	for _, name := range names {
-		acq := mutex(name, s, 0)
-		acq.LockDelayMs = time.Minute.Milliseconds()
-		do(t, n, acq)
-	}
+	lockWithDelay(t, n, s, names)
 	// Close it in shard 2 alone, as an expiry there would.
 	if r, err := n.doOn(tctx(t), n.shards[2], core.Command{Op: core.OpSessionClose, Session: s}); err != nil || r.Err != nil {
 		t.Fatalf("close in shard 2: %+v, %v", r, err)
@@ -281,13 +277,7 @@ func TestShardedSessionExpiredInOneShard(t *testing.T) {
 	n := c.nodes[0]
 	names := namesPerShard(t, "expired-", shards)
 	s := session(t, n, 2*time.Second)
-	for _, name := range names {
-		acq := mutex(name, s, 0)
-		acq.LockDelayMs = time.Minute.Milliseconds()
-		if g := do(t, n, acq); g.Outcome != core.OutcomeGranted {
-			t.Fatalf("%s: %+v", name, g)
-		}
-	}
+	lockWithDelay(t, n, s, names)
 	// Keep the copies of shards 1 and 2 alive, each alone (no fan-out),
 	// every 200 ms, until both answer not_found; shard 0's copy runs out.
 	gone := map[uint64]bool{}
@@ -341,13 +331,7 @@ func TestShardedAbandonedSessionAfterLeaderChange(t *testing.T) {
 	n := c.nodes[(lead0+1)%len(c.nodes)] // not shard 0's leader, which stops
 	names := namesPerShard(t, "abandoned-", shards)
 	s := session(t, n, ttl)
-	for _, name := range names {
-		acq := mutex(name, s, 0)
-		acq.LockDelayMs = time.Minute.Milliseconds()
-		if g := do(t, n, acq); g.Outcome != core.OutcomeGranted {
-			t.Fatalf("%s: %+v", name, g)
-		}
-	}
+	lockWithDelay(t, n, s, names)
 	time.Sleep(2 * time.Second)
 	if l := c.waitLeader(0); c.nodes[l] != n {
 		c.stop(l)
@@ -806,4 +790,18 @@ func TestIncarnationCannotChange(t *testing.T) {
 	}
 	c.restart(0)
 	c.waitLeader(0)
+}
+
+// lockWithDelay has session s take a mutex of every one of names, each
+// with a minute's lock-delay, so that how its holds end (a failure or a
+// release) shows in every name's status.
+func lockWithDelay(t *testing.T, n *Node, s core.SessionID, names []string) {
+	t.Helper()
+	for _, name := range names {
+		acq := mutex(name, s, 0)
+		acq.LockDelayMs = time.Minute.Milliseconds()
+		if g := do(t, n, acq); g.Outcome != core.OutcomeGranted {
+			t.Fatalf("%s: %+v", name, g)
+		}
+	}
 }
