@@ -259,3 +259,46 @@ func TestListSessionsShowsOnlyTheCallersOwn(t *testing.T) {
 	st, body = s.call(t, "GET", "/sessions", "")
 	expectError(t, st, body, 401, "unauthenticated")
 }
+
+// TestRESTGetSession: GET /sessions/{id} answers one session with what it
+// holds and waits for, as SessionService.Get does (curl users had List
+// over REST but had to speak Connect to see a session's holds). An unknown
+// id is not_found, a malformed one says what to give, the query cannot
+// name another session, and with authentication another principal's
+// session is not_found, as over Connect.
+func TestRESTGetSession(t *testing.T) {
+	s := startServer(t, func(o *rpc.Options) { o.Authenticator = keyAuth{} })
+	st, body := s.callAs(t, "alice", "POST", "/sessions", `{"ttl_seconds": 30, "owner": "w"}`)
+	expect(t, "create", st, 200)
+	sid := body["session_id"].(string)
+	st, _ = s.callAs(t, "alice", "POST", "/locks/a/acquire", `{"session_id": "`+sid+`"}`)
+	expect(t, "acquire a", st, 200)
+	st, body = s.callAs(t, "bob", "POST", "/sessions", `{"ttl_seconds": 30, "owner": "w"}`)
+	expect(t, "bob's create", st, 200)
+	bobs := body["session_id"].(string)
+
+	for _, path := range []string{"/sessions/" + sid, "/sessions/" + sid + "?stale=true"} {
+		st, body = s.callAs(t, "alice", "GET", path, "")
+		expect(t, "GET "+path, st, 200)
+		sess, _ := body["session"].(map[string]any)
+		holds, _ := sess["holds"].([]any)
+		if sess["session_id"] != sid || sess["owner"] != "alice:w" || len(holds) != 1 ||
+			holds[0].(map[string]any)["name"] != "a" {
+			t.Fatalf("GET %s: %v, want session %s of alice:w holding a", path, body, sid)
+		}
+	}
+	st, body = s.callAs(t, "alice", "GET", "/sessions/"+bobs, "")
+	expectError(t, st, body, 404, "not_found")
+	st, body = s.callAs(t, "alice", "GET", "/sessions/99999", "")
+	expectError(t, st, body, 404, "not_found")
+	st, body = s.callAs(t, "alice", "GET", "/sessions/abc", "")
+	expectError(t, st, body, 400, "invalid_argument")
+	if msg, _ := body["message"].(string); !strings.Contains(msg, "whole number") {
+		t.Fatalf("GET /sessions/abc: %q, want it to say the id is not a whole number", msg)
+	}
+	st, body = s.callAs(t, "alice", "GET", "/sessions/"+sid+"?session_id="+bobs, "")
+	expectError(t, st, body, 400, "invalid_argument")
+	// List's own parameters belong to the list, not to one session.
+	st, body = s.callAs(t, "alice", "GET", "/sessions/"+sid+"?page_size=1", "")
+	expectError(t, st, body, 400, "invalid_argument")
+}

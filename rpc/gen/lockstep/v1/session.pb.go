@@ -2488,12 +2488,12 @@ const file_lockstep_v1_session_proto_rawDesc = "" +
 	"\vabandon_seq\x18\a \x01(\x04R\n" +
 	"abandonSeq\"G\n" +
 	"\x0fAbandonResponse\x124\n" +
-	"\x16released_fencing_token\x18\x01 \x01(\x04R\x14releasedFencingToken2\xeb\x06\n" +
+	"\x16released_fencing_token\x18\x01 \x01(\x04R\x14releasedFencingToken2\x89\a\n" +
 	"\x0eSessionService\x12e\n" +
 	"\x06Create\x12!.lockstep.v1.CreateSessionRequest\x1a\".lockstep.v1.CreateSessionResponse\"\x14\x82\xd3\xe4\x93\x02\x0e:\x01*\"\t/sessions\x12w\n" +
 	"\tKeepAlive\x12\x1d.lockstep.v1.KeepAliveRequest\x1a\x1e.lockstep.v1.KeepAliveResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /sessions/{session_id}/keepalive\x12l\n" +
-	"\x05Close\x12 .lockstep.v1.CloseSessionRequest\x1a!.lockstep.v1.CloseSessionResponse\"\x1e\x82\xd3\xe4\x93\x02\x18*\x16/sessions/{session_id}\x12K\n" +
-	"\x03Get\x12\x1e.lockstep.v1.GetSessionRequest\x1a\x1f.lockstep.v1.GetSessionResponse\"\x03\x90\x02\x01\x12a\n" +
+	"\x05Close\x12 .lockstep.v1.CloseSessionRequest\x1a!.lockstep.v1.CloseSessionResponse\"\x1e\x82\xd3\xe4\x93\x02\x18*\x16/sessions/{session_id}\x12i\n" +
+	"\x03Get\x12\x1e.lockstep.v1.GetSessionRequest\x1a\x1f.lockstep.v1.GetSessionResponse\"!\x82\xd3\xe4\x93\x02\x18\x12\x16/sessions/{session_id}\x90\x02\x01\x12a\n" +
 	"\x04List\x12 .lockstep.v1.ListSessionsRequest\x1a!.lockstep.v1.ListSessionsResponse\"\x14\x82\xd3\xe4\x93\x02\v\x12\t/sessions\x90\x02\x01\x12O\n" +
 	"\n" +
 	"CancelWait\x12\x1e.lockstep.v1.CancelWaitRequest\x1a\x1f.lockstep.v1.CancelWaitResponse\"\x00\x12o\n" +
