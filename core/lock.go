@@ -261,6 +261,14 @@ func (m *Machine) release(c *Command) Result {
 // hold the grant, naming the current holders so the caller can tell a stale
 // token from a wrong name.
 func (m *Machine) notHolder(kind Kind, name string, session SessionID, token FencingToken) *Error {
+	if session != 0 && m.sessions[session] == nil {
+		// The commonest way to get here: the caller's session ended (it
+		// expired while its client was paused or cut off, or was closed),
+		// and every grant ended with it. Say so, or the caller hunts for a
+		// token mix-up.
+		return errorf(CodeConflict, "session %d is gone (it expired or was closed), and its grants ended with it: token %d no longer holds %s %q",
+			session, token, kind, name)
+	}
 	o := m.object(kind, name)
 	if o == nil || (len(o.holders) == 0 && o.setBy == nil) {
 		return errorf(CodeConflict, "%s %q is not held: token %d is stale (its grant ended)", kind, name, token)

@@ -2,6 +2,7 @@ package core
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
 )
 
@@ -168,6 +169,20 @@ func TestMutexTable(t *testing.T) {
 		h.fails(cRelease(KindMutex, "a", 0, old), CodeConflict, "token")
 		if !h.fence(KindMutex, "a", cur) || h.fence(KindMutex, "a", old) {
 			t.Fatal("fencing after a stale release")
+		}
+	})
+	t.Run("a release by a session that ended says the session is gone", func(t *testing.T) {
+		h := newTblHarness(t)
+		a, b := h.session(1_000), h.session(60_000)
+		old := h.granted(cMutex("a", a, 0))
+		h.advance(1_000) // a expires; the mutex is free
+		h.fails(cRelease(KindMutex, "a", a, old), CodeConflict,
+			fmt.Sprintf("session %d is gone (it expired or was closed), and its grants ended with it: token %d no longer holds mutex \"a\"", a, old))
+		cur := h.granted(cMutex("a", b, 0))
+		// Whoever holds it now: still the session's end that explains it.
+		h.fails(cRelease(KindMutex, "a", a, old), CodeConflict, fmt.Sprintf("session %d is gone", a))
+		if !h.fence(KindMutex, "a", cur) {
+			t.Fatal("the refused release ended the new holder's grant")
 		}
 	})
 	t.Run("lock-delay: after the holder's session expires nobody gets the mutex until the delay ends", func(t *testing.T) {
