@@ -232,6 +232,17 @@ func TestRESTHeadAndUnknownProcedure(t *testing.T) {
 	if status, body := s.rawCall(t, "HEAD", "/health", nil, nil); status != 200 || body != "" {
 		t.Fatalf("HEAD /health: %d %q", status, body)
 	}
+	// HEAD takes GET's query: curl -I of a stale read is served, and what
+	// GET refuses HEAD refuses too.
+	if status, body := s.rawCall(t, "HEAD", "/locks/x/status?stale=true", nil, nil); status != 200 || body != "" {
+		t.Fatalf("HEAD /locks/x/status?stale=true: %d %q, want 200 and no body", status, body)
+	}
+	if status, _ := s.rawCall(t, "HEAD", "/sessions?page_size=1", nil, nil); status != 200 {
+		t.Fatalf("HEAD /sessions?page_size=1: %d, want 200", status)
+	}
+	if status, _ := s.rawCall(t, "HEAD", "/locks/x/status?name=y", nil, nil); status != 400 {
+		t.Fatalf("HEAD /locks/x/status?name=y: %d, want 400 as GET answers", status)
+	}
 	// An unknown service, and an unknown method of a known one (whose
 	// generated handler answers Go's plain-text 404).
 	for _, path := range []string{"/lockstep.v1.NoSuchService/Do", "/lockstep.v1.LockService/Nope"} {

@@ -55,8 +55,14 @@ var restListQuery = []string{"owner_prefix", "page_size", "page_token"}
 
 // restQueryOf is the query parameters r's method and path accept.
 func restQueryOf(r *http.Request) []string {
-	allowed := restQuery[r.Method]
-	if r.Method == http.MethodGet && strings.Trim(r.URL.EscapedPath(), "/") == "sessions" {
+	method := r.Method
+	if method == http.MethodHead {
+		// HEAD is a GET without the body (the router serves it so): the
+		// same query, or curl -I of a stale read is refused.
+		method = http.MethodGet
+	}
+	allowed := restQuery[method]
+	if method == http.MethodGet && strings.Trim(r.URL.EscapedPath(), "/") == "sessions" {
 		allowed = append(slices.Clip(allowed), restListQuery...)
 	}
 	return allowed
