@@ -121,6 +121,16 @@ type ReadFilter interface {
 	CanRead(ctx context.Context, who Principal, name string) bool
 }
 
+// SessionAdministrator is an Authorizer that also says which callers may
+// show, list and close every principal's sessions, not only their own: the
+// operator's force-release of a stuck holder (as etcd's root revokes any
+// lease and Consul's management token destroys any session). Only those
+// three: keeping another's session alive, or acquiring, releasing or
+// waiting through it, stays its principal's alone.
+type SessionAdministrator interface {
+	AdministersSessions(ctx context.Context, who Principal) bool
+}
+
 type anonymous struct{}
 
 func (anonymous) Authenticate(context.Context, string, http.Header) (Principal, error) {

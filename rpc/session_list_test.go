@@ -302,3 +302,60 @@ func TestRESTGetSession(t *testing.T) {
 	st, body = s.callAs(t, "alice", "GET", "/sessions/"+sid+"?page_size=1", "")
 	expectError(t, st, body, 400, "invalid_argument")
 }
+
+// sessionAdmin lets every caller do everything, and lets "ops" administer
+// every principal's sessions.
+type sessionAdmin struct{}
+
+func (sessionAdmin) Authorize(context.Context, rpc.Principal, string, any) error { return nil }
+func (sessionAdmin) AdministersSessions(_ context.Context, who rpc.Principal) bool {
+	return who.ID == "ops"
+}
+
+// TestSessionAdministratorSeesAndClosesEverySession: a principal the
+// Authorizer names a session administrator (admin on every name, in the
+// security package) lists, shows and closes another principal's session,
+// the operator's force-release of a stuck holder, which released its hold
+// at once; it still cannot keep that session alive or release through it,
+// and every other principal still sees only its own.
+func TestSessionAdministratorSeesAndClosesEverySession(t *testing.T) {
+	s := startServer(t, func(o *rpc.Options) { o.Authenticator, o.Authorizer = keyAuth{}, sessionAdmin{} })
+	st, body := s.callAs(t, "ci", "POST", "/sessions", `{"ttl_seconds": 30, "owner": "job"}`)
+	expect(t, "ci's create", st, 200)
+	sid := body["session_id"].(string)
+	st, body = s.callAs(t, "ci", "POST", "/locks/stuck/acquire", `{"session_id": "`+sid+`"}`)
+	expect(t, "ci's acquire", st, 200)
+	tok := body["fencing_token"].(string)
+
+	st, body = s.callAs(t, "bob", "GET", "/sessions", "")
+	if got := sessionIDs(t, body); st != 200 || len(got) != 0 {
+		t.Fatalf("bob lists %d %v, want nothing of ci's", st, got)
+	}
+	st, body = s.callAs(t, "bob", "GET", "/sessions/"+sid, "")
+	expectError(t, st, body, 404, "not_found")
+
+	st, body = s.callAs(t, "ops", "GET", "/sessions", "")
+	if got := sessionIDs(t, body); st != 200 || strings.Join(got, " ") != sid+"=ci:job" {
+		t.Fatalf("ops lists %d %v, want ci's %s", st, got, sid)
+	}
+	st, body = s.callAs(t, "ops", "GET", "/sessions/"+sid, "")
+	expect(t, "ops shows ci's session", st, 200)
+	if sess, _ := body["session"].(map[string]any); sess["owner"] != "ci:job" {
+		t.Fatalf("ops's GET: %v", body)
+	}
+	// Not another's to keep alive, nor to release through.
+	st, body = s.callAs(t, "ops", "POST", "/sessions/"+sid+"/keepalive", `{}`)
+	expectError(t, st, body, 404, "not_found")
+	st, body = s.callAs(t, "ops", "POST", "/locks/stuck/release", `{"session_id": "`+sid+`", "fencing_token": "`+tok+`"}`)
+	expectError(t, st, body, 404, "not_found")
+
+	st, body = s.callAs(t, "ops", "DELETE", "/sessions/"+sid, "")
+	expect(t, "ops closes ci's session", st, 200)
+	st, body = s.callAs(t, "ci", "GET", "/locks/stuck/status", "")
+	expect(t, "status", st, 200)
+	if h, _ := body["holders"].([]any); len(h) != 0 {
+		t.Fatalf("after ops closed ci's session, stuck is held: %v", body)
+	}
+	st, body = s.callAs(t, "ci", "GET", "/sessions/"+sid, "")
+	expectError(t, st, body, 404, "not_found")
+}

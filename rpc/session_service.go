@@ -127,9 +127,10 @@ func (h SessionHandler) List(ctx context.Context, req *connect.Request[pb.ListSe
 	if size <= 0 || size > shards.MaxPage {
 		size = shards.MaxPage
 	}
-	who := PrincipalFrom(ctx).ID
+	who := PrincipalFrom(ctx)
+	every := who.ID == "" || h.administersSessions(ctx, who)
 	keep := func(owner string) bool {
-		return (who == "" || ownerPrincipal(owner) == who) && strings.HasPrefix(owner, m.OwnerPrefix)
+		return (every || ownerPrincipal(owner) == who.ID) && strings.HasPrefix(owner, m.OwnerPrefix)
 	}
 	q := core.SessionQuery{After: after, Keep: keep, Limit: size + 1}
 	parts := make([]shards.SessionPart, h.b.Shards())

@@ -147,6 +147,33 @@ func TestRequireNeedsACertificate(t *testing.T) {
 	}
 }
 
+// TestClusterStatusNeedsAnyRule: cluster status (which member leads each
+// shard) is allowed to a principal with any rule, use or admin only
+// included, since the Go client and the CLI ask it before a command's
+// first request; a principal no rule names is refused, and counted.
+func TestClusterStatusNeedsAnyRule(t *testing.T) {
+	sec, _, _ := fixture(t, config.ClientAuthRequest, []config.ACLRule{
+		{Principal: "uo", Prefix: "jobs/", Allow: []string{"use"}},
+		{Principal: "ao", Prefix: "", Allow: []string{"admin"}},
+		{Principal: "ro", Prefix: "pub/", Allow: []string{"read"}},
+	})
+	s, err := New(sec, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for who, want := range map[string]bool{"uo": true, "ao": true, "ro": true, "nobody": false} {
+		err := s.Authorize(ctx, rpc.Principal{ID: who}, lockstepv1connect.ClusterServiceStatusProcedure, &pb.ClusterStatusRequest{})
+		if (err == nil) != want {
+			t.Errorf("%s asks cluster status: %v, want allowed=%v", who, err, want)
+		}
+	}
+	// Use only grants no read of a name's status.
+	if err := s.Authorize(ctx, rpc.Principal{ID: "uo"}, lockstepv1connect.LockServiceStatusProcedure, &pb.LockStatusRequest{Name: "jobs/a"}); err == nil {
+		t.Error("uo, use only, read jobs/a's status")
+	}
+}
+
 func TestAuthorize(t *testing.T) {
 	sec, _, _ := fixture(t, config.ClientAuthRequest, []config.ACLRule{
 		{Principal: "ci", Prefix: "jobs/", Allow: []string{"read", "use"}},
@@ -203,6 +230,12 @@ func TestAuthorize(t *testing.T) {
 	}
 	if !s.CanRead(ctx, ci, "jobs/x") || !s.CanRead(ctx, anyone, "pub/y") || s.CanRead(ctx, anyone, "jobs/x") || s.CanRead(ctx, ci, "") {
 		t.Error("CanRead disagrees with the rules")
+	}
+	// Another principal's sessions: admin on every name sees and closes
+	// them; admin on a prefix, or use, does not.
+	if !s.AdministersSessions(ctx, ops) || s.AdministersSessions(ctx, jadmin) || s.AdministersSessions(ctx, ci) ||
+		s.AdministersSessions(ctx, anyone) || s.AdministersSessions(ctx, rpc.Principal{}) {
+		t.Error("AdministersSessions disagrees with the rules")
 	}
 	// The rules apply before validation, so a refused name may be of any
 	// length: the refusal quotes it bounded.

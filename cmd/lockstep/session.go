@@ -201,7 +201,8 @@ func (c *common) failSession(err error) int {
 	if !errors.Is(err, client.ErrSessionLost) {
 		return c.fail(err)
 	}
-	return c.failWith(err, "No live session has that id (it expired, was closed, or never was), so it holds nothing: 'lockstep status NAME' shows the sessions that hold or wait for a name.")
+	return c.failWith(err, "No live session has that id (it expired, was closed, or never was), so it holds nothing: 'lockstep status NAME' shows the sessions that hold or wait for a name. "+
+		"With authentication on, another principal's session is answered so too: only a principal allowed admin on every name (an acl rule of prefix \"\") shows and closes others' sessions.")
 }
 
 // kindWord is a proto kind as the CLI names kinds ("KIND_MUTEX": mutex).
