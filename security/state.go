@@ -278,14 +278,15 @@ func (s *State) OnReload(f func()) {
 	s.hooksMu.Unlock()
 }
 
-// sameMode refuses a change of what needs a restart.
+// sameMode refuses a change that the member cannot run with until a
+// restart: TLS on or off (the API would serve without a certificate, or
+// not ask for one) and API keys on or off. A change of client_auth alone
+// is not refused: the member keeps the one it started with, the caller
+// warns of it, and the rest is put in force, so that a key or ACL
+// revocation in the same edit is not held back by it.
 func (s *State) sameMode(sec config.Security) error {
-	ca := config.ClientAuthNone
-	if sec.TLS != nil {
-		ca = sec.TLS.ClientAuth
-	}
-	if (sec.TLS != nil) != s.tlsOn || ca != s.clientAuth || (sec.APIKeysFile != "") != s.keysOn {
-		return errors.New("security.tls, security.tls.client_auth and whether security.api_keys_file is set change only at a restart")
+	if (sec.TLS != nil) != s.tlsOn || (sec.APIKeysFile != "") != s.keysOn {
+		return errors.New("whether security.tls and security.api_keys_file are set changes only at a restart")
 	}
 	return nil
 }

@@ -493,3 +493,70 @@ func TestHangupPutsTheLogLevelInForce(t *testing.T) {
 		t.Fatalf("with --log-level error given, a SIGHUP set the level to %s from the file", f.level.Level())
 	}
 }
+
+// TestHangupSaysWhichSecuritySettingsWaitForARestart: the security
+// settings read only at start (client_auth, the stream bound, the audit
+// log's file and rotation) are named in a warning when a SIGHUP finds them
+// changed, where the line said "nothing else changed"; and a change of
+// client_auth no longer fails the whole reload, so that a key revoked in
+// the same edit is revoked.
+func TestHangupSaysWhichSecuritySettingsWaitForARestart(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	ca := testCA(t, dir, now)
+	is, err := ca.IssueNode("node-1", []string{"127.0.0.1"}, now.Add(-time.Minute), now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := is.Write(dir, "node"); err != nil {
+		t.Fatal(err)
+	}
+	_, ciDigest, _ := security.NewAPIKey()
+	_, deployDigest, _ := security.NewAPIKey()
+	conf := func(keys, clientAuth, more string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, "keys.yaml"), []byte(keys), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		body := "cluster:\n  node_id: node-1\n  raft_address: 127.0.0.1:7001\n  api_address: 127.0.0.1:8080\n  data_dir: data\n" +
+			"  peers: {node-1: 127.0.0.1:7001}\nsecurity:\n  tls:\n    cert_file: node.pem\n    key_file: node-key.pem\n    ca_file: ca.pem\n" +
+			"    client_auth: " + clientAuth + "\n  api_keys_file: keys.yaml\n" + more
+		if err := os.WriteFile(filepath.Join(dir, "node.yaml"), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	both := "- {principal: ci, sha256: " + ciDigest + "}\n- {principal: deploy, sha256: " + deployDigest + "}\n"
+	conf(both, "none", "  audit: {path: audit.jsonl}\n")
+	cfg, sec, f := loaded(t, filepath.Join(dir, "node.yaml"))
+	hup := func() string {
+		t.Helper()
+		var logs bytes.Buffer
+		hangup(f, cfg, sec, nil, nil, slog.New(slog.NewTextHandler(&logs, nil)))
+		return logs.String()
+	}
+	if got := hup(); strings.Contains(got, "WARN") || strings.Contains(got, "ERROR") {
+		t.Fatalf("a SIGHUP with the files as they started:\n%s", got)
+	}
+	// client_auth, the stream bound and the audit rotation change, and
+	// deploy's key is revoked in the same edit.
+	conf("- {principal: ci, sha256: "+ciDigest+"}\n", "request",
+		"  max_streams_per_principal: 3\n  audit: {path: audit.jsonl, max_size_mb: 1}\n")
+	got := hup()
+	if strings.Contains(got, "ERROR") || !strings.Contains(got, "API keys removed for deploy") {
+		t.Fatalf("a SIGHUP that revoked a key beside a client_auth change did not revoke it:\n%s", got)
+	}
+	if !strings.Contains(got, "level=WARN") ||
+		!strings.Contains(got, "security.tls.client_auth, security.max_streams_per_principal, security.audit changed in "+filepath.Join(dir, "node.yaml")) ||
+		!strings.Contains(got, "read only at start") {
+		t.Fatalf("a SIGHUP after changes of settings read at start did not name them:\n%s", got)
+	}
+	// Whether TLS is on at all still fails the reload, and keeps
+	// everything in force.
+	if err := os.WriteFile(filepath.Join(dir, "node.yaml"), []byte("cluster:\n  node_id: node-1\n  raft_address: 127.0.0.1:7001\n"+
+		"  api_address: 127.0.0.1:8080\n  data_dir: data\n  peers: {node-1: 127.0.0.1:7001}\nsecurity:\n  api_keys_file: keys.yaml\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := hup(); !strings.Contains(got, "level=ERROR") || !strings.Contains(got, "security.tls") {
+		t.Fatalf("a SIGHUP that turned TLS off:\n%s", got)
+	}
+}

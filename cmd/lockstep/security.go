@@ -121,6 +121,32 @@ func hangup(f *serveFlags, running config.Config, sec *security.State, audit *se
 	auditReload(audit, f.configFile, c.String(), nil, log)
 }
 
+// securityAtStart are the keys of the security settings that differ
+// between was (what the member started with) and now, and that a reload
+// leaves as they were: the stream bound, the audit log's file and rotation,
+// and client_auth (whether TLS and API keys are on at all a reload refuses
+// to change: security.State.ReloadMaterial).
+func securityAtStart(was, now config.Security) []string {
+	var keys []string
+	if was.TLS != nil && now.TLS != nil && was.TLS.ClientAuth != now.TLS.ClientAuth {
+		keys = append(keys, "security.tls.client_auth")
+	}
+	if was.StreamsPerPrincipal() != now.StreamsPerPrincipal() {
+		keys = append(keys, "security.max_streams_per_principal")
+	}
+	var a, b config.Audit
+	if was.Audit != nil {
+		a = *was.Audit
+	}
+	if now.Audit != nil {
+		b = *now.Audit
+	}
+	if (was.Audit == nil) != (now.Audit == nil) || a != b {
+		keys = append(keys, "security.audit")
+	}
+	return keys
+}
+
 // auditReload records the reload in the audit log (nil: none).
 func auditReload(audit *security.AuditLog, file, changes string, err error, log *slog.Logger) {
 	if audit == nil {
@@ -156,6 +182,13 @@ func reload(f *serveFlags, sec *security.State, running config.Config, members f
 		// unsaid, for the next restart, which took it up unannounced.
 		restart = append(restart, fmt.Sprintf("%s changed in %s: a reload puts only security and log.level in force, so the member runs "+
 			"with the values it started with until it is restarted (docs/operations.md, Configuration)", strings.Join(keys, ", "), f.configFile))
+	}
+	if keys := securityAtStart(running.Security, cfg.Security); len(keys) > 0 {
+		// Unsaid, a reload's line ended "nothing else changed" while the
+		// member went on with the old limit or rotation.
+		restart = append(restart, fmt.Sprintf("%s changed in %s: these are read only at start, so the member runs with the values it started "+
+			"with until it is restarted; the rest of the security settings are put in force (docs/security.md, Rotating certificates and keys)",
+			strings.Join(keys, ", "), f.configFile))
 	}
 	// The checks a start makes of the member's own certificate too (a
 	// client's, or one without the raft_address host, would cut the member
