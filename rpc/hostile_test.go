@@ -473,3 +473,48 @@ func TestConnectGzipBombStopsAtTheLimit(t *testing.T) {
 		t.Fatalf("a small gzip Connect message: %d %s", status, body)
 	}
 }
+
+// TestBrowsersCrossOriginWritesAreRefused: a page of another site cannot
+// make a browser post to the API (REST takes a form-encoded body, a
+// "simple" request no preflight guards, and a browser presents its client
+// certificate with it): refused 403 before anything acts, while programs
+// (no Origin, no Sec-Fetch-Site), same-origin pages and reads are served.
+func TestBrowsersCrossOriginWritesAreRefused(t *testing.T) {
+	s := startServer(t)
+	form := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}
+	with := func(kv ...string) http.Header {
+		h := form.Clone()
+		for i := 0; i < len(kv); i += 2 {
+			h.Set(kv[i], kv[i+1])
+		}
+		return h
+	}
+	for _, h := range []http.Header{with("Sec-Fetch-Site", "cross-site"), with("Origin", "https://evil.example")} {
+		status, body := s.rawCall(t, "POST", "/locks/csrf/acquire", h, []byte(`{"ttl_seconds": 5}`))
+		if status != 403 || !strings.Contains(body, `"code":"permission_denied"`) || !strings.Contains(body, "cross-origin") {
+			t.Fatalf("a cross-origin post (%v): %d %s", h, status, body)
+		}
+	}
+	if st, body := s.call(t, "GET", "/locks/csrf/status", ""); st != 200 || body["holders"] != nil && len(body["holders"].([]any)) != 0 {
+		t.Fatalf("after refused cross-origin posts, csrf: %d %v", st, body)
+	}
+	// A same-origin page, and a program.
+	if status, body := s.rawCall(t, "POST", "/locks/csrf/acquire", with("Sec-Fetch-Site", "same-origin"), []byte(`{"ttl_seconds": 5}`)); status != 200 {
+		t.Fatalf("a same-origin post: %d %s", status, body)
+	}
+	if status, body := s.rawCall(t, "POST", "/locks/csrf2/acquire", form, []byte(`{"ttl_seconds": 5}`)); status != 200 {
+		t.Fatalf("a program's post: %d %s", status, body)
+	}
+	// Reads are not refused.
+	if status, body := s.rawCall(t, "GET", "/locks/csrf/status", http.Header{"Sec-Fetch-Site": {"cross-site"}}, nil); status != 200 {
+		t.Fatalf("a cross-origin read: %d %s", status, body)
+	}
+	// A bodiless request's Content-Type describes nothing, and is not
+	// refused for its type (it was, with the transcoder's raw message).
+	if status, body := s.rawCall(t, "GET", "/locks/csrf/status", form, nil); status != 200 {
+		t.Fatalf("a GET with a form Content-Type: %d %s", status, body)
+	}
+	if status, body := s.rawCall(t, "DELETE", "/sessions/12345", form, nil); status != 404 || !strings.Contains(body, "does not exist") {
+		t.Fatalf("a DELETE with a form Content-Type: %d %s, want the session's 404", status, body)
+	}
+}

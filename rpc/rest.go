@@ -77,6 +77,12 @@ func restFront(transcoder http.Handler, routes []restRoute, maxBody int64, bodyT
 					fmt.Sprintf("Content-Type %s is not accepted: the REST API takes a JSON body (application/json)", quote.Bounded(ct)))
 				return
 			}
+		} else if r.Method != http.MethodPost && ct != "" {
+			// A GET or DELETE has no body for the type to describe; a
+			// client that sends one anyway (curl -H on every call) was
+			// answered "\"application/x-www-form-urlencoded?\" sub-format
+			// not supported" by the transcoder.
+			r.Header.Del("Content-Type")
 		}
 		if err := checkRESTBody(routes, r, body); err != nil {
 			writeJSONError(w, err.status, err.code, err.msg)

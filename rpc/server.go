@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
+	"github.com/lockstepd/lockstep/internal/quote"
 	"github.com/lockstepd/lockstep/rpc/gen/lockstep/v1/lockstepv1connect"
 )
 
@@ -173,7 +174,33 @@ func New(opts Options) (http.Handler, error) {
 	})
 	// A request body larger than the message limit plus framing is refused
 	// before anything reads it, and one that arrives too slowly is cut off.
-	return preGrow(limitBody(root, int64(opts.MaxRequestBytes)+64<<10, opts.BodyReadTimeout, opts.StreamIdleTimeout, opts.Draining)), nil
+	return preGrow(limitBody(crossOrigin(root), int64(opts.MaxRequestBytes)+64<<10, opts.BodyReadTimeout, opts.StreamIdleTimeout, opts.Draining)), nil
+}
+
+// crossOrigin refuses a browser's cross-site request that changes
+// something (net/http's CrossOriginProtection: Sec-Fetch-Site, or Origin
+// against Host). REST takes a body sent as a form (for curl -d), which a
+// page of any site may make a browser post, with the client certificate
+// that browser presents: a forged acquire or close in its user's name.
+// Programs and curl send neither header and are not affected; reads
+// (GET, HEAD) are never refused.
+func crossOrigin(next http.Handler) http.Handler {
+	p := http.NewCrossOriginProtection()
+	p.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSONError(w, http.StatusForbidden, "permission_denied",
+			fmt.Sprintf("a browser's cross-origin %s from %s is refused: the API serves programs and curl, not other sites' pages "+
+				"(which could act with the browser's client certificate); call it from a program or from the API's own origin",
+				r.Method, quote.Bounded(originOf(r))))
+	}))
+	return p.Handler(next)
+}
+
+// originOf is what a refused cross-origin request says it came from.
+func originOf(r *http.Request) string {
+	if o := r.Header.Get("Origin"); o != "" {
+		return o
+	}
+	return "a page of another site (Sec-Fetch-Site: " + r.Header.Get("Sec-Fetch-Site") + ")"
 }
 
 // limitBody bounds a request's body in size (http.MaxBytesReader: too large
