@@ -234,10 +234,38 @@ func (c *Client) AddMember(ctx context.Context, nodeID, raftAddress string) (Add
 
 // RemoveNode removes a member from shard 0.
 func (c *Client) RemoveNode(ctx context.Context, nodeID string) error {
-	return c.audited(ctx, "remove node", func(ctx context.Context, e *endpoint, id reqID) error {
-		_, err := e.cluster.RemoveNode(ctx, connect.NewRequest(&pb.RemoveNodeRequest{ClientId: id.ClientID(), RequestSeq: id.seq, NodeId: nodeID}))
+	_, err := c.RemoveMember(ctx, nodeID)
+	return err
+}
+
+// RemovedMember is RemoveMember's answer.
+type RemovedMember struct {
+	// NotAMember says the node was a member of no shard when the call came,
+	// which changed nothing (the Lockstep-Not-A-Member header): it was
+	// removed before, or the members know it by another name, and may be
+	// running and voting. True also after a retry whose lost first attempt
+	// removed it. False from servers that do not send the header.
+	NotAMember bool
+	// Members are shard 0's members as the servers name them, when
+	// NotAMember (the Lockstep-Members header).
+	Members []string
+}
+
+// RemoveMember is RemoveNode, answering also whether the node was a
+// member when the call came.
+func (c *Client) RemoveMember(ctx context.Context, nodeID string) (RemovedMember, error) {
+	var removed RemovedMember
+	err := c.audited(ctx, "remove node", func(ctx context.Context, e *endpoint, id reqID) error {
+		r, err := e.cluster.RemoveNode(ctx, connect.NewRequest(&pb.RemoveNodeRequest{ClientId: id.ClientID(), RequestSeq: id.seq, NodeId: nodeID}))
+		if err == nil {
+			removed = RemovedMember{NotAMember: r.Header().Get("Lockstep-Not-A-Member") == "true"}
+			if m := r.Header().Get("Lockstep-Members"); m != "" {
+				removed.Members = strings.Split(m, ",")
+			}
+		}
 		return err
 	})
+	return removed, err
 }
 
 // TransferLeadership asks shard 0's leader to hand over to target.

@@ -118,13 +118,41 @@ func (h ClusterHandler) AddNode(ctx context.Context, req *connect.Request[pb.Add
 	return resp, nil
 }
 
+// memberRemover is a backend that says whether RemoveNode found the node
+// a member (runtime.Node).
+type memberRemover interface {
+	RemoveMember(ctx context.Context, nodeID string) (runtime.RemovedMember, error)
+}
+
+// NotAMemberHeader is "true" in RemoveNode's answer when the node was a
+// member of no shard when the call came, which changed nothing: removed
+// before, or known to the members by another name; MembersHeader then
+// lists shard 0's members as named, comma-separated. Absent otherwise
+// (and from older servers).
+const (
+	NotAMemberHeader = "Lockstep-Not-A-Member"
+	MembersHeader    = "Lockstep-Members"
+)
+
 func (h ClusterHandler) RemoveNode(ctx context.Context, req *connect.Request[pb.RemoveNodeRequest]) (*connect.Response[pb.RemoveNodeResponse], error) {
 	ctx, cancel := context.WithTimeout(ctx, h.opts.RequestTimeout)
 	defer cancel()
+	resp := connect.NewResponse(&pb.RemoveNodeResponse{})
+	if r, ok := h.b.(memberRemover); ok {
+		removed, err := r.RemoveMember(ctx, req.Msg.NodeId)
+		if err != nil {
+			return nil, h.memberError(err)
+		}
+		if removed.NotAMember {
+			resp.Header().Set(NotAMemberHeader, "true")
+			resp.Header().Set(MembersHeader, strings.Join(removed.Members, ","))
+		}
+		return resp, nil
+	}
 	if err := h.b.RemoveNode(ctx, req.Msg.NodeId); err != nil {
 		return nil, h.memberError(err)
 	}
-	return connect.NewResponse(&pb.RemoveNodeResponse{}), nil
+	return resp, nil
 }
 
 func (h ClusterHandler) TransferLeadership(ctx context.Context, req *connect.Request[pb.TransferLeadershipRequest]) (*connect.Response[pb.TransferLeadershipResponse], error) {

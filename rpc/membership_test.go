@@ -49,3 +49,40 @@ func TestAddNodeSaysWhenAlreadyAMember(t *testing.T) {
 		}
 	}
 }
+
+// removingBackend is a backend whose RemoveMember answers removed.
+type removingBackend struct {
+	rpc.Backend
+	removed runtime.RemovedMember
+}
+
+func (b removingBackend) RemoveMember(context.Context, string) (runtime.RemovedMember, error) {
+	return b.removed, nil
+}
+
+// TestRemoveNodeSaysWhenNotAMember: RemoveNode's answer carries
+// Lockstep-Not-A-Member and the members' names when the node was a member
+// of no shard, so that the CLI does not advise wiping a node that may be
+// voting under another name.
+func TestRemoveNodeSaysWhenNotAMember(t *testing.T) {
+	for _, tc := range []struct {
+		removed       runtime.RemovedMember
+		notA, members string
+	}{
+		{runtime.RemovedMember{}, "", ""},
+		{runtime.RemovedMember{NotAMember: true, Members: []string{"node-1", "replica-6696eec220787d01"}}, "true", "node-1,replica-6696eec220787d01"},
+	} {
+		s := startServer(t, func(o *rpc.Options) { o.Backend = removingBackend{Backend: o.Backend, removed: tc.removed} })
+		cl := lockstepv1connect.NewClusterServiceClient(http.DefaultClient, s.url)
+		r, err := cl.RemoveNode(context.Background(), connect.NewRequest(&pb.RemoveNodeRequest{NodeId: "node-3"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := r.Header().Get(rpc.NotAMemberHeader); got != tc.notA {
+			t.Errorf("%+v: %s %q, want %q", tc.removed, rpc.NotAMemberHeader, got, tc.notA)
+		}
+		if got := r.Header().Get(rpc.MembersHeader); got != tc.members {
+			t.Errorf("%+v: %s %q, want %q", tc.removed, rpc.MembersHeader, got, tc.members)
+		}
+	}
+}

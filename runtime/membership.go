@@ -165,8 +165,29 @@ func pickIncarnation(nodeID, addr string, mem *dragonboat.Membership, name func(
 // RemoveNode removes a member. Removing a node that is not a member
 // succeeds and changes nothing.
 func (n *Node) RemoveNode(ctx context.Context, nodeID string) error {
+	_, err := n.RemoveMember(ctx, nodeID)
+	return err
+}
+
+// RemovedMember is RemoveMember's answer.
+type RemovedMember struct {
+	// NotAMember says that nodeID was a member of no shard at any attempt
+	// of the call, which changed nothing: it was removed before (by an
+	// earlier call, or an earlier attempt of this one whose answer was
+	// lost), or the members know it by another name (a member restored
+	// under an id the backed-up cluster had removed is known by its
+	// replica id). Members are then shard 0's members, as named.
+	NotAMember bool
+	Members    []string
+}
+
+// RemoveMember removes nodeID from every shard, as RemoveNode, answering
+// also whether it was a member when the call came: "removed", with the
+// advice to delete the node's data directory, was the answer to a node
+// that was not, though it may be running and voting under another name.
+func (n *Node) RemoveMember(ctx context.Context, nodeID string) (RemovedMember, error) {
 	if !n.enter() {
-		return ErrShuttingDown
+		return RemovedMember{}, ErrShuttingDown
 	}
 	defer n.leave()
 	ctx, cancel := n.opContext(ctx, n.membershipTimeout())
@@ -200,20 +221,23 @@ func (n *Node) RemoveNode(ctx context.Context, nodeID string) error {
 			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("runtime: removing %s from %s: %w", nodeID, sh, err)
+			return RemovedMember{}, fmt.Errorf("runtime: removing %s from %s: %w", nodeID, sh, err)
 		}
 	}
+	slices.Sort(members)
 	if !found && !n.wasMember(nodeID) {
 		// A typo ("node3" for "node-3") was answered "removed", with the
 		// advice to delete the data directory of a member still voting.
-		slices.Sort(members)
-		return fmt.Errorf("%w: %q is not a member of the cluster, and never was (its members: %s): nothing changed; "+
+		return RemovedMember{}, fmt.Errorf("%w: %q is not a member of the cluster, and never was (its members: %s): nothing changed; "+
 			"give a node id as lockstep cluster status lists them", ErrNotMember, nodeID, strings.Join(members, ", "))
 	}
 	// Recorded also when a retried call finds it removed by an earlier
 	// attempt, whose own record may have failed.
 	n.markRemoved(ctx)
-	return nil
+	if !found {
+		return RemovedMember{NotAMember: true, Members: members}, nil
+	}
+	return RemovedMember{}, nil
 }
 
 // wasMember says whether the log or the configuration's peers name a

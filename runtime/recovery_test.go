@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -448,12 +449,18 @@ func TestRemovedMemberIsToldSo(t *testing.T) {
 	n := c.nodes[l]
 	name := c.cfgs[x].Cluster.NodeID
 	c.stop(x)
-	if err := n.RemoveNode(tctx(t), name); err != nil {
-		t.Fatal(err)
+	if removed, err := n.RemoveMember(tctx(t), name); err != nil || removed.NotAMember {
+		t.Fatalf("removing %s: %+v, %v", name, removed, err)
 	}
-	// Again: it was a member, so a retried call is no error.
-	if err := n.RemoveNode(tctx(t), name); err != nil {
+	// Again: it was a member, so a retried call is no error, but says it
+	// found no member by that name (nothing changed), and names those
+	// there are.
+	again, err := n.RemoveMember(tctx(t), name)
+	if err != nil {
 		t.Fatalf("removing %s again: %v", name, err)
+	}
+	if !again.NotAMember || len(again.Members) != 2 || slices.Contains(again.Members, name) {
+		t.Fatalf("removing %s again: %+v, want it told no member is %s, and the two that are", name, again, name)
 	}
 	// A node id that never named a member (a typo) is not answered
 	// "removed", with the advice to wipe a member still voting.

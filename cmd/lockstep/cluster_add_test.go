@@ -29,6 +29,50 @@ func (s *addServer) AddNode(context.Context, *connect.Request[pb.AddNodeRequest]
 	return r, nil
 }
 
+func (s *addServer) RemoveNode(context.Context, *connect.Request[pb.RemoveNodeRequest]) (*connect.Response[pb.RemoveNodeResponse], error) {
+	r := connect.NewResponse(&pb.RemoveNodeResponse{})
+	for k, v := range s.header {
+		r.Header()[k] = v
+	}
+	return r, nil
+}
+
+// TestClusterRemoveOfAFormerMember: removing a node id that is a member of
+// no shard when the call comes (removed before, or known to the members
+// by another name, as a member restored under an id its backed-up cluster
+// had removed) says nothing changed and names the members, where it said
+// "removed ..., delete its data directory" of a node that may be voting;
+// a real removal (or an older server, which does not say) keeps the advice.
+func TestClusterRemoveOfAFormerMember(t *testing.T) {
+	for _, tc := range []struct {
+		header  http.Header
+		want    []string
+		wantNot string
+	}{
+		{http.Header{}, []string{"removed node-3; stop its process and delete (or archive) its data directory"}, "nothing changed"},
+		{http.Header{rpc.NotAMemberHeader: {"true"}, rpc.MembersHeader: {"node-1,node-2,replica-6696eec220787d01"}},
+			[]string{"node-3 is not a member: nothing changed (members: node-1, node-2, replica-6696eec220787d01)", "'lockstep cluster status'"}, "removed node-3"},
+	} {
+		mux := http.NewServeMux()
+		mux.Handle(lockstepv1connect.NewClusterServiceHandler(&addServer{header: tc.header}))
+		srv := httptest.NewServer(mux)
+		var out, errb bytes.Buffer
+		code := run([]string{"cluster", "remove", "node-3", "--endpoints", srv.URL}, &out, &errb)
+		srv.Close()
+		if code != exitOK {
+			t.Fatalf("exit %d: %s", code, &errb)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(out.String(), w) {
+				t.Errorf("headers %v: printed\n%s\nwant %q", tc.header, &out, w)
+			}
+		}
+		if strings.Contains(out.String(), tc.wantNot) {
+			t.Errorf("headers %v: printed\n%s\nwhich says %q", tc.header, &out, tc.wantNot)
+		}
+	}
+}
+
 // TestClusterAddOfAMember: adding a node that is a member already (AddNode
 // is idempotent) says so, where it used to advise starting it with --join,
 // a second process for a member that may be running; a new member (or an

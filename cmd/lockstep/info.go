@@ -601,8 +601,20 @@ Examples:
 		if len(pos) != 2 {
 			return c.usageErr("remove wants NODE_ID")
 		}
-		if err := cl.RemoveNode(ctx, pos[1]); err != nil {
+		removed, err := cl.RemoveMember(ctx, pos[1])
+		if err != nil {
 			return c.fail(err)
+		}
+		if removed.NotAMember {
+			// "removed ..., delete its data directory" was the answer to
+			// an id no member had, though the node may run and vote under
+			// another name (a member restored under an id its backed-up
+			// cluster had removed is known by its replica id).
+			fmt.Fprintf(stdout, "%s is not a member: nothing changed (members: %s). It was removed before, or the members know it by another name: "+
+				"'lockstep cluster status' shows which member runs at its address, and that name is the one to remove. "+
+				"Delete its data directory only once it is in no member list; if this command removed it a moment ago and its answer was lost, stop its process first\n",
+				pos[1], strings.Join(removed.Members, ", "))
+			return exitOK
 		}
 		fmt.Fprintf(stdout, "removed %s; stop its process and delete (or archive) its data directory: started on it again, it is not a member\n", pos[1])
 	case "transfer":
