@@ -167,7 +167,15 @@ func unknownKind(kind Kind) error {
 }
 
 // CheckFence asks the cluster, linearizably, whether token still holds the
-// object (kind "" means mutex).
+// object (kind "" means mutex). Token 0 is no grant's (what Token answers
+// when nothing is held): it holds nothing, answered false without asking,
+// as Fence.Check refuses it. An error means the answer is not known (no
+// endpoint answered, a malformed request), never that the token is stale.
+//
+// The answer is about the moment the cluster read it: the holder may
+// change before a write checked so lands. A resource that can keep the
+// largest token it accepted, in the same transaction as the write, fences
+// exactly; CheckFence is for one that cannot (docs/client.md).
 func (c *Client) CheckFence(ctx context.Context, kind Kind, name string, token uint64) (bool, error) {
 	if err := badName(opName{"check fence of", name}); err != nil {
 		return false, err
@@ -176,9 +184,15 @@ func (c *Client) CheckFence(ctx context.Context, kind Kind, name string, token u
 	if kind != "" {
 		v, ok := pb.Kind_value["KIND_"+strings.ToUpper(string(kind))]
 		if !ok {
-			return false, unknownKind(kind)
+			return false, fmt.Errorf("check fence of %s: %w", quote.Bounded(name), unknownKind(kind))
 		}
 		k = pb.Kind(v)
+	}
+	if token == 0 {
+		// The servers refuse it as malformed, an error a resource that
+		// retries on errors took for the cluster's trouble, and retried a
+		// lost holder's write rather than refusing it.
+		return false, nil
 	}
 	r, err := do(ctx, c, func(ctx context.Context, e *endpoint) (*connect.Response[pb.CheckFenceResponse], error) {
 		return e.locks.CheckFence(ctx, connect.NewRequest(&pb.CheckFenceRequest{Name: name, Kind: k, FencingToken: token}))

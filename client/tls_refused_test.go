@@ -279,6 +279,26 @@ func TestUnknownKindIsInvalid(t *testing.T) {
 			t.Errorf("%s of an unknown kind: %v", what, err)
 		}
 	}
+	if !strings.Contains(ferr.Error(), `check fence of "x"`) {
+		t.Errorf("CheckFence's error does not name the operation and the object: %v", ferr)
+	}
+}
+
+// TestCheckFenceOfTokenZero: token 0 (Token's answer when nothing is held)
+// holds nothing: CheckFence answers false, not an error a resource that
+// retries on errors would retry a lost holder's write on, and asks no
+// server (this client's one endpoint answers nothing).
+func TestCheckFenceOfTokenZero(t *testing.T) {
+	c, err := client.New([]string{"http://127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	for _, kind := range []client.Kind{"", client.KindMutex, client.KindSemaphore} {
+		if ok, err := c.CheckFence(context.Background(), kind, "x", 0); ok || err != nil {
+			t.Errorf("CheckFence(%q, token 0): %v, %v, want false and no error", kind, ok, err)
+		}
+	}
 }
 
 // TestZeroValuesRefuse: a Mutex (or another primitive) declared rather than
