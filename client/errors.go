@@ -20,6 +20,8 @@ var (
 	// may have gone since). The other kinds' answers do not carry the
 	// holders: Client.Status lists them.
 	ErrLocked = errors.New("lockstep: held by someone else")
+	// (A refusal during a lock-delay is ErrLocked too, in its own words:
+	// nobody holds the object then; lockDelayed.)
 	// ErrNotHeld: Unlock, Release, Proclaim or Resign without a current grant,
 	// or with a grant the server no longer has (it expired or was released).
 	ErrNotHeld = errors.New("lockstep: not held")
@@ -132,3 +134,12 @@ type serverMessage struct{ err *connect.Error }
 
 func (e *serverMessage) Error() string { return e.err.Message() }
 func (e *serverMessage) Unwrap() error { return e.err }
+
+// lockDelayed is ErrLocked for a refusal during a mutex's lock-delay: it
+// matches ErrLocked (errors.Is), and says what keeps the mutex instead of
+// ErrLocked's "held by someone else", which a user read as "nobody holds
+// it" contradicted in one line.
+type lockDelayed string
+
+func (e lockDelayed) Error() string        { return string(e) }
+func (e lockDelayed) Is(target error) bool { return target == ErrLocked }

@@ -707,10 +707,10 @@ func (s *Session) refusal(op opName, g grant) error {
 			return fmt.Errorf("%s: %w: %s", op, ErrLocked, describeHolder(h))
 		}
 		if g.blockedUntil > 0 {
-			// Nobody holds it: "held by someone else" alone would send the
-			// caller looking for a holder that is not there.
-			return fmt.Errorf("%s: %w: nobody holds it, but a lock-delay keeps it from everyone until %s (log time), after its holder failed (its session was lost or its maximum hold passed) or its session was closed by an operator: try again after it",
-				op, ErrLocked, time.UnixMilli(g.blockedUntil).UTC().Format("15:04:05.000 MST"))
+			// Nobody holds it: "held by someone else" (ErrLocked's words)
+			// would send the caller looking for a holder that is not there.
+			return fmt.Errorf("%s: %w", op, lockDelayed(fmt.Sprintf("lockstep: nobody holds it, but a lock-delay keeps it from everyone until %s (log time), after its holder failed (its session was lost or its maximum hold passed) or its session was closed by an operator: try again after it",
+				time.UnixMilli(g.blockedUntil).UTC().Format("15:04:05.000 MST"))))
 		}
 		return fmt.Errorf("%s: %w", op, ErrLocked)
 	case pb.Reason_REASON_TIMEOUT:
