@@ -52,8 +52,10 @@ func TestClientCloseEndsWhatItOwns(t *testing.T) {
 		default:
 			t.Fatalf("session %d is still open after the Client's Close", s.ID())
 		}
-		if !errors.Is(s.Err(), client.ErrSessionLost) {
-			t.Fatalf("session %d after the Client's Close: Err %v, want ErrSessionLost", s.ID(), s.Err())
+		// Both: the session is lost, and by the caller's own Close, which a
+		// blocked Lock's error told only in words.
+		if !errors.Is(s.Err(), client.ErrSessionLost) || !errors.Is(s.Err(), client.ErrClientClosed) {
+			t.Fatalf("session %d after the Client's Close: Err %v, want ErrSessionLost and ErrClientClosed", s.ID(), s.Err())
 		}
 	}
 	if err := <-got; err != nil {

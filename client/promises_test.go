@@ -591,8 +591,13 @@ func TestLockWithinZeroTriesOnce(t *testing.T) {
 func TestTTLBelowTheMinimumIsRefused(t *testing.T) {
 	c := newClient(t)
 	_, err := c.NewSession(testCtx(t), client.WithTTL(10*time.Millisecond))
-	if err == nil || !strings.Contains(err.Error(), client.MinTTL.String()) {
-		t.Fatalf("a 10ms TTL: %v, want a refusal naming the minimum %v", err, client.MinTTL)
+	if !errors.Is(err, client.ErrInvalid) || !strings.Contains(err.Error(), client.MinTTL.String()) {
+		t.Fatalf("a 10ms TTL: %v, want ErrInvalid naming the minimum %v", err, client.MinTTL)
+	}
+	// Above the maximum too: an out-of-range argument is ErrInvalid, as
+	// the servers' refusals are.
+	if _, err := c.NewSession(testCtx(t), client.WithTTL(client.MaxTTL+time.Second)); !errors.Is(err, client.ErrInvalid) {
+		t.Fatalf("a TTL above the maximum: %v, want ErrInvalid", err)
 	}
 }
 

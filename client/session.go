@@ -188,10 +188,10 @@ func (c *Client) NewSession(ctx context.Context, opts ...SessionOption) (*Sessio
 		return nil, ErrClientClosed
 	}
 	if o.ttl > MaxTTL {
-		return nil, fmt.Errorf("lockstep: session TTL %v is above the maximum %v: a lease that long holds a dead process's locks for a day or more; keep the TTL short and the session alive", o.ttl, MaxTTL)
+		return nil, fmt.Errorf("%w: session TTL %v is above the maximum %v: a lease that long holds a dead process's locks for a day or more; keep the TTL short and the session alive", ErrInvalid, o.ttl, MaxTTL)
 	}
 	if o.ttl < MinTTL {
-		return nil, fmt.Errorf("lockstep: session TTL %v is below the minimum %v: a lease must leave room for a keepalive round and a failover to another endpoint", o.ttl, MinTTL)
+		return nil, fmt.Errorf("%w: session TTL %v is below the minimum %v: a lease must leave room for a keepalive round and a failover to another endpoint", ErrInvalid, o.ttl, MinTTL)
 	}
 	id, err := c.inflight.begin(ctx)
 	if err != nil {
@@ -620,7 +620,14 @@ func (s *Session) Close(ctx context.Context) error {
 		close(s.stop)
 		<-s.loopDone
 		s.lostBeforeClose = s.Err() != nil
-		s.lose(fmt.Errorf("%w: session %d was closed", ErrSessionLost, s.id))
+		if s.c.live.isClosing() {
+			// Client.Close: the caller's own shutdown, which a blocked
+			// Lock's ErrSessionLost alone did not tell from an operator's
+			// close or an expiry but by its words.
+			s.lose(fmt.Errorf("%w: session %d was closed with its Client (%w)", ErrSessionLost, s.id, ErrClientClosed))
+		} else {
+			s.lose(fmt.Errorf("%w: session %d was closed", ErrSessionLost, s.id))
+		}
 	})
 	if s.closed.Load() {
 		return nil
