@@ -96,11 +96,23 @@ func NameOf(msg any) (string, bool) {
 	}
 	r := m.ProtoReflect()
 	fields := r.Descriptor().Fields()
-	if fd := fields.ByName("name"); fd != nil && fd.Kind() == protoreflect.StringKind {
+	// A watch names its target in a oneof (name or prefix): the one set.
+	// Reading "name" first answered "" for every prefix watch, which the
+	// audit log then recorded as about nothing.
+	var unset protoreflect.FieldDescriptor
+	for _, field := range []protoreflect.Name{"name", "prefix"} {
+		fd := fields.ByName(field)
+		if fd == nil || fd.Kind() != protoreflect.StringKind {
+			continue
+		}
+		if fd.ContainingOneof() != nil && !r.Has(fd) {
+			unset = fd
+			continue
+		}
 		return r.Get(fd).String(), true
 	}
-	if fd := fields.ByName("prefix"); fd != nil && fd.Kind() == protoreflect.StringKind {
-		return r.Get(fd).String(), true
+	if unset != nil {
+		return "", true // a target oneof with nothing set
 	}
 	return "", false
 }

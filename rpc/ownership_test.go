@@ -12,6 +12,7 @@ import (
 
 	"github.com/lockstepd/lockstep/core"
 	"github.com/lockstepd/lockstep/rpc"
+	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 )
 
 // callAs is testServer.call with "Authorization: Bearer WHO" (keyAuth names
@@ -335,4 +336,28 @@ func TestParticipantsCarryTheirPrincipal(t *testing.T) {
 	}
 	s.callAs(t, "ops", "POST", "/barriers/stage/wait", `{"parties": 2, "participant": "worker-1", "wait_timeout_ms": 3000}`)
 	<-done
+}
+
+// TestNameOfAWatch: a watch's name or prefix (a oneof) is what NameOf
+// answers, the one set, so the audit log records what a prefix watch is
+// about (it recorded "" for every one).
+func TestNameOfAWatch(t *testing.T) {
+	for _, tc := range []struct {
+		msg   any
+		name  string
+		named bool
+	}{
+		{&pb.WatchRequest{Target: &pb.WatchRequest_Prefix{Prefix: "jobs/"}}, "jobs/", true},
+		{&pb.WatchRequest{Target: &pb.WatchRequest_Name{Name: "jobs/a"}}, "jobs/a", true},
+		{&pb.WatchRequest{Target: &pb.WatchRequest_Prefix{Prefix: ""}}, "", true},
+		{&pb.WatchRequest{}, "", true},
+		{&pb.ListRequest{Prefix: "deploy/"}, "deploy/", true},
+		{&pb.AcquireLockRequest{Name: "a"}, "a", true},
+		{&pb.CreateSessionRequest{}, "", false},
+	} {
+		name, named := rpc.NameOf(tc.msg)
+		if name != tc.name || named != tc.named {
+			t.Errorf("NameOf(%v) = %q, %v; want %q, %v", tc.msg, name, named, tc.name, tc.named)
+		}
+	}
 }
