@@ -129,11 +129,16 @@ func TestClusterStatusOfWhatIsNotAMember(t *testing.T) {
 	defer notAPI.Close()
 	plain := httptest.NewServer(http.NotFoundHandler())
 	defer plain.Close()
+	secured := httptest.NewUnstartedServer(http.NotFoundHandler())
+	secured.StartTLS()
+	defer secured.Close()
 	for _, tc := range []struct {
 		endpoint, row, say string
 	}{
 		{notAPI.URL, "not-the-api", "does not serve the Lockstep API (the wrong port?"},
 		{strings.Replace(plain.URL, "http://", "https://", 1), "tls-failed", "The server serves plaintext, without TLS: use http:// endpoints"},
+		// A TLS port asked in plaintext: Go's bare 400.
+		{strings.Replace(secured.URL, "https://", "http://", 1), "tls-failed", "The server refused a plaintext request: if the cluster serves TLS, use https://"},
 	} {
 		var out, errb bytes.Buffer
 		if code := run([]string{"cluster", "status", "--endpoints", tc.endpoint}, &out, &errb); code != exitError {

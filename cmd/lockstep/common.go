@@ -158,12 +158,12 @@ func hintFor(err error, endpoints string, certGiven bool) string {
 		return "The cluster refused the client certificate (--cert, LOCKSTEP_CERT): give one the cluster's CA signed for clients (lockstep certs client), or an API key with --api-key (LOCKSTEP_API_KEY)."
 	case strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
 		return "The server serves plaintext, without TLS: use http:// endpoints (--endpoints, LOCKSTEP_ENDPOINTS), or turn TLS on at the servers (docs/security.md)."
-	case isTLSErr(err):
-		return "TLS failed: give the cluster's CA with --cacert (LOCKSTEP_CACERT), a client certificate with --cert and --key if it asks for one, and check the endpoint is https://."
 	case strings.Contains(err.Error(), "400 Bad Request") && strings.Contains(endpoints, "http://"):
 		// Go's TLS server answers a plaintext request with a bare 400; the
 		// API's own refusals carry a code.
 		return "The server refused a plaintext request: if the cluster serves TLS, use https:// endpoints (--endpoints, LOCKSTEP_ENDPOINTS) and give its CA with --cacert."
+	case isTLSErr(err):
+		return "TLS failed: give the cluster's CA with --cacert (LOCKSTEP_CACERT), a client certificate with --cert and --key if it asks for one, and check the endpoint is https://."
 	case strings.Contains(err.Error(), "leadership did not move"):
 		return "" // the servers' words say it
 	case errors.Is(err, client.ErrUnavailable) && !unreached(err):

@@ -428,6 +428,11 @@ func lostAdvice(err error) string {
 	case connect.CodeOf(err) == connect.CodePermissionDenied || strings.Contains(msg, "permission_denied") ||
 		strings.Contains(msg, "no longer allows"):
 		return "the cluster's ACL no longer allows it: ask for a rule in security.acl (docs/security.md)"
+	case isTLSErr(err):
+		// The last keepalive failed in the TLS handshake: the servers'
+		// certificates (a CA rotated) or this command's no longer do.
+		return "the TLS handshake with the servers failed (a CA or certificate rotated?): run it again with the cluster's current CA (--cacert) " +
+			"and a client certificate it takes (--cert and --key)"
 	case strings.Contains(msg, "was closed") && !strings.Contains(msg, "expired"):
 		// Closed on the servers, not timed out: an operator's
 		// 'lockstep session close', not the network or the TTL.

@@ -845,7 +845,11 @@ func notTheAPI(err error) bool {
 // quote x509's words.
 func isTLSErr(err error) bool {
 	return err != nil && !connect.IsWireError(err) && (strings.Contains(err.Error(), "x509:") || strings.Contains(err.Error(), "tls:") ||
-		strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"))
+		strings.Contains(err.Error(), "server gave HTTP response to HTTPS client") ||
+		// Go's TLS server's bare answer to a plaintext request (an
+		// http:// endpoint of a cluster that serves TLS): the API's own
+		// refusals carry a code, and are wire errors.
+		strings.Contains(err.Error(), "400 Bad Request"))
 }
 
 // noStatusErr says why no endpoint gave its status: what the servers that

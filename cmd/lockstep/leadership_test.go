@@ -109,6 +109,8 @@ func TestLostAdvice(t *testing.T) {
 		{fmt.Errorf("%w: session 7 was closed", client.ErrSessionLost), "lockstep session close"},
 		{fmt.Errorf("lock: %w: session 7 was closed on the servers", client.ErrSessionLost), "lockstep session close"},
 		{fmt.Errorf("%w: session 7 was closed on the servers by another caller (pushed by http://a)", client.ErrSessionLost), "lockstep session close"},
+		// A CA rotated under the command: not the network, not the TTL.
+		{fmt.Errorf("%w: session 7 was not renewed within its lease: tls: failed to verify certificate: x509: certificate signed by unknown authority", client.ErrSessionLost), "--cacert"},
 	} {
 		if got := lostAdvice(tc.err); !strings.Contains(got, tc.want) {
 			t.Errorf("advice for %v: %q, want it to say %q", tc.err, got, tc.want)
