@@ -426,7 +426,11 @@ type serverErrors struct{ l *slog.Logger }
 func (w serverErrors) Write(p []byte) (int, error) {
 	msg := strings.TrimSuffix(string(p), "\n")
 	level := slog.LevelWarn
-	if strings.HasPrefix(msg, "http: TLS handshake error") {
+	if strings.HasPrefix(msg, "http: TLS handshake error") ||
+		// A client gone before its HTTP/2 preface (the CLI drops the
+		// endpoints that did not answer first, once TLS was up).
+		(strings.HasPrefix(msg, "http2: server: error reading preface from client") &&
+			(strings.HasSuffix(msg, "connection reset by peer") || strings.HasSuffix(msg, "EOF"))) {
 		level = slog.LevelDebug
 	}
 	w.l.Log(context.Background(), level, msg)

@@ -76,3 +76,20 @@ func TestHandshakeFailuresLogAtDebug(t *testing.T) {
 		}
 	}
 }
+
+// TestPrefaceDropsLogAtDebug: a client gone after its TLS handshake but
+// before its HTTP/2 preface (the CLI dropping the endpoints that did not
+// answer first) logs at DEBUG, as a failed handshake does; other HTTP/2
+// server errors stay at WARN.
+func TestPrefaceDropsLogAtDebug(t *testing.T) {
+	var out lockedBuffer
+	l := rpc.ServerErrorLog(slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	l.Print(`http2: server: error reading preface from client 127.0.0.1:51234: read tcp 127.0.0.1:8080->127.0.0.1:51234: read: connection reset by peer`)
+	l.Print(`http2: server: error reading preface from client 127.0.0.1:51235: EOF`)
+	l.Print(`http2: server connection error from 127.0.0.1:51236: connection error: PROTOCOL_ERROR`)
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[0], "level=DEBUG") || !strings.Contains(lines[1], "level=DEBUG") ||
+		!strings.Contains(lines[2], "level=WARN") {
+		t.Fatalf("the server's error log:\n%s\nwant the two preface drops at DEBUG, the protocol error at WARN", out.String())
+	}
+}
