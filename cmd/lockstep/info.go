@@ -299,7 +299,13 @@ func printStatus(w io.Writer, st *client.Status) {
 	extra := ""
 	switch st.Kind {
 	case client.KindSemaphore:
-		extra = fmt.Sprintf(" (limit %d, %d available)", st.Limit, st.Available)
+		if st.Limit == 0 {
+			// No semaphore by that name: the first acquire sets its limit.
+			// "(limit 0, 0 available)" read as a semaphore nobody can take.
+			extra = " (not in use: the first acquire sets its limit)"
+		} else {
+			extra = fmt.Sprintf(" (limit %d, %d available)", st.Limit, st.Available)
+		}
 	case client.KindRWLock:
 		if st.Mode != "" {
 			extra = fmt.Sprintf(" (held for %s)", st.Mode)

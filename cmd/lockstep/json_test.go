@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lockstepd/lockstep/client"
 )
 
 // -o json writes 64-bit integers as strings, as the REST API does, so that
@@ -31,5 +33,21 @@ func TestJSONWritesLargeIntegersAsStrings(t *testing.T) {
 	}
 	if strings.Contains(got, "session_id") || strings.Contains(got, "hidden") {
 		t.Errorf("%s shows an omitted or unexported field", got)
+	}
+}
+
+// TestSemaphoreStatusOfAFreeName: a semaphore nobody uses has no limit yet
+// (the first acquire sets it): status says so, where "(limit 0, 0
+// available)" read as a semaphore nobody may take.
+func TestSemaphoreStatusOfAFreeName(t *testing.T) {
+	var out bytes.Buffer
+	printStatus(&out, &client.Status{Kind: client.KindSemaphore, Name: "pool"})
+	if got := out.String(); !strings.Contains(got, "semaphore pool (not in use: the first acquire sets its limit)") || strings.Contains(got, "limit 0") {
+		t.Fatalf("status of a free semaphore:\n%s", got)
+	}
+	out.Reset()
+	printStatus(&out, &client.Status{Kind: client.KindSemaphore, Name: "pool", Limit: 3, Available: 1})
+	if !strings.Contains(out.String(), "semaphore pool (limit 3, 1 available)") {
+		t.Fatalf("status of a semaphore in use:\n%s", &out)
 	}
 }
