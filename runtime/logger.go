@@ -57,6 +57,7 @@ type logTarget struct {
 	lastMisaddressed time.Time  // the last "ignored a ... message ... received by" said at its level
 	lastPreVote      time.Time  // the last "became PreVote candidate" said at info
 	lastStall        time.Time  // the last "had N LocalTick msgs in one batch" said at its level
+	lastStallTicks   int        // its N
 }
 
 // preVoteEvery bounds "became PreVote candidate" at info: a member that
@@ -218,7 +219,7 @@ func (a slogAdapter) log(t *logTarget, level slog.Level, f string, v []any) {
 		// overloaded, a paused VM) or waited on its disk. Worth a WARN,
 		// but it comes for each replica and each stall, 41 lines in one
 		// reviewer's busy hour, in words an operator cannot place.
-		if t.due(&t.lastStall, stallEvery) {
+		if t.stallDue(v) {
 			f += " (its Raft loop did not run for over half an election timeout: the machine is overloaded, the process was " +
 				"paused, or the disk stalled; an election may follow. Said at most once a minute)"
 		} else {
@@ -231,6 +232,26 @@ func (a slogAdapter) log(t *logTarget, level slog.Level, f string, v []any) {
 // stallEvery bounds Dragonboat's warning that a replica's ticks came in a
 // batch (its loop stalled).
 const stallEvery = time.Minute
+
+// stallDue says whether a stall's warning is due: once a minute, and
+// besides for a stall of at least twice the ticks of the one last said,
+// so that a 200 ms hiccup does not silence the 15 s pause (a SIGSTOP, a
+// frozen VM) that follows it within the minute. v is Dragonboat's
+// arguments: the replica, then the count of ticks.
+func (t *logTarget) stallDue(v []any) bool {
+	ticks := 0
+	if len(v) >= 2 {
+		ticks, _ = v[1].(int)
+	}
+	now := t.now()
+	t.misaddressedMu.Lock()
+	defer t.misaddressedMu.Unlock()
+	if now.Sub(t.lastStall) < stallEvery && (ticks == 0 || ticks < 2*t.lastStallTicks) {
+		return false
+	}
+	t.lastStall, t.lastStallTicks = now, ticks
+	return true
+}
 
 // due says whether a line said at most once every every is due now, and
 // if so notes that it was said (last is one of t's times).

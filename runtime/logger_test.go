@@ -328,6 +328,18 @@ func TestStalledLoopWarnsOnceAMinute(t *testing.T) {
 	if got := lines(&buf); len(got) != 2 {
 		t.Fatalf("a minute later: %d lines, want the warning again", len(got))
 	}
+	// A far longer stall within the minute (a 15 s SIGSTOP after a 300 ms
+	// hiccup) is said too: once a minute alone kept it at DEBUG.
+	now = now.Add(time.Second)
+	db.log(target, slog.LevelWarn, f, []any{"[00000:24640]", 150})
+	if got := lines(&buf); len(got) != 3 || !strings.Contains(got[2], "level=WARN") {
+		t.Fatalf("a stall five times the last said, within the minute: %d lines, want it warned:\n%s", len(got), buf.String())
+	}
+	now = now.Add(time.Second)
+	db.log(target, slog.LevelWarn, f, []any{"[00000:24640]", 200})
+	if got := lines(&buf); len(got) != 3 {
+		t.Fatalf("a stall under twice the last said: %d lines, want it at DEBUG", len(got))
+	}
 }
 
 // A peer the transport holds off after a refusal (here, one that lost its
