@@ -384,7 +384,9 @@ func (c *Client) Backup(ctx context.Context, w io.Writer, stale bool) error {
 			return nil
 		}
 		if wrote || ctx.Err() != nil || !retryable(err) {
-			return apiErr("backup", err)
+			// explain: a metrics port's bare 404 read "unimplemented:
+			// HTTP status 404 Not Found", as if the member lacked backups.
+			return apiErr("backup", e.explain(err))
 		}
 		// What a member said (no quorum: take a stale backup) says more
 		// than an endpoint that could not be reached.

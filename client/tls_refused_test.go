@@ -326,3 +326,20 @@ func TestZeroValuesRefuse(t *testing.T) {
 		t.Errorf("Set of a zero Barrier: %v", err)
 	}
 }
+
+// TestBackupFromWhatIsNotTheAPI: a backup asked of a server that does not
+// serve the Lockstep API (a metrics port: a bare 404) says so, as other
+// calls do, not "unimplemented: HTTP status 404 Not Found".
+func TestBackupFromWhatIsNotTheAPI(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	defer srv.Close()
+	c, err := client.New([]string{srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	err = c.Backup(context.Background(), io.Discard, false)
+	if err == nil || !strings.Contains(err.Error(), "does not serve the Lockstep API") {
+		t.Fatalf("a backup from a bare 404: %v", err)
+	}
+}
