@@ -48,7 +48,7 @@ func TestClusterWarnings(t *testing.T) {
 	want := []string{
 		"node id b-2 answered from http://a:2 and http://a:5",
 		"shard 0: b-1 (term 8), b-3 (term 7) each say they lead",
-		"shard 0: the members see different member lists: b-1, b-2, b-2 see b-1=127.0.0.1:7001, b-2=127.0.0.1:7002, b-3=127.0.0.1:7003; b-3 see b-1=127.0.0.1:7001, b-2=127.0.0.1:7012",
+		"shard 0: the members see different member lists: b-1, b-2 see b-1=127.0.0.1:7001, b-2=127.0.0.1:7002, b-3=127.0.0.1:7003; b-3 see b-1=127.0.0.1:7001, b-2=127.0.0.1:7012",
 	}
 	if len(w) != len(want) {
 		t.Fatalf("warnings %q, want %d", w, len(want))
@@ -57,5 +57,14 @@ func TestClusterWarnings(t *testing.T) {
 		if !strings.Contains(w[i], want[i]) {
 			t.Errorf("warning %d: %q, want it to say %q", i, w[i], want[i])
 		}
+	}
+	// A member its peers refuse (removed, lost-log) shows so in its row:
+	// the list it sees (none) is no sign of other peers, and was advised
+	// on as one ("b-3 see ; ...: replace it").
+	if w := clusterWarnings([]client.MemberStatus{
+		view("http://a:1", "b-1", "leader", 8, good[:2]...), view("http://a:2", "b-2", "follower", 8, good[:2]...),
+		view("http://a:3", "b-3", "removed", 8),
+	}); len(w) != 0 {
+		t.Fatalf("a removed member beside two healthy ones: warnings %q", w)
 	}
 }

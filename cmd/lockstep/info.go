@@ -743,6 +743,13 @@ func clusterWarnings(views []client.MemberStatus) []string {
 			if sh.Role == "leader" {
 				leaders[sh.ShardId] = append(leaders[sh.ShardId], leading{id, sh.Term})
 			}
+			if sh.Role != "leader" && sh.Role != "follower" || len(sh.Members) == 0 {
+				// A member its peers refuse (removed, lost-log,
+				// other-replica) shows so in its row; the list it sees
+				// (none, or the one it had) says nothing of the others',
+				// and was advised on as started with other peers.
+				continue
+			}
 			var m []string
 			for _, mb := range sh.Members {
 				m = append(m, mb.NodeId+"="+mb.RaftAddress)
