@@ -58,6 +58,13 @@ func TestClusterWarnings(t *testing.T) {
 			t.Errorf("warning %d: %q, want it to say %q", i, w[i], want[i])
 		}
 	}
+	// A quorum lost: one member of three answers, knowing no leader.
+	if w := clusterWarnings([]client.MemberStatus{
+		view("http://a:1", "b-1", "follower", 9, good...), {Endpoint: "http://a:2"}, {Endpoint: "http://a:3"},
+	}); len(w) != 2 || !strings.Contains(w[0], "shard 0 has no leader: 1 of its 3 members answered, and it needs 2 up") ||
+		!strings.Contains(w[1], "members b-2, b-3 did not answer") {
+		t.Fatalf("a lost quorum: warnings %q", w)
+	}
 	// A member its peers refuse (removed, lost-log) shows so in its row:
 	// the list it sees (none) is no sign of other peers, and was advised
 	// on as one ("b-3 see ; ...: replace it").

@@ -728,6 +728,9 @@ func clusterWarnings(views []client.MemberStatus) []string {
 		term uint64
 	}
 	leaders := map[uint64][]leading{}
+	knownLeader := map[uint64]bool{}          // some view names the shard's leader
+	answered := map[uint64]int{}              // views that answered for the shard
+	sizes := map[uint64]int{}                 // the largest member list seen
 	lists := map[uint64]map[string][]string{} // shard -> member list -> who sees it
 	var shardsSeen []uint64
 	for _, v := range views {
@@ -743,6 +746,11 @@ func clusterWarnings(views []client.MemberStatus) []string {
 			if sh.Role == "leader" {
 				leaders[sh.ShardId] = append(leaders[sh.ShardId], leading{id, sh.Term})
 			}
+			if sh.LeaderId != "" || sh.Role == "leader" {
+				knownLeader[sh.ShardId] = true
+			}
+			answered[sh.ShardId]++
+			sizes[sh.ShardId] = max(sizes[sh.ShardId], len(sh.Members))
 			if sh.Role != "leader" && sh.Role != "follower" || len(sh.Members) == 0 {
 				// A member its peers refuse (removed, lost-log,
 				// other-replica) shows so in its row; the list it sees
@@ -772,6 +780,13 @@ func clusterWarnings(views []client.MemberStatus) []string {
 	}
 	slices.Sort(shardsSeen)
 	for _, sh := range shardsSeen {
+		if !knownLeader[sh] && sizes[sh] > 0 {
+			// The rows showed "leader -" and unreachable members, which a
+			// reader had to add up in a quorum loss.
+			out = append(out, fmt.Sprintf("shard %d has no leader: %d of its %d members answered, and it needs %d up and reaching each other "+
+				"to elect one: bring back the members that are down (a member that answered may still be cut off from the others)",
+				sh, answered[sh], sizes[sh], sizes[sh]/2+1))
+		}
 		if ls := leaders[sh]; len(ls) > 1 {
 			slices.SortFunc(ls, func(a, b leading) int { return cmp.Compare(b.term, a.term) })
 			var parts []string
