@@ -100,7 +100,11 @@ func (n *Node) AddMember(ctx context.Context, nodeID, raftAddress string) (Added
 			if err != nil {
 				return err
 			}
-			inc, id, err := pickIncarnation(nodeID, raftAddress, mem, n.nodeName)
+			logs, err := n.shards[0].sm.Lookup(logsQuery{})
+			if err != nil {
+				return err
+			}
+			inc, id, err := pickIncarnation(nodeID, raftAddress, mem, logs.(map[uint64]uint64), n.nodeName)
 			if err != nil {
 				return err
 			}
@@ -138,18 +142,28 @@ func (n *Node) AddMember(ctx context.Context, nodeID, raftAddress string) (Added
 }
 
 // pickIncarnation finds nodeID's replica id in mem: the current one (id 0
-// returned: nothing to do), or the first incarnation Raft has not seen removed.
-// name maps a member's replica id to its node id for the error.
-func pickIncarnation(nodeID, addr string, mem *dragonboat.Membership, name func(uint64) string) (int, uint64, error) {
+// returned: nothing to do), at whatever incarnation, or the first
+// incarnation that was not removed: not by Raft (mem.Removed), nor in the
+// replicated logs (log 0), which alone remember the removals of a cluster
+// restored from a backup. (A restored member runs under the incarnation
+// after its node id's removed ones, and was taken for an incarnation 0
+// not yet added, at an address another member had: its own.) name maps a
+// member's replica id to its node id for the error.
+func pickIncarnation(nodeID, addr string, mem *dragonboat.Membership, logs map[uint64]uint64, name func(uint64) string) (int, uint64, error) {
 	for inc := 0; inc <= config.MaxIncarnation; inc++ {
-		id := config.ReplicaID(nodeID, inc)
-		if cur, ok := mem.Nodes[id]; ok {
+		if cur, ok := mem.Nodes[config.ReplicaID(nodeID, inc)]; ok {
 			if cur != addr {
 				return 0, 0, fmt.Errorf("%s is already a member at %s, not %s: remove it first", nodeID, cur, addr)
 			}
 			return inc, 0, nil
 		}
+	}
+	for inc := 0; inc <= config.MaxIncarnation; inc++ {
+		id := config.ReplicaID(nodeID, inc)
 		if _, removed := mem.Removed[id]; removed {
+			continue
+		}
+		if log, ok := logs[id]; ok && log == 0 {
 			continue
 		}
 		for other, a := range mem.Nodes {
@@ -174,9 +188,9 @@ type RemovedMember struct {
 	// NotAMember says that nodeID was a member of no shard at any attempt
 	// of the call, which changed nothing: it was removed before (by an
 	// earlier call, or an earlier attempt of this one whose answer was
-	// lost), or the members know it by another name (a member restored
-	// under an id the backed-up cluster had removed is known by its
-	// replica id). Members are then shard 0's members, as named.
+	// lost), or the members know it by another name (a member that
+	// neither the log nor this member's cluster.peers names is known by
+	// its replica id). Members are then shard 0's members, as named.
 	NotAMember bool
 	Members    []string
 }

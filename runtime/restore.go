@@ -150,9 +150,14 @@ func Restore(r io.Reader, o RestoreOptions) (out Restored, err error) {
 	if err != nil {
 		return Restored{}, err
 	}
-	if inc := incarnations[c.NodeID]; c.Incarnation != inc {
-		return Restored{}, fmt.Errorf("cluster.incarnation: %s ran as incarnation %d in the backed-up cluster, and its restored "+
-			"state knows it so: restore and start it with --incarnation %d (cluster.incarnation: %d)", c.NodeID, inc, inc, inc)
+	// The incarnation is the backup's to say, as a data directory's record
+	// is at a start (WithRecordedIncarnation): none given (0) takes it,
+	// one given that differs is refused, saying why.
+	if inc := incarnations[c.NodeID]; c.Incarnation == 0 {
+		c.Incarnation, cfg.Cluster.Incarnation = inc, inc
+	} else if c.Incarnation != inc {
+		return Restored{}, fmt.Errorf("cluster.incarnation: %s; restore it with --incarnation %d (cluster.incarnation: %d), or with none, "+
+			"which takes it", whyIncarnation(man, c.NodeID, inc), inc, inc)
 	}
 	self := config.ReplicaID(c.NodeID, c.Incarnation)
 	bump := o.BumpIndex
@@ -448,6 +453,34 @@ func restoredMembers(man BackupManifest, peers map[string]string) (map[uint64]st
 		members[config.ReplicaID(id, inc)] = addr
 	}
 	return members, incarnations, nil
+}
+
+// whyIncarnation says why nodeID is restored as incarnation inc
+// (restoredMembers): the one it ran as in the backed-up cluster, the one
+// after those the backed-up cluster removed, or 0 for a node id new to it.
+func whyIncarnation(man BackupManifest, nodeID string, inc int) string {
+	logOf := func(k int) (string, bool) {
+		l, ok := man.Logs[fmt.Sprintf("%016x", config.ReplicaID(nodeID, k))]
+		return l, ok
+	}
+	if l, ok := logOf(inc); ok && strings.Trim(l, "0") != "" {
+		return fmt.Sprintf("%s ran as incarnation %d in the backed-up cluster, and its restored state knows it so", nodeID, inc)
+	}
+	var removed []string
+	for k := range inc {
+		if l, ok := logOf(k); ok && strings.Trim(l, "0") == "" {
+			removed = append(removed, strconv.Itoa(k))
+		}
+	}
+	if len(removed) == 0 {
+		return fmt.Sprintf("%s is new to the backed-up cluster: it starts as incarnation %d", nodeID, inc)
+	}
+	was := "incarnation " + strings.Join(removed, ", ") + " was"
+	if len(removed) > 1 {
+		was = "incarnations " + strings.Join(removed, ", ") + " were"
+	}
+	return fmt.Sprintf("%s's %s removed from the backed-up cluster, and a removed replica never takes part again: "+
+		"the restored cluster runs it as incarnation %d", nodeID, was, inc)
 }
 
 // memberNames names Dragonboat's five digits of the restored members'

@@ -11,6 +11,7 @@ import (
 	"github.com/lni/dragonboat/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/lockstepd/lockstep/config"
 	"github.com/lockstepd/lockstep/core"
 )
 
@@ -82,7 +83,12 @@ func (n *Node) nodeName(replicaID uint64) string {
 }
 
 // knownName is replicaID's node id, when the log or the config's peers
-// name it.
+// name it. A peer names its replica ids of every incarnation
+// (config.ReplicaID keeps the node id's hash above the incarnation's
+// byte): a cluster restored from a backup that had removed a peer's node
+// id runs that peer under a later incarnation, which no entry of its log
+// names, and its members showed it as replica-..., refused a transfer to
+// it and an add of it at its own address.
 func (n *Node) knownName(replicaID uint64) (string, bool) {
 	sh := n.shards[0]
 	sh.sm.mu.RLock()
@@ -92,9 +98,23 @@ func (n *Node) knownName(replicaID uint64) (string, bool) {
 		return name, true
 	}
 	n.namesMu.Lock()
-	defer n.namesMu.Unlock()
 	name, ok = n.names[replicaID]
-	return name, ok
+	n.namesMu.Unlock()
+	if ok {
+		return name, true
+	}
+	return peerName(n.cfg.Cluster.Peers, replicaID)
+}
+
+// peerName is the node id among peers whose replica ids replicaID is one
+// of, at whatever incarnation.
+func peerName(peers map[string]string, replicaID uint64) (string, bool) {
+	for id := range peers {
+		if config.ReplicaID(id, 0)&^0xff == replicaID&^0xff {
+			return id, true
+		}
+	}
+	return "", false
 }
 
 // shortName maps Dragonboat's short form of a replica id (its low five

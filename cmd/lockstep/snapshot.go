@@ -245,8 +245,10 @@ as it prints, and never start a member of the old cluster again.
 
 Every shard's log resumes --bump-index entries past the backup's index, so
 that the fencing tokens the new cluster grants are above any the old one
-granted after the backup. --incarnation is for a node id that ran under
-another incarnation in the old cluster: the restore says which to give.
+granted after the backup. Each member is restored as the incarnation its
+node id must have (the one it ran as in the old cluster, or the one after
+those the old cluster removed), which the restore records and prints; an
+--incarnation given that differs is refused, saying which.
 
 The flags named after configuration keys set them over the file's, as
 lockstep serve's do. See docs/operations.md, "Backup and restore".
