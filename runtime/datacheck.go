@@ -42,7 +42,11 @@ func CheckDataDir(cfg config.Config) error {
 		return err
 	}
 	// The member's identity first: in another member's directory, the
-	// other records' complaints would mislead.
+	// other records' complaints would mislead; and whose directory it is
+	// before at which address it ran, whose advice is for the owner.
+	if err := checkNodeID(dir, cfg); err != nil {
+		return err
+	}
 	if err := checkDragonboatRecord(dir, cfg); err != nil {
 		return err
 	}

@@ -73,6 +73,59 @@ func TestStartRefusesAnotherMembersDataDirectory(t *testing.T) {
 	c.waitLeader(0)
 }
 
+// TestStartOnAnotherNodesDataDirectoryNamesItsOwner: node-2 started on
+// node-1's data directory, at node-2's own address, is refused naming
+// the directory's member and what to do: give node-2 its own. It was
+// refused as the owner of the directory with a changed address, with the
+// advice to remove node-2 and add it back, which replaces a healthy
+// member. A directory from before the node id record is told by the
+// peers it bootstrapped with, or by its own replica in the book of
+// peers' logs. Nothing in the directory changes, and node-1 starts on it.
+func TestStartOnAnotherNodesDataDirectoryNamesItsOwner(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 1})
+	own := c.cfgs[0]
+	dir := own.Cluster.DataDir
+	eventually(t, "node-1 books its own log", func() bool {
+		self, _, _ := readLogID(dir)
+		b, _ := os.ReadFile(filepath.Join(dir, peerLogsFile))
+		return strings.Contains(string(b), fmt.Sprintf(" %016x", self))
+	})
+	c.stop(0)
+	if b, err := os.ReadFile(filepath.Join(dir, nodeIDFile)); err != nil || string(b) != "node-1\n" {
+		t.Fatalf("the node id record: %q, %v", b, err)
+	}
+	other := own
+	other.Cluster.NodeID = "node-2"
+	other.Cluster.RaftAddress = fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)[0])
+	other.Cluster.Peers = map[string]string{"node-1": own.Cluster.RaftAddress, "node-2": other.Cluster.RaftAddress}
+	refused := func(what string) {
+		t.Helper()
+		before := dirstate.Must(t, dir)
+		want := "cluster.data_dir: " + dir + " is node-1's data directory (it ran with cluster.raft_address " + own.Cluster.RaftAddress +
+			"), not node-2's: give node-2 its own cluster.data_dir (--data-dir)"
+		for _, err := range []error{CheckDataDir(other), func() error {
+			_, err := Start(context.Background(), Options{Config: other, Logger: testLogger(t)})
+			return err
+		}()} {
+			if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "cluster remove") {
+				t.Errorf("%s: node-2 on node-1's data directory: %v\nwant it to say %q, and not to remove anything", what, err, want)
+			}
+		}
+		sameState(t, what+": the refused start", before, dirstate.Must(t, dir))
+	}
+	refused("with the record")
+	if err := os.Remove(filepath.Join(dir, nodeIDFile)); err != nil {
+		t.Fatal(err)
+	}
+	refused("a directory from before the record")
+	if err := os.Remove(filepath.Join(dir, bootPeersFile)); err != nil {
+		t.Fatal(err)
+	}
+	refused("a directory without the record or bootstrap peers (a member that joined)")
+	c.restart(0)
+	c.waitLeader(0)
+}
+
 // TestCheckDataDir: CheckDataDir refuses each data directory Start
 // refuses, with Start's error, and writes nothing: a wrong shard count,
 // incarnation or Raft address, another host, and each record damaged;

@@ -316,6 +316,10 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		nh.Close()
 		return nil, err
 	}
+	if err := n.recordNodeID(dir); err != nil {
+		nh.Close()
+		return nil, err
+	}
 	n.dataDir = newDataDirWatch(dir, opts.dataDirEvery, opts.dataDirStall)
 	if opts.dataDirWrite != nil {
 		n.dataDir.write = opts.dataDirWrite

@@ -219,6 +219,9 @@ func Restore(r io.Reader, o RestoreOptions) (out Restored, err error) {
 	if err := writeRecord(dir, shardCountFile, len(man.Shards)); err != nil {
 		return Restored{}, err
 	}
+	if err := writeDurably(dir, nodeIDFile, c.NodeID+"\n"); err != nil {
+		return Restored{}, err
+	}
 	// The restored state names the log each replica took part under: the
 	// member keeps its replica's, or its peers would refuse it as one
 	// that lost its log. A replica the old cluster never had draws one.
