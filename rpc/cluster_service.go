@@ -66,7 +66,7 @@ func (h ClusterHandler) Status(ctx context.Context, _ *connect.Request[pb.Cluste
 	if err != nil {
 		return nil, h.apiError(err)
 	}
-	out := &pb.ClusterStatusResponse{NodeId: st.NodeID, Version: Version(), Versions: st.Versions}
+	out := &pb.ClusterStatusResponse{NodeId: st.NodeID, Version: Version(), Versions: st.Versions, Consensus: st.Consensus}
 	// Every shard has the same members (membership changes apply to all).
 	var members []*pb.Member
 	for _, m := range st.Members {

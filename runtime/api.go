@@ -157,8 +157,12 @@ type ClusterStatus struct {
 	// (Compatibility()); members whose Versions differ are cut off
 	// from each other.
 	Versions string
-	Shards   []ShardStatus
-	Members  []Member
+	// Consensus is the consensus keys that should be the same on every
+	// member, as this member runs them (config.Consensus.Settings):
+	// members that show others run with other timing.
+	Consensus string
+	Shards    []ShardStatus
+	Members   []Member
 }
 
 // ShardStatus is one Raft group as this node sees it.

@@ -29,7 +29,7 @@ func (n *Node) Status(ctx context.Context) (ClusterStatus, error) {
 	if info == nil {
 		return ClusterStatus{}, ErrShuttingDown
 	}
-	st := ClusterStatus{NodeID: n.cfg.Cluster.NodeID, Versions: n.versions}
+	st := ClusterStatus{NodeID: n.cfg.Cluster.NodeID, Versions: n.versions, Consensus: n.cfg.Consensus.Settings()}
 	// A member cut off is neither leader nor follower, whatever
 	// Dragonboat remembers: it says why it is cut off, and knows no
 	// leader (a removed member keeps its old leader id, which sends it

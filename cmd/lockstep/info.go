@@ -833,6 +833,9 @@ func clusterWarnings(views []client.MemberStatus) []string {
 				"a member that does not run counts against the quorum", strings.Join(slices.Sorted(maps.Keys(unheard)), ", ")))
 		}
 	}
+	if w := settingsWarning(views); w != "" {
+		out = append(out, w)
+	}
 	return out
 }
 

@@ -262,7 +262,15 @@ type ClusterStatusResponse struct {
 	// snapshots 3" (how entries apply, how entries and snapshots are
 	// encoded). Members whose versions differ refuse each other's Raft
 	// traffic, so a cluster serves only while a majority shares them.
-	Versions      string `protobuf:"bytes,4,opt,name=versions,proto3" json:"versions,omitempty"`
+	Versions string `protobuf:"bytes,4,opt,name=versions,proto3" json:"versions,omitempty"`
+	// The consensus keys that should be the same on every member, as this
+	// node runs them: "election_timeout_ms=300, heartbeat_interval_ms=100,
+	// tick_interval_ms=100, snapshot_entries=10000, compaction_overhead=5000,
+	// max_batch=256" (keys without "consensus."). Members whose values differ
+	// still take each other's Raft traffic (leadership may move back and
+	// forth between them), so `lockstep cluster status` compares them and
+	// warns. Empty from a build before it.
+	Consensus     string `protobuf:"bytes,5,opt,name=consensus,proto3" json:"consensus,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -321,6 +329,13 @@ func (x *ClusterStatusResponse) GetVersion() string {
 func (x *ClusterStatusResponse) GetVersions() string {
 	if x != nil {
 		return x.Versions
+	}
+	return ""
+}
+
+func (x *ClusterStatusResponse) GetConsensus() string {
+	if x != nil {
+		return x.Consensus
 	}
 	return ""
 }
@@ -830,12 +845,13 @@ const file_lockstep_v1_cluster_proto_rawDesc = "" +
 	"\x0eHealthResponse\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\tR\x06status\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\"\x16\n" +
-	"\x14ClusterStatusRequest\"\x98\x01\n" +
+	"\x14ClusterStatusRequest\"\xb6\x01\n" +
 	"\x15ClusterStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x120\n" +
 	"\x06shards\x18\x02 \x03(\v2\x18.lockstep.v1.ShardStatusR\x06shards\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\tR\aversion\x12\x1a\n" +
-	"\bversions\x18\x04 \x01(\tR\bversions\"\xc1\x01\n" +
+	"\bversions\x18\x04 \x01(\tR\bversions\x12\x1c\n" +
+	"\tconsensus\x18\x05 \x01(\tR\tconsensus\"\xc1\x01\n" +
 	"\vShardStatus\x12\x19\n" +
 	"\bshard_id\x18\x01 \x01(\x04R\ashardId\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\tR\bleaderId\x12\x12\n" +
