@@ -51,6 +51,7 @@ type metrics struct {
 	raftRefused      *prometheus.CounterVec
 	lostLog          prometheus.Gauge
 	removed          prometheus.Gauge
+	settingsDiffer   *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -113,6 +114,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "1 once a peer refused this member as one that lost its log (its data directory made anew under a replica id that took part before): it must be replaced."}),
 		removed: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lockstep_raft_removed",
 			Help: "1 once a peer refused this member as removed from the cluster: it takes no part; stop it, or add it back."}),
+		settingsDiffer: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "lockstep_raft_peer_settings_differ",
+			Help: "Consensus keys (timing, snapshots, batch) a peer (by its Raft address) runs with other values than this member, as its last Raft connection to this member said: 0 when they agree. Expected during a rolling change of one of them; otherwise give every member the same values."}, []string{"peer"}),
 	}
 	if reg == nil {
 		return m, nil
@@ -120,7 +123,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, c := range []prometheus.Collector{m.leaderElections, m.commitLatency, m.applyLatency, m.entriesApplied,
 		m.commandsApplied, m.proposalsFailed, m.proposalsFlight, m.pendingRequests, m.activeLocks, m.sessions,
 		m.waiters, m.objects, m.isLeader, m.hasLeader, m.clockOffset, m.snapshotsSaved, m.snapshotsLoaded, m.snapshotBytes, m.sessionsExpired, m.watchSubscribers,
-		m.peerDials, m.peerSentBytes, m.peerSendFailures, m.peerDisconnects, m.raftReceived, m.raftRefused, m.lostLog, m.removed} {
+		m.peerDials, m.peerSentBytes, m.peerSendFailures, m.peerDisconnects, m.raftReceived, m.raftRefused, m.lostLog, m.removed, m.settingsDiffer} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {
@@ -178,6 +181,9 @@ type raftTraffic struct {
 	self   uint64  // this member's replica id
 	cut    *cutOff // the node's record of this member cut off (nil: none)
 	cutOff *cutOffLog
+	// settings says what peers run with other consensus settings (nil:
+	// nothing is said).
+	settings *settingsWatch
 }
 
 var _ transport.Observer = raftTraffic{}
@@ -207,6 +213,11 @@ func (r raftTraffic) Refused(reason string) {
 func (r raftTraffic) OtherPeers(peer, theirs, ours string) {
 	if r.cutOff != nil {
 		r.cutOff.otherPeers(peer, theirs, ours)
+	}
+}
+func (r raftTraffic) PeerSettings(peer, theirs string) {
+	if r.settings != nil {
+		r.settings.heard(peer, theirs)
 	}
 }
 func (r raftTraffic) Incompatible(peer, theirs string) {

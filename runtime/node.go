@@ -280,7 +280,9 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if !opts.dragonboatTransport {
 		// One write per frame and buffered reads, and a hello that keeps
 		// members of other versions or shard counts out (runtime/transport).
-		traffic := raftTraffic{m: n.metrics, self: n.replicaID, cut: &n.cut, cutOff: newCutOffLog(log, n.raftCompat, target.addrs)}
+		cutOff := newCutOffLog(log, n.raftCompat, target.addrs)
+		traffic := raftTraffic{m: n.metrics, self: n.replicaID, cut: &n.cut, cutOff: cutOff,
+			settings: newSettingsWatch(log, cfg.Consensus.Settings(), n.peerName(cutOff), n.metrics.settingsDiffer)}
 		// And an identity that keeps out a member that lost its log, which
 		// its peers have seen take part under another (runtime/peerlogs.go).
 		if n.logID, err = logID(dir); err != nil {
@@ -290,7 +292,8 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 			return nil, err
 		}
 		nhc.Expert.TransportFactory = transport.Factory{Observer: traffic, Compatibility: n.raftCompat, Credentials: n.raftCredentials,
-			Self: transport.Identity{Replica: n.replicaID, Log: n.logID}, Book: n.book, Peers: n.bootPeers}
+			Self: transport.Identity{Replica: n.replicaID, Log: n.logID}, Book: n.book, Peers: n.bootPeers,
+			Settings: cfg.Consensus.Settings()}
 	}
 	nh, err := dragonboat.NewNodeHost(nhc)
 	if err != nil {

@@ -45,6 +45,10 @@
 //	peers    uvarint length, then the bytes (or none): Factory.Peers, the
 //	         members the sender bootstrapped its cluster with, or "#" and
 //	         a digest of them when they would not fit in maxHello
+//	settings uvarint length, then the bytes (or none): Factory.Settings,
+//	         the sender's settings that should, but need not, be the same
+//	         on every member (its consensus timing): told to the
+//	         Observer, never refused
 //	...      more fields of the same shape, which a receiver that does
 //	         not know them skips (a later build's)
 //
@@ -76,6 +80,13 @@
 // the member refuses that connection itself: a leader's heartbeat would
 // otherwise carry a commit index beyond its empty log, on which Raft
 // panics.
+//
+// The settings are what a member should share with its peers but may run
+// apart from them for a while (Factory.Settings: the consensus timing,
+// which a rolling change alters one member at a time): a receiver that
+// takes a dialler's connection tells its Observer what the dialler's
+// hello said (PeerSettings), and refuses nothing for them. A hello
+// without them, from a build before them, is taken as before.
 //
 // The peers keep apart members that bootstrapped the cluster with other
 // initial members (Factory.Peers): a typo in one member's cluster.peers
@@ -229,6 +240,12 @@ type Factory struct {
 	// running cluster, or one whose data directory predates the record),
 	// and no peer is refused for its peers.
 	Peers string
+	// Settings is what this member's hello says of the settings that
+	// should be the same on every member but may differ without harm
+	// to the log (the consensus timing): the receiver of a connection
+	// tells its Observer the dialler's (PeerSettings), and refuses
+	// nothing for them. Opaque to the transport; empty: none said.
+	Settings string
 }
 
 // CanonicalPeers is the form of Factory.Peers: the members, "id=address",
@@ -326,13 +343,14 @@ func (f Factory) Create(nhc dbconfig.NodeHostConfig, onBatch raftio.MessageHandl
 	// build before the peers bounds every hello by; else their digest.
 	peers := f.Peers
 	largest := hello{compat: f.Compatibility, addr: nhc.RaftAddress, self: f.Self, refusal: refusedKnownOtherwise,
-		expect: Identity{Replica: 1, Log: 1}, peers: peers}
+		expect: Identity{Replica: 1, Log: 1}, peers: peers, settings: f.Settings}
 	if len(helloPayload(largest)) > maxHello {
 		peers = digestPeers(peers)
 	}
 	return &TCP{nhc: nhc, onBatch: onBatch, onChunk: onChunk, encrypted: nhc.MutualTLS, credentials: f.Credentials, obs: obs,
 		conns: map[net.Conn]struct{}{}, refused: map[string]refusal{}, compat: f.Compatibility, book: f.Book, id: f.Self,
-		peers: peers, hello: helloPayload(hello{compat: f.Compatibility, addr: nhc.RaftAddress, self: f.Self, peers: peers})}
+		peers: peers, settings: f.Settings,
+		hello: helloPayload(hello{compat: f.Compatibility, addr: nhc.RaftAddress, self: f.Self, peers: peers, settings: f.Settings})}
 }
 
 // Observer is told what the transport does, so that the node can count it
@@ -372,6 +390,11 @@ type Observer interface {
 	// refused this member's. theirs and ours are the hellos' peers
 	// fields (Factory.Peers, or "#" and a digest of them).
 	OtherPeers(peer, theirs, ours string)
+	// PeerSettings: this member took a connection from the member at
+	// peer (its Raft address), whose hello gave its Factory.Settings as
+	// theirs (never empty: a hello without them says nothing). Told at
+	// every connection taken, so the observer says each difference once.
+	PeerSettings(peer, theirs string)
 }
 
 type unobserved struct{}
@@ -384,6 +407,7 @@ func (unobserved) Refused(string)                      {}
 func (unobserved) Incompatible(_, _ string)            {}
 func (unobserved) CutOff(string, uint64, string, bool) {}
 func (unobserved) OtherPeers(_, _, _ string)           {}
+func (unobserved) PeerSettings(_, _ string)            {}
 
 // Validate implements dbconfig.TransportFactory: a Raft address is
 // host:port with a port in 1..65535.
@@ -410,6 +434,7 @@ type TCP struct {
 	book        Book     // Factory.Book
 	id          Identity // Factory.Self
 	peers       string   // Factory.Peers, or their digest (Create)
+	settings    string   // Factory.Settings
 	hello       []byte   // the payload of this member's hello
 
 	mu      sync.Mutex
@@ -861,7 +886,8 @@ func (t *TCP) refuseLostLog(h hello, conn net.Conn) {
 // answer writes, best effort, this member's hello with why the dialler's
 // was refused: it learns why and holds off.
 func (t *TCP) answer(conn net.Conn, why string) {
-	_ = t.write(conn, helloPayload(hello{compat: t.compat, addr: t.nhc.RaftAddress, self: t.id, refusal: why, peers: t.peers}))
+	_ = t.write(conn, helloPayload(hello{compat: t.compat, addr: t.nhc.RaftAddress, self: t.id, refusal: why, peers: t.peers,
+		settings: t.settings}))
 }
 
 // holdOff dials addr no more for refusedHoldOff, for r.
@@ -941,6 +967,9 @@ func (t *TCP) greeted(conn net.Conn, r *bufio.Reader) (hello, bool) {
 		return h, false
 	}
 	_ = conn.SetReadDeadline(time.Time{})
+	if h.settings != "" {
+		t.obs.PeerSettings(h.addr, h.settings)
+	}
 	return h, true
 }
 
@@ -998,7 +1027,8 @@ func (t *TCP) helloTo(target string) []byte {
 	if !ok {
 		return t.hello
 	}
-	return helloPayload(hello{compat: t.compat, addr: t.nhc.RaftAddress, self: t.id, expect: expect, peers: t.peers})
+	return helloPayload(hello{compat: t.compat, addr: t.nhc.RaftAddress, self: t.id, expect: expect, peers: t.peers,
+		settings: t.settings})
 }
 
 // hello is what a hello says: the sender's versions, Raft address and
@@ -1010,6 +1040,7 @@ type hello struct {
 	refusal      string
 	expect       Identity
 	peers        string
+	settings     string
 }
 
 func helloPayload(h hello) []byte {
@@ -1029,6 +1060,15 @@ func helloPayload(h hello) []byte {
 	}
 	// The optional fields, up to the last one set.
 	switch {
+	case h.settings != "":
+		identity(h.self)
+		b = binary.AppendUvarint(b, uint64(len(h.refusal)))
+		b = append(b, h.refusal...)
+		identity(h.expect)
+		b = binary.AppendUvarint(b, uint64(len(h.peers)))
+		b = append(b, h.peers...)
+		b = binary.AppendUvarint(b, uint64(len(h.settings)))
+		b = append(b, h.settings...)
 	case h.peers != "":
 		identity(h.self)
 		b = binary.AppendUvarint(b, uint64(len(h.refusal)))
@@ -1065,9 +1105,9 @@ func parseHello(b []byte) (h hello, ok bool) {
 		b = b[k+int(n):]
 		return v, true
 	}
-	var fields [6]string
+	var fields [7]string
 	for i := range fields {
-		if len(b) == 0 && i >= 2 { // the identity, refusal, expect and peers are optional
+		if len(b) == 0 && i >= 2 { // the identity, refusal, expect, peers and settings are optional
 			break
 		}
 		if fields[i], ok = field(); !ok {
@@ -1082,7 +1122,7 @@ func parseHello(b []byte) (h hello, ok bool) {
 			return hello{}, false
 		}
 	}
-	h = hello{compat: fields[0], addr: fields[1], refusal: fields[3], peers: fields[5]}
+	h = hello{compat: fields[0], addr: fields[1], refusal: fields[3], peers: fields[5], settings: fields[6]}
 	for _, f := range []struct {
 		text string
 		id   *Identity

@@ -697,6 +697,7 @@ type recorder struct {
 	removed  []string // "peer replica ours" of each CutOff for a removal
 	other    []string // "peer expected ours" of each CutOff for another replica
 	peers    []string // "peer theirs ours" of each OtherPeers
+	settings []string // "peer theirs" of each PeerSettings
 }
 
 func newRecorder() *recorder {
@@ -740,6 +741,12 @@ func (r *recorder) Incompatible(peer, theirs string) {
 func (r *recorder) OtherPeers(peer, theirs, ours string) {
 	r.mu.Lock()
 	r.peers = append(r.peers, peer+" "+theirs+" "+ours)
+	r.mu.Unlock()
+}
+
+func (r *recorder) PeerSettings(peer, theirs string) {
+	r.mu.Lock()
+	r.settings = append(r.settings, peer+" "+theirs)
 	r.mu.Unlock()
 }
 
@@ -1414,5 +1421,62 @@ func TestOtherPeersAreRefused(t *testing.T) {
 	h := hello{compat: "c", addr: "a:1", peers: ours}
 	if back, ok := parseHello(helloPayload(h)); !ok || back != h {
 		t.Errorf("parsed %+v %v, want %+v", back, ok, h)
+	}
+}
+
+// TestPeerSettingsAreToldNotRefused: a dialler whose hello gives other
+// settings (its consensus timing) is taken, and the receiver's observer
+// is told them at each connection; a dialler that gives none (a build
+// before them) is taken and nothing is told. A hello with settings keeps
+// the earlier fields where a build before them reads them, the settings
+// being one more field of the same shape, which that build skips, and it
+// stays within maxHello with the longest peers.
+func TestPeerSettingsAreToldNotRefused(t *testing.T) {
+	const ours, theirs = "election_timeout_ms=300", "election_timeout_ms=5000"
+	got := newRecorder()
+	r := newReceiver()
+	addr := startWith(t, Factory{Observer: got, Settings: ours}, dbconfig.NodeHostConfig{}, r).Addr().String()
+	for i, f := range []Factory{{Settings: theirs}, {Settings: theirs}, {}} {
+		conn, err := f.Create(dbconfig.NodeHostConfig{RaftAddress: "127.0.0.1:1"}, nil, nil).GetConnection(context.Background(), addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := conn.SendMessageBatch(sampleBatch(i, 10)); err != nil {
+			t.Fatal(err)
+		}
+		conn.Close()
+	}
+	r.wait(t, 3)
+	got.read(func() {
+		if len(got.refused) != 0 {
+			t.Errorf("refused %v: other settings are no reason to refuse a peer", got.refused)
+		}
+		if len(got.settings) != 2 || got.settings[0] != "127.0.0.1:1 "+theirs || got.settings[1] != got.settings[0] {
+			t.Errorf("told %q, want the dialler's settings at each of its two connections, nothing for the one without", got.settings)
+		}
+	})
+
+	h := hello{compat: "c", addr: "a:1", settings: theirs}
+	payload := helloPayload(h)
+	if back, ok := parseHello(payload); !ok || back != h {
+		t.Errorf("parsed %+v %v, want %+v", back, ok, h)
+	}
+	// What a build before the settings reads: the first six fields, and a
+	// last whole field it skips.
+	b := payload[1:]
+	for range 6 {
+		n, k := binary.Uvarint(b)
+		b = b[k+int(n):]
+	}
+	if n, k := binary.Uvarint(b); k <= 0 || string(b[k:]) != theirs || int(n) != len(theirs) {
+		t.Errorf("after six fields the hello has %q, want one field of the settings", b)
+	}
+	long := CanonicalPeers(map[string]string{"a": strings.Repeat("h", 300) + ":1", "b": strings.Repeat("i", 300) + ":2"})
+	tcp := Factory{Peers: long, Settings: ours, Compatibility: "rules 4, entries 1, snapshots 5, client keys 2, runtime 2, shards 1"}.
+		Create(dbconfig.NodeHostConfig{RaftAddress: "127.0.0.1:1"}, nil, nil).(*TCP)
+	largest := helloPayload(hello{compat: tcp.compat, addr: "127.0.0.1:1", self: Identity{1, 1}, refusal: refusedKnownOtherwise,
+		expect: Identity{1, 1}, peers: tcp.peers, settings: tcp.settings})
+	if len(largest) > maxHello {
+		t.Errorf("the largest hello is %d bytes, over maxHello (%d), which a build before the settings refuses", len(largest), maxHello)
 	}
 }
