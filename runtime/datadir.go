@@ -40,9 +40,13 @@ const (
 // incarnation record (which every start writes) and writes and syncs
 // probeFile. A read that fails makes the member unhealthy for good (what
 // was written while it was gone is lost, so a directory that comes back is
-// not trusted again); a write that fails, or a look that has not finished
-// after stallAfter, makes it unhealthy until a look succeeds. Each is said
-// once, at ERROR; the recovery at WARN.
+// not trusted again) and stops it (onGone: Node.Fatal, on which lockstep
+// serve exits): run on, it kept taking part on files that no longer
+// existed until Pebble, wanting a new one, panicked with a goroutine dump
+// (within a second under traffic), or until its next snapshot failed. A
+// write that fails, or a look that has not finished after stallAfter,
+// makes it unhealthy until a look succeeds. Each is said once, at ERROR;
+// the recovery at WARN.
 type dataDirWatch struct {
 	dir        string
 	marker     string
@@ -59,6 +63,8 @@ type dataDirWatch struct {
 	lastLook    atomic.Int64
 	// failing says stalled is a failed write, not a slow one (run's own).
 	failing bool
+	// onGone is told, once, that the directory is gone (nil: nothing is).
+	onGone func(error)
 }
 
 func newDataDirWatch(dir string, every, stallAfter time.Duration) *dataDirWatch {
@@ -75,9 +81,41 @@ func newDataDirWatch(dir string, every, stallAfter time.Duration) *dataDirWatch 
 
 // errGone is what a failed read of the marker makes of err.
 func (w *dataDirWatch) errGone(err error) error {
-	return fmt.Errorf("%w: %s is gone or cannot be read (%v): this member runs on the files it "+
-		"opened before, until its next snapshot fails and stops it; stop it, and replace it "+
-		"(docs/operations.md, Disk problems)", ErrDataDir, w.dir, errors.Unwrap(err))
+	return fmt.Errorf("%w: %s is gone or cannot be read (%v): this member stops now, since what it would "+
+		"write from here on is lost and it cannot keep what it acknowledged; do not start it again on this "+
+		"directory: replace it (remove it with lockstep cluster remove, then start it with an empty data "+
+		"directory, --join and the incarnation cluster add gives: docs/operations.md, A member whose disk is "+
+		"lost or suspect)", ErrDataDir, w.dir, errors.Unwrap(err))
+}
+
+// gone says whether the directory is gone: the marker cannot be read.
+// Its first finding is said at ERROR and told to onGone; later ones
+// return the same error and say nothing.
+func (w *dataDirWatch) gone(log *slog.Logger) error {
+	if w == nil {
+		return nil
+	}
+	if p := w.lost.Load(); p != nil {
+		return *p
+	}
+	_, err := os.Stat(w.marker)
+	if err == nil {
+		return nil
+	}
+	return w.markGone(w.errGone(err), log)
+}
+
+// markGone records that the directory is gone, with err, and says so
+// once; it returns the error recorded first.
+func (w *dataDirWatch) markGone(err error, log *slog.Logger) error {
+	if !w.lost.CompareAndSwap(nil, &err) {
+		return *w.lost.Load()
+	}
+	log.Error("the data directory is gone", "err", err)
+	if w.onGone != nil {
+		w.onGone(err)
+	}
+	return err
 }
 
 // writeProbe writes the time into probeFile and syncs it, as the log
@@ -162,8 +200,7 @@ func (w *dataDirWatch) run(stop <-chan struct{}, log *slog.Logger) {
 // settle records what a finished look found.
 func (w *dataDirWatch) settle(r lookResult, log *slog.Logger) {
 	if r.gone != nil {
-		w.lost.Store(&r.gone)
-		log.Error("the data directory is gone", "err", r.gone)
+		w.markGone(r.gone, log)
 		return
 	}
 	was := w.stalled.Load()

@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -98,6 +100,97 @@ func TestDataDirGoneIsNoticed(t *testing.T) {
 	}
 	if c := strings.Count(logs.String(), "the data directory is gone"); c != 1 {
 		t.Errorf("the ERROR line was logged %d times, want once", c)
+	}
+	// And it stops: it ran on the files it had open until Pebble, wanting
+	// a new one, panicked with a goroutine dump, or its next snapshot
+	// failed. Its line says so, and what to do.
+	select {
+	case err := <-n.Fatal():
+		if !errors.Is(err, ErrDataDir) || !strings.Contains(err.Error(), "this member stops now") ||
+			!strings.Contains(err.Error(), "replace it (remove it with lockstep cluster remove") {
+			t.Errorf("Fatal: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the member with its data directory gone was not told to stop")
+	}
+	if !strings.Contains(logs.String(), "this member stops now") {
+		t.Errorf("the ERROR line does not say the member stops:\n%s", logs.String())
+	}
+}
+
+// TestLogStoreLastWordsWhenTheDataDirIsGone: a line Pebble writes to the
+// standard logger just before it panics (Fatalf), or one Dragonboat
+// panics with, holds its goroutine when the node's data directory is
+// gone, and stops the member as the watch would: one ERROR line, Fatal
+// told, the raw panic and its goroutine dump never come. An operator's
+// trial deleted a follower's directory under traffic: 0.2 s after the
+// watch's line, "panic: 000004.log: ... no such file or directory" and
+// 180 lines of goroutines. A line with the directory there passes.
+func TestLogStoreLastWordsWhenTheDataDirIsGone(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "node-1")
+	var logs logBuffer
+	// A watch that looks rarely: the line finds the directory gone first.
+	n := startAloneWith(t, dir, portsInRange(t, 2), &logs, prometheus.NewRegistry(), func(o *Options) { o.dataDirEvery = time.Hour })
+	// Held for ever, as parkForever holds it: the goroutine ends there.
+	var parked atomic.Int32
+	was := parkForever
+	parkForever = func() { parked.Add(1); goruntime.Goexit() }
+	t.Cleanup(func() { parkForever = was })
+	// say runs f on a goroutine of its own, as Pebble and Dragonboat
+	// would, and waits for it to return or be held.
+	say := func(f func()) {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			f()
+		}()
+		<-done
+	}
+
+	// With the directory there, a line passes at ERROR, and a panic panics.
+	stdlog.Print("some line of the standard logger")
+	if parked.Load() != 0 || !strings.Contains(logs.String(), `level=ERROR msg="some line of the standard logger" node=node-1 component=stdlog`) {
+		t.Fatalf("a line with the directory there: parked %d\n%s", parked.Load(), logs.String())
+	}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("Dragonboat's Panicf did not panic with the directory there")
+			}
+		}()
+		slogAdapter{pkg: "logdb"}.Panicf("some failure")
+	}()
+
+	if err := os.Rename(dir, dir+".gone"); err != nil {
+		t.Fatal(err)
+	}
+	const last = "000004.log:\norig err: open " + "logdb-0/000004.log: no such file or directory"
+	say(func() { stdlog.Print(last); panic("Pebble's panic") })           // Pebble's Fatalf
+	say(func() { slogAdapter{pkg: "logdb"}.Panicf("%s", "save failed") }) // Dragonboat's
+	if got := parked.Load(); got != 2 {
+		t.Fatalf("%d goroutines held, want both that were about to panic", got)
+	}
+	select {
+	case err := <-n.Fatal():
+		if !errors.Is(err, ErrDataDir) || !strings.Contains(err.Error(), dir+" is gone") {
+			t.Errorf("Fatal: %v", err)
+		}
+	default:
+		t.Fatal("the member was not told to stop")
+	}
+	out := logs.String()
+	if c := strings.Count(out, `level=ERROR msg="the data directory is gone"`); c != 1 {
+		t.Errorf("%d ERROR lines for the directory, want one:\n%s", c, out)
+	}
+	if strings.Contains(out, "000004.log") || strings.Contains(out, "save failed") {
+		t.Errorf("the raw last words came out beside the one ERROR line:\n%s", out)
+	}
+	// The watch finds it gone too, later: nothing more is said.
+	if err := n.dataDir.gone(n.log); err == nil {
+		t.Fatal("the watch finds the directory there")
+	}
+	if c := strings.Count(logs.String(), "the data directory is gone"); c != 1 {
+		t.Errorf("said %d times, want once", c)
 	}
 }
 

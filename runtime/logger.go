@@ -58,6 +58,44 @@ type logTarget struct {
 	lastPreVote      time.Time  // the last "became PreVote candidate" said at info
 	lastStall        time.Time  // the last "had N LocalTick msgs in one batch" said at its level
 	lastStallTicks   int        // its N
+
+	// gone, once the node started, says whether its data directory is
+	// gone (dataDirWatch.gone: said at ERROR and told to Node.Fatal the
+	// first time); nil before.
+	gone atomic.Pointer[func() error]
+}
+
+func (t *logTarget) setGone(f func() error) *func() error {
+	t.gone.Store(&f)
+	return &f
+}
+
+// parkForever holds the goroutine that found the data directory gone
+// before it panics: the process exits on Node.Fatal first. A test
+// stands in one that returns.
+var parkForever = func() { select {} }
+
+// stopIfGone holds the calling goroutine of Pebble or Dragonboat, about
+// to panic (Pebble's Fatalf writes its line to the standard logger just
+// before, Dragonboat's Panicf to its logger), when the node's data
+// directory is gone: the member stops on Node.Fatal with one ERROR line
+// saying what happened and what to do, where it stopped with the raw
+// panic of the first file it missed ("000004.log: ... no such file or
+// directory") and 180 lines of goroutine dump. msg is their line, kept
+// at DEBUG. It returns when the directory is there.
+func (t *logTarget) stopIfGone(msg string) {
+	f := t.gone.Load()
+	if f == nil || throughStdLog(t.log.Handler()) {
+		// With slog's default handler the ERROR line would go through
+		// the standard logger, whose lock Pebble's line holds here: it
+		// would wait for ever, and Fatal with it. Such a node (started
+		// without a Logger; lockstep serve gives one) panics as before.
+		return
+	}
+	if err := (*f)(); err != nil {
+		t.log.Debug("the log store's last words, the data directory being gone", "said", msg)
+		parkForever()
+	}
 }
 
 // preVoteEvery bounds "became PreVote candidate" at info: a member that
@@ -117,6 +155,7 @@ var diskFailures = []string{"no space left on device", "input/output error", "re
 func (pebbleLines) Write(p []byte) (int, error) {
 	t := current()
 	msg := strings.TrimRight(string(p), "\n")
+	t.stopIfGone(msg)
 	for _, w := range diskFailures {
 		if strings.Contains(msg, w) {
 			msg = "the log store failed: " + msg + ": the disk under cluster.data_dir is full or failing, and the member stops " +
@@ -174,6 +213,7 @@ func (a slogAdapter) Warningf(f string, v ...any) { a.log(current(), slog.LevelW
 func (a slogAdapter) Errorf(f string, v ...any)   { a.log(current(), slog.LevelError, f, v) }
 func (a slogAdapter) Panicf(f string, v ...any) {
 	msg := fmt.Sprintf(f, v...)
+	current().stopIfGone(msg)
 	a.log(current(), slog.LevelError, "%s", []any{msg})
 	panic(msg)
 }

@@ -85,6 +85,30 @@ type Node struct {
 	// bootPeers is the peers this member bootstrapped its cluster with,
 	// which its Raft hello carries ("" none: runtime/bootpeers.go).
 	bootPeers string
+
+	// fatal is sent, once (fatalOnce), why the member must stop at once
+	// (Fatal).
+	fatal     chan error
+	fatalOnce sync.Once
+	// logs is where Dragonboat's lines go, and goneCheck what it asks
+	// them about this node's data directory (logTarget.gone).
+	logs      *logTarget
+	goneCheck *func() error
+}
+
+// Fatal is sent, once, why this member must stop at once: its data
+// directory is gone (deleted, unmounted, unreadable), so what it writes
+// from then on is lost and it can no longer keep what it acknowledged.
+// It has said so at ERROR, with what to do. The process should exit
+// then, without Close, which would write into the directory: Dragonboat
+// and Pebble stop with a panic and a goroutine dump at their next file
+// in it, and the goroutine of theirs that found the directory gone first
+// is held, so that the exit comes before their panic.
+func (n *Node) Fatal() <-chan error { return n.fatal }
+
+// fail sends err on Fatal, the first time only.
+func (n *Node) fail(err error) {
+	n.fatalOnce.Do(func() { n.fatal <- err })
 }
 
 // CheckPeers refuses a first start that knows no members: neither
@@ -214,6 +238,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		stopped:         make(chan struct{}),
 		stop:            make(chan struct{}),
 		bootPeers:       boot,
+		fatal:           make(chan error, 1),
 	}
 	n.drainTimeout = 2*n.proposalTimeout + time.Second
 	for id := range cfg.Cluster.Peers {
@@ -324,6 +349,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		return nil, err
 	}
 	n.dataDir = newDataDirWatch(dir, opts.dataDirEvery, opts.dataDirStall)
+	n.dataDir.onGone = n.fail
 	if opts.dataDirWrite != nil {
 		n.dataDir.write = opts.dataDirWrite
 	}
@@ -365,6 +391,10 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 			n.balance(bt)
 		}()
 	}
+	// Once the directory's records are written: a line Pebble or
+	// Dragonboat logs before it panics first asks whether the directory
+	// is gone, and stops the member as the watch would.
+	n.logs, n.goneCheck = target, target.setGone(func() error { return n.dataDir.gone(log) })
 	log.Info("node started", "replica_id", fmt.Sprintf("%x", n.replicaID), "raft_address", cfg.Cluster.RaftAddress,
 		"data_dir", dir, "rtt_ms", rtt, "heartbeat_rtt", hb, "election_rtt", el)
 	return n, nil
@@ -555,6 +585,12 @@ func (n *Node) close() error {
 	}
 	n.nh.Close()
 	n.running.stopped()
+	if n.logs != nil && n.goneCheck != nil {
+		// Dragonboat's lines may go on to this target until another
+		// node starts (tests run several): they must not ask about a
+		// directory this node no longer runs on.
+		n.logs.gone.CompareAndSwap(n.goneCheck, nil)
+	}
 	n.log.Info("node closed")
 	return nil
 }

@@ -409,6 +409,13 @@ func runNode(cfg config.Config, f *serveFlags, base *slog.Logger, stdout io.Writ
 	case err := <-serveErr:
 		log.Error("stopping", "err", err)
 		code = exitError
+	case <-node.Fatal():
+		// The node said why at ERROR, with what to do (its data
+		// directory is gone). Exit now, without the drain, whose Close
+		// would write into the directory: Pebble's panic at its next
+		// file there would come first, with a goroutine dump. What was
+		// acknowledged is on the other members, as after a kill -9.
+		return exitError
 	}
 	go func() {
 		sig := <-signals
