@@ -228,6 +228,10 @@ type AddedMember struct {
 	// may be running. False from servers that do not send the header, and
 	// true after a retry whose lost first attempt had added the node.
 	AlreadyMember bool
+	// Deployment is the Raft deployment the node must start with
+	// (--deployment, cluster.deployment) when the cluster was restored
+	// from a backup (the Lockstep-Deployment header); "" otherwise.
+	Deployment string
 }
 
 // AddMember is AddNode, answering also whether the node was a member
@@ -239,7 +243,8 @@ func (c *Client) AddMember(ctx context.Context, nodeID, raftAddress string) (Add
 			NodeId: nodeID, RaftAddress: raftAddress}))
 		if err == nil {
 			added = AddedMember{Incarnation: r.Header().Get("Lockstep-Incarnation"),
-				AlreadyMember: r.Header().Get("Lockstep-Already-Member") == "true"}
+				AlreadyMember: r.Header().Get("Lockstep-Already-Member") == "true",
+				Deployment:    r.Header().Get("Lockstep-Deployment")}
 		}
 		return err
 	})

@@ -103,6 +103,25 @@ type Cluster struct {
 	// Raft never reuses a removed replica id, so a node added again starts
 	// with the incarnation AddNode reported. Defaults to 0.
 	Incarnation int `yaml:"incarnation"`
+	// Deployment is the Raft deployment of a cluster restored from a
+	// backup, 16 hex digits, for a node that joins it: what AddNode
+	// answered (Lockstep-Deployment). Its members refuse a member of
+	// another deployment. Read at the first start only, on an empty data
+	// directory, which records it; empty: Lockstep's own, or the one the
+	// data directory records.
+	Deployment string `yaml:"deployment,omitempty"`
+}
+
+// ParseDeployment reads cluster.deployment: 0 for none.
+func ParseDeployment(s string) (uint64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	v, err := strconv.ParseUint(s, 16, 64)
+	if err != nil || v == 0 || len(s) != 16 {
+		return 0, fmt.Errorf("cluster.deployment: %q is not a deployment: give the 16 hex digits lockstep cluster add printed (--deployment)", s)
+	}
+	return v, nil
 }
 
 // Consensus holds the Raft settings, the same on every member.
@@ -503,6 +522,9 @@ func (c Cluster) validate() error {
 	}
 	if c.Incarnation < 0 || c.Incarnation > MaxIncarnation {
 		add("cluster.incarnation: must be within 0..%d, got %d", MaxIncarnation, c.Incarnation)
+	}
+	if _, err := ParseDeployment(c.Deployment); err != nil {
+		errs = append(errs, err)
 	}
 	// A joiner learns the members from the cluster; the peers name this
 	// node by its id and address, whose own errors come first. None at

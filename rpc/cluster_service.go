@@ -97,6 +97,11 @@ const IncarnationHeader = "Lockstep-Incarnation"
 // second process for it. Absent otherwise (and from older servers).
 const AlreadyMemberHeader = "Lockstep-Already-Member"
 
+// DeploymentHeader carries, in AddNode's answer, the Raft deployment the
+// added node must start with (--deployment) when the cluster was
+// restored from a backup and runs under one of its own. Absent otherwise.
+const DeploymentHeader = "Lockstep-Deployment"
+
 func (h ClusterHandler) AddNode(ctx context.Context, req *connect.Request[pb.AddNodeRequest]) (*connect.Response[pb.AddNodeResponse], error) {
 	ctx, cancel := context.WithTimeout(ctx, h.opts.RequestTimeout)
 	defer cancel()
@@ -109,6 +114,9 @@ func (h ClusterHandler) AddNode(ctx context.Context, req *connect.Request[pb.Add
 		resp.Header().Set(IncarnationHeader, strconv.Itoa(added.Incarnation))
 		if added.AlreadyMember {
 			resp.Header().Set(AlreadyMemberHeader, "true")
+		}
+		if added.Deployment != "" {
+			resp.Header().Set(DeploymentHeader, added.Deployment)
 		}
 		return resp, nil
 	}

@@ -34,6 +34,7 @@ func TestAddNodeSaysWhenAlreadyAMember(t *testing.T) {
 	}{
 		{runtime.AddedMember{Incarnation: 2}, "2", ""},
 		{runtime.AddedMember{Incarnation: 1, AlreadyMember: true}, "1", "true"},
+		{runtime.AddedMember{Incarnation: 2, Deployment: "6c6f636b73746571"}, "2", ""},
 	} {
 		s := startServer(t, func(o *rpc.Options) { o.Backend = addingBackend{Backend: o.Backend, added: tc.added} })
 		cl := lockstepv1connect.NewClusterServiceClient(http.DefaultClient, s.url)
@@ -46,6 +47,9 @@ func TestAddNodeSaysWhenAlreadyAMember(t *testing.T) {
 		}
 		if got := r.Header().Get(rpc.AlreadyMemberHeader); got != tc.member {
 			t.Errorf("%+v: %s %q, want %q", tc.added, rpc.AlreadyMemberHeader, got, tc.member)
+		}
+		if got := r.Header().Get(rpc.DeploymentHeader); got != tc.added.Deployment {
+			t.Errorf("%+v: %s %q, want %q", tc.added, rpc.DeploymentHeader, got, tc.added.Deployment)
 		}
 	}
 }

@@ -214,7 +214,7 @@ func TestRestoreOfANodeIDTheBackedUpClusterRemoved(t *testing.T) {
 	if err := c.nodes[other].TransferLeadership(tctx(t), 0, "node-3"); err != nil {
 		t.Fatalf("transferring to node-3 through node-%d: %v", other+1, err)
 	}
-	if added, err := c.nodes[other].AddMember(tctx(t), "node-3", peers["node-3"]); err != nil || added != (AddedMember{Incarnation: 1, AlreadyMember: true}) {
+	if added, err := c.nodes[other].AddMember(tctx(t), "node-3", peers["node-3"]); err != nil || added.Incarnation != 1 || !added.AlreadyMember {
 		t.Fatalf("adding node-3 at its own address: %+v, %v; want it a member already, as incarnation 1", added, err)
 	}
 	// Restarted as the operator's files say, each in turn, node-3 last
@@ -238,26 +238,17 @@ func TestRestoreOfANodeIDTheBackedUpClusterRemoved(t *testing.T) {
 		t.Fatalf("removing node-3: %+v, %v", removed, err)
 	}
 	added, err := n.AddMember(tctx(t), "node-3", peers["node-3"])
-	if err != nil || added != (AddedMember{Incarnation: 2}) {
-		t.Fatalf("adding node-3 back: %+v, %v; want incarnation 2", added, err)
+	// A member that joins a restored cluster runs under its deployment,
+	// which only the restored members' directories record: the add
+	// answers it (it was copied in by hand).
+	restored, _ := readDeployment(c.cfgs[0].Cluster.DataDir)
+	if err != nil || added != (AddedMember{Incarnation: 2, Deployment: fmt.Sprintf("%016x", restored)}) || restored == deploymentID {
+		t.Fatalf("adding node-3 back: %+v, %v; want incarnation 2 and the restored deployment %016x", added, err, restored)
 	}
 	if err := os.RemoveAll(c.cfgs[2].Cluster.DataDir); err != nil {
 		t.Fatal(err)
 	}
-	// A member that joins a restored cluster runs under its deployment,
-	// which only the restored members' directories record: it is copied
-	// in (docs/operations.md, Restoring; no command gives it yet).
-	dep, err := os.ReadFile(filepath.Join(c.cfgs[0].Cluster.DataDir, deploymentFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(c.cfgs[2].Cluster.DataDir, 0o750); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(c.cfgs[2].Cluster.DataDir, deploymentFile), dep, 0o640); err != nil {
-		t.Fatal(err)
-	}
-	c.cfgs[2].Cluster.Join, c.cfgs[2].Cluster.Incarnation = true, 2
+	c.cfgs[2].Cluster.Join, c.cfgs[2].Cluster.Incarnation, c.cfgs[2].Cluster.Deployment = true, 2, added.Deployment
 	c.restart(2)
 	eventually(t, "node-3, added back, holds what the others hold", func() bool {
 		st := status(t, c.nodes[2], core.KindMutex, "a", true)
@@ -797,4 +788,45 @@ func TestStartRemovesWhatInterruptedBackupsLeft(t *testing.T) {
 		t.Errorf("want one INFO line naming what was removed, got:\n%s", strings.Join(lines, "\n"))
 	}
 	do(t, c.nodes[0], core.Command{Op: core.OpSessionCreate, TTLMs: 60000, Owner: "test"})
+}
+
+// TestAdoptDeployment: a node that joins a restored cluster records the
+// deployment it was given in its empty data directory, and runs under it;
+// one given to a directory that records another, to one that holds a
+// member already, or to a first start that does not join is refused,
+// with nothing written.
+func TestAdoptDeployment(t *testing.T) {
+	const dep = "6c6f636b73746571"
+	join := config.Cluster{Join: true, Deployment: dep}
+	dir := t.TempDir()
+	if err := adoptDeployment(dir, true, join); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := readDeployment(dir); err != nil || fmt.Sprintf("%016x", d) != dep {
+		t.Fatalf("the deployment recorded: %016x, %v; want %s", d, err, dep)
+	}
+	if err := adoptDeployment(dir, false, join); err != nil {
+		t.Fatalf("a restart given the same deployment: %v", err)
+	}
+	other := join
+	other.Deployment = "6c6f636b73746572"
+	if err := adoptDeployment(dir, false, other); err == nil || !strings.Contains(err.Error(), "records the deployment "+dep) {
+		t.Fatalf("another deployment than the one recorded: %v", err)
+	}
+	held := t.TempDir() // a member of Lockstep's own deployment, no record
+	if err := adoptDeployment(held, false, join); err == nil || !strings.Contains(err.Error(), "holds a member of Lockstep's own deployment") {
+		t.Fatalf("a deployment given to a directory that holds a member: %v", err)
+	}
+	fresh := t.TempDir()
+	if err := adoptDeployment(fresh, true, config.Cluster{Deployment: dep}); err == nil || !strings.Contains(err.Error(), "only with --join") {
+		t.Fatalf("a deployment given to a first start that does not join: %v", err)
+	}
+	for _, d := range []string{held, fresh} {
+		if _, found, _ := readHexRecord(d, deploymentFile, "", ""); found {
+			t.Fatalf("a refused deployment was recorded in %s", d)
+		}
+	}
+	if err := adoptDeployment(t.TempDir(), true, config.Cluster{Join: true, Deployment: "xyz"}); err == nil || !strings.Contains(err.Error(), "16 hex digits") {
+		t.Fatalf("a malformed deployment: %v", err)
+	}
 }

@@ -66,6 +66,10 @@ type AddedMember struct {
 	// running already, and a second process must not be started for it.
 	// A call whose attempt added it before a retry says false.
 	AlreadyMember bool
+	// Deployment is the Raft deployment the node must run under, 16 hex
+	// digits (cluster.deployment), for a cluster restored from a backup;
+	// "" for Lockstep's own, which a node runs under without being told.
+	Deployment string
 }
 
 // AddMember is AddNode, answering the incarnation the node must start with
@@ -138,7 +142,11 @@ func (n *Node) AddMember(ctx context.Context, nodeID, raftAddress string) (Added
 			return AddedMember{}, fmt.Errorf("runtime: adding %s to %s: %w", nodeID, sh, err)
 		}
 	}
-	return AddedMember{Incarnation: incarnation, AlreadyMember: !foundMissing}, nil
+	added := AddedMember{Incarnation: incarnation, AlreadyMember: !foundMissing}
+	if n.deployment != deploymentID {
+		added.Deployment = fmt.Sprintf("%016x", n.deployment)
+	}
+	return added, nil
 }
 
 // pickIncarnation finds nodeID's replica id in mem: the current one (id 0

@@ -44,6 +44,7 @@ type Node struct {
 	// when it reads the files.
 	raftCredentials func() (*tls.Certificate, *x509.CertPool)
 	raftCompat      string // what the Raft hello carries: versions and the shard count
+	deployment      uint64 // the Raft deployment it runs under (deploymentID, or a restored cluster's)
 	// book is where the logs peers took part under are kept (nil with
 	// Dragonboat's own transport, in tests); logID is this member's own.
 	book  *peerLogs
@@ -214,6 +215,9 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("cluster.data_dir: %w", err)
 	}
+	if err := adoptDeployment(dir, fresh, cfg.Cluster); err != nil {
+		return nil, err
+	}
 	boot, err := bootPeers(dir, fresh, cfg.Cluster)
 	if err != nil {
 		return nil, err
@@ -268,6 +272,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	n.deployment = deployment
 	nhc := nodeHostConfig(cfg, dir, deployment)
 	nhc.RaftEventListener = leaderListener{n}
 	// Membership changes reach the book of peers' logs.

@@ -517,6 +517,36 @@ func restoredDeployment(man BackupManifest, members map[uint64]string, bump uint
 	return d
 }
 
+// adoptDeployment records, in the empty data directory of a node that
+// joins a restored cluster, the deployment it was given
+// (cluster.deployment: what AddNode answered), so that it runs under it;
+// the restored members refuse any other at the Raft hello, and only their
+// own directories recorded it (it was copied by hand). A deployment given
+// to a directory that records another, or holds a member already under
+// Lockstep's own, or to a first start that does not join, is refused.
+func adoptDeployment(dir string, fresh bool, c config.Cluster) error {
+	want, err := config.ParseDeployment(c.Deployment)
+	if err != nil || want == 0 {
+		return err
+	}
+	have, found, err := readHexRecord(dir, deploymentFile, "a deployment id", "the data directory was damaged; restore the member again")
+	switch {
+	case err != nil:
+		return err
+	case found && have == want:
+		return nil
+	case found:
+		return fmt.Errorf("cluster.deployment %016x: the data directory %s records the deployment %016x, which its member runs under: "+
+			"drop --deployment (it is read at a joining node's first start only)", want, dir, have)
+	case !fresh:
+		return fmt.Errorf("cluster.deployment %016x: the data directory %s holds a member of Lockstep's own deployment: "+
+			"drop --deployment, or start the joining node on an empty data directory", want, dir)
+	case !c.Join:
+		return fmt.Errorf("cluster.deployment %016x: give it only with --join, to a node 'lockstep cluster add' added to a restored cluster", want)
+	}
+	return writeHexRecord(dir, deploymentFile, want)
+}
+
 // readDeployment is the Raft deployment id dir's member runs under: a
 // restored member's record, or deploymentID.
 func readDeployment(dir string) (uint64, error) {

@@ -88,6 +88,10 @@ func TestClusterAddOfAMember(t *testing.T) {
 			"added node-4 at 127.0.0.1:27004; start it with --join --incarnation 0\n"},
 		{http.Header{rpc.IncarnationHeader: {"1"}, rpc.AlreadyMemberHeader: {"true"}},
 			"node-4 is already a member at 127.0.0.1:27004, incarnation 1: nothing changed; if it has never run (an empty data directory), start it with --join --incarnation 1\n"},
+		// A cluster restored from a backup: the node must run under its
+		// deployment, which only the restored members' directories had.
+		{http.Header{rpc.IncarnationHeader: {"0"}, rpc.DeploymentHeader: {"6c6f636b73746571"}},
+			"added node-4 at 127.0.0.1:27004; start it with --join --incarnation 0 --deployment 6c6f636b73746571\n"},
 	} {
 		mux := http.NewServeMux()
 		mux.Handle(lockstepv1connect.NewClusterServiceHandler(&addServer{header: tc.header}))

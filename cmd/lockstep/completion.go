@@ -51,7 +51,7 @@ _lockstep() {
       esac ;;
     completion) COMPREPLY=($(compgen -W "bash zsh" -- "$cur")) ;;
     version) COMPREPLY=($(compgen -W "-o -h" -- "$cur")) ;;
-    serve)   COMPREPLY=($(compgen -W "--config --check --dev --insecure --pprof --node-id --data-dir --api-address --raft-address --metrics-address --peers --join --incarnation --election-timeout-ms --heartbeat-interval-ms --shards --tick-interval-ms --snapshot-entries --compaction-overhead --max-batch --ride-along-ms --default-ttl-seconds --max-wait-time-seconds --cleanup-interval-seconds --log-format --log-level --drain-timeout -h" -- "$cur")) ;;
+    serve)   COMPREPLY=($(compgen -W "--config --check --dev --insecure --pprof --node-id --data-dir --api-address --raft-address --metrics-address --peers --join --incarnation --deployment --election-timeout-ms --heartbeat-interval-ms --shards --tick-interval-ms --snapshot-entries --compaction-overhead --max-batch --ride-along-ms --default-ttl-seconds --max-wait-time-seconds --cleanup-interval-seconds --log-format --log-level --drain-timeout -h" -- "$cur")) ;;
   esac
 }
 complete -o default -F _lockstep lockstep

@@ -130,6 +130,8 @@ func newConfigFlags(name string, stderr io.Writer, only []string) *serveFlags {
 	})
 	num("incarnation", "cluster.incarnation", "the incarnation AddNode reported for a node added again",
 		func(c *config.Config, v int) { c.Cluster.Incarnation = v })
+	str("deployment", "cluster.deployment", "with --join, the deployment of a restored cluster that 'lockstep cluster add' printed",
+		func(c *config.Config, v string) { c.Cluster.Deployment = v })
 	num("election-timeout-ms", "consensus.election_timeout_ms", "Raft election timeout",
 		func(c *config.Config, v int) { c.Consensus.ElectionTimeoutMs = v })
 	num("heartbeat-interval-ms", "consensus.heartbeat_interval_ms", "Raft heartbeat interval",

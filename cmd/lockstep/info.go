@@ -593,15 +593,22 @@ Examples:
 		if inc == "" {
 			inc = "0"
 		}
+		flags := "--join --incarnation " + inc
+		if added.Deployment != "" {
+			// A cluster restored from a backup: its members refuse a
+			// node of another deployment, which only their own data
+			// directories recorded.
+			flags += " --deployment " + added.Deployment
+		}
 		if added.AlreadyMember {
 			// AddNode is idempotent: the advice for a new member would
 			// start a second process for one that may be running. The
 			// advice stays for one added but never started (or added by
 			// a retried call whose first answer was lost).
-			fmt.Fprintf(stdout, "%s is already a member at %s, incarnation %s: nothing changed; if it has never run (an empty data directory), start it with --join --incarnation %s\n",
-				pos[1], pos[2], inc, inc)
+			fmt.Fprintf(stdout, "%s is already a member at %s, incarnation %s: nothing changed; if it has never run (an empty data directory), start it with %s\n",
+				pos[1], pos[2], inc, flags)
 		} else {
-			fmt.Fprintf(stdout, "added %s at %s; start it with --join --incarnation %s\n", pos[1], pos[2], inc)
+			fmt.Fprintf(stdout, "added %s at %s; start it with %s\n", pos[1], pos[2], flags)
 		}
 	case "remove":
 		if len(pos) != 2 {
