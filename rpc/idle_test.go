@@ -94,3 +94,26 @@ func TestIdleBodyHoldsWithoutAPushPerRequest(t *testing.T) {
 		t.Fatalf("the deadline after the last request ended is %v, want about %v after it ended", last.Sub(ended), timeout)
 	}
 }
+
+// TestIdleBodyInterruptAfterStopLeavesTheWriter: ending a session stream
+// (a reload that withdrew its credentials) sets its read deadline to wake
+// its read, but not once its handler returned: net/http's HTTP/2 writer of
+// a finished stream crashed the member with a nil dereference.
+func TestIdleBodyInterruptAfterStopLeavesTheWriter(t *testing.T) {
+	body := func() (*idleBody, *deadlineRecorder) {
+		w := &deadlineRecorder{ResponseRecorder: httptest.NewRecorder()}
+		return &idleBody{ReadCloser: io.NopCloser(strings.NewReader("")), rc: http.NewResponseController(w),
+			timeout: time.Hour, rearm: time.Minute}, w
+	}
+	open, w := body()
+	open.interrupt()
+	if len(w.deadlines()) != 1 {
+		t.Fatalf("interrupting an open stream set deadlines %v, want one", w.deadlines())
+	}
+	ended, w := body()
+	ended.stop()
+	ended.interrupt()
+	if len(w.deadlines()) != 0 {
+		t.Fatalf("interrupting a stream whose handler returned set deadlines %v, want none", w.deadlines())
+	}
+}

@@ -339,10 +339,18 @@ func interruptRead(ctx context.Context) {
 	}
 }
 
-// interrupt makes the body's blocked read return now.
+// interrupt makes the body's blocked read return now. Once the stream's
+// handler returned (stop), it does nothing: the response writer is gone,
+// and setting its deadline then crashed the member (net/http's HTTP/2
+// writer dereferences its finished stream), which a reload racing the
+// stream's end could do (streamCreds.revoke ends the stream from a
+// goroutine of its own).
 func (b *idleBody) interrupt() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.stopped {
+		return
+	}
 	b.stopped = true
 	if b.check != nil {
 		b.check.Stop()
