@@ -44,6 +44,14 @@ type Principal struct {
 	// "mtls", "api_key", "basic" (an Authorization: Basic header, which
 	// package security always refuses), or "none".
 	Auth string
+	// Expires is when the credentials that proved the caller stop being
+	// good (a client certificate's NotAfter); zero for credentials that
+	// do not expire (an API key). A new request is checked by
+	// Authenticate, but what they opened would outlive them: with a
+	// Reloadable authenticator, a stream and a wait they opened end then,
+	// with unauthenticated, as a reload that withdrew them would end
+	// them (revoke.go).
+	Expires time.Time
 }
 
 // Authenticator names the caller of a request, or refuses it with
@@ -224,6 +232,9 @@ func (s *service) serveMessage(ctx context.Context, procedure, peer string, msg 
 	a := audit{s.opts.Auditor}
 	_, quiet := a.a.(noAudit)
 	err := revoked(ctx)
+	if err == nil {
+		err = expiredAt(PrincipalFrom(ctx), start)
+	}
 	if err == nil && !quiet {
 		err = a.healthy()
 	}
@@ -386,6 +397,7 @@ func inFlight[T any](o *openStreams, ctx context.Context, st *openStream, msg an
 	st.setRequest(msg)
 	o.add(st, reloads)
 	defer o.remove(st)
+	defer st.expiry.stop() // armed once it waits
 	out, err := call(o.waitingIn(ctx, st, w))
 	if err != nil {
 		if rerr := w.err(); rerr != nil {
@@ -437,6 +449,11 @@ func (i authn) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.S
 			}}
 		i.open.add(st, reloads)
 		defer i.open.remove(st)
+		// Its credentials' expiry ends it, as a reload that withdrew them
+		// would: a client certificate is checked at each new request, not
+		// again on what it opened.
+		i.open.watchExpiry(st)
+		defer st.expiry.stop()
 		if !isSessionStream(conn.Spec().Procedure) {
 			// Watch and Observe: what their first message asks is
 			// authorized again at each reload.

@@ -17,6 +17,15 @@ package rpc
 // reload; so is an Observe stream of a name its principal may no longer
 // read, and each request waiting on a session stream. A reviewer's
 // revoked principal was granted a lock a second after the reload.
+//
+// Credentials that expire (a client certificate, Principal.Expires) are
+// refused to each new request by Authenticate, but what they opened would
+// outlive them until the next reload (the TLS handshake is not repeated:
+// an HTTP/2 connection and its streams last for hours), and short-lived
+// client certificates are docs/security.md's way to revoke. So each open
+// stream, and each call once it waits, holds one timer at its
+// credentials' expiry, which ends it as a reload that withdrew them would
+// (expired), and stops when it ends.
 
 import (
 	"context"
@@ -47,6 +56,9 @@ var (
 	// errDenied is the cause a request in flight is ended with when the
 	// ACL reloaded no longer allows it.
 	errDenied = errors.New("the ACL in force since a reload of the security settings no longer allows this request")
+	// errExpired is the cause an open stream or call is ended with when
+	// the credentials it was made with expire.
+	errExpired = errors.New("the credentials this stream or request was made with expired")
 )
 
 // openStream is a stream or a call in flight, as it was authenticated and
@@ -69,6 +81,9 @@ type openStream struct {
 	waiting atomic.Bool
 	// seenAt is how many reloads o had seen before st was authenticated.
 	seenAt uint64
+	// expiry ends st when its principal's credentials expire
+	// (watchExpiry); a call's is set once it waits.
+	expiry expiryTimer
 }
 
 // waitingIn is ctx telling st when its request is queued, and whatever
@@ -81,6 +96,9 @@ func (o *openStreams) waitingIn(ctx context.Context, st *openStream, w *withdraw
 		if o.seen() != st.seenAt {
 			o.check(st)
 		}
+		// A wait may last for hours: it ends when its credentials expire
+		// (at once when they did on its way).
+		o.watchExpiry(st)
 		runtime.NotifyQueued(ctx, id)
 	}, w.ch)
 }
@@ -312,6 +330,88 @@ func (o *openStreams) stillNames(ctx context.Context, procedure string, header h
 	return nil
 }
 
+// expiryTimer is the one timer of a stream or a waiting call at its
+// credentials' expiry. A timer of time.AfterFunc has no goroutine until it
+// fires; stop leaves none armed.
+type expiryTimer struct {
+	mu      sync.Mutex
+	t       *time.Timer
+	stopped bool
+}
+
+// arm runs f after d, in place of what was armed before; nothing once
+// stopped.
+func (e *expiryTimer) arm(d time.Duration, f func()) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.stopped {
+		return
+	}
+	if e.t != nil {
+		e.t.Stop()
+	}
+	e.t = time.AfterFunc(d, f)
+}
+
+// stop disarms the timer for good: the stream or call ended.
+func (e *expiryTimer) stop() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.stopped = true
+	if e.t != nil {
+		e.t.Stop()
+	}
+}
+
+// watchExpiry arms st's timer at its principal's credentials' expiry,
+// when they have one.
+func (o *openStreams) watchExpiry(st *openStream) {
+	if exp := st.principal.Expires; !exp.IsZero() {
+		st.expiry.arm(time.Until(exp), func() { o.expired(st, exp) })
+	}
+}
+
+// expired ends st, whose credentials were good until exp, as a reload
+// that withdrew them would: authenticated again, they say why (and
+// lockstep_auth_failures_total counts it); unless a reload has since made
+// them good for longer (a CA renewed under the same key), when the timer
+// is armed again at their new expiry.
+func (o *openStreams) expired(st *openStream, exp time.Time) {
+	detail := "they were good until " + exp.UTC().Format(time.RFC3339)
+	if st.header != nil {
+		p, err := o.a.Authenticate(st.ctx, st.procedure, st.header)
+		switch {
+		case err == nil && p.ID == st.principal.ID && p.Expires.IsZero():
+			return // they no longer expire
+		case err == nil && p.ID == st.principal.ID && p.Expires.After(time.Now()):
+			st.expiry.arm(time.Until(p.Expires), func() { o.expired(st, p.Expires) })
+			return
+		case err != nil:
+			detail = errorMessage(err)
+		}
+	}
+	st.end(fmt.Errorf("%w: %s; renew them and try again", errExpired, detail))
+}
+
+// errorMessage is err's message without Connect's code in front.
+func errorMessage(err error) string {
+	var cerr *connect.Error
+	if errors.As(err, &cerr) {
+		return cerr.Message()
+	}
+	return err.Error()
+}
+
+// expiredAt refuses a request of a stream made after its credentials
+// expired: the stream's timer ends it, but a request may come first.
+func expiredAt(p Principal, now time.Time) error {
+	if p.Expires.IsZero() || !now.After(p.Expires) {
+		return nil
+	}
+	return connect.NewError(connect.CodeUnauthenticated, fmt.Errorf("%w: they were good until %s; renew them and try again",
+		errExpired, p.Expires.UTC().Format(time.RFC3339)))
+}
+
 // revoked is the error a request of a stream or a call ended by a reload
 // fails with, nil while it stands.
 func revoked(ctx context.Context) error { return revocation(context.Cause(ctx)) }
@@ -322,7 +422,7 @@ func revocation(cause error) error {
 	switch {
 	case cause == nil:
 		return nil
-	case errors.Is(cause, errRevoked):
+	case errors.Is(cause, errRevoked), errors.Is(cause, errExpired):
 		return connect.NewError(connect.CodeUnauthenticated, cause)
 	case errors.Is(cause, errDenied):
 		return connect.NewError(connect.CodePermissionDenied, cause)

@@ -118,6 +118,7 @@ func TestAuthenticate(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			p, err := s.Authenticate(tc.ctx, acquire, tc.h)
+			p.Expires = time.Time{} // TestAuthenticateSaysWhenCredentialsExpire
 			if tc.reason == "" {
 				if err != nil || p != tc.want {
 					t.Fatalf("got %+v, %v; want %+v", p, err, tc.want)
@@ -132,6 +133,50 @@ func TestAuthenticate(t *testing.T) {
 	// Health needs no credentials: load balancers probe it.
 	if _, err := s.Authenticate(context.Background(), lockstepv1connect.ClusterServiceHealthProcedure, nil); err != nil {
 		t.Fatalf("health: %v", err)
+	}
+}
+
+// TestAuthenticateSaysWhenCredentialsExpire: a principal proven by a
+// client certificate carries the certificate's expiry, at which the API
+// ends what it opened (a reviewer's stream outlived its certificate); so
+// does one proven by a key sent alongside a certificate, which must be
+// good too; a key alone does not expire (the keys file gives no expiry).
+func TestAuthenticateSaysWhenCredentialsExpire(t *testing.T) {
+	sec, ca, key := fixture(t, config.ClientAuthRequest, nil)
+	s, err := New(sec, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	until := now.Add(90 * time.Second).Truncate(time.Second) // whole seconds, as certificates carry
+	cert := clientCert(t, ca, "ci", now.Add(-time.Hour), until)
+	bearer := http.Header{"Authorization": {"Bearer " + key}}
+	const acquire = lockstepv1connect.LockServiceAcquireProcedure
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		h    http.Header
+		want time.Time
+	}{
+		{"certificate", withPeer(t, cert), nil, until},
+		{"key and certificate", withPeer(t, cert), bearer, until},
+		{"key", context.Background(), bearer, time.Time{}},
+	} {
+		p, err := s.Authenticate(tc.ctx, acquire, tc.h)
+		if err != nil || !p.Expires.Equal(tc.want) {
+			t.Errorf("%s: %+v, %v; want it to expire at %v", tc.name, p, err, tc.want)
+		}
+	}
+	// A CA that expires before the certificate ends it first.
+	sec2, ca2, _ := fixture(t, config.ClientAuthRequest, nil)
+	caEnd := ca2.Cert.NotAfter
+	s2, err := New(sec2, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := clientCert(t, ca2, "ci", now.Add(-time.Hour), caEnd.Add(time.Hour))
+	if p, err := s2.Authenticate(withPeer(t, long), acquire, nil); err != nil || !p.Expires.Equal(caEnd) {
+		t.Errorf("a certificate outliving its CA: %+v, %v; want it to expire with the CA at %v", p, err, caEnd)
 	}
 }
 

@@ -334,19 +334,23 @@ func (s *State) baseTLS() *tls.Config {
 // Authenticate names the caller: by API key (Authorization: Bearer KEY) or
 // by a client certificate the CA signed, valid now; its common name is the
 // principal. A certificate that is presented must be good even when a key
-// is sent too, and with client_auth require a certificate is needed.
+// is sent too, and with client_auth require a certificate is needed. The
+// principal's Expires is when the certificate presented stops verifying
+// (zero without one: an API key does not expire), at which the API ends
+// what was opened with it.
 func (s *State) Authenticate(ctx context.Context, procedure string, h http.Header) (rpc.Principal, error) {
 	if !s.authOn || rpc.ActionOf(procedure) == "" {
 		return rpc.Principal{Auth: "none"}, nil
 	}
 	m := s.cur.Load()
 	var certPrincipal string
+	var expires time.Time
 	if cs := rpc.TLSFrom(ctx); cs != nil && len(cs.PeerCertificates) > 0 && s.clientAuth != config.ClientAuthNone {
-		p, reason, err := s.verifyClient(m, cs.PeerCertificates)
+		p, until, reason, err := s.verifyClient(m, cs.PeerCertificates)
 		if err != nil {
 			return rpc.Principal{Auth: "mtls"}, s.refuse(reason, err)
 		}
-		certPrincipal = p
+		certPrincipal, expires = p, until
 	}
 	if s.clientAuth == config.ClientAuthRequire && certPrincipal == "" {
 		return rpc.Principal{Auth: "mtls"}, s.refuse("no_certificate", errors.New("a client certificate signed by the cluster's CA is required"))
@@ -366,16 +370,19 @@ func (s *State) Authenticate(ctx context.Context, procedure string, h http.Heade
 		if !ok {
 			return rpc.Principal{Auth: "api_key"}, s.refuse("unknown_api_key", errors.New("the API key is not known (revoked, or never added)"))
 		}
-		return rpc.Principal{ID: p, Auth: "api_key"}, nil
+		return rpc.Principal{ID: p, Auth: "api_key", Expires: expires}, nil
 	}
 	if certPrincipal != "" {
-		return rpc.Principal{ID: certPrincipal, Auth: "mtls"}, nil
+		return rpc.Principal{ID: certPrincipal, Auth: "mtls", Expires: expires}, nil
 	}
 	return rpc.Principal{Auth: "none"}, s.refuse("no_credentials",
 		errors.New("no credentials: send an API key (Authorization: Bearer KEY) or a client certificate"))
 }
 
-func (s *State) verifyClient(m *material, chain []*x509.Certificate) (principal, reason string, err error) {
+// verifyClient checks a client certificate chain and answers its
+// principal and until when it verifies: the latest, among the chains to
+// the CA in force, of the earliest expiry along the chain.
+func (s *State) verifyClient(m *material, chain []*x509.Certificate) (principal string, until time.Time, reason string, err error) {
 	leaf := chain[0]
 	inter := x509.NewCertPool()
 	for _, c := range chain[1:] {
@@ -383,16 +390,28 @@ func (s *State) verifyClient(m *material, chain []*x509.Certificate) (principal,
 	}
 	now := s.now()
 	if now.After(leaf.NotAfter) {
-		return "", "expired_certificate", fmt.Errorf("the client certificate expired at %s", leaf.NotAfter.UTC().Format(time.RFC3339))
+		return "", time.Time{}, "expired_certificate", fmt.Errorf("the client certificate expired at %s", leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: m.ca, Intermediates: inter, CurrentTime: now,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
-		return "", "untrusted_certificate", fmt.Errorf("the client certificate is not one the cluster's CA signed for clients: %v", err)
+	chains, err := leaf.Verify(x509.VerifyOptions{Roots: m.ca, Intermediates: inter, CurrentTime: now,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	if err != nil {
+		return "", time.Time{}, "untrusted_certificate", fmt.Errorf("the client certificate is not one the cluster's CA signed for clients: %v", err)
+	}
+	for _, c := range chains {
+		end := c[0].NotAfter
+		for _, up := range c[1:] {
+			if up.NotAfter.Before(end) {
+				end = up.NotAfter
+			}
+		}
+		if end.After(until) {
+			until = end
+		}
 	}
 	if err := config.ValidPrincipal(leaf.Subject.CommonName); err != nil {
-		return "", "bad_principal", fmt.Errorf("the client certificate's common name %v", err)
+		return "", time.Time{}, "bad_principal", fmt.Errorf("the client certificate's common name %v", err)
 	}
-	return leaf.Subject.CommonName, "", nil
+	return leaf.Subject.CommonName, until, "", nil
 }
 
 func (s *State) refuse(reason string, err error) error {
