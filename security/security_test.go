@@ -2,9 +2,15 @@ package security
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"errors"
+	"math/big"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -178,6 +184,84 @@ func TestAuthenticateSaysWhenCredentialsExpire(t *testing.T) {
 	if p, err := s2.Authenticate(withPeer(t, long), acquire, nil); err != nil || !p.Expires.Equal(caEnd) {
 		t.Errorf("a certificate outliving its CA: %+v, %v; want it to expire with the CA at %v", p, err, caEnd)
 	}
+}
+
+// TestTwoCommonNamesAreRefused: a client certificate whose subject has
+// more than one common name (openssl -subj /CN=ci/CN=ops, signed by the
+// cluster's CA) is refused, as a bad principal, saying what to fix. It
+// authenticated as the last (ops), which a PKI, proxy or log that reads
+// the first (ci) would not expect.
+func TestTwoCommonNamesAreRefused(t *testing.T) {
+	sec, ca, _ := fixture(t, config.ClientAuthRequest, nil)
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(sec, m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cn := func(v string) pkix.AttributeTypeAndValue {
+		return pkix.AttributeTypeAndValue{Type: asn1.ObjectIdentifier{2, 5, 4, 3}, Value: v}
+	}
+	for _, tc := range []struct {
+		name    string
+		subject pkix.RDNSequence
+	}{
+		{"two RDNs", pkix.RDNSequence{{cn("ci")}, {cn("ops")}}},
+		{"one multi-valued RDN", pkix.RDNSequence{{cn("ci"), cn("ops")}}},
+	} {
+		raw, err := asn1.Marshal(tc.subject)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now()
+		der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(7), RawSubject: raw,
+			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, ca.Cert, &key.PublicKey, ca.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cert.Subject.CommonName != "ops" {
+			t.Fatalf("%s: Go reads the common name as %q; the test expects the last, ops", tc.name, cert.Subject.CommonName)
+		}
+		p, err := s.Authenticate(withPeer(t, cert), lockstepv1connect.LockServiceAcquireProcedure, nil)
+		if connect.CodeOf(err) != connect.CodeUnauthenticated || p.ID != "" ||
+			!strings.Contains(err.Error(), `has 2 common names ("ci", "ops")`) || !strings.Contains(err.Error(), "single CN") {
+			t.Fatalf("%s: %+v, %v; want unauthenticated naming both common names and what to fix", tc.name, p, err)
+		}
+	}
+	if n := authFailures(t, reg, "bad_principal"); n != 2 {
+		t.Fatalf("lockstep_auth_failures_total{reason=bad_principal} = %v, want 2", n)
+	}
+}
+
+// authFailures reads lockstep_auth_failures_total{reason}.
+func authFailures(t *testing.T, reg *prometheus.Registry, reason string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if f.GetName() == "lockstep_auth_failures_total" && l.GetName() == "reason" && l.GetValue() == reason {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }
 
 func TestRequireNeedsACertificate(t *testing.T) {

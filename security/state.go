@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -408,10 +410,35 @@ func (s *State) verifyClient(m *material, chain []*x509.Certificate) (principal 
 			until = end
 		}
 	}
+	if cns := commonNames(leaf.Subject); len(cns) > 1 {
+		// Go takes the last; a PKI, a proxy or a log that reads the first
+		// would take the caller for another principal.
+		shown := cns[:min(len(cns), 3)]
+		if len(cns) > len(shown) {
+			shown = append(shown, fmt.Sprintf("and %d more", len(cns)-len(shown)))
+		}
+		return "", time.Time{}, "bad_principal", fmt.Errorf("the client certificate's subject has %d common names (%s): a principal is named by "+
+			"exactly one; issue the certificate again with a single CN (lockstep certs client NAME)", len(cns), strings.Join(shown, ", "))
+	}
 	if err := config.ValidPrincipal(leaf.Subject.CommonName); err != nil {
 		return "", time.Time{}, "bad_principal", fmt.Errorf("the client certificate's common name %v", err)
 	}
 	return leaf.Subject.CommonName, until, "", nil
+}
+
+// oidCommonName is the X.509 attribute type of a common name (CN).
+var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}
+
+// commonNames are the CN attributes of a subject, in order, quoted: a
+// subject may hold several, of which pkix.Name.CommonName keeps the last.
+func commonNames(n pkix.Name) []string {
+	var cns []string
+	for _, a := range n.Names {
+		if a.Type.Equal(oidCommonName) {
+			cns = append(cns, quote.Bounded(fmt.Sprint(a.Value)))
+		}
+	}
+	return cns
 }
 
 func (s *State) refuse(reason string, err error) error {
