@@ -28,13 +28,21 @@ Make what a secured cluster needs (ECDSA P-256; see docs/security.md):
           2 years: DIR/NODE_ID.pem and DIR/NODE_ID-key.pem; --hosts are the
           addresses clients and members dial (IP addresses or DNS names)
   client  a client's certificate, whose common name is its principal in
-          the ACL and the audit log: DIR/PRINCIPAL.pem, DIR/PRINCIPAL-key.pem
+          the ACL and the audit log, valid 2 years: DIR/PRINCIPAL.pem,
+          DIR/PRINCIPAL-key.pem; prefer a short --valid-for: there is no
+          revocation list, and what it opened ends when it expires
+
+--valid-for D makes one valid until D from now (at least 1m), and from a
+minute back, for clocks that lag.
 
 Examples:
   lockstep certs ca --out pki --name prod-eu
   lockstep certs node node-1 --hosts 127.0.0.1,node1.example --ca pki --out pki
-  lockstep certs client ci --ca pki --out pki
+  lockstep certs client ci --ca pki --out pki --valid-for 720h
 `
+
+// minValidity is the shortest --valid-for.
+const minValidity = time.Minute
 
 // certsCmd runs `lockstep certs ca|node|client`.
 func certsCmd(args []string, stdout, stderr io.Writer) int {
@@ -43,7 +51,7 @@ func certsCmd(args []string, stdout, stderr io.Writer) int {
 	out := fs.String("out", "", "the `directory` to write into")
 	caDir := fs.String("ca", "", "the `directory` of the CA (lockstep certs ca) that signs")
 	hosts := fs.String("hosts", "", "for node: comma-separated `hosts` (IPs or DNS names) the certificate is good for")
-	validity := fs.Duration("valid-for", 0, "how long the certificate is valid (default 10 years for ca, 2 years otherwise)")
+	validity := fs.Duration("valid-for", 0, "how long from now the certificate is valid, at least 1m (default 10 years for ca, 2 years otherwise); it is valid from a minute back too, for clocks that lag")
 	name := fs.String("name", "", "for ca: the `name` that tells this CA from others, after \"Lockstep CA \" (default: today's date and 6 random hex digits)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), strings.TrimLeft(certsHelp, "\n"))
@@ -67,12 +75,16 @@ func certsCmd(args []string, stdout, stderr io.Writer) int {
 	if *out == "" {
 		return usageErr("--out DIR is required")
 	}
-	if *validity < 0 || *validity > 0 && *validity <= time.Minute {
-		// A certificate starts a minute back (clocks that lag), so one
-		// valid for a minute or less would be expired when written.
-		return usageErr("--valid-for %v: give a duration over a minute, like 8760h, or leave it out for the default", *validity)
+	if *validity < 0 || *validity > 0 && *validity < minValidity {
+		// Shorter would be all but expired by the time it is copied
+		// where it is used.
+		return usageErr("--valid-for %v: give a duration of a minute or more, like 8760h, or leave it out for the default", *validity)
 	}
-	now := time.Now().Add(-time.Minute) // a little slack for clocks that lag
+	// Valid from a minute back, a little slack for clocks that lag, until
+	// --valid-for from now: it ended at NotBefore + --valid-for, a minute
+	// early (--valid-for 75s gave 15 s).
+	now := time.Now()
+	from := now.Add(-time.Minute)
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "lockstep certs %s: %v\n", pos[0], err)
 		return exitError
@@ -90,7 +102,7 @@ func certsCmd(args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			return usageErr("--name %q: %v", *name, err)
 		}
-		ca, err := security.NewAuthority(cn, now, now.Add(d))
+		ca, err := security.NewAuthority(cn, from, now.Add(d))
 		if err != nil {
 			return fail(err)
 		}
@@ -133,12 +145,12 @@ func certsCmd(args []string, stdout, stderr io.Writer) int {
 			if err := config.ValidNodeID(name); err != nil {
 				return usageErr("node id %v", err)
 			}
-			is, err = ca.IssueNode(name, hs, now, now.Add(d))
+			is, err = ca.IssueNode(name, hs, from, now.Add(d))
 		} else {
 			if err := config.ValidPrincipal(name); err != nil {
 				return usageErr("principal %v", err)
 			}
-			is, err = ca.IssueClient(name, now, now.Add(d))
+			is, err = ca.IssueClient(name, from, now.Add(d))
 		}
 		if err != nil {
 			return fail(err)

@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"crypto/x509"
+	"encoding/pem"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -70,5 +73,63 @@ func TestCertsCANamesEachCA(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := run([]string{"certs", "client", "ci", "--name", "x", "--ca", filepath.Join(dir, "old"), "--out", dir}, &out, &errb); code != exitUsage || !strings.Contains(errb.String(), "--name is for ca") {
 		t.Errorf("certs client with --name: exit %d\nstderr: %s", code, &errb)
+	}
+}
+
+// TestCertsValidForEndsThatLongFromNow: --valid-for D makes a certificate
+// that expires D from now, and starts a minute back (clocks that lag). It
+// ended D after that start, a minute early: --valid-for 75s gave 15 s,
+// 61s about 1 s. Under a minute is refused; a minute is taken.
+func TestCertsValidForEndsThatLongFromNow(t *testing.T) {
+	dir := t.TempDir()
+	certs := func(args ...string) (string, int) {
+		t.Helper()
+		var out, errb bytes.Buffer
+		code := run(append([]string{"certs"}, args...), &out, &errb)
+		return errb.String(), code
+	}
+	check := func(what string, c *x509.Certificate, before, after time.Time, d time.Duration) {
+		t.Helper()
+		// Certificates carry whole seconds.
+		if c.NotAfter.Before(before.Add(d).Add(-time.Second)) || c.NotAfter.After(after.Add(d)) {
+			t.Errorf("%s --valid-for %v made between %v and %v: not after %v, want %v from then", what, d, before, after, c.NotAfter, d)
+		}
+		if c.NotBefore.Before(before.Add(-time.Minute-time.Second)) || c.NotBefore.After(after.Add(-time.Minute)) {
+			t.Errorf("%s --valid-for %v: not before %v, want a minute before %v", what, d, c.NotBefore, before)
+		}
+	}
+	before := time.Now()
+	if errb, code := certs("ca", "--out", dir, "--valid-for", "2h"); code != exitOK {
+		t.Fatalf("certs ca --valid-for 2h: exit %d: %s", code, errb)
+	}
+	ca, err := security.LoadAuthority(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("ca", ca.Cert, before, time.Now(), 2*time.Hour)
+	for _, d := range []string{"75s", "1m", "720h"} {
+		name := "c" + d
+		before := time.Now()
+		if errb, code := certs("client", name, "--ca", dir, "--out", dir, "--valid-for", d); code != exitOK {
+			t.Fatalf("certs client --valid-for %s: exit %d: %s", d, code, errb)
+		}
+		after := time.Now()
+		raw, err := os.ReadFile(filepath.Join(dir, name+".pem"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		block, _ := pem.Decode(raw)
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := time.ParseDuration(d)
+		check("client", c, before, after, want)
+	}
+	for _, short := range []string{"59s", "1s"} {
+		if errb, code := certs("client", "short", "--ca", dir, "--out", dir, "--valid-for", short); code != exitUsage ||
+			!strings.Contains(errb, "a minute or more") {
+			t.Errorf("certs client --valid-for %s: exit %d: %s", short, code, errb)
+		}
 	}
 }
