@@ -238,3 +238,60 @@ func TestEmptyACLSaysNothingIsAllowed(t *testing.T) {
 		t.Errorf("a SIGHUP to an acl with no rules logged:\n%s", &logs)
 	}
 }
+
+// TestPprofBesideAuthenticationWarns: --pprof serves /debug/pprof/ on the
+// metrics address, which asks for no credentials (every goroutine's
+// stack, the command line). A member whose API asks for credentials says
+// so at start and from serve --check; it said nothing. Without
+// authentication, or without --pprof, nothing is said.
+func TestPprofBesideAuthenticationWarns(t *testing.T) {
+	dir := t.TempDir()
+	_, digest, err := security.NewAPIKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "keys.yaml"), []byte("- {principal: ci, sha256: "+digest+"}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	conf := func(name, sec string) string {
+		t.Helper()
+		path := filepath.Join(dir, "node-"+name+".yaml")
+		body := "cluster:\n  node_id: node-1\n  raft_address: 127.0.0.1:1\n  api_address: " + busy.Addr().String() + "\n  metrics_address: \"\"\n" +
+			"  data_dir: " + filepath.Join(dir, "data-"+name) + "\n  peers: {node-1: 127.0.0.1:1}\n" + sec
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	keys, open := conf("keys", "security:\n  api_keys_file: keys.yaml\n"), conf("open", "")
+	const warning = "--pprof serves /debug/pprof/ on the metrics address without authentication, though the API requires it"
+	for _, tc := range []struct {
+		path  string
+		flags []string
+		warn  bool
+	}{
+		{keys, []string{"--pprof"}, true},
+		{keys, nil, false},
+		{open, []string{"--pprof"}, false},
+	} {
+		var out, errb bytes.Buffer
+		code := run(append([]string{"serve", "--config", tc.path, "--check"}, tc.flags...), &out, &errb)
+		if code != exitOK || strings.Contains(errb.String(), warning) != tc.warn {
+			t.Errorf("serve --check %s %v: exit %d, want a warning %v\nstdout: %s\nstderr: %s", filepath.Base(tc.path), tc.flags, code, tc.warn, &out, &errb)
+		}
+		// A start warns before it binds: the API's port is taken, so it
+		// ends there.
+		out.Reset()
+		errb.Reset()
+		code = run(append([]string{"serve", "--config", tc.path}, tc.flags...), &out, &errb)
+		warned := strings.Contains(errb.String(), "level=WARN") && strings.Contains(errb.String(), warning)
+		if code != exitError || !strings.Contains(errb.String(), "cannot listen on") || warned != tc.warn {
+			t.Errorf("serve %s %v on a busy port: exit %d, want a warning %v\nstderr: %s", filepath.Base(tc.path), tc.flags, code, tc.warn, &errb)
+		}
+	}
+}

@@ -71,7 +71,8 @@ func newServeFlags(stderr io.Writer) *serveFlags {
 		})
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", 15*time.Second,
 		"after SIGTERM, how long in-flight requests may take before connections are closed")
-	fs.BoolVar(&f.pprof, "pprof", false, "also serve net/http/pprof under /debug/pprof/ on the metrics address (for profiling)")
+	fs.BoolVar(&f.pprof, "pprof", false, "also serve net/http/pprof under /debug/pprof/ on the metrics address (for profiling); like /metrics it asks for no credentials, "+
+		"even with authentication on, and shows every goroutine's stack and the command line: keep that address on a network only operators reach")
 	fs.BoolVar(&f.check, "check", false, "check the configuration (the file, the flags, the security files, the data directory as this user may read it) and exit: 0 when it would start, 2 with every error")
 	return f
 }

@@ -61,7 +61,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "lockstep serve: warning: the data directory is not checked: this user may not use it "+
 				"(a start as this user would fail; one as the service's user may not): %v; run lockstep serve --check as the service's user to check it\n", f.unread[0])
 		}
-		for _, w := range cfg.Security.Warnings() {
+		for _, w := range startWarnings(cfg, f) {
 			fmt.Fprintf(stderr, "lockstep serve: warning: %s\n", w)
 		}
 		if err := cfg.Security.CheckAuditPath(); errors.Is(err, fs.ErrPermission) {
@@ -231,6 +231,26 @@ func (f *serveFlags) addressName(flagName, key string) string {
 	return key
 }
 
+// pprofWarning is said at start (and by --check) when --pprof serves
+// profiles on the metrics address, which asks for no credentials, beside
+// an API that asks for them.
+const pprofWarning = "--pprof serves /debug/pprof/ on the metrics address without authentication, though the API requires it: " +
+	"anyone who reaches that address can read every goroutine's stack, the command line and profiles; " +
+	"keep it on a network only operators reach, or run without --pprof (docs/security.md, What is not protected)"
+
+// startWarnings are what a start and serve --check warn of: the security
+// settings' (a reload says those again) and --pprof's beside
+// authentication.
+func startWarnings(cfg config.Config, f *serveFlags) []string {
+	ws := cfg.Security.Warnings()
+	sec := cfg.Security
+	authOn := sec.APIKeysFile != "" || sec.TLS != nil && sec.TLS.ClientAuth != "" && sec.TLS.ClientAuth != config.ClientAuthNone
+	if f.pprof && authOn {
+		ws = append(ws, pprofWarning)
+	}
+	return ws
+}
+
 // runNode wires the runtime, the API and the metrics endpoint together and
 // runs them until a signal.
 func runNode(cfg config.Config, f *serveFlags, base *slog.Logger, stdout io.Writer) int {
@@ -238,7 +258,7 @@ func runNode(cfg config.Config, f *serveFlags, base *slog.Logger, stdout io.Writ
 	for _, d := range cfg.Deprecations() {
 		log.Warn(d)
 	}
-	for _, w := range cfg.Security.Warnings() {
+	for _, w := range startWarnings(cfg, f) {
 		log.Warn(w)
 	}
 	if !f.dataKept && !f.dev && !cfg.Cluster.Join && len(cfg.Cluster.Peers) > 1 {
