@@ -377,7 +377,7 @@ func (o *openStreams) watchExpiry(st *openStream) {
 // them good for longer (a CA renewed under the same key), when the timer
 // is armed again at their new expiry.
 func (o *openStreams) expired(st *openStream, exp time.Time) {
-	detail := "they were good until " + exp.UTC().Format(time.RFC3339)
+	detail := "they were good until " + exp.UTC().Format(time.RFC3339) + "; renew them"
 	if st.header != nil {
 		p, err := o.a.Authenticate(st.ctx, st.procedure, st.header)
 		switch {
@@ -390,7 +390,7 @@ func (o *openStreams) expired(st *openStream, exp time.Time) {
 			detail = errorMessage(err)
 		}
 	}
-	st.end(fmt.Errorf("%w: %s; renew them and try again", errExpired, detail))
+	st.end(fmt.Errorf("%w: %s", errExpired, detail))
 }
 
 // errorMessage is err's message without Connect's code in front.
@@ -408,7 +408,7 @@ func expiredAt(p Principal, now time.Time) error {
 	if p.Expires.IsZero() || !now.After(p.Expires) {
 		return nil
 	}
-	return connect.NewError(connect.CodeUnauthenticated, fmt.Errorf("%w: they were good until %s; renew them and try again",
+	return connect.NewError(connect.CodeUnauthenticated, fmt.Errorf("%w: they were good until %s; renew them",
 		errExpired, p.Expires.UTC().Format(time.RFC3339)))
 }
 

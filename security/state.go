@@ -392,7 +392,7 @@ func (s *State) verifyClient(m *material, chain []*x509.Certificate) (principal 
 	}
 	now := s.now()
 	if now.After(leaf.NotAfter) {
-		return "", time.Time{}, "expired_certificate", fmt.Errorf("the client certificate expired at %s", leaf.NotAfter.UTC().Format(time.RFC3339))
+		return "", time.Time{}, "expired_certificate", fmt.Errorf("the client certificate expired at %s; renew it", leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
 	chains, err := leaf.Verify(x509.VerifyOptions{Roots: m.ca, Intermediates: inter, CurrentTime: now,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})

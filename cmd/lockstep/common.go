@@ -155,6 +155,10 @@ func hintFor(err error, endpoints string, certGiven bool) string {
 		if !certGiven {
 			return credentialsWanted(err)
 		}
+		if strings.Contains(err.Error(), "client certificate expired") {
+			return "The cluster refused the client certificate (--cert, LOCKSTEP_CERT): it expired. Renew it (lockstep certs client NAME " +
+				"--valid-for D, or your PKI) and run the command again with the new one."
+		}
 		return "The cluster refused the client certificate (--cert, LOCKSTEP_CERT): give one the cluster's CA signed for clients (lockstep certs client), or an API key with --api-key (LOCKSTEP_API_KEY)."
 	case strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
 		return "The server serves plaintext, without TLS: use http:// endpoints (--endpoints, LOCKSTEP_ENDPOINTS), or turn TLS on at the servers (docs/security.md)."

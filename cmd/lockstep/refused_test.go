@@ -178,7 +178,9 @@ func TestRefusedCertificateIsNotATLSFailure(t *testing.T) {
 // the hint says to give them, the ones its message asks for; it said "The
 // cluster refused the client certificate (--cert, LOCKSTEP_CERT)", to
 // people who had given none. Given one (flag or environment), the hint
-// still says the certificate was refused.
+// still says the certificate was refused, and, when it expired (a user
+// trial's watch ended so), to renew it rather than to find one the CA
+// signed.
 func TestCredentialsHintWithoutACertificate(t *testing.T) {
 	const (
 		refused  = "The cluster refused the client certificate"
@@ -195,10 +197,15 @@ func TestCredentialsHintWithoutACertificate(t *testing.T) {
 			want: []string{wants, certArgs, keyArgs}, not: []string{refused}},
 		{said: "a client certificate signed by the cluster's CA is required",
 			want: []string{wants, certArgs}, not: []string{refused, keyArgs}},
-		{said: "the client certificate expired at 2026-01-02T03:04:05Z", args: []string{"--cert", "c.pem", "--key", "k.pem"},
-			want: []string{refused}, not: []string{wants}},
-		{said: "the client certificate expired at 2026-01-02T03:04:05Z", env: []string{"c.pem", "k.pem"},
-			want: []string{refused}, not: []string{wants}},
+		{said: "the client certificate expired at 2026-01-02T03:04:05Z; renew it", args: []string{"--cert", "c.pem", "--key", "k.pem"},
+			want: []string{refused, "it expired. Renew it"}, not: []string{wants}},
+		{said: "the client certificate expired at 2026-01-02T03:04:05Z; renew it", env: []string{"c.pem", "k.pem"},
+			want: []string{refused, "it expired. Renew it"}, not: []string{wants}},
+		// An expiry that ended a stream (a watch) says so too.
+		{said: "the credentials this stream or request was made with expired: the client certificate expired at 2026-01-02T03:04:05Z; renew it",
+			args: []string{"--cert", "c.pem", "--key", "k.pem"}, want: []string{refused, "it expired. Renew it"}, not: []string{wants}},
+		{said: "the client certificate is not one the cluster's CA signed for clients: x509: unknown authority", args: []string{"--cert", "c.pem", "--key", "k.pem"},
+			want: []string{refused, "give one the cluster's CA signed"}, not: []string{wants, "expired"}},
 	} {
 		cert, key := "", ""
 		if c.env != nil {
