@@ -421,6 +421,9 @@ func lostAdvice(err error) string {
 		msg = err.Error()
 	}
 	switch {
+	case strings.Contains(msg, "client certificate expired"):
+		// The cluster ends what a certificate opened when it expires.
+		return "the client certificate expired (--cert): renew it (lockstep certs client, or your PKI) and run the command again"
 	case connect.CodeOf(err) == connect.CodeUnauthenticated || strings.Contains(msg, "unauthenticated") ||
 		strings.Contains(msg, "withdrawn by a reload"):
 		return "the cluster no longer takes this command's credentials (an API key revoked, a certificate no longer trusted): " +

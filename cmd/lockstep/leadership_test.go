@@ -109,6 +109,7 @@ func TestLostAdvice(t *testing.T) {
 		{fmt.Errorf("%w: session 7 was closed", client.ErrSessionLost), "lockstep session close"},
 		{fmt.Errorf("lock: %w: session 7 was closed on the servers", client.ErrSessionLost), "lockstep session close"},
 		{fmt.Errorf("%w: session 7 was closed on the servers by another caller (pushed by http://a)", client.ErrSessionLost), "lockstep session close"},
+		{fmt.Errorf("%w: keepalive: unauthenticated: the client certificate expired at 2026-12-06T19:52:20Z; renew it", client.ErrSessionLost), "renew it"},
 		// A CA rotated under the command: not the network, not the TTL.
 		{fmt.Errorf("%w: session 7 was not renewed within its lease: tls: failed to verify certificate: x509: certificate signed by unknown authority", client.ErrSessionLost), "--cacert"},
 	} {
