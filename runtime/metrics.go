@@ -42,6 +42,7 @@ type metrics struct {
 	snapshotBytes    *prometheus.GaugeVec
 	sessionsExpired  *prometheus.CounterVec
 	watchSubscribers prometheus.Gauge
+	pushesDropped    prometheus.Counter
 
 	peerDials        *prometheus.CounterVec
 	peerSentBytes    *prometheus.CounterVec
@@ -98,6 +99,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Sessions expired (their lease ran out), counted by the shard's leader when it applies the expiry: sum over members."}, shard),
 		watchSubscribers: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lockstep_watch_subscribers",
 			Help: "Open Watch streams."}),
+		pushesDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "lockstep_session_pushes_dropped_total",
+			Help: "Ends of a session's grants not pushed on its session stream because the stream was behind (its client learns of them from its next release instead)."}),
 		peerDials: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lockstep_raft_peer_dials_total",
 			Help: "Raft connections dialled to a peer (by its Raft address), by result (ok, failed)."}, []string{"peer", "result"}),
 		peerSentBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lockstep_raft_peer_sent_bytes_total",
@@ -122,7 +125,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{m.leaderElections, m.commitLatency, m.applyLatency, m.entriesApplied,
 		m.commandsApplied, m.proposalsFailed, m.proposalsFlight, m.pendingRequests, m.activeLocks, m.sessions,
-		m.waiters, m.objects, m.isLeader, m.hasLeader, m.clockOffset, m.snapshotsSaved, m.snapshotsLoaded, m.snapshotBytes, m.sessionsExpired, m.watchSubscribers,
+		m.waiters, m.objects, m.isLeader, m.hasLeader, m.clockOffset, m.snapshotsSaved, m.snapshotsLoaded, m.snapshotBytes, m.sessionsExpired, m.watchSubscribers, m.pushesDropped,
 		m.peerDials, m.peerSentBytes, m.peerSendFailures, m.peerDisconnects, m.raftReceived, m.raftRefused, m.lostLog, m.removed, m.settingsDiffer} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError

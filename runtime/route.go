@@ -314,3 +314,24 @@ func (n *Node) SessionEnded(id core.SessionID) (<-chan core.Reason, func()) {
 		}
 	}
 }
+
+// GrantsEnded answers a channel that yields each grant of session id that
+// ends while the session lives on (GrantEndOf: released by any caller,
+// its max hold passed), as this node applies it in any shard, and the
+// function that drops the subscription (call it when done, typically
+// once SessionEnded yields). The channel holds grantEndBuffer ends unread
+// and is never closed: the apply path does not wait for its reader, and
+// an end that finds it full is dropped (lockstep_session_pushes_dropped_total).
+// Nothing is sent for the grants of a session's own end: SessionEnded
+// says it.
+func (n *Node) GrantsEnded(id core.SessionID) (<-chan GrantEnd, func()) {
+	e := &grantEnds{ch: make(chan GrantEnd, grantEndBuffer)}
+	for _, s := range n.shards {
+		s.watch.watchGrants(id, e)
+	}
+	return e.ch, func() {
+		for _, s := range n.shards {
+			s.watch.unwatchGrants(id, e)
+		}
+	}
+}

@@ -135,6 +135,7 @@ func newShard(n *Node, index uint64) (*shard, error) {
 		leaderChanged: make(chan struct{}),
 		watch:         newWatchHub(n.metrics.watchSubscribers, index),
 	}
+	s.watch.dropped = n.metrics.pushesDropped
 	if s.sm, err = newStateMachine(s); err != nil {
 		return nil, err
 	}

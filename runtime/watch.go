@@ -34,6 +34,11 @@ type watchHub struct {
 	closed    bool
 	// ends are the session-end subscriptions (SessionEnded), by session.
 	ends map[core.SessionID]map[*sessionEnd]struct{}
+	// grants are the grant-end subscriptions (GrantsEnded), by session.
+	grants map[core.SessionID]map[*grantEnds]struct{}
+	// dropped counts the grant ends a full subscription missed (nil: not
+	// counted).
+	dropped prometheus.Counter
 }
 
 // sessionEnd is one SessionEnded subscription, registered in every shard's
@@ -51,6 +56,43 @@ func (e *sessionEnd) end(why core.Reason) {
 		e.ch <- why
 		close(e.ch)
 	})
+}
+
+// GrantEnd is a grant of a session that ended while the session lives on
+// (GrantsEnded): released by a request (its own client's or any other
+// caller's that named its token), its max hold passed, an abandoned
+// acquire's grant withdrawn, a set barrier removed.
+type GrantEnd struct {
+	Shard   uint64 // the shard whose entry ended it
+	Index   uint64 // that entry
+	Kind    core.Kind
+	Name    string
+	Session core.SessionID
+	Token   core.FencingToken
+	Reason  core.Reason // core.ReasonReleased, core.ReasonMaxHold
+}
+
+// GrantEndOf says whether ef ends a grant while its session lives on, and
+// which: a hold that ends with its session (ReasonSessionExpired,
+// ReasonSessionClosed) is not one, since the session's end says it.
+func GrantEndOf(ef *core.Effect) (GrantEnd, bool) {
+	if ef.Kind != core.EffectReleased || ef.Reason == core.ReasonSessionExpired || ef.Reason == core.ReasonSessionClosed {
+		return GrantEnd{}, false
+	}
+	return GrantEnd{Kind: ef.Object, Name: ef.Name, Session: ef.Session, Token: ef.Token, Reason: ef.Reason}, true
+}
+
+// grantEndBuffer bounds what one GrantsEnded subscription holds unread:
+// more grants of one session ending at once (in one entry, or while its
+// reader is held up by a slow stream) than fit are not delivered.
+const grantEndBuffer = 16
+
+// grantEnds is one GrantsEnded subscription, registered in every shard's
+// hub, each of which sends it the ends of the session's grants there. The
+// hubs never wait on it: an end that finds it full is dropped (and
+// counted), and the channel is never closed (several hubs send on it).
+type grantEnds struct {
+	ch chan GrantEnd
 }
 
 type subscriber struct {
@@ -73,7 +115,7 @@ const (
 
 func newWatchHub(gauge prometheus.Gauge, shard uint64) *watchHub {
 	return &watchHub{ring: make([]Event, watchRingEvents), subs: map[*subscriber]struct{}{}, gauge: gauge, shard: shard,
-		ends: map[core.SessionID]map[*sessionEnd]struct{}{}}
+		ends: map[core.SessionID]map[*sessionEnd]struct{}{}, grants: map[core.SessionID]map[*grantEnds]struct{}{}}
 }
 
 // publish records the effects of one applied entry. out is reused by the
@@ -91,6 +133,36 @@ func (h *watchHub) publish(out *core.Output) {
 	h.lastIndex = out.Index
 	if len(out.Effects) == 0 {
 		return
+	}
+	if len(h.grants) > 0 {
+		// Before the session ends below, so that a reader sees a grant
+		// released earlier in the entry before the session's end.
+		for i := range out.Effects {
+			ef := &out.Effects[i]
+			subs := h.grants[ef.Session]
+			if len(subs) == 0 {
+				continue
+			}
+			g, ok := GrantEndOf(ef)
+			if !ok {
+				continue
+			}
+			g.Shard, g.Index = h.shard, out.Index
+			for e := range subs {
+				select {
+				case e.ch <- g:
+				default:
+					// Its reader is behind (a stream that does not
+					// drain): the apply path never waits for it. The
+					// client then learns of the end as it did before
+					// the push: a release answers not held, a max hold
+					// by its own count, a session loss by its push.
+					if h.dropped != nil {
+						h.dropped.Inc()
+					}
+				}
+			}
+		}
 	}
 	if len(h.ends) > 0 {
 		for i := range out.Effects {
@@ -286,5 +358,28 @@ func (h *watchHub) unwatchEnd(id core.SessionID, e *sessionEnd) {
 	delete(h.ends[id], e)
 	if len(h.ends[id]) == 0 {
 		delete(h.ends, id)
+	}
+}
+
+// watchGrants registers e to be sent the ends of session id's grants in
+// this shard.
+func (h *watchHub) watchGrants(id core.SessionID, e *grantEnds) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	m := h.grants[id]
+	if m == nil {
+		m = map[*grantEnds]struct{}{}
+		h.grants[id] = m
+	}
+	m[e] = struct{}{}
+}
+
+// unwatchGrants drops e.
+func (h *watchHub) unwatchGrants(id core.SessionID, e *grantEnds) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.grants[id], e)
+	if len(h.grants[id]) == 0 {
+		delete(h.grants, id)
 	}
 }
