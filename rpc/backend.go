@@ -50,6 +50,12 @@ type Backend interface {
 	// when this node applies its end, then closes; and the function that
 	// drops the subscription.
 	SessionEnded(id core.SessionID) (<-chan core.Reason, func())
+	// GrantsEnded answers a channel that yields each grant of session id
+	// that ends while the session lives on (runtime.GrantEndOf), when this
+	// node applies it, and the function that drops the subscription. The
+	// channel is bounded and never closed: an end that finds it full is
+	// dropped rather than hold up the apply path.
+	GrantsEnded(id core.SessionID) (<-chan runtime.GrantEnd, func())
 	// Shards is the number of shards; ShardOf the one that owns a name.
 	Shards() int
 	ShardOf(name string) uint64

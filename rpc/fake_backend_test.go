@@ -37,6 +37,10 @@ type fakeBackend struct {
 	// ends are the SessionEnded subscriptions, ended on the session's
 	// expiry or close.
 	ends map[core.SessionID][]chan core.Reason
+	// grants are the GrantsEnded subscriptions, sent the ends of their
+	// session's grants while it lives (runtime.GrantEndOf), dropped when
+	// full, as the runtime does.
+	grants map[core.SessionID][]chan runtime.GrantEnd
 	// closing, once closed, ends the queued waits as a closing runtime
 	// node does: one with its caller's client id is left queued
 	// (runtime.ErrWaitKept), any other withdrawn (runtime.ErrShuttingDown).
@@ -105,6 +109,15 @@ func (f *fakeBackend) applyLocked(cmds []core.Command) []core.Result {
 		}
 	}
 	for _, e := range out.Effects {
+		if g, ok := runtime.GrantEndOf(&e); ok {
+			g.Index = out.Index
+			for _, ch := range f.grants[e.Session] {
+				select {
+				case ch <- g:
+				default:
+				}
+			}
+		}
 		if e.Kind == core.EffectSessionExpired || e.Kind == core.EffectSessionClosed {
 			for _, ch := range f.ends[e.Session] {
 				ch <- e.Reason
@@ -288,5 +301,23 @@ func (f *fakeBackend) SessionEnded(id core.SessionID) (<-chan core.Reason, func(
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.ends[id] = slices.DeleteFunc(f.ends[id], func(c chan core.Reason) bool { return c == ch })
+	}
+}
+
+func (f *fakeBackend) GrantsEnded(id core.SessionID) (<-chan runtime.GrantEnd, func()) {
+	ch := make(chan runtime.GrantEnd, 16)
+	f.mu.Lock()
+	if f.grants == nil {
+		f.grants = map[core.SessionID][]chan runtime.GrantEnd{}
+	}
+	f.grants[id] = append(f.grants[id], ch)
+	f.mu.Unlock()
+	return ch, func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.grants[id] = slices.DeleteFunc(f.grants[id], func(c chan runtime.GrantEnd) bool { return c == ch })
+		if len(f.grants[id]) == 0 {
+			delete(f.grants, id)
+		}
 	}
 }

@@ -31,8 +31,31 @@ func (s *testServer) multiplex(t *testing.T, ctx context.Context, who string) (*
 
 // answers receives until n answers or pushes have arrived, and gives them
 // by request id (pushes of session loss under 0), with how many messages
-// carried them.
+// carried them. Pushes of grant ends, which every release causes besides
+// its answer, are left out (grantEnds has them).
 func answers(t *testing.T, st *multiplexStream, n int) (map[uint64]*pb.StreamResponse, int) {
+	t.Helper()
+	return receiveUntil(t, st, n, func(r *pb.StreamResponse) bool { return r.GetQueued() == nil && r.GetGrantEnded() == nil })
+}
+
+// grantEnds receives until n pushes of grant ends have arrived, and gives
+// them by token.
+func grantEnds(t *testing.T, st *multiplexStream, n int) map[uint64]*pb.StreamResponse {
+	t.Helper()
+	got := map[uint64]*pb.StreamResponse{}
+	receiveUntil(t, st, n, func(r *pb.StreamResponse) bool {
+		if g := r.GetGrantEnded(); g != nil {
+			got[g.FencingToken] = r
+			return true
+		}
+		return false
+	})
+	return got
+}
+
+// receiveUntil receives until keep has taken n responses, and gives those
+// by request id, with how many messages came.
+func receiveUntil(t *testing.T, st *multiplexStream, n int, keep func(*pb.StreamResponse) bool) (map[uint64]*pb.StreamResponse, int) {
 	t.Helper()
 	got := map[uint64]*pb.StreamResponse{}
 	msgs := 0
@@ -43,7 +66,7 @@ func answers(t *testing.T, st *multiplexStream, n int) (map[uint64]*pb.StreamRes
 		}
 		msgs++
 		for _, r := range m.Responses {
-			if r.GetQueued() != nil {
+			if !keep(r) {
 				continue
 			}
 			got[r.RequestId] = r

@@ -8,6 +8,7 @@ import (
 
 	"github.com/lockstepd/lockstep/core"
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
+	"github.com/lockstepd/lockstep/runtime"
 )
 
 // endsOnly is a Backend that counts SessionEnded subscriptions and knows
@@ -37,6 +38,11 @@ func (e *endsOnly) SessionEnded(id core.SessionID) (<-chan core.Reason, func()) 
 		defer e.mu.Unlock()
 		e.subs[id]--
 	}
+}
+
+// GrantsEnded sends nothing: no session of endsOnly holds anything.
+func (e *endsOnly) GrantsEnded(core.SessionID) (<-chan runtime.GrantEnd, func()) {
+	return make(chan runtime.GrantEnd), func() {}
 }
 
 func (e *endsOnly) count() (total int) {

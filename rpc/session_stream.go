@@ -30,9 +30,16 @@ import (
 //
 // The stream is bound to the session of its first request; one naming
 // another session is refused. The server pushes the waiter id of a request
-// that queued (runtime.WithQueued) and the session's end, an expiry or a
+// that queued (runtime.WithQueued), the session's end, an expiry or a
 // close by another caller, the moment this node applies it
-// (Backend.SessionEnded).
+// (Backend.SessionEnded), and the end of each of its grants while it
+// lives on, a release by any caller or a max hold (Backend.GrantsEnded).
+// The grant ends are a best effort: the runtime drops one its watcher has
+// no room for rather than wait, and the watcher, which sends on the stream
+// the pushes of its session one at a time, falls behind only when the
+// stream does (a client that does not read it). A client that misses one
+// is where a client was before the push: its release of the grant answers
+// that it is not held, and it counts a max hold itself.
 //
 // A Multiplex stream (SessionService.Multiplex) is the same for any number
 // of sessions: each request names its own, and each message carries
@@ -370,28 +377,53 @@ func (ss *sessionStream) bind(ctx context.Context, msg any) error {
 	return nil
 }
 
-// watch pushes session id's loss when this node applies it, with why (it
-// expired, or some caller closed it), unless stop closes or the stream
-// ends first.
+// watch pushes the end of each grant of session id while it lives on,
+// and its loss when this node applies it, with why (it expired, or some
+// caller closed it), unless stop closes or the stream ends first. One
+// goroutine per session watched (at most maxMultiplexSessions a stream).
 func (ss *sessionStream) watch(ctx context.Context, id uint64, stop <-chan any) {
 	ended, unsubscribe := ss.b.SessionEnded(core.SessionID(id))
+	grants, unsubscribeGrants := ss.b.GrantsEnded(core.SessionID(id))
 	ss.watchers.Add(1) // from a request, so never while run waits for watchers
 	go func() {
 		defer ss.watchers.Done()
 		defer unsubscribe()
-		select {
-		case why := <-ended:
-			ss.mu.Lock()
-			if ss.watched[id] == stop {
-				delete(ss.watched, id) // lost: no longer counts toward the bound
+		defer unsubscribeGrants()
+		for {
+			select {
+			case g := <-grants:
+				ss.out(grantEnded(g))
+				continue
+			case why := <-ended:
+				// The ends of its grants applied before its own first:
+				// the runtime sends them before it ends the session.
+				for drained := false; !drained; {
+					select {
+					case g := <-grants:
+						ss.out(grantEnded(g))
+					default:
+						drained = true
+					}
+				}
+				ss.mu.Lock()
+				if ss.watched[id] == stop {
+					delete(ss.watched, id) // lost: no longer counts toward the bound
+				}
+				ss.mu.Unlock()
+				ss.out(&pb.StreamResponse{Response: &pb.StreamResponse_SessionLost{SessionLost: &pb.StreamSessionLost{
+					SessionId: id, Reason: reasonPB(why)}}})
+			case <-stop:
+			case <-ctx.Done():
 			}
-			ss.mu.Unlock()
-			ss.out(&pb.StreamResponse{Response: &pb.StreamResponse_SessionLost{SessionLost: &pb.StreamSessionLost{
-				SessionId: id, Reason: reasonPB(why)}}})
-		case <-stop:
-		case <-ctx.Done():
+			return
 		}
 	}()
+}
+
+// grantEnded is the push of a grant's end.
+func grantEnded(g runtime.GrantEnd) *pb.StreamResponse {
+	return &pb.StreamResponse{Response: &pb.StreamResponse_GrantEnded{GrantEnded: &pb.StreamGrantEnded{
+		SessionId: uint64(g.Session), FencingToken: uint64(g.Token), Kind: kindPB(g.Kind), Name: g.Name, Reason: reasonPB(g.Reason)}}}
 }
 
 // unwatch stops watching session id (Multiplex, once its close is

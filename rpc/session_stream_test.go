@@ -65,7 +65,18 @@ func send(t *testing.T, st *connect.BidiStreamForClient[pb.StreamRequest, pb.Str
 	}
 }
 
+// receive answers the next message but the pushes of grant ends, which
+// every release causes besides its answer (receiveAny has them).
 func receive(t *testing.T, st *connect.BidiStreamForClient[pb.StreamRequest, pb.StreamResponse]) *pb.StreamResponse {
+	t.Helper()
+	for {
+		if m := receiveAny(t, st); m.GetGrantEnded() == nil {
+			return m
+		}
+	}
+}
+
+func receiveAny(t *testing.T, st *connect.BidiStreamForClient[pb.StreamRequest, pb.StreamResponse]) *pb.StreamResponse {
 	t.Helper()
 	m, err := st.Receive()
 	if err != nil {

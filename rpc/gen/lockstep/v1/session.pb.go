@@ -428,7 +428,8 @@ func (*StreamRequest_Resign) isStreamRequest_Request() {}
 // request_id 0).
 type StreamResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The request answered, or the request that queued; 0 for session_lost.
+	// The request answered, or the request that queued; 0 for session_lost
+	// and grant_ended.
 	RequestId uint64 `protobuf:"varint,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// The answer or the push.
 	//
@@ -451,6 +452,7 @@ type StreamResponse struct {
 	//	*StreamResponse_Campaign
 	//	*StreamResponse_Proclaim
 	//	*StreamResponse_Resign
+	//	*StreamResponse_GrantEnded
 	Response      isStreamResponse_Response `protobuf_oneof:"response"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -653,6 +655,15 @@ func (x *StreamResponse) GetResign() *ResignResponse {
 	return nil
 }
 
+func (x *StreamResponse) GetGrantEnded() *StreamGrantEnded {
+	if x != nil {
+		if x, ok := x.Response.(*StreamResponse_GrantEnded); ok {
+			return x.GrantEnded
+		}
+	}
+	return nil
+}
+
 type isStreamResponse_Response interface {
 	isStreamResponse_Response()
 }
@@ -745,6 +756,18 @@ type StreamResponse_Resign struct {
 	Resign *ResignResponse `protobuf:"bytes,19,opt,name=resign,proto3,oneof"`
 }
 
+type StreamResponse_GrantEnded struct {
+	// Pushed (request_id 0): a grant held by a session this stream
+	// carries ended while the session lives on: released by a request
+	// naming its token (the session's own client's, or any other caller's),
+	// its max hold passed, an abandoned acquire's grant withdrawn. Sent
+	// when this node applies the end; at most once per grant, and not for
+	// the grants a session's own end releases (session_lost says that). A
+	// best effort: a stream too far behind misses it (docs/api.md). A
+	// client that does not know it ignores it.
+	GrantEnded *StreamGrantEnded `protobuf:"bytes,20,opt,name=grant_ended,json=grantEnded,proto3,oneof"`
+}
+
 func (*StreamResponse_Error) isStreamResponse_Response() {}
 
 func (*StreamResponse_Queued) isStreamResponse_Response() {}
@@ -778,6 +801,8 @@ func (*StreamResponse_Campaign) isStreamResponse_Response() {}
 func (*StreamResponse_Proclaim) isStreamResponse_Response() {}
 
 func (*StreamResponse_Resign) isStreamResponse_Response() {}
+
+func (*StreamResponse_GrantEnded) isStreamResponse_Response() {}
 
 // StreamError is a request's failure on a session stream.
 type StreamError struct {
@@ -938,6 +963,91 @@ func (x *StreamSessionLost) GetReason() Reason {
 	return Reason_REASON_UNSPECIFIED
 }
 
+// StreamGrantEnded says a grant of a session on the stream ended while the
+// session lives on.
+type StreamGrantEnded struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The session that held it.
+	SessionId uint64 `protobuf:"varint,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// The grant's fencing token.
+	FencingToken uint64 `protobuf:"varint,2,opt,name=fencing_token,json=fencingToken,proto3" json:"fencing_token,omitempty"`
+	// The object's kind.
+	Kind Kind `protobuf:"varint,3,opt,name=kind,proto3,enum=lockstep.v1.Kind" json:"kind,omitempty"`
+	// The object's name.
+	Name string `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
+	// Why: REASON_RELEASED (a release, by the session's own client or by
+	// another caller that named its token; a resign; the withdrawal of an
+	// abandoned acquire's grant) or REASON_MAX_HOLD.
+	Reason        Reason `protobuf:"varint,5,opt,name=reason,proto3,enum=lockstep.v1.Reason" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamGrantEnded) Reset() {
+	*x = StreamGrantEnded{}
+	mi := &file_lockstep_v1_session_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamGrantEnded) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamGrantEnded) ProtoMessage() {}
+
+func (x *StreamGrantEnded) ProtoReflect() protoreflect.Message {
+	mi := &file_lockstep_v1_session_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamGrantEnded.ProtoReflect.Descriptor instead.
+func (*StreamGrantEnded) Descriptor() ([]byte, []int) {
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *StreamGrantEnded) GetSessionId() uint64 {
+	if x != nil {
+		return x.SessionId
+	}
+	return 0
+}
+
+func (x *StreamGrantEnded) GetFencingToken() uint64 {
+	if x != nil {
+		return x.FencingToken
+	}
+	return 0
+}
+
+func (x *StreamGrantEnded) GetKind() Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return Kind_KIND_UNSPECIFIED
+}
+
+func (x *StreamGrantEnded) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *StreamGrantEnded) GetReason() Reason {
+	if x != nil {
+		return x.Reason
+	}
+	return Reason_REASON_UNSPECIFIED
+}
+
 // CreateSessionRequest opens a session.
 type CreateSessionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -970,7 +1080,7 @@ type CreateSessionRequest struct {
 
 func (x *CreateSessionRequest) Reset() {
 	*x = CreateSessionRequest{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[7]
+	mi := &file_lockstep_v1_session_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -982,7 +1092,7 @@ func (x *CreateSessionRequest) String() string {
 func (*CreateSessionRequest) ProtoMessage() {}
 
 func (x *CreateSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[7]
+	mi := &file_lockstep_v1_session_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -995,7 +1105,7 @@ func (x *CreateSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSessionRequest.ProtoReflect.Descriptor instead.
 func (*CreateSessionRequest) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{7}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CreateSessionRequest) GetClientId() string {
@@ -1060,7 +1170,7 @@ type CreateSessionResponse struct {
 
 func (x *CreateSessionResponse) Reset() {
 	*x = CreateSessionResponse{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[8]
+	mi := &file_lockstep_v1_session_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1072,7 +1182,7 @@ func (x *CreateSessionResponse) String() string {
 func (*CreateSessionResponse) ProtoMessage() {}
 
 func (x *CreateSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[8]
+	mi := &file_lockstep_v1_session_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1085,7 +1195,7 @@ func (x *CreateSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSessionResponse.ProtoReflect.Descriptor instead.
 func (*CreateSessionResponse) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{8}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CreateSessionResponse) GetSessionId() uint64 {
@@ -1133,7 +1243,7 @@ type KeepAliveRequest struct {
 
 func (x *KeepAliveRequest) Reset() {
 	*x = KeepAliveRequest{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[9]
+	mi := &file_lockstep_v1_session_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1145,7 +1255,7 @@ func (x *KeepAliveRequest) String() string {
 func (*KeepAliveRequest) ProtoMessage() {}
 
 func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[9]
+	mi := &file_lockstep_v1_session_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1158,7 +1268,7 @@ func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveRequest.ProtoReflect.Descriptor instead.
 func (*KeepAliveRequest) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{9}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *KeepAliveRequest) GetClientId() string {
@@ -1209,7 +1319,7 @@ type KeepAliveResponse struct {
 
 func (x *KeepAliveResponse) Reset() {
 	*x = KeepAliveResponse{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[10]
+	mi := &file_lockstep_v1_session_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1221,7 +1331,7 @@ func (x *KeepAliveResponse) String() string {
 func (*KeepAliveResponse) ProtoMessage() {}
 
 func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[10]
+	mi := &file_lockstep_v1_session_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1234,7 +1344,7 @@ func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveResponse.ProtoReflect.Descriptor instead.
 func (*KeepAliveResponse) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{10}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *KeepAliveResponse) GetSessionId() uint64 {
@@ -1294,7 +1404,7 @@ type CloseSessionRequest struct {
 
 func (x *CloseSessionRequest) Reset() {
 	*x = CloseSessionRequest{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[11]
+	mi := &file_lockstep_v1_session_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1306,7 +1416,7 @@ func (x *CloseSessionRequest) String() string {
 func (*CloseSessionRequest) ProtoMessage() {}
 
 func (x *CloseSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[11]
+	mi := &file_lockstep_v1_session_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1319,7 +1429,7 @@ func (x *CloseSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseSessionRequest.ProtoReflect.Descriptor instead.
 func (*CloseSessionRequest) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{11}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CloseSessionRequest) GetClientId() string {
@@ -1374,7 +1484,7 @@ type CloseSessionResponse struct {
 
 func (x *CloseSessionResponse) Reset() {
 	*x = CloseSessionResponse{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[12]
+	mi := &file_lockstep_v1_session_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1386,7 +1496,7 @@ func (x *CloseSessionResponse) String() string {
 func (*CloseSessionResponse) ProtoMessage() {}
 
 func (x *CloseSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[12]
+	mi := &file_lockstep_v1_session_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1399,7 +1509,7 @@ func (x *CloseSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseSessionResponse.ProtoReflect.Descriptor instead.
 func (*CloseSessionResponse) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{12}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CloseSessionResponse) GetSessionId() uint64 {
@@ -1431,7 +1541,7 @@ type GetSessionRequest struct {
 
 func (x *GetSessionRequest) Reset() {
 	*x = GetSessionRequest{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[13]
+	mi := &file_lockstep_v1_session_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1443,7 +1553,7 @@ func (x *GetSessionRequest) String() string {
 func (*GetSessionRequest) ProtoMessage() {}
 
 func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[13]
+	mi := &file_lockstep_v1_session_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1456,7 +1566,7 @@ func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionRequest.ProtoReflect.Descriptor instead.
 func (*GetSessionRequest) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{13}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetSessionRequest) GetSessionId() uint64 {
@@ -1489,7 +1599,7 @@ type GetSessionResponse struct {
 
 func (x *GetSessionResponse) Reset() {
 	*x = GetSessionResponse{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[14]
+	mi := &file_lockstep_v1_session_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1501,7 +1611,7 @@ func (x *GetSessionResponse) String() string {
 func (*GetSessionResponse) ProtoMessage() {}
 
 func (x *GetSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[14]
+	mi := &file_lockstep_v1_session_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1514,7 +1624,7 @@ func (x *GetSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionResponse.ProtoReflect.Descriptor instead.
 func (*GetSessionResponse) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{14}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetSessionResponse) GetSession() *Session {
@@ -1558,7 +1668,7 @@ type ListSessionsRequest struct {
 
 func (x *ListSessionsRequest) Reset() {
 	*x = ListSessionsRequest{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[15]
+	mi := &file_lockstep_v1_session_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1570,7 +1680,7 @@ func (x *ListSessionsRequest) String() string {
 func (*ListSessionsRequest) ProtoMessage() {}
 
 func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[15]
+	mi := &file_lockstep_v1_session_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1583,7 +1693,7 @@ func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsRequest.ProtoReflect.Descriptor instead.
 func (*ListSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{15}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListSessionsRequest) GetOwnerPrefix() string {
@@ -1634,7 +1744,7 @@ type ListSessionsResponse struct {
 
 func (x *ListSessionsResponse) Reset() {
 	*x = ListSessionsResponse{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[16]
+	mi := &file_lockstep_v1_session_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1646,7 +1756,7 @@ func (x *ListSessionsResponse) String() string {
 func (*ListSessionsResponse) ProtoMessage() {}
 
 func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[16]
+	mi := &file_lockstep_v1_session_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1659,7 +1769,7 @@ func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsResponse.ProtoReflect.Descriptor instead.
 func (*ListSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{16}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListSessionsResponse) GetSessions() []*SessionSummary {
@@ -1715,7 +1825,7 @@ type SessionSummary struct {
 
 func (x *SessionSummary) Reset() {
 	*x = SessionSummary{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[17]
+	mi := &file_lockstep_v1_session_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1727,7 +1837,7 @@ func (x *SessionSummary) String() string {
 func (*SessionSummary) ProtoMessage() {}
 
 func (x *SessionSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[17]
+	mi := &file_lockstep_v1_session_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1740,7 +1850,7 @@ func (x *SessionSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionSummary.ProtoReflect.Descriptor instead.
 func (*SessionSummary) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{17}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SessionSummary) GetSessionId() uint64 {
@@ -1815,7 +1925,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[18]
+	mi := &file_lockstep_v1_session_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1827,7 +1937,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[18]
+	mi := &file_lockstep_v1_session_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1840,7 +1950,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{18}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Session) GetSessionId() uint64 {
@@ -1907,7 +2017,7 @@ type SessionHold struct {
 
 func (x *SessionHold) Reset() {
 	*x = SessionHold{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[19]
+	mi := &file_lockstep_v1_session_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1919,7 +2029,7 @@ func (x *SessionHold) String() string {
 func (*SessionHold) ProtoMessage() {}
 
 func (x *SessionHold) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[19]
+	mi := &file_lockstep_v1_session_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1932,7 +2042,7 @@ func (x *SessionHold) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionHold.ProtoReflect.Descriptor instead.
 func (*SessionHold) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{19}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SessionHold) GetKind() Kind {
@@ -1973,7 +2083,7 @@ type SessionWait struct {
 
 func (x *SessionWait) Reset() {
 	*x = SessionWait{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[20]
+	mi := &file_lockstep_v1_session_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1985,7 +2095,7 @@ func (x *SessionWait) String() string {
 func (*SessionWait) ProtoMessage() {}
 
 func (x *SessionWait) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[20]
+	mi := &file_lockstep_v1_session_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1998,7 +2108,7 @@ func (x *SessionWait) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionWait.ProtoReflect.Descriptor instead.
 func (*SessionWait) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{20}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SessionWait) GetKind() Kind {
@@ -2049,7 +2159,7 @@ type CancelWaitRequest struct {
 
 func (x *CancelWaitRequest) Reset() {
 	*x = CancelWaitRequest{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[21]
+	mi := &file_lockstep_v1_session_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2061,7 +2171,7 @@ func (x *CancelWaitRequest) String() string {
 func (*CancelWaitRequest) ProtoMessage() {}
 
 func (x *CancelWaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[21]
+	mi := &file_lockstep_v1_session_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2074,7 +2184,7 @@ func (x *CancelWaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelWaitRequest.ProtoReflect.Descriptor instead.
 func (*CancelWaitRequest) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{21}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CancelWaitRequest) GetClientId() string {
@@ -2126,7 +2236,7 @@ type CancelWaitResponse struct {
 
 func (x *CancelWaitResponse) Reset() {
 	*x = CancelWaitResponse{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[22]
+	mi := &file_lockstep_v1_session_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2138,7 +2248,7 @@ func (x *CancelWaitResponse) String() string {
 func (*CancelWaitResponse) ProtoMessage() {}
 
 func (x *CancelWaitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[22]
+	mi := &file_lockstep_v1_session_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2151,7 +2261,7 @@ func (x *CancelWaitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelWaitResponse.ProtoReflect.Descriptor instead.
 func (*CancelWaitResponse) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{22}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CancelWaitResponse) GetCancelled() bool {
@@ -2187,7 +2297,7 @@ type AbandonRequest struct {
 
 func (x *AbandonRequest) Reset() {
 	*x = AbandonRequest{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[23]
+	mi := &file_lockstep_v1_session_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2199,7 +2309,7 @@ func (x *AbandonRequest) String() string {
 func (*AbandonRequest) ProtoMessage() {}
 
 func (x *AbandonRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[23]
+	mi := &file_lockstep_v1_session_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2212,7 +2322,7 @@ func (x *AbandonRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbandonRequest.ProtoReflect.Descriptor instead.
 func (*AbandonRequest) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{23}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *AbandonRequest) GetClientId() string {
@@ -2276,7 +2386,7 @@ type AbandonResponse struct {
 
 func (x *AbandonResponse) Reset() {
 	*x = AbandonResponse{}
-	mi := &file_lockstep_v1_session_proto_msgTypes[24]
+	mi := &file_lockstep_v1_session_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2288,7 +2398,7 @@ func (x *AbandonResponse) String() string {
 func (*AbandonResponse) ProtoMessage() {}
 
 func (x *AbandonResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lockstep_v1_session_proto_msgTypes[24]
+	mi := &file_lockstep_v1_session_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2301,7 +2411,7 @@ func (x *AbandonResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbandonResponse.ProtoReflect.Descriptor instead.
 func (*AbandonResponse) Descriptor() ([]byte, []int) {
-	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{24}
+	return file_lockstep_v1_session_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AbandonResponse) GetReleasedFencingToken() uint64 {
@@ -2340,7 +2450,7 @@ const file_lockstep_v1_session_proto_rawDesc = "" +
 	"\bcampaign\x18\x11 \x01(\v2\x1c.lockstep.v1.CampaignRequestH\x00R\bcampaign\x12:\n" +
 	"\bproclaim\x18\x12 \x01(\v2\x1c.lockstep.v1.ProclaimRequestH\x00R\bproclaim\x124\n" +
 	"\x06resign\x18\x13 \x01(\v2\x1a.lockstep.v1.ResignRequestH\x00R\x06resignB\t\n" +
-	"\arequest\"\xbc\t\n" +
+	"\arequest\"\xfe\t\n" +
 	"\x0eStreamResponse\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x120\n" +
@@ -2363,7 +2473,9 @@ const file_lockstep_v1_session_proto_rawDesc = "" +
 	"\fwait_barrier\x18\x10 \x01(\v2 .lockstep.v1.WaitBarrierResponseH\x00R\vwaitBarrier\x12;\n" +
 	"\bcampaign\x18\x11 \x01(\v2\x1d.lockstep.v1.CampaignResponseH\x00R\bcampaign\x12;\n" +
 	"\bproclaim\x18\x12 \x01(\v2\x1d.lockstep.v1.ProclaimResponseH\x00R\bproclaim\x125\n" +
-	"\x06resign\x18\x13 \x01(\v2\x1b.lockstep.v1.ResignResponseH\x00R\x06resignB\n" +
+	"\x06resign\x18\x13 \x01(\v2\x1b.lockstep.v1.ResignResponseH\x00R\x06resign\x12@\n" +
+	"\vgrant_ended\x18\x14 \x01(\v2\x1d.lockstep.v1.StreamGrantEndedH\x00R\n" +
+	"grantEndedB\n" +
 	"\n" +
 	"\bresponse\";\n" +
 	"\vStreamError\x12\x12\n" +
@@ -2374,7 +2486,14 @@ const file_lockstep_v1_session_proto_rawDesc = "" +
 	"\x11StreamSessionLost\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\x04R\tsessionId\x12+\n" +
-	"\x06reason\x18\x02 \x01(\x0e2\x13.lockstep.v1.ReasonR\x06reason\"\xd0\x01\n" +
+	"\x06reason\x18\x02 \x01(\x0e2\x13.lockstep.v1.ReasonR\x06reason\"\xbe\x01\n" +
+	"\x10StreamGrantEnded\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\x04R\tsessionId\x12#\n" +
+	"\rfencing_token\x18\x02 \x01(\x04R\ffencingToken\x12%\n" +
+	"\x04kind\x18\x03 \x01(\x0e2\x11.lockstep.v1.KindR\x04kind\x12\x12\n" +
+	"\x04name\x18\x04 \x01(\tR\x04name\x12+\n" +
+	"\x06reason\x18\x05 \x01(\x0e2\x13.lockstep.v1.ReasonR\x06reason\"\xd0\x01\n" +
 	"\x14CreateSessionRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1f\n" +
 	"\vrequest_seq\x18\x02 \x01(\x04R\n" +
@@ -2513,7 +2632,7 @@ func file_lockstep_v1_session_proto_rawDescGZIP() []byte {
 	return file_lockstep_v1_session_proto_rawDescData
 }
 
-var file_lockstep_v1_session_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_lockstep_v1_session_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_lockstep_v1_session_proto_goTypes = []any{
 	(*MultiplexRequest)(nil),         // 0: lockstep.v1.MultiplexRequest
 	(*MultiplexResponse)(nil),        // 1: lockstep.v1.MultiplexResponse
@@ -2522,112 +2641,116 @@ var file_lockstep_v1_session_proto_goTypes = []any{
 	(*StreamError)(nil),              // 4: lockstep.v1.StreamError
 	(*StreamQueued)(nil),             // 5: lockstep.v1.StreamQueued
 	(*StreamSessionLost)(nil),        // 6: lockstep.v1.StreamSessionLost
-	(*CreateSessionRequest)(nil),     // 7: lockstep.v1.CreateSessionRequest
-	(*CreateSessionResponse)(nil),    // 8: lockstep.v1.CreateSessionResponse
-	(*KeepAliveRequest)(nil),         // 9: lockstep.v1.KeepAliveRequest
-	(*KeepAliveResponse)(nil),        // 10: lockstep.v1.KeepAliveResponse
-	(*CloseSessionRequest)(nil),      // 11: lockstep.v1.CloseSessionRequest
-	(*CloseSessionResponse)(nil),     // 12: lockstep.v1.CloseSessionResponse
-	(*GetSessionRequest)(nil),        // 13: lockstep.v1.GetSessionRequest
-	(*GetSessionResponse)(nil),       // 14: lockstep.v1.GetSessionResponse
-	(*ListSessionsRequest)(nil),      // 15: lockstep.v1.ListSessionsRequest
-	(*ListSessionsResponse)(nil),     // 16: lockstep.v1.ListSessionsResponse
-	(*SessionSummary)(nil),           // 17: lockstep.v1.SessionSummary
-	(*Session)(nil),                  // 18: lockstep.v1.Session
-	(*SessionHold)(nil),              // 19: lockstep.v1.SessionHold
-	(*SessionWait)(nil),              // 20: lockstep.v1.SessionWait
-	(*CancelWaitRequest)(nil),        // 21: lockstep.v1.CancelWaitRequest
-	(*CancelWaitResponse)(nil),       // 22: lockstep.v1.CancelWaitResponse
-	(*AbandonRequest)(nil),           // 23: lockstep.v1.AbandonRequest
-	(*AbandonResponse)(nil),          // 24: lockstep.v1.AbandonResponse
-	(*AcquireLockRequest)(nil),       // 25: lockstep.v1.AcquireLockRequest
-	(*ReleaseLockRequest)(nil),       // 26: lockstep.v1.ReleaseLockRequest
-	(*AcquireSemaphoreRequest)(nil),  // 27: lockstep.v1.AcquireSemaphoreRequest
-	(*ReleaseSemaphoreRequest)(nil),  // 28: lockstep.v1.ReleaseSemaphoreRequest
-	(*AcquireRWLockRequest)(nil),     // 29: lockstep.v1.AcquireRWLockRequest
-	(*ReleaseRWLockRequest)(nil),     // 30: lockstep.v1.ReleaseRWLockRequest
-	(*WaitBarrierRequest)(nil),       // 31: lockstep.v1.WaitBarrierRequest
-	(*CampaignRequest)(nil),          // 32: lockstep.v1.CampaignRequest
-	(*ProclaimRequest)(nil),          // 33: lockstep.v1.ProclaimRequest
-	(*ResignRequest)(nil),            // 34: lockstep.v1.ResignRequest
-	(*AcquireLockResponse)(nil),      // 35: lockstep.v1.AcquireLockResponse
-	(*ReleaseLockResponse)(nil),      // 36: lockstep.v1.ReleaseLockResponse
-	(*AcquireSemaphoreResponse)(nil), // 37: lockstep.v1.AcquireSemaphoreResponse
-	(*ReleaseSemaphoreResponse)(nil), // 38: lockstep.v1.ReleaseSemaphoreResponse
-	(*AcquireRWLockResponse)(nil),    // 39: lockstep.v1.AcquireRWLockResponse
-	(*ReleaseRWLockResponse)(nil),    // 40: lockstep.v1.ReleaseRWLockResponse
-	(*WaitBarrierResponse)(nil),      // 41: lockstep.v1.WaitBarrierResponse
-	(*CampaignResponse)(nil),         // 42: lockstep.v1.CampaignResponse
-	(*ProclaimResponse)(nil),         // 43: lockstep.v1.ProclaimResponse
-	(*ResignResponse)(nil),           // 44: lockstep.v1.ResignResponse
-	(Reason)(0),                      // 45: lockstep.v1.Reason
-	(Kind)(0),                        // 46: lockstep.v1.Kind
+	(*StreamGrantEnded)(nil),         // 7: lockstep.v1.StreamGrantEnded
+	(*CreateSessionRequest)(nil),     // 8: lockstep.v1.CreateSessionRequest
+	(*CreateSessionResponse)(nil),    // 9: lockstep.v1.CreateSessionResponse
+	(*KeepAliveRequest)(nil),         // 10: lockstep.v1.KeepAliveRequest
+	(*KeepAliveResponse)(nil),        // 11: lockstep.v1.KeepAliveResponse
+	(*CloseSessionRequest)(nil),      // 12: lockstep.v1.CloseSessionRequest
+	(*CloseSessionResponse)(nil),     // 13: lockstep.v1.CloseSessionResponse
+	(*GetSessionRequest)(nil),        // 14: lockstep.v1.GetSessionRequest
+	(*GetSessionResponse)(nil),       // 15: lockstep.v1.GetSessionResponse
+	(*ListSessionsRequest)(nil),      // 16: lockstep.v1.ListSessionsRequest
+	(*ListSessionsResponse)(nil),     // 17: lockstep.v1.ListSessionsResponse
+	(*SessionSummary)(nil),           // 18: lockstep.v1.SessionSummary
+	(*Session)(nil),                  // 19: lockstep.v1.Session
+	(*SessionHold)(nil),              // 20: lockstep.v1.SessionHold
+	(*SessionWait)(nil),              // 21: lockstep.v1.SessionWait
+	(*CancelWaitRequest)(nil),        // 22: lockstep.v1.CancelWaitRequest
+	(*CancelWaitResponse)(nil),       // 23: lockstep.v1.CancelWaitResponse
+	(*AbandonRequest)(nil),           // 24: lockstep.v1.AbandonRequest
+	(*AbandonResponse)(nil),          // 25: lockstep.v1.AbandonResponse
+	(*AcquireLockRequest)(nil),       // 26: lockstep.v1.AcquireLockRequest
+	(*ReleaseLockRequest)(nil),       // 27: lockstep.v1.ReleaseLockRequest
+	(*AcquireSemaphoreRequest)(nil),  // 28: lockstep.v1.AcquireSemaphoreRequest
+	(*ReleaseSemaphoreRequest)(nil),  // 29: lockstep.v1.ReleaseSemaphoreRequest
+	(*AcquireRWLockRequest)(nil),     // 30: lockstep.v1.AcquireRWLockRequest
+	(*ReleaseRWLockRequest)(nil),     // 31: lockstep.v1.ReleaseRWLockRequest
+	(*WaitBarrierRequest)(nil),       // 32: lockstep.v1.WaitBarrierRequest
+	(*CampaignRequest)(nil),          // 33: lockstep.v1.CampaignRequest
+	(*ProclaimRequest)(nil),          // 34: lockstep.v1.ProclaimRequest
+	(*ResignRequest)(nil),            // 35: lockstep.v1.ResignRequest
+	(*AcquireLockResponse)(nil),      // 36: lockstep.v1.AcquireLockResponse
+	(*ReleaseLockResponse)(nil),      // 37: lockstep.v1.ReleaseLockResponse
+	(*AcquireSemaphoreResponse)(nil), // 38: lockstep.v1.AcquireSemaphoreResponse
+	(*ReleaseSemaphoreResponse)(nil), // 39: lockstep.v1.ReleaseSemaphoreResponse
+	(*AcquireRWLockResponse)(nil),    // 40: lockstep.v1.AcquireRWLockResponse
+	(*ReleaseRWLockResponse)(nil),    // 41: lockstep.v1.ReleaseRWLockResponse
+	(*WaitBarrierResponse)(nil),      // 42: lockstep.v1.WaitBarrierResponse
+	(*CampaignResponse)(nil),         // 43: lockstep.v1.CampaignResponse
+	(*ProclaimResponse)(nil),         // 44: lockstep.v1.ProclaimResponse
+	(*ResignResponse)(nil),           // 45: lockstep.v1.ResignResponse
+	(Reason)(0),                      // 46: lockstep.v1.Reason
+	(Kind)(0),                        // 47: lockstep.v1.Kind
 }
 var file_lockstep_v1_session_proto_depIdxs = []int32{
 	2,  // 0: lockstep.v1.MultiplexRequest.requests:type_name -> lockstep.v1.StreamRequest
 	3,  // 1: lockstep.v1.MultiplexResponse.responses:type_name -> lockstep.v1.StreamResponse
-	9,  // 2: lockstep.v1.StreamRequest.keep_alive:type_name -> lockstep.v1.KeepAliveRequest
-	11, // 3: lockstep.v1.StreamRequest.close_session:type_name -> lockstep.v1.CloseSessionRequest
-	23, // 4: lockstep.v1.StreamRequest.abandon:type_name -> lockstep.v1.AbandonRequest
-	13, // 5: lockstep.v1.StreamRequest.get_session:type_name -> lockstep.v1.GetSessionRequest
-	25, // 6: lockstep.v1.StreamRequest.acquire_lock:type_name -> lockstep.v1.AcquireLockRequest
-	26, // 7: lockstep.v1.StreamRequest.release_lock:type_name -> lockstep.v1.ReleaseLockRequest
-	27, // 8: lockstep.v1.StreamRequest.acquire_semaphore:type_name -> lockstep.v1.AcquireSemaphoreRequest
-	28, // 9: lockstep.v1.StreamRequest.release_semaphore:type_name -> lockstep.v1.ReleaseSemaphoreRequest
-	29, // 10: lockstep.v1.StreamRequest.acquire_rwlock:type_name -> lockstep.v1.AcquireRWLockRequest
-	30, // 11: lockstep.v1.StreamRequest.release_rwlock:type_name -> lockstep.v1.ReleaseRWLockRequest
-	31, // 12: lockstep.v1.StreamRequest.wait_barrier:type_name -> lockstep.v1.WaitBarrierRequest
-	32, // 13: lockstep.v1.StreamRequest.campaign:type_name -> lockstep.v1.CampaignRequest
-	33, // 14: lockstep.v1.StreamRequest.proclaim:type_name -> lockstep.v1.ProclaimRequest
-	34, // 15: lockstep.v1.StreamRequest.resign:type_name -> lockstep.v1.ResignRequest
+	10, // 2: lockstep.v1.StreamRequest.keep_alive:type_name -> lockstep.v1.KeepAliveRequest
+	12, // 3: lockstep.v1.StreamRequest.close_session:type_name -> lockstep.v1.CloseSessionRequest
+	24, // 4: lockstep.v1.StreamRequest.abandon:type_name -> lockstep.v1.AbandonRequest
+	14, // 5: lockstep.v1.StreamRequest.get_session:type_name -> lockstep.v1.GetSessionRequest
+	26, // 6: lockstep.v1.StreamRequest.acquire_lock:type_name -> lockstep.v1.AcquireLockRequest
+	27, // 7: lockstep.v1.StreamRequest.release_lock:type_name -> lockstep.v1.ReleaseLockRequest
+	28, // 8: lockstep.v1.StreamRequest.acquire_semaphore:type_name -> lockstep.v1.AcquireSemaphoreRequest
+	29, // 9: lockstep.v1.StreamRequest.release_semaphore:type_name -> lockstep.v1.ReleaseSemaphoreRequest
+	30, // 10: lockstep.v1.StreamRequest.acquire_rwlock:type_name -> lockstep.v1.AcquireRWLockRequest
+	31, // 11: lockstep.v1.StreamRequest.release_rwlock:type_name -> lockstep.v1.ReleaseRWLockRequest
+	32, // 12: lockstep.v1.StreamRequest.wait_barrier:type_name -> lockstep.v1.WaitBarrierRequest
+	33, // 13: lockstep.v1.StreamRequest.campaign:type_name -> lockstep.v1.CampaignRequest
+	34, // 14: lockstep.v1.StreamRequest.proclaim:type_name -> lockstep.v1.ProclaimRequest
+	35, // 15: lockstep.v1.StreamRequest.resign:type_name -> lockstep.v1.ResignRequest
 	4,  // 16: lockstep.v1.StreamResponse.error:type_name -> lockstep.v1.StreamError
 	5,  // 17: lockstep.v1.StreamResponse.queued:type_name -> lockstep.v1.StreamQueued
 	6,  // 18: lockstep.v1.StreamResponse.session_lost:type_name -> lockstep.v1.StreamSessionLost
-	10, // 19: lockstep.v1.StreamResponse.keep_alive:type_name -> lockstep.v1.KeepAliveResponse
-	12, // 20: lockstep.v1.StreamResponse.close_session:type_name -> lockstep.v1.CloseSessionResponse
-	24, // 21: lockstep.v1.StreamResponse.abandon:type_name -> lockstep.v1.AbandonResponse
-	14, // 22: lockstep.v1.StreamResponse.get_session:type_name -> lockstep.v1.GetSessionResponse
-	35, // 23: lockstep.v1.StreamResponse.acquire_lock:type_name -> lockstep.v1.AcquireLockResponse
-	36, // 24: lockstep.v1.StreamResponse.release_lock:type_name -> lockstep.v1.ReleaseLockResponse
-	37, // 25: lockstep.v1.StreamResponse.acquire_semaphore:type_name -> lockstep.v1.AcquireSemaphoreResponse
-	38, // 26: lockstep.v1.StreamResponse.release_semaphore:type_name -> lockstep.v1.ReleaseSemaphoreResponse
-	39, // 27: lockstep.v1.StreamResponse.acquire_rwlock:type_name -> lockstep.v1.AcquireRWLockResponse
-	40, // 28: lockstep.v1.StreamResponse.release_rwlock:type_name -> lockstep.v1.ReleaseRWLockResponse
-	41, // 29: lockstep.v1.StreamResponse.wait_barrier:type_name -> lockstep.v1.WaitBarrierResponse
-	42, // 30: lockstep.v1.StreamResponse.campaign:type_name -> lockstep.v1.CampaignResponse
-	43, // 31: lockstep.v1.StreamResponse.proclaim:type_name -> lockstep.v1.ProclaimResponse
-	44, // 32: lockstep.v1.StreamResponse.resign:type_name -> lockstep.v1.ResignResponse
-	45, // 33: lockstep.v1.StreamSessionLost.reason:type_name -> lockstep.v1.Reason
-	18, // 34: lockstep.v1.GetSessionResponse.session:type_name -> lockstep.v1.Session
-	17, // 35: lockstep.v1.ListSessionsResponse.sessions:type_name -> lockstep.v1.SessionSummary
-	19, // 36: lockstep.v1.Session.holds:type_name -> lockstep.v1.SessionHold
-	20, // 37: lockstep.v1.Session.waits:type_name -> lockstep.v1.SessionWait
-	46, // 38: lockstep.v1.SessionHold.kind:type_name -> lockstep.v1.Kind
-	46, // 39: lockstep.v1.SessionWait.kind:type_name -> lockstep.v1.Kind
-	46, // 40: lockstep.v1.AbandonRequest.kind:type_name -> lockstep.v1.Kind
-	7,  // 41: lockstep.v1.SessionService.Create:input_type -> lockstep.v1.CreateSessionRequest
-	9,  // 42: lockstep.v1.SessionService.KeepAlive:input_type -> lockstep.v1.KeepAliveRequest
-	11, // 43: lockstep.v1.SessionService.Close:input_type -> lockstep.v1.CloseSessionRequest
-	13, // 44: lockstep.v1.SessionService.Get:input_type -> lockstep.v1.GetSessionRequest
-	15, // 45: lockstep.v1.SessionService.List:input_type -> lockstep.v1.ListSessionsRequest
-	21, // 46: lockstep.v1.SessionService.CancelWait:input_type -> lockstep.v1.CancelWaitRequest
-	23, // 47: lockstep.v1.SessionService.Abandon:input_type -> lockstep.v1.AbandonRequest
-	2,  // 48: lockstep.v1.SessionService.Stream:input_type -> lockstep.v1.StreamRequest
-	0,  // 49: lockstep.v1.SessionService.Multiplex:input_type -> lockstep.v1.MultiplexRequest
-	8,  // 50: lockstep.v1.SessionService.Create:output_type -> lockstep.v1.CreateSessionResponse
-	10, // 51: lockstep.v1.SessionService.KeepAlive:output_type -> lockstep.v1.KeepAliveResponse
-	12, // 52: lockstep.v1.SessionService.Close:output_type -> lockstep.v1.CloseSessionResponse
-	14, // 53: lockstep.v1.SessionService.Get:output_type -> lockstep.v1.GetSessionResponse
-	16, // 54: lockstep.v1.SessionService.List:output_type -> lockstep.v1.ListSessionsResponse
-	22, // 55: lockstep.v1.SessionService.CancelWait:output_type -> lockstep.v1.CancelWaitResponse
-	24, // 56: lockstep.v1.SessionService.Abandon:output_type -> lockstep.v1.AbandonResponse
-	3,  // 57: lockstep.v1.SessionService.Stream:output_type -> lockstep.v1.StreamResponse
-	1,  // 58: lockstep.v1.SessionService.Multiplex:output_type -> lockstep.v1.MultiplexResponse
-	50, // [50:59] is the sub-list for method output_type
-	41, // [41:50] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	11, // 19: lockstep.v1.StreamResponse.keep_alive:type_name -> lockstep.v1.KeepAliveResponse
+	13, // 20: lockstep.v1.StreamResponse.close_session:type_name -> lockstep.v1.CloseSessionResponse
+	25, // 21: lockstep.v1.StreamResponse.abandon:type_name -> lockstep.v1.AbandonResponse
+	15, // 22: lockstep.v1.StreamResponse.get_session:type_name -> lockstep.v1.GetSessionResponse
+	36, // 23: lockstep.v1.StreamResponse.acquire_lock:type_name -> lockstep.v1.AcquireLockResponse
+	37, // 24: lockstep.v1.StreamResponse.release_lock:type_name -> lockstep.v1.ReleaseLockResponse
+	38, // 25: lockstep.v1.StreamResponse.acquire_semaphore:type_name -> lockstep.v1.AcquireSemaphoreResponse
+	39, // 26: lockstep.v1.StreamResponse.release_semaphore:type_name -> lockstep.v1.ReleaseSemaphoreResponse
+	40, // 27: lockstep.v1.StreamResponse.acquire_rwlock:type_name -> lockstep.v1.AcquireRWLockResponse
+	41, // 28: lockstep.v1.StreamResponse.release_rwlock:type_name -> lockstep.v1.ReleaseRWLockResponse
+	42, // 29: lockstep.v1.StreamResponse.wait_barrier:type_name -> lockstep.v1.WaitBarrierResponse
+	43, // 30: lockstep.v1.StreamResponse.campaign:type_name -> lockstep.v1.CampaignResponse
+	44, // 31: lockstep.v1.StreamResponse.proclaim:type_name -> lockstep.v1.ProclaimResponse
+	45, // 32: lockstep.v1.StreamResponse.resign:type_name -> lockstep.v1.ResignResponse
+	7,  // 33: lockstep.v1.StreamResponse.grant_ended:type_name -> lockstep.v1.StreamGrantEnded
+	46, // 34: lockstep.v1.StreamSessionLost.reason:type_name -> lockstep.v1.Reason
+	47, // 35: lockstep.v1.StreamGrantEnded.kind:type_name -> lockstep.v1.Kind
+	46, // 36: lockstep.v1.StreamGrantEnded.reason:type_name -> lockstep.v1.Reason
+	19, // 37: lockstep.v1.GetSessionResponse.session:type_name -> lockstep.v1.Session
+	18, // 38: lockstep.v1.ListSessionsResponse.sessions:type_name -> lockstep.v1.SessionSummary
+	20, // 39: lockstep.v1.Session.holds:type_name -> lockstep.v1.SessionHold
+	21, // 40: lockstep.v1.Session.waits:type_name -> lockstep.v1.SessionWait
+	47, // 41: lockstep.v1.SessionHold.kind:type_name -> lockstep.v1.Kind
+	47, // 42: lockstep.v1.SessionWait.kind:type_name -> lockstep.v1.Kind
+	47, // 43: lockstep.v1.AbandonRequest.kind:type_name -> lockstep.v1.Kind
+	8,  // 44: lockstep.v1.SessionService.Create:input_type -> lockstep.v1.CreateSessionRequest
+	10, // 45: lockstep.v1.SessionService.KeepAlive:input_type -> lockstep.v1.KeepAliveRequest
+	12, // 46: lockstep.v1.SessionService.Close:input_type -> lockstep.v1.CloseSessionRequest
+	14, // 47: lockstep.v1.SessionService.Get:input_type -> lockstep.v1.GetSessionRequest
+	16, // 48: lockstep.v1.SessionService.List:input_type -> lockstep.v1.ListSessionsRequest
+	22, // 49: lockstep.v1.SessionService.CancelWait:input_type -> lockstep.v1.CancelWaitRequest
+	24, // 50: lockstep.v1.SessionService.Abandon:input_type -> lockstep.v1.AbandonRequest
+	2,  // 51: lockstep.v1.SessionService.Stream:input_type -> lockstep.v1.StreamRequest
+	0,  // 52: lockstep.v1.SessionService.Multiplex:input_type -> lockstep.v1.MultiplexRequest
+	9,  // 53: lockstep.v1.SessionService.Create:output_type -> lockstep.v1.CreateSessionResponse
+	11, // 54: lockstep.v1.SessionService.KeepAlive:output_type -> lockstep.v1.KeepAliveResponse
+	13, // 55: lockstep.v1.SessionService.Close:output_type -> lockstep.v1.CloseSessionResponse
+	15, // 56: lockstep.v1.SessionService.Get:output_type -> lockstep.v1.GetSessionResponse
+	17, // 57: lockstep.v1.SessionService.List:output_type -> lockstep.v1.ListSessionsResponse
+	23, // 58: lockstep.v1.SessionService.CancelWait:output_type -> lockstep.v1.CancelWaitResponse
+	25, // 59: lockstep.v1.SessionService.Abandon:output_type -> lockstep.v1.AbandonResponse
+	3,  // 60: lockstep.v1.SessionService.Stream:output_type -> lockstep.v1.StreamResponse
+	1,  // 61: lockstep.v1.SessionService.Multiplex:output_type -> lockstep.v1.MultiplexResponse
+	53, // [53:62] is the sub-list for method output_type
+	44, // [44:53] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_lockstep_v1_session_proto_init() }
@@ -2675,6 +2798,7 @@ func file_lockstep_v1_session_proto_init() {
 		(*StreamResponse_Campaign)(nil),
 		(*StreamResponse_Proclaim)(nil),
 		(*StreamResponse_Resign)(nil),
+		(*StreamResponse_GrantEnded)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2682,7 +2806,7 @@ func file_lockstep_v1_session_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lockstep_v1_session_proto_rawDesc), len(file_lockstep_v1_session_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
