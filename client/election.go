@@ -47,7 +47,9 @@ type Leader struct {
 
 // NewElection returns the election name on session s. To only observe an
 // election, use Client.Observe and Client.Leader.
-func NewElection(s *Session, name string) *Election { return &Election{name: name, hold: hold{s: s}} }
+func NewElection(s *Session, name string) *Election {
+	return &Election{name: name, hold: hold{s: s, kind: pb.Kind_KIND_ELECTION, name: name}}
+}
 
 // Campaign waits until this session is elected, ctx ends (the candidacy is
 // withdrawn, see Mutex.Lock) or the session is lost; ErrUnavailable while
@@ -79,8 +81,7 @@ func (e *Election) Campaign(ctx context.Context, value []byte) error {
 	if err != nil {
 		return err
 	}
-	e.set(grant{token: g.token}, gate, time.Time{})
-	return nil
+	return e.set(grant{token: g.token}, gate, time.Time{})
 }
 
 // Token is the fencing token of this session's leadership (0 when not
@@ -247,7 +248,18 @@ func (c *Client) observeOnce(ctx context.Context, ep *endpoint, name string, out
 func (e *Election) Observe(ctx context.Context) <-chan Leader { return e.client().Observe(ctx, e.name) }
 
 // Lost returns a channel that closes once the leadership won by the last
-// Campaign must be taken for lost: resigned (Resign) or its session lost,
-// as Token starts answering 0 (a goroutine closes it, so a read of Token
-// may see 0 a moment before). A closed channel when not leader.
+// Campaign must be taken for lost: resigned (Resign, or another caller's
+// resign naming its token, which the servers push on the session's
+// stream: LostErr says which) or its session lost, as Token starts
+// answering 0 (a goroutine closes it, so a read of Token may see 0 a
+// moment before). A closed channel when not leader.
 func (e *Election) Lost() <-chan struct{} { return e.lost() }
+
+// LostErr says why Lost closed: nil while the grant of the last
+// successful call is held, after this value's own Resign, and when nothing
+// was granted; the session's Err once the session is lost or closed; an
+// error wrapping ErrNotHeld when the servers ended the grant while the
+// session lived (another caller released it by its token, or its max
+// hold passed; its message says which, with the token), or when its
+// max hold passed as this client counts it.
+func (e *Election) LostErr() error { return e.lostErr() }

@@ -25,6 +25,11 @@ var (
 	// ErrNotHeld: Unlock, Release, Proclaim or Resign without a current grant,
 	// or with a grant the server no longer has (it expired or was released).
 	ErrNotHeld = errors.New("lockstep: not held")
+	// ErrReleasedByAnother: a grant ended because another caller released
+	// it by its token while the session lived (a REST release by owner
+	// label, say), as the servers pushed it (LostErr). Such an error is
+	// ErrNotHeld too.
+	ErrReleasedByAnother = errors.New("lockstep: released by another caller")
 	// ErrSessionLost: the session expired or was closed; everything it held
 	// is gone. Start a new session.
 	ErrSessionLost = errors.New("lockstep: session lost")

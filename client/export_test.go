@@ -1,5 +1,11 @@
 package client
 
+import (
+	"context"
+
+	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
+)
+
 // LiveSessions is how many sessions c would close on Close (close.go),
 // for the external tests.
 func LiveSessions(c *Client) int {
@@ -44,4 +50,19 @@ func Orphaning(s *Session) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.orphaning
+}
+
+// UnlockPushedFirst is m.Unlock with the servers' push of its release's
+// end handled before its answer is, as when the push wins the race on the
+// stream: the push is handed to the session once the answer has come and
+// before Unlock acts on it (the real push may come before or after).
+func UnlockPushedFirst(ctx context.Context, m *Mutex) error {
+	return m.end(ctx, opName{"unlock", m.name}, func(ctx context.Context, e *endpoint, id reqID, token uint64) error {
+		err := m.sendRelease(ctx, e, id, token)
+		if err == nil {
+			m.s.grantEnded(&pb.StreamGrantEnded{SessionId: m.s.id, FencingToken: token, Kind: pb.Kind_KIND_MUTEX,
+				Name: m.name, Reason: pb.Reason_REASON_RELEASED}, e.url)
+		}
+		return err
+	})
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+
+	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 )
 
 // hold is what one Mutex, Semaphore, RWMutex or Election value holds: the
@@ -20,6 +22,8 @@ import (
 // expired or was released already), or the session is gone.
 type hold struct {
 	s      *Session
+	kind   pb.Kind
+	name   string
 	limits holdLimits
 
 	mu    sync.Mutex
@@ -41,14 +45,22 @@ type hold struct {
 	// watcher of its own (watchLost).
 	lostCh  chan struct{}
 	lostFor uint64
+	// releasing is the token of the last grant this value sent a release
+	// of: a pushed release of it is taken for that one, not another
+	// caller's. endErr is why the last grant ended, when the servers
+	// pushed its end while the session lived and it was not this value's
+	// own release (lostErr); set clears it.
+	releasing uint64
+	endErr    error
 }
 
 // closedLost is the channel lost answers when nothing is held.
 var closedLost = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // lost answers a channel that closes once the current grant must be taken
-// for ended: released (Unlock, Release, Resign), its session lost, or its
-// max hold passed, as Token starts answering 0. A closed one when
+// for ended: released (Unlock, Release, Resign, or another caller's
+// release naming its token, pushed by the servers), its session lost, or
+// its max hold passed, as Token starts answering 0. A closed one when
 // nothing is held. A release that failed keeps it open: the grant may
 // still be held.
 func (h *hold) lost() <-chan struct{} {
@@ -220,15 +232,25 @@ func msOf(d time.Duration) int64 {
 
 // set records the grant an acquire that began at start was answered: made
 // at log time g.grantedAt, its max hold ending at g.maxHoldUntil (0: not
-// said).
-func (h *hold) set(g grant, gate *gateHold, start time.Time) {
+// said). When the servers pushed the grant's end before its answer came
+// (another caller released it at once, naming its token), the grant is
+// ended here as the push would have ended it, and set answers why: the
+// acquire then fails with it, rather than answer a grant already gone.
+func (h *hold) set(g grant, gate *gateHold, start time.Time) error {
 	h.mu.Lock()
 	if h.lostFor != g.token {
 		h.closeLostLocked(h.lostFor) // an earlier grant's, if still open
 	}
 	h.token, h.gate, h.start, h.grantedAt, h.maxHoldUntil = g.token, gate, start, g.grantedAt, g.maxHoldUntil
 	h.answered = time.Now()
+	h.endErr = nil
 	h.mu.Unlock()
+	// After the token is set: a push that finds h listed finds its token.
+	if early := h.s.holding(h, g.token); early != nil {
+		h.endedOnServers(g.token, early)
+		return early.err
+	}
+	return nil
 }
 
 // boundedLocked says whether the grant has a max hold to count: the one
@@ -365,11 +387,15 @@ func (h *hold) current() uint64 {
 func (h *hold) forget(token uint64) {
 	h.mu.Lock()
 	var gate *gateHold
-	if h.token == token {
+	dropped := h.token == token && token != 0
+	if dropped {
 		h.token, gate, h.gate = 0, h.gate, nil
 		h.closeLostLocked(token)
 	}
 	h.mu.Unlock()
+	if dropped {
+		h.s.unlistHolding(h, token)
+	}
 	gate.release()
 }
 
@@ -399,6 +425,9 @@ func (h *hold) end(ctx context.Context, what opName, send func(ctx context.Conte
 func (h *hold) endToken(ctx context.Context, what opName, send func(ctx context.Context, e *endpoint, id reqID, token uint64) error, token uint64) error {
 	h.s.holdOp()
 	defer h.s.endOp()
+	h.mu.Lock()
+	h.releasing = token // before it is sent: its pushed end may come before its answer
+	h.mu.Unlock()
 	err := h.s.sendEnding(ctx, what, func(ctx context.Context, e *endpoint, id reqID) error { return send(ctx, e, id, token) })
 	switch {
 	case errors.Is(err, errOrphaning):

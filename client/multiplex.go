@@ -181,6 +181,15 @@ func (m *muxStream) receive() {
 				}
 				continue
 			}
+			if g := r.GetGrantEnded(); g != nil {
+				m.mu.Lock()
+				s := m.sessions[g.SessionId]
+				m.mu.Unlock()
+				if s != nil {
+					s.grantEnded(g, m.e.url)
+				}
+				continue
+			}
 			if r.GetQueued() != nil {
 				continue // the final answer follows under the same id
 			}

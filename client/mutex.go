@@ -27,7 +27,7 @@ type Mutex struct {
 // NewMutex returns the mutex name on session s, its grants bounded by
 // opts (WithMaxHold, WithLockDelay). Nothing is sent until Lock.
 func NewMutex(s *Session, name string, opts ...HoldOption) *Mutex {
-	return &Mutex{name: name, hold: hold{s: s, limits: limitsOf(opts)}}
+	return &Mutex{name: name, hold: hold{s: s, kind: pb.Kind_KIND_MUTEX, name: name, limits: limitsOf(opts)}}
 }
 
 // Name is the mutex's name.
@@ -93,7 +93,9 @@ func (m *Mutex) lock(ctx context.Context, waitMs int64) error {
 	if err != nil {
 		return err
 	}
-	m.set(g, gate, start)
+	if err := m.set(g, gate, start); err != nil {
+		return err
+	}
 	m.settleMaxHold(ctx, s.c.opts.attemptTimeout)
 	return nil
 }
@@ -109,16 +111,20 @@ func (m *Mutex) Token() uint64 { return m.current() }
 // Unlock fails otherwise (ctx ended, no endpoint answered), the Mutex
 // still holds the token: call Unlock again.
 func (m *Mutex) Unlock(ctx context.Context) error {
+	return m.end(ctx, opName{"unlock", m.name}, m.sendRelease)
+}
+
+// sendRelease sends one attempt of the release of grant token, as request
+// id, to e.
+func (m *Mutex) sendRelease(ctx context.Context, e *endpoint, id reqID, token uint64) error {
 	s := m.s
-	return m.end(ctx, opName{"unlock", m.name}, func(ctx context.Context, e *endpoint, id reqID, token uint64) error {
-		req := &pb.ReleaseLockRequest{Name: m.name, ClientId: id.ClientID(),
-			RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, FencingToken: token}
-		_, err := exchange(ctx, s, e, &pb.StreamRequest{Request: &pb.StreamRequest_ReleaseLock{ReleaseLock: req}},
-			(*pb.StreamResponse).GetReleaseLock, func(ctx context.Context) (*connect.Response[pb.ReleaseLockResponse], error) {
-				return e.locks.Release(ctx, connect.NewRequest(req))
-			})
-		return err
-	})
+	req := &pb.ReleaseLockRequest{Name: m.name, ClientId: id.ClientID(),
+		RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, FencingToken: token}
+	_, err := exchange(ctx, s, e, &pb.StreamRequest{Request: &pb.StreamRequest_ReleaseLock{ReleaseLock: req}},
+		(*pb.StreamResponse).GetReleaseLock, func(ctx context.Context) (*connect.Response[pb.ReleaseLockResponse], error) {
+			return e.locks.Release(ctx, connect.NewRequest(req))
+		})
+	return err
 }
 
 // Lost returns a channel that closes once the mutex taken by the last
@@ -126,6 +132,18 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 // lost, or its WithMaxHold passed, as Token starts answering 0 (a
 // goroutine closes it, so a read of Token may see 0 a moment before).
 // Session.Done alone misses a max hold, which ends a grant while the
-// session lives. A closed channel when nothing is held. Consul's lock
+// session lives. Another caller's release of the grant by its token
+// (a release by owner label over REST, say), which the servers push on
+// the session's stream, closes it too: LostErr says which. A closed
+// channel when nothing is held. Consul's lock
 // answers such a channel from Lock.
 func (m *Mutex) Lost() <-chan struct{} { return m.lost() }
+
+// LostErr says why Lost closed: nil while the grant of the last
+// successful call is held, after this value's own Unlock, and when nothing
+// was granted; the session's Err once the session is lost or closed; an
+// error wrapping ErrNotHeld when the servers ended the grant while the
+// session lived (another caller released it by its token, or its max
+// hold passed; its message says which, with the token), or when its
+// WithMaxHold passed as this client counts it.
+func (m *Mutex) LostErr() error { return m.lostErr() }

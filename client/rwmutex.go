@@ -26,7 +26,7 @@ type RWMutex struct {
 // NewRWMutex returns the read-write lock name on session s, its holds
 // bounded by opts (WithMaxHold; WithLockDelay is for mutexes only).
 func NewRWMutex(s *Session, name string, opts ...HoldOption) *RWMutex {
-	return &RWMutex{name: name, hold: hold{s: s, limits: limitsOf(opts)}}
+	return &RWMutex{name: name, hold: hold{s: s, kind: pb.Kind_KIND_RWLOCK, name: name, limits: limitsOf(opts)}}
 }
 
 // RLock waits for a read hold.
@@ -63,7 +63,9 @@ func (m *RWMutex) acquire(ctx context.Context, mode string, waitMs int64) error 
 	if err != nil {
 		return err
 	}
-	m.set(g, gate, start)
+	if err := m.set(g, gate, start); err != nil {
+		return err
+	}
 	m.settleMaxHold(ctx, s.c.opts.attemptTimeout)
 	return nil
 }
@@ -97,6 +99,18 @@ func (m *RWMutex) RUnlock(ctx context.Context) error { return m.Unlock(ctx) }
 // lost, or its WithMaxHold passed, as Token starts answering 0 (a
 // goroutine closes it, so a read of Token may see 0 a moment before).
 // Session.Done alone misses a max hold, which ends a grant while the
-// session lives. A closed channel when nothing is held. Consul's lock
+// session lives. Another caller's release of the grant by its token
+// (a release by owner label over REST, say), which the servers push on
+// the session's stream, closes it too: LostErr says which. A closed
+// channel when nothing is held. Consul's lock
 // answers such a channel from Lock.
 func (m *RWMutex) Lost() <-chan struct{} { return m.lost() }
+
+// LostErr says why Lost closed: nil while the grant of the last
+// successful call is held, after this value's own Unlock, and when nothing
+// was granted; the session's Err once the session is lost or closed; an
+// error wrapping ErrNotHeld when the servers ended the grant while the
+// session lived (another caller released it by its token, or its max
+// hold passed; its message says which, with the token), or when its
+// WithMaxHold passed as this client counts it.
+func (m *RWMutex) LostErr() error { return m.lostErr() }

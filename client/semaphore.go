@@ -33,7 +33,7 @@ type Semaphore struct {
 // refused: "limit is required"). opts bound its grants (WithMaxHold;
 // WithLockDelay is for mutexes only).
 func NewSemaphore(s *Session, name string, limit int64, opts ...HoldOption) *Semaphore {
-	return &Semaphore{name: name, limit: limit, hold: hold{s: s, limits: limitsOf(opts)}}
+	return &Semaphore{name: name, limit: limit, hold: hold{s: s, kind: pb.Kind_KIND_SEMAPHORE, name: name, limits: limitsOf(opts)}}
 }
 
 // Acquire waits for n permits until granted, ctx ends (the request is
@@ -81,7 +81,9 @@ func (m *Semaphore) acquire(ctx context.Context, n, waitMs int64) error {
 	if err != nil {
 		return err
 	}
-	m.set(g, gate, start)
+	if err := m.set(g, gate, start); err != nil {
+		return err
+	}
 	m.settleMaxHold(ctx, s.c.opts.attemptTimeout)
 	return nil
 }
@@ -112,6 +114,18 @@ func (m *Semaphore) Release(ctx context.Context) error {
 // lost, or its WithMaxHold passed, as Token starts answering 0 (a
 // goroutine closes it, so a read of Token may see 0 a moment before).
 // Session.Done alone misses a max hold, which ends a grant while the
-// session lives. A closed channel when nothing is held. Consul's lock
+// session lives. Another caller's release of the grant by its token
+// (a release by owner label over REST, say), which the servers push on
+// the session's stream, closes it too: LostErr says which. A closed
+// channel when nothing is held. Consul's lock
 // answers such a channel from Lock.
 func (m *Semaphore) Lost() <-chan struct{} { return m.lost() }
+
+// LostErr says why Lost closed: nil while the grant of the last
+// successful call is held, after this value's own Release, and when nothing
+// was granted; the session's Err once the session is lost or closed; an
+// error wrapping ErrNotHeld when the servers ended the grant while the
+// session lived (another caller released it by its token, or its max
+// hold passed; its message says which, with the token), or when its
+// WithMaxHold passed as this client counts it.
+func (m *Semaphore) LostErr() error { return m.lostErr() }

@@ -125,6 +125,12 @@ type Session struct {
 	mu      sync.Mutex
 	lostErr error
 	gates   map[gateKey]*gate
+	// Under mu: the grants its values hold, for the servers' pushes of
+	// their end (grantend.go), and the pushed ends of grants no value
+	// held yet, the last maxEarlyEnds of them, in the order they came.
+	holds      map[grantKey]*hold
+	early      map[grantKey]*pushedEnd
+	earlyOrder []grantKey
 	// Under mu: the barrier participants of the session waiting now
 	// (Session.arrive).
 	arrivals map[arrival]struct{}

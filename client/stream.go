@@ -225,6 +225,9 @@ func (ss *sessionStream) receive() {
 		case r.GetSessionLost() != nil:
 			s.lose(pushedLoss(r.GetSessionLost(), ss.e.url))
 			continue
+		case r.GetGrantEnded() != nil:
+			s.grantEnded(r.GetGrantEnded(), ss.e.url)
+			continue
 		case r.GetQueued() != nil:
 			continue // the final answer follows under the same id
 		}
