@@ -46,8 +46,11 @@ type held struct {
 	token   uint64
 	release func(ctx context.Context) error
 	// lost closes when the hold must be taken for ended (the hold's Lost):
-	// the session's loss, or --max-hold passing while the session lives.
-	lost <-chan struct{}
+	// the session's loss, --max-hold passing while the session lives, or
+	// another caller's release of the grant by its token; lostErr (the
+	// hold's LostErr) says which.
+	lost    <-chan struct{}
+	lostErr func() error
 }
 
 // runHeld is the common body of lock, sem and rwlock: open a session, take
@@ -101,8 +104,9 @@ func (h *holdFlags) runHeld(kind client.Kind, name string, argv []string,
 		return h.fail(err)
 	}
 	code := h.runCommand(s, name, hd, argv)
-	// A hold lost while the session lives passed its --max-hold: the
-	// servers ended it, and a release would only be refused as stale.
+	// A hold lost while the session lives passed its --max-hold, or
+	// another caller released it: the servers ended it, and a release
+	// would only be refused as stale.
 	if s.Err() == nil && code != exitSessionLost {
 		cctx, cancel := cleanupCtx()
 		defer cancel()
@@ -148,8 +152,11 @@ func (h *holdFlags) holders(cl *client.Client, kind client.Kind, name string) st
 
 // runCommand runs argv with the token in its environment and answers its
 // exit code. Interrupts are passed on to it. When the hold is lost (the
-// session's loss, or --max-hold passing) the command gets SIGTERM, then
-// SIGKILL after the grace period, and the answer is exitSessionLost.
+// session's loss, --max-hold passing, or another caller's release of the
+// grant by its token) the command gets SIGTERM, then SIGKILL after the
+// grace period, and the answer is exitSessionLost. A hold found lost as
+// the command exits is a loss too: the grant ended before lockstep could
+// release it, so the command may have run beside the next holder.
 func (h *holdFlags) runCommand(s *client.Session, name string, hd held, argv []string) int {
 	token := hd.token
 	sigs := make(chan os.Signal, 4)
@@ -178,12 +185,8 @@ func (h *holdFlags) runCommand(s *client.Session, name string, hd held, argv []s
 		case <-hd.lost:
 			lost = true
 			hd.lost = nil // closed: no more news on it
-			why := s.Err()
-			if why == nil {
-				why = fmt.Errorf("its --max-hold of %v passed", h.maxHold)
-			}
 			fmt.Fprintf(h.stderr, "%s: lost the hold on %q: %v\n%s: sending SIGTERM to the command (SIGKILL in %v); another holder may be running now.\n",
-				h.fs.Name(), name, why, h.fs.Name(), h.grace)
+				h.fs.Name(), name, h.lostWhy(s, hd), h.fs.Name(), h.grace)
 			_ = signalGroup(cmd, syscall.SIGTERM)
 			go func() {
 				select {
@@ -194,11 +197,23 @@ func (h *holdFlags) runCommand(s *client.Session, name string, hd held, argv []s
 				_ = signalGroup(cmd, syscall.SIGKILL)
 			}()
 		case <-exited:
+			if !lost && isClosed(hd.lost) {
+				// It ended as the command exited, before lockstep
+				// released it: the command may have run beside the next
+				// holder, as after any loss.
+				fmt.Fprintf(h.stderr, "%s: lost the hold on %q as the command exited: %v\n", h.fs.Name(), name, h.lostWhy(s, hd))
+				lost = true
+			}
 			if lost {
-				if s.Err() == nil {
-					fmt.Fprintf(h.stderr, "%s: the command was stopped because its --max-hold of %v passed.\n", h.fs.Name(), h.maxHold)
-				} else {
+				switch {
+				case s.Err() != nil:
 					fmt.Fprintf(h.stderr, "%s: the command was stopped because the session was lost; %s.\n", h.fs.Name(), lostAdvice(s.Err()))
+				case hd.lostErr != nil && errors.Is(hd.lostErr(), client.ErrReleasedByAnother):
+					fmt.Fprintf(h.stderr, "%s: the command was stopped because its grant (token %d) was released by another caller, "+
+						"which named its token (a release by owner label and token, over REST or from another client); "+
+						"another holder may have started: see 'lockstep status %s'.\n", h.fs.Name(), token, name)
+				default:
+					fmt.Fprintf(h.stderr, "%s: the command was stopped because its --max-hold of %v passed.\n", h.fs.Name(), h.maxHold)
 				}
 				return exitSessionLost
 			}
@@ -208,6 +223,34 @@ func (h *holdFlags) runCommand(s *client.Session, name string, hd held, argv []s
 			}
 			return st.ExitCode()
 		}
+	}
+}
+
+// lostWhy says why hd was lost: the session's loss, the servers' end of
+// the grant (another caller's release, its max hold), or its --max-hold
+// as counted here.
+func (h *holdFlags) lostWhy(s *client.Session, hd held) error {
+	if err := s.Err(); err != nil {
+		return err
+	}
+	if hd.lostErr != nil {
+		if err := hd.lostErr(); errors.Is(err, client.ErrReleasedByAnother) {
+			return err
+		}
+	}
+	return fmt.Errorf("its --max-hold of %v passed", h.maxHold)
+}
+
+// isClosed says whether ch (nil: never) is closed.
+func isClosed(ch <-chan struct{}) bool {
+	if ch == nil {
+		return false
+	}
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -230,8 +273,12 @@ If the session is lost while the command runs (this machine could not renew
 it within --ttl), the command gets SIGTERM, then SIGKILL after --grace, and
 lockstep exits 3. So it does when --max-hold D passes: a command that hangs
 while lockstep keeps the session alive is stopped, and the lock handed on,
-D after the grant (a Redis lock's expiry). With --wait 0 a held mutex fails
-at once with exit 2.
+D after the grant (a Redis lock's expiry). So it does too when another
+caller releases the lock by its token (a release by owner label and token
+over REST, or from another client): the next holder may start at once, so
+the command is stopped, lockstep says who ended the grant, and exits 3
+without a release of its own. With --wait 0 a held mutex fails at once
+with exit 2.
 
 A session that ends by failure (lockstep killed, its machine gone, its
 lease not renewed, or closed by an operator's 'lockstep session close'
@@ -271,7 +318,7 @@ Examples:
 		} else {
 			err = m.Lock(ctx)
 		}
-		return held{token: m.Token(), release: m.Unlock, lost: m.Lost()}, err
+		return held{token: m.Token(), release: m.Unlock, lost: m.Lost(), lostErr: m.LostErr}, err
 	})
 }
 
@@ -306,7 +353,9 @@ Takes K of the N permits of the semaphore NAME, runs COMMAND, gives them
 back when it exits. At most N permits are out at once across every machine:
 use it to cap concurrency. The first acquirer fixes the limit; every later
 one must give the same --limit. As with lock, the command never outlives
-lockstep on Linux (see lockstep lock -h).
+lockstep on Linux, and is stopped (exit 3) when the session is lost,
+--max-hold passes or another caller releases the permits by their token
+(see lockstep lock -h).
 
 Examples:
   lockstep sem gpu --limit 4 -- ./train.sh            # at most 4 at once
@@ -340,7 +389,7 @@ Examples:
 		} else {
 			err = m.Acquire(ctx, *permits)
 		}
-		return held{token: m.Token(), release: m.Release, lost: m.Lost()}, err
+		return held{token: m.Token(), release: m.Release, lost: m.Lost(), lostErr: m.LostErr}, err
 	})
 }
 
@@ -351,7 +400,9 @@ Usage: lockstep rwlock NAME --read|--write [flags] -- COMMAND [ARGS...]
 Takes the read-write lock NAME for reading (shared with other readers) or
 writing (alone), runs COMMAND, releases it when the command exits. A queued
 writer makes later readers wait, so writers are never starved. As with
-lock, the command never outlives lockstep on Linux (see lockstep lock -h).
+lock, the command never outlives lockstep on Linux, and is stopped (exit 3)
+when the session is lost, --max-hold passes or another caller releases the
+hold by its token (see lockstep lock -h).
 
 Examples:
   lockstep rwlock config --read -- ./render.sh
@@ -383,7 +434,7 @@ Examples:
 		default:
 			err = m.Lock(ctx)
 		}
-		return held{token: m.Token(), release: m.Unlock, lost: m.Lost()}, err
+		return held{token: m.Token(), release: m.Unlock, lost: m.Lost(), lostErr: m.LostErr}, err
 	})
 }
 

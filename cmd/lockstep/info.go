@@ -95,7 +95,8 @@ Usage: lockstep elect NAME VALUE [flags]
 Campaigns in the election NAME with VALUE (for example this machine's
 address), prints when elected, and holds the leadership until interrupted
 (Ctrl-C or SIGTERM), then resigns so the next candidate takes over at once.
-Exit 3 if the session is lost while leading.
+Exit 3 if the session is lost while leading, or if another caller resigns
+the leadership by its token.
 
 With --observe, prints the leader now and on every change (of session,
 token or value), until interrupted; a reconnect to another endpoint
@@ -175,6 +176,17 @@ Examples:
 		return exitOK
 	case <-s.Done():
 		fmt.Fprintf(stderr, "lockstep elect: lost the leadership of %s: %v\nAnother candidate may lead now; %s.\n", pos[0], s.Err(), lostAdvice(s.Err()))
+		return exitSessionLost
+	case <-e.Lost():
+		// The session lives on (Done above says a loss of it), and the
+		// leadership ended: another caller resigned it by its token.
+		// Nothing is left to resign.
+		if s.Err() != nil {
+			fmt.Fprintf(stderr, "lockstep elect: lost the leadership of %s: %v\nAnother candidate may lead now; %s.\n", pos[0], s.Err(), lostAdvice(s.Err()))
+			return exitSessionLost
+		}
+		fmt.Fprintf(stderr, "lockstep elect: lost the leadership of %s: %v\nAnother candidate may lead now: see 'lockstep status %s --kind election'.\n",
+			pos[0], e.LostErr(), pos[0])
 		return exitSessionLost
 	}
 }

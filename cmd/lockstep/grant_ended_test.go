@@ -1,0 +1,188 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lockstepd/lockstep/config"
+	"github.com/lockstepd/lockstep/rpc"
+	"github.com/lockstepd/lockstep/runtime"
+)
+
+// devServer starts a one-member dev node and its API in this process, on
+// 127.0.0.1, and answers the API's URL.
+func devServer(t *testing.T) string {
+	t.Helper()
+	cfg := config.Dev(filepath.Join(t.TempDir(), "data"))
+	cfg.Cluster.RaftAddress = loopbackAddr(t)
+	cfg.Cluster.Peers = map[string]string{cfg.Cluster.NodeID: cfg.Cluster.RaftAddress}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	node, err := runtime.Start(ctx, runtime.Options{Config: cfg, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = node.Close() })
+	for deadline := time.Now().Add(20 * time.Second); !node.Healthy(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no leader within 20s: %v", node.Health())
+		}
+	}
+	api, err := rpc.New(rpc.Options{Backend: node, NodeID: cfg.Cluster.NodeID, Registerer: prometheus.NewRegistry(),
+		StampLag: 2 * time.Duration(cfg.Consensus.TickIntervalMs) * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := rpc.NewHTTPServer(ln.Addr().String(), api, nil)
+	go func() { _ = srv.Serve(rpc.BufferedListener(ln)) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
+	return "http://" + ln.Addr().String()
+}
+
+// lockedBuffer is a bytes.Buffer that takes writes from several
+// goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// waitFile waits up to d for path to exist and answers its contents.
+func waitFile(t *testing.T, path string, d time.Duration) string {
+	t.Helper()
+	for deadline := time.Now().Add(d); ; time.Sleep(20 * time.Millisecond) {
+		if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
+			return strings.TrimSpace(string(b))
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not appear within %v", path, d)
+		}
+	}
+}
+
+// TestLockStopsItsCommandWhenAnotherReleasesTheGrant is the user trial:
+// 'lockstep lock' holds a mutex while its command runs, and another
+// caller releases the grant over REST by owner label and fencing token
+// (allowed: a release names the grant by its token). lockstep stops its
+// command as after the session's loss (SIGTERM), says the grant was
+// released by another caller with its token, exits 3 and sends no release
+// of its own; it printed at the very end that its release was refused as
+// stale and exited 0, while another holder had run beside its command. A
+// command that ends normally, whose own release the servers push too, is
+// not reported lost.
+func TestLockStopsItsCommandWhenAnotherReleasesTheGrant(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a node")
+	}
+	api := devServer(t)
+	dir := t.TempDir()
+	tokenFile, termFile := filepath.Join(dir, "token"), filepath.Join(dir, "term")
+	script := fmt.Sprintf(`trap 'echo term > %s; exit 143' TERM; echo "$LOCKSTEP_FENCING_TOKEN" > %s; echo A-start; `+
+		`i=0; while [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; echo A-end`, termFile, tokenFile)
+	type result struct {
+		code        int
+		out, stderr string
+	}
+	done := make(chan result, 1)
+	start := time.Now()
+	go func() {
+		var out, errb lockedBuffer // the command's output and lockstep's own come from two goroutines
+		code := run([]string{"lock", "jobs/rel", "--ttl", "10s", "--grace", "5s", "--owner", "vm/pid-16744",
+			"--endpoints", api, "--", "sh", "-c", script}, &out, &errb)
+		done <- result{code, out.String(), errb.String()}
+	}()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(tokenFile); err == nil {
+			break
+		}
+		select {
+		case r := <-done:
+			t.Fatalf("lockstep lock ended before its command started: exit %d\nstdout: %s\nstderr: %s", r.code, r.out, r.stderr)
+		default:
+		}
+	}
+	token := waitFile(t, tokenFile, time.Second)
+	if _, err := strconv.ParseUint(token, 10, 64); err != nil || token == "0" {
+		t.Fatalf("the command's token %q", token)
+	}
+	body := fmt.Sprintf(`{"owner":"vm/pid-16744","fencing_token":"%s"}`, token)
+	resp, err := http.Post(api+"/locks/"+url.PathEscape("jobs/rel")+"/release", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var answer bytes.Buffer
+	_, _ = answer.ReadFrom(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(answer.String(), `"released":true`) {
+		t.Fatalf("the other caller's release: %d %s", resp.StatusCode, answer.String())
+	}
+	released := time.Now()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("lockstep lock did not end within 15 s of another caller's release of its grant")
+	}
+	t.Logf("exit %d, stderr:\n%s", r.code, r.stderr)
+	if d := time.Since(released); d > 5*time.Second {
+		t.Errorf("lockstep lock ended %v after the release; want at once (the push, then SIGTERM)", d)
+	}
+	if r.code != exitSessionLost {
+		t.Errorf("exit %d, want %d (a loss)\nstderr: %s", r.code, exitSessionLost, r.stderr)
+	}
+	if got := waitFile(t, termFile, time.Second); got != "term" {
+		t.Errorf("the command was not sent SIGTERM: %q", got)
+	}
+	if strings.Contains(r.out, "A-end") {
+		t.Errorf("the command ran to its end (%v): %s", time.Since(start), r.out)
+	}
+	for _, want := range []string{"released by another caller", "token " + token, "SIGTERM"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	if strings.Contains(r.stderr, "releasing mutex") {
+		t.Errorf("lockstep tried to release a grant another caller had released:\n%s", r.stderr)
+	}
+
+	// A normal run: its own release is pushed too, and is no loss.
+	for i := range 3 {
+		var out, errb lockedBuffer
+		if code := run([]string{"lock", "jobs/rel", "--endpoints", api, "--", "sh", "-c", "exit 0"}, &out, &errb); code != 0 || errb.String() != "" {
+			t.Fatalf("run %d of a command that exits 0: exit %d, stderr %q", i, code, errb.String())
+		}
+	}
+}
