@@ -7,6 +7,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -306,6 +309,71 @@ func TestCLI(t *testing.T) {
 		// command that could not be stopped.
 		if code, _, errOut := l.run(10*time.Second, "lock", "cli/max-hold", "--wait", "0", "--", "true"); code != 0 {
 			t.Fatalf("lock --wait 0 after the stopped command's hold was released: exit %d, stderr:\n%s", code, errOut)
+		}
+	})
+
+	t.Run("ReleaseByAnotherStopsTheCommand", func(t *testing.T) {
+		// The user trial: A holds jobs/rel while its command runs; another
+		// client of the same principal releases A's grant over REST by
+		// owner label and fencing token; B then takes the lock. A's
+		// command ran on beside B's, and A said at its very end that its
+		// release was refused as stale and exited 0. Now A is told at
+		// once: its command gets SIGTERM, A says another caller released
+		// its grant (with the token), sends no release, and exits 3.
+		l.t = t
+		tok, term, aEnd := l.file("rel-token"), l.file("rel-term"), l.file("rel-a-end")
+		script := `trap 'echo term > ` + term + `; exit 0' TERM; echo A-start; echo $LOCKSTEP_FENCING_TOKEN > ` + tok +
+			`; sleep 8 & wait; echo A-end > ` + aEnd
+		_, aOut, aErr, aDone := l.start("lock", "cli/jobs/rel", "--ttl", "10s", "--owner", "vm/pid-16744", "--", "sh", "-c", script)
+		var token string
+		eventually(t, 10*time.Second, "A's command runs", func() error {
+			b, err := os.ReadFile(tok)
+			token = strings.TrimSpace(string(b))
+			if err == nil && token == "" {
+				err = errors.New("empty")
+			}
+			return err
+		})
+		body := `{"owner":"vm/pid-16744","fencing_token":"` + token + `"}`
+		resp, err := http.Post(l.url+"/locks/"+url.PathEscape("cli/jobs/rel")+"/release", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		answer, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(answer), `"released":true`) {
+			t.Fatalf("the other client's release by owner and token: %d %s", resp.StatusCode, answer)
+		}
+		released := time.Now()
+		code, bOut, bErr := l.run(20*time.Second, "lock", "cli/jobs/rel", "--wait", "10s", "--", "sh", "-c", "echo B-start; echo B-end")
+		if code != 0 || !strings.Contains(bOut, "B-end") {
+			t.Fatalf("B after A's grant was released: exit %d\n%s%s", code, bOut, bErr)
+		}
+		select {
+		case err := <-aDone:
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+				t.Fatalf("A after another caller released its grant: %v, want exit 3; stderr:\n%s", err, aErr)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("A still runs 5 s after another caller released its grant (%v ago); stdout:\n%s\nstderr:\n%s", time.Since(released), aOut, aErr)
+		}
+		if d := time.Since(released); d > 6*time.Second {
+			t.Fatalf("A ended %v after the release, later than a push and its --grace allow", d)
+		}
+		if _, err := os.Stat(term); err != nil {
+			t.Fatal("A's command did not get SIGTERM")
+		}
+		if _, err := os.Stat(aEnd); err == nil {
+			t.Fatal("A's command ran to its end after its grant was released")
+		}
+		for _, want := range []string{"released by another caller", "token " + token} {
+			if !strings.Contains(aErr.String(), want) {
+				t.Fatalf("A's stderr lacks %q:\n%s", want, aErr)
+			}
+		}
+		if strings.Contains(aErr.String(), "releasing mutex") {
+			t.Fatalf("A tried to release a grant another caller had released:\n%s", aErr)
 		}
 	})
 
