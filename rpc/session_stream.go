@@ -146,6 +146,69 @@ type sessionStream struct {
 	mu      sync.Mutex
 	session uint64              // Stream: the session it is bound to; 0 until its first request
 	watched map[uint64]chan any // Multiplex: the sessions watched, each closed to stop its watcher
+	// releasing are the tokens this stream's own releases (and resigns)
+	// name, from when the request came until the push of that grant's end
+	// (which it keeps from the client: the release's answer says it) or
+	// the request's failure. A push per release doubled the messages of a
+	// lock-and-unlock cycle, and one worker's p50 rose a fifth.
+	releasing map[uint64]struct{}
+}
+
+// maxReleasing bounds releasing: a mark whose push never came (dropped
+// by a full subscription) would stay; past the bound the marks are let
+// go, and their pushes, if any come, reach the client, which ignores a
+// push for a token it no longer holds.
+const maxReleasing = 4096
+
+// releaseProcedures are the requests that end a grant of the stream's own.
+var releaseProcedures = map[string]bool{
+	lockstepv1connect.LockServiceReleaseProcedure:      true,
+	lockstepv1connect.SemaphoreServiceReleaseProcedure: true,
+	lockstepv1connect.RWLockServiceReleaseProcedure:    true,
+	lockstepv1connect.ElectionServiceResignProcedure:   true,
+}
+
+// markRelease notes the token a release request names; 0 for another
+// request.
+func (ss *sessionStream) markRelease(proc string, msg any) uint64 {
+	if !releaseProcedures[proc] {
+		return 0
+	}
+	tok := uintField(msg, "fencing_token")
+	if tok == 0 {
+		return 0
+	}
+	ss.mu.Lock()
+	if ss.releasing == nil || len(ss.releasing) >= maxReleasing {
+		ss.releasing = map[uint64]struct{}{}
+	}
+	ss.releasing[tok] = struct{}{}
+	ss.mu.Unlock()
+	return tok
+}
+
+// unmarkRelease forgets a release that failed: whatever ends that grant
+// later is pushed.
+func (ss *sessionStream) unmarkRelease(tok uint64) {
+	if tok == 0 {
+		return
+	}
+	ss.mu.Lock()
+	delete(ss.releasing, tok)
+	ss.mu.Unlock()
+}
+
+// ownRelease says whether g is the end of a grant this stream's own
+// release asked for, and forgets the mark.
+func (ss *sessionStream) ownRelease(g runtime.GrantEnd) bool {
+	if g.Reason != core.ReasonReleased {
+		return false
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	_, ok := ss.releasing[uint64(g.Token)]
+	delete(ss.releasing, uint64(g.Token))
+	return ok
 }
 
 func newSessionStream(s *service, peer string, multi bool) *sessionStream {
@@ -323,6 +386,7 @@ func (ss *sessionStream) serve(ctx context.Context, req *pb.StreamRequest) {
 	ctx = runtime.WithQueued(ctx, func(w core.WaiterID) {
 		ss.out(&pb.StreamResponse{RequestId: id, Response: &pb.StreamResponse_Queued{Queued: &pb.StreamQueued{WaiterId: uint64(w)}}})
 	})
+	releasing := ss.markRelease(rt.proc, rt.msg)
 	reply, err := ss.serveMessage(ctx, rt.proc, ss.peer, rt.msg, func(ctx context.Context) (any, error) {
 		if err := ss.bind(ctx, rt.msg); err != nil {
 			return nil, err
@@ -330,6 +394,7 @@ func (ss *sessionStream) serve(ctx context.Context, req *pb.StreamRequest) {
 		return rt.call(ctx)
 	})
 	if err != nil {
+		ss.unmarkRelease(releasing)
 		if ss.multi && connect.CodeOf(err) == connect.CodeNotFound {
 			// No such session (any more): nothing to watch. So a stream
 			// naming made-up session ids holds no watch for them.
@@ -392,7 +457,9 @@ func (ss *sessionStream) watch(ctx context.Context, id uint64, stop <-chan any) 
 		for {
 			select {
 			case g := <-grants:
-				ss.out(grantEnded(g))
+				if !ss.ownRelease(g) {
+					ss.out(grantEnded(g))
+				}
 				continue
 			case why := <-ended:
 				// The ends of its grants applied before its own first:
@@ -400,7 +467,9 @@ func (ss *sessionStream) watch(ctx context.Context, id uint64, stop <-chan any) 
 				for drained := false; !drained; {
 					select {
 					case g := <-grants:
-						ss.out(grantEnded(g))
+						if !ss.ownRelease(g) {
+							ss.out(grantEnded(g))
+						}
 					default:
 						drained = true
 					}
