@@ -44,13 +44,7 @@ func TestSessionStreamPushesAGrantReleasedByAnother(t *testing.T) {
 	defer cancel()
 	st, sessions := s.sessionStream(t, ctx, "")
 	me := newSession(t, sessions, 30_000)
-	send(t, st, &pb.StreamRequest{RequestId: 1, Request: &pb.StreamRequest_AcquireLock{AcquireLock: &pb.AcquireLockRequest{
-		Name: "jobs/rel", SessionId: me, ClientId: "c", RequestSeq: 1}}})
-	a := receive(t, st)
-	if a.RequestId != 1 || !a.GetAcquireLock().GetAcquired() {
-		t.Fatalf("acquire: %v", a)
-	}
-	token := a.GetAcquireLock().FencingToken
+	token := acquireOnStream(t, st, 1, me, "jobs/rel")
 	releaseByOwner(t, ctx, s.url, "jobs/rel", "w", token)
 	checkGrantEnded(t, receiveAny(t, st), me, "jobs/rel", token, pb.Reason_REASON_RELEASED)
 
@@ -61,7 +55,7 @@ func TestSessionStreamPushesAGrantReleasedByAnother(t *testing.T) {
 
 	send(t, st, &pb.StreamRequest{RequestId: 3, Request: &pb.StreamRequest_AcquireLock{AcquireLock: &pb.AcquireLockRequest{
 		Name: "jobs/max", SessionId: me, ClientId: "c", RequestSeq: 3, MaxHoldMs: 300}}})
-	a = receive(t, st)
+	a := receive(t, st)
 	if a.RequestId != 3 || !a.GetAcquireLock().GetAcquired() {
 		t.Fatalf("acquire with a max hold: %v", a)
 	}
@@ -102,14 +96,9 @@ func TestOwnReleaseOnTheStreamIsNotPushed(t *testing.T) {
 	defer cancel()
 	st, sessions := s.sessionStream(t, ctx, "")
 	me := newSession(t, sessions, 30_000)
-	send(t, st, &pb.StreamRequest{RequestId: 1, Request: &pb.StreamRequest_AcquireLock{AcquireLock: &pb.AcquireLockRequest{
-		Name: "jobs/own", SessionId: me, ClientId: "c", RequestSeq: 1}}})
-	a := receive(t, st)
-	if a.RequestId != 1 || !a.GetAcquireLock().GetAcquired() {
-		t.Fatalf("acquire: %v", a)
-	}
+	own := acquireOnStream(t, st, 1, me, "jobs/own")
 	send(t, st, &pb.StreamRequest{RequestId: 2, Request: &pb.StreamRequest_ReleaseLock{ReleaseLock: &pb.ReleaseLockRequest{
-		Name: "jobs/own", SessionId: me, ClientId: "c", RequestSeq: 2, FencingToken: a.GetAcquireLock().FencingToken}}})
+		Name: "jobs/own", SessionId: me, ClientId: "c", RequestSeq: 2, FencingToken: own}}})
 	if r := receiveAny(t, st); r.RequestId != 2 || r.GetReleaseLock() == nil {
 		t.Fatalf("the release's answer: %v", r)
 	}
@@ -119,10 +108,20 @@ func TestOwnReleaseOnTheStreamIsNotPushed(t *testing.T) {
 		t.Fatalf("after its own release the stream sent %v, want the keepalive's answer (no push of the release)", r)
 	}
 	// Another caller's release of the next grant is pushed.
-	send(t, st, &pb.StreamRequest{RequestId: 4, Request: &pb.StreamRequest_AcquireLock{AcquireLock: &pb.AcquireLockRequest{
-		Name: "jobs/own", SessionId: me, ClientId: "c", RequestSeq: 4}}})
-	a = receive(t, st)
-	token := a.GetAcquireLock().FencingToken
+	token := acquireOnStream(t, st, 4, me, "jobs/own")
 	releaseByOwner(t, ctx, s.url, "jobs/own", "w", token)
 	checkGrantEnded(t, receiveAny(t, st), me, "jobs/own", token, pb.Reason_REASON_RELEASED)
+}
+
+// acquireOnStream acquires name on st for session me as request id (and
+// request_seq) id, and answers the grant's token.
+func acquireOnStream(t *testing.T, st *connect.BidiStreamForClient[pb.StreamRequest, pb.StreamResponse], id, me uint64, name string) uint64 {
+	t.Helper()
+	send(t, st, &pb.StreamRequest{RequestId: id, Request: &pb.StreamRequest_AcquireLock{AcquireLock: &pb.AcquireLockRequest{
+		Name: name, SessionId: me, ClientId: "c", RequestSeq: id}}})
+	a := receive(t, st)
+	if a.RequestId != id || !a.GetAcquireLock().GetAcquired() {
+		t.Fatalf("acquire %s: %v", name, a)
+	}
+	return a.GetAcquireLock().FencingToken
 }
