@@ -307,11 +307,7 @@ func (o *openStreams) check(st *openStream) {
 	}
 	if r := st.request.Load(); r != nil && o.z != nil {
 		if err := o.z.Authorize(st.ctx, st.principal, st.procedure, r.m); err != nil {
-			var cerr *connect.Error
-			if errors.As(err, &cerr) {
-				err = errors.New(cerr.Message())
-			}
-			st.end(fmt.Errorf("%w: %v", errDenied, err))
+			st.end(fmt.Errorf("%w: %s", errDenied, errorMessage(err)))
 		}
 	}
 }

@@ -457,9 +457,7 @@ func (ss *sessionStream) watch(ctx context.Context, id uint64, stop <-chan any) 
 		for {
 			select {
 			case g := <-grants:
-				if !ss.ownRelease(g) {
-					ss.out(grantEnded(g))
-				}
+				ss.pushGrantEnd(g)
 				continue
 			case why := <-ended:
 				// The ends of its grants applied before its own first:
@@ -467,9 +465,7 @@ func (ss *sessionStream) watch(ctx context.Context, id uint64, stop <-chan any) 
 				for drained := false; !drained; {
 					select {
 					case g := <-grants:
-						if !ss.ownRelease(g) {
-							ss.out(grantEnded(g))
-						}
+						ss.pushGrantEnd(g)
 					default:
 						drained = true
 					}
@@ -487,6 +483,14 @@ func (ss *sessionStream) watch(ctx context.Context, id uint64, stop <-chan any) 
 			return
 		}
 	}()
+}
+
+// pushGrantEnd pushes g, unless this stream's own release ended it (its
+// answer says it).
+func (ss *sessionStream) pushGrantEnd(g runtime.GrantEnd) {
+	if !ss.ownRelease(g) {
+		ss.out(grantEnded(g))
+	}
 }
 
 // grantEnded is the push of a grant's end.
@@ -509,11 +513,6 @@ func (ss *sessionStream) unwatch(id uint64) {
 
 // fail answers request id with err's code and message.
 func (ss *sessionStream) fail(id uint64, err error) {
-	msg := err.Error()
-	var cerr *connect.Error
-	if errors.As(err, &cerr) {
-		msg = cerr.Message()
-	}
 	ss.out(&pb.StreamResponse{RequestId: id, Response: &pb.StreamResponse_Error{Error: &pb.StreamError{
-		Code: connect.CodeOf(err).String(), Message: msg}}})
+		Code: connect.CodeOf(err).String(), Message: errorMessage(err)}}})
 }
