@@ -529,7 +529,7 @@ func adoptDeployment(dir string, fresh bool, c config.Cluster) error {
 	if err != nil || want == 0 {
 		return err
 	}
-	have, found, err := readHexRecord(dir, deploymentFile, "a deployment id", "the data directory was damaged; restore the member again")
+	have, found, err := readDeploymentRecord(dir)
 	switch {
 	case err != nil:
 		return err
@@ -547,10 +547,16 @@ func adoptDeployment(dir string, fresh bool, c config.Cluster) error {
 	return writeHexRecord(dir, deploymentFile, want)
 }
 
+// readDeploymentRecord reads dir's record of its deployment, found false
+// when it has none.
+func readDeploymentRecord(dir string) (uint64, bool, error) {
+	return readHexRecord(dir, deploymentFile, "a deployment id", "the data directory was damaged; restore the member again")
+}
+
 // readDeployment is the Raft deployment id dir's member runs under: a
 // restored member's record, or deploymentID.
 func readDeployment(dir string) (uint64, error) {
-	d, found, err := readHexRecord(dir, deploymentFile, "a deployment id", "the data directory was damaged; restore the member again")
+	d, found, err := readDeploymentRecord(dir)
 	switch {
 	case err != nil:
 		return 0, err
