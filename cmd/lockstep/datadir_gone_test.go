@@ -3,10 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -28,25 +26,12 @@ func TestServeStopsWhenItsDataDirectoryIsGone(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits for the data directory's check, every 10 s")
 	}
-	free := func() string {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		return ln.Addr().String()
-	}
 	dir := filepath.Join(t.TempDir(), "node-1")
-	api := free()
-	raw, err := json.Marshal([]string{"serve", "--dev", "--data-dir", dir, "--api-address", api,
-		"--metrics-address", free(), "--raft-address", free()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	api := loopbackAddr(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestRunAsLockstep$")
-	cmd.Env = append(os.Environ(), "LOCKSTEP_TEST_ARGS="+string(raw))
+	cmd := lockstepCommand(t, ctx, os.Args[0], "serve", "--dev", "--data-dir", dir, "--api-address", api,
+		"--metrics-address", loopbackAddr(t), "--raft-address", loopbackAddr(t))
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Start(); err != nil {

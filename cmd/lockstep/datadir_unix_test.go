@@ -5,7 +5,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"io/fs"
@@ -52,15 +51,10 @@ func runAsUser(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	if err := dst.Close(); err != nil {
 		t.Fatal(err)
 	}
-	raw, err := json.Marshal(args)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "-test.run=^TestRunAsLockstep$")
+	cmd := lockstepCommand(t, ctx, bin, args...)
 	cmd.Dir = filepath.Dir(bin)
-	cmd.Env = append(os.Environ(), "LOCKSTEP_TEST_ARGS="+string(raw))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

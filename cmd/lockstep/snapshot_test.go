@@ -222,23 +222,31 @@ func TestRunAsLockstep(t *testing.T) {
 // binary, as TestRunAsLockstep).
 func runLockstep(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	raw, err := json.Marshal(args)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestRunAsLockstep$")
-	cmd.Env = append(os.Environ(), "LOCKSTEP_TEST_ARGS="+string(raw))
+	cmd := lockstepCommand(t, ctx, os.Args[0], args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	err = cmd.Run()
+	err := cmd.Run()
 	if exit, ok := err.(*exec.ExitError); ok {
 		return out.String(), errb.String(), exit.ExitCode()
 	} else if err != nil {
 		t.Fatal(err)
 	}
 	return out.String(), errb.String(), 0
+}
+
+// lockstepCommand is `lockstep ARGS...` as a process of its own: bin (this
+// test binary, or a copy of it) run as TestRunAsLockstep.
+func lockstepCommand(t *testing.T, ctx context.Context, bin string, args ...string) *exec.Cmd {
+	t.Helper()
+	raw, err := json.Marshal(args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, bin, "-test.run=^TestRunAsLockstep$")
+	cmd.Env = append(os.Environ(), "LOCKSTEP_TEST_ARGS="+string(raw))
+	return cmd
 }
 
 // loopbackAddr is a free 127.0.0.1 port (the runtime tests' way).
