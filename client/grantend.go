@@ -107,7 +107,7 @@ func (s *Session) grantEnded(g *pb.StreamGrantEnded, url string) {
 
 // pushedEndErr says why the servers ended the grant g names.
 func pushedEndErr(g *pb.StreamGrantEnded, url string) error {
-	what := opName{kindNoun(g.GetKind()), g.GetName()}
+	what := opName{string(kindOf(g.GetKind())), g.GetName()}
 	if g.GetReason() == pb.Reason_REASON_RELEASED {
 		return fmt.Errorf("%s: %w: the grant (token %d) was released by another caller that named its token, while session %d lives on (pushed by %s)",
 			what, releasedByAnother{}, g.GetFencingToken(), g.GetSessionId(), url)
@@ -126,23 +126,6 @@ type releasedByAnother struct{}
 func (releasedByAnother) Error() string { return ErrNotHeld.Error() }
 func (releasedByAnother) Is(target error) bool {
 	return target == ErrNotHeld || target == ErrReleasedByAnother
-}
-
-// kindNoun is how an error names an object of kind k.
-func kindNoun(k pb.Kind) string {
-	switch k {
-	case pb.Kind_KIND_MUTEX:
-		return "mutex"
-	case pb.Kind_KIND_SEMAPHORE:
-		return "semaphore"
-	case pb.Kind_KIND_RWLOCK:
-		return "rwlock"
-	case pb.Kind_KIND_ELECTION:
-		return "election"
-	case pb.Kind_KIND_BARRIER:
-		return "barrier"
-	}
-	return "object"
 }
 
 // endedOnServers ends h's grant token as a confirmed release does, the
@@ -186,7 +169,7 @@ func (h *hold) lostErr() error {
 		return err
 	}
 	if bounded && h.current() == 0 {
-		return fmt.Errorf("%s: %w: the grant (token %d) outlived its max hold", opName{kindNoun(h.kind), h.name}, ErrNotHeld, token)
+		return fmt.Errorf("%s: %w: the grant (token %d) outlived its max hold", opName{string(kindOf(h.kind)), h.name}, ErrNotHeld, token)
 	}
 	return nil
 }
