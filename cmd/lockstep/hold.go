@@ -208,7 +208,7 @@ func (h *holdFlags) runCommand(s *client.Session, name string, hd held, argv []s
 				switch {
 				case s.Err() != nil:
 					fmt.Fprintf(h.stderr, "%s: the command was stopped because the session was lost; %s.\n", h.fs.Name(), lostAdvice(s.Err()))
-				case hd.lostErr != nil && errors.Is(hd.lostErr(), client.ErrReleasedByAnother):
+				case hd.releasedByAnother() != nil:
 					fmt.Fprintf(h.stderr, "%s: the command was stopped because its grant (token %d) was released by another caller, "+
 						"which named its token (a release by owner label and token, over REST or from another client); "+
 						"another holder may have started: see 'lockstep status %s'.\n", h.fs.Name(), token, name)
@@ -233,12 +233,22 @@ func (h *holdFlags) lostWhy(s *client.Session, hd held) error {
 	if err := s.Err(); err != nil {
 		return err
 	}
-	if hd.lostErr != nil {
-		if err := hd.lostErr(); errors.Is(err, client.ErrReleasedByAnother) {
-			return err
-		}
+	if err := hd.releasedByAnother(); err != nil {
+		return err
 	}
 	return fmt.Errorf("its --max-hold of %v passed", h.maxHold)
+}
+
+// releasedByAnother is why hd was lost when another caller released its
+// grant by token (client.ErrReleasedByAnother), nil otherwise.
+func (hd held) releasedByAnother() error {
+	if hd.lostErr == nil {
+		return nil
+	}
+	if err := hd.lostErr(); errors.Is(err, client.ErrReleasedByAnother) {
+		return err
+	}
+	return nil
 }
 
 // isClosed says whether ch (nil: never) is closed.
