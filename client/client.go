@@ -33,6 +33,7 @@ type Client struct {
 	clientID  string
 	inflight  *inflight
 	leader    leaderFinder // leader.go
+	contact   contact      // the first call's search for an endpoint that answers (contact.go)
 
 	// The sessions' shared streams (multiplex.go), one per endpoint at most.
 	muxes streamSet[*muxStream]
@@ -265,6 +266,7 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 	}
 	c := &Client{opts: o, clientID: o.clientID, inflight: newInflight(o.clientID, o.maxInFlight), own: own, streamConns: conns}
 	c.life, c.endLife = context.WithCancel(context.Background())
+	c.contact = newContact()
 	c.leader.disabled = len(endpoints) == 1
 	for _, raw := range endpoints {
 		u := strings.TrimRight(strings.TrimSpace(raw), "/")
@@ -533,6 +535,7 @@ func call[T any](ctx context.Context, c *Client, mode callMode, f func(ctx conte
 	tried := map[*endpoint]bool{}
 	var tlsErr error
 	answered := false
+	c.firstContact(ctx)
 	c.toLeader()
 	for {
 		e := c.current()

@@ -173,6 +173,7 @@ func (c *Client) Observe(ctx context.Context, name string) <-chan Leader {
 		defer stop()
 		pause := c.opts.backoffMin
 		tls := tlsRefusals{c: c}
+		c.firstContact(ctx)
 		for ctx.Err() == nil {
 			ep := c.current()
 			stuck, err := c.observeOnce(ctx, ep, name, out, &pause)

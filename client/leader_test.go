@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -93,5 +94,37 @@ func TestUnavailableQuotesTheServerOnce(t *testing.T) {
 	if !errors.Is(err, client.ErrUnavailable) || !strings.Contains(msg, "the last, "+srv.URL+", answered: shard 0: this member found no leader") ||
 		strings.Count(msg, "unavailable") != 1 || strings.Contains(msg, "no endpoint") {
 		t.Fatalf("a call every endpoint answered 503: %q, want ErrUnavailable quoting the server once", msg)
+	}
+}
+
+// A fresh Client whose first endpoint accepts connections but answers
+// nothing (a stopped process, a cut link) makes its first call on the next
+// endpoint, as soon as that one answers a health call: before, the call
+// waited out the attempt timeout on the first (2 s by default, for every
+// CLI command; a minute here, so that waiting fails the test).
+func TestFirstCallSkipsASilentFirstEndpoint(t *testing.T) {
+	silent, err := net.Listen("tcp", "127.0.0.1:0") // never accepted: the kernel completes the handshake, nobody answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { silent.Close() })
+	mux := http.NewServeMux()
+	mux.Handle(lockstepv1connect.NewClusterServiceHandler(member{id: "n2", leaders: []string{"n2"}}))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	c, err := client.New([]string{"http://" + silent.Addr().String(), srv.URL},
+		client.WithAttemptTimeout(time.Minute), client.WithRetryTimeout(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	st, err := c.ClusterStatus(ctx)
+	if err != nil {
+		t.Fatalf("the first call with the first endpoint silent: %v", err)
+	}
+	if st.NodeId != "n2" || c.Endpoint() != srv.URL {
+		t.Fatalf("answered by %q, endpoint now %s; want n2 at %s", st.NodeId, c.Endpoint(), srv.URL)
 	}
 }

@@ -61,6 +61,7 @@ func (c *Client) watch(ctx context.Context, req *pb.WatchRequest) <-chan WatchRe
 		defer stop()
 		pause := c.opts.backoffMin
 		tls := tlsRefusals{c: c}
+		c.firstContact(ctx)
 		for ctx.Err() == nil {
 			ep := c.current()
 			stuck, err := c.watchOnce(ctx, ep, req, out, &pause)
