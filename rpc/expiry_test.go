@@ -272,3 +272,80 @@ func TestEndedStreamsLeaveNoExpiryTimer(t *testing.T) {
 		t.Fatalf("%d expiry checks ran for streams that had ended", n)
 	}
 }
+
+// A client whose certificate expired on an open HTTP/2 connection, and
+// that has a renewed one (read at each new connection, as the Go client
+// and the CLI read theirs), is served again once it sends: the refusal of
+// a unary call or of a stream closes the connection (GOAWAY), so the next
+// request opens a new one with the renewed certificate. Before, every
+// request on the open connection was refused until the client was
+// restarted.
+func TestRefusedCertificateClosesItsConnection(t *testing.T) {
+	c := startTLSServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	issue := func(notAfter time.Time) *tls.Certificate {
+		is, err := c.ca.IssueClient("renewer", time.Now().Add(-time.Minute), notAfter)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, err := tls.X509KeyPair(is.CertPEM, is.KeyPEM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &cert
+	}
+	// Certificates carry whole seconds: these expire 1 to 2 s from now.
+	notAfter := time.Now().Add(2 * time.Second).Truncate(time.Second)
+	type renewer struct {
+		presented atomic.Pointer[tls.Certificate]
+		hc        *http.Client
+	}
+	newRenewer := func() *renewer {
+		r := &renewer{}
+		r.presented.Store(issue(notAfter))
+		var p http.Protocols
+		p.SetHTTP2(true)
+		tr := &http.Transport{Protocols: &p, TLSClientConfig: &tls.Config{RootCAs: c.pool,
+			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return r.presented.Load(), nil }}}
+		t.Cleanup(tr.CloseIdleConnections)
+		r.hc = &http.Client{Transport: tr}
+		return r
+	}
+	status := func(r *renewer) error {
+		_, err := lockstepv1connect.NewLockServiceClient(r.hc, c.url).Status(ctx, connect.NewRequest(&pb.LockStatusRequest{Name: "jobs/renewed"}))
+		return err
+	}
+	unary, stream := newRenewer(), newRenewer()
+	for _, r := range []*renewer{unary, stream} {
+		if err := status(r); err != nil {
+			t.Fatalf("before the expiry: %v", err)
+		}
+	}
+	time.Sleep(time.Until(notAfter) + 200*time.Millisecond)
+	for _, r := range []*renewer{unary, stream} {
+		r.presented.Store(issue(time.Now().Add(time.Hour)))
+	}
+
+	if err := status(unary); connect.CodeOf(err) != connect.CodeUnauthenticated {
+		t.Fatalf("a unary call after the expiry, on the open connection: %v, want unauthenticated", err)
+	}
+	w, err := lockstepv1connect.NewWatchServiceClient(stream.hc, c.url).Watch(ctx,
+		connect.NewRequest(&pb.WatchRequest{Target: &pb.WatchRequest_Prefix{Prefix: "jobs/"}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for w.Receive() {
+	}
+	if connect.CodeOf(w.Err()) != connect.CodeUnauthenticated {
+		t.Fatalf("a watch after the expiry, on the open connection: %v, want unauthenticated", w.Err())
+	}
+	w.Close()
+	// The GOAWAY follows the refusal's answer by a moment on loopback.
+	time.Sleep(300 * time.Millisecond)
+	for what, r := range map[string]*renewer{"unary call": unary, "watch": stream} {
+		if err := status(r); err != nil {
+			t.Errorf("the call after a refused %s, with a renewed certificate to present: %v; want a new connection with it", what, err)
+		}
+	}
+}

@@ -359,11 +359,29 @@ func (i authn) name(ctx context.Context, procedure string, h http.Header) (conte
 	if err != nil {
 		var cerr *connect.Error
 		if !errors.As(err, &cerr) {
-			err = connect.NewError(connect.CodeUnauthenticated, err)
+			cerr = connect.NewError(connect.CodeUnauthenticated, err)
+			err = cerr
+		}
+		if p.Auth == "mtls" && connectionCertificate(ctx) {
+			cerr.Meta().Set("Connection", "close")
 		}
 		return ctx, err
 	}
 	return context.WithValue(ctx, principalKey{}, p), nil
+}
+
+// connectionCertificate says whether the request's connection presented a
+// client certificate. When that certificate is what a refusal is about
+// (expired, or one the CA in force no longer accepts), the answer carries
+// "Connection: close", which Go's HTTP/2 server turns into a GOAWAY once
+// the answer is out: the client's next request then opens a new connection
+// and presents its certificate again, a renewed one if the client reads it
+// at each connection (the Go client and the CLI do). Without it, an open
+// connection kept the expired certificate and every request on it was
+// refused until the client was restarted.
+func connectionCertificate(ctx context.Context) bool {
+	cs := TLSFrom(ctx)
+	return cs != nil && len(cs.PeerCertificates) > 0
 }
 
 func (i authn) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
@@ -417,6 +435,12 @@ func (i authn) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.S
 		reloads := i.open.seen()
 		named, err := i.name(ctx, conn.Spec().Procedure, conn.RequestHeader())
 		if err != nil {
+			var cerr *connect.Error
+			if errors.As(err, &cerr) && cerr.Meta().Get("Connection") == "close" {
+				// A stream's error travels in its last message, not in the
+				// headers, where the server looks for it.
+				conn.ResponseHeader().Set("Connection", "close")
+			}
 			return err
 		}
 		if p := PrincipalFrom(named).ID; i.streams != nil && p != "" {
