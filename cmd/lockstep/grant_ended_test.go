@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lockstepd/lockstep/config"
+	"github.com/lockstepd/lockstep/core"
 	"github.com/lockstepd/lockstep/rpc"
 	"github.com/lockstepd/lockstep/runtime"
 )
@@ -26,6 +27,12 @@ import (
 // devServer starts a one-member dev node and its API in this process, on
 // 127.0.0.1, and answers the API's URL.
 func devServer(t *testing.T) string {
+	t.Helper()
+	return devServerWith(t, func(b rpc.Backend) rpc.Backend { return b })
+}
+
+// devServerWith is devServer with the API serving wrap(node).
+func devServerWith(t *testing.T, wrap func(rpc.Backend) rpc.Backend) string {
 	t.Helper()
 	cfg := config.Dev(filepath.Join(t.TempDir(), "data"))
 	cfg.Cluster.RaftAddress = loopbackAddr(t)
@@ -42,7 +49,7 @@ func devServer(t *testing.T) string {
 			t.Fatalf("no leader within 20s: %v", node.Health())
 		}
 	}
-	api, err := rpc.New(rpc.Options{Backend: node, NodeID: cfg.Cluster.NodeID, Registerer: prometheus.NewRegistry(),
+	api, err := rpc.New(rpc.Options{Backend: wrap(node), NodeID: cfg.Cluster.NodeID, Registerer: prometheus.NewRegistry(),
 		StampLag: 2 * time.Duration(cfg.Consensus.TickIntervalMs) * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -183,6 +190,68 @@ func TestLockStopsItsCommandWhenAnotherReleasesTheGrant(t *testing.T) {
 		var out, errb lockedBuffer
 		if code := run([]string{"lock", "jobs/rel", "--endpoints", api, "--", "sh", "-c", "exit 0"}, &out, &errb); code != 0 || errb.String() != "" {
 			t.Fatalf("run %d of a command that exits 0: exit %d, stderr %q", i, code, errb.String())
+		}
+	}
+}
+
+// noGrantEnds is a backend whose servers push no grant's end: a server
+// from before the push, or a push dropped by a full subscriber.
+type noGrantEnds struct{ rpc.Backend }
+
+func (noGrantEnds) GrantsEnded(core.SessionID) (<-chan runtime.GrantEnd, func()) {
+	return nil, func() {}
+}
+
+// When no word of another caller's release reaches 'lockstep lock', its
+// command runs on, and the release at its end is refused as not held: the
+// command may have run beside the next holder, so lockstep says it lost
+// the hold and exits 3. Before, it printed the refusal and exited with the
+// command's own code, 0.
+func TestLockWithoutThePushExitsLostWhenItsReleaseIsRefused(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a node")
+	}
+	api := devServerWith(t, func(b rpc.Backend) rpc.Backend { return noGrantEnds{b} })
+	dir := t.TempDir()
+	tokenFile, goFile := filepath.Join(dir, "token"), filepath.Join(dir, "go")
+	script := fmt.Sprintf(`echo "$LOCKSTEP_FENCING_TOKEN" > %s; i=0; while [ ! -e %s ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; exit 0`,
+		tokenFile, goFile)
+	type result struct {
+		code   int
+		stderr string
+	}
+	done := make(chan result, 1)
+	go func() {
+		var out, errb lockedBuffer
+		code := run([]string{"lock", "jobs/nopush", "--owner", "vm/pid-7", "--endpoints", api, "--", "sh", "-c", script}, &out, &errb)
+		done <- result{code, errb.String()}
+	}()
+	token := waitFile(t, tokenFile, 20*time.Second)
+	body := fmt.Sprintf(`{"owner":"vm/pid-7","fencing_token":"%s"}`, token)
+	resp, err := http.Post(api+"/locks/"+url.PathEscape("jobs/nopush")+"/release", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("the other caller's release: %s", resp.Status)
+	}
+	if err := os.WriteFile(goFile, []byte("go"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("lockstep lock did not end")
+	}
+	t.Logf("exit %d, stderr:\n%s", r.code, r.stderr)
+	if r.code != exitSessionLost {
+		t.Errorf("exit %d, want %d: the hold had ended before the command exited", r.code, exitSessionLost)
+	}
+	for _, want := range []string{"lost the hold", "refused", "another holder may have run beside the command"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
 		}
 	}
 }

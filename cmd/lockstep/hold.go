@@ -110,7 +110,19 @@ func (h *holdFlags) runHeld(kind client.Kind, name string, argv []string,
 	if s.Err() == nil && code != exitSessionLost {
 		cctx, cancel := cleanupCtx()
 		defer cancel()
-		if err := hd.release(cctx); err != nil {
+		err := hd.release(cctx)
+		if errors.Is(err, client.ErrNotHeld) {
+			// The servers had ended the grant before the command exited,
+			// and no word of it came (a server without pushes, or a push
+			// dropped): the command may have run beside the next holder,
+			// which is a loss, as when the push arrives.
+			fmt.Fprintf(h.stderr, "%s: lost the hold on %s %q before the command exited: its release was refused: %v\n"+
+				"%s: another caller released the grant by its token, or it passed the servers' maximum hold; "+
+				"another holder may have run beside the command: see 'lockstep status %s'.\n",
+				h.fs.Name(), kind, name, err, h.fs.Name(), name)
+			return exitSessionLost
+		}
+		if err != nil {
 			fmt.Fprintf(h.stderr, "%s: releasing %s %q: %v (closing the session releases it anyway)\n", h.fs.Name(), kind, name, err)
 		}
 	}
@@ -287,7 +299,9 @@ D after the grant (a Redis lock's expiry). So it does too when another
 caller releases the lock by its token (a release by owner label and token
 over REST, or from another client): the next holder may start at once, so
 the command is stopped, lockstep says who ended the grant, and exits 3
-without a release of its own. With --wait 0 a held mutex fails at once
+without a release of its own (when no word of that release came, lockstep
+exits 3 once its own release at the command's end is refused as not
+held). With --wait 0 a held mutex fails at once
 with exit 2.
 
 A session that ends by failure (lockstep killed, its machine gone, its
