@@ -446,8 +446,9 @@ and sessions ending (KIND session), one line per event, until
 interrupted. "" watches everything. A lost
 connection (a node failing over or restarting) is resumed on another
 endpoint without missing or repeating an event, whatever the number of
-shards. With several shards, index is in the log of the event's shard
-(shard_id in -o json).
+shards. With several shards, each shard has its own log and INDEX is in
+the log of the event's shard: the SHARD column says which (shard_id in -o
+json), and indexes of different shards are not comparable.
 
 Examples:
   lockstep watch jobs/
@@ -466,16 +467,26 @@ Examples:
 	}
 	ctx, stop := interrupted()
 	defer stop()
-	if _, err := cl.ClusterStatus(ctx); err != nil {
+	st, err := cl.ClusterStatus(ctx)
+	if err != nil {
 		return c.fail(asked(err, "cluster status", fmt.Sprintf("watch %q", pos[0])))
 	}
+	// With one shard there is one log, and a SHARD column of zeros says
+	// nothing; with several, INDEX alone read as one sequence that jumped
+	// back and forth.
+	sharded := len(st.Shards) > 1
 	// Lines go out as events come, so the columns cannot be sized from
 	// all of them (a tabwriter flushed per batch aligned neither with the
 	// header nor across batches): each column starts wide enough for the
 	// usual values and widens, from that line on, for a wider one.
 	table := &streamTable{w: stdout, widths: []int{7, 12, 15, 9, 16, 12, 12}}
+	header := []string{"INDEX", "AT", "EVENT", "KIND", "NAME", "SESSION", "TOKEN", "REASON"}
+	if sharded {
+		table.widths = append([]int{5}, table.widths...)
+		header = append([]string{"SHARD"}, header...)
+	}
 	if c.output != "json" {
-		table.row("INDEX", "AT", "EVENT", "KIND", "NAME", "SESSION", "TOKEN", "REASON")
+		table.row(header...)
 	}
 	for r := range cl.Watch(ctx, pos[0]) {
 		if r.Err != nil {
@@ -497,8 +508,12 @@ Examples:
 			if kind == "" {
 				kind = "-"
 			}
-			table.row(strconv.FormatUint(ev.Index, 10), ms(ev.AtMs), eventName(ev.Type.String()), kind, orDash(ev.Name),
-				idOrDash(ev.SessionId), idOrDash(ev.FencingToken), reason)
+			row := []string{strconv.FormatUint(ev.Index, 10), ms(ev.AtMs), eventName(ev.Type.String()), kind, orDash(ev.Name),
+				idOrDash(ev.SessionId), idOrDash(ev.FencingToken), reason}
+			if sharded {
+				row = append([]string{strconv.FormatUint(ev.ShardId, 10)}, row...)
+			}
+			table.row(row...)
 		}
 	}
 	return exitOK

@@ -23,10 +23,15 @@ type batchWatch struct {
 	lockstepv1connect.UnimplementedWatchServiceHandler
 	lockstepv1connect.UnimplementedClusterServiceHandler
 	batches [][]*pb.Event
+	shards  int // the shards its status answers (none: one)
 }
 
 func (b *batchWatch) Status(context.Context, *connect.Request[pb.ClusterStatusRequest]) (*connect.Response[pb.ClusterStatusResponse], error) {
-	return connect.NewResponse(&pb.ClusterStatusResponse{NodeId: "node-1"}), nil
+	st := &pb.ClusterStatusResponse{NodeId: "node-1"}
+	for i := range max(b.shards, 1) {
+		st.Shards = append(st.Shards, &pb.ShardStatus{ShardId: uint64(i), LeaderId: "node-1"})
+	}
+	return connect.NewResponse(st), nil
 }
 
 func (b *batchWatch) Watch(_ context.Context, _ *connect.Request[pb.WatchRequest], s *connect.ServerStream[pb.WatchResponse]) error {
@@ -89,4 +94,40 @@ func equalInts(a, b []int) bool {
 		}
 	}
 	return len(a) == len(b)
+}
+
+// TestWatchNamesTheShardWithSeveral: with several shards each event's
+// INDEX is in its own shard's log, so a SHARD column says which; with one
+// there is none. Before, "lockstep watch" interleaved the shards' indexes
+// in one column that read as a log going back and forth.
+func TestWatchNamesTheShardWithSeveral(t *testing.T) {
+	at := time.Date(2026, 1, 2, 18, 27, 46, 0, time.Local).UnixMilli()
+	events := [][]*pb.Event{
+		{{ShardId: 2, Index: 900, AtMs: at, Type: pb.EventType_EVENT_TYPE_GRANTED, Kind: pb.Kind_KIND_MUTEX, Name: "jobs/a", SessionId: 5, FencingToken: 9}},
+		{{ShardId: 0, Index: 41, AtMs: at, Type: pb.EventType_EVENT_TYPE_GRANTED, Kind: pb.Kind_KIND_MUTEX, Name: "jobs/b", SessionId: 5, FencingToken: 10}},
+	}
+	for _, shards := range []int{1, 3} {
+		w := &batchWatch{batches: events, shards: shards}
+		mux := http.NewServeMux()
+		mux.Handle(lockstepv1connect.NewWatchServiceHandler(w))
+		mux.Handle(lockstepv1connect.NewClusterServiceHandler(w))
+		srv := httptest.NewServer(mux)
+		var out, errb bytes.Buffer
+		run([]string{"watch", "", "--endpoints", srv.URL}, &out, &errb)
+		srv.Close()
+		lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
+		if len(lines) != 3 {
+			t.Fatalf("%d shards: want a header and 2 rows:\n%s\nstderr: %s", shards, &out, &errb)
+		}
+		head, first, second := strings.Fields(lines[0]), strings.Fields(lines[1]), strings.Fields(lines[2])
+		if shards == 1 {
+			if head[0] != "INDEX" || first[0] != "900" {
+				t.Errorf("one shard: want no SHARD column:\n%s", &out)
+			}
+			continue
+		}
+		if head[0] != "SHARD" || head[1] != "INDEX" || first[0] != "2" || first[1] != "900" || second[0] != "0" || second[1] != "41" {
+			t.Errorf("%d shards: want SHARD then INDEX, each event's own:\n%s", shards, &out)
+		}
+	}
 }
