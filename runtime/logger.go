@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -502,6 +503,32 @@ func (p *peerTracker) failed(t *logTarget, addr string, line func() string) {
 			slog.Duration("down_for", now.Sub(down).Round(time.Second)),
 			slog.String("last_error", detail), slog.String("component", "dragonboat/transport"))
 	}
+}
+
+// unreachablePeers names the peers this node failed to connect to within
+// the last peerSummaryEvery and has not reached since, each as "ID at
+// ADDRESS" (the address alone for a peer the config does not name): what
+// a member without a leader says on /health, so that a mistyped address in
+// cluster.peers or a peer that is down is named there too, not only in
+// the log. Peers the transport holds off after a refusal are left out:
+// that refusal is said on its own.
+func (t *logTarget) unreachablePeers() []string {
+	now := t.now()
+	t.peers.mu.Lock()
+	defer t.peers.mu.Unlock()
+	var out []string
+	for addr, st := range t.peers.peers {
+		if !st.down || st.heldOff || now.Sub(st.lastFailure) >= peerSummaryEvery {
+			continue
+		}
+		if id, ok := t.addrs[addr]; ok {
+			out = append(out, id+" at "+addr)
+		} else {
+			out = append(out, t.translate(addr))
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // reachable ends addr's unreachable spell, if it had one.

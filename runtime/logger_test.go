@@ -415,3 +415,33 @@ func TestLentDragonboatLogsAreGivenBack(t *testing.T) {
 		t.Errorf("the target before got %q, want only the line after the restore", got)
 	}
 }
+
+// The peers in a spell of failed connections are what a member without a
+// leader names on /health: by node id and address, until reached again or
+// quiet for peerSummaryEvery; a peer held off after a refusal is not.
+func TestUnreachablePeersAreNamed(t *testing.T) {
+	var buf bytes.Buffer
+	now := time.Unix(1000, 0)
+	closing := false
+	target := testTarget(&buf, slog.LevelInfo, &now, &closing)
+	tr := slogAdapter{pkg: "transport"}
+	if got := target.unreachablePeers(); len(got) != 0 {
+		t.Fatalf("before any failure: %q", got)
+	}
+	tr.log(target, slog.LevelError, "Nodehost %s failed to get a connection to %s, %v", []any{"127.0.0.1:7001", "127.0.0.1:7002", "connection refused"})
+	tr.log(target, slog.LevelWarn, "%s became unreachable, affected %d nodes", []any{"127.0.0.1:7009", 1})
+	tr.log(target, slog.LevelError, "Nodehost %s failed to get a connection to %s, %v",
+		[]any{"127.0.0.1:7001", "127.0.0.1:7003", "transport: a member lost its log (its data directory was made anew under a replica id that took part before): " +
+			"it must be removed and added back, not restarted as it is"})
+	if got := strings.Join(target.unreachablePeers(), "; "); got != "127.0.0.1:7009; node-2 at 127.0.0.1:7002" {
+		t.Fatalf("after failures: %q, want node-2 by id and address and the unknown 7009 by address, not the held-off 7003", got)
+	}
+	tr.debug(target, "message streaming to %s established", []any{"127.0.0.1:7002"})
+	if got := strings.Join(target.unreachablePeers(), "; "); got != "127.0.0.1:7009" {
+		t.Fatalf("after node-2 was reached: %q", got)
+	}
+	now = now.Add(peerSummaryEvery)
+	if got := target.unreachablePeers(); len(got) != 0 {
+		t.Fatalf("after %v without a failure: %q", peerSummaryEvery, got)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/lni/dragonboat/v4"
 	"github.com/prometheus/client_golang/prometheus"
@@ -171,6 +172,11 @@ func (n *Node) Health() error {
 	for _, sh := range n.shards {
 		id, _, ok, err := n.nh.GetLeaderID(sh.dbID)
 		if err != nil || !ok || id == 0 {
+			if down := n.logs.unreachablePeers(); len(down) > 0 {
+				return fmt.Errorf("%w: shard %d has no leader known to this member, which cannot reach %s "+
+					"(down, or a wrong address in cluster.peers; the log's \"peer unreachable\" lines say how it failed)",
+					ErrUnavailable, sh.index, strings.Join(down, ", "))
+			}
 			return fmt.Errorf("%w: shard %d has no leader known to this member", ErrUnavailable, sh.index)
 		}
 	}

@@ -145,3 +145,20 @@ func TestNoQuorumSaysSo(t *testing.T) {
 		t.Errorf("a cancelled command with a deadline of its own: %v, want context.Canceled", err)
 	}
 }
+
+// TestHealthNamesThePeersItCannotReach: a member that cannot reach its
+// peers (here two of three not started: to it, as a mistyped address in
+// cluster.peers looks) says on /health which, by id and address. It said
+// only "no leader known", and the cause was in the log alone.
+func TestHealthNamesThePeersItCannotReach(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 3, only: []int{0}})
+	want := fmt.Sprintf("cannot reach node-2 at %s, node-3 at %s", c.cfgs[1].Cluster.RaftAddress, c.cfgs[2].Cluster.RaftAddress)
+	var last error
+	eventually(t, "health names both peers", func() bool {
+		last = c.nodes[0].Health()
+		return last != nil && strings.Contains(last.Error(), want)
+	})
+	if !errors.Is(last, ErrUnavailable) {
+		t.Fatalf("%v: want ErrUnavailable", last)
+	}
+}
