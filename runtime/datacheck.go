@@ -102,11 +102,41 @@ func checkDataDirAccess(dir string) error {
 			return nil
 		}
 	case err != nil:
+		if errors.Is(err, fs.ErrPermission) {
+			if p := barredOn(dir); p != "" {
+				return accessDenied(dir, p, "pass through", err)
+			}
+		}
 		return accessDenied(dir, dir, "look at", err)
 	case !st.IsDir():
 		return fmt.Errorf("cluster.data_dir %s: is not a directory", dir)
 	}
 	return walkAccess(dir)
+}
+
+// barredOn is the directory above dir, nearest the root, that this user
+// may not pass through, "" when none is: a data directory the user owns is
+// still out of its reach under a parent of mode 0700 (a home directory, a
+// volume mounted for root), and the refusal must name that parent, not
+// advise a chown of the data directory.
+func barredOn(dir string) string {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return ""
+	}
+	var up []string
+	for p := filepath.Dir(abs); ; p = filepath.Dir(p) {
+		up = append(up, p)
+		if p == filepath.Dir(p) {
+			break
+		}
+	}
+	for i := len(up) - 1; i >= 0; i-- {
+		if mayEnter(up[i]) != nil {
+			return up[i]
+		}
+	}
+	return ""
 }
 
 // walkAccess checks that this user may read and write the data directory
@@ -187,12 +217,17 @@ func accessDenied(dir, path, what string, err error) error {
 	if o := ownerOf(path); o != "" {
 		owner = ", which belongs to " + o
 	}
-	fix := "chown -R it to that user, or run the service as the directory's owner"
-	if what == "make a directory in" {
-		fix = "make it (mkdir -p " + dir + ") and chown it to that user"
+	switch what {
+	case "make a directory in":
+		return fmt.Errorf("cluster.data_dir %s: this user (%s) may not %s %s%s: %w; the service's user must own the data directory: "+
+			"make it (mkdir -p %s) and chown it to that user", dir, currentUser(), what, where, owner, err, dir)
+	case "pass through":
+		return fmt.Errorf("cluster.data_dir %s: this user (%s) may not %s %s, on the way to it%s: %w; "+
+			"let that user pass through it (its execute bit: chmod o+x %s, or a group the user is in), "+
+			"or put the data directory where that user may reach it", dir, currentUser(), what, where, owner, err, where)
 	}
-	return fmt.Errorf("cluster.data_dir %s: this user (%s) may not %s %s%s: %w; the service's user must own the data directory: %s",
-		dir, currentUser(), what, where, owner, err, fix)
+	return fmt.Errorf("cluster.data_dir %s: this user (%s) may not %s %s%s: %w; the service's user must own the data directory: "+
+		"chown -R it to that user, or run the service as the directory's owner", dir, currentUser(), what, where, owner, err)
 }
 
 // checkDragonboatRecord refuses, as Dragonboat would, a data directory

@@ -23,6 +23,12 @@ func mayWrite(dir string) error {
 	return syscall.Access(dir, accessWrite|accessExec)
 }
 
+// mayEnter says whether this user may pass through the directory dir
+// (search it: its execute bit) on the way to what it holds.
+func mayEnter(dir string) error {
+	return syscall.Access(dir, accessExec)
+}
+
 // mayReadWrite says whether this user may read and write path (a
 // directory: list it, and make and remove entries in it).
 func mayReadWrite(path string, isDir bool) error {

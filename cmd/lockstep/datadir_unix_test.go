@@ -285,3 +285,31 @@ func TestServeCheckAsTheDataDirectorysOwner(t *testing.T) {
 		t.Errorf("--check changed the data directory:\nbefore %v\nafter  %v", before, after)
 	}
 }
+
+// A data directory under a parent this user may not pass through (a home
+// directory or a volume of mode 0700) is refused naming that parent and
+// how to open it: it said "may not look at DIR" and advised a chown -R of
+// the data directory, which would change nothing. Run as root, the test
+// runs lockstep as uid 65534.
+func TestDataDirectoryBehindAClosedParent(t *testing.T) {
+	base := userDir(t)
+	closed := filepath.Join(base, "closed")
+	dir := filepath.Join(closed, "data")
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	mode := os.FileMode(0o700) // others: nothing
+	if os.Geteuid() != 0 {
+		mode = 0o600 // its owner may not pass through either
+	}
+	if err := os.Chmod(closed, mode); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Chmod(closed, 0o755) })
+	out, errb, code := runAsUser(t, "serve", "--dev", "--data-dir", dir, "--raft-address", loopbackAddr(t),
+		"--api-address", loopbackAddr(t), "--metrics-address", loopbackAddr(t))
+	if code != exitError || !strings.Contains(errb, "may not pass through "+closed+", on the way to it") ||
+		!strings.Contains(errb, "chmod o+x "+closed) || strings.Contains(errb, "chown -R") {
+		t.Errorf("a start behind a parent it may not pass through: exit %d\nstdout: %s\nstderr: %s", code, out, errb)
+	}
+}
