@@ -206,8 +206,25 @@ func StreamTransport(tlsConfig *tls.Config) *http.Transport {
 // ("http://127.0.0.1:8080", "https://lockstep-2:8080"). It does not connect
 // until the first request. An endpoint is scheme://host:port (http or
 // https) or host:port (http): New refuses another scheme, and a path, a
-// query or a fragment, since the API is served at the root.
+// query or a fragment, since the API is served at the root. Its refusals
+// are ErrInvalid (errors.Is): a configuration to correct.
 func New(endpoints []string, opts ...Option) (*Client, error) {
+	c, err := newClient(endpoints, opts)
+	if err != nil {
+		return nil, invalidConfig{err}
+	}
+	return c, nil
+}
+
+// invalidConfig is New's refusal: its own words, and ErrInvalid to
+// errors.Is, so that a program tells a configuration to correct from a
+// cluster that did not answer.
+type invalidConfig struct{ error }
+
+func (e invalidConfig) Is(target error) bool { return target == ErrInvalid }
+func (e invalidConfig) Unwrap() error        { return e.error }
+
+func newClient(endpoints []string, opts []Option) (*Client, error) {
 	o := options{retryTimeout: 15 * time.Second, backoffMin: 50 * time.Millisecond, backoffMax: time.Second,
 		attemptTimeout: 2 * time.Second, probeInterval: time.Second, streamSilence: 5 * time.Second,
 		maxInFlight: defaultMaxInFlight, clientID: "go"}

@@ -62,7 +62,8 @@ var (
 	ErrPrecondition = errors.New("lockstep: refused by the state the request met")
 	// ErrInvalid: the request is malformed (invalid_argument): an empty or
 	// over-long name, a value over the size limit, an out-of-range
-	// argument. The message says which field.
+	// argument. The message says which field. New's refusal of its
+	// endpoints or options is ErrInvalid too.
 	ErrInvalid = errors.New("lockstep: invalid request")
 	// ErrPermissionDenied: the servers' ACL does not allow the caller's
 	// principal this operation on this name (permission_denied; see

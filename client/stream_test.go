@@ -634,3 +634,25 @@ func TestLongWaitThatBreaksIsResent(t *testing.T) {
 		t.Fatalf("%d attempts, want 2", n)
 	}
 }
+
+// Every refusal of New is ErrInvalid to errors.Is, in its own words: a
+// program tells a configuration to correct from a cluster that did not
+// answer (New's errors were plain ones, matching no sentinel).
+func TestNewRefusalsAreErrInvalid(t *testing.T) {
+	for what, try := range map[string]func() error{
+		"no endpoints": func() error { _, err := client.New(nil); return err },
+		"a scheme":     func() error { _, err := client.New([]string{"ftp://127.0.0.1:1"}); return err },
+		"a path":       func() error { _, err := client.New([]string{"http://127.0.0.1:1/api"}); return err },
+		"a backoff":    func() error { _, err := client.New([]string{"127.0.0.1:1"}, client.WithBackoff(0, 0)); return err },
+		"a client id": func() error {
+			_, err := client.New([]string{"127.0.0.1:1"}, client.WithClientID(strings.Repeat("x", 81)))
+			return err
+		},
+		"an attempt bound": func() error { _, err := client.New([]string{"127.0.0.1:1"}, client.WithAttemptTimeout(0)); return err },
+	} {
+		err := try()
+		if !errors.Is(err, client.ErrInvalid) || strings.Contains(err.Error(), "invalid request") {
+			t.Errorf("New with %s: %v, want ErrInvalid in New's own words", what, err)
+		}
+	}
+}
