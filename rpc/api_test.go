@@ -189,10 +189,14 @@ func TestRESTNamesWithSlash(t *testing.T) {
 }
 
 // TestRESTBodyWithoutJSONContentType: curl -d sends form-urlencoded, or a
-// client sends no content type at all; the REST API reads JSON either way.
+// client sends no content type at all; the REST API reads JSON either way,
+// and JSON's type in any spelling of UTF-8 (Java's and Spring's
+// "application/json;charset=UTF-8" was refused 415 "sub-format not
+// supported"). Another charset is refused, saying what to send.
 func TestRESTBodyWithoutJSONContentType(t *testing.T) {
 	s := startServer(t)
-	for i, ct := range []string{"application/x-www-form-urlencoded", ""} {
+	for i, ct := range []string{"application/x-www-form-urlencoded", "", "application/json;charset=UTF-8", "Application/JSON; charset=utf-8",
+		"application/json ; charset=\"utf-8\"", "application/json;charset=utf8"} {
 		req, err := http.NewRequest("POST", s.url+"/locks/curl-"+strconv.Itoa(i)+"/acquire", strings.NewReader(`{"owner":"me"}`))
 		if err != nil {
 			t.Fatal(err)
@@ -210,6 +214,23 @@ func TestRESTBodyWithoutJSONContentType(t *testing.T) {
 		if err := json.Unmarshal(raw, &out); resp.StatusCode != 200 || err != nil || !out.Acquired {
 			t.Fatalf("content type %q: %d %s", ct, resp.StatusCode, raw)
 		}
+	}
+	req, err := http.NewRequest("POST", s.url+"/locks/latin/acquire", strings.NewReader(`{"owner":"me"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json; charset=iso-8859-1")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnsupportedMediaType || !strings.Contains(string(raw), "JSON in UTF-8") {
+		t.Fatalf("charset iso-8859-1: %d %s, want 415 saying to send UTF-8", resp.StatusCode, raw)
+	}
+	if st, status := s.call(t, "GET", "/locks/latin/status", ""); st != 200 || status["holder"] != nil {
+		t.Fatalf("the refused acquire changed something: %d %v", st, status)
 	}
 }
 

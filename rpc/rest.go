@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -72,6 +73,16 @@ func restFront(transcoder http.Handler, routes []restRoute, maxBody int64, bodyT
 			case "", "application/x-www-form-urlencoded":
 				r.Header.Set("Content-Type", "application/json")
 			case "application/json":
+				// The transcoder takes "application/json" and one spelling
+				// of its charset only: "application/json;charset=UTF-8"
+				// (Spring's, Java's) and other spellings of the same were
+				// answered 415 "sub-format not supported".
+				if _, params, err := mime.ParseMediaType(ct); err != nil || !utf8Charset(params["charset"]) {
+					writeJSONError(w, http.StatusUnsupportedMediaType, "invalid_argument",
+						fmt.Sprintf("Content-Type %s is not accepted: the REST API takes JSON in UTF-8 (application/json, with no charset or charset=utf-8)", quote.Bounded(ct)))
+					return
+				}
+				r.Header.Set("Content-Type", "application/json")
 			default:
 				writeJSONError(w, http.StatusUnsupportedMediaType, "invalid_argument",
 					fmt.Sprintf("Content-Type %s is not accepted: the REST API takes a JSON body (application/json)", quote.Bounded(ct)))
@@ -219,4 +230,10 @@ func writeJSONError(w http.ResponseWriter, status int, code, msg string) {
 func restNotFound(w http.ResponseWriter, r *http.Request) {
 	writeJSONError(w, http.StatusNotFound, "not_found",
 		fmt.Sprintf("no such path: %s %s (see docs/api.md for the REST paths; a name with / goes in the path as %%2F)", r.Method, r.URL.Path))
+}
+
+// utf8Charset says whether a Content-Type's charset parameter (""
+// when none) names UTF-8, the one JSON is sent in (RFC 8259).
+func utf8Charset(cs string) bool {
+	return cs == "" || strings.EqualFold(cs, "utf-8") || strings.EqualFold(cs, "utf8")
 }
