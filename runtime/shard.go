@@ -391,7 +391,13 @@ func (s *shard) submit(cmd core.Command) (*pending, error) {
 	}
 	s.nextReq++
 	p := &pending{id: s.nextReq, ch: make(chan replica.Reply, 2)}
-	if err := s.drv.Step(replica.RequestEvent(p.id, cmd)); err != nil {
+	ev := replica.RequestEvent(p.id, cmd)
+	if s.n.clients.local(cmd.ClientID) {
+		// Nobody outside this node knows its identity: a grant its caller
+		// went away before hearing is released (replica.PrivateRequestEvent).
+		ev = replica.PrivateRequestEvent(p.id, cmd)
+	}
+	if err := s.drv.Step(ev); err != nil {
 		s.mu.Unlock()
 		return nil, err
 	}
@@ -412,6 +418,33 @@ func (s *shard) abandon(p *pending) {
 		s.drv.Step(replica.CancelEvent(p.id))
 	}
 	s.mu.Unlock()
+	s.kick()
+}
+
+// answered is the final reply already delivered to p, which its caller
+// did not take (ok false: none came).
+func (s *shard) answered(p *pending) (replica.Reply, bool) {
+	select {
+	case rep := <-p.ch:
+		return rep, rep.Final()
+	default:
+		return replica.Reply{}, false
+	}
+}
+
+// unheard tells the driver that a private request's caller left without
+// rep, its answer to cmd: a grant in it is released
+// (replica.UnheardEvent).
+func (s *shard) unheard(cmd core.Command, rep replica.Reply) {
+	if rep.Kind != replica.ReplyGranted && rep.Kind != replica.ReplyResult {
+		return
+	}
+	s.mu.Lock()
+	err := s.drv.Step(replica.UnheardEvent(cmd, rep.Result))
+	s.mu.Unlock()
+	if err != nil {
+		s.log.Error("releasing a grant its caller did not hear", "err", err)
+	}
 	s.kick()
 }
 
@@ -478,6 +511,20 @@ func (s *shard) do(ctx context.Context, deadline time.Time, cmd core.Command) (c
 			return core.Result{}, err
 		}
 		rep, queued, err := s.await(ctx, deadline, p, &qw, resendable)
+		if !resendable {
+			// Its caller leaves without the answer (gone, or told its
+			// wait timed out), and nobody else can ask for it: a grant
+			// that came anyway is released.
+			switch {
+			case err != nil:
+				if late, ok := s.answered(p); ok {
+					s.unheard(cmd, late)
+				}
+			case ctx.Err() != nil && rep.Result.Err == nil && rep.Result.Outcome == core.OutcomeGranted:
+				s.unheard(cmd, rep)
+				return core.Result{}, ctx.Err()
+			}
+		}
 		if err != nil {
 			return core.Result{}, err
 		}

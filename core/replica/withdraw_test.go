@@ -250,3 +250,108 @@ func TestOwedCancelOutlivesARefusedCancelAndASnapshot(t *testing.T) {
 		t.Fatalf("after a refused cancel and a snapshot, want the owed cancel asked again, got %+v", rd.Proposals)
 	}
 }
+
+// holders is how many hold the mutex name in h's machine.
+func holders(t *testing.T, h *harness, name string) int {
+	t.Helper()
+	st, err := h.m.Status(core.KindMutex, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(st.Holders)
+}
+
+// TestGrantBeforeThePrivateCancelIsReleased: a private requester (the
+// runtime's identity, for a REST call that carried none) that went away
+// while queued, whose grant applies before its wait's cancel, can never
+// hear of the grant: the driver releases it. Before, it held the mutex
+// until its session ended (a REST user found 4 of 40 such grants). A
+// requester with its own identity may ask again and hear the grant from
+// dedupe: its grant stays.
+func TestGrantBeforeThePrivateCancelIsReleased(t *testing.T) {
+	for _, private := range []bool{true, false} {
+		t.Run(fmt.Sprintf("private=%v", private), func(t *testing.T) {
+			h := newHarness(t, Config{})
+			h.lead(1)
+			sa := h.session(1, "a")
+			sb := h.session(2, "b")
+			h.step(RequestEvent(3, acquire("a", 2, sa, "m", 0)))
+			h.ready(true)
+			tokenA := h.reply(3).Result.Token
+			waitB := RequestEvent(4, acquire("b", 2, sb, "m", core.WaitForever))
+			if private {
+				waitB = PrivateRequestEvent(4, waitB.Command)
+			}
+			h.step(waitB)
+			h.ready(true)
+			if r := h.reply(4); r.Kind != ReplyQueued {
+				t.Fatalf("b's acquire: %+v, want queued", r)
+			}
+			// a's release is proposed; b goes away; its cancel is proposed
+			// after the release, which applies first and grants b.
+			h.step(RequestEvent(5, release("a", 3, sa, "m", tokenA)))
+			rel := h.ready(false)
+			h.step(CancelEvent(4))
+			cancel := h.ready(false)
+			if len(rel.Proposals) != 1 || len(cancel.Proposals) != 1 || cancelsIn(cancel, h.reply(4).Result.Waiter) != 1 {
+				t.Fatalf("want the release, then the cancel, proposed: %+v / %+v", rel.Proposals, cancel.Proposals)
+			}
+			h.apply(rel.Proposals[0])
+			h.apply(cancel.Proposals[0])
+			h.ready(true)
+			want := 1 // b's grant stands: b may ask again and hear it
+			if private {
+				want = 0
+			}
+			if n := holders(t, h, "m"); n != want {
+				t.Fatalf("holders of m once b's grant and cancel applied: %d, want %d", n, want)
+			}
+			if h.d.Owed() != 0 {
+				t.Fatalf("Owed %d after everything applied", h.d.Owed())
+			}
+		})
+	}
+}
+
+// TestPrivateGrantOfAGoneRequesterIsReleased: a private request granted at
+// once, in flight when its requester went away, is released too.
+func TestPrivateGrantOfAGoneRequesterIsReleased(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.lead(1)
+	sa := h.session(1, "a")
+	h.step(PrivateRequestEvent(2, acquire("a", 2, sa, "m", 0)))
+	rd := h.ready(false)
+	h.step(CancelEvent(2))
+	h.apply(rd.Proposals[0])
+	if n := holders(t, h, "m"); n != 1 {
+		t.Fatalf("the acquire did not apply: %d holders", n)
+	}
+	h.ready(true)
+	h.noReply(2)
+	if n := holders(t, h, "m"); n != 0 {
+		t.Fatalf("the grant nobody heard of still holds m: %d holders", n)
+	}
+}
+
+// TestOwedReleaseSurvivesARefusedProposal: a release owed for a grant
+// nobody heard of is proposed again after its proposal was refused, as an
+// owed cancel is.
+func TestOwedReleaseSurvivesARefusedProposal(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.lead(1)
+	sa := h.session(1, "a")
+	h.step(PrivateRequestEvent(2, acquire("a", 2, sa, "m", 0)))
+	rd := h.ready(false)
+	h.step(CancelEvent(2))
+	h.apply(rd.Proposals[0])
+	rd = h.ready(false)
+	if len(rd.Proposals) != 1 || rd.Proposals[0].Proposal.Commands[0].Op != core.OpRelease {
+		t.Fatalf("want the owed release proposed: %+v", rd.Proposals)
+	}
+	h.step(ProposalFailedEvent(rd.Proposals[0].ID))
+	h.advance(DefaultTickIntervalMs)
+	h.ready(true)
+	if n := holders(t, h, "m"); n != 0 {
+		t.Fatalf("after the refused release and a tick interval: %d holders, want 0", n)
+	}
+}
