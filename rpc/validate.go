@@ -357,8 +357,22 @@ func (v validator) lease(session uint64, owner, ownerField string, seconds, ms i
 			"ttl_seconds and ttl_ms apply only without session_id (they size the session the server creates): leave them out or drop session_id"),
 			v.label(owner, ownerField, false))
 	}
-	return first(v.ttl(seconds, ms), v.label(owner, ownerField, true))
+	return first(v.ttl(seconds, ms),
+		need(ms == 0 || ms >= minServerMadeTTLMs,
+			"ttl_ms %d is too short for the session the server makes for this request: it is renewed while the request waits, "+
+				"a third of its lease at a time, and a lease under %d ms ran out before the request applied (answered as a session that "+
+				"does not exist); give ttl_ms of at least %d, or create a session (POST /sessions) and pass its session_id",
+			ms, minServerMadeTTLMs, minServerMadeTTLMs),
+		v.label(owner, ownerField, true))
 }
+
+// minServerMadeTTLMs bounds the lease of a session the server makes for
+// one request from below, above core's bound for sessions in general
+// (core.Limits.MinTTLMs): renewed every third of its lease while the
+// request waits, a 10 ms lease expired before the acquire it was made for
+// applied, which answered 404 "session ... does not exist" of a session
+// the caller never named.
+const minServerMadeTTLMs = 100
 
 // label checks that a label the caller gives has room for what the
 // server puts before it: the caller's principal (v.mark) and, in a

@@ -30,6 +30,10 @@ func TestValidationNamesWhatToFix(t *testing.T) {
 		{"a client_id without room for its session's", "POST", "/locks/a/acquire", `{"client_id":"` + long + `","request_seq":1}`,
 			"client_id is 128 bytes: at most 120"},
 		{"a TTL beside session_id", "POST", "/locks/a/acquire", `{"session_id":"1","ttl_ms":5000}`, "apply only without session_id"},
+		// A 10 ms lease for the session made for a waiting acquire ran out
+		// before the acquire applied: 404 of a session never named.
+		{"a server-made session's lease too short to renew", "POST", "/locks/a/acquire", `{"owner":"z1","ttl_ms":10,"wait_timeout_ms":1000}`,
+			"ttl_ms 10 is too short for the session the server makes for this request"},
 		{"a label without room for the mark", "POST", "/locks/a/acquire", `{"owner":"` + strings.Repeat("o", 125) + `"}`,
 			`at most 123 here (128, less 5 for the "auto:" mark`},
 		{"a release naming no holder", "POST", "/locks/a/release", `{"fencing_token":"5"}`, "the holder is missing: give session_id or owner"},
