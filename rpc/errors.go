@@ -89,7 +89,12 @@ func (s *service) apiError(err error) error {
 		// client_id, and the Go client and the CLI retry that way already.
 		// The code says "unavailable": the message starts with the detail.
 		msg := strings.TrimPrefix(err.Error(), runtime.ErrUnavailable.Error()+": ")
-		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("%s: retry later, on this member or another", msg))
+		e := connect.NewError(connect.CodeUnavailable, fmt.Errorf("%s: retry later, on this member or another", msg))
+		// For HTTP clients that back off by the standard header (a
+		// proxy's, a library's retry policy): an election settles within
+		// a second or two.
+		e.Meta().Set("Retry-After", retryAfterSeconds)
+		return e
 	case errors.Is(err, runtime.ErrCompacted):
 		return connect.NewError(connect.CodeOutOfRange, fmt.Errorf("%w: read the status and watch again from its applied_index + 1", err))
 	case errors.Is(err, runtime.ErrTooManyMembers):
@@ -138,3 +143,8 @@ func boundQuotes(msg string) string {
 		b.WriteString(q) // a short one as the message spelt it
 	}
 }
+
+// retryAfterSeconds is the Retry-After of a member that knows no leader
+// or reaches no quorum: a leader election takes a few election timeouts
+// (300 ms by default).
+const retryAfterSeconds = "1"

@@ -3,6 +3,7 @@ package rpc_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -69,6 +70,46 @@ func TestDeadlineSaysWhatHappened(t *testing.T) {
 		msg, _ := body["message"].(string)
 		if !strings.Contains(msg, "ran out of time before the cluster answered") || !strings.Contains(msg, "retry") || strings.Contains(msg, "context deadline exceeded") {
 			t.Errorf("%s %s when the backend ran out of time: %q, want what happened and to retry, in the API's words", r.method, r.path, msg)
+		}
+	}
+}
+
+// TestUnavailableSaysWhenToRetry: a member without a quorum answers its
+// 503 with Retry-After, over REST and Connect alike, for HTTP clients
+// that back off by it; one that shuts down (retry elsewhere, now) does
+// not.
+func TestUnavailableSaysWhenToRetry(t *testing.T) {
+	s := startServer(t)
+	for _, c := range []struct {
+		down error
+		want string
+	}{
+		{fmt.Errorf("%w: shard 0: this member knows no leader", runtime.ErrUnavailable), "1"},
+		{runtime.ErrShuttingDown, ""},
+	} {
+		s.b.mu.Lock()
+		s.b.down = c.down
+		s.b.mu.Unlock()
+		for _, r := range []struct{ method, path, body string }{
+			{"GET", "/locks/jobs%2Fa/status", ""},
+			{"POST", "/lockstep.v1.LockService/Status", `{"name":"jobs/a"}`},
+		} {
+			req, err := http.NewRequest(r.method, s.url+r.path, strings.NewReader(r.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.body != "" {
+				req.Header.Set("Content-Type", "application/json")
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != c.want {
+				t.Errorf("%s %s when the backend says %q: %d, Retry-After %q; want 503 with %q",
+					r.method, r.path, c.down, resp.StatusCode, resp.Header.Get("Retry-After"), c.want)
+			}
 		}
 	}
 }
