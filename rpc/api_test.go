@@ -829,3 +829,23 @@ func TestAcquireInASessionIsItsOwners(t *testing.T) {
 		t.Fatalf("release by the session's label: %d %v", status, rr)
 	}
 }
+
+// TestDecodeErrorsInTheAPIsWords: a body that does not decode is refused
+// naming its field by the API's (snake_case) name over Connect JSON as
+// over REST (Connect said "field sessionId"), and a misspelt enum value is
+// refused with the names the field takes ("kind": "mutex" did not say
+// KIND_MUTEX).
+func TestDecodeErrorsInTheAPIsWords(t *testing.T) {
+	s := startServer(t)
+	for _, c := range []struct{ path, body, want string }{
+		{"/lockstep.v1.SessionService/KeepAlive", `{"session_id":"abc"}`, "field session_id:"},
+		{"/lockstep.v1.LockService/CheckFence", `{"name":"a","kind":"mutex","fencing_token":"1"}`, "KIND_MUTEX, KIND_SEMAPHORE"},
+		{"/locks/a/acquire", `{"session_id":"abc"}`, "field session_id:"},
+	} {
+		st, body := s.call(t, "POST", c.path, c.body)
+		msg, _ := body["message"].(string)
+		if st != 400 || !strings.Contains(msg, c.want) {
+			t.Errorf("POST %s %s: %d %q, want 400 saying %q", c.path, c.body, st, msg, c.want)
+		}
+	}
+}

@@ -76,25 +76,54 @@ func (c connectJSON) Unmarshal(data []byte, msg any) error {
 	// answered valid. So unknown fields are dropped first, and the rest is
 	// decoded strictly: a misspelt enum value is an error, never an answer
 	// about another object.
+	md := m.ProtoReflect().Descriptor()
 	err := protojson.Unmarshal(data, m)
 	if err == nil || !strings.Contains(err.Error(), "unknown field") {
-		return boundDecodeError(err)
+		return boundDecodeError(err, md)
 	}
-	known, serr := dropUnknownFields(data, m.ProtoReflect().Descriptor())
+	known, serr := dropUnknownFields(data, md)
 	if serr != nil {
-		return boundDecodeError(err)
+		return boundDecodeError(err, md)
 	}
 	proto.Reset(m)
-	return boundDecodeError(protojson.Unmarshal(known, m))
+	return boundDecodeError(protojson.Unmarshal(known, m), md)
 }
 
-// boundDecodeError is protojson's error with the input it quotes bounded
-// (boundQuotes).
-func boundDecodeError(err error) error {
+// boundDecodeError is protojson's error about md in the API's words
+// (decodeWords), with the input it quotes bounded (boundQuotes).
+func boundDecodeError(err error, md protoreflect.MessageDescriptor) error {
 	if err == nil {
 		return nil
 	}
-	return errors.New(boundQuotes(err.Error()))
+	// protojson's "proto:" prefix (and the no-break space it puts after it
+	// at random) says nothing to the caller.
+	msg := strings.TrimLeft(strings.TrimPrefix(err.Error(), "proto:"), " \u00a0")
+	return errors.New(decodeWords(boundQuotes(msg), md))
+}
+
+// decodeWords is protojson's error text about a message of md in the
+// API's words: its fields by their proto (snake_case) names, which
+// protojson gives by their JSON (lowerCamelCase) ones, and an enum field's
+// refusal with the names the field takes ("invalid value for enum field
+// kind: \"mutex\"" did not say KIND_MUTEX).
+func decodeWords(text string, md protoreflect.MessageDescriptor) string {
+	fields := md.Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		if j := fd.JSONName(); j != string(fd.Name()) {
+			text = strings.ReplaceAll(text, "field "+j+":", "field "+string(fd.Name())+":")
+		}
+		if ed := fd.Enum(); ed != nil && strings.Contains(text, "enum field "+string(fd.Name())+":") {
+			var names []string
+			for k := range ed.Values().Len() {
+				if v := ed.Values().Get(k); v.Number() != 0 {
+					names = append(names, string(v.Name()))
+				}
+			}
+			text += fmt.Sprintf(" (%s takes %s)", fd.Name(), strings.Join(names, ", "))
+		}
+	}
+	return text
 }
 
 // dropUnknownFields removes the keys of a JSON object (and of the objects
@@ -145,16 +174,7 @@ func (c restCodec) Unmarshal(data []byte, msg proto.Message) error {
 	if err == nil {
 		return nil
 	}
-	// protojson names a field by its JSON (lowerCamelCase) name; the API's
-	// are the proto names, as the hint says.
-	text := err.Error()
-	fields := msg.ProtoReflect().Descriptor().Fields()
-	for i := range fields.Len() {
-		fd := fields.Get(i)
-		if j := fd.JSONName(); j != string(fd.Name()) {
-			text = strings.ReplaceAll(text, "field "+j+":", "field "+string(fd.Name())+":")
-		}
-	}
+	text := decodeWords(err.Error(), msg.ProtoReflect().Descriptor())
 	return connect.NewError(connect.CodeInvalidArgument, errors.New(strings.TrimPrefix(text, "invalid_argument: ")))
 }
 

@@ -294,7 +294,7 @@ func (s *service) findHolding(ctx context.Context, kind core.Kind, name string, 
 }
 
 func staleToken(kind core.Kind, name string, token uint64) error {
-	return conflict("fencing_token %d does not hold %s %q: the grant ended (released or expired) or never was; read its status", token, kind, name)
+	return conflict("fencing_token %d does not hold %s %q: the grant ended (released, its session expired, or its max_hold_ms passed) or never was; read its status", token, kind, name)
 }
 
 // grantDetails reads, on this node, the holder entry of a grant just made,

@@ -110,12 +110,12 @@ func (v validator) transport(msg any) *connect.Error {
 		return first(need(len(r.OwnerPrefix) <= v.l.MaxOwnerBytes, "owner_prefix is %d bytes: at most %d, the longest owner label", len(r.OwnerPrefix), v.l.MaxOwnerBytes),
 			need(r.PageSize >= 0, "page_size %d is negative: use 0 (the server's maximum, %d) or more", r.PageSize, shards.MaxPage))
 	case *pb.GetSessionRequest:
-		return need(r.SessionId != 0, "session_id is missing: give the session to read")
+		return need(r.SessionId != 0, "session_id is missing or 0: give the session to read (the id POST /sessions answered; none is 0)")
 	case *pb.AbandonRequest:
 		return v.name(r.Name)
 	case *pb.CancelWaitRequest:
 		// Ownership (ownership.go) decides by the session a waiter belongs to.
-		return need(r.SessionId != 0, "session_id is missing: give the session the waiter belongs to")
+		return need(r.SessionId != 0, "session_id is missing or 0: give the session the waiter belongs to (none is 0)")
 
 	case *pb.AcquireLockRequest:
 		return first(v.name(r.Name), v.lease(r.SessionId, r.Owner, "owner", r.TtlSeconds, r.TtlMs), v.wait(r.WaitTimeoutMs))

@@ -36,6 +36,7 @@ func TestValidationNamesWhatToFix(t *testing.T) {
 			"ttl_ms 10 is too short for the session the server makes for this request"},
 		{"a label without room for the mark", "POST", "/locks/a/acquire", `{"owner":"` + strings.Repeat("o", 125) + `"}`,
 			`at most 123 here (128, less 5 for the "auto:" mark`},
+		{"a session id of 0", "GET", "/sessions/0", "", "session_id is missing or 0: give the session to read"},
 		{"a release naming no holder", "POST", "/locks/a/release", `{"fencing_token":"5"}`, "the holder is missing: give session_id or owner"},
 		{"a holder's label that cannot be one", "POST", "/locks/a/release", `{"owner":"a\u0007","fencing_token":"5"}`, "owner has an unprintable character U+0007"},
 		{"a negative REST wait", "POST", "/locks/a/acquire", `{"wait_timeout_ms":-2}`, "wait_timeout_ms -2 is negative"},
