@@ -391,13 +391,7 @@ func (s *shard) submit(cmd core.Command) (*pending, error) {
 	}
 	s.nextReq++
 	p := &pending{id: s.nextReq, ch: make(chan replica.Reply, 2)}
-	ev := replica.RequestEvent(p.id, cmd)
-	if s.n.clients.local(cmd.ClientID) {
-		// Nobody outside this node knows its identity: a grant its caller
-		// went away before hearing is released (replica.PrivateRequestEvent).
-		ev = replica.PrivateRequestEvent(p.id, cmd)
-	}
-	if err := s.drv.Step(ev); err != nil {
+	if err := s.drv.Step(replica.RequestEvent(p.id, cmd)); err != nil {
 		s.mu.Unlock()
 		return nil, err
 	}
@@ -410,12 +404,18 @@ func (s *shard) submit(cmd core.Command) (*pending, error) {
 // abandon withdraws a request whose caller went away. A request blocked on
 // a waiter is cancelled through the log by the driver, which owes the
 // cancel until one applies (replica.Driver's owed cancels): at once as
-// leader or forwarder, or once it can propose.
-func (s *shard) abandon(p *pending) {
+// leader or forwarder, or once it can propose. gone: nobody will ask for
+// its answer again (its identity is the node's own: not resendable), so
+// a grant that comes anyway is released (replica.GoneEvent).
+func (s *shard) abandon(p *pending, gone bool) {
 	s.mu.Lock()
 	if _, ok := s.pending[p.id]; ok {
 		delete(s.pending, p.id)
-		s.drv.Step(replica.CancelEvent(p.id))
+		ev := replica.CancelEvent(p.id)
+		if gone {
+			ev = replica.GoneEvent(p.id)
+		}
+		s.drv.Step(ev)
 	}
 	s.mu.Unlock()
 	s.kick()
@@ -693,7 +693,7 @@ func (s *shard) await(ctx context.Context, deadline time.Time, p *pending, qw *q
 			withdrawC, qw.withdrawn = nil, true
 			s.withdrawAndWait(p)
 		case <-ctx.Done():
-			s.abandon(p)
+			s.abandon(p, !resendable)
 			return replica.Reply{}, queued, ctx.Err()
 		case <-closing:
 			if s.isBlocked(p) {
@@ -701,7 +701,7 @@ func (s *shard) await(ctx context.Context, deadline time.Time, p *pending, qw *q
 			}
 			closing = nil // let it finish: Close drains in-flight requests
 		case <-stuckC:
-			s.abandon(p)
+			s.abandon(p, !resendable)
 			if late {
 				return replica.Reply{}, queued, context.DeadlineExceeded
 			}
@@ -730,7 +730,7 @@ func (s *shard) await(ctx context.Context, deadline time.Time, p *pending, qw *q
 // drain timeout ends) is withdrawn, as before.
 func (s *shard) stopServing(p *pending, qw *queuedWait, resendable bool) error {
 	if !resendable || qw.withdrawn || !s.isBlocked(p) {
-		s.abandon(p)
+		s.abandon(p, !resendable)
 		return ErrShuttingDown
 	}
 	s.detach(p)

@@ -230,11 +230,10 @@ type request struct {
 	proposal  ProposalID    // stateInflight: the proposal that carried it
 	waiter    core.WaiterID // stateBlocked
 	abandoned bool          // the requester went away while the command was in flight
-	// private: nobody but this replica knows the request's identity (the
-	// runtime gave it one: PrivateRequestEvent), so nobody can send it
-	// again and hear its answer from dedupe. A grant it could not hear,
-	// its requester gone, is released rather than left to its session.
-	private bool
+	// gone: its requester went away for good (GoneEvent): nobody will
+	// send it again and hear its answer from dedupe, so a grant it could
+	// not hear is released rather than left to its session.
+	gone bool
 	// withdrawing: the requester asked its wait withdrawn and stays for
 	// the answer (EventWithdraw): its cancel is owed (Driver.owed) once it
 	// queues, if it had not yet.
@@ -431,7 +430,7 @@ const (
 	EventProposalFailed                         // the consensus library refused Proposal
 	EventProposalConfirmed                      // the consensus library committed Proposal
 	EventRestored                               // the machine was replaced by a snapshot at log time Now: applied entries were skipped
-	EventUnheard                                // a private request's requester went away without taking its answer, Result to Command
+	EventUnheard                                // a requester went away for good without taking its answer, Result to Command
 	EventWithdraw                               // the client behind a queued Request asks it withdrawn, and waits to hear how it ended
 )
 
@@ -448,7 +447,7 @@ type Event struct {
 	Entry    core.Entry
 	Output   *core.Output
 	Proposal ProposalID
-	Private  bool        // EventRequest: PrivateRequestEvent
+	Gone     bool        // EventCancel: GoneEvent
 	Result   core.Result // EventUnheard
 }
 
@@ -457,20 +456,19 @@ func RequestEvent(id RequestID, cmd core.Command) Event {
 	return Event{Kind: EventRequest, Request: id, Command: cmd}
 }
 
-// PrivateRequestEvent is a client request arriving whose dedupe identity
-// only this replica knows (the runtime gave it one, for a request that
-// carried none): its requester can never send it again to hear how it
-// ended. When that requester goes away (CancelEvent) and the grant it asked
-// for comes anyway, before the wait's cancel applies or as the request's
-// own result, the driver releases the grant (an owed release, asked as
-// an owed cancel is) rather than leave it to the session: nobody was told
-// of it, and it would hold the name until the session ends.
-func PrivateRequestEvent(id RequestID, cmd core.Command) Event {
-	return Event{Kind: EventRequest, Request: id, Command: cmd, Private: true}
-}
-
-// CancelEvent is the client behind a request going away.
+// CancelEvent is the client behind a request going away. It may come back
+// with the same identity (ClientID, Seq), elsewhere or here, and hear from
+// dedupe how the request ended: a grant that comes anyway stays.
 func CancelEvent(id RequestID) Event { return Event{Kind: EventCancel, Request: id} }
+
+// GoneEvent is the client behind a request going away for good: nobody
+// will ask for its answer again (the runtime gave the request an identity
+// only it knows, for a call that carried none; a caller that gave up on it
+// and forgot it). Its wait is withdrawn as CancelEvent withdraws it, and a
+// grant it did not hear, applied before the cancel or as the request's own
+// result, is released (owed as a cancel is, until a release of it
+// applies) rather than left to hold the name until the session ends.
+func GoneEvent(id RequestID) Event { return Event{Kind: EventCancel, Request: id, Gone: true} }
 
 // WithdrawEvent is the client behind a request asking its wait withdrawn
 // while it stays to hear how the wait ended: the cancel goes through the
@@ -527,8 +525,8 @@ func ProposalConfirmedEvent(id ProposalID) Event {
 // what happened.
 func RestoredEvent(now core.LogTime) Event { return Event{Kind: EventRestored, Now: now} }
 
-// UnheardEvent reports that the requester of a private request
-// (PrivateRequestEvent) went away without taking the answer the driver
+// UnheardEvent reports that the requester of a request went away for
+// good (as GoneEvent says) without taking the answer the driver
 // gave it, res to cmd: the answer came as it left (or as its deadline
 // passed and it was told the wait timed out). A grant in res is released,
 // owed as a cancel is, as one that comes after the requester left is:
@@ -543,9 +541,9 @@ func UnheardEvent(cmd core.Command, res core.Result) Event {
 func (d *Driver) Step(ev Event) error {
 	switch ev.Kind {
 	case EventRequest:
-		return d.stepRequest(ev.Request, ev.Command, ev.Private)
+		return d.stepRequest(ev.Request, ev.Command)
 	case EventCancel:
-		d.stepCancel(ev.Request)
+		d.stepCancel(ev.Request, ev.Gone)
 	case EventWithdraw:
 		if r := d.reqs[ev.Request]; r != nil && !r.withdrawing {
 			r.withdrawing = true
@@ -573,7 +571,7 @@ func (d *Driver) Step(ev Event) error {
 	return nil
 }
 
-func (d *Driver) stepRequest(id RequestID, cmd core.Command, private bool) error {
+func (d *Driver) stepRequest(id RequestID, cmd core.Command) error {
 	if _, dup := d.reqs[id]; dup {
 		return fmt.Errorf("replica: request id %d is already pending", id)
 	}
@@ -585,7 +583,7 @@ func (d *Driver) stepRequest(id RequestID, cmd core.Command, private bool) error
 	case len(d.reqs) >= d.cfg.MaxPending:
 		d.reply(Reply{Request: id, Kind: ReplyBusy})
 	default:
-		r := &request{id: id, cmd: cmd, state: stateQueued, asksBefore: d.askSeq, private: private}
+		r := &request{id: id, cmd: cmd, state: stateQueued, asksBefore: d.askSeq}
 		d.reqs[id] = r
 		k := dedupeKey{cmd.ClientID, cmd.Seq}
 		d.byKey[k] = append(d.byKey[k], id)
@@ -594,18 +592,19 @@ func (d *Driver) stepRequest(id RequestID, cmd core.Command, private bool) error
 	return nil
 }
 
-func (d *Driver) stepCancel(id RequestID) {
+func (d *Driver) stepCancel(id RequestID, gone bool) {
 	r := d.reqs[id]
 	if r == nil {
 		return
 	}
+	r.gone = r.gone || gone
 	switch r.state {
 	case stateQueued:
 		d.forget(r)
 	case stateInflight:
 		r.abandoned = true // decided when its result arrives
 	case stateBlocked:
-		d.cancelWait(r.waiter, r.cmd.Session, r.private)
+		d.cancelWait(r.waiter, r.cmd.Session, r.gone)
 		d.forget(r)
 	}
 }
@@ -613,24 +612,24 @@ func (d *Driver) stepCancel(id RequestID) {
 // cancelWait withdraws a queued request from the machine, so that a grant
 // nobody waits for does not sit on the name until the session ends. The
 // cancel is owed until one applies (Driver.owed): a follower, which
-// proposes nothing, asks it once it leads or forwards. private: the
-// requester was private and went away, so a grant that beats the cancel
+// proposes nothing, asks it once it leads or forwards. gone: the
+// requester went away for good (GoneEvent), so a grant that beats the cancel
 // is released (route).
-func (d *Driver) cancelWait(w core.WaiterID, s core.SessionID, private bool) {
+func (d *Driver) cancelWait(w core.WaiterID, s core.SessionID, gone bool) {
 	if w == 0 {
 		return
 	}
 	k := owedKey{waiter: w}
 	if o, ok := d.owed[k]; ok {
-		o.private = o.private || private
+		o.gone = o.gone || gone
 	} else {
-		d.owed[k] = &owedCancel{cmd: core.Command{Op: core.OpCancel, Waiter: w, Session: s}, private: private}
+		d.owed[k] = &owedCancel{cmd: core.Command{Op: core.OpCancel, Waiter: w, Session: s}, gone: gone}
 	}
 	d.askOwed(k)
 }
 
-// oweRelease releases a grant whose private requester went away before it
-// heard of it (PrivateRequestEvent), owed as a cancel is, until a release
+// oweRelease releases a grant whose requester went away for good before
+// it heard of it (GoneEvent), owed as a cancel is, until a release
 // of it applies. A barrier's "grant" is its release, and holds nothing.
 func (d *Driver) oweRelease(kind core.Kind, name string, s core.SessionID, token core.FencingToken) {
 	if token == 0 || kind == core.KindBarrier {
@@ -667,7 +666,7 @@ func owedOf(c *core.Command) owedKey {
 // of a wait, or the release of a grant nobody heard of.
 type owedCancel struct {
 	cmd     core.Command // what to propose
-	private bool         // a cancel whose requester was private: a grant that beats it is released
+	gone    bool         // a cancel whose requester went away for good: a grant that beats it is released
 	asked   bool         // in d.cancels, or in a proposal
 	carrier ProposalID   // the proposal that carries it (0: not proposed yet)
 }
@@ -1013,7 +1012,7 @@ func describeOutput(out *core.Output) string {
 func (d *Driver) answer(r *request, res core.Result, index uint64) {
 	if res.Err == nil && res.Outcome == core.OutcomeQueued && res.Waiter != 0 {
 		if r.abandoned {
-			d.cancelWait(res.Waiter, r.cmd.Session, r.private)
+			d.cancelWait(res.Waiter, r.cmd.Session, r.gone)
 			d.forget(r)
 			return
 		}
@@ -1035,7 +1034,7 @@ func (d *Driver) answer(r *request, res core.Result, index uint64) {
 	}
 	if !r.abandoned {
 		d.reply(Reply{Request: r.id, Kind: ReplyResult, Result: res, Index: index})
-	} else if r.private && d.alone(r) {
+	} else if r.gone && d.alone(r) {
 		// Granted at once, to a requester that went away and can never
 		// ask again: nobody will hear of this grant.
 		d.releaseUnheard(&r.cmd, res)
@@ -1044,7 +1043,7 @@ func (d *Driver) answer(r *request, res core.Result, index uint64) {
 }
 
 // releaseUnheard releases the grant res gave cmd, if it gave one, which
-// its private requester will never hear of.
+// its requester, gone for good, will never hear of.
 func (d *Driver) releaseUnheard(cmd *core.Command, res core.Result) {
 	if res.Err != nil || res.Outcome != core.OutcomeGranted {
 		return
@@ -1074,9 +1073,9 @@ func (d *Driver) route(ef *core.Effect, index uint64) {
 	if ef.Kind == core.EffectGranted || ef.Kind == core.EffectWaitEnded {
 		o := d.owed[owedKey{waiter: ef.Waiter}]
 		d.settleOwed(owedKey{waiter: ef.Waiter}) // a cancel owed for it has nothing left to do
-		if o != nil && o.private && ef.Kind == core.EffectGranted && len(d.blocked[ef.Waiter]) == 0 {
-			// The grant beat the cancel of a private requester that went
-			// away: nobody will hear of it.
+		if o != nil && o.gone && ef.Kind == core.EffectGranted && len(d.blocked[ef.Waiter]) == 0 {
+			// The grant beat the cancel of a requester gone for good:
+			// nobody will hear of it.
 			d.oweRelease(ef.Object, ef.Name, ef.Session, ef.Token)
 		}
 	}

@@ -261,16 +261,16 @@ func holders(t *testing.T, h *harness, name string) int {
 	return len(st.Holders)
 }
 
-// TestGrantBeforeThePrivateCancelIsReleased: a private requester (the
-// runtime's identity, for a REST call that carried none) that went away
-// while queued, whose grant applies before its wait's cancel, can never
-// hear of the grant: the driver releases it. Before, it held the mutex
+// TestGrantBeforeTheGoneCancelIsReleased: a requester gone for good (the
+// runtime's identity, for a REST call that carried none: GoneEvent) that
+// went away while queued, whose grant applies before its wait's cancel,
+// can never hear of the grant: the driver releases it. Before, it held the mutex
 // until its session ended (a REST user found 4 of 40 such grants). A
 // requester with its own identity may ask again and hear the grant from
 // dedupe: its grant stays.
-func TestGrantBeforeThePrivateCancelIsReleased(t *testing.T) {
-	for _, private := range []bool{true, false} {
-		t.Run(fmt.Sprintf("private=%v", private), func(t *testing.T) {
+func TestGrantBeforeTheGoneCancelIsReleased(t *testing.T) {
+	for _, gone := range []bool{true, false} {
+		t.Run(fmt.Sprintf("gone=%v", gone), func(t *testing.T) {
 			h := newHarness(t, Config{})
 			h.lead(1)
 			sa := h.session(1, "a")
@@ -278,11 +278,7 @@ func TestGrantBeforeThePrivateCancelIsReleased(t *testing.T) {
 			h.step(RequestEvent(3, acquire("a", 2, sa, "m", 0)))
 			h.ready(true)
 			tokenA := h.reply(3).Result.Token
-			waitB := RequestEvent(4, acquire("b", 2, sb, "m", core.WaitForever))
-			if private {
-				waitB = PrivateRequestEvent(4, waitB.Command)
-			}
-			h.step(waitB)
+			h.step(RequestEvent(4, acquire("b", 2, sb, "m", core.WaitForever)))
 			h.ready(true)
 			if r := h.reply(4); r.Kind != ReplyQueued {
 				t.Fatalf("b's acquire: %+v, want queued", r)
@@ -291,7 +287,11 @@ func TestGrantBeforeThePrivateCancelIsReleased(t *testing.T) {
 			// after the release, which applies first and grants b.
 			h.step(RequestEvent(5, release("a", 3, sa, "m", tokenA)))
 			rel := h.ready(false)
-			h.step(CancelEvent(4))
+			if gone {
+				h.step(GoneEvent(4))
+			} else {
+				h.step(CancelEvent(4))
+			}
 			cancel := h.ready(false)
 			if len(rel.Proposals) != 1 || len(cancel.Proposals) != 1 || cancelsIn(cancel, h.reply(4).Result.Waiter) != 1 {
 				t.Fatalf("want the release, then the cancel, proposed: %+v / %+v", rel.Proposals, cancel.Proposals)
@@ -300,7 +300,7 @@ func TestGrantBeforeThePrivateCancelIsReleased(t *testing.T) {
 			h.apply(cancel.Proposals[0])
 			h.ready(true)
 			want := 1 // b's grant stands: b may ask again and hear it
-			if private {
+			if gone {
 				want = 0
 			}
 			if n := holders(t, h, "m"); n != want {
@@ -313,15 +313,15 @@ func TestGrantBeforeThePrivateCancelIsReleased(t *testing.T) {
 	}
 }
 
-// TestPrivateGrantOfAGoneRequesterIsReleased: a private request granted at
-// once, in flight when its requester went away, is released too.
-func TestPrivateGrantOfAGoneRequesterIsReleased(t *testing.T) {
+// TestGrantOfAGoneRequesterIsReleased: a request granted at once, in
+// flight when its requester went away for good, is released too.
+func TestGrantOfAGoneRequesterIsReleased(t *testing.T) {
 	h := newHarness(t, Config{})
 	h.lead(1)
 	sa := h.session(1, "a")
-	h.step(PrivateRequestEvent(2, acquire("a", 2, sa, "m", 0)))
+	h.step(RequestEvent(2, acquire("a", 2, sa, "m", 0)))
 	rd := h.ready(false)
-	h.step(CancelEvent(2))
+	h.step(GoneEvent(2))
 	h.apply(rd.Proposals[0])
 	if n := holders(t, h, "m"); n != 1 {
 		t.Fatalf("the acquire did not apply: %d holders", n)
@@ -340,9 +340,9 @@ func TestOwedReleaseSurvivesARefusedProposal(t *testing.T) {
 	h := newHarness(t, Config{})
 	h.lead(1)
 	sa := h.session(1, "a")
-	h.step(PrivateRequestEvent(2, acquire("a", 2, sa, "m", 0)))
+	h.step(RequestEvent(2, acquire("a", 2, sa, "m", 0)))
 	rd := h.ready(false)
-	h.step(CancelEvent(2))
+	h.step(GoneEvent(2))
 	h.apply(rd.Proposals[0])
 	rd = h.ready(false)
 	if len(rd.Proposals) != 1 || rd.Proposals[0].Proposal.Commands[0].Op != core.OpRelease {
