@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"time"
 
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 )
@@ -65,4 +66,11 @@ func UnlockPushedFirst(ctx context.Context, m *Mutex) error {
 		}
 		return err
 	})
+}
+
+// Suspend sets the wall clock the client reads d ahead of the monotonic
+// one, as a suspend of the machine for d leaves them, until restore.
+func Suspend(d time.Duration) (restore func()) {
+	wallAhead.Store(int64(d))
+	return func() { wallAhead.Store(0) }
 }

@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -150,5 +151,35 @@ func TestLostFollowsAnEarlierDeadline(t *testing.T) {
 	if !closedWithin(lost, 100*time.Millisecond) {
 		<-lost
 		t.Fatalf("Token answered 0 (the max hold passed, the session alive) while Lost stayed open %v more", time.Since(at))
+	}
+}
+
+// A lease that passed while the machine was suspended (the monotonic clock
+// stood still; the wall clock and the servers' ran on) ends the session
+// within a second or so of the resume: Token reads 0 at once, and Done
+// closes although the lease timer, on the monotonic clock, still stands.
+// Before, both waited as long again as the suspend had lasted, while the
+// servers could have handed the lock on.
+func TestLeasePassedInASuspendEndsTheSession(t *testing.T) {
+	needServer(t)
+	c := newClient(t)
+	ctx := testCtx(t)
+	s := newSession(t, c, client.WithTTL(20*time.Second))
+	m := client.NewMutex(s, "t/suspended")
+	if err := m.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	restore := client.Suspend(time.Minute)
+	defer restore()
+	if tok := m.Token(); tok != 0 {
+		t.Fatalf("Token after a minute's suspend with a 20s lease: %d, want 0", tok)
+	}
+	select {
+	case <-s.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the session still stands 5 s after a suspend longer than its lease")
+	}
+	if !errors.Is(s.Err(), client.ErrSessionLost) {
+		t.Fatalf("Err %v, want ErrSessionLost", s.Err())
 	}
 }

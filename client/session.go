@@ -366,7 +366,31 @@ func (s *Session) renewNow() {
 // what it held to another: the session is lost, whatever the keepalive
 // loop has yet to notice.
 func (s *Session) leaseHeld() bool {
-	return time.Since(s.born) < time.Duration(s.leaseEnd.Load())
+	end := time.Duration(s.leaseEnd.Load())
+	// The monotonic clock stops while the machine is suspended (a laptop's
+	// lid shut, a VM suspended); the servers' clocks do not. The wall
+	// clock runs on through a suspend: the lease has passed when either
+	// says so. A wall clock stepped back cannot extend it (the monotonic
+	// one still counts); one stepped forward ends it early, the safe way.
+	wall := time.Now().Round(0).Add(time.Duration(wallAhead.Load()))
+	return time.Since(s.born) < end && wall.Sub(s.born.Round(0)) < end
+}
+
+// wallAhead moves the wall clock the client reads ahead of the monotonic
+// one, in nanoseconds, as a suspend does: 0 but in tests.
+var wallAhead atomic.Int64
+
+// leaseCheckEvery bounds how long the keepalive loop waits between looks
+// at the lease: its timers run on the monotonic clock, which a suspend
+// stops, so a lease that passed during one is noticed within this of the
+// resume rather than when the monotonic lease timer fires, as much later
+// as the suspend was long.
+const leaseCheckEvery = time.Second
+
+// armLease sets t to fire at the lease's end, or at leaseCheckEvery if
+// sooner.
+func armLease(t *time.Timer, leaseEnd time.Time) {
+	t.Reset(min(time.Until(leaseEnd), leaseCheckEvery))
 }
 
 // lostUnlessHeld declares the session lost when its lease has passed, as
@@ -462,7 +486,7 @@ func (s *Session) keepAlive(leaseEnd time.Time) {
 	if s.streaming() {
 		interval = min(interval, streamKeepAliveMax) // the servers cut a silent stream
 	}
-	lease := time.NewTimer(time.Until(leaseEnd))
+	lease := time.NewTimer(min(time.Until(leaseEnd), leaseCheckEvery))
 	defer lease.Stop()
 	// A Create that took long (retried across endpoints) has used part of
 	// the lease already: renew sooner.
@@ -481,6 +505,10 @@ func (s *Session) keepAlive(leaseEnd time.Time) {
 		case <-s.stop:
 			return
 		case <-lease.C:
+			if s.leaseHeld() {
+				armLease(lease, leaseEnd)
+				continue
+			}
 			lost()
 			return
 		case <-next.C:
@@ -492,22 +520,30 @@ func (s *Session) keepAlive(leaseEnd time.Time) {
 		answer := make(chan error, 1)
 		go func() { answer <- s.renew(ctx) }()
 		var err error
-		select {
-		case <-s.stop:
-			cancel()
-			return
-		case <-lease.C:
-			cancel()
-			lost()
-			return
-		case err = <-answer:
-			cancel()
+	wait:
+		for {
+			select {
+			case <-s.stop:
+				cancel()
+				return
+			case <-lease.C:
+				if s.leaseHeld() {
+					armLease(lease, leaseEnd)
+					continue
+				}
+				cancel()
+				lost()
+				return
+			case err = <-answer:
+				cancel()
+				break wait
+			}
 		}
 		switch {
 		case err == nil:
 			leaseEnd = sent.Add(s.ttl - s.guard())
 			s.leaseEnd.Store(int64(leaseEnd.Sub(s.born)))
-			lease.Reset(time.Until(leaseEnd))
+			armLease(lease, leaseEnd)
 			next.Reset(interval)
 		case connect.CodeOf(err) == connect.CodeNotFound:
 			s.lose(fmt.Errorf("%w: session %d expired or was closed on the servers: %v", ErrSessionLost, s.id, err))
