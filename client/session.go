@@ -376,6 +376,20 @@ func (s *Session) leaseHeld() bool {
 	return time.Since(s.born) < end && wall.Sub(s.born.Round(0)) < end
 }
 
+// LeaseLeft is how long the session's lease, as the client counts it, has
+// left: until the servers may expire the session, unless a renewal is
+// answered meanwhile. 0 once it passed, and after the session was lost or
+// closed. A process that hands work to another (lockstep lock's guard)
+// can bound that work by it.
+func (s *Session) LeaseLeft() time.Duration {
+	if s.Err() != nil {
+		return 0
+	}
+	end := time.Duration(s.leaseEnd.Load())
+	wall := time.Now().Round(0).Add(time.Duration(wallAhead.Load()))
+	return max(0, min(end-time.Since(s.born), end-wall.Sub(s.born.Round(0))))
+}
+
 // wallAhead moves the wall clock the client reads ahead of the monotonic
 // one, in nanoseconds, as a suspend does: 0 but in tests.
 var wallAhead atomic.Int64

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"runtime"
 	"strconv"
 	"syscall"
+	"time"
 )
 
 // A command run under a hold must never outlive the process that holds it:
@@ -24,12 +26,33 @@ import (
 // (PR_SET_PDEATHSIG), and the guard then kills the whole group, the
 // command's children included. The guard forwards nothing itself: signals
 // the CLI sends reach the whole group.
+//
+// A CLI that is stopped rather than killed (SIGSTOP, Ctrl-Z in a shell:
+// the command is in a group of its own, so the stop reaches the CLI alone)
+// renews nothing, and its session expires while the command runs on. So
+// the CLI tells the guard, on a pipe, how long the hold is good for (the
+// lease as the client counts it, or the max hold if sooner) every
+// guardBeat; when that passes without a newer word, the guard stops the
+// command as the CLI would on a loss: SIGTERM to the group, SIGKILL after
+// the grace period. The mutex's lock-delay (--grace by default) keeps the
+// next holder out meanwhile.
 
 // guardCommand is the hidden subcommand that runs the guard.
 const guardCommand = "__guard"
 
 // guardParentEnv tells the guard which process must outlive it.
 const guardParentEnv = "LOCKSTEP_GUARD_PARENT"
+
+// guardBeat is how often the CLI tells the guard how long the hold is good
+// for.
+const guardBeat = 250 * time.Millisecond
+
+// guardLeaseFD is the guard's end of that pipe (the first of ExtraFiles),
+// and guardGraceEnv the grace period between its SIGTERM and SIGKILL.
+const (
+	guardLeaseFD  = 3
+	guardGraceEnv = "LOCKSTEP_GUARD_GRACE"
+)
 
 // parentDeathSignal is what the kernel sends the guard when the CLI dies.
 // It is one no command would be sent by the CLI, so the guard can tell it
@@ -39,22 +62,55 @@ const parentDeathSignal = syscall.SIGUSR2
 // guardedCommand returns the command that runs argv under the guard, and
 // starts it. The PDEATHSIG is tied to the thread that forked the guard, so
 // the start happens on a thread locked for as long as the guard runs.
-func guardedCommand(argv []string, setup func(*exec.Cmd)) (*exec.Cmd, error) {
+// goodFor says how long the hold is good for now; it is told to the guard
+// every guardBeat until the guard is gone, and grace is the guard's wait
+// between SIGTERM and SIGKILL when that runs out.
+func guardedCommand(argv []string, setup func(*exec.Cmd), goodFor func() time.Duration, grace time.Duration) (*exec.Cmd, error) {
 	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(self, append([]string{guardCommand, "--"}, argv...)...)
 	setup(cmd)
-	cmd.Env = append(cmd.Env, guardParentEnv+"="+strconv.Itoa(os.Getpid()))
+	cmd.Env = append(cmd.Env, guardParentEnv+"="+strconv.Itoa(os.Getpid()), guardGraceEnv+"="+grace.String())
+	cmd.ExtraFiles = []*os.File{r}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: parentDeathSignal}
+	tell := func() error {
+		_, err := fmt.Fprintf(w, "%d\n", goodFor().Milliseconds())
+		return err
+	}
+	if err := tell(); err != nil { // before the start: the guard has it at once
+		r.Close()
+		w.Close()
+		return nil, err
+	}
 	started := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread must outlive the guard
 		started <- cmd.Start()
 		select {} // a locked goroutine that exits would end its thread, and fire the signal
 	}()
-	return cmd, <-started
+	err = <-started
+	r.Close() // the guard's now
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
+	go func() {
+		defer w.Close()
+		t := time.NewTicker(guardBeat)
+		defer t.Stop()
+		for range t.C {
+			if tell() != nil {
+				return // the guard is gone
+			}
+		}
+	}()
+	return cmd, nil
 }
 
 // guard runs argv in its own process group and answers its exit code; when
@@ -86,10 +142,39 @@ func guard(args []string, stderr io.Writer) int {
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
+	goodFor := readGoodFor(os.NewFile(guardLeaseFD, "lease"))
+	grace, _ := time.ParseDuration(os.Getenv(guardGraceEnv))
+	var expiry, kill <-chan time.Time
+	var deadline *time.Timer
 	for {
 		select {
 		case <-passed:
 		case <-died:
+			_ = syscall.Kill(0, syscall.SIGKILL) // the group, this guard included
+			return 128 + int(syscall.SIGKILL)
+		case d, ok := <-goodFor:
+			if !ok {
+				goodFor = nil // no word will come: the CLI's own death is the guard's cue
+				continue
+			}
+			if kill != nil {
+				continue // stopping already
+			}
+			if deadline == nil {
+				deadline = time.NewTimer(d)
+				expiry = deadline.C
+			} else {
+				deadline.Reset(d)
+			}
+		case <-expiry:
+			// The CLI said nothing for as long as the hold was good for:
+			// it is stopped (or stuck), and its session has expired or is
+			// about to, while the command runs.
+			fmt.Fprintf(stderr, "lockstep: the hold's lease ran out without word from lockstep (stopped, or stuck): sending SIGTERM to the command (SIGKILL in %v); another holder may start once its lock-delay ends.\n", grace)
+			expiry = nil
+			_ = signalOthers(syscall.SIGTERM)
+			kill = time.After(grace)
+		case <-kill:
 			_ = syscall.Kill(0, syscall.SIGKILL) // the group, this guard included
 			return 128 + int(syscall.SIGKILL)
 		case <-exited:
@@ -101,3 +186,34 @@ func guard(args []string, stderr io.Writer) int {
 		}
 	}
 }
+
+// readGoodFor yields each "how long the hold is good for" the CLI writes
+// on f, in milliseconds a line, and closes at its end.
+func readGoodFor(f *os.File) <-chan time.Duration {
+	out := make(chan time.Duration, 1)
+	if f == nil {
+		close(out)
+		return out
+	}
+	go func() {
+		defer close(out)
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			ms, err := strconv.ParseInt(sc.Text(), 10, 64)
+			if err != nil {
+				return
+			}
+			select { // only the latest word matters
+			case <-out:
+			default:
+			}
+			out <- time.Duration(max(ms, 0)) * time.Millisecond
+		}
+	}()
+	return out
+}
+
+// signalOthers sends sig to the guard's group, which the command and its
+// children share with the guard; the guard takes it as one passed on
+// (it is Notified), and waits for the command.
+func signalOthers(sig syscall.Signal) error { return syscall.Kill(0, sig) }

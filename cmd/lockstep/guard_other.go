@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"time"
 )
 
 // Without PR_SET_PDEATHSIG there is no guard: a command run under a hold is
@@ -14,7 +15,7 @@ import (
 
 const guardCommand = "__guard"
 
-func guardedCommand(argv []string, setup func(*exec.Cmd)) (*exec.Cmd, error) {
+func guardedCommand(argv []string, setup func(*exec.Cmd), _ func() time.Duration, _ time.Duration) (*exec.Cmd, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	setup(cmd)
 	ownProcessGroup(cmd)

@@ -51,6 +51,12 @@ type held struct {
 	// hold's LostErr) says which.
 	lost    <-chan struct{}
 	lostErr func() error
+	// current is the hold's token now (the hold's Token): 0 once it ended
+	// or its lease, as the client counts it, passed.
+	current func() uint64
+	// maxHoldEnd is when --max-hold ends the hold at the latest, counted
+	// from before the acquire was sent (zero: no --max-hold).
+	maxHoldEnd time.Time
 }
 
 // runHeld is the common body of lock, sem and rwlock: open a session, take
@@ -86,7 +92,11 @@ func (h *holdFlags) runHeld(kind client.Kind, name string, argv []string,
 		actx, cancel = context.WithTimeout(ctx, h.wait)
 		defer cancel()
 	}
+	sent := time.Now()
 	hd, err := acquire(actx, s)
+	if h.maxHold > 0 {
+		hd.maxHoldEnd = sent.Add(h.maxHold) // the servers count from the grant, later
+	}
 	switch {
 	case err == nil:
 	case errors.Is(err, client.ErrLocked), errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil, errors.Is(err, client.ErrTimeout):
@@ -175,14 +185,15 @@ func (h *holdFlags) runCommand(s *client.Session, name string, hd held, argv []s
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 	// Under a guard (guard_linux.go), the command and its children die
-	// with this process, even by kill -9.
+	// with this process, even by kill -9, and are stopped when this process
+	// says nothing for as long as the hold was good for (stopped, Ctrl-Z).
 	cmd, err := guardedCommand(argv, func(cmd *exec.Cmd) {
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, h.stdout, h.stderr
 		cmd.Env = append(os.Environ(),
 			"LOCKSTEP_FENCING_TOKEN="+strconv.FormatUint(token, 10),
 			"LOCKSTEP_LOCK_NAME="+name,
 			"LOCKSTEP_SESSION_ID="+strconv.FormatUint(s.ID(), 10))
-	})
+	}, hd.goodFor(s), h.grace)
 	if err != nil {
 		fmt.Fprintf(h.stderr, "%s: cannot start %q: %v; check the command and PATH.\n", h.fs.Name(), argv[0], err)
 		return 127
@@ -238,6 +249,22 @@ func (h *holdFlags) runCommand(s *client.Session, name string, hd held, argv []s
 	}
 }
 
+// goodFor says, at each call, how long hd is good for: until the lease,
+// as the client counts it, passes, or --max-hold, whichever is sooner; 0
+// once it ended.
+func (hd held) goodFor(s *client.Session) func() time.Duration {
+	return func() time.Duration {
+		if hd.current == nil || hd.current() == 0 {
+			return 0
+		}
+		left := s.LeaseLeft()
+		if !hd.maxHoldEnd.IsZero() {
+			left = min(left, time.Until(hd.maxHoldEnd))
+		}
+		return max(left, 0)
+	}
+}
+
 // lostWhy says why hd was lost: the session's loss, the servers' end of
 // the grant (another caller's release, its max hold), or its --max-hold
 // as counted here.
@@ -287,9 +314,14 @@ token to whatever it writes, so a stale holder's writes can be refused (see
 docs/client.md).
 
 The command never outlives lockstep: on Linux it runs under a guard that
-kills its whole process group when lockstep dies, even by kill -9. Other
-systems have no such signal; there a killed lockstep leaves the command
-running while its session expires.
+kills its whole process group when lockstep dies, even by kill -9. Nor does
+it outlive the hold while lockstep is stopped (SIGSTOP, or Ctrl-Z, which
+stops lockstep alone, the command being in a group of its own): lockstep
+tells the guard how long the hold is good for four times a second, and
+when that runs out without word the guard sends the command SIGTERM, then
+SIGKILL after --grace, as lockstep would. Other systems have no such
+guard; there a killed or stopped lockstep leaves the command running while
+its session expires.
 
 If the session is lost while the command runs (this machine could not renew
 it within --ttl), the command gets SIGTERM, then SIGKILL after --grace, and
@@ -342,7 +374,7 @@ Examples:
 		} else {
 			err = m.Lock(ctx)
 		}
-		return held{token: m.Token(), release: m.Unlock, lost: m.Lost(), lostErr: m.LostErr}, err
+		return held{token: m.Token(), release: m.Unlock, lost: m.Lost(), lostErr: m.LostErr, current: m.Token}, err
 	})
 }
 
@@ -379,7 +411,11 @@ use it to cap concurrency. The first acquirer fixes the limit; every later
 one must give the same --limit. As with lock, the command never outlives
 lockstep on Linux, and is stopped (exit 3) when the session is lost,
 --max-hold passes or another caller releases the permits by their token
-(see lockstep lock -h).
+(see lockstep lock -h). Unlike a mutex, a semaphore has no lock-delay: a
+command cut off from the cluster gets SIGTERM when its lease runs out, the
+moment the servers may hand its permits on, and may run up to --grace
+beside the next holder: keep --grace short, or make the command stop at
+once on SIGTERM.
 
 Examples:
   lockstep sem gpu --limit 4 -- ./train.sh            # at most 4 at once
@@ -413,7 +449,7 @@ Examples:
 		} else {
 			err = m.Acquire(ctx, *permits)
 		}
-		return held{token: m.Token(), release: m.Release, lost: m.Lost(), lostErr: m.LostErr}, err
+		return held{token: m.Token(), release: m.Release, lost: m.Lost(), lostErr: m.LostErr, current: m.Token}, err
 	})
 }
 
@@ -426,7 +462,11 @@ writing (alone), runs COMMAND, releases it when the command exits. A queued
 writer makes later readers wait, so writers are never starved. As with
 lock, the command never outlives lockstep on Linux, and is stopped (exit 3)
 when the session is lost, --max-hold passes or another caller releases the
-hold by its token (see lockstep lock -h).
+hold by its token (see lockstep lock -h). Unlike a mutex, an RW lock has
+no lock-delay: a command cut off from the cluster gets SIGTERM when its
+lease runs out, the moment the servers may hand the lock on, and may run
+up to --grace beside the next holder: keep --grace short, or make the
+command stop at once on SIGTERM.
 
 Examples:
   lockstep rwlock config --read -- ./render.sh
@@ -458,7 +498,7 @@ Examples:
 		default:
 			err = m.Lock(ctx)
 		}
-		return held{token: m.Token(), release: m.Unlock, lost: m.Lost(), lostErr: m.LostErr}, err
+		return held{token: m.Token(), release: m.Unlock, lost: m.Lost(), lostErr: m.LostErr, current: m.Token}, err
 	})
 }
 

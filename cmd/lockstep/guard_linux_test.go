@@ -1,0 +1,54 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestStoppedLockStopsItsCommand is the user trial: 'lockstep lock'
+// stopped (SIGSTOP; Ctrl-Z in a shell stops it alone, its command being in
+// a process group of its own) renews nothing, and its session expired
+// while the command ran on beside the next holder, for as long as the stop
+// lasted. The guard now stops the command once the hold's lease, as the
+// client counted it, passes without word from lockstep: SIGTERM, then
+// SIGKILL after --grace, within the mutex's lock-delay.
+func TestStoppedLockStopsItsCommand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a node")
+	}
+	api := devServer(t)
+	dir := t.TempDir()
+	tokenFile, termFile := filepath.Join(dir, "token"), filepath.Join(dir, "term")
+	script := `trap 'echo term > ` + termFile + `; exit 143' TERM; echo "$LOCKSTEP_FENCING_TOKEN" > ` + tokenFile +
+		`; i=0; while [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done`
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := lockstepCommand(t, ctx, os.Args[0], "lock", "jobs/stopped", "--ttl", "2s", "--grace", "1s",
+		"--endpoints", api, "--", "sh", "-c", script)
+	var errb lockedBuffer
+	cmd.Stdout, cmd.Stderr = io.Discard, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGCONT)
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	waitFile(t, tokenFile, 20*time.Second)
+	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	if got := waitFile(t, termFile, 15*time.Second); got != "term" {
+		t.Fatalf("the command's SIGTERM file: %q", got)
+	}
+	t.Logf("SIGTERM %v after lockstep was stopped (a 2 s lease); stderr:\n%s", time.Since(stopped).Round(time.Millisecond), errb.String())
+}
