@@ -117,7 +117,9 @@ func TestLockStopsItsCommandWhenAnotherReleasesTheGrant(t *testing.T) {
 	api := devServer(t)
 	dir := t.TempDir()
 	tokenFile, termFile := filepath.Join(dir, "token"), filepath.Join(dir, "term")
-	script := fmt.Sprintf(`trap 'echo term > %s; exit 143' TERM; echo "$LOCKSTEP_FENCING_TOKEN" > %s; echo A-start; `+
+	// The command takes a second to stop: the guard, told the hold ended,
+	// must not say lockstep went silent meanwhile.
+	script := fmt.Sprintf(`trap 'echo term > %s; sleep 1; exit 143' TERM; echo "$LOCKSTEP_FENCING_TOKEN" > %s; echo A-start; `+
 		`i=0; while [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; echo A-end`, termFile, tokenFile)
 	type result struct {
 		code        int
@@ -180,6 +182,9 @@ func TestLockStopsItsCommandWhenAnotherReleasesTheGrant(t *testing.T) {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
 		}
+	}
+	if strings.Contains(r.stderr, "without word from lockstep") {
+		t.Errorf("the guard said lockstep went silent, while lockstep was stopping the command itself:\n%s", r.stderr)
 	}
 	if strings.Contains(r.stderr, "releasing mutex") {
 		t.Errorf("lockstep tried to release a grant another caller had released:\n%s", r.stderr)

@@ -146,6 +146,7 @@ func guard(args []string, stderr io.Writer) int {
 	grace, _ := time.ParseDuration(os.Getenv(guardGraceEnv))
 	var expiry, kill <-chan time.Time
 	var deadline *time.Timer
+	var said time.Duration // the last word: 0 when lockstep said the hold ended
 	for {
 		select {
 		case <-passed:
@@ -160,6 +161,7 @@ func guard(args []string, stderr io.Writer) int {
 			if kill != nil {
 				continue // stopping already
 			}
+			said = d
 			if deadline == nil {
 				deadline = time.NewTimer(d)
 				expiry = deadline.C
@@ -169,8 +171,12 @@ func guard(args []string, stderr io.Writer) int {
 		case <-expiry:
 			// The CLI said nothing for as long as the hold was good for:
 			// it is stopped (or stuck), and its session has expired or is
-			// about to, while the command runs.
-			fmt.Fprintf(stderr, "lockstep: the hold's lease ran out without word from lockstep (stopped, or stuck): sending SIGTERM to the command (SIGKILL in %v); another holder may start once its lock-delay ends.\n", grace)
+			// about to, while the command runs. When its last word was
+			// that the hold ended, it is stopping the command itself and
+			// has said why; the guard makes sure of it, silently.
+			if said > 0 {
+				fmt.Fprintf(stderr, "lockstep: the hold's lease ran out without word from lockstep (stopped, or stuck): sending SIGTERM to the command (SIGKILL in %v); another holder may start once its lock-delay ends.\n", grace)
+			}
 			expiry = nil
 			_ = signalOthers(syscall.SIGTERM)
 			kill = time.After(grace)
