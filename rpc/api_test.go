@@ -558,6 +558,8 @@ func TestHealthSaysWhyAMemberIsCutOff(t *testing.T) {
 		say    string
 	}{
 		{errNoQuorum, "has no leader"},
+		{fmt.Errorf("%w: shard 0 has no leader known to this member, which cannot reach node-2 at 127.0.0.1:7002", runtime.ErrUnavailable),
+			"this node cannot serve: shard 0 has no leader known to this member, which cannot reach node-2 at 127.0.0.1:7002; try another node"},
 		{fmt.Errorf("%w: it was removed from the cluster (lockstep cluster remove)", runtime.ErrCutOff), "cut off from the cluster: it was removed"},
 		{fmt.Errorf("%w: /var/lib/lockstep has not finished a synced write of a few bytes in 5s", runtime.ErrDataDir), "data directory: /var/lib/lockstep has not finished"},
 		{runtime.ErrShuttingDown, "this node is shutting down: it drains (SIGTERM or SIGINT) and takes no new requests; try another node"},
@@ -567,7 +569,7 @@ func TestHealthSaysWhyAMemberIsCutOff(t *testing.T) {
 		s.b.mu.Unlock()
 		st, h := s.call(t, "GET", "/health", "")
 		expectError(t, st, h, 503, "unavailable")
-		if msg, _ := h["message"].(string); !strings.Contains(msg, c.say) || c.health != errNoQuorum && strings.Contains(msg, "no leader") {
+		if msg, _ := h["message"].(string); !strings.Contains(msg, c.say) || !errors.Is(c.health, runtime.ErrUnavailable) && strings.Contains(msg, "no leader") {
 			t.Errorf("/health of a member whose Health is %q: %q, want it to say %q", c.health, msg, c.say)
 		}
 		if got := check(); got != "SERVING_STATUS_NOT_SERVING" {

@@ -3,6 +3,7 @@ package rpc
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strconv"
 	"strings"
@@ -54,7 +55,14 @@ func (h ClusterHandler) Health(ctx context.Context, _ *connect.Request[pb.Health
 		case errors.Is(err, runtime.ErrShuttingDown):
 			return nil, connect.NewError(connect.CodeUnavailable, errStopping)
 		}
-		return nil, connect.NewError(connect.CodeUnavailable, errNotServing)
+		e := connect.NewError(connect.CodeUnavailable, errNotServing)
+		if detail, ok := strings.CutPrefix(err.Error(), runtime.ErrUnavailable.Error()+": "); ok && detail != "" {
+			// What the member knows: which shard, and the peers it cannot
+			// reach (a member down, or a mistyped cluster.peers address).
+			e = connect.NewError(connect.CodeUnavailable, fmt.Errorf("this node cannot serve: %s; try another node", detail))
+		}
+		e.Meta().Set("Retry-After", retryAfterSeconds) // an election settles within a second or two
+		return nil, e
 	}
 	return connect.NewResponse(&pb.HealthResponse{Status: "serving", NodeId: h.opts.NodeID}), nil
 }

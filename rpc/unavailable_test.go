@@ -112,4 +112,16 @@ func TestUnavailableSaysWhenToRetry(t *testing.T) {
 			}
 		}
 	}
+	// /health of a member without a leader says when to ask again too.
+	s.b.mu.Lock()
+	s.b.down, s.b.unhealthy = nil, fmt.Errorf("%w: shard 0 has no leader known to this member", runtime.ErrUnavailable)
+	s.b.mu.Unlock()
+	resp, err := http.Get(s.url + "/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "1" {
+		t.Errorf("/health without a leader: %d, Retry-After %q; want 503 with 1", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
 }
