@@ -183,7 +183,7 @@ func TestLockStopsItsCommandWhenAnotherReleasesTheGrant(t *testing.T) {
 			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
 		}
 	}
-	if strings.Contains(r.stderr, "without word from lockstep") {
+	if strings.Contains(r.stderr, "as lockstep last reported it") {
 		t.Errorf("the guard said lockstep went silent, while lockstep was stopping the command itself:\n%s", r.stderr)
 	}
 	if strings.Contains(r.stderr, "releasing mutex") {

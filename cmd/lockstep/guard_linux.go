@@ -175,7 +175,7 @@ func guard(args []string, stderr io.Writer) int {
 			// that the hold ended, it is stopping the command itself and
 			// has said why; the guard makes sure of it, silently.
 			if said > 0 {
-				fmt.Fprintf(stderr, "lockstep: the hold's lease ran out without word from lockstep (stopped, or stuck): sending SIGTERM to the command (SIGKILL in %v); another holder may start once its lock-delay ends.\n", grace)
+				fmt.Fprintf(stderr, "lockstep: the hold's lease, as lockstep last reported it, ran out unrenewed (lockstep stopped, stuck, or cut off from the cluster): sending SIGTERM to the command (SIGKILL in %v); another holder may start once its lock-delay ends.\n", grace)
 			}
 			expiry = nil
 			_ = signalOthers(syscall.SIGTERM)

@@ -4,9 +4,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -40,7 +43,6 @@ func TestStoppedLockStopsItsCommand(t *testing.T) {
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGCONT)
 		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
 	})
 	waitFile(t, tokenFile, 20*time.Second)
 	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
@@ -50,5 +52,23 @@ func TestStoppedLockStopsItsCommand(t *testing.T) {
 	if got := waitFile(t, termFile, 15*time.Second); got != "term" {
 		t.Fatalf("the command's SIGTERM file: %q", got)
 	}
-	t.Logf("SIGTERM %v after lockstep was stopped (a 2 s lease); stderr:\n%s", time.Since(stopped).Round(time.Millisecond), errb.String())
+	t.Logf("SIGTERM %v after lockstep was stopped (a 2 s lease)", time.Since(stopped).Round(time.Millisecond))
+	// Resumed, lockstep finds its command gone and the hold lost: exit 3,
+	// saying why. It exited with the command's own code (143) and said
+	// nothing, when the command's end came before its session's loss.
+	time.Sleep(500 * time.Millisecond) // the command's exit has reached lockstep's wait
+	if err := cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != exitSessionLost {
+		t.Errorf("lockstep resumed after its hold's lease ran out: %v, want exit %d\nstderr:\n%s", err, exitSessionLost, errb.String())
+	}
+	// Resumed, lockstep learns of the command's end and of its session's
+	// loss in either order: it says one or the other, never another caller.
+	out := errb.String()
+	if !strings.Contains(out, "lockstep lock: the command was stopped because the session") || strings.Contains(out, "another caller released") {
+		t.Errorf("stderr does not say the session's lease ran out or was lost, or blames another caller:\n%s", out)
+	}
 }

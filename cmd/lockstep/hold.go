@@ -127,8 +127,7 @@ func (h *holdFlags) runHeld(kind client.Kind, name string, argv []string,
 			// dropped): the command may have run beside the next holder,
 			// which is a loss, as when the push arrives.
 			fmt.Fprintf(h.stderr, "%s: lost the hold on %s %q before the command exited: its release was refused: %v\n"+
-				"%s: another caller released the grant by its token, or it passed the servers' maximum hold; "+
-				"another holder may have run beside the command: see 'lockstep status %s'.\n",
+				"%s: another holder may have run beside the command: see 'lockstep status %s'.\n",
 				h.fs.Name(), kind, name, err, h.fs.Name(), name)
 			return exitSessionLost
 		}
@@ -208,6 +207,9 @@ func (h *holdFlags) runCommand(s *client.Session, name string, hd held, argv []s
 		case <-hd.lost:
 			lost = true
 			hd.lost = nil // closed: no more news on it
+			if isClosed(exited) {
+				continue // the command is gone already (the guard stopped it): said below
+			}
 			fmt.Fprintf(h.stderr, "%s: lost the hold on %q: %v\n%s: sending SIGTERM to the command (SIGKILL in %v); another holder may be running now.\n",
 				h.fs.Name(), name, h.lostWhy(s, hd), h.fs.Name(), h.grace)
 			_ = signalGroup(cmd, syscall.SIGTERM)
@@ -220,7 +222,7 @@ func (h *holdFlags) runCommand(s *client.Session, name string, hd held, argv []s
 				_ = signalGroup(cmd, syscall.SIGKILL)
 			}()
 		case <-exited:
-			if !lost && isClosed(hd.lost) {
+			if !lost && (isClosed(hd.lost) || hd.goodFor(s)() == 0) {
 				// It ended as the command exited, before lockstep
 				// released it: the command may have run beside the next
 				// holder, as after any loss.
@@ -231,6 +233,9 @@ func (h *holdFlags) runCommand(s *client.Session, name string, hd held, argv []s
 				switch {
 				case s.Err() != nil:
 					fmt.Fprintf(h.stderr, "%s: the command was stopped because the session was lost; %s.\n", h.fs.Name(), lostAdvice(s.Err()))
+				case hd.releasedByAnother() == nil && s.LeaseLeft() == 0:
+					fmt.Fprintf(h.stderr, "%s: the command was stopped because the session's lease ran out unrenewed (lockstep was stopped, "+
+						"or could not reach the cluster in time): the servers may have handed the hold on; see 'lockstep status %s'.\n", h.fs.Name(), name)
 				case hd.releasedByAnother() != nil:
 					fmt.Fprintf(h.stderr, "%s: the command was stopped because its grant (token %d) was released by another caller, "+
 						"which named its token (a release by owner label and token, over REST or from another client); "+
@@ -274,6 +279,9 @@ func (h *holdFlags) lostWhy(s *client.Session, hd held) error {
 	}
 	if err := hd.releasedByAnother(); err != nil {
 		return err
+	}
+	if s.LeaseLeft() == 0 {
+		return errors.New("its session's lease ran out unrenewed (lockstep was stopped, or could not reach the cluster in time)")
 	}
 	return fmt.Errorf("its --max-hold of %v passed", h.maxHold)
 }
