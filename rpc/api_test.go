@@ -197,7 +197,11 @@ func TestRESTBodyWithoutJSONContentType(t *testing.T) {
 	s := startServer(t)
 	for i, ct := range []string{"application/x-www-form-urlencoded", "", "application/json;charset=UTF-8", "Application/JSON; charset=utf-8",
 		"application/json ; charset=\"utf-8\"", "application/json;charset=utf8"} {
-		req, err := http.NewRequest("POST", s.url+"/locks/curl-"+strconv.Itoa(i)+"/acquire", strings.NewReader(`{"owner":"me"}`))
+		body := `{"owner":"me"}`
+		if i == 2 {
+			body = "\ufeff" + body // .NET's UTF-8 writer puts a byte order mark first
+		}
+		req, err := http.NewRequest("POST", s.url+"/locks/curl-"+strconv.Itoa(i)+"/acquire", strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}

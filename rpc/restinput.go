@@ -200,6 +200,10 @@ func readRESTBody(r *http.Request, max int64, timeout time.Duration) ([]byte, *i
 		return nil, &inputError{http.StatusUnsupportedMediaType, "invalid_argument",
 			fmt.Sprintf("Content-Encoding %s is not supported: send the body as it is, or gzip", quote.Bounded(enc))}
 	}
+	// A UTF-8 byte order mark, which .NET's default writer puts first, is
+	// not JSON, but RFC 8259 lets a parser ignore it; the transcoder
+	// answered "invalid value" with the mark printed invisibly.
+	raw = bytes.TrimPrefix(raw, []byte("\xef\xbb\xbf"))
 	r.Body = io.NopCloser(bytes.NewReader(raw))
 	r.ContentLength = int64(len(raw))
 	r.Header.Del("Content-Length")
