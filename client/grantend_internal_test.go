@@ -1,10 +1,13 @@
 package client
 
 import (
+	"crypto/tls"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 )
 
@@ -54,5 +57,29 @@ func TestPushedEndBeforeTheGrantsAnswer(t *testing.T) {
 	}
 	if len(s.early) != maxEarlyEnds || len(s.earlyOrder) != maxEarlyEnds {
 		t.Fatalf("%d pushed ends kept (%d in order), want the bound %d", len(s.early), len(s.earlyOrder), maxEarlyEnds)
+	}
+}
+
+// A session the servers answer does not exist is, for a client that
+// presents credentials, possibly another principal's (a certificate
+// renewed with another common name): the loss says so, for that client
+// only. A user trial read "expired or was closed" of a session that lived
+// on under the old principal.
+func TestGoneErrNamesAnotherPrincipalUnderCredentials(t *testing.T) {
+	notFound := connect.NewError(connect.CodeNotFound, errors.New("session 7 does not exist"))
+	for _, c := range []struct {
+		what  string
+		opts  options
+		names bool
+	}{
+		{"no credentials", options{}, false},
+		{"an API key", options{apiKey: "k"}, true},
+		{"a client certificate", options{tls: &tls.Config{Certificates: []tls.Certificate{{}}}}, true},
+	} {
+		s := &Session{id: 7, c: &Client{opts: c.opts}}
+		err := s.goneErr(notFound)
+		if !errors.Is(err, ErrSessionLost) || strings.Contains(err.Error(), "another principal") != c.names {
+			t.Errorf("%s: %v; want ErrSessionLost, naming another principal: %v", c.what, err, c.names)
+		}
 	}
 }

@@ -560,7 +560,7 @@ func (s *Session) keepAlive(leaseEnd time.Time) {
 			armLease(lease, leaseEnd)
 			next.Reset(interval)
 		case connect.CodeOf(err) == connect.CodeNotFound:
-			s.lose(fmt.Errorf("%w: session %d expired or was closed on the servers: %v", ErrSessionLost, s.id, err))
+			s.lose(s.goneErr(err))
 			return
 		default:
 			lastErr = err

@@ -372,7 +372,20 @@ func exchange[Res any](ctx context.Context, s *Session, e *endpoint, req *pb.Str
 // ErrSessionLost. It answers err.
 func (s *Session) heardOfLoss(err error) error {
 	if connect.CodeOf(err) == connect.CodeNotFound {
-		s.lose(fmt.Errorf("%w: session %d expired or was closed on the servers: %v", ErrSessionLost, s.id, err))
+		s.lose(s.goneErr(err))
 	}
 	return err
+}
+
+// goneErr is the loss of a session the servers answered does not exist
+// (err, their not_found). Under authentication they answer so too of a
+// session of another principal than the credentials presented now name
+// (a certificate renewed with another common name, another API key): the
+// session may live on, out of this client's reach.
+func (s *Session) goneErr(err error) error {
+	if o := s.c.opts; o.apiKey != "" || (o.tls != nil && (o.tls.GetClientCertificate != nil || len(o.tls.Certificates) > 0)) {
+		return fmt.Errorf("%w: session %d expired or was closed on the servers, or belongs to another principal than the credentials "+
+			"this client presents now name (a certificate renewed with another common name, another API key): %v", ErrSessionLost, s.id, err)
+	}
+	return fmt.Errorf("%w: session %d expired or was closed on the servers: %v", ErrSessionLost, s.id, err)
 }
