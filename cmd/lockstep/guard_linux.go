@@ -136,6 +136,10 @@ func guard(args []string, stderr io.Writer) int {
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.Env = os.Environ()
+	// The lease pipe is the guard's: the command would inherit it (an
+	// extra file is passed without close-on-exec) and find an fd 3 it
+	// never opened.
+	syscall.CloseOnExec(guardLeaseFD)
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintf(stderr, "lockstep: cannot start %q: %v; check the command and PATH.\n", args[0], err)
 		return 127

@@ -29,8 +29,9 @@ func TestStoppedLockStopsItsCommand(t *testing.T) {
 	api := devServer(t)
 	dir := t.TempDir()
 	tokenFile, termFile := filepath.Join(dir, "token"), filepath.Join(dir, "term")
-	script := `trap 'echo term > ` + termFile + `; exit 143' TERM; echo "$LOCKSTEP_FENCING_TOKEN" > ` + tokenFile +
-		`; i=0; while [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done`
+	fdFile := filepath.Join(dir, "fd3")
+	script := `trap 'echo term > ` + termFile + `; exit 143' TERM; if [ -e /proc/$$/fd/3 ]; then echo open > ` + fdFile + `; fi; ` +
+		`echo "$LOCKSTEP_FENCING_TOKEN" > ` + tokenFile + `; i=0; while [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done`
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := lockstepCommand(t, ctx, os.Args[0], "lock", "jobs/stopped", "--ttl", "2s", "--grace", "1s",
@@ -45,6 +46,9 @@ func TestStoppedLockStopsItsCommand(t *testing.T) {
 		_ = cmd.Process.Kill()
 	})
 	waitFile(t, tokenFile, 20*time.Second)
+	if _, err := os.Stat(fdFile); err == nil {
+		t.Error("the command inherited an fd 3: the guard's lease pipe")
+	}
 	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
