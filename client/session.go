@@ -365,15 +365,19 @@ func (s *Session) renewNow() {
 // passed. When it has, the servers may have expired the session and given
 // what it held to another: the session is lost, whatever the keepalive
 // loop has yet to notice.
-func (s *Session) leaseHeld() bool {
+func (s *Session) leaseHeld() bool { return s.leaseLeft() > 0 }
+
+// leaseLeft is how long the lease, as the client counts it, has left
+// (0 or less: it passed), whether or not the session was lost since. The
+// monotonic clock stops while the machine is suspended (a laptop's lid
+// shut, a VM suspended); the servers' clocks do not. The wall clock runs
+// on through a suspend: the lease has passed when either says so. A wall
+// clock stepped back cannot extend it (the monotonic one still counts);
+// one stepped forward ends it early, the safe way.
+func (s *Session) leaseLeft() time.Duration {
 	end := time.Duration(s.leaseEnd.Load())
-	// The monotonic clock stops while the machine is suspended (a laptop's
-	// lid shut, a VM suspended); the servers' clocks do not. The wall
-	// clock runs on through a suspend: the lease has passed when either
-	// says so. A wall clock stepped back cannot extend it (the monotonic
-	// one still counts); one stepped forward ends it early, the safe way.
 	wall := time.Now().Round(0).Add(time.Duration(wallAhead.Load()))
-	return time.Since(s.born) < end && wall.Sub(s.born.Round(0)) < end
+	return min(end-time.Since(s.born), end-wall.Sub(s.born.Round(0)))
 }
 
 // LeaseLeft is how long the session's lease, as the client counts it, has
@@ -385,9 +389,7 @@ func (s *Session) LeaseLeft() time.Duration {
 	if s.Err() != nil {
 		return 0
 	}
-	end := time.Duration(s.leaseEnd.Load())
-	wall := time.Now().Round(0).Add(time.Duration(wallAhead.Load()))
-	return max(0, min(end-time.Since(s.born), end-wall.Sub(s.born.Round(0))))
+	return max(0, s.leaseLeft())
 }
 
 // wallAhead moves the wall clock the client reads ahead of the monotonic

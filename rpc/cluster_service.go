@@ -56,7 +56,7 @@ func (h ClusterHandler) Health(ctx context.Context, _ *connect.Request[pb.Health
 			return nil, connect.NewError(connect.CodeUnavailable, errStopping)
 		}
 		e := connect.NewError(connect.CodeUnavailable, errNotServing)
-		if detail, ok := strings.CutPrefix(err.Error(), runtime.ErrUnavailable.Error()+": "); ok && detail != "" {
+		if detail, ok := unavailableDetail(err); ok && detail != "" {
 			// What the member knows: which shard, and the peers it cannot
 			// reach (a member down, or a mistyped cluster.peers address).
 			e = connect.NewError(connect.CodeUnavailable, fmt.Errorf("this node cannot serve: %s; try another node", detail))

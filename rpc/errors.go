@@ -88,7 +88,7 @@ func (s *service) apiError(err error) error {
 		// request_seq) is docs/api.md's, not every message's: a read has no
 		// client_id, and the Go client and the CLI retry that way already.
 		// The code says "unavailable": the message starts with the detail.
-		msg := strings.TrimPrefix(err.Error(), runtime.ErrUnavailable.Error()+": ")
+		msg, _ := unavailableDetail(err)
 		e := connect.NewError(connect.CodeUnavailable, fmt.Errorf("%s: retry later, on this member or another", msg))
 		// For HTTP clients that back off by the standard header (a
 		// proxy's, a library's retry policy): an election settles within
@@ -142,6 +142,13 @@ func boundQuotes(msg string) string {
 		}
 		b.WriteString(q) // a short one as the message spelt it
 	}
+}
+
+// unavailableDetail is what a runtime.ErrUnavailable says past the
+// sentinel's own words (which shard, what this member knows of its leader
+// and peers), and whether it began with them; err's whole text when not.
+func unavailableDetail(err error) (string, bool) {
+	return strings.CutPrefix(err.Error(), runtime.ErrUnavailable.Error()+": ")
 }
 
 // retryAfterSeconds is the Retry-After of a member that knows no leader

@@ -182,7 +182,7 @@ func guard(args []string, stderr io.Writer) int {
 				fmt.Fprintf(stderr, "lockstep: the hold's lease, as lockstep last reported it, ran out unrenewed (lockstep stopped, stuck, or cut off from the cluster): sending SIGTERM to the command (SIGKILL in %v); another holder may start once its lock-delay ends.\n", grace)
 			}
 			expiry = nil
-			_ = signalOthers(syscall.SIGTERM)
+			_ = syscall.Kill(0, syscall.SIGTERM) // the group; the guard, Notified, waits for the command
 			kill = time.After(grace)
 		case <-kill:
 			_ = syscall.Kill(0, syscall.SIGKILL) // the group, this guard included
@@ -222,8 +222,3 @@ func readGoodFor(f *os.File) <-chan time.Duration {
 	}()
 	return out
 }
-
-// signalOthers sends sig to the guard's group, which the command and its
-// children share with the guard; the guard takes it as one passed on
-// (it is Notified), and waits for the command.
-func signalOthers(sig syscall.Signal) error { return syscall.Kill(0, sig) }
