@@ -222,7 +222,7 @@ func (e *encoder) command(c *Command) {
 	if f&fRules != 0 {
 		e.uvarint(c.Rules)
 	}
-	// fApplyLockDelay is a flag: its bit in the mask is its value.
+	// fApplyLockDelay and fUnheard are flags: a bit in the mask is its value.
 }
 
 // maxDecodedCommands bounds a decoded proposal before the machine's own
@@ -325,6 +325,7 @@ func (d *decoder) command(c *Command) {
 		c.Rules = d.uvarint()
 	}
 	c.ApplyLockDelay = f&fApplyLockDelay != 0 // a flag: its bit says it all
+	c.Unheard = f&fUnheard != 0
 	if d.err == nil && c.setFields() != f {
 		d.fail(errors.New("a field marked present is zero"))
 	}

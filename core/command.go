@@ -10,14 +10,14 @@ const (
 	OpSessionKeepAlive               // Session → Deadline
 	OpSessionClose                   // Session, ApplyLockDelay: releases every hold and wait
 	OpAcquire                        // Kind (mutex, semaphore, rwlock), Name, Session, WaitMs, ...
-	OpRelease                        // Kind, Name, Session, Token
+	OpRelease                        // Kind, Name, Session, Token, Unheard
 	OpCancel                         // Waiter, Session: withdraw a queued request
 	OpBarrierWait                    // Name, Session, Parties (0: wait for a set barrier's removal), Participant, WaitMs
 	OpBarrierSet                     // Name, Session: raise a set/remove barrier held by the session
 	OpBarrierRemove                  // Name: lower it, releasing its waiters
 	OpCampaign                       // Name, Session, Value, Owner (candidate), WaitMs
 	OpProclaim                       // Name, Session, Token, Value
-	OpResign                         // Name, Session, Token
+	OpResign                         // Name, Session, Token, Unheard
 	OpLeaderChange                   // Rules: the shard has a new Raft leader: extend every live session, raise the rules in force
 	OpAbandon                        // Kind, Name, Session, TargetSeq: withdraw ClientID's request TargetSeq (see abandon)
 	OpTickRequest                    // Owner (the asking replica's request): a forwarder asks the leader for a tick; changes nothing
@@ -82,6 +82,17 @@ type Command struct {
 	// process may still run, and write, until it notices. The session's own
 	// graceful close does not.
 	ApplyLockDelay bool
+	// Unheard is OpRelease's and OpResign's, from rules 5: a replica's
+	// release of a grant whose only requester went away before hearing
+	// it, a request nobody else can send again (one the runtime gave its
+	// identity). It releases the grant only if no other request was ever
+	// answered it: no re-acquire or campaign of its session since, and no
+	// request that joined its wait (hold.shared). Otherwise it is refused
+	// and the grant stays, for the caller that heard it. Without the
+	// condition, the session's next acquire through another member, answered
+	// that grant before this release applied, would lose a grant its caller
+	// was told it holds.
+	Unheard bool
 }
 
 // Proposal is the payload of one log entry: commands packed by the proposer

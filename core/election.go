@@ -29,12 +29,14 @@ func (m *Machine) campaign(c *Command) Result {
 				h.value = req.value
 				m.emit(Effect{Kind: EffectValueChanged, Object: KindElection, Name: c.Name, Session: s.id, Token: h.token, Value: h.value})
 			}
+			h.shared = true
 			return Result{Outcome: OutcomeGranted, Token: h.token, Session: s.id}
 		}
 		if w := findWait(o, s, ""); w != nil {
 			if m.rules >= rulesCampaignValue {
 				w.value = req.value // it leads with this value when granted
 			}
+			w.joined = true
 			return Result{Outcome: OutcomeQueued, Waiter: w.id, Session: s.id, Deadline: w.deadline}
 		}
 	}
@@ -63,6 +65,9 @@ func (m *Machine) proclaim(c *Command) Result {
 func (m *Machine) resign(c *Command) Result {
 	h, err := m.leaderHold(c)
 	if err != nil {
+		return Result{Err: err}
+	}
+	if err := m.checkUnheard(c, h); err != nil {
 		return Result{Err: err}
 	}
 	m.endHold(h, ReasonReleased)

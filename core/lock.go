@@ -92,6 +92,7 @@ func (m *Machine) acquire(c *Command) Result {
 					"session %d already holds %s %q (%s): release it before asking for a different grant",
 					s.id, c.Kind, c.Name, describeGrant(h.permits, h.mode))}
 			}
+			h.shared = true
 			return Result{Outcome: OutcomeGranted, Token: h.token, Session: s.id}
 		}
 		if w := findWait(o, s, ""); w != nil {
@@ -100,6 +101,7 @@ func (m *Machine) acquire(c *Command) Result {
 					"session %d already waits for %s %q (%s): cancel that wait first", s.id, c.Kind, c.Name,
 					describeGrant(w.permits, w.mode))}
 			}
+			w.joined = true
 			return Result{Outcome: OutcomeQueued, Waiter: w.id, Session: s.id, Deadline: w.deadline}
 		}
 	}
@@ -243,6 +245,7 @@ func (m *Machine) pump(o *object) {
 		}
 		m.unlinkWaiter(w)
 		h := m.grant(o, w.session, &req, w.id)
+		h.shared = w.joined
 		m.clients.settle(w.clientID, w.seq, Result{Outcome: OutcomeGranted, Token: h.token, Session: w.session.id, Waiter: w.id})
 	}
 }
@@ -253,8 +256,28 @@ func (m *Machine) release(c *Command) Result {
 	if h == nil || h.obj.key != (objectKey{c.Kind, c.Name}) || (c.Session != 0 && h.session.id != c.Session) {
 		return Result{Err: m.notHolder(c.Kind, c.Name, c.Session, c.Token)}
 	}
+	if err := m.checkUnheard(c, h); err != nil {
+		return Result{Err: err}
+	}
 	m.endHold(h, ReasonReleased)
 	return Result{Outcome: OutcomeDone, Session: h.session.id, Token: h.token}
+}
+
+// checkUnheard refuses an unheard release or resign (Command.Unheard)
+// under rules before it, or of a grant another request heard of: that
+// caller was told it holds the grant, and keeps it.
+func (m *Machine) checkUnheard(c *Command, h *hold) *Error {
+	switch {
+	case !c.Unheard:
+		return nil
+	case m.rules < rulesUnheardRelease:
+		return errorf(CodeFailedPrecondition, "an unheard %s needs rules %d, and rules %d are in force: it is the build of rules %d's own",
+			c.Op, rulesUnheardRelease, m.rules, rulesUnheardRelease)
+	case h.shared:
+		return errorf(CodeFailedPrecondition, "token %d of session %d was answered to another request of its session: it stays held",
+			h.token, h.session.id)
+	}
+	return nil
 }
 
 // notHolder explains a release, proclaim or resign by someone who does not

@@ -127,8 +127,11 @@ func TestMutexTable(t *testing.T) {
 				t.Fatalf("re-acquire with wait %d: %+v", wait, r)
 			}
 		}
-		if h.m.Hash() != twin.m.Hash() {
+		if heardless(h.m) != heardless(twin.m) {
 			t.Fatal("re-acquire changed the state")
+		}
+		if hd := h.m.holds[tok]; hd == nil || !hd.shared || twin.m.holds[tok].shared {
+			t.Fatal("re-acquire did not record that another request heard of the grant")
 		}
 	})
 	t.Run("re-acquire by a waiter returns its place in the queue", func(t *testing.T) {

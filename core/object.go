@@ -38,6 +38,11 @@ type hold struct {
 	mode        Mode
 	owner       string
 	value       []byte
+	// shared: a request other than the one that asked for this grant was
+	// answered it (a re-acquire or campaign of its session, or a request
+	// that joined its wait), so a replica's unheard release may not end it
+	// (Command.Unheard): someone heard of it.
+	shared bool
 }
 
 // waiter is one queued request: an acquire, a campaign, a barrier arrival.
@@ -55,6 +60,10 @@ type waiter struct {
 	participant string
 	lockDelayMs int64
 	maxHoldMs   int64
+	// joined: another request of its session was answered this wait (an
+	// acquire or campaign that found it queued), and will hear its grant
+	// too: the grant is shared (hold.shared).
+	joined bool
 
 	// The request that queued it, whose stored dedupe result is updated when
 	// the wait ends.

@@ -42,7 +42,7 @@ import "fmt"
 // other than its writers'. An entry carrying a mark of rules newer than
 // this build's stops Apply with a panic, before it changes anything
 // ("entry N carries a leader mark of rules R, newer than this build's
-// rules 4: ... run a build of rules R or later"): a member downgraded
+// rules 5: ... run a build of rules R or later"): a member downgraded
 // under a newer build's log stops there, at every restart, rather than
 // decide another state than the members that wrote it. Restore likewise
 // refuses a snapshot of newer rules. The build before rules were carried
@@ -79,7 +79,11 @@ import "fmt"
 //	   EffectValueChanged, as Proclaim's) or the waiting request's, as
 //	   etcd's Campaign does; under rules 3 it keeps the old value
 //	   (rulesCampaignValue).
-const RulesVersion = 4
+//	5: a release or resign may be a replica's unheard release (Unheard):
+//	   it ends the grant only if no request but the one that asked for it
+//	   was answered it (hold.shared), and is refused otherwise. Under
+//	   rules 4 such a release is refused (rulesUnheardRelease).
+const RulesVersion = 5
 
 // rulesCloseLockDelay is the first rules under which a close may ask for the
 // lock-delay.
@@ -88,6 +92,10 @@ const rulesCloseLockDelay = 4
 // rulesCampaignValue is the first rules under which a campaign of a
 // session that leads or waits sets its value.
 const rulesCampaignValue = 4
+
+// rulesUnheardRelease is the first rules under which a release or resign
+// may be a replica's unheard release.
+const rulesUnheardRelease = 5
 
 // rulesUnmarked is the rules in force before any mark carried rules: what a
 // fresh machine starts under, what a snapshot without the field restores

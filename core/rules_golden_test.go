@@ -245,11 +245,17 @@ func applyRulesLog(t *testing.T, entries []Entry, rules uint64) string {
 	}
 	var b strings.Builder
 	results := sha256.New()
-	closeDelays := 0    // lock-delays a close started
-	campaignValues := 0 // values a campaign (not a proclaim) changed
+	closeDelays := 0          // lock-delays a close started
+	campaignValues := 0       // values a campaign (not a proclaim) changed
+	unheard := map[bool]int{} // unheard releases and resigns, by whether they ended the grant
 	for i, e := range entries {
 		out := m.Apply(e)
 		hashOutput(results, out)
+		for j, c := range e.Commands {
+			if c.Unheard && (out.Results[j].Err == nil || out.Results[j].Err.Code == CodeFailedPrecondition) {
+				unheard[out.Results[j].Err == nil]++
+			}
+		}
 		if !slices.ContainsFunc(e.Commands, func(c Command) bool { return c.Op == OpProclaim }) {
 			for _, ef := range out.Effects {
 				if ef.Kind == EffectValueChanged {
@@ -290,6 +296,16 @@ func applyRulesLog(t *testing.T, entries []Entry, rules uint64) string {
 		t.Fatalf("%s: %d campaigns changed a leader's value under rules %d", rulesLogName(rules), campaignValues, rules)
 	case rules >= rulesCampaignValue && campaignValues == 0:
 		t.Fatalf("%s: no campaign changed a leader's value: the log does not exercise rules %d", rulesLogName(rules), rulesCampaignValue)
+	}
+	// And what they do with a replica's unheard release: refused under
+	// rules 4; from rules 5 it ends a grant nobody else heard of, and is
+	// refused for one another request was answered.
+	switch {
+	case rules < rulesUnheardRelease && unheard[true] != 0:
+		t.Fatalf("%s: %d unheard releases ended a grant under rules %d", rulesLogName(rules), unheard[true], rules)
+	case rules >= rulesUnheardRelease && (unheard[true] == 0 || unheard[false] == 0):
+		t.Fatalf("%s: unheard releases ended %d grants and kept %d: the log does not exercise rules %d both ways",
+			rulesLogName(rules), unheard[true], unheard[false], rulesUnheardRelease)
 	}
 	return b.String()
 }
@@ -520,6 +536,10 @@ func generateRulesLog(t *testing.T, rules uint64) []Entry {
 				}
 			default:
 				c = Command{Op: OpRelease, Kind: h.Object, Name: h.Name, Session: h.Session, Token: h.Token}
+			}
+			if rules >= rulesUnheardRelease && c.Op != OpProclaim && rng.intn(3) == 0 {
+				c.Unheard = true // a replica's, for a grant whose requester left: no identity
+				return c
 			}
 		case op == 12:
 			if len(waiters) == 0 {

@@ -29,8 +29,12 @@ const snapshotMagic = "LSSNAP"
 // and a retry of such a result is not checked against its request).
 // Version 5 added the rules in force (Machine.Rules); older snapshots were
 // written by builds of rules 3 at most, before marks carried rules, and
-// restore as rules 3 (rulesUnmarked).
-const SnapshotVersion = 5
+// restore as rules 3 (rulesUnmarked). Version 6 added whether a hold was
+// answered to another request than its own (hold.shared) and whether a
+// waiter was joined by one (waiter.joined); older ones restore both as
+// true, so that a replica's unheard release never ends a grant of theirs
+// (they were written before such releases, and nobody knows who heard).
+const SnapshotVersion = 6
 
 // snapshotVersionBarrierGeneration is the first version that writes a
 // counting barrier's generation.
@@ -47,21 +51,36 @@ const snapshotVersionRequestPrint = 4
 // snapshotVersionRules is the first version that writes the rules in force.
 const snapshotVersionRules = 5
 
+// snapshotVersionShared is the first version that writes hold.shared and
+// waiter.joined.
+const snapshotVersionShared = 6
+
 // Snapshot returns the machine's state as bytes.
 func (m *Machine) Snapshot() []byte { return m.AppendSnapshot(nil) }
 
 // AppendSnapshot appends the snapshot to b.
-func (m *Machine) AppendSnapshot(b []byte) []byte {
+func (m *Machine) AppendSnapshot(b []byte) []byte { return m.appendSnapshotAs(b, SnapshotVersion) }
+
+// appendSnapshotAs appends the snapshot as a build of version wrote it,
+// for version SnapshotVersion and the two before it (the tests' upgrades
+// write those: the fields they lacked are left out).
+func (m *Machine) appendSnapshotAs(b []byte, version byte) []byte {
+	if version < snapshotVersionRules-1 || version > SnapshotVersion {
+		panic(fmt.Sprintf("core: cannot write a snapshot of version %d", version))
+	}
 	// Growing a slice of many megabytes by doubling costs more than the
 	// encoding itself: reserve roughly what the state needs.
 	e := encoder{b: slices.Grow(b, 256+len(m.sessions)*40+len(m.objects)*80+len(m.waiters)*48+m.clients.len()*64)}
 	e.b = append(e.b, snapshotMagic...)
-	e.byte(SnapshotVersion)
+	e.byte(version)
 	e.limits(&m.limits)
 	e.uvarint(m.index)
 	e.varint(int64(m.now))
 	e.bool(m.started)
-	e.uvarint(m.rules)
+	if version >= snapshotVersionRules {
+		e.uvarint(m.rules)
+	}
+	shared := version >= snapshotVersionShared
 
 	sessions := make([]*session, 0, len(m.sessions))
 	for _, s := range m.sessions {
@@ -94,15 +113,15 @@ func (m *Machine) AppendSnapshot(b []byte) []byte {
 		e.uvarint(o.lockDelayID)
 		e.bool(o.setBy != nil)
 		if o.setBy != nil {
-			e.hold(o.setBy)
+			e.hold(o.setBy, shared)
 		}
 		e.uvarint(uint64(len(o.holders)))
 		for _, h := range o.holders {
-			e.hold(h)
+			e.hold(h, shared)
 		}
 		e.uvarint(uint64(o.queue.Len()))
 		for w := o.queue.front(); w != nil; w = w.next {
-			e.waiter(w)
+			e.waiter(w, shared)
 		}
 	}
 
@@ -152,7 +171,7 @@ func (d *decoder) limits(version byte) Limits {
 	return l
 }
 
-func (e *encoder) hold(h *hold) {
+func (e *encoder) hold(h *hold, shared bool) {
 	e.uvarint(uint64(h.session.id))
 	e.uvarint(uint64(h.token))
 	e.varint(int64(h.acquiredAt))
@@ -162,9 +181,12 @@ func (e *encoder) hold(h *hold) {
 	e.byte(byte(h.mode))
 	e.string(h.owner)
 	e.bytes(h.value)
+	if shared {
+		e.bool(h.shared)
+	}
 }
 
-func (e *encoder) waiter(w *waiter) {
+func (e *encoder) waiter(w *waiter, shared bool) {
 	e.uvarint(uint64(w.id))
 	e.uvarint(uint64(w.session.id))
 	e.varint(int64(w.enqueuedAt))
@@ -178,6 +200,9 @@ func (e *encoder) waiter(w *waiter) {
 	e.varint(w.maxHoldMs)
 	e.string(w.clientID)
 	e.uvarint(w.seq)
+	if shared {
+		e.bool(w.joined)
+	}
 }
 
 func (e *encoder) result(r *Result) {
@@ -306,7 +331,7 @@ func (m *Machine) restore(d *decoder, version byte) error {
 			if o.key.kind != KindBarrier {
 				return errors.New("only a barrier can be set")
 			}
-			h, err := m.readHold(d, o, &holds)
+			h, err := m.readHold(d, o, &holds, version)
 			if err != nil {
 				return err
 			}
@@ -317,7 +342,7 @@ func (m *Machine) restore(d *decoder, version byte) error {
 			return errors.New("a barrier has holders")
 		}
 		for j := 0; j < nh && d.err == nil; j++ {
-			h, err := m.readHold(d, o, &holds)
+			h, err := m.readHold(d, o, &holds, version)
 			if err != nil {
 				return err
 			}
@@ -329,7 +354,7 @@ func (m *Machine) restore(d *decoder, version byte) error {
 		}
 		nw := d.count(uint64(m.limits.MaxWaitersPerObject), 8)
 		for j := 0; j < nw && d.err == nil; j++ {
-			w, err := m.readWaiter(d, o)
+			w, err := m.readWaiter(d, o, version)
 			if err != nil {
 				return err
 			}
@@ -408,7 +433,7 @@ func compareKeys(a, b objectKey) int {
 	return strings.Compare(a.name, b.name)
 }
 
-func (m *Machine) readHold(d *decoder, o *object, slab *[]hold) (*hold, error) {
+func (m *Machine) readHold(d *decoder, o *object, slab *[]hold, version byte) (*hold, error) {
 	sid := SessionID(d.uvarint())
 	var h *hold
 	if len(*slab) < cap(*slab) { // never grow the slab: earlier pointers into it must stay valid
@@ -418,7 +443,10 @@ func (m *Machine) readHold(d *decoder, o *object, slab *[]hold) (*hold, error) {
 		h = new(hold)
 	}
 	*h = hold{obj: o, token: FencingToken(d.uvarint()), acquiredAt: LogTime(d.varint()), maxHoldAt: LogTime(d.varint()),
-		lockDelayMs: d.varint(), permits: d.varint(), mode: Mode(d.byte()), owner: d.string(), value: d.bytes()}
+		lockDelayMs: d.varint(), permits: d.varint(), mode: Mode(d.byte()), owner: d.string(), value: d.bytes(), shared: true}
+	if version >= snapshotVersionShared {
+		h.shared = d.bool()
+	}
 	if d.err != nil {
 		return nil, d.err
 	}
@@ -430,7 +458,7 @@ func (m *Machine) readHold(d *decoder, o *object, slab *[]hold) (*hold, error) {
 
 // readWaiter reads a waiter and links it into its object's queue; the
 // session and index links are made once all waiters are read.
-func (m *Machine) readWaiter(d *decoder, o *object) (*waiter, error) {
+func (m *Machine) readWaiter(d *decoder, o *object, version byte) (*waiter, error) {
 	w := &waiter{obj: o, id: WaiterID(d.uvarint())}
 	sid := SessionID(d.uvarint())
 	w.enqueuedAt, w.deadline = LogTime(d.varint()), LogTime(d.varint())
@@ -438,6 +466,10 @@ func (m *Machine) readWaiter(d *decoder, o *object) (*waiter, error) {
 	w.owner, w.value, w.participant = d.string(), d.bytes(), d.string()
 	w.lockDelayMs, w.maxHoldMs = d.varint(), d.varint()
 	w.clientID, w.seq = d.string(), d.uvarint()
+	w.joined = true
+	if version >= snapshotVersionShared {
+		w.joined = d.bool()
+	}
 	if d.err != nil {
 		return nil, d.err
 	}

@@ -206,8 +206,8 @@ func TestRestoreRefusesTable(t *testing.T) {
 		{"the magic alone", []byte(snapshotMagic), "not a Lockstep snapshot"},
 		{"another magic", mod(func(b []byte) []byte { b[0] = 'X'; return b }), "not a Lockstep snapshot"},
 		{"a proposal", EncodeProposal(Proposal{Time: 5, Commands: []Command{cCreate(1_000)}}), "not a Lockstep snapshot"},
-		{"version 0", mod(func(b []byte) []byte { b[version] = 0; return b }), "snapshot version 0 is not known (this build reads versions 1..5)"},
-		{"version 6", mod(func(b []byte) []byte { b[version] = 6; return b }), "snapshot version 6 is not known"},
+		{"version 0", mod(func(b []byte) []byte { b[version] = 0; return b }), "snapshot version 0 is not known (this build reads versions 1..6)"},
+		{"version 7", mod(func(b []byte) []byte { b[version] = 7; return b }), "snapshot version 7 is not known"},
 		{"a trailing byte", append(bytes.Clone(good), 0), "malformed snapshot: trailing bytes"},
 		{"garbage", []byte(snapshotMagic + "\x01\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"), "malformed snapshot"},
 		{"unusable limits", func() []byte {

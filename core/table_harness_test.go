@@ -12,6 +12,7 @@ package core
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"fmt"
 	"strings"
 	"testing"
@@ -344,4 +345,11 @@ func TestTableHarness(t *testing.T) {
 	if effs := h.advance(5_000); len(tblFind(effs, EffectSessionExpired)) != 1 || h.now() != tblStart+5_000 {
 		t.Fatalf("advance: now %d, effects\n%s", h.now(), tblEffects(effs))
 	}
+}
+
+// heardless is m's state without what records who heard of its grants
+// (hold.shared, waiter.joined): a snapshot as version 5 wrote it. A
+// request answered a grant or wait it had already changes only that.
+func heardless(m *Machine) [32]byte {
+	return sha256.Sum256(m.appendSnapshotAs(nil, snapshotVersionShared-1))
 }

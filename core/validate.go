@@ -32,10 +32,11 @@ const (
 	fTargetSeq
 	fRules
 	fApplyLockDelay
+	fUnheard
 )
 
 // fLast is the highest field bit; the decoder refuses a mask above it.
-const fLast = fApplyLockDelay
+const fLast = fUnheard
 
 // anyOpFields may be set on a command of any op: they belong to its dedupe
 // identity, like ClientID and Seq, and checkClient checks them.
@@ -48,7 +49,7 @@ var fieldNames = map[field]string{
 	fWait: "wait_timeout_ms", fLockDelay: "lock_delay_ms", fMaxHold: "max_hold_ms", fLimit: "limit", fPermits: "permits",
 	fMode: "mode", fParties: "parties", fParticipant: "participant", fOwner: "owner", fValue: "value",
 	fLowestPending: "lowest_pending_seq", fTargetSeq: "abandon_seq",
-	fRules: "rules", fApplyLockDelay: "apply_lock_delay",
+	fRules: "rules", fApplyLockDelay: "apply_lock_delay", fUnheard: "unheard",
 }
 
 // opFields says which fields each op may set; any other must be zero, so a
@@ -58,14 +59,14 @@ var opFields = [opCount]field{
 	OpSessionKeepAlive: fSession | fTTL,
 	OpSessionClose:     fSession | fApplyLockDelay,
 	OpAcquire:          fKind | fName | fSession | fWait | fLockDelay | fMaxHold | fLimit | fPermits | fMode | fOwner | fValue,
-	OpRelease:          fKind | fName | fSession | fToken,
+	OpRelease:          fKind | fName | fSession | fToken | fUnheard,
 	OpCancel:           fSession | fWaiter,
 	OpBarrierWait:      fName | fSession | fWait | fParties | fParticipant,
 	OpBarrierSet:       fName | fSession,
 	OpBarrierRemove:    fName,
 	OpCampaign:         fName | fSession | fWait | fOwner | fValue,
 	OpProclaim:         fName | fSession | fToken | fValue,
-	OpResign:           fName | fSession | fToken,
+	OpResign:           fName | fSession | fToken | fUnheard,
 	OpLeaderChange:     fRules,
 	OpAbandon:          fKind | fName | fSession | fTargetSeq,
 	OpTickRequest:      fOwner,
@@ -99,6 +100,7 @@ func (c *Command) setFields() field {
 	set(c.TargetSeq != 0, fTargetSeq)
 	set(c.Rules != 0, fRules)
 	set(c.ApplyLockDelay, fApplyLockDelay)
+	set(c.Unheard, fUnheard)
 	return f
 }
 
@@ -146,7 +148,8 @@ func checkCommand(l *Limits, c *Command) *Error {
 			need(c.MaxHoldMs >= 0 && c.MaxHoldMs <= l.MaxHoldMs, "max_hold_ms %d is out of range: use 0 (none) to %d", c.MaxHoldMs, l.MaxHoldMs),
 			checkAcquireKind(l, c))
 	case OpRelease:
-		return firstError(checkObject(l, c), need(c.Token != 0, "release needs fencing_token: give the token the acquire answered"))
+		return firstError(checkObject(l, c), need(c.Token != 0, "release needs fencing_token: give the token the acquire answered"),
+			need(!c.Unheard || c.Session != 0, "an unheard release needs session_id: its condition is about that session's requests"))
 	case OpCancel:
 		return need(c.Waiter != 0, "cancel needs waiter_id: give the waiter_id the queued request answered")
 	case OpBarrierWait:

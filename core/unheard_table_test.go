@@ -1,0 +1,177 @@
+package core
+
+import (
+	"bytes"
+	"testing"
+)
+
+// A replica's unheard release (Command.Unheard, rules 5) ends a grant only
+// if no request but the one that asked for it was ever answered it: the
+// session's re-acquire or campaign, or a request that joined its wait, was
+// told it holds the grant, and keeps it.
+
+func newRules5(t *testing.T) *tblHarness {
+	t.Helper()
+	h := newTblHarness(t)
+	h.run(Command{Op: OpLeaderChange, Rules: rulesUnheardRelease})
+	if h.m.Rules() != rulesUnheardRelease {
+		t.Fatalf("a mark carrying rules %d left rules %d in force", rulesUnheardRelease, h.m.Rules())
+	}
+	return h
+}
+
+func unheard(c Command) Command {
+	c.Unheard = true
+	return c
+}
+
+func TestUnheardReleaseTable(t *testing.T) {
+	t.Run("a grant nobody else heard of is released, and the next waiter granted", func(t *testing.T) {
+		h := newRules5(t)
+		a, b := h.session(60_000), h.session(60_000)
+		tok := h.granted(cMutex("m", a, WaitForever))
+		w := h.queued(cMutex("m", b, WaitForever))
+		out := h.run(unheard(cRelease(KindMutex, "m", a, tok)))
+		if r := out.Results[0]; r.Err != nil || r.Outcome != OutcomeDone {
+			t.Fatalf("unheard release %+v", r)
+		}
+		if g := tblOne(t, out.Effects, EffectGranted); g.Waiter != w || g.Session != b {
+			t.Fatalf("effects %s", tblEffects(out.Effects))
+		}
+	})
+	t.Run("a grant a waiter got is released when nobody joined its wait", func(t *testing.T) {
+		h := newRules5(t)
+		a, b := h.session(60_000), h.session(60_000)
+		ta := h.granted(cMutex("m", a, 0))
+		h.queued(cMutex("m", b, WaitForever))
+		g := tblOne(t, h.run(cRelease(KindMutex, "m", a, ta)).Effects, EffectGranted)
+		h.ok(unheard(cRelease(KindMutex, "m", b, g.Token)))
+		if got := h.holders(KindMutex, "m"); len(got) != 0 {
+			t.Fatalf("holders %v after the unheard release", got)
+		}
+	})
+	t.Run("the session's re-acquire heard it: kept", func(t *testing.T) {
+		for _, kind := range []Kind{KindMutex, KindSemaphore, KindRWLock} {
+			h := newRules5(t)
+			a := h.session(60_000)
+			acq := map[Kind]Command{KindMutex: cMutex("x", a, 0), KindSemaphore: cSem("x", a, 2, 1, 0),
+				KindRWLock: cRW("x", a, ModeRead, 0)}[kind]
+			tok := h.granted(acq)
+			if r := h.do(acq); r.Outcome != OutcomeGranted || r.Token != tok {
+				t.Fatalf("%s re-acquire %+v", kind, r)
+			}
+			twin := h.twin()
+			h.fails(unheard(cRelease(kind, "x", a, tok)), CodeFailedPrecondition, "answered to another request")
+			twin.run()
+			if got := h.holders(kind, "x"); len(got) != 1 || h.m.Hash() != twin.m.Hash() {
+				t.Fatalf("%s: the refused unheard release changed the state (holders %v)", kind, got)
+			}
+			h.ok(cRelease(kind, "x", a, tok)) // its caller's own release still ends it
+		}
+	})
+	t.Run("a request that joined the wait heard the grant: kept", func(t *testing.T) {
+		h := newRules5(t)
+		a, b := h.session(60_000), h.session(60_000)
+		ta := h.granted(cMutex("m", a, 0))
+		w := h.queued(cMutex("m", b, WaitForever))
+		if again := h.queued(cMutex("m", b, 5_000)); again != w {
+			t.Fatalf("the session's second acquire queued %d, want its wait %d", again, w)
+		}
+		g := tblOne(t, h.run(cRelease(KindMutex, "m", a, ta)).Effects, EffectGranted)
+		h.fails(unheard(cRelease(KindMutex, "m", b, g.Token)), CodeFailedPrecondition, "answered to another request")
+		if got := h.holders(KindMutex, "m"); len(got) != 1 || got[0] != b {
+			t.Fatalf("holders %v, want session %d", got, b)
+		}
+	})
+	t.Run("elections: a campaign again heard the leadership; a joined candidacy too", func(t *testing.T) {
+		h := newRules5(t)
+		a, b := h.session(60_000), h.session(60_000)
+		ta := h.granted(cCampaign("e", a, "v", 0))
+		h.granted(cCampaign("e", a, "v", 0))
+		h.fails(unheard(cResign("e", a, ta)), CodeFailedPrecondition, "answered to another request")
+
+		w := h.queued(cCampaign("e", b, "b", WaitForever))
+		h.queued(cCampaign("e", b, "b2", WaitForever))
+		g := tblOne(t, h.run(cResign("e", a, ta)).Effects, EffectGranted)
+		if g.Waiter != w {
+			t.Fatalf("granted %+v, want waiter %d", g, w)
+		}
+		h.fails(unheard(cResign("e", b, g.Token)), CodeFailedPrecondition, "answered to another request")
+
+		c := h.session(60_000)
+		tc := h.granted(cCampaign("f", c, "v", 0))
+		h.ok(unheard(cResign("f", c, tc)))
+		if st := h.status(KindElection, "f"); len(st.Holders) != 0 {
+			t.Fatalf("election f still led: %+v", st)
+		}
+	})
+	t.Run("a stale or foreign token is refused as any release's", func(t *testing.T) {
+		h := newRules5(t)
+		a, b := h.session(60_000), h.session(60_000)
+		tok := h.granted(cMutex("m", a, 0))
+		h.fails(unheard(cRelease(KindMutex, "m", b, tok)), CodeConflict, "does not hold")
+		h.ok(cRelease(KindMutex, "m", a, tok))
+		h.fails(unheard(cRelease(KindMutex, "m", a, tok)), CodeConflict, "not held")
+	})
+	t.Run("under rules 4 it is refused and changes nothing", func(t *testing.T) {
+		h := newRules4(t)
+		a := h.session(60_000)
+		tok := h.granted(cMutex("m", a, 0))
+		twin := h.twin()
+		h.fails(unheard(cRelease(KindMutex, "m", a, tok)), CodeFailedPrecondition, "needs rules 5")
+		twin.run()
+		if h.m.Hash() != twin.m.Hash() {
+			t.Fatal("a refused unheard release changed the state")
+		}
+	})
+	t.Run("it needs session_id", func(t *testing.T) {
+		h := newRules5(t)
+		a := h.session(60_000)
+		tok := h.granted(cMutex("m", a, 0))
+		h.fails(unheard(cRelease(KindMutex, "m", 0, tok)), CodeInvalidArgument, "needs session_id")
+	})
+}
+
+// TestSnapshotsKeepWhoHeard: a snapshot carries hold.shared and
+// waiter.joined, and one written before them (version 5) restores both as
+// true, so that an unheard release never ends a grant of theirs.
+func TestSnapshotsKeepWhoHeard(t *testing.T) {
+	h := newRules5(t)
+	a, b, c := h.session(60_000), h.session(60_000), h.session(60_000)
+	alone := h.granted(cMutex("alone", a, 0))
+	heard := h.granted(cMutex("heard", a, 0))
+	h.granted(cMutex("heard", a, 0))
+	h.granted(cMutex("q", c, 0))
+	w := h.queued(cMutex("q", b, WaitForever))
+	h.queued(cMutex("q", b, WaitForever))
+	w2 := h.queued(cMutex("q", a, WaitForever))
+
+	m, err := Restore(h.m.Snapshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(m.Snapshot(), h.m.Snapshot()) || m.holds[alone].shared || !m.holds[heard].shared ||
+		!m.waiters[w].joined || m.waiters[w2].joined {
+		t.Fatal("a snapshot did not keep who heard of each grant and wait")
+	}
+
+	old, err := Restore(h.m.appendSnapshotAs(nil, snapshotVersionShared-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !old.holds[alone].shared || !old.waiters[w2].joined {
+		t.Fatalf("a version %d snapshot restored a grant or wait as heard by its own request alone", snapshotVersionShared-1)
+	}
+	if heardless(old) != heardless(h.m) {
+		t.Fatalf("a version %d snapshot restored otherwise than it was taken", snapshotVersionShared-1)
+	}
+}
+
+func TestUnheardRoundTrip(t *testing.T) {
+	p := Proposal{Time: 5, Commands: []Command{unheard(cRelease(KindMutex, "m", 3, 9<<SlotBits)), unheard(cResign("e", 3, 10<<SlotBits))}}
+	b := EncodeProposal(p)
+	got, err := DecodeProposal(b)
+	if err != nil || !got.Commands[0].Unheard || !got.Commands[1].Unheard || !bytes.Equal(EncodeProposal(got), b) {
+		t.Fatalf("an unheard release decoded as %+v, %v", got, err)
+	}
+}
