@@ -404,14 +404,53 @@ func (s *shard) submit(cmd core.Command) (*pending, error) {
 // abandon withdraws a request whose caller went away. A request blocked on
 // a waiter is cancelled through the log by the driver, which owes the
 // cancel until one applies (replica.Driver's owed cancels): at once as
-// leader or forwarder, or once it can propose.
-func (s *shard) abandon(p *pending) {
+// leader or forwarder, or once it can propose. gone: nobody will ask for
+// its answer again (its identity is the node's own: not resendable), so
+// a grant that comes anyway is released (replica.GoneEvent).
+func (s *shard) abandon(p *pending, gone bool) {
 	s.mu.Lock()
 	if _, ok := s.pending[p.id]; ok {
 		delete(s.pending, p.id)
-		s.drv.Step(replica.CancelEvent(p.id))
+		ev := replica.CancelEvent(p.id)
+		if gone {
+			ev = replica.GoneEvent(p.id)
+		}
+		s.drv.Step(ev)
 	}
 	s.mu.Unlock()
+	s.kick()
+}
+
+// answered is the final reply already delivered to p, which its caller
+// did not take (ok false: none came).
+func (s *shard) answered(p *pending) (replica.Reply, bool) {
+	for {
+		select {
+		case rep := <-p.ch:
+			if rep.Final() {
+				return rep, true
+			}
+			// Its queued reply, not yet taken when the caller left: the
+			// final one may be behind it (the channel holds both).
+		default:
+			return replica.Reply{}, false
+		}
+	}
+}
+
+// unheard tells the driver that a private request's caller left without
+// rep, its answer to cmd: a grant in it is released
+// (replica.UnheardEvent).
+func (s *shard) unheard(cmd core.Command, rep replica.Reply) {
+	if rep.Kind != replica.ReplyGranted && rep.Kind != replica.ReplyResult {
+		return
+	}
+	s.mu.Lock()
+	err := s.drv.Step(replica.UnheardEvent(cmd, rep.Result))
+	s.mu.Unlock()
+	if err != nil {
+		s.log.Error("releasing a grant its caller did not hear", "err", err)
+	}
 	s.kick()
 }
 
@@ -478,6 +517,20 @@ func (s *shard) do(ctx context.Context, deadline time.Time, cmd core.Command) (c
 			return core.Result{}, err
 		}
 		rep, queued, err := s.await(ctx, deadline, p, &qw, resendable)
+		if !resendable {
+			// Its caller leaves without the answer (gone, or told its
+			// wait timed out), and nobody else can ask for it: a grant
+			// that came anyway is released.
+			switch {
+			case err != nil:
+				if late, ok := s.answered(p); ok {
+					s.unheard(cmd, late)
+				}
+			case ctx.Err() != nil && rep.Result.Err == nil && rep.Result.Outcome == core.OutcomeGranted:
+				s.unheard(cmd, rep)
+				return core.Result{}, ctx.Err()
+			}
+		}
 		if err != nil {
 			return core.Result{}, err
 		}
@@ -646,7 +699,7 @@ func (s *shard) await(ctx context.Context, deadline time.Time, p *pending, qw *q
 			withdrawC, qw.withdrawn = nil, true
 			s.withdrawAndWait(p)
 		case <-ctx.Done():
-			s.abandon(p)
+			s.abandon(p, !resendable)
 			return replica.Reply{}, queued, ctx.Err()
 		case <-closing:
 			if s.isBlocked(p) {
@@ -654,7 +707,7 @@ func (s *shard) await(ctx context.Context, deadline time.Time, p *pending, qw *q
 			}
 			closing = nil // let it finish: Close drains in-flight requests
 		case <-stuckC:
-			s.abandon(p)
+			s.abandon(p, !resendable)
 			if late {
 				return replica.Reply{}, queued, context.DeadlineExceeded
 			}
@@ -683,7 +736,7 @@ func (s *shard) await(ctx context.Context, deadline time.Time, p *pending, qw *q
 // drain timeout ends) is withdrawn, as before.
 func (s *shard) stopServing(p *pending, qw *queuedWait, resendable bool) error {
 	if !resendable || qw.withdrawn || !s.isBlocked(p) {
-		s.abandon(p)
+		s.abandon(p, !resendable)
 		return ErrShuttingDown
 	}
 	s.detach(p)

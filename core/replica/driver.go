@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strconv"
@@ -199,6 +200,10 @@ type Reply struct {
 	Reason  core.Reason // ReplyWaitEnded
 	Leader  uint64      // ReplyNotLeader
 	Index   uint64      // the log index that produced the answer, for applied replies
+	// of is the command the reply answers, for an applied one: a grant
+	// whose requester goes for good before the reply leaves Ready is
+	// released (unsend).
+	of *core.Command
 }
 
 // Final reports whether the request is finished with this reply.
@@ -229,6 +234,10 @@ type request struct {
 	proposal  ProposalID    // stateInflight: the proposal that carried it
 	waiter    core.WaiterID // stateBlocked
 	abandoned bool          // the requester went away while the command was in flight
+	// gone: its requester went away for good (GoneEvent): nobody will
+	// send it again and hear its answer from dedupe, so a grant it could
+	// not hear is released rather than left to its session.
+	gone bool
 	// withdrawing: the requester asked its wait withdrawn and stays for
 	// the answer (EventWithdraw): its cancel is owed (Driver.owed) once it
 	// queues, if it had not yet.
@@ -356,7 +365,7 @@ type Driver struct {
 	// again when the proposal that carried it fails or the role that
 	// queued it ends: sent once, a lost cancel let the wait be granted
 	// later to nobody, or to a requester whose rights were withdrawn.
-	owed map[core.WaiterID]*owedCancel
+	owed map[owedKey]*owedCancel
 	// owedRetryAt is when the owed cancels of failed proposals are asked
 	// again (0: none waits). A proposal refused on the spot (a deposed
 	// leader, a forwarder that knows no leader) fails as soon as it is
@@ -386,7 +395,7 @@ func New(cfg Config) (*Driver, error) {
 		reqs:         make(map[RequestID]*request),
 		byKey:        make(map[dedupeKey][]RequestID),
 		blocked:      make(map[core.WaiterID][]RequestID),
-		owed:         make(map[core.WaiterID]*owedCancel),
+		owed:         make(map[owedKey]*owedCancel),
 		queuedOn:     make(map[objectKey]int),
 	}, nil
 }
@@ -425,6 +434,7 @@ const (
 	EventProposalFailed                         // the consensus library refused Proposal
 	EventProposalConfirmed                      // the consensus library committed Proposal
 	EventRestored                               // the machine was replaced by a snapshot at log time Now: applied entries were skipped
+	EventUnheard                                // a requester went away for good without taking its answer, Result to Command
 	EventWithdraw                               // the client behind a queued Request asks it withdrawn, and waits to hear how it ended
 )
 
@@ -441,6 +451,8 @@ type Event struct {
 	Entry    core.Entry
 	Output   *core.Output
 	Proposal ProposalID
+	Gone     bool        // EventCancel: GoneEvent
+	Result   core.Result // EventUnheard
 }
 
 // RequestEvent is a client request arriving.
@@ -448,8 +460,19 @@ func RequestEvent(id RequestID, cmd core.Command) Event {
 	return Event{Kind: EventRequest, Request: id, Command: cmd}
 }
 
-// CancelEvent is the client behind a request going away.
+// CancelEvent is the client behind a request going away. It may come back
+// with the same identity (ClientID, Seq), elsewhere or here, and hear from
+// dedupe how the request ended: a grant that comes anyway stays.
 func CancelEvent(id RequestID) Event { return Event{Kind: EventCancel, Request: id} }
+
+// GoneEvent is the client behind a request going away for good: nobody
+// will ask for its answer again (the runtime gave the request an identity
+// only it knows, for a call that carried none; a caller that gave up on it
+// and forgot it). Its wait is withdrawn as CancelEvent withdraws it, and a
+// grant it did not hear, applied before the cancel or as the request's own
+// result, is released (owed as a cancel is, until a release of it
+// applies) rather than left to hold the name until the session ends.
+func GoneEvent(id RequestID) Event { return Event{Kind: EventCancel, Request: id, Gone: true} }
 
 // WithdrawEvent is the client behind a request asking its wait withdrawn
 // while it stays to hear how the wait ended: the cancel goes through the
@@ -506,6 +529,16 @@ func ProposalConfirmedEvent(id ProposalID) Event {
 // what happened.
 func RestoredEvent(now core.LogTime) Event { return Event{Kind: EventRestored, Now: now} }
 
+// UnheardEvent reports that the requester of a request went away for
+// good (as GoneEvent says) without taking the answer the driver
+// gave it, res to cmd: the answer came as it left (or as its deadline
+// passed and it was told the wait timed out). A grant in res is released,
+// owed as a cancel is, as one that comes after the requester left is:
+// nobody will hear of it, and nobody can ask again.
+func UnheardEvent(cmd core.Command, res core.Result) Event {
+	return Event{Kind: EventUnheard, Command: cmd, Result: res}
+}
+
 // Step feeds one event to the driver. An error means the caller broke the
 // contract (a reused request id, an output that does not match its entry);
 // the driver's state is unchanged then.
@@ -514,12 +547,12 @@ func (d *Driver) Step(ev Event) error {
 	case EventRequest:
 		return d.stepRequest(ev.Request, ev.Command)
 	case EventCancel:
-		d.stepCancel(ev.Request)
+		d.stepCancel(ev.Request, ev.Gone)
 	case EventWithdraw:
 		if r := d.reqs[ev.Request]; r != nil && !r.withdrawing {
 			r.withdrawing = true
 			if r.state == stateBlocked {
-				d.cancelWait(r.waiter, r.cmd.Session)
+				d.cancelWait(r.waiter, r.cmd.Session, false) // its requester stays to hear the grant
 			}
 		}
 	case EventTick:
@@ -534,6 +567,8 @@ func (d *Driver) Step(ev Event) error {
 		d.settle(ev.Proposal)
 	case EventRestored:
 		d.stepRestored(ev.Now)
+	case EventUnheard:
+		d.releaseUnheard(&ev.Command, ev.Result)
 	default:
 		return fmt.Errorf("replica: unknown event kind %d", ev.Kind)
 	}
@@ -561,18 +596,22 @@ func (d *Driver) stepRequest(id RequestID, cmd core.Command) error {
 	return nil
 }
 
-func (d *Driver) stepCancel(id RequestID) {
+func (d *Driver) stepCancel(id RequestID, gone bool) {
 	r := d.reqs[id]
 	if r == nil {
+		if gone {
+			d.unsend(id)
+		}
 		return
 	}
+	r.gone = r.gone || gone
 	switch r.state {
 	case stateQueued:
 		d.forget(r)
 	case stateInflight:
 		r.abandoned = true // decided when its result arrives
 	case stateBlocked:
-		d.cancelWait(r.waiter, r.cmd.Session)
+		d.cancelWait(r.waiter, r.cmd.Session, r.gone)
 		d.forget(r)
 	}
 }
@@ -580,55 +619,112 @@ func (d *Driver) stepCancel(id RequestID) {
 // cancelWait withdraws a queued request from the machine, so that a grant
 // nobody waits for does not sit on the name until the session ends. The
 // cancel is owed until one applies (Driver.owed): a follower, which
-// proposes nothing, asks it once it leads or forwards.
-func (d *Driver) cancelWait(w core.WaiterID, s core.SessionID) {
+// proposes nothing, asks it once it leads or forwards. gone: the
+// requester went away for good (GoneEvent), so a grant that beats the cancel
+// is released (route).
+func (d *Driver) cancelWait(w core.WaiterID, s core.SessionID, gone bool) {
 	if w == 0 {
 		return
 	}
-	if _, ok := d.owed[w]; !ok {
-		d.owed[w] = &owedCancel{session: s}
+	k := owedKey{waiter: w}
+	if o, ok := d.owed[k]; ok {
+		o.gone = o.gone || gone
+	} else {
+		d.owed[k] = &owedCancel{cmd: core.Command{Op: core.OpCancel, Waiter: w, Session: s}, gone: gone}
 	}
-	d.askOwed(w)
+	d.askOwed(k)
 }
 
-// owedCancel is one cancel the replica owes (Driver.owed).
+// oweRelease releases a grant whose requester went away for good before
+// it heard of it (GoneEvent), owed as a cancel is, until a release
+// of it applies. A barrier's "grant" is its release, and holds nothing.
+func (d *Driver) oweRelease(kind core.Kind, name string, s core.SessionID, token core.FencingToken) {
+	if token == 0 || kind == core.KindBarrier {
+		return
+	}
+	// Unheard: the machine ends it only if no other request was answered
+	// it (rules 5). The same session's acquire through another member may
+	// have been answered this grant, its live one, before this release
+	// applies; that caller was told it holds the grant, and keeps it.
+	c := core.Command{Op: core.OpRelease, Kind: kind, Name: name, Session: s, Token: token, Unheard: true}
+	if kind == core.KindElection {
+		c = core.Command{Op: core.OpResign, Name: name, Session: s, Token: token, Unheard: true}
+	}
+	k := owedKey{token: token}
+	if _, ok := d.owed[k]; !ok {
+		d.owed[k] = &owedCancel{cmd: c}
+	}
+	d.askOwed(k)
+}
+
+// owedKey names what an owed withdrawal is of: a wait (its cancel) or a
+// grant (its release).
+type owedKey struct {
+	waiter core.WaiterID
+	token  core.FencingToken
+}
+
+// owedOf is the key of the owed withdrawal c (a cancel, or a release or
+// resign) would settle.
+func owedOf(c *core.Command) owedKey {
+	if c.Op == core.OpCancel {
+		return owedKey{waiter: c.Waiter}
+	}
+	return owedKey{token: c.Token}
+}
+
+// owedCancel is one withdrawal the replica owes (Driver.owed): the cancel
+// of a wait, or the release of a grant nobody heard of.
 type owedCancel struct {
-	session core.SessionID
-	asked   bool       // in d.cancels, or in a proposal
-	carrier ProposalID // the proposal that carries it (0: not proposed yet)
+	cmd     core.Command // what to propose
+	gone    bool         // a cancel whose requester went away for good: a grant that beats it is released
+	asked   bool         // in d.cancels, or in a proposal
+	carrier ProposalID   // the proposal that carries it (0: not proposed yet)
 }
 
-// askOwed queues w's owed cancel, unless it is queued or out already, or
-// this replica cannot propose (it asks once it can: takeRole).
-func (d *Driver) askOwed(w core.WaiterID) {
-	o := d.owed[w]
+// askOwed queues k's owed withdrawal, unless it is queued or out already,
+// or this replica cannot propose (it asks once it can: takeRole).
+func (d *Driver) askOwed(k owedKey) {
+	o := d.owed[k]
 	if o == nil || o.asked || d.role == RoleFollower {
 		return
 	}
 	o.asked, o.carrier = true, 0
-	d.cancels = append(d.cancels, core.Command{Op: core.OpCancel, Waiter: w, Session: o.session})
+	d.cancels = append(d.cancels, o.cmd)
 }
 
-// askAllOwed queues every owed cancel not queued or out, in waiter order
-// (the log must not depend on a map's order).
+// askAllOwed queues every owed withdrawal not queued or out, cancels in
+// waiter order then releases in token order (the log must not depend on a
+// map's order).
 func (d *Driver) askAllOwed() {
 	d.owedRetryAt = 0
 	if len(d.owed) == 0 {
 		return
 	}
-	ws := make([]core.WaiterID, 0, len(d.owed))
-	for w := range d.owed {
-		ws = append(ws, w)
+	ks := make([]owedKey, 0, len(d.owed))
+	for k := range d.owed {
+		ks = append(ks, k)
 	}
-	slices.Sort(ws)
-	for _, w := range ws {
-		d.askOwed(w)
+	slices.SortFunc(ks, func(a, b owedKey) int {
+		if (a.waiter == 0) != (b.waiter == 0) {
+			if a.waiter == 0 {
+				return 1 // releases (waiter 0) after the cancels
+			}
+			return -1
+		}
+		if c := cmp.Compare(a.waiter, b.waiter); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.token, b.token)
+	})
+	for _, k := range ks {
+		d.askOwed(k)
 	}
 }
 
-// settleOwed drops w's owed cancel: one applied (whatever it found), or
-// the wait ended.
-func (d *Driver) settleOwed(w core.WaiterID) { delete(d.owed, w) }
+// settleOwed drops k's owed withdrawal: one applied (whatever it found),
+// or the wait ended.
+func (d *Driver) settleOwed(k owedKey) { delete(d.owed, k) }
 
 // unaskOwed marks the owed cancels that carrier held (every one, when all)
 // as lost, for askAllOwed to ask again: their proposal failed, their role
@@ -872,9 +968,15 @@ func (d *Driver) stepApplied(e core.Entry, out *core.Output) error {
 	if len(d.owed) > 0 {
 		for i := range e.Commands {
 			c := &e.Commands[i]
-			if o := d.owed[c.Waiter]; c.Op == core.OpCancel && o != nil && o.session == c.Session &&
-				(out.Results[i].Err == nil || out.Results[i].Err.Code == core.CodeNotFound) {
-				d.settleOwed(c.Waiter) // applied: the wait is withdrawn, or was gone (not a refused cancel)
+			switch o := d.owed[owedOf(c)]; {
+			case o == nil:
+			case c.Op == core.OpCancel && o.cmd.Op == core.OpCancel && o.cmd.Session == c.Session &&
+				(out.Results[i].Err == nil || out.Results[i].Err.Code == core.CodeNotFound):
+				d.settleOwed(owedOf(c)) // applied: the wait is withdrawn, or was gone (not a refused cancel)
+			case (c.Op == core.OpRelease || c.Op == core.OpResign) && o.cmd.Op == c.Op && (c.Unheard || out.Results[i].Err == nil):
+				// applied: released, or kept for a caller that heard of it,
+				// or it had ended already; or another release ended it
+				d.settleOwed(owedOf(c))
 			}
 		}
 	}
@@ -923,7 +1025,7 @@ func describeOutput(out *core.Output) string {
 func (d *Driver) answer(r *request, res core.Result, index uint64) {
 	if res.Err == nil && res.Outcome == core.OutcomeQueued && res.Waiter != 0 {
 		if r.abandoned {
-			d.cancelWait(res.Waiter, r.cmd.Session)
+			d.cancelWait(res.Waiter, r.cmd.Session, r.gone)
 			d.forget(r)
 			return
 		}
@@ -939,14 +1041,41 @@ func (d *Driver) answer(r *request, res core.Result, index uint64) {
 		}
 		d.reply(Reply{Request: r.id, Kind: ReplyQueued, Result: res, Index: index})
 		if r.withdrawing {
-			d.cancelWait(r.waiter, r.cmd.Session)
+			d.cancelWait(r.waiter, r.cmd.Session, false) // its requester stays to hear the grant
 		}
 		return
 	}
 	if !r.abandoned {
-		d.reply(Reply{Request: r.id, Kind: ReplyResult, Result: res, Index: index})
+		d.reply(Reply{Request: r.id, Kind: ReplyResult, Result: res, Index: index, of: &r.cmd})
+	} else if r.gone && d.alone(r) {
+		// Granted at once, to a requester that went away and can never
+		// ask again: nobody will hear of this grant.
+		d.releaseUnheard(&r.cmd, res)
 	}
 	d.forget(r)
+}
+
+// releaseUnheard releases the grant res gave cmd, if it gave one, which
+// its requester, gone for good, will never hear of.
+func (d *Driver) releaseUnheard(cmd *core.Command, res core.Result) {
+	if res.Err != nil || res.Outcome != core.OutcomeGranted {
+		return
+	}
+	kind := cmd.Kind
+	if cmd.Op == core.OpCampaign {
+		kind = core.KindElection
+	}
+	s := res.Session
+	if s == 0 {
+		s = cmd.Session
+	}
+	d.oweRelease(kind, cmd.Name, s, res.Token)
+}
+
+// alone says whether r is the only request of its dedupe identity here:
+// another would hear its answer.
+func (d *Driver) alone(r *request) bool {
+	return len(d.byKey[dedupeKey{r.cmd.ClientID, r.cmd.Seq}]) == 1
 }
 
 // route ends the waits an effect answers.
@@ -955,7 +1084,13 @@ func (d *Driver) route(ef *core.Effect, index uint64) {
 		return
 	}
 	if ef.Kind == core.EffectGranted || ef.Kind == core.EffectWaitEnded {
-		d.settleOwed(ef.Waiter) // a cancel owed for it has nothing left to do
+		o := d.owed[owedKey{waiter: ef.Waiter}]
+		d.settleOwed(owedKey{waiter: ef.Waiter}) // a cancel owed for it has nothing left to do
+		if o != nil && o.gone && ef.Kind == core.EffectGranted && len(d.blocked[ef.Waiter]) == 0 {
+			// The grant beat the cancel of a requester gone for good:
+			// nobody will hear of it.
+			d.oweRelease(ef.Object, ef.Name, ef.Session, ef.Token)
+		}
 	}
 	ids := d.blocked[ef.Waiter]
 	if len(ids) == 0 {
@@ -981,13 +1116,29 @@ func (d *Driver) route(ef *core.Effect, index uint64) {
 	}
 	rep.Index = index
 	for _, id := range slices.Clone(ids) {
-		rep.Request = id
+		rep.Request, rep.of = id, &d.reqs[id].cmd
 		d.reply(rep)
 		d.forget(d.reqs[id])
 	}
 }
 
 func (d *Driver) reply(r Reply) { d.out.Replies = append(d.out.Replies, r) }
+
+// unsend withdraws the final reply to request id that Ready has not handed
+// out yet, its requester gone for good: it was answered in the entry just
+// applied, and left before the reply could reach it. A grant in it is
+// released, as one that comes after the requester left is.
+func (d *Driver) unsend(id RequestID) {
+	i := slices.IndexFunc(d.out.Replies, func(r Reply) bool { return r.Request == id && r.Final() })
+	if i < 0 {
+		return
+	}
+	rep := d.out.Replies[i]
+	d.out.Replies = slices.Delete(d.out.Replies, i, i+1)
+	if rep.of != nil {
+		d.releaseUnheard(rep.of, rep.Result)
+	}
+}
 
 // leaveQueues takes a request out of the queue or the in-flight count.
 func (d *Driver) leaveQueues(r *request) {
@@ -1127,7 +1278,7 @@ func (d *Driver) propose() {
 		n := min(len(d.cancels), room)
 		cmds = append(cmds, d.cancels[:n]...)
 		for _, c := range d.cancels[:n] {
-			if o := d.owed[c.Waiter]; o != nil {
+			if o := d.owed[owedOf(&c)]; o != nil {
 				o.carrier = d.nextProposal // emit's, below
 			}
 		}

@@ -250,3 +250,190 @@ func TestOwedCancelOutlivesARefusedCancelAndASnapshot(t *testing.T) {
 		t.Fatalf("after a refused cancel and a snapshot, want the owed cancel asked again, got %+v", rd.Proposals)
 	}
 }
+
+// holders is how many hold the mutex name in h's machine.
+func holders(t *testing.T, h *harness, name string) int {
+	t.Helper()
+	st, err := h.m.Status(core.KindMutex, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(st.Holders)
+}
+
+// TestGrantBeforeTheGoneCancelIsReleased: a requester gone for good (the
+// runtime's identity, for a REST call that carried none: GoneEvent) that
+// went away while queued, whose grant applies before its wait's cancel,
+// can never hear of the grant: the driver releases it. Before, it held the mutex
+// until its session ended (a REST user found 4 of 40 such grants). A
+// requester with its own identity may ask again and hear the grant from
+// dedupe: its grant stays.
+func TestGrantBeforeTheGoneCancelIsReleased(t *testing.T) {
+	for _, gone := range []bool{true, false} {
+		t.Run(fmt.Sprintf("gone=%v", gone), func(t *testing.T) {
+			h := newHarness(t, Config{})
+			h.lead(1)
+			sa := h.session(1, "a")
+			sb := h.session(2, "b")
+			h.step(RequestEvent(3, acquire("a", 2, sa, "m", 0)))
+			h.ready(true)
+			tokenA := h.reply(3).Result.Token
+			h.step(RequestEvent(4, acquire("b", 2, sb, "m", core.WaitForever)))
+			h.ready(true)
+			if r := h.reply(4); r.Kind != ReplyQueued {
+				t.Fatalf("b's acquire: %+v, want queued", r)
+			}
+			// a's release is proposed; b goes away; its cancel is proposed
+			// after the release, which applies first and grants b.
+			h.step(RequestEvent(5, release("a", 3, sa, "m", tokenA)))
+			rel := h.ready(false)
+			if gone {
+				h.step(GoneEvent(4))
+			} else {
+				h.step(CancelEvent(4))
+			}
+			cancel := h.ready(false)
+			if len(rel.Proposals) != 1 || len(cancel.Proposals) != 1 || cancelsIn(cancel, h.reply(4).Result.Waiter) != 1 {
+				t.Fatalf("want the release, then the cancel, proposed: %+v / %+v", rel.Proposals, cancel.Proposals)
+			}
+			h.apply(rel.Proposals[0])
+			h.apply(cancel.Proposals[0])
+			h.ready(true)
+			want := 1 // b's grant stands: b may ask again and hear it
+			if gone {
+				want = 0
+			}
+			if n := holders(t, h, "m"); n != want {
+				t.Fatalf("holders of m once b's grant and cancel applied: %d, want %d", n, want)
+			}
+			if h.d.Owed() != 0 {
+				t.Fatalf("Owed %d after everything applied", h.d.Owed())
+			}
+		})
+	}
+}
+
+// TestGrantOfAGoneRequesterIsReleased: a request granted at once, in
+// flight when its requester went away for good, is released too.
+func TestGrantOfAGoneRequesterIsReleased(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.lead(1)
+	sa := h.session(1, "a")
+	h.step(RequestEvent(2, acquire("a", 2, sa, "m", 0)))
+	rd := h.ready(false)
+	h.step(GoneEvent(2))
+	h.apply(rd.Proposals[0])
+	if n := holders(t, h, "m"); n != 1 {
+		t.Fatalf("the acquire did not apply: %d holders", n)
+	}
+	h.ready(true)
+	h.noReply(2)
+	if n := holders(t, h, "m"); n != 0 {
+		t.Fatalf("the grant nobody heard of still holds m: %d holders", n)
+	}
+}
+
+// TestOwedReleaseSurvivesARefusedProposal: a release owed for a grant
+// nobody heard of is proposed again after its proposal was refused, as an
+// owed cancel is.
+func TestOwedReleaseSurvivesARefusedProposal(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.lead(1)
+	sa := h.session(1, "a")
+	h.step(RequestEvent(2, acquire("a", 2, sa, "m", 0)))
+	rd := h.ready(false)
+	h.step(GoneEvent(2))
+	h.apply(rd.Proposals[0])
+	rd = h.ready(false)
+	if len(rd.Proposals) != 1 || rd.Proposals[0].Proposal.Commands[0].Op != core.OpRelease {
+		t.Fatalf("want the owed release proposed: %+v", rd.Proposals)
+	}
+	h.step(ProposalFailedEvent(rd.Proposals[0].ID))
+	h.advance(DefaultTickIntervalMs)
+	h.ready(true)
+	if n := holders(t, h, "m"); n != 0 {
+		t.Fatalf("after the refused release and a tick interval: %d holders, want 0", n)
+	}
+}
+
+// TestUnheardReleaseKeepsAGrantAnotherMemberAnswered: the race that an
+// unconditional release lost. A requester gone for good was granted the
+// mutex unheard; before the driver's release applies, the same session's
+// acquire, sent through another member (a caller retrying after its own
+// timeout), applies and is answered that grant, its live one. The release
+// is unheard (rules 5): the machine refuses it, and the grant stays with
+// the caller that was told it holds it.
+func TestUnheardReleaseKeepsAGrantAnotherMemberAnswered(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.lead(1)
+	sa := h.session(1, "a")
+	h.step(RequestEvent(2, acquire("a", 2, sa, "m", 0)))
+	rd := h.ready(false)
+	h.step(GoneEvent(2))
+	h.apply(rd.Proposals[0])
+	st, err := h.m.Status(core.KindMutex, "m")
+	if err != nil || len(st.Holders) != 1 {
+		t.Fatalf("the acquire did not apply: %+v, %v", st, err)
+	}
+	tok := st.Holders[0].Token
+	rd = h.ready(false)
+	if len(rd.Proposals) != 1 {
+		t.Fatalf("want the owed release proposed: %+v", rd.Proposals)
+	}
+	var rel core.Proposal
+	rel, err = core.DecodeProposal(rd.Proposals[0].Data)
+	if err != nil || len(rel.Commands) != 1 || rel.Commands[0].Op != core.OpRelease || !rel.Commands[0].Unheard {
+		t.Fatalf("want one unheard release, proposed %+v (%v)", rel.Commands, err)
+	}
+
+	out := h.applyOther(core.Proposal{Time: h.m.Now(), Commands: []core.Command{acquire("elsewhere", 1, sa, "m", 0)}})
+	if r := out.Results[0]; r.Outcome != core.OutcomeGranted || r.Token != tok {
+		t.Fatalf("the re-acquire through another member: %+v, want granted %d", r, tok)
+	}
+	h.apply(rd.Proposals[0])
+	if n := holders(t, h, "m"); n != 1 {
+		t.Fatalf("the unheard release took a grant another request was told it holds: %d holders", n)
+	}
+	if h.d.Owed() != 0 {
+		t.Fatalf("Owed %d once the unheard release was refused: it has nothing left to do", h.d.Owed())
+	}
+}
+
+// TestGrantAnsweredAsItsRequesterWentIsReleased: the requester goes for
+// good after its grant applied but before Ready handed out the reply (the
+// runtime collects replies after the apply): the reply is withdrawn and
+// the grant released, as a REST caller's that closed its socket at that
+// moment must be. Before, the reply was dropped for a request nobody
+// waited for, and the grant held the name until the session ended.
+func TestGrantAnsweredAsItsRequesterWentIsReleased(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.lead(1)
+	sa := h.session(1, "a")
+	sb := h.session(2, "b")
+	h.step(RequestEvent(3, acquire("a", 2, sa, "m", 0)))
+	h.ready(true)
+	tokenA := h.reply(3).Result.Token
+	h.step(RequestEvent(4, acquire("b", 2, sb, "m", core.WaitForever)))
+	h.ready(true)
+	h.step(RequestEvent(5, release("a", 3, sa, "m", tokenA)))
+	rd := h.ready(false)
+	h.apply(rd.Proposals[0]) // grants b: its reply waits in the next Ready
+	h.step(GoneEvent(4))
+	rd = h.ready(false)
+	for _, r := range rd.Replies {
+		if r.Request == 4 {
+			t.Fatalf("the reply to a requester gone for good was handed out: %+v", r)
+		}
+	}
+	if len(rd.Proposals) != 1 {
+		t.Fatalf("want the unheard release proposed, got %+v", rd.Proposals)
+	}
+	rel, err := core.DecodeProposal(rd.Proposals[0].Data)
+	if err != nil || len(rel.Commands) != 1 || rel.Commands[0].Op != core.OpRelease || !rel.Commands[0].Unheard || rel.Commands[0].Session != sb {
+		t.Fatalf("want b's grant released unheard, proposed %+v (%v)", rel.Commands, err)
+	}
+	h.apply(rd.Proposals[0])
+	if n := holders(t, h, "m"); n != 0 {
+		t.Fatalf("b's unheard grant still holds m: %d holders", n)
+	}
+}
