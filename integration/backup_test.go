@@ -4,6 +4,7 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -18,8 +19,10 @@ import (
 // on real processes and the CLI: two of three members are killed for good.
 // A consistent backup is refused without a quorum and says how to take a
 // stale one; the survivor's stale backup is restored onto three new data
-// directories, and the restored cluster holds the lock under its token,
-// the client's session lives on through the outage, and a later grant's
+// directories. The restored cluster closes the backup's sessions (the old
+// cluster may have acknowledged grants the survivor never had): the
+// client learns its session is lost, the lock is free, nothing is granted
+// until the restore's hold has passed, and a later grant's
 // fencing token lies past the bump.
 func TestRestoreAfterLosingTheMajority(t *testing.T) {
 	c := newCluster(t, 3)
@@ -65,8 +68,9 @@ func TestRestoreAfterLosingTheMajority(t *testing.T) {
 	deployments := map[string]bool{}
 	for _, nd := range c.nodes {
 		dir := nd.DataDir + ".restored"
-		out, err := exec.Command(binary, "snapshot", "restore", file, "--config", nd.ConfigPath, "--data-dir", dir).CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "restored "+nd.ID) || !strings.Contains(string(out), "stale backup") {
+		out, err := exec.Command(binary, "snapshot", "restore", file, "--config", nd.ConfigPath, "--data-dir", dir, "--hold-grants", "3s").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "restored "+nd.ID) || !strings.Contains(string(out), "stale backup") ||
+			!strings.Contains(string(out), "closes the backup's sessions") {
 			t.Fatalf("snapshot restore %s: %v\n%s", nd.ID, err, out)
 		}
 		// Every member of one restored cluster prints the same deployment.
@@ -79,30 +83,38 @@ func TestRestoreAfterLosingTheMajority(t *testing.T) {
 	if len(deployments) != 1 {
 		t.Fatalf("the members' restores printed deployments %v, want one", deployments)
 	}
+	started := time.Now()
 	for _, nd := range c.nodes {
 		c.start(nd, "--data-dir", nd.DataDir+".restored")
 	}
 	c.waitHealthy(30*time.Second, c.nodes...)
 
+	// The restored cluster closes the session; the client hears it.
+	select {
+	case <-sess.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the backup's session lived on after the restore: its client may know of grants the backup does not")
+	}
+	if !errors.Is(sess.Err(), client.ErrSessionLost) {
+		t.Errorf("the session ended with %v, want ErrSessionLost", sess.Err())
+	}
 	st, err := cl.Status(ctx, client.KindMutex, "jobs/backup")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(st.Holders) != 1 || st.Holders[0].FencingToken != token || st.Holders[0].SessionId != sess.ID() {
-		t.Fatalf("jobs/backup after the restore: %+v, want held by session %d under token %d", st, sess.ID(), token)
+	if len(st.Holders) != 0 {
+		t.Fatalf("jobs/backup after the restore closed the backup's sessions: %+v, want free", st)
 	}
-	// The session's keepalives reach the restored cluster: it holds on.
-	select {
-	case <-sess.Done():
-		t.Fatalf("the session was lost across the restore: %v", sess.Err())
-	case <-time.After(3 * time.Second):
-	}
-	if err := mu.Unlock(ctx); err != nil {
+	fresh, err := cl.NewSession(ctx, client.WithTTL(60*time.Second))
+	if err != nil {
 		t.Fatal(err)
 	}
-	next := client.NewMutex(sess, "jobs/after")
+	next := client.NewMutex(fresh, "jobs/after")
 	if err := next.Lock(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if waited := time.Since(started); waited < 3*time.Second { // 3 s from when a member saw the sessions closed, after it started
+		t.Errorf("granted %v after the restored members started, inside the restore's hold of 3 s", waited)
 	}
 	if got, floor := core.FencingToken(next.Token()).LogIndex(), core.FencingToken(token).LogIndex()+1_000_000_000; got <= floor {
 		t.Errorf("a grant after the restore is at index %d; want past %d (the backup's index plus the default bump)", got, floor)

@@ -31,7 +31,19 @@ import (
 // holds under their tokens and sessions, keeps those sessions alive,
 // grants tokens above every token of the old log (the bump), and runs
 // under a deployment id of its own.
+// TestBackupRestoresANewCluster: a backup of a cluster of two shards,
+// restored onto new members, serves the backup's state, under a
+// deployment of its own, with tokens past the bump. By default the
+// restore closes the backup's sessions and the members grant nothing for
+// the hold (the old cluster's clients know of grants after the backup: a
+// user's trial had two holders of one mutex when the sessions lived on);
+// with KeepSessions they live on, holding what they held.
 func TestBackupRestoresANewCluster(t *testing.T) {
+	t.Run("keep-sessions", func(t *testing.T) { testBackupRestoresANewCluster(t, true) })
+	t.Run("closing the sessions", func(t *testing.T) { testBackupRestoresANewCluster(t, false) })
+}
+
+func testBackupRestoresANewCluster(t *testing.T, keep bool) {
 	c := newTestCluster(t, clusterOpts{size: 3, shards: 2})
 	lead := c.waitLeader(0)
 	n := c.nodes[lead]
@@ -69,6 +81,7 @@ func TestBackupRestoresANewCluster(t *testing.T) {
 		peers[fmt.Sprintf("node-%d", i+1)] = fmt.Sprintf("127.0.0.1:%d", ports[i])
 	}
 	const bump = 5000
+	hold := 3 * time.Second
 	var deployment uint64
 	for i := range 3 {
 		cfg := c.cfgs[i]
@@ -77,9 +90,16 @@ func TestBackupRestoresANewCluster(t *testing.T) {
 		cfg.Cluster.DataDir = filepath.Join(dir, cfg.Cluster.NodeID)
 		cfg.Cluster.Peers = peers
 		c.cfgs[i] = cfg
-		r, err := Restore(bytes.NewReader(backup.Bytes()), RestoreOptions{Config: cfg, BumpIndex: bump})
+		o := RestoreOptions{Config: cfg, BumpIndex: bump, KeepSessions: keep}
+		if !keep {
+			o.HoldGrants = &hold
+		}
+		r, err := Restore(bytes.NewReader(backup.Bytes()), o)
 		if err != nil {
 			t.Fatalf("restore %s: %v", cfg.Cluster.NodeID, err)
+		}
+		if _, found, err := readRestoreRecord(cfg.Cluster.DataDir); err != nil || found == keep {
+			t.Fatalf("restore %s (keep sessions %v): a record of the sessions to close: %v, %v", cfg.Cluster.NodeID, keep, found, err)
 		}
 		if r.Deployment == deploymentID || (deployment != 0 && r.Deployment != deployment) {
 			t.Fatalf("restore %s: deployment %x (the others' %x, a new cluster's %x)", cfg.Cluster.NodeID, r.Deployment, deployment, uint64(deploymentID))
@@ -98,6 +118,10 @@ func TestBackupRestoresANewCluster(t *testing.T) {
 	c.waitLeader(0)
 	c.waitLeader(1)
 	n = c.nodes[c.waitLeader(0)]
+	if !keep {
+		testRestoreClosedTheSessions(t, c, names, s, hold, top+bump)
+		return
+	}
 	for _, name := range names {
 		st := status(t, n, core.KindMutex, name, false)
 		if len(st.Holders) != 1 || st.Holders[0].Token != held[name] || st.Holders[0].Session != s {
@@ -114,6 +138,46 @@ func TestBackupRestoresANewCluster(t *testing.T) {
 	if got.LogIndex() <= top+bump {
 		t.Errorf("a grant after the restore has token %d (index %d); want an index past the backup's %d plus the bump %d",
 			got, got.LogIndex(), top, bump)
+	}
+}
+
+// testRestoreClosedTheSessions checks a restored cluster that closes the
+// backup's sessions: they end in every shard, with their holds (the
+// backup's session s is gone: its client learns so at its next
+// keepalive), and no request is granted before hold has passed since
+// then: one that cannot wait that long is refused as unavailable, saying
+// why; one that can is granted once it passes, past the bumped index.
+// The member then records when grants resumed, which a restart reads
+// instead of holding them again.
+func testRestoreClosedTheSessions(t *testing.T, c *testCluster, names []string, s core.SessionID, hold time.Duration, floor uint64) {
+	t.Helper()
+	n := c.nodes[c.waitLeader(0)]
+	fresh := session(t, n, time.Minute) // a session of the restored cluster's own: not closed
+	eventually(t, "the backup's sessions are closed", func() bool {
+		r, err := n.Do(tctx(t), core.Command{Op: core.OpSessionKeepAlive, Session: s})
+		return err == nil && r.Err != nil && r.Err.Code == core.CodeNotFound
+	})
+	closedAt := time.Now()
+	for _, name := range names {
+		if st := status(t, n, core.KindMutex, name, false); len(st.Holders) != 0 {
+			t.Errorf("%s once the backup's sessions are closed: %+v, want free", name, st)
+		}
+	}
+	_, err := n.DoBy(tctx(t), mutex(names[1], fresh, 0), time.Now().Add(100*time.Millisecond))
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "restored from a backup") {
+		t.Errorf("an acquire that cannot wait out the restore's hold: %v, want ErrUnavailable saying why", err)
+	}
+	got := do(t, n, mutex(names[0], fresh, 0))
+	if waited := time.Since(closedAt); waited < hold-time.Second { // each member counts from when it saw them closed
+		t.Errorf("granted %v after the backup's sessions were closed, before the restore's hold of %v ended", waited, hold)
+	}
+	if got.Token.LogIndex() <= floor {
+		t.Errorf("a grant after the restore has token %d (index %d); want an index past %d", got.Token, got.Token.LogIndex(), floor)
+	}
+	do(t, n, core.Command{Op: core.OpSessionKeepAlive, Session: fresh})
+	rec, found, err := readRestoreRecord(c.cfgs[0].Cluster.DataDir)
+	if err != nil || !found || rec.grantsFrom.IsZero() {
+		t.Fatalf("the restore's record once the sessions are closed: %+v, %v, %v; want when grants resume", rec, found, err)
 	}
 }
 
@@ -171,7 +235,7 @@ func TestRestoreOfANodeIDTheBackedUpClusterRemoved(t *testing.T) {
 				t.Fatalf("restoring node-3 with --incarnation 2: %v, want it refused, saying incarnation 0 was removed and to give 1", err)
 			}
 		}
-		r, err := Restore(bytes.NewReader(backup.Bytes()), RestoreOptions{Config: cfg, BumpIndex: 10})
+		r, err := Restore(bytes.NewReader(backup.Bytes()), RestoreOptions{Config: cfg, BumpIndex: 10, KeepSessions: true})
 		if err != nil {
 			t.Fatalf("restoring %s as the docs say: %v", cfg.Cluster.NodeID, err)
 		}
@@ -430,7 +494,7 @@ func TestOldMemberIsNotHeardByTheRestoredCluster(t *testing.T) {
 	for i := range 3 {
 		cfg := c.cfgs[i]
 		cfg.Cluster.DataDir += ".restored"
-		if _, err := Restore(bytes.NewReader(backup.Bytes()), RestoreOptions{Config: cfg, BumpIndex: 10}); err != nil {
+		if _, err := Restore(bytes.NewReader(backup.Bytes()), RestoreOptions{Config: cfg, BumpIndex: 10, KeepSessions: true}); err != nil {
 			t.Fatal(err)
 		}
 		c.cfgs[i] = cfg

@@ -45,6 +45,9 @@ type Node struct {
 	raftCredentials func() (*tls.Certificate, *x509.CertPool)
 	raftCompat      string // what the Raft hello carries: versions and the shard count
 	deployment      uint64 // the Raft deployment it runs under (deploymentID, or a restored cluster's)
+	// restore is a restored member's hold on grants while it closes the
+	// backup's sessions (restoredsessions.go); nil for any other.
+	restore *restoreHold
 	// book is where the logs peers took part under are kept (nil with
 	// Dragonboat's own transport, in tests); logID is this member's own.
 	book  *peerLogs
@@ -273,6 +276,16 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		return nil, err
 	}
 	n.deployment = deployment
+	if r, found, err := readRestoreRecord(dir); err != nil {
+		return nil, err
+	} else if found {
+		n.restore = &restoreHold{below: core.SessionID(r.below << core.SlotBits), hold: r.hold,
+			defaultTTL: time.Duration(cfg.Locks.DefaultTTLSeconds) * time.Second, dir: dir, closed: make(chan struct{})}
+		if !r.grantsFrom.IsZero() { // the backup's sessions were closed before this start
+			n.restore.until = time.Now().Add(time.Until(r.grantsFrom)) // on the monotonic clock
+			close(n.restore.closed)
+		}
+	}
 	nhc := nodeHostConfig(cfg, dir, deployment)
 	nhc.RaftEventListener = leaderListener{n}
 	// Membership changes reach the book of peers' logs.
@@ -384,6 +397,19 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 			defer n.loops.Done()
 			n.shareLogs()
 		}()
+	}
+	if h := n.restore; h != nil {
+		select {
+		case <-h.closed:
+		default:
+			log.Warn("restored from a backup: closing the backup's sessions; this member grants nothing until they are closed " +
+				"and their leases have run out, while the old cluster's clients may still count them")
+			n.loops.Add(1)
+			go func() {
+				defer n.loops.Done()
+				n.closeBackupSessions(h)
+			}()
+		}
 	}
 	if len(n.shards) > 1 {
 		n.loops.Add(1)

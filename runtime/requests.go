@@ -61,6 +61,11 @@ func (n *Node) DoBy(ctx context.Context, cmd core.Command, deadline time.Time) (
 	if err := core.CheckCommand(machineLimits, &cmd); err != nil {
 		return core.Result{Err: err}, nil // bad input costs no log entry
 	}
+	if holdsGrant(cmd.Op) {
+		if err := n.holdGrants(ctx, deadline); err != nil {
+			return core.Result{}, err
+		}
+	}
 	if c := n.identify(&cmd); c != nil {
 		defer n.clients.put(c)
 	}

@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/lni/dragonboat/v4/raftpb"
 	"github.com/lni/dragonboat/v4/tools"
@@ -39,9 +40,27 @@ import (
 // bump past all of them keeps every token the restored cluster grants
 // above any the old one granted, so a resource that keeps the largest
 // token it saw refuses the old holders (etcd's --bump-revision).
+//
+// The restored members close the backup's sessions through the log, and
+// grant nothing until those sessions' leases have run out (HoldGrants),
+// unless KeepSessions (restoredsessions.go says why).
 type RestoreOptions struct {
 	Config    config.Config
 	BumpIndex uint64
+	// KeepSessions keeps the backup's sessions live, with their holds and
+	// waits, and holds back no grant: right only when the backup holds
+	// everything the old cluster acknowledged (taken after it stopped
+	// taking requests), since a client's knowledge newer than the backup
+	// would otherwise meet the backup's older state (two holders of a
+	// mutex, a token gone back).
+	KeepSessions bool
+	// HoldGrants is how long the restored members grant nothing once the
+	// backup's sessions are closed (acquires and campaigns wait): nil
+	// takes the longest lease among those sessions, or
+	// locks.default_ttl_seconds if longer. A client of the old cluster
+	// counts its own lease, renewed at the latest before its session was
+	// closed, and stops by its end.
+	HoldGrants *time.Duration
 	// Logger receives Dragonboat's warnings and errors while the restore
 	// runs it (its other lines are dropped, as a node's are); nil:
 	// slog.Default().
@@ -49,8 +68,8 @@ type RestoreOptions struct {
 }
 
 // DefaultBumpIndex is the bump of Restore's log index unless told: two
-// days of entries at 5,000 a second, and a millionth of the index space
-// (core.SlotBits) a restore uses up.
+// days of entries at 5,000 a second, and about a 16,000th of the index
+// space a fencing token holds (maxIndexAfterRestore) a restore uses up.
 const DefaultBumpIndex = 1_000_000_000
 
 // maxIndexAfterRestore keeps a restored log far below the largest index a
@@ -161,7 +180,7 @@ func Restore(r io.Reader, o RestoreOptions) (out Restored, err error) {
 	}
 	self := config.ReplicaID(c.NodeID, c.Incarnation)
 	bump := o.BumpIndex
-	deployment := restoredDeployment(man, members, bump)
+	deployment := restoredDeployment(man, members, bump, o.KeepSessions)
 	out = Restored{Manifest: man, DataDir: dir, Deployment: deployment, Incarnation: c.Incarnation}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return Restored{}, fmt.Errorf("cluster.data_dir: %w", err)
@@ -232,6 +251,16 @@ func Restore(r io.Reader, o RestoreOptions) (out Restored, err error) {
 	}
 	if err := writeHexRecord(dir, deploymentFile, deployment); err != nil {
 		return Restored{}, err
+	}
+	if !o.KeepSessions {
+		r := restoreRecord{below: out.Indexes[0] + 1, hold: -1}
+		// below: the first index the restored log can give an id
+		if o.HoldGrants != nil {
+			r.hold = *o.HoldGrants
+		}
+		if err := writeDurably(dir, restoreRecordFile, r.String()); err != nil {
+			return Restored{}, err
+		}
 	}
 	if err := removeDurably(dir, restoringFile); err != nil {
 		return Restored{}, err
@@ -504,9 +533,14 @@ func memberNames(incarnations map[string]int) func(short uint64) (string, bool) 
 // the backup, the members and the bump, so that every member's restore
 // draws the same, and a member of the old cluster (deploymentID) or of a
 // cluster restored otherwise is not heard.
-func restoredDeployment(man BackupManifest, members map[uint64]string, bump uint64) uint64 {
+func restoredDeployment(man BackupManifest, members map[uint64]string, bump uint64, keepSessions bool) uint64 {
 	h := fnv.New64a()
 	fmt.Fprintf(h, "lockstep restore %s %d", man.ID, bump)
+	if keepSessions {
+		// Another state than a restore that closes the sessions: members
+		// restored both ways must not share a log.
+		fmt.Fprint(h, " keep-sessions")
+	}
 	for _, r := range slices.Sorted(maps.Keys(members)) {
 		fmt.Fprintf(h, " %x=%s", r, members[r])
 	}

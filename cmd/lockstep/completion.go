@@ -46,7 +46,7 @@ _lockstep() {
     snapshot)
       case ${COMP_WORDS[2]} in
         save)    COMPREPLY=($(compgen -W "$common --stale --force" -- "$cur")) ;;
-        restore) COMPREPLY=($(compgen -W "--config --data-dir --bump-index --incarnation --node-id --raft-address --peers --shards --insecure -h" -- "$cur")) ;;
+        restore) COMPREPLY=($(compgen -W "--config --data-dir --bump-index --keep-sessions --hold-grants --incarnation --node-id --raft-address --peers --shards --insecure -h" -- "$cur")) ;;
         *)       COMPREPLY=($(compgen -W "save restore -h" -- "$cur")) ;;
       esac ;;
     completion) COMPREPLY=($(compgen -W "bash zsh" -- "$cur")) ;;

@@ -235,6 +235,7 @@ func byteCount(n int64) string {
 const snapshotRestoreHelp = `
 Usage: lockstep snapshot restore FILE --config FILE [--data-dir DIR]
                                  [--bump-index N] [--incarnation N]
+                                 [--hold-grants D | --keep-sessions]
 
 Makes one member of a NEW cluster from the backup FILE (lockstep snapshot
 save), offline, in an empty data directory. Run it for every member of the
@@ -249,6 +250,19 @@ granted after the backup. Each member is restored as the incarnation its
 node id must have (the one it ran as in the old cluster, or the one after
 those the old cluster removed), which the restore records and prints; an
 --incarnation given that differs is refused, saying which.
+
+The backup is older than what the old cluster's clients know: a client
+granted a lock after it, or one that released a lock it still holds, would
+meet a state that disagrees with it, and two clients could hold one mutex.
+So the restore closes every session of the backup (their locks end, with
+their lock-delay), and the restored member grants nothing for --hold-grants
+after the restore (by default the longest lease among the backup's
+sessions, or locks.default_ttl_seconds if longer): every client of the old
+cluster learns its session is gone, or stops at the end of its own lease,
+before anyone is granted anything. --keep-sessions keeps them, live and
+holding what they held: only for a backup that holds everything the old
+cluster acknowledged (taken after it stopped taking requests). Every
+member must be restored with the same --keep-sessions.
 
 The flags named after configuration keys set them over the file's, as
 lockstep serve's do. See docs/operations.md, "Backup and restore".
@@ -286,6 +300,11 @@ func snapshotRestore(args []string, stdout, stderr io.Writer) int {
 	f.fs.Var(&bump, "bump-index", "how many entries (`N`) every shard's log skips past the backup's index, so that every fencing token "+
 		"the restored cluster grants is above any the lost one granted after the backup (0 only for a backup taken after "+
 		"the old cluster stopped)")
+	keep := f.fs.Bool("keep-sessions", false, "keep the backup's sessions live, holding what they held, and hold back no grant: "+
+		"only for a backup that holds everything the old cluster acknowledged (taken after it stopped taking requests)")
+	hold := f.fs.Duration("hold-grants", -1, "how long (`D`) after the restore this member grants nothing, while the old cluster's "+
+		"clients may still count leases of the sessions the restore closed (default: the longest lease among the backup's "+
+		"sessions, or locks.default_ttl_seconds if longer; 0s once the old cluster's clients are known stopped)")
 	f.fs.Usage = func() {
 		fmt.Fprint(f.fs.Output(), strings.TrimLeft(snapshotRestoreHelp, "\n"))
 		fmt.Fprintln(f.fs.Output(), "\nFlags:")
@@ -306,6 +325,13 @@ func snapshotRestore(args []string, stdout, stderr io.Writer) int {
 		return usageErr("want one backup FILE (lockstep snapshot save wrote it), got %d arguments", len(pos))
 	}
 	path := pos[0]
+	if *keep && f.given("hold-grants") {
+		return usageErr("--hold-grants holds back grants while the sessions a restore closed may still be counted: " +
+			"--keep-sessions closes none; give one of them")
+	}
+	if *hold < -1 || (*hold < 0 && f.given("hold-grants")) {
+		return usageErr("--hold-grants %v: give a duration of 0s or more", *hold)
+	}
 	if f.configFile == "" {
 		return usageErr("give --config FILE: the configuration this member will run with, which names it, " +
 			"its data directory and the new cluster's peers")
@@ -321,7 +347,11 @@ func snapshotRestore(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	defer in.Close()
-	r, err := runtime.Restore(in, runtime.RestoreOptions{Config: cfg, BumpIndex: uint64(bump), Logger: commandLogger(stderr, "lockstep snapshot restore")})
+	o := runtime.RestoreOptions{Config: cfg, BumpIndex: uint64(bump), KeepSessions: *keep, Logger: commandLogger(stderr, "lockstep snapshot restore")}
+	if f.given("hold-grants") {
+		o.HoldGrants = hold
+	}
+	r, err := runtime.Restore(in, o)
 	if err != nil {
 		fmt.Fprintf(stderr, "lockstep snapshot restore: %v\n", err)
 		return exitError
@@ -334,6 +364,18 @@ func snapshotRestore(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "restored %s into %s: %s, %s's %s of %s, the log resuming at index %s\n",
 		cfg.Cluster.NodeID, r.DataDir, countOf(len(r.Indexes), "shard"), r.Manifest.NodeID, kind,
 		r.Manifest.Taken.Format("2006-01-02T15:04:05Z"), joinIndexes(r.Indexes))
+	switch {
+	case *keep:
+		fmt.Fprintln(stdout, "kept the backup's sessions live, with what they held and waited for (--keep-sessions): "+
+			"right only if the backup holds everything the old cluster acknowledged")
+	default:
+		wait := fmt.Sprintf("the longest lease among them (at least locks.default_ttl_seconds, %ds)", cfg.Locks.DefaultTTLSeconds)
+		if f.given("hold-grants") {
+			wait = hold.String()
+		}
+		fmt.Fprintf(stdout, "once it serves, the restored cluster closes the backup's sessions (the old cluster's clients may know of "+
+			"grants after the backup), and grants nothing until they are closed and %s has passed (--hold-grants)\n", wait)
+	}
 	if bump == 0 {
 		fmt.Fprintln(stderr, "lockstep snapshot restore: warning: --bump-index 0: the restored cluster grants fencing tokens from where the backup "+
 			"stopped, so it may grant again a token the old cluster granted after the backup; use it only for a backup taken after the old cluster stopped")
