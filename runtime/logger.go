@@ -54,11 +54,13 @@ type logTarget struct {
 	peers   *peerTracker
 	addrs   map[string]string // raft address → node id, from the config's peers
 
-	misaddressedMu   sync.Mutex // guards the three below (due)
+	misaddressedMu   sync.Mutex // guards the six below (due)
 	lastMisaddressed time.Time  // the last "ignored a ... message ... received by" said at its level
 	lastPreVote      time.Time  // the last "became PreVote candidate" said at info
 	lastStall        time.Time  // the last "had N LocalTick msgs in one batch" said at its level
 	lastStallTicks   int        // its N
+	lastDropped      time.Time  // the last "dropped an incoming message" said at its level
+	droppedSince     int        // those demoted since
 
 	// gone, once the node started, says whether its data directory is
 	// gone (dataDirWatch.gone: said at ERROR and told to Node.Fatal the
@@ -267,7 +269,38 @@ func (a slogAdapter) log(t *logTarget, level slog.Level, f string, v []any) {
 			level = slog.LevelDebug
 		}
 	}
+	if a.pkg == "dragonboat" && f == "dropped an incoming message" && level >= slog.LevelWarn {
+		// A replica's receive queue was full: after a pause (SIGSTOP, a
+		// frozen VM) or a stall its peers' messages piled up, and each one
+		// dropped was a WARN without a peer or a reason, 1,084 lines in one
+		// second in an operator's trial. Raft resends what matters.
+		if n, ok := t.droppedDue(); ok {
+			f = fmt.Sprintf("dropped incoming Raft messages (%d more since last said): this member's receive queue was full, "+
+				"as after a pause or a stall of the process or its disk; Raft resends them. Said at most once a minute", n)
+		} else {
+			level = slog.LevelDebug
+		}
+	}
 	a.write(t, level, f, v)
+}
+
+// droppedEvery bounds Dragonboat's warning that it dropped an incoming
+// message (droppedDue).
+const droppedEvery = time.Minute
+
+// droppedDue says whether a dropped message's warning is due (once a
+// minute), and how many were demoted since the last one said.
+func (t *logTarget) droppedDue() (int, bool) {
+	now := t.now()
+	t.misaddressedMu.Lock()
+	defer t.misaddressedMu.Unlock()
+	if !t.lastDropped.IsZero() && now.Sub(t.lastDropped) < droppedEvery {
+		t.droppedSince++
+		return 0, false
+	}
+	n := t.droppedSince
+	t.lastDropped, t.droppedSince = now, 0
+	return n, true
 }
 
 // stallEvery bounds Dragonboat's warning that a replica's ticks came in a

@@ -304,6 +304,31 @@ func TestMisaddressedMessagesWarnOnceAMinute(t *testing.T) {
 	}
 }
 
+// TestDroppedMessagesWarnOnceAMinute: Dragonboat's "dropped an incoming
+// message" (a replica's receive queue full) came 1,084 times in one
+// second after an operator resumed a paused member, as WARNs naming
+// nothing; it is said once a minute, with what it means and how many were
+// left unsaid, and the rest at DEBUG.
+func TestDroppedMessagesWarnOnceAMinute(t *testing.T) {
+	var buf bytes.Buffer
+	now := time.Unix(1000, 0)
+	target := testTarget(&buf, slog.LevelInfo, &now, nil)
+	db := slogAdapter{pkg: "dragonboat"}
+	for range 1000 {
+		db.log(target, slog.LevelWarn, "dropped an incoming message", nil)
+		now = now.Add(time.Millisecond)
+	}
+	got := lines(&buf)
+	if len(got) != 1 || !strings.Contains(got[0], "level=WARN") || !strings.Contains(got[0], "receive queue was full") {
+		t.Fatalf("1,000 dropped messages in a second: %d lines, want one warning that says what it means:\n%s", len(got), buf.String())
+	}
+	now = now.Add(time.Minute)
+	db.log(target, slog.LevelWarn, "dropped an incoming message", nil)
+	if got := lines(&buf); len(got) != 2 || !strings.Contains(got[1], "999 more since last said") {
+		t.Fatalf("a minute later: %d lines, want the warning again counting the 999 unsaid:\n%s", len(got), buf.String())
+	}
+}
+
 // TestStalledLoopWarnsOnceAMinute: Dragonboat's "had N LocalTick msgs in
 // one batch" (a replica's loop did not run for half an election timeout)
 // came for each replica at each stall, 41 lines in a reviewer's busy hour,
