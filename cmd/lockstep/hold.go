@@ -131,11 +131,38 @@ func (h *holdFlags) runHeld(kind client.Kind, name string, argv []string,
 				h.fs.Name(), kind, name, err, h.fs.Name(), name)
 			return exitSessionLost
 		}
+		if errors.Is(err, client.ErrSessionLost) {
+			// The servers no longer have the session (it expired, was
+			// closed, or a restore put the cluster back before it), and
+			// with it the grant: the hold ended before lockstep could
+			// release it, maybe before the command exited, as when the
+			// push of the session's loss arrives. Creating a new session
+			// or closing this one, the advice that rides on the refusal,
+			// would change nothing.
+			fmt.Fprintf(h.stderr, "%s: lost the hold on %s %q before the command exited: its release was refused: %s\n"+
+				"%s: the hold ended with the session, so the command may have run beside another holder: see 'lockstep status %s'.\n",
+				h.fs.Name(), kind, name, sessionGone(err), h.fs.Name(), name)
+			return exitSessionLost
+		}
 		if err != nil {
 			fmt.Fprintf(h.stderr, "%s: releasing %s %q: %v (closing the session releases it anyway)\n", h.fs.Name(), kind, name, err)
 		}
 	}
 	return code
+}
+
+// sessionGone is a release's refusal for a session gone (ErrSessionLost)
+// in the servers' words ("session 12 does not exist (it expired, was
+// closed, or never was)"): what follows the sentinel (the client keeps
+// the servers' message as text after it), less the advice they add for a
+// caller still to act, "create a new session", which a command that
+// already ran has no use for.
+func sessionGone(err error) string {
+	msg := err.Error()
+	if _, after, ok := strings.Cut(msg, client.ErrSessionLost.Error()+": "); ok {
+		msg = after
+	}
+	return strings.TrimSuffix(msg, ": create a new session")
 }
 
 // holders says, for a refusal message, why the object was not had: who
@@ -341,7 +368,10 @@ over REST, or from another client): the next holder may start at once, so
 the command is stopped, lockstep says who ended the grant, and exits 3
 without a release of its own (when no word of that release came, lockstep
 exits 3 once its own release at the command's end is refused as not
-held). With --wait 0 a held mutex fails at once
+held). It exits 3 too when that release finds the session gone (it ended
+with no word of it reaching lockstep, say a restore put the cluster back
+before it): the hold ended with the session, maybe before the command
+did. With --wait 0 a held mutex fails at once
 with exit 2.
 
 A session that ends by failure (lockstep killed, its machine gone, its
