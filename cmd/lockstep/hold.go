@@ -25,6 +25,10 @@ type holdFlags struct {
 	wait    time.Duration
 	grace   time.Duration
 	maxHold time.Duration
+	// lockDelay is the hold's lock-delay (lock's; 0 for sem and rwlock,
+	// which have none): how long the servers keep the next holder out
+	// after the hold fails.
+	lockDelay time.Duration
 }
 
 func newHoldCommand(name, help string, stdout, stderr io.Writer) *holdFlags {
@@ -219,7 +223,7 @@ func (h *holdFlags) runCommand(s *client.Session, name string, hd held, argv []s
 			"LOCKSTEP_FENCING_TOKEN="+strconv.FormatUint(token, 10),
 			"LOCKSTEP_LOCK_NAME="+name,
 			"LOCKSTEP_SESSION_ID="+strconv.FormatUint(s.ID(), 10))
-	}, hd.goodFor(s), h.grace)
+	}, hd.goodFor(s), h.grace, h.lockDelay)
 	if err != nil {
 		fmt.Fprintf(h.stderr, "%s: cannot start %q: %v; check the command and PATH.\n", h.fs.Name(), argv[0], err)
 		return 127
@@ -237,8 +241,8 @@ func (h *holdFlags) runCommand(s *client.Session, name string, hd held, argv []s
 			if isClosed(exited) {
 				continue // the command is gone already (the guard stopped it): said below
 			}
-			fmt.Fprintf(h.stderr, "%s: lost the hold on %q: %v\n%s: sending SIGTERM to the command (SIGKILL in %v); another holder may be running now.\n",
-				h.fs.Name(), name, h.lostWhy(s, hd), h.fs.Name(), h.grace)
+			fmt.Fprintf(h.stderr, "%s: lost the hold on %q: %v\n%s: sending SIGTERM to the command (SIGKILL in %v); %s.\n",
+				h.fs.Name(), name, h.lostWhy(s, hd), h.fs.Name(), h.grace, nextHolder(h.lockDelay, hd.releasedByAnother() != nil))
 			_ = signalGroup(cmd, syscall.SIGTERM)
 			go func() {
 				select {
@@ -279,6 +283,18 @@ func (h *holdFlags) runCommand(s *client.Session, name string, hd held, argv []s
 			return st.ExitCode()
 		}
 	}
+}
+
+// nextHolder says when another holder may start after a hold is lost:
+// once the lock-delay ends, when one covers the loss (a mutex's, after
+// its session failed or its max hold passed); at once, when none does
+// (the other kinds, --lock-delay 0, or another caller's release of the
+// grant, which hands it on at once).
+func nextHolder(lockDelay time.Duration, releasedByAnother bool) string {
+	if lockDelay > 0 && !releasedByAnother {
+		return "another holder may start once its lock-delay ends"
+	}
+	return "another holder may be running now"
 }
 
 // goodFor says, at each call, how long hd is good for: until the lease,
@@ -404,6 +420,7 @@ Examples:
 		return h.usageErr("want one NAME before --, got %d arguments", len(pos))
 	}
 	name := pos[0]
+	h.lockDelay = d
 	return h.runHeld(client.KindMutex, name, argv, func(ctx context.Context, s *client.Session) (held, error) {
 		m := client.NewMutex(s, name, h.holdOptions(client.WithLockDelay(d))...)
 		var err error
