@@ -582,6 +582,54 @@ func TestHealthSaysWhyAMemberIsCutOff(t *testing.T) {
 	}
 }
 
+// TestHealthSaysADegradedMemberServes: a member whose data directory's
+// file system is nearly full (runtime.ErrDataDirFull) answered /health
+// 200 "serving", and panicked minutes later in a snapshot's write. It
+// still serves (the others may need its vote), so /health answers 200,
+// now "degraded" with the reason and what to do, and gRPC health SERVING;
+// a member that cannot serve answers 503 as before, the degraded word
+// aside.
+func TestHealthSaysADegradedMemberServes(t *testing.T) {
+	s := startServer(t)
+	const why = "the file system of /var/lib/lockstep has 0.0 MiB left: free space on it, or move cluster.data_dir"
+	s.b.mu.Lock()
+	s.b.degraded = fmt.Errorf("%w: %s", runtime.ErrDataDirFull, why)
+	s.b.mu.Unlock()
+	st, h := s.call(t, "GET", "/health", "")
+	expect(t, "health of a degraded member", st, 200)
+	expect(t, "health status", h["status"], "degraded")
+	expect(t, "node_id", h["node_id"], "node-1")
+	if reason, _ := h["reason"].(string); !strings.Contains(reason, "data directory nearly full") || !strings.Contains(reason, why) {
+		t.Errorf("/health reason %q, want the error with %q", reason, why)
+	}
+	resp, err := http.Post(s.url+"/grpc.health.v1.Health/Check", "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out struct{ Status string }
+	err = json.NewDecoder(resp.Body).Decode(&out)
+	resp.Body.Close()
+	if err != nil || out.Status != "SERVING_STATUS_SERVING" {
+		t.Errorf("grpc health of a degraded member that serves: %q, %v", out.Status, err)
+	}
+
+	s.b.mu.Lock()
+	s.b.unhealthy = errNoQuorum
+	s.b.mu.Unlock()
+	st, h = s.call(t, "GET", "/health", "")
+	expectError(t, st, h, 503, "unavailable")
+
+	s.b.mu.Lock()
+	s.b.unhealthy, s.b.degraded = nil, nil
+	s.b.mu.Unlock()
+	st, h = s.call(t, "GET", "/health", "")
+	expect(t, "health", st, 200)
+	expect(t, "health status", h["status"], "serving")
+	if reason, _ := h["reason"].(string); reason != "" {
+		t.Errorf("a serving member's /health has a reason: %v", h)
+	}
+}
+
 func TestConnectJSONAndGRPC(t *testing.T) {
 	s := startServer(t)
 	// Connect JSON by hand: snake_case out, Connect's error JSON.

@@ -66,6 +66,11 @@ type Backend interface {
 	// (wrapped with the reason and what to do) for a member its peers
 	// refuse, or another error.
 	Health() error
+	// Degraded is nil unless this node, serving or not, needs a person
+	// soon; then why and what to do: runtime.ErrDataDirFull for a data
+	// directory whose file system is nearly full. /health answers it as
+	// "degraded", 200 while Health is nil: the node still serves.
+	Degraded() error
 	AddNode(ctx context.Context, nodeID, raftAddress string) error
 	RemoveNode(ctx context.Context, nodeID string) error
 	TransferLeadership(ctx context.Context, shardID uint64, toNodeID string) error

@@ -42,7 +42,9 @@ var (
 	errStopping   = errors.New("this node is shutting down: it drains (SIGTERM or SIGINT) and takes no new requests; try another node")
 )
 
-// Health answers unavailable (503) when this node cannot serve: saying
+// Health answers 200 "serving" when this node can serve, or "degraded"
+// with the reason when it can but needs a person soon (Backend.Degraded).
+// It answers unavailable (503) when this node cannot serve: saying
 // why and what to do for a member its peers refuse (runtime.ErrCutOff)
 // or whose data directory went or takes no writes (runtime.ErrDataDir),
 // which no wait will cure, errStopping for one that drains (it said it
@@ -63,6 +65,12 @@ func (h ClusterHandler) Health(ctx context.Context, _ *connect.Request[pb.Health
 		}
 		e.Meta().Set("Retry-After", retryAfterSeconds) // an election settles within a second or two
 		return nil, e
+	}
+	if err := h.b.Degraded(); err != nil {
+		// It serves (a load balancer keeps it; the others may need its
+		// vote), but an operator must act soon: said in the body, and by
+		// the metric the condition has (lockstep_data_dir_full).
+		return connect.NewResponse(&pb.HealthResponse{Status: "degraded", NodeId: h.opts.NodeID, Reason: err.Error()}), nil
 	}
 	return connect.NewResponse(&pb.HealthResponse{Status: "serving", NodeId: h.opts.NodeID}), nil
 }

@@ -23,6 +23,7 @@ type fakeBackend struct {
 	pending   map[core.WaiterID]chan core.Result
 	watchers  map[chan runtime.Event]string
 	unhealthy error // what Health answers: nil, serving
+	degraded  error // what Degraded answers: nil, nothing to do
 	stop      chan struct{}
 	down      error // when set, Do and Read fail with it
 	shards    int   // what Shards answers (the fake holds one machine whatever it says); 0: 1
@@ -281,6 +282,12 @@ func (f *fakeBackend) Health() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.unhealthy
+}
+
+func (f *fakeBackend) Degraded() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.degraded
 }
 
 func (f *fakeBackend) AddNode(ctx context.Context, nodeID, raftAddress string) error { return nil }

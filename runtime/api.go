@@ -98,6 +98,12 @@ var (
 	// away or takes no writes (dataDirWatch), wrapped with which and what
 	// to do.
 	ErrDataDir = errors.New("lockstep: data directory")
+	// ErrDataDirFull: Degraded's answer for a member whose data
+	// directory's file system has under dataDirFullBelow left, wrapped
+	// with how much and what to do. The member still serves (Health is
+	// not it): the others may need its vote, and it stops only once a
+	// write fails.
+	ErrDataDirFull = errors.New("lockstep: data directory nearly full")
 	// ErrNotMember: RemoveNode's answer for a node id that names no
 	// member and never did (a typo), wrapped with the members.
 	ErrNotMember = errors.New("lockstep: not a member")

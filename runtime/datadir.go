@@ -26,6 +26,23 @@ const (
 	dataDirStallAfter = 5 * time.Second
 	// probeFile is the file each look writes and syncs.
 	probeFile = "lockstep-probe"
+	// dataDirFullBelow is the room left on the data directory's file
+	// system under which a member says its disk is nearly full (Degraded,
+	// WARN, lockstep_data_dir_full): 64 MiB, what the member may have to
+	// write at once in the next minutes and cannot do without. Its log
+	// store (Pebble, configured as Dragonboat's tiny LogDB) keeps up to
+	// four 4 MiB write buffers, each of which goes to the write-ahead log
+	// and then to a table of its own, and a compaction writes its outputs
+	// (16 MiB files at the first level) before it deletes its inputs; a
+	// snapshot is written whole beside the last before that one is
+	// deleted. A member that gets here is minutes from the panic a failed
+	// write ends in, not hours: the alert LockstepDataDirFilling (1 GiB)
+	// is the early word, this the last.
+	dataDirFullBelow = 64 << 20
+	// dataDirRoomAgainAt is the room at which a member nearly full says it
+	// has room again: twice the threshold, so that a disk hovering at it
+	// is not said full and free every look.
+	dataDirRoomAgainAt = 2 * dataDirFullBelow
 )
 
 // dataDirWatch notices a data directory that went away under a running
@@ -47,6 +64,12 @@ const (
 // write that fails, or a look that has not finished after stallAfter,
 // makes it unhealthy until a look succeeds. Each is said once, at ERROR;
 // the recovery at WARN.
+//
+// Each look also reads the room left on the directory's file system. Under
+// dataDirFullBelow the member is degraded until it has dataDirRoomAgainAt
+// again: said once at WARN, the recovery at INFO. It still serves: a
+// member whose disk filled kept answering /health "serving", said
+// nothing, and panicked minutes later in a snapshot's write.
 type dataDirWatch struct {
 	dir        string
 	marker     string
@@ -54,9 +77,13 @@ type dataDirWatch struct {
 	stallAfter time.Duration
 	// write writes and syncs the probe; a test stands in a disk that hangs.
 	write func() error
+	// free reads the room left on the directory's file system, in bytes
+	// (NaN: unknown); a test stands in a disk that fills.
+	free func() float64
 
 	lost    atomic.Pointer[error] // the directory is gone: for good
 	stalled atomic.Pointer[error] // it takes no writes: until a look succeeds
+	full    atomic.Pointer[error] // its file system is nearly full: until there is room again
 	// lookStarted is when the look under way started (UnixNano; 0: none),
 	// and lastLook how long the last finished one took.
 	lookStarted atomic.Int64
@@ -76,6 +103,7 @@ func newDataDirWatch(dir string, every, stallAfter time.Duration) *dataDirWatch 
 	}
 	w := &dataDirWatch{dir: dir, marker: filepath.Join(dir, incarnationFile), every: every, stallAfter: stallAfter}
 	w.write = w.writeProbe
+	w.free = func() float64 { return freeBytes(dir) }
 	return w
 }
 
@@ -136,21 +164,24 @@ func (w *dataDirWatch) writeProbe() error {
 }
 
 // lookResult is what one look found: gone for a failed read, else the
-// write's error (nil: the directory takes writes), and how long it took.
+// write's error (nil: the directory takes writes), and how long it took;
+// and the room left on the file system after it (NaN: unknown).
 type lookResult struct {
 	gone  error
 	write error
 	took  time.Duration
+	free  float64
 }
 
 // look reads the marker, then writes the probe.
 func (w *dataDirWatch) look() lookResult {
 	start := time.Now()
 	if _, err := os.ReadFile(w.marker); err != nil {
-		return lookResult{gone: w.errGone(err), took: time.Since(start)}
+		return lookResult{gone: w.errGone(err), took: time.Since(start), free: nan()}
 	}
 	err := w.write()
-	return lookResult{write: err, took: time.Since(start)}
+	took := time.Since(start)
+	return lookResult{write: err, took: took, free: w.free()}
 }
 
 // run looks until stop closes. A look that hangs is left to finish (or
@@ -203,6 +234,7 @@ func (w *dataDirWatch) settle(r lookResult, log *slog.Logger) {
 		w.markGone(r.gone, log)
 		return
 	}
+	w.settleRoom(r.free, log)
 	was := w.stalled.Load()
 	if r.write != nil {
 		if w.failing {
@@ -220,6 +252,44 @@ func (w *dataDirWatch) settle(r lookResult, log *slog.Logger) {
 		w.stalled.Store(nil)
 		log.Warn("the data directory takes writes again", "took", r.took.Round(time.Millisecond), "was", *was)
 	}
+}
+
+// settleRoom records the room left on the file system (NaN: unknown,
+// which changes nothing): nearly full under dataDirFullBelow, said once
+// at WARN; room again from dataDirRoomAgainAt, said at INFO.
+func (w *dataDirWatch) settleRoom(free float64, log *slog.Logger) {
+	if math.IsNaN(free) {
+		return
+	}
+	was := w.full.Load()
+	switch {
+	case was == nil && free < dataDirFullBelow:
+		err := fmt.Errorf("%w: the file system of %s has %s left, under the %s this member may have to write at once "+
+			"(its log store's next files, a snapshot): once a write finds no room it stops (a panic: no space left on device); "+
+			"it serves meanwhile. Free space on that file system (not by deleting anything inside %s: the member needs all of it), "+
+			"or grow it, or stop the member and move cluster.data_dir to a larger disk (docs/operations.md, Disk problems)",
+			ErrDataDirFull, w.dir, mib(free), mib(dataDirFullBelow), w.dir)
+		w.full.Store(&err)
+		log.Warn("the data directory's file system is nearly full", "err", err, "free_bytes", int64(free))
+	case was != nil && free >= dataDirRoomAgainAt:
+		w.full.Store(nil)
+		log.Info("the data directory's file system has room again", "free_bytes", int64(free), "was", *was)
+	}
+}
+
+// mib is a byte count in MiB, as the room-left messages give it.
+func mib(b float64) string { return fmt.Sprintf("%.1f MiB", b/(1<<20)) }
+
+// fullErr is why the data directory's file system is nearly full
+// (ErrDataDirFull); nil while it has room.
+func (w *dataDirWatch) fullErr() error {
+	if w == nil {
+		return nil
+	}
+	if p := w.full.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // err is why the data directory cannot be trusted; nil while it can.
@@ -254,7 +324,17 @@ func (w *dataDirWatch) register(reg prometheus.Registerer) error {
 	}
 	if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "lockstep_data_dir_free_bytes",
 		Help: "Bytes left on the file system of cluster.data_dir (for an unprivileged writer): a member whose disk fills stops (docs/operations.md, Disk problems)."},
-		func() float64 { return freeBytes(w.dir) })); err != nil {
+		func() float64 { return w.free() })); err != nil {
+		return err
+	}
+	if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "lockstep_data_dir_full",
+		Help: "1 while the file system of cluster.data_dir has under 64 MiB left (until it has 128 MiB again), as the last look (one every 10 s) found it: the member serves, but stops once a write finds no room; its /health says degraded (docs/operations.md, Disk problems)."},
+		func() float64 {
+			if w.fullErr() != nil {
+				return 1
+			}
+			return 0
+		})); err != nil {
 		return err
 	}
 	return reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "lockstep_data_dir_write_seconds",

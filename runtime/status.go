@@ -183,6 +183,15 @@ func (n *Node) Health() error {
 	return nil
 }
 
+// Degraded says why this node, which may serve (Health is apart), needs a
+// person soon; nil while nothing does: ErrDataDirFull (wrapped with the
+// room left and what to do) while its data directory's file system is
+// nearly full (dataDirWatch). Such a member keeps serving and voting,
+// since the others may need its vote, and says so loudly instead.
+func (n *Node) Degraded() error {
+	return n.dataDir.fullErr()
+}
+
 // registerHealth adds lockstep_healthy to reg (nil: none): what /health
 // answers, as a gauge an alert can watch. lockstep_raft_has_leader sees one
 // cause of an unhealthy member only; a data directory gone or stalled, or

@@ -260,3 +260,59 @@ func TestLockWithoutThePushExitsLostWhenItsReleaseIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// goneAtRelease is a backend whose servers answer every release as from a
+// session they do not have, in the servers' words, while the session's
+// keepalives still pass: a session that went (a restore put the cluster
+// back before it) with no word of it before the command exited.
+type goneAtRelease struct{ rpc.Backend }
+
+func (b goneAtRelease) DoBy(ctx context.Context, cmd core.Command, deadline time.Time) (core.Result, error) {
+	if cmd.Op == core.OpRelease {
+		return core.Result{Err: &core.Error{Code: core.CodeNotFound,
+			Msg: fmt.Sprintf("session %d does not exist (it expired, was closed, or never was): create a new session", cmd.Session)}}, nil
+	}
+	return b.Backend.DoBy(ctx, cmd, deadline)
+}
+
+// The user trial: after a restore, 'lockstep lock' ran its command, and
+// the release at its end was refused because the servers no longer had
+// the session. It printed the refusal with advice that did not apply
+// ("create a new session (closing the session releases it anyway)") and
+// exited 0, the command's code, while the hold had ended with the session
+// before the command did. Now lock, sem and rwlock exit 3, say the hold
+// ended with the session and the command may have run beside another
+// holder, in the servers' words less their advice.
+func TestHoldExitsLostWhenItsReleaseFindsTheSessionGone(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a node")
+	}
+	api := devServerWith(t, func(b rpc.Backend) rpc.Backend { return goneAtRelease{b} })
+	for _, args := range [][]string{
+		{"lock", "jobs/cli"},
+		{"sem", "jobs/sem", "--limit", "2"},
+		{"rwlock", "jobs/rw", "--write"},
+		{"rwlock", "jobs/rw", "--read"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			var out, errb lockedBuffer
+			code := run(append(args, "--endpoints", api, "--", "sh", "-c", "exit 0"), &out, &errb)
+			stderr := errb.String()
+			t.Logf("exit %d, stderr:\n%s", code, stderr)
+			if code != exitSessionLost {
+				t.Errorf("exit %d, want %d: the hold had ended with the session before lockstep released it", code, exitSessionLost)
+			}
+			for _, want := range []string{"lost the hold", "release was refused", "does not exist (it expired, was closed, or never was)",
+				"the hold ended with the session", "may have run beside another holder"} {
+				if !strings.Contains(stderr, want) {
+					t.Errorf("stderr lacks %q:\n%s", want, stderr)
+				}
+			}
+			for _, not := range []string{"create a new session", "closing the session releases it anyway"} {
+				if strings.Contains(stderr, not) {
+					t.Errorf("stderr gives advice that does not apply to a command that ran, %q:\n%s", not, stderr)
+				}
+			}
+		})
+	}
+}

@@ -49,10 +49,23 @@ const guardBeat = 250 * time.Millisecond
 
 // guardLeaseFD is the guard's end of that pipe (the first of ExtraFiles),
 // and guardGraceEnv the grace period between its SIGTERM and SIGKILL.
+// guardLockDelayEnv the lock-delay that keeps the next holder out after
+// it (a mutex's; none for the other kinds), which its word on the stop
+// names.
 const (
-	guardLeaseFD  = 3
-	guardGraceEnv = "LOCKSTEP_GUARD_GRACE"
+	guardLeaseFD      = 3
+	guardGraceEnv     = "LOCKSTEP_GUARD_GRACE"
+	guardLockDelayEnv = "LOCKSTEP_GUARD_LOCK_DELAY"
 )
+
+// guardQuiet is how long the guard, having stopped the command when the
+// hold's lease ran out as last reported, waits for a word from lockstep
+// before it says so itself: a lockstep that still runs says a word every
+// guardBeat, and it saw the same lease run out, so it says why it stops the
+// command itself, once (its last word came a moment before the lease ran
+// out, and its loss of the session a moment after the guard's timer). Only
+// the announcement waits; the SIGTERM does not.
+const guardQuiet = 2 * guardBeat
 
 // parentDeathSignal is what the kernel sends the guard when the CLI dies.
 // It is one no command would be sent by the CLI, so the guard can tell it
@@ -64,8 +77,9 @@ const parentDeathSignal = syscall.SIGUSR2
 // the start happens on a thread locked for as long as the guard runs.
 // goodFor says how long the hold is good for now; it is told to the guard
 // every guardBeat until the guard is gone, and grace is the guard's wait
-// between SIGTERM and SIGKILL when that runs out.
-func guardedCommand(argv []string, setup func(*exec.Cmd), goodFor func() time.Duration, grace time.Duration) (*exec.Cmd, error) {
+// between SIGTERM and SIGKILL when that runs out; lockDelay the hold's
+// lock-delay (0: none), which the guard's word on such a stop names.
+func guardedCommand(argv []string, setup func(*exec.Cmd), goodFor func() time.Duration, grace, lockDelay time.Duration) (*exec.Cmd, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -76,7 +90,8 @@ func guardedCommand(argv []string, setup func(*exec.Cmd), goodFor func() time.Du
 	}
 	cmd := exec.Command(self, append([]string{guardCommand, "--"}, argv...)...)
 	setup(cmd)
-	cmd.Env = append(cmd.Env, guardParentEnv+"="+strconv.Itoa(os.Getpid()), guardGraceEnv+"="+grace.String())
+	cmd.Env = append(cmd.Env, guardParentEnv+"="+strconv.Itoa(os.Getpid()), guardGraceEnv+"="+grace.String(),
+		guardLockDelayEnv+"="+lockDelay.String())
 	cmd.ExtraFiles = []*os.File{r}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: parentDeathSignal}
 	tell := func() error {
@@ -148,7 +163,15 @@ func guard(args []string, stderr io.Writer) int {
 	go func() { _ = cmd.Wait(); close(exited) }()
 	goodFor := readGoodFor(os.NewFile(guardLeaseFD, "lease"))
 	grace, _ := time.ParseDuration(os.Getenv(guardGraceEnv))
+	lockDelay, _ := time.ParseDuration(os.Getenv(guardLockDelayEnv))
+	say := func() {
+		fmt.Fprintf(stderr, "lockstep: the hold's lease, as lockstep last reported it, ran out unrenewed (lockstep stopped, stuck, or cut off from the cluster): "+
+			"sent SIGTERM to the command (SIGKILL in %v); %s.\n", grace, nextHolder(lockDelay, false))
+	}
 	var expiry, kill <-chan time.Time
+	// announce fires when the guard is to say why it stopped the command,
+	// lockstep having said no word since (guardQuiet); nil: nothing to say.
+	var announce <-chan time.Time
 	var deadline *time.Timer
 	var said time.Duration // the last word: 0 when lockstep said the hold ended
 	for {
@@ -162,6 +185,7 @@ func guard(args []string, stderr io.Writer) int {
 				goodFor = nil // no word will come: the CLI's own death is the guard's cue
 				continue
 			}
+			announce = nil // lockstep runs: it says why the command is stopped itself
 			if kill != nil {
 				continue // stopping already
 			}
@@ -177,17 +201,36 @@ func guard(args []string, stderr io.Writer) int {
 			// it is stopped (or stuck), and its session has expired or is
 			// about to, while the command runs. When its last word was
 			// that the hold ended, it is stopping the command itself and
-			// has said why; the guard makes sure of it, silently.
+			// has said why; the guard makes sure of it, silently. And
+			// when a word comes soon after all (guardQuiet), lockstep runs,
+			// and says it itself: the guard's own word would announce the
+			// same SIGTERM twice.
 			if said > 0 {
-				fmt.Fprintf(stderr, "lockstep: the hold's lease, as lockstep last reported it, ran out unrenewed (lockstep stopped, stuck, or cut off from the cluster): sending SIGTERM to the command (SIGKILL in %v); another holder may start once its lock-delay ends.\n", grace)
+				announce = time.After(guardQuiet)
 			}
 			expiry = nil
 			_ = syscall.Kill(0, syscall.SIGTERM) // the group; the guard, Notified, waits for the command
 			kill = time.After(grace)
+		case <-announce:
+			announce = nil
+			say()
 		case <-kill:
 			_ = syscall.Kill(0, syscall.SIGKILL) // the group, this guard included
 			return 128 + int(syscall.SIGKILL)
 		case <-exited:
+			if announce != nil {
+				// The command went at once: say why before going too,
+				// unless lockstep speaks first.
+				select {
+				case <-announce:
+					say()
+				case <-died:
+				case _, ok := <-goodFor:
+					if !ok {
+						say() // lockstep is gone: nobody else will
+					}
+				}
+			}
 			st := cmd.ProcessState
 			if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 				return 128 + int(ws.Signal())

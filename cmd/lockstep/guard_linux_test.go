@@ -10,9 +10,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lockstepd/lockstep/core"
+	"github.com/lockstepd/lockstep/rpc"
 )
 
 // TestStoppedLockStopsItsCommand is the user trial: 'lockstep lock'
@@ -74,5 +78,92 @@ func TestStoppedLockStopsItsCommand(t *testing.T) {
 	out := errb.String()
 	if !strings.Contains(out, "lockstep lock: the command was stopped because the session") || strings.Contains(out, "another caller released") {
 		t.Errorf("stderr does not say the session's lease ran out or was lost, or blames another caller:\n%s", out)
+	}
+	// lockstep, stopped, could not say why its command got SIGTERM: the
+	// guard says it, once, though it waits a moment for lockstep's word.
+	if n := strings.Count(out, "as lockstep last reported it"); n != 1 || !strings.Contains(out, "another holder may start once its lock-delay ends") {
+		t.Errorf("the guard announced the SIGTERM %d times, want once, naming the lock-delay:\n%s", n, out)
+	}
+}
+
+// silentKeepalives is a backend that answers no keepalive once mute is
+// set (each waits for its caller to give up): a cluster that stopped
+// renewing this client's session while lockstep runs on, as when its
+// client certificate expired.
+type silentKeepalives struct {
+	rpc.Backend
+	mute *atomic.Bool
+}
+
+func (b silentKeepalives) DoBy(ctx context.Context, cmd core.Command, deadline time.Time) (core.Result, error) {
+	if cmd.Op == core.OpSessionKeepAlive && b.mute.Load() {
+		<-ctx.Done()
+		return core.Result{}, ctx.Err()
+	}
+	return b.Backend.DoBy(ctx, cmd, deadline)
+}
+
+// The user trial: with an expired client certificate, 'lockstep lock'
+// printed two lines announcing the one SIGTERM of its command, its own
+// ("another holder may be running now") and its guard's ("another holder
+// may start once its lock-delay ends"): lockstep, running, and its guard
+// both saw the hold's lease run out, within a beat of each other. Now the
+// stop is announced once, by lockstep, which runs, in the accurate words:
+// a mutex's lock-delay keeps the next holder out; a semaphore has none.
+func TestLeaseRunOutWhileLockRunsIsAnnouncedOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a node")
+	}
+	var mute atomic.Bool
+	api := devServerWith(t, func(b rpc.Backend) rpc.Backend { return silentKeepalives{b, &mute} })
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"lock", "jobs/muted"}, "another holder may start once its lock-delay ends"},
+		{[]string{"sem", "jobs/muted-sem", "--limit", "1"}, "another holder may be running now"},
+	} {
+		t.Run(tc.args[0], func(t *testing.T) {
+			mute.Store(false)
+			dir := t.TempDir()
+			tokenFile, termFile := filepath.Join(dir, "token"), filepath.Join(dir, "term")
+			// The command takes a moment to stop, so that lockstep's
+			// word on the loss finds it running.
+			script := `trap 'echo term > ` + termFile + `; sleep 0.5; exit 143' TERM; echo "$LOCKSTEP_FENCING_TOKEN" > ` + tokenFile +
+				`; i=0; while [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done`
+			done := make(chan int, 1)
+			var out, errb lockedBuffer
+			go func() {
+				done <- run(append(tc.args, "--ttl", "2s", "--grace", "2s", "--endpoints", api, "--", "sh", "-c", script), &out, &errb)
+			}()
+			waitFile(t, tokenFile, 20*time.Second)
+			mute.Store(true)
+			var code int
+			select {
+			case code = <-done:
+			case <-time.After(20 * time.Second):
+				t.Fatalf("lockstep did not end within 20 s of its keepalives going unanswered (a 2 s lease); stderr:\n%s", errb.String())
+			}
+			stderr := errb.String()
+			t.Logf("exit %d, stderr:\n%s", code, stderr)
+			if got := waitFile(t, termFile, time.Second); got != "term" {
+				t.Errorf("the command was not sent SIGTERM: %q", got)
+			}
+			if code != exitSessionLost {
+				t.Errorf("exit %d, want %d", code, exitSessionLost)
+			}
+			var said []string
+			for _, line := range strings.Split(stderr, "\n") {
+				if strings.Contains(line, "SIGTERM") {
+					said = append(said, line)
+				}
+			}
+			if len(said) != 1 {
+				t.Fatalf("the command's SIGTERM was announced %d times, want once:\n%s", len(said), stderr)
+			}
+			if !strings.Contains(said[0], tc.want) {
+				t.Errorf("the announcement %q does not say %q", said[0], tc.want)
+			}
+		})
 	}
 }

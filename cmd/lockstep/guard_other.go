@@ -15,7 +15,7 @@ import (
 
 const guardCommand = "__guard"
 
-func guardedCommand(argv []string, setup func(*exec.Cmd), _ func() time.Duration, _ time.Duration) (*exec.Cmd, error) {
+func guardedCommand(argv []string, setup func(*exec.Cmd), _ func() time.Duration, _, _ time.Duration) (*exec.Cmd, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	setup(cmd)
 	ownProcessGroup(cmd)

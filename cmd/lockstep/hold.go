@@ -25,6 +25,10 @@ type holdFlags struct {
 	wait    time.Duration
 	grace   time.Duration
 	maxHold time.Duration
+	// lockDelay is the hold's lock-delay (lock's; 0 for sem and rwlock,
+	// which have none): how long the servers keep the next holder out
+	// after the hold fails.
+	lockDelay time.Duration
 }
 
 func newHoldCommand(name, help string, stdout, stderr io.Writer) *holdFlags {
@@ -131,11 +135,38 @@ func (h *holdFlags) runHeld(kind client.Kind, name string, argv []string,
 				h.fs.Name(), kind, name, err, h.fs.Name(), name)
 			return exitSessionLost
 		}
+		if errors.Is(err, client.ErrSessionLost) {
+			// The servers no longer have the session (it expired, was
+			// closed, or a restore put the cluster back before it), and
+			// with it the grant: the hold ended before lockstep could
+			// release it, maybe before the command exited, as when the
+			// push of the session's loss arrives. Creating a new session
+			// or closing this one, the advice that rides on the refusal,
+			// would change nothing.
+			fmt.Fprintf(h.stderr, "%s: lost the hold on %s %q before the command exited: its release was refused: %s\n"+
+				"%s: the hold ended with the session, so the command may have run beside another holder: see 'lockstep status %s'.\n",
+				h.fs.Name(), kind, name, sessionGone(err), h.fs.Name(), name)
+			return exitSessionLost
+		}
 		if err != nil {
 			fmt.Fprintf(h.stderr, "%s: releasing %s %q: %v (closing the session releases it anyway)\n", h.fs.Name(), kind, name, err)
 		}
 	}
 	return code
+}
+
+// sessionGone is a release's refusal for a session gone (ErrSessionLost)
+// in the servers' words ("session 12 does not exist (it expired, was
+// closed, or never was)"): what follows the sentinel (the client keeps
+// the servers' message as text after it), less the advice they add for a
+// caller still to act, "create a new session", which a command that
+// already ran has no use for.
+func sessionGone(err error) string {
+	msg := err.Error()
+	if _, after, ok := strings.Cut(msg, client.ErrSessionLost.Error()+": "); ok {
+		msg = after
+	}
+	return strings.TrimSuffix(msg, ": create a new session")
 }
 
 // holders says, for a refusal message, why the object was not had: who
@@ -192,7 +223,7 @@ func (h *holdFlags) runCommand(s *client.Session, name string, hd held, argv []s
 			"LOCKSTEP_FENCING_TOKEN="+strconv.FormatUint(token, 10),
 			"LOCKSTEP_LOCK_NAME="+name,
 			"LOCKSTEP_SESSION_ID="+strconv.FormatUint(s.ID(), 10))
-	}, hd.goodFor(s), h.grace)
+	}, hd.goodFor(s), h.grace, h.lockDelay)
 	if err != nil {
 		fmt.Fprintf(h.stderr, "%s: cannot start %q: %v; check the command and PATH.\n", h.fs.Name(), argv[0], err)
 		return 127
@@ -210,8 +241,8 @@ func (h *holdFlags) runCommand(s *client.Session, name string, hd held, argv []s
 			if isClosed(exited) {
 				continue // the command is gone already (the guard stopped it): said below
 			}
-			fmt.Fprintf(h.stderr, "%s: lost the hold on %q: %v\n%s: sending SIGTERM to the command (SIGKILL in %v); another holder may be running now.\n",
-				h.fs.Name(), name, h.lostWhy(s, hd), h.fs.Name(), h.grace)
+			fmt.Fprintf(h.stderr, "%s: lost the hold on %q: %v\n%s: sending SIGTERM to the command (SIGKILL in %v); %s.\n",
+				h.fs.Name(), name, h.lostWhy(s, hd), h.fs.Name(), h.grace, nextHolder(h.lockDelay, hd.releasedByAnother() != nil))
 			_ = signalGroup(cmd, syscall.SIGTERM)
 			go func() {
 				select {
@@ -252,6 +283,18 @@ func (h *holdFlags) runCommand(s *client.Session, name string, hd held, argv []s
 			return st.ExitCode()
 		}
 	}
+}
+
+// nextHolder says when another holder may start after a hold is lost:
+// once the lock-delay ends, when one covers the loss (a mutex's, after
+// its session failed or its max hold passed); at once, when none does
+// (the other kinds, --lock-delay 0, or another caller's release of the
+// grant, which hands it on at once).
+func nextHolder(lockDelay time.Duration, releasedByAnother bool) string {
+	if lockDelay > 0 && !releasedByAnother {
+		return "another holder may start once its lock-delay ends"
+	}
+	return "another holder may be running now"
 }
 
 // goodFor says, at each call, how long hd is good for: until the lease,
@@ -341,7 +384,10 @@ over REST, or from another client): the next holder may start at once, so
 the command is stopped, lockstep says who ended the grant, and exits 3
 without a release of its own (when no word of that release came, lockstep
 exits 3 once its own release at the command's end is refused as not
-held). With --wait 0 a held mutex fails at once
+held). It exits 3 too when that release finds the session gone (it ended
+with no word of it reaching lockstep, say a restore put the cluster back
+before it): the hold ended with the session, maybe before the command
+did. With --wait 0 a held mutex fails at once
 with exit 2.
 
 A session that ends by failure (lockstep killed, its machine gone, its
@@ -374,6 +420,7 @@ Examples:
 		return h.usageErr("want one NAME before --, got %d arguments", len(pos))
 	}
 	name := pos[0]
+	h.lockDelay = d
 	return h.runHeld(client.KindMutex, name, argv, func(ctx context.Context, s *client.Session) (held, error) {
 		m := client.NewMutex(s, name, h.holdOptions(client.WithLockDelay(d))...)
 		var err error

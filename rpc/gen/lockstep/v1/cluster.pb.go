@@ -159,10 +159,15 @@ func (*HealthRequest) Descriptor() ([]byte, []int) {
 // HealthResponse says this node can serve.
 type HealthResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// "serving".
+	// "serving", or "degraded": this node serves, but needs a person soon,
+	// as reason says.
 	Status string `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
 	// This node's id (cluster.node_id).
-	NodeId        string `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	NodeId string `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// Why this node is degraded, and what to do (empty while "serving"): its
+	// data directory's file system is nearly full, and it stops once a write
+	// finds no room.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -207,6 +212,13 @@ func (x *HealthResponse) GetStatus() string {
 func (x *HealthResponse) GetNodeId() string {
 	if x != nil {
 		return x.NodeId
+	}
+	return ""
+}
+
+func (x *HealthResponse) GetReason() string {
+	if x != nil {
+		return x.Reason
 	}
 	return ""
 }
@@ -841,10 +853,11 @@ const file_lockstep_v1_cluster_proto_rawDesc = "" +
 	"\x05stale\x18\x01 \x01(\bR\x05stale\"!\n" +
 	"\vBackupChunk\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\"\x0f\n" +
-	"\rHealthRequest\"A\n" +
+	"\rHealthRequest\"Y\n" +
 	"\x0eHealthResponse\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\tR\x06status\x12\x17\n" +
-	"\anode_id\x18\x02 \x01(\tR\x06nodeId\"\x16\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x16\n" +
 	"\x14ClusterStatusRequest\"\xb6\x01\n" +
 	"\x15ClusterStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x120\n" +

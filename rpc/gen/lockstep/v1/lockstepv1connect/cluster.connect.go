@@ -54,9 +54,11 @@ const (
 // ClusterServiceClient is a client for the lockstep.v1.ClusterService service.
 type ClusterServiceClient interface {
 	// Health answers 200 when this node can serve: every shard it runs has a
-	// leader, and its peers do not refuse it. Otherwise it fails with
-	// unavailable (503), saying why for a member its peers refuse (it lost
-	// its log, was removed, or runs as another replica).
+	// leader, and its peers do not refuse it; with status "degraded" and a
+	// reason when it serves but needs a person soon (its data directory's
+	// disk nearly full). Otherwise it fails with unavailable (503), saying
+	// why for a member its peers refuse (it lost its log, was removed, or
+	// runs as another replica).
 	Health(context.Context, *connect.Request[v1.HealthRequest]) (*connect.Response[v1.HealthResponse], error)
 	// Status answers this node's id and, per shard, the leader, this node's
 	// role, the term, the applied index and the members.
@@ -174,9 +176,11 @@ func (c *clusterServiceClient) Backup(ctx context.Context, req *connect.Request[
 // ClusterServiceHandler is an implementation of the lockstep.v1.ClusterService service.
 type ClusterServiceHandler interface {
 	// Health answers 200 when this node can serve: every shard it runs has a
-	// leader, and its peers do not refuse it. Otherwise it fails with
-	// unavailable (503), saying why for a member its peers refuse (it lost
-	// its log, was removed, or runs as another replica).
+	// leader, and its peers do not refuse it; with status "degraded" and a
+	// reason when it serves but needs a person soon (its data directory's
+	// disk nearly full). Otherwise it fails with unavailable (503), saying
+	// why for a member its peers refuse (it lost its log, was removed, or
+	// runs as another replica).
 	Health(context.Context, *connect.Request[v1.HealthRequest]) (*connect.Response[v1.HealthResponse], error)
 	// Status answers this node's id and, per shard, the leader, this node's
 	// role, the term, the applied index and the members.
