@@ -494,6 +494,9 @@ func (l *ledger) liveOf(s core.SessionID) []*grantRec {
 // command checks what a command's result claims against the grants the
 // effects made.
 func (l *ledger) command(idx uint64, c *core.Command, r *core.Result, x *entryScratch) {
+	if (c.Op == core.OpRelease || c.Op == core.OpResign) && c.Unheard {
+		l.unheardRelease(idx, c, r)
+	}
 	if r.Err != nil || r.Duplicate {
 		return
 	}
@@ -635,6 +638,21 @@ func (l *ledger) effect(idx uint64, ef *core.Effect, x *entryScratch) {
 			l.fail("session-lease", "index %d reports session %d closed, and no command of that entry closed it", idx, ef.Session)
 		}
 	}
+}
+
+// unheardRelease follows a replica's unheard release (Command.Unheard):
+// one that ends a grant is the machine's own act, which porcupine places
+// as it does an expiry's: no client asked for it, and the history would
+// otherwise hold the grant forever.
+func (l *ledger) unheardRelease(idx uint64, c *core.Command, r *core.Result) {
+	if r.Err != nil {
+		return
+	}
+	k := objKey{c.Kind, c.Name}
+	if c.Op == core.OpResign {
+		k.kind = core.KindElection
+	}
+	l.sysOps = append(l.sysOps, sysOp{key: k, token: c.Token, session: c.Session, index: idx, reason: core.ReasonReleased})
 }
 
 // campaignAgain checks a campaign answered with a leadership its session

@@ -119,6 +119,10 @@ type stats struct {
 	forwardsLost  int
 	ticks         int // committed entries without commands (a leader's ticks), counted once per index
 	tickRequests  int // committed tick requests of forwarders
+	// privateRequests counts the private acquires and campaigns clients
+	// sent, privateGiveUps those their callers gave up on, privateRetries
+	// the give-ups followed by a fresh request of the same name.
+	privateRequests, privateGiveUps, privateRetries int
 }
 
 // world is one run: the queue, the clock, every actor and the checkers.
@@ -436,6 +440,9 @@ func (w *world) deliver(m *message) {
 			_ = n.rn.Step(m.raft)
 			n.markDirty()
 		case msgRequest:
+			if m.conn && !w.clients[m.from-w.opts.Replicas-1].readPrivate(m.attempt) {
+				return // its caller closed the connection first, or the node read it already
+			}
 			n.request(m)
 		case msgRead:
 			n.read(m)
