@@ -505,6 +505,7 @@ func (c *client) startCmd(cmd core.Command, st step) {
 	if private {
 		c.main.private, c.main.giveUp = true, true
 		c.w.stats.privateRequests++
+		c.w.chk.privateSent(cmd)
 	}
 	c.route(&c.main, threadMain)
 	if private {
