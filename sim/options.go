@@ -226,6 +226,9 @@ func (o Options) resolve() (Options, error) {
 			o.Upgrade = time.Duration(upgradeAt * float64(o.Duration)).Round(time.Millisecond)
 		}
 	}
+	if b, ok := bugByName(o.Bug); ok && o.Private == 0 && b.private > 0 {
+		o.Private = b.private
+	}
 	if o.Private == 0 {
 		o.Private = PrivateNone
 		if private {

@@ -30,6 +30,7 @@ func TestPlantedBugsAreCaught(t *testing.T) {
 		"close-without-lock-delay": {"lock-delay", "close-lock-delay"},
 		"campaign-keeps-value":     {"election-value", "linearizability"},
 		"rules-ignored":            {"close-lock-delay", "election-value", "linearizability"},
+		"unheard-unconditional":    {"acked-grant-lost"},
 
 		// the multiplexed client's (mux.go)
 		// It sends no lowest pending seq either (mux.go, keepAlive), so a
