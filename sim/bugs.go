@@ -46,6 +46,9 @@ type Bug struct {
 	// upgrade: the run starts as a build of rules 3 and upgrades (at a
 	// drawn moment) when -upgrade is not given.
 	upgrade bool
+	// private: the run's share of private requests when -private is not
+	// given (0: drawn as usual).
+	private float64
 }
 
 var bugs = []Bug{
@@ -94,6 +97,11 @@ var bugs = []Bug{
 		"while the machine reports the rules the marks say; runs with a rolling upgrade from rules 3",
 		Caught: "close-lock-delay, election-value", upgrade: true,
 		wrap: func(m Machine, _ int) Machine { return &rulesIgnored{Machine: m, rules: rulesUnmarked} }},
+	{Name: "unheard-unconditional", What: "a replica's unheard release ends the grant whatever else answered it, as a plain release: " +
+		"the condition of rules 5 removed, so the same session's retry through another member, answered the grant before the " +
+		"release applied, loses a grant its caller was told it holds; runs with half the acquires and campaigns private",
+		Caught: "acked-grant-lost", private: 0.5,
+		wrap: func(m Machine, _ int) Machine { return &unheardUnconditional{Machine: m} }},
 }
 
 // Bugs lists the planted bugs, sorted by name.
@@ -261,6 +269,27 @@ func (b *closeWithoutLockDelay) Apply(e core.Entry) *core.Output {
 			cmds := append([]core.Command(nil), e.Commands...)
 			for j := range cmds {
 				cmds[j].ApplyLockDelay = false
+			}
+			e.Commands = cmds
+			break
+		}
+	}
+	return b.Machine.Apply(e)
+}
+
+// unheardUnconditional drops Unheard from releases and resigns before core
+// sees them, so a replica's release of a grant its caller did not hear
+// ends it even when another request was answered it.
+type unheardUnconditional struct {
+	Machine
+}
+
+func (b *unheardUnconditional) Apply(e core.Entry) *core.Output {
+	for i := range e.Commands {
+		if e.Commands[i].Unheard {
+			cmds := append([]core.Command(nil), e.Commands...)
+			for j := range cmds {
+				cmds[j].Unheard = false
 			}
 			e.Commands = cmds
 			break

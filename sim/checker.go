@@ -80,6 +80,26 @@ type checker struct {
 	// toldEnded holds the waits whose caller was told they ended without a
 	// grant, with when: no shard may grant them afterwards (wait-end).
 	toldEnded map[waitKey]time.Duration
+	// acked holds every grant a client was told of, and unheard every
+	// grant a replica's unheard release ended: no grant may be in both
+	// (acked-grant-lost), whichever came first.
+	acked   map[tokenKey]ack
+	unheard map[tokenKey]uint64 // the index of the release
+	// private holds the identities of the private requests clients sent
+	// (Options.Private), for the ledger to tell the grants they asked for.
+	private map[dedupeKey]bool
+}
+
+// tokenKey names a grant: tokens are a shard's own.
+type tokenKey struct {
+	shard uint64
+	token core.FencingToken
+}
+
+// ack is a client told of a grant.
+type ack struct {
+	who string
+	at  time.Duration
 }
 
 // waitKey names a wait: waiter ids are a shard's own.
@@ -119,7 +139,8 @@ func (c *checker) hash(m Machine) [32]byte {
 
 func newChecker(w *world) *checker {
 	c := &checker{w: w, warned: make(map[string]int), closed: make(map[core.SessionID]time.Duration),
-		toldEnded: make(map[waitKey]time.Duration)}
+		toldEnded: make(map[waitKey]time.Duration), acked: make(map[tokenKey]ack), unheard: make(map[tokenKey]uint64),
+		private: make(map[dedupeKey]bool)}
 	for i := range max(w.opts.Shards, 1) {
 		l := &shardLog{
 			byIndex:    make(map[uint64]*indexRecord),
@@ -359,13 +380,62 @@ func (f *fnv) str(s string) {
 func (f *fnv) sum() uint64 { return f.h }
 
 // ackedGrant checks a grant a client was told about: the log must have made
-// it, to that session, on that name.
+// it, to that session, on that name, and no unheard release may have
+// ended it (unheardEnded).
 func (c *checker) ackedGrant(cl *client, k objKey, s core.SessionID, t core.FencingToken) {
 	g := c.ledgerOf(k.name).grants[t]
 	if g == nil || g.key != k || g.session != s {
 		c.fail(Safety, "acked-grant", "client %d was told session %d holds %s %q with token %d, which the log never granted",
 			cl.idx, s, k.kind, k.name, t)
 	}
+	c.toldGrant(fmt.Sprintf("client %d", cl.idx), k, s, t)
+}
+
+// toldGrant remembers a grant a client (who) was told of, which no
+// unheard release may end (acked-grant-lost).
+func (c *checker) toldGrant(who string, k objKey, s core.SessionID, t core.FencingToken) {
+	key := tokenKey{shards.Of(k.name, len(c.logs)), t}
+	if idx, ok := c.unheard[key]; ok {
+		c.fail(Safety, "acked-grant-lost", "%s was told session %d holds %s %q with token %d, which a replica's unheard release "+
+			"ended at index %d: a release for a caller that never heard of the grant ended one another caller was told of (rules 5)",
+			who, s, k.kind, k.name, t, idx)
+	}
+	if _, ok := c.acked[key]; !ok {
+		c.acked[key] = ack{who: who, at: c.w.now}
+	}
+}
+
+// unheardEnded checks a grant a replica's unheard release (Command.Unheard)
+// ended at index idx of a shard's log: the machine ends one only if no
+// request but the one that asked for it was answered it, and that request's
+// caller never heard of it, so no client may have been told of it, before
+// or after (ackedGrant).
+func (c *checker) unheardEnded(shard uint64, k objKey, t core.FencingToken, idx uint64) {
+	key := tokenKey{shard, t}
+	c.unheard[key] = idx
+	if a, ok := c.acked[key]; ok {
+		c.fail(Safety, "acked-grant-lost", "index %d: a replica's unheard release ended %s %q token %d, which %s was told it holds "+
+			"at %.3fs: the release must have been refused for a grant another request was answered (rules 5)",
+			idx, k.kind, k.name, t, a.who, a.at.Seconds())
+	}
+}
+
+// privateSent notes a private request's identity (Options.Private).
+func (c *checker) privateSent(cmd core.Command) { c.private[dedupeKey{cmd.ClientID, cmd.Seq}] = true }
+
+// unheardCounts sums, over every shard, the unheard releases that ended a
+// grant, those refused for a grant another request was answered, of which
+// those of a grant a private request asked for (a caller's retry answered
+// it, or joined its wait, before the release), and those refused under
+// rules before 5.
+func (c *checker) unheardCounts() (ended, kept, raced, unruled int) {
+	for _, l := range c.logs {
+		ended += l.led.unheardEnded
+		kept += l.led.unheardKept
+		raced += l.led.unheardRaced
+		unruled += l.led.unheardUnruled
+	}
+	return ended, kept, raced, unruled
 }
 
 // fenceAccepted checks a write the fenced resource accepted: its token was

@@ -61,6 +61,15 @@ type call struct {
 	giveUp       bool          // a give-up timer is set
 	withdrawn    bool          // it asked its wait withdrawn: a retry that queues again asks again, as the runtime's Do does
 	waiter       core.WaiterID // the machine's id for its wait, from the "queued" answer
+	// private: sent without a client_id of its own (Options.Private), so
+	// its identity is the node's alone: sent once, to one node, over one
+	// connection, and ended for good by anything short of its answer
+	// (giveUpPrivate). taken: the node read it off that connection
+	// (readPrivate). st is the step it serves, sent afresh by a caller
+	// that retries after giving up.
+	private bool
+	taken   bool
+	st      step
 
 	// A command travels through core/shards, as the runtime's route does:
 	// the Fanout says what to send, wave by wave; the client sends a wave's
@@ -129,6 +138,9 @@ type step struct {
 	// the name stays blocked after the grant ends by failure.
 	lockDelay int64
 	waiter    core.WaiterID
+	// private: a caller without a client_id retrying its acquire or
+	// campaign after giving up on it (giveUpPrivate): without one again.
+	private bool
 }
 
 type client struct {
@@ -251,8 +263,13 @@ func (c *client) timer(arg int, gen uint64) {
 			}
 		}
 	case argGiveUp:
-		if c.main.active && c.main.queued && gen == c.main.firstAttempt {
-			c.abandon()
+		if cl := &c.main; cl.active && gen == cl.firstAttempt {
+			switch {
+			case cl.private:
+				c.giveUpPrivate()
+			case cl.queued:
+				c.abandon()
+			}
 		}
 	}
 }
@@ -306,6 +323,11 @@ func (c *client) die() {
 	}
 	c.dead = true
 	c.logf("dies")
+	if cl := &c.main; cl.active && cl.private {
+		// The process's connections close with it, and the node hears
+		// that a private request's caller is gone.
+		c.closePrivate(cl)
+	}
 }
 
 // quiesce: the liveness phase. Finish the current activity, start no more.
@@ -477,9 +499,45 @@ func needsHold(k stepKind) bool {
 }
 
 func (c *client) startCmd(cmd core.Command, st step) {
-	c.main = call{active: true, kind: callCmd, cmd: cmd, started: c.w.now, hist: -1, session: c.session}
+	c.main = call{active: true, kind: callCmd, cmd: cmd, started: c.w.now, hist: -1, session: c.session, st: st}
 	c.main.hist = c.w.hist.begin(c, st, cmd)
+	giveUp, private := c.drawPrivate(st)
+	if private {
+		c.main.private, c.main.giveUp = true, true
+		c.w.stats.privateRequests++
+		c.w.chk.privateSent(cmd)
+	}
 	c.route(&c.main, threadMain)
+	if private {
+		c.w.schedule(&event{at: c.w.now + giveUp, kind: evClient, node: c.idx, arg: argGiveUp, gen: c.main.firstAttempt})
+	}
+}
+
+// drawPrivate decides whether an acquire or campaign goes out as a
+// private request (Options.Private), and how long its caller waits for
+// it before giving up: half the time within a few network delays of the
+// send, while the request, its grant or its reply is on the way, which is
+// when a grant its caller never hears is made; otherwise within 1.5 s,
+// often while it waits in the queue. Nothing is drawn in a run without
+// private requests, so such a run draws as before they existed.
+func (c *client) drawPrivate(st step) (time.Duration, bool) {
+	if !st.private {
+		if c.w.opts.Private <= 0 || c.quiet {
+			return 0, false
+		}
+		switch st.kind {
+		case stAcquire, stCampaign, stCampaignAgain:
+		default:
+			return 0, false
+		}
+		if c.rng.Float64() >= c.w.opts.Private {
+			return 0, false
+		}
+	}
+	if c.rng.IntN(2) == 0 {
+		return time.Duration(c.rng.Int64N(int64(4*c.w.opts.MaxDelay + 20*time.Millisecond))), true
+	}
+	return time.Duration(c.rng.Int64N(int64(1500 * time.Millisecond))), true
 }
 
 // route starts a command on its way through the shards (core/shards).
@@ -599,7 +657,7 @@ func (c *client) send(cl *call, thread int) {
 		cl.firstAttempt = cl.attempt
 	}
 	cl.target = c.guesses[cl.shard]
-	m := &message{from: c.addr, to: cl.target, attempt: cl.attempt, shard: cl.shard, payload: &payload{}}
+	m := &message{from: c.addr, to: cl.target, attempt: cl.attempt, shard: cl.shard, conn: cl.private, payload: &payload{}}
 	switch cl.kind {
 	case callCmd:
 		m.kind, m.cmd = msgRequest, cl.sub
@@ -633,6 +691,10 @@ func (c *client) queuedTimeout(cl *call) time.Duration {
 // retry moves a call to the next replica after silence or a refusal to
 // answer.
 func (c *client) retry(cl *call, thread int) {
+	if cl.private {
+		c.giveUpPrivate()
+		return
+	}
 	if c.overBudget(cl, thread) {
 		return
 	}
@@ -641,6 +703,10 @@ func (c *client) retry(cl *call, thread int) {
 }
 
 func (c *client) retryAfter(cl *call, thread int, hint uint64) {
+	if cl.private {
+		c.giveUpPrivate()
+		return
+	}
 	if hint >= 1 && hint <= uint64(c.w.opts.Replicas) {
 		if c.overBudget(cl, thread) {
 			return
@@ -808,6 +874,65 @@ func (c *client) abandon() {
 	cl.active = false
 	c.plan = append([]step{{kind: stReconcile, key: key}}, dropHeld(c.plan)...)
 	c.think()
+}
+
+// giveUpPrivate ends a private request for good: its caller's own
+// timeout ran out, or the node answered what the runtime would retry
+// under the request's identity and the caller cannot (not leader,
+// unknown, busy), or nothing came. The connection closes, which the node
+// hears as the caller gone (replica.GoneEvent), and the request's outcome
+// stays unknown to the client: a late reply is ignored. Then the caller
+// either sends a fresh acquire or campaign of the same name, with the same
+// session and parameters and a new identity (private again: the caller
+// has no client_id), through a node of its choice (a caller retrying after
+// its own timeout: answered the grant the node is about to release, or
+// joining its wait, it must keep it), or goes away, and the
+// process looks a while later for what the request left its session
+// holding or waiting for, and releases or cancels it (stReconcile): a
+// grant whose reply was on its way when the connection closed stays with
+// the session, and nothing else ends it before the session does.
+func (c *client) giveUpPrivate() {
+	cl := &c.main
+	c.logf("gives up on private %v %s seq=%d", cl.cmd.Op, cl.cmd.Name, cl.cmd.Seq)
+	c.w.tr.mix(0x9e7a, uint64(c.idx), cl.cmd.Seq)
+	c.w.stats.privateGiveUps++
+	c.closePrivate(cl)
+	cl.active = false
+	if c.rng.IntN(3) == 0 {
+		key := objKey{cl.cmd.Kind, cl.cmd.Name}
+		if cl.cmd.Op == core.OpCampaign {
+			key.kind = core.KindElection
+		}
+		later := 200*time.Millisecond + time.Duration(c.rng.Int64N(int64(1800*time.Millisecond)))
+		c.plan = append([]step{{kind: stSleep, dur: later}, {kind: stReconcile, key: key}}, dropHeld(c.plan)...)
+	} else {
+		c.w.stats.privateRetries++
+		c.guesses[cl.shard] = 1 + c.rng.IntN(c.w.opts.Replicas)
+		again := cl.st
+		again.private = true
+		c.plan = append([]step{again}, c.plan...)
+	}
+	c.think()
+}
+
+// closePrivate closes a private request's connection: the node it went
+// to hears that its caller is gone (node.cancel).
+func (c *client) closePrivate(cl *call) {
+	c.w.send(&message{kind: msgCancel, from: c.addr, to: cl.target, attempt: cl.firstAttempt, shard: cl.shard, conn: true, payload: &payload{}})
+}
+
+// readPrivate says whether a node may read the private request sent as
+// attempt off its connection now, and notes that it did: only while its
+// caller waits for it, and once. A request the network held past its
+// caller's give-up, or duplicated, is never read: a closed connection
+// delivers nothing, and an open one nothing twice.
+func (c *client) readPrivate(attempt uint64) bool {
+	cl := &c.main
+	if c.dead || !cl.active || !cl.private || cl.firstAttempt != attempt || cl.taken {
+		return false
+	}
+	cl.taken = true
+	return true
 }
 
 // reconciled acts on the status read after giving up: release the grant

@@ -26,7 +26,11 @@
 //   - clocks (clock.go) with offset, drift and jumps per replica;
 //   - clients (client.go) with sessions and keepalives that use every
 //     primitive, retry with the same (client_id, seq), pause and die, and a
-//     fenced resource (resource.go) they write to with their tokens;
+//     fenced resource (resource.go) they write to with their tokens; in
+//     half the seeds some of their acquires and campaigns are private (a
+//     REST caller's without a client_id: sent once, given up for good, the
+//     node releasing a grant its caller did not hear, and the caller
+//     often retrying through another node);
 //   - multiplexed clients (mux.go, in some seeds): one client id shared by
 //     several sessions and many callers, as the Go client runs, with
 //     LowestPending, abandon, a keepalive identity per session, a guarded
@@ -37,8 +41,9 @@
 // on entries, outputs and (sampled) state hashes, core's invariants hold,
 // and the committed log keeps docs/design.md's contract (exclusion, tokens
 // strictly increasing per name, the clock cap, session leases with
-// leader-change extension); acknowledged grants exist in the log; the fenced
-// resource never accepts a stale token. At the end, a liveness phase heals
+// leader-change extension); acknowledged grants exist in the log, and no
+// replica's unheard release ends one; the fenced resource never accepts a
+// stale token. At the end, a liveness phase heals
 // everything and demands a settled cluster, and porcupine checks client
 // histories per name (history.go). docs/simulation.md is the guide.
 package sim

@@ -69,6 +69,17 @@ type ledger struct {
 	raisedAt                             uint64
 	raises                               []rulesRaise
 	refusedCloses, keptValues, setValues int
+	// A replica's unheard releases (Command.Unheard): unheardEnded counts
+	// those that ended a grant, unheardKept those refused for a grant
+	// another request was answered, unheardRaced those of them whose
+	// grant a private request asked for (the race rules 5 closes: its
+	// caller's retry, or another request of its session, was answered
+	// the grant or joined its wait before the release applied), and
+	// unheardUnruled those refused under rules before 5.
+	unheardEnded, unheardKept, unheardRaced, unheardUnruled int
+	// waitAskers is the request that queued each live waiter, for the
+	// grant it gets (grantRec.asker).
+	waitAskers map[core.WaiterID]dedupeKey
 	// delays holds, per mutex, when the lock-delay its last holder's
 	// failure (or a close that asked for it) started runs out: no grant of
 	// it before then.
@@ -80,6 +91,7 @@ const (
 	rulesUnmarked       = 3 // before any mark carried rules
 	rulesCloseLockDelay = 4 // a close may ask for the lock-delay
 	rulesCampaignValue  = 4 // a campaign of a session that leads or waits sets its value
+	rulesUnheardRelease = 5 // a replica's unheard release may end a grant nobody else was answered
 )
 
 // rulesRaise is a mark that raised the rules in force: from index on.
@@ -126,6 +138,7 @@ type grantRec struct {
 	ended     bool
 	endIdx    uint64
 	reason    core.Reason
+	asker     dedupeKey // the request it answered: granted at once, or the one that queued its waiter
 }
 
 type sessRef struct {
@@ -179,6 +192,7 @@ func newLedger(c *checker) *ledger {
 		waitValues: make(map[core.WaiterID]string),
 		queues:     make(map[objKey][]core.WaiterID),
 		waitObj:    make(map[core.WaiterID]objKey),
+		waitAskers: make(map[core.WaiterID]dedupeKey),
 		rules:      rulesUnmarked,
 		delays:     make(map[objKey]core.LogTime),
 	}
@@ -280,7 +294,7 @@ func (l *ledger) process(e *core.Entry, out *core.Output) {
 	// only state anyone can observe.
 	x := &entryScratch{shapes: map[core.FencingToken]shape{}, touched: map[objKey]bool{}, gens: map[uint64]int64{}, ended: map[core.SessionID]string{},
 		forced: map[core.SessionID]bool{}, cleaned: map[core.SessionID]bool{}, expired: map[core.SessionID]bool{}, now: out.Time, electionCmds: map[string]int{}, grantedFrom: map[core.FencingToken]core.WaiterID{},
-		valueBefore: map[core.FencingToken]string{}}
+		valueBefore: map[core.FencingToken]string{}, askers: map[core.FencingToken]dedupeKey{}}
 	for i := range e.Commands {
 		if c := &e.Commands[i]; c.Op == core.OpCampaign || c.Op == core.OpProclaim || c.Op == core.OpResign {
 			x.electionCmds[c.Name]++
@@ -356,6 +370,16 @@ func (l *ledger) noteShape(c *core.Command, r *core.Result, x *entryScratch) {
 	if c.Op == core.OpCampaign && r.Outcome == core.OutcomeQueued && (!again || l.rules >= rulesCampaignValue) {
 		l.waitValues[r.Waiter] = string(c.Value)
 	}
+	if c.Op == core.OpAcquire || c.Op == core.OpCampaign {
+		switch _, seen := x.askers[r.Token]; {
+		case r.Outcome == core.OutcomeGranted && !seen:
+			// The first request answered a token in its entry asked for
+			// it; one answered it after (a re-acquire) did not.
+			x.askers[r.Token] = dedupeKey{c.ClientID, c.Seq}
+		case r.Outcome == core.OutcomeQueued && !again:
+			l.waitAskers[r.Waiter] = dedupeKey{c.ClientID, c.Seq}
+		}
+	}
 	if r.Outcome == core.OutcomeQueued && !again {
 		k := objKey{c.Kind, c.Name}
 		switch c.Op {
@@ -395,6 +419,9 @@ type entryScratch struct {
 	electionCmds map[string]int
 	grantedFrom  map[core.FencingToken]core.WaiterID
 	valueBefore  map[core.FencingToken]string
+	// askers: the request each grant made at once in the entry answered
+	// (grantRec.asker).
+	askers map[core.FencingToken]dedupeKey
 }
 
 func (l *ledger) checkLease(idx uint64, now core.LogTime, id core.SessionID, mark bool) {
@@ -494,6 +521,9 @@ func (l *ledger) liveOf(s core.SessionID) []*grantRec {
 // command checks what a command's result claims against the grants the
 // effects made.
 func (l *ledger) command(idx uint64, c *core.Command, r *core.Result, x *entryScratch) {
+	if (c.Op == core.OpRelease || c.Op == core.OpResign) && c.Unheard {
+		l.unheardRelease(idx, c, r)
+	}
 	if r.Err != nil || r.Duplicate {
 		return
 	}
@@ -623,6 +653,7 @@ func (l *ledger) effect(idx uint64, ef *core.Effect, x *entryScratch) {
 		l.dequeue(idx, ef.Waiter, false)
 		l.waitEnds[ef.Waiter] = waitEnd{index: idx, reason: ef.Reason}
 		delete(l.waitShapes, ef.Waiter)
+		delete(l.waitAskers, ef.Waiter)
 		delete(l.waitValues, ef.Waiter)
 	case core.EffectSessionExpired:
 		l.expiries++
@@ -633,6 +664,34 @@ func (l *ledger) effect(idx uint64, ef *core.Effect, x *entryScratch) {
 		// close the log holds, in this entry, never stand for an expiry.
 		if x.ended[ef.Session] != "closed" {
 			l.fail("session-lease", "index %d reports session %d closed, and no command of that entry closed it", idx, ef.Session)
+		}
+	}
+}
+
+// unheardRelease follows a replica's unheard release (Command.Unheard):
+// one that ends a grant is the machine's own act, which porcupine places
+// as it does an expiry's (no client asked for it, and its history would
+// otherwise hold the grant forever), and the grant it ended must never
+// have been told to a client (acked-grant-lost). One refused is counted:
+// under rules 5, for a grant another request was answered.
+func (l *ledger) unheardRelease(idx uint64, c *core.Command, r *core.Result) {
+	k := objKey{c.Kind, c.Name}
+	if c.Op == core.OpResign {
+		k.kind = core.KindElection
+	}
+	switch {
+	case r.Err == nil:
+		l.unheardEnded++
+		l.sysOps = append(l.sysOps, sysOp{key: k, token: c.Token, session: c.Session, index: idx, reason: core.ReasonReleased})
+		l.c.unheardEnded(l.shard, k, c.Token, idx)
+	case r.Err.Code != core.CodeFailedPrecondition:
+		// The grant had ended already (released, expired, closed).
+	case l.rules < rulesUnheardRelease:
+		l.unheardUnruled++
+	default:
+		l.unheardKept++
+		if g := l.grants[c.Token]; g != nil && l.c.private[g.asker] {
+			l.unheardRaced++
 		}
 	}
 }
@@ -701,11 +760,13 @@ func (l *ledger) grant(idx uint64, k objKey, ef *core.Effect, x *entryScratch) {
 		}
 		delete(l.delays, k)
 	}
-	g := &grantRec{key: k, session: ef.Session, token: ef.Token, index: idx}
+	g := &grantRec{key: k, session: ef.Session, token: ef.Token, index: idx, asker: x.askers[ef.Token]}
 	sh, ok := x.shapes[ef.Token]
 	if ef.Waiter != 0 {
 		sh, ok = l.waitShapes[ef.Waiter]
 		delete(l.waitShapes, ef.Waiter)
+		g.asker = l.waitAskers[ef.Waiter]
+		delete(l.waitAskers, ef.Waiter)
 	}
 	if !ok && (k.kind == core.KindSemaphore || k.kind == core.KindRWLock) {
 		l.fail("grant-ledger", "index %d granted token %d on %s %q that no acquire asked for", idx, ef.Token, k.kind, k.name)

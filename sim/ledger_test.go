@@ -269,3 +269,63 @@ func TestLedgerCatchesMachineRulesApart(t *testing.T) {
 		}
 	}
 }
+
+// unheardLog: session 10 holds "m" with token 100 (granted at index 3), and
+// a replica's unheard release of it applies at log time 1200, ending it
+// (the machine's answer when nobody else was answered the grant) or
+// refused for a grant another request was answered.
+func unheardLog(b *logBuilder, ended bool) {
+	b.entry(1050, []core.Command{{Op: core.OpLeaderChange, Rules: core.RulesVersion}}, []core.Result{{Outcome: core.OutcomeDone}})
+	b.entry(1100, []core.Command{mutexAcquire(10, 0)}, []core.Result{{Outcome: core.OutcomeGranted, Token: 100}}, granted(10, 100, 0))
+	rel := core.Command{Op: core.OpRelease, Kind: core.KindMutex, Name: "m", Session: 10, Token: 100, Unheard: true}
+	if ended {
+		b.entry(1200, []core.Command{rel}, []core.Result{{Outcome: core.OutcomeDone, Session: 10, Token: 100}},
+			core.Effect{Kind: core.EffectReleased, Reason: core.ReasonReleased, Object: core.KindMutex, Name: "m", Session: 10, Token: 100})
+		return
+	}
+	b.entry(1200, []core.Command{rel}, []core.Result{{Err: &core.Error{Code: core.CodeFailedPrecondition, Msg: "answered to another request"}}})
+}
+
+// TestLedgerCatchesAnAckedGrantAnUnheardReleaseEnded: a grant a client was
+// told of may not end by a replica's unheard release, whether the client
+// was told before the release applied or after; a release refused (rules
+// 5's condition) keeps it, and one that ends a grant nobody was told of
+// is the machine's own act in the history.
+func TestLedgerCatchesAnAckedGrantAnUnheardReleaseEnded(t *testing.T) {
+	m := objKey{core.KindMutex, "m"}
+	for _, tc := range []struct {
+		name             string
+		toldBefore, told bool
+		ended            bool
+		want             string
+	}{
+		{"told, then ended", true, false, true, "acked-grant-lost"},
+		{"ended, then told", false, true, true, "acked-grant-lost"},
+		{"told, then kept", true, false, false, ""},
+		{"ended, nobody told", false, false, true, ""},
+	} {
+		b := newLogBuilder(t)
+		b.start()
+		if tc.toldBefore {
+			unheardLog(b, false) // the grant, and a refused release first
+			b.w.chk.toldGrant("client 1", m, 10, 100)
+			if tc.ended {
+				b.entry(1300, []core.Command{{Op: core.OpRelease, Kind: core.KindMutex, Name: "m", Session: 10, Token: 100, Unheard: true}},
+					[]core.Result{{Outcome: core.OutcomeDone, Session: 10, Token: 100}},
+					core.Effect{Kind: core.EffectReleased, Reason: core.ReasonReleased, Object: core.KindMutex, Name: "m", Session: 10, Token: 100})
+			}
+		} else {
+			unheardLog(b, tc.ended)
+		}
+		if tc.told {
+			b.w.chk.toldGrant("client 1", m, 10, 100)
+		}
+		if got := b.failed(); got != tc.want {
+			t.Fatalf("%s: caught %q, want %q", tc.name, got, tc.want)
+		}
+		led := b.w.chk.logs[0].led
+		if tc.ended != (len(led.sysOps) == 1) {
+			t.Fatalf("%s: the history has %d operations of the machine, want one for an ended grant", tc.name, len(led.sysOps))
+		}
+	}
+}

@@ -185,6 +185,7 @@ func (x *muxChecker) ackedGrant(m *muxClient, k objKey, s core.SessionID, t core
 		x.w.chk.fail(Safety, "acked-grant", "client %s was told session %d holds %s %q with token %d, which the log never granted",
 			m.id, s, k.kind, k.name, t)
 	}
+	x.w.chk.toldGrant("client "+m.id, k, s, t)
 }
 
 func (x *muxChecker) cleanedUp(m *muxClient, seq uint64, key objKey, by uint64) {

@@ -38,6 +38,12 @@ type message struct {
 	fromInc  uint64 // the sender replica's incarnation (for snapshot reports)
 	shard    uint64 // the Raft group a replica's message is for or from
 	lost     bool   // drawn at send time, applied at delivery
+	// conn: a private request's traffic (its request, replies and
+	// cancel), which rides its caller's one connection to one node: never
+	// lost or duplicated, only delayed (world.send), and its request is
+	// read at most once, only while the caller waits for it
+	// (client.readPrivate).
+	conn bool
 
 	raft *pb.Message
 
@@ -123,6 +129,10 @@ func (w *world) send(m *message) {
 	}
 	if !n.quiet && n.loss > 0 && n.rng.Float64() < n.loss {
 		m.lost = true
+	}
+	if m.conn {
+		// Drawn all the same, so that the network's stream stays as it was.
+		copies, m.lost = 1, false
 	}
 	for i := 0; i < copies; i++ {
 		c := m

@@ -71,6 +71,11 @@ type node struct {
 	nextReq  replica.RequestID
 	origins  map[replica.RequestID]origin
 	byOrigin map[origin]replica.RequestID
+	// private holds the requests whose caller gave no client_id (a
+	// client's private request): their identity is this node's alone, so
+	// a caller that leaves can never ask for their answer again, and the
+	// driver is told it went for good (replica.GoneEvent).
+	private  map[replica.RequestID]bool
 	nextRead uint64
 	reads    map[uint64]*pendingRead // waiting for ReadIndex
 	readWait []*pendingRead          // waiting for applied >= index
@@ -185,6 +190,7 @@ func (n *node) start() {
 	n.processPending, n.syncing = false, false
 	n.origins = make(map[replica.RequestID]origin)
 	n.byOrigin = make(map[origin]replica.RequestID)
+	n.private = make(map[replica.RequestID]bool)
 	n.reads = make(map[uint64]*pendingRead)
 	n.readWait = nil
 	n.proposed = nil
@@ -216,6 +222,7 @@ func (n *node) crash() {
 	n.dsk.crash()
 	n.rn, n.ms, n.sm, n.drv = nil, nil, nil, nil
 	n.origins, n.byOrigin, n.reads, n.readWait = nil, nil, nil, nil
+	n.private = nil
 	n.proposed = nil
 	n.leader = false
 }
@@ -463,11 +470,13 @@ func (n *node) sendReply(r replica.Reply) {
 	if !ok {
 		return
 	}
+	conn := n.private[r.Request]
 	if r.Final() {
 		delete(n.origins, r.Request)
 		delete(n.byOrigin, o)
+		delete(n.private, r.Request)
 	}
-	n.w.send(&message{kind: msgReply, from: n.id, to: o.addr, attempt: o.attempt, shard: n.shard, payload: &payload{reply: r}})
+	n.w.send(&message{kind: msgReply, from: n.id, to: o.addr, attempt: o.attempt, shard: n.shard, conn: conn, payload: &payload{reply: r}})
 }
 
 func (n *node) apply(e *pb.Entry) {
@@ -576,21 +585,36 @@ func (n *node) request(m *message) {
 	o := origin{addr: m.from, attempt: m.attempt}
 	n.origins[id] = o
 	n.byOrigin[o] = id
+	if m.conn {
+		n.private[id] = true
+	}
 	n.step(replica.RequestEvent(id, m.cmd))
 	n.markDirty()
 }
 
 // cancel is a client giving up on a request it sent here: the driver
-// withdraws its wait from the machine (when this replica leads).
+// withdraws its wait from the machine (when this replica leads). A
+// private request's caller is gone for good (replica.GoneEvent): the
+// driver also releases a grant it did not hear. One answered already,
+// its final reply on the way, is no longer known here, as the runtime no
+// longer knows one whose handler took its reply and wrote it to a caller
+// that had left: that grant stays with the session, for the caller's
+// retry to be answered or its process to find (client.giveUpPrivate).
 func (n *node) cancel(m *message) {
 	o := origin{addr: m.from, attempt: m.attempt}
 	id, ok := n.byOrigin[o]
 	if !ok {
 		return
 	}
+	gone := n.private[id]
 	delete(n.byOrigin, o)
 	delete(n.origins, id)
-	n.step(replica.CancelEvent(id))
+	delete(n.private, id)
+	if gone {
+		n.step(replica.GoneEvent(id))
+	} else {
+		n.step(replica.CancelEvent(id))
+	}
 	n.markDirty()
 }
 

@@ -72,6 +72,16 @@ type Options struct {
 	// rest); UpgradeNone: none, every replica of this build from the start.
 	Upgrade time.Duration
 
+	// Private is the share of the plain clients' acquires and campaigns
+	// sent as private requests: a REST caller's without a client_id of
+	// its own, to which the node gives an identity nobody else knows
+	// (client.go, giveUpPrivate). Such a request is sent once, and when
+	// its caller gives up the node can only release a grant it did not
+	// hear (replica.GoneEvent), which the machine refuses for a grant
+	// another request was answered (rules 5). 0: drawn (half the seeds,
+	// 0.1..0.5; none in the rest); PrivateNone: none.
+	Private float64
+
 	// Tolerate lists checks (comma-separated) whose violations are noted as
 	// warnings instead of failing the run: a known bug being fixed elsewhere
 	// should not stop a sweep from finding the next one.
@@ -159,6 +169,9 @@ func (o Options) resolve() (Options, error) {
 	}
 	// Drawn after mux for the same reason.
 	upgrade, upgradeAt := r.IntN(4) == 0, 0.1+0.5*r.Float64()
+	// Drawn after the upgrade for the same reason; both draws happen
+	// either way, so that a later draw never depends on this one.
+	private, privateShare := r.IntN(2) == 0, 0.1+0.4*r.Float64()
 
 	if o.Replicas == 0 {
 		o.Replicas = replicas
@@ -213,6 +226,15 @@ func (o Options) resolve() (Options, error) {
 			o.Upgrade = time.Duration(upgradeAt * float64(o.Duration)).Round(time.Millisecond)
 		}
 	}
+	if b, ok := bugByName(o.Bug); ok && o.Private == 0 && b.private > 0 {
+		o.Private = b.private
+	}
+	if o.Private == 0 {
+		o.Private = PrivateNone
+		if private {
+			o.Private = privateShare
+		}
+	}
 	o.SnapshotEvery, o.MinDelay, o.DiskLatency = d.SnapshotEvery, d.MinDelay, d.DiskLatency
 	o.ClockSkew, o.DriftPPM, o.LivenessBound = d.ClockSkew, d.DriftPPM, d.LivenessBound
 	if o.Workload == (Mix{}) {
@@ -250,6 +272,8 @@ func (o Options) validate() error {
 		return fmt.Errorf("-mux must be within 1..4, or -1 for none, got %d", o.Mux)
 	case o.Mux != MuxNone && o.Shards > 1:
 		return fmt.Errorf("-mux needs one shard: the multiplexed client does not route across shards")
+	case o.Private != PrivateNone && (o.Private <= 0 || o.Private > 1):
+		return fmt.Errorf("-private must be a share within (0, 1], or none, got %g", o.Private)
 	case o.Upgrade != UpgradeNone && (o.Upgrade <= 0 || o.Upgrade >= o.Duration):
 		return fmt.Errorf("-upgrade must be within the safety phase (0s..%v), or none, got %v", o.Duration, o.Upgrade)
 	}
@@ -273,6 +297,7 @@ func (o Options) Flags() string {
 	}
 	fmt.Fprintf(&b, " -mux %d", o.Mux)
 	fmt.Fprintf(&b, " -upgrade %s", upgradeFlag{&o})
+	fmt.Fprintf(&b, " -private %s", privateFlag{&o})
 	if o.StallRate > 0 {
 		fmt.Fprintf(&b, " -stall-rate %g", o.StallRate)
 	}
@@ -298,7 +323,7 @@ func (o Options) Banner() string {
 		o.Seed, o.Replicas, shardsNote, o.Clients, o.Duration, o.LivenessBound,
 		o.CrashRate, o.PartitionRate, o.ClockRate, o.PauseRate, o.Loss, o.Dup, o.MinDelay, o.MaxDelay,
 		o.DiskLatency, o.SnapshotEvery, o.ClockSkew, o.DriftPPM, o.TTLMin, o.TTLMax, gateString(o.Gate), o.Workload, orNone(o.Bug),
-		tolerating(o.Tolerate)) + muxBanner(o.Mux) + upgradeBanner(o.Upgrade)
+		tolerating(o.Tolerate)) + muxBanner(o.Mux) + upgradeBanner(o.Upgrade) + privateBanner(o.Private)
 }
 
 // GateNone is the Gate value for "take Ready after every step".
@@ -335,6 +360,16 @@ func upgradeBanner(at time.Duration) string {
 	}
 	return fmt.Sprintf("\n  upgrade: replicas start as a build of rules %d, upgraded one by one to rules %d from %v",
 		replica.MarkRulesUnmarked, core.RulesVersion, at)
+}
+
+// PrivateNone is the Private value for "no private requests".
+const PrivateNone = -1
+
+func privateBanner(share float64) string {
+	if share == PrivateNone {
+		return ""
+	}
+	return fmt.Sprintf("\n  private requests: %.2g of acquires and campaigns", share)
 }
 
 // ShardsDrawn is the Shards value for "draw 1..4 from the seed" (-shards 0);
@@ -379,6 +414,7 @@ func RegisterFlags(fs *flag.FlagSet, o *Options) {
 	fs.StringVar(&o.Bug, "bug", o.Bug, "plant a bug by name; 'list' names them")
 	fs.IntVar(&o.Mux, "mux", o.Mux, "multiplexed clients (one client id, several sessions, many callers): 1..4, -1 none (default: drawn, none in most seeds)")
 	fs.Var(upgradeFlag{o}, "upgrade", "start the replicas as a build of rules 3 (marks without rules) and upgrade them one by one to this build from this virtual time; none: no upgrade (default: drawn, in a quarter of the seeds)")
+	fs.Var(privateFlag{o}, "private", "the share of acquires and campaigns sent as private requests (no client_id of their own: sent once, given up for good, their unheard grants released by the node), within (0, 1]; none: no private requests (default: drawn, in half the seeds)")
 	fs.StringVar(&o.Tolerate, "tolerate", o.Tolerate, "checks (comma-separated) reported as warnings, not failures")
 }
 
@@ -430,6 +466,33 @@ func (f upgradeFlag) Set(v string) error {
 		return err
 	}
 	f.o.Upgrade = d
+	return nil
+}
+
+// privateFlag is -private: a share within (0, 1], none (PrivateNone), or
+// 0 to draw it from the seed.
+type privateFlag struct{ o *Options }
+
+func (f privateFlag) String() string {
+	switch {
+	case f.o == nil || f.o.Private == 0:
+		return "0"
+	case f.o.Private == PrivateNone:
+		return "none"
+	}
+	return strconv.FormatFloat(f.o.Private, 'g', -1, 64)
+}
+
+func (f privateFlag) Set(v string) error {
+	if v == "none" {
+		f.o.Private = PrivateNone
+		return nil
+	}
+	p, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		return err
+	}
+	f.o.Private = p
 	return nil
 }
 

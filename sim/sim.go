@@ -73,6 +73,21 @@ type Result struct {
 	Options       Options `json:"-"`
 	Flags         string  `json:"flags"`
 
+	// In a run with private requests (Options.Private): how many clients
+	// sent, gave up on, and followed with a fresh request of the same
+	// name; and over every shard, the replicas' unheard releases that
+	// ended a grant, that were refused for a grant another request was
+	// answered (UnheardRaced of them for one a private request asked
+	// for: the race rules 5 closes), and that were refused under rules
+	// before 5 (a run that upgrades, before the mark that raises them).
+	PrivateRequests int `json:"private_requests,omitempty"`
+	PrivateGiveUps  int `json:"private_give_ups,omitempty"`
+	PrivateRetries  int `json:"private_retries,omitempty"`
+	UnheardEnded    int `json:"unheard_releases_ended,omitempty"`
+	UnheardKept     int `json:"unheard_releases_kept,omitempty"`
+	UnheardRaced    int `json:"unheard_releases_raced,omitempty"`
+	UnheardUnruled  int `json:"unheard_releases_before_rules_5,omitempty"`
+
 	// Set on request: the trace's text and porcupine's visualization.
 	TraceLines    []string `json:"-"`
 	PorcupineHTML []byte   `json:"-"`
@@ -119,6 +134,10 @@ type stats struct {
 	forwardsLost  int
 	ticks         int // committed entries without commands (a leader's ticks), counted once per index
 	tickRequests  int // committed tick requests of forwarders
+	// privateRequests counts the private acquires and campaigns clients
+	// sent, privateGiveUps those their callers gave up on, privateRetries
+	// the give-ups followed by a fresh request of the same name.
+	privateRequests, privateGiveUps, privateRetries int
 }
 
 // world is one run: the queue, the clock, every actor and the checkers.
@@ -436,6 +455,9 @@ func (w *world) deliver(m *message) {
 			_ = n.rn.Step(m.raft)
 			n.markDirty()
 		case msgRequest:
+			if m.conn && !w.clients[m.from-w.opts.Replicas-1].readPrivate(m.attempt) {
+				return // its caller closed the connection first, or the node read it already
+			}
 			n.request(m)
 		case msgRead:
 			n.read(m)
@@ -624,6 +646,10 @@ func (w *world) result() Result {
 	}
 	if !r.OK {
 		r.Kind = r.Severity.String()
+	}
+	if w.opts.Private != PrivateNone {
+		r.PrivateRequests, r.PrivateGiveUps, r.PrivateRetries = w.stats.privateRequests, w.stats.privateGiveUps, w.stats.privateRetries
+		r.UnheardEnded, r.UnheardKept, r.UnheardRaced, r.UnheardUnruled = w.chk.unheardCounts()
 	}
 	if w.opts.Upgrade != UpgradeNone {
 		r.RulesRaisedAt = w.chk.logs[0].led.raisedAt

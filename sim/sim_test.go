@@ -30,6 +30,7 @@ func TestPlantedBugsAreCaught(t *testing.T) {
 		"close-without-lock-delay": {"lock-delay", "close-lock-delay"},
 		"campaign-keeps-value":     {"election-value", "linearizability"},
 		"rules-ignored":            {"close-lock-delay", "election-value", "linearizability"},
+		"unheard-unconditional":    {"acked-grant-lost"},
 
 		// the multiplexed client's (mux.go)
 		// It sends no lowest pending seq either (mux.go, keepAlive), so a
@@ -76,13 +77,41 @@ func TestDeterminism(t *testing.T) {
 	stalls := DefaultOptions(7)
 	stalls.Mux, stalls.StallRate = 4, 0.3
 	upgrade := DefaultOptions(5) // draws a rolling upgrade from rules 3
-	for _, o := range []Options{DefaultOptions(3), func() Options { o := DefaultOptions(2); o.Bug = "stale-read"; return o }(), stalls, upgrade} {
+	private := DefaultOptions(2)
+	private.Private = 0.5
+	for _, o := range []Options{DefaultOptions(3), func() Options { o := DefaultOptions(2); o.Bug = "stale-read"; return o }(), stalls, upgrade, private} {
 		first := Run(o, RunConfig{RecordSteps: true})
 		second := Run(o, RunConfig{CompareSteps: first.StepHashes, RingLines: 10})
 		if second.Diverged || second.TraceHash != first.TraceHash || second.Steps != first.Steps {
 			t.Fatalf("seed %d: runs diverge at step %d of %d:\n%s", o.Seed, second.DivergedAt, first.Steps,
 				strings.Join(second.LastLines, "\n"))
 		}
+	}
+}
+
+// Private requests must reach what they exist for (Options.Private): a
+// replica's unheard release that ends a grant nobody heard, and one the
+// machine refuses because the caller's retry, through another member, was
+// answered that grant or joined its wait before the release applied (the
+// race rules 5 closes, and unheard-unconditional loses a grant to). A
+// change that stops the sweep reaching either fails here, not silently.
+func TestPrivateRequestsReachTheRace(t *testing.T) {
+	var ended, raced int
+	for seed := uint64(1); seed <= 20 && (ended == 0 || raced == 0); seed++ {
+		o := DefaultOptions(seed)
+		o.Private = 0.5
+		o.Tolerate = os.Getenv("SIM_TOLERATE")
+		res := Run(o, RunConfig{})
+		if !res.OK {
+			t.Fatalf("lockstep-sim %s: %v", res.Flags, res.Violations[0])
+		}
+		ended += res.UnheardEnded
+		raced += res.UnheardRaced
+		t.Logf("seed %d: %d private requests, %d given up; unheard releases: %d ended a grant, %d kept it (%d a retry's race)",
+			seed, res.PrivateRequests, res.PrivateGiveUps, res.UnheardEnded, res.UnheardKept, res.UnheardRaced)
+	}
+	if ended == 0 || raced == 0 {
+		t.Fatalf("over seeds 1-20 with -private 0.5: %d unheard releases ended a grant, %d were refused for a retry's grant; want both", ended, raced)
 	}
 }
 

@@ -50,6 +50,7 @@ func calm(seed uint64, replicas, clients int, d time.Duration) Options {
 	o.MaxDelay = 5 * time.Millisecond
 	o.Mux = MuxNone
 	o.Upgrade = UpgradeNone // an upgrade restarts every replica
+	o.Private = PrivateNone // scenarios send what they were written to send
 	o.Tolerate = os.Getenv("SIM_TOLERATE")
 	return o
 }

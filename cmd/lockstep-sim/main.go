@@ -167,6 +167,10 @@ func runOne(f *flags, stdout io.Writer) int {
 		fmt.Fprintf(stdout, "upgrade: rules raised at index %d (0: never) closes refused under rules 3=%d campaign values kept under 3=%d set under 4=%d\n",
 			res.RulesRaisedAt, res.RefusedCloses, res.KeptValues, res.SetValues)
 	}
+	if res.Options.Private != sim.PrivateNone {
+		fmt.Fprintf(stdout, "private requests=%d given up=%d retried=%d unheard releases: ended a grant=%d kept it for another request=%d (a retry's race=%d) refused before rules 5=%d\n",
+			res.PrivateRequests, res.PrivateGiveUps, res.PrivateRetries, res.UnheardEnded, res.UnheardKept, res.UnheardRaced, res.UnheardUnruled)
+	}
 	for _, v := range res.Warnings {
 		fmt.Fprintln(stdout, "tolerated:", v.String())
 	}
