@@ -263,6 +263,34 @@ func (m *Machine) release(c *Command) Result {
 	return Result{Outcome: OutcomeDone, Session: h.session.id, Token: h.token}
 }
 
+// joinedWaitEnded answers a retry of a request whose stored answer says it
+// waits as waiter r.Waiter, which has ended. The answer stored when its wait
+// ends is its own request's (waiter.clientID, seq): a request of the same
+// session that joined the wait (asked again while it was queued, through
+// any member) kept "queued", and a retry of it was answered a wait that no
+// longer exists, and blocked until its own deadline (the simulator found
+// one that waited forever). From rules 5 it is answered what its session
+// holds now: the grant, when it holds the name (which it then heard of:
+// hold.shared), or else that the wait ended without one (cancelled, as a
+// wait withdrawn is: the machine does not keep how it ended). A barrier
+// arrival that joined a round is answered so too: the round's generation
+// went to the arrival that opened the wait.
+func (m *Machine) joinedWaitEnded(c *Command, r Result) Result {
+	kind := c.Kind
+	if c.Op == OpCampaign {
+		kind = KindElection
+	}
+	if s := m.sessions[r.Session]; s != nil && c.Op != OpBarrierWait {
+		if o := m.object(kind, c.Name); o != nil {
+			if h := findHold(o, s); h != nil {
+				h.shared = true
+				return Result{Outcome: OutcomeGranted, Token: h.token, Session: s.id, Waiter: r.Waiter}
+			}
+		}
+	}
+	return Result{Outcome: OutcomeRefused, Session: r.Session, Waiter: r.Waiter, Reason: ReasonCancelled}
+}
+
 // checkUnheard refuses an unheard release or resign (Command.Unheard)
 // under rules before it, or of a grant another request heard of: that
 // caller was told it holds the grant, and keeps it.

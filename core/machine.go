@@ -265,6 +265,9 @@ func (m *Machine) applyCommand(c *Command) Result {
 		}
 		if stored != nil {
 			r := stored.result
+			if r.Err == nil && r.Outcome == OutcomeQueued && r.Waiter != 0 && m.waiters[r.Waiter] == nil && m.rules >= rulesJoinedWaitEnd {
+				r = m.joinedWaitEnded(c, r)
+			}
 			r.Duplicate = true
 			return r
 		}

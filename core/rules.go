@@ -83,6 +83,10 @@ import "fmt"
 //	   it ends the grant only if no request but the one that asked for it
 //	   was answered it (hold.shared), and is refused otherwise. Under
 //	   rules 4 such a release is refused (rulesUnheardRelease).
+//	   And a retry of a request that joined another's wait, once that
+//	   wait has ended, is answered what its session holds now (the
+//	   grant, or a refusal), where rules 4 answered the wait, gone
+//	   (rulesJoinedWaitEnd).
 const RulesVersion = 5
 
 // rulesCloseLockDelay is the first rules under which a close may ask for the
@@ -96,6 +100,10 @@ const rulesCampaignValue = 4
 // rulesUnheardRelease is the first rules under which a release or resign
 // may be a replica's unheard release.
 const rulesUnheardRelease = 5
+
+// rulesJoinedWaitEnd is the first rules under which a retry of a request
+// that joined an ended wait is answered what its session holds now.
+const rulesJoinedWaitEnd = 5
 
 // rulesUnmarked is the rules in force before any mark carried rules: what a
 // fresh machine starts under, what a snapshot without the field restores

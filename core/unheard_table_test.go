@@ -175,3 +175,47 @@ func TestUnheardRoundTrip(t *testing.T) {
 		t.Fatalf("an unheard release decoded as %+v, %v", got, err)
 	}
 }
+
+// TestRetryOfAJoinedWaitTable: a request that joined its session's wait
+// kept "queued" in the dedupe table when the wait ended (only the wait's
+// own request is settled), and its retry was answered a wait that no
+// longer existed, blocking its caller (the simulator found one that waited
+// forever). From rules 5 the retry is answered what the session holds.
+func TestRetryOfAJoinedWaitTable(t *testing.T) {
+	setup := func(h *tblHarness) (a, b SessionID, ta FencingToken, w WaiterID, joined Command) {
+		a, b = h.session(60_000), h.session(60_000)
+		ta = h.granted(cMutex("m", a, 0))
+		w = h.queued(with(cMutex("m", b, WaitForever), "first", 1))
+		joined = with(cMutex("m", b, WaitForever), "second", 1)
+		if got := h.queued(joined); got != w {
+			t.Fatalf("the session's second acquire queued %d, want its wait %d", got, w)
+		}
+		return a, b, ta, w, joined
+	}
+	t.Run("granted: the retry hears the grant", func(t *testing.T) {
+		h := newRules5(t)
+		a, b, ta, w, joined := setup(h)
+		g := tblOne(t, h.run(cRelease(KindMutex, "m", a, ta)).Effects, EffectGranted)
+		r := h.do(joined)
+		if r.Err != nil || r.Outcome != OutcomeGranted || r.Token != g.Token || r.Session != b || r.Waiter != w || !r.Duplicate {
+			t.Fatalf("the joined request's retry: %+v, want granted %d", r, g.Token)
+		}
+		h.fails(unheard(cRelease(KindMutex, "m", b, g.Token)), CodeFailedPrecondition, "answered to another request")
+	})
+	t.Run("ended: the retry hears the wait ended", func(t *testing.T) {
+		h := newRules5(t)
+		_, b, _, w, joined := setup(h)
+		h.ok(cCancel(b, w))
+		if r := h.do(joined); r.Err != nil || r.Outcome != OutcomeRefused || r.Waiter != w || r.Reason != ReasonCancelled || !r.Duplicate {
+			t.Fatalf("the joined request's retry once its wait was cancelled: %+v, want refused (cancelled)", r)
+		}
+	})
+	t.Run("rules 4 answer the wait, as they did", func(t *testing.T) {
+		h := newRules4(t)
+		_, b, _, w, joined := setup(h)
+		h.ok(cCancel(b, w))
+		if r := h.do(joined); r.Err != nil || r.Outcome != OutcomeQueued || r.Waiter != w {
+			t.Fatalf("under rules 4 the retry: %+v, want queued %d", r, w)
+		}
+	})
+}
