@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -214,8 +213,8 @@ func (s *Session) acquire(ctx context.Context, sp acquireSpec) (grant, *gateHold
 // It also answers how many times the request was, or may have been, put
 // on the wire (refusedByState's rule).
 func (s *Session) sendUntilDecided(ctx context.Context, mode callMode, sp acquireSpec, id reqID, waitMs int64) (grant, int32, error) {
-	var sends atomic.Int32
-	ctx = context.WithValue(ctx, sendsKey{}, &sends)
+	ctx, track := trackCall(ctx)
+	sends := &track.sends
 	for {
 		var g grant
 		_, err := call(ctx, s.c, mode, func(ctx context.Context, e *endpoint) (*connect.Response[struct{}], error) {
@@ -242,14 +241,12 @@ func (s *Session) sendUntilDecided(ctx context.Context, mode callMode, sp acquir
 	}
 }
 
-// sendsKey carries sendUntilDecided's count of an acquire's sends to
-// exchange, which adds one when it falls back to a unary call after its
-// stream may already have carried the request.
-type sendsKey struct{}
-
+// countResend adds one to sendUntilDecided's count of an acquire's sends
+// (its callTrack): exchange calls it when it falls back to a unary call
+// after its stream may already have carried the request.
 func countResend(ctx context.Context) {
-	if n, ok := ctx.Value(sendsKey{}).(*atomic.Int32); ok {
-		n.Add(1)
+	if t := trackOf(ctx); t != nil {
+		t.sends.Add(1)
 	}
 }
 
