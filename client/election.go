@@ -258,7 +258,9 @@ func (e *Election) Lost() <-chan struct{} { return e.lost() }
 
 // LostErr says why Lost closed: nil while the grant of the last
 // successful call is held, after this value's own Resign, and when nothing
-// was granted; the session's Err once the session is lost or closed; an
+// was granted; the session's Err once the session is lost, closed or
+// orphaned (Session.Orphan), a Resign after that too (it released
+// nothing: the session's end did); an
 // error wrapping ErrNotHeld when the servers ended the grant while the
 // session lived (another caller released it by its token, or its max
 // hold passed; its message says which, with the token), or when its
