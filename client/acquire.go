@@ -165,7 +165,7 @@ func (s *Session) acquire(ctx context.Context, sp acquireSpec) (grant, *gateHold
 				id.finish()
 				gh.release()
 				err = s.endErr(ctx, what, err)
-				if sp.outlivesSession && ctx.Err() == nil && errors.Is(err, ErrSessionLost) && !s.halted() {
+				if sp.outlivesSession && ctx.Err() == nil && errors.Is(err, ErrSessionLost) && !s.halted() && !s.stopped() {
 					err = fmt.Errorf("%w (how the wait ended could not be learnt: the servers answer nothing more for a session that ended; "+
 						"the party may have been counted in a round released before then: ask the other parties which generation they passed, "+
 						"or look for a GRANTED event of session %d at the barrier among its watch events)", err, s.id)
@@ -226,6 +226,17 @@ func (s *Session) acquire(ctx context.Context, sp acquireSpec) (grant, *gateHold
 				s.refusal(what, g), (asked - left).Round(time.Second), asked)
 		}
 		return grant{}, nil, s.refusal(what, g)
+	}
+}
+
+// stopped says whether this value ended the session itself (Close, or
+// the Client's): then its blocked calls' ends are no news to report.
+func (s *Session) stopped() bool {
+	select {
+	case <-s.stop:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -168,3 +168,31 @@ func TestBarrierLossOfUnknownOutcome(t *testing.T) {
 		t.Fatalf("Wait whose outcome could not be learnt: %v, want ErrSessionLost saying it may have been counted", err)
 	}
 }
+
+// TestBarrierWaitEndedByItsOwnClose: a Wait ended by its session's own
+// Close answers the loss without the note of an unknown outcome: the
+// caller ended it.
+func TestBarrierWaitEndedByItsOwnClose(t *testing.T) {
+	srv := lateRelease{queued: make(chan struct{}), pushLoss: make(chan struct{}), answer: make(chan struct{}), streams: new(atomic.Int32)}
+	defer close(srv.answer)
+	c := fakeClient(t, srv)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	defer closeFake(ctx, c)
+	s, err := c.NewSession(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := client.NewBarrier(s, "t/closed", 3).Wait(ctx)
+		done <- err
+	}()
+	<-srv.queued
+	cctx, ccancel := context.WithTimeout(ctx, 100*time.Millisecond) // the stand-in answers no close
+	_ = s.Close(cctx)
+	ccancel()
+	if err := <-done; !errors.Is(err, client.ErrSessionLost) || strings.Contains(err.Error(), "may have been counted") {
+		t.Fatalf("Wait ended by its session's Close: %v, want ErrSessionLost without the note of an unknown outcome", err)
+	}
+}
