@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -45,6 +44,13 @@ type acquireSpec struct {
 	name   string
 	waitMs int64 // 0: try once; -1: until granted; > 0: at most that long
 	gated  bool  // takes the session's local gate of (kind, name)
+	// outlivesSession says the call's success is a fact the session's
+	// end does not undo: a barrier's release, which let the other parties
+	// through counting this one. When the session is lost while the call
+	// waits, the call still hears the servers' answer to its own
+	// (client_id, seq) for a while (lossGrace), and a release answered
+	// after the lease passed is still the call's result.
+	outlivesSession bool
 	// send makes one attempt of the request with id against e.
 	send func(ctx context.Context, e *endpoint, id reqID, waitMs int64) (grant, error)
 }
@@ -124,10 +130,18 @@ func (s *Session) acquire(ctx context.Context, sp acquireSpec) (grant, *gateHold
 			waitMs = max(time.Until(deadline).Milliseconds(), 1)
 		}
 	}
-	// A blocked call ends when the session is lost, not only when ctx does.
+	// A blocked call ends when the session is lost, not only when ctx does;
+	// one whose answer outlives the session, a lossGrace later.
 	wctx, stop := context.WithCancel(hctx)
 	defer stop()
-	defer context.AfterFunc(s.done, stop)()
+	if sp.outlivesSession {
+		defer context.AfterFunc(s.done, func() {
+			t := time.AfterFunc(s.lossGrace(), stop)
+			context.AfterFunc(wctx, func() { t.Stop() })
+		})()
+	} else {
+		defer context.AfterFunc(s.done, stop)()
+	}
 	mode := unary
 	if waitMs != 0 {
 		mode = blocking
@@ -150,7 +164,13 @@ func (s *Session) acquire(ctx context.Context, sp acquireSpec) (grant, *gateHold
 				// it, and Close will tell the servers): it holds nothing.
 				id.finish()
 				gh.release()
-				return grant{}, nil, s.endErr(ctx, what, err)
+				err = s.endErr(ctx, what, err)
+				if sp.outlivesSession && ctx.Err() == nil && errors.Is(err, ErrSessionLost) && !s.halted() && !s.stopped() {
+					err = fmt.Errorf("%w (how the wait ended could not be learnt: the servers answer nothing more for a session that ended; "+
+						"the party may have been counted in a round released before then: ask the other parties which generation they passed, "+
+						"or look for a GRANTED event of session %d at the barrier among its watch events)", err, s.id)
+				}
+				return grant{}, nil, err
 			case connect.CodeOf(err) == connect.CodeInvalidArgument,
 				connect.CodeOf(err) == connect.CodePermissionDenied,
 				connect.CodeOf(err) == connect.CodeUnauthenticated,
@@ -178,8 +198,10 @@ func (s *Session) acquire(ctx context.Context, sp acquireSpec) (grant, *gateHold
 			// counts it (the process was stopped while it waited, and the
 			// keepalive loop has yet to run), is worth nothing: the
 			// servers may have expired the session and given the grant
-			// to another. The session is lost, and so is the grant.
-			if err := s.lostUnlessHeld(what); err != nil {
+			// to another. The session is lost, and so is the grant. Not
+			// so a barrier's release, which the others passed counting
+			// this party: the session lost since does not undo it.
+			if err := s.lostUnlessHeld(what); err != nil && !(sp.outlivesSession && g.outcome == pb.Outcome_OUTCOME_RELEASED) {
 				gh.release()
 				return grant{}, nil, err
 			}
@@ -207,6 +229,26 @@ func (s *Session) acquire(ctx context.Context, sp acquireSpec) (grant, *gateHold
 	}
 }
 
+// stopped says whether this value ended the session itself (Close, or
+// the Client's): then its blocked calls' ends are no news to report.
+func (s *Session) stopped() bool {
+	select {
+	case <-s.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// lossGrace is how long a call whose answer outlives the session
+// (acquireSpec.outlivesSession) goes on waiting for that answer once the
+// session is lost: long enough for the servers to apply the session's end
+// after the client gave it up (its lease, less the guard, passed here
+// first), which answers a wait still queued, and for an answer already
+// on its way (a process stopped past its lease, whose answer waits in
+// its socket) to be read.
+func (s *Session) lossGrace() time.Duration { return s.c.opts.attemptTimeout + s.guard() }
+
 // sendUntilDecided sends the request with id until the servers decide it.
 // A QUEUED answer (the server returned before deciding, for example on
 // shutdown) is sent again with the same id, which waits again in the same
@@ -214,8 +256,8 @@ func (s *Session) acquire(ctx context.Context, sp acquireSpec) (grant, *gateHold
 // It also answers how many times the request was, or may have been, put
 // on the wire (refusedByState's rule).
 func (s *Session) sendUntilDecided(ctx context.Context, mode callMode, sp acquireSpec, id reqID, waitMs int64) (grant, int32, error) {
-	var sends atomic.Int32
-	ctx = context.WithValue(ctx, sendsKey{}, &sends)
+	ctx, track := trackCall(ctx)
+	sends := &track.sends
 	for {
 		var g grant
 		_, err := call(ctx, s.c, mode, func(ctx context.Context, e *endpoint) (*connect.Response[struct{}], error) {
@@ -242,14 +284,12 @@ func (s *Session) sendUntilDecided(ctx context.Context, mode callMode, sp acquir
 	}
 }
 
-// sendsKey carries sendUntilDecided's count of an acquire's sends to
-// exchange, which adds one when it falls back to a unary call after its
-// stream may already have carried the request.
-type sendsKey struct{}
-
+// countResend adds one to sendUntilDecided's count of an acquire's sends
+// (its callTrack): exchange calls it when it falls back to a unary call
+// after its stream may already have carried the request.
 func countResend(ctx context.Context) {
-	if n, ok := ctx.Value(sendsKey{}).(*atomic.Int32); ok {
-		n.Add(1)
+	if t := trackOf(ctx); t != nil {
+		t.sends.Add(1)
 	}
 }
 

@@ -43,11 +43,25 @@ func (b *Barrier) WithParticipant(p string) *Barrier { b.participant = p; return
 // error, as Curator's and etcd's barriers do) or the session is lost. It
 // answers the generation released: the id of the barrier's round that
 // this arrival took part in, the same for every party released together.
-// It is the waiter id of the round's first arrival, derived from the Raft
-// log index of the entry that queued it (index<<20 | position in the
-// entry), so the generations of one barrier strictly increase from round to
-// round, are not consecutive, and are never 0. A set/remove barrier
-// (parties 0) has no rounds: Wait answers 0.
+// It is the waiter id of the arrival that opened the round, whether or
+// not that party is still there when the round is released (one that was
+// killed, or whose Wait was cancelled, leaves its id to the round); a
+// waiter id is derived from the Raft log index of the entry that queued
+// it (index<<20 | position in the entry), so generations are unique, the
+// generations of one barrier strictly increase from round to round, are
+// not consecutive, and are never 0. A set/remove barrier (parties 0) has
+// no rounds: Wait answers an id of the Remove (or the setter's end) that
+// let it through, the same for every Wait let through together, or 0
+// when the barrier was not up.
+//
+// A release is not undone by the session's loss: when the session is
+// lost while Wait waits (a process stopped past its lease, whose round
+// was released meanwhile), Wait still reads the servers' answer to its
+// own request, for an attempt timeout and the lease guard, and answers
+// the generation when that says the round released it. When that answer
+// cannot be had (the stream to the servers broke, and they answer
+// nothing more for a session that ended), Wait answers ErrSessionLost
+// saying the party may have been counted in a released round.
 func (b *Barrier) Wait(ctx context.Context) (generation uint64, err error) {
 	s := b.s
 	if s == nil {
@@ -58,7 +72,7 @@ func (b *Barrier) Wait(ctx context.Context) (generation uint64, err error) {
 		return 0, err
 	}
 	defer leave()
-	gen, _, err := s.acquire(ctx, acquireSpec{op: "wait at barrier", kind: pb.Kind_KIND_BARRIER, name: b.name, waitMs: -1,
+	gen, _, err := s.acquire(ctx, acquireSpec{op: "wait at barrier", kind: pb.Kind_KIND_BARRIER, name: b.name, waitMs: -1, outlivesSession: true,
 		send: func(ctx context.Context, e *endpoint, id reqID, waitMs int64) (grant, error) {
 			req := &pb.WaitBarrierRequest{Name: b.name, ClientId: id.ClientID(),
 				RequestSeq: id.seq, LowestPendingSeq: id.Low(), SessionId: s.id, WaitTimeoutMs: waitMs,

@@ -161,8 +161,14 @@ func WithUnary() Option { return func(o *options) { o.unary = true } }
 func WithStreamPerSession() Option { return func(o *options) { o.noMultiplex = true } }
 
 // WithRetryTimeout bounds how long a request keeps retrying unavailable
-// endpoints before it fails with ErrUnavailable. Defaults to 15s. An
-// attempt under way when it passes is let finish, so a call against
+// endpoints before it fails with ErrUnavailable. Defaults to 15s. It
+// counts only the time while no member serves the request: a waiting call
+// (Lock, Campaign, a barrier Wait) whose wait a member had queued, and
+// that then broke (the member restarted, was killed, or drained and left
+// the wait queued), has the whole timeout again from the end of that
+// attempt, however short its wait was; a rolling restart, each member
+// serving the wait in turn, does not add up to it. An attempt under way
+// when it passes is let finish, so a call against
 // endpoints that do not answer fails up to one attempt timeout
 // (WithAttemptTimeout) later. A TLS handshake refused on a certificate,
 // or with a server that does not speak TLS at an https:// endpoint, is
@@ -552,21 +558,34 @@ func call[T any](ctx context.Context, c *Client, mode callMode, f func(ctx conte
 	tried := map[*endpoint]bool{}
 	var tlsErr error
 	answered := false
+	var track *callTrack
+	if mode == blocking {
+		ctx, track = trackCall(ctx)
+	}
 	c.firstContact(ctx)
 	c.toLeader()
 	for {
 		e := c.current()
 		began := time.Now()
+		if track != nil {
+			track.served.Store(false)
+		}
 		res, stuck, err := attempt(ctx, c, mode, e, f)
 		if err == nil {
 			return res.Msg, nil
 		}
-		if mode == blocking && time.Since(began) > c.opts.retryTimeout {
-			// A wait that was served for longer than the whole budget (its
-			// endpoint answered the probes all along) and then broke
-			// starts the budget afresh: the failure is new, not the end of
-			// a streak of them. Counting from the call's start, a Lock that
-			// had waited three minutes gave up at its first failure.
+		if track != nil && (track.served.Load() || waitKept(err) || time.Since(began) > c.opts.retryTimeout) {
+			// A wait that a member served (it queued the request, or said
+			// it left it queued when it drained; or, where nothing says
+			// so, as a unary call's wait, one that went on for longer
+			// than the whole budget with its endpoint answering the
+			// probes) and then broke starts the budget afresh: the budget
+			// counts the time no member serves the call, and the failure
+			// is new, not the end of a streak of them. Counted from the
+			// call's start, a Lock that had waited three minutes gave up
+			// at its first failure; counted until a single wait outlasted
+			// the budget, a Lock gave up in a rolling restart after two
+			// members had each served it for 9 s.
 			start = time.Now()
 		}
 		if ctx.Err() != nil {
@@ -608,6 +627,52 @@ func call[T any](ctx context.Context, c *Client, mode callMode, f func(ctx conte
 			return nil, err
 		}
 	}
+}
+
+// callTrack is what the attempts of one blocking call (and the calls of
+// one acquire, sendUntilDecided) tell it besides their answers: how many
+// times the request was, or may have been, put on the wire (refusedByState's
+// rule), and whether the attempt under way was served: the servers queued
+// it, as a session stream's push of its waiter id says.
+type callTrack struct {
+	sends  atomic.Int32
+	served atomic.Bool
+}
+
+// trackKey carries a call's callTrack in its ctx.
+type trackKey struct{}
+
+// trackCall answers ctx's callTrack, adding one to ctx if it has none.
+func trackCall(ctx context.Context) (context.Context, *callTrack) {
+	if t := trackOf(ctx); t != nil {
+		return ctx, t
+	}
+	t := new(callTrack)
+	return context.WithValue(ctx, trackKey{}, t), t
+}
+
+// trackOf answers ctx's callTrack, nil if it has none.
+func trackOf(ctx context.Context) *callTrack {
+	t, _ := ctx.Value(trackKey{}).(*callTrack)
+	return t
+}
+
+// queuedNow notes that t's attempt under way was queued by the servers.
+func (t *callTrack) queuedNow() {
+	if t != nil {
+		t.served.Store(true)
+	}
+}
+
+// keptWaitWords are the servers' words for a queued wait that a draining
+// member left queued for the client's resend elsewhere (runtime's
+// ErrWaitKept, answered unavailable): the member had served the wait.
+const keptWaitWords = "the queued wait keeps its place"
+
+// waitKept says whether err is a member's answer that it stopped serving a
+// wait it had queued, and left it queued (keptWaitWords).
+func waitKept(err error) bool {
+	return connect.CodeOf(err) == connect.CodeUnavailable && strings.Contains(err.Error(), keptWaitWords)
 }
 
 // backoff sleeps about *pause (with jitter, so that clients that lost the

@@ -253,12 +253,17 @@ func (e *Election) Observe(ctx context.Context) <-chan Leader { return e.client(
 // resign naming its token, which the servers push on the session's
 // stream: LostErr says which) or its session lost, as Token starts
 // answering 0 (a goroutine closes it, so a read of Token may see 0 a
-// moment before). A closed channel when not leader.
+// moment before). A closed channel when not leader, so before the first
+// Campaign too: take it once Campaign has returned (lost := e.Lost()
+// then), not before, as an etcd habit of reading session.Done() early
+// would.
 func (e *Election) Lost() <-chan struct{} { return e.lost() }
 
 // LostErr says why Lost closed: nil while the grant of the last
 // successful call is held, after this value's own Resign, and when nothing
-// was granted; the session's Err once the session is lost or closed; an
+// was granted; the session's Err once the session is lost, closed or
+// orphaned (Session.Orphan), a Resign after that too (it released
+// nothing: the session's end did); an
 // error wrapping ErrNotHeld when the servers ended the grant while the
 // session lived (another caller released it by its token, or its max
 // hold passed; its message says which, with the token), or when its

@@ -148,7 +148,8 @@ func (h *hold) endedOnServers(token uint64, e *pushedEnd) {
 // lostErr says why lost closed for the grant of the last successful
 // acquire: nil while it is held, after this value's own release of it,
 // and when nothing was acquired; the session's Err once the session is
-// lost or closed; an error wrapping ErrNotHeld when the servers ended the
+// lost, closed or orphaned, a release after that too (goneWithSession);
+// an error wrapping ErrNotHeld when the servers ended the
 // grant while the session lived (another caller's release naming its
 // token, its max hold), or when its max hold passed as this client counts
 // it.

@@ -399,6 +399,26 @@ func (h *hold) forget(token uint64) {
 	gate.release()
 }
 
+// goneWithSession forgets the grant token, which ended with its session
+// (lost, closed, or orphaned: Session.Orphan), not by this value's own
+// release: LostErr goes on answering the session's Err (why, a release
+// that found the session gone, when the session has none yet). Forgotten
+// plainly, as a release's, an Unlock (a deferred one) after Orphan or a
+// loss turned LostErr to nil, read as the holder's own clean release.
+func (h *hold) goneWithSession(token uint64, why error) {
+	if token != 0 {
+		if err := h.s.Err(); err != nil {
+			why = err
+		}
+		h.mu.Lock()
+		if h.token == token {
+			h.endErr = why
+		}
+		h.mu.Unlock()
+	}
+	h.forget(token)
+}
+
 // end releases the grant with send (one attempt of the release request with
 // id), and forgets it when the servers confirm, or when it is gone anyway.
 func (h *hold) end(ctx context.Context, what opName, send func(ctx context.Context, e *endpoint, id reqID, token uint64) error) error {
@@ -406,7 +426,7 @@ func (h *hold) end(ctx context.Context, what opName, send func(ctx context.Conte
 	token := h.token
 	h.mu.Unlock()
 	if lost := h.s.lostErrFor(what); lost != nil {
-		h.forget(token)
+		h.goneWithSession(token, lost)
 		return lost
 	}
 	if token == 0 {
@@ -433,7 +453,10 @@ func (h *hold) endToken(ctx context.Context, what opName, send func(ctx context.
 	case errors.Is(err, errOrphaning):
 		// Not sent: Orphan began. The grant stays, and so does a release
 		// of unknown outcome Orphan is to send again.
-	case err == nil || errors.Is(err, ErrNotHeld) || errors.Is(err, ErrSessionLost):
+	case errors.Is(err, ErrSessionLost):
+		h.goneWithSession(token, err)
+		h.s.settleRelease(h, token)
+	case err == nil || errors.Is(err, ErrNotHeld):
 		h.forget(token)
 		h.s.settleRelease(h, token)
 	default:

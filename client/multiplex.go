@@ -62,8 +62,9 @@ type muxStream struct {
 // muxWait is one unanswered request: its session, and where its answer
 // goes.
 type muxWait struct {
-	s  *Session
-	ch chan muxAnswer // buffered: one answer per id
+	s     *Session
+	ch    chan muxAnswer // buffered: one answer per id
+	track *callTrack     // its call's, told when the servers queue it (nil: none)
 }
 
 // muxAnswer is the server's answer, or why the request will not get one.
@@ -191,7 +192,12 @@ func (m *muxStream) receive() {
 				continue
 			}
 			if r.GetQueued() != nil {
-				continue // the final answer follows under the same id
+				// The final answer follows under the same id; meanwhile
+				// a member serves the wait (callTrack.served).
+				m.mu.Lock()
+				m.pending[r.RequestId].track.queuedNow()
+				m.mu.Unlock()
+				continue
 			}
 			m.mu.Lock()
 			if w, ok := m.pending[r.RequestId]; ok {
@@ -257,7 +263,7 @@ func (c *Client) muxRoundTrip(ctx context.Context, s *Session, e *endpoint, req 
 	}
 	m.nextID++
 	id := m.nextID
-	m.pending[id] = muxWait{s: s, ch: ch}
+	m.pending[id] = muxWait{s: s, ch: ch, track: trackOf(ctx)}
 	if !s.unlisted() {
 		// A session lost without Close (unlisted) is not listed again by
 		// a late request of its own (a release on its way, the clean-up

@@ -141,7 +141,9 @@ func (m *Mutex) Lost() <-chan struct{} { return m.lost() }
 
 // LostErr says why Lost closed: nil while the grant of the last
 // successful call is held, after this value's own Unlock, and when nothing
-// was granted; the session's Err once the session is lost or closed; an
+// was granted; the session's Err once the session is lost, closed or
+// orphaned (Session.Orphan), a Unlock after that too (it released
+// nothing: the session's end did); an
 // error wrapping ErrNotHeld when the servers ended the grant while the
 // session lived (another caller released it by its token, or its max
 // hold passed; its message says which, with the token), or when its

@@ -47,6 +47,15 @@ import (
 // resume it once Orphan has returned: two values keeping one session
 // alive hold its locks together, and the servers cannot tell them apart.
 //
+// ResumeSession is not exclusive: it succeeds whether or not another
+// process still keeps the session, and then both hold everything the
+// session holds, at once, under the same tokens (a fence cannot tell
+// them apart either). Resume only once the old process is gone: its
+// Orphan returned nil, or it exited. Never resume after an Orphan that
+// failed or timed out, or after signalling the old process, without
+// knowing it stopped; when in doubt, let the session expire or close it
+// (Client.CloseSession), and start a new one.
+//
 // A session the servers do not have answers ErrSessionLost; so does
 // another principal's under authentication (the servers answer it as one
 // that does not exist, and refuse every request on it). An id that a
@@ -117,7 +126,15 @@ func (c *Client) ResumeSession(ctx context.Context, id uint64, opts ...SessionOp
 //
 // When ctx ends first, Orphan answers ctx's error, and the session is
 // still kept alive here, holding what it holds, taking no new request:
-// call Orphan again to finish handing it over, or Close to end it. A
+// call Orphan again to finish handing it over, or Close to end it. Until
+// Orphan has returned nil (or this process has exited), the session must
+// not be resumed elsewhere: ResumeSession would not refuse, and both
+// would hold its grants.
+//
+// Orphan withdraws the session's queued waits: a standby's waiting
+// Campaign (or Lock) loses its place, and a Campaign after ResumeSession
+// queues again at the back (etcd's campaign key outlives an orphaned
+// session, keeping its place). A
 // session lost or closed before Orphan finishes has nothing to hand over:
 // Orphan answers its loss (ErrSessionLost). Orphan again after it
 // succeeded answers nil.

@@ -107,7 +107,15 @@ type sessionStream struct {
 
 	// Under mu:
 	nextID  uint64
-	pending map[uint64]chan *pb.StreamResponse
+	pending map[uint64]streamPending
+}
+
+// streamPending is one unanswered request on a session's stream: where
+// its answer goes, and its call's callTrack (nil: none), told when the
+// servers queue it.
+type streamPending struct {
+	ch    chan *pb.StreamResponse // buffered: one answer per id
+	track *callTrack
 }
 
 // streaming says whether the session's requests go on a stream.
@@ -140,7 +148,7 @@ func (e *endpoint) turnOff(off *time.Time) {
 func (s *Session) streamTo(e *endpoint) *sessionStream {
 	return s.streams.to(e, func() *sessionStream {
 		ctx, cancel := context.WithCancel(context.Background())
-		ss := &sessionStream{s: s, e: e, pending: map[uint64]chan *pb.StreamResponse{},
+		ss := &sessionStream{s: s, e: e, pending: map[uint64]streamPending{},
 			bidiStream: bidiStream[pb.StreamRequest, pb.StreamResponse]{st: e.stream.Stream(ctx), cancel: cancel, done: make(chan struct{})}}
 		go ss.receive()
 		return ss
@@ -229,14 +237,19 @@ func (ss *sessionStream) receive() {
 			s.grantEnded(r.GetGrantEnded(), ss.e.url)
 			continue
 		case r.GetQueued() != nil:
-			continue // the final answer follows under the same id
+			// The final answer follows under the same id; meanwhile a
+			// member serves the wait (callTrack.served).
+			ss.mu.Lock()
+			ss.pending[r.RequestId].track.queuedNow()
+			ss.mu.Unlock()
+			continue
 		}
 		ss.mu.Lock()
-		if ch, ok := ss.pending[r.RequestId]; ok {
+		if p, ok := ss.pending[r.RequestId]; ok {
 			delete(ss.pending, r.RequestId)
 			// Before the stream may end below: its waiter, woken by
 			// done, takes an answer already in its channel.
-			ch <- r // buffered: one answer per id
+			p.ch <- r // buffered: one answer per id
 		}
 		unlockShutIfUnused(ss, &ss.mu)
 	}
@@ -257,7 +270,7 @@ func (s *Session) roundTrip(ctx context.Context, e *endpoint, req *pb.StreamRequ
 	}
 	ss.nextID++
 	id := ss.nextID
-	ss.pending[id] = ch
+	ss.pending[id] = streamPending{ch: ch, track: trackOf(ctx)}
 	ss.mu.Unlock()
 	req.RequestId = id
 	ss.sendMu.Lock()

@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"context"
+	"strings"
 
 	"connectrpc.com/connect"
 
@@ -82,6 +83,17 @@ func (h BarrierHandler) Status(ctx context.Context, req *connect.Request[pb.Barr
 		out.Parties = st.Parties
 		out.Generation = st.Generation
 		out.Waiters = waitersPB(st.Waiters)
+		for _, w := range out.Waiters {
+			// A party names no owner of its own (the log keeps none for
+			// it): its session's label is its owner, as an acquire that
+			// names none is its session's. Waiters showed owner "".
+			if w.Owner != "" {
+				continue
+			}
+			if label, ok := mc.SessionOwner(core.SessionID(w.SessionId)); ok {
+				w.Owner = strings.TrimPrefix(label, autoOwnerPrefix) // a session made for the wait: the owner it gave
+			}
+		}
 		if st.Parties == 0 && len(st.Holders) > 0 {
 			out.Set, out.SetBySessionId = true, uint64(st.Holders[0].Session)
 		}

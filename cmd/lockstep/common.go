@@ -117,9 +117,8 @@ func (c *common) usageErr(format string, a ...any) int {
 }
 
 // fail prints err with the next step to take, and answers exitError, or
-// exitUsage when the arguments were refused as malformed (invalid_argument,
-// client.ErrInvalid): bad usage, whether the client or the servers found
-// it.
+// exitUsage when the arguments were refused (refusedArguments): bad usage,
+// whether the client or the servers found it.
 func (c *common) fail(err error) int {
 	return c.failWith(err, hintFor(err, c.endpoints, c.cert != ""))
 }
@@ -136,10 +135,35 @@ func (c *common) failWith(err error, hint string) int {
 	if hint != "" {
 		fmt.Fprintln(c.stderr, hint)
 	}
-	if errors.Is(err, client.ErrInvalid) || connect.CodeOf(err) == connect.CodeInvalidArgument {
+	if refusedArguments(err) {
 		return exitUsage
 	}
 	return exitError
+}
+
+// refusedArguments says whether err refuses the command's arguments, the
+// same for every command: as malformed (invalid_argument,
+// client.ErrInvalid: an empty or over-long name, a bound out of range), or
+// as at odds with the object they name (failed_precondition,
+// client.ErrPrecondition: a barrier waited on with other --parties than
+// its own, a semaphore with another --limit, a set/remove barrier, a
+// transfer to a node that is no member). Both are bad usage, exit 2, as
+// the command's own refusals are; the latter was exit 1 while its hint
+// said to fix the arguments. A failed_precondition that no argument
+// mends is not: a request id the servers forgot or saw for another
+// request (the client's, not the user's), or rules the cluster has not
+// upgraded to yet (retry later).
+func refusedArguments(err error) bool {
+	msg := err.Error()
+	switch {
+	case errors.Is(err, client.ErrInvalid), connect.CodeOf(err) == connect.CodeInvalidArgument,
+		strings.Contains(msg, "invalid_argument"):
+		return true
+	case errors.Is(err, client.ErrPrecondition), connect.CodeOf(err) == connect.CodeFailedPrecondition,
+		strings.Contains(msg, "failed_precondition"):
+		return !strings.Contains(msg, "request_seq") && !strings.Contains(msg, "needs rules")
+	}
+	return false
 }
 
 // hintFor says what to do next for the errors people meet; certGiven says
@@ -183,8 +207,7 @@ func hintFor(err error, endpoints string, certGiven bool) string {
 		return "The cluster wants credentials: --api-key (LOCKSTEP_API_KEY), or --cert and --key (LOCKSTEP_CERT, LOCKSTEP_KEY) with --cacert for https://."
 	case connect.CodeOf(err) == connect.CodePermissionDenied, strings.Contains(err.Error(), "permission_denied"):
 		return "Your principal may not do this: ask for a rule in security.acl (docs/security.md)."
-	case connect.CodeOf(err) == connect.CodeInvalidArgument, connect.CodeOf(err) == connect.CodeFailedPrecondition,
-		strings.Contains(err.Error(), "invalid_argument"), strings.Contains(err.Error(), "failed_precondition"):
+	case refusedArguments(err):
 		return "The server refused the request as given; fix the arguments (see -h)."
 	}
 	return ""

@@ -28,7 +28,9 @@ func barrierCmd(args []string, stdout, stderr io.Writer) int {
 Usage: lockstep barrier NAME --parties N [flags]
 
 Arrives at the barrier NAME and waits until N parties have arrived, then
-exits 0 (all N return together). Exit 2 when --wait runs out first.
+exits 0 (all N return together). Exit 2 when --wait runs out first, or
+when the servers refuse the arguments (the barrier counts other --parties
+than N: the message says how many).
 
 Examples:
   lockstep barrier stage-2 --parties 3            # run on three machines
@@ -100,8 +102,8 @@ the leadership by its token.
 
 With --observe, prints the leader now and on every change (of session,
 token or value), until interrupted; a reconnect to another endpoint
-prints nothing new. A refusal (an invalid name, missing credentials)
-ends it with exit 1.
+prints nothing new. A refusal ends it: exit 2 when the servers refuse
+the arguments (an invalid name), 1 otherwise (missing credentials).
 
 Examples:
   lockstep elect scheduler 10.0.0.7:8080

@@ -35,7 +35,7 @@ func (f *flakyElection) Status(context.Context, *connect.Request[pb.ClusterStatu
 func (f *flakyElection) Observe(_ context.Context, r *connect.Request[pb.ObserveRequest], s *connect.ServerStream[pb.ObserveResponse]) error {
 	i := int(f.streams.Add(1)) - 1
 	if i >= len(f.leaders) {
-		return connect.NewError(connect.CodeFailedPrecondition, errors.New("the test is over"))
+		return connect.NewError(connect.CodePermissionDenied, errors.New("the test is over"))
 	}
 	l := f.leaders[i]
 	return s.Send(&pb.ObserveResponse{Name: r.Msg.Name, HasLeader: l != nil, Leader: l})

@@ -232,24 +232,40 @@ func TestCredentialsHintWithoutACertificate(t *testing.T) {
 	}
 }
 
-// TestArgumentsTheServersRefuseAreBadUsage: arguments the servers refuse as
-// malformed (invalid_argument: a lock-delay over its bound, an empty or
-// over-long name or owner) exit 2, bad usage, as those the command refuses
-// itself do; a refusal by the state met (failed_precondition: a semaphore
-// of another limit) stays an error, exit 1.
+// TestArgumentsTheServersRefuseAreBadUsage: arguments the servers refuse
+// exit 2, bad usage, as those the command refuses itself do, with every
+// command alike: as malformed (invalid_argument: a lock-delay over its
+// bound, an empty or over-long name or owner), or as at odds with the
+// object they name (failed_precondition: a barrier of 3 parties waited on
+// with --parties 2, a semaphore of another limit), which exited 1 while
+// its hint said to fix the arguments. A failed_precondition that no
+// argument mends (a request id the servers forgot) stays an error, exit 1.
 func TestArgumentsTheServersRefuseAreBadUsage(t *testing.T) {
+	commands := [][]string{
+		{"lock", "job", "--", "true"},
+		{"sem", "crawl", "--limit", "2", "--", "true"},
+		{"rwlock", "cfg", "--read", "--", "true"},
+		{"barrier", "b5", "--parties", "2"},
+		{"elect", "scheduler", "10.0.0.7"},
+		{"status", "job", "--kind", "mutex"},
+		{"session", "close", "12"},
+	}
 	for _, tc := range []struct {
 		code connect.Code
+		msg  string
 		want int
 	}{
-		{connect.CodeInvalidArgument, exitUsage},
-		{connect.CodeFailedPrecondition, exitError},
+		{connect.CodeInvalidArgument, "lock_delay_ms: at most 60000", exitUsage},
+		{connect.CodeFailedPrecondition, `barrier "b5" counts 3 parties, not 2: wait with parties=3`, exitUsage},
+		{connect.CodeFailedPrecondition, `request_seq 4 of client "go-1" was forgotten (results at or below 9 are no longer kept)`, exitError},
 	} {
-		srv := refusing(t, tc.code, "lock_delay_ms: at most 60000")
-		var out, errb bytes.Buffer
-		if code := run([]string{"lock", "job", "--endpoints", srv.URL, "--", "true"}, &out, &errb); code != tc.want ||
-			!strings.Contains(errb.String(), "lock_delay_ms: at most 60000") {
-			t.Errorf("refused with %v: exit %d, %q; want exit %d and the servers' message", tc.code, code, errb.String(), tc.want)
+		srv := refusing(t, tc.code, tc.msg)
+		for _, args := range commands {
+			var out, errb bytes.Buffer
+			argv := append([]string{args[0], "--endpoints", srv.URL}, args[1:]...) // before a "--"
+			if code := run(argv, &out, &errb); code != tc.want || !strings.Contains(errb.String(), tc.msg) {
+				t.Errorf("%v refused with %v %q: exit %d, %q; want exit %d and the servers' message", args, tc.code, tc.msg, code, errb.String(), tc.want)
+			}
 		}
 	}
 }

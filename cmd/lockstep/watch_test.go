@@ -40,7 +40,7 @@ func (b *batchWatch) Watch(_ context.Context, _ *connect.Request[pb.WatchRequest
 			return err
 		}
 	}
-	return connect.NewError(connect.CodeFailedPrecondition, errors.New("the test is over"))
+	return connect.NewError(connect.CodePermissionDenied, errors.New("the test is over"))
 }
 
 // TestWatchTableIsAligned: the header and the rows of every batch start

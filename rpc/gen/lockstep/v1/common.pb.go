@@ -477,7 +477,8 @@ type Waiter struct {
 	// The session the request belongs to. Closing or losing the session
 	// removes it from the queue.
 	SessionId uint64 `protobuf:"varint,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	// The label the waiter gave (owner or candidate); empty when none.
+	// The label the waiter gave (owner or candidate); for a barrier's party,
+	// which gives none, its session's owner label. Empty when none.
 	Owner string `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"`
 	// When the request joined the queue.
 	EnqueuedAtMs int64 `protobuf:"varint,4,opt,name=enqueued_at_ms,json=enqueuedAtMs,proto3" json:"enqueued_at_ms,omitempty"`
