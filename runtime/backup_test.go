@@ -158,6 +158,9 @@ func testRestoreClosedTheSessions(t *testing.T, c *testCluster, names []string, 
 		return err == nil && r.Err != nil && r.Err.Code == core.CodeNotFound
 	})
 	closedAt := time.Now()
+	if err := n.Degraded(); err == nil || !strings.Contains(err.Error(), "restored from a backup") {
+		t.Errorf("Degraded while the restore holds grants: %v, want it said", err)
+	}
 	for _, name := range names {
 		if st := status(t, n, core.KindMutex, name, false); len(st.Holders) != 0 {
 			t.Errorf("%s once the backup's sessions are closed: %+v, want free", name, st)
@@ -175,6 +178,9 @@ func testRestoreClosedTheSessions(t *testing.T, c *testCluster, names []string, 
 		t.Errorf("a grant after the restore has token %d (index %d); want an index past %d", got.Token, got.Token.LogIndex(), floor)
 	}
 	do(t, n, core.Command{Op: core.OpSessionKeepAlive, Session: fresh})
+	if err := n.Degraded(); err != nil {
+		t.Errorf("Degraded once the restore's hold ended: %v", err)
+	}
 	rec, found, err := readRestoreRecord(c.cfgs[0].Cluster.DataDir)
 	if err != nil || !found || rec.grantsFrom.IsZero() {
 		t.Fatalf("the restore's record once the sessions are closed: %+v, %v, %v; want when grants resume", rec, found, err)

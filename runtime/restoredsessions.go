@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -198,6 +199,29 @@ func (n *Node) backupSessions(ctx context.Context, h *restoreHold) ([]core.Sessi
 		}
 	}
 	return ids, nil
+}
+
+// holding says why a restored member grants nothing now, nil when it
+// grants (or was not restored).
+func (h *restoreHold) holding() error {
+	if h == nil {
+		return nil
+	}
+	select {
+	case <-h.closed:
+	default:
+		return errors.New("restored from a backup: this member grants nothing until the backup's sessions are closed " +
+			"and their leases have run out (docs/operations.md, Backup and restore)")
+	}
+	h.mu.Lock()
+	until := h.until
+	h.mu.Unlock()
+	if left := time.Until(until); left > 0 {
+		return fmt.Errorf("restored from a backup: this member grants nothing for %v more (until %s), while the old "+
+			"cluster's clients may still count leases of the sessions the restore closed", left.Round(time.Second),
+			until.UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 // holdsGrant says whether op may make a grant, which a restored member

@@ -188,9 +188,14 @@ func (n *Node) Health() error {
 // person soon; nil while nothing does: ErrDataDirFull (wrapped with the
 // room left and what to do) while its data directory's file system is
 // nearly full (dataDirWatch). Such a member keeps serving and voting,
-// since the others may need its vote, and says so loudly instead.
+// since the others may need its vote, and says so loudly instead. A
+// member restored from a backup says so while it holds grants back
+// (restoreHold): its acquires wait, and an operator asks why.
 func (n *Node) Degraded() error {
-	return n.dataDir.fullErr()
+	if err := n.dataDir.fullErr(); err != nil {
+		return err
+	}
+	return n.restore.holding()
 }
 
 // registerHealth adds lockstep_healthy to reg (nil: none): what /health
