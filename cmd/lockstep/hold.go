@@ -388,7 +388,9 @@ held). It exits 3 too when that release finds the session gone (it ended
 with no word of it reaching lockstep, say a restore put the cluster back
 before it): the hold ended with the session, maybe before the command
 did. With --wait 0 a held mutex fails at once
-with exit 2.
+with exit 2, as arguments the servers refuse do (another --limit than the
+semaphore's own): its message tells which, and says what to fix for the
+second.
 
 A session that ends by failure (lockstep killed, its machine gone, its
 lease not renewed, or closed by an operator's 'lockstep session close'
