@@ -20,6 +20,7 @@ func (m *Machine) barrierWait(c *Command) Result {
 			return Result{Err: m.barrierMismatch(o, c.Parties, OpBarrierWait)}
 		}
 		if w := findWait(o, s, c.Participant); w != nil {
+			m.join(w, c)
 			return Result{Outcome: OutcomeQueued, Waiter: w.id, Session: s.id, Deadline: w.deadline, Generation: o.generation}
 		}
 	}
@@ -87,7 +88,7 @@ func (m *Machine) releaseWaiters(o *object, why Reason) uint64 {
 		}
 		m.unlinkWaiter(w)
 		m.emit(Effect{Kind: EffectGranted, Reason: why, Object: KindBarrier, Name: o.key.name, Session: w.session.id, Waiter: w.id, Generation: gen})
-		m.clients.settle(w.clientID, w.seq, Result{Outcome: OutcomeReleased, Session: w.session.id, Waiter: w.id, Generation: gen})
+		m.settleWait(w, Result{Outcome: OutcomeReleased, Session: w.session.id, Waiter: w.id, Generation: gen})
 		w = next
 	}
 	m.emit(Effect{Kind: EffectBarrierReleased, Reason: why, Object: KindBarrier, Name: o.key.name, Generation: gen})

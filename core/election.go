@@ -36,7 +36,7 @@ func (m *Machine) campaign(c *Command) Result {
 			if m.rules >= rulesCampaignValue {
 				w.value = req.value // it leads with this value when granted
 			}
-			w.joined = true
+			m.join(w, c)
 			return Result{Outcome: OutcomeQueued, Waiter: w.id, Session: s.id, Deadline: w.deadline}
 		}
 	}

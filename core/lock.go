@@ -101,7 +101,7 @@ func (m *Machine) acquire(c *Command) Result {
 					"session %d already waits for %s %q (%s): cancel that wait first", s.id, c.Kind, c.Name,
 					describeGrant(w.permits, w.mode))}
 			}
-			w.joined = true
+			m.join(w, c)
 			return Result{Outcome: OutcomeQueued, Waiter: w.id, Session: s.id, Deadline: w.deadline}
 		}
 	}
@@ -246,7 +246,7 @@ func (m *Machine) pump(o *object) {
 		m.unlinkWaiter(w)
 		h := m.grant(o, w.session, &req, w.id)
 		h.shared = w.joined
-		m.clients.settle(w.clientID, w.seq, Result{Outcome: OutcomeGranted, Token: h.token, Session: w.session.id, Waiter: w.id})
+		m.settleWait(w, Result{Outcome: OutcomeGranted, Token: h.token, Session: w.session.id, Waiter: w.id})
 	}
 }
 
@@ -263,18 +263,41 @@ func (m *Machine) release(c *Command) Result {
 	return Result{Outcome: OutcomeDone, Session: h.session.id, Token: h.token}
 }
 
+// requestKey is a request's dedupe identity.
+type requestKey struct {
+	clientID string
+	seq      uint64
+}
+
+// join records that request c of w's session was answered w (it found the
+// session's wait queued): its grant is shared, and from rules 5 its end is
+// c's answer too (settleWait).
+func (m *Machine) join(w *waiter, c *Command) {
+	w.joined = true
+	if c.ClientID != "" && m.rules >= rulesJoinedWaitEnd {
+		w.joiners = append(w.joiners, requestKey{c.ClientID, c.Seq})
+	}
+}
+
+// settleWait stores how w ended as the answer of the request that queued
+// it and of every request that joined it.
+func (m *Machine) settleWait(w *waiter, r Result) {
+	m.clients.settle(w.clientID, w.seq, r)
+	for _, k := range w.joiners {
+		m.clients.settle(k.clientID, k.seq, r)
+	}
+}
+
 // joinedWaitEnded answers a retry of a request whose stored answer says it
-// waits as waiter r.Waiter, which has ended. The answer stored when its wait
-// ends is its own request's (waiter.clientID, seq): a request of the same
-// session that joined the wait (asked again while it was queued, through
-// any member) kept "queued", and a retry of it was answered a wait that no
-// longer exists, and blocked until its own deadline (the simulator found
+// waits as waiter r.Waiter, which has ended without settling it: one that
+// joined a wait a snapshot before waiter.joiners restored. Under rules 4
+// such a request kept "queued", and a retry of it was answered a wait that
+// no longer exists and blocked until its own deadline (the simulator found
 // one that waited forever). From rules 5 it is answered what its session
 // holds now: the grant, when it holds the name (which it then heard of:
 // hold.shared), or else that the wait ended without one (cancelled, as a
-// wait withdrawn is: the machine does not keep how it ended). A barrier
-// arrival that joined a round is answered so too: the round's generation
-// went to the arrival that opened the wait.
+// wait withdrawn is: how it ended is not kept). A barrier arrival is
+// answered so too.
 func (m *Machine) joinedWaitEnded(c *Command, r Result) Result {
 	kind := c.Kind
 	if c.Op == OpCampaign {
@@ -389,7 +412,7 @@ func (m *Machine) endWait(w *waiter, why Reason) {
 	o := w.obj
 	m.unlinkWaiter(w)
 	m.emit(Effect{Kind: EffectWaitEnded, Reason: why, Object: o.key.kind, Name: o.key.name, Session: w.session.id, Waiter: w.id})
-	m.clients.settle(w.clientID, w.seq, Result{Outcome: OutcomeRefused, Waiter: w.id, Session: w.session.id, Reason: why})
+	m.settleWait(w, Result{Outcome: OutcomeRefused, Waiter: w.id, Session: w.session.id, Reason: why})
 	m.pump(o)
 	m.dropIfIdle(o)
 }

@@ -61,9 +61,14 @@ type waiter struct {
 	lockDelayMs int64
 	maxHoldMs   int64
 	// joined: another request of its session was answered this wait (an
-	// acquire or campaign that found it queued), and will hear its grant
-	// too: the grant is shared (hold.shared).
+	// acquire, campaign or arrival that found it queued), and will hear
+	// its grant too: the grant is shared (hold.shared).
 	joined bool
+	// joiners are those requests, by their dedupe identity (from rules
+	// 5): the wait's end is stored as each one's answer too, so that a
+	// retry of one hears how the wait ended, as a retry of the request
+	// that queued it does (clientID, seq).
+	joiners []requestKey
 
 	// The request that queued it, whose stored dedupe result is updated when
 	// the wait ends.

@@ -31,7 +31,8 @@ const snapshotMagic = "LSSNAP"
 // written by builds of rules 3 at most, before marks carried rules, and
 // restore as rules 3 (rulesUnmarked). Version 6 added whether a hold was
 // answered to another request than its own (hold.shared) and whether a
-// waiter was joined by one (waiter.joined); older ones restore both as
+// waiter was joined by one (waiter.joined, and by which: joiners); older
+// ones restore both as
 // true, so that a replica's unheard release never ends a grant of theirs
 // (they were written before such releases, and nobody knows who heard).
 const SnapshotVersion = 6
@@ -202,6 +203,11 @@ func (e *encoder) waiter(w *waiter, shared bool) {
 	e.uvarint(w.seq)
 	if shared {
 		e.bool(w.joined)
+		e.uvarint(uint64(len(w.joiners)))
+		for _, k := range w.joiners {
+			e.string(k.clientID)
+			e.uvarint(k.seq)
+		}
 	}
 }
 
@@ -469,6 +475,10 @@ func (m *Machine) readWaiter(d *decoder, o *object, version byte) (*waiter, erro
 	w.joined = true
 	if version >= snapshotVersionShared {
 		w.joined = d.bool()
+		n := d.count(maxDecodedCommands, 2)
+		for range n {
+			w.joiners = append(w.joiners, requestKey{d.string(), d.uvarint()})
+		}
 	}
 	if d.err != nil {
 		return nil, d.err

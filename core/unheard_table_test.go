@@ -219,3 +219,28 @@ func TestRetryOfAJoinedWaitTable(t *testing.T) {
 		}
 	})
 }
+
+// TestJoinersHearHowTheWaitEnded: from rules 5 a wait's end is stored as
+// the answer of every request that joined it, so a retry of one hears how
+// it ended (the log's words), as a retry of the request that queued it
+// does, even once the grant was released; and snapshots keep the joiners.
+func TestJoinersHearHowTheWaitEnded(t *testing.T) {
+	h := newRules5(t)
+	a, b := h.session(60_000), h.session(60_000)
+	ta := h.granted(cMutex("m", a, 0))
+	w := h.queued(with(cMutex("m", b, WaitForever), "first", 1))
+	joined := with(cMutex("m", b, WaitForever), "second", 1)
+	h.queued(joined)
+	if m, err := Restore(h.m.Snapshot()); err != nil || len(m.waiters[w].joiners) != 1 || !bytes.Equal(m.Snapshot(), h.m.Snapshot()) {
+		t.Fatalf("a snapshot did not keep the request that joined the wait: %v", err)
+	}
+	g := tblOne(t, h.run(cRelease(KindMutex, "m", a, ta)).Effects, EffectGranted)
+	h.ok(cRelease(KindMutex, "m", b, g.Token))
+	r := h.do(joined)
+	if r.Err != nil || r.Outcome != OutcomeGranted || r.Token != g.Token || r.Waiter != w || !r.Duplicate {
+		t.Fatalf("the joined request's retry after its grant was released: %+v, want the grant %d it was answered, as the first request's retry is", r, g.Token)
+	}
+	if first := h.do(with(cMutex("m", b, WaitForever), "first", 1)); first.Outcome != r.Outcome || first.Token != r.Token {
+		t.Fatalf("the two requests of one wait answered apart: %+v and %+v", first, r)
+	}
+}
