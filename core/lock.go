@@ -274,10 +274,17 @@ type requestKey struct {
 // c's answer too (settleWait).
 func (m *Machine) join(w *waiter, c *Command) {
 	w.joined = true
-	if c.ClientID != "" && m.rules >= rulesJoinedWaitEnd {
+	if c.ClientID != "" && m.rules >= rulesJoinedWaitEnd && len(w.joiners) < maxJoinersPerWait {
 		w.joiners = append(w.joiners, requestKey{c.ClientID, c.Seq})
 	}
 }
+
+// maxJoinersPerWait bounds the requests a wait remembers as joined
+// (waiter.joiners): a session asking again and again for a name it waits
+// for would otherwise grow one wait without end. A retry of a request past
+// it is answered from what its session holds (joinedWaitEnded). A client
+// that retries by its own (client_id, request_seq) joins once per request.
+const maxJoinersPerWait = 64
 
 // settleWait stores how w ended as the answer of the request that queued
 // it and of every request that joined it.
@@ -290,7 +297,8 @@ func (m *Machine) settleWait(w *waiter, r Result) {
 
 // joinedWaitEnded answers a retry of a request whose stored answer says it
 // waits as waiter r.Waiter, which has ended without settling it: one that
-// joined a wait a snapshot before waiter.joiners restored. Under rules 4
+// joined a wait a snapshot before waiter.joiners restored, or past
+// maxJoinersPerWait. Under rules 4
 // such a request kept "queued", and a retry of it was answered a wait that
 // no longer exists and blocked until its own deadline (the simulator found
 // one that waited forever). From rules 5 it is answered what its session

@@ -244,3 +244,24 @@ func TestJoinersHearHowTheWaitEnded(t *testing.T) {
 		t.Fatalf("the two requests of one wait answered apart: %+v and %+v", first, r)
 	}
 }
+
+// TestJoinersAreBounded: a session that asks again and again for a name it
+// waits for does not grow its wait past maxJoinersPerWait; a retry of a
+// request past the bound still hears what its session holds.
+func TestJoinersAreBounded(t *testing.T) {
+	h := newRules5(t)
+	a, b := h.session(60_000), h.session(60_000)
+	ta := h.granted(cMutex("m", a, 0))
+	w := h.queued(with(cMutex("m", b, WaitForever), "first", 1))
+	for i := range maxJoinersPerWait + 10 {
+		h.queued(with(cMutex("m", b, WaitForever), "again", uint64(i+1)))
+	}
+	if n := len(h.m.waiters[w].joiners); n != maxJoinersPerWait {
+		t.Fatalf("the wait remembers %d joiners, want the bound %d", n, maxJoinersPerWait)
+	}
+	g := tblOne(t, h.run(cRelease(KindMutex, "m", a, ta)).Effects, EffectGranted)
+	last := with(cMutex("m", b, WaitForever), "again", maxJoinersPerWait+10)
+	if r := h.do(last); r.Outcome != OutcomeGranted || r.Token != g.Token {
+		t.Fatalf("the retry of a request past the bound: %+v, want the grant %d its session holds", r, g.Token)
+	}
+}
