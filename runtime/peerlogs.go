@@ -434,6 +434,12 @@ func (n *Node) shareLogs() {
 		case <-reread.C:
 		}
 		if err := n.book.flush(); err != nil {
+			if n.dataDir.gone(n.log) != nil {
+				// Said once, as the data directory's own error, and the
+				// member stops (dataDirWatch): a line a second of this one
+				// before it did buried the cause.
+				return
+			}
 			n.log.Error("could not book the peers' logs: a member that lost its log would not be refused by this one after a restart", "err", err)
 			retry.Reset(shareRetry)
 		}
