@@ -122,6 +122,7 @@ func (n *Node) closeBackupSessions(h *restoreHold) {
 		}
 		cancel()
 	}()
+	began := time.Now()
 	for {
 		ids, err := n.backupSessions(ctx, h)
 		switch {
@@ -145,14 +146,11 @@ func (n *Node) closeBackupSessions(h *restoreHold) {
 			close(h.closed)
 			return
 		}
-		for _, id := range ids {
-			r, err := n.Do(ctx, core.Command{Op: core.OpSessionClose, Session: id, ApplyLockDelay: true})
-			if err == nil && r.Err != nil && r.Err.Code != core.CodeNotFound {
-				n.log.Warn("closing a session of the backup", "session", uint64(id), "err", r.Err.Msg)
-			}
-			if ctx.Err() != nil {
-				return
-			}
+		// The leader of shard 0 closes them; the others too once it has
+		// not for a while (a leader that was not restored knows nothing
+		// of them), a close of a session already closed changing nothing.
+		if lead, _, _, _ := n.shards[0].leadership(); lead || time.Since(began) > restoreLeaderGrace {
+			n.closeSessions(ctx, ids)
 		}
 		select {
 		case <-ctx.Done():
@@ -161,6 +159,39 @@ func (n *Node) closeBackupSessions(h *restoreHold) {
 		}
 	}
 }
+
+// closeSessions closes the sessions ids, with the lock-delay, at most
+// restoreClosesInFlight at a time: a backup may hold many (MaxSessions),
+// and one at a time costs a commit each while grants are held back.
+func (n *Node) closeSessions(ctx context.Context, ids []core.SessionID) {
+	slots := make(chan struct{}, restoreClosesInFlight)
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			r, err := n.Do(ctx, core.Command{Op: core.OpSessionClose, Session: id, ApplyLockDelay: true})
+			if err == nil && r.Err != nil && r.Err.Code != core.CodeNotFound {
+				n.log.Warn("closing a session of the backup", "session", uint64(id), "err", r.Err.Msg)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// restoreClosesInFlight bounds the closes of the backup's sessions a
+// member has in flight.
+const restoreClosesInFlight = 32
+
+// restoreLeaderGrace is how long a restored member that does not lead
+// shard 0 leaves the backup's sessions to the member that does.
+const restoreLeaderGrace = 3 * time.Second
 
 // restoreCloseEvery is how often a restored member looks again for
 // sessions of the backup left open (a close that failed, a shard that had
