@@ -893,8 +893,11 @@ func (c *client) abandon() {
 // hears as the caller gone (replica.GoneEvent), and the request's outcome
 // stays unknown to the client: a late reply is ignored. Then the caller
 // either sends a fresh acquire or campaign of the same name, with the same
-// session and parameters and a new identity (private again: the caller
-// has no client_id), through a node of its choice (a caller retrying after
+// session and parameters and a new identity (half the time private again:
+// the caller has no client_id; otherwise public, the client's own and
+// resent until answered, which may join the gone request's wait while it
+// is still queued and must then hear how it ended: core's waiter.joiners,
+// rules 5), through a node of its choice (a caller retrying after
 // its own timeout: answered the grant the node is about to release, or
 // joining its wait, it must keep it), or goes away, and the
 // process looks a while later for what the request left its session
