@@ -88,6 +88,10 @@ type checker struct {
 	// private holds the identities of the private requests clients sent
 	// (Options.Private), for the ledger to tell the grants they asked for.
 	private map[dedupeKey]bool
+	// publicRetries holds the identities of the public retries clients
+	// sent after giving up on a private request (giveUpPrivate), for the
+	// ledger to tell the joins they made.
+	publicRetries map[dedupeKey]bool
 }
 
 // tokenKey names a grant: tokens are a shard's own.
@@ -140,7 +144,7 @@ func (c *checker) hash(m Machine) [32]byte {
 func newChecker(w *world) *checker {
 	c := &checker{w: w, warned: make(map[string]int), closed: make(map[core.SessionID]time.Duration),
 		toldEnded: make(map[waitKey]time.Duration), acked: make(map[tokenKey]ack), unheard: make(map[tokenKey]uint64),
-		private: make(map[dedupeKey]bool)}
+		private: make(map[dedupeKey]bool), publicRetries: make(map[dedupeKey]bool)}
 	for i := range max(w.opts.Shards, 1) {
 		l := &shardLog{
 			byIndex:    make(map[uint64]*indexRecord),
@@ -423,6 +427,12 @@ func (c *checker) unheardEnded(shard uint64, k objKey, t core.FencingToken, idx 
 // privateSent notes a private request's identity (Options.Private).
 func (c *checker) privateSent(cmd core.Command) { c.private[dedupeKey{cmd.ClientID, cmd.Seq}] = true }
 
+// publicRetrySent notes the identity of a public retry of a private
+// request that was given up (giveUpPrivate).
+func (c *checker) publicRetrySent(cmd core.Command) {
+	c.publicRetries[dedupeKey{cmd.ClientID, cmd.Seq}] = true
+}
+
 // unheardCounts sums, over every shard, the unheard releases that ended a
 // grant, those refused for a grant another request was answered, of which
 // those of a grant a private request asked for (a caller's retry answered
@@ -436,6 +446,19 @@ func (c *checker) unheardCounts() (ended, kept, raced, unruled int) {
 		unruled += l.led.unheardUnruled
 	}
 	return ended, kept, raced, unruled
+}
+
+// joinedCounts sums, over every shard, the requests answered "queued" on
+// a wait their session already had, those of them a private request's
+// public retry (giveUpPrivate), and the retries of one answered how
+// that wait ended.
+func (c *checker) joinedCounts() (joined, byRetry, ended int) {
+	for _, l := range c.logs {
+		joined += l.led.joined
+		byRetry += l.led.joinedByRetry
+		ended += l.led.joinedEnded
+	}
+	return joined, byRetry, ended
 }
 
 // fenceAccepted checks a write the fenced resource accepted: its token was

@@ -140,7 +140,11 @@ type step struct {
 	waiter    core.WaiterID
 	// private: a caller without a client_id retrying its acquire or
 	// campaign after giving up on it (giveUpPrivate): without one again.
+	// public: a caller with a client_id of its own retrying so: sent
+	// under the client's identity and retried as any request is, never
+	// drawn private.
 	private bool
+	public  bool
 }
 
 type client struct {
@@ -507,6 +511,9 @@ func (c *client) startCmd(cmd core.Command, st step) {
 		c.w.stats.privateRequests++
 		c.w.chk.privateSent(cmd)
 	}
+	if st.public {
+		c.w.chk.publicRetrySent(cmd)
+	}
 	c.route(&c.main, threadMain)
 	if private {
 		c.w.schedule(&event{at: c.w.now + giveUp, kind: evClient, node: c.idx, arg: argGiveUp, gen: c.main.firstAttempt})
@@ -521,6 +528,9 @@ func (c *client) startCmd(cmd core.Command, st step) {
 // often while it waits in the queue. Nothing is drawn in a run without
 // private requests, so such a run draws as before they existed.
 func (c *client) drawPrivate(st step) (time.Duration, bool) {
+	if st.public {
+		return 0, false
+	}
 	if !st.private {
 		if c.w.opts.Private <= 0 || c.quiet {
 			return 0, false
@@ -883,8 +893,11 @@ func (c *client) abandon() {
 // hears as the caller gone (replica.GoneEvent), and the request's outcome
 // stays unknown to the client: a late reply is ignored. Then the caller
 // either sends a fresh acquire or campaign of the same name, with the same
-// session and parameters and a new identity (private again: the caller
-// has no client_id), through a node of its choice (a caller retrying after
+// session and parameters and a new identity (half the time private again:
+// the caller has no client_id; otherwise public, the client's own and
+// resent until answered, which may join the gone request's wait while it
+// is still queued and must then hear how it ended: core's waiter.joiners,
+// rules 5), through a node of its choice (a caller retrying after
 // its own timeout: answered the grant the node is about to release, or
 // joining its wait, it must keep it), or goes away, and the
 // process looks a while later for what the request left its session
@@ -909,7 +922,12 @@ func (c *client) giveUpPrivate() {
 		c.w.stats.privateRetries++
 		c.guesses[cl.shard] = 1 + c.rng.IntN(c.w.opts.Replicas)
 		again := cl.st
-		again.private = true
+		if c.rng.IntN(2) == 0 {
+			again.private = true
+		} else {
+			again.public = true
+			c.w.stats.publicRetries++
+		}
 		c.plan = append([]step{again}, c.plan...)
 	}
 	c.think()

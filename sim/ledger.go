@@ -80,6 +80,19 @@ type ledger struct {
 	// waitAskers is the request that queued each live waiter, for the
 	// grant it gets (grantRec.asker).
 	waitAskers map[core.WaiterID]dedupeKey
+	// joiners are the requests answered "queued" on a wait their session
+	// already had (core's join: a second acquire or campaign of the name,
+	// or the retry of a private request that gave up, under the client's
+	// own identity), by their identity: the wait's end is their answer
+	// too (rules 5, waiter.joiners). joined counts them; joinedEnded
+	// counts the retries of one answered a wait's end (granted or
+	// refused: a Duplicate no longer "queued"), which core stores when
+	// the wait ends (settleWait) or reads from the session
+	// (joinedWaitEnded).
+	// joinedByRetry counts the joins of a private request's public retry
+	// (giveUpPrivate), which found the gone request's wait still queued.
+	joiners                            map[dedupeKey]bool
+	joined, joinedByRetry, joinedEnded int
 	// delays holds, per mutex, when the lock-delay its last holder's
 	// failure (or a close that asked for it) started runs out: no grant of
 	// it before then.
@@ -193,6 +206,7 @@ func newLedger(c *checker) *ledger {
 		queues:     make(map[objKey][]core.WaiterID),
 		waitObj:    make(map[core.WaiterID]objKey),
 		waitAskers: make(map[core.WaiterID]dedupeKey),
+		joiners:    make(map[dedupeKey]bool),
 		rules:      rulesUnmarked,
 		delays:     make(map[objKey]core.LogTime),
 	}
@@ -380,6 +394,14 @@ func (l *ledger) noteShape(c *core.Command, r *core.Result, x *entryScratch) {
 			l.waitAskers[r.Waiter] = dedupeKey{c.ClientID, c.Seq}
 		}
 	}
+	if r.Outcome == core.OutcomeQueued && again && c.ClientID != "" {
+		k := dedupeKey{c.ClientID, c.Seq}
+		l.joined++
+		l.joiners[k] = true
+		if l.c.publicRetries[k] {
+			l.joinedByRetry++
+		}
+	}
 	if r.Outcome == core.OutcomeQueued && !again {
 		k := objKey{c.Kind, c.Name}
 		switch c.Op {
@@ -459,6 +481,9 @@ func (l *ledger) sessionCommand(idx uint64, now core.LogTime, c *core.Command, r
 		l.results[dedupeKey{c.ClientID, c.Seq}] = keyResult{index: idx, result: *r}
 	}
 	if r.Duplicate {
+		if r.Outcome != core.OutcomeQueued && l.joiners[dedupeKey{c.ClientID, c.Seq}] {
+			l.joinedEnded++
+		}
 		return
 	}
 	switch c.Op {

@@ -87,6 +87,18 @@ type Result struct {
 	UnheardKept     int `json:"unheard_releases_kept,omitempty"`
 	UnheardRaced    int `json:"unheard_releases_raced,omitempty"`
 	UnheardUnruled  int `json:"unheard_releases_before_rules_5,omitempty"`
+	// PublicRetries counts the private retries sent as public requests:
+	// the client's own identity, resent until answered.
+	PublicRetries int `json:"public_retries,omitempty"`
+
+	// Over every shard, the requests the log answered "queued" on a wait
+	// their session already had (core's join), JoinedByRetry of them a
+	// private request's public retry, and the retries of one the log
+	// answered how that wait ended (rules 5: settleWait's
+	// waiter.joiners, or joinedWaitEnded), in any run.
+	JoinedRequests int `json:"joined_requests,omitempty"`
+	JoinedByRetry  int `json:"joined_by_public_retries,omitempty"`
+	JoinedEnded    int `json:"joined_retries_answered_end,omitempty"`
 
 	// Set on request: the trace's text and porcupine's visualization.
 	TraceLines    []string `json:"-"`
@@ -136,8 +148,9 @@ type stats struct {
 	tickRequests  int // committed tick requests of forwarders
 	// privateRequests counts the private acquires and campaigns clients
 	// sent, privateGiveUps those their callers gave up on, privateRetries
-	// the give-ups followed by a fresh request of the same name.
-	privateRequests, privateGiveUps, privateRetries int
+	// the give-ups followed by a fresh request of the same name,
+	// publicRetries those of them sent under the client's own identity.
+	privateRequests, privateGiveUps, privateRetries, publicRetries int
 }
 
 // world is one run: the queue, the clock, every actor and the checkers.
@@ -650,7 +663,9 @@ func (w *world) result() Result {
 	if w.opts.Private != PrivateNone {
 		r.PrivateRequests, r.PrivateGiveUps, r.PrivateRetries = w.stats.privateRequests, w.stats.privateGiveUps, w.stats.privateRetries
 		r.UnheardEnded, r.UnheardKept, r.UnheardRaced, r.UnheardUnruled = w.chk.unheardCounts()
+		r.PublicRetries = w.stats.publicRetries
 	}
+	r.JoinedRequests, r.JoinedByRetry, r.JoinedEnded = w.chk.joinedCounts()
 	if w.opts.Upgrade != UpgradeNone {
 		r.RulesRaisedAt = w.chk.logs[0].led.raisedAt
 		r.RefusedCloses, r.KeptValues, r.SetValues = w.chk.rulesCounts()

@@ -115,6 +115,36 @@ func TestPrivateRequestsReachTheRace(t *testing.T) {
 	}
 }
 
+// A private request's caller that retries under its own identity
+// (giveUpPrivate) joins the gone request's wait when it is still queued,
+// and a resend of that retry after the wait ended must hear how it ended
+// (core's waiter.joiners, rules 5): before core stored it, such a resend
+// was answered the gone wait and blocked (seed 22 with -private 0.5 fails
+// liveness with that fix reverted). Seeds 1-60 with -private 0.5 must
+// reach both a join by such a retry and a retry of a joined request
+// answered its wait's end (seed 11 does today).
+func TestPrivateRetriesReachJoinedWaits(t *testing.T) {
+	var joined, byRetry, ended int
+	for seed := uint64(1); seed <= 60 && (byRetry == 0 || ended == 0); seed++ {
+		o := DefaultOptions(seed)
+		o.Private = 0.5
+		o.Tolerate = os.Getenv("SIM_TOLERATE")
+		res := Run(o, RunConfig{})
+		if !res.OK {
+			t.Fatalf("lockstep-sim %s: %v", res.Flags, res.Violations[0])
+		}
+		joined += res.JoinedRequests
+		byRetry += res.JoinedByRetry
+		ended += res.JoinedEnded
+		t.Logf("seed %d: %d public retries; %d requests joined a wait (%d public retries), %d retries answered its end",
+			seed, res.PublicRetries, res.JoinedRequests, res.JoinedByRetry, res.JoinedEnded)
+	}
+	if byRetry == 0 || ended == 0 {
+		t.Fatalf("over seeds 1-60 with -private 0.5: %d requests joined a wait (%d a private request's public retry), "+
+			"%d retries of one were answered its end; want a join by a public retry and a retry answered the end", joined, byRetry, ended)
+	}
+}
+
 // Seeds that once failed, with the verdict they must give now. Each line of
 // testdata/corpus.txt is "ok" or "fail:CHECK", then replay flags.
 func TestCorpus(t *testing.T) {

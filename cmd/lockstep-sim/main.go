@@ -168,8 +168,12 @@ func runOne(f *flags, stdout io.Writer) int {
 			res.RulesRaisedAt, res.RefusedCloses, res.KeptValues, res.SetValues)
 	}
 	if res.Options.Private != sim.PrivateNone {
-		fmt.Fprintf(stdout, "private requests=%d given up=%d retried=%d unheard releases: ended a grant=%d kept it for another request=%d (a retry's race=%d) refused before rules 5=%d\n",
-			res.PrivateRequests, res.PrivateGiveUps, res.PrivateRetries, res.UnheardEnded, res.UnheardKept, res.UnheardRaced, res.UnheardUnruled)
+		fmt.Fprintf(stdout, "private requests=%d given up=%d retried=%d (public=%d) unheard releases: ended a grant=%d kept it for another request=%d (a retry's race=%d) refused before rules 5=%d\n",
+			res.PrivateRequests, res.PrivateGiveUps, res.PrivateRetries, res.PublicRetries, res.UnheardEnded, res.UnheardKept, res.UnheardRaced, res.UnheardUnruled)
+	}
+	if res.JoinedRequests > 0 || res.JoinedEnded > 0 {
+		fmt.Fprintf(stdout, "joined waits: requests that joined one=%d (a private request's public retry=%d) retries answered its end=%d\n",
+			res.JoinedRequests, res.JoinedByRetry, res.JoinedEnded)
 	}
 	for _, v := range res.Warnings {
 		fmt.Fprintln(stdout, "tolerated:", v.String())
