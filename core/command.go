@@ -11,7 +11,7 @@ const (
 	OpSessionClose                   // Session, ApplyLockDelay: releases every hold and wait
 	OpAcquire                        // Kind (mutex, semaphore, rwlock), Name, Session, WaitMs, ...
 	OpRelease                        // Kind, Name, Session, Token, Unheard
-	OpCancel                         // Waiter, Session: withdraw a queued request
+	OpCancel                         // Waiter, Session, Unheard: withdraw a queued request
 	OpBarrierWait                    // Name, Session, Parties (0: wait for a set barrier's removal), Participant, WaitMs
 	OpBarrierSet                     // Name, Session: raise a set/remove barrier held by the session
 	OpBarrierRemove                  // Name: lower it, releasing its waiters
@@ -88,7 +88,10 @@ type Command struct {
 	// identity). It releases the grant only if no other request was ever
 	// answered it: no re-acquire or campaign of its session since, and no
 	// request that joined its wait (hold.shared). Otherwise it is refused
-	// and the grant stays, for the caller that heard it. Without the
+	// and the grant stays, for the caller that heard it. On OpCancel, the
+	// withdrawal of such a requester's wait: refused when another request
+	// of the session joined the wait (waiter.joined), which stays queued
+	// for it. Without the
 	// condition, the session's next acquire through another member, answered
 	// that grant before this release applied, would lose a grant its caller
 	// was told it holds.

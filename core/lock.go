@@ -411,6 +411,12 @@ func (m *Machine) cancel(c *Command) Result {
 		return Result{Err: errorf(CodeNotFound, "waiter %d is not queued for session %d: it was granted, timed out or cancelled already",
 			c.Waiter, c.Session)}
 	}
+	if c.Unheard && w.joined && m.rules >= rulesUnheardRelease {
+		// Under rules 4 it is the plain cancel those rules had: the wait
+		// ends, as a gone requester's did.
+		return Result{Err: errorf(CodeFailedPrecondition, "waiter %d of session %d was answered to another request of its session: it stays queued",
+			w.id, w.session.id)}
+	}
 	m.endWait(w, ReasonCancelled)
 	return Result{Outcome: OutcomeDone, Waiter: w.id, Session: w.session.id}
 }

@@ -82,7 +82,10 @@ import "fmt"
 //	5: a release or resign may be a replica's unheard release (Unheard):
 //	   it ends the grant only if no request but the one that asked for it
 //	   was answered it (hold.shared), and is refused otherwise. Under
-//	   rules 4 such a release is refused (rulesUnheardRelease).
+//	   rules 4 such a release is refused (rulesUnheardRelease). A cancel
+//	   may be unheard too (a replica's withdrawal of a gone requester's
+//	   wait): refused when another request joined the wait, which stays
+//	   queued for it; under rules 4 it is a plain cancel.
 //	   And a retry of a request that joined another's wait, once that
 //	   wait has ended, is answered what its session holds now (the
 //	   grant, or a refusal), where rules 4 answered the wait, gone

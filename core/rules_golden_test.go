@@ -547,6 +547,10 @@ func generateRulesLog(t *testing.T, rules uint64) []Entry {
 			}
 			w := waiters[rng.intn(len(waiters))]
 			c = Command{Op: OpCancel, Session: w.Session, Waiter: w.Waiter}
+			if rules >= rulesUnheardRelease && rng.intn(3) == 0 {
+				c.Unheard = true // a replica's, for a gone requester's wait: no identity
+				return c
+			}
 		case op == 13:
 			switch rng.intn(3) {
 			case 0:

@@ -265,3 +265,40 @@ func TestJoinersAreBounded(t *testing.T) {
 		t.Fatalf("the retry of a request past the bound: %+v, want the grant %d its session holds", r, g.Token)
 	}
 }
+
+// TestUnheardCancelTable: a replica's withdrawal of a gone requester's
+// wait keeps the wait when another request of the session joined it
+// (rules 5); that request hears the wait's end as the log makes it,
+// instead of a cancel nobody it knows asked for. Under rules 4 it is a
+// plain cancel.
+func TestUnheardCancelTable(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		rules5 bool
+		join   bool
+		kept   bool
+	}{
+		{"alone: withdrawn", true, false, false},
+		{"joined: kept for the request that joined it", true, true, true},
+		{"rules 4: a plain cancel", false, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newRules4(t)
+			if tc.rules5 {
+				h = newRules5(t)
+			}
+			a, b := h.session(60_000), h.session(60_000)
+			h.granted(cMutex("m", a, 0))
+			w := h.queued(with(cMutex("m", b, WaitForever), "gone", 1))
+			if tc.join {
+				h.queued(with(cMutex("m", b, WaitForever), "retry", 1))
+			}
+			c := cCancel(b, w)
+			c.Unheard = true
+			r := h.do(c)
+			if kept := r.Err != nil; kept != tc.kept || (kept && (r.Err.Code != CodeFailedPrecondition || len(h.waiting(KindMutex, "m")) != 1)) {
+				t.Fatalf("unheard cancel: %+v; want kept %v", r, tc.kept)
+			}
+		})
+	}
+}

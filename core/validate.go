@@ -60,7 +60,7 @@ var opFields = [opCount]field{
 	OpSessionClose:     fSession | fApplyLockDelay,
 	OpAcquire:          fKind | fName | fSession | fWait | fLockDelay | fMaxHold | fLimit | fPermits | fMode | fOwner | fValue,
 	OpRelease:          fKind | fName | fSession | fToken | fUnheard,
-	OpCancel:           fSession | fWaiter,
+	OpCancel:           fSession | fWaiter | fUnheard,
 	OpBarrierWait:      fName | fSession | fWait | fParties | fParticipant,
 	OpBarrierSet:       fName | fSession,
 	OpBarrierRemove:    fName,
@@ -151,7 +151,8 @@ func checkCommand(l *Limits, c *Command) *Error {
 		return firstError(checkObject(l, c), need(c.Token != 0, "release needs fencing_token: give the token the acquire answered"),
 			need(!c.Unheard || c.Session != 0, "an unheard release needs session_id: its condition is about that session's requests"))
 	case OpCancel:
-		return need(c.Waiter != 0, "cancel needs waiter_id: give the waiter_id the queued request answered")
+		return firstError(need(c.Waiter != 0, "cancel needs waiter_id: give the waiter_id the queued request answered"),
+			need(!c.Unheard || c.Session != 0, "an unheard cancel needs session_id: its condition is about that session's requests"))
 	case OpBarrierWait:
 		return firstError(checkName(l, c.Name), need(c.Session != 0, "barrier_wait needs session_id: give the session that waits"), checkWait(l, c.WaitMs),
 			need(c.Parties == 0 || (c.Parties >= 2 && c.Parties <= int64(l.MaxParties)),

@@ -629,8 +629,12 @@ func (d *Driver) cancelWait(w core.WaiterID, s core.SessionID, gone bool) {
 	k := owedKey{waiter: w}
 	if o, ok := d.owed[k]; ok {
 		o.gone = o.gone || gone
+		o.cmd.Unheard = o.cmd.Unheard && gone // a requester that stays to hear withdraws it whatever joined
 	} else {
-		d.owed[k] = &owedCancel{cmd: core.Command{Op: core.OpCancel, Waiter: w, Session: s}, gone: gone}
+		// A gone requester's cancel is unheard: the machine keeps the
+		// wait for another request of the session that joined it (rules
+		// 5), which would otherwise be told its wait was cancelled.
+		d.owed[k] = &owedCancel{cmd: core.Command{Op: core.OpCancel, Waiter: w, Session: s, Unheard: gone}, gone: gone}
 	}
 	d.askOwed(k)
 }
@@ -971,8 +975,11 @@ func (d *Driver) stepApplied(e core.Entry, out *core.Output) error {
 			switch o := d.owed[owedOf(c)]; {
 			case o == nil:
 			case c.Op == core.OpCancel && o.cmd.Op == core.OpCancel && o.cmd.Session == c.Session &&
-				(out.Results[i].Err == nil || out.Results[i].Err.Code == core.CodeNotFound):
-				d.settleOwed(owedOf(c)) // applied: the wait is withdrawn, or was gone (not a refused cancel)
+				(out.Results[i].Err == nil || out.Results[i].Err.Code == core.CodeNotFound ||
+					(c.Unheard && out.Results[i].Err.Code == core.CodeFailedPrecondition)):
+				// applied: the wait is withdrawn, or was gone, or stays for
+				// a request that joined it (not a refused cancel)
+				d.settleOwed(owedOf(c))
 			case (c.Op == core.OpRelease || c.Op == core.OpResign) && o.cmd.Op == c.Op && (c.Unheard || out.Results[i].Err == nil):
 				// applied: released, or kept for a caller that heard of it,
 				// or it had ended already; or another release ended it
