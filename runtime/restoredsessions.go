@@ -102,17 +102,15 @@ type restoreHold struct {
 	defaultTTL time.Duration
 	dir        string // the data directory, which holds restoreRecordFile
 
-	mu      sync.Mutex
-	longest time.Duration // the longest lease among the backup's sessions seen
-	closed  chan struct{} // closed once no session of the backup is left in any shard
-	until   time.Time     // set before closed: no grant before it
+	closed chan struct{} // closed once no session of the backup is left in any shard
+	until  time.Time     // written before closed is, read after: no grant before it
 }
 
 // closeBackupSessions closes the backup's sessions (restoreHold) until no
 // shard holds one, then starts the hold's last part. It runs from Start
-// until done or the node closes; every restored member runs it (a close
-// of a session already closed changes nothing), so that it needs no
-// particular member to lead.
+// until done or the node closes, on every restored member: the one that
+// leads shard 0 closes them, and the others watch for the end (and close
+// them too if it has not after restoreLeaderGrace).
 func (n *Node) closeBackupSessions(h *restoreHold) {
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
@@ -123,19 +121,19 @@ func (n *Node) closeBackupSessions(h *restoreHold) {
 		cancel()
 	}()
 	began := time.Now()
+	var longest time.Duration // the longest lease among the backup's sessions seen
 	for {
-		ids, err := n.backupSessions(ctx, h)
+		ids, ttl, err := n.backupSessions(ctx, h.below)
+		longest = max(longest, ttl)
 		switch {
 		case ctx.Err() != nil:
 			return
 		case err == nil && len(ids) == 0:
-			h.mu.Lock()
 			hold := h.hold
 			if hold < 0 {
-				hold = max(h.longest, h.defaultTTL)
+				hold = max(longest, h.defaultTTL)
 			}
 			h.until = time.Now().Add(hold)
-			h.mu.Unlock()
 			// A restart holds no longer than this (Start reads it).
 			rec := restoreRecord{below: uint64(h.below) >> core.SlotBits, hold: h.hold, grantsFrom: h.until}
 			if err := writeDurably(h.dir, restoreRecordFile, rec.String()); err != nil {
@@ -198,22 +196,22 @@ const restoreLeaderGrace = 3 * time.Second
 // no leader yet).
 const restoreCloseEvery = 200 * time.Millisecond
 
-// backupSessions lists the sessions of the backup left in any shard, as
-// this member's state has them, noting the longest lease among them.
-func (n *Node) backupSessions(ctx context.Context, h *restoreHold) ([]core.SessionID, error) {
+// backupSessions lists the sessions of the backup (ids below below) left
+// in any shard, as this member's state has them, and the longest lease
+// among them.
+func (n *Node) backupSessions(ctx context.Context, below core.SessionID) ([]core.SessionID, time.Duration, error) {
 	seen := map[core.SessionID]bool{}
 	var ids []core.SessionID
+	var longest time.Duration
 	for _, s := range n.shards {
 		_, err := n.readShard(ctx, s, true, func(m *core.Machine) error {
 			for after := core.SessionID(0); ; {
 				list, more := m.Sessions(core.SessionQuery{After: after})
 				for _, ss := range list {
-					if ss.ID >= h.below {
+					if ss.ID >= below {
 						return nil // ids in order: the rest are the restored cluster's own
 					}
-					h.mu.Lock()
-					h.longest = max(h.longest, time.Duration(ss.TTLMs)*time.Millisecond)
-					h.mu.Unlock()
+					longest = max(longest, time.Duration(ss.TTLMs)*time.Millisecond)
 					if !seen[ss.ID] {
 						seen[ss.ID] = true
 						ids = append(ids, ss.ID)
@@ -226,10 +224,10 @@ func (n *Node) backupSessions(ctx context.Context, h *restoreHold) ([]core.Sessi
 			}
 		})
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
-	return ids, nil
+	return ids, longest, nil
 }
 
 // holding says why a restored member grants nothing now, nil when it
@@ -244,13 +242,10 @@ func (h *restoreHold) holding() error {
 		return errors.New("restored from a backup: this member grants nothing until the backup's sessions are closed " +
 			"and their leases have run out (docs/operations.md, Backup and restore)")
 	}
-	h.mu.Lock()
-	until := h.until
-	h.mu.Unlock()
-	if left := time.Until(until); left > 0 {
+	if left := time.Until(h.until); left > 0 {
 		return fmt.Errorf("restored from a backup: this member grants nothing for %v more (until %s), while the old "+
 			"cluster's clients may still count leases of the sessions the restore closed", left.Round(time.Second),
-			until.UTC().Format(time.RFC3339))
+			h.until.UTC().Format(time.RFC3339))
 	}
 	return nil
 }
@@ -278,28 +273,22 @@ func (n *Node) holdGrants(ctx context.Context, deadline time.Time) error {
 		defer t.Stop()
 		expire = t.C
 	}
-	refused := func(why string) error {
-		return fmt.Errorf("%w: this cluster was restored from a backup, and grants nothing %s, while the old cluster's "+
-			"clients may still count leases of the sessions the restore closed; try again then", ErrUnavailable, why)
-	}
+	refused := func() error { return fmt.Errorf("%w: %v; try again then", ErrUnavailable, h.holding()) }
 	select {
 	case <-h.closed:
 	case <-expire:
-		return refused("until the backup's sessions are closed and their leases have run out")
+		return refused()
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-n.closing:
 		return ErrShuttingDown
 	}
-	h.mu.Lock()
-	until := h.until
-	h.mu.Unlock()
-	left := time.Until(until)
+	left := time.Until(h.until)
 	if left <= 0 {
 		return nil
 	}
-	if !deadline.IsZero() && deadline.Before(until) {
-		return refused(fmt.Sprintf("for %v more (until %s)", left.Round(time.Second), until.UTC().Format(time.RFC3339)))
+	if !deadline.IsZero() && deadline.Before(h.until) {
+		return refused()
 	}
 	t := time.NewTimer(left)
 	defer t.Stop()

@@ -269,15 +269,12 @@ func (s *stateMachine) PrepareSnapshot() (any, error) {
 
 // encode is the snapshot of the state now, under s.mu: the runtime's
 // header (applied index, names, logs), then core's own.
-func (s *stateMachine) encode() []byte { return encodeSnapshot(s.applied, s.names, s.logs, s.m) }
-
-// encodeSnapshot is what decodeSnapshot reads.
-func encodeSnapshot(applied uint64, names map[uint64]string, logs map[uint64]uint64, m *core.Machine) []byte {
+func (s *stateMachine) encode() []byte {
 	b := append([]byte(snapshotMagic), runtimeVersion)
-	b = binary.AppendUvarint(b, applied)
-	b = appendNames(b, names)
-	b = appendLogs(b, logs)
-	return m.AppendSnapshot(b)
+	b = binary.AppendUvarint(b, s.applied)
+	b = appendNames(b, s.names)
+	b = appendLogs(b, s.logs)
+	return s.m.AppendSnapshot(b)
 }
 
 // SaveSnapshot writes what PrepareSnapshot encoded, while entries apply.
