@@ -313,9 +313,11 @@ func TestGrantBeforeTheGoneCancelIsReleased(t *testing.T) {
 	}
 }
 
-// TestGrantOfAGoneRequesterIsReleased: a request granted at once, in
-// flight when its requester went away for good, is released too.
-func TestGrantOfAGoneRequesterIsReleased(t *testing.T) {
+// grantedToAGoneRequester is a leader's harness whose session sa was
+// granted mutex "m" at once by request 2, which went away for good
+// (GoneEvent) while its proposal was in flight.
+func grantedToAGoneRequester(t *testing.T) (*harness, core.SessionID) {
+	t.Helper()
 	h := newHarness(t, Config{})
 	h.lead(1)
 	sa := h.session(1, "a")
@@ -323,6 +325,13 @@ func TestGrantOfAGoneRequesterIsReleased(t *testing.T) {
 	rd := h.ready(false)
 	h.step(GoneEvent(2))
 	h.apply(rd.Proposals[0])
+	return h, sa
+}
+
+// TestGrantOfAGoneRequesterIsReleased: a request granted at once, in
+// flight when its requester went away for good, is released too.
+func TestGrantOfAGoneRequesterIsReleased(t *testing.T) {
+	h, _ := grantedToAGoneRequester(t)
 	if n := holders(t, h, "m"); n != 1 {
 		t.Fatalf("the acquire did not apply: %d holders", n)
 	}
@@ -337,14 +346,8 @@ func TestGrantOfAGoneRequesterIsReleased(t *testing.T) {
 // nobody heard of is proposed again after its proposal was refused, as an
 // owed cancel is.
 func TestOwedReleaseSurvivesARefusedProposal(t *testing.T) {
-	h := newHarness(t, Config{})
-	h.lead(1)
-	sa := h.session(1, "a")
-	h.step(RequestEvent(2, acquire("a", 2, sa, "m", 0)))
+	h, _ := grantedToAGoneRequester(t)
 	rd := h.ready(false)
-	h.step(GoneEvent(2))
-	h.apply(rd.Proposals[0])
-	rd = h.ready(false)
 	if len(rd.Proposals) != 1 || rd.Proposals[0].Proposal.Commands[0].Op != core.OpRelease {
 		t.Fatalf("want the owed release proposed: %+v", rd.Proposals)
 	}
@@ -364,19 +367,13 @@ func TestOwedReleaseSurvivesARefusedProposal(t *testing.T) {
 // is unheard (rules 5): the machine refuses it, and the grant stays with
 // the caller that was told it holds it.
 func TestUnheardReleaseKeepsAGrantAnotherMemberAnswered(t *testing.T) {
-	h := newHarness(t, Config{})
-	h.lead(1)
-	sa := h.session(1, "a")
-	h.step(RequestEvent(2, acquire("a", 2, sa, "m", 0)))
-	rd := h.ready(false)
-	h.step(GoneEvent(2))
-	h.apply(rd.Proposals[0])
+	h, sa := grantedToAGoneRequester(t)
 	st, err := h.m.Status(core.KindMutex, "m")
 	if err != nil || len(st.Holders) != 1 {
 		t.Fatalf("the acquire did not apply: %+v, %v", st, err)
 	}
 	tok := st.Holders[0].Token
-	rd = h.ready(false)
+	rd := h.ready(false)
 	if len(rd.Proposals) != 1 {
 		t.Fatalf("want the owed release proposed: %+v", rd.Proposals)
 	}
