@@ -62,6 +62,11 @@ type Options struct {
 	// snapshot, in Dragonboat's snapshot worker: a test holds an export
 	// there.
 	savingSnapshot func()
+	// heldCommitLost makes the log store drop, when it closes, the
+	// commit-only states it holds instead of writing them
+	// (runtime/logstore.go), as a kill -9 leaves them: a test restarts a
+	// member that crashed.
+	heldCommitLost bool
 }
 
 // Errors Do and the other calls return besides ctx's. Test with errors.Is:

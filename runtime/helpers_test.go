@@ -68,6 +68,7 @@ type testCluster struct {
 	logs []*logBuffer
 
 	savingSnapshot func() // clusterOpts.savingSnapshot
+	heldCommitLost bool   // clusterOpts.heldCommitLost
 }
 
 // logBuffer holds a node's log lines; its writes come from many goroutines.
@@ -98,6 +99,9 @@ type clusterOpts struct {
 	captureLogs     bool                 // keep each node's log lines (testCluster.logs)
 	// savingSnapshot is every node's Options.savingSnapshot.
 	savingSnapshot func()
+	// heldCommitLost is every node's Options.heldCommitLost: stop
+	// leaves each log store as a kill -9 does.
+	heldCommitLost bool
 	// only, when set, lists the nodes started (by index); the others are
 	// configured, as peers, but not started, and no leader is waited for.
 	only []int
@@ -141,7 +145,7 @@ func newTestCluster(t testing.TB, o clusterOpts) *testCluster {
 		peers[fmt.Sprintf("node-%d", i+1)] = fmt.Sprintf("127.0.0.1:%d", ports[i])
 	}
 	c := &testCluster{t: t, clock: o.clock, mono: o.mono, compat: make([]string, o.size), dragonboat: make([]bool, o.size),
-		savingSnapshot: o.savingSnapshot}
+		savingSnapshot: o.savingSnapshot, heldCommitLost: o.heldCommitLost}
 	if o.skewable {
 		c.skews = make([]atomic.Int64, o.size)
 	}
@@ -249,7 +253,8 @@ func (c *testCluster) start(i int) error {
 		log = slog.New(slog.NewTextHandler(c.logs[i], nil))
 	}
 	n, err := Start(context.Background(), Options{Config: c.cfgs[i], Logger: log, Registerer: reg, Clock: clock, Monotonic: mono,
-		balance: testBalance, compatibility: c.compat[i], dragonboatTransport: c.dragonboat[i], savingSnapshot: c.savingSnapshot})
+		balance: testBalance, compatibility: c.compat[i], dragonboatTransport: c.dragonboat[i], savingSnapshot: c.savingSnapshot,
+		heldCommitLost: c.heldCommitLost})
 	if err != nil {
 		return fmt.Errorf("node %d: %w", i+1, err)
 	}

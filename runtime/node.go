@@ -155,7 +155,9 @@ func nodeHostConfig(cfg config.Config, dir string, deployment uint64) dbconfig.N
 		RTTMillisecond: rtt,
 		RaftAddress:    cfg.Cluster.RaftAddress,
 		ListenAddress:  cfg.Cluster.RaftListenAddress, // empty: RaftAddress
-		Expert:         dbconfig.ExpertConfig{LogDB: logdb},
+		// Dragonboat's Pebble store, which leaves a commit-only update
+		// unwritten (runtime/logstore.go).
+		Expert: dbconfig.ExpertConfig{LogDB: logdb, LogDBFactory: logStoreFactory{}},
 	}
 }
 
@@ -287,6 +289,9 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		}
 	}
 	nhc := nodeHostConfig(cfg, dir, deployment)
+	if opts.heldCommitLost {
+		nhc.Expert.LogDBFactory = logStoreFactory{heldLost: true}
+	}
 	nhc.RaftEventListener = leaderListener{n}
 	// Membership changes reach the book of peers' logs.
 	nhc.SystemEventListener = membershipListener{n}
