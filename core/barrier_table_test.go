@@ -1,6 +1,7 @@
 package core
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -299,5 +300,84 @@ func TestBarrierErrorsTable(t *testing.T) {
 			h.ok(cSet("gate", b))
 			h.fails(tc.cmd(a), tc.code, tc.phrase)
 		})
+	}
+}
+
+// TestBarrierCountsOnlyLivePartiesTable: the arrival that would complete a
+// counting barrier's count is applied after every deadline its entry's log
+// time reached (Apply fires timers before it runs commands), so a party
+// whose lease or wait ran out by then has already left, its wait ended as
+// its session's expiry (or its timeout) ends it, and the barrier keeps
+// waiting for a live party. A party whose deadline is still ahead of that
+// log time counts, even when the entry was stamped past it: log time is
+// the stamp capped at MaxClockStepMs per entry while anything is timed,
+// and leases are measured in log time. The rule is the same under every
+// rules version.
+func TestBarrierCountsOnlyLivePartiesTable(t *testing.T) {
+	tests := []struct {
+		name     string
+		aTTL     int64   // party a's lease, from tblStart (b's and c's are a minute)
+		aWait    int64   // party a's wait
+		at       LogTime // the stamp of the entry of c's arrival
+		now      LogTime // the log time it applies at
+		released bool    // c's arrival completes the count
+		aEnds    Reason  // how a's wait ends in that entry, when it does
+	}{
+		{"a's lease ran out before the entry's log time", 1_000, WaitForever, tblStart + 1_500, tblStart + 1_500, false, ReasonSessionExpired},
+		{"a's lease runs out at the entry's log time", 1_000, WaitForever, tblStart + 1_000, tblStart + 1_000, false, ReasonSessionExpired},
+		{"a's wait runs out at the entry's log time", 60_000, 500, tblStart + 500, tblStart + 500, false, ReasonTimeout},
+		{"a's lease runs out a millisecond after the entry's log time", 1_000, WaitForever, tblStart + 999, tblStart + 999, true, ReasonNone},
+		{"the entry is stamped past a's lease, its log time is not", 3_000, WaitForever, tblStart + 3_500, tblStart + 2_000, true, ReasonNone},
+	}
+	for _, rules := range []uint64{rulesCloseLockDelay, RulesVersion} {
+		for _, tc := range tests {
+			t.Run(fmt.Sprintf("rules %d/%s", rules, tc.name), func(t *testing.T) {
+				h := newTblHarness(t)
+				a, b, c := h.session(tc.aTTL), h.session(60_000), h.session(60_000)
+				h.run(Command{Op: OpLeaderChange, Rules: rules})
+				wa := h.queued(cArrive("b", a, 3, "", tc.aWait))
+				wb := h.queued(cArrive("b", b, 3, "", WaitForever))
+				twin := h.twin()
+
+				out := h.apply(tc.at, cArrive("b", c, 3, "", WaitForever))
+				if out.Time != tc.now {
+					t.Fatalf("log time %d, want %d", out.Time, tc.now)
+				}
+				// A member restored from a snapshot taken before decides alike.
+				if tw := twin.apply(tc.at, cArrive("b", c, 3, "", WaitForever)); tw.Results[0] != out.Results[0] ||
+					tblEffects(tw.Effects) != tblEffects(out.Effects) || twin.m.Hash() != h.m.Hash() {
+					t.Fatalf("a restored machine answered %+v with\n%s\nthe original %+v with\n%s",
+						tw.Results[0], tblEffects(tw.Effects), out.Results[0], tblEffects(out.Effects))
+				}
+				r := out.Results[0]
+				if tc.released {
+					if r.Outcome != OutcomeReleased {
+						t.Fatalf("c's arrival %+v: a, live at log time %d, was not counted", r, out.Time)
+					}
+					if n := len(tblFind(out.Effects, EffectGranted)); n != 2 || len(tblFind(out.Effects, EffectWaitEnded)) != 0 {
+						t.Fatalf("want a and b released, got:\n%s", tblEffects(out.Effects))
+					}
+					return
+				}
+				if r.Outcome != OutcomeQueued {
+					t.Fatalf("c's arrival %+v: two live parties of three released the barrier:\n%s", r, tblEffects(out.Effects))
+				}
+				if e := tblOne(t, out.Effects, EffectWaitEnded); e.Waiter != wa || e.Reason != tc.aEnds {
+					t.Fatalf("a's wait ended %+v, want waiter %d for %v", e, wa, tc.aEnds)
+				}
+				if n := len(tblFind(out.Effects, EffectGranted)) + len(tblFind(out.Effects, EffectBarrierReleased)); n != 0 {
+					t.Fatalf("the barrier released parties:\n%s", tblEffects(out.Effects))
+				}
+				if got := h.waiting(KindBarrier, "b"); len(got) != 2 || got[0] != wb || got[1] != r.Waiter {
+					t.Fatalf("waiting %v, want b's %d then c's %d", got, wb, r.Waiter)
+				}
+				// A live third party releases b and c, and only them.
+				d := h.session(60_000)
+				out = h.run(cArrive("b", d, 3, "", WaitForever))
+				if r := out.Results[0]; r.Outcome != OutcomeReleased || len(tblFind(out.Effects, EffectGranted)) != 2 {
+					t.Fatalf("the live third party: %+v\n%s", r, tblEffects(out.Effects))
+				}
+			})
+		}
 	}
 }
