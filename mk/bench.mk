@@ -4,7 +4,9 @@
 #   make bench-server    every workload at full length (about 3 minutes)
 #   make bench-etcd      the same workloads against 3 etcd members (Debian's
 #                        etcd-server: apt-get install -y etcd-server)
-#   make bench-compare   both, one after the other, in one run
+#   make bench-compare   Lockstep (through the Go client and raw Connect),
+#                        etcd, ZooKeeper and one Lockstep node alone, one
+#                        after the other, then issue 12's targets table
 #   make bench-pairs     two builds of Lockstep, interleaved (BASE, PAIRS)
 #   make test-performance  a short bounded profile (PERF_FLAGS)
 #
@@ -46,13 +48,27 @@ bench-etcd: bin/etcdbench ## the same workloads against a 3-member etcd (concurr
 	@command -v $(ETCD) >/dev/null || { echo "bench-etcd: no $(ETCD) binary (apt-get install -y etcd-server)" >&2; exit 1; }
 	bin/etcdbench -bin $(ETCD) $(ETCD_BENCH_FLAGS)
 
+# bench-compare drives Lockstep both ways issue 12 compares: through the Go
+# client (its targets) and through raw Connect unary calls (what the session
+# stream is worth). BENCH_FLAGS comes after, so a -via there wins.
+COMPARE_FLAGS ?= -via client,connect
+# The one-node point (issue 12: "one node, serve --dev"): the same defaults,
+# one member.
+ONENODE_FLAGS ?= -nodes 1 -clients 1,64,256 -handoff 64 -failover 0 -partition 0 -mem 0 -idle 0 -via client,connect
+
 .PHONY: bench-compare
-bench-compare: ## lockstep, etcd and ZooKeeper side by side in one run, then the targets table
+bench-compare: ## lockstep, etcd, ZooKeeper and one lockstep node side by side in one run, then the targets table
 	@mkdir -p $(BENCH_OUT)
-	$(MAKE) --no-print-directory bench-server BENCH_FLAGS="$(BENCH_FLAGS)" | tee $(BENCH_OUT)/lockbench.txt
+	$(MAKE) --no-print-directory bench-server BENCH_FLAGS="$(COMPARE_FLAGS) $(BENCH_FLAGS)" | tee $(BENCH_OUT)/lockbench.txt
 	$(MAKE) --no-print-directory bench-etcd ETCD_BENCH_FLAGS="$(ETCD_BENCH_FLAGS)" | tee $(BENCH_OUT)/etcd.txt
 	$(MAKE) --no-print-directory bench-zookeeper ZK_BENCH_FLAGS="$(ZK_BENCH_FLAGS)"
+	$(MAKE) --no-print-directory bench-onenode
 	$(MAKE) --no-print-directory bench-table
+
+.PHONY: bench-onenode
+bench-onenode: bin/lockstep bin/lockbench ## one lockstep node alone (what serve --dev runs): cycles and hand-offs, for the targets table
+	@mkdir -p $(BENCH_OUT)
+	bin/lockbench -bin bin/lockstep $(ONENODE_FLAGS) | tee $(BENCH_OUT)/lockbench-1node.txt
 
 # The short profile of make test-performance: about 50 s.
 PERF_FLAGS ?= -strict -dur 2s -clients 1,16,64 -handoff 16 -failover 1 -partition 1 -mem 10000

@@ -40,7 +40,8 @@ bench-table: ## issue 12's targets with ratios from the outputs saved in BENCH_O
 	@mkdir -p bin
 	cd bench/zookeeper && $(GO) build -o $(CURDIR)/bin/zkbench .
 	bin/zkbench -table $(addprefix -lockstep ,$(BENCH_TABLE_LOCKSTEP)) -zookeeper $(BENCH_OUT)/zookeeper.txt \
-		$$(test -f $(BENCH_OUT)/etcd.txt && echo -etcd $(BENCH_OUT)/etcd.txt)
+		$$(test -f $(BENCH_OUT)/etcd.txt && echo -etcd $(BENCH_OUT)/etcd.txt) \
+		$$(test -f $(BENCH_OUT)/lockbench-1node.txt && echo -onenode $(BENCH_OUT)/lockbench-1node.txt)
 
 .PHONY: bench-zkpairs
 bench-zkpairs: ## the working tree against ZooKeeper in PAIRS interleaved pairs: ratios pair by pair, how often the targets held

@@ -78,6 +78,7 @@ var (
 	keep         = flag.Bool("keep", false, "keep the temporary folder (configs, data, member logs) and print its path")
 	table        = flag.Bool("table", false, "start nothing: print issue 12's targets table from the outputs named by -lockstep, -etcd and -zookeeper")
 	etcdOut      = flag.String("etcd", "", "with -table: etcdbench's output (optional)")
+	oneNodeOut   = flag.String("onenode", "", "with -table: lockbench's output on one node alone, -nodes 1 (optional): the one-node target")
 	zookeeperOut = flag.String("zookeeper", "", "with -table: zkbench's output")
 	lockstepOut  []string
 )
@@ -123,6 +124,11 @@ func printTable(w io.Writer) error {
 	}
 	if *etcdOut != "" {
 		if in.etcd, err = parseFile(*etcdOut); err != nil {
+			return err
+		}
+	}
+	if *oneNodeOut != "" {
+		if in.oneNode, err = parseFile(*oneNodeOut); err != nil {
 			return err
 		}
 	}

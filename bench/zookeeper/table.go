@@ -10,6 +10,10 @@ package main
 // "hand-offs, N clients, one name|key". Anything after those words (", stream")
 // names a variant of the same point, which gets a column of its own, so one
 // lockbench output with and without the session stream compares in one table.
+// lockbench follows each row with a note whose "CPU µs/op: ..., all N" is
+// the CPU every process spent per operation; the table reads it for the
+// CPU target. A second lockbench output, of one node alone (-nodes 1), gives
+// the one-node target.
 
 import (
 	"bufio"
@@ -24,6 +28,10 @@ import (
 // row is recognised by its start and by the five figures that end it.
 var rowRE = regexp.MustCompile(`^(cycles|hand-offs), (\d+) clients?,\s*(.*?)\s+(\d+)\s+(\d+\.\d+)\s+(\d+\.\d+)\s+(\d+\.\d+)\s+(\d+)\s*$`)
 
+// cpuRE: lockbench's note under a row, the CPU all processes spent per
+// operation.
+var cpuRE = regexp.MustCompile(`^#.*CPU µs/op: .*\ball (\d+(?:\.\d+)?)\s*$`)
+
 // row: one point of one output.
 type row struct {
 	kind          string // "cycles" or "hand-offs"
@@ -32,6 +40,7 @@ type row struct {
 	rate          float64
 	p50, p95, p99 float64 // ms
 	errors        int64
+	cpu           float64 // µs of CPU per operation, all processes; 0: the output does not say
 }
 
 // parseRows reads an output and returns its workload rows, in order; every
@@ -42,11 +51,17 @@ func parseRows(r io.Reader) ([]row, error) {
 	var rows []row
 	seen := map[string]bool{}
 	sc := bufio.NewScanner(r)
+	afterRow := false // the line before was a row: its note may follow
 	for sc.Scan() {
 		m := rowRE.FindStringSubmatch(sc.Text())
 		if m == nil {
+			if c := cpuRE.FindStringSubmatch(sc.Text()); c != nil && afterRow {
+				rows[len(rows)-1].cpu, _ = strconv.ParseFloat(c[1], 64) // the pattern is a number
+			}
+			afterRow = false
 			continue
 		}
+		afterRow = true
 		var x row
 		var err error
 		x.kind = m[1]
@@ -105,10 +120,11 @@ const (
 	p50
 	p95
 	p99
+	cpu
 )
 
 func (m metric) of(r row) float64 {
-	return [...]float64{r.rate, r.p50, r.p95, r.p99}[m]
+	return [...]float64{r.rate, r.p50, r.p95, r.p99, r.cpu}[m]
 }
 
 // target: one line of issue 12's Targets. The ratio is Lockstep's figure
@@ -125,6 +141,8 @@ type target struct {
 	bound   float64 // else this fixed bound (cycles/s or ms)
 	need    float64 // rate targets: the ratio needed
 	lower   bool    // latency: lower is better, met when under the bound
+	atMost  bool    // with lower: met at the bound too (≤)
+	oneNode bool    // judged on the one-node output (-nodes 1)
 }
 
 // The issue's targets at its point: 64 workers, on own names and on one.
@@ -140,6 +158,8 @@ var targets = []target{
 	{name: "acquire p99, 64 clients", goal: "< 50 ms", kind: "cycles", clients: targetClients, metric: p99, bound: 50, lower: true},
 	{name: "hand-offs/s, 64 clients, one name", goal: "≥ 1.5× ZooKeeper", kind: "hand-offs", clients: handoffClients, metric: rate, vsZK: true, need: 1.5},
 	{name: "acquire p50, 1 client", goal: "< 1.2 ms", kind: "cycles", clients: 1, metric: p50, bound: 1.2, lower: true},
+	{name: "CPU per cycle, all processes, 64 clients", goal: "≤ 250 µs", kind: "cycles", clients: targetClients, metric: cpu, bound: 250, lower: true, atMost: true},
+	{name: "one node, cycles/s, 64 clients", goal: "≥ 10,000/s", kind: "cycles", clients: targetClients, metric: rate, bound: 10000, need: 1, oneNode: true},
 }
 
 // verdict: a Lockstep figure against a target.
@@ -151,10 +171,14 @@ type verdict struct {
 }
 
 // judge compares one Lockstep column (its rows, its variant) to a target,
-// with ZooKeeper's rows as the reference where the target asks for it.
-func judge(t target, lockstep []row, variant string, zookeeper []row) verdict {
+// with ZooKeeper's rows as the reference where the target asks for it, and
+// the one-node output's rows of the same variant for a one-node target.
+func judge(t target, lockstep []row, variant string, zookeeper, oneNode []row) verdict {
+	if t.oneNode {
+		lockstep = oneNode
+	}
 	l, ok := find(lockstep, t.kind, t.clients, variant)
-	if !ok {
+	if !ok || t.metric.of(l) == 0 {
 		return verdict{}
 	}
 	ref := t.bound
@@ -171,7 +195,7 @@ func judge(t target, lockstep []row, variant string, zookeeper []row) verdict {
 	}
 	v.ratio = v.figure / ref
 	if t.lower {
-		v.met = v.figure < ref
+		v.met = v.figure < ref || t.atMost && v.figure == ref
 	} else {
 		v.met = v.ratio >= t.need
 	}
@@ -188,6 +212,7 @@ type tableInput struct {
 	lockstep  []side
 	zookeeper []row
 	etcd      []row // may be empty
+	oneNode   []row // lockbench -nodes 1; may be empty
 }
 
 // column: one Lockstep column, a side and one of its variants.
@@ -224,8 +249,11 @@ func contains(s []string, x string) bool {
 }
 
 func figure(t target, v float64) string {
-	if t.metric == rate {
+	switch t.metric {
+	case rate:
 		return thousands(v)
+	case cpu:
+		return thousands(v) + " µs"
 	}
 	return strconv.FormatFloat(v, 'f', 2, 64) + " ms"
 }
@@ -239,10 +267,11 @@ func thousands(v float64) string {
 	return s
 }
 
-// reference prints another system's figure for a target, or –.
+// reference prints another system's figure for a target, or –: none for
+// the CPU (the other generators do not read it) or one node.
 func reference(t target, rows []row) string {
 	r, ok := find(rows, t.kind, t.clients, "")
-	if !ok {
+	if !ok || t.metric == cpu || t.oneNode {
 		return "–"
 	}
 	return figure(t, t.metric.of(r))
@@ -262,7 +291,7 @@ func writeTable(w io.Writer, in tableInput) error {
 	for _, t := range targets {
 		cells := []string{t.name, t.goal, reference(t, in.zookeeper), reference(t, in.etcd)}
 		for i, c := range cols {
-			v := judge(t, c.rows, c.variant, in.zookeeper)
+			v := judge(t, c.rows, c.variant, in.zookeeper, in.oneNode)
 			if !v.ok {
 				cells = append(cells, "– (no figure)")
 				continue
@@ -274,7 +303,7 @@ func writeTable(w io.Writer, in tableInput) error {
 			}
 			against := "ZooKeeper"
 			if !t.vsZK {
-				against = strings.TrimLeft(t.goal, "≥< ")
+				against = strings.TrimLeft(t.goal, "≥≤< ")
 			}
 			cells = append(cells, fmt.Sprintf("%s (%.2f× %s) %s", figure(t, v.figure), v.ratio, against, word))
 		}

@@ -51,13 +51,13 @@ func newHTTP(conns int, sec *secureSetup) []*http.Client {
 	return out
 }
 
-// startCluster writes three configurations into a temporary folder and
-// starts three processes of bin. With proxies, each node's
+// startCluster writes nodes configurations into a temporary folder and
+// starts that many processes of bin. With proxies, each node's
 // cluster.raft_address (what its peers dial) is a proxy's port (c.procs.Net),
 // and the node listens on cluster.raft_listen_address, where its proxy
 // forwards.
-func startCluster(bin string, extra []string, conns int, proxies bool, sec *secureSetup) (*cluster, error) {
-	pc, err := procs.New(procs.Options{Binary: bin, Nodes: 3, Proxies: proxies, Flags: extra,
+func startCluster(bin string, nodes int, extra []string, conns int, proxies bool, sec *secureSetup) (*cluster, error) {
+	pc, err := procs.New(procs.Options{Binary: bin, Nodes: nodes, Proxies: proxies, Flags: extra,
 		Keep: os.Getenv("LOCKBENCH_KEEP") != "", Configure: func(cfg *config.Config) { sec.configure(cfg.Cluster.NodeID, cfg) }})
 	if err != nil {
 		return nil, err

@@ -1,6 +1,6 @@
 // Command lockbench is Lockstep's load generator. It starts (or connects
 // to) a three-node cluster of separate `lockstep serve` processes on
-// loopback and measures, through the Connect API over reused HTTP/2
+// loopback (or, with -nodes 1, one node alone) and measures, through the Connect API over reused HTTP/2
 // connections:
 //
 //   - acquire+release cycles per second and acquire latency p50/p95/p99 at
@@ -21,6 +21,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -68,13 +69,15 @@ type options struct {
 	tls        bool     // also run the cycle points on a cluster with TLS, client certificates and an audit log
 	apiKey     bool     // the same with API keys (with -tls: over TLS)
 	via        []string // how the cycle and hand-off points reach the cluster (viaclient.go)
+	nodes      int      // members of the cluster it starts: 3, or 1 (issue 12's one-node figure)
 }
 
 func main() {
 	var o options
 	var clients, via string
 	flag.StringVar(&via, "via", "connect", "comma-separated: how the cycle and hand-off points reach the cluster: connect (raw Connect unary calls to -target), client (the Go client on all three endpoints, its sessions on one stream per endpoint), client-per-session (the same, client.WithStreamPerSession), client-unary (the same, client.WithUnary)")
-	flag.StringVar(&o.bin, "bin", "bin/lockstep", "the lockstep binary to start (three processes)")
+	flag.StringVar(&o.bin, "bin", "bin/lockstep", "the lockstep binary to start (-nodes processes)")
+	flag.IntVar(&o.nodes, "nodes", 3, "members of the cluster it starts: 3, or 1 for one node alone (what `serve --dev` runs: the defaults, one member); with 1, -failover, -partition, -tls and -api-key must be off and -target is the leader")
 	flag.StringVar(&o.connect, "connect", "", "use a running cluster: comma-separated API addresses (host:port) instead of starting one; -failover and -mem need a started one")
 	flag.DurationVar(&o.dur, "dur", 5*time.Second, "measuring time per point")
 	flag.StringVar(&clients, "clients", "1,16,64,256", "client counts for the own-name cycle workload (empty: skip)")
@@ -125,9 +128,31 @@ func main() {
 		}
 		o.via = append(o.via, v)
 	}
+	if err := o.checkNodes(); err != nil {
+		fatalf("%v", err)
+	}
 	if err := run(o); err != nil {
 		fatalf("%v", err)
 	}
+}
+
+// checkNodes refuses what a cluster of -nodes members cannot run: a
+// failover or a partition needs a majority left without the leader, and
+// the TLS and API-key runs start three members of their own.
+func (o options) checkNodes() error {
+	switch {
+	case o.nodes != 1 && o.nodes != 3:
+		return fmt.Errorf("-nodes: 3 (a cluster) or 1 (one node alone), not %d", o.nodes)
+	case o.nodes == 1 && o.connect != "":
+		return errors.New("-nodes 1 starts one node; with -connect give the running node's address alone instead")
+	case o.nodes == 1 && (o.failovers > 0 || o.partitions > 0):
+		return errors.New("-nodes 1: a failover or a partition needs three members: add -failover 0 -partition 0")
+	case o.nodes == 1 && (o.tls || o.apiKey):
+		return errors.New("-nodes 1: -tls and -api-key start three members of their own: leave them off")
+	case o.nodes == 1 && o.target != "leader":
+		return fmt.Errorf("-nodes 1: one node is the leader, so -target %s has no member to reach", o.target)
+	}
+	return nil
 }
 
 func fatalf(f string, a ...any) {
@@ -148,14 +173,14 @@ func run(o options) error {
 		if o.profileDir != "" {
 			extra = append(extra, "--pprof")
 		}
-		c, err = startCluster(o.bin, extra, o.conns, false, nil)
+		c, err = startCluster(o.bin, o.nodes, extra, o.conns, false, nil)
 	}
 	if err != nil {
 		return err
 	}
 	defer c.stop()
-	fmt.Printf("# lockbench: 3 lockstep nodes on 127.0.0.1 (%s), clients to the %s, %d HTTP/2 connections per node, %v per point\n",
-		map[bool]string{true: "given", false: "started by lockbench"}[o.connect != ""], o.target, o.conns, o.dur)
+	fmt.Printf("# lockbench: %d lockstep nodes on 127.0.0.1 (%s), clients to the %s, %d HTTP/2 connections per node, %v per point\n",
+		len(c.nodes), map[bool]string{true: "given", false: "started by lockbench"}[o.connect != ""], o.target, o.conns, o.dur)
 	fmt.Printf("# load average before: %s\n", loadavg())
 	b := &bench{c: c, o: o}
 	if err := b.prepare(); err != nil {

@@ -27,7 +27,7 @@ const (
 // its peers dial) is its proxy's port, and it listens on
 // cluster.raft_listen_address, where the proxy forwards.
 func startProxiedCluster(bin string, extra []string, conns int) (*cluster, *procs.Net, error) {
-	c, err := startCluster(bin, extra, conns, true, nil)
+	c, err := startCluster(bin, 3, extra, conns, true, nil)
 	if err != nil {
 		return nil, nil, fmt.Errorf("partition: %w", err)
 	}

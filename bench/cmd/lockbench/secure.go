@@ -175,7 +175,7 @@ func compareSecure(o options, plain map[int]result) error {
 	if o.serveExtra != "" {
 		extra = strings.Fields(o.serveExtra)
 	}
-	c, err := startCluster(o.bin, extra, o.conns, false, sec)
+	c, err := startCluster(o.bin, 3, extra, o.conns, false, sec)
 	if err != nil {
 		return err
 	}
