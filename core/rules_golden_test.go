@@ -248,12 +248,30 @@ func applyRulesLog(t *testing.T, entries []Entry, rules uint64) string {
 	closeDelays := 0          // lock-delays a close started
 	campaignValues := 0       // values a campaign (not a proclaim) changed
 	unheard := map[bool]int{} // unheard releases and resigns, by whether they ended the grant
+	// Requests answered a wait another request queued (they joined it), and
+	// retries of them answered how that wait ended rather than "queued".
+	queuedBy := map[WaiterID]requestKey{}
+	joinedReqs := map[requestKey]bool{}
+	joinedEnds := 0
 	for i, e := range entries {
 		out := m.Apply(e)
 		hashOutput(results, out)
 		for j, c := range e.Commands {
-			if c.Unheard && (out.Results[j].Err == nil || out.Results[j].Err.Code == CodeFailedPrecondition) {
-				unheard[out.Results[j].Err == nil]++
+			r := out.Results[j]
+			if c.Unheard && (r.Err == nil || r.Err.Code == CodeFailedPrecondition) {
+				unheard[r.Err == nil]++
+			}
+			k := requestKey{c.ClientID, c.Seq}
+			switch {
+			case c.ClientID == "":
+			case r.Duplicate && joinedReqs[k] && (r.Err != nil || r.Outcome != OutcomeQueued):
+				joinedEnds++
+			case !r.Duplicate && r.Err == nil && r.Outcome == OutcomeQueued && r.Waiter != 0:
+				if first, ok := queuedBy[r.Waiter]; ok && first != k {
+					joinedReqs[k] = true
+				} else {
+					queuedBy[r.Waiter] = k
+				}
 			}
 		}
 		if !slices.ContainsFunc(e.Commands, func(c Command) bool { return c.Op == OpProclaim }) {
@@ -306,6 +324,14 @@ func applyRulesLog(t *testing.T, entries []Entry, rules uint64) string {
 	case rules >= rulesUnheardRelease && (unheard[true] == 0 || unheard[false] == 0):
 		t.Fatalf("%s: unheard releases ended %d grants and kept %d: the log does not exercise rules %d both ways",
 			rulesLogName(rules), unheard[true], unheard[false], rulesUnheardRelease)
+	}
+	// And what they answer a retry of a request that joined a wait: "queued"
+	// under rules 4, for ever; from rules 5, how the wait ended.
+	switch {
+	case rules < rulesJoinedWaitEnd && joinedEnds != 0:
+		t.Fatalf("%s: %d retries of a joined request heard their wait end under rules %d", rulesLogName(rules), joinedEnds, rules)
+	case rules >= rulesJoinedWaitEnd && joinedEnds == 0:
+		t.Fatalf("%s: no retry of a request that joined a wait heard how the wait ended: the log does not exercise rules %d", rulesLogName(rules), rulesJoinedWaitEnd)
 	}
 	return b.String()
 }
@@ -460,6 +486,10 @@ func generateRulesLog(t *testing.T, rules uint64) []Entry {
 		waiters  []Effect // Object, Name, Session, Waiter of queued requests
 		seqs     = map[string]uint64{}
 		lastCmd  = map[string]Command{}
+		// From rules 5 (rulesJoinedWaitEnd): requests that queued, which
+		// another request of their session may join, and the requests that
+		// did, which a retry asks again, while the wait lasts and after.
+		queued, joined []Command
 	)
 	names := []string{"a", "b", "c", "d", "jobs/1", "jobs/2"}
 	kinds := []Kind{KindMutex, KindMutex, KindSemaphore, KindRWLock, KindBarrier, KindElection}
@@ -484,6 +514,25 @@ func generateRulesLog(t *testing.T, rules uint64) []Entry {
 		lastCmd[id] = *c
 	}
 	command := func() Command {
+		// Drawn only under rules 5 and later, so the older logs' draws stay
+		// as they were recorded.
+		if rules >= rulesJoinedWaitEnd && rng.intn(8) == 0 {
+			if len(joined) > 0 && rng.intn(2) == 0 {
+				return joined[rng.intn(len(joined))] // its stored answer: queued, or how the wait ended
+			}
+			if len(queued) > 0 {
+				c := queued[rng.intn(len(queued))] // the same request, as another client of the session sends it
+				id := fmt.Sprintf("joiner-%d", rng.intn(3))
+				seqs[id]++
+				c.ClientID, c.Seq = id, seqs[id]
+				c.LowestPending = c.Seq - min(c.Seq-1, 4)
+				joined = append(joined, c)
+				if len(joined) > 8 {
+					joined = joined[len(joined)-8:]
+				}
+				return c
+			}
+		}
 		var c Command
 		switch op := rng.intn(16); {
 		case op < 3:
@@ -635,6 +684,9 @@ func generateRulesLog(t *testing.T, rules uint64) []Entry {
 				holds = append(holds, Effect{Object: k, Name: c.Name, Session: c.Session, Token: res.Token})
 			case res.Outcome == OutcomeQueued:
 				waiters = append(waiters, Effect{Object: c.Kind, Name: c.Name, Session: c.Session, Waiter: res.Waiter})
+				if c.ClientID != "" {
+					queued = append(queued, c)
+				}
 			}
 		}
 		for _, ef := range out.Effects {
@@ -648,6 +700,9 @@ func generateRulesLog(t *testing.T, rules uint64) []Entry {
 		}
 		if len(waiters) > 24 {
 			waiters = waiters[len(waiters)-24:]
+		}
+		if len(queued) > 24 {
+			queued = queued[len(queued)-24:]
 		}
 		if len(sessions) > 30 {
 			sessions = sessions[len(sessions)-30:]
