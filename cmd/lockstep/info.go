@@ -97,8 +97,10 @@ Usage: lockstep elect NAME VALUE [flags]
 Campaigns in the election NAME with VALUE (for example this machine's
 address), prints when elected, and holds the leadership until interrupted
 (Ctrl-C or SIGTERM), then resigns so the next candidate takes over at once.
-Exit 3 if the session is lost while leading, or if another caller resigns
-the leadership by its token.
+Exit 3 if the session is lost while leading, if another caller resigns
+the leadership by its token, or if the resign at the end is refused
+because the leadership had already ended (the session gone, or resigned
+by another caller with no word of it).
 
 With --observe, prints the leader now and on every change (of session,
 token or value), until interrupted; a reconnect to another endpoint
@@ -171,7 +173,29 @@ Examples:
 	case <-ctx.Done():
 		cctx, cancel := cleanupCtx()
 		defer cancel()
-		if err := e.Resign(cctx); err != nil {
+		err := e.Resign(cctx)
+		switch {
+		case errors.Is(err, client.ErrSessionLost):
+			// The servers no longer have the session (it expired, was
+			// closed, or a restore put the cluster back before it), and
+			// with it the leadership: it ended before lockstep resigned
+			// it, maybe long before, as when the push of the session's
+			// loss arrives; lock, sem and rwlock say the same of their
+			// release. Creating a new session, the advice that rides on
+			// the refusal, would change nothing.
+			fmt.Fprintf(stderr, "lockstep elect: lost the leadership of %s before it was resigned: the resign was refused: %s\n"+
+				"lockstep elect: the leadership ended with the session, so another candidate may have led beside this one: see 'lockstep status %s --kind election'.\n",
+				pos[0], sessionGone(err), pos[0])
+			return exitSessionLost
+		case errors.Is(err, client.ErrNotHeld):
+			// The servers had ended the leadership (another caller
+			// resigned it by its token) and no word of it came: a loss,
+			// as when the push arrives.
+			fmt.Fprintf(stderr, "lockstep elect: lost the leadership of %s before it was resigned: the resign was refused: %v\n"+
+				"lockstep elect: another candidate may have led beside this one: see 'lockstep status %s --kind election'.\n",
+				pos[0], err, pos[0])
+			return exitSessionLost
+		case err != nil:
 			return c.fail(err)
 		}
 		fmt.Fprintf(stderr, "resigned leadership of %s\n", pos[0])
