@@ -605,7 +605,9 @@ Usage: lockstep cluster status
 status asks every endpoint given (--endpoints, LOCKSTEP_ENDPOINTS: list
 every member) for its own view, at once: per member and shard, whether it
 answered, its role, the leader it follows, the term, its applied index and
-its lag behind the most advanced member of the shard, and its version.
+its lag behind the most advanced member of the shard, and its version;
+under the table, warnings of what needs a person, such as a member that
+is degraded (its /health answers "degraded") and why.
 
 add and remove change membership one node at a time (see
 docs/operations.md); transfer hands a shard's leadership (--shard, 0 by
@@ -778,7 +780,8 @@ func (c *common) clusterStatus(ctx context.Context, cl *client.Client) int {
 // paused, on a stalled disk, or cut off, and serves nothing), and members
 // that see different member lists (one started with other cluster.peers:
 // it cannot take part as the others expect, and may stop when the leader
-// changes). Each showed only as rows a reader had to compare.
+// changes). Each showed only as rows a reader had to compare. It also
+// says which members are degraded, and why, as their /health does.
 func clusterWarnings(views []client.MemberStatus) []string {
 	var out []string
 	endpoints := map[string][]string{}
@@ -829,6 +832,15 @@ func clusterWarnings(views []client.MemberStatus) []string {
 			}
 			key := strings.Join(m, ", ")
 			lists[sh.ShardId][key] = append(lists[sh.ShardId][key], id)
+		}
+	}
+	// A member that serves but needs a person soon (restored from a
+	// backup, it grants nothing until the backup's sessions are closed and
+	// their leases have run out; its data directory nearly full) looked
+	// like any other in its rows: only its /health said so.
+	for _, v := range views {
+		if v.Status != nil && v.Status.DegradedReason != "" {
+			out = append(out, fmt.Sprintf("%s is degraded (it serves; its /health answers \"degraded\"): %s", v.Status.NodeId, v.Status.DegradedReason))
 		}
 	}
 	for _, id := range ids {
