@@ -83,6 +83,13 @@ func (h ClusterHandler) Status(ctx context.Context, _ *connect.Request[pb.Cluste
 		return nil, h.apiError(err)
 	}
 	out := &pb.ClusterStatusResponse{NodeId: st.NodeID, Version: Version(), Versions: st.Versions, Consensus: st.Consensus}
+	if err := h.b.Degraded(); err != nil {
+		// What /health answers with "degraded": a restored member holds
+		// its grants back, or its disk fills, while it serves and looks
+		// well in every row of cluster status, which an operator reads
+		// first when acquires wait.
+		out.DegradedReason = err.Error()
+	}
 	// Every shard has the same members (membership changes apply to all).
 	var members []*pb.Member
 	for _, m := range st.Members {

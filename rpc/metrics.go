@@ -2,6 +2,8 @@ package rpc
 
 import (
 	"context"
+	goruntime "runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -10,6 +12,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/lockstepd/lockstep/core"
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 	"github.com/lockstepd/lockstep/rpc/gen/lockstep/v1/lockstepv1connect"
 )
@@ -102,7 +105,24 @@ func (m *metrics) acquired(pm *procMetrics, o pb.Outcome, elapsed float64) {
 	om.time.Observe(elapsed)
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+// buildInfo is lockstep_build_info: 1, labelled with what this member
+// runs, so that a dashboard tells which build each member runs (during a
+// rolling upgrade, the members left on the old one) and joins other series
+// by node_id. rules_version is the highest rules this build applies
+// (core.RulesVersion): the log's rules in force stay the older build's
+// until a leader of this one marks them (docs/design.md).
+func buildInfo(nodeID string) prometheus.Gauge {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "lockstep_build_info",
+		Help: "1, labelled with this member's version (as lockstep version prints it), the Go version it was built with, the highest rules version it applies (core.RulesVersion), and its node id.",
+		ConstLabels: prometheus.Labels{"version": Version(), "go_version": goruntime.Version(),
+			"rules_version": strconv.Itoa(core.RulesVersion), "node_id": nodeID},
+	})
+	g.Set(1)
+	return g
+}
+
+func newMetrics(reg prometheus.Registerer, nodeID string) (*metrics, error) {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lockstep_rpc_requests_total",
@@ -132,7 +152,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"kind", "outcome"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.requests, m.latency, m.inFlight, m.streams, m.acquires, m.acquireTime} {
+		for _, c := range []prometheus.Collector{m.requests, m.latency, m.inFlight, m.streams, m.acquires, m.acquireTime, buildInfo(nodeID)} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

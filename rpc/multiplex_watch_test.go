@@ -121,7 +121,7 @@ func TestMultiplexWatchesNoUnknownSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := &service{b: b, opts: opts, workers: newWorkers(workerIdle)}
-	m, err := newMetrics(nil)
+	m, err := newMetrics(nil, "node-1")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -82,7 +82,7 @@ func New(opts Options) (http.Handler, error) {
 		return nil, err
 	}
 	s := &service{b: opts.Backend, opts: opts, workers: newWorkers(workerIdle)}
-	m, err := newMetrics(opts.Registerer)
+	m, err := newMetrics(opts.Registerer, opts.NodeID)
 	if err != nil {
 		return nil, err
 	}

@@ -116,7 +116,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		lostLog: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lockstep_raft_lost_log",
 			Help: "1 once a peer refused this member as one that lost its log (its data directory made anew under a replica id that took part before): it must be replaced."}),
 		removed: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lockstep_raft_removed",
-			Help: "1 once a peer refused this member as removed from the cluster: it takes no part; stop it, or add it back."}),
+			Help: "1 once a peer refused this member as removed from the cluster, or it applied its own removal: it takes no part; stop it, or add it back."}),
 		settingsDiffer: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "lockstep_raft_peer_settings_differ",
 			Help: "Consensus keys (timing, snapshots, batch) a peer (by its Raft address) runs with other values than this member, as its last Raft connection to this member said: 0 when they agree. Expected during a rolling change of one of them; otherwise give every member the same values."}, []string{"peer"}),
 	}

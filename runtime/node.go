@@ -55,6 +55,9 @@ type Node struct {
 	// cut says whether this member's peers refuse it, and why (Health,
 	// Status).
 	cut cutOff
+	// removalSaid: this member logged that it was removed from the
+	// cluster (removedFromCluster), which every shard may tell it.
+	removalSaid atomic.Bool
 
 	proposalTimeout time.Duration // how long Dragonboat may take to commit one proposal
 	retryBudget     time.Duration // how long Do retries after leader loss before ErrUnavailable
@@ -485,9 +488,21 @@ func (l membershipListener) MembershipChanged(info raftio.NodeInfo) {
 	}
 }
 
-func (membershipListener) NodeHostShuttingDown()                       {}
-func (membershipListener) NodeUnloaded(raftio.NodeInfo)                {}
-func (membershipListener) NodeDeleted(raftio.NodeInfo)                 {}
+func (membershipListener) NodeHostShuttingDown()        {}
+func (membershipListener) NodeUnloaded(raftio.NodeInfo) {}
+
+// NodeDeleted is Dragonboat's word that a replica applied its own removal
+// from a shard (or restored a snapshot whose membership removed it). It
+// unloads the replica at once, so the membership shareLogs reads on this
+// member has no such shard by then, and a removed member that ran on (a
+// leader removed through its own API, as the CLI sends it) said it was a
+// follower, healthy in all but its leader: nothing told it otherwise.
+func (l membershipListener) NodeDeleted(info raftio.NodeInfo) {
+	if info.ReplicaID == l.n.replicaID {
+		l.n.removedFromCluster()
+	}
+}
+
 func (membershipListener) NodeReady(raftio.NodeInfo)                   {}
 func (membershipListener) ConnectionEstablished(raftio.ConnectionInfo) {}
 func (membershipListener) ConnectionFailed(raftio.ConnectionInfo)      {}

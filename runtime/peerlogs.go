@@ -338,7 +338,9 @@ func syncDir(dir string) error {
 // so no refusal would tell it. (A member that joins and replays the log
 // from its start sees memberships without itself first: only one seen
 // with it counts. One restarted on a snapshot taken after its removal
-// never sees itself, and says nothing.)
+// never sees itself here. Dragonboat unloads a replica as it applies its
+// own removal, often before this reads the membership: its NodeDeleted,
+// membershipListener's, tells that member.)
 // seen and said are shareLogs' own: whether it saw this member in the
 // membership, and whether it said the removal.
 // It also tells the record of this member cut off (Health, Status) what
@@ -353,8 +355,20 @@ func (n *Node) noticeRemoval(members map[uint64]string, seen, said *bool) {
 		return
 	}
 	*said = true
+	n.removedFromCluster()
+}
+
+// removedFromCluster records that this member was removed from the
+// cluster, as it learnt from its own membership (noticeRemoval, or
+// Dragonboat's NodeDeleted), and says so once: Health, Status and
+// lockstep_raft_removed then tell what it is, as they do when a peer
+// refuses it.
+func (n *Node) removedFromCluster() {
 	n.cut.set(transport.CutRemoved)
 	n.metrics.removed.Set(1)
+	if n.removalSaid.Swap(true) {
+		return
+	}
 	n.log.Error("this member was removed from the cluster (lockstep cluster remove): a removed replica never takes part again; "+
 		"stop it, or to bring it back: lockstep cluster add, then start it on an empty cluster.data_dir with --join and the "+
 		"incarnation add answers (docs/operations.md, Membership changes)", "replica_id", fmt.Sprintf("%x", n.replicaID))

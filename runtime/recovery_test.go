@@ -514,6 +514,52 @@ func TestRemovedMemberIsToldSo(t *testing.T) {
 	}
 }
 
+// TestRemovedLeaderThatRunsSaysSo: a member removed while it runs, here a
+// leader (the one the CLI's removal of it reaches first), says it was
+// removed: its Status gives every shard the role removed and no leader,
+// its Health fails saying so, lockstep_raft_removed is 1. It applies its
+// own removal, on which Dragonboat unloads its replicas, and its peers
+// send it nothing more: it said it was a follower. The members that stay
+// list each other only, and know a leader for every shard.
+func TestRemovedLeaderThatRunsSaysSo(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 3, shards: 2})
+	x := c.waitLeader(0)
+	via := (x + 1) % 3
+	name := c.cfgs[x].Cluster.NodeID
+	if _, err := c.nodes[via].RemoveMember(tctx(t), name); err != nil {
+		t.Fatalf("removing %s, which leads shard 0, through %s: %v", name, c.cfgs[via].Cluster.NodeID, err)
+	}
+	eventually(t, "the removed member says it was removed", func() bool {
+		return errors.Is(c.nodes[x].Health(), ErrCutOff)
+	})
+	wantCutOff(t, c.nodes[x], RoleRemoved, "it was removed from the cluster")
+	if v := counter(t, c.regs[x], "lockstep_raft_removed"); v != 1 {
+		t.Errorf("lockstep_raft_removed of the removed member: %v, want 1", v)
+	}
+	for i, n := range c.nodes {
+		if i == x {
+			continue
+		}
+		eventually(t, n.NodeID()+" knows a leader for every shard", func() bool { return n.Healthy() })
+		st, err := n.Status(tctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var members []string
+		for _, m := range st.Members {
+			members = append(members, m.NodeID)
+		}
+		if len(members) != 2 || slices.Contains(members, name) {
+			t.Errorf("%s's members: %v, want the two that stay", n.NodeID(), members)
+		}
+		for _, s := range st.Shards {
+			if s.Role != RoleLeader && s.Role != RoleFollower || s.LeaderID == "" || s.LeaderID == name {
+				t.Errorf("%s's shard %d: role %q, leader %q; want leader or follower of a member that stays", n.NodeID(), s.ShardID, s.Role, s.LeaderID)
+			}
+		}
+	}
+}
+
 // TestMembershipWithoutQuorumIsUnavailable: with one member of three up, a
 // membership change cannot commit. AddNode and RemoveNode answer
 // ErrUnavailable saying there is no quorum and to bring members back, within

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -312,6 +313,87 @@ func TestHoldExitsLostWhenItsReleaseFindsTheSessionGone(t *testing.T) {
 				if strings.Contains(stderr, not) {
 					t.Errorf("stderr gives advice that does not apply to a command that ran, %q:\n%s", not, stderr)
 				}
+			}
+		})
+	}
+}
+
+// refusedAtResign is a backend whose servers refuse every resign as
+// refusal says, while the session's keepalives still pass: a leadership
+// that ended with no word of it before lockstep elect resigned it.
+type refusedAtResign struct {
+	rpc.Backend
+	refusal func(session core.SessionID) *core.Error
+}
+
+func (b refusedAtResign) DoBy(ctx context.Context, cmd core.Command, deadline time.Time) (core.Result, error) {
+	if cmd.Op == core.OpResign {
+		return core.Result{Err: b.refusal(cmd.Session)}, nil
+	}
+	return b.Backend.DoBy(ctx, cmd, deadline)
+}
+
+// 'lockstep elect', interrupted, resigns its leadership; when the servers
+// refuse the resign because the leadership had already ended (its session
+// gone, as after a restore; or resigned by another caller with no word of
+// it), it exited 1 with the refusal, and its advice to create a new
+// session, where lock, sem and rwlock exit 3 for their release: another
+// candidate may have led beside it. Now it exits 3 too, in the servers'
+// words less their advice.
+func TestElectExitsLostWhenItsResignFindsTheLeadershipGone(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a node")
+	}
+	for _, tc := range []struct {
+		what    string
+		refusal func(session core.SessionID) *core.Error
+		want    []string
+	}{
+		{"session gone", func(session core.SessionID) *core.Error {
+			return &core.Error{Code: core.CodeNotFound,
+				Msg: fmt.Sprintf("session %d does not exist (it expired, was closed, or never was): create a new session", session)}
+		}, []string{"lost the leadership", "resign was refused", "does not exist (it expired, was closed, or never was)",
+			"ended with the session", "another candidate may have led beside this one"}},
+		{"resigned by another", func(core.SessionID) *core.Error {
+			return &core.Error{Code: core.CodeConflict, Msg: "this session does not lead election \"sched\""}
+		}, []string{"lost the leadership", "resign was refused", "does not lead", "another candidate may have led beside this one"}},
+	} {
+		t.Run(tc.what, func(t *testing.T) {
+			api := devServerWith(t, func(b rpc.Backend) rpc.Backend { return refusedAtResign{b, tc.refusal} })
+			var out, errb lockedBuffer
+			done := make(chan int, 1)
+			go func() { done <- run([]string{"elect", "sched", "10.0.0.7", "--endpoints", api}, &out, &errb) }()
+			deadline := time.Now().Add(20 * time.Second)
+			for !strings.Contains(out.String(), "elected leader") {
+				if time.Now().After(deadline) {
+					t.Fatalf("not elected within 20s; stderr:\n%s", errb.String())
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			// elect listens for SIGINT from before its campaign, and no
+			// test of this package runs in parallel: the signal reaches it
+			// only.
+			if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
+				t.Fatal(err)
+			}
+			var code int
+			select {
+			case code = <-done:
+			case <-time.After(30 * time.Second):
+				t.Fatal("lockstep elect did not end")
+			}
+			stderr := errb.String()
+			t.Logf("exit %d, stderr:\n%s", code, stderr)
+			if code != exitSessionLost {
+				t.Errorf("exit %d, want %d: the leadership had ended before lockstep resigned it", code, exitSessionLost)
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(stderr, want) {
+					t.Errorf("stderr lacks %q:\n%s", want, stderr)
+				}
+			}
+			if strings.Contains(stderr, "create a new session") {
+				t.Errorf("stderr gives advice that does not apply to a leadership that ended:\n%s", stderr)
 			}
 		})
 	}

@@ -97,8 +97,10 @@ Usage: lockstep elect NAME VALUE [flags]
 Campaigns in the election NAME with VALUE (for example this machine's
 address), prints when elected, and holds the leadership until interrupted
 (Ctrl-C or SIGTERM), then resigns so the next candidate takes over at once.
-Exit 3 if the session is lost while leading, or if another caller resigns
-the leadership by its token.
+Exit 3 if the session is lost while leading, if another caller resigns
+the leadership by its token, or if the resign at the end is refused
+because the leadership had already ended (the session gone, or resigned
+by another caller with no word of it).
 
 With --observe, prints the leader now and on every change (of session,
 token or value), until interrupted; a reconnect to another endpoint
@@ -171,7 +173,29 @@ Examples:
 	case <-ctx.Done():
 		cctx, cancel := cleanupCtx()
 		defer cancel()
-		if err := e.Resign(cctx); err != nil {
+		err := e.Resign(cctx)
+		switch {
+		case errors.Is(err, client.ErrSessionLost):
+			// The servers no longer have the session (it expired, was
+			// closed, or a restore put the cluster back before it), and
+			// with it the leadership: it ended before lockstep resigned
+			// it, maybe long before, as when the push of the session's
+			// loss arrives; lock, sem and rwlock say the same of their
+			// release. Creating a new session, the advice that rides on
+			// the refusal, would change nothing.
+			fmt.Fprintf(stderr, "lockstep elect: lost the leadership of %s before it was resigned: the resign was refused: %s\n"+
+				"lockstep elect: the leadership ended with the session, so another candidate may have led beside this one: see 'lockstep status %s --kind election'.\n",
+				pos[0], sessionGone(err), pos[0])
+			return exitSessionLost
+		case errors.Is(err, client.ErrNotHeld):
+			// The servers had ended the leadership (another caller
+			// resigned it by its token) and no word of it came: a loss,
+			// as when the push arrives.
+			fmt.Fprintf(stderr, "lockstep elect: lost the leadership of %s before it was resigned: the resign was refused: %v\n"+
+				"lockstep elect: another candidate may have led beside this one: see 'lockstep status %s --kind election'.\n",
+				pos[0], err, pos[0])
+			return exitSessionLost
+		case err != nil:
 			return c.fail(err)
 		}
 		fmt.Fprintf(stderr, "resigned leadership of %s\n", pos[0])
@@ -581,7 +605,9 @@ Usage: lockstep cluster status
 status asks every endpoint given (--endpoints, LOCKSTEP_ENDPOINTS: list
 every member) for its own view, at once: per member and shard, whether it
 answered, its role, the leader it follows, the term, its applied index and
-its lag behind the most advanced member of the shard, and its version.
+its lag behind the most advanced member of the shard, and its version;
+under the table, warnings of what needs a person, such as a member that
+is degraded (its /health answers "degraded") and why.
 
 add and remove change membership one node at a time (see
 docs/operations.md); transfer hands a shard's leadership (--shard, 0 by
@@ -754,7 +780,8 @@ func (c *common) clusterStatus(ctx context.Context, cl *client.Client) int {
 // paused, on a stalled disk, or cut off, and serves nothing), and members
 // that see different member lists (one started with other cluster.peers:
 // it cannot take part as the others expect, and may stop when the leader
-// changes). Each showed only as rows a reader had to compare.
+// changes). Each showed only as rows a reader had to compare. It also
+// says which members are degraded, and why, as their /health does.
 func clusterWarnings(views []client.MemberStatus) []string {
 	var out []string
 	endpoints := map[string][]string{}
@@ -805,6 +832,15 @@ func clusterWarnings(views []client.MemberStatus) []string {
 			}
 			key := strings.Join(m, ", ")
 			lists[sh.ShardId][key] = append(lists[sh.ShardId][key], id)
+		}
+	}
+	// A member that serves but needs a person soon (restored from a
+	// backup, it grants nothing until the backup's sessions are closed and
+	// their leases have run out; its data directory nearly full) looked
+	// like any other in its rows: only its /health said so.
+	for _, v := range views {
+		if v.Status != nil && v.Status.DegradedReason != "" {
+			out = append(out, fmt.Sprintf("%s is degraded (it serves; its /health answers \"degraded\"): %s", v.Status.NodeId, v.Status.DegradedReason))
 		}
 	}
 	for _, id := range ids {

@@ -282,9 +282,15 @@ type ClusterStatusResponse struct {
 	// still take each other's Raft traffic (leadership may move back and
 	// forth between them), so `lockstep cluster status` compares them and
 	// warns. Empty from a build before it.
-	Consensus     string `protobuf:"bytes,5,opt,name=consensus,proto3" json:"consensus,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Consensus string `protobuf:"bytes,5,opt,name=consensus,proto3" json:"consensus,omitempty"`
+	// Why this node, which can serve, needs a person soon: the reason its
+	// /health gives with status "degraded" (a restore's hold on grants until
+	// the backup's sessions are closed and their leases have run out, with
+	// its end; a data directory whose file system is nearly full); empty
+	// while nothing does, and from a build before it.
+	DegradedReason string `protobuf:"bytes,6,opt,name=degraded_reason,json=degradedReason,proto3" json:"degraded_reason,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ClusterStatusResponse) Reset() {
@@ -348,6 +354,13 @@ func (x *ClusterStatusResponse) GetVersions() string {
 func (x *ClusterStatusResponse) GetConsensus() string {
 	if x != nil {
 		return x.Consensus
+	}
+	return ""
+}
+
+func (x *ClusterStatusResponse) GetDegradedReason() string {
+	if x != nil {
+		return x.DegradedReason
 	}
 	return ""
 }
@@ -858,13 +871,14 @@ const file_lockstep_v1_cluster_proto_rawDesc = "" +
 	"\x06status\x18\x01 \x01(\tR\x06status\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x16\n" +
-	"\x14ClusterStatusRequest\"\xb6\x01\n" +
+	"\x14ClusterStatusRequest\"\xdf\x01\n" +
 	"\x15ClusterStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x120\n" +
 	"\x06shards\x18\x02 \x03(\v2\x18.lockstep.v1.ShardStatusR\x06shards\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\tR\aversion\x12\x1a\n" +
 	"\bversions\x18\x04 \x01(\tR\bversions\x12\x1c\n" +
-	"\tconsensus\x18\x05 \x01(\tR\tconsensus\"\xc1\x01\n" +
+	"\tconsensus\x18\x05 \x01(\tR\tconsensus\x12'\n" +
+	"\x0fdegraded_reason\x18\x06 \x01(\tR\x0edegradedReason\"\xc1\x01\n" +
 	"\vShardStatus\x12\x19\n" +
 	"\bshard_id\x18\x01 \x01(\x04R\ashardId\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\tR\bleaderId\x12\x12\n" +
