@@ -4,6 +4,7 @@ package integration
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -72,4 +73,44 @@ func TestCLIClusterStatusEveryMember(t *testing.T) {
 		!strings.Contains(out, "versions: "+runtime.Compatibility()+", shards 1") {
 		t.Fatalf("the table: exit %d\n%s", code, out)
 	}
+}
+
+// TestCLIRemovesTheLeaderThroughAnotherMember: `lockstep cluster remove`
+// of the leader, given every endpoint, is refused by the leader itself (a
+// member cannot remove itself whole) and done by the next endpoint. With
+// only the leader's endpoint it exits non-zero saying to ask another
+// member, and nothing changes.
+func TestCLIRemovesTheLeaderThroughAnotherMember(t *testing.T) {
+	c := newCluster(t, 3)
+	for _, nd := range c.nodes {
+		c.start(nd)
+	}
+	c.waitHealthy(30*time.Second, c.nodes...)
+	leader := c.leader()
+	alone := cli{t: t, url: leader.url(), dir: t.TempDir()}
+	code, out, errOut := alone.run(30*time.Second, "cluster", "remove", leader.ID)
+	if code == 0 || !strings.Contains(errOut, "cannot remove itself: send the removal to another member") {
+		t.Fatalf("removing the leader through itself: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if m := members(t, c, leader); len(m) != 3 {
+		t.Fatalf("members after the refusal: %v, want three", m)
+	}
+	urls := []string{leader.url()}
+	var other *node
+	for _, nd := range c.nodes {
+		if nd != leader {
+			urls = append(urls, nd.url())
+			other = nd
+		}
+	}
+	all := cli{t: t, url: strings.Join(urls, ","), dir: t.TempDir()}
+	if code, out, errOut := all.run(30*time.Second, "cluster", "remove", leader.ID); code != 0 {
+		t.Fatalf("removing the leader with every endpoint: exit %d\n%s\n%s", code, out, errOut)
+	}
+	eventually(t, 10*time.Second, leader.ID+" no longer a member", func() error {
+		if m := members(t, c, other); len(m) != 2 {
+			return fmt.Errorf("members %v", m)
+		}
+		return nil
+	})
 }

@@ -212,6 +212,16 @@ func (n *Node) RemoveMember(ctx context.Context, nodeID string) (RemovedMember, 
 		return RemovedMember{}, ErrShuttingDown
 	}
 	defer n.leave()
+	if nodeID == n.NodeID() {
+		// Each replica of this member stops as it applies its own
+		// removal, so the call could not finish the other shards nor
+		// record the removal, and a leader that applied its own removal
+		// left its shard's membership unreadable to the others for
+		// seconds. Another member removes it whole (the Go client and the
+		// CLI try the next endpoint on unavailable).
+		return RemovedMember{}, fmt.Errorf("%w: %s cannot remove itself: send the removal to another member (lockstep cluster status lists them; "+
+			"the CLI and the Go client do so when given more than one endpoint); nothing changed", ErrUnavailable, nodeID)
+	}
 	ctx, cancel := n.opContext(ctx, n.membershipTimeout())
 	defer cancel()
 	found := false       // a member of some shard, at some attempt of this call

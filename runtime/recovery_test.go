@@ -691,3 +691,31 @@ func TestFirstStartNeedsPeers(t *testing.T) {
 		t.Fatalf("the refused start made its data directory (%v)", err)
 	}
 }
+
+// TestMemberRefusesToRemoveItself: the removal of a member sent to that
+// member (the leader, which a client reaches first) is refused as
+// unavailable, saying to send it to another member, and changes nothing.
+// Each of its replicas stops as it applies its own removal: the call
+// answered "shutting down" at shard 0 and left it a member of shard 1.
+func TestMemberRefusesToRemoveItself(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{size: 3, shards: 2})
+	x := c.waitLeader(0)
+	name := c.cfgs[x].Cluster.NodeID
+	_, err := c.nodes[x].RemoveMember(tctx(t), name)
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "cannot remove itself: send the removal to another member") {
+		t.Fatalf("%s removing itself: %v, want unavailable saying to ask another member", name, err)
+	}
+	for _, n := range c.nodes {
+		for _, sh := range n.shards {
+			mem, err := n.nh.SyncGetShardMembership(tctx(t), sh.dbID)
+			if err != nil || len(mem.Nodes) != 3 || n.memberID(name, mem.Nodes) == 0 {
+				t.Fatalf("%s's %s after the refusal: %v, %v; want the three members", n.NodeID(), sh, mem, err)
+			}
+		}
+	}
+	via := (x + 1) % 3
+	if _, err := c.nodes[via].RemoveMember(tctx(t), name); err != nil {
+		t.Fatalf("removing %s through %s: %v", name, c.cfgs[via].Cluster.NodeID, err)
+	}
+	wantCutOff(t, c.nodes[x], RoleRemoved, "it was removed from the cluster")
+}
