@@ -45,3 +45,20 @@ func TestHelpGivesEachCommandsOwnHelp(t *testing.T) {
 		t.Errorf("help snapshots: exit %d:\n%s%s", code, &out, &errb)
 	}
 }
+
+// TestHelpShowsNoSentinelDefaults: no flag's help shows a default that
+// only stands for "not given" (snapshot restore's --hold-grants showed
+// "(default -1ns)" right after the prose that gives its real default).
+func TestHelpShowsNoSentinelDefaults(t *testing.T) {
+	cases := [][]string{{"serve"}, {"certs"}, {"keys"}, {"snapshot", "save"}, {"snapshot", "restore"}, {"version"}, {"cluster", "status"}}
+	for name := range clientCommands {
+		cases = append(cases, []string{name})
+	}
+	for _, c := range cases {
+		var out, errb bytes.Buffer
+		run(append(slices.Clone(c), "-h"), &out, &errb)
+		if text := out.String() + errb.String(); strings.Contains(text, "(default -") {
+			t.Errorf("%s -h shows a negative default:\n%s", strings.Join(c, " "), text)
+		}
+	}
+}

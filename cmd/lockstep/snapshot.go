@@ -302,7 +302,9 @@ func snapshotRestore(args []string, stdout, stderr io.Writer) int {
 		"the old cluster stopped)")
 	keep := f.fs.Bool("keep-sessions", false, "keep the backup's sessions live, holding what they held, and hold back no grant: "+
 		"only for a backup that holds everything the old cluster acknowledged (taken after it stopped taking requests)")
-	hold := f.fs.Duration("hold-grants", -1, "how long (`D`) after the restore this member grants nothing, while the old cluster's "+
+	// 0 is "not given" (f.given), not a default: the default is the
+	// backup's longest lease, which only the restore knows.
+	hold := f.fs.Duration("hold-grants", 0, "how long (`D`) after the restore this member grants nothing, while the old cluster's "+
 		"clients may still count leases of the sessions the restore closed (default: the longest lease among the backup's "+
 		"sessions, or locks.default_ttl_seconds if longer; 0s once the old cluster's clients are known stopped)")
 	f.fs.Usage = func() {
@@ -329,7 +331,7 @@ func snapshotRestore(args []string, stdout, stderr io.Writer) int {
 		return usageErr("--hold-grants holds back grants while the sessions a restore closed may still be counted: " +
 			"--keep-sessions closes none; give one of them")
 	}
-	if *hold < -1 || (*hold < 0 && f.given("hold-grants")) {
+	if *hold < 0 {
 		return usageErr("--hold-grants %v: give a duration of 0s or more", *hold)
 	}
 	if f.configFile == "" {
