@@ -20,6 +20,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/lockstepd/lockstep/client"
+	"github.com/lockstepd/lockstep/internal/quote"
 	pb "github.com/lockstepd/lockstep/rpc/gen/lockstep/v1"
 )
 
@@ -276,10 +277,17 @@ Examples:
 		kinds = []client.Kind{client.Kind(*kind)}
 	} else {
 		objs, err := cl.List(ctx, name)
+		if errors.Is(err, client.ErrInvalid) {
+			// NAME as a list's prefix: the refusal would speak of a
+			// prefix the user never gave. Ask for the name itself, whose
+			// refusal speaks of the name.
+			_, err = cl.Status(ctx, client.KindMutex, name)
+			return c.fail(err)
+		}
 		if err != nil {
 			// The list is how status finds NAME's kinds, which the user
 			// did not ask for: name what was asked.
-			return c.fail(asked(err, "list", fmt.Sprintf("status of %q", name)))
+			return c.fail(asked(err, "list", "status of "+quote.Bounded(name)))
 		}
 		for _, o := range objs {
 			if o.Name == name {

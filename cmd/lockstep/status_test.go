@@ -162,3 +162,20 @@ func TestRWLockRefusalNamesTheWaitingWriter(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusOfATooLongNameSpeaksOfTheName: without --kind, status lists
+// NAME as a prefix to find its kinds; a name over the servers' bound was
+// refused as "prefix is 300 bytes", a prefix the user never gave, and the
+// whole name was quoted. The refusal now speaks of the name, quoted to
+// its first 64 bytes as every command quotes one.
+func TestStatusOfATooLongNameSpeaksOfTheName(t *testing.T) {
+	url := devServer(t)
+	name := strings.Repeat("x", 300)
+	var out, errb bytes.Buffer
+	code := run([]string{"status", name, "--endpoints", url}, &out, &errb)
+	msg := errb.String()
+	if code != exitUsage || strings.Contains(msg, "prefix") || strings.Contains(msg, name) ||
+		!strings.Contains(msg, "name is 300 bytes") || !strings.Contains(msg, "(300 bytes)") {
+		t.Fatalf("exit %d, want %d speaking of the name, quoted short:\n%s%s", code, exitUsage, &out, msg)
+	}
+}
