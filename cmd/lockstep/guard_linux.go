@@ -10,7 +10,9 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -150,7 +152,13 @@ func guard(args []string, stderr io.Writer) int {
 	}
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.Env = os.Environ()
+	// The guard's own settings are not the command's: it sees the
+	// environment it would without a guard (docs/client.md names the
+	// three LOCKSTEP_ variables it gets).
+	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		name, _, _ := strings.Cut(kv, "=")
+		return name == guardParentEnv || name == guardGraceEnv || name == guardLockDelayEnv
+	})
 	// The lease pipe is the guard's: the command would inherit it (an
 	// extra file is passed without close-on-exec) and find an fd 3 it
 	// never opened.

@@ -167,3 +167,33 @@ func TestLeaseRunOutWhileLockRunsIsAnnouncedOnce(t *testing.T) {
 		})
 	}
 }
+
+// TestGuardKeepsItsSettingsFromTheCommand: the command run under a hold
+// sees the LOCKSTEP_ variables docs/client.md names, and none of the
+// guard's own (it saw LOCKSTEP_GUARD_PARENT, _GRACE and _LOCK_DELAY).
+func TestGuardKeepsItsSettingsFromTheCommand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a node")
+	}
+	api := devServer(t)
+	envFile := filepath.Join(t.TempDir(), "env")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := lockstepCommand(t, ctx, os.Args[0], "lock", "jobs/env", "--endpoints", api, "--", "sh", "-c", "env > "+envFile)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("lockstep lock: %v\n%s", err, out)
+	}
+	raw, err := os.ReadFile(envFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := string(raw)
+	for _, want := range []string{"LOCKSTEP_FENCING_TOKEN=", "LOCKSTEP_LOCK_NAME=jobs/env", "LOCKSTEP_SESSION_ID="} {
+		if !strings.Contains(env, want) {
+			t.Errorf("the command's environment lacks %s", want)
+		}
+	}
+	if strings.Contains(env, "LOCKSTEP_GUARD_") {
+		t.Errorf("the command sees the guard's settings:\n%s", env)
+	}
+}
