@@ -128,7 +128,8 @@ Client commands (each takes -h for its flags and examples):
   lockstep list [PREFIX]                 live objects
   lockstep watch PREFIX                  print changes as they happen
   lockstep cluster status|add|remove|transfer
-  lockstep session list [--owner PREFIX]  live sessions: owner, lease, holds, waits
+  lockstep session list [--owner PREFIX]
+                                         live sessions: owner, lease, holds, waits
   lockstep session show|close ID         a session's holds; end it (force-release)
   lockstep completion bash|zsh           shell completion
   lockstep version                       this binary's version and log versions
