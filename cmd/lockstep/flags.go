@@ -74,8 +74,29 @@ func newServeFlags(stderr io.Writer) *serveFlags {
 	fs.BoolVar(&f.pprof, "pprof", false, "also serve net/http/pprof under /debug/pprof/ on the metrics address (for profiling); like /metrics it asks for no credentials, "+
 		"even with authentication on, and shows every goroutine's stack and the command line: keep that address on a network only operators reach")
 	fs.BoolVar(&f.check, "check", false, "check the configuration (the file, the flags, the security files, the data directory as this user may read it) and exit: 0 when it would start, 2 with every error")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), serveHelp)
+		fs.PrintDefaults()
+	}
 	return f
 }
+
+const serveHelp = `Usage: lockstep serve --config FILE [flags]
+       lockstep serve --dev [--data-dir DIR] [flags]
+
+Runs a member of a cluster, as its configuration file names it (config/*.yaml;
+each flag below that names a key overrides it), or one node on 127.0.0.1 with
+the defaults (--dev). SIGHUP reloads the security files and the log level;
+SIGTERM drains and stops. docs/operations.md is the operator's guide.
+
+Examples:
+  lockstep serve --dev
+  lockstep serve --dev --data-dir ./data --api-address 127.0.0.1:18080
+  lockstep serve --config /etc/lockstep/node1.yaml
+  lockstep serve --config node1.yaml --check
+
+Flags:
+`
 
 // newConfigFlags is the flag set of a command that reads a member's
 // configuration as serve does (serve, snapshot restore): --config and the

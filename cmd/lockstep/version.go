@@ -17,6 +17,10 @@ const versionHelp = `Usage: lockstep version [-o table|json]
 Prints this binary's version, the log versions it applies by (members whose
 log versions differ refuse each other: docs/operations.md, Upgrading), and
 the Go release it was built with. It needs no cluster.
+
+Examples:
+  lockstep version
+  lockstep version -o json | jq -r .version
 `
 
 // versionCmd prints this binary's version and the log versions it applies
