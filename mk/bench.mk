@@ -5,8 +5,10 @@
 #   make bench-etcd      the same workloads against 3 etcd members (Debian's
 #                        etcd-server: apt-get install -y etcd-server)
 #   make bench-compare   Lockstep (through the Go client and raw Connect),
-#                        etcd, ZooKeeper and one Lockstep node alone, one
+#                        one Lockstep node alone, etcd and ZooKeeper, one
 #                        after the other, then issue 12's targets table
+#                        (the one-node run before the JVMs: right after
+#                        ZooKeeper's it ran in their wake, load 6)
 #   make bench-pairs     two builds of Lockstep, interleaved (BASE, PAIRS)
 #   make test-performance  a short bounded profile (PERF_FLAGS)
 #
@@ -60,9 +62,9 @@ ONENODE_FLAGS ?= -nodes 1 -clients 1,64,256 -handoff 64 -failover 0 -partition 0
 bench-compare: ## lockstep, etcd, ZooKeeper and one lockstep node side by side in one run, then the targets table
 	@mkdir -p $(BENCH_OUT)
 	$(MAKE) --no-print-directory bench-server BENCH_FLAGS="$(COMPARE_FLAGS) $(BENCH_FLAGS)" | tee $(BENCH_OUT)/lockbench.txt
+	$(MAKE) --no-print-directory bench-onenode
 	$(MAKE) --no-print-directory bench-etcd ETCD_BENCH_FLAGS="$(ETCD_BENCH_FLAGS)" | tee $(BENCH_OUT)/etcd.txt
 	$(MAKE) --no-print-directory bench-zookeeper ZK_BENCH_FLAGS="$(ZK_BENCH_FLAGS)"
-	$(MAKE) --no-print-directory bench-onenode
 	$(MAKE) --no-print-directory bench-table
 
 .PHONY: bench-onenode
