@@ -311,7 +311,7 @@ func (n *nemesis) join(nd *cluster.Node) error {
 		MetricsAddress: nd.Metrics, DataDir: nd.DataDir, Join: true}
 	cfg.Consensus.Shards = n.o.Shards
 	n.c.Secure(nd, &cfg)
-	configure(&cfg)
+	n.o.configure(&cfg)
 	if inc != "" {
 		if cfg.Cluster.Incarnation, err = strconv.Atoi(inc); err != nil {
 			return fmt.Errorf("add %s: incarnation %q: %w", nd.ID, inc, err)

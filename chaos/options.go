@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"fmt"
+	"github.com/lockstepd/lockstep/config"
 	"io"
 	"math/rand/v2"
 	"slices"
@@ -41,6 +42,12 @@ type Options struct {
 	Workers int           // client goroutines, each with its own Client and session
 	TTL     time.Duration // the workers' session TTL
 	Hot     int           // hot names per kind; the cold ones are many
+	// SnapshotEntries is consensus.snapshot_entries; drawn small (50-400)
+	// for half the seeds, so that members take snapshots within a run and
+	// a kill finds one newer than the commit index its log store wrote
+	// (runtime/logstore.go), and restarts replay from one; else the
+	// default (10,000, which a run does not reach).
+	SnapshotEntries int
 	// LivenessBound is how long, after the last heal, every member gets to
 	// reach one applied index and every worker to be granted again.
 	LivenessBound time.Duration
@@ -69,6 +76,7 @@ const (
 	streamLapser  = 4
 	streamBarrier = 5 // + party index
 	streamStep    = 6 // which clock jumps on a leader are steps in place
+	streamConfig  = 7 // the members' configuration
 	streamWatcher = 20
 	streamWorker  = 100 // + worker index
 )
@@ -87,6 +95,12 @@ func (o *Options) draw() error {
 	}
 	if o.Hot == 0 {
 		o.Hot = hot
+	}
+	if o.SnapshotEntries == 0 {
+		o.SnapshotEntries = config.DefaultSnapshotEntries
+		if c := stream(o.Seed, streamConfig); c.IntN(2) == 0 {
+			o.SnapshotEntries = 50 + c.IntN(351)
+		}
 	}
 	if o.Nodes == 0 {
 		o.Nodes = 3
@@ -114,6 +128,8 @@ func (o *Options) draw() error {
 		return fmt.Errorf("chaos: -duration %v: use (0, %v]", o.Duration, maxDuration)
 	case o.Workers < 1 || o.Workers > maxWorkers:
 		return fmt.Errorf("chaos: %d workers: use 1..%d", o.Workers, maxWorkers)
+	case o.SnapshotEntries < 10:
+		return fmt.Errorf("chaos: snapshot_entries %d: use 10 or more", o.SnapshotEntries)
 	}
 	for _, n := range o.Nemesis {
 		if !slices.Contains(Nemeses, n) && !slices.Contains(OptInNemeses, n) {
@@ -135,8 +151,8 @@ func (o *Options) banner() string {
 	if bug == "" {
 		bug = "none"
 	}
-	return fmt.Sprintf("seed=%d nodes=%d shards=%d duration=%v workers=%d ttl=%v hot=%d nemesis=%s secure=%v liveness_bound=%v bug=%s",
-		o.Seed, o.Nodes, o.Shards, o.Duration, o.Workers, o.TTL, o.Hot, strings.Join(o.Nemesis, ","), o.Secure, o.LivenessBound, bug)
+	return fmt.Sprintf("seed=%d nodes=%d shards=%d duration=%v workers=%d ttl=%v hot=%d snapshot_entries=%d nemesis=%s secure=%v liveness_bound=%v bug=%s",
+		o.Seed, o.Nodes, o.Shards, o.Duration, o.Workers, o.TTL, o.Hot, o.SnapshotEntries, strings.Join(o.Nemesis, ","), o.Secure, o.LivenessBound, bug)
 }
 
 // Replay is the command line that runs this seed again with these options.

@@ -139,8 +139,11 @@ func (t *timeline) add(at time.Duration, what string) {
 }
 
 // configure is what a run changes in every member's configuration: REST
-// waits stay short.
-func configure(cfg *config.Config) { cfg.Locks.MaxWaitTimeSeconds = 10 }
+// waits stay short, and snapshots come as often as the seed drew.
+func (o *Options) configure(cfg *config.Config) {
+	cfg.Locks.MaxWaitTimeSeconds = 10
+	cfg.Consensus.SnapshotEntries = o.SnapshotEntries
+}
 
 // Bounds on a run's phases beyond the fault phase.
 const (
@@ -160,7 +163,7 @@ func Run(o Options) (Result, error) {
 	res := Result{Seed: o.Seed, Faults: map[string]int{}, Recovery: map[string][]int64{}, Replay: o.Replay()}
 	began := time.Now()
 	c, err := cluster.Start(cluster.Options{Binary: o.Binary, Nodes: o.Nodes, Shards: o.Shards, Proxies: !o.Secure, Keep: o.Keep,
-		Secure: o.Secure, Configure: configure}, startBound)
+		Secure: o.Secure, Configure: o.configure}, startBound)
 	if err != nil {
 		return res, fmt.Errorf("starting the cluster: %w", err)
 	}
