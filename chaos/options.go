@@ -2,12 +2,13 @@ package chaos
 
 import (
 	"fmt"
-	"github.com/lockstepd/lockstep/config"
 	"io"
 	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/lockstepd/lockstep/config"
 )
 
 // Nemeses are the fault kinds a run may draw from, in the order they are

@@ -110,37 +110,35 @@ func (s *logStore) mustWrite(u *pb.Update) bool {
 
 // SaveRaftState writes the updates that carry anything but a commit index,
 // and holds the others' state. The engine goes on to use updates after
-// this, so they are filtered into a new slice, only when some are held and
-// some not (one shard per step worker, the usual case, is all or none).
+// this, so they are filtered into a new slice, made only at the first
+// update held (one shard per step worker, the usual case, holds all or
+// none).
 func (s *logStore) SaveRaftState(updates []pb.Update, worker uint64) error {
+	var filtered []pb.Update // nil while every update so far is written
 	s.mu.Lock()
-	writes := 0
-	for i := range updates {
-		if s.mustWrite(&updates[i]) {
-			writes++
-		}
-	}
-	toWrite := updates
-	if writes < len(updates) {
-		toWrite = make([]pb.Update, 0, writes)
-	}
 	for i := range updates {
 		u := &updates[i]
 		k := replicaKey{u.ShardID, u.ReplicaID}
+		write := s.mustWrite(u)
 		switch {
-		case s.mustWrite(u):
-			if writes < len(updates) {
-				toWrite = append(toWrite, *u)
-			}
-			if !pb.IsEmptyState(u.State) {
-				s.written[k] = u.State
-				delete(s.held, k)
-			}
-		case !pb.IsEmptyState(u.State):
+		case write && !pb.IsEmptyState(u.State):
+			s.written[k] = u.State
+			delete(s.held, k)
+		case !write && !pb.IsEmptyState(u.State):
 			s.held[k] = u.State
+		}
+		switch {
+		case !write && filtered == nil:
+			filtered = append(make([]pb.Update, 0, len(updates)-1), updates[:i]...)
+		case write && filtered != nil:
+			filtered = append(filtered, *u)
 		}
 	}
 	s.mu.Unlock()
+	toWrite := updates
+	if filtered != nil {
+		toWrite = filtered
+	}
 	if len(toWrite) == 0 {
 		return nil
 	}

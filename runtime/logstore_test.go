@@ -130,6 +130,17 @@ func TestLogStoreFiltersAMixedBatch(t *testing.T) {
 			t.Fatalf("the caller's update %d changed: %+v, was %+v", i, batch[i], kept[i])
 		}
 	}
+	// A held update between written ones: those before it are kept too.
+	if err := s.SaveRaftState([]pb.Update{
+		{ShardID: 2, ReplicaID: 1, State: state(1, 1, 3), EntriesToSave: []pb.Entry{{Index: 3, Term: 1}}},
+		{ShardID: 1, ReplicaID: 1, State: state(1, 1, 3)},
+		{ShardID: 3, ReplicaID: 1, State: state(3, 0, 2)},
+	}, 1); err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.saved[len(rec.saved)-1]; len(rec.saved) != 3 || len(got) != 2 || got[0].ShardID != 2 || got[1].ShardID != 3 {
+		t.Fatalf("wrote %+v, want shards 2 and 3", rec.saved)
+	}
 }
 
 // TestLogStoreWritesWhatItHeldAtClose: a member stopped cleanly restarts
