@@ -89,6 +89,25 @@ func TestDeterminism(t *testing.T) {
 	}
 }
 
+// sweepPrivate runs seeds 1..last with -private 0.5, failing on any
+// violation, and hands each result to reached until it says the sweep got
+// what the test needs.
+func sweepPrivate(t *testing.T, last uint64, reached func(seed uint64, res Result) bool) {
+	t.Helper()
+	for seed := uint64(1); seed <= last; seed++ {
+		o := DefaultOptions(seed)
+		o.Private = 0.5
+		o.Tolerate = os.Getenv("SIM_TOLERATE")
+		res := Run(o, RunConfig{})
+		if !res.OK {
+			t.Fatalf("lockstep-sim %s: %v", res.Flags, res.Violations[0])
+		}
+		if reached(seed, res) {
+			return
+		}
+	}
+}
+
 // Private requests must reach what they exist for (Options.Private): a
 // replica's unheard release that ends a grant nobody heard, and one the
 // machine refuses because the caller's retry, through another member, was
@@ -97,19 +116,13 @@ func TestDeterminism(t *testing.T) {
 // change that stops the sweep reaching either fails here, not silently.
 func TestPrivateRequestsReachTheRace(t *testing.T) {
 	var ended, raced int
-	for seed := uint64(1); seed <= 20 && (ended == 0 || raced == 0); seed++ {
-		o := DefaultOptions(seed)
-		o.Private = 0.5
-		o.Tolerate = os.Getenv("SIM_TOLERATE")
-		res := Run(o, RunConfig{})
-		if !res.OK {
-			t.Fatalf("lockstep-sim %s: %v", res.Flags, res.Violations[0])
-		}
+	sweepPrivate(t, 20, func(seed uint64, res Result) bool {
 		ended += res.UnheardEnded
 		raced += res.UnheardRaced
 		t.Logf("seed %d: %d private requests, %d given up; unheard releases: %d ended a grant, %d kept it (%d a retry's race)",
 			seed, res.PrivateRequests, res.PrivateGiveUps, res.UnheardEnded, res.UnheardKept, res.UnheardRaced)
-	}
+		return ended > 0 && raced > 0
+	})
 	if ended == 0 || raced == 0 {
 		t.Fatalf("over seeds 1-20 with -private 0.5: %d unheard releases ended a grant, %d were refused for a retry's grant; want both", ended, raced)
 	}
@@ -125,20 +138,14 @@ func TestPrivateRequestsReachTheRace(t *testing.T) {
 // answered its wait's end (seed 11 does today).
 func TestPrivateRetriesReachJoinedWaits(t *testing.T) {
 	var joined, byRetry, ended int
-	for seed := uint64(1); seed <= 60 && (byRetry == 0 || ended == 0); seed++ {
-		o := DefaultOptions(seed)
-		o.Private = 0.5
-		o.Tolerate = os.Getenv("SIM_TOLERATE")
-		res := Run(o, RunConfig{})
-		if !res.OK {
-			t.Fatalf("lockstep-sim %s: %v", res.Flags, res.Violations[0])
-		}
+	sweepPrivate(t, 60, func(seed uint64, res Result) bool {
 		joined += res.JoinedRequests
 		byRetry += res.JoinedByRetry
 		ended += res.JoinedEnded
 		t.Logf("seed %d: %d public retries; %d requests joined a wait (%d public retries), %d retries answered its end",
 			seed, res.PublicRetries, res.JoinedRequests, res.JoinedByRetry, res.JoinedEnded)
-	}
+		return byRetry > 0 && ended > 0
+	})
 	if byRetry == 0 || ended == 0 {
 		t.Fatalf("over seeds 1-60 with -private 0.5: %d requests joined a wait (%d a private request's public retry), "+
 			"%d retries of one were answered its end; want a join by a public retry and a retry answered the end", joined, byRetry, ended)
